@@ -1,0 +1,172 @@
+/**
+ * Ferry's benchmark (`npm run bench`). Every ratio is measured side by side in
+ * this one run; nothing here is a pass/fail assertion. Pass `--quick` for a
+ * short run (smaller sizes, fewer repeats).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { setFlagsFromString } from "node:v8";
+import { Worker } from "node:worker_threads";
+import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
+import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
+
+// Node 20's node:wasi crashes under fast API calls once a guest's memory has
+// grown (nodejs/node#46777); the baseline needs them off to finish at all.
+setFlagsFromString("--no-turbo-fast-api-calls");
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const EXAMPLES = path.join(ROOT, "examples");
+const quick = process.argv.includes("--quick");
+const REPEATS = quick ? 1 : 3;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] as number;
+}
+const f1 = (x: number): string => x.toFixed(1);
+
+const devnull = fs.openSync("/dev/null", "w");
+const io = { stdin: null, stdout: { kind: "fd", fd: devnull }, stderr: { kind: "fd", fd: devnull } } as const;
+
+function spec(module: string, args: string[], preopens: ProcessSpec["preopens"] = []): ProcessSpec {
+  const file = path.join(EXAMPLES, module);
+  return { wasm: fs.readFileSync(file), module_path: file, args: [path.basename(module), ...args], env: [], preopens };
+}
+
+async function ferryRun(s: ProcessSpec): Promise<number> {
+  const proc = await GuestProcess.start(s, io);
+  const t0 = performance.now();
+  await proc.exited;
+  return performance.now() - t0;
+}
+
+function nodeWasiRun(s: ProcessSpec): Promise<number> {
+  const preopens: Record<string, string> = {};
+  for (const p of s.preopens) preopens[p.guest_path] = p.host_path;
+  return new Promise((resolve, reject) => {
+    const w = new Worker(new URL("./_node_wasi_worker.js", import.meta.url), {
+      workerData: { wasm: s.wasm, args: s.args, preopens },
+      resourceLimits: { stackSizeMb: 256 },
+    });
+    w.once("message", (m: { ms: number }) => {
+      void w.terminate();
+      resolve(m.ms);
+    });
+    w.once("error", reject);
+  });
+}
+
+async function overhead(): Promise<void> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-"));
+  const input = Buffer.alloc(2 * 1024 * 1024);
+  for (let i = 0; i < input.length; i += 1) input[i] = (i * 2654435761) >>> 24;
+  fs.writeFileSync(path.join(data, "in.bin"), input);
+  const cases: [string, ProcessSpec][] = [
+    ["compute", spec("c/compute.wasm", ["20"])],
+    ["fileproc", spec("c/fileproc.wasm", ["/data/in.bin", "/data/out.bin"], [{ host_path: data, guest_path: "/data" }])],
+    ["memhog 64MiB", spec("c/memhog.wasm", ["64", "200", "1"])],
+    ["recurse", spec("c/recurse.wasm", ["20000", "60"])],
+    ["sleeper", spec("c/sleeper.wasm", ["20", "10"])],
+    ["sieve (AS)", spec("as/sieve.wasm", [])],
+    ["mandel (AS)", spec("as/mandel.wasm", [])],
+  ];
+  console.log("\n(a) execution time, Ferry vs node:wasi on the uninstrumented module (median of %d, ms)", REPEATS);
+  console.log("| program | node:wasi | ferry | ratio |\n|---|---|---|---|");
+  for (const [name, s] of cases) {
+    const base: number[] = [];
+    const ours: number[] = [];
+    await ferryRun(s); // warm the instrumentation cache
+    for (let i = 0; i < REPEATS; i += 1) {
+      base.push(await nodeWasiRun(s));
+      ours.push(await ferryRun(s));
+    }
+    console.log(`| ${name} | ${f1(median(base))} | ${f1(median(ours))} | ${(median(ours) / median(base)).toFixed(2)}x |`);
+  }
+  fs.rmSync(data, { recursive: true, force: true });
+}
+
+async function suspendLatency(): Promise<void> {
+  console.log("\n(b, c) suspend and resume at a given amount of touched memory (memhog, idle after touching)");
+  console.log("| touched | unwind ms | suspend→image written ms | image bytes | image/touched | read+check ms | resume (start→running) ms |\n|---|---|---|---|---|---|---|");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-img-"));
+  for (const mib of quick ? [16, 256] : [16, 1024]) {
+    const s = spec("c/memhog.wasm", [String(mib), "0", "600"]);
+    const proc = await GuestProcess.start(s, io);
+    // Wait until every page is touched: memhog prints nothing we can see here,
+    // so wait for the memory to reach its size and a moment more.
+    while (proc.memory.buffer.byteLength < mib * 1024 * 1024) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 300 + mib));
+    const t0 = performance.now();
+    const suspension = await proc.suspend();
+    if (suspension === null) throw new Error("memhog ended early");
+    const file = path.join(dir, `memhog-${mib}.img`);
+    const bytes = writeImageFile(file, proc.image(suspension));
+    const written = performance.now() - t0;
+    await proc.terminate();
+    const r0 = performance.now();
+    const image = readImageFile(file);
+    const read = performance.now() - r0;
+    const restored = await GuestProcess.restore(image, s.wasm, io);
+    console.log(`| ${mib} MiB | ${f1(suspension.suspend_ms)} | ${f1(written)} | ${bytes} | ${(bytes / (mib * 1048576)).toFixed(3)} | ${f1(read)} | ${f1(restored.timings.start_ms)} |`);
+    await restored.terminate();
+    fs.rmSync(file, { force: true });
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+async function safePointLatency(): Promise<void> {
+  console.log("\n(b') request → stack unwound, by where the guest is (ms over %d suspends)", quick ? 10 : 40);
+  console.log("| guest state | p50 | p99 | max |\n|---|---|---|---|");
+  const n = quick ? 10 : 40;
+  const sample = async (name: string, s: ProcessSpec, stdin: boolean): Promise<void> => {
+    const { PassThrough } = await import("node:stream");
+    const input = stdin ? new PassThrough() : null;
+    const proc = await GuestProcess.start(s, { ...io, stdin: input });
+    const xs: number[] = [];
+    for (let i = 0; i < n; i += 1) {
+      await new Promise((r) => setTimeout(r, 5 + (i % 7) * 3));
+      const susp = await proc.suspend();
+      if (susp === null) break;
+      xs.push(susp.suspend_ms);
+      await proc.resume();
+    }
+    await proc.terminate();
+    console.log(`| ${name} | ${xs.length ? f1(pct(xs, 50)) : "-"} | ${xs.length ? f1(pct(xs, 99)) : "-"} | ${xs.length ? f1(Math.max(...xs)) : "-"} |`);
+  };
+  await sample("tight compute loop (compute)", spec("c/compute.wasm", ["100000"]), false);
+  await sample("deep recursion (recurse 60000)", spec("c/recurse.wasm", ["60000", "100000"]), false);
+  await sample("sleeping in poll_oneoff (sleeper)", spec("c/sleeper.wasm", ["1000", "100000"]), false);
+  await sample("blocked reading stdin (sleeper)", spec("c/sleeper.wasm", ["0", "100000"]), true);
+}
+
+async function instrumentation(): Promise<void> {
+  console.log("\n(d) instrumentation, cold vs cached (ms)");
+  console.log("| module | size KiB | cold | cached | ratio |\n|---|---|---|---|---|");
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-cache-"));
+  for (const m of ["c/compute.wasm", "c/fileproc.wasm", "c/memhog.wasm", "as/sieve.wasm"]) {
+    const wasm = fs.readFileSync(path.join(EXAMPLES, m));
+    const t0 = performance.now();
+    instrumentModule(wasm);
+    const cold = performance.now() - t0;
+    loadInstrumented(wasm, { cache_dir: cache });
+    const t1 = performance.now();
+    const hit = loadInstrumented(wasm, { cache_dir: cache });
+    const cached = performance.now() - t1;
+    if (!hit.cached) throw new Error("cache miss on second load");
+    console.log(`| ${m} | ${(wasm.length / 1024).toFixed(0)} | ${f1(cold)} | ${f1(cached)} | ${(cold / cached).toFixed(0)}x |`);
+  }
+  fs.rmSync(cache, { recursive: true, force: true });
+}
+
+console.log(`Ferry benchmark — node ${process.version}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "?"}${quick ? " (quick)" : ""}`);
+await instrumentation();
+await overhead();
+await safePointLatency();
+await suspendLatency();
+process.exit(0);

@@ -1,0 +1,91 @@
+/**
+ * Command-line parsing for ferry's commands. Options come before the program;
+ * everything from the program on belongs to the guest, so a guest's own
+ * `--help` is never taken for ferry's.
+ */
+import { FerryError } from "../errors.js";
+
+/** How one option is spelled and read. */
+export interface OptionSpec {
+  name: string;
+  /** Takes a value (`--name V` or `--name=V`) or is a flag. */
+  value: boolean;
+  /** May be given more than once. */
+  multiple?: boolean;
+  short?: string;
+}
+
+/** Parsed command line. */
+export interface Parsed {
+  options: Map<string, string[]>;
+  flags: Set<string>;
+  positionals: string[];
+}
+
+/** A usage error: bad option, missing argument. Exit status 2. */
+export class UsageError extends FerryError {
+  constructor(message: string) {
+    super("ERR_USAGE", message);
+    this.name = "UsageError";
+  }
+}
+
+/**
+ * Parses `argv`. With `stop_at_positional`, parsing ends at the first
+ * positional argument and the rest is returned verbatim.
+ */
+export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[], stop_at_positional: boolean): Parsed {
+  const options = new Map<string, string[]>();
+  const flags = new Set<string>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    const arg = argv[i] as string;
+    if (arg === "--") {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      if (stop_at_positional) {
+        positionals.push(...argv.slice(i));
+        break;
+      }
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const key = eq >= 0 ? arg.slice(0, eq) : arg;
+    const spec = specs.find((s) => `--${s.name}` === key || (s.short !== undefined && `-${s.short}` === key));
+    if (spec === undefined) throw new UsageError(`unknown option ${key}`);
+    if (!spec.value) {
+      if (eq >= 0) throw new UsageError(`option --${spec.name} takes no value`);
+      flags.add(spec.name);
+      continue;
+    }
+    let value: string;
+    if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      const next = argv[i + 1];
+      if (next === undefined) throw new UsageError(`option --${spec.name} needs a value`);
+      value = next;
+      i += 1;
+    }
+    const list = options.get(spec.name) ?? [];
+    if (list.length > 0 && spec.multiple !== true) throw new UsageError(`option --${spec.name} given twice`);
+    list.push(value);
+    options.set(spec.name, list);
+  }
+  return { options, flags, positionals };
+}
+
+/** The single value of an option, if given. */
+export function optionValue(parsed: Parsed, name: string): string | undefined {
+  return parsed.options.get(name)?.[0];
+}
+
+/** A non-negative integer option (milliseconds, counts). */
+export function optionInt(parsed: Parsed, name: string): number | undefined {
+  const raw = optionValue(parsed, name);
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`option --${name} wants a whole number, not ${JSON.stringify(raw)}`);
+  return Number(raw);
+}

@@ -1,0 +1,64 @@
+/** The `ferry` command: dispatches to subcommands. */
+import { readFileSync } from "node:fs";
+import { FerryError } from "../errors.js";
+import { UsageError } from "./_args.js";
+import { execCommand, resumeCommand } from "./run.js";
+
+/** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
+export const EXIT_FERRY_FAILED = 125;
+/** Exit status of a usage error. */
+export const EXIT_USAGE = 2;
+
+const HELP = `Usage: ferry COMMAND [OPTIONS]
+
+Ferry runs WebAssembly (WASI preview1) programs and moves them while they run.
+
+Commands:
+  exec      Run a program locally, optionally suspending it into an image
+  resume    Continue a suspended program from its image
+
+Run 'ferry COMMAND --help' for a command's options.
+Options: -h, --help (this help), --version
+`;
+
+const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
+  exec: execCommand,
+  resume: resumeCommand,
+};
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI with `argv` (without node and script) and returns the exit status. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "-h" || command === "--help" || command === "help") {
+    process.stdout.write(HELP);
+    return command === undefined ? EXIT_USAGE : 0;
+  }
+  if (command === "--version") {
+    process.stdout.write(`ferry ${version()}\n`);
+    return 0;
+  }
+  const run = commands[command];
+  if (run === undefined) {
+    process.stderr.write(`ferry: unknown command ${JSON.stringify(command)}\n\n${HELP}`);
+    return EXIT_USAGE;
+  }
+  try {
+    return await run(rest);
+  } catch (err: unknown) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`ferry ${command}: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof FerryError) {
+      process.stderr.write(`ferry ${command}: ${err.message} (${err.code})\n`);
+      return EXIT_FERRY_FAILED;
+    }
+    process.stderr.write(`ferry ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return EXIT_FERRY_FAILED;
+  }
+}

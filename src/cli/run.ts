@@ -1,0 +1,150 @@
+/**
+ * `ferry exec` and `ferry resume`: run a process locally, optionally suspend
+ * it after some time into an image, and exit with the program's status.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { GuestProcess, readImageFile, writeImageFile, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
+import type { Preopen } from "../wasi/mod.js";
+import { optionInt, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
+
+/** Exit status when the guest traps, as a shell reports an abort (128 + SIGABRT). */
+export const EXIT_TRAP = 134;
+
+const SUSPEND_OPTIONS: OptionSpec[] = [
+  { name: "suspend-after", value: true },
+  { name: "image", value: true },
+  { name: "help", value: false, short: "h" },
+];
+
+/** Help of `ferry exec`. */
+export const EXEC_HELP = `Usage: ferry exec [OPTIONS] PROGRAM.wasm [ARGS...]
+
+Runs a WASI preview1 program locally. Its stdout, stderr and exit status are
+the program's.
+
+Options:
+  --dir HOST[:GUEST]     Give the program the host directory HOST, seen as GUEST
+                         (default: the same path). Repeatable.
+  --env K=V              Set an environment variable for the program. Repeatable.
+  --suspend-after MS     Suspend the program at its first safe point after MS
+                         milliseconds of running, write its image and exit 0.
+                         If the program ends first, nothing is written.
+  --image FILE           Where to write the image (required with --suspend-after).
+  -h, --help             Show this help.
+
+Continue a suspended program with: ferry resume FILE
+`;
+
+/** Help of `ferry resume`. */
+export const RESUME_HELP = `Usage: ferry resume [OPTIONS] IMAGE
+
+Continues a suspended program from its image in this process, as if it had
+never stopped: its output continues where it left off and its exit status is
+the program's.
+
+Options:
+  --module PATH          The program's .wasm (default: the path recorded in the
+                         image). Must be the very module the image was taken from.
+  --suspend-after MS     Suspend again after MS milliseconds of running.
+  --image FILE           Where to write the new image (required with --suspend-after).
+  -h, --help             Show this help.
+`;
+
+function suspendPlan(parsed: Parsed): { after_ms: number; image: string } | null {
+  const after_ms = optionInt(parsed, "suspend-after");
+  const image = optionValue(parsed, "image");
+  if (after_ms === undefined && image === undefined) return null;
+  if (after_ms === undefined || image === undefined) throw new UsageError("--suspend-after and --image go together");
+  return { after_ms, image };
+}
+
+function preopen(spec: string): Preopen {
+  // HOST[:GUEST]; a Windows-style drive letter is not a concern on our hosts.
+  const colon = spec.indexOf(":");
+  const host = colon >= 0 ? spec.slice(0, colon) : spec;
+  const guest = colon >= 0 ? spec.slice(colon + 1) : spec;
+  if (host === "" || guest === "") throw new UsageError(`--dir ${JSON.stringify(spec)}: want HOST[:GUEST]`);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(host);
+  } catch {
+    throw new UsageError(`--dir ${host}: no such directory`);
+  }
+  if (!stat.isDirectory()) throw new UsageError(`--dir ${host}: not a directory`);
+  return { host_path: path.resolve(host), guest_path: guest };
+}
+
+function stdio(): ProcessIo {
+  return { stdin: process.stdin, stdout: { kind: "fd", fd: 1 }, stderr: { kind: "fd", fd: 2 } };
+}
+
+/** `ferry exec`. Returns the exit status for the CLI. */
+export async function execCommand(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [{ name: "dir", value: true, multiple: true }, { name: "env", value: true, multiple: true }, ...SUSPEND_OPTIONS],
+    true,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(EXEC_HELP);
+    return 0;
+  }
+  const [program, ...args] = parsed.positionals;
+  if (program === undefined) throw new UsageError("missing PROGRAM.wasm (see ferry exec --help)");
+  const plan = suspendPlan(parsed);
+  const env = parsed.options.get("env") ?? [];
+  for (const e of env) if (!e.includes("=")) throw new UsageError(`--env ${JSON.stringify(e)}: want K=V`);
+  const preopens = (parsed.options.get("dir") ?? []).map(preopen);
+  const wasm = readModule(program);
+  const proc = await GuestProcess.start(
+    { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens },
+    stdio(),
+  );
+  return finish(proc, plan);
+}
+
+/** `ferry resume`. Returns the exit status for the CLI. */
+export async function resumeCommand(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(argv, [{ name: "module", value: true }, ...SUSPEND_OPTIONS], false);
+  if (parsed.flags.has("help")) {
+    process.stdout.write(RESUME_HELP);
+    return 0;
+  }
+  if (parsed.positionals.length !== 1) throw new UsageError("want exactly one IMAGE (see ferry resume --help)");
+  const plan = suspendPlan(parsed);
+  const image = readImageFile(parsed.positionals[0] as string);
+  const module_path = optionValue(parsed, "module") ?? image.meta.module_path;
+  const proc = await GuestProcess.restore(image, readModule(module_path), stdio());
+  return finish(proc, plan);
+}
+
+function readModule(file: string): Uint8Array {
+  try {
+    return fs.readFileSync(file);
+  } catch (err: unknown) {
+    throw new UsageError(`cannot read module ${file}: ${(err as Error).message}`);
+  }
+}
+
+async function finish(proc: GuestProcess, plan: { after_ms: number; image: string } | null): Promise<number> {
+  if (plan !== null) {
+    const timer = new Promise<"timer">((resolve) => setTimeout(() => resolve("timer"), plan.after_ms));
+    const first = await Promise.race([timer, proc.exited]);
+    if (first === "timer") {
+      const suspension = await proc.suspend();
+      if (suspension !== null) {
+        writeImageFile(plan.image, proc.image(suspension));
+        await proc.terminate();
+        return 0;
+      }
+    }
+  }
+  return exitCode(await proc.exited);
+}
+
+function exitCode(status: ExitStatus): number {
+  if (status.kind === "exit") return status.code;
+  process.stderr.write(`ferry: the program trapped: ${status.message}\n`);
+  return EXIT_TRAP;
+}

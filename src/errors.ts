@@ -1,0 +1,63 @@
+/**
+ * Ferry's error hierarchy. Every failure an operator or a caller may meet has a
+ * stable `code` (matched by callers, also across process boundaries) and keeps
+ * the underlying error as `cause`.
+ */
+
+/** Base class of every error Ferry raises on purpose. */
+export class FerryError extends Error {
+  /** Stable machine-readable code, e.g. `ERR_IMAGE_CHECKSUM`. */
+  readonly code: string;
+
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = "FerryError";
+  }
+}
+
+/** An image (or image stream) failed a check; nothing was restored from it. */
+export class ImageError extends FerryError {
+  constructor(code: ImageErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "ImageError";
+  }
+}
+
+/** Codes carried by {@link ImageError}. */
+export const ImageErrorCodes = {
+  magic: "ERR_IMAGE_MAGIC",
+  version: "ERR_IMAGE_VERSION",
+  truncated: "ERR_IMAGE_TRUNCATED",
+  checksum: "ERR_IMAGE_CHECKSUM",
+  malformed: "ERR_IMAGE_MALFORMED",
+  moduleMismatch: "ERR_IMAGE_MODULE_MISMATCH",
+  limit: "ERR_IMAGE_LIMIT",
+} as const;
+
+/** Union of image error codes. */
+export type ImageErrorCode = (typeof ImageErrorCodes)[keyof typeof ImageErrorCodes];
+
+/** Instrumenting a module failed (not valid wasm, unsupported feature). */
+export class InstrumentError extends FerryError {
+  constructor(code: "ERR_INSTRUMENT_INVALID" | "ERR_INSTRUMENT_UNSUPPORTED", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "InstrumentError";
+  }
+}
+
+/** Restoring a process failed before it ran (file gone, directory missing...). */
+export class RestoreError extends FerryError {
+  constructor(code: "ERR_RESTORE_FILE" | "ERR_RESTORE_PREOPEN" | "ERR_RESTORE_STATE", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "RestoreError";
+  }
+}
+
+/** A runtime operation on a process failed (trap, suspend refused...). */
+export class RuntimeError extends FerryError {
+  constructor(code: "ERR_GUEST_TRAP" | "ERR_SUSPEND_FAILED" | "ERR_PROCESS_STATE" | "ERR_WORKER", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "RuntimeError";
+  }
+}

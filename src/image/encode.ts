@@ -1,0 +1,142 @@
+/**
+ * Image encoder: a generator of byte chunks, so a caller can write them to a
+ * socket or file with backpressure and the whole image never sits in memory.
+ */
+import { crc32 } from "./_crc.js";
+import { ImageDigest, frameSection, u32Bytes, writeSectionHeader } from "./_frame.js";
+import {
+  encodeEnd,
+  encodeGlobals,
+  encodeJson,
+  encodeMemory,
+  encodeModule,
+  encodeStack,
+  encodeStreams,
+} from "./_sections.js";
+import {
+  HEADER_BYTES,
+  IMAGE_MAGIC,
+  IMAGE_VERSION,
+  ImageLimits,
+  PAGE_BYTES,
+  RUN_HEADER_BYTES,
+  SECTION_HEADER_BYTES,
+  SectionKind,
+} from "./format.js";
+import type { MemorySource, ProcessImage } from "./types.js";
+
+/** The 16-byte file header: magic, version, reserved zero. */
+function fileHeader(): Uint8Array {
+  const header = new Uint8Array(HEADER_BYTES);
+  header.set(IMAGE_MAGIC, 0);
+  new DataView(header.buffer).setUint32(8, IMAGE_VERSION, true);
+  return header;
+}
+
+/**
+ * Streams the bytes of an image. Small sections are validated and built before
+ * the first chunk is yielded, so bad input (TypeError/RangeError) or an input
+ * over a limit (ImageError ERR_IMAGE_LIMIT) fails before any output. Memory
+ * pages are yielded as views of the caller's memory, never copied: the memory
+ * must not change until the consumer is done with every chunk (capture happens
+ * while the process is suspended). The output is deterministic: the same image
+ * encodes to the same bytes.
+ */
+export function* encodeImage(image: ProcessImage): Generator<Uint8Array, void, undefined> {
+  const small = [
+    { kind: SectionKind.module, payload: encodeModule(image.module_sha256, image.instrumenter) },
+    { kind: SectionKind.meta, payload: encodeJson(image.meta, "meta") },
+    { kind: SectionKind.globals, payload: encodeGlobals(image.globals) },
+    { kind: SectionKind.stack, payload: encodeStack(image.stack) },
+    { kind: SectionKind.wasi, payload: encodeJson(image.wasi, "wasi state") },
+    { kind: SectionKind.streams, payload: encodeStreams(image.streams) },
+    { kind: SectionKind.memory, payload: encodeMemory(image.memory.size_bytes) },
+  ];
+
+  const digest = new ImageDigest();
+  const header = fileHeader();
+  digest.addHeader(header);
+  yield header;
+
+  for (const { kind, payload } of small) {
+    const section = frameSection({ kind, flags: 0, payload });
+    digest.addSection(section.crc, payload.length);
+    yield section.bytes;
+  }
+
+  const page_count = yield* encodePages(image.memory, digest);
+
+  const end = encodeEnd({
+    image_bytes: digest.image_bytes,
+    section_count: digest.section_count,
+    page_count,
+    image_crc: digest.crc,
+  });
+  yield frameSection({ kind: SectionKind.end, flags: 0, payload: end }).bytes;
+}
+
+/**
+ * PAGES sections, one per run of consecutive non-zero pages (at most
+ * page_run_pages_max pages each). Returns the number of pages written.
+ */
+function* encodePages(memory: MemorySource, digest: ImageDigest): Generator<Uint8Array, number, undefined> {
+  const pages_total = memory.size_bytes / PAGE_BYTES;
+  // Views of the pending run's pages; only references, the data stays in place.
+  const run: Uint8Array[] = [];
+  let run_first = 0;
+  let next_index_min = 0;
+  let page_count = 0;
+
+  for (const { index, data } of memory.pages()) {
+    if (!Number.isInteger(index) || index < next_index_min || index >= pages_total) {
+      throw new RangeError(
+        `memory.pages() yielded index ${index}; indices must be strictly increasing and below ${pages_total}`,
+      );
+    }
+    if (data.length !== PAGE_BYTES) {
+      throw new RangeError(`memory.pages() yielded page ${index} of ${data.length} bytes, expected ${PAGE_BYTES}`);
+    }
+    if (run.length > 0 && (index !== run_first + run.length || run.length === ImageLimits.page_run_pages_max)) {
+      yield* encodeRun(run_first, run, digest);
+      run.length = 0;
+    }
+    if (run.length === 0) run_first = index;
+    run.push(data);
+    next_index_min = index + 1;
+    page_count += 1;
+  }
+  if (run.length > 0) yield* encodeRun(run_first, run, digest);
+  return page_count;
+}
+
+/**
+ * One PAGES section: header and run header in one small chunk, the page data
+ * as views (pages that are adjacent in the same buffer merged into one view,
+ * so a dense run is a single 1 MiB chunk), then the CRC.
+ */
+function* encodeRun(first: number, pages: readonly Uint8Array[], digest: ImageDigest): Generator<Uint8Array, void, undefined> {
+  const payload_bytes = RUN_HEADER_BYTES + pages.length * PAGE_BYTES;
+  const head = Buffer.allocUnsafe(SECTION_HEADER_BYTES + RUN_HEADER_BYTES);
+  writeSectionHeader(head, 0, { kind: SectionKind.pages, flags: 0, length_bytes: payload_bytes });
+  head.writeUInt32LE(first, SECTION_HEADER_BYTES);
+  head.writeUInt32LE(pages.length, SECTION_HEADER_BYTES + 4);
+  let crc = crc32(head);
+  yield head;
+
+  let i = 0;
+  while (i < pages.length) {
+    const start = pages[i] as Uint8Array;
+    let span_pages = 1;
+    for (; i + span_pages < pages.length; span_pages++) {
+      const next = pages[i + span_pages] as Uint8Array;
+      if (next.buffer !== start.buffer || next.byteOffset !== start.byteOffset + span_pages * PAGE_BYTES) break;
+    }
+    const span = span_pages === 1 ? start : new Uint8Array(start.buffer, start.byteOffset, span_pages * PAGE_BYTES);
+    crc = crc32(span, crc);
+    yield span;
+    i += span_pages;
+  }
+
+  digest.addSection(crc, payload_bytes);
+  yield u32Bytes(crc);
+}

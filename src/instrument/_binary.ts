@@ -1,0 +1,99 @@
+/**
+ * Minimal reader/writer of the WebAssembly binary container: enough to walk
+ * sections and rewrite the memory section's limits. Binaryen builds the
+ * module; this only flips a flag it has no JS API for.
+ */
+
+const WASM_MAGIC_BYTES = 8; // "\0asm" + version
+
+/** A section as found in the binary. */
+interface Section {
+  id: number;
+  /** Offset of the section id byte. */
+  start: number;
+  /** Offset of the payload. */
+  payload: number;
+  /** Offset just past the payload. */
+  end: number;
+}
+
+function readU32Leb(bytes: Uint8Array, offset: number): { value: number; next: number } {
+  let value = 0;
+  let shift = 0;
+  let pos = offset;
+  for (;;) {
+    const byte = bytes[pos];
+    if (byte === undefined) throw new Error("truncated LEB128");
+    pos += 1;
+    value += (byte & 0x7f) * 2 ** shift;
+    if ((byte & 0x80) === 0) break;
+    shift += 7;
+    if (shift > 35) throw new Error("LEB128 too long");
+  }
+  return { value, next: pos };
+}
+
+function writeU32Leb(value: number): number[] {
+  const out: number[] = [];
+  let v = value;
+  do {
+    let byte = v & 0x7f;
+    v = Math.floor(v / 128);
+    if (v !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (v !== 0);
+  return out;
+}
+
+function sections(bytes: Uint8Array): Section[] {
+  const out: Section[] = [];
+  let pos = WASM_MAGIC_BYTES;
+  while (pos < bytes.length) {
+    const id = bytes[pos] as number;
+    const size = readU32Leb(bytes, pos + 1);
+    out.push({ id, start: pos, payload: size.next, end: size.next + size.value });
+    pos = size.next + size.value;
+  }
+  return out;
+}
+
+const SECTION_MEMORY = 5;
+const LIMITS_HAS_MAX = 0x01;
+const LIMITS_SHARED = 0x02;
+const LIMITS_MEMORY64 = 0x04;
+
+/**
+ * Returns a copy of `wasm` whose (single, defined) memory is shared with the
+ * given maximum in 64 KiB pages. A shared memory lets the controlling thread
+ * read the guest's pages while it runs, with no copy.
+ */
+export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8Array {
+  const memory = sections(wasm).find((s) => s.id === SECTION_MEMORY);
+  if (memory === undefined) return wasm;
+  const count = readU32Leb(wasm, memory.payload);
+  if (count.value !== 1) throw new Error(`expected one memory, found ${count.value}`);
+  const flags = wasm[count.next] as number;
+  if ((flags & LIMITS_MEMORY64) !== 0) throw new Error("memory64 is not supported");
+  const initial = readU32Leb(wasm, count.next + 1);
+  let after = initial.next;
+  let maximum = maximum_pages;
+  if ((flags & LIMITS_HAS_MAX) !== 0) {
+    const max = readU32Leb(wasm, initial.next);
+    maximum = max.value;
+    after = max.next;
+  }
+  if (after !== memory.end) throw new Error("unexpected bytes after memory limits");
+  const payload = [
+    ...writeU32Leb(1),
+    LIMITS_HAS_MAX | LIMITS_SHARED,
+    ...writeU32Leb(initial.value),
+    ...writeU32Leb(maximum),
+  ];
+  const header = [SECTION_MEMORY, ...writeU32Leb(payload.length)];
+  const out = new Uint8Array(wasm.length - (memory.end - memory.start) + header.length + payload.length);
+  out.set(wasm.subarray(0, memory.start), 0);
+  out.set(header, memory.start);
+  out.set(payload, memory.start + header.length);
+  out.set(wasm.subarray(memory.end), memory.start + header.length + payload.length);
+  return out;
+}

@@ -1,0 +1,83 @@
+/**
+ * On-disk cache of instrumented modules, keyed by the SHA-256 of the original
+ * module and the instrumenter's version, so a program is instrumented once
+ * per machine however often it starts (or is restored).
+ */
+import { createHash, randomBytes } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { INSTRUMENTER_VERSION, instrumentModule, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
+
+/** Where instrumented modules are kept unless told otherwise. */
+export function defaultCacheDir(): string {
+  const fromEnv = process.env["FERRY_CACHE_DIR"];
+  if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
+  return path.join(os.homedir(), ".cache", "ferry", "instrumented");
+}
+
+/** Options of {@link loadInstrumented}. */
+export interface CacheOptions {
+  /** Cache folder; `null` disables the cache. */
+  cache_dir?: string | null;
+}
+
+/** An instrumented module and whether it came from the cache. */
+export interface CachedInstrumented extends Instrumented {
+  cached: boolean;
+}
+
+function versionTag(): string {
+  return createHash("sha256").update(INSTRUMENTER_VERSION).digest("hex").slice(0, 12);
+}
+
+/**
+ * Returns the instrumented form of `wasm`, from the cache when present and
+ * intact, else instrumenting it and storing the result (atomically, so two
+ * processes starting the same program never see a half-written entry).
+ */
+export function loadInstrumented(wasm: Uint8Array, options: CacheOptions = {}): CachedInstrumented {
+  const dir = options.cache_dir === undefined ? defaultCacheDir() : options.cache_dir;
+  if (dir === null) return { ...instrumentModule(wasm), cached: false };
+  const hash = moduleHash(wasm);
+  const base = path.join(dir, `${hash}.${versionTag()}`);
+  const cached = readEntry(base, hash);
+  if (cached !== undefined) return { ...cached, cached: true };
+  const fresh = instrumentModule(wasm);
+  writeEntry(base, fresh);
+  return { ...fresh, cached: false };
+}
+
+interface EntryMeta {
+  info: InstrumentInfo;
+  wasm_sha256: string;
+}
+
+function readEntry(base: string, hash: string): Instrumented | undefined {
+  let meta: EntryMeta;
+  let bytes: Buffer;
+  try {
+    meta = JSON.parse(fs.readFileSync(`${base}.json`, "utf8")) as EntryMeta;
+    bytes = fs.readFileSync(`${base}.wasm`);
+  } catch {
+    return undefined;
+  }
+  // A damaged entry is treated as absent and rewritten, never trusted.
+  if (meta.info?.module_sha256 !== hash || meta.info.instrumenter !== INSTRUMENTER_VERSION) return undefined;
+  if (moduleHash(bytes) !== meta.wasm_sha256) return undefined;
+  return { wasm: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), info: { ...meta.info, instrument_ms: 0 } };
+}
+
+function writeEntry(base: string, entry: Instrumented): void {
+  try {
+    fs.mkdirSync(path.dirname(base), { recursive: true });
+    const tmp = `.${randomBytes(6).toString("hex")}.tmp`;
+    fs.writeFileSync(`${base}.wasm${tmp}`, entry.wasm);
+    fs.renameSync(`${base}.wasm${tmp}`, `${base}.wasm`);
+    const meta: EntryMeta = { info: entry.info, wasm_sha256: moduleHash(entry.wasm) };
+    fs.writeFileSync(`${base}.json${tmp}`, JSON.stringify(meta));
+    fs.renameSync(`${base}.json${tmp}`, `${base}.json`);
+  } catch {
+    // A read-only or full cache folder costs time, not correctness.
+  }
+}

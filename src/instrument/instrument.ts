@@ -1,0 +1,268 @@
+/**
+ * Turns a plain WASI module into a suspendable one (DESIGN.md, layer 1):
+ * - a countdown poll at every loop header and function entry, so compute
+ *   loops reach a safe point within microseconds while crossing into the host
+ *   only once every `budget` polls;
+ * - Binaryen's Asyncify, so the call stack can be unwound from the poll and
+ *   from every blocking import, and rewound after a restore;
+ * - every mutable global exported so it can be captured;
+ * - the memory made shared, so the controlling thread reads pages in place.
+ */
+import { createHash } from "node:crypto";
+import binaryen from "binaryen";
+import { InstrumentError } from "../errors.js";
+import { makeMemoryShared } from "./_binary.js";
+
+/** Bumped whenever the transformation changes: it is part of the cache key. */
+export const INSTRUMENTER_VERSION = "ferry-instrument/1";
+
+/** Import through which the injected poll calls the host. */
+export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
+
+/** Prefix of the exports that expose mutable globals. */
+export const GLOBAL_EXPORT_PREFIX = "__ferry_global_";
+
+/**
+ * Polls between two host crossings right after start. The host's poll returns
+ * the next budget, so it can tune the rate; this is only the first one.
+ */
+export const POLL_BUDGET_INITIAL = 10_000;
+
+/**
+ * A memory without a declared maximum gets the whole 32-bit space: a shared
+ * memory must declare one, and wasm32 cannot address more than 4 GiB.
+ */
+const MEMORY_PAGES_MAX = 65_536;
+
+/**
+ * Features a module may use: what Node 20's V8 runs. Producers do not always
+ * declare what they use (asc writes no target_features section), so the
+ * reader accepts all of these, and the optimizer never emits anything else.
+ */
+const FEATURES =
+  binaryen.Features.MutableGlobals |
+  binaryen.Features.NontrappingFPToInt |
+  binaryen.Features.SIMD128 |
+  binaryen.Features.BulkMemory |
+  binaryen.Features.BulkMemoryOpt |
+  binaryen.Features.SignExt |
+  binaryen.Features.ReferenceTypes |
+  binaryen.Features.Multivalue |
+  binaryen.Features.CallIndirectOverlong;
+
+/** Imports that may block, and so must be able to unwind the stack. */
+export const DEFAULT_BLOCKING_IMPORTS: readonly string[] = [
+  "wasi_snapshot_preview1.poll_oneoff",
+  "wasi_snapshot_preview1.fd_read",
+  "wasi_snapshot_preview1.sched_yield",
+  "wasi_snapshot_preview1.sock_accept",
+  "wasi_snapshot_preview1.sock_recv",
+];
+
+/** What the runtime must know about an instrumented module. */
+export interface InstrumentInfo {
+  instrumenter: string;
+  /** SHA-256 (hex) of the original module. */
+  module_sha256: string;
+  /** Exported mutable globals, in capture order. */
+  globals: { export_name: string; type: "i32" | "i64" | "f32" | "f64" }[];
+  memory: { initial_pages: number; maximum_pages: number };
+  /**
+   * Upper bound of the Asyncify bytes one frame of each function may need,
+   * indexed by function index in the instrumented binary (imports are 0).
+   * Lets the runtime size the unwind buffer from the live stack depth.
+   */
+  frame_bytes: number[];
+  /** Milliseconds the instrumentation took (0 when served from cache). */
+  instrument_ms: number;
+}
+
+/** Options of {@link instrumentModule}. */
+export interface InstrumentOptions {
+  /** "module.name" of every import that may block; defaults to the WASI ones. */
+  blocking_imports?: readonly string[];
+}
+
+/** Result of {@link instrumentModule}. */
+export interface Instrumented {
+  wasm: Uint8Array;
+  info: InstrumentInfo;
+}
+
+/** SHA-256 of a module as lower-case hex. */
+export function moduleHash(wasm: Uint8Array): string {
+  return createHash("sha256").update(wasm).digest("hex");
+}
+
+function typeBytes(type: number): number {
+  if (type === binaryen.i64 || type === binaryen.f64) return 8;
+  if (type === binaryen.v128) return 16;
+  // i32, f32, and references (stored as pointers, 8 at most).
+  return type === binaryen.i32 || type === binaryen.f32 ? 4 : 8;
+}
+
+function globalKind(type: number): "i32" | "i64" | "f32" | "f64" | undefined {
+  if (type === binaryen.i32) return "i32";
+  if (type === binaryen.i64) return "i64";
+  if (type === binaryen.f32) return "f32";
+  if (type === binaryen.f64) return "f64";
+  return undefined;
+}
+
+/** Instruments a module. Pure: no cache, no I/O; see `cache.ts` for that. */
+export function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = {}): Instrumented {
+  const started = performance.now();
+  let m: binaryen.Module;
+  try {
+    m = binaryen.readBinary(wasm);
+    m.setFeatures(m.getFeatures() | FEATURES);
+  } catch (err: unknown) {
+    throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
+  }
+  try {
+    return { wasm: transform(m, options), info: describe(m, wasm, started) };
+  } finally {
+    m.dispose();
+  }
+}
+
+function transform(m: binaryen.Module, options: InstrumentOptions): Uint8Array {
+  if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
+  const memory = m.getMemoryInfo();
+  if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
+  if (memory.is64) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "memory64 is not supported");
+  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_INVALID", "module does not validate");
+  // Passive segments applied from a start function would overwrite restored
+  // memory; keep segments as the producer wrote them.
+  binaryen.addPassToSkip("memory-packing");
+
+  exportMutableGlobals(m);
+  injectPolls(m);
+
+  const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
+  binaryen.setOptimizeLevel(2);
+  binaryen.setShrinkLevel(0);
+  binaryen.setPassArgument("asyncify-imports", blocking.join(","));
+  try {
+    m.runPasses(["asyncify"]);
+    m.optimize();
+  } finally {
+    binaryen.clearPassArguments();
+    binaryen.clearPassesToSkip();
+  }
+  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_INVALID", "instrumented module does not validate");
+  ensureMemoryExport(m);
+  const max = memory.max ?? MEMORY_PAGES_MAX;
+  return makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX));
+}
+
+function exportMutableGlobals(m: binaryen.Module): void {
+  const count = m.getNumGlobals();
+  for (let i = 0; i < count; i += 1) {
+    const info = binaryen.getGlobalInfo(m.getGlobalByIndex(i));
+    if (!info.mutable) continue;
+    if (info.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", `imported mutable global ${info.module}.${info.base ?? ""} cannot be captured`);
+    if (globalKind(info.type) === undefined) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", `mutable global ${info.name} has a type that cannot be captured`);
+    m.addGlobalExport(info.name, `${GLOBAL_EXPORT_PREFIX}${i}`);
+  }
+}
+
+/**
+ * Binaryen's log-execution pass puts a call to an import at every function
+ * entry and loop header; the import is then replaced by a tiny countdown
+ * function that the optimizer inlines, so the host is only crossed when the
+ * budget runs out.
+ */
+function injectPolls(m: binaryen.Module): void {
+  binaryen.setPassArgument("log-execution", "ferry");
+  m.runPasses(["log-execution"]);
+  binaryen.clearPassArguments();
+  const hook = findImport(m, "ferry", "log_execution");
+  if (hook === undefined) return; // no functions at all
+  m.removeFunction(hook);
+
+  const budget = "__ferry_budget";
+  const poll = "__ferry_poll";
+  m.addGlobal(budget, binaryen.i32, true, m.i32.const(POLL_BUDGET_INITIAL));
+  m.addFunctionImport(poll, POLL_IMPORT.module, POLL_IMPORT.name, binaryen.none, binaryen.i32);
+  const left = 1; // local index after the i32 parameter
+  m.addFunction(
+    hook,
+    binaryen.i32,
+    binaryen.none,
+    [binaryen.i32],
+    m.block(null, [
+      m.local.set(left, m.global.get(budget, binaryen.i32)),
+      m.if(
+        m.local.get(left, binaryen.i32),
+        m.global.set(budget, m.i32.sub(m.local.get(left, binaryen.i32), m.i32.const(1))),
+        m.global.set(budget, m.call(poll, [], binaryen.i32)),
+      ),
+    ]),
+  );
+  const always = binaryen.getAlwaysInlineMaxSize();
+  binaryen.setAlwaysInlineMaxSize(32);
+  try {
+    m.runPasses(["inlining"]);
+  } finally {
+    binaryen.setAlwaysInlineMaxSize(always);
+  }
+  m.removeFunction(hook);
+}
+
+function findImport(m: binaryen.Module, module: string, base: string): string | undefined {
+  const count = m.getNumFunctions();
+  for (let i = 0; i < count; i += 1) {
+    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (info.module === module && info.base === base) return info.name;
+  }
+  return undefined;
+}
+
+function ensureMemoryExport(m: binaryen.Module): void {
+  const count = m.getNumExports();
+  for (let i = 0; i < count; i += 1) {
+    const info = binaryen.getExportInfo(m.getExportByIndex(i));
+    if (info.kind === binaryen.ExternalMemory) {
+      if (info.name !== "memory") m.addMemoryExport(info.value, "memory");
+      return;
+    }
+  }
+  m.addMemoryExport("0", "memory");
+}
+
+function describe(m: binaryen.Module, original: Uint8Array, started: number): InstrumentInfo {
+  const globals: InstrumentInfo["globals"] = [];
+  const exports = m.getNumExports();
+  for (let i = 0; i < exports; i += 1) {
+    const info = binaryen.getExportInfo(m.getExportByIndex(i));
+    if (info.kind !== binaryen.ExternalGlobal || !info.name.startsWith(GLOBAL_EXPORT_PREFIX)) continue;
+    const type = globalKind(binaryen.getGlobalInfo(m.getGlobal(info.value)).type);
+    if (type !== undefined) globals.push({ export_name: info.name, type });
+  }
+  // The binary lists imported functions first, then defined ones, each in
+  // module order.
+  const imported: number[] = [];
+  const defined: number[] = [];
+  const count = m.getNumFunctions();
+  for (let i = 0; i < count; i += 1) {
+    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (info.module) {
+      imported.push(0);
+      continue;
+    }
+    let bytes = 8; // call index and alignment slack
+    for (const t of binaryen.expandType(info.params)) bytes += typeBytes(t);
+    for (const t of info.vars) bytes += typeBytes(t);
+    defined.push(bytes);
+  }
+  const memory = m.getMemoryInfo();
+  return {
+    instrumenter: INSTRUMENTER_VERSION,
+    module_sha256: moduleHash(original),
+    globals,
+    memory: { initial_pages: memory.initial, maximum_pages: Math.min(memory.max ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX) },
+    frame_bytes: [...imported, ...defined],
+    instrument_ms: performance.now() - started,
+  };
+}

@@ -1,0 +1,14 @@
+/** Instrumentation: plain WASI module in, suspendable module out (DESIGN.md layer 1). */
+export {
+  DEFAULT_BLOCKING_IMPORTS,
+  GLOBAL_EXPORT_PREFIX,
+  INSTRUMENTER_VERSION,
+  POLL_BUDGET_INITIAL,
+  POLL_IMPORT,
+  instrumentModule,
+  moduleHash,
+  type InstrumentInfo,
+  type InstrumentOptions,
+  type Instrumented,
+} from "./instrument.js";
+export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented } from "./cache.js";

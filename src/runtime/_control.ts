@@ -1,0 +1,50 @@
+/**
+ * Layout of the shared control block between a process's controlling thread
+ * and its worker. Int32 slots so both sides can use Atomics.wait/notify.
+ */
+
+/** Index of the request slot: the controller writes a {@link Request}. */
+export const SLOT_REQUEST = 0;
+/**
+ * Wake counter: bumped (and notified) by the controller whenever anything a
+ * blocked guest may wait for changes — a request, stdin data, stdin end.
+ */
+export const SLOT_WAKE = 1;
+/** Stdin mailbox length in bytes, or one of the STDIN_* marks. */
+export const SLOT_STDIN_LEN = 2;
+/** Number of Int32 slots. */
+export const CONTROL_SLOTS = 4;
+
+/** Requests the controller can make of a running guest. */
+export const Request = { none: 0, suspend: 1 } as const;
+
+/** Mailbox mark: the stream ended; no more data will come. */
+export const STDIN_EOF = -1;
+/** Mailbox mark: the guest captured its input; the controller keeps what it holds. */
+export const STDIN_CLOSED = -2;
+
+/**
+ * Size of the stdin mailbox. Bounded so a process that never reads its input
+ * cannot make its worker hold an unbounded amount of it.
+ */
+export const STDIN_MAILBOX_BYTES = 64 * 1024;
+
+/** Shared buffers of one process. */
+export interface ControlBuffers {
+  control: SharedArrayBuffer;
+  stdin: SharedArrayBuffer;
+}
+
+/** Allocates the shared buffers for one process. */
+export function allocateControl(): ControlBuffers {
+  return {
+    control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
+    stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
+  };
+}
+
+/** Bumps the wake counter and wakes a blocked guest. */
+export function wake(control: Int32Array): void {
+  Atomics.add(control, SLOT_WAKE, 1);
+  Atomics.notify(control, SLOT_WAKE);
+}

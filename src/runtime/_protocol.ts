@@ -1,0 +1,60 @@
+/** Messages between a process's controlling thread and its worker. */
+import type { InstrumentInfo } from "../instrument/mod.js";
+import type { WasiConfig } from "../wasi/mod.js";
+
+/** Where a guest's output stream goes. */
+export type OutputTarget =
+  | { kind: "fd"; fd: number } // written by the worker itself, synchronously
+  | { kind: "callback"; write(bytes: Uint8Array): void }; // relayed to the controller
+
+/** Serialisable form of {@link OutputTarget} sent to the worker. */
+export type OutputWire = { kind: "fd"; fd: number } | { kind: "port" };
+
+/** A captured global: raw bits, as in the image. */
+export interface GlobalBits {
+  name: string;
+  type: "i32" | "i64" | "f32" | "f64";
+  bits: bigint;
+}
+
+/** What the worker hands over once the guest's stack is unwound. */
+export interface SuspendedState {
+  globals: GlobalBits[];
+  asyncify: Uint8Array;
+  wasi: unknown;
+  stdout_bytes: number;
+  stderr_bytes: number;
+  stdin_pending: Uint8Array;
+  stdin_eof: boolean;
+}
+
+/** workerData of a process worker. */
+export interface WorkerInit {
+  wasm: Uint8Array;
+  info: InstrumentInfo;
+  entry: string;
+  control: SharedArrayBuffer;
+  stdin: SharedArrayBuffer;
+  stdout: OutputWire;
+  stderr: OutputWire;
+  /** Fresh start with a config, or restore from captured WASI state. */
+  start: { kind: "fresh"; config: WasiConfig } | { kind: "restore"; wasi: unknown };
+}
+
+/** Controller → worker. */
+export type ToWorker =
+  | { type: "run" }
+  | { type: "rewind"; globals: GlobalBits[]; asyncify: Uint8Array }
+  | { type: "resume" };
+
+/** Worker → controller. */
+export type FromWorker =
+  | { type: "ready"; memory: WebAssembly.Memory }
+  | { type: "running" }
+  | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
+  | { type: "stdin-drained" }
+  | { type: "suspended"; state: SuspendedState }
+  | { type: "suspend-failed"; message: string }
+  | { type: "exit"; code: number }
+  | { type: "trap"; message: string }
+  | { type: "error"; code: string; message: string };

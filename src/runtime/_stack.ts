@@ -1,0 +1,90 @@
+/**
+ * Where the Asyncify stack lives while it is written or read. Asyncify keeps
+ * its data in the guest's own memory; Ferry borrows the top of that memory for
+ * the moment of an unwind or a rewind and puts the guest's bytes back before
+ * the guest runs again, so the guest never sees a byte or a page of it.
+ */
+
+/** Bytes of the Asyncify data header: current pointer, end pointer (two i32). */
+export const ASYNCIFY_HEADER_BYTES = 8;
+
+/** Slack added to the estimated unwind size; frames carry small extras. */
+const UNWIND_SLACK_BYTES = 4096;
+
+/** Asyncify states as `asyncify_get_state` reports them. */
+export const AsyncifyState = { normal: 0, unwinding: 1, rewinding: 2 } as const;
+
+/**
+ * Upper bound of the bytes an unwind from here will write: the sum, over the
+ * guest frames on the live stack, of each function's frame bound. Only paid
+ * when suspending.
+ */
+export function unwindBoundBytes(frame_bytes: readonly number[]): number {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = Infinity;
+  const stack = new Error().stack ?? "";
+  Error.stackTraceLimit = limit;
+  let total = UNWIND_SLACK_BYTES;
+  const re = /wasm-function\[(\d+)\]/g;
+  let largest = 0;
+  for (const bytes of frame_bytes) largest = Math.max(largest, bytes);
+  for (let m = re.exec(stack); m !== null; m = re.exec(stack)) {
+    // A frame we cannot place gets the largest bound: never too small.
+    total += frame_bytes[Number(m[1])] ?? largest;
+  }
+  return total;
+}
+
+/** A region of guest memory lent to Asyncify, with the guest's bytes saved. */
+export interface BorrowedRegion {
+  start: number;
+  saved: Uint8Array;
+}
+
+/**
+ * Lends the top `bytes` (+ header) of memory to Asyncify. Grows the memory
+ * only if it is smaller than the stack to unwind (a tiny memory with a deep
+ * native stack), the one case where the guest can see Ferry's hand.
+ */
+export function borrowTop(memory: WebAssembly.Memory, bytes: number): BorrowedRegion {
+  const need = Math.ceil((bytes + ASYNCIFY_HEADER_BYTES) / 16) * 16;
+  if (memory.buffer.byteLength < need) {
+    memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
+  }
+  const view = new Uint8Array(memory.buffer);
+  const start = view.length - need;
+  return { start, saved: view.slice(start) };
+}
+
+/** Puts the guest's bytes back. */
+export function giveBack(memory: WebAssembly.Memory, region: BorrowedRegion): void {
+  new Uint8Array(memory.buffer).set(region.saved, region.start);
+}
+
+/** Prepares a region for an unwind: data starts right after the header. */
+export function prepareUnwind(memory: WebAssembly.Memory, region: BorrowedRegion): number {
+  const words = new Int32Array(memory.buffer, region.start, 2);
+  words[0] = region.start + ASYNCIFY_HEADER_BYTES;
+  words[1] = memory.buffer.byteLength;
+  return region.start;
+}
+
+/** Copies out what an unwind wrote. */
+export function unwoundBytes(memory: WebAssembly.Memory, region: BorrowedRegion): Uint8Array {
+  const current = new Int32Array(memory.buffer, region.start, 1)[0] as number;
+  const from = region.start + ASYNCIFY_HEADER_BYTES;
+  return new Uint8Array(memory.buffer).slice(from, current);
+}
+
+/**
+ * Writes a captured stack into a region for a rewind. Asyncify reads it back
+ * as a stack, from the end, so `current` points past the data.
+ */
+export function prepareRewind(memory: WebAssembly.Memory, region: BorrowedRegion, data: Uint8Array): number {
+  const from = region.start + ASYNCIFY_HEADER_BYTES;
+  new Uint8Array(memory.buffer).set(data, from);
+  const words = new Int32Array(memory.buffer, region.start, 2);
+  words[0] = from + data.length;
+  words[1] = from + data.length;
+  return region.start;
+}

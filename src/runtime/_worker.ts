@@ -1,0 +1,264 @@
+/**
+ * Entry of a process worker: runs one guest, synchronously, and suspends it
+ * on request by unwinding its stack with Asyncify. Controlled by messages and
+ * by the shared control block (see _control.ts, _protocol.ts).
+ */
+import fs from "node:fs";
+import { randomFillSync } from "node:crypto";
+import { parentPort, workerData } from "node:worker_threads";
+import { POLL_IMPORT } from "../instrument/mod.js";
+import { ProcExit, WasiHost, type Blocker, type OutputSink, type WaitResult, type WasiDeps } from "../wasi/mod.js";
+import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
+import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { StdinMailbox } from "./stdin.js";
+
+/**
+ * Polls between host crossings. At ~1 ns a poll this is ~10-100 µs of guest
+ * work, far inside the 5 ms a suspend may take, yet rare enough to be cheap.
+ */
+const POLL_BUDGET = 20_000;
+
+/** How long an output write waits for a full non-blocking pipe to drain. */
+const OUTPUT_RETRY_MS = 1;
+
+const port = parentPort;
+if (port === null) throw new Error("process worker started outside a worker thread");
+const init = workerData as WorkerInit;
+const control = new Int32Array(init.control);
+const post = (msg: FromWorker): void => port.postMessage(msg);
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function outputSink(wire: OutputWire, stream: 1 | 2): OutputSink {
+  if (wire.kind === "port") {
+    return { write: (bytes) => post({ type: "output", stream, bytes: bytes.slice() }) };
+  }
+  const fd = wire.fd;
+  return {
+    write(bytes) {
+      let done = 0;
+      while (done < bytes.length) {
+        try {
+          done += fs.writeSync(fd, bytes, done, bytes.length - done);
+        } catch (err: unknown) {
+          // The other end may be a non-blocking pipe shared with Node.
+          if ((err as NodeJS.ErrnoException).code !== "EAGAIN") throw err;
+          Atomics.wait(sleeper, 0, 0, OUTPUT_RETRY_MS);
+        }
+      }
+    },
+  };
+}
+
+interface AsyncifyExports {
+  asyncify_start_unwind(ptr: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(ptr: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+}
+
+class Guest {
+  readonly host: WasiHost;
+  readonly stdin: StdinMailbox;
+  instance!: WebAssembly.Instance;
+  memory!: WebAssembly.Memory;
+  #asyncify!: AsyncifyExports;
+  #suspending = false;
+  #rewinding = false;
+  #region: BorrowedRegion | null = null;
+  #last: { globals: GlobalBits[]; asyncify: Uint8Array; stdin: { pending: Uint8Array; eof: boolean } } | null = null;
+
+  constructor() {
+    this.stdin = new StdinMailbox(control, init.stdin, () => post({ type: "stdin-drained" }));
+    const deps: WasiDeps = {
+      stdin: this.stdin,
+      stdout: outputSink(init.stdout, 1),
+      stderr: outputSink(init.stderr, 2),
+      clock: { monotonic_ns: () => process.hrtime.bigint(), realtime_ns: () => BigInt(Date.now()) * 1_000_000n },
+      random: (buf) => {
+        randomFillSync(buf);
+      },
+      blocker: this.#blocker(),
+    };
+    this.host =
+      init.start.kind === "fresh"
+        ? new WasiHost(init.start.config, deps)
+        : WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], deps);
+  }
+
+  #blocker(): Blocker {
+    return {
+      wait: (options): WaitResult => {
+        for (;;) {
+          const seen = Atomics.load(control, SLOT_WAKE);
+          if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
+            this.#suspending = true;
+            return "suspend";
+          }
+          if (options.stdin === true && this.stdin.readable()) return "ready";
+          let timeout_ms = Infinity;
+          if (options.deadline_ns !== undefined) {
+            const left_ns = options.deadline_ns - this.host.monotonic_ns();
+            if (left_ns <= 0n) return "timeout";
+            timeout_ms = Number(left_ns) / 1e6;
+          }
+          Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
+        }
+      },
+    };
+  }
+
+  instantiate(): void {
+    const module = new WebAssembly.Module(init.wasm);
+    const wasi = this.host.imports() as Record<string, (...args: never[]) => unknown>;
+    const wrapped: Record<string, unknown> = {};
+    for (const [name, fn] of Object.entries(wasi)) {
+      wrapped[name] = WasiHost.blocking_imports.has(name) ? this.#wrap(fn) : fn;
+    }
+    const poll = this.#wrap((() => {
+      if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) this.#suspending = true;
+      return POLL_BUDGET;
+    }) as (...args: never[]) => unknown);
+    this.instance = new WebAssembly.Instance(module, {
+      wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
+      [POLL_IMPORT.module]: { [POLL_IMPORT.name]: poll },
+    });
+    this.memory = this.instance.exports["memory"] as WebAssembly.Memory;
+    this.#asyncify = this.instance.exports as unknown as AsyncifyExports;
+    this.host.bindMemory(this.memory);
+  }
+
+  /**
+   * Every import that can suspend goes through here: on the way back in after
+   * a rewind it ends the rewind first; on the way out it starts the unwind.
+   */
+  #wrap(fn: (...args: never[]) => unknown): (...args: never[]) => unknown {
+    return (...args: never[]) => {
+      if (this.#rewinding) this.#finishRewind();
+      const result = fn(...args);
+      if (this.#suspending) this.#startUnwind();
+      return result;
+    };
+  }
+
+  #startUnwind(): void {
+    this.#region = borrowTop(this.memory, unwindBoundBytes(init.info.frame_bytes));
+    this.#asyncify.asyncify_start_unwind(prepareUnwind(this.memory, this.#region));
+  }
+
+  #finishRewind(): void {
+    this.#asyncify.asyncify_stop_rewind();
+    this.#rewinding = false;
+    if (this.#region !== null) giveBack(this.memory, this.#region);
+    this.#region = null;
+    post({ type: "running" });
+  }
+
+  /** Runs (or continues) the guest until it exits, traps or unwinds. */
+  run(): void {
+    let outcome: FromWorker;
+    try {
+      (this.instance.exports[init.entry] as () => void)();
+      if (this.#asyncify.asyncify_get_state() === AsyncifyState.unwinding) {
+        outcome = { type: "suspended", state: this.#capture() };
+      } else {
+        outcome = { type: "exit", code: 0 };
+      }
+    } catch (err: unknown) {
+      if (err instanceof ProcExit) outcome = { type: "exit", code: err.code };
+      else outcome = { type: "trap", message: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
+    }
+    if (outcome.type !== "suspended") this.host.close();
+    post(outcome);
+  }
+
+  #capture(): SuspendedState {
+    this.#asyncify.asyncify_stop_unwind();
+    const region = this.#region as BorrowedRegion;
+    const asyncify = unwoundBytes(this.memory, region);
+    giveBack(this.memory, region);
+    this.#region = null;
+    this.#suspending = false;
+    Atomics.store(control, SLOT_REQUEST, Request.none);
+    const globals = readGlobals(this.instance, init.info.globals);
+    const stdin = this.stdin.capture();
+    this.#last = { globals, asyncify, stdin };
+    return {
+      globals,
+      asyncify,
+      wasi: this.host.capture(),
+      stdout_bytes: this.host.stdout_bytes,
+      stderr_bytes: this.host.stderr_bytes,
+      stdin_pending: stdin.pending,
+      stdin_eof: stdin.eof,
+    };
+  }
+
+  /** Continues from a captured stack (after a restore, or in place after a suspend). */
+  rewind(globals: GlobalBits[], asyncify: Uint8Array): void {
+    writeGlobals(this.instance, globals);
+    this.#region = borrowTop(this.memory, asyncify.length);
+    this.#rewinding = true;
+    this.#asyncify.asyncify_start_rewind(prepareRewind(this.memory, this.#region, asyncify));
+    this.run();
+  }
+
+  resumeInPlace(): void {
+    const last = this.#last;
+    if (last === null) throw new Error("resume without a suspend");
+    this.stdin.reopen(last.stdin.pending, last.stdin.eof);
+    this.rewind(last.globals, last.asyncify);
+  }
+}
+
+function readGlobals(instance: WebAssembly.Instance, list: WorkerInit["info"]["globals"]): GlobalBits[] {
+  const scratch = new DataView(new ArrayBuffer(8));
+  return list.map(({ export_name, type }) => {
+    const value = (instance.exports[export_name] as WebAssembly.Global).value as number | bigint;
+    let bits: bigint;
+    if (type === "i32") bits = BigInt((value as number) >>> 0);
+    else if (type === "i64") bits = BigInt.asUintN(64, value as bigint);
+    else if (type === "f32") {
+      scratch.setFloat32(0, value as number, true);
+      bits = BigInt(scratch.getUint32(0, true));
+    } else {
+      scratch.setFloat64(0, value as number, true);
+      bits = scratch.getBigUint64(0, true);
+    }
+    return { name: export_name, type, bits };
+  });
+}
+
+function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): void {
+  const scratch = new DataView(new ArrayBuffer(8));
+  for (const { name, type, bits } of globals) {
+    const global = instance.exports[name] as WebAssembly.Global | undefined;
+    if (global === undefined) throw new Error(`image names global ${name}, which the module lacks`);
+    if (type === "i32") global.value = Number(BigInt.asIntN(32, bits));
+    else if (type === "i64") global.value = BigInt.asIntN(64, bits);
+    else if (type === "f32") {
+      scratch.setUint32(0, Number(bits), true);
+      global.value = scratch.getFloat32(0, true);
+    } else {
+      scratch.setBigUint64(0, bits, true);
+      global.value = scratch.getFloat64(0, true);
+    }
+  }
+}
+
+let guest: Guest;
+try {
+  guest = new Guest();
+  guest.instantiate();
+} catch (err: unknown) {
+  const code = (err as { code?: unknown }).code;
+  post({ type: "error", code: typeof code === "string" ? code : "ERR_WORKER", message: err instanceof Error ? err.message : String(err) });
+  process.exit(1);
+}
+post({ type: "ready", memory: guest.memory });
+port.on("message", (msg: ToWorker) => {
+  if (msg.type === "run") guest.run();
+  else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
+  else guest.resumeInPlace();
+});

@@ -1,0 +1,298 @@
+/**
+ * Controller side of one guest process: starts or restores it in a worker,
+ * relays its I/O, suspends it on request and exposes its memory in place.
+ */
+import { Worker } from "node:worker_threads";
+import type { Readable } from "node:stream";
+import { FerryError, ImageError, ImageErrorCodes, RuntimeError } from "../errors.js";
+import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
+import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
+import type { Preopen } from "../wasi/mod.js";
+import { allocateControl, Request, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
+import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { StdinPump } from "./stdin.js";
+
+/** The export a WASI command starts through. */
+const ENTRY_EXPORT = "_start";
+
+/** Bytes of a wasm page. */
+const WASM_PAGE_BYTES = 65536;
+
+/**
+ * Native stack of a process worker. Deeply recursive guests need more than
+ * Node's default 4 MiB; this is address space, committed only when touched.
+ */
+const WORKER_STACK_MB = 256;
+
+/** What to run. */
+export interface ProcessSpec {
+  /** The original (uninstrumented) module. */
+  wasm: Uint8Array;
+  /** Where the module was found; recorded in images so `resume` can find it. */
+  module_path: string;
+  args: string[];
+  env: string[];
+  preopens: Preopen[];
+}
+
+/** Where a process's I/O goes. */
+export interface ProcessIo {
+  /** Input stream; `null` (default) means input is at its end. */
+  stdin?: Readable | null;
+  stdout: OutputTarget;
+  stderr: OutputTarget;
+  /** Instrumentation cache folder; `null` disables it. */
+  cache_dir?: string | null;
+}
+
+/** How a process ended. A guest's exit is a value. */
+export type ExitStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string };
+
+/** A suspended process's state, as the worker handed it over. */
+export interface Suspension {
+  state: SuspendedState;
+  /** Milliseconds from the request to the stack being unwound. */
+  suspend_ms: number;
+}
+
+/** Timings of a start or restore. */
+export interface StartTimings {
+  instrument_ms: number;
+  instrument_cached: boolean;
+  /** From the call to the guest running (rewound, for a restore). */
+  start_ms: number;
+}
+
+type Phase = "starting" | "running" | "suspending" | "suspended" | "ended";
+
+/** A guest process under this thread's control. */
+export class GuestProcess {
+  readonly info: InstrumentInfo;
+  readonly module_path: string;
+  readonly exited: Promise<ExitStatus>;
+  readonly timings: StartTimings;
+  #worker: Worker;
+  #memory!: WebAssembly.Memory;
+  #buffers: ControlBuffers;
+  #control: Int32Array;
+  #pump: StdinPump;
+  #io: ProcessIo;
+  #phase: Phase = "starting";
+  #resolveExit!: (status: ExitStatus) => void;
+  #waiters: ((msg: FromWorker) => boolean)[] = [];
+
+  private constructor(
+    instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
+    module_path: string,
+    start: WorkerInit["start"],
+    io: ProcessIo,
+    stdin: { pending: Uint8Array; ended: boolean },
+  ) {
+    this.info = instrumented.info;
+    this.module_path = module_path;
+    this.timings = { instrument_ms: instrumented.info.instrument_ms, instrument_cached: instrumented.cached, start_ms: 0 };
+    this.#io = io;
+    this.#buffers = allocateControl();
+    this.#control = new Int32Array(this.#buffers.control);
+    this.#pump = new StdinPump(this.#control, this.#buffers.stdin, stdin.pending, stdin.ended);
+    this.exited = new Promise((resolve) => {
+      this.#resolveExit = resolve;
+    });
+    const init: WorkerInit = {
+      wasm: instrumented.wasm,
+      info: instrumented.info,
+      entry: ENTRY_EXPORT,
+      control: this.#buffers.control,
+      stdin: this.#buffers.stdin,
+      stdout: wire(io.stdout),
+      stderr: wire(io.stderr),
+      start,
+    };
+    this.#worker = new Worker(new URL("./_worker.js", import.meta.url), {
+      workerData: init,
+      resourceLimits: { stackSizeMb: WORKER_STACK_MB },
+      stdout: false,
+      stderr: false,
+    });
+    this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
+    this.#worker.on("error", (err) => this.#end({ kind: "trap", message: `worker failed: ${err.message}` }));
+    this.#worker.on("exit", () => this.#end({ kind: "trap", message: "worker exited unexpectedly" }));
+  }
+
+  /** Starts a fresh process. Resolves once the guest runs. */
+  static async start(spec: ProcessSpec, io: ProcessIo): Promise<GuestProcess> {
+    const t0 = performance.now();
+    const instrumented = loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
+    const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens } } as const;
+    const proc = new GuestProcess(instrumented, spec.module_path, start, io, { pending: new Uint8Array(0), ended: false });
+    await proc.#ready();
+    proc.#pump.attach(io.stdin ?? null);
+    proc.#send({ type: "run" });
+    proc.#phase = "running";
+    proc.timings.start_ms = performance.now() - t0;
+    return proc;
+  }
+
+  /**
+   * Restores a process from a checked image and the module it names, and
+   * resumes it. Resolves once the guest runs again.
+   */
+  static async restore(image: DecodedImage, wasm: Uint8Array, io: ProcessIo): Promise<GuestProcess> {
+    const t0 = performance.now();
+    const hash = moduleHash(wasm);
+    if (hash !== Buffer.from(image.module_sha256).toString("hex")) {
+      throw new ImageError(ImageErrorCodes.moduleMismatch, `image was taken from module ${Buffer.from(image.module_sha256).toString("hex")}, not ${hash}`);
+    }
+    const instrumented = loadInstrumented(wasm, { cache_dir: io.cache_dir });
+    const stdin = { pending: image.streams.stdin_pending, ended: image.streams.stdin_eof };
+    const proc = new GuestProcess(instrumented, image.meta.module_path, { kind: "restore", wasi: image.wasi }, io, stdin);
+    const memory = await proc.#ready();
+    loadMemory(memory, image);
+    const running = proc.#expect((m) => m.type === "running");
+    proc.#pump.attach(io.stdin ?? null);
+    proc.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
+    proc.#phase = "running";
+    await running;
+    proc.timings.start_ms = performance.now() - t0;
+    return proc;
+  }
+
+  /** The guest's memory, shared with the worker: read it in place. */
+  get memory(): WebAssembly.Memory {
+    return this.#memory;
+  }
+
+  /**
+   * Asks the guest to stop at its next safe point and unwinds its stack.
+   * Resolves with its state, or with `null` if it ended first.
+   */
+  async suspend(): Promise<Suspension | null> {
+    if (this.#phase !== "running") throw new RuntimeError("ERR_PROCESS_STATE", `cannot suspend a process that is ${this.#phase}`);
+    this.#phase = "suspending";
+    const t0 = performance.now();
+    const answer = this.#expect((m) => m.type === "suspended" || m.type === "exit" || m.type === "trap" || m.type === "suspend-failed");
+    Atomics.store(this.#control, SLOT_REQUEST, Request.suspend);
+    wake(this.#control);
+    const msg = await answer;
+    if (msg.type !== "suspended") {
+      if (msg.type === "suspend-failed") {
+        this.#phase = "running";
+        throw new RuntimeError("ERR_SUSPEND_FAILED", msg.message);
+      }
+      return null;
+    }
+    this.#phase = "suspended";
+    const held = this.#pump.hold();
+    const state = msg.state;
+    const pending = new Uint8Array(state.stdin_pending.length + held.pending.length);
+    pending.set(state.stdin_pending);
+    pending.set(held.pending, state.stdin_pending.length);
+    return {
+      state: { ...state, stdin_pending: pending, stdin_eof: state.stdin_eof || held.ended },
+      suspend_ms: performance.now() - t0,
+    };
+  }
+
+  /** Continues a suspended process where it stopped, in this worker. */
+  async resume(): Promise<void> {
+    if (this.#phase !== "suspended") throw new RuntimeError("ERR_PROCESS_STATE", `cannot resume a process that is ${this.#phase}`);
+    const running = this.#expect((m) => m.type === "running");
+    this.#pump.release();
+    this.#send({ type: "resume" });
+    this.#phase = "running";
+    await running;
+  }
+
+  /** The image of a suspended process; memory pages are read in place. */
+  image(suspension: Suspension): ProcessImage {
+    const s = suspension.state;
+    return {
+      module_sha256: Buffer.from(this.info.module_sha256, "hex"),
+      instrumenter: this.info.instrumenter,
+      memory: sparsePages(new Uint8Array(this.#memory.buffer)),
+      globals: s.globals,
+      stack: { entry: ENTRY_EXPORT, asyncify: s.asyncify },
+      wasi: s.wasi,
+      streams: { stdout_bytes: s.stdout_bytes, stderr_bytes: s.stderr_bytes, stdin_pending: s.stdin_pending, stdin_eof: s.stdin_eof },
+      meta: { module_path: this.module_path, created_unix_ms: Date.now() },
+    };
+  }
+
+  /** Stops the worker at once (the guest's state is lost unless captured). */
+  async terminate(): Promise<void> {
+    this.#pump.detach();
+    this.#phase = "ended";
+    await this.#worker.terminate();
+  }
+
+  #send(msg: ToWorker): void {
+    this.#worker.postMessage(msg);
+  }
+
+  #expect(match: (msg: FromWorker) => boolean): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      this.#waiters.push((msg) => {
+        if (msg.type === "error") {
+          reject(new FerryError(msg.code, msg.message));
+          return true;
+        }
+        if (!match(msg)) return false;
+        resolve(msg);
+        return true;
+      });
+    });
+  }
+
+  async #ready(): Promise<WebAssembly.Memory> {
+    const msg = await this.#expect((m) => m.type === "ready");
+    if (msg.type !== "ready") throw new Error("unreachable");
+    this.#memory = msg.memory;
+    return msg.memory;
+  }
+
+  #onMessage(msg: FromWorker): void {
+    if (msg.type === "output") {
+      const target = msg.stream === 1 ? this.#io.stdout : this.#io.stderr;
+      if (target.kind === "callback") target.write(msg.bytes);
+      return;
+    }
+    if (msg.type === "stdin-drained") {
+      this.#pump.pump();
+      return;
+    }
+    this.#waiters = this.#waiters.filter((w) => !w(msg));
+    if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code });
+    else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message });
+    else if (msg.type === "error") this.#end({ kind: "trap", message: msg.message });
+  }
+
+  #end(status: ExitStatus): void {
+    if (this.#phase === "ended") return;
+    this.#phase = "ended";
+    this.#pump.detach();
+    this.#resolveExit(status);
+    const errored: FromWorker = status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.message };
+    this.#waiters = this.#waiters.filter((w) => !w(errored));
+    void this.#worker.terminate();
+  }
+}
+
+function wire(target: OutputTarget): OutputWire {
+  return target.kind === "fd" ? { kind: "fd", fd: target.fd } : { kind: "port" };
+}
+
+/**
+ * Makes a freshly instantiated memory hold exactly the image's bytes: grown
+ * to the image's size, data segments the instantiation wrote wiped, pages
+ * copied in.
+ */
+function loadMemory(memory: WebAssembly.Memory, image: DecodedImage): void {
+  const size = image.memory.size_bytes;
+  const current = memory.buffer.byteLength;
+  if (size < current || size % WASM_PAGE_BYTES !== 0) {
+    throw new ImageError(ImageErrorCodes.malformed, `image memory of ${size} bytes does not fit a module whose memory starts at ${current}`);
+  }
+  new Uint8Array(memory.buffer).fill(0);
+  if (size > current) memory.grow((size - current) / WASM_PAGE_BYTES);
+  writeMemory(image, new Uint8Array(memory.buffer));
+}

@@ -1,0 +1,83 @@
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+import { Errno, ErrnoError } from "./errno.js";
+import { resolve, symlink_target_escapes } from "./_path.js";
+import { remove_temp_dirs, temp_dir } from "./_testing.js";
+
+after(remove_temp_dirs);
+
+function errno_of_resolve(fn: () => unknown): number {
+  try {
+    fn();
+    return Errno.success;
+  } catch (error) {
+    if (error instanceof ErrnoError) return error.errno;
+    throw error;
+  }
+}
+
+describe("resolve", () => {
+  const root = temp_dir();
+  mkdirSync(join(root, "a", "b"), { recursive: true });
+  writeFileSync(join(root, "a", "f"), "");
+  symlinkSync("b", join(root, "a", "to_b"));
+  symlinkSync("../f", join(root, "a", "b", "to_f"));
+  symlinkSync(".", join(root, "dot"));
+
+  test("walks components and reports the final entry", () => {
+    const r = resolve({ root, rel: [] }, "a/b/../f", { follow: false });
+    assert.deepEqual(r.rel, ["a", "f"]);
+    assert.equal(r.host_path, join(root, "a", "f"));
+    assert.equal(r.entry, true);
+    assert.equal(r.stat?.isFile(), true);
+  });
+
+  test("a missing final component is not an error", () => {
+    const r = resolve({ root, rel: ["a"] }, "new", { follow: true });
+    assert.deepEqual(r.rel, ["a", "new"]);
+    assert.equal(r.stat, undefined);
+  });
+
+  test("follows symlinks relative to their directory, the final one only on request", () => {
+    assert.deepEqual(resolve({ root, rel: [] }, "a/to_b/to_f", { follow: true }).rel, ["a", "f"]);
+    const not_followed = resolve({ root, rel: [] }, "a/to_b/to_f", { follow: false });
+    assert.deepEqual(not_followed.rel, ["a", "b", "to_f"]);
+    assert.equal(not_followed.stat?.isSymbolicLink(), true);
+  });
+
+  test("paths ending in . or .. name no entry", () => {
+    const r = resolve({ root, rel: [] }, "a/..", { follow: false });
+    assert.deepEqual(r.rel, []);
+    assert.equal(r.entry, false);
+    assert.equal(resolve({ root, rel: ["a"] }, ".", { follow: false }).entry, false);
+    assert.equal(resolve({ root, rel: [] }, "dot", { follow: true }).entry, false);
+  });
+
+  test("refuses escapes", () => {
+    for (const path of ["..", "../x", "a/../..", "/", "/a", "a/b/../../../a"]) {
+      assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, path, { follow: true })), Errno.notcapable, path);
+    }
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "../../..", { follow: true })), Errno.notcapable);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "../..", { follow: true })), Errno.success);
+  });
+
+  test("intermediate non-directories are notdir; missing ones noent", () => {
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "a/f/x", { follow: true })), Errno.notdir);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "a/f/", { follow: true })), Errno.notdir);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "nope/x", { follow: true })), Errno.noent);
+  });
+});
+
+describe("symlink_target_escapes", () => {
+  test("judges lexically from the link's directory", () => {
+    assert.equal(symlink_target_escapes([], "x"), false);
+    assert.equal(symlink_target_escapes([], "../x"), true);
+    assert.equal(symlink_target_escapes(["a"], "../x"), false);
+    assert.equal(symlink_target_escapes(["a"], "../../x"), true);
+    assert.equal(symlink_target_escapes(["a"], "b/../../x"), false);
+    assert.equal(symlink_target_escapes(["a"], "/x"), true);
+  });
+});

@@ -1,0 +1,92 @@
+/**
+ * fd table entries ⇄ their captured form ({@link FdState}).
+ *
+ * Restore reopens each file by path, inside the sandbox of its preopen, with
+ * the access it had and without CREAT/EXCL/TRUNC (creating or truncating on
+ * restore would silently turn a missing or replaced file into an empty one).
+ */
+
+import { fstatSync, lstatSync } from "node:fs";
+import { posix } from "node:path";
+
+import { RestoreError } from "../errors.js";
+import type { Preopen } from "./deps.js";
+import { ErrnoError, errno_name } from "./errno.js";
+import { OFlags } from "./_layout.js";
+import type { FdEntry } from "./fd_table.js";
+import { resolve } from "./_path.js";
+import { open_file } from "./path_open.js";
+import { rel_components, type FdState } from "./state.js";
+
+/** The captured form of the entry at `fd`. */
+export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preopen[]): FdState {
+  const common = {
+    fd,
+    fdflags: entry.fdflags,
+    rights_base: entry.rights_base.toString(),
+    rights_inheriting: entry.rights_inheriting.toString(),
+  };
+  if (entry.kind === "stdio") return { ...common, kind: "stdio", stream: entry.stream };
+  const rel = entry.kind === "file" ? entry.rel : entry.dir.rel;
+  const guest_root = preopens[entry.preopen]?.guest_path ?? "";
+  const location = {
+    preopen: entry.preopen,
+    rel_path: rel.join("/"),
+    host_path: entry.kind === "file" ? entry.host_path : posix.join(entry.dir.root, ...rel),
+    guest_path: posix.join(guest_root, ...rel),
+  };
+  if (entry.kind === "dir") return { ...common, ...location, kind: "dir", is_preopen: entry.is_preopen };
+  return {
+    ...common,
+    ...location,
+    kind: "file",
+    read: entry.read,
+    write: entry.write,
+    oflags: entry.oflags,
+    offset: entry.offset.toString(),
+    detached: is_detached(entry.host_path, entry.host_fd),
+  };
+}
+
+/**
+ * Reopens a captured fd below `preopens` (host paths already checked to be
+ * directories). Throws RestoreError ERR_RESTORE_FILE naming the file if it is
+ * missing, of another kind, or cannot be opened.
+ */
+export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntry {
+  const rights = { fdflags: state.fdflags, rights_base: BigInt(state.rights_base), rights_inheriting: BigInt(state.rights_inheriting) };
+  if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream };
+  const preopen = preopens[state.preopen];
+  if (preopen === undefined) throw new RestoreError("ERR_RESTORE_STATE", `fd ${state.fd} names preopen ${state.preopen}, which does not exist`);
+  const where = `fd ${state.fd} (${state.guest_path}, host ${state.host_path})`;
+  if (state.kind === "file" && state.detached) {
+    throw new RestoreError("ERR_RESTORE_FILE", `cannot reopen ${where}: it was deleted or replaced while open`);
+  }
+  try {
+    const rel = rel_components(state.rel_path);
+    const target = resolve({ root: preopen.host_path, rel: [] }, rel.length === 0 ? "." : rel.join("/"), { follow: true });
+    if (target.stat === undefined) throw new Error("no such file or directory");
+    if (state.kind === "dir") {
+      if (!target.stat.isDirectory()) throw new Error("not a directory any more");
+      return { ...rights, kind: "dir", preopen: state.preopen, dir: { root: target.root, rel: target.rel }, is_preopen: state.is_preopen };
+    }
+    const oflags = state.oflags & ~(OFlags.creat | OFlags.excl | OFlags.trunc);
+    const entry = open_file(target, { read: state.read, write: state.write, oflags, fdflags: state.fdflags }, state.preopen);
+    return { ...entry, ...rights, offset: BigInt(state.offset) };
+  } catch (error) {
+    throw new RestoreError("ERR_RESTORE_FILE", `cannot reopen ${where}: ${describe(error)}`, { cause: error });
+  }
+}
+
+/** True when `host_path` no longer names the file open at `host_fd`. */
+function is_detached(host_path: string, host_fd: number): boolean {
+  const by_path = lstatSync(host_path, { bigint: true, throwIfNoEntry: false });
+  const by_fd = fstatSync(host_fd, { bigint: true });
+  return by_path === undefined || by_path.ino !== by_fd.ino || by_path.dev !== by_fd.dev;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof ErrnoError) return `${errno_name(error.errno)}: ${error.message}`;
+  if (error instanceof Error) return error.message;
+  return String(error);
+}

@@ -1,0 +1,188 @@
+/**
+ * The guest's file descriptor table: what each fd number stands for.
+ *
+ * Three kinds of entry: stdio (backed by the injected streams), directories
+ * (no host fd: every path under them goes through `_path.ts`), and files (a
+ * host fd plus an offset we track ourselves, so capture knows it exactly and
+ * restore can reopen at the same place).
+ */
+
+import { closeSync } from "node:fs";
+import { join } from "node:path";
+
+import { Errno, fail } from "./errno.js";
+import type { DirRef } from "./_path.js";
+
+/** Most fds a guest may hold open at once; one more is `mfile`. */
+export const FDS_MAX = 1024;
+
+/** Fields every entry has. */
+type EntryCommon = {
+  /** preview1 fdflags (APPEND, DSYNC, NONBLOCK, RSYNC, SYNC). */
+  fdflags: number;
+  /** Rights of this fd. */
+  rights_base: bigint;
+  /** Rights fds opened through this one may get. */
+  rights_inheriting: bigint;
+};
+
+/** stdin, stdout or stderr (possibly renumbered). */
+export type StdioEntry = EntryCommon & { kind: "stdio"; stream: 0 | 1 | 2 };
+
+/** One cached directory listing for fd_readdir; not part of captured state. */
+export type DirListing = { names: string[] };
+
+/** A directory inside a preopen (the preopen itself included). */
+export type DirEntry = EntryCommon & {
+  kind: "dir";
+  /** Index of the preopen this directory lies in. */
+  preopen: number;
+  /** Where it is. */
+  dir: DirRef;
+  /** True for the preopened directory itself: it answers fd_prestat_get. */
+  is_preopen: boolean;
+  /** Listing from the last fd_readdir at cookie 0. */
+  listing?: DirListing;
+};
+
+/** An open host file. */
+export type FileEntry = EntryCommon & {
+  kind: "file";
+  /** Index of the preopen the file lies in. */
+  preopen: number;
+  /** Host path of that preopen. */
+  root: string;
+  /** Components from the preopen root to the file. */
+  rel: string[];
+  /** Host path (join of the preopen root and rel). */
+  host_path: string;
+  /** Host file descriptor. */
+  host_fd: number;
+  /** Opened for reading. */
+  read: boolean;
+  /** Opened for writing. */
+  write: boolean;
+  /** preview1 oflags given to path_open (kept for the record; reopening ignores CREAT/EXCL/TRUNC). */
+  oflags: number;
+  /** preview1 filetype of the file (regular, or a device). */
+  filetype: number;
+  /** Current position; positional I/O at this offset keeps it exact. */
+  offset: bigint;
+};
+
+/** Any fd table entry. */
+export type FdEntry = StdioEntry | DirEntry | FileEntry;
+
+/** fd number → entry, allocating the lowest free number like POSIX. */
+export class FdTable {
+  readonly #entries = new Map<number, FdEntry>();
+
+  /** Installs `entry` at the lowest free fd and returns that fd. */
+  insert(entry: FdEntry): number {
+    for (let fd = 0; fd < FDS_MAX; fd++) {
+      if (!this.#entries.has(fd)) {
+        this.#entries.set(fd, entry);
+        return fd;
+      }
+    }
+    return fail(Errno.mfile, `more than ${FDS_MAX} open fds`);
+  }
+
+  /** Installs `entry` at `fd` (restore and renumber); `fd` must be free. */
+  place(fd: number, entry: FdEntry): void {
+    if (!Number.isInteger(fd) || fd < 0 || fd >= FDS_MAX) throw new RangeError(`fd ${fd} out of range`);
+    if (this.#entries.has(fd)) throw new Error(`fd ${fd} already in use`);
+    this.#entries.set(fd, entry);
+  }
+
+  /** The entry at `fd`; `badf` when none. */
+  get(fd: number): FdEntry {
+    return this.#entries.get(fd) ?? fail(Errno.badf, `fd ${fd} is not open`);
+  }
+
+  /** The entry at `fd` if it holds every right in `rights` (else `notcapable`). */
+  with_rights(fd: number, rights: bigint): FdEntry {
+    const entry = this.get(fd);
+    require_rights(entry, rights);
+    return entry;
+  }
+
+  /** The directory at `fd` holding `rights`; `notdir` for other kinds. */
+  dir(fd: number, rights: bigint): DirEntry {
+    const entry = this.get(fd);
+    if (entry.kind !== "dir") fail(Errno.notdir, `fd ${fd} is not a directory`);
+    require_rights(entry, rights);
+    return entry;
+  }
+
+  /** Removes `fd` and closes its host fd, if any. */
+  close(fd: number): void {
+    const entry = this.get(fd);
+    this.#entries.delete(fd);
+    close_entry(entry);
+  }
+
+  /** Moves `from` onto `to`, closing what `to` held; both must be open. */
+  renumber(from: number, to: number): void {
+    const entry = this.get(from);
+    const replaced = this.get(to);
+    if (from === to) return;
+    this.#entries.delete(from);
+    this.#entries.set(to, entry);
+    close_entry(replaced);
+  }
+
+  /**
+   * Follows a rename: every open file or directory at or below `from` now
+   * lives below `to`. Without this a capture would record the old path and
+   * restore would reopen the wrong file, or none.
+   */
+  relocate(from: DirRef, to: DirRef & { preopen: number }): void {
+    for (const entry of this.#entries.values()) {
+      if (entry.kind === "stdio") continue;
+      const root = entry.kind === "file" ? entry.root : entry.dir.root;
+      const rel = entry.kind === "file" ? entry.rel : entry.dir.rel;
+      if (root !== from.root || !is_prefix(from.rel, rel)) continue;
+      const moved = [...to.rel, ...rel.slice(from.rel.length)];
+      entry.preopen = to.preopen;
+      if (entry.kind === "file") {
+        entry.root = to.root;
+        entry.rel = moved;
+        entry.host_path = join(to.root, ...moved);
+      } else {
+        entry.dir = { root: to.root, rel: moved };
+        entry.listing = undefined;
+      }
+    }
+  }
+
+  /** Open fds in ascending order. */
+  list(): Array<[number, FdEntry]> {
+    return [...this.#entries.entries()].sort((a, b) => a[0] - b[0]);
+  }
+
+  /** Closes every host fd and empties the table. */
+  close_all(): void {
+    for (const entry of this.#entries.values()) close_entry(entry);
+    this.#entries.clear();
+  }
+}
+
+/** Throws `notcapable` unless `entry` holds every right in `rights`. */
+export function require_rights(entry: FdEntry, rights: bigint): void {
+  if ((entry.rights_base & rights) !== rights) fail(Errno.notcapable, "fd lacks the rights for this call");
+}
+
+function is_prefix(prefix: readonly string[], path: readonly string[]): boolean {
+  return prefix.length <= path.length && prefix.every((name, i) => path[i] === name);
+}
+
+function close_entry(entry: FdEntry): void {
+  if (entry.kind !== "file") return;
+  try {
+    closeSync(entry.host_fd);
+  } catch {
+    // The guest gave up the fd; a failing close (EIO on NFS) must not keep
+    // the number allocated, and POSIX says the fd is gone either way.
+  }
+}

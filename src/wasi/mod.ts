@@ -1,0 +1,21 @@
+/**
+ * Ferry's WASI preview1 host, whose state can be captured and restored.
+ * The folder's only public entry.
+ */
+
+export type {
+  Blocker,
+  Clock,
+  InputSource,
+  OutputSink,
+  Preopen,
+  StdinRead,
+  WaitResult,
+  WasiConfig,
+  WasiDeps,
+} from "./deps.js";
+export { ProcExit } from "./deps.js";
+export { WasiHost } from "./host.js";
+export type { WasiState, FdState, StdioFdState, DirFdState, FileFdState, PendingPollState } from "./state.js";
+export { WASI_STATE_VERSION, parse_wasi_state } from "./state.js";
+export { Errno, type ErrnoValue } from "./errno.js";

@@ -1,0 +1,79 @@
+/** Shared helpers of the integration tests: run the CLI, seeded randomness, temp dirs. */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The repository root (tests run from dist/test). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** The ferry command. */
+export const FERRY = path.join(ROOT, "bin", "ferry.js");
+/** The example guests. */
+export const EXAMPLES = path.join(ROOT, "examples");
+
+/** What a command did. */
+export interface RunResult {
+  status: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: Buffer;
+}
+
+/** Runs `ferry ARGS...` as a fresh OS process; `stdin` is written then closed. */
+export function ferry(args: readonly string[], options: { stdin?: string | Buffer; env?: NodeJS.ProcessEnv; timeout_ms?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FERRY, ...args], {
+      stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
+      env: { ...process.env, ...options.env },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (c: Buffer) => out.push(c));
+    child.stderr?.on("data", (c: Buffer) => err.push(c));
+    if (options.stdin !== undefined && child.stdin !== null) child.stdin.end(options.stdin);
+    const timer = setTimeout(() => child.kill("SIGKILL"), options.timeout_ms ?? 120_000);
+    child.on("error", reject);
+    child.on("close", (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) });
+    });
+  });
+}
+
+/** A small seeded PRNG (mulberry32) so a failing run can be replayed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The seed of this run: FERRY_TEST_SEED or a fresh one (printed by callers). */
+export function testSeed(): number {
+  const env = process.env["FERRY_TEST_SEED"];
+  return env !== undefined && env !== "" ? Number(env) : Math.floor(Math.random() * 2 ** 31);
+}
+
+/** A fresh temporary directory. */
+export function tempDir(prefix: string): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), `ferry-${prefix}-`));
+}
+
+/** Every regular file below `dir`, as relative path → contents. */
+export function readTree(dir: string): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  const walk = (rel: string): void => {
+    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const r = path.join(rel, entry.name);
+      if (entry.isDirectory()) walk(r);
+      else if (entry.isFile()) out.set(r, fs.readFileSync(path.join(dir, r)));
+    }
+  };
+  walk("");
+  return out;
+}
