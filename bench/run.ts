@@ -152,11 +152,11 @@ async function instrumentation(): Promise<void> {
   for (const m of ["c/compute.wasm", "c/fileproc.wasm", "c/memhog.wasm", "as/sieve.wasm"]) {
     const wasm = fs.readFileSync(path.join(EXAMPLES, m));
     const t0 = performance.now();
-    instrumentModule(wasm);
+    await instrumentModule(wasm);
     const cold = performance.now() - t0;
-    loadInstrumented(wasm, { cache_dir: cache });
+    await loadInstrumented(wasm, { cache_dir: cache });
     const t1 = performance.now();
-    const hit = loadInstrumented(wasm, { cache_dir: cache });
+    const hit = await loadInstrumented(wasm, { cache_dir: cache });
     const cached = performance.now() - t1;
     if (!hit.cached) throw new Error("cache miss on second load");
     console.log(`| ${m} | ${(wasm.length / 1024).toFixed(0)} | ${f1(cold)} | ${f1(cached)} | ${(cold / cached).toFixed(0)}x |`);

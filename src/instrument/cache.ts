@@ -36,14 +36,14 @@ function versionTag(): string {
  * intact, else instrumenting it and storing the result (atomically, so two
  * processes starting the same program never see a half-written entry).
  */
-export function loadInstrumented(wasm: Uint8Array, options: CacheOptions = {}): CachedInstrumented {
+export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions = {}): Promise<CachedInstrumented> {
   const dir = options.cache_dir === undefined ? defaultCacheDir() : options.cache_dir;
-  if (dir === null) return { ...instrumentModule(wasm), cached: false };
+  if (dir === null) return { ...(await instrumentModule(wasm)), cached: false };
   const hash = moduleHash(wasm);
   const base = path.join(dir, `${hash}.${versionTag()}`);
   const cached = readEntry(base, hash);
   if (cached !== undefined) return { ...cached, cached: true };
-  const fresh = instrumentModule(wasm);
+  const fresh = await instrumentModule(wasm);
   writeEntry(base, fresh);
   return { ...fresh, cached: false };
 }

@@ -9,7 +9,7 @@
  * - the memory made shared, so the controlling thread reads pages in place.
  */
 import { createHash } from "node:crypto";
-import binaryen from "binaryen";
+import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
 import { makeMemoryShared } from "./_binary.js";
 
@@ -39,8 +39,8 @@ const MEMORY_PAGES_MAX = 65_536;
  * declare what they use (asc writes no target_features section), so the
  * reader accepts all of these, and the optimizer never emits anything else.
  */
-const FEATURES =
-  binaryen.Features.MutableGlobals |
+function features(binaryen: typeof Binaryen): Binaryen.Features {
+  return binaryen.Features.MutableGlobals |
   binaryen.Features.NontrappingFPToInt |
   binaryen.Features.SIMD128 |
   binaryen.Features.BulkMemory |
@@ -49,6 +49,7 @@ const FEATURES =
   binaryen.Features.ReferenceTypes |
   binaryen.Features.Multivalue |
   binaryen.Features.CallIndirectOverlong;
+}
 
 /** Imports that may block, and so must be able to unwind the stack. */
 export const DEFAULT_BLOCKING_IMPORTS: readonly string[] = [
@@ -94,6 +95,16 @@ export function moduleHash(wasm: Uint8Array): string {
   return createHash("sha256").update(wasm).digest("hex");
 }
 
+/**
+ * Binaryen's JS build is large and slow to load (about a second); it is
+ * loaded only when a module is actually instrumented, never on a cache hit.
+ */
+let binaryen: typeof Binaryen;
+async function loadBinaryen(): Promise<typeof Binaryen> {
+  if (binaryen === undefined) binaryen = (await import("binaryen")).default;
+  return binaryen;
+}
+
 function typeBytes(type: number): number {
   if (type === binaryen.i64 || type === binaryen.f64) return 8;
   if (type === binaryen.v128) return 16;
@@ -110,12 +121,13 @@ function globalKind(type: number): "i32" | "i64" | "f32" | "f64" | undefined {
 }
 
 /** Instruments a module. Pure: no cache, no I/O; see `cache.ts` for that. */
-export function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = {}): Instrumented {
+export async function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = {}): Promise<Instrumented> {
   const started = performance.now();
-  let m: binaryen.Module;
+  await loadBinaryen();
+  let m: Binaryen.Module;
   try {
     m = binaryen.readBinary(wasm);
-    m.setFeatures(m.getFeatures() | FEATURES);
+    m.setFeatures(m.getFeatures() | features(binaryen));
   } catch (err: unknown) {
     throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
   }
@@ -126,7 +138,7 @@ export function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = 
   }
 }
 
-function transform(m: binaryen.Module, options: InstrumentOptions): Uint8Array {
+function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -156,7 +168,7 @@ function transform(m: binaryen.Module, options: InstrumentOptions): Uint8Array {
   return makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX));
 }
 
-function exportMutableGlobals(m: binaryen.Module): void {
+function exportMutableGlobals(m: Binaryen.Module): void {
   const count = m.getNumGlobals();
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getGlobalInfo(m.getGlobalByIndex(i));
@@ -173,7 +185,7 @@ function exportMutableGlobals(m: binaryen.Module): void {
  * function that the optimizer inlines, so the host is only crossed when the
  * budget runs out.
  */
-function injectPolls(m: binaryen.Module): void {
+function injectPolls(m: Binaryen.Module): void {
   binaryen.setPassArgument("log-execution", "ferry");
   m.runPasses(["log-execution"]);
   binaryen.clearPassArguments();
@@ -210,7 +222,7 @@ function injectPolls(m: binaryen.Module): void {
   m.removeFunction(hook);
 }
 
-function findImport(m: binaryen.Module, module: string, base: string): string | undefined {
+function findImport(m: Binaryen.Module, module: string, base: string): string | undefined {
   const count = m.getNumFunctions();
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
@@ -219,7 +231,7 @@ function findImport(m: binaryen.Module, module: string, base: string): string | 
   return undefined;
 }
 
-function ensureMemoryExport(m: binaryen.Module): void {
+function ensureMemoryExport(m: Binaryen.Module): void {
   const count = m.getNumExports();
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getExportInfo(m.getExportByIndex(i));
@@ -231,7 +243,7 @@ function ensureMemoryExport(m: binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: binaryen.Module, original: Uint8Array, started: number): InstrumentInfo {
+function describe(m: Binaryen.Module, original: Uint8Array, started: number): InstrumentInfo {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {

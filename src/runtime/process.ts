@@ -122,7 +122,7 @@ export class GuestProcess {
   /** Starts a fresh process. Resolves once the guest runs. */
   static async start(spec: ProcessSpec, io: ProcessIo): Promise<GuestProcess> {
     const t0 = performance.now();
-    const instrumented = loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
+    const instrumented = await loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
     const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens } } as const;
     const proc = new GuestProcess(instrumented, spec.module_path, start, io, { pending: new Uint8Array(0), ended: false });
     await proc.#ready();
@@ -143,7 +143,7 @@ export class GuestProcess {
     if (hash !== Buffer.from(image.module_sha256).toString("hex")) {
       throw new ImageError(ImageErrorCodes.moduleMismatch, `image was taken from module ${Buffer.from(image.module_sha256).toString("hex")}, not ${hash}`);
     }
-    const instrumented = loadInstrumented(wasm, { cache_dir: io.cache_dir });
+    const instrumented = await loadInstrumented(wasm, { cache_dir: io.cache_dir });
     const stdin = { pending: image.streams.stdin_pending, ended: image.streams.stdin_eof };
     const proc = new GuestProcess(instrumented, image.meta.module_path, { kind: "restore", wasi: image.wasi }, io, stdin);
     const memory = await proc.#ready();

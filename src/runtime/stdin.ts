@@ -33,8 +33,8 @@ export class StdinPump {
 
   /** Starts reading `stream` ahead; without a stream, input is at its end. */
   attach(stream: Readable | null): void {
-    if (this.#ended || this.#closed) return;
-    if (stream === null) {
+    if (stream === null || this.#ended) {
+      // Nothing to read: hand over what an image carried, then the end.
       this.#ended = true;
       this.pump();
       return;
