@@ -12,9 +12,10 @@ import { createHash } from "node:crypto";
 import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
 import { makeMemoryShared } from "./_binary.js";
+import { recursiveFunctions } from "./_callgraph.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/1";
+export const INSTRUMENTER_VERSION = "ferry-instrument/2";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -186,11 +187,13 @@ function exportMutableGlobals(m: Binaryen.Module): void {
  * budget runs out.
  */
 function injectPolls(m: Binaryen.Module): void {
+  const recursive = recursiveFunctions(binaryen, m);
   binaryen.setPassArgument("log-execution", "ferry");
   m.runPasses(["log-execution"]);
   binaryen.clearPassArguments();
   const hook = findImport(m, "ferry", "log_execution");
   if (hook === undefined) return; // no functions at all
+  dropEntryPolls(m, hook, recursive);
   m.removeFunction(hook);
 
   const budget = "__ferry_budget";
@@ -220,6 +223,26 @@ function injectPolls(m: Binaryen.Module): void {
     binaryen.setAlwaysInlineMaxSize(always);
   }
   m.removeFunction(hook);
+}
+
+/**
+ * log-execution puts a call at the head of every function body; only
+ * functions that can recurse keep it (loops keep theirs everywhere).
+ */
+function dropEntryPolls(m: Binaryen.Module, hook: string, keep: Set<string>): void {
+  const block = (binaryen as unknown as { Block: { setChildAt(block: number, index: number, child: number): void } }).Block;
+  const count = m.getNumFunctions();
+  for (let i = 0; i < count; i += 1) {
+    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+    if (info.module || keep.has(info.name)) continue;
+    const body = binaryen.getExpressionInfo(info.body);
+    if (body.id !== binaryen.BlockId) continue;
+    const first = (body as Binaryen.BlockInfo).children[0];
+    if (first === undefined) continue;
+    const call = binaryen.getExpressionInfo(first);
+    if (call.id !== binaryen.CallId || (call as Binaryen.CallInfo).target !== hook) continue;
+    block.setChildAt(info.body, 0, m.nop());
+  }
 }
 
 function findImport(m: Binaryen.Module, module: string, base: string): string | undefined {
