@@ -1,0 +1,115 @@
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, describe, it } from "node:test";
+import binaryen from "binaryen";
+import { FerryError } from "../errors.js";
+import { recursiveFunctions } from "./_callgraph.js";
+import { GLOBAL_EXPORT_PREFIX, instrumentModule, loadInstrumented, moduleHash } from "./mod.js";
+
+function wat(text: string): Uint8Array {
+  const m = binaryen.parseText(text);
+  try {
+    return m.emitBinary();
+  } finally {
+    m.dispose();
+  }
+}
+
+const SAMPLE = wat(`(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory 1)
+  (global $counter (mut i32) (i32.const 0))
+  (global $limit i32 (i32.const 100000))
+  (func $leaf (param i32) (result i32) (i32.add (local.get 0) (i32.const 1)))
+  (func $fact (param i32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0)) (then (i32.const 1))
+      (else (i32.mul (local.get 0) (call $fact (i32.sub (local.get 0) (i32.const 1)))))))
+  (func $ping (param i32) (if (local.get 0) (then (call $pong (i32.sub (local.get 0) (i32.const 1))))))
+  (func $pong (param i32) (if (local.get 0) (then (call $ping (i32.sub (local.get 0) (i32.const 1))))))
+  (func (export "_start")
+    (loop $l
+      (global.set $counter (call $leaf (global.get $counter)))
+      (br_if $l (i32.lt_u (global.get $counter) (global.get $limit))))
+    (call $ping (call $fact (i32.const 5)))))`);
+
+describe("instrument", () => {
+  it("finds the functions on call-graph cycles", () => {
+    const m = binaryen.parseText(`(module
+      (func $leaf)
+      (func $self (call $self))
+      (func $a (call $b)) (func $b (call $c)) (func $c (call $a))
+      (func $caller (call $leaf) (call $a)))`);
+    try {
+      assert.deepEqual([...recursiveFunctions(binaryen, m)].sort(), ["a", "b", "c", "self"]);
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it("treats an indirect call as a call to anything", () => {
+    const m = binaryen.parseText(`(module (type $t (func)) (table 1 funcref)
+      (func $leaf) (func $dyn (call_indirect (type $t) (i32.const 0))))`);
+    try {
+      assert.ok(recursiveFunctions(binaryen, m).has("dyn"));
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it("makes a module suspendable: poll import, Asyncify exports, exported globals, shared memory", async () => {
+    const { wasm, info } = await instrumentModule(SAMPLE);
+    const module = new WebAssembly.Module(wasm);
+    const imports = WebAssembly.Module.imports(module).map((i) => `${i.module}.${i.name}`);
+    assert.ok(imports.includes("ferry.poll"));
+    const exports = WebAssembly.Module.exports(module).map((e) => e.name);
+    for (const name of ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state", "memory", "_start"]) {
+      assert.ok(exports.includes(name), `missing export ${name}`);
+    }
+    assert.equal(info.globals.length, 1, "only the mutable global is exported");
+    assert.ok(info.globals[0]?.export_name.startsWith(GLOBAL_EXPORT_PREFIX));
+    assert.equal(info.module_sha256, moduleHash(SAMPLE));
+    // It runs, and polls the host from its loop.
+    let polls = 0;
+    const instance = new WebAssembly.Instance(module, {
+      wasi_snapshot_preview1: { proc_exit: () => undefined },
+      ferry: { poll: () => ((polls += 1), 0) },
+    });
+    (instance.exports["_start"] as () => void)();
+    assert.ok(polls > 0, "the injected poll never reached the host");
+    const memory = instance.exports["memory"] as WebAssembly.Memory;
+    assert.ok(memory.buffer instanceof SharedArrayBuffer, "memory is not shared");
+  });
+
+  it("refuses bytes that are not a module with ERR_INSTRUMENT_INVALID", async () => {
+    await assert.rejects(instrumentModule(new TextEncoder().encode("nope")), (err: unknown) => err instanceof FerryError && err.code === "ERR_INSTRUMENT_INVALID");
+  });
+
+  describe("cache", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-cache-test-"));
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it("instruments once: the second load comes from disk, byte for byte", async () => {
+      const first = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      assert.equal(first.cached, false);
+      const second = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      assert.equal(second.cached, true);
+      assert.deepEqual(Buffer.from(second.wasm), Buffer.from(first.wasm));
+      assert.deepEqual(second.info.globals, first.info.globals);
+    });
+
+    it("never trusts a damaged entry: it instruments again", async () => {
+      await loadInstrumented(SAMPLE, { cache_dir: dir });
+      const entry = fs.readdirSync(dir).find((f) => f.endsWith(".wasm"));
+      assert.ok(entry !== undefined);
+      const file = path.join(dir, entry);
+      const bytes = fs.readFileSync(file);
+      bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 1;
+      fs.writeFileSync(file, bytes);
+      const again = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      assert.equal(again.cached, false);
+      assert.equal((await loadInstrumented(SAMPLE, { cache_dir: dir })).cached, true);
+    });
+  });
+});

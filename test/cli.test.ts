@@ -1,0 +1,129 @@
+/**
+ * The ferry command's contract: help on every command, usage errors, the
+ * program's exit status, and images that fail a check restore nothing.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+
+const compute = path.join(EXAMPLES, "c", "compute.wasm");
+const fileproc = path.join(EXAMPLES, "c", "fileproc.wasm");
+
+describe("ferry CLI", () => {
+  let dir = "";
+  let image = "";
+  before(async () => {
+    dir = tempDir("cli");
+    image = path.join(dir, "compute.img");
+    const r = await ferry(["exec", "--suspend-after", "150", "--image", image, compute, "200"]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.ok(fs.existsSync(image), "no image written");
+  });
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  for (const args of [["--help"], ["exec", "--help"], ["resume", "--help"], ["exec", "-h"]]) {
+    it(`ferry ${args.join(" ")} prints usage and exits 0`, async () => {
+      const r = await ferry(args);
+      assert.equal(r.status, 0);
+      assert.match(r.stdout.toString(), /^Usage: ferry/);
+    });
+  }
+
+  it("usage errors exit 2 and say what is wrong", async () => {
+    const cases: [string[], RegExp][] = [
+      [["frobnicate"], /unknown command/],
+      [["exec"], /missing PROGRAM/],
+      [["exec", "--suspend-after", "10", compute], /--suspend-after and --image go together/],
+      [["exec", "--suspend-after", "soon", "--image", "x", compute], /whole number/],
+      [["exec", "--dir", "/no/such/dir", compute], /no such directory/],
+      [["exec", "--env", "NOEQUALS", compute], /want K=V/],
+      [["exec", "--bogus", compute], /unknown option --bogus/],
+      [["resume"], /exactly one IMAGE/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await ferry(args);
+      assert.equal(r.status, 2, `ferry ${args.join(" ")}`);
+      assert.match(r.stderr.toString(), message);
+    }
+  });
+
+  it("arguments after the program belong to the program", async () => {
+    const r = await ferry(["exec", compute, "1", "--help"]);
+    // compute rejects a third argument it does not know: its own usage, its own status.
+    assert.notEqual(r.stdout.toString().slice(0, 6), "Usage:");
+  });
+
+  it("the program's exit status is ferry's", async () => {
+    const r = await ferry(["exec", compute, "1", "7"]);
+    assert.equal(r.status, 7);
+  });
+
+  it("a module that is not WebAssembly is refused with a code", async () => {
+    const bogus = path.join(dir, "bogus.wasm");
+    fs.writeFileSync(bogus, "not wasm at all");
+    const r = await ferry(["exec", bogus]);
+    assert.equal(r.status, 125);
+    assert.match(r.stderr.toString(), /ERR_INSTRUMENT_INVALID/);
+  });
+
+  const damaged: [string, (b: Buffer) => Buffer, string][] = [
+    ["a corrupted image", (b) => flip(b, Math.floor(b.length / 2)), "ERR_IMAGE_CHECKSUM"],
+    ["a truncated image", (b) => b.subarray(0, b.length - 100), "ERR_IMAGE_TRUNCATED"],
+    ["an image of a foreign version", (b) => withVersion(b, 99), "ERR_IMAGE_VERSION"],
+    ["a file that is no image", () => Buffer.from("hello, I am not an image"), "ERR_IMAGE_MAGIC"],
+  ];
+  for (const [what, damage, code] of damaged) {
+    it(`${what} is rejected with ${code} and nothing runs`, async () => {
+      const bad = path.join(dir, `${code}.img`);
+      fs.writeFileSync(bad, damage(fs.readFileSync(image)));
+      const r = await ferry(["resume", bad]);
+      assert.equal(r.status, 125);
+      assert.match(r.stderr.toString(), new RegExp(code));
+      assert.equal(r.stdout.length, 0, "the program ran");
+    });
+  }
+
+  it("an image resumed with another module is rejected with ERR_IMAGE_MODULE_MISMATCH", async () => {
+    const r = await ferry(["resume", "--module", fileproc, image]);
+    assert.equal(r.status, 125);
+    assert.match(r.stderr.toString(), /ERR_IMAGE_MODULE_MISMATCH/);
+    assert.equal(r.stdout.length, 0);
+  });
+
+  it("an image whose open file is gone is rejected with ERR_RESTORE_FILE and writes nothing", async () => {
+    const data = tempDir("cli-files");
+    try {
+      fs.writeFileSync(path.join(data, "in.bin"), Buffer.alloc(4 * 1024 * 1024, 7));
+      const img = path.join(data, "..", `${path.basename(data)}.img`);
+      const r = await ferry(["exec", "--suspend-after", "200", "--image", img, "--dir", `${data}:/data`, fileproc, "/data/in.bin", "/data/out.bin"]);
+      assert.equal(r.status, 0, r.stderr.toString());
+      assert.ok(fs.existsSync(img), "fileproc finished before it could be suspended");
+      const before = fs.readFileSync(path.join(data, "out.bin"));
+      fs.rmSync(path.join(data, "in.bin"));
+      const resumed = await ferry(["resume", img]);
+      fs.rmSync(img, { force: true });
+      assert.equal(resumed.status, 125);
+      assert.match(resumed.stderr.toString(), /ERR_RESTORE_FILE/);
+      assert.match(resumed.stderr.toString(), /in\.bin/);
+      assert.equal(resumed.stdout.length, 0);
+      assert.ok(fs.readFileSync(path.join(data, "out.bin")).equals(before), "output file changed");
+    } finally {
+      fs.rmSync(data, { recursive: true, force: true });
+    }
+  });
+});
+
+function flip(bytes: Buffer, at: number): Buffer {
+  const copy = Buffer.from(bytes);
+  copy[at] = (copy[at] as number) ^ 0x5a;
+  return copy;
+}
+
+function withVersion(bytes: Buffer, version: number): Buffer {
+  const copy = Buffer.from(bytes);
+  // docs/image-format.md: the version is the u32 right after the 8-byte magic.
+  copy.writeUInt32LE(version, 8);
+  return copy;
+}

@@ -1,0 +1,144 @@
+/**
+ * The runtime's suspend/resume contract through its API: a process can be
+ * suspended wherever it is (compute loop, sleeping, blocked on input), resumed
+ * in place or restored from its image, and nothing it read or wrote is lost.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { PassThrough } from "node:stream";
+import { describe, it } from "node:test";
+import binaryen from "binaryen";
+import { decodeImage, encodeImage } from "../src/image/mod.js";
+import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
+import { EXAMPLES } from "./_helpers.js";
+
+function spec(module: string, args: string[]): ProcessSpec {
+  const file = path.join(EXAMPLES, module);
+  return { wasm: fs.readFileSync(file), module_path: file, args: [path.basename(module), ...args], env: [], preopens: [] };
+}
+
+/** Collects a process's output in memory. */
+function collector(stdin: ProcessIo["stdin"] = null): { io: ProcessIo; out: () => string; err: () => string } {
+  const out: Uint8Array[] = [];
+  const err: Uint8Array[] = [];
+  return {
+    io: { stdin, stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: (b) => err.push(b) } },
+    out: () => Buffer.concat(out).toString(),
+    err: () => Buffer.concat(err).toString(),
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function wat(text: string): Uint8Array {
+  const m = binaryen.parseText(text);
+  try {
+    return m.emitBinary();
+  } finally {
+    m.dispose();
+  }
+}
+
+function roundTrip(proc: GuestProcess, suspension: NonNullable<Awaited<ReturnType<GuestProcess["suspend"]>>>): ReturnType<typeof decodeImage> {
+  const chunks = [...encodeImage(proc.image(suspension))].map((c) => Buffer.from(c));
+  return decodeImage(Buffer.concat(chunks));
+}
+
+describe("runtime", () => {
+  it("restores a process in this thread's process from its image and finishes as an uninterrupted run does", async () => {
+    const whole = collector();
+    const plain = await GuestProcess.start(spec("c/compute.wasm", ["8", "5"]), whole.io);
+    assert.deepEqual(await plain.exited, { kind: "exit", code: 5 });
+
+    const first = collector();
+    const proc = await GuestProcess.start(spec("c/compute.wasm", ["8", "5"]), first.io);
+    await sleep(120);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null, "compute ended before the suspend");
+    const image = roundTrip(proc, suspension);
+    await proc.terminate();
+    const second = collector();
+    const restored = await GuestProcess.restore(image, spec("c/compute.wasm", []).wasm, second.io);
+    assert.deepEqual(await restored.exited, { kind: "exit", code: 5 });
+    assert.equal(first.out() + second.out(), whole.out());
+    assert.equal(first.err() + second.err(), whole.err());
+  });
+
+  it("suspends a process sleeping in poll_oneoff, keeping the rest of its sleep", async () => {
+    const c = collector();
+    const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["5000", "2"]), c.io);
+    await sleep(150);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null);
+    const wasi = suspension.state.wasi as { pending: { import: string; clocks: { deadline_ns: string }[] } | null };
+    assert.equal(wasi.pending?.import, "poll_oneoff", "the guest was not suspended inside its sleep");
+    await proc.terminate();
+  });
+
+  it("suspends a process blocked reading stdin, and it reads what comes after resuming", async () => {
+    const input = new PassThrough();
+    const c = collector(input);
+    const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["0", "2"]), c.io);
+    await sleep(150);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null);
+    await proc.resume();
+    input.end("hello\nworld\n");
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
+    assert.match(c.out(), /line 1: HELLO/);
+    assert.match(c.out(), /line 2: WORLD/);
+  });
+
+  it("carries input read ahead but not yet consumed in the image", async () => {
+    const lines = "alpha\nbeta\ngamma\n";
+    const whole = collector(PassThrough.from([lines]));
+    const plain = await GuestProcess.start(spec("c/sleeper.wasm", ["300", "6"]), whole.io);
+    await plain.exited;
+
+    const first = collector(PassThrough.from([lines]));
+    const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["300", "6"]), first.io);
+    await sleep(100);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null);
+    assert.equal(Buffer.from(suspension.state.stdin_pending).toString(), lines);
+    assert.equal(suspension.state.stdin_eof, true);
+    const image = roundTrip(proc, suspension);
+    await proc.terminate();
+    const second = collector(null);
+    const restored = await GuestProcess.restore(image, spec("c/sleeper.wasm", []).wasm, second.io);
+    await restored.exited;
+    assert.equal(first.out() + second.out(), whole.out());
+  });
+
+  it("suspends a tight loop that calls nothing, again after a restore", async () => {
+    const wasm = wat(`(module (memory (export "memory") 1)
+      (global $n (mut i64) (i64.const 0))
+      (func (export "_start") (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+    const c = collector();
+    const s: ProcessSpec = { wasm, module_path: "spin.wasm", args: ["spin"], env: [], preopens: [] };
+    const proc = await GuestProcess.start({ ...s }, { ...c.io, cache_dir: null });
+    await sleep(50);
+    const first = await proc.suspend();
+    assert.ok(first !== null);
+    const counter = first.state.globals.find((g) => g.type === "i64");
+    assert.ok(counter !== undefined && counter.bits > 0n, "the loop did not run");
+    const image = roundTrip(proc, first);
+    await proc.terminate();
+    const restored = await GuestProcess.restore(image, wasm, { ...c.io, cache_dir: null });
+    await sleep(50);
+    const second = await restored.suspend();
+    assert.ok(second !== null);
+    const later = second.state.globals.find((g) => g.type === "i64");
+    assert.ok(later !== undefined && later.bits > counter.bits, "the loop did not continue from where it was");
+    await restored.terminate();
+  });
+
+  it("reports a trap as a value", async () => {
+    const wasm = wat(`(module (memory (export "memory") 1) (func (export "_start") unreachable))`);
+    const proc = await GuestProcess.start({ wasm, module_path: "trap.wasm", args: ["trap"], env: [], preopens: [] }, { ...collector().io, cache_dir: null });
+    const status = await proc.exited;
+    assert.equal(status.kind, "trap");
+    assert.match(status.kind === "trap" ? status.message : "", /unreachable/);
+  });
+});
