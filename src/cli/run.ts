@@ -143,8 +143,12 @@ async function finish(proc: GuestProcess, plan: { after_ms: number; image: strin
   return exitCode(await proc.exited);
 }
 
+/** Exit status of a killed program (128 + SIGKILL), as a shell reports it. */
+export const EXIT_KILLED = 137;
+
 function exitCode(status: ExitStatus): number {
   if (status.kind === "exit") return status.code;
+  if (status.kind === "killed") return EXIT_KILLED;
   process.stderr.write(`ferry: the program trapped: ${status.message}\n`);
   return EXIT_TRAP;
 }

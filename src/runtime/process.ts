@@ -45,8 +45,11 @@ export interface ProcessIo {
   cache_dir?: string | null;
 }
 
-/** How a process ended. A guest's exit is a value. */
-export type ExitStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string };
+/**
+ * How a process ended. A guest's exit is a value; `killed` is a process its
+ * controller terminated.
+ */
+export type ExitStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string } | { kind: "killed" };
 
 /** A suspended process's state, as the worker handed it over. */
 export interface Suspension {
@@ -220,8 +223,7 @@ export class GuestProcess {
 
   /** Stops the worker at once (the guest's state is lost unless captured). */
   async terminate(): Promise<void> {
-    this.#pump.detach();
-    this.#phase = "ended";
+    this.#end({ kind: "killed" });
     await this.#worker.terminate();
   }
 
@@ -271,7 +273,8 @@ export class GuestProcess {
     this.#phase = "ended";
     this.#pump.detach();
     this.#resolveExit(status);
-    const errored: FromWorker = status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.message };
+    const errored: FromWorker =
+      status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.kind === "trap" ? status.message : "killed" };
     this.#waiters = this.#waiters.filter((w) => !w(errored));
     void this.#worker.terminate();
   }

@@ -1,0 +1,127 @@
+/** `ferry node start` and `ferry up`: run node daemons in the foreground. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { FerryNode, checkNodeName, parseAddress } from "../node/mod.js";
+import { optionInt, optionValue, parseArgs, UsageError } from "./_args.js";
+
+/** Help of `ferry node`. */
+export const NODE_HELP = `Usage: ferry node start --name NAME [OPTIONS]
+
+Runs one Ferry node daemon in the foreground until Ctrl-C.
+
+Options:
+  --name NAME            The node's name (letters, digits, _), unique in its cluster.
+  --listen HOST:PORT     Control and data address (default 127.0.0.1:7070).
+  --peers HOST:PORT,...  The other nodes' addresses.
+  --data DIR             Where modules and output logs are kept
+                         (default: ~/.ferry/NAME).
+  -h, --help             Show this help.
+`;
+
+/** Help of `ferry up`. */
+export const UP_HELP = `Usage: ferry up [--nodes N] [--port P]
+
+Starts a local cluster of N nodes on 127.0.0.1 (control on P, P+1, ...) in the
+foreground, prints where they listen, and stops them all on Ctrl-C.
+
+Options:
+  --nodes N      How many nodes (default 3).
+  --port P       First port (default 7070).
+  --data DIR     Where the nodes keep their data (default: a new temporary folder,
+                 removed on exit).
+  -h, --help     Show this help.
+`;
+
+/** Largest local cluster `ferry up` starts: each node is a thread pool of its own. */
+const UP_NODES_MAX = 16;
+
+function untilSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (signal: string): void => {
+      process.off("SIGINT", on);
+      process.off("SIGTERM", on);
+      resolve(signal);
+    };
+    process.on("SIGINT", on);
+    process.on("SIGTERM", on);
+  });
+}
+
+/** `ferry node start`. */
+export async function nodeCommand(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === "-h" || sub === "--help") {
+    process.stdout.write(NODE_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== "start") throw new UsageError(`unknown node command ${JSON.stringify(sub)} (see ferry node --help)`);
+  const parsed = parseArgs(
+    rest,
+    [
+      { name: "name", value: true },
+      { name: "listen", value: true },
+      { name: "peers", value: true },
+      { name: "data", value: true },
+      { name: "help", value: false, short: "h" },
+    ],
+    false,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(NODE_HELP);
+    return 0;
+  }
+  if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
+  const name = optionValue(parsed, "name");
+  if (name === undefined) throw new UsageError("--name is required");
+  checkNodeName(name);
+  const listen = parseAddress(optionValue(parsed, "listen") ?? "127.0.0.1:7070");
+  const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
+  for (const p of peers) parseAddress(p);
+  const data_dir = optionValue(parsed, "data") ?? path.join(os.homedir(), ".ferry", name);
+  const node = await FerryNode.start({ name, host: listen.host, port: listen.port, peers, data_dir });
+  process.stdout.write(`node ${node.name} listening on ${node.address}\n`);
+  await untilSignal();
+  await node.stop();
+  return 0;
+}
+
+/** `ferry up`. */
+export async function upCommand(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: "nodes", value: true },
+      { name: "port", value: true },
+      { name: "data", value: true },
+      { name: "help", value: false, short: "h" },
+    ],
+    false,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(UP_HELP);
+    return 0;
+  }
+  if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
+  const count = optionInt(parsed, "nodes") ?? 3;
+  const port = optionInt(parsed, "port") ?? 7070;
+  if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
+  const given = optionValue(parsed, "data");
+  const data = given ?? fs.mkdtempSync(path.join(os.tmpdir(), "ferry-up-"));
+  const nodes: FerryNode[] = [];
+  try {
+    for (let i = 0; i < count; i += 1) {
+      const name = `n${i + 1}`;
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name) }));
+    }
+    const addresses = nodes.map((n) => n.address);
+    for (const n of nodes) n.addPeers(addresses);
+    for (const n of nodes) process.stdout.write(`node ${n.name} listening on ${n.address}\n`);
+    process.stdout.write(`cluster of ${count} up; try: ferry run --attach examples/c/compute.wasm 10   (Ctrl-C stops it)\n`);
+    await untilSignal();
+  } finally {
+    for (const n of nodes) await n.stop();
+    if (given === undefined) fs.rmSync(data, { recursive: true, force: true });
+  }
+  return 0;
+}

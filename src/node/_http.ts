@@ -1,0 +1,114 @@
+/** Small HTTP helpers of the control API: JSON bodies, errors, forwarding. */
+import http from "node:http";
+import { FerryError } from "../errors.js";
+
+/** Largest JSON request body a node reads (process specs are small). */
+export const JSON_BODY_BYTES_MAX = 1024 * 1024;
+
+/** How long a node waits for a peer's answer before calling it down. */
+export const PEER_TIMEOUT_MS = 2000;
+
+const STATUS_BY_CODE: Record<string, number> = {
+  ERR_NO_SUCH_PROCESS: 404,
+  ERR_NO_SUCH_NODE: 404,
+  ERR_NOT_FOUND: 404,
+  ERR_MODULE_MISSING: 409,
+  ERR_PROCESS_STATE: 409,
+  ERR_BAD_REQUEST: 400,
+  ERR_MODULE_HASH: 400,
+  ERR_MODULE_TOO_LARGE: 413,
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_PEER_UNREACHABLE: 502,
+};
+
+/** Reads a request body, refusing more than `max_bytes`. */
+export async function readBody(req: http.IncomingMessage, max_bytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of req) {
+    total += (chunk as Buffer).length;
+    if (total > max_bytes) throw new FerryError("ERR_BODY_TOO_LARGE", `request body exceeds ${max_bytes} bytes`);
+    parts.push(chunk as Buffer);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Reads and parses a JSON request body. */
+export async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const body = await readBody(req, JSON_BODY_BYTES_MAX);
+  try {
+    return JSON.parse(body.toString("utf8"));
+  } catch (err: unknown) {
+    throw new FerryError("ERR_BAD_REQUEST", "request body is not JSON", { cause: err });
+  }
+}
+
+/** Sends a JSON answer. */
+export function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** Sends an error as `{error: {code, message}}` with a status that fits its code. */
+export function sendError(res: http.ServerResponse, err: unknown): void {
+  const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+  const message = err instanceof Error ? err.message : String(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, STATUS_BY_CODE[code] ?? (err instanceof FerryError ? 400 : 500), { error: { code, message } });
+}
+
+/** A JSON request to a peer; throws FerryError with the peer's code on an error answer. */
+export function requestJson(address: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const [host, port] = splitAddress(address);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host, port, method, path, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on("data", (c: Buffer) => parts.push(c));
+        res.on("end", () => {
+          const text = Buffer.concat(parts).toString("utf8");
+          let value: unknown = null;
+          try {
+            value = text === "" ? null : JSON.parse(text);
+          } catch {
+            reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} answered with something that is not JSON`));
+            return;
+          }
+          if ((res.statusCode ?? 500) >= 400) {
+            const e = (value as { error?: { code?: string; message?: string } } | null)?.error;
+            reject(new FerryError(e?.code ?? "ERR_PEER", e?.message ?? `peer ${address} answered ${res.statusCode}`));
+            return;
+          }
+          resolve(value);
+        });
+      },
+    );
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${PEER_TIMEOUT_MS} ms`)));
+    req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} is unreachable: ${err.message}`, { cause: err })));
+    req.end(payload);
+  });
+}
+
+/** Forwards a request as it is to another node and streams the answer back. */
+export function forward(req: http.IncomingMessage, res: http.ServerResponse, address: string, body?: Buffer): void {
+  const [host, port] = splitAddress(address);
+  const out = http.request({ host, port, method: req.method, path: req.url, headers: { ...req.headers, host: address } }, (answer) => {
+    res.writeHead(answer.statusCode ?? 502, answer.headers);
+    answer.pipe(res);
+  });
+  out.on("error", (err) => sendError(res, new FerryError("ERR_PEER_UNREACHABLE", `node ${address} is unreachable: ${err.message}`)));
+  res.on("close", () => out.destroy());
+  if (body !== undefined) out.end(body);
+  else req.pipe(out);
+}
+
+function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(":");
+  return [address.slice(0, i), Number(address.slice(i + 1))];
+}

@@ -1,0 +1,162 @@
+/** The control API's routes (docs/cluster.md). */
+import type http from "node:http";
+import { FerryError } from "../errors.js";
+import { MODULE_BYTES_MAX } from "./module_store.js";
+import { pidHome } from "./names.js";
+import type { FerryNode } from "./node.js";
+import type { OutputChunk, StreamName } from "./output_log.js";
+import { describeProcess, parseRunRequest, type ProcessRecord } from "./process_table.js";
+import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
+
+/** Handles one control request. */
+export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  try {
+    const url = new URL(req.url ?? "/", "http://node");
+    const parts = url.pathname.split("/").filter((p) => p !== "");
+    if (parts[0] !== "v1") throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
+    const [, what, id, sub] = parts;
+    const method = req.method ?? "GET";
+    if (what === "node" && method === "GET" && id === undefined) return sendJson(res, 200, node.info());
+    if (what === "nodes" && method === "GET" && id === undefined) return await nodes(node, res);
+    if (what === "modules" && id !== undefined && sub === undefined) return await modules(node, method, id, req, res);
+    if (what === "processes" && id === undefined) {
+      if (method === "GET") return await listProcesses(node, url, res);
+      if (method === "POST") return await run(node, req, res);
+    }
+    if (what === "processes" && id !== undefined) return await processRoute(node, method, id, sub, url, req, res);
+    throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
+  } catch (err: unknown) {
+    sendError(res, err);
+  }
+}
+
+async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
+  const self = { ...node.info(), up: true };
+  const peers = (await node.peerInfos()).map((p) => (p.up ? { name: p.name, address: p.address, up: true, processes: p.processes } : { name: null, address: p.address, up: false, processes: null }));
+  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes }, ...peers]);
+}
+
+async function modules(node: FerryNode, method: string, sha256: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (method === "HEAD") {
+    res.writeHead(node.modules.has(sha256) ? 200 : 404).end();
+    return;
+  }
+  if (method === "PUT") {
+    const existed = node.modules.has(sha256);
+    node.modules.put(sha256, await readBody(req, MODULE_BYTES_MAX));
+    sendJson(res, existed ? 200 : 201, { module_sha256: sha256 });
+    return;
+  }
+  if (method === "GET") {
+    const bytes = node.modules.get(sha256);
+    res.writeHead(200, { "content-type": "application/wasm", "content-length": bytes.length }).end(bytes);
+    return;
+  }
+  throw new FerryError("ERR_NOT_FOUND", `no ${method} on modules`);
+}
+
+async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const body = await readJson(req);
+  const request = parseRunRequest(body);
+  if (request.node !== undefined && request.node !== node.name) {
+    const address = await node.addressOf(request.node);
+    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", { ...request, node: request.node }));
+    return;
+  }
+  const record = await node.table.start(request);
+  sendJson(res, 201, { pid: record.pid, node: record.node });
+}
+
+async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const local = node.table.list().map(describeProcess);
+  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
+  const remote = await Promise.all(
+    node.peers.map(async (address) => {
+      try {
+        return (await requestJson(address, "GET", "/v1/processes?local=1")) as unknown[];
+      } catch {
+        return [];
+      }
+    }),
+  );
+  sendJson(res, 200, [...local, ...remote.flat()]);
+}
+
+async function processRoute(
+  node: FerryNode,
+  method: string,
+  pid: string,
+  sub: string | undefined,
+  url: URL,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const record = node.table.get(pid);
+  if (record === undefined) {
+    const home = pidHome(pid);
+    if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
+    forward(req, res, await node.addressOf(home));
+    return;
+  }
+  if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
+  if (sub === undefined && method === "DELETE") {
+    const status = await node.table.kill(pid);
+    return sendJson(res, 200, { pid, status });
+  }
+  if (sub === "wait" && method === "GET") return sendJson(res, 200, { status: await record.done });
+  if (sub === "output" && method === "GET") return streamOutput(record, url, req, res);
+  throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
+}
+
+function event(res: http.ServerResponse, name: string, data: unknown): void {
+  res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+/**
+ * Output as server-sent events from the offsets the client asks for; with
+ * follow, live until the process ends. Offsets let a client that reconnects
+ * get every byte exactly once.
+ */
+function streamOutput(record: ProcessRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const follow = url.searchParams.get("follow") === "1";
+  const offsets: Record<StreamName, number> = {
+    stdout: Number(url.searchParams.get("stdout") ?? 0) || 0,
+    stderr: Number(url.searchParams.get("stderr") ?? 0) || 0,
+  };
+  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
+  const log = record.output;
+  const send = (chunk: OutputChunk): void => {
+    const skip = offsets[chunk.stream] - chunk.offset;
+    if (skip >= chunk.data.length) return;
+    const data = chunk.data.subarray(Math.max(0, skip));
+    event(res, "output", { stream: chunk.stream, offset: offsets[chunk.stream], data: Buffer.from(data).toString("base64") });
+    offsets[chunk.stream] += data.length;
+  };
+  for (const stream of ["stdout", "stderr"] as const) {
+    while (offsets[stream] < log.size(stream)) {
+      const data = log.read(stream, offsets[stream]);
+      send({ stream, offset: offsets[stream], data });
+    }
+  }
+  const finish = (): void => {
+    event(res, "exit", { status: record.exit });
+    res.end();
+  };
+  if (log.ended) return finish();
+  if (!follow) {
+    res.end();
+    return;
+  }
+  const onChunk = (chunk: OutputChunk): void => send(chunk);
+  const onEnd = (): void => {
+    cleanup();
+    finish();
+  };
+  const cleanup = (): void => {
+    log.off("chunk", onChunk);
+    log.off("end", onEnd);
+  };
+  log.on("chunk", onChunk);
+  log.on("end", onEnd);
+  req.on("close", cleanup);
+}

@@ -1,0 +1,4 @@
+/** The node daemon (DESIGN.md layer 7). */
+export { FerryNode, type NodeInfo, type NodeOptions } from "./node.js";
+export { checkNodeName, makePid, parseAddress, pidHome } from "./names.js";
+export type { ProcessStatus, RunRequest } from "./process_table.js";

@@ -1,0 +1,123 @@
+/**
+ * The node daemon (DESIGN.md layer 7): a process table, a module store, and
+ * the control API on one HTTP address. Any node answers any request,
+ * forwarding what concerns a process to the node that owns it.
+ */
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import path from "node:path";
+import { FerryError } from "../errors.js";
+import { ModuleStore } from "./module_store.js";
+import { checkNodeName } from "./names.js";
+import { ProcessTable } from "./process_table.js";
+import { requestJson } from "./_http.js";
+import { route } from "./_routes.js";
+
+/** How a node is started. */
+export interface NodeOptions {
+  name: string;
+  /** Where to listen; port 0 picks a free one. */
+  host: string;
+  port: number;
+  /** Other nodes' addresses, HOST:PORT. */
+  peers: string[];
+  /** Where modules and output logs are kept. */
+  data_dir: string;
+}
+
+/** What `GET /v1/node` answers. */
+export interface NodeInfo {
+  name: string;
+  address: string;
+  peers: string[];
+  processes: number;
+  started_unix_ms: number;
+}
+
+/** A running node. */
+export class FerryNode {
+  readonly name: string;
+  readonly modules: ModuleStore;
+  readonly table: ProcessTable;
+  readonly started_unix_ms = Date.now();
+  #peers: string[];
+  #server: http.Server;
+  #address = "";
+  /** Peer names learned from their answers, name → address. */
+  #names = new Map<string, string>();
+
+  private constructor(options: NodeOptions) {
+    this.name = checkNodeName(options.name);
+    this.#peers = [...options.peers];
+    this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir);
+    this.#server = http.createServer((req, res) => {
+      void route(this, req, res);
+    });
+  }
+
+  /** Starts a node and resolves once it listens. */
+  static async start(options: NodeOptions): Promise<FerryNode> {
+    const node = new FerryNode(options);
+    await new Promise<void>((resolve, reject) => {
+      node.#server.once("error", reject);
+      node.#server.listen(options.port, options.host, () => resolve());
+    });
+    const bound = node.#server.address() as AddressInfo;
+    node.#address = `${options.host}:${bound.port}`;
+    return node;
+  }
+
+  /** The address this node listens on. */
+  get address(): string {
+    return this.#address;
+  }
+
+  /** Peers' addresses. */
+  get peers(): readonly string[] {
+    return this.#peers;
+  }
+
+  /** Adds peers (e.g. `ferry up` tells each node of the others once all listen). */
+  addPeers(addresses: readonly string[]): void {
+    for (const a of addresses) if (a !== this.#address && !this.#peers.includes(a)) this.#peers.push(a);
+  }
+
+  /** What this node says of itself. */
+  info(): NodeInfo {
+    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.list().length, started_unix_ms: this.started_unix_ms };
+  }
+
+  /** Every peer's self-description; a peer that does not answer is reported down. */
+  async peerInfos(): Promise<({ up: true } & NodeInfo | { up: false; address: string })[]> {
+    return Promise.all(
+      this.#peers.map(async (address) => {
+        try {
+          const info = (await requestJson(address, "GET", "/v1/node")) as NodeInfo;
+          this.#names.set(info.name, address);
+          return { up: true as const, ...info, address };
+        } catch {
+          return { up: false as const, address };
+        }
+      }),
+    );
+  }
+
+  /** The address of the node called `name` (this one included). */
+  async addressOf(name: string): Promise<string> {
+    if (name === this.name) return this.#address;
+    const known = this.#names.get(name);
+    if (known !== undefined) return known;
+    await this.peerInfos();
+    const found = this.#names.get(name);
+    if (found === undefined) throw new FerryError("ERR_NO_SUCH_NODE", `no node called ${name} in this cluster`);
+    return found;
+  }
+
+  /** Kills this node's processes and stops listening. */
+  async stop(): Promise<void> {
+    await this.table.stop();
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
