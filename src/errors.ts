@@ -61,3 +61,22 @@ export class RuntimeError extends FerryError {
     this.name = "RuntimeError";
   }
 }
+
+/** The framed data protocol between nodes failed: a bad frame, a closed peer, a silent peer. */
+export class TransportError extends FerryError {
+  constructor(code: TransportErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "TransportError";
+  }
+}
+
+/** Codes carried by {@link TransportError}. */
+export const TransportErrorCodes = {
+  frameTooLarge: "ERR_FRAME_TOO_LARGE",
+  frameMalformed: "ERR_FRAME_MALFORMED",
+  connectionClosed: "ERR_CONNECTION_CLOSED",
+  timeout: "ERR_TRANSPORT_TIMEOUT",
+} as const;
+
+/** Union of transport error codes. */
+export type TransportErrorCode = (typeof TransportErrorCodes)[keyof typeof TransportErrorCodes];

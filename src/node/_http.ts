@@ -19,6 +19,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_MODULE_TOO_LARGE: 413,
   ERR_BODY_TOO_LARGE: 413,
   ERR_PEER_UNREACHABLE: 502,
+  ERR_OUTPUT_GAP: 409,
+  ERR_MISSING_DIRECTORY: 409,
+  ERR_MIGRATION_REFUSED: 409,
 };
 
 /** Reads a request body, refusing more than `max_bytes`. */

@@ -5,7 +5,7 @@ import { MODULE_BYTES_MAX } from "./module_store.js";
 import { pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
-import { describeProcess, parseRunRequest, type ProcessRecord } from "./process_table.js";
+import { describeProcess, parseRunRequest, type HomeRecord } from "./process_table.js";
 import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
 
 /** Handles one control request. */
@@ -24,6 +24,7 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
       if (method === "POST") return await run(node, req, res);
     }
     if (what === "processes" && id !== undefined) return await processRoute(node, method, id, sub, url, req, res);
+    if (what === "internal" && id !== undefined) return await internalRoute(node, method, id, parts[3], req, res);
     throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
   } catch (err: unknown) {
     sendError(res, err);
@@ -68,7 +69,7 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
 }
 
 async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
-  const local = node.table.list().map(describeProcess);
+  const local = node.table.homes().map(describeProcess);
   if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
   const remote = await Promise.all(
     node.peers.map(async (address) => {
@@ -91,7 +92,11 @@ async function processRoute(
   req: http.IncomingMessage,
   res: http.ServerResponse,
 ): Promise<void> {
-  const record = node.table.get(pid);
+  const record = node.table.home(pid);
+  if (sub === "migrate" && method === "POST") {
+    if (node.table.running(pid) !== undefined) return sendJson(res, 200, await node.migrateOut(pid, await readJson(req)));
+    if (record !== undefined) return forward(req, res, await node.addressOf(record.node));
+  }
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
@@ -100,12 +105,45 @@ async function processRoute(
   }
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
   if (sub === undefined && method === "DELETE") {
-    const status = await node.table.kill(pid);
-    return sendJson(res, 200, { pid, status });
+    if (record.exit === null) {
+      if (record.node === node.name) await node.table.kill(pid);
+      else await requestJson(await node.addressOf(record.node), "DELETE", `/v1/internal/processes/${pid}`);
+    }
+    return sendJson(res, 200, { pid, status: await record.done });
   }
   if (sub === "wait" && method === "GET") return sendJson(res, 200, { status: await record.done });
   if (sub === "output" && method === "GET") return streamOutput(record, url, req, res);
   throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
+}
+
+/** Node-to-node endpoints: output relay, exit and location reports, kill. */
+async function internalRoute(node: FerryNode, method: string, what: string, pid: string | undefined, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (pid === undefined) throw new FerryError("ERR_NOT_FOUND", "no pid");
+  if (what === "processes" && method === "DELETE") {
+    await node.table.kill(pid);
+    return sendJson(res, 200, { pid });
+  }
+  if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
+  const record = node.table.home(pid);
+  if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
+  const body = await readJson(req);
+  if (what === "output" && method === "POST") {
+    for (const c of body as { stream: StreamName; offset: number; data: string }[]) {
+      if (!record.output.append({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data, "base64") })) {
+        throw new FerryError("ERR_OUTPUT_GAP", `output of ${pid} at ${c.stream} offset ${c.offset} arrived before what precedes it`);
+      }
+    }
+    return sendJson(res, 200, { stdout: record.output.size("stdout"), stderr: record.output.size("stderr") });
+  }
+  if (what === "exit" && method === "POST") {
+    node.table.finish(record, (body as { status: HomeRecord["exit"] }).status ?? { kind: "killed" });
+    return sendJson(res, 200, { pid });
+  }
+  if (what === "location" && method === "POST") {
+    record.node = String((body as { node: unknown }).node);
+    return sendJson(res, 200, { pid, node: record.node });
+  }
+  throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
 }
 
 function event(res: http.ServerResponse, name: string, data: unknown): void {
@@ -117,7 +155,7 @@ function event(res: http.ServerResponse, name: string, data: unknown): void {
  * follow, live until the process ends. Offsets let a client that reconnects
  * get every byte exactly once.
  */
-function streamOutput(record: ProcessRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
+function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
   const follow = url.searchParams.get("follow") === "1";
   const offsets: Record<StreamName, number> = {
     stdout: Number(url.searchParams.get("stdout") ?? 0) || 0,

@@ -12,6 +12,8 @@ import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
 import { requestJson } from "./_http.js";
 import { route } from "./_routes.js";
+import { acceptData, migrateProcess } from "./_migrate.js";
+import type { MigrationMetrics } from "../migration/mod.js";
 
 /** How a node is started. */
 export interface NodeOptions {
@@ -50,10 +52,11 @@ export class FerryNode {
     this.name = checkNodeName(options.name);
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.table = new ProcessTable(this.name, this.modules, options.data_dir);
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name));
     this.#server = http.createServer((req, res) => {
       void route(this, req, res);
     });
+    this.#server.on("upgrade", (req, socket, head) => acceptData(this, req, socket, head));
   }
 
   /** Starts a node and resolves once it listens. */
@@ -85,7 +88,7 @@ export class FerryNode {
 
   /** What this node says of itself. */
   info(): NodeInfo {
-    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.list().length, started_unix_ms: this.started_unix_ms };
+    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.running_count, started_unix_ms: this.started_unix_ms };
   }
 
   /** Every peer's self-description; a peer that does not answer is reported down. */
@@ -112,6 +115,11 @@ export class FerryNode {
     const found = this.#names.get(name);
     if (found === undefined) throw new FerryError("ERR_NO_SUCH_NODE", `no node called ${name} in this cluster`);
     return found;
+  }
+
+  /** Moves a process that runs here to another node (the control API's migrate). */
+  migrateOut(pid: string, body: unknown): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
+    return migrateProcess(this, pid, body);
   }
 
   /** Kills this node's processes and stops listening. */

@@ -1,12 +1,18 @@
-/** The processes a node knows: those it is home to or runs. */
-import path from "node:path";
+/**
+ * The processes a node knows. A node is *home* to the processes started on
+ * it — it keeps their output log, location and exit status for their whole
+ * life — and *runs* some processes, its own or ones that migrated in.
+ */
 import fs from "node:fs";
+import path from "node:path";
 import { FerryError } from "../errors.js";
-import { GuestProcess, type ExitStatus } from "../runtime/mod.js";
+import { GuestProcess, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
 import type { Preopen } from "../wasi/mod.js";
-import { makePid } from "./names.js";
 import type { ModuleStore } from "./module_store.js";
-import { OutputLog } from "./output_log.js";
+import { makePid } from "./names.js";
+import { OutputLog, type StreamName } from "./output_log.js";
+import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
+import { requestJson } from "./_http.js";
 
 /** How a process ended, as the API reports it. */
 export type ProcessStatus = ExitStatus;
@@ -20,32 +26,34 @@ export interface RunRequest {
   dirs: { host: string; guest: string }[];
 }
 
-/** One process as the node keeps it. */
-export interface ProcessRecord extends RunRequest {
+/** What the home node keeps of a process. */
+export interface HomeRecord extends RunRequest {
   pid: string;
   home: string;
+  /** Where it runs now. */
   node: string;
   state: "running" | "migrating" | "exited" | "killed" | "failed";
   exit: ProcessStatus | null;
   started_unix_ms: number;
   output: OutputLog;
   done: Promise<ProcessStatus>;
-  proc: GuestProcess | null;
+  settle: (status: ProcessStatus) => void;
 }
 
-/** The public view of a record. */
-export function describeProcess(r: ProcessRecord): Record<string, unknown> {
-  return {
-    pid: r.pid,
-    home: r.home,
-    node: r.node,
-    state: r.state,
-    module_name: r.module_name,
-    module_sha256: r.module_sha256,
-    args: r.args,
-    exit: r.exit,
-    started_unix_ms: r.started_unix_ms,
-  };
+/** A process running on this node. */
+export interface Running extends RunRequest {
+  pid: string;
+  home: string;
+  proc: GuestProcess;
+  relay: OutputRelay;
+  /** Set while a migration out is under way: a second one is refused. */
+  migrating: boolean;
+}
+
+/** The public view of a home record. */
+export function describeProcess(r: HomeRecord): Record<string, unknown> {
+  const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms } = r;
+  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms };
 }
 
 /** Checks a run request's shape; the API's input is untrusted. */
@@ -72,46 +80,66 @@ export function parseRunRequest(body: unknown): RunRequest & { node?: string } {
   };
 }
 
-/** The table, and starting and stopping what is in it. */
+/** Checks that every directory a process is given exists here. */
+export function preopensHere(dirs: RunRequest["dirs"], node: string): Preopen[] {
+  return dirs.map((d) => {
+    if (!path.isAbsolute(d.host) || !fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) {
+      throw new FerryError("ERR_MISSING_DIRECTORY", `directory ${d.host} does not exist on node ${node}`);
+    }
+    return { host_path: d.host, guest_path: d.guest };
+  });
+}
+
+/** The table, and starting, adopting and stopping what is in it. */
 export class ProcessTable {
-  readonly #records = new Map<string, ProcessRecord>();
+  readonly #homes = new Map<string, HomeRecord>();
+  readonly #running = new Map<string, Running>();
   readonly #node: string;
   readonly #modules: ModuleStore;
   readonly #output_dir: string;
+  readonly #addressOf: (name: string) => Promise<string>;
   #next = 1;
 
-  constructor(node: string, modules: ModuleStore, data_dir: string) {
+  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>) {
     this.#node = node;
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
+    this.#addressOf = addressOf;
   }
 
-  /** Every record. */
-  list(): ProcessRecord[] {
-    return [...this.#records.values()];
+  /** Processes this node is home to. */
+  homes(): HomeRecord[] {
+    return [...this.#homes.values()];
   }
 
-  /** One record, or undefined. */
-  get(pid: string): ProcessRecord | undefined {
-    return this.#records.get(pid);
+  /** The home record of `pid`, if this node is its home. */
+  home(pid: string): HomeRecord | undefined {
+    return this.#homes.get(pid);
+  }
+
+  /** The process `pid` if it runs here. */
+  running(pid: string): Running | undefined {
+    return this.#running.get(pid);
+  }
+
+  /** How many processes run here. */
+  get running_count(): number {
+    return this.#running.size;
   }
 
   /** Starts a process here; this node is its home. */
-  async start(request: RunRequest): Promise<ProcessRecord> {
+  async start(request: RunRequest): Promise<HomeRecord> {
     if (!this.#modules.has(request.module_sha256)) {
       throw new FerryError("ERR_MODULE_MISSING", `module ${request.module_sha256} is not on node ${this.#node}: upload it first`);
     }
-    const preopens: Preopen[] = request.dirs.map((d) => {
-      if (!path.isAbsolute(d.host) || !fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) {
-        throw new FerryError("ERR_BAD_REQUEST", `directory ${d.host} does not exist on node ${this.#node}`);
-      }
-      return { host_path: d.host, guest_path: d.guest };
-    });
+    const preopens = preopensHere(request.dirs, this.#node);
     const pid = makePid(this.#node, this.#next);
     this.#next += 1;
-    const output = new OutputLog(this.#output_dir, pid);
-    const wasm = this.#modules.get(request.module_sha256);
-    const record: ProcessRecord = {
+    let settle!: (status: ProcessStatus) => void;
+    const done = new Promise<ProcessStatus>((resolve) => {
+      settle = resolve;
+    });
+    const record: HomeRecord = {
       ...request,
       pid,
       home: this.#node,
@@ -119,45 +147,101 @@ export class ProcessTable {
       state: "running",
       exit: null,
       started_unix_ms: Date.now(),
-      output,
-      proc: null,
-      done: Promise.resolve({ kind: "killed" }),
+      output: new OutputLog(this.#output_dir, pid),
+      done,
+      settle,
     };
-    const proc = await GuestProcess.start(
-      { wasm, module_path: request.module_name, args: [request.module_name, ...request.args], env: request.env, preopens },
-      {
-        stdin: null,
-        stdout: { kind: "callback", write: (bytes) => output.append({ stream: "stdout", offset: output.size("stdout"), data: bytes }) },
-        stderr: { kind: "callback", write: (bytes) => output.append({ stream: "stderr", offset: output.size("stderr"), data: bytes }) },
-      },
-    );
-    record.proc = proc;
-    record.done = proc.exited.then((status) => this.#finish(record, status));
-    this.#records.set(pid, record);
+    this.#homes.set(pid, record);
+    const relay = new LocalRelay(record.output, { stdout: 0, stderr: 0 });
+    try {
+      const proc = await GuestProcess.start(
+        { wasm: this.#modules.get(request.module_sha256), module_path: request.module_name, args: [request.module_name, ...request.args], env: request.env, preopens },
+        this.#io(relay),
+      );
+      this.#track({ ...request, pid, home: this.#node, proc, relay, migrating: false });
+    } catch (err: unknown) {
+      this.#homes.delete(pid);
+      record.output.close();
+      throw err;
+    }
     return record;
   }
 
-  #finish(record: ProcessRecord, status: ProcessStatus): ProcessStatus {
-    record.exit = status;
-    record.state = status.kind === "trap" ? "failed" : status.kind === "killed" ? "killed" : "exited";
-    record.proc = null;
-    record.output.end();
-    return status;
+  /** I/O of a process whose output goes through `relay`. */
+  #io(relay: OutputRelay): ProcessIo {
+    return {
+      stdin: null,
+      stdout: { kind: "callback", write: (bytes) => relay.write("stdout", bytes) },
+      stderr: { kind: "callback", write: (bytes) => relay.write("stderr", bytes) },
+    };
   }
 
-  /** Kills a process running here. */
-  async kill(pid: string): Promise<ProcessStatus> {
-    const record = this.#records.get(pid);
-    if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid} on node ${this.#node}`);
-    if (record.proc !== null) await record.proc.terminate();
-    return record.done;
+  /** A relay to the home of `pid` starting at the given offsets. */
+  relayFor(pid: string, home: string, offsets: Record<StreamName, number>): OutputRelay {
+    const record = this.#homes.get(pid);
+    if (record !== undefined) return new LocalRelay(record.output, offsets);
+    return new RemoteRelay(pid, () => this.#addressOf(home), offsets);
+  }
+
+  /** I/O for a process that migrates in, relaying to its home. */
+  ioFor(relay: OutputRelay): ProcessIo {
+    return this.#io(relay);
+  }
+
+  /** Takes over a process that migrated in and now runs here. */
+  adopt(running: Omit<Running, "migrating">): void {
+    this.#track({ ...running, migrating: false });
+  }
+
+  /** Forgets a process that migrated out (its new node reports its exit). */
+  release(pid: string): Running | undefined {
+    const r = this.#running.get(pid);
+    this.#running.delete(pid);
+    return r;
+  }
+
+  #track(running: Running): void {
+    this.#running.set(running.pid, running);
+    void running.proc.exited.then(async (status) => {
+      // A process that migrated out ends here as "killed": that is not its end.
+      if (this.#running.get(running.pid) !== running) return;
+      this.#running.delete(running.pid);
+      await running.relay.flush().catch(() => undefined);
+      await this.reportExit(running.pid, running.home, status).catch(() => undefined);
+    });
+  }
+
+  /** Tells the home of `pid` how it ended (this node, or by HTTP). */
+  async reportExit(pid: string, home: string, status: ProcessStatus): Promise<void> {
+    const record = this.#homes.get(pid);
+    if (record !== undefined) {
+      this.finish(record, status);
+      return;
+    }
+    await requestJson(await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { status });
+  }
+
+  /** Records the end of a process this node is home to. */
+  finish(record: HomeRecord, status: ProcessStatus): void {
+    if (record.exit !== null) return;
+    record.exit = status;
+    record.state = status.kind === "trap" ? "failed" : status.kind === "killed" ? "killed" : "exited";
+    record.output.end();
+    record.settle(status);
+  }
+
+  /** Kills a process running here; its home learns through the usual exit path. */
+  async kill(pid: string): Promise<void> {
+    const r = this.#running.get(pid);
+    if (r === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${this.#node}`);
+    await r.proc.terminate();
   }
 
   /** Kills everything and closes the logs (the node is stopping). */
   async stop(): Promise<void> {
-    for (const r of this.#records.values()) {
-      if (r.proc !== null) await this.kill(r.pid);
-      r.output.close();
-    }
+    const running = [...this.#running.values()];
+    this.#running.clear();
+    for (const r of running) await r.proc.terminate();
+    for (const h of this.#homes.values()) h.output.close();
   }
 }

@@ -53,6 +53,7 @@ export type FromWorker =
   | { type: "running" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }
+  | { type: "files"; files: string[] }
   | { type: "suspended"; state: SuspendedState }
   | { type: "suspend-failed"; message: string }
   | { type: "exit"; code: number }

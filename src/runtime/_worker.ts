@@ -80,11 +80,20 @@ class Guest {
         randomFillSync(buf);
       },
       blocker: this.#blocker(),
+      on_files_changed: () => this.#filesChanged(),
     };
     this.host =
       init.start.kind === "fresh"
         ? new WasiHost(init.start.config, deps)
         : WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], deps);
+    this.#filesChanged();
+  }
+
+  /** Tells the controller which files the guest has open (a migration checks them first). */
+  #filesChanged(): void {
+    // Called while the host is being built, too: nothing to tell yet.
+    if ((this as { host?: WasiHost }).host === undefined) return;
+    post({ type: "files", files: this.host.open_files() });
   }
 
   #blocker(): Blocker {

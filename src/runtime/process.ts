@@ -83,6 +83,7 @@ export class GuestProcess {
   #phase: Phase = "starting";
   #resolveExit!: (status: ExitStatus) => void;
   #waiters: ((msg: FromWorker) => boolean)[] = [];
+  #open_files: string[] = [];
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -158,6 +159,11 @@ export class GuestProcess {
     await running;
     proc.timings.start_ms = performance.now() - t0;
     return proc;
+  }
+
+  /** Host paths of the files the guest has open, as of its last open or close. */
+  get open_files(): readonly string[] {
+    return this.#open_files;
   }
 
   /** The guest's memory, shared with the worker: read it in place. */
@@ -260,6 +266,10 @@ export class GuestProcess {
     }
     if (msg.type === "stdin-drained") {
       this.#pump.pump();
+      return;
+    }
+    if (msg.type === "files") {
+      this.#open_files = msg.files;
       return;
     }
     this.#waiters = this.#waiters.filter((w) => !w(msg));

@@ -76,6 +76,8 @@ export interface WasiDeps {
   random(buf: Uint8Array): void;
   /** Blocks for poll_oneoff and stdin reads. */
   blocker: Blocker;
+  /** Told after every change of the fd table: the runtime keeps a list of open files for migration checks. */
+  on_files_changed?: () => void;
 }
 
 /**

@@ -76,12 +76,15 @@ export type FdEntry = StdioEntry | DirEntry | FileEntry;
 /** fd number → entry, allocating the lowest free number like POSIX. */
 export class FdTable {
   readonly #entries = new Map<number, FdEntry>();
+  /** Called after every change of the table (the runtime keeps a list of open files for migration checks). */
+  on_change: (() => void) | undefined;
 
   /** Installs `entry` at the lowest free fd and returns that fd. */
   insert(entry: FdEntry): number {
     for (let fd = 0; fd < FDS_MAX; fd++) {
       if (!this.#entries.has(fd)) {
         this.#entries.set(fd, entry);
+        this.on_change?.();
         return fd;
       }
     }
@@ -93,6 +96,7 @@ export class FdTable {
     if (!Number.isInteger(fd) || fd < 0 || fd >= FDS_MAX) throw new RangeError(`fd ${fd} out of range`);
     if (this.#entries.has(fd)) throw new Error(`fd ${fd} already in use`);
     this.#entries.set(fd, entry);
+    this.on_change?.();
   }
 
   /** The entry at `fd`; `badf` when none. */
@@ -120,6 +124,7 @@ export class FdTable {
     const entry = this.get(fd);
     this.#entries.delete(fd);
     close_entry(entry);
+    this.on_change?.();
   }
 
   /** Moves `from` onto `to`, closing what `to` held; both must be open. */
@@ -130,6 +135,7 @@ export class FdTable {
     this.#entries.delete(from);
     this.#entries.set(to, entry);
     close_entry(replaced);
+    this.on_change?.();
   }
 
   /**
@@ -154,6 +160,7 @@ export class FdTable {
         entry.listing = undefined;
       }
     }
+    this.on_change?.();
   }
 
   /** Open fds in ascending order. */

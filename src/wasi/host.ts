@@ -128,6 +128,17 @@ export class WasiHost {
         rights_inheriting: RIGHTS_DIR | RIGHTS_FILE,
       });
     });
+    this.#ctx.fds.on_change = deps.on_files_changed;
+  }
+
+  /**
+   * Host paths of the files the guest has open now. A migration checks them
+   * on the destination before the process stops.
+   */
+  open_files(): string[] {
+    const files: string[] = [];
+    for (const [, entry] of this.#ctx.fds.list()) if (entry.kind === "file") files.push(entry.host_path);
+    return files;
   }
 
   /**

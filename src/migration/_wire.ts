@@ -1,0 +1,115 @@
+/**
+ * Frames of the migration protocol on a data connection (docs/cluster.md):
+ * control messages as JSON, pages and image bytes as binary.
+ */
+import { FerryError } from "../errors.js";
+import { FRAME_BYTES_MAX, type FramedConnection } from "../transport/mod.js";
+
+/** Frame types. */
+export const Msg = {
+  offer: 1,
+  ready: 2,
+  error: 3,
+  pages: 4,
+  round_end: 5,
+  image: 6,
+  image_end: 7,
+  running: 8,
+} as const;
+
+/** Bytes of one page on the wire. */
+export const WIRE_PAGE_BYTES = 4096;
+
+/** Payload room in one frame (the type byte is counted in the frame). */
+export const FRAME_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1;
+
+/** Pages per PAGES frame: count, one u32 index per page, then the pages. */
+export const PAGES_PER_FRAME_MAX = Math.floor((FRAME_PAYLOAD_BYTES_MAX - 4) / (WIRE_PAGE_BYTES + 4));
+
+/** Sends a JSON control message. */
+export function sendJson(conn: FramedConnection, type: number, value: unknown): Promise<void> {
+  return conn.send(type, Buffer.from(JSON.stringify(value)));
+}
+
+/** Parses a JSON control message. */
+export function parseJson<T>(payload: Uint8Array): T {
+  try {
+    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8")) as T;
+  } catch (err: unknown) {
+    throw new FerryError("ERR_MIGRATION_PROTOCOL", "a control frame is not JSON", { cause: err });
+  }
+}
+
+/** Sends pages in as few frames as the frame limit allows; resolves with the bytes sent. */
+export async function sendPages(conn: FramedConnection, pages: Iterable<{ index: number; data: Uint8Array }>): Promise<{ pages: number; bytes: number }> {
+  let batch: { index: number; data: Uint8Array }[] = [];
+  let count = 0;
+  let bytes = 0;
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const head = Buffer.alloc(4 + 4 * batch.length);
+    head.writeUInt32LE(batch.length, 0);
+    batch.forEach((p, i) => head.writeUInt32LE(p.index, 4 + 4 * i));
+    await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
+    bytes += head.length + batch.length * WIRE_PAGE_BYTES + 5;
+    count += batch.length;
+    batch = [];
+  };
+  for (const page of pages) {
+    batch.push(page);
+    if (batch.length === PAGES_PER_FRAME_MAX) await flush();
+  }
+  await flush();
+  return { pages: count, bytes };
+}
+
+/** Reads a PAGES frame: page indexes and views of their bytes. */
+export function readPages(payload: Uint8Array): { index: number; data: Uint8Array }[] {
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
+  if (payload.length < 4) throw new FerryError("ERR_MIGRATION_PROTOCOL", "short PAGES frame");
+  const count = view.getUint32(0, true);
+  if (count > PAGES_PER_FRAME_MAX || payload.length !== 4 + count * (4 + WIRE_PAGE_BYTES)) {
+    throw new FerryError("ERR_MIGRATION_PROTOCOL", `PAGES frame of ${payload.length} bytes does not hold ${count} pages`);
+  }
+  const data = 4 + 4 * count;
+  const out: { index: number; data: Uint8Array }[] = [];
+  for (let i = 0; i < count; i += 1) {
+    out.push({ index: view.getUint32(4 + 4 * i, true), data: payload.subarray(data + i * WIRE_PAGE_BYTES, data + (i + 1) * WIRE_PAGE_BYTES) });
+  }
+  return out;
+}
+
+/** Sends an encoded image, packing its chunks into frames; resolves with the bytes sent. */
+export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array>): Promise<number> {
+  let parts: Uint8Array[] = [];
+  let size = 0;
+  let bytes = 0;
+  const flush = async (): Promise<void> => {
+    if (size === 0) return;
+    await conn.send(Msg.image, parts);
+    bytes += size + 5;
+    parts = [];
+    size = 0;
+  };
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; ) {
+      const room = FRAME_PAYLOAD_BYTES_MAX - size;
+      const piece = chunk.subarray(at, at + room);
+      parts.push(piece);
+      size += piece.length;
+      at += piece.length;
+      // writev-friendly: cap parts per frame too.
+      if (size === FRAME_PAYLOAD_BYTES_MAX || parts.length >= 512) await flush();
+    }
+  }
+  await flush();
+  await conn.send(Msg.image_end, new Uint8Array(0));
+  return bytes + 5;
+}
+
+/** Throws the peer's error if `frame` is an ERROR frame. */
+export function raiseIfError(frame: { type: number; payload: Uint8Array }, peer: string): void {
+  if (frame.type !== Msg.error) return;
+  const e = parseJson<{ code?: string; message?: string }>(frame.payload);
+  throw new FerryError(e.code ?? "ERR_MIGRATION_REFUSED", `${peer}: ${e.message ?? "refused"}`);
+}

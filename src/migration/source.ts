@@ -1,0 +1,201 @@
+/**
+ * The source side of a migration (DESIGN.md, "A migration, pre-copy"): offer,
+ * optional pre-copy rounds while the process runs, stop, send the rest,
+ * wait until the destination runs it. Until then the process is the
+ * source's: any failure leaves it running here.
+ */
+import { FerryError } from "../errors.js";
+import { encodeImage, sparsePages, type MemorySource } from "../image/mod.js";
+import { ShadowTracker, type PageTracker } from "../memory/mod.js";
+import type { GuestProcess } from "../runtime/mod.js";
+import type { FramedConnection } from "../transport/mod.js";
+import { Msg, parseJson, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
+
+/** Migration strategies built so far. */
+export type Strategy = "stop-copy" | "pre-copy";
+
+/** Most pre-copy rounds before stopping the process anyway. */
+export const PRECOPY_ROUNDS_MAX = 12;
+/** Default downtime target of pre-copy. */
+export const MAX_DOWNTIME_MS_DEFAULT = 300;
+/** How long the destination may take to check an offer (it may fetch the module). */
+const PREPARE_TIMEOUT_MS = 30_000;
+/** How long the destination may take to restore once it has everything. */
+const RESTORE_TIMEOUT_MS = 60_000;
+
+/** What the destination is asked to take. */
+export interface Offer {
+  pid: string;
+  home: string;
+  module_sha256: string;
+  module_name: string;
+  args: string[];
+  env: string[];
+  dirs: { host: string; guest: string }[];
+  /** Files the process has open: they must exist on the destination. */
+  open_files: string[];
+  strategy: Strategy;
+  /** The source node's address (the destination fetches a missing module there). */
+  source: string;
+}
+
+/** What a migration reports. */
+export interface MigrationMetrics {
+  strategy: Strategy;
+  /** From the request to the destination running the process. */
+  total_ms: number;
+  /** From the process stopping at the source to it running at the destination. */
+  downtime_ms: number;
+  /** Bytes sent on the data connection. */
+  bytes: number;
+  /** Pages sent, all rounds and the final copy together. */
+  pages: number;
+  /** Pre-copy rounds (0 for stop-and-copy). */
+  rounds: number;
+  /** Pages sent in each pre-copy round, then in the final copy. */
+  dirty_pages: number[];
+}
+
+/** How the source reaches the world. */
+export interface SourceSide {
+  proc: GuestProcess;
+  offer: Offer;
+  connect(): Promise<FramedConnection>;
+  /** Resolves once all output written so far has reached the home node. */
+  flushOutput(): Promise<void>;
+  /** After the link broke with the image sent: does the destination run the process? */
+  destinationRuns(): Promise<boolean>;
+  /** Progress for a user watching. */
+  progress?(p: { phase: string; round?: number; pages?: number }): void;
+}
+
+/** Options of {@link migrateOut}. */
+export interface MigrationOptions {
+  strategy: Strategy;
+  max_downtime_ms?: number;
+  rounds_max?: number;
+}
+
+/**
+ * Moves a running process to the destination. Resolves once the destination
+ * runs it (the caller then drops its copy); rejects with the process running
+ * here as before.
+ */
+export async function migrateOut(side: SourceSide, options: MigrationOptions): Promise<MigrationMetrics> {
+  const t0 = performance.now();
+  const max_downtime_ms = options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT;
+  const metrics: MigrationMetrics = { strategy: options.strategy, total_ms: 0, downtime_ms: 0, bytes: 0, pages: 0, rounds: 0, dirty_pages: [] };
+  let conn: FramedConnection | null = null;
+  let stopped_at = 0;
+  let suspended = false;
+  let image_sent = false;
+  const memory = (): Uint8Array => new Uint8Array(side.proc.memory.buffer);
+  try {
+    conn = await side.connect();
+    await sendJson(conn, Msg.offer, side.offer);
+    const ready = await conn.next({ timeout_ms: PREPARE_TIMEOUT_MS });
+    raiseIfError(ready, "the destination refused");
+    if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
+
+    let tracker: PageTracker | null = null;
+    if (options.strategy === "pre-copy") {
+      tracker = new ShadowTracker();
+      await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max: options.rounds_max ?? PRECOPY_ROUNDS_MAX }, side);
+    }
+
+    side.progress?.({ phase: "stopping" });
+    stopped_at = performance.now();
+    const suspension = await side.proc.suspend();
+    if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before it could be moved");
+    suspended = true;
+    await side.flushOutput();
+    const image = side.proc.image(suspension);
+    let final = 0;
+    if (tracker !== null) {
+      const t = tracker;
+      const counted: MemorySource = {
+        size_bytes: memory().length,
+        *pages() {
+          for (const page of t.changed(memory())) {
+            final += 1;
+            yield page;
+          }
+        },
+      };
+      image.memory = counted;
+    } else {
+      const all = sparsePages(memory());
+      image.memory = {
+        size_bytes: all.size_bytes,
+        *pages() {
+          for (const page of all.pages()) {
+            final += page.data.length / WIRE_PAGE_BYTES;
+            yield page;
+          }
+        },
+      };
+    }
+    side.progress?.({ phase: "copying" });
+    metrics.bytes += await sendImage(conn, encodeImage(image));
+    image_sent = true;
+    metrics.pages += final;
+    metrics.dirty_pages.push(final);
+    const reply = await conn.next({ timeout_ms: RESTORE_TIMEOUT_MS });
+    raiseIfError(reply, "the destination could not restore the process");
+    if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
+    parseJson(reply.payload);
+  } catch (err: unknown) {
+    conn?.close();
+    if (suspended) {
+      // The link may have broken after the destination resumed it: ask, so
+      // that exactly one copy runs.
+      const refused = err instanceof FerryError && err.message.startsWith("the destination");
+      if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) return finish(metrics, t0, stopped_at);
+      await side.proc.resume();
+    }
+    const why = err instanceof Error ? err.message : String(err);
+    const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
+    throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
+  }
+  conn.close();
+  return finish(metrics, t0, stopped_at);
+}
+
+function finish(metrics: MigrationMetrics, t0: number, stopped_at: number): MigrationMetrics {
+  const now = performance.now();
+  metrics.total_ms = now - t0;
+  metrics.downtime_ms = now - stopped_at;
+  return metrics;
+}
+
+/**
+ * Copies memory while the process runs, each round only what changed since
+ * the last. Stops when the last round's pages would fit the downtime target
+ * at the measured rate, when rounds stop shrinking, or at the round limit.
+ */
+async function preCopyRounds(
+  conn: FramedConnection,
+  tracker: PageTracker,
+  memory: () => Uint8Array,
+  metrics: MigrationMetrics,
+  limits: { max_downtime_ms: number; rounds_max: number },
+  side: SourceSide,
+): Promise<void> {
+  let previous = Infinity;
+  for (let round = 1; ; round += 1) {
+    const t = performance.now();
+    const sent = await sendPages(conn, tracker.changed(memory()));
+    await sendJson(conn, Msg.round_end, { round });
+    const elapsed_ms = Math.max(performance.now() - t, 0.001);
+    metrics.rounds = round;
+    metrics.pages += sent.pages;
+    metrics.bytes += sent.bytes;
+    metrics.dirty_pages.push(sent.pages);
+    side.progress?.({ phase: "round", round, pages: sent.pages });
+    const rate_bytes_per_ms = Math.max(sent.bytes / elapsed_ms, 1);
+    const fits = (sent.pages * WIRE_PAGE_BYTES) / rate_bytes_per_ms <= limits.max_downtime_ms;
+    if (round >= 2 && (fits || sent.pages >= previous)) return;
+    if (round >= limits.rounds_max) return;
+    previous = sent.pages;
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * The node's side of migrations: the data endpoint (an HTTP upgrade on the
+ * control port) and the glue between the migration strategies and the
+ * process table.
+ */
+import fs from "node:fs";
+import http from "node:http";
+import type { Duplex } from "node:stream";
+import { FerryError } from "../errors.js";
+import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type MigrationMetrics, type Offer, type Strategy } from "../migration/mod.js";
+import { GuestProcess } from "../runtime/mod.js";
+import { FramedConnection } from "../transport/mod.js";
+import { MODULE_BYTES_MAX } from "./module_store.js";
+import type { FerryNode } from "./node.js";
+import { preopensHere } from "./process_table.js";
+import { requestJson } from "./_http.js";
+
+/** The upgrade token of the data protocol. */
+export const DATA_PROTOCOL = "ferry-data/1";
+/** Path of the data endpoint. */
+export const DATA_PATH = "/v1/internal/data";
+
+const STRATEGIES: readonly Strategy[] = ["stop-copy", "pre-copy"];
+
+/** Opens a data connection to the node at `address`. */
+export function connectData(address: string): Promise<FramedConnection> {
+  const i = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: address.slice(0, i),
+      port: Number(address.slice(i + 1)),
+      path: DATA_PATH,
+      headers: { connection: "Upgrade", upgrade: DATA_PROTOCOL },
+    });
+    req.on("upgrade", (_res, socket, head) => {
+      socket.setNoDelay(true);
+      resolve(new FramedConnection(socket, { head }));
+    });
+    req.on("response", (res) => {
+      res.resume();
+      reject(new FerryError("ERR_PEER", `node ${address} refused a data connection (HTTP ${res.statusCode})`));
+    });
+    req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} is unreachable: ${err.message}`, { cause: err })));
+    req.end();
+  });
+}
+
+/** Accepts a data connection on the control server and serves the migration on it. */
+export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  if (req.url !== DATA_PATH || (req.headers.upgrade ?? "").toLowerCase() !== DATA_PROTOCOL) {
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+  const conn = new FramedConnection(socket, { head });
+  migrateIn(conn, {
+    prepare: (offer) => prepare(node, offer),
+    restore: async (offer, image) => {
+      const relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      const proc = await GuestProcess.restore(image, node.modules.get(offer.module_sha256), node.table.ioFor(relay));
+      const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
+    },
+  }).catch(() => {
+    // The source learns why from the ERROR frame or the broken link; nothing ran here.
+  });
+}
+
+async function prepare(node: FerryNode, offer: Offer): Promise<void> {
+  if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
+  if (!node.modules.has(offer.module_sha256)) node.modules.put(offer.module_sha256, await fetchModule(offer.source, offer.module_sha256));
+  preopensHere(offer.dirs, node.name);
+  for (const file of offer.open_files) {
+    if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
+  }
+}
+
+function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
+  const i = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path: `/v1/modules/${sha256}` }, (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
+          return;
+        }
+        const parts: Buffer[] = [];
+        let total = 0;
+        res.on("data", (c: Buffer) => {
+          total += c.length;
+          if (total > MODULE_BYTES_MAX) res.destroy(new Error("module too large"));
+          else parts.push(c);
+        });
+        res.on("end", () => resolve(Buffer.concat(parts)));
+        res.on("error", reject);
+      })
+      .on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `cannot fetch module from ${address}: ${err.message}`)));
+  });
+}
+
+/** Moves process `pid`, which runs on this node, as a client asked. */
+export async function migrateProcess(node: FerryNode, pid: string, body: unknown): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
+  const running = node.table.running(pid);
+  if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
+  const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown };
+  if (typeof b.to !== "string") throw new FerryError("ERR_BAD_REQUEST", "to: the destination node's name is required");
+  const strategy = (b.strategy ?? "stop-copy") as Strategy;
+  if (!STRATEGIES.includes(strategy)) throw new FerryError("ERR_BAD_REQUEST", `strategy must be one of ${STRATEGIES.join(", ")}`);
+  const max_downtime_ms = typeof b.max_downtime_ms === "number" && b.max_downtime_ms > 0 ? b.max_downtime_ms : MAX_DOWNTIME_MS_DEFAULT;
+  if (b.to === node.name) throw new FerryError("ERR_BAD_REQUEST", `${pid} already runs on ${node.name}`);
+  if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
+  const address = await node.addressOf(b.to);
+  running.migrating = true;
+  try {
+    const { pid: _p, home, module_sha256, module_name, args, env, dirs } = running;
+    const metrics = await migrateOut(
+      {
+        proc: running.proc,
+        offer: { pid, home, module_sha256, module_name, args, env, dirs, open_files: [...running.proc.open_files], strategy, source: node.address },
+        connect: () => connectData(address),
+        flushOutput: () => running.relay.flush(),
+        destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
+      },
+      { strategy, max_downtime_ms },
+    );
+    // Committed: the destination runs it. Drop this copy, tell the home.
+    node.table.release(pid);
+    await running.proc.terminate();
+    await setLocation(node, pid, home, b.to);
+    return { pid, from: node.name, to: b.to, metrics };
+  } finally {
+    running.migrating = false;
+  }
+}
+
+async function setLocation(node: FerryNode, pid: string, home: string, where: string): Promise<void> {
+  const record = node.table.home(pid);
+  if (record !== undefined) {
+    record.node = where;
+    return;
+  }
+  await requestJson(await node.addressOf(home), "POST", `/v1/internal/location/${pid}`, { node: where });
+}
