@@ -2,7 +2,11 @@
 import { readFileSync } from "node:fs";
 import { FerryError } from "../errors.js";
 import { UsageError } from "./_args.js";
+import { clusterRunCommand } from "./cluster_run.js";
+import { nodesCommand, psCommand } from "./cluster_list.js";
+import { killCommand, logsCommand, waitCommand } from "./cluster_process.js";
 import { execCommand, resumeCommand } from "./run.js";
+import { nodeCommand, upCommand } from "./node_cmd.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -16,6 +20,17 @@ Ferry runs WebAssembly (WASI preview1) programs and moves them while they run.
 Commands:
   exec      Run a program locally, optionally suspending it into an image
   resume    Continue a suspended program from its image
+  up        Start a local cluster of nodes in the foreground
+  node      Run one node daemon (ferry node start --name NAME ...)
+
+Cluster commands (talk to the node --cluster HOST:PORT, else $FERRY_CLUSTER,
+else 127.0.0.1:7070):
+  run       Start a program on the cluster (--attach to relay its output)
+  ps        List the cluster's processes
+  logs      Print a process's output (-f to follow it)
+  wait      Wait for a process to end and exit with its status
+  kill      Kill a process
+  nodes     List the cluster's nodes
 
 Run 'ferry COMMAND --help' for a command's options.
 Options: -h, --help (this help), --version
@@ -24,6 +39,14 @@ Options: -h, --help (this help), --version
 const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   exec: execCommand,
   resume: resumeCommand,
+  up: upCommand,
+  node: nodeCommand,
+  run: clusterRunCommand,
+  ps: psCommand,
+  logs: logsCommand,
+  wait: waitCommand,
+  kill: killCommand,
+  nodes: nodesCommand,
 };
 
 function version(): string {

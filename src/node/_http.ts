@@ -22,6 +22,10 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_OUTPUT_GAP: 409,
   ERR_MISSING_DIRECTORY: 409,
   ERR_MIGRATION_REFUSED: 409,
+  ERR_MISSING_FILE: 409,
+  ERR_PROCESS_ENDED: 409,
+  ERR_MIGRATION_FAILED: 502,
+  ERR_MIGRATION_PROTOCOL: 502,
 };
 
 /** Reads a request body, refusing more than `max_bytes`. */

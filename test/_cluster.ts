@@ -1,0 +1,151 @@
+/**
+ * A cluster of real node daemons, each its own OS process on 127.0.0.1, for
+ * the integration tests; plus small HTTP helpers and a TCP proxy that can cut
+ * the links going through it.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import path from "node:path";
+import { FERRY, tempDir } from "./_helpers.js";
+
+/** One node process. */
+export interface NodeProc {
+  name: string;
+  address: string;
+  child: ChildProcess;
+}
+
+/** Ports nobody listens on right now (bound and released: good enough on loopback). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
+      const s = net.createServer();
+      s.listen(0, "127.0.0.1", () => resolve(s));
+    })),
+  );
+  const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
+/** Starts one node process and resolves once it listens. */
+export function startNode(name: string, port: number, peers: string[], data: string): Promise<NodeProc> {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peers.join(","), "--data", data], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout?.on("data", (c: Buffer) => {
+      out += c.toString();
+      if (out.includes("listening on")) resolve({ name, address: `127.0.0.1:${port}`, child });
+    });
+    child.stderr?.on("data", (c: Buffer) => process.stderr.write(`[${name}] ${c.toString()}`));
+    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code} before listening: ${out}`)));
+  });
+}
+
+/** A cluster of `names.length` node processes, all peers of each other (through `via` where given). */
+export async function startCluster(names: string[], via: (name: string, address: string) => string = (_n, a) => a): Promise<{ nodes: NodeProc[]; stop(): Promise<void>; dir: string }> {
+  const ports = await freePorts(names.length);
+  const dir = tempDir("cluster");
+  const addresses = ports.map((p) => `127.0.0.1:${p}`);
+  const nodes = await Promise.all(
+    names.map((name, i) =>
+      startNode(name, ports[i] as number, names.flatMap((other, j) => (j === i ? [] : [via(other, addresses[j] as string)])), path.join(dir, name)),
+    ),
+  );
+  return {
+    nodes,
+    dir,
+    async stop() {
+      await Promise.all(nodes.map((n) => stopNode(n)));
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Stops a node process (SIGTERM, then SIGKILL if it lingers). */
+export function stopNode(node: NodeProc): Promise<void> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => node.child.kill("SIGKILL"), 5000);
+    node.child.once("exit", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    node.child.kill("SIGTERM");
+  });
+}
+
+/** An HTTP request; resolves with status and body. */
+export function request(address: string, method: string, p: string, body?: Buffer | object): Promise<{ status: number; body: Buffer }> {
+  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+  const i = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), method, path: p }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (c: Buffer) => parts.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+    });
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+/** A JSON request that must succeed. */
+export async function json<T>(address: string, method: string, p: string, body?: Buffer | object): Promise<T> {
+  const r = await request(address, method, p, body);
+  if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${r.body.toString()}`);
+  return JSON.parse(r.body.toString()) as T;
+}
+
+/** Uploads a module to a node; returns its hash. */
+export async function upload(address: string, file: string): Promise<string> {
+  const bytes = fs.readFileSync(file);
+  const sha = createHash("sha256").update(bytes).digest("hex");
+  await request(address, "PUT", `/v1/modules/${sha}`, bytes);
+  return sha;
+}
+
+/** A process's whole output, read from its home through `address`. */
+export async function outputOf(address: string, pid: string): Promise<{ stdout: Buffer; stderr: Buffer }> {
+  const r = await request(address, "GET", `/v1/processes/${pid}/output`);
+  const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+  for (const block of r.body.toString().split("\n\n")) {
+    const data = /^data: (.*)$/m.exec(block)?.[1];
+    if (!block.startsWith("event: output") || data === undefined) continue;
+    const e = JSON.parse(data) as { stream: "stdout" | "stderr"; data: string };
+    out[e.stream].push(Buffer.from(e.data, "base64"));
+  }
+  return { stdout: Buffer.concat(out.stdout), stderr: Buffer.concat(out.stderr) };
+}
+
+/** A TCP proxy on 127.0.0.1 whose links can be cut at once. */
+export async function cuttableProxy(target: string): Promise<{ address: string; cut(): void; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const i = target.lastIndexOf(":");
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.slice(i + 1)), target.slice(0, i));
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => undefined);
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    cut() {
+      for (const s of sockets) s.destroy();
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}

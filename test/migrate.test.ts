@@ -1,0 +1,179 @@
+/**
+ * Live migration between node daemons that are separate OS processes on
+ * 127.0.0.1: a process moved ten times writes what an uninterrupted run
+ * writes; a destination that dies, a link cut mid-round, and a destination
+ * lacking a file all leave the process running at the source, output intact.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { cuttableProxy, freePorts, json, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+interface Info {
+  pid: string;
+  node: string;
+  state: string;
+}
+
+function input(file: string, bytes: number): void {
+  const buf = Buffer.alloc(bytes);
+  for (let i = 0; i < bytes; i += 1) buf[i] = (i * 2654435761) >>> 27;
+  fs.writeFileSync(file, buf);
+}
+
+describe("migration between nodes", () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let nodes: NodeProc[] = [];
+  const work = tempDir("migrate");
+  before(async () => {
+    cluster = await startCluster(["n1", "n2", "n3"]);
+    nodes = cluster.nodes;
+  });
+  after(async () => {
+    await cluster.stop();
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it("a process migrated 10 times across 3 nodes, alternating strategies, writes what an uninterrupted run writes", async () => {
+    const plain = path.join(work, "plain");
+    const moved = path.join(work, "moved");
+    for (const d of [plain, moved]) {
+      fs.mkdirSync(d);
+      input(path.join(d, "in.bin"), 6 * 1024 * 1024);
+    }
+    const module = path.join(EXAMPLES, "c", "fileproc.wasm");
+    const args = ["/data/in.bin", "/data/out.bin", "4096"];
+    const whole = await ferry(["exec", "--dir", `${plain}:/data`, module, ...args]);
+    assert.equal(whole.status, 0, whole.stderr.toString());
+
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, module);
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", {
+      module_sha256: sha,
+      module_name: "fileproc.wasm",
+      args,
+      dirs: [{ host: moved, guest: "/data" }],
+    });
+    const names = ["n2", "n3", "n1"];
+    for (let i = 0; i < 10; i += 1) {
+      const to = names[i % 3] as string;
+      const strategy = i % 2 === 0 ? "stop-copy" : "pre-copy";
+      await sleep(60);
+      const via = nodes[(i * 7) % 3] as NodeProc; // any node answers
+      const r = await request(via.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 50 });
+      assert.equal(r.status, 200, `move ${i + 1} to ${to} (${strategy}): ${r.body.toString()}`);
+      const { metrics } = JSON.parse(r.body.toString()) as { metrics: { strategy: string; downtime_ms: number; rounds: number } };
+      assert.equal(metrics.strategy, strategy);
+      if (strategy === "pre-copy") assert.ok(metrics.rounds >= 1);
+      const list = await json<Info[]>(nodes[(i + 1) % 3]!.address, "GET", "/v1/processes");
+      const me = list.find((p) => p.pid === pid);
+      assert.equal(me?.node, to, `ps does not show ${pid} on ${to} after move ${i + 1}`);
+    }
+    const { status } = await json<{ status: unknown }>(nodes[2]!.address, "GET", `/v1/processes/${pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: whole.status });
+    const out = await outputOf(n1.address, pid);
+    assert.equal(out.stdout.toString(), whole.stdout.toString(), "stdout differs");
+    assert.equal(out.stderr.toString(), whole.stderr.toString(), "stderr differs");
+    assert.ok(fs.readFileSync(path.join(moved, "out.bin")).equals(fs.readFileSync(path.join(plain, "out.bin"))), "output file differs");
+  });
+
+  it("a migration to a node lacking an open file is refused before the process stops", async () => {
+    const dir = path.join(work, "lacking");
+    fs.mkdirSync(dir);
+    input(path.join(dir, "in.bin"), 3 * 1024 * 1024);
+    const module = path.join(EXAMPLES, "c", "fileproc.wasm");
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, module);
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", {
+      module_sha256: sha,
+      module_name: "fileproc.wasm",
+      args: ["/data/in.bin", "/data/out.bin"],
+      dirs: [{ host: dir, guest: "/data" }],
+    });
+    await sleep(150);
+    // The guest holds the input open; on the destination the path is gone.
+    fs.renameSync(path.join(dir, "in.bin"), path.join(dir, "moved-away.bin"));
+    const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
+    assert.equal(r.status, 409, r.body.toString());
+    assert.match(r.body.toString(), /ERR_MISSING_FILE/);
+    assert.match(r.body.toString(), /in\.bin/);
+    const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
+    assert.equal(info.node, "n1");
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: 0 }, "the process did not finish normally at the source");
+  });
+});
+
+describe("migration failures", () => {
+  const work = tempDir("migrate-fail");
+  after(() => fs.rmSync(work, { recursive: true, force: true }));
+  const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
+  const args = ["192", "16", "3"];
+
+  async function reference(): Promise<string> {
+    const whole = await ferry(["exec", memhog, ...args]);
+    assert.equal(whole.status, 0);
+    return whole.stdout.toString();
+  }
+
+  it("killing the destination mid-transfer leaves the process running at the source with intact output", async () => {
+    const want = await reference();
+    const cluster = await startCluster(["n1", "n2"]);
+    try {
+      const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
+      await sleep(700); // memory touched
+      const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
+      await sleep(120);
+      n2.child.kill("SIGKILL");
+      const r = await moving;
+      assert.notEqual(r.status, 200, "the migration claims success with its destination dead");
+      assert.match(r.body.toString(), /keeps running on the source/);
+      const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
+      assert.equal(info.node, "n1");
+      const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+      assert.deepEqual(status, { kind: "exit", code: 0 });
+      assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("cutting the link mid-round leaves the process running at the source with intact output", async () => {
+    const want = await reference();
+    const [p1, p2] = await freePorts(2);
+    const a1 = `127.0.0.1:${p1}`;
+    const a2 = `127.0.0.1:${p2}`;
+    const proxy = await cuttableProxy(a2);
+    const dir = tempDir("cut");
+    const n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
+    const n2 = await startNode("n2", p2 as number, [a1], path.join(dir, "n2"));
+    try {
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
+      await sleep(700);
+      const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
+      await sleep(100);
+      proxy.cut();
+      const r = await moving;
+      assert.notEqual(r.status, 200, "the migration claims success over a cut link");
+      const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
+      assert.equal(info.node, "n1");
+      const running = await json<{ running: boolean }>(n2.address, "GET", `/v1/internal/running/${pid}`);
+      assert.equal(running.running, false, "a second copy runs on the destination");
+      const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+      assert.deepEqual(status, { kind: "exit", code: 0 });
+      assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
+    } finally {
+      await stopNode(n1);
+      await stopNode(n2);
+      await proxy.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
