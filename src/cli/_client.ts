@@ -135,8 +135,9 @@ export class ClusterClient {
    * Returns when the node ends the stream; throws ClusterError if the node
    * answers with an error or the connection breaks mid-stream.
    */
-  async *events(path: string): AsyncGenerator<SseEvent, void, undefined> {
-    const res = await this.#request("GET", path, undefined, { accept: "text/event-stream" });
+  async *events(path: string, method = "GET", body?: unknown): AsyncGenerator<SseEvent, void, undefined> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const res = await this.#request(method, path, payload, { accept: "text/event-stream", ...(payload === undefined ? {} : { "content-type": "application/json" }) });
     if ((res.statusCode ?? 500) >= 300) {
       this.#throwIfError(res, await readAll(res, this.name));
     }

@@ -7,6 +7,7 @@ import { nodesCommand, psCommand } from "./cluster_list.js";
 import { killCommand, logsCommand, waitCommand } from "./cluster_process.js";
 import { execCommand, resumeCommand } from "./run.js";
 import { nodeCommand, upCommand } from "./node_cmd.js";
+import { migrateCommand } from "./cluster_migrate.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -31,6 +32,7 @@ else 127.0.0.1:7070):
   wait      Wait for a process to end and exit with its status
   kill      Kill a process
   nodes     List the cluster's nodes
+  migrate   Move a running process to another node (stop-copy or pre-copy)
 
 Run 'ferry COMMAND --help' for a command's options.
 Options: -h, --help (this help), --version
@@ -41,6 +43,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   resume: resumeCommand,
   up: upCommand,
   node: nodeCommand,
+  migrate: migrateCommand,
   run: clusterRunCommand,
   ps: psCommand,
   logs: logsCommand,

@@ -56,6 +56,18 @@ export interface MigrationMetrics {
   dirty_pages: number[];
 }
 
+/** A step of a migration, for a progress display. */
+export interface MigrationProgress {
+  phase: "offered" | "round" | "stopping" | "copying";
+  round?: number;
+  /** Pages sent in this round. */
+  pages?: number;
+  /** Bytes sent so far. */
+  bytes: number;
+  /** The process's memory size now. */
+  memory_bytes: number;
+}
+
 /** How the source reaches the world. */
 export interface SourceSide {
   proc: GuestProcess;
@@ -66,7 +78,7 @@ export interface SourceSide {
   /** After the link broke with the image sent: does the destination run the process? */
   destinationRuns(): Promise<boolean>;
   /** Progress for a user watching. */
-  progress?(p: { phase: string; round?: number; pages?: number }): void;
+  progress?(p: MigrationProgress): void;
 }
 
 /** Options of {@link migrateOut}. */
@@ -96,6 +108,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const ready = await conn.next({ timeout_ms: PREPARE_TIMEOUT_MS });
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
+    side.progress?.({ phase: "offered", bytes: 0, memory_bytes: memory().length });
 
     let tracker: PageTracker | null = null;
     if (options.strategy === "pre-copy") {
@@ -103,7 +116,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max: options.rounds_max ?? PRECOPY_ROUNDS_MAX }, side);
     }
 
-    side.progress?.({ phase: "stopping" });
+    side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
     stopped_at = performance.now();
     const suspension = await side.proc.suspend();
     if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before it could be moved");
@@ -135,7 +148,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
         },
       };
     }
-    side.progress?.({ phase: "copying" });
+    side.progress?.({ phase: "copying", bytes: metrics.bytes, memory_bytes: memory().length });
     metrics.bytes += await sendImage(conn, encodeImage(image));
     image_sent = true;
     metrics.pages += final;
@@ -191,7 +204,7 @@ async function preCopyRounds(
     metrics.pages += sent.pages;
     metrics.bytes += sent.bytes;
     metrics.dirty_pages.push(sent.pages);
-    side.progress?.({ phase: "round", round, pages: sent.pages });
+    side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length });
     const rate_bytes_per_ms = Math.max(sent.bytes / elapsed_ms, 1);
     const fits = (sent.pages * WIRE_PAGE_BYTES) / rate_bytes_per_ms <= limits.max_downtime_ms;
     if (round >= 2 && (fits || sent.pages >= previous)) return;

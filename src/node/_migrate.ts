@@ -7,7 +7,7 @@ import fs from "node:fs";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type MigrationMetrics, type Offer, type Strategy } from "../migration/mod.js";
+import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
@@ -100,7 +100,12 @@ function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
 }
 
 /** Moves process `pid`, which runs on this node, as a client asked. */
-export async function migrateProcess(node: FerryNode, pid: string, body: unknown): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
+export async function migrateProcess(
+  node: FerryNode,
+  pid: string,
+  body: unknown,
+  progress?: (p: MigrationProgress) => void,
+): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
   const running = node.table.running(pid);
   if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
   const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown };
@@ -121,6 +126,7 @@ export async function migrateProcess(node: FerryNode, pid: string, body: unknown
         connect: () => connectData(address),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
+        ...(progress !== undefined ? { progress } : {}),
       },
       { strategy, max_downtime_ms },
     );

@@ -94,7 +94,19 @@ async function processRoute(
 ): Promise<void> {
   const record = node.table.home(pid);
   if (sub === "migrate" && method === "POST") {
-    if (node.table.running(pid) !== undefined) return sendJson(res, 200, await node.migrateOut(pid, await readJson(req)));
+    if (node.table.running(pid) !== undefined) {
+      const body = await readJson(req);
+      if (url.searchParams.get("progress") !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
+      // Progress as server-sent events, then the result (or the error) as the last event.
+      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
+      try {
+        event(res, "result", await node.migrateOut(pid, body, (p) => event(res, "progress", p)));
+      } catch (err: unknown) {
+        event(res, "error", { code: err instanceof FerryError ? err.code : "ERR_INTERNAL", message: err instanceof Error ? err.message : String(err) });
+      }
+      res.end();
+      return;
+    }
     if (record !== undefined) return forward(req, res, await node.addressOf(record.node));
   }
   if (record === undefined) {

@@ -13,7 +13,7 @@ import { ProcessTable } from "./process_table.js";
 import { requestJson } from "./_http.js";
 import { route } from "./_routes.js";
 import { acceptData, migrateProcess } from "./_migrate.js";
-import type { MigrationMetrics } from "../migration/mod.js";
+import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** How a node is started. */
 export interface NodeOptions {
@@ -118,8 +118,8 @@ export class FerryNode {
   }
 
   /** Moves a process that runs here to another node (the control API's migrate). */
-  migrateOut(pid: string, body: unknown): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
-    return migrateProcess(this, pid, body);
+  migrateOut(pid: string, body: unknown, progress?: (p: MigrationProgress) => void): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
+    return migrateProcess(this, pid, body, progress);
   }
 
   /** Kills this node's processes and stops listening. */

@@ -1,0 +1,114 @@
+/** `ferry migrate`: move a running process to another node. */
+import { FerryError } from "../errors.js";
+import { optionInt, optionValue, parseArgs, UsageError } from "./_args.js";
+import { CLUSTER_OPTION, clusterClient } from "./_client.js";
+
+/** Help of `ferry migrate`. */
+export const MIGRATE_HELP = `Usage: ferry migrate [OPTIONS] PID --to NAME
+
+Moves a running process to node NAME while it runs, and prints the migration's
+metrics. If anything fails, the process keeps running where it was.
+
+Options:
+  --to NAME              The destination node.
+  --strategy S           stop-copy (default): stop, copy everything, resume there;
+                         pre-copy: copy memory in rounds while it runs, then stop
+                         for the last dirty pages.
+  --max-downtime MS      Pre-copy's downtime target (default 300): rounds stop once
+                         the remaining dirty pages would fit in it.
+  --json                 Print {pid, from, to, metrics} as JSON.
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  -h, --help             Show this help.
+
+Metrics: total_ms (request to running at the destination), downtime_ms (stopped
+at the source to running at the destination), bytes, pages, rounds, and the
+pages sent in each round (the last number is the final stop-and-copy).
+`;
+
+interface Result {
+  pid: string;
+  from: string;
+  to: string;
+  metrics: { strategy: string; total_ms: number; downtime_ms: number; bytes: number; pages: number; rounds: number; dirty_pages: number[] };
+}
+
+interface Progress {
+  phase: string;
+  round?: number;
+  pages?: number;
+  bytes: number;
+  memory_bytes: number;
+}
+
+const BAR_CELLS = 30;
+
+function bar(p: Progress): string {
+  const total = Math.max(p.memory_bytes, 1);
+  const done = Math.min(1, p.bytes / total);
+  const cells = Math.round(done * BAR_CELLS);
+  const what = p.phase === "round" ? `round ${p.round ?? 0}: ${p.pages ?? 0} pages` : p.phase;
+  return `\r[${"#".repeat(cells)}${".".repeat(BAR_CELLS - cells)}] ${(p.bytes / 1048576).toFixed(1)} MiB sent  ${what}\x1b[K`;
+}
+
+/** `ferry migrate`. */
+export async function migrateCommand(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: "to", value: true },
+      { name: "strategy", value: true },
+      { name: "max-downtime", value: true },
+      { name: "json", value: false },
+      { name: "help", value: false, short: "h" },
+      CLUSTER_OPTION,
+    ],
+    false,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(MIGRATE_HELP);
+    return 0;
+  }
+  const [pid, extra] = parsed.positionals;
+  if (pid === undefined) throw new UsageError("missing PID (see ferry migrate --help)");
+  if (extra !== undefined) throw new UsageError(`want exactly one PID, got ${JSON.stringify(extra)} too`);
+  const to = optionValue(parsed, "to");
+  if (to === undefined) throw new UsageError("--to NAME is required");
+  const strategy = optionValue(parsed, "strategy") ?? "stop-copy";
+  if (strategy !== "stop-copy" && strategy !== "pre-copy") throw new UsageError("--strategy is stop-copy or pre-copy");
+  const max_downtime_ms = optionInt(parsed, "max-downtime");
+  const body = { to, strategy, ...(max_downtime_ms !== undefined ? { max_downtime_ms } : {}) };
+  const client = clusterClient(parsed);
+  const path = `/v1/processes/${encodeURIComponent(pid)}/migrate`;
+  let result: Result;
+  if (process.stderr.isTTY && !parsed.flags.has("json")) {
+    result = await withProgress(client.events(`${path}?progress=1`, "POST", body));
+  } else {
+    result = (await client.json("POST", path, body)) as Result;
+  }
+  if (parsed.flags.has("json")) {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return 0;
+  }
+  const m = result.metrics;
+  process.stdout.write(
+    `migrated ${result.pid} from ${result.from} to ${result.to} (${m.strategy}) in ${m.total_ms.toFixed(1)} ms, downtime ${m.downtime_ms.toFixed(1)} ms\n` +
+      `  bytes ${m.bytes}  pages ${m.pages}  rounds ${m.rounds}  pages per round: ${m.dirty_pages.join(" ")}\n`,
+  );
+  return 0;
+}
+
+async function withProgress(events: AsyncIterable<{ event: string; data: string }>): Promise<Result> {
+  try {
+    for await (const e of events) {
+      if (e.event === "progress") process.stderr.write(bar(JSON.parse(e.data) as Progress));
+      else if (e.event === "result") return JSON.parse(e.data) as Result;
+      else if (e.event === "error") {
+        const err = JSON.parse(e.data) as { code: string; message: string };
+        throw new FerryError(err.code, err.message);
+      }
+    }
+  } finally {
+    process.stderr.write("\r\x1b[K");
+  }
+  throw new FerryError("ERR_CLUSTER_PROTOCOL", "the node ended the migration's event stream without a result");
+}
