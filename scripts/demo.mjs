@@ -1,34 +1,52 @@
 #!/usr/bin/env node
-// The quick-start demo: runs an example program as a chain of fresh OS
-// processes — each one suspends the program into an image after a while and
-// the next resumes it from that image — until the program ends. Its output
-// reads as one uninterrupted run.
-import { spawnSync } from "node:child_process";
-import fs from "node:fs";
-import os from "node:os";
+// The quick-start demo: starts a local cluster of three nodes (`ferry up`),
+// runs an example program on it, and moves the program from node to node
+// while it prints — its output arrives once, in order, as if it had never
+// moved. Then the cluster is stopped.
+import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 const ferry = path.join(root, "bin", "ferry.js");
-const program = path.join(root, "examples", "c", "compute.wasm");
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-demo-"));
+const port = process.env.FERRY_DEMO_PORT ?? "7070";
+const cluster = `127.0.0.1:${port}`;
 const note = (s) => process.stderr.write(`\x1b[2m--- ${s}\x1b[0m\n`);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const cli = (command, ...args) => spawnSync(process.execPath, [ferry, command, "--cluster", cluster, ...args], { encoding: "utf8" });
 
-let step = 0;
-let image = null;
-let status = 0;
-for (;;) {
-  const next = path.join(dir, `step${step}.img`);
-  const suspend = ["--suspend-after", "400", "--image", next];
-  const args = image === null ? ["exec", ...suspend, program, "16"] : ["resume", ...suspend, image];
-  note(`ferry ${args.map((a) => (a.startsWith(dir) ? path.basename(a) : a.startsWith(root) ? path.relative(root, a) : a)).join(" ")}`);
-  const r = spawnSync(process.execPath, [ferry, ...args], { stdio: "inherit" });
-  status = r.status ?? 1;
-  if (!fs.existsSync(next)) break;
-  note(`suspended into ${path.basename(next)} (${fs.statSync(next).size} bytes); resuming it in a new process`);
-  image = next;
-  step += 1;
+note(`ferry up --port ${port}`);
+const up = spawn(process.execPath, [ferry, "up", "--port", port], { stdio: ["ignore", "pipe", "inherit"] });
+await new Promise((resolve, reject) => {
+  let out = "";
+  up.stdout.on("data", (c) => {
+    out += c;
+    if (out.includes("cluster of")) resolve();
+  });
+  up.on("exit", (code) => reject(new Error(`ferry up exited with ${code} (is port ${port} free? set FERRY_DEMO_PORT)`)));
+});
+let status = 1;
+try {
+  const run = cli("run", path.join(root, "examples", "c", "compute.wasm"), "40");
+  if (run.status !== 0) throw new Error(run.stderr);
+  const pid = run.stdout.trim();
+  note(`ferry run examples/c/compute.wasm 40  →  ${pid}; following its output with ferry logs -f`);
+  const logs = spawn(process.execPath, [ferry, "logs", "--cluster", cluster, "-f", pid], { stdio: ["ignore", "inherit", "inherit"] });
+  const hops = [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"], ["n2", "stop-copy"], ["n3", "pre-copy"]];
+  for (const [to, strategy] of hops) {
+    await sleep(250);
+    const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
+    if (m.status !== 0) {
+      note(m.stderr.trim());
+      break;
+    }
+    note(m.stdout.trim().split("\n")[0]);
+  }
+  const wait = cli("wait", pid);
+  status = wait.status ?? 1;
+  await new Promise((r) => logs.on("exit", r));
+  note(`${pid} ended with status ${status}; stopping the cluster`);
+} finally {
+  up.kill("SIGINT");
+  await new Promise((r) => up.on("exit", r));
 }
-note(`the program ended with status ${status} after ${step} suspensions`);
-fs.rmSync(dir, { recursive: true, force: true });
 process.exit(status);

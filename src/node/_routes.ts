@@ -107,7 +107,12 @@ async function processRoute(
       res.end();
       return;
     }
-    if (record !== undefined) return forward(req, res, await node.addressOf(record.node));
+    if (record !== undefined) {
+      if (record.exit !== null) throw new FerryError("ERR_PROCESS_STATE", `${pid} has ended (${record.state}); there is nothing to move`);
+      // Loop guard: a home that thinks the process runs here, but it does not.
+      if (record.node === node.name) throw new FerryError("ERR_PROCESS_STATE", `${pid} is ${record.state}, not running on ${node.name}`);
+      return forward(req, res, await node.addressOf(record.node));
+    }
   }
   if (record === undefined) {
     const home = pidHome(pid);
