@@ -11,6 +11,7 @@ import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
+import { migrationBench } from "./migration.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -167,8 +168,12 @@ async function instrumentation(): Promise<void> {
 }
 
 console.log(`Ferry benchmark — node ${process.version}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "?"}${quick ? " (quick)" : ""}`);
-await instrumentation();
-await overhead();
-await safePointLatency();
-await suspendLatency();
+const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+if (only === undefined || only === "runtime") {
+  await instrumentation();
+  await overhead();
+  await safePointLatency();
+  await suspendLatency();
+}
+if (only === undefined || only === "migration") await migrationBench(quick);
 process.exit(0);

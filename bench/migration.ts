@@ -1,0 +1,137 @@
+/**
+ * Migration benchmark: two node daemons as separate OS processes on
+ * 127.0.0.1; the memory-heavy example at several sizes and write rates moved
+ * with each strategy; stop-and-copy throughput against a raw TCP transfer of
+ * the same bytes over loopback, measured in the same run.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const FERRY = path.join(ROOT, "bin", "ferry.js");
+
+function request(address: string, method: string, p: string, body?: Buffer | object): Promise<{ status: number; body: Buffer }> {
+  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+  const i = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), method, path: p }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (c: Buffer) => parts.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+    });
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function startNode(name: string, port: number, peer: string, data: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.stdout?.on("data", (c: Buffer) => {
+      if (c.toString().includes("listening on")) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
+  });
+}
+
+/** Sends `bytes` over a loopback TCP connection in 1 MiB writes; resolves with the milliseconds it took. */
+async function rawTcp(bytes: number): Promise<number> {
+  const chunk = Buffer.alloc(1024 * 1024, 7);
+  let received = 0;
+  let done!: () => void;
+  const finished = new Promise<void>((r) => (done = r));
+  const server = net.createServer((s) => {
+    s.on("data", (c: Buffer) => {
+      received += c.length;
+      if (received >= bytes) done();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const t0 = performance.now();
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  await new Promise<void>((r) => client.on("connect", () => r()));
+  for (let sent = 0; sent < bytes; sent += chunk.length) {
+    if (!client.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))) await new Promise((r) => client.once("drain", r));
+  }
+  await finished;
+  const ms = performance.now() - t0;
+  client.destroy();
+  await new Promise((r) => server.close(r));
+  return ms;
+}
+
+interface Metrics {
+  total_ms: number;
+  downtime_ms: number;
+  bytes: number;
+  rounds: number;
+  dirty_pages: number[];
+}
+
+/** Runs the migration benchmark and prints its tables. */
+export async function migrationBench(quick: boolean): Promise<void> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-nodes-"));
+  const [p1, p2] = [await freePort(), await freePort()];
+  const a1 = `127.0.0.1:${p1}`;
+  const a2 = `127.0.0.1:${p2}`;
+  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
+  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
+  const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "memhog.wasm"));
+  const sha = createHash("sha256").update(wasm).digest("hex");
+  await request(a1, "PUT", `/v1/modules/${sha}`, wasm);
+  await request(a2, "PUT", `/v1/modules/${sha}`, wasm);
+  const sizes = quick ? [64] : [256, 1024];
+  const rates = quick ? [0, 100] : [0, 10, 100];
+  console.log("\n(e) migration of memhog between two node processes on 127.0.0.1 (ms; MB/s of writes while it runs)");
+  console.log("| memory | writes | strategy | total ms | downtime ms | MiB sent | rounds | pages per round |\n|---|---|---|---|---|---|---|---|");
+  const throughput: { mib: number; bytes: number; total_ms: number }[] = [];
+  try {
+    for (const mib of sizes) {
+      for (const rate of rates) {
+        for (const strategy of ["stop-copy", "pre-copy"]) {
+          const { pid } = JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(rate), "600"] })).body.toString()) as { pid: string };
+          // Wait until every page is touched: memhog says so on its first line.
+          for (;;) {
+            const out = await request(a1, "GET", `/v1/processes/${pid}/output`);
+            if (out.body.toString().includes("event: output")) break;
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          await new Promise((r) => setTimeout(r, 300));
+          const r = await request(a1, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy, max_downtime_ms: 100 });
+          if (r.status !== 200) throw new Error(`migration failed: ${r.body.toString()}`);
+          const m = (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics;
+          console.log(`| ${mib} MiB | ${rate} | ${strategy} | ${m.total_ms.toFixed(0)} | ${m.downtime_ms.toFixed(0)} | ${(m.bytes / 1048576).toFixed(1)} | ${m.rounds} | ${m.dirty_pages.join(" ")} |`);
+          if (strategy === "stop-copy" && rate === 0) throughput.push({ mib, bytes: m.bytes, total_ms: m.total_ms });
+          await request(a1, "DELETE", `/v1/processes/${pid}`);
+        }
+      }
+    }
+    console.log("\n(f) stop-and-copy throughput vs a raw TCP transfer of the same bytes over loopback, same run");
+    console.log("| memory | bytes | stop-copy MB/s | raw TCP MB/s | ratio |\n|---|---|---|---|---|");
+    for (const t of throughput) {
+      const raw_ms = await rawTcp(t.bytes);
+      const ours = t.bytes / 1e6 / (t.total_ms / 1000);
+      const raw = t.bytes / 1e6 / (raw_ms / 1000);
+      console.log(`| ${t.mib} MiB | ${t.bytes} | ${ours.toFixed(0)} | ${raw.toFixed(0)} | ${(ours / raw).toFixed(2)}x |`);
+    }
+  } finally {
+    n1.kill("SIGTERM");
+    n2.kill("SIGTERM");
+    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
+    fs.rmSync(data, { recursive: true, force: true });
+  }
+}
