@@ -7,12 +7,17 @@ import fs from "node:fs";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
+import { PAGE_BYTES, writeMemory } from "../image/mod.js";
+import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
 import { preopensHere } from "./process_table.js";
+import type { OutputRelay } from "./relay.js";
+
+/** Bytes of a wasm page: memory grows by these. */
+const WASM_PAGE_BYTES = 65536;
 import { requestJson } from "./_http.js";
 
 /** The upgrade token of the data protocol. */
@@ -53,26 +58,50 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
   }
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
-  migrateIn(conn, {
-    prepare: (offer) => prepare(node, offer),
-    restore: async (offer, image) => {
-      const relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
-      const proc = await GuestProcess.restore(image, node.modules.get(offer.module_sha256), node.table.ioFor(relay));
-      const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
-    },
-  }).catch(() => {
+  migrateIn(conn, { prepare: (offer) => prepare(node, offer) }).catch(() => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here.
   });
 }
 
-async function prepare(node: FerryNode, offer: Offer): Promise<void> {
+async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
   if (!node.modules.has(offer.module_sha256)) node.modules.put(offer.module_sha256, await fetchModule(offer.source, offer.module_sha256));
   preopensHere(offer.dirs, node.name);
   for (const file of offer.open_files) {
     if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
   }
+  // Output offsets are known only from the image: the relay is set at the end.
+  let relay: OutputRelay | null = null;
+  const sink: OutputRelay = {
+    get offsets() {
+      return (relay as OutputRelay).offsets;
+    },
+    write: (stream, data) => (relay as OutputRelay).write(stream, data),
+    flush: () => (relay as OutputRelay).flush(),
+  };
+  // Instantiated now, while the source still runs: downtime does not pay for it.
+  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink), offer.module_name);
+  let view = new Uint8Array(proc.memory.buffer);
+  return {
+    writePage(index, data) {
+      const end = (index + 1) * PAGE_BYTES;
+      if (end > view.length) {
+        proc.growTo(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
+        view = new Uint8Array(proc.memory.buffer);
+      }
+      view.set(data, index * PAGE_BYTES);
+    },
+    async finish(image) {
+      proc.growTo(image.memory.size_bytes);
+      view = new Uint8Array(proc.memory.buffer);
+      writeMemory(image, view);
+      relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      await proc.activate(image);
+      const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
+    },
+    abort: () => proc.terminate(),
+  };
 }
 
 function fetchModule(address: string, sha256: string): Promise<Uint8Array> {

@@ -37,20 +37,26 @@ export interface WorkerInit {
   stdin: SharedArrayBuffer;
   stdout: OutputWire;
   stderr: OutputWire;
-  /** Fresh start with a config, or restore from captured WASI state. */
-  start: { kind: "fresh"; config: WasiConfig } | { kind: "restore"; wasi: unknown };
+  /**
+   * Fresh start with a config; restore from captured WASI state; or standby:
+   * instantiate now, get the WASI state later (`activate`), so a migration's
+   * destination can be ready before the source stops.
+   */
+  start: { kind: "fresh"; config: WasiConfig } | { kind: "restore"; wasi: unknown } | { kind: "standby" };
 }
 
 /** Controller → worker. */
 export type ToWorker =
   | { type: "run" }
   | { type: "rewind"; globals: GlobalBits[]; asyncify: Uint8Array }
-  | { type: "resume" };
+  | { type: "resume" }
+  | { type: "activate"; wasi: unknown };
 
 /** Worker → controller. */
 export type FromWorker =
   | { type: "ready"; memory: WebAssembly.Memory }
   | { type: "running" }
+  | { type: "activated" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }
   | { type: "files"; files: string[] }

@@ -59,8 +59,11 @@ interface AsyncifyExports {
 }
 
 class Guest {
-  readonly host: WasiHost;
   readonly stdin: StdinMailbox;
+  readonly #deps: WasiDeps;
+  #host: WasiHost | null = null;
+  /** The host's import functions; the instance calls through to them (a standby gets them later). */
+  #wasi: Record<string, (...args: never[]) => unknown> = {};
   instance!: WebAssembly.Instance;
   memory!: WebAssembly.Memory;
   #asyncify!: AsyncifyExports;
@@ -71,7 +74,7 @@ class Guest {
 
   constructor() {
     this.stdin = new StdinMailbox(control, init.stdin, () => post({ type: "stdin-drained" }));
-    const deps: WasiDeps = {
+    this.#deps = {
       stdin: this.stdin,
       stdout: outputSink(init.stdout, 1),
       stderr: outputSink(init.stderr, 2),
@@ -82,18 +85,32 @@ class Guest {
       blocker: this.#blocker(),
       on_files_changed: () => this.#filesChanged(),
     };
-    this.host =
-      init.start.kind === "fresh"
-        ? new WasiHost(init.start.config, deps)
-        : WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], deps);
+    if (init.start.kind === "fresh") this.#setHost(new WasiHost(init.start.config, this.#deps));
+    else if (init.start.kind === "restore") this.#setHost(WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], this.#deps));
+  }
+
+  get host(): WasiHost {
+    if (this.#host === null) throw new Error("the process has no WASI state yet (standby)");
+    return this.#host;
+  }
+
+  #setHost(host: WasiHost): void {
+    this.#host = host;
+    this.#wasi = host.imports() as Record<string, (...args: never[]) => unknown>;
+    if (this.memory !== undefined) host.bindMemory(this.memory);
     this.#filesChanged();
+  }
+
+  /** Gives a standby its WASI state (reopening its files); throws RestoreError if one is missing. */
+  activate(wasi: unknown): void {
+    this.#setHost(WasiHost.restore(wasi as Parameters<typeof WasiHost.restore>[0], this.#deps));
   }
 
   /** Tells the controller which files the guest has open (a migration checks them first). */
   #filesChanged(): void {
     // Called while the host is being built, too: nothing to tell yet.
-    if ((this as { host?: WasiHost }).host === undefined) return;
-    post({ type: "files", files: this.host.open_files() });
+    if (this.#host === null) return;
+    post({ type: "files", files: this.#host.open_files() });
   }
 
   #blocker(): Blocker {
@@ -120,10 +137,16 @@ class Guest {
 
   instantiate(): void {
     const module = new WebAssembly.Module(init.wasm);
-    const wasi = this.host.imports() as Record<string, (...args: never[]) => unknown>;
     const wrapped: Record<string, unknown> = {};
-    for (const [name, fn] of Object.entries(wasi)) {
-      wrapped[name] = WasiHost.blocking_imports.has(name) ? this.#wrap(fn) : fn;
+    for (const { module: from, name } of WebAssembly.Module.imports(module)) {
+      if (from !== "wasi_snapshot_preview1") continue;
+      // Through the current host's table: a standby's host arrives later.
+      const call = ((...args: never[]) => {
+        const fn = this.#wasi[name];
+        if (fn === undefined) throw new WebAssembly.RuntimeError(`unknown WASI import ${name}`);
+        return fn(...args);
+      }) as (...args: never[]) => unknown;
+      wrapped[name] = WasiHost.blocking_imports.has(name) ? this.#wrap(call) : call;
     }
     const poll = this.#wrap((() => {
       if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) this.#suspending = true;
@@ -135,7 +158,7 @@ class Guest {
     });
     this.memory = this.instance.exports["memory"] as WebAssembly.Memory;
     this.#asyncify = this.instance.exports as unknown as AsyncifyExports;
-    this.host.bindMemory(this.memory);
+    this.#host?.bindMemory(this.memory);
   }
 
   /**
@@ -269,5 +292,13 @@ post({ type: "ready", memory: guest.memory });
 port.on("message", (msg: ToWorker) => {
   if (msg.type === "run") guest.run();
   else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
-  else guest.resumeInPlace();
+  else if (msg.type === "activate") {
+    try {
+      guest.activate(msg.wasi);
+      post({ type: "activated" });
+    } catch (err: unknown) {
+      const code = (err as { code?: unknown }).code;
+      post({ type: "error", code: typeof code === "string" ? code : "ERR_WORKER", message: err instanceof Error ? err.message : String(err) });
+    }
+  } else guest.resumeInPlace();
 });

@@ -18,6 +18,9 @@ const ENTRY_EXPORT = "_start";
 /** Bytes of a wasm page. */
 const WASM_PAGE_BYTES = 65536;
 
+/** wasm32 addresses 4 GiB at most. */
+const MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024;
+
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
  * Node's default 4 MiB; this is address space, committed only when touched.
@@ -66,7 +69,7 @@ export interface StartTimings {
   start_ms: number;
 }
 
-type Phase = "starting" | "running" | "suspending" | "suspended" | "ended";
+type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "ended";
 
 /** A guest process under this thread's control. */
 export class GuestProcess {
@@ -147,18 +150,62 @@ export class GuestProcess {
     if (hash !== Buffer.from(image.module_sha256).toString("hex")) {
       throw new ImageError(ImageErrorCodes.moduleMismatch, `image was taken from module ${Buffer.from(image.module_sha256).toString("hex")}, not ${hash}`);
     }
-    const instrumented = await loadInstrumented(wasm, { cache_dir: io.cache_dir });
-    const stdin = { pending: image.streams.stdin_pending, ended: image.streams.stdin_eof };
-    const proc = new GuestProcess(instrumented, image.meta.module_path, { kind: "restore", wasi: image.wasi }, io, stdin);
-    const memory = await proc.#ready();
-    loadMemory(memory, image);
-    const running = proc.#expect((m) => m.type === "running");
-    proc.#pump.attach(io.stdin ?? null);
-    proc.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
-    proc.#phase = "running";
-    await running;
+    const proc = await GuestProcess.standby(wasm, io, image.meta.module_path);
+    try {
+      proc.growTo(image.memory.size_bytes);
+      writeMemory(image, new Uint8Array(proc.memory.buffer));
+      await proc.activate(image);
+    } catch (err: unknown) {
+      await proc.terminate();
+      throw err;
+    }
     proc.timings.start_ms = performance.now() - t0;
     return proc;
+  }
+
+  /**
+   * A process instantiated but not yet given its state: a migration's
+   * destination prepares one while the source still runs, writes pages into
+   * its memory as they arrive, and activates it with the rest of the image.
+   * Its memory starts all zero.
+   */
+  static async standby(wasm: Uint8Array, io: ProcessIo, module_path = "module.wasm"): Promise<GuestProcess> {
+    const instrumented = await loadInstrumented(wasm, { cache_dir: io.cache_dir });
+    const proc = new GuestProcess(instrumented, module_path, { kind: "standby" }, io, { pending: new Uint8Array(0), ended: false });
+    const memory = await proc.#ready();
+    // Wipe what instantiation wrote (data segments): the image says what is there.
+    new Uint8Array(memory.buffer).fill(0);
+    proc.#phase = "standby";
+    return proc;
+  }
+
+  /** Grows a standby's memory to `size_bytes` (never shrinks). */
+  growTo(size_bytes: number): void {
+    const current = this.#memory.buffer.byteLength;
+    if (size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > MEMORY_BYTES_MAX) {
+      throw new ImageError(ImageErrorCodes.malformed, `memory of ${size_bytes} bytes is not a whole number of wasm pages up to 4 GiB`);
+    }
+    if (size_bytes > current) this.#memory.grow((size_bytes - current) / WASM_PAGE_BYTES);
+  }
+
+  /**
+   * Gives a standby the rest of its state (its memory already written) and
+   * resumes it. Throws RestoreError if a file it had open is missing here.
+   */
+  async activate(image: Pick<ProcessImage, "wasi" | "globals" | "stack" | "streams" | "memory">): Promise<void> {
+    if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
+    if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
+      throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
+    }
+    const activated = this.#expect((m) => m.type === "activated");
+    this.#send({ type: "activate", wasi: image.wasi });
+    await activated;
+    this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
+    const running = this.#expect((m) => m.type === "running");
+    this.#pump.attach(this.#io.stdin ?? null);
+    this.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
+    this.#phase = "running";
+    await running;
   }
 
   /** Host paths of the files the guest has open, as of its last open or close. */
@@ -292,20 +339,4 @@ export class GuestProcess {
 
 function wire(target: OutputTarget): OutputWire {
   return target.kind === "fd" ? { kind: "fd", fd: target.fd } : { kind: "port" };
-}
-
-/**
- * Makes a freshly instantiated memory hold exactly the image's bytes: grown
- * to the image's size, data segments the instantiation wrote wiped, pages
- * copied in.
- */
-function loadMemory(memory: WebAssembly.Memory, image: DecodedImage): void {
-  const size = image.memory.size_bytes;
-  const current = memory.buffer.byteLength;
-  if (size < current || size % WASM_PAGE_BYTES !== 0) {
-    throw new ImageError(ImageErrorCodes.malformed, `image memory of ${size} bytes does not fit a module whose memory starts at ${current}`);
-  }
-  new Uint8Array(memory.buffer).fill(0);
-  if (size > current) memory.grow((size - current) / WASM_PAGE_BYTES);
-  writeMemory(image, new Uint8Array(memory.buffer));
 }

@@ -31,6 +31,13 @@ export class StdinPump {
     this.#ended = ended;
   }
 
+  /** Puts input carried over from an image in front of everything else. */
+  preload(pending: Uint8Array, ended: boolean): void {
+    if (pending.length > 0) this.#queue.unshift(Buffer.from(pending));
+    this.#queued_bytes += pending.length;
+    if (ended) this.#ended = true;
+  }
+
   /** Starts reading `stream` ahead; without a stream, input is at its end. */
   attach(stream: Readable | null): void {
     if (stream === null || this.#ended) {
