@@ -241,18 +241,22 @@ async function readBody(req: http.IncomingMessage): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** Polls `probe` until it returns something truthy (tests wait on the fake's state, never on a timer). */
-async function until<T>(probe: () => T | undefined | false): Promise<T> {
-  for (;;) {
+/** Polls `probe` until it returns something truthy (tests wait on the fake's state, not for a while). */
+async function until<T>(probe: () => T | undefined | false, what: string): Promise<T> {
+  for (let tries = 0; tries < 2000; tries += 1) {
     const value = probe();
     if (value !== undefined && value !== false) return value;
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+  throw new Error(`gave up waiting for ${what}`);
 }
 
 function explain(r: RunResult): string {
   return `status ${r.status}\nstdout: ${r.stdout.toString()}\nstderr: ${r.stderr.toString()}`;
 }
+
+/** No test may hang the suite: a stuck stream fails its test instead. */
+const LIMIT = { timeout: 30_000 };
 
 describe("ferry cluster commands", () => {
   const cluster = new FakeCluster();
@@ -290,7 +294,7 @@ describe("ferry cluster commands", () => {
   });
 
   for (const command of ["run", "ps", "logs", "wait", "kill", "nodes"]) {
-    it(`ferry ${command} --help and -h print usage and exit 0`, async () => {
+    it(`ferry ${command} --help and -h print usage and exit 0`, LIMIT, async () => {
       for (const flag of ["--help", "-h"]) {
         const r = await ferry([command, flag]);
         assert.equal(r.status, 0, explain(r));
@@ -300,7 +304,7 @@ describe("ferry cluster commands", () => {
     });
   }
 
-  it("usage errors exit 2 and say what is wrong", async () => {
+  it("usage errors exit 2 and say what is wrong", LIMIT, async () => {
     const cases: [string[], RegExp][] = [
       [["run"], /missing PROGRAM/],
       [["run", "--attach", "--json", wasm], /do not go together/],
@@ -319,7 +323,7 @@ describe("ferry cluster commands", () => {
     }
   });
 
-  it("an unreachable cluster exits 125 with ERR_CLUSTER_UNREACHABLE and says to start one", async () => {
+  it("an unreachable cluster exits 125 with ERR_CLUSTER_UNREACHABLE and says to start one", LIMIT, async () => {
     const down = `127.0.0.1:${closed_port}`;
     for (const args of [["ps", "--cluster", down], ["run", "--cluster", down, wasm], ["wait", "--cluster", down, "n1-1"]]) {
       const r = await ferry(args);
@@ -332,7 +336,7 @@ describe("ferry cluster commands", () => {
     assert.match(r.stderr.toString(), new RegExp(`${down}.*ERR_CLUSTER_UNREACHABLE`));
   });
 
-  it("run uploads the module only where it is missing, then creates the process", async () => {
+  it("run uploads the module only where it is missing, then creates the process", LIMIT, async () => {
     const before_log = n1.log.length;
     const first = await run(["run", "--env", "A=1", "--dir", ".:/work", "--dir", dir, wasm, "x y", "--help"]);
     assert.equal(first.status, 0, explain(first));
@@ -357,7 +361,7 @@ describe("ferry cluster commands", () => {
     assert.equal(answer.node, "n1");
   });
 
-  it("run --node uploads to the target node too and asks the cluster node to place it there", async () => {
+  it("run --node uploads to the target node too and asks the cluster node to place it there", LIMIT, async () => {
     const r = await run(["run", "--node", "n2", "--json", wasm]);
     assert.equal(r.status, 0, explain(r));
     assert.equal((JSON.parse(r.stdout.toString()) as { node: string }).node, "n2");
@@ -372,21 +376,21 @@ describe("ferry cluster commands", () => {
     assert.match(down.stderr.toString(), /\(ERR_NODE_DOWN\)/);
   });
 
-  it("run --attach relays stdout and stderr byte for byte and exits with the program's status", async () => {
+  it("run --attach relays stdout and stderr byte for byte and exits with the program's status", LIMIT, async () => {
     const r = await run(["run", "--attach", wasm]);
     assert.equal(r.status, 3, explain(r));
     assert.deepEqual(r.stdout, STDOUT);
     assert.deepEqual(r.stderr, STDERR);
   });
 
-  it("run --attach exits 134 when the program traps", async () => {
+  it("run --attach exits 134 when the program traps", LIMIT, async () => {
     const r = await run(["run", "--attach", wasm, "trap"]);
     assert.equal(r.status, 134, explain(r));
     assert.deepEqual(r.stdout, STDOUT);
     assert.match(r.stderr.toString(), /the program trapped: unreachable/);
   });
 
-  it("logs prints the output so far; -f follows it to the end; both exit 0", async () => {
+  it("logs prints the output so far; -f follows it to the end; both exit 0", LIMIT, async () => {
     const pid = await start([]);
     for (const args of [["logs", pid], ["logs", "-f", pid], ["logs", "--follow", pid]]) {
       const r = await run(args);
@@ -399,7 +403,7 @@ describe("ferry cluster commands", () => {
     assert.match(missing.stderr.toString(), /^ferry logs: no process n1-999 \(ERR_NO_SUCH_PROCESS\)\n$/);
   });
 
-  it("logs -f picks a dropped stream up from its offsets and writes each byte once", async () => {
+  it("logs -f picks a dropped stream up from its offsets and writes each byte once", LIMIT, async () => {
     const pid = await start(["drop"]);
     const mark = n1.log.length;
     const r = await run(["logs", "-f", pid]);
@@ -413,7 +417,7 @@ describe("ferry cluster commands", () => {
     assert.equal(outputs[1], `GET /v1/processes/${pid}/output?follow=1&stdout=${seen_stdout}&stderr=${(CHUNKS[1] as Chunk).data.length}`);
   });
 
-  it("wait exits with the process's status; --json prints it", async () => {
+  it("wait exits with the process's status; --json prints it", LIMIT, async () => {
     const pid = await start([]);
     const r = await run(["wait", pid]);
     assert.equal(r.status, 3, explain(r));
@@ -428,14 +432,14 @@ describe("ferry cluster commands", () => {
     assert.match(missing.stderr.toString(), /\(ERR_NO_SUCH_PROCESS\)/);
   });
 
-  it("kill ends a running process; waiters and attached clients see 137", async () => {
+  it("kill ends a running process; waiters and attached clients see 137", LIMIT, async () => {
     const pid = await start(["hang"]);
     const following = run(["logs", "-f", pid]);
     const waiting = run(["wait", pid]);
     const attached = run(["run", "--attach", wasm, "hang"]);
     // Kill only once every client is connected: the two on `pid`, and the one that started another process.
-    await until(() => n1.log.filter((l) => l.startsWith(`GET /v1/processes/${pid}/`)).length === 2);
-    const other = await until(() => [...cluster.processes.values()].find((p) => p.args[0] === "hang" && p.pid !== pid && p.follows > 0));
+    await until(() => n1.log.filter((l) => l.startsWith(`GET /v1/processes/${pid}/`)).length >= 2, "logs -f and wait to connect");
+    const other = await until(() => [...cluster.processes.values()].find((p) => p.args[0] === "hang" && p.pid !== pid && p.follows > 0), "run --attach to connect");
     const k = await run(["kill", pid]);
     assert.equal(k.status, 0, explain(k));
     assert.equal(k.stdout.toString(), `${pid}\n`);
@@ -453,7 +457,7 @@ describe("ferry cluster commands", () => {
     assert.deepEqual(r.stdout, STDOUT);
   });
 
-  it("ps prints a table and --json the API's array", async () => {
+  it("ps prints a table and --json the API's array", LIMIT, async () => {
     await start(["two words", "it's"]);
     const r = await run(["ps"]);
     assert.equal(r.status, 0, explain(r));
@@ -468,7 +472,7 @@ describe("ferry cluster commands", () => {
     assert.deepEqual(JSON.parse(j.stdout.toString()), [...cluster.processes.values()].map(publicView));
   });
 
-  it("nodes prints a table and --json the API's array", async () => {
+  it("nodes prints a table and --json the API's array", LIMIT, async () => {
     const r = await run(["nodes"]);
     assert.equal(r.status, 0, explain(r));
     const lines = r.stdout.toString().trimEnd().split("\n");

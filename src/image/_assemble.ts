@@ -51,9 +51,11 @@ export class ImageAssembler {
   #next_page_min = 0;
   #page_count = 0;
   readonly #runs: PageRun[] = [];
+  readonly #on_run: ((first_page: number, data: Uint8Array) => void) | undefined;
   readonly #parts: Partial<Omit<ProcessImage, "memory">> & { size_bytes?: number } = {};
 
-  constructor(expected_module: Uint8Array | undefined) {
+  constructor(expected_module: Uint8Array | undefined, on_run?: (first_page: number, data: Uint8Array) => void) {
+    this.#on_run = on_run;
     this.#expected_module = expected_module;
   }
 
@@ -169,6 +171,7 @@ export class ImageAssembler {
       );
     }
     this.#runs.push({ first: run.first, data });
+    this.#on_run?.(run.first, data);
     this.#next_page_min = run.first + count;
     this.#page_count += count;
   }

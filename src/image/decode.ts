@@ -32,6 +32,13 @@ export interface ImageDecoderOptions {
    * never modifies or reuses a chunk after pushing it.
    */
   copy_pages?: boolean;
+  /**
+   * Called with each run of pages as soon as its section passed its CRC, so a
+   * receiver can put pages in place while the rest still arrives. The image
+   * as a whole is only good once `end` returns: whatever is built from runs
+   * must not be used (run) before that.
+   */
+  on_run?: (first_page: number, data: Uint8Array) => void;
 }
 
 type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data" | "skip" | "section_crc" | "done";
@@ -73,7 +80,7 @@ export class ImageDecoder {
     if (options.module_sha256 !== undefined && options.module_sha256.length !== 32) {
       throw new RangeError(`module_sha256 must be 32 bytes, got ${options.module_sha256.length}`);
     }
-    this.#assembler = new ImageAssembler(options.module_sha256);
+    this.#assembler = new ImageAssembler(options.module_sha256, options.on_run);
     this.#copy_pages = options.copy_pages ?? true;
   }
 

@@ -14,9 +14,9 @@ const IDLE_TIMEOUT_MS = 60_000;
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
-  /** Writes one pre-copied page into its memory (grown as needed). */
-  writePage(index: number, data: Uint8Array): void;
-  /** Writes the final image's pages, gives it the rest of its state and runs it; throws to refuse. */
+  /** Writes pages (one or more, consecutive from `first_page`) into its memory, grown as needed. */
+  writePages(first_page: number, data: Uint8Array): void;
+  /** Gives it the rest of its state (every page is in place) and runs it; throws to refuse. */
   finish(image: DecodedImage): Promise<void>;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
@@ -49,11 +49,17 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
     await sendJson(conn, Msg.ready, {});
     // Pages go straight into the waiting process's memory; the image is
     // checked whole before any of it is used.
-    const decoder = new ImageDecoder({ module_sha256: Buffer.from(offer.module_sha256, "hex") });
+    // Pages of the image go in place as each section passes its CRC, while
+    // the rest arrives; the process runs only once the whole image checked.
+    const decoder = new ImageDecoder({
+      module_sha256: Buffer.from(offer.module_sha256, "hex"),
+      copy_pages: false,
+      on_run: (first, data) => landing.writePages(first, data),
+    });
     for (;;) {
       const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
       raiseIfError(frame, "the source gave up");
-      if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.writePage(p.index, p.data);
+      if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.writePages(p.index, p.data);
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);

@@ -37,6 +37,8 @@ export interface Offer {
   strategy: Strategy;
   /** The source node's address (the destination fetches a missing module there). */
   source: string;
+  /** Memory size when offered; it can only grow, so the destination may reserve this much at once. */
+  memory_bytes: number;
 }
 
 /** What a migration reports. */

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { PAGE_BYTES, writeMemory } from "../image/mod.js";
+import { PAGE_BYTES } from "../image/mod.js";
 import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
@@ -81,10 +81,13 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   };
   // Instantiated now, while the source still runs: downtime does not pay for it.
   const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink), offer.module_name);
+  // Memory never shrinks: take the size it had when offered in one step
+  // rather than growing it run by run as pages arrive.
+  proc.growTo(offer.memory_bytes);
   let view = new Uint8Array(proc.memory.buffer);
   return {
-    writePage(index, data) {
-      const end = (index + 1) * PAGE_BYTES;
+    writePages(index, data) {
+      const end = index * PAGE_BYTES + data.length;
       if (end > view.length) {
         proc.growTo(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
         view = new Uint8Array(proc.memory.buffer);
@@ -92,9 +95,8 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       view.set(data, index * PAGE_BYTES);
     },
     async finish(image) {
+      // Every page is already in place (written as it arrived).
       proc.growTo(image.memory.size_bytes);
-      view = new Uint8Array(proc.memory.buffer);
-      writeMemory(image, view);
       relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
       await proc.activate(image);
       const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
@@ -151,7 +153,7 @@ export async function migrateProcess(
     const metrics = await migrateOut(
       {
         proc: running.proc,
-        offer: { pid, home, module_sha256, module_name, args, env, dirs, open_files: [...running.proc.open_files], strategy, source: node.address },
+        offer: { pid, home, module_sha256, module_name, args, env, dirs, open_files: [...running.proc.open_files], strategy, source: node.address, memory_bytes: running.proc.memory.buffer.byteLength },
         connect: () => connectData(address),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
