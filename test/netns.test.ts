@@ -1,0 +1,127 @@
+/**
+ * The cluster over a real network: each node in a network namespace of its
+ * own with its own address, joined by veth pairs to a bridge in a hub
+ * namespace — all created by this test and removed after it. Needs root and
+ * iproute2; skipped, saying why, where they are missing.
+ */
+import assert from "node:assert/strict";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
+
+const tag = randomBytes(3).toString("hex");
+const hub = `fy-hub-${tag}`;
+const names = ["n1", "n2", "n3"];
+const ns = (name: string): string => `fy-${name}-${tag}`;
+// A private subnet that exists only inside this test's namespaces.
+const ip = (i: number): string => `10.211.${parseInt(tag.slice(0, 2), 16)}.${i + 1}`;
+const PORT = 7070;
+
+function sh(args: string[]): void {
+  execFileSync("ip", args, { stdio: "ignore" });
+}
+
+function unavailable(): string | null {
+  if (process.getuid?.() !== 0) return "needs root to create network namespaces";
+  try {
+    execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
+  } catch {
+    return "iproute2 (ip netns) is not available";
+  }
+  return null;
+}
+
+/** Runs the ferry CLI inside namespace `name`. */
+function ferryIn(name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+    child.on("error", reject);
+    child.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+const why = unavailable();
+
+describe("a cluster across network namespaces", { skip: why ?? false }, () => {
+  const nodes: ChildProcess[] = [];
+  const data = tempDir("netns");
+  let made = false;
+
+  before(async () => {
+    sh(["netns", "add", hub]);
+    made = true;
+    sh(["-n", hub, "link", "add", "br0", "type", "bridge"]);
+    sh(["-n", hub, "link", "set", "br0", "up"]);
+    names.forEach((name, i) => {
+      sh(["netns", "add", ns(name)]);
+      sh(["-n", ns(name), "link", "set", "lo", "up"]);
+      sh(["link", "add", "eth0", "netns", ns(name), "type", "veth", "peer", "name", `p${i}`, "netns", hub]);
+      sh(["-n", ns(name), "addr", "add", `${ip(i)}/24`, "dev", "eth0"]);
+      sh(["-n", ns(name), "link", "set", "eth0", "up"]);
+      sh(["-n", hub, "link", "set", `p${i}`, "master", "br0"]);
+      sh(["-n", hub, "link", "set", `p${i}`, "up"]);
+    });
+    for (const [i, name] of names.entries()) {
+      const peers = names.flatMap((_, j) => (j === i ? [] : [`${ip(j)}:${PORT}`])).join(",");
+      const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, "node", "start", "--name", name, "--listen", `${ip(i)}:${PORT}`, "--peers", peers, "--data", path.join(data, name)], {
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      nodes.push(child);
+      await new Promise<void>((resolve, reject) => {
+        child.stdout?.on("data", (c: Buffer) => {
+          if (c.toString().includes("listening on")) resolve();
+        });
+        child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
+      });
+    }
+  });
+
+  after(async () => {
+    for (const child of nodes) {
+      if (child.exitCode !== null || child.signalCode !== null) continue;
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    }
+    if (made) {
+      for (const name of names) {
+        try {
+          sh(["netns", "del", ns(name)]);
+        } catch {
+          // Already gone.
+        }
+      }
+      sh(["netns", "del", hub]);
+    }
+    fs.rmSync(data, { recursive: true, force: true });
+  });
+
+  it("moves a process between nodes that talk over the network, output and status intact", async () => {
+    const module = path.join(EXAMPLES, "c", "compute.wasm");
+    const whole = await ferry(["exec", module, "30", "6"]);
+    const cluster = ["--cluster", `${ip(0)}:${PORT}`];
+    const run = await ferryIn("n1", ["run", ...cluster, module, "30", "6"]);
+    assert.equal(run.status, 0, run.stderr);
+    const pid = run.stdout.trim();
+    for (const [to, strategy] of [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"]] as const) {
+      const m = await ferryIn("n2", ["migrate", "--cluster", `${ip(1)}:${PORT}`, "--json", pid, "--to", to, "--strategy", strategy]);
+      assert.equal(m.status, 0, m.stderr);
+      const ps = await ferryIn("n3", ["ps", "--cluster", `${ip(2)}:${PORT}`, "--json"]);
+      const me = (JSON.parse(ps.stdout) as { pid: string; node: string }[]).find((p) => p.pid === pid);
+      assert.equal(me?.node, to);
+    }
+    const wait = await ferryIn("n1", ["wait", ...cluster, pid]);
+    assert.equal(wait.status, whole.status);
+    const logs = await ferryIn("n3", ["logs", "--cluster", `${ip(2)}:${PORT}`, pid]);
+    assert.equal(logs.stdout, whole.stdout.toString());
+    assert.equal(logs.stderr, whole.stderr.toString());
+  });
+});
+
+if (why !== null) process.stdout.write(`# netns test skipped: ${why}\n`);
