@@ -113,7 +113,7 @@ export class ImageAssembler {
   }
 
   /** Takes a verified section other than END. For PAGES, `payload` is the page data and `run` its run header. */
-  accept(kind: number, payload: Uint8Array, run: { first: number; count: number }): void {
+  accept(kind: number, payload: Uint8Array, run: { first: number; count: number; streamed_bytes?: number | undefined }): void {
     const parts = this.#parts;
     switch (kind) {
       case SectionKind.module: {
@@ -162,16 +162,24 @@ export class ImageAssembler {
   }
 
   // The run header is checked only here, after the CRC, so a corrupted one reads as a checksum error.
-  #addRun(data: Uint8Array, run: { first: number; count: number }): void {
-    const count = data.length / PAGE_BYTES;
+  /** Whether a run of `count` pages from `first` lies inside the declared memory (streaming decode). */
+  runFits(first: number, count: number): boolean {
+    return first + count <= this.#pages_total;
+  }
+
+  #addRun(data: Uint8Array, run: { first: number; count: number; streamed_bytes?: number | undefined }): void {
+    const count = (run.streamed_bytes ?? data.length) / PAGE_BYTES;
     if (run.count !== count) throw malformed(`PAGES run header says ${run.count} pages but the section holds ${count}`);
     if (run.first < this.#next_page_min || run.first + count > this.#pages_total) {
       throw malformed(
         `PAGES run ${run.first}..${run.first + count - 1} is out of order or outside memory (next page >= ${this.#next_page_min}, pages ${this.#pages_total})`,
       );
     }
-    this.#runs.push({ first: run.first, data });
-    this.#on_run?.(run.first, data);
+    // A streamed run went to the receiver as it came; nothing is kept here.
+    if (run.streamed_bytes === undefined) {
+      this.#runs.push({ first: run.first, data });
+      this.#on_run?.(run.first, data);
+    }
     this.#next_page_min = run.first + count;
     this.#page_count += count;
   }

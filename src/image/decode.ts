@@ -12,6 +12,7 @@ import { crc32 } from "./_crc.js";
 import { ImageDigest } from "./_frame.js";
 import {
   HEADER_BYTES,
+  PAGE_BYTES,
   IMAGE_MAGIC,
   IMAGE_VERSION,
   RUN_HEADER_BYTES,
@@ -39,6 +40,16 @@ export interface ImageDecoderOptions {
    * must not be used (run) before that.
    */
   on_run?: (first_page: number, data: Uint8Array) => void;
+  /**
+   * Streams page data out as it arrives, before its section's CRC is known:
+   * each piece with its byte offset in memory (always inside the memory size
+   * the image declared). The decoder then keeps no page data at all (the
+   * result's memory has no pages), and the receiver must throw away
+   * everything written if the decode fails — for a migration's destination,
+   * writing into a process that has not run yet, that is the whole point:
+   * pages go in place once, with no copy in between.
+   */
+  write_pages?: (byte_offset: number, piece: Uint8Array) => void;
 }
 
 type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data" | "skip" | "section_crc" | "done";
@@ -50,6 +61,9 @@ type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data"
  */
 export class ImageDecoder {
   readonly #copy_pages: boolean;
+  readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => void) | undefined;
+  /** Streaming: whether the current run's header places it inside memory (else its bytes are not written). */
+  #run_fits = false;
   #phase: Phase = "header";
   #failure: ImageError | undefined;
   #ended = false;
@@ -82,6 +96,7 @@ export class ImageDecoder {
     }
     this.#assembler = new ImageAssembler(options.module_sha256, options.on_run);
     this.#copy_pages = options.copy_pages ?? true;
+    this.#write_pages = options.write_pages;
   }
 
   /** Feeds the next bytes of the image. The chunk is not modified; with copy_pages: false it may be retained. */
@@ -176,6 +191,19 @@ export class ImageDecoder {
     }
   }
 
+  #streamRun(chunk: Uint8Array, pos: number, data_bytes: number, write: (byte_offset: number, piece: Uint8Array) => void): number {
+    // The run header is not checked yet (its CRC comes at the end): write
+    // only inside the declared memory; the end of the section decides.
+    if (this.#payload_fill === 0) this.#run_fits = this.#assembler.runFits(this.#run_first, data_bytes / PAGE_BYTES);
+    const n = Math.min(data_bytes - this.#payload_fill, chunk.length - pos);
+    const piece = chunk.subarray(pos, pos + n);
+    if (this.#run_fits) write(this.#run_first * PAGE_BYTES + this.#payload_fill, piece);
+    this.#crc = crc32(piece, this.#crc);
+    this.#payload_fill += n;
+    if (this.#payload_fill === data_bytes) this.#expect("section_crc", SECTION_CRC_BYTES);
+    return pos + n;
+  }
+
   #fill(chunk: Uint8Array, pos: number): number {
     const n = Math.min(this.#fixed_need - this.#fixed_fill, chunk.length - pos);
     this.#fixed.set(chunk.subarray(pos, pos + n), this.#fixed_fill);
@@ -245,6 +273,7 @@ export class ImageDecoder {
 
   #runData(chunk: Uint8Array, pos: number): number {
     const data_bytes = this.#length - RUN_HEADER_BYTES;
+    if (this.#write_pages !== undefined) return this.#streamRun(chunk, pos, data_bytes, this.#write_pages);
     if (this.#payload_fill === 0 && !this.#copy_pages && chunk.length - pos >= data_bytes) {
       // The whole run is inside this chunk: keep a view, the caller promised not to reuse chunks.
       this.#payload = chunk.subarray(pos, pos + data_bytes);
@@ -276,7 +305,8 @@ export class ImageDecoder {
       this.#phase = "done";
       return;
     }
-    this.#assembler.accept(this.#kind, payload, { first: this.#run_first, count: this.#run_count });
+    const streamed = this.#kind === SectionKind.pages && this.#write_pages !== undefined;
+    this.#assembler.accept(this.#kind, payload, { first: this.#run_first, count: this.#run_count, streamed_bytes: streamed ? this.#payload_fill : undefined });
     this.#digest.addSection(this.#crc, this.#length);
     this.#expect("section_header", SECTION_HEADER_BYTES);
   }

@@ -350,3 +350,42 @@ test("on_run never sees a run whose section fails its check", () => {
   }), "ERR_IMAGE_CHECKSUM");
   assert.deepEqual(seen, []);
 });
+
+test("write_pages streams page data in place, inside the declared memory, and keeps none", () => {
+  for (let seed = 1; seed <= 20; seed += 1) {
+    const { image, memory } = randomImage(seed, 600);
+    const bytes = encodeToBytes(image);
+    const rebuilt = new Uint8Array(memory.length);
+    const decoder = new ImageDecoder({
+      write_pages: (offset, piece) => {
+        assert.ok(offset + piece.length <= memory.length, "a write outside the declared memory");
+        rebuilt.set(piece, offset);
+      },
+    });
+    for (const chunk of randomChunks(new Prng(seed), bytes)) decoder.push(chunk);
+    const decoded = decoder.end();
+    assert.ok(Buffer.from(rebuilt).equals(Buffer.from(memory)), `seed ${seed}`);
+    assert.equal([...decoded.memory.pages()].length, 0, "page data was kept");
+  }
+});
+
+test("write_pages: corrupted page data still fails the decode with ERR_IMAGE_CHECKSUM", () => {
+  for (let seed = 1; seed <= 40; seed += 1) {
+    const bytes = encodeToBytes(randomImage(seed, 300).image);
+    const sections = splitSections(bytes);
+    const pages = sections.findIndex((s) => s.kind === SectionKind.pages);
+    if (pages < 0) continue;
+    let offset = HEADER_BYTES;
+    for (let i = 0; i < pages; i += 1) offset += SECTION_HEADER_BYTES + (sections[i] as RawSection).payload.length + SECTION_CRC_BYTES;
+    for (const at of [offset + SECTION_HEADER_BYTES + 2, offset + SECTION_HEADER_BYTES + 100]) {
+      const damaged = Uint8Array.from(bytes);
+      damaged[at] = (damaged[at] as number) ^ 0x40;
+      const decoder = new ImageDecoder({ write_pages: () => undefined });
+      assert.equal(code(() => {
+        decoder.push(damaged);
+        decoder.end();
+      }), "ERR_IMAGE_CHECKSUM");
+    }
+    return;
+  }
+});

@@ -6,7 +6,7 @@
 import { FerryError } from "../errors.js";
 import { ImageDecoder, type DecodedImage } from "../image/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, readPages, sendJson } from "./_wire.js";
+import { Msg, parseJson, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES } from "./_wire.js";
 import type { Offer } from "./source.js";
 
 /** Wait for the next frame at most this long before giving up on a silent source. */
@@ -14,8 +14,8 @@ const IDLE_TIMEOUT_MS = 60_000;
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
-  /** Writes pages (one or more, consecutive from `first_page`) into its memory, grown as needed. */
-  writePages(first_page: number, data: Uint8Array): void;
+  /** Writes bytes at `byte_offset` of its memory (grown as needed). */
+  write(byte_offset: number, data: Uint8Array): void;
   /** Gives it the rest of its state (every page is in place) and runs it; throws to refuse. */
   finish(image: DecodedImage): Promise<void>;
   /** Drops it (the migration failed). */
@@ -49,17 +49,17 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
     await sendJson(conn, Msg.ready, {});
     // Pages go straight into the waiting process's memory; the image is
     // checked whole before any of it is used.
-    // Pages of the image go in place as each section passes its CRC, while
-    // the rest arrives; the process runs only once the whole image checked.
+    // Pages of the image go in place as they arrive, with no copy in
+    // between; the process runs only once the whole image passed its checks,
+    // and is thrown away otherwise.
     const decoder = new ImageDecoder({
       module_sha256: Buffer.from(offer.module_sha256, "hex"),
-      copy_pages: false,
-      on_run: (first, data) => landing.writePages(first, data),
+      write_pages: (offset, piece) => landing.write(offset, piece),
     });
     for (;;) {
       const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
       raiseIfError(frame, "the source gave up");
-      if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.writePages(p.index, p.data);
+      if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);

@@ -7,7 +7,6 @@ import fs from "node:fs";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { PAGE_BYTES } from "../image/mod.js";
 import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
@@ -81,18 +80,19 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   };
   // Instantiated now, while the source still runs: downtime does not pay for it.
   const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink), offer.module_name);
-  // Memory never shrinks: take the size it had when offered in one step
-  // rather than growing it run by run as pages arrive.
-  proc.growTo(offer.memory_bytes);
+  // Memory never shrinks: take the size it had when offered in one step, and
+  // have the kernel back every page now, while the source still runs, rather
+  // than fault them in one by one during the downtime.
+  await proc.reserve(offer.memory_bytes);
   let view = new Uint8Array(proc.memory.buffer);
   return {
-    writePages(index, data) {
-      const end = index * PAGE_BYTES + data.length;
+    write(offset, data) {
+      const end = offset + data.length;
       if (end > view.length) {
         proc.growTo(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
         view = new Uint8Array(proc.memory.buffer);
       }
-      view.set(data, index * PAGE_BYTES);
+      view.set(data, offset);
     },
     async finish(image) {
       // Every page is already in place (written as it arrived).

@@ -50,13 +50,15 @@ export type ToWorker =
   | { type: "run" }
   | { type: "rewind"; globals: GlobalBits[]; asyncify: Uint8Array }
   | { type: "resume" }
-  | { type: "activate"; wasi: unknown };
+  | { type: "activate"; wasi: unknown }
+  | { type: "touch"; bytes: number };
 
 /** Worker → controller. */
 export type FromWorker =
   | { type: "ready"; memory: WebAssembly.Memory }
   | { type: "running" }
   | { type: "activated" }
+  | { type: "touched" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }
   | { type: "files"; files: string[] }

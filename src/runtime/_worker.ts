@@ -300,5 +300,9 @@ port.on("message", (msg: ToWorker) => {
       const code = (err as { code?: unknown }).code;
       post({ type: "error", code: typeof code === "string" ? code : "ERR_WORKER", message: err instanceof Error ? err.message : String(err) });
     }
+  } else if (msg.type === "touch") {
+    // Writing every page makes the kernel back it now (a standby, before anything is in it).
+    new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
+    post({ type: "touched" });
   } else guest.resumeInPlace();
 });
