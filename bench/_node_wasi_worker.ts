@@ -13,6 +13,10 @@ interface Job {
   preopens: Record<string, string>;
 }
 
+// node:wasi warns that it is experimental; keep the benchmark's tables clean.
+process.removeAllListeners("warning");
+process.on("warning", () => undefined);
+
 const job = workerData as Job;
 const devnull = fs.openSync("/dev/null", "w");
 const wasi = new WASI({ version: "preview1", args: job.args, env: {}, preopens: job.preopens, returnOnExit: true, stdout: devnull, stderr: devnull });

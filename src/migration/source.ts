@@ -197,6 +197,9 @@ async function preCopyRounds(
   side: SourceSide,
 ): Promise<void> {
   let previous = Infinity;
+  // The best rate seen: a round of a few pages is mostly the scan for them,
+  // and would make the last pages look slower to send than they are.
+  let rate_bytes_per_ms = 1;
   for (let round = 1; ; round += 1) {
     const t = performance.now();
     const sent = await sendPages(conn, tracker.changed(memory()));
@@ -207,7 +210,7 @@ async function preCopyRounds(
     metrics.bytes += sent.bytes;
     metrics.dirty_pages.push(sent.pages);
     side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length });
-    const rate_bytes_per_ms = Math.max(sent.bytes / elapsed_ms, 1);
+    rate_bytes_per_ms = Math.max(rate_bytes_per_ms, sent.bytes / elapsed_ms);
     const fits = (sent.pages * WIRE_PAGE_BYTES) / rate_bytes_per_ms <= limits.max_downtime_ms;
     if (round >= 2 && (fits || sent.pages >= previous)) return;
     if (round >= limits.rounds_max) return;
