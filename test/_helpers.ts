@@ -4,6 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { Prng } from "../src/_prng.js";
 
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -41,16 +42,10 @@ export function ferry(args: readonly string[], options: { stdin?: string | Buffe
   });
 }
 
-/** A small seeded PRNG (mulberry32) so a failing run can be replayed. */
+/** A seeded generator of numbers in [0, 1), so a failing run can be replayed. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const p = new Prng(seed);
+  return () => p.float();
 }
 
 /** The seed of this run: FERRY_TEST_SEED or a fresh one (printed by callers). */

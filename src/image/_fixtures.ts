@@ -10,49 +10,9 @@ import { HEADER_BYTES, IMAGE_MAGIC, IMAGE_VERSION, PAGE_BYTES, SECTION_CRC_BYTES
 import { sparsePages } from "./pages.js";
 import type { GlobalValue, ProcessImage } from "./types.js";
 
-/** mulberry32: tiny, fast, good enough to pick test cases; not for anything secret. */
-export class Prng {
-  #state: number;
+import { Prng } from "../_prng.js";
 
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  u32(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.u32() / 2 ** 32) * n);
-  }
-
-  /** True with probability p. */
-  chance(p: number): boolean {
-    return this.u32() / 2 ** 32 < p;
-  }
-
-  /** One element of a non-empty list. */
-  pick<T>(items: readonly T[]): T {
-    return items[this.int(items.length)] as T;
-  }
-
-  /** Uniform 64-bit unsigned bigint. */
-  u64(): bigint {
-    return (BigInt(this.u32()) << 32n) | BigInt(this.u32());
-  }
-
-  bytes(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = this.u32() & 0xff;
-    return out;
-  }
-}
+export { Prng };
 
 const F32_SPECIAL = [0x7fc00000n, 0x7f800001n, 0xffc00001n, 0x7fbfffffn, 0x80000000n, 0x7f800000n, 0n, 0xffffffffn];
 const F64_SPECIAL = [0x7ff8000000000000n, 0x7ff0000000000001n, 0xfff8000000000001n, 0x7ff7ffffffffffffn, 0x8000000000000000n, 0n];

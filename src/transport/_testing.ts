@@ -89,38 +89,9 @@ export function pipeDuplexPair(options: PipeOptions = {}): [Duplex, Duplex] {
   return [a, b];
 }
 
-/** mulberry32: tiny, fast, good enough to pick test cases; not for anything secret. */
-export class Prng {
-  #state: number;
+import { Prng } from "../_prng.js";
 
-  constructor(seed: number) {
-    this.#state = seed >>> 0;
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  u32(): number {
-    this.#state = (this.#state + 0x6d2b79f5) >>> 0;
-    let t = this.#state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  }
-
-  /** Integer in [0, n). */
-  int(n: number): number {
-    return Math.floor((this.u32() / 2 ** 32) * n);
-  }
-
-  /** `length` random bytes. */
-  bytes(length: number): Uint8Array {
-    const out = new Uint8Array(length);
-    for (let i = 0; i < length; i += 4) {
-      const word = this.u32();
-      for (let k = 0; k < 4 && i + k < length; k++) out[i + k] = (word >>> (8 * k)) & 0xff;
-    }
-    return out;
-  }
-}
+export { Prng };
 
 /**
  * The payload of frame `seq` in the streaming tests: its sequence number,
