@@ -19,8 +19,9 @@ Options:
 /** Help of `ferry nodes`. */
 export const NODES_HELP = `Usage: ferry nodes [OPTIONS]
 
-Lists the cluster's nodes: NAME, ADDRESS, whether it is UP, and how many
-PROCESSES it has.
+Lists the cluster's nodes: NAME, ADDRESS, whether it is UP, how many
+PROCESSES it runs, and the page TRACKER its pre-copy migrations use
+(userfaultfd or portable).
 
 Options:
   --json                 Print the API's array of nodes as JSON.
@@ -98,7 +99,7 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(nodes)}\n`);
     return 0;
   }
-  const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"])]);
-  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES"], rows));
+  const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"]), text(n["page_tracker"])]);
+  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER"], rows));
   return 0;
 }

@@ -3,7 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { FerryNode, checkNodeName, parseAddress } from "../node/mod.js";
-import { optionInt, optionValue, parseArgs, UsageError } from "./_args.js";
+import type { TrackerChoice } from "../memory/mod.js";
+import { optionInt, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
 
 /** Help of `ferry node`. */
 export const NODE_HELP = `Usage: ferry node start --name NAME [OPTIONS]
@@ -16,6 +17,9 @@ Options:
   --peers HOST:PORT,...  The other nodes' addresses.
   --data DIR             Where modules and output logs are kept
                          (default: ~/.ferry/NAME).
+  --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
+                         where the kernel and permissions allow, else portable),
+                         userfaultfd, or portable.
   -h, --help             Show this help.
 `;
 
@@ -30,6 +34,7 @@ Options:
   --port P       First port (default 7070).
   --data DIR     Where the nodes keep their data (default: a new temporary folder,
                  removed on exit).
+  --tracker T    Page tracker: auto (default), userfaultfd or portable.
   -h, --help     Show this help.
 `;
 
@@ -48,6 +53,12 @@ function untilSignal(): Promise<string> {
   });
 }
 
+function trackerOption(parsed: Parsed): TrackerChoice {
+  const value = optionValue(parsed, "tracker") ?? "auto";
+  if (value !== "auto" && value !== "userfaultfd" && value !== "portable") throw new UsageError("--tracker is auto, userfaultfd or portable");
+  return value;
+}
+
 /** `ferry node start`. */
 export async function nodeCommand(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -63,6 +74,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "listen", value: true },
       { name: "peers", value: true },
       { name: "data", value: true },
+      { name: "tracker", value: true },
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -79,8 +91,8 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
   for (const p of peers) parseAddress(p);
   const data_dir = optionValue(parsed, "data") ?? path.join(os.homedir(), ".ferry", name);
-  const node = await FerryNode.start({ name, host: listen.host, port: listen.port, peers, data_dir });
-  process.stdout.write(`node ${node.name} listening on ${node.address}\n`);
+  const node = await FerryNode.start({ name, host: listen.host, port: listen.port, peers, data_dir, tracker: trackerOption(parsed) });
+  process.stdout.write(`node ${node.name} listening on ${node.address} (page tracker: ${node.page_tracker.name}, ${node.page_tracker.note})\n`);
   await untilSignal();
   await node.stop();
   return 0;
@@ -94,6 +106,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "nodes", value: true },
       { name: "port", value: true },
       { name: "data", value: true },
+      { name: "tracker", value: true },
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -112,11 +125,11 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   try {
     for (let i = 0; i < count; i += 1) {
       const name = `n${i + 1}`;
-      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name) }));
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed) }));
     }
     const addresses = nodes.map((n) => n.address);
     for (const n of nodes) n.addPeers(addresses);
-    for (const n of nodes) process.stdout.write(`node ${n.name} listening on ${n.address}\n`);
+    for (const n of nodes) process.stdout.write(`node ${n.name} listening on ${n.address} (page tracker: ${n.page_tracker.name})\n`);
     process.stdout.write(`cluster of ${count} up; try: ferry run --attach examples/c/compute.wasm 10   (Ctrl-C stops it)\n`);
     await untilSignal();
   } finally {

@@ -7,10 +7,15 @@
 /** Tracking granularity: the image's page size. */
 export const TRACK_PAGE_BYTES = 4096;
 
-/** A page and a stable copy of its contents as of the look that reported it. */
+/** A page and its contents. */
 export interface TrackedPage {
   index: number;
-  /** Valid until the next call of `changed` (the tracker may reuse it). */
+  /**
+   * Valid until the next call of `changed`. Either a copy taken when the
+   * page was found changed, or a view of the live page — in which case any
+   * write after it was found is reported by the next call, so a sender that
+   * reads it late still ends consistent once the process has stopped.
+   */
   data: Uint8Array;
 }
 
@@ -26,6 +31,8 @@ export interface PageTracker {
    * a receiver that holds an older copy.
    */
   changed(memory: Uint8Array): Generator<TrackedPage>;
+  /** Releases what the tracker holds (kernel registrations, shadow copies). */
+  close(): void;
 }
 
 /**
@@ -56,5 +63,9 @@ export class ShadowTracker implements PageTracker {
       live.copy(this.#shadow, at, at, end);
       yield { index: i, data: this.#shadow.subarray(at, end) };
     }
+  }
+
+  close(): void {
+    this.#shadow = Buffer.alloc(0);
   }
 }

@@ -86,6 +86,8 @@ export interface SourceSide {
 /** Options of {@link migrateOut}. */
 export interface MigrationOptions {
   strategy: Strategy;
+  /** Makes the page tracker pre-copy uses (default: the portable one). */
+  tracker?: () => PageTracker;
   max_downtime_ms?: number;
   rounds_max?: number;
 }
@@ -100,6 +102,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   const max_downtime_ms = options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT;
   const metrics: MigrationMetrics = { strategy: options.strategy, total_ms: 0, downtime_ms: 0, bytes: 0, pages: 0, rounds: 0, dirty_pages: [] };
   let conn: FramedConnection | null = null;
+  let tracker: PageTracker | null = null;
   let stopped_at = 0;
   let suspended = false;
   let image_sent = false;
@@ -112,9 +115,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
     side.progress?.({ phase: "offered", bytes: 0, memory_bytes: memory().length });
 
-    let tracker: PageTracker | null = null;
     if (options.strategy === "pre-copy") {
-      tracker = new ShadowTracker();
+      tracker = (options.tracker ?? (() => new ShadowTracker()))();
       await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max: options.rounds_max ?? PRECOPY_ROUNDS_MAX }, side);
     }
 
@@ -161,6 +163,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     parseJson(reply.payload);
   } catch (err: unknown) {
     conn?.close();
+    tracker?.close();
     if (suspended) {
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
@@ -173,6 +176,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
   }
   conn.close();
+  tracker?.close();
   return finish(metrics, t0, stopped_at);
 }
 

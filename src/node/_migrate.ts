@@ -8,6 +8,7 @@ import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
 import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
+import { createTracker } from "../memory/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
@@ -159,7 +160,7 @@ export async function migrateProcess(
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
         ...(progress !== undefined ? { progress } : {}),
       },
-      { strategy, max_downtime_ms },
+      { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name) },
     );
     // Committed: the destination runs it. Drop this copy, tell the home.
     node.table.release(pid);

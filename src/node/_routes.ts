@@ -33,8 +33,12 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
 
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
-  const peers = (await node.peerInfos()).map((p) => (p.up ? { name: p.name, address: p.address, up: true, processes: p.processes } : { name: null, address: p.address, up: false, processes: null }));
-  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes }, ...peers]);
+  const peers = (await node.peerInfos()).map((p) =>
+    p.up
+      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null }
+      : { name: null, address: p.address, up: false, processes: null, page_tracker: null },
+  );
+  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name }, ...peers]);
 }
 
 async function modules(node: FerryNode, method: string, sha256: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

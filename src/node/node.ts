@@ -7,6 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { FerryError } from "../errors.js";
+import { resolveTracker, type TrackerChoice } from "../memory/mod.js";
 import { ModuleStore } from "./module_store.js";
 import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
@@ -25,6 +26,8 @@ export interface NodeOptions {
   peers: string[];
   /** Where modules and output logs are kept. */
   data_dir: string;
+  /** Page tracker for pre-copy (default: probe for userfaultfd, else portable). */
+  tracker?: TrackerChoice;
 }
 
 /** What `GET /v1/node` answers. */
@@ -34,6 +37,8 @@ export interface NodeInfo {
   peers: string[];
   processes: number;
   started_unix_ms: number;
+  /** The page tracker pre-copy uses here, and why. */
+  page_tracker: { name: string; note: string };
 }
 
 /** A running node. */
@@ -42,6 +47,7 @@ export class FerryNode {
   readonly modules: ModuleStore;
   readonly table: ProcessTable;
   readonly started_unix_ms = Date.now();
+  readonly page_tracker: { name: "userfaultfd" | "portable"; note: string };
   #peers: string[];
   #server: http.Server;
   #address = "";
@@ -50,6 +56,7 @@ export class FerryNode {
 
   private constructor(options: NodeOptions) {
     this.name = checkNodeName(options.name);
+    this.page_tracker = resolveTracker(options.tracker ?? "auto");
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name));
@@ -88,7 +95,7 @@ export class FerryNode {
 
   /** What this node says of itself. */
   info(): NodeInfo {
-    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.running_count, started_unix_ms: this.started_unix_ms };
+    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.running_count, started_unix_ms: this.started_unix_ms, page_tracker: this.page_tracker };
   }
 
   /** Every peer's self-description; a peer that does not answer is reported down. */

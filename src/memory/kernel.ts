@@ -1,0 +1,98 @@
+/**
+ * Kernel-assisted page tracking: userfaultfd asynchronous write-protect and
+ * the PAGEMAP_SCAN ioctl, through the native addon in native/ (Linux >= 6.7,
+ * root or CAP_SYS_PTRACE or access to /dev/userfaultfd). A round costs a
+ * page-table walk instead of a compare of every page.
+ */
+import { createRequire } from "node:module";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { FerryError } from "../errors.js";
+import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
+
+/**
+ * Bytes registered from the memory's base: the whole wasm32 address space,
+ * so pages a later memory.grow makes accessible are covered (V8 reserves it
+ * for every 32-bit memory; registering only the current size would silently
+ * miss grown pages).
+ */
+const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
+
+interface Native {
+  create(view: Uint8Array, registered_bytes: number): unknown;
+  scan(handle: unknown, size_bytes: number): Uint32Array;
+  close(handle: unknown): void;
+}
+
+let native: Native | null | undefined;
+let unavailable_reason = "";
+
+function load(): Native | null {
+  if (native !== undefined) return native;
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native", "build", "Release", "ferry_uffd.node");
+  try {
+    native = createRequire(import.meta.url)(file) as Native;
+  } catch (err: unknown) {
+    native = null;
+    unavailable_reason = `the native addon is not built (${(err as Error).message.split("\n")[0]}); run npm run build:native`;
+  }
+  return native;
+}
+
+/** Whether the kernel tracker works here; if not, why. Probes once. */
+export function kernelTrackerAvailability(): { available: boolean; reason: string } {
+  const n = load();
+  if (n === null) return { available: false, reason: unavailable_reason };
+  if (probed !== undefined) return probed;
+  try {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
+    const handle = n.create(new Uint8Array(memory.buffer), REGISTERED_BYTES);
+    n.close(handle);
+    probed = { available: true, reason: "" };
+  } catch (err: unknown) {
+    probed = { available: false, reason: (err as Error).message };
+  }
+  return probed;
+}
+let probed: { available: boolean; reason: string } | undefined;
+
+/** Finds changed pages with userfaultfd write-protect and PAGEMAP_SCAN. */
+export class KernelTracker implements PageTracker {
+  readonly name = "userfaultfd";
+  readonly #native: Native;
+  #handle: unknown = null;
+
+  constructor() {
+    const availability = kernelTrackerAvailability();
+    const n = load();
+    if (!availability.available || n === null) {
+      throw new FerryError("ERR_TRACKER_UNAVAILABLE", `the userfaultfd page tracker cannot be used here: ${availability.reason}`);
+    }
+    this.#native = n;
+  }
+
+  *changed(memory: Uint8Array): Generator<TrackedPage> {
+    if (this.#handle === null) {
+      // First look: arm every page, then report the non-zero ones. A write
+      // after arming is caught by the next look.
+      this.#handle = this.#native.create(memory, REGISTERED_BYTES);
+      const live = Buffer.from(memory.buffer, memory.byteOffset, memory.length);
+      const zero = Buffer.alloc(TRACK_PAGE_BYTES);
+      for (let at = 0; at < memory.length; at += TRACK_PAGE_BYTES) {
+        if (zero.compare(live, at, at + TRACK_PAGE_BYTES) !== 0) yield { index: at / TRACK_PAGE_BYTES, data: memory.subarray(at, at + TRACK_PAGE_BYTES) };
+      }
+      return;
+    }
+    const ranges = this.#native.scan(this.#handle, memory.length);
+    for (let i = 0; i + 1 < ranges.length; i += 2) {
+      for (let page = ranges[i] as number; page < (ranges[i + 1] as number); page += 1) {
+        yield { index: page, data: memory.subarray(page * TRACK_PAGE_BYTES, (page + 1) * TRACK_PAGE_BYTES) };
+      }
+    }
+  }
+
+  close(): void {
+    if (this.#handle !== null) this.#native.close(this.#handle);
+    this.#handle = null;
+  }
+}

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { KernelTracker, ShadowTracker, TRACK_PAGE_BYTES, kernelTrackerAvailability, resolveTracker } from "./mod.js";
+
+const availability = kernelTrackerAvailability();
+if (!availability.available) process.stdout.write(`# userfaultfd tracker tests skipped: ${availability.reason}\n`);
+
+function memory(pages: number): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: pages, maximum: 65536, shared: true });
+}
+
+const indexes = (it: Iterable<{ index: number }>): number[] => [...it].map((p) => p.index);
+
+describe("page trackers", () => {
+  it("auto picks userfaultfd exactly when it works, and says why not otherwise", () => {
+    const r = resolveTracker("auto");
+    assert.equal(r.name, availability.available ? "userfaultfd" : "portable");
+    if (!availability.available) assert.match(r.note, /unavailable/);
+  });
+
+  it("the userfaultfd tracker reports what was written since its last look, grown pages included", { skip: !availability.available && availability.reason }, () => {
+    const m = memory(4);
+    let view = new Uint8Array(m.buffer);
+    view[3 * TRACK_PAGE_BYTES] = 1;
+    const t = new KernelTracker();
+    try {
+      assert.deepEqual(indexes(t.changed(view)), [3], "first look: the non-zero pages");
+      assert.deepEqual(indexes(t.changed(view)), []);
+      view[10 * TRACK_PAGE_BYTES + 7] = 2;
+      view[11 * TRACK_PAGE_BYTES] = 3;
+      view[63 * TRACK_PAGE_BYTES + 4095] = 4;
+      assert.deepEqual(indexes(t.changed(view)), [10, 11, 63]);
+      view[11 * TRACK_PAGE_BYTES] = 0; // cleared pages are changes too
+      assert.deepEqual(indexes(t.changed(view)), [11]);
+      m.grow(1);
+      view = new Uint8Array(m.buffer);
+      view[64 * TRACK_PAGE_BYTES + 1] = 5;
+      const grown = indexes(t.changed(view));
+      assert.ok(grown.includes(64), "a write to a grown page was missed");
+      assert.deepEqual(indexes(t.changed(view)), []);
+    } finally {
+      t.close();
+    }
+  });
+
+  it("both trackers agree on the same writes", { skip: !availability.available && availability.reason }, () => {
+    const m = memory(16);
+    const view = new Uint8Array(m.buffer);
+    const kernel = new KernelTracker();
+    const shadow = new ShadowTracker();
+    try {
+      view[5] = 1;
+      assert.deepEqual(indexes(kernel.changed(view)), indexes(shadow.changed(view)));
+      let seed = 12345;
+      for (let round = 0; round < 20; round += 1) {
+        for (let w = 0; w < 50; w += 1) {
+          seed = (seed * 1103515245 + 12345) >>> 0;
+          view[seed % view.length] = (seed >>> 8) | 1;
+        }
+        // The kernel reports every page written; the shadow only those whose bytes differ.
+        const k = new Set(indexes(kernel.changed(view)));
+        for (const page of indexes(shadow.changed(view))) assert.ok(k.has(page), `round ${round}: page ${page} missed`);
+      }
+    } finally {
+      kernel.close();
+      shadow.close();
+    }
+  });
+});
