@@ -12,6 +12,7 @@ import { Worker } from "node:worker_threads";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { migrationBench } from "./migration.js";
+import { trackerBench } from "./trackers.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -175,5 +176,6 @@ if (only === undefined || only === "runtime") {
   await safePointLatency();
   await suspendLatency();
 }
+if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 process.exit(0);
