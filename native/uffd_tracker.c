@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -53,6 +54,10 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#endif
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
 #endif
 
 #define PAGE_BYTES 4096u
@@ -232,7 +237,36 @@ static napi_value close_tracker(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * populate(view, bytes): backs the first `bytes` of the view's memory with
+ * pages now (MADV_POPULATE_WRITE, Linux >= 5.14), in bulk in the kernel — far
+ * faster than touching each page from JavaScript. Contents are unchanged.
+ */
+static napi_value populate(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  size_t length = 0;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset;
+  double bytes;
+  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok ||
+      napi_get_value_double(env, argv[1], &bytes) != napi_ok || bytes < 0 || bytes > (double)length) {
+    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "populate(view: Uint8Array, bytes: number <= view.length)");
+    return NULL;
+  }
+  uintptr_t start = (uintptr_t)data & ~(uintptr_t)(PAGE_BYTES - 1);
+  size_t len = ((uintptr_t)data + (size_t)bytes) - start;
+  if (len > 0 && madvise((void *)start, len, MADV_POPULATE_WRITE) != 0) return fail(env, "ERR_POPULATE", "madvise(MADV_POPULATE_WRITE)");
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
+  napi_value populate_fn;
+  napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &populate_fn);
+  napi_set_named_property(env, exports, "populate", populate_fn);
   napi_value fn;
   napi_create_function(env, "create", NAPI_AUTO_LENGTH, create, NULL, &fn);
   napi_set_named_property(env, exports, "create", fn);

@@ -19,6 +19,7 @@ import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.
 const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
 
 interface Native {
+  populate(view: Uint8Array, bytes: number): void;
   create(view: Uint8Array, registered_bytes: number): unknown;
   scan(handle: unknown, size_bytes: number): Uint32Array;
   close(handle: unknown): void;
@@ -55,6 +56,23 @@ export function kernelTrackerAvailability(): { available: boolean; reason: strin
   return probed;
 }
 let probed: { available: boolean; reason: string } | undefined;
+
+/**
+ * Backs the first `bytes` of a memory with pages now, in bulk in the kernel
+ * (MADV_POPULATE_WRITE), so later writes cost a copy and not a fault each.
+ * Returns false where the native addon is missing or the kernel refuses; the
+ * caller then touches the pages itself.
+ */
+export function populate(view: Uint8Array, bytes: number): boolean {
+  const n = load();
+  if (n === null) return false;
+  try {
+    n.populate(view, bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** Finds changed pages with userfaultfd write-protect and PAGEMAP_SCAN. */
 export class KernelTracker implements PageTracker {

@@ -8,7 +8,7 @@ import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
 import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
-import { createTracker } from "../memory/mod.js";
+import { createTracker, populate } from "../memory/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
@@ -84,7 +84,8 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   // Memory never shrinks: take the size it had when offered in one step, and
   // have the kernel back every page now, while the source still runs, rather
   // than fault them in one by one during the downtime.
-  await proc.reserve(offer.memory_bytes);
+  proc.growTo(offer.memory_bytes);
+  if (!populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
   let view = new Uint8Array(proc.memory.buffer);
   return {
     write(offset, data) {
