@@ -116,6 +116,14 @@ describe("node daemons", () => {
     assert.equal(info.state, "killed");
   });
 
+  it("a second node on a port in use fails with ERR_ADDRESS_IN_USE", async () => {
+    const port = Number(nodes[0]!.address.split(":")[1]);
+    await assert.rejects(
+      FerryNode.start({ name: "dup", host: "127.0.0.1", port, peers: [], data_dir: path.join(data, "dup") }),
+      (err: unknown) => (err as { code?: string }).code === "ERR_ADDRESS_IN_USE",
+    );
+  });
+
   it("answers errors with codes", async () => {
     const a = nodes[0]!.address;
     const missing = await request(a, "GET", "/v1/processes/n1-999");

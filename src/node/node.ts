@@ -70,7 +70,11 @@ export class FerryNode {
   static async start(options: NodeOptions): Promise<FerryNode> {
     const node = new FerryNode(options);
     await new Promise<void>((resolve, reject) => {
-      node.#server.once("error", reject);
+      node.#server.once("error", (err: NodeJS.ErrnoException) => {
+        const where = `${options.host}:${options.port}`;
+        if (err.code === "EADDRINUSE") reject(new FerryError("ERR_ADDRESS_IN_USE", `${where} is already in use: is a node running there? Pick another port`, { cause: err }));
+        else reject(new FerryError("ERR_LISTEN", `cannot listen on ${where}: ${err.message}`, { cause: err }));
+      });
       node.#server.listen(options.port, options.host, () => resolve());
     });
     const bound = node.#server.address() as AddressInfo;
