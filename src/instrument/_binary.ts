@@ -97,3 +97,61 @@ export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8
   out.set(wasm.subarray(memory.end), memory.start + header.length + payload.length);
   return out;
 }
+
+const SECTION_IMPORT = 2;
+const SECTION_CODE = 10;
+const IMPORT_KIND_FUNCTION = 0;
+
+/**
+ * Where each defined function's body starts in the binary (module-relative
+ * byte offsets, ascending), and how many functions are imported. V8 reports
+ * a wasm frame's position as a module offset; these map it to a function
+ * index without formatting a stack trace.
+ */
+export function functionLayout(wasm: Uint8Array): { imported: number; body_offsets: number[] } {
+  let imported = 0;
+  const body_offsets: number[] = [];
+  for (const section of sections(wasm)) {
+    if (section.id === SECTION_IMPORT) {
+      const count = readU32Leb(wasm, section.payload);
+      let pos = count.next;
+      for (let i = 0; i < count.value; i += 1) {
+        for (let name = 0; name < 2; name += 1) {
+          const len = readU32Leb(wasm, pos);
+          pos = len.next + len.value;
+        }
+        const kind = wasm[pos] as number;
+        pos += 1;
+        if (kind === IMPORT_KIND_FUNCTION) {
+          imported += 1;
+          pos = readU32Leb(wasm, pos).next; // type index
+        } else if (kind === 1) {
+          pos += 1; // table: reftype, then limits
+          pos = skipLimits(wasm, pos);
+        } else if (kind === 2) {
+          pos = skipLimits(wasm, pos);
+        } else if (kind === 3) {
+          pos += 2; // global: valtype, mutability
+        } else {
+          pos = readU32Leb(wasm, pos + 1).next; // tag: attribute, type index
+        }
+      }
+    } else if (section.id === SECTION_CODE) {
+      const count = readU32Leb(wasm, section.payload);
+      let pos = count.next;
+      for (let i = 0; i < count.value; i += 1) {
+        const size = readU32Leb(wasm, pos);
+        body_offsets.push(size.next);
+        pos = size.next + size.value;
+      }
+    }
+  }
+  return { imported, body_offsets };
+}
+
+function skipLimits(wasm: Uint8Array, pos: number): number {
+  const flags = wasm[pos] as number;
+  let p = readU32Leb(wasm, pos + 1).next;
+  if ((flags & LIMITS_HAS_MAX) !== 0) p = readU32Leb(wasm, p).next;
+  return p;
+}

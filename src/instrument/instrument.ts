@@ -11,11 +11,11 @@
 import { createHash } from "node:crypto";
 import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
-import { makeMemoryShared } from "./_binary.js";
+import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { recursiveFunctions } from "./_callgraph.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/2";
+export const INSTRUMENTER_VERSION = "ferry-instrument/3";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -75,6 +75,12 @@ export interface InstrumentInfo {
    * Lets the runtime size the unwind buffer from the live stack depth.
    */
   frame_bytes: number[];
+  /**
+   * Module offset where each defined function's body starts, ascending, and
+   * how many functions are imported: maps the position V8 reports for a wasm
+   * frame to its function (and so to its `frame_bytes`) cheaply.
+   */
+  layout: { imported: number; body_offsets: number[] };
   /** Milliseconds the instrumentation took (0 when served from cache). */
   instrument_ms: number;
 }
@@ -133,7 +139,8 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
     throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
   }
   try {
-    return { wasm: transform(m, options), info: describe(m, wasm, started) };
+    const out = transform(m, options);
+    return { wasm: out, info: { ...describe(m, wasm, started), layout: functionLayout(out) } };
   } finally {
     m.dispose();
   }
@@ -266,7 +273,7 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, original: Uint8Array, started: number): InstrumentInfo {
+function describe(m: Binaryen.Module, original: Uint8Array, started: number): Omit<InstrumentInfo, "layout"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {

@@ -16,21 +16,43 @@ export const AsyncifyState = { normal: 0, unwinding: 1, rewinding: 2 } as const;
 
 /**
  * Upper bound of the bytes an unwind from here will write: the sum, over the
- * guest frames on the live stack, of each function's frame bound. Only paid
- * when suspending.
+ * guest frames on the live stack, of each function's frame bound. Reads the
+ * stack as structured call sites (no text formatting) and maps each wasm
+ * frame's module offset to its function. Only paid when suspending.
  */
-export function unwindBoundBytes(frame_bytes: readonly number[]): number {
+export function unwindBoundBytes(frame_bytes: readonly number[], layout: { imported: number; body_offsets: readonly number[] }): number {
   const limit = Error.stackTraceLimit;
+  const prepare = Error.prepareStackTrace;
   Error.stackTraceLimit = Infinity;
-  const stack = new Error().stack ?? "";
+  Error.prepareStackTrace = (_err, sites) => sites;
+  const holder: { stack?: NodeJS.CallSite[] } = {};
+  Error.captureStackTrace(holder);
+  const sites = holder.stack ?? [];
   Error.stackTraceLimit = limit;
-  let total = UNWIND_SLACK_BYTES;
-  const re = /wasm-function\[(\d+)\]/g;
+  Error.prepareStackTrace = prepare;
   let largest = 0;
   for (const bytes of frame_bytes) largest = Math.max(largest, bytes);
-  for (let m = re.exec(stack); m !== null; m = re.exec(stack)) {
-    // A frame we cannot place gets the largest bound: never too small.
-    total += frame_bytes[Number(m[1])] ?? largest;
+  const offsets = layout.body_offsets;
+  let total = UNWIND_SLACK_BYTES;
+  let last_position = -1;
+  let last_bytes = largest;
+  for (const site of sites) {
+    if (!(site.getFileName() ?? "").startsWith("wasm://")) continue;
+    const position = (site.getColumnNumber() ?? 0) - 1;
+    if (position !== last_position) {
+      // Deep recursion repeats one position: look it up once.
+      last_position = position;
+      let lo = 0;
+      let hi = offsets.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if ((offsets[mid] as number) <= position) lo = mid;
+        else hi = mid - 1;
+      }
+      // A frame we cannot place gets the largest bound: never too small.
+      last_bytes = offsets.length > 0 && (offsets[lo] as number) <= position ? (frame_bytes[layout.imported + lo] ?? largest) : largest;
+    }
+    total += last_bytes;
   }
   return total;
 }

@@ -175,7 +175,7 @@ class Guest {
   }
 
   #startUnwind(): void {
-    this.#region = borrowTop(this.memory, unwindBoundBytes(init.info.frame_bytes));
+    this.#region = borrowTop(this.memory, unwindBoundBytes(init.info.frame_bytes, init.info.layout));
     this.#asyncify.asyncify_start_unwind(prepareUnwind(this.memory, this.#region));
   }
 
