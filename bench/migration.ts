@@ -7,28 +7,16 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { httpRequest } from "../src/node/mod.js";
 import { fileURLToPath } from "node:url";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const FERRY = path.join(ROOT, "bin", "ferry.js");
 
-function request(address: string, method: string, p: string, body?: Buffer | object): Promise<{ status: number; body: Buffer }> {
-  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  const i = address.lastIndexOf(":");
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), method, path: p }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (c: Buffer) => parts.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+const request = httpRequest;
 
 async function freePort(): Promise<number> {
   const s = net.createServer();

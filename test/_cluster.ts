@@ -6,9 +6,9 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import net from "node:net";
 import path from "node:path";
+import { httpRequest } from "../src/node/mod.js";
 import { FERRY, tempDir } from "./_helpers.js";
 
 /** One node process. */
@@ -81,19 +81,7 @@ export function stopNode(node: NodeProc): Promise<void> {
 }
 
 /** An HTTP request; resolves with status and body. */
-export function request(address: string, method: string, p: string, body?: Buffer | object): Promise<{ status: number; body: Buffer }> {
-  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  const i = address.lastIndexOf(":");
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: address.slice(0, i), port: Number(address.slice(i + 1)), method, path: p }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (c: Buffer) => parts.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+export const request = httpRequest;
 
 /** A JSON request that must succeed. */
 export async function json<T>(address: string, method: string, p: string, body?: Buffer | object): Promise<T> {

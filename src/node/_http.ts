@@ -119,3 +119,21 @@ function splitAddress(address: string): [string, number] {
   const i = address.lastIndexOf(":");
   return [address.slice(0, i), Number(address.slice(i + 1))];
 }
+
+/**
+ * A plain HTTP request to a node: status and raw body, whatever the status.
+ * For tools that look at answers as they are (tests, benchmarks).
+ */
+export function httpRequest(address: string, method: string, path: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }> {
+  const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body));
+  const [host, port] = splitAddress(address);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host, port, method, path }, (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (c: Buffer) => parts.push(c));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+    });
+    req.on("error", reject);
+    req.end(payload);
+  });
+}

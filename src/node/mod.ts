@@ -2,3 +2,4 @@
 export { FerryNode, type NodeInfo, type NodeOptions } from "./node.js";
 export { checkNodeName, makePid, parseAddress, pidHome } from "./names.js";
 export type { ProcessStatus, RunRequest } from "./process_table.js";
+export { httpRequest } from "./_http.js";
