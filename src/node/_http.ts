@@ -74,7 +74,9 @@ export function requestJson(address: string, method: string, path: string, body?
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host, port, method, path, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      // A fresh connection each time: a kept-alive one the peer has just timed
+      // out would fail the request with ECONNRESET and make a live peer look down.
+      { host, port, method, path, agent: false, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
       (res) => {
         const parts: Buffer[] = [];
         res.on("data", (c: Buffer) => parts.push(c));
@@ -105,7 +107,7 @@ export function requestJson(address: string, method: string, path: string, body?
 /** Forwards a request as it is to another node and streams the answer back. */
 export function forward(req: http.IncomingMessage, res: http.ServerResponse, address: string, body?: Buffer): void {
   const [host, port] = splitAddress(address);
-  const out = http.request({ host, port, method: req.method, path: req.url, headers: { ...req.headers, host: address } }, (answer) => {
+  const out = http.request({ host, port, method: req.method, path: req.url, agent: false, headers: { ...req.headers, host: address } }, (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
   });
@@ -128,7 +130,7 @@ export function httpRequest(address: string, method: string, path: string, body?
   const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body));
   const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path }, (res) => {
+    const req = http.request({ host, port, method, path, agent: false }, (res) => {
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));

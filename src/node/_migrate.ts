@@ -35,6 +35,7 @@ export function connectData(address: string): Promise<FramedConnection> {
       host: address.slice(0, i),
       port: Number(address.slice(i + 1)),
       path: DATA_PATH,
+      agent: false,
       headers: { connection: "Upgrade", upgrade: DATA_PROTOCOL },
     });
     req.on("upgrade", (_res, socket, head) => {
@@ -112,7 +113,7 @@ function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
   const i = address.lastIndexOf(":");
   return new Promise((resolve, reject) => {
     http
-      .get({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path: `/v1/modules/${sha256}` }, (res) => {
+      .get({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path: `/v1/modules/${sha256}`, agent: false }, (res) => {
         if (res.statusCode !== 200) {
           res.resume();
           reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
