@@ -2,7 +2,8 @@
   "targets": [
     {
       "target_name": "ferry_uffd",
-      "sources": ["uffd_tracker.c"],
+      "sources": ["uffd_tracker.c", "uffd_missing.c"],
+      "libraries": ["-lpthread"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-std=gnu11"]
     }
   ]

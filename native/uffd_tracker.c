@@ -263,7 +263,19 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+napi_value missing_open(napi_env env, napi_callback_info info);
+napi_value missing_drop(napi_env env, napi_callback_info info);
+napi_value missing_copy(napi_env env, napi_callback_info info);
+napi_value missing_close(napi_env env, napi_callback_info info);
+
 NAPI_MODULE_INIT() {
+  const struct { const char *name; napi_callback fn; } missing[] = {
+      {"missingOpen", missing_open}, {"missingDrop", missing_drop}, {"missingCopy", missing_copy}, {"missingClose", missing_close}};
+  for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+    napi_value f;
+    napi_create_function(env, missing[i].name, NAPI_AUTO_LENGTH, missing[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, missing[i].name, f);
+  }
   napi_value populate_fn;
   napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &populate_fn);
   napi_set_named_property(env, exports, "populate", populate_fn);
