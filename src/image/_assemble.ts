@@ -51,11 +51,9 @@ export class ImageAssembler {
   #next_page_min = 0;
   #page_count = 0;
   readonly #runs: PageRun[] = [];
-  readonly #on_run: ((first_page: number, data: Uint8Array) => void) | undefined;
   readonly #parts: Partial<Omit<ProcessImage, "memory">> & { size_bytes?: number } = {};
 
-  constructor(expected_module: Uint8Array | undefined, on_run?: (first_page: number, data: Uint8Array) => void) {
-    this.#on_run = on_run;
+  constructor(expected_module: Uint8Array | undefined) {
     this.#expected_module = expected_module;
   }
 
@@ -176,10 +174,7 @@ export class ImageAssembler {
       );
     }
     // A streamed run went to the receiver as it came; nothing is kept here.
-    if (run.streamed_bytes === undefined) {
-      this.#runs.push({ first: run.first, data });
-      this.#on_run?.(run.first, data);
-    }
+    if (run.streamed_bytes === undefined) this.#runs.push({ first: run.first, data });
     this.#next_page_min = run.first + count;
     this.#page_count += count;
   }

@@ -34,13 +34,6 @@ export interface ImageDecoderOptions {
    */
   copy_pages?: boolean;
   /**
-   * Called with each run of pages as soon as its section passed its CRC, so a
-   * receiver can put pages in place while the rest still arrives. The image
-   * as a whole is only good once `end` returns: whatever is built from runs
-   * must not be used (run) before that.
-   */
-  on_run?: (first_page: number, data: Uint8Array) => void;
-  /**
    * Streams page data out as it arrives, before its section's CRC is known:
    * each piece with its byte offset in memory (always inside the memory size
    * the image declared). The decoder then keeps no page data at all (the
@@ -94,7 +87,7 @@ export class ImageDecoder {
     if (options.module_sha256 !== undefined && options.module_sha256.length !== 32) {
       throw new RangeError(`module_sha256 must be 32 bytes, got ${options.module_sha256.length}`);
     }
-    this.#assembler = new ImageAssembler(options.module_sha256, options.on_run);
+    this.#assembler = new ImageAssembler(options.module_sha256);
     this.#copy_pages = options.copy_pages ?? true;
     this.#write_pages = options.write_pages;
   }

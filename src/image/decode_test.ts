@@ -315,42 +315,6 @@ test("push after end() is a programming error, not an image error", () => {
   assert.throws(() => decoder.push(new Uint8Array(1)), (e: unknown) => e instanceof Error && !(e instanceof ImageError));
 });
 
-test("on_run hands over each run of pages once its section checked, and the runs rebuild the memory", () => {
-  for (let seed = 1; seed <= 20; seed += 1) {
-    const { image, memory } = randomImage(seed, 600);
-    const bytes = encodeToBytes(image);
-    const rebuilt = new Uint8Array(memory.length);
-    const decoder = new ImageDecoder({ on_run: (first, data) => rebuilt.set(data, first * PAGE_BYTES) });
-    for (const chunk of randomChunks(new Prng(seed), bytes)) decoder.push(chunk);
-    decoder.end();
-    assert.ok(Buffer.from(rebuilt).equals(Buffer.from(memory)), `seed ${seed}`);
-  }
-});
-
-test("on_run never sees a run whose section fails its check", () => {
-  let bytes: Uint8Array = new Uint8Array(0);
-  let sections: RawSection[] = [];
-  let pages = -1;
-  for (let seed = 1; pages < 0; seed += 1) {
-    bytes = encodeToBytes(randomImage(seed, 300).image);
-    sections = splitSections(bytes);
-    pages = sections.findIndex((s) => s.kind === SectionKind.pages);
-  }
-  const damaged = Uint8Array.from(bytes);
-  // A byte inside the first PAGES section's payload.
-  let offset = HEADER_BYTES;
-  for (let i = 0; i < pages; i += 1) offset += SECTION_HEADER_BYTES + (sections[i] as RawSection).payload.length + SECTION_CRC_BYTES;
-  const at = offset + SECTION_HEADER_BYTES + (sections[pages] as RawSection).payload.length - 1;
-  damaged[at] = (damaged[at] as number) ^ 0xff;
-  const seen: number[] = [];
-  const decoder = new ImageDecoder({ on_run: (first) => seen.push(first) });
-  assert.equal(code(() => {
-    decoder.push(damaged);
-    decoder.end();
-  }), "ERR_IMAGE_CHECKSUM");
-  assert.deepEqual(seen, []);
-});
-
 test("write_pages streams page data in place, inside the declared memory, and keeps none", () => {
   for (let seed = 1; seed <= 20; seed += 1) {
     const { image, memory } = randomImage(seed, 600);
