@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <node_api.h>
+#include "common.h"
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -26,7 +27,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define PAGE_BYTES 4096u
 
 typedef struct {
   int uffd;
@@ -37,13 +37,6 @@ typedef struct {
   int thread_started;
   napi_threadsafe_function on_fault;
 } missing_t;
-
-static napi_value fail_errno(napi_env env, const char *code, const char *what) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(errno));
-  napi_throw_error(env, code, message);
-  return NULL;
-}
 
 /* Runs on the JS thread: calls onFault(page_index). */
 static void call_js(napi_env env, napi_value js_callback, void *context, void *data) {
@@ -106,11 +99,8 @@ napi_value missing_open(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data = NULL;
   size_t length = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
   double registered;
-  if (argc < 3 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok ||
+  if (argc < 3 || !view_of(env, argv[0], &data, &length) ||
       napi_get_value_double(env, argv[1], &registered) != napi_ok || ((uintptr_t)data % PAGE_BYTES) != 0 ||
       (uint64_t)registered % PAGE_BYTES != 0) {
     napi_throw_type_error(env, "ERR_UFFD_ARGS", "missingOpen(view: page-aligned Uint8Array, registered_bytes, onFault)");
@@ -121,7 +111,7 @@ napi_value missing_open(napi_env env, napi_callback_info info) {
   m->stop = -1;
   m->base = data;
   m->registered_bytes = (uint64_t)registered;
-  m->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+  m->uffd = open_uffd();
   if (m->uffd < 0) {
     finalize(env, m, NULL);
     return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "userfaultfd");
@@ -187,11 +177,7 @@ napi_value missing_copy(napi_env env, napi_callback_info info) {
   double at;
   void *data = NULL;
   size_t length = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  if (m == NULL || napi_get_value_double(env, argv[1], &at) != napi_ok ||
-      napi_get_typedarray_info(env, argv[2], &type, &length, &data, &buffer, &offset) != napi_ok || (uint64_t)at % PAGE_BYTES != 0 ||
+  if (m == NULL || napi_get_value_double(env, argv[1], &at) != napi_ok || !view_of(env, argv[2], &data, &length) || (uint64_t)at % PAGE_BYTES != 0 ||
       length % PAGE_BYTES != 0 || (uint64_t)at + length > m->registered_bytes) {
     napi_throw_type_error(env, "ERR_UFFD_ARGS", "missingCopy(open handle, page-aligned offset, whole pages inside the range)");
     return NULL;

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <node_api.h>
+#include "common.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,6 @@ struct pm_scan_arg {
 #define MADV_POPULATE_WRITE 23
 #endif
 
-#define PAGE_BYTES 4096u
 /* Regions returned per PAGEMAP_SCAN call; the scan resumes from walk_end. */
 #define SCAN_REGIONS_MAX 4096u
 
@@ -70,24 +70,6 @@ typedef struct {
   uint8_t *base;
   uint64_t registered_bytes;
 } tracker_t;
-
-static napi_value fail(napi_env env, const char *code, const char *what) {
-  char message[256];
-  snprintf(message, sizeof message, "%s: %s", what, strerror(errno));
-  napi_throw_error(env, code, message);
-  return NULL;
-}
-
-static int open_uffd(void) {
-  int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-  if (fd >= 0) return fd;
-  /* Without CAP_SYS_PTRACE the syscall may be refused; /dev/userfaultfd may be open to us. */
-  int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-  if (dev < 0) return -1;
-  fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-  close(dev);
-  return fd;
-}
 
 static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
@@ -105,10 +87,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data = NULL;
   size_t length = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
-  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok) {
+  if (argc < 2 || !view_of(env, argv[0], &data, &length)) {
     napi_throw_type_error(env, "ERR_TRACKER_ARGS", "create(view: Uint8Array, registered_bytes: number)");
     return NULL;
   }
@@ -127,12 +106,12 @@ static napi_value create(napi_env env, napi_callback_info info) {
   t->uffd = open_uffd();
   if (t->uffd < 0) {
     finalize(env, t, NULL);
-    return fail(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd");
+    return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd");
   }
   struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
   if (ioctl(t->uffd, UFFDIO_API, &api) != 0 || (api.features & UFFD_FEATURE_WP_ASYNC) == 0) {
     finalize(env, t, NULL);
-    return fail(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd without asynchronous write-protect (Linux >= 6.7 needed)");
+    return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd without asynchronous write-protect (Linux >= 6.7 needed)");
   }
   /* The whole reservation: pages a later memory.grow makes accessible are covered too. */
   struct uffdio_register reg = {
@@ -141,7 +120,7 @@ static napi_value create(napi_env env, napi_callback_info info) {
   };
   if (ioctl(t->uffd, UFFDIO_REGISTER, &reg) != 0) {
     finalize(env, t, NULL);
-    return fail(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd register");
+    return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd register");
   }
   struct uffdio_writeprotect wp = {
       .range = {.start = (uintptr_t)t->base, .len = length},
@@ -149,12 +128,12 @@ static napi_value create(napi_env env, napi_callback_info info) {
   };
   if (length > 0 && ioctl(t->uffd, UFFDIO_WRITEPROTECT, &wp) != 0) {
     finalize(env, t, NULL);
-    return fail(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd write-protect");
+    return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd write-protect");
   }
   t->pagemap = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
   if (t->pagemap < 0) {
     finalize(env, t, NULL);
-    return fail(env, "ERR_TRACKER_UNAVAILABLE", "/proc/self/pagemap");
+    return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "/proc/self/pagemap");
   }
   napi_value handle;
   napi_create_external(env, t, finalize, NULL, &handle);
@@ -200,7 +179,7 @@ static napi_value scan(napi_env env, napi_callback_info info) {
     if (n < 0) {
       free(regions);
       free(pairs);
-      return fail(env, "ERR_TRACKER_SCAN", "PAGEMAP_SCAN");
+      return fail_errno(env, "ERR_TRACKER_SCAN", "PAGEMAP_SCAN");
     }
     for (long i = 0; i < n; i++) {
       if (count + 2 > capacity) {
@@ -248,18 +227,15 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data = NULL;
   size_t length = 0;
-  napi_typedarray_type type;
-  napi_value buffer;
-  size_t offset;
   double bytes;
-  if (argc < 2 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, &buffer, &offset) != napi_ok ||
+  if (argc < 2 || !view_of(env, argv[0], &data, &length) ||
       napi_get_value_double(env, argv[1], &bytes) != napi_ok || bytes < 0 || bytes > (double)length) {
     napi_throw_type_error(env, "ERR_TRACKER_ARGS", "populate(view: Uint8Array, bytes: number <= view.length)");
     return NULL;
   }
   uintptr_t start = (uintptr_t)data & ~(uintptr_t)(PAGE_BYTES - 1);
   size_t len = ((uintptr_t)data + (size_t)bytes) - start;
-  if (len > 0 && madvise((void *)start, len, MADV_POPULATE_WRITE) != 0) return fail(env, "ERR_POPULATE", "madvise(MADV_POPULATE_WRITE)");
+  if (len > 0 && madvise((void *)start, len, MADV_POPULATE_WRITE) != 0) return fail_errno(env, "ERR_POPULATE", "madvise(MADV_POPULATE_WRITE)");
   return NULL;
 }
 

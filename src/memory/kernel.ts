@@ -4,51 +4,24 @@
  * root or CAP_SYS_PTRACE or access to /dev/userfaultfd). A round costs a
  * page-table walk instead of a compare of every page.
  */
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { FerryError } from "../errors.js";
+import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "./_native.js";
 import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
 
-/**
- * Bytes registered from the memory's base: the whole wasm32 address space,
- * so pages a later memory.grow makes accessible are covered (V8 reserves it
- * for every 32-bit memory; registering only the current size would silently
- * miss grown pages).
- */
-const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
-
-interface Native {
-  populate(view: Uint8Array, bytes: number): void;
-  create(view: Uint8Array, registered_bytes: number): unknown;
-  scan(handle: unknown, size_bytes: number): Uint32Array;
-  close(handle: unknown): void;
-}
-
-let native: Native | null | undefined;
-let unavailable_reason = "";
-
-function load(): Native | null {
-  if (native !== undefined) return native;
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native", "build", "Release", "ferry_uffd.node");
-  try {
-    native = createRequire(import.meta.url)(file) as Native;
-  } catch (err: unknown) {
-    native = null;
-    unavailable_reason = `the native addon is not built (${(err as Error).message.split("\n")[0]}); run npm run build:native`;
-  }
-  return native;
+function load(): NativeAddon | null {
+  const n = nativeAddon();
+  return "addon" in n ? n.addon : null;
 }
 
 /** Whether the kernel tracker works here; if not, why. Probes once. */
 export function kernelTrackerAvailability(): { available: boolean; reason: string } {
-  const n = load();
-  if (n === null) return { available: false, reason: unavailable_reason };
+  const n = nativeAddon();
+  if (!("addon" in n)) return { available: false, reason: n.reason };
   if (probed !== undefined) return probed;
   try {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
-    const handle = n.create(new Uint8Array(memory.buffer), REGISTERED_BYTES);
-    n.close(handle);
+    const handle = n.addon.create(new Uint8Array(memory.buffer), REGISTERED_BYTES);
+    n.addon.close(handle);
     probed = { available: true, reason: "" };
   } catch (err: unknown) {
     probed = { available: false, reason: (err as Error).message };
@@ -77,7 +50,7 @@ export function populate(view: Uint8Array, bytes: number): boolean {
 /** Finds changed pages with userfaultfd write-protect and PAGEMAP_SCAN. */
 export class KernelTracker implements PageTracker {
   readonly name = "userfaultfd";
-  readonly #native: Native;
+  readonly #native: NativeAddon;
   #handle: unknown = null;
 
   constructor() {

@@ -7,34 +7,19 @@
  * missing memory itself, and a memory must not be dropped while anything
  * might still run on it unserved.
  */
-import { createRequire } from "node:module";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { FerryError } from "../errors.js";
+import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "./_native.js";
 import { TRACK_PAGE_BYTES } from "./tracker.js";
 
-/** The wasm32 reservation: grown pages are covered too. */
-const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
-
-interface NativeMissing {
-  missingOpen(view: Uint8Array, registered_bytes: number, on_fault: (page: number) => void): unknown;
-  missingDrop(handle: unknown, bytes: number): void;
-  missingCopy(handle: unknown, byte_offset: number, data: Uint8Array): number;
-  missingClose(handle: unknown): void;
-}
-
-function load(): NativeMissing {
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native", "build", "Release", "ferry_uffd.node");
-  try {
-    return createRequire(import.meta.url)(file) as NativeMissing;
-  } catch (err: unknown) {
-    throw new FerryError("ERR_UFFD_UNAVAILABLE", `post-copy needs the native addon, which is not built: ${(err as Error).message.split("\n")[0]}`);
-  }
+function load(): NativeAddon {
+  const n = nativeAddon();
+  if (!("addon" in n)) throw new FerryError("ERR_UFFD_UNAVAILABLE", `post-copy cannot run here: ${n.reason}`);
+  return n.addon;
 }
 
 /** A memory whose pages arrive on demand. */
 export class MissingPages {
-  readonly #native: NativeMissing;
+  readonly #native: NativeAddon;
   readonly #handle: unknown;
   #faults = 0;
   #placed = 0;
