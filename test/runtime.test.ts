@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
-import binaryen from "binaryen";
+import { wat } from "../src/instrument/_wat.js";
 import { decodeImage, encodeImage } from "../src/image/mod.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
 import { EXAMPLES } from "./_helpers.js";
@@ -31,14 +31,6 @@ function collector(stdin: ProcessIo["stdin"] = null): { io: ProcessIo; out: () =
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function wat(text: string): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
-}
 
 function roundTrip(proc: GuestProcess, suspension: NonNullable<Awaited<ReturnType<GuestProcess["suspend"]>>>): ReturnType<typeof decodeImage> {
   const chunks = [...encodeImage(proc.image(suspension))].map((c) => Buffer.from(c));

@@ -4,18 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
 import binaryen from "binaryen";
+import { wat } from "./_wat.js";
 import { FerryError } from "../errors.js";
 import { recursiveFunctions } from "./_callgraph.js";
 import { GLOBAL_EXPORT_PREFIX, instrumentModule, loadInstrumented, moduleHash } from "./mod.js";
 
-function wat(text: string): Uint8Array {
-  const m = binaryen.parseText(text);
-  try {
-    return m.emitBinary();
-  } finally {
-    m.dispose();
-  }
-}
 
 const SAMPLE = wat(`(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
