@@ -239,28 +239,24 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-napi_value missing_open(napi_env env, napi_callback_info info);
-napi_value missing_drop(napi_env env, napi_callback_info info);
-napi_value missing_copy(napi_env env, napi_callback_info info);
-napi_value missing_close(napi_env env, napi_callback_info info);
+napi_value postcopy_open(napi_env env, napi_callback_info info);
+napi_value postcopy_drop(napi_env env, napi_callback_info info);
+napi_value postcopy_attach(napi_env env, napi_callback_info info);
+napi_value postcopy_fail(napi_env env, napi_callback_info info);
+napi_value postcopy_stats(napi_env env, napi_callback_info info);
+napi_value postcopy_close(napi_env env, napi_callback_info info);
 
 NAPI_MODULE_INIT() {
-  const struct { const char *name; napi_callback fn; } missing[] = {
-      {"missingOpen", missing_open}, {"missingDrop", missing_drop}, {"missingCopy", missing_copy}, {"missingClose", missing_close}};
-  for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+  const struct { const char *name; napi_callback fn; } functions[] = {
+      {"populate", populate},           {"create", create},
+      {"scan", scan},                   {"close", close_tracker},
+      {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
+      {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
+      {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close}};
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
-    napi_create_function(env, missing[i].name, NAPI_AUTO_LENGTH, missing[i].fn, NULL, &f);
-    napi_set_named_property(env, exports, missing[i].name, f);
+    napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, functions[i].name, f);
   }
-  napi_value populate_fn;
-  napi_create_function(env, "populate", NAPI_AUTO_LENGTH, populate, NULL, &populate_fn);
-  napi_set_named_property(env, exports, "populate", populate_fn);
-  napi_value fn;
-  napi_create_function(env, "create", NAPI_AUTO_LENGTH, create, NULL, &fn);
-  napi_set_named_property(env, exports, "create", fn);
-  napi_create_function(env, "scan", NAPI_AUTO_LENGTH, scan, NULL, &fn);
-  napi_set_named_property(env, exports, "scan", fn);
-  napi_create_function(env, "close", NAPI_AUTO_LENGTH, close_tracker, NULL, &fn);
-  napi_set_named_property(env, exports, "close", fn);
   return exports;
 }

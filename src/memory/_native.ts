@@ -1,6 +1,6 @@
 /**
  * The native addon (native/, built by `npm ci` through scripts/build-native.mjs):
- * loaded once, shared by the kernel tracker and the missing-page mode.
+ * loaded once, shared by the kernel tracker and post-copy's remote pages.
  */
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -15,10 +15,26 @@ export interface NativeAddon {
   create(view: Uint8Array, registered_bytes: number): unknown;
   scan(handle: unknown, size_bytes: number): Uint32Array;
   close(handle: unknown): void;
-  missingOpen(view: Uint8Array, registered_bytes: number, on_fault: (page: number) => void): unknown;
-  missingDrop(handle: unknown, bytes: number): void;
-  missingCopy(handle: unknown, byte_offset: number, data: Uint8Array): number;
-  missingClose(handle: unknown): void;
+  postcopyOpen(view: Uint8Array, registered_bytes: number, remote_bytes: number, chunk_bytes: number, on_event: (code: number) => void): unknown;
+  postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
+  postcopyAttach(handle: unknown, fd: number): void;
+  postcopyFail(handle: unknown): [number, number][];
+  postcopyStats(handle: unknown): RemoteStatsNative;
+  postcopyClose(handle: unknown): void;
+}
+
+/** Counters of a post-copy session, as the addon reports them (see remote.ts). */
+export interface RemoteStatsNative {
+  chunks: number;
+  present: number;
+  faults: number;
+  demand_chunks: number;
+  demand_served: number;
+  pushed_chunks: number;
+  zero_chunks: number;
+  bytes_in: number;
+  attaches: number;
+  complete_ms: number;
 }
 
 let loaded: { addon: NativeAddon } | { reason: string } | undefined;

@@ -1,5 +1,16 @@
-/** Page tracking (DESIGN.md layer 4): portable and kernel-assisted backends behind one interface. */
+/** Page tracking (DESIGN.md layer 4): portable and kernel-assisted backends behind one interface, and remote pages for post-copy. */
 export { ShadowTracker, TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
 export { KernelTracker, kernelTrackerAvailability, populate } from "./kernel.js";
 export { createTracker, resolveTracker, type TrackerChoice } from "./select.js";
-export { MissingPages } from "./missing.js";
+export {
+  CHUNK_BYTES,
+  CHUNKS_PER_FRAME_MAX,
+  describeRanges,
+  PAGE_FRAME_HEAD_BYTES,
+  PageFrame,
+  PAGES_FLAG_DEMAND,
+  RemotePages,
+  remotePagesAvailability,
+  type RemoteEvents,
+  type RemoteStats,
+} from "./remote.js";

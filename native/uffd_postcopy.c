@@ -1,0 +1,617 @@
+/*
+ * Post-copy page serving (DESIGN.md, "A migration": post-copy; issue 4).
+ *
+ * The destination's memory is registered with userfaultfd in MISSING mode and
+ * the pages still at the source are dropped; the guest runs at once. Two
+ * native threads serve it, so no JavaScript thread is ever on the path of a
+ * fault (a JS thread that touched missing memory while serving would wait on
+ * itself):
+ *
+ *   - the fault thread reads fault events and asks the source for the chunk
+ *     that holds the page (REQ), once per chunk;
+ *   - the reader thread reads chunks from the source's socket, pushed in
+ *     address order or sent on demand, and copies them in (UFFDIO_COPY),
+ *     which wakes whoever waits on them.
+ *
+ * The socket is handed over by JavaScript (an HTTP-upgraded connection from
+ * the source) and owned here from then on. When it breaks, faulting threads
+ * simply wait; a new socket can be attached at any time and the source is
+ * told which chunks are already here (HELLO) and which are wanted (REQ).
+ * When the source is gone for good, JavaScript fails the session: waiting
+ * threads are woken with zero pages *after* the guest has been told to stop
+ * (it may never act on them), and every later fault is answered the same way
+ * until its worker is gone. The uffd is closed only when every chunk is here
+ * or the session failed: closing it earlier would zero-fill silently.
+ *
+ * Wire format on the page channel (little-endian, 16-byte header
+ * kind, a, b, c — docs/cluster.md):
+ *   dest -> source  HELLO  a=chunk_bytes b=chunks c=bitmap bytes, then a bitmap (bit set: here)
+ *                   REQ    a=chunk
+ *                   DONE   every chunk is here: the source may drop its copy
+ *                   ABORT  the process ended here: stop serving
+ *   source -> dest  PAGES  a=first chunk b=count c=flags (1: on demand), then count chunks
+ *                   ZERO   a=first chunk b=count (chunks that are all zero)
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <node_api.h>
+#include "common.h"
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { K_HELLO = 1, K_REQ = 2, K_DONE = 3, K_ABORT = 4, K_PAGES = 16, K_ZERO = 17 };
+enum { MISSING = 0, REQUESTED = 1, PRESENT = 2 };
+enum { EV_DOWN = 1, EV_COMPLETE = 2 };
+#define HEAD_BYTES 16
+/* Chunks in one PAGES frame at most (1 MiB of 64 KiB chunks). */
+#define CHUNKS_PER_FRAME_MAX 16
+#define FLAG_DEMAND 1u
+
+typedef struct {
+  int uffd;
+  int stop;
+  uint8_t *base;
+  uint64_t registered_bytes;
+  /* Memory below this comes from the source; above it (grown here) is zero. */
+  uint64_t remote_bytes;
+  uint32_t chunk_bytes;
+  uint32_t chunks;
+  /* State of each chunk, `present`, `sock`, `gen` and the flags: under `lock`. */
+  uint8_t *state;
+  uint32_t present;
+  int sock;
+  uint32_t gen;
+  int failed;
+  int complete;
+  int closing;
+  pthread_mutex_t lock;
+  pthread_cond_t attached;
+  /* Held while writing to the socket and while closing one (so a writer never sees a closed fd). */
+  pthread_mutex_t wlock;
+  pthread_t fault_thread;
+  pthread_t read_thread;
+  int threads;
+  uint8_t *buf;
+  napi_threadsafe_function events;
+  /* Statistics (under `lock`). */
+  uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches;
+  uint64_t t_open_ns, t_complete_ns;
+} postcopy_t;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void call_js(napi_env env, napi_value js_callback, void *context, void *data) {
+  (void)context;
+  if (env == NULL || js_callback == NULL) return;
+  napi_value undefined, arg;
+  napi_get_undefined(env, &undefined);
+  napi_create_uint32(env, (uint32_t)(uintptr_t)data, &arg);
+  napi_call_function(env, undefined, js_callback, 1, &arg, NULL);
+}
+
+static void emit(postcopy_t *m, int event) {
+  if (m->events != NULL) napi_call_threadsafe_function(m->events, (void *)(uintptr_t)event, napi_tsfn_nonblocking);
+}
+
+static void wake_range(postcopy_t *m, uint64_t off, uint64_t len) {
+  struct uffdio_range r = {.start = (uintptr_t)m->base + off, .len = len};
+  ioctl(m->uffd, UFFDIO_WAKE, &r);
+}
+
+/*
+ * Fills [off, off+len) with `src` (or zeros when src is NULL) and wakes its
+ * waiters. Pages already there are kept. Returns 0, or -1 with errno.
+ */
+static int place(postcopy_t *m, uint64_t off, const uint8_t *src, uint64_t len) {
+  uint64_t done = 0;
+  while (done < len) {
+    int64_t moved;
+    int rc;
+    if (src == NULL) {
+      struct uffdio_zeropage z = {.range = {.start = (uintptr_t)m->base + off + done, .len = len - done}, .mode = 0};
+      rc = ioctl(m->uffd, UFFDIO_ZEROPAGE, &z);
+      moved = z.zeropage;
+    } else {
+      struct uffdio_copy c = {.dst = (uintptr_t)m->base + off + done, .src = (uintptr_t)src + done, .len = len - done, .mode = 0};
+      rc = ioctl(m->uffd, UFFDIO_COPY, &c);
+      moved = c.copy;
+    }
+    if (rc == 0) return 0;
+    if (moved > 0) {
+      done += (uint64_t)moved;
+      continue;
+    }
+    if (errno == EEXIST) {
+      wake_range(m, off + done, PAGE_BYTES);
+      done += PAGE_BYTES;
+      continue;
+    }
+    if (errno == EAGAIN) continue;
+    return -1;
+  }
+  return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+  const uint8_t *p = data;
+  while (len > 0) {
+    ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int read_all(int fd, void *data, size_t len) {
+  uint8_t *p = data;
+  while (len > 0) {
+    ssize_t n = recv(fd, p, len, 0);
+    if (n == 0) return -1;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static void head(uint8_t out[HEAD_BYTES], uint32_t kind, uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t words[4] = {htole32(kind), htole32(a), htole32(b), htole32(c)};
+  memcpy(out, words, HEAD_BYTES);
+}
+
+/* Writes one frame to `fd`; holds `wlock`. A failed write shuts the socket down: the reader then sees it break. */
+static void write_frame(int fd, uint32_t kind, uint32_t a, uint32_t b, const uint8_t *tail, size_t tail_len) {
+  uint8_t h[HEAD_BYTES];
+  head(h, kind, a, b, (uint32_t)tail_len);
+  if (fd >= 0 && (write_all(fd, h, HEAD_BYTES) != 0 || (tail_len > 0 && write_all(fd, tail, tail_len) != 0))) shutdown(fd, SHUT_RDWR);
+}
+
+/* Sends one frame on the current socket, if any. */
+static void send_frame(postcopy_t *m, uint32_t kind, uint32_t a) {
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  int fd = m->sock;
+  pthread_mutex_unlock(&m->lock);
+  write_frame(fd, kind, a, 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+}
+
+/* Marks chunks [first, first+count) here; the last one in completes the session. Under `lock`. */
+static int mark_present(postcopy_t *m, uint32_t first, uint32_t count) {
+  for (uint32_t c = first; c < first + count; c += 1) {
+    if (m->state[c] == PRESENT) continue;
+    m->state[c] = PRESENT;
+    m->present += 1;
+  }
+  if (m->present == m->chunks && !m->complete) {
+    m->complete = 1;
+    m->t_complete_ns = now_ns();
+    return 1;
+  }
+  return 0;
+}
+
+static void *fault_loop(void *arg) {
+  postcopy_t *m = arg;
+  struct pollfd fds[2] = {{.fd = m->uffd, .events = POLLIN}, {.fd = m->stop, .events = POLLIN}};
+  for (;;) {
+    if (poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents) break;
+    struct uffd_msg msg;
+    ssize_t n = read(m->uffd, &msg, sizeof msg);
+    if (n != (ssize_t)sizeof msg) {
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+      break;
+    }
+    if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
+    uint64_t off = (msg.arg.pagefault.address - (uintptr_t)m->base) & ~((uint64_t)m->chunk_bytes - 1);
+    pthread_mutex_lock(&m->lock);
+    m->faults += 1;
+    if (m->failed || off >= m->remote_bytes) {
+      /* Grown here (zero by definition), or failed (the guest is being stopped and never acts on it). */
+      pthread_mutex_unlock(&m->lock);
+      place(m, off, NULL, m->chunk_bytes);
+      continue;
+    }
+    uint32_t c = (uint32_t)(off / m->chunk_bytes);
+    int ask = 0;
+    if (m->state[c] == PRESENT) {
+      pthread_mutex_unlock(&m->lock);
+      wake_range(m, off, m->chunk_bytes);
+      continue;
+    }
+    if (m->state[c] == MISSING) {
+      m->state[c] = REQUESTED;
+      m->demand_chunks += 1;
+      ask = 1;
+    }
+    pthread_mutex_unlock(&m->lock);
+    if (ask) send_frame(m, K_REQ, c);
+  }
+  return NULL;
+}
+
+/* Reads and applies one frame; -1 when the link broke or the peer broke the protocol. */
+static int read_frame(postcopy_t *m, int fd) {
+  uint32_t w[4];
+  if (read_all(fd, w, HEAD_BYTES) != 0) return -1;
+  uint32_t kind = le32toh(w[0]), first = le32toh(w[1]), count = le32toh(w[2]), flags = le32toh(w[3]);
+  if ((kind != K_PAGES && kind != K_ZERO) || count == 0 || first >= m->chunks || count > m->chunks - first) return -1;
+  if (kind == K_PAGES && count > CHUNKS_PER_FRAME_MAX) return -1;
+  uint64_t bytes = (uint64_t)count * m->chunk_bytes;
+  if (kind == K_PAGES && read_all(fd, m->buf, bytes) != 0) return -1;
+  /* Place runs of chunks not yet here; a concurrent copy of the same chunk is harmless (EEXIST). */
+  for (uint32_t i = 0; i < count;) {
+    pthread_mutex_lock(&m->lock);
+    if (m->failed) {
+      pthread_mutex_unlock(&m->lock);
+      return 0;
+    }
+    while (i < count && m->state[first + i] == PRESENT) i += 1;
+    uint32_t j = i;
+    while (j < count && m->state[first + j] != PRESENT) j += 1;
+    pthread_mutex_unlock(&m->lock);
+    if (i == count) break;
+    if (place(m, (uint64_t)(first + i) * m->chunk_bytes, kind == K_PAGES ? m->buf + (uint64_t)i * m->chunk_bytes : NULL, (uint64_t)(j - i) * m->chunk_bytes) != 0) return -1;
+    pthread_mutex_lock(&m->lock);
+    if (kind == K_ZERO) m->zero_chunks += j - i;
+    else if (flags & FLAG_DEMAND) m->demand_served += j - i;
+    else m->pushed_chunks += j - i;
+    int done = mark_present(m, first + i, j - i);
+    pthread_mutex_unlock(&m->lock);
+    if (done) {
+      send_frame(m, K_DONE, 0);
+      emit(m, EV_COMPLETE);
+    }
+    i = j;
+  }
+  pthread_mutex_lock(&m->lock);
+  m->bytes_in += HEAD_BYTES + (kind == K_PAGES ? bytes : 0);
+  pthread_mutex_unlock(&m->lock);
+  return 0;
+}
+
+static void *read_loop(void *arg) {
+  postcopy_t *m = arg;
+  for (;;) {
+    pthread_mutex_lock(&m->lock);
+    while (m->sock < 0 && !m->closing) pthread_cond_wait(&m->attached, &m->lock);
+    if (m->closing) {
+      pthread_mutex_unlock(&m->lock);
+      return NULL;
+    }
+    int fd = m->sock;
+    uint32_t gen = m->gen;
+    pthread_mutex_unlock(&m->lock);
+    while (read_frame(m, fd) == 0) {}
+    pthread_mutex_lock(&m->lock);
+    int down = 0;
+    if (m->gen == gen) {
+      m->sock = -1;
+      down = !m->complete && !m->failed && !m->closing;
+    }
+    pthread_mutex_unlock(&m->lock);
+    pthread_mutex_lock(&m->wlock);
+    close(fd);
+    pthread_mutex_unlock(&m->wlock);
+    if (down) emit(m, EV_DOWN);
+  }
+}
+
+static void stop_threads(postcopy_t *m) {
+  pthread_mutex_lock(&m->lock);
+  m->closing = 1;
+  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR);
+  pthread_cond_broadcast(&m->attached);
+  pthread_mutex_unlock(&m->lock);
+  if (m->threads) {
+    uint64_t one = 1;
+    if (write(m->stop, &one, sizeof one) < 0) { /* the fault thread also stops when the uffd closes */ }
+    pthread_join(m->fault_thread, NULL);
+    pthread_join(m->read_thread, NULL);
+    m->threads = 0;
+  }
+  if (m->sock >= 0) close(m->sock);
+  m->sock = -1;
+  if (m->uffd >= 0) close(m->uffd);
+  if (m->stop >= 0) close(m->stop);
+  m->uffd = -1;
+  m->stop = -1;
+  if (m->events != NULL) {
+    napi_release_threadsafe_function(m->events, napi_tsfn_release);
+    m->events = NULL;
+  }
+}
+
+static void finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  postcopy_t *m = data;
+  if (m->uffd >= 0 || m->threads) stop_threads(m);
+  pthread_mutex_destroy(&m->lock);
+  pthread_mutex_destroy(&m->wlock);
+  pthread_cond_destroy(&m->attached);
+  free(m->state);
+  free(m->buf);
+  free(m);
+}
+
+static postcopy_t *handle_of(napi_env env, napi_value value) {
+  postcopy_t *m = NULL;
+  if (napi_get_value_external(env, value, (void **)&m) != napi_ok || m == NULL || m->uffd < 0) return NULL;
+  return m;
+}
+
+static bool number_arg(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
+
+/*
+ * postcopyOpen(view, registered_bytes, remote_bytes, chunk_bytes, onEvent(code)): handle.
+ * Registers the memory in MISSING mode; every chunk below remote_bytes counts
+ * as here until postcopyDrop says otherwise.
+ */
+napi_value postcopy_open(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  size_t length = 0;
+  double registered, remote, chunk;
+  if (argc < 5 || !view_of(env, argv[0], &data, &length) || !number_arg(env, argv[1], &registered) || !number_arg(env, argv[2], &remote) ||
+      !number_arg(env, argv[3], &chunk) || ((uintptr_t)data % PAGE_BYTES) != 0 || (uint64_t)registered % PAGE_BYTES != 0 || chunk < PAGE_BYTES ||
+      ((uint64_t)chunk & ((uint64_t)chunk - 1)) != 0 || (uint64_t)remote % (uint64_t)chunk != 0 || remote > registered) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyOpen(view: page-aligned, registered_bytes, remote_bytes: whole chunks, chunk_bytes: power of two, onEvent)");
+    return NULL;
+  }
+  postcopy_t *m = calloc(1, sizeof *m);
+  m->uffd = -1;
+  m->stop = -1;
+  m->sock = -1;
+  m->base = data;
+  m->registered_bytes = (uint64_t)registered;
+  m->remote_bytes = (uint64_t)remote;
+  m->chunk_bytes = (uint32_t)chunk;
+  m->chunks = (uint32_t)(m->remote_bytes / m->chunk_bytes);
+  m->t_open_ns = now_ns();
+  pthread_mutex_init(&m->lock, NULL);
+  pthread_mutex_init(&m->wlock, NULL);
+  pthread_cond_init(&m->attached, NULL);
+  m->state = malloc(m->chunks > 0 ? m->chunks : 1);
+  memset(m->state, PRESENT, m->chunks);
+  m->present = m->chunks;
+  m->complete = m->chunks == 0;
+  m->buf = malloc((size_t)CHUNKS_PER_FRAME_MAX * m->chunk_bytes);
+  m->uffd = open_uffd();
+  if (m->uffd < 0) {
+    finalize(env, m, NULL);
+    return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "userfaultfd");
+  }
+  struct uffdio_api api = {.api = UFFD_API, .features = 0};
+  struct uffdio_register reg = {.range = {.start = (uintptr_t)m->base, .len = m->registered_bytes}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+  if (ioctl(m->uffd, UFFDIO_API, &api) != 0 || ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) {
+    finalize(env, m, NULL);
+    return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "userfaultfd register (missing mode)");
+  }
+  m->stop = eventfd(0, EFD_CLOEXEC);
+  napi_value name;
+  napi_create_string_utf8(env, "ferry-postcopy", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, argv[4], NULL, name, 0, 1, NULL, NULL, NULL, call_js, &m->events) != napi_ok) {
+    finalize(env, m, NULL);
+    napi_throw_error(env, "ERR_UFFD_UNAVAILABLE", "cannot create the event callback");
+    return NULL;
+  }
+  napi_unref_threadsafe_function(env, m->events);
+  if (pthread_create(&m->fault_thread, NULL, fault_loop, m) != 0) {
+    finalize(env, m, NULL);
+    return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "pthread_create");
+  }
+  if (pthread_create(&m->read_thread, NULL, read_loop, m) != 0) {
+    uint64_t one = 1;
+    if (write(m->stop, &one, sizeof one) < 0) { /* joined below either way */ }
+    pthread_join(m->fault_thread, NULL);
+    finalize(env, m, NULL);
+    return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "pthread_create");
+  }
+  m->threads = 1;
+  napi_value handle;
+  napi_create_external(env, m, finalize, NULL, &handle);
+  return handle;
+}
+
+/* postcopyDrop(handle, byte_offset, bytes): makes whole chunks missing (they will come from the source). */
+napi_value postcopy_drop(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 3 ? handle_of(env, argv[0]) : NULL;
+  double at, bytes;
+  if (m == NULL || !number_arg(env, argv[1], &at) || !number_arg(env, argv[2], &bytes) || (uint64_t)at % m->chunk_bytes != 0 ||
+      (uint64_t)bytes % m->chunk_bytes != 0 || (uint64_t)at + (uint64_t)bytes > m->remote_bytes) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyDrop(open handle, whole chunks below the remote size)");
+    return NULL;
+  }
+  if (bytes == 0) return NULL;
+  pthread_mutex_lock(&m->lock);
+  uint32_t first = (uint32_t)((uint64_t)at / m->chunk_bytes), count = (uint32_t)((uint64_t)bytes / m->chunk_bytes);
+  for (uint32_t c = first; c < first + count; c += 1) {
+    if (m->state[c] == PRESENT) m->present -= 1;
+    m->state[c] = MISSING;
+  }
+  m->complete = 0;
+  int rc = madvise(m->base + (uint64_t)at, (size_t)bytes, MADV_DONTNEED);
+  pthread_mutex_unlock(&m->lock);
+  if (rc != 0) return fail_errno(env, "ERR_UFFD", "madvise(MADV_DONTNEED)");
+  return NULL;
+}
+
+/*
+ * postcopyAttach(handle, fd): takes a duplicate of a connected socket to the
+ * source (the caller closes its own), says which chunks are here and asks
+ * again for those faulted on.
+ */
+napi_value postcopy_attach(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
+  int32_t given;
+  if (m == NULL || napi_get_value_int32(env, argv[1], &given) != napi_ok || given < 0) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd)");
+    return NULL;
+  }
+  int fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return fail_errno(env, "ERR_UFFD", "dup(socket)");
+  int flags = fcntl(fd, F_GETFL);
+  int one = 1;
+  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    close(fd);
+    return fail_errno(env, "ERR_UFFD", "fcntl(socket)");
+  }
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  size_t bitmap_bytes = (m->chunks + 7) / 8;
+  uint8_t *bitmap = calloc(bitmap_bytes > 0 ? bitmap_bytes : 1, 1);
+  uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
+  uint32_t n_wanted = 0;
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR); /* the reader closes it */
+  m->sock = fd;
+  m->gen += 1;
+  m->attaches += 1;
+  for (uint32_t c = 0; c < m->chunks; c += 1) {
+    if (m->state[c] == PRESENT) bitmap[c / 8] |= (uint8_t)(1u << (c % 8));
+    else if (m->state[c] == REQUESTED) wanted[n_wanted++] = c;
+  }
+  pthread_cond_broadcast(&m->attached);
+  pthread_mutex_unlock(&m->lock);
+  /* Still holding wlock: HELLO goes first, before any new REQ. */
+  write_frame(fd, K_HELLO, m->chunk_bytes, m->chunks, bitmap, bitmap_bytes);
+  for (uint32_t i = 0; i < n_wanted; i += 1) write_frame(fd, K_REQ, wanted[i], 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+  free(bitmap);
+  free(wanted);
+  return NULL;
+}
+
+/*
+ * postcopyFail(handle): gives up on the source. Tells it (if connected) to
+ * stop, wakes every waiting thread with zero pages and answers later faults
+ * the same way. Call only once the guest has been told to stop. Returns the
+ * chunks that never arrived, as [first, count] runs.
+ */
+napi_value postcopy_fail(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
+  if (m == NULL) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyFail(open handle)");
+    return NULL;
+  }
+  send_frame(m, K_ABORT, 0);
+  napi_value runs;
+  napi_create_array(env, &runs);
+  uint32_t n = 0;
+  pthread_mutex_lock(&m->lock);
+  m->failed = 1;
+  for (uint32_t c = 0; c < m->chunks;) {
+    if (m->state[c] == PRESENT) {
+      c += 1;
+      continue;
+    }
+    uint32_t end = c;
+    while (end < m->chunks && m->state[end] != PRESENT) {
+      if (m->state[end] == REQUESTED) place(m, (uint64_t)end * m->chunk_bytes, NULL, m->chunk_bytes);
+      end += 1;
+    }
+    napi_value pair, a, b;
+    napi_create_array_with_length(env, 2, &pair);
+    napi_create_uint32(env, c, &a);
+    napi_create_uint32(env, end - c, &b);
+    napi_set_element(env, pair, 0, a);
+    napi_set_element(env, pair, 1, b);
+    napi_set_element(env, runs, n++, pair);
+    c = end;
+  }
+  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR);
+  pthread_mutex_unlock(&m->lock);
+  return runs;
+}
+
+static void set_number(napi_env env, napi_value obj, const char *key, double value) {
+  napi_value v;
+  napi_create_double(env, value, &v);
+  napi_set_named_property(env, obj, key, v);
+}
+
+/* postcopyStats(handle): counters of the session so far. */
+napi_value postcopy_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&m) != napi_ok || m == NULL) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyStats(handle)");
+    return NULL;
+  }
+  napi_value out;
+  napi_create_object(env, &out);
+  pthread_mutex_lock(&m->lock);
+  set_number(env, out, "chunks", m->chunks);
+  set_number(env, out, "present", m->present);
+  set_number(env, out, "faults", (double)m->faults);
+  set_number(env, out, "demand_chunks", (double)m->demand_chunks);
+  set_number(env, out, "demand_served", (double)m->demand_served);
+  set_number(env, out, "pushed_chunks", (double)m->pushed_chunks);
+  set_number(env, out, "zero_chunks", (double)m->zero_chunks);
+  set_number(env, out, "bytes_in", (double)m->bytes_in);
+  set_number(env, out, "attaches", (double)m->attaches);
+  set_number(env, out, "complete_ms", m->complete && m->t_complete_ns > 0 ? (double)(m->t_complete_ns - m->t_open_ns) / 1e6 : -1);
+  pthread_mutex_unlock(&m->lock);
+  return out;
+}
+
+/* postcopyClose(handle): stops serving and unregisters; refused unless every chunk is here or the session failed. */
+napi_value postcopy_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&m) != napi_ok || m == NULL) return NULL;
+  if (m->uffd < 0) return NULL;
+  pthread_mutex_lock(&m->lock);
+  int safe = m->complete || m->failed;
+  pthread_mutex_unlock(&m->lock);
+  if (!safe) {
+    napi_throw_error(env, "ERR_POSTCOPY_OPEN", "pages are still missing: fail the session before closing it (closing would zero-fill them)");
+    return NULL;
+  }
+  stop_threads(m);
+  return NULL;
+}

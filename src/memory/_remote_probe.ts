@@ -1,0 +1,91 @@
+/**
+ * Child-process half of remote_test: a worker reads a memory whose pages are
+ * all at a "source" (a PageServer on 127.0.0.1 in this same process) and
+ * checks every byte. Runs in its own process so a hang can be killed from
+ * outside. Mode (argv[2]):
+ *   serve    the pages come on demand and by push; report sums and counters
+ *   recover  every connection is cut after a few frames; the reader reattaches
+ *   fail     the source stops answering; fail() must wake the waiting worker
+ */
+import net from "node:net";
+import { Worker } from "node:worker_threads";
+import { PageServer } from "../migration/page_server.js";
+import { CHUNK_BYTES, RemotePages } from "./remote.js";
+
+const mode = process.argv[2] ?? "serve";
+const CHUNKS = 256;
+const bytes = CHUNKS * CHUNK_BYTES;
+const source = new WebAssembly.Memory({ initial: CHUNKS, maximum: 65536, shared: true });
+const src = new Uint8Array(source.buffer);
+// Every other run of 8 chunks is zero, so zero ranges travel too.
+for (let i = 0; i < src.length; i += 1) if (((i / CHUNK_BYTES) >> 3) % 2 === 0) src[i] = (i * 31 + (i >> 12)) & 0xff;
+let expected = 0;
+for (const b of src) expected += b;
+
+const server = new PageServer(src, { push_bytes_per_s: mode === "serve" ? Infinity : 4 * 1024 * 1024 });
+const sockets = new Set<net.Socket>();
+const tcp = net.createServer((socket) => {
+  sockets.add(socket);
+  socket.on("close", () => sockets.delete(socket));
+  if (mode === "fail") return; // never answers
+  // The first connections are cut mid-transfer.
+  if (mode === "recover" && server.stats.connections < 3) setTimeout(() => socket.destroy(), 40);
+  void server.serve(socket);
+});
+
+const dest = new WebAssembly.Memory({ initial: CHUNKS + 2, maximum: 65536, shared: true });
+let downs = 0;
+let completed = false;
+const attach = (): void => {
+  const s = net.connect(port, "127.0.0.1", () => pages.attach(s));
+};
+const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
+  down: () => {
+    downs += 1;
+    if (mode === "recover") setTimeout(attach, 20);
+  },
+  complete: () => {
+    completed = true;
+  },
+});
+pages.drop(0, bytes);
+let port = 0;
+tcp.listen(0, "127.0.0.1", () => {
+  port = (tcp.address() as net.AddressInfo).port;
+  attach();
+  const worker = new Worker(
+    `const { parentPort, workerData } = require("node:worker_threads");
+     const v = new Uint8Array(workerData.buffer, 0, workerData.bytes);
+     let s = 0;
+     // Touch a chunk in the middle first, then walk the rest in order.
+     s += v[100 * 65536 + 5] - v[100 * 65536 + 5];
+     for (let i = 0; i < v.length; i++) s += v[i];
+     // Past the source's memory: grown here, zero, served at once.
+     s += new Uint8Array(workerData.buffer)[workerData.bytes + 70000];
+     parentPort.postMessage(s);`,
+    { eval: true, workerData: { buffer: dest.buffer, bytes } },
+  );
+  const finish = (report: Record<string, unknown>): void => {
+    const stats = pages.stats;
+    pages.close();
+    void worker.terminate().then(() => {
+      for (const s of sockets) s.destroy();
+      tcp.close();
+      process.stdout.write(`${JSON.stringify({ ...report, expected, downs, completed, stats, server: server.stats })}\n`);
+    });
+  };
+  worker.on("message", (sum: number) => {
+    const wait = (): void => {
+      if (completed || Date.now() > deadline) finish({ sum });
+      else setTimeout(wait, 10);
+    };
+    const deadline = Date.now() + 10_000;
+    wait();
+  });
+  if (mode === "fail") {
+    setTimeout(() => {
+      const lost = pages.fail();
+      finish({ lost: lost.reduce((n, r) => n + r.bytes, 0) });
+    }, 300);
+  }
+});

@@ -1,0 +1,52 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
+import { remotePagesAvailability } from "./mod.js";
+
+const availability = remotePagesAvailability();
+const skip = !availability.available && `userfaultfd is unavailable here: ${availability.reason}`;
+if (skip !== false) console.log(`# skipping remote-page tests: ${skip}`);
+
+interface ProbeReport {
+  sum?: number;
+  lost?: number;
+  expected: number;
+  downs: number;
+  completed: boolean;
+  stats: { chunks: number; present: number; faults: number; demand_chunks: number; pushed_chunks: number; zero_chunks: number; attaches: number };
+  server: { connections: number; zero_chunks: number };
+}
+
+/** Runs the probe in its own process, killed if it hangs: a thread waiting on a page that never comes never returns. */
+function probe(mode: string): ProbeReport {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), "_remote_probe.js");
+  const r = spawnSync(process.execPath, [file, mode], { encoding: "utf8", timeout: 30_000 });
+  assert.equal(r.status, 0, `probe ${mode} failed or hung: ${r.stderr}`);
+  return JSON.parse(r.stdout) as ProbeReport;
+}
+
+describe("remote pages (post-copy)", { skip }, () => {
+  it("a thread reading memory whose pages are all at the source gets every byte, zero runs included", () => {
+    const out = probe("serve");
+    assert.equal(out.sum, out.expected, "bytes differ after being served");
+    assert.equal(out.completed, true);
+    assert.equal(out.stats.present, out.stats.chunks);
+    assert.ok(out.stats.zero_chunks > 0, "zero chunks should travel as ranges");
+  });
+
+  it("a link cut mid-transfer is recovered by attaching a new socket, with nothing lost", () => {
+    const out = probe("recover");
+    assert.equal(out.sum, out.expected);
+    assert.equal(out.completed, true);
+    assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the link should have broken and been reattached: ${JSON.stringify(out)}`);
+  });
+
+  it("failing a session wakes a thread waiting on a page that never comes, and names what was lost", () => {
+    const out = probe("fail");
+    assert.equal(out.completed, false);
+    assert.equal(out.lost, out.stats.chunks * 65536, "every chunk was lost");
+    assert.ok(out.stats.faults >= 1, "the reader should have been waiting on a fault");
+  });
+});

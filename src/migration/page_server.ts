@@ -1,0 +1,248 @@
+/**
+ * The source side of post-copy's page channel (docs/cluster.md): serves a
+ * suspended process's memory to the destination, whose native threads ask
+ * for the chunks its guest faults on while this side pushes the rest in
+ * address order. Chunks asked for go first, then the chunks right after them
+ * (a faulting guest tends to walk on), then the push resumes where it was.
+ * All-zero chunks travel as ranges. One server outlives broken connections:
+ * each new one starts with the destination saying which chunks it has.
+ */
+import type { Duplex } from "node:stream";
+import { FerryError } from "../errors.js";
+import { CHUNK_BYTES, CHUNKS_PER_FRAME_MAX, PAGE_FRAME_HEAD_BYTES, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
+
+/** Chunks pushed right after one asked for, ahead of the address-order push. */
+const NEIGHBOURS = 15;
+/** All-zero chunks in one ZERO frame at most. */
+const ZERO_RUN_MAX = 4096;
+
+/** How one connection ended. */
+export type ServeEnd = "done" | "abort" | "closed";
+
+/** Counters of a page server, over all its connections. */
+export interface PageServerStats {
+  /** Chunks the destination asked for (its guest faulted on them). */
+  demand_chunks: number;
+  /** Chunks sent by the push (not asked for). */
+  pushed_chunks: number;
+  /** All-zero chunks sent as ranges. */
+  zero_chunks: number;
+  bytes_out: number;
+  connections: number;
+}
+
+/** Options of a {@link PageServer}. */
+export interface PageServerOptions {
+  /** Cap on the background push, bytes per second (answers to faults are never held back). */
+  push_bytes_per_s?: number;
+}
+
+/** Serves the memory of a suspended process (it must not change while served). */
+export class PageServer {
+  readonly stats: PageServerStats = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, bytes_out: 0, connections: 0 };
+  readonly #memory: Buffer;
+  readonly #chunks: number;
+  readonly #rate: number;
+  readonly #zero = Buffer.alloc(CHUNK_BYTES);
+
+  constructor(memory: Uint8Array, options: PageServerOptions = {}) {
+    if (memory.length % CHUNK_BYTES !== 0) throw new RangeError("memory must be whole chunks");
+    this.#memory = Buffer.from(memory.buffer, memory.byteOffset, memory.length);
+    this.#chunks = memory.length / CHUNK_BYTES;
+    this.#rate = options.push_bytes_per_s ?? Infinity;
+  }
+
+  /** Serves one connection (`head`: bytes already read past the upgrade) until DONE, ABORT or a break. */
+  serve(socket: Duplex, head: Uint8Array = new Uint8Array(0)): Promise<ServeEnd> {
+    this.stats.connections += 1;
+    return new Connection(this, socket).run(head);
+  }
+
+  get chunks(): number {
+    return this.#chunks;
+  }
+
+  get push_bytes_per_s(): number {
+    return this.#rate;
+  }
+
+  chunk(c: number, count = 1): Uint8Array {
+    return this.#memory.subarray(c * CHUNK_BYTES, (c + count) * CHUNK_BYTES);
+  }
+
+  isZero(c: number): boolean {
+    return this.#zero.equals(this.chunk(c));
+  }
+}
+
+function header(kind: number, a: number, b: number, c: number): Buffer {
+  const h = Buffer.alloc(PAGE_FRAME_HEAD_BYTES);
+  h.writeUInt32LE(kind, 0);
+  h.writeUInt32LE(a, 4);
+  h.writeUInt32LE(b, 8);
+  h.writeUInt32LE(c, 12);
+  return h;
+}
+
+/** One connection's state: what the destination has, what it asked for, where the push is. */
+class Connection {
+  readonly #server: PageServer;
+  readonly #socket: Duplex;
+  /** 1: at the destination, or sent on this connection. */
+  #sent: Uint8Array | null = null;
+  #asked: number[] = [];
+  #near: number[] = [];
+  #cursor = 0;
+  #input: Buffer<ArrayBufferLike> = Buffer.alloc(0);
+  #end: ServeEnd | null = null;
+  #wake: (() => void) | null = null;
+  #push_started = 0;
+  #pushed_bytes = 0;
+
+  constructor(server: PageServer, socket: Duplex) {
+    this.#server = server;
+    this.#socket = socket;
+  }
+
+  run(head: Uint8Array): Promise<ServeEnd> {
+    const socket = this.#socket;
+    socket.on("data", (data: Buffer) => this.#onData(data));
+    socket.on("close", () => this.#finish("closed"));
+    socket.on("error", () => this.#finish("closed"));
+    if (head.length > 0) this.#onData(Buffer.from(head));
+    return this.#loop().finally(() => {
+      socket.destroy();
+    });
+  }
+
+  #finish(end: ServeEnd): void {
+    if (this.#end === null) this.#end = end;
+    this.#poke();
+  }
+
+  #poke(): void {
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  #onData(data: Buffer): void {
+    this.#input = this.#input.length === 0 ? data : Buffer.concat([this.#input, data]);
+    while (this.#input.length >= PAGE_FRAME_HEAD_BYTES) {
+      const kind = this.#input.readUInt32LE(0);
+      const a = this.#input.readUInt32LE(4);
+      const b = this.#input.readUInt32LE(8);
+      const c = this.#input.readUInt32LE(12);
+      if (kind === PageFrame.hello) {
+        if (this.#input.length < PAGE_FRAME_HEAD_BYTES + c) return;
+        const bitmap = this.#input.subarray(PAGE_FRAME_HEAD_BYTES, PAGE_FRAME_HEAD_BYTES + c);
+        this.#input = this.#input.subarray(PAGE_FRAME_HEAD_BYTES + c);
+        if (a !== CHUNK_BYTES || b !== this.#server.chunks || c !== Math.ceil(b / 8)) {
+          this.#socket.destroy(new FerryError("ERR_POSTCOPY_PROTOCOL", `destination expects ${b} chunks of ${a} bytes; this memory has ${this.#server.chunks} of ${CHUNK_BYTES}`));
+          return;
+        }
+        const sent = new Uint8Array(b);
+        for (let i = 0; i < b; i += 1) sent[i] = (bitmap[i >> 3]! >> (i & 7)) & 1;
+        this.#sent = sent;
+      } else {
+        this.#input = this.#input.subarray(PAGE_FRAME_HEAD_BYTES);
+        if (kind === PageFrame.req && a < this.#server.chunks) {
+          this.#asked.push(a);
+          this.#server.stats.demand_chunks += 1;
+        } else if (kind === PageFrame.done) this.#finish("done");
+        else if (kind === PageFrame.abort) this.#finish("abort");
+        else {
+          this.#socket.destroy(new FerryError("ERR_POSTCOPY_PROTOCOL", `unexpected page-channel frame kind ${kind}`));
+          return;
+        }
+      }
+    }
+    this.#poke();
+  }
+
+  /** The next chunk to send and whether it was asked for, or null when nothing is left. */
+  #next(sent: Uint8Array): { c: number; demand: boolean } | null {
+    while (this.#asked.length > 0) {
+      const c = this.#asked.shift()!;
+      if (sent[c] === 0) {
+        for (let n = c + NEIGHBOURS; n > c; n -= 1) if (n < sent.length) this.#near.unshift(n);
+        return { c, demand: true };
+      }
+    }
+    while (this.#near.length > 0) {
+      const c = this.#near.shift()!;
+      if (sent[c] === 0) return { c, demand: false };
+    }
+    while (this.#cursor < sent.length && sent[this.#cursor] === 1) this.#cursor += 1;
+    return this.#cursor < sent.length ? { c: this.#cursor, demand: false } : null;
+  }
+
+  async #loop(): Promise<ServeEnd> {
+    const server = this.#server;
+    for (;;) {
+      if (this.#end !== null) return this.#end;
+      const sent = this.#sent;
+      const next = sent === null ? null : this.#next(sent);
+      if (sent === null || next === null) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+        });
+        continue;
+      }
+      const { c, demand } = next;
+      let frame: Uint8Array[];
+      let count = 1;
+      if (server.isZero(c)) {
+        while (count < ZERO_RUN_MAX && c + count < sent.length && sent[c + count] === 0 && !demand && server.isZero(c + count)) count += 1;
+        frame = [header(PageFrame.zero, c, count, 0)];
+        server.stats.zero_chunks += count;
+      } else {
+        // An answer goes alone, so the waiting thread gets it soonest; the push sends runs.
+        if (!demand) while (count < CHUNKS_PER_FRAME_MAX && c + count < sent.length && sent[c + count] === 0 && !server.isZero(c + count)) count += 1;
+        frame = [header(PageFrame.pages, c, count, demand ? PAGES_FLAG_DEMAND : 0), server.chunk(c, count)];
+        if (!demand) server.stats.pushed_chunks += count;
+      }
+      sent.fill(1, c, c + count);
+      const bytes = frame.reduce((n, b) => n + b.length, 0);
+      server.stats.bytes_out += bytes;
+      await this.#write(frame);
+      if (!demand) await this.#pace(bytes);
+    }
+  }
+
+  async #write(parts: Uint8Array[]): Promise<void> {
+    let ok = true;
+    for (const part of parts) ok = this.#socket.write(part);
+    if (ok || this.#end !== null) return;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#socket.off("drain", done);
+        this.#socket.off("close", done);
+        resolve();
+      };
+      this.#socket.on("drain", done);
+      this.#socket.on("close", done);
+    });
+  }
+
+  /** Holds the push to the configured rate (requests that arrive meanwhile are answered first). */
+  async #pace(bytes: number): Promise<void> {
+    const rate = this.#server.push_bytes_per_s;
+    if (!Number.isFinite(rate)) return;
+    if (this.#push_started === 0) this.#push_started = performance.now();
+    this.#pushed_bytes += bytes;
+    const due_ms = this.#push_started + (this.#pushed_bytes / rate) * 1000 - performance.now();
+    if (due_ms <= 1) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#wake = null;
+        resolve();
+      }, due_ms);
+      this.#wake = () => {
+        // A request (or the end) cuts the wait short; the push waits again after it.
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+}
