@@ -10,6 +10,9 @@ import { EXIT_TRAP } from "./run.js";
 /** Exit status when the process was killed, as a shell reports SIGKILL (128 + 9). */
 export const EXIT_KILLED = 137;
 
+/** Exit status when Ferry lost the process (a failure of Ferry's, not the program's). */
+export const EXIT_LOST = 125;
+
 /**
  * How many times in a row `follow` reconnects to the home node without
  * receiving anything before giving up: enough to ride out a node restarting
@@ -21,7 +24,7 @@ export const RECONNECTS_MAX = 5;
 export const RECONNECT_DELAY_MS = 200;
 
 /** How a process ended (docs/cluster.md). */
-export type ProcessStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string } | { kind: "killed" };
+export type ProcessStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string } | { kind: "killed" } | { kind: "lost"; message: string };
 
 /** Checks a status the API sent; a malformed one is the node's fault, not the process's. */
 export function parseStatus(value: unknown): ProcessStatus {
@@ -30,11 +33,12 @@ export function parseStatus(value: unknown): ProcessStatus {
     if (v.kind === "exit" && typeof v.code === "number" && Number.isInteger(v.code)) return { kind: "exit", code: v.code };
     if (v.kind === "trap") return { kind: "trap", message: typeof v.message === "string" ? v.message : "" };
     if (v.kind === "killed") return { kind: "killed" };
+    if (v.kind === "lost") return { kind: "lost", message: typeof v.message === "string" ? v.message : "" };
   }
   throw new ClusterError("ERR_CLUSTER_PROTOCOL", `the node sent a process status the CLI does not know: ${JSON.stringify(value)}`);
 }
 
-/** The CLI's exit status for a process's: its own code, 134 for a trap, 137 when killed. */
+/** The CLI's exit status for a process's: its own code, 134 for a trap, 137 when killed, 125 when Ferry lost it. */
 export function exitCodeOf(status: ProcessStatus): number {
   switch (status.kind) {
     case "exit":
@@ -43,6 +47,8 @@ export function exitCodeOf(status: ProcessStatus): number {
       return EXIT_TRAP;
     case "killed":
       return EXIT_KILLED;
+    case "lost":
+      return EXIT_LOST;
   }
 }
 
@@ -50,6 +56,7 @@ export function exitCodeOf(status: ProcessStatus): number {
 export function reportStatus(status: ProcessStatus, stderr: NodeJS.WritableStream = process.stderr): void {
   if (status.kind === "trap") stderr.write(`ferry: the program trapped: ${status.message}\n`);
   else if (status.kind === "killed") stderr.write("ferry: the program was killed\n");
+  else if (status.kind === "lost") stderr.write(`ferry: the process was lost: ${status.message}\n`);
 }
 
 /** Where the output goes. */

@@ -59,6 +59,7 @@ function stateCell(p: Record<string, unknown>): string {
   if (exit === null || exit === undefined || typeof exit !== "object") return state;
   if (exit.kind === "exit") return `${state}(${text(exit.code)})`;
   if (exit.kind === "trap") return `${state}(trap)`;
+  if (exit.kind === "lost") return `${state}(lost)`;
   if (exit.kind === "killed" && state !== "killed") return `${state}(killed)`;
   return state;
 }

@@ -13,23 +13,48 @@ Options:
   --to NAME              The destination node.
   --strategy S           stop-copy (default): stop, copy everything, resume there;
                          pre-copy: copy memory in rounds while it runs, then stop
-                         for the last dirty pages.
+                         for the last dirty pages;
+                         post-copy: stop, send only the stack and WASI state,
+                         resume there at once; pages follow on first touch and
+                         by a background push (needs userfaultfd on NAME);
+                         hybrid: one pre-copy round, then post-copy of what the
+                         process wrote since.
   --max-downtime MS      Pre-copy's downtime target (default 300): rounds stop once
                          the remaining dirty pages would fit in it.
+  --recover-timeout MS   Post-copy and hybrid: how long a broken link may stay
+                         down before the process is given up (default 10000).
+  --push-rate MB         Post-copy and hybrid: cap the background push at MB
+                         megabytes per second (pages touched are never held back).
   --json                 Print {pid, from, to, metrics} as JSON.
   --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
   -h, --help             Show this help.
 
 Metrics: total_ms (request to running at the destination), downtime_ms (stopped
 at the source to running at the destination), bytes, pages, rounds, and the
-pages sent in each round (the last number is the final stop-and-copy).
+pages sent in each round (the last number is the final stop-and-copy; for
+post-copy and hybrid, the pages left to come after the process resumed).
+Post-copy and hybrid add: chunks (64 KiB) fetched on demand, chunks pushed,
+zero chunks sent as ranges, and the time from resume to the last page.
+
+If a post-copy link breaks for longer than --recover-timeout, or either node
+dies mid-way, the process is lost (its state is split between the nodes): it
+ends with status "lost", naming the pages that never arrived.
 `;
 
 interface Result {
   pid: string;
   from: string;
   to: string;
-  metrics: { strategy: string; total_ms: number; downtime_ms: number; bytes: number; pages: number; rounds: number; dirty_pages: number[] };
+  metrics: {
+    strategy: string;
+    total_ms: number;
+    downtime_ms: number;
+    bytes: number;
+    pages: number;
+    rounds: number;
+    dirty_pages: number[];
+    post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number; connections: number; end: string };
+  };
 }
 
 interface Progress {
@@ -58,6 +83,8 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
       { name: "to", value: true },
       { name: "strategy", value: true },
       { name: "max-downtime", value: true },
+      { name: "recover-timeout", value: true },
+      { name: "push-rate", value: true },
       { name: "json", value: false },
       { name: "help", value: false, short: "h" },
       CLUSTER_OPTION,
@@ -74,9 +101,19 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
   const to = optionValue(parsed, "to");
   if (to === undefined) throw new UsageError("--to NAME is required");
   const strategy = optionValue(parsed, "strategy") ?? "stop-copy";
-  if (strategy !== "stop-copy" && strategy !== "pre-copy") throw new UsageError("--strategy is stop-copy or pre-copy");
+  if (!["stop-copy", "pre-copy", "post-copy", "hybrid"].includes(strategy)) throw new UsageError("--strategy is stop-copy, pre-copy, post-copy or hybrid");
   const max_downtime_ms = optionInt(parsed, "max-downtime");
-  const body = { to, strategy, ...(max_downtime_ms !== undefined ? { max_downtime_ms } : {}) };
+  const recover_ms = optionInt(parsed, "recover-timeout");
+  if (recover_ms === 0) throw new UsageError("--recover-timeout must be at least 1 ms");
+  const push_mb = optionInt(parsed, "push-rate");
+  if (push_mb === 0) throw new UsageError("--push-rate must be at least 1 MB/s");
+  const body = {
+    to,
+    strategy,
+    ...(max_downtime_ms !== undefined ? { max_downtime_ms } : {}),
+    ...(recover_ms !== undefined ? { recover_ms } : {}),
+    ...(push_mb !== undefined ? { push_bytes_per_s: push_mb * 1_000_000 } : {}),
+  };
   const client = clusterClient(parsed);
   const path = `/v1/processes/${encodeURIComponent(pid)}/migrate`;
   let result: Result;
@@ -94,6 +131,13 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
     `migrated ${result.pid} from ${result.from} to ${result.to} (${m.strategy}) in ${m.total_ms.toFixed(1)} ms, downtime ${m.downtime_ms.toFixed(1)} ms\n` +
       `  bytes ${m.bytes}  pages ${m.pages}  rounds ${m.rounds}  pages per round: ${m.dirty_pages.join(" ")}\n`,
   );
+  const p = m.post_copy;
+  if (p !== undefined) {
+    process.stdout.write(
+      `  post-copy: ${p.demand_chunks} chunks on demand, ${p.pushed_chunks} pushed, ${p.zero_chunks} zero; last page ${p.resume_to_last_page_ms.toFixed(1)} ms after resume` +
+        `${p.connections > 1 ? `; link recovered ${p.connections - 1} time(s)` : ""}${p.end === "abort" ? "; the process ended there before its last page" : ""}\n`,
+    );
+  }
   return 0;
 }
 

@@ -149,6 +149,10 @@ export const EXIT_KILLED = 137;
 function exitCode(status: ExitStatus): number {
   if (status.kind === "exit") return status.code;
   if (status.kind === "killed") return EXIT_KILLED;
+  if (status.kind === "lost") {
+    process.stderr.write(`ferry: the process was lost: ${status.message}\n`);
+    return 125;
+  }
   process.stderr.write(`ferry: the program trapped: ${status.message}\n`);
   return EXIT_TRAP;
 }

@@ -15,7 +15,19 @@ export const Msg = {
   image: 6,
   image_end: 7,
   running: 8,
+  handover: 9,
 } as const;
+
+/**
+ * Post-copy and hybrid, sent before the image: the session whose page channel
+ * the source opens next, the memory size the pages come from, and the chunks
+ * the destination does not have yet ([first, count] runs of CHUNK_BYTES).
+ */
+export interface Handover {
+  session: string;
+  remote_bytes: number;
+  missing: [number, number][];
+}
 
 /** Bytes of one page on the wire. */
 export const WIRE_PAGE_BYTES = 4096;

@@ -5,8 +5,9 @@
  */
 import { FerryError } from "../errors.js";
 import { ImageDecoder, type DecodedImage } from "../image/mod.js";
+import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES } from "./_wire.js";
+import { Msg, parseJson, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import type { Offer } from "./source.js";
 
 /** Wait for the next frame at most this long before giving up on a silent source. */
@@ -16,8 +17,12 @@ const IDLE_TIMEOUT_MS = 60_000;
 export interface Landing {
   /** Writes bytes at `byte_offset` of its memory (grown as needed). */
   write(byte_offset: number, data: Uint8Array): void;
-  /** Gives it the rest of its state (every page is in place) and runs it; throws to refuse. */
-  finish(image: DecodedImage): Promise<void>;
+  /**
+   * Gives it the rest of its state and runs it; throws to refuse. Every page
+   * is in place, except with a `handover` (post-copy, hybrid): the chunks it
+   * names come from the source after the process runs.
+   */
+  finish(image: DecodedImage, handover: Handover | null): Promise<void>;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
 }
@@ -56,15 +61,21 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
       module_sha256: Buffer.from(offer.module_sha256, "hex"),
       write_pages: (offset, piece) => landing.write(offset, piece),
     });
+    let handover: Handover | null = null;
     for (;;) {
       const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
       raiseIfError(frame, "the source gave up");
       if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
+      else if (frame.type === Msg.handover) handover = checkHandover(parseJson<Handover>(frame.payload), offer);
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
-    await landing.finish(decoder.end());
+    const image = decoder.end();
+    if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
+      throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
+    }
+    await landing.finish(image, handover);
   } catch (err: unknown) {
     await landing.abort();
     await refuse(conn, err);
@@ -73,6 +84,30 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
   await sendJson(conn, Msg.running, {});
   conn.close();
   return offer.pid;
+}
+
+/** A handover is untrusted input: its ranges must lie inside the memory, in order. */
+function checkHandover(h: Handover, offer: Offer): Handover {
+  if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
+  const ok =
+    typeof h.session === "string" &&
+    /^[A-Za-z0-9._-]{1,128}$/.test(h.session) &&
+    Number.isInteger(h.remote_bytes) &&
+    h.remote_bytes >= 0 &&
+    h.remote_bytes % CHUNK_BYTES === 0 &&
+    Array.isArray(h.missing);
+  let end = 0;
+  if (ok) {
+    for (const run of h.missing) {
+      const [first, count] = Array.isArray(run) ? run : [NaN, NaN];
+      if (!Number.isInteger(first) || !Number.isInteger(count) || first! < end || count! <= 0 || (first! + count!) * CHUNK_BYTES > h.remote_bytes) {
+        throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover ranges are out of order or outside the memory");
+      }
+      end = first! + count!;
+    }
+    return h;
+  }
+  throw new FerryError("ERR_MIGRATION_PROTOCOL", "malformed handover");
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -6,13 +6,21 @@
  */
 import { FerryError } from "../errors.js";
 import { encodeImage, sparsePages, type MemorySource } from "../image/mod.js";
-import { ShadowTracker, type PageTracker } from "../memory/mod.js";
+import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
+import { Msg, parseJson, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { servePostCopy, type PageChannel, type PostCopyMetrics } from "./postcopy.js";
+export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
-/** Migration strategies built so far. */
-export type Strategy = "stop-copy" | "pre-copy";
+/** Migration strategies. */
+export type Strategy = "stop-copy" | "pre-copy" | "post-copy" | "hybrid";
+
+/** Every strategy, in the order a user meets them. */
+export const STRATEGIES: readonly Strategy[] = ["stop-copy", "pre-copy", "post-copy", "hybrid"];
+
+/** Default wait for a broken post-copy link to come back before the process is given up. */
+export const RECOVER_MS_DEFAULT = 10_000;
 
 /** Most pre-copy rounds before stopping the process anyway. */
 export const PRECOPY_ROUNDS_MAX = 12;
@@ -39,6 +47,8 @@ export interface Offer {
   source: string;
   /** Memory size when offered; it can only grow, so the destination may reserve this much at once. */
   memory_bytes: number;
+  /** Post-copy and hybrid: how long either side waits for a broken page channel to come back. */
+  recover_ms?: number;
 }
 
 /** What a migration reports. */
@@ -54,13 +64,15 @@ export interface MigrationMetrics {
   pages: number;
   /** Pre-copy rounds (0 for stop-and-copy). */
   rounds: number;
-  /** Pages sent in each pre-copy round, then in the final copy. */
+  /** Pages sent in each pre-copy round, then in the final copy (post-copy and hybrid: the pages left to the post-copy phase). */
   dirty_pages: number[];
+  /** Post-copy and hybrid: the phase after the process resumed at the destination. */
+  post_copy?: PostCopyMetrics;
 }
 
 /** A step of a migration, for a progress display. */
 export interface MigrationProgress {
-  phase: "offered" | "round" | "stopping" | "copying";
+  phase: "offered" | "round" | "stopping" | "copying" | "post-copy";
   round?: number;
   /** Pages sent in this round. */
   pages?: number;
@@ -81,6 +93,13 @@ export interface SourceSide {
   destinationRuns(): Promise<boolean>;
   /** Progress for a user watching. */
   progress?(p: MigrationProgress): void;
+  /** Post-copy and hybrid: opens the page channel of migration session `session` to the destination. */
+  connectPages?(session: string): Promise<PageChannel>;
+  /**
+   * Post-copy and hybrid: the destination runs the process now. The source
+   * keeps its suspended copy only to serve pages; it must never resume it.
+   */
+  resumed?(): void;
 }
 
 /** Options of {@link migrateOut}. */
@@ -90,6 +109,8 @@ export interface MigrationOptions {
   tracker?: () => PageTracker;
   max_downtime_ms?: number;
   rounds_max?: number;
+  /** Post-copy and hybrid: cap on the background push, bytes per second. */
+  push_bytes_per_s?: number;
 }
 
 /**
@@ -106,7 +127,31 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let stopped_at = 0;
   let suspended = false;
   let image_sent = false;
+  let handover: Handover | null = null;
+  let serving: Promise<PostCopyMetrics> | null = null;
+  const stop_serving = new AbortController();
   const memory = (): Uint8Array => new Uint8Array(side.proc.memory.buffer);
+  // Post-copy and hybrid once the destination runs the process: from here
+  // it is the destination's, and nothing resumes it here.
+  const postCopyPhase = async (h: Handover, pages_left: number): Promise<MigrationMetrics> => {
+    const resumed_at = performance.now();
+    metrics.downtime_ms = resumed_at - stopped_at;
+    side.resumed?.();
+    side.progress?.({ phase: "post-copy", pages: pages_left, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
+    if (serving === null) {
+      // Hybrid with nothing written since the round: the destination has it all.
+      metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, finished_at: resumed_at, connections: 0, bytes: 0, end: "done" };
+      metrics.total_ms = performance.now() - t0;
+      return metrics;
+    }
+    const served = await serving;
+    served.resume_to_last_page_ms = Math.max(0, served.finished_at - resumed_at);
+    metrics.post_copy = served;
+    metrics.bytes += served.bytes;
+    metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+    metrics.total_ms = performance.now() - t0;
+    return metrics;
+  };
   try {
     conn = await side.connect();
     await sendJson(conn, Msg.offer, side.offer);
@@ -115,9 +160,13 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
     side.progress?.({ phase: "offered", bytes: 0, memory_bytes: memory().length });
 
-    if (options.strategy === "pre-copy") {
+    const post_copy = options.strategy === "post-copy" || options.strategy === "hybrid";
+    if (post_copy && side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${options.strategy} needs a page channel`);
+    if (options.strategy === "pre-copy" || options.strategy === "hybrid") {
       tracker = (options.tracker ?? (() => new ShadowTracker()))();
-      await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max: options.rounds_max ?? PRECOPY_ROUNDS_MAX }, side);
+      // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
+      const rounds_max = options.strategy === "hybrid" ? 1 : (options.rounds_max ?? PRECOPY_ROUNDS_MAX);
+      await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max }, side);
     }
 
     side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
@@ -128,7 +177,15 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     await side.flushOutput();
     const image = side.proc.image(suspension);
     let final = 0;
-    if (tracker !== null) {
+    if (post_copy) {
+      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
+      handover = { session: `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`, remote_bytes: memory().length, missing: missingChunks(memory(), tracker) };
+      final = handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+      image.memory = { size_bytes: memory().length, pages: () => [] };
+      tracker?.close();
+      tracker = null;
+      await sendJson(conn, Msg.handover, handover);
+    } else if (tracker !== null) {
       const t = tracker;
       const counted: MemorySource = {
         size_bytes: memory().length,
@@ -155,20 +212,38 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     side.progress?.({ phase: "copying", bytes: metrics.bytes, memory_bytes: memory().length });
     metrics.bytes += await sendImage(conn, encodeImage(image));
     image_sent = true;
-    metrics.pages += final;
+    if (!post_copy) metrics.pages += final;
     metrics.dirty_pages.push(final);
+    // The page channel opens while the destination restores: its first faults need it.
+    if (handover !== null && handover.missing.length > 0) {
+      serving = servePostCopy(side, handover, side.connectPages!(handover.session), memory(), {
+        recover_ms: side.offer.recover_ms ?? RECOVER_MS_DEFAULT,
+        push_bytes_per_s: options.push_bytes_per_s,
+        signal: stop_serving.signal,
+      });
+      serving.catch(() => undefined);
+    }
     const reply = await conn.next({ timeout_ms: RESTORE_TIMEOUT_MS });
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
     parseJson(reply.payload);
+    if (handover !== null) {
+      conn.close();
+      return await postCopyPhase(handover, final);
+    }
   } catch (err: unknown) {
+    if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") throw err;
     conn?.close();
     tracker?.close();
     if (suspended) {
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
       const refused = err instanceof FerryError && err.message.startsWith("the destination");
-      if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) return finish(metrics, t0, stopped_at);
+      if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) {
+        return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
+      }
+      stop_serving.abort();
+      await serving?.catch(() => undefined);
       await side.proc.resume();
     }
     const why = err instanceof Error ? err.message : String(err);
@@ -178,6 +253,29 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   conn.close();
   tracker?.close();
   return finish(metrics, t0, stopped_at);
+}
+
+/**
+ * The chunks post-copy must still bring over, as [first, count] runs: all of
+ * memory, or for hybrid those holding a page written since the round.
+ */
+function missingChunks(memory: Uint8Array, tracker: PageTracker | null): [number, number][] {
+  const chunks = memory.length / CHUNK_BYTES;
+  if (tracker === null) return chunks > 0 ? [[0, chunks]] : [];
+  const dirty = new Uint8Array(chunks);
+  for (const page of tracker.changed(memory)) dirty[Math.floor((page.index * WIRE_PAGE_BYTES) / CHUNK_BYTES)] = 1;
+  const runs: [number, number][] = [];
+  for (let c = 0; c < chunks; ) {
+    if (dirty[c] === 0) {
+      c += 1;
+      continue;
+    }
+    let end = c;
+    while (end < chunks && dirty[end] === 1) end += 1;
+    runs.push([c, end - c]);
+    c = end;
+  }
+  return runs;
 }
 
 function finish(metrics: MigrationMetrics, t0: number, stopped_at: number): MigrationMetrics {

@@ -7,52 +7,77 @@ import fs from "node:fs";
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { MAX_DOWNTIME_MS_DEFAULT, migrateIn, migrateOut, type Landing, type MigrationMetrics, type MigrationProgress, type Offer, type Strategy } from "../migration/mod.js";
-import { createTracker, populate } from "../memory/mod.js";
+import {
+  MAX_DOWNTIME_MS_DEFAULT,
+  migrateIn,
+  migrateOut,
+  RECOVER_MS_DEFAULT,
+  STRATEGIES,
+  type Landing,
+  type MigrationMetrics,
+  type MigrationProgress,
+  type Offer,
+  type PageChannel,
+  type Strategy,
+} from "../migration/mod.js";
+import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
 import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
+import { requestJson } from "./_http.js";
+import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
 
 /** Bytes of a wasm page: memory grows by these. */
 const WASM_PAGE_BYTES = 65536;
-import { requestJson } from "./_http.js";
 
 /** The upgrade token of the data protocol. */
 export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
 
-const STRATEGIES: readonly Strategy[] = ["stop-copy", "pre-copy"];
+/** Longest wait for a broken post-copy link a client may ask for. */
+const RECOVER_MS_MAX = 600_000;
 
-/** Opens a data connection to the node at `address`. */
-export function connectData(address: string): Promise<FramedConnection> {
+/** Opens an upgraded connection to the node at `address`. */
+function upgrade(address: string, path: string, protocol: string): Promise<PageChannel> {
   const i = address.lastIndexOf(":");
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: address.slice(0, i),
       port: Number(address.slice(i + 1)),
-      path: DATA_PATH,
+      path,
       agent: false,
-      headers: { connection: "Upgrade", upgrade: DATA_PROTOCOL },
+      headers: { connection: "Upgrade", upgrade: protocol },
     });
     req.on("upgrade", (_res, socket, head) => {
       socket.setNoDelay(true);
-      resolve(new FramedConnection(socket, { head }));
+      resolve({ socket, head });
     });
     req.on("response", (res) => {
       res.resume();
-      reject(new FerryError("ERR_PEER", `node ${address} refused a data connection (HTTP ${res.statusCode})`));
+      if (res.statusCode === 404) reject(new FerryError("ERR_NO_SUCH_SESSION", `node ${address} has no ${path}`));
+      else reject(new FerryError("ERR_PEER", `node ${address} refused a ${protocol} connection (HTTP ${res.statusCode})`));
     });
     req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} is unreachable: ${err.message}`, { cause: err })));
     req.end();
   });
 }
 
-/** Accepts a data connection on the control server and serves the migration on it. */
+/** Opens a data connection to the node at `address`. */
+export async function connectData(address: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(address, DATA_PATH, DATA_PROTOCOL);
+  return new FramedConnection(socket, { head: Buffer.from(head) });
+}
+
+/** Accepts an upgraded connection on the control server: a migration's data, or a post-copy page channel. */
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  if ((req.url ?? "").startsWith(PAGES_PATH)) {
+    acceptPages(node.postcopy, req, socket, head);
+    return;
+  }
   if (req.url !== DATA_PATH || (req.headers.upgrade ?? "").toLowerCase() !== DATA_PROTOCOL) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
@@ -66,6 +91,11 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
 
 async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
+  const post_copy = offer.strategy === "post-copy" || offer.strategy === "hybrid";
+  if (post_copy) {
+    const can = remotePagesAvailability();
+    if (!can.available) throw new FerryError("ERR_UFFD_UNAVAILABLE", `node ${node.name} cannot take a ${offer.strategy} migration: ${can.reason}`);
+  }
   if (!node.modules.has(offer.module_sha256)) node.modules.put(offer.module_sha256, await fetchModule(offer.source, offer.module_sha256));
   preopensHere(offer.dirs, node.name);
   for (const file of offer.open_files) {
@@ -86,7 +116,8 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   // have the kernel back every page now, while the source still runs, rather
   // than fault them in one by one during the downtime.
   proc.growTo(offer.memory_bytes);
-  if (!populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+  // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
+  if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
   let view = new Uint8Array(proc.memory.buffer);
   return {
     write(offset, data) {
@@ -97,10 +128,14 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       }
       view.set(data, offset);
     },
-    async finish(image) {
-      // Every page is already in place (written as it arrived).
+    async finish(image, handover) {
+      // Every page is already in place (written as it arrived), or, with a
+      // handover, comes from the source once the process runs.
       proc.growTo(image.memory.size_bytes);
       relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      if (handover !== null) {
+        new IncomingPostCopy(node.postcopy, offer.pid, proc, handover, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
+      }
       await proc.activate(image);
       const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
@@ -142,33 +177,69 @@ export async function migrateProcess(
 ): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
   const running = node.table.running(pid);
   if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
-  const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown };
+  const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown; recover_ms?: unknown; push_bytes_per_s?: unknown };
   if (typeof b.to !== "string") throw new FerryError("ERR_BAD_REQUEST", "to: the destination node's name is required");
   const strategy = (b.strategy ?? "stop-copy") as Strategy;
   if (!STRATEGIES.includes(strategy)) throw new FerryError("ERR_BAD_REQUEST", `strategy must be one of ${STRATEGIES.join(", ")}`);
   const max_downtime_ms = typeof b.max_downtime_ms === "number" && b.max_downtime_ms > 0 ? b.max_downtime_ms : MAX_DOWNTIME_MS_DEFAULT;
+  const recover_ms = b.recover_ms ?? RECOVER_MS_DEFAULT;
+  if (typeof recover_ms !== "number" || !(recover_ms > 0 && recover_ms <= RECOVER_MS_MAX)) throw new FerryError("ERR_BAD_REQUEST", `recover_ms must be a number of milliseconds up to ${RECOVER_MS_MAX}`);
+  const push = b.push_bytes_per_s;
+  if (push !== undefined && (typeof push !== "number" || !(push > 0))) throw new FerryError("ERR_BAD_REQUEST", "push_bytes_per_s must be a positive number");
   if (b.to === node.name) throw new FerryError("ERR_BAD_REQUEST", `${pid} already runs on ${node.name}`);
+  if (node.postcopy.forPid(pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${pid} is still receiving pages from its last post-copy migration; try again when they are all here`);
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
+  const { pid: _p, home, module_sha256, module_name, args, env, dirs } = running;
+  const to = b.to;
+  let located: Promise<void> | null = null;
+  const moved = (): Promise<void> => {
+    // The destination runs it: this copy is not the process any more.
+    node.table.release(pid);
+    located ??= setLocation(node, pid, home, to);
+    return located;
+  };
   try {
-    const { pid: _p, home, module_sha256, module_name, args, env, dirs } = running;
     const metrics = await migrateOut(
       {
         proc: running.proc,
-        offer: { pid, home, module_sha256, module_name, args, env, dirs, open_files: [...running.proc.open_files], strategy, source: node.address, memory_bytes: running.proc.memory.buffer.byteLength },
+        offer: {
+          pid,
+          home,
+          module_sha256,
+          module_name,
+          args,
+          env,
+          dirs,
+          open_files: [...running.proc.open_files],
+          strategy,
+          source: node.address,
+          memory_bytes: running.proc.memory.buffer.byteLength,
+          recover_ms,
+        },
         connect: () => connectData(address),
+        connectPages: (session) => upgrade(address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
+        resumed: () => void moved().catch(() => undefined),
         ...(progress !== undefined ? { progress } : {}),
       },
-      { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name) },
+      { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name), ...(push !== undefined ? { push_bytes_per_s: push } : {}) },
     );
-    // Committed: the destination runs it. Drop this copy, tell the home.
+    // Committed: the destination runs it and has all of it. Drop this copy.
     node.table.release(pid);
     await running.proc.terminate();
-    await setLocation(node, pid, home, b.to);
-    return { pid, from: node.name, to: b.to, metrics };
+    await moved();
+    return { pid, from: node.name, to, metrics };
+  } catch (err: unknown) {
+    if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") {
+      // Its live state went to the destination, its memory stayed here: gone.
+      node.table.release(pid);
+      await running.proc.terminate();
+      await node.table.reportExit(pid, home, { kind: "lost", message: err.message }).catch(() => undefined);
+    }
+    throw err;
   } finally {
     running.migrating = false;
   }

@@ -14,6 +14,7 @@ import { ProcessTable } from "./process_table.js";
 import { requestJson } from "./_http.js";
 import { route } from "./_routes.js";
 import { acceptData, migrateProcess } from "./_migrate.js";
+import { PostCopySessions } from "./_postcopy.js";
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** How a node is started. */
@@ -48,6 +49,8 @@ export class FerryNode {
   readonly table: ProcessTable;
   readonly started_unix_ms = Date.now();
   readonly page_tracker: { name: "userfaultfd" | "portable"; note: string };
+  /** Processes running here whose pages are still arriving (post-copy). */
+  readonly postcopy = new PostCopySessions();
   #peers: string[];
   #server: http.Server;
   #address = "";

@@ -225,7 +225,7 @@ export class ProcessTable {
   finish(record: HomeRecord, status: ProcessStatus): void {
     if (record.exit !== null) return;
     record.exit = status;
-    record.state = status.kind === "trap" ? "failed" : status.kind === "killed" ? "killed" : "exited";
+    record.state = status.kind === "trap" || status.kind === "lost" ? "failed" : status.kind === "killed" ? "killed" : "exited";
     record.output.end();
     record.settle(status);
   }

@@ -15,8 +15,12 @@ export const SLOT_STDIN_LEN = 2;
 /** Number of Int32 slots. */
 export const CONTROL_SLOTS = 4;
 
-/** Requests the controller can make of a running guest. */
-export const Request = { none: 0, suspend: 1 } as const;
+/**
+ * Requests the controller can make of a running guest. `halt`: stop at the
+ * next host call or poll without acting on anything (the guest's state may be
+ * wrong: post-copy lost its pages); the controller ends the process.
+ */
+export const Request = { none: 0, suspend: 1, halt: 2 } as const;
 
 /** Mailbox mark: the stream ended; no more data will come. */
 export const STDIN_EOF = -1;

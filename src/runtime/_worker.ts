@@ -50,6 +50,17 @@ function outputSink(wire: OutputWire, stream: 1 | 2): OutputSink {
   };
 }
 
+/** Thrown into the guest when the controller asked it to halt: it unwinds without another host call. */
+class Halted extends Error {
+  constructor() {
+    super("halted by its controller");
+  }
+}
+
+function haltIfAsked(): void {
+  if (Atomics.load(control, SLOT_REQUEST) === Request.halt) throw new Halted();
+}
+
 interface AsyncifyExports {
   asyncify_start_unwind(ptr: number): void;
   asyncify_stop_unwind(): void;
@@ -118,6 +129,7 @@ class Guest {
       wait: (options): WaitResult => {
         for (;;) {
           const seen = Atomics.load(control, SLOT_WAKE);
+          haltIfAsked();
           if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
             this.#suspending = true;
             return "suspend";
@@ -142,6 +154,7 @@ class Guest {
       if (from !== "wasi_snapshot_preview1") continue;
       // Through the current host's table: a standby's host arrives later.
       const call = ((...args: never[]) => {
+        haltIfAsked();
         const fn = this.#wasi[name];
         if (fn === undefined) throw new WebAssembly.RuntimeError(`unknown WASI import ${name}`);
         return fn(...args);
@@ -149,7 +162,9 @@ class Guest {
       wrapped[name] = WasiHost.blocking_imports.has(name) ? this.#wrap(call) : call;
     }
     const poll = this.#wrap((() => {
-      if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) this.#suspending = true;
+      const request = Atomics.load(control, SLOT_REQUEST);
+      if (request === Request.suspend) this.#suspending = true;
+      else if (request === Request.halt) throw new Halted();
       return POLL_BUDGET;
     }) as (...args: never[]) => unknown);
     this.instance = new WebAssembly.Instance(module, {

@@ -52,7 +52,12 @@ export interface ProcessIo {
  * How a process ended. A guest's exit is a value; `killed` is a process its
  * controller terminated.
  */
-export type ExitStatus = { kind: "exit"; code: number } | { kind: "trap"; message: string } | { kind: "killed" };
+export type ExitStatus =
+  | { kind: "exit"; code: number }
+  | { kind: "trap"; message: string }
+  | { kind: "killed" }
+  /** Its state could not be kept (a post-copy source died with pages still there); `message` says what was lost. */
+  | { kind: "lost"; message: string };
 
 /** A suspended process's state, as the worker handed it over. */
 export interface Suspension {
@@ -87,6 +92,7 @@ export class GuestProcess {
   #resolveExit!: (status: ExitStatus) => void;
   #waiters: ((msg: FromWorker) => boolean)[] = [];
   #open_files: string[] = [];
+  #before_terminate: (() => void) | null = null;
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -287,9 +293,33 @@ export class GuestProcess {
     };
   }
 
-  /** Stops the worker at once (the guest's state is lost unless captured). */
-  async terminate(): Promise<void> {
-    this.#end({ kind: "killed" });
+  /**
+   * Tells the guest to stop at its next host call or poll without acting on
+   * anything; for a guest whose memory may be wrong, before it is ended.
+   */
+  halt(): void {
+    Atomics.store(this.#control, SLOT_REQUEST, Request.halt);
+    wake(this.#control);
+  }
+
+  /**
+   * Sets what must happen after the guest was told to halt and before its
+   * worker is terminated (post-copy wakes threads waiting on pages: a worker
+   * waiting on one cannot be terminated).
+   */
+  beforeTerminate(fn: (() => void) | null): void {
+    this.#before_terminate = fn;
+  }
+
+  /** Stops the worker at once (the guest's state is lost unless captured); ends with `status`. */
+  async terminate(status: ExitStatus = { kind: "killed" }): Promise<void> {
+    if (this.#before_terminate !== null) {
+      this.halt();
+      const fn = this.#before_terminate;
+      this.#before_terminate = null;
+      fn();
+    }
+    this.#end(status);
     await this.#worker.terminate();
   }
 
@@ -344,7 +374,7 @@ export class GuestProcess {
     this.#pump.detach();
     this.#resolveExit(status);
     const errored: FromWorker =
-      status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.kind === "trap" ? status.message : "killed" };
+      status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.kind === "trap" || status.kind === "lost" ? status.message : "killed" };
     this.#waiters = this.#waiters.filter((w) => !w(errored));
     void this.#worker.terminate();
   }

@@ -1,0 +1,105 @@
+/**
+ * Post-copy's second half at the source (DESIGN.md, "A migration":
+ * post-copy): the process already runs at the destination; serve its pages
+ * until the destination has them all. A broken page channel is reopened for
+ * as long as `recover_ms` allows; after that the process is lost (its live
+ * state is at the destination, its memory here: neither can go on alone).
+ */
+import type { Duplex } from "node:stream";
+import { FerryError } from "../errors.js";
+import { PageServer } from "./page_server.js";
+import type { Handover } from "./_wire.js";
+import type { SourceSide } from "./source.js";
+
+/** A page channel as the source opens it: the socket and what was read past the upgrade. */
+export interface PageChannel {
+  socket: Duplex;
+  head: Uint8Array;
+}
+
+/** What the post-copy phase reports. */
+export interface PostCopyMetrics {
+  /** Chunks (64 KiB) the destination asked for because its guest touched them. */
+  demand_chunks: number;
+  /** Chunks sent by the background push. */
+  pushed_chunks: number;
+  /** All-zero chunks, sent as ranges. */
+  zero_chunks: number;
+  /** From the process resuming at the destination to its last page being there. */
+  resume_to_last_page_ms: number;
+  /** When the last page was there (performance.now()). */
+  finished_at: number;
+  /** Page channels opened (more than one: the link broke and was recovered). */
+  connections: number;
+  bytes: number;
+  /** `abort`: the process ended at the destination before every page was there. */
+  end: "done" | "abort";
+}
+
+/** Pause between attempts to reopen a broken page channel. */
+const RECONNECT_PAUSE_MS = 200;
+
+/**
+ * Serves pages until the destination has them all (resolves), or rejects with
+ * ERR_POSTCOPY_LOST once the link stayed down for `recover_ms`. Starts as
+ * soon as the channel opens, before the destination says it runs the process
+ * (restoring it already touches pages); `signal` stops it if the destination
+ * never does.
+ */
+export async function servePostCopy(
+  side: SourceSide,
+  handover: Handover,
+  first: Promise<PageChannel>,
+  memory: Uint8Array,
+  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal },
+): Promise<PostCopyMetrics> {
+  const t0 = performance.now();
+  const signal = options.signal;
+  const server = new PageServer(memory.subarray(0, handover.remote_bytes), options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {});
+  const metrics = (end: "done" | "abort"): PostCopyMetrics => ({
+    demand_chunks: server.stats.demand_chunks,
+    pushed_chunks: server.stats.pushed_chunks,
+    zero_chunks: server.stats.zero_chunks,
+    resume_to_last_page_ms: performance.now() - t0,
+    finished_at: performance.now(),
+    connections: server.stats.connections,
+    bytes: server.stats.bytes_out,
+    end,
+  });
+  let channel: PageChannel | null = await first.catch(() => null);
+  let down_since = performance.now();
+  let why = "the page channel could not be opened";
+  for (;;) {
+    if (signal.aborted) {
+      channel?.socket.destroy();
+      throw new FerryError("ERR_MIGRATION_FAILED", "page serving stopped: the destination never ran the process");
+    }
+    if (channel !== null) {
+      const socket = channel.socket;
+      const stop = (): void => void socket.destroy();
+      signal.addEventListener("abort", stop);
+      const end = await server.serve(socket, channel.head).finally(() => signal.removeEventListener("abort", stop));
+      if (end !== "closed") return metrics(end);
+      down_since = performance.now();
+      why = "the page channel broke";
+    }
+    if (performance.now() - down_since > options.recover_ms) break;
+    await new Promise((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS));
+    try {
+      channel = await side.connectPages!(handover.session);
+    } catch (err: unknown) {
+      channel = null;
+      why = err instanceof Error ? err.message : String(err);
+      if (err instanceof FerryError && err.code === "ERR_NO_SUCH_SESSION") {
+        // The destination no longer serves this session: it has every page
+        // (DONE was lost with the link) if the process still runs there.
+        if (await side.destinationRuns().catch(() => false)) return metrics("done");
+        break;
+      }
+    }
+  }
+  throw new FerryError(
+    "ERR_POSTCOPY_LOST",
+    `post-copy of ${side.offer.pid} could not finish: ${why}; the destination did not come back within ${(options.recover_ms / 1000).toFixed(1)} s, so the process is lost`,
+  );
+}

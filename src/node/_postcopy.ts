@@ -1,0 +1,187 @@
+/**
+ * The destination's side of post-copy on a node: the sessions of processes
+ * that run here while some of their pages are still at the source, and the
+ * page channel the source opens for each (an HTTP upgrade on the control
+ * port, handed to the native page-serving threads).
+ *
+ * A session ends one of three ways: every page arrived (commit: the source
+ * drops its copy); the process ended here first (the source is told to
+ * stop); or the link stayed down for `recover_ms`, and the process is failed
+ * with the pages it lost named — never resumed on pages that are not its own.
+ */
+import type http from "node:http";
+import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
+import { describeRanges, RemotePages, type RemoteStats } from "../memory/mod.js";
+import type { Handover } from "../migration/mod.js";
+import type { GuestProcess } from "../runtime/mod.js";
+import { CHUNK_BYTES } from "../memory/mod.js";
+
+/** The upgrade token of the page channel. */
+export const PAGES_PROTOCOL = "ferry-pages/1";
+/** Path prefix of the page channel; the session follows. */
+export const PAGES_PATH = "/v1/internal/pages/";
+/** How long a page channel that arrives before its session (the image is still being restored) waits for it. */
+const SESSION_WAIT_MS = 30_000;
+/** Ended sessions remembered. */
+const ENDED_KEPT = 256;
+
+/** One process running here with pages still at the source. */
+export class IncomingPostCopy {
+  readonly session: string;
+  readonly pid: string;
+  readonly #pages: RemotePages;
+  readonly #proc: GuestProcess;
+  readonly #recover_ms: number;
+  readonly #source: string;
+  readonly #sessions: PostCopySessions;
+  #timer: NodeJS.Timeout | null = null;
+  #ended = false;
+
+  constructor(sessions: PostCopySessions, pid: string, proc: GuestProcess, handover: Handover, options: { recover_ms: number; source: string }) {
+    this.session = handover.session;
+    this.pid = pid;
+    this.#proc = proc;
+    this.#sessions = sessions;
+    this.#recover_ms = options.recover_ms;
+    this.#source = options.source;
+    this.#pages = new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, {
+      down: () => this.#down(),
+      complete: () => this.#complete(),
+    });
+    try {
+      for (const [first, count] of handover.missing) this.#pages.drop(first * CHUNK_BYTES, count * CHUNK_BYTES);
+    } catch (err: unknown) {
+      this.#pages.fail();
+      this.#pages.close();
+      throw err;
+    }
+    // Killing it (or stopping the node) must wake threads waiting on pages first.
+    proc.beforeTerminate(() => {
+      if (!this.#pages.complete) this.#pages.fail();
+    });
+    void proc.exited.then(() => this.#end());
+    sessions.add(this);
+    if (this.#pages.complete) this.#complete();
+  }
+
+  /** Counters so far. */
+  get stats(): RemoteStats {
+    return this.#pages.stats;
+  }
+
+  /** Hands a page channel the source opened to the native threads. */
+  attach(socket: Socket): void {
+    if (this.#ended) {
+      socket.destroy();
+      return;
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#pages.attach(socket);
+  }
+
+  #down(): void {
+    if (this.#ended || this.#timer !== null) return;
+    this.#timer = setTimeout(() => void this.#lose(), this.#recover_ms);
+    this.#timer.unref();
+  }
+
+  async #lose(): Promise<void> {
+    if (this.#ended || this.#pages.complete) return;
+    this.#proc.beforeTerminate(null);
+    // Told to halt first: the zero pages that wake its threads are never acted on.
+    this.#proc.halt();
+    const lost = this.#pages.fail();
+    const message = `post-copy from ${this.#source} broke and did not recover within ${(this.#recover_ms / 1000).toFixed(1)} s; ${describeRanges(lost)} never arrived`;
+    await this.#proc.terminate({ kind: "lost", message });
+  }
+
+  #complete(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#proc.beforeTerminate(null);
+    this.#pages.close();
+    this.#sessions.delete(this);
+  }
+
+  /** The process ended here (exit, kill, loss) before every page arrived. */
+  #end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    if (!this.#pages.complete) this.#pages.fail();
+    this.#pages.close();
+    this.#sessions.delete(this);
+  }
+}
+
+/** The node's post-copy sessions, by session and by pid. */
+export class PostCopySessions {
+  readonly #sessions = new Map<string, IncomingPostCopy>();
+  readonly #waiting = new Map<string, ((s: IncomingPostCopy) => void)[]>();
+  /** Sessions that ended lately: a late page channel is turned away at once. */
+  readonly #ended = new Set<string>();
+
+  add(s: IncomingPostCopy): void {
+    this.#sessions.set(s.session, s);
+    for (const resolve of this.#waiting.get(s.session) ?? []) resolve(s);
+    this.#waiting.delete(s.session);
+  }
+
+  delete(s: IncomingPostCopy): void {
+    if (this.#sessions.get(s.session) === s) this.#sessions.delete(s.session);
+    this.#ended.add(s.session);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.values().next().value as string);
+  }
+
+  /** The session of a process still receiving pages here. */
+  forPid(pid: string): IncomingPostCopy | undefined {
+    for (const s of this.#sessions.values()) if (s.pid === pid) return s;
+    return undefined;
+  }
+
+  /** The session, waiting up to `timeout_ms` for it to be set up. */
+  wait(session: string, timeout_ms: number): Promise<IncomingPostCopy | null> {
+    const now = this.#sessions.get(session);
+    if (now !== undefined) return Promise.resolve(now);
+    if (this.#ended.has(session)) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const list = this.#waiting.get(session) ?? [];
+      const timer = setTimeout(() => {
+        const left = (this.#waiting.get(session) ?? []).filter((f) => f !== done);
+        if (left.length === 0) this.#waiting.delete(session);
+        else this.#waiting.set(session, left);
+        resolve(null);
+      }, timeout_ms);
+      const done = (s: IncomingPostCopy): void => {
+        clearTimeout(timer);
+        resolve(s);
+      };
+      list.push(done);
+      this.#waiting.set(session, list);
+    });
+  }
+}
+
+/** Accepts a page channel on the control server and gives it to its session. */
+export function acceptPages(sessions: PostCopySessions, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  const session = (req.url ?? "").slice(PAGES_PATH.length);
+  if ((req.headers.upgrade ?? "").toLowerCase() !== PAGES_PROTOCOL || head.length > 0) {
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
+  socket.on("error", () => undefined);
+  void sessions.wait(session, SESSION_WAIT_MS).then((s) => {
+    if (s === null) {
+      socket.end("HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+      return;
+    }
+    // The answer must be out before the socket changes hands.
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`, (err) => {
+      if (err) socket.destroy();
+      else s.attach(socket as Socket);
+    });
+  });
+}
