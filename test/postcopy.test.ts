@@ -1,0 +1,165 @@
+/**
+ * Post-copy and hybrid migration between node daemons that are separate OS
+ * processes on 127.0.0.1 (issue 4). memhog is the memory checker: it fills
+ * its memory with a pattern fixed by (block, generation), folds every block it
+ * rewrites into its checksums and verifies every block at the end, so one
+ * wrong byte changes its output. Each failure case runs node processes that
+ * can be killed from outside, so a hang fails the test instead of freezing it.
+ */
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { remotePagesAvailability } from "../src/memory/mod.js";
+import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { cuttableProxy, freePorts, json, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const availability = remotePagesAvailability();
+const skip = !availability.available && `post-copy needs userfaultfd, unavailable here: ${availability.reason}`;
+if (skip !== false) console.log(`# skipping post-copy tests: ${skip}`);
+
+const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
+
+interface Metrics {
+  strategy: string;
+  downtime_ms: number;
+  post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number; connections: number; end: string };
+}
+
+async function reference(args: string[]): Promise<string> {
+  const whole = await ferry(["exec", memhog, ...args]);
+  assert.equal(whole.status, 0, whole.stderr.toString());
+  return whole.stdout.toString();
+}
+
+/** Resolves with the result, or rejects after `ms`: nothing in these tests may hang. */
+function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
+  return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms).unref())]);
+}
+
+describe("post-copy and hybrid migration", { skip }, () => {
+  it("memhog moved by post-copy and hybrid, back and forth while it rewrites memory, verifies every byte and writes what an uninterrupted run writes", async () => {
+    const args = ["96", "24", "4"];
+    const want = await reference(args);
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    try {
+      const [n1] = cluster.nodes as [NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
+      await sleep(600);
+      const moves: [string, string][] = [["n2", "post-copy"], ["n3", "hybrid"], ["n1", "post-copy"], ["n2", "hybrid"]];
+      for (const [to, strategy] of moves) {
+        const r = await within(30_000, `move to ${to}`, request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }));
+        assert.equal(r.status, 200, `${strategy} to ${to}: ${r.body.toString()}`);
+        const { metrics } = JSON.parse(r.body.toString()) as { metrics: Metrics };
+        assert.equal(metrics.strategy, strategy);
+        assert.equal(metrics.post_copy?.end, "done");
+        const info = await json<{ node: string }>(n1.address, "GET", `/v1/processes/${pid}`);
+        assert.equal(info.node, to);
+        await sleep(250);
+      }
+      const { status } = await within(30_000, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.deepEqual(status, { kind: "exit", code: 0 });
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      assert.match(out, /verify OK/);
+      assert.equal(out, want, "memhog's output differs from an uninterrupted run");
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("a link cut during post-copy is recovered: the source reopens the page channel and the process finishes intact", async () => {
+    const args = ["64", "0", "3"]; // idle: the push carries the pages, slowly
+    const want = await reference(args);
+    const [p1, p2] = await freePorts(2);
+    const a1 = `127.0.0.1:${p1}`;
+    const proxy = await cuttableProxy(`127.0.0.1:${p2}`);
+    const dir = tempDir("pc-cut");
+    const n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
+    const n2 = await startNode("n2", p2 as number, [a1], path.join(dir, "n2"));
+    try {
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
+      await sleep(500);
+      const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 24e6, recover_ms: 10_000 });
+      await sleep(900);
+      proxy.cut();
+      const r = await within(30_000, "migration", moving);
+      assert.equal(r.status, 200, r.body.toString());
+      const { metrics } = JSON.parse(r.body.toString()) as { metrics: Metrics };
+      assert.ok((metrics.post_copy?.connections ?? 0) >= 2, `the page channel should have been reopened: ${JSON.stringify(metrics)}`);
+      const { status } = await within(30_000, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.deepEqual(status, { kind: "exit", code: 0 });
+      assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
+    } finally {
+      await stopNode(n1);
+      await stopNode(n2);
+      await proxy.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("killing the source during post-copy fails the process with an error naming the lost pages, and nothing hangs", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    try {
+      const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "0", "20"] });
+      await sleep(500);
+      // First to n2, so that killing n2 (the source of the next move) spares the home.
+      const first = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
+      assert.equal(first.status, 200, first.body.toString());
+      const moving = request(n2.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n3", strategy: "post-copy", push_bytes_per_s: 8e6, recover_ms: 1500 });
+      moving.catch(() => undefined);
+      await sleep(800);
+      n2.child.kill("SIGKILL");
+      const { status } = await within(20_000, "wait", json<{ status: { kind: string; message?: string } }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.equal(status.kind, "lost", JSON.stringify(status));
+      assert.match(status.message ?? "", /never arrived/);
+      assert.match(status.message ?? "", /0x[0-9a-f]+-0x[0-9a-f]+/, "the lost pages should be named");
+      // The destination is still responsive and holds nothing of it.
+      const running = await within(5000, "n3", json<{ running: boolean }>(n3.address, "GET", `/v1/internal/running/${pid}`));
+      assert.equal(running.running, false);
+      const list = await json<{ pid: string; state: string }[]>(n1.address, "GET", "/v1/processes");
+      assert.equal(list.find((p) => p.pid === pid)?.state, "failed");
+    } finally {
+      await within(15_000, "stopping the cluster", cluster.stop());
+    }
+  });
+
+  it("killing the process or stopping its node during post-copy never hangs", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    try {
+      const [n1, , n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const start = async (): Promise<string> =>
+        (await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "8", "20"] })).pid;
+      // Killed where it runs, mid post-copy: the source is told, and its migration ends.
+      const a = await start();
+      await sleep(400);
+      const moving = request(n1.address, "POST", `/v1/processes/${a}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 4e6 });
+      moving.catch(() => undefined);
+      await sleep(700);
+      const killed = await within(10_000, "kill", request(n1.address, "DELETE", `/v1/processes/${a}`));
+      assert.equal(killed.status, 200, killed.body.toString());
+      const r = await within(10_000, "migration after the kill", moving);
+      assert.equal(r.status, 200, r.body.toString());
+      assert.equal((JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics.post_copy?.end, "abort");
+      const { status } = await within(10_000, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${a}/wait`));
+      assert.deepEqual(status, { kind: "killed" });
+      // Its destination node stopped mid post-copy: the node exits promptly.
+      const b = await start();
+      await sleep(400);
+      const moving_b = request(n1.address, "POST", `/v1/processes/${b}/migrate`, { to: "n3", strategy: "post-copy", push_bytes_per_s: 4e6, recover_ms: 1000 });
+      moving_b.catch(() => undefined);
+      await sleep(700);
+      const t = performance.now();
+      await within(10_000, "stopping n3", stopNode(n3));
+      assert.ok(performance.now() - t < 5000, "the node took too long to stop");
+      await within(15_000, "migration after its destination stopped", moving_b);
+    } finally {
+      await within(15_000, "stopping the cluster", cluster.stop());
+    }
+  });
+});
