@@ -10,6 +10,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { remotePagesAvailability } from "../src/memory/mod.js";
 import { httpRequest } from "../src/node/mod.js";
 import { fileURLToPath } from "node:url";
 
@@ -68,6 +69,7 @@ interface Metrics {
   bytes: number;
   rounds: number;
   dirty_pages: number[];
+  post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number };
 }
 
 /** Runs the migration benchmark and prints its tables. */
@@ -84,13 +86,17 @@ export async function migrationBench(quick: boolean): Promise<void> {
   await request(a2, "PUT", `/v1/modules/${sha}`, wasm);
   const sizes = quick ? [64] : [256, 1024];
   const rates = quick ? [0, 100] : [0, 10, 100];
+  const post_copy = remotePagesAvailability();
+  const strategies = post_copy.available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
+  if (!post_copy.available) console.log(`\npost-copy and hybrid left out: ${post_copy.reason}`);
   console.log("\n(e) migration of memhog between two node processes on 127.0.0.1 (ms; MB/s of writes while it runs)");
-  console.log("| memory | writes | strategy | total ms | downtime ms | MiB sent | rounds | pages per round |\n|---|---|---|---|---|---|---|---|");
+  console.log("post-copy columns: 64 KiB chunks fetched on demand / pushed, and ms from resume to the last page");
+  console.log("| memory | writes | strategy | total ms | downtime ms | MiB sent | rounds | pages per round | on demand | pushed | last page ms |\n|---|---|---|---|---|---|---|---|---|---|---|");
   const throughput: { mib: number; bytes: number; total_ms: number; downtime_ms: number }[] = [];
   try {
     for (const mib of sizes) {
       for (const rate of rates) {
-        for (const strategy of ["stop-copy", "pre-copy"]) {
+        for (const strategy of strategies) {
           const { pid } = JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(rate), "600"] })).body.toString()) as { pid: string };
           // Wait until every page is touched: memhog says so on its first line.
           for (;;) {
@@ -102,7 +108,9 @@ export async function migrationBench(quick: boolean): Promise<void> {
           const r = await request(a1, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy, max_downtime_ms: 100 });
           if (r.status !== 200) throw new Error(`migration failed: ${r.body.toString()}`);
           const m = (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics;
-          console.log(`| ${mib} MiB | ${rate} | ${strategy} | ${m.total_ms.toFixed(0)} | ${m.downtime_ms.toFixed(0)} | ${(m.bytes / 1048576).toFixed(1)} | ${m.rounds} | ${m.dirty_pages.join(" ")} |`);
+          const pc = m.post_copy;
+          const tail = pc === undefined ? "- | - | -" : `${pc.demand_chunks} | ${pc.pushed_chunks} | ${pc.resume_to_last_page_ms.toFixed(0)}`;
+          console.log(`| ${mib} MiB | ${rate} | ${strategy} | ${m.total_ms.toFixed(0)} | ${m.downtime_ms.toFixed(1)} | ${(m.bytes / 1048576).toFixed(1)} | ${m.rounds} | ${m.dirty_pages.join(" ")} | ${tail} |`);
           if (strategy === "stop-copy" && rate === 0) throughput.push({ mib, bytes: m.bytes, total_ms: m.total_ms, downtime_ms: m.downtime_ms });
           await request(a1, "DELETE", `/v1/processes/${pid}`);
         }

@@ -35,6 +35,12 @@ export interface PageServerStats {
 export interface PageServerOptions {
   /** Cap on the background push, bytes per second (answers to faults are never held back). */
   push_bytes_per_s?: number;
+  /**
+   * Answer requests only until {@link PageServer.startPush}: while the
+   * destination restores the process, each page it touches is wanted now,
+   * and pushed pages queued ahead of it would only delay it.
+   */
+  hold_push?: boolean;
 }
 
 /** Serves the memory of a suspended process (it must not change while served). */
@@ -44,18 +50,33 @@ export class PageServer {
   readonly #chunks: number;
   readonly #rate: number;
   readonly #zero = Buffer.alloc(CHUNK_BYTES);
+  readonly #connections = new Set<Connection>();
+  #holding: boolean;
 
   constructor(memory: Uint8Array, options: PageServerOptions = {}) {
     if (memory.length % CHUNK_BYTES !== 0) throw new RangeError("memory must be whole chunks");
     this.#memory = Buffer.from(memory.buffer, memory.byteOffset, memory.length);
     this.#chunks = memory.length / CHUNK_BYTES;
     this.#rate = options.push_bytes_per_s ?? Infinity;
+    this.#holding = options.hold_push ?? false;
+  }
+
+  /** Lets the background push begin. */
+  startPush(): void {
+    this.#holding = false;
+    for (const c of this.#connections) c.poke();
+  }
+
+  get holding(): boolean {
+    return this.#holding;
   }
 
   /** Serves one connection (`head`: bytes already read past the upgrade) until DONE, ABORT or a break. */
   serve(socket: Duplex, head: Uint8Array = new Uint8Array(0)): Promise<ServeEnd> {
     this.stats.connections += 1;
-    return new Connection(this, socket).run(head);
+    const connection = new Connection(this, socket);
+    this.#connections.add(connection);
+    return connection.run(head).finally(() => this.#connections.delete(connection));
   }
 
   get chunks(): number {
@@ -117,10 +138,11 @@ class Connection {
 
   #finish(end: ServeEnd): void {
     if (this.#end === null) this.#end = end;
-    this.#poke();
+    this.poke();
   }
 
-  #poke(): void {
+  /** Wakes the send loop (something to send, or the end). */
+  poke(): void {
     const wake = this.#wake;
     this.#wake = null;
     wake?.();
@@ -157,7 +179,7 @@ class Connection {
         }
       }
     }
-    this.#poke();
+    this.poke();
   }
 
   /** The next chunk to send and whether it was asked for, or null when nothing is left. */
@@ -169,6 +191,7 @@ class Connection {
         return { c, demand: true };
       }
     }
+    if (this.#server.holding) return null;
     while (this.#near.length > 0) {
       const c = this.#near.shift()!;
       if (sent[c] === 0) return { c, demand: false };

@@ -43,19 +43,23 @@ const RECONNECT_PAUSE_MS = 200;
  * Serves pages until the destination has them all (resolves), or rejects with
  * ERR_POSTCOPY_LOST once the link stayed down for `recover_ms`. Starts as
  * soon as the channel opens, before the destination says it runs the process
- * (restoring it already touches pages); `signal` stops it if the destination
- * never does.
+ * (restoring it already touches pages: those are answered, and the push waits
+ * for `push_from`); `signal` stops it if the destination never runs it.
  */
 export async function servePostCopy(
   side: SourceSide,
   handover: Handover,
   first: Promise<PageChannel>,
   memory: Uint8Array,
-  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal },
+  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal; push_from: Promise<void> },
 ): Promise<PostCopyMetrics> {
   const t0 = performance.now();
   const signal = options.signal;
-  const server = new PageServer(memory.subarray(0, handover.remote_bytes), options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {});
+  const server = new PageServer(memory.subarray(0, handover.remote_bytes), {
+    hold_push: true,
+    ...(options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {}),
+  });
+  void options.push_from.then(() => server.startPush(), () => undefined);
   const metrics = (end: "done" | "abort"): PostCopyMetrics => ({
     demand_chunks: server.stats.demand_chunks,
     pushed_chunks: server.stats.pushed_chunks,

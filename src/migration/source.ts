@@ -130,12 +130,15 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let handover: Handover | null = null;
   let serving: Promise<PostCopyMetrics> | null = null;
   const stop_serving = new AbortController();
+  let resumedThere!: () => void;
+  const resumed_there = new Promise<void>((resolve) => (resumedThere = resolve));
   const memory = (): Uint8Array => new Uint8Array(side.proc.memory.buffer);
   // Post-copy and hybrid once the destination runs the process: from here
   // it is the destination's, and nothing resumes it here.
   const postCopyPhase = async (h: Handover, pages_left: number): Promise<MigrationMetrics> => {
     const resumed_at = performance.now();
     metrics.downtime_ms = resumed_at - stopped_at;
+    resumedThere();
     side.resumed?.();
     side.progress?.({ phase: "post-copy", pages: pages_left, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
     if (serving === null) {
@@ -220,6 +223,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
         recover_ms: side.offer.recover_ms ?? RECOVER_MS_DEFAULT,
         push_bytes_per_s: options.push_bytes_per_s,
         signal: stop_serving.signal,
+        push_from: resumed_there,
       });
       serving.catch(() => undefined);
     }
