@@ -23,6 +23,12 @@ export interface Landing {
    * names come from the source after the process runs.
    */
   finish(image: DecodedImage, handover: Handover | null): Promise<void>;
+  /**
+   * Post-copy and hybrid: the chunks named are dropped now and will come from
+   * the source (the page channel can attach before the image is checked; the
+   * process runs only after). Called once, before `finish`.
+   */
+  handover(h: Handover): void;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
 }
@@ -65,8 +71,15 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
     for (;;) {
       const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
       raiseIfError(frame, "the source gave up");
-      if (frame.type === Msg.pages) for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
-      else if (frame.type === Msg.handover) handover = checkHandover(parseJson<Handover>(frame.payload), offer);
+      if (frame.type === Msg.pages) {
+        // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
+        if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
+        for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
+      }
+      else if (frame.type === Msg.handover && handover === null) {
+        handover = checkHandover(parseJson<Handover>(frame.payload), offer);
+        landing.handover(handover);
+      }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);

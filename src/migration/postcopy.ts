@@ -51,7 +51,7 @@ export async function servePostCopy(
   handover: Handover,
   first: Promise<PageChannel>,
   memory: Uint8Array,
-  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal; push_from: Promise<void> },
+  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal; push_from: Promise<void>; hot: number[] },
 ): Promise<PostCopyMetrics> {
   const t0 = performance.now();
   const signal = options.signal;
@@ -59,6 +59,7 @@ export async function servePostCopy(
     hold_push: true,
     ...(options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {}),
   });
+  server.prefetch(options.hot);
   void options.push_from.then(() => server.startPush(), () => undefined);
   const metrics = (end: "done" | "abort"): PostCopyMetrics => ({
     demand_chunks: server.stats.demand_chunks,

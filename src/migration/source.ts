@@ -128,6 +128,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let suspended = false;
   let image_sent = false;
   let handover: Handover | null = null;
+  let channel: Promise<PageChannel> | null = null;
   let serving: Promise<PostCopyMetrics> | null = null;
   const stop_serving = new AbortController();
   let resumedThere!: () => void;
@@ -143,6 +144,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     side.progress?.({ phase: "post-copy", pages: pages_left, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
     if (serving === null) {
       // Hybrid with nothing written since the round: the destination has it all.
+      void channel?.then((c) => c.socket.destroy(), () => undefined);
       metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, finished_at: resumed_at, connections: 0, bytes: 0, end: "done" };
       metrics.total_ms = performance.now() - t0;
       return metrics;
@@ -172,6 +174,12 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max }, side);
     }
 
+    // Post-copy's page channel opens before the stop, so that its handshake is not downtime.
+    const session = `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
+    if (post_copy) {
+      channel = side.connectPages!(session);
+      channel.catch(() => undefined);
+    }
     side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
     stopped_at = performance.now();
     const suspension = await side.proc.suspend();
@@ -182,7 +190,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     let final = 0;
     if (post_copy) {
       // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
-      handover = { session: `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`, remote_bytes: memory().length, missing: missingChunks(memory(), tracker) };
+      handover = { session, remote_bytes: memory().length, missing: missingChunks(memory(), tracker) };
       final = handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
       image.memory = { size_bytes: memory().length, pages: () => [] };
       tracker?.close();
@@ -219,11 +227,12 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     metrics.dirty_pages.push(final);
     // The page channel opens while the destination restores: its first faults need it.
     if (handover !== null && handover.missing.length > 0) {
-      serving = servePostCopy(side, handover, side.connectPages!(handover.session), memory(), {
+      serving = servePostCopy(side, handover, channel!, memory(), {
         recover_ms: side.offer.recover_ms ?? RECOVER_MS_DEFAULT,
         push_bytes_per_s: options.push_bytes_per_s,
         signal: stop_serving.signal,
         push_from: resumed_there,
+        hot: restoreChunks(memory().length, suspension.state.asyncify.length, suspension.state.globals),
       });
       serving.catch(() => undefined);
     }
@@ -250,6 +259,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       await serving?.catch(() => undefined);
       await side.proc.resume();
     }
+    if (serving === null) void channel?.then((c) => c.socket.destroy(), () => undefined);
     const why = err instanceof Error ? err.message : String(err);
     const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
     throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
@@ -257,6 +267,28 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   conn.close();
   tracker?.close();
   return finish(metrics, t0, stopped_at);
+}
+
+/** Most chunks sent ahead of any request when a post-copied process restores. */
+const HOT_CHUNKS_MAX = 16;
+
+/**
+ * Chunks the destination's restore touches at once: the top of memory (the
+ * stack is rewound through a region borrowed there) and the chunks around
+ * every i32 global that points into memory (a C program's stack pointer among
+ * them). Sent first, they save the restore a round trip each.
+ */
+function restoreChunks(size_bytes: number, stack_bytes: number, globals: { type: string; bits: bigint }[]): number[] {
+  const hot = new Set<number>();
+  const top = size_bytes / CHUNK_BYTES;
+  for (let c = Math.floor(Math.max(0, size_bytes - stack_bytes - 1) / CHUNK_BYTES); c < top; c += 1) hot.add(c);
+  for (const g of globals) {
+    if (g.type !== "i32" || g.bits >= BigInt(size_bytes)) continue;
+    const c = Math.floor(Number(g.bits) / CHUNK_BYTES);
+    hot.add(c);
+    if (c > 0) hot.add(c - 1);
+  }
+  return [...hot].slice(0, HOT_CHUNKS_MAX);
 }
 
 /**

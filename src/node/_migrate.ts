@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import http from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
 import {
@@ -82,6 +83,7 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
+  (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
   migrateIn(conn, { prepare: (offer) => prepare(node, offer) }).catch(() => {
@@ -119,6 +121,7 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
   if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
   let view = new Uint8Array(proc.memory.buffer);
+  let incoming: IncomingPostCopy | null = null;
   return {
     write(offset, data) {
       const end = offset + data.length;
@@ -133,12 +136,17 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       // handover, comes from the source once the process runs.
       proc.growTo(image.memory.size_bytes);
       relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
-      if (handover !== null) {
-        new IncomingPostCopy(node.postcopy, offer.pid, proc, handover, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
-      }
+      if (handover !== null && incoming === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "post-copy image without its handover");
       await proc.activate(image);
       const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
+    },
+    handover(h) {
+      // Registered and dropped now, while the image is still on its way: the
+      // page channel attaches meanwhile, so the restore's first faults are served at once.
+      proc.growTo(h.remote_bytes);
+      view = new Uint8Array(proc.memory.buffer);
+      incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
     },
     abort: () => proc.terminate(),
   };
