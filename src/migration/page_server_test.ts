@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import net from "node:net";
+import { describe, it } from "node:test";
+import { CHUNK_BYTES, PAGE_FRAME_HEAD_BYTES, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
+import { PageServer, type ServeEnd } from "./page_server.js";
+
+/** A destination played by hand: it sends frames and reads what the server answers. */
+async function pair(server: PageServer): Promise<{ dest: net.Socket; served: Promise<ServeEnd>; frames: Frame[]; next(): Promise<Frame>; close(): void }> {
+  const listener = net.createServer();
+  await new Promise<void>((r) => listener.listen(0, "127.0.0.1", () => r()));
+  const accepted = new Promise<net.Socket>((r) => listener.once("connection", r));
+  const dest = net.connect((listener.address() as net.AddressInfo).port, "127.0.0.1");
+  const source = await accepted;
+  listener.close();
+  const served = server.serve(source);
+  const frames: Frame[] = [];
+  const waiting: ((f: Frame) => void)[] = [];
+  let input = Buffer.alloc(0);
+  dest.on("data", (data: Buffer) => {
+    input = Buffer.concat([input, data]);
+    for (;;) {
+      if (input.length < PAGE_FRAME_HEAD_BYTES) return;
+      const kind = input.readUInt32LE(0);
+      const a = input.readUInt32LE(4);
+      const b = input.readUInt32LE(8);
+      const c = input.readUInt32LE(12);
+      const payload = kind === PageFrame.pages ? b * CHUNK_BYTES : 0;
+      if (input.length < PAGE_FRAME_HEAD_BYTES + payload) return;
+      const frame = { kind, a, b, c, data: input.subarray(PAGE_FRAME_HEAD_BYTES, PAGE_FRAME_HEAD_BYTES + payload) };
+      input = input.subarray(PAGE_FRAME_HEAD_BYTES + payload);
+      const w = waiting.shift();
+      if (w !== undefined) w(frame);
+      else frames.push(frame);
+    }
+  });
+  return {
+    dest,
+    served,
+    frames,
+    next: () => {
+      const f = frames.shift();
+      return f !== undefined ? Promise.resolve(f) : new Promise((r) => waiting.push(r));
+    },
+    close: () => dest.destroy(),
+  };
+}
+
+interface Frame {
+  kind: number;
+  a: number;
+  b: number;
+  c: number;
+  data: Buffer;
+}
+
+function head(kind: number, a = 0, b = 0, c = 0): Buffer {
+  const h = Buffer.alloc(PAGE_FRAME_HEAD_BYTES);
+  h.writeUInt32LE(kind, 0);
+  h.writeUInt32LE(a, 4);
+  h.writeUInt32LE(b, 8);
+  h.writeUInt32LE(c, 12);
+  return h;
+}
+
+function hello(chunks: number, present: number[] = []): Buffer {
+  const bitmap = Buffer.alloc(Math.ceil(chunks / 8));
+  for (const c of present) bitmap[c >> 3]! |= 1 << (c & 7);
+  return Buffer.concat([head(PageFrame.hello, CHUNK_BYTES, chunks, bitmap.length), bitmap]);
+}
+
+/** 40 chunks: chunk i holds byte i+1 everywhere, except chunks 10..29, which are zero. */
+function memory(): Uint8Array {
+  const m = new Uint8Array(40 * CHUNK_BYTES);
+  for (let c = 0; c < 40; c += 1) if (c < 10 || c >= 30) m.fill(c + 1, c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES);
+  return m;
+}
+
+describe("post-copy page server", () => {
+  it("before the push starts it answers only requests; then it pushes what the destination lacks, zero runs as ranges, until DONE", async () => {
+    const server = new PageServer(memory(), { hold_push: true });
+    const p = await pair(server);
+    p.dest.write(hello(40, [0, 1, 2, 3]));
+    p.dest.write(head(PageFrame.req, 35));
+    const answer = await p.next();
+    assert.deepEqual([answer.kind, answer.a, answer.b, answer.c], [PageFrame.pages, 35, 1, PAGES_FLAG_DEMAND]);
+    assert.ok(answer.data.every((b) => b === 36));
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(p.frames.length, 0, "nothing may be pushed before startPush");
+    server.startPush();
+    const got = new Uint8Array(40);
+    for (const c of [0, 1, 2, 3, 35]) got[c] = 1;
+    while (got.includes(0)) {
+      const f = await p.next();
+      for (let c = f.a; c < f.a + f.b; c += 1) {
+        assert.equal(got[c], 0, `chunk ${c} sent twice`);
+        got[c] = 1;
+        if (f.kind === PageFrame.pages) assert.ok(f.data.subarray((c - f.a) * CHUNK_BYTES, (c - f.a + 1) * CHUNK_BYTES).every((b) => b === c + 1));
+        else assert.ok(c >= 10 && c < 30, `chunk ${c} is not zero`);
+      }
+    }
+    assert.equal(server.stats.zero_chunks, 20);
+    p.dest.write(head(PageFrame.done));
+    assert.equal(await p.served, "done");
+    p.close();
+  });
+
+  it("sends the prefetched chunks first, and the chunks after an answer before resuming the address-order push", async () => {
+    const server = new PageServer(memory(), { hold_push: true });
+    server.prefetch([39, 38]);
+    const p = await pair(server);
+    p.dest.write(hello(40));
+    assert.deepEqual([(await p.next()).a, (await p.next()).a], [39, 38]);
+    p.dest.write(head(PageFrame.req, 5));
+    assert.equal((await p.next()).a, 5);
+    server.startPush();
+    const after = await p.next();
+    assert.equal(after.a, 6, "the chunks after a fault come next");
+    p.dest.write(head(PageFrame.abort));
+    assert.equal(await p.served, "abort");
+    p.close();
+  });
+
+  it("a destination expecting another memory size is cut off", async () => {
+    const server = new PageServer(memory());
+    const p = await pair(server);
+    p.dest.write(hello(41));
+    assert.equal(await p.served, "closed");
+    p.close();
+  });
+});
