@@ -137,3 +137,23 @@ export async function cuttableProxy(target: string): Promise<{ address: string; 
     },
   };
 }
+
+/** Two nodes where n1 reaches n2 only through a cuttable proxy (n2 reaches n1 directly). */
+export async function proxiedPair(prefix: string): Promise<{ n1: NodeProc; n2: NodeProc; proxy: { cut(): void }; stop(): Promise<void> }> {
+  const [p1, p2] = await freePorts(2);
+  const proxy = await cuttableProxy(`127.0.0.1:${p2}`);
+  const dir = tempDir(prefix);
+  const n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
+  const n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
+  return {
+    n1,
+    n2,
+    proxy,
+    async stop() {
+      await stopNode(n1);
+      await stopNode(n2);
+      await proxy.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

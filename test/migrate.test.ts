@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
-import { cuttableProxy, freePorts, json, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { json, outputOf, proxiedPair, request, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 // Post-copy and hybrid join the rotation wherever userfaultfd can serve them (test/postcopy.test.ts says why not).
@@ -149,13 +149,8 @@ describe("migration failures", () => {
 
   it("cutting the link mid-round leaves the process running at the source with intact output", async () => {
     const want = await reference();
-    const [p1, p2] = await freePorts(2);
-    const a1 = `127.0.0.1:${p1}`;
-    const a2 = `127.0.0.1:${p2}`;
-    const proxy = await cuttableProxy(a2);
-    const dir = tempDir("cut");
-    const n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
-    const n2 = await startNode("n2", p2 as number, [a1], path.join(dir, "n2"));
+    const pair = await proxiedPair("cut");
+    const { n1, n2, proxy } = pair;
     try {
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
@@ -173,10 +168,7 @@ describe("migration failures", () => {
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
     } finally {
-      await stopNode(n1);
-      await stopNode(n2);
-      await proxy.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      await pair.stop();
     }
   });
 });

@@ -7,12 +7,11 @@
  * can be killed from outside, so a hang fails the test instead of freezing it.
  */
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
-import { cuttableProxy, freePorts, json, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { EXAMPLES, ferry } from "./_helpers.js";
+import { json, outputOf, proxiedPair, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const availability = remotePagesAvailability();
@@ -72,12 +71,8 @@ describe("post-copy and hybrid migration", { skip }, () => {
   it("a link cut during post-copy is recovered: the source reopens the page channel and the process finishes intact", async () => {
     const args = ["64", "0", "3"]; // idle: the push carries the pages, slowly
     const want = await reference(args);
-    const [p1, p2] = await freePorts(2);
-    const a1 = `127.0.0.1:${p1}`;
-    const proxy = await cuttableProxy(`127.0.0.1:${p2}`);
-    const dir = tempDir("pc-cut");
-    const n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
-    const n2 = await startNode("n2", p2 as number, [a1], path.join(dir, "n2"));
+    const pair = await proxiedPair("pc-cut");
+    const { n1, proxy } = pair;
     try {
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
@@ -93,10 +88,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
     } finally {
-      await stopNode(n1);
-      await stopNode(n2);
-      await proxy.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+      await pair.stop();
     }
   });
 

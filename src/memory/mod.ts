@@ -7,6 +7,7 @@ export {
   CHUNKS_PER_FRAME_MAX,
   describeRanges,
   PAGE_FRAME_HEAD_BYTES,
+  pageFrameHead,
   PageFrame,
   PAGES_FLAG_DEMAND,
   RemotePages,

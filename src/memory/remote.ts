@@ -26,6 +26,16 @@ export const CHUNKS_PER_FRAME_MAX = 16;
 /** PAGES flag: sent because the destination faulted on it. */
 export const PAGES_FLAG_DEMAND = 1;
 
+/** A page-channel frame header. */
+export function pageFrameHead(kind: number, a = 0, b = 0, c = 0): Buffer {
+  const h = Buffer.alloc(PAGE_FRAME_HEAD_BYTES);
+  h.writeUInt32LE(kind, 0);
+  h.writeUInt32LE(a, 4);
+  h.writeUInt32LE(b, 8);
+  h.writeUInt32LE(c, 12);
+  return h;
+}
+
 /**
  * Counters of a session: chunks (total) and present; faults (events read; a
  * chunk may fault more than once before it arrives); demand_chunks (asked for

@@ -9,7 +9,7 @@
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { CHUNK_BYTES, CHUNKS_PER_FRAME_MAX, PAGE_FRAME_HEAD_BYTES, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
+import { CHUNK_BYTES, CHUNKS_PER_FRAME_MAX, PAGE_FRAME_HEAD_BYTES, pageFrameHead, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
 
 /** Chunks pushed right after one asked for, ahead of the address-order push. */
 const NEIGHBOURS = 15;
@@ -111,14 +111,6 @@ export class PageServer {
   }
 }
 
-function header(kind: number, a: number, b: number, c: number): Buffer {
-  const h = Buffer.alloc(PAGE_FRAME_HEAD_BYTES);
-  h.writeUInt32LE(kind, 0);
-  h.writeUInt32LE(a, 4);
-  h.writeUInt32LE(b, 8);
-  h.writeUInt32LE(c, 12);
-  return h;
-}
 
 /** One connection's state: what the destination has, what it asked for, where the push is. */
 class Connection {
@@ -238,12 +230,12 @@ class Connection {
       let count = 1;
       if (server.isZero(c)) {
         while (count < ZERO_RUN_MAX && c + count < sent.length && sent[c + count] === 0 && !demand && server.isZero(c + count)) count += 1;
-        frame = [header(PageFrame.zero, c, count, 0)];
+        frame = [pageFrameHead(PageFrame.zero, c, count, 0)];
         server.stats.zero_chunks += count;
       } else {
         // An answer goes alone, so the waiting thread gets it soonest; the push sends runs.
         if (!demand) while (count < CHUNKS_PER_FRAME_MAX && c + count < sent.length && sent[c + count] === 0 && !server.isZero(c + count)) count += 1;
-        frame = [header(PageFrame.pages, c, count, demand ? PAGES_FLAG_DEMAND : 0), server.chunk(c, count)];
+        frame = [pageFrameHead(PageFrame.pages, c, count, demand ? PAGES_FLAG_DEMAND : 0), server.chunk(c, count)];
         if (!demand) server.stats.pushed_chunks += count;
       }
       sent.fill(1, c, c + count);

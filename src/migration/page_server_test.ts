@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
-import { CHUNK_BYTES, PAGE_FRAME_HEAD_BYTES, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
+import { CHUNK_BYTES, PAGE_FRAME_HEAD_BYTES, pageFrameHead, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
 import { PageServer, type ServeEnd } from "./page_server.js";
 
 /** A destination played by hand: it sends frames and reads what the server answers. */
@@ -53,19 +53,11 @@ interface Frame {
   data: Buffer;
 }
 
-function head(kind: number, a = 0, b = 0, c = 0): Buffer {
-  const h = Buffer.alloc(PAGE_FRAME_HEAD_BYTES);
-  h.writeUInt32LE(kind, 0);
-  h.writeUInt32LE(a, 4);
-  h.writeUInt32LE(b, 8);
-  h.writeUInt32LE(c, 12);
-  return h;
-}
 
 function hello(chunks: number, present: number[] = []): Buffer {
   const bitmap = Buffer.alloc(Math.ceil(chunks / 8));
   for (const c of present) bitmap[c >> 3]! |= 1 << (c & 7);
-  return Buffer.concat([head(PageFrame.hello, CHUNK_BYTES, chunks, bitmap.length), bitmap]);
+  return Buffer.concat([pageFrameHead(PageFrame.hello, CHUNK_BYTES, chunks, bitmap.length), bitmap]);
 }
 
 /** 40 chunks: chunk i holds byte i+1 everywhere, except chunks 10..29, which are zero. */
@@ -80,7 +72,7 @@ describe("post-copy page server", () => {
     const server = new PageServer(memory(), { hold_push: true });
     const p = await pair(server);
     p.dest.write(hello(40, [0, 1, 2, 3]));
-    p.dest.write(head(PageFrame.req, 35));
+    p.dest.write(pageFrameHead(PageFrame.req, 35));
     const answer = await p.next();
     assert.deepEqual([answer.kind, answer.a, answer.b, answer.c], [PageFrame.pages, 35, 1, PAGES_FLAG_DEMAND]);
     assert.ok(answer.data.every((b) => b === 36));
@@ -99,7 +91,7 @@ describe("post-copy page server", () => {
       }
     }
     assert.equal(server.stats.zero_chunks, 20);
-    p.dest.write(head(PageFrame.done));
+    p.dest.write(pageFrameHead(PageFrame.done));
     assert.equal(await p.served, "done");
     p.close();
   });
@@ -110,12 +102,12 @@ describe("post-copy page server", () => {
     const p = await pair(server);
     p.dest.write(hello(40));
     assert.deepEqual([(await p.next()).a, (await p.next()).a], [39, 38]);
-    p.dest.write(head(PageFrame.req, 5));
+    p.dest.write(pageFrameHead(PageFrame.req, 5));
     assert.equal((await p.next()).a, 5);
     server.startPush();
     const after = await p.next();
     assert.equal(after.a, 6, "the chunks after a fault come next");
-    p.dest.write(head(PageFrame.abort));
+    p.dest.write(pageFrameHead(PageFrame.abort));
     assert.equal(await p.served, "abort");
     p.close();
   });
