@@ -20,8 +20,9 @@ Options:
 export const NODES_HELP = `Usage: ferry nodes [OPTIONS]
 
 Lists the cluster's nodes: NAME, ADDRESS, whether it is UP, how many
-PROCESSES it runs, and the page TRACKER its pre-copy migrations use
-(userfaultfd or portable).
+PROCESSES it runs, the page TRACKER its pre-copy migrations use
+(userfaultfd or portable), and whether it can take POST-COPY and hybrid
+migrations (userfaultfd; ferry node start prints why not).
 
 Options:
   --json                 Print the API's array of nodes as JSON.
@@ -100,7 +101,7 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(nodes)}\n`);
     return 0;
   }
-  const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"]), text(n["page_tracker"])]);
-  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER"], rows));
+  const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"]), text(n["page_tracker"]), n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-"]);
+  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER", "POST-COPY"], rows));
   return 0;
 }

@@ -92,7 +92,10 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   for (const p of peers) parseAddress(p);
   const data_dir = optionValue(parsed, "data") ?? path.join(os.homedir(), ".ferry", name);
   const node = await FerryNode.start({ name, host: listen.host, port: listen.port, peers, data_dir, tracker: trackerOption(parsed) });
-  process.stdout.write(`node ${node.name} listening on ${node.address} (page tracker: ${node.page_tracker.name}, ${node.page_tracker.note})\n`);
+  const pc = node.info().post_copy;
+  process.stdout.write(
+    `node ${node.name} listening on ${node.address} (page tracker: ${node.page_tracker.name}, ${node.page_tracker.note}; post-copy: ${pc.available ? "available" : `unavailable, ${pc.reason}`})\n`,
+  );
   await untilSignal();
   await node.stop();
   return 0;

@@ -35,10 +35,10 @@ async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
   const peers = (await node.peerInfos()).map((p) =>
     p.up
-      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null }
-      : { name: null, address: p.address, up: false, processes: null, page_tracker: null },
+      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null }
+      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null },
   );
-  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name }, ...peers]);
+  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available }, ...peers]);
 }
 
 async function modules(node: FerryNode, method: string, sha256: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {

@@ -7,7 +7,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { resolveTracker, type TrackerChoice } from "../memory/mod.js";
+import { remotePagesAvailability, resolveTracker, type TrackerChoice } from "../memory/mod.js";
 import { ModuleStore } from "./module_store.js";
 import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
@@ -40,6 +40,8 @@ export interface NodeInfo {
   started_unix_ms: number;
   /** The page tracker pre-copy uses here, and why. */
   page_tracker: { name: string; note: string };
+  /** Whether this node can take post-copy and hybrid migrations (userfaultfd), and if not, why. */
+  post_copy: { available: boolean; reason?: string };
 }
 
 /** A running node. */
@@ -102,7 +104,16 @@ export class FerryNode {
 
   /** What this node says of itself. */
   info(): NodeInfo {
-    return { name: this.name, address: this.#address, peers: [...this.#peers], processes: this.table.running_count, started_unix_ms: this.started_unix_ms, page_tracker: this.page_tracker };
+    const pc = remotePagesAvailability();
+    return {
+      name: this.name,
+      address: this.#address,
+      peers: [...this.#peers],
+      processes: this.table.running_count,
+      started_unix_ms: this.started_unix_ms,
+      page_tracker: this.page_tracker,
+      post_copy: pc.available ? { available: true } : { available: false, reason: pc.reason },
+    };
   }
 
   /** Every peer's self-description; a peer that does not answer is reported down. */
