@@ -31,7 +31,13 @@ try {
   const pid = run.stdout.trim();
   note(`ferry run examples/c/compute.wasm 40  →  ${pid}; following its output with ferry logs -f`);
   const logs = spawn(process.execPath, [ferry, "logs", "--cluster", cluster, "-f", pid], { stdio: ["ignore", "inherit", "inherit"] });
-  const hops = [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"], ["n2", "stop-copy"], ["n3", "pre-copy"]];
+  // Post-copy and hybrid where the nodes can take them (userfaultfd); `ferry nodes` says.
+  const nodes = JSON.parse(cli("nodes", "--json").stdout || "[]");
+  const post_copy = nodes.length > 0 && nodes.every((n) => n.post_copy === true);
+  const hops = post_copy
+    ? [["n2", "pre-copy"], ["n3", "post-copy"], ["n1", "stop-copy"], ["n2", "hybrid"], ["n3", "pre-copy"]]
+    : [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"], ["n2", "stop-copy"], ["n3", "pre-copy"]];
+  if (!post_copy) note("post-copy and hybrid left out: these nodes cannot serve them (see ferry nodes)");
   for (const [to, strategy] of hops) {
     await sleep(250);
     const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
