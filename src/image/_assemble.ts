@@ -102,6 +102,11 @@ export class ImageAssembler {
 
   #checkOrder(kind: SectionKindCode): void {
     const expected = REQUIRED_ORDER[this.#order];
+    if (kind === SectionKind.links) {
+      // At most once, right after MEMORY.
+      if (expected !== undefined || "links" in this.#parts || this.#next_page_min > 0) throw malformed("LINKS section out of order or repeated: it comes once, right after MEMORY");
+      return;
+    }
     if (kind === SectionKind.pages || kind === SectionKind.end) {
       if (expected !== undefined) throw malformed(`${kindName(kind)} section before the ${kindName(expected)} section`);
     } else if (kind !== expected) {
@@ -142,6 +147,9 @@ export class ImageAssembler {
         break;
       case SectionKind.pages:
         this.#addRun(payload, run);
+        return;
+      case SectionKind.links:
+        parts.links = parseJson(payload, "LINKS");
         return;
       default:
         return; // an optional section this reader skips
@@ -205,6 +213,7 @@ export class ImageAssembler {
       wasi: p.wasi,
       streams: p.streams,
       meta: p.meta,
+      ...("links" in p ? { links: p.links } : {}),
     };
   }
 }

@@ -51,7 +51,7 @@ export function parseModule(payload: Uint8Array): { module_sha256: Uint8Array; i
 // --- META and WASI: UTF-8 JSON text ---
 
 /** UTF-8 JSON of a value; `what` names it in errors. */
-export function encodeJson(value: unknown, what: string): Uint8Array {
+export function encodeJson(value: unknown, what: string, max_bytes: number = ImageLimits.json_section_bytes_max): Uint8Array {
   let text: string | undefined;
   try {
     text = JSON.stringify(value);
@@ -60,11 +60,11 @@ export function encodeJson(value: unknown, what: string): Uint8Array {
   }
   if (text === undefined) throw new TypeError(`${what} is not JSON-serialisable (got ${typeof value})`);
   const bytes = utf8Strict(text, what);
-  checkLimit(bytes.length, ImageLimits.json_section_bytes_max, what);
+  checkLimit(bytes.length, max_bytes, what);
   return bytes;
 }
 
-/** Parses a JSON payload (META or WASI). */
+/** Parses a JSON payload (META, WASI or LINKS). */
 export function parseJson(payload: Uint8Array, what: string): unknown {
   const text = utf8Decode(payload, `${what} section`);
   try {

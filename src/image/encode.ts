@@ -51,6 +51,7 @@ export function* encodeImage(image: ProcessImage): Generator<Uint8Array, void, u
     { kind: SectionKind.wasi, payload: encodeJson(image.wasi, "wasi state") },
     { kind: SectionKind.streams, payload: encodeStreams(image.streams) },
     { kind: SectionKind.memory, payload: encodeMemory(image.memory.size_bytes) },
+    ...(image.links !== undefined ? [{ kind: SectionKind.links, payload: encodeJson(image.links, "link state", ImageLimits.links_section_bytes_max) }] : []),
   ];
 
   const digest = new ImageDigest();

@@ -52,6 +52,7 @@ export const SectionKind = {
   streams: 0x0006,
   memory: 0x0007,
   pages: 0x0008,
+  links: 0x0009,
   end: 0x00ff,
 } as const;
 
@@ -118,6 +119,8 @@ export const ImageLimits = {
   name_bytes_max: 4096,
   /** Instrumenter version strings are short identifiers. */
   instrumenter_bytes_max: 256,
+  /** LINKS JSON: up to ~1,300 undelivered or unread messages of at most 64 KiB each, in base64. */
+  links_section_bytes_max: 128 * 1024 * 1024,
   /** stdin bytes received but not yet read by the guest; the runtime's stdin buffer is far smaller. */
   stdin_pending_bytes_max: 16 * 1024 * 1024,
   /** An unknown optional section is checked and skipped, never stored; the limit still bounds its cost. */
@@ -144,6 +147,8 @@ export function payloadBytesMax(kind: SectionKindCode): number {
       return MEMORY_PAYLOAD_BYTES;
     case SectionKind.pages:
       return RUN_HEADER_BYTES + ImageLimits.page_run_pages_max * PAGE_BYTES;
+    case SectionKind.links:
+      return ImageLimits.links_section_bytes_max;
     case SectionKind.end:
       return END_PAYLOAD_BYTES;
   }

@@ -69,6 +69,8 @@ export interface ProcessImage {
   wasi: unknown;
   streams: StreamPositions;
   meta: ImageMeta;
+  /** JSON-serialisable link state (messages in and out, sequence numbers); absent outside a cluster. */
+  links?: unknown;
 }
 
 /** A decoded memory: a MemorySource that also knows how many pages it holds. */

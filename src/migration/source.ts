@@ -96,6 +96,12 @@ export interface SourceSide {
   /** Post-copy and hybrid: opens the page channel of migration session `session` to the destination. */
   connectPages?(session: string): Promise<PageChannel>;
   /**
+   * The process's links: stop taking and sending messages once it is
+   * stopped (their state goes in the image), and take up again here if the
+   * move fails.
+   */
+  links?: { freeze(): void; capture(): unknown; resume(): void };
+  /**
    * Post-copy and hybrid: the destination runs the process now. The source
    * keeps its suspended copy only to serve pages; it must never resume it.
    */
@@ -127,6 +133,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let stopped_at = 0;
   let suspended = false;
   let image_sent = false;
+  let links_frozen = false;
   let handover: Handover | null = null;
   let channel: Promise<PageChannel> | null = null;
   let serving: Promise<PostCopyMetrics> | null = null;
@@ -187,6 +194,9 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     suspended = true;
     await side.flushOutput();
     const image = side.proc.image(suspension);
+    side.links?.freeze();
+    links_frozen = true;
+    if (side.links !== undefined) image.links = side.links.capture();
     let final = 0;
     if (post_copy) {
       // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
@@ -257,6 +267,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       }
       stop_serving.abort();
       await serving?.catch(() => undefined);
+      if (links_frozen) side.links?.resume();
       await side.proc.resume();
     }
     if (serving === null) void channel?.then((c) => c.socket.destroy(), () => undefined);

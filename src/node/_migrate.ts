@@ -22,6 +22,7 @@ import {
   type Strategy,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
+import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
@@ -113,7 +114,8 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
     flush: () => (relay as OutputRelay).flush(),
   };
   // Instantiated now, while the source still runs: downtime does not pay for it.
-  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink), offer.module_name);
+  const links = node.links.endpoint(offer.pid);
+  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links), offer.module_name);
   // Memory never shrinks: take the size it had when offered in one step, and
   // have the kernel back every page now, while the source still runs, rather
   // than fault them in one by one during the downtime.
@@ -137,9 +139,14 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       proc.growTo(image.memory.size_bytes);
       relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
       if (handover !== null && incoming === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "post-copy image without its handover");
+      if (image.links !== undefined) links.load(parseLinkState(image.links));
+      // Its inbox, outbox count and any move it asked for, before it runs.
+      links.start(node.name, true);
       await proc.activate(image);
+      // It runs here: messages for it are taken here from now on.
+      node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay });
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay, links });
     },
     handover(h) {
       // Registered and dropped now, while the image is still on its way: the
@@ -203,8 +210,10 @@ export async function migrateProcess(
   const to = b.to;
   let located: Promise<void> | null = null;
   const moved = (): Promise<void> => {
-    // The destination runs it: this copy is not the process any more.
+    // The destination runs it: this copy is not the process any more, and
+    // messages that still come here follow it.
     node.table.release(pid);
+    node.links.moved(pid, to);
     located ??= setLocation(node, pid, home, to);
     return located;
   };
@@ -231,6 +240,7 @@ export async function migrateProcess(
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
         resumed: () => void moved().catch(() => undefined),
+        links: running.links,
         ...(progress !== undefined ? { progress } : {}),
       },
       { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name), ...(push !== undefined ? { push_bytes_per_s: push } : {}) },

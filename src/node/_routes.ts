@@ -7,6 +7,7 @@ import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
 import { describeProcess, parseRunRequest, type HomeRecord } from "./process_table.js";
 import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
+import { parseBatch } from "./_links.js";
 
 /** Handles one control request. */
 export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -23,7 +24,9 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
       if (method === "GET") return await listProcesses(node, url, res);
       if (method === "POST") return await run(node, req, res);
     }
+    if (what === "processes" && id !== undefined && sub === "send" && method === "POST") return await sendMessage(node, id, req, res);
     if (what === "processes" && id !== undefined) return await processRoute(node, method, id, sub, url, req, res);
+    if (what === "links" && method === "GET" && id === undefined) return await listLinks(node, url, res);
     if (what === "internal" && id !== undefined) return await internalRoute(node, method, id, parts[3], req, res);
     throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
   } catch (err: unknown) {
@@ -87,6 +90,25 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 
+/** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
+async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const local = node.links.report();
+  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
+  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
+  sendJson(res, 200, [...local, ...remote.flat()]);
+}
+
+/** `ferry send`: one message to a process from outside, delivered exactly once. */
+async function sendMessage(node: FerryNode, pid: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const body = (await readJson(req)) as { data?: unknown; data_base64?: unknown } | null;
+  let data: Buffer;
+  if (typeof body?.data === "string") data = Buffer.from(body.data, "utf8");
+  else if (typeof body?.data_base64 === "string") data = Buffer.from(body.data_base64, "base64");
+  else throw new FerryError("ERR_BAD_REQUEST", "want {data: TEXT} or {data_base64: BASE64}");
+  await node.links.sendFromClient(pid, data);
+  sendJson(res, 200, { pid, bytes: data.length });
+}
+
 async function processRoute(
   node: FerryNode,
   method: string,
@@ -145,6 +167,7 @@ async function internalRoute(node: FerryNode, method: string, what: string, pid:
     return sendJson(res, 200, { pid });
   }
   if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
+  if (what === "deliver" && method === "POST") return sendJson(res, 200, await node.links.receive(pid, parseBatch(await readJson(req))));
   const record = node.table.home(pid);
   if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
   const body = await readJson(req);

@@ -15,6 +15,7 @@ import { requestJson } from "./_http.js";
 import { route } from "./_routes.js";
 import { acceptData, migrateProcess } from "./_migrate.js";
 import { PostCopySessions } from "./_postcopy.js";
+import { NodeLinks } from "./_links.js";
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** How a node is started. */
@@ -51,6 +52,8 @@ export class FerryNode {
   readonly table: ProcessTable;
   readonly started_unix_ms = Date.now();
   readonly page_tracker: { name: "userfaultfd" | "portable"; note: string };
+  /** Links of the processes here: delivery, forwarding, statistics. */
+  readonly links: NodeLinks;
   /** Processes running here whose pages are still arriving (post-copy). */
   readonly postcopy = new PostCopySessions();
   #peers: string[];
@@ -64,7 +67,13 @@ export class FerryNode {
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name));
+    this.links = new NodeLinks(this);
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), {
+      endpoint: (pid) => this.links.endpoint(pid),
+      add: (ep) => this.links.add(ep),
+      ended: (pid) => this.links.ended(pid),
+      selfMigrate: (pid, to) => this.links.selfMigrate(pid, to),
+    });
     this.#server = http.createServer((req, res) => {
       void route(this, req, res);
     });
@@ -150,6 +159,7 @@ export class FerryNode {
   /** Kills this node's processes and stops listening. */
   async stop(): Promise<void> {
     await this.table.stop();
+    this.links.close();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }

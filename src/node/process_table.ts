@@ -13,6 +13,7 @@ import { makePid } from "./names.js";
 import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
+import type { Endpoint } from "../links/mod.js";
 
 /** How a process ended, as the API reports it. */
 export type ProcessStatus = ExitStatus;
@@ -40,12 +41,26 @@ export interface HomeRecord extends RunRequest {
   settle: (status: ProcessStatus) => void;
 }
 
+/** What the table needs of the node's links (`_links.ts`). */
+export interface TableLinks {
+  /** A new endpoint for `pid` (not yet serving). */
+  endpoint(pid: string): Endpoint;
+  /** The endpoint serves its pid here now. */
+  add(ep: Endpoint): void;
+  /** The process ended here. */
+  ended(pid: string): void;
+  /** The guest asked to move itself to `node`. */
+  selfMigrate(pid: string, node: string): void;
+}
+
 /** A process running on this node. */
 export interface Running extends RunRequest {
   pid: string;
   home: string;
   proc: GuestProcess;
   relay: OutputRelay;
+  /** Its end of its links. */
+  links: Endpoint;
   /** Set while a migration out is under way: a second one is refused. */
   migrating: boolean;
 }
@@ -98,10 +113,12 @@ export class ProcessTable {
   readonly #modules: ModuleStore;
   readonly #output_dir: string;
   readonly #addressOf: (name: string) => Promise<string>;
+  readonly #links: TableLinks;
   #next = 1;
 
-  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>) {
+  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks) {
     this.#node = node;
+    this.#links = links;
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
     this.#addressOf = addressOf;
@@ -153,12 +170,15 @@ export class ProcessTable {
     };
     this.#homes.set(pid, record);
     const relay = new LocalRelay(record.output, { stdout: 0, stderr: 0 });
+    const links = this.#links.endpoint(pid);
     try {
       const proc = await GuestProcess.start(
         { wasm: this.#modules.get(request.module_sha256), module_path: request.module_name, args: [request.module_name, ...request.args], env: request.env, preopens },
-        this.#io(relay),
+        this.ioFor(relay, links),
       );
-      this.#track({ ...request, pid, home: this.#node, proc, relay, migrating: false });
+      this.#links.add(links);
+      links.start(this.#node, false);
+      this.#track({ ...request, pid, home: this.#node, proc, relay, links, migrating: false });
     } catch (err: unknown) {
       this.#homes.delete(pid);
       record.output.close();
@@ -167,12 +187,13 @@ export class ProcessTable {
     return record;
   }
 
-  /** I/O of a process whose output goes through `relay`. */
-  #io(relay: OutputRelay): ProcessIo {
+  /** I/O of a process whose output goes through `relay` and whose messages through `links`. */
+  ioFor(relay: OutputRelay, links: Endpoint): ProcessIo {
     return {
       stdin: null,
       stdout: { kind: "callback", write: (bytes) => relay.write("stdout", bytes) },
       stderr: { kind: "callback", write: (bytes) => relay.write("stderr", bytes) },
+      links: links.hooks((node) => this.#links.selfMigrate(links.pid, node)),
     };
   }
 
@@ -181,11 +202,6 @@ export class ProcessTable {
     const record = this.#homes.get(pid);
     if (record !== undefined) return new LocalRelay(record.output, offsets);
     return new RemoteRelay(pid, () => this.#addressOf(home), offsets);
-  }
-
-  /** I/O for a process that migrates in, relaying to its home. */
-  ioFor(relay: OutputRelay): ProcessIo {
-    return this.#io(relay);
   }
 
   /** Takes over a process that migrated in and now runs here. */
@@ -206,6 +222,7 @@ export class ProcessTable {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;
       this.#running.delete(running.pid);
+      this.#links.ended(running.pid);
       await running.relay.flush().catch(() => undefined);
       await this.reportExit(running.pid, running.home, status).catch(() => undefined);
     });

@@ -12,8 +12,24 @@ export const SLOT_REQUEST = 0;
 export const SLOT_WAKE = 1;
 /** Stdin mailbox length in bytes, or one of the STDIN_* marks. */
 export const SLOT_STDIN_LEN = 2;
+/** Inbox ring (`_inbox.ts`): bytes written so far, by the controller. */
+export const SLOT_INBOX_HEAD = 3;
+/** Inbox ring: bytes read so far, by the guest. */
+export const SLOT_INBOX_TAIL = 4;
+/** Messages the guest sent that are not delivered yet; `send` blocks at OUTBOX_MAX. */
+export const SLOT_OUT_PENDING = 5;
+/** The guest's own migration request: a {@link MigrateSlot}, or a negative WASI errno when it failed. */
+export const SLOT_MIGRATE = 6;
+/** Set by the controller while it holds messages that did not fit the ring: the guest says when it read one. */
+export const SLOT_INBOX_BACKLOG = 7;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 4;
+export const CONTROL_SLOTS = 8;
+
+/** States of {@link SLOT_MIGRATE}. */
+export const MigrateSlot = { idle: 0, requested: 1, done: 2 } as const;
+
+/** Undelivered messages a process may have before its `send` blocks. */
+export const OUTBOX_MAX = 256;
 
 /**
  * Requests the controller can make of a running guest. `halt`: stop at the
@@ -21,6 +37,9 @@ export const CONTROL_SLOTS = 4;
  * wrong: post-copy lost its pages); the controller ends the process.
  */
 export const Request = { none: 0, suspend: 1, halt: 2 } as const;
+
+/** Bytes of the inbox ring (`_inbox.ts`). */
+export const INBOX_RING_BYTES = 256 * 1024;
 
 /** Mailbox mark: the stream ended; no more data will come. */
 export const STDIN_EOF = -1;
@@ -37,6 +56,7 @@ export const STDIN_MAILBOX_BYTES = 64 * 1024;
 export interface ControlBuffers {
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
+  inbox: SharedArrayBuffer;
 }
 
 /** Allocates the shared buffers for one process. */
@@ -44,6 +64,7 @@ export function allocateControl(): ControlBuffers {
   return {
     control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
+    inbox: new SharedArrayBuffer(INBOX_RING_BYTES),
   };
 }
 

@@ -35,6 +35,10 @@ export interface WorkerInit {
   entry: string;
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
+  /** The inbox ring of link messages (`_inbox.ts`). */
+  inbox: SharedArrayBuffer;
+  /** The process's pid in a cluster; null for `ferry exec` (the `ferry` imports answer ENOSYS). */
+  pid: string | null;
   stdout: OutputWire;
   stderr: OutputWire;
   /**
@@ -61,6 +65,9 @@ export type FromWorker =
   | { type: "touched" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }
+  | { type: "send"; to: string; data: Uint8Array }
+  | { type: "inbox-read" }
+  | { type: "migrate"; node: string }
   | { type: "files"; files: string[] }
   | { type: "suspended"; state: SuspendedState }
   | { type: "suspend-failed"; message: string }

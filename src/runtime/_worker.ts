@@ -12,6 +12,11 @@ import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
 import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
+import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
+import { InboxRing } from "./_inbox.js";
+
+/** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
+const FERRY_MODULE = POLL_IMPORT.module;
 
 /**
  * Polls between host crossings. At ~1 ns a poll this is ~10-100 µs of guest
@@ -135,6 +140,7 @@ class Guest {
             return "suspend";
           }
           if (options.stdin === true && this.stdin.readable()) return "ready";
+          if (options.until?.() === true) return "ready";
           let timeout_ms = Infinity;
           if (options.deadline_ns !== undefined) {
             const left_ns = options.deadline_ns - this.host.monotonic_ns();
@@ -161,6 +167,26 @@ class Guest {
       }) as (...args: never[]) => unknown;
       wrapped[name] = WasiHost.blocking_imports.has(name) ? this.#wrap(call) : call;
     }
+    const ferry: Record<string, unknown> = {};
+    const ferry_calls = ferryImports({
+      memory: () => this.memory,
+      control,
+      inbox: new InboxRing(init.inbox, control),
+      pid: init.pid,
+      blocker: this.#deps.blocker,
+      monotonic_ns: () => this.host.monotonic_ns(),
+      post,
+    });
+    for (const { module: from, name } of WebAssembly.Module.imports(module)) {
+      if (from !== FERRY_MODULE || name === POLL_IMPORT.name) continue;
+      const fn = ferry_calls[name];
+      if (fn === undefined) throw new WebAssembly.LinkError(`unknown ferry import ${name}`);
+      const call = ((...args: never[]) => {
+        haltIfAsked();
+        return fn(...args);
+      }) as (...args: never[]) => unknown;
+      ferry[name] = (FERRY_BLOCKING as readonly string[]).includes(name) ? this.#wrap(call) : call;
+    }
     const poll = this.#wrap((() => {
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
@@ -169,7 +195,7 @@ class Guest {
     }) as (...args: never[]) => unknown);
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
-      [POLL_IMPORT.module]: { [POLL_IMPORT.name]: poll },
+      [FERRY_MODULE]: { ...ferry, [POLL_IMPORT.name]: poll } as WebAssembly.ModuleImports,
     });
     this.memory = this.instance.exports["memory"] as WebAssembly.Memory;
     this.#asyncify = this.instance.exports as unknown as AsyncifyExports;

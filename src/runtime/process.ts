@@ -8,7 +8,8 @@ import { FerryError, ImageError, ImageErrorCodes, RuntimeError } from "../errors
 import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { Preopen } from "../wasi/mod.js";
-import { allocateControl, Request, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
+import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
+import { InboxRing, type InboxMessage } from "./_inbox.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
 
@@ -46,6 +47,22 @@ export interface ProcessIo {
   stderr: OutputTarget;
   /** Instrumentation cache folder; `null` disables it. */
   cache_dir?: string | null;
+  /** Links to other processes (a node gives them); without, the guest's `ferry` imports answer ENOSYS. */
+  links?: LinkHooks;
+}
+
+/** How a process's messages and its own migration requests reach its node (called on the controlling thread). */
+export interface LinkHooks {
+  /** The process's pid, as the guest reads it. */
+  pid: string;
+  /** Called once with the process, before its guest runs. */
+  bind(proc: GuestProcess): void;
+  /** The guest sent a message (calls come in the order it sent them). */
+  send(to: string, data: Uint8Array): void;
+  /** The guest asks to be moved to `node`; answer with {@link GuestProcess.migrateAnswer}. */
+  migrate(node: string): void;
+  /** The guest read a message while a backlog was flagged: there may be room in its inbox. */
+  room(): void;
 }
 
 /**
@@ -93,6 +110,7 @@ export class GuestProcess {
   #waiters: ((msg: FromWorker) => boolean)[] = [];
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
+  readonly #inbox: InboxRing;
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -111,12 +129,16 @@ export class GuestProcess {
     this.exited = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
+    this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    io.links?.bind(this);
     const init: WorkerInit = {
       wasm: instrumented.wasm,
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
+      inbox: this.#buffers.inbox,
+      pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
       stderr: wire(io.stderr),
       start,
@@ -225,6 +247,44 @@ export class GuestProcess {
     this.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
     this.#phase = "running";
     await running;
+  }
+
+  /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
+  deliver(from: string, data: Uint8Array): boolean {
+    if (!this.#inbox.write(new TextEncoder().encode(from), data)) return false;
+    wake(this.#control);
+    return true;
+  }
+
+  /** Says whether messages wait outside the inbox (the guest then reports each read). */
+  setBacklog(backlog: boolean): void {
+    Atomics.store(this.#control, SLOT_INBOX_BACKLOG, backlog ? 1 : 0);
+  }
+
+  /** Messages in the inbox the guest has not read: for an image, with the guest stopped. */
+  unreadMessages(): InboxMessage[] {
+    return this.#inbox.unread();
+  }
+
+  /** Sets how many of the guest's sent messages are not delivered yet (its `send` blocks at a limit). */
+  setUndelivered(count: number): void {
+    Atomics.store(this.#control, SLOT_OUT_PENDING, count);
+    wake(this.#control);
+  }
+
+  /** `count` more of the guest's messages were delivered. */
+  delivered(count: number): void {
+    Atomics.sub(this.#control, SLOT_OUT_PENDING, count);
+    wake(this.#control);
+  }
+
+  /**
+   * Answers the guest's own migration request: 0 once it runs on the node it
+   * asked for, else a WASI errno; `pending` re-arms a request carried in an image.
+   */
+  migrateAnswer(errno: number | "pending"): void {
+    Atomics.store(this.#control, SLOT_MIGRATE, errno === "pending" ? MigrateSlot.requested : errno === 0 ? MigrateSlot.done : -errno);
+    wake(this.#control);
   }
 
   /** Host paths of the files the guest has open, as of its last open or close. */
@@ -360,6 +420,18 @@ export class GuestProcess {
     }
     if (msg.type === "files") {
       this.#open_files = msg.files;
+      return;
+    }
+    if (msg.type === "send") {
+      this.#io.links?.send(msg.to, msg.data);
+      return;
+    }
+    if (msg.type === "inbox-read") {
+      this.#io.links?.room();
+      return;
+    }
+    if (msg.type === "migrate") {
+      this.#io.links?.migrate(msg.node);
       return;
     }
     this.#waiters = this.#waiters.filter((w) => !w(msg));

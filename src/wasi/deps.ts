@@ -37,11 +37,12 @@ export interface Blocker {
   /**
    * Blocks the calling thread until the guest-monotonic deadline passes
    * ("timeout"), stdin may have become readable ("ready", only when
-   * options.stdin), or the runtime asks the process to suspend ("suspend").
+   * options.stdin) or `until()` holds ("ready"), or the runtime asks the
+   * process to suspend ("suspend").
    * deadline_ns undefined = no deadline. May return "ready" spuriously:
    * re-check and wait again.
    */
-  wait(options: { deadline_ns?: bigint; stdin?: boolean }): WaitResult;
+  wait(options: { deadline_ns?: bigint; stdin?: boolean; until?: () => boolean }): WaitResult;
 }
 
 /** One host directory shown to the guest under another name. */

@@ -1,0 +1,334 @@
+/**
+ * One process's end of its links (issue 5; docs/links.md): what it sent that
+ * is not delivered yet, what was delivered to it that it has not read, and
+ * the sequence numbers that make delivery exactly-once and in per-sender
+ * order across any number of moves. All of it is plain data that travels in
+ * the process's image (`LinkState`); the transport between nodes is given.
+ *
+ * Every message a process sends to pid P gets the next number of the pair
+ * (sender, P). The receiving end accepts only the next number it expects from
+ * that sender, so a batch sent twice (a retry, a forward racing a move) is
+ * taken once, and a gap is never filled out of order: the sender keeps each
+ * message until the receiver's answer covers its number, and sends again.
+ */
+import type { GuestProcess, InboxMessage, LinkHooks } from "../runtime/mod.js";
+import { Errno } from "../wasi/mod.js";
+
+/** Messages accepted for a process beyond its inbox ring before senders are told to wait. */
+export const INBOX_QUEUE_MAX = 1024;
+/** Messages in one delivery at most. */
+export const BATCH_MESSAGES_MAX = 128;
+/** Bytes in one delivery at most (a message is at most 64 KiB). */
+export const BATCH_BYTES_MAX = 512 * 1024;
+/** Longest wait between delivery attempts to a receiver that is busy, moving or unreachable. */
+const RETRY_MS_MAX = 200;
+
+/** Traffic from one process to another, as the sender counted it. */
+export interface PairStats {
+  messages: number;
+  bytes: number;
+  first_unix_ms: number;
+  last_unix_ms: number;
+}
+
+/** A process's link state as its image carries it (JSON). */
+export interface LinkState {
+  version: 1;
+  /** Per destination pid: the number the next message gets. */
+  next_seq: Record<string, number>;
+  /** Per sender pid: the highest number accepted. */
+  delivered: Record<string, number>;
+  /** Sent, not yet delivered, oldest first (data in base64). */
+  outbox: { to: string; seq: number; data: string }[];
+  /** Delivered, not yet read, oldest first. */
+  inbox: { from: string; data: string }[];
+  stats: Record<string, PairStats>;
+  /** The node the guest asked to move to, while that is under way. */
+  migrate_to: string | null;
+}
+
+/** Messages on their way, in order. */
+export interface Batch {
+  from: string;
+  messages: { seq: number; data: Uint8Array }[];
+}
+
+/** What became of a batch. */
+export type DeliverAnswer =
+  /** Taken up to `upto` (the rest: the receiver's inbox is full, send again later). */
+  | { kind: "accepted"; upto: number; at: string }
+  /** The receiver is being moved, or this node does not know it: try again (ask its home). */
+  | { kind: "moving" }
+  | { kind: "unknown" }
+  /** The receiver has ended: its messages are dropped. */
+  | { kind: "gone" };
+
+/** How messages leave a node. */
+export interface LinkTransport {
+  deliver(to: string, batch: Batch): Promise<DeliverAnswer>;
+}
+
+/** A fresh process's state. */
+export function emptyLinkState(): LinkState {
+  return { version: 1, next_seq: {}, delivered: {}, outbox: [], inbox: [], stats: {}, migrate_to: null };
+}
+
+/** Checks a link state from an image (untrusted input). */
+export function parseLinkState(value: unknown): LinkState {
+  const v = value as Partial<LinkState> | null;
+  const record = (x: unknown): x is Record<string, number> => typeof x === "object" && x !== null && Object.values(x).every((n) => Number.isSafeInteger(n) && (n as number) >= 0);
+  if (
+    v === null ||
+    typeof v !== "object" ||
+    v.version !== 1 ||
+    !record(v.next_seq) ||
+    !record(v.delivered) ||
+    !Array.isArray(v.outbox) ||
+    !v.outbox.every((m) => typeof m?.to === "string" && Number.isSafeInteger(m.seq) && typeof m.data === "string") ||
+    !Array.isArray(v.inbox) ||
+    !v.inbox.every((m) => typeof m?.from === "string" && typeof m.data === "string") ||
+    typeof v.stats !== "object" ||
+    v.stats === null ||
+    !(v.migrate_to === null || typeof v.migrate_to === "string")
+  ) {
+    throw new Error("malformed link state");
+  }
+  return v as LinkState;
+}
+
+interface Outgoing {
+  seq: number;
+  data: Uint8Array;
+}
+
+/** One process's links on the node it runs on. */
+export class Endpoint {
+  readonly pid: string;
+  readonly #transport: LinkTransport;
+  readonly #next_seq = new Map<string, number>();
+  readonly #delivered = new Map<string, number>();
+  readonly #outbox = new Map<string, Outgoing[]>();
+  /** Accepted, not yet in the guest's inbox ring. */
+  #queue: InboxMessage[] = [];
+  readonly #stats = new Map<string, PairStats>();
+  readonly #loops = new Map<string, Promise<void>>();
+  #proc: GuestProcess | null = null;
+  #frozen = false;
+  #ended = false;
+  #migrate_to: string | null = null;
+  #idle: (() => void) | null = null;
+
+  constructor(pid: string, transport: LinkTransport, state: LinkState = emptyLinkState()) {
+    this.pid = pid;
+    this.#transport = transport;
+    this.load(state);
+  }
+
+  /** What the process's runtime calls (its `ProcessIo.links`); `migrate` asks the node to move it. */
+  hooks(migrate: (node: string) => void): LinkHooks {
+    return {
+      pid: this.pid,
+      bind: (proc) => {
+        this.#proc = proc;
+      },
+      send: (to, data) => this.#send(to, data),
+      migrate: (node) => {
+        this.#migrate_to = node;
+        migrate(node);
+      },
+      room: () => this.#fill(),
+    };
+  }
+
+  /** Replaces the state with one from an image (before {@link start}). */
+  load(state: LinkState): void {
+    this.#next_seq.clear();
+    for (const [k, v] of Object.entries(state.next_seq)) this.#next_seq.set(k, v);
+    this.#delivered.clear();
+    for (const [k, v] of Object.entries(state.delivered)) this.#delivered.set(k, v);
+    this.#outbox.clear();
+    for (const m of state.outbox) this.#outgoing(m.to).push({ seq: m.seq, data: Buffer.from(m.data, "base64") });
+    this.#queue = state.inbox.map((m) => ({ from: m.from, data: Buffer.from(m.data, "base64") }));
+    this.#stats.clear();
+    for (const [k, v] of Object.entries(state.stats)) this.#stats.set(k, v);
+    this.#migrate_to = state.migrate_to;
+  }
+
+  /**
+   * Starts the links of the bound process on `node`. A restored one (before
+   * it runs) gets what was delivered to it, its count of undelivered
+   * messages, and the answer to a move it asked for (EAGAIN if it landed
+   * elsewhere than it asked). Delivery starts with {@link resume}.
+   */
+  start(node: string, restored: boolean): void {
+    const proc = this.#proc;
+    if (proc === null) throw new Error("link endpoint started before its process was bound");
+    this.#fill();
+    if (restored) proc.setUndelivered(this.#undelivered());
+    if (this.#migrate_to !== null) {
+      proc.migrateAnswer(this.#migrate_to === node ? 0 : Errno.again);
+      this.#migrate_to = null;
+    }
+  }
+
+  /** The guest asked to move to the node it is on: nothing to do. */
+  migrateDone(): void {
+    this.#migrate_to = null;
+    this.#proc?.migrateAnswer(0);
+  }
+
+  /** The guest's own move failed with a WASI errno: it stays here. */
+  migrateFailed(errno: number): void {
+    this.#migrate_to = null;
+    this.#proc?.migrateAnswer(errno);
+  }
+
+  /** Messages for this process: takes the next ones in order while its inbox has room. */
+  accept(batch: Batch, node: string): DeliverAnswer {
+    if (this.#frozen) return { kind: "moving" };
+    if (this.#ended) return { kind: "gone" };
+    let upto = this.#delivered.get(batch.from) ?? 0;
+    for (const m of batch.messages) {
+      if (m.seq <= upto) continue; // taken before: a retry
+      if (m.seq !== upto + 1 || this.#queue.length >= INBOX_QUEUE_MAX) break;
+      this.#queue.push({ from: batch.from, data: m.data });
+      upto = m.seq;
+    }
+    this.#delivered.set(batch.from, upto);
+    this.#fill();
+    return { kind: "accepted", upto, at: node };
+  }
+
+  /**
+   * Stops taking and sending messages: the process is stopped for a move and
+   * its state is about to be captured. Deliveries under way may still land;
+   * their messages stay in the captured outbox and are sent again from the
+   * new node (the receiver takes each number once).
+   */
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  /** Takes and sends messages (again): the process runs here. */
+  resume(): void {
+    this.#frozen = false;
+    for (const to of this.#outbox.keys()) this.#kick(to);
+  }
+
+  /** The state to carry in the image; the process must be stopped (and this frozen). */
+  capture(): LinkState {
+    const unread = this.#proc?.unreadMessages() ?? [];
+    const outbox: LinkState["outbox"] = [];
+    for (const [to, list] of this.#outbox) for (const m of list) outbox.push({ to, seq: m.seq, data: Buffer.from(m.data).toString("base64") });
+    return {
+      version: 1,
+      next_seq: Object.fromEntries(this.#next_seq),
+      delivered: Object.fromEntries(this.#delivered),
+      outbox,
+      inbox: [...unread, ...this.#queue].map((m) => ({ from: m.from, data: Buffer.from(m.data).toString("base64") })),
+      stats: Object.fromEntries(this.#stats),
+      migrate_to: this.#migrate_to,
+    };
+  }
+
+  /**
+   * The process ended here: nothing more is taken for it, but what it sent
+   * is still delivered. Resolves once its outbox is empty.
+   */
+  end(): Promise<void> {
+    this.#ended = true;
+    this.#queue = [];
+    if (this.#undelivered() === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle = resolve;
+    });
+  }
+
+  /** Traffic to each destination so far. */
+  stats(): Map<string, PairStats> {
+    return this.#stats;
+  }
+
+  #outgoing(to: string): Outgoing[] {
+    let list = this.#outbox.get(to);
+    if (list === undefined) {
+      list = [];
+      this.#outbox.set(to, list);
+    }
+    return list;
+  }
+
+  #undelivered(): number {
+    let n = 0;
+    for (const list of this.#outbox.values()) n += list.length;
+    return n;
+  }
+
+  #send(to: string, data: Uint8Array): void {
+    const seq = (this.#next_seq.get(to) ?? 0) + 1;
+    this.#next_seq.set(to, seq);
+    this.#outgoing(to).push({ seq, data });
+    const now = Date.now();
+    const s = this.#stats.get(to) ?? { messages: 0, bytes: 0, first_unix_ms: now, last_unix_ms: now };
+    s.messages += 1;
+    s.bytes += data.length;
+    s.last_unix_ms = now;
+    this.#stats.set(to, s);
+    this.#kick(to);
+  }
+
+  /** Moves queued messages into the guest's inbox ring while they fit. */
+  #fill(): void {
+    const proc = this.#proc;
+    if (proc === null) return;
+    while (this.#queue.length > 0 && proc.deliver(this.#queue[0]!.from, this.#queue[0]!.data)) this.#queue.shift();
+    proc.setBacklog(this.#queue.length > 0);
+  }
+
+  #kick(to: string): void {
+    if (this.#frozen || this.#loops.has(to) || (this.#outbox.get(to)?.length ?? 0) === 0) return;
+    const loop = this.#deliverTo(to).finally(() => {
+      this.#loops.delete(to);
+      if (this.#idle !== null && this.#undelivered() === 0) this.#idle();
+      else if (!this.#frozen && (this.#outbox.get(to)?.length ?? 0) > 0) this.#kick(to);
+    });
+    this.#loops.set(to, loop);
+  }
+
+  /** Sends to `to` in order until nothing is left for it (or this is frozen). */
+  async #deliverTo(to: string): Promise<void> {
+    let wait_ms = 1;
+    for (;;) {
+      const list = this.#outbox.get(to) ?? [];
+      if (this.#frozen || list.length === 0) return;
+      const messages: Outgoing[] = [];
+      let bytes = 0;
+      for (const m of list) {
+        if (messages.length === BATCH_MESSAGES_MAX || (messages.length > 0 && bytes + m.data.length > BATCH_BYTES_MAX)) break;
+        messages.push(m);
+        bytes += m.data.length;
+      }
+      let answer: DeliverAnswer;
+      try {
+        answer = await this.#transport.deliver(to, { from: this.pid, messages });
+      } catch {
+        answer = { kind: "moving" };
+      }
+      let done = 0;
+      if (answer.kind === "accepted") {
+        while (done < list.length && list[done]!.seq <= answer.upto) done += 1;
+      } else if (answer.kind === "gone") {
+        done = list.length;
+      }
+      if (done > 0) {
+        list.splice(0, done);
+        this.#proc?.delivered(done);
+        wait_ms = 1;
+        continue;
+      }
+      // Busy, moving, unknown or unreachable: try again, backing off.
+      await new Promise((resolve) => setTimeout(resolve, wait_ms));
+      wait_ms = Math.min(RETRY_MS_MAX, wait_ms * 2);
+    }
+  }
+}

@@ -1,0 +1,14 @@
+/** Links between processes (issue 5): exactly-once, per-sender-ordered messages that follow processes as they move. */
+export {
+  BATCH_BYTES_MAX,
+  BATCH_MESSAGES_MAX,
+  emptyLinkState,
+  Endpoint,
+  INBOX_QUEUE_MAX,
+  parseLinkState,
+  type Batch,
+  type DeliverAnswer,
+  type LinkState,
+  type LinkTransport,
+  type PairStats,
+} from "./endpoint.js";

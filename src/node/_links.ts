@@ -1,0 +1,211 @@
+/**
+ * Links on a node (issue 5; docs/links.md): the endpoints of the processes
+ * running here, delivery to other nodes, and the forwarding entries left by
+ * processes that moved away.
+ *
+ * A message for pid P goes to the node P was last seen on, else to P's home
+ * (the pid names it), which knows where P runs. A node that P left forwards
+ * to where P went, and its answer names the node that took the messages, so
+ * the sender goes there directly next time. Forwarding entries expire once
+ * unused for FORWARD_TTL_MS.
+ */
+import http from "node:http";
+import { FerryError } from "../errors.js";
+import { Endpoint, parseLinkState, type Batch, type DeliverAnswer, type LinkState, type PairStats } from "../links/mod.js";
+import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
+import { Errno } from "../wasi/mod.js";
+import type { FerryNode } from "./node.js";
+import { pidHome } from "./names.js";
+import { requestJson } from "./_http.js";
+
+/** A forwarding entry unused this long is dropped. */
+export const FORWARD_TTL_MS = 60_000;
+/** How long `ferry send` keeps trying to deliver. */
+const CLIENT_SEND_TIMEOUT_MS = 10_000;
+/** Stats of ended processes kept for the API. */
+const ENDED_STATS_KEPT = 1024;
+
+/** One pair's traffic, as the API reports it. */
+export interface PairReport extends PairStats {
+  from: string;
+  to: string;
+  messages_per_s: number;
+  bytes_per_s: number;
+}
+
+/** A batch as JSON on the wire. */
+interface WireBatch {
+  from: string;
+  messages: { seq: number; data: string }[];
+}
+
+function toWire(batch: Batch): WireBatch {
+  return { from: batch.from, messages: batch.messages.map((m) => ({ seq: m.seq, data: Buffer.from(m.data).toString("base64") })) };
+}
+
+/** Checks a batch from the network (untrusted). */
+export function parseBatch(body: unknown): Batch {
+  const b = body as Partial<WireBatch> | null;
+  if (b === null || typeof b !== "object" || typeof b.from !== "string" || b.from.length === 0 || b.from.length > 255 || !Array.isArray(b.messages)) {
+    throw new FerryError("ERR_BAD_REQUEST", "a delivery is {from, messages: [{seq, data}]}");
+  }
+  return {
+    from: b.from,
+    messages: b.messages.map((m) => {
+      if (!Number.isSafeInteger(m?.seq) || m.seq < 1 || typeof m.data !== "string") throw new FerryError("ERR_BAD_REQUEST", "a message is {seq >= 1, data: base64}");
+      const data = Buffer.from(m.data, "base64");
+      if (data.length > MESSAGE_BYTES_MAX) throw new FerryError("ERR_BAD_REQUEST", `a message is at most ${MESSAGE_BYTES_MAX} bytes`);
+      return { seq: m.seq, data };
+    }),
+  };
+}
+
+/** The node's links. */
+export class NodeLinks {
+  readonly #node: FerryNode;
+  readonly #endpoints = new Map<string, Endpoint>();
+  readonly #forward = new Map<string, { node: string; used: number }>();
+  /** Where a pid was last seen taking messages (a sender-side cache). */
+  readonly #seen = new Map<string, string>();
+  readonly #ended_stats = new Map<string, Map<string, PairStats>>();
+  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  #client = 0;
+
+  constructor(node: FerryNode) {
+    this.#node = node;
+  }
+
+  /** An endpoint for a process that starts or lands here (its state from an image, if any). */
+  endpoint(pid: string, state?: unknown): Endpoint {
+    const parsed: LinkState | undefined = state === undefined || state === null ? undefined : parseLinkState(state);
+    const ep = new Endpoint(pid, { deliver: (to, batch) => this.#deliver(to, batch) }, parsed);
+    return ep;
+  }
+
+  /** The endpoint now serves `pid` here. */
+  add(ep: Endpoint): void {
+    this.#endpoints.set(ep.pid, ep);
+    this.#forward.delete(ep.pid);
+  }
+
+  /** The endpoint of `pid` if it runs here. */
+  get(pid: string): Endpoint | undefined {
+    return this.#endpoints.get(pid);
+  }
+
+  /**
+   * The guest of `pid` asked to move itself to `to`. A move that fails
+   * answers it with a WASI errno; one that succeeds answers on arrival.
+   */
+  selfMigrate(pid: string, to: string): void {
+    const ep = this.#endpoints.get(pid);
+    if (to === this.#node.name) {
+      ep?.migrateDone();
+      return;
+    }
+    this.#node.migrateOut(pid, { to, strategy: "pre-copy" }).catch((err: unknown) => {
+      const code = err instanceof FerryError ? err.code : "";
+      ep?.migrateFailed(code === "ERR_NO_SUCH_NODE" ? Errno.noent : code === "ERR_PROCESS_STATE" ? Errno.again : Errno.io);
+    });
+  }
+
+  /** `pid` moved to node `to`: messages that still come here are forwarded. */
+  moved(pid: string, to: string): void {
+    this.#endpoints.delete(pid);
+    this.#forward.set(pid, { node: to, used: Date.now() });
+  }
+
+  /** `pid` ended here: what it sent is still delivered; then its endpoint goes. */
+  ended(pid: string): void {
+    const ep = this.#endpoints.get(pid);
+    if (ep === undefined) return;
+    void ep.end().then(() => {
+      if (this.#endpoints.get(pid) === ep) this.#endpoints.delete(pid);
+      this.#ended_stats.set(pid, ep.stats());
+      if (this.#ended_stats.size > ENDED_STATS_KEPT) this.#ended_stats.delete(this.#ended_stats.keys().next().value as string);
+    });
+  }
+
+  /** Messages for `pid` arriving from another node (or passed on by one). */
+  async receive(pid: string, batch: Batch): Promise<DeliverAnswer> {
+    const ep = this.#endpoints.get(pid);
+    if (ep !== undefined) return ep.accept(batch, this.#node.name);
+    this.#sweep();
+    const fwd = this.#forward.get(pid);
+    if (fwd !== undefined) {
+      fwd.used = Date.now();
+      return this.#post(fwd.node, pid, batch);
+    }
+    const record = this.#node.table.home(pid);
+    if (record !== undefined) {
+      if (record.exit !== null) return { kind: "gone" };
+      if (record.node !== this.#node.name) return this.#post(record.node, pid, batch);
+      return { kind: "moving" }; // starting, or landing here right now
+    }
+    return { kind: "unknown" };
+  }
+
+  /** Sends a message from outside the cluster's processes (`ferry send`); resolves once it is in the inbox. */
+  async sendFromClient(to: string, data: Uint8Array): Promise<void> {
+    if (data.length > MESSAGE_BYTES_MAX) throw new FerryError("ERR_BAD_REQUEST", `a message is at most ${MESSAGE_BYTES_MAX} bytes`);
+    this.#client += 1;
+    const from = `client.${this.#node.name}.${Date.now().toString(36)}.${this.#client}`;
+    const deadline = Date.now() + CLIENT_SEND_TIMEOUT_MS;
+    for (let wait = 5; ; wait = Math.min(200, wait * 2)) {
+      const answer = await this.#deliver(to, { from, messages: [{ seq: 1, data }] }).catch(() => ({ kind: "moving" }) as const);
+      if (answer.kind === "accepted" && answer.upto >= 1) return;
+      if (answer.kind === "gone") throw new FerryError("ERR_PROCESS_ENDED", `process ${to} has ended`);
+      if (Date.now() > deadline) throw new FerryError("ERR_PEER_UNREACHABLE", `could not deliver to ${to} within ${CLIENT_SEND_TIMEOUT_MS / 1000} s (${answer.kind})`);
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+
+  /** Per-pair traffic of the processes that run here or ended here. */
+  report(): PairReport[] {
+    const out: PairReport[] = [];
+    const add = (from: string, stats: Map<string, PairStats>): void => {
+      for (const [to, s] of stats) {
+        const seconds = Math.max((s.last_unix_ms - s.first_unix_ms) / 1000, 0.001);
+        out.push({ from, to, ...s, messages_per_s: s.messages / seconds, bytes_per_s: s.bytes / seconds });
+      }
+    };
+    for (const [pid, ep] of this.#endpoints) add(pid, ep.stats());
+    for (const [pid, stats] of this.#ended_stats) if (!this.#endpoints.has(pid)) add(pid, stats);
+    return out;
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  /** Where `to` runs here, or over the network to where it was last seen, else its home. */
+  async #deliver(to: string, batch: Batch): Promise<DeliverAnswer> {
+    const here = this.#endpoints.get(to);
+    if (here !== undefined) return here.accept(batch, this.#node.name);
+    const home = pidHome(to);
+    const target = this.#seen.get(to) ?? home;
+    if (target === undefined) return { kind: "gone" };
+    if (target === this.#node.name) {
+      const answer = await this.receive(to, batch);
+      if (answer.kind === "accepted") this.#seen.set(to, answer.at);
+      return answer;
+    }
+    const answer = await this.#post(target, to, batch).catch((err: unknown) => {
+      this.#seen.delete(to);
+      throw err;
+    });
+    if (answer.kind === "accepted") this.#seen.set(to, answer.at);
+    else this.#seen.delete(to); // ask the home next time
+    return answer;
+  }
+
+  async #post(node: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
+    const address = await this.#node.addressOf(node);
+    return (await requestJson(address, "POST", `/v1/internal/deliver/${encodeURIComponent(pid)}`, toWire(batch), this.#agent)) as DeliverAnswer;
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [pid, f] of this.#forward) if (now - f.used > FORWARD_TTL_MS) this.#forward.delete(pid);
+  }
+}
