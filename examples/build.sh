@@ -40,6 +40,9 @@ cc_wasm fileproc
 cc_wasm memhog -Wl,--max-memory=4294967296
 cc_wasm recurse -Wl,-z,stack-size=16777216 -Wl,--stack-first
 cc_wasm sleeper
+cc_wasm pingpong
+cc_wasm pipeline
+cc_wasm selfmove
 
 # AssemblyScript: stub runtime (no GC), top-level code exported as _start,
 # custom abort so the only imports are wasi_snapshot_preview1.

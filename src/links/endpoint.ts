@@ -244,6 +244,20 @@ export class Endpoint {
     });
   }
 
+  /** What this endpoint holds now, for an operator looking at a stuck link. */
+  inspect(): Record<string, unknown> {
+    return {
+      pid: this.pid,
+      frozen: this.#frozen,
+      ended: this.#ended,
+      queued: this.#queue.length,
+      outbox: Object.fromEntries([...this.#outbox].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null, delivering: this.#loops.has(to) }])),
+      next_seq: Object.fromEntries(this.#next_seq),
+      delivered: Object.fromEntries(this.#delivered),
+      migrate_to: this.#migrate_to,
+    };
+  }
+
   /** Traffic to each destination so far. */
   stats(): Map<string, PairStats> {
     return this.#stats;

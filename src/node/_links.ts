@@ -82,10 +82,11 @@ export class NodeLinks {
     return ep;
   }
 
-  /** The endpoint now serves `pid` here. */
+  /** The endpoint serves its pid here now: it takes messages and sends what it holds. */
   add(ep: Endpoint): void {
     this.#endpoints.set(ep.pid, ep);
     this.#forward.delete(ep.pid);
+    ep.resume();
   }
 
   /** The endpoint of `pid` if it runs here. */
@@ -130,15 +131,18 @@ export class NodeLinks {
   async receive(pid: string, batch: Batch): Promise<DeliverAnswer> {
     const ep = this.#endpoints.get(pid);
     if (ep !== undefined) return ep.accept(batch, this.#node.name);
+    const record = this.#node.table.home(pid);
+    if (record !== undefined && record.exit !== null) return { kind: "gone" };
     this.#sweep();
     const fwd = this.#forward.get(pid);
     if (fwd !== undefined) {
       fwd.used = Date.now();
-      return this.#post(fwd.node, pid, batch);
+      const answer = await this.#post(fwd.node, pid, batch);
+      if (answer.kind !== "unknown") return answer;
+      // It moved on (or ended) there: the entry is stale.
+      this.#forward.delete(pid);
     }
-    const record = this.#node.table.home(pid);
     if (record !== undefined) {
-      if (record.exit !== null) return { kind: "gone" };
       if (record.node !== this.#node.name) return this.#post(record.node, pid, batch);
       return { kind: "moving" }; // starting, or landing here right now
     }
@@ -174,6 +178,15 @@ export class NodeLinks {
     return out;
   }
 
+  /** Endpoints and forwarding entries here, as they are now. */
+  inspect(): Record<string, unknown> {
+    return {
+      endpoints: [...this.#endpoints.values()].map((e) => e.inspect()),
+      forward: Object.fromEntries([...this.#forward].map(([pid, f]) => [pid, f.node])),
+      seen: Object.fromEntries(this.#seen),
+    };
+  }
+
   close(): void {
     this.#agent.destroy();
   }
@@ -188,6 +201,7 @@ export class NodeLinks {
     if (target === this.#node.name) {
       const answer = await this.receive(to, batch);
       if (answer.kind === "accepted") this.#seen.set(to, answer.at);
+      else this.#seen.delete(to);
       return answer;
     }
     const answer = await this.#post(target, to, batch).catch((err: unknown) => {

@@ -93,6 +93,7 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
 async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
   const local = node.links.report();
+  if (url.searchParams.get("inspect") === "1") return sendJson(res, 200, node.links.inspect());
   if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
   const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
   sendJson(res, 200, [...local, ...remote.flat()]);
