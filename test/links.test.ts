@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, prng, testSeed } from "./_helpers.js";
+import { EXAMPLES, ferry, prng, testSeed } from "./_helpers.js";
 import { json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -67,10 +67,10 @@ describe("links between processes", () => {
     const random = prng(seed);
     const N = "100000";
     const pong = await start("pingpong", ["pong", N], "n1");
-    const ping = await start("pingpong", ["ping", pong, N, "64"], "n2");
+    const ping = await start("pingpong", ["ping", pong, N, "32"], "n2");
     const moves = { [ping]: 0, [pong]: 0 };
     for (let i = 0; moves[ping]! < 5 || moves[pong]! < 5; i += 1) {
-      await sleep(100 + random() * 500);
+      await sleep(30 + random() * 200);
       const pid = moves[ping]! < moves[pong]! || (moves[ping] === moves[pong] && random() < 0.5) ? ping : pong;
       if (!(await move(pid, i, random))) break;
       moves[pid]! += 1;
@@ -82,7 +82,7 @@ describe("links between processes", () => {
     assert.match(b, new RegExp(`pong done n=100000 checksum=${sum}`));
     // An undisturbed pair on one node says the same.
     const calm_pong = await start("pingpong", ["pong", N], "n3");
-    const calm_ping = await start("pingpong", ["ping", calm_pong, N, "64"], "n3");
+    const calm_ping = await start("pingpong", ["ping", calm_pong, N, "32"], "n3");
     assert.equal(await finish(calm_ping), a);
     assert.equal(await finish(calm_pong), b);
     // The pair's traffic is in the statistics, both ways.
@@ -133,12 +133,22 @@ describe("links between processes", () => {
   it("ferry send delivers a message from outside to a process, wherever it runs", async () => {
     const sink = await start("pipeline", ["3", "-", "2"], "n2");
     const send = (body: object): Promise<{ status: number; body: Buffer }> => request(n1.address, "POST", `/v1/processes/${sink}/send`, body);
-    assert.equal((await send({ data: "1 10" })).status, 200);
+    const cli = await ferry(["send", "--cluster", n1.address, sink, "1 10"]);
+    assert.equal(cli.status, 0, cli.stderr.toString());
     assert.equal((await move(sink, 0, () => 0)) || true, true);
     assert.equal((await send({ data_base64: Buffer.from("2 20").toString("base64") })).status, 200);
     const out = await finish(sink);
     assert.match(out, /^sink done items=2 checksum=[0-9a-f]{16}\n$/);
     const r = await send({ data: "3 30" });
     assert.equal(r.status, 409, `a process that ended takes no messages: ${r.body.toString()}`);
+    const late = await ferry(["send", "--cluster", n1.address, sink, "3 30"]);
+    assert.equal(late.status, 125);
+    assert.match(late.stderr.toString(), /ERR_PROCESS_ENDED/);
+    // ferry links lists the pairs the earlier tests made, busiest first.
+    const links = await ferry(["links", "--cluster", n1.address]);
+    assert.equal(links.status, 0, links.stderr.toString());
+    const lines = links.stdout.toString().trimEnd().split("\n");
+    assert.match(lines[0]!, /^FROM +TO +MESSAGES +BYTES +RATE$/);
+    assert.match(lines[1]!, /^\S+ +\S+ +1[05]0000 +\d+ +[\d.]+\/s$/);
   });
 });

@@ -8,6 +8,7 @@ import { killCommand, logsCommand, waitCommand } from "./cluster_process.js";
 import { execCommand, resumeCommand } from "./run.js";
 import { nodeCommand, upCommand } from "./node_cmd.js";
 import { migrateCommand } from "./cluster_migrate.js";
+import { linksCommand, sendCommand } from "./cluster_links.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -32,7 +33,10 @@ else 127.0.0.1:7070):
   wait      Wait for a process to end and exit with its status
   kill      Kill a process
   nodes     List the cluster's nodes
-  migrate   Move a running process to another node (stop-copy or pre-copy)
+  migrate   Move a running process to another node (stop-copy, pre-copy,
+            post-copy or hybrid)
+  send      Send a message to a process
+  links     List the traffic between pairs of processes
 
 Run 'ferry COMMAND --help' for a command's options.
 Options: -h, --help (this help), --version
@@ -50,6 +54,8 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   wait: waitCommand,
   kill: killCommand,
   nodes: nodesCommand,
+  send: sendCommand,
+  links: linksCommand,
 };
 
 function version(): string {
