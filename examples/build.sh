@@ -55,6 +55,7 @@ as_wasm() { # name
 
 as_wasm sieve
 as_wasm mandel
+as_wasm ponger
 
 # Every module must import only wasi_snapshot_preview1 and export _start + memory.
 node --input-type=module - "$here"/c/*.wasm "$here"/as/*.wasm <<'JS' || die "module check failed"

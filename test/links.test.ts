@@ -30,8 +30,8 @@ describe("links between processes", () => {
   before(async () => {
     cluster = await startCluster(NAMES);
     n1 = cluster.nodes[0] as NodeProc;
-    for (const name of ["pingpong", "pipeline", "selfmove"]) {
-      const file = path.join(EXAMPLES, "c", `${name}.wasm`);
+    for (const name of ["pingpong", "pipeline", "selfmove", "ponger"]) {
+      const file = path.join(EXAMPLES, name === "ponger" ? "as" : "c", `${name}.wasm`);
       for (const n of cluster.nodes) sha[name] = await upload(n.address, file);
     }
   });
@@ -89,6 +89,19 @@ describe("links between processes", () => {
     const links = await json<{ from: string; to: string; messages: number }[]>(n1.address, "GET", "/v1/links");
     assert.equal(links.find((l) => l.from === ping && l.to === pong)?.messages, 100000);
     assert.equal(links.find((l) => l.from === pong && l.to === ping)?.messages, 100000);
+  });
+
+  it("an AssemblyScript peer (examples/as/ferry.ts) answers a C one across nodes, moved on the way", async () => {
+    const N = "20000";
+    const pong = await start("ponger", [N], "n3");
+    const ping = await start("pingpong", ["ping", pong, N, "16"], "n1");
+    await sleep(150);
+    await move(pong, 0, () => 0);
+    const a = await finish(ping);
+    const b = await finish(pong);
+    const sum = /ping done n=20000 checksum=([0-9a-f]{16})/.exec(a)?.[1];
+    assert.ok(sum !== undefined, a);
+    assert.match(b, new RegExp(`pong done n=20000 checksum=${sum}\n$`));
   });
 
   it("a 4-stage pipeline whose stages are migrated repeatedly gives the result of an undisturbed one", async () => {
