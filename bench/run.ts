@@ -11,6 +11,7 @@ import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
+import { linksBench } from "./links.js";
 import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 
@@ -178,4 +179,5 @@ if (only === undefined || only === "runtime") {
 }
 if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
+if (only === undefined || only === "links") await linksBench(quick);
 process.exit(0);

@@ -1,0 +1,123 @@
+/**
+ * Links benchmark: message latency and throughput between two processes on
+ * one node and on two nodes (node daemons as separate OS processes on
+ * 127.0.0.1), against a raw TCP exchange of the same small messages over
+ * loopback, measured in the same run. Uses examples/c/pingpong.wasm; the
+ * figures come from the senders' own link statistics (first to last message).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { httpRequest as request } from "../src/node/mod.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const FERRY = path.join(ROOT, "bin", "ferry.js");
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function startNode(name: string, port: number, peer: string, data: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    child.stdout?.on("data", (c: Buffer) => {
+      if (c.toString().includes("listening on")) resolve(child);
+    });
+    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
+  });
+}
+
+/** Round trips of `size`-byte messages over one loopback TCP connection, `window` in flight; resolves with ms per message. */
+async function rawTcp(n: number, window: number, size = 10): Promise<number> {
+  const server = net.createServer((s) => {
+    s.setNoDelay(true);
+    s.on("data", (d: Buffer) => s.write(d)); // echo
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  client.setNoDelay(true);
+  await new Promise<void>((r) => client.on("connect", () => r()));
+  const msg = Buffer.alloc(size, 7);
+  let received = 0;
+  let sent = 0;
+  const t0 = performance.now();
+  await new Promise<void>((done) => {
+    client.on("data", (d: Buffer) => {
+      const before = Math.floor(received / size);
+      received += d.length;
+      const answered = Math.floor(received / size);
+      for (let i = before; i < answered && sent < n; i += 1) {
+        client.write(msg);
+        sent += 1;
+      }
+      if (answered >= n) done();
+    });
+    for (; sent < Math.min(window, n); sent += 1) client.write(msg);
+  });
+  const ms = performance.now() - t0;
+  client.destroy();
+  await new Promise((r) => server.close(r));
+  return ms / n;
+}
+
+interface Pair {
+  from: string;
+  to: string;
+  messages: number;
+  first_unix_ms: number;
+  last_unix_ms: number;
+}
+
+/** Runs a ping-pong pair; resolves with ms per message of the ping → pong direction. */
+async function pingpong(a1: string, sha: string, n: number, window: number, ping_node: string): Promise<number> {
+  const run = async (args: string[], node: string): Promise<string> =>
+    (JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "pingpong.wasm", args, node })).body.toString()) as { pid: string }).pid;
+  const pong = await run(["pong", String(n)], "n1");
+  const ping = await run(["ping", pong, String(n), String(window)], ping_node);
+  for (const pid of [ping, pong]) await request(a1, "GET", `/v1/processes/${pid}/wait`);
+  const links = JSON.parse((await request(a1, "GET", "/v1/links")).body.toString()) as Pair[];
+  const pair = links.find((l) => l.from === ping && l.to === pong);
+  if (pair === undefined || pair.messages !== n) throw new Error(`pingpong ${ping} -> ${pong} did not complete`);
+  return (pair.last_unix_ms - pair.first_unix_ms) / (n - 1);
+}
+
+/** Runs the links benchmark and prints its table. */
+export async function linksBench(quick: boolean): Promise<void> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-links-"));
+  const [p1, p2] = [await freePort(), await freePort()];
+  const a1 = `127.0.0.1:${p1}`;
+  const a2 = `127.0.0.1:${p2}`;
+  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
+  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
+  try {
+    const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "pingpong.wasm"));
+    const sha = createHash("sha256").update(wasm).digest("hex");
+    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
+    const latency_n = quick ? 500 : 3000;
+    const volume_n = quick ? 10000 : 100000;
+    console.log("\n(h) messages between two processes (pingpong.wasm, ~10-byte messages) vs a raw loopback TCP echo of the same size, same run");
+    console.log("latency: one message in flight, ms per round trip; throughput: 64 in flight, messages per second each way");
+    console.log("| path | round trip ms | vs raw TCP | messages/s | vs raw TCP |\n|---|---|---|---|---|");
+    const raw_rtt = await rawTcp(latency_n, 1);
+    const raw_rate = 1000 / (await rawTcp(volume_n, 64));
+    console.log(`| raw TCP, loopback | ${raw_rtt.toFixed(3)} | 1x | ${raw_rate.toFixed(0)} | 1x |`);
+    for (const [label, node] of [["same node", "n1"], ["two nodes", "n2"]] as const) {
+      const rtt = await pingpong(a1, sha, latency_n, 1, node);
+      const rate = 1000 / (await pingpong(a1, sha, volume_n, 64, node));
+      console.log(`| Ferry link, ${label} | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
+    }
+  } finally {
+    n1.kill("SIGTERM");
+    n2.kill("SIGTERM");
+    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
+    fs.rmSync(data, { recursive: true, force: true });
+  }
+}
