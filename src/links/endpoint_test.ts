@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Endpoint, INBOX_QUEUE_MAX, parseLinkState, type Batch, type DeliverAnswer, type LinkTransport } from "./mod.js";
+
+const bytes = (s: string): Uint8Array => Buffer.from(s);
+const text = (d: string): string => Buffer.from(d, "base64").toString();
+const nowhere: LinkTransport = { deliver: () => Promise.resolve({ kind: "moving" }) };
+
+function batch(from: string, first: number, count: number): Batch {
+  return { from, messages: Array.from({ length: count }, (_, i) => ({ seq: first + i, data: bytes(`${from}:${first + i}`) })) };
+}
+
+/** A sender wired straight to a receiver, through a transport that can drop answers or whole batches. */
+function wire(receiver: Endpoint, faults: { lose_answer?: number; drop?: number } = {}): { transport: LinkTransport; calls: number } {
+  const state = { calls: 0 };
+  return {
+    get calls() {
+      return state.calls;
+    },
+    transport: {
+      deliver: (_to, b): Promise<DeliverAnswer> => {
+        state.calls += 1;
+        if (state.calls === faults.drop) return Promise.reject(new Error("link cut before arrival"));
+        const answer = receiver.accept(b, "there");
+        if (state.calls === faults.lose_answer) return Promise.reject(new Error("link cut after arrival"));
+        return Promise.resolve(answer);
+      },
+    },
+  };
+}
+
+async function until(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i += 1) await new Promise((r) => setTimeout(r, 2));
+  assert.ok(check(), "condition not reached");
+}
+
+describe("link endpoint", () => {
+  it("takes each sender's messages once and in order: repeats are skipped and a gap stops the batch", () => {
+    const ep = new Endpoint("r", nowhere);
+    assert.deepEqual(ep.accept(batch("a", 1, 3), "here"), { kind: "accepted", upto: 3, at: "here" });
+    assert.deepEqual(ep.accept(batch("a", 2, 4), "here"), { kind: "accepted", upto: 5, at: "here" }, "2 and 3 again, then 4 and 5");
+    assert.deepEqual(ep.accept(batch("a", 7, 2), "here"), { kind: "accepted", upto: 5, at: "here" }, "7 would leave a gap at 6");
+    assert.deepEqual(ep.accept(batch("b", 1, 1), "here"), { kind: "accepted", upto: 1, at: "here" }, "senders are numbered apart");
+    const state = ep.capture();
+    assert.deepEqual(state.inbox.map((m) => text(m.data)), ["a:1", "a:2", "a:3", "a:4", "a:5", "b:1"]);
+    assert.deepEqual(state.delivered, { a: 5, b: 1 });
+  });
+
+  it("bounds its inbox: past the limit the sender is told how far it got", () => {
+    const ep = new Endpoint("r", nowhere);
+    const answer = ep.accept(batch("a", 1, INBOX_QUEUE_MAX + 10), "here");
+    assert.deepEqual(answer, { kind: "accepted", upto: INBOX_QUEUE_MAX, at: "here" });
+  });
+
+  it("while frozen for a move it takes nothing; once ended it says gone", async () => {
+    const ep = new Endpoint("r", nowhere);
+    ep.freeze();
+    assert.deepEqual(ep.accept(batch("a", 1, 1), "here"), { kind: "moving" });
+    ep.resume();
+    assert.equal(ep.accept(batch("a", 1, 1), "here").kind, "accepted");
+    await ep.end();
+    assert.deepEqual(ep.accept(batch("a", 2, 1), "here"), { kind: "gone" });
+  });
+
+  it("its state survives a move: loaded elsewhere, it keeps numbering and skipping as before", () => {
+    const sender = new Endpoint("s", nowhere);
+    const hooks = sender.hooks(() => undefined);
+    hooks.send("r", bytes("one"));
+    hooks.send("r", bytes("two"));
+    const moved = new Endpoint("s", nowhere, parseLinkState(JSON.parse(JSON.stringify(sender.capture()))));
+    moved.hooks(() => undefined).send("r", bytes("three"));
+    const out = moved.capture().outbox;
+    assert.deepEqual(out.map((m) => [m.seq, text(m.data)]), [[1, "one"], [2, "two"], [3, "three"]]);
+    // Their delivery loops retry for ever against `nowhere`: stop them.
+    sender.freeze();
+    moved.freeze();
+    assert.throws(() => parseLinkState({ version: 2 }), /malformed/);
+  });
+
+  for (const [name, faults] of [
+    ["an answer lost after the batch arrived", { lose_answer: 1 }],
+    ["a batch lost before it arrived", { drop: 1 }],
+  ] as const) {
+    it(`delivers every message exactly once in order despite ${name}`, async () => {
+      const receiver = new Endpoint("r", nowhere);
+      const link = wire(receiver, faults);
+      const sender = new Endpoint("s", link.transport);
+      const hooks = sender.hooks(() => undefined);
+      for (let i = 1; i <= 300; i += 1) hooks.send("r", bytes(`m${i}`));
+      await until(() => sender.capture().outbox.length === 0);
+      const inbox = receiver.capture().inbox.map((m) => text(m.data));
+      assert.deepEqual(inbox, Array.from({ length: 300 }, (_, i) => `m${i + 1}`));
+      assert.ok(link.calls >= 4, "the first delivery failed and was sent again");
+    });
+  }
+
+  it("drops what it holds for a receiver that has ended", async () => {
+    const sender = new Endpoint("s", { deliver: () => Promise.resolve({ kind: "gone" }) });
+    sender.hooks(() => undefined).send("r", bytes("lost"));
+    await until(() => sender.capture().outbox.length === 0);
+    assert.equal(sender.stats().get("r")?.messages, 1);
+  });
+});
