@@ -5,35 +5,13 @@
  * loopback, measured in the same run. Uses examples/c/pingpong.wasm; the
  * figures come from the senders' own link statistics (first to last message).
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { freePort, ROOT, startNode } from "./_nodes.js";
 import { httpRequest as request } from "../src/node/mod.js";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const FERRY = path.join(ROOT, "bin", "ferry.js");
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function startNode(name: string, port: number, peer: string, data: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (c: Buffer) => {
-      if (c.toString().includes("listening on")) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
-  });
-}
 
 /** Round trips of `size`-byte messages over one loopback TCP connection, `window` in flight; resolves with ms per message. */
 async function rawTcp(n: number, window: number, size = 10): Promise<number> {

@@ -4,38 +4,14 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { freePort, ROOT, startNode } from "./_nodes.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { httpRequest } from "../src/node/mod.js";
-import { fileURLToPath } from "node:url";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const FERRY = path.join(ROOT, "bin", "ferry.js");
-
-const request = httpRequest;
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function startNode(name: string, port: number, peer: string, data: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
-  return new Promise((resolve, reject) => {
-    child.stdout?.on("data", (c: Buffer) => {
-      if (c.toString().includes("listening on")) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
-  });
-}
+import { httpRequest as request } from "../src/node/mod.js";
 
 /** Sends `bytes` over a loopback TCP connection in 1 MiB writes; resolves with the milliseconds it took. */
 async function rawTcp(bytes: number): Promise<number> {
