@@ -62,19 +62,30 @@ describe("links between processes", () => {
     return true;
   }
 
-  it("a ping-pong pair exchanges 100k numbered messages while each is migrated 5 times at random moments: no gap, no repeat, order kept", async () => {
+  it("a ping-pong pair exchanges 100k numbered messages while each is migrated 5 times at random moments, sometimes both at once: no gap, no repeat, order kept", async () => {
     const seed = testSeed();
     const random = prng(seed);
     const N = "100000";
     const pong = await start("pingpong", ["pong", N], "n1");
     const ping = await start("pingpong", ["ping", pong, N, "32"], "n2");
     const moves = { [ping]: 0, [pong]: 0 };
+    let both = 0;
     for (let i = 0; moves[ping]! < 5 || moves[pong]! < 5; i += 1) {
       await sleep(30 + random() * 200);
+      if (i % 3 === 2) {
+        // Both at once, with messages in flight between them.
+        const moved = await Promise.all([move(ping, i, random), move(pong, i + 1, random)]);
+        if (!moved[0] || !moved[1]) break;
+        moves[ping]! += 1;
+        moves[pong]! += 1;
+        both += 1;
+        continue;
+      }
       const pid = moves[ping]! < moves[pong]! || (moves[ping] === moves[pong] && random() < 0.5) ? ping : pong;
       if (!(await move(pid, i, random))) break;
       moves[pid]! += 1;
     }
+    assert.ok(both >= 1, "no move of both at once happened");
     assert.ok(moves[ping]! >= 5 && moves[pong]! >= 5, `the pair ended before 5 moves each (seed ${seed}): ${JSON.stringify(moves)}; make N larger`);
     const [a, b] = [await finish(ping), await finish(pong)];
     const sum = /ping done n=100000 checksum=([0-9a-f]{16})/.exec(a)?.[1];
