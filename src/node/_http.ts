@@ -76,7 +76,7 @@ export function requestJson(address: string, method: string, path: string, body?
     const req = http.request(
       // A fresh connection by default: a kept-alive one the peer has just timed
       // out would fail the request with ECONNRESET and make a live peer look
-      // down. Link deliveries pass a keep-alive agent: they retry anyway.
+      // down. A caller that retries anyway may pass a keep-alive agent.
       { host, port, method, path, agent, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
       (res) => {
         const parts: Buffer[] = [];

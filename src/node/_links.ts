@@ -9,14 +9,14 @@
  * the sender goes there directly next time. Forwarding entries expire once
  * unused for FORWARD_TTL_MS.
  */
-import http from "node:http";
 import { FerryError } from "../errors.js";
 import { Endpoint, parseLinkState, type Batch, type DeliverAnswer, type LinkState, type PairStats } from "../links/mod.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { Errno } from "../wasi/mod.js";
 import type { FerryNode } from "./node.js";
 import { pidHome } from "./names.js";
-import { requestJson } from "./_http.js";
+import type { FramedConnection } from "../transport/mod.js";
+import { LinkChannels, type WireBatch } from "./_link_channel.js";
 
 /** A forwarding entry unused this long is dropped. */
 export const FORWARD_TTL_MS = 60_000;
@@ -31,16 +31,6 @@ export interface PairReport extends PairStats {
   to: string;
   messages_per_s: number;
   bytes_per_s: number;
-}
-
-/** A batch as JSON on the wire. */
-interface WireBatch {
-  from: string;
-  messages: { seq: number; data: string }[];
-}
-
-function toWire(batch: Batch): WireBatch {
-  return { from: batch.from, messages: batch.messages.map((m) => ({ seq: m.seq, data: Buffer.from(m.data).toString("base64") })) };
 }
 
 /** Checks a batch from the network (untrusted). */
@@ -68,11 +58,12 @@ export class NodeLinks {
   /** Where a pid was last seen taking messages (a sender-side cache). */
   readonly #seen = new Map<string, string>();
   readonly #ended_stats = new Map<string, Map<string, PairStats>>();
-  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  readonly #channels: LinkChannels;
   #client = 0;
 
-  constructor(node: FerryNode) {
+  constructor(node: FerryNode, open: (address: string) => Promise<FramedConnection>) {
     this.#node = node;
+    this.#channels = new LinkChannels(open);
   }
 
   /** An endpoint for a process that starts or lands here (its state from an image, if any). */
@@ -188,7 +179,7 @@ export class NodeLinks {
   }
 
   close(): void {
-    this.#agent.destroy();
+    this.#channels.close();
   }
 
   /** Where `to` runs here, or over the network to where it was last seen, else its home. */
@@ -215,7 +206,7 @@ export class NodeLinks {
 
   async #post(node: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
     const address = await this.#node.addressOf(node);
-    return (await requestJson(address, "POST", `/v1/internal/deliver/${encodeURIComponent(pid)}`, toWire(batch), this.#agent)) as DeliverAnswer;
+    return this.#channels.deliver(address, pid, batch);
   }
 
   #sweep(): void {

@@ -31,6 +31,8 @@ import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
+import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
+import { parseBatch } from "./_links.js";
 
 /** Bytes of a wasm page: memory grows by these. */
 const WASM_PAGE_BYTES = 65536;
@@ -68,6 +70,12 @@ function upgrade(address: string, path: string, protocol: string): Promise<PageC
   });
 }
 
+/** Opens a link channel to the node at `address` (`_link_channel.ts`). */
+export async function connectLinks(address: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(address, LINKS_PATH, LINKS_PROTOCOL);
+  return new FramedConnection(socket, { head: Buffer.from(head) });
+}
+
 /** Opens a data connection to the node at `address`. */
 export async function connectData(address: string): Promise<FramedConnection> {
   const { socket, head } = await upgrade(address, DATA_PATH, DATA_PROTOCOL);
@@ -78,6 +86,12 @@ export async function connectData(address: string): Promise<FramedConnection> {
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
     acceptPages(node.postcopy, req, socket, head);
+    return;
+  }
+  if (req.url === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
+    (socket as Socket).setNoDelay?.(true);
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINKS_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+    serveLinkChannel(new FramedConnection(socket, { head }), (pid, body) => node.links.receive(pid, parseBatch(body)));
     return;
   }
   if (req.url !== DATA_PATH || (req.headers.upgrade ?? "").toLowerCase() !== DATA_PROTOCOL) {

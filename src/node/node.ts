@@ -13,7 +13,7 @@ import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
 import { requestJson } from "./_http.js";
 import { route } from "./_routes.js";
-import { acceptData, migrateProcess } from "./_migrate.js";
+import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
 import { PostCopySessions } from "./_postcopy.js";
 import { NodeLinks } from "./_links.js";
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
@@ -67,7 +67,7 @@ export class FerryNode {
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.links = new NodeLinks(this);
+    this.links = new NodeLinks(this, (address) => connectLinks(address));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), {
       endpoint: (pid) => this.links.endpoint(pid),
       add: (ep) => this.links.add(ep),
