@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import net from "node:net";
+import { describe, it } from "node:test";
+import type { DeliverAnswer } from "../links/mod.js";
+import { FramedConnection } from "../transport/mod.js";
+import { LinkChannels, serveLinkChannel, type WireBatch } from "./_link_channel.js";
+
+/** A peer on 127.0.0.1 serving link channels with `receive`; `cut()` breaks every open one. */
+async function peer(receive: (pid: string, body: WireBatch) => Promise<DeliverAnswer>): Promise<{ address: string; opened: () => number; cut(): void; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let opened = 0;
+  const server = net.createServer((socket) => {
+    opened += 1;
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    serveLinkChannel(new FramedConnection(socket), receive);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    opened: () => opened,
+    cut: () => sockets.forEach((s) => s.destroy()),
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+function open(address: string): Promise<FramedConnection> {
+  const i = address.lastIndexOf(":");
+  return new Promise((resolve, reject) => {
+    const s = net.connect(Number(address.slice(i + 1)), address.slice(0, i), () => resolve(new FramedConnection(s)));
+    s.once("error", reject);
+  });
+}
+
+const batch = { from: "a", messages: [{ seq: 1, data: Buffer.from("x") }] };
+
+describe("link channel", () => {
+  it("answers deliveries out of order by id, over one connection", async () => {
+    const p = await peer(async (pid, body) => {
+      // The first one answers last.
+      await new Promise((r) => setTimeout(r, pid === "slow" ? 50 : 1));
+      return { kind: "accepted", upto: body.messages.length, at: pid };
+    });
+    const channels = new LinkChannels(open);
+    const slow = channels.deliver(p.address, "slow", batch);
+    const fast = channels.deliver(p.address, "fast", batch);
+    assert.deepEqual(await fast, { kind: "accepted", upto: 1, at: "fast" });
+    assert.deepEqual(await slow, { kind: "accepted", upto: 1, at: "slow" });
+    assert.equal(p.opened(), 1);
+    channels.close();
+    await p.close();
+  });
+
+  it("fails what waits when the connection breaks, and opens a new one for the next delivery", async () => {
+    let hold = true;
+    const p = await peer(async () => {
+      while (hold) await new Promise((r) => setTimeout(r, 5));
+      return { kind: "gone" };
+    });
+    const channels = new LinkChannels(open);
+    const waiting = channels.deliver(p.address, "p", batch);
+    await new Promise((r) => setTimeout(r, 30));
+    p.cut();
+    await assert.rejects(waiting, /closed/);
+    hold = false;
+    assert.deepEqual(await channels.deliver(p.address, "p", batch), { kind: "gone" });
+    assert.equal(p.opened(), 2);
+    channels.close();
+    await p.close();
+  });
+});
