@@ -120,6 +120,28 @@ describe("post-copy and hybrid migration", { skip }, () => {
     }
   });
 
+  it("killing the destination during post-copy ends the process as lost at its home, and the source does not hang", async () => {
+    const cluster = await startCluster(["n1", "n2"]);
+    try {
+      const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "0", "20"] });
+      await sleep(500);
+      const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 8e6, recover_ms: 1500 });
+      await sleep(800);
+      n2.child.kill("SIGKILL");
+      const r = await within(15_000, "migration after its destination died", moving);
+      assert.equal(r.status, 502, r.body.toString());
+      assert.match(r.body.toString(), /ERR_POSTCOPY_LOST/);
+      const { status } = await within(10_000, "wait", json<{ status: { kind: string; message?: string } }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.equal(status.kind, "lost", JSON.stringify(status));
+      const running = await json<{ running: boolean }>(n1.address, "GET", `/v1/internal/running/${pid}`);
+      assert.equal(running.running, false, "the source must not resume a process whose state moved on");
+    } finally {
+      await within(15_000, "stopping the cluster", cluster.stop());
+    }
+  });
+
   it("killing the process or stopping its node during post-copy never hangs", async () => {
     const cluster = await startCluster(["n1", "n2", "n3"]);
     try {

@@ -26,6 +26,8 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_PROCESS_ENDED: 409,
   ERR_MIGRATION_FAILED: 502,
   ERR_MIGRATION_PROTOCOL: 502,
+  ERR_POSTCOPY_LOST: 502,
+  ERR_UFFD_UNAVAILABLE: 409,
 };
 
 /** Reads a request body, refusing more than `max_bytes`. */
