@@ -42,7 +42,7 @@ try {
     await sleep(250);
     const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
     if (m.status !== 0) {
-      note(m.stderr.trim());
+      note(/has ended/.test(m.stderr) ? `${pid} finished before the next move` : m.stderr.trim());
       break;
     }
     note(m.stdout.trim().split("\n")[0]);
