@@ -5,13 +5,7 @@
  */
 import { FerryError } from "../errors.js";
 import { ClusterError, type ClusterClient } from "./_client.js";
-import { EXIT_TRAP } from "./run.js";
-
-/** Exit status when the process was killed, as a shell reports SIGKILL (128 + 9). */
-export const EXIT_KILLED = 137;
-
-/** Exit status when Ferry lost the process (a failure of Ferry's, not the program's). */
-export const EXIT_LOST = 125;
+import { EXIT_KILLED, EXIT_LOST, EXIT_TRAP } from "./run.js";
 
 /**
  * How many times in a row `follow` reconnects to the home node without

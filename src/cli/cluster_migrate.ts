@@ -1,5 +1,6 @@
 /** `ferry migrate`: move a running process to another node. */
 import { FerryError } from "../errors.js";
+import type { MigrationMetrics } from "../migration/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError } from "./_args.js";
 import { CLUSTER_OPTION, clusterClient } from "./_client.js";
 
@@ -45,16 +46,7 @@ interface Result {
   pid: string;
   from: string;
   to: string;
-  metrics: {
-    strategy: string;
-    total_ms: number;
-    downtime_ms: number;
-    bytes: number;
-    pages: number;
-    rounds: number;
-    dirty_pages: number[];
-    post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number; connections: number; end: string };
-  };
+  metrics: MigrationMetrics;
 }
 
 interface Progress {

@@ -146,12 +146,15 @@ async function finish(proc: GuestProcess, plan: { after_ms: number; image: strin
 /** Exit status of a killed program (128 + SIGKILL), as a shell reports it. */
 export const EXIT_KILLED = 137;
 
+/** Exit status when Ferry lost the process (a failure of Ferry's, not the program's). */
+export const EXIT_LOST = 125;
+
 function exitCode(status: ExitStatus): number {
   if (status.kind === "exit") return status.code;
   if (status.kind === "killed") return EXIT_KILLED;
   if (status.kind === "lost") {
     process.stderr.write(`ferry: the process was lost: ${status.message}\n`);
-    return 125;
+    return EXIT_LOST;
   }
   process.stderr.write(`ferry: the program trapped: ${status.message}\n`);
   return EXIT_TRAP;

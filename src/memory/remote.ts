@@ -69,7 +69,6 @@ export class RemotePages {
   readonly #native: NativeAddon;
   readonly #handle: unknown;
   #closed = false;
-  #failed = false;
 
   /** Registers `view`'s memory (nothing is missing until {@link drop}). Throws ERR_UFFD_UNAVAILABLE with the reason. */
   constructor(view: Uint8Array, remote_bytes: number, events: RemoteEvents) {
@@ -116,7 +115,6 @@ export class RemotePages {
    */
   fail(): { byte_offset: number; bytes: number }[] {
     if (this.#closed) return [];
-    this.#failed = true;
     return this.#native.postcopyFail(this.#handle).map(([first, count]) => ({ byte_offset: first * CHUNK_BYTES, bytes: count * CHUNK_BYTES }));
   }
 
@@ -127,10 +125,6 @@ export class RemotePages {
   get complete(): boolean {
     const s = this.stats;
     return s.present === s.chunks;
-  }
-
-  get failed(): boolean {
-    return this.#failed;
   }
 
   /** Stops serving and unregisters: only once complete or failed (throws otherwise). */

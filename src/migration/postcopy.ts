@@ -27,14 +27,18 @@ export interface PostCopyMetrics {
   zero_chunks: number;
   /** From the process resuming at the destination to its last page being there. */
   resume_to_last_page_ms: number;
-  /** When the last page was there (performance.now()). */
-  finished_at: number;
   /** Page channels opened (more than one: the link broke and was recovered). */
   connections: number;
   bytes: number;
   /** `abort`: the process ended at the destination before every page was there. */
   end: "done" | "abort";
 }
+
+/** What serving reports; the caller knows when the process resumed, so it measures from there. */
+export type Served = Omit<PostCopyMetrics, "resume_to_last_page_ms"> & {
+  /** When the last page was there (performance.now()). */
+  finished_at: number;
+};
 
 /** Pause between attempts to reopen a broken page channel. */
 const RECONNECT_PAUSE_MS = 200;
@@ -52,8 +56,7 @@ export async function servePostCopy(
   first: Promise<PageChannel>,
   memory: Uint8Array,
   options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal; push_from: Promise<void>; hot: number[] },
-): Promise<PostCopyMetrics> {
-  const t0 = performance.now();
+): Promise<Served> {
   const signal = options.signal;
   const server = new PageServer(memory.subarray(0, handover.remote_bytes), {
     hold_push: true,
@@ -61,11 +64,10 @@ export async function servePostCopy(
   });
   server.prefetch(options.hot);
   void options.push_from.then(() => server.startPush(), () => undefined);
-  const metrics = (end: "done" | "abort"): PostCopyMetrics => ({
+  const metrics = (end: "done" | "abort"): Served => ({
     demand_chunks: server.stats.demand_chunks,
     pushed_chunks: server.stats.pushed_chunks,
     zero_chunks: server.stats.zero_chunks,
-    resume_to_last_page_ms: performance.now() - t0,
     finished_at: performance.now(),
     connections: server.stats.connections,
     bytes: server.stats.bytes_out,

@@ -10,7 +10,7 @@ import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, parseJson, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
-import { servePostCopy, type PageChannel, type PostCopyMetrics } from "./postcopy.js";
+import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
 /** Migration strategies. */
@@ -136,7 +136,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let links_frozen = false;
   let handover: Handover | null = null;
   let channel: Promise<PageChannel> | null = null;
-  let serving: Promise<PostCopyMetrics> | null = null;
+  let serving: Promise<Served> | null = null;
   const stop_serving = new AbortController();
   let resumedThere!: () => void;
   const resumed_there = new Promise<void>((resolve) => (resumedThere = resolve));
@@ -152,13 +152,13 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     if (serving === null) {
       // Hybrid with nothing written since the round: the destination has it all.
       void channel?.then((c) => c.socket.destroy(), () => undefined);
-      metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, finished_at: resumed_at, connections: 0, bytes: 0, end: "done" };
+      metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, connections: 0, bytes: 0, end: "done" };
       metrics.total_ms = performance.now() - t0;
       return metrics;
     }
-    const served = await serving;
-    served.resume_to_last_page_ms = Math.max(0, served.finished_at - resumed_at);
-    metrics.post_copy = served;
+    const { finished_at, ...served } = await serving;
+    // The last page may have arrived before RUNNING did (the restore fetched them all).
+    metrics.post_copy = { ...served, resume_to_last_page_ms: Math.max(0, finished_at - resumed_at) };
     metrics.bytes += served.bytes;
     metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
     metrics.total_ms = performance.now() - t0;

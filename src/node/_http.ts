@@ -71,15 +71,14 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
 }
 
 /** A JSON request to a peer; throws FerryError with the peer's code on an error answer. */
-export function requestJson(address: string, method: string, path: string, body?: unknown, agent: http.Agent | false = false): Promise<unknown> {
+export function requestJson(address: string, method: string, path: string, body?: unknown): Promise<unknown> {
   const [host, port] = splitAddress(address);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
-      // A fresh connection by default: a kept-alive one the peer has just timed
-      // out would fail the request with ECONNRESET and make a live peer look
-      // down. A caller that retries anyway may pass a keep-alive agent.
-      { host, port, method, path, agent, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      // A fresh connection each time: a kept-alive one the peer has just timed
+      // out would fail the request with ECONNRESET and make a live peer look down.
+      { host, port, method, path, agent: false, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
       (res) => {
         const parts: Buffer[] = [];
         res.on("data", (c: Buffer) => parts.push(c));

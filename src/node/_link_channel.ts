@@ -45,7 +45,6 @@ class Channel {
   readonly #conn: FramedConnection;
   readonly #pending = new Map<number, Pending>();
   #next = 1;
-  #broken = false;
 
   constructor(conn: FramedConnection, onEnd: () => void) {
     this.#conn = conn;
@@ -63,7 +62,6 @@ class Channel {
       } catch {
         // Broken: fail what waits.
       }
-      this.#broken = true;
       for (const p of this.#pending.values()) {
         clearTimeout(p.timer);
         p.reject(new FerryError("ERR_PEER_UNREACHABLE", "the link channel closed"));
@@ -71,10 +69,6 @@ class Channel {
       this.#pending.clear();
       onEnd();
     })();
-  }
-
-  get broken(): boolean {
-    return this.#broken;
   }
 
   deliver(pid: string, batch: Batch): Promise<DeliverAnswer> {

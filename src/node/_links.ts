@@ -10,7 +10,7 @@
  * unused for FORWARD_TTL_MS.
  */
 import { FerryError } from "../errors.js";
-import { Endpoint, parseLinkState, type Batch, type DeliverAnswer, type LinkState, type PairStats } from "../links/mod.js";
+import { Endpoint, type Batch, type DeliverAnswer, type PairStats } from "../links/mod.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { Errno } from "../wasi/mod.js";
 import type { FerryNode } from "./node.js";
@@ -66,11 +66,9 @@ export class NodeLinks {
     this.#channels = new LinkChannels(open);
   }
 
-  /** An endpoint for a process that starts or lands here (its state from an image, if any). */
-  endpoint(pid: string, state?: unknown): Endpoint {
-    const parsed: LinkState | undefined = state === undefined || state === null ? undefined : parseLinkState(state);
-    const ep = new Endpoint(pid, { deliver: (to, batch) => this.#deliver(to, batch) }, parsed);
-    return ep;
+  /** An endpoint for a process that starts or lands here (a landing one loads its image's state). */
+  endpoint(pid: string): Endpoint {
+    return new Endpoint(pid, { deliver: (to, batch) => this.#deliver(to, batch) });
   }
 
   /** The endpoint serves its pid here now: it takes messages and sends what it holds. */

@@ -12,10 +12,9 @@
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { describeRanges, RemotePages, type RemoteStats } from "../memory/mod.js";
+import { CHUNK_BYTES, describeRanges, RemotePages } from "../memory/mod.js";
 import type { Handover } from "../migration/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
-import { CHUNK_BYTES } from "../memory/mod.js";
 
 /** The upgrade token of the page channel. */
 export const PAGES_PROTOCOL = "ferry-pages/1";
@@ -63,11 +62,6 @@ export class IncomingPostCopy {
     void proc.exited.then(() => this.#end());
     sessions.add(this);
     if (this.#pages.complete) this.#complete();
-  }
-
-  /** Counters so far. */
-  get stats(): RemoteStats {
-    return this.#pages.stats;
   }
 
   /** Hands a page channel the source opened to the native threads. */

@@ -68,12 +68,7 @@ export class FerryNode {
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address) => connectLinks(address));
-    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), {
-      endpoint: (pid) => this.links.endpoint(pid),
-      add: (ep) => this.links.add(ep),
-      ended: (pid) => this.links.ended(pid),
-      selfMigrate: (pid, to) => this.links.selfMigrate(pid, to),
-    });
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links);
     this.#server = http.createServer((req, res) => {
       void route(this, req, res);
     });

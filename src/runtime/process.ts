@@ -16,6 +16,8 @@ import { StdinPump } from "./stdin.js";
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
 
+const utf8 = new TextEncoder();
+
 /** Bytes of a wasm page. */
 const WASM_PAGE_BYTES = 65536;
 
@@ -251,7 +253,7 @@ export class GuestProcess {
 
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
   deliver(from: string, data: Uint8Array): boolean {
-    if (!this.#inbox.write(new TextEncoder().encode(from), data)) return false;
+    if (!this.#inbox.write(utf8.encode(from), data)) return false;
     wake(this.#control);
     return true;
   }
