@@ -29,7 +29,15 @@ Options:
                          runs it, seen as GUEST (default: the same path).
                          HOST is made absolute here. Repeatable.
   --env K=V              Set an environment variable for the program. Repeatable.
-  --json                 Print {"pid": PID, "node": NAME} instead of the pid.
+  --listen HOST:PORT     Serve TCP: the program's home node (the node it starts
+                         on) listens on HOST:PORT (port 0: any free port) and
+                         the program gets the listening socket as a preopened
+                         fd (sock_accept, sock_recv, sock_send, sock_shutdown,
+                         poll_oneoff); its numbers are in $FERRY_LISTEN_FDS.
+                         Connections stay open when the program migrates: the
+                         home relays them to wherever it runs. Repeatable.
+  --json                 Print {"pid": PID, "node": NAME, "listen": [ADDRESS...]}
+                         instead of the pid.
   --cluster HOST:PORT    The node to talk to (default: $FERRY_CLUSTER, else
                          127.0.0.1:7070).
   -h, --help             Show this help.
@@ -99,6 +107,7 @@ function parseRun(argv: readonly string[]): Parsed {
       { name: "attach", value: false },
       { name: "dir", value: true, multiple: true },
       { name: "env", value: true, multiple: true },
+      { name: "listen", value: true, multiple: true },
       { name: "json", value: false },
       CLUSTER_OPTION,
       { name: "help", value: false, short: "h" },
@@ -124,6 +133,8 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
   const env = parsed.options.get("env") ?? [];
   for (const e of env) if (!e.includes("=")) throw new UsageError(`--env ${JSON.stringify(e)}: want K=V`);
   const dirs = (parsed.options.get("dir") ?? []).map(dirSpec);
+  const listen = parsed.options.get("listen") ?? [];
+  for (const l of listen) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(l)) throw new UsageError(`--listen ${JSON.stringify(l)}: want HOST:PORT`);
   const cluster = clusterClient(parsed);
   const wasm = readModule(program);
   const sha256 = createHash("sha256").update(wasm).digest("hex");
@@ -141,16 +152,20 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     args,
     env,
     dirs,
+    listen,
     ...(node === undefined ? {} : { node }),
-  })) as { pid?: unknown; node?: unknown } | null;
+  })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;
   if (typeof pid !== "string" || pid === "") {
     throw new ClusterError("ERR_CLUSTER_PROTOCOL", `node ${cluster.name} created a process but sent no pid: ${JSON.stringify(created)}`);
   }
+  const listening = Array.isArray(created?.listen) ? created.listen.map(String) : [];
   if (!attach) {
-    process.stdout.write(json ? `${JSON.stringify({ pid, node: created?.node ?? null })}\n` : `${pid}\n`);
+    process.stdout.write(json ? `${JSON.stringify({ pid, node: created?.node ?? null, listen: listening })}\n` : `${pid}\n`);
+    if (!json) for (const address of listening) process.stderr.write(`ferry: ${pid} listens on ${address}\n`);
     return 0;
   }
+  for (const address of listening) process.stderr.write(`ferry: ${pid} listens on ${address}\n`);
   const status = await relayOutput(cluster, pid, { follow: true });
   if (status === null) throw new ClusterError("ERR_CLUSTER_PROTOCOL", `the output of ${pid} ended without its exit status`);
   reportStatus(status);

@@ -40,6 +40,8 @@ export interface Offer {
   args: string[];
   env: string[];
   dirs: { host: string; guest: string }[];
+  /** Addresses its home listens on for it (informational: the sockets stay at the home). */
+  listen?: string[];
   /** Files the process has open: they must exist on the destination. */
   open_files: string[];
   strategy: Strategy;
@@ -101,6 +103,12 @@ export interface SourceSide {
    * move fails.
    */
   links?: { freeze(): void; capture(): unknown; resume(): void };
+  /**
+   * The process's TCP connections: once it is stopped, make sure its home
+   * has every byte it sent (their positions go in the image), and take them
+   * up again here if the move fails.
+   */
+  net?: { freeze(): void; flush(): Promise<void>; resume(): void };
   /**
    * Post-copy and hybrid: the destination runs the process now. The source
    * keeps its suspended copy only to serve pages; it must never resume it.
@@ -192,7 +200,9 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const suspension = await side.proc.suspend();
     if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before it could be moved");
     suspended = true;
+    side.net?.freeze();
     await side.flushOutput();
+    await side.net?.flush();
     const image = side.proc.image(suspension);
     side.links?.freeze();
     links_frozen = true;
@@ -268,6 +278,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       stop_serving.abort();
       await serving?.catch(() => undefined);
       if (links_frozen) side.links?.resume();
+      side.net?.resume();
       await side.proc.resume();
     }
     if (serving === null) void channel?.then((c) => c.socket.destroy(), () => undefined);

@@ -18,12 +18,12 @@ import {
   type MigrationMetrics,
   type MigrationProgress,
   type Offer,
-  type PageChannel,
   type Strategy,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
+import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
@@ -32,6 +32,8 @@ import type { OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
+import { upgrade } from "./_upgrade.js";
+import { acceptNetLine, NET_PATH } from "./_net_wire.js";
 import { parseBatch } from "./_links.js";
 
 /** Bytes of a wasm page: memory grows by these. */
@@ -45,31 +47,6 @@ export const DATA_PATH = "/v1/internal/data";
 /** Longest wait for a broken post-copy link a client may ask for. */
 const RECOVER_MS_MAX = 600_000;
 
-/** Opens an upgraded connection to the node at `address`. */
-function upgrade(address: string, path: string, protocol: string): Promise<PageChannel> {
-  const i = address.lastIndexOf(":");
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      host: address.slice(0, i),
-      port: Number(address.slice(i + 1)),
-      path,
-      agent: false,
-      headers: { connection: "Upgrade", upgrade: protocol },
-    });
-    req.on("upgrade", (_res, socket, head) => {
-      socket.setNoDelay(true);
-      resolve({ socket, head });
-    });
-    req.on("response", (res) => {
-      res.resume();
-      if (res.statusCode === 404) reject(new FerryError("ERR_NO_SUCH_SESSION", `node ${address} has no ${path}`));
-      else reject(new FerryError("ERR_PEER", `node ${address} refused a ${protocol} connection (HTTP ${res.statusCode})`));
-    });
-    req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} is unreachable: ${err.message}`, { cause: err })));
-    req.end();
-  });
-}
-
 /** Opens a link channel to the node at `address` (`_link_channel.ts`). */
 export async function connectLinks(address: string): Promise<FramedConnection> {
   const { socket, head } = await upgrade(address, LINKS_PATH, LINKS_PROTOCOL);
@@ -82,10 +59,14 @@ export async function connectData(address: string): Promise<FramedConnection> {
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
-/** Accepts an upgraded connection on the control server: a migration's data, or a post-copy page channel. */
+/** Accepts an upgraded connection on the control server: a migration's data, a post-copy page channel, links, or a process's connections. */
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
     acceptPages(node.postcopy, req, socket, head);
+    return;
+  }
+  if ((req.url ?? "").startsWith(NET_PATH)) {
+    acceptNetLine(req, socket, head, (pid) => node.table.home(pid)?.net ?? undefined);
     return;
   }
   if (req.url === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
@@ -129,7 +110,8 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   };
   // Instantiated now, while the source still runs: downtime does not pay for it.
   const links = node.links.endpoint(offer.pid);
-  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links), offer.module_name);
+  const net = node.table.netLink(offer.pid, offer.home);
+  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), offer.module_name);
   // Memory never shrinks: take the size it had when offered in one step, and
   // have the kernel back every page now, while the source still runs, rather
   // than fault them in one by one during the downtime.
@@ -156,11 +138,18 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       if (image.links !== undefined) links.load(parseLinkState(image.links));
       // Its inbox, outbox count and any move it asked for, before it runs.
       links.start(node.name, true);
-      await proc.activate(image);
+      // Its connections get their slots before it runs; the home sends their bytes from where the image is.
+      net.start(socket_positions(parse_wasi_state(image.wasi)));
+      try {
+        await proc.activate(image);
+      } catch (err: unknown) {
+        net.detach();
+        throw err;
+      }
       // It runs here: messages for it are taken here from now on.
       node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, proc, relay, links });
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], proc, relay, links, net });
     },
     handover(h) {
       // Registered and dropped now, while the image is still on its way: the
@@ -220,7 +209,7 @@ export async function migrateProcess(
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
-  const { pid: _p, home, module_sha256, module_name, args, env, dirs } = running;
+  const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen } = running;
   const to = b.to;
   let located: Promise<void> | null = null;
   const moved = (): Promise<void> => {
@@ -243,6 +232,7 @@ export async function migrateProcess(
           args,
           env,
           dirs,
+          listen,
           open_files: [...running.proc.open_files],
           strategy,
           source: node.address,
@@ -255,12 +245,14 @@ export async function migrateProcess(
         destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
         resumed: () => void moved().catch(() => undefined),
         links: running.links,
+        net: running.net,
         ...(progress !== undefined ? { progress } : {}),
       },
       { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name), ...(push !== undefined ? { push_bytes_per_s: push } : {}) },
     );
     // Committed: the destination runs it and has all of it. Drop this copy.
     node.table.release(pid);
+    running.net.detach();
     await running.proc.terminate();
     await moved();
     return { pid, from: node.name, to, metrics };
@@ -268,6 +260,7 @@ export async function migrateProcess(
     if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") {
       // Its live state went to the destination, its memory stayed here: gone.
       node.table.release(pid);
+      running.net.detach();
       await running.proc.terminate();
       await node.table.reportExit(pid, home, { kind: "lost", message: err.message }).catch(() => undefined);
     }

@@ -72,7 +72,7 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
     return;
   }
   const record = await node.table.start(request);
-  sendJson(res, 201, { pid: record.pid, node: record.node });
+  sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
 }
 
 async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {

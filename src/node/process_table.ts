@@ -14,6 +14,9 @@ import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import type { Endpoint } from "../links/mod.js";
+import { NetHome, parseListenAddress } from "./net_home.js";
+import { NetLink } from "./net_link.js";
+import { connectNetLine } from "./_net_wire.js";
 
 /** How a process ended, as the API reports it. */
 export type ProcessStatus = ExitStatus;
@@ -25,6 +28,8 @@ export interface RunRequest {
   args: string[];
   env: string[];
   dirs: { host: string; guest: string }[];
+  /** Addresses to listen on, "HOST:PORT": the home owns the sockets, the guest gets them as preopened fds. */
+  listen: string[];
 }
 
 /** What the home node keeps of a process. */
@@ -37,6 +42,8 @@ export interface HomeRecord extends RunRequest {
   exit: ProcessStatus | null;
   started_unix_ms: number;
   output: OutputLog;
+  /** Its listening sockets and connections, when it listens. */
+  net: NetHome | null;
   done: Promise<ProcessStatus>;
   settle: (status: ProcessStatus) => void;
 }
@@ -61,6 +68,8 @@ export interface Running extends RunRequest {
   relay: OutputRelay;
   /** Its end of its links. */
   links: Endpoint;
+  /** Its TCP connections as this node relays them. */
+  net: NetLink;
   /** Set while a migration out is under way: a second one is refused. */
   migrating: boolean;
 }
@@ -68,7 +77,8 @@ export interface Running extends RunRequest {
 /** The public view of a home record. */
 export function describeProcess(r: HomeRecord): Record<string, unknown> {
   const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms } = r;
-  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms };
+  const listen = r.net?.addresses ?? [];
+  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0 };
 }
 
 /** Checks a run request's shape; the API's input is untrusted. */
@@ -80,7 +90,10 @@ export function parseRunRequest(body: unknown): RunRequest & { node?: string } {
   const args = b.args ?? [];
   const env = b.env ?? [];
   const dirs = b.dirs ?? [];
+  const listen = b.listen ?? [];
   if (!strings(args) || !strings(env)) throw new FerryError("ERR_BAD_REQUEST", "args and env must be arrays of strings");
+  if (!strings(listen)) throw new FerryError("ERR_BAD_REQUEST", "listen must be an array of HOST:PORT strings");
+  for (const l of listen) parseListenAddress(l);
   if (!Array.isArray(dirs) || !dirs.every((d) => typeof d?.host === "string" && typeof d?.guest === "string")) {
     throw new FerryError("ERR_BAD_REQUEST", "dirs must be [{host, guest}]");
   }
@@ -91,6 +104,7 @@ export function parseRunRequest(body: unknown): RunRequest & { node?: string } {
     args,
     env,
     dirs,
+    listen,
     ...(typeof b.node === "string" ? { node: b.node } : {}),
   };
 }
@@ -152,6 +166,7 @@ export class ProcessTable {
     const preopens = preopensHere(request.dirs, this.#node);
     const pid = makePid(this.#node, this.#next);
     this.#next += 1;
+    const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen);
     let settle!: (status: ProcessStatus) => void;
     const done = new Promise<ProcessStatus>((resolve) => {
       settle = resolve;
@@ -165,36 +180,65 @@ export class ProcessTable {
       exit: null,
       started_unix_ms: Date.now(),
       output: new OutputLog(this.#output_dir, pid),
+      net,
       done,
       settle,
     };
     this.#homes.set(pid, record);
     const relay = new LocalRelay(record.output, { stdout: 0, stderr: 0 });
     const links = this.#links.endpoint(pid);
+    const links_net = this.netLink(pid, this.#node);
+    // The guest finds its listening sockets after its preopens; it is told their numbers too.
+    const listen_fds = (net?.addresses ?? []).map((_, i) => 3 + preopens.length + i);
+    const env = listen_fds.length === 0 ? request.env : [...request.env.filter((e) => !e.startsWith("FERRY_LISTEN_FDS=")), `FERRY_LISTEN_FDS=${listen_fds.join(",")}`];
     try {
       const proc = await GuestProcess.start(
-        { wasm: this.#modules.get(request.module_sha256), module_path: request.module_name, args: [request.module_name, ...request.args], env: request.env, preopens },
-        this.ioFor(relay, links),
+        {
+          wasm: this.#modules.get(request.module_sha256),
+          module_path: request.module_name,
+          args: [request.module_name, ...request.args],
+          env,
+          preopens,
+          listeners: net?.addresses ?? [],
+        },
+        this.ioFor(relay, links, links_net),
       );
       this.#links.add(links);
       links.start(this.#node, false);
-      this.#track({ ...request, pid, home: this.#node, proc, relay, links, migrating: false });
+      links_net.start({ listeners: (net?.addresses ?? []).map((_, listener) => ({ listener, accepted: 0 })), conns: [] });
+      this.#track({ ...request, pid, home: this.#node, proc, relay, links, net: links_net, migrating: false });
     } catch (err: unknown) {
       this.#homes.delete(pid);
       record.output.close();
+      net?.close();
       throw err;
     }
     return record;
   }
 
-  /** I/O of a process whose output goes through `relay` and whose messages through `links`. */
-  ioFor(relay: OutputRelay, links: Endpoint): ProcessIo {
+  /** I/O of a process whose output goes through `relay`, its messages through `links` and its connections through `net`. */
+  ioFor(relay: OutputRelay, links: Endpoint, net: NetLink): ProcessIo {
     return {
       stdin: null,
       stdout: { kind: "callback", write: (bytes) => relay.write("stdout", bytes) },
       stderr: { kind: "callback", write: (bytes) => relay.write("stderr", bytes) },
       links: links.hooks((node) => this.#links.selfMigrate(links.pid, node)),
+      net,
     };
+  }
+
+  /** The connection relay of `pid`, whose home is `home`: straight to its NetHome here, or over a channel. */
+  netLink(pid: string, home: string): NetLink {
+    return new NetLink(pid, async (hello, down, broken) => {
+      const record = this.#homes.get(pid);
+      if (record !== undefined) {
+        if (record.net === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `${pid} does not listen`);
+        const net = record.net;
+        const up = net.attach(hello, down);
+        return { ...up, flush: () => Promise.resolve(), detach: () => net.detach(up) };
+      }
+      return connectNetLine(await this.#addressOf(home), pid, hello, down, broken);
+    });
   }
 
   /** A relay to the home of `pid` starting at the given offsets. */
@@ -224,6 +268,9 @@ export class ProcessTable {
       this.#running.delete(running.pid);
       this.#links.ended(running.pid);
       await running.relay.flush().catch(() => undefined);
+      // What it sent on its connections reaches its home before its end does.
+      await running.net.flush().catch(() => undefined);
+      running.net.detach();
       await this.reportExit(running.pid, running.home, status).catch(() => undefined);
     });
   }
@@ -244,6 +291,7 @@ export class ProcessTable {
     record.exit = status;
     record.state = status.kind === "trap" || status.kind === "lost" ? "failed" : status.kind === "killed" ? "killed" : "exited";
     record.output.end();
+    record.net?.close();
     record.settle(status);
   }
 
@@ -259,6 +307,9 @@ export class ProcessTable {
     const running = [...this.#running.values()];
     this.#running.clear();
     for (const r of running) await r.proc.terminate();
-    for (const h of this.#homes.values()) h.output.close();
+    for (const h of this.#homes.values()) {
+      h.output.close();
+      h.net?.close();
+    }
   }
 }

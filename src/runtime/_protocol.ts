@@ -37,6 +37,8 @@ export interface WorkerInit {
   stdin: SharedArrayBuffer;
   /** The inbox ring of link messages (`_inbox.ts`). */
   inbox: SharedArrayBuffer;
+  /** The TCP connection slots (`_net_area.ts`); null when nothing relays connections (the process gets no sockets). */
+  net: SharedArrayBuffer | null;
   /** The process's pid in a cluster; null for `ferry exec` (the `ferry` imports answer ENOSYS). */
   pid: string | null;
   stdout: OutputWire;
@@ -69,6 +71,11 @@ export type FromWorker =
   | { type: "inbox-read" }
   | { type: "migrate"; node: string }
   | { type: "files"; files: string[] }
+  | { type: "net-send"; listener: number; seq: number; offset: number; bytes: Uint8Array }
+  | { type: "net-shutdown"; listener: number; seq: number; offset: number }
+  | { type: "net-close"; listener: number; seq: number; offset: number }
+  | { type: "net-unlisten"; listener: number }
+  | { type: "net-read"; listener: number; seq: number }
   | { type: "suspended"; state: SuspendedState }
   | { type: "suspend-failed"; message: string }
   | { type: "exit"; code: number }

@@ -14,6 +14,8 @@ import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwin
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { InboxRing } from "./_inbox.js";
+import { NetArea } from "./_net_area.js";
+import { GuestNet } from "./_guest_net.js";
 
 /** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
 const FERRY_MODULE = POLL_IMPORT.module;
@@ -100,6 +102,7 @@ class Guest {
       },
       blocker: this.#blocker(),
       on_files_changed: () => this.#filesChanged(),
+      ...(init.net === null ? {} : { net: new GuestNet(new NetArea(init.net), post) }),
     };
     if (init.start.kind === "fresh") this.#setHost(new WasiHost(init.start.config, this.#deps));
     else if (init.start.kind === "restore") this.#setHost(WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], this.#deps));
@@ -135,7 +138,7 @@ class Guest {
         for (;;) {
           const seen = Atomics.load(control, SLOT_WAKE);
           haltIfAsked();
-          if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
+          if (options.suspendable !== false && Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
             this.#suspending = true;
             return "suspend";
           }

@@ -7,9 +7,10 @@ import type { Readable } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes, RuntimeError } from "../errors.js";
 import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
-import type { Preopen } from "../wasi/mod.js";
+import type { ConnRef, Preopen } from "../wasi/mod.js";
 import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
 import { InboxRing, type InboxMessage } from "./_inbox.js";
+import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
 
@@ -39,6 +40,8 @@ export interface ProcessSpec {
   args: string[];
   env: string[];
   preopens: Preopen[];
+  /** Listening sockets (addresses, for the record); they need {@link ProcessIo.net}. */
+  listeners?: string[];
 }
 
 /** Where a process's I/O goes. */
@@ -51,6 +54,28 @@ export interface ProcessIo {
   cache_dir?: string | null;
   /** Links to other processes (a node gives them); without, the guest's `ferry` imports answer ENOSYS. */
   links?: LinkHooks;
+  /** Relays the guest's TCP connections (a node gives it); without, the guest has no sockets. */
+  net?: NetHooks;
+}
+
+/**
+ * Where the guest's TCP traffic goes (called on the controlling thread, in
+ * the order the guest acted). Incoming bytes go the other way, through
+ * {@link GuestProcess.net}.
+ */
+export interface NetHooks {
+  /** Called once with the process, before its guest runs. */
+  bind(proc: GuestProcess): void;
+  /** Outgoing bytes of a connection, starting at stream offset `offset`. */
+  send(conn: ConnRef, offset: number, bytes: Uint8Array): void;
+  /** The guest shut its write side after `offset` bytes. */
+  shutdown(conn: ConnRef, offset: number): void;
+  /** The guest closed the connection; its outgoing stream ends at `offset`. */
+  close(conn: ConnRef, offset: number): void;
+  /** The guest closed a listening socket. */
+  unlisten(listener: number): void;
+  /** The guest read from a connection (its ring has room; its read position moved). */
+  read(conn: ConnRef): void;
 }
 
 /** How a process's messages and its own migration requests reach its node (called on the controlling thread). */
@@ -113,6 +138,7 @@ export class GuestProcess {
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
   readonly #inbox: InboxRing;
+  readonly #net: NetArea | null;
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -132,7 +158,10 @@ export class GuestProcess {
       this.#resolveExit = resolve;
     });
     this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
+    this.#net = net === null ? null : new NetArea(net);
     io.links?.bind(this);
+    io.net?.bind(this);
     const init: WorkerInit = {
       wasm: instrumented.wasm,
       info: instrumented.info,
@@ -140,6 +169,7 @@ export class GuestProcess {
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
       inbox: this.#buffers.inbox,
+      net,
       pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
       stderr: wire(io.stderr),
@@ -160,7 +190,7 @@ export class GuestProcess {
   static async start(spec: ProcessSpec, io: ProcessIo): Promise<GuestProcess> {
     const t0 = performance.now();
     const instrumented = await loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
-    const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens } } as const;
+    const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [] } } as const;
     const proc = new GuestProcess(instrumented, spec.module_path, start, io, { pending: new Uint8Array(0), ended: false });
     await proc.#ready();
     proc.#pump.attach(io.stdin ?? null);
@@ -286,6 +316,17 @@ export class GuestProcess {
    */
   migrateAnswer(errno: number | "pending"): void {
     Atomics.store(this.#control, SLOT_MIGRATE, errno === "pending" ? MigrateSlot.requested : errno === 0 ? MigrateSlot.done : -errno);
+    wake(this.#control);
+  }
+
+  /** The guest's connection slots, for its relay to fill; throws if the process has no relay. */
+  get net(): NetArea {
+    if (this.#net === null) throw new RuntimeError("ERR_PROCESS_STATE", "this process relays no connections");
+    return this.#net;
+  }
+
+  /** Wakes the guest after its connection slots changed. */
+  wake(): void {
     wake(this.#control);
   }
 
@@ -436,10 +477,24 @@ export class GuestProcess {
       this.#io.links?.migrate(msg.node);
       return;
     }
+    if (msg.type.startsWith("net-")) {
+      this.#netMessage(msg);
+      return;
+    }
     this.#waiters = this.#waiters.filter((w) => !w(msg));
     if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code });
     else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message });
     else if (msg.type === "error") this.#end({ kind: "trap", message: msg.message });
+  }
+
+  #netMessage(msg: FromWorker): void {
+    const net = this.#io.net;
+    if (net === undefined) return;
+    if (msg.type === "net-send") net.send(msg, msg.offset, msg.bytes);
+    else if (msg.type === "net-read") net.read(msg);
+    else if (msg.type === "net-shutdown") net.shutdown(msg, msg.offset);
+    else if (msg.type === "net-close") net.close(msg, msg.offset);
+    else if (msg.type === "net-unlisten") net.unlisten(msg.listener);
   }
 
   #end(status: ExitStatus): void {

@@ -143,5 +143,11 @@ export const RIGHTS_DIR =
  */
 export const RIGHTS_STDIO = r.fd_read | r.fd_write | r.fd_fdstat_set_flags | r.fd_filestat_get | r.poll_fd_readwrite;
 
+/** Rights of a listening socket. */
+export const RIGHTS_SOCKET_LISTEN = r.fd_read | r.fd_fdstat_set_flags | r.fd_filestat_get | r.poll_fd_readwrite | r.sock_accept;
+
+/** Rights of an accepted connection. */
+export const RIGHTS_SOCKET_CONN = r.fd_read | r.fd_write | r.fd_fdstat_set_flags | r.fd_filestat_get | r.poll_fd_readwrite | r.sock_shutdown;
+
 /** Every defined right; a guest's u64 is masked with it. */
 export const RIGHTS_ALL = (1n << 30n) - 1n;

@@ -27,6 +27,11 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
     rights_inheriting: entry.rights_inheriting.toString(),
   };
   if (entry.kind === "stdio") return { ...common, kind: "stdio", stream: entry.stream };
+  if (entry.kind === "listener") return { ...common, kind: "listener", listener: entry.listener, address: entry.address, accepted: entry.accepted };
+  if (entry.kind === "conn") {
+    const { listener, seq, received, sent, shut_rd, shut_wr } = entry;
+    return { ...common, kind: "conn", listener, seq, received, sent, shut_rd, shut_wr };
+  }
   const rel = entry.kind === "file" ? entry.rel : entry.dir.rel;
   const guest_root = preopens[entry.preopen]?.guest_path ?? "";
   const location = {
@@ -56,6 +61,12 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
 export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntry {
   const rights = { fdflags: state.fdflags, rights_base: BigInt(state.rights_base), rights_inheriting: BigInt(state.rights_inheriting) };
   if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream };
+  // Sockets hold nothing on this host: the relay takes up their streams at the recorded offsets.
+  if (state.kind === "listener") return { ...rights, kind: "listener", listener: state.listener, address: state.address, accepted: state.accepted };
+  if (state.kind === "conn") {
+    const { listener, seq, received, sent, shut_rd, shut_wr } = state;
+    return { ...rights, kind: "conn", listener, seq, received, sent, shut_rd, shut_wr };
+  }
   const preopen = preopens[state.preopen];
   if (preopen === undefined) throw new RestoreError("ERR_RESTORE_STATE", `fd ${state.fd} names preopen ${state.preopen}, which does not exist`);
   const where = `fd ${state.fd} (${state.guest_path}, host ${state.host_path})`;

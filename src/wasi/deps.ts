@@ -42,7 +42,43 @@ export interface Blocker {
    * deadline_ns undefined = no deadline. May return "ready" spuriously:
    * re-check and wait again.
    */
-  wait(options: { deadline_ns?: bigint; stdin?: boolean; until?: () => boolean }): WaitResult;
+  wait(options: { deadline_ns?: bigint; stdin?: boolean; until?: () => boolean; suspendable?: boolean }): WaitResult;
+}
+
+/** One accepted connection: its listening socket's index and its arrival order there (0, 1, ...). */
+export interface ConnRef {
+  listener: number;
+  seq: number;
+}
+
+/** What {@link NetPort.read} found. */
+export type NetRead = Uint8Array | "empty" | "eof" | "reset";
+
+/**
+ * TCP as a guest sees it. The real sockets are elsewhere (a node owns the
+ * listening socket and relays each connection to wherever the process
+ * runs); the host keeps only the guest's side of each stream: how many bytes
+ * it took in and sent out, which is what a capture records.
+ */
+export interface NetPort {
+  /** True when connection `seq` of `listener` has arrived and can be accepted. */
+  arrived(listener: number, seq: number): boolean;
+  /**
+   * Up to `max` bytes readable now (consumed unless `peek`); "empty" when
+   * none yet; "eof" when the peer ended its side and all was read; "reset"
+   * when the connection broke.
+   */
+  read(conn: ConnRef, max: number, peek: boolean): NetRead;
+  /** Bytes the guest may send now without waiting; "reset" when the connection broke. */
+  room(conn: ConnRef): number | "reset";
+  /** The next outgoing bytes, starting at stream offset `offset`; at most {@link room}. */
+  write(conn: ConnRef, offset: number, bytes: Uint8Array): void;
+  /** The guest sends nothing after stream offset `offset` (shutdown of its write side). */
+  shutdown(conn: ConnRef, offset: number): void;
+  /** The guest closed the connection; its outgoing stream ends at `offset`. */
+  close(conn: ConnRef, offset: number): void;
+  /** The guest closed its listening socket `listener`. */
+  unlisten(listener: number): void;
 }
 
 /** One host directory shown to the guest under another name. */
@@ -61,6 +97,11 @@ export interface WasiConfig {
   env: string[];
   /** Directories the guest may see, given fds 3, 4, ... in this order. */
   preopens: Preopen[];
+  /**
+   * Listening sockets (their addresses, for the record), given the fds after
+   * the preopens in this order; connections come through {@link WasiDeps.net}.
+   */
+  listeners?: string[];
 }
 
 /** Host capabilities injected into a {@link WasiHost}. */
@@ -77,6 +118,8 @@ export interface WasiDeps {
   random(buf: Uint8Array): void;
   /** Blocks for poll_oneoff and stdin reads. */
   blocker: Blocker;
+  /** Sockets; without it the guest has none and socket calls answer `notsock`. */
+  net?: NetPort;
   /** Told after every change of the fd table: the runtime keeps a list of open files for migration checks. */
   on_files_changed?: () => void;
 }

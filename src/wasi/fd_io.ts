@@ -16,6 +16,7 @@ import { Errno, fail, type ErrnoValue } from "./errno.js";
 import { FdFlags, Rights, Whence } from "./_layout.js";
 import { require_rights, type FdEntry, type FileEntry, type StdioEntry } from "./fd_table.js";
 import type { HostContext } from "./_context.js";
+import { receive, send } from "./sockets.js";
 import { u32_arg, type GuestSlice } from "./_memory.js";
 
 /** Largest file offset preview1 can express as a non-negative filedelta. */
@@ -29,6 +30,12 @@ export function fd_read(ctx: HostContext, fd: number, iovs_ptr: number, iovs_len
   ctx.mem.check(out, 4);
   if (entry.kind === "stdio") {
     const n = read_stdin(ctx, entry, slices);
+    if (n !== undefined) ctx.mem.set_u32(out, n);
+    return Errno.success;
+  }
+  if (entry.kind === "conn") {
+    require_rights(entry, Rights.fd_read);
+    const n = receive(ctx, entry, slices, false, true);
     if (n !== undefined) ctx.mem.set_u32(out, n);
     return Errno.success;
   }
@@ -48,6 +55,12 @@ export function fd_write(ctx: HostContext, fd: number, iovs_ptr: number, iovs_le
   ctx.mem.check(out, 4);
   if (entry.kind === "stdio") {
     ctx.mem.set_u32(out, write_stdio(ctx, entry, slices));
+    return Errno.success;
+  }
+  if (entry.kind === "conn") {
+    require_rights(entry, Rights.fd_write);
+    // fd_write is no safe point: a full window is waited out with no suspend let in.
+    ctx.mem.set_u32(out, send(ctx, entry, slices, false) ?? 0);
     return Errno.success;
   }
   const file = writable_file(entry);
@@ -72,7 +85,7 @@ export function fd_pread(
   const slices = ctx.mem.iovecs(u32_arg(iovs_ptr), u32_arg(iovs_len));
   const out = u32_arg(nread_ptr);
   ctx.mem.check(out, 4);
-  if (entry.kind === "stdio") fail(Errno.spipe);
+  if (entry.kind === "stdio" || entry.kind === "conn") fail(Errno.spipe);
   const file = readable_file(entry);
   require_rights(file, Rights.fd_seek);
   ctx.mem.set_u32(out, read_file_at(ctx, file, slices, checked_offset(offset)));
@@ -92,7 +105,7 @@ export function fd_pwrite(
   const slices = ctx.mem.iovecs(u32_arg(iovs_ptr), u32_arg(iovs_len));
   const out = u32_arg(nwritten_ptr);
   ctx.mem.check(out, 4);
-  if (entry.kind === "stdio") fail(Errno.spipe);
+  if (entry.kind === "stdio" || entry.kind === "conn") fail(Errno.spipe);
   const file = writable_file(entry);
   require_rights(file, Rights.fd_seek);
   ctx.mem.set_u32(out, write_file_at(ctx, file, slices, checked_offset(offset)));
@@ -200,6 +213,7 @@ function write_file_at(ctx: HostContext, file: FileEntry, slices: readonly Guest
 
 function readable_file(entry: FdEntry): FileEntry {
   if (entry.kind === "dir") fail(Errno.isdir);
+  if (entry.kind === "listener") fail(Errno.notconn);
   if (entry.kind !== "file") fail(Errno.badf);
   if (!entry.read) fail(Errno.badf, "file not open for reading");
   require_rights(entry, Rights.fd_read);
@@ -208,6 +222,7 @@ function readable_file(entry: FdEntry): FileEntry {
 
 function writable_file(entry: FdEntry): FileEntry {
   if (entry.kind === "dir") fail(Errno.isdir);
+  if (entry.kind === "listener") fail(Errno.notconn);
   if (entry.kind !== "file") fail(Errno.badf);
   if (!entry.write) fail(Errno.badf, "file not open for writing");
   require_rights(entry, Rights.fd_write);
@@ -215,7 +230,7 @@ function writable_file(entry: FdEntry): FileEntry {
 }
 
 function seekable_file(entry: FdEntry): FileEntry {
-  if (entry.kind === "stdio") fail(Errno.spipe);
+  if (entry.kind === "stdio" || entry.kind === "listener" || entry.kind === "conn") fail(Errno.spipe);
   // Directories are positioned by fd_readdir cookies, not by an offset.
   if (entry.kind === "dir") fail(Errno.badf);
   return entry;

@@ -74,6 +74,7 @@ export function fd_filestat_get(ctx: HostContext, fd: number, filestat_ptr: numb
   const entry = ctx.fds.with_rights(u32_arg(fd), Rights.fd_filestat_get);
   const ptr = u32_arg(filestat_ptr);
   if (entry.kind === "stdio") write_stream_filestat(ctx.mem, ptr, Filetype.character_device);
+  else if (entry.kind === "listener" || entry.kind === "conn") write_stream_filestat(ctx.mem, ptr, Filetype.socket_stream);
   else if (entry.kind === "file") write_filestat(ctx.mem, ptr, fstatSync(entry.host_fd, { bigint: true }));
   else write_filestat(ctx.mem, ptr, statSync(host_path_of(entry.dir), { bigint: true }));
   return Errno.success;
@@ -97,7 +98,7 @@ export function fd_filestat_set_times(ctx: HostContext, fd: number, atim: bigint
     fst_flags: fst_flags & 0xffff,
     now_ns: ctx.clock.realtime_ns(),
   };
-  if (entry.kind === "stdio") fail(Errno.badf, "stdio has no file to stamp");
+  if (entry.kind === "stdio" || entry.kind === "listener" || entry.kind === "conn") fail(Errno.badf, "a stream has no file to stamp");
   if (entry.kind === "file") set_times({ fd: entry.host_fd }, fstatSync(entry.host_fd, { bigint: true }), times);
   else {
     const path = host_path_of(entry.dir);
@@ -163,6 +164,7 @@ export function fd_prestat_dir_name(ctx: HostContext, fd: number, path_ptr: numb
 export function entry_filetype(entry: FdEntry): number {
   if (entry.kind === "stdio") return Filetype.character_device;
   if (entry.kind === "dir") return Filetype.directory;
+  if (entry.kind === "listener" || entry.kind === "conn") return Filetype.socket_stream;
   return entry.filetype;
 }
 
@@ -182,7 +184,7 @@ function writable_file(entry: FdEntry, right: bigint): FileEntry {
 
 function sync(ctx: HostContext, fd: number, right: bigint, how: (host_fd: number) => void): void {
   const entry = ctx.fds.get(fd);
-  if (entry.kind === "stdio") fail(Errno.inval, "stdio cannot be synced");
+  if (entry.kind === "stdio" || entry.kind === "listener" || entry.kind === "conn") fail(Errno.inval, "a stream cannot be synced");
   require_rights(entry, right);
   if (entry.kind === "file") {
     how(entry.host_fd);

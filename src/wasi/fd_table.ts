@@ -1,10 +1,11 @@
 /**
  * The guest's file descriptor table: what each fd number stands for.
  *
- * Three kinds of entry: stdio (backed by the injected streams), directories
- * (no host fd: every path under them goes through `_path.ts`), and files (a
- * host fd plus an offset we track ourselves, so capture knows it exactly and
- * restore can reopen at the same place).
+ * Kinds of entry: stdio (backed by the injected streams), directories (no
+ * host fd: every path under them goes through `_path.ts`), files (a host fd
+ * plus an offset we track ourselves, so capture knows it exactly and restore
+ * can reopen at the same place), and sockets: listening ones and accepted
+ * connections, whose real sockets live outside the process (`sockets.ts`).
  */
 
 import { closeSync } from "node:fs";
@@ -70,14 +71,36 @@ export type FileEntry = EntryCommon & {
   offset: bigint;
 };
 
+/** A listening socket: its index among the process's listeners, and how many connections the guest accepted. */
+export type ListenerEntry = EntryCommon & { kind: "listener"; listener: number; address: string; accepted: number };
+
+/**
+ * An accepted TCP connection. `received` and `sent` count the bytes of each
+ * direction the guest took in and handed out: a capture records them, and the
+ * relay resumes each stream at exactly those offsets.
+ */
+export type ConnEntry = EntryCommon & {
+  kind: "conn";
+  listener: number;
+  seq: number;
+  received: number;
+  sent: number;
+  /** The guest shut its reading side: reads return end of stream. */
+  shut_rd: boolean;
+  /** The guest shut its writing side: sends fail with `pipe`. */
+  shut_wr: boolean;
+};
+
 /** Any fd table entry. */
-export type FdEntry = StdioEntry | DirEntry | FileEntry;
+export type FdEntry = StdioEntry | DirEntry | FileEntry | ListenerEntry | ConnEntry;
 
 /** fd number → entry, allocating the lowest free number like POSIX. */
 export class FdTable {
   readonly #entries = new Map<number, FdEntry>();
   /** Called after every change of the table (the runtime keeps a list of open files for migration checks). */
   on_change: (() => void) | undefined;
+  /** Called when the guest closes a socket (by fd_close, or fd_renumber onto it); not by {@link close_all}. */
+  on_socket_closed: ((entry: ListenerEntry | ConnEntry) => void) | undefined;
 
   /** Installs `entry` at the lowest free fd and returns that fd. */
   insert(entry: FdEntry): number {
@@ -124,6 +147,7 @@ export class FdTable {
     const entry = this.get(fd);
     this.#entries.delete(fd);
     close_entry(entry);
+    if (entry.kind === "listener" || entry.kind === "conn") this.on_socket_closed?.(entry);
     this.on_change?.();
   }
 
@@ -135,6 +159,7 @@ export class FdTable {
     this.#entries.delete(from);
     this.#entries.set(to, entry);
     close_entry(replaced);
+    if (replaced.kind === "listener" || replaced.kind === "conn") this.on_socket_closed?.(replaced);
     this.on_change?.();
   }
 
@@ -145,7 +170,7 @@ export class FdTable {
    */
   relocate(from: DirRef, to: DirRef & { preopen: number }): void {
     for (const entry of this.#entries.values()) {
-      if (entry.kind === "stdio") continue;
+      if (entry.kind !== "file" && entry.kind !== "dir") continue;
       const root = entry.kind === "file" ? entry.root : entry.dir.root;
       const rel = entry.kind === "file" ? entry.rel : entry.dir.rel;
       if (root !== from.root || !is_prefix(from.rel, rel)) continue;

@@ -13,7 +13,7 @@ import { resolve as resolve_host_path } from "node:path";
 import { RestoreError } from "../errors.js";
 import type { Preopen, WasiConfig, WasiDeps } from "./deps.js";
 import { errno_of, type ErrnoValue } from "./errno.js";
-import { RIGHTS_DIR, RIGHTS_FILE, RIGHTS_STDIO } from "./_layout.js";
+import { RIGHTS_DIR, RIGHTS_FILE, RIGHTS_SOCKET_CONN, RIGHTS_SOCKET_LISTEN, RIGHTS_STDIO } from "./_layout.js";
 import { FdTable } from "./fd_table.js";
 import { GuestClock, clock_res_get, clock_time_get } from "./clocks.js";
 import { GuestMemory } from "./_memory.js";
@@ -25,6 +25,7 @@ import { path_open } from "./path_open.js";
 import * as paths from "./path_ops.js";
 import { poll_oneoff } from "./poll.js";
 import * as proc from "./process_calls.js";
+import * as sockets from "./sockets.js";
 import { capture_fd, restore_fd } from "./_snapshot.js";
 import { parse_wasi_state, WASI_STATE_VERSION, type WasiState } from "./state.js";
 
@@ -75,10 +76,10 @@ const IMPLS: Readonly<Record<string, Impl>> = {
   proc_raise: proc.proc_raise,
   sched_yield: proc.sched_yield,
   random_get: proc.random_get,
-  sock_accept: proc.sock_accept,
-  sock_recv: proc.sock_recv,
-  sock_send: proc.sock_send,
-  sock_shutdown: proc.sock_shutdown,
+  sock_accept: sockets.sock_accept,
+  sock_recv: sockets.sock_recv,
+  sock_send: sockets.sock_send,
+  sock_shutdown: sockets.sock_shutdown,
 };
 
 /** A WASI preview1 host with capturable state. */
@@ -89,13 +90,15 @@ export class WasiHost {
    * done nothing visible; the runtime unwinds and later repeats the call with
    * the same arguments.
    */
-  static readonly blocking_imports: ReadonlySet<string> = new Set(["poll_oneoff", "fd_read", "sched_yield"]);
+  static readonly blocking_imports: ReadonlySet<string> = new Set(["poll_oneoff", "fd_read", "sched_yield", "sock_accept", "sock_recv", "sock_send"]);
 
   readonly #ctx: HostContext;
 
   /**
-   * A fresh process: stdio at 0-2, the preopens at 3, 4, ... Throws
-   * RestoreError ERR_RESTORE_PREOPEN if a preopen's host directory is missing.
+   * A fresh process: stdio at 0-2, the preopens at 3, 4, ..., then the
+   * listening sockets. Throws RestoreError ERR_RESTORE_PREOPEN if a
+   * preopen's host directory is missing, and TypeError for listeners
+   * without a NetPort.
    */
   constructor(config: WasiConfig, deps: WasiDeps) {
     for (const s of [...config.args, ...config.env]) {
@@ -128,7 +131,13 @@ export class WasiHost {
         rights_inheriting: RIGHTS_DIR | RIGHTS_FILE,
       });
     });
+    const listeners = config.listeners ?? [];
+    if (listeners.length > 0 && deps.net === undefined) throw new TypeError("listening sockets need a NetPort (WasiDeps.net)");
+    listeners.forEach((address, listener) => {
+      this.#ctx.fds.insert({ kind: "listener", listener, address, accepted: 0, fdflags: 0, rights_base: RIGHTS_SOCKET_LISTEN, rights_inheriting: RIGHTS_SOCKET_CONN });
+    });
     this.#ctx.fds.on_change = deps.on_files_changed;
+    this.#ctx.fds.on_socket_closed = (entry) => sockets.socket_closed(this.#ctx, entry);
   }
 
   /**
@@ -150,6 +159,9 @@ export class WasiHost {
    */
   static restore(state: WasiState, deps: WasiDeps): WasiHost {
     const s = parse_wasi_state(state);
+    if (s.fds.some((f) => f.kind === "listener" || f.kind === "conn") && deps.net === undefined) {
+      throw new RestoreError("ERR_RESTORE_STATE", "the process has sockets, and this runtime relays none (run it on a Ferry node)");
+    }
     const host = new WasiHost({ args: s.args, env: s.env, preopens: s.preopens }, deps);
     const ctx = host.#ctx;
     ctx.fds.close_all();

@@ -6,7 +6,10 @@
 export type {
   Blocker,
   Clock,
+  ConnRef,
   InputSource,
+  NetPort,
+  NetRead,
   OutputSink,
   Preopen,
   StdinRead,
@@ -16,6 +19,6 @@ export type {
 } from "./deps.js";
 export { ProcExit } from "./deps.js";
 export { WasiHost } from "./host.js";
-export type { WasiState, FdState, StdioFdState, DirFdState, FileFdState, PendingPollState } from "./state.js";
-export { WASI_STATE_VERSION, parse_wasi_state } from "./state.js";
+export type { WasiState, FdState, StdioFdState, DirFdState, FileFdState, ListenerFdState, ConnFdState, PendingPollState } from "./state.js";
+export { WASI_STATE_VERSION, parse_wasi_state, socket_positions } from "./state.js";
 export { Errno, type ErrnoValue } from "./errno.js";

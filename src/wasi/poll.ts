@@ -2,8 +2,10 @@
  * poll_oneoff: wait for clock deadlines and fd readiness.
  *
  * Regular files are always ready, stdout/stderr are always writable, stdin is
- * readable when the InputSource says so. When nothing is ready the call
- * blocks through the Blocker until the earliest deadline or stdin activity.
+ * readable when the InputSource says so, sockets when their relay has a
+ * connection, data, room or an end for them. When nothing is ready the call
+ * blocks through the Blocker until the earliest deadline, stdin activity or
+ * a socket's change.
  *
  * Suspension: if the Blocker answers "suspend", the call records the absolute
  * guest-monotonic deadline of every relative clock subscription, writes
@@ -22,6 +24,7 @@ import { Event, EventType, Rights, SUBSCRIPTION_CLOCK_ABSTIME, ClockId, Subscrip
 import type { HostContext, PendingClock, PendingPoll } from "./_context.js";
 import type { FdEntry } from "./fd_table.js";
 import { u32_arg } from "./_memory.js";
+import { socket_readiness } from "./sockets.js";
 
 /** Most subscriptions one poll_oneoff may carry; bounds the host work a single call can demand. */
 export const SUBSCRIPTIONS_MAX = 4096;
@@ -51,6 +54,7 @@ export function poll_oneoff(ctx: HostContext, in_ptr: number, out_ptr: number, n
     const ready: Ready[] = [];
     let deadline_ns: bigint | undefined;
     let wants_stdin = false;
+    const sockets: (() => boolean)[] = [];
     for (const sub of subs) {
       if (sub.kind === "clock") {
         if (sub.error !== Errno.success || sub.deadline_ns <= now_ns) {
@@ -62,6 +66,7 @@ export function poll_oneoff(ctx: HostContext, in_ptr: number, out_ptr: number, n
       }
       const state = fd_readiness(ctx, sub);
       if (state === "stdin") wants_stdin = true;
+      else if (typeof state === "function") sockets.push(state);
       else ready.push(state);
     }
     if (ready.length > 0) {
@@ -69,7 +74,8 @@ export function poll_oneoff(ctx: HostContext, in_ptr: number, out_ptr: number, n
       ctx.mem.set_u32(nevents_at, ready.length);
       return Errno.success;
     }
-    const woke = ctx.deps.blocker.wait(deadline_ns === undefined ? { stdin: wants_stdin } : { deadline_ns, stdin: wants_stdin });
+    const until = sockets.length === 0 ? undefined : () => sockets.some((ready_now) => ready_now());
+    const woke = ctx.deps.blocker.wait({ stdin: wants_stdin, ...(deadline_ns === undefined ? {} : { deadline_ns }), ...(until === undefined ? {} : { until }) });
     if (woke === "suspend") {
       ctx.pending_poll = { args, clocks: saved };
       return Errno.success;
@@ -117,8 +123,8 @@ function read_subscriptions(
   return subs;
 }
 
-/** An event for an fd subscription, or "stdin" when it waits for stdin. */
-function fd_readiness(ctx: HostContext, sub: FdSub): Ready | "stdin" {
+/** An event for an fd subscription, "stdin" when it waits for stdin, or what a socket waits for. */
+function fd_readiness(ctx: HostContext, sub: FdSub): Ready | "stdin" | (() => boolean) {
   const event = (error: ErrnoValue, nbytes = 0n): Ready => ({ userdata: sub.userdata, error, type: sub.type, nbytes });
   let entry: FdEntry;
   try {
@@ -136,6 +142,11 @@ function fd_readiness(ctx: HostContext, sub: FdSub): Ready | "stdin" {
     if (!is_stdin) return event(Errno.success);
     // Nothing is known about how much is buffered; nbytes 0 means "some".
     return ctx.deps.stdin.readable() ? event(Errno.success) : "stdin";
+  }
+  if (entry.kind === "listener" || entry.kind === "conn") {
+    const state = socket_readiness(ctx, entry, sub.type === EventType.fd_read);
+    if (typeof state === "function") return state;
+    return "error" in state ? event(state.error) : event(Errno.success, state.nbytes);
   }
   if (entry.kind !== "file") return event(Errno.badf);
   if (sub.type === EventType.fd_write) return event(Errno.success);

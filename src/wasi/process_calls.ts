@@ -1,7 +1,6 @@
 /**
- * Process-level calls: argv and environment, randomness, exit, signals,
- * yielding, and the socket calls (not supported yet: sockets come with a
- * later change, so they answer `nosys` rather than pretend).
+ * Process-level calls: argv and environment, randomness, exit, signals and
+ * yielding.
  */
 
 import { Errno, type ErrnoValue } from "./errno.js";
@@ -65,32 +64,6 @@ export function proc_raise(_ctx: HostContext, _signal: number): ErrnoValue {
  */
 export function sched_yield(_ctx: HostContext): ErrnoValue {
   return Errno.success;
-}
-
-/** `sock_accept(fd, flags, fd_ptr)`: not supported yet. */
-export function sock_accept(ctx: HostContext, fd: number, _flags: number, _fd_ptr: number): ErrnoValue {
-  return socket_call(ctx, fd);
-}
-
-/** `sock_recv(fd, ri_data, ri_data_len, ri_flags, ro_datalen_ptr, ro_flags_ptr)`: not supported yet. */
-export function sock_recv(ctx: HostContext, fd: number, ..._rest: number[]): ErrnoValue {
-  return socket_call(ctx, fd);
-}
-
-/** `sock_send(fd, si_data, si_data_len, si_flags, so_datalen_ptr)`: not supported yet. */
-export function sock_send(ctx: HostContext, fd: number, ..._rest: number[]): ErrnoValue {
-  return socket_call(ctx, fd);
-}
-
-/** `sock_shutdown(fd, how)`: not supported yet. */
-export function sock_shutdown(ctx: HostContext, fd: number, _how: number): ErrnoValue {
-  return socket_call(ctx, fd);
-}
-
-/** No fd is a socket yet, so every socket call on an open fd is `nosys`; on a closed one `badf`. */
-function socket_call(ctx: HostContext, fd: number): ErrnoValue {
-  ctx.fds.get(u32_arg(fd));
-  return Errno.nosys;
 }
 
 function sizes_get(ctx: HostContext, strings: readonly string[], count_ptr: number, size_ptr: number): ErrnoValue {

@@ -65,8 +65,24 @@ export type FileFdState = FdStateCommon &
     detached: boolean;
   };
 
+/** A listening socket (preopened; its real socket is the relay's). */
+export type ListenerFdState = FdStateCommon & { kind: "listener"; listener: number; address: string; accepted: number };
+
+/** An accepted connection: the guest's position in each direction of the stream. */
+export type ConnFdState = FdStateCommon & {
+  kind: "conn";
+  listener: number;
+  seq: number;
+  /** Bytes the guest took in. */
+  received: number;
+  /** Bytes the guest sent out. */
+  sent: number;
+  shut_rd: boolean;
+  shut_wr: boolean;
+};
+
 /** Any fd. */
-export type FdState = StdioFdState | DirFdState | FileFdState;
+export type FdState = StdioFdState | DirFdState | FileFdState | ListenerFdState | ConnFdState;
 
 /** A poll_oneoff interrupted by a suspension; see poll.ts. */
 export type PendingPollState = {
@@ -116,6 +132,17 @@ export function parse_wasi_state(value: unknown): WasiState {
   };
 }
 
+/** The sockets in a captured state: what a relay needs to take up each stream where the guest is. */
+export function socket_positions(state: WasiState): { listeners: ListenerFdState[]; conns: ConnFdState[] } {
+  const listeners: ListenerFdState[] = [];
+  const conns: ConnFdState[] = [];
+  for (const fd of state.fds) {
+    if (fd.kind === "listener") listeners.push(fd);
+    else if (fd.kind === "conn") conns.push(fd);
+  }
+  return { listeners, conns };
+}
+
 /** Components of a checked `rel_path`. */
 export function rel_components(rel_path: string): string[] {
   return rel_path === "" ? [] : rel_path.split("/");
@@ -134,6 +161,21 @@ function parse_fd(o: Record<string, unknown>, preopen_count: number): FdState {
     const stream = o["stream"];
     if (stream !== 0 && stream !== 1 && stream !== 2) bad(`fd ${common.fd}: stream ${String(stream)}`);
     return { ...common, kind: "stdio", stream };
+  }
+  if (o["kind"] === "listener") {
+    return { ...common, kind: "listener", listener: count(o["listener"], "listener"), address: string(o["address"], "address"), accepted: count(o["accepted"], "accepted") };
+  }
+  if (o["kind"] === "conn") {
+    return {
+      ...common,
+      kind: "conn",
+      listener: count(o["listener"], "listener"),
+      seq: count(o["seq"], "seq"),
+      received: count(o["received"], "received"),
+      sent: count(o["sent"], "sent"),
+      shut_rd: boolean(o["shut_rd"], "shut_rd"),
+      shut_wr: boolean(o["shut_wr"], "shut_wr"),
+    };
   }
   const preopen = count(o["preopen"], "preopen");
   if (preopen >= preopen_count) bad(`fd ${common.fd}: preopen ${preopen} does not exist`);

@@ -1,0 +1,238 @@
+/**
+ * `ferry-net/1`: a process's TCP connections between the node that runs it
+ * and its home, over one framed connection (an HTTP upgrade to
+ * `/v1/internal/net/PID` on the home's control port), opened by the runner.
+ *
+ * The runner sends HELLO (JSON {@link NetHello}) and waits for ATTACHED; then
+ * both sides stream frames. Stream bytes travel in binary frames whose first
+ * 16 bytes are u32 listener, u32 seq and f64 offset (little-endian); every
+ * other frame is JSON. FLUSH {id} is answered by FLUSHED {id} once every
+ * earlier frame was handled, since the home handles frames in order.
+ */
+import type { Duplex } from "node:stream";
+import type http from "node:http";
+import type { Socket } from "node:net";
+import { FerryError } from "../errors.js";
+import { FramedConnection } from "../transport/mod.js";
+import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
+import type { NetLine } from "./net_link.js";
+import { upgrade } from "./_upgrade.js";
+
+/** The upgrade token of the connection channel. */
+export const NET_PROTOCOL = "ferry-net/1";
+/** Path prefix of the connection channel; the pid follows. */
+export const NET_PATH = "/v1/internal/net/";
+
+/** How long attaching and flushing may take. */
+const ANSWER_TIMEOUT_MS = 5000;
+/** Largest stream bytes in one frame. */
+const CHUNK_BYTES = 256 * 1024;
+
+const Frame = {
+  hello: 1,
+  send: 2,
+  shutdown: 3,
+  close: 4,
+  unlisten: 5,
+  consumed: 6,
+  flush: 7,
+  attached: 16,
+  arrived: 17,
+  data: 18,
+  end: 19,
+  written: 20,
+  flushed: 21,
+  superseded: 22,
+  error: 23,
+} as const;
+
+const HEAD = 16;
+
+function json(value: unknown): Uint8Array {
+  return Buffer.from(JSON.stringify(value));
+}
+
+function parse(payload: Uint8Array): Record<string, unknown> {
+  const v = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8")) as unknown;
+  if (typeof v !== "object" || v === null) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame is not a JSON object");
+  return v as Record<string, unknown>;
+}
+
+function num(v: unknown): number {
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame has a bad number");
+  return v;
+}
+
+/** Sends stream bytes in frames of at most CHUNK_BYTES. */
+function sendBytes(conn: FramedConnection, type: number, listener: number, seq: number, offset: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length || at === 0; at += CHUNK_BYTES) {
+    const head = new DataView(new ArrayBuffer(HEAD));
+    head.setUint32(0, listener, true);
+    head.setUint32(4, seq, true);
+    head.setFloat64(8, offset + at, true);
+    conn.send(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]).catch(() => undefined);
+    if (bytes.length === 0) break;
+  }
+}
+
+function readBytes(payload: Uint8Array): { listener: number; seq: number; offset: number; bytes: Uint8Array } {
+  if (payload.length < HEAD) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 data frame is too short");
+  const v = new DataView(payload.buffer, payload.byteOffset, HEAD);
+  return { listener: v.getUint32(0, true), seq: v.getUint32(4, true), offset: num(v.getFloat64(8, true)), bytes: payload.subarray(HEAD) };
+}
+
+/** Runner side: attaches to the home of `pid` at `address`. */
+export async function connectNetLine(address: string, pid: string, hello: NetHello, down: NetDownlink, broken: () => void): Promise<NetLine> {
+  const { socket, head } = await upgrade(address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL);
+  const conn = new FramedConnection(socket, { head: Buffer.from(head) });
+  try {
+    await conn.send(Frame.hello, json(hello));
+    const first = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
+    if (first.type === Frame.error) {
+      const e = parse(first.payload);
+      throw new FerryError(String(e["code"] ?? "ERR_PEER"), String(e["message"] ?? "the home refused"));
+    }
+    if (first.type !== Frame.attached) throw new FerryError("ERR_NET_PROTOCOL", `expected ATTACHED, got frame type ${first.type}`);
+  } catch (err: unknown) {
+    conn.destroy();
+    throw err;
+  }
+  let detached = false;
+  const flushes = new Map<number, { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  let next_flush = 1;
+  void (async () => {
+    try {
+      for await (const f of conn) {
+        if (f.type === Frame.data) {
+          const d = readBytes(f.payload);
+          down.data(d.listener, d.seq, d.offset, d.bytes.slice());
+          continue;
+        }
+        const m = parse(f.payload);
+        if (f.type === Frame.arrived) down.arrived(num(m["listener"]), num(m["seq"]));
+        else if (f.type === Frame.end) down.end(num(m["listener"]), num(m["seq"]), m["how"] === "eof" ? "eof" : "reset");
+        else if (f.type === Frame.written) down.written(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        else if (f.type === Frame.flushed) {
+          const id = num(m["id"]);
+          const p = flushes.get(id);
+          flushes.delete(id);
+          if (p !== undefined) {
+            clearTimeout(p.timer);
+            p.resolve();
+          }
+        } else if (f.type === Frame.superseded) {
+          detached = true;
+          down.superseded();
+          break;
+        }
+      }
+    } catch {
+      // Broken: below.
+    }
+    conn.destroy();
+    for (const p of flushes.values()) {
+      clearTimeout(p.timer);
+      p.reject(new FerryError("ERR_PEER_UNREACHABLE", `the connection channel to the home of ${pid} broke`));
+    }
+    flushes.clear();
+    if (!detached) {
+      detached = true;
+      broken();
+    }
+  })();
+  const send = (type: number, value: unknown): void => {
+    if (!detached) conn.send(type, json(value)).catch(() => undefined);
+  };
+  return {
+    send: (listener, seq, offset, bytes) => {
+      if (!detached) sendBytes(conn, Frame.send, listener, seq, offset, bytes);
+    },
+    shutdown: (listener, seq, offset) => send(Frame.shutdown, { listener, seq, offset }),
+    close: (listener, seq, offset) => send(Frame.close, { listener, seq, offset }),
+    unlisten: (listener) => send(Frame.unlisten, { listener }),
+    consumed: (listener, seq, offset) => send(Frame.consumed, { listener, seq, offset }),
+    flush: () =>
+      new Promise<void>((resolve, reject) => {
+        if (detached) {
+          reject(new FerryError("ERR_PEER_UNREACHABLE", `no connection channel to the home of ${pid}`));
+          return;
+        }
+        const id = next_flush++;
+        const timer = setTimeout(() => {
+          flushes.delete(id);
+          reject(new FerryError("ERR_PEER_UNREACHABLE", `the home of ${pid} did not confirm its connections' data`));
+        }, ANSWER_TIMEOUT_MS);
+        flushes.set(id, { resolve, reject, timer });
+        send(Frame.flush, { id });
+      }),
+    detach: () => {
+      detached = true;
+      void conn.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Home side: an upgrade to `NET_PATH + pid`; `homeOf` finds the process's NetHome here. */
+export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: Buffer, homeOf: (pid: string) => NetHome | undefined): void {
+  if ((req.headers.upgrade ?? "").toLowerCase() !== NET_PROTOCOL) {
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
+  const pid = decodeURIComponent((req.url ?? "").slice(NET_PATH.length));
+  (socket as Socket).setNoDelay?.(true);
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${NET_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+  const conn = new FramedConnection(socket, { head });
+  void (async () => {
+    let up: NetUplink | null = null;
+    const home = homeOf(pid);
+    try {
+      const hello = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
+      if (hello.type !== Frame.hello) throw new FerryError("ERR_NET_PROTOCOL", `expected HELLO, got frame type ${hello.type}`);
+      if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `this node is not the home of a listening process ${pid}`);
+      const h = parse(hello.payload);
+      const known = Array.isArray(h["known"]) ? h["known"].map(num) : [];
+      const conns = Array.isArray(h["conns"])
+        ? h["conns"].map((c: Record<string, unknown>) => ({ listener: num(c["listener"]), seq: num(c["seq"]), received: num(c["received"]) }))
+        : [];
+      await conn.send(Frame.attached, json({}));
+      let done = false;
+      const send = (type: number, value: unknown): void => {
+        if (!done) conn.send(type, json(value)).catch(() => undefined);
+      };
+      const down: NetDownlink = {
+        arrived: (listener, seq) => send(Frame.arrived, { listener, seq }),
+        data: (listener, seq, offset, bytes) => {
+          if (!done) sendBytes(conn, Frame.data, listener, seq, offset, bytes);
+        },
+        end: (listener, seq, how) => send(Frame.end, { listener, seq, how }),
+        written: (listener, seq, offset) => send(Frame.written, { listener, seq, offset }),
+        superseded: () => {
+          send(Frame.superseded, {});
+          done = true;
+          void conn.close().catch(() => undefined);
+        },
+      };
+      up = home.attach({ known, conns }, down);
+      for await (const f of conn) {
+        if (f.type === Frame.send) {
+          const d = readBytes(f.payload);
+          up.send(d.listener, d.seq, d.offset, d.bytes.slice());
+          continue;
+        }
+        const m = parse(f.payload);
+        if (f.type === Frame.shutdown) up.shutdown(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        else if (f.type === Frame.close) up.close(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        else if (f.type === Frame.unlisten) up.unlisten(num(m["listener"]));
+        else if (f.type === Frame.consumed) up.consumed(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        else if (f.type === Frame.flush) send(Frame.flushed, { id: num(m["id"]) });
+      }
+    } catch (err: unknown) {
+      if (up === null) {
+        const code = err instanceof FerryError ? err.code : "ERR_NET_PROTOCOL";
+        await conn.send(Frame.error, json({ code, message: (err as Error).message })).catch(() => undefined);
+      }
+    }
+    if (up !== null) home?.detach(up);
+    conn.destroy();
+  })();
+}

@@ -1,0 +1,337 @@
+/**
+ * The home node's side of a process's TCP service: the real listening
+ * sockets and every connection accepted on them, for the whole life of the
+ * process, wherever it runs.
+ *
+ * Each connection is two byte streams. Incoming bytes are kept from the
+ * offset the process last said it consumed, so whoever runs it next can be
+ * sent them again from the offset its image holds; outgoing bytes carry the
+ * offset the guest sent them at, and only bytes past what was already
+ * written reach the socket, so each byte reaches the peer exactly once, in
+ * order, however often the process moved. The peer sees one connection that
+ * never resets: the socket itself never moves.
+ *
+ * One runner is attached at a time (a *session*); attaching a new one (the
+ * process landed elsewhere) supersedes the old, whose later calls are ignored.
+ */
+import net from "node:net";
+import { FerryError } from "../errors.js";
+
+/** Incoming bytes a connection may have unconsumed before the home stops reading its socket. */
+export const NET_HOME_WINDOW_BYTES = 1024 * 1024;
+/** Outgoing bytes a socket may have buffered before the home stops crediting the guest's window. */
+const SOCKET_BUFFER_HIGH_BYTES = 256 * 1024;
+/** How long a socket the guest closed may take to send its last bytes. */
+const LINGER_MS = 30_000;
+
+/** What the home tells the node that runs the process. */
+export interface NetDownlink {
+  /** Connection `seq` of `listener` arrived. */
+  arrived(listener: number, seq: number): void;
+  /** Incoming bytes at stream offset `offset`. */
+  data(listener: number, seq: number, offset: number, bytes: Uint8Array): void;
+  /** The incoming stream ends after what was sent: the peer closed its side, or the connection broke. */
+  end(listener: number, seq: number, how: "eof" | "reset"): void;
+  /** The home took the outgoing stream up to `offset`; the guest's send window opens by that much. */
+  written(listener: number, seq: number, offset: number): void;
+  /** Another runner is attached now (or the process ended): this one hears nothing more. */
+  superseded(): void;
+}
+
+/** What a runner says when it attaches. */
+export interface NetHello {
+  /** Per listener, how many connections it knows of: later ones are announced to it. */
+  known: number[];
+  /** The connections it holds, with the incoming offset it has bytes up to. */
+  conns: { listener: number; seq: number; received: number }[];
+}
+
+/** What a runner tells the home. */
+export interface NetUplink {
+  send(listener: number, seq: number, offset: number, bytes: Uint8Array): void;
+  shutdown(listener: number, seq: number, offset: number): void;
+  close(listener: number, seq: number, offset: number): void;
+  unlisten(listener: number): void;
+  /** The guest consumed the incoming stream up to `offset`: the home may forget what lies before. */
+  consumed(listener: number, seq: number, offset: number): void;
+}
+
+/** Parses "HOST:PORT" (IPv6 hosts in brackets); throws ERR_BAD_REQUEST. */
+export function parseListenAddress(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
+  const port = m === null ? NaN : Number(m[3]);
+  if (m === null || !(port >= 0 && port <= 65535)) throw new FerryError("ERR_BAD_REQUEST", `listen address ${JSON.stringify(text)} is not HOST:PORT`);
+  return { host: m[1] ?? (m[2] as string), port };
+}
+
+/** One accepted connection. */
+class HomeConn {
+  readonly listener: number;
+  readonly seq: number;
+  readonly socket: net.Socket;
+  /** Incoming bytes from `in_base` on. */
+  chunks: Buffer[] = [];
+  in_base = 0;
+  in_total = 0;
+  ended: "eof" | "reset" | null = null;
+  out_written = 0;
+  /** The outgoing stream ends here (the guest shut down or closed). */
+  out_end: number | null = null;
+  closed_by_guest = false;
+  paused = false;
+  waiting_drain = false;
+
+  constructor(listener: number, seq: number, socket: net.Socket) {
+    this.listener = listener;
+    this.seq = seq;
+    this.socket = socket;
+  }
+
+  /** Forgets incoming bytes before `offset`. */
+  trim(offset: number): void {
+    while (this.chunks.length > 0) {
+      const first = this.chunks[0] as Buffer;
+      if (this.in_base + first.length > offset) {
+        if (offset > this.in_base) {
+          this.chunks[0] = first.subarray(offset - this.in_base);
+          this.in_base = offset;
+        }
+        return;
+      }
+      this.chunks.shift();
+      this.in_base += first.length;
+    }
+    this.in_base = Math.max(this.in_base, Math.min(offset, this.in_total));
+  }
+
+  /** Incoming bytes from `offset` on, as kept. */
+  *from(offset: number): Generator<[number, Buffer]> {
+    let at = this.in_base;
+    for (const chunk of this.chunks) {
+      const end = at + chunk.length;
+      if (end > offset) yield [Math.max(at, offset), chunk.subarray(Math.max(0, offset - at))];
+      at = end;
+    }
+  }
+}
+
+/** The listening sockets and connections of one process. */
+export class NetHome {
+  readonly pid: string;
+  readonly #servers: net.Server[];
+  /** Bound addresses, "HOST:PORT", one per listener. */
+  readonly addresses: string[];
+  readonly #conns = new Map<string, HomeConn>();
+  readonly #next: number[];
+  #session: { id: number; down: NetDownlink } | null = null;
+  #sessions = 0;
+  #closed = false;
+
+  private constructor(pid: string, servers: net.Server[]) {
+    this.pid = pid;
+    this.#servers = servers;
+    this.addresses = servers.map((s) => {
+      const a = s.address() as net.AddressInfo;
+      return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    });
+    this.#next = servers.map(() => 0);
+    servers.forEach((server, listener) => server.on("connection", (socket) => this.#accept(listener, socket)));
+  }
+
+  /** Binds every address (port 0: any free port). Throws ERR_LISTEN, with nothing left bound, if one fails. */
+  static async listen(pid: string, specs: readonly string[]): Promise<NetHome> {
+    const servers: net.Server[] = [];
+    try {
+      for (const spec of specs) {
+        const { host, port } = parseListenAddress(spec);
+        const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false });
+        await new Promise<void>((resolve, reject) => {
+          server.once("error", reject);
+          server.listen({ host, port, exclusive: true }, () => {
+            server.off("error", reject);
+            resolve();
+          });
+        });
+        servers.push(server);
+      }
+    } catch (err: unknown) {
+      for (const s of servers) s.close();
+      if (err instanceof FerryError) throw err;
+      throw new FerryError("ERR_LISTEN", `cannot listen on ${specs.join(", ")}: ${(err as Error).message}`, { cause: err });
+    }
+    return new NetHome(pid, servers);
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  /**
+   * Attaches the runner that says `hello`, superseding any other; returns
+   * its uplink. The runner hears at once what it lacks: the outgoing offsets
+   * written, incoming bytes past what it has, ends, and connections it does
+   * not know yet.
+   */
+  attach(hello: NetHello, down: NetDownlink): NetUplink {
+    const old = this.#session;
+    const id = ++this.#sessions;
+    this.#session = { id, down };
+    old?.down.superseded();
+    if (this.#closed) {
+      down.superseded();
+      return this.#uplink(id);
+    }
+    const held = new Set<string>();
+    for (const c of hello.conns) {
+      const key = `${c.listener}.${c.seq}`;
+      held.add(key);
+      const conn = this.#conns.get(key);
+      if (conn === undefined || conn.closed_by_guest) {
+        down.end(c.listener, c.seq, "reset");
+        continue;
+      }
+      down.written(c.listener, c.seq, conn.out_written);
+      this.#replay(conn, Math.max(c.received, conn.in_base), down);
+    }
+    for (const conn of [...this.#conns.values()].sort((a, b) => a.seq - b.seq)) {
+      const key = `${conn.listener}.${conn.seq}`;
+      if (held.has(key) || conn.closed_by_guest) continue;
+      if (conn.seq < (hello.known[conn.listener] ?? 0)) {
+        // Known to the runner and not held: the guest closed it while its close was on the way.
+        this.#guestClosed(conn, conn.out_written);
+        continue;
+      }
+      down.arrived(conn.listener, conn.seq);
+      this.#replay(conn, conn.in_base, down);
+    }
+    return this.#uplink(id);
+  }
+
+  /** The runner of session `uplink` is gone (its link broke); connections wait for the next one. */
+  detach(uplink: NetUplink): void {
+    if (this.#session !== null && (uplink as { id?: number }).id === this.#session.id) this.#session = null;
+  }
+
+  /** The process ended: stop listening; each connection gets what the guest sent, then its end. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const s of this.#servers) s.close();
+    for (const conn of this.#conns.values()) this.#guestClosed(conn, conn.out_written);
+    this.#session?.down.superseded();
+    this.#session = null;
+  }
+
+  #uplink(id: number): NetUplink & { id: number } {
+    const live = (): boolean => this.#session?.id === id;
+    const conn = (listener: number, seq: number): HomeConn | undefined => (live() ? this.#conns.get(`${listener}.${seq}`) : undefined);
+    return {
+      id,
+      send: (listener, seq, offset, bytes) => {
+        const c = conn(listener, seq);
+        if (c !== undefined) this.#write(c, offset, bytes);
+      },
+      shutdown: (listener, seq, offset) => {
+        const c = conn(listener, seq);
+        if (c === undefined) return;
+        c.out_end = offset;
+        this.#maybeEnd(c);
+      },
+      close: (listener, seq, offset) => {
+        const c = conn(listener, seq);
+        if (c !== undefined) this.#guestClosed(c, offset);
+      },
+      unlisten: (listener) => {
+        if (live()) this.#servers[listener]?.close();
+      },
+      consumed: (listener, seq, offset) => {
+        const c = conn(listener, seq);
+        if (c === undefined || offset <= c.in_base) return;
+        c.trim(offset);
+        if (c.paused && c.in_total - c.in_base <= NET_HOME_WINDOW_BYTES / 2) {
+          c.paused = false;
+          c.socket.resume();
+        }
+      },
+    };
+  }
+
+  #accept(listener: number, socket: net.Socket): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    const seq = this.#next[listener] ?? 0;
+    this.#next[listener] = seq + 1;
+    const conn = new HomeConn(listener, seq, socket);
+    this.#conns.set(`${listener}.${seq}`, conn);
+    socket.setNoDelay(true);
+    socket.on("data", (chunk: Buffer) => {
+      const offset = conn.in_total;
+      conn.chunks.push(chunk);
+      conn.in_total += chunk.length;
+      this.#session?.down.data(listener, seq, offset, chunk);
+      if (conn.in_total - conn.in_base > NET_HOME_WINDOW_BYTES && !conn.paused) {
+        conn.paused = true;
+        socket.pause();
+      }
+    });
+    socket.on("end", () => this.#ended(conn, "eof"));
+    socket.on("error", () => this.#ended(conn, "reset"));
+    socket.on("close", () => {
+      this.#ended(conn, "reset");
+      if (conn.closed_by_guest) this.#conns.delete(`${listener}.${seq}`);
+    });
+    this.#session?.down.arrived(listener, seq);
+  }
+
+  #ended(conn: HomeConn, how: "eof" | "reset"): void {
+    if (conn.ended !== null) return;
+    conn.ended = how;
+    if (!conn.closed_by_guest) this.#session?.down.end(conn.listener, conn.seq, how);
+  }
+
+  #replay(conn: HomeConn, from: number, down: NetDownlink): void {
+    for (const [offset, bytes] of conn.from(from)) down.data(conn.listener, conn.seq, offset, bytes);
+    if (conn.ended !== null) down.end(conn.listener, conn.seq, conn.ended);
+  }
+
+  #write(conn: HomeConn, offset: number, bytes: Uint8Array): void {
+    const skip = conn.out_written - offset;
+    // Before what was written: sent again after a move or a broken link. After it: lost, which cannot be.
+    if (skip < 0 || skip >= bytes.length || conn.socket.destroyed) return;
+    conn.socket.write(skip === 0 ? bytes : bytes.subarray(skip));
+    conn.out_written = offset + bytes.length;
+    this.#credit(conn);
+    this.#maybeEnd(conn);
+  }
+
+  /** Tells the runner what was written once the socket's buffer is low (so a slow reader slows the guest). */
+  #credit(conn: HomeConn): void {
+    if (conn.socket.writableLength <= SOCKET_BUFFER_HIGH_BYTES) {
+      this.#session?.down.written(conn.listener, conn.seq, conn.out_written);
+      return;
+    }
+    if (conn.waiting_drain) return;
+    conn.waiting_drain = true;
+    conn.socket.once("drain", () => {
+      conn.waiting_drain = false;
+      this.#credit(conn);
+    });
+  }
+
+  #maybeEnd(conn: HomeConn): void {
+    if (conn.out_end !== null && conn.out_written >= conn.out_end && !conn.socket.writableEnded) conn.socket.end();
+  }
+
+  #guestClosed(conn: HomeConn, offset: number): void {
+    conn.closed_by_guest = true;
+    conn.out_end = Math.min(conn.out_end ?? offset, offset);
+    conn.chunks = [];
+    conn.socket.resume();
+    this.#maybeEnd(conn);
+    if (conn.socket.destroyed) this.#conns.delete(`${conn.listener}.${conn.seq}`);
+    else setTimeout(() => conn.socket.destroy(), LINGER_MS).unref();
+  }
+}

@@ -1,0 +1,354 @@
+/**
+ * The running node's side of a process's TCP connections: between the
+ * guest's connection slots (`runtime/_net_area.ts`) and the process's home
+ * (`net_home.ts`), in this node or reached over a `ferry-net/1` channel.
+ *
+ * Per connection it keeps the incoming bytes that did not fit the guest's
+ * ring, and the outgoing bytes the home has not confirmed: after a broken
+ * channel they are sent again from the offset the home reports, and the home
+ * drops what it already has. Before a migration the source *flushes* (the
+ * home has everything the guest sent) and *freezes* (it does not attach
+ * again); the destination attaches with the offsets in the image.
+ */
+import { End, type GuestProcess, type NetArea, type NetHooks } from "../runtime/mod.js";
+import type { ConnFdState, ConnRef, ListenerFdState } from "../wasi/mod.js";
+import type { NetDownlink, NetHello, NetUplink } from "./net_home.js";
+
+/** Pause before attaching again after a broken channel. */
+const REATTACH_MS = 200;
+
+/** An attached line to the home. */
+export interface NetLine extends NetUplink {
+  /** Resolves once the home has processed everything sent before. */
+  flush(): Promise<void>;
+  /** Detaches (the home keeps the connections for the next runner). */
+  detach(): void;
+}
+
+/** Opens a line to the home; `broken` is called if it breaks later. */
+export type NetConnect = (hello: NetHello, down: NetDownlink, broken: () => void) => Promise<NetLine>;
+
+/** One connection as this node holds it. */
+interface RunConn {
+  listener: number;
+  seq: number;
+  /** Slot in the guest's area, -1 while all are taken. */
+  slot: number;
+  /** Incoming: the offset the guest consumed up to, and its slot's ring tail when that was seen. */
+  base: number;
+  tail: number;
+  /** Incoming bytes held here: in the ring or waiting for room, up to this offset. */
+  have: number;
+  backlog: Uint8Array[];
+  end: "eof" | "reset" | null;
+  /** The end is marked in the slot. */
+  end_marked: boolean;
+  /** Incoming offset the home was last told is consumed. */
+  acked: number;
+  /** Outgoing: the home confirmed up to here; bytes after it are kept. */
+  written: number;
+  unconfirmed: { offset: number; bytes: Uint8Array }[];
+  /** The guest shut its write side at this offset (told again after a reattach). */
+  shut_at: number | null;
+}
+
+/** Where the guest's streams stood, from an image (or nothing, for a fresh start). */
+export interface NetPositions {
+  listeners: Pick<ListenerFdState, "listener" | "accepted">[];
+  conns: Pick<ConnFdState, "listener" | "seq" | "received" | "sent" | "shut_wr">[];
+}
+
+export class NetLink implements NetHooks {
+  readonly pid: string;
+  readonly #connect: NetConnect;
+  #proc: GuestProcess | null = null;
+  readonly #conns = new Map<string, RunConn>();
+  /** Connections waiting for a free slot, in arrival order. */
+  #waiting: RunConn[] = [];
+  #known: number[] = [];
+  #line: NetLine | null = null;
+  #attaching: Promise<void> | null = null;
+  #active = false;
+  #frozen = false;
+  #superseded = false;
+  #closed = false;
+  /** Guest closes and unlistens made while detached, told on attach. */
+  #closes: { listener: number; seq: number; offset: number }[] = [];
+  #unlistens: number[] = [];
+
+  constructor(pid: string, connect: NetConnect) {
+    this.pid = pid;
+    this.#connect = connect;
+  }
+
+  bind(proc: GuestProcess): void {
+    this.#proc = proc;
+  }
+
+  get #area(): NetArea {
+    if (this.#proc === null) throw new Error("NetLink used before its process was bound");
+    return this.#proc.net;
+  }
+
+  /**
+   * Takes up the guest's streams where `positions` say (before the guest
+   * runs: every connection it holds gets its slot now) and attaches to the
+   * home if the process has sockets at all.
+   */
+  start(positions: NetPositions): void {
+    if (positions.listeners.length === 0) return;
+    this.#active = true;
+    for (const l of positions.listeners) this.#known[l.listener] = l.accepted;
+    for (const c of positions.conns) {
+      const conn = this.#add(c.listener, c.seq, c.received);
+      conn.written = c.sent;
+      if (c.shut_wr) conn.shut_at = c.sent;
+    }
+    this.#attach();
+  }
+
+  /** Resolves once the home has everything the guest sent so far; throws if the home cannot be reached. */
+  async flush(): Promise<void> {
+    if (!this.#active || this.#superseded) return;
+    if (this.#line === null) await this.#attach();
+    await this.#line?.flush();
+  }
+
+  /** The process stopped here for a move: no reattaching until {@link resume}. */
+  freeze(): void {
+    this.#frozen = true;
+  }
+
+  /** The move failed and the process runs here again: take its streams up again (the home may have let another runner in). */
+  resume(): void {
+    this.#frozen = false;
+    if (!this.#active || this.#closed) return;
+    if (this.#superseded || this.#line === null) {
+      this.#superseded = false;
+      void this.#attach();
+    }
+  }
+
+  /** The process left this node or ended: let go of the home. */
+  detach(): void {
+    this.#closed = true;
+    this.#line?.detach();
+    this.#line = null;
+  }
+
+  // Hooks: the guest's side, in the order it acted.
+
+  send(conn: ConnRef, offset: number, bytes: Uint8Array): void {
+    const c = this.#conns.get(key(conn));
+    if (c === undefined) return;
+    c.unconfirmed.push({ offset, bytes });
+    this.#line?.send(conn.listener, conn.seq, offset, bytes);
+  }
+
+  shutdown(conn: ConnRef, offset: number): void {
+    const c = this.#conns.get(key(conn));
+    if (c !== undefined) c.shut_at = offset;
+    this.#line?.shutdown(conn.listener, conn.seq, offset);
+  }
+
+  close(conn: ConnRef, offset: number): void {
+    const c = this.#conns.get(key(conn));
+    if (c === undefined) return;
+    this.#conns.delete(key(conn));
+    if (c.slot >= 0) {
+      this.#area.free(c.slot);
+      this.#place();
+    }
+    if (this.#line !== null) this.#line.close(conn.listener, conn.seq, offset);
+    else this.#closes.push({ listener: conn.listener, seq: conn.seq, offset });
+  }
+
+  unlisten(listener: number): void {
+    if (this.#line !== null) this.#line.unlisten(listener);
+    else this.#unlistens.push(listener);
+  }
+
+  read(conn: ConnRef): void {
+    const c = this.#conns.get(key(conn));
+    if (c === undefined || c.slot < 0) return;
+    this.#pump(c);
+    this.#ack(c);
+  }
+
+  /** Connections held here. */
+  get connections(): number {
+    return this.#conns.size;
+  }
+
+  // The home's side.
+
+  #downlink(): NetDownlink & { retire(): void } {
+    // Calls from a line that was replaced are dropped.
+    let live = true;
+    const down: NetDownlink & { retire(): void } = {
+      retire: () => {
+        live = false;
+      },
+      arrived: (listener, seq) => {
+        if (!live || this.#conns.has(`${listener}.${seq}`)) return;
+        this.#add(listener, seq, 0);
+        this.#known[listener] = Math.max(this.#known[listener] ?? 0, seq + 1);
+        this.#proc?.wake();
+      },
+      data: (listener, seq, offset, bytes) => {
+        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+        if (c === undefined || offset > c.have || offset + bytes.length <= c.have) return;
+        c.backlog.push(bytes.subarray(c.have - offset));
+        c.have = offset + bytes.length;
+        this.#pump(c);
+      },
+      end: (listener, seq, how) => {
+        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+        if (c === undefined || c.end !== null) return;
+        c.end = how;
+        this.#pump(c);
+      },
+      written: (listener, seq, offset) => {
+        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+        if (c === undefined) return;
+        if (c.slot >= 0) this.#area.taken(c.slot, offset - c.written);
+        c.written = offset;
+        while (c.unconfirmed.length > 0) {
+          const first = c.unconfirmed[0] as { offset: number; bytes: Uint8Array };
+          if (first.offset + first.bytes.length > offset) break;
+          c.unconfirmed.shift();
+        }
+        this.#proc?.wake();
+      },
+      superseded: () => {
+        if (!live) return;
+        live = false;
+        this.#superseded = true;
+        this.#line = null;
+      },
+    };
+    return down;
+  }
+
+  #attach(): Promise<void> {
+    this.#attaching ??= (async () => {
+      for (;;) {
+        if (this.#closed || this.#superseded) return;
+        const hello: NetHello = {
+          known: [...this.#known].map((n) => n ?? 0),
+          conns: [...this.#conns.values()].map((c) => ({ listener: c.listener, seq: c.seq, received: c.have })),
+        };
+        const down = this.#downlink();
+        try {
+          const line = await this.#connect(hello, down, () => {
+            down.retire();
+            if (this.#line === line) this.#line = null;
+            if (!this.#closed && !this.#frozen && !this.#superseded) setTimeout(() => void this.#attach(), REATTACH_MS).unref();
+          });
+          if (this.#closed) {
+            line.detach();
+            return;
+          }
+          this.#line = line;
+          this.#replay(line);
+          return;
+        } catch {
+          if (this.#frozen) throw new Error(`the home of ${this.pid} cannot be reached`);
+          await new Promise((r) => setTimeout(r, REATTACH_MS).unref());
+        }
+      }
+    })().finally(() => {
+      this.#attaching = null;
+    });
+    return this.#attaching;
+  }
+
+  /** After attaching: what the home may have missed. */
+  #replay(line: NetLine): void {
+    for (const c of this.#conns.values()) {
+      for (const u of c.unconfirmed) line.send(c.listener, c.seq, u.offset, u.bytes);
+      if (c.shut_at !== null) line.shutdown(c.listener, c.seq, c.shut_at);
+    }
+    for (const c of this.#closes.splice(0)) line.close(c.listener, c.seq, c.offset);
+    for (const l of this.#unlistens.splice(0)) line.unlisten(l);
+  }
+
+  #add(listener: number, seq: number, received: number): RunConn {
+    const c: RunConn = {
+      listener,
+      seq,
+      slot: -1,
+      base: received,
+      tail: 0,
+      have: received,
+      backlog: [],
+      end: null,
+      end_marked: false,
+      acked: received,
+      written: 0,
+      unconfirmed: [],
+      shut_at: null,
+    };
+    this.#conns.set(`${listener}.${seq}`, c);
+    this.#waiting.push(c);
+    this.#place();
+    return c;
+  }
+
+  /** Gives waiting connections the free slots, oldest first. */
+  #place(): void {
+    while (this.#waiting.length > 0) {
+      const c = this.#waiting[0] as RunConn;
+      if (!this.#conns.has(`${c.listener}.${c.seq}`)) {
+        this.#waiting.shift();
+        continue;
+      }
+      const slot = this.#area.claim(c.listener, c.seq);
+      if (slot < 0) return;
+      this.#waiting.shift();
+      c.slot = slot;
+      c.tail = 0;
+      this.#pump(c);
+      this.#proc?.wake();
+    }
+  }
+
+  /** Moves held bytes into the ring as room allows, then the end. */
+  #pump(c: RunConn): void {
+    if (c.slot < 0) return;
+    const area = this.#area;
+    let moved = false;
+    while (c.backlog.length > 0) {
+      const chunk = c.backlog[0] as Uint8Array;
+      const n = area.push(c.slot, chunk);
+      if (n > 0) moved = true;
+      if (n < chunk.length) {
+        c.backlog[0] = chunk.subarray(n);
+        break;
+      }
+      c.backlog.shift();
+    }
+    if (c.backlog.length === 0 && c.end !== null && !c.end_marked) {
+      area.end(c.slot, c.end === "eof" ? End.eof : End.reset);
+      c.end_marked = true;
+      moved = true;
+    }
+    area.setNotify(c.slot, c.backlog.length > 0);
+    if (moved) this.#proc?.wake();
+  }
+
+  /** Tells the home how far the guest read. */
+  #ack(c: RunConn): void {
+    const tail = this.#area.tail(c.slot);
+    c.base += (tail - c.tail) >>> 0;
+    c.tail = tail;
+    if (c.base > c.acked) {
+      c.acked = c.base;
+      this.#line?.consumed(c.listener, c.seq, c.base);
+    }
+  }
+}
+
+function key(conn: ConnRef): string {
+  return `${conn.listener}.${conn.seq}`;
+}
