@@ -169,4 +169,30 @@ describe("TCP connections across migrations", () => {
     assert.match(out, /connection 1 open[\s\S]*connection 1 closed[\s\S]*served 2 connections/);
     assert.ok(commands > 200);
   });
+
+  it("bulk traffic both ways through the flow-control windows while the server moves: every byte once, in order", async () => {
+    const random = prng(testSeed());
+    const { pid, address } = await startServer("n2");
+    const client = await LineClient.connect(address);
+    const N = 6000;
+    const line = (i: number): string => `${i} ${String.fromCharCode(97 + (i % 26)).repeat(200 + ((i * 7919) % 1800))}`;
+    // Written all at once: several MB queue up in the home, the server's ring and its send window.
+    client.write(Array.from({ length: N }, (_, i) => `ECHO ${line(i)}\n`).join(""));
+    // Each move comes with megabytes still on their way in and replies on their way out.
+    let moves = 0;
+    for (let i = 0; i < N; i += 1) {
+      if (i % 1500 === 700) {
+        await move(pid, moves, random);
+        moves += 1;
+      }
+      assert.equal(await client.line(), line(i), `reply ${i}`);
+    }
+    assert.equal(moves, 4);
+    client.write("SHUTDOWN\n");
+    assert.equal(await client.line(), "BYE");
+    assert.equal(await client.line(), null);
+    assert.deepEqual(client.errors, []);
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: 0 });
+  });
 });
