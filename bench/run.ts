@@ -12,6 +12,7 @@ import { Worker } from "node:worker_threads";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
+import { netBench } from "./net.js";
 import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 
@@ -180,4 +181,5 @@ if (only === undefined || only === "runtime") {
 if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
+if (only === undefined || only === "net") await netBench(quick);
 process.exit(0);

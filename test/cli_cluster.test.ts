@@ -311,6 +311,7 @@ describe("ferry cluster commands", () => {
       [["run"], /missing PROGRAM/],
       [["run", "--attach", "--json", wasm], /do not go together/],
       [["run", "--env", "NOEQUALS", wasm], /want K=V/],
+      [["run", "--listen", "9000", wasm], /--listen "9000": want HOST:PORT/],
       [["run", path.join(dir, "missing.wasm")], /cannot read module/],
       [["wait"], /missing PID/],
       [["kill", "n1-1", "n1-2"], /exactly one PID/],

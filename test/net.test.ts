@@ -10,7 +10,7 @@ import net from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, prng, testSeed } from "./_helpers.js";
+import { EXAMPLES, ferry, prng, testSeed } from "./_helpers.js";
 import { json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const STRATEGIES = remotePagesAvailability().available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
@@ -193,6 +193,25 @@ describe("TCP connections across migrations", () => {
     assert.equal(await client.line(), null);
     assert.deepEqual(client.errors, []);
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: 0 });
+  });
+
+  it("ferry run --listen: the CLI prints the address; a bad or taken address is refused", async () => {
+    const file = path.join(EXAMPLES, "c", "kvserver.wasm");
+    const r = await ferry(["run", "--cluster", n1.address, "--listen", "127.0.0.1:0", "--json", file]);
+    assert.equal(r.status, 0, r.stderr.toString());
+    const created = JSON.parse(r.stdout.toString()) as { pid: string; listen: string[] };
+    assert.match(created.listen[0] ?? "", /^127\.0\.0\.1:\d+$/);
+    const info = await json<{ listen: string[] }>(n1.address, "GET", `/v1/processes/${created.pid}`);
+    assert.deepEqual(info.listen, created.listen);
+    const taken = await ferry(["run", "--cluster", n1.address, "--listen", created.listen[0] as string, file]);
+    assert.equal(taken.status, 125, taken.stderr.toString());
+    assert.match(taken.stderr.toString(), /ERR_LISTEN/);
+    const c = await LineClient.connect(created.listen[0] as string);
+    c.write("ECHO hi\nSHUTDOWN\n");
+    assert.equal(await c.line(), "hi");
+    assert.equal(await c.line(), "BYE");
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${created.pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: 0 });
   });
 });

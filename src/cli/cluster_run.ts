@@ -152,7 +152,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     args,
     env,
     dirs,
-    listen,
+    ...(listen.length === 0 ? {} : { listen }),
     ...(node === undefined ? {} : { node }),
   })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;

@@ -28,6 +28,7 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_MIGRATION_PROTOCOL: 502,
   ERR_POSTCOPY_LOST: 502,
   ERR_UFFD_UNAVAILABLE: 409,
+  ERR_LISTEN: 409,
 };
 
 /** Reads a request body, refusing more than `max_bytes`. */

@@ -1,0 +1,178 @@
+/**
+ * TCP benchmark: what a client of a migrating server sees. One connection to
+ * examples/c/kvserver.wasm (started with a listening socket on its home node,
+ * a node daemon on 127.0.0.1) sends one ECHO request at a time and times each
+ * reply: against a raw loopback TCP echo in the same run, with the server on
+ * its home node, with it running on another node (relayed by the home), and
+ * during migrations with each strategy, where the longest round trip is the
+ * stall the client saw.
+ */
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { freePort, ROOT, startNode } from "./_nodes.js";
+import { httpRequest as request } from "../src/node/mod.js";
+import { remotePagesAvailability } from "../src/memory/mod.js";
+
+const PAYLOAD = "x".repeat(32);
+
+/** One connection sending a line and waiting for its reply, again and again. */
+class Pinger {
+  readonly #socket: net.Socket;
+  #buffer = "";
+  #waiting: (() => void) | null = null;
+  #failed: ((e: Error) => void) | null = null;
+  /** Errors and closes the client saw: a connection that survives every move sees none. */
+  breaks = 0;
+
+  private constructor(socket: net.Socket) {
+    this.#socket = socket;
+    const broke = (why: string): void => {
+      this.breaks += 1;
+      this.#failed?.(new Error(`the connection ${why}`));
+    };
+    socket.on("error", (e) => broke(`failed: ${e.message}`));
+    socket.on("close", () => broke("closed"));
+    socket.setNoDelay(true);
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      this.#buffer += chunk;
+      if (this.#buffer.endsWith("\n")) {
+        this.#buffer = "";
+        const w = this.#waiting;
+        this.#waiting = null;
+        w?.();
+      }
+    });
+  }
+
+  static connect(port: number): Promise<Pinger> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: "127.0.0.1", port }, () => resolve(new Pinger(s)));
+      s.once("error", reject);
+    });
+  }
+
+  /** One round trip, in ms. */
+  once(line: string): Promise<number> {
+    const t0 = performance.now();
+    return new Promise((resolve, reject) => {
+      this.#waiting = () => resolve(performance.now() - t0);
+      this.#failed = reject;
+      this.#socket.write(line);
+    });
+  }
+
+  /** Round trips until `stop` resolves (at least one); their times in ms. */
+  async until(stop: Promise<unknown>, line: string): Promise<number[]> {
+    let done = false;
+    void stop.finally(() => (done = true));
+    const times: number[] = [];
+    do times.push(await this.once(line));
+    while (!done);
+    return times;
+  }
+
+  close(): void {
+    this.#socket.removeAllListeners("close");
+    this.#socket.destroy();
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+async function rawEcho(n: number): Promise<number[]> {
+  const server = net.createServer((s) => {
+    s.setNoDelay(true);
+    s.on("data", (d: Buffer) => s.write(d));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  const p = await Pinger.connect((server.address() as net.AddressInfo).port);
+  const times: number[] = [];
+  for (let i = 0; i < n; i += 1) times.push(await p.once(`${PAYLOAD}\n`));
+  p.close();
+  await new Promise((r) => server.close(r));
+  return times;
+}
+
+/** Runs the TCP benchmark and prints its table. */
+export async function netBench(quick: boolean): Promise<void> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-net-"));
+  const [p1, p2] = [await freePort(), await freePort()];
+  const a1 = `127.0.0.1:${p1}`;
+  const a2 = `127.0.0.1:${p2}`;
+  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
+  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
+  try {
+    const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "kvserver.wasm"));
+    const sha = createHash("sha256").update(wasm).digest("hex");
+    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
+    const created = JSON.parse(
+      (await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" })).body.toString(),
+    ) as { pid: string; listen: string[] };
+    const port = Number((created.listen[0] as string).split(":").pop());
+    const pid = created.pid;
+    const n = quick ? 300 : 2000;
+    const line = `ECHO ${PAYLOAD}\n`;
+    const raw = await rawEcho(n);
+    const client = await Pinger.connect(port);
+    for (let i = 0; i < 100; i += 1) await client.once(line); // warm-up
+    const at = async (count: number): Promise<number[]> => {
+      const times: number[] = [];
+      for (let i = 0; i < count; i += 1) times.push(await client.once(line));
+      return times;
+    };
+    const migrate = async (to: string, strategy: string): Promise<{ downtime_ms: number; total_ms: number }> => {
+      const r = await request(a1, "POST", `/v1/processes/${pid}/migrate`, { to, strategy });
+      if (r.status !== 200) throw new Error(`migrate ${pid} to ${to}: ${r.body.toString()}`);
+      return (JSON.parse(r.body.toString()) as { metrics: { downtime_ms: number; total_ms: number } }).metrics;
+    };
+    const home = await at(n);
+    await migrate("n2", "stop-copy");
+    const away = await at(n);
+    await migrate("n1", "stop-copy");
+
+    console.log("\n(i) a TCP client of a migrating server (kvserver.wasm, one connection, one 38-byte ECHO request in flight) vs a raw loopback TCP echo, same run");
+    console.log("| path | median round trip ms | vs raw TCP |\n|---|---|---|");
+    const raw_ms = median(raw);
+    console.log(`| raw TCP echo, loopback | ${raw_ms.toFixed(3)} | 1x |`);
+    console.log(`| kvserver on its home node | ${median(home).toFixed(3)} | ${(median(home) / raw_ms).toFixed(1)}x |`);
+    console.log(`| kvserver on another node (relayed by its home) | ${median(away).toFixed(3)} | ${(median(away) / raw_ms).toFixed(1)}x |`);
+
+    const strategies = remotePagesAvailability().available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
+    const repeats = quick ? 1 : 3;
+    console.log("\nDuring a migration, requests sent back to back from the start of the move to its end (each move home -> other node and back, both timed):");
+    console.log("| strategy | moves | downtime ms (median) | longest round trip ms (median of moves) | extra latency vs steady, ms | requests during the move (median) | errors or reconnects |\n|---|---|---|---|---|---|---|");
+    for (const strategy of strategies) {
+      const downtimes: number[] = [];
+      const longest: number[] = [];
+      const counts: number[] = [];
+      for (let r = 0; r < repeats; r += 1) {
+        for (const to of ["n2", "n1"]) {
+          let metrics: { downtime_ms: number } | null = null;
+          const moving = migrate(to, strategy).then((m) => (metrics = m));
+          const times = await client.until(moving, line);
+          await moving;
+          downtimes.push((metrics as unknown as { downtime_ms: number }).downtime_ms);
+          longest.push(Math.max(...times));
+          counts.push(times.length);
+        }
+      }
+      const steady = median(home);
+      console.log(
+        `| ${strategy} | ${downtimes.length} | ${median(downtimes).toFixed(1)} | ${median(longest).toFixed(1)} | ${(median(longest) - steady).toFixed(1)} | ${median(counts)} | ${client.breaks} |`,
+      );
+    }
+    client.close();
+  } finally {
+    n1.kill("SIGTERM");
+    n2.kill("SIGTERM");
+    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
+    fs.rmSync(data, { recursive: true, force: true });
+  }
+}

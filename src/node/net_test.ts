@@ -1,0 +1,170 @@
+import { after, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import http from "node:http";
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
+import { NetLink } from "./net_link.js";
+import { acceptNetLine, connectNetLine } from "./_net_wire.js";
+import { NetArea } from "../runtime/_net_area.js";
+import { NET_AREA_BYTES } from "../runtime/_net_area.js";
+import type { GuestProcess } from "../runtime/mod.js";
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean, timeout_ms = 5000): Promise<void> {
+  const t0 = Date.now();
+  while (!check()) {
+    if (Date.now() - t0 > timeout_ms) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/** A downlink that writes down what it hears. */
+function recorder(): NetDownlink & { events: string[]; bytes: Map<string, string> } {
+  const events: string[] = [];
+  const bytes = new Map<string, string>();
+  return {
+    events,
+    bytes,
+    arrived: (l, s) => events.push(`arrived ${l}.${s}`),
+    data: (l, s, offset, b) => {
+      events.push(`data ${l}.${s}@${offset} ${Buffer.from(b).toString()}`);
+      bytes.set(`${l}.${s}`, (bytes.get(`${l}.${s}`) ?? "") + Buffer.from(b).toString());
+    },
+    end: (l, s, how) => events.push(`end ${l}.${s} ${how}`),
+    written: (l, s, offset) => events.push(`written ${l}.${s}@${offset}`),
+    superseded: () => events.push("superseded"),
+  };
+}
+
+/** A client socket that keeps what it reads. */
+async function client(address: string): Promise<{ socket: net.Socket; got: () => string; ended: () => boolean }> {
+  const { host, port } = parseListenAddress(address);
+  const socket = net.connect({ host, port, allowHalfOpen: true });
+  await new Promise<void>((r) => socket.once("connect", () => r()));
+  let got = "";
+  let ended = false;
+  socket.on("data", (d: Buffer) => (got += d.toString()));
+  socket.on("end", () => (ended = true));
+  return { socket, got: () => got, ended: () => ended };
+}
+
+describe("TCP relay (home and runner)", () => {
+  const homes: NetHome[] = [];
+  after(() => {
+    for (const h of homes) h.close();
+  });
+
+  it("listen addresses are HOST:PORT; a port taken is ERR_LISTEN with nothing left bound", async () => {
+    assert.deepEqual(parseListenAddress("127.0.0.1:80"), { host: "127.0.0.1", port: 80 });
+    assert.deepEqual(parseListenAddress("[::1]:0"), { host: "::1", port: 0 });
+    for (const bad of ["127.0.0.1", ":80", "h:99999", "a b:1"]) assert.throws(() => parseListenAddress(bad), /HOST:PORT/);
+    const home = await NetHome.listen("p-1", ["127.0.0.1:0"]);
+    homes.push(home);
+    await assert.rejects(NetHome.listen("p-2", ["127.0.0.1:0", home.addresses[0] as string]), (e: Error & { code?: string }) => e.code === "ERR_LISTEN");
+  });
+
+  it("the home writes each outgoing byte once, resends incoming bytes from the offset a new runner has, and ignores a superseded one", async () => {
+    const home = await NetHome.listen("p-3", ["127.0.0.1:0"]);
+    homes.push(home);
+    const first = recorder();
+    const up1 = home.attach({ known: [0], conns: [] }, first);
+    const c = await client(home.addresses[0] as string);
+    c.socket.write("hello");
+    await until("the bytes", () => first.bytes.get("0.0") === "hello");
+    assert.equal(first.events[0], "arrived 0.0");
+    up1.send(0, 0, 0, Buffer.from("abc"));
+    up1.send(0, 0, 0, Buffer.from("abc"));
+    up1.send(0, 0, 1, Buffer.from("bcd"));
+    up1.send(0, 0, 9, Buffer.from("gap"));
+    await until("the reply", () => c.got() === "abcd");
+    up1.consumed(0, 0, 2);
+
+    // A new runner, holding the connection with 2 bytes taken in (from its image).
+    const second = recorder();
+    const up2 = home.attach({ known: [1], conns: [{ listener: 0, seq: 0, received: 2 }] }, second);
+    assert.deepEqual(first.events.slice(-1), ["superseded"]);
+    assert.deepEqual(second.events, ["written 0.0@4", "data 0.0@2 llo"]);
+    up1.send(0, 0, 4, Buffer.from("STALE"));
+    up2.send(0, 0, 4, Buffer.from("ef"));
+    up2.shutdown(0, 0, 6);
+    await until("the end of the outgoing stream", () => c.ended());
+    assert.equal(c.got(), "abcdef");
+    c.socket.end("!");
+    await until("the peer's end", () => second.events.includes("end 0.0 eof"));
+    assert.deepEqual(second.events.slice(2), ["written 0.0@6", "data 0.0@5 !", "end 0.0 eof"]);
+
+    // A connection not yet accepted when the image was taken is announced again, bytes and all.
+    const d = await client(home.addresses[0] as string);
+    d.socket.write("early");
+    await until("the second connection", () => second.bytes.get("0.1") === "early");
+    const third = recorder();
+    home.attach({ known: [1], conns: [{ listener: 0, seq: 0, received: 6 }] }, third);
+    assert.deepEqual(third.events, ["written 0.0@6", "end 0.0 eof", "arrived 0.1", "data 0.1@0 early"]);
+    d.socket.destroy();
+    c.socket.destroy();
+  });
+
+  it("over ferry-net/1: a broken channel is reattached, and nothing is lost or repeated either way", async () => {
+    const home = await NetHome.listen("p-4", ["127.0.0.1:0"]);
+    homes.push(home);
+    const upgraded = new Set<Duplex>();
+    const server = http.createServer();
+    server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
+      upgraded.add(socket);
+      acceptNetLine(req, socket, head, (pid) => (pid === "p-4" ? home : undefined));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    try {
+      // No such process at that home: the attach is refused, with the reason.
+      await assert.rejects(
+        connectNetLine(address, "nope", { known: [], conns: [] }, recorder(), () => undefined),
+        (e: Error & { code?: string }) => e.code === "ERR_NO_SUCH_PROCESS",
+      );
+      const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
+      let wakes = 0;
+      const proc = { net: area, wake: () => (wakes += 1) } as unknown as GuestProcess;
+      const link = new NetLink("p-4", (hello, down, broken) => connectNetLine(address, "p-4", hello, down, broken));
+      link.bind(proc);
+      link.start({ listeners: [{ listener: 0, accepted: 0 }], conns: [] });
+      const c = await client(home.addresses[0] as string);
+      await until("the connection's slot", () => area.find(0, 0) >= 0);
+      const slot = area.find(0, 0);
+      let incoming = "";
+      const drain = (): void => {
+        const got = area.read(slot, 1 << 20, false);
+        if (typeof got !== "string") {
+          incoming += Buffer.from(got).toString();
+          link.read({ listener: 0, seq: 0 });
+        }
+      };
+      c.socket.write("ping");
+      await until("ping", () => (drain(), incoming === "ping"));
+      area.sending(slot, 4);
+      link.send({ listener: 0, seq: 0 }, 0, Buffer.from("pong"));
+      await until("pong", () => c.got() === "pong");
+      await link.flush();
+
+      // Cut the channel; both sides keep talking meanwhile.
+      for (const s of upgraded) s.destroy();
+      area.sending(slot, 3);
+      link.send({ listener: 0, seq: 0 }, 4, Buffer.from("xyz"));
+      c.socket.write("more");
+      await until("the rest, after the reattach", () => (drain(), incoming === "pingmore" && c.got() === "pongxyz"));
+      await link.flush();
+      assert.equal(area.room(slot), 256 * 1024, "every byte sent is confirmed: the window is whole again");
+      assert.ok(wakes > 0);
+      link.close({ listener: 0, seq: 0 }, 7);
+      await until("the close", () => c.ended());
+      assert.equal(c.got(), "pongxyz");
+      assert.equal(area.find(0, 0), -1, "the slot is free again");
+      link.detach();
+      c.socket.destroy();
+    } finally {
+      for (const s of upgraded) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
