@@ -2,8 +2,10 @@
 // The quick-start demo: starts a local cluster of three nodes (`ferry up`),
 // runs an example program on it, and moves the program from node to node
 // while it prints — its output arrives once, in order, as if it had never
-// moved. Then the cluster is stopped.
+// moved. Then a TCP key-value server moves from node to node while a client
+// keeps one connection to it. Then the cluster is stopped.
 import { spawn, spawnSync } from "node:child_process";
+import net from "node:net";
 import path from "node:path";
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
@@ -50,9 +52,48 @@ try {
   const wait = cli("wait", pid);
   status = wait.status ?? 1;
   await new Promise((r) => logs.on("exit", r));
-  note(`${pid} ended with status ${status}; stopping the cluster`);
+  note(`${pid} ended with status ${status}`);
+  if (status === 0) status = await serverAct(hops);
+  note("stopping the cluster");
 } finally {
   up.kill("SIGINT");
   await new Promise((r) => up.on("exit", r));
 }
 process.exit(status);
+
+/** A kv server moves around the cluster; one client connection stays open throughout. */
+async function serverAct(hops) {
+  const run = cli("run", "--json", "--listen", "127.0.0.1:0", path.join(root, "examples", "c", "kvserver.wasm"));
+  if (run.status !== 0) throw new Error(run.stderr);
+  const { pid, listen } = JSON.parse(run.stdout);
+  const [host, port] = [listen[0].slice(0, listen[0].lastIndexOf(":")), Number(listen[0].slice(listen[0].lastIndexOf(":") + 1))];
+  note(`ferry run --listen 127.0.0.1:0 examples/c/kvserver.wasm  →  ${pid}, listening on ${listen[0]} (its home node owns the socket)`);
+  const socket = net.connect({ host, port });
+  await new Promise((resolve, reject) => socket.once("connect", resolve).once("error", reject));
+  let buffered = "";
+  const replies = [];
+  socket.setEncoding("utf8").on("data", (c) => {
+    buffered += c;
+    for (let i = buffered.indexOf("\n"); i >= 0; i = buffered.indexOf("\n")) {
+      replies.push(buffered.slice(0, i));
+      buffered = buffered.slice(i + 1);
+    }
+  });
+  const ask = async (line) => {
+    const before = replies.length;
+    socket.write(`${line}\n`);
+    while (replies.length === before) await sleep(1);
+    process.stdout.write(`client> ${line}\nserver< ${replies[before]}\n`);
+  };
+  await ask("SET greeting hello from n1");
+  for (const [to, strategy] of hops.slice(0, 3)) {
+    const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
+    if (m.status !== 0) throw new Error(m.stderr);
+    note(`${m.stdout.trim().split("\n")[0]}  (same client connection)`);
+    await ask(`SET where ${to}`);
+    await ask("GET greeting");
+  }
+  await ask("SHUTDOWN");
+  socket.destroy();
+  return cli("wait", pid).status ?? 1;
+}

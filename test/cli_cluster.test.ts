@@ -465,10 +465,10 @@ describe("ferry cluster commands", () => {
     const r = await run(["ps"]);
     assert.equal(r.status, 0, explain(r));
     const lines = r.stdout.toString().split("\n");
-    assert.match(lines[0] as string, /^PID +NODE +HOME +STATE +PROGRAM +ARGS$/);
+    assert.match(lines[0] as string, /^PID +NODE +HOME +STATE +LISTEN +PROGRAM +ARGS$/);
     assert.equal(lines.length, cluster.processes.size + 2); // header, rows, final newline
-    assert.ok(lines.some((l) => /^n1-\d+ +n1 +n1 +exited\(3\) +prog\.wasm +'two words' 'it'\\''s'$/.test(l)), r.stdout.toString());
-    assert.ok(lines.some((l) => /^n1-\d+ +n2 +n1 +exited\(3\) +prog\.wasm$/.test(l)), r.stdout.toString());
+    assert.ok(lines.some((l) => /^n1-\d+ +n1 +n1 +exited\(3\) +- +prog\.wasm +'two words' 'it'\\''s'$/.test(l)), r.stdout.toString());
+    assert.ok(lines.some((l) => /^n1-\d+ +n2 +n1 +exited\(3\) +- +prog\.wasm$/.test(l)), r.stdout.toString());
     assert.ok(lines.some((l) => / failed\(trap\) /.test(l)));
     assert.ok(lines.some((l) => / killed /.test(l)));
     const j = await run(["ps", "--json"]);

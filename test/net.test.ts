@@ -208,6 +208,11 @@ describe("TCP connections across migrations", () => {
     assert.equal(taken.status, 125, taken.stderr.toString());
     assert.match(taken.stderr.toString(), /ERR_LISTEN/);
     const c = await LineClient.connect(created.listen[0] as string);
+    c.write("ECHO hi\n");
+    assert.equal(await c.line(), "hi");
+    const ps = await ferry(["ps", "--cluster", n1.address]);
+    const row = ps.stdout.toString().split("\n").find((l) => l.startsWith(`${created.pid} `)) ?? "";
+    assert.ok(row.includes(`${created.listen[0]} (1 conn)`), ps.stdout.toString());
     c.write("ECHO hi\nSHUTDOWN\n");
     assert.equal(await c.line(), "hi");
     assert.equal(await c.line(), "BYE");

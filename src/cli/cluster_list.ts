@@ -8,6 +8,7 @@ export const PS_HELP = `Usage: ferry ps [OPTIONS]
 
 Lists the cluster's processes: PID, the NODE it runs on, its HOME node (which
 keeps its output and exit status), STATE (with the exit code once it exited),
+LISTEN (the addresses its home listens on for it, with its open connections),
 PROGRAM and ARGS.
 
 Options:
@@ -82,10 +83,11 @@ export async function psCommand(argv: readonly string[]): Promise<number> {
     text(p["node"]),
     text(p["home"]),
     stateCell(p),
+    listenCell(p),
     text(p["module_name"]),
     Array.isArray(p["args"]) ? p["args"].map((a) => shellQuote(String(a))).join(" ") : "",
   ]);
-  process.stdout.write(formatTable(["PID", "NODE", "HOME", "STATE", "PROGRAM", "ARGS"], rows));
+  process.stdout.write(formatTable(["PID", "NODE", "HOME", "STATE", "LISTEN", "PROGRAM", "ARGS"], rows));
   return 0;
 }
 
@@ -104,4 +106,12 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
   const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"]), text(n["page_tracker"]), n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-"]);
   process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER", "POST-COPY"], rows));
   return 0;
+}
+
+/** "ADDRESS,... (N conn)" for a process that listens, "-" otherwise. */
+function listenCell(p: Record<string, unknown>): string {
+  const listen = Array.isArray(p["listen"]) ? p["listen"].map(String) : [];
+  if (listen.length === 0) return "-";
+  const conns = typeof p["connections"] === "number" ? p["connections"] : 0;
+  return `${listen.join(",")} (${conns} conn)`;
 }
