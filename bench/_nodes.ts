@@ -1,7 +1,11 @@
 /** Node daemons for the benchmarks: separate OS processes on 127.0.0.1. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
+import { httpRequest as request } from "../src/node/mod.js";
 import { fileURLToPath } from "node:url";
 
 /** The repository's root (bench/ is compiled to dist/bench/). */
@@ -26,4 +30,37 @@ export function startNode(name: string, port: number, peer: string, data: string
     });
     child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
   });
+}
+
+/** Two node daemons, n1 and n2, peers of each other, both holding one example module. */
+export interface NodePair {
+  a1: string;
+  a2: string;
+  /** SHA-256 of the example module. */
+  sha: string;
+  /** Stops both and removes their data. */
+  stop(): Promise<void>;
+}
+
+/** Starts n1 and n2 and uploads `examples/EXAMPLE` to both. */
+export async function startPair(example: string): Promise<NodePair> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-"));
+  const [p1, p2] = [await freePort(), await freePort()];
+  const a1 = `127.0.0.1:${p1}`;
+  const a2 = `127.0.0.1:${p2}`;
+  const nodes = [await startNode("n1", p1, a2, path.join(data, "n1")), await startNode("n2", p2, a1, path.join(data, "n2"))];
+  const stop = async (): Promise<void> => {
+    for (const n of nodes) n.kill("SIGTERM");
+    await Promise.all(nodes.map((n) => new Promise((r) => n.once("exit", r))));
+    fs.rmSync(data, { recursive: true, force: true });
+  };
+  try {
+    const wasm = fs.readFileSync(path.join(ROOT, "examples", example));
+    const sha = createHash("sha256").update(wasm).digest("hex");
+    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
+    return { a1, a2, sha, stop };
+  } catch (err: unknown) {
+    await stop();
+    throw err;
+  }
 }

@@ -5,12 +5,8 @@
  * loopback, measured in the same run. Uses examples/c/pingpong.wasm; the
  * figures come from the senders' own link statistics (first to last message).
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { freePort, ROOT, startNode } from "./_nodes.js";
+import { startPair } from "./_nodes.js";
 import { httpRequest as request } from "../src/node/mod.js";
 
 /** Round trips of `size`-byte messages over one loopback TCP connection, `window` in flight; resolves with ms per message. */
@@ -69,16 +65,8 @@ async function pingpong(a1: string, sha: string, n: number, window: number, ping
 
 /** Runs the links benchmark and prints its table. */
 export async function linksBench(quick: boolean): Promise<void> {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-links-"));
-  const [p1, p2] = [await freePort(), await freePort()];
-  const a1 = `127.0.0.1:${p1}`;
-  const a2 = `127.0.0.1:${p2}`;
-  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
-  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
+  const { a1, sha, stop } = await startPair("c/pingpong.wasm");
   try {
-    const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "pingpong.wasm"));
-    const sha = createHash("sha256").update(wasm).digest("hex");
-    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
     const latency_n = quick ? 500 : 3000;
     const volume_n = quick ? 10000 : 100000;
     console.log("\n(h) messages between two processes (pingpong.wasm, ~10-byte messages) vs a raw loopback TCP echo of the same size, same run");
@@ -93,9 +81,6 @@ export async function linksBench(quick: boolean): Promise<void> {
       console.log(`| Ferry link, ${label} | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
     }
   } finally {
-    n1.kill("SIGTERM");
-    n2.kill("SIGTERM");
-    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
-    fs.rmSync(data, { recursive: true, force: true });
+    await stop();
   }
 }

@@ -7,12 +7,8 @@
  * during migrations with each strategy, where the longest round trip is the
  * stall the client saw.
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { freePort, ROOT, startNode } from "./_nodes.js";
+import { startPair } from "./_nodes.js";
 import { httpRequest as request } from "../src/node/mod.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 
@@ -102,16 +98,8 @@ async function rawEcho(n: number): Promise<number[]> {
 
 /** Runs the TCP benchmark and prints its table. */
 export async function netBench(quick: boolean): Promise<void> {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-net-"));
-  const [p1, p2] = [await freePort(), await freePort()];
-  const a1 = `127.0.0.1:${p1}`;
-  const a2 = `127.0.0.1:${p2}`;
-  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
-  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
+  const { a1, sha, stop } = await startPair("c/kvserver.wasm");
   try {
-    const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "kvserver.wasm"));
-    const sha = createHash("sha256").update(wasm).digest("hex");
-    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
     const created = JSON.parse(
       (await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" })).body.toString(),
     ) as { pid: string; listen: string[] };
@@ -170,9 +158,6 @@ export async function netBench(quick: boolean): Promise<void> {
     }
     client.close();
   } finally {
-    n1.kill("SIGTERM");
-    n2.kill("SIGTERM");
-    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
-    fs.rmSync(data, { recursive: true, force: true });
+    await stop();
   }
 }

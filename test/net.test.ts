@@ -219,4 +219,25 @@ describe("TCP connections across migrations", () => {
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${created.pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: 0 });
   });
+
+  it("killing a server that runs away from its home ends its clients' connections and frees its port", async () => {
+    const { pid, address } = await startServer("n1");
+    const c = await LineClient.connect(address);
+    c.write("SET a 1\n");
+    assert.equal(await c.line(), "OK");
+    const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n3", strategy: "stop-copy" });
+    assert.equal(r.status, 200, r.body.toString());
+    c.write("GET a\n");
+    assert.equal(await c.line(), "VALUE 1");
+    const killed = await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    assert.equal(killed.status, 200, killed.body.toString());
+    assert.equal(await c.line(10_000), null, "the client sees the end of the stream");
+    // The address is free again: another process can listen there.
+    const again = await json<{ pid: string; listen: string[] }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: [], listen: [address] });
+    assert.deepEqual(again.listen, [address]);
+    const d = await LineClient.connect(address);
+    d.write("SHUTDOWN\n");
+    assert.equal(await d.line(), "BYE");
+    await json(n1.address, "GET", `/v1/processes/${again.pid}/wait`);
+  });
 });

@@ -75,12 +75,12 @@ export type FileEntry = EntryCommon & {
 export type ListenerEntry = EntryCommon & { kind: "listener"; listener: number; address: string; accepted: number };
 
 /**
- * An accepted TCP connection. `received` and `sent` count the bytes of each
- * direction the guest took in and handed out: a capture records them, and the
- * relay resumes each stream at exactly those offsets.
+ * Where the guest stands in an accepted TCP connection. `received` and
+ * `sent` count the bytes of each direction the guest took in and handed out:
+ * a capture records them, and the relay resumes each stream at exactly those
+ * offsets.
  */
-export type ConnEntry = EntryCommon & {
-  kind: "conn";
+export type ConnStreams = {
   listener: number;
   seq: number;
   received: number;
@@ -90,6 +90,9 @@ export type ConnEntry = EntryCommon & {
   /** The guest shut its writing side: sends fail with `pipe`. */
   shut_wr: boolean;
 };
+
+/** An accepted TCP connection. */
+export type ConnEntry = EntryCommon & ConnStreams & { kind: "conn" };
 
 /** Any fd table entry. */
 export type FdEntry = StdioEntry | DirEntry | FileEntry | ListenerEntry | ConnEntry;

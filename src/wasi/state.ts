@@ -13,7 +13,7 @@
 
 import { RestoreError } from "../errors.js";
 import type { Preopen } from "./deps.js";
-import { FDS_MAX } from "./fd_table.js";
+import { FDS_MAX, type ConnStreams } from "./fd_table.js";
 
 /** The only state version this code writes and reads. */
 export const WASI_STATE_VERSION = 1;
@@ -69,17 +69,7 @@ export type FileFdState = FdStateCommon &
 export type ListenerFdState = FdStateCommon & { kind: "listener"; listener: number; address: string; accepted: number };
 
 /** An accepted connection: the guest's position in each direction of the stream. */
-export type ConnFdState = FdStateCommon & {
-  kind: "conn";
-  listener: number;
-  seq: number;
-  /** Bytes the guest took in. */
-  received: number;
-  /** Bytes the guest sent out. */
-  sent: number;
-  shut_rd: boolean;
-  shut_wr: boolean;
-};
+export type ConnFdState = FdStateCommon & ConnStreams & { kind: "conn" };
 
 /** Any fd. */
 export type FdState = StdioFdState | DirFdState | FileFdState | ListenerFdState | ConnFdState;
