@@ -167,4 +167,48 @@ describe("TCP relay (home and runner)", () => {
       await new Promise((r) => server.close(r));
     }
   });
+
+  it("a move that fails after the destination attached: the source takes its connections up again where they were", async () => {
+    const home = await NetHome.listen("p-5", ["127.0.0.1:0"]);
+    homes.push(home);
+    const local = (hello: Parameters<NetHome["attach"]>[0], down: NetDownlink) => {
+      const up = home.attach(hello, down);
+      return Promise.resolve({ ...up, flush: () => Promise.resolve(), detach: () => home.detach(up) });
+    };
+    const fake = (): { proc: GuestProcess; area: NetArea } => {
+      const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
+      return { area, proc: { net: area, wake: () => undefined } as unknown as GuestProcess };
+    };
+    const source = fake();
+    const a = new NetLink("p-5", local);
+    a.bind(source.proc);
+    a.start({ listeners: [{ listener: 0, accepted: 0 }], conns: [] });
+    const c = await client(home.addresses[0] as string);
+    c.socket.write("one");
+    await until("the first bytes at the source", () => area_text(source.area, false) === "one");
+    // The source stops: flush, freeze; the destination attaches from the image (nothing consumed), then fails.
+    await a.flush();
+    a.freeze();
+    const dest = fake();
+    const b = new NetLink("p-5", local);
+    b.bind(dest.proc);
+    b.start({ listeners: [{ listener: 0, accepted: 1 }], conns: [{ listener: 0, seq: 0, received: 0, sent: 0, shut_wr: false }] });
+    await until("the bytes at the destination", () => area_text(dest.area, false) === "one");
+    b.detach();
+    c.socket.write("two");
+    a.resume();
+    await until("the source attached again, with everything once", () => area_text(source.area, false) === "onetwo");
+    a.send({ listener: 0, seq: 0 }, 0, Buffer.from("ok"));
+    await until("the reply", () => c.got() === "ok");
+    a.detach();
+    c.socket.destroy();
+  });
 });
+
+/** What a slot's ring holds unread, without consuming it. */
+function area_text(area: NetArea, consume: boolean): string {
+  const slot = area.find(0, 0);
+  if (slot < 0) return "";
+  const got = area.read(slot, 1 << 20, !consume);
+  return typeof got === "string" ? "" : Buffer.from(got).toString();
+}
