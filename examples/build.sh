@@ -44,6 +44,7 @@ cc_wasm pingpong
 cc_wasm pipeline
 cc_wasm selfmove
 cc_wasm kvserver
+cc_wasm flood
 
 # AssemblyScript: stub runtime (no GC), top-level code exported as _start,
 # custom abort so the only imports are wasi_snapshot_preview1.

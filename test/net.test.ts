@@ -81,10 +81,14 @@ describe("TCP connections across migrations", () => {
   let cluster: Awaited<ReturnType<typeof startCluster>>;
   let n1: NodeProc;
   let sha = "";
+  let flood_sha = "";
   before(async () => {
     cluster = await startCluster(NAMES);
     n1 = cluster.nodes[0] as NodeProc;
-    for (const n of cluster.nodes) sha = await upload(n.address, path.join(EXAMPLES, "c", "kvserver.wasm"));
+    for (const n of cluster.nodes) {
+      sha = await upload(n.address, path.join(EXAMPLES, "c", "kvserver.wasm"));
+      flood_sha = await upload(n.address, path.join(EXAMPLES, "c", "flood.wasm"));
+    }
   });
   after(() => cluster.stop());
 
@@ -239,5 +243,42 @@ describe("TCP connections across migrations", () => {
     d.write("SHUTDOWN\n");
     assert.equal(await d.line(), "BYE");
     await json(n1.address, "GET", `/v1/processes/${again.pid}/wait`);
+  });
+
+  it("a server blocked writing to a client that does not read is migrated there, and the client still gets every byte once", async () => {
+    const BYTES = 32 * 1024 * 1024;
+    const created = await json<{ pid: string; listen: string[] }>(n1.address, "POST", "/v1/processes", {
+      module_sha256: flood_sha,
+      module_name: "flood.wasm",
+      args: [String(BYTES)],
+      listen: ["127.0.0.1:0"],
+      node: "n2",
+    });
+    const { host, port } = { host: "127.0.0.1", port: Number((created.listen[0] as string).split(":").pop()) };
+    const socket = net.connect({ host, port, allowHalfOpen: true });
+    await new Promise<void>((r) => socket.once("connect", () => r()));
+    socket.pause();
+    // Everything in between fills up; the server waits in write() for the client to read.
+    await new Promise((r) => setTimeout(r, 500));
+    for (const [to, strategy] of [["n3", STRATEGIES[1]], ["n1", STRATEGIES[STRATEGIES.length - 1]], ["n2", "stop-copy"]] as const) {
+      const r = await request(n1.address, "POST", `/v1/processes/${created.pid}/migrate`, { to, strategy });
+      assert.equal(r.status, 200, `${strategy} to ${to}: ${r.body.toString()}`);
+    }
+    let count = 0;
+    let bad = -1;
+    socket.on("data", (chunk: Buffer) => {
+      for (let k = 0; k < chunk.length && bad < 0; k += 1) {
+        const i = count + k;
+        if (chunk[k] !== (i * 7 + Math.floor(i / 65536)) % 251) bad = i;
+      }
+      count += chunk.length;
+    });
+    socket.resume();
+    await new Promise<void>((r) => socket.once("end", () => r()));
+    socket.end(`${bad < 0 ? "OK" : `BAD at ${bad}`} ${count}`);
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${created.pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: 0 });
+    const out = (await outputOf(n1.address, created.pid)).stdout.toString();
+    assert.equal(out, `flood: wrote ${BYTES} bytes; client says: OK ${BYTES}\n`);
   });
 });

@@ -15,7 +15,7 @@ import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { recursiveFunctions } from "./_callgraph.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/5";
+export const INSTRUMENTER_VERSION = "ferry-instrument/6";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -56,6 +56,7 @@ function features(binaryen: typeof Binaryen): Binaryen.Features {
 export const DEFAULT_BLOCKING_IMPORTS: readonly string[] = [
   "wasi_snapshot_preview1.poll_oneoff",
   "wasi_snapshot_preview1.fd_read",
+  "wasi_snapshot_preview1.fd_write",
   "wasi_snapshot_preview1.sched_yield",
   "wasi_snapshot_preview1.sock_accept",
   "wasi_snapshot_preview1.sock_recv",

@@ -71,15 +71,19 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
   sendJson(res, STATUS_BY_CODE[code] ?? (err instanceof FerryError ? 400 : 500), { error: { code, message } });
 }
 
-/** A JSON request to a peer; throws FerryError with the peer's code on an error answer. */
-export function requestJson(address: string, method: string, path: string, body?: unknown): Promise<unknown> {
+/**
+ * A JSON request to a peer; throws FerryError with the peer's code on an
+ * error answer, ERR_PEER_UNREACHABLE when it does not answer within
+ * `timeout_ms`.
+ */
+export function requestJson(address: string, method: string, path: string, body?: unknown, timeout_ms = PEER_TIMEOUT_MS): Promise<unknown> {
   const [host, port] = splitAddress(address);
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
       // A fresh connection each time: a kept-alive one the peer has just timed
       // out would fail the request with ECONNRESET and make a live peer look down.
-      { host, port, method, path, agent: false, timeout: PEER_TIMEOUT_MS, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      { host, port, method, path, agent: false, timeout: timeout_ms, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
       (res) => {
         const parts: Buffer[] = [];
         res.on("data", (c: Buffer) => parts.push(c));
@@ -101,7 +105,7 @@ export function requestJson(address: string, method: string, path: string, body?
         });
       },
     );
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${PEER_TIMEOUT_MS} ms`)));
+    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeout_ms} ms`)));
     req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} is unreachable: ${err.message}`, { cause: err })));
     req.end(payload);
   });

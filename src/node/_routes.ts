@@ -9,6 +9,9 @@ import { describeProcess, parseRunRequest, type HomeRecord } from "./process_tab
 import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
 
+/** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
+const START_TIMEOUT_MS = 120_000;
+
 /** Handles one control request. */
 export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   try {
@@ -68,7 +71,8 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
   const request = parseRunRequest(body);
   if (request.node !== undefined && request.node !== node.name) {
     const address = await node.addressOf(request.node);
-    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", { ...request, node: request.node }));
+    // The peer may have to instrument the module first: seconds for a large one.
+    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", { ...request, node: request.node }, START_TIMEOUT_MS));
     return;
   }
   const record = await node.table.start(request);

@@ -138,7 +138,7 @@ class Guest {
         for (;;) {
           const seen = Atomics.load(control, SLOT_WAKE);
           haltIfAsked();
-          if (options.suspendable !== false && Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
+          if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
             this.#suspending = true;
             return "suspend";
           }

@@ -42,7 +42,7 @@ export interface Blocker {
    * deadline_ns undefined = no deadline. May return "ready" spuriously:
    * re-check and wait again.
    */
-  wait(options: { deadline_ns?: bigint; stdin?: boolean; until?: () => boolean; suspendable?: boolean }): WaitResult;
+  wait(options: { deadline_ns?: bigint; stdin?: boolean; until?: () => boolean }): WaitResult;
 }
 
 /** One accepted connection: its listening socket's index and its arrival order there (0, 1, ...). */

@@ -35,7 +35,7 @@ export function fd_read(ctx: HostContext, fd: number, iovs_ptr: number, iovs_len
   }
   if (entry.kind === "conn") {
     require_rights(entry, Rights.fd_read);
-    const n = receive(ctx, entry, slices, false, true);
+    const n = receive(ctx, entry, slices, false);
     if (n !== undefined) ctx.mem.set_u32(out, n);
     return Errno.success;
   }
@@ -59,8 +59,8 @@ export function fd_write(ctx: HostContext, fd: number, iovs_ptr: number, iovs_le
   }
   if (entry.kind === "conn") {
     require_rights(entry, Rights.fd_write);
-    // fd_write is no safe point: a full window is waited out with no suspend let in.
-    ctx.mem.set_u32(out, send(ctx, entry, slices, false) ?? 0);
+    const n = send(ctx, entry, slices);
+    if (n !== undefined) ctx.mem.set_u32(out, n);
     return Errno.success;
   }
   const file = writable_file(entry);

@@ -90,7 +90,7 @@ export class WasiHost {
    * done nothing visible; the runtime unwinds and later repeats the call with
    * the same arguments.
    */
-  static readonly blocking_imports: ReadonlySet<string> = new Set(["poll_oneoff", "fd_read", "sched_yield", "sock_accept", "sock_recv", "sock_send"]);
+  static readonly blocking_imports: ReadonlySet<string> = new Set(["poll_oneoff", "fd_read", "fd_write", "sched_yield", "sock_accept", "sock_recv", "sock_send"]);
 
   readonly #ctx: HostContext;
 

@@ -10,10 +10,9 @@
  *
  * Blocking calls follow the file calls' rule: when the Blocker answers
  * "suspend" they return having consumed nothing and sent nothing, and the
- * runtime repeats them after the rewind, perhaps on another machine.
- * sock_send and sock_recv are safe points; fd_write on a socket is not (it
- * is not an unwindable import), so when the send window is full it waits
- * without letting a suspend in, until the peer reads.
+ * runtime repeats them after the rewind, perhaps on another machine. Every
+ * call that can wait here (sock_accept, sock_recv, sock_send, fd_read,
+ * fd_write, poll_oneoff) is a safe point.
  */
 
 import { Errno, fail, type ErrnoValue } from "./errno.js";
@@ -83,7 +82,7 @@ export function sock_recv(
   ctx.mem.check(flags_at, 2);
   if ((ri_flags & ~(RECV_PEEK | RECV_WAITALL)) !== 0) fail(Errno.inval, `riflags ${ri_flags}`);
   if ((ri_flags & RECV_WAITALL) !== 0) fail(Errno.notsup, "MSG_WAITALL is not supported");
-  const n = receive(ctx, conn, slices, (ri_flags & RECV_PEEK) !== 0, true);
+  const n = receive(ctx, conn, slices, (ri_flags & RECV_PEEK) !== 0);
   if (n === undefined) return Errno.success;
   ctx.mem.set_u32(len_at, n);
   ctx.mem.set_u16(flags_at, 0);
@@ -97,7 +96,7 @@ export function sock_send(ctx: HostContext, fd: number, iovs_ptr: number, iovs_l
   const slices = ctx.mem.iovecs(u32_arg(iovs_ptr), u32_arg(iovs_len));
   const out = u32_arg(so_datalen_ptr);
   ctx.mem.check(out, 4);
-  const n = send(ctx, conn, slices, true);
+  const n = send(ctx, conn, slices);
   if (n !== undefined) ctx.mem.set_u32(out, n);
   return Errno.success;
 }
@@ -117,12 +116,8 @@ export function sock_shutdown(ctx: HostContext, fd: number, how: number): ErrnoV
   return Errno.success;
 }
 
-/**
- * Reads from a connection into `slices`: bytes read (0 at end of stream), or
- * undefined when a suspend came first. `suspendable` false (fd_read on a
- * socket is still a safe point, so both callers pass true today).
- */
-export function receive(ctx: HostContext, conn: ConnEntry, slices: readonly GuestSlice[], peek: boolean, suspendable: boolean): number | undefined {
+/** Reads from a connection into `slices`: bytes read (0 at end of stream), or undefined when a suspend came first. */
+export function receive(ctx: HostContext, conn: ConnEntry, slices: readonly GuestSlice[], peek: boolean): number | undefined {
   const want = slices.reduce((sum, s) => sum + s.len, 0);
   if (want === 0 || conn.shut_rd) return 0;
   const net = port(ctx);
@@ -136,7 +131,7 @@ export function receive(ctx: HostContext, conn: ConnEntry, slices: readonly Gues
       return got.length;
     }
     if ((conn.fdflags & FdFlags.nonblock) !== 0) fail(Errno.again);
-    if (ctx.deps.blocker.wait({ until: () => net.read(conn, 1, true) !== "empty", suspendable }) === "suspend") return undefined;
+    if (ctx.deps.blocker.wait({ until: () => net.read(conn, 1, true) !== "empty" }) === "suspend") return undefined;
   }
 }
 
@@ -144,7 +139,7 @@ export function receive(ctx: HostContext, conn: ConnEntry, slices: readonly Gues
  * Sends what fits of `slices` on a connection: bytes sent (at least one
  * unless there were none to send), or undefined when a suspend came first.
  */
-export function send(ctx: HostContext, conn: ConnEntry, slices: readonly GuestSlice[], suspendable: boolean): number | undefined {
+export function send(ctx: HostContext, conn: ConnEntry, slices: readonly GuestSlice[]): number | undefined {
   if (conn.shut_wr) fail(Errno.pipe, "the connection's write side was shut down");
   const total = slices.reduce((sum, s) => sum + s.len, 0);
   if (total === 0) return 0;
@@ -159,7 +154,7 @@ export function send(ctx: HostContext, conn: ConnEntry, slices: readonly GuestSl
       return bytes.length;
     }
     if ((conn.fdflags & FdFlags.nonblock) !== 0) fail(Errno.again);
-    const waited = ctx.deps.blocker.wait({ until: () => net.room(conn) !== 0, suspendable });
+    const waited = ctx.deps.blocker.wait({ until: () => net.room(conn) !== 0 });
     if (waited === "suspend") return undefined;
   }
 }

@@ -181,6 +181,18 @@ describe("sockets", () => {
     });
     assert.deepEqual(send(guest, fd, "ef"), [Errno.success, 2]);
     assert.deepEqual(guest.write(fd, "gh"), [Errno.success, 2]);
+    // fd_write on a socket is a safe point too: a suspend while the window is full writes nothing.
+    net.window = 0;
+    fakes.blocker.script.push("suspend");
+    const [ptr, len] = guest.str("ij");
+    const iovs = guest.alloc(8, 4);
+    guest.set_u32(iovs, ptr);
+    guest.set_u32(iovs + 4, len);
+    const nwritten = guest.alloc(4, 4);
+    guest.set_u32(nwritten, 0xffffffff);
+    assert.equal(guest.call("fd_write", fd, iovs, 1, nwritten), Errno.success);
+    assert.equal(guest.u32(nwritten), 0xffffffff);
+    net.window = 10;
     assert.deepEqual(net.out, [
       { key: "0.0", offset: 0, text: "abcd" },
       { key: "0.0", offset: 4, text: "ef" },
