@@ -4,12 +4,8 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
 import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { freePort, ROOT, startNode } from "./_nodes.js";
+import { startPair } from "./_nodes.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { httpRequest as request } from "../src/node/mod.js";
 
@@ -50,16 +46,7 @@ interface Metrics {
 
 /** Runs the migration benchmark and prints its tables. */
 export async function migrationBench(quick: boolean): Promise<void> {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-nodes-"));
-  const [p1, p2] = [await freePort(), await freePort()];
-  const a1 = `127.0.0.1:${p1}`;
-  const a2 = `127.0.0.1:${p2}`;
-  const n1 = await startNode("n1", p1, a2, path.join(data, "n1"));
-  const n2 = await startNode("n2", p2, a1, path.join(data, "n2"));
-  const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "memhog.wasm"));
-  const sha = createHash("sha256").update(wasm).digest("hex");
-  await request(a1, "PUT", `/v1/modules/${sha}`, wasm);
-  await request(a2, "PUT", `/v1/modules/${sha}`, wasm);
+  const { a1, sha, stop } = await startPair("c/memhog.wasm");
   const sizes = quick ? [64] : [256, 1024];
   const rates = quick ? [0, 100] : [0, 10, 100];
   const post_copy = remotePagesAvailability();
@@ -104,9 +91,6 @@ export async function migrationBench(quick: boolean): Promise<void> {
       console.log(`| ${t.mib} MiB | ${t.bytes} | ${raw.toFixed(0)} | ${copy.toFixed(0)} | ${(copy / raw).toFixed(2)}x | ${whole.toFixed(0)} | ${(whole / raw).toFixed(2)}x |`);
     }
   } finally {
-    n1.kill("SIGTERM");
-    n2.kill("SIGTERM");
-    await Promise.all([n1, n2].map((n) => new Promise((r) => n.once("exit", r))));
-    fs.rmSync(data, { recursive: true, force: true });
+    await stop();
   }
 }
