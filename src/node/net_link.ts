@@ -16,6 +16,14 @@ import type { NetDownlink, NetHello, NetUplink } from "./net_home.js";
 
 /** Pause before attaching again after a broken channel. */
 const REATTACH_MS = 200;
+/**
+ * How long the home may stay unreachable before its connections are taken
+ * for lost (the home owns the sockets: if it died, they died with it). The
+ * guest then sees each of them reset instead of waiting on it forever.
+ */
+export const NET_HOME_LOST_MS = 30_000;
+/** Pause between attempts once the home is taken for lost (the guest's closes still reach it if it comes back). */
+const REATTACH_LOST_MS = 1000;
 
 /** An attached line to the home. */
 export interface NetLine extends NetUplink {
@@ -75,10 +83,14 @@ export class NetLink implements NetHooks {
   /** Guest closes and unlistens made while detached, told on attach. */
   #closes: { listener: number; seq: number; offset: number }[] = [];
   #unlistens: number[] = [];
+  readonly #home_lost_ms: number;
+  /** When attaching started to fail, while it does. */
+  #unreachable_since: number | null = null;
 
-  constructor(pid: string, connect: NetConnect) {
+  constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number } = {}) {
     this.pid = pid;
     this.#connect = connect;
+    this.#home_lost_ms = options.home_lost_ms ?? NET_HOME_LOST_MS;
   }
 
   bind(proc: GuestProcess): void {
@@ -197,7 +209,7 @@ export class NetLink implements NetHooks {
       },
       data: (listener, seq, offset, bytes) => {
         const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
-        if (c === undefined || offset > c.have || offset + bytes.length <= c.have) return;
+        if (c === undefined || c.end_marked || offset > c.have || offset + bytes.length <= c.have) return;
         c.backlog.push(bytes.subarray(c.have - offset));
         c.have = offset + bytes.length;
         this.#pump(c);
@@ -250,17 +262,32 @@ export class NetLink implements NetHooks {
             return;
           }
           this.#line = line;
+          this.#unreachable_since = null;
           this.#replay(line);
           return;
         } catch {
           if (this.#frozen) throw new Error(`the home of ${this.pid} cannot be reached`);
-          await new Promise((r) => setTimeout(r, REATTACH_MS).unref());
+          const now = Date.now();
+          this.#unreachable_since ??= now;
+          const lost = now - this.#unreachable_since >= this.#home_lost_ms;
+          if (lost) this.#homeLost();
+          await new Promise((r) => setTimeout(r, lost ? REATTACH_LOST_MS : REATTACH_MS).unref());
         }
       }
     })().finally(() => {
       this.#attaching = null;
     });
     return this.#attaching;
+  }
+
+  /** The home stayed unreachable: every connection it held is gone, and the guest is told so. */
+  #homeLost(): void {
+    for (const c of this.#conns.values()) {
+      if (c.end !== null) continue;
+      c.end = "reset";
+      c.backlog = [];
+      this.#pump(c);
+    }
   }
 
   /** After attaching: what the home may have missed. */

@@ -203,6 +203,41 @@ describe("TCP relay (home and runner)", () => {
     a.detach();
     c.socket.destroy();
   });
+
+  it("a home that stays unreachable: the guest's connections reset instead of waiting forever", async () => {
+    const home = await NetHome.listen("p-6", ["127.0.0.1:0"]);
+    homes.push(home);
+    let reachable = true;
+    let breakLine: (() => void) | null = null;
+    const link = new NetLink(
+      "p-6",
+      (hello, down, broken) => {
+        if (!reachable) return Promise.reject(new Error("unreachable"));
+        const up = home.attach(hello, down);
+        breakLine = () => {
+          home.detach(up);
+          broken();
+        };
+        return Promise.resolve({ ...up, flush: () => Promise.resolve(), detach: () => home.detach(up) });
+      },
+      { home_lost_ms: 300 },
+    );
+    const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
+    link.bind({ net: area, wake: () => undefined } as unknown as GuestProcess);
+    link.start({ listeners: [{ listener: 0, accepted: 0 }], conns: [] });
+    const c = await client(home.addresses[0] as string);
+    c.socket.write("last words");
+    await until("the bytes", () => area_text(area, false) === "last words");
+    reachable = false;
+    (breakLine as unknown as () => void)();
+    const slot = area.find(0, 0);
+    assert.equal(area.room(slot), 256 * 1024, "not yet: a home may come back");
+    await until("the reset", () => area.room(slot) === "reset", 5000);
+    assert.equal(area_text(area, true), "last words", "what arrived is still read first");
+    assert.equal(area.read(slot, 10, false), "reset");
+    link.detach();
+    c.socket.destroy();
+  });
 });
 
 /** What a slot's ring holds unread, without consuming it. */
