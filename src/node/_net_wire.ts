@@ -15,7 +15,8 @@ import type { Socket } from "node:net";
 import { FerryError } from "../errors.js";
 import { FramedConnection } from "../transport/mod.js";
 import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
-import type { NetLine } from "./net_link.js";
+import type { NetAttach, NetLine } from "./net_link.js";
+import type { ConnRef } from "../wasi/mod.js";
 import { upgrade } from "./_upgrade.js";
 
 /** The upgrade token of the connection channel. */
@@ -63,26 +64,32 @@ function num(v: unknown): number {
   return v;
 }
 
-/** Sends stream bytes in frames of at most CHUNK_BYTES. */
-function sendBytes(conn: FramedConnection, type: number, listener: number, seq: number, offset: number, bytes: Uint8Array): void {
+/** A connection named in a JSON frame. */
+function ref(m: Record<string, unknown>): ConnRef {
+  return { listener: num(m["listener"]), seq: num(m["seq"]) };
+}
+
+/** Sends stream bytes of `c` in frames of at most CHUNK_BYTES. */
+function sendBytes(conn: FramedConnection, type: number, c: ConnRef, offset: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length || at === 0; at += CHUNK_BYTES) {
     const head = new DataView(new ArrayBuffer(HEAD));
-    head.setUint32(0, listener, true);
-    head.setUint32(4, seq, true);
+    head.setUint32(0, c.listener, true);
+    head.setUint32(4, c.seq, true);
     head.setFloat64(8, offset + at, true);
     conn.send(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]).catch(() => undefined);
     if (bytes.length === 0) break;
   }
 }
 
-function readBytes(payload: Uint8Array): { listener: number; seq: number; offset: number; bytes: Uint8Array } {
+function readBytes(payload: Uint8Array): { conn: ConnRef; offset: number; bytes: Uint8Array } {
   if (payload.length < HEAD) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 data frame is too short");
   const v = new DataView(payload.buffer, payload.byteOffset, HEAD);
-  return { listener: v.getUint32(0, true), seq: v.getUint32(4, true), offset: num(v.getFloat64(8, true)), bytes: payload.subarray(HEAD) };
+  return { conn: { listener: v.getUint32(0, true), seq: v.getUint32(4, true) }, offset: num(v.getFloat64(8, true)), bytes: payload.subarray(HEAD).slice() };
 }
 
-/** Runner side: attaches to the home of `pid` at `address`. */
-export async function connectNetLine(address: string, pid: string, hello: NetHello, down: NetDownlink, broken: () => void): Promise<NetLine> {
+/** Runner side: attaches to the home of `attach.pid` at `address`. */
+export async function connectNetLine(address: string, attach: NetAttach & { pid: string }): Promise<NetLine> {
+  const { pid, hello, down, broken } = attach;
   const { socket, head } = await upgrade(address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL);
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
   try {
@@ -105,13 +112,13 @@ export async function connectNetLine(address: string, pid: string, hello: NetHel
       for await (const f of conn) {
         if (f.type === Frame.data) {
           const d = readBytes(f.payload);
-          down.data(d.listener, d.seq, d.offset, d.bytes.slice());
+          down.data(d.conn, d.offset, d.bytes);
           continue;
         }
         const m = parse(f.payload);
-        if (f.type === Frame.arrived) down.arrived(num(m["listener"]), num(m["seq"]));
-        else if (f.type === Frame.end) down.end(num(m["listener"]), num(m["seq"]), m["how"] === "eof" ? "eof" : "reset");
-        else if (f.type === Frame.written) down.written(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        if (f.type === Frame.arrived) down.arrived(ref(m));
+        else if (f.type === Frame.end) down.end(ref(m), m["how"] === "eof" ? "eof" : "reset");
+        else if (f.type === Frame.written) down.written(ref(m), num(m["offset"]));
         else if (f.type === Frame.flushed) {
           const id = num(m["id"]);
           const p = flushes.get(id);
@@ -144,13 +151,13 @@ export async function connectNetLine(address: string, pid: string, hello: NetHel
     if (!detached) conn.send(type, json(value)).catch(() => undefined);
   };
   return {
-    send: (listener, seq, offset, bytes) => {
-      if (!detached) sendBytes(conn, Frame.send, listener, seq, offset, bytes);
+    send: (c, offset, bytes) => {
+      if (!detached) sendBytes(conn, Frame.send, c, offset, bytes);
     },
-    shutdown: (listener, seq, offset) => send(Frame.shutdown, { listener, seq, offset }),
-    close: (listener, seq, offset) => send(Frame.close, { listener, seq, offset }),
+    shutdown: (c, offset) => send(Frame.shutdown, { listener: c.listener, seq: c.seq, offset }),
+    close: (c, offset) => send(Frame.close, { listener: c.listener, seq: c.seq, offset }),
     unlisten: (listener) => send(Frame.unlisten, { listener }),
-    consumed: (listener, seq, offset) => send(Frame.consumed, { listener, seq, offset }),
+    consumed: (c, offset) => send(Frame.consumed, { listener: c.listener, seq: c.seq, offset }),
     flush: () =>
       new Promise<void>((resolve, reject) => {
         if (detached) {
@@ -191,21 +198,19 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `this node is not the home of a listening process ${pid}`);
       const h = parse(hello.payload);
       const known = Array.isArray(h["known"]) ? h["known"].map(num) : [];
-      const conns = Array.isArray(h["conns"])
-        ? h["conns"].map((c: Record<string, unknown>) => ({ listener: num(c["listener"]), seq: num(c["seq"]), received: num(c["received"]) }))
-        : [];
+      const conns = Array.isArray(h["conns"]) ? h["conns"].map((c: Record<string, unknown>) => ({ ...ref(c), received: num(c["received"]) })) : [];
       await conn.send(Frame.attached, json({}));
       let done = false;
       const send = (type: number, value: unknown): void => {
         if (!done) conn.send(type, json(value)).catch(() => undefined);
       };
       const down: NetDownlink = {
-        arrived: (listener, seq) => send(Frame.arrived, { listener, seq }),
-        data: (listener, seq, offset, bytes) => {
-          if (!done) sendBytes(conn, Frame.data, listener, seq, offset, bytes);
+        arrived: (c) => send(Frame.arrived, { listener: c.listener, seq: c.seq }),
+        data: (c, offset, bytes) => {
+          if (!done) sendBytes(conn, Frame.data, c, offset, bytes);
         },
-        end: (listener, seq, how) => send(Frame.end, { listener, seq, how }),
-        written: (listener, seq, offset) => send(Frame.written, { listener, seq, offset }),
+        end: (c, how) => send(Frame.end, { listener: c.listener, seq: c.seq, how }),
+        written: (c, offset) => send(Frame.written, { listener: c.listener, seq: c.seq, offset }),
         superseded: () => {
           send(Frame.superseded, {});
           done = true;
@@ -216,14 +221,14 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       for await (const f of conn) {
         if (f.type === Frame.send) {
           const d = readBytes(f.payload);
-          up.send(d.listener, d.seq, d.offset, d.bytes.slice());
+          up.send(d.conn, d.offset, d.bytes);
           continue;
         }
         const m = parse(f.payload);
-        if (f.type === Frame.shutdown) up.shutdown(num(m["listener"]), num(m["seq"]), num(m["offset"]));
-        else if (f.type === Frame.close) up.close(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        if (f.type === Frame.shutdown) up.shutdown(ref(m), num(m["offset"]));
+        else if (f.type === Frame.close) up.close(ref(m), num(m["offset"]));
         else if (f.type === Frame.unlisten) up.unlisten(num(m["listener"]));
-        else if (f.type === Frame.consumed) up.consumed(num(m["listener"]), num(m["seq"]), num(m["offset"]));
+        else if (f.type === Frame.consumed) up.consumed(ref(m), num(m["offset"]));
         else if (f.type === Frame.flush) send(Frame.flushed, { id: num(m["id"]) });
       }
     } catch (err: unknown) {

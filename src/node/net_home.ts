@@ -16,6 +16,7 @@
  */
 import net from "node:net";
 import { FerryError } from "../errors.js";
+import type { ConnRef } from "../wasi/mod.js";
 
 /** Incoming bytes a connection may have unconsumed before the home stops reading its socket. */
 export const NET_HOME_WINDOW_BYTES = 1024 * 1024;
@@ -26,14 +27,14 @@ const LINGER_MS = 30_000;
 
 /** What the home tells the node that runs the process. */
 export interface NetDownlink {
-  /** Connection `seq` of `listener` arrived. */
-  arrived(listener: number, seq: number): void;
+  /** A connection arrived. */
+  arrived(conn: ConnRef): void;
   /** Incoming bytes at stream offset `offset`. */
-  data(listener: number, seq: number, offset: number, bytes: Uint8Array): void;
+  data(conn: ConnRef, offset: number, bytes: Uint8Array): void;
   /** The incoming stream ends after what was sent: the peer closed its side, or the connection broke. */
-  end(listener: number, seq: number, how: "eof" | "reset"): void;
+  end(conn: ConnRef, how: "eof" | "reset"): void;
   /** The home took the outgoing stream up to `offset`; the guest's send window opens by that much. */
-  written(listener: number, seq: number, offset: number): void;
+  written(conn: ConnRef, offset: number): void;
   /** Another runner is attached now (or the process ended): this one hears nothing more. */
   superseded(): void;
 }
@@ -43,17 +44,21 @@ export interface NetHello {
   /** Per listener, how many connections it knows of: later ones are announced to it. */
   known: number[];
   /** The connections it holds, with the incoming offset it has bytes up to. */
-  conns: { listener: number; seq: number; received: number }[];
+  conns: (ConnRef & { received: number })[];
 }
 
 /** What a runner tells the home. */
 export interface NetUplink {
-  send(listener: number, seq: number, offset: number, bytes: Uint8Array): void;
-  shutdown(listener: number, seq: number, offset: number): void;
-  close(listener: number, seq: number, offset: number): void;
+  /** Outgoing bytes, starting at stream offset `offset`. */
+  send(conn: ConnRef, offset: number, bytes: Uint8Array): void;
+  /** The outgoing stream ends at `offset`. */
+  shutdown(conn: ConnRef, offset: number): void;
+  /** The guest closed the connection; its outgoing stream ends at `offset`. */
+  close(conn: ConnRef, offset: number): void;
+  /** The guest closed listening socket `listener`. */
   unlisten(listener: number): void;
   /** The guest consumed the incoming stream up to `offset`: the home may forget what lies before. */
-  consumed(listener: number, seq: number, offset: number): void;
+  consumed(conn: ConnRef, offset: number): void;
 }
 
 /** Parses "HOST:PORT" (IPv6 hosts in brackets); throws ERR_BAD_REQUEST. */
@@ -65,7 +70,7 @@ export function parseListenAddress(text: string): { host: string; port: number }
 }
 
 /** One accepted connection. */
-class HomeConn {
+class HomeConn implements ConnRef {
   readonly listener: number;
   readonly seq: number;
   readonly socket: net.Socket;
@@ -188,10 +193,10 @@ export class NetHome {
       held.add(key);
       const conn = this.#conns.get(key);
       if (conn === undefined || conn.closed_by_guest) {
-        down.end(c.listener, c.seq, "reset");
+        down.end(c, "reset");
         continue;
       }
-      down.written(c.listener, c.seq, conn.out_written);
+      down.written(conn, conn.out_written);
       this.#replay(conn, Math.max(c.received, conn.in_base), down);
     }
     for (const conn of [...this.#conns.values()].sort((a, b) => a.seq - b.seq)) {
@@ -202,7 +207,7 @@ export class NetHome {
         this.#guestClosed(conn, conn.out_written);
         continue;
       }
-      down.arrived(conn.listener, conn.seq);
+      down.arrived(conn);
       this.#replay(conn, conn.in_base, down);
     }
     return this.#uplink(id);
@@ -225,28 +230,28 @@ export class NetHome {
 
   #uplink(id: number): NetUplink & { id: number } {
     const live = (): boolean => this.#session?.id === id;
-    const conn = (listener: number, seq: number): HomeConn | undefined => (live() ? this.#conns.get(`${listener}.${seq}`) : undefined);
+    const find = (c: ConnRef): HomeConn | undefined => (live() ? this.#conns.get(`${c.listener}.${c.seq}`) : undefined);
     return {
       id,
-      send: (listener, seq, offset, bytes) => {
-        const c = conn(listener, seq);
+      send: (conn, offset, bytes) => {
+        const c = find(conn);
         if (c !== undefined) this.#write(c, offset, bytes);
       },
-      shutdown: (listener, seq, offset) => {
-        const c = conn(listener, seq);
+      shutdown: (conn, offset) => {
+        const c = find(conn);
         if (c === undefined) return;
         c.out_end = offset;
         this.#maybeEnd(c);
       },
-      close: (listener, seq, offset) => {
-        const c = conn(listener, seq);
+      close: (conn, offset) => {
+        const c = find(conn);
         if (c !== undefined) this.#guestClosed(c, offset);
       },
       unlisten: (listener) => {
         if (live()) this.#servers[listener]?.close();
       },
-      consumed: (listener, seq, offset) => {
-        const c = conn(listener, seq);
+      consumed: (conn, offset) => {
+        const c = find(conn);
         if (c === undefined || offset <= c.in_base) return;
         c.trim(offset);
         if (c.paused && c.in_total - c.in_base <= NET_HOME_WINDOW_BYTES / 2) {
@@ -271,7 +276,7 @@ export class NetHome {
       const offset = conn.in_total;
       conn.chunks.push(chunk);
       conn.in_total += chunk.length;
-      this.#session?.down.data(listener, seq, offset, chunk);
+      this.#session?.down.data(conn, offset, chunk);
       if (conn.in_total - conn.in_base > NET_HOME_WINDOW_BYTES && !conn.paused) {
         conn.paused = true;
         socket.pause();
@@ -283,18 +288,18 @@ export class NetHome {
       this.#ended(conn, "reset");
       if (conn.closed_by_guest) this.#conns.delete(`${listener}.${seq}`);
     });
-    this.#session?.down.arrived(listener, seq);
+    this.#session?.down.arrived(conn);
   }
 
   #ended(conn: HomeConn, how: "eof" | "reset"): void {
     if (conn.ended !== null) return;
     conn.ended = how;
-    if (!conn.closed_by_guest) this.#session?.down.end(conn.listener, conn.seq, how);
+    if (!conn.closed_by_guest) this.#session?.down.end(conn, how);
   }
 
   #replay(conn: HomeConn, from: number, down: NetDownlink): void {
-    for (const [offset, bytes] of conn.from(from)) down.data(conn.listener, conn.seq, offset, bytes);
-    if (conn.ended !== null) down.end(conn.listener, conn.seq, conn.ended);
+    for (const [offset, bytes] of conn.from(from)) down.data(conn, offset, bytes);
+    if (conn.ended !== null) down.end(conn, conn.ended);
   }
 
   #write(conn: HomeConn, offset: number, bytes: Uint8Array): void {
@@ -310,7 +315,7 @@ export class NetHome {
   /** Tells the runner what was written once the socket's buffer is low (so a slow reader slows the guest). */
   #credit(conn: HomeConn): void {
     if (conn.socket.writableLength <= SOCKET_BUFFER_HIGH_BYTES) {
-      this.#session?.down.written(conn.listener, conn.seq, conn.out_written);
+      this.#session?.down.written(conn, conn.out_written);
       return;
     }
     if (conn.waiting_drain) return;

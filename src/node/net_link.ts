@@ -33,13 +33,18 @@ export interface NetLine extends NetUplink {
   detach(): void;
 }
 
-/** Opens a line to the home; `broken` is called if it breaks later. */
-export type NetConnect = (hello: NetHello, down: NetDownlink, broken: () => void) => Promise<NetLine>;
+/** What attaching says and where the home's side goes; `broken` is called if the line breaks later. */
+export interface NetAttach {
+  hello: NetHello;
+  down: NetDownlink;
+  broken: () => void;
+}
+
+/** Opens a line to the home. */
+export type NetConnect = (attach: NetAttach) => Promise<NetLine>;
 
 /** One connection as this node holds it. */
-interface RunConn {
-  listener: number;
-  seq: number;
+interface RunConn extends ConnRef {
   /** Slot in the guest's area, -1 while all are taken. */
   slot: number;
   /** Incoming: the offset the guest consumed up to, and its slot's ring tail when that was seen. */
@@ -81,7 +86,7 @@ export class NetLink implements NetHooks {
   #superseded = false;
   #closed = false;
   /** Guest closes and unlistens made while detached, told on attach. */
-  #closes: { listener: number; seq: number; offset: number }[] = [];
+  #closes: { conn: ConnRef; offset: number }[] = [];
   #unlistens: number[] = [];
   readonly #home_lost_ms: number;
   /** When attaching started to fail, while it does. */
@@ -112,7 +117,7 @@ export class NetLink implements NetHooks {
     this.#active = true;
     for (const l of positions.listeners) this.#known[l.listener] = l.accepted;
     for (const c of positions.conns) {
-      const conn = this.#add(c.listener, c.seq, c.received);
+      const conn = this.#add(c, c.received);
       conn.written = c.sent;
       if (c.shut_wr) conn.shut_at = c.sent;
     }
@@ -154,13 +159,13 @@ export class NetLink implements NetHooks {
     const c = this.#conns.get(key(conn));
     if (c === undefined) return;
     c.unconfirmed.push({ offset, bytes });
-    this.#line?.send(conn.listener, conn.seq, offset, bytes);
+    this.#line?.send(conn, offset, bytes);
   }
 
   shutdown(conn: ConnRef, offset: number): void {
     const c = this.#conns.get(key(conn));
     if (c !== undefined) c.shut_at = offset;
-    this.#line?.shutdown(conn.listener, conn.seq, offset);
+    this.#line?.shutdown(conn, offset);
   }
 
   close(conn: ConnRef, offset: number): void {
@@ -171,8 +176,8 @@ export class NetLink implements NetHooks {
       this.#area.free(c.slot);
       this.#place();
     }
-    if (this.#line !== null) this.#line.close(conn.listener, conn.seq, offset);
-    else this.#closes.push({ listener: conn.listener, seq: conn.seq, offset });
+    if (this.#line !== null) this.#line.close(conn, offset);
+    else this.#closes.push({ conn: { listener: conn.listener, seq: conn.seq }, offset });
   }
 
   unlisten(listener: number): void {
@@ -201,27 +206,27 @@ export class NetLink implements NetHooks {
       retire: () => {
         live = false;
       },
-      arrived: (listener, seq) => {
-        if (!live || this.#conns.has(`${listener}.${seq}`)) return;
-        this.#add(listener, seq, 0);
-        this.#known[listener] = Math.max(this.#known[listener] ?? 0, seq + 1);
+      arrived: (conn) => {
+        if (!live || this.#conns.has(key(conn))) return;
+        this.#add(conn, 0);
+        this.#known[conn.listener] = Math.max(this.#known[conn.listener] ?? 0, conn.seq + 1);
         this.#proc?.wake();
       },
-      data: (listener, seq, offset, bytes) => {
-        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+      data: (conn, offset, bytes) => {
+        const c = live ? this.#conns.get(key(conn)) : undefined;
         if (c === undefined || c.end_marked || offset > c.have || offset + bytes.length <= c.have) return;
         c.backlog.push(bytes.subarray(c.have - offset));
         c.have = offset + bytes.length;
         this.#pump(c);
       },
-      end: (listener, seq, how) => {
-        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+      end: (conn, how) => {
+        const c = live ? this.#conns.get(key(conn)) : undefined;
         if (c === undefined || c.end !== null) return;
         c.end = how;
         this.#pump(c);
       },
-      written: (listener, seq, offset) => {
-        const c = live ? this.#conns.get(`${listener}.${seq}`) : undefined;
+      written: (conn, offset) => {
+        const c = live ? this.#conns.get(key(conn)) : undefined;
         if (c === undefined) return;
         if (c.slot >= 0) this.#area.taken(c.slot, offset - c.written);
         c.written = offset;
@@ -252,10 +257,14 @@ export class NetLink implements NetHooks {
         };
         const down = this.#downlink();
         try {
-          const line = await this.#connect(hello, down, () => {
-            down.retire();
-            if (this.#line === line) this.#line = null;
-            if (!this.#closed && !this.#frozen && !this.#superseded) setTimeout(() => void this.#attach(), REATTACH_MS).unref();
+          const line = await this.#connect({
+            hello,
+            down,
+            broken: () => {
+              down.retire();
+              if (this.#line === line) this.#line = null;
+              if (!this.#closed && !this.#frozen && !this.#superseded) setTimeout(() => void this.#attach(), REATTACH_MS).unref();
+            },
           });
           if (this.#closed) {
             line.detach();
@@ -293,17 +302,17 @@ export class NetLink implements NetHooks {
   /** After attaching: what the home may have missed. */
   #replay(line: NetLine): void {
     for (const c of this.#conns.values()) {
-      for (const u of c.unconfirmed) line.send(c.listener, c.seq, u.offset, u.bytes);
-      if (c.shut_at !== null) line.shutdown(c.listener, c.seq, c.shut_at);
+      for (const u of c.unconfirmed) line.send(c, u.offset, u.bytes);
+      if (c.shut_at !== null) line.shutdown(c, c.shut_at);
     }
-    for (const c of this.#closes.splice(0)) line.close(c.listener, c.seq, c.offset);
+    for (const c of this.#closes.splice(0)) line.close(c.conn, c.offset);
     for (const l of this.#unlistens.splice(0)) line.unlisten(l);
   }
 
-  #add(listener: number, seq: number, received: number): RunConn {
+  #add(conn: ConnRef, received: number): RunConn {
     const c: RunConn = {
-      listener,
-      seq,
+      listener: conn.listener,
+      seq: conn.seq,
       slot: -1,
       base: received,
       tail: 0,
@@ -316,7 +325,7 @@ export class NetLink implements NetHooks {
       unconfirmed: [],
       shut_at: null,
     };
-    this.#conns.set(`${listener}.${seq}`, c);
+    this.#conns.set(key(c), c);
     this.#waiting.push(c);
     this.#place();
     return c;
@@ -326,7 +335,7 @@ export class NetLink implements NetHooks {
   #place(): void {
     while (this.#waiting.length > 0) {
       const c = this.#waiting[0] as RunConn;
-      if (!this.#conns.has(`${c.listener}.${c.seq}`)) {
+      if (!this.#conns.has(key(c))) {
         this.#waiting.shift();
         continue;
       }
@@ -371,7 +380,7 @@ export class NetLink implements NetHooks {
     c.tail = tail;
     if (c.base > c.acked) {
       c.acked = c.base;
-      this.#line?.consumed(c.listener, c.seq, c.base);
+      this.#line?.consumed(c, c.base);
     }
   }
 }

@@ -4,11 +4,12 @@ import http from "node:http";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
-import { NetLink } from "./net_link.js";
+import { NetLink, type NetAttach } from "./net_link.js";
 import { acceptNetLine, connectNetLine } from "./_net_wire.js";
-import { NetArea } from "../runtime/_net_area.js";
-import { NET_AREA_BYTES } from "../runtime/_net_area.js";
-import type { GuestProcess } from "../runtime/mod.js";
+import { NET_AREA_BYTES, NetArea, type GuestProcess } from "../runtime/mod.js";
+
+/** The first connection on the first listener. */
+const C0 = { listener: 0, seq: 0 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -27,14 +28,14 @@ function recorder(): NetDownlink & { events: string[]; bytes: Map<string, string
   return {
     events,
     bytes,
-    arrived: (l, s) => events.push(`arrived ${l}.${s}`),
-    data: (l, s, offset, b) => {
-      events.push(`data ${l}.${s}@${offset} ${Buffer.from(b).toString()}`);
-      bytes.set(`${l}.${s}`, (bytes.get(`${l}.${s}`) ?? "") + Buffer.from(b).toString());
+    arrived: (c) => void events.push(`arrived ${c.listener}.${c.seq}`),
+    data: (c, offset, b) => {
+      events.push(`data ${c.listener}.${c.seq}@${offset} ${Buffer.from(b).toString()}`);
+      bytes.set(`${c.listener}.${c.seq}`, (bytes.get(`${c.listener}.${c.seq}`) ?? "") + Buffer.from(b).toString());
     },
-    end: (l, s, how) => events.push(`end ${l}.${s} ${how}`),
-    written: (l, s, offset) => events.push(`written ${l}.${s}@${offset}`),
-    superseded: () => events.push("superseded"),
+    end: (c, how) => void events.push(`end ${c.listener}.${c.seq} ${how}`),
+    written: (c, offset) => void events.push(`written ${c.listener}.${c.seq}@${offset}`),
+    superseded: () => void events.push("superseded"),
   };
 }
 
@@ -74,21 +75,21 @@ describe("TCP relay (home and runner)", () => {
     c.socket.write("hello");
     await until("the bytes", () => first.bytes.get("0.0") === "hello");
     assert.equal(first.events[0], "arrived 0.0");
-    up1.send(0, 0, 0, Buffer.from("abc"));
-    up1.send(0, 0, 0, Buffer.from("abc"));
-    up1.send(0, 0, 1, Buffer.from("bcd"));
-    up1.send(0, 0, 9, Buffer.from("gap"));
+    up1.send(C0, 0, Buffer.from("abc"));
+    up1.send(C0, 0, Buffer.from("abc"));
+    up1.send(C0, 1, Buffer.from("bcd"));
+    up1.send(C0, 9, Buffer.from("gap"));
     await until("the reply", () => c.got() === "abcd");
-    up1.consumed(0, 0, 2);
+    up1.consumed(C0, 2);
 
     // A new runner, holding the connection with 2 bytes taken in (from its image).
     const second = recorder();
     const up2 = home.attach({ known: [1], conns: [{ listener: 0, seq: 0, received: 2 }] }, second);
     assert.deepEqual(first.events.slice(-1), ["superseded"]);
     assert.deepEqual(second.events, ["written 0.0@4", "data 0.0@2 llo"]);
-    up1.send(0, 0, 4, Buffer.from("STALE"));
-    up2.send(0, 0, 4, Buffer.from("ef"));
-    up2.shutdown(0, 0, 6);
+    up1.send(C0, 4, Buffer.from("STALE"));
+    up2.send(C0, 4, Buffer.from("ef"));
+    up2.shutdown(C0, 6);
     await until("the end of the outgoing stream", () => c.ended());
     assert.equal(c.got(), "abcdef");
     c.socket.end("!");
@@ -120,13 +121,13 @@ describe("TCP relay (home and runner)", () => {
     try {
       // No such process at that home: the attach is refused, with the reason.
       await assert.rejects(
-        connectNetLine(address, "nope", { known: [], conns: [] }, recorder(), () => undefined),
+        connectNetLine(address, { pid: "nope", hello: { known: [], conns: [] }, down: recorder(), broken: () => undefined }),
         (e: Error & { code?: string }) => e.code === "ERR_NO_SUCH_PROCESS",
       );
       const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
       let wakes = 0;
       const proc = { net: area, wake: () => (wakes += 1) } as unknown as GuestProcess;
-      const link = new NetLink("p-4", (hello, down, broken) => connectNetLine(address, "p-4", hello, down, broken));
+      const link = new NetLink("p-4", (attach) => connectNetLine(address, { pid: "p-4", ...attach }));
       link.bind(proc);
       link.start({ listeners: [{ listener: 0, accepted: 0 }], conns: [] });
       const c = await client(home.addresses[0] as string);
@@ -171,7 +172,7 @@ describe("TCP relay (home and runner)", () => {
   it("a move that fails after the destination attached: the source takes its connections up again where they were", async () => {
     const home = await NetHome.listen("p-5", ["127.0.0.1:0"]);
     homes.push(home);
-    const local = (hello: Parameters<NetHome["attach"]>[0], down: NetDownlink) => {
+    const local = ({ hello, down }: NetAttach) => {
       const up = home.attach(hello, down);
       return Promise.resolve({ ...up, flush: () => Promise.resolve(), detach: () => home.detach(up) });
     };
@@ -211,7 +212,7 @@ describe("TCP relay (home and runner)", () => {
     let breakLine: (() => void) | null = null;
     const link = new NetLink(
       "p-6",
-      (hello, down, broken) => {
+      ({ hello, down, broken }) => {
         if (!reachable) return Promise.reject(new Error("unreachable"));
         const up = home.attach(hello, down);
         breakLine = () => {

@@ -229,15 +229,15 @@ export class ProcessTable {
 
   /** The connection relay of `pid`, whose home is `home`: straight to its NetHome here, or over a channel. */
   netLink(pid: string, home: string): NetLink {
-    return new NetLink(pid, async (hello, down, broken) => {
+    return new NetLink(pid, async (attach) => {
       const record = this.#homes.get(pid);
       if (record !== undefined) {
         if (record.net === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `${pid} does not listen`);
         const net = record.net;
-        const up = net.attach(hello, down);
+        const up = net.attach(attach.hello, attach.down);
         return { ...up, flush: () => Promise.resolve(), detach: () => net.detach(up) };
       }
-      return connectNetLine(await this.#addressOf(home), pid, hello, down, broken);
+      return connectNetLine(await this.#addressOf(home), { pid, ...attach });
     });
   }
 
