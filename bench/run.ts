@@ -13,6 +13,7 @@ import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
 import { netBench } from "./net.js";
+import { pagesBench } from "./pages.js";
 import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 
@@ -182,4 +183,5 @@ if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
+if (only === undefined || only === "pages") await pagesBench(quick);
 process.exit(0);
