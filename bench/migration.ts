@@ -4,36 +4,10 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import net from "node:net";
 import { startPair } from "./_nodes.js";
+import { rawTcpTransfer } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { httpRequest as request } from "../src/node/mod.js";
-
-/** Sends `bytes` over a loopback TCP connection in 1 MiB writes; resolves with the milliseconds it took. */
-async function rawTcp(bytes: number): Promise<number> {
-  const chunk = Buffer.alloc(1024 * 1024, 7);
-  let received = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const server = net.createServer((s) => {
-    s.on("data", (c: Buffer) => {
-      received += c.length;
-      if (received >= bytes) done();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const t0 = performance.now();
-  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-  await new Promise<void>((r) => client.on("connect", () => r()));
-  for (let sent = 0; sent < bytes; sent += chunk.length) {
-    if (!client.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))) await new Promise((r) => client.once("drain", r));
-  }
-  await finished;
-  const ms = performance.now() - t0;
-  client.destroy();
-  await new Promise((r) => server.close(r));
-  return ms;
-}
 
 interface Metrics {
   total_ms: number;
@@ -84,7 +58,7 @@ export async function migrationBench(quick: boolean): Promise<void> {
     console.log("whole = the request to running, including preparing the destination while the source still runs");
     console.log("| memory | bytes | raw TCP MB/s | copy phase MB/s | ratio | whole MB/s | ratio |\n|---|---|---|---|---|---|---|");
     for (const t of throughput) {
-      const raw_ms = await rawTcp(t.bytes);
+      const raw_ms = await rawTcpTransfer(t.bytes);
       const raw = t.bytes / 1e6 / (raw_ms / 1000);
       const copy = t.bytes / 1e6 / (t.downtime_ms / 1000);
       const whole = t.bytes / 1e6 / (t.total_ms / 1000);

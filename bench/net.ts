@@ -9,6 +9,7 @@
  */
 import net from "node:net";
 import { startPair } from "./_nodes.js";
+import { median } from "./_measure.js";
 import { httpRequest as request } from "../src/node/mod.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 
@@ -75,11 +76,6 @@ class Pinger {
     this.#socket.removeAllListeners("close");
     this.#socket.destroy();
   }
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
 }
 
 async function rawEcho(n: number): Promise<number[]> {

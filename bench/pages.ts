@@ -9,11 +9,7 @@
 import net from "node:net";
 import { CHUNK_BYTES, RemotePages, remotePagesAvailability } from "../src/memory/mod.js";
 import { PageServer } from "../src/migration/mod.js";
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-}
+import { median, rawTcpTransfer } from "./_measure.js";
 
 /** Pushes `bytes` of non-zero memory through the pipeline; ms and CPU ms (user, system). */
 async function push(bytes: number): Promise<{ ms: number; user_ms: number; system_ms: number }> {
@@ -48,32 +44,6 @@ async function push(bytes: number): Promise<{ ms: number; user_ms: number; syste
   return { ms, user_ms: cpu.user / 1000, system_ms: cpu.system / 1000 };
 }
 
-/** The same bytes over a loopback TCP connection in 1 MiB writes; ms. */
-async function rawTcp(bytes: number): Promise<number> {
-  const chunk = Buffer.alloc(1024 * 1024, 7);
-  let received = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const server = net.createServer((s) => {
-    s.on("data", (c: Buffer) => {
-      received += c.length;
-      if (received >= bytes) done();
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-  await new Promise<void>((r) => client.on("connect", () => r()));
-  const t0 = performance.now();
-  for (let sent = 0; sent < bytes; sent += chunk.length) {
-    if (!client.write(chunk)) await new Promise((r) => client.once("drain", r));
-  }
-  await finished;
-  const ms = performance.now() - t0;
-  client.destroy();
-  await new Promise((r) => server.close(r));
-  return ms;
-}
-
 /** Runs the page pipeline benchmark and prints its table. */
 export async function pagesBench(quick: boolean): Promise<void> {
   const can = remotePagesAvailability();
@@ -89,7 +59,7 @@ export async function pagesBench(quick: boolean): Promise<void> {
     const raw: number[] = [];
     const runs: { ms: number; user_ms: number; system_ms: number }[] = [];
     for (let i = 0; i < repeats; i += 1) {
-      raw.push(await rawTcp(bytes));
+      raw.push(await rawTcpTransfer(bytes));
       runs.push(await push(bytes));
     }
     const rate = (ms: number): number => bytes / 1e6 / (ms / 1000);

@@ -13,6 +13,7 @@ import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
 import { netBench } from "./net.js";
+import { median } from "./_measure.js";
 import { pagesBench } from "./pages.js";
 import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
@@ -28,10 +29,6 @@ const EXAMPLES = path.join(ROOT, "examples");
 const quick = process.argv.includes("--quick");
 const REPEATS = quick ? 1 : 3;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
-}
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] as number;

@@ -192,11 +192,6 @@ export class NetLink implements NetHooks {
     this.#ack(c);
   }
 
-  /** Connections held here. */
-  get connections(): number {
-    return this.#conns.size;
-  }
-
   // The home's side.
 
   #downlink(): NetDownlink & { retire(): void } {

@@ -6,7 +6,7 @@ import type { Duplex } from "node:stream";
 import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
 import { NetLink, type NetAttach } from "./net_link.js";
 import { acceptNetLine, connectNetLine } from "./_net_wire.js";
-import { NET_AREA_BYTES, NetArea, type GuestProcess } from "../runtime/mod.js";
+import { NET_AREA_BYTES, NET_SEND_WINDOW, NetArea, type GuestProcess } from "../runtime/mod.js";
 
 /** The first connection on the first listener. */
 const C0 = { listener: 0, seq: 0 };
@@ -155,7 +155,7 @@ describe("TCP relay (home and runner)", () => {
       c.socket.write("more");
       await until("the rest, after the reattach", () => (drain(), incoming === "pingmore" && c.got() === "pongxyz"));
       await link.flush();
-      assert.equal(area.room(slot), 256 * 1024, "every byte sent is confirmed: the window is whole again");
+      assert.equal(area.room(slot), NET_SEND_WINDOW, "every byte sent is confirmed: the window is whole again");
       assert.ok(wakes > 0);
       link.close({ listener: 0, seq: 0 }, 7);
       await until("the close", () => c.ended());
@@ -232,7 +232,7 @@ describe("TCP relay (home and runner)", () => {
     reachable = false;
     (breakLine as unknown as () => void)();
     const slot = area.find(0, 0);
-    assert.equal(area.room(slot), 256 * 1024, "not yet: a home may come back");
+    assert.equal(area.room(slot), NET_SEND_WINDOW, "not yet: a home may come back");
     await until("the reset", () => area.room(slot) === "reset", 5000);
     assert.equal(area_text(area, true), "last words", "what arrived is still read first");
     assert.equal(area.read(slot, 10, false), "reset");

@@ -146,11 +146,6 @@ export class NetArea {
     return n;
   }
 
-  /** Controller: bytes written into `slot`'s ring so far (mod 2^32). */
-  head(slot: number): number {
-    return this.#get(slot, F_HEAD) >>> 0;
-  }
-
   /** Controller: the incoming stream ends after what was written. */
   end(slot: number, how: (typeof End)["eof"] | (typeof End)["reset"]): void {
     this.#set(slot, F_END, how);
