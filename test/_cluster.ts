@@ -8,7 +8,9 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { httpRequest } from "../src/node/mod.js";
+import { Dialer, httpRequest } from "../src/node/mod.js";
+import { ClusterTls, clientCredentialDir, issue, localAuthorityDir, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
+import { ensureClient, localCluster } from "../src/cli/_identity.js";
 import { FERRY, tempDir } from "./_helpers.js";
 
 /** One node process. */
@@ -31,9 +33,34 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
-/** Starts one node process and resolves once it listens. */
-export function startNode(name: string, port: number, peers: string[], data: string): Promise<NodeProc> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peers.join(","), "--data", data], {
+let authority: Promise<KeyPairPem> | undefined;
+
+/**
+ * The CA of the test process's clusters (in its own Ferry home, as `ferry
+ * up` makes it), and a client credential there that the CLI, `request` and
+ * `json` use.
+ */
+export function testAuthority(): Promise<KeyPairPem> {
+  authority ??= localCluster(localAuthorityDir()).then(async ({ authority: a }) => {
+    await ensureClient(a, clientCredentialDir(), "tester");
+    return a;
+  });
+  return authority;
+}
+
+/** Writes a certificate for node `name` into DATA/pki, as an operator would hand it over. */
+export async function nodeCredentialFiles(name: string, data: string, given?: KeyPairPem): Promise<string[]> {
+  const ca = given ?? (await testAuthority());
+  const issued = await issue(ca, { role: "node", name, hosts: ["127.0.0.1"] });
+  const dir = path.join(data, "pki");
+  writeCredential(dir, { ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
+  return ["--ca", path.join(dir, "ca.pem"), "--cert", path.join(dir, "cert.pem"), "--key", path.join(dir, "key.pem")];
+}
+
+/** Starts one node process with a certificate of the test CA and resolves once it listens. */
+export async function startNode(name: string, port: number, peers: string[], data: string, extra: readonly string[] = []): Promise<NodeProc> {
+  const credential = await nodeCredentialFiles(name, data);
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peers.join(","), "--data", data, ...credential, ...extra], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   return new Promise((resolve, reject) => {
@@ -48,13 +75,17 @@ export function startNode(name: string, port: number, peers: string[], data: str
 }
 
 /** A cluster of `names.length` node processes, all peers of each other (through `via` where given). */
-export async function startCluster(names: string[], via: (name: string, address: string) => string = (_n, a) => a): Promise<{ nodes: NodeProc[]; stop(): Promise<void>; dir: string }> {
+export async function startCluster(
+  names: string[],
+  via: (name: string, address: string) => string = (_n, a) => a,
+  extra: (name: string) => string[] = () => [],
+): Promise<{ nodes: NodeProc[]; stop(): Promise<void>; dir: string }> {
   const ports = await freePorts(names.length);
   const dir = tempDir("cluster");
   const addresses = ports.map((p) => `127.0.0.1:${p}`);
   const nodes = await Promise.all(
     names.map((name, i) =>
-      startNode(name, ports[i] as number, names.flatMap((other, j) => (j === i ? [] : [via(other, addresses[j] as string)])), path.join(dir, name)),
+      startNode(name, ports[i] as number, names.flatMap((other, j) => (j === i ? [] : [via(other, addresses[j] as string)])), path.join(dir, name), extra(name)),
     ),
   );
   return {
@@ -80,8 +111,26 @@ export function stopNode(node: NodeProc): Promise<void> {
   });
 }
 
-/** An HTTP request; resolves with status and body. */
+/** An HTTP request, as this machine's client; resolves with status and body. */
 export const request = httpRequest;
+
+let probe: Promise<Dialer> | undefined;
+
+/** A dialer holding a node certificate ("probe") of the test CA, for the node-only `/v1/internal/` endpoints. */
+export function nodeDialer(): Promise<Dialer> {
+  probe ??= testAuthority().then(async (ca) => {
+    const issued = await issue(ca, { role: "node", name: "probe" });
+    return new Dialer(new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string }));
+  });
+  return probe;
+}
+
+/** Whether `pid` runs on the node at `address`, asked as a node asks. */
+export async function runsOn(address: string, pid: string): Promise<boolean> {
+  const r = await request(address, "GET", `/v1/internal/running/${pid}`, undefined, await nodeDialer());
+  if (r.status !== 200) throw new Error(`GET /v1/internal/running/${pid}: ${r.status} ${r.body.toString()}`);
+  return (JSON.parse(r.body.toString()) as { running: boolean }).running;
+}
 
 /** A JSON request that must succeed. */
 export async function json<T>(address: string, method: string, p: string, body?: Buffer | object): Promise<T> {

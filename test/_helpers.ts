@@ -6,6 +6,14 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Prng } from "../src/_prng.js";
 
+// Each test process keeps its keys and credentials in a Ferry home of its
+// own (children inherit it), never in the user's ~/.ferry.
+if (process.env["FERRY_HOME"] === undefined || process.env["FERRY_HOME"] === "") {
+  const home = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-home-"));
+  process.env["FERRY_HOME"] = home;
+  process.on("exit", () => fs.rmSync(home, { recursive: true, force: true }));
+}
+
 /** The repository root (tests run from dist/test). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 /** The ferry command. */

@@ -8,10 +8,14 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { ferry, tempDir, type RunResult } from "./_helpers.js";
+import { testAuthority } from "./_cluster.js";
+import { localNode } from "../src/cli/_identity.js";
+import type { ClusterTls } from "../src/trust/mod.js";
 
 type Status = { kind: "exit"; code: number } | { kind: "trap"; message: string } | { kind: "killed" };
 
@@ -82,7 +86,7 @@ class FakeCluster {
 
   async start(names: string[]): Promise<void> {
     for (const name of names) {
-      const node = new FakeNode(name, this);
+      const node = new FakeNode(name, this, await localNode(await testAuthority(), name, "127.0.0.1"));
       await node.listen();
       this.nodes.push(node);
     }
@@ -119,8 +123,10 @@ class FakeNode {
   constructor(
     readonly name: string,
     readonly cluster: FakeCluster,
+    tls: ClusterTls,
   ) {
-    this.server = http.createServer((req, res) => {
+    // It speaks TLS with a node certificate of the test CA, as a real node does.
+    this.server = https.createServer(tls.serverOptions(), (req, res) => {
       this.log.push(`${req.method} ${req.url}`);
       this.#handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) send(res, 500, { error: { code: "ERR_INTERNAL", message: String(err) } });

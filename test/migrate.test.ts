@@ -10,7 +10,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
-import { json, outputOf, proxiedPair, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 // Post-copy and hybrid join the rotation wherever userfaultfd can serve them (test/postcopy.test.ts says why not).
@@ -162,8 +162,7 @@ describe("migration failures", () => {
       assert.notEqual(r.status, 200, "the migration claims success over a cut link");
       const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
       assert.equal(info.node, "n1");
-      const running = await json<{ running: boolean }>(n2.address, "GET", `/v1/internal/running/${pid}`);
-      assert.equal(running.running, false, "a second copy runs on the destination");
+      assert.equal(await runsOn(n2.address, pid), false, "a second copy runs on the destination");
       const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);

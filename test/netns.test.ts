@@ -11,6 +11,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
+import { nodeCredentialFiles } from "./_cluster.js";
 
 const tag = randomBytes(3).toString("hex");
 const hub = `fy-hub-${tag}`;
@@ -70,7 +71,7 @@ describe("a cluster across network namespaces", { skip: why ?? false }, () => {
     });
     for (const [i, name] of names.entries()) {
       const peers = names.flatMap((_, j) => (j === i ? [] : [`${ip(j)}:${PORT}`])).join(",");
-      const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, "node", "start", "--name", name, "--listen", `${ip(i)}:${PORT}`, "--peers", peers, "--data", path.join(data, name)], {
+      const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, "node", "start", "--name", name, "--listen", `${ip(i)}:${PORT}`, "--peers", peers, "--data", path.join(data, name), ...(await nodeCredentialFiles(name, path.join(data, name)))], {
         stdio: ["ignore", "pipe", "inherit"],
       });
       nodes.push(child);

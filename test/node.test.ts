@@ -6,25 +6,12 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FerryNode } from "../src/node/mod.js";
 import { EXAMPLES, tempDir } from "./_helpers.js";
-
-function request(address: string, method: string, p: string, body?: Buffer | object): Promise<{ status: number; body: Buffer }> {
-  const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
-  const [host, port] = [address.slice(0, address.lastIndexOf(":")), Number(address.slice(address.lastIndexOf(":") + 1))];
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path: p }, (res) => {
-      const parts: Buffer[] = [];
-      res.on("data", (c: Buffer) => parts.push(c));
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-    });
-    req.on("error", reject);
-    req.end(payload);
-  });
-}
+import { request, testAuthority } from "./_cluster.js";
+import { localNode } from "../src/cli/_identity.js";
 
 async function json(address: string, method: string, p: string, body?: Buffer | object): Promise<unknown> {
   const r = await request(address, method, p, body);
@@ -54,7 +41,10 @@ describe("node daemons", () => {
   const sha = createHash("sha256").update(wasm).digest("hex");
 
   before(async () => {
-    for (const name of ["n1", "n2", "n3"]) nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: 0, peers: [], data_dir: path.join(data, name) }));
+    const ca = await testAuthority();
+    for (const name of ["n1", "n2", "n3"]) {
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: 0, peers: [], data_dir: path.join(data, name), tls: await localNode(ca, name, "127.0.0.1") }));
+    }
     for (const n of nodes) n.addPeers(nodes.map((m) => m.address));
   });
   after(async () => {
@@ -119,7 +109,7 @@ describe("node daemons", () => {
   it("a second node on a port in use fails with ERR_ADDRESS_IN_USE", async () => {
     const port = Number(nodes[0]!.address.split(":")[1]);
     await assert.rejects(
-      FerryNode.start({ name: "dup", host: "127.0.0.1", port, peers: [], data_dir: path.join(data, "dup") }),
+      FerryNode.start({ name: "dup", host: "127.0.0.1", port, peers: [], data_dir: path.join(data, "dup"), tls: null }),
       (err: unknown) => (err as { code?: string }).code === "ERR_ADDRESS_IN_USE",
     );
   });

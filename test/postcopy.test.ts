@@ -11,7 +11,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { EXAMPLES, ferry } from "./_helpers.js";
-import { json, outputOf, proxiedPair, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { json, outputOf, proxiedPair, request, runsOn, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const availability = remotePagesAvailability();
@@ -111,8 +111,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       assert.match(status.message ?? "", /never arrived/);
       assert.match(status.message ?? "", /0x[0-9a-f]+-0x[0-9a-f]+/, "the lost pages should be named");
       // The destination is still responsive and holds nothing of it.
-      const running = await within(5000, "n3", json<{ running: boolean }>(n3.address, "GET", `/v1/internal/running/${pid}`));
-      assert.equal(running.running, false);
+      assert.equal(await within(5000, "n3", runsOn(n3.address, pid)), false);
       const list = await json<{ pid: string; state: string }[]>(n1.address, "GET", "/v1/processes");
       assert.equal(list.find((p) => p.pid === pid)?.state, "failed");
     } finally {
@@ -135,8 +134,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       assert.match(r.body.toString(), /ERR_POSTCOPY_LOST/);
       const { status } = await within(10_000, "wait", json<{ status: { kind: string; message?: string } }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
       assert.equal(status.kind, "lost", JSON.stringify(status));
-      const running = await json<{ running: boolean }>(n1.address, "GET", `/v1/internal/running/${pid}`);
-      assert.equal(running.running, false, "the source must not resume a process whose state moved on");
+      assert.equal(await runsOn(n1.address, pid), false, "the source must not resume a process whose state moved on");
     } finally {
       await within(15_000, "stopping the cluster", cluster.stop());
     }

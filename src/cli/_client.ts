@@ -3,8 +3,10 @@
  * HTTP/1.1 and event streams, with the API's errors turned into FerryErrors
  * carrying the API's own codes.
  */
-import http from "node:http";
+import type http from "node:http";
+import https from "node:https";
 import { FerryError } from "../errors.js";
+import { ClusterTls, clientCredentialDir, hasCredential, readCredential } from "../trust/mod.js";
 import { optionValue, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 import { SseParser, type SseEvent } from "./_sse.js";
 
@@ -82,6 +84,7 @@ interface ApiErrorBody {
 export class ClusterClient {
   /** The node this client talks to. */
   readonly address: Address;
+  #tls: ClusterTls | undefined;
 
   constructor(address: Address) {
     this.address = address;
@@ -168,9 +171,26 @@ export class ClusterClient {
     yield* parser.end();
   }
 
+  /** This user's client credential, loaded on first use. */
+  #credential(): ClusterTls {
+    if (this.#tls === undefined) {
+      const dir = clientCredentialDir();
+      if (!hasCredential(dir)) {
+        throw new ClusterError(
+          "ERR_NO_CREDENTIALS",
+          `no client credential in ${dir}: \`ferry up\` writes one for the cluster it starts; for another cluster, get a token from one of its members (ferry token create --client) and run \`ferry login TOKEN\` (or set FERRY_CREDENTIALS to a directory with ca.pem, cert.pem and key.pem)`,
+        );
+      }
+      this.#tls = new ClusterTls(readCredential(dir));
+    }
+    return this.#tls;
+  }
+
   #request(method: string, path: string, body: Uint8Array | undefined, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+    const tls = this.#credential();
     return new Promise((resolve, reject) => {
-      const req = http.request({
+      const req = https.request({
+        ...tls.clientOptions({ role: "node" }),
         host: this.address.host,
         port: this.address.port,
         method,
@@ -209,6 +229,12 @@ export class ClusterClient {
         `no Ferry node answers at ${this.name} (${code}): start a cluster with \`ferry up\`, or name a node with --cluster HOST:PORT or FERRY_CLUSTER`,
         { cause: err },
       );
+    }
+    if (err instanceof FerryError && err.code === "ERR_PEER_UNAUTHENTICATED") {
+      return new ClusterError("ERR_PEER_UNAUTHENTICATED", `${this.name} is not a node of the cluster your credential is for: ${err.message}`, { cause: err });
+    }
+    if (code !== undefined && /^(ERR_SSL|ERR_TLS|UNABLE_TO|CERT_|DEPTH_ZERO|SELF_SIGNED)/.test(code)) {
+      return new ClusterError("ERR_PEER_UNAUTHENTICATED", `${this.name} did not prove it is a node of your credential's cluster (${code}): is --cluster right, and is your credential (${clientCredentialDir()}) for that cluster?`, { cause: err });
     }
     return new ClusterError("ERR_CLUSTER_CONNECTION", `${method} ${path} to node ${this.name} failed: ${err.message}`, { cause: err });
   }

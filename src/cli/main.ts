@@ -9,6 +9,7 @@ import { execCommand, resumeCommand } from "./run.js";
 import { nodeCommand, upCommand } from "./node_cmd.js";
 import { migrateCommand } from "./cluster_migrate.js";
 import { linksCommand, sendCommand } from "./cluster_links.js";
+import { loginCommand, tokenCommand } from "./trust_cmd.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -37,6 +38,10 @@ else 127.0.0.1:7070):
             post-copy or hybrid)
   send      Send a message to a process
   links     List the traffic between pairs of processes
+  token     Create a one-time token for a node or a client to join the cluster
+
+Trust:
+  login     Redeem a client token for this user's credential (~/.ferry/client)
 
 Run 'ferry COMMAND --help' for a command's options.
 Options: -h, --help (this help), --version
@@ -56,6 +61,8 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   nodes: nodesCommand,
   send: sendCommand,
   links: linksCommand,
+  token: tokenCommand,
+  login: loginCommand,
 };
 
 function version(): string {

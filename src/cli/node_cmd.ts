@@ -5,6 +5,19 @@ import path from "node:path";
 import { FerryNode, checkNodeName, parseAddress } from "../node/mod.js";
 import type { TrackerChoice } from "../memory/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
+import { ferryHome } from "../home.js";
+import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
+import { ensureClient, localCluster, localNode, nodeIdentity, type NodeIdentity } from "./_identity.js";
+
+/** The options named in `map` that were given, by their field names. */
+function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial<Record<K, string>> {
+  const out: Partial<Record<K, string>> = {};
+  for (const [field, option] of Object.entries(map) as [K, string][]) {
+    const v = optionValue(parsed, option);
+    if (v !== undefined) out[field] = v;
+  }
+  return out;
+}
 
 /** Help of `ferry node`. */
 export const NODE_HELP = `Usage: ferry node start --name NAME [OPTIONS]
@@ -20,6 +33,21 @@ Options:
   --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
                          where the kernel and permissions allow, else portable),
                          userfaultfd, or portable.
+
+Cluster identity (every connection is mutual TLS with the cluster's CA; give one):
+  --init                 Start a new cluster: make its CA (DATA/ca) and this
+                         node's certificate (DATA/tls). Then let others in with
+                         \`ferry token create\`.
+  --join TOKEN           Join a cluster with a one-time token from
+                         \`ferry token create\` on a member; the credential is
+                         kept in DATA/tls and the member's peers are learned.
+  --ca FILE --cert FILE --key FILE
+                         Use this CA certificate, node certificate and key (PEM).
+  --ca-key FILE          The CA's key: this node may then issue join tokens.
+  (none of these)        The credential an earlier --init or --join left in DATA.
+  --insecure             No TLS and no authentication at all: anyone who can
+                         reach the port runs code as this user. For measurements
+                         on a machine of one's own only.
   -h, --help             Show this help.
 `;
 
@@ -28,6 +56,10 @@ export const UP_HELP = `Usage: ferry up [--nodes N] [--port P]
 
 Starts a local cluster of N nodes on 127.0.0.1 (control on P, P+1, ...) in the
 foreground, prints where they listen, and stops them all on Ctrl-C.
+
+The cluster's CA is made on first use in ~/.ferry/cluster (or $FERRY_HOME), each
+node gets a certificate, and this user gets a client certificate in
+~/.ferry/client that every ferry command uses (keys 0600).
 
 Options:
   --nodes N      How many nodes (default 3).
@@ -75,6 +107,13 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "peers", value: true },
       { name: "data", value: true },
       { name: "tracker", value: true },
+      { name: "init", value: false },
+      { name: "join", value: true },
+      { name: "ca", value: true },
+      { name: "cert", value: true },
+      { name: "key", value: true },
+      { name: "ca-key", value: true },
+      { name: "insecure", value: false },
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -90,9 +129,35 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   const listen = parseAddress(optionValue(parsed, "listen") ?? "127.0.0.1:7070");
   const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
   for (const p of peers) parseAddress(p);
-  const data_dir = optionValue(parsed, "data") ?? path.join(os.homedir(), ".ferry", name);
-  const node = await FerryNode.start({ name, host: listen.host, port: listen.port, peers, data_dir, tracker: trackerOption(parsed) });
+  const data_dir = optionValue(parsed, "data") ?? path.join(ferryHome(), name);
+  let tls: NodeIdentity | null = null;
+  if (parsed.flags.has("insecure")) {
+    const given = ["init", "join", "ca", "cert", "key", "ca-key"].filter((o) => parsed.flags.has(o) || optionValue(parsed, o) !== undefined);
+    if (given.length > 0) throw new UsageError(`--insecure takes no credential (--${given[0]} given)`);
+  } else {
+    tls = await nodeIdentity({
+      name,
+      data_dir,
+      host: listen.host,
+      init: parsed.flags.has("init"),
+      ...pick(parsed, { ca: "ca", cert: "cert", key: "key", ca_key: "ca-key", join: "join" }),
+    });
+  }
+  const node = await FerryNode.start({
+    name,
+    host: listen.host,
+    port: listen.port,
+    peers: [...new Set([...peers, ...(tls?.peers ?? [])])],
+    data_dir,
+    tracker: trackerOption(parsed),
+    tls: tls?.tls ?? null,
+    authority: tls?.authority ?? null,
+  });
+  // A node that just joined is known to no one: it tells the members it learned of.
+  if (tls?.joined === true) await node.announce();
   const pc = node.info().post_copy;
+  if (tls === null) process.stderr.write(`ferry node: WARNING: --insecure: no TLS and no authentication; anyone who can reach ${node.address} runs code as this user\n`);
+  else process.stdout.write(`node ${node.name}: ${tls.note}\n`);
   process.stdout.write(
     `node ${node.name} listening on ${node.address} (page tracker: ${node.page_tracker.name}, ${node.page_tracker.note}; post-copy: ${pc.available ? "available" : `unavailable, ${pc.reason}`})\n`,
   );
@@ -125,10 +190,15 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   const given = optionValue(parsed, "data");
   const data = given ?? fs.mkdtempSync(path.join(os.tmpdir(), "ferry-up-"));
   const nodes: FerryNode[] = [];
+  const { authority, created } = await localCluster(localAuthorityDir());
+  const client = await ensureClient(authority, clientCredentialDir(), os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client");
+  if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
+  if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   try {
     for (let i = 0; i < count; i += 1) {
       const name = `n${i + 1}`;
-      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed) }));
+      const tls = await localNode(authority, name, "127.0.0.1");
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed), tls, authority }));
     }
     const addresses = nodes.map((n) => n.address);
     for (const n of nodes) n.addPeers(addresses);

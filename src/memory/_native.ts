@@ -21,6 +21,8 @@ export interface NativeAddon {
   postcopyFail(handle: unknown): [number, number][];
   postcopyStats(handle: unknown): RemoteStatsNative;
   postcopyClose(handle: unknown): void;
+  /** A connected pair of Unix stream sockets (non-blocking, close-on-exec). */
+  socketPair(): [number, number];
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

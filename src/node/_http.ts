@@ -1,6 +1,8 @@
 /** Small HTTP helpers of the control API: JSON bodies, errors, forwarding. */
 import http from "node:http";
 import { FerryError } from "../errors.js";
+import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js";
+import { ANY_NODE, toolDialer, type Dialer } from "./_dialer.js";
 
 /** Largest JSON request body a node reads (process specs are small). */
 export const JSON_BODY_BYTES_MAX = 1024 * 1024;
@@ -29,6 +31,11 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_POSTCOPY_LOST: 502,
   ERR_UFFD_UNAVAILABLE: 409,
   ERR_LISTEN: 409,
+  ERR_UNAUTHENTICATED: 401,
+  ERR_FORBIDDEN: 403,
+  ERR_TOKEN: 401,
+  ERR_PEER_UNAUTHENTICATED: 502,
+  ERR_TLS_CONFIG: 500,
 };
 
 /** Reads a request body, refusing more than `max_bytes`. */
@@ -71,73 +78,93 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
   sendJson(res, STATUS_BY_CODE[code] ?? (err instanceof FerryError ? 400 : 500), { error: { code, message } });
 }
 
+/** Options of {@link requestJson}. */
+export interface PeerRequestOptions {
+  /** Sent as JSON. */
+  body?: unknown;
+  /** How long to wait for the answer (default {@link PEER_TIMEOUT_MS}). */
+  timeout_ms?: number;
+  /** The member that must answer (default: any node). */
+  expect?: ExpectedPeer;
+}
+
 /**
  * A JSON request to a peer; throws FerryError with the peer's code on an
- * error answer, ERR_PEER_UNREACHABLE when it does not answer within
- * `timeout_ms`.
+ * error answer, ERR_PEER_UNREACHABLE when it does not answer within the
+ * timeout, ERR_PEER_UNAUTHENTICATED when the one answering is not who was
+ * expected.
  */
-export function requestJson(address: string, method: string, path: string, body?: unknown, timeout_ms = PEER_TIMEOUT_MS): Promise<unknown> {
-  const [host, port] = splitAddress(address);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+export async function requestJson(dialer: Dialer, address: string, method: string, path: string, options: PeerRequestOptions = {}): Promise<unknown> {
+  return (await requestJsonFrom(dialer, address, method, path, options)).value;
+}
+
+/** {@link requestJson}, also saying who answered (null without TLS). */
+export function requestJsonFrom(dialer: Dialer, address: string, method: string, path: string, options: PeerRequestOptions = {}): Promise<{ value: unknown; peer: Identity | null }> {
+  const timeout_ms = options.timeout_ms ?? PEER_TIMEOUT_MS;
+  const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = dialer.request(
+      address,
       // A fresh connection each time: a kept-alive one the peer has just timed
       // out would fail the request with ECONNRESET and make a live peer look down.
-      { host, port, method, path, agent: false, timeout: timeout_ms, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on("data", (c: Buffer) => parts.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(parts).toString("utf8");
-          let value: unknown = null;
-          try {
-            value = text === "" ? null : JSON.parse(text);
-          } catch {
-            reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} answered with something that is not JSON`));
-            return;
-          }
-          if ((res.statusCode ?? 500) >= 400) {
-            const e = (value as { error?: { code?: string; message?: string } } | null)?.error;
-            reject(new FerryError(e?.code ?? "ERR_PEER", e?.message ?? `peer ${address} answered ${res.statusCode}`));
-            return;
-          }
-          resolve(value);
-        });
-      },
+      { method, path, agent: false, timeout: timeout_ms, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      options.expect,
     );
+    req.on("response", (res) => {
+      const parts: Buffer[] = [];
+      res.on("data", (c: Buffer) => parts.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(parts).toString("utf8");
+        let value: unknown = null;
+        try {
+          value = text === "" ? null : JSON.parse(text);
+        } catch {
+          reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} answered with something that is not JSON`));
+          return;
+        }
+        if ((res.statusCode ?? 500) >= 400) {
+          const e = (value as { error?: { code?: string; message?: string } } | null)?.error;
+          reject(new FerryError(e?.code ?? "ERR_PEER", e?.message ?? `peer ${address} answered ${res.statusCode}`));
+          return;
+        }
+        resolve({ value, peer: peerIdentity(res.socket) });
+      });
+    });
     req.on("timeout", () => req.destroy(new Error(`no answer within ${timeout_ms} ms`)));
-    req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} is unreachable: ${err.message}`, { cause: err })));
+    req.on("error", (err) => reject(peerError(address, err)));
     req.end(payload);
   });
 }
 
+/** What a failed connection to a peer means: not the member expected, or no answer. */
+export function peerError(address: string, err: Error): FerryError {
+  if (err instanceof FerryError && err.code === "ERR_PEER_UNAUTHENTICATED") return new FerryError("ERR_PEER_UNAUTHENTICATED", `${address}: ${err.message}`, { cause: err });
+  return new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} is unreachable: ${err.message}`, { cause: err });
+}
+
 /** Forwards a request as it is to another node and streams the answer back. */
-export function forward(req: http.IncomingMessage, res: http.ServerResponse, address: string, body?: Buffer): void {
-  const [host, port] = splitAddress(address);
-  const out = http.request({ host, port, method: req.method, path: req.url, agent: false, headers: { ...req.headers, host: address } }, (answer) => {
+export function forward(dialer: Dialer, req: http.IncomingMessage, res: http.ServerResponse, address: string, expect: ExpectedPeer = ANY_NODE, body?: Buffer): void {
+  const out = dialer.request(address, { method: req.method, path: req.url, agent: false, headers: { ...req.headers, host: address } }, expect);
+  out.on("response", (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
   });
-  out.on("error", (err) => sendError(res, new FerryError("ERR_PEER_UNREACHABLE", `node ${address} is unreachable: ${err.message}`)));
+  out.on("error", (err) => sendError(res, peerError(address, err)));
   res.on("close", () => out.destroy());
   if (body !== undefined) out.end(body);
   else req.pipe(out);
 }
 
-function splitAddress(address: string): [string, number] {
-  const i = address.lastIndexOf(":");
-  return [address.slice(0, i), Number(address.slice(i + 1))];
-}
-
 /**
- * A plain HTTP request to a node: status and raw body, whatever the status.
- * For tools that look at answers as they are (tests, benchmarks).
+ * A plain request to a node: status and raw body, whatever the status.
+ * For tools that look at answers as they are (tests, benchmarks); they
+ * dial with this machine's client credential unless told otherwise.
  */
-export function httpRequest(address: string, method: string, path: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }> {
+export function httpRequest(address: string, method: string, path: string, body?: Uint8Array | object, dialer: Dialer = toolDialer()): Promise<{ status: number; body: Buffer }> {
   const payload = body === undefined ? undefined : body instanceof Uint8Array ? body : Buffer.from(JSON.stringify(body));
-  const [host, port] = splitAddress(address);
   return new Promise((resolve, reject) => {
-    const req = http.request({ host, port, method, path, agent: false }, (res) => {
+    const req = dialer.request(address, { method, path, agent: false });
+    req.on("response", (res) => {
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
       res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));

@@ -95,17 +95,18 @@ class Channel {
 
 /** One channel per peer address, opened on first use and again after a break. */
 export class LinkChannels {
-  readonly #open: (address: string) => Promise<FramedConnection>;
+  readonly #open: (address: string, name: string) => Promise<FramedConnection>;
   readonly #channels = new Map<string, Promise<Channel>>();
 
-  constructor(open: (address: string) => Promise<FramedConnection>) {
+  /** `open` connects to node `name` at `address`. */
+  constructor(open: (address: string, name: string) => Promise<FramedConnection>) {
     this.#open = open;
   }
 
-  async deliver(address: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
+  async deliver(address: string, name: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
     let channel = this.#channels.get(address);
     if (channel === undefined) {
-      channel = this.#open(address).then((conn) => new Channel(conn, () => this.#channels.delete(address)));
+      channel = this.#open(address, name).then((conn) => new Channel(conn, () => this.#channels.delete(address)));
       this.#channels.set(address, channel);
       channel.catch(() => this.#channels.delete(address));
     }

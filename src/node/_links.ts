@@ -61,7 +61,7 @@ export class NodeLinks {
   readonly #channels: LinkChannels;
   #client = 0;
 
-  constructor(node: FerryNode, open: (address: string) => Promise<FramedConnection>) {
+  constructor(node: FerryNode, open: (address: string, name: string) => Promise<FramedConnection>) {
     this.#node = node;
     this.#channels = new LinkChannels(open);
   }
@@ -204,7 +204,7 @@ export class NodeLinks {
 
   async #post(node: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
     const address = await this.#node.addressOf(node);
-    return this.#channels.deliver(address, pid, batch);
+    return this.#channels.deliver(address, node, pid, batch);
   }
 
   #sweep(): void {

@@ -4,7 +4,7 @@
  * process table.
  */
 import fs from "node:fs";
-import http from "node:http";
+import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
@@ -27,9 +27,11 @@ import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
+import { nodeNamed, type Dialer } from "./_dialer.js";
+import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js";
 import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
-import { requestJson } from "./_http.js";
+import { peerError, requestJson } from "./_http.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
@@ -47,20 +49,27 @@ export const DATA_PATH = "/v1/internal/data";
 /** Longest wait for a broken post-copy link a client may ask for. */
 const RECOVER_MS_MAX = 600_000;
 
-/** Opens a link channel to the node at `address` (`_link_channel.ts`). */
-export async function connectLinks(address: string): Promise<FramedConnection> {
-  const { socket, head } = await upgrade(address, LINKS_PATH, LINKS_PROTOCOL);
+/** Opens a link channel to node `name` at `address` (`_link_channel.ts`). */
+export async function connectLinks(dialer: Dialer, address: string, name: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(dialer, address, LINKS_PATH, LINKS_PROTOCOL, nodeNamed(name));
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
-/** Opens a data connection to the node at `address`. */
-export async function connectData(address: string): Promise<FramedConnection> {
-  const { socket, head } = await upgrade(address, DATA_PATH, DATA_PROTOCOL);
+/** Opens a data connection to node `name` at `address`. */
+export async function connectData(dialer: Dialer, address: string, name: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(dialer, address, DATA_PATH, DATA_PROTOCOL, nodeNamed(name));
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
 /** Accepts an upgraded connection on the control server: a migration's data, a post-copy page channel, links, or a process's connections. */
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  // Every upgrade is node-to-node: only a member node of this cluster may open one.
+  const peer = node.tls === null ? null : peerIdentity(req.socket);
+  if (node.tls !== null && peer?.role !== "node") {
+    const status = peer === null ? "401 Unauthorized" : "403 Forbidden";
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    return;
+  }
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
     acceptPages(node.postcopy, req, socket, head);
     return;
@@ -82,19 +91,26 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
-  migrateIn(conn, { prepare: (offer) => prepare(node, offer) }).catch(() => {
+  migrateIn(conn, { prepare: (offer) => prepare(node, offer, peer) }).catch(() => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here.
   });
 }
 
-async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
+/**
+ * Gets a process ready to land. `peer` is the authenticated source (null
+ * without TLS): the module is fetched from it and nowhere else, whatever
+ * address the offer names.
+ */
+async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
   const post_copy = offer.strategy === "post-copy" || offer.strategy === "hybrid";
   if (post_copy) {
     const can = remotePagesAvailability();
     if (!can.available) throw new FerryError("ERR_UFFD_UNAVAILABLE", `node ${node.name} cannot take a ${offer.strategy} migration: ${can.reason}`);
   }
-  if (!node.modules.has(offer.module_sha256)) node.modules.put(offer.module_sha256, await fetchModule(offer.source, offer.module_sha256));
+  if (!node.modules.has(offer.module_sha256)) {
+    node.modules.put(offer.module_sha256, await fetchModule(node.dialer, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256));
+  }
   preopensHere(offer.dirs, node.name);
   for (const file of offer.open_files) {
     if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
@@ -162,11 +178,12 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   };
 }
 
-function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
-  const i = address.lastIndexOf(":");
+/** Fetches a module from the node at `address`, which must be `expect` (the migration's authenticated source). */
+function fetchModule(dialer: Dialer, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    http
-      .get({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path: `/v1/modules/${sha256}`, agent: false }, (res) => {
+    dialer
+      .request(address, { method: "GET", path: `/v1/modules/${sha256}`, agent: false }, expect)
+      .on("response", (res) => {
         if (res.statusCode !== 200) {
           res.resume();
           reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
@@ -182,7 +199,8 @@ function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
         res.on("end", () => resolve(Buffer.concat(parts)));
         res.on("error", reject);
       })
-      .on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `cannot fetch module from ${address}: ${err.message}`)));
+      .on("error", (err) => reject(peerError(address, err)))
+      .end();
   });
 }
 
@@ -239,10 +257,10 @@ export async function migrateProcess(
           memory_bytes: running.proc.memory.buffer.byteLength,
           recover_ms,
         },
-        connect: () => connectData(address),
-        connectPages: (session) => upgrade(address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL),
+        connect: () => connectData(node.dialer, address, to),
+        connectPages: (session) => upgrade(node.dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(to)),
         flushOutput: () => running.relay.flush(),
-        destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
+        destinationRuns: async () => ((await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) })) as { running: boolean }).running,
         resumed: () => void moved().catch(() => undefined),
         links: running.links,
         net: running.net,
@@ -276,5 +294,5 @@ async function setLocation(node: FerryNode, pid: string, home: string, where: st
     record.node = where;
     return;
   }
-  await requestJson(await node.addressOf(home), "POST", `/v1/internal/location/${pid}`, { node: where });
+  await requestJson(node.dialer, await node.addressOf(home), "POST", `/v1/internal/location/${pid}`, { body: { node: where }, expect: nodeNamed(home) });
 }

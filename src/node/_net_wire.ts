@@ -18,6 +18,7 @@ import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
 import type { NetAttach, NetLine } from "./net_link.js";
 import type { ConnRef } from "../wasi/mod.js";
 import { upgrade } from "./_upgrade.js";
+import { nodeNamed, type Dialer } from "./_dialer.js";
 
 /** The upgrade token of the connection channel. */
 export const NET_PROTOCOL = "ferry-net/1";
@@ -87,10 +88,10 @@ function readBytes(payload: Uint8Array): { conn: ConnRef; offset: number; bytes:
   return { conn: { listener: v.getUint32(0, true), seq: v.getUint32(4, true) }, offset: num(v.getFloat64(8, true)), bytes: payload.subarray(HEAD).slice() };
 }
 
-/** Runner side: attaches to the home of `attach.pid` at `address`. */
-export async function connectNetLine(address: string, attach: NetAttach & { pid: string }): Promise<NetLine> {
+/** Runner side: attaches to the home of `attach.pid`, node `home` at `address`. */
+export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }): Promise<NetLine> {
   const { pid, hello, down, broken } = attach;
-  const { socket, head } = await upgrade(address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL);
+  const { socket, head } = await upgrade(dialer, address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL, nodeNamed(home));
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
   try {
     await conn.send(Frame.hello, json(hello));

@@ -10,7 +10,6 @@
  * with the pages it lost named — never resumed on pages that are not its own.
  */
 import type http from "node:http";
-import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { CHUNK_BYTES, describeRanges, RemotePages } from "../memory/mod.js";
 import type { Handover } from "../migration/mod.js";
@@ -65,7 +64,7 @@ export class IncomingPostCopy {
   }
 
   /** Hands a page channel the source opened to the native threads. */
-  attach(socket: Socket): void {
+  attach(socket: Duplex): void {
     if (this.#ended) {
       socket.destroy();
       return;
@@ -175,7 +174,7 @@ export function acceptPages(sessions: PostCopySessions, req: http.IncomingMessag
     // The answer must be out before the socket changes hands.
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`, (err) => {
       if (err) socket.destroy();
-      else s.attach(socket as Socket);
+      else s.attach(socket);
     });
   });
 }

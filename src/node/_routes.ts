@@ -2,12 +2,15 @@
 import type http from "node:http";
 import { FerryError } from "../errors.js";
 import { MODULE_BYTES_MAX } from "./module_store.js";
-import { pidHome } from "./names.js";
+import { parseAddress, pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
 import { describeProcess, parseRunRequest, type HomeRecord } from "./process_table.js";
 import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
+import { nodeNamed } from "./_dialer.js";
+import { createToken, join } from "./_join.js";
+import { peerIdentity, type Identity } from "../trust/mod.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -20,6 +23,17 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
     if (parts[0] !== "v1") throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
     const [, what, id, sub] = parts;
     const method = req.method ?? "GET";
+    // A joiner has no certificate yet: its token is its credential.
+    if (what === "join" && method === "POST" && id === undefined) return await join(node, req, res);
+    const peer = node.tls === null ? null : peerIdentity(req.socket);
+    if (node.tls !== null && peer === null) {
+      throw new FerryError(
+        "ERR_UNAUTHENTICATED",
+        "this node serves only members of its cluster: connect with a certificate its CA signed (`ferry up` writes one for this machine's user; elsewhere, `ferry token create --client` on a member, then `ferry login TOKEN`)",
+      );
+    }
+    if (what === "internal" && peer !== null && peer.role !== "node") throw new FerryError("ERR_FORBIDDEN", `${url.pathname} is for the cluster's nodes only, not for ${peer.role} ${peer.name}`);
+    if (what === "tokens" && method === "POST" && id === undefined) return await createToken(node, req, res);
     if (what === "node" && method === "GET" && id === undefined) return sendJson(res, 200, node.info());
     if (what === "nodes" && method === "GET" && id === undefined) return await nodes(node, res);
     if (what === "modules" && id !== undefined && sub === undefined) return await modules(node, method, id, req, res);
@@ -30,7 +44,8 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
     if (what === "processes" && id !== undefined && sub === "send" && method === "POST") return await sendMessage(node, id, req, res);
     if (what === "processes" && id !== undefined) return await processRoute(node, method, id, sub, url, req, res);
     if (what === "links" && method === "GET" && id === undefined) return await listLinks(node, url, res);
-    if (what === "internal" && id !== undefined) return await internalRoute(node, method, id, parts[3], req, res);
+    if (what === "internal" && id === "peers" && method === "POST" && parts[3] === undefined) return await addPeer(node, req, res);
+    if (what === "internal" && id !== undefined) return await internalRoute(node, method, id, parts[3], req, res, peer);
     throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
   } catch (err: unknown) {
     sendError(res, err);
@@ -72,7 +87,7 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
   if (request.node !== undefined && request.node !== node.name) {
     const address = await node.addressOf(request.node);
     // The peer may have to instrument the module first: seconds for a large one.
-    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", { ...request, node: request.node }, START_TIMEOUT_MS));
+    sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body: { ...request, node: request.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(request.node) }));
     return;
   }
   const record = await node.table.start(request);
@@ -85,7 +100,7 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
   const remote = await Promise.all(
     node.peers.map(async (address) => {
       try {
-        return (await requestJson(address, "GET", "/v1/processes?local=1")) as unknown[];
+        return (await requestJson(node.dialer, address, "GET", "/v1/processes?local=1")) as unknown[];
       } catch {
         return [];
       }
@@ -99,7 +114,7 @@ async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): P
   const local = node.links.report();
   if (url.searchParams.get("inspect") === "1") return sendJson(res, 200, node.links.inspect());
   if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
-  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
+  const remote = await Promise.all(node.peers.map((address) => requestJson(node.dialer, address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 
@@ -142,20 +157,20 @@ async function processRoute(
       if (record.exit !== null) throw new FerryError("ERR_PROCESS_STATE", `${pid} has ended (${record.state}); there is nothing to move`);
       // Loop guard: a home that thinks the process runs here, but it does not.
       if (record.node === node.name) throw new FerryError("ERR_PROCESS_STATE", `${pid} is ${record.state}, not running on ${node.name}`);
-      return forward(req, res, await node.addressOf(record.node));
+      return forward(node.dialer, req, res, await node.addressOf(record.node), nodeNamed(record.node));
     }
   }
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
-    forward(req, res, await node.addressOf(home));
+    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home));
     return;
   }
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
   if (sub === undefined && method === "DELETE") {
     if (record.exit === null) {
       if (record.node === node.name) await node.table.kill(pid);
-      else await requestJson(await node.addressOf(record.node), "DELETE", `/v1/internal/processes/${pid}`);
+      else await requestJson(node.dialer, await node.addressOf(record.node), "DELETE", `/v1/internal/processes/${pid}`, { expect: nodeNamed(record.node) });
     }
     return sendJson(res, 200, { pid, status: await record.done });
   }
@@ -165,7 +180,15 @@ async function processRoute(
 }
 
 /** Node-to-node endpoints: output relay, exit and location reports, kill. */
-async function internalRoute(node: FerryNode, method: string, what: string, pid: string | undefined, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+async function internalRoute(
+  node: FerryNode,
+  method: string,
+  what: string,
+  pid: string | undefined,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  peer: Identity | null,
+): Promise<void> {
   if (pid === undefined) throw new FerryError("ERR_NOT_FOUND", "no pid");
   if (what === "processes" && method === "DELETE") {
     await node.table.kill(pid);
@@ -189,10 +212,21 @@ async function internalRoute(node: FerryNode, method: string, what: string, pid:
     return sendJson(res, 200, { pid });
   }
   if (what === "location" && method === "POST") {
+    // Only the node that runs a process may say where it went: no node can move another's process on paper.
+    if (peer !== null && peer.name !== record.node) throw new FerryError("ERR_FORBIDDEN", `node ${peer.name} does not run ${pid} (node ${record.node} does)`);
     record.node = String((body as { node: unknown }).node);
     return sendJson(res, 200, { pid, node: record.node });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
+}
+
+/** A peer tells where it answers (a node that joined after this one started). */
+async function addPeer(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const body = (await readJson(req)) as { address?: unknown } | null;
+  if (typeof body?.address !== "string") throw new FerryError("ERR_BAD_REQUEST", "want {address: HOST:PORT}");
+  parseAddress(body.address);
+  node.addPeers([body.address]);
+  sendJson(res, 200, { peers: node.peers });
 }
 
 function event(res: http.ServerResponse, name: string, data: unknown): void {

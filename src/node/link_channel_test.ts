@@ -42,8 +42,8 @@ describe("link channel", () => {
       return { kind: "accepted", upto: body.messages.length, at: pid };
     });
     const channels = new LinkChannels(open);
-    const slow = channels.deliver(p.address, "slow", batch);
-    const fast = channels.deliver(p.address, "fast", batch);
+    const slow = channels.deliver(p.address, "n2", "slow", batch);
+    const fast = channels.deliver(p.address, "n2", "fast", batch);
     assert.deepEqual(await fast, { kind: "accepted", upto: 1, at: "fast" });
     assert.deepEqual(await slow, { kind: "accepted", upto: 1, at: "slow" });
     assert.equal(p.opened(), 1);
@@ -58,12 +58,12 @@ describe("link channel", () => {
       return { kind: "gone" };
     });
     const channels = new LinkChannels(open);
-    const waiting = channels.deliver(p.address, "p", batch);
+    const waiting = channels.deliver(p.address, "n2", "p", batch);
     await new Promise((r) => setTimeout(r, 30));
     p.cut();
     await assert.rejects(waiting, /closed/);
     hold = false;
-    assert.deepEqual(await channels.deliver(p.address, "p", batch), { kind: "gone" });
+    assert.deepEqual(await channels.deliver(p.address, "n2", "p", batch), { kind: "gone" });
     assert.equal(p.opened(), 2);
     channels.close();
     await p.close();

@@ -3,3 +3,5 @@ export { FerryNode, type NodeInfo, type NodeOptions } from "./node.js";
 export { checkNodeName, makePid, parseAddress, pidHome } from "./names.js";
 export type { ProcessStatus, RunRequest } from "./process_table.js";
 export { httpRequest } from "./_http.js";
+export { Dialer, toolDialer } from "./_dialer.js";
+export { redeemToken, type JoinAnswer } from "./_join.js";

@@ -6,6 +6,10 @@ import type { Duplex } from "node:stream";
 import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
 import { NetLink, type NetAttach } from "./net_link.js";
 import { acceptNetLine, connectNetLine } from "./_net_wire.js";
+import { Dialer } from "./_dialer.js";
+
+/** The unit test speaks plain HTTP: TLS is tested with real nodes (test/security.test.ts). */
+const PLAIN = new Dialer(null);
 import { NET_AREA_BYTES, NET_SEND_WINDOW, NetArea, type GuestProcess } from "../runtime/mod.js";
 
 /** The first connection on the first listener. */
@@ -121,13 +125,13 @@ describe("TCP relay (home and runner)", () => {
     try {
       // No such process at that home: the attach is refused, with the reason.
       await assert.rejects(
-        connectNetLine(address, { pid: "nope", hello: { known: [], conns: [] }, down: recorder(), broken: () => undefined }),
+        connectNetLine(PLAIN, address, "n1", { pid: "nope", hello: { known: [], conns: [] }, down: recorder(), broken: () => undefined }),
         (e: Error & { code?: string }) => e.code === "ERR_NO_SUCH_PROCESS",
       );
       const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
       let wakes = 0;
       const proc = { net: area, wake: () => (wakes += 1) } as unknown as GuestProcess;
-      const link = new NetLink("p-4", (attach) => connectNetLine(address, { pid: "p-4", ...attach }));
+      const link = new NetLink("p-4", (attach) => connectNetLine(PLAIN, address, "n1", { pid: "p-4", ...attach }));
       link.bind(proc);
       link.start({ listeners: [{ listener: 0, accepted: 0 }], conns: [] });
       const c = await client(home.addresses[0] as string);

@@ -4,6 +4,7 @@
  * forwarding what concerns a process to the node that owns it.
  */
 import http from "node:http";
+import https from "node:https";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { FerryError } from "../errors.js";
@@ -11,7 +12,9 @@ import { remotePagesAvailability, resolveTracker, type TrackerChoice } from "../
 import { ModuleStore } from "./module_store.js";
 import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
-import { requestJson } from "./_http.js";
+import { requestJson, requestJsonFrom } from "./_http.js";
+import { Dialer } from "./_dialer.js";
+import { TokenStore, type ClusterTls, type KeyPairPem } from "../trust/mod.js";
 import { route } from "./_routes.js";
 import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
 import { PostCopySessions } from "./_postcopy.js";
@@ -30,6 +33,14 @@ export interface NodeOptions {
   data_dir: string;
   /** Page tracker for pre-copy (default: probe for userfaultfd, else portable). */
   tracker?: TrackerChoice;
+  /**
+   * This node's cluster credential: every connection, in and out, is mutual
+   * TLS with the cluster CA. Null: plain HTTP and no authentication at all
+   * (`--insecure`, for measurements on a machine of one's own).
+   */
+  tls: ClusterTls | null;
+  /** The cluster CA's certificate and key, if this node may issue certificates to joiners (`ferry token create`). */
+  authority?: KeyPairPem | null;
 }
 
 /** What `GET /v1/node` answers. */
@@ -43,6 +54,8 @@ export interface NodeInfo {
   page_tracker: { name: string; note: string };
   /** Whether this node can take post-copy and hybrid migrations (userfaultfd), and if not, why. */
   post_copy: { available: boolean; reason?: string };
+  /** Whether connections are mutual TLS, and the CA fingerprint (SHA-256, hex) that names the cluster. */
+  security: { tls: boolean; ca_fingerprint: string | null; issues_tokens: boolean };
 }
 
 /** A running node. */
@@ -56,6 +69,14 @@ export class FerryNode {
   readonly links: NodeLinks;
   /** Processes running here whose pages are still arriving (post-copy). */
   readonly postcopy = new PostCopySessions();
+  /** How this node dials its peers. */
+  readonly dialer: Dialer;
+  /** The credential it serves and dials with (null: insecure). */
+  readonly tls: ClusterTls | null;
+  /** The cluster CA, if this node issues certificates to joiners. */
+  readonly authority: KeyPairPem | null;
+  /** Join tokens this node issued and not yet redeemed. */
+  readonly tokens = new TokenStore();
   #peers: string[];
   #server: http.Server;
   #address = "";
@@ -64,14 +85,21 @@ export class FerryNode {
 
   private constructor(options: NodeOptions) {
     this.name = checkNodeName(options.name);
+    if (options.tls !== null && (options.tls.identity.role !== "node" || options.tls.identity.name !== this.name)) {
+      throw new FerryError("ERR_TLS_CONFIG", `the certificate is for ${options.tls.identity.role} ${options.tls.identity.name}, not node ${this.name}`);
+    }
+    this.tls = options.tls;
+    this.authority = options.authority ?? null;
+    this.dialer = new Dialer(options.tls);
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.links = new NodeLinks(this, (address) => connectLinks(address));
-    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links);
-    this.#server = http.createServer((req, res) => {
+    this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void route(this, req, res);
-    });
+    };
+    this.#server = options.tls === null ? http.createServer(handler) : https.createServer(options.tls.serverOptions(), handler);
     this.#server.on("upgrade", (req, socket, head) => acceptData(this, req, socket, head));
   }
 
@@ -117,6 +145,7 @@ export class FerryNode {
       started_unix_ms: this.started_unix_ms,
       page_tracker: this.page_tracker,
       post_copy: pc.available ? { available: true } : { available: false, reason: pc.reason },
+      security: { tls: this.tls !== null, ca_fingerprint: this.tls?.ca_fingerprint ?? null, issues_tokens: this.authority !== null },
     };
   }
 
@@ -125,10 +154,14 @@ export class FerryNode {
     return Promise.all(
       this.#peers.map(async (address) => {
         try {
-          const info = (await requestJson(address, "GET", "/v1/node")) as NodeInfo;
-          this.#names.set(info.name, address);
-          return { up: true as const, ...info, address };
+          const { value, peer } = await requestJsonFrom(this.dialer, address, "GET", "/v1/node");
+          const info = value as NodeInfo;
+          // With TLS a peer is named by its certificate, not by what it says.
+          const name = peer?.name ?? info.name;
+          this.#names.set(name, address);
+          return { up: true as const, ...info, name, address };
         } catch {
+          // Expected while a peer is down or starting: it is reported down.
           return { up: false as const, address };
         }
       }),
@@ -144,6 +177,17 @@ export class FerryNode {
     const found = this.#names.get(name);
     if (found === undefined) throw new FerryError("ERR_NO_SUCH_NODE", `no node called ${name} in this cluster`);
     return found;
+  }
+
+  /** Tells each peer where this node answers, so nodes that joined later are known to all. */
+  async announce(): Promise<void> {
+    await Promise.all(
+      this.#peers.map((address) =>
+        requestJson(this.dialer, address, "POST", "/v1/internal/peers", { body: { address: this.#address } }).catch(() => {
+          // A peer that is down learns of this node when it asks (peerInfos) or when this node calls.
+        }),
+      ),
+    );
   }
 
   /** Moves a process that runs here to another node (the control API's migrate). */

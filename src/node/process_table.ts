@@ -13,6 +13,7 @@ import { makePid } from "./names.js";
 import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
+import { nodeNamed, type Dialer } from "./_dialer.js";
 import type { Endpoint } from "../links/mod.js";
 import { NetHome, parseListenAddress } from "./net_home.js";
 import { NetLink } from "./net_link.js";
@@ -128,10 +129,12 @@ export class ProcessTable {
   readonly #output_dir: string;
   readonly #addressOf: (name: string) => Promise<string>;
   readonly #links: TableLinks;
+  readonly #dialer: Dialer;
   #next = 1;
 
-  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks) {
+  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
     this.#node = node;
+    this.#dialer = dialer;
     this.#links = links;
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
@@ -237,7 +240,7 @@ export class ProcessTable {
         const up = net.attach(attach.hello, attach.down);
         return { ...up, flush: () => Promise.resolve(), detach: () => net.detach(up) };
       }
-      return connectNetLine(await this.#addressOf(home), { pid, ...attach });
+      return connectNetLine(this.#dialer, await this.#addressOf(home), home, { pid, ...attach });
     });
   }
 
@@ -245,7 +248,7 @@ export class ProcessTable {
   relayFor(pid: string, home: string, offsets: Record<StreamName, number>): OutputRelay {
     const record = this.#homes.get(pid);
     if (record !== undefined) return new LocalRelay(record.output, offsets);
-    return new RemoteRelay(pid, () => this.#addressOf(home), offsets);
+    return new RemoteRelay(pid, { dialer: this.#dialer, name: home, address: () => this.#addressOf(home) }, offsets);
   }
 
   /** Takes over a process that migrated in and now runs here. */
@@ -282,7 +285,7 @@ export class ProcessTable {
       this.finish(record, status);
       return;
     }
-    await requestJson(await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { status });
+    await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { body: { status }, expect: nodeNamed(home) });
   }
 
   /** Records the end of a process this node is home to. */

@@ -7,6 +7,7 @@
 import { FerryError } from "../errors.js";
 import type { OutputChunk, OutputLog, StreamName } from "./output_log.js";
 import { requestJson } from "./_http.js";
+import { nodeNamed, type Dialer } from "./_dialer.js";
 
 /** Most bytes sent to a remote home in one request. */
 const RELAY_BATCH_BYTES_MAX = 256 * 1024;
@@ -45,17 +46,24 @@ export class LocalRelay implements OutputRelay {
   }
 }
 
+/** How a relay reaches a remote home: its name, its address, and how to dial it. */
+export interface RelayHome {
+  dialer: Dialer;
+  name: string;
+  address: () => Promise<string>;
+}
+
 /** The home is another node: send batches in order, one request at a time. */
 export class RemoteRelay implements OutputRelay {
   readonly offsets: Record<StreamName, number>;
   readonly #pid: string;
-  readonly #home: () => Promise<string>;
+  readonly #home: RelayHome;
   #queue: OutputChunk[] = [];
   #sending: Promise<void> | null = null;
   #error: unknown = null;
 
-  /** `home` resolves the home node's address (it may be looked up lazily). */
-  constructor(pid: string, home: () => Promise<string>, offsets: Record<StreamName, number>) {
+  /** `home` names the home node and resolves its address (it may be looked up lazily). */
+  constructor(pid: string, home: RelayHome, offsets: Record<StreamName, number>) {
     this.#pid = pid;
     this.#home = home;
     this.offsets = { ...offsets };
@@ -85,7 +93,8 @@ export class RemoteRelay implements OutputRelay {
       const batch = this.#take();
       for (;;) {
         try {
-          await requestJson(await this.#home(), "POST", `/v1/internal/output/${this.#pid}`, batch);
+          const home = this.#home;
+          await requestJson(home.dialer, await home.address(), "POST", `/v1/internal/output/${this.#pid}`, { body: batch, expect: nodeNamed(home.name) });
           break;
         } catch (err: unknown) {
           if (Date.now() - started > RELAY_GIVE_UP_MS) {

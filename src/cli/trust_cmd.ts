@@ -1,0 +1,122 @@
+/** `ferry token create` and `ferry login`: letting nodes and people into a cluster. */
+import os from "node:os";
+import { FerryError } from "../errors.js";
+import { redeemToken } from "../node/mod.js";
+import { clientCredentialDir, hasCredential, IDENTITY_NAME, newKeyPair, parseToken, writeCredential } from "../trust/mod.js";
+import { optionValue, parseArgs, UsageError } from "./_args.js";
+import { CLUSTER_OPTION, clusterClient } from "./_client.js";
+
+/** Help of `ferry token`. */
+export const TOKEN_HELP = `Usage: ferry token create [OPTIONS]
+
+Asks a node that holds the cluster CA for a one-time join token and prints it.
+A node joins with \`ferry node start --name NAME --join TOKEN\`; a person on
+another account or machine with \`ferry login TOKEN\`. A token works once, until
+it expires or its node restarts; it holds the node's address, the CA's
+fingerprint and a secret: hand it over as you would a password.
+
+Options:
+  --client               A token for a client (a person, a script), not a node.
+  --name NAME            Only this name may redeem it (default: the joiner picks).
+  --ttl DURATION         How long it is valid: 30s, 10m, 2h, 1d (default 1h, at most 7d).
+  --json                 Print the API's answer.
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  -h, --help             Show this help.
+`;
+
+/** Help of `ferry login`. */
+export const LOGIN_HELP = `Usage: ferry login [OPTIONS] TOKEN
+
+Redeems a client token from \`ferry token create --client\` for a certificate of
+a key made here, and keeps both in ~/.ferry/client (or $FERRY_CREDENTIALS; key
+0600). Every ferry command then uses it. The node that issued the token is
+checked against the CA fingerprint in the token before anything is sent.
+
+Options:
+  --name NAME            Your name in the cluster (default: the token's, else this
+                         account's name).
+  --force                Replace a credential that is already there.
+  -h, --help             Show this help.
+`;
+
+const DURATION = /^(\d{1,9})(ms|s|m|h|d)$/;
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses 30s, 10m, 2h, 1d into milliseconds. */
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text);
+  if (m === null) throw new UsageError(`bad duration ${JSON.stringify(text)}: want a number and ms, s, m, h or d (e.g. 10m)`);
+  return Number(m[1]) * (UNIT_MS[m[2] as string] as number);
+}
+
+/** `ferry token`. */
+export async function tokenCommand(argv: readonly string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === "-h" || sub === "--help") {
+    process.stdout.write(TOKEN_HELP);
+    return sub === undefined ? 2 : 0;
+  }
+  if (sub !== "create") throw new UsageError(`unknown token command ${JSON.stringify(sub)} (see ferry token --help)`);
+  const parsed = parseArgs(
+    rest,
+    [
+      { name: "client", value: false },
+      { name: "name", value: true },
+      { name: "ttl", value: true },
+      { name: "json", value: false },
+      CLUSTER_OPTION,
+      { name: "help", value: false, short: "h" },
+    ],
+    false,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(TOKEN_HELP);
+    return 0;
+  }
+  if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
+  const name = optionValue(parsed, "name");
+  if (name !== undefined && !IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
+  const ttl = optionValue(parsed, "ttl");
+  const answer = (await clusterClient(parsed).json("POST", "/v1/tokens", {
+    role: parsed.flags.has("client") ? "client" : "node",
+    ...(name !== undefined ? { name } : {}),
+    ...(ttl !== undefined ? { ttl_ms: parseDuration(ttl) } : {}),
+  })) as { token: string; expires_unix_ms: number; node: string };
+  if (parsed.flags.has("json")) process.stdout.write(`${JSON.stringify(answer)}\n`);
+  else {
+    process.stdout.write(`${answer.token}\n`);
+    if (process.stderr.isTTY) process.stderr.write(`(valid once, until ${new Date(answer.expires_unix_ms).toISOString()}, at node ${answer.node})\n`);
+  }
+  return 0;
+}
+
+/** `ferry login`. */
+export async function loginCommand(argv: readonly string[]): Promise<number> {
+  const parsed = parseArgs(
+    argv,
+    [
+      { name: "name", value: true },
+      { name: "force", value: false },
+      { name: "help", value: false, short: "h" },
+    ],
+    false,
+  );
+  if (parsed.flags.has("help")) {
+    process.stdout.write(LOGIN_HELP);
+    return 0;
+  }
+  const [text, extra] = parsed.positionals;
+  if (text === undefined) throw new UsageError("missing TOKEN (see ferry login --help)");
+  if (extra !== undefined) throw new UsageError(`unexpected argument ${extra}`);
+  const token = parseToken(text);
+  if (token.role !== "client") throw new FerryError("ERR_TOKEN", "this token is for a node (ferry node start --join), not a client");
+  const name = optionValue(parsed, "name") ?? token.name ?? (os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client");
+  if (!IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
+  const dir = clientCredentialDir();
+  if (hasCredential(dir) && !parsed.flags.has("force")) throw new UsageError(`${dir} already holds a credential; --force replaces it`);
+  const keys = await newKeyPair();
+  const answer = await redeemToken(token, { name, public_key_der: keys.public_key_der });
+  writeCredential(dir, { ca_pem: answer.ca_pem, cert_pem: answer.cert_pem, key_pem: keys.key_pem });
+  process.stdout.write(`logged in as client ${name} of the cluster at ${token.address}; credential in ${dir}\n`);
+  return 0;
+}

@@ -1,0 +1,64 @@
+/**
+ * How a node, the CLI or a tool opens connections to nodes: HTTPS with a
+ * cluster credential (mutual TLS, the peer checked to be the member
+ * expected), or plain HTTP where a cluster runs without security
+ * (benchmarks only).
+ */
+import http from "node:http";
+import https from "node:https";
+import { ClusterTls, clientCredentialDir, hasCredential, readCredential, type ExpectedPeer } from "../trust/mod.js";
+
+/** Any node of the cluster. */
+export const ANY_NODE: ExpectedPeer = { role: "node" };
+
+/** Opens requests to nodes. */
+export class Dialer {
+  /** The credential dialed with; null: plain HTTP. */
+  readonly tls: ClusterTls | null;
+
+  constructor(tls: ClusterTls | null) {
+    this.tls = tls;
+  }
+
+  /**
+   * A request to the node at `address` (HOST:PORT; an IPv6 host in
+   * brackets). With TLS, the answer must come from `expect`.
+   */
+  request(address: string, options: http.RequestOptions, expect: ExpectedPeer = ANY_NODE): http.ClientRequest {
+    const { host, port } = splitHostPort(address);
+    if (this.tls === null) return http.request({ ...options, host, port });
+    return https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+  }
+}
+
+/** HOST and PORT of an address (brackets of an IPv6 host removed). */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(":");
+  let host = address.slice(0, i);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  return { host, port: Number(address.slice(i + 1)) };
+}
+
+const tool_dialers = new Map<string, Dialer>();
+
+/**
+ * The dialer of tools on this machine (the CLI, tests, benchmarks): the
+ * client credential in $FERRY_CREDENTIALS or the Ferry home's `client/`,
+ * or plain HTTP if there is none there.
+ */
+export function toolDialer(env: NodeJS.ProcessEnv = process.env): Dialer {
+  const dir = clientCredentialDir(env);
+  let d = tool_dialers.get(dir);
+  if (d === undefined) {
+    // Not remembered while there is none: a credential written later is found.
+    if (!hasCredential(dir)) return new Dialer(null);
+    d = new Dialer(new ClusterTls(readCredential(dir)));
+    tool_dialers.set(dir, d);
+  }
+  return d;
+}
+
+/** The node called `name`, and no other. */
+export function nodeNamed(name: string): ExpectedPeer {
+  return { role: "node", name };
+}
