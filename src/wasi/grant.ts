@@ -58,7 +58,7 @@ export function grant_preopens(recorded: readonly Preopen[], granted: readonly P
 }
 
 /** What is wrong with a mismatch, for a person: the guest paths, and the host paths the image recorded. */
-export function describe_mismatch(match: Extract<PreopenMatch, { kind: "mismatch" }>): string {
+function describe_mismatch(match: Extract<PreopenMatch, { kind: "mismatch" }>): string {
   const parts: string[] = [];
   for (const p of match.missing) parts.push(`directory ${p.guest_path} is not granted (the image recorded host ${p.host_path}; it is not reused)`);
   for (const p of match.unused) parts.push(`the image has no directory ${p.guest_path} (granted ${p.host_path})`);

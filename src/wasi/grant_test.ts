@@ -132,13 +132,12 @@ describe("restore takes its directories from the grant, never from the state", (
   }
 
   test("an open directory whose path now leads out is ERR_RESTORE_FILE, and so is the preopen's own fd", () => {
-    const { outer, data, state, dir_fd } = captured();
+    const { data, state, dir_fd } = captured();
     symlinkSync("..", join(data, "up"));
     const sub = edit_fd(state, dir_fd, (f) => (f["rel_path"] = "up"));
     assert.equal(restore_error(() => WasiHost.restore(sub, fake_deps().deps, { preopens: [{ host_path: data, guest_path: "/data" }] })).code, "ERR_RESTORE_FILE");
     const preopen_fd = edit_fd(state, 3, (f) => (f["rel_path"] = "up"));
     assert.equal(restore_error(() => WasiHost.restore(preopen_fd, fake_deps().deps, { preopens: [{ host_path: data, guest_path: "/data" }] })).code, "ERR_RESTORE_FILE");
-    void outer;
   });
 
   test("paths that climb or are absolute are malformed state, refused before any directory is looked at", () => {

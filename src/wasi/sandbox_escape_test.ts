@@ -206,13 +206,13 @@ describe("issue 10: a held directory fd stays inside its preopen", () => {
       rmSync(join(box, "a"), { recursive: true });
       symlinkSync(target, join(box, "a"));
       assert_held_fd_confined(guest, held, Errno.notcapable, outer);
-      assert.equal(readdir_errno(guest, held).names.includes("secret.txt"), false);
+      assert.equal(guest.open(held, "f")[0], Errno.notcapable, "outer/b/f reached");
     }
     guest.host.close();
   });
 
   test("fd_readdir on a held fd whose directory became a symlink lists only what is inside", () => {
-    const { guest, outer, box } = sandbox();
+    const { guest, box } = sandbox();
     mkdirSync(join(box, "d"));
     mkdirSync(join(box, "other"));
     writeFileSync(join(box, "other", "o"), "");
@@ -223,7 +223,6 @@ describe("issue 10: a held directory fd stays inside its preopen", () => {
     rmSync(join(box, "d"));
     symlinkSync("..", join(box, "d"));
     assert.equal(readdir_errno(guest, held).errno, Errno.notcapable);
-    void outer;
     guest.host.close();
   });
 
@@ -248,7 +247,7 @@ describe("issue 10: a held directory fd stays inside its preopen", () => {
   });
 
   test("absolute symlinks are never followed, even to a path inside the preopen", () => {
-    const { guest, outer, box } = sandbox();
+    const { guest, box } = sandbox();
     symlinkSync("/etc", join(box, "etc"));
     symlinkSync(join(box, "t.txt"), join(box, "abs_inside"));
     assert.equal(guest.open(3, "etc/passwd")[0], Errno.notcapable);
@@ -261,7 +260,6 @@ describe("issue 10: a held directory fd stays inside its preopen", () => {
     assert.equal(guest.text(buf, guest.u32(used)), "/etc");
     assert.equal(stat_errno(guest, 3, "etc", false), Errno.success);
     assert.equal(guest.path_call("path_unlink_file", 3, "etc"), Errno.success);
-    void outer;
     guest.host.close();
   });
 
