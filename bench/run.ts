@@ -116,7 +116,7 @@ async function suspendLatency(): Promise<void> {
     const r0 = performance.now();
     const image = readImageFile(file);
     const read = performance.now() - r0;
-    const restored = await GuestProcess.restore(image, s.wasm, io);
+    const restored = await GuestProcess.restore(image, s.wasm, io, { preopens: [] });
     console.log(`| ${mib} MiB | ${f1(suspension.suspend_ms)} | ${f1(written)} | ${bytes} | ${(bytes / (mib * 1048576)).toFixed(3)} | ${f1(read)} | ${f1(restored.timings.start_ms)} |`);
     await restored.terminate();
     fs.rmSync(file, { force: true });

@@ -84,7 +84,7 @@ describe("exec/resume chains", () => {
         const step =
           steps === 0
             ? await ferry(["exec", ...suspend, ...dirArgs(chained), module, ...c.args], { stdin: c.stdin ?? "" })
-            : await ferry(["resume", ...suspend, image]);
+            : await ferry(["resume", ...suspend, ...dirArgs(chained), image]);
         outs.push(step);
         steps += 1;
         if (!fs.existsSync(next)) break; // the program ended during this step

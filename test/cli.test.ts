@@ -102,7 +102,7 @@ describe("ferry CLI", () => {
       assert.ok(fs.existsSync(img), "fileproc finished before it could be suspended");
       const before = fs.readFileSync(path.join(data, "out.bin"));
       fs.rmSync(path.join(data, "in.bin"));
-      const resumed = await ferry(["resume", img]);
+      const resumed = await ferry(["resume", "--dir", `${data}:/data`, img]);
       fs.rmSync(img, { force: true });
       assert.equal(resumed.status, 125);
       assert.match(resumed.stderr.toString(), /ERR_RESTORE_FILE/);

@@ -51,7 +51,7 @@ describe("runtime", () => {
     const image = roundTrip(proc, suspension);
     await proc.terminate();
     const second = collector();
-    const restored = await GuestProcess.restore(image, spec("c/compute.wasm", []).wasm, second.io);
+    const restored = await GuestProcess.restore(image, spec("c/compute.wasm", []).wasm, second.io, { preopens: [] });
     assert.deepEqual(await restored.exited, { kind: "exit", code: 5 });
     assert.equal(first.out() + second.out(), whole.out());
     assert.equal(first.err() + second.err(), whole.err());
@@ -98,7 +98,7 @@ describe("runtime", () => {
     const image = roundTrip(proc, suspension);
     await proc.terminate();
     const second = collector(null);
-    const restored = await GuestProcess.restore(image, spec("c/sleeper.wasm", []).wasm, second.io);
+    const restored = await GuestProcess.restore(image, spec("c/sleeper.wasm", []).wasm, second.io, { preopens: [] });
     await restored.exited;
     assert.equal(first.out() + second.out(), whole.out());
   });
@@ -117,7 +117,7 @@ describe("runtime", () => {
     assert.ok(counter !== undefined && counter.bits > 0n, "the loop did not run");
     const image = roundTrip(proc, first);
     await proc.terminate();
-    const restored = await GuestProcess.restore(image, wasm, { ...c.io, cache_dir: null });
+    const restored = await GuestProcess.restore(image, wasm, { ...c.io, cache_dir: null }, { preopens: [] });
     await sleep(50);
     const second = await restored.suspend();
     assert.ok(second !== null);

@@ -5,7 +5,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GuestProcess, readImageFile, writeImageFile, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
-import type { Preopen } from "../wasi/mod.js";
+import { RestoreError } from "../errors.js";
+import { match_preopens, parse_wasi_state, type PreopenMatch, type Preopen } from "../wasi/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 
 /** Exit status when the guest traps, as a shell reports an abort (128 + SIGABRT). */
@@ -33,7 +34,7 @@ Options:
   --image FILE           Where to write the image (required with --suspend-after).
   -h, --help             Show this help.
 
-Continue a suspended program with: ferry resume FILE
+Continue a suspended program with: ferry resume [--dir HOST:GUEST...] FILE
 `;
 
 /** Help of `ferry resume`. */
@@ -44,6 +45,12 @@ never stopped: its output continues where it left off and its exit status is
 the program's.
 
 Options:
+  --dir HOST[:GUEST]     Give the program the host directory HOST for its
+                         directory GUEST (default: the same path). Repeatable.
+                         Every directory the program had must be given again,
+                         matched by GUEST: the host paths an image records are
+                         never reused, so an image cannot grant itself a
+                         directory. Its files are reopened inside these.
   --module PATH          The program's .wasm (default: the path recorded in the
                          image). Must be the very module the image was taken from.
   --suspend-after MS     Suspend again after MS milliseconds of running.
@@ -106,17 +113,32 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
 
 /** `ferry resume`. Returns the exit status for the CLI. */
 export async function resumeCommand(argv: readonly string[]): Promise<number> {
-  const parsed = parseArgs(argv, [{ name: "module", value: true }, ...SUSPEND_OPTIONS], false);
+  const parsed = parseArgs(argv, [{ name: "module", value: true }, { name: "dir", value: true, multiple: true }, ...SUSPEND_OPTIONS], false);
   if (parsed.flags.has("help")) {
     process.stdout.write(RESUME_HELP);
     return 0;
   }
   if (parsed.positionals.length !== 1) throw new UsageError("want exactly one IMAGE (see ferry resume --help)");
   const plan = suspendPlan(parsed);
+  const granted = (parsed.options.get("dir") ?? []).map(preopen);
   const image = readImageFile(parsed.positionals[0] as string);
+  // Checked here as well as in the restore, to say which --dir to pass.
+  const match = match_preopens(parse_wasi_state(image.wasi).preopens, granted);
+  if (match.kind === "mismatch") throw new RestoreError("ERR_RESTORE_PREOPEN", grant_hint(match));
   const module_path = optionValue(parsed, "module") ?? image.meta.module_path;
-  const proc = await GuestProcess.restore(image, readModule(module_path), stdio());
+  const proc = await GuestProcess.restore(image, readModule(module_path), stdio(), { preopens: match.preopens });
   return finish(proc, plan);
+}
+
+/** What to pass to `ferry resume` so that the directories match the image's. */
+function grant_hint(match: Extract<PreopenMatch, { kind: "mismatch" }>): string {
+  const parts = [
+    ...match.missing.map(
+      (p) => `the image's directory ${p.guest_path} is not granted: pass --dir HOST:${p.guest_path} (it was ${p.host_path} when suspended; a recorded host path is never reused by itself)`,
+    ),
+    ...match.unused.map((p) => `--dir ${p.host_path}:${p.guest_path}: the image has no directory ${p.guest_path}`),
+  ];
+  return parts.join("; ");
 }
 
 function readModule(file: string): Uint8Array {

@@ -111,7 +111,10 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
   if (!node.modules.has(offer.module_sha256)) {
     node.modules.put(offer.module_sha256, await fetchModule(node.dialer, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256));
   }
-  preopensHere(offer.dirs, node.name);
+  // The directories the process gets here: what this node grants, never the
+  // host paths its image records (the image's preopens are matched to these
+  // by guest path on activation).
+  const preopens = preopensHere(offer.dirs, node.name);
   for (const file of offer.open_files) {
     if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
   }
@@ -157,7 +160,7 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
       // Its connections get their slots before it runs; the home sends their bytes from where the image is.
       net.start(socket_positions(parse_wasi_state(image.wasi)));
       try {
-        await proc.activate(image);
+        await proc.activate(image, { preopens });
       } catch (err: unknown) {
         net.detach();
         throw err;

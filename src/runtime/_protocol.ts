@@ -1,6 +1,6 @@
 /** Messages between a process's controlling thread and its worker. */
 import type { InstrumentInfo } from "../instrument/mod.js";
-import type { WasiConfig } from "../wasi/mod.js";
+import type { Preopen, WasiConfig } from "../wasi/mod.js";
 
 /** Where a guest's output stream goes. */
 export type OutputTarget =
@@ -44,11 +44,11 @@ export interface WorkerInit {
   stdout: OutputWire;
   stderr: OutputWire;
   /**
-   * Fresh start with a config; restore from captured WASI state; or standby:
-   * instantiate now, get the WASI state later (`activate`), so a migration's
-   * destination can be ready before the source stops.
+   * Fresh start with a config, or standby: instantiate now, get the WASI
+   * state later (`activate`), so a migration's destination can be ready
+   * before the source stops. A restore is a standby activated at once.
    */
-  start: { kind: "fresh"; config: WasiConfig } | { kind: "restore"; wasi: unknown } | { kind: "standby" };
+  start: { kind: "fresh"; config: WasiConfig } | { kind: "standby" };
 }
 
 /** Controller → worker. */
@@ -56,7 +56,8 @@ export type ToWorker =
   | { type: "run" }
   | { type: "rewind"; globals: GlobalBits[]; asyncify: Uint8Array }
   | { type: "resume" }
-  | { type: "activate"; wasi: unknown }
+  /** The captured WASI state, and the directories this side grants for the preopens it recorded. */
+  | { type: "activate"; wasi: unknown; preopens: Preopen[] }
   | { type: "touch"; bytes: number };
 
 /** Worker → controller. */

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import { randomFillSync } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
 import { POLL_IMPORT } from "../instrument/mod.js";
-import { ProcExit, WasiHost, type Blocker, type OutputSink, type WaitResult, type WasiDeps } from "../wasi/mod.js";
+import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
 import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwoundBytes, type BorrowedRegion } from "./_stack.js";
@@ -105,7 +105,6 @@ class Guest {
       ...(init.net === null ? {} : { net: new GuestNet(new NetArea(init.net), post) }),
     };
     if (init.start.kind === "fresh") this.#setHost(new WasiHost(init.start.config, this.#deps));
-    else if (init.start.kind === "restore") this.#setHost(WasiHost.restore(init.start.wasi as Parameters<typeof WasiHost.restore>[0], this.#deps));
   }
 
   get host(): WasiHost {
@@ -120,9 +119,13 @@ class Guest {
     this.#filesChanged();
   }
 
-  /** Gives a standby its WASI state (reopening its files); throws RestoreError if one is missing. */
-  activate(wasi: unknown): void {
-    this.#setHost(WasiHost.restore(wasi as Parameters<typeof WasiHost.restore>[0], this.#deps));
+  /**
+   * Gives a standby its WASI state, with `preopens` for the directories it
+   * recorded (reopening its files inside them); throws RestoreError if one is
+   * not granted, or a file is missing or would lie outside.
+   */
+  activate(wasi: unknown, preopens: Preopen[]): void {
+    this.#setHost(WasiHost.restore(wasi as Parameters<typeof WasiHost.restore>[0], this.#deps, { preopens }));
   }
 
   /** Tells the controller which files the guest has open (a migration checks them first). */
@@ -338,7 +341,7 @@ port.on("message", (msg: ToWorker) => {
   else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
   else if (msg.type === "activate") {
     try {
-      guest.activate(msg.wasi);
+      guest.activate(msg.wasi, msg.preopens);
       post({ type: "activated" });
     } catch (err: unknown) {
       const code = (err as { code?: unknown }).code;

@@ -7,7 +7,7 @@ import type { Readable } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes, RuntimeError } from "../errors.js";
 import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
-import type { ConnRef, Preopen } from "../wasi/mod.js";
+import type { ConnRef, Preopen, RestoreGrant } from "../wasi/mod.js";
 import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
 import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
@@ -202,9 +202,11 @@ export class GuestProcess {
 
   /**
    * Restores a process from a checked image and the module it names, and
-   * resumes it. Resolves once the guest runs again.
+   * resumes it. Resolves once the guest runs again. `grant.preopens` are the
+   * directories this side gives it, matched to the image's by guest path: the
+   * host paths an image records are never opened (see {@link activate}).
    */
-  static async restore(image: DecodedImage, wasm: Uint8Array, io: ProcessIo): Promise<GuestProcess> {
+  static async restore(image: DecodedImage, wasm: Uint8Array, io: ProcessIo, grant: RestoreGrant): Promise<GuestProcess> {
     const t0 = performance.now();
     const hash = moduleHash(wasm);
     if (hash !== Buffer.from(image.module_sha256).toString("hex")) {
@@ -214,7 +216,7 @@ export class GuestProcess {
     try {
       proc.growTo(image.memory.size_bytes);
       writeMemory(image, new Uint8Array(proc.memory.buffer));
-      await proc.activate(image);
+      await proc.activate(image, grant);
     } catch (err: unknown) {
       await proc.terminate();
       throw err;
@@ -263,15 +265,20 @@ export class GuestProcess {
 
   /**
    * Gives a standby the rest of its state (its memory already written) and
-   * resumes it. Throws RestoreError if a file it had open is missing here.
+   * resumes it, with the directories `grant` names for the preopens the
+   * image recorded (matched by guest path; every one must be granted, and
+   * nothing else). Each file or directory the process had open is opened
+   * again inside them, through the same resolution as a guest's own paths.
+   * Throws RestoreError: ERR_RESTORE_PREOPEN for a directory not granted or
+   * missing here, ERR_RESTORE_FILE for a file missing or leading outside.
    */
-  async activate(image: Pick<ProcessImage, "wasi" | "globals" | "stack" | "streams" | "memory">): Promise<void> {
+  async activate(image: Pick<ProcessImage, "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
     }
     const activated = this.#expect((m) => m.type === "activated");
-    this.#send({ type: "activate", wasi: image.wasi });
+    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
     await activated;
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
     const running = this.#expect((m) => m.type === "running");

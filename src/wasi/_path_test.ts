@@ -1,10 +1,10 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Errno, ErrnoError } from "./errno.js";
-import { resolve, symlink_target_escapes } from "./_path.js";
+import { opened_inside, resolve, resolve_dir, symlink_target_escapes } from "./_path.js";
 import { remove_temp_dirs, temp_dir } from "./_testing.js";
 
 after(remove_temp_dirs);
@@ -60,14 +60,67 @@ describe("resolve", () => {
     for (const path of ["..", "../x", "a/../..", "/", "/a", "a/b/../../../a"]) {
       assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, path, { follow: true })), Errno.notcapable, path);
     }
-    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "../../..", { follow: true })), Errno.notcapable);
-    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "../..", { follow: true })), Errno.success);
+    // A directory fd is a capability: nothing above it, though its preopen goes higher.
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "..", { follow: true })), Errno.notcapable);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "to_f", { follow: true })), Errno.notcapable);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a", "b"] }, "x/..", { follow: true })), Errno.noent);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["a"] }, "b/..", { follow: true })), Errno.success);
   });
 
   test("intermediate non-directories are notdir; missing ones noent", () => {
     assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "a/f/x", { follow: true })), Errno.notdir);
     assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "a/f/", { follow: true })), Errno.notdir);
     assert.equal(errno_of_resolve(() => resolve({ root, rel: [] }, "nope/x", { follow: true })), Errno.noent);
+  });
+});
+
+describe("resolve walks the directory fd's own components again", () => {
+  const root = temp_dir();
+  mkdirSync(join(root, "real", "d"), { recursive: true });
+  writeFileSync(join(root, "real", "d", "f"), "");
+  symlinkSync("real", join(root, "swapped"));
+  symlinkSync("..", join(root, "up"));
+
+  test("a component that became a symlink is followed, inside, and the result is where it leads", () => {
+    const r = resolve({ root, rel: ["swapped", "d"] }, "f", { follow: false });
+    assert.deepEqual(r.rel, ["real", "d", "f"]);
+    assert.equal(r.host_path, join(root, "real", "d", "f"));
+  });
+
+  test("a component that became a symlink out is notcapable; one that is gone is noent", () => {
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["up"] }, "x", { follow: false })), Errno.notcapable);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["up"] }, ".", { follow: false })), Errno.notcapable);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["gone"] }, "x", { follow: false })), Errno.noent);
+    assert.equal(errno_of_resolve(() => resolve({ root, rel: ["real", "d", "f"] }, "x", { follow: false })), Errno.notdir);
+  });
+
+  test("resolve_dir answers the directory itself, walked again", () => {
+    const r = resolve_dir({ root, rel: ["swapped", "d"] });
+    assert.deepEqual(r.rel, ["real", "d"]);
+    assert.equal(r.stat.isDirectory(), true);
+    assert.equal(errno_of_resolve(() => resolve_dir({ root, rel: ["up"] })), Errno.notcapable);
+  });
+});
+
+describe("opened_inside", () => {
+  test("tells a file below the root from one outside it", () => {
+    const outer = temp_dir();
+    const root = join(outer, "root");
+    mkdirSync(root);
+    mkdirSync(join(outer, "ou"));
+    writeFileSync(join(root, "in"), "");
+    writeFileSync(join(outer, "out"), "");
+    const inside = openSync(join(root, "in"), "r");
+    const outside = openSync(join(outer, "out"), "r");
+    try {
+      assert.equal(opened_inside(inside, root), true);
+      assert.equal(opened_inside(outside, root), false);
+      // A sibling whose name starts like the root is not inside it.
+      assert.equal(opened_inside(outside, join(outer, "ou")), false);
+    } finally {
+      closeSync(inside);
+      closeSync(outside);
+    }
   });
 });
 

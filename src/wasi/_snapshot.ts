@@ -4,16 +4,19 @@
  * Restore reopens each file by path, inside the sandbox of its preopen, with
  * the access it had and without CREAT/EXCL/TRUNC (creating or truncating on
  * restore would silently turn a missing or replaced file into an empty one).
+ * The preopens are the ones the resuming side granted, and the recorded path
+ * below one goes through the same resolver as a guest's path: an image can
+ * name only what the guest itself could reach, never a host path.
  */
 
-import { fstatSync, lstatSync } from "node:fs";
+import { fstatSync, type BigIntStats } from "node:fs";
 import { posix } from "node:path";
 
 import { RestoreError } from "../errors.js";
 import type { Preopen } from "./deps.js";
-import { ErrnoError, errno_name } from "./errno.js";
+import { Errno, ErrnoError, errno_name } from "./errno.js";
 import { OFlags } from "./_layout.js";
-import type { FdEntry } from "./fd_table.js";
+import type { FdEntry, FileEntry } from "./fd_table.js";
 import { resolve } from "./_path.js";
 import { open_file } from "./path_open.js";
 import { rel_components, type FdState } from "./state.js";
@@ -49,7 +52,7 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
     write: entry.write,
     oflags: entry.oflags,
     offset: entry.offset.toString(),
-    detached: is_detached(entry.host_path, entry.host_fd),
+    detached: is_detached(entry),
   };
 }
 
@@ -69,7 +72,8 @@ export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntr
   }
   const preopen = preopens[state.preopen];
   if (preopen === undefined) throw new RestoreError("ERR_RESTORE_STATE", `fd ${state.fd} names preopen ${state.preopen}, which does not exist`);
-  const where = `fd ${state.fd} (${state.guest_path}, host ${state.host_path})`;
+  // host_path is the image's word for where the file was; it says nothing of where it is opened now.
+  const where = `fd ${state.fd} (${state.guest_path}, recorded at host ${state.host_path})`;
   if (state.kind === "file" && state.detached) {
     throw new RestoreError("ERR_RESTORE_FILE", `cannot reopen ${where}: it was deleted or replaced while open`);
   }
@@ -85,19 +89,35 @@ export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntr
     const entry = open_file(target, { read: state.read, write: state.write, oflags, fdflags: state.fdflags }, state.preopen);
     return { ...entry, ...rights, offset: BigInt(state.offset) };
   } catch (error) {
-    throw new RestoreError("ERR_RESTORE_FILE", `cannot reopen ${where}: ${describe(error)}`, { cause: error });
+    const inside = `directory ${preopen.guest_path} (granted as ${preopen.host_path})`;
+    throw new RestoreError("ERR_RESTORE_FILE", `cannot reopen ${where} inside ${inside}: ${describe(error)}`, { cause: error });
   }
 }
 
-/** True when `host_path` no longer names the file open at `host_fd`. */
-function is_detached(host_path: string, host_fd: number): boolean {
-  const by_path = lstatSync(host_path, { bigint: true, throwIfNoEntry: false });
-  const by_fd = fstatSync(host_fd, { bigint: true });
+/**
+ * True when the file's path, walked again inside its preopen, no longer
+ * names the file open at its host fd (deleted, replaced, or the way to it
+ * now leads out of the sandbox).
+ */
+function is_detached(entry: FileEntry): boolean {
+  let by_path: BigIntStats | undefined;
+  try {
+    by_path = resolve({ root: entry.root, rel: [] }, entry.rel.join("/"), { follow: false }).stat;
+  } catch (error) {
+    // An errno (noent, notdir, notcapable...): the path leads nowhere now, or
+    // out, so restore could not reopen it there either.
+    if (error instanceof ErrnoError) return true;
+    throw error;
+  }
+  const by_fd = fstatSync(entry.host_fd, { bigint: true });
   return by_path === undefined || by_path.ino !== by_fd.ino || by_path.dev !== by_fd.dev;
 }
 
 function describe(error: unknown): string {
-  if (error instanceof ErrnoError) return `${errno_name(error.errno)}: ${error.message}`;
+  if (error instanceof ErrnoError) {
+    if (error.errno === Errno.notcapable) return `the path leads outside that directory (${error.message})`;
+    return `${errno_name(error.errno)}: ${error.message}`;
+  }
   if (error instanceof Error) return error.message;
   return String(error);
 }

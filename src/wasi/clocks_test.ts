@@ -45,7 +45,7 @@ describe("clocks", () => {
 
     const fresh = fake_deps();
     fresh.clock.mono_ns = 10n; // another machine, booted recently
-    const restored = new Guest(WasiHost.restore(state, fresh.deps));
+    const restored = new Guest(WasiHost.restore(state, fresh.deps, { preopens: state.preopens }));
     assert.equal(time(restored, ClockId.monotonic)[1], before);
     fresh.clock.mono_ns -= 5n;
     assert.equal(time(restored, ClockId.monotonic)[1], before);
@@ -59,7 +59,7 @@ describe("clocks", () => {
     const state = guest.host.capture();
     const fresh = fake_deps();
     fresh.clock.mono_ns = 10n ** 18n;
-    const restored = new Guest(WasiHost.restore(state, fresh.deps));
+    const restored = new Guest(WasiHost.restore(state, fresh.deps, { preopens: state.preopens }));
     assert.equal(time(restored, ClockId.monotonic)[1], BigInt(state.monotonic_ns));
   });
 });

@@ -189,7 +189,7 @@ describe("stdio", () => {
     const state = JSON.parse(JSON.stringify(guest.host.capture()));
     const fresh = fake_deps();
     fresh.stdin.push("abc");
-    const restored = new Guest(WasiHost.restore(state, fresh.deps), guest.memory);
+    const restored = new Guest(WasiHost.restore(state, fresh.deps, { preopens: state.preopens }), guest.memory);
     assert.equal(restored.call("fd_read", 0, iovs, count, n), Errno.success);
     assert.equal(restored.text(buf as number, restored.u32(n)), "abc");
   });

@@ -4,12 +4,12 @@
  * start-up (fd_prestat_get on 3, 4, ... until `badf`).
  */
 
-import { closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync, statSync } from "node:fs";
+import { closeSync, constants, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, openSync } from "node:fs";
 
 import { Errno, fail, type ErrnoValue } from "./errno.js";
 import { ADVICE_MAX, Fdstat, FdFlags, Filetype, Prestat, RIGHTS_ALL, Rights } from "./_layout.js";
 import { require_rights, type FdEntry, type FileEntry } from "./fd_table.js";
-import { host_path_of } from "./_path.js";
+import { resolve_dir } from "./_path.js";
 import { set_times, write_filestat, write_stream_filestat } from "./_filestat.js";
 import type { HostContext } from "./_context.js";
 import { u32_arg, utf8 } from "./_memory.js";
@@ -76,7 +76,7 @@ export function fd_filestat_get(ctx: HostContext, fd: number, filestat_ptr: numb
   if (entry.kind === "stdio") write_stream_filestat(ctx.mem, ptr, Filetype.character_device);
   else if (entry.kind === "listener" || entry.kind === "conn") write_stream_filestat(ctx.mem, ptr, Filetype.socket_stream);
   else if (entry.kind === "file") write_filestat(ctx.mem, ptr, fstatSync(entry.host_fd, { bigint: true }));
-  else write_filestat(ctx.mem, ptr, statSync(host_path_of(entry.dir), { bigint: true }));
+  else write_filestat(ctx.mem, ptr, resolve_dir(entry.dir).stat);
   return Errno.success;
 }
 
@@ -101,8 +101,10 @@ export function fd_filestat_set_times(ctx: HostContext, fd: number, atim: bigint
   if (entry.kind === "stdio" || entry.kind === "listener" || entry.kind === "conn") fail(Errno.badf, "a stream has no file to stamp");
   if (entry.kind === "file") set_times({ fd: entry.host_fd }, fstatSync(entry.host_fd, { bigint: true }), times);
   else {
-    const path = host_path_of(entry.dir);
-    set_times({ path, follow: true }, statSync(path, { bigint: true }), times);
+    // The walk ends on a directory (or the preopen root, which may be the
+    // host's symlink to one): following reaches that directory.
+    const dir = resolve_dir(entry.dir);
+    set_times({ path: dir.host_path, follow: true }, dir.stat, times);
   }
   return Errno.success;
 }
@@ -191,7 +193,7 @@ function sync(ctx: HostContext, fd: number, right: bigint, how: (host_fd: number
     return;
   }
   // Directories hold no host fd; open one just long enough to sync it.
-  const host_fd = openSync(host_path_of(entry.dir), "r");
+  const host_fd = openSync(resolve_dir(entry.dir).host_path, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     how(host_fd);
   } finally {

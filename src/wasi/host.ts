@@ -27,6 +27,7 @@ import { poll_oneoff } from "./poll.js";
 import * as proc from "./process_calls.js";
 import * as sockets from "./sockets.js";
 import { capture_fd, restore_fd } from "./_snapshot.js";
+import { grant_preopens, type RestoreGrant } from "./grant.js";
 import { parse_wasi_state, WASI_STATE_VERSION, type WasiState } from "./state.js";
 
 /** An import implementation before it is bound to a host. */
@@ -151,18 +152,22 @@ export class WasiHost {
   }
 
   /**
-   * Rebuilds a host from a capture: checks the state, reopens every fd by
-   * path at its offset, continues the monotonic clock from the captured value
-   * and keeps any interrupted blocking call pending. Throws RestoreError
-   * (ERR_RESTORE_STATE, ERR_RESTORE_PREOPEN, ERR_RESTORE_FILE naming the file)
-   * after closing whatever it had opened.
+   * Rebuilds a host from a capture: checks the state, gives it the
+   * directories `grant` names in place of the ones it recorded (matched by
+   * guest path; see grant.ts), reopens every fd by path at its offset inside
+   * them, continues the monotonic clock from the captured value and keeps any
+   * interrupted blocking call pending. Throws RestoreError (ERR_RESTORE_STATE,
+   * ERR_RESTORE_PREOPEN for a directory not granted or not there,
+   * ERR_RESTORE_FILE naming a file that is missing or would lie outside its
+   * directory) after closing whatever it had opened.
    */
-  static restore(state: WasiState, deps: WasiDeps): WasiHost {
+  static restore(state: WasiState, deps: WasiDeps, grant: RestoreGrant): WasiHost {
     const s = parse_wasi_state(state);
     if (s.fds.some((f) => f.kind === "listener" || f.kind === "conn") && deps.net === undefined) {
       throw new RestoreError("ERR_RESTORE_STATE", "the process has sockets, and this runtime relays none (run it on a Ferry node)");
     }
-    const host = new WasiHost({ args: s.args, env: s.env, preopens: s.preopens }, deps);
+    const preopens = grant_preopens(s.preopens, grant.preopens);
+    const host = new WasiHost({ args: s.args, env: s.env, preopens }, deps);
     const ctx = host.#ctx;
     ctx.fds.close_all();
     try {

@@ -110,7 +110,7 @@ describe("capture and restore", () => {
     guest.host.close();
 
     const fresh = fake_deps();
-    const restored = new Guest(WasiHost.restore(state, fresh.deps));
+    const restored = new Guest(WasiHost.restore(state, fresh.deps, { preopens: state.preopens }));
     assert.deepEqual(restored.read(fd, 6), [Errno.success, "456789"]);
     assert.equal(restored.host.stdout_bytes, 3);
     restored.write(1, "more");
@@ -137,7 +137,7 @@ describe("capture and restore", () => {
     guest.seek(f, 2n, Whence.set);
     assert.equal(guest.call("fd_renumber", f, 1), Errno.success);
     const first = through_json(guest.host.capture());
-    const restored = WasiHost.restore(first, fake_deps().deps);
+    const restored = WasiHost.restore(first, fake_deps().deps, { preopens: first.preopens });
     const second = restored.capture();
     assert.deepEqual({ ...second, monotonic_ns: "" }, { ...first, monotonic_ns: "" });
     restored.close();
@@ -155,7 +155,7 @@ describe("capture and restore", () => {
     guest.host.close();
     rmSync(join(dir, "gone.txt"));
     assert.throws(
-      () => WasiHost.restore(state, fake_deps().deps),
+      () => WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }),
       (e: unknown) => e instanceof RestoreError && e.code === "ERR_RESTORE_FILE" && e.message.includes("/d/gone.txt"),
     );
   });
@@ -167,11 +167,11 @@ describe("capture and restore", () => {
     guest.write(fd, "keep me");
     const state = through_json(guest.host.capture());
     guest.host.close();
-    const restored = WasiHost.restore(state, fake_deps().deps);
+    const restored = WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens });
     restored.close();
     assert.equal(readFileSync(join(dir, "new.txt"), "utf8"), "keep me");
     rmSync(join(dir, "new.txt"));
-    assert.throws(() => WasiHost.restore(state, fake_deps().deps), { code: "ERR_RESTORE_FILE" });
+    assert.throws(() => WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }), { code: "ERR_RESTORE_FILE" });
     assert.equal(existsSync(join(dir, "new.txt")), false);
   });
 
@@ -184,7 +184,7 @@ describe("capture and restore", () => {
     renameSync(join(dir, "g"), join(dir, "f"));
     const state = through_json(guest.host.capture());
     guest.host.close();
-    assert.throws(() => WasiHost.restore(state, fake_deps().deps), { code: "ERR_RESTORE_FILE" });
+    assert.throws(() => WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }), { code: "ERR_RESTORE_FILE" });
   });
 
   test("a file the guest renamed while open is reopened under its new name", () => {
@@ -199,7 +199,7 @@ describe("capture and restore", () => {
     assert.equal(guest.call("path_rename", 3, from, from_len, 3, to, to_len), Errno.success);
     const state = through_json(guest.host.capture());
     guest.host.close();
-    const restored = new Guest(WasiHost.restore(state, fake_deps().deps));
+    const restored = new Guest(WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }));
     assert.deepEqual(restored.read(fd, 10), [Errno.success, "tent"]);
     restored.host.close();
   });
@@ -209,15 +209,15 @@ describe("capture and restore", () => {
     const { guest } = Guest.start({ preopens: [{ host_path: dir, guest_path: "/d" }] });
     const state = through_json(guest.host.capture());
     rmSync(dir, { recursive: true });
-    assert.throws(() => WasiHost.restore(state, fake_deps().deps), { code: "ERR_RESTORE_PREOPEN" });
+    assert.throws(() => WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }), { code: "ERR_RESTORE_PREOPEN" });
   });
 
   test("malformed state is ERR_RESTORE_STATE", () => {
     const { guest } = Guest.start();
     const state = through_json(guest.host.capture());
     const broken = { ...state, monotonic_ns: -1 } as unknown as WasiState;
-    assert.throws(() => WasiHost.restore(broken, fake_deps().deps), { code: "ERR_RESTORE_STATE" });
-    assert.throws(() => WasiHost.restore({ ...state, v: 2 } as unknown as WasiState, fake_deps().deps), {
+    assert.throws(() => WasiHost.restore(broken, fake_deps().deps, { preopens: broken.preopens }), { code: "ERR_RESTORE_STATE" });
+    assert.throws(() => WasiHost.restore({ ...state, v: 2 } as unknown as WasiState, fake_deps().deps, { preopens: state.preopens }), {
       code: "ERR_RESTORE_STATE",
     });
   });

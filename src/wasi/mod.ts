@@ -22,3 +22,4 @@ export { WasiHost } from "./host.js";
 export type { WasiState, FdState, StdioFdState, DirFdState, FileFdState, ListenerFdState, ConnFdState, PendingPollState } from "./state.js";
 export { WASI_STATE_VERSION, parse_wasi_state, socket_positions } from "./state.js";
 export { Errno, type ErrnoValue } from "./errno.js";
+export { grant_preopens, match_preopens, type PreopenMatch, type RestoreGrant } from "./grant.js";

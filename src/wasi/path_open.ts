@@ -6,8 +6,10 @@
  * FD_DATASYNC, FD_ALLOCATE or FD_FILESTAT_SET_SIZE is (or APPEND). The new
  * fd's rights are the requested ones narrowed by the directory's inheriting
  * rights (narrowed, not refused: guests ask for everything and take what they
- * get). The final component was resolved by `_path.ts`; the host open adds
- * O_NOFOLLOW so a symlink planted since cannot redirect it.
+ * get). The path, from the directory fd's preopen root down, was resolved by
+ * `_path.ts`; the host open adds O_NOFOLLOW so a symlink planted since in the
+ * final component cannot redirect it, and the opened file is checked to lie
+ * inside the root before the guest gets it.
  */
 
 import { closeSync, constants, fstatSync, openSync, type BigIntStats } from "node:fs";
@@ -15,13 +17,19 @@ import { closeSync, constants, fstatSync, openSync, type BigIntStats } from "nod
 import { Errno, fail, type ErrnoValue } from "./errno.js";
 import { FdFlags, LOOKUP_SYMLINK_FOLLOW, OFlags, RIGHTS_ALL, RIGHTS_DIR, RIGHTS_FILE, Rights } from "./_layout.js";
 import { require_rights, type DirEntry, type FileEntry } from "./fd_table.js";
-import { resolve, type Resolved } from "./_path.js";
+import { opened_inside, resolve, type Resolved } from "./_path.js";
 import { filetype_of } from "./_filestat.js";
 import type { HostContext } from "./_context.js";
 import { u32_arg } from "./_memory.js";
 
 const READ_RIGHTS = Rights.fd_read | Rights.fd_readdir;
 const WRITE_RIGHTS = Rights.fd_write | Rights.fd_datasync | Rights.fd_allocate | Rights.fd_filestat_set_size;
+/**
+ * The rights that mean "write" for a directory: not fd_datasync, which a
+ * directory has too (fsync of its entries). Guests open directories asking
+ * for it, with fd_sync (the wasi-testsuite's Rust programs all do).
+ */
+const DIR_WRITE_RIGHTS = Rights.fd_write | Rights.fd_allocate | Rights.fd_filestat_set_size;
 const KNOWN_OFLAGS = OFlags.creat | OFlags.directory | OFlags.excl | OFlags.trunc;
 const KNOWN_FDFLAGS = FdFlags.append | FdFlags.dsync | FdFlags.nonblock | FdFlags.rsync | FdFlags.sync;
 
@@ -74,7 +82,8 @@ export function path_open(
     // Only reached without SYMLINK_FOLLOW: POSIX O_NOFOLLOW on a symlink.
     if (stat.isSymbolicLink()) fail(Errno.loop, `${path} is a symlink`);
     if (stat.isDirectory()) {
-      if (create || mode.write || (o & OFlags.trunc) !== 0) fail(Errno.isdir);
+      const write = (base & DIR_WRITE_RIGHTS) !== 0n || (f & FdFlags.append) !== 0;
+      if (create || write || (o & OFlags.trunc) !== 0) fail(Errno.isdir);
       const entry: DirEntry = {
         kind: "dir",
         preopen: parent.preopen,
@@ -116,6 +125,7 @@ export function open_file(target: Resolved, mode: HostOpen, preopen: number): Fi
   if (target.stat !== undefined && !is_openable(target.stat)) fail(Errno.notsup, "not a regular file or device");
   const host_fd = openSync(target.host_path, host_flags(mode), 0o666);
   try {
+    if (!opened_inside(host_fd, target.root)) fail(Errno.notcapable, "the file opened lies outside the sandbox (the tree changed during the open)");
     const stat = fstatSync(host_fd, { bigint: true });
     if (!is_openable(stat)) fail(Errno.notsup, "not a regular file or device");
     return {

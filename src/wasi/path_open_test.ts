@@ -62,6 +62,8 @@ describe("path_open oflags", () => {
     assert.equal(guest.open(3, "d", { rights: Rights.fd_readdir, oflags: OFlags.creat })[0], Errno.isdir);
     assert.equal(guest.open(3, "d", { rights: Rights.fd_readdir, oflags: OFlags.trunc })[0], Errno.isdir);
     assert.equal(guest.open(3, ".", { rights: Rights.fd_readdir })[0], Errno.success);
+    // fd_datasync and fd_sync are directory rights, not a wish to write.
+    assert.equal(guest.open(3, "d", { rights: Rights.fd_readdir | Rights.fd_datasync | Rights.fd_sync, oflags: OFlags.directory })[0], Errno.success);
     assert.equal(guest.open(3, "new/", { oflags: OFlags.creat })[0], Errno.isdir);
     assert.equal(guest.open(3, "new2", { oflags: OFlags.creat | OFlags.directory })[0], Errno.inval);
     guest.host.close();

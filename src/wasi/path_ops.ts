@@ -61,6 +61,7 @@ export function path_rename(
   const to = lookup(ctx, to_dir, new_ptr, new_len, false);
   if (!to.entry) fail(Errno.inval, "cannot rename onto . or ..");
   if (to.trailing_slash && !from.stat.isDirectory()) fail(Errno.notdir);
+  refuse_escaping_link(from, to);
   renameSync(from.host_path, to.host_path);
   ctx.fds.relocate(from, { root: to.root, rel: to.rel, preopen: to_dir.preopen });
   return Errno.success;
@@ -134,6 +135,9 @@ export function path_link(
   const to = lookup(ctx, to_dir, new_ptr, new_len, false);
   if (to.stat !== undefined) fail(Errno.exist);
   if (to.trailing_slash) fail(Errno.noent);
+  // link(2) on Linux links a symlink itself, never what it points to (the
+  // resolution above already followed it, inside, when asked to).
+  refuse_escaping_link(from, to);
   linkSync(from.host_path, to.host_path);
   return Errno.success;
 }
@@ -177,6 +181,20 @@ export function path_filestat_set_times(
     now_ns: ctx.clock.realtime_ns(),
   });
   return Errno.success;
+}
+
+/**
+ * A symlink moved or linked to `to` keeps its text, which is read from its new
+ * directory: `a/b/l -> ../../x` stays inside where it was made and leads out
+ * from the top. Such a move is refused as creating that link would be
+ * (path_symlink). Resolution never follows an escaping link anyway; this keeps
+ * the guest from planting one for host tools. A moved directory may still
+ * carry links deeper down whose meaning changes: resolution is what holds.
+ */
+function refuse_escaping_link(from: Resolved & { stat: NonNullable<Resolved["stat"]> }, to: Resolved): void {
+  if (!from.stat.isSymbolicLink()) return;
+  const contents = readlinkSync(from.host_path, "utf8");
+  if (symlink_target_escapes(to.rel.slice(0, -1), contents)) fail(Errno.notcapable, `symlink to ${contents} would lead out of the sandbox from its new place`);
 }
 
 function lookup(ctx: HostContext, dir: DirEntry, path_ptr: number, path_len: number, follow: boolean): Resolved {

@@ -160,7 +160,7 @@ describe("poll_oneoff suspension protocol", () => {
     // Another host whose monotonic clock reads far lower.
     const fresh = fake_deps();
     fresh.clock.mono_ns = 17n;
-    const restored = WasiHost.restore(state, fresh.deps);
+    const restored = WasiHost.restore(state, fresh.deps, { preopens: state.preopens });
     fresh.blocker.host = restored;
     const again = new Guest(restored, guest.memory);
     again.set_u32(args[3], 0xffffffff);

@@ -19,7 +19,7 @@ import { join } from "node:path";
 
 import { Errno, type ErrnoValue } from "./errno.js";
 import { Dirent, Rights } from "./_layout.js";
-import { host_path_of } from "./_path.js";
+import { resolve_dir } from "./_path.js";
 import { filetype_of } from "./_filestat.js";
 import type { HostContext } from "./_context.js";
 import { u32_arg, utf8 } from "./_memory.js";
@@ -40,7 +40,10 @@ export function fd_readdir(
   ctx.mem.check(buf, len);
   ctx.mem.check(out, 4);
   const start = BigInt.asUintN(64, cookie);
-  const dir_path = host_path_of(entry.dir);
+  // Walked again on every call, not only at cookie 0: the listing may be
+  // kept, but the directory its names are looked up in is found anew.
+  const dir = resolve_dir(entry.dir);
+  const dir_path = dir.host_path;
   if (start === 0n || entry.listing === undefined) {
     entry.listing = { names: [".", "..", ...readdirSync(dir_path).sort()] };
   }
@@ -48,7 +51,7 @@ export function fd_readdir(
   let used = 0;
   for (let index = Number(start); index < names.length && used < len; index++) {
     const name = names[index] as string;
-    const record = dirent_record(name, BigInt(index + 1), entry_stat(dir_path, name, entry.dir.rel.length === 0));
+    const record = dirent_record(name, BigInt(index + 1), entry_stat(dir_path, name, dir.rel.length === 0));
     const n = Math.min(record.length, len - used);
     ctx.mem.write(buf + used, record.subarray(0, n));
     used += n;

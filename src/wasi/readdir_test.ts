@@ -143,7 +143,7 @@ describe("fd_readdir", () => {
     const { guest } = Guest.start({ preopens: [{ host_path: dir, guest_path: "/d" }] });
     readdir(guest, 3, 4096, 0n);
     const state = JSON.parse(JSON.stringify(guest.host.capture()));
-    const restored = new Guest(WasiHost.restore(state, fake_deps().deps));
+    const restored = new Guest(WasiHost.restore(state, fake_deps().deps, { preopens: state.preopens }));
     const r = readdir(restored, 3, 4096, 3n);
     assert.deepEqual(parse(restored, r.buf, r.used).entries.map((e) => e.name), ["b", "link", "sub"]);
   });

@@ -84,11 +84,16 @@ describe("sandbox", () => {
     guest.host.close();
   });
 
-  test("from a subdirectory fd, .. reaches the preopen root but not above", () => {
+  test("a subdirectory fd is a capability: neither .. nor a symlink climbs above it", () => {
     const { guest } = sandbox();
+    const [, a] = guest.open(3, "a", { oflags: OFlags.directory });
     const [, b] = guest.open(3, "a/b", { oflags: OFlags.directory });
-    assert.equal(guest.open(b, "../../t.txt")[0], Errno.success);
+    assert.equal(guest.open(b, "../../t.txt")[0], Errno.notcapable);
     assert.equal(guest.open(b, "../../../secret.txt")[0], Errno.notcapable);
+    assert.equal(guest.open(a, "b/..", { oflags: OFlags.directory })[0], Errno.success);
+    // a/ok -> ../t.txt: fine from the preopen, above the fd from a.
+    assert.equal(guest.open(3, "a/ok")[0], Errno.success);
+    assert.equal(guest.open(a, "ok")[0], Errno.notcapable);
     guest.host.close();
   });
 

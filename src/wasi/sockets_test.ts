@@ -252,11 +252,11 @@ describe("sockets", () => {
     guest.call("sock_shutdown", fd, 1);
     const state = guest.host.capture();
     const fakes = fake_deps();
-    const restored = WasiHost.restore(state, { ...fakes.deps, net: new FakeNet() });
+    const restored = WasiHost.restore(state, { ...fakes.deps, net: new FakeNet() }, { preopens: state.preopens });
     assert.deepEqual(restored.capture().fds, state.fds);
     const conn = socket_positions(parse_wasi_state(state)).conns[0];
     assert.deepEqual(conn && [conn.received, conn.sent, conn.shut_rd, conn.shut_wr], [3, 3, true, false]);
-    assert.throws(() => WasiHost.restore(state, fakes.deps), /sockets/);
+    assert.throws(() => WasiHost.restore(state, fakes.deps, { preopens: state.preopens }), /sockets/);
     const broken = structuredClone(state) as unknown as { fds: Record<string, unknown>[] };
     (broken.fds.find((f) => f["kind"] === "conn") as Record<string, unknown>)["sent"] = -1;
     assert.throws(() => parse_wasi_state(broken), /sent/);

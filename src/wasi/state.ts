@@ -5,10 +5,12 @@
  * restored from it, so bad input is a typed error that changes nothing.
  *
  * Paths: every fd below a preopen is recorded as (preopen index, path
- * relative to it). Restore opens it there, inside the sandbox, so a runtime
+ * relative to it). Restore opens it there, inside the directory the resuming
+ * side grants for that preopen, through the sandbox's resolver, so a runtime
  * that maps a preopen to another host directory on the destination moves its
  * open files along. `host_path` and `guest_path` are recorded as well, for
- * error messages and people reading a capture.
+ * error messages and people reading a capture; no host path from a state is
+ * ever opened.
  */
 
 import { RestoreError } from "../errors.js";
@@ -88,6 +90,11 @@ export type WasiState = {
   v: 1;
   args: string[];
   env: string[];
+  /**
+   * The preopens the process had, in fd order. A restore matches the
+   * directories it is granted to these by guest path; the host paths are a
+   * record only, never opened (grant.ts).
+   */
   preopens: Preopen[];
   fds: FdState[];
   /** Guest monotonic time at capture, ns as a decimal string; the clock continues from here. */
