@@ -5,7 +5,8 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { httpRequest as request } from "../src/node/mod.js";
+import { Dialer, httpRequest } from "../src/node/mod.js";
+import { ClusterTls, createAuthority, issue, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
 import { fileURLToPath } from "node:url";
 
 /** The repository's root (bench/ is compiled to dist/bench/). */
@@ -22,11 +23,17 @@ export async function freePort(): Promise<number> {
 }
 
 /** Starts one node daemon and resolves once it listens. */
-export function startNode(name: string, port: number, peer: string, data: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data], { stdio: ["ignore", "pipe", "inherit"] });
+export function startNode(name: string, port: number, peer: string, data: string, security: readonly string[]): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, ...security], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   return new Promise((resolve, reject) => {
     child.stdout?.on("data", (c: Buffer) => {
       if (c.toString().includes("listening on")) resolve(child);
+    });
+    // The --insecure warning is expected in a measurement; anything else is shown.
+    child.stderr?.on("data", (c: Buffer) => {
+      if (!c.toString().includes("WARNING: --insecure")) process.stderr.write(c);
     });
     child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code}`)));
   });
@@ -38,17 +45,36 @@ export interface NodePair {
   a2: string;
   /** SHA-256 of the example module. */
   sha: string;
+  /** A request to a node of the pair, as a client of its cluster. */
+  request(address: string, method: string, path: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }>;
   /** Stops both and removes their data. */
   stop(): Promise<void>;
 }
 
+/** How the pair's connections are made: mutual TLS with a CA of the pair's own (as deployed), or plain HTTP (`--insecure`). */
+export type Security = "tls" | "plain";
+
 /** Starts n1 and n2 and uploads `examples/EXAMPLE` to both. */
-export async function startPair(example: string): Promise<NodePair> {
+export async function startPair(example: string, security: Security = "tls"): Promise<NodePair> {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-"));
   const [p1, p2] = [await freePort(), await freePort()];
   const a1 = `127.0.0.1:${p1}`;
   const a2 = `127.0.0.1:${p2}`;
-  const nodes = [await startNode("n1", p1, a2, path.join(data, "n1")), await startNode("n2", p2, a1, path.join(data, "n2"))];
+  let dialer = new Dialer(null);
+  const flags = async (name: string): Promise<string[]> => (security === "plain" ? ["--insecure"] : await credentialFiles(name, path.join(data, name)));
+  let ca: KeyPairPem | null = null;
+  if (security === "tls") {
+    ca = await createAuthority("bench");
+    const c = await issue(ca, { role: "client", name: "bench" });
+    dialer = new Dialer(new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: c.cert_pem, key_pem: c.key_pem as string }));
+  }
+  const credentialFiles = async (name: string, dir: string): Promise<string[]> => {
+    const issued = await issue(ca as KeyPairPem, { role: "node", name, hosts: ["127.0.0.1"] });
+    writeCredential(path.join(dir, "pki"), { ca_pem: (ca as KeyPairPem).cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
+    return ["--ca", path.join(dir, "pki", "ca.pem"), "--cert", path.join(dir, "pki", "cert.pem"), "--key", path.join(dir, "pki", "key.pem")];
+  };
+  const nodes = [await startNode("n1", p1, a2, path.join(data, "n1"), await flags("n1")), await startNode("n2", p2, a1, path.join(data, "n2"), await flags("n2"))];
+  const request = (address: string, method: string, p: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }> => httpRequest(address, method, p, body, dialer);
   const stop = async (): Promise<void> => {
     for (const n of nodes) n.kill("SIGTERM");
     await Promise.all(nodes.map((n) => new Promise((r) => n.once("exit", r))));
@@ -58,7 +84,7 @@ export async function startPair(example: string): Promise<NodePair> {
     const wasm = fs.readFileSync(path.join(ROOT, "examples", example));
     const sha = createHash("sha256").update(wasm).digest("hex");
     for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
-    return { a1, a2, sha, stop };
+    return { a1, a2, sha, request, stop };
   } catch (err: unknown) {
     await stop();
     throw err;

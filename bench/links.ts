@@ -6,8 +6,7 @@
  * figures come from the senders' own link statistics (first to last message).
  */
 import net from "node:net";
-import { startPair } from "./_nodes.js";
-import { httpRequest as request } from "../src/node/mod.js";
+import { startPair, type NodePair } from "./_nodes.js";
 
 /** Round trips of `size`-byte messages over one loopback TCP connection, `window` in flight; resolves with ms per message. */
 async function rawTcp(n: number, window: number, size = 10): Promise<number> {
@@ -50,22 +49,23 @@ interface Pair {
   last_unix_ms: number;
 }
 
-/** Runs a ping-pong pair; resolves with ms per message of the ping → pong direction. */
-async function pingpong(a1: string, sha: string, n: number, window: number, ping_node: string): Promise<number> {
+/** Runs a ping-pong pair on `pair`'s nodes; resolves with ms per message of the ping → pong direction. */
+export async function pingpong(pair: NodePair, n: number, window: number, ping_node: string): Promise<number> {
+  const { a1, sha, request } = pair;
   const run = async (args: string[], node: string): Promise<string> =>
     (JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "pingpong.wasm", args, node })).body.toString()) as { pid: string }).pid;
   const pong = await run(["pong", String(n)], "n1");
   const ping = await run(["ping", pong, String(n), String(window)], ping_node);
   for (const pid of [ping, pong]) await request(a1, "GET", `/v1/processes/${pid}/wait`);
   const links = JSON.parse((await request(a1, "GET", "/v1/links")).body.toString()) as Pair[];
-  const pair = links.find((l) => l.from === ping && l.to === pong);
-  if (pair === undefined || pair.messages !== n) throw new Error(`pingpong ${ping} -> ${pong} did not complete`);
-  return (pair.last_unix_ms - pair.first_unix_ms) / (n - 1);
+  const seen = links.find((l) => l.from === ping && l.to === pong);
+  if (seen === undefined || seen.messages !== n) throw new Error(`pingpong ${ping} -> ${pong} did not complete`);
+  return (seen.last_unix_ms - seen.first_unix_ms) / (n - 1);
 }
 
 /** Runs the links benchmark and prints its table. */
 export async function linksBench(quick: boolean): Promise<void> {
-  const { a1, sha, stop } = await startPair("c/pingpong.wasm");
+  const pair = await startPair("c/pingpong.wasm");
   try {
     const latency_n = quick ? 500 : 3000;
     const volume_n = quick ? 10000 : 100000;
@@ -76,11 +76,11 @@ export async function linksBench(quick: boolean): Promise<void> {
     const raw_rate = 1000 / (await rawTcp(volume_n, 64));
     console.log(`| raw TCP, loopback | ${raw_rtt.toFixed(3)} | 1x | ${raw_rate.toFixed(0)} | 1x |`);
     for (const [label, node] of [["same node", "n1"], ["two nodes", "n2"]] as const) {
-      const rtt = await pingpong(a1, sha, latency_n, 1, node);
-      const rate = 1000 / (await pingpong(a1, sha, volume_n, 64, node));
+      const rtt = await pingpong(pair, latency_n, 1, node);
+      const rate = 1000 / (await pingpong(pair, volume_n, 64, node));
       console.log(`| Ferry link, ${label} | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
     }
   } finally {
-    await stop();
+    await pair.stop();
   }
 }

@@ -7,7 +7,6 @@
 import { startPair } from "./_nodes.js";
 import { rawTcpTransfer } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { httpRequest as request } from "../src/node/mod.js";
 
 interface Metrics {
   total_ms: number;
@@ -20,7 +19,7 @@ interface Metrics {
 
 /** Runs the migration benchmark and prints its tables. */
 export async function migrationBench(quick: boolean): Promise<void> {
-  const { a1, sha, stop } = await startPair("c/memhog.wasm");
+  const { a1, sha, request, stop } = await startPair("c/memhog.wasm");
   const sizes = quick ? [64] : [256, 1024];
   const rates = quick ? [0, 100] : [0, 10, 100];
   const post_copy = remotePagesAvailability();

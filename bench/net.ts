@@ -10,7 +10,6 @@
 import net from "node:net";
 import { startPair } from "./_nodes.js";
 import { median } from "./_measure.js";
-import { httpRequest as request } from "../src/node/mod.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 
 const PAYLOAD = "x".repeat(32);
@@ -94,7 +93,7 @@ async function rawEcho(n: number): Promise<number[]> {
 
 /** Runs the TCP benchmark and prints its table. */
 export async function netBench(quick: boolean): Promise<void> {
-  const { a1, sha, stop } = await startPair("c/kvserver.wasm");
+  const { a1, sha, request, stop } = await startPair("c/kvserver.wasm");
   try {
     const created = JSON.parse(
       (await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" })).body.toString(),
