@@ -111,10 +111,12 @@ export async function localCluster(authority_dir: string): Promise<{ authority: 
   return { authority, created: true };
 }
 
-/** A node certificate of the local cluster. */
-export async function localNode(authority: KeyPairPem, name: string, host: string): Promise<ClusterTls> {
+/** A node certificate of the local cluster; kept in `data_dir`'s `tls/` too when given (as a node started by hand keeps it). */
+export async function localNode(authority: KeyPairPem, name: string, host: string, data_dir?: string): Promise<ClusterTls> {
   const issued = await issue(authority, { role: "node", name, hosts: hostsOf(host) });
-  return new ClusterTls({ ca_pem: authority.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
+  const credential = { ca_pem: authority.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string };
+  if (data_dir !== undefined) writeCredential(nodeTlsDirs(data_dir).credential, credential);
+  return new ClusterTls(credential);
 }
 
 /**

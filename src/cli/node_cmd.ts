@@ -197,7 +197,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   try {
     for (let i = 0; i < count; i += 1) {
       const name = `n${i + 1}`;
-      const tls = await localNode(authority, name, "127.0.0.1");
+      const tls = await localNode(authority, name, "127.0.0.1", path.join(data, name));
       nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed), tls, authority }));
     }
     const addresses = nodes.map((n) => n.address);
