@@ -3,11 +3,13 @@
  * control port) and the glue between the migration strategies and the
  * process table.
  */
+import { createPublicKey, type KeyObject } from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
+import { trustKeys, type ImageTrust } from "../image/mod.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
   migrateIn,
@@ -82,9 +84,31 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
-  migrateIn(conn, { prepare: (offer) => prepare(node, offer) }).catch(() => {
+  // INTERIM until mutual TLS: the image is trusted if signed by the key its
+  // offer names (Offer.signing_key), which proves only that the image is the
+  // one the offerer meant. With mTLS, trust the authenticated peer
+  // certificate's key (and the cluster's members) here instead.
+  let offered: ImageTrust = () => undefined;
+  const side = {
+    prepare: (offer: Offer): Promise<Landing> => {
+      offered = offerTrust(offer);
+      return prepare(node, offer);
+    },
+    trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
+  };
+  migrateIn(conn, side).catch(() => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here.
   });
+}
+
+/** INTERIM (see acceptData): trusts the public key an offer carries, if any. */
+function offerTrust(offer: Offer): ImageTrust {
+  if (offer.signing_key === undefined) return () => undefined;
+  try {
+    return trustKeys([createPublicKey({ key: Buffer.from(offer.signing_key, "base64"), format: "der", type: "spki" })]);
+  } catch (cause: unknown) {
+    throw new FerryError("ERR_MIGRATION_PROTOCOL", "the offer's signing_key is not a public key (SPKI DER, base64)", { cause });
+  }
 }
 
 async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
@@ -238,7 +262,10 @@ export async function migrateProcess(
           source: node.address,
           memory_bytes: running.proc.memory.buffer.byteLength,
           recover_ms,
+          // INTERIM until mutual TLS (see acceptData).
+          signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64"),
         },
+        signer: { key: node.image_key },
         connect: () => connectData(address),
         connectPages: (session) => upgrade(address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL),
         flushOutput: () => running.relay.flush(),

@@ -3,6 +3,7 @@
  * the control API on one HTTP address. Any node answers any request,
  * forwarding what concerns a process to the node that owns it.
  */
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
@@ -56,6 +57,12 @@ export class FerryNode {
   readonly links: NodeLinks;
   /** Processes running here whose pages are still arriving (post-copy). */
   readonly postcopy = new PostCopySessions();
+  /**
+   * INTERIM, until mutual TLS: signs the images this node sends in
+   * migrations (ECDSA P-256, made at start, never stored). Its public half
+   * travels in the offer; with mTLS, the node signs with its certificate's key.
+   */
+  readonly image_key: KeyObject = generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
   #peers: string[];
   #server: http.Server;
   #address = "";
