@@ -80,7 +80,9 @@ export function parseJson(payload: Uint8Array): unknown {
 /**
  * Sends pages in as few frames as the frame limit allows; resolves with the
  * bytes sent. With `digest`, every PAGES payload is folded into it in order,
- * as the receiver folds what it gets (the image then vouches for them).
+ * as the receiver folds what it gets (the image then vouches for them); the
+ * pages are then copied into the frame first, because a running process may
+ * write a page between the hash and the socket's write of a view of it.
  */
 export async function sendPages(
   conn: FramedConnection,
@@ -92,15 +94,18 @@ export async function sendPages(
   let bytes = 0;
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const head = Buffer.alloc(4 + 4 * batch.length);
+    const head_bytes = 4 + 4 * batch.length;
+    const head = Buffer.alloc(digest === undefined ? head_bytes : head_bytes + batch.length * WIRE_PAGE_BYTES);
     head.writeUInt32LE(batch.length, 0);
     batch.forEach((p, i) => head.writeUInt32LE(p.index, 4 + 4 * i));
-    if (digest !== undefined) {
+    if (digest === undefined) {
+      await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
+    } else {
+      batch.forEach((p, i) => head.set(p.data, head_bytes + i * WIRE_PAGE_BYTES));
       digest.update(head);
-      for (const p of batch) digest.update(p.data);
+      await conn.send(Msg.pages, head);
     }
-    await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
-    bytes += head.length + batch.length * WIRE_PAGE_BYTES + 5;
+    bytes += head_bytes + batch.length * WIRE_PAGE_BYTES + 5;
     count += batch.length;
     batch = [];
   };
