@@ -84,7 +84,7 @@ export class ImageAssembler {
       }
       return "skip";
     }
-    if (flags !== 0) throw malformed(`section ${name} has flags 0x${flags.toString(16)}; v1 defines none for it`);
+    if (flags !== 0) throw malformed(`section ${name} has flags 0x${flags.toString(16)}; this format version defines none for it`);
     this.#checkOrder(kind as SectionKindCode);
     if (kind === SectionKind.memory && length !== MEMORY_PAYLOAD_BYTES) {
       throw malformed(`MEMORY section is ${length} bytes, expected ${MEMORY_PAYLOAD_BYTES}`);

@@ -4,7 +4,7 @@
  * before anything is returned; keys that cannot sign fail before any byte.
  */
 import assert from "node:assert/strict";
-import { createHash, createPublicKey, generateKeyPairSync } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
 import { test } from "node:test";
 import { ImageError } from "../errors.js";
 import { FOREIGN_SIGNER, TEST_SIGNER, TEST_TRUST, buildImage, catchImageError, encodeToBytes, randomChunks, randomImage, splitSections, Prng } from "./_fixtures.js";
@@ -208,4 +208,30 @@ test("the header's file magic still fails first, and a SIGNATURE's own corruptio
   bad[offset + 20] = (bad[offset + 20] as number) ^ 1; // inside the key id
   assert.equal(code(() => decodeImage(bad, { trust: TEST_TRUST })), "ERR_IMAGE_CHECKSUM");
   assert.ok(catchImageError(() => decodeImage(Uint8Array.of(1, 2, 3), { trust: TEST_TRUST })) instanceof ImageError);
+});
+
+test("the worked example of docs/image-format.md is what the encoder writes, byte for byte", () => {
+  // RFC 8032 test 1's secret key as PKCS#8 DER (a fixed prefix, then the 32-byte seed): Ed25519 is deterministic.
+  const seed = Buffer.from("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60", "hex");
+  const key = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const memory = new Uint8Array(2 * PAGE_BYTES);
+  memory[PAGE_BYTES] = 0x2a;
+  const bytes = encodeToBytes(
+    {
+      module_sha256: new Uint8Array(32).fill(0xab),
+      instrumenter: "fi/1",
+      memory: sparsePages(memory),
+      globals: [{ name: "sp", type: "i32", bits: 0x10000n }],
+      stack: { entry: "_start", asyncify: Uint8Array.of(1, 2, 3, 4) },
+      wasi: {},
+      streams: { stdout_bytes: 5, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
+      meta: { module_path: "a.wasm", created_unix_ms: 0 },
+    },
+    { key },
+  );
+  assert.equal(bytes.length, 4603);
+  assert.equal(Buffer.from(bytes.subarray(0x1160, 0x1168)).toString("hex"), "0000000095ec9206");
+  assert.equal(Buffer.from(bytes.subarray(0x118f, 0x1193)).toString("hex"), "c8d5e382");
+  assert.equal(createHash("sha256").update(bytes).digest("hex"), "d0b18e426847612f5681fc70173749d8ef84a9a32ba65f3bcbf6956d330d131e");
+  decodeImage(bytes, { trust: trustKeys([key]) });
 });
