@@ -1,10 +1,14 @@
 /**
- * Checks of an image's globals against the module that will take them, made
- * on the controlling thread before the worker writes any of them: the
- * worker's `global.value =` would throw (or silently convert) on a value of
- * the wrong type, and a global the image lacks would keep its initial value.
+ * What the module decides about an image, checked on the controlling thread
+ * before the worker sees any of it. An image is data (signed, but perhaps by
+ * a buggy writer): a global of the wrong type would make the worker's
+ * `global.value =` throw (or silently convert), a global the image lacks
+ * would keep its initial value, and a stack made by another instrumenter
+ * would rewind into the wrong code.
  */
-import type { GlobalValue } from "../image/mod.js";
+import type { GlobalValue, ProcessImage } from "../image/mod.js";
+import type { InstrumentInfo } from "../instrument/mod.js";
+import { ASYNCIFY_HEADER_BYTES } from "./_stack.js";
 
 const BITS_MAX: Record<GlobalValue["type"], bigint> = {
   i32: 0xffff_ffffn,
@@ -12,6 +16,22 @@ const BITS_MAX: Record<GlobalValue["type"], bigint> = {
   i64: 0xffff_ffff_ffff_ffffn,
   f64: 0xffff_ffff_ffff_ffffn,
 };
+
+/**
+ * Null if the image fits the instrumented module `info` started through
+ * `entry`; else what does not, for a message: the instrumenter that made its
+ * stack, its entry, a stack that fits its memory, and its globals.
+ */
+export function imageMisfit(image: Pick<ProcessImage, "instrumenter" | "globals" | "stack" | "memory">, info: InstrumentInfo, entry: string): string | null {
+  if (image.instrumenter !== info.instrumenter) {
+    return `it was captured under instrumenter ${JSON.stringify(image.instrumenter)}, this build runs ${JSON.stringify(info.instrumenter)}; resume it with the Ferry release that wrote it`;
+  }
+  if (image.stack.entry !== entry) return `it was started through ${JSON.stringify(image.stack.entry)}, not ${entry}`;
+  if (image.stack.asyncify.length + ASYNCIFY_HEADER_BYTES > image.memory.size_bytes) {
+    return `its stack of ${image.stack.asyncify.length} bytes is larger than its memory`;
+  }
+  return checkGlobals(image.globals, info.globals);
+}
 
 /**
  * Null if `globals` are exactly the module's exported mutable globals (each

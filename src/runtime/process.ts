@@ -13,8 +13,7 @@ import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
-import { ASYNCIFY_HEADER_BYTES } from "./_stack.js";
-import { checkGlobals } from "./_restore_checks.js";
+import { imageMisfit } from "./_restore_checks.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -289,7 +288,8 @@ export class GuestProcess {
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
     }
-    this.#checkState(image);
+    const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
+    if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
     const activated = this.#expect((m) => m.type === "activated");
     this.#send({ type: "activate", wasi: image.wasi });
     await activated;
@@ -304,25 +304,6 @@ export class GuestProcess {
       if (cause instanceof FerryError && cause.code === "ERR_RESTORE_STATE") throw cause;
       throw new RestoreError("ERR_RESTORE_STATE", `the process could not be resumed from its image: ${(cause as Error).message}`, { cause });
     }
-  }
-
-  /**
-   * What the module decides about an image, checked before the worker sees
-   * it: an image is data (signed, but perhaps by a buggy writer), and a
-   * global of the wrong type or a stack for another instrumenter would
-   * otherwise fail inside the worker, or rewind into the wrong code.
-   */
-  #checkState(image: Pick<ProcessImage, "instrumenter" | "globals" | "stack" | "memory">): void {
-    const refuse = (why: string): RestoreError => new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${why}`);
-    if (image.instrumenter !== this.info.instrumenter) {
-      throw refuse(`it was captured under instrumenter ${JSON.stringify(image.instrumenter)}, this build runs ${JSON.stringify(this.info.instrumenter)}; resume it with the Ferry release that wrote it`);
-    }
-    if (image.stack.entry !== ENTRY_EXPORT) throw refuse(`it was started through ${JSON.stringify(image.stack.entry)}, not ${ENTRY_EXPORT}`);
-    if (image.stack.asyncify.length + ASYNCIFY_HEADER_BYTES > image.memory.size_bytes) {
-      throw refuse(`its stack of ${image.stack.asyncify.length} bytes is larger than its memory`);
-    }
-    const problem = checkGlobals(image.globals, this.info.globals);
-    if (problem !== null) throw refuse(problem);
   }
 
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
