@@ -91,6 +91,7 @@ test("fuzz: a served channel hands on only typed deliveries, answers them by id,
         const batch = parseBatch(body);
         return { kind: "accepted", upto: batch.messages.length, at: pid };
       });
+      // Sends fail once the channel has closed on garbage; what it did until then is what is checked.
       for (const [type, payload] of frames) {
         const id = type === DELIVER ? deliveryId(payload) : undefined;
         if (id !== undefined) asked.add(id);
@@ -137,6 +138,7 @@ test("fuzz: a delivery resolves only with a well-formed answer, else fails with 
       const delivery = channels.deliver("peer:1", "n2-3", { from: "n1-1", messages: [{ seq: 1, data: Buffer.from("x") }] });
       const asked = await peer.next();
       assert.equal(asked.type, DELIVER);
+      // The sending side may close the channel on a bad answer; later sends then fail, as they may.
       for (const [type, payload] of answers) await peer.send(type, payload).catch(() => undefined);
       // Then the peer goes away: a delivery still waiting fails now, not after its timeout.
       peer.destroy();

@@ -154,6 +154,7 @@ test("fuzz: the home side of ferry-net/1 hands its home only checked calls, and 
       const { status, rest: head } = await answer;
       assert.match(status, /^HTTP\/1.1 101/);
       const runner = new FramedConnection(runner_end, { head });
+      // Sends fail once the home side has ended the line; what it did until then is what is checked.
       await runner.send(F.hello, first).catch(() => undefined);
       for (const [type, payload] of rest) await runner.send(type, payload).catch(() => undefined);
       // Not JSON where JSON must be: the home side ends the line, whatever came before.
