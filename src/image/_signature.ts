@@ -149,7 +149,7 @@ export function verifySignature(record: SignatureRecord, digest: Uint8Array, tru
   const id_hex = Buffer.from(record.key_id).toString("hex");
   const trusted = trust(record.key_id);
   if (trusted === undefined) {
-    throw signatureError(`signed by key ${id_hex}, which this reader does not trust: resume it where it was captured, or trust that key`);
+    throw signatureError(`signed by key ${id_hex}, which this reader does not trust: it was written elsewhere (another user, machine or node); resume it where it was written`);
   }
   const key = publicOf(trusted);
   if (Buffer.compare(imageKeyId(key), record.key_id) !== 0) {

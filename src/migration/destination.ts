@@ -98,7 +98,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();
-    checkRounds(image, rounds_pages ? rounds_digest.digest("hex") : null);
+    checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
@@ -115,15 +115,14 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
 
 /**
  * The pre-copied pages must be those the signed image vouches for: its META
- * names the SHA-256 of every PAGES frame the source sent, and this side
- * hashed what it received (null: it received none).
+ * names the SHA-256 of every PAGES frame the source sent (of none, if its
+ * memory was all zero), and this side hashed what it received. An image
+ * without the member vouches for no pre-copied pages at all.
  */
-function checkRounds(image: DecodedImage, received_sha256: string | null): void {
+function checkRounds(image: DecodedImage, received_sha256: string, received_pages: boolean): void {
   const signed = image.meta["precopy_sha256"];
-  if (signed === undefined && received_sha256 === null) return;
-  if (typeof signed !== "string" || signed !== received_sha256) {
-    throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
-  }
+  if (signed === undefined ? !received_pages : signed === received_sha256) return;
+  throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -53,6 +53,11 @@ const GUEST = wat(`(module
     (drop (call $write (i32.const 1) (i32.const 2064) (i32.const 1) (i32.const 2072)))
     (call $exit (select (i32.const 7) (i32.const 9) (i64.eq (i64.load (i32.const 1024)) (global.get $n))))))`);
 
+/** A guest that never writes its memory: pre-copy rounds find no page to send. */
+const SPINNER = wat(`(module (memory (export "memory") 1)
+  (global $n (mut i64) (i64.const 0))
+  (func (export "_start") (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+
 /** Exit status of a guest whose state survived. */
 const EXIT_INTACT = 7;
 
@@ -84,13 +89,13 @@ function offer(proc: GuestProcess, strategy: Strategy): Offer {
 }
 
 /** The destination: a standby process written as pages arrive, as a node's is. */
-function destination(trust: ImageTrust): { side: DestinationSide; landed: () => { proc: GuestProcess; stdin: PassThrough; out: () => string } | null } {
+function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSide; landed: () => { proc: GuestProcess; stdin: PassThrough; out: () => string } | null } {
   let landed: { proc: GuestProcess; stdin: PassThrough; out: () => string } | null = null;
   const side: DestinationSide = {
     trust,
     async prepare(o: Offer): Promise<Landing> {
       const d = io();
-      const proc = await GuestProcess.standby(GUEST, d.io, o.module_name);
+      const proc = await GuestProcess.standby(wasm, d.io, o.module_name);
       proc.growTo(o.memory_bytes);
       let view = new Uint8Array(proc.memory.buffer);
       return {
@@ -154,6 +159,7 @@ interface Run {
 /** Starts the guest, migrates it with `strategy`, and reports what both sides said. */
 async function migrate(options: {
   strategy: Strategy;
+  wasm?: Uint8Array;
   signer?: ImageSigner;
   trust?: ImageTrust;
   image?: (image: ProcessImage) => void;
@@ -161,7 +167,8 @@ async function migrate(options: {
 }): Promise<Run> {
   const signer = options.signer ?? { key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey };
   const s = io();
-  const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+  const wasm = options.wasm ?? GUEST;
+  const proc = await GuestProcess.start({ wasm, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
   if (options.image !== undefined) {
     // What the source encodes, changed as a buggy or hostile writer would (it signs it all the same).
     const edit = options.image;
@@ -173,7 +180,7 @@ async function migrate(options: {
     };
   }
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
-  const dest = destination(options.trust ?? trustKeys([signer.key]));
+  const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
   const incoming = migrateIn(new FramedConnection(b), dest.side);
   const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy });
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
@@ -205,6 +212,23 @@ describe("migration of a bad image", () => {
       await run.source.proc.terminate();
     });
   }
+
+  it("pre-copy of a process whose memory is all zero (no PAGES frame at all) still moves it", async () => {
+    let pages_frames = 0;
+    const run = await migrate({
+      strategy: "pre-copy",
+      wasm: SPINNER,
+      change: (type, payload) => {
+        if (type === Msg.pages) pages_frames += 1;
+        return payload;
+      },
+    });
+    assert.deepEqual(run.outcome, { ok: true });
+    assert.equal(pages_frames, 0);
+    assert.ok(run.landed !== null);
+    await run.landed.proc.terminate();
+    await run.source.proc.terminate();
+  });
 
   it("a global of the wrong type: ERR_RESTORE_STATE on both sides, the source keeps running", async () => {
     const run = await migrate({
