@@ -3,12 +3,14 @@
  * this one run; nothing here is a pass/fail assertion. Pass `--quick` for a
  * short run (smaller sizes, fewer repeats).
  */
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
+import { trustKeys } from "../src/image/mod.js";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
@@ -100,6 +102,9 @@ async function suspendLatency(): Promise<void> {
   console.log("\n(b, c) suspend and resume at a given amount of touched memory (memhog, idle after touching)");
   console.log("| touched | unwind ms | suspend→image written ms | image bytes | image/touched | read+check ms | resume (start→running) ms |\n|---|---|---|---|---|---|---|");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-img-"));
+  // Signed as `ferry exec` signs (Ed25519), with a key of this run's own.
+  const signer = { key: generateKeyPairSync("ed25519").privateKey };
+  const trust = trustKeys([signer.key]);
   for (const mib of quick ? [16, 256] : [16, 1024]) {
     const s = spec("c/memhog.wasm", [String(mib), "0", "600"]);
     const proc = await GuestProcess.start(s, io);
@@ -111,11 +116,11 @@ async function suspendLatency(): Promise<void> {
     const suspension = await proc.suspend();
     if (suspension === null) throw new Error("memhog ended early");
     const file = path.join(dir, `memhog-${mib}.img`);
-    const bytes = writeImageFile(file, proc.image(suspension));
+    const bytes = writeImageFile(file, proc.image(suspension), { signer });
     const written = performance.now() - t0;
     await proc.terminate();
     const r0 = performance.now();
-    const image = readImageFile(file);
+    const image = readImageFile(file, { trust });
     const read = performance.now() - r0;
     const restored = await GuestProcess.restore(image, s.wasm, io, { preopens: [] });
     console.log(`| ${mib} MiB | ${f1(suspension.suspend_ms)} | ${f1(written)} | ${bytes} | ${(bytes / (mib * 1048576)).toFixed(3)} | ${f1(read)} | ${f1(restored.timings.start_ms)} |`);

@@ -33,6 +33,10 @@ export const ImageErrorCodes = {
   malformed: "ERR_IMAGE_MALFORMED",
   moduleMismatch: "ERR_IMAGE_MODULE_MISMATCH",
   limit: "ERR_IMAGE_LIMIT",
+  /** Unsigned, signed by a key the reader does not trust, or changed since it was signed. */
+  signature: "ERR_IMAGE_SIGNATURE",
+  /** An encrypted image whose key is not here, or whose ciphertext or envelope was changed. */
+  decrypt: "ERR_IMAGE_DECRYPT",
 } as const;
 
 /** Union of image error codes. */
@@ -46,11 +50,38 @@ export class InstrumentError extends FerryError {
   }
 }
 
-/** Restoring a process failed before it ran (file gone, directory missing...). */
+/**
+ * Restoring a process failed before it ran: a file or directory it needs is
+ * gone (ERR_RESTORE_FILE, ERR_RESTORE_PREOPEN), or its state does not fit the
+ * module or cannot be taken up (ERR_RESTORE_STATE: globals, stack, memory).
+ */
 export class RestoreError extends FerryError {
   constructor(code: "ERR_RESTORE_FILE" | "ERR_RESTORE_PREOPEN" | "ERR_RESTORE_STATE", message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = "RestoreError";
+  }
+}
+
+/**
+ * A key file under the Ferry home is unusable: unreadable, not a key of the
+ * expected kind, or readable by other users (ERR_KEY_FILE).
+ */
+export class KeyFileError extends FerryError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super("ERR_KEY_FILE", message, options);
+    this.name = "KeyFileError";
+  }
+}
+
+/**
+ * A module file cannot be used: not a regular file (a device, a FIFO, a
+ * directory: ERR_MODULE_NOT_FILE), or larger than a module may be
+ * (ERR_MODULE_TOO_LARGE, the code the node's module store uses too).
+ */
+export class ModuleFileError extends FerryError {
+  constructor(code: "ERR_MODULE_NOT_FILE" | "ERR_MODULE_TOO_LARGE", message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "ModuleFileError";
   }
 }
 

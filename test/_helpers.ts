@@ -29,12 +29,25 @@ export interface RunResult {
   stderr: Buffer;
 }
 
-/** Runs `ferry ARGS...` as a fresh OS process; `stdin` is written then closed. */
+/**
+ * The Ferry home of this test process (keys that `ferry exec` makes, the
+ * test CA and client credential land here, never in the user's ~/.ferry):
+ * one temporary directory per test file, removed when it ends. Every
+ * `ferry()` uses it unless told another.
+ */
+export function testHome(): string {
+  return process.env["FERRY_HOME"] as string;
+}
+
+/**
+ * Runs `ferry ARGS...` as a fresh OS process; `stdin` is written then closed.
+ * FERRY_HOME is {@link testHome} unless `env` sets it.
+ */
 export function ferry(args: readonly string[], options: { stdin?: string | Buffer; env?: NodeJS.ProcessEnv; timeout_ms?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [FERRY, ...args], {
       stdio: [options.stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"],
-      env: { ...process.env, ...options.env },
+      env: { ...process.env, FERRY_HOME: testHome(), ...options.env },
     });
     const out: Buffer[] = [];
     const err: Buffer[] = [];

@@ -4,12 +4,13 @@
  * in place or restored from its image, and nothing it read or wrote is lost.
  */
 import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
-import { decodeImage, encodeImage } from "../src/image/mod.js";
+import { decodeImage, encodeImage, trustKeys } from "../src/image/mod.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
 import { EXAMPLES } from "./_helpers.js";
 
@@ -32,9 +33,12 @@ function collector(stdin: ProcessIo["stdin"] = null): { io: ProcessIo; out: () =
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 
+/** The key these tests sign their images with. */
+const signer = { key: generateKeyPairSync("ed25519").privateKey };
+
 function roundTrip(proc: GuestProcess, suspension: NonNullable<Awaited<ReturnType<GuestProcess["suspend"]>>>): ReturnType<typeof decodeImage> {
-  const chunks = [...encodeImage(proc.image(suspension))].map((c) => Buffer.from(c));
-  return decodeImage(Buffer.concat(chunks));
+  const chunks = [...encodeImage(proc.image(suspension), { signer })].map((c) => Buffer.from(c));
+  return decodeImage(Buffer.concat(chunks), { trust: trustKeys([signer.key]) });
 }
 
 describe("runtime", () => {

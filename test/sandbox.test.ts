@@ -11,7 +11,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { decodeImage, encodeImage } from "../src/image/mod.js";
-import { GuestProcess, writeImageFile } from "../src/runtime/mod.js";
+import { GuestProcess, localSigner, localTrust, writeImageFile } from "../src/runtime/mod.js";
+import { ferryHome } from "../src/home.js";
 import type { WasiState } from "../src/wasi/mod.js";
 import { EXAMPLES, ROOT, ferry, tempDir } from "./_helpers.js";
 
@@ -187,20 +188,24 @@ describe("ferry resume grants directories again and never takes them from the im
     const suspension = await proc.suspend();
     assert.ok(suspension !== null, "fileproc ended before it could be suspended");
     image = path.join(work, "fileproc.img");
-    writeImageFile(image, proc.image(suspension));
+    writeImageFile(image, proc.image(suspension), { signer: localSigner(ferryHome()) });
     await proc.terminate();
     at_suspend = fs.readFileSync(out);
   });
   after(() => fs.rmSync(work, { recursive: true, force: true }));
 
-  /** The image with its WASI state changed by `edit`, written with every checksum recomputed. */
+  /**
+   * The image with its WASI state changed by `edit`, written with every
+   * checksum recomputed and signed again with the local key: an attacker who
+   * holds the key still gets no directory the resuming side did not grant.
+   */
   function edited(name: string, edit: (state: WasiState) => void): string {
     const bytes = fs.readFileSync(image);
-    const decoded = decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    const decoded = decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), { trust: localTrust(ferryHome()) });
     const state = JSON.parse(JSON.stringify(decoded.wasi)) as WasiState;
     edit(state);
     const file = path.join(work, name);
-    fs.writeFileSync(file, Buffer.concat([...encodeImage({ ...decoded, wasi: state })]));
+    fs.writeFileSync(file, Buffer.concat([...encodeImage({ ...decoded, wasi: state }, { signer: localSigner(ferryHome()) })]));
     return file;
   }
 

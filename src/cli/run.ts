@@ -1,11 +1,25 @@
 /**
  * `ferry exec` and `ferry resume`: run a process locally, optionally suspend
- * it after some time into an image, and exit with the program's status.
+ * it after some time into an image (signed with the local key, encrypted on
+ * request), and exit with the program's status.
  */
 import fs from "node:fs";
 import path from "node:path";
-import { GuestProcess, readImageFile, writeImageFile, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
-import { RestoreError } from "../errors.js";
+import { FerryError, RestoreError } from "../errors.js";
+import { ferryHome } from "../home.js";
+import {
+  GuestProcess,
+  localEncryptionKey,
+  localEnvelopeKeys,
+  localSigner,
+  localTrust,
+  readImageFile,
+  readModuleFile,
+  writeImageFile,
+  type ExitStatus,
+  type ProcessIo,
+  type WriteImageOptions,
+} from "../runtime/mod.js";
 import { match_preopens, parse_wasi_state, type PreopenMatch, type Preopen } from "../wasi/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 
@@ -15,8 +29,13 @@ export const EXIT_TRAP = 134;
 const SUSPEND_OPTIONS: OptionSpec[] = [
   { name: "suspend-after", value: true },
   { name: "image", value: true },
+  { name: "encrypt", value: false },
   { name: "help", value: false, short: "h" },
 ];
+
+/** Where the keys are, for the help texts. */
+const KEYS_NOTE = `Images are signed with a key made on first use in $FERRY_HOME/keys (default
+~/.ferry/keys); resume accepts only images signed with that key.`;
 
 /** Help of `ferry exec`. */
 export const EXEC_HELP = `Usage: ferry exec [OPTIONS] PROGRAM.wasm [ARGS...]
@@ -32,9 +51,12 @@ Options:
                          milliseconds of running, write its image and exit 0.
                          If the program ends first, nothing is written.
   --image FILE           Where to write the image (required with --suspend-after).
+  --encrypt              Encrypt the image (AES-256-GCM) with a local key made on
+                         first use; only this user on this machine can resume it.
   -h, --help             Show this help.
 
 Continue a suspended program with: ferry resume [--dir HOST:GUEST...] FILE
+${KEYS_NOTE}
 `;
 
 /** Help of `ferry resume`. */
@@ -55,15 +77,37 @@ Options:
                          image). Must be the very module the image was taken from.
   --suspend-after MS     Suspend again after MS milliseconds of running.
   --image FILE           Where to write the new image (required with --suspend-after).
+  --encrypt              Encrypt the new image (an encrypted IMAGE is recognised
+                         and opened with the local key, whatever this says).
   -h, --help             Show this help.
+
+${KEYS_NOTE}
 `;
 
-function suspendPlan(parsed: Parsed): { after_ms: number; image: string } | null {
+/** When to suspend, where to write the image, and the keys it is written with. */
+interface SuspendPlan {
+  after_ms: number;
+  image: string;
+  write: WriteImageOptions;
+}
+
+/**
+ * The suspend options, and the keys (created now if they are new): a key
+ * that cannot be made fails before the program runs, not after its state
+ * was captured with nowhere to go.
+ */
+function suspendPlan(parsed: Parsed): SuspendPlan | null {
   const after_ms = optionInt(parsed, "suspend-after");
   const image = optionValue(parsed, "image");
-  if (after_ms === undefined && image === undefined) return null;
+  const encrypt = parsed.flags.has("encrypt");
+  if (after_ms === undefined && image === undefined) {
+    if (encrypt) throw new UsageError("--encrypt goes with --suspend-after and --image");
+    return null;
+  }
   if (after_ms === undefined || image === undefined) throw new UsageError("--suspend-after and --image go together");
-  return { after_ms, image };
+  const home = ferryHome();
+  const write: WriteImageOptions = { signer: localSigner(home), ...(encrypt ? { encrypt: localEncryptionKey(home) } : {}) };
+  return { after_ms, image, write };
 }
 
 function preopen(spec: string): Preopen {
@@ -121,10 +165,19 @@ export async function resumeCommand(argv: readonly string[]): Promise<number> {
   if (parsed.positionals.length !== 1) throw new UsageError("want exactly one IMAGE (see ferry resume --help)");
   const plan = suspendPlan(parsed);
   const granted = (parsed.options.get("dir") ?? []).map(preopen);
-  const image = readImageFile(parsed.positionals[0] as string);
+  const home = ferryHome();
+  const file = parsed.positionals[0] as string;
+  let image: ReturnType<typeof readImageFile>;
+  try {
+    image = readImageFile(file, { trust: localTrust(home), keys: localEnvelopeKeys(home) });
+  } catch (err: unknown) {
+    if (err instanceof FerryError) throw err;
+    throw new UsageError(`cannot read image ${file}: ${(err as Error).message}`);
+  }
   // Checked here as well as in the restore, to say which --dir to pass.
   const match = match_preopens(parse_wasi_state(image.wasi).preopens, granted);
   if (match.kind === "mismatch") throw new RestoreError("ERR_RESTORE_PREOPEN", grant_hint(match));
+  // Signed, so the path is the one the writer recorded; still only a regular file of bounded size is read.
   const module_path = optionValue(parsed, "module") ?? image.meta.module_path;
   const proc = await GuestProcess.restore(image, readModule(module_path), stdio(), { preopens: match.preopens });
   return finish(proc, plan);
@@ -141,22 +194,24 @@ function grant_hint(match: Extract<PreopenMatch, { kind: "mismatch" }>): string 
   return parts.join("; ");
 }
 
+/** The module at `file`: a regular file of bounded size (ModuleFileError otherwise). */
 function readModule(file: string): Uint8Array {
   try {
-    return fs.readFileSync(file);
+    return readModuleFile(file);
   } catch (err: unknown) {
+    if (err instanceof FerryError) throw err;
     throw new UsageError(`cannot read module ${file}: ${(err as Error).message}`);
   }
 }
 
-async function finish(proc: GuestProcess, plan: { after_ms: number; image: string } | null): Promise<number> {
+async function finish(proc: GuestProcess, plan: SuspendPlan | null): Promise<number> {
   if (plan !== null) {
     const timer = new Promise<"timer">((resolve) => setTimeout(() => resolve("timer"), plan.after_ms));
     const first = await Promise.race([timer, proc.exited]);
     if (first === "timer") {
       const suspension = await proc.suspend();
       if (suspension !== null) {
-        writeImageFile(plan.image, proc.image(suspension));
+        writeImageFile(plan.image, proc.image(suspension), plan.write);
         await proc.terminate();
         return 0;
       }

@@ -1,6 +1,7 @@
 /**
  * The decoder's second half: given sections whose framing and CRCs already
- * passed, it enforces their order, sizes and contents and builds the image.
+ * passed, it enforces their order (SIGNATURE last before END, none missing),
+ * sizes and contents and builds the image.
  * decode.ts turns bytes into verified sections; this file knows what they mean.
  */
 import { ImageError, ImageErrorCodes } from "../errors.js";
@@ -30,6 +31,7 @@ import {
   type SectionKindCode,
 } from "./format.js";
 import { RunMemory, type PageRun } from "./pages.js";
+import { unsignedError } from "./_signature.js";
 import type { DecodedImage, ProcessImage } from "./types.js";
 
 const KNOWN_KINDS = new Set<number>(Object.values(SectionKind));
@@ -47,6 +49,8 @@ export class ImageAssembler {
   readonly #expected_module: Uint8Array | undefined;
   #order = 0; // index into REQUIRED_ORDER of the next required section
   #optional_count = 0;
+  /** The SIGNATURE section has begun: only END may follow, as nothing after it is signed. */
+  #signed = false;
   #pages_total = 0;
   #next_page_min = 0;
   #page_count = 0;
@@ -64,6 +68,9 @@ export class ImageAssembler {
   begin(header: SectionHeader, offset: number): PayloadMode {
     const { kind, flags, length_bytes: length } = header;
     const name = kindName(kind);
+    if (this.#signed && kind !== SectionKind.end) {
+      throw malformed(`section ${name} at offset ${offset} follows the SIGNATURE section, which only END may follow`);
+    }
     if (!KNOWN_KINDS.has(kind)) {
       if ((flags & SectionFlags.optional) === 0) {
         throw malformed(`unknown section kind ${name} at offset ${offset} is not marked optional: the image needs a newer reader`);
@@ -77,7 +84,7 @@ export class ImageAssembler {
       }
       return "skip";
     }
-    if (flags !== 0) throw malformed(`section ${name} has flags 0x${flags.toString(16)}; v1 defines none for it`);
+    if (flags !== 0) throw malformed(`section ${name} has flags 0x${flags.toString(16)}; this format version defines none for it`);
     this.#checkOrder(kind as SectionKindCode);
     if (kind === SectionKind.memory && length !== MEMORY_PAYLOAD_BYTES) {
       throw malformed(`MEMORY section is ${length} bytes, expected ${MEMORY_PAYLOAD_BYTES}`);
@@ -107,8 +114,11 @@ export class ImageAssembler {
       if (expected !== undefined || "links" in this.#parts || this.#next_page_min > 0) throw malformed("LINKS section out of order or repeated: it comes once, right after MEMORY");
       return;
     }
-    if (kind === SectionKind.pages || kind === SectionKind.end) {
+    if (kind === SectionKind.pages || kind === SectionKind.end || kind === SectionKind.signature) {
       if (expected !== undefined) throw malformed(`${kindName(kind)} section before the ${kindName(expected)} section`);
+      // Refused here, before END's payload: an unsigned image is never one that merely lacks a check.
+      if (kind === SectionKind.end && !this.#signed) throw unsignedError("the image");
+      if (kind === SectionKind.signature) this.#signed = true;
     } else if (kind !== expected) {
       const wanted = expected === undefined ? "PAGES or END" : kindName(expected);
       throw malformed(`${kindName(kind)} section out of order or repeated: expected ${wanted}`);
@@ -151,6 +161,9 @@ export class ImageAssembler {
       case SectionKind.links:
         parts.links = parseJson(payload, "LINKS");
         return;
+      case SectionKind.signature:
+        return; // the decoder verified it against the bytes before it
+
       default:
         return; // an optional section this reader skips
     }

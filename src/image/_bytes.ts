@@ -100,6 +100,10 @@ export class Reader {
     return this.#view.getUint8(this.#take(1, field));
   }
 
+  u16(field: string): number {
+    return this.#view.getUint16(this.#take(2, field), true);
+  }
+
   u32(field: string): number {
     return this.#view.getUint32(this.#take(4, field), true);
   }

@@ -2,9 +2,11 @@
  * Test helpers for the image tests: a seeded PRNG and random images, so every
  * failure names a seed that reproduces it. Not part of the public API.
  */
+import { createHash, generateKeyPairSync } from "node:crypto";
 import { ImageError } from "../errors.js";
 import { ImageDigest, frameSection, type Section } from "./_frame.js";
 import { encodeEnd } from "./_sections.js";
+import { encodeSignature, prepareSigner, trustKeys, type ImageSigner, type ImageTrust } from "./_signature.js";
 import { encodeImage } from "./encode.js";
 import { HEADER_BYTES, IMAGE_MAGIC, IMAGE_VERSION, PAGE_BYTES, SECTION_CRC_BYTES, SECTION_HEADER_BYTES, SectionKind } from "./format.js";
 import { sparsePages } from "./pages.js";
@@ -13,6 +15,15 @@ import type { GlobalValue, ProcessImage } from "./types.js";
 import { Prng } from "../_prng.js";
 
 export { Prng };
+
+/** The key the image tests sign with (a fresh Ed25519 key per run: nothing may depend on its bytes). */
+export const TEST_SIGNER: ImageSigner = { key: generateKeyPairSync("ed25519").privateKey };
+
+/** Trusts exactly {@link TEST_SIGNER}'s key. */
+export const TEST_TRUST: ImageTrust = trustKeys([TEST_SIGNER.key]);
+
+/** Another key, trusted by nobody in the tests. */
+export const FOREIGN_SIGNER: ImageSigner = { key: generateKeyPairSync("ed25519").privateKey };
 
 const F32_SPECIAL = [0x7fc00000n, 0x7f800001n, 0xffc00001n, 0x7fbfffffn, 0x80000000n, 0x7f800000n, 0n, 0xffffffffn];
 const F64_SPECIAL = [0x7ff8000000000000n, 0x7ff0000000000001n, 0xfff8000000000001n, 0x7ff7ffffffffffffn, 0x8000000000000000n, 0n];
@@ -103,9 +114,9 @@ export function randomImage(seed: number, pages_max = 40): { image: ProcessImage
   return { image, memory };
 }
 
-/** All chunks of an encoding, concatenated. */
-export function encodeToBytes(image: ProcessImage): Uint8Array {
-  return Buffer.concat([...encodeImage(image)]);
+/** All chunks of an encoding (signed with TEST_SIGNER unless told), concatenated. */
+export function encodeToBytes(image: ProcessImage, signer: ImageSigner = TEST_SIGNER): Uint8Array {
+  return Buffer.concat([...encodeImage(image, { signer })]);
 }
 
 /** Splits bytes at random points (sometimes into 1-byte pieces). */
@@ -148,24 +159,40 @@ export function splitSections(bytes: Uint8Array): RawSection[] {
 }
 
 /**
- * Builds an image from sections with valid framing and CRCs everywhere, and
- * an END section computed to match: what a buggy or hostile writer that knows
- * the format would produce. Sections of kind END in the list are dropped.
+ * Builds an image from sections with valid framing and CRCs everywhere, a
+ * SIGNATURE by `signer` (TEST_SIGNER unless told; null: none) and an END
+ * section computed to match: what a buggy or hostile writer that knows the
+ * format and holds a trusted key would produce. Sections of kind END or
+ * SIGNATURE in the list are dropped; with `keep_signatures`, SIGNATURE
+ * sections stay where they are and none is added.
  */
-export function buildImage(sections: readonly RawSection[]): Uint8Array {
+export function buildImage(
+  sections: readonly RawSection[],
+  options: { signer?: ImageSigner | null; keep_signatures?: boolean; version?: number } = {},
+): Uint8Array {
   const header = new Uint8Array(HEADER_BYTES);
   header.set(IMAGE_MAGIC);
-  new DataView(header.buffer).setUint32(8, IMAGE_VERSION, true);
+  new DataView(header.buffer).setUint32(8, options.version ?? IMAGE_VERSION, true);
   const digest = new ImageDigest();
+  const sha = createHash("sha256");
   digest.addHeader(header);
+  sha.update(header);
   const out: Uint8Array[] = [header];
   let page_count = 0;
-  for (const s of sections) {
-    if (s.kind === SectionKind.end) continue;
+  const add = (s: RawSection): void => {
     const framed = frameSection(s);
     digest.addSection(framed.crc, s.payload.length);
     out.push(framed.bytes);
+    if (s.kind !== SectionKind.signature) sha.update(framed.bytes);
     if (s.kind === SectionKind.pages) page_count += (s.payload.length - 8) / PAGE_BYTES;
+  };
+  for (const s of sections) {
+    if (s.kind === SectionKind.end || (s.kind === SectionKind.signature && options.keep_signatures !== true)) continue;
+    add(s);
+  }
+  const signer = options.signer === undefined ? TEST_SIGNER : options.signer;
+  if (signer !== null && options.keep_signatures !== true) {
+    add({ kind: SectionKind.signature, flags: 0, payload: encodeSignature(prepareSigner(signer), sha.digest()) });
   }
   const end = encodeEnd({ image_bytes: digest.image_bytes, section_count: digest.section_count, page_count, image_crc: digest.crc });
   out.push(frameSection({ kind: SectionKind.end, flags: 0, payload: end }).bytes);

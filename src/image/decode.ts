@@ -2,19 +2,23 @@
  * Image decoder: push-based, so bytes can be fed as they arrive from a socket
  * or file in chunks of any size. Every length is checked against its limit
  * before anything is allocated from it, every section's CRC is checked before
- * its payload is parsed, and nothing is returned until the END section's
- * whole-image checksum has passed.
+ * its payload is parsed, the signature is checked against a SHA-256 of every
+ * byte before it (computed as the bytes pass), and nothing is returned until
+ * the END section's whole-image checksum has passed.
  */
+import { createHash, type Hash } from "node:crypto";
 import { ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageAssembler, checksumError, type PayloadMode } from "./_assemble.js";
 import { malformed } from "./_bytes.js";
 import { crc32 } from "./_crc.js";
 import { ImageDigest } from "./_frame.js";
+import { parseSignature, unsignedError, verifySignature, type ImageTrust } from "./_signature.js";
 import {
   HEADER_BYTES,
   PAGE_BYTES,
   IMAGE_MAGIC,
   IMAGE_VERSION,
+  IMAGE_VERSION_UNSIGNED,
   RUN_HEADER_BYTES,
   SECTION_CRC_BYTES,
   SECTION_HEADER_BYTES,
@@ -25,6 +29,13 @@ import type { DecodedImage } from "./types.js";
 
 /** Options of {@link ImageDecoder}. */
 export interface ImageDecoderOptions {
+  /**
+   * The keys this reader trusts, by key id. An image that is unsigned, signed
+   * by a key this answers undefined for, or changed since it was signed is
+   * ERR_IMAGE_SIGNATURE: checked when the SIGNATURE section (the last before
+   * END) is complete, so never after the image was returned.
+   */
+  trust: ImageTrust;
   /** The module the caller will run; an image of any other module is ERR_IMAGE_MODULE_MISMATCH, detected before any page arrives. */
   module_sha256?: Uint8Array;
   /**
@@ -40,7 +51,8 @@ export interface ImageDecoderOptions {
    * result's memory has no pages), and the receiver must throw away
    * everything written if the decode fails — for a migration's destination,
    * writing into a process that has not run yet, that is the whole point:
-   * pages go in place once, with no copy in between.
+   * pages go in place once, with no copy in between. Those bytes are not
+   * verified yet either: nothing may run on them before `end()` returns.
    */
   write_pages?: (byte_offset: number, piece: Uint8Array) => void;
 }
@@ -55,6 +67,11 @@ type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data"
 export class ImageDecoder {
   readonly #copy_pages: boolean;
   readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => void) | undefined;
+  readonly #trust: ImageTrust;
+  /** SHA-256 of every byte before the SIGNATURE section; null from the moment that section begins. */
+  #sha: Hash | null = createHash("sha256");
+  /** The digest the signature must cover, set when the SIGNATURE section begins. */
+  #signed_digest: Uint8Array | undefined;
   /** Streaming: whether the current run's header places it inside memory (else its bytes are not written). */
   #run_fits = false;
   #phase: Phase = "header";
@@ -83,13 +100,15 @@ export class ImageDecoder {
   readonly #assembler: ImageAssembler;
   #result: DecodedImage | undefined;
 
-  constructor(options: ImageDecoderOptions = {}) {
+  constructor(options: ImageDecoderOptions) {
+    if (typeof options.trust !== "function") throw new TypeError("ImageDecoder needs a trust function: which keys may sign the images it accepts");
     if (options.module_sha256 !== undefined && options.module_sha256.length !== 32) {
       throw new RangeError(`module_sha256 must be 32 bytes, got ${options.module_sha256.length}`);
     }
     this.#assembler = new ImageAssembler(options.module_sha256);
     this.#copy_pages = options.copy_pages ?? true;
     this.#write_pages = options.write_pages;
+    this.#trust = options.trust;
   }
 
   /** Feeds the next bytes of the image. The chunk is not modified; with copy_pages: false it may be retained. */
@@ -128,7 +147,8 @@ export class ImageDecoder {
     let pos = 0;
     while (pos < chunk.length) {
       const start = pos;
-      switch (this.#phase) {
+      const phase = this.#phase;
+      switch (phase) {
         case "header":
           pos = this.#fill(chunk, pos);
           this.#checkFileHeader();
@@ -180,6 +200,9 @@ export class ImageDecoder {
         case "done":
           throw malformed(`${chunk.length - pos} bytes follow the END section at offset ${this.#offset}`);
       }
+      // A section header is digested once its kind is known (#beginSection):
+      // the SIGNATURE section's own header is not part of what it signs.
+      if (phase !== "section_header") this.#sha?.update(chunk.subarray(start, pos));
       this.#offset += pos - start;
     }
   }
@@ -220,6 +243,7 @@ export class ImageDecoder {
     }
     if (fill >= 12) {
       const version = this.#fixed_view.getUint32(8, true);
+      if (version === IMAGE_VERSION_UNSIGNED) throw unsignedError(`a format version ${version} image (written before images were signed)`);
       if (version !== IMAGE_VERSION) {
         throw new ImageError(
           ImageErrorCodes.version,
@@ -246,6 +270,11 @@ export class ImageDecoder {
     this.#length = length;
     this.#crc = crc32(this.#fixed.subarray(0, SECTION_HEADER_BYTES));
     const mode: PayloadMode = this.#assembler.begin({ kind, flags, length_bytes: length }, at);
+    if (kind === SectionKind.signature && this.#sha !== null) {
+      this.#signed_digest = this.#sha.digest();
+      this.#sha = null;
+    }
+    this.#sha?.update(this.#fixed.subarray(0, SECTION_HEADER_BYTES));
     switch (mode) {
       case "pages":
         this.#expect("run_header", RUN_HEADER_BYTES);
@@ -298,6 +327,10 @@ export class ImageDecoder {
       this.#phase = "done";
       return;
     }
+    if (this.#kind === SectionKind.signature) {
+      // begin() let the section through only once, so the digest is set.
+      verifySignature(parseSignature(payload), this.#signed_digest as Uint8Array, this.#trust);
+    }
     const streamed = this.#kind === SectionKind.pages && this.#write_pages !== undefined;
     this.#assembler.accept(this.#kind, payload, { first: this.#run_first, count: this.#run_count, streamed_bytes: streamed ? this.#payload_fill : undefined });
     this.#digest.addSection(this.#crc, this.#length);
@@ -308,10 +341,12 @@ export class ImageDecoder {
 /**
  * Decodes a whole image held in one buffer. Page data are views into `bytes`
  * (no copy), so `bytes` must not be modified while the result is in use.
- * With `module_sha256`, an image of another module is ERR_IMAGE_MODULE_MISMATCH.
+ * Only an image signed by a key `trust` knows is returned (else
+ * ERR_IMAGE_SIGNATURE); with `module_sha256`, an image of another module is
+ * ERR_IMAGE_MODULE_MISMATCH.
  */
-export function decodeImage(bytes: Uint8Array, options: { module_sha256?: Uint8Array } = {}): DecodedImage {
-  const decoder = new ImageDecoder({ module_sha256: options.module_sha256, copy_pages: false });
+export function decodeImage(bytes: Uint8Array, options: { trust: ImageTrust; module_sha256?: Uint8Array }): DecodedImage {
+  const decoder = new ImageDecoder({ trust: options.trust, module_sha256: options.module_sha256, copy_pages: false });
   decoder.push(bytes);
   return decoder.end();
 }

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ImageError } from "../errors.js";
 import { frameSection, sectionHeader } from "./_frame.js";
-import { Prng, buildImage, catchImageError, encodeToBytes, randomChunks, randomImage, splitSections, type RawSection } from "./_fixtures.js";
+import { Prng, TEST_TRUST, buildImage, catchImageError, encodeToBytes, randomChunks, randomImage, splitSections, type RawSection } from "./_fixtures.js";
 import { HEADER_BYTES, ImageLimits, PAGE_BYTES, SECTION_CRC_BYTES, SECTION_HEADER_BYTES, SectionFlags, SectionKind } from "./format.js";
 import { ImageDecoder, decodeImage, sparsePages, type DecodedImage } from "./mod.js";
 
@@ -24,15 +24,19 @@ function code(fn: () => unknown): string {
 }
 
 function streamDecode(bytes: Uint8Array, rng: Prng): unknown {
-  const decoder = new ImageDecoder({ copy_pages: rng.chance(0.5) });
+  const decoder = new ImageDecoder({ trust: TEST_TRUST, copy_pages: rng.chance(0.5) });
   for (const chunk of randomChunks(rng, bytes)) decoder.push(chunk);
   return decoder.end();
 }
 
-/** The code single-byte corruption at `offset` must give: the header fields are checked by value, the rest by CRC. */
-function expectedCorruptionCode(offset: number): string {
+/**
+ * The code single-byte corruption at `offset` of `bad` must give: the header
+ * fields are checked by value (a version turned into 1 reads as an unsigned
+ * image), the rest by CRC.
+ */
+function expectedCorruptionCode(offset: number, bad: Uint8Array): string {
   if (offset < 8) return "ERR_IMAGE_MAGIC";
-  if (offset < 12) return "ERR_IMAGE_VERSION";
+  if (offset < 12) return new DataView(bad.buffer, bad.byteOffset).getUint32(8, true) === 1 ? "ERR_IMAGE_SIGNATURE" : "ERR_IMAGE_VERSION";
   if (offset < HEADER_BYTES) return "ERR_IMAGE_MALFORMED";
   return "ERR_IMAGE_CHECKSUM";
 }
@@ -51,10 +55,10 @@ test("every truncation point gives ERR_IMAGE_TRUNCATED", () => {
   const bytes = smallImage();
   const rng = new Prng(1);
   for (let n = 0; n < bytes.length; n++) {
-    assert.equal(code(() => decodeImage(bytes.subarray(0, n))), "ERR_IMAGE_TRUNCATED", `cut at ${n}`);
+    assert.equal(code(() => decodeImage(bytes.subarray(0, n), { trust: TEST_TRUST })), "ERR_IMAGE_TRUNCATED", `cut at ${n}`);
     if (n % 97 === 0) assert.equal(code(() => streamDecode(bytes.subarray(0, n), rng)), "ERR_IMAGE_TRUNCATED", `stream cut at ${n}`);
   }
-  decodeImage(bytes); // and the whole image is fine
+  decodeImage(bytes, { trust: TEST_TRUST }); // and the whole image is fine
 });
 
 test("single-byte corruption at every offset of a small image gives the right typed error", () => {
@@ -63,7 +67,7 @@ test("single-byte corruption at every offset of a small image gives the right ty
   for (let offset = 0; offset < bytes.length; offset++) {
     const bad = new Uint8Array(bytes);
     bad[offset] = (bad[offset] as number) ^ (1 + rng.int(255));
-    assert.equal(code(() => decodeImage(bad)), expectedCorruptionCode(offset), `offset ${offset}`);
+    assert.equal(code(() => decodeImage(bad, { trust: TEST_TRUST })), expectedCorruptionCode(offset, bad), `offset ${offset}`);
   }
 });
 
@@ -75,24 +79,24 @@ test("single-byte corruption at random offsets of random images, streamed in ran
       const offset = rng.int(bytes.length);
       const bad = new Uint8Array(bytes);
       bad[offset] = (bad[offset] as number) ^ (1 + rng.int(255));
-      assert.equal(code(() => streamDecode(bad, rng)), expectedCorruptionCode(offset), `seed ${seed} offset ${offset}`);
+      assert.equal(code(() => streamDecode(bad, rng)), expectedCorruptionCode(offset, bad), `seed ${seed} offset ${offset}`);
     }
   }
 });
 
 test("bad magic fails on the first wrong byte", () => {
-  const decoder = new ImageDecoder();
+  const decoder = new ImageDecoder({ trust: TEST_TRUST });
   decoder.push(Uint8Array.of(0x89, 0x46));
   assert.equal(code(() => decoder.push(Uint8Array.of(0x00))), "ERR_IMAGE_MAGIC");
   assert.equal(code(() => decoder.end()), "ERR_IMAGE_MAGIC"); // the failure sticks
-  assert.equal(code(() => decodeImage(new TextEncoder().encode("{\"not\": \"an image\"}"))), "ERR_IMAGE_MAGIC");
+  assert.equal(code(() => decodeImage(new TextEncoder().encode("{\"not\": \"an image\"}"), { trust: TEST_TRUST })), "ERR_IMAGE_MAGIC");
 });
 
 test("a foreign format version gives ERR_IMAGE_VERSION", () => {
-  for (const version of [0, 2, 0xffff_ffff]) {
+  for (const version of [0, 3, 0xffff_ffff]) {
     const bytes = smallImage();
     new DataView(bytes.buffer, bytes.byteOffset).setUint32(8, version, true);
-    assert.equal(code(() => decodeImage(bytes)), "ERR_IMAGE_VERSION", `version ${version}`);
+    assert.equal(code(() => decodeImage(bytes, { trust: TEST_TRUST })), "ERR_IMAGE_VERSION", `version ${version}`);
   }
 });
 
@@ -101,11 +105,11 @@ test("an image of another module gives ERR_IMAGE_MODULE_MISMATCH, before any pag
   const bytes = encodeToBytes(image);
   const other = new Uint8Array(image.module_sha256);
   other[31] = (other[31] as number) ^ 1;
-  assert.equal(code(() => decodeImage(bytes, { module_sha256: other })), "ERR_IMAGE_MODULE_MISMATCH");
-  decodeImage(bytes, { module_sha256: image.module_sha256 });
+  assert.equal(code(() => decodeImage(bytes, { trust: TEST_TRUST, module_sha256: other })), "ERR_IMAGE_MODULE_MISMATCH");
+  decodeImage(bytes, { trust: TEST_TRUST, module_sha256: image.module_sha256 });
 
   const module_end = HEADER_BYTES + 16 + (splitSections(bytes)[0] as RawSection).payload.length + 4;
-  const decoder = new ImageDecoder({ module_sha256: other });
+  const decoder = new ImageDecoder({ trust: TEST_TRUST, module_sha256: other });
   assert.equal(code(() => decoder.push(bytes.subarray(0, module_end))), "ERR_IMAGE_MODULE_MISMATCH");
 });
 
@@ -119,9 +123,9 @@ test("a section length over its limit gives ERR_IMAGE_LIMIT from the header alon
     [4, SectionKind.wasi, 2 ** 63],
     [2, 0x1234, ImageLimits.optional_section_bytes_max + 1],
   ] as const) {
-    const prefix = buildImage(sections.slice(0, before));
+    const prefix = buildImage(sections.slice(0, before), { signer: null });
     const flags = kind === 0x1234 ? SectionFlags.optional : 0;
-    const decoder = new ImageDecoder();
+    const decoder = new ImageDecoder({ trust: TEST_TRUST });
     decoder.push(prefix.subarray(0, prefix.length - (16 + 20 + 4))); // without its END
     // Only the 16 header bytes: the decoder must refuse without waiting for (or allocating) the payload.
     assert.equal(code(() => decoder.push(sectionHeader({ kind, flags, length_bytes: length }))), "ERR_IMAGE_LIMIT", `kind ${kind} length ${length}`);
@@ -142,17 +146,17 @@ test("field values over their limits give ERR_IMAGE_LIMIT", () => {
   ];
   for (const [what, kind, payload] of cases) {
     const bad = withSection(bytes, kind, (s) => ({ ...s, payload }));
-    assert.equal(code(() => decodeImage(bad)), "ERR_IMAGE_LIMIT", what);
+    assert.equal(code(() => decodeImage(bad, { trust: TEST_TRUST })), "ERR_IMAGE_LIMIT", what);
   }
   const big_run = new Uint8Array(8 + (ImageLimits.page_run_pages_max + 1) * PAGE_BYTES);
-  const decoder = new ImageDecoder();
-  const upto_memory = buildImage(splitSections(bytes).filter((s) => s.kind !== SectionKind.pages));
+  const decoder = new ImageDecoder({ trust: TEST_TRUST });
+  const upto_memory = buildImage(splitSections(bytes).filter((s) => s.kind !== SectionKind.pages), { signer: null });
   decoder.push(upto_memory.subarray(0, upto_memory.length - 40));
   assert.equal(code(() => decoder.push(frameSection({ kind: SectionKind.pages, flags: 0, payload: big_run }).bytes)), "ERR_IMAGE_LIMIT");
 
   const optional = { kind: 0x4000, flags: SectionFlags.optional, payload: new Uint8Array(1) };
   const many = withSection(bytes, SectionKind.meta, (s) => [s, ...Array(ImageLimits.optional_section_count_max + 1).fill(optional)]);
-  assert.equal(code(() => decodeImage(many)), "ERR_IMAGE_LIMIT");
+  assert.equal(code(() => decodeImage(many, { trust: TEST_TRUST })), "ERR_IMAGE_LIMIT");
 });
 
 test("unknown sections: skipped when optional, rejected when not", () => {
@@ -163,11 +167,11 @@ test("unknown sections: skipped when optional, rejected when not", () => {
   // Re-encoding the decoded image drops the optional sections and gives back the original bytes.
   assert.ok(Buffer.from(encodeToBytes(streamDecode(skipped, rng) as DecodedImage)).equals(bytes));
   const required = withSection(bytes, SectionKind.globals, (s) => [{ ...optional, flags: 0 }, s]);
-  assert.equal(code(() => decodeImage(required)), "ERR_IMAGE_MALFORMED");
+  assert.equal(code(() => decodeImage(required, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED");
   const odd_flags = withSection(bytes, SectionKind.globals, (s) => [{ ...optional, flags: 3 }, s]);
-  assert.equal(code(() => decodeImage(odd_flags)), "ERR_IMAGE_MALFORMED");
+  assert.equal(code(() => decodeImage(odd_flags, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED");
   const flagged_known = withSection(bytes, SectionKind.globals, (s) => ({ ...s, flags: SectionFlags.optional }));
-  assert.equal(code(() => decodeImage(flagged_known)), "ERR_IMAGE_MALFORMED");
+  assert.equal(code(() => decodeImage(flagged_known, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED");
 });
 
 test("sections out of order, missing or repeated give ERR_IMAGE_MALFORMED", () => {
@@ -181,7 +185,7 @@ test("sections out of order, missing or repeated give ERR_IMAGE_MALFORMED", () =
     ["no MEMORY", sections.filter((s) => s.kind !== SectionKind.memory && s.kind !== SectionKind.pages)],
     ["PAGES before MEMORY", sections.filter((s) => s.kind !== SectionKind.memory)],
   ];
-  for (const [what, list] of variants) assert.equal(code(() => decodeImage(buildImage(list))), "ERR_IMAGE_MALFORMED", what);
+  for (const [what, list] of variants) assert.equal(code(() => decodeImage(buildImage(list), { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED", what);
 });
 
 test("bad page runs give ERR_IMAGE_MALFORMED", () => {
@@ -204,7 +208,7 @@ test("bad page runs give ERR_IMAGE_MALFORMED", () => {
     ["partial page", [{ kind: SectionKind.pages, flags: 0, payload: Buffer.concat([u32le(0, 1), new Uint8Array(100)]) }]],
   ];
   for (const [what, pages] of variants) {
-    assert.equal(code(() => decodeImage(buildImage([...others, ...pages]))), "ERR_IMAGE_MALFORMED", what);
+    assert.equal(code(() => decodeImage(buildImage([...others, ...pages]), { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED", what);
   }
 });
 
@@ -246,29 +250,36 @@ test("bad section contents with valid checksums give ERR_IMAGE_MALFORMED", () =>
   ];
   for (const [what, kind, payload] of cases) {
     const bad = withSection(bytes, kind, (s) => ({ ...s, payload }));
-    assert.equal(code(() => decodeImage(bad)), "ERR_IMAGE_MALFORMED", what);
+    assert.equal(code(() => decodeImage(bad, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED", what);
   }
   const dup = Buffer.concat([global(0x7f, 1n), global(0x7f, 2n).subarray(4)]);
   dup[0] = 2;
-  assert.equal(code(() => decodeImage(withSection(bytes, SectionKind.globals, (s) => ({ ...s, payload: dup })))), "ERR_IMAGE_MALFORMED", "dup");
+  assert.equal(code(() => decodeImage(withSection(bytes, SectionKind.globals, (s) => ({ ...s, payload: dup })), { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED", "dup");
 });
 
 test("END must match what precedes it, and nothing may follow it", () => {
   const bytes = smallImage();
   const trailing = Buffer.concat([bytes, Uint8Array.of(0)]);
-  assert.equal(code(() => decodeImage(trailing)), "ERR_IMAGE_MALFORMED");
-  // A whole, well-framed PAGES section removed: every remaining CRC passes, the END checksum does not.
+  assert.equal(code(() => decodeImage(trailing, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED");
+  // A whole, well-framed PAGES section removed: every remaining CRC passes;
+  // the signature does not (it comes before END, whose checksum would not either).
   const sections = splitSections(bytes);
   const dropped = Buffer.concat(
     [bytes.subarray(0, HEADER_BYTES), ...sections.filter((s, i) => !(s.kind === SectionKind.pages && i === 7)).map((s) => frameSection(s).bytes)],
   );
-  assert.equal(code(() => decodeImage(dropped)), "ERR_IMAGE_CHECKSUM");
+  assert.equal(code(() => decodeImage(dropped, { trust: TEST_TRUST })), "ERR_IMAGE_SIGNATURE");
+  // Signed again after the drop, as by a writer that holds the key: the END checksum catches it.
+  const resigned = Buffer.concat([
+    buildImage(sections.filter((s, i) => !(s.kind === SectionKind.pages && i === 7))).subarray(0, -40),
+    bytes.subarray(bytes.length - 40),
+  ]);
+  assert.equal(code(() => decodeImage(resigned, { trust: TEST_TRUST })), "ERR_IMAGE_CHECKSUM");
   // An END section whose counts lie, with a valid CRC.
   const end = splitSections(bytes).at(-1) as RawSection;
   const lying = new Uint8Array(end.payload);
   lying[12] = (lying[12] as number) + 1; // page_count
   const relabelled = Buffer.concat([bytes.subarray(0, bytes.length - 40), frameSection({ kind: SectionKind.end, flags: 0, payload: lying }).bytes]);
-  assert.equal(code(() => decodeImage(relabelled)), "ERR_IMAGE_MALFORMED");
+  assert.equal(code(() => decodeImage(relabelled, { trust: TEST_TRUST })), "ERR_IMAGE_MALFORMED");
 });
 
 test("fuzz: random garbage always ends in an ImageError", () => {
@@ -309,7 +320,7 @@ test("fuzz: mutated payloads with valid framing decode or fail with an ImageErro
 });
 
 test("push after end() is a programming error, not an image error", () => {
-  const decoder = new ImageDecoder();
+  const decoder = new ImageDecoder({ trust: TEST_TRUST });
   decoder.push(smallImage());
   decoder.end();
   assert.throws(() => decoder.push(new Uint8Array(1)), (e: unknown) => e instanceof Error && !(e instanceof ImageError));
@@ -321,6 +332,7 @@ test("write_pages streams page data in place, inside the declared memory, and ke
     const bytes = encodeToBytes(image);
     const rebuilt = new Uint8Array(memory.length);
     const decoder = new ImageDecoder({
+      trust: TEST_TRUST,
       write_pages: (offset, piece) => {
         assert.ok(offset + piece.length <= memory.length, "a write outside the declared memory");
         rebuilt.set(piece, offset);
@@ -344,7 +356,7 @@ test("write_pages: corrupted page data still fails the decode with ERR_IMAGE_CHE
     for (const at of [offset + SECTION_HEADER_BYTES + 2, offset + SECTION_HEADER_BYTES + 100]) {
       const damaged = Uint8Array.from(bytes);
       damaged[at] = (damaged[at] as number) ^ 0x40;
-      const decoder = new ImageDecoder({ write_pages: () => undefined });
+      const decoder = new ImageDecoder({ trust: TEST_TRUST, write_pages: () => undefined });
       assert.equal(code(() => {
         decoder.push(damaged);
         decoder.end();

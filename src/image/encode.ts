@@ -1,9 +1,13 @@
 /**
  * Image encoder: a generator of byte chunks, so a caller can write them to a
  * socket or file with backpressure and the whole image never sits in memory.
+ * Every chunk is folded into a SHA-256 as it is yielded; the SIGNATURE
+ * section signs that digest, so the bytes are read once.
  */
+import { createHash, type Hash } from "node:crypto";
 import { crc32 } from "./_crc.js";
 import { ImageDigest, frameSection, u32Bytes, writeSectionHeader } from "./_frame.js";
+import { encodeSignature, prepareSigner, type ImageSigner } from "./_signature.js";
 import {
   encodeEnd,
   encodeGlobals,
@@ -33,16 +37,24 @@ function fileHeader(): Uint8Array {
   return header;
 }
 
+/** Options of {@link encodeImage}. */
+export interface EncodeOptions {
+  /** Signs the image (its SIGNATURE section); readers accept it only if they trust this key. */
+  signer: ImageSigner;
+}
+
 /**
- * Streams the bytes of an image. Small sections are validated and built before
- * the first chunk is yielded, so bad input (TypeError/RangeError) or an input
- * over a limit (ImageError ERR_IMAGE_LIMIT) fails before any output. Memory
+ * Streams the bytes of an image. The signer and the small sections are
+ * validated and built before the first chunk is yielded, so bad input
+ * (TypeError/RangeError), an input over a limit (ImageError ERR_IMAGE_LIMIT)
+ * or a key that cannot sign (ERR_IMAGE_SIGNATURE) fails before any output. Memory
  * pages are yielded as views of the caller's memory, never copied: the memory
  * must not change until the consumer is done with every chunk (capture happens
  * while the process is suspended). The output is deterministic: the same image
  * encodes to the same bytes.
  */
-export function* encodeImage(image: ProcessImage): Generator<Uint8Array, void, undefined> {
+export function* encodeImage(image: ProcessImage, options: EncodeOptions): Generator<Uint8Array, void, undefined> {
+  const signer = prepareSigner(options.signer);
   const small = [
     { kind: SectionKind.module, payload: encodeModule(image.module_sha256, image.instrumenter) },
     { kind: SectionKind.meta, payload: encodeJson(image.meta, "meta") },
@@ -55,17 +67,25 @@ export function* encodeImage(image: ProcessImage): Generator<Uint8Array, void, u
   ];
 
   const digest = new ImageDigest();
+  const sha = createHash("sha256");
   const header = fileHeader();
   digest.addHeader(header);
+  sha.update(header);
   yield header;
 
   for (const { kind, payload } of small) {
     const section = frameSection({ kind, flags: 0, payload });
     digest.addSection(section.crc, payload.length);
+    sha.update(section.bytes);
     yield section.bytes;
   }
 
-  const page_count = yield* encodePages(image.memory, digest);
+  const page_count = yield* encodePages(image.memory, digest, sha);
+
+  const signature = encodeSignature(signer, sha.digest());
+  const signed = frameSection({ kind: SectionKind.signature, flags: 0, payload: signature });
+  digest.addSection(signed.crc, signature.length);
+  yield signed.bytes;
 
   const end = encodeEnd({
     image_bytes: digest.image_bytes,
@@ -80,7 +100,7 @@ export function* encodeImage(image: ProcessImage): Generator<Uint8Array, void, u
  * PAGES sections, one per run of consecutive non-zero pages (at most
  * page_run_pages_max pages each). Returns the number of pages written.
  */
-function* encodePages(memory: MemorySource, digest: ImageDigest): Generator<Uint8Array, number, undefined> {
+function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Generator<Uint8Array, number, undefined> {
   const pages_total = memory.size_bytes / PAGE_BYTES;
   // Views of the pending run's pages; only references, the data stays in place.
   const run: Uint8Array[] = [];
@@ -98,7 +118,7 @@ function* encodePages(memory: MemorySource, digest: ImageDigest): Generator<Uint
       throw new RangeError(`memory.pages() yielded page ${index} of ${data.length} bytes, expected ${PAGE_BYTES}`);
     }
     if (run.length > 0 && (index !== run_first + run.length || run.length === ImageLimits.page_run_pages_max)) {
-      yield* encodeRun(run_first, run, digest);
+      yield* encodeRun(run_first, run, digest, sha);
       run.length = 0;
     }
     if (run.length === 0) run_first = index;
@@ -106,7 +126,7 @@ function* encodePages(memory: MemorySource, digest: ImageDigest): Generator<Uint
     next_index_min = index + 1;
     page_count += 1;
   }
-  if (run.length > 0) yield* encodeRun(run_first, run, digest);
+  if (run.length > 0) yield* encodeRun(run_first, run, digest, sha);
   return page_count;
 }
 
@@ -115,13 +135,14 @@ function* encodePages(memory: MemorySource, digest: ImageDigest): Generator<Uint
  * as views (pages that are adjacent in the same buffer merged into one view,
  * so a dense run is a single 1 MiB chunk), then the CRC.
  */
-function* encodeRun(first: number, pages: readonly Uint8Array[], digest: ImageDigest): Generator<Uint8Array, void, undefined> {
+function* encodeRun(first: number, pages: readonly Uint8Array[], digest: ImageDigest, sha: Hash): Generator<Uint8Array, void, undefined> {
   const payload_bytes = RUN_HEADER_BYTES + pages.length * PAGE_BYTES;
   const head = Buffer.allocUnsafe(SECTION_HEADER_BYTES + RUN_HEADER_BYTES);
   writeSectionHeader(head, 0, { kind: SectionKind.pages, flags: 0, length_bytes: payload_bytes });
   head.writeUInt32LE(first, SECTION_HEADER_BYTES);
   head.writeUInt32LE(pages.length, SECTION_HEADER_BYTES + 4);
   let crc = crc32(head);
+  sha.update(head);
   yield head;
 
   let i = 0;
@@ -134,10 +155,13 @@ function* encodeRun(first: number, pages: readonly Uint8Array[], digest: ImageDi
     }
     const span = span_pages === 1 ? start : new Uint8Array(start.buffer, start.byteOffset, span_pages * PAGE_BYTES);
     crc = crc32(span, crc);
+    sha.update(span);
     yield span;
     i += span_pages;
   }
 
   digest.addSection(crc, payload_bytes);
-  yield u32Bytes(crc);
+  const tail = u32Bytes(crc);
+  sha.update(tail);
+  yield tail;
 }

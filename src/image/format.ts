@@ -1,11 +1,17 @@
 /**
- * Constants of the process image format v1: magic, version, section kinds,
+ * Constants of the process image format v2: magic, version, section kinds,
  * sizes of the fixed-size structures, and the limits a decoder enforces.
  * docs/image-format.md describes the same layout byte by byte; change both together.
  */
 
-/** Version of the format this code writes and the only one it reads. */
-export const IMAGE_VERSION = 1;
+/**
+ * Version of the format this code writes and the only one it restores. 2 added
+ * the SIGNATURE section every reader must check; version 1 images carry none.
+ */
+export const IMAGE_VERSION = 2;
+
+/** The last version without a SIGNATURE section: such an image is refused as unsigned. */
+export const IMAGE_VERSION_UNSIGNED = 1;
 
 /**
  * Granularity of the sparse memory encoding. 4 KiB matches the OS page and the
@@ -38,6 +44,9 @@ export const MEMORY_PAYLOAD_BYTES = 12;
 /** Bytes in the END section payload: image bytes u64, section count u32, page count u32, image CRC u32. */
 export const END_PAYLOAD_BYTES = 20;
 
+/** Bytes of a SIGNATURE payload before the signature: key id (32), algorithm u16, reserved u16, signature length u32. */
+export const SIGNATURE_HEAD_BYTES = 40;
+
 /**
  * Section kinds (u16). Known kinds appear in exactly this order (PAGES zero or
  * more times); the order puts the module identity first so a receiver can
@@ -53,6 +62,7 @@ export const SectionKind = {
   memory: 0x0007,
   pages: 0x0008,
   links: 0x0009,
+  signature: 0x000a,
   end: 0x00ff,
 } as const;
 
@@ -86,6 +96,20 @@ export const GlobalTypeCode = {
   f32: 0x7d,
   f64: 0x7c,
 } as const;
+
+/**
+ * Signature algorithms (u16 in the SIGNATURE section). Both sign the same
+ * message (see signedMessage in _signature.ts); both signatures are 64 bytes:
+ * Ed25519's by definition, ECDSA's as r ‖ s (IEEE P1363), not DER, so the
+ * length does not vary with the values.
+ */
+export const SignatureAlgorithm = {
+  ed25519: 1,
+  ecdsa_p256_sha256: 2,
+} as const;
+
+/** Union of the signature algorithm numbers. */
+export type SignatureAlgorithmCode = (typeof SignatureAlgorithm)[keyof typeof SignatureAlgorithm];
 
 /** Flag bits of the STREAMS section's u32 flags field. */
 export const StreamFlags = {
@@ -123,6 +147,8 @@ export const ImageLimits = {
   links_section_bytes_max: 128 * 1024 * 1024,
   /** stdin bytes received but not yet read by the guest; the runtime's stdin buffer is far smaller. */
   stdin_pending_bytes_max: 16 * 1024 * 1024,
+  /** A signature of a known algorithm is 64 bytes; room for a future algorithm's (post-quantum ones are kilobytes) without a format change. */
+  signature_bytes_max: 8192,
   /** An unknown optional section is checked and skipped, never stored; the limit still bounds its cost. */
   optional_section_bytes_max: 16 * 1024 * 1024,
   /** Unknown optional sections per image: a handful of future extensions, not an unbounded list. */
@@ -149,6 +175,8 @@ export function payloadBytesMax(kind: SectionKindCode): number {
       return RUN_HEADER_BYTES + ImageLimits.page_run_pages_max * PAGE_BYTES;
     case SectionKind.links:
       return ImageLimits.links_section_bytes_max;
+    case SectionKind.signature:
+      return SIGNATURE_HEAD_BYTES + ImageLimits.signature_bytes_max;
     case SectionKind.end:
       return END_PAYLOAD_BYTES;
   }

@@ -1,7 +1,7 @@
 /** Round-trip and determinism tests of the image codec over random seeds. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Prng, catchImageError, encodeToBytes, randomChunks, randomImage } from "./_fixtures.js";
+import { Prng, TEST_SIGNER, TEST_TRUST, catchImageError, encodeToBytes, randomChunks, randomImage } from "./_fixtures.js";
 import { ImageLimits, PAGE_BYTES } from "./format.js";
 import { ImageDecoder, decodeImage, encodeImage, sparsePages, writeMemory } from "./mod.js";
 import type { DecodedImage, ProcessImage } from "./mod.js";
@@ -41,7 +41,7 @@ test("round trip over random seeds through decodeImage", () => {
   for (let seed = 1; seed <= SEEDS; seed++) {
     const { image, memory } = randomImage(seed);
     const bytes = encodeToBytes(image);
-    assertSameImage(decodeImage(bytes), image, memory, seed);
+    assertSameImage(decodeImage(bytes, { trust: TEST_TRUST }), image, memory, seed);
   }
 });
 
@@ -50,7 +50,7 @@ test("round trip over random seeds through ImageDecoder with random chunk splits
     const { image, memory } = randomImage(seed);
     const bytes = encodeToBytes(image);
     const rng = new Prng(seed * 7919);
-    const decoder = new ImageDecoder({ module_sha256: image.module_sha256, copy_pages: rng.chance(0.5) });
+    const decoder = new ImageDecoder({ trust: TEST_TRUST, module_sha256: image.module_sha256, copy_pages: rng.chance(0.5) });
     for (const chunk of randomChunks(rng, bytes)) decoder.push(chunk);
     assertSameImage(decoder.end(), image, memory, seed);
   }
@@ -60,7 +60,7 @@ test("round trip with 1-byte chunks", () => {
   for (let seed = 1; seed <= 5; seed++) {
     const { image, memory } = randomImage(seed, 6);
     const bytes = encodeToBytes(image);
-    const decoder = new ImageDecoder();
+    const decoder = new ImageDecoder({ trust: TEST_TRUST });
     for (let i = 0; i < bytes.length; i++) decoder.push(bytes.subarray(i, i + 1));
     assertSameImage(decoder.end(), image, memory, seed);
   }
@@ -72,7 +72,7 @@ test("runs longer than page_run_pages_max split into several PAGES sections", ()
   memory.fill(0, 10 * PAGE_BYTES, 11 * PAGE_BYTES); // one hole
   const { image } = randomImage(1, 0);
   image.memory = sparsePages(memory);
-  const decoded = decodeImage(encodeToBytes(image));
+  const decoded = decodeImage(encodeToBytes(image), { trust: TEST_TRUST });
   assert.equal(decoded.memory.page_count, pages - 1);
   const target = new Uint8Array(memory.length);
   writeMemory(decoded, target);
@@ -93,7 +93,7 @@ test("encodeImage yields page data as views of the memory, not copies", () => {
   memory[4 * PAGE_BYTES + 5] = 3;
   const { image } = randomImage(3, 0);
   image.memory = sparsePages(memory);
-  const views = [...encodeImage(image)].filter((chunk) => chunk.buffer === memory.buffer);
+  const views = [...encodeImage(image, { signer: TEST_SIGNER })].filter((chunk) => chunk.buffer === memory.buffer);
   // Page 0 alone, then pages 3-4 merged into one 8 KiB view.
   assert.deepEqual(views.map((v) => [v.byteOffset, v.length]), [[0, PAGE_BYTES], [3 * PAGE_BYTES, 2 * PAGE_BYTES]]);
 });
@@ -101,7 +101,7 @@ test("encodeImage yields page data as views of the memory, not copies", () => {
 test("decodeImage keeps page data as views into its input", () => {
   const { image } = randomImage(11);
   const bytes = encodeToBytes(image);
-  const decoded = decodeImage(bytes);
+  const decoded = decodeImage(bytes, { trust: TEST_TRUST });
   for (const page of decoded.memory.pages()) assert.equal(page.data.buffer, bytes.buffer);
 });
 
@@ -110,7 +110,7 @@ test("ImageDecoder copies page data by default, so callers may reuse chunks", ()
   const { image } = randomImage(5, 0);
   image.memory = sparsePages(memory);
   const bytes = encodeToBytes(image);
-  const decoder = new ImageDecoder();
+  const decoder = new ImageDecoder({ trust: TEST_TRUST });
   const scratch = new Uint8Array(bytes);
   decoder.push(scratch);
   scratch.fill(0); // reused by the caller
@@ -130,7 +130,7 @@ test("an empty memory and empty collections round-trip", () => {
     streams: { stdout_bytes: 0, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: false },
     meta: { module_path: "", created_unix_ms: 0 },
   };
-  const decoded = decodeImage(encodeToBytes(image));
+  const decoded = decodeImage(encodeToBytes(image), { trust: TEST_TRUST });
   assert.equal(decoded.memory.page_count, 0);
   assert.equal(decoded.wasi, null);
   assert.deepEqual(decoded.meta, image.meta);
@@ -151,7 +151,7 @@ test("encodeImage rejects bad input before yielding any byte", () => {
   for (const [what, mutate] of bad) {
     const { image } = randomImage(2);
     mutate(image);
-    const chunks = encodeImage(image);
+    const chunks = encodeImage(image, { signer: TEST_SIGNER });
     assert.throws(() => chunks.next(), (e: unknown) => e instanceof TypeError || e instanceof RangeError, what);
   }
 });
@@ -167,13 +167,13 @@ test("encodeImage rejects pages out of order, outside memory or of the wrong siz
   for (const memory of sources) {
     const { image } = randomImage(2);
     image.memory = memory;
-    assert.throws(() => [...encodeImage(image)], RangeError);
+    assert.throws(() => [...encodeImage(image, { signer: TEST_SIGNER })], RangeError);
   }
 });
 
 test("encodeImage enforces the decoder's limits", () => {
   const { image } = randomImage(4);
   image.stack = { entry: "_start", asyncify: new Uint8Array(ImageLimits.stack_bytes_max + 1) };
-  const error = catchImageError(() => encodeImage(image).next());
+  const error = catchImageError(() => encodeImage(image, { signer: TEST_SIGNER }).next());
   assert.equal(error.code, "ERR_IMAGE_LIMIT");
 });

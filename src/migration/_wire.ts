@@ -1,8 +1,12 @@
 /**
  * Frames of the migration protocol on a data connection (docs/cluster.md):
- * control messages as JSON, pages and image bytes as binary.
+ * control messages as JSON, pages and image bytes as binary. Everything read
+ * here comes from the peer and is checked before it is used; a bad frame is a
+ * FerryError (ERR_MIGRATION_PROTOCOL), never another exception.
  */
+import type { Hash } from "node:crypto";
 import { FerryError } from "../errors.js";
+import { CHUNK_BYTES } from "../memory/mod.js";
 import { FRAME_BYTES_MAX, type FramedConnection } from "../transport/mod.js";
 
 /** Frame types. */
@@ -38,32 +42,70 @@ export const FRAME_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1;
 /** Pages per PAGES frame: count, one u32 index per page, then the pages. */
 export const PAGES_PER_FRAME_MAX = Math.floor((FRAME_PAYLOAD_BYTES_MAX - 4) / (WIRE_PAGE_BYTES + 4));
 
+/**
+ * The peer answered ERROR: it refused (a check failed there), as opposed to
+ * the link breaking. The code is the peer's, if it is one a code can be.
+ */
+export class PeerRefusal extends FerryError {
+  constructor(code: string, message: string) {
+    super(code, message);
+    this.name = "PeerRefusal";
+  }
+}
+
+/** A peer's error code is used as ours only if it looks like one: bounded, ERR_ and capitals. */
+const PEER_CODE = /^ERR_[A-Z0-9_]{1,64}$/;
+
+/** A peer's error message is cut to this many characters before it goes into ours. */
+const PEER_MESSAGE_CHARS_MAX = 4096;
+
+function protocolError(message: string, cause?: unknown): FerryError {
+  return new FerryError("ERR_MIGRATION_PROTOCOL", message, cause === undefined ? undefined : { cause });
+}
+
 /** Sends a JSON control message. */
 export function sendJson(conn: FramedConnection, type: number, value: unknown): Promise<void> {
   return conn.send(type, Buffer.from(JSON.stringify(value)));
 }
 
-/** Parses a JSON control message. */
-export function parseJson<T>(payload: Uint8Array): T {
+/** Parses a JSON control message: any JSON value, for the caller to check. */
+export function parseJson(payload: Uint8Array): unknown {
   try {
-    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8")) as T;
+    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
   } catch (err: unknown) {
-    throw new FerryError("ERR_MIGRATION_PROTOCOL", "a control frame is not JSON", { cause: err });
+    throw protocolError("a control frame is not JSON", err);
   }
 }
 
-/** Sends pages in as few frames as the frame limit allows; resolves with the bytes sent. */
-export async function sendPages(conn: FramedConnection, pages: Iterable<{ index: number; data: Uint8Array }>): Promise<{ pages: number; bytes: number }> {
+/**
+ * Sends pages in as few frames as the frame limit allows; resolves with the
+ * bytes sent. With `digest`, every PAGES payload is folded into it in order,
+ * as the receiver folds what it gets (the image then vouches for them); the
+ * pages are then copied into the frame first, because a running process may
+ * write a page between the hash and the socket's write of a view of it.
+ */
+export async function sendPages(
+  conn: FramedConnection,
+  pages: Iterable<{ index: number; data: Uint8Array }>,
+  digest?: Hash,
+): Promise<{ pages: number; bytes: number }> {
   let batch: { index: number; data: Uint8Array }[] = [];
   let count = 0;
   let bytes = 0;
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
-    const head = Buffer.alloc(4 + 4 * batch.length);
+    const head_bytes = 4 + 4 * batch.length;
+    const head = Buffer.alloc(digest === undefined ? head_bytes : head_bytes + batch.length * WIRE_PAGE_BYTES);
     head.writeUInt32LE(batch.length, 0);
     batch.forEach((p, i) => head.writeUInt32LE(p.index, 4 + 4 * i));
-    await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
-    bytes += head.length + batch.length * WIRE_PAGE_BYTES + 5;
+    if (digest === undefined) {
+      await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
+    } else {
+      batch.forEach((p, i) => head.set(p.data, head_bytes + i * WIRE_PAGE_BYTES));
+      digest.update(head);
+      await conn.send(Msg.pages, head);
+    }
+    bytes += head_bytes + batch.length * WIRE_PAGE_BYTES + 5;
     count += batch.length;
     batch = [];
   };
@@ -78,10 +120,10 @@ export async function sendPages(conn: FramedConnection, pages: Iterable<{ index:
 /** Reads a PAGES frame: page indexes and views of their bytes. */
 export function readPages(payload: Uint8Array): { index: number; data: Uint8Array }[] {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.length);
-  if (payload.length < 4) throw new FerryError("ERR_MIGRATION_PROTOCOL", "short PAGES frame");
+  if (payload.length < 4) throw protocolError("short PAGES frame");
   const count = view.getUint32(0, true);
   if (count > PAGES_PER_FRAME_MAX || payload.length !== 4 + count * (4 + WIRE_PAGE_BYTES)) {
-    throw new FerryError("ERR_MIGRATION_PROTOCOL", `PAGES frame of ${payload.length} bytes does not hold ${count} pages`);
+    throw protocolError(`PAGES frame of ${payload.length} bytes does not hold ${count} pages`);
   }
   const data = 4 + 4 * count;
   const out: { index: number; data: Uint8Array }[] = [];
@@ -91,8 +133,12 @@ export function readPages(payload: Uint8Array): { index: number; data: Uint8Arra
   return out;
 }
 
-/** Sends an encoded image, packing its chunks into frames; resolves with the bytes sent. */
-export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array>): Promise<number> {
+/**
+ * Sends an encoded image, packing its chunks into frames; resolves with the
+ * bytes sent. Stops early, without IMAGE_END, once `stop()` says so (the
+ * destination has refused the image already: the rest would be wasted).
+ */
+export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array>, stop: () => boolean = () => false): Promise<number> {
   let parts: Uint8Array[] = [];
   let size = 0;
   let bytes = 0;
@@ -111,17 +157,59 @@ export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Ar
       size += piece.length;
       at += piece.length;
       // writev-friendly: cap parts per frame too.
-      if (size === FRAME_PAYLOAD_BYTES_MAX || parts.length >= 512) await flush();
+      if (size === FRAME_PAYLOAD_BYTES_MAX || parts.length >= 512) {
+        await flush();
+        if (stop()) return bytes;
+      }
     }
   }
   await flush();
+  if (stop()) return bytes;
   await conn.send(Msg.image_end, new Uint8Array(0));
   return bytes + 5;
 }
 
-/** Throws the peer's error if `frame` is an ERROR frame. */
+/** Throws the peer's refusal (a {@link PeerRefusal}) if `frame` is an ERROR frame. */
 export function raiseIfError(frame: { type: number; payload: Uint8Array }, peer: string): void {
   if (frame.type !== Msg.error) return;
-  const e = parseJson<{ code?: string; message?: string }>(frame.payload);
-  throw new FerryError(e.code ?? "ERR_MIGRATION_REFUSED", `${peer}: ${e.message ?? "refused"}`);
+  const e = parseJson(frame.payload);
+  const fields = typeof e === "object" && e !== null ? (e as Record<string, unknown>) : {};
+  const code = typeof fields["code"] === "string" && PEER_CODE.test(fields["code"]) ? fields["code"] : "ERR_MIGRATION_REFUSED";
+  const message = typeof fields["message"] === "string" ? fields["message"].slice(0, PEER_MESSAGE_CHARS_MAX) : "refused";
+  throw new PeerRefusal(code, `${peer}: ${message}`);
+}
+
+/**
+ * A HANDOVER frame (untrusted): a session name, a memory size in whole
+ * chunks, and [first, count] runs of chunks in order, inside that memory.
+ * Only post-copy and hybrid migrations have one.
+ */
+export function parseHandover(payload: Uint8Array, strategy: string): Handover {
+  if (strategy !== "post-copy" && strategy !== "hybrid") throw protocolError(`a ${strategy} migration has no handover`);
+  const h = parseJson(payload);
+  if (typeof h !== "object" || h === null) throw protocolError("malformed handover");
+  const { session, remote_bytes, missing } = h as Record<string, unknown>;
+  const ok =
+    typeof session === "string" &&
+    /^[A-Za-z0-9._-]{1,128}$/.test(session) &&
+    typeof remote_bytes === "number" &&
+    Number.isSafeInteger(remote_bytes) &&
+    remote_bytes >= 0 &&
+    remote_bytes % CHUNK_BYTES === 0 &&
+    Array.isArray(missing);
+  if (!ok) throw protocolError("malformed handover");
+  const runs: [number, number][] = [];
+  let end = 0;
+  for (const run of missing as unknown[]) {
+    const [first, count] = Array.isArray(run) && run.length === 2 ? (run as unknown[]) : [NaN, NaN];
+    if (
+      typeof first !== "number" || typeof count !== "number" || !Number.isSafeInteger(first) || !Number.isSafeInteger(count) ||
+      first < end || count <= 0 || (first + count) * CHUNK_BYTES > remote_bytes
+    ) {
+      throw protocolError("handover ranges are out of order or outside the memory");
+    }
+    runs.push([first, count]);
+    end = first + count;
+  }
+  return { session, remote_bytes, missing: runs };
 }

@@ -1,13 +1,16 @@
 /**
  * The destination side of a migration: check the offer, collect pre-copy
- * pages, decode and check the final image, restore and run the process, and
- * say so. Nothing runs unless every check passed.
+ * pages, decode and check the final image (its signature by a key this side
+ * trusts included), restore and run the process, and say so. Nothing runs
+ * unless every check passed; any failure is answered with ERROR at once, so
+ * the source resumes the process.
  */
-import { FerryError } from "../errors.js";
-import { ImageDecoder, type DecodedImage } from "../image/mod.js";
-import { CHUNK_BYTES } from "../memory/mod.js";
+import { createHash } from "node:crypto";
+import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
+import { ImageDecoder, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { parseOffer } from "./_offer.js";
+import { Msg, parseHandover, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import type { Offer } from "./source.js";
 
 /** Wait for the next frame at most this long before giving up on a silent source. */
@@ -41,6 +44,11 @@ export interface DestinationSide {
    * throws a FerryError to refuse.
    */
   prepare(offer: Offer): Promise<Landing>;
+  /**
+   * The keys whose images this side runs (called with the image's key id,
+   * after `prepare`): the node trusts its cluster's members.
+   */
+  trust: ImageTrust;
 }
 
 /** Serves one incoming migration on `conn`. Resolves with the pid once it runs here. */
@@ -50,7 +58,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
   try {
     const first = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
     if (first.type !== Msg.offer) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected OFFER, got frame type ${first.type}`);
-    offer = parseJson<Offer>(first.payload);
+    offer = parseOffer(first.payload);
     landing = await side.prepare(offer);
   } catch (err: unknown) {
     await refuse(conn, err);
@@ -58,15 +66,17 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
   }
   try {
     await sendJson(conn, Msg.ready, {});
-    // Pages go straight into the waiting process's memory; the image is
-    // checked whole before any of it is used.
     // Pages of the image go in place as they arrive, with no copy in
     // between; the process runs only once the whole image passed its checks,
     // and is thrown away otherwise.
     const decoder = new ImageDecoder({
+      trust: side.trust,
       module_sha256: Buffer.from(offer.module_sha256, "hex"),
       write_pages: (offset, piece) => landing.write(offset, piece),
     });
+    // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
+    const rounds_digest = createHash("sha256");
+    let rounds_pages = false;
     let handover: Handover | null = null;
     for (;;) {
       const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
@@ -74,10 +84,13 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
       if (frame.type === Msg.pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
         if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
-        for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
+        const pages = readPages(frame.payload);
+        rounds_digest.update(frame.payload);
+        rounds_pages = true;
+        for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }
       else if (frame.type === Msg.handover && handover === null) {
-        handover = checkHandover(parseJson<Handover>(frame.payload), offer);
+        handover = parseHandover(frame.payload, offer.strategy);
         landing.handover(handover);
       }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
@@ -85,6 +98,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
       else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();
+    checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
@@ -99,33 +113,22 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
   return offer.pid;
 }
 
-/** A handover is untrusted input: its ranges must lie inside the memory, in order. */
-function checkHandover(h: Handover, offer: Offer): Handover {
-  if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
-  const ok =
-    typeof h.session === "string" &&
-    /^[A-Za-z0-9._-]{1,128}$/.test(h.session) &&
-    Number.isInteger(h.remote_bytes) &&
-    h.remote_bytes >= 0 &&
-    h.remote_bytes % CHUNK_BYTES === 0 &&
-    Array.isArray(h.missing);
-  let end = 0;
-  if (ok) {
-    for (const run of h.missing) {
-      const [first, count] = Array.isArray(run) ? run : [NaN, NaN];
-      if (!Number.isInteger(first) || !Number.isInteger(count) || first! < end || count! <= 0 || (first! + count!) * CHUNK_BYTES > h.remote_bytes) {
-        throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover ranges are out of order or outside the memory");
-      }
-      end = first! + count!;
-    }
-    return h;
-  }
-  throw new FerryError("ERR_MIGRATION_PROTOCOL", "malformed handover");
+/**
+ * The pre-copied pages must be those the signed image vouches for: its META
+ * names the SHA-256 of every PAGES frame the source sent (of none, if its
+ * memory was all zero), and this side hashed what it received. An image
+ * without the member vouches for no pre-copied pages at all.
+ */
+function checkRounds(image: DecodedImage, received_sha256: string, received_pages: boolean): void {
+  const signed = image.meta["precopy_sha256"];
+  if (signed === undefined ? !received_pages : signed === received_sha256) return;
+  throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {
   const code = err instanceof FerryError ? err.code : "ERR_MIGRATION_REFUSED";
   const message = err instanceof Error ? err.message : String(err);
+  // The link may be gone already: then the source sees that instead, and resumes the process all the same.
   await sendJson(conn, Msg.error, { code, message }).catch(() => undefined);
-  conn.close();
+  void conn.close();
 }

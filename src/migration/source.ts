@@ -4,12 +4,13 @@
  * wait until the destination runs it. Until then the process is the
  * source's: any failure leaves it running here.
  */
-import { FerryError } from "../errors.js";
-import { encodeImage, sparsePages, type MemorySource } from "../image/mod.js";
+import { createHash, type Hash } from "node:crypto";
+import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
+import { encodeImage, sparsePages, type ImageSigner, type MemorySource } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
-import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import type { Frame, FramedConnection } from "../transport/mod.js";
+import { Msg, parseJson, PeerRefusal, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
@@ -51,6 +52,14 @@ export interface Offer {
   memory_bytes: number;
   /** Post-copy and hybrid: how long either side waits for a broken page channel to come back. */
   recover_ms?: number;
+  /**
+   * INTERIM, until nodes authenticate each other with mutual TLS: the public
+   * key (SPKI DER, base64) the source signs the image with, which the
+   * destination then trusts for this migration. It proves nothing about who
+   * sent the offer; with mTLS the destination trusts the key of the peer's
+   * authenticated certificate instead, and this field goes.
+   */
+  signing_key?: string;
 }
 
 /** What a migration reports. */
@@ -88,6 +97,11 @@ export interface MigrationProgress {
 export interface SourceSide {
   proc: GuestProcess;
   offer: Offer;
+  /**
+   * Signs the image (Ed25519 or ECDSA P-256 private key); the destination
+   * runs the process only if it trusts this key. A node passes its own key.
+   */
+  signer: ImageSigner;
   connect(): Promise<FramedConnection>;
   /** Resolves once all output written so far has reached the home node. */
   flushOutput(): Promise<void>;
@@ -143,6 +157,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let image_sent = false;
   let links_frozen = false;
   let handover: Handover | null = null;
+  /** SHA-256 of every PAGES frame of the rounds, which the signed image carries (META precopy_sha256). */
+  let rounds_digest: Hash | null = null;
   let channel: Promise<PageChannel> | null = null;
   let serving: Promise<Served> | null = null;
   const stop_serving = new AbortController();
@@ -186,7 +202,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       tracker = (options.tracker ?? (() => new ShadowTracker()))();
       // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
       const rounds_max = options.strategy === "hybrid" ? 1 : (options.rounds_max ?? PRECOPY_ROUNDS_MAX);
-      await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max }, side);
+      rounds_digest = createHash("sha256");
+      await preCopyRounds(conn, tracker, memory, metrics, { max_downtime_ms, rounds_max, digest: rounds_digest }, side);
     }
 
     // Post-copy's page channel opens before the stop, so that its handshake is not downtime.
@@ -204,6 +221,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     await side.flushOutput();
     await side.net?.flush();
     const image = side.proc.image(suspension);
+    // The pages the rounds sent are outside the image; its signature vouches for them through this.
+    if (rounds_digest !== null) image.meta.precopy_sha256 = rounds_digest.digest("hex");
     side.links?.freeze();
     links_frozen = true;
     if (side.links !== undefined) image.links = side.links.capture();
@@ -241,7 +260,17 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       };
     }
     side.progress?.({ phase: "copying", bytes: metrics.bytes, memory_bytes: memory().length });
-    metrics.bytes += await sendImage(conn, encodeImage(image));
+    // The destination answers once: ERROR as soon as a check fails (even
+    // mid-image: then the rest is not sent), else RUNNING once it runs it.
+    const answer = awaitAnswer(conn);
+    try {
+      metrics.bytes += await sendImage(conn, encodeImage(image, { signer: side.signer }), () => answer.arrived?.type === Msg.error);
+    } catch (err: unknown) {
+      // The link broke under the send; if the destination said why first, that is the error.
+      if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
+      throw err;
+    }
+    if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
     image_sent = true;
     if (!post_copy) metrics.pages += final;
     metrics.dirty_pages.push(final);
@@ -256,7 +285,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       });
       serving.catch(() => undefined);
     }
-    const reply = await conn.next({ timeout_ms: RESTORE_TIMEOUT_MS });
+    const reply = await answer.within(RESTORE_TIMEOUT_MS);
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
     parseJson(reply.payload);
@@ -271,7 +300,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     if (suspended) {
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
-      const refused = err instanceof FerryError && err.message.startsWith("the destination");
+      const refused = err instanceof PeerRefusal;
       if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) {
         return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
       }
@@ -289,6 +318,46 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   conn.close();
   tracker?.close();
   return finish(metrics, t0, stopped_at);
+}
+
+/** The destination's one answer to an image, watched while the image is sent. */
+interface Answer {
+  /** The answer, once it has come. */
+  arrived: Frame | null;
+  /** Waits for it at most `timeout_ms` from now (ERR_TRANSPORT_TIMEOUT). */
+  within(timeout_ms: number): Promise<Frame>;
+}
+
+/**
+ * Starts waiting for the destination's answer before the image goes out, so
+ * an early ERROR is seen while sending. No timeout yet: sending a large image
+ * takes as long as it takes; the restore's timeout starts once it is sent.
+ */
+function awaitAnswer(conn: FramedConnection): Answer {
+  const frame = conn.next();
+  const answer: Answer = {
+    arrived: null,
+    within: (timeout_ms) =>
+      new Promise<Frame>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new TransportError(TransportErrorCodes.timeout, `the destination did not answer within ${timeout_ms} ms of the image`)),
+          timeout_ms,
+        );
+        frame.then(
+          (f) => {
+            clearTimeout(timer);
+            resolve(f);
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+      }),
+  };
+  // A rejection here (the link broke) is seen by within(), or by the send that fails with it.
+  frame.then((f) => (answer.arrived = f), () => undefined);
+  return answer;
 }
 
 /** Most chunks sent ahead of any request when a post-copied process restores. */
@@ -353,7 +422,7 @@ async function preCopyRounds(
   tracker: PageTracker,
   memory: () => Uint8Array,
   metrics: MigrationMetrics,
-  limits: { max_downtime_ms: number; rounds_max: number },
+  limits: { max_downtime_ms: number; rounds_max: number; digest: Hash },
   side: SourceSide,
 ): Promise<void> {
   let previous = Infinity;
@@ -362,7 +431,7 @@ async function preCopyRounds(
   let rate_bytes_per_ms = 1;
   for (let round = 1; ; round += 1) {
     const t = performance.now();
-    const sent = await sendPages(conn, tracker.changed(memory()));
+    const sent = await sendPages(conn, tracker.changed(memory()), limits.digest);
     await sendJson(conn, Msg.round_end, { round });
     const elapsed_ms = Math.max(performance.now() - t, 0.001);
     metrics.rounds = round;

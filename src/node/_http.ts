@@ -28,6 +28,9 @@ const STATUS_BY_CODE: Record<string, number> = {
   ERR_PROCESS_ENDED: 409,
   ERR_MIGRATION_FAILED: 502,
   ERR_MIGRATION_PROTOCOL: 502,
+  // A destination refused the image: its signature, or a state that does not fit the module.
+  ERR_IMAGE_SIGNATURE: 502,
+  ERR_RESTORE_STATE: 502,
   ERR_POSTCOPY_LOST: 502,
   ERR_UFFD_UNAVAILABLE: 409,
   ERR_LISTEN: 409,

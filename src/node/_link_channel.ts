@@ -32,7 +32,23 @@ export function toWire(batch: Batch): WireBatch {
 }
 
 function json(payload: Uint8Array): unknown {
-  return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
+  try {
+    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
+  } catch (cause: unknown) {
+    throw new FerryError("ERR_LINK_PROTOCOL", "a link channel frame is not JSON", { cause });
+  }
+}
+
+/** An ANSWER frame from the peer (untrusted): its request id and a well-formed answer. */
+function parseAnswer(payload: Uint8Array): { id: unknown; answer: DeliverAnswer } {
+  const v = json(payload);
+  const { id, answer } = (typeof v === "object" && v !== null ? v : {}) as { id?: unknown; answer?: unknown };
+  const a = (typeof answer === "object" && answer !== null ? answer : {}) as Record<string, unknown>;
+  if (a["kind"] === "moving" || a["kind"] === "unknown" || a["kind"] === "gone") return { id, answer: { kind: a["kind"] } };
+  if (a["kind"] === "accepted" && Number.isSafeInteger(a["upto"]) && (a["upto"] as number) >= 0 && typeof a["at"] === "string") {
+    return { id, answer: { kind: "accepted", upto: a["upto"] as number, at: a["at"] } };
+  }
+  throw new FerryError("ERR_LINK_PROTOCOL", "a link channel answer is not {id, answer: {kind, ...}}");
 }
 
 interface Pending {
@@ -52,7 +68,8 @@ class Channel {
       try {
         for await (const frame of conn) {
           if (frame.type !== ANSWER) continue;
-          const { id, answer } = json(frame.payload) as { id: number; answer: DeliverAnswer };
+          const { id, answer } = parseAnswer(frame.payload);
+          if (typeof id !== "number") continue;
           const p = this.#pending.get(id);
           if (p === undefined) continue;
           this.#pending.delete(id);
@@ -125,7 +142,8 @@ export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, 
     try {
       for await (const frame of conn) {
         if (frame.type !== DELIVER) throw new FerryError("ERR_LINK_PROTOCOL", `unexpected frame type ${frame.type} on a link channel`);
-        const request = json(frame.payload) as { id?: unknown; pid?: unknown } & WireBatch;
+        // `?? {}`: a JSON null has no fields to read (other non-objects read as undefined).
+        const request = (json(frame.payload) ?? {}) as { id?: unknown; pid?: unknown } & WireBatch;
         if (typeof request.id !== "number" || typeof request.pid !== "string") throw new FerryError("ERR_LINK_PROTOCOL", "a delivery is {id, pid, from, messages}");
         const id = request.id;
         void receive(request.pid, request)

@@ -3,11 +3,14 @@
  * control port) and the glue between the migration strategies and the
  * process table.
  */
+import { createPublicKey, type KeyObject } from "node:crypto";
+import type { TLSSocket } from "node:tls";
 import fs from "node:fs";
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
+import { trustKeys, type ImageTrust } from "../image/mod.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
   migrateIn,
@@ -91,9 +94,32 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
-  migrateIn(conn, { prepare: (offer) => prepare(node, offer, peer) }).catch(() => {
+  // The image must be signed by the key of the node the OFFER came from: with
+  // TLS, the authenticated peer's certificate key; --insecure has no peer to
+  // authenticate, so it takes the key the offer names, which only ties the
+  // image to its offer.
+  let offered: ImageTrust = () => undefined;
+  const peer_key = peer === null ? undefined : (req.socket as TLSSocket).getPeerX509Certificate?.()?.publicKey;
+  const side = {
+    prepare: (offer: Offer): Promise<Landing> => {
+      offered = peer_key !== undefined ? trustKeys([peer_key]) : node.tls === null ? offerTrust(offer) : () => undefined;
+      return prepare(node, offer, peer);
+    },
+    trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
+  };
+  migrateIn(conn, side).catch(() => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here.
   });
+}
+
+/** Without TLS only (see acceptData): trusts the public key an offer carries, if any. */
+function offerTrust(offer: Offer): ImageTrust {
+  if (offer.signing_key === undefined) return () => undefined;
+  try {
+    return trustKeys([createPublicKey({ key: Buffer.from(offer.signing_key, "base64"), format: "der", type: "spki" })]);
+  } catch (cause: unknown) {
+    throw new FerryError("ERR_MIGRATION_PROTOCOL", "the offer's signing_key is not a public key (SPKI DER, base64)", { cause });
+  }
 }
 
 /**
@@ -259,7 +285,10 @@ export async function migrateProcess(
           source: node.address,
           memory_bytes: running.proc.memory.buffer.byteLength,
           recover_ms,
+          // Without TLS only: the destination has no peer certificate to take the key from (see acceptData).
+          ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
         },
+        signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
         connectPages: (session) => upgrade(node.dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(to)),
         flushOutput: () => running.relay.flush(),

@@ -55,7 +55,12 @@ function json(value: unknown): Uint8Array {
 }
 
 function parse(payload: Uint8Array): Record<string, unknown> {
-  const v = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8")) as unknown;
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
+  } catch (cause: unknown) {
+    throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame is not JSON", { cause });
+  }
   if (typeof v !== "object" || v === null) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame is not a JSON object");
   return v as Record<string, unknown>;
 }
@@ -65,8 +70,9 @@ function num(v: unknown): number {
   return v;
 }
 
-/** A connection named in a JSON frame. */
+/** A connection named in a JSON frame (or in a HELLO's list, whose items may be anything). */
 function ref(m: Record<string, unknown>): ConnRef {
+  if (typeof m !== "object" || m === null) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame names a connection that is not an object");
   return { listener: num(m["listener"]), seq: num(m["seq"]) };
 }
 
@@ -186,7 +192,14 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
-  const pid = decodeURIComponent((req.url ?? "").slice(NET_PATH.length));
+  let pid: string;
+  try {
+    pid = decodeURIComponent((req.url ?? "").slice(NET_PATH.length));
+  } catch {
+    // A malformed %-escape (URIError): not a pid any process has; thrown on, it would end the node.
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${NET_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });

@@ -3,6 +3,7 @@
  * the control API on one HTTP address. Any node answers any request,
  * forwarding what concerns a process to the node that owns it.
  */
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -77,6 +78,12 @@ export class FerryNode {
   readonly authority: KeyPairPem | null;
   /** Join tokens this node issued and not yet redeemed. */
   readonly tokens = new TokenStore();
+  /**
+   * Signs the images this node sends in migrations: its certificate's key,
+   * which the destination knows as the authenticated peer's. Without TLS, a
+   * key made at start (never stored) whose public half travels in the offer.
+   */
+  readonly image_key: KeyObject;
   #peers: string[];
   #server: http.Server;
   #address = "";
@@ -91,6 +98,7 @@ export class FerryNode {
     this.tls = options.tls;
     this.authority = options.authority ?? null;
     this.dialer = new Dialer(options.tls);
+    this.image_key = options.tls?.private_key ?? generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));

@@ -248,6 +248,13 @@ class Guest {
       if (err instanceof ProcExit) outcome = { type: "exit", code: err.code };
       else outcome = { type: "trap", message: err instanceof Error ? `${err.name}: ${err.message}` : String(err) };
     }
+    if (this.#rewinding && outcome.type !== "suspended") {
+      // A rewind ends in the import the guest was suspended in; a guest that
+      // ends or traps before reaching it was given a stack that does not fit
+      // its code. That is the image's fault, not the program's.
+      const how = outcome.type === "exit" ? `returned with status ${outcome.code}` : `trapped (${outcome.message})`;
+      outcome = { type: "error", code: "ERR_RESTORE_STATE", message: `the image's stack does not fit the module: the guest ${how} while its stack was rewound` };
+    }
     if (outcome.type !== "suspended") this.host.close();
     post(outcome);
   }
@@ -276,10 +283,17 @@ class Guest {
 
   /** Continues from a captured stack (after a restore, or in place after a suspend). */
   rewind(globals: GlobalBits[], asyncify: Uint8Array): void {
-    writeGlobals(this.instance, globals);
-    this.#region = borrowTop(this.memory, asyncify.length);
-    this.#rewinding = true;
-    this.#asyncify.asyncify_start_rewind(prepareRewind(this.memory, this.#region, asyncify));
+    try {
+      writeGlobals(this.instance, globals);
+      this.#region = borrowTop(this.memory, asyncify.length);
+      this.#rewinding = true;
+      this.#asyncify.asyncify_start_rewind(prepareRewind(this.memory, this.#region, asyncify));
+    } catch (err: unknown) {
+      // The controller checks globals and sizes first; this catches what only the engine can tell.
+      this.host.close();
+      post({ type: "error", code: "ERR_RESTORE_STATE", message: `cannot take up the image's globals and stack: ${err instanceof Error ? err.message : String(err)}` });
+      return;
+    }
     this.run();
   }
 

@@ -4,7 +4,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
-import { FerryError, ImageError, ImageErrorCodes, RuntimeError } from "../errors.js";
+import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
 import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant } from "../wasi/mod.js";
@@ -13,6 +13,7 @@ import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
+import { imageMisfit } from "./_restore_checks.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -254,13 +255,26 @@ export class GuestProcess {
     await touched;
   }
 
-  /** Grows a standby's memory to `size_bytes` (never shrinks). */
+  /**
+   * Grows a standby's memory to `size_bytes` (never shrinks). A size the
+   * module's memory cannot reach is ERR_RESTORE_STATE.
+   */
   growTo(size_bytes: number): void {
     const current = this.#memory.buffer.byteLength;
     if (size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > MEMORY_BYTES_MAX) {
       throw new ImageError(ImageErrorCodes.malformed, `memory of ${size_bytes} bytes is not a whole number of wasm pages up to 4 GiB`);
     }
-    if (size_bytes > current) this.#memory.grow((size_bytes - current) / WASM_PAGE_BYTES);
+    if (size_bytes <= current) return;
+    const maximum_bytes = this.info.memory.maximum_pages * WASM_PAGE_BYTES;
+    if (size_bytes > maximum_bytes) {
+      throw new RestoreError("ERR_RESTORE_STATE", `a memory of ${size_bytes} bytes does not fit this module, whose memory is at most ${maximum_bytes} bytes`);
+    }
+    try {
+      this.#memory.grow((size_bytes - current) / WASM_PAGE_BYTES);
+    } catch (cause: unknown) {
+      // The engine refuses what the module allows when the machine is short of address space.
+      throw new RestoreError("ERR_RESTORE_STATE", `cannot grow the memory to ${size_bytes} bytes: ${(cause as Error).message}`, { cause });
+    }
   }
 
   /**
@@ -270,13 +284,18 @@ export class GuestProcess {
    * nothing else). Each file or directory the process had open is opened
    * again inside them, through the same resolution as a guest's own paths.
    * Throws RestoreError: ERR_RESTORE_PREOPEN for a directory not granted or
-   * missing here, ERR_RESTORE_FILE for a file missing or leading outside.
+   * missing here, ERR_RESTORE_FILE for a file missing or leading outside,
+   * ERR_RESTORE_STATE if its state does not fit the module or cannot be
+   * taken up (globals, stack, instrumenter, or a guest that fails before its
+   * stack is rewound); the process has then ended.
    */
-  async activate(image: Pick<ProcessImage, "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
+  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
     }
+    const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
+    if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
     const activated = this.#expect((m) => m.type === "activated");
     this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
     await activated;
@@ -285,7 +304,12 @@ export class GuestProcess {
     this.#pump.attach(this.#io.stdin ?? null);
     this.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
     this.#phase = "running";
-    await running;
+    try {
+      await running;
+    } catch (cause: unknown) {
+      if (cause instanceof FerryError && cause.code === "ERR_RESTORE_STATE") throw cause;
+      throw new RestoreError("ERR_RESTORE_STATE", `the process could not be resumed from its image: ${(cause as Error).message}`, { cause });
+    }
   }
 
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
@@ -437,6 +461,11 @@ export class GuestProcess {
     this.#worker.postMessage(msg);
   }
 
+  /**
+   * The next message `match` accepts. Rejects if the worker reports an error,
+   * and if the process ends first (an exit or trap `match` does not accept):
+   * a waiter must never outlive the worker that would have answered it.
+   */
   #expect(match: (msg: FromWorker) => boolean): Promise<FromWorker> {
     return new Promise((resolve, reject) => {
       this.#waiters.push((msg) => {
@@ -444,9 +473,16 @@ export class GuestProcess {
           reject(new FerryError(msg.code, msg.message));
           return true;
         }
-        if (!match(msg)) return false;
-        resolve(msg);
-        return true;
+        if (match(msg)) {
+          resolve(msg);
+          return true;
+        }
+        if (msg.type === "exit" || msg.type === "trap") {
+          const how = msg.type === "exit" ? `exited with status ${msg.code}` : `trapped: ${msg.message}`;
+          reject(new RuntimeError("ERR_WORKER", `the process ${how}`));
+          return true;
+        }
+        return false;
       });
     });
   }

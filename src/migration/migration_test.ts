@@ -1,0 +1,310 @@
+/**
+ * migrateOut and migrateIn over an in-memory connection, with real processes
+ * on both sides: a good image moves the process; a bad one (a global of the
+ * wrong type, a corrupt stack, an untrusted signature, pre-copied pages
+ * changed on the way) is refused at once with a typed ERROR, and the process
+ * keeps running at the source with its state intact.
+ */
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { PassThrough, type Duplex } from "node:stream";
+import { describe, it } from "node:test";
+import { FerryError } from "../errors.js";
+import { trustKeys, type ImageSigner, type ImageTrust, type ProcessImage } from "../image/mod.js";
+import { wat } from "../instrument/_wat.js";
+import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
+import { pipeDuplexPair } from "../transport/_testing.js";
+import { FrameParser, FramedConnection, encodeFrame } from "../transport/mod.js";
+import { Msg } from "./_wire.js";
+import { migrateIn, migrateOut, type DestinationSide, type Landing, type Offer, type SourceSide, type Strategy } from "./mod.js";
+
+/**
+ * The guest: fills three wasm pages with a pattern and keeps a counter both
+ * in memory and in a global, then waits for a line on stdin (a safe point)
+ * and exits 7 if its memory and global are as it left them (8: pattern
+ * broken, 9: counter differs), after printing "ok".
+ */
+const GUEST = wat(`(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 4)
+  (global $n (mut i64) (i64.const 0))
+  (data (i32.const 8192) "ok\\n")
+  (func (export "_start")
+    (local $i i32)
+    (loop $fill
+      (i32.store (i32.add (i32.const 65536) (i32.mul (local.get $i) (i32.const 4))) (i32.add (local.get $i) (i32.const 1)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $fill (i32.lt_u (local.get $i) (i32.const 49152))))
+    (global.set $n (i64.const 1234567))
+    (i64.store (i32.const 1024) (i64.const 1234567))
+    (i32.store (i32.const 2048) (i32.const 4096))
+    (i32.store (i32.const 2052) (i32.const 64))
+    (drop (call $read (i32.const 0) (i32.const 2048) (i32.const 1) (i32.const 2056)))
+    (local.set $i (i32.const 0))
+    (loop $check
+      (if (i32.ne (i32.load (i32.add (i32.const 65536) (i32.mul (local.get $i) (i32.const 4)))) (i32.add (local.get $i) (i32.const 1)))
+        (then (call $exit (i32.const 8))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $check (i32.lt_u (local.get $i) (i32.const 49152))))
+    (i32.store (i32.const 2064) (i32.const 8192))
+    (i32.store (i32.const 2068) (i32.const 3))
+    (drop (call $write (i32.const 1) (i32.const 2064) (i32.const 1) (i32.const 2072)))
+    (call $exit (select (i32.const 7) (i32.const 9) (i64.eq (i64.load (i32.const 1024)) (global.get $n))))))`);
+
+/** A guest that never writes its memory: pre-copy rounds find no page to send. */
+const SPINNER = wat(`(module (memory (export "memory") 1)
+  (global $n (mut i64) (i64.const 0))
+  (func (export "_start") (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+
+/** Exit status of a guest whose state survived. */
+const EXIT_INTACT = 7;
+
+/** A process's I/O: stdin we write to, stdout we read. */
+function io(): { io: ProcessIo; stdin: PassThrough; out: () => string } {
+  const stdin = new PassThrough();
+  const out: Uint8Array[] = [];
+  return {
+    io: { stdin, stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: () => undefined }, cache_dir: null },
+    stdin,
+    out: () => Buffer.concat(out).toString(),
+  };
+}
+
+function offer(proc: GuestProcess, strategy: Strategy): Offer {
+  return {
+    pid: "a-1",
+    home: "a",
+    module_sha256: proc.info.module_sha256,
+    module_name: "guest.wasm",
+    args: ["guest"],
+    env: [],
+    dirs: [],
+    open_files: [],
+    strategy,
+    source: "127.0.0.1:1",
+    memory_bytes: proc.memory.buffer.byteLength,
+  };
+}
+
+/** The destination: a standby process written as pages arrive, as a node's is. */
+function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSide; landed: () => { proc: GuestProcess; stdin: PassThrough; out: () => string } | null } {
+  let landed: { proc: GuestProcess; stdin: PassThrough; out: () => string } | null = null;
+  const side: DestinationSide = {
+    trust,
+    async prepare(o: Offer): Promise<Landing> {
+      const d = io();
+      const proc = await GuestProcess.standby(wasm, d.io, o.module_name);
+      proc.growTo(o.memory_bytes);
+      let view = new Uint8Array(proc.memory.buffer);
+      return {
+        write(offset, data) {
+          if (offset + data.length > view.length) {
+            proc.growTo(Math.ceil((offset + data.length) / 65536) * 65536);
+            view = new Uint8Array(proc.memory.buffer);
+          }
+          view.set(data, offset);
+        },
+        async finish(image) {
+          proc.growTo(image.memory.size_bytes);
+          await proc.activate(image, { preopens: [] });
+          landed = { proc, stdin: d.stdin, out: d.out };
+        },
+        handover() {
+          throw new FerryError("ERR_MIGRATION_PROTOCOL", "no post-copy in this test");
+        },
+        abort: () => proc.terminate(),
+      };
+    },
+  };
+  return { side, landed: () => landed };
+}
+
+function source(proc: GuestProcess, strategy: Strategy, signer: ImageSigner, connect: () => FramedConnection): SourceSide {
+  return {
+    proc,
+    offer: offer(proc, strategy),
+    signer,
+    connect: () => Promise.resolve(connect()),
+    flushOutput: () => Promise.resolve(),
+    // Only asked when the link broke after the whole image went out; these links do not break.
+    destinationRuns: () => Promise.resolve(false),
+  };
+}
+
+/**
+ * Frames from the source to the destination pass through `change`, which
+ * may rewrite them (a man in the middle); the other way they pass as they are.
+ */
+function relay(change: (type: number, payload: Uint8Array) => Uint8Array): [Duplex, Duplex] {
+  const [src, src_peer] = pipeDuplexPair();
+  const [dst_peer, dst] = pipeDuplexPair();
+  const parser = new FrameParser();
+  src_peer.on("data", (chunk: Buffer) => {
+    for (const f of parser.push(chunk)) for (const part of encodeFrame(f.type, change(f.type, f.payload))) dst_peer.write(part);
+  });
+  src_peer.on("end", () => dst_peer.end());
+  dst_peer.on("data", (chunk: Buffer) => src_peer.write(chunk));
+  dst_peer.on("end", () => src_peer.end());
+  return [src, dst];
+}
+
+interface Run {
+  outcome: { ok: true } | { ok: false; out: FerryError; in: FerryError };
+  source: { proc: GuestProcess; stdin: PassThrough; out: () => string };
+  landed: { proc: GuestProcess; stdin: PassThrough; out: () => string } | null;
+}
+
+/** Starts the guest, migrates it with `strategy`, and reports what both sides said. */
+async function migrate(options: {
+  strategy: Strategy;
+  wasm?: Uint8Array;
+  signer?: ImageSigner;
+  trust?: ImageTrust;
+  image?: (image: ProcessImage) => void;
+  change?: (type: number, payload: Uint8Array) => Uint8Array;
+}): Promise<Run> {
+  const signer = options.signer ?? { key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey };
+  const s = io();
+  const wasm = options.wasm ?? GUEST;
+  const proc = await GuestProcess.start({ wasm, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+  if (options.image !== undefined) {
+    // What the source encodes, changed as a buggy or hostile writer would (it signs it all the same).
+    const edit = options.image;
+    const image = proc.image.bind(proc);
+    proc.image = (suspension) => {
+      const captured = image(suspension);
+      edit(captured);
+      return captured;
+    };
+  }
+  const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
+  const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
+  const incoming = migrateIn(new FramedConnection(b), dest.side);
+  const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy });
+  const [out, inn] = await Promise.allSettled([outgoing, incoming]);
+  const source_side = { proc, stdin: s.stdin, out: s.out };
+  if (out.status === "fulfilled" && inn.status === "fulfilled") return { outcome: { ok: true }, source: source_side, landed: dest.landed() };
+  assert.ok(out.status === "rejected" && out.reason instanceof FerryError, `the source did not fail with a FerryError: ${String(out.status === "rejected" ? out.reason : "it succeeded")}`);
+  assert.ok(inn.status === "rejected" && inn.reason instanceof FerryError, `the destination did not fail with a FerryError: ${String(inn.status === "rejected" ? inn.reason : "it succeeded")}`);
+  return { outcome: { ok: false, out: out.reason, in: inn.reason }, source: source_side, landed: dest.landed() };
+}
+
+/** The process at the source was resumed: it reads its line, finds its memory intact, says so and exits. */
+async function assertKeepsRunningAtSource(run: Run): Promise<void> {
+  assert.equal(run.landed, null, "the destination ran the process");
+  run.source.stdin.end("go\n");
+  assert.deepEqual(await run.source.proc.exited, { kind: "exit", code: EXIT_INTACT });
+  assert.equal(run.source.out(), "ok\n");
+}
+
+describe("migration of a bad image", () => {
+  for (const strategy of ["stop-copy", "pre-copy"] as const) {
+    it(`${strategy}: a good image moves the process, its state intact (signed with ECDSA P-256)`, async () => {
+      const run = await migrate({ strategy });
+      assert.deepEqual(run.outcome, { ok: true });
+      const landed = run.landed;
+      assert.ok(landed !== null, "nothing runs at the destination");
+      landed.stdin.end("go\n");
+      assert.deepEqual(await landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+      assert.equal(landed.out(), "ok\n");
+      await run.source.proc.terminate();
+    });
+  }
+
+  it("pre-copy of a process whose memory is all zero (no PAGES frame at all) still moves it", async () => {
+    let pages_frames = 0;
+    const run = await migrate({
+      strategy: "pre-copy",
+      wasm: SPINNER,
+      change: (type, payload) => {
+        if (type === Msg.pages) pages_frames += 1;
+        return payload;
+      },
+    });
+    assert.deepEqual(run.outcome, { ok: true });
+    assert.equal(pages_frames, 0);
+    assert.ok(run.landed !== null);
+    await run.landed.proc.terminate();
+    await run.source.proc.terminate();
+  });
+
+  it("a global of the wrong type: ERR_RESTORE_STATE on both sides, the source keeps running", async () => {
+    const run = await migrate({
+      strategy: "stop-copy",
+      image: (image) => {
+        image.globals = image.globals.map((g) => ({ ...g, type: "f64" }));
+      },
+    });
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_RESTORE_STATE");
+      assert.equal(run.outcome.out.code, "ERR_RESTORE_STATE");
+      assert.match(run.outcome.out.message, /keeps running on the source/);
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a corrupt Asyncify stack: ERR_RESTORE_STATE on both sides, the source keeps running", async () => {
+    const run = await migrate({
+      strategy: "pre-copy",
+      image: (image) => {
+        image.stack = { ...image.stack, asyncify: image.stack.asyncify.map((b) => b ^ 0x5a) };
+      },
+    });
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_RESTORE_STATE");
+      assert.equal(run.outcome.out.code, "ERR_RESTORE_STATE");
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("an image signed by a key the destination does not trust: ERR_IMAGE_SIGNATURE, the source keeps running", async () => {
+    const stranger = generateKeyPairSync("ed25519").privateKey;
+    const run = await migrate({ strategy: "pre-copy", trust: trustKeys([stranger]) });
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_IMAGE_SIGNATURE");
+      assert.equal(run.outcome.out.code, "ERR_IMAGE_SIGNATURE");
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a pre-copied page changed on the way: the image's signed digest of the rounds refuses it, the source keeps running", async () => {
+    let changed = false;
+    const run = await migrate({
+      strategy: "pre-copy",
+      change: (type, payload) => {
+        if (type !== Msg.pages || changed) return payload;
+        changed = true;
+        const copy = Buffer.from(payload);
+        copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ 1;
+        return copy;
+      },
+    });
+    assert.ok(changed, "no PAGES frame went through");
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_IMAGE_SIGNATURE");
+      assert.equal(run.outcome.out.code, "ERR_IMAGE_SIGNATURE");
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("an image of another module, refused at its first section: the destination's code reaches the source, which keeps running", async () => {
+    const run = await migrate({
+      strategy: "stop-copy",
+      image: (image) => {
+        image.module_sha256 = new Uint8Array(32).fill(7);
+      },
+    });
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_IMAGE_MODULE_MISMATCH");
+      assert.equal(run.outcome.out.code, "ERR_IMAGE_MODULE_MISMATCH");
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+});
