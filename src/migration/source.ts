@@ -53,11 +53,11 @@ export interface Offer {
   /** Post-copy and hybrid: how long either side waits for a broken page channel to come back. */
   recover_ms?: number;
   /**
-   * INTERIM, until nodes authenticate each other with mutual TLS: the public
-   * key (SPKI DER, base64) the source signs the image with, which the
-   * destination then trusts for this migration. It proves nothing about who
-   * sent the offer; with mTLS the destination trusts the key of the peer's
-   * authenticated certificate instead, and this field goes.
+   * Between nodes without TLS only: the public key (SPKI DER, base64) the
+   * source signs the image with, which the destination then trusts for this
+   * migration. It proves nothing about who sent the offer; with TLS the
+   * destination trusts the key of the peer's authenticated certificate and
+   * ignores this field.
    */
   signing_key?: string;
 }
