@@ -2,8 +2,11 @@
  * Frames of the migration protocol on a data connection (docs/cluster.md):
  * control messages as JSON, pages and image bytes as binary.
  */
-import { FerryError } from "../errors.js";
+import type * as v from "valibot";
+import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FRAME_BYTES_MAX, type FramedConnection } from "../transport/mod.js";
+import { parseJson, type Schema } from "../validate.js";
+import { ErrorFrameSchema } from "./_schemas.js";
 
 /** Frame types. */
 export const Msg = {
@@ -43,13 +46,9 @@ export function sendJson(conn: FramedConnection, type: number, value: unknown): 
   return conn.send(type, Buffer.from(JSON.stringify(value)));
 }
 
-/** Parses a JSON control message. */
-export function parseJson<T>(payload: Uint8Array): T {
-  try {
-    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8")) as T;
-  } catch (err: unknown) {
-    throw new FerryError("ERR_MIGRATION_PROTOCOL", "a control frame is not JSON", { cause: err });
-  }
+/** Parses a JSON control message and checks it against its schema; throws ERR_MIGRATION_PROTOCOL naming `what`. */
+export function readFrame<S extends Schema>(schema: S, payload: Uint8Array, what: string): v.InferOutput<S> {
+  return parseJson(schema, payload, `${what} frame`, { code: "ERR_MIGRATION_PROTOCOL" });
 }
 
 /** Sends pages in as few frames as the frame limit allows; resolves with the bytes sent. */
@@ -119,9 +118,14 @@ export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Ar
   return bytes + 5;
 }
 
-/** Throws the peer's error if `frame` is an ERROR frame. */
+/**
+ * Throws the peer's error (a PeerError) if `frame` is an ERROR frame. A code
+ * this node does not know becomes ERR_PEER, the peer's own kept in the message.
+ */
 export function raiseIfError(frame: { type: number; payload: Uint8Array }, peer: string): void {
   if (frame.type !== Msg.error) return;
-  const e = parseJson<{ code?: string; message?: string }>(frame.payload);
-  throw new FerryError(e.code ?? "ERR_MIGRATION_REFUSED", `${peer}: ${e.message ?? "refused"}`);
+  const e = readFrame(ErrorFrameSchema, frame.payload, "ERROR");
+  const code = e.code === undefined ? "ERR_MIGRATION_REFUSED" : knownCode(e.code, "ERR_PEER");
+  const unknown = e.code !== undefined && !isErrorCode(e.code) ? ` [${e.code}]` : "";
+  throw new PeerError(code, `${peer}: ${e.message ?? "refused"}${unknown}`);
 }

@@ -7,11 +7,24 @@ import { FerryError } from "../errors.js";
 import { ImageDecoder, type DecodedImage } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import type { Offer } from "./source.js";
 
-/** Wait for the next frame at most this long before giving up on a silent source. */
-const IDLE_TIMEOUT_MS = 60_000;
+/**
+ * Default wait for the next frame before giving up on a silent source. The
+ * standby it prepared holds the process's whole memory, populated: a source
+ * that went quiet must not keep it. Rounds and image frames follow each
+ * other within milliseconds; a source that is merely slow still sends a
+ * frame well within this.
+ */
+export const STANDBY_IDLE_MS_DEFAULT = 30_000;
+
+/** Options of {@link migrateIn}. */
+export interface MigrateInOptions {
+  /** Wait for the next frame at most this long (default STANDBY_IDLE_MS_DEFAULT); then the standby is dropped. */
+  idle_ms?: number;
+}
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
@@ -44,13 +57,14 @@ export interface DestinationSide {
 }
 
 /** Serves one incoming migration on `conn`. Resolves with the pid once it runs here. */
-export async function migrateIn(conn: FramedConnection, side: DestinationSide): Promise<string> {
+export async function migrateIn(conn: FramedConnection, side: DestinationSide, options: MigrateInOptions = {}): Promise<string> {
+  const idle_ms = options.idle_ms ?? STANDBY_IDLE_MS_DEFAULT;
   let offer: Offer;
   let landing: Landing;
   try {
-    const first = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
+    const first = await conn.next({ timeout_ms: idle_ms });
     if (first.type !== Msg.offer) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected OFFER, got frame type ${first.type}`);
-    offer = parseJson<Offer>(first.payload);
+    offer = readFrame(OfferSchema, first.payload, "OFFER");
     landing = await side.prepare(offer);
   } catch (err: unknown) {
     await refuse(conn, err);
@@ -69,7 +83,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
     });
     let handover: Handover | null = null;
     for (;;) {
-      const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
+      const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
       if (frame.type === Msg.pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
@@ -77,12 +91,13 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
         for (const p of readPages(frame.payload)) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }
       else if (frame.type === Msg.handover && handover === null) {
-        handover = checkHandover(parseJson<Handover>(frame.payload), offer);
+        handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
         landing.handover(handover);
       }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
-      else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
+      else if (frame.type === Msg.round_end) readFrame(RoundEndSchema, frame.payload, "ROUND_END");
+      else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
@@ -99,28 +114,18 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
   return offer.pid;
 }
 
-/** A handover is untrusted input: its ranges must lie inside the memory, in order. */
+/** A handover passed its schema; its ranges must also lie inside the memory, in order, and within the process's cap. */
 function checkHandover(h: Handover, offer: Offer): Handover {
   if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
-  const ok =
-    typeof h.session === "string" &&
-    /^[A-Za-z0-9._-]{1,128}$/.test(h.session) &&
-    Number.isInteger(h.remote_bytes) &&
-    h.remote_bytes >= 0 &&
-    h.remote_bytes % CHUNK_BYTES === 0 &&
-    Array.isArray(h.missing);
+  if (h.remote_bytes > offer.memory_max_bytes) throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${h.remote_bytes} bytes is over the process's cap of ${offer.memory_max_bytes}`);
   let end = 0;
-  if (ok) {
-    for (const run of h.missing) {
-      const [first, count] = Array.isArray(run) ? run : [NaN, NaN];
-      if (!Number.isInteger(first) || !Number.isInteger(count) || first! < end || count! <= 0 || (first! + count!) * CHUNK_BYTES > h.remote_bytes) {
-        throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover ranges are out of order or outside the memory");
-      }
-      end = first! + count!;
+  for (const [first, count] of h.missing) {
+    if (first < end || (first + count) * CHUNK_BYTES > h.remote_bytes) {
+      throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover ranges are out of order or outside the memory");
     }
-    return h;
+    end = first + count;
   }
-  throw new FerryError("ERR_MIGRATION_PROTOCOL", "malformed handover");
+  return h;
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -3,7 +3,6 @@
  * control port) and the glue between the migration strategies and the
  * process table.
  */
-import fs from "node:fs";
 import http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -13,21 +12,17 @@ import {
   migrateIn,
   migrateOut,
   RECOVER_MS_DEFAULT,
-  STRATEGIES,
   type Landing,
   type MigrationMetrics,
   type MigrationProgress,
   type Offer,
-  type Strategy,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
-import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
-import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
@@ -35,17 +30,17 @@ import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js
 import { upgrade } from "./_upgrade.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
 import { parseBatch } from "./_links.js";
-
-/** Bytes of a wasm page: memory grows by these. */
-const WASM_PAGE_BYTES = 65536;
+import { admitOffer } from "./_admission.js";
+import type { StandbyTicket } from "./_standbys.js";
+import { MigrateRequestSchema } from "./_api_schemas.js";
+import { RunningAnswerSchema } from "./_internal_schemas.js";
+import { WASM_PAGE_BYTES } from "../process_spec.js";
+import { parse } from "../validate.js";
 
 /** The upgrade token of the data protocol. */
 export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
-
-/** Longest wait for a broken post-copy link a client may ask for. */
-const RECOVER_MS_MAX = 600_000;
 
 /** Opens a link channel to the node at `address` (`_link_channel.ts`). */
 export async function connectLinks(address: string): Promise<FramedConnection> {
@@ -82,11 +77,16 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
-  migrateIn(conn, { prepare: (offer) => prepare(node, offer) }).catch(() => {
-    // The source learns why from the ERROR frame or the broken link; nothing ran here.
+  migrateIn(conn, { prepare: (offer) => prepare(node, offer) }, { idle_ms: node.limits.standby_idle_ms }).catch(() => {
+    // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
   });
 }
 
+/**
+ * Checks an offer and prepares its standby. Everything the offer asks for is
+ * checked (`admitOffer`) before its memory is reserved; whatever fails after
+ * that gives the reservation back and drops the standby.
+ */
 async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
   const post_copy = offer.strategy === "post-copy" || offer.strategy === "hybrid";
@@ -94,11 +94,27 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
     const can = remotePagesAvailability();
     if (!can.available) throw new FerryError("ERR_UFFD_UNAVAILABLE", `node ${node.name} cannot take a ${offer.strategy} migration: ${can.reason}`);
   }
-  if (!node.modules.has(offer.module_sha256)) node.modules.put(offer.module_sha256, await fetchModule(offer.source, offer.module_sha256));
-  preopensHere(offer.dirs, node.name);
-  for (const file of offer.open_files) {
-    if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
+  const { ticket } = admitOffer(node, offer);
+  try {
+    if (!node.modules.has(offer.module_sha256)) await fetchModule(node, offer.source, offer.module_sha256);
+    return landing(node, offer, await standby(node, offer), ticket);
+  } catch (err: unknown) {
+    ticket.release();
+    throw err;
   }
+}
+
+/** A standby and what it is wired to, until it lands. */
+interface Standby {
+  proc: GuestProcess;
+  links: ReturnType<FerryNode["links"]["endpoint"]>;
+  net: ReturnType<FerryNode["table"]["netLink"]>;
+  /** Where its output goes, once the image says from which offsets. */
+  setRelay(relay: OutputRelay): void;
+}
+
+/** The standby of an offered process: instantiated, its memory grown to the offered size and backed; dropped again if that fails. */
+async function standby(node: FerryNode, offer: Offer): Promise<Standby> {
   // Output offsets are known only from the image: the relay is set at the end.
   let relay: OutputRelay | null = null;
   const sink: OutputRelay = {
@@ -108,32 +124,56 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
     write: (stream, data) => (relay as OutputRelay).write(stream, data),
     flush: () => (relay as OutputRelay).flush(),
   };
-  // Instantiated now, while the source still runs: downtime does not pay for it.
   const links = node.links.endpoint(offer.pid);
   const net = node.table.netLink(offer.pid, offer.home);
-  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), offer.module_name);
-  // Memory never shrinks: take the size it had when offered in one step, and
-  // have the kernel back every page now, while the source still runs, rather
-  // than fault them in one by one during the downtime.
-  proc.growTo(offer.memory_bytes);
-  // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
-  if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+  // Instantiated now, while the source still runs: downtime does not pay for it.
+  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), {
+    module_path: offer.module_name,
+    memory_max_bytes: offer.memory_max_bytes,
+  });
+  try {
+    // Memory never shrinks: take the size it had when offered in one step, and
+    // have the kernel back every page now, while the source still runs, rather
+    // than fault them in one by one during the downtime.
+    proc.growTo(offer.memory_bytes);
+    // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
+    if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+  } catch (err: unknown) {
+    await proc.terminate();
+    throw err;
+  }
+  return {
+    proc,
+    links,
+    net,
+    setRelay: (r) => {
+      relay = r;
+    },
+  };
+}
+
+/** The landing of a standby: pages and the image go in, and it runs, or it is dropped and its memory given back. */
+function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: Standby, ticket: StandbyTicket): Landing {
   let view = new Uint8Array(proc.memory.buffer);
   let incoming: IncomingPostCopy | null = null;
+  // Every growth is reserved first: a source cannot make a standby outgrow the quota, or its cap.
+  const grow = (size_bytes: number): void => {
+    ticket.grow(size_bytes);
+    proc.growTo(size_bytes);
+    view = new Uint8Array(proc.memory.buffer);
+  };
   return {
     write(offset, data) {
       const end = offset + data.length;
-      if (end > view.length) {
-        proc.growTo(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
-        view = new Uint8Array(proc.memory.buffer);
-      }
+      if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
     },
     async finish(image, handover) {
       // Every page is already in place (written as it arrived), or, with a
       // handover, comes from the source once the process runs.
-      proc.growTo(image.memory.size_bytes);
-      relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      grow(image.memory.size_bytes);
+      const relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      setRelay(relay);
       if (handover !== null && incoming === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "post-copy image without its handover");
       if (image.links !== undefined) links.load(parseLinkState(image.links));
       // Its inbox, outbox count and any move it asked for, before it runs.
@@ -148,21 +188,26 @@ async function prepare(node: FerryNode, offer: Offer): Promise<Landing> {
       }
       // It runs here: messages for it are taken here from now on.
       node.links.add(links);
-      const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], proc, relay, links, net });
+      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes } = offer;
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net });
+      // A running process now, counted as one: no longer a standby.
+      ticket.release();
     },
     handover(h) {
       // Registered and dropped now, while the image is still on its way: the
       // page channel attaches meanwhile, so the restore's first faults are served at once.
-      proc.growTo(h.remote_bytes);
-      view = new Uint8Array(proc.memory.buffer);
+      grow(h.remote_bytes);
       incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
     },
-    abort: () => proc.terminate(),
+    async abort() {
+      await proc.terminate();
+      ticket.release();
+    },
   };
 }
 
-function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
+/** Brings a module a migration needs from its source, streamed into the store (never held whole, never over the node's limit). */
+function fetchModule(node: FerryNode, address: string, sha256: string): Promise<void> {
   const i = address.lastIndexOf(":");
   return new Promise((resolve, reject) => {
     http
@@ -172,15 +217,13 @@ function fetchModule(address: string, sha256: string): Promise<Uint8Array> {
           reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
           return;
         }
-        const parts: Buffer[] = [];
-        let total = 0;
-        res.on("data", (c: Buffer) => {
-          total += c.length;
-          if (total > MODULE_BYTES_MAX) res.destroy(new Error("module too large"));
-          else parts.push(c);
-        });
-        res.on("end", () => resolve(Buffer.concat(parts)));
-        res.on("error", reject);
+        node.modules.putStream(sha256, res, node.limits.module_bytes_max).then(
+          () => resolve(),
+          (err: unknown) => {
+            res.destroy();
+            reject(err);
+          },
+        );
       })
       .on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `cannot fetch module from ${address}: ${err.message}`)));
   });
@@ -195,21 +238,17 @@ export async function migrateProcess(
 ): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
   const running = node.table.running(pid);
   if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
-  const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown; recover_ms?: unknown; push_bytes_per_s?: unknown };
-  if (typeof b.to !== "string") throw new FerryError("ERR_BAD_REQUEST", "to: the destination node's name is required");
-  const strategy = (b.strategy ?? "stop-copy") as Strategy;
-  if (!STRATEGIES.includes(strategy)) throw new FerryError("ERR_BAD_REQUEST", `strategy must be one of ${STRATEGIES.join(", ")}`);
-  const max_downtime_ms = typeof b.max_downtime_ms === "number" && b.max_downtime_ms > 0 ? b.max_downtime_ms : MAX_DOWNTIME_MS_DEFAULT;
+  const b = parse(MigrateRequestSchema, body, "migration request");
+  const strategy = b.strategy;
+  const max_downtime_ms = b.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT;
   const recover_ms = b.recover_ms ?? RECOVER_MS_DEFAULT;
-  if (typeof recover_ms !== "number" || !(recover_ms > 0 && recover_ms <= RECOVER_MS_MAX)) throw new FerryError("ERR_BAD_REQUEST", `recover_ms must be a number of milliseconds up to ${RECOVER_MS_MAX}`);
   const push = b.push_bytes_per_s;
-  if (push !== undefined && (typeof push !== "number" || !(push > 0))) throw new FerryError("ERR_BAD_REQUEST", "push_bytes_per_s must be a positive number");
   if (b.to === node.name) throw new FerryError("ERR_BAD_REQUEST", `${pid} already runs on ${node.name}`);
   if (node.postcopy.forPid(pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${pid} is still receiving pages from its last post-copy migration; try again when they are all here`);
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
-  const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen } = running;
+  const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
   let located: Promise<void> | null = null;
   const moved = (): Promise<void> => {
@@ -237,12 +276,14 @@ export async function migrateProcess(
           strategy,
           source: node.address,
           memory_bytes: running.proc.memory.buffer.byteLength,
+          memory_max_bytes,
           recover_ms,
         },
         connect: () => connectData(address),
         connectPages: (session) => upgrade(address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL),
         flushOutput: () => running.relay.flush(),
-        destinationRuns: async () => ((await requestJson(address, "GET", `/v1/internal/running/${pid}`)) as { running: boolean }).running,
+        destinationRuns: async () =>
+          parse(RunningAnswerSchema, await requestJson(address, "GET", `/v1/internal/running/${pid}`), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,
         resumed: () => void moved().catch(() => undefined),
         links: running.links,
         net: running.net,

@@ -1,21 +1,28 @@
 /** The control API's routes (docs/cluster.md). */
 import type http from "node:http";
+import * as v from "valibot";
 import { FerryError } from "../errors.js";
-import { MODULE_BYTES_MAX } from "./module_store.js";
+import { parse } from "../validate.js";
 import { pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
-import { describeProcess, parseRunRequest, type HomeRecord } from "./process_table.js";
-import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
+import { describeProcess, type HomeRecord } from "./process_table.js";
+import { bodyChunks, forward, readJson, readRequest, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
+import { admitRun } from "./_admission.js";
+import { ListQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
+import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
 
+/** Processes listed by one peer's answer to `GET /v1/processes?local=1`. */
+const PEER_PROCESSES_MAX = 100_000;
+
 /** Handles one control request. */
 export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   try {
-    const url = new URL(req.url ?? "/", "http://node");
+    const url = requestUrl(req);
     const parts = url.pathname.split("/").filter((p) => p !== "");
     if (parts[0] !== "v1") throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
     const [, what, id, sub] = parts;
@@ -37,6 +44,15 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
   }
 }
 
+/** The request's URL; one that does not parse is the client's fault, not the node's. */
+function requestUrl(req: http.IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://node");
+  } catch (err: unknown) {
+    throw new FerryError("ERR_BAD_REQUEST", `cannot read the request's path ${JSON.stringify(req.url)}`, { cause: err });
+  }
+}
+
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
   const peers = (await node.peerInfos()).map((p) =>
@@ -53,9 +69,9 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
     return;
   }
   if (method === "PUT") {
-    const existed = node.modules.has(sha256);
-    node.modules.put(sha256, await readBody(req, MODULE_BYTES_MAX));
-    sendJson(res, existed ? 200 : 201, { module_sha256: sha256 });
+    // Streamed to disk while hashed: a module is never held in memory whole.
+    const created = await node.modules.putStream(sha256, bodyChunks(req, node.limits.module_bytes_max, "ERR_MODULE_TOO_LARGE"), node.limits.module_bytes_max);
+    sendJson(res, created ? 201 : 200, { module_sha256: sha256 });
     return;
   }
   if (method === "GET") {
@@ -67,26 +83,28 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
 }
 
 async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = await readJson(req);
-  const request = parseRunRequest(body);
-  if (request.node !== undefined && request.node !== node.name) {
-    const address = await node.addressOf(request.node);
-    // The peer may have to instrument the module first: seconds for a large one.
-    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", { ...request, node: request.node }, START_TIMEOUT_MS));
+  const body = await readRequest(req, RunRequestSchema);
+  if (body.node !== undefined && body.node !== node.name) {
+    const address = await node.addressOf(body.node);
+    // The peer may have to instrument the module first: seconds for a large one. It applies its own limits and policy.
+    sendJson(res, 201, await requestJson(address, "POST", "/v1/processes", body, START_TIMEOUT_MS));
     return;
   }
-  const record = await node.table.start(request);
+  const { request, preopens } = admitRun(node, body);
+  const record = await node.table.start(request, preopens);
   sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
 }
 
 async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const query = parse(ListQuerySchema, queryOf(url), "query");
   const local = node.table.homes().map(describeProcess);
-  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
+  if (query.local === "1") return sendJson(res, 200, local);
   const remote = await Promise.all(
     node.peers.map(async (address) => {
       try {
-        return (await requestJson(address, "GET", "/v1/processes?local=1")) as unknown[];
+        return parse(v.pipe(v.array(v.unknown()), v.maxLength(PEER_PROCESSES_MAX)), await requestJson(address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
       } catch {
+        // A peer that is down (or answers nonsense) has no processes to list; `ferry nodes` says which are down.
         return [];
       }
     }),
@@ -96,20 +114,20 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
 
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
 async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const query = parse(ListQuerySchema, queryOf(url), "query");
   const local = node.links.report();
-  if (url.searchParams.get("inspect") === "1") return sendJson(res, 200, node.links.inspect());
-  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
-  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
+  if (query.inspect === "1") return sendJson(res, 200, node.links.inspect());
+  if (query.local === "1") return sendJson(res, 200, local);
+  const list = v.pipe(v.array(v.unknown()), v.maxLength(PEER_PROCESSES_MAX));
+  // A peer that is down (or answers nonsense) has no links to list.
+  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => parse(list, r, `node ${address}'s links`), () => [])));
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 
 /** `ferry send`: one message to a process from outside, delivered exactly once. */
 async function sendMessage(node: FerryNode, pid: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = (await readJson(req)) as { data?: unknown; data_base64?: unknown } | null;
-  let data: Buffer;
-  if (typeof body?.data === "string") data = Buffer.from(body.data, "utf8");
-  else if (typeof body?.data_base64 === "string") data = Buffer.from(body.data_base64, "base64");
-  else throw new FerryError("ERR_BAD_REQUEST", "want {data: TEXT} or {data_base64: BASE64}");
+  const body = await readRequest(req, SendRequestSchema);
+  const data = body.data !== undefined ? Buffer.from(body.data, "utf8") : Buffer.from(body.data_base64 ?? "", "base64");
   await node.links.sendFromClient(pid, data);
   sendJson(res, 200, { pid, bytes: data.length });
 }
@@ -126,8 +144,10 @@ async function processRoute(
   const record = node.table.home(pid);
   if (sub === "migrate" && method === "POST") {
     if (node.table.running(pid) !== undefined) {
-      const body = await readJson(req);
-      if (url.searchParams.get("progress") !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
+      const query = parse(MigrateQuerySchema, queryOf(url), "query");
+      // Checked before anything is answered: a bad request is a 400, not an error event.
+      const body = await readRequest(req, MigrateRequestSchema);
+      if (query.progress !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
       // Progress as server-sent events, then the result (or the error) as the last event.
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       try {
@@ -175,9 +195,8 @@ async function internalRoute(node: FerryNode, method: string, what: string, pid:
   if (what === "deliver" && method === "POST") return sendJson(res, 200, await node.links.receive(pid, parseBatch(await readJson(req))));
   const record = node.table.home(pid);
   if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
-  const body = await readJson(req);
   if (what === "output" && method === "POST") {
-    for (const c of body as { stream: StreamName; offset: number; data: string }[]) {
+    for (const c of await readRequest(req, OutputChunksSchema)) {
       if (!record.output.append({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data, "base64") })) {
         throw new FerryError("ERR_OUTPUT_GAP", `output of ${pid} at ${c.stream} offset ${c.offset} arrived before what precedes it`);
       }
@@ -185,11 +204,11 @@ async function internalRoute(node: FerryNode, method: string, what: string, pid:
     return sendJson(res, 200, { stdout: record.output.size("stdout"), stderr: record.output.size("stderr") });
   }
   if (what === "exit" && method === "POST") {
-    node.table.finish(record, (body as { status: HomeRecord["exit"] }).status ?? { kind: "killed" });
+    node.table.finish(record, (await readRequest(req, ExitReportSchema)).status);
     return sendJson(res, 200, { pid });
   }
   if (what === "location" && method === "POST") {
-    record.node = String((body as { node: unknown }).node);
+    record.node = (await readRequest(req, LocationSchema)).node;
     return sendJson(res, 200, { pid, node: record.node });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
@@ -205,11 +224,10 @@ function event(res: http.ServerResponse, name: string, data: unknown): void {
  * get every byte exactly once.
  */
 function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
-  const follow = url.searchParams.get("follow") === "1";
-  const offsets: Record<StreamName, number> = {
-    stdout: Number(url.searchParams.get("stdout") ?? 0) || 0,
-    stderr: Number(url.searchParams.get("stderr") ?? 0) || 0,
-  };
+  // Whole, non-negative offsets only: a fractional one once made the loop below spin for ever.
+  const query = parse(OutputQuerySchema, queryOf(url), "query");
+  const follow = query.follow === "1";
+  const offsets: Record<StreamName, number> = { stdout: query.stdout, stderr: query.stderr };
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
   const log = record.output;
   const send = (chunk: OutputChunk): void => {
@@ -222,6 +240,8 @@ function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, r
   for (const stream of ["stdout", "stderr"] as const) {
     while (offsets[stream] < log.size(stream)) {
       const data = log.read(stream, offsets[stream]);
+      // Each pass must move on; one that cannot would spin (and stop the node answering).
+      if (data.length === 0) throw new Error(`reading ${stream} at ${offsets[stream]} of ${log.size(stream)} returned nothing`);
       send({ stream, offset: offsets[stream], data });
     }
   }

@@ -3,3 +3,6 @@ export { FerryNode, type NodeInfo, type NodeOptions } from "./node.js";
 export { checkNodeName, makePid, parseAddress, pidHome } from "./names.js";
 export type { ProcessStatus, RunRequest } from "./process_table.js";
 export { httpRequest } from "./_http.js";
+export { connectData } from "./_migrate.js";
+export { defaultLimits, halfTheMachine, type NodeLimits } from "./limits.js";
+export { PRIVILEGED_PORTS_BELOW, type NodePolicy } from "./policy.js";

@@ -16,6 +16,15 @@ import { route } from "./_routes.js";
 import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
 import { PostCopySessions } from "./_postcopy.js";
 import { NodeLinks } from "./_links.js";
+import { resolveLimits, type NodeLimits } from "./limits.js";
+import { Policy, type NodePolicy } from "./policy.js";
+import { StandbyLedger } from "./_standbys.js";
+import { PeerInfoSchema } from "./_internal_schemas.js";
+import { parse } from "../validate.js";
+import type * as v from "valibot";
+
+/** What this node reads of a peer's `GET /v1/node`. */
+type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** How a node is started. */
@@ -30,6 +39,10 @@ export interface NodeOptions {
   data_dir: string;
   /** Page tracker for pre-copy (default: probe for userfaultfd, else portable). */
   tracker?: TrackerChoice;
+  /** What processes may be given here (directories, low ports); default: nothing beyond the defaults of `policy.ts`. */
+  policy?: Partial<NodePolicy>;
+  /** How much the node takes on; each limit not given has the default of `limits.ts`. */
+  limits?: Partial<NodeLimits>;
 }
 
 /** What `GET /v1/node` answers. */
@@ -43,6 +56,11 @@ export interface NodeInfo {
   page_tracker: { name: string; note: string };
   /** Whether this node can take post-copy and hybrid migrations (userfaultfd), and if not, why. */
   post_copy: { available: boolean; reason?: string };
+  /** Standbys of incoming migrations now, and the memory they hold. */
+  standbys: number;
+  standby_bytes: number;
+  limits: NodeLimits;
+  allow_dirs: string[];
 }
 
 /** A running node. */
@@ -56,6 +74,10 @@ export class FerryNode {
   readonly links: NodeLinks;
   /** Processes running here whose pages are still arriving (post-copy). */
   readonly postcopy = new PostCopySessions();
+  readonly policy: Policy;
+  readonly limits: NodeLimits;
+  /** Memory held by incoming migrations' standbys. */
+  readonly standbys: StandbyLedger;
   #peers: string[];
   #server: http.Server;
   #address = "";
@@ -65,6 +87,9 @@ export class FerryNode {
   private constructor(options: NodeOptions) {
     this.name = checkNodeName(options.name);
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
+    this.policy = new Policy(this.name, options.policy);
+    this.limits = resolveLimits(options.limits);
+    this.standbys = new StandbyLedger(this.limits.standby_bytes_max);
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address) => connectLinks(address));
@@ -117,18 +142,23 @@ export class FerryNode {
       started_unix_ms: this.started_unix_ms,
       page_tracker: this.page_tracker,
       post_copy: pc.available ? { available: true } : { available: false, reason: pc.reason },
+      standbys: this.standbys.count,
+      standby_bytes: this.standbys.bytes,
+      limits: this.limits,
+      allow_dirs: this.policy.allow_dirs,
     };
   }
 
   /** Every peer's self-description; a peer that does not answer is reported down. */
-  async peerInfos(): Promise<({ up: true } & NodeInfo | { up: false; address: string })[]> {
+  async peerInfos(): Promise<({ up: true } & PeerInfo | { up: false; address: string })[]> {
     return Promise.all(
       this.#peers.map(async (address) => {
         try {
-          const info = (await requestJson(address, "GET", "/v1/node")) as NodeInfo;
+          const info = parse(PeerInfoSchema, await requestJson(address, "GET", "/v1/node"), `node ${address}'s GET /v1/node`, { code: "ERR_PEER_UNREACHABLE" });
           this.#names.set(info.name, address);
           return { up: true as const, ...info, address };
         } catch {
+          // A peer that does not answer, or answers nonsense, is down as far as this node can tell.
           return { up: false as const, address };
         }
       }),
