@@ -131,6 +131,7 @@ function checkHandover(h: Handover, offer: Offer): Handover {
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {
   const code = err instanceof FerryError ? err.code : "ERR_MIGRATION_REFUSED";
   const message = err instanceof Error ? err.message : String(err);
+  // The link may be what failed: then the source learns of it from the closed connection instead.
   await sendJson(conn, Msg.error, { code, message }).catch(() => undefined);
   conn.close();
 }

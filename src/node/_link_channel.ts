@@ -128,6 +128,7 @@ export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, 
         void receive(request.pid, { from: request.from, messages: request.messages })
           .catch((): DeliverAnswer => ({ kind: "moving" }))
           .then((answer) => conn.send(ANSWER, Buffer.from(JSON.stringify({ id, answer }))))
+          // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
           .catch(() => undefined);
       }
     } catch {

@@ -56,6 +56,16 @@ export async function connectData(address: string): Promise<FramedConnection> {
 
 /** Accepts an upgraded connection on the control server: a migration's data, a post-copy page channel, links, or a process's connections. */
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  try {
+    acceptUpgrade(node, req, socket, head);
+  } catch (err: unknown) {
+    // Runs in the server's event handler: a fault here must cost this connection, never the node.
+    process.emitWarning(`node ${node.name}: dropped an upgrade to ${JSON.stringify(req.url)}: ${err instanceof Error ? err.message : String(err)}`);
+    socket.destroy();
+  }
+}
+
+function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
     acceptPages(node.postcopy, req, socket, head);
     return;
@@ -284,6 +294,7 @@ export async function migrateProcess(
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
           parse(RunningAnswerSchema, await requestJson(address, "GET", `/v1/internal/running/${pid}`), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,
+        // A home that misses the new location learns it when the process's output or exit arrives from there.
         resumed: () => void moved().catch(() => undefined),
         links: running.links,
         net: running.net,
@@ -303,6 +314,7 @@ export async function migrateProcess(
       node.table.release(pid);
       running.net.detach();
       await running.proc.terminate();
+      // Best effort: a home that cannot be reached cannot be told; the error below tells the client.
       await node.table.reportExit(pid, home, { kind: "lost", message: err.message }).catch(() => undefined);
     }
     throw err;

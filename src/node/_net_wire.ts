@@ -16,6 +16,7 @@ import type * as v from "valibot";
 import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FramedConnection } from "../transport/mod.js";
 import { parseJson, type Schema } from "../validate.js";
+import { PID_PATTERN } from "../process_spec.js";
 import { ConnEndSchema, ConnOffsetSchema, ConnRefSchema, FlushSchema, NetHelloSchema, PeerErrorSchema, UnlistenSchema } from "./_internal_schemas.js";
 import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
 import type { NetAttach, NetLine } from "./net_link.js";
@@ -74,6 +75,7 @@ function sendBytes(conn: FramedConnection, type: number, c: ConnRef, offset: num
     head.setUint32(0, c.listener, true);
     head.setUint32(4, c.seq, true);
     head.setFloat64(8, offset + at, true);
+    // A broken channel is noticed by its reader, which reattaches and resends from the confirmed offsets.
     conn.send(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]).catch(() => undefined);
     if (bytes.length === 0) break;
   }
@@ -136,7 +138,7 @@ export async function connectNetLine(address: string, attach: NetAttach & { pid:
         }
       }
     } catch {
-      // Broken: below.
+      // Broken, or a bad frame from the home (it is not believed any more): handled below, as a broken line.
     }
     conn.destroy();
     for (const p of flushes.values()) {
@@ -150,6 +152,7 @@ export async function connectNetLine(address: string, attach: NetAttach & { pid:
     }
   })();
   const send = (type: number, value: unknown): void => {
+    // As in sendBytes: a broken channel is noticed by the reader above.
     if (!detached) conn.send(type, json(value)).catch(() => undefined);
   };
   return {
@@ -176,6 +179,7 @@ export async function connectNetLine(address: string, attach: NetAttach & { pid:
       }),
     detach: () => {
       detached = true;
+      // Detached either way; a close that fails leaves nothing to undo.
       void conn.close().catch(() => undefined);
     },
   };
@@ -187,7 +191,12 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
-  const pid = decodeURIComponent((req.url ?? "").slice(NET_PATH.length));
+  // A pid is plain ASCII: no escapes to decode (a malformed one would throw in the server's event handler).
+  const pid = (req.url ?? "").slice(NET_PATH.length);
+  if (!PID_PATTERN.test(pid)) {
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${NET_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
@@ -202,6 +211,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       await conn.send(Frame.attached, json({}));
       let done = false;
       const send = (type: number, value: unknown): void => {
+        // A broken channel ends the loop below; the runner reattaches.
         if (!done) conn.send(type, json(value)).catch(() => undefined);
       };
       const down: NetDownlink = {
@@ -214,6 +224,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
         superseded: () => {
           send(Frame.superseded, {});
           done = true;
+          // Superseded either way; a close that fails leaves nothing to undo.
           void conn.close().catch(() => undefined);
         },
       };
@@ -239,6 +250,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     } catch (err: unknown) {
       if (up === null) {
         const code = err instanceof FerryError ? err.code : "ERR_NET_PROTOCOL";
+        // The link may be what failed: the runner then learns of it from the closed connection.
         await conn.send(Frame.error, json({ code, message: (err as Error).message })).catch(() => undefined);
       }
     }

@@ -91,6 +91,7 @@ export class Policy {
       try {
         real = fs.realpathSync(file);
       } catch (err: unknown) {
+        if (!this.#roots.some((r) => under(reach(file), r.real))) throw this.#forbidden(`file ${file}, open in ${pid},`);
         throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${pid}, does not exist on node ${this.#node}`, { cause: err });
       }
       if (!this.#roots.some((r) => under(real, r.real))) throw this.#forbidden(`file ${file}, open in ${pid},`);
@@ -115,8 +116,8 @@ export class Policy {
     try {
       real = fs.realpathSync(host);
     } catch (err: unknown) {
-      // Missing is only said of a path whose nearest existing ancestor really lies under a root.
-      if (!this.#roots.some((r) => under(existingAncestor(host), r.real))) throw this.#forbidden(`directory ${host}`);
+      // Missing is only said of a path that, as far as it exists, really leads under a root.
+      if (!this.#roots.some((r) => under(reach(host), r.real))) throw this.#forbidden(`directory ${host}`);
       throw new FerryError("ERR_MISSING_DIRECTORY", `directory ${host} does not exist on node ${this.#node}`, { cause: err });
     }
     // A symlink under a root that leads out of every root.
@@ -133,14 +134,29 @@ export class Policy {
   }
 }
 
-/** The real path of the nearest ancestor of `p` that exists. */
-function existingAncestor(p: string): string {
-  for (let at = path.dirname(p); ; at = path.dirname(at)) {
-    try {
-      return fs.realpathSync(at);
-    } catch (err: unknown) {
-      // Not there (or not reachable) either: one level up; "/" always resolves.
-      if (at === "/") throw err;
-    }
+/** Symlinks followed through a path that does not resolve, as the kernel's ELOOP limit. */
+const SYMLINK_HOPS_MAX = 40;
+
+/**
+ * Where a path that does not resolve leads, as far as it exists: its
+ * existing part resolved (symlinks followed, dangling ones too), the
+ * missing rest appended. A dangling symlink under a root that points out of
+ * every root leads out of them, and must be refused as such, not reported
+ * missing (that would say something of the place it points to).
+ */
+function reach(p: string, hops = 0): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    // Does not resolve (missing, dangling, a loop): look at it piece by piece below.
   }
+  if (p === "/" || hops > SYMLINK_HOPS_MAX) return p;
+  let link: string | null = null;
+  try {
+    if (fs.lstatSync(p).isSymbolicLink()) link = fs.readlinkSync(p);
+  } catch {
+    // Not there at all: its parent says where it would be.
+  }
+  if (link !== null) return reach(path.resolve(path.dirname(p), link), hops + 1);
+  return path.join(reach(path.dirname(p), hops), path.basename(p));
 }

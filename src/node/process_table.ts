@@ -250,6 +250,8 @@ export class ProcessTable {
       if (this.#running.get(running.pid) !== running) return;
       this.#running.delete(running.pid);
       this.#links.ended(running.pid);
+      // Each step is best effort: the process has ended whatever fails here, and a
+      // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.
       await running.relay.flush().catch(() => undefined);
       // What it sent on its connections reaches its home before its end does.
       await running.net.flush().catch(() => undefined);
