@@ -334,4 +334,9 @@ describe("input validation, limits and authorization (issue 10)", { timeout: 300
     assert.deepEqual(fs.readdirSync(modules).filter((f) => f.endsWith(".tmp")), []);
     assert.equal((await request(n1.address, "GET", "/v1/node")).status, 200);
   });
+
+  it("a JSON body over 1 MiB is 413 ERR_BODY_TOO_LARGE", async () => {
+    const body = { module_sha256: sleeper_sha, args: ["x".repeat(8000)], env: Array.from({ length: 200 }, (_, i) => `K${i}=${"v".repeat(8000)}`) };
+    assertError(await request(n1.address, "POST", "/v1/processes", body), 413, "ERR_BODY_TOO_LARGE", "a 1.6 MB run request");
+  });
 });

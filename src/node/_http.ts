@@ -102,7 +102,7 @@ export function requestJson(address: string, method: string, path: string, body?
           }
           if ((res.statusCode ?? 500) >= 400) {
             const e = (value as { error?: { code?: string; message?: string } } | null)?.error;
-            reject(new FerryError(knownCode(e?.code, "ERR_PEER"), e?.message ?? `peer ${address} answered ${res.statusCode}`));
+            reject(new FerryError(knownCode(e?.code, "ERR_PEER"), typeof e?.message === "string" ? e.message : `peer ${address} answered ${res.statusCode}`));
             return;
           }
           resolve(value);
