@@ -16,8 +16,11 @@ import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_interna
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
 
-/** Processes listed by one peer's answer to `GET /v1/processes?local=1`. */
-const PEER_PROCESSES_MAX = 100_000;
+/** Entries of one peer's answer to `GET /v1/processes?local=1` or `GET /v1/links?local=1`: more than any node holds. */
+const PEER_ENTRIES_MAX = 100_000;
+
+/** A peer's list, passed on as it is (the client reads it), but a list of bounded length. */
+const PeerList = v.pipe(v.array(v.unknown()), v.maxLength(PEER_ENTRIES_MAX));
 
 /** Handles one control request. */
 export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -102,7 +105,7 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
   const remote = await Promise.all(
     node.peers.map(async (address) => {
       try {
-        return parse(v.pipe(v.array(v.unknown()), v.maxLength(PEER_PROCESSES_MAX)), await requestJson(address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
+        return parse(PeerList, await requestJson(address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
       } catch {
         // A peer that is down (or answers nonsense) has no processes to list; `ferry nodes` says which are down.
         return [];
@@ -118,9 +121,8 @@ async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): P
   const local = node.links.report();
   if (query.inspect === "1") return sendJson(res, 200, node.links.inspect());
   if (query.local === "1") return sendJson(res, 200, local);
-  const list = v.pipe(v.array(v.unknown()), v.maxLength(PEER_PROCESSES_MAX));
   // A peer that is down (or answers nonsense) has no links to list.
-  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => parse(list, r, `node ${address}'s links`), () => [])));
+  const remote = await Promise.all(node.peers.map((address) => requestJson(address, "GET", "/v1/links?local=1").then((r) => parse(PeerList, r, `node ${address}'s links`), () => [])));
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 

@@ -22,10 +22,10 @@ import { StandbyLedger } from "./_standbys.js";
 import { PeerInfoSchema } from "./_internal_schemas.js";
 import { parse } from "../validate.js";
 import type * as v from "valibot";
+import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
-import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** How a node is started. */
 export interface NodeOptions {
@@ -39,7 +39,7 @@ export interface NodeOptions {
   data_dir: string;
   /** Page tracker for pre-copy (default: probe for userfaultfd, else portable). */
   tracker?: TrackerChoice;
-  /** What processes may be given here (directories, low ports); default: nothing beyond the defaults of `policy.ts`. */
+  /** What processes may be given here (`policy.ts`); default: no host directories, no ports below 1024. */
   policy?: Partial<NodePolicy>;
   /** How much the node takes on; each limit not given has the default of `limits.ts`. */
   limits?: Partial<NodeLimits>;
@@ -74,7 +74,9 @@ export class FerryNode {
   readonly links: NodeLinks;
   /** Processes running here whose pages are still arriving (post-copy). */
   readonly postcopy = new PostCopySessions();
+  /** What processes may be given here. */
   readonly policy: Policy;
+  /** How much this node takes on. */
   readonly limits: NodeLimits;
   /** Memory held by incoming migrations' standbys. */
   readonly standbys: StandbyLedger;
