@@ -42,6 +42,13 @@ export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
 
+/**
+ * Longest a module fetch from a migration's source may take. The source gives
+ * up waiting for READY well before; this bounds how long a source that
+ * stalls the fetch holds its offer's reservation here.
+ */
+const MODULE_FETCH_TIMEOUT_MS = 60_000;
+
 /** Opens a link channel to the node at `address` (`_link_channel.ts`). */
 export async function connectLinks(address: string): Promise<FramedConnection> {
   const { socket, head } = await upgrade(address, LINKS_PATH, LINKS_PROTOCOL);
@@ -220,7 +227,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
 function fetchModule(node: FerryNode, address: string, sha256: string): Promise<void> {
   const i = address.lastIndexOf(":");
   return new Promise((resolve, reject) => {
-    http
+    const req = http
       .get({ host: address.slice(0, i), port: Number(address.slice(i + 1)), path: `/v1/modules/${sha256}`, agent: false }, (res) => {
         if (res.statusCode !== 200) {
           res.resume();
@@ -236,6 +243,8 @@ function fetchModule(node: FerryNode, address: string, sha256: string): Promise<
         );
       })
       .on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `cannot fetch module from ${address}: ${err.message}`)));
+    const deadline = setTimeout(() => req.destroy(new Error(`no module within ${MODULE_FETCH_TIMEOUT_MS} ms`)), MODULE_FETCH_TIMEOUT_MS);
+    req.on("close", () => clearTimeout(deadline));
   });
 }
 
