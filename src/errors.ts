@@ -1,18 +1,34 @@
 /**
  * Ferry's error hierarchy. Every failure an operator or a caller may meet has a
  * stable `code` (matched by callers, also across process boundaries) and keeps
- * the underlying error as `cause`.
+ * the underlying error as `cause`. The codes live in one registry
+ * (`error_codes.ts`) with their HTTP status and meaning.
  */
+import type { ErrorCode } from "./error_codes.js";
+
+export { ERROR_CODES, isErrorCode, knownCode, statusOf, type ErrorCode, type ErrorCodeInfo } from "./error_codes.js";
 
 /** Base class of every error Ferry raises on purpose. */
 export class FerryError extends Error {
-  /** Stable machine-readable code, e.g. `ERR_IMAGE_CHECKSUM`. */
-  readonly code: string;
+  /** Stable machine-readable code, e.g. `ERR_IMAGE_CHECKSUM`; always a registered one. */
+  readonly code: ErrorCode;
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = "FerryError";
+  }
+}
+
+/**
+ * An error the other side of a protocol reported (an ERROR frame): `code` is
+ * the peer's (or ERR_PEER when this node does not know it). Callers tell a
+ * refusal from a local failure by this class, never by the message.
+ */
+export class PeerError extends FerryError {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.name = "PeerError";
   }
 }
 
@@ -87,7 +103,7 @@ export class ModuleFileError extends FerryError {
 
 /** A runtime operation on a process failed (trap, suspend refused...). */
 export class RuntimeError extends FerryError {
-  constructor(code: "ERR_GUEST_TRAP" | "ERR_SUSPEND_FAILED" | "ERR_PROCESS_STATE" | "ERR_WORKER", message: string, options?: { cause?: unknown }) {
+  constructor(code: "ERR_GUEST_TRAP" | "ERR_SUSPEND_FAILED" | "ERR_PROCESS_STATE" | "ERR_WORKER" | "ERR_MEMORY_LIMIT", message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = "RuntimeError";
   }

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { Dialer, httpRequest } from "../src/node/mod.js";
 import { ClusterTls, clientCredentialDir, issue, localAuthorityDir, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
@@ -57,10 +58,20 @@ export async function nodeCredentialFiles(name: string, data: string, given?: Ke
   return ["--ca", path.join(dir, "ca.pem"), "--cert", path.join(dir, "cert.pem"), "--key", path.join(dir, "key.pem")];
 }
 
-/** Starts one node process with a certificate of the test CA and resolves once it listens. */
-export async function startNode(name: string, port: number, peers: string[], data: string, extra: readonly string[] = []): Promise<NodeProc> {
+/**
+ * Options of a test node, as `ferry node start` flags. By default the node
+ * allows directories under the system's temporary folder, where the tests
+ * make theirs.
+ */
+export const NODE_ARGS_DEFAULT: readonly string[] = ["--allow-dir", os.tmpdir()];
+
+/**
+ * Starts one node process with a certificate of the test CA and resolves
+ * once it listens; `args` are more `ferry node start` flags.
+ */
+export async function startNode(name: string, port: number, peers: string[], data: string, args: readonly string[] = NODE_ARGS_DEFAULT): Promise<NodeProc> {
   const credential = await nodeCredentialFiles(name, data);
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peers.join(","), "--data", data, ...credential, ...extra], {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peers.join(","), "--data", data, ...credential, ...args], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   return new Promise((resolve, reject) => {
@@ -74,18 +85,22 @@ export async function startNode(name: string, port: number, peers: string[], dat
   });
 }
 
-/** A cluster of `names.length` node processes, all peers of each other (through `via` where given). */
+/**
+ * A cluster of `names.length` node processes, all peers of each other
+ * (through `via` where given); `args` gives a node more flags (default
+ * NODE_ARGS_DEFAULT).
+ */
 export async function startCluster(
   names: string[],
   via: (name: string, address: string) => string = (_n, a) => a,
-  extra: (name: string) => string[] = () => [],
+  args: (name: string) => readonly string[] = () => NODE_ARGS_DEFAULT,
 ): Promise<{ nodes: NodeProc[]; stop(): Promise<void>; dir: string }> {
   const ports = await freePorts(names.length);
   const dir = tempDir("cluster");
   const addresses = ports.map((p) => `127.0.0.1:${p}`);
   const nodes = await Promise.all(
     names.map((name, i) =>
-      startNode(name, ports[i] as number, names.flatMap((other, j) => (j === i ? [] : [via(other, addresses[j] as string)])), path.join(dir, name), extra(name)),
+      startNode(name, ports[i] as number, names.flatMap((other, j) => (j === i ? [] : [via(other, addresses[j] as string)])), path.join(dir, name), args(name)),
     ),
   );
   return {

@@ -20,7 +20,7 @@ import { requestJson } from "../src/node/_http.js";
 import { ClusterTls, createAuthority, localAuthorityDir, issue, parseToken, formatToken, type KeyPairPem } from "../src/trust/mod.js";
 import { FramedConnection } from "../src/transport/mod.js";
 import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
-import { freePorts, json, nodeDialer, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, NODE_ARGS_DEFAULT, nodeDialer, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 
@@ -93,7 +93,7 @@ describe("an authenticated cluster", () => {
 
   before(async () => {
     // n1 holds the CA's key, so it can issue join tokens.
-    cluster = await startCluster(["n1", "n2"], undefined, (name) => (name === "n1" ? ["--ca-key", path.join(localAuthorityDir(), "ca-key.pem")] : []));
+    cluster = await startCluster(["n1", "n2"], undefined, (name) => (name === "n1" ? [...NODE_ARGS_DEFAULT, "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")] : NODE_ARGS_DEFAULT));
     [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
     ca_pem = fs.readFileSync(path.join(cluster.dir, "n1", "pki", "ca.pem"), "utf8");
     foreign = await createAuthority("elsewhere");

@@ -89,3 +89,22 @@ export function optionInt(parsed: Parsed, name: string): number | undefined {
   if (!/^\d+$/.test(raw)) throw new UsageError(`option --${name} wants a whole number, not ${JSON.stringify(raw)}`);
   return Number(raw);
 }
+
+const SIZE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
+
+/** A size: bytes, or a whole number with K, M, G or T (binary: 64M is 64 MiB; KiB, MB... are read the same). */
+export function parseSize(text: string): number | null {
+  const m = /^(\d{1,16})\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim());
+  if (m === null) return null;
+  const bytes = Number(m[1]) * (SIZE_UNITS[(m[2] as string).toLowerCase()] as number);
+  return Number.isSafeInteger(bytes) ? bytes : null;
+}
+
+/** A size option (see {@link parseSize}). */
+export function optionSize(parsed: Parsed, name: string): number | undefined {
+  const raw = optionValue(parsed, name);
+  if (raw === undefined) return undefined;
+  const bytes = parseSize(raw);
+  if (bytes === null) throw new UsageError(`option --${name} wants a size such as 64M or 1G, not ${JSON.stringify(raw)}`);
+  return bytes;
+}

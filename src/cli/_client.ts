@@ -5,7 +5,7 @@
  */
 import type http from "node:http";
 import https from "node:https";
-import { FerryError } from "../errors.js";
+import { FerryError, isErrorCode, knownCode, type ErrorCode } from "../errors.js";
 import { ClusterTls, clientCredentialDir, hasCredential, readCredential } from "../trust/mod.js";
 import { optionValue, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 import { SseParser, type SseEvent } from "./_sse.js";
@@ -33,7 +33,7 @@ export class ClusterError extends FerryError {
   /** The HTTP status of the answer, when there was one. */
   readonly status: number | undefined;
 
-  constructor(code: string, message: string, options?: { cause?: unknown; status?: number }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; status?: number }) {
     super(code, message, options);
     this.name = "ClusterError";
     this.status = options?.status;
@@ -251,7 +251,9 @@ export class ClusterClient {
     const code = body?.error?.code;
     const message = body?.error?.message;
     if (typeof code === "string" && code !== "") {
-      throw new ClusterError(code, typeof message === "string" ? message : `node ${this.name} answered ${status}`, { status });
+      const text = typeof message === "string" ? message : `node ${this.name} answered ${status}`;
+      // A code this CLI does not know (a newer node) is kept in the message, never passed off as a known one.
+      throw new ClusterError(knownCode(code, "ERR_PEER"), isErrorCode(code) ? text : `${text} [${code}]`, { status });
     }
     const excerpt = bytes.subarray(0, 200).toString("utf8").trim();
     throw new ClusterError("ERR_CLUSTER_PROTOCOL", `node ${this.name} answered ${status}${excerpt === "" ? "" : `: ${excerpt}`}`, { status });

@@ -1,5 +1,5 @@
 /** `ferry migrate`: move a running process to another node. */
-import { FerryError } from "../errors.js";
+import { FerryError, isErrorCode, knownCode } from "../errors.js";
 import type { MigrationMetrics } from "../migration/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError } from "./_args.js";
 import { CLUSTER_OPTION, clusterClient } from "./_client.js";
@@ -139,8 +139,10 @@ async function withProgress(events: AsyncIterable<{ event: string; data: string 
       if (e.event === "progress") process.stderr.write(bar(JSON.parse(e.data) as Progress));
       else if (e.event === "result") return JSON.parse(e.data) as Result;
       else if (e.event === "error") {
-        const err = JSON.parse(e.data) as { code: string; message: string };
-        throw new FerryError(err.code, err.message);
+        const err = JSON.parse(e.data) as { code?: unknown; message?: unknown };
+        const message = typeof err.message === "string" ? err.message : "the migration failed";
+        // A code this CLI does not know is kept in the message, never passed off as a known one.
+        throw new FerryError(knownCode(err.code, "ERR_PEER"), isErrorCode(err.code) ? message : `${message} [${String(err.code)}]`);
       }
     }
   } finally {

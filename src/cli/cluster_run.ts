@@ -8,9 +8,10 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
+import { optionSize, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
 import { CLUSTER_OPTION, ClusterClient, ClusterError, clusterClient, parseAddress } from "./_client.js";
 import { exitCodeOf, relayOutput, reportStatus } from "./_output.js";
+import { WASM_PAGE_BYTES } from "../process_spec.js";
 
 /** Help of `ferry run`. */
 export const RUN_HELP = `Usage: ferry run [OPTIONS] PROGRAM.wasm [ARGS...]
@@ -27,15 +28,23 @@ Options:
                          running (stop it with ferry kill PID).
   --dir HOST[:GUEST]     Give the program the directory HOST of the node that
                          runs it, seen as GUEST (default: the same path).
-                         HOST is made absolute here. Repeatable.
+                         HOST is made absolute here; it must lie under a
+                         directory the node allows (--allow-dir). Repeatable.
   --env K=V              Set an environment variable for the program. Repeatable.
+  --memory SIZE          Cap the program's memory at SIZE (e.g. 64M, 1G; whole
+                         64K pages): past it, its allocations fail as on a
+                         machine out of memory. The cap moves with it, and a
+                         node whose --memory-max is lower refuses it. Default:
+                         the node's --memory-max.
   --listen HOST:PORT     Serve TCP: the program's home node (the node it starts
                          on) listens on HOST:PORT (port 0: any free port) and
                          the program gets the listening socket as a preopened
                          fd (sock_accept, sock_recv, sock_send, sock_shutdown,
                          poll_oneoff); its numbers are in $FERRY_LISTEN_FDS.
                          Connections stay open when the program migrates: the
-                         home relays them to wherever it runs. Repeatable.
+                         home relays them to wherever it runs. Ports below
+                         1024 need a node started with --allow-low-ports.
+                         Repeatable.
   --json                 Print {"pid": PID, "node": NAME, "listen": [ADDRESS...]}
                          instead of the pid.
   --cluster HOST:PORT    The node to talk to (default: $FERRY_CLUSTER, else
@@ -108,6 +117,7 @@ function parseRun(argv: readonly string[]): Parsed {
       { name: "dir", value: true, multiple: true },
       { name: "env", value: true, multiple: true },
       { name: "listen", value: true, multiple: true },
+      { name: "memory", value: true },
       { name: "json", value: false },
       CLUSTER_OPTION,
       { name: "help", value: false, short: "h" },
@@ -135,6 +145,10 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
   const dirs = (parsed.options.get("dir") ?? []).map(dirSpec);
   const listen = parsed.options.get("listen") ?? [];
   for (const l of listen) if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(l)) throw new UsageError(`--listen ${JSON.stringify(l)}: want HOST:PORT`);
+  const memory_max_bytes = optionSize(parsed, "memory");
+  if (memory_max_bytes !== undefined && (memory_max_bytes < WASM_PAGE_BYTES || memory_max_bytes % WASM_PAGE_BYTES !== 0)) {
+    throw new UsageError(`--memory wants whole 64K pages (64K, 64M, 1G...), not ${memory_max_bytes} bytes`);
+  }
   const cluster = clusterClient(parsed);
   const wasm = readModule(program);
   const sha256 = createHash("sha256").update(wasm).digest("hex");
@@ -154,6 +168,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     dirs,
     ...(listen.length === 0 ? {} : { listen }),
     ...(node === undefined ? {} : { node }),
+    ...(memory_max_bytes === undefined ? {} : { memory_max_bytes }),
   })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;
   if (typeof pid !== "string" || pid === "") {

@@ -89,7 +89,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     return await run(rest);
   } catch (err: unknown) {
-    if (err instanceof UsageError) {
+    if (err instanceof UsageError || (err instanceof FerryError && err.code === "ERR_USAGE")) {
       process.stderr.write(`ferry ${command}: ${err.message}\n`);
       return EXIT_USAGE;
     }

@@ -2,9 +2,9 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { FerryNode, checkNodeName, parseAddress } from "../node/mod.js";
+import { FerryNode, checkNodeName, parseAddress, type NodeLimits, type NodePolicy } from "../node/mod.js";
 import type { TrackerChoice } from "../memory/mod.js";
-import { optionInt, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
+import { optionInt, optionSize, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, nodeIdentity, type NodeIdentity } from "./_identity.js";
@@ -18,6 +18,25 @@ function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial
   }
   return out;
 }
+
+/** Help of the options `node start` and `up` share: what a node allows and how much it takes on. */
+const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directories under DIR
+                         (symlinks resolved); repeatable. Without any, no
+                         directory may be given (ferry up allows the folder
+                         it was started in).
+  --allow-low-ports      Processes may listen on ports below 1024.
+  --memory-max SIZE      Largest memory a process may have, e.g. 512M, 2G; also
+                         the cap of a process run without --memory (default:
+                         half this machine's memory, at most 4G).
+  --max-processes N      Processes running at once, counting incoming
+                         migrations (default 256).
+  --max-standby-bytes SIZE
+                         Memory incoming migrations may hold before they
+                         commit (default: half this machine's memory).
+  --max-module-size SIZE Largest module accepted (default 256M).
+  --standby-timeout MS   Free an incoming migration's memory when its source
+                         sends nothing for MS ms (default 30000).
+`;
 
 /** Help of `ferry node`. */
 export const NODE_HELP = `Usage: ferry node start --name NAME [OPTIONS]
@@ -48,27 +67,63 @@ Cluster identity (every connection is mutual TLS with the cluster's CA; give one
   --insecure             No TLS and no authentication at all: anyone who can
                          reach the port runs code as this user. For measurements
                          on a machine of one's own only.
-  -h, --help             Show this help.
+
+Limits and policy:
+${LIMIT_HELP}  -h, --help             Show this help.
 `;
 
 /** Help of `ferry up`. */
-export const UP_HELP = `Usage: ferry up [--nodes N] [--port P]
+export const UP_HELP = `Usage: ferry up [--nodes N] [--port P] [OPTIONS]
 
 Starts a local cluster of N nodes on 127.0.0.1 (control on P, P+1, ...) in the
-foreground, prints where they listen, and stops them all on Ctrl-C.
+foreground, prints where they listen, and stops them all on Ctrl-C. Processes
+may be given directories under the folder it was started in (and under every
+--allow-dir).
 
 The cluster's CA is made on first use in ~/.ferry/cluster (or $FERRY_HOME), each
 node gets a certificate, and this user gets a client certificate in
 ~/.ferry/client that every ferry command uses (keys 0600).
 
 Options:
-  --nodes N      How many nodes (default 3).
-  --port P       First port (default 7070).
-  --data DIR     Where the nodes keep their data (default: a new temporary folder,
-                 removed on exit).
-  --tracker T    Page tracker: auto (default), userfaultfd or portable.
-  -h, --help     Show this help.
+  --nodes N              How many nodes (default 3).
+  --port P               First port (default 7070).
+  --data DIR             Where the nodes keep their data (default: a new
+                         temporary folder, removed on exit).
+  --tracker T            Page tracker: auto (default), userfaultfd or portable.
+${LIMIT_HELP}  -h, --help             Show this help.
 `;
+
+/** The options of LIMIT_HELP. */
+const LIMIT_OPTIONS: OptionSpec[] = [
+  { name: "allow-dir", value: true, multiple: true },
+  { name: "allow-low-ports", value: false },
+  { name: "memory-max", value: true },
+  { name: "max-processes", value: true },
+  { name: "max-standby-bytes", value: true },
+  { name: "max-module-size", value: true },
+  { name: "standby-timeout", value: true },
+];
+
+/** A node's limits from the command line (each not given: the node's default). */
+function limitsOption(parsed: Parsed): Partial<NodeLimits> {
+  const limits: Partial<NodeLimits> = {};
+  const memory = optionSize(parsed, "memory-max");
+  if (memory !== undefined) limits.memory_max_bytes = memory;
+  const processes = optionInt(parsed, "max-processes");
+  if (processes !== undefined) limits.processes_max = processes;
+  const standby = optionSize(parsed, "max-standby-bytes");
+  if (standby !== undefined) limits.standby_bytes_max = standby;
+  const module = optionSize(parsed, "max-module-size");
+  if (module !== undefined) limits.module_bytes_max = module;
+  const idle = optionInt(parsed, "standby-timeout");
+  if (idle !== undefined) limits.standby_idle_ms = idle;
+  return limits;
+}
+
+/** A node's policy from the command line, with `also` allowed too. */
+function policyOption(parsed: Parsed, also: readonly string[] = []): NodePolicy {
+  return { allow_dirs: [...also, ...(parsed.options.get("allow-dir") ?? [])], allow_low_ports: parsed.flags.has("allow-low-ports") };
+}
 
 /** Largest local cluster `ferry up` starts: each node is a thread pool of its own. */
 const UP_NODES_MAX = 16;
@@ -114,6 +169,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "key", value: true },
       { name: "ca-key", value: true },
       { name: "insecure", value: false },
+      ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -152,6 +208,8 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     tracker: trackerOption(parsed),
     tls: tls?.tls ?? null,
     authority: tls?.authority ?? null,
+    policy: policyOption(parsed),
+    limits: limitsOption(parsed),
   });
   // A node that just joined is known to no one: it tells the members it learned of.
   if (tls?.joined === true) await node.announce();
@@ -175,6 +233,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "port", value: true },
       { name: "data", value: true },
       { name: "tracker", value: true },
+      ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -194,11 +253,14 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   const client = await ensureClient(authority, clientCredentialDir(), os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client");
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
+  // A local cluster serves the folder it was started in, as a local program would.
+  const policy = policyOption(parsed, [process.cwd()]);
+  const limits = limitsOption(parsed);
   try {
     for (let i = 0; i < count; i += 1) {
       const name = `n${i + 1}`;
       const tls = await localNode(authority, name, "127.0.0.1", path.join(data, name));
-      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed), tls, authority }));
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed), tls, authority, policy, limits }));
     }
     const addresses = nodes.map((n) => n.address);
     for (const n of nodes) n.addPeers(addresses);

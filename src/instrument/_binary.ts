@@ -62,12 +62,20 @@ const LIMITS_HAS_MAX = 0x01;
 const LIMITS_SHARED = 0x02;
 const LIMITS_MEMORY64 = 0x04;
 
+/** A memory's limits, in 64 KiB pages. */
+interface MemoryLimits {
+  shared: boolean;
+  initial: number;
+  /** Absent: the module declares none. */
+  maximum: number | undefined;
+}
+
 /**
- * Returns a copy of `wasm` whose (single, defined) memory is shared with the
- * given maximum in 64 KiB pages. A shared memory lets the controlling thread
- * read the guest's pages while it runs, with no copy.
+ * Returns a copy of `wasm` whose (single, defined) memory has the limits
+ * `rewrite` makes of the declared ones; `wasm` itself when it has no memory
+ * section.
  */
-export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8Array {
+function rewriteMemoryLimits(wasm: Uint8Array, rewrite: (limits: MemoryLimits) => MemoryLimits & { maximum: number }): Uint8Array {
   const memory = sections(wasm).find((s) => s.id === SECTION_MEMORY);
   if (memory === undefined) return wasm;
   const count = readU32Leb(wasm, memory.payload);
@@ -76,18 +84,19 @@ export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8
   if ((flags & LIMITS_MEMORY64) !== 0) throw new Error("memory64 is not supported");
   const initial = readU32Leb(wasm, count.next + 1);
   let after = initial.next;
-  let maximum = maximum_pages;
+  let declared: number | undefined;
   if ((flags & LIMITS_HAS_MAX) !== 0) {
     const max = readU32Leb(wasm, initial.next);
-    maximum = max.value;
+    declared = max.value;
     after = max.next;
   }
   if (after !== memory.end) throw new Error("unexpected bytes after memory limits");
+  const limits = rewrite({ shared: (flags & LIMITS_SHARED) !== 0, initial: initial.value, maximum: declared });
   const payload = [
     ...writeU32Leb(1),
-    LIMITS_HAS_MAX | LIMITS_SHARED,
-    ...writeU32Leb(initial.value),
-    ...writeU32Leb(maximum),
+    LIMITS_HAS_MAX | (limits.shared ? LIMITS_SHARED : 0),
+    ...writeU32Leb(limits.initial),
+    ...writeU32Leb(limits.maximum),
   ];
   const header = [SECTION_MEMORY, ...writeU32Leb(payload.length)];
   const out = new Uint8Array(wasm.length - (memory.end - memory.start) + header.length + payload.length);
@@ -96,6 +105,28 @@ export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8
   out.set(payload, memory.start + header.length);
   out.set(wasm.subarray(memory.end), memory.start + header.length + payload.length);
   return out;
+}
+
+/**
+ * Returns a copy of `wasm` whose (single, defined) memory is shared with the
+ * given maximum in 64 KiB pages. A shared memory lets the controlling thread
+ * read the guest's pages while it runs, with no copy.
+ */
+export function makeMemoryShared(wasm: Uint8Array, maximum_pages: number): Uint8Array {
+  return rewriteMemoryLimits(wasm, (l) => ({ shared: true, initial: l.initial, maximum: l.maximum ?? maximum_pages }));
+}
+
+/**
+ * Returns a copy of `wasm` whose memory may grow to `maximum_pages` at most
+ * (its declared maximum when that is lower). The engine enforces it: the
+ * guest's `memory.grow` past it returns -1, as on a machine out of memory.
+ * Throws RangeError when the memory starts larger than that.
+ */
+export function capMemory(wasm: Uint8Array, maximum_pages: number): Uint8Array {
+  return rewriteMemoryLimits(wasm, (l) => {
+    if (l.initial > maximum_pages) throw new RangeError(`the module's memory starts at ${l.initial} pages, over the cap of ${maximum_pages}`);
+    return { shared: l.shared, initial: l.initial, maximum: Math.min(l.maximum ?? maximum_pages, maximum_pages) };
+  });
 }
 
 const SECTION_IMPORT = 2;

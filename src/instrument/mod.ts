@@ -12,3 +12,4 @@ export {
   type Instrumented,
 } from "./instrument.js";
 export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented } from "./cache.js";
+export { capMemory } from "./_binary.js";

@@ -5,9 +5,11 @@
  * FerryError (ERR_MIGRATION_PROTOCOL), never another exception.
  */
 import type { Hash } from "node:crypto";
-import { FerryError } from "../errors.js";
-import { CHUNK_BYTES } from "../memory/mod.js";
+import type * as v from "valibot";
+import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FRAME_BYTES_MAX, type FramedConnection } from "../transport/mod.js";
+import { parseJson, type Schema } from "../validate.js";
+import { ErrorFrameSchema } from "./_schemas.js";
 
 /** Frame types. */
 export const Msg = {
@@ -42,23 +44,6 @@ export const FRAME_PAYLOAD_BYTES_MAX = FRAME_BYTES_MAX - 1;
 /** Pages per PAGES frame: count, one u32 index per page, then the pages. */
 export const PAGES_PER_FRAME_MAX = Math.floor((FRAME_PAYLOAD_BYTES_MAX - 4) / (WIRE_PAGE_BYTES + 4));
 
-/**
- * The peer answered ERROR: it refused (a check failed there), as opposed to
- * the link breaking. The code is the peer's, if it is one a code can be.
- */
-export class PeerRefusal extends FerryError {
-  constructor(code: string, message: string) {
-    super(code, message);
-    this.name = "PeerRefusal";
-  }
-}
-
-/** A peer's error code is used as ours only if it looks like one: bounded, ERR_ and capitals. */
-const PEER_CODE = /^ERR_[A-Z0-9_]{1,64}$/;
-
-/** A peer's error message is cut to this many characters before it goes into ours. */
-const PEER_MESSAGE_CHARS_MAX = 4096;
-
 function protocolError(message: string, cause?: unknown): FerryError {
   return new FerryError("ERR_MIGRATION_PROTOCOL", message, cause === undefined ? undefined : { cause });
 }
@@ -68,13 +53,9 @@ export function sendJson(conn: FramedConnection, type: number, value: unknown): 
   return conn.send(type, Buffer.from(JSON.stringify(value)));
 }
 
-/** Parses a JSON control message: any JSON value, for the caller to check. */
-export function parseJson(payload: Uint8Array): unknown {
-  try {
-    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
-  } catch (err: unknown) {
-    throw protocolError("a control frame is not JSON", err);
-  }
+/** Parses a JSON control message and checks it against its schema; throws ERR_MIGRATION_PROTOCOL naming `what`. */
+export function readFrame<S extends Schema>(schema: S, payload: Uint8Array, what: string): v.InferOutput<S> {
+  return parseJson(schema, payload, `${what} frame`, { code: "ERR_MIGRATION_PROTOCOL" });
 }
 
 /**
@@ -169,47 +150,14 @@ export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Ar
   return bytes + 5;
 }
 
-/** Throws the peer's refusal (a {@link PeerRefusal}) if `frame` is an ERROR frame. */
+/**
+ * Throws the peer's error (a PeerError) if `frame` is an ERROR frame. A code
+ * this node does not know becomes ERR_PEER, the peer's own kept in the message.
+ */
 export function raiseIfError(frame: { type: number; payload: Uint8Array }, peer: string): void {
   if (frame.type !== Msg.error) return;
-  const e = parseJson(frame.payload);
-  const fields = typeof e === "object" && e !== null ? (e as Record<string, unknown>) : {};
-  const code = typeof fields["code"] === "string" && PEER_CODE.test(fields["code"]) ? fields["code"] : "ERR_MIGRATION_REFUSED";
-  const message = typeof fields["message"] === "string" ? fields["message"].slice(0, PEER_MESSAGE_CHARS_MAX) : "refused";
-  throw new PeerRefusal(code, `${peer}: ${message}`);
-}
-
-/**
- * A HANDOVER frame (untrusted): a session name, a memory size in whole
- * chunks, and [first, count] runs of chunks in order, inside that memory.
- * Only post-copy and hybrid migrations have one.
- */
-export function parseHandover(payload: Uint8Array, strategy: string): Handover {
-  if (strategy !== "post-copy" && strategy !== "hybrid") throw protocolError(`a ${strategy} migration has no handover`);
-  const h = parseJson(payload);
-  if (typeof h !== "object" || h === null) throw protocolError("malformed handover");
-  const { session, remote_bytes, missing } = h as Record<string, unknown>;
-  const ok =
-    typeof session === "string" &&
-    /^[A-Za-z0-9._-]{1,128}$/.test(session) &&
-    typeof remote_bytes === "number" &&
-    Number.isSafeInteger(remote_bytes) &&
-    remote_bytes >= 0 &&
-    remote_bytes % CHUNK_BYTES === 0 &&
-    Array.isArray(missing);
-  if (!ok) throw protocolError("malformed handover");
-  const runs: [number, number][] = [];
-  let end = 0;
-  for (const run of missing as unknown[]) {
-    const [first, count] = Array.isArray(run) && run.length === 2 ? (run as unknown[]) : [NaN, NaN];
-    if (
-      typeof first !== "number" || typeof count !== "number" || !Number.isSafeInteger(first) || !Number.isSafeInteger(count) ||
-      first < end || count <= 0 || (first + count) * CHUNK_BYTES > remote_bytes
-    ) {
-      throw protocolError("handover ranges are out of order or outside the memory");
-    }
-    runs.push([first, count]);
-    end = first + count;
-  }
-  return { session, remote_bytes, missing: runs };
+  const e = readFrame(ErrorFrameSchema, frame.payload, "ERROR");
+  const code = e.code === undefined ? "ERR_MIGRATION_REFUSED" : knownCode(e.code, "ERR_PEER");
+  const unknown = e.code !== undefined && !isErrorCode(e.code) ? ` [${e.code}]` : "";
+  throw new PeerError(code, `${peer}: ${e.message ?? "refused"}${unknown}`);
 }

@@ -8,13 +8,26 @@
 import { createHash } from "node:crypto";
 import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageDecoder, type DecodedImage, type ImageTrust } from "../image/mod.js";
+import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { parseOffer } from "./_offer.js";
-import { Msg, parseHandover, raiseIfError, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import type { Offer } from "./source.js";
 
-/** Wait for the next frame at most this long before giving up on a silent source. */
-const IDLE_TIMEOUT_MS = 60_000;
+/**
+ * Default wait for the next frame before giving up on a silent source. The
+ * standby it prepared holds the process's whole memory, populated: a source
+ * that went quiet must not keep it. Rounds and image frames follow each
+ * other within milliseconds; a source that is merely slow still sends a
+ * frame well within this.
+ */
+export const STANDBY_IDLE_MS_DEFAULT = 30_000;
+
+/** Options of {@link migrateIn}. */
+export interface MigrateInOptions {
+  /** Wait for the next frame at most this long (default STANDBY_IDLE_MS_DEFAULT); then the standby is dropped. */
+  idle_ms?: number;
+}
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
@@ -52,13 +65,14 @@ export interface DestinationSide {
 }
 
 /** Serves one incoming migration on `conn`. Resolves with the pid once it runs here. */
-export async function migrateIn(conn: FramedConnection, side: DestinationSide): Promise<string> {
+export async function migrateIn(conn: FramedConnection, side: DestinationSide, options: MigrateInOptions = {}): Promise<string> {
+  const idle_ms = options.idle_ms ?? STANDBY_IDLE_MS_DEFAULT;
   let offer: Offer;
   let landing: Landing;
   try {
-    const first = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
+    const first = await conn.next({ timeout_ms: idle_ms });
     if (first.type !== Msg.offer) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected OFFER, got frame type ${first.type}`);
-    offer = parseOffer(first.payload);
+    offer = readFrame(OfferSchema, first.payload, "OFFER");
     landing = await side.prepare(offer);
   } catch (err: unknown) {
     await refuse(conn, err);
@@ -79,7 +93,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
     let rounds_pages = false;
     let handover: Handover | null = null;
     for (;;) {
-      const frame = await conn.next({ timeout_ms: IDLE_TIMEOUT_MS });
+      const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
       if (frame.type === Msg.pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
@@ -90,12 +104,13 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide): 
         for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }
       else if (frame.type === Msg.handover && handover === null) {
-        handover = parseHandover(frame.payload, offer.strategy);
+        handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
         landing.handover(handover);
       }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
-      else if (frame.type !== Msg.round_end) throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
+      else if (frame.type === Msg.round_end) readFrame(RoundEndSchema, frame.payload, "ROUND_END");
+      else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
@@ -123,6 +138,20 @@ function checkRounds(image: DecodedImage, received_sha256: string, received_page
   const signed = image.meta["precopy_sha256"];
   if (signed === undefined ? !received_pages : signed === received_sha256) return;
   throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
+}
+
+/** A handover passed its schema; its ranges must also lie inside the memory, in order, and within the process's cap. */
+export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memory_max_bytes">): Handover {
+  if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
+  if (h.remote_bytes > offer.memory_max_bytes) throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${h.remote_bytes} bytes is over the process's cap of ${offer.memory_max_bytes}`);
+  let end = 0;
+  for (const [first, count] of h.missing) {
+    if (first < end || (first + count) * CHUNK_BYTES > h.remote_bytes) {
+      throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover ranges are out of order or outside the memory");
+    }
+    end = first + count;
+  }
+  return h;
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -85,6 +85,7 @@ function offer(proc: GuestProcess, strategy: Strategy): Offer {
     strategy,
     source: "127.0.0.1:1",
     memory_bytes: proc.memory.buffer.byteLength,
+    memory_max_bytes: 1 << 30,
   };
 }
 
@@ -95,7 +96,7 @@ function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSi
     trust,
     async prepare(o: Offer): Promise<Landing> {
       const d = io();
-      const proc = await GuestProcess.standby(wasm, d.io, o.module_name);
+      const proc = await GuestProcess.standby(wasm, d.io, { module_path: o.module_name });
       proc.growTo(o.memory_bytes);
       let view = new Uint8Array(proc.memory.buffer);
       return {

@@ -15,5 +15,6 @@ export {
   type Strategy,
 } from "./source.js";
 export { PageServer, type PageServerStats } from "./page_server.js";
-export type { Handover } from "./_wire.js";
-export { migrateIn, type DestinationSide, type Landing } from "./destination.js";
+export { Msg, type Handover } from "./_wire.js";
+export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
+export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";

@@ -5,20 +5,17 @@
  * source's: any failure leaves it running here.
  */
 import { createHash, type Hash } from "node:crypto";
-import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
+import { FerryError, PeerError, TransportError, TransportErrorCodes } from "../errors.js";
 import { encodeImage, sparsePages, type ImageSigner, type MemorySource } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
-import { Msg, parseJson, PeerRefusal, raiseIfError, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { EmptySchema, type Strategy } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
-/** Migration strategies. */
-export type Strategy = "stop-copy" | "pre-copy" | "post-copy" | "hybrid";
-
-/** Every strategy, in the order a user meets them. */
-export const STRATEGIES: readonly Strategy[] = ["stop-copy", "pre-copy", "post-copy", "hybrid"];
+export { STRATEGIES, type Strategy } from "./_schemas.js";
 
 /** Default wait for a broken post-copy link to come back before the process is given up. */
 export const RECOVER_MS_DEFAULT = 10_000;
@@ -50,6 +47,8 @@ export interface Offer {
   source: string;
   /** Memory size when offered; it can only grow, so the destination may reserve this much at once. */
   memory_bytes: number;
+  /** The process's memory cap (it travels with the process; the destination checks it against its own maximum). */
+  memory_max_bytes: number;
   /** Post-copy and hybrid: how long either side waits for a broken page channel to come back. */
   recover_ms?: number;
   /**
@@ -194,6 +193,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const ready = await conn.next({ timeout_ms: PREPARE_TIMEOUT_MS });
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
+    readFrame(EmptySchema, ready.payload, "READY");
     side.progress?.({ phase: "offered", bytes: 0, memory_bytes: memory().length });
 
     const post_copy = options.strategy === "post-copy" || options.strategy === "hybrid";
@@ -288,7 +288,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const reply = await answer.within(RESTORE_TIMEOUT_MS);
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
-    parseJson(reply.payload);
+    readFrame(EmptySchema, reply.payload, "RUNNING");
     if (handover !== null) {
       conn.close();
       return await postCopyPhase(handover, final);
@@ -300,7 +300,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     if (suspended) {
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
-      const refused = err instanceof PeerRefusal;
+      const refused = err instanceof PeerError;
       if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) {
         return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
       }

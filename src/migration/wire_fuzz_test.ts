@@ -13,11 +13,20 @@ import { FerryError } from "../errors.js";
 import { encodeImage, sparsePages, trustKeys } from "../image/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FramedConnection } from "../transport/mod.js";
-import { parseOffer } from "./_offer.js";
-import { Msg, PAGES_PER_FRAME_MAX, PeerRefusal, WIRE_PAGE_BYTES, parseHandover, raiseIfError, readPages } from "./_wire.js";
+import { PeerError as PeerRefusal } from "../errors.js";
+import { checkHandover } from "./destination.js";
+import { HandoverSchema, OfferSchema } from "./_schemas.js";
+import { Msg, PAGES_PER_FRAME_MAX, WIRE_PAGE_BYTES, raiseIfError, readFrame, readPages, type Handover } from "./_wire.js";
 import { migrateIn, type Landing, type Offer } from "./mod.js";
 
 const json = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v) ?? "null");
+
+/** An OFFER payload as the destination reads it. */
+const parseOffer = (payload: Uint8Array): Offer => readFrame(OfferSchema, payload, "OFFER");
+
+/** A HANDOVER payload as the destination reads it, for a process of the largest cap. */
+const parseHandover = (payload: Uint8Array, strategy: Offer["strategy"]): Handover =>
+  checkHandover(readFrame(HandoverSchema, payload, "HANDOVER"), { strategy, memory_max_bytes: 4 * 1024 * 1024 * 1024 });
 
 function isProtocolError(error: unknown): boolean {
   return error instanceof FerryError && error.code === "ERR_MIGRATION_PROTOCOL";
@@ -35,6 +44,7 @@ const VALID_OFFER: Offer = {
   strategy: "pre-copy",
   source: "127.0.0.1:7070",
   memory_bytes: 131072,
+  memory_max_bytes: 1 << 30,
 };
 
 /** Any JSON value, and objects shaped like the expected ones with a field or two wrong. */

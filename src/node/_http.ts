@@ -1,6 +1,8 @@
 /** Small HTTP helpers of the control API: JSON bodies, errors, forwarding. */
 import http from "node:http";
-import { FerryError } from "../errors.js";
+import type * as v from "valibot";
+import { FerryError, knownCode, statusOf } from "../errors.js";
+import { parse, type Schema } from "../validate.js";
 import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js";
 import { ANY_NODE, toolDialer, type Dialer } from "./_dialer.js";
 
@@ -10,46 +12,31 @@ export const JSON_BODY_BYTES_MAX = 1024 * 1024;
 /** How long a node waits for a peer's answer before calling it down. */
 export const PEER_TIMEOUT_MS = 2000;
 
-const STATUS_BY_CODE: Record<string, number> = {
-  ERR_NO_SUCH_PROCESS: 404,
-  ERR_NO_SUCH_NODE: 404,
-  ERR_NOT_FOUND: 404,
-  ERR_MODULE_MISSING: 409,
-  ERR_PROCESS_STATE: 409,
-  ERR_BAD_REQUEST: 400,
-  ERR_MODULE_HASH: 400,
-  ERR_MODULE_TOO_LARGE: 413,
-  ERR_BODY_TOO_LARGE: 413,
-  ERR_PEER_UNREACHABLE: 502,
-  ERR_OUTPUT_GAP: 409,
-  ERR_MISSING_DIRECTORY: 409,
-  ERR_MIGRATION_REFUSED: 409,
-  ERR_MISSING_FILE: 409,
-  ERR_PROCESS_ENDED: 409,
-  ERR_MIGRATION_FAILED: 502,
-  ERR_MIGRATION_PROTOCOL: 502,
-  // A destination refused the image: its signature, or a state that does not fit the module.
-  ERR_IMAGE_SIGNATURE: 502,
-  ERR_RESTORE_STATE: 502,
-  ERR_POSTCOPY_LOST: 502,
-  ERR_UFFD_UNAVAILABLE: 409,
-  ERR_LISTEN: 409,
-  ERR_UNAUTHENTICATED: 401,
-  ERR_FORBIDDEN: 403,
-  ERR_TOKEN: 401,
-  ERR_PEER_UNAUTHENTICATED: 502,
-  ERR_TLS_CONFIG: 500,
-};
+/**
+ * A request body's chunks, refusing more than `max_bytes` with `code` (at
+ * once if the request declares a larger length). The request is never
+ * destroyed: what is left of it is drained, so the client reads the refusal
+ * rather than a reset connection.
+ */
+export async function* bodyChunks(req: http.IncomingMessage, max_bytes: number, code: "ERR_BODY_TOO_LARGE" | "ERR_MODULE_TOO_LARGE" = "ERR_BODY_TOO_LARGE"): AsyncGenerator<Buffer> {
+  const refuse = (): FerryError => {
+    req.resume();
+    return new FerryError(code, `request body exceeds the ${max_bytes} bytes this node accepts`);
+  };
+  const declared = Number(req.headers["content-length"] ?? 0);
+  if (declared > max_bytes) throw refuse();
+  let total = 0;
+  for await (const chunk of req.iterator({ destroyOnReturn: false })) {
+    total += (chunk as Buffer).length;
+    if (total > max_bytes) throw refuse();
+    yield chunk as Buffer;
+  }
+}
 
 /** Reads a request body, refusing more than `max_bytes`. */
 export async function readBody(req: http.IncomingMessage, max_bytes: number): Promise<Buffer> {
   const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of req) {
-    total += (chunk as Buffer).length;
-    if (total > max_bytes) throw new FerryError("ERR_BODY_TOO_LARGE", `request body exceeds ${max_bytes} bytes`);
-    parts.push(chunk as Buffer);
-  }
+  for await (const chunk of bodyChunks(req, max_bytes)) parts.push(chunk);
   return Buffer.concat(parts);
 }
 
@@ -63,6 +50,11 @@ export async function readJson(req: http.IncomingMessage): Promise<unknown> {
   }
 }
 
+/** Reads a JSON request body and checks it against `schema`: 400 ERR_BAD_REQUEST naming the field otherwise. */
+export async function readRequest<S extends Schema>(req: http.IncomingMessage, schema: S): Promise<v.InferOutput<S>> {
+  return parse(schema, await readJson(req), "request body");
+}
+
 /** Sends a JSON answer. */
 export function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
@@ -70,7 +62,11 @@ export function sendJson(res: http.ServerResponse, status: number, value: unknow
   res.end(body);
 }
 
-/** Sends an error as `{error: {code, message}}` with a status that fits its code. */
+/**
+ * Sends an error as `{error: {code, message}}` with its code's status from
+ * the registry. Anything but a FerryError is a fault of the node, never of
+ * the request: 500 ERR_INTERNAL.
+ */
 export function sendError(res: http.ServerResponse, err: unknown): void {
   const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
   const message = err instanceof Error ? err.message : String(err);
@@ -78,7 +74,7 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  sendJson(res, STATUS_BY_CODE[code] ?? (err instanceof FerryError ? 400 : 500), { error: { code, message } });
+  sendJson(res, statusOf(code), { error: { code, message } });
 }
 
 /** Options of {@link requestJson}. */
@@ -127,7 +123,7 @@ export function requestJsonFrom(dialer: Dialer, address: string, method: string,
         }
         if ((res.statusCode ?? 500) >= 400) {
           const e = (value as { error?: { code?: string; message?: string } } | null)?.error;
-          reject(new FerryError(e?.code ?? "ERR_PEER", e?.message ?? `peer ${address} answered ${res.statusCode}`));
+          reject(new FerryError(knownCode(e?.code, "ERR_PEER"), typeof e?.message === "string" ? e.message : `peer ${address} answered ${res.statusCode}`));
           return;
         }
         resolve({ value, peer: peerIdentity(res.socket) });

@@ -8,7 +8,7 @@ import { createHash, X509Certificate } from "node:crypto";
 import type http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
-import { FerryError } from "../errors.js";
+import { FerryError, knownCode } from "../errors.js";
 import { checkExpected, issue, parseToken, IDENTITY_NAME, TOKEN_TTL_MS_MAX, type JoinToken, type Role } from "../trust/mod.js";
 import type { FerryNode } from "./node.js";
 import { splitHostPort } from "./_dialer.js";
@@ -164,7 +164,7 @@ export async function redeemToken(token: JoinToken, request: { name: string; pub
   }
   if (status >= 400) {
     const e = (value as { error?: { code?: unknown; message?: unknown } } | null)?.error;
-    throw new FerryError(typeof e?.code === "string" ? e.code : "ERR_PEER", typeof e?.message === "string" ? e.message : `the join was refused (HTTP ${status})`);
+    throw new FerryError(knownCode(typeof e?.code === "string" ? e.code : undefined, "ERR_PEER"), typeof e?.message === "string" ? e.message : `the join was refused (HTTP ${status})`);
   }
   const a = value as Partial<JoinAnswer> | null;
   if (typeof a?.cert_pem !== "string" || a.ca_pem !== ca_pem || !Array.isArray(a.peers) || !a.peers.every((p) => typeof p === "string")) {

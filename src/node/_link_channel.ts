@@ -10,6 +10,8 @@
 import { FerryError } from "../errors.js";
 import type { Batch, DeliverAnswer } from "../links/mod.js";
 import { FramedConnection } from "../transport/mod.js";
+import { parseJson } from "../validate.js";
+import { AnswerFrameSchema, DeliverFrameSchema } from "./_internal_schemas.js";
 
 /** The upgrade token of the link channel. */
 export const LINKS_PROTOCOL = "ferry-links/1";
@@ -27,28 +29,9 @@ export interface WireBatch {
   messages: { seq: number; data: string }[];
 }
 
+/** A batch as JSON on the wire. */
 export function toWire(batch: Batch): WireBatch {
   return { from: batch.from, messages: batch.messages.map((m) => ({ seq: m.seq, data: Buffer.from(m.data).toString("base64") })) };
-}
-
-function json(payload: Uint8Array): unknown {
-  try {
-    return JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
-  } catch (cause: unknown) {
-    throw new FerryError("ERR_LINK_PROTOCOL", "a link channel frame is not JSON", { cause });
-  }
-}
-
-/** An ANSWER frame from the peer (untrusted): its request id and a well-formed answer. */
-function parseAnswer(payload: Uint8Array): { id: unknown; answer: DeliverAnswer } {
-  const v = json(payload);
-  const { id, answer } = (typeof v === "object" && v !== null ? v : {}) as { id?: unknown; answer?: unknown };
-  const a = (typeof answer === "object" && answer !== null ? answer : {}) as Record<string, unknown>;
-  if (a["kind"] === "moving" || a["kind"] === "unknown" || a["kind"] === "gone") return { id, answer: { kind: a["kind"] } };
-  if (a["kind"] === "accepted" && Number.isSafeInteger(a["upto"]) && (a["upto"] as number) >= 0 && typeof a["at"] === "string") {
-    return { id, answer: { kind: "accepted", upto: a["upto"] as number, at: a["at"] } };
-  }
-  throw new FerryError("ERR_LINK_PROTOCOL", "a link channel answer is not {id, answer: {kind, ...}}");
 }
 
 interface Pending {
@@ -68,8 +51,7 @@ class Channel {
       try {
         for await (const frame of conn) {
           if (frame.type !== ANSWER) continue;
-          const { id, answer } = parseAnswer(frame.payload);
-          if (typeof id !== "number") continue;
+          const { id, answer } = parseJson(AnswerFrameSchema, frame.payload, "ANSWER frame", { code: "ERR_LINK_PROTOCOL" });
           const p = this.#pending.get(id);
           if (p === undefined) continue;
           this.#pending.delete(id);
@@ -77,7 +59,7 @@ class Channel {
           p.resolve(answer);
         }
       } catch {
-        // Broken: fail what waits.
+        // Broken, or a bad frame (the peer is not to be believed any more): fail what waits; senders retry on a new channel.
       }
       for (const p of this.#pending.values()) {
         clearTimeout(p.timer);
@@ -142,13 +124,12 @@ export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, 
     try {
       for await (const frame of conn) {
         if (frame.type !== DELIVER) throw new FerryError("ERR_LINK_PROTOCOL", `unexpected frame type ${frame.type} on a link channel`);
-        // `?? {}`: a JSON null has no fields to read (other non-objects read as undefined).
-        const request = (json(frame.payload) ?? {}) as { id?: unknown; pid?: unknown } & WireBatch;
-        if (typeof request.id !== "number" || typeof request.pid !== "string") throw new FerryError("ERR_LINK_PROTOCOL", "a delivery is {id, pid, from, messages}");
+        const request = parseJson(DeliverFrameSchema, frame.payload, "DELIVER frame", { code: "ERR_LINK_PROTOCOL" });
         const id = request.id;
-        void receive(request.pid, request)
+        void receive(request.pid, { from: request.from, messages: request.messages })
           .catch((): DeliverAnswer => ({ kind: "moving" }))
           .then((answer) => conn.send(ANSWER, Buffer.from(JSON.stringify({ id, answer }))))
+          // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
           .catch(() => undefined);
       }
     } catch {

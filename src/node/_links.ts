@@ -16,7 +16,10 @@ import { Errno } from "../wasi/mod.js";
 import type { FerryNode } from "./node.js";
 import { pidHome } from "./names.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { LinkChannels, type WireBatch } from "./_link_channel.js";
+import { LinkChannels } from "./_link_channel.js";
+import { BatchSchema } from "./_internal_schemas.js";
+import { NODE_NAME_PATTERN } from "../process_spec.js";
+import { parse } from "../validate.js";
 
 /** A forwarding entry unused this long is dropped. */
 export const FORWARD_TTL_MS = 60_000;
@@ -33,21 +36,16 @@ export interface PairReport extends PairStats {
   bytes_per_s: number;
 }
 
-/** Checks a batch from the network (untrusted). */
+/** A batch from the network (untrusted) as links take it: checked against its schema, then decoded. */
 export function parseBatch(body: unknown): Batch {
-  const b = body as Partial<WireBatch> | null;
-  if (b === null || typeof b !== "object" || typeof b.from !== "string" || b.from.length === 0 || b.from.length > 255 || !Array.isArray(b.messages)) {
-    throw new FerryError("ERR_BAD_REQUEST", "a delivery is {from, messages: [{seq, data}]}");
-  }
-  return {
-    from: b.from,
-    messages: b.messages.map((m) => {
-      if (!Number.isSafeInteger(m?.seq) || m.seq < 1 || typeof m.data !== "string") throw new FerryError("ERR_BAD_REQUEST", "a message is {seq >= 1, data: base64}");
-      const data = Buffer.from(m.data, "base64");
-      if (data.length > MESSAGE_BYTES_MAX) throw new FerryError("ERR_BAD_REQUEST", `a message is at most ${MESSAGE_BYTES_MAX} bytes`);
-      return { seq: m.seq, data };
-    }),
-  };
+  const b = parse(BatchSchema, body, "delivery");
+  const messages = b.messages.map((m, i) => {
+    const data = Buffer.from(m.data, "base64");
+    // Base64's length bounds the bytes only to within two: the exact check is on the bytes.
+    if (data.length > MESSAGE_BYTES_MAX) throw new FerryError("ERR_BAD_REQUEST", `delivery: messages.${i}.data: a message is at most ${MESSAGE_BYTES_MAX} bytes`);
+    return { seq: m.seq, data };
+  });
+  return { from: b.from, messages };
 }
 
 /** The node's links. */
@@ -91,6 +89,11 @@ export class NodeLinks {
     const ep = this.#endpoints.get(pid);
     if (to === this.#node.name) {
       ep?.migrateDone();
+      return;
+    }
+    // A name no node can have names no node.
+    if (!NODE_NAME_PATTERN.test(to)) {
+      ep?.migrateFailed(Errno.noent);
       return;
     }
     this.#node.migrateOut(pid, { to, strategy: "pre-copy" }).catch((err: unknown) => {

@@ -4,53 +4,56 @@
  * process table.
  */
 import { createPublicKey, type KeyObject } from "node:crypto";
-import type { TLSSocket } from "node:tls";
-import fs from "node:fs";
 import type http from "node:http";
 import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
 import { trustKeys, type ImageTrust } from "../image/mod.js";
+import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js";
+import type { Preopen } from "../wasi/mod.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
   migrateIn,
   migrateOut,
   RECOVER_MS_DEFAULT,
-  STRATEGIES,
   type Landing,
   type MigrationMetrics,
   type MigrationProgress,
   type Offer,
-  type Strategy,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
-import { MODULE_BYTES_MAX } from "./module_store.js";
 import type { FerryNode } from "./node.js";
-import { nodeNamed, type Dialer } from "./_dialer.js";
-import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js";
-import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
+import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
 import { parseBatch } from "./_links.js";
-
-/** Bytes of a wasm page: memory grows by these. */
-const WASM_PAGE_BYTES = 65536;
+import { admitOffer } from "./_admission.js";
+import type { StandbyTicket } from "./_standbys.js";
+import { MigrateRequestSchema } from "./_api_schemas.js";
+import { RunningAnswerSchema } from "./_internal_schemas.js";
+import { WASM_PAGE_BYTES } from "../process_spec.js";
+import { parse } from "../validate.js";
 
 /** The upgrade token of the data protocol. */
 export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
 
-/** Longest wait for a broken post-copy link a client may ask for. */
-const RECOVER_MS_MAX = 600_000;
+/**
+ * Longest a module fetch from a migration's source may take. The source gives
+ * up waiting for READY well before; this bounds how long a source that
+ * stalls the fetch holds its offer's reservation here.
+ */
+const MODULE_FETCH_TIMEOUT_MS = 60_000;
 
 /** Opens a link channel to node `name` at `address` (`_link_channel.ts`). */
 export async function connectLinks(dialer: Dialer, address: string, name: string): Promise<FramedConnection> {
@@ -58,14 +61,24 @@ export async function connectLinks(dialer: Dialer, address: string, name: string
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
-/** Opens a data connection to node `name` at `address`. */
-export async function connectData(dialer: Dialer, address: string, name: string): Promise<FramedConnection> {
-  const { socket, head } = await upgrade(dialer, address, DATA_PATH, DATA_PROTOCOL, nodeNamed(name));
+/** Opens a data connection to node `name` at `address` (any node of the cluster if no name is given). */
+export async function connectData(dialer: Dialer, address: string, name?: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(dialer, address, DATA_PATH, DATA_PROTOCOL, name === undefined ? ANY_NODE : nodeNamed(name));
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
 /** Accepts an upgraded connection on the control server: a migration's data, a post-copy page channel, links, or a process's connections. */
 export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+  try {
+    acceptUpgrade(node, req, socket, head);
+  } catch (err: unknown) {
+    // Runs in the server's event handler: a fault here must cost this connection, never the node.
+    process.emitWarning(`node ${node.name}: dropped an upgrade to ${JSON.stringify(req.url)}: ${err instanceof Error ? err.message : String(err)}`);
+    socket.destroy();
+  }
+}
+
+function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   // Every upgrade is node-to-node: only a member node of this cluster may open one.
   const peer = node.tls === null ? null : peerIdentity(req.socket);
   if (node.tls !== null && peer?.role !== "node") {
@@ -107,12 +120,12 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
   };
-  migrateIn(conn, side).catch(() => {
-    // The source learns why from the ERROR frame or the broken link; nothing ran here.
+  migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch(() => {
+    // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
   });
 }
 
-/** Without TLS only (see acceptData): trusts the public key an offer carries, if any. */
+/** Without TLS only (see acceptUpgrade): trusts the public key an offer carries, if any. */
 function offerTrust(offer: Offer): ImageTrust {
   if (offer.signing_key === undefined) return () => undefined;
   try {
@@ -123,9 +136,11 @@ function offerTrust(offer: Offer): ImageTrust {
 }
 
 /**
- * Gets a process ready to land. `peer` is the authenticated source (null
- * without TLS): the module is fetched from it and nowhere else, whatever
- * address the offer names.
+ * Checks an offer and prepares its standby. Everything the offer asks for is
+ * checked (`admitOffer`) before its memory is reserved; whatever fails after
+ * that gives the reservation back and drops the standby. `peer` is the
+ * authenticated source (null without TLS): the module is fetched from it and
+ * nowhere else, whatever address the offer names.
  */
 async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
@@ -134,16 +149,30 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
     const can = remotePagesAvailability();
     if (!can.available) throw new FerryError("ERR_UFFD_UNAVAILABLE", `node ${node.name} cannot take a ${offer.strategy} migration: ${can.reason}`);
   }
-  if (!node.modules.has(offer.module_sha256)) {
-    node.modules.put(offer.module_sha256, await fetchModule(node.dialer, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256));
-  }
   // The directories the process gets here: what this node grants, never the
   // host paths its image records (the image's preopens are matched to these
   // by guest path on activation).
-  const preopens = preopensHere(offer.dirs, node.name);
-  for (const file of offer.open_files) {
-    if (!fs.existsSync(file)) throw new FerryError("ERR_MISSING_FILE", `file ${file}, open in ${offer.pid}, does not exist on node ${node.name}`);
+  const { ticket, preopens } = admitOffer(node, offer);
+  try {
+    if (!node.modules.has(offer.module_sha256)) await fetchModule(node, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256);
+    return landing(node, offer, await standby(node, offer), ticket, preopens);
+  } catch (err: unknown) {
+    ticket.release();
+    throw err;
   }
+}
+
+/** A standby and what it is wired to, until it lands. */
+interface Standby {
+  proc: GuestProcess;
+  links: ReturnType<FerryNode["links"]["endpoint"]>;
+  net: ReturnType<FerryNode["table"]["netLink"]>;
+  /** Where its output goes, once the image says from which offsets. */
+  setRelay(relay: OutputRelay): void;
+}
+
+/** The standby of an offered process: instantiated, its memory grown to the offered size and backed; dropped again if that fails. */
+async function standby(node: FerryNode, offer: Offer): Promise<Standby> {
   // Output offsets are known only from the image: the relay is set at the end.
   let relay: OutputRelay | null = null;
   const sink: OutputRelay = {
@@ -153,32 +182,56 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
     write: (stream, data) => (relay as OutputRelay).write(stream, data),
     flush: () => (relay as OutputRelay).flush(),
   };
-  // Instantiated now, while the source still runs: downtime does not pay for it.
   const links = node.links.endpoint(offer.pid);
   const net = node.table.netLink(offer.pid, offer.home);
-  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), offer.module_name);
-  // Memory never shrinks: take the size it had when offered in one step, and
-  // have the kernel back every page now, while the source still runs, rather
-  // than fault them in one by one during the downtime.
-  proc.growTo(offer.memory_bytes);
-  // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
-  if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+  // Instantiated now, while the source still runs: downtime does not pay for it.
+  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), {
+    module_path: offer.module_name,
+    memory_max_bytes: offer.memory_max_bytes,
+  });
+  try {
+    // Memory never shrinks: take the size it had when offered in one step, and
+    // have the kernel back every page now, while the source still runs, rather
+    // than fault them in one by one during the downtime.
+    proc.growTo(offer.memory_bytes);
+    // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
+    if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+  } catch (err: unknown) {
+    await proc.terminate();
+    throw err;
+  }
+  return {
+    proc,
+    links,
+    net,
+    setRelay: (r) => {
+      relay = r;
+    },
+  };
+}
+
+/** The landing of a standby: pages and the image go in, and it runs, or it is dropped and its memory given back. */
+function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
   let view = new Uint8Array(proc.memory.buffer);
   let incoming: IncomingPostCopy | null = null;
+  // Every growth is reserved first: a source cannot make a standby outgrow the quota, or its cap.
+  const grow = (size_bytes: number): void => {
+    ticket.grow(size_bytes);
+    proc.growTo(size_bytes);
+    view = new Uint8Array(proc.memory.buffer);
+  };
   return {
     write(offset, data) {
       const end = offset + data.length;
-      if (end > view.length) {
-        proc.growTo(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
-        view = new Uint8Array(proc.memory.buffer);
-      }
+      if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
     },
     async finish(image, handover) {
       // Every page is already in place (written as it arrived), or, with a
       // handover, comes from the source once the process runs.
-      proc.growTo(image.memory.size_bytes);
-      relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      grow(image.memory.size_bytes);
+      const relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
+      setRelay(relay);
       if (handover !== null && incoming === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "post-copy image without its handover");
       if (image.links !== undefined) links.load(parseLinkState(image.links));
       // Its inbox, outbox count and any move it asked for, before it runs.
@@ -193,24 +246,32 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
       }
       // It runs here: messages for it are taken here from now on.
       node.links.add(links);
-      const { pid, home, module_sha256, module_name, args, env, dirs } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], proc, relay, links, net });
+      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes } = offer;
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net });
+      // A running process now, counted as one: no longer a standby.
+      ticket.release();
     },
     handover(h) {
       // Registered and dropped now, while the image is still on its way: the
       // page channel attaches meanwhile, so the restore's first faults are served at once.
-      proc.growTo(h.remote_bytes);
-      view = new Uint8Array(proc.memory.buffer);
+      grow(h.remote_bytes);
       incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
     },
-    abort: () => proc.terminate(),
+    async abort() {
+      await proc.terminate();
+      ticket.release();
+    },
   };
 }
 
-/** Fetches a module from the node at `address`, which must be `expect` (the migration's authenticated source). */
-function fetchModule(dialer: Dialer, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<Uint8Array> {
+/**
+ * Brings a module a migration needs from its source at `address`, which must
+ * be `expect` (the migration's authenticated source), streamed into the store
+ * (never held whole, never over the node's limit).
+ */
+function fetchModule(node: FerryNode, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    dialer
+    const req = node.dialer
       .request(address, { method: "GET", path: `/v1/modules/${sha256}`, agent: false }, expect)
       .on("response", (res) => {
         if (res.statusCode !== 200) {
@@ -218,18 +279,18 @@ function fetchModule(dialer: Dialer, address: string, expect: ExpectedPeer | und
           reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
           return;
         }
-        const parts: Buffer[] = [];
-        let total = 0;
-        res.on("data", (c: Buffer) => {
-          total += c.length;
-          if (total > MODULE_BYTES_MAX) res.destroy(new Error("module too large"));
-          else parts.push(c);
-        });
-        res.on("end", () => resolve(Buffer.concat(parts)));
-        res.on("error", reject);
+        node.modules.putStream(sha256, res, node.limits.module_bytes_max).then(
+          () => resolve(),
+          (err: unknown) => {
+            res.destroy();
+            reject(err);
+          },
+        );
       })
-      .on("error", (err) => reject(peerError(address, err)))
-      .end();
+      .on("error", (err) => reject(peerError(address, err)));
+    req.end();
+    const deadline = setTimeout(() => req.destroy(new Error(`no module within ${MODULE_FETCH_TIMEOUT_MS} ms`)), MODULE_FETCH_TIMEOUT_MS);
+    req.on("close", () => clearTimeout(deadline));
   });
 }
 
@@ -242,21 +303,17 @@ export async function migrateProcess(
 ): Promise<{ pid: string; from: string; to: string; metrics: MigrationMetrics }> {
   const running = node.table.running(pid);
   if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
-  const b = (body ?? {}) as { to?: unknown; strategy?: unknown; max_downtime_ms?: unknown; recover_ms?: unknown; push_bytes_per_s?: unknown };
-  if (typeof b.to !== "string") throw new FerryError("ERR_BAD_REQUEST", "to: the destination node's name is required");
-  const strategy = (b.strategy ?? "stop-copy") as Strategy;
-  if (!STRATEGIES.includes(strategy)) throw new FerryError("ERR_BAD_REQUEST", `strategy must be one of ${STRATEGIES.join(", ")}`);
-  const max_downtime_ms = typeof b.max_downtime_ms === "number" && b.max_downtime_ms > 0 ? b.max_downtime_ms : MAX_DOWNTIME_MS_DEFAULT;
+  const b = parse(MigrateRequestSchema, body, "migration request");
+  const strategy = b.strategy;
+  const max_downtime_ms = b.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT;
   const recover_ms = b.recover_ms ?? RECOVER_MS_DEFAULT;
-  if (typeof recover_ms !== "number" || !(recover_ms > 0 && recover_ms <= RECOVER_MS_MAX)) throw new FerryError("ERR_BAD_REQUEST", `recover_ms must be a number of milliseconds up to ${RECOVER_MS_MAX}`);
   const push = b.push_bytes_per_s;
-  if (push !== undefined && (typeof push !== "number" || !(push > 0))) throw new FerryError("ERR_BAD_REQUEST", "push_bytes_per_s must be a positive number");
   if (b.to === node.name) throw new FerryError("ERR_BAD_REQUEST", `${pid} already runs on ${node.name}`);
   if (node.postcopy.forPid(pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${pid} is still receiving pages from its last post-copy migration; try again when they are all here`);
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
-  const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen } = running;
+  const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
   let located: Promise<void> | null = null;
   const moved = (): Promise<void> => {
@@ -284,15 +341,18 @@ export async function migrateProcess(
           strategy,
           source: node.address,
           memory_bytes: running.proc.memory.buffer.byteLength,
+          memory_max_bytes,
           recover_ms,
-          // Without TLS only: the destination has no peer certificate to take the key from (see acceptData).
+          // Without TLS only: the destination has no peer certificate to take the key from (see acceptUpgrade).
           ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
         connectPages: (session) => upgrade(node.dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(to)),
         flushOutput: () => running.relay.flush(),
-        destinationRuns: async () => ((await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) })) as { running: boolean }).running,
+        destinationRuns: async () =>
+          parse(RunningAnswerSchema, await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) }), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,
+        // A home that misses the new location learns it when the process's output or exit arrives from there.
         resumed: () => void moved().catch(() => undefined),
         links: running.links,
         net: running.net,
@@ -312,6 +372,7 @@ export async function migrateProcess(
       node.table.release(pid);
       running.net.detach();
       await running.proc.terminate();
+      // Best effort: a home that cannot be reached cannot be told; the error below tells the client.
       await node.table.reportExit(pid, home, { kind: "lost", message: err.message }).catch(() => undefined);
     }
     throw err;

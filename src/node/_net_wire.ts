@@ -12,8 +12,12 @@
 import type { Duplex } from "node:stream";
 import type http from "node:http";
 import type { Socket } from "node:net";
-import { FerryError } from "../errors.js";
+import type * as v from "valibot";
+import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FramedConnection } from "../transport/mod.js";
+import { parseJson, type Schema } from "../validate.js";
+import { PID_PATTERN } from "../process_spec.js";
+import { ConnEndSchema, ConnOffsetSchema, ConnRefSchema, FlushSchema, NetHelloSchema, PeerErrorSchema, UnlistenSchema } from "./_internal_schemas.js";
 import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
 import type { NetAttach, NetLine } from "./net_link.js";
 import type { ConnRef } from "../wasi/mod.js";
@@ -54,26 +58,15 @@ function json(value: unknown): Uint8Array {
   return Buffer.from(JSON.stringify(value));
 }
 
-function parse(payload: Uint8Array): Record<string, unknown> {
-  let v: unknown;
-  try {
-    v = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString("utf8"));
-  } catch (cause: unknown) {
-    throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame is not JSON", { cause });
-  }
-  if (typeof v !== "object" || v === null) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame is not a JSON object");
-  return v as Record<string, unknown>;
+/** A JSON frame checked against its schema: ERR_NET_PROTOCOL otherwise. */
+function read<S extends Schema>(schema: S, payload: Uint8Array, what: string): v.InferOutput<S> {
+  return parseJson(schema, payload, `ferry-net/1 ${what} frame`, { code: "ERR_NET_PROTOCOL" });
 }
 
-function num(v: unknown): number {
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame has a bad number");
-  return v;
-}
-
-/** A connection named in a JSON frame (or in a HELLO's list, whose items may be anything). */
-function ref(m: Record<string, unknown>): ConnRef {
-  if (typeof m !== "object" || m === null) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 frame names a connection that is not an object");
-  return { listener: num(m["listener"]), seq: num(m["seq"]) };
+/** A stream offset in a binary frame's head: a whole number of bytes, exact as a double. */
+function offsetOf(value: number): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new FerryError("ERR_NET_PROTOCOL", `a ferry-net/1 data frame has a bad offset ${value}`);
+  return value;
 }
 
 /** Sends stream bytes of `c` in frames of at most CHUNK_BYTES. */
@@ -83,6 +76,7 @@ function sendBytes(conn: FramedConnection, type: number, c: ConnRef, offset: num
     head.setUint32(0, c.listener, true);
     head.setUint32(4, c.seq, true);
     head.setFloat64(8, offset + at, true);
+    // A broken channel is noticed by its reader, which reattaches and resends from the confirmed offsets.
     conn.send(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]).catch(() => undefined);
     if (bytes.length === 0) break;
   }
@@ -91,7 +85,7 @@ function sendBytes(conn: FramedConnection, type: number, c: ConnRef, offset: num
 function readBytes(payload: Uint8Array): { conn: ConnRef; offset: number; bytes: Uint8Array } {
   if (payload.length < HEAD) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 data frame is too short");
   const v = new DataView(payload.buffer, payload.byteOffset, HEAD);
-  return { conn: { listener: v.getUint32(0, true), seq: v.getUint32(4, true) }, offset: num(v.getFloat64(8, true)), bytes: payload.subarray(HEAD).slice() };
+  return { conn: { listener: v.getUint32(0, true), seq: v.getUint32(4, true) }, offset: offsetOf(v.getFloat64(8, true)), bytes: payload.subarray(HEAD).slice() };
 }
 
 /** Runner side: attaches to the home of `attach.pid`, node `home` at `address`. */
@@ -103,8 +97,9 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
     await conn.send(Frame.hello, json(hello));
     const first = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
     if (first.type === Frame.error) {
-      const e = parse(first.payload);
-      throw new FerryError(String(e["code"] ?? "ERR_PEER"), String(e["message"] ?? "the home refused"));
+      const e = read(PeerErrorSchema, first.payload, "ERROR");
+      const unknown = e.code !== undefined && !isErrorCode(e.code) ? ` [${e.code}]` : "";
+      throw new PeerError(knownCode(e.code, "ERR_PEER"), `${e.message ?? "the home refused"}${unknown}`);
     }
     if (first.type !== Frame.attached) throw new FerryError("ERR_NET_PROTOCOL", `expected ATTACHED, got frame type ${first.type}`);
   } catch (err: unknown) {
@@ -122,12 +117,15 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
           down.data(d.conn, d.offset, d.bytes);
           continue;
         }
-        const m = parse(f.payload);
-        if (f.type === Frame.arrived) down.arrived(ref(m));
-        else if (f.type === Frame.end) down.end(ref(m), m["how"] === "eof" ? "eof" : "reset");
-        else if (f.type === Frame.written) down.written(ref(m), num(m["offset"]));
-        else if (f.type === Frame.flushed) {
-          const id = num(m["id"]);
+        if (f.type === Frame.arrived) down.arrived(read(ConnRefSchema, f.payload, "ARRIVED"));
+        else if (f.type === Frame.end) {
+          const m = read(ConnEndSchema, f.payload, "END");
+          down.end(m, m.how);
+        } else if (f.type === Frame.written) {
+          const m = read(ConnOffsetSchema, f.payload, "WRITTEN");
+          down.written(m, m.offset);
+        } else if (f.type === Frame.flushed) {
+          const id = read(FlushSchema, f.payload, "FLUSHED").id;
           const p = flushes.get(id);
           flushes.delete(id);
           if (p !== undefined) {
@@ -141,7 +139,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
         }
       }
     } catch {
-      // Broken: below.
+      // Broken, or a bad frame from the home (it is not believed any more): handled below, as a broken line.
     }
     conn.destroy();
     for (const p of flushes.values()) {
@@ -155,6 +153,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
     }
   })();
   const send = (type: number, value: unknown): void => {
+    // As in sendBytes: a broken channel is noticed by the reader above.
     if (!detached) conn.send(type, json(value)).catch(() => undefined);
   };
   return {
@@ -181,6 +180,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
       }),
     detach: () => {
       detached = true;
+      // Detached either way; a close that fails leaves nothing to undo.
       void conn.close().catch(() => undefined);
     },
   };
@@ -192,11 +192,9 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
-  let pid: string;
-  try {
-    pid = decodeURIComponent((req.url ?? "").slice(NET_PATH.length));
-  } catch {
-    // A malformed %-escape (URIError): not a pid any process has; thrown on, it would end the node.
+  // A pid is plain ASCII: no escapes to decode (a malformed one would throw in the server's event handler).
+  const pid = (req.url ?? "").slice(NET_PATH.length);
+  if (!PID_PATTERN.test(pid)) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
@@ -210,12 +208,11 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       const hello = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
       if (hello.type !== Frame.hello) throw new FerryError("ERR_NET_PROTOCOL", `expected HELLO, got frame type ${hello.type}`);
       if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `this node is not the home of a listening process ${pid}`);
-      const h = parse(hello.payload);
-      const known = Array.isArray(h["known"]) ? h["known"].map(num) : [];
-      const conns = Array.isArray(h["conns"]) ? h["conns"].map((c: Record<string, unknown>) => ({ ...ref(c), received: num(c["received"]) })) : [];
+      const { known, conns } = read(NetHelloSchema, hello.payload, "HELLO");
       await conn.send(Frame.attached, json({}));
       let done = false;
       const send = (type: number, value: unknown): void => {
+        // A broken channel ends the loop below; the runner reattaches.
         if (!done) conn.send(type, json(value)).catch(() => undefined);
       };
       const down: NetDownlink = {
@@ -228,6 +225,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
         superseded: () => {
           send(Frame.superseded, {});
           done = true;
+          // Superseded either way; a close that fails leaves nothing to undo.
           void conn.close().catch(() => undefined);
         },
       };
@@ -238,16 +236,22 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
           up.send(d.conn, d.offset, d.bytes);
           continue;
         }
-        const m = parse(f.payload);
-        if (f.type === Frame.shutdown) up.shutdown(ref(m), num(m["offset"]));
-        else if (f.type === Frame.close) up.close(ref(m), num(m["offset"]));
-        else if (f.type === Frame.unlisten) up.unlisten(num(m["listener"]));
-        else if (f.type === Frame.consumed) up.consumed(ref(m), num(m["offset"]));
-        else if (f.type === Frame.flush) send(Frame.flushed, { id: num(m["id"]) });
+        if (f.type === Frame.shutdown) {
+          const m = read(ConnOffsetSchema, f.payload, "SHUTDOWN");
+          up.shutdown(m, m.offset);
+        } else if (f.type === Frame.close) {
+          const m = read(ConnOffsetSchema, f.payload, "CLOSE");
+          up.close(m, m.offset);
+        } else if (f.type === Frame.unlisten) up.unlisten(read(UnlistenSchema, f.payload, "UNLISTEN").listener);
+        else if (f.type === Frame.consumed) {
+          const m = read(ConnOffsetSchema, f.payload, "CONSUMED");
+          up.consumed(m, m.offset);
+        } else if (f.type === Frame.flush) send(Frame.flushed, { id: read(FlushSchema, f.payload, "FLUSH").id });
       }
     } catch (err: unknown) {
       if (up === null) {
         const code = err instanceof FerryError ? err.code : "ERR_NET_PROTOCOL";
+        // The link may be what failed: the runner then learns of it from the closed connection.
         await conn.send(Frame.error, json({ code, message: (err as Error).message })).catch(() => undefined);
       }
     }

@@ -1,24 +1,34 @@
 /** The control API's routes (docs/cluster.md). */
 import type http from "node:http";
+import * as v from "valibot";
 import { FerryError } from "../errors.js";
-import { MODULE_BYTES_MAX } from "./module_store.js";
+import { parse } from "../validate.js";
 import { parseAddress, pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
-import { describeProcess, parseRunRequest, type HomeRecord } from "./process_table.js";
-import { forward, readBody, readJson, requestJson, sendError, sendJson } from "./_http.js";
+import { describeProcess, type HomeRecord } from "./process_table.js";
+import { bodyChunks, forward, readJson, readRequest, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
 import { nodeNamed } from "./_dialer.js";
 import { createToken, join } from "./_join.js";
 import { peerIdentity, type Identity } from "../trust/mod.js";
+import { admitRun } from "./_admission.js";
+import { ListQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
+import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
 
+/** Entries of one peer's answer to `GET /v1/processes?local=1` or `GET /v1/links?local=1`: more than any node holds. */
+const PEER_ENTRIES_MAX = 100_000;
+
+/** A peer's list, passed on as it is (the client reads it), but a list of bounded length. */
+const PeerList = v.pipe(v.array(v.unknown()), v.maxLength(PEER_ENTRIES_MAX));
+
 /** Handles one control request. */
 export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   try {
-    const url = new URL(req.url ?? "/", "http://node");
+    const url = requestUrl(req);
     const parts = url.pathname.split("/").filter((p) => p !== "");
     if (parts[0] !== "v1") throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
     const [, what, id, sub] = parts;
@@ -52,6 +62,15 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
   }
 }
 
+/** The request's URL; one that does not parse is the client's fault, not the node's. */
+function requestUrl(req: http.IncomingMessage): URL {
+  try {
+    return new URL(req.url ?? "/", "http://node");
+  } catch (err: unknown) {
+    throw new FerryError("ERR_BAD_REQUEST", `cannot read the request's path ${JSON.stringify(req.url)}`, { cause: err });
+  }
+}
+
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
   const peers = (await node.peerInfos()).map((p) =>
@@ -68,9 +87,9 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
     return;
   }
   if (method === "PUT") {
-    const existed = node.modules.has(sha256);
-    node.modules.put(sha256, await readBody(req, MODULE_BYTES_MAX));
-    sendJson(res, existed ? 200 : 201, { module_sha256: sha256 });
+    // Streamed to disk while hashed: a module is never held in memory whole.
+    const created = await node.modules.putStream(sha256, bodyChunks(req, node.limits.module_bytes_max, "ERR_MODULE_TOO_LARGE"), node.limits.module_bytes_max);
+    sendJson(res, created ? 201 : 200, { module_sha256: sha256 });
     return;
   }
   if (method === "GET") {
@@ -82,26 +101,28 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
 }
 
 async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = await readJson(req);
-  const request = parseRunRequest(body);
-  if (request.node !== undefined && request.node !== node.name) {
-    const address = await node.addressOf(request.node);
-    // The peer may have to instrument the module first: seconds for a large one.
-    sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body: { ...request, node: request.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(request.node) }));
+  const body = await readRequest(req, RunRequestSchema);
+  if (body.node !== undefined && body.node !== node.name) {
+    const address = await node.addressOf(body.node);
+    // The peer may have to instrument the module first: seconds for a large one. It applies its own limits and policy.
+    sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node) }));
     return;
   }
-  const record = await node.table.start(request);
+  const { request, preopens } = admitRun(node, body);
+  const record = await node.table.start(request, preopens);
   sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
 }
 
 async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const query = parse(ListQuerySchema, queryOf(url), "query");
   const local = node.table.homes().map(describeProcess);
-  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
+  if (query.local === "1") return sendJson(res, 200, local);
   const remote = await Promise.all(
     node.peers.map(async (address) => {
       try {
-        return (await requestJson(node.dialer, address, "GET", "/v1/processes?local=1")) as unknown[];
+        return parse(PeerList, await requestJson(node.dialer, address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
       } catch {
+        // A peer that is down (or answers nonsense) has no processes to list; `ferry nodes` says which are down.
         return [];
       }
     }),
@@ -111,20 +132,19 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
 
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
 async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const query = parse(ListQuerySchema, queryOf(url), "query");
   const local = node.links.report();
-  if (url.searchParams.get("inspect") === "1") return sendJson(res, 200, node.links.inspect());
-  if (url.searchParams.get("local") === "1") return sendJson(res, 200, local);
-  const remote = await Promise.all(node.peers.map((address) => requestJson(node.dialer, address, "GET", "/v1/links?local=1").then((r) => r as unknown[], () => [])));
+  if (query.inspect === "1") return sendJson(res, 200, node.links.inspect());
+  if (query.local === "1") return sendJson(res, 200, local);
+  // A peer that is down (or answers nonsense) has no links to list.
+  const remote = await Promise.all(node.peers.map((address) => requestJson(node.dialer, address, "GET", "/v1/links?local=1").then((r) => parse(PeerList, r, `node ${address}'s links`), () => [])));
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 
 /** `ferry send`: one message to a process from outside, delivered exactly once. */
 async function sendMessage(node: FerryNode, pid: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = (await readJson(req)) as { data?: unknown; data_base64?: unknown } | null;
-  let data: Buffer;
-  if (typeof body?.data === "string") data = Buffer.from(body.data, "utf8");
-  else if (typeof body?.data_base64 === "string") data = Buffer.from(body.data_base64, "base64");
-  else throw new FerryError("ERR_BAD_REQUEST", "want {data: TEXT} or {data_base64: BASE64}");
+  const body = await readRequest(req, SendRequestSchema);
+  const data = body.data !== undefined ? Buffer.from(body.data, "utf8") : Buffer.from(body.data_base64 ?? "", "base64");
   await node.links.sendFromClient(pid, data);
   sendJson(res, 200, { pid, bytes: data.length });
 }
@@ -141,8 +161,10 @@ async function processRoute(
   const record = node.table.home(pid);
   if (sub === "migrate" && method === "POST") {
     if (node.table.running(pid) !== undefined) {
-      const body = await readJson(req);
-      if (url.searchParams.get("progress") !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
+      const query = parse(MigrateQuerySchema, queryOf(url), "query");
+      // Checked before anything is answered: a bad request is a 400, not an error event.
+      const body = await readRequest(req, MigrateRequestSchema);
+      if (query.progress !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
       // Progress as server-sent events, then the result (or the error) as the last event.
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       try {
@@ -198,9 +220,8 @@ async function internalRoute(
   if (what === "deliver" && method === "POST") return sendJson(res, 200, await node.links.receive(pid, parseBatch(await readJson(req))));
   const record = node.table.home(pid);
   if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
-  const body = await readJson(req);
   if (what === "output" && method === "POST") {
-    for (const c of body as { stream: StreamName; offset: number; data: string }[]) {
+    for (const c of await readRequest(req, OutputChunksSchema)) {
       if (!record.output.append({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data, "base64") })) {
         throw new FerryError("ERR_OUTPUT_GAP", `output of ${pid} at ${c.stream} offset ${c.offset} arrived before what precedes it`);
       }
@@ -208,13 +229,13 @@ async function internalRoute(
     return sendJson(res, 200, { stdout: record.output.size("stdout"), stderr: record.output.size("stderr") });
   }
   if (what === "exit" && method === "POST") {
-    node.table.finish(record, (body as { status: HomeRecord["exit"] }).status ?? { kind: "killed" });
+    node.table.finish(record, (await readRequest(req, ExitReportSchema)).status);
     return sendJson(res, 200, { pid });
   }
   if (what === "location" && method === "POST") {
     // Only the node that runs a process may say where it went: no node can move another's process on paper.
     if (peer !== null && peer.name !== record.node) throw new FerryError("ERR_FORBIDDEN", `node ${peer.name} does not run ${pid} (node ${record.node} does)`);
-    record.node = String((body as { node: unknown }).node);
+    record.node = (await readRequest(req, LocationSchema)).node;
     return sendJson(res, 200, { pid, node: record.node });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
@@ -239,11 +260,10 @@ function event(res: http.ServerResponse, name: string, data: unknown): void {
  * get every byte exactly once.
  */
 function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
-  const follow = url.searchParams.get("follow") === "1";
-  const offsets: Record<StreamName, number> = {
-    stdout: Number(url.searchParams.get("stdout") ?? 0) || 0,
-    stderr: Number(url.searchParams.get("stderr") ?? 0) || 0,
-  };
+  // Whole, non-negative offsets only: a fractional one once made the loop below spin for ever.
+  const query = parse(OutputQuerySchema, queryOf(url), "query");
+  const follow = query.follow === "1";
+  const offsets: Record<StreamName, number> = { stdout: query.stdout, stderr: query.stderr };
   res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
   const log = record.output;
   const send = (chunk: OutputChunk): void => {
@@ -256,6 +276,8 @@ function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, r
   for (const stream of ["stdout", "stderr"] as const) {
     while (offsets[stream] < log.size(stream)) {
       const data = log.read(stream, offsets[stream]);
+      // Each pass must move on; one that cannot would spin (and stop the node answering).
+      if (data.length === 0) throw new Error(`reading ${stream} at ${offsets[stream]} of ${log.size(stream)} returned nothing`);
       send({ stream, offset: offsets[stream], data });
     }
   }

@@ -33,17 +33,20 @@ function open(address: string): Promise<FramedConnection> {
 }
 
 const batch = { from: "a", messages: [{ seq: 1, data: Buffer.from("x") }] };
+/** Pids as the channel takes them (a frame naming anything else is a protocol error). */
+const SLOW = "n1-1";
+const FAST = "n1-2";
 
 describe("link channel", () => {
   it("answers deliveries out of order by id, over one connection", async () => {
     const p = await peer(async (pid, body) => {
       // The first one answers last.
-      await new Promise((r) => setTimeout(r, pid === "slow" ? 50 : 1));
-      return { kind: "accepted", upto: body.messages.length, at: pid };
+      await new Promise((r) => setTimeout(r, pid === SLOW ? 50 : 1));
+      return { kind: "accepted", upto: body.messages.length, at: pid === SLOW ? "slow" : "fast" };
     });
     const channels = new LinkChannels(open);
-    const slow = channels.deliver(p.address, "n2", "slow", batch);
-    const fast = channels.deliver(p.address, "n2", "fast", batch);
+    const slow = channels.deliver(p.address, "n2", SLOW, batch);
+    const fast = channels.deliver(p.address, "n2", FAST, batch);
     assert.deepEqual(await fast, { kind: "accepted", upto: 1, at: "fast" });
     assert.deepEqual(await slow, { kind: "accepted", upto: 1, at: "slow" });
     assert.equal(p.opened(), 1);
@@ -58,14 +61,25 @@ describe("link channel", () => {
       return { kind: "gone" };
     });
     const channels = new LinkChannels(open);
-    const waiting = channels.deliver(p.address, "n2", "p", batch);
+    const waiting = channels.deliver(p.address, "n2", SLOW, batch);
     await new Promise((r) => setTimeout(r, 30));
     p.cut();
     await assert.rejects(waiting, /closed/);
     hold = false;
-    assert.deepEqual(await channels.deliver(p.address, "n2", "p", batch), { kind: "gone" });
+    assert.deepEqual(await channels.deliver(p.address, "n2", SLOW, batch), { kind: "gone" });
     assert.equal(p.opened(), 2);
     channels.close();
     await p.close();
+  });
+
+  it("drops a channel whose frame fails its schema; the sender's delivery fails instead of hanging", async () => {
+    const p = await peer(async () => ({ kind: "gone" }));
+    const channels = new LinkChannels(open);
+    try {
+      await assert.rejects(channels.deliver(p.address, "n2", "not a pid", batch), /closed/);
+    } finally {
+      channels.close();
+      await p.close();
+    }
   });
 });

@@ -5,3 +5,6 @@ export type { ProcessStatus, RunRequest } from "./process_table.js";
 export { httpRequest } from "./_http.js";
 export { Dialer, toolDialer } from "./_dialer.js";
 export { redeemToken, type JoinAnswer } from "./_join.js";
+export { connectData } from "./_migrate.js";
+export { defaultLimits, halfTheMachine, type NodeLimits } from "./limits.js";
+export { PRIVILEGED_PORTS_BELOW, type NodePolicy } from "./policy.js";

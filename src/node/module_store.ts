@@ -2,13 +2,10 @@
  * The node's content-addressed module store: a module is kept under the
  * SHA-256 of its bytes, so a node never stores or ships one twice.
  */
+import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { moduleHash } from "../instrument/mod.js";
-
-/** Largest module a node accepts (wasm32 code of any real program fits). */
-export const MODULE_BYTES_MAX = 256 * 1024 * 1024;
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 
@@ -19,6 +16,8 @@ export class ModuleStore {
   constructor(dir: string) {
     this.#dir = dir;
     fs.mkdirSync(dir, { recursive: true });
+    // Uploads cut short by a stop or a crash: never complete, never used.
+    for (const name of fs.readdirSync(dir)) if (name.endsWith(".tmp")) fs.rmSync(path.join(dir, name), { force: true });
   }
 
   #file(sha256: string): string {
@@ -31,16 +30,43 @@ export class ModuleStore {
     return fs.existsSync(this.#file(sha256));
   }
 
-  /** Stores `bytes`, which must hash to `sha256`. */
-  put(sha256: string, bytes: Uint8Array): void {
+  /**
+   * Stores a module as it streams in: written to a temporary file while it is
+   * hashed, never held in memory whole, and kept only if it is at most
+   * `max_bytes` and hashes to `sha256`; the temporary file is removed
+   * otherwise. Throws ERR_MODULE_TOO_LARGE as soon as `max_bytes` is passed
+   * (the rest is not read), ERR_MODULE_HASH. Resolves true if the module is
+   * new here.
+   */
+  async putStream(sha256: string, chunks: AsyncIterable<Uint8Array>, max_bytes: number): Promise<boolean> {
     const file = this.#file(sha256);
-    if (bytes.length > MODULE_BYTES_MAX) throw new FerryError("ERR_MODULE_TOO_LARGE", `module of ${bytes.length} bytes exceeds ${MODULE_BYTES_MAX}`);
-    const actual = moduleHash(bytes);
-    if (actual !== sha256) throw new FerryError("ERR_MODULE_HASH", `bytes hash to ${actual}, not ${sha256}`);
-    if (fs.existsSync(file)) return;
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
+    const tmp = `${file}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`;
+    const hash = createHash("sha256");
+    const out = await fs.promises.open(tmp, "wx");
+    let total = 0;
+    try {
+      for await (const chunk of chunks) {
+        total += chunk.length;
+        if (total > max_bytes) throw new FerryError("ERR_MODULE_TOO_LARGE", `module is larger than the ${max_bytes} bytes this node accepts`);
+        hash.update(chunk);
+        await out.write(chunk);
+      }
+      await out.close();
+      const actual = hash.digest("hex");
+      if (actual !== sha256) throw new FerryError("ERR_MODULE_HASH", `bytes hash to ${actual}, not ${sha256}`);
+      if (fs.existsSync(file)) {
+        await fs.promises.rm(tmp, { force: true });
+        return false;
+      }
+      await fs.promises.rename(tmp, file);
+      return true;
+    } catch (err: unknown) {
+      await out.close().catch(() => {
+        // Closed already (the failure came after the close).
+      });
+      await fs.promises.rm(tmp, { force: true });
+      throw err;
+    }
   }
 
   /** The module's bytes; throws ERR_MODULE_MISSING if absent. */

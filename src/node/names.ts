@@ -1,11 +1,10 @@
 /** Node names and cluster-wide pids (docs/cluster.md). */
 import { FerryError } from "../errors.js";
-
-const NODE_NAME = /^[A-Za-z0-9_]{1,32}$/;
+import { NODE_NAME_PATTERN, PID_PATTERN } from "../process_spec.js";
 
 /** Throws unless `name` is a valid node name. */
 export function checkNodeName(name: string): string {
-  if (!NODE_NAME.test(name)) throw new FerryError("ERR_NODE_NAME", `bad node name ${JSON.stringify(name)}: use 1-32 letters, digits or _`);
+  if (!NODE_NAME_PATTERN.test(name)) throw new FerryError("ERR_NODE_NAME", `bad node name ${JSON.stringify(name)}: use 1-32 letters, digits or _`);
   return name;
 }
 
@@ -16,7 +15,7 @@ export function makePid(home: string, n: number): string {
 
 /** The home node of a pid, or undefined if it is not a pid. */
 export function pidHome(pid: string): string | undefined {
-  const m = /^([A-Za-z0-9_]{1,32})-(\d{1,15})$/.exec(pid);
+  const m = PID_PATTERN.exec(pid);
   return m?.[1];
 }
 

@@ -16,6 +16,7 @@
  */
 import net from "node:net";
 import { FerryError } from "../errors.js";
+import { splitHostPort } from "../process_spec.js";
 import type { ConnRef } from "../wasi/mod.js";
 
 /** Incoming bytes a connection may have unconsumed before the home stops reading its socket. */
@@ -63,10 +64,9 @@ export interface NetUplink {
 
 /** Parses "HOST:PORT" (IPv6 hosts in brackets); throws ERR_BAD_REQUEST. */
 export function parseListenAddress(text: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]+)):(\d{1,5})$/.exec(text);
-  const port = m === null ? NaN : Number(m[3]);
-  if (m === null || !(port >= 0 && port <= 65535)) throw new FerryError("ERR_BAD_REQUEST", `listen address ${JSON.stringify(text)} is not HOST:PORT`);
-  return { host: m[1] ?? (m[2] as string), port };
+  const address = splitHostPort(text);
+  if (address === null) throw new FerryError("ERR_BAD_REQUEST", `listen address ${JSON.stringify(text)} is not HOST:PORT`);
+  return address;
 }
 
 /** One accepted connection. */

@@ -125,7 +125,7 @@ describe("TCP relay (home and runner)", () => {
     try {
       // No such process at that home: the attach is refused, with the reason.
       await assert.rejects(
-        connectNetLine(PLAIN, address, "n1", { pid: "nope", hello: { known: [], conns: [] }, down: recorder(), broken: () => undefined }),
+        connectNetLine(PLAIN, address, "n1", { pid: "p-9", hello: { known: [], conns: [] }, down: recorder(), broken: () => undefined }),
         (e: Error & { code?: string }) => e.code === "ERR_NO_SUCH_PROCESS",
       );
       const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));

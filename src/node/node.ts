@@ -20,7 +20,16 @@ import { route } from "./_routes.js";
 import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
 import { PostCopySessions } from "./_postcopy.js";
 import { NodeLinks } from "./_links.js";
+import { resolveLimits, type NodeLimits } from "./limits.js";
+import { Policy, type NodePolicy } from "./policy.js";
+import { StandbyLedger } from "./_standbys.js";
+import { PeerInfoSchema } from "./_internal_schemas.js";
+import { parse } from "../validate.js";
+import type * as v from "valibot";
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
+
+/** What this node reads of a peer's `GET /v1/node`. */
+type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
 
 /** How a node is started. */
 export interface NodeOptions {
@@ -42,6 +51,10 @@ export interface NodeOptions {
   tls: ClusterTls | null;
   /** The cluster CA's certificate and key, if this node may issue certificates to joiners (`ferry token create`). */
   authority?: KeyPairPem | null;
+  /** What processes may be given here (`policy.ts`); default: no host directories, no ports below 1024. */
+  policy?: Partial<NodePolicy>;
+  /** How much the node takes on; each limit not given has the default of `limits.ts`. */
+  limits?: Partial<NodeLimits>;
 }
 
 /** What `GET /v1/node` answers. */
@@ -57,6 +70,11 @@ export interface NodeInfo {
   post_copy: { available: boolean; reason?: string };
   /** Whether connections are mutual TLS, and the CA fingerprint (SHA-256, hex) that names the cluster. */
   security: { tls: boolean; ca_fingerprint: string | null; issues_tokens: boolean };
+  /** Standbys of incoming migrations now, and the memory they hold. */
+  standbys: number;
+  standby_bytes: number;
+  limits: NodeLimits;
+  allow_dirs: string[];
 }
 
 /** A running node. */
@@ -84,6 +102,12 @@ export class FerryNode {
    * key made at start (never stored) whose public half travels in the offer.
    */
   readonly image_key: KeyObject;
+  /** What processes may be given here. */
+  readonly policy: Policy;
+  /** How much this node takes on. */
+  readonly limits: NodeLimits;
+  /** Memory held by incoming migrations' standbys. */
+  readonly standbys: StandbyLedger;
   #peers: string[];
   #server: http.Server;
   #address = "";
@@ -100,6 +124,9 @@ export class FerryNode {
     this.dialer = new Dialer(options.tls);
     this.image_key = options.tls?.private_key ?? generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey;
     this.page_tracker = resolveTracker(options.tracker ?? "auto");
+    this.policy = new Policy(this.name, options.policy);
+    this.limits = resolveLimits(options.limits);
+    this.standbys = new StandbyLedger(this.limits.standby_bytes_max);
     this.#peers = [...options.peers];
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
@@ -154,22 +181,26 @@ export class FerryNode {
       page_tracker: this.page_tracker,
       post_copy: pc.available ? { available: true } : { available: false, reason: pc.reason },
       security: { tls: this.tls !== null, ca_fingerprint: this.tls?.ca_fingerprint ?? null, issues_tokens: this.authority !== null },
+      standbys: this.standbys.count,
+      standby_bytes: this.standbys.bytes,
+      limits: this.limits,
+      allow_dirs: this.policy.allow_dirs,
     };
   }
 
   /** Every peer's self-description; a peer that does not answer is reported down. */
-  async peerInfos(): Promise<({ up: true } & NodeInfo | { up: false; address: string })[]> {
+  async peerInfos(): Promise<({ up: true } & PeerInfo | { up: false; address: string })[]> {
     return Promise.all(
       this.#peers.map(async (address) => {
         try {
           const { value, peer } = await requestJsonFrom(this.dialer, address, "GET", "/v1/node");
-          const info = value as NodeInfo;
+          const info = parse(PeerInfoSchema, value, `node ${address}'s GET /v1/node`, { code: "ERR_PEER_UNREACHABLE" });
           // With TLS a peer is named by its certificate, not by what it says.
           const name = peer?.name ?? info.name;
           this.#names.set(name, address);
           return { up: true as const, ...info, name, address };
         } catch {
-          // Expected while a peer is down or starting: it is reported down.
+          // A peer that does not answer, or answers nonsense, is down as far as this node can tell.
           return { up: false as const, address };
         }
       }),

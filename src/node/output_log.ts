@@ -52,6 +52,7 @@ export class OutputLog extends EventEmitter {
    * end (a gap: an earlier piece is still missing) and nothing was taken.
    */
   append(chunk: OutputChunk): boolean {
+    if (!Number.isSafeInteger(chunk.offset) || chunk.offset < 0) throw new RangeError(`output offset ${chunk.offset} is not a whole number of bytes`);
     const size = this.#sizes[chunk.stream];
     if (chunk.offset > size) return false;
     const fresh = chunk.data.subarray(size - chunk.offset);
@@ -62,8 +63,9 @@ export class OutputLog extends EventEmitter {
     return true;
   }
 
-  /** Reads up to READ_CHUNK_BYTES of a stream from `offset`. */
+  /** Reads up to READ_CHUNK_BYTES of a stream from `offset` (a whole number of bytes: callers check what clients send). */
   read(stream: StreamName, offset: number): Uint8Array {
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`output offset ${offset} is not a whole number of bytes`);
     const n = Math.max(0, Math.min(READ_CHUNK_BYTES, this.#sizes[stream] - offset));
     const buf = Buffer.alloc(n);
     if (n > 0) fs.readSync(this.#fds[stream], buf, 0, n, offset);

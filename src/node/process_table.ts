@@ -3,7 +3,6 @@
  * it — it keeps their output log, location and exit status for their whole
  * life — and *runs* some processes, its own or ones that migrated in.
  */
-import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { GuestProcess, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
@@ -15,7 +14,7 @@ import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
 import type { Endpoint } from "../links/mod.js";
-import { NetHome, parseListenAddress } from "./net_home.js";
+import { NetHome } from "./net_home.js";
 import { NetLink } from "./net_link.js";
 import { connectNetLine } from "./_net_wire.js";
 
@@ -31,6 +30,8 @@ export interface RunRequest {
   dirs: { host: string; guest: string }[];
   /** Addresses to listen on, "HOST:PORT": the home owns the sockets, the guest gets them as preopened fds. */
   listen: string[];
+  /** Most bytes its memory may grow to; it travels with it, and every node it runs on checks it against its own maximum. */
+  memory_max_bytes: number;
 }
 
 /** What the home node keeps of a process. */
@@ -77,47 +78,9 @@ export interface Running extends RunRequest {
 
 /** The public view of a home record. */
 export function describeProcess(r: HomeRecord): Record<string, unknown> {
-  const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms } = r;
+  const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, memory_max_bytes } = r;
   const listen = r.net?.addresses ?? [];
-  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0 };
-}
-
-/** Checks a run request's shape; the API's input is untrusted. */
-export function parseRunRequest(body: unknown): RunRequest & { node?: string } {
-  const b = body as Partial<RunRequest & { node: unknown }> | null;
-  const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");
-  if (b === null || typeof b !== "object") throw new FerryError("ERR_BAD_REQUEST", "want a JSON object");
-  if (typeof b.module_sha256 !== "string") throw new FerryError("ERR_BAD_REQUEST", "module_sha256 is required");
-  const args = b.args ?? [];
-  const env = b.env ?? [];
-  const dirs = b.dirs ?? [];
-  const listen = b.listen ?? [];
-  if (!strings(args) || !strings(env)) throw new FerryError("ERR_BAD_REQUEST", "args and env must be arrays of strings");
-  if (!strings(listen)) throw new FerryError("ERR_BAD_REQUEST", "listen must be an array of HOST:PORT strings");
-  for (const l of listen) parseListenAddress(l);
-  if (!Array.isArray(dirs) || !dirs.every((d) => typeof d?.host === "string" && typeof d?.guest === "string")) {
-    throw new FerryError("ERR_BAD_REQUEST", "dirs must be [{host, guest}]");
-  }
-  if (b.node !== undefined && typeof b.node !== "string") throw new FerryError("ERR_BAD_REQUEST", "node must be a name");
-  return {
-    module_sha256: b.module_sha256,
-    module_name: typeof b.module_name === "string" ? b.module_name : "program.wasm",
-    args,
-    env,
-    dirs,
-    listen,
-    ...(typeof b.node === "string" ? { node: b.node } : {}),
-  };
-}
-
-/** Checks that every directory a process is given exists here. */
-export function preopensHere(dirs: RunRequest["dirs"], node: string): Preopen[] {
-  return dirs.map((d) => {
-    if (!path.isAbsolute(d.host) || !fs.existsSync(d.host) || !fs.statSync(d.host).isDirectory()) {
-      throw new FerryError("ERR_MISSING_DIRECTORY", `directory ${d.host} does not exist on node ${node}`);
-    }
-    return { host_path: d.host, guest_path: d.guest };
-  });
+  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0, memory_max_bytes };
 }
 
 /** The table, and starting, adopting and stopping what is in it. */
@@ -131,6 +94,8 @@ export class ProcessTable {
   readonly #links: TableLinks;
   readonly #dialer: Dialer;
   #next = 1;
+  /** Processes being started (instrumented, instantiated) and not in the table yet. */
+  #starting = 0;
 
   constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
     this.#node = node;
@@ -161,12 +126,29 @@ export class ProcessTable {
     return this.#running.size;
   }
 
-  /** Starts a process here; this node is its home. */
-  async start(request: RunRequest): Promise<HomeRecord> {
+  /** How many processes run here or are being started here (what the process quota counts, with the standbys). */
+  get busy(): number {
+    return this.#running.size + this.#starting;
+  }
+
+  /**
+   * Starts a process here; this node is its home. The request was admitted
+   * (`_admission.ts`): `preopens` are its directories, checked against the
+   * node's policy.
+   */
+  async start(request: RunRequest, preopens: Preopen[]): Promise<HomeRecord> {
+    this.#starting += 1;
+    try {
+      return await this.#start(request, preopens);
+    } finally {
+      this.#starting -= 1;
+    }
+  }
+
+  async #start(request: RunRequest, preopens: Preopen[]): Promise<HomeRecord> {
     if (!this.#modules.has(request.module_sha256)) {
       throw new FerryError("ERR_MODULE_MISSING", `module ${request.module_sha256} is not on node ${this.#node}: upload it first`);
     }
-    const preopens = preopensHere(request.dirs, this.#node);
     const pid = makePid(this.#node, this.#next);
     this.#next += 1;
     const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen);
@@ -203,6 +185,7 @@ export class ProcessTable {
           env,
           preopens,
           listeners: net?.addresses ?? [],
+          memory_max_bytes: request.memory_max_bytes,
         },
         this.ioFor(relay, links, links_net),
       );
@@ -270,6 +253,8 @@ export class ProcessTable {
       if (this.#running.get(running.pid) !== running) return;
       this.#running.delete(running.pid);
       this.#links.ended(running.pid);
+      // Each step is best effort: the process has ended whatever fails here, and a
+      // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.
       await running.relay.flush().catch(() => undefined);
       // What it sent on its connections reaches its home before its end does.
       await running.net.flush().catch(() => undefined);

@@ -1,4 +1,5 @@
 /** Messages between a process's controlling thread and its worker. */
+import type { ErrorCode } from "../errors.js";
 import type { InstrumentInfo } from "../instrument/mod.js";
 import type { Preopen, WasiConfig } from "../wasi/mod.js";
 
@@ -81,4 +82,4 @@ export type FromWorker =
   | { type: "suspend-failed"; message: string }
   | { type: "exit"; code: number }
   | { type: "trap"; message: string }
-  | { type: "error"; code: string; message: string };
+  | { type: "error"; code: ErrorCode; message: string };

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import { randomFillSync } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
+import { knownCode } from "../errors.js";
 import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
@@ -346,7 +347,7 @@ try {
   guest.instantiate();
 } catch (err: unknown) {
   const code = (err as { code?: unknown }).code;
-  post({ type: "error", code: typeof code === "string" ? code : "ERR_WORKER", message: err instanceof Error ? err.message : String(err) });
+  post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
   process.exit(1);
 }
 post({ type: "ready", memory: guest.memory });
@@ -359,7 +360,7 @@ port.on("message", (msg: ToWorker) => {
       post({ type: "activated" });
     } catch (err: unknown) {
       const code = (err as { code?: unknown }).code;
-      post({ type: "error", code: typeof code === "string" ? code : "ERR_WORKER", message: err instanceof Error ? err.message : String(err) });
+      post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
     }
   } else if (msg.type === "touch") {
     // Writing every page makes the kernel back it now (a standby, before anything is in it).

@@ -1,8 +1,8 @@
 /** Runtime: runs one process in a worker; suspend, capture, restore, resume (DESIGN.md layer 2). */
-export { GuestProcess, type ExitStatus, type LinkHooks, type NetHooks, type ProcessIo, type ProcessSpec, type StartTimings, type Suspension } from "./process.js";
+export { GuestProcess, MEMORY_BYTES_MAX, type ExitStatus, type LinkHooks, type NetHooks, type ProcessIo, type ProcessSpec, type StandbyOptions, type StartTimings, type Suspension } from "./process.js";
 export { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type InboxMessage } from "./_inbox.js";
 export { OUTBOX_MAX } from "./_control.js";
-export { End, NET_AREA_BYTES, NET_SEND_WINDOW, NetArea } from "./_net_area.js";
+export { End, NET_AREA_BYTES, NET_SEND_WINDOW, NET_SLOTS, NetArea } from "./_net_area.js";
 export type { OutputTarget, SuspendedState } from "./_protocol.js";
 export { readImageFile, writeImageFile, type ReadImageOptions, type WriteImageOptions } from "./image_file.js";
 export { ENCRYPTION_KEY_FILE, KEYS_DIR, SIGNING_KEY_FILE, localEncryptionKey, localEnvelopeKeys, localSigner, localTrust } from "./image_keys.js";

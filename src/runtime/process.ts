@@ -5,7 +5,7 @@
 import { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
-import { loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
+import { capMemory, loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant } from "../wasi/mod.js";
 import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
@@ -14,6 +14,7 @@ import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
+import { reclaimSoon } from "./_reclaim.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -23,8 +24,8 @@ const utf8 = new TextEncoder();
 /** Bytes of a wasm page. */
 const WASM_PAGE_BYTES = 65536;
 
-/** wasm32 addresses 4 GiB at most. */
-const MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024;
+/** wasm32 addresses 4 GiB at most: the cap of a process that is given none. */
+export const MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024;
 
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
@@ -43,6 +44,16 @@ export interface ProcessSpec {
   preopens: Preopen[];
   /** Listening sockets (addresses, for the record); they need {@link ProcessIo.net}. */
   listeners?: string[];
+  /** Most bytes its memory may grow to, whole wasm pages (default and most: 4 GiB); see {@link GuestProcess.memory_max_bytes}. */
+  memory_max_bytes?: number;
+}
+
+/** Options of {@link GuestProcess.standby}. */
+export interface StandbyOptions {
+  /** Where the module was found (recorded in images). */
+  module_path?: string;
+  /** As {@link ProcessSpec.memory_max_bytes}. */
+  memory_max_bytes?: number;
 }
 
 /** Where a process's I/O goes. */
@@ -125,6 +136,12 @@ type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "
 export class GuestProcess {
   readonly info: InstrumentInfo;
   readonly module_path: string;
+  /**
+   * Most bytes its memory may grow to. A real limit: the engine refuses the
+   * guest's `memory.grow` past it (the guest sees -1, as when a machine is
+   * out of memory), and {@link growTo} refuses it too.
+   */
+  readonly memory_max_bytes: number;
   readonly exited: Promise<ExitStatus>;
   readonly timings: StartTimings;
   #worker: Worker;
@@ -143,13 +160,14 @@ export class GuestProcess {
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
-    module_path: string,
+    options: { module_path: string; memory_max_bytes: number },
     start: WorkerInit["start"],
     io: ProcessIo,
     stdin: { pending: Uint8Array; ended: boolean },
   ) {
     this.info = instrumented.info;
-    this.module_path = module_path;
+    this.module_path = options.module_path;
+    this.memory_max_bytes = options.memory_max_bytes;
     this.timings = { instrument_ms: instrumented.info.instrument_ms, instrument_cached: instrumented.cached, start_ms: 0 };
     this.#io = io;
     this.#buffers = allocateControl();
@@ -164,7 +182,7 @@ export class GuestProcess {
     io.links?.bind(this);
     io.net?.bind(this);
     const init: WorkerInit = {
-      wasm: instrumented.wasm,
+      wasm: options.memory_max_bytes >= MEMORY_BYTES_MAX ? instrumented.wasm : capMemory(instrumented.wasm, options.memory_max_bytes / WASM_PAGE_BYTES),
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
@@ -191,8 +209,9 @@ export class GuestProcess {
   static async start(spec: ProcessSpec, io: ProcessIo): Promise<GuestProcess> {
     const t0 = performance.now();
     const instrumented = await loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
+    const memory_max_bytes = checkCap(instrumented.info, spec.memory_max_bytes);
     const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [] } } as const;
-    const proc = new GuestProcess(instrumented, spec.module_path, start, io, { pending: new Uint8Array(0), ended: false });
+    const proc = new GuestProcess(instrumented, { module_path: spec.module_path, memory_max_bytes }, start, io, { pending: new Uint8Array(0), ended: false });
     await proc.#ready();
     proc.#pump.attach(io.stdin ?? null);
     proc.#send({ type: "run" });
@@ -213,7 +232,7 @@ export class GuestProcess {
     if (hash !== Buffer.from(image.module_sha256).toString("hex")) {
       throw new ImageError(ImageErrorCodes.moduleMismatch, `image was taken from module ${Buffer.from(image.module_sha256).toString("hex")}, not ${hash}`);
     }
-    const proc = await GuestProcess.standby(wasm, io, image.meta.module_path);
+    const proc = await GuestProcess.standby(wasm, io, { module_path: image.meta.module_path });
     try {
       proc.growTo(image.memory.size_bytes);
       writeMemory(image, new Uint8Array(proc.memory.buffer));
@@ -232,9 +251,13 @@ export class GuestProcess {
    * its memory as they arrive, and activates it with the rest of the image.
    * Its memory starts all zero.
    */
-  static async standby(wasm: Uint8Array, io: ProcessIo, module_path = "module.wasm"): Promise<GuestProcess> {
+  static async standby(wasm: Uint8Array, io: ProcessIo, options: StandbyOptions = {}): Promise<GuestProcess> {
     const instrumented = await loadInstrumented(wasm, { cache_dir: io.cache_dir });
-    const proc = new GuestProcess(instrumented, module_path, { kind: "standby" }, io, { pending: new Uint8Array(0), ended: false });
+    const memory_max_bytes = checkCap(instrumented.info, options.memory_max_bytes);
+    const proc = new GuestProcess(instrumented, { module_path: options.module_path ?? "module.wasm", memory_max_bytes }, { kind: "standby" }, io, {
+      pending: new Uint8Array(0),
+      ended: false,
+    });
     const memory = await proc.#ready();
     // Wipe what instantiation wrote (data segments): the image says what is there.
     new Uint8Array(memory.buffer).fill(0);
@@ -261,8 +284,11 @@ export class GuestProcess {
    */
   growTo(size_bytes: number): void {
     const current = this.#memory.buffer.byteLength;
-    if (size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > MEMORY_BYTES_MAX) {
+    if (!Number.isSafeInteger(size_bytes) || size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > MEMORY_BYTES_MAX) {
       throw new ImageError(ImageErrorCodes.malformed, `memory of ${size_bytes} bytes is not a whole number of wasm pages up to 4 GiB`);
+    }
+    if (size_bytes > this.memory_max_bytes) {
+      throw new RuntimeError("ERR_MEMORY_LIMIT", `memory of ${size_bytes} bytes is over the process's cap of ${this.memory_max_bytes}`);
     }
     if (size_bytes <= current) return;
     const maximum_bytes = this.info.memory.maximum_pages * WASM_PAGE_BYTES;
@@ -543,6 +569,8 @@ export class GuestProcess {
   #end(status: ExitStatus): void {
     if (this.#phase === "ended") return;
     this.#phase = "ended";
+    // Its pages go back to the system once nothing holds this object (see _reclaim.ts).
+    if (this.#memory !== undefined) reclaimSoon(this.#memory.buffer.byteLength);
     this.#pump.detach();
     this.#resolveExit(status);
     const errored: FromWorker =
@@ -550,6 +578,18 @@ export class GuestProcess {
     this.#waiters = this.#waiters.filter((w) => !w(errored));
     void this.#worker.terminate();
   }
+}
+
+/** The cap of a process (4 GiB unless given), checked against what its module needs at start. */
+function checkCap(info: InstrumentInfo, memory_max_bytes: number | undefined): number {
+  const cap = memory_max_bytes ?? MEMORY_BYTES_MAX;
+  if (!Number.isSafeInteger(cap) || cap % WASM_PAGE_BYTES !== 0 || cap < WASM_PAGE_BYTES || cap > MEMORY_BYTES_MAX) {
+    throw new RuntimeError("ERR_MEMORY_LIMIT", `a memory cap of ${cap} bytes is not a whole number of wasm pages from 64 KiB to 4 GiB`);
+  }
+  if (info.memory.initial_pages * WASM_PAGE_BYTES > cap) {
+    throw new RuntimeError("ERR_MEMORY_LIMIT", `the module needs ${info.memory.initial_pages * WASM_PAGE_BYTES} bytes of memory at start, over its cap of ${cap}`);
+  }
+  return cap;
 }
 
 function wire(target: OutputTarget): OutputWire {

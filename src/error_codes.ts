@@ -1,0 +1,139 @@
+/**
+ * Every error code Ferry uses, in one place: its HTTP status (what a node
+ * answers when a request fails with it) and what it means. `FerryError`'s
+ * `code` is typed as a key of this registry, so a code that is not here does
+ * not compile; codes that arrive from elsewhere (a peer's answer, an ERROR
+ * frame, the native addon) go through {@link knownCode}.
+ *
+ * To add a code: add an entry here (keep the groups), and a row to the error
+ * table in docs/cluster.md (`src/error_codes_test.ts` checks that the table
+ * and this registry agree).
+ */
+
+/** One registered code. */
+export interface ErrorCodeInfo {
+  /** HTTP status of a control API answer that fails with this code. */
+  readonly status: number;
+  /** One line: what happened, for the docs and for operators. */
+  readonly meaning: string;
+}
+
+/** The registry: code → HTTP status and meaning. */
+export const ERROR_CODES = {
+  // Requests and their input.
+  ERR_BAD_REQUEST: { status: 400, meaning: "A request's body, query or path failed its schema; the message names the field." },
+  ERR_NOT_FOUND: { status: 404, meaning: "No such path or method in the control API." },
+  ERR_BODY_TOO_LARGE: { status: 413, meaning: "A request body is larger than the node reads." },
+  ERR_FORBIDDEN: { status: 403, meaning: "The node does not allow this: a directory outside its allowed roots, a privileged port, an action the caller may not take." },
+  ERR_UNAUTHENTICATED: { status: 401, meaning: "The client did not prove who it is (no or a bad client certificate or token)." },
+  ERR_TOKEN: { status: 401, meaning: "A join token is malformed, unknown, used, expired, or for another role or name." },
+  ERR_NO_AUTHORITY: { status: 409, meaning: "This node does not hold the cluster CA's key, so it cannot issue join tokens or certificates." },
+  ERR_NO_CREDENTIALS: { status: 401, meaning: "The CLI found no client credential (CLI only): run ferry up, or ferry login with a token." },
+  ERR_QUOTA: { status: 503, meaning: "A quota of the node is used up (processes, bytes held by incoming migrations); try later or another node." },
+  ERR_MEMORY_LIMIT: { status: 400, meaning: "A memory cap is over the node's maximum, or a process or offer needs more memory than its cap." },
+  ERR_USAGE: { status: 400, meaning: "The command line is wrong (CLI only; exit status 2)." },
+
+  // Names and addresses.
+  ERR_NODE_NAME: { status: 400, meaning: "Not a valid node name (1-32 letters, digits or _)." },
+  ERR_ADDRESS: { status: 400, meaning: "Not a HOST:PORT address." },
+  ERR_ADDRESS_IN_USE: { status: 409, meaning: "A node cannot listen on its address: something else listens there." },
+  ERR_LISTEN: { status: 409, meaning: "A node cannot listen where it was asked to (its own address, or a process's --listen)." },
+  ERR_TLS_CONFIG: { status: 500, meaning: "The node's TLS setup (certificates, keys, trust roots) is unusable." },
+
+  // Modules.
+  ERR_MODULE_HASH: { status: 400, meaning: "Module bytes do not hash to the SHA-256 named, or the name is not a SHA-256." },
+  ERR_MODULE_TOO_LARGE: { status: 413, meaning: "A module is larger than the node accepts (--max-module-size)." },
+  ERR_MODULE_MISSING: { status: 409, meaning: "The module is not on the node: upload it first." },
+  ERR_INSTRUMENT_INVALID: { status: 400, meaning: "The module is not valid WebAssembly." },
+  ERR_INSTRUMENT_UNSUPPORTED: { status: 400, meaning: "The module uses something Ferry cannot run or capture (no memory, memory64, imported memory...)." },
+
+  // Processes.
+  ERR_NO_SUCH_PROCESS: { status: 404, meaning: "No such process (on this node, or at all)." },
+  ERR_NO_SUCH_NODE: { status: 404, meaning: "No node of that name in the cluster." },
+  ERR_NO_SUCH_SESSION: { status: 404, meaning: "No such post-copy session on the node (any more)." },
+  ERR_PROCESS_STATE: { status: 409, meaning: "The process is not in a state that allows this (already moving, ended, not running here)." },
+  ERR_PROCESS_ENDED: { status: 409, meaning: "The process has ended." },
+  ERR_OUTPUT_GAP: { status: 409, meaning: "Output arrived before what precedes it; the sender retries." },
+  ERR_MISSING_DIRECTORY: { status: 409, meaning: "A directory the process is given does not exist on the node (it lies under an allowed root)." },
+  ERR_MISSING_FILE: { status: 409, meaning: "A file the process has open does not exist on the destination." },
+  ERR_GUEST_TRAP: { status: 500, meaning: "The guest trapped." },
+  ERR_SUSPEND_FAILED: { status: 409, meaning: "The guest could not be suspended at a safe point." },
+  ERR_WORKER: { status: 500, meaning: "A process's worker thread failed." },
+  ERR_RELAY_FAILED: { status: 502, meaning: "A process's output could not reach its home node." },
+
+  // Images and restores.
+  ERR_IMAGE_MAGIC: { status: 400, meaning: "Not a Ferry image (bad magic)." },
+  ERR_IMAGE_VERSION: { status: 400, meaning: "An image of a format version this build does not read." },
+  ERR_IMAGE_TRUNCATED: { status: 400, meaning: "The image ends early." },
+  ERR_IMAGE_CHECKSUM: { status: 400, meaning: "A section of the image fails its checksum." },
+  ERR_IMAGE_MALFORMED: { status: 400, meaning: "The image is well-framed but its content is inconsistent." },
+  ERR_IMAGE_MODULE_MISMATCH: { status: 400, meaning: "The image was taken from another module." },
+  ERR_IMAGE_LIMIT: { status: 400, meaning: "The image exceeds a limit of the format (sizes, counts)." },
+  ERR_IMAGE_SIGNATURE: { status: 502, meaning: "The image's signature is missing, bad, or by a key the resuming side does not trust (502: a migration's destination refused it)." },
+  ERR_IMAGE_DECRYPT: { status: 400, meaning: "The image cannot be decrypted with the keys here, or its ciphertext was changed." },
+  ERR_KEY_FILE: { status: 500, meaning: "A local key file cannot be made or read, or others can read it." },
+  ERR_MODULE_NOT_FILE: { status: 400, meaning: "A module path is not a regular file (/dev/zero, a FIFO, a directory)." },
+  ERR_RESTORE_FILE: { status: 409, meaning: "A file the image had open is missing here." },
+  ERR_RESTORE_PREOPEN: { status: 409, meaning: "A directory the image was given is missing here." },
+  ERR_RESTORE_STATE: { status: 502, meaning: "The image's state (WASI, globals, stack, memory) does not fit its module or cannot be restored (502: a migration's destination refused it)." },
+
+  // Migrations.
+  ERR_MIGRATION_REFUSED: { status: 409, meaning: "The destination refused the migration; the process keeps running at the source." },
+  ERR_MIGRATION_FAILED: { status: 502, meaning: "The migration failed; the process keeps running at the source." },
+  ERR_MIGRATION_PROTOCOL: { status: 502, meaning: "A frame of the migration protocol is malformed or unexpected." },
+  ERR_UFFD_UNAVAILABLE: { status: 409, meaning: "The destination cannot take post-copy or hybrid migrations (no userfaultfd); the reason follows." },
+  ERR_TRACKER_UNAVAILABLE: { status: 409, meaning: "The userfaultfd page tracker cannot be used here." },
+  ERR_POSTCOPY_LOST: { status: 502, meaning: "A post-copy page channel stayed down past recover_ms: the process ended as lost." },
+  ERR_POSTCOPY_PROTOCOL: { status: 502, meaning: "A post-copy page channel frame is malformed or unexpected." },
+  ERR_POSTCOPY: { status: 500, meaning: "A post-copy session could not be set up on this node." },
+
+  // Between nodes.
+  ERR_PEER: { status: 502, meaning: "A peer answered with an error this node does not know (the peer's code is in the message)." },
+  ERR_PEER_UNREACHABLE: { status: 502, meaning: "A peer node did not answer, or answered with something that is not the protocol." },
+  ERR_PEER_UNAUTHENTICATED: { status: 502, meaning: "A peer node could not be authenticated (its certificate is not trusted or names another node)." },
+  ERR_LINK_PROTOCOL: { status: 502, meaning: "A frame of the link channel is malformed or unexpected." },
+  ERR_NET_PROTOCOL: { status: 502, meaning: "A frame of the connection relay is malformed or unexpected." },
+  ERR_FRAME_TOO_LARGE: { status: 502, meaning: "A peer sent (or a sender tried) a frame over FRAME_BYTES_MAX." },
+  ERR_FRAME_MALFORMED: { status: 502, meaning: "A frame header is malformed." },
+  ERR_CONNECTION_CLOSED: { status: 502, meaning: "A framed connection closed." },
+  ERR_TRANSPORT_TIMEOUT: { status: 504, meaning: "No frame arrived in time on a framed connection." },
+
+  // The CLI's side of the control API.
+  ERR_CLUSTER_UNREACHABLE: { status: 502, meaning: "No node answers at the cluster address (CLI only)." },
+  ERR_CLUSTER_CONNECTION: { status: 502, meaning: "A connection to a node failed mid-request (CLI only)." },
+  ERR_CLUSTER_PROTOCOL: { status: 502, meaning: "A node answered something the CLI cannot read (CLI only)." },
+  ERR_NODE_DOWN: { status: 502, meaning: "The node named is down (CLI only)." },
+
+  // Raised by the native addon (native/*.c) as plain errors with these codes.
+  ERR_UFFD: { status: 500, meaning: "A userfaultfd system call failed in the native addon." },
+  ERR_UFFD_ARGS: { status: 500, meaning: "The native post-copy code was called with bad arguments (a bug)." },
+  ERR_POSTCOPY_OPEN: { status: 500, meaning: "The native addon could not open a post-copy session." },
+  ERR_POPULATE: { status: 500, meaning: "Backing a standby's memory in advance failed in the native addon." },
+  ERR_TRACKER_ARGS: { status: 500, meaning: "The native page tracker was called with bad arguments (a bug)." },
+  ERR_TRACKER_SCAN: { status: 500, meaning: "A page tracker scan failed in the native addon." },
+
+  // Faults.
+  ERR_INTERNAL: { status: 500, meaning: "A fault of the node itself (not of the request); the message says what." },
+} as const satisfies Record<`ERR_${string}`, ErrorCodeInfo>;
+
+/** A registered error code. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Whether `value` is a registered code. */
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === "string" && Object.hasOwn(ERROR_CODES, value);
+}
+
+/**
+ * A code that came from outside this process (a peer's answer, an ERROR
+ * frame, a worker), or `fallback` when it is not registered here: an
+ * unknown code never passes for a known one.
+ */
+export function knownCode(value: unknown, fallback: ErrorCode): ErrorCode {
+  return isErrorCode(value) ? value : fallback;
+}
+
+/** The HTTP status a node answers for `code`. */
+export function statusOf(code: ErrorCode): number {
+  return ERROR_CODES[code].status;
+}

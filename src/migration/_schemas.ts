@@ -1,0 +1,67 @@
+/**
+ * Schemas of the JSON frames of the migration protocol (docs/cluster.md,
+ * "Data protocol"): OFFER, READY, ERROR, ROUND_END, HANDOVER and RUNNING.
+ * Every such frame is checked against its schema before anything acts on it;
+ * a frame that fails is ERR_MIGRATION_PROTOCOL and changes nothing.
+ */
+import * as v from "valibot";
+import { CHUNK_BYTES } from "../memory/mod.js";
+import { Args, Dirs, Env, HostPath, HostPort, Listen, MemoryBytes, MemoryCap, ModuleName, NodeName, OPEN_FILES_MAX, Pid, Sha256, WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
+import { integer, list, text } from "../validate.js";
+
+/** Every strategy, in the order a user meets them. */
+export const STRATEGIES = ["stop-copy", "pre-copy", "post-copy", "hybrid"] as const;
+
+/** Migration strategies. */
+export type Strategy = (typeof STRATEGIES)[number];
+
+/** Longest wait for a broken post-copy link a client (or an OFFER) may ask for: ten minutes of a process stalled on a page is already an outage. */
+export const RECOVER_MS_MAX = 600_000;
+
+/** An SPKI DER public key of the algorithms images are signed with is under 100 bytes; base64 of far more is not a key. */
+const SIGNING_KEY_CHARS_MAX = 1024;
+
+/** Characters of an ERROR frame's message kept: a sentence or two, never a dump. */
+export const ERROR_MESSAGE_CHARS_MAX = 4096;
+
+/** Chunks of a 4 GiB memory: the most a HANDOVER can name. */
+const CHUNKS_MAX = WASM_MEMORY_BYTES_MAX / CHUNK_BYTES;
+
+/** OFFER (S→D): what the destination is asked to take (see `Offer` in source.ts). */
+export const OfferSchema = v.object({
+  pid: Pid,
+  home: NodeName,
+  module_sha256: Sha256,
+  module_name: ModuleName,
+  args: Args,
+  env: Env,
+  dirs: Dirs,
+  listen: v.optional(Listen),
+  open_files: list(HostPath, OPEN_FILES_MAX),
+  strategy: v.picklist(STRATEGIES, `must be one of ${STRATEGIES.join(", ")}`),
+  source: HostPort,
+  memory_bytes: MemoryBytes,
+  memory_max_bytes: MemoryCap,
+  recover_ms: v.optional(integer(1, RECOVER_MS_MAX)),
+  /** Between nodes without TLS only: the key that signs the image (SPKI DER, base64; see `Offer` in source.ts). */
+  signing_key: v.optional(v.pipe(v.string(), v.maxLength(SIGNING_KEY_CHARS_MAX), v.base64())),
+});
+
+/** READY and RUNNING (D→S): empty objects. */
+export const EmptySchema = v.object({});
+
+/** ROUND_END (S→D): the pre-copy round that just ended. */
+export const RoundEndSchema = v.object({ round: integer(1, Number.MAX_SAFE_INTEGER) });
+
+/** ERROR (both ways): why the sender gives up; the code is mapped onto this node's registry. */
+export const ErrorFrameSchema = v.object({
+  code: v.optional(text(64)),
+  message: v.optional(v.pipe(v.string(), v.transform((s) => (s.length > ERROR_MESSAGE_CHARS_MAX ? `${s.slice(0, ERROR_MESSAGE_CHARS_MAX)}...` : s)))),
+});
+
+/** HANDOVER (S→D, post-copy and hybrid): see `Handover` in _wire.ts; order and bounds of the runs are checked by the destination. */
+export const HandoverSchema = v.object({
+  session: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/, "must be a session name")),
+  remote_bytes: v.pipe(MemoryBytes, v.multipleOf(CHUNK_BYTES, `must be a whole number of ${CHUNK_BYTES}-byte chunks`)),
+  missing: list(v.tuple([integer(0, CHUNKS_MAX - 1), integer(1, CHUNKS_MAX)]), CHUNKS_MAX),
+});

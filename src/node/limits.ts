@@ -1,0 +1,86 @@
+/**
+ * How much a node takes on: the memory one process may have, how many
+ * processes run at once, how much memory incoming migrations may hold before
+ * they commit, how large a module may be, and how long a silent migration
+ * source is waited for. Each knob has a default here with its reason; an
+ * operator sets them with `ferry node start` / `ferry up` flags.
+ */
+import os from "node:os";
+import { FerryError } from "../errors.js";
+import { MEMORY_BYTES_MAX } from "../runtime/mod.js";
+import { STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
+import { WASM_PAGE_BYTES } from "../process_spec.js";
+
+/** A node's limits. */
+export interface NodeLimits {
+  /**
+   * Largest memory cap a process may have here, and the cap of a process
+   * started without one. A process's guest cannot grow its memory past its
+   * cap; a migration of a process whose cap is over this is refused.
+   */
+  memory_max_bytes: number;
+  /** Processes running here at once, counting the ones migrating in. */
+  processes_max: number;
+  /** Bytes of memory all standbys of incoming migrations may hold together before they commit. */
+  standby_bytes_max: number;
+  /** Largest module accepted (uploaded, or fetched from a migration's source). */
+  module_bytes_max: number;
+  /** How long an incoming migration waits for its source's next frame before its standby is freed. */
+  standby_idle_ms: number;
+}
+
+/**
+ * Processes per node by default: each is a worker thread with its own V8
+ * isolate (some 10 MiB before its guest's memory) and a share of two page
+ * threads; 256 of them is a very busy machine.
+ */
+export const PROCESSES_MAX_DEFAULT = 256;
+
+/** Modules by default: wasm32 code of any real program fits in far less. */
+export const MODULE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
+
+/** Longest standby idle time an operator may set: past it, a stalled source holds memory for too long to call it a limit. */
+const STANDBY_IDLE_MS_MAX = 3_600_000;
+
+/**
+ * Half the machine's memory, whole wasm pages, and 4 GiB at most (wasm32
+ * cannot address more). Half, because the node, the other processes and the
+ * kernel's page cache need the rest: one process (or a burst of incoming
+ * migrations) must not be able to push the machine into swap or the OOM
+ * killer.
+ */
+export function halfTheMachine(): number {
+  const half = Math.floor(os.totalmem() / 2 / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
+  return Math.max(WASM_PAGE_BYTES, Math.min(MEMORY_BYTES_MAX, half));
+}
+
+/** The defaults: see each field of {@link NodeLimits} and the constants above. */
+export function defaultLimits(): NodeLimits {
+  const half = halfTheMachine();
+  return {
+    memory_max_bytes: half,
+    processes_max: PROCESSES_MAX_DEFAULT,
+    standby_bytes_max: half,
+    module_bytes_max: MODULE_BYTES_MAX_DEFAULT,
+    standby_idle_ms: STANDBY_IDLE_MS_DEFAULT,
+  };
+}
+
+/** The defaults with what the operator set; throws ERR_USAGE for a value out of range. */
+export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
+  const limits = { ...defaultLimits(), ...dropUndefined(given) };
+  const check = (ok: boolean, what: string): void => {
+    if (!ok) throw new FerryError("ERR_USAGE", what);
+  };
+  const whole = (n: number, min: number, max: number): boolean => Number.isSafeInteger(n) && n >= min && n <= max;
+  check(whole(limits.memory_max_bytes, WASM_PAGE_BYTES, MEMORY_BYTES_MAX) && limits.memory_max_bytes % WASM_PAGE_BYTES === 0, `the memory maximum must be whole 64 KiB pages from 64 KiB to 4 GiB, not ${limits.memory_max_bytes}`);
+  check(whole(limits.processes_max, 1, 1_000_000), `the process quota must be at least 1, not ${limits.processes_max}`);
+  check(whole(limits.standby_bytes_max, 0, Number.MAX_SAFE_INTEGER), `the standby quota must be a number of bytes, not ${limits.standby_bytes_max}`);
+  check(whole(limits.module_bytes_max, 1, Number.MAX_SAFE_INTEGER), `the module size limit must be at least 1 byte, not ${limits.module_bytes_max}`);
+  check(whole(limits.standby_idle_ms, 1, STANDBY_IDLE_MS_MAX), `the standby timeout must be 1 to ${STANDBY_IDLE_MS_MAX} ms, not ${limits.standby_idle_ms}`);
+  return limits;
+}
+
+function dropUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,58 @@
+/**
+ * Giving the memory of ended processes back to the system.
+ *
+ * A guest's memory is a shared wasm memory. Its pages stay mapped as long as
+ * any isolate holds a WebAssembly.Memory for it: the worker's goes with the
+ * worker, but the controlling thread keeps one (to read and write pages in
+ * place) until V8 collects it. V8 does not count a wasm memory towards the
+ * heap pressure that triggers a collection, so an idle node never collects:
+ * every process that ended, and every standby of a migration that was given
+ * up (populated in full the moment it was offered), kept its memory for as
+ * long as the node ran. So once a large memory is dropped, a full collection
+ * is asked for.
+ */
+import v8 from "node:v8";
+import vm from "node:vm";
+
+/** Smaller memories are left to V8's own rhythm: a forced collection costs milliseconds, and they cost little. */
+const RECLAIM_BYTES_MIN = 16 * 1024 * 1024;
+
+/**
+ * Wait after a memory is dropped before collecting: long enough for its
+ * owners (a migration's landing, the process table) to let go of the process
+ * object, and to fold the ends of many processes into one collection.
+ */
+const RECLAIM_DELAY_MS = 500;
+
+let collect: (() => void) | null | undefined;
+let timer: NodeJS.Timeout | null = null;
+
+/** V8's full collection, exposed once (node is not started with --expose-gc). */
+function collector(): (() => void) | null {
+  if (collect !== undefined) return collect;
+  try {
+    const global_gc = (globalThis as { gc?: () => void }).gc;
+    if (typeof global_gc === "function") collect = global_gc;
+    else {
+      v8.setFlagsFromString("--expose-gc");
+      const gc = vm.runInNewContext("gc") as unknown;
+      collect = typeof gc === "function" ? (gc as () => void) : null;
+    }
+  } catch (err: unknown) {
+    // Without it, memory is still given back at V8's next collection: later, not never.
+    process.emitWarning(`Ferry cannot ask V8 for a collection; memory of ended processes is given back later: ${(err as Error).message}`);
+    collect = null;
+  }
+  return collect;
+}
+
+/** A memory of `bytes` was dropped: collect soon, so that its pages go back to the system. */
+export function reclaimSoon(bytes: number): void {
+  if (bytes < RECLAIM_BYTES_MIN || timer !== null) return;
+  timer = setTimeout(() => {
+    timer = null;
+    collector()?.();
+  }, RECLAIM_DELAY_MS);
+  // A node that is stopping need not wait for it.
+  timer.unref();
+}
