@@ -71,6 +71,7 @@ export const ERROR_CODES = {
   ERR_IMAGE_LIMIT: { status: 400, meaning: "The image exceeds a limit of the format (sizes, counts)." },
   ERR_IMAGE_SIGNATURE: { status: 502, meaning: "The image's signature is missing, bad, or by a key the resuming side does not trust (502: a migration's destination refused it)." },
   ERR_IMAGE_DECRYPT: { status: 400, meaning: "The image cannot be decrypted with the keys here, or its ciphertext was changed." },
+  ERR_SOCKETPAIR: { status: 500, meaning: "The native addon could not make a Unix socket pair (post-copy over TLS bridges its page channel through one)." },
   ERR_KEY_FILE: { status: 500, meaning: "A local key file cannot be made or read, or others can read it." },
   ERR_MODULE_NOT_FILE: { status: 400, meaning: "A module path is not a regular file (/dev/zero, a FIFO, a directory)." },
   ERR_RESTORE_FILE: { status: 409, meaning: "A file the image had open is missing here." },

@@ -35,7 +35,7 @@ describe("error registry", () => {
   });
 
   it("reserves the codes of the TLS and image-signing work with their statuses", () => {
-    const want = { ERR_UNAUTHENTICATED: 401, ERR_FORBIDDEN: 403, ERR_PEER_UNAUTHENTICATED: 502, ERR_TOKEN: 401, ERR_TLS_CONFIG: 500, ERR_IMAGE_SIGNATURE: 400, ERR_IMAGE_DECRYPT: 400 };
+    const want = { ERR_UNAUTHENTICATED: 401, ERR_FORBIDDEN: 403, ERR_PEER_UNAUTHENTICATED: 502, ERR_TOKEN: 401, ERR_TLS_CONFIG: 500, ERR_IMAGE_SIGNATURE: 502, ERR_IMAGE_DECRYPT: 400, ERR_NO_AUTHORITY: 409, ERR_NO_CREDENTIALS: 401 };
     for (const [code, status] of Object.entries(want)) {
       assert.ok(isErrorCode(code), code);
       assert.equal(statusOf(code), status, code);

@@ -39,7 +39,8 @@ function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
 
 describe("post-copy and hybrid migration", { skip }, () => {
   it("memhog moved by post-copy and hybrid, back and forth while it rewrites memory, verifies every byte and writes what an uninterrupted run writes", async () => {
-    const args = ["96", "24", "4"];
+    // Long enough to outlive four moves and their pauses on a loaded machine.
+    const args = ["96", "24", "10"];
     const want = await reference(args);
     const cluster = await startCluster(["n1", "n2", "n3"]);
     try {

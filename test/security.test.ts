@@ -207,6 +207,7 @@ describe("an authenticated cluster", () => {
       strategy: "stop-copy",
       source: n1.address,
       memory_bytes: 65536,
+      memory_max_bytes: 65536,
     };
     await conn.send(1, Buffer.from(JSON.stringify(offer)));
     const frame = await conn.next({ timeout_ms: 10_000 });

@@ -201,8 +201,10 @@ describe("input validation, limits and authorization (issue 10)", { timeout: 300
       ["GET", "/v1/processes?local=2", Buffer.alloc(0)],
       ["GET", "/v1/links?inspect=x", Buffer.alloc(0)],
     ];
+    const probe = await nodeDialer();
     for (const [method, p, body] of cases) {
-      const r = await request(n1.address, method, p, body);
+      // The node-to-node endpoints answer nodes only: asked as one.
+      const r = await request(n1.address, method, p, body, p.startsWith("/v1/internal/") ? probe : undefined);
       assertError(r, 400, "ERR_BAD_REQUEST", `${method} ${p} ${Buffer.isBuffer(body) ? body.toString() : JSON.stringify(body).slice(0, 80)}`);
     }
     // None of it changed anything: the process still runs where it did, and the node answers.

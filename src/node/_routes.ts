@@ -233,9 +233,10 @@ async function internalRoute(
     return sendJson(res, 200, { pid });
   }
   if (what === "location" && method === "POST") {
+    const location = await readRequest(req, LocationSchema);
     // Only the node that runs a process may say where it went: no node can move another's process on paper.
     if (peer !== null && peer.name !== record.node) throw new FerryError("ERR_FORBIDDEN", `node ${peer.name} does not run ${pid} (node ${record.node} does)`);
-    record.node = (await readRequest(req, LocationSchema)).node;
+    record.node = location.node;
     return sendJson(res, 200, { pid, node: record.node });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
