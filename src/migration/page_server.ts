@@ -26,6 +26,12 @@ import {
 
 /** Chunks pushed right after one asked for, ahead of the address-order push. */
 const NEIGHBOURS = 15;
+/**
+ * Bytes queued on the socket past which the push waits for it to drain: two
+ * 1 MiB frames, so the next frame is made (sealed) while the last one is
+ * still being written, yet an answer to a fault never queues behind more.
+ */
+const QUEUED_BYTES_MAX = 2 * 1048576;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -291,7 +297,7 @@ class Connection {
     this.#socket.cork();
     for (const part of parts) ok = this.#socket.write(part);
     this.#socket.uncork();
-    if (ok || this.#end !== null) return;
+    if (ok || this.#end !== null || this.#socket.writableLength <= QUEUED_BYTES_MAX) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         this.#socket.off("drain", done);

@@ -32,7 +32,8 @@ import { peerIdentity, type ExpectedPeer, type Identity } from "../trust/mod.js"
 import { preopensHere } from "./process_table.js";
 import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
-import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
+import { acceptPages, IncomingPostCopy, PAGES_PATH } from "./_postcopy.js";
+import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
@@ -71,7 +72,7 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
     return;
   }
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
-    acceptPages(node.postcopy, req, socket, head);
+    acceptPages(node.postcopy, node.tls === null ? null : node.page_tickets, req, socket, head);
     return;
   }
   if ((req.url ?? "").startsWith(NET_PATH)) {
@@ -261,7 +262,7 @@ export async function migrateProcess(
           recover_ms,
         },
         connect: () => connectData(node.dialer, address, to),
-        connectPages: (session) => upgrade(node.dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(to)),
+        connectPages: (session) => connectPages(node.dialer, address, session, to),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () => ((await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) })) as { running: boolean }).running,
         resumed: () => void moved().catch(() => undefined),
