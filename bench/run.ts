@@ -20,6 +20,7 @@ import { pagesBench } from "./pages.js";
 import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 import { tlsBench } from "./tls.js";
+import { frontBench } from "./front.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -188,4 +189,5 @@ if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
 if (only === undefined || only === "pages") await pagesBench(quick);
 if (only === undefined || only === "tls") await tlsBench(quick);
+if (only === undefined || only === "front") await frontBench(quick);
 process.exit(0);

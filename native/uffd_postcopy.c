@@ -13,8 +13,11 @@
  *     address order or sent on demand, and copies them in (UFFDIO_COPY),
  *     which wakes whoever waits on them.
  *
- * The socket is handed over by JavaScript (an HTTP-upgraded connection from
- * the source) and owned here from then on. When it breaks, faulting threads
+ * The socket is handed over by JavaScript (a connection from the source,
+ * authenticated before it got here) and owned here from then on. With keys
+ * (a node with TLS) every frame in each direction travels in a sealed record
+ * (page_seal.h): the reader opens each record and checks it before it acts
+ * on any byte of it; a record that fails is a broken link. When it breaks, faulting threads
  * simply wait; a new socket can be attached at any time and the source is
  * told which chunks are already here (HELLO) and which are wanted (REQ).
  * When the source is gone for good, JavaScript fails the session: waiting
@@ -31,6 +34,8 @@
  *                   ABORT  the process ended here: stop serving
  *   source -> dest  PAGES  a=first chunk b=count c=flags (1: on demand), then count chunks
  *                   ZERO   a=first chunk b=count (chunks that are all zero)
+ * Sealed, frames travel inside records (u32 length, ciphertext, 16-byte tag:
+ * page_seal.h); a frame never spans two records.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,6 +45,7 @@
 #include <netinet/tcp.h>
 #include <node_api.h>
 #include "common.h"
+#include "page_seal.h"
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -59,6 +65,26 @@ enum { EV_DOWN = 1, EV_COMPLETE = 2 };
 /* Chunks in one PAGES frame at most (1 MiB of 64 KiB chunks). */
 #define CHUNKS_PER_FRAME_MAX 16
 #define FLAG_DEMAND 1u
+/* Where a sealed record's plaintext starts in the read buffer: a PAGES frame's payload (after its 16-byte header) then starts on a page. */
+#define RECORD_AT (PAGE_BYTES - HEAD_BYTES)
+
+/*
+ * One connection to the source: its socket and, when sealed, its two
+ * directions. The reader alone opens records (`open`, `rec_*`); writers
+ * seal under `wlock` (`seal`, `wbuf`). Freed by the reader, under `wlock`,
+ * once the connection is done.
+ */
+typedef struct {
+  int fd;
+  int sealed;
+  sealer_t open;
+  sealer_t seal;
+  /* The record being read: plaintext at buf + RECORD_AT, `rec_pos` of `rec_len` bytes taken. */
+  uint32_t rec_len, rec_pos;
+  /* A frame being written: room for the record head, the largest frame (HELLO) and the tag. */
+  uint8_t *wbuf;
+  size_t wbuf_bytes;
+} link_t;
 
 typedef struct {
   int uffd;
@@ -69,22 +95,24 @@ typedef struct {
   uint64_t remote_bytes;
   uint32_t chunk_bytes;
   uint32_t chunks;
-  /* State of each chunk, `present`, `sock`, `gen` and the flags: under `lock`. */
+  /* State of each chunk, `present`, `link`, `gen` and the flags: under `lock`. */
   uint8_t *state;
   uint32_t present;
-  int sock;
+  link_t *link;
   uint32_t gen;
   int failed;
   int complete;
   int closing;
   pthread_mutex_t lock;
   pthread_cond_t attached;
-  /* Held while writing to the socket and while closing one (so a writer never sees a closed fd). */
+  /* Held while writing to the socket and while closing one (so a writer never sees a closed fd or a freed link). */
   pthread_mutex_t wlock;
   pthread_t fault_thread;
   pthread_t read_thread;
   int threads;
+  /* The reader's buffer: a PAGES frame's payload, or a sealed record (`buf_bytes`). */
   uint8_t *buf;
+  size_t buf_bytes;
   napi_threadsafe_function events;
   /* Statistics (under `lock`). */
   uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches;
@@ -183,21 +211,77 @@ static void head(uint8_t out[HEAD_BYTES], uint32_t kind, uint32_t a, uint32_t b,
   memcpy(out, words, HEAD_BYTES);
 }
 
-/* Writes one frame to `fd`; holds `wlock`. A failed write shuts the socket down: the reader then sees it break. */
-static void write_frame(int fd, uint32_t kind, uint32_t a, uint32_t b, const uint8_t *tail, size_t tail_len) {
-  uint8_t h[HEAD_BYTES];
-  head(h, kind, a, b, (uint32_t)tail_len);
-  if (fd >= 0 && (write_all(fd, h, HEAD_BYTES) != 0 || (tail_len > 0 && write_all(fd, tail, tail_len) != 0))) shutdown(fd, SHUT_RDWR);
+/*
+ * Writes one frame on `l` (none: dropped); holds `wlock`. Sealed, the frame
+ * is one record. A failed write shuts the socket down: the reader then sees
+ * it break.
+ */
+static void write_frame(link_t *l, uint32_t kind, uint32_t a, uint32_t b, const uint8_t *tail, size_t tail_len) {
+  if (l == NULL) return;
+  /* HELLO, the largest frame, was sized into wbuf when the link was made. */
+  if (SEAL_HEAD_BYTES + HEAD_BYTES + tail_len + SEAL_TAG_BYTES > l->wbuf_bytes) {
+    shutdown(l->fd, SHUT_RDWR);
+    return;
+  }
+  uint8_t *frame = l->wbuf + SEAL_HEAD_BYTES;
+  head(frame, kind, a, b, (uint32_t)tail_len);
+  if (tail_len > 0) memcpy(frame + HEAD_BYTES, tail, tail_len);
+  size_t len = HEAD_BYTES + tail_len;
+  int rc;
+  if (l->sealed) rc = seal_record(&l->seal, l->wbuf, (uint32_t)len) == 0 ? write_all(l->fd, l->wbuf, SEAL_HEAD_BYTES + len + SEAL_TAG_BYTES) : -1;
+  else rc = write_all(l->fd, frame, len);
+  if (rc != 0) shutdown(l->fd, SHUT_RDWR);
 }
 
-/* Sends one frame on the current socket, if any. */
+/* Sends one frame on the current link, if any. */
 static void send_frame(postcopy_t *m, uint32_t kind, uint32_t a) {
   pthread_mutex_lock(&m->wlock);
   pthread_mutex_lock(&m->lock);
-  int fd = m->sock;
+  link_t *l = m->link;
   pthread_mutex_unlock(&m->lock);
-  write_frame(fd, kind, a, 0, NULL, 0);
+  write_frame(l, kind, a, 0, NULL, 0);
   pthread_mutex_unlock(&m->wlock);
+}
+
+static void link_free(link_t *l) {
+  if (l->fd >= 0) close(l->fd);
+  sealer_free(&l->open);
+  sealer_free(&l->seal);
+  free(l->wbuf);
+  free(l);
+}
+
+/* Reads and opens the next sealed record into buf + RECORD_AT; -1 when the link broke or the record is not authentic. */
+static int open_next(postcopy_t *m, link_t *l) {
+  uint8_t h[SEAL_HEAD_BYTES];
+  if (read_all(l->fd, h, SEAL_HEAD_BYTES) != 0) return -1;
+  uint32_t len;
+  memcpy(&len, h, SEAL_HEAD_BYTES);
+  len = le32toh(len);
+  /* Checked from the head alone, before anything is read into the buffer. */
+  if (len == 0 || len > SEAL_RECORD_BYTES_MAX) return -1;
+  uint8_t *body = m->buf + RECORD_AT;
+  if (read_all(l->fd, body, (size_t)len + SEAL_TAG_BYTES) != 0 || open_record(&l->open, h, body, len) != 0) return -1;
+  l->rec_len = len;
+  l->rec_pos = 0;
+  return 0;
+}
+
+/*
+ * The link's next `len` bytes, contiguous, valid until the next call; NULL
+ * when the link broke, a record was not authentic, or (sealed) a frame
+ * does not end inside the record it starts in.
+ */
+static const uint8_t *take(postcopy_t *m, link_t *l, size_t len) {
+  if (!l->sealed) {
+    if (len > m->buf_bytes || read_all(l->fd, m->buf, len) != 0) return NULL;
+    return m->buf;
+  }
+  if (l->rec_pos == l->rec_len && open_next(m, l) != 0) return NULL;
+  if (l->rec_len - l->rec_pos < len) return NULL;
+  const uint8_t *p = m->buf + RECORD_AT + l->rec_pos;
+  l->rec_pos += (uint32_t)len;
+  return p;
 }
 
 /* Marks chunks [first, first+count) here; the last one in completes the session. Under `lock`. */
@@ -259,14 +343,17 @@ static void *fault_loop(void *arg) {
 }
 
 /* Reads and applies one frame; -1 when the link broke or the peer broke the protocol. */
-static int read_frame(postcopy_t *m, int fd) {
+static int read_frame(postcopy_t *m, link_t *l) {
+  const uint8_t *h = take(m, l, HEAD_BYTES);
+  if (h == NULL) return -1;
   uint32_t w[4];
-  if (read_all(fd, w, HEAD_BYTES) != 0) return -1;
+  memcpy(w, h, HEAD_BYTES);
   uint32_t kind = le32toh(w[0]), first = le32toh(w[1]), count = le32toh(w[2]), flags = le32toh(w[3]);
   if ((kind != K_PAGES && kind != K_ZERO) || count == 0 || first >= m->chunks || count > m->chunks - first) return -1;
   if (kind == K_PAGES && count > CHUNKS_PER_FRAME_MAX) return -1;
   uint64_t bytes = (uint64_t)count * m->chunk_bytes;
-  if (kind == K_PAGES && read_all(fd, m->buf, bytes) != 0) return -1;
+  const uint8_t *data = NULL;
+  if (kind == K_PAGES && (data = take(m, l, bytes)) == NULL) return -1;
   /* Place runs of chunks not yet here; a concurrent copy of the same chunk is harmless (EEXIST). */
   for (uint32_t i = 0; i < count;) {
     pthread_mutex_lock(&m->lock);
@@ -279,7 +366,7 @@ static int read_frame(postcopy_t *m, int fd) {
     while (j < count && m->state[first + j] != PRESENT) j += 1;
     pthread_mutex_unlock(&m->lock);
     if (i == count) break;
-    if (place(m, (uint64_t)(first + i) * m->chunk_bytes, kind == K_PAGES ? m->buf + (uint64_t)i * m->chunk_bytes : NULL, (uint64_t)(j - i) * m->chunk_bytes) != 0) return -1;
+    if (place(m, (uint64_t)(first + i) * m->chunk_bytes, kind == K_PAGES ? data + (uint64_t)i * m->chunk_bytes : NULL, (uint64_t)(j - i) * m->chunk_bytes) != 0) return -1;
     pthread_mutex_lock(&m->lock);
     if (kind == K_ZERO) m->zero_chunks += j - i;
     else if (flags & FLAG_DEMAND) m->demand_served += j - i;
@@ -302,24 +389,25 @@ static void *read_loop(void *arg) {
   postcopy_t *m = arg;
   for (;;) {
     pthread_mutex_lock(&m->lock);
-    while (m->sock < 0 && !m->closing) pthread_cond_wait(&m->attached, &m->lock);
+    while (m->link == NULL && !m->closing) pthread_cond_wait(&m->attached, &m->lock);
     if (m->closing) {
       pthread_mutex_unlock(&m->lock);
       return NULL;
     }
-    int fd = m->sock;
+    link_t *l = m->link;
     uint32_t gen = m->gen;
     pthread_mutex_unlock(&m->lock);
-    while (read_frame(m, fd) == 0) {}
+    while (read_frame(m, l) == 0) {}
     pthread_mutex_lock(&m->lock);
     int down = 0;
     if (m->gen == gen) {
-      m->sock = -1;
+      m->link = NULL;
       down = !m->complete && !m->failed && !m->closing;
     }
     pthread_mutex_unlock(&m->lock);
+    /* No writer holds it past here: they take the link under wlock, and it is no longer m->link. */
     pthread_mutex_lock(&m->wlock);
-    close(fd);
+    link_free(l);
     pthread_mutex_unlock(&m->wlock);
     if (down) emit(m, EV_DOWN);
   }
@@ -328,7 +416,7 @@ static void *read_loop(void *arg) {
 static void stop_threads(postcopy_t *m) {
   pthread_mutex_lock(&m->lock);
   m->closing = 1;
-  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR);
+  if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
   pthread_cond_broadcast(&m->attached);
   pthread_mutex_unlock(&m->lock);
   if (m->threads) {
@@ -338,8 +426,9 @@ static void stop_threads(postcopy_t *m) {
     pthread_join(m->read_thread, NULL);
     m->threads = 0;
   }
-  if (m->sock >= 0) close(m->sock);
-  m->sock = -1;
+  /* The reader has returned: a link still here was never taken up by it. */
+  if (m->link != NULL) link_free(m->link);
+  m->link = NULL;
   if (m->uffd >= 0) close(m->uffd);
   if (m->stop >= 0) close(m->stop);
   m->uffd = -1;
@@ -392,7 +481,7 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
   postcopy_t *m = calloc(1, sizeof *m);
   m->uffd = -1;
   m->stop = -1;
-  m->sock = -1;
+  m->link = NULL;
   m->base = data;
   m->registered_bytes = (uint64_t)registered;
   m->remote_bytes = (uint64_t)remote;
@@ -406,7 +495,15 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
   memset(m->state, PRESENT, m->chunks);
   m->present = m->chunks;
   m->complete = m->chunks == 0;
-  m->buf = malloc((size_t)CHUNKS_PER_FRAME_MAX * m->chunk_bytes);
+  /* Room for a plain PAGES frame's payload, or a sealed record placed at RECORD_AT. */
+  m->buf_bytes = (size_t)CHUNKS_PER_FRAME_MAX * m->chunk_bytes;
+  if (m->buf_bytes < RECORD_AT + SEAL_RECORD_BYTES_MAX + SEAL_TAG_BYTES) m->buf_bytes = RECORD_AT + SEAL_RECORD_BYTES_MAX + SEAL_TAG_BYTES;
+  if (posix_memalign((void **)&m->buf, PAGE_BYTES, m->buf_bytes) != 0) m->buf = NULL;
+  if (m->buf == NULL) {
+    finalize(env, m, NULL);
+    napi_throw_error(env, "ERR_UFFD_UNAVAILABLE", "out of memory");
+    return NULL;
+  }
   m->uffd = open_uffd();
   if (m->uffd < 0) {
     finalize(env, m, NULL);
@@ -470,19 +567,49 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* A link over `fd` (owned from here on), sealed with `keys` (64 bytes: to-destination key, to-source key) unless NULL. */
+static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
+  link_t *l = calloc(1, sizeof *l);
+  if (l == NULL) return NULL;
+  l->fd = fd;
+  l->wbuf_bytes = SEAL_HEAD_BYTES + HEAD_BYTES + (m->chunks + 7) / 8 + SEAL_TAG_BYTES;
+  l->wbuf = malloc(l->wbuf_bytes);
+  if (l->wbuf == NULL) {
+    l->fd = -1;
+    link_free(l);
+    return NULL;
+  }
+  if (keys != NULL) {
+    l->sealed = 1;
+    if (sealer_init(&l->open, keys, SEAL_TO_DESTINATION, 0) != 0 || sealer_init(&l->seal, keys + SEAL_KEY_BYTES, SEAL_TO_SOURCE, 1) != 0) {
+      l->fd = -1;
+      link_free(l);
+      return NULL;
+    }
+  }
+  return l;
+}
+
 /*
- * postcopyAttach(handle, fd): takes a duplicate of a connected socket to the
- * source (the caller closes its own), says which chunks are here and asks
- * again for those faulted on.
+ * postcopyAttach(handle, fd, keys?): takes a duplicate of a connected socket
+ * to the source (the caller closes its own), says which chunks are here and
+ * asks again for those faulted on. `keys` (64 bytes: the key of records to
+ * the destination, then of records to the source; fresh for this
+ * connection) seals every frame; without it frames travel in the clear.
  */
 napi_value postcopy_attach(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
   int32_t given;
-  if (m == NULL || napi_get_value_int32(env, argv[1], &given) != napi_ok || given < 0) {
-    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd)");
+  void *keys = NULL;
+  size_t keys_bytes = 0;
+  napi_valuetype keys_type = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &keys_type);
+  bool keys_ok = keys_type == napi_undefined || keys_type == napi_null || (view_of(env, argv[2], &keys, &keys_bytes) && keys_bytes == 2 * SEAL_KEY_BYTES);
+  if (m == NULL || napi_get_value_int32(env, argv[1], &given) != napi_ok || given < 0 || !keys_ok) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd, keys?: 64 bytes)");
     return NULL;
   }
   int fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
@@ -494,14 +621,20 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
     return fail_errno(env, "ERR_UFFD", "fcntl(socket)");
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  link_t *l = link_new(m, fd, keys_type == napi_undefined || keys_type == napi_null ? NULL : keys);
+  if (l == NULL) {
+    close(fd);
+    napi_throw_error(env, "ERR_UFFD", "cannot set up the page channel (out of memory, or OpenSSL refused the keys)");
+    return NULL;
+  }
   size_t bitmap_bytes = (m->chunks + 7) / 8;
   uint8_t *bitmap = calloc(bitmap_bytes > 0 ? bitmap_bytes : 1, 1);
   uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
   uint32_t n_wanted = 0;
   pthread_mutex_lock(&m->wlock);
   pthread_mutex_lock(&m->lock);
-  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR); /* the reader closes it */
-  m->sock = fd;
+  if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR); /* the reader frees it */
+  m->link = l;
   m->gen += 1;
   m->attaches += 1;
   for (uint32_t c = 0; c < m->chunks; c += 1) {
@@ -510,9 +643,9 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
   }
   pthread_cond_broadcast(&m->attached);
   pthread_mutex_unlock(&m->lock);
-  /* Still holding wlock: HELLO goes first, before any new REQ. */
-  write_frame(fd, K_HELLO, m->chunk_bytes, m->chunks, bitmap, bitmap_bytes);
-  for (uint32_t i = 0; i < n_wanted; i += 1) write_frame(fd, K_REQ, wanted[i], 0, NULL, 0);
+  /* Still holding wlock: HELLO goes first, before any new REQ (and the reader cannot free the link meanwhile). */
+  write_frame(l, K_HELLO, m->chunk_bytes, m->chunks, bitmap, bitmap_bytes);
+  for (uint32_t i = 0; i < n_wanted; i += 1) write_frame(l, K_REQ, wanted[i], 0, NULL, 0);
   pthread_mutex_unlock(&m->wlock);
   free(bitmap);
   free(wanted);
@@ -559,7 +692,7 @@ napi_value postcopy_fail(napi_env env, napi_callback_info info) {
     napi_set_element(env, runs, n++, pair);
     c = end;
   }
-  if (m->sock >= 0) shutdown(m->sock, SHUT_RDWR);
+  if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
   pthread_mutex_unlock(&m->lock);
   return runs;
 }

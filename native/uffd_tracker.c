@@ -21,7 +21,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -247,39 +246,13 @@ napi_value postcopy_fail(napi_env env, napi_callback_info info);
 napi_value postcopy_stats(napi_env env, napi_callback_info info);
 napi_value postcopy_close(napi_env env, napi_callback_info info);
 
-/*
- * A connected pair of Unix stream sockets: post-copy over TLS hands one end
- * to the page-serving threads, which read and write plain bytes, while
- * JavaScript decrypts and encrypts on the other (the threads never speak TLS).
- * Both ends are non-blocking and close-on-exec.
- */
-static napi_value socket_pair(napi_env env, napi_callback_info info) {
-  (void)info;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return fail_errno(env, "ERR_SOCKETPAIR", "socketpair(AF_UNIX)");
-  /* Room for a few frames of pages in flight, as a TCP connection on loopback has: the default is a few hundred KiB. */
-  int bytes = 4 << 20;
-  for (int i = 0; i < 2; i++) {
-    setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-    setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
-  }
-  napi_value out, a, b;
-  napi_create_array_with_length(env, 2, &out);
-  napi_create_int32(env, sv[0], &a);
-  napi_create_int32(env, sv[1], &b);
-  napi_set_element(env, out, 0, a);
-  napi_set_element(env, out, 1, b);
-  return out;
-}
-
 NAPI_MODULE_INIT() {
   const struct { const char *name; napi_callback fn; } functions[] = {
       {"populate", populate},           {"create", create},
       {"scan", scan},                   {"close", close_tracker},
       {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
-      {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close},
-      {"socketPair", socket_pair}};
+      {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);

@@ -191,6 +191,19 @@ describe("an authenticated cluster", () => {
     assert.equal((await request(n1.address, "GET", "/v1/node")).status, 200);
   });
 
+  it("closes a page-data connection whose ticket it never granted, unanswered, and stays up", async () => {
+    const i = n1.address.lastIndexOf(":");
+    const got = await new Promise<number>((resolve) => {
+      const s = net.connect(Number(n1.address.slice(i + 1)), "127.0.0.1", () => s.write(Buffer.concat([Buffer.from("FRYPGS01"), Buffer.alloc(32, 1)])));
+      let bytes = 0;
+      s.on("data", (c: Buffer) => (bytes += c.length));
+      s.on("close", () => resolve(bytes));
+      s.on("error", () => undefined);
+    });
+    assert.equal(got, 0);
+    assert.equal((await request(n1.address, "GET", "/v1/node")).status, 200);
+  });
+
   it("takes an OFFER only from its source: a node naming another as the source is refused before anything is fetched", async () => {
     const probe = await nodeDialer();
     const { socket, head } = await upgrade(probe, n2.address, "/v1/internal/data", "ferry-data/1");

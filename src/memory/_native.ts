@@ -17,12 +17,11 @@ export interface NativeAddon {
   close(handle: unknown): void;
   postcopyOpen(view: Uint8Array, registered_bytes: number, remote_bytes: number, chunk_bytes: number, on_event: (code: number) => void): unknown;
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
-  postcopyAttach(handle: unknown, fd: number): void;
+  /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
+  postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array): void;
   postcopyFail(handle: unknown): [number, number][];
   postcopyStats(handle: unknown): RemoteStatsNative;
   postcopyClose(handle: unknown): void;
-  /** A connected pair of Unix stream sockets (non-blocking, close-on-exec). */
-  socketPair(): [number, number];
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

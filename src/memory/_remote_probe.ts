@@ -6,10 +6,17 @@
  *   serve    the pages come on demand and by push; report sums and counters
  *   recover  every connection is cut after a few frames; the reader reattaches
  *   fail     the source stops answering; fail() must wake the waiting worker
+ *   sealed   as serve, every frame each way in a sealed record (the
+ *            source seals in JavaScript, the threads open, and back)
+ *   tampered sealed, and one bit of the first connection's pages flipped on
+ *            the way: the threads must drop that link, place nothing of
+ *            the record, and finish on the next connection (new keys)
  */
+import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { Worker } from "node:worker_threads";
 import { PageServer } from "../migration/page_server.js";
+import type { PageChannelKeys } from "./page_records.js";
 import { CHUNK_BYTES, RemotePages } from "./remote.js";
 
 const mode = process.argv[2] ?? "serve";
@@ -22,27 +29,56 @@ for (let i = 0; i < src.length; i += 1) if (((i / CHUNK_BYTES) >> 3) % 2 === 0) 
 let expected = 0;
 for (const b of src) expected += b;
 
-const server = new PageServer(src, { push_bytes_per_s: mode === "serve" ? Infinity : 4 * 1024 * 1024 });
+const sealed = mode === "sealed" || mode === "tampered";
+const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "sealed" ? Infinity : 4 * 1024 * 1024 });
 const sockets = new Set<net.Socket>();
+/** The keys of the connection being opened (connections here are one at a time). */
+let keys: PageChannelKeys | undefined;
 const tcp = net.createServer((socket) => {
   sockets.add(socket);
   socket.on("close", () => sockets.delete(socket));
   if (mode === "fail") return; // never answers
   // The first connections are cut mid-transfer.
   if (mode === "recover" && server.stats.connections < 3) setTimeout(() => socket.destroy(), 40);
-  void server.serve(socket);
+  void server.serve(socket, undefined, keys);
+});
+let tampered = 0;
+/** In front of the source: flips one bit, inside the first connection's second record (pages), on the way to the destination. */
+const tamperer = net.createServer((down) => {
+  const up = net.connect(port, "127.0.0.1");
+  const first = tampered === 0;
+  let seen = 0;
+  for (const s of [down, up]) {
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+    s.on("error", () => undefined);
+  }
+  up.on("data", (data: Buffer) => {
+    const at = 100_000 - seen;
+    if (first && at >= 0 && at < data.length) {
+      data[at] = (data[at] as number) ^ 0x10;
+      tampered += 1;
+    }
+    seen += data.length;
+    down.write(data);
+  });
+  up.on("close", () => down.destroy());
+  down.pipe(up);
+  down.on("close", () => up.destroy());
 });
 
 const dest = new WebAssembly.Memory({ initial: CHUNKS + 2, maximum: 65536, shared: true });
 let downs = 0;
 let completed = false;
 const attach = (): void => {
-  const s = net.connect(port, "127.0.0.1", () => pages.attach(s));
+  keys = sealed ? { to_destination: randomBytes(32), to_source: randomBytes(32) } : undefined;
+  const k = keys === undefined ? undefined : { to_destination: Buffer.from(keys.to_destination), to_source: Buffer.from(keys.to_source) };
+  const s = net.connect(mode === "tampered" ? tamper_port : port, "127.0.0.1", () => pages.attach(s, k));
 };
 const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
   down: () => {
     downs += 1;
-    if (mode === "recover") setTimeout(attach, 20);
+    if (mode === "recover" || mode === "tampered") setTimeout(attach, 20);
   },
   complete: () => {
     completed = true;
@@ -50,6 +86,9 @@ const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
 });
 pages.drop(0, bytes);
 let port = 0;
+let tamper_port = 0;
+await new Promise<void>((r) => tamperer.listen(0, "127.0.0.1", () => r()));
+tamper_port = (tamperer.address() as net.AddressInfo).port;
 tcp.listen(0, "127.0.0.1", () => {
   port = (tcp.address() as net.AddressInfo).port;
   attach();
@@ -71,7 +110,8 @@ tcp.listen(0, "127.0.0.1", () => {
     void worker.terminate().then(() => {
       for (const s of sockets) s.destroy();
       tcp.close();
-      process.stdout.write(`${JSON.stringify({ ...report, expected, downs, completed, stats, server: server.stats })}\n`);
+      tamperer.close();
+      process.stdout.write(`${JSON.stringify({ ...report, expected, downs, completed, tampered, stats, server: server.stats })}\n`);
     });
   };
   worker.on("message", (sum: number) => {

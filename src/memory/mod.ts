@@ -15,3 +15,13 @@ export {
   type RemoteEvents,
   type RemoteStats,
 } from "./remote.js";
+export {
+  RECORD_BYTES_MAX,
+  RECORD_HEAD_BYTES,
+  RECORD_KEY_BYTES,
+  RECORD_TAG_BYTES,
+  RecordDirection,
+  RecordOpener,
+  RecordSealer,
+  type PageChannelKeys,
+} from "./page_records.js";

@@ -10,18 +10,14 @@
  * and then {@link RemotePages.fail} (a worker waiting on a page cannot be
  * terminated); {@link RemotePages.close} only once complete or failed.
  */
-import fs from "node:fs";
-import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { FerryError } from "../errors.js";
 import { nativeAddon, REGISTERED_BYTES, type NativeAddon, type RemoteStatsNative } from "./_native.js";
+import { RECORD_KEY_BYTES, type PageChannelKeys } from "./page_records.js";
 
 /** Unit of transfer and of bookkeeping: one wasm page. */
 export const CHUNK_BYTES = 65536;
-
-/** Bytes the TLS bridge of a page channel queues towards the native threads before it stops reading (four 1 MiB frames). */
-const BRIDGE_HIGH_WATER_BYTES = 4 * 1024 * 1024;
 
 /** Frame kinds of the page channel (16-byte header: kind, a, b, c; docs/cluster.md). */
 export const PageFrame = { hello: 1, req: 2, done: 3, abort: 4, pages: 16, zero: 17 } as const;
@@ -96,64 +92,36 @@ export class RemotePages {
   }
 
   /**
-   * Hands a connected channel to the source over to the native threads.
-   * A plain socket's file descriptor is duplicated and the socket object
-   * destroyed. A TLS socket cannot be read by the threads: they get one end
-   * of a Unix socket pair, and this thread moves bytes between the other end
-   * and the TLS socket (decrypting and encrypting, never touching guest
-   * memory, so it is never waiting on a missing page itself). Nothing may
-   * have been read from the channel past the upgrade.
+   * Hands a connected TCP socket to the source over to the native threads:
+   * its file descriptor is duplicated and the socket object destroyed.
+   * With `keys` (fresh for this connection; docs/cluster.md, "Sealed
+   * records") every frame each way is sealed; without, frames travel in the
+   * clear (a node without TLS). Nothing may have been read from the socket
+   * past what authenticated it. A TLS socket is refused: the threads cannot
+   * read TLS, and no JavaScript thread stands between them and the source.
    */
-  attach(socket: Duplex): void {
-    if (socket instanceof TLSSocket) {
-      this.#attachBridged(socket);
-      return;
-    }
+  attach(socket: Duplex, keys?: PageChannelKeys): void {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (typeof fd !== "number" || fd < 0) {
+    if (socket instanceof TLSSocket || typeof fd !== "number" || fd < 0) {
       socket.destroy();
-      throw new FerryError("ERR_POSTCOPY", "the page channel has no file descriptor to hand over");
+      throw new FerryError("ERR_POSTCOPY", "the page channel must be a plain TCP socket with a file descriptor to hand over");
+    }
+    let packed: Buffer | undefined;
+    if (keys !== undefined) {
+      if (keys.to_destination.length !== RECORD_KEY_BYTES || keys.to_source.length !== RECORD_KEY_BYTES) {
+        socket.destroy();
+        throw new RangeError(`page-channel keys have ${RECORD_KEY_BYTES} bytes each`);
+      }
+      packed = Buffer.concat([keys.to_destination, keys.to_source]);
     }
     socket.pause();
     try {
-      this.#native.postcopyAttach(this.#handle, fd);
+      this.#native.postcopyAttach(this.#handle, fd, packed);
     } finally {
+      // The threads hold their own copies of the socket and of the keys.
+      packed?.fill(0);
       socket.destroy();
     }
-  }
-
-  #attachBridged(outer: TLSSocket): void {
-    let pair: [number, number];
-    try {
-      pair = this.#native.socketPair();
-    } catch (err: unknown) {
-      outer.destroy();
-      throw new FerryError("ERR_POSTCOPY", `cannot bridge the TLS page channel: ${(err as Error).message}`, { cause: err });
-    }
-    const [theirs, ours] = pair;
-    // A high-water mark of a few frames: at the default 16 KiB the pipe would stop and start the TLS socket for every record.
-    const inner = new Socket({ fd: ours, readable: true, writable: true, writableHighWaterMark: BRIDGE_HIGH_WATER_BYTES } as ConstructorParameters<typeof Socket>[0]);
-    try {
-      this.#native.postcopyAttach(this.#handle, theirs);
-    } catch (err: unknown) {
-      inner.destroy();
-      outer.destroy();
-      throw err;
-    } finally {
-      // The threads hold their own duplicate.
-      fs.closeSync(theirs);
-    }
-    // Either side ending ends both: the threads see the source gone (and
-    // wait for the next channel), the source sees the channel broken.
-    const end = (): void => {
-      outer.destroy();
-      inner.destroy();
-    };
-    // Errors end the bridge; the session's own events say what it means.
-    outer.on("error", end).on("close", end);
-    inner.on("error", end).on("close", end);
-    outer.pipe(inner);
-    inner.pipe(outer);
   }
 
   /**

@@ -15,8 +15,9 @@ interface ProbeReport {
   expected: number;
   downs: number;
   completed: boolean;
+  tampered: number;
   stats: { chunks: number; present: number; faults: number; demand_chunks: number; pushed_chunks: number; zero_chunks: number; attaches: number };
-  server: { connections: number; zero_chunks: number };
+  server: { connections: number; zero_chunks: number; bytes_out: number };
 }
 
 /** Runs the probe in its own process, killed if it hangs: a thread waiting on a page that never comes never returns. */
@@ -41,6 +42,22 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.equal(out.sum, out.expected);
     assert.equal(out.completed, true);
     assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the link should have broken and been reattached: ${JSON.stringify(out)}`);
+  });
+
+  it("sealed records both ways: the source seals in JavaScript and the threads open, the threads seal and the source opens", () => {
+    const out = probe("sealed");
+    assert.equal(out.sum, out.expected, "bytes differ after being served sealed");
+    assert.equal(out.completed, true, "DONE, sealed by the threads, should have reached the source");
+    assert.equal(out.stats.present, out.stats.chunks);
+    assert.equal(out.stats.attaches, 1);
+  });
+
+  it("a record with one bit flipped drops the link, none of it is placed, and the next connection (new keys) finishes intact", () => {
+    const out = probe("tampered");
+    assert.equal(out.tampered, 1, "the probe should have flipped one bit");
+    assert.equal(out.sum, out.expected, "a chunk from the tampered record was placed");
+    assert.equal(out.completed, true);
+    assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the tampered link should have been dropped and another attached: ${JSON.stringify(out)}`);
   });
 
   it("failing a session wakes a thread waiting on a page that never comes, and names what was lost", () => {

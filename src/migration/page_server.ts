@@ -5,14 +5,33 @@
  * address order. Chunks asked for go first, then the chunks right after them
  * (a faulting guest tends to walk on), then the push resumes where it was.
  * All-zero chunks travel as ranges. One server outlives broken connections:
- * each new one starts with the destination saying which chunks it has.
+ * each new one starts with the destination saying which chunks it has. A
+ * connection with keys seals each frame it sends as one record and opens
+ * the destination's records (docs/cluster.md, "Sealed records").
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { CHUNK_BYTES, CHUNKS_PER_FRAME_MAX, PAGE_FRAME_HEAD_BYTES, pageFrameHead, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
+import {
+  CHUNK_BYTES,
+  CHUNKS_PER_FRAME_MAX,
+  PAGE_FRAME_HEAD_BYTES,
+  pageFrameHead,
+  PageFrame,
+  PAGES_FLAG_DEMAND,
+  RecordDirection,
+  RecordOpener,
+  RecordSealer,
+  type PageChannelKeys,
+} from "../memory/mod.js";
 
 /** Chunks pushed right after one asked for, ahead of the address-order push. */
 const NEIGHBOURS = 15;
+/**
+ * Bytes queued on the socket past which the push waits for it to drain: two
+ * 1 MiB frames, so the next frame is made (sealed) while the last one is
+ * still being written, yet an answer to a fault never queues behind more.
+ */
+const QUEUED_BYTES_MAX = 2 * 1048576;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -86,10 +105,13 @@ export class PageServer {
     return this.#holding;
   }
 
-  /** Serves one connection (`head`: bytes already read past the upgrade) until DONE, ABORT or a break. */
-  serve(socket: Duplex, head: Uint8Array = new Uint8Array(0)): Promise<ServeEnd> {
+  /**
+   * Serves one connection (`head`: bytes already read past the upgrade)
+   * until DONE, ABORT or a break; sealed with `keys` when given.
+   */
+  serve(socket: Duplex, head: Uint8Array = new Uint8Array(0), keys?: PageChannelKeys): Promise<ServeEnd> {
     this.stats.connections += 1;
-    const connection = new Connection(this, socket);
+    const connection = new Connection(this, socket, keys);
     this.#connections.add(connection);
     return connection.run(head).finally(() => this.#connections.delete(connection));
   }
@@ -116,6 +138,9 @@ export class PageServer {
 class Connection {
   readonly #server: PageServer;
   readonly #socket: Duplex;
+  /** Present when the connection is sealed. */
+  readonly #sealer: RecordSealer | null;
+  readonly #opener: RecordOpener | null;
   /** 1: at the destination, or sent on this connection. */
   #sent: Uint8Array | null = null;
   #asked: number[] = [];
@@ -128,9 +153,11 @@ class Connection {
   #push_started = 0;
   #pushed_bytes = 0;
 
-  constructor(server: PageServer, socket: Duplex) {
+  constructor(server: PageServer, socket: Duplex, keys: PageChannelKeys | undefined) {
     this.#server = server;
     this.#socket = socket;
+    this.#sealer = keys === undefined ? null : new RecordSealer(keys.to_destination, RecordDirection.to_destination);
+    this.#opener = keys === undefined ? null : new RecordOpener(keys.to_source, RecordDirection.to_source);
   }
 
   run(head: Uint8Array): Promise<ServeEnd> {
@@ -157,6 +184,22 @@ class Connection {
   }
 
   #onData(data: Buffer): void {
+    if (this.#opener === null) {
+      this.#onFrames(data);
+      return;
+    }
+    let plain: Buffer[];
+    try {
+      plain = this.#opener.push(data);
+    } catch (err: unknown) {
+      // Not from the destination: nothing in it is acted on, and the link is dropped (the source reopens it).
+      this.#socket.destroy(err as Error);
+      return;
+    }
+    for (const p of plain) if (!this.#socket.destroyed) this.#onFrames(p);
+  }
+
+  #onFrames(data: Buffer): void {
     this.#input = this.#input.length === 0 ? data : Buffer.concat([this.#input, data]);
     while (this.#input.length >= PAGE_FRAME_HEAD_BYTES) {
       const kind = this.#input.readUInt32LE(0);
@@ -246,10 +289,15 @@ class Connection {
     }
   }
 
-  async #write(parts: Uint8Array[]): Promise<void> {
+  /** Writes one frame (sealed: as one record); resolves once the socket takes more. */
+  async #write(frame: Uint8Array[]): Promise<void> {
+    const parts = this.#sealer === null ? frame : this.#sealer.seal(frame);
     let ok = true;
+    // Corked: the pieces of a frame or record leave in one write.
+    this.#socket.cork();
     for (const part of parts) ok = this.#socket.write(part);
-    if (ok || this.#end !== null) return;
+    this.#socket.uncork();
+    if (ok || this.#end !== null || this.#socket.writableLength <= QUEUED_BYTES_MAX) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
         this.#socket.off("drain", done);

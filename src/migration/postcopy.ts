@@ -7,6 +7,7 @@
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
+import type { PageChannelKeys } from "../memory/mod.js";
 import { PageServer } from "./page_server.js";
 import type { Handover } from "./_wire.js";
 import type { SourceSide } from "./source.js";
@@ -15,6 +16,8 @@ import type { SourceSide } from "./source.js";
 export interface PageChannel {
   socket: Duplex;
   head: Uint8Array;
+  /** The connection's keys when its frames travel sealed (a node with TLS); absent: in the clear. */
+  keys?: PageChannelKeys;
 }
 
 /** What the post-copy phase reports. */
@@ -85,7 +88,7 @@ export async function servePostCopy(
       const socket = channel.socket;
       const stop = (): void => void socket.destroy();
       signal.addEventListener("abort", stop);
-      const end = await server.serve(socket, channel.head).finally(() => signal.removeEventListener("abort", stop));
+      const end = await server.serve(socket, channel.head, channel.keys).finally(() => signal.removeEventListener("abort", stop));
       if (end !== "closed") return metrics(end);
       down_since = performance.now();
       why = "the page channel broke";

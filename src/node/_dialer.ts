@@ -6,6 +6,8 @@
  */
 import http from "node:http";
 import https from "node:https";
+import net from "node:net";
+import { FerryError } from "../errors.js";
 import { ClusterTls, clientCredentialDir, hasCredential, readCredential, type ExpectedPeer } from "../trust/mod.js";
 
 /** Any node of the cluster. */
@@ -61,4 +63,23 @@ export function toolDialer(env: NodeJS.ProcessEnv = process.env): Dialer {
 /** The node called `name`, and no other. */
 export function nodeNamed(name: string): ExpectedPeer {
   return { role: "node", name };
+}
+
+/** Opens a plain TCP connection to `address` (HOST:PORT), failing after `timeout_ms` without an answer. */
+export function connectTcp(address: string, timeout_ms: number): Promise<net.Socket> {
+  const { host, port } = splitHostPort(address);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host, port, noDelay: true });
+    const timer = setTimeout(() => socket.destroy(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} did not answer within ${timeout_ms} ms`)), timeout_ms);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      socket.off("error", fail);
+      resolve(socket);
+    });
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      reject(err instanceof FerryError ? err : new FerryError("ERR_PEER_UNREACHABLE", `cannot reach node ${address}: ${err.message}`, { cause: err }));
+    };
+    socket.once("error", fail);
+  });
 }

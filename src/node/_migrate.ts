@@ -31,7 +31,8 @@ import type { FerryNode } from "./node.js";
 import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
-import { acceptPages, IncomingPostCopy, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
+import { acceptPages, IncomingPostCopy, PAGES_PATH } from "./_postcopy.js";
+import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
@@ -87,7 +88,7 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
     return;
   }
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
-    acceptPages(node.postcopy, req, socket, head);
+    acceptPages(node.postcopy, node.tls === null ? null : node.page_tickets, req, socket, head);
     return;
   }
   if ((req.url ?? "").startsWith(NET_PATH)) {
@@ -348,7 +349,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
-        connectPages: (session) => upgrade(node.dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(to)),
+        connectPages: (session) => connectPages(node.dialer, address, session, to),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
           parse(RunningAnswerSchema, await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) }), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,

@@ -1,8 +1,11 @@
 /**
  * The destination's side of post-copy on a node: the sessions of processes
  * that run here while some of their pages are still at the source, and the
- * page channel the source opens for each (an HTTP upgrade on the control
- * port, handed to the native page-serving threads).
+ * page channel the source opens for each, handed to the native page-serving
+ * threads. Without TLS the channel is an HTTP upgrade on the control port,
+ * handed over as it is. With TLS the upgrade only grants a ticket and keys
+ * (`_page_tickets.ts`); the channel itself is the plain TCP connection that
+ * brings the ticket back, its frames sealed with those keys.
  *
  * A session ends one of three ways: every page arrived (commit: the source
  * drops its copy); the process ended here first (the source is told to
@@ -10,10 +13,12 @@
  * with the pages it lost named — never resumed on pages that are not its own.
  */
 import type http from "node:http";
+import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { CHUNK_BYTES, describeRanges, RemotePages } from "../memory/mod.js";
+import { CHUNK_BYTES, describeRanges, RemotePages, type PageChannelKeys } from "../memory/mod.js";
 import type { Handover } from "../migration/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
+import { encodeGrant, type PageTickets } from "./_page_tickets.js";
 
 /** The upgrade token of the page channel. */
 export const PAGES_PROTOCOL = "ferry-pages/1";
@@ -63,15 +68,15 @@ export class IncomingPostCopy {
     if (this.#pages.complete) this.#complete();
   }
 
-  /** Hands a page channel the source opened to the native threads. */
-  attach(socket: Duplex): void {
+  /** Hands a page channel the source opened to the native threads (sealed with `keys` when given). */
+  attach(socket: Duplex, keys?: PageChannelKeys): void {
     if (this.#ended) {
       socket.destroy();
       return;
     }
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    this.#pages.attach(socket);
+    this.#pages.attach(socket, keys);
   }
 
   #down(): void {
@@ -129,6 +134,11 @@ export class PostCopySessions {
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.values().next().value as string);
   }
 
+  /** A session being served now. */
+  get(session: string): IncomingPostCopy | undefined {
+    return this.#sessions.get(session);
+  }
+
   /** The session of a process still receiving pages here. */
   forPid(pid: string): IncomingPostCopy | undefined {
     for (const s of this.#sessions.values()) if (s.pid === pid) return s;
@@ -158,23 +168,65 @@ export class PostCopySessions {
   }
 }
 
-/** Accepts a page channel on the control server and gives it to its session. */
-export function acceptPages(sessions: PostCopySessions, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+/**
+ * Accepts a page channel's upgrade on the control server. Without TLS
+ * (`tickets` null) the upgraded socket is the channel and goes to its
+ * session. With TLS the answer carries a grant (`_page_tickets.ts`) and the
+ * connection closes: the channel is the page-data connection that follows.
+ */
+export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | null, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
   const session = (req.url ?? "").slice(PAGES_PATH.length);
   if ((req.headers.upgrade ?? "").toLowerCase() !== PAGES_PROTOCOL || head.length > 0) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
   }
+  // A source that gives up resets the connection; its session's own timers say what that means.
   socket.on("error", () => undefined);
   void sessions.wait(session, SESSION_WAIT_MS).then((s) => {
     if (s === null) {
       socket.end("HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
       return;
     }
+    const answer = `HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`;
+    if (tickets !== null) {
+      const grant = encodeGrant(tickets.issue(session));
+      socket.end(Buffer.concat([Buffer.from(answer, "latin1"), grant]), () => grant.fill(0));
+      return;
+    }
     // The answer must be out before the socket changes hands.
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`, (err) => {
-      if (err) socket.destroy();
-      else s.attach(socket);
+    socket.write(answer, (err) => {
+      if (err) {
+        socket.destroy();
+        return;
+      }
+      attachOrDrop(s, socket);
     });
   });
+}
+
+/**
+ * Takes a page-data connection the front sorted out (node with TLS): the
+ * ticket must be live, and its session still served here; anything else is
+ * closed unanswered, and the source, if it is one, asks for a new ticket.
+ */
+export function acceptPageData(sessions: PostCopySessions, tickets: PageTickets, socket: Socket, ticket: Buffer): void {
+  const redeemed = tickets.redeem(ticket);
+  const s = redeemed === null ? undefined : sessions.get(redeemed.session);
+  if (redeemed === null || s === undefined) {
+    socket.destroy();
+    return;
+  }
+  attachOrDrop(s, socket, redeemed.keys);
+  redeemed.keys.to_destination.fill(0);
+  redeemed.keys.to_source.fill(0);
+}
+
+function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys): void {
+  try {
+    s.attach(socket, keys);
+  } catch {
+    // The socket is destroyed either way (attach says why only to a caller
+    // that can act on it); the session waits for the source's next channel.
+    socket.destroy();
+  }
 }

@@ -6,6 +6,7 @@
 import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import http from "node:http";
 import https from "node:https";
+import type net from "node:net";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { FerryError } from "../errors.js";
@@ -18,7 +19,9 @@ import { Dialer } from "./_dialer.js";
 import { TokenStore, type ClusterTls, type KeyPairPem } from "../trust/mod.js";
 import { route } from "./_routes.js";
 import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
-import { PostCopySessions } from "./_postcopy.js";
+import { acceptPageData, PostCopySessions } from "./_postcopy.js";
+import { createFront, type Front } from "./_front.js";
+import { PageTickets } from "./_page_tickets.js";
 import { NodeLinks } from "./_links.js";
 import { resolveLimits, type NodeLimits } from "./limits.js";
 import { Policy, type NodePolicy } from "./policy.js";
@@ -108,8 +111,12 @@ export class FerryNode {
   readonly limits: NodeLimits;
   /** Memory held by incoming migrations' standbys. */
   readonly standbys: StandbyLedger;
+  /** Tickets of post-copy page channels granted and not yet used (TLS only). */
+  readonly page_tickets = new PageTickets();
   #peers: string[];
   #server: http.Server;
+  /** With TLS, what listens: it hands TLS connections to #server and page data to its session. */
+  #front: Front | null = null;
   #address = "";
   /** Peer names learned from their answers, name → address. */
   #names = new Map<string, string>();
@@ -136,20 +143,36 @@ export class FerryNode {
     };
     this.#server = options.tls === null ? http.createServer(handler) : https.createServer(options.tls.serverOptions(), handler);
     this.#server.on("upgrade", (req, socket, head) => acceptData(this, req, socket, head));
+    if (options.tls !== null) {
+      const server = this.#server;
+      this.#front = createFront({
+        tls: (socket) => void server.emit("connection", socket),
+        pageData: (socket, ticket) => acceptPageData(this.postcopy, this.page_tickets, socket, ticket),
+      });
+    }
+  }
+
+  /** What listens on the node's address: the front with TLS, the HTTP server itself without. */
+  get #listener(): net.Server {
+    return this.#front?.server ?? this.#server;
   }
 
   /** Starts a node and resolves once it listens. */
   static async start(options: NodeOptions): Promise<FerryNode> {
     const node = new FerryNode(options);
+    const listener = node.#listener;
     await new Promise<void>((resolve, reject) => {
-      node.#server.once("error", (err: NodeJS.ErrnoException) => {
+      listener.once("error", (err: NodeJS.ErrnoException) => {
         const where = `${options.host}:${options.port}`;
         if (err.code === "EADDRINUSE") reject(new FerryError("ERR_ADDRESS_IN_USE", `${where} is already in use: is a node running there? Pick another port`, { cause: err }));
         else reject(new FerryError("ERR_LISTEN", `cannot listen on ${where}: ${err.message}`, { cause: err }));
       });
-      node.#server.listen(options.port, options.host, () => resolve());
+      listener.listen(options.port, options.host, () => resolve());
     });
-    const bound = node.#server.address() as AddressInfo;
+    // Behind the front the HTTPS server never listens itself; this starts its
+    // bookkeeping of connections (header and request timeouts, closeAllConnections).
+    if (listener !== node.#server) node.#server.emit("listening");
+    const bound = listener.address() as AddressInfo;
     node.#address = `${options.host}:${bound.port}`;
     return node;
   }
@@ -239,6 +262,12 @@ export class FerryNode {
     await this.table.stop();
     this.links.close();
     this.#server.closeAllConnections();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    if (this.#front !== null) {
+      this.#front.dropSorting();
+      // Not listening itself: closing it only stops its bookkeeping.
+      this.#server.close();
+    }
+    const listener = this.#listener;
+    await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
 }

@@ -1,0 +1,55 @@
+/*
+ * Sealed records of the post-copy page channel (docs/cluster.md, "Sealed
+ * records"): AES-256-GCM with OpenSSL's EVP API, from the OpenSSL that Node
+ * itself carries (its symbols are exported by the node binary; nothing else
+ * is linked). No I/O here: bytes in, bytes out.
+ *
+ * A record on the wire: u32 length (little-endian, bytes of plaintext, at
+ * most SEAL_RECORD_BYTES_MAX), the ciphertext (as long as the plaintext),
+ * the 16-byte tag. The nonce is the direction (u32 LE) and the record's
+ * number on this connection (u64 LE, from 0); the 4 length bytes are the
+ * additional data. Each connection has fresh keys, one per direction, so a
+ * nonce is never used twice under one key.
+ */
+#ifndef FERRY_NATIVE_PAGE_SEAL_H
+#define FERRY_NATIVE_PAGE_SEAL_H
+
+#include <openssl/evp.h>
+#include <stdint.h>
+
+#define SEAL_KEY_BYTES 32u
+#define SEAL_HEAD_BYTES 4u
+#define SEAL_TAG_BYTES 16u
+#define SEAL_NONCE_BYTES 12u
+/* Plaintext bytes of one record at most: a PAGES frame of 16 chunks (1 MiB + 16) and room for small frames beside it. */
+#define SEAL_RECORD_BYTES_MAX (1048576u + 4096u)
+/* Direction constants, the nonce's first 4 bytes. */
+#define SEAL_TO_DESTINATION 1u
+#define SEAL_TO_SOURCE 2u
+
+/* One direction of one connection: the key (held by the context), the direction, and the next record's number. */
+typedef struct {
+  EVP_CIPHER_CTX *ctx;
+  uint32_t direction;
+  uint64_t seq;
+  int encrypt;
+} sealer_t;
+
+/* Sets up a direction with `key` (the caller wipes its copy); 0, or -1 when OpenSSL refused. */
+int sealer_init(sealer_t *s, const uint8_t key[SEAL_KEY_BYTES], uint32_t direction, int encrypt);
+void sealer_free(sealer_t *s);
+
+/*
+ * Seals `len` bytes at record + SEAL_HEAD_BYTES in place: writes the head
+ * before them and the tag after (the caller leaves room for both). 0, or -1.
+ */
+int seal_record(sealer_t *s, uint8_t *record, uint32_t len);
+
+/*
+ * Opens a record in place: `head` is its 4 bytes as read, `body` its `len`
+ * bytes of ciphertext followed by the tag. 0 when authentic (body now holds
+ * the plaintext), -1 when not: the caller treats it as a broken link.
+ */
+int open_record(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], uint8_t *body, uint32_t len);
+
+#endif
