@@ -221,3 +221,22 @@ export async function proxiedPair(prefix: string): Promise<{ n1: NodeProc; n2: N
     },
   };
 }
+
+/** A migration OFFER of a process that exists nowhere, from `source`: for tests of what a destination checks. */
+export function testOffer(source: string, over: object = {}): object {
+  return {
+    pid: "n9-1",
+    home: "n9",
+    module_sha256: "e".repeat(64),
+    module_name: "x.wasm",
+    args: [],
+    env: [],
+    dirs: [],
+    open_files: [],
+    strategy: "stop-copy",
+    source,
+    memory_bytes: 65536,
+    memory_max_bytes: 65536,
+    ...over,
+  };
+}

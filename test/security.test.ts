@@ -20,7 +20,7 @@ import { requestJson } from "../src/node/_http.js";
 import { ClusterTls, createAuthority, localAuthorityDir, issue, parseToken, formatToken, type KeyPairPem } from "../src/trust/mod.js";
 import { FramedConnection } from "../src/transport/mod.js";
 import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
-import { freePorts, json, NODE_ARGS_DEFAULT, nodeDialer, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, NODE_ARGS_DEFAULT, nodeDialer, testOffer, request, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 
@@ -208,20 +208,8 @@ describe("an authenticated cluster", () => {
     const probe = await nodeDialer();
     const { socket, head } = await upgrade(probe, n2.address, "/v1/internal/data", "ferry-data/1");
     const conn = new FramedConnection(socket, { head: Buffer.from(head) });
-    const offer = {
-      pid: "n1-77",
-      home: "n1",
-      module_sha256: "e".repeat(64),
-      module_name: "x.wasm",
-      args: [],
-      env: [],
-      dirs: [],
-      open_files: [],
-      strategy: "stop-copy",
-      source: n1.address,
-      memory_bytes: 65536,
-      memory_max_bytes: 65536,
-    };
+    // It names n1 as its source, but the probe node sends it.
+    const offer = testOffer(n1.address, { pid: "n1-77", home: "n1" });
     await conn.send(1, Buffer.from(JSON.stringify(offer)));
     const frame = await conn.next({ timeout_ms: 10_000 });
     assert.equal(frame.type, 3, "an ERROR frame");

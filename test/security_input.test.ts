@@ -14,7 +14,7 @@ import { after, before, describe, it } from "node:test";
 import { Msg } from "../src/migration/mod.js";
 import { connectData } from "../src/node/mod.js";
 import type { FramedConnection } from "../src/transport/mod.js";
-import { json, nodeDialer, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { json, nodeDialer, request, startCluster, testOffer, upload, type NodeProc } from "./_cluster.js";
 import { EXAMPLES, tempDir } from "./_helpers.js";
 
 const MiB = 1024 * 1024;
@@ -78,21 +78,8 @@ describe("input validation, limits and authorization (issue 10)", { timeout: 300
   };
 
   /** A valid OFFER of a process that does not exist anywhere: only its checks matter. */
-  const validOffer = (over: object = {}): object => ({
-    pid: "n9-1",
-    home: "n9",
-    module_sha256: sleeper_sha,
-    module_name: "sleeper.wasm",
-    args: [],
-    env: [],
-    dirs: [],
-    open_files: [],
-    strategy: "stop-copy",
-    source: n1.address,
-    memory_bytes: 4 * MiB,
-    memory_max_bytes: 64 * MiB,
-    ...over,
-  });
+  const validOffer = (over: object = {}): object =>
+    testOffer(n1.address, { module_sha256: sleeper_sha, module_name: "sleeper.wasm", memory_bytes: 4 * MiB, memory_max_bytes: 64 * MiB, ...over });
 
   before(async () => {
     fs.mkdirSync(path.join(root, "data"), { recursive: true });

@@ -276,3 +276,17 @@ export class Guest {
 function raise(message: string): never {
   throw new Error(message);
 }
+
+/** A two-path call `name(fd, old, old_len, new_fd, new, new_len)`. */
+export function two_paths(guest: Guest, name: string, fd: number, from: string, new_fd: number, to: string): number {
+  const [a, a_len] = guest.str(from);
+  const [b, b_len] = guest.str(to);
+  return guest.call(name, fd, a, a_len, new_fd, b, b_len);
+}
+
+/** `path_symlink(contents, fd, path)`. */
+export function symlink(guest: Guest, contents: string, fd: number, path: string): number {
+  const [a, a_len] = guest.str(contents);
+  const [b, b_len] = guest.str(path);
+  return guest.call("path_symlink", a, a_len, fd, b, b_len);
+}

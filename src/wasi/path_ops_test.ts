@@ -4,7 +4,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync,
 import { join } from "node:path";
 
 import { Errno } from "./mod.js";
-import { Guest, remove_temp_dirs, temp_dir } from "./_testing.js";
+import { Guest, remove_temp_dirs, temp_dir, symlink, two_paths } from "./_testing.js";
 import { Filestat, Filetype, FstFlags, LOOKUP_SYMLINK_FOLLOW, OFlags } from "./_layout.js";
 
 after(remove_temp_dirs);
@@ -12,19 +12,6 @@ after(remove_temp_dirs);
 function start(): ReturnType<typeof Guest.start> & { dir: string } {
   const dir = temp_dir();
   return { dir, ...Guest.start({ preopens: [{ host_path: dir, guest_path: "/d" }] }) };
-}
-
-/** A two-path call `name(fd, old, old_len, new_fd, new, new_len)`. */
-function two_paths(guest: Guest, name: string, fd: number, from: string, new_fd: number, to: string): number {
-  const [a, a_len] = guest.str(from);
-  const [b, b_len] = guest.str(to);
-  return guest.call(name, fd, a, a_len, new_fd, b, b_len);
-}
-
-function symlink(guest: Guest, contents: string, fd: number, path: string): number {
-  const [a, a_len] = guest.str(contents);
-  const [b, b_len] = guest.str(path);
-  return guest.call("path_symlink", a, a_len, fd, b, b_len);
 }
 
 function readlink(guest: Guest, fd: number, path: string, buf_len: number): [number, string] {

@@ -11,7 +11,7 @@ import { existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, r
 import { join, sep } from "node:path";
 
 import { Errno } from "./mod.js";
-import { Guest, remove_temp_dirs, temp_dir } from "./_testing.js";
+import { Guest, remove_temp_dirs, temp_dir, symlink, two_paths } from "./_testing.js";
 import { Filestat, LOOKUP_SYMLINK_FOLLOW, OFlags } from "./_layout.js";
 
 after(remove_temp_dirs);
@@ -34,18 +34,6 @@ function sandbox(): ReturnType<typeof Guest.start> & { outer: string; box: strin
 /** `..` steps that, taken from the preopen, surely reach the host's root. */
 function levels_to_root(box: string): number {
   return box.split(sep).length + 1;
-}
-
-function two_paths(guest: Guest, name: string, fd: number, from: string, new_fd: number, to: string): number {
-  const [a, a_len] = guest.str(from);
-  const [b, b_len] = guest.str(to);
-  return guest.call(name, fd, a, a_len, new_fd, b, b_len);
-}
-
-function symlink(guest: Guest, contents: string, fd: number, path: string): number {
-  const [a, a_len] = guest.str(contents);
-  const [b, b_len] = guest.str(path);
-  return guest.call("path_symlink", a, a_len, fd, b, b_len);
 }
 
 function link(guest: Guest, fd: number, flags: number, from: string, new_fd: number, to: string): number {
