@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -239,6 +240,41 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * peek(fd, max_bytes): the bytes waiting on a socket, left in place
+ * (MSG_PEEK), at most max_bytes (64 at most). An empty Buffer: nothing yet;
+ * null: the peer closed. A node's front tells TLS from post-copy page data by
+ * the first bytes without reading them, so the TLS layer takes the socket
+ * untouched (bytes read in JavaScript and put back make Node's TLS layer
+ * read in small pieces from then on).
+ */
+static napi_value peek_socket(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd, max;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &max) != napi_ok || fd < 0 || max < 1 || max > 64) {
+    napi_throw_type_error(env, "ERR_PEEK_ARGS", "peek(fd, max_bytes 1..64)");
+    return NULL;
+  }
+  uint8_t buf[64];
+  ssize_t n;
+  do n = recv(fd, buf, (size_t)max, MSG_PEEK | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  napi_value out;
+  if (n == 0) {
+    napi_get_null(env, &out);
+    return out;
+  }
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return fail_errno(env, "ERR_PEEK", "recv(MSG_PEEK)");
+    n = 0;
+  }
+  void *data;
+  napi_create_buffer_copy(env, (size_t)n, buf, &data, &out);
+  return out;
+}
+
 napi_value postcopy_open(napi_env env, napi_callback_info info);
 napi_value postcopy_drop(napi_env env, napi_callback_info info);
 napi_value postcopy_attach(napi_env env, napi_callback_info info);
@@ -252,7 +288,8 @@ NAPI_MODULE_INIT() {
       {"scan", scan},                   {"close", close_tracker},
       {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
-      {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close}};
+      {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close},
+      {"peek", peek_socket}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);

@@ -22,6 +22,8 @@ export interface NativeAddon {
   postcopyFail(handle: unknown): [number, number][];
   postcopyStats(handle: unknown): RemoteStatsNative;
   postcopyClose(handle: unknown): void;
+  /** Bytes waiting on socket `fd`, left in place: empty if none yet, null if the peer closed. */
+  peek(fd: number, max_bytes: number): Buffer | null;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

@@ -25,3 +25,4 @@ export {
   RecordSealer,
   type PageChannelKeys,
 } from "./page_records.js";
+export { socketPeek, type SocketPeek } from "./peek.js";

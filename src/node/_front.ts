@@ -8,6 +8,7 @@
  */
 import net from "node:net";
 import { PAGE_DATA_HELLO_BYTES, PAGE_DATA_MAGIC } from "./_page_tickets.js";
+import { socketPeek, type SocketPeek } from "../memory/mod.js";
 
 /** First byte of a TLS handshake record. */
 const TLS_HANDSHAKE = 0x16;
@@ -29,7 +30,23 @@ export interface FrontRoutes {
 /** Options of the front. */
 export interface FrontOptions {
   sniff_ms?: number;
+  /**
+   * Looks at a socket's first bytes without reading them (default: the
+   * native addon's, where it is built). Null: read them and put them back,
+   * which costs TLS connections read throughput afterwards (Node's TLS layer
+   * then reads in small pieces).
+   */
+  peek?: SocketPeek | null;
 }
+
+/** Pause before looking again at a connection that has not sent its first bytes yet (after the quick looks). */
+const PEEK_RETRY_MS = 1;
+/**
+ * Looks again on the next turns of the event loop first: a TLS client sends
+ * its hello right after connecting, so it is usually there a few microseconds
+ * later, and a timer would add a millisecond to every new connection.
+ */
+const PEEK_QUICK_LOOKS = 32;
 
 /** A listening front: listen on `server`. */
 export interface Front {
@@ -41,13 +58,18 @@ export interface Front {
 /** A server that sorts each connection it accepts by its first bytes. */
 export function createFront(routes: FrontRoutes, options: FrontOptions = {}): Front {
   const sniff_ms = options.sniff_ms ?? SNIFF_MS_DEFAULT;
+  const peek = options.peek === undefined ? socketPeek() : options.peek;
   const sorting = new Set<net.Socket>();
   // No delay as the HTTPS server sets it on its own sockets: small answers leave at once.
-  const server = net.createServer({ noDelay: true }, (socket) => {
+  // Paused: nothing is read before the first bytes say what the connection is.
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     sorting.add(socket);
     let got: Buffer = Buffer.alloc(0);
+    let retry: NodeJS.Timeout | undefined;
+    let looks = 0;
     const done = (): void => {
       clearTimeout(timer);
+      clearTimeout(retry);
       sorting.delete(socket);
       socket.off("data", onData);
       socket.off("error", onError);
@@ -78,8 +100,42 @@ export function createFront(routes: FrontRoutes, options: FrontOptions = {}): Fr
       routes.pageData(socket, got.subarray(PAGE_DATA_MAGIC.length));
     };
     const timer = setTimeout(drop, sniff_ms);
-    socket.on("data", onData);
     socket.on("error", onError);
+    const read = (): void => {
+      socket.on("data", onData);
+      socket.resume();
+    };
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (peek === null || typeof fd !== "number" || fd < 0) {
+      read();
+    } else {
+      // A TLS connection goes to the HTTPS server with nothing read; anything else is read here.
+      const look = (): void => {
+        if (socket.destroyed) return;
+        let first: Buffer | null;
+        try {
+          first = peek(fd, 1);
+        } catch {
+          // The socket failed under us (reset): nothing was served.
+          drop();
+          return;
+        }
+        if (first === null) return drop();
+        if (first.length === 0) {
+          looks += 1;
+          if (looks <= PEEK_QUICK_LOOKS) setImmediate(look);
+          else retry = setTimeout(look, PEEK_RETRY_MS);
+          return;
+        }
+        if (first[0] === TLS_HANDSHAKE) {
+          done();
+          routes.tls(socket);
+          return;
+        }
+        read();
+      };
+      look();
+    }
     socket.on("close", () => {
       clearTimeout(timer);
       sorting.delete(socket);

@@ -21,7 +21,9 @@ function rawExchange(port: number, send: (s: net.Socket) => void): Promise<{ got
   });
 }
 
-describe("the node's front", () => {
+// Both ways of sorting: looking at the first bytes in place (the native
+// addon's peek, where it is built) and reading them and putting them back.
+for (const [how, peek] of [["peeking", undefined], ["reading and putting back", null]] as const) describe(`the node's front, ${how}`, () => {
   let front: Front;
   let server: https.Server;
   let port = 0;
@@ -44,7 +46,7 @@ describe("the node's front", () => {
           held.push(socket);
         },
       },
-      { sniff_ms: SNIFF_MS },
+      { sniff_ms: SNIFF_MS, ...(peek === null ? { peek: null } : {}) },
     );
     await new Promise<void>((r) => front.server.listen(0, "127.0.0.1", () => r()));
     server.emit("listening");
