@@ -105,9 +105,10 @@ describe("a cluster across network namespaces", { skip: why ?? false }, () => {
 
   it("moves a process between nodes that talk over the network, output and status intact", async () => {
     const module = path.join(EXAMPLES, "c", "compute.wasm");
-    const whole = await ferry(["exec", module, "30", "6"]);
+    // Long enough (about 8 s) to outlive three moves, each a CLI process and a migration, on a loaded machine.
+    const whole = await ferry(["exec", module, "150", "6"]);
     const cluster = ["--cluster", `${ip(0)}:${PORT}`];
-    const run = await ferryIn("n1", ["run", ...cluster, module, "30", "6"]);
+    const run = await ferryIn("n1", ["run", ...cluster, module, "150", "6"]);
     assert.equal(run.status, 0, run.stderr);
     const pid = run.stdout.trim();
     for (const [to, strategy] of [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"]] as const) {
