@@ -108,6 +108,7 @@ describe("input validation, limits and authorization (issue 10)", { timeout: 300
   });
 
   after(async () => {
+    // A process that already ended answers with an error: nothing left to stop.
     for (const s of started) await request(s.address, "DELETE", `/v1/processes/${s.pid}`).catch(() => undefined);
     await cluster.stop();
     fs.rmSync(work, { recursive: true, force: true });

@@ -8,6 +8,7 @@ import http from "node:http";
 import https from "node:https";
 import net from "node:net";
 import { FerryError } from "../errors.js";
+import { splitHostPort as parseHostPort } from "../process_spec.js";
 import { ClusterTls, clientCredentialDir, hasCredential, readCredential, type ExpectedPeer } from "../trust/mod.js";
 
 /** Any node of the cluster. */
@@ -33,12 +34,11 @@ export class Dialer {
   }
 }
 
-/** HOST and PORT of an address (brackets of an IPv6 host removed). */
+/** HOST and PORT of an address to dial (brackets of an IPv6 host removed); ERR_ADDRESS if it is not one. */
 export function splitHostPort(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(":");
-  let host = address.slice(0, i);
-  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
-  return { host, port: Number(address.slice(i + 1)) };
+  const split = parseHostPort(address);
+  if (split === null) throw new FerryError("ERR_ADDRESS", `bad address ${JSON.stringify(address)}: want HOST:PORT`);
+  return split;
 }
 
 const tool_dialers = new Map<string, Dialer>();

@@ -9,27 +9,20 @@ import type http from "node:http";
 import https from "node:https";
 import tls from "node:tls";
 import { FerryError, knownCode } from "../errors.js";
-import { checkExpected, issue, parseToken, IDENTITY_NAME, TOKEN_TTL_MS_MAX, type JoinToken, type Role } from "../trust/mod.js";
+import type * as v from "valibot";
+import { checkExpected, issue, type JoinToken } from "../trust/mod.js";
+import { parse } from "../validate.js";
 import type { FerryNode } from "./node.js";
 import { splitHostPort } from "./_dialer.js";
-import { readJson, sendJson, PEER_TIMEOUT_MS } from "./_http.js";
+import { readRequest, sendJson, PEER_TIMEOUT_MS } from "./_http.js";
+import { JoinAnswerSchema, JoinRequestSchema, TokenRequestSchema } from "./_join_schemas.js";
 
-/** Host names and addresses a joiner may list for its certificate, at most. */
-const JOIN_HOSTS_MAX = 16;
 /** Largest join answer read (two certificates and a peer list). */
 const JOIN_ANSWER_BYTES_MAX = 256 * 1024;
 
 /** `POST /v1/tokens {role, name?, ttl_ms?}`: a one-time join token, from a node that holds the CA. */
 export async function createToken(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = (await readJson(req)) as { role?: unknown; name?: unknown; ttl_ms?: unknown } | null;
-  const role = body?.role ?? "node";
-  if (role !== "node" && role !== "client") throw new FerryError("ERR_BAD_REQUEST", "role is node or client");
-  const name = body?.name;
-  if (name !== undefined && (typeof name !== "string" || !IDENTITY_NAME.test(name))) throw new FerryError("ERR_BAD_REQUEST", "name: 1-64 letters, digits, _ . @ -");
-  const ttl_ms = body?.ttl_ms;
-  if (ttl_ms !== undefined && (typeof ttl_ms !== "number" || !Number.isInteger(ttl_ms) || ttl_ms <= 0 || ttl_ms > TOKEN_TTL_MS_MAX)) {
-    throw new FerryError("ERR_BAD_REQUEST", `ttl_ms: a whole number of milliseconds up to ${TOKEN_TTL_MS_MAX}`);
-  }
+  const { role, name, ttl_ms } = await readRequest(req, TokenRequestSchema);
   if (node.tls === null) throw new FerryError("ERR_NO_AUTHORITY", `node ${node.name} runs without TLS: there is no cluster to join`);
   if (node.authority === null) {
     throw new FerryError("ERR_NO_AUTHORITY", `node ${node.name} does not hold the cluster CA's key: ask a node that does (started by ferry up, with --init, or with --ca-key)`);
@@ -37,47 +30,18 @@ export async function createToken(node: FerryNode, req: http.IncomingMessage, re
   const made = node.tokens.create(role, {
     address: node.address,
     ca_fingerprint: node.tls.ca_fingerprint,
-    ...(typeof ttl_ms === "number" ? { ttl_ms } : {}),
-    ...(typeof name === "string" ? { name } : {}),
+    ...(ttl_ms !== undefined ? { ttl_ms } : {}),
+    ...(name !== undefined ? { name } : {}),
   });
   sendJson(res, 201, { token: made.token, role, name: name ?? null, expires_unix_ms: made.expires_unix_ms, node: node.name });
 }
 
-/** What a joiner sends. */
-interface JoinRequest {
-  secret: string;
-  role: Role;
-  name: string;
-  /** Its public key, SPKI DER, base64. */
-  public_key: string;
-  /** Where it answers (nodes), for its certificate. */
-  hosts: string[];
-}
-
 /** What a joiner gets back. */
-export interface JoinAnswer {
-  cert_pem: string;
-  ca_pem: string;
-  /** Addresses of the cluster's nodes this member knows (itself first). */
-  peers: string[];
-}
+export type JoinAnswer = v.InferOutput<typeof JoinAnswerSchema>;
 
 /** `POST /v1/join`: redeems a token for a certificate. Served without a client certificate. */
 export async function join(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const b = (await readJson(req)) as Partial<Record<keyof JoinRequest, unknown>> | null;
-  const ok =
-    b !== null &&
-    typeof b === "object" &&
-    typeof b.secret === "string" &&
-    b.secret.length <= 64 &&
-    (b.role === "node" || b.role === "client") &&
-    typeof b.name === "string" &&
-    IDENTITY_NAME.test(b.name) &&
-    typeof b.public_key === "string" &&
-    b.public_key.length <= 1024 &&
-    (b.hosts === undefined || (Array.isArray(b.hosts) && b.hosts.length <= JOIN_HOSTS_MAX && b.hosts.every((h) => typeof h === "string" && /^[A-Za-z0-9.:_-]{1,253}$/.test(h))));
-  if (!ok) throw new FerryError("ERR_BAD_REQUEST", "want {secret, role: node|client, name, public_key: base64 SPKI, hosts?: [HOST]}");
-  const request = b as JoinRequest;
+  const request = await readRequest(req, JoinRequestSchema);
   if (node.tls === null || node.authority === null) throw new FerryError("ERR_NO_AUTHORITY", `node ${node.name} cannot issue certificates`);
   if (request.role === "node") {
     const taken = request.name === node.name || (await node.peerInfos()).some((p) => p.up && p.name === request.name);
@@ -88,7 +52,7 @@ export async function join(node: FerryNode, req: http.IncomingMessage, res: http
   const issued = await issue(node.authority, {
     role: request.role,
     name: request.name,
-    hosts: request.hosts ?? [],
+    hosts: request.hosts,
     public_key_der: Buffer.from(request.public_key, "base64"),
   });
   const answer: JoinAnswer = { cert_pem: issued.cert_pem, ca_pem: node.tls.ca_pem, peers: [node.address, ...node.peers] };
@@ -166,11 +130,8 @@ export async function redeemToken(token: JoinToken, request: { name: string; pub
     const e = (value as { error?: { code?: unknown; message?: unknown } } | null)?.error;
     throw new FerryError(knownCode(typeof e?.code === "string" ? e.code : undefined, "ERR_PEER"), typeof e?.message === "string" ? e.message : `the join was refused (HTTP ${status})`);
   }
-  const a = value as Partial<JoinAnswer> | null;
-  if (typeof a?.cert_pem !== "string" || a.ca_pem !== ca_pem || !Array.isArray(a.peers) || !a.peers.every((p) => typeof p === "string")) {
-    throw new FerryError("ERR_PEER", `${token.address} answered the join with an unexpected body`);
-  }
-  return { cert_pem: a.cert_pem, ca_pem, peers: a.peers };
+  const a = parse(JoinAnswerSchema, value, `${token.address}'s answer to the join`, { code: "ERR_PEER" });
+  if (a.ca_pem !== ca_pem) throw new FerryError("ERR_PEER", `${token.address} answered the join with another CA than it presented`);
+  return a;
 }
 
-export { parseToken };

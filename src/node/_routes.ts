@@ -3,7 +3,7 @@ import type http from "node:http";
 import * as v from "valibot";
 import { FerryError } from "../errors.js";
 import { parse } from "../validate.js";
-import { parseAddress, pidHome } from "./names.js";
+import { pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
 import { describeProcess, type HomeRecord } from "./process_table.js";
@@ -11,6 +11,7 @@ import { bodyChunks, forward, readJson, readRequest, requestJson, sendError, sen
 import { parseBatch } from "./_links.js";
 import { nodeNamed } from "./_dialer.js";
 import { createToken, join } from "./_join.js";
+import { PeerAnnounceSchema } from "./_join_schemas.js";
 import { peerIdentity, type Identity } from "../trust/mod.js";
 import { admitRun } from "./_admission.js";
 import { ListQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
@@ -244,10 +245,7 @@ async function internalRoute(
 
 /** A peer tells where it answers (a node that joined after this one started). */
 async function addPeer(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-  const body = (await readJson(req)) as { address?: unknown } | null;
-  if (typeof body?.address !== "string") throw new FerryError("ERR_BAD_REQUEST", "want {address: HOST:PORT}");
-  parseAddress(body.address);
-  node.addPeers([body.address]);
+  node.addPeers([(await readRequest(req, PeerAnnounceSchema)).address]);
   sendJson(res, 200, { peers: node.peers });
 }
 
