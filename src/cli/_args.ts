@@ -100,6 +100,23 @@ export function parseSize(text: string): number | null {
   return Number.isSafeInteger(bytes) ? bytes : null;
 }
 
+const DURATION_UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration: a whole number with ms, s, m, h or d (30s, 10m, 2h, 1d), in milliseconds. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,9})(ms|s|m|h|d)$/.exec(text.trim());
+  return m === null ? null : Number(m[1]) * (DURATION_UNIT_MS[m[2] as string] as number);
+}
+
+/** A duration option (see {@link parseDuration}). */
+export function optionDuration(parsed: Parsed, name: string): number | undefined {
+  const raw = optionValue(parsed, name);
+  if (raw === undefined) return undefined;
+  const ms = parseDuration(raw);
+  if (ms === null) throw new UsageError(`option --${name} wants a duration such as 30s, 10m or 2h, not ${JSON.stringify(raw)}`);
+  return ms;
+}
+
 /** A size option (see {@link parseSize}). */
 export function optionSize(parsed: Parsed, name: string): number | undefined {
   const raw = optionValue(parsed, name);

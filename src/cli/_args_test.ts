@@ -1,7 +1,7 @@
-/** Sizes on the command line. */
+/** Sizes and durations on the command line. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { parseSize } from "./_args.js";
+import { parseDuration, parseSize } from "./_args.js";
 
 describe("parseSize", () => {
   it("reads bytes and binary units", () => {
@@ -15,5 +15,19 @@ describe("parseSize", () => {
 
   it("refuses what is not a whole size", () => {
     for (const bad of ["", "M", "1.5G", "-1", "1X", "1 M B", "0x10", "99999999999999999T"]) assert.equal(parseSize(bad), null, bad);
+  });
+});
+
+describe("parseDuration", () => {
+  it("reads a whole number with its unit, in milliseconds", () => {
+    assert.equal(parseDuration("250ms"), 250);
+    assert.equal(parseDuration("30s"), 30_000);
+    assert.equal(parseDuration("10m"), 600_000);
+    assert.equal(parseDuration("2h"), 7_200_000);
+    assert.equal(parseDuration("1d"), 86_400_000);
+  });
+
+  it("refuses what is not one", () => {
+    for (const bad of ["", "10", "1.5h", "-1s", "1w", "h", "1 h x"]) assert.equal(parseDuration(bad), null, bad);
   });
 });

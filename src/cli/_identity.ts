@@ -4,6 +4,7 @@
  * in the data directory, or `ferry up`'s local CA.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { redeemToken } from "../node/mod.js";
@@ -138,6 +139,11 @@ export async function ensureClient(authority: KeyPairPem, dir: string, name: str
   const issued = await issue(authority, { role: "client", name });
   writeCredential(dir, { ca_pem: authority.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
   return had ? "replaced" : "written";
+}
+
+/** This account's name as a certificate may carry it (the default name of its client credential). */
+export function localUserName(): string {
+  return os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client";
 }
 
 function hostsOf(host: string): string[] {

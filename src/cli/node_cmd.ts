@@ -7,7 +7,7 @@ import type { TrackerChoice } from "../memory/mod.js";
 import { optionInt, optionSize, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
-import { ensureClient, localCluster, localNode, nodeIdentity, type NodeIdentity } from "./_identity.js";
+import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
 
 /** The options named in `map` that were given, by their field names. */
 function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial<Record<K, string>> {
@@ -250,7 +250,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   const data = given ?? fs.mkdtempSync(path.join(os.tmpdir(), "ferry-up-"));
   const nodes: FerryNode[] = [];
   const { authority, created } = await localCluster(localAuthorityDir());
-  const client = await ensureClient(authority, clientCredentialDir(), os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client");
+  const client = await ensureClient(authority, clientCredentialDir(), localUserName());
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // A local cluster serves the folder it was started in, as a local program would.

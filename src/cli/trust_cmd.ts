@@ -1,9 +1,9 @@
 /** `ferry token create` and `ferry login`: letting nodes and people into a cluster. */
-import os from "node:os";
 import { FerryError } from "../errors.js";
 import { redeemToken } from "../node/mod.js";
 import { clientCredentialDir, hasCredential, IDENTITY_NAME, newKeyPair, parseToken, writeCredential } from "../trust/mod.js";
-import { optionValue, parseArgs, UsageError } from "./_args.js";
+import { optionDuration, optionValue, parseArgs, UsageError } from "./_args.js";
+import { localUserName } from "./_identity.js";
 import { CLUSTER_OPTION, clusterClient } from "./_client.js";
 
 /** Help of `ferry token`. */
@@ -39,16 +39,6 @@ Options:
   -h, --help             Show this help.
 `;
 
-const DURATION = /^(\d{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
-
-/** Parses 30s, 10m, 2h, 1d into milliseconds. */
-export function parseDuration(text: string): number {
-  const m = DURATION.exec(text);
-  if (m === null) throw new UsageError(`bad duration ${JSON.stringify(text)}: want a number and ms, s, m, h or d (e.g. 10m)`);
-  return Number(m[1]) * (UNIT_MS[m[2] as string] as number);
-}
-
 /** `ferry token`. */
 export async function tokenCommand(argv: readonly string[]): Promise<number> {
   const [sub, ...rest] = argv;
@@ -76,11 +66,11 @@ export async function tokenCommand(argv: readonly string[]): Promise<number> {
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
   const name = optionValue(parsed, "name");
   if (name !== undefined && !IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
-  const ttl = optionValue(parsed, "ttl");
+  const ttl_ms = optionDuration(parsed, "ttl");
   const answer = (await clusterClient(parsed).json("POST", "/v1/tokens", {
     role: parsed.flags.has("client") ? "client" : "node",
     ...(name !== undefined ? { name } : {}),
-    ...(ttl !== undefined ? { ttl_ms: parseDuration(ttl) } : {}),
+    ...(ttl_ms !== undefined ? { ttl_ms } : {}),
   })) as { token: string; expires_unix_ms: number; node: string };
   if (parsed.flags.has("json")) process.stdout.write(`${JSON.stringify(answer)}\n`);
   else {
@@ -110,7 +100,7 @@ export async function loginCommand(argv: readonly string[]): Promise<number> {
   if (extra !== undefined) throw new UsageError(`unexpected argument ${extra}`);
   const token = parseToken(text);
   if (token.role !== "client") throw new FerryError("ERR_TOKEN", "this token is for a node (ferry node start --join), not a client");
-  const name = optionValue(parsed, "name") ?? token.name ?? (os.userInfo().username.replace(/[^A-Za-z0-9_.@-]/g, "_").slice(0, 64) || "client");
+  const name = optionValue(parsed, "name") ?? token.name ?? localUserName();
   if (!IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
   const dir = clientCredentialDir();
   if (hasCredential(dir) && !parsed.flags.has("force")) throw new UsageError(`${dir} already holds a credential; --force replaces it`);
