@@ -7,9 +7,9 @@
  */
 import os from "node:os";
 import { FerryError } from "../errors.js";
-import { MEMORY_BYTES_MAX } from "../runtime/mod.js";
+import { MODULE_BYTES_MAX } from "../runtime/mod.js";
 import { STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
-import { WASM_PAGE_BYTES } from "../process_spec.js";
+import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 
 /** A node's limits. */
 export interface NodeLimits {
@@ -37,7 +37,7 @@ export interface NodeLimits {
 export const PROCESSES_MAX_DEFAULT = 256;
 
 /** Modules by default: wasm32 code of any real program fits in far less. */
-export const MODULE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
+export const MODULE_BYTES_MAX_DEFAULT = MODULE_BYTES_MAX;
 
 /** Longest standby idle time an operator may set: past it, a stalled source holds memory for too long to call it a limit. */
 const STANDBY_IDLE_MS_MAX = 3_600_000;
@@ -51,7 +51,7 @@ const STANDBY_IDLE_MS_MAX = 3_600_000;
  */
 export function halfTheMachine(): number {
   const half = Math.floor(os.totalmem() / 2 / WASM_PAGE_BYTES) * WASM_PAGE_BYTES;
-  return Math.max(WASM_PAGE_BYTES, Math.min(MEMORY_BYTES_MAX, half));
+  return Math.max(WASM_PAGE_BYTES, Math.min(WASM_MEMORY_BYTES_MAX, half));
 }
 
 /** The defaults: see each field of {@link NodeLimits} and the constants above. */
@@ -73,7 +73,7 @@ export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
     if (!ok) throw new FerryError("ERR_USAGE", what);
   };
   const whole = (n: number, min: number, max: number): boolean => Number.isSafeInteger(n) && n >= min && n <= max;
-  check(whole(limits.memory_max_bytes, WASM_PAGE_BYTES, MEMORY_BYTES_MAX) && limits.memory_max_bytes % WASM_PAGE_BYTES === 0, `the memory maximum must be whole 64 KiB pages from 64 KiB to 4 GiB, not ${limits.memory_max_bytes}`);
+  check(whole(limits.memory_max_bytes, WASM_PAGE_BYTES, WASM_MEMORY_BYTES_MAX) && limits.memory_max_bytes % WASM_PAGE_BYTES === 0, `the memory maximum must be whole 64 KiB pages from 64 KiB to 4 GiB, not ${limits.memory_max_bytes}`);
   check(whole(limits.processes_max, 1, 1_000_000), `the process quota must be at least 1, not ${limits.processes_max}`);
   check(whole(limits.standby_bytes_max, 0, Number.MAX_SAFE_INTEGER), `the standby quota must be a number of bytes, not ${limits.standby_bytes_max}`);
   check(whole(limits.module_bytes_max, 1, Number.MAX_SAFE_INTEGER), `the module size limit must be at least 1 byte, not ${limits.module_bytes_max}`);

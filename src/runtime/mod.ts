@@ -1,5 +1,5 @@
 /** Runtime: runs one process in a worker; suspend, capture, restore, resume (DESIGN.md layer 2). */
-export { GuestProcess, MEMORY_BYTES_MAX, type ExitStatus, type LinkHooks, type NetHooks, type ProcessIo, type ProcessSpec, type StandbyOptions, type StartTimings, type Suspension } from "./process.js";
+export { GuestProcess, type ExitStatus, type LinkHooks, type NetHooks, type ProcessIo, type ProcessSpec, type StandbyOptions, type StartTimings, type Suspension } from "./process.js";
 export { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type InboxMessage } from "./_inbox.js";
 export { OUTBOX_MAX } from "./_control.js";
 export { End, NET_AREA_BYTES, NET_SEND_WINDOW, NET_SLOTS, NetArea } from "./_net_area.js";

@@ -4,6 +4,7 @@
  */
 import { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
+import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
 import { capMemory, loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
@@ -21,11 +22,7 @@ const ENTRY_EXPORT = "_start";
 
 const utf8 = new TextEncoder();
 
-/** Bytes of a wasm page. */
-const WASM_PAGE_BYTES = 65536;
-
-/** wasm32 addresses 4 GiB at most: the cap of a process that is given none. */
-export const MEMORY_BYTES_MAX = 4 * 1024 * 1024 * 1024;
+// wasm32 addresses 4 GiB at most (WASM_MEMORY_BYTES_MAX): the cap of a process that is given none.
 
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
@@ -182,7 +179,7 @@ export class GuestProcess {
     io.links?.bind(this);
     io.net?.bind(this);
     const init: WorkerInit = {
-      wasm: options.memory_max_bytes >= MEMORY_BYTES_MAX ? instrumented.wasm : capMemory(instrumented.wasm, options.memory_max_bytes / WASM_PAGE_BYTES),
+      wasm: options.memory_max_bytes >= WASM_MEMORY_BYTES_MAX ? instrumented.wasm : capMemory(instrumented.wasm, options.memory_max_bytes / WASM_PAGE_BYTES),
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
@@ -284,7 +281,7 @@ export class GuestProcess {
    */
   growTo(size_bytes: number): void {
     const current = this.#memory.buffer.byteLength;
-    if (!Number.isSafeInteger(size_bytes) || size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > MEMORY_BYTES_MAX) {
+    if (!Number.isSafeInteger(size_bytes) || size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > WASM_MEMORY_BYTES_MAX) {
       throw new ImageError(ImageErrorCodes.malformed, `memory of ${size_bytes} bytes is not a whole number of wasm pages up to 4 GiB`);
     }
     if (size_bytes > this.memory_max_bytes) {
@@ -582,8 +579,8 @@ export class GuestProcess {
 
 /** The cap of a process (4 GiB unless given), checked against what its module needs at start. */
 function checkCap(info: InstrumentInfo, memory_max_bytes: number | undefined): number {
-  const cap = memory_max_bytes ?? MEMORY_BYTES_MAX;
-  if (!Number.isSafeInteger(cap) || cap % WASM_PAGE_BYTES !== 0 || cap < WASM_PAGE_BYTES || cap > MEMORY_BYTES_MAX) {
+  const cap = memory_max_bytes ?? WASM_MEMORY_BYTES_MAX;
+  if (!Number.isSafeInteger(cap) || cap % WASM_PAGE_BYTES !== 0 || cap < WASM_PAGE_BYTES || cap > WASM_MEMORY_BYTES_MAX) {
     throw new RuntimeError("ERR_MEMORY_LIMIT", `a memory cap of ${cap} bytes is not a whole number of wasm pages from 64 KiB to 4 GiB`);
   }
   if (info.memory.initial_pages * WASM_PAGE_BYTES > cap) {
