@@ -79,6 +79,7 @@ for (const [how, peek] of [["peeking", undefined], ["reading and putting back", 
     const s = net.connect(port, "127.0.0.1");
     s.on("error", () => undefined);
     await new Promise((r) => s.once("connect", r));
+    // Pauses so the pieces likely arrive as separate reads; the test holds either way.
     s.write(PAGE_DATA_MAGIC.subarray(0, 3));
     await new Promise((r) => setTimeout(r, 20));
     s.write(Buffer.concat([PAGE_DATA_MAGIC.subarray(3), ticket.subarray(0, 5)]));

@@ -45,11 +45,6 @@ export class ClusterTls {
     this.#credential = credential;
   }
 
-  /** The certificate, PEM. */
-  get cert_pem(): string {
-    return this.#credential.cert_pem;
-  }
-
   /**
    * Options of a node's server: every client is asked for a certificate,
    * and the request handler decides what it may do (a joiner has none yet).
