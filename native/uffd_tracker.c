@@ -281,6 +281,7 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info);
 napi_value postcopy_fail(napi_env env, napi_callback_info info);
 napi_value postcopy_stats(napi_env env, napi_callback_info info);
 napi_value postcopy_close(napi_env env, napi_callback_info info);
+napi_value set_times(napi_env env, napi_callback_info info);
 
 NAPI_MODULE_INIT() {
   const struct { const char *name; napi_callback fn; } functions[] = {
@@ -289,7 +290,7 @@ NAPI_MODULE_INIT() {
       {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
       {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close},
-      {"peek", peek_socket}};
+      {"peek", peek_socket},           {"setTimes", set_times}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);

@@ -5,7 +5,7 @@
  * page-table walk instead of a compare of every page.
  */
 import { FerryError } from "../errors.js";
-import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "./_native.js";
+import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "../native.js";
 import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
 
 function load(): NativeAddon | null {

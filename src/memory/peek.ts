@@ -1,9 +1,9 @@
 /**
  * Looking at the first bytes of a socket without reading them, through the
- * native addon (recv with MSG_PEEK). It lives here because the addon does;
- * the node's front uses it to sort connections.
+ * native addon (recv with MSG_PEEK). It lives with the other memory-layer users
+ * of the addon; the node's front uses it to sort connections.
  */
-import { nativeAddon } from "./_native.js";
+import { nativeAddon } from "../native.js";
 
 /** Bytes waiting on socket `fd`, left in place: empty if none yet, null if the peer closed. */
 export type SocketPeek = (fd: number, max_bytes: number) => Buffer | null;

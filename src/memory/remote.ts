@@ -13,7 +13,7 @@
 import type { Duplex } from "node:stream";
 import { TLSSocket } from "node:tls";
 import { FerryError } from "../errors.js";
-import { nativeAddon, REGISTERED_BYTES, type NativeAddon, type RemoteStatsNative } from "./_native.js";
+import { nativeAddon, REGISTERED_BYTES, type NativeAddon, type RemoteStatsNative } from "../native.js";
 import { RECORD_KEY_BYTES, type PageChannelKeys } from "./page_records.js";
 
 /** Unit of transfer and of bookkeeping: one wasm page. */

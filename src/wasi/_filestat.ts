@@ -6,6 +6,7 @@
 import { futimesSync, lutimesSync, utimesSync, type BigIntStats } from "node:fs";
 
 import { Errno, fail } from "./errno.js";
+import { fileTimesSetter, type FileTimesTarget, type TimeChange } from "./_file_times.js";
 import { Filestat, Filetype, FstFlags } from "./_layout.js";
 import type { GuestMemory } from "./_memory.js";
 
@@ -41,13 +42,14 @@ export function write_stream_filestat(mem: GuestMemory, ptr: number, filetype: n
 }
 
 /** Where to apply new timestamps: an open host fd, or a path (followed or not). */
-export type TimesTarget = { fd: number } | { path: string; follow: boolean };
+export type TimesTarget = FileTimesTarget;
 
 /**
  * Applies preview1 `fstflags` to `target`: each of atime/mtime is kept, set
- * to the given value, or set to `now_ns`. Setting a value and "now" for the
- * same timestamp is `inval`. Node takes seconds as a double, so times land
- * with about microsecond precision.
+ * to the given value, or set to `now_ns` (the host's injected clock). Setting
+ * a value and "now" for the same timestamp is `inval`. Through the native
+ * addon, times land to the nanosecond; where it is not built, Node's utimes
+ * takes seconds as a double (about microsecond precision).
  */
 export function set_times(
   target: TimesTarget,
@@ -59,13 +61,27 @@ export function set_times(
   if ((f & ~known) !== 0) fail(Errno.inval, "unknown fstflags");
   if ((f & FstFlags.atim) !== 0 && (f & FstFlags.atim_now) !== 0) fail(Errno.inval);
   if ((f & FstFlags.mtim) !== 0 && (f & FstFlags.mtim_now) !== 0) fail(Errno.inval);
-  const pick = (set: number, now: number, value: bigint, old: bigint): bigint =>
-    (f & set) !== 0 ? value : (f & now) !== 0 ? times.now_ns : old;
-  const atime = seconds(pick(FstFlags.atim, FstFlags.atim_now, times.atim_ns, current.atimeNs));
-  const mtime = seconds(pick(FstFlags.mtim, FstFlags.mtim_now, times.mtim_ns, current.mtimeNs));
-  if ("fd" in target) futimesSync(target.fd, atime, mtime);
-  else if (target.follow) utimesSync(target.path, atime, mtime);
-  else lutimesSync(target.path, atime, mtime);
+  const change = (set: number, now: number, value: bigint): TimeChange =>
+    (f & set) !== 0 ? value : (f & now) !== 0 ? times.now_ns : "omit";
+  const atime = change(FstFlags.atim, FstFlags.atim_now, times.atim_ns);
+  const mtime = change(FstFlags.mtim, FstFlags.mtim_now, times.mtim_ns);
+  const native = setter();
+  if (native !== null) {
+    native(target, atime, mtime);
+    return;
+  }
+  const resolve = (t: TimeChange, old: bigint): number => seconds(t === "omit" ? old : t);
+  const a = resolve(atime, current.atimeNs);
+  const m = resolve(mtime, current.mtimeNs);
+  if ("fd" in target) futimesSync(target.fd, a, m);
+  else if (target.follow) utimesSync(target.path, a, m);
+  else lutimesSync(target.path, a, m);
+}
+
+let loaded: ReturnType<typeof fileTimesSetter> | undefined;
+function setter(): ReturnType<typeof fileTimesSetter> {
+  if (loaded === undefined) loaded = fileTimesSetter();
+  return loaded;
 }
 
 function seconds(ns: bigint): number {

@@ -1,6 +1,7 @@
 /**
  * The native addon (native/, built by `npm ci` through scripts/build-native.mjs):
- * loaded once, shared by the kernel tracker and post-copy's remote pages.
+ * loaded once, shared by the kernel tracker, post-copy's remote pages, the
+ * node front's socket peek and the WASI host's nanosecond file times.
  */
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -24,6 +25,8 @@ export interface NativeAddon {
   postcopyClose(handle: unknown): void;
   /** Bytes waiting on socket `fd`, left in place: empty if none yet, null if the peer closed. */
   peek(fd: number, max_bytes: number): Buffer | null;
+  /** futimens(fd) when `path` is null, else utimensat(path); a mode is 0 to keep the time, 1 to set it to `ns`. */
+  setTimes(fd: number, path: string | null, follow: boolean, atime_mode: number, atime_ns: bigint, mtime_mode: number, mtime_ns: bigint): void;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */
@@ -45,7 +48,7 @@ let loaded: { addon: NativeAddon } | { reason: string } | undefined;
 /** The addon, or why it cannot be had. */
 export function nativeAddon(): { addon: NativeAddon } | { reason: string } {
   if (loaded !== undefined) return loaded;
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "native", "build", "Release", "ferry_uffd.node");
+  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "native", "build", "Release", "ferry_uffd.node");
   try {
     loaded = { addon: createRequire(import.meta.url)(file) as NativeAddon };
   } catch (err: unknown) {
