@@ -40,6 +40,7 @@ cc_wasm fileproc
 cc_wasm memhog -Wl,--max-memory=4294967296
 cc_wasm recurse -Wl,-z,stack-size=16777216 -Wl,--stack-first
 cc_wasm sleeper
+cc_wasm streams
 cc_wasm pingpong
 cc_wasm pipeline
 cc_wasm selfmove

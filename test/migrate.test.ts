@@ -84,6 +84,21 @@ describe("migration between nodes", () => {
     assert.ok(fs.readFileSync(path.join(moved, "out.bin")).equals(fs.readFileSync(path.join(plain, "out.bin"))), "output file differs");
   });
 
+  it("a process on a node sees no input as /dev/null and its output as pipes, on every node it moves to", async () => {
+    const module = path.join(EXAMPLES, "c", "streams.wasm");
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, module);
+    // It reports after 5 s asleep: the move comes first.
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "streams.wasm", args: ["1", "5000"] });
+    const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal((await outputOf(n1.address, pid)).stdout.length, 0, "the program reported before the move: the test moved it too late");
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    assert.deepEqual(status, { kind: "exit", code: 0 });
+    const report = (await outputOf(n1.address, pid)).stdout.toString();
+    assert.equal(report, "fd0 tty=0 type=chardev seek=1\nfd1 tty=0 type=pipe seek=0\nfd2 tty=0 type=pipe seek=0\n");
+  });
+
   it("a migration to a node lacking an open file is refused before the process stops", async () => {
     const dir = path.join(work, "lacking");
     fs.mkdirSync(dir);

@@ -9,6 +9,7 @@ import { FerryError, RestoreError } from "../errors.js";
 import { ferryHome } from "../home.js";
 import {
   GuestProcess,
+  hostStdioKinds,
   localEncryptionKey,
   localEnvelopeKeys,
   localSigner,
@@ -149,7 +150,7 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
   const preopens = (parsed.options.get("dir") ?? []).map(preopen);
   const wasm = readModule(program);
   const proc = await GuestProcess.start(
-    { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens },
+    { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens, stdio: hostStdioKinds() },
     stdio(),
   );
   return finish(proc, plan);

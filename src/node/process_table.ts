@@ -6,7 +6,7 @@
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { GuestProcess, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
-import type { Preopen } from "../wasi/mod.js";
+import type { Preopen, StdioKinds } from "../wasi/mod.js";
 import type { ModuleStore } from "./module_store.js";
 import { makePid } from "./names.js";
 import { OutputLog, type StreamName } from "./output_log.js";
@@ -17,6 +17,14 @@ import type { Endpoint } from "../links/mod.js";
 import { NetHome } from "./net_home.js";
 import { NetLink } from "./net_link.js";
 import { connectNetLine } from "./_net_wire.js";
+
+/**
+ * What a process started on a node sees for its streams, on every node it
+ * moves to (the kinds travel in its image): no input, as /dev/null (a device
+ * at end of file), and stdout and stderr as pipes, relayed to its home's log.
+ * `isatty()` is false on all three.
+ */
+export const CLUSTER_STDIO: StdioKinds = ["device", "pipe", "pipe"];
 
 /** How a process ended, as the API reports it. */
 export type ProcessStatus = ExitStatus;
@@ -186,6 +194,7 @@ export class ProcessTable {
           preopens,
           listeners: net?.addresses ?? [],
           memory_max_bytes: request.memory_max_bytes,
+          stdio: CLUSTER_STDIO,
         },
         this.ioFor(relay, links, links_net),
       );

@@ -8,3 +8,4 @@ export { readImageFile, writeImageFile, type ReadImageOptions, type WriteImageOp
 export { ENCRYPTION_KEY_FILE, KEYS_DIR, SIGNING_KEY_FILE, localEncryptionKey, localEnvelopeKeys, localSigner, localTrust } from "./image_keys.js";
 export { MODULE_BYTES_MAX, readModuleFile } from "./module_file.js";
 export { STDIN_READ_AHEAD_BYTES_MAX } from "./stdin.js";
+export { hostStdioKinds, hostStreamKind } from "./stdio_kinds.js";

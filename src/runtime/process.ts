@@ -8,7 +8,7 @@ import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
 import { capMemory, loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
-import type { ConnRef, Preopen, RestoreGrant } from "../wasi/mod.js";
+import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
 import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
 import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
@@ -43,6 +43,8 @@ export interface ProcessSpec {
   listeners?: string[];
   /** Most bytes its memory may grow to, whole wasm pages (default and most: 4 GiB); see {@link GuestProcess.memory_max_bytes}. */
   memory_max_bytes?: number;
+  /** What its standard streams are, as the guest will see them (default: three pipes); they travel with its image. */
+  stdio?: StdioKinds;
 }
 
 /** Options of {@link GuestProcess.standby}. */
@@ -207,7 +209,8 @@ export class GuestProcess {
     const t0 = performance.now();
     const instrumented = await loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
     const memory_max_bytes = checkCap(instrumented.info, spec.memory_max_bytes);
-    const start = { kind: "fresh", config: { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [] } } as const;
+    const config = { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [], ...(spec.stdio === undefined ? {} : { stdio: spec.stdio }) };
+    const start = { kind: "fresh", config } as const;
     const proc = new GuestProcess(instrumented, { module_path: spec.module_path, memory_max_bytes }, start, io, { pending: new Uint8Array(0), ended: false });
     await proc.#ready();
     proc.#pump.attach(io.stdin ?? null);

@@ -48,6 +48,8 @@ export type HostContext = {
   readonly fds: FdTable;
   /** Guest clocks (replaced on restore). */
   clock: GuestClock;
+  /** Bytes the guest has read from stdin so far. */
+  stdin_bytes: number;
   /** Bytes written to stdout so far. */
   stdout_bytes: number;
   /** Bytes written to stderr so far. */

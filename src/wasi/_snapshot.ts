@@ -29,7 +29,7 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
     rights_base: entry.rights_base.toString(),
     rights_inheriting: entry.rights_inheriting.toString(),
   };
-  if (entry.kind === "stdio") return { ...common, kind: "stdio", stream: entry.stream };
+  if (entry.kind === "stdio") return { ...common, kind: "stdio", stream: entry.stream, as: entry.as };
   if (entry.kind === "listener") return { ...common, kind: "listener", listener: entry.listener, address: entry.address, accepted: entry.accepted };
   if (entry.kind === "conn") {
     const { listener, seq, received, sent, shut_rd, shut_wr } = entry;
@@ -63,7 +63,7 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
  */
 export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntry {
   const rights = { fdflags: state.fdflags, rights_base: BigInt(state.rights_base), rights_inheriting: BigInt(state.rights_inheriting) };
-  if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream };
+  if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream, as: state.as };
   // Sockets hold nothing on this host: the relay takes up their streams at the recorded offsets.
   if (state.kind === "listener") return { ...rights, kind: "listener", listener: state.listener, address: state.address, accepted: state.accepted };
   if (state.kind === "conn") {

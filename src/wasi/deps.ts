@@ -89,6 +89,24 @@ export interface Preopen {
   guest_path: string;
 }
 
+/**
+ * What a standard stream really is, so the guest sees its true file type and
+ * rights (and `isatty()` is true only on a terminal):
+ * - `terminal`: a character device with no seek rights (isatty);
+ * - `file`: a regular file;
+ * - `pipe`: a pipe or a socket (preview1 calls both `socket_stream`);
+ * - `device`: a character device that is not a terminal, such as /dev/null.
+ * Fixed when the process starts and carried in its image, so it stays the
+ * same across suspensions and migrations.
+ */
+export type StreamKind = "terminal" | "file" | "pipe" | "device";
+
+/** The kinds of stdin, stdout and stderr. */
+export type StdioKinds = readonly [StreamKind, StreamKind, StreamKind];
+
+/** Every {@link StreamKind}. */
+export const STREAM_KINDS: readonly StreamKind[] = ["terminal", "file", "pipe", "device"];
+
 /** What a fresh process is started with. */
 export interface WasiConfig {
   /** argv, argv[0] included. */
@@ -102,6 +120,8 @@ export interface WasiConfig {
    * the preopens in this order; connections come through {@link WasiDeps.net}.
    */
   listeners?: string[];
+  /** What its standard streams are (default: three pipes). */
+  stdio?: StdioKinds;
 }
 
 /** Host capabilities injected into a {@link WasiHost}. */

@@ -117,8 +117,15 @@ export function fd_seek(ctx: HostContext, fd: number, delta: bigint, whence: num
   const entry = ctx.fds.get(u32_arg(fd));
   const out = u32_arg(newoffset_ptr);
   ctx.mem.check(out, 8);
-  const file = seekable_file(entry);
   const signed = BigInt.asIntN(64, delta);
+  if (entry.kind === "stdio") {
+    // A stream tells where it is, and never moves: its bytes are relayed,
+    // and the process may be on another machine than the file.
+    if (whence !== Whence.cur || signed !== 0n) fail(Errno.spipe, "a standard stream cannot seek");
+    ctx.mem.set_u64(out, stream_position(ctx, entry));
+    return Errno.success;
+  }
+  const file = seekable_file(entry);
   // Reading the position back (CUR + 0) needs only the tell right.
   require_rights(file, whence === Whence.cur && signed === 0n ? Rights.fd_tell : Rights.fd_seek);
   let base: bigint;
@@ -144,10 +151,27 @@ export function fd_seek(ctx: HostContext, fd: number, delta: bigint, whence: num
 
 /** `fd_tell(fd, offset_ptr)`. */
 export function fd_tell(ctx: HostContext, fd: number, offset_ptr: number): ErrnoValue {
-  const file = seekable_file(ctx.fds.get(u32_arg(fd)));
+  const entry = ctx.fds.get(u32_arg(fd));
+  if (entry.kind === "stdio") {
+    ctx.mem.set_u64(u32_arg(offset_ptr), stream_position(ctx, entry));
+    return Errno.success;
+  }
+  const file = seekable_file(entry);
   require_rights(file, Rights.fd_tell);
   ctx.mem.set_u64(u32_arg(offset_ptr), file.offset);
   return Errno.success;
+}
+
+/**
+ * Where a file or device stream stands: the bytes the guest read (stdin) or
+ * wrote (stdout, stderr) on it, over its whole life; a device (/dev/null)
+ * stays at 0, as on the host. Pipes and terminals have no position (`spipe`).
+ */
+function stream_position(ctx: HostContext, entry: StdioEntry): bigint {
+  if (entry.as !== "file" && entry.as !== "device") fail(Errno.spipe);
+  require_rights(entry, Rights.fd_tell);
+  if (entry.as === "device") return 0n;
+  return BigInt(entry.stream === 0 ? ctx.stdin_bytes : entry.stream === 1 ? ctx.stdout_bytes : ctx.stderr_bytes);
 }
 
 /**
@@ -164,7 +188,9 @@ function read_stdin(ctx: HostContext, entry: StdioEntry, slices: readonly GuestS
     if (got === "eof") return 0;
     if (got !== "empty") {
       if (got.length > max_bytes) throw new RangeError(`InputSource returned ${got.length} bytes, more than the ${max_bytes} asked`);
-      return ctx.mem.scatter(slices, got);
+      const n = ctx.mem.scatter(slices, got);
+      ctx.stdin_bytes += n;
+      return n;
     }
     if ((entry.fdflags & FdFlags.nonblock) !== 0) fail(Errno.again);
     if (ctx.deps.blocker.wait({ stdin: true }) === "suspend") return undefined;

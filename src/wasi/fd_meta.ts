@@ -11,6 +11,7 @@ import { ADVICE_MAX, Fdstat, FdFlags, Filetype, Prestat, RIGHTS_ALL, Rights } fr
 import { require_rights, type FdEntry, type FileEntry } from "./fd_table.js";
 import { resolve_dir } from "./_path.js";
 import { set_times, write_filestat, write_stream_filestat } from "./_filestat.js";
+import { stdio_filetype } from "./_stdio.js";
 import type { HostContext } from "./_context.js";
 import { u32_arg, utf8 } from "./_memory.js";
 
@@ -73,7 +74,7 @@ export function fd_fdstat_set_rights(ctx: HostContext, fd: number, base: bigint,
 export function fd_filestat_get(ctx: HostContext, fd: number, filestat_ptr: number): ErrnoValue {
   const entry = ctx.fds.with_rights(u32_arg(fd), Rights.fd_filestat_get);
   const ptr = u32_arg(filestat_ptr);
-  if (entry.kind === "stdio") write_stream_filestat(ctx.mem, ptr, Filetype.character_device);
+  if (entry.kind === "stdio") write_stream_filestat(ctx.mem, ptr, stdio_filetype(entry.as));
   else if (entry.kind === "listener" || entry.kind === "conn") write_stream_filestat(ctx.mem, ptr, Filetype.socket_stream);
   else if (entry.kind === "file") write_filestat(ctx.mem, ptr, fstatSync(entry.host_fd, { bigint: true }));
   else write_filestat(ctx.mem, ptr, resolve_dir(entry.dir).stat);
@@ -164,7 +165,7 @@ export function fd_prestat_dir_name(ctx: HostContext, fd: number, path_ptr: numb
 
 /** filetype reported by fd_fdstat_get for an entry. */
 export function entry_filetype(entry: FdEntry): number {
-  if (entry.kind === "stdio") return Filetype.character_device;
+  if (entry.kind === "stdio") return stdio_filetype(entry.as);
   if (entry.kind === "dir") return Filetype.directory;
   if (entry.kind === "listener" || entry.kind === "conn") return Filetype.socket_stream;
   return entry.filetype;

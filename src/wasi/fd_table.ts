@@ -13,6 +13,7 @@ import { join } from "node:path";
 
 import { Errno, fail } from "./errno.js";
 import type { DirRef } from "./_path.js";
+import type { StreamKind } from "./deps.js";
 
 /** Most fds a guest may hold open at once; one more is `mfile`. */
 export const FDS_MAX = 1024;
@@ -27,8 +28,8 @@ type EntryCommon = {
   rights_inheriting: bigint;
 };
 
-/** stdin, stdout or stderr (possibly renumbered). */
-export type StdioEntry = EntryCommon & { kind: "stdio"; stream: 0 | 1 | 2 };
+/** stdin, stdout or stderr (possibly renumbered), and what it really is. */
+export type StdioEntry = EntryCommon & { kind: "stdio"; stream: 0 | 1 | 2; as: StreamKind };
 
 /** One cached directory listing for fd_readdir; not part of captured state. */
 export type DirListing = { names: string[] };

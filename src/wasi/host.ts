@@ -13,7 +13,8 @@ import { resolve as resolve_host_path } from "node:path";
 import { RestoreError } from "../errors.js";
 import type { Preopen, WasiConfig, WasiDeps } from "./deps.js";
 import { errno_of, type ErrnoValue } from "./errno.js";
-import { RIGHTS_DIR, RIGHTS_FILE, RIGHTS_SOCKET_CONN, RIGHTS_SOCKET_LISTEN, RIGHTS_STDIO } from "./_layout.js";
+import { RIGHTS_DIR, RIGHTS_FILE, RIGHTS_SOCKET_CONN, RIGHTS_SOCKET_LISTEN } from "./_layout.js";
+import { STDIO_DEFAULT, stdio_rights } from "./_stdio.js";
 import { FdTable } from "./fd_table.js";
 import { GuestClock, clock_res_get, clock_time_get } from "./clocks.js";
 import { GuestMemory } from "./_memory.js";
@@ -114,12 +115,15 @@ export class WasiHost {
       mem: new GuestMemory(),
       fds: new FdTable(),
       clock: new GuestClock(deps.clock),
+      stdin_bytes: 0,
       stdout_bytes: 0,
       stderr_bytes: 0,
       pending_poll: null,
     };
+    const kinds = config.stdio ?? STDIO_DEFAULT;
     for (const stream of [0, 1, 2] as const) {
-      this.#ctx.fds.insert({ kind: "stdio", stream, fdflags: 0, rights_base: RIGHTS_STDIO, rights_inheriting: 0n });
+      const as = kinds[stream];
+      this.#ctx.fds.insert({ kind: "stdio", stream, as, fdflags: 0, rights_base: stdio_rights(as), rights_inheriting: 0n });
     }
     preopens.forEach((preopen, index) => {
       this.#ctx.fds.insert({
@@ -177,6 +181,7 @@ export class WasiHost {
       throw error;
     }
     ctx.clock = new GuestClock(deps.clock, BigInt(s.monotonic_ns));
+    ctx.stdin_bytes = s.stdin_bytes;
     ctx.stdout_bytes = s.stdout_bytes;
     ctx.stderr_bytes = s.stderr_bytes;
     ctx.pending_poll =
@@ -228,6 +233,7 @@ export class WasiHost {
       preopens: ctx.preopens.map((p) => ({ ...p })),
       fds: ctx.fds.list().map(([fd, entry]) => capture_fd(fd, entry, ctx.preopens)),
       monotonic_ns: ctx.clock.monotonic_ns().toString(),
+      stdin_bytes: ctx.stdin_bytes,
       stdout_bytes: ctx.stdout_bytes,
       stderr_bytes: ctx.stderr_bytes,
       pending:

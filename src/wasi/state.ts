@@ -14,7 +14,7 @@
  */
 
 import { RestoreError } from "../errors.js";
-import type { Preopen } from "./deps.js";
+import { STREAM_KINDS, type Preopen, type StreamKind } from "./deps.js";
 import { FDS_MAX, type ConnStreams } from "./fd_table.js";
 
 /** The only state version this code writes and reads. */
@@ -32,8 +32,12 @@ type FdStateCommon = {
   rights_inheriting: string;
 };
 
-/** stdin/stdout/stderr at some fd number. */
-export type StdioFdState = FdStateCommon & { kind: "stdio"; stream: 0 | 1 | 2 };
+/**
+ * stdin/stdout/stderr at some fd number, and what it is. A state captured
+ * before streams had kinds has no `as`: it is read as `terminal`, which is
+ * what such a process saw.
+ */
+export type StdioFdState = FdStateCommon & { kind: "stdio"; stream: 0 | 1 | 2; as: StreamKind };
 
 /** Where a file or directory lies. */
 type Location = {
@@ -99,6 +103,8 @@ export type WasiState = {
   fds: FdState[];
   /** Guest monotonic time at capture, ns as a decimal string; the clock continues from here. */
   monotonic_ns: string;
+  /** Bytes the guest read from stdin (absent in states captured before it was counted: 0). */
+  stdin_bytes: number;
   stdout_bytes: number;
   stderr_bytes: number;
   pending: PendingPollState | null;
@@ -123,6 +129,7 @@ export function parse_wasi_state(value: unknown): WasiState {
     preopens,
     fds,
     monotonic_ns: u64(s["monotonic_ns"], "monotonic_ns"),
+    stdin_bytes: s["stdin_bytes"] === undefined ? 0 : count(s["stdin_bytes"], "stdin_bytes"),
     stdout_bytes: count(s["stdout_bytes"], "stdout_bytes"),
     stderr_bytes: count(s["stderr_bytes"], "stderr_bytes"),
     pending,
@@ -157,7 +164,9 @@ function parse_fd(o: Record<string, unknown>, preopen_count: number): FdState {
   if (o["kind"] === "stdio") {
     const stream = o["stream"];
     if (stream !== 0 && stream !== 1 && stream !== 2) bad(`fd ${common.fd}: stream ${String(stream)}`);
-    return { ...common, kind: "stdio", stream };
+    const as = o["as"] ?? "terminal";
+    if (!STREAM_KINDS.includes(as as StreamKind)) bad(`fd ${common.fd}: stream kind ${String(as)}`);
+    return { ...common, kind: "stdio", stream, as: as as StreamKind };
   }
   if (o["kind"] === "listener") {
     return { ...common, kind: "listener", listener: count(o["listener"], "listener"), address: string(o["address"], "address"), accepted: count(o["accepted"], "accepted") };
