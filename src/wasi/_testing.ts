@@ -149,7 +149,7 @@ export class Guest {
   /** A host + guest for `config` with fresh fakes. */
   static start(config: Partial<WasiConfig> & { memory?: WebAssembly.Memory } = {}): { guest: Guest } & ReturnType<typeof fake_deps> {
     const fakes = fake_deps();
-    const host = new WasiHost({ args: config.args ?? [], env: config.env ?? [], preopens: config.preopens ?? [] }, fakes.deps);
+    const host = new WasiHost({ args: config.args ?? [], env: config.env ?? [], preopens: config.preopens ?? [], ...(config.stdio === undefined ? {} : { stdio: config.stdio }) }, fakes.deps);
     fakes.blocker.host = host;
     return { guest: new Guest(host, config.memory), ...fakes };
   }

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { statSync, writeFileSync, readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 
-import { Errno } from "./mod.js";
-import { Guest, remove_temp_dirs, temp_dir } from "./_testing.js";
+import { Errno, WasiHost, type WasiState } from "./mod.js";
+import { Guest, fake_deps, remove_temp_dirs, temp_dir } from "./_testing.js";
 import { Fdstat, FdFlags, Filestat, Filetype, FstFlags, OFlags, RIGHTS_DIR, RIGHTS_FILE, RIGHTS_STDIO, Rights } from "./_layout.js";
 
 after(remove_temp_dirs);
@@ -39,7 +39,7 @@ describe("fdstat", () => {
     mkdirSync(join(a, "d"));
     const st = guest.alloc(Fdstat.size);
     assert.equal(guest.call("fd_fdstat_get", 1, st), Errno.success);
-    assert.equal(guest.u8(st), Filetype.character_device);
+    assert.equal(guest.u8(st), Filetype.socket_stream, "a stream of no stated kind is a pipe");
     assert.equal(guest.u64(st + 8), RIGHTS_STDIO);
     assert.equal(guest.call("fd_fdstat_get", 3, st), Errno.success);
     assert.equal(guest.u8(st), Filetype.directory);
@@ -127,7 +127,7 @@ describe("filestat", () => {
     assert.equal(guest.call("fd_filestat_get", 3, st), Errno.success);
     assert.equal(guest.u8(st + Filestat.filetype), Filetype.directory);
     assert.equal(guest.call("fd_filestat_get", 1, st), Errno.success);
-    assert.equal(guest.u8(st + Filestat.filetype), Filetype.character_device);
+    assert.equal(guest.u8(st + Filestat.filetype), Filetype.socket_stream);
     guest.host.close();
   });
 
@@ -199,5 +199,65 @@ describe("advise, allocate, sync", () => {
     assert.equal(guest.call("fd_sync", 3), Errno.success);
     assert.equal(guest.call("fd_sync", 1), Errno.inval);
     guest.host.close();
+  });
+});
+
+describe("standard streams", () => {
+  const isatty = (guest: Guest, fd: number): boolean => {
+    // wasi-libc's isatty(): a character device without the seek and tell rights.
+    const st = guest.alloc(Fdstat.size);
+    assert.equal(guest.call("fd_fdstat_get", fd, st), Errno.success);
+    const rights = guest.u64(st + 8);
+    return guest.u8(st) === Filetype.character_device && (rights & (Rights.fd_seek | Rights.fd_tell)) === 0n;
+  };
+  const filetype = (guest: Guest, fd: number): number => {
+    const st = guest.alloc(Filestat.size);
+    assert.equal(guest.call("fd_filestat_get", fd, st), Errno.success);
+    return guest.u8(st + Filestat.filetype);
+  };
+  const tell = (guest: Guest, fd: number): [number, bigint] => {
+    const out = guest.alloc(8);
+    const errno = guest.call("fd_tell", fd, out);
+    return [errno, guest.u64(out)];
+  };
+
+  test("each kind reports its file type and rights: only a terminal is a tty", () => {
+    const { guest } = Guest.start({ stdio: ["terminal", "file", "device"] });
+    assert.deepEqual([0, 1, 2].map((fd) => isatty(guest, fd)), [true, false, false]);
+    assert.deepEqual([0, 1, 2].map((fd) => filetype(guest, fd)), [Filetype.character_device, Filetype.regular_file, Filetype.character_device]);
+    const pipes = Guest.start({ stdio: ["pipe", "pipe", "pipe"] }).guest;
+    assert.deepEqual([0, 1, 2].map((fd) => isatty(pipes, fd)), [false, false, false]);
+    assert.equal(filetype(pipes, 0), Filetype.socket_stream);
+  });
+
+  test("a file stream tells how far it has gone, a device stays at 0, and neither seeks; a pipe or terminal has no position", () => {
+    const { guest, stdin } = Guest.start({ stdio: ["file", "file", "device"] });
+    stdin.push("abcdef");
+    assert.deepEqual(guest.read(0, 4), [Errno.success, "abcd"]);
+    guest.write(1, "hello");
+    guest.write(2, "err");
+    assert.deepEqual(tell(guest, 0), [Errno.success, 4n]);
+    assert.deepEqual(tell(guest, 1), [Errno.success, 5n]);
+    assert.deepEqual(tell(guest, 2), [Errno.success, 0n]);
+    const out = guest.alloc(8);
+    assert.equal(guest.call("fd_seek", 1, 0n, 1 /* cur */, out), Errno.success);
+    assert.equal(guest.u64(out), 5n);
+    assert.equal(guest.call("fd_seek", 1, 0n, 0 /* set */, out), Errno.spipe);
+    assert.equal(guest.call("fd_seek", 0, 2n, 1 /* cur */, out), Errno.spipe);
+    const other = Guest.start({ stdio: ["pipe", "terminal", "pipe"] }).guest;
+    assert.equal(tell(other, 0)[0], Errno.spipe);
+    assert.equal(tell(other, 1)[0], Errno.spipe);
+    assert.equal(other.call("fd_seek", 1, 0n, 1, out), Errno.spipe);
+  });
+
+  test("the kinds and the input position survive a capture and restore, through JSON", () => {
+    const { guest, stdin } = Guest.start({ stdio: ["file", "terminal", "device"] });
+    stdin.push("xyz");
+    assert.deepEqual(guest.read(0, 2), [Errno.success, "xy"]);
+    const state = JSON.parse(JSON.stringify(guest.host.capture())) as WasiState;
+    const restored = new Guest(WasiHost.restore(state, fake_deps().deps, { preopens: [] }));
+    assert.deepEqual([0, 1, 2].map((fd) => isatty(restored, fd)), [false, true, false]);
+    assert.equal(filetype(restored, 0), Filetype.regular_file);
+    assert.deepEqual(tell(restored, 0), [Errno.success, 2n]);
   });
 });
