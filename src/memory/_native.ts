@@ -24,6 +24,12 @@ export interface NativeAddon {
   postcopyClose(handle: unknown): void;
   /** Bytes waiting on socket `fd`, left in place: empty if none yet, null if the peer closed. */
   peek(fd: number, max_bytes: number): Buffer | null;
+  /** A sealer of page records (native/seal_napi.c): `key` 32 bytes, `direction` the nonce's first word. */
+  sealerCreate(key: Uint8Array, direction: number): unknown;
+  /** Seals `head` then `body` as one record into `out` (not overlapping them); the record's bytes. */
+  sealerSeal(handle: unknown, head: Uint8Array, body: Uint8Array | null, out: Uint8Array): number;
+  /** Wipes and frees the sealer's key schedule; the handle is dead after. */
+  sealerFree(handle: unknown): void;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */
