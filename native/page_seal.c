@@ -32,22 +32,33 @@ void sealer_free(sealer_t *s) {
   s->ctx = NULL;
 }
 
-int seal_record(sealer_t *s, uint8_t *record, uint32_t len) {
-  if (!s->encrypt || len == 0 || len > SEAL_RECORD_BYTES_MAX) return -1;
+int seal_record_parts(sealer_t *s, uint8_t *record, const seal_part_t *parts, size_t count) {
+  uint64_t len = 0;
+  for (size_t i = 0; i < count; i += 1) len += parts[i].len;
+  if (!s->encrypt || len == 0 || len > SEAL_RECORD_BYTES_MAX || s->seq == UINT64_MAX) return -1;
   uint8_t nonce[SEAL_NONCE_BYTES];
   nonce_of(s, nonce);
-  uint32_t le = htole32(len);
+  uint32_t le = htole32((uint32_t)len);
   memcpy(record, &le, SEAL_HEAD_BYTES);
-  uint8_t *body = record + SEAL_HEAD_BYTES;
+  uint8_t *out = record + SEAL_HEAD_BYTES;
   int n = 0;
-  if (EVP_EncryptInit_ex(s->ctx, NULL, NULL, NULL, nonce) != 1 || EVP_EncryptUpdate(s->ctx, NULL, &n, record, SEAL_HEAD_BYTES) != 1 ||
-      EVP_EncryptUpdate(s->ctx, body, &n, body, (int)len) != 1 || EVP_EncryptFinal_ex(s->ctx, body + len, &n) != 1 ||
-      EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_BYTES, body + len) != 1) {
+  if (EVP_EncryptInit_ex(s->ctx, NULL, NULL, NULL, nonce) != 1 || EVP_EncryptUpdate(s->ctx, NULL, &n, record, SEAL_HEAD_BYTES) != 1) return -1;
+  for (size_t i = 0; i < count; i += 1) {
+    if (parts[i].len == 0) continue;
+    if (EVP_EncryptUpdate(s->ctx, out, &n, parts[i].data, (int)parts[i].len) != 1) return -1;
+    out += n;
+  }
+  if (EVP_EncryptFinal_ex(s->ctx, out, &n) != 1 || EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_BYTES, record + SEAL_HEAD_BYTES + len) != 1) {
     return -1;
   }
   /* Advanced only once sealed: a record number is spent exactly when a record went out under it. */
   s->seq += 1;
   return 0;
+}
+
+int seal_record(sealer_t *s, uint8_t *record, uint32_t len) {
+  seal_part_t part = {.data = record + SEAL_HEAD_BYTES, .len = len};
+  return seal_record_parts(s, record, &part, 1);
 }
 
 int open_record(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], uint8_t *body, uint32_t len) {

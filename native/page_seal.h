@@ -15,6 +15,7 @@
 #define FERRY_NATIVE_PAGE_SEAL_H
 
 #include <openssl/evp.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SEAL_KEY_BYTES 32u
@@ -38,6 +39,21 @@ typedef struct {
 /* Sets up a direction with `key` (the caller wipes its copy); 0, or -1 when OpenSSL refused. */
 int sealer_init(sealer_t *s, const uint8_t key[SEAL_KEY_BYTES], uint32_t direction, int encrypt);
 void sealer_free(sealer_t *s);
+
+/* A piece of a record's plaintext. */
+typedef struct {
+  const uint8_t *data;
+  uint32_t len;
+} seal_part_t;
+
+/*
+ * Seals the `count` parts, in order, as one record at `record` (which must
+ * hold SEAL_HEAD_BYTES, their sum and SEAL_TAG_BYTES; a part may lie inside
+ * it, in place, but no part may overlap another part's output): the head,
+ * the ciphertext and the tag. 0, or -1 (nothing counted; the record
+ * number is spent only by a record that was sealed).
+ */
+int seal_record_parts(sealer_t *s, uint8_t *record, const seal_part_t *parts, size_t count);
 
 /*
  * Seals `len` bytes at record + SEAL_HEAD_BYTES in place: writes the head

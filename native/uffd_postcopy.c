@@ -11,7 +11,11 @@
  *     that holds the page (REQ), once per chunk;
  *   - the reader thread reads chunks from the source's socket, pushed in
  *     address order or sent on demand, and copies them in (UFFDIO_COPY),
- *     which wakes whoever waits on them.
+ *     which wakes whoever waits on them;
+ *   - on a sealed link, a receiver thread of that link's own reads each
+ *     record and opens it, a few records ahead of the reader, so that
+ *     receiving and decrypting one record overlap placing the one before;
+ *     the reader sees a record only once its tag has been checked.
  *
  * The socket is handed over by JavaScript (a connection from the source,
  * authenticated before it got here) and owned here from then on. With keys
@@ -69,18 +73,42 @@ enum { EV_DOWN = 1, EV_COMPLETE = 2 };
 #define RECORD_AT (PAGE_BYTES - HEAD_BYTES)
 
 /*
+ * Opened records a sealed link's receiver may hold ahead of the reader: one
+ * being placed, one ready, one being received and opened. Each slot is a
+ * record's worth of memory (about 1 MiB).
+ */
+#define RECORD_SLOTS 3
+
+/* One record's buffer: plaintext at buf + RECORD_AT once opened, `len` bytes. */
+typedef struct {
+  uint8_t *buf;
+  uint32_t len;
+} slot_t;
+
+/*
  * One connection to the source: its socket and, when sealed, its two
- * directions. The reader alone opens records (`open`, `rec_*`); writers
- * seal under `wlock` (`seal`, `wbuf`). Freed by the reader, under `wlock`,
- * once the connection is done.
+ * directions. Sealed, the link's receiver thread alone opens records
+ * (`open`) into `slots`, handing them over in order under `rlock`; the
+ * reader takes them (`rec_*`). Writers seal under `wlock` (`seal`, `wbuf`).
+ * Freed by the reader, under `wlock`, once the connection is done and its
+ * receiver joined.
  */
 typedef struct {
   int fd;
   int sealed;
   sealer_t open;
   sealer_t seal;
-  /* The record being read: plaintext at buf + RECORD_AT, `rec_pos` of `rec_len` bytes taken. */
+  /* The record being read: plaintext in the slot of number `released`, `rec_pos` of `rec_len` bytes taken; rec_held: that slot is the reader's. */
   uint32_t rec_len, rec_pos;
+  int rec_held;
+  /* Records opened (`opened`) and given back by the reader (`released`), counted from 0; slot = count % RECORD_SLOTS. */
+  slot_t slots[RECORD_SLOTS];
+  uint64_t opened, released;
+  /* rx_end: the receiver stopped (the link broke, or a record failed its check); rx_stop: the reader asks it to. */
+  int rx_end, rx_stop, rx_started;
+  pthread_mutex_t rlock;
+  pthread_cond_t rready, rfree;
+  pthread_t rx_thread;
   /* A frame being written: room for the record head, the largest frame (HELLO) and the tag. */
   uint8_t *wbuf;
   size_t wbuf_bytes;
@@ -110,7 +138,7 @@ typedef struct {
   pthread_t fault_thread;
   pthread_t read_thread;
   int threads;
-  /* The reader's buffer: a PAGES frame's payload, or a sealed record (`buf_bytes`). */
+  /* The reader's buffer on a plain link: a PAGES frame's payload (`buf_bytes`). */
   uint8_t *buf;
   size_t buf_bytes;
   napi_threadsafe_function events;
@@ -247,12 +275,18 @@ static void link_free(link_t *l) {
   if (l->fd >= 0) close(l->fd);
   sealer_free(&l->open);
   sealer_free(&l->seal);
+  for (int i = 0; i < RECORD_SLOTS; i += 1) free(l->slots[i].buf);
+  if (l->sealed) {
+    pthread_mutex_destroy(&l->rlock);
+    pthread_cond_destroy(&l->rready);
+    pthread_cond_destroy(&l->rfree);
+  }
   free(l->wbuf);
   free(l);
 }
 
-/* Reads and opens the next sealed record into buf + RECORD_AT; -1 when the link broke or the record is not authentic. */
-static int open_next(postcopy_t *m, link_t *l) {
+/* Reads and opens the next sealed record into `slot`; -1 when the link broke or the record is not authentic. */
+static int open_next(link_t *l, slot_t *slot) {
   uint8_t h[SEAL_HEAD_BYTES];
   if (read_all(l->fd, h, SEAL_HEAD_BYTES) != 0) return -1;
   uint32_t len;
@@ -260,11 +294,64 @@ static int open_next(postcopy_t *m, link_t *l) {
   len = le32toh(len);
   /* Checked from the head alone, before anything is read into the buffer. */
   if (len == 0 || len > SEAL_RECORD_BYTES_MAX) return -1;
-  uint8_t *body = m->buf + RECORD_AT;
+  uint8_t *body = slot->buf + RECORD_AT;
   if (read_all(l->fd, body, (size_t)len + SEAL_TAG_BYTES) != 0 || open_record(&l->open, h, body, len) != 0) return -1;
-  l->rec_len = len;
-  l->rec_pos = 0;
+  slot->len = len;
   return 0;
+}
+
+/* A sealed link's receiver: opens records into free slots, in order, until the link breaks, a record fails, or the reader stops it. */
+static void *receive_loop(void *arg) {
+  link_t *l = arg;
+  for (;;) {
+    pthread_mutex_lock(&l->rlock);
+    while (l->opened - l->released == RECORD_SLOTS && !l->rx_stop) pthread_cond_wait(&l->rfree, &l->rlock);
+    int stop = l->rx_stop;
+    slot_t *slot = &l->slots[l->opened % RECORD_SLOTS];
+    pthread_mutex_unlock(&l->rlock);
+    /* The slot is this thread's alone until `opened` counts it. */
+    if (stop || open_next(l, slot) != 0) break;
+    pthread_mutex_lock(&l->rlock);
+    l->opened += 1;
+    pthread_cond_signal(&l->rready);
+    pthread_mutex_unlock(&l->rlock);
+  }
+  pthread_mutex_lock(&l->rlock);
+  l->rx_end = 1;
+  pthread_cond_signal(&l->rready);
+  pthread_mutex_unlock(&l->rlock);
+  return NULL;
+}
+
+/* Stops a sealed link's receiver (the socket is shut down so a blocked read returns) and waits for it. */
+static void receiver_stop(link_t *l) {
+  if (!l->rx_started) return;
+  pthread_mutex_lock(&l->rlock);
+  l->rx_stop = 1;
+  pthread_cond_signal(&l->rfree);
+  pthread_mutex_unlock(&l->rlock);
+  shutdown(l->fd, SHUT_RDWR);
+  pthread_join(l->rx_thread, NULL);
+  l->rx_started = 0;
+}
+
+/* Gives the record being read back to the receiver and waits for the next opened one; -1 once the receiver stopped with none left. */
+static int next_record(link_t *l) {
+  pthread_mutex_lock(&l->rlock);
+  if (l->rec_held) {
+    l->released += 1;
+    l->rec_held = 0;
+    pthread_cond_signal(&l->rfree);
+  }
+  while (l->opened == l->released && !l->rx_end) pthread_cond_wait(&l->rready, &l->rlock);
+  int ok = l->opened > l->released;
+  if (ok) {
+    l->rec_held = 1;
+    l->rec_len = l->slots[l->released % RECORD_SLOTS].len;
+    l->rec_pos = 0;
+  }
+  pthread_mutex_unlock(&l->rlock);
+  return ok ? 0 : -1;
 }
 
 /*
@@ -277,9 +364,9 @@ static const uint8_t *take(postcopy_t *m, link_t *l, size_t len) {
     if (len > m->buf_bytes || read_all(l->fd, m->buf, len) != 0) return NULL;
     return m->buf;
   }
-  if (l->rec_pos == l->rec_len && open_next(m, l) != 0) return NULL;
+  if ((!l->rec_held || l->rec_pos == l->rec_len) && next_record(l) != 0) return NULL;
   if (l->rec_len - l->rec_pos < len) return NULL;
-  const uint8_t *p = m->buf + RECORD_AT + l->rec_pos;
+  const uint8_t *p = l->slots[l->released % RECORD_SLOTS].buf + RECORD_AT + l->rec_pos;
   l->rec_pos += (uint32_t)len;
   return p;
 }
@@ -397,7 +484,12 @@ static void *read_loop(void *arg) {
     link_t *l = m->link;
     uint32_t gen = m->gen;
     pthread_mutex_unlock(&m->lock);
-    while (read_frame(m, l) == 0) {}
+    if (l->sealed && !l->rx_started) {
+      if (pthread_create(&l->rx_thread, NULL, receive_loop, l) == 0) l->rx_started = 1;
+      else shutdown(l->fd, SHUT_RDWR); /* as if the link broke: JavaScript gets EV_DOWN and the source reconnects */
+    }
+    if (!l->sealed || l->rx_started) while (read_frame(m, l) == 0) {}
+    receiver_stop(l);
     pthread_mutex_lock(&m->lock);
     int down = 0;
     if (m->gen == gen) {
@@ -495,9 +587,8 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
   memset(m->state, PRESENT, m->chunks);
   m->present = m->chunks;
   m->complete = m->chunks == 0;
-  /* Room for a plain PAGES frame's payload, or a sealed record placed at RECORD_AT. */
+  /* Room for a plain PAGES frame's payload (a sealed link reads into its own slots). */
   m->buf_bytes = (size_t)CHUNKS_PER_FRAME_MAX * m->chunk_bytes;
-  if (m->buf_bytes < RECORD_AT + SEAL_RECORD_BYTES_MAX + SEAL_TAG_BYTES) m->buf_bytes = RECORD_AT + SEAL_RECORD_BYTES_MAX + SEAL_TAG_BYTES;
   if (posix_memalign((void **)&m->buf, PAGE_BYTES, m->buf_bytes) != 0) m->buf = NULL;
   if (m->buf == NULL) {
     finalize(env, m, NULL);
@@ -581,7 +672,13 @@ static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
   }
   if (keys != NULL) {
     l->sealed = 1;
-    if (sealer_init(&l->open, keys, SEAL_TO_DESTINATION, 0) != 0 || sealer_init(&l->seal, keys + SEAL_KEY_BYTES, SEAL_TO_SOURCE, 1) != 0) {
+    pthread_mutex_init(&l->rlock, NULL);
+    pthread_cond_init(&l->rready, NULL);
+    pthread_cond_init(&l->rfree, NULL);
+    int ok = sealer_init(&l->open, keys, SEAL_TO_DESTINATION, 0) == 0 && sealer_init(&l->seal, keys + SEAL_KEY_BYTES, SEAL_TO_SOURCE, 1) == 0;
+    /* A PAGES frame's payload starts on a page in a slot, as UFFDIO_COPY copies whole pages best. */
+    for (int i = 0; ok && i < RECORD_SLOTS; i += 1) ok = posix_memalign((void **)&l->slots[i].buf, PAGE_BYTES, RECORD_AT + SEAL_RECORD_BYTES_MAX + SEAL_TAG_BYTES) == 0;
+    if (!ok) {
       l->fd = -1;
       link_free(l);
       return NULL;

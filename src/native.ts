@@ -27,6 +27,12 @@ export interface NativeAddon {
   peek(fd: number, max_bytes: number): Buffer | null;
   /** futimens(fd) when `path` is null, else utimensat(path); a mode is 0 to keep the time, 1 to set it to `ns`. */
   setTimes(fd: number, path: string | null, follow: boolean, atime_mode: number, atime_ns: bigint, mtime_mode: number, mtime_ns: bigint): void;
+  /** A sealer of page records (native/seal_napi.c): `key` 32 bytes, `direction` the nonce's first word. */
+  sealerCreate(key: Uint8Array, direction: number): unknown;
+  /** Seals `head` then `body` as one record into `out` (not overlapping them); the record's bytes. */
+  sealerSeal(handle: unknown, head: Uint8Array, body: Uint8Array | null, out: Uint8Array): number;
+  /** Wipes and frees the sealer's key schedule; the handle is dead after. */
+  sealerFree(handle: unknown): void;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

@@ -5,9 +5,14 @@
  * outside. Mode (argv[2]):
  *   serve    the pages come on demand and by push; report sums and counters
  *   recover  every connection is cut after a few frames; the reader reattaches
+ *   wrong-key  sealed, and the first connection's source seals under a key
+ *            the threads were not given: they must drop that link, place
+ *            nothing, and finish on the next connection
  *   fail     the source stops answering; fail() must wake the waiting worker
  *   sealed   as serve, every frame each way in a sealed record (the
- *            source seals in JavaScript, the threads open, and back)
+ *            source seals natively, the threads open, and back)
+ *   sealed-js  as sealed, the source sealing in JavaScript (a node
+ *            without the addon)
  *   tampered sealed, and one bit of the first connection's pages flipped on
  *            the way: the threads must drop that link, place nothing of
  *            the record, and finish on the next connection (new keys)
@@ -29,8 +34,8 @@ for (let i = 0; i < src.length; i += 1) if (((i / CHUNK_BYTES) >> 3) % 2 === 0) 
 let expected = 0;
 for (const b of src) expected += b;
 
-const sealed = mode === "sealed" || mode === "tampered";
-const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "sealed" ? Infinity : 4 * 1024 * 1024 });
+const sealed = mode === "sealed" || mode === "sealed-js" || mode === "tampered" || mode === "wrong-key";
+const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
 const sockets = new Set<net.Socket>();
 /** The keys of the connection being opened (connections here are one at a time). */
 let keys: PageChannelKeys | undefined;
@@ -73,12 +78,13 @@ let completed = false;
 const attach = (): void => {
   keys = sealed ? { to_destination: randomBytes(32), to_source: randomBytes(32) } : undefined;
   const k = keys === undefined ? undefined : { to_destination: Buffer.from(keys.to_destination), to_source: Buffer.from(keys.to_source) };
+  if (mode === "wrong-key" && downs === 0 && k !== undefined) k.to_destination = randomBytes(32);
   const s = net.connect(mode === "tampered" ? tamper_port : port, "127.0.0.1", () => pages.attach(s, k));
 };
 const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
   down: () => {
     downs += 1;
-    if (mode === "recover" || mode === "tampered") setTimeout(attach, 20);
+    if (mode === "recover" || mode === "tampered" || mode === "wrong-key") setTimeout(attach, 20);
   },
   complete: () => {
     completed = true;

@@ -25,4 +25,5 @@ export {
   RecordSealer,
   type PageChannelKeys,
 } from "./page_records.js";
+export { NativeRecordSealer, nativeRecordSealer, RECORD_WIRE_BYTES_MAX } from "./native_seal.js";
 export { socketPeek, type SocketPeek } from "./peek.js";

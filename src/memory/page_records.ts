@@ -4,8 +4,9 @@
  * plain TCP connection inside records sealed with AES-256-GCM, under keys
  * the destination made for that one connection and handed over the mutual
  * TLS connection that opened it. The destination's side is native
- * (native/page_seal.c); this is the source's. A codec: bytes in, bytes out,
- * no I/O.
+ * (native/page_seal.c); this is the source's opener, and its sealer where
+ * the native addon is not built (native_seal.ts seals the same records
+ * natively). A codec: bytes in, bytes out, no I/O.
  *
  * A record, byte by byte:
  *   0   u32 LE  length: bytes of plaintext, 1 to RECORD_BYTES_MAX

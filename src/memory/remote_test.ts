@@ -44,12 +44,24 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the link should have broken and been reattached: ${JSON.stringify(out)}`);
   });
 
-  it("sealed records both ways: the source seals in JavaScript and the threads open, the threads seal and the source opens", () => {
-    const out = probe("sealed");
-    assert.equal(out.sum, out.expected, "bytes differ after being served sealed");
-    assert.equal(out.completed, true, "DONE, sealed by the threads, should have reached the source");
-    assert.equal(out.stats.present, out.stats.chunks);
-    assert.equal(out.stats.attaches, 1);
+  for (const [mode, how] of [
+    ["sealed", "natively"],
+    ["sealed-js", "in JavaScript"],
+  ] as const) {
+    it(`sealed records both ways: the source seals ${how} and the threads open, the threads seal and the source opens`, () => {
+      const out = probe(mode);
+      assert.equal(out.sum, out.expected, "bytes differ after being served sealed");
+      assert.equal(out.completed, true, "DONE, sealed by the threads, should have reached the source");
+      assert.equal(out.stats.present, out.stats.chunks);
+      assert.equal(out.stats.attaches, 1);
+    });
+  }
+
+  it("records sealed under a key the threads were not given drop the link, none of it is placed, and the next connection finishes intact", () => {
+    const out = probe("wrong-key");
+    assert.equal(out.sum, out.expected, "a chunk sealed under the wrong key was placed");
+    assert.equal(out.completed, true);
+    assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the link under the wrong key should have been dropped and another attached: ${JSON.stringify(out)}`);
   });
 
   it("a record with one bit flipped drops the link, none of it is placed, and the next connection (new keys) finishes intact", () => {

@@ -14,6 +14,8 @@ import { FerryError } from "../errors.js";
 import {
   CHUNK_BYTES,
   CHUNKS_PER_FRAME_MAX,
+  nativeRecordSealer,
+  type NativeRecordSealer,
   PAGE_FRAME_HEAD_BYTES,
   pageFrameHead,
   PageFrame,
@@ -21,6 +23,7 @@ import {
   RecordDirection,
   RecordOpener,
   RecordSealer,
+  RECORD_WIRE_BYTES_MAX,
   type PageChannelKeys,
 } from "../memory/mod.js";
 
@@ -32,6 +35,13 @@ const NEIGHBOURS = 15;
  * still being written, yet an answer to a fault never queues behind more.
  */
 const QUEUED_BYTES_MAX = 2 * 1048576;
+/**
+ * Record buffers of a sealed connection: a record is sealed into one and
+ * written from it, and the buffer is reused once the socket has taken it.
+ * One more than QUEUED_BYTES_MAX holds, so the next record is sealed while
+ * those before it are still being written.
+ */
+const RECORD_BUFFERS = QUEUED_BYTES_MAX / 1048576 + 1;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -60,6 +70,11 @@ export interface PageServerOptions {
    * and pushed pages queued ahead of it would only delay it.
    */
   hold_push?: boolean;
+  /**
+   * Seal with the native addon where it is built (the default); false seals
+   * in JavaScript, as a node without the addon does (tests compare the two).
+   */
+  native_seal?: boolean;
 }
 
 /** Serves the memory of a suspended process (it must not change while served). */
@@ -70,6 +85,7 @@ export class PageServer {
   readonly #rate: number;
   readonly #zero = Buffer.alloc(CHUNK_BYTES);
   readonly #connections = new Set<Connection>();
+  readonly native_seal: boolean;
   #holding: boolean;
   #hot: number[] = [];
 
@@ -79,6 +95,7 @@ export class PageServer {
     this.#chunks = memory.length / CHUNK_BYTES;
     this.#rate = options.push_bytes_per_s ?? Infinity;
     this.#holding = options.hold_push ?? false;
+    this.native_seal = options.native_seal ?? true;
   }
 
   /**
@@ -138,9 +155,14 @@ export class PageServer {
 class Connection {
   readonly #server: PageServer;
   readonly #socket: Duplex;
-  /** Present when the connection is sealed. */
+  /** Present when the connection is sealed: natively where the addon is built (#native), else in JavaScript (#sealer). */
+  readonly #native: NativeRecordSealer | null;
   readonly #sealer: RecordSealer | null;
   readonly #opener: RecordOpener | null;
+  /** Record buffers not being written now (#native only); made as needed, up to RECORD_BUFFERS. */
+  readonly #free_buffers: Buffer[] = [];
+  #buffers = 0;
+  #buffer_wait: (() => void) | null = null;
   /** 1: at the destination, or sent on this connection. */
   #sent: Uint8Array | null = null;
   #asked: number[] = [];
@@ -156,7 +178,8 @@ class Connection {
   constructor(server: PageServer, socket: Duplex, keys: PageChannelKeys | undefined) {
     this.#server = server;
     this.#socket = socket;
-    this.#sealer = keys === undefined ? null : new RecordSealer(keys.to_destination, RecordDirection.to_destination);
+    this.#native = keys === undefined || !server.native_seal ? null : nativeRecordSealer(keys.to_destination, RecordDirection.to_destination);
+    this.#sealer = keys === undefined || this.#native !== null ? null : new RecordSealer(keys.to_destination, RecordDirection.to_destination);
     this.#opener = keys === undefined ? null : new RecordOpener(keys.to_source, RecordDirection.to_source);
   }
 
@@ -168,12 +191,20 @@ class Connection {
     if (head.length > 0) this.#onData(Buffer.from(head));
     return this.#loop().finally(() => {
       socket.destroy();
+      this.#native?.close();
     });
   }
 
   #finish(end: ServeEnd): void {
     if (this.#end === null) this.#end = end;
     this.poke();
+    this.#releaseWait();
+  }
+
+  #releaseWait(): void {
+    const wake = this.#buffer_wait;
+    this.#buffer_wait = null;
+    wake?.();
   }
 
   /** Wakes the send loop (something to send, or the end). */
@@ -291,12 +322,23 @@ class Connection {
 
   /** Writes one frame (sealed: as one record); resolves once the socket takes more. */
   async #write(frame: Uint8Array[]): Promise<void> {
-    const parts = this.#sealer === null ? frame : this.#sealer.seal(frame);
     let ok = true;
-    // Corked: the pieces of a frame or record leave in one write.
-    this.#socket.cork();
-    for (const part of parts) ok = this.#socket.write(part);
-    this.#socket.uncork();
+    if (this.#native !== null) {
+      const buffer = await this.#recordBuffer();
+      if (buffer === null) return;
+      const bytes = this.#native.sealInto(frame[0] as Uint8Array, frame[1] ?? null, buffer);
+      // Back in the pool only once the socket is done with it (written, or the socket destroyed).
+      ok = this.#socket.write(buffer.subarray(0, bytes), () => {
+        this.#free_buffers.push(buffer);
+        this.#releaseWait();
+      });
+    } else {
+      const parts = this.#sealer === null ? frame : this.#sealer.seal(frame);
+      // Corked: the pieces of a frame or record leave in one write.
+      this.#socket.cork();
+      for (const part of parts) ok = this.#socket.write(part);
+      this.#socket.uncork();
+    }
     if (ok || this.#end !== null || this.#socket.writableLength <= QUEUED_BYTES_MAX) return;
     await new Promise<void>((resolve) => {
       const done = (): void => {
@@ -307,6 +349,22 @@ class Connection {
       this.#socket.on("drain", done);
       this.#socket.on("close", done);
     });
+  }
+
+  /** A record buffer no write is using, waiting for one if all are; null once the connection ended. */
+  async #recordBuffer(): Promise<Buffer | null> {
+    for (;;) {
+      if (this.#end !== null) return null;
+      const free = this.#free_buffers.pop();
+      if (free !== undefined) return free;
+      if (this.#buffers < RECORD_BUFFERS) {
+        this.#buffers += 1;
+        return Buffer.allocUnsafe(RECORD_WIRE_BYTES_MAX);
+      }
+      await new Promise<void>((resolve) => {
+        this.#buffer_wait = resolve;
+      });
+    }
   }
 
   /** Holds the push to the configured rate (requests that arrive meanwhile are answered first). */

@@ -1,0 +1,138 @@
+/*
+ * The source's sealer of post-copy page records, for JavaScript
+ * (docs/cluster.md, "Sealed records"; src/memory/native_seal.ts). The
+ * destination's threads seal and open in C already (uffd_postcopy.c); the
+ * source's page server runs on the node's main thread and seals each frame
+ * here, reading the pages straight from guest memory (a SharedArrayBuffer)
+ * and writing the record into a buffer the caller reuses: no allocation and
+ * no copy beyond the encryption itself.
+ *
+ *   sealerCreate(key: 32 bytes, direction: 1 | 2): handle
+ *   sealerSeal(handle, head, body | null, out): bytes of the record in `out`
+ *   sealerFree(handle): the key schedule is wiped now, not at collection
+ */
+#include <node_api.h>
+
+#include "common.h"
+#include "page_seal.h"
+
+#include <stdlib.h>
+
+typedef struct {
+  sealer_t s;
+  int live;
+} js_sealer_t;
+
+static void sealer_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  js_sealer_t *j = data;
+  if (j->live) sealer_free(&j->s);
+  free(j);
+}
+
+static js_sealer_t *sealer_of(napi_env env, napi_value value) {
+  js_sealer_t *j = NULL;
+  if (napi_get_value_external(env, value, (void **)&j) != napi_ok || j == NULL || !j->live) return NULL;
+  return j;
+}
+
+static napi_value sealer_create(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *key = NULL;
+  size_t key_bytes = 0;
+  uint32_t direction = 0;
+  if (argc < 2 || !view_of(env, argv[0], &key, &key_bytes) || key_bytes != SEAL_KEY_BYTES || napi_get_value_uint32(env, argv[1], &direction) != napi_ok ||
+      (direction != SEAL_TO_DESTINATION && direction != SEAL_TO_SOURCE)) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "sealerCreate(key: 32 bytes, direction: 1 | 2)");
+    return NULL;
+  }
+  js_sealer_t *j = calloc(1, sizeof *j);
+  if (j == NULL || sealer_init(&j->s, key, direction, 1) != 0) {
+    free(j);
+    napi_throw_error(env, "ERR_SEAL", "cannot set up a page-record sealer (out of memory, or OpenSSL refused the key)");
+    return NULL;
+  }
+  j->live = 1;
+  napi_value handle;
+  if (napi_create_external(env, j, sealer_finalize, NULL, &handle) != napi_ok) {
+    sealer_finalize(env, j, NULL);
+    napi_throw_error(env, "ERR_SEAL", "cannot make a sealer handle");
+    return NULL;
+  }
+  return handle;
+}
+
+static napi_value sealer_seal(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = argc >= 4 ? sealer_of(env, argv[0]) : NULL;
+  seal_part_t parts[2] = {{0}};
+  void *data = NULL;
+  size_t length = 0;
+  size_t count = 0;
+  bool ok = j != NULL && view_of(env, argv[1], &data, &length);
+  if (ok) parts[count++] = (seal_part_t){.data = data, .len = (uint32_t)length};
+  napi_valuetype body_type = napi_undefined;
+  if (ok) napi_typeof(env, argv[2], &body_type);
+  if (ok && body_type != napi_null && body_type != napi_undefined) {
+    ok = view_of(env, argv[2], &data, &length) && length <= SEAL_RECORD_BYTES_MAX;
+    if (ok) parts[count++] = (seal_part_t){.data = data, .len = (uint32_t)length};
+  }
+  void *out = NULL;
+  size_t out_bytes = 0;
+  if (ok) ok = view_of(env, argv[3], &out, &out_bytes);
+  uint64_t len = 0;
+  for (size_t i = 0; i < count; i += 1) len += parts[i].len;
+  if (!ok || len == 0 || len > SEAL_RECORD_BYTES_MAX) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "sealerSeal(live handle, head, body | null, out): 1 to 1052672 bytes of plaintext");
+    return NULL;
+  }
+  uint64_t record_bytes = SEAL_HEAD_BYTES + len + SEAL_TAG_BYTES;
+  /* The output may not overlap the plaintext: it is written while the plaintext is still being read. */
+  uint8_t *o = out;
+  for (size_t i = 0; i < count; i += 1) {
+    if (o < parts[i].data + parts[i].len && parts[i].data < o + record_bytes) ok = false;
+  }
+  if (!ok || out_bytes < record_bytes) {
+    napi_throw_range_error(env, "ERR_SEAL_ARGS", "sealerSeal: `out` must hold the record (plaintext + 20 bytes) and not overlap the plaintext");
+    return NULL;
+  }
+  if (seal_record_parts(&j->s, out, parts, count) != 0) {
+    napi_throw_error(env, "ERR_SEAL", "OpenSSL could not seal a page record");
+    return NULL;
+  }
+  napi_value result;
+  napi_create_uint32(env, (uint32_t)record_bytes, &result);
+  return result;
+}
+
+static napi_value sealer_release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = NULL;
+  if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&j) != napi_ok || j == NULL) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "sealerFree(handle)");
+    return NULL;
+  }
+  if (j->live) sealer_free(&j->s);
+  j->live = 0;
+  return NULL;
+}
+
+/* Adds the sealer's functions to the addon's exports. */
+void seal_exports(napi_env env, napi_value exports) {
+  const struct {
+    const char *name;
+    napi_callback fn;
+  } functions[] = {{"sealerCreate", sealer_create}, {"sealerSeal", sealer_seal}, {"sealerFree", sealer_release}};
+  for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
+    napi_value f;
+    napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, functions[i].name, f);
+  }
+}
