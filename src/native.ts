@@ -1,7 +1,8 @@
 /**
  * The native addon (native/, built by `npm ci` through scripts/build-native.mjs):
  * loaded once, shared by the kernel tracker, post-copy's remote pages, the
- * node front's socket peek and the WASI host's nanosecond file times.
+ * node front's socket peek, the post-copy source's page sealer and the WASI
+ * host's nanosecond file times.
  */
 import { createRequire } from "node:module";
 import path from "node:path";
