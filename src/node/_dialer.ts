@@ -14,6 +14,13 @@ import { ClusterTls, clientCredentialDir, hasCredential, readCredential, type Ex
 /** Any node of the cluster. */
 export const ANY_NODE: ExpectedPeer = { role: "node" };
 
+/**
+ * Longest a connection to a node may take to open, TLS handshake included.
+ * On loopback or a LAN a live node answers in milliseconds; a dropped link
+ * would otherwise hold a request for the kernel's SYN retries (over a minute).
+ */
+export const CONNECT_TIMEOUT_MS = 3000;
+
 /** Opens requests to nodes. */
 export class Dialer {
   /** The credential dialed with; null: plain HTTP. */
@@ -29,9 +36,22 @@ export class Dialer {
    */
   request(address: string, options: http.RequestOptions, expect: ExpectedPeer = ANY_NODE): http.ClientRequest {
     const { host, port } = splitHostPort(address);
-    if (this.tls === null) return http.request({ ...options, host, port });
-    return https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+    const req = this.tls === null ? http.request({ ...options, host, port }) : https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+    connectDeadline(req, address, this.tls !== null, CONNECT_TIMEOUT_MS);
+    return req;
   }
+}
+
+/** Destroys `req` with ERR_PEER_UNREACHABLE unless its connection (and TLS handshake) is up within `timeout_ms`. */
+function connectDeadline(req: http.ClientRequest, address: string, tls: boolean, timeout_ms: number): void {
+  req.once("socket", (socket: net.Socket) => {
+    // A reused socket is connected already.
+    if (!socket.connecting && !tls) return;
+    const timer = setTimeout(() => req.destroy(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} did not accept a connection within ${timeout_ms} ms`)), timeout_ms);
+    const clear = (): void => clearTimeout(timer);
+    socket.once(tls ? "secureConnect" : "connect", clear);
+    socket.once("close", clear);
+  });
 }
 
 /** HOST and PORT of an address to dial (brackets of an IPv6 host removed); ERR_ADDRESS if it is not one. */
