@@ -47,9 +47,12 @@ Runs one Ferry node daemon in the foreground until Ctrl-C.
 Options:
   --name NAME            The node's name (letters, digits, _), unique in its cluster.
   --listen HOST:PORT     Control and data address (default 127.0.0.1:7070).
-  --peers HOST:PORT,...  The other nodes' addresses.
-  --data DIR             Where modules and output logs are kept
-                         (default: ~/.ferry/NAME).
+  --peers HOST:PORT,...  The other nodes' addresses (its own may be listed too:
+                         it is ignored).
+  --data DIR             Where modules, output logs and the node's state are
+                         kept (default: ~/.ferry/NAME). Restarted on the same
+                         DIR, the node keeps its processes' records, pids and
+                         output.
   --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
                          where the kernel and permissions allow, else portable),
                          userfaultfd, or portable.
