@@ -179,7 +179,9 @@ export class FerryNode {
     // The obvious way to configure a cluster lists every node in each one's --peers, this one too.
     node.#peers = node.#peers.filter((a) => a !== node.#address);
     // What ran here before a restart is settled now that peers can reach this node (and it them).
-    void node.table.recover();
+    node.table.recover().catch((err: unknown) => {
+      process.emitWarning(`node ${node.name}: settling what ran here before the restart failed: ${err instanceof Error ? err.message : String(err)}`);
+    });
     return node;
   }
 
