@@ -16,10 +16,12 @@ export const ANY_NODE: ExpectedPeer = { role: "node" };
 
 /**
  * Longest a connection to a node may take to open, TLS handshake included.
- * On loopback or a LAN a live node answers in milliseconds; a dropped link
- * would otherwise hold a request for the kernel's SYN retries (over a minute).
+ * On loopback or a LAN a live node answers in milliseconds, and in a few
+ * seconds when its machine is overloaded (the CLI allows the same); a dropped
+ * link would otherwise hold a request for the kernel's SYN retries (over a
+ * minute).
  */
-export const CONNECT_TIMEOUT_MS = 3000;
+export const CONNECT_TIMEOUT_MS = 5000;
 
 /** Opens requests to nodes. */
 export class Dialer {
@@ -44,9 +46,10 @@ export class Dialer {
 
 /** Destroys `req` with ERR_PEER_UNREACHABLE unless its connection (and TLS handshake) is up within `timeout_ms`. */
 function connectDeadline(req: http.ClientRequest, address: string, tls: boolean, timeout_ms: number): void {
+  // With TLS the connection is up once the handshake is done: a peer that accepts TCP and then stalls is as unreachable.
   req.once("socket", (socket: net.Socket) => {
-    // A reused socket is connected already.
-    if (!socket.connecting && !tls) return;
+    // A kept-alive socket is connected (and its handshake done) already.
+    if (req.reusedSocket) return;
     const timer = setTimeout(() => req.destroy(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} did not accept a connection within ${timeout_ms} ms`)), timeout_ms);
     const clear = (): void => clearTimeout(timer);
     socket.once(tls ? "secureConnect" : "connect", clear);

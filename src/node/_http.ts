@@ -12,9 +12,10 @@ export const JSON_BODY_BYTES_MAX = 1024 * 1024;
 /**
  * How long a node waits for a peer's whole answer (connecting included)
  * before calling it down. Node-to-node calls are small JSON exchanges; a peer
- * that takes longer is stuck or its link is gone.
+ * that takes longer, even on an overloaded machine, is stuck or its link is
+ * gone.
  */
-export const PEER_TIMEOUT_MS = 5000;
+export const PEER_TIMEOUT_MS = 10_000;
 
 /**
  * A request body's chunks, refusing more than `max_bytes` with `code` (at
