@@ -60,6 +60,10 @@ export const ERROR_CODES = {
   ERR_SUSPEND_FAILED: { status: 409, meaning: "The guest could not be suspended at a safe point." },
   ERR_WORKER: { status: 500, meaning: "A process's worker thread failed." },
   ERR_RELAY_FAILED: { status: 502, meaning: "A process's output could not reach its home node." },
+  ERR_LOCATION_STALE: { status: 409, meaning: "A location update older than (or contradicting) the move the home has recorded; refused and never retried." },
+  ERR_LOCATION_PENDING: { status: 409, meaning: "A location update or exit report from a move the home has not recorded yet; the sender retries." },
+  ERR_NOT_RUNNER: { status: 409, meaning: "An exit report from a node that is not the process's recorded runner (or of an earlier move); refused." },
+  ERR_STATE_FILE: { status: 500, meaning: "A node's state file (DATA/state/node.json) is damaged or unreadable; the message says where and what to do." },
 
   // Images and restores.
   ERR_IMAGE_MAGIC: { status: 400, meaning: "Not a Ferry image (bad magic)." },

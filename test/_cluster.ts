@@ -229,6 +229,7 @@ export function testOffer(source: string, over: object = {}): object {
     home: "n9",
     module_sha256: "e".repeat(64),
     module_name: "x.wasm",
+    moves: 1,
     args: [],
     env: [],
     dirs: [],

@@ -163,7 +163,7 @@ describe("an authenticated cluster", () => {
 
   it("lets no node act for another: only the node running a process may say where it went", async () => {
     const probe = await nodeDialer();
-    const r = await request(n1.address, "POST", `/v1/internal/location/${pid}`, { node: "n2" }, probe);
+    const r = await request(n1.address, "POST", `/v1/internal/location/${pid}`, { node: "n2", moves: 1 }, probe);
     assert.equal(r.status, 403, r.body.toString());
     assert.match(r.body.toString(), /ERR_FORBIDDEN/);
     const info = await json<{ node: string }>(n1.address, "GET", `/v1/processes/${pid}`);

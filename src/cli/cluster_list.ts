@@ -26,7 +26,8 @@ PROCESSES it runs, the page TRACKER its pre-copy migrations use
 migrations (userfaultfd; ferry node start prints why not).
 
 Options:
-  --json                 Print the API's array of nodes as JSON.
+  --json                 Print the API's array of nodes as JSON (it also gives
+                         each node's OS process id, os_pid).
   --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
   -h, --help             Show this help.
 `;

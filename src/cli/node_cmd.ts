@@ -8,6 +8,7 @@ import { optionInt, optionSize, optionValue, parseArgs, UsageError, type OptionS
 import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
+import { Supervisor } from "./_supervisor.js";
 
 /** The options named in `map` that were given, by their field names. */
 function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial<Record<K, string>> {
@@ -46,9 +47,12 @@ Runs one Ferry node daemon in the foreground until Ctrl-C.
 Options:
   --name NAME            The node's name (letters, digits, _), unique in its cluster.
   --listen HOST:PORT     Control and data address (default 127.0.0.1:7070).
-  --peers HOST:PORT,...  The other nodes' addresses.
-  --data DIR             Where modules and output logs are kept
-                         (default: ~/.ferry/NAME).
+  --peers HOST:PORT,...  The other nodes' addresses (its own may be listed too:
+                         it is ignored).
+  --data DIR             Where modules, output logs and the node's state are
+                         kept (default: ~/.ferry/NAME). Restarted on the same
+                         DIR, the node keeps its processes' records, pids and
+                         output.
   --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
                          where the kernel and permissions allow, else portable),
                          userfaultfd, or portable.
@@ -76,8 +80,10 @@ ${LIMIT_HELP}  -h, --help             Show this help.
 export const UP_HELP = `Usage: ferry up [--nodes N] [--port P] [OPTIONS]
 
 Starts a local cluster of N nodes on 127.0.0.1 (control on P, P+1, ...) in the
-foreground, prints where they listen, and stops them all on Ctrl-C. Processes
-may be given directories under the folder it was started in (and under every
+foreground, prints where they listen, and stops them all on Ctrl-C. Each node
+is its own OS process (\`ferry nodes --json\` gives its os_pid), so one can
+fail alone: ferry up says so and keeps the others serving. Processes may be
+given directories under the folder it was started in (and under every
 --allow-dir).
 
 The cluster's CA is made on first use in ~/.ferry/cluster (or $FERRY_HOME), each
@@ -128,15 +134,23 @@ function policyOption(parsed: Parsed, also: readonly string[] = []): NodePolicy 
 /** Largest local cluster `ferry up` starts: each node is a thread pool of its own. */
 const UP_NODES_MAX = 16;
 
+/**
+ * Resolves on SIGINT or SIGTERM, or, for a node `ferry up` supervises, when
+ * its channel to the supervisor closes (the supervisor is gone: no node may
+ * outlive it).
+ */
 function untilSignal(): Promise<string> {
   return new Promise((resolve) => {
     const on = (signal: string): void => {
       process.off("SIGINT", on);
       process.off("SIGTERM", on);
+      process.off("disconnect", onDisconnect);
       resolve(signal);
     };
+    const onDisconnect = (): void => on("disconnect");
     process.on("SIGINT", on);
     process.on("SIGTERM", on);
+    if (process.send !== undefined) process.on("disconnect", onDisconnect);
   });
 }
 
@@ -219,8 +233,11 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   process.stdout.write(
     `node ${node.name} listening on ${node.address} (page tracker: ${node.page_tracker.name}, ${node.page_tracker.note}; post-copy: ${pc.available ? "available" : `unavailable, ${pc.reason}`})\n`,
   );
+  // Started by `ferry up` (_supervisor.ts): tell it, on the channel it gave.
+  process.send?.({ kind: "ready", name: node.name, address: node.address, os_pid: process.pid });
   await untilSignal();
   await node.stop();
+  if (process.connected) process.disconnect();
   return 0;
 }
 
@@ -248,28 +265,51 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
   const given = optionValue(parsed, "data");
   const data = given ?? fs.mkdtempSync(path.join(os.tmpdir(), "ferry-up-"));
-  const nodes: FerryNode[] = [];
   const { authority, created } = await localCluster(localAuthorityDir());
   const client = await ensureClient(authority, clientCredentialDir(), localUserName());
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
-  // A local cluster serves the folder it was started in, as a local program would.
-  const policy = policyOption(parsed, [process.cwd()]);
-  const limits = limitsOption(parsed);
+  // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }]), "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
+  const supervisor = new Supervisor(
+    (line) => process.stdout.write(`${line}\n`),
+    (line) => process.stderr.write(`${line}\n`),
+  );
+  // A signal during start-up stops what has started.
+  const stopped = untilSignal();
   try {
-    for (let i = 0; i < count; i += 1) {
-      const name = `n${i + 1}`;
-      const tls = await localNode(authority, name, "127.0.0.1", path.join(data, name));
-      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: port + i, peers: [], data_dir: path.join(data, name), tracker: trackerOption(parsed), tls, authority, policy, limits }));
-    }
-    const addresses = nodes.map((n) => n.address);
-    for (const n of nodes) n.addPeers(addresses);
-    for (const n of nodes) process.stdout.write(`node ${n.name} listening on ${n.address} (page tracker: ${n.page_tracker.name})\n`);
-    process.stdout.write(`cluster of ${count} up; try: ferry run --attach examples/c/compute.wasm 10   (Ctrl-C stops it)\n`);
-    await untilSignal();
+    await Promise.race([
+      (async () => {
+        for (const [i, address] of addresses.entries()) {
+          const name = `n${i + 1}`;
+          const data_dir = path.join(data, name);
+          // The node's certificate sits in its data directory, where `ferry node start` finds it.
+          await localNode(authority, name, "127.0.0.1", data_dir);
+          const peers = addresses.filter((a) => a !== address).join(",");
+          await supervisor.start({ name, args: ["--listen", address, "--peers", peers, "--data", data_dir, ...shared] });
+        }
+        process.stdout.write(`cluster of ${count} up; try: ferry run --attach examples/c/compute.wasm 10   (Ctrl-C stops it)\n`);
+      })(),
+      stopped,
+    ]);
+    await stopped;
   } finally {
-    for (const n of nodes) await n.stop();
+    await supervisor.stop();
     if (given === undefined) fs.rmSync(data, { recursive: true, force: true });
   }
   return 0;
+}
+
+/** The options of `specs` that were given, as flags again (repeatable ones once per value). */
+function passOn(parsed: Parsed, specs: readonly OptionSpec[]): string[] {
+  const out: string[] = [];
+  for (const spec of specs) {
+    if (!spec.value) {
+      if (parsed.flags.has(spec.name)) out.push(`--${spec.name}`);
+      continue;
+    }
+    for (const value of parsed.options.get(spec.name) ?? []) out.push(`--${spec.name}`, value);
+  }
+  return out;
 }

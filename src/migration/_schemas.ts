@@ -43,6 +43,8 @@ export const OfferSchema = v.object({
   memory_bytes: MemoryBytes,
   memory_max_bytes: MemoryCap,
   recover_ms: v.optional(integer(1, RECOVER_MS_MAX)),
+  /** The process's move counter once it runs at the destination (the home records moves in this order). */
+  moves: integer(1, Number.MAX_SAFE_INTEGER),
   /** Between nodes without TLS only: the key that signs the image (SPKI DER, base64; see `Offer` in source.ts). */
   signing_key: v.optional(v.pipe(v.string(), v.maxLength(SIGNING_KEY_CHARS_MAX), v.base64())),
 });

@@ -18,6 +18,7 @@ const offer = {
   source: "127.0.0.1:7070",
   memory_bytes: 2 * 65536,
   memory_max_bytes: 64 * 65536,
+  moves: 1,
 };
 const bytes = (value: unknown): Uint8Array => Buffer.from(JSON.stringify(value));
 const protocolError = (e: unknown): boolean => e instanceof FerryError && e.code === "ERR_MIGRATION_PROTOCOL";

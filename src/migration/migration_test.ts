@@ -78,6 +78,7 @@ function offer(proc: GuestProcess, strategy: Strategy): Offer {
     home: "a",
     module_sha256: proc.info.module_sha256,
     module_name: "guest.wasm",
+    moves: 1,
     args: ["guest"],
     env: [],
     dirs: [],

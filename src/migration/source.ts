@@ -52,6 +52,12 @@ export interface Offer {
   /** Post-copy and hybrid: how long either side waits for a broken page channel to come back. */
   recover_ms?: number;
   /**
+   * The process's move counter once it runs at the destination: one more
+   * than at the source. Its home records locations, and takes its exit
+   * report, in this order only.
+   */
+  moves: number;
+  /**
    * Between nodes without TLS only: the public key (SPKI DER, base64) the
    * source signs the image with, which the destination then trusts for this
    * migration. It proves nothing about who sent the offer; with TLS the

@@ -37,6 +37,7 @@ const VALID_OFFER: Offer = {
   home: "n1",
   module_sha256: "ab".repeat(32),
   module_name: "prog.wasm",
+  moves: 1,
   args: ["prog", "1"],
   env: ["A=b"],
   dirs: [{ host: "/tmp/x", guest: "/data" }],

@@ -14,6 +14,15 @@ import { ClusterTls, clientCredentialDir, hasCredential, readCredential, type Ex
 /** Any node of the cluster. */
 export const ANY_NODE: ExpectedPeer = { role: "node" };
 
+/**
+ * Longest a connection to a node may take to open, TLS handshake included.
+ * On loopback or a LAN a live node answers in milliseconds, and in a few
+ * seconds when its machine is overloaded (the CLI allows the same); a dropped
+ * link would otherwise hold a request for the kernel's SYN retries (over a
+ * minute).
+ */
+export const CONNECT_TIMEOUT_MS = 5000;
+
 /** Opens requests to nodes. */
 export class Dialer {
   /** The credential dialed with; null: plain HTTP. */
@@ -29,9 +38,23 @@ export class Dialer {
    */
   request(address: string, options: http.RequestOptions, expect: ExpectedPeer = ANY_NODE): http.ClientRequest {
     const { host, port } = splitHostPort(address);
-    if (this.tls === null) return http.request({ ...options, host, port });
-    return https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+    const req = this.tls === null ? http.request({ ...options, host, port }) : https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+    connectDeadline(req, address, this.tls !== null, CONNECT_TIMEOUT_MS);
+    return req;
   }
+}
+
+/** Destroys `req` with ERR_PEER_UNREACHABLE unless its connection (and TLS handshake) is up within `timeout_ms`. */
+function connectDeadline(req: http.ClientRequest, address: string, tls: boolean, timeout_ms: number): void {
+  // With TLS the connection is up once the handshake is done: a peer that accepts TCP and then stalls is as unreachable.
+  req.once("socket", (socket: net.Socket) => {
+    // A kept-alive socket is connected (and its handshake done) already.
+    if (req.reusedSocket) return;
+    const timer = setTimeout(() => req.destroy(new FerryError("ERR_PEER_UNREACHABLE", `node ${address} did not accept a connection within ${timeout_ms} ms`)), timeout_ms);
+    const clear = (): void => clearTimeout(timer);
+    socket.once(tls ? "secureConnect" : "connect", clear);
+    socket.once("close", clear);
+  });
 }
 
 /** HOST and PORT of an address to dial (brackets of an IPv6 host removed); ERR_ADDRESS if it is not one. */

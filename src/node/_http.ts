@@ -9,8 +9,13 @@ import { ANY_NODE, toolDialer, type Dialer } from "./_dialer.js";
 /** Largest JSON request body a node reads (process specs are small). */
 export const JSON_BODY_BYTES_MAX = 1024 * 1024;
 
-/** How long a node waits for a peer's answer before calling it down. */
-export const PEER_TIMEOUT_MS = 2000;
+/**
+ * How long a node waits for a peer's whole answer (connecting included)
+ * before calling it down. Node-to-node calls are small JSON exchanges; a peer
+ * that takes longer, even on an overloaded machine, is stuck or its link is
+ * gone.
+ */
+export const PEER_TIMEOUT_MS = 10_000;
 
 /**
  * A request body's chunks, refusing more than `max_bytes` with `code` (at
@@ -81,7 +86,7 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
 export interface PeerRequestOptions {
   /** Sent as JSON. */
   body?: unknown;
-  /** How long to wait for the answer (default {@link PEER_TIMEOUT_MS}). */
+  /** How long the whole request may take, answer read included (default {@link PEER_TIMEOUT_MS}). */
   timeout_ms?: number;
   /** The member that must answer (default: any node). */
   expect?: ExpectedPeer;
@@ -106,9 +111,12 @@ export function requestJsonFrom(dialer: Dialer, address: string, method: string,
       address,
       // A fresh connection each time: a kept-alive one the peer has just timed
       // out would fail the request with ECONNRESET and make a live peer look down.
-      { method, path, agent: false, timeout: timeout_ms, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
+      { method, path, agent: false, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
       options.expect,
     );
+    // A total deadline, not an idle one: a peer that trickles its answer is as stuck as a silent one.
+    const deadline = setTimeout(() => req.destroy(new Error(`no whole answer within ${timeout_ms} ms`)), timeout_ms);
+    req.on("close", () => clearTimeout(deadline));
     req.on("response", (res) => {
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
@@ -129,7 +137,6 @@ export function requestJsonFrom(dialer: Dialer, address: string, method: string,
         resolve({ value, peer: peerIdentity(res.socket) });
       });
     });
-    req.on("timeout", () => req.destroy(new Error(`no answer within ${timeout_ms} ms`)));
     req.on("error", (err) => reject(peerError(address, err)));
     req.end(payload);
   });
@@ -141,17 +148,47 @@ export function peerError(address: string, err: Error): FerryError {
   return new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} is unreachable: ${err.message}`, { cause: err });
 }
 
-/** Forwards a request as it is to another node and streams the answer back. */
-export function forward(dialer: Dialer, req: http.IncomingMessage, res: http.ServerResponse, address: string, expect: ExpectedPeer = ANY_NODE, body?: Buffer): void {
+/**
+ * How long a forwarded request may take, when it is not a long poll or a
+ * stream: the same as a node's own calls, with room for a kill to take effect.
+ */
+export const FORWARD_TIMEOUT_MS = 10_000;
+
+/**
+ * Idle time after which TCP keepalive probes a forwarded long poll or stream,
+ * so a link that died silently is noticed without a total deadline.
+ */
+const FORWARD_KEEPALIVE_MS = 5000;
+
+/**
+ * Forwards a request as it is to another node and streams the answer back.
+ * Connecting is always timed (the dialer's CONNECT_TIMEOUT_MS); `timeout_ms`
+ * bounds the whole exchange, and is null only for long polls and streams
+ * (`wait`, `output?follow=1`, `migrate`), which last as long as the process
+ * or the move does and are watched by TCP keepalive instead.
+ */
+export function forward(
+  dialer: Dialer,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  address: string,
+  expect: ExpectedPeer = ANY_NODE,
+  timeout_ms: number | null = FORWARD_TIMEOUT_MS,
+): void {
   const out = dialer.request(address, { method: req.method, path: req.url, agent: false, headers: { ...req.headers, host: address } }, expect);
+  if (timeout_ms !== null) {
+    const deadline = setTimeout(() => out.destroy(new Error(`no whole answer within ${timeout_ms} ms`)), timeout_ms);
+    out.on("close", () => clearTimeout(deadline));
+  } else {
+    out.once("socket", (socket) => socket.setKeepAlive(true, FORWARD_KEEPALIVE_MS));
+  }
   out.on("response", (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
   });
   out.on("error", (err) => sendError(res, peerError(address, err)));
   res.on("close", () => out.destroy());
-  if (body !== undefined) out.end(body);
-  else req.pipe(out);
+  req.pipe(out);
 }
 
 /**

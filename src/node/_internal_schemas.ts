@@ -39,11 +39,14 @@ export const OutputChunksSchema = list(
   OUTPUT_CHUNKS_MAX,
 );
 
-/** `POST /v1/internal/exit/PID`. */
-export const ExitReportSchema = v.object({ status: ExitStatusSchema });
+/** A process's move counter: moves it has made (`_location.ts`). */
+const Moves = integer(0, Number.MAX_SAFE_INTEGER);
 
-/** `POST /v1/internal/location/PID`. */
-export const LocationSchema = v.object({ node: NodeName });
+/** `POST /v1/internal/exit/PID`: how it ended, on which node, at which move. */
+export const ExitReportSchema = v.object({ status: ExitStatusSchema, node: NodeName, moves: Moves });
+
+/** `POST /v1/internal/location/PID`: move `moves` took it to `node`. */
+export const LocationSchema = v.object({ node: NodeName, moves: Moves });
 
 /** A batch of link messages (`POST /v1/internal/deliver/PID`, and the link channel's DELIVER). */
 export const BatchSchema = v.object({
@@ -77,6 +80,7 @@ export const PeerInfoSchema = v.object({
   started_unix_ms: Uint,
   page_tracker: v.object({ name: text(64), note: text(1024) }),
   post_copy: v.object({ available: v.boolean(), reason: v.optional(text(1024)) }),
+  os_pid: v.optional(integer(1, 0x7fff_ffff)),
 });
 
 /** The connection relay's HELLO (`NetHello`): what the runner knows and holds. */

@@ -15,10 +15,15 @@ describe("node-to-node schemas", () => {
     }
   });
 
-  it("exit statuses and locations", () => {
-    for (const good of [{ kind: "exit", code: 0 }, { kind: "exit", code: -1 }, { kind: "trap", message: "x" }, { kind: "killed" }, { kind: "lost", message: "pages" }]) assert.ok(ok(ExitReportSchema, { status: good }), JSON.stringify(good));
-    for (const bad of [{}, { status: { kind: "exit" } }, { status: { kind: "exit", code: 0.5 } }, { status: { kind: "died" } }, { status: { kind: "trap" } }]) assert.ok(!ok(ExitReportSchema, bad), JSON.stringify(bad));
-    assert.ok(ok(LocationSchema, { node: "n2" }) && !ok(LocationSchema, { node: "../n2" }));
+  it("exit statuses and locations, each naming its node and move", () => {
+    const from = { node: "n2", moves: 1 };
+    for (const good of [{ kind: "exit", code: 0 }, { kind: "exit", code: -1 }, { kind: "trap", message: "x" }, { kind: "killed" }, { kind: "lost", message: "pages" }]) assert.ok(ok(ExitReportSchema, { status: good, ...from }), JSON.stringify(good));
+    const exit = { kind: "exit", code: 0 };
+    for (const bad of [{}, { status: { kind: "exit" }, ...from }, { status: { kind: "exit", code: 0.5 }, ...from }, { status: { kind: "died" }, ...from }, { status: { kind: "trap" }, ...from }, { status: exit }, { status: exit, node: "n2" }, { status: exit, node: "n2", moves: -1 }, { status: exit, node: "a b", moves: 0 }]) {
+      assert.ok(!ok(ExitReportSchema, bad), JSON.stringify(bad));
+    }
+    assert.ok(ok(LocationSchema, { node: "n2", moves: 3 }) && !ok(LocationSchema, { node: "../n2", moves: 3 }));
+    assert.ok(!ok(LocationSchema, { node: "n2" }) && !ok(LocationSchema, { node: "n2", moves: 1.5 }) && !ok(LocationSchema, { node: "n2", moves: 2 ** 53 }));
   });
 
   it("link batches, DELIVER and ANSWER frames", () => {

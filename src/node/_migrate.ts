@@ -247,8 +247,8 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       }
       // It runs here: messages for it are taken here from now on.
       node.links.add(links);
-      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net });
+      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves });
       // A running process now, counted as one: no longer a standby.
       ticket.release();
     },
@@ -316,15 +316,21 @@ export async function migrateProcess(
   running.migrating = true;
   const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
+  const moves = running.moves + 1;
   let located: Promise<void> | null = null;
   const moved = (): Promise<void> => {
     // The destination runs it: this copy is not the process any more, and
     // messages that still come here follow it.
     node.table.release(pid);
     node.links.moved(pid, to);
-    located ??= setLocation(node, pid, home, to);
+    located ??= node.table.recordLocation(pid, home, to, moves).catch((err: unknown) => {
+      // The move itself succeeded: the destination runs the process, and this copy is never resumed.
+      process.emitWarning(`node ${node.name}: ${pid} moved to ${to}, but its home ${home} could not record it: ${err instanceof Error ? err.message : String(err)}`);
+    });
     return located;
   };
+  // Saved before the offer: if this node dies mid-move, it asks `to` on restart whether the process went there.
+  node.table.moving(pid, to);
   try {
     const metrics = await migrateOut(
       {
@@ -344,6 +350,7 @@ export async function migrateProcess(
           memory_bytes: running.proc.memory.buffer.byteLength,
           memory_max_bytes,
           recover_ms,
+          moves,
           // Without TLS only: the destination has no peer certificate to take the key from (see acceptUpgrade).
           ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
         },
@@ -353,40 +360,39 @@ export async function migrateProcess(
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
           parse(RunningAnswerSchema, await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) }), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,
-        // A home that misses the new location learns it when the process's output or exit arrives from there.
-        resumed: () => void moved().catch(() => undefined),
+        // Post-copy: the home learns the new location as soon as the destination runs it; this copy only serves pages from here.
+        resumed: () => void moved(),
         links: running.links,
         net: running.net,
         ...(progress !== undefined ? { progress } : {}),
       },
       { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name), ...(push !== undefined ? { push_bytes_per_s: push } : {}) },
     );
-    // Committed: the destination runs it and has all of it. Drop this copy.
-    node.table.release(pid);
+    // Committed: the destination runs it and has all of it. The home records
+    // where it went before this copy goes (issue 11's move/exit race: the
+    // destination's process may end at once, and its end is taken only from
+    // the node the home has recorded).
+    await moved();
     running.net.detach();
     await running.proc.terminate();
-    await moved();
     return { pid, from: node.name, to, metrics };
   } catch (err: unknown) {
     if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") {
       // Its live state went to the destination, its memory stayed here: gone.
+      await located;
       node.table.release(pid);
       running.net.detach();
       await running.proc.terminate();
-      // Best effort: a home that cannot be reached cannot be told; the error below tells the client.
-      await node.table.reportExit(pid, home, { kind: "lost", message: err.message }).catch(() => undefined);
+      // The source of the move may report its loss (the destination may be gone too); the home takes the first report.
+      await node.table.reportExit(pid, home, { kind: "lost", message: err.message }, moves).catch((e: unknown) => {
+        process.emitWarning(`node ${node.name}: the home of ${pid} was not told it was lost: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    } else {
+      // It keeps running here.
+      node.table.moving(pid, undefined);
     }
     throw err;
   } finally {
     running.migrating = false;
   }
-}
-
-async function setLocation(node: FerryNode, pid: string, home: string, where: string): Promise<void> {
-  const record = node.table.home(pid);
-  if (record !== undefined) {
-    record.node = where;
-    return;
-  }
-  await requestJson(node.dialer, await node.addressOf(home), "POST", `/v1/internal/location/${pid}`, { body: { node: where }, expect: nodeNamed(home) });
 }

@@ -7,7 +7,7 @@ import { pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
 import type { OutputChunk, StreamName } from "./output_log.js";
 import { describeProcess, type HomeRecord } from "./process_table.js";
-import { bodyChunks, forward, readJson, readRequest, requestJson, sendError, sendJson } from "./_http.js";
+import { bodyChunks, forward, FORWARD_TIMEOUT_MS, readJson, readRequest, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
 import { nodeNamed } from "./_dialer.js";
 import { createToken, join } from "./_join.js";
@@ -76,10 +76,13 @@ async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
   const peers = (await node.peerInfos()).map((p) =>
     p.up
-      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null }
-      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null },
+      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null }
+      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null, os_pid: null },
   );
-  sendJson(res, 200, [{ name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available }, ...peers]);
+  sendJson(res, 200, [
+    { name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid },
+    ...peers,
+  ]);
 }
 
 async function modules(node: FerryNode, method: string, sha256: string, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -180,13 +183,14 @@ async function processRoute(
       if (record.exit !== null) throw new FerryError("ERR_PROCESS_STATE", `${pid} has ended (${record.state}); there is nothing to move`);
       // Loop guard: a home that thinks the process runs here, but it does not.
       if (record.node === node.name) throw new FerryError("ERR_PROCESS_STATE", `${pid} is ${record.state}, not running on ${node.name}`);
-      return forward(node.dialer, req, res, await node.addressOf(record.node), nodeNamed(record.node));
+      return forward(node.dialer, req, res, await node.addressOf(record.node), nodeNamed(record.node), null);
     }
   }
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
-    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home));
+    // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
+    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     return;
   }
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
@@ -230,15 +234,16 @@ async function internalRoute(
     return sendJson(res, 200, { stdout: record.output.size("stdout"), stderr: record.output.size("stderr") });
   }
   if (what === "exit" && method === "POST") {
-    node.table.finish(record, (await readRequest(req, ExitReportSchema)).status);
+    const report = await readRequest(req, ExitReportSchema);
+    // A node reports only its own processes' ends: it cannot speak for another.
+    if (peer !== null && peer.name !== report.node) throw new FerryError("ERR_FORBIDDEN", `node ${peer.name} cannot report an end on behalf of node ${report.node}`);
+    node.table.acceptExit(record, report.node, report.moves, report.status);
     return sendJson(res, 200, { pid });
   }
   if (what === "location" && method === "POST") {
     const location = await readRequest(req, LocationSchema);
-    // Only the node that runs a process may say where it went: no node can move another's process on paper.
-    if (peer !== null && peer.name !== record.node) throw new FerryError("ERR_FORBIDDEN", `node ${peer.name} does not run ${pid} (node ${record.node} does)`);
-    record.node = location.node;
-    return sendJson(res, 200, { pid, node: record.node });
+    node.table.acceptLocation(record, peer?.name ?? null, location.node, location.moves);
+    return sendJson(res, 200, { pid, node: record.node, moves: record.moves });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
 }

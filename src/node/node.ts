@@ -78,6 +78,8 @@ export interface NodeInfo {
   standby_bytes: number;
   limits: NodeLimits;
   allow_dirs: string[];
+  /** The operating system's id of the process this node runs in (what `kill` takes). */
+  os_pid: number;
 }
 
 /** A running node. */
@@ -174,6 +176,12 @@ export class FerryNode {
     if (listener !== node.#server) node.#server.emit("listening");
     const bound = listener.address() as AddressInfo;
     node.#address = `${options.host}:${bound.port}`;
+    // The obvious way to configure a cluster lists every node in each one's --peers, this one too.
+    node.#peers = node.#peers.filter((a) => a !== node.#address);
+    // What ran here before a restart is settled now that peers can reach this node (and it them).
+    node.table.recover().catch((err: unknown) => {
+      process.emitWarning(`node ${node.name}: settling what ran here before the restart failed: ${err instanceof Error ? err.message : String(err)}`);
+    });
     return node;
   }
 
@@ -208,18 +216,24 @@ export class FerryNode {
       standby_bytes: this.standbys.bytes,
       limits: this.limits,
       allow_dirs: this.policy.allow_dirs,
+      os_pid: process.pid,
     };
   }
 
-  /** Every peer's self-description; a peer that does not answer is reported down. */
+  /**
+   * Every peer's self-description; a peer that does not answer is reported
+   * down. An address that turns out to be this node's own (another spelling
+   * of it in --peers) is dropped from the peers.
+   */
   async peerInfos(): Promise<({ up: true } & PeerInfo | { up: false; address: string })[]> {
-    return Promise.all(
+    const infos = await Promise.all(
       this.#peers.map(async (address) => {
         try {
           const { value, peer } = await requestJsonFrom(this.dialer, address, "GET", "/v1/node");
           const info = parse(PeerInfoSchema, value, `node ${address}'s GET /v1/node`, { code: "ERR_PEER_UNREACHABLE" });
           // With TLS a peer is named by its certificate, not by what it says.
           const name = peer?.name ?? info.name;
+          if (name === this.name) return { self: address };
           this.#names.set(name, address);
           return { up: true as const, ...info, name, address };
         } catch {
@@ -228,6 +242,9 @@ export class FerryNode {
         }
       }),
     );
+    const selves = new Set(infos.flatMap((i) => ("self" in i ? [i.self] : [])));
+    if (selves.size > 0) this.#peers = this.#peers.filter((a) => !selves.has(a));
+    return infos.filter((i): i is ({ up: true } & PeerInfo) | { up: false; address: string } => !("self" in i));
   }
 
   /** The address of the node called `name` (this one included). */

@@ -2,21 +2,36 @@
  * The processes a node knows. A node is *home* to the processes started on
  * it — it keeps their output log, location and exit status for their whole
  * life — and *runs* some processes, its own or ones that migrated in.
+ *
+ * Both halves are durable (`node_state.ts`): a node that restarts on its data
+ * directory keeps its home records, its pid counter and its output logs, and
+ * settles what ran here when it stopped (`recover`).
+ *
+ * Where a process runs is ordered by its move counter: each move adds one,
+ * the home takes a location update only as the next move from the runner it
+ * has recorded (compare-and-set), and an exit report only from the runner
+ * and move it has recorded.
  */
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { GuestProcess, type ExitStatus, type ProcessIo } from "../runtime/mod.js";
+import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
 import type { Preopen, StdioKinds } from "../wasi/mod.js";
 import type { ModuleStore } from "./module_store.js";
 import { makePid } from "./names.js";
 import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
-import { requestJson } from "./_http.js";
+import { requestJson, requestJsonFrom } from "./_http.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
+import { NODE_STATE_VERSION, NodeStateFile, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
+import { retry } from "./_retry.js";
+import { checkExit, checkLocation } from "./_location.js";
+import { RunningAnswerSchema } from "./_internal_schemas.js";
+import { parse } from "../validate.js";
 import type { Endpoint } from "../links/mod.js";
 import { NetHome } from "./net_home.js";
 import { NetLink } from "./net_link.js";
 import { connectNetLine } from "./_net_wire.js";
+import { recorded, REPORT_GIVE_UP_MS, type HomeRecord, type ProcessStatus, type RunRequest, type Running, type TableLinks } from "./_records.js";
 
 /**
  * What a process started on a node sees for its streams, on every node it
@@ -26,70 +41,8 @@ import { connectNetLine } from "./_net_wire.js";
  */
 export const CLUSTER_STDIO: StdioKinds = ["device", "pipe", "pipe"];
 
-/** How a process ended, as the API reports it. */
-export type ProcessStatus = ExitStatus;
-
-/** What a client asks to run. */
-export interface RunRequest {
-  module_sha256: string;
-  module_name: string;
-  args: string[];
-  env: string[];
-  dirs: { host: string; guest: string }[];
-  /** Addresses to listen on, "HOST:PORT": the home owns the sockets, the guest gets them as preopened fds. */
-  listen: string[];
-  /** Most bytes its memory may grow to; it travels with it, and every node it runs on checks it against its own maximum. */
-  memory_max_bytes: number;
-}
-
-/** What the home node keeps of a process. */
-export interface HomeRecord extends RunRequest {
-  pid: string;
-  home: string;
-  /** Where it runs now. */
-  node: string;
-  state: "running" | "migrating" | "exited" | "killed" | "failed";
-  exit: ProcessStatus | null;
-  started_unix_ms: number;
-  output: OutputLog;
-  /** Its listening sockets and connections, when it listens. */
-  net: NetHome | null;
-  done: Promise<ProcessStatus>;
-  settle: (status: ProcessStatus) => void;
-}
-
-/** What the table needs of the node's links (`_links.ts`). */
-export interface TableLinks {
-  /** A new endpoint for `pid` (not yet serving). */
-  endpoint(pid: string): Endpoint;
-  /** The endpoint serves its pid here now. */
-  add(ep: Endpoint): void;
-  /** The process ended here. */
-  ended(pid: string): void;
-  /** The guest asked to move itself to `node`. */
-  selfMigrate(pid: string, node: string): void;
-}
-
-/** A process running on this node. */
-export interface Running extends RunRequest {
-  pid: string;
-  home: string;
-  proc: GuestProcess;
-  relay: OutputRelay;
-  /** Its end of its links. */
-  links: Endpoint;
-  /** Its TCP connections as this node relays them. */
-  net: NetLink;
-  /** Set while a migration out is under way: a second one is refused. */
-  migrating: boolean;
-}
-
-/** The public view of a home record. */
-export function describeProcess(r: HomeRecord): Record<string, unknown> {
-  const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, memory_max_bytes } = r;
-  const listen = r.net?.addresses ?? [];
-  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0, memory_max_bytes };
-}
+export type { HomeRecord, ProcessStatus, RunRequest, Running, TableLinks } from "./_records.js";
+export { describeProcess, REPORT_GIVE_UP_MS } from "./_records.js";
 
 /** The table, and starting, adopting and stopping what is in it. */
 export class ProcessTable {
@@ -101,10 +54,19 @@ export class ProcessTable {
   readonly #addressOf: (name: string) => Promise<string>;
   readonly #links: TableLinks;
   readonly #dialer: Dialer;
+  readonly #state: NodeStateFile;
+  /** What ran here when the node last stopped, to be settled by {@link recover}. */
+  #left_running: SavedRunning[] = [];
+  /** Stops the retries of reports when the node stops. */
+  readonly #stopping = new AbortController();
   #next = 1;
   /** Processes being started (instrumented, instantiated) and not in the table yet. */
   #starting = 0;
 
+  /**
+   * The table of node `node`, with what its data directory holds from
+   * earlier runs (ERR_STATE_FILE if that cannot be read).
+   */
   constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
     this.#node = node;
     this.#dialer = dialer;
@@ -112,6 +74,92 @@ export class ProcessTable {
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
     this.#addressOf = addressOf;
+    this.#state = new NodeStateFile(data_dir);
+    const saved = this.#state.load(node);
+    if (saved !== null) {
+      this.#next = saved.next_pid;
+      for (const h of saved.homes) this.#homes.set(h.pid, this.#restore(h));
+      this.#left_running = saved.running;
+      // A home record that says it runs here with nothing saved as running here: it was being started.
+      const left = new Set(saved.running.map((r) => r.pid));
+      for (const record of this.#homes.values()) {
+        if (record.exit === null && record.node === node && !left.has(record.pid)) {
+          this.finish(record, { kind: "lost", message: `node ${node} stopped while ${record.pid} was starting there` });
+        }
+      }
+    }
+  }
+
+  /** A home record as it was saved; its log is opened where it was left. */
+  #restore(h: SavedHome): HomeRecord {
+    let settle!: (status: ProcessStatus) => void;
+    const done = new Promise<ProcessStatus>((resolve) => {
+      settle = resolve;
+    });
+    const record: HomeRecord = { ...h, output: new OutputLog(this.#output_dir, h.pid, { ended: h.exit !== null }), net: null, done, settle };
+    if (h.exit !== null) settle(h.exit);
+    return record;
+  }
+
+  /** Writes the table's durable part (see node_state.ts); called after every change to it. */
+  #save(): void {
+    const homes: SavedHome[] = [...this.#homes.values()].map((r) => ({
+      pid: r.pid,
+      home: r.home,
+      node: r.node,
+      state: r.state,
+      exit: r.exit,
+      moves: r.moves,
+      previous: r.previous,
+      started_unix_ms: r.started_unix_ms,
+      module_sha256: r.module_sha256,
+      module_name: r.module_name,
+      args: r.args,
+      env: r.env,
+      dirs: r.dirs,
+      listen: r.listen,
+      memory_max_bytes: r.memory_max_bytes,
+    }));
+    const running: SavedRunning[] = [
+      ...[...this.#running.values()].map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) })),
+      // Not settled yet: kept until they are, so a second crash does not forget them.
+      ...this.#left_running,
+    ];
+    const state: NodeState = { version: NODE_STATE_VERSION, node: this.#node, next_pid: this.#next, homes, running };
+    this.#state.save(state);
+  }
+
+  /**
+   * Settles what was running here when the node last stopped (call once it
+   * listens): a process whose move had reached its destination is recorded
+   * there; any other ended with this node, and its home is told it is
+   * `lost`. Nothing is silently dropped. Runs in the background; a home that
+   * cannot be told within REPORT_GIVE_UP_MS is warned about.
+   */
+  async recover(): Promise<void> {
+    const left = this.#left_running;
+    const restarted = new Date().toISOString();
+    await Promise.all(
+      left.map(async (r) => {
+        try {
+          if (r.moving_to !== undefined && (await this.#runsOn(r.moving_to, r.pid))) {
+            await this.recordLocation(r.pid, r.home, r.moving_to, r.moves + 1);
+          } else {
+            const message = `node ${this.#node} stopped while ${r.pid} ran there (restarted ${restarted}); it had no checkpoint to restart from`;
+            await this.reportExit(r.pid, r.home, { kind: "lost", message }, r.moves);
+          }
+        } catch (err: unknown) {
+          process.emitWarning(`node ${this.#node}: could not settle ${r.pid}, which ran here before the restart: ${err instanceof Error ? err.message : String(err)}`);
+        }
+        this.#left_running = this.#left_running.filter((x) => x !== r);
+        this.#save();
+      }),
+    );
+  }
+
+  async #runsOn(node: string, pid: string): Promise<boolean> {
+    const { value } = await requestJsonFrom(this.#dialer, await this.#addressOf(node), "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(node) });
+    return parse(RunningAnswerSchema, value, `node ${node}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running;
   }
 
   /** Processes this node is home to. */
@@ -159,6 +207,8 @@ export class ProcessTable {
     }
     const pid = makePid(this.#node, this.#next);
     this.#next += 1;
+    // Saved before the pid is used anywhere: a crash from here on never gives it out again.
+    this.#save();
     const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen);
     let settle!: (status: ProcessStatus) => void;
     const done = new Promise<ProcessStatus>((resolve) => {
@@ -171,6 +221,8 @@ export class ProcessTable {
       node: this.#node,
       state: "running",
       exit: null,
+      moves: 0,
+      previous: null,
       started_unix_ms: Date.now(),
       output: new OutputLog(this.#output_dir, pid),
       net,
@@ -201,11 +253,12 @@ export class ProcessTable {
       this.#links.add(links);
       links.start(this.#node, false);
       links_net.start({ listeners: (net?.addresses ?? []).map((_, listener) => ({ listener, accepted: 0 })), conns: [] });
-      this.#track({ ...request, pid, home: this.#node, proc, relay, links, net: links_net, migrating: false });
+      this.#track({ ...request, pid, home: this.#node, proc, relay, links, net: links_net, migrating: false, moves: 0 });
     } catch (err: unknown) {
       this.#homes.delete(pid);
       record.output.close();
       net?.close();
+      this.#save();
       throw err;
     }
     return record;
@@ -243,7 +296,7 @@ export class ProcessTable {
     return new RemoteRelay(pid, { dialer: this.#dialer, name: home, address: () => this.#addressOf(home) }, offsets);
   }
 
-  /** Takes over a process that migrated in and now runs here. */
+  /** Takes over a process that migrated in and now runs here, as of move `running.moves`. */
   adopt(running: Omit<Running, "migrating">): void {
     this.#track({ ...running, migrating: false });
   }
@@ -252,11 +305,22 @@ export class ProcessTable {
   release(pid: string): Running | undefined {
     const r = this.#running.get(pid);
     this.#running.delete(pid);
+    if (r !== undefined) this.#save();
     return r;
+  }
+
+  /** Notes (durably) that `pid`, running here, is being moved to `to`, or (undefined) no longer is. */
+  moving(pid: string, to: string | undefined): void {
+    const r = this.#running.get(pid);
+    if (r === undefined) return;
+    if (to === undefined) delete r.moving_to;
+    else r.moving_to = to;
+    this.#save();
   }
 
   #track(running: Running): void {
     this.#running.set(running.pid, running);
+    this.#save();
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;
@@ -268,18 +332,59 @@ export class ProcessTable {
       // What it sent on its connections reaches its home before its end does.
       await running.net.flush().catch(() => undefined);
       running.net.detach();
-      await this.reportExit(running.pid, running.home, status).catch(() => undefined);
+      try {
+        await this.reportExit(running.pid, running.home, status, running.moves);
+      } catch (err: unknown) {
+        process.emitWarning(`node ${this.#node}: the home of ${running.pid} was not told how it ended: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      // Saved only now: a crash before the home knows leaves it to recover() to say "lost".
+      this.#save();
     });
   }
 
-  /** Tells the home of `pid` how it ended (this node, or by HTTP). */
-  async reportExit(pid: string, home: string, status: ProcessStatus): Promise<void> {
-    const record = this.#homes.get(pid);
-    if (record !== undefined) {
-      this.finish(record, status);
-      return;
-    }
-    await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { body: { status }, expect: nodeNamed(home) });
+  /**
+   * Tells the home of `pid` how it ended here, at move `moves`: this node,
+   * or by HTTP, retried while the home is unreachable or has not recorded
+   * the move that brought it here yet.
+   */
+  async reportExit(pid: string, home: string, status: ProcessStatus, moves: number): Promise<void> {
+    await retry(async () => {
+      const record = this.#homes.get(pid);
+      if (record !== undefined) {
+        this.acceptExit(record, this.#node, moves, status);
+        return;
+      }
+      await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { body: { status, node: this.#node, moves }, expect: nodeNamed(home) });
+    }, { give_up_ms: REPORT_GIVE_UP_MS, signal: this.#stopping.signal });
+  }
+
+  /**
+   * Tells the home of `pid` that move `moves` took it to `node` (compare-and-set
+   * there: see acceptLocation), retried like {@link reportExit}.
+   */
+  async recordLocation(pid: string, home: string, node: string, moves: number): Promise<void> {
+    await retry(async () => {
+      const record = this.#homes.get(pid);
+      if (record !== undefined) {
+        this.acceptLocation(record, this.#node, node, moves);
+        return;
+      }
+      await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/location/${pid}`, { body: { node, moves }, expect: nodeNamed(home) });
+    }, { give_up_ms: REPORT_GIVE_UP_MS, signal: this.#stopping.signal });
+  }
+
+  /** The home's side of an exit report from node `from` at move `moves` (`_location.ts`'s checkExit). */
+  acceptExit(record: HomeRecord, from: string, moves: number, status: ProcessStatus): void {
+    if (checkExit(recorded(record), from, moves, status.kind) === "apply") this.finish(record, status);
+  }
+
+  /** The home's side of a location update: move `moves` took `record` to `node`, says `from` (`_location.ts`'s checkLocation). */
+  acceptLocation(record: HomeRecord, from: string | null, node: string, moves: number): void {
+    if (checkLocation(recorded(record), from, node, moves) === "repeat") return;
+    record.previous = record.node;
+    record.node = node;
+    record.moves = moves;
+    this.#save();
   }
 
   /** Records the end of a process this node is home to. */
@@ -287,6 +392,7 @@ export class ProcessTable {
     if (record.exit !== null) return;
     record.exit = status;
     record.state = status.kind === "trap" || status.kind === "lost" ? "failed" : status.kind === "killed" ? "killed" : "exited";
+    this.#save();
     record.output.end();
     record.net?.close();
     record.settle(status);
@@ -299,9 +405,16 @@ export class ProcessTable {
     await r.proc.terminate();
   }
 
-  /** Kills everything and closes the logs (the node is stopping). */
+  /**
+   * Kills everything and closes the logs (the node is stopping). What ran
+   * here stays in the saved state: on the next start it is settled like
+   * after a crash (recover).
+   */
   async stop(): Promise<void> {
+    this.#stopping.abort();
     const running = [...this.#running.values()];
+    // Not through #save: what ran here must stay saved for recover().
+    this.#left_running = [...this.#left_running, ...running.map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) }))];
     this.#running.clear();
     for (const r of running) await r.proc.terminate();
     for (const h of this.#homes.values()) {
