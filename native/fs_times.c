@@ -57,12 +57,12 @@ napi_value set_times(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   if (argc != 7) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "setTimes takes 7 arguments");
+    napi_throw_type_error(env, "ERR_TIMES_ARGS", "setTimes takes 7 arguments");
     return NULL;
   }
   struct timespec times[2];
   if (!read_time(env, argv[3], argv[4], &times[0]) || !read_time(env, argv[5], argv[6], &times[1])) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "setTimes: a time is a mode 0 or 1 and a non-negative bigint of nanoseconds");
+    napi_throw_type_error(env, "ERR_TIMES_ARGS", "setTimes: a time is a mode 0 or 1 and a non-negative bigint of nanoseconds");
     return NULL;
   }
   napi_valuetype path_type;
@@ -70,7 +70,7 @@ napi_value set_times(napi_env env, napi_callback_info info) {
   if (path_type == napi_null) {
     int32_t fd;
     if (napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-      napi_throw_type_error(env, "ERR_INVALID_ARG", "setTimes: fd is not a number");
+      napi_throw_type_error(env, "ERR_TIMES_ARGS", "setTimes: fd is not a number");
       return NULL;
     }
     if (futimens(fd, times) != 0) return throw_system(env, errno, "futimens");
@@ -79,7 +79,7 @@ napi_value set_times(napi_env env, napi_callback_info info) {
   char path[4097];
   size_t length;
   if (napi_get_value_string_utf8(env, argv[1], path, sizeof path, &length) != napi_ok) {
-    napi_throw_type_error(env, "ERR_INVALID_ARG", "setTimes: path is not a string");
+    napi_throw_type_error(env, "ERR_TIMES_ARGS", "setTimes: path is not a string");
     return NULL;
   }
   if (length >= sizeof path - 1) return throw_system(env, ENAMETOOLONG, "utimensat");
