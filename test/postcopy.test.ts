@@ -33,6 +33,18 @@ async function reference(args: string[]): Promise<string> {
 }
 
 /** Resolves with the result, or rejects after `ms`: nothing in these tests may hang. */
+/** Waits until the home at `address` records `pid` as running on `node`: post-copy has passed RUNNING, its pages still coming. */
+async function runsAt(address: string, pid: string, node: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const info = await json<{ node: string; state: string }>(address, "GET", `/v1/processes/${pid}`);
+    if (info.node === node) return;
+    if (info.state !== "running" && info.state !== "migrating") throw new Error(`${pid} is ${info.state} before it ran on ${node}`);
+    if (Date.now() > deadline) throw new Error(`${pid} never ran on ${node}`);
+    await sleep(20);
+  }
+}
+
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms).unref())]);
 }
@@ -153,7 +165,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       await sleep(400);
       const moving = request(n1.address, "POST", `/v1/processes/${a}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 4e6 });
       moving.catch(() => undefined);
-      await sleep(700);
+      await runsAt(n1.address, a, "n2");
       const killed = await within(10_000, "kill", request(n1.address, "DELETE", `/v1/processes/${a}`));
       assert.equal(killed.status, 200, killed.body.toString());
       const r = await within(10_000, "migration after the kill", moving);
@@ -166,7 +178,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       await sleep(400);
       const moving_b = request(n1.address, "POST", `/v1/processes/${b}/migrate`, { to: "n3", strategy: "post-copy", push_bytes_per_s: 4e6, recover_ms: 1000 });
       moving_b.catch(() => undefined);
-      await sleep(700);
+      await runsAt(n1.address, b, "n3");
       const t = performance.now();
       await within(10_000, "stopping n3", stopNode(n3));
       assert.ok(performance.now() - t < 5000, "the node took too long to stop");

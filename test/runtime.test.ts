@@ -42,6 +42,12 @@ function roundTrip(proc: GuestProcess, suspension: NonNullable<Awaited<ReturnTyp
 }
 
 describe("runtime", () => {
+  it("asked to suspend after it ended, a process answers null, as when it ends while the request is on its way", async () => {
+    const proc = await GuestProcess.start(spec("c/compute.wasm", ["1", "3"]), collector().io);
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
+    assert.equal(await proc.suspend(), null);
+  });
+
   it("restores a process in this thread's process from its image and finishes as an uninterrupted run does", async () => {
     const whole = collector();
     const plain = await GuestProcess.start(spec("c/compute.wasm", ["8", "5"]), whole.io);

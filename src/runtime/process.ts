@@ -402,6 +402,8 @@ export class GuestProcess {
    * Resolves with its state, or with `null` if it ended first.
    */
   async suspend(): Promise<Suspension | null> {
+    // Ended already: the same answer as ending while the request was on its way.
+    if (this.#phase === "ended") return null;
     if (this.#phase !== "running") throw new RuntimeError("ERR_PROCESS_STATE", `cannot suspend a process that is ${this.#phase}`);
     this.#phase = "suspending";
     const t0 = performance.now();
