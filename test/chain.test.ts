@@ -11,6 +11,8 @@ import { EXAMPLES, ferry, prng, readTree, tempDir, testSeed, type RunResult } fr
 
 /** At least this many suspend/resume steps per chain (the issue asks for 5). */
 const CHAIN_STEPS_MIN = 5;
+/** Steps at the drawn delays; after them, each step's delay doubles. */
+const CHAIN_STEPS_GROWTH_AFTER = 10;
 /** Bound on steps, so a guest that never ends cannot loop the test forever. */
 const CHAIN_STEPS_MAX = 60;
 
@@ -77,8 +79,10 @@ describe("exec/resume chains", () => {
       for (;;) {
         assert.ok(steps < CHAIN_STEPS_MAX, "chain did not end");
         const [lo, hi] = c.delay_ms;
-        // Later steps suspend sooner, so short programs still give enough steps.
-        const delay = Math.floor(lo + random() * (hi - lo));
+        // Past the first steps each delay doubles, so the chain ends in a
+        // bounded number of steps however slowly a loaded machine runs it.
+        const growth = 2 ** Math.max(0, steps - CHAIN_STEPS_GROWTH_AFTER);
+        const delay = Math.floor((lo + random() * (hi - lo)) * growth);
         const next = path.join(images, `step${steps}.img`);
         const suspend = ["--suspend-after", String(delay), "--image", next];
         const step =
