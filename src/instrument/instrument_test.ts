@@ -60,8 +60,10 @@ describe("instrument", () => {
     for (const name of ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state", "memory", "_start"]) {
       assert.ok(exports.includes(name), `missing export ${name}`);
     }
-    assert.equal(info.globals.length, 1, "only the mutable global is exported");
-    assert.ok(info.globals[0]?.export_name.startsWith(GLOBAL_EXPORT_PREFIX));
+    // The program's one mutable global, and a depth counter for each function that can recurse ($fact, $ping, $pong).
+    assert.equal(info.globals.length, 4, "only mutable globals are exported");
+    assert.ok(info.globals.every((g) => g.export_name.startsWith(GLOBAL_EXPORT_PREFIX)));
+    assert.equal(info.unwind.depth.length, 3);
     assert.equal(info.module_sha256, moduleHash(SAMPLE));
     // It runs, and polls the host from its loop.
     let polls = 0;
