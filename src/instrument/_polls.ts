@@ -115,7 +115,7 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
 }
 
 /**
- * `f` becomes `countdown; depth += 1; r = f$ferry_body(params); depth -= 1; r`.
+ * `f` becomes `depth += 1; countdown; r = f$ferry_body(params); depth -= 1; r`.
  * A frame left by a trap or by an unwind keeps its count: the counter may
  * only be too high, which makes an unwind borrow more than it needs, never less.
  */
@@ -127,7 +127,8 @@ function wrapRecursive(b: typeof Binaryen, m: Binaryen.Module, name: string, cou
   m.addFunction(inner, info.params, info.results, info.vars, info.body);
   const args = params.map((t, i) => m.local.get(i, t));
   const bump = (delta: number): Binaryen.ExpressionRef => m.global.set(counter, m.i32.add(m.global.get(counter, b.i32), m.i32.const(delta)));
-  const children = [countdown(m.i32.const(1)), bump(1)];
+  // Counted before the poll, so a frame that unwinds from its entry poll is counted too.
+  const children = [bump(1), countdown(m.i32.const(1))];
   if (info.results === b.none) {
     children.push(m.call(inner, args, b.none), bump(-1));
   } else {
