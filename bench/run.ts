@@ -31,6 +31,7 @@ process.removeAllListeners("warning");
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const EXAMPLES = path.join(ROOT, "examples");
 const quick = process.argv.includes("--quick");
+// --only=runtime runs (a)-(e); --only=startup just (e).
 const REPEATS = quick ? 1 : 3;
 
 function pct(xs: number[], p: number): number {
@@ -175,14 +176,54 @@ async function instrumentation(): Promise<void> {
   fs.rmSync(cache, { recursive: true, force: true });
 }
 
+/**
+ * `ferry exec` from spawn to exit, for a program that does almost nothing
+ * (compute 0: fills 64 KiB and prints two lines), against node:wasi running
+ * the same module: the start-up cost, with the instrumented module cached and
+ * with an empty cache (so the module is instrumented first).
+ */
+async function startup(): Promise<void> {
+  const { spawnSync } = await import("node:child_process");
+  const module = path.join(EXAMPLES, "c/compute.wasm");
+  const ferry = path.join(ROOT, "bin/ferry.js");
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-start-"));
+  const run = (args: string[], env: NodeJS.ProcessEnv = {}): number => {
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, args, { env: { ...process.env, ...env }, stdio: ["ignore", "ignore", "ignore"] });
+    if (r.status !== 0) throw new Error(`${args.join(" ")} exited with ${r.status}`);
+    return performance.now() - t0;
+  };
+  const exec = (dir: string): number => run([ferry, "exec", module, "0"], { FERRY_CACHE_DIR: dir });
+  exec(cache); // warm the cache
+  const base: number[] = [];
+  const cached: number[] = [];
+  const fresh: number[] = [];
+  for (let i = 0; i < REPEATS; i += 1) {
+    base.push(run([path.join(EXAMPLES, "run-node-wasi.mjs"), module, "0"]));
+    cached.push(exec(cache));
+    const empty = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-cold-"));
+    fresh.push(exec(empty));
+    fs.rmSync(empty, { recursive: true, force: true });
+  }
+  fs.rmSync(cache, { recursive: true, force: true });
+  console.log("\n(e) start-up: spawn to exit of a program that does almost nothing (compute 0; median of %d, ms)", REPEATS);
+  console.log("| run | ms | vs node:wasi |\n|---|---|---|");
+  const b = median(base);
+  console.log(`| node:wasi | ${f1(b)} | 1.00x |`);
+  console.log(`| ferry exec, module cached | ${f1(median(cached))} | ${(median(cached) / b).toFixed(2)}x |`);
+  console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
+}
+
 console.log(`Ferry benchmark — node ${process.version}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "?"}${quick ? " (quick)" : ""}`);
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 if (only === undefined || only === "runtime") {
   await instrumentation();
+  await startup();
   await overhead();
   await safePointLatency();
   await suspendLatency();
 }
+if (only === "startup") await startup();
 if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);

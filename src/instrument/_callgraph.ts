@@ -14,9 +14,11 @@ interface Facts {
   opaque: boolean;
 }
 
-type Keys = { refs: readonly string[]; lists: readonly string[] };
+/** Where an expression keeps its children, by field name: single ones and lists. */
+export type Keys = { refs: readonly string[]; lists: readonly string[] };
 
-function childKeys(b: typeof Binaryen): Map<number, Keys> {
+/** The child fields of every expression kind the walkers know; any other kind is opaque to them. */
+export function childKeys(b: typeof Binaryen): Map<number, Keys> {
   const k = (refs: string[], lists: string[] = []): Keys => ({ refs, lists });
   return new Map<number, Keys>([
     [b.NopId, k([])],

@@ -13,9 +13,10 @@ import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
 import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { recursiveFunctions } from "./_callgraph.js";
+import { injectPolls, type PollSites } from "./_polls.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/6";
+export const INSTRUMENTER_VERSION = "ferry-instrument/7";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -86,6 +87,15 @@ export interface InstrumentInfo {
    * frame to its function (and so to its `frame_bytes`) cheaply.
    */
   layout: { imported: number; body_offsets: number[] };
+  /**
+   * Bounds the bytes an unwind writes without walking the live stack (which
+   * takes V8 about a microsecond a frame). A function on no cycle of the call
+   * graph is at most once on any stack: `fixed_bytes` is the sum of every
+   * function's frame bound. A function that can recurse counts its live
+   * frames in a depth counter, an exported global, each frame taking at most
+   * `frame_bytes`. The bound is `fixed_bytes + Σ depth × frame_bytes`.
+   */
+  unwind: { fixed_bytes: number; depth: { export_name: string; frame_bytes: number }[] };
   /** Milliseconds the instrumentation took (0 when served from cache). */
   instrument_ms: number;
 }
@@ -144,14 +154,14 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
     throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
   }
   try {
-    const out = transform(m, options);
-    return { wasm: out, info: { ...describe(m, wasm, started), layout: functionLayout(out) } };
+    const { wasm: out, sites } = transform(m, options);
+    return { wasm: out, info: { ...describe(m, wasm, started, sites), layout: functionLayout(out) } };
   } finally {
     m.dispose();
   }
 }
 
-function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
+function transform(m: Binaryen.Module, options: InstrumentOptions): { wasm: Uint8Array; sites: PollSites } {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -162,7 +172,9 @@ function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
   binaryen.addPassToSkip("memory-packing");
 
   exportMutableGlobals(m);
-  injectPolls(m);
+  const sites = injectPolls(binaryen, m, recursiveFunctions(binaryen, m), { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT });
+  exportDepthCounters(m, sites);
+  inlineRecursiveBodies(m);
 
   const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   binaryen.setOptimizeLevel(2);
@@ -178,7 +190,26 @@ function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
   if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_INVALID", "instrumented module does not validate");
   ensureMemoryExport(m);
   const max = memory.max ?? MEMORY_PAGES_MAX;
-  return makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX));
+  return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites };
+}
+
+/** The depth counters are captured like the program's own globals: a rewind skips the increments. */
+function exportDepthCounters(m: Binaryen.Module, sites: PollSites): void {
+  for (const { global } of sites.depth) m.addGlobalExport(global, `${GLOBAL_EXPORT_PREFIX}${global}`);
+}
+
+/**
+ * Puts each recursive function's body back into its wrapper (it has one
+ * caller), before Asyncify, so a recursion level stays one frame.
+ */
+function inlineRecursiveBodies(m: Binaryen.Module): void {
+  const loops = binaryen.getAllowInliningFunctionsWithLoops();
+  binaryen.setAllowInliningFunctionsWithLoops(true);
+  try {
+    m.runPasses(["inlining"]);
+  } finally {
+    binaryen.setAllowInliningFunctionsWithLoops(loops);
+  }
 }
 
 function exportMutableGlobals(m: Binaryen.Module): void {
@@ -190,80 +221,6 @@ function exportMutableGlobals(m: Binaryen.Module): void {
     if (globalKind(info.type) === undefined) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", `mutable global ${info.name} has a type that cannot be captured`);
     m.addGlobalExport(info.name, `${GLOBAL_EXPORT_PREFIX}${i}`);
   }
-}
-
-/**
- * Binaryen's log-execution pass puts a call to an import at every function
- * entry and loop header; the import is then replaced by a tiny countdown
- * function that the optimizer inlines, so the host is only crossed when the
- * budget runs out.
- */
-function injectPolls(m: Binaryen.Module): void {
-  const recursive = recursiveFunctions(binaryen, m);
-  binaryen.setPassArgument("log-execution", "ferry");
-  m.runPasses(["log-execution"]);
-  binaryen.clearPassArguments();
-  const hook = findImport(m, "ferry", "log_execution");
-  if (hook === undefined) return; // no functions at all
-  dropEntryPolls(m, hook, recursive);
-  m.removeFunction(hook);
-
-  const budget = "__ferry_budget";
-  const poll = "__ferry_poll";
-  m.addGlobal(budget, binaryen.i32, true, m.i32.const(POLL_BUDGET_INITIAL));
-  m.addFunctionImport(poll, POLL_IMPORT.module, POLL_IMPORT.name, binaryen.none, binaryen.i32);
-  const left = 1; // local index after the i32 parameter
-  m.addFunction(
-    hook,
-    binaryen.i32,
-    binaryen.none,
-    [binaryen.i32],
-    m.block(null, [
-      m.local.set(left, m.global.get(budget, binaryen.i32)),
-      m.if(
-        m.local.get(left, binaryen.i32),
-        m.global.set(budget, m.i32.sub(m.local.get(left, binaryen.i32), m.i32.const(1))),
-        m.global.set(budget, m.call(poll, [], binaryen.i32)),
-      ),
-    ]),
-  );
-  const always = binaryen.getAlwaysInlineMaxSize();
-  binaryen.setAlwaysInlineMaxSize(32);
-  try {
-    m.runPasses(["inlining"]);
-  } finally {
-    binaryen.setAlwaysInlineMaxSize(always);
-  }
-  m.removeFunction(hook);
-}
-
-/**
- * log-execution puts a call at the head of every function body; only
- * functions that can recurse keep it (loops keep theirs everywhere).
- */
-function dropEntryPolls(m: Binaryen.Module, hook: string, keep: Set<string>): void {
-  const block = (binaryen as unknown as { Block: { setChildAt(block: number, index: number, child: number): void } }).Block;
-  const count = m.getNumFunctions();
-  for (let i = 0; i < count; i += 1) {
-    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
-    if (info.module || keep.has(info.name)) continue;
-    const body = binaryen.getExpressionInfo(info.body);
-    if (body.id !== binaryen.BlockId) continue;
-    const first = (body as Binaryen.BlockInfo).children[0];
-    if (first === undefined) continue;
-    const call = binaryen.getExpressionInfo(first);
-    if (call.id !== binaryen.CallId || (call as Binaryen.CallInfo).target !== hook) continue;
-    block.setChildAt(info.body, 0, m.nop());
-  }
-}
-
-function findImport(m: Binaryen.Module, module: string, base: string): string | undefined {
-  const count = m.getNumFunctions();
-  for (let i = 0; i < count; i += 1) {
-    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
-    if (info.module === module && info.base === base) return info.name;
-  }
-  return undefined;
 }
 
 function ensureMemoryExport(m: Binaryen.Module): void {
@@ -278,7 +235,7 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, original: Uint8Array, started: number): Omit<InstrumentInfo, "layout"> {
+function describe(m: Binaryen.Module, original: Uint8Array, started: number, sites: PollSites): Omit<InstrumentInfo, "layout"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {
@@ -291,6 +248,7 @@ function describe(m: Binaryen.Module, original: Uint8Array, started: number): Om
   // module order.
   const imported: number[] = [];
   const defined: number[] = [];
+  const by_name = new Map<string, number>();
   const count = m.getNumFunctions();
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
@@ -302,7 +260,21 @@ function describe(m: Binaryen.Module, original: Uint8Array, started: number): Om
     for (const t of binaryen.expandType(info.params)) bytes += typeBytes(t);
     for (const t of info.vars) bytes += typeBytes(t);
     defined.push(bytes);
+    by_name.set(info.name, bytes);
   }
+  let fixed_bytes = 0;
+  let largest = 0;
+  for (const bytes of defined) {
+    fixed_bytes += bytes;
+    largest = Math.max(largest, bytes);
+  }
+  const depth = sites.depth.map(({ global, function: name }) => {
+    // The body normally went back into its wrapper; if either was inlined
+    // elsewhere, its frames are counted with the largest bound.
+    const own = [name, `${name}$ferry_body`].map((n) => by_name.get(n)).filter((x) => x !== undefined);
+    const frame_bytes = own.length === 0 ? largest : own.reduce((a, x) => a + x, 0);
+    return { export_name: `${GLOBAL_EXPORT_PREFIX}${global}`, frame_bytes };
+  });
   const memory = m.getMemoryInfo();
   return {
     instrumenter: INSTRUMENTER_VERSION,
@@ -310,6 +282,7 @@ function describe(m: Binaryen.Module, original: Uint8Array, started: number): Om
     globals,
     memory: { initial_pages: memory.initial, maximum_pages: Math.min(memory.max ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX) },
     frame_bytes: [...imported, ...defined],
+    unwind: { fixed_bytes, depth },
     instrument_ms: performance.now() - started,
   };
 }

@@ -60,8 +60,10 @@ describe("instrument", () => {
     for (const name of ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state", "memory", "_start"]) {
       assert.ok(exports.includes(name), `missing export ${name}`);
     }
-    assert.equal(info.globals.length, 1, "only the mutable global is exported");
-    assert.ok(info.globals[0]?.export_name.startsWith(GLOBAL_EXPORT_PREFIX));
+    // The program's one mutable global, and a depth counter for each function that can recurse ($fact, $ping, $pong).
+    assert.equal(info.globals.length, 4, "only mutable globals are exported");
+    assert.ok(info.globals.every((g) => g.export_name.startsWith(GLOBAL_EXPORT_PREFIX)));
+    assert.equal(info.unwind.depth.length, 3);
     assert.equal(info.module_sha256, moduleHash(SAMPLE));
     // It runs, and polls the host from its loop.
     let polls = 0;
@@ -73,6 +75,114 @@ describe("instrument", () => {
     assert.ok(polls > 0, "the injected poll never reached the host");
     const memory = instance.exports["memory"] as WebAssembly.Memory;
     assert.ok(memory.buffer instanceof SharedArrayBuffer, "memory is not shared");
+  });
+
+  it("reaches the host from a loop that calls nothing, within the budget, however its loops nest", async () => {
+    // A leaf with a loop nest: 3 inner iterations per outer one, counted in $n.
+    const { wasm, info } = await instrumentModule(wat(`(module (memory 1)
+      (global $n (mut i32) (i32.const 0))
+      (func $leaf (local $i i32) (local $j i32)
+        (loop $outer
+          (local.set $j (i32.const 0))
+          (loop $inner
+            (global.set $n (i32.add (global.get $n) (i32.const 1)))
+            (br_if $inner (i32.lt_u (local.tee $j (i32.add (local.get $j) (i32.const 1))) (i32.const 3))))
+          (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 200000)))))
+      (func (export "_start") (call $leaf)))`));
+    const budget = 1000;
+    const counter = info.globals[0]?.export_name ?? "";
+    let last = 0;
+    let widest = 0;
+    let polls = 0;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      ferry: {
+        poll: () => {
+          const n = (instance.exports[counter] as WebAssembly.Global).value as number;
+          // The first stretch runs on the instrumenter's initial budget.
+          if (polls > 0) widest = Math.max(widest, n - last);
+          last = n;
+          polls += 1;
+          return budget;
+        },
+      },
+    });
+    (instance.exports["_start"] as () => void)();
+    assert.equal((instance.exports[counter] as WebAssembly.Global).value, 600_000);
+    // Every back-edge and every visit of the countdown takes one off the budget.
+    assert.ok(widest <= budget, `${widest} iterations between two polls`);
+    assert.ok(polls >= 600_000 / budget, `only ${polls} polls`);
+  });
+
+  it("unwinds and rewinds through a function reached only through the table", async () => {
+    const text = `(module (memory 1) (type $t (func (param i32) (result i32))) (table 1 funcref) (elem (i32.const 0) $sum)
+      (global $out (mut i32) (i32.const 0))
+      (func $sum (param $n i32) (result i32) (local $acc i32)
+        (loop $l
+          (local.set $acc (i32.add (local.get $acc) (i32.mul (local.get $n) (local.get $n))))
+          (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+        (local.get $acc))
+      (func (export "_start") (global.set $out (call_indirect (type $t) (i32.const 100000) (i32.const 0)))))`;
+    const { wasm, info } = await instrumentModule(wat(text));
+    const DATA = 1024;
+    let phase: "run" | "unwinding" | "rewinding" = "run";
+    let polls = 0;
+    const instance: WebAssembly.Instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      ferry: {
+        poll: () => {
+          const ex = instance.exports as Record<string, (p?: number) => number>;
+          if (phase === "rewinding") {
+            (ex["asyncify_stop_rewind"] as () => void)();
+            phase = "run";
+            return 7;
+          }
+          polls += 1;
+          if (polls === 3) {
+            const words = new Int32Array((instance.exports["memory"] as WebAssembly.Memory).buffer, DATA, 2);
+            words[0] = DATA + 8;
+            words[1] = DATA + 4096;
+            (ex["asyncify_start_unwind"] as (p: number) => void)(DATA);
+            phase = "unwinding";
+          }
+          return 7;
+        },
+      },
+    });
+    const ex = instance.exports as Record<string, () => number>;
+    const start = ex["_start"] as () => void;
+    start();
+    assert.equal(phase, "unwinding");
+    assert.equal((ex["asyncify_get_state"] as () => number)(), 1, "the stack did not unwind through the indirect call");
+    (ex["asyncify_stop_unwind"] as () => void)();
+    (instance.exports["asyncify_start_rewind"] as (p: number) => void)(DATA);
+    phase = "rewinding";
+    start();
+    let expected = 0;
+    for (let n = 100_000; n > 0; n -= 1) expected = (expected + n * n) | 0;
+    assert.equal((instance.exports[info.globals[0]?.export_name ?? ""] as WebAssembly.Global).value, expected);
+  });
+
+  it("counts the live frames of a recursive function, so an unwind is sized without a stack walk", async () => {
+    const { wasm, info } = await instrumentModule(wat(`(module (memory 1)
+      (func $down (param $n i32) (if (local.get $n) (then (call $down (i32.sub (local.get $n) (i32.const 1))))))
+      (func (export "_start") (local $i i32)
+        (loop $again
+          (call $down (i32.const 49))
+          (br_if $again (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 1000))))))`));
+    assert.equal(info.unwind.depth.length, 1);
+    const depth = info.unwind.depth[0];
+    assert.ok(depth !== undefined && depth.frame_bytes > 0 && info.unwind.fixed_bytes > 0);
+    let deepest = 0;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      ferry: {
+        poll: () => {
+          deepest = Math.max(deepest, (instance.exports[depth.export_name] as WebAssembly.Global).value as number);
+          return 1; // every entry reaches the host
+        },
+      },
+    });
+    (instance.exports["_start"] as () => void)();
+    assert.equal(deepest, 50, "one count per live frame of $down");
+    assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0, "every frame counted back on return");
   });
 
   it("refuses bytes that are not a module with ERR_INSTRUMENT_INVALID", async () => {

@@ -15,6 +15,29 @@ const UNWIND_SLACK_BYTES = 4096;
 export const AsyncifyState = { normal: 0, unwinding: 1, rewinding: 2 } as const;
 
 /**
+ * Upper bound of the bytes an unwind from here will write, from the
+ * instrumenter's bound and the module's depth counters (see
+ * `InstrumentInfo.unwind`): no stack walk, so a guest 60,000 frames deep
+ * suspends as fast as a shallow one. `undefined` when a counter is missing or
+ * negative, which only a module that breaks the counters' invariant can
+ * cause; the caller then walks the stack.
+ */
+export function unwindBoundFromCounters(
+  unwind: { fixed_bytes: number; depth: readonly { export_name: string; frame_bytes: number }[] },
+  exports: WebAssembly.Exports,
+): number | undefined {
+  let total = UNWIND_SLACK_BYTES + unwind.fixed_bytes;
+  for (const { export_name, frame_bytes } of unwind.depth) {
+    const global = exports[export_name];
+    if (!(global instanceof WebAssembly.Global)) return undefined;
+    const depth = global.value as number;
+    if (depth < 0) return undefined;
+    total += depth * frame_bytes;
+  }
+  return total;
+}
+
+/**
  * Upper bound of the bytes an unwind from here will write: the sum, over the
  * guest frames on the live stack, of each function's frame bound. Reads the
  * stack as structured call sites (no text formatting) and maps each wasm

@@ -11,7 +11,7 @@ import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
 import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
-import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { InboxRing } from "./_inbox.js";
@@ -223,7 +223,8 @@ class Guest {
   }
 
   #startUnwind(): void {
-    this.#region = borrowTop(this.memory, unwindBoundBytes(init.info.frame_bytes, init.info.layout));
+    const bound = unwindBoundFromCounters(init.info.unwind, this.instance.exports) ?? unwindBoundBytes(init.info.frame_bytes, init.info.layout);
+    this.#region = borrowTop(this.memory, bound);
     this.#asyncify.asyncify_start_unwind(prepareUnwind(this.memory, this.#region));
   }
 

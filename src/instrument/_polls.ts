@@ -1,0 +1,176 @@
+/**
+ * Safe points: a countdown poll in every loop and at the entry of every
+ * function that can recurse, and a depth counter in each of the latter.
+ *
+ * Why loops are cut into slices: Asyncify guards every piece of code that
+ * shares a loop body with a call that may unwind, so a poll *inside* a hot
+ * loop costs a few loads and branches on every iteration. Here the call sits
+ * in an outer loop that the hot loop leaves only every `LOOP_SLICE`
+ * iterations (or when it is entered):
+ *
+ *     (loop $slice                     ;; the original loop node, renamed
+ *       budget -= n + 1                ;; back-edges since the last visit, and this visit
+ *       (if (budget <= 0) budget = (call ferry.poll))
+ *       n = 0
+ *       (loop $L                       ;; the original name: `br $L` lands here
+ *         (br_if $slice (i32.eq (n = n + 1) LOOP_SLICE))
+ *         BODY))                       ;; unchanged; falling off exits both
+ *
+ * When BODY calls nothing that can unwind, Asyncify treats the whole inner
+ * loop as one piece of code it skips while rewinding: the hot path is one
+ * increment of a local, a compare and a branch. `n` is one local per function
+ * shared by all its loops: every back-edge counts on it and only a visit of
+ * the countdown sets it back, so at most `LOOP_SLICE` back-edges of a frame
+ * pass between two visits, however the loops nest; and each visit takes off
+ * the budget the back-edges it covers, so the host is crossed about every
+ * `budget` iterations, as with a poll on every iteration. (A frame starts
+ * with `n = 0`, as locals do.)
+ */
+import type Binaryen from "binaryen";
+import { childKeys } from "./_callgraph.js";
+
+/**
+ * Back-edges of one frame between two visits of the countdown. Large enough
+ * that the visit (and the Asyncify code around its call) is lost in the
+ * iterations; it does not change how often the host is crossed.
+ */
+export const LOOP_SLICE = 256;
+
+/** Parts of binaryen.js its typings leave out (present in the build we depend on). */
+interface Raw {
+  _BinaryenFunctionAddVar(func: Binaryen.FunctionRef, type: Binaryen.Type): number;
+  _BinaryenExpressionFinalize(expr: Binaryen.ExpressionRef): void;
+  Loop: {
+    getName(loop: Binaryen.ExpressionRef): string | null;
+    setName(loop: Binaryen.ExpressionRef, name: string): void;
+    getBody(loop: Binaryen.ExpressionRef): Binaryen.ExpressionRef;
+    setBody(loop: Binaryen.ExpressionRef, body: Binaryen.ExpressionRef): void;
+  };
+  Function: { setBody(func: Binaryen.FunctionRef, body: Binaryen.ExpressionRef): void };
+}
+const raw = (b: typeof Binaryen): Raw => b as unknown as Raw;
+
+/** What {@link injectPolls} added that the runtime must know. */
+export interface PollSites {
+  /** The import the countdown calls when the budget runs out. */
+  poll: string;
+  /** Depth counter global → the function whose frames it counts. */
+  depth: { global: string; function: string }[];
+}
+
+/**
+ * Adds the countdown (global `budget`, initially `initial`) and the polls.
+ * Functions in `recursive` also get an entry poll and a depth counter,
+ * incremented on entry and decremented on return: the runtime sizes an
+ * unwind from the counters instead of walking a deep stack. The body is moved
+ * into `<name>$ferry_body`, which the caller inlines back once it has run
+ * Asyncify-free passes.
+ */
+export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string } }): PollSites {
+  const poll = "__ferry_poll";
+  m.addGlobal(options.budget, b.i32, true, m.i32.const(options.initial));
+  m.addFunctionImport(poll, options.import.module, options.import.name, b.none, b.i32);
+  const countdown = (weight: Binaryen.ExpressionRef): Binaryen.ExpressionRef =>
+    m.block(null, [
+      m.global.set(options.budget, m.i32.sub(m.global.get(options.budget, b.i32), weight)),
+      m.if(m.i32.le_s(m.global.get(options.budget, b.i32), m.i32.const(0)), m.global.set(options.budget, m.call(poll, [], b.i32))),
+    ]);
+
+  const depth: PollSites["depth"] = [];
+  const defined: string[] = [];
+  for (let i = 0; i < m.getNumFunctions(); i += 1) {
+    const info = b.getFunctionInfo(m.getFunctionByIndex(i));
+    if (!info.module) defined.push(info.name);
+  }
+  for (const name of defined) {
+    if (!recursive.has(name)) continue;
+    const counter = `__ferry_depth_${depth.length}`;
+    m.addGlobal(counter, b.i32, true, m.i32.const(0));
+    depth.push({ global: counter, function: name });
+    wrapRecursive(b, m, name, counter, countdown);
+  }
+  let labels = 0;
+  for (let i = 0; i < m.getNumFunctions(); i += 1) {
+    const func = m.getFunctionByIndex(i);
+    const info = b.getFunctionInfo(func);
+    if (info.module) continue;
+    const loops = findLoops(b, info.body);
+    if (loops.length === 0) continue;
+    const n = raw(b)._BinaryenFunctionAddVar(func, b.i32);
+    for (const loop of loops) {
+      const name = raw(b).Loop.getName(loop);
+      if (name === null || name === "") continue; // a loop nothing branches to never iterates
+      const slice = `__ferry_slice_${labels}`;
+      labels += 1;
+      const body = raw(b).Loop.getBody(loop);
+      const step = m.br(slice, m.i32.eq(m.local.tee(n, m.i32.add(m.local.get(n, b.i32), m.i32.const(1)), b.i32), m.i32.const(LOOP_SLICE)));
+      const inner = m.loop(name, m.block(null, [step, body], b.auto));
+      const weight = m.i32.add(m.local.get(n, b.i32), m.i32.const(1));
+      raw(b).Loop.setName(loop, slice);
+      raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), inner], b.auto));
+      raw(b)._BinaryenExpressionFinalize(loop);
+    }
+  }
+  return { poll, depth };
+}
+
+/**
+ * `f` becomes `depth += 1; countdown; r = f$ferry_body(params); depth -= 1; r`.
+ * A frame left by a trap or by an unwind keeps its count: the counter may
+ * only be too high, which makes an unwind borrow more than it needs, never less.
+ */
+function wrapRecursive(b: typeof Binaryen, m: Binaryen.Module, name: string, counter: string, countdown: (w: Binaryen.ExpressionRef) => Binaryen.ExpressionRef): void {
+  const func = m.getFunction(name);
+  const info = b.getFunctionInfo(func);
+  const inner = `${name}$ferry_body`;
+  const params = b.expandType(info.params);
+  m.addFunction(inner, info.params, info.results, info.vars, info.body);
+  const args = params.map((t, i) => m.local.get(i, t));
+  const bump = (delta: number): Binaryen.ExpressionRef => m.global.set(counter, m.i32.add(m.global.get(counter, b.i32), m.i32.const(delta)));
+  // Counted before the poll, so a frame that unwinds from its entry poll is counted too.
+  const children = [bump(1), countdown(m.i32.const(1))];
+  if (info.results === b.none) {
+    children.push(m.call(inner, args, b.none), bump(-1));
+  } else {
+    const result = raw(b)._BinaryenFunctionAddVar(func, info.results);
+    children.push(m.local.set(result, m.call(inner, args, info.results)), bump(-1), m.local.get(result, info.results));
+  }
+  raw(b).Function.setBody(func, m.block(null, children, b.auto));
+}
+
+function findLoops(b: typeof Binaryen, body: Binaryen.ExpressionRef): Binaryen.ExpressionRef[] {
+  const keys = childKeys(b);
+  const loops: Binaryen.ExpressionRef[] = [];
+  const stack = [body];
+  while (stack.length > 0) {
+    const expr = stack.pop() as number;
+    if (expr === 0) continue;
+    const id = b.getExpressionId(expr);
+    if (id === b.LoopId) loops.push(expr);
+    const k = keys.get(id);
+    if (k === undefined) {
+      // Expressions the walker does not know (exceptions, GC) may hold loops.
+      for (const child of opaqueChildren(b, expr)) stack.push(child);
+      continue;
+    }
+    if (k.refs.length === 0 && k.lists.length === 0) continue;
+    const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
+    for (const key of k.refs) stack.push((info[key] as number | undefined) ?? 0);
+    for (const key of k.lists) for (const child of (info[key] as number[] | undefined) ?? []) stack.push(child);
+  }
+  return loops;
+}
+
+/** Children of the expressions the call graph treats as opaque, as far as they can hold loops. */
+function opaqueChildren(b: typeof Binaryen, expr: Binaryen.ExpressionRef): number[] {
+  const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
+  const out: number[] = [];
+  for (const value of Object.values(info)) {
+    if (Array.isArray(value)) for (const v of value) if (typeof v === "number") out.push(v);
+  }
+  for (const key of ["target", "body", "ref", "value"]) {
+    const v = info[key];
+    if (typeof v === "number" && v !== 0) out.push(v);
+  }
+  return out;
+}
