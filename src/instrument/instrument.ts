@@ -11,8 +11,12 @@
 import { createHash } from "node:crypto";
 import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
+import { instrumentFailure, moduleLabel, type ExceptionDecoder } from "./_failure.js";
+import type { InstrumentStage, StageListener } from "./stages.js";
+import { STAGE_TEXT } from "./stages.js";
 import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { recursiveFunctions } from "./_callgraph.js";
+import { withInliningOnlyTiny } from "./_bounds.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
 export const INSTRUMENTER_VERSION = "ferry-instrument/6";
@@ -94,6 +98,10 @@ export interface InstrumentInfo {
 export interface InstrumentOptions {
   /** "module.name" of every import that may block; defaults to the WASI ones. */
   blocking_imports?: readonly string[];
+  /** The module's name (its file name), for error messages. */
+  name?: string;
+  /** Told when each step starts: lets a caller show progress on a large module. */
+  on_stage?: StageListener;
 }
 
 /** Result of {@link instrumentModule}. */
@@ -135,23 +143,37 @@ function globalKind(type: number): "i32" | "i64" | "f32" | "f64" | undefined {
 /** Instruments a module. Pure: no cache, no I/O; see `cache.ts` for that. */
 export async function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = {}): Promise<Instrumented> {
   const started = performance.now();
+  const sha256 = moduleHash(wasm);
+  const label = moduleLabel(options.name, sha256);
+  let stage: InstrumentStage = "read";
+  const step = (next: InstrumentStage): void => {
+    stage = next;
+    options.on_stage?.(next);
+  };
+  step("read");
   await loadBinaryen();
   let m: Binaryen.Module;
   try {
     m = binaryen.readBinary(wasm);
     m.setFeatures(m.getFeatures() | features(binaryen));
   } catch (err: unknown) {
-    throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
+    const failure = instrumentFailure(err, { label, stage: STAGE_TEXT[stage], decoder: binaryen as unknown as ExceptionDecoder });
+    if (failure.code === "ERR_INSTRUMENT_LIMIT") throw failure;
+    throw new InstrumentError("ERR_INSTRUMENT_INVALID", `${label} is not a valid WebAssembly module: ${failure.message}`, { cause: err });
   }
   try {
-    const out = transform(m, options);
-    return { wasm: out, info: { ...describe(m, wasm, started), layout: functionLayout(out) } };
+    const out = transform(m, wasm, options, step);
+    return { wasm: out, info: { ...describe(m, sha256, started), layout: functionLayout(out) } };
+  } catch (err: unknown) {
+    // Binaryen throws values that are not Errors; our own errors get the module's name.
+    if (err instanceof InstrumentError) throw new InstrumentError(err.code, `cannot instrument ${label}: ${err.message}`, { cause: err });
+    throw instrumentFailure(err, { label, stage: STAGE_TEXT[stage], decoder: binaryen as unknown as ExceptionDecoder });
   } finally {
     m.dispose();
   }
 }
 
-function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
+function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): Uint8Array {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -162,20 +184,23 @@ function transform(m: Binaryen.Module, options: InstrumentOptions): Uint8Array {
   binaryen.addPassToSkip("memory-packing");
 
   exportMutableGlobals(m);
-  injectPolls(m);
+  injectPolls(m, wasm, step);
 
   const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   binaryen.setOptimizeLevel(2);
   binaryen.setShrinkLevel(0);
   binaryen.setPassArgument("asyncify-imports", blocking.join(","));
   try {
+    step("asyncify");
     m.runPasses(["asyncify"]);
+    step("optimize");
     m.optimize();
   } finally {
     binaryen.clearPassArguments();
     binaryen.clearPassesToSkip();
   }
-  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_INVALID", "instrumented module does not validate");
+  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_FAILED", "the instrumented module does not validate");
+  step("write");
   ensureMemoryExport(m);
   const max = memory.max ?? MEMORY_PAGES_MAX;
   return makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX));
@@ -198,8 +223,10 @@ function exportMutableGlobals(m: Binaryen.Module): void {
  * function that the optimizer inlines, so the host is only crossed when the
  * budget runs out.
  */
-function injectPolls(m: Binaryen.Module): void {
-  const recursive = recursiveFunctions(binaryen, m);
+function injectPolls(m: Binaryen.Module, wasm: Uint8Array, step: (stage: InstrumentStage) => void): void {
+  step("call-graph");
+  const recursive = recursiveFunctions(binaryen, m, wasm);
+  step("polls");
   binaryen.setPassArgument("log-execution", "ferry");
   m.runPasses(["log-execution"]);
   binaryen.clearPassArguments();
@@ -227,14 +254,10 @@ function injectPolls(m: Binaryen.Module): void {
       ),
     ]),
   );
-  const always = binaryen.getAlwaysInlineMaxSize();
-  binaryen.setAlwaysInlineMaxSize(32);
-  try {
-    m.runPasses(["inlining"]);
-  } finally {
-    binaryen.setAlwaysInlineMaxSize(always);
-  }
-  m.removeFunction(hook);
+  withInliningOnlyTiny(binaryen, () => m.runPasses(["inlining"]));
+  // The hook is not removed here: the inliner leaves some calls in place (it
+  // limits how much it inlines into one function), and a call to a removed
+  // function aborts Asyncify. The optimizer drops it once nothing calls it.
 }
 
 /**
@@ -242,24 +265,28 @@ function injectPolls(m: Binaryen.Module): void {
  * functions that can recurse keep it (loops keep theirs everywhere).
  */
 function dropEntryPolls(m: Binaryen.Module, hook: string, keep: Set<string>): void {
-  const block = (binaryen as unknown as { Block: { setChildAt(block: number, index: number, child: number): void } }).Block;
+  // The narrow accessors, not getFunctionInfo/getExpressionInfo (which read
+  // every field): this runs once per function, hundreds of thousands of times.
+  const api = binaryen as unknown as {
+    Block: { getNumChildren(block: number): number; getChildAt(block: number, index: number): number; setChildAt(block: number, index: number, child: number): void };
+    Call: { getTarget(call: number): string };
+    Function: { getName(func: Binaryen.FunctionRef): string; getBody(func: Binaryen.FunctionRef): number };
+  };
   const count = m.getNumFunctions();
   for (let i = 0; i < count; i += 1) {
-    const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
-    if (info.module || keep.has(info.name)) continue;
-    const body = binaryen.getExpressionInfo(info.body);
-    if (body.id !== binaryen.BlockId) continue;
-    const first = (body as Binaryen.BlockInfo).children[0];
-    if (first === undefined) continue;
-    const call = binaryen.getExpressionInfo(first);
-    if (call.id !== binaryen.CallId || (call as Binaryen.CallInfo).target !== hook) continue;
-    block.setChildAt(info.body, 0, m.nop());
+    const func = m.getFunctionByIndex(i);
+    const body = api.Function.getBody(func);
+    if (body === 0 || binaryen.getExpressionId(body) !== binaryen.BlockId || api.Block.getNumChildren(body) === 0) continue; // an import, or no entry poll
+    const first = api.Block.getChildAt(body, 0);
+    if (binaryen.getExpressionId(first) !== binaryen.CallId || api.Call.getTarget(first) !== hook) continue;
+    if (keep.has(api.Function.getName(func))) continue;
+    api.Block.setChildAt(body, 0, m.nop());
   }
 }
 
 function findImport(m: Binaryen.Module, module: string, base: string): string | undefined {
-  const count = m.getNumFunctions();
-  for (let i = 0; i < count; i += 1) {
+  // From the end: a pass that adds an import appends it.
+  for (let i = m.getNumFunctions() - 1; i >= 0; i -= 1) {
     const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
     if (info.module === module && info.base === base) return info.name;
   }
@@ -278,7 +305,7 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, original: Uint8Array, started: number): Omit<InstrumentInfo, "layout"> {
+function describe(m: Binaryen.Module, sha256: string, started: number): Omit<InstrumentInfo, "layout"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {
@@ -306,7 +333,7 @@ function describe(m: Binaryen.Module, original: Uint8Array, started: number): Om
   const memory = m.getMemoryInfo();
   return {
     instrumenter: INSTRUMENTER_VERSION,
-    module_sha256: moduleHash(original),
+    module_sha256: sha256,
     globals,
     memory: { initial_pages: memory.initial, maximum_pages: Math.min(memory.max ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX) },
     frame_bytes: [...imported, ...defined],
