@@ -46,6 +46,8 @@ export const ERROR_CODES = {
   ERR_MODULE_MISSING: { status: 409, meaning: "The module is not on the node: upload it first." },
   ERR_INSTRUMENT_INVALID: { status: 400, meaning: "The module is not valid WebAssembly." },
   ERR_INSTRUMENT_UNSUPPORTED: { status: 400, meaning: "The module uses something Ferry cannot run or capture (no memory, memory64, imported memory...)." },
+  ERR_INSTRUMENT_FAILED: { status: 500, meaning: "Binaryen failed while instrumenting the module; the message names the module, the step and Binaryen's own words." },
+  ERR_INSTRUMENT_LIMIT: { status: 413, meaning: "Instrumenting the module needs more memory than Binaryen can have (4 GiB) or than the instrumenter allows; the message names the module." },
 
   // Processes.
   ERR_NO_SUCH_PROCESS: { status: 404, meaning: "No such process (on this node, or at all)." },

@@ -58,13 +58,22 @@ export const ImageErrorCodes = {
 /** Union of image error codes. */
 export type ImageErrorCode = (typeof ImageErrorCodes)[keyof typeof ImageErrorCodes];
 
-/** Instrumenting a module failed (not valid wasm, unsupported feature). */
+/**
+ * Instrumenting a module failed: not valid wasm, an unsupported feature,
+ * Binaryen itself failed (ERR_INSTRUMENT_FAILED) or ran out of memory
+ * (ERR_INSTRUMENT_LIMIT).
+ */
 export class InstrumentError extends FerryError {
-  constructor(code: "ERR_INSTRUMENT_INVALID" | "ERR_INSTRUMENT_UNSUPPORTED", message: string, options?: { cause?: unknown }) {
+  declare readonly code: InstrumentErrorCode;
+
+  constructor(code: InstrumentErrorCode, message: string, options?: { cause?: unknown }) {
     super(code, message, options);
     this.name = "InstrumentError";
   }
 }
+
+/** Codes carried by {@link InstrumentError}. */
+export type InstrumentErrorCode = "ERR_INSTRUMENT_INVALID" | "ERR_INSTRUMENT_UNSUPPORTED" | "ERR_INSTRUMENT_FAILED" | "ERR_INSTRUMENT_LIMIT";
 
 /**
  * Restoring a process failed before it ran: a file or directory it needs is

@@ -1,5 +1,6 @@
 /** The `ferry` command: dispatches to subcommands. */
 import { readFileSync } from "node:fs";
+import { inspect } from "node:util";
 import { FerryError } from "../errors.js";
 import { UsageError } from "./_args.js";
 import { clusterRunCommand } from "./cluster_run.js";
@@ -97,7 +98,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       process.stderr.write(`ferry ${command}: ${err.message} (${err.code})\n`);
       return EXIT_FERRY_FAILED;
     }
-    process.stderr.write(`ferry ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    // A value that is not an Error (a library may throw one) is shown, never as "[object Object]".
+    process.stderr.write(`ferry ${command}: ${err instanceof Error ? (err.stack ?? err.message) : inspect(err, { depth: 2, breakLength: Infinity })}\n`);
     return EXIT_FERRY_FAILED;
   }
 }

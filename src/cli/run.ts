@@ -23,6 +23,7 @@ import {
 } from "../runtime/mod.js";
 import { match_preopens, parse_wasi_state, type PreopenMatch, type Preopen } from "../wasi/mod.js";
 import { optionInt, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
+import { stageText, startProgress, type Progress } from "./_progress.js";
 
 /** Exit status when the guest traps, as a shell reports an abort (128 + SIGABRT). */
 export const EXIT_TRAP = 134;
@@ -127,6 +128,11 @@ function preopen(spec: string): Preopen {
   return { host_path: path.resolve(host), guest_path: guest };
 }
 
+/** Progress on stderr (a terminal only) while a module is instrumented; a cache hit shows nothing. */
+function instrumentProgress(file: string, wasm: Uint8Array): Progress {
+  return startProgress(process.stderr, `instrumenting ${path.basename(file)} (${(wasm.byteLength / 1e6).toFixed(1)} MB)`);
+}
+
 function stdio(): ProcessIo {
   return { stdin: process.stdin, stdout: { kind: "fd", fd: 1 }, stderr: { kind: "fd", fd: 2 } };
 }
@@ -149,10 +155,16 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
   for (const e of env) if (!e.includes("=")) throw new UsageError(`--env ${JSON.stringify(e)}: want K=V`);
   const preopens = (parsed.options.get("dir") ?? []).map(preopen);
   const wasm = readModule(program);
-  const proc = await GuestProcess.start(
-    { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens, stdio: hostStdioKinds() },
-    stdio(),
-  );
+  const progress = instrumentProgress(program, wasm);
+  let proc: GuestProcess;
+  try {
+    proc = await GuestProcess.start(
+      { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens, stdio: hostStdioKinds() },
+      { ...stdio(), on_instrument_stage: (stage) => progress.step(stageText(stage)) },
+    );
+  } finally {
+    progress.end();
+  }
   return finish(proc, plan);
 }
 
@@ -180,7 +192,14 @@ export async function resumeCommand(argv: readonly string[]): Promise<number> {
   if (match.kind === "mismatch") throw new RestoreError("ERR_RESTORE_PREOPEN", grant_hint(match));
   // Signed, so the path is the one the writer recorded; still only a regular file of bounded size is read.
   const module_path = optionValue(parsed, "module") ?? image.meta.module_path;
-  const proc = await GuestProcess.restore(image, readModule(module_path), stdio(), { preopens: match.preopens });
+  const wasm = readModule(module_path);
+  const progress = instrumentProgress(module_path, wasm);
+  let proc: GuestProcess;
+  try {
+    proc = await GuestProcess.restore(image, wasm, { ...stdio(), on_instrument_stage: (stage) => progress.step(stageText(stage)) }, { preopens: match.preopens });
+  } finally {
+    progress.end();
+  }
   return finish(proc, plan);
 }
 

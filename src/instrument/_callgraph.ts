@@ -4,164 +4,113 @@
  * entry; leaving it unpolled also keeps Asyncify away from it and from every
  * call to it, which is most of the instrumentation's cost in code built from
  * many small functions.
+ *
+ * Linear in the size of the module, also for one of hundreds of thousands of
+ * functions: the calls are read from the binary (`_calls.ts`), and "an
+ * indirect call may call anything" is one node of the graph (every function
+ * that calls indirectly calls it, and it calls every function) instead of an
+ * edge to every function from each such caller.
  */
 import type Binaryen from "binaryen";
-
-/** What a walk of one function body found. */
-interface Facts {
-  calls: Set<string>;
-  /** Calls through a table or a reference, or an expression the walker does not know. */
-  opaque: boolean;
-}
-
-/** Where an expression keeps its children, by field name: single ones and lists. */
-export type Keys = { refs: readonly string[]; lists: readonly string[] };
-
-/** The child fields of every expression kind the walkers know; any other kind is opaque to them. */
-export function childKeys(b: typeof Binaryen): Map<number, Keys> {
-  const k = (refs: string[], lists: string[] = []): Keys => ({ refs, lists });
-  return new Map<number, Keys>([
-    [b.NopId, k([])],
-    [b.BlockId, k([], ["children"])],
-    [b.IfId, k(["condition", "ifTrue", "ifFalse"])],
-    [b.LoopId, k(["body"])],
-    [b.BreakId, k(["condition", "value"])],
-    [b.SwitchId, k(["condition", "value"])],
-    [b.CallId, k([], ["operands"])],
-    [b.LocalGetId, k([])],
-    [b.LocalSetId, k(["value"])],
-    [b.GlobalGetId, k([])],
-    [b.GlobalSetId, k(["value"])],
-    [b.LoadId, k(["ptr"])],
-    [b.StoreId, k(["ptr", "value"])],
-    [b.AtomicRMWId, k(["ptr", "value"])],
-    [b.AtomicCmpxchgId, k(["ptr", "expected", "replacement"])],
-    [b.AtomicWaitId, k(["ptr", "expected", "timeout"])],
-    [b.AtomicNotifyId, k(["ptr", "notifyCount"])],
-    [b.AtomicFenceId, k([])],
-    [b.SIMDExtractId, k(["vec"])],
-    [b.SIMDReplaceId, k(["vec", "value"])],
-    [b.SIMDShuffleId, k(["left", "right"])],
-    [b.SIMDTernaryId, k(["a", "b", "c"])],
-    [b.SIMDShiftId, k(["vec", "shift"])],
-    [b.SIMDLoadId, k(["ptr"])],
-    [b.SIMDLoadStoreLaneId, k(["ptr", "vec"])],
-    [b.MemoryInitId, k(["dest", "offset", "size"])],
-    [b.DataDropId, k([])],
-    [b.MemoryCopyId, k(["dest", "source", "size"])],
-    [b.MemoryFillId, k(["dest", "value", "size"])],
-    [b.ConstId, k([])],
-    [b.UnaryId, k(["value"])],
-    [b.BinaryId, k(["left", "right"])],
-    [b.SelectId, k(["ifTrue", "ifFalse", "condition"])],
-    [b.DropId, k(["value"])],
-    [b.ReturnId, k(["value"])],
-    [b.MemorySizeId, k([])],
-    [b.MemoryGrowId, k(["delta"])],
-    [b.UnreachableId, k([])],
-    [b.RefNullId, k([])],
-    [b.RefFuncId, k([])],
-    [b.RefEqId, k(["left", "right"])],
-    [b.TableGetId, k(["index"])],
-    [b.TableSetId, k(["index", "value"])],
-    [b.TableSizeId, k([])],
-    [b.TableGrowId, k(["value", "delta"])],
-    [b.TupleMakeId, k([], ["operands"])],
-    [b.TupleExtractId, k(["tuple"])],
-  ]);
-}
-
-function walk(b: typeof Binaryen, keys: Map<number, Keys>, body: number): Facts {
-  const facts: Facts = { calls: new Set(), opaque: false };
-  const stack = [body];
-  while (stack.length > 0) {
-    const expr = stack.pop() as number;
-    if (expr === 0) continue;
-    const id = b.getExpressionId(expr);
-    const k = keys.get(id);
-    if (k === undefined) {
-      // call_indirect, call_ref, exceptions, GC: assume it may call anything.
-      facts.opaque = true;
-      continue;
-    }
-    // Leaves are not asked for their info: binaryen.js has none for some (unreachable).
-    if (id !== b.CallId && k.refs.length === 0 && k.lists.length === 0) continue;
-    const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown> & { id: number };
-    if (info.id === b.CallId) {
-      const call = info as unknown as Binaryen.CallInfo;
-      // A return_call is still a call for the graph.
-      facts.calls.add(call.target);
-    }
-    for (const key of k.refs) stack.push((info[key] as number | undefined) ?? 0);
-    for (const key of k.lists) for (const child of (info[key] as number[] | undefined) ?? []) stack.push(child);
-  }
-  return facts;
-}
+import { scanCalls, type ModuleCalls } from "./_calls.js";
 
 /**
  * Names of the defined functions that are on a cycle of the call graph (or
  * may be, through an indirect call): those need a poll at their entry.
+ * `wasm` is the binary `m` was read from, unchanged; without it, `m` is
+ * written out to be scanned.
  */
-export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module): Set<string> {
-  const keys = childKeys(b);
-  const graph = new Map<string, Facts>();
+export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array): Set<string> {
+  const scanned = scanCalls(wasm ?? m.emitBinary());
   const count = m.getNumFunctions();
-  for (let i = 0; i < count; i += 1) {
-    const info = b.getFunctionInfo(m.getFunctionByIndex(i));
-    if (info.module) continue;
-    graph.set(info.name, walk(b, keys, info.body));
+  if (count !== scanned.imported + scanned.bodies.length) {
+    throw new Error(`call graph: Binaryen has ${count} functions, the binary ${scanned.imported} imported and ${scanned.bodies.length} defined`);
   }
-  const everything = [...graph.keys()];
-  const edges = (name: string): Iterable<string> => {
-    const facts = graph.get(name) as Facts;
-    return facts.opaque ? everything : facts.calls;
-  };
-  return onCycles(everything, edges, (name) => graph.has(name));
+  // binaryen.js has these helpers at the top level; its types declare them elsewhere.
+  const fn = (b as unknown as { Function: { getName(func: Binaryen.FunctionRef): string } }).Function;
+  const result = new Set<string>();
+  // Binaryen keeps a read module's functions in index order, imports first.
+  for (const i of onCycles(scanned)) result.add(fn.getName(m.getFunctionByIndex(scanned.imported + i)));
+  return result;
 }
 
-/** Tarjan's strongly connected components, iteratively (call graphs can be deep). */
-function onCycles(nodes: string[], edges: (n: string) => Iterable<string>, known: (n: string) => boolean): Set<string> {
-  const index = new Map<string, number>();
-  const low = new Map<string, number>();
-  const onStack = new Set<string>();
-  const stack: string[] = [];
-  const result = new Set<string>();
+/**
+ * Tarjan's strongly connected components, iteratively (call graphs can be
+ * deep), over defined functions 0..n-1 plus node n, "anything an indirect
+ * call may reach". Returns the defined functions on a cycle.
+ */
+function onCycles(calls: ModuleCalls): number[] {
+  const n = calls.bodies.length;
+  const any = n;
+  const nodes = n + 1;
+  const index = new Int32Array(nodes).fill(-1);
+  const low = new Int32Array(nodes);
+  const onStack = new Uint8Array(nodes);
+  const selfLoop = new Uint8Array(nodes);
+  const stack = new Int32Array(nodes);
+  let sp = 0;
+  // The walk: a node and how far through its edges it is.
+  const workNode = new Int32Array(nodes);
+  const workEdge = new Int32Array(nodes);
+  let wp = 0;
   let next = 0;
-  for (const root of nodes) {
-    if (index.has(root)) continue;
-    const work: { node: string; it: Iterator<string> }[] = [];
-    const open = (n: string): void => {
-      index.set(n, next);
-      low.set(n, next);
-      next += 1;
-      stack.push(n);
-      onStack.add(n);
-      work.push({ node: n, it: edges(n)[Symbol.iterator]() });
-    };
+  const result: number[] = [];
+
+  /** Edge `k` of `v` (a defined function or `any`), or -1 past the last. Callees that are imports are -2 (skipped). */
+  const edge = (v: number, k: number): number => {
+    if (v === any) return k < n ? k : -1;
+    const body = calls.bodies[v] as { calls: number[]; opaque: boolean };
+    if (k < body.calls.length) {
+      const callee = (body.calls[k] as number) - calls.imported;
+      return callee >= 0 && callee < n ? callee : -2;
+    }
+    return k === body.calls.length && body.opaque ? any : -1;
+  };
+  const open = (v: number): void => {
+    index[v] = next;
+    low[v] = next;
+    next += 1;
+    stack[sp] = v;
+    sp += 1;
+    onStack[v] = 1;
+    workNode[wp] = v;
+    workEdge[wp] = 0;
+    wp += 1;
+  };
+
+  for (let root = 0; root < nodes; root += 1) {
+    if ((index[root] as number) >= 0) continue;
     open(root);
-    while (work.length > 0) {
-      const top = work[work.length - 1] as { node: string; it: Iterator<string> };
-      const step = top.it.next();
-      if (!step.done) {
-        const w = step.value;
-        if (!known(w)) continue;
-        if (w === top.node) result.add(w); // direct self-recursion
-        if (!index.has(w)) open(w);
-        else if (onStack.has(w)) low.set(top.node, Math.min(low.get(top.node) as number, index.get(w) as number));
+    while (wp > 0) {
+      const v = workNode[wp - 1] as number;
+      const k = workEdge[wp - 1] as number;
+      const w = edge(v, k);
+      if (w !== -1) {
+        workEdge[wp - 1] = k + 1;
+        if (w === -2) continue;
+        if (w === v) selfLoop[v] = 1;
+        if ((index[w] as number) < 0) open(w);
+        else if (onStack[w] === 1) low[v] = Math.min(low[v] as number, index[w] as number);
         continue;
       }
-      work.pop();
-      const parent = work[work.length - 1];
-      if (parent !== undefined) low.set(parent.node, Math.min(low.get(parent.node) as number, low.get(top.node) as number));
-      if (low.get(top.node) === index.get(top.node)) {
-        const component: string[] = [];
-        for (;;) {
-          const w = stack.pop() as string;
-          onStack.delete(w);
-          component.push(w);
-          if (w === top.node) break;
+      wp -= 1;
+      if (wp > 0) {
+        const parent = workNode[wp - 1] as number;
+        low[parent] = Math.min(low[parent] as number, low[v] as number);
+      }
+      if (low[v] === index[v]) {
+        let size = 0;
+        let top = sp;
+        do {
+          top -= 1;
+          size += 1;
+        } while (stack[top] !== v);
+        for (let i = top; i < sp; i += 1) {
+          const w = stack[i] as number;
+          onStack[w] = 0;
+          if (w !== any && (size > 1 || selfLoop[w] === 1)) result.push(w);
         }
-        if (component.length > 1) for (const w of component) result.add(w);
+        sp = top;
       }
     }
   }

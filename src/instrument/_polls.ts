@@ -27,7 +27,7 @@
  * with `n = 0`, as locals do.)
  */
 import type Binaryen from "binaryen";
-import { childKeys } from "./_callgraph.js";
+import { childKeys } from "./_children.js";
 
 /**
  * Back-edges of one frame between two visits of the countdown. Large enough

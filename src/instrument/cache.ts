@@ -8,6 +8,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { INSTRUMENTER_VERSION, instrumentModule, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
+import { instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
+import type { StageListener } from "./stages.js";
 
 /** Where instrumented modules are kept unless told otherwise. */
 export function defaultCacheDir(): string {
@@ -20,6 +22,23 @@ export function defaultCacheDir(): string {
 export interface CacheOptions {
   /** Cache folder; `null` disables the cache. */
   cache_dir?: string | null;
+  /** The module's name (its file name), for error messages. */
+  name?: string;
+  /** Told when each step of an instrumentation starts (not on a cache hit). */
+  on_stage?: StageListener;
+  /**
+   * Where to instrument: "worker" (a thread of its own, see `_thread.ts`),
+   * "inline" (this thread), or "auto" (default): a worker for modules of
+   * {@link WORKER_MODULE_BYTES_MIN} and more.
+   */
+  thread?: "auto" | "worker" | "inline";
+}
+
+function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Instrumented> {
+  const thread = options.thread ?? "auto";
+  const inWorker = thread === "worker" || (thread === "auto" && wasm.byteLength >= WORKER_MODULE_BYTES_MIN);
+  const pass = { ...(options.name !== undefined ? { name: options.name } : {}), ...(options.on_stage !== undefined ? { on_stage: options.on_stage } : {}) };
+  return inWorker ? instrumentInWorker(wasm, pass) : instrumentModule(wasm, pass);
 }
 
 /** An instrumented module and whether it came from the cache. */
@@ -38,12 +57,12 @@ function versionTag(): string {
  */
 export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions = {}): Promise<CachedInstrumented> {
   const dir = options.cache_dir === undefined ? defaultCacheDir() : options.cache_dir;
-  if (dir === null) return { ...(await instrumentModule(wasm)), cached: false };
+  if (dir === null) return { ...(await instrument(wasm, options)), cached: false };
   const hash = moduleHash(wasm);
   const base = path.join(dir, `${hash}.${versionTag()}`);
   const cached = readEntry(base, hash);
   if (cached !== undefined) return { ...cached, cached: true };
-  const fresh = await instrumentModule(wasm);
+  const fresh = await instrument(wasm, options);
   writeEntry(base, fresh);
   return { ...fresh, cached: false };
 }

@@ -11,6 +11,9 @@
 import { createHash } from "node:crypto";
 import type Binaryen from "binaryen";
 import { InstrumentError } from "../errors.js";
+import { instrumentFailure, moduleLabel, type ExceptionDecoder } from "./_failure.js";
+import type { InstrumentStage, StageListener } from "./stages.js";
+import { STAGE_TEXT } from "./stages.js";
 import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { recursiveFunctions } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
@@ -104,6 +107,10 @@ export interface InstrumentInfo {
 export interface InstrumentOptions {
   /** "module.name" of every import that may block; defaults to the WASI ones. */
   blocking_imports?: readonly string[];
+  /** The module's name (its file name), for error messages. */
+  name?: string;
+  /** Told when each step starts: lets a caller show progress on a large module. */
+  on_stage?: StageListener;
 }
 
 /** Result of {@link instrumentModule}. */
@@ -145,23 +152,37 @@ function globalKind(type: number): "i32" | "i64" | "f32" | "f64" | undefined {
 /** Instruments a module. Pure: no cache, no I/O; see `cache.ts` for that. */
 export async function instrumentModule(wasm: Uint8Array, options: InstrumentOptions = {}): Promise<Instrumented> {
   const started = performance.now();
+  const sha256 = moduleHash(wasm);
+  const label = moduleLabel(options.name, sha256);
+  let stage: InstrumentStage = "read";
+  const step = (next: InstrumentStage): void => {
+    stage = next;
+    options.on_stage?.(next);
+  };
+  step("read");
   await loadBinaryen();
   let m: Binaryen.Module;
   try {
     m = binaryen.readBinary(wasm);
     m.setFeatures(m.getFeatures() | features(binaryen));
   } catch (err: unknown) {
-    throw new InstrumentError("ERR_INSTRUMENT_INVALID", "not a valid WebAssembly module", { cause: err });
+    const failure = instrumentFailure(err, { label, stage: STAGE_TEXT[stage], decoder: binaryen as unknown as ExceptionDecoder });
+    if (failure.code === "ERR_INSTRUMENT_LIMIT") throw failure;
+    throw new InstrumentError("ERR_INSTRUMENT_INVALID", `${label} is not a valid WebAssembly module: ${failure.message}`, { cause: err });
   }
   try {
-    const { wasm: out, sites } = transform(m, options);
-    return { wasm: out, info: { ...describe(m, wasm, started, sites), layout: functionLayout(out) } };
+    const { wasm: out, sites } = transform(m, wasm, options, step);
+    return { wasm: out, info: { ...describe(m, sha256, started, sites), layout: functionLayout(out) } };
+  } catch (err: unknown) {
+    // Binaryen throws values that are not Errors; our own errors get the module's name.
+    if (err instanceof InstrumentError) throw new InstrumentError(err.code, `cannot instrument ${label}: ${err.message}`, { cause: err });
+    throw instrumentFailure(err, { label, stage: STAGE_TEXT[stage], decoder: binaryen as unknown as ExceptionDecoder });
   } finally {
     m.dispose();
   }
 }
 
-function transform(m: Binaryen.Module, options: InstrumentOptions): { wasm: Uint8Array; sites: PollSites } {
+function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): { wasm: Uint8Array; sites: PollSites } {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -172,7 +193,10 @@ function transform(m: Binaryen.Module, options: InstrumentOptions): { wasm: Uint
   binaryen.addPassToSkip("memory-packing");
 
   exportMutableGlobals(m);
-  const sites = injectPolls(binaryen, m, recursiveFunctions(binaryen, m), { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT });
+  step("call-graph");
+  const recursive = recursiveFunctions(binaryen, m, wasm);
+  step("polls");
+  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT });
   exportDepthCounters(m, sites);
   inlineRecursiveBodies(m);
 
@@ -181,13 +205,16 @@ function transform(m: Binaryen.Module, options: InstrumentOptions): { wasm: Uint
   binaryen.setShrinkLevel(0);
   binaryen.setPassArgument("asyncify-imports", blocking.join(","));
   try {
+    step("asyncify");
     m.runPasses(["asyncify"]);
+    step("optimize");
     m.optimize();
   } finally {
     binaryen.clearPassArguments();
     binaryen.clearPassesToSkip();
   }
-  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_INVALID", "instrumented module does not validate");
+  if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_FAILED", "the instrumented module does not validate");
+  step("write");
   ensureMemoryExport(m);
   const max = memory.max ?? MEMORY_PAGES_MAX;
   return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites };
@@ -235,7 +262,7 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, original: Uint8Array, started: number, sites: PollSites): Omit<InstrumentInfo, "layout"> {
+function describe(m: Binaryen.Module, sha256: string, started: number, sites: PollSites): Omit<InstrumentInfo, "layout"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {
@@ -278,7 +305,7 @@ function describe(m: Binaryen.Module, original: Uint8Array, started: number, sit
   const memory = m.getMemoryInfo();
   return {
     instrumenter: INSTRUMENTER_VERSION,
-    module_sha256: moduleHash(original),
+    module_sha256: sha256,
     globals,
     memory: { initial_pages: memory.initial, maximum_pages: Math.min(memory.max ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX) },
     frame_bytes: [...imported, ...defined],

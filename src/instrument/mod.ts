@@ -13,3 +13,4 @@ export {
 } from "./instrument.js";
 export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented } from "./cache.js";
 export { capMemory } from "./_binary.js";
+export { STAGE_TEXT, type InstrumentStage, type StageListener } from "./stages.js";

@@ -2,11 +2,12 @@
  * Controller side of one guest process: starts or restores it in a worker,
  * relays its I/O, suspends it on request and exposes its memory in place.
  */
+import path from "node:path";
 import { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
-import { capMemory, loadInstrumented, moduleHash, type InstrumentInfo } from "../instrument/mod.js";
+import { capMemory, loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
 import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
@@ -63,6 +64,8 @@ export interface ProcessIo {
   stderr: OutputTarget;
   /** Instrumentation cache folder; `null` disables it. */
   cache_dir?: string | null;
+  /** Told when each step of instrumenting the module starts (nothing on a cache hit): a CLI shows progress with it. */
+  on_instrument_stage?: StageListener;
   /** Links to other processes (a node gives them); without, the guest's `ferry` imports answer ENOSYS. */
   links?: LinkHooks;
   /** Relays the guest's TCP connections (a node gives it); without, the guest has no sockets. */
@@ -130,6 +133,15 @@ export interface StartTimings {
 }
 
 type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "ended";
+
+/** How to instrument a process's module: its cache, its name for messages, who hears of progress. */
+function instrumentOptions(io: ProcessIo, module_path: string): CacheOptions {
+  return {
+    ...(io.cache_dir !== undefined ? { cache_dir: io.cache_dir } : {}),
+    name: path.basename(module_path),
+    ...(io.on_instrument_stage !== undefined ? { on_stage: io.on_instrument_stage } : {}),
+  };
+}
 
 /** A guest process under this thread's control. */
 export class GuestProcess {
@@ -207,7 +219,7 @@ export class GuestProcess {
   /** Starts a fresh process. Resolves once the guest runs. */
   static async start(spec: ProcessSpec, io: ProcessIo): Promise<GuestProcess> {
     const t0 = performance.now();
-    const instrumented = await loadInstrumented(spec.wasm, { cache_dir: io.cache_dir });
+    const instrumented = await loadInstrumented(spec.wasm, instrumentOptions(io, spec.module_path));
     const memory_max_bytes = checkCap(instrumented.info, spec.memory_max_bytes);
     const config = { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [], ...(spec.stdio === undefined ? {} : { stdio: spec.stdio }) };
     const start = { kind: "fresh", config } as const;
@@ -252,7 +264,7 @@ export class GuestProcess {
    * Its memory starts all zero.
    */
   static async standby(wasm: Uint8Array, io: ProcessIo, options: StandbyOptions = {}): Promise<GuestProcess> {
-    const instrumented = await loadInstrumented(wasm, { cache_dir: io.cache_dir });
+    const instrumented = await loadInstrumented(wasm, instrumentOptions(io, options.module_path ?? "module.wasm"));
     const memory_max_bytes = checkCap(instrumented.info, options.memory_max_bytes);
     const proc = new GuestProcess(instrumented, { module_path: options.module_path ?? "module.wasm", memory_max_bytes }, { kind: "standby" }, io, {
       pending: new Uint8Array(0),

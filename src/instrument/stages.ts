@@ -1,0 +1,20 @@
+/**
+ * The steps of instrumenting a module, in order, as reported to a progress
+ * callback and named in error messages.
+ */
+
+/** One step of the instrumenter. */
+export type InstrumentStage = "read" | "call-graph" | "polls" | "asyncify" | "optimize" | "write";
+
+/** What each step does, for a progress line and for an error message ("failed while ..."). */
+export const STAGE_TEXT: Readonly<Record<InstrumentStage, string>> = {
+  read: "reading the module",
+  "call-graph": "walking the call graph",
+  polls: "adding polls",
+  asyncify: "running Asyncify",
+  optimize: "optimizing",
+  write: "writing the instrumented module",
+};
+
+/** Called when the instrumenter starts a step (on the thread that instruments). */
+export type StageListener = (stage: InstrumentStage) => void;
