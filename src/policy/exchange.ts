@@ -1,0 +1,198 @@
+/**
+ * Load exchange, after MOSIX: every interval a node sends its own load
+ * vector, with a window of the freshest entries it knows, to a few random
+ * peers; each receiver keeps the fresher of what it had and what it got.
+ * A view is bounded, so a node's cost stays the same at 3 nodes and at
+ * 10,000, and decisions look at a sample of the cluster, not all of it.
+ *
+ * No shared clock: an entry carries its age (how long ago its node measured
+ * it) and every hop adds the time it sat in a view. Which of two entries
+ * about one node is fresher is decided by that node's own version counter,
+ * so clock skew never lets stale load win.
+ */
+import type { NodeLoad } from "./load.js";
+
+/** One node's load as it travels: its origin's version counter and its age when sent. */
+export interface LoadEntry {
+  readonly load: NodeLoad;
+  /** Incremented by the origin at every measurement: higher is fresher. */
+  readonly version: number;
+  /** How long ago (ms) the origin measured it, when this copy was sent. */
+  readonly age_ms: number;
+}
+
+/** An entry as a view holds it. Read-only outside this file. */
+export interface ViewRecord {
+  load: NodeLoad;
+  version: number;
+  /** Age when it was received. */
+  age_ms: number;
+  /** Receiver's clock (ms) when it was received. */
+  received_ms: number;
+}
+
+/** Entries a view holds by default: enough to find a target, few enough to scan every round. */
+export const VIEW_ENTRIES_MAX_DEFAULT = 32;
+/** Entries a message carries by default, after MOSIX's small window of fresh entries. */
+export const WINDOW_ENTRIES_DEFAULT = 6;
+
+/** Age of `record` at `now_ms` on the holder's clock. */
+export function ageOf(record: ViewRecord, now_ms: number): number {
+  return record.age_ms + Math.max(0, now_ms - record.received_ms);
+}
+
+/**
+ * One node's view of the cluster: a bounded set of other nodes' load
+ * entries. Deterministic and free of I/O; the caller passes the time.
+ */
+export class LoadView {
+  /** This node's name: entries about it are never kept (its own load is measured, not heard). */
+  readonly self: string;
+  readonly entries_max: number;
+  readonly #records: ViewRecord[] = [];
+  readonly #index = new Map<string, number>();
+
+  constructor(self: string, entries_max = VIEW_ENTRIES_MAX_DEFAULT) {
+    if (!(Number.isInteger(entries_max) && entries_max >= 1)) throw new RangeError(`entries_max must be a positive integer, not ${entries_max}`);
+    this.self = self;
+    this.entries_max = entries_max;
+  }
+
+  /** The entries held, in no particular order. Valid until the next merge. */
+  records(): readonly ViewRecord[] {
+    return this.#records;
+  }
+
+  /** The entry about `node`, if held. */
+  get(node: string): ViewRecord | undefined {
+    const i = this.#index.get(node);
+    return i === undefined ? undefined : this.#records[i];
+  }
+
+  /**
+   * Merges a received window; returns how many entries it took. An entry
+   * wins over the held one for its node when its version is higher, or equal
+   * and younger. When the view is full, a newcomer replaces the oldest entry
+   * if it is younger than it.
+   */
+  merge(window: readonly LoadEntry[], now_ms: number): number {
+    let taken = 0;
+    for (const entry of window) {
+      const node = entry.load.node;
+      if (node === this.self) continue;
+      const i = this.#index.get(node);
+      if (i !== undefined) {
+        const held = this.#records[i] as ViewRecord;
+        if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
+          held.load = entry.load;
+          held.version = entry.version;
+          held.age_ms = entry.age_ms;
+          held.received_ms = now_ms;
+          taken += 1;
+        }
+        continue;
+      }
+      const record: ViewRecord = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms };
+      if (this.#records.length < this.entries_max) {
+        this.#index.set(node, this.#records.length);
+        this.#records.push(record);
+        taken += 1;
+        continue;
+      }
+      const oldest = this.#oldest(now_ms);
+      const victim = this.#records[oldest] as ViewRecord;
+      if (ageOf(victim, now_ms) <= entry.age_ms) continue;
+      this.#index.delete(victim.load.node);
+      this.#index.set(node, oldest);
+      this.#records[oldest] = record;
+      taken += 1;
+    }
+    return taken;
+  }
+
+  /**
+   * Adjusts the entry about `node` by a change this node caused (it placed
+   * or sent a process there) until fresher news arrives, so that decisions
+   * later in the same interval do not all pick the same node. Returns
+   * whether the entry was held.
+   */
+  account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
+    const r = this.get(node);
+    if (r === undefined) return false;
+    const l = r.load;
+    r.load = { ...l, processes: l.processes + change.processes, runnable: l.runnable + change.runnable, memory_used_bytes: l.memory_used_bytes + change.memory_bytes, memory_free_bytes: l.memory_free_bytes - change.memory_bytes };
+    return true;
+  }
+
+  /** Drops entries older than `age_max_ms` (a node that stopped answering fades out); returns how many. */
+  expire(age_max_ms: number, now_ms: number): number {
+    let dropped = 0;
+    for (let i = this.#records.length - 1; i >= 0; i -= 1) {
+      const r = this.#records[i] as ViewRecord;
+      if (ageOf(r, now_ms) <= age_max_ms) continue;
+      this.#remove(i);
+      dropped += 1;
+    }
+    return dropped;
+  }
+
+  /** Forgets `node` (it left the cluster); returns whether it was held. */
+  forget(node: string): boolean {
+    const i = this.#index.get(node);
+    if (i === undefined) return false;
+    this.#remove(i);
+    return true;
+  }
+
+  /**
+   * The window to send: `own` first (age 0), then the `size - 1` freshest
+   * entries held, freshest first, each aged to `now_ms`.
+   */
+  window(own: LoadEntry, size: number, now_ms: number): LoadEntry[] {
+    const out: LoadEntry[] = [own];
+    const k = Math.min(size - 1, this.#records.length);
+    if (k <= 0) return out;
+    // Top-k by age with an insertion list: k is small and most entries fail the first comparison.
+    const best: ViewRecord[] = [];
+    const ages: number[] = [];
+    for (const r of this.#records) {
+      const age = ageOf(r, now_ms);
+      if (best.length === k && age >= (ages[k - 1] as number)) continue;
+      let at = best.length === k ? k - 1 : best.length;
+      while (at > 0 && (ages[at - 1] as number) > age) {
+        best[at] = best[at - 1] as ViewRecord;
+        ages[at] = ages[at - 1] as number;
+        at -= 1;
+      }
+      best[at] = r;
+      ages[at] = age;
+    }
+    for (let i = 0; i < best.length; i += 1) out.push({ load: (best[i] as ViewRecord).load, version: (best[i] as ViewRecord).version, age_ms: ages[i] as number });
+    return out;
+  }
+
+  #oldest(now_ms: number): number {
+    let at = 0;
+    let age = -1;
+    for (let i = 0; i < this.#records.length; i += 1) {
+      const a = ageOf(this.#records[i] as ViewRecord, now_ms);
+      if (a > age) {
+        age = a;
+        at = i;
+      }
+    }
+    return at;
+  }
+
+  #remove(i: number): void {
+    const last = this.#records.length - 1;
+    const gone = this.#records[i] as ViewRecord;
+    this.#index.delete(gone.load.node);
+    if (i !== last) {
+      const moved = this.#records[last] as ViewRecord;
+      this.#records[i] = moved;
+      this.#index.set(moved.load.node, i);
+    }
+    this.#records.pop();
+  }
+}
