@@ -33,8 +33,15 @@ export function balanceGain_ms(proc: ProcessInfo, estimate: MigrationEstimate, h
 
 function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean): Candidate | undefined {
   const here_s = slowdown(round.local, round.here_runnable);
+  // A bound on every target's slowdown: if even it is not worth the move, nothing is, and the scan stops early.
+  let floor_s = Infinity;
+  for (const t of round.targets) floor_s = Math.min(floor_s, slowdown(t.load, t.runnable));
+  if (!(here_s > floor_s * (1 + round.params.hysteresis))) return undefined;
   let chosen: Candidate | undefined;
   for (const proc of processes) {
+    // Processes come longest-running first: once the bound falls below the best found, none after can beat it.
+    const bound_ms = expectedRemaining_s(proc, round.params) * (here_s - floor_s) * 1000;
+    if (bound_ms < round.params.gain_min_ms || (chosen !== undefined && bound_ms < chosen.gain_ms)) break;
     if (!movable(proc, round)) continue;
     const talks = round.params.colocate && trafficWith(proc, round.local.node) >= round.params.colocate_bytes_per_s_min;
     if (talks !== talkers) continue;
@@ -52,6 +59,8 @@ function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean)
 
 /** Balance moves, best gain first, until nothing pays or the round's limit is reached. */
 export function balance(processes: readonly ProcessInfo[], round: Round): void {
+  const order = [...processes].sort((a, b) => b.cpu_s - a.cpu_s || (a.pid < b.pid ? -1 : 1));
+  processes = order;
   while (roomForMoves(round)) {
     const c = best(processes, round, false) ?? (round.params.colocate ? best(processes, round, true) : undefined);
     if (c === undefined) return;

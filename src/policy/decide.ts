@@ -42,6 +42,8 @@ export function wantsToAct(local: NodeLoad, view: readonly ViewRecord[], now_ms:
   if (params.mode === "none" || params.moves_per_round_max === 0 || local.processes === 0) return false;
   if (local.draining) return true;
   if (local.memory_free_bytes < memoryFloor(local, params)) return true;
+  // Past the emergencies, only processes an automatic move may take count.
+  if (local.movable === 0) return false;
   if (params.colocate && local.remote_bytes_per_s >= params.colocate_bytes_per_s_min) return true;
   const here_s = slowdown(local, local.runnable);
   const light = local.runnable <= local.cpus * params.pack_light_share;
@@ -75,8 +77,20 @@ export function decide(input: DecideInput, params: PolicyParams): Decision[] {
   if (round.targets.length === 0) return [];
   drain(input.processes, round);
   usherMemory(input.processes, round);
-  if (params.mode === "balance") balance(input.processes, round);
-  else pack(input.processes, round);
-  colocate(input.processes, round);
+  const sample = sampleOf(input.processes, params.processes_max, input.random);
+  if (params.mode === "balance") balance(sample, round);
+  else pack(sample, round);
+  colocate(sample, round);
   return round.moves;
+}
+
+/** At most `k` of `items`, each equally likely (reservoir sampling), in their original order when all fit. */
+function sampleOf<T>(items: readonly T[], k: number, random: Prng): readonly T[] {
+  if (items.length <= k) return items;
+  const out = items.slice(0, k);
+  for (let i = k; i < items.length; i += 1) {
+    const j = random.int(i + 1);
+    if (j < k) out[j] = items[i] as T;
+  }
+  return out;
 }

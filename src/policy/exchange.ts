@@ -41,16 +41,31 @@ export function ageOf(record: ViewRecord, now_ms: number): number {
   return record.age_ms + Math.max(0, now_ms - record.received_ms);
 }
 
+/** A record with its places in the view's list and in its heap of staleness. */
+interface Held extends ViewRecord {
+  at: number;
+  slot: number;
+}
+
+/** Staleness that does not change with time: every held age grows at the same pace, so the order by this key is the order by age. */
+function staleness(r: ViewRecord): number {
+  return r.age_ms - r.received_ms;
+}
+
 /**
  * One node's view of the cluster: a bounded set of other nodes' load
  * entries. Deterministic and free of I/O; the caller passes the time.
+ * The oldest entry is found in O(1) (a heap on staleness), so merging a
+ * window costs O(window * log entries) however full the view is.
  */
 export class LoadView {
   /** This node's name: entries about it are never kept (its own load is measured, not heard). */
   readonly self: string;
   readonly entries_max: number;
-  readonly #records: ViewRecord[] = [];
-  readonly #index = new Map<string, number>();
+  readonly #records: Held[] = [];
+  readonly #index = new Map<string, Held>();
+  /** Max-heap on staleness: the root is the oldest entry. */
+  readonly #heap: Held[] = [];
 
   constructor(self: string, entries_max = VIEW_ENTRIES_MAX_DEFAULT) {
     if (!(Number.isInteger(entries_max) && entries_max >= 1)) throw new RangeError(`entries_max must be a positive integer, not ${entries_max}`);
@@ -65,8 +80,7 @@ export class LoadView {
 
   /** The entry about `node`, if held. */
   get(node: string): ViewRecord | undefined {
-    const i = this.#index.get(node);
-    return i === undefined ? undefined : this.#records[i];
+    return this.#index.get(node);
   }
 
   /**
@@ -80,31 +94,39 @@ export class LoadView {
     for (const entry of window) {
       const node = entry.load.node;
       if (node === this.self) continue;
-      const i = this.#index.get(node);
-      if (i !== undefined) {
-        const held = this.#records[i] as ViewRecord;
+      const held = this.#index.get(node);
+      if (held !== undefined) {
         if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
+          const before = staleness(held);
           held.load = entry.load;
           held.version = entry.version;
           held.age_ms = entry.age_ms;
           held.received_ms = now_ms;
+          if (staleness(held) < before) this.#down(held.slot);
+          else this.#up(held.slot);
           taken += 1;
         }
         continue;
       }
-      const record: ViewRecord = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms };
       if (this.#records.length < this.entries_max) {
-        this.#index.set(node, this.#records.length);
+        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: this.#records.length, slot: this.#heap.length };
+        this.#index.set(node, record);
         this.#records.push(record);
+        this.#heap.push(record);
+        this.#up(record.slot);
         taken += 1;
         continue;
       }
-      const oldest = this.#oldest(now_ms);
-      const victim = this.#records[oldest] as ViewRecord;
+      const victim = this.#heap[0] as Held;
       if (ageOf(victim, now_ms) <= entry.age_ms) continue;
+      // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
       this.#index.delete(victim.load.node);
-      this.#index.set(node, oldest);
-      this.#records[oldest] = record;
+      victim.load = entry.load;
+      victim.version = entry.version;
+      victim.age_ms = entry.age_ms;
+      victim.received_ms = now_ms;
+      this.#index.set(node, victim);
+      this.#down(0);
       taken += 1;
     }
     return taken;
@@ -117,7 +139,7 @@ export class LoadView {
    * whether the entry was held.
    */
   account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
-    const r = this.get(node);
+    const r = this.#index.get(node);
     if (r === undefined) return false;
     const l = r.load;
     r.load = { ...l, processes: l.processes + change.processes, runnable: l.runnable + change.runnable, memory_used_bytes: l.memory_used_bytes + change.memory_bytes, memory_free_bytes: l.memory_free_bytes - change.memory_bytes };
@@ -127,10 +149,8 @@ export class LoadView {
   /** Drops entries older than `age_max_ms` (a node that stopped answering fades out); returns how many. */
   expire(age_max_ms: number, now_ms: number): number {
     let dropped = 0;
-    for (let i = this.#records.length - 1; i >= 0; i -= 1) {
-      const r = this.#records[i] as ViewRecord;
-      if (ageOf(r, now_ms) <= age_max_ms) continue;
-      this.#remove(i);
+    while (this.#heap.length > 0 && ageOf(this.#heap[0] as Held, now_ms) > age_max_ms) {
+      this.#remove(this.#heap[0] as Held);
       dropped += 1;
     }
     return dropped;
@@ -138,9 +158,9 @@ export class LoadView {
 
   /** Forgets `node` (it left the cluster); returns whether it was held. */
   forget(node: string): boolean {
-    const i = this.#index.get(node);
-    if (i === undefined) return false;
-    this.#remove(i);
+    const r = this.#index.get(node);
+    if (r === undefined) return false;
+    this.#remove(r);
     return true;
   }
 
@@ -171,28 +191,55 @@ export class LoadView {
     return out;
   }
 
-  #oldest(now_ms: number): number {
-    let at = 0;
-    let age = -1;
-    for (let i = 0; i < this.#records.length; i += 1) {
-      const a = ageOf(this.#records[i] as ViewRecord, now_ms);
-      if (a > age) {
-        age = a;
-        at = i;
-      }
+  #remove(r: Held): void {
+    this.#index.delete(r.load.node);
+    const last = this.#records.pop() as Held;
+    if (last !== r) {
+      this.#records[r.at] = last;
+      last.at = r.at;
     }
-    return at;
+    const tail = this.#heap.pop() as Held;
+    if (tail !== r) {
+      this.#heap[r.slot] = tail;
+      tail.slot = r.slot;
+      this.#down(r.slot);
+      this.#up(tail.slot);
+    }
   }
 
-  #remove(i: number): void {
-    const last = this.#records.length - 1;
-    const gone = this.#records[i] as ViewRecord;
-    this.#index.delete(gone.load.node);
-    if (i !== last) {
-      const moved = this.#records[last] as ViewRecord;
-      this.#records[i] = moved;
-      this.#index.set(moved.load.node, i);
+  #up(i: number): void {
+    const heap = this.#heap;
+    const r = heap[i] as Held;
+    const key = staleness(r);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent] as Held;
+      if (staleness(p) >= key) break;
+      heap[i] = p;
+      p.slot = i;
+      i = parent;
     }
-    this.#records.pop();
+    heap[i] = r;
+    r.slot = i;
+  }
+
+  #down(i: number): void {
+    const heap = this.#heap;
+    const n = heap.length;
+    const r = heap[i] as Held;
+    const key = staleness(r);
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const rr = l + 1;
+      const c = rr < n && staleness(heap[rr] as Held) > staleness(heap[l] as Held) ? rr : l;
+      const child = heap[c] as Held;
+      if (staleness(child) <= key) break;
+      heap[i] = child;
+      child.slot = i;
+      i = c;
+    }
+    heap[i] = r;
+    r.slot = i;
   }
 }

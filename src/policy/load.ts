@@ -18,6 +18,8 @@ export interface NodeLoad {
   readonly speed: number;
   /** Processes it hosts, runnable or waiting on I/O, counting incoming migrations it has accepted. */
   readonly processes: number;
+  /** Processes an automatic move may take now: not pinned, not moving, not in their cooldown, under their move cap. */
+  readonly movable: number;
   /** Cores its processes want: the sum of their CPU shares (a CPU-bound process counts 1), counting incoming migrations. */
   readonly runnable: number;
   /** Cores busy over the last interval, 0..cpus: real use, not a request. */

@@ -27,6 +27,8 @@ export interface PolicyParams {
   readonly runtime_prior_s: number;
   /** View entries older than this are not trusted for decisions (their node may have changed or died). */
   readonly view_age_max_ms: number;
+  /** Processes balance, co-location and pack consider per round at most (a random sample when more run here): bounds a round's cost on a crowded node. */
+  readonly processes_max: number;
   /** Targets one decision considers at most (a random sample of the view if it holds more). */
   readonly targets_max: number;
   /** Pair traffic that counts as heavy talk. */
@@ -53,6 +55,7 @@ export const POLICY_PARAMS_DEFAULT: PolicyParams = {
   runtime_prior_s: 2,
   view_age_max_ms: 5_000,
   targets_max: 32,
+  processes_max: 64,
   colocate_bytes_per_s_min: 64 * 1024,
   memory_free_min_bytes: 256 * 1024 * 1024,
   memory_free_min_share: 0.05,
@@ -63,7 +66,7 @@ export const POLICY_PARAMS_DEFAULT: PolicyParams = {
 /** `base` with `changes` applied, checked: a bad value is a programmer's or a user's error, never silently clamped. */
 export function policyParams(changes: Partial<PolicyParams> = {}, base: PolicyParams = POLICY_PARAMS_DEFAULT): PolicyParams {
   const p: PolicyParams = { ...base, ...changes };
-  const counts: (keyof PolicyParams)[] = ["moves_per_round_max", "moves_per_process_max", "targets_max"];
+  const counts: (keyof PolicyParams)[] = ["moves_per_round_max", "moves_per_process_max", "targets_max", "processes_max"];
   for (const key of counts) {
     const v = p[key];
     if (!(typeof v === "number" && Number.isInteger(v) && v >= 0)) throw new RangeError(`${key} must be a whole number, not ${String(v)}`);

@@ -85,6 +85,7 @@ function loadOf(node: string, n: { cpus: number; speed: number; labels: Record<s
     cpus: n.cpus,
     speed: n.speed,
     processes: processes.length,
+    movable: processes.filter((p) => !p.pinned).length,
     runnable: processes.reduce((s, p) => s + p.cpu_share, 0),
     cpu_used: 0,
     memory_used_bytes: used,
