@@ -21,6 +21,7 @@ import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 import { tlsBench } from "./tls.js";
 import { frontBench } from "./front.js";
+import { simBench } from "./sim.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -190,4 +191,5 @@ if (only === undefined || only === "net") await netBench(quick);
 if (only === undefined || only === "pages") await pagesBench(quick);
 if (only === undefined || only === "tls") await tlsBench(quick);
 if (only === undefined || only === "front") await frontBench(quick);
+if (only === undefined || only === "sim") await simBench(quick);
 process.exit(0);

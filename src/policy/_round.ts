@@ -26,6 +26,38 @@ export interface Move {
   readonly detail: string;
 }
 
+/**
+ * A move as decided. Its words are formatted only when read: a simulation
+ * decides millions of moves and reads none. (A class, so the getter lives on
+ * the prototype: a getter in an object literal gives every object its own
+ * hidden class.)
+ */
+class PlannedMove implements Move {
+  readonly kind = "move";
+  readonly strategy: Strategy;
+  readonly #detail: () => string;
+
+  constructor(
+    readonly pid: string,
+    readonly from: string,
+    readonly to: string,
+    readonly reason: MoveReason,
+    readonly estimate: MigrationEstimate,
+    detail: () => string,
+  ) {
+    this.strategy = estimate.strategy;
+    this.#detail = detail;
+  }
+
+  get detail(): string {
+    return this.#detail();
+  }
+
+  toJSON(): Omit<Move, "detail"> & { detail: string } {
+    return { kind: this.kind, pid: this.pid, from: this.from, to: this.to, reason: this.reason, strategy: this.strategy, estimate: this.estimate, detail: this.detail };
+  }
+}
+
 /** A decision of a round (only moves so far; a union keyed on `kind` so more can come). */
 export type Decision = Move;
 
@@ -63,23 +95,24 @@ export function memoryFloor(load: NodeLoad, params: PolicyParams): number {
  */
 export function targetsOf(view: readonly ViewRecord[], peer_view: readonly ViewRecord[], now_ms: number, params: PolicyParams, random: Prng): Target[] {
   const out: Target[] = [];
-  const named = new Set<string>();
+  const named = peer_view.length > 0 ? new Set<string>() : undefined;
   for (const r of peer_view) {
-    if (r.load.draining || ageOf(r, now_ms) > params.view_age_max_ms || named.has(r.load.node)) continue;
-    named.add(r.load.node);
-    out.push({ load: r.load, age_ms: ageOf(r, now_ms), runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes });
+    const age_ms = ageOf(r, now_ms);
+    if (r.load.draining || age_ms > params.view_age_max_ms || named?.has(r.load.node) === true) continue;
+    named?.add(r.load.node);
+    out.push({ load: r.load, age_ms, runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes });
   }
   const base = out.length;
   let seen = 0;
   for (const r of view) {
-    if (r.load.draining || ageOf(r, now_ms) > params.view_age_max_ms || named.has(r.load.node)) continue;
-    const t: Target = { load: r.load, age_ms: ageOf(r, now_ms), runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes };
+    const age_ms = ageOf(r, now_ms);
+    if (r.load.draining || age_ms > params.view_age_max_ms || named?.has(r.load.node) === true) continue;
     seen += 1;
-    if (out.length - base < params.targets_max) out.push(t);
+    if (out.length - base < params.targets_max) out.push({ load: r.load, age_ms, runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes });
     else {
       // Reservoir sampling: every fresh entry equally likely to be considered.
       const j = random.int(seen);
-      if (j < params.targets_max) out[base + j] = t;
+      if (j < params.targets_max) out[base + j] = { load: r.load, age_ms, runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes };
     }
   }
   return out;
@@ -132,8 +165,8 @@ export function roomForMoves(round: Round): boolean {
 }
 
 /** Records the move of `proc` to `t` and updates both sides' projected load. */
-export function commit(round: Round, proc: ProcessInfo, t: Target, reason: MoveReason, estimate: MigrationEstimate, detail: string): void {
-  round.moves.push({ kind: "move", pid: proc.pid, from: round.local.node, to: t.load.node, reason, strategy: estimate.strategy, estimate, detail });
+export function commit(round: Round, proc: ProcessInfo, t: Target, reason: MoveReason, estimate: MigrationEstimate, detail: () => string): void {
+  round.moves.push(new PlannedMove(proc.pid, round.local.node, t.load.node, reason, estimate, detail));
   round.taken.add(proc.pid);
   round.here_runnable -= proc.cpu_share;
   round.here_free_bytes += proc.memory_bytes;

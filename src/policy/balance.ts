@@ -64,8 +64,8 @@ export function balance(processes: readonly ProcessInfo[], round: Round): void {
   while (roomForMoves(round)) {
     const c = best(processes, round, false) ?? (round.params.colocate ? best(processes, round, true) : undefined);
     if (c === undefined) return;
-    const remaining = expectedRemaining_s(c.proc, round.params).toFixed(1);
-    const detail = `slowdown ${c.here_s.toFixed(2)} here vs ${c.there_s.toFixed(2)} on ${c.target.load.node}; expected gain ${c.gain_ms.toFixed(0)} ms over ${remaining} s remaining, move ${c.estimate.total_ms.toFixed(0)} ms (downtime ${c.estimate.downtime_ms.toFixed(0)} ms)`;
+    const remaining = (): string => expectedRemaining_s(c.proc, round.params).toFixed(1);
+    const detail = (): string => `slowdown ${c.here_s.toFixed(2)} here vs ${c.there_s.toFixed(2)} on ${c.target.load.node}; expected gain ${c.gain_ms.toFixed(0)} ms over ${remaining()} s remaining, move ${c.estimate.total_ms.toFixed(0)} ms (downtime ${c.estimate.downtime_ms.toFixed(0)} ms)`;
     commit(round, c.proc, c.target, "balance", c.estimate, detail);
   }
 }

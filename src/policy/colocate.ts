@@ -54,7 +54,7 @@ export function colocate(processes: readonly ProcessInfo[], round: Round): void 
     if (round.taken.has(pull.proc.pid) || !fits(pull.proc, pull.target, round.params) || !balanceAllows(round, pull.proc, pull.target)) continue;
     const estimate = estimateFor(pull.proc, round);
     const kib = (x: number): string => (x / 1024).toFixed(0);
-    const detail = `talks ${kib(pull.there_bytes_per_s)} KiB/s with processes on ${pull.target.load.node}, ${kib(pull.here_bytes_per_s)} KiB/s here`;
+    const detail = (): string => `talks ${kib(pull.there_bytes_per_s)} KiB/s with processes on ${pull.target.load.node}, ${kib(pull.here_bytes_per_s)} KiB/s here`;
     commit(round, pull.proc, pull.target, "colocate", estimate, detail);
   }
 }

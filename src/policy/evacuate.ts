@@ -37,7 +37,7 @@ export function drain(processes: readonly ProcessInfo[], round: Round): void {
     const t = targetFor(proc, round);
     if (t === undefined) continue;
     const estimate = estimateFor(proc, round);
-    commit(round, proc, t, "drain", estimate, `node ${round.local.node} is drained`);
+    commit(round, proc, t, "drain", estimate, () => `node ${round.local.node} is drained`);
   }
 }
 
@@ -51,7 +51,10 @@ export function usherMemory(processes: readonly ProcessInfo[], round: Round): vo
     const t = targetFor(proc, round);
     if (t === undefined) continue;
     const estimate = estimateFor(proc, round);
-    const detail = `free memory ${mib(round.here_free_bytes)} MiB below the floor of ${mib(floor)} MiB; ${t.load.node} has ${mib(t.free_bytes)} MiB free (slowdown there ${slowdown(t.load, t.runnable + proc.cpu_share).toFixed(2)})`;
+    const here_free = round.here_free_bytes;
+    const there_free = t.free_bytes;
+    const there_s = slowdown(t.load, t.runnable + proc.cpu_share);
+    const detail = (): string => `free memory ${mib(here_free)} MiB below the floor of ${mib(floor)} MiB; ${t.load.node} has ${mib(there_free)} MiB free (slowdown there ${there_s.toFixed(2)})`;
     commit(round, proc, t, "memory", estimate, detail);
   }
 }

@@ -34,17 +34,16 @@ export interface ViewRecord {
 /** Entries a view holds by default: enough to find a target, few enough to scan every round. */
 export const VIEW_ENTRIES_MAX_DEFAULT = 32;
 /** Entries a message carries by default, after MOSIX's small window of fresh entries. */
-export const WINDOW_ENTRIES_DEFAULT = 6;
+export const WINDOW_ENTRIES_DEFAULT = 4;
 
 /** Age of `record` at `now_ms` on the holder's clock. */
 export function ageOf(record: ViewRecord, now_ms: number): number {
   return record.age_ms + Math.max(0, now_ms - record.received_ms);
 }
 
-/** A record with its places in the view's list and in its heap of staleness. */
+/** A record with its place in the view's list. */
 interface Held extends ViewRecord {
   at: number;
-  slot: number;
 }
 
 /** Staleness that does not change with time: every held age grows at the same pace, so the order by this key is the order by age. */
@@ -55,8 +54,10 @@ function staleness(r: ViewRecord): number {
 /**
  * One node's view of the cluster: a bounded set of other nodes' load
  * entries. Deterministic and free of I/O; the caller passes the time.
- * The oldest entry is found in O(1) (a heap on staleness), so merging a
- * window costs O(window * log entries) however full the view is.
+ * The entries' staleness sits in one typed array beside the list, so
+ * finding the oldest is a scan of a few cache lines, done only when the
+ * oldest was just replaced: merging stays cheap at 10,000 nodes, where
+ * almost every entry received is about a node not held.
  */
 export class LoadView {
   /** This node's name: entries about it are never kept (its own load is measured, not heard). */
@@ -64,13 +65,18 @@ export class LoadView {
   readonly entries_max: number;
   readonly #records: Held[] = [];
   readonly #index = new Map<string, Held>();
-  /** Max-heap on staleness: the root is the oldest entry. */
-  readonly #heap: Held[] = [];
+  readonly #stale: Float64Array;
+  /** Index of the oldest record, or -1 when it must be found again. */
+  #oldest = -1;
+  /** Scratch of window(): no allocation but the entries it returns. */
+  readonly #best: ViewRecord[] = [];
+  readonly #ages: number[] = [];
 
   constructor(self: string, entries_max = VIEW_ENTRIES_MAX_DEFAULT) {
     if (!(Number.isInteger(entries_max) && entries_max >= 1)) throw new RangeError(`entries_max must be a positive integer, not ${entries_max}`);
     this.self = self;
     this.entries_max = entries_max;
+    this.#stale = new Float64Array(entries_max);
   }
 
   /** The entries held, in no particular order. Valid until the next merge. */
@@ -97,36 +103,29 @@ export class LoadView {
       const held = this.#index.get(node);
       if (held !== undefined) {
         if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
-          const before = staleness(held);
-          held.load = entry.load;
-          held.version = entry.version;
-          held.age_ms = entry.age_ms;
-          held.received_ms = now_ms;
-          if (staleness(held) < before) this.#down(held.slot);
-          else this.#up(held.slot);
+          this.#fill(held, entry, now_ms);
+          if (held.at === this.#oldest) this.#oldest = -1;
           taken += 1;
         }
         continue;
       }
-      if (this.#records.length < this.entries_max) {
-        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: this.#records.length, slot: this.#heap.length };
+      const n = this.#records.length;
+      if (n < this.entries_max) {
+        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
         this.#index.set(node, record);
         this.#records.push(record);
-        this.#heap.push(record);
-        this.#up(record.slot);
+        this.#stale[n] = staleness(record);
+        this.#oldest = -1;
         taken += 1;
         continue;
       }
-      const victim = this.#heap[0] as Held;
+      const victim = this.#records[this.#oldestAt()] as Held;
       if (ageOf(victim, now_ms) <= entry.age_ms) continue;
       // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
       this.#index.delete(victim.load.node);
-      victim.load = entry.load;
-      victim.version = entry.version;
-      victim.age_ms = entry.age_ms;
-      victim.received_ms = now_ms;
+      this.#fill(victim, entry, now_ms);
       this.#index.set(node, victim);
-      this.#down(0);
+      this.#oldest = -1;
       taken += 1;
     }
     return taken;
@@ -142,15 +141,32 @@ export class LoadView {
     const r = this.#index.get(node);
     if (r === undefined) return false;
     const l = r.load;
-    r.load = { ...l, processes: l.processes + change.processes, runnable: l.runnable + change.runnable, memory_used_bytes: l.memory_used_bytes + change.memory_bytes, memory_free_bytes: l.memory_free_bytes - change.memory_bytes };
+    // Spelled out rather than spread: placement calls this once per process started.
+    r.load = {
+      node: l.node,
+      cpus: l.cpus,
+      speed: l.speed,
+      processes: l.processes + change.processes,
+      movable: l.movable,
+      runnable: l.runnable + change.runnable,
+      cpu_used: l.cpu_used,
+      memory_used_bytes: l.memory_used_bytes + change.memory_bytes,
+      memory_free_bytes: l.memory_free_bytes - change.memory_bytes,
+      remote_bytes_per_s: l.remote_bytes_per_s,
+      transfer_bytes_per_s: l.transfer_bytes_per_s,
+      labels: l.labels,
+      draining: l.draining,
+    };
     return true;
   }
 
   /** Drops entries older than `age_max_ms` (a node that stopped answering fades out); returns how many. */
   expire(age_max_ms: number, now_ms: number): number {
     let dropped = 0;
-    while (this.#heap.length > 0 && ageOf(this.#heap[0] as Held, now_ms) > age_max_ms) {
-      this.#remove(this.#heap[0] as Held);
+    for (let i = this.#records.length - 1; i >= 0; i -= 1) {
+      const r = this.#records[i] as Held;
+      if (ageOf(r, now_ms) <= age_max_ms) continue;
+      this.#remove(r);
       dropped += 1;
     }
     return dropped;
@@ -173,12 +189,14 @@ export class LoadView {
     const k = Math.min(size - 1, this.#records.length);
     if (k <= 0) return out;
     // Top-k by age with an insertion list: k is small and most entries fail the first comparison.
-    const best: ViewRecord[] = [];
-    const ages: number[] = [];
+    const best = this.#best;
+    const ages = this.#ages;
+    let count = 0;
     for (const r of this.#records) {
       const age = ageOf(r, now_ms);
-      if (best.length === k && age >= (ages[k - 1] as number)) continue;
-      let at = best.length === k ? k - 1 : best.length;
+      if (count === k && age >= (ages[k - 1] as number)) continue;
+      let at = count === k ? k - 1 : count;
+      if (count < k) count += 1;
       while (at > 0 && (ages[at - 1] as number) > age) {
         best[at] = best[at - 1] as ViewRecord;
         ages[at] = ages[at - 1] as number;
@@ -187,8 +205,25 @@ export class LoadView {
       best[at] = r;
       ages[at] = age;
     }
-    for (let i = 0; i < best.length; i += 1) out.push({ load: (best[i] as ViewRecord).load, version: (best[i] as ViewRecord).version, age_ms: ages[i] as number });
+    for (let i = 0; i < count; i += 1) out.push({ load: (best[i] as ViewRecord).load, version: (best[i] as ViewRecord).version, age_ms: ages[i] as number });
     return out;
+  }
+
+  #fill(r: Held, entry: LoadEntry, now_ms: number): void {
+    r.load = entry.load;
+    r.version = entry.version;
+    r.age_ms = entry.age_ms;
+    r.received_ms = now_ms;
+    this.#stale[r.at] = staleness(r);
+  }
+
+  #oldestAt(): number {
+    if (this.#oldest >= 0) return this.#oldest;
+    const stale = this.#stale;
+    let at = 0;
+    for (let i = 1; i < this.#records.length; i += 1) if ((stale[i] as number) > (stale[at] as number)) at = i;
+    this.#oldest = at;
+    return at;
   }
 
   #remove(r: Held): void {
@@ -197,49 +232,8 @@ export class LoadView {
     if (last !== r) {
       this.#records[r.at] = last;
       last.at = r.at;
+      this.#stale[last.at] = staleness(last);
     }
-    const tail = this.#heap.pop() as Held;
-    if (tail !== r) {
-      this.#heap[r.slot] = tail;
-      tail.slot = r.slot;
-      this.#down(r.slot);
-      this.#up(tail.slot);
-    }
-  }
-
-  #up(i: number): void {
-    const heap = this.#heap;
-    const r = heap[i] as Held;
-    const key = staleness(r);
-    while (i > 0) {
-      const parent = (i - 1) >> 1;
-      const p = heap[parent] as Held;
-      if (staleness(p) >= key) break;
-      heap[i] = p;
-      p.slot = i;
-      i = parent;
-    }
-    heap[i] = r;
-    r.slot = i;
-  }
-
-  #down(i: number): void {
-    const heap = this.#heap;
-    const n = heap.length;
-    const r = heap[i] as Held;
-    const key = staleness(r);
-    for (;;) {
-      const l = 2 * i + 1;
-      if (l >= n) break;
-      const rr = l + 1;
-      const c = rr < n && staleness(heap[rr] as Held) > staleness(heap[l] as Held) ? rr : l;
-      const child = heap[c] as Held;
-      if (staleness(child) <= key) break;
-      heap[i] = child;
-      child.slot = i;
-      i = c;
-    }
-    heap[i] = r;
-    r.slot = i;
+    this.#oldest = -1;
   }
 }

@@ -33,7 +33,8 @@ export function pack(processes: readonly ProcessInfo[], round: Round): void {
       if (t === undefined) continue;
       const estimate = estimateFor(proc, round);
       if (!worthMoving(proc, round, estimate.total_ms)) continue;
-      commit(round, proc, t, "pack", estimate, `${round.here_runnable} runnable on ${cpus} cores; ${t.load.node} has a free core (${t.runnable} of ${t.load.cpus} busy)`);
+      const [here, there] = [round.here_runnable, t.runnable];
+      commit(round, proc, t, "pack", estimate, () => `${here} runnable on ${cpus} cores; ${t.load.node} had a free core (${there} of ${t.load.cpus} busy)`);
     }
     return;
   }
@@ -49,7 +50,9 @@ export function pack(processes: readonly ProcessInfo[], round: Round): void {
     if (chosen === undefined) continue;
     const estimate = estimateFor(proc, round);
     if (!worthMoving(proc, round, estimate.total_ms)) continue;
-    commit(round, proc, chosen, "pack", estimate, `${start} runnable on ${cpus} cores: emptying onto ${chosen.load.node} (${chosen.runnable} of ${chosen.load.cpus} busy) so this node can idle`);
+    const target = chosen;
+    const there = chosen.runnable;
+    commit(round, proc, chosen, "pack", estimate, () => `${start} runnable on ${cpus} cores: emptying onto ${target.load.node} (${there} of ${target.load.cpus} busy) so this node can idle`);
   }
 }
 

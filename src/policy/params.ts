@@ -55,7 +55,7 @@ export const POLICY_PARAMS_DEFAULT: PolicyParams = {
   runtime_prior_s: 2,
   view_age_max_ms: 5_000,
   targets_max: 32,
-  processes_max: 64,
+  processes_max: 16,
   colocate_bytes_per_s_min: 64 * 1024,
   memory_free_min_bytes: 256 * 1024 * 1024,
   memory_free_min_share: 0.05,

@@ -29,6 +29,31 @@ export interface PlaceInput {
   readonly random: Prng;
 }
 
+/** A placement on a node whose words are formatted only when read (placement runs once per process started; the getter sits on the prototype). */
+class OnNode {
+  readonly kind = "node";
+  readonly #detail: () => string;
+
+  constructor(
+    readonly node: string,
+    detail: () => string,
+  ) {
+    this.#detail = detail;
+  }
+
+  get detail(): string {
+    return this.#detail();
+  }
+
+  toJSON(): { kind: "node"; node: string; detail: string } {
+    return { kind: this.kind, node: this.node, detail: this.detail };
+  }
+}
+
+function on(node: string, detail: () => string): Placement {
+  return new OnNode(node, detail);
+}
+
 /** Where to start a process, and why; or why nowhere. */
 export type Placement = { readonly kind: "node"; readonly node: string; readonly detail: string } | { readonly kind: "nowhere"; readonly detail: string };
 
@@ -49,7 +74,10 @@ export function place(proc: NewProcess, input: PlaceInput, params: PolicyParams)
       if (c.runnable + 1 > c.cpus) continue;
       if (fullest === undefined || c.runnable > fullest.runnable || (c.runnable === fullest.runnable && preferred(c, proc) && !preferred(fullest, proc))) fullest = c;
     }
-    if (fullest !== undefined) return { kind: "node", node: fullest.node, detail: `fullest node with a free core (${fullest.runnable} of ${fullest.cpus} busy)` };
+    if (fullest !== undefined) {
+      const f = fullest;
+      return on(f.node, () => `fullest node with a free core (${f.runnable} of ${f.cpus} busy)`);
+    }
   }
   let best: NodeLoad | undefined;
   let best_s = Infinity;
@@ -69,10 +97,10 @@ export function place(proc: NewProcess, input: PlaceInput, params: PolicyParams)
   // A peer's node within the hysteresis of the best costs nothing balance would undo.
   for (const c of candidates) {
     if (preferred(c, proc) && slowdown(c, c.runnable + 1) <= best_s * (1 + params.hysteresis) && !preferred(chosen, proc)) {
-      return { kind: "node", node: c.node, detail: `with its peers (slowdown ${slowdown(c, c.runnable + 1).toFixed(2)}, best ${best_s.toFixed(2)})` };
+      return on(c.node, () => `with its peers (slowdown ${slowdown(c, c.runnable + 1).toFixed(2)}, best ${best_s.toFixed(2)})`);
     }
   }
-  return { kind: "node", node: chosen.node, detail: `fastest for it (slowdown ${best_s.toFixed(2)}, ${chosen.runnable} runnable on ${chosen.cpus} cores)` };
+  return on(chosen.node, () => `fastest for it (slowdown ${best_s.toFixed(2)}, ${chosen.runnable} runnable on ${chosen.cpus} cores)`);
 }
 
 function preferred(load: NodeLoad, proc: NewProcess): boolean {

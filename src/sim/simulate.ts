@@ -11,7 +11,7 @@
  * decision could move something (`wantsToAct`).
  */
 import { Prng } from "../_prng.js";
-import { ageOf, decide, LoadView, place, wantsToAct, type LoadEntry, type MoveReason, type NodeLoad, type ProcessInfo, type LinkPeer, type Strategy, type ViewRecord, type Move } from "../policy/mod.js";
+import { ageOf, decide, LoadView, place, wantsToAct, type LoadEntry, type MoveReason, type NodeLoad, type ProcessInfo, type Strategy, type ViewRecord, type Move } from "../policy/mod.js";
 import { simConfig, type SimChanges, type SimConfig } from "./config.js";
 import { Cpus } from "./_cluster.js";
 import { EventKind, EventQueue } from "./_events.js";
@@ -31,7 +31,14 @@ interface SimInfo {
   pinned: boolean;
   moves: number;
   last_move_ms: number;
-  peers: LinkPeer[];
+  peers: SimPeer[];
+}
+
+/** A link peer as the simulator keeps it: reused from round to round. */
+interface SimPeer {
+  pid: string;
+  node: string;
+  bytes_per_s: number;
 }
 const GPU = Object.freeze({ gpu: "yes" });
 /** Peer nodes a round learns of through link traffic, at most: bounds a decision's cost. */
@@ -81,6 +88,9 @@ class Simulation {
   readonly unmovable_n: Int32Array;
   readonly moving_out: Int32Array;
   readonly peer_mark: Uint32Array;
+  /** Load of a node as last heard with link traffic, and when (s): at most one interval old when used. */
+  readonly heard: (NodeLoad | undefined)[];
+  readonly heard_s: Float64Array;
   peer_stamp = 0;
   readonly ideal_s: number;
   // Figures.
@@ -163,6 +173,8 @@ class Simulation {
     this.unmovable_n = new Int32Array(n);
     this.moving_out = new Int32Array(n);
     this.peer_mark = new Uint32Array(n);
+    this.heard = new Array<NodeLoad | undefined>(n).fill(undefined);
+    this.heard_s = new Float64Array(n).fill(-Infinity);
     let longest = 0;
     for (let p = 0; p < m; p += 1) longest = Math.max(longest, (this.w.arrival_s[p] as number) + (this.w.work_s[p] as number) / c.speed_max);
     this.ideal_s = Math.max(this.w.total_work_s / capacity, longest - (m > 0 ? (this.w.arrival_s[0] as number) : 0));
@@ -173,8 +185,10 @@ class Simulation {
     const wall0 = performance.now();
     const c = this.c;
     const interval_s = c.interval_ms / 1000;
+    // Policy none reads no load: its nodes exchange none, and the run costs only its processes.
+    const exchange = c.policy.mode !== "none";
     for (let i = 0; i < c.nodes; i += 1) {
-      this.q.push(this.r.float() * interval_s, EventKind.round, i);
+      if (exchange) this.q.push(this.r.float() * interval_s, EventKind.round, i);
       // Joining, a node learns a few members from the one it joined through.
       this.views[i]?.merge(this.#bootstrap(i), 0);
       if (c.failures_per_node_hour > 0) this.q.push(this.#exp(3600 / c.failures_per_node_hour), EventKind.fail, i);
@@ -493,19 +507,35 @@ class Simulation {
     const size = this.w.group_size[p] as number;
     if (size > 1) {
       const peers = info.peers;
-      peers.length = 0;
+      let k = 0;
       const first = this.w.group_first[p] as number;
       for (let q = first; q < first + size; q += 1) {
         const s = this.state[q] as number;
         if (q === p || s === State.pending || s === State.done) continue;
         const m = this.at[q] as number;
-        peers.push({ pid: this.pid(q), node: this.names[m] as string, bytes_per_s: this.w.talk_bytes_per_s[p] as number });
+        let peer = peers[k];
+        if (peer === undefined) {
+          peer = { pid: this.pid(q), node: "", bytes_per_s: 0 };
+          peers.push(peer);
+        }
+        peer.pid = this.pid(q);
+        peer.node = this.names[m] as string;
+        peer.bytes_per_s = this.w.talk_bytes_per_s[p] as number;
+        k += 1;
         // Nodes whose processes talk exchange load with their traffic: the peer's node is known fresh.
         if (m !== n && this.peer_mark[m] !== this.peer_stamp && peer_view.length < PEER_VIEW_MAX) {
           this.peer_mark[m] = this.peer_stamp;
-          peer_view.push({ load: this.#load(m), version: this.version[m] as number, age_ms: 0, received_ms: now_ms });
+          // Link traffic flows all the time; its piggybacked load is at most one interval old.
+          let heard = this.heard[m];
+          if (heard === undefined || this.now - (this.heard_s[m] as number) > this.c.interval_ms / 1000) {
+            heard = this.#load(m);
+            this.heard[m] = heard;
+            this.heard_s[m] = this.now;
+          }
+          peer_view.push({ load: heard, version: this.version[m] as number, age_ms: (this.now - (this.heard_s[m] as number)) * 1000, received_ms: now_ms });
         }
       }
+      if (peers.length !== k) peers.length = k;
     }
     return info;
   }
