@@ -32,7 +32,7 @@ export interface ViewRecord {
 }
 
 /** Entries a view holds by default: enough to find a target, few enough to scan every round. */
-export const VIEW_ENTRIES_MAX_DEFAULT = 32;
+export const VIEW_ENTRIES_MAX_DEFAULT = 16;
 /** Entries a message carries by default, after MOSIX's small window of fresh entries. */
 export const WINDOW_ENTRIES_DEFAULT = 4;
 

@@ -61,14 +61,14 @@ export interface SimConfig {
 export const SIM_NODES_MAX = 100_000;
 export const SIM_PROCESSES_MAX = 10_000_000;
 
-/** Defaults: 4-core nodes at 0.75-1.25x speed with 16 GiB, 5 s jobs of 1-256 MiB, a tenth of the nodes taking every submission. */
+/** Defaults: 8-core nodes at 0.75-1.25x speed with 16 GiB, 5 s jobs of 1-256 MiB, a tenth of the nodes taking every submission. */
 export const SIM_CONFIG_DEFAULT: SimConfig = {
   nodes: 100,
   processes: 10_000,
   seed: 1,
   policy: POLICY_PARAMS_DEFAULT,
   place: true,
-  cpus: 4,
+  cpus: 8,
   speed_min: 0.75,
   speed_max: 1.25,
   node_memory_bytes: 16 * 1024 ** 3,

@@ -58,6 +58,14 @@ describe("simulator", () => {
     assert.equal(later.invariant_violations, 0);
   });
 
+  it("a node short of memory ushers processes away before it thrashes", () => {
+    const tight: SimChanges = { processes: 40, entry: "hot", hot_share: 1 / 8, work_mean_s: 60, node_memory_bytes: 4 * 1024 ** 3, memory_min_bytes: 128 * 1024 ** 2, memory_max_bytes: 512 * 1024 ** 2 };
+    const r = run({ ...tight, policy: { hysteresis: 100 } });
+    assert.ok(r.migrations.by_reason.memory > 0, JSON.stringify(r.migrations.by_reason));
+    assert.equal(r.migrations.by_reason.balance, 0);
+    assert.equal(r.completed, 40);
+  });
+
   it("pack keeps fewer nodes busy than balance on a light load", () => {
     const light: SimChanges = { nodes: 16, processes: 24, entry: "uniform", work_mean_s: 120, samples: 60 };
     const busy = (r: SimReport): number => r.imbalance.find((s) => s.t_s >= 30)?.busy_nodes ?? 0;

@@ -42,7 +42,7 @@ interface SimPeer {
 }
 const GPU = Object.freeze({ gpu: "yes" });
 /** Peer nodes a round learns of through link traffic, at most: bounds a decision's cost. */
-const PEER_VIEW_MAX = 16;
+const PEER_VIEW_MAX = 8;
 const NONE = Object.freeze({});
 
 /** Runs one simulation and returns its figures. */
@@ -421,6 +421,7 @@ class Simulation {
     }
     this.#traffic(p, n, -1);
     this.infos[p] = undefined;
+    this.pid_names[p] = undefined;
     this.state[p] = State.done;
     this.end_s[p] = this.now;
     this.done += 1;
