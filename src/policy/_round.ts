@@ -156,7 +156,8 @@ export function expectedRemaining_s(proc: ProcessInfo, params: PolicyParams): nu
 /** The cost of moving `proc` from this node, with the strategy the model picks. */
 export function estimateFor(proc: ProcessInfo, round: Round): MigrationEstimate {
   const rate = round.local.transfer_bytes_per_s > 0 ? round.local.transfer_bytes_per_s : round.params.model.transfer_bytes_per_s;
-  return estimateMigration(proc, chooseStrategy(proc, rate, round.params.model), rate, round.params.model);
+  const link = { rate_bytes_per_s: rate, model: round.params.model };
+  return estimateMigration(proc, { ...link, strategy: chooseStrategy(proc, link) });
 }
 
 /** Whether the round may still move. */

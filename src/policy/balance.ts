@@ -23,7 +23,8 @@ interface Candidate {
 }
 
 /** Expected gain (ms) of moving `proc` from a node where it is slowed `here_s` to one where it would be slowed `there_s`. */
-export function balanceGain_ms(proc: ProcessInfo, estimate: MigrationEstimate, here_s: number, there_s: number, runtime_prior_s: number): number {
+export function balanceGain_ms(proc: ProcessInfo, figures: { estimate: MigrationEstimate; here_s: number; there_s: number; runtime_prior_s: number }): number {
+  const { estimate, here_s, there_s, runtime_prior_s } = figures;
   const remaining_s = Math.max(proc.cpu_s, runtime_prior_s);
   // While its pages flow it still runs here, at 1/here_s of a reference core.
   const running_ms = estimate.total_ms - estimate.downtime_ms;
@@ -50,7 +51,7 @@ function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean)
     const there_s = slowdown(target.load, target.runnable + proc.cpu_share);
     if (!(here_s > there_s * (1 + round.params.hysteresis))) continue;
     const estimate = estimateFor(proc, round);
-    const gain_ms = balanceGain_ms(proc, estimate, here_s, there_s, round.params.runtime_prior_s);
+    const gain_ms = balanceGain_ms(proc, { estimate, here_s, there_s, runtime_prior_s: round.params.runtime_prior_s });
     if (gain_ms < round.params.gain_min_ms) continue;
     if (chosen === undefined || gain_ms > chosen.gain_ms || (gain_ms === chosen.gain_ms && proc.pid < chosen.proc.pid)) chosen = { proc, target, estimate, gain_ms, here_s, there_s };
   }

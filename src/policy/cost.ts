@@ -57,9 +57,10 @@ export interface MigrationEstimate {
  * post-copies (rounds would never shrink); between the two, hybrid (one
  * pre-copy round for the cold pages, then post-copy).
  */
-export function chooseStrategy(proc: Pick<ProcessInfo, "memory_bytes" | "dirty_bytes_per_s">, rate_bytes_per_s: number, model: MigrationModel): Strategy {
+export function chooseStrategy(proc: Pick<ProcessInfo, "memory_bytes" | "dirty_bytes_per_s">, link: { rate_bytes_per_s: number; model: MigrationModel }): Strategy {
+  const model = link.model;
   if (proc.memory_bytes <= model.stop_copy_bytes_max) return "stop-copy";
-  const share = proc.dirty_bytes_per_s / rate_bytes_per_s;
+  const share = proc.dirty_bytes_per_s / link.rate_bytes_per_s;
   if (share <= model.pre_copy_dirty_share_max) return "pre-copy";
   if (share >= model.post_copy_dirty_share_min) return "post-copy";
   return "hybrid";
@@ -68,9 +69,10 @@ export function chooseStrategy(proc: Pick<ProcessInfo, "memory_bytes" | "dirty_b
 /** Rounds pre-copy sends at most before it stops regardless (as the migration layer's limit). */
 const PRE_COPY_ROUNDS_MAX = 30;
 
-/** Expected time, downtime and bytes of moving `proc` with `strategy` at `rate_bytes_per_s`. */
-export function estimateMigration(proc: Pick<ProcessInfo, "memory_bytes" | "dirty_bytes_per_s">, strategy: Strategy, rate_bytes_per_s: number, model: MigrationModel): MigrationEstimate {
-  const rate = Math.max(1, rate_bytes_per_s);
+/** Expected time, downtime and bytes of moving `proc` with `how.strategy` at `how.rate_bytes_per_s`. */
+export function estimateMigration(proc: Pick<ProcessInfo, "memory_bytes" | "dirty_bytes_per_s">, how: { strategy: Strategy; rate_bytes_per_s: number; model: MigrationModel }): MigrationEstimate {
+  const { strategy, model } = how;
+  const rate = Math.max(1, how.rate_bytes_per_s);
   const mem = proc.memory_bytes;
   const all_ms = (mem / rate) * 1000;
   switch (strategy) {

@@ -38,7 +38,8 @@ export interface DecideInput {
  * false, so a caller with many nodes builds process lists only where it is
  * true.
  */
-export function wantsToAct(local: NodeLoad, view: readonly ViewRecord[], now_ms: number, params: PolicyParams): boolean {
+export function wantsToAct(input: Pick<DecideInput, "local" | "view" | "now_ms">, params: PolicyParams): boolean {
+  const { local, view, now_ms } = input;
   if (params.mode === "none" || params.moves_per_round_max === 0 || local.processes === 0) return false;
   if (local.draining) return true;
   if (local.memory_free_bytes < memoryFloor(local, params)) return true;
@@ -62,7 +63,7 @@ export function wantsToAct(local: NodeLoad, view: readonly ViewRecord[], now_ms:
 
 /** The moves this node decides now, at most `moves_per_round_max`, each with its reason. */
 export function decide(input: DecideInput, params: PolicyParams): Decision[] {
-  if (!wantsToAct(input.local, input.view, input.now_ms, params)) return [];
+  if (!wantsToAct(input, params)) return [];
   const round: Round = {
     now_ms: input.now_ms,
     params,

@@ -34,7 +34,7 @@ describe("balance", () => {
   it("a balanced cluster moves nothing, and says so without looking at processes", () => {
     const local = nodeLoad("a", { runnable: 5 });
     const others = [nodeLoad("b", { runnable: 5 }), nodeLoad("c", { runnable: 4 })];
-    assert.equal(wantsToAct(local, viewOf(others), 0, policyParams()), false);
+    assert.equal(wantsToAct({ local, view: viewOf(others), now_ms: 0 }, policyParams()), false);
     assert.deepEqual(run(local, procs(5), others), []);
   });
 
@@ -129,7 +129,7 @@ describe("pack", () => {
     assert.equal(run(nodeLoad("n1", { runnable: 1 }), procs(1), [nodeLoad("n2", { runnable: 1 })], params).length, 0);
   });
   it("reports the empty nodes as idle", () => {
-    assert.deepEqual(idleNodes(nodeLoad("me", { runnable: 2 }), viewOf([nodeLoad("b"), nodeLoad("a"), nodeLoad("c", { runnable: 1 }), nodeLoad("d", { draining: true })]), 0, 5000), ["a", "b"]);
+    assert.deepEqual(idleNodes({ local: nodeLoad("me", { runnable: 2 }), view: viewOf([nodeLoad("b"), nodeLoad("a"), nodeLoad("c", { runnable: 1 }), nodeLoad("d", { draining: true })]), now_ms: 0 }, 5000), ["a", "b"]);
   });
 });
 

@@ -184,7 +184,8 @@ export class LoadView {
    * The window to send: `own` first (age 0), then the `size - 1` freshest
    * entries held, freshest first, each aged to `now_ms`.
    */
-  window(own: LoadEntry, size: number, now_ms: number): LoadEntry[] {
+  window(own: LoadEntry, at: { size: number; now_ms: number }): LoadEntry[] {
+    const { size, now_ms } = at;
     const out: LoadEntry[] = [own];
     const k = Math.min(size - 1, this.#records.length);
     if (k <= 0) return out;

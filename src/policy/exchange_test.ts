@@ -48,7 +48,7 @@ describe("LoadView", () => {
   it("sends its own entry first, then the freshest it holds, aged to now", () => {
     const v = new LoadView("me");
     v.merge([entry("a", 1, 400), entry("b", 1, 100), entry("c", 1, 300), entry("d", 1, 200)], 0);
-    const w = v.window(entry("me", 7, 0), 3, 50);
+    const w = v.window(entry("me", 7, 0), { size: 3, now_ms: 50 });
     assert.deepEqual(w.map((e) => [e.load.node, e.age_ms]), [["me", 0], ["b", 150], ["d", 250]]);
   });
 

@@ -61,7 +61,8 @@ export function pack(processes: readonly ProcessInfo[], round: Round): void {
  * drained (a drained node is idle for another reason), heard within
  * `age_max_ms`. The node asking includes itself through `local`.
  */
-export function idleNodes(local: NodeLoad, view: readonly ViewRecord[], now_ms: number, age_max_ms: number): string[] {
+export function idleNodes(input: { local: NodeLoad; view: readonly ViewRecord[]; now_ms: number }, age_max_ms: number): string[] {
+  const { local, view, now_ms } = input;
   const out: string[] = [];
   if (local.processes === 0 && !local.draining) out.push(local.node);
   for (const r of view) if (r.load.processes === 0 && !r.load.draining && ageOf(r, now_ms) <= age_max_ms) out.push(r.load.node);

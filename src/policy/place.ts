@@ -22,6 +22,8 @@ export interface NewProcess {
 
 /** The nodes placement chooses among. */
 export interface PlaceInput {
+  /** The process to place. */
+  readonly process: NewProcess;
   readonly now_ms: number;
   /** The node asked to start it, which also holds the view. */
   readonly local: NodeLoad;
@@ -62,7 +64,8 @@ function feasible(load: NodeLoad, proc: NewProcess, params: PolicyParams): boole
 }
 
 /** Where `proc` should start. */
-export function place(proc: NewProcess, input: PlaceInput, params: PolicyParams): Placement {
+export function place(input: PlaceInput, params: PolicyParams): Placement {
+  const proc = input.process;
   const candidates: NodeLoad[] = [];
   if (feasible(input.local, proc, params)) candidates.push(input.local);
   if (params.mode === "none" && candidates.length === 1) return { kind: "node", node: input.local.node, detail: "started where asked (policy none)" };

@@ -136,7 +136,7 @@ describe("policy properties", () => {
         const params = paramsOf(c, { moves_per_round_max: Math.max(1, c.limit) });
         c.nodes.forEach((me, i) => {
           const others = viewOf(c.nodes.filter((_, k) => k !== i).map((n) => n.load), 0);
-          if (!wantsToAct(me.load, others, 0, params)) assert.deepEqual(decideAt(c, i, params, 0), []);
+          if (!wantsToAct({ local: me.load, view: others, now_ms: 0 }, params)) assert.deepEqual(decideAt(c, i, params, 0), []);
         });
       }),
       fuzzParameters(300),

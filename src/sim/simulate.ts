@@ -399,7 +399,7 @@ class Simulation {
       const peer_nodes: string[] = [];
       const first = this.w.group_first[p] as number;
       for (let q = first; q < p; q += 1) if (this.state[q] !== State.pending && this.state[q] !== State.done) peer_nodes.push(this.names[this.at[q] as number] as string);
-      const placed = place({ memory_bytes: mem, requires: needs ? GPU : NONE, peer_nodes }, { now_ms: this.now * 1000, local: this.#load(e), view: (this.views[e] as LoadView).records(), random: this.pr }, this.c.policy);
+      const placed = place({ process: { memory_bytes: mem, requires: needs ? GPU : NONE, peer_nodes }, now_ms: this.now * 1000, local: this.#load(e), view: (this.views[e] as LoadView).records(), random: this.pr }, this.c.policy);
       if (placed.kind === "node") n = Number(placed.node.slice(1));
     } else if (this.draining[e] === 0 && (!needs || this.gpu[e] === 1)) n = e;
     if (n < 0 || this.up[n] !== 1) n = this.#feasibleFallback(p);
@@ -451,7 +451,7 @@ class Simulation {
     const housekeeping = ((this.version[n] as number) & 7) === 0;
     if (housekeeping) view.expire(c.policy.view_age_max_ms * 4, now_ms);
     const own = this.#load(n);
-    const window = view.window({ load: own, version: this.version[n] as number, age_ms: 0 }, c.window, now_ms);
+    const window = view.window({ load: own, version: this.version[n] as number, age_ms: 0 }, { size: c.window, now_ms });
     for (let f = 0; f < c.fanout; f += 1) {
       const m = this.r.int(c.nodes);
       if (m !== n && this.up[m] === 1) (this.views[m] as LoadView).merge(window, now_ms);
@@ -466,7 +466,7 @@ class Simulation {
       }
     }
     this.rounds += 1;
-    if (c.policy.mode === "none" || !wantsToAct(own, records, now_ms, c.policy)) return;
+    if (c.policy.mode === "none" || !wantsToAct({ local: own, view: records, now_ms }, c.policy)) return;
     this.decision_rounds += 1;
     this.#touch(n);
     const processes: ProcessInfo[] = [];
