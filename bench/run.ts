@@ -21,6 +21,7 @@ import { migrationBench } from "./migration.js";
 import { trackerBench } from "./trackers.js";
 import { tlsBench } from "./tls.js";
 import { frontBench } from "./front.js";
+import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
@@ -232,6 +233,7 @@ if (only === undefined || only === "net") await netBench(quick);
 if (only === undefined || only === "pages") await pagesBench(quick);
 if (only === undefined || only === "tls") await tlsBench(quick);
 if (only === undefined || only === "front") await frontBench(quick);
+if (only === undefined || only === "sim") await simBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
 process.exit(0);

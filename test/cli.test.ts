@@ -23,7 +23,7 @@ describe("ferry CLI", () => {
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  for (const args of [["--help"], ["exec", "--help"], ["resume", "--help"], ["exec", "-h"]]) {
+  for (const args of [["--help"], ["exec", "--help"], ["resume", "--help"], ["exec", "-h"], ["sim", "--help"], ["sim", "-h"]]) {
     it(`ferry ${args.join(" ")} prints usage and exits 0`, async () => {
       const r = await ferry(args);
       assert.equal(r.status, 0);
@@ -41,12 +41,29 @@ describe("ferry CLI", () => {
       [["exec", "--env", "NOEQUALS", compute], /want K=V/],
       [["exec", "--bogus", compute], /unknown option --bogus/],
       [["resume"], /exactly one IMAGE/],
+      [["sim", "--policy", "fastest"], /--policy is balance, pack or none/],
+      [["sim", "--speed", "2:1"], /--speed wants MIN:MAX/],
+      [["sim", "--nodes", "4", "--drain", "7"], /there are only 4 nodes/],
+      [["sim", "--hot-share", "0"], /--hot-share wants a number/],
+      [["sim", "extra"], /unexpected argument/],
     ];
     for (const [args, message] of cases) {
       const r = await ferry(args);
       assert.equal(r.status, 2, `ferry ${args.join(" ")}`);
       assert.match(r.stderr.toString(), message);
     }
+  });
+
+  it("ferry sim prints the figures of a seeded run as JSON, the same for the same seed", async () => {
+    const args = ["sim", "--nodes", "6", "--processes", "120", "--seed", "3", "--drain", "2", "--drain-at-s", "1"];
+    const [a, b] = await Promise.all([ferry(args), ferry(args)]);
+    assert.equal(a.status, 0, a.stderr.toString());
+    const r = JSON.parse(a.stdout.toString()) as { completed: number; policy: string; invariant_violations: number; wall_ms: number; drain_empty_at_s: number | null };
+    assert.equal(r.completed, 120);
+    assert.equal(r.policy, "balance");
+    assert.equal(r.invariant_violations, 0);
+    assert.notEqual(r.drain_empty_at_s, null);
+    assert.deepEqual({ ...r, wall_ms: 0 }, { ...(JSON.parse(b.stdout.toString()) as object), wall_ms: 0 });
   });
 
   it("arguments after the program belong to the program", async () => {

@@ -11,6 +11,7 @@ import { nodeCommand, upCommand } from "./node_cmd.js";
 import { migrateCommand } from "./cluster_migrate.js";
 import { linksCommand, sendCommand } from "./cluster_links.js";
 import { loginCommand, tokenCommand } from "./trust_cmd.js";
+import { simCommand } from "./sim_cmd.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -26,6 +27,7 @@ Commands:
   resume    Continue a suspended program from its image
   up        Start a local cluster of nodes in the foreground
   node      Run one node daemon (ferry node start --name NAME ...)
+  sim       Simulate a cluster running the load policies; print JSON figures
 
 Cluster commands (talk to the node --cluster HOST:PORT, else $FERRY_CLUSTER,
 else 127.0.0.1:7070):
@@ -64,6 +66,7 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   links: linksCommand,
   token: tokenCommand,
   login: loginCommand,
+  sim: simCommand,
 };
 
 function version(): string {

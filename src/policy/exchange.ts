@@ -1,0 +1,240 @@
+/**
+ * Load exchange, after MOSIX: every interval a node sends its own load
+ * vector, with a window of the freshest entries it knows, to a few random
+ * peers; each receiver keeps the fresher of what it had and what it got.
+ * A view is bounded, so a node's cost stays the same at 3 nodes and at
+ * 10,000, and decisions look at a sample of the cluster, not all of it.
+ *
+ * No shared clock: an entry carries its age (how long ago its node measured
+ * it) and every hop adds the time it sat in a view. Which of two entries
+ * about one node is fresher is decided by that node's own version counter,
+ * so clock skew never lets stale load win.
+ */
+import type { NodeLoad } from "./load.js";
+
+/** One node's load as it travels: its origin's version counter and its age when sent. */
+export interface LoadEntry {
+  readonly load: NodeLoad;
+  /** Incremented by the origin at every measurement: higher is fresher. */
+  readonly version: number;
+  /** How long ago (ms) the origin measured it, when this copy was sent. */
+  readonly age_ms: number;
+}
+
+/** An entry as a view holds it. Read-only outside this file. */
+export interface ViewRecord {
+  load: NodeLoad;
+  version: number;
+  /** Age when it was received. */
+  age_ms: number;
+  /** Receiver's clock (ms) when it was received. */
+  received_ms: number;
+}
+
+/** Entries a view holds by default: enough to find a target, few enough to scan every round. */
+export const VIEW_ENTRIES_MAX_DEFAULT = 16;
+/** Entries a message carries by default, after MOSIX's small window of fresh entries. */
+export const WINDOW_ENTRIES_DEFAULT = 4;
+
+/** Age of `record` at `now_ms` on the holder's clock. */
+export function ageOf(record: ViewRecord, now_ms: number): number {
+  return record.age_ms + Math.max(0, now_ms - record.received_ms);
+}
+
+/** A record with its place in the view's list. */
+interface Held extends ViewRecord {
+  at: number;
+}
+
+/** Staleness that does not change with time: every held age grows at the same pace, so the order by this key is the order by age. */
+function staleness(r: ViewRecord): number {
+  return r.age_ms - r.received_ms;
+}
+
+/**
+ * One node's view of the cluster: a bounded set of other nodes' load
+ * entries. Deterministic and free of I/O; the caller passes the time.
+ * The entries' staleness sits in one typed array beside the list, so
+ * finding the oldest is a scan of a few cache lines, done only when the
+ * oldest was just replaced: merging stays cheap at 10,000 nodes, where
+ * almost every entry received is about a node not held.
+ */
+export class LoadView {
+  /** This node's name: entries about it are never kept (its own load is measured, not heard). */
+  readonly self: string;
+  readonly entries_max: number;
+  readonly #records: Held[] = [];
+  readonly #index = new Map<string, Held>();
+  readonly #stale: Float64Array;
+  /** Index of the oldest record, or -1 when it must be found again. */
+  #oldest = -1;
+  /** Scratch of window(): no allocation but the entries it returns. */
+  readonly #best: ViewRecord[] = [];
+  readonly #ages: number[] = [];
+
+  constructor(self: string, entries_max = VIEW_ENTRIES_MAX_DEFAULT) {
+    if (!(Number.isInteger(entries_max) && entries_max >= 1)) throw new RangeError(`entries_max must be a positive integer, not ${entries_max}`);
+    this.self = self;
+    this.entries_max = entries_max;
+    this.#stale = new Float64Array(entries_max);
+  }
+
+  /** The entries held, in no particular order. Valid until the next merge. */
+  records(): readonly ViewRecord[] {
+    return this.#records;
+  }
+
+  /** The entry about `node`, if held. */
+  get(node: string): ViewRecord | undefined {
+    return this.#index.get(node);
+  }
+
+  /**
+   * Merges a received window; returns how many entries it took. An entry
+   * wins over the held one for its node when its version is higher, or equal
+   * and younger. When the view is full, a newcomer replaces the oldest entry
+   * if it is younger than it.
+   */
+  merge(window: readonly LoadEntry[], now_ms: number): number {
+    let taken = 0;
+    for (const entry of window) {
+      const node = entry.load.node;
+      if (node === this.self) continue;
+      const held = this.#index.get(node);
+      if (held !== undefined) {
+        if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
+          this.#fill(held, entry, now_ms);
+          if (held.at === this.#oldest) this.#oldest = -1;
+          taken += 1;
+        }
+        continue;
+      }
+      const n = this.#records.length;
+      if (n < this.entries_max) {
+        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
+        this.#index.set(node, record);
+        this.#records.push(record);
+        this.#stale[n] = staleness(record);
+        this.#oldest = -1;
+        taken += 1;
+        continue;
+      }
+      const victim = this.#records[this.#oldestAt()] as Held;
+      if (ageOf(victim, now_ms) <= entry.age_ms) continue;
+      // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
+      this.#index.delete(victim.load.node);
+      this.#fill(victim, entry, now_ms);
+      this.#index.set(node, victim);
+      this.#oldest = -1;
+      taken += 1;
+    }
+    return taken;
+  }
+
+  /**
+   * Adjusts the entry about `node` by a change this node caused (it placed
+   * or sent a process there) until fresher news arrives, so that decisions
+   * later in the same interval do not all pick the same node. Returns
+   * whether the entry was held.
+   */
+  account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
+    const r = this.#index.get(node);
+    if (r === undefined) return false;
+    const l = r.load;
+    // Spelled out rather than spread: placement calls this once per process started.
+    r.load = {
+      node: l.node,
+      cpus: l.cpus,
+      speed: l.speed,
+      processes: l.processes + change.processes,
+      movable: l.movable,
+      runnable: l.runnable + change.runnable,
+      cpu_used: l.cpu_used,
+      memory_used_bytes: l.memory_used_bytes + change.memory_bytes,
+      memory_free_bytes: l.memory_free_bytes - change.memory_bytes,
+      remote_bytes_per_s: l.remote_bytes_per_s,
+      transfer_bytes_per_s: l.transfer_bytes_per_s,
+      labels: l.labels,
+      draining: l.draining,
+    };
+    return true;
+  }
+
+  /** Drops entries older than `age_max_ms` (a node that stopped answering fades out); returns how many. */
+  expire(age_max_ms: number, now_ms: number): number {
+    let dropped = 0;
+    for (let i = this.#records.length - 1; i >= 0; i -= 1) {
+      const r = this.#records[i] as Held;
+      if (ageOf(r, now_ms) <= age_max_ms) continue;
+      this.#remove(r);
+      dropped += 1;
+    }
+    return dropped;
+  }
+
+  /** Forgets `node` (it left the cluster); returns whether it was held. */
+  forget(node: string): boolean {
+    const r = this.#index.get(node);
+    if (r === undefined) return false;
+    this.#remove(r);
+    return true;
+  }
+
+  /**
+   * The window to send: `own` first (age 0), then the `size - 1` freshest
+   * entries held, freshest first, each aged to `now_ms`.
+   */
+  window(own: LoadEntry, at: { size: number; now_ms: number }): LoadEntry[] {
+    const { size, now_ms } = at;
+    const out: LoadEntry[] = [own];
+    const k = Math.min(size - 1, this.#records.length);
+    if (k <= 0) return out;
+    // Top-k by age with an insertion list: k is small and most entries fail the first comparison.
+    const best = this.#best;
+    const ages = this.#ages;
+    let count = 0;
+    for (const r of this.#records) {
+      const age = ageOf(r, now_ms);
+      if (count === k && age >= (ages[k - 1] as number)) continue;
+      let at = count === k ? k - 1 : count;
+      if (count < k) count += 1;
+      while (at > 0 && (ages[at - 1] as number) > age) {
+        best[at] = best[at - 1] as ViewRecord;
+        ages[at] = ages[at - 1] as number;
+        at -= 1;
+      }
+      best[at] = r;
+      ages[at] = age;
+    }
+    for (let i = 0; i < count; i += 1) out.push({ load: (best[i] as ViewRecord).load, version: (best[i] as ViewRecord).version, age_ms: ages[i] as number });
+    return out;
+  }
+
+  #fill(r: Held, entry: LoadEntry, now_ms: number): void {
+    r.load = entry.load;
+    r.version = entry.version;
+    r.age_ms = entry.age_ms;
+    r.received_ms = now_ms;
+    this.#stale[r.at] = staleness(r);
+  }
+
+  #oldestAt(): number {
+    if (this.#oldest >= 0) return this.#oldest;
+    const stale = this.#stale;
+    let at = 0;
+    for (let i = 1; i < this.#records.length; i += 1) if ((stale[i] as number) > (stale[at] as number)) at = i;
+    this.#oldest = at;
+    return at;
+  }
+
+  #remove(r: Held): void {
+    this.#index.delete(r.load.node);
+    const last = this.#records.pop() as Held;
+    if (last !== r) {
+      this.#records[r.at] = last;
+      last.at = r.at;
+      this.#stale[last.at] = staleness(last);
+    }
+    this.#oldest = -1;
+  }
+}
