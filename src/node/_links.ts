@@ -207,6 +207,7 @@ export class NodeLinks {
 
   async #post(node: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
     const address = await this.#node.addressOf(node);
+    this.#node.metrics.linkSent(node, batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
     return this.#channels.deliver(address, node, pid, batch);
   }
 

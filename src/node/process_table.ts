@@ -44,6 +44,16 @@ export const CLUSTER_STDIO: StdioKinds = ["device", "pipe", "pipe"];
 export type { HomeRecord, ProcessStatus, RunRequest, Running, TableLinks } from "./_records.js";
 export { describeProcess, REPORT_GIVE_UP_MS } from "./_records.js";
 
+/** What a table tells its node as it happens: for events and metrics, never for control. */
+export interface TableObserver {
+  /** A process this node is home to started. */
+  started?(record: HomeRecord): void;
+  /** A process this node is home to ended. */
+  ended?(record: HomeRecord, status: ProcessStatus): void;
+  /** TCP bytes relayed for a process this node is home to. */
+  relayed?(direction: "in" | "out", bytes: number): void;
+}
+
 /** The table, and starting, adopting and stopping what is in it. */
 export class ProcessTable {
   readonly #homes = new Map<string, HomeRecord>();
@@ -62,6 +72,8 @@ export class ProcessTable {
   #next = 1;
   /** Processes being started (instrumented, instantiated) and not in the table yet. */
   #starting = 0;
+  /** Told what happens to processes here (the node's events and metrics); set by the node. */
+  observer: TableObserver = {};
 
   /**
    * The table of node `node`, with what its data directory holds from
@@ -182,6 +194,13 @@ export class ProcessTable {
     return this.#running.size;
   }
 
+  /** Memory of the processes running here, bytes. */
+  guestMemoryBytes(): number {
+    let bytes = 0;
+    for (const r of this.#running.values()) bytes += r.proc.memory.buffer.byteLength;
+    return bytes;
+  }
+
   /** How many processes run here or are being started here (what the process quota counts, with the standbys). */
   get busy(): number {
     return this.#running.size + this.#starting;
@@ -209,7 +228,7 @@ export class ProcessTable {
     this.#next += 1;
     // Saved before the pid is used anywhere: a crash from here on never gives it out again.
     this.#save();
-    const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen);
+    const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen, (direction, bytes) => this.observer.relayed?.(direction, bytes));
     let settle!: (status: ProcessStatus) => void;
     const done = new Promise<ProcessStatus>((resolve) => {
       settle = resolve;
@@ -254,6 +273,7 @@ export class ProcessTable {
       links.start(this.#node, false);
       links_net.start({ listeners: (net?.addresses ?? []).map((_, listener) => ({ listener, accepted: 0 })), conns: [] });
       this.#track({ ...request, pid, home: this.#node, proc, relay, links, net: links_net, migrating: false, moves: 0 });
+      this.observer.started?.(record);
     } catch (err: unknown) {
       this.#homes.delete(pid);
       record.output.close();
@@ -396,6 +416,7 @@ export class ProcessTable {
     record.output.end();
     record.net?.close();
     record.settle(status);
+    this.observer.ended?.(record, status);
   }
 
   /** Kills a process running here; its home learns through the usual exit path. */
