@@ -12,7 +12,8 @@ describe("log format", () => {
   });
 
   it("shows an error field by its code and message", () => {
-    const line = JSON.stringify({ level: 50, time: 0, msg: "x", err: errorField(new FerryError("ERR_PEER_UNREACHABLE", "peer gone")) });
+    // As pino writes an Error.
+    const line = JSON.stringify({ level: 50, time: 0, msg: "x", err: { type: "FerryError", message: "peer gone", stack: "FerryError: peer gone\n    at ...", code: "ERR_PEER_UNREACHABLE" } });
     assert.match(formatLogLine(line), /ERROR x err="ERR_PEER_UNREACHABLE: peer gone"$/);
   });
 
@@ -39,7 +40,7 @@ describe("logger", () => {
     try {
       configureLogging({ level: "info", stream, pretty: false, base: { node: "n7" } });
       logger().debug("hidden");
-      logger().child({ pid: "n7-1" }).warn({ bytes: 3 }, "shown");
+      logger().child({ pid: "n7-1" }).warn({ bytes: 3, err: errorField(new FerryError("ERR_PEER", "it broke")) }, "shown");
       assert.equal(lines.length, 1);
       const entry = JSON.parse(lines[0] as string) as Record<string, unknown>;
       assert.equal(entry["level"], 40);
@@ -47,6 +48,7 @@ describe("logger", () => {
       assert.equal(entry["pid"], "n7-1");
       assert.equal(entry["bytes"], 3);
       assert.equal(entry["msg"], "shown");
+      assert.deepEqual({ ...(entry["err"] as object), stack: undefined }, { type: "FerryError", name: "FerryError", message: "it broke", code: "ERR_PEER", stack: undefined });
       assert.equal(typeof entry["time"], "number");
     } finally {
       configureLogging({ level: before.level as "warn" });

@@ -71,9 +71,11 @@ export function logger(): Logger {
   return current;
 }
 
-/** An error as a log field: its code (a FerryError's), message and stack, for `logger().warn({ err }, ...)`. */
-export function errorField(err: unknown): Record<string, unknown> {
-  if (!(err instanceof Error)) return { message: String(err) };
-  const code = (err as { code?: unknown }).code;
-  return { type: err.name, ...(typeof code === "string" ? { code } : {}), message: err.message, ...(err.stack !== undefined ? { stack: err.stack } : {}) };
+/**
+ * An error as a log field, for `log.warn({ err: errorField(e) }, ...)`: an
+ * Error as it is (pino writes its type, message, stack and code), anything
+ * else thrown as its text.
+ */
+export function errorField(err: unknown): Error | { message: string } {
+  return err instanceof Error ? err : { message: String(err) };
 }

@@ -34,6 +34,9 @@ const DOWNTIME_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 /** Total-time buckets, seconds: pre-copy of a large, busy process takes minutes. */
 const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+/** Default metrics of prom-client that break Prometheus' naming (gauges named as counters). */
+const MISNAMED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
 /** Bytes of one page as the migration protocol counts them. */
 const PAGE_BYTES = 4096;
 
@@ -70,6 +73,9 @@ export class NodeMetrics {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node });
     collectDefaultMetrics({ register: this.registry });
+    // prom-client names these three gauges with `_total`, which Prometheus
+    // keeps for counters (promtool refuses them); they are left out.
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
     new Gauge({
       name: "ferry_processes",
       help: "Processes this node is home to, by state.",

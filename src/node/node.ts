@@ -151,7 +151,8 @@ export class FerryNode {
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
-    this.log = logger().child({ node: this.name });
+    // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
+    this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
     this.metrics = new NodeMetrics(this.name, {
       homeStates: () => {
