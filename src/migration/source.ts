@@ -14,6 +14,7 @@ import { Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages, WIRE_PAGE
 import { EmptySchema, type Strategy } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
 import { watchStall } from "./stall.js";
+import { errorField, logger } from "../log/mod.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
 export { STRATEGIES, type Strategy } from "./_schemas.js";
@@ -260,6 +261,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const session = `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
     if (post_copy) {
       channel = side.connectPages!(session);
+      // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
       channel.catch(() => undefined);
     }
     side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
@@ -336,6 +338,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
         push_from: resumed_there,
         hot: restoreChunks(memory().length, suspension.state.asyncify.length, suspension.state.globals),
       });
+      // Awaited in postCopyPhase or on failure below, where its error is seen; this only keeps it from being unhandled meanwhile.
       serving.catch(() => undefined);
     }
     step("waiting for the destination to restore it");
@@ -358,10 +361,16 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
       const refused = err instanceof PeerError;
-      if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) {
+      const runs = image_sent && !refused && (await side.destinationRuns().catch((e: unknown) => {
+        // Unknown counts as no: the destination never answered RUNNING, so it resumes here.
+        logger().warn({ pid: side.offer.pid, err: errorField(e) }, "could not ask the destination whether it runs the process; resuming it at the source");
+        return false;
+      }));
+      if (runs) {
         return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
       }
       stop_serving.abort();
+      // Stopped on purpose: its ending is not news.
       await serving?.catch(() => undefined);
       if (links_frozen) side.links?.resume();
       side.net?.resume();

@@ -33,12 +33,15 @@ export const PEER_RETRY_MS = 2000;
 /** Time between comment lines on an idle stream, so proxies and the client's TCP see it alive. */
 const KEEPALIVE_MS = 15_000;
 
+/** What an {@link EventWriter} writes to: an HTTP response, as far as it is used. */
+export type EventSink = Pick<http.ServerResponse, "write" | "writableLength" | "writableEnded" | "destroyed" | "on">;
+
 /** Writes events to one client, dropping them (and saying so) while the client does not keep up. */
-class EventWriter {
-  readonly #res: http.ServerResponse;
+export class EventWriter {
+  readonly #res: EventSink;
   #dropped = 0;
 
-  constructor(res: http.ServerResponse) {
+  constructor(res: EventSink) {
     this.#res = res;
     // A reader that caught up hears of the gap at once, not at the next event.
     res.on("drain", () => this.#flushGap());

@@ -17,6 +17,7 @@ import { admitRun } from "./_admission.js";
 import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { serveEvents } from "./_event_stream.js";
+import { errorField } from "../log/mod.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -134,8 +135,9 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
     node.peers.map(async (address) => {
       try {
         return parse(PeerList, await requestJson(node.dialer, address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
-      } catch {
+      } catch (err: unknown) {
         // A peer that is down (or answers nonsense) has no processes to list; `ferry nodes` says which are down.
+        node.log.debug({ address, err: errorField(err) }, "a peer did not list its processes");
         return [];
       }
     }),
@@ -150,7 +152,17 @@ async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): P
   if (query.inspect === "1") return sendJson(res, 200, node.links.inspect());
   if (query.local === "1") return sendJson(res, 200, local);
   // A peer that is down (or answers nonsense) has no links to list.
-  const remote = await Promise.all(node.peers.map((address) => requestJson(node.dialer, address, "GET", "/v1/links?local=1").then((r) => parse(PeerList, r, `node ${address}'s links`), () => [])));
+  const remote = await Promise.all(
+    node.peers.map((address) =>
+      requestJson(node.dialer, address, "GET", "/v1/links?local=1").then(
+        (r) => parse(PeerList, r, `node ${address}'s links`),
+        (err: unknown) => {
+          node.log.debug({ address, err: errorField(err) }, "a peer did not list its links");
+          return [];
+        },
+      ),
+    ),
+  );
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 

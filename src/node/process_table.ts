@@ -12,6 +12,7 @@
  * has recorded (compare-and-set), and an exit report only from the runner
  * and move it has recorded.
  */
+import { errorField, logger } from "../log/mod.js";
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
@@ -161,7 +162,7 @@ export class ProcessTable {
             await this.reportExit(r.pid, r.home, { kind: "lost", message }, r.moves);
           }
         } catch (err: unknown) {
-          process.emitWarning(`node ${this.#node}: could not settle ${r.pid}, which ran here before the restart: ${err instanceof Error ? err.message : String(err)}`);
+          logger().error({ node: this.#node, pid: r.pid, err: errorField(err) }, `could not settle ${r.pid}, which ran here before the restart`);
         }
         this.#left_running = this.#left_running.filter((x) => x !== r);
         this.#save();
@@ -348,14 +349,18 @@ export class ProcessTable {
       this.#links.ended(running.pid);
       // Each step is best effort: the process has ended whatever fails here, and a
       // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.
-      await running.relay.flush().catch(() => undefined);
+      await running.relay.flush().catch((err: unknown) => {
+        logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
+      });
       // What it sent on its connections reaches its home before its end does.
-      await running.net.flush().catch(() => undefined);
+      await running.net.flush().catch((err: unknown) => {
+        logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last bytes ${running.pid} sent on its connections did not reach its home`);
+      });
       running.net.detach();
       try {
         await this.reportExit(running.pid, running.home, status, running.moves);
       } catch (err: unknown) {
-        process.emitWarning(`node ${this.#node}: the home of ${running.pid} was not told how it ended: ${err instanceof Error ? err.message : String(err)}`);
+        logger().error({ node: this.#node, pid: running.pid, home: running.home, err: errorField(err) }, `the home of ${running.pid} was not told how it ended`);
       }
       // Saved only now: a crash before the home knows leaves it to recover() to say "lost".
       this.#save();
