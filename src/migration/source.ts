@@ -148,9 +148,10 @@ export interface MigrationOptions {
   push_bytes_per_s?: number;
   /**
    * Aborts the migration (ERR_MIGRATION_STALLED, the process resumed here)
-   * when it makes no progress for this long before the destination runs the
-   * process (`stall.ts`); after that commit point post-copy's `recover_ms`
-   * applies instead. Default: no watchdog.
+   * when it makes no progress for this long before the whole image is sent
+   * (`stall.ts`). Past that point the destination may already run the
+   * process, so an abort could leave two copies: the restore timeout, and
+   * for post-copy `recover_ms`, apply instead. Default: no watchdog.
    */
   stall_ms?: number;
   /** Told once when the watchdog aborts the migration, with the phase it stalled in. */
@@ -327,6 +328,11 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     }
     if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
     image_sent = true;
+    // From here the destination may run the process at any moment: aborting
+    // could leave a copy on each side. The restore timeout and the question
+    // "does it run there?" decide instead.
+    watchdog?.stop();
+    step("waiting for the destination to restore it");
     if (!post_copy) metrics.pages += final;
     metrics.dirty_pages.push(final);
     // The page channel opens while the destination restores: its first faults need it.
@@ -341,7 +347,6 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       // Awaited in postCopyPhase or on failure below, where its error is seen; this only keeps it from being unhandled meanwhile.
       serving.catch(() => undefined);
     }
-    step("waiting for the destination to restore it");
     const reply = await answer.within(RESTORE_TIMEOUT_MS);
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
