@@ -93,6 +93,7 @@ export const ERROR_CODES = {
   // Migrations.
   ERR_MIGRATION_REFUSED: { status: 409, meaning: "The destination refused the migration; the process keeps running at the source." },
   ERR_MIGRATION_FAILED: { status: 502, meaning: "The migration failed; the process keeps running at the source." },
+  ERR_MIGRATION_STALLED: { status: 504, meaning: "The migration made no progress for the node's --stall-timeout and was aborted; the process keeps running at the source." },
   ERR_MIGRATION_PROTOCOL: { status: 502, meaning: "A frame of the migration protocol is malformed or unexpected." },
   ERR_UFFD_UNAVAILABLE: { status: 409, meaning: "The destination cannot take post-copy or hybrid migrations (no userfaultfd); the reason follows." },
   ERR_TRACKER_UNAVAILABLE: { status: 409, meaning: "The userfaultfd page tracker cannot be used here." },

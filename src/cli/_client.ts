@@ -8,7 +8,7 @@ import https from "node:https";
 import { FerryError, isErrorCode, knownCode, type ErrorCode } from "../errors.js";
 import { ClusterTls, clientCredentialDir, hasCredential, readCredential } from "../trust/mod.js";
 import { optionValue, UsageError, type OptionSpec, type Parsed } from "./_args.js";
-import { SseParser, type SseEvent } from "./_sse.js";
+import { SseParser, type SseEvent } from "../sse.js";
 
 /** Where the CLI looks for a cluster when neither --cluster nor FERRY_CLUSTER says: `ferry up`'s first node. */
 export const DEFAULT_CLUSTER = "127.0.0.1:7070";
@@ -110,6 +110,14 @@ export class ClusterClient {
         status: res.statusCode,
       });
     }
+  }
+
+  /** A request whose answer is text (e.g. `GET /metrics`); throws ClusterError on an error answer. */
+  async text(method: string, path: string): Promise<string> {
+    const res = await this.#request(method, path, undefined, {});
+    const bytes = await readAll(res, this.name);
+    this.#throwIfError(res, bytes);
+    return bytes.toString("utf8");
   }
 
   /** Whether a resource exists: true for 2xx, false for 404, ClusterError otherwise. */

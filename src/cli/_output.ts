@@ -116,7 +116,7 @@ function parseJson(text: string, what: string): Record<string, unknown> {
     const value = JSON.parse(text) as unknown;
     if (value !== null && typeof value === "object") return value as Record<string, unknown>;
   } catch {
-    // reported below
+    // Not JSON: reported below as what it is, an answer the CLI cannot read.
   }
   throw new ClusterError("ERR_CLUSTER_PROTOCOL", `the node sent a malformed ${what} event: ${text.slice(0, 200)}`);
 }

@@ -12,6 +12,7 @@ import { migrateCommand } from "./cluster_migrate.js";
 import { linksCommand, sendCommand } from "./cluster_links.js";
 import { loginCommand, tokenCommand } from "./trust_cmd.js";
 import { simCommand } from "./sim_cmd.js";
+import { eventsCommand, metricsCommand } from "./cluster_ops.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -41,7 +42,9 @@ else 127.0.0.1:7070):
             post-copy or hybrid)
   send      Send a message to a process
   links     List the traffic between pairs of processes
-  token     Create a one-time token for a node or a client to join the cluster
+  token     Create a one-time token for a node, a client or a scraper to join
+  metrics   Print a node's metrics (Prometheus text format)
+  events    Print the cluster's events (-f to follow them)
 
 Trust:
   login     Redeem a client token for this user's credential (~/.ferry/client)
@@ -67,6 +70,8 @@ const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
   token: tokenCommand,
   login: loginCommand,
   sim: simCommand,
+  metrics: metricsCommand,
+  events: eventsCommand,
 };
 
 function version(): string {

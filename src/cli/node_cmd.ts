@@ -9,6 +9,14 @@ import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
 import { Supervisor } from "./_supervisor.js";
+import { configureLogging, isLogLevel, LOG_LEVEL_DEFAULT, LOG_LEVELS, type LogLevel } from "../log/mod.js";
+
+/** The level --log-level names (ERR_USAGE for another word). */
+function logLevelOption(parsed: Parsed): LogLevel {
+  const value = optionValue(parsed, "log-level") ?? LOG_LEVEL_DEFAULT;
+  if (!isLogLevel(value)) throw new UsageError(`--log-level is one of ${LOG_LEVELS.join(", ")}`);
+  return value;
+}
 
 /** The options named in `map` that were given, by their field names. */
 function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial<Record<K, string>> {
@@ -37,6 +45,12 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --max-module-size SIZE Largest module accepted (default 256M).
   --standby-timeout MS   Free an incoming migration's memory when its source
                          sends nothing for MS ms (default 30000).
+  --stall-timeout MS     Abort a migration from this node that makes no
+                         progress for MS ms, leaving the process here
+                         (default 30000).
+  --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
+                         silent. One JSON line per entry on stderr; lines
+                         for people when stderr is a terminal.
 `;
 
 /** Help of `ferry node`. */
@@ -108,6 +122,8 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "max-standby-bytes", value: true },
   { name: "max-module-size", value: true },
   { name: "standby-timeout", value: true },
+  { name: "stall-timeout", value: true },
+  { name: "log-level", value: true },
 ];
 
 /** A node's limits from the command line (each not given: the node's default). */
@@ -123,6 +139,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (module !== undefined) limits.module_bytes_max = module;
   const idle = optionInt(parsed, "standby-timeout");
   if (idle !== undefined) limits.standby_idle_ms = idle;
+  const stall = optionInt(parsed, "stall-timeout");
+  if (stall !== undefined) limits.migration_stall_ms = stall;
   return limits;
 }
 
@@ -196,6 +214,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   const name = optionValue(parsed, "name");
   if (name === undefined) throw new UsageError("--name is required");
   checkNodeName(name);
+  const log = configureLogging({ level: logLevelOption(parsed), base: { node: name } });
   const listen = parseAddress(optionValue(parsed, "listen") ?? "127.0.0.1:7070");
   const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
   for (const p of peers) parseAddress(p);
@@ -235,7 +254,9 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   );
   // Started by `ferry up` (_supervisor.ts): tell it, on the channel it gave.
   process.send?.({ kind: "ready", name: node.name, address: node.address, os_pid: process.pid });
-  await untilSignal();
+  log.info({ address: node.address, page_tracker: node.page_tracker.name, post_copy: pc.available }, "listening");
+  const signal = await untilSignal();
+  log.info({ signal }, "stopping on a signal");
   await node.stop();
   if (process.connected) process.disconnect();
   return 0;
@@ -260,6 +281,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
     return 0;
   }
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
+  logLevelOption(parsed); // checked here, so a wrong level fails before any node starts
   const count = optionInt(parsed, "nodes") ?? 3;
   const port = optionInt(parsed, "port") ?? 7070;
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);

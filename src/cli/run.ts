@@ -122,6 +122,7 @@ function preopen(spec: string): Preopen {
   try {
     stat = fs.statSync(host);
   } catch {
+    // stat's own error says less than this to someone at the command line.
     throw new UsageError(`--dir ${host}: no such directory`);
   }
   if (!stat.isDirectory()) throw new UsageError(`--dir ${host}: not a directory`);

@@ -1,4 +1,5 @@
 /** `ferry token create` and `ferry login`: letting nodes and people into a cluster. */
+import path from "node:path";
 import { FerryError } from "../errors.js";
 import { redeemToken } from "../node/mod.js";
 import { clientCredentialDir, hasCredential, IDENTITY_NAME, newKeyPair, parseToken, writeCredential } from "../trust/mod.js";
@@ -17,6 +18,9 @@ fingerprint and a secret: hand it over as you would a password.
 
 Options:
   --client               A token for a client (a person, a script), not a node.
+  --scrape               A token for a scraper (Prometheus): its certificate may
+                         read GET /metrics on every node and nothing else. Redeem
+                         it with \`ferry login --scrape --out DIR TOKEN\`.
   --name NAME            Only this name may redeem it (default: the joiner picks).
   --ttl DURATION         How long it is valid: 30s, 10m, 2h, 1d (default 1h, at most 7d).
   --json                 Print the API's answer.
@@ -36,6 +40,10 @@ Options:
   --name NAME            Your name in the cluster (default: the token's, else this
                          account's name).
   --force                Replace a credential that is already there.
+  --scrape               Redeem a scrape token (ferry token create --scrape):
+                         writes ca.pem, cert.pem and key.pem into --out DIR for
+                         a Prometheus scrape job's tls_config.
+  --out DIR              Where a scrape credential goes (required with --scrape).
   -h, --help             Show this help.
 `;
 
@@ -51,6 +59,7 @@ export async function tokenCommand(argv: readonly string[]): Promise<number> {
     rest,
     [
       { name: "client", value: false },
+      { name: "scrape", value: false },
       { name: "name", value: true },
       { name: "ttl", value: true },
       { name: "json", value: false },
@@ -67,8 +76,9 @@ export async function tokenCommand(argv: readonly string[]): Promise<number> {
   const name = optionValue(parsed, "name");
   if (name !== undefined && !IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
   const ttl_ms = optionDuration(parsed, "ttl");
+  if (parsed.flags.has("scrape") && parsed.flags.has("client")) throw new UsageError("--client or --scrape, not both");
   const answer = (await clusterClient(parsed).json("POST", "/v1/tokens", {
-    role: parsed.flags.has("client") ? "client" : "node",
+    role: parsed.flags.has("scrape") ? "scrape" : parsed.flags.has("client") ? "client" : "node",
     ...(name !== undefined ? { name } : {}),
     ...(ttl_ms !== undefined ? { ttl_ms } : {}),
   })) as { token: string; expires_unix_ms: number; node: string };
@@ -87,6 +97,8 @@ export async function loginCommand(argv: readonly string[]): Promise<number> {
     [
       { name: "name", value: true },
       { name: "force", value: false },
+      { name: "scrape", value: false },
+      { name: "out", value: true },
       { name: "help", value: false, short: "h" },
     ],
     false,
@@ -99,14 +111,19 @@ export async function loginCommand(argv: readonly string[]): Promise<number> {
   if (text === undefined) throw new UsageError("missing TOKEN (see ferry login --help)");
   if (extra !== undefined) throw new UsageError(`unexpected argument ${extra}`);
   const token = parseToken(text);
-  if (token.role !== "client") throw new FerryError("ERR_TOKEN", "this token is for a node (ferry node start --join), not a client");
-  const name = optionValue(parsed, "name") ?? token.name ?? localUserName();
+  const scrape = parsed.flags.has("scrape");
+  const want = scrape ? "scrape" : "client";
+  if (token.role !== want) throw new FerryError("ERR_TOKEN", `this token is for a ${token.role}${token.role === "node" ? " (ferry node start --join)" : token.role === "scrape" ? " (ferry login --scrape --out DIR)" : " (ferry login without --scrape)"}, not a ${want}`);
+  const out = optionValue(parsed, "out");
+  if (scrape && out === undefined) throw new UsageError("--scrape needs --out DIR: where the scraper's credential goes");
+  if (!scrape && out !== undefined) throw new UsageError("--out is for --scrape only (a client's credential goes to ~/.ferry/client or $FERRY_CREDENTIALS)");
+  const name = optionValue(parsed, "name") ?? token.name ?? (scrape ? "prometheus" : localUserName());
   if (!IDENTITY_NAME.test(name)) throw new UsageError("--name: 1-64 letters, digits, _ . @ -");
-  const dir = clientCredentialDir();
+  const dir = out !== undefined ? path.resolve(out) : clientCredentialDir();
   if (hasCredential(dir) && !parsed.flags.has("force")) throw new UsageError(`${dir} already holds a credential; --force replaces it`);
   const keys = await newKeyPair();
   const answer = await redeemToken(token, { name, public_key_der: keys.public_key_der });
   writeCredential(dir, { ca_pem: answer.ca_pem, cert_pem: answer.cert_pem, key_pem: keys.key_pem });
-  process.stdout.write(`logged in as client ${name} of the cluster at ${token.address}; credential in ${dir}\n`);
+  process.stdout.write(`logged in as ${want} ${name} of the cluster at ${token.address}; credential in ${dir}\n`);
   return 0;
 }

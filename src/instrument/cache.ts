@@ -79,6 +79,7 @@ function readEntry(base: string, hash: string): Instrumented | undefined {
     meta = JSON.parse(fs.readFileSync(`${base}.json`, "utf8")) as EntryMeta;
     bytes = fs.readFileSync(`${base}.wasm`);
   } catch {
+    // Not cached (or half written by a writer that died): instrumented again, and written anew.
     return undefined;
   }
   // A damaged entry is treated as absent and rewritten, never trusted.

@@ -11,6 +11,7 @@
  * taken once, and a gap is never filled out of order: the sender keeps each
  * message until the receiver's answer covers its number, and sends again.
  */
+import { errorField, logger } from "../log/mod.js";
 import type { GuestProcess, InboxMessage, LinkHooks } from "../runtime/mod.js";
 import { Errno } from "../wasi/mod.js";
 
@@ -325,7 +326,9 @@ export class Endpoint {
       let answer: DeliverAnswer;
       try {
         answer = await this.#transport.deliver(to, { from: this.pid, messages });
-      } catch {
+      } catch (err: unknown) {
+        // Not delivered: kept in the outbox and sent again (sequence numbers make a repeat harmless).
+        logger().debug({ pid: this.pid, to, err: errorField(err) }, "a link delivery failed; it is retried");
         answer = { kind: "moving" };
       }
       let done = 0;

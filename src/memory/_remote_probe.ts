@@ -56,6 +56,7 @@ const tamperer = net.createServer((down) => {
   for (const s of [down, up]) {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
+    // A probe's own loopback sockets: their failure is the probe's answer (it times out), not news.
     s.on("error", () => undefined);
   }
   up.on("data", (data: Buffer) => {

@@ -4,6 +4,7 @@
  * root or CAP_SYS_PTRACE or access to /dev/userfaultfd). A round costs a
  * page-table walk instead of a compare of every page.
  */
+import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
 import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "../native.js";
 import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
@@ -42,7 +43,9 @@ export function populate(view: Uint8Array, bytes: number): boolean {
   try {
     n.populate(view, bytes);
     return true;
-  } catch {
+  } catch (err: unknown) {
+    // The caller falls back to touching the pages itself: slower, never wrong.
+    logger().debug({ err: errorField(err) }, "populating memory natively failed; falling back");
     return false;
   }
 }

@@ -5,6 +5,7 @@
  * as long as `recover_ms` allows; after that the process is lost (its live
  * state is at the destination, its memory here: neither can go on alone).
  */
+import { errorField, logger } from "../log/mod.js";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
 import type { PageChannelKeys } from "../memory/mod.js";
@@ -66,6 +67,7 @@ export async function servePostCopy(
     ...(options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {}),
   });
   server.prefetch(options.hot);
+  // push_from never rejects (a promise the source resolves at RUNNING); the handler only satisfies the type.
   void options.push_from.then(() => server.startPush(), () => undefined);
   const metrics = (end: "done" | "abort"): Served => ({
     demand_chunks: server.stats.demand_chunks,
@@ -76,7 +78,11 @@ export async function servePostCopy(
     bytes: server.stats.bytes_out,
     end,
   });
-  let channel: PageChannel | null = await first.catch(() => null);
+  let channel: PageChannel | null = await first.catch((err: unknown) => {
+    // Reopened below, for recover_ms, like a channel that broke.
+    logger().info({ err: errorField(err) }, "the first post-copy page channel did not open; retrying");
+    return null;
+  });
   let down_since = performance.now();
   let why = "the page channel could not be opened";
   for (;;) {
@@ -103,7 +109,11 @@ export async function servePostCopy(
       if (err instanceof FerryError && err.code === "ERR_NO_SUCH_SESSION") {
         // The destination no longer serves this session: it has every page
         // (DONE was lost with the link) if the process still runs there.
-        if (await side.destinationRuns().catch(() => false)) return metrics("done");
+        const runs = await side.destinationRuns().catch((e: unknown) => {
+          logger().warn({ err: errorField(e) }, "could not ask the destination whether it runs the process");
+          return false;
+        });
+        if (runs) return metrics("done");
         break;
       }
     }

@@ -13,6 +13,8 @@ import type { Frame, FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { EmptySchema, type Strategy } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
+import { watchStall } from "./stall.js";
+import { errorField, logger } from "../log/mod.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
 export { STRATEGIES, type Strategy } from "./_schemas.js";
@@ -144,6 +146,16 @@ export interface MigrationOptions {
   rounds_max?: number;
   /** Post-copy and hybrid: cap on the background push, bytes per second. */
   push_bytes_per_s?: number;
+  /**
+   * Aborts the migration (ERR_MIGRATION_STALLED, the process resumed here)
+   * when it makes no progress for this long before the whole image is sent
+   * (`stall.ts`). Past that point the destination may already run the
+   * process, so an abort could leave two copies: the restore timeout, and
+   * for post-copy `recover_ms`, apply instead. Default: no watchdog.
+   */
+  stall_ms?: number;
+  /** Told once when the watchdog aborts the migration, with the phase it stalled in. */
+  onStall?: (info: { idle_ms: number; phase: string }) => void;
 }
 
 /**
@@ -170,9 +182,38 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   let resumedThere!: () => void;
   const resumed_there = new Promise<void>((resolve) => (resumedThere = resolve));
   const memory = (): Uint8Array => new Uint8Array(side.proc.memory.buffer);
+  // The stall watchdog: progress is bytes moved on the data connection plus steps taken.
+  let steps = 0;
+  let phase = "connecting";
+  const step = (next: string): void => {
+    steps += 1;
+    phase = next;
+  };
+  let stall: FerryError | null = null;
+  let stallNow!: (err: FerryError) => void;
+  const stalled_p = new Promise<never>((_resolve, reject) => (stallNow = reject));
+  stalled_p.catch(() => undefined); // observed through unlessStalled(); this one only keeps it from being unhandled
+  /** `p`, or the stall error as soon as the watchdog fires: a wait that never ends is cut short. */
+  const unlessStalled = <T>(p: Promise<T>): Promise<T> => (stall !== null ? Promise.reject(stall) : Promise.race([p, stalled_p]));
+  const watchdog =
+    options.stall_ms === undefined
+      ? null
+      : watchStall(
+          options.stall_ms,
+          () => steps + (conn?.moved_bytes ?? 0),
+          (idle_ms) => {
+            stall = new FerryError("ERR_MIGRATION_STALLED", `no progress for ${Math.round(idle_ms)} ms while ${phase} (stall timeout ${options.stall_ms} ms)`);
+            options.onStall?.({ idle_ms, phase });
+            stallNow(stall);
+            // Whatever waits on the link fails now.
+            conn?.destroy(stall);
+          },
+        );
   // Post-copy and hybrid once the destination runs the process: from here
   // it is the destination's, and nothing resumes it here.
   const postCopyPhase = async (h: Handover, pages_left: number): Promise<MigrationMetrics> => {
+    // Committed: the process runs at the destination, and recover_ms watches the page channel from here.
+    watchdog?.stop();
     const resumed_at = performance.now();
     metrics.downtime_ms = resumed_at - stopped_at;
     resumedThere();
@@ -194,9 +235,14 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     return metrics;
   };
   try {
-    conn = await side.connect();
+    const connecting = side.connect();
+    // A connection that arrives after a stall is not used.
+    connecting.then((c) => stall !== null && c.destroy(stall), () => undefined);
+    conn = await unlessStalled(connecting);
+    step("offering");
     await sendJson(conn, Msg.offer, side.offer);
     const ready = await conn.next({ timeout_ms: PREPARE_TIMEOUT_MS });
+    step("pre-copying");
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
     readFrame(EmptySchema, ready.payload, "READY");
@@ -216,16 +262,20 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const session = `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
     if (post_copy) {
       channel = side.connectPages!(session);
+      // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
       channel.catch(() => undefined);
     }
     side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
+    step("stopping the process");
     stopped_at = performance.now();
     const suspension = await side.proc.suspend();
     if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before it could be moved");
     suspended = true;
+    step("flushing its output and connections to its home");
     side.net?.freeze();
-    await side.flushOutput();
-    await side.net?.flush();
+    await unlessStalled(side.flushOutput());
+    await unlessStalled(side.net?.flush() ?? Promise.resolve());
+    step("sending the image");
     const image = side.proc.image(suspension);
     // The pages the rounds sent are outside the image; its signature vouches for them through this.
     if (rounds_digest !== null) image.meta.precopy_sha256 = rounds_digest.digest("hex");
@@ -278,6 +328,11 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     }
     if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
     image_sent = true;
+    // From here the destination may run the process at any moment: aborting
+    // could leave a copy on each side. The restore timeout and the question
+    // "does it run there?" decide instead.
+    watchdog?.stop();
+    step("waiting for the destination to restore it");
     if (!post_copy) metrics.pages += final;
     metrics.dirty_pages.push(final);
     // The page channel opens while the destination restores: its first faults need it.
@@ -289,6 +344,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
         push_from: resumed_there,
         hot: restoreChunks(memory().length, suspension.state.asyncify.length, suspension.state.globals),
       });
+      // Awaited in postCopyPhase or on failure below, where its error is seen; this only keeps it from being unhandled meanwhile.
       serving.catch(() => undefined);
     }
     const reply = await answer.within(RESTORE_TIMEOUT_MS);
@@ -299,18 +355,27 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       conn.close();
       return await postCopyPhase(handover, final);
     }
-  } catch (err: unknown) {
-    if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") throw err;
+  } catch (caught: unknown) {
+    watchdog?.stop();
+    if (caught instanceof FerryError && caught.code === "ERR_POSTCOPY_LOST") throw caught;
+    // A stall is why the link broke, whatever error the broken link surfaced as.
+    const err: unknown = stall ?? caught;
     conn?.close();
     tracker?.close();
     if (suspended) {
       // The link may have broken after the destination resumed it: ask, so
       // that exactly one copy runs.
       const refused = err instanceof PeerError;
-      if (image_sent && !refused && (await side.destinationRuns().catch(() => false))) {
+      const runs = image_sent && !refused && (await side.destinationRuns().catch((e: unknown) => {
+        // Unknown counts as no: the destination never answered RUNNING, so it resumes here.
+        logger().warn({ pid: side.offer.pid, err: errorField(e) }, "could not ask the destination whether it runs the process; resuming it at the source");
+        return false;
+      }));
+      if (runs) {
         return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
       }
       stop_serving.abort();
+      // Stopped on purpose: its ending is not news.
       await serving?.catch(() => undefined);
       if (links_frozen) side.links?.resume();
       side.net?.resume();
@@ -321,6 +386,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
     throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
   }
+  watchdog?.stop();
   conn.close();
   tracker?.close();
   return finish(metrics, t0, stopped_at);

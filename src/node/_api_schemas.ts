@@ -77,3 +77,9 @@ export const MigrateQuerySchema = v.object({ progress: QueryFlag });
 export function queryOf(url: URL): Record<string, string> {
   return Object.fromEntries(url.searchParams);
 }
+
+/** `GET /metrics`: `node`, another node whose metrics to fetch. */
+export const MetricsQuerySchema = v.object({ node: v.optional(NodeName) });
+
+/** `GET /v1/events`: `follow` stays open for new events; `local` only this node's. */
+export const EventsQuerySchema = v.object({ follow: QueryFlag, local: QueryFlag });

@@ -17,7 +17,7 @@ const PEM_CHARS_MAX = 64 * 1024;
 /** Peers a member names in a join answer. */
 const JOIN_PEERS_MAX = 1024;
 
-const Role = v.picklist(["node", "client"], "must be node or client");
+const Role = v.picklist(["node", "client", "scrape"], "must be node, client or scrape");
 const IdentityName = v.pipe(v.string(), v.regex(IDENTITY_NAME, "must be 1-64 letters, digits, _ . @ -"));
 
 /** `POST /v1/tokens`. */

@@ -7,6 +7,7 @@
  * broken connection fails its pending requests; senders retry, and the
  * receiver's sequence numbers make the retry harmless.
  */
+import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
 import type { Batch, DeliverAnswer } from "../links/mod.js";
 import { FramedConnection } from "../transport/mod.js";
@@ -58,8 +59,9 @@ class Channel {
           clearTimeout(p.timer);
           p.resolve(answer);
         }
-      } catch {
+      } catch (err: unknown) {
         // Broken, or a bad frame (the peer is not to be believed any more): fail what waits; senders retry on a new channel.
+        logger().debug({ err: errorField(err) }, "a link channel to a peer broke");
       }
       for (const p of this.#pending.values()) {
         clearTimeout(p.timer);
@@ -107,12 +109,14 @@ export class LinkChannels {
     if (channel === undefined) {
       channel = this.#open(address, name).then((conn) => new Channel(conn, () => this.#channels.delete(address)));
       this.#channels.set(address, channel);
+      // Whoever awaits the channel below sees why it did not open; here it is only forgotten, so the next send tries anew.
       channel.catch(() => this.#channels.delete(address));
     }
     return (await channel).deliver(pid, batch);
   }
 
   close(): void {
+    // A channel that never opened has nothing to close (its failure went to its senders).
     for (const c of this.#channels.values()) void c.then((ch) => ch.close(), () => undefined);
     this.#channels.clear();
   }
@@ -127,7 +131,11 @@ export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, 
         const request = parseJson(DeliverFrameSchema, frame.payload, "DELIVER frame", { code: "ERR_LINK_PROTOCOL" });
         const id = request.id;
         void receive(request.pid, { from: request.from, messages: request.messages })
-          .catch((): DeliverAnswer => ({ kind: "moving" }))
+          .catch((err: unknown): DeliverAnswer => {
+            // "moving" makes the sender retry: right for a process that is landing or leaving, harmless otherwise.
+            logger().debug({ pid: request.pid, err: errorField(err) }, "a link delivery failed here; the sender retries");
+            return { kind: "moving" };
+          })
           .then((answer) => conn.send(ANSWER, Buffer.from(JSON.stringify({ id, answer }))))
           // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
           .catch(() => undefined);

@@ -148,10 +148,15 @@ export class NodeLinks {
     const from = `client.${this.#node.name}.${Date.now().toString(36)}.${this.#client}`;
     const deadline = Date.now() + CLIENT_SEND_TIMEOUT_MS;
     for (let wait = 5; ; wait = Math.min(200, wait * 2)) {
-      const answer = await this.#deliver(to, { from, messages: [{ seq: 1, data }] }).catch(() => ({ kind: "moving" }) as const);
+      // A failed try is tried again until the deadline; its reason is the one reported if all fail.
+      let failure = "";
+      const answer = await this.#deliver(to, { from, messages: [{ seq: 1, data }] }).catch((err: unknown) => {
+        failure = err instanceof Error ? `: ${err.message}` : "";
+        return { kind: "moving" } as const;
+      });
       if (answer.kind === "accepted" && answer.upto >= 1) return;
       if (answer.kind === "gone") throw new FerryError("ERR_PROCESS_ENDED", `process ${to} has ended`);
-      if (Date.now() > deadline) throw new FerryError("ERR_PEER_UNREACHABLE", `could not deliver to ${to} within ${CLIENT_SEND_TIMEOUT_MS / 1000} s (${answer.kind})`);
+      if (Date.now() > deadline) throw new FerryError("ERR_PEER_UNREACHABLE", `could not deliver to ${to} within ${CLIENT_SEND_TIMEOUT_MS / 1000} s (${answer.kind}${failure})`);
       await new Promise((r) => setTimeout(r, wait));
     }
   }
@@ -207,6 +212,7 @@ export class NodeLinks {
 
   async #post(node: string, pid: string, batch: Batch): Promise<DeliverAnswer> {
     const address = await this.#node.addressOf(node);
+    this.#node.metrics.linkSent(node, batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
     return this.#channels.deliver(address, node, pid, batch);
   }
 

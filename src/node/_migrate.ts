@@ -43,6 +43,7 @@ import { MigrateRequestSchema } from "./_api_schemas.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import { WASM_PAGE_BYTES } from "../process_spec.js";
 import { parse } from "../validate.js";
+import { errorField } from "../log/mod.js";
 
 /** The upgrade token of the data protocol. */
 export const DATA_PROTOCOL = "ferry-data/1";
@@ -74,7 +75,7 @@ export function acceptData(node: FerryNode, req: http.IncomingMessage, socket: D
     acceptUpgrade(node, req, socket, head);
   } catch (err: unknown) {
     // Runs in the server's event handler: a fault here must cost this connection, never the node.
-    process.emitWarning(`node ${node.name}: dropped an upgrade to ${JSON.stringify(req.url)}: ${err instanceof Error ? err.message : String(err)}`);
+    node.log.warn({ url: req.url, err: errorField(err) }, "dropped an upgrade that failed");
     socket.destroy();
   }
 }
@@ -98,7 +99,11 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   if (req.url === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
     (socket as Socket).setNoDelay?.(true);
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINKS_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-    serveLinkChannel(new FramedConnection(socket, { head }), (pid, body) => node.links.receive(pid, parseBatch(body)));
+    serveLinkChannel(new FramedConnection(socket, { head }), (pid, body) => {
+      const batch = parseBatch(body);
+      node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
+      return node.links.receive(pid, batch);
+    });
     return;
   }
   if (req.url !== DATA_PATH || (req.headers.upgrade ?? "").toLowerCase() !== DATA_PROTOCOL) {
@@ -121,8 +126,9 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
   };
-  migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch(() => {
+  migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch((err: unknown) => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
+    node.log.info({ from: peer?.name ?? null, err: errorField(err) }, "an incoming migration did not land");
   });
 }
 
@@ -325,12 +331,22 @@ export async function migrateProcess(
     node.links.moved(pid, to);
     located ??= node.table.recordLocation(pid, home, to, moves).catch((err: unknown) => {
       // The move itself succeeded: the destination runs the process, and this copy is never resumed.
-      process.emitWarning(`node ${node.name}: ${pid} moved to ${to}, but its home ${home} could not record it: ${err instanceof Error ? err.message : String(err)}`);
+      node.log.warn({ pid, to, home, err: errorField(err) }, `${pid} moved to ${to}, but its home ${home} could not record it`);
     });
     return located;
   };
   // Saved before the offer: if this node dies mid-move, it asks `to` on restart whether the process went there.
   node.table.moving(pid, to);
+  const log = node.log.child({ pid, to, strategy });
+  node.metrics.migrationStarted({ pid, to, strategy }, running.proc.memory.buffer.byteLength);
+  node.events.publish({ type: "migration.started", pid, to, strategy });
+  log.info(`migrating ${pid} to ${to} (${strategy})`);
+  const observe = (p: MigrationProgress): void => {
+    node.metrics.migrationProgress(pid, p);
+    node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...(p.round !== undefined ? { round: p.round } : {}), bytes: p.bytes });
+    log.debug({ phase: p.phase, round: p.round, bytes: p.bytes }, `migration of ${pid}: ${p.phase}`);
+    progress?.(p);
+  };
   try {
     const metrics = await migrateOut(
       {
@@ -364,10 +380,23 @@ export async function migrateProcess(
         resumed: () => void moved(),
         links: running.links,
         net: running.net,
-        ...(progress !== undefined ? { progress } : {}),
+        progress: observe,
       },
-      { strategy, max_downtime_ms, tracker: () => createTracker(node.page_tracker.name), ...(push !== undefined ? { push_bytes_per_s: push } : {}) },
+      {
+        strategy,
+        max_downtime_ms,
+        tracker: () => createTracker(node.page_tracker.name),
+        ...(push !== undefined ? { push_bytes_per_s: push } : {}),
+        stall_ms: node.limits.migration_stall_ms,
+        onStall: ({ idle_ms, phase }) => {
+          log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);
+          node.events.publish({ type: "migration.stalled", pid, to, strategy, phase, idle_ms: Math.round(idle_ms) });
+        },
+      },
     );
+    node.metrics.migrationSucceeded(pid, metrics);
+    node.events.publish({ type: "migration.succeeded", pid, to, strategy, total_ms: metrics.total_ms, downtime_ms: metrics.downtime_ms, bytes: metrics.bytes });
+    log.info({ total_ms: Math.round(metrics.total_ms), downtime_ms: Math.round(metrics.downtime_ms), bytes: metrics.bytes }, `migrated ${pid} to ${to}`);
     // Committed: the destination runs it and has all of it. The home records
     // where it went before this copy goes (issue 11's move/exit race: the
     // destination's process may end at once, and its end is taken only from
@@ -377,6 +406,10 @@ export async function migrateProcess(
     await running.proc.terminate();
     return { pid, from: node.name, to, metrics };
   } catch (err: unknown) {
+    const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+    node.metrics.migrationFailed(pid, strategy, code);
+    node.events.publish({ type: "migration.failed", pid, to, strategy, code, message: err instanceof Error ? err.message : String(err) });
+    log.warn({ err: errorField(err) }, `migration of ${pid} to ${to} failed`);
     if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") {
       // Its live state went to the destination, its memory stayed here: gone.
       await located;
@@ -385,7 +418,7 @@ export async function migrateProcess(
       await running.proc.terminate();
       // The source of the move may report its loss (the destination may be gone too); the home takes the first report.
       await node.table.reportExit(pid, home, { kind: "lost", message: err.message }, moves).catch((e: unknown) => {
-        process.emitWarning(`node ${node.name}: the home of ${pid} was not told it was lost: ${e instanceof Error ? e.message : String(e)}`);
+        log.error({ home, err: errorField(e) }, `the home of ${pid} was not told it was lost`);
       });
     } else {
       // It keeps running here.

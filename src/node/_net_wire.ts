@@ -9,6 +9,7 @@
  * other frame is JSON. FLUSH {id} is answered by FLUSHED {id} once every
  * earlier frame was handled, since the home handles frames in order.
  */
+import { errorField, logger } from "../log/mod.js";
 import type { Duplex } from "node:stream";
 import type http from "node:http";
 import type { Socket } from "node:net";
@@ -138,8 +139,9 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
           break;
         }
       }
-    } catch {
+    } catch (err: unknown) {
       // Broken, or a bad frame from the home (it is not believed any more): handled below, as a broken line.
+      logger().debug({ err: errorField(err) }, "a connection relay line to a home broke");
     }
     conn.destroy();
     for (const p of flushes.values()) {
@@ -253,6 +255,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
         const code = err instanceof FerryError ? err.code : "ERR_NET_PROTOCOL";
         // The link may be what failed: the runner then learns of it from the closed connection.
         await conn.send(Frame.error, json({ code, message: (err as Error).message })).catch(() => undefined);
+        logger().info({ code, err: errorField(err) }, "refused a connection relay line");
       }
     }
     if (up !== null) home?.detach(up);

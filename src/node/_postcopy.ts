@@ -12,6 +12,7 @@
  * stop); or the link stayed down for `recover_ms`, and the process is failed
  * with the pages it lost named — never resumed on pages that are not its own.
  */
+import { errorField, logger } from "../log/mod.js";
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -224,9 +225,9 @@ export function acceptPageData(sessions: PostCopySessions, tickets: PageTickets,
 function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys): void {
   try {
     s.attach(socket, keys);
-  } catch {
-    // The socket is destroyed either way (attach says why only to a caller
-    // that can act on it); the session waits for the source's next channel.
+  } catch (err: unknown) {
+    // The socket is destroyed either way; the session waits for the source's next channel.
+    logger().info({ pid: s.pid, err: errorField(err) }, "a post-copy page channel could not be attached; waiting for the source's next one");
     socket.destroy();
   }
 }

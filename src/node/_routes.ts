@@ -14,8 +14,10 @@ import { createToken, join } from "./_join.js";
 import { PeerAnnounceSchema } from "./_join_schemas.js";
 import { peerIdentity, type Identity } from "../trust/mod.js";
 import { admitRun } from "./_admission.js";
-import { ListQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
+import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequestSchema, OutputQuerySchema, queryOf, RunRequestSchema, SendRequestSchema } from "./_api_schemas.js";
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
+import { serveEvents } from "./_event_stream.js";
+import { errorField } from "../log/mod.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -31,9 +33,10 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
   try {
     const url = requestUrl(req);
     const parts = url.pathname.split("/").filter((p) => p !== "");
-    if (parts[0] !== "v1") throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
-    const [, what, id, sub] = parts;
     const method = req.method ?? "GET";
+    const metrics = parts.length === 1 && parts[0] === "metrics";
+    if (parts[0] !== "v1" && !metrics) throw new FerryError("ERR_NOT_FOUND", `no such path ${url.pathname}`);
+    const [, what, id, sub] = parts;
     // A joiner has no certificate yet: its token is its credential.
     if (what === "join" && method === "POST" && id === undefined) return await join(node, req, res);
     const peer = node.tls === null ? null : peerIdentity(req.socket);
@@ -43,6 +46,13 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
         "this node serves only members of its cluster: connect with a certificate its CA signed (`ferry up` writes one for this machine's user; elsewhere, `ferry token create --client` on a member, then `ferry login TOKEN`)",
       );
     }
+    // A scraper reads metrics, and nothing else (docs/trust.md).
+    if (peer?.role === "scrape" && !(metrics && method === "GET")) throw new FerryError("ERR_FORBIDDEN", `scrape ${peer.name} may read GET /metrics only, not ${method} ${url.pathname}`);
+    if (metrics) {
+      if (method !== "GET") throw new FerryError("ERR_NOT_FOUND", `no ${method} on /metrics`);
+      return await serveMetrics(node, url, req, res);
+    }
+    if (what === "events" && method === "GET" && id === undefined) return await serveEvents(node, url, req, res);
     if (what === "internal" && peer !== null && peer.role !== "node") throw new FerryError("ERR_FORBIDDEN", `${url.pathname} is for the cluster's nodes only, not for ${peer.role} ${peer.name}`);
     if (what === "tokens" && method === "POST" && id === undefined) return await createToken(node, req, res);
     if (what === "node" && method === "GET" && id === undefined) return sendJson(res, 200, node.info());
@@ -125,8 +135,9 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
     node.peers.map(async (address) => {
       try {
         return parse(PeerList, await requestJson(node.dialer, address, "GET", "/v1/processes?local=1"), `node ${address}'s process list`);
-      } catch {
+      } catch (err: unknown) {
         // A peer that is down (or answers nonsense) has no processes to list; `ferry nodes` says which are down.
+        node.log.debug({ address, err: errorField(err) }, "a peer did not list its processes");
         return [];
       }
     }),
@@ -141,7 +152,17 @@ async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): P
   if (query.inspect === "1") return sendJson(res, 200, node.links.inspect());
   if (query.local === "1") return sendJson(res, 200, local);
   // A peer that is down (or answers nonsense) has no links to list.
-  const remote = await Promise.all(node.peers.map((address) => requestJson(node.dialer, address, "GET", "/v1/links?local=1").then((r) => parse(PeerList, r, `node ${address}'s links`), () => [])));
+  const remote = await Promise.all(
+    node.peers.map((address) =>
+      requestJson(node.dialer, address, "GET", "/v1/links?local=1").then(
+        (r) => parse(PeerList, r, `node ${address}'s links`),
+        (err: unknown) => {
+          node.log.debug({ address, err: errorField(err) }, "a peer did not list its links");
+          return [];
+        },
+      ),
+    ),
+  );
   sendJson(res, 200, [...local, ...remote.flat()]);
 }
 
@@ -222,7 +243,11 @@ async function internalRoute(
     return sendJson(res, 200, { pid });
   }
   if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
-  if (what === "deliver" && method === "POST") return sendJson(res, 200, await node.links.receive(pid, parseBatch(await readJson(req))));
+  if (what === "deliver" && method === "POST") {
+    const batch = parseBatch(await readJson(req));
+    node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
+    return sendJson(res, 200, await node.links.receive(pid, batch));
+  }
   const record = node.table.home(pid);
   if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
   if (what === "output" && method === "POST") {
@@ -246,6 +271,22 @@ async function internalRoute(
     return sendJson(res, 200, { pid, node: record.node, moves: record.moves });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);
+}
+
+/**
+ * `GET /metrics`: this node's metrics in Prometheus' text format; with
+ * `?node=NAME`, that node's (forwarded, as any request about another node).
+ */
+async function serveMetrics(node: FerryNode, url: URL, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  const query = parse(MetricsQuerySchema, queryOf(url), "query");
+  if (query.node !== undefined && query.node !== node.name) {
+    // Only this one node's answer goes back: the peer is asked for its own.
+    req.url = "/metrics";
+    return forward(node.dialer, req, res, await node.addressOf(query.node), nodeNamed(query.node));
+  }
+  const body = await node.metrics.text();
+  res.writeHead(200, { "content-type": node.metrics.contentType, "content-length": Buffer.byteLength(body) });
+  res.end(body);
 }
 
 /** A peer tells where it answers (a node that joined after this one started). */

@@ -2,13 +2,13 @@
  * How much a node takes on: the memory one process may have, how many
  * processes run at once, how much memory incoming migrations may hold before
  * they commit, how large a module may be, and how long a silent migration
- * source is waited for. Each knob has a default here with its reason; an
+ * source is waited for, and how long a migration may make no progress. Each knob has a default here with its reason; an
  * operator sets them with `ferry node start` / `ferry up` flags.
  */
 import os from "node:os";
 import { FerryError } from "../errors.js";
 import { MODULE_BYTES_MAX } from "../runtime/mod.js";
-import { STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
+import { STALL_MS_DEFAULT, STALL_MS_MAX, STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 
 /** A node's limits. */
@@ -27,6 +27,8 @@ export interface NodeLimits {
   module_bytes_max: number;
   /** How long an incoming migration waits for its source's next frame before its standby is freed. */
   standby_idle_ms: number;
+  /** How long a migration from here may make no progress before it is aborted, the process left here (`--stall-timeout`). */
+  migration_stall_ms: number;
 }
 
 /**
@@ -63,6 +65,7 @@ export function defaultLimits(): NodeLimits {
     standby_bytes_max: half,
     module_bytes_max: MODULE_BYTES_MAX_DEFAULT,
     standby_idle_ms: STANDBY_IDLE_MS_DEFAULT,
+    migration_stall_ms: STALL_MS_DEFAULT,
   };
 }
 
@@ -78,6 +81,7 @@ export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
   check(whole(limits.standby_bytes_max, 0, Number.MAX_SAFE_INTEGER), `the standby quota must be a number of bytes, not ${limits.standby_bytes_max}`);
   check(whole(limits.module_bytes_max, 1, Number.MAX_SAFE_INTEGER), `the module size limit must be at least 1 byte, not ${limits.module_bytes_max}`);
   check(whole(limits.standby_idle_ms, 1, STANDBY_IDLE_MS_MAX), `the standby timeout must be 1 to ${STANDBY_IDLE_MS_MAX} ms, not ${limits.standby_idle_ms}`);
+  check(whole(limits.migration_stall_ms, 1, STALL_MS_MAX), `the stall timeout must be 1 to ${STALL_MS_MAX} ms, not ${limits.migration_stall_ms}`);
   return limits;
 }
 

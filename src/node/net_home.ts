@@ -120,6 +120,9 @@ class HomeConn implements ConnRef {
   }
 }
 
+/** Told of the bytes a home relays: in from clients, out to them (the node's metrics). */
+export type RelayCounter = (direction: "in" | "out", bytes: number) => void;
+
 /** The listening sockets and connections of one process. */
 export class NetHome {
   readonly pid: string;
@@ -131,9 +134,11 @@ export class NetHome {
   #session: { id: number; down: NetDownlink } | null = null;
   #sessions = 0;
   #closed = false;
+  readonly #counted: RelayCounter;
 
-  private constructor(pid: string, servers: net.Server[]) {
+  private constructor(pid: string, servers: net.Server[], counted: RelayCounter) {
     this.pid = pid;
+    this.#counted = counted;
     this.#servers = servers;
     this.addresses = servers.map((s) => {
       const a = s.address() as net.AddressInfo;
@@ -144,7 +149,7 @@ export class NetHome {
   }
 
   /** Binds every address (port 0: any free port). Throws ERR_LISTEN, with nothing left bound, if one fails. */
-  static async listen(pid: string, specs: readonly string[]): Promise<NetHome> {
+  static async listen(pid: string, specs: readonly string[], counted: RelayCounter = () => undefined): Promise<NetHome> {
     const servers: net.Server[] = [];
     try {
       for (const spec of specs) {
@@ -164,7 +169,7 @@ export class NetHome {
       if (err instanceof FerryError) throw err;
       throw new FerryError("ERR_LISTEN", `cannot listen on ${specs.join(", ")}: ${(err as Error).message}`, { cause: err });
     }
-    return new NetHome(pid, servers);
+    return new NetHome(pid, servers, counted);
   }
 
   /** Connections open now. */
@@ -276,6 +281,7 @@ export class NetHome {
       const offset = conn.in_total;
       conn.chunks.push(chunk);
       conn.in_total += chunk.length;
+      this.#counted("in", chunk.length);
       this.#session?.down.data(conn, offset, chunk);
       if (conn.in_total - conn.in_base > NET_HOME_WINDOW_BYTES && !conn.paused) {
         conn.paused = true;
@@ -307,6 +313,7 @@ export class NetHome {
     // Before what was written: sent again after a move or a broken link. After it: lost, which cannot be.
     if (skip < 0 || skip >= bytes.length || conn.socket.destroyed) return;
     conn.socket.write(skip === 0 ? bytes : bytes.subarray(skip));
+    this.#counted("out", bytes.length - skip);
     conn.out_written = offset + bytes.length;
     this.#credit(conn);
     this.#maybeEnd(conn);

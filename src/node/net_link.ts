@@ -10,6 +10,7 @@
  * home has everything the guest sent) and *freezes* (it does not attach
  * again); the destination attaches with the offsets in the image.
  */
+import { errorField, logger } from "../log/mod.js";
 import { End, type GuestProcess, type NetArea, type NetHooks } from "../runtime/mod.js";
 import type { ConnFdState, ConnRef, ListenerFdState } from "../wasi/mod.js";
 import type { NetDownlink, NetHello, NetUplink } from "./net_home.js";
@@ -269,11 +270,14 @@ export class NetLink implements NetHooks {
           this.#unreachable_since = null;
           this.#replay(line);
           return;
-        } catch {
-          if (this.#frozen) throw new Error(`the home of ${this.pid} cannot be reached`);
+        } catch (err: unknown) {
+          if (this.#frozen) throw new Error(`the home of ${this.pid} cannot be reached`, { cause: err });
           const now = Date.now();
+          // Retried below; said once when the home first stops answering, and once when it is given up.
+          if (this.#unreachable_since === null) logger().warn({ pid: this.pid, err: errorField(err) }, `the home of ${this.pid} does not answer its connection relay; retrying`);
           this.#unreachable_since ??= now;
           const lost = now - this.#unreachable_since >= this.#home_lost_ms;
+          if (lost && this.#conns.size > 0) logger().error({ pid: this.pid, home_lost_ms: this.#home_lost_ms }, `the home of ${this.pid} stayed unreachable: its connections are reset`);
           if (lost) this.#homeLost();
           await new Promise((r) => setTimeout(r, lost ? REATTACH_LOST_MS : REATTACH_MS).unref());
         }

@@ -30,6 +30,9 @@ import { PeerInfoSchema } from "./_internal_schemas.js";
 import { parse } from "../validate.js";
 import type * as v from "valibot";
 import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
+import { errorField, logger, type Logger } from "../log/mod.js";
+import { NodeMetrics } from "./metrics.js";
+import { EventHub } from "./events.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -115,6 +118,14 @@ export class FerryNode {
   readonly standbys: StandbyLedger;
   /** Tickets of post-copy page channels granted and not yet used (TLS only). */
   readonly page_tickets = new PageTickets();
+  /** Its Prometheus metrics (`GET /metrics`). */
+  readonly metrics: NodeMetrics;
+  /** Its events (`GET /v1/events`). */
+  readonly events: EventHub;
+  /** Its log: the OS process's logger with this node's name on every line. */
+  readonly log: Logger;
+  /** Whether each peer (by address) answered when last asked; events say when that changes. */
+  readonly #peer_up = new Map<string, boolean>();
   #peers: string[];
   #server: http.Server;
   /** With TLS, what listens: it hands TLS connections to #server and page data to its session. */
@@ -140,6 +151,32 @@ export class FerryNode {
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
+    // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
+    this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
+    this.events = new EventHub(this.name);
+    this.metrics = new NodeMetrics(this.name, {
+      homeStates: () => {
+        const states: Record<string, number> = {};
+        for (const h of this.table.homes()) states[h.state] = (states[h.state] ?? 0) + 1;
+        return states;
+      },
+      running: () => this.table.running_count,
+      guestMemoryBytes: () => this.table.guestMemoryBytes(),
+      standbys: () => ({ count: this.standbys.count, bytes: this.standbys.bytes }),
+      limits: () => this.limits,
+      eventSubscribers: () => this.events.subscribers,
+    });
+    this.table.observer = {
+      started: (record) => {
+        this.log.info({ pid: record.pid, module: record.module_name }, `started ${record.pid}`);
+        this.events.publish({ type: "process.started", pid: record.pid, module_name: record.module_name, home: record.home });
+      },
+      ended: (record, status) => {
+        this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
+        this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
+      },
+      relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
+    };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void route(this, req, res);
     };
@@ -180,8 +217,9 @@ export class FerryNode {
     node.#peers = node.#peers.filter((a) => a !== node.#address);
     // What ran here before a restart is settled now that peers can reach this node (and it them).
     node.table.recover().catch((err: unknown) => {
-      process.emitWarning(`node ${node.name}: settling what ran here before the restart failed: ${err instanceof Error ? err.message : String(err)}`);
+      node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    node.events.publish({ type: "node.started", address: node.#address });
     return node;
   }
 
@@ -235,9 +273,11 @@ export class FerryNode {
           const name = peer?.name ?? info.name;
           if (name === this.name) return { self: address };
           this.#names.set(name, address);
+          this.notePeer(address, { up: true, name });
           return { up: true as const, ...info, name, address };
-        } catch {
+        } catch (err: unknown) {
           // A peer that does not answer, or answers nonsense, is down as far as this node can tell.
+          this.notePeer(address, { up: false, reason: err instanceof Error ? err.message : String(err) });
           return { up: false as const, address };
         }
       }),
@@ -245,6 +285,24 @@ export class FerryNode {
     const selves = new Set(infos.flatMap((i) => ("self" in i ? [i.self] : [])));
     if (selves.size > 0) this.#peers = this.#peers.filter((a) => !selves.has(a));
     return infos.filter((i): i is ({ up: true } & PeerInfo) | { up: false; address: string } => !("self" in i));
+  }
+
+  /**
+   * What this node learned of the peer at `address`: it answered (as `name`)
+   * or did not. A change is logged and published as node.up / node.down;
+   * the first answer from a peer counts as a change, the first silence too.
+   */
+  notePeer(address: string, seen: { up: true; name: string } | { up: false; reason: string }): void {
+    if (this.#peer_up.get(address) === seen.up) return;
+    this.#peer_up.set(address, seen.up);
+    if (seen.up) {
+      this.log.info({ peer: seen.name, address }, `node ${seen.name} at ${address} is up`);
+      this.events.publish({ type: "node.up", peer: seen.name, address });
+    } else {
+      const name = [...this.#names].find(([, a]) => a === address)?.[0] ?? null;
+      this.log.warn({ peer: name, address, reason: seen.reason }, `node ${name ?? address} does not answer`);
+      this.events.publish({ type: "node.down", peer: name, address, reason: seen.reason });
+    }
   }
 
   /** The address of the node called `name` (this one included). */
@@ -262,8 +320,9 @@ export class FerryNode {
   async announce(): Promise<void> {
     await Promise.all(
       this.#peers.map((address) =>
-        requestJson(this.dialer, address, "POST", "/v1/internal/peers", { body: { address: this.#address } }).catch(() => {
+        requestJson(this.dialer, address, "POST", "/v1/internal/peers", { body: { address: this.#address } }).catch((err: unknown) => {
           // A peer that is down learns of this node when it asks (peerInfos) or when this node calls.
+          this.log.info({ address, err: errorField(err) }, `could not tell the peer at ${address} of this node; it learns when it asks`);
         }),
       ),
     );
@@ -276,6 +335,8 @@ export class FerryNode {
 
   /** Kills this node's processes and stops listening. */
   async stop(): Promise<void> {
+    this.events.publish({ type: "node.stopping" });
+    this.log.info("stopping");
     await this.table.stop();
     this.links.close();
     this.#server.closeAllConnections();

@@ -12,6 +12,7 @@
  * has recorded (compare-and-set), and an exit report only from the runner
  * and move it has recorded.
  */
+import { errorField, logger } from "../log/mod.js";
 import path from "node:path";
 import { FerryError } from "../errors.js";
 import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
@@ -44,6 +45,16 @@ export const CLUSTER_STDIO: StdioKinds = ["device", "pipe", "pipe"];
 export type { HomeRecord, ProcessStatus, RunRequest, Running, TableLinks } from "./_records.js";
 export { describeProcess, REPORT_GIVE_UP_MS } from "./_records.js";
 
+/** What a table tells its node as it happens: for events and metrics, never for control. */
+export interface TableObserver {
+  /** A process this node is home to started. */
+  started?(record: HomeRecord): void;
+  /** A process this node is home to ended. */
+  ended?(record: HomeRecord, status: ProcessStatus): void;
+  /** TCP bytes relayed for a process this node is home to. */
+  relayed?(direction: "in" | "out", bytes: number): void;
+}
+
 /** The table, and starting, adopting and stopping what is in it. */
 export class ProcessTable {
   readonly #homes = new Map<string, HomeRecord>();
@@ -62,6 +73,8 @@ export class ProcessTable {
   #next = 1;
   /** Processes being started (instrumented, instantiated) and not in the table yet. */
   #starting = 0;
+  /** Told what happens to processes here (the node's events and metrics); set by the node. */
+  observer: TableObserver = {};
 
   /**
    * The table of node `node`, with what its data directory holds from
@@ -149,7 +162,7 @@ export class ProcessTable {
             await this.reportExit(r.pid, r.home, { kind: "lost", message }, r.moves);
           }
         } catch (err: unknown) {
-          process.emitWarning(`node ${this.#node}: could not settle ${r.pid}, which ran here before the restart: ${err instanceof Error ? err.message : String(err)}`);
+          logger().error({ node: this.#node, pid: r.pid, err: errorField(err) }, `could not settle ${r.pid}, which ran here before the restart`);
         }
         this.#left_running = this.#left_running.filter((x) => x !== r);
         this.#save();
@@ -182,6 +195,13 @@ export class ProcessTable {
     return this.#running.size;
   }
 
+  /** Memory of the processes running here, bytes. */
+  guestMemoryBytes(): number {
+    let bytes = 0;
+    for (const r of this.#running.values()) bytes += r.proc.memory.buffer.byteLength;
+    return bytes;
+  }
+
   /** How many processes run here or are being started here (what the process quota counts, with the standbys). */
   get busy(): number {
     return this.#running.size + this.#starting;
@@ -209,7 +229,7 @@ export class ProcessTable {
     this.#next += 1;
     // Saved before the pid is used anywhere: a crash from here on never gives it out again.
     this.#save();
-    const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen);
+    const net = request.listen.length === 0 ? null : await NetHome.listen(pid, request.listen, (direction, bytes) => this.observer.relayed?.(direction, bytes));
     let settle!: (status: ProcessStatus) => void;
     const done = new Promise<ProcessStatus>((resolve) => {
       settle = resolve;
@@ -254,6 +274,7 @@ export class ProcessTable {
       links.start(this.#node, false);
       links_net.start({ listeners: (net?.addresses ?? []).map((_, listener) => ({ listener, accepted: 0 })), conns: [] });
       this.#track({ ...request, pid, home: this.#node, proc, relay, links, net: links_net, migrating: false, moves: 0 });
+      this.observer.started?.(record);
     } catch (err: unknown) {
       this.#homes.delete(pid);
       record.output.close();
@@ -328,14 +349,18 @@ export class ProcessTable {
       this.#links.ended(running.pid);
       // Each step is best effort: the process has ended whatever fails here, and a
       // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.
-      await running.relay.flush().catch(() => undefined);
+      await running.relay.flush().catch((err: unknown) => {
+        logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
+      });
       // What it sent on its connections reaches its home before its end does.
-      await running.net.flush().catch(() => undefined);
+      await running.net.flush().catch((err: unknown) => {
+        logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last bytes ${running.pid} sent on its connections did not reach its home`);
+      });
       running.net.detach();
       try {
         await this.reportExit(running.pid, running.home, status, running.moves);
       } catch (err: unknown) {
-        process.emitWarning(`node ${this.#node}: the home of ${running.pid} was not told how it ended: ${err instanceof Error ? err.message : String(err)}`);
+        logger().error({ node: this.#node, pid: running.pid, home: running.home, err: errorField(err) }, `the home of ${running.pid} was not told how it ended`);
       }
       // Saved only now: a crash before the home knows leaves it to recover() to say "lost".
       this.#save();
@@ -396,6 +421,7 @@ export class ProcessTable {
     record.output.end();
     record.net?.close();
     record.settle(status);
+    this.observer.ended?.(record, status);
   }
 
   /** Kills a process running here; its home learns through the usual exit path. */

@@ -77,6 +77,8 @@ export class FramedConnection implements AsyncIterable<Frame> {
   #failure: TransportError | undefined;
   #closed_locally = false;
   #drain: Promise<void> | undefined;
+  #bytes_received = 0;
+  #bytes_flushed = 0;
 
   constructor(stream: Duplex, options: FramedConnectionOptions = {}) {
     this.#stream = stream;
@@ -101,6 +103,16 @@ export class FramedConnection implements AsyncIterable<Frame> {
     stream.resume();
     if (options.head !== undefined && options.head.length > 0) this.#onData(options.head);
     if (stream.destroyed) this.#fail(closed("stream was already destroyed"));
+  }
+
+  /**
+   * Bytes that moved on this connection: received, plus sent and handed on
+   * by the stream. It stops growing when the link stops moving (a peer that
+   * does not read, a path that drops everything), which is what a watchdog
+   * of progress looks at.
+   */
+  get moved_bytes(): number {
+    return this.#bytes_received + this.#bytes_flushed;
   }
 
   /** Bytes of received frames waiting for a receive (payload plus header each). */
@@ -128,7 +140,14 @@ export class FramedConnection implements AsyncIterable<Frame> {
     }
     // One writev for header and payload parts instead of one syscall each.
     stream.cork();
-    for (const part of parts) stream.write(part);
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    parts.forEach((part, i) => {
+      // Counted once the stream has handed the frame on (a failed write is not movement).
+      if (i === parts.length - 1) stream.write(part, (err) => {
+        if (err === null || err === undefined) this.#bytes_flushed += size;
+      });
+      else stream.write(part);
+    });
     stream.uncork();
     if (stream.writableLength < this.#send_high_water_bytes) return Promise.resolve();
     return this.#drained();
@@ -219,6 +238,7 @@ export class FramedConnection implements AsyncIterable<Frame> {
       this.#abort(new TransportError(TransportErrorCodes.frameMalformed, "stream delivered text, not bytes: do not set an encoding on it"));
       return;
     }
+    this.#bytes_received += chunk.length;
     let frames: Frame[];
     try {
       frames = this.#parser.push(chunk);

@@ -2,8 +2,8 @@
  * The cluster's own certificate authority (DESIGN.md: "only authenticated
  * nodes and clients are served"). One CA per cluster signs a certificate
  * for every node and every client; a certificate says who its holder is in
- * a URI subject alternative name, `ferry://node/NAME` or
- * `ferry://client/NAME`, so a node's name is bound to its key.
+ * a URI subject alternative name, `ferry://node/NAME`, `ferry://client/NAME`
+ * or `ferry://scrape/NAME`, so a node's name is bound to its key.
  *
  * Keys are ECDSA P-256: every TLS stack speaks it, and signing is fast
  * enough that a join or a node start never waits on it.
@@ -29,8 +29,12 @@ const LEAF_LIFETIME_DAYS = 1825;
 /** Certificates start a little in the past, so a peer whose clock is slightly behind accepts them. */
 const CLOCK_SKEW_MS = 5 * 60_000;
 
-/** What a certificate's holder is. */
-export type Role = "node" | "client";
+/**
+ * What a certificate's holder is: a node, a client (a person or a script,
+ * which may use the whole control API), or a scraper (a monitoring system,
+ * which may read `GET /metrics` and nothing else).
+ */
+export type Role = "node" | "client" | "scrape";
 
 /** Who holds a certificate: its role and name. */
 export interface Identity {
@@ -54,7 +58,7 @@ export function identityUri(id: Identity): string {
   return `ferry://${id.role}/${id.name}`;
 }
 
-const IDENTITY_URI = /^ferry:\/\/(node|client)\/([A-Za-z0-9_.@-]{1,64})$/;
+const IDENTITY_URI = /^ferry:\/\/(node|client|scrape)\/([A-Za-z0-9_.@-]{1,64})$/;
 
 /** Names a client or node may have in a certificate. */
 export const IDENTITY_NAME = /^[A-Za-z0-9_.@-]{1,64}$/;

@@ -62,7 +62,7 @@ export function parseToken(text: string): JoinToken {
     !/^[^\s/]+:\d{1,5}$/.test(o["a"]) ||
     typeof o["f"] !== "string" ||
     !/^[0-9a-f]{64}$/.test(o["f"]) ||
-    (o["r"] !== "node" && o["r"] !== "client") ||
+    (o["r"] !== "node" && o["r"] !== "client" && o["r"] !== "scrape") ||
     typeof o["s"] !== "string" ||
     !/^[A-Za-z0-9_-]{43}$/.test(o["s"]) ||
     (o["n"] !== undefined && (typeof o["n"] !== "string" || !/^[A-Za-z0-9_.@-]{1,64}$/.test(o["n"])))

@@ -130,6 +130,7 @@ function fd_readiness(ctx: HostContext, sub: FdSub): Ready | "stdin" | (() => bo
   try {
     entry = ctx.fds.get(sub.fd);
   } catch {
+    // Not an open fd: the guest learns so from the event's errno, as WASI says.
     return event(Errno.badf);
   }
   const wanted = sub.type === EventType.fd_read ? Rights.fd_read : Rights.fd_write;

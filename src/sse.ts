@@ -2,9 +2,10 @@
  * A parser for `text/event-stream` (Server-Sent Events, as the WHATWG HTML
  * standard defines them): fed the response body's bytes in whatever pieces the
  * network delivers, it returns the complete events. It does no I/O, so it is
- * tested by splitting a stream at every byte.
+ * tested by splitting a stream at every byte. The CLI reads the control API's
+ * streams with it, and a node reads its peers' event streams (`GET /v1/events`).
  */
-import { FerryError } from "../errors.js";
+import { FerryError } from "./errors.js";
 
 /** One dispatched event: its type (`message` unless named) and its data lines joined by `\n`. */
 export interface SseEvent {

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import * as fc from "fast-check";
-import { chunkSizes, cut, fuzzParameters, thrown } from "../_fuzz.js";
-import { SseParser, type SseEvent } from "./_sse.js";
+import { chunkSizes, cut, fuzzParameters, thrown } from "./_fuzz.js";
+import { SseParser, type SseEvent } from "./sse.js";
 
 function parse(bytes: Uint8Array, sizes: readonly number[]): SseEvent[] {
   const parser = new SseParser();

@@ -1,7 +1,7 @@
 /** The event-stream parser: the same events however the bytes are cut. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { SSE_LINE_CHARS_MAX, SseParser, type SseEvent } from "./_sse.js";
+import { SSE_LINE_CHARS_MAX, SseParser, type SseEvent } from "./sse.js";
 
 /** Every line ending, a comment, multi-line data, a field without a value, non-ASCII text, a BOM. */
 const STREAM = Buffer.from(

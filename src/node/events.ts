@@ -1,0 +1,79 @@
+/**
+ * A node's events (docs/operations.md, "Events"): what happened here, as it
+ * happens — processes started and ended, migration phases and outcomes,
+ * stalls, peers seen up or down. Each is published once to the node's
+ * {@link EventHub}, which keeps the last few for a newcomer and hands each to
+ * the subscribers (the `GET /v1/events` streams) at once. The hub holds no
+ * per-subscriber queue: a stream writes to its socket or drops (see
+ * `_event_stream.ts`), so a slow reader never makes the node hold more.
+ */
+
+/** What an event says, keyed on `type`. */
+export type NodeEventBody =
+  | { type: "node.started"; address: string }
+  | { type: "node.stopping" }
+  | { type: "node.up"; peer: string; address: string }
+  | { type: "node.down"; peer: string | null; address: string; reason: string }
+  | { type: "process.started"; pid: string; module_name: string; home: string }
+  | { type: "process.ended"; pid: string; home: string; status: unknown }
+  | { type: "migration.started"; pid: string; to: string; strategy: string }
+  | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number }
+  | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
+  | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
+  | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number };
+
+/** An event as streamed: the body with who reported it, when, and its number on that node. */
+export type NodeEvent = NodeEventBody & {
+  /** The node that saw it. */
+  node: string;
+  /** Its number among that node's events since the node started (1, 2, ...). */
+  seq: number;
+  time_unix_ms: number;
+};
+
+/** Events a hub keeps for a newcomer (`ferry events` without -f shows them): a few minutes of a busy node. */
+export const RECENT_EVENTS_MAX = 256;
+
+/** Streams of events a node serves at once; one more is 503 ERR_QUOTA. Each costs a socket and, cluster-wide, one stream per peer. */
+export const EVENT_SUBSCRIBERS_MAX = 64;
+
+/** A node's events: the recent ones, and whoever listens. */
+export class EventHub {
+  readonly #node: string;
+  readonly #now: () => number;
+  readonly #recent: NodeEvent[] = [];
+  readonly #subscribers = new Set<(e: NodeEvent) => void>();
+  #seq = 0;
+
+  constructor(node: string, now: () => number = Date.now) {
+    this.#node = node;
+    this.#now = now;
+  }
+
+  /** Publishes one event: kept among the recent, and given to every subscriber now. */
+  publish(body: NodeEventBody): NodeEvent {
+    this.#seq += 1;
+    const event = { ...body, node: this.#node, seq: this.#seq, time_unix_ms: this.#now() } as NodeEvent;
+    this.#recent.push(event);
+    if (this.#recent.length > RECENT_EVENTS_MAX) this.#recent.shift();
+    for (const s of this.#subscribers) s(event);
+    return event;
+  }
+
+  /** The recent events, oldest first. */
+  recent(): NodeEvent[] {
+    return [...this.#recent];
+  }
+
+  /** Subscribers now. */
+  get subscribers(): number {
+    return this.#subscribers.size;
+  }
+
+  /** Calls `listener` with each event from now on; returns the unsubscribe. Null when {@link EVENT_SUBSCRIBERS_MAX} listen already. */
+  subscribe(listener: (e: NodeEvent) => void): (() => void) | null {
+    if (this.#subscribers.size >= EVENT_SUBSCRIBERS_MAX) return null;
+    this.#subscribers.add(listener);
+    return () => this.#subscribers.delete(listener);
+  }
+}

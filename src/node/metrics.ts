@@ -1,0 +1,207 @@
+/**
+ * A node's Prometheus metrics (docs/operations.md, "Metrics"), served at
+ * `GET /metrics` in the text format. One registry per node, so nodes in one
+ * OS process (tests) do not mix. Names follow Prometheus' conventions: a
+ * `ferry_` prefix, base units (seconds, bytes) and `_total` for counters.
+ *
+ * Counters are counted where things happen; what describes the node as it
+ * is now (processes by state, load, capacity, migrations in progress) is
+ * read from the node when scraped, so nothing is computed while nobody looks.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
+
+/** What a scrape reads from the node as it is now. */
+export interface NodeGauges {
+  /** Processes this node is home to, by state. */
+  homeStates(): Record<string, number>;
+  /** Processes running here (standbys of incoming migrations not included). */
+  running(): number;
+  /** Memory of the processes running here, bytes. */
+  guestMemoryBytes(): number;
+  /** Incoming migrations' standbys and the memory they hold. */
+  standbys(): { count: number; bytes: number };
+  limits(): { processes_max: number; memory_max_bytes: number; standby_bytes_max: number };
+  /** Streams of events served now. */
+  eventSubscribers(): number;
+}
+
+/** Every state a process can be in (docs/cluster.md): each is reported, 0 included, so a series never vanishes. */
+const PROCESS_STATES = ["running", "migrating", "exited", "killed", "failed"] as const;
+
+/** Downtime buckets, seconds: from post-copy's milliseconds to a stop-and-copy of gigabytes. */
+const DOWNTIME_BUCKETS_S = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** Total-time buckets, seconds: pre-copy of a large, busy process takes minutes. */
+const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+/** Default metrics of prom-client that break Prometheus' naming (gauges named as counters). */
+const MISNAMED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
+
+/** Bytes of one page as the migration protocol counts them. */
+const PAGE_BYTES = 4096;
+
+type MigrationLabels = { pid: string; to: string; strategy: string };
+
+/** A migration in progress as the gauges show it. */
+interface InProgress {
+  labels: MigrationLabels;
+  last_ms: number;
+}
+
+/** A node's metrics. */
+export class NodeMetrics {
+  readonly registry = new Registry();
+  readonly #started: Counter<"strategy">;
+  readonly #succeeded: Counter<"strategy">;
+  readonly #failed: Counter<"strategy" | "code">;
+  readonly #stalled: Counter<"strategy">;
+  readonly #downtime: Histogram<"strategy">;
+  readonly #duration: Histogram<"strategy">;
+  readonly #sent: Counter<"strategy">;
+  readonly #dirty_rate: Gauge<"pid" | "to" | "strategy">;
+  readonly #remaining: Gauge<"pid" | "to" | "strategy">;
+  readonly #demand: Counter;
+  readonly #pushed: Counter;
+  readonly #link_sent_messages: Counter<"peer">;
+  readonly #link_sent_bytes: Counter<"peer">;
+  readonly #link_received_messages: Counter<"peer">;
+  readonly #link_received_bytes: Counter<"peer">;
+  readonly #relay: Counter<"direction">;
+  readonly #in_progress = new Map<string, InProgress>();
+
+  constructor(node: string, gauges: NodeGauges) {
+    const registers = [this.registry];
+    this.registry.setDefaultLabels({ node });
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client names these three gauges with `_total`, which Prometheus
+    // keeps for counters (promtool refuses them); they are left out.
+    for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
+    new Gauge({
+      name: "ferry_processes",
+      help: "Processes this node is home to, by state.",
+      labelNames: ["state"],
+      registers,
+      collect() {
+        const states = gauges.homeStates();
+        for (const s of PROCESS_STATES) this.set({ state: s }, states[s] ?? 0);
+      },
+    });
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+    gauge("ferry_node_processes", "Processes running on this node now (its load).", () => gauges.running());
+    gauge("ferry_node_processes_max", "Processes this node runs at once at most (--max-processes).", () => gauges.limits().processes_max);
+    gauge("ferry_node_guest_memory_bytes", "Memory of the processes running on this node.", () => gauges.guestMemoryBytes());
+    gauge("ferry_node_process_memory_max_bytes", "Largest memory a process may have on this node (--memory-max).", () => gauges.limits().memory_max_bytes);
+    gauge("ferry_node_standbys", "Incoming migrations not yet committed.", () => gauges.standbys().count);
+    gauge("ferry_node_standby_bytes", "Memory held by incoming migrations not yet committed.", () => gauges.standbys().bytes);
+    gauge("ferry_node_standby_bytes_max", "Memory incoming migrations may hold at most (--max-standby-bytes).", () => gauges.limits().standby_bytes_max);
+    gauge("ferry_event_streams", "Event streams (GET /v1/events) this node serves now.", () => gauges.eventSubscribers());
+
+    this.#started = new Counter({ name: "ferry_migrations_started_total", help: "Migrations this node started as their source.", labelNames: ["strategy"], registers });
+    this.#succeeded = new Counter({ name: "ferry_migrations_succeeded_total", help: "Migrations from this node that committed (the destination runs the process).", labelNames: ["strategy"], registers });
+    this.#failed = new Counter({ name: "ferry_migrations_failed_total", help: "Migrations from this node that failed, by error code (stalls included).", labelNames: ["strategy", "code"], registers });
+    this.#stalled = new Counter({ name: "ferry_migrations_stalled_total", help: "Migrations from this node aborted for making no progress (--stall-timeout).", labelNames: ["strategy"], registers });
+    this.#downtime = new Histogram({ name: "ferry_migration_downtime_seconds", help: "Time a migrated process was stopped: stopped at the source to running at the destination.", labelNames: ["strategy"], buckets: DOWNTIME_BUCKETS_S, registers });
+    this.#duration = new Histogram({ name: "ferry_migration_duration_seconds", help: "Total time of a committed migration, from the request to the destination having all of it.", labelNames: ["strategy"], buckets: DURATION_BUCKETS_S, registers });
+    this.#sent = new Counter({ name: "ferry_migration_sent_bytes_total", help: "Bytes of committed migrations sent by this node (pages, image, post-copy pages).", labelNames: ["strategy"], registers });
+    this.#dirty_rate = new Gauge({ name: "ferry_migration_dirty_pages_per_second", help: "Pages (4 KiB) a migrating process dirtied per second in its last pre-copy round.", labelNames: ["pid", "to", "strategy"], registers });
+    this.#remaining = new Gauge({ name: "ferry_migration_remaining_bytes", help: "Estimated bytes a migration in progress still has to send.", labelNames: ["pid", "to", "strategy"], registers });
+    this.#demand = new Counter({ name: "ferry_postcopy_demand_faults_total", help: "Post-copy chunks (64 KiB) a destination faulted on and fetched from this node on demand.", registers });
+    this.#pushed = new Counter({ name: "ferry_postcopy_pushed_bytes_total", help: "Post-copy bytes this node pushed to destinations ahead of any fault.", registers });
+    this.#link_sent_messages = new Counter({ name: "ferry_link_sent_messages_total", help: "Link messages sent to another node (retries included), by that node.", labelNames: ["peer"], registers });
+    this.#link_sent_bytes = new Counter({ name: "ferry_link_sent_bytes_total", help: "Bytes of link messages sent to another node (retries included), by that node.", labelNames: ["peer"], registers });
+    this.#link_received_messages = new Counter({ name: "ferry_link_received_messages_total", help: "Link messages received from another node, by that node.", labelNames: ["peer"], registers });
+    this.#link_received_bytes = new Counter({ name: "ferry_link_received_bytes_total", help: "Bytes of link messages received from another node, by that node.", labelNames: ["peer"], registers });
+    this.#relay = new Counter({ name: "ferry_relay_tcp_bytes_total", help: "TCP bytes this node relayed for processes it is home to: in from their clients, out to them.", labelNames: ["direction"], registers });
+    for (const direction of ["in", "out"]) this.#relay.inc({ direction }, 0);
+  }
+
+  /** The metrics in Prometheus' text format. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** The content type of {@link text}. */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** A migration from here began. */
+  migrationStarted(labels: MigrationLabels, memory_bytes: number): void {
+    this.#started.inc({ strategy: labels.strategy });
+    this.#in_progress.set(labels.pid, { labels, last_ms: performance.now() });
+    this.#remaining.set(labels, memory_bytes);
+  }
+
+  /** A step of a migration in progress: updates its dirty rate and what remains. */
+  migrationProgress(pid: string, p: MigrationProgress): void {
+    const m = this.#in_progress.get(pid);
+    if (m === undefined) return;
+    const now = performance.now();
+    if (p.phase === "round" && p.pages !== undefined) {
+      const seconds = Math.max((now - m.last_ms) / 1000, 0.001);
+      this.#dirty_rate.set(m.labels, p.pages / seconds);
+      // The next round sends about what this one found written.
+      this.#remaining.set(m.labels, p.pages * PAGE_BYTES);
+    } else if (p.phase === "post-copy") {
+      this.#remaining.set(m.labels, (p.pages ?? 0) * PAGE_BYTES);
+    } else if (p.phase === "offered" || (p.phase === "copying" && m.labels.strategy === "stop-copy")) {
+      this.#remaining.set(m.labels, Math.max(0, p.memory_bytes - p.bytes));
+    }
+    m.last_ms = now;
+  }
+
+  /** A migration from here committed. */
+  migrationSucceeded(pid: string, metrics: MigrationMetrics): void {
+    const strategy = metrics.strategy;
+    this.#succeeded.inc({ strategy });
+    this.#downtime.observe({ strategy }, metrics.downtime_ms / 1000);
+    this.#duration.observe({ strategy }, metrics.total_ms / 1000);
+    this.#sent.inc({ strategy }, metrics.bytes);
+    if (metrics.post_copy !== undefined) {
+      this.#demand.inc(metrics.post_copy.demand_chunks);
+      this.#pushed.inc(metrics.post_copy.pushed_chunks * 65536);
+    }
+    this.#forget(pid);
+  }
+
+  /** A migration from here failed with `code` (ERR_MIGRATION_STALLED: it stalled). */
+  migrationFailed(pid: string, strategy: string, code: string): void {
+    this.#failed.inc({ strategy, code });
+    if (code === "ERR_MIGRATION_STALLED") this.#stalled.inc({ strategy });
+    this.#forget(pid);
+  }
+
+  /** Link messages sent to node `peer`. */
+  linkSent(peer: string, messages: number, bytes: number): void {
+    this.#link_sent_messages.inc({ peer }, messages);
+    this.#link_sent_bytes.inc({ peer }, bytes);
+  }
+
+  /** Link messages received from node `peer`. */
+  linkReceived(peer: string, messages: number, bytes: number): void {
+    this.#link_received_messages.inc({ peer }, messages);
+    this.#link_received_bytes.inc({ peer }, bytes);
+  }
+
+  /** TCP bytes relayed for a process this node is home to. */
+  relayed(direction: "in" | "out", bytes: number): void {
+    this.#relay.inc({ direction }, bytes);
+  }
+
+  #forget(pid: string): void {
+    const m = this.#in_progress.get(pid);
+    if (m === undefined) return;
+    this.#in_progress.delete(pid);
+    this.#dirty_rate.remove(m.labels);
+    this.#remaining.remove(m.labels);
+  }
+}
