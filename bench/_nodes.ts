@@ -24,7 +24,7 @@ export async function freePort(): Promise<number> {
 
 /** Starts one node daemon and resolves once it listens. */
 export function startNode(name: string, port: number, peer: string, data: string, security: readonly string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, ...security], {
+  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, "--log-level", "warn", ...security], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   return new Promise((resolve, reject) => {
