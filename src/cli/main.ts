@@ -3,16 +3,6 @@ import { readFileSync } from "node:fs";
 import { inspect } from "node:util";
 import { FerryError } from "../errors.js";
 import { UsageError } from "./_args.js";
-import { clusterRunCommand } from "./cluster_run.js";
-import { nodesCommand, psCommand } from "./cluster_list.js";
-import { killCommand, logsCommand, waitCommand } from "./cluster_process.js";
-import { execCommand, resumeCommand } from "./run.js";
-import { nodeCommand, upCommand } from "./node_cmd.js";
-import { migrateCommand } from "./cluster_migrate.js";
-import { linksCommand, sendCommand } from "./cluster_links.js";
-import { loginCommand, tokenCommand } from "./trust_cmd.js";
-import { simCommand } from "./sim_cmd.js";
-import { eventsCommand, metricsCommand } from "./cluster_ops.js";
 
 /** Exit status when ferry itself fails (not the program): as `env`/`docker` do. */
 export const EXIT_FERRY_FAILED = 125;
@@ -53,25 +43,32 @@ Run 'ferry COMMAND --help' for a command's options.
 Options: -h, --help (this help), --version
 `;
 
-const commands: Record<string, (argv: readonly string[]) => Promise<number>> = {
-  exec: execCommand,
-  resume: resumeCommand,
-  up: upCommand,
-  node: nodeCommand,
-  migrate: migrateCommand,
-  run: clusterRunCommand,
-  ps: psCommand,
-  logs: logsCommand,
-  wait: waitCommand,
-  kill: killCommand,
-  nodes: nodesCommand,
-  send: sendCommand,
-  links: linksCommand,
-  token: tokenCommand,
-  login: loginCommand,
-  sim: simCommand,
-  metrics: metricsCommand,
-  events: eventsCommand,
+type Command = (argv: readonly string[]) => Promise<number>;
+
+/**
+ * Each command's module is loaded only when it runs: the node daemon, the
+ * cluster client and TLS cost ~250 ms to load, which `ferry exec` of a small
+ * program would otherwise pay on every start.
+ */
+const commands: Record<string, () => Promise<Command>> = {
+  exec: async () => (await import("./run.js")).execCommand,
+  resume: async () => (await import("./run.js")).resumeCommand,
+  up: async () => (await import("./node_cmd.js")).upCommand,
+  node: async () => (await import("./node_cmd.js")).nodeCommand,
+  migrate: async () => (await import("./cluster_migrate.js")).migrateCommand,
+  run: async () => (await import("./cluster_run.js")).clusterRunCommand,
+  ps: async () => (await import("./cluster_list.js")).psCommand,
+  logs: async () => (await import("./cluster_process.js")).logsCommand,
+  wait: async () => (await import("./cluster_process.js")).waitCommand,
+  kill: async () => (await import("./cluster_process.js")).killCommand,
+  nodes: async () => (await import("./cluster_list.js")).nodesCommand,
+  send: async () => (await import("./cluster_links.js")).sendCommand,
+  links: async () => (await import("./cluster_links.js")).linksCommand,
+  token: async () => (await import("./trust_cmd.js")).tokenCommand,
+  login: async () => (await import("./trust_cmd.js")).loginCommand,
+  sim: async () => (await import("./sim_cmd.js")).simCommand,
+  metrics: async () => (await import("./cluster_ops.js")).metricsCommand,
+  events: async () => (await import("./cluster_ops.js")).eventsCommand,
 };
 
 function version(): string {
@@ -90,12 +87,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(`ferry ${version()}\n`);
     return 0;
   }
-  const run = commands[command];
-  if (run === undefined) {
+  const load = commands[command];
+  if (load === undefined) {
     process.stderr.write(`ferry: unknown command ${JSON.stringify(command)}\n\n${HELP}`);
     return EXIT_USAGE;
   }
   try {
+    const run = await load();
     return await run(rest);
   } catch (err: unknown) {
     if (err instanceof UsageError || (err instanceof FerryError && err.code === "ERR_USAGE")) {

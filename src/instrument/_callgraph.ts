@@ -21,6 +21,19 @@ import { scanCalls, type ModuleCalls } from "./_calls.js";
  * written out to be scanned.
  */
 export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array): Set<string> {
+  return readCallGraph(b, m, wasm).recursive;
+}
+
+/** What {@link readCallGraph} finds. */
+export interface CallGraph {
+  /** The defined functions on a cycle of the call graph (or that may be, through an indirect call). */
+  recursive: Set<string>;
+  /** The defined functions whose bodies may hold a loop; the others need no walk for polls. */
+  looping: Set<string>;
+}
+
+/** The call graph's cycles and the functions with loops, read from the binary in one scan. */
+export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array): CallGraph {
   const scanned = scanCalls(wasm ?? m.emitBinary());
   const count = m.getNumFunctions();
   if (count !== scanned.imported + scanned.bodies.length) {
@@ -28,10 +41,15 @@ export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module, wasm?
   }
   // binaryen.js has these helpers at the top level; its types declare them elsewhere.
   const fn = (b as unknown as { Function: { getName(func: Binaryen.FunctionRef): string } }).Function;
-  const result = new Set<string>();
+  const name = (i: number): string => fn.getName(m.getFunctionByIndex(scanned.imported + i));
+  const recursive = new Set<string>();
   // Binaryen keeps a read module's functions in index order, imports first.
-  for (const i of onCycles(scanned)) result.add(fn.getName(m.getFunctionByIndex(scanned.imported + i)));
-  return result;
+  for (const i of onCycles(scanned)) recursive.add(name(i));
+  const looping = new Set<string>();
+  scanned.bodies.forEach((body, i) => {
+    if (body.loops) looping.add(name(i));
+  });
+  return { recursive, looping };
 }
 
 /**

@@ -19,6 +19,11 @@ export interface BodyCalls {
    * anything" is the safe answer).
    */
   opaque: boolean;
+  /**
+   * Whether the body may hold a loop (a `loop` instruction, or a part the
+   * scanner could not read): only those need walking for polls.
+   */
+  loops: boolean;
 }
 
 /** What {@link scanCalls} returns. */
@@ -139,7 +144,7 @@ function skipAtomic(r: Reader, op: number): boolean {
 
 /** Reads one body (from after its size to `end`). */
 function scanBody(r: Reader, end: number): BodyCalls {
-  const found: BodyCalls = { calls: [], opaque: false };
+  const found: BodyCalls = { calls: [], opaque: false, loops: false };
   const groups = r.u32();
   for (let i = 0; i < groups; i += 1) {
     r.skipLeb();
@@ -156,8 +161,12 @@ function scanBody(r: Reader, end: number): BodyCalls {
     } else if (op === 0x14 || op === 0x15) {
       found.opaque = true; // call_ref, return_call_ref
       r.skipLeb();
+    } else if (op === 0x03) {
+      found.loops = true;
+      skipBlockType(r);
     } else if (!skipImmediates(r, op)) {
       found.opaque = true;
+      found.loops = true;
       break;
     }
   }

@@ -51,10 +51,10 @@ describe("scanCalls", () => {
     const scanned = scanCalls(wasm);
     assert.equal(scanned.imported, 1);
     assert.deepEqual(scanned.bodies, [
-      { calls: [0, 2], opaque: false },
-      { calls: [1], opaque: false },
-      { calls: [2], opaque: true },
-      { calls: [], opaque: false },
+      { calls: [0, 2], opaque: false, loops: false },
+      { calls: [1], opaque: false, loops: true },
+      { calls: [2], opaque: true, loops: false },
+      { calls: [], opaque: false, loops: false },
     ]);
   });
 
@@ -62,10 +62,11 @@ describe("scanCalls", () => {
     // A body holding only the bytes 0xfb 0x00 ... (a GC instruction) after its locals.
     const wasm = binary(`(module (func $f) (func $g (call $f)))`);
     const scanned = scanCalls(wasm);
-    assert.deepEqual(scanned.bodies[1], { calls: [0], opaque: false });
+    assert.deepEqual(scanned.bodies[1], { calls: [0], opaque: false, loops: false });
     const code = wasm.lastIndexOf(0x10); // the call in $g: patch its opcode to an unknown one
     const patched = wasm.slice();
     patched[code] = 0xfb;
     assert.deepEqual(scanCalls(patched).bodies[1]?.opaque, true);
+    assert.equal(scanCalls(patched).bodies[1]?.loops, true, "an unread rest may hold a loop: it is walked");
   });
 });

@@ -62,11 +62,9 @@ export interface PollSites {
  * Adds the countdown (global `budget`, initially `initial`) and the polls.
  * Functions in `recursive` also get an entry poll and a depth counter,
  * incremented on entry and decremented on return: the runtime sizes an
- * unwind from the counters instead of walking a deep stack. The body is moved
- * into `<name>$ferry_body`, which the caller inlines back once it has run
- * Asyncify-free passes.
+ * unwind from the counters instead of walking a deep stack.
  */
-export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string } }): PollSites {
+export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string }; looping?: Set<string> }): PollSites {
   const poll = "__ferry_poll";
   m.addGlobal(options.budget, b.i32, true, m.i32.const(options.initial));
   m.addFunctionImport(poll, options.import.module, options.import.name, b.none, b.i32);
@@ -87,13 +85,17 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
     const counter = `__ferry_depth_${depth.length}`;
     m.addGlobal(counter, b.i32, true, m.i32.const(0));
     depth.push({ global: counter, function: name });
-    wrapRecursive(b, m, name, counter, countdown);
+    const moved = countDepth(b, m, name, counter, countdown);
+    if (moved !== undefined && options.looping?.has(name) === true) options.looping.add(moved);
   }
   let labels = 0;
   for (let i = 0; i < m.getNumFunctions(); i += 1) {
     const func = m.getFunctionByIndex(i);
     const info = b.getFunctionInfo(func);
     if (info.module) continue;
+    // Walking a body through binaryen.js costs a call per field: skip the
+    // ones the binary scan saw no loop in (most of a large module).
+    if (options.looping !== undefined && !options.looping.has(info.name)) continue;
     const loops = findLoops(b, info.body);
     if (loops.length === 0) continue;
     const n = raw(b)._BinaryenFunctionAddVar(func, b.i32);
@@ -115,27 +117,116 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
 }
 
 /**
- * `f` becomes `depth += 1; countdown; r = f$ferry_body(params); depth -= 1; r`.
- * A frame left by a trap or by an unwind keeps its count: the counter may
- * only be too high, which makes an unwind borrow more than it needs, never less.
+ * `f`'s body becomes `depth += 1; countdown; r = (block $exit BODY'); depth -= 1; r`,
+ * where BODY' is BODY with every `return x` turned into `br $exit x`: one
+ * frame per level of recursion, with no inliner to run over the module (on
+ * hundreds of thousands of functions that pass alone took minutes).
+ * Counted before the poll, so a frame that unwinds from its entry poll is
+ * counted too. A frame left by a trap or by an unwind keeps its count: the
+ * counter may only be too high, which makes an unwind borrow more than it
+ * needs, never less.
+ *
+ * A body holding an expression the walker cannot see into (exceptions, GC,
+ * tail calls) might return from where no decrement follows; such a function
+ * keeps its body in `<name>$ferry_body`, called from a wrapper that counts
+ * (two frames a level, both in the frame bound); its name is returned.
  */
-function wrapRecursive(b: typeof Binaryen, m: Binaryen.Module, name: string, counter: string, countdown: (w: Binaryen.ExpressionRef) => Binaryen.ExpressionRef): void {
+function countDepth(b: typeof Binaryen, m: Binaryen.Module, name: string, counter: string, countdown: (w: Binaryen.ExpressionRef) => Binaryen.ExpressionRef): string | undefined {
   const func = m.getFunction(name);
   const info = b.getFunctionInfo(func);
-  const inner = `${name}$ferry_body`;
-  const params = b.expandType(info.params);
-  m.addFunction(inner, info.params, info.results, info.vars, info.body);
-  const args = params.map((t, i) => m.local.get(i, t));
+  const exit = `__ferry_exit_${counter}`;
   const bump = (delta: number): Binaryen.ExpressionRef => m.global.set(counter, m.i32.add(m.global.get(counter, b.i32), m.i32.const(delta)));
-  // Counted before the poll, so a frame that unwinds from its entry poll is counted too.
+  let body = info.body;
+  const direct = returnsToBreaks(b, m, body, exit);
+  let inner: string | undefined;
+  if (direct === undefined) {
+    inner = `${name}$ferry_body`;
+    m.addFunction(inner, info.params, info.results, info.vars, info.body);
+    body = m.call(inner, b.expandType(info.params).map((t, i) => m.local.get(i, t)), info.results);
+  } else {
+    body = m.block(exit, [direct], info.results);
+  }
   const children = [bump(1), countdown(m.i32.const(1))];
   if (info.results === b.none) {
-    children.push(m.call(inner, args, b.none), bump(-1));
+    children.push(body, bump(-1));
   } else {
     const result = raw(b)._BinaryenFunctionAddVar(func, info.results);
-    children.push(m.local.set(result, m.call(inner, args, info.results)), bump(-1), m.local.get(result, info.results));
+    children.push(m.local.set(result, body), bump(-1), m.local.get(result, info.results));
   }
   raw(b).Function.setBody(func, m.block(null, children, b.auto));
+  return inner;
+}
+
+/** Binaryen's per-kind expression classes, as far as the rewrite below uses them. */
+type ExpressionClass = Record<string, ((expr: number, ...args: number[]) => unknown) | undefined>;
+
+let classCache: { b: typeof Binaryen; byId: Map<number, ExpressionClass> } | undefined;
+function expressionClasses(b: typeof Binaryen): Map<number, ExpressionClass> {
+  if (classCache?.b === b) return classCache.byId;
+  const classes = b as unknown as Record<string, ExpressionClass | undefined>;
+  const byId = new Map<number, ExpressionClass>();
+  for (const [key, value] of Object.entries(b)) {
+    const cls = classes[key.slice(0, -2)];
+    if (key.endsWith("Id") && typeof value === "number" && cls !== undefined) byId.set(value, cls);
+  }
+  classCache = { b, byId };
+  return byId;
+}
+
+/**
+ * Rewrites every `return` in `body` into a `br` to `exit` (both have type
+ * unreachable, so no enclosing type changes), and returns the new root; or
+ * undefined, with nothing changed, when the body holds an expression whose
+ * children the walker does not know, or a tail call.
+ */
+function returnsToBreaks(b: typeof Binaryen, m: Binaryen.Module, body: Binaryen.ExpressionRef, exit: string): Binaryen.ExpressionRef | undefined {
+  const keys = childKeys(b);
+  const byId = expressionClasses(b);
+  // First find every return and where it sits, changing nothing, so a body
+  // that cannot be rewritten is left as it was.
+  const sites: { parent: number; setter: string; index: number; ret: number }[] = [];
+  let root: number | undefined;
+  const stack: { expr: number; parent: number; setter: string; index: number }[] = [{ expr: body, parent: 0, setter: "", index: -1 }];
+  while (stack.length > 0) {
+    const { expr, parent, setter, index } = stack.pop() as (typeof stack)[number];
+    if (expr === 0) continue;
+    const id = b.getExpressionId(expr);
+    const k = keys.get(id);
+    if (k === undefined) return undefined;
+    if (id === b.ReturnId && parent === 0) root = expr;
+    else if (id === b.ReturnId) sites.push({ parent, setter, index, ret: expr });
+    // Leaves are skipped before asking for their fields: binaryen.js has no
+    // description of some of them.
+    if (k.refs.length === 0 && k.lists.length === 0) continue;
+    const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
+    if ((id === b.CallId || id === b.CallIndirectId) && info["isReturn"] === true) return undefined;
+    const cls = byId.get(id);
+    for (const key of k.refs) {
+      const child = (info[key] as number | undefined) ?? 0;
+      if (child === 0) continue;
+      const name = `set${key[0]?.toUpperCase() ?? ""}${key.slice(1)}`;
+      if (typeof cls?.[name] !== "function") return undefined;
+      stack.push({ expr: child, parent: expr, setter: name, index: -1 });
+    }
+    for (const key of k.lists) {
+      const list = (info[key] as number[] | undefined) ?? [];
+      const name = key === "children" ? "setChildAt" : "setOperandAt";
+      if (list.length > 0 && typeof cls?.[name] !== "function") return undefined;
+      list.forEach((child, i) => stack.push({ expr: child, parent: expr, setter: name, index: i }));
+    }
+  }
+  const toBreak = (ret: number): number => {
+    const value = (b.getExpressionInfo(ret) as unknown as { value: number }).value;
+    return value === 0 ? m.br(exit) : m.br(exit, 0, value);
+  };
+  // Innermost first: a return inside another's value is replaced before the
+  // outer one's value is read.
+  for (const site of sites.reverse()) {
+    const setter = byId.get(b.getExpressionId(site.parent))?.[site.setter] as (expr: number, ...args: number[]) => unknown;
+    if (site.index < 0) setter(site.parent, toBreak(site.ret));
+    else setter(site.parent, site.index, toBreak(site.ret));
+  }
+  return root === undefined ? body : toBreak(root);
 }
 
 function findLoops(b: typeof Binaryen, body: Binaryen.ExpressionRef): Binaryen.ExpressionRef[] {

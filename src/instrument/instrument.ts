@@ -15,11 +15,11 @@ import { instrumentFailure, moduleLabel, type ExceptionDecoder } from "./_failur
 import type { InstrumentStage, StageListener } from "./stages.js";
 import { STAGE_TEXT } from "./stages.js";
 import { functionLayout, makeMemoryShared } from "./_binary.js";
-import { recursiveFunctions } from "./_callgraph.js";
+import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/7";
+export const INSTRUMENTER_VERSION = "ferry-instrument/8";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -194,21 +194,25 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
 
   exportMutableGlobals(m);
   step("call-graph");
-  const recursive = recursiveFunctions(binaryen, m, wasm);
+  const { recursive, looping } = readCallGraph(binaryen, m, wasm);
   step("polls");
-  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT });
+  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping });
   exportDepthCounters(m, sites);
-  inlineRecursiveBodies(m);
 
   const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
+  // Asyncify optimizes the functions it instruments (before and after adding
+  // its code: the coalescing it needs happens there) when the optimize level
+  // is above zero. No whole-module -O2 follows: the code it would revisit is
+  // the producer's, already optimized, plus the polls; and its inliner and
+  // global passes grow faster than the module (minutes on 50 MB; tens of
+  // seconds on a half-megabyte module whose functions each have one caller),
+  // for no measurable gain at run time (docs/runtime.md, "Instrumentation").
   binaryen.setOptimizeLevel(2);
   binaryen.setShrinkLevel(0);
   binaryen.setPassArgument("asyncify-imports", blocking.join(","));
   try {
     step("asyncify");
     m.runPasses(["asyncify"]);
-    step("optimize");
-    m.optimize();
   } finally {
     binaryen.clearPassArguments();
     binaryen.clearPassesToSkip();
@@ -223,20 +227,6 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
 /** The depth counters are captured like the program's own globals: a rewind skips the increments. */
 function exportDepthCounters(m: Binaryen.Module, sites: PollSites): void {
   for (const { global } of sites.depth) m.addGlobalExport(global, `${GLOBAL_EXPORT_PREFIX}${global}`);
-}
-
-/**
- * Puts each recursive function's body back into its wrapper (it has one
- * caller), before Asyncify, so a recursion level stays one frame.
- */
-function inlineRecursiveBodies(m: Binaryen.Module): void {
-  const loops = binaryen.getAllowInliningFunctionsWithLoops();
-  binaryen.setAllowInliningFunctionsWithLoops(true);
-  try {
-    m.runPasses(["inlining"]);
-  } finally {
-    binaryen.setAllowInliningFunctionsWithLoops(loops);
-  }
 }
 
 function exportMutableGlobals(m: Binaryen.Module): void {
@@ -296,8 +286,8 @@ function describe(m: Binaryen.Module, sha256: string, started: number, sites: Po
     largest = Math.max(largest, bytes);
   }
   const depth = sites.depth.map(({ global, function: name }) => {
-    // The body normally went back into its wrapper; if either was inlined
-    // elsewhere, its frames are counted with the largest bound.
+    // A body that could not be counted in place has a wrapper (a frame of
+    // each per level); missing, the largest bound serves.
     const own = [name, `${name}$ferry_body`].map((n) => by_name.get(n)).filter((x) => x !== undefined);
     const frame_bytes = own.length === 0 ? largest : own.reduce((a, x) => a + x, 0);
     return { export_name: `${GLOBAL_EXPORT_PREFIX}${global}`, frame_bytes };

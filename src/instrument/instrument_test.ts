@@ -185,6 +185,45 @@ describe("instrument", () => {
     assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0, "every frame counted back on return");
   });
 
+  it("counts a frame back on every return of a recursive function, with no second frame per level", async () => {
+    // $walk returns from three places (one inside a call's argument, one
+    // whose value is itself a return) and falls off its end on the fourth.
+    const { wasm, info } = await instrumentModule(wat(`(module (memory 1)
+      (func $walk (param $n i32) (result i32)
+        (if (i32.eqz (local.get $n)) (then (return (i32.const 7))))
+        (if (i32.eq (local.get $n) (i32.const 5))
+          (then (drop (call $walk (return (i32.add (call $walk (i32.const 4)) (i32.const 100)))))))
+        (if (i32.eq (local.get $n) (i32.const 9))
+          (then (return (return (i32.add (call $walk (i32.const 8)) (i32.const 1000))))))
+        (i32.add (call $walk (i32.sub (local.get $n) (i32.const 1))) (i32.const 1)))
+      (global $out (mut i32) (i32.const 0))
+      (func (export "_start") (global.set $out (call $walk (i32.const 12)))))`));
+    assert.equal(info.unwind.depth.length, 1);
+    const depth = info.unwind.depth[0];
+    assert.ok(depth !== undefined);
+    const m = binaryen.readBinary(wasm);
+    const names: string[] = [];
+    for (let i = 0; i < m.getNumFunctions(); i += 1) names.push(binaryen.getFunctionInfo(m.getFunctionByIndex(i)).name);
+    m.dispose();
+    assert.ok(!names.some((n) => n.endsWith("$ferry_body")), names.join(" "));
+    let deepest = 0;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      ferry: {
+        poll: () => {
+          deepest = Math.max(deepest, (instance.exports[depth.export_name] as WebAssembly.Global).value as number);
+          return 1;
+        },
+      },
+    });
+    // Past the first budget (10,000 entries), every entry reaches the host.
+    for (let i = 0; i < 1000; i += 1) (instance.exports["_start"] as () => void)();
+    // walk(4) = 7 + 4; walk(5) = 11 + 100; walk(8) = 111 + 3; walk(9) = 114 + 1000; walk(12) = 1114 + 3.
+    const out = info.globals.find((g) => g.type === "i32" && (instance.exports[g.export_name] as WebAssembly.Global).value === 1117);
+    assert.ok(out !== undefined, "the program computed what it computes uninstrumented");
+    assert.equal(deepest, 13, "one count per live frame");
+    assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0, "every return counted back");
+  });
+
   it("refuses bytes that are not a module with ERR_INSTRUMENT_INVALID", async () => {
     await assert.rejects(instrumentModule(new TextEncoder().encode("nope")), (err: unknown) => err instanceof FerryError && err.code === "ERR_INSTRUMENT_INVALID");
   });

@@ -4,7 +4,7 @@
  */
 
 /** One step of the instrumenter. */
-export type InstrumentStage = "read" | "call-graph" | "polls" | "asyncify" | "optimize" | "write";
+export type InstrumentStage = "read" | "call-graph" | "polls" | "asyncify" | "write";
 
 /** What each step does, for a progress line and for an error message ("failed while ..."). */
 export const STAGE_TEXT: Readonly<Record<InstrumentStage, string>> = {
@@ -12,7 +12,6 @@ export const STAGE_TEXT: Readonly<Record<InstrumentStage, string>> = {
   "call-graph": "walking the call graph",
   polls: "adding polls",
   asyncify: "running Asyncify",
-  optimize: "optimizing",
   write: "writing the instrumented module",
 };
 

@@ -11,6 +11,7 @@ import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
 import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
@@ -20,12 +21,6 @@ import { GuestNet } from "./_guest_net.js";
 
 /** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
 const FERRY_MODULE = POLL_IMPORT.module;
-
-/**
- * Polls between host crossings. At ~1 ns a poll this is ~10-100 µs of guest
- * work, far inside the 5 ms a suspend may take, yet rare enough to be cheap.
- */
-const POLL_BUDGET = 20_000;
 
 /** How long an output write waits for a full non-blocking pipe to drain. */
 const OUTPUT_RETRY_MS = 1;
@@ -194,11 +189,12 @@ class Guest {
       }) as (...args: never[]) => unknown;
       ferry[name] = (FERRY_BLOCKING as readonly string[]).includes(name) ? this.#wrap(call) : call;
     }
+    const budget = new PollBudget(performance.now());
     const poll = this.#wrap((() => {
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();
-      return POLL_BUDGET;
+      return budget.next(performance.now());
     }) as (...args: never[]) => unknown);
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
