@@ -15,6 +15,7 @@
  * once it listens, and stops itself when the channel closes, so a
  * supervisor killed outright (SIGKILL) leaves no node running.
  */
+import { formatLogLine } from "../log/format.js";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { fileURLToPath } from "node:url";
@@ -80,7 +81,10 @@ export class Supervisor extends EventEmitter {
     });
     const node: SupervisedNode = { name: spec.name, address: "", os_pid: child.pid ?? 0, state: "starting", exit: null };
     lines(child.stdout, this.#out);
-    lines(child.stderr, (line) => this.#err(`[${spec.name}] ${line}`));
+    // A node's stderr is this pipe, so it logs JSON lines; on a terminal they are shown formatted for people.
+    const people = process.stderr.isTTY === true;
+    const color = people && process.env["NO_COLOR"] === undefined;
+    lines(child.stderr, (line) => this.#err(`[${spec.name}] ${people ? formatLogLine(line, color) : line}`));
     const exited = new Promise<void>((resolve) => {
       child.once("exit", (code, signal) => {
         const expected = this.#stopping;
