@@ -63,6 +63,25 @@ export function ferry(args: readonly string[], options: { stdin?: string | Buffe
   });
 }
 
+/**
+ * Runs a module under Node's own node:wasi (examples/run-node-wasi.mjs):
+ * `args` are that script's (options, MODULE.wasm, the program's arguments);
+ * `stdin`, when given, is written then closed. The reference the tests
+ * compare `ferry exec` with.
+ */
+export function nodeWasi(args: readonly string[], stdin?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(EXAMPLES, "run-node-wasi.mjs"), ...args], { stdio: [stdin === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout?.on("data", (c: Buffer) => out.push(c));
+    child.stderr?.on("data", (c: Buffer) => err.push(c));
+    if (stdin !== undefined) child.stdin?.end(stdin);
+    child.on("error", reject);
+    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+  });
+}
+
 /** A seeded generator of numbers in [0, 1), so a failing run can be replayed. */
 export function prng(seed: number): () => number {
   const p = new Prng(seed);

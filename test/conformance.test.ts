@@ -4,24 +4,11 @@
  * on our preview1 semantics, program by program.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { EXAMPLES, ferry, readTree, tempDir, type RunResult } from "./_helpers.js";
+import { EXAMPLES, ferry, nodeWasi, readTree, tempDir } from "./_helpers.js";
 
-function nodeWasi(args: string[], stdin: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(EXAMPLES, "run-node-wasi.mjs"), ...args], { stdio: ["pipe", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.stdin.end(stdin);
-    child.on("error", reject);
-    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
-  });
-}
 
 const CASES: { module: string; args: string[]; files?: boolean; stdin?: string }[] = [
   { module: "c/compute.wasm", args: ["4", "9"] },

@@ -7,13 +7,12 @@
  * is where they are measured.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { loadInstrumented } from "../src/instrument/mod.js";
 import { bigModule } from "./_big_module.js";
-import { EXAMPLES, ferry, tempDir, type RunResult } from "./_helpers.js";
+import { ferry, nodeWasi, tempDir } from "./_helpers.js";
 
 /** 205,000 functions make about 52 MB of code. */
 const FUNCTIONS = 205_000;
@@ -22,17 +21,6 @@ const MODULE_BYTES_MIN = 50_000_000;
 /** A generous bound for a loaded two-core machine; an unbounded step would blow it. */
 const TIMEOUT_MS = 10 * 60_000;
 
-function nodeWasi(file: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(EXAMPLES, "run-node-wasi.mjs"), file], { stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
-  });
-}
 
 describe("a generated module of 50 MB and 200k functions", { timeout: TIMEOUT_MS }, () => {
   it("is instrumented and runs under ferry exec as under node:wasi", { timeout: TIMEOUT_MS }, async (t) => {
@@ -57,7 +45,7 @@ describe("a generated module of 50 MB and 200k functions", { timeout: TIMEOUT_MS
     t.diagnostic(`${(wasm.byteLength / 1e6).toFixed(1)} MB, ${functions} functions: instrumented in ${seconds.toFixed(1)} s (${stages.join(", ")}), peak RSS of the test process ${peak_mb.toFixed(0)} MB, ${(out.wasm.byteLength / 1e6).toFixed(1)} MB out`);
     assert.equal(out.cached, false);
 
-    const want = await nodeWasi(file);
+    const want = await nodeWasi([file]);
     assert.equal(want.status, 0, want.stderr.toString());
     const got = await ferry(["exec", file], { env: { FERRY_CACHE_DIR: cache }, timeout_ms: TIMEOUT_MS });
     assert.equal(got.status, 0, got.stderr.toString());

