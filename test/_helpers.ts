@@ -82,6 +82,21 @@ export function nodeWasi(args: readonly string[], stdin?: string): Promise<RunRe
   });
 }
 
+/**
+ * Polls `check` until it gives a value (anything but undefined or false),
+ * failing after `timeout_ms` with `what`: tests wait on observable state,
+ * never on a sleep.
+ */
+export async function until<T>(what: string, check: () => Promise<T | undefined | false> | T | undefined | false, timeout_ms = 60_000): Promise<T> {
+  const deadline = Date.now() + timeout_ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** A seeded generator of numbers in [0, 1), so a failing run can be replayed. */
 export function prng(seed: number): () => number {
   const p = new Prng(seed);

@@ -14,7 +14,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Dialer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
-import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
 import { freePorts, json, outputOf, request, startCluster, startNode, stopNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 
 const sleeper = path.join(EXAMPLES, "c", "sleeper.wasm");
@@ -29,16 +29,6 @@ interface Info {
   exit: { kind: string; code?: number; message?: string } | null;
 }
 
-/** Polls `check` until it returns a value (not undefined), failing after `timeout_ms` with `what`. */
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeout_ms = 30_000): Promise<T> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Whether an OS process of this id exists. */
 function alive(os_pid: number): boolean {

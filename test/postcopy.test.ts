@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, ferry } from "./_helpers.js";
+import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -34,15 +34,12 @@ async function reference(args: string[]): Promise<string> {
 
 /** Resolves with the result, or rejects after `ms`: nothing in these tests may hang. */
 /** Waits until the home at `address` records `pid` as running on `node`: post-copy has passed RUNNING, its pages still coming. */
-async function runsAt(address: string, pid: string, node: string): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
+function runsAt(address: string, pid: string, node: string): Promise<true> {
+  return until(`${pid} to run on ${node}`, async () => {
     const info = await json<{ node: string; state: string }>(address, "GET", `/v1/processes/${pid}`);
-    if (info.node === node) return;
     if (info.state !== "running" && info.state !== "migrating") throw new Error(`${pid} is ${info.state} before it ran on ${node}`);
-    if (Date.now() > deadline) throw new Error(`${pid} never ran on ${node}`);
-    await sleep(20);
-  }
+    return info.node === node;
+  });
 }
 
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {

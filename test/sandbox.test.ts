@@ -14,16 +14,8 @@ import { decodeImage, encodeImage } from "../src/image/mod.js";
 import { GuestProcess, localSigner, localTrust, writeImageFile } from "../src/runtime/mod.js";
 import { ferryHome } from "../src/home.js";
 import type { WasiState } from "../src/wasi/mod.js";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 
-/** Waits, polling, until `ready()` holds; fails after `timeout_ms`. */
-async function until(what: string, ready: () => boolean, timeout_ms = 60_000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Input bytes for fileproc: enough that it is still reading when suspended. */
 function writeInput(file: string): void {
