@@ -35,6 +35,8 @@ else 127.0.0.1:7070):
   token     Create a one-time token for a node, a client or a scraper to join
   metrics   Print a node's metrics (Prometheus text format)
   events    Print the cluster's events (-f to follow them)
+  dashboard Print a login URL for a node's web dashboard
+  top       Show nodes and processes in the terminal, refreshed in place
 
 Trust:
   login     Redeem a client token for this user's credential (~/.ferry/client)
@@ -69,6 +71,8 @@ const commands: Record<string, () => Promise<Command>> = {
   sim: async () => (await import("./sim_cmd.js")).simCommand,
   metrics: async () => (await import("./cluster_ops.js")).metricsCommand,
   events: async () => (await import("./cluster_ops.js")).eventsCommand,
+  dashboard: async () => (await import("./dashboard_cmd.js")).dashboardCommand,
+  top: async () => (await import("./dashboard_cmd.js")).topCommand,
 };
 
 function version(): string {
