@@ -243,18 +243,4 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
       await list.close();
     }
   });
-
-  it("ferry top --once prints the nodes and the running processes", async () => {
-    const top = await ferry(["top", "--once", "--cluster", n1.address]);
-    assert.equal(top.status, 0, top.stderr.toString());
-    const text = top.stdout.toString();
-    assert.match(text, /^NODE\s+ADDRESS\s+PROCS/m);
-    for (const n of [n1, n2]) assert.match(text, new RegExp(`^${n.name}\\s+${n.address.replace(/\./g, "\\.")}\\s+\\d+/256`, "m"));
-    const running = (await json<{ pid: string; state: string }[]>(n1.address, "GET", "/v1/processes")).filter((p) => p.state === "running");
-    assert.ok(running.length >= 3);
-    for (const p of running) assert.match(text, new RegExp(`^${p.pid}\\s+n[12]\\s+running\\s+\\S+ \\S*B`, "m"));
-    const help = await ferry(["top", "--help"]);
-    assert.equal(help.status, 0);
-    assert.match(help.stdout.toString(), /--once/);
-  });
 });

@@ -110,8 +110,9 @@ export async function topCommand(argv: readonly string[]): Promise<number> {
   const out = process.stdout;
   const live = out.isTTY === true && process.stdin.isTTY === true && !parsed.flags.has("once");
   const frame = async (): Promise<string[]> => {
-    const rows = out.isTTY === true ? out.rows : ROWS_NOT_TTY;
-    const columns = out.isTTY === true ? out.columns : COLUMNS_NOT_TTY;
+    // A terminal that does not say its size (a pty nobody sized) gets the classic 80x24.
+    const rows = out.isTTY === true ? (out.rows > 0 ? out.rows : 24) : ROWS_NOT_TTY;
+    const columns = out.isTTY === true ? (out.columns > 0 ? out.columns : 80) : COLUMNS_NOT_TTY;
     const overview = parse(OverviewSchema, await client.json("GET", "/dashboard/api/overview"), `node ${client.name}'s overview`);
     const limit = Math.max(1, Math.min(500, rows - TOP_CHROME_LINES - overview.nodes.length));
     const page = parse(PageSchema, await client.json("GET", `/dashboard/api/processes?sort=memory&state=running&limit=${limit}`), `node ${client.name}'s processes`);
