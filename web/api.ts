@@ -93,11 +93,11 @@ export function setCsrf(token: string | null): void {
 }
 
 /** A JSON request to the node; throws ApiError on an error answer. */
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+export async function api<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && csrf !== null) headers["x-ferry-csrf"] = csrf;
-  const res = await fetch(path, { method, headers, credentials: "same-origin", cache: "no-store", ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+  const res = await fetch(path, { method, headers, credentials: "same-origin", cache: "no-store", ...(signal === undefined ? {} : { signal }), ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
   const text = await res.text();
   let value: unknown = null;
   try {

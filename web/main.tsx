@@ -119,11 +119,16 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
         if (!stop) fail(err);
       }
     };
-    void poll();
-    const timer = setInterval(() => void poll(), POLL_MS);
+    // The next poll is set when this one is done: a slow node (a peer that does not answer) is never asked twice at once.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const loop = async (): Promise<void> => {
+      await poll();
+      if (!stop) timer = setTimeout(() => void loop(), POLL_MS);
+    };
+    void loop();
     return () => {
       stop = true;
-      clearInterval(timer);
+      clearTimeout(timer);
     };
   }, [visible, fail]);
 

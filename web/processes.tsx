@@ -41,9 +41,11 @@ export function Processes(props: {
 
   useEffect(() => {
     let stale = false;
+    // A newer window or filter cancels the request for the old one: slow answers never pile up.
+    const abort = new AbortController();
     const t = setTimeout(() => {
       const q = new URLSearchParams({ q: filter.q, state: filter.state, sort: filter.sort, offset: String(offset), limit: String(limit) });
-      api<ProcessPage>("GET", `/dashboard/api/processes?${q}`).then(
+      api<ProcessPage>("GET", `/dashboard/api/processes?${q}`, undefined, abort.signal).then(
         (p) => {
           if (stale) return;
           setPage(p);
@@ -55,6 +57,7 @@ export function Processes(props: {
     return () => {
       stale = true;
       clearTimeout(t);
+      abort.abort();
     };
   }, [filter, offset, limit, props.refresh]);
 

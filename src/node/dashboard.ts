@@ -129,7 +129,8 @@ export async function serveDashboard(node: FerryNode, url: URL, req: http.Incomi
 function authenticate(node: FerryNode, req: http.IncomingMessage, peer: Identity | null, method: string): { identity: Identity | null; session: SessionView | null } {
   // Without TLS a node authenticates nobody (`--insecure`), and neither does its dashboard.
   if (node.tls === null) return { identity: null, session: null };
-  if (peer !== null && peer.role !== "scrape") return { identity: peer, session: null };
+  if (peer?.role === "scrape") throw new FerryError("ERR_FORBIDDEN", `scrape ${peer.name} may read GET /metrics only, not the dashboard`);
+  if (peer !== null) return { identity: peer, session: null };
   const session = dashboardSessions(node).check(cookieOf(req, cookieName(node)));
   if (session === null) throw new FerryError("ERR_SESSION", "not logged in to this node's dashboard, or the session has ended: run `ferry dashboard` and open the URL it prints");
   if (method !== "GET" && method !== "HEAD") checkCsrf(node, req, session);
