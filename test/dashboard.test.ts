@@ -166,8 +166,14 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     const pid = await start("memhog", ["32", "4", "86400"], "n1");
     const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
     await row.waitFor();
-    await row.getByTestId("migrate-button").click();
     const dialog = page.getByTestId("migrate-dialog");
+    // Dragged onto a node's card, a process opens the dialog with that node chosen.
+    await row.locator(".pid").dragTo(page.locator("[data-testid=node-card][data-node=n2]"));
+    await dialog.waitFor();
+    assert.equal(await dialog.getByTestId("migrate-to").inputValue(), "n2");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "detached" });
+    await row.getByTestId("migrate-button").click();
     await dialog.waitFor();
     await dialog.getByTestId("migrate-to").selectOption("n2");
     await dialog.getByTestId("strategy-pre-copy").check();
