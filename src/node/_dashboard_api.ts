@@ -8,9 +8,8 @@
 import type http from "node:http";
 import os from "node:os";
 import * as v from "valibot";
-import { parse } from "../validate.js";
+import { integer, list, parse, text, Uint } from "../validate.js";
 import { errorField } from "../log/mod.js";
-import { integer, list, text, Uint } from "../validate.js";
 import { NodeName, Pid } from "../process_spec.js";
 import type { FerryNode } from "./node.js";
 import { requestJson, sendJson } from "./_http.js";
@@ -80,7 +79,12 @@ const ProcessRowSchema = v.object({
 });
 
 /** A peer's answer to `GET /dashboard/peer/local`. */
-const PeerLocalSchema = v.object({ stats: NodeStatsSchema, rows: v.optional(list(ProcessRowSchema, PEER_ROWS_MAX)) });
+const PeerLocalSchema = v.object({
+  stats: NodeStatsSchema,
+  rows: v.optional(list(ProcessRowSchema, PEER_ROWS_MAX)),
+  /** Memory of each process running there, by pid: rows whose home is elsewhere get theirs from it. */
+  memory: v.optional(v.pipe(v.record(Pid, Uint), v.check((m) => Object.keys(m).length <= PEER_ROWS_MAX, `at most ${PEER_ROWS_MAX} processes`))),
+});
 
 const PeerQuerySchema = v.object({ rows: v.optional(v.picklist(["0", "1"], "must be 0 or 1"), "0") });
 
@@ -145,10 +149,7 @@ async function gather(node: FerryNode, rows: boolean): Promise<{ nodes: (NodeSta
       try {
         const raw = await requestJson(node.dialer, address, "GET", `/dashboard/peer/local${rows ? "?rows=1" : ""}`);
         const answer = parse(PeerLocalSchema, raw, `node ${address}'s dashboard answer`);
-        const mem = (raw as { memory?: unknown }).memory;
-        if (rows && typeof mem === "object" && mem !== null) {
-          for (const [pid, bytes] of Object.entries(mem)) if (typeof bytes === "number" && Number.isSafeInteger(bytes) && bytes >= 0) memory.set(pid, bytes);
-        }
+        for (const [pid, bytes] of Object.entries(answer.memory ?? {})) memory.set(pid, bytes);
         return answer;
       } catch (err: unknown) {
         // A peer that is down (or answers nonsense) is shown down; `ferry nodes` and the events say more.
