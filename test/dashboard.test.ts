@@ -114,7 +114,7 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     assert.equal((await row.getByTestId("process-node").textContent())?.trim(), "n1");
   });
 
-  it("refuses a login token a second time, and actions without the CSRF token or from another origin", async () => {
+  it("refuses a spent login token, actions without the CSRF token, and requests a session may not make", async () => {
     const probe = await context.newPage();
     try {
       await probe.goto(`https://${n1.address}/`);
@@ -202,6 +202,17 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     // Let the plots gather a few samples before the picture.
     await until("a few samples in the plots", async () => (await page.locator(".plot polyline").count()) >= 4);
     await shot(page, "dashboard");
+  });
+
+  it("kills a process from the page, after asking once more", async () => {
+    const pid = await start("sleeper", ["200", "100000"], "n2");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    await row.getByTestId("kill-button").click();
+    assert.equal((await json<{ state: string }>(n1.address, "GET", `/v1/processes/${pid}`)).state, "running", "one click only asks");
+    await row.getByTestId("kill-confirm").click();
+    await until(`the row of ${pid} to say killed`, async () => (await row.getByTestId("process-state").textContent()) === "killed");
+    assert.equal((await json<{ state: string }>(n1.address, "GET", `/v1/processes/${pid}`)).state, "killed");
   });
 
   it(`keeps a synthetic list of ${SYNTHETIC_ROWS} processes usable (rows made by the test, not running guests; paged by the node's own pageProcesses)`, async () => {

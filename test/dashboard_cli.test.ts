@@ -148,20 +148,22 @@ describe("dashboard sessions and ferry top", () => {
     assert.equal(bad.status, 2);
   });
 
-  it("draws in place on a terminal and quits on q", { skip: have_script ? false : "no `script`" }, async () => {
-    const command = [process.execPath, FERRY, "top", "--interval", "0.5", "--cluster", n1.address].map((a) => `'${a}'`).join(" ");
-    const child = spawn("script", ["-qfec", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, FERRY_HOME: testHome() } });
-    let out = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    try {
-      // Two frames drawn from the top left: it refreshes in place rather than scrolling.
-      await until("two frames of ferry top", () => out.includes("\x1b[?1049h") && out.split("\x1b[H").length > 2 && out.includes(pids[0] as string), 30_000);
-      child.stdin.write("q");
-      await until("ferry top to quit on q", () => child.exitCode !== null, 10_000);
-      assert.equal(child.exitCode, 0);
-      assert.ok(out.trimEnd().endsWith("\x1b[?25h\x1b[?1049l"), "the terminal is given back: cursor shown, main screen");
-    } finally {
-      if (child.exitCode === null) child.kill("SIGKILL");
-    }
-  });
+  for (const [key, name] of [["q", "q"], ["\x03", "Ctrl-C"]] as const) {
+    it(`draws in place on a terminal and quits on ${name}`, { skip: have_script ? false : "no `script`" }, async () => {
+      const command = [process.execPath, FERRY, "top", "--interval", "0.5", "--cluster", n1.address].map((a) => `'${a}'`).join(" ");
+      const child = spawn("script", ["-qfec", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, FERRY_HOME: testHome() } });
+      let out = "";
+      child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      try {
+        // Two frames drawn from the top left: it refreshes in place rather than scrolling.
+        await until("two frames of ferry top", () => out.includes("\x1b[?1049h") && out.split("\x1b[H").length > 2 && out.includes(pids[0] as string), 30_000);
+        child.stdin.write(key);
+        await until(`ferry top to quit on ${name}`, () => child.exitCode !== null, 10_000);
+        assert.equal(child.exitCode, 0);
+        assert.ok(out.trimEnd().endsWith("\x1b[?25h\x1b[?1049l"), "the terminal is given back: cursor shown, main screen");
+      } finally {
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+    });
+  }
 });
