@@ -120,6 +120,9 @@ export async function serveDashboard(node: FerryNode, url: URL, req: http.Incomi
     // Actions are worth a line each; the page's polls are not.
     if (who.identity !== null) node.log[method === "GET" ? "debug" : "info"]({ user: who.identity.name, method, path: rest }, `dashboard: ${who.identity.name} ${method} ${rest}`);
     req.url = rest + url.search;
+    // The session's secrets stay here: a request the control API forwards to a peer does not carry them.
+    delete req.headers["cookie"];
+    delete req.headers[CSRF_HEADER];
     return await routeAs(req, res, who.identity);
   }
   throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${path}`);
