@@ -53,6 +53,8 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
   let context: BrowserContext;
   let page: Page;
   let login_url = "";
+  /** Chromium's --user-data-dir: fresh for the run, removed after. */
+  let profile = "";
   const sha: Record<string, string> = {};
 
   before(async () => {
@@ -62,7 +64,8 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
       for (const n of cluster.nodes) sha[name] = await upload(n.address, path.join(EXAMPLES, dir, `${name}.wasm`));
     }
     const ca = await testAuthority();
-    context = await chromium.launchPersistentContext(tempDir("chromium"), {
+    profile = tempDir("chromium");
+    context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
       viewport: { width: 1400, height: 1000 },
@@ -84,6 +87,7 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
   after(async () => {
     await context?.close();
     await cluster?.stop();
+    if (profile !== "") fs.rmSync(profile, { recursive: true, force: true });
   });
 
   async function start(program: string, args: string[], node: string): Promise<string> {
