@@ -54,7 +54,7 @@ export function directoryConformance(name: string, options: ConformanceOptions):
       const home = fresh("h");
       const pid = `${home}-1`;
       const r = await d.createProcess({ pid, home });
-      assert.deepEqual({ ...r, updated_unix_ms: 0 }, { pid, home, runner: home, state: "running", moves: 0, last_checkpoint: null, reason: null, updated_unix_ms: 0 });
+      assert.deepEqual({ ...r, updated_unix_ms: 0 }, { pid, home, runner: home, state: "running", moves: 0, last_checkpoint: null, reason: null, exit_code: null, updated_unix_ms: 0 });
       await assert.rejects(d.createProcess({ pid, home }), (e: unknown) => e instanceof FerryError && e.code === "ERR_DIRECTORY_CONFLICT");
       assert.equal((await d.process(pid))?.runner, home);
       assert.equal(await d.process(`${home}-2`), null);

@@ -107,6 +107,11 @@ export class MemoryDirectory implements Directory {
     return Promise.resolve();
   }
 
+  /** The node that holds lease `lease_id`, if it is held (a server checks that only it renews or ends it). */
+  leaseHolder(lease_id: string): string | undefined {
+    return this.#leases.get(lease_id)?.name;
+  }
+
   members(): Promise<Member[]> {
     return Promise.resolve([...this.#members.values()].map((m) => ({ ...m })));
   }

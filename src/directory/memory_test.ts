@@ -45,7 +45,7 @@ describe("embedded directory file", () => {
       const second = openEmbeddedDirectory(file);
       assert.deepEqual(
         { ...(await second.process("a-1")), updated_unix_ms: 0 },
-        { pid: "a-1", home: "a", runner: "b", state: "running", moves: 1, last_checkpoint: { node: "c", seq: 1, moves: 1 }, reason: null, updated_unix_ms: 0 },
+        { pid: "a-1", home: "a", runner: "b", state: "running", moves: 1, last_checkpoint: { node: "c", seq: 1, moves: 1 }, reason: null, exit_code: null, updated_unix_ms: 0 },
       );
       assert.deepEqual(await second.members(), [{ name: "b", address: "127.0.0.1:9", ttl_ms: 60_000, state: "dead" }]);
       await second.close();

@@ -12,6 +12,9 @@ import { integer, text, Uint } from "../validate.js";
 /** Moves a process may make: far more than any will, well inside exact JSON numbers. */
 const Moves = integer(0, Number.MAX_SAFE_INTEGER);
 
+/** An exit code as WASI's proc_exit gives it (any 32-bit value). */
+const ExitCode = integer(-0x8000_0000, 0xffff_ffff);
+
 /** Longest reason kept with a record or a member: a sentence or two, never a log. */
 export const REASON_CHARS_MAX = 2000;
 
@@ -49,6 +52,8 @@ export const ProcessRecordSchema = v.object({
   last_checkpoint: v.nullable(CheckpointRefSchema),
   /** Why it ended, for `lost` and `failed` (null otherwise). */
   reason: v.nullable(text(REASON_CHARS_MAX)),
+  /** Its exit code, once `exited`. */
+  exit_code: v.nullable(ExitCode),
   updated_unix_ms: Uint,
 });
 /** A process record. */
@@ -67,6 +72,7 @@ export const ProcessChangeSchema = v.object({
   moves: v.optional(Moves),
   last_checkpoint: v.optional(v.nullable(CheckpointRefSchema)),
   reason: v.optional(v.nullable(text(REASON_CHARS_MAX))),
+  exit_code: v.optional(v.nullable(ExitCode)),
 });
 /** A change. */
 export type ProcessChange = v.InferOutput<typeof ProcessChangeSchema>;
@@ -170,12 +176,13 @@ export function applyChange(current: ProcessRecord | null, expect_moves: number,
   if (change.moves !== undefined) record.moves = change.moves;
   if (change.last_checkpoint !== undefined) record.last_checkpoint = change.last_checkpoint;
   if (change.reason !== undefined) record.reason = change.reason;
+  if (change.exit_code !== undefined) record.exit_code = change.exit_code;
   return { ok: true, record };
 }
 
 /** A new record as {@link Directory.createProcess} makes it. */
 export function newRecord(p: NewProcess, now_unix_ms: number): ProcessRecord {
-  return { pid: p.pid, home: p.home, runner: p.home, state: "running", moves: 0, last_checkpoint: null, reason: null, updated_unix_ms: now_unix_ms };
+  return { pid: p.pid, home: p.home, runner: p.home, state: "running", moves: 0, last_checkpoint: null, reason: null, exit_code: null, updated_unix_ms: now_unix_ms };
 }
 
 /** Whether `record` matches `filter`. */

@@ -18,6 +18,7 @@ import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequest
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
+import { describeRecord, statusOfRecord } from "./cluster_directory.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -84,14 +85,24 @@ function requestUrl(req: http.IncomingMessage): URL {
 
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
-  const peers = (await node.peerInfos()).map((p) =>
-    p.up
-      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null }
-      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null, os_pid: null },
-  );
+  // With a directory, each node's state is its verdict (alive: it holds its lease); without one, null.
+  const members = node.cluster?.membership.members() ?? [];
+  const stateOf = (name: string | null, address: string): "alive" | "dead" | null =>
+    node.cluster === null ? null : (members.find((m) => (name !== null ? m.name === name : m.address === address))?.state ?? null);
+  const peers = (await node.peerInfos()).map((p) => {
+    if (p.up) return { name: p.name, address: p.address, up: true, state: stateOf(p.name, p.address), processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null };
+    const name = members.find((m) => m.address === p.address)?.name ?? null;
+    return { name, address: p.address, up: false, state: stateOf(name, p.address), processes: null, page_tracker: null, post_copy: null, os_pid: null };
+  });
+  const listed = new Set([self.name, ...peers.map((p) => p.name)]);
+  // Members the directory knows that are not among the peers (none answered for them): listed with their state.
+  const others = members
+    .filter((m) => !listed.has(m.name))
+    .map((m) => ({ name: m.name, address: m.address, up: false, state: m.state, processes: null, page_tracker: null, post_copy: null, os_pid: null }));
   sendJson(res, 200, [
-    { name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid },
+    { name: self.name, address: self.address, up: true, state: node.cluster === null ? null : "alive", processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid },
     ...peers,
+    ...others,
   ]);
 }
 
@@ -122,8 +133,12 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
     sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node) }));
     return;
   }
+  // A node that has not joined its directory yet starts nothing: its new processes must not be taken for its old ones.
+  await node.joined;
   const { request, preopens } = admitRun(node, body);
   const record = await node.table.start(request, preopens);
+  // Answered once the directory has its record: a node that dies right after leaves its process known to the cluster.
+  await node.cluster?.written(record.pid);
   sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
 }
 
@@ -142,7 +157,26 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
       }
     }),
   );
-  sendJson(res, 200, [...local, ...remote.flat()]);
+  const listed = [...local, ...remote.flat()];
+  sendJson(res, 200, [...listed, ...(await fromDirectory(node, listed))]);
+}
+
+/**
+ * The processes the directory records whose home is dead and so could not
+ * list them (with a directory only): `ps` shows them, `lost` or running
+ * elsewhere, rather than leaving them out.
+ */
+async function fromDirectory(node: FerryNode, listed: unknown[]): Promise<Record<string, unknown>[]> {
+  const cluster = node.cluster;
+  if (cluster === null) return [];
+  const seen = new Set(listed.map((p) => (p !== null && typeof p === "object" ? (p as { pid?: unknown }).pid : undefined)));
+  try {
+    const records = await cluster.directory.processes();
+    return records.filter((r) => !seen.has(r.pid) && cluster.isDead(r.home)).map(describeRecord);
+  } catch (err: unknown) {
+    node.log.warn({ err: errorField(err) }, "could not read the directory for the processes of dead homes");
+    return [];
+  }
 }
 
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
@@ -210,6 +244,10 @@ async function processRoute(
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
+    // Its home is dead: what the directory records answers a look and a wait (the rest needs the home).
+    if (node.cluster !== null && node.cluster.isDead(home) && method === "GET" && (sub === undefined || sub === "wait")) {
+      return await answerFromDirectory(node, pid, sub, res);
+    }
     // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
     forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     return;
@@ -225,6 +263,24 @@ async function processRoute(
   if (sub === "wait" && method === "GET") return sendJson(res, 200, { status: await record.done });
   if (sub === "output" && method === "GET") return streamOutput(record, url, req, res);
   throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
+}
+
+/** `GET /v1/processes/PID` or `.../wait` for a process whose home is dead, from the directory. */
+async function answerFromDirectory(node: FerryNode, pid: string, sub: string | undefined, res: http.ServerResponse): Promise<void> {
+  const cluster = node.cluster;
+  if (cluster === null) return;
+  const home = pidHome(pid);
+  if (sub === undefined) {
+    const record = await cluster.directory.process(pid);
+    if (record === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid} (its home ${home} is dead, and the directory has no record of it)`);
+    return sendJson(res, 200, describeRecord(record));
+  }
+  const gone = new AbortController();
+  res.on("close", () => gone.abort());
+  const record = await cluster.waitEnded(pid, gone.signal);
+  if (gone.signal.aborted) return;
+  if (record === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid} (its home ${home} is dead, and the directory has no record of it)`);
+  sendJson(res, 200, { status: statusOfRecord(record) });
 }
 
 /** Node-to-node endpoints: output relay, exit and location reports, kill. */
