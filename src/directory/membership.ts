@@ -130,6 +130,8 @@ export class Membership {
       if (err instanceof FerryError && err.code === "ERR_LEASE_EXPIRED") {
         this.#log.error({ err: errorField(err) }, "this node's lease ran out: the cluster has declared it dead. Taking a new lease");
         this.#lease = null;
+        // At once, not a heartbeat later: every moment without a lease, the node counts as dead.
+        await this.#grant().catch((e: unknown) => this.#log.warn({ err: errorField(e) }, "could not take a new lease; the next heartbeat tries again"));
       } else {
         // The directory may be back by the next heartbeat; until the lease runs out nothing is lost.
         this.#log.warn({ err: errorField(err) }, "could not renew this node's lease");
