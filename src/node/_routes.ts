@@ -18,7 +18,7 @@ import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequest
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
-import { describeRecord, statusOfRecord } from "./cluster_directory.js";
+import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -161,24 +161,6 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
   sendJson(res, 200, [...listed, ...(await fromDirectory(node, listed))]);
 }
 
-/**
- * The processes the directory records whose home is dead and so could not
- * list them (with a directory only): `ps` shows them, `lost` or running
- * elsewhere, rather than leaving them out.
- */
-async function fromDirectory(node: FerryNode, listed: unknown[]): Promise<Record<string, unknown>[]> {
-  const cluster = node.cluster;
-  if (cluster === null) return [];
-  const seen = new Set(listed.map((p) => (p !== null && typeof p === "object" ? (p as { pid?: unknown }).pid : undefined)));
-  try {
-    const records = await cluster.directory.processes();
-    return records.filter((r) => !seen.has(r.pid) && cluster.isDead(r.home)).map(describeRecord);
-  } catch (err: unknown) {
-    node.log.warn({ err: errorField(err) }, "could not read the directory for the processes of dead homes");
-    return [];
-  }
-}
-
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
 async function listLinks(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
   const query = parse(ListQuerySchema, queryOf(url), "query");
@@ -263,24 +245,6 @@ async function processRoute(
   if (sub === "wait" && method === "GET") return sendJson(res, 200, { status: await record.done });
   if (sub === "output" && method === "GET") return streamOutput(record, url, req, res);
   throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
-}
-
-/** `GET /v1/processes/PID` or `.../wait` for a process whose home is dead, from the directory. */
-async function answerFromDirectory(node: FerryNode, pid: string, sub: string | undefined, res: http.ServerResponse): Promise<void> {
-  const cluster = node.cluster;
-  if (cluster === null) return;
-  const home = pidHome(pid);
-  if (sub === undefined) {
-    const record = await cluster.directory.process(pid);
-    if (record === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid} (its home ${home} is dead, and the directory has no record of it)`);
-    return sendJson(res, 200, describeRecord(record));
-  }
-  const gone = new AbortController();
-  res.on("close", () => gone.abort());
-  const record = await cluster.waitEnded(pid, gone.signal);
-  if (gone.signal.aborted) return;
-  if (record === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid} (its home ${home} is dead, and the directory has no record of it)`);
-  sendJson(res, 200, { status: statusOfRecord(record) });
 }
 
 /** Node-to-node endpoints: output relay, exit and location reports, kill. */
