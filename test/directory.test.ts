@@ -9,13 +9,14 @@
  * Everything waits on observable state; the times measured are printed.
  */
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openEmbeddedDirectory, type Member, type MemoryDirectory } from "../src/directory/mod.js";
 import { serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { json, NODE_ARGS_DEFAULT, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, NODE_ARGS_DEFAULT, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -151,6 +152,19 @@ describe("embedded directory, three node daemons", () => {
     const next = await run(n2.address, sha, ["0", "1"], "n2");
     assert.ok(Number(next.pid.split("-")[1]) > Math.max(...before_numbers), `${next.pid} reuses none of ${own.map((p) => p.pid).join(", ")}`);
     assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${next.pid}/wait`)).status, { kind: "exit", code: 0 });
+  });
+});
+
+describe("a node whose directory does not answer", () => {
+  it("does not start, and says why", async () => {
+    const dir = tempDir("no-directory");
+    const [port] = (await freePorts(1)) as [number];
+    try {
+      // Port 1 on loopback: nothing listens there.
+      await assert.rejects(startNode("n1", port, [], dir, [...NODE_ARGS_DEFAULT, "--directory", "etcd://127.0.0.1:1"]), /exited with 1/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -276,7 +276,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     directory,
     ...(dead_after_ms !== undefined ? { dead_after_ms } : {}),
   });
-  if (node.cluster !== null) process.stdout.write(`node ${node.name}: member of the ${node.cluster.directory.kind} directory ${directory_url}, lease ${node.cluster.membership.lease?.ttl_ms} ms\n`);
+  if (node.cluster !== null) process.stdout.write(`node ${node.name}: joined the directory at ${directory_url}, lease ${node.cluster.membership.lease?.ttl_ms} ms\n`);
   // A node that just joined is known to no one: it tells the members it learned of.
   if (tls?.joined === true) await node.announce();
   const pc = node.info().post_copy;

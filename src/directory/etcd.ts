@@ -158,7 +158,7 @@ export class EtcdDirectory implements Directory {
   }
 
   async watch(watcher: DirectoryWatcher): Promise<() => void> {
-    const w = await this.#call(() => this.#client.watch().prefix(this.#prefix).withPreviousKV().create());
+    const w = this.#client.watch().prefix(this.#prefix).withPreviousKV().watcher();
     const alive = `${this.#prefix}alive/`;
     const procs = `${this.#prefix}procs/`;
     const member = (kv: IKeyValue, state: "alive" | "dead"): void => {
@@ -180,6 +180,18 @@ export class EtcdDirectory implements Directory {
       if (kv.key.toString("utf8").startsWith(alive) && previous !== undefined) member(previous, "dead");
     });
     w.on("error", (err) => logger().warn({ directory: this.#what, err: errorField(err) }, "the etcd watch failed; the client reconnects it"));
+    // etcd3 keeps trying to open a watch for as long as it takes: here it must be open within the call timeout, or fail.
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        w.removeAllListeners("connected");
+        w.cancel().catch((err: unknown) => logger().debug({ err: errorField(err) }, "cancelling a watch that never opened failed"));
+        reject(new FerryError("ERR_DIRECTORY_UNAVAILABLE", `${this.#what} opened no watch within ${ETCD_CALL_TIMEOUT_MS} ms: is etcd running there, and reachable from here?`));
+      }, ETCD_CALL_TIMEOUT_MS);
+      w.once("connected", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
     const stop = (): void => {
       this.#stops.delete(stop);
       w.cancel().catch((err: unknown) => logger().debug({ err: errorField(err) }, "cancelling an etcd watch failed (the connection is going)"));
