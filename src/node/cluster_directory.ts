@@ -45,7 +45,8 @@ const WRITE_RETRY_MS = 250;
 export interface NodeDirectoryHost {
   name: string;
   address: string;
-  table: ProcessTable;
+  /** What of the process table it reads and ends: the records of the processes this node is home to. */
+  table: Pick<ProcessTable, "homes" | "home" | "finish">;
   events: EventHub;
   log: Logger;
   /** A member's address, learned from the directory, becomes a peer. */
