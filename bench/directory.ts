@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { EtcdDirectory, openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../src/directory/mod.js";
+import { openEmbeddedDirectory, openEtcdDirectory, type Directory, type MemoryDirectory } from "../src/directory/mod.js";
 import { Dialer, httpRequest, serveDirectory } from "../src/node/mod.js";
 import { ClusterTls, createAuthority, issue, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
 import { etcdMissing, startEtcd } from "../test/_etcd.js";
@@ -124,7 +124,7 @@ export async function directoryBench(quick: boolean): Promise<void> {
     return;
   }
   const etcd = await startEtcd();
-  const watcher = new EtcdDirectory({ endpoints: [etcd.endpoint], prefix: "/bench/" });
+  const watcher = await openEtcdDirectory({ endpoints: [etcd.endpoint], prefix: "/bench/" });
   try {
     console.log(row("etcd", await measure(ca, `${etcd.url}/bench/`, watcher, rounds)));
   } finally {

@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import { EtcdDirectory } from "../src/directory/mod.js";
+import { openEtcdDirectory } from "../src/directory/mod.js";
 import { freePorts } from "./_cluster.js";
 import { tempDir, until } from "./_helpers.js";
 
@@ -61,7 +61,7 @@ export async function startEtcd(): Promise<TestEtcd> {
     }
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  const probe = new EtcdDirectory({ endpoints: [endpoint], prefix: "/probe/" });
+  const probe = await openEtcdDirectory({ endpoints: [endpoint], prefix: "/probe/" });
   try {
     await until(
       "etcd to answer",

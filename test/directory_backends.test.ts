@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { EtcdDirectory, MemoryDirectory, RemoteDirectory } from "../src/directory/mod.js";
+import { MemoryDirectory, openEtcdDirectory, RemoteDirectory } from "../src/directory/mod.js";
 import { directoryConformance } from "../src/directory/_conformance.js";
 import { directoryTransport, Dialer, openDirectory, serveDirectory } from "../src/node/mod.js";
 import { FerryError } from "../src/errors.js";
@@ -30,11 +30,11 @@ directoryConformance("etcd", {
   // etcd's leases are whole seconds.
   ttl_ms: 1000,
   skip: missing,
-  open: () => {
+  open: async () => {
     if (etcd === null) throw new Error("etcd did not start");
     prefixes += 1;
-    const directory = new EtcdDirectory({ endpoints: [etcd.endpoint], prefix: `/conformance${prefixes}/` });
-    return Promise.resolve({ directory, close: () => directory.close() });
+    const directory = await openEtcdDirectory({ endpoints: [etcd.endpoint], prefix: `/conformance${prefixes}/` });
+    return { directory, close: () => directory.close() };
   },
 });
 
@@ -44,7 +44,7 @@ directoryConformance("served (HTTP)", {
   open: async () => {
     const served = new MemoryDirectory({ kind: "embedded" });
     const server = await serveDirectory(served, { host: "127.0.0.1", port: 0, tls: null });
-    const directory = openDirectory(server.url, null);
+    const directory = await openDirectory(server.url, null);
     return {
       directory,
       async close() {
@@ -71,8 +71,8 @@ describe("served directory over mutual TLS", () => {
   it("serves the cluster's nodes only, and lets each take, renew and end only its own lease", async () => {
     const served = new MemoryDirectory({ kind: "embedded" });
     const server = await serveDirectory(served, { host: "127.0.0.1", port: 0, tls: await credential("node", "directory") });
-    const a = openDirectory(server.url, await credential("node", "a"));
-    const b = openDirectory(server.url, await credential("node", "b"));
+    const a = await openDirectory(server.url, await credential("node", "a"));
+    const b = await openDirectory(server.url, await credential("node", "b"));
     const client = new RemoteDirectory(directoryTransport(new Dialer(await credential("client", "someone")), server.address), server.url);
     try {
       const lease = await a.grantLease({ name: "a", address: "127.0.0.1:1" }, 60_000);
@@ -97,7 +97,7 @@ describe("served directory over mutual TLS", () => {
   it("refuses --directory URLs it cannot use with ERR_DIRECTORY_URL", async () => {
     const tls = await credential("node", "a");
     for (const [url, with_tls] of [["ftp://127.0.0.1:1", tls], ["https://127.0.0.1:1", null], ["http://127.0.0.1:1", tls], ["etcd://nohostport", null], ["https://127.0.0.1:1,127.0.0.1:2", tls], ["127.0.0.1:2379", null]] as const) {
-      assert.throws(() => openDirectory(url, with_tls), code("ERR_DIRECTORY_URL"), url);
+      await assert.rejects(openDirectory(url, with_tls), code("ERR_DIRECTORY_URL"), url);
     }
   });
 });

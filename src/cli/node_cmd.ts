@@ -261,7 +261,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   }
   const dead_after_ms = deadAfterOption(parsed);
   const directory_url = optionValue(parsed, "directory");
-  const directory: Directory | null = directory_url === undefined ? null : openDirectory(directory_url, tls?.tls ?? null);
+  const directory: Directory | null = directory_url === undefined ? null : await openDirectory(directory_url, tls?.tls ?? null);
   const node = await FerryNode.start({
     name,
     host: listen.host,

@@ -16,6 +16,7 @@ export {
   MemberSchema,
   NewProcessSchema,
   PROCESS_STATES,
+  REASON_CHARS_MAX,
   ProcessChangeSchema,
   ProcessRecordSchema,
   type CasResult,
@@ -35,5 +36,6 @@ export {
 export { MemoryDirectory, type MemoryDirectoryOptions, type MemorySnapshot } from "./memory.js";
 export { openEmbeddedDirectory, DIRECTORY_FILE_VERSION } from "./embedded.js";
 export { RemoteDirectory, ChangeSchema, type DirectoryTransport } from "./remote.js";
-export { EtcdDirectory, ETCD_CALL_TIMEOUT_MS, type EtcdOptions } from "./etcd.js";
+export type { EtcdDirectory, EtcdOptions } from "./etcd.js";
+export { openEtcdDirectory } from "./open_etcd.js";
 export { Membership, type MemberChange, type MembershipOptions } from "./membership.js";

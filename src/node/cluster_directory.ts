@@ -17,7 +17,7 @@
  */
 import { errorField, type Logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
-import { Membership, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
+import { Membership, REASON_CHARS_MAX, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
 import type { EventHub } from "./events.js";
 import type { ProcessTable, ProcessStatus } from "./process_table.js";
 
@@ -81,7 +81,7 @@ export class NodeDirectory {
     await this.#reconcile();
   }
 
-  /** Stops acting on changes and renewing (a stopping node must not settle others while it kills its own processes). */
+  /** Stops acting on changes (a stopping node must not settle others' processes while it kills its own); the lease is kept until {@link stop}. */
   pause(): void {
     this.#stopping = true;
   }
@@ -137,7 +137,7 @@ export class NodeDirectory {
         ? { state: "exited" as const, exit_code: status.code }
         : status.kind === "killed"
           ? { state: "killed" as const }
-          : { state: status.kind === "lost" ? ("lost" as const) : ("failed" as const), reason: status.message.slice(0, 2000) };
+          : { state: status.kind === "lost" ? ("lost" as const) : ("failed" as const), reason: status.message.slice(0, REASON_CHARS_MAX) };
     this.#queue(pid, `record the end of ${pid}`, async () => {
       const result = await this.directory.updateProcess(pid, moves, change);
       if (!result.ok && result.reason !== "ended") {
@@ -205,7 +205,7 @@ export class NodeDirectory {
       if (checkpointed.includes(record)) continue;
       const responsible = alive.includes(record.home) ? record.home : alive[0];
       if (responsible !== this.#host.name) continue;
-      const reason = `node ${name} was declared dead (${why}) while ${record.pid} ran there; ${failover ? "it had no checkpoint to restart from" : "there is no failover here to restart it"}`;
+      const reason = `node ${name} was declared dead (${why}) while ${record.pid} ran there; ${failover ? "it had no checkpoint to restart from" : "there is no failover here to restart it"}`.slice(0, REASON_CHARS_MAX);
       const result = await this.directory.updateProcess(record.pid, record.moves, { state: "lost", reason });
       if (result.ok) lost.push(record.pid);
       this.#finishLocally(result.ok ? result.record : result.current);

@@ -13,7 +13,7 @@ import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
 import * as v from "valibot";
-import { EtcdDirectory, MemoryDirectory, NewProcessSchema, ProcessChangeSchema, RemoteDirectory, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, type Directory, type DirectoryTransport } from "../directory/mod.js";
+import { MemoryDirectory, openEtcdDirectory, NewProcessSchema, ProcessChangeSchema, RemoteDirectory, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, type Directory, type DirectoryTransport } from "../directory/mod.js";
 import { FerryError } from "../errors.js";
 import { HostPort, NodeName } from "../process_spec.js";
 import { SseParser } from "../sse.js";
@@ -175,9 +175,10 @@ export function directoryTransport(dialer: Dialer, address: string): DirectoryTr
  * The directory a `--directory` URL names: `etcd://HOST:PORT,HOST:PORT,...`
  * (a path after the endpoints is the key prefix, default /ferry/), or
  * `https://HOST:PORT` for one `ferry up` serves (`http://` only with
- * `tls` null: --insecure). ERR_DIRECTORY_URL for anything else.
+ * `tls` null: --insecure). ERR_DIRECTORY_URL for anything else. The etcd
+ * client is loaded only for an etcd URL.
  */
-export function openDirectory(url: string, tls: ClusterTls | null): Directory {
+export async function openDirectory(url: string, tls: ClusterTls | null): Promise<Directory> {
   const bad = (why: string): FerryError => new FerryError("ERR_DIRECTORY_URL", `--directory ${JSON.stringify(url)}: ${why}`);
   const match = /^([a-z]+):\/\/([^/]+)(\/.*)?$/.exec(url);
   if (match === null) throw bad("want etcd://HOST:PORT,... or https://HOST:PORT");
@@ -192,7 +193,7 @@ export function openDirectory(url: string, tls: ClusterTls | null): Directory {
   }
   if (scheme === "etcd") {
     const prefix = rest === undefined || rest === "/" ? "/ferry/" : rest.endsWith("/") ? rest : `${rest}/`;
-    return new EtcdDirectory({ endpoints, prefix });
+    return await openEtcdDirectory({ endpoints, prefix });
   }
   if (scheme !== "https" && scheme !== "http") throw bad(`unknown scheme ${scheme}: want etcd or https`);
   if (endpoints.length !== 1) throw bad("a served directory has one address");
