@@ -169,7 +169,8 @@ export class NodeDirectory {
     const { member } = change;
     if (member.name === this.#host.name) return;
     if (member.state === "alive") {
-      this.#host.addPeers([member.address]);
+      // A node listening on every interface advertises 0.0.0.0 or [::]: no one else can dial that.
+      if (!/^(0\.0\.0\.0|\[::\]):/.test(member.address)) this.#host.addPeers([member.address]);
       this.#host.log.info({ peer: member.name, address: member.address }, `the directory says node ${member.name} is alive`);
       this.#host.events.publish({ type: "node.alive", peer: member.name, address: member.address });
       return;
