@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { openEmbeddedDirectory, type Member, type MemoryDirectory } from "../src/directory/mod.js";
+import { openEmbeddedDirectory, type MemoryDirectory } from "../src/directory/mod.js";
 import { serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
@@ -91,6 +91,25 @@ async function assertLost(nodes: NodeProc[], pids: string[]): Promise<void> {
   }
 }
 
+/** Starts n2 again on its data directory: alive again for the others, its lost processes stay lost, and its next pid is new. */
+async function restartRejoins(cluster: { nodes: NodeProc[]; dir: string }, args: readonly string[]): Promise<void> {
+  const [n1, old, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  const port = Number(old.address.split(":")[1]);
+  const n2 = await startNode("n2", port, [n1.address, n3.address], path.join(cluster.dir, "n2"), args);
+  cluster.nodes[1] = n2;
+  await until("n1 to say n2 is alive again", async () => (await stateOf(n1.address, "n2")) === "alive");
+  const own = (await json<Info[]>(n1.address, "GET", "/v1/processes")).filter((p) => p.home === "n2");
+  assert.ok(own.length >= 2, JSON.stringify(own));
+  const lost = own.filter((p) => p.exit?.kind === "lost");
+  assert.equal(lost.length, 1, JSON.stringify(own));
+  assert.equal(lost[0]?.state, "failed");
+  const sha = await upload(n2.address, sleeper);
+  const next = await run(n2.address, sha, ["0", "1"], "n2");
+  const numbers = own.map((p) => Number(p.pid.split("-")[1]));
+  assert.ok(Number(next.pid.split("-")[1]) > Math.max(...numbers), `${next.pid} reuses none of ${own.map((p) => p.pid).join(", ")}`);
+  assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${next.pid}/wait`)).status, { kind: "exit", code: 0 });
+}
+
 describe("embedded directory, three node daemons", () => {
   let dir: string;
   let directory: MemoryDirectory;
@@ -138,20 +157,8 @@ describe("embedded directory, three node daemons", () => {
   });
 
   it("takes a restarted node back alive; it keeps its pids, and its lost process stays lost", async () => {
-    const members = (): Promise<Member[]> => directory.members();
-    assert.equal((await members()).find((m) => m.name === "n2")?.state, "dead");
-    const [n1, old, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
-    const port = Number(old.address.split(":")[1]);
-    const n2 = await startNode("n2", port, [n1.address, n3.address], path.join(cluster.dir, "n2"), [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
-    cluster.nodes[1] = n2;
-    await until("n1 to say n2 is alive again", async () => (await stateOf(n1.address, "n2")) === "alive");
-    const own = (await json<Info[]>(n1.address, "GET", "/v1/processes")).filter((p) => p.home === "n2");
-    const before_numbers = own.map((p) => Number(p.pid.split("-")[1]));
-    for (const p of own.filter((x) => x.exit?.kind === "lost")) assert.equal(p.state, "failed");
-    const sha = await upload(n2.address, sleeper);
-    const next = await run(n2.address, sha, ["0", "1"], "n2");
-    assert.ok(Number(next.pid.split("-")[1]) > Math.max(...before_numbers), `${next.pid} reuses none of ${own.map((p) => p.pid).join(", ")}`);
-    assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${next.pid}/wait`)).status, { kind: "exit", code: 0 });
+    assert.equal((await directory.members()).find((m) => m.name === "n2")?.state, "dead");
+    await restartRejoins(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
   });
 });
 
@@ -185,5 +192,9 @@ describe("etcd directory, three node daemons", { skip: etcdMissing() }, () => {
     const { moved, own, dead_ms } = await killRunner(cluster.nodes);
     process.stdout.write(`# etcd directory: kill -9 to every node saying n2 is dead: ${dead_ms} ms (lease ${DEAD_AFTER_MS} ms)\n`);
     await assertLost(cluster.nodes, [moved, own]);
+  });
+
+  it("takes the restarted node back alive; it keeps its pids", async () => {
+    await restartRejoins(cluster, [...NODE_ARGS_DEFAULT, "--directory", `${etcd.url}/membership-test/`, "--dead-after", String(DEAD_AFTER_MS)]);
   });
 });
