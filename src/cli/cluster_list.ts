@@ -20,8 +20,9 @@ Options:
 /** Help of `ferry nodes`. */
 export const NODES_HELP = `Usage: ferry nodes [OPTIONS]
 
-Lists the cluster's nodes: NAME, ADDRESS, whether it is UP, how many
-PROCESSES it runs, the page TRACKER its pre-copy migrations use
+Lists the cluster's nodes: NAME, ADDRESS, whether it is UP (answers this
+node), its STATE in the cluster directory (alive while it holds its lease,
+dead once the lease ran out; - without a directory), how many PROCESSES it runs, the page TRACKER its pre-copy migrations use
 (userfaultfd or portable), and whether it can take POST-COPY and hybrid
 migrations (userfaultfd; ferry node start prints why not).
 
@@ -104,8 +105,16 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${JSON.stringify(nodes)}\n`);
     return 0;
   }
-  const rows = nodes.map((n) => [text(n["name"]), text(n["address"]), n["up"] === true ? "yes" : "no", text(n["processes"]), text(n["page_tracker"]), n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-"]);
-  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER", "POST-COPY"], rows));
+  const rows = nodes.map((n) => [
+    text(n["name"]),
+    text(n["address"]),
+    n["up"] === true ? "yes" : "no",
+    text(n["state"]),
+    text(n["processes"]),
+    text(n["page_tracker"]),
+    n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-",
+  ]);
+  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "STATE", "PROCESSES", "TRACKER", "POST-COPY"], rows));
   return 0;
 }
 

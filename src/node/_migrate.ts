@@ -329,7 +329,10 @@ export async function migrateProcess(
     // messages that still come here follow it.
     node.table.release(pid);
     node.links.moved(pid, to);
-    located ??= node.table.recordLocation(pid, home, to, moves).catch((err: unknown) => {
+    // The directory first (compare-and-set on the counter), then the home; both before this copy is terminated.
+    // Without a directory the home is told at once, in this turn, as before.
+    const cluster = node.cluster;
+    located ??= (cluster === null ? node.table.recordLocation(pid, home, to, moves) : cluster.moved(pid, to, moves).then(() => node.table.recordLocation(pid, home, to, moves))).catch((err: unknown) => {
       // The move itself succeeded: the destination runs the process, and this copy is never resumed.
       node.log.warn({ pid, to, home, err: errorField(err) }, `${pid} moved to ${to}, but its home ${home} could not record it`);
     });
