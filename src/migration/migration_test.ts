@@ -16,7 +16,8 @@ import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FrameParser, FramedConnection, encodeFrame } from "../transport/mod.js";
 import { Msg } from "./_wire.js";
-import { migrateIn, migrateOut, type DestinationSide, type Landing, type Offer, type SourceSide, type Strategy } from "./mod.js";
+import { migrateIn, migrateOut, type DestinationSide, type Landing, type MigrationMetrics, type Offer, type SourceSide, type Strategy } from "./mod.js";
+import { DESTINATION_PHASES, SOURCE_PHASES, type DestinationPhase, type SourcePhase } from "./phases.js";
 
 /**
  * The guest: fills three wasm pages with a pattern and keeps a counter both
@@ -95,7 +96,8 @@ function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSi
   let landed: { proc: GuestProcess; stdin: PassThrough; out: () => string } | null = null;
   const side: DestinationSide = {
     trust,
-    async prepare(o: Offer): Promise<Landing> {
+    async prepare(o: Offer, clock): Promise<Landing> {
+      clock?.enter("standby");
       const d = io();
       const proc = await GuestProcess.standby(wasm, d.io, { module_path: o.module_name });
       proc.growTo(o.memory_bytes);
@@ -108,9 +110,9 @@ function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSi
           }
           view.set(data, offset);
         },
-        async finish(image) {
+        async finish(image, _handover, clock) {
           proc.growTo(image.memory.size_bytes);
-          await proc.activate(image, { preopens: [] });
+          await proc.activate(image, { preopens: [] }, { rewinding: () => clock?.enter("resume") });
           landed = { proc, stdin: d.stdin, out: d.out };
         },
         handover() {
@@ -199,6 +201,48 @@ async function assertKeepsRunningAtSource(run: Run): Promise<void> {
   run.source.stdin.end("go\n");
   assert.deepEqual(await run.source.proc.exited, { kind: "exit", code: EXIT_INTACT });
   assert.equal(run.source.out(), "ok\n");
+}
+
+describe("where a migration's time goes", () => {
+  for (const strategy of ["stop-copy", "pre-copy"] as const) {
+    it(`${strategy}: phases_ms partition the total and the downtime; the destination reports its own, inside the source's`, async () => {
+      const s = io();
+      const signer = { key: generateKeyPairSync("ed25519").privateKey };
+      const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+      const [a, b] = pipeDuplexPair();
+      const dest = destination(trustKeys([signer.key]), GUEST);
+      const incoming = migrateIn(new FramedConnection(b), dest.side);
+      const m = await migrateOut(source(proc, strategy, signer, () => new FramedConnection(a)), { strategy });
+      await incoming;
+      const landed = dest.landed();
+      assert.ok(landed !== null);
+      try {
+        checkPhases(strategy, m);
+      } finally {
+        await landed.proc.terminate();
+        await proc.terminate();
+      }
+    });
+  }
+});
+
+/** The phases of a migration that succeeded: all known, partitioning its total and its downtime; the destination's inside them. */
+function checkPhases(strategy: Strategy, m: MigrationMetrics): void {
+  const phases = m.phases_ms;
+  for (const key of Object.keys(phases)) assert.ok((SOURCE_PHASES as readonly string[]).includes(key), `unknown phase ${key}`);
+  const expected = ["connect", "prepare", "suspend", "flush", "capture", "encode", "transfer", "restore", ...(strategy === "pre-copy" ? ["rounds"] : [])];
+  for (const key of expected) assert.ok(typeof phases[key as SourcePhase] === "number", `phase ${key} missing: ${JSON.stringify(phases)}`);
+  const sum = (keys: readonly string[], of: Record<string, number | undefined>): number => keys.reduce((n, k) => n + (of[k] ?? 0), 0);
+  for (const v of Object.values(phases)) assert.ok(v >= 0);
+  // One clock, each phase ending where the next begins: they add up to the whole (up to float rounding).
+  assert.ok(Math.abs(sum(SOURCE_PHASES, phases) - m.total_ms) < 0.5, `phases ${sum(SOURCE_PHASES, phases)} vs total ${m.total_ms}`);
+  const stopped = SOURCE_PHASES.slice(SOURCE_PHASES.indexOf("suspend"), SOURCE_PHASES.indexOf("restore") + 1);
+  assert.ok(Math.abs(sum(stopped, phases) - m.downtime_ms) < 0.5, `stopped phases ${sum(stopped, phases)} vs downtime ${m.downtime_ms}`);
+  const d = m.destination_phases_ms;
+  for (const key of ["admit", "standby", "wait", "decode", "restore", "resume"]) assert.ok(typeof d[key as DestinationPhase] === "number", `destination phase ${key} missing: ${JSON.stringify(d)}`);
+  // The destination's setup happens between the source's OFFER and its READY, and the rest before its RUNNING.
+  assert.ok(sum(["admit", "fetch_module", "standby", "reserve"], d) <= (phases.prepare ?? 0));
+  assert.ok(sum(DESTINATION_PHASES, d) <= m.total_ms);
 }
 
 describe("migration of a bad image", () => {

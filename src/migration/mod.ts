@@ -17,5 +17,6 @@ export {
 export { PageServer, type PageServerStats } from "./page_server.js";
 export { Msg, type Handover } from "./_wire.js";
 export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
-export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
+export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationClock, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
+export { DESTINATION_PHASES, PhaseClock, SOURCE_PHASES, type DestinationPhase, type PhasesMs, type SourcePhase } from "./phases.js";
 export { STALL_MS_DEFAULT, STALL_MS_MAX, StallWatch } from "./stall.js";

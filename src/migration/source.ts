@@ -11,10 +11,11 @@ import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
-import { EmptySchema, type Strategy } from "./_schemas.js";
+import { AnswerSchema, type Strategy } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type PostCopyMetrics, type Served } from "./postcopy.js";
 import { watchStall } from "./stall.js";
 import { errorField, logger } from "../log/mod.js";
+import { PhaseClock, timedIterable, type DestinationPhase, type PhasesMs, type SourcePhase } from "./phases.js";
 export type { PageChannel, PostCopyMetrics } from "./postcopy.js";
 
 export { STRATEGIES, type Strategy } from "./_schemas.js";
@@ -86,6 +87,13 @@ export interface MigrationMetrics {
   dirty_pages: number[];
   /** Post-copy and hybrid: the phase after the process resumed at the destination. */
   post_copy?: PostCopyMetrics;
+  /**
+   * Where the source's time went, phase by phase (phases.ts): they add up to
+   * `total_ms`, and from `suspend` to `restore` to the downtime.
+   */
+  phases_ms: PhasesMs<SourcePhase>;
+  /** The destination's own account of its part (inside the source's `prepare`, then `encode` to `restore`). */
+  destination_phases_ms: PhasesMs<DestinationPhase>;
 }
 
 /** A step of a migration, for a progress display. */
@@ -166,7 +174,19 @@ export interface MigrationOptions {
 export async function migrateOut(side: SourceSide, options: MigrationOptions): Promise<MigrationMetrics> {
   const t0 = performance.now();
   const max_downtime_ms = options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT;
-  const metrics: MigrationMetrics = { strategy: options.strategy, total_ms: 0, downtime_ms: 0, bytes: 0, pages: 0, rounds: 0, dirty_pages: [] };
+  const clock = new PhaseClock<SourcePhase>();
+  clock.enter("connect");
+  const metrics: MigrationMetrics = {
+    strategy: options.strategy,
+    total_ms: 0,
+    downtime_ms: 0,
+    bytes: 0,
+    pages: 0,
+    rounds: 0,
+    dirty_pages: [],
+    phases_ms: {},
+    destination_phases_ms: {},
+  };
   let conn: FramedConnection | null = null;
   let tracker: PageTracker | null = null;
   let stopped_at = 0;
@@ -216,6 +236,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     watchdog?.stop();
     const resumed_at = performance.now();
     metrics.downtime_ms = resumed_at - stopped_at;
+    clock.enter("post_copy");
     resumedThere();
     side.resumed?.();
     side.progress?.({ phase: "post-copy", pages: pages_left, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
@@ -224,6 +245,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
       void channel?.then((c) => c.socket.destroy(), () => undefined);
       metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, connections: 0, bytes: 0, end: "done" };
       metrics.total_ms = performance.now() - t0;
+      clock.stop();
+      metrics.phases_ms = clock.snapshot();
       return metrics;
     }
     const { finished_at, ...served } = await serving;
@@ -232,6 +255,8 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     metrics.bytes += served.bytes;
     metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
     metrics.total_ms = performance.now() - t0;
+    clock.stop();
+    metrics.phases_ms = clock.snapshot();
     return metrics;
   };
   try {
@@ -239,18 +264,20 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     // A connection that arrives after a stall is not used.
     connecting.then((c) => stall !== null && c.destroy(stall), () => undefined);
     conn = await unlessStalled(connecting);
+    clock.enter("prepare");
     step("offering");
     await sendJson(conn, Msg.offer, side.offer);
     const ready = await conn.next({ timeout_ms: PREPARE_TIMEOUT_MS });
     step("pre-copying");
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
-    readFrame(EmptySchema, ready.payload, "READY");
+    metrics.destination_phases_ms = readFrame(AnswerSchema, ready.payload, "READY").phases_ms ?? {};
     side.progress?.({ phase: "offered", bytes: 0, memory_bytes: memory().length });
 
     const post_copy = options.strategy === "post-copy" || options.strategy === "hybrid";
     if (post_copy && side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${options.strategy} needs a page channel`);
     if (options.strategy === "pre-copy" || options.strategy === "hybrid") {
+      clock.enter("rounds");
       tracker = (options.tracker ?? (() => new ShadowTracker()))();
       // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
       const rounds_max = options.strategy === "hybrid" ? 1 : (options.rounds_max ?? PRECOPY_ROUNDS_MAX);
@@ -267,15 +294,18 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     }
     side.progress?.({ phase: "stopping", bytes: metrics.bytes, memory_bytes: memory().length });
     step("stopping the process");
+    clock.enter("suspend");
     stopped_at = performance.now();
     const suspension = await side.proc.suspend();
     if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before it could be moved");
     suspended = true;
+    clock.enter("flush");
     step("flushing its output and connections to its home");
     side.net?.freeze();
     await unlessStalled(side.flushOutput());
     await unlessStalled(side.net?.flush() ?? Promise.resolve());
     step("sending the image");
+    clock.enter("capture");
     const image = side.proc.image(suspension);
     // The pages the rounds sent are outside the image; its signature vouches for them through this.
     if (rounds_digest !== null) image.meta.precopy_sha256 = rounds_digest.digest("hex");
@@ -319,8 +349,11 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     // The destination answers once: ERROR as soon as a check fails (even
     // mid-image: then the rest is not sent), else RUNNING once it runs it.
     const answer = awaitAnswer(conn);
+    clock.enter("transfer");
+    // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
+    const chunks = timedIterable(encodeImage(image, { signer: side.signer }), (ms) => clock.carve("encode", ms));
     try {
-      metrics.bytes += await sendImage(conn, encodeImage(image, { signer: side.signer }), () => answer.arrived?.type === Msg.error);
+      metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
     } catch (err: unknown) {
       // The link broke under the send; if the destination said why first, that is the error.
       if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
@@ -333,6 +366,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     // "does it run there?" decide instead.
     watchdog?.stop();
     step("waiting for the destination to restore it");
+    clock.enter("restore");
     if (!post_copy) metrics.pages += final;
     metrics.dirty_pages.push(final);
     // The page channel opens while the destination restores: its first faults need it.
@@ -350,7 +384,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
     const reply = await answer.within(RESTORE_TIMEOUT_MS);
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
-    readFrame(EmptySchema, reply.payload, "RUNNING");
+    Object.assign(metrics.destination_phases_ms, readFrame(AnswerSchema, reply.payload, "RUNNING").phases_ms ?? {});
     if (handover !== null) {
       conn.close();
       return await postCopyPhase(handover, final);
@@ -372,7 +406,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
         return false;
       }));
       if (runs) {
-        return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at);
+        return handover !== null ? await postCopyPhase(handover, 0) : finish(metrics, t0, stopped_at, clock);
       }
       stop_serving.abort();
       // Stopped on purpose: its ending is not news.
@@ -389,7 +423,7 @@ export async function migrateOut(side: SourceSide, options: MigrationOptions): P
   watchdog?.stop();
   conn.close();
   tracker?.close();
-  return finish(metrics, t0, stopped_at);
+  return finish(metrics, t0, stopped_at, clock);
 }
 
 /** The destination's one answer to an image, watched while the image is sent. */
@@ -477,10 +511,12 @@ function missingChunks(memory: Uint8Array, tracker: PageTracker | null): [number
   return runs;
 }
 
-function finish(metrics: MigrationMetrics, t0: number, stopped_at: number): MigrationMetrics {
+function finish(metrics: MigrationMetrics, t0: number, stopped_at: number, clock: PhaseClock<SourcePhase>): MigrationMetrics {
   const now = performance.now();
   metrics.total_ms = now - t0;
   metrics.downtime_ms = now - stopped_at;
+  clock.stop();
+  metrics.phases_ms = clock.snapshot();
   return metrics;
 }
 

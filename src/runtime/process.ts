@@ -23,13 +23,13 @@ const ENTRY_EXPORT = "_start";
 
 const utf8 = new TextEncoder();
 
-// wasm32 addresses 4 GiB at most (WASM_MEMORY_BYTES_MAX): the cap of a process that is given none.
-
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
  * Node's default 4 MiB; this is address space, committed only when touched.
  */
 const WORKER_STACK_MB = 256;
+
+// wasm32 addresses 4 GiB at most (WASM_MEMORY_BYTES_MAX): the cap of a process that is given none.
 
 /** What to run. */
 export interface ProcessSpec {
@@ -327,7 +327,11 @@ export class GuestProcess {
    * taken up (globals, stack, instrumenter, or a guest that fails before its
    * stack is rewound); the process has then ended.
    */
-  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
+  async activate(
+    image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">,
+    grant: RestoreGrant,
+    hooks: { rewinding?: () => void } = {},
+  ): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
@@ -337,6 +341,8 @@ export class GuestProcess {
     const activated = this.#expect((m) => m.type === "activated");
     this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
     await activated;
+    // Its WASI state is in place; what follows is the stack rewinding until the guest runs (a migration times the two apart).
+    hooks.rewinding?.();
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
     const running = this.#expect((m) => m.type === "running");
     this.#pump.attach(this.#io.stdin ?? null);
