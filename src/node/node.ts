@@ -33,6 +33,7 @@ import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 import { errorField, logger, type Logger } from "../log/mod.js";
 import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
+import { keepWarm } from "../runtime/mod.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -219,6 +220,8 @@ export class FerryNode {
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
+    keepWarm(node.limits.warm_workers);
     node.events.publish({ type: "node.started", address: node.#address });
     return node;
   }
@@ -338,6 +341,7 @@ export class FerryNode {
     this.events.publish({ type: "node.stopping" });
     this.log.info("stopping");
     await this.table.stop();
+    keepWarm(0);
     this.links.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {

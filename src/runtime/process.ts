@@ -3,7 +3,7 @@
  * relays its I/O, suspends it on request and exposes its memory in place.
  */
 import path from "node:path";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
@@ -17,17 +17,12 @@ import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, 
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
+import { takeWorker } from "./_warm.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
 
 const utf8 = new TextEncoder();
-
-/**
- * Native stack of a process worker. Deeply recursive guests need more than
- * Node's default 4 MiB; this is address space, committed only when touched.
- */
-const WORKER_STACK_MB = 256;
 
 // wasm32 addresses 4 GiB at most (WASM_MEMORY_BYTES_MAX): the cap of a process that is given none.
 
@@ -205,12 +200,7 @@ export class GuestProcess {
       stderr: wire(io.stderr),
       start,
     };
-    this.#worker = new Worker(new URL("./_worker.js", import.meta.url), {
-      workerData: init,
-      resourceLimits: { stackSizeMb: WORKER_STACK_MB },
-      stdout: false,
-      stderr: false,
-    });
+    this.#worker = takeWorker(init);
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (err) => this.#end({ kind: "trap", message: `worker failed: ${err.message}` }));
     this.#worker.on("exit", () => this.#end({ kind: "trap", message: "worker exited unexpectedly" }));
