@@ -132,7 +132,9 @@ export class FrameParser {
           at += payload_bytes;
           continue;
         }
-        this.#payload ??= new Uint8Array(payload_bytes);
+        // Unzeroed (every byte is written before the frame is emitted; zeroing 1 MiB per frame costs as much as the copy),
+        // and not from the shared pool, so a frame never holds a slab others use.
+        this.#payload ??= Buffer.allocUnsafeSlow(payload_bytes);
         const take = Math.min(payload_bytes - this.#payload_fill, available);
         this.#payload.set(chunk.subarray(at, at + take), this.#payload_fill);
         this.#payload_fill += take;
