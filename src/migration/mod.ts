@@ -1,6 +1,7 @@
 /** Migration strategies over transport + runtime + memory (DESIGN.md layer 6). */
 export {
   MAX_DOWNTIME_MS_DEFAULT,
+  OUT_STATES,
   PRECOPY_ROUNDS_MAX,
   RECOVER_MS_DEFAULT,
   STRATEGIES,
@@ -9,6 +10,7 @@ export {
   type MigrationOptions,
   type MigrationProgress,
   type Offer,
+  type OutState,
   type PageChannel,
   type PostCopyMetrics,
   type SourceSide,
