@@ -204,7 +204,7 @@ export class OutgoingMigration {
     // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
     const rounds_max = strategy === "hybrid" ? 1 : (this.#options.rounds_max ?? PRECOPY_ROUNDS_MAX);
     this.#rounds_digest = createHash("sha256");
-    const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest };
+    const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true };
     await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, this.#side));
   }
 
@@ -356,8 +356,10 @@ export class OutgoingMigration {
       await this.#serving?.catch(() => undefined);
       if (this.#links_frozen) side.links?.resume();
       side.net?.resume();
+      this.#unthrottle();
       await side.proc.resume();
     }
+    this.#unthrottle();
     this.#to("aborted");
     if (this.#serving === null) void this.#channel?.then((c) => c.socket.destroy(), () => undefined);
     const why = err instanceof Error ? err.message : String(err);
@@ -366,6 +368,12 @@ export class OutgoingMigration {
     }
     const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
     throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
+  }
+
+  /** It goes on here at full speed (auto-converge may have held it). */
+  #unthrottle(): void {
+    const convergence = this.#metrics.convergence;
+    if (convergence !== undefined && convergence.throttle_pct > 0) this.#side.proc.throttle(0);
   }
 
   /** The destination runs the process: finish (stop-copy, pre-copy) or serve its pages (post-copy, hybrid). */

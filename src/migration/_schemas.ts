@@ -66,7 +66,7 @@ export const AnswerSchema = v.object({
   ),
 });
 
-/** ROUND_END (S→D): the pre-copy round that just ended. */
+/** ROUND_END (S→D): the pre-copy round that just ended; ROUND_ACK (D→S): its pages are in place. */
 export const RoundEndSchema = v.object({ round: integer(1, Number.MAX_SAFE_INTEGER) });
 
 /** ERROR (both ways): why the sender gives up; the code is mapped onto this node's registry. */

@@ -118,7 +118,10 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
-      else if (frame.type === Msg.round_end) readFrame(RoundEndSchema, frame.payload, "ROUND_END");
+      else if (frame.type === Msg.round_end) {
+        // Every page of the round is in place: the source measures the link by this, not by what it queued.
+        await sendJson(conn, Msg.round_ack, { round: readFrame(RoundEndSchema, frame.payload, "ROUND_END").round });
+      }
       else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();

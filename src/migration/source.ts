@@ -81,6 +81,13 @@ export interface MigrationMetrics {
   /** Post-copy and hybrid: the phase after the process resumed at the destination. */
   post_copy?: PostCopyMetrics;
   /**
+   * Pre-copy and hybrid, after the first round: the rate the destination
+   * confirmed pages at (all rounds), the rate the process wrote them at (the
+   * last round), and the auto-converge throttle it ran under at the end (0:
+   * none), in percent of its time.
+   */
+  convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number };
+  /**
    * Where the source's time went, phase by phase (phases.ts): they add up to
    * `total_ms`, and from `suspend` to `restore` to the downtime.
    */
@@ -145,6 +152,8 @@ export interface MigrationOptions {
   tracker?: () => PageTracker;
   max_downtime_ms?: number;
   rounds_max?: number;
+  /** Pre-copy: hold the process at its safe points when rounds stop shrinking (default true); see `_precopy.ts`. */
+  auto_converge?: boolean;
   /** Post-copy and hybrid: cap on the background push, bytes per second. */
   push_bytes_per_s?: number;
   /**

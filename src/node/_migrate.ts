@@ -393,6 +393,7 @@ export async function migrateProcess(
         max_downtime_ms,
         tracker: () => createTracker(node.page_tracker.name),
         ...(push !== undefined ? { push_bytes_per_s: push } : {}),
+        ...(b.auto_converge !== undefined ? { auto_converge: b.auto_converge } : {}),
         stall_ms: node.limits.migration_stall_ms,
         onStall: ({ idle_ms, phase }) => {
           log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);

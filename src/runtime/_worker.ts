@@ -9,7 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
-import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
+import { Request, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
@@ -72,6 +72,31 @@ interface AsyncifyExports {
   asyncify_start_rewind(ptr: number): void;
   asyncify_stop_rewind(): void;
   asyncify_get_state(): number;
+}
+
+/**
+ * Auto-converge at the guest's polls (safe points): after each slice of
+ * running, hold it for as long as its throttle share asks. A hold waits on
+ * the wake counter, so a request (a suspend) ends it at once.
+ */
+class Throttle {
+  #since_ms: number;
+
+  constructor(now_ms: number) {
+    this.#since_ms = now_ms;
+  }
+
+  hold(now_ms: number): void {
+    const pct = Math.min(THROTTLE_PCT_MAX, Atomics.load(control, SLOT_THROTTLE));
+    if (pct <= 0) {
+      this.#since_ms = now_ms;
+      return;
+    }
+    const ran_ms = now_ms - this.#since_ms;
+    if (ran_ms < THROTTLE_SLICE_MS) return;
+    if (Atomics.load(control, SLOT_REQUEST) === Request.none) Atomics.wait(control, SLOT_WAKE, Atomics.load(control, SLOT_WAKE), (ran_ms * pct) / (100 - pct));
+    this.#since_ms = performance.now();
+  }
 }
 
 class Guest {
@@ -192,7 +217,9 @@ class Guest {
       ferry[name] = (FERRY_BLOCKING as readonly string[]).includes(name) ? this.#wrap(call) : call;
     }
     const budget = new PollBudget(performance.now());
+    const throttle = new Throttle(performance.now());
     const poll = this.#wrap((() => {
+      throttle.hold(performance.now());
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();

@@ -10,7 +10,19 @@ import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } f
 import { capMemory, loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
-import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
+import {
+  allocateControl,
+  MigrateSlot,
+  Request,
+  SLOT_INBOX_BACKLOG,
+  SLOT_MIGRATE,
+  SLOT_OUT_PENDING,
+  SLOT_REQUEST,
+  SLOT_THROTTLE,
+  THROTTLE_PCT_MAX,
+  wake,
+  type ControlBuffers,
+} from "./_control.js";
 import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
@@ -361,6 +373,17 @@ export class GuestProcess {
   /** Messages in the inbox the guest has not read: for an image, with the guest stopped. */
   unreadMessages(): InboxMessage[] {
     return this.#inbox.unread();
+  }
+
+  /**
+   * Holds the guest for `pct` percent of its time (0 to 95), at its safe
+   * points: a migration's auto-converge, when it writes memory faster than
+   * the link carries it. Its output is the same, only later. 0 ends it.
+   */
+  throttle(pct: number): void {
+    if (!Number.isInteger(pct) || pct < 0 || pct > THROTTLE_PCT_MAX) throw new RangeError(`a throttle is 0 to ${THROTTLE_PCT_MAX} percent, not ${pct}`);
+    Atomics.store(this.#control, SLOT_THROTTLE, pct);
+    wake(this.#control);
   }
 
   /** Sets how many of the guest's sent messages are not delivered yet (its `send` blocks at a limit). */
