@@ -67,7 +67,7 @@ async function migrate(options: {
   }
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
   const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
-  const incoming = migrateIn(new FramedConnection(b), dest.side);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
   const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy });
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
   const source_side = { proc, stdin: s.stdin, out: s.out };
@@ -93,7 +93,7 @@ describe("where a migration's time goes", () => {
       const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
       const [a, b] = pipeDuplexPair();
       const dest = destination(trustKeys([signer.key]), GUEST);
-      const incoming = migrateIn(new FramedConnection(b), dest.side);
+      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
       const m = await migrateOut(source(proc, strategy, signer, () => new FramedConnection(a)), { strategy });
       await incoming;
       const landed = dest.landed();

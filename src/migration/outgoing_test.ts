@@ -14,7 +14,7 @@ import { trustKeys } from "../image/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FramedConnection } from "../transport/mod.js";
-import { migrateIn, migrateOut, OUT_STATES, type OutState, type Strategy } from "./mod.js";
+import { migrateIn, migrateOut, Msg, OUT_STATES, type OutState, type Strategy } from "./mod.js";
 import { destination, EXIT_INTACT, GUEST, io, source } from "./_testing.js";
 
 type Fault = "the link breaks" | "the step fails";
@@ -26,7 +26,7 @@ async function faulted(strategy: Strategy, at: OutState, fault: Fault) {
   const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
   const [a, b] = pipeDuplexPair();
   const dest = destination(trustKeys([signer.key]), GUEST);
-  const incoming = migrateIn(new FramedConnection(b), dest.side);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
   const settled = incoming.then(() => undefined, () => undefined);
   const side = source(proc, strategy, signer, () => new FramedConnection(a));
   // As a node asks its peer: does the process run there? Once the destination has settled, it knows.

@@ -22,6 +22,7 @@ import {
   type MigrationProgress,
   type DestinationClock,
   type Offer,
+  Msg,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
@@ -113,7 +114,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-  const conn = new FramedConnection(socket, { head });
+  // The image is a byte stream across its frames: its pieces go to the decoder as they arrive, never copied together first.
+  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image] });
   // The image must be signed by the key of the node the OFFER came from: with
   // TLS, the authenticated peer's certificate key; --insecure has no peer to
   // authenticate, so it takes the key the offer names, which only ties the
