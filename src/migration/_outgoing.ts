@@ -75,6 +75,8 @@ export class OutgoingMigration {
   #tracker: PageTracker | null = null;
   #stopped_at = 0;
   #links_frozen = false;
+  /** Post-copy and hybrid: the page channel's session, and what the destination still lacks once the process stopped. */
+  #session: string | null = null;
   #handover: Handover | null = null;
   /** SHA-256 of every PAGES frame of the rounds, which the signed image carries (META precopy_sha256). */
   #rounds_digest: Hash | null = null;
@@ -151,7 +153,16 @@ export class OutgoingMigration {
   #to(next: OutState): void {
     if (!NEXT[this.#state].includes(next)) throw new Error(`migration state machine: ${this.#state} → ${next} is not a transition`);
     this.#state = next;
-    this.#options.onState?.(next);
+    if (next !== "committed" && next !== "aborted") {
+      this.#options.onState?.(next);
+      return;
+    }
+    // Past the last fault the machine handles: a listener's error is reported, never a second fault.
+    try {
+      this.#options.onState?.(next);
+    } catch (err: unknown) {
+      logger().warn({ pid: this.#side.offer.pid, state: next, err: errorField(err) }, "a migration state listener failed");
+    }
   }
 
   #step(phase: string): void {
@@ -217,7 +228,7 @@ export class OutgoingMigration {
       this.#channel = side.connectPages!(session);
       // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
       this.#channel.catch(() => undefined);
-      this.#handover = { session, remote_bytes: 0, missing: [] };
+      this.#session = session;
     }
     side.progress?.({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
     this.#step("stopping the process");
@@ -248,9 +259,9 @@ export class OutgoingMigration {
     if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
     if (side.links !== undefined) image.links = side.links.capture();
     const memory = this.#memory();
-    if (this.#handover !== null) {
+    if (this.#session !== null) {
       // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
-      this.#handover = { session: this.#handover.session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
+      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
       this.#final = this.#handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
       image.memory = { size_bytes: memory.length, pages: () => [] };
       this.#tracker?.close();
@@ -296,19 +307,30 @@ export class OutgoingMigration {
     }
   }
 
-  /** Counts the final copy's pages as the encoder takes them. */
-  #counted(pages: MemorySource): MemorySource {
-    const count = (page_bytes: number): void => {
-      this.#final += page_bytes / WIRE_PAGE_BYTES;
+  /** Counts the final copy's pages as the encoder takes them (by runs where the source has them: no object per page). */
+  #counted(source: MemorySource): MemorySource {
+    const count = (bytes: number): void => {
+      this.#final += bytes / WIRE_PAGE_BYTES;
     };
+    const runs = source.pageRuns?.bind(source);
     return {
-      size_bytes: pages.size_bytes,
+      size_bytes: source.size_bytes,
       *pages() {
-        for (const page of pages.pages()) {
+        for (const page of source.pages()) {
           count(page.data.length);
           yield page;
         }
       },
+      ...(runs === undefined
+        ? {}
+        : {
+            *pageRuns() {
+              for (const run of runs()) {
+                count(run.data.length);
+                yield run;
+              }
+            },
+          }),
     };
   }
 
