@@ -110,7 +110,7 @@ export class OutgoingMigration {
     this.#stalled.catch(() => undefined);
     this.#ended = side.proc.exited.then((status) => {
       const how = status.kind === "exit" ? `exited with status ${status.code}` : status.kind === "trap" ? `trapped (${status.message})` : status.kind;
-      throw new FerryError("ERR_PROCESS_ENDED", `${side.offer.pid} ended at the source (it ${how}) before it was moved; its end is recorded there as usual`);
+      throw new FerryError("ERR_PROCESS_ENDED", `${side.offer.pid} has ended at the source (it ${how}) before it could be moved; its end is recorded there as usual`);
     });
     // Observed while it matters (until the process is stopped); a process that ends after its move is not this migration's business.
     this.#ended.catch(() => undefined);

@@ -32,10 +32,11 @@ export type SourcePhase = (typeof SOURCE_PHASES)[number];
  * fetching a module it lacks (`fetch_module`), instantiating the standby
  * (`standby`) and backing its memory (`reserve`). After: waiting for frames
  * (`wait`), placing the rounds' pages (`pages`), checking and placing the
- * image (`decode`), giving the standby its WASI state (`restore`) and
- * rewinding its stack until it runs (`resume`).
+ * image (`decode`), giving the standby its WASI state (`restore`),
+ * rewinding its stack until it runs (`resume`), and taking it into its
+ * process table, durably, before it answers RUNNING (`adopt`).
  */
-export const DESTINATION_PHASES = ["admit", "fetch_module", "standby", "reserve", "wait", "pages", "decode", "restore", "resume"] as const;
+export const DESTINATION_PHASES = ["admit", "fetch_module", "standby", "reserve", "wait", "pages", "decode", "restore", "resume", "adopt"] as const;
 
 /** A phase of the destination. */
 export type DestinationPhase = (typeof DESTINATION_PHASES)[number];
