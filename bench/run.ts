@@ -24,6 +24,8 @@ import { frontBench } from "./front.js";
 import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
 import { directoryBench } from "./directory.js";
+import { smallBench } from "./small.js";
+import { throughputBench } from "./throughput.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -228,6 +230,8 @@ if (only === undefined || only === "runtime") {
 }
 if (only === "startup") await startup();
 if (only === undefined || only === "trackers") await trackerBench(quick);
+if (only === undefined || only === "migration" || only === "small") await smallBench(quick);
+if (only === undefined || only === "migration" || only === "throughput") await throughputBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);

@@ -84,6 +84,23 @@ describe("migration between nodes", () => {
     assert.ok(fs.readFileSync(path.join(moved, "out.bin")).equals(fs.readFileSync(path.join(plain, "out.bin"))), "output file differs");
   });
 
+  it("ferry migrate --json says where the time went: the source's phases add up to the total, the destination's are there too", async () => {
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"] });
+    try {
+      const moved = await ferry(["migrate", "--json", "--cluster", n1.address, pid, "--to", "n2", "--strategy", "stop-copy"]);
+      assert.equal(moved.status, 0, moved.stderr.toString());
+      const { metrics } = JSON.parse(moved.stdout.toString()) as { metrics: { total_ms: number; downtime_ms: number; phases_ms: Record<string, number>; destination_phases_ms: Record<string, number> } };
+      const total = Object.values(metrics.phases_ms).reduce((n, ms) => n + ms, 0);
+      for (const phase of ["connect", "prepare", "suspend", "flush", "encode", "transfer", "restore"]) assert.equal(typeof metrics.phases_ms[phase], "number", `no ${phase} in ${moved.stdout.toString()}`);
+      assert.ok(Math.abs(total - metrics.total_ms) < 0.5, `phases add up to ${total}, total_ms is ${metrics.total_ms}`);
+      for (const phase of ["admit", "standby", "decode", "restore", "resume"]) assert.equal(typeof metrics.destination_phases_ms[phase], "number", `no destination ${phase} in ${moved.stdout.toString()}`);
+    } finally {
+      await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
+  });
+
   it("a process on a node sees no input as /dev/null and its output as pipes, on every node it moves to", async () => {
     const module = path.join(EXAMPLES, "c", "streams.wasm");
     const [n1] = nodes as [NodeProc];

@@ -56,6 +56,9 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --stall-timeout MS     Abort a migration from this node that makes no
                          progress for MS ms, leaving the process here
                          (default 30000).
+  --warm-workers N       Process workers kept started and idle, so that a
+                         migration's standby or a new process need not wait
+                         for one (default 1, at most 8; 0: none).
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -141,6 +144,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "max-module-size", value: true },
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
+  { name: "warm-workers", value: true },
   { name: "log-level", value: true },
 ];
 
@@ -166,6 +170,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (idle !== undefined) limits.standby_idle_ms = idle;
   const stall = optionInt(parsed, "stall-timeout");
   if (stall !== undefined) limits.migration_stall_ms = stall;
+  const warm = optionInt(parsed, "warm-workers");
+  if (warm !== undefined) limits.warm_workers = warm;
   return limits;
 }
 

@@ -35,6 +35,7 @@ import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
+import { keepWarm } from "../runtime/mod.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -247,6 +248,8 @@ export class FerryNode {
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
+    keepWarm(node.limits.warm_workers);
     node.events.publish({ type: "node.started", address: node.#address });
     return node;
   }
@@ -369,6 +372,7 @@ export class FerryNode {
     await this.table.stop();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();
+    keepWarm(0);
     this.links.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {
