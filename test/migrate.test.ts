@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -149,6 +149,13 @@ describe("migration failures", () => {
   const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
   const args = ["192", "16", "3"];
 
+  /** Waits until memhog at its home `address` has printed its first line: its memory is touched. */
+  const touched = (address: string, pid: string): Promise<true> =>
+    until(`${pid} to touch its memory`, async () => (await outputOf(address, pid)).stdout.includes("\n"));
+  /** Waits until `node` holds a standby: the migration is under way, its pages moving. */
+  const standbyOn = (node: NodeProc): Promise<true> =>
+    until(`a standby on ${node.name}`, async () => (await json<{ standbys: number }>(node.address, "GET", "/v1/node")).standbys >= 1);
+
   async function reference(): Promise<string> {
     const whole = await ferry(["exec", memhog, ...args]);
     assert.equal(whole.status, 0);
@@ -162,9 +169,9 @@ describe("migration failures", () => {
       const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(700); // memory touched
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
-      await sleep(120);
+      await standbyOn(n2);
       n2.child.kill("SIGKILL");
       const r = await moving;
       assert.notEqual(r.status, 200, "the migration claims success with its destination dead");
@@ -186,9 +193,9 @@ describe("migration failures", () => {
     try {
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(700);
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
-      await sleep(100);
+      await standbyOn(n2);
       proxy.cut();
       const r = await moving;
       assert.notEqual(r.status, 200, "the migration claims success over a cut link");
