@@ -41,6 +41,14 @@ export function ageOf(record: ViewRecord, now_ms: number): number {
   return record.age_ms + Math.max(0, now_ms - record.received_ms);
 }
 
+/**
+ * Views up to this many entries find a node by scanning their list of names
+ * rather than through a hash map: a full view replaces an entry on almost
+ * every merge in a large cluster, and a map's delete-and-set churn (with its
+ * periodic rehash) costs more than comparing a few pointers.
+ */
+const SCAN_ENTRIES_MAX = 32;
+
 /** A record with its place in the view's list. */
 interface Held extends ViewRecord {
   at: number;
@@ -64,7 +72,10 @@ export class LoadView {
   readonly self: string;
   readonly entries_max: number;
   readonly #records: Held[] = [];
-  readonly #index = new Map<string, Held>();
+  /** Node of each record, beside the list: a lookup scans these few pointers instead of hashing (see #find). */
+  readonly #nodes: string[] = [];
+  /** Only for views larger than {@link SCAN_ENTRIES_MAX}, where a scan would cost more than a hash. */
+  readonly #index: Map<string, Held> | undefined;
   readonly #stale: Float64Array;
   /** Index of the oldest record, or -1 when it must be found again. */
   #oldest = -1;
@@ -77,6 +88,7 @@ export class LoadView {
     this.self = self;
     this.entries_max = entries_max;
     this.#stale = new Float64Array(entries_max);
+    this.#index = entries_max > SCAN_ENTRIES_MAX ? new Map() : undefined;
   }
 
   /** The entries held, in no particular order. Valid until the next merge. */
@@ -86,7 +98,7 @@ export class LoadView {
 
   /** The entry about `node`, if held. */
   get(node: string): ViewRecord | undefined {
-    return this.#index.get(node);
+    return this.#find(node);
   }
 
   /**
@@ -100,7 +112,7 @@ export class LoadView {
     for (const entry of window) {
       const node = entry.load.node;
       if (node === this.self) continue;
-      const held = this.#index.get(node);
+      const held = this.#find(node);
       if (held !== undefined) {
         if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
           this.#fill(held, entry, now_ms);
@@ -112,8 +124,9 @@ export class LoadView {
       const n = this.#records.length;
       if (n < this.entries_max) {
         const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
-        this.#index.set(node, record);
+        this.#index?.set(node, record);
         this.#records.push(record);
+        this.#nodes.push(node);
         this.#stale[n] = staleness(record);
         this.#oldest = -1;
         taken += 1;
@@ -122,9 +135,10 @@ export class LoadView {
       const victim = this.#records[this.#oldestAt()] as Held;
       if (ageOf(victim, now_ms) <= entry.age_ms) continue;
       // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
-      this.#index.delete(victim.load.node);
+      this.#index?.delete(victim.load.node);
       this.#fill(victim, entry, now_ms);
-      this.#index.set(node, victim);
+      this.#index?.set(node, victim);
+      this.#nodes[victim.at] = node;
       this.#oldest = -1;
       taken += 1;
     }
@@ -138,7 +152,7 @@ export class LoadView {
    * whether the entry was held.
    */
   account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
-    const r = this.#index.get(node);
+    const r = this.#find(node);
     if (r === undefined) return false;
     const l = r.load;
     // Spelled out rather than spread: placement calls this once per process started.
@@ -174,7 +188,7 @@ export class LoadView {
 
   /** Forgets `node` (it left the cluster); returns whether it was held. */
   forget(node: string): boolean {
-    const r = this.#index.get(node);
+    const r = this.#find(node);
     if (r === undefined) return false;
     this.#remove(r);
     return true;
@@ -227,11 +241,21 @@ export class LoadView {
     return at;
   }
 
+  /** The record about `node`, if held. */
+  #find(node: string): Held | undefined {
+    if (this.#index !== undefined) return this.#index.get(node);
+    const nodes = this.#nodes;
+    for (let i = 0; i < nodes.length; i += 1) if (nodes[i] === node) return this.#records[i];
+    return undefined;
+  }
+
   #remove(r: Held): void {
-    this.#index.delete(r.load.node);
+    this.#index?.delete(r.load.node);
     const last = this.#records.pop() as Held;
+    const last_node = this.#nodes.pop() as string;
     if (last !== r) {
       this.#records[r.at] = last;
+      this.#nodes[r.at] = last_node;
       last.at = r.at;
       this.#stale[last.at] = staleness(last);
     }
