@@ -49,8 +49,54 @@ export function ageOf(record: ViewRecord, now_ms: number): number {
  */
 const SCAN_ENTRIES_MAX = 32;
 
-/** A record with its place in the view's list. */
+/** A load vector a view owns and rewrites in place. */
+type OwnLoad = { -readonly [K in keyof NodeLoad]: NodeLoad[K] };
+
+/** A copy of `l` for a view to own. */
+function ownCopy(l: NodeLoad): OwnLoad {
+  return {
+    node: l.node,
+    cpus: l.cpus,
+    speed: l.speed,
+    processes: l.processes,
+    movable: l.movable,
+    runnable: l.runnable,
+    cpu_used: l.cpu_used,
+    memory_used_bytes: l.memory_used_bytes,
+    memory_free_bytes: l.memory_free_bytes,
+    remote_bytes_per_s: l.remote_bytes_per_s,
+    transfer_bytes_per_s: l.transfer_bytes_per_s,
+    labels: l.labels,
+    draining: l.draining,
+  };
+}
+
+/** Rewrites `to` with `l`'s figures (every field of {@link ownCopy}). */
+function copyInto(to: OwnLoad, l: NodeLoad): void {
+  to.node = l.node;
+  to.cpus = l.cpus;
+  to.speed = l.speed;
+  to.processes = l.processes;
+  to.movable = l.movable;
+  to.runnable = l.runnable;
+  to.cpu_used = l.cpu_used;
+  to.memory_used_bytes = l.memory_used_bytes;
+  to.memory_free_bytes = l.memory_free_bytes;
+  to.remote_bytes_per_s = l.remote_bytes_per_s;
+  to.transfer_bytes_per_s = l.transfer_bytes_per_s;
+  to.labels = l.labels;
+  to.draining = l.draining;
+}
+
+/**
+ * A record with its place in the view's list. Its load is the view's own
+ * copy, rewritten in place by later news: the record and its load sit
+ * together in memory for the scans every round makes, and a received load
+ * vector is garbage as soon as it is merged, instead of living on in every
+ * view that heard it (at 10,000 nodes those copies were most of the heap).
+ */
 interface Held extends ViewRecord {
+  load: OwnLoad;
   at: number;
 }
 
@@ -91,7 +137,11 @@ export class LoadView {
     this.#index = entries_max > SCAN_ENTRIES_MAX ? new Map() : undefined;
   }
 
-  /** The entries held, in no particular order. Valid until the next merge. */
+  /**
+   * The entries held, in no particular order. Valid until the next merge:
+   * later merges and accounts rewrite the records and their loads in place,
+   * so a caller copies what it keeps.
+   */
   records(): readonly ViewRecord[] {
     return this.#records;
   }
@@ -123,7 +173,7 @@ export class LoadView {
       }
       const n = this.#records.length;
       if (n < this.entries_max) {
-        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
+        const record: Held = { load: ownCopy(entry.load), version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
         this.#index?.set(node, record);
         this.#records.push(record);
         this.#nodes.push(node);
@@ -155,22 +205,10 @@ export class LoadView {
     const r = this.#find(node);
     if (r === undefined) return false;
     const l = r.load;
-    // Spelled out rather than spread: placement calls this once per process started.
-    r.load = {
-      node: l.node,
-      cpus: l.cpus,
-      speed: l.speed,
-      processes: l.processes + change.processes,
-      movable: l.movable,
-      runnable: l.runnable + change.runnable,
-      cpu_used: l.cpu_used,
-      memory_used_bytes: l.memory_used_bytes + change.memory_bytes,
-      memory_free_bytes: l.memory_free_bytes - change.memory_bytes,
-      remote_bytes_per_s: l.remote_bytes_per_s,
-      transfer_bytes_per_s: l.transfer_bytes_per_s,
-      labels: l.labels,
-      draining: l.draining,
-    };
+    l.processes += change.processes;
+    l.runnable += change.runnable;
+    l.memory_used_bytes += change.memory_bytes;
+    l.memory_free_bytes -= change.memory_bytes;
     return true;
   }
 
@@ -196,7 +234,8 @@ export class LoadView {
 
   /**
    * The window to send: `own` first (age 0), then the `size - 1` freshest
-   * entries held, freshest first, each aged to `now_ms`.
+   * entries held, freshest first, each aged to `now_ms`. Like
+   * {@link records}, to be sent (or merged) before this view changes.
    */
   window(own: LoadEntry, at: { size: number; now_ms: number }): LoadEntry[] {
     const { size, now_ms } = at;
@@ -225,7 +264,7 @@ export class LoadView {
   }
 
   #fill(r: Held, entry: LoadEntry, now_ms: number): void {
-    r.load = entry.load;
+    copyInto(r.load, entry.load);
     r.version = entry.version;
     r.age_ms = entry.age_ms;
     r.received_ms = now_ms;
