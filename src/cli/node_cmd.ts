@@ -9,6 +9,8 @@ import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
 import { Supervisor } from "./_supervisor.js";
+import { parseLabels } from "../policy/mod.js";
+import type { LoadOptions } from "../node/load.js";
 import { configureLogging, isLogLevel, LOG_LEVEL_DEFAULT, LOG_LEVELS, type LogLevel } from "../log/mod.js";
 
 /** The level --log-level names (ERR_USAGE for another word). */
@@ -48,6 +50,12 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --stall-timeout MS     Abort a migration from this node that makes no
                          progress for MS ms, leaving the process here
                          (default 30000).
+  --cpus N               Guests computing at once (default: this machine's
+                         cores); the others wait, taking turns fairly.
+  --label K=V            A label of the node; ferry run --require K=V runs
+                         only where it holds. Repeatable.
+  --policy P             balance (default: even load), pack (fill the fewest
+                         nodes, report the rest idle) or none.
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -70,6 +78,8 @@ Options:
   --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
                          where the kernel and permissions allow, else portable),
                          userfaultfd, or portable.
+  --balance on|off       Run the balancer (move processes on their own, place
+                         ferry run without --node) (default off).
 
 Cluster identity (every connection is mutual TLS with the cluster's CA; give one):
   --init                 Start a new cluster: make its CA (DATA/ca) and this
@@ -110,6 +120,9 @@ Options:
   --data DIR             Where the nodes keep their data (default: a new
                          temporary folder, removed on exit).
   --tracker T            Page tracker: auto (default), userfaultfd or portable.
+  --balance on|off       The nodes' balancer (default on): processes move on
+                         their own to share load, talk locally, leave drained
+                         nodes; ferry run without --node is placed.
 ${LIMIT_HELP}  -h, --help             Show this help.
 `;
 
@@ -124,7 +137,38 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
   { name: "log-level", value: true },
+  { name: "cpus", value: true },
+  { name: "label", value: true, multiple: true },
+  { name: "policy", value: true },
 ];
+
+/** The load module's options from the command line; `balance` is the default of --balance. */
+function loadOption(parsed: Parsed, balance: boolean): LoadOptions {
+  const out: LoadOptions = {};
+  const cpus = optionInt(parsed, "cpus");
+  if (cpus !== undefined) {
+    if (cpus < 1) throw new UsageError("--cpus wants a whole number >= 1");
+    out.cpus = cpus;
+  }
+  const labels = parseLabels(parsed.options.get("label") ?? []);
+  if (typeof labels === "string") throw new UsageError(`--label ${labels}`);
+  out.labels = labels;
+  const mode = optionValue(parsed, "policy");
+  if (mode !== undefined) {
+    if (mode !== "balance" && mode !== "pack" && mode !== "none") throw new UsageError("--policy is balance, pack or none");
+    out.mode = mode;
+  }
+  out.balance = balanceOption(parsed, balance);
+  return out;
+}
+
+/** --balance on|off, or `otherwise`. */
+function balanceOption(parsed: Parsed, otherwise: boolean): boolean {
+  const value = optionValue(parsed, "balance");
+  if (value === undefined) return otherwise;
+  if (value !== "on" && value !== "off") throw new UsageError("--balance is on or off");
+  return value === "on";
+}
 
 /** A node's limits from the command line (each not given: the node's default). */
 function limitsOption(parsed: Parsed): Partial<NodeLimits> {
@@ -201,6 +245,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "key", value: true },
       { name: "ca-key", value: true },
       { name: "insecure", value: false },
+      { name: "balance", value: true },
       ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
@@ -215,6 +260,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   if (name === undefined) throw new UsageError("--name is required");
   checkNodeName(name);
   const log = configureLogging({ level: logLevelOption(parsed), base: { node: name } });
+  const load = loadOption(parsed, false);
   const listen = parseAddress(optionValue(parsed, "listen") ?? "127.0.0.1:7070");
   const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
   for (const p of peers) parseAddress(p);
@@ -243,6 +289,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     authority: tls?.authority ?? null,
     policy: policyOption(parsed),
     limits: limitsOption(parsed),
+    load,
   });
   // A node that just joined is known to no one: it tells the members it learned of.
   if (tls?.joined === true) await node.announce();
@@ -271,6 +318,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "port", value: true },
       { name: "data", value: true },
       { name: "tracker", value: true },
+      { name: "balance", value: true },
       ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
@@ -282,6 +330,8 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   }
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
   logLevelOption(parsed); // checked here, so a wrong level fails before any node starts
+  const balance = balanceOption(parsed, true);
+  loadOption(parsed, balance); // likewise
   const count = optionInt(parsed, "nodes") ?? 3;
   const port = optionInt(parsed, "port") ?? 7070;
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
@@ -292,7 +342,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
-  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }]), "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),

@@ -18,6 +18,7 @@ import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequest
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
+import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_load_routes.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -54,6 +55,7 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
     }
     if (what === "events" && method === "GET" && id === undefined) return await serveEvents(node, url, req, res);
     if (what === "internal" && peer !== null && peer.role !== "node") throw new FerryError("ERR_FORBIDDEN", `${url.pathname} is for the cluster's nodes only, not for ${peer.role} ${peer.name}`);
+    if (await loadRoute(node, { method, what, id, sub }, req, res, peer)) return;
     if (what === "tokens" && method === "POST" && id === undefined) return await createToken(node, req, res);
     if (what === "node" && method === "GET" && id === undefined) return sendJson(res, 200, node.info());
     if (what === "nodes" && method === "GET" && id === undefined) return await nodes(node, res);
@@ -84,13 +86,15 @@ function requestUrl(req: http.IncomingMessage): URL {
 
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
+  // Load as this node's view has it (load.ts): measured here, gossiped for the others, with its age.
+  const loads = node.load.rows();
   const peers = (await node.peerInfos()).map((p) =>
     p.up
-      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null }
-      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null, os_pid: null },
+      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null, load: loads.get(p.name) ?? null }
+      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null, os_pid: null, load: null },
   );
   sendJson(res, 200, [
-    { name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid },
+    { name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid, load: loads.get(self.name) ?? null },
     ...peers,
   ]);
 }
@@ -116,12 +120,20 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
 
 async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const body = await readRequest(req, RunRequestSchema);
+  const placed = await placeRun(node, body);
+  if (placed !== null) {
+    const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node) })) as { pid?: unknown };
+    node.events.publish({ type: "load.placed", pid: String(answer.pid), to: placed.node, detail: placed.detail });
+    sendJson(res, 201, answer);
+    return;
+  }
   if (body.node !== undefined && body.node !== node.name) {
     const address = await node.addressOf(body.node);
     // The peer may have to instrument the module first: seconds for a large one. It applies its own limits and policy.
     sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node) }));
     return;
   }
+  checkStartHere(node, body.requires);
   const { request, preopens } = admitRun(node, body);
   const record = await node.table.start(request, preopens);
   sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
@@ -189,6 +201,7 @@ async function processRoute(
       const query = parse(MigrateQuerySchema, queryOf(url), "query");
       // Checked before anything is answered: a bad request is a 400, not an error event.
       const body = await readRequest(req, MigrateRequestSchema);
+      await checkMigrationTarget(node, pid, body.to);
       if (query.progress !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
       // Progress as server-sent events, then the result (or the error) as the last event.
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });

@@ -33,6 +33,8 @@ import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 import { errorField, logger, type Logger } from "../log/mod.js";
 import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
+import { LoadModule, type LoadOptions } from "./load.js";
+import { loadRound } from "./_balancer.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -61,6 +63,8 @@ export interface NodeOptions {
   policy?: Partial<NodePolicy>;
   /** How much the node takes on; each limit not given has the default of `limits.ts`. */
   limits?: Partial<NodeLimits>;
+  /** Its cores, labels and balancer (`load.ts`); default: the machine's cores, no labels, balancer off. */
+  load?: LoadOptions;
 }
 
 /** What `GET /v1/node` answers. */
@@ -83,6 +87,14 @@ export interface NodeInfo {
   allow_dirs: string[];
   /** The operating system's id of the process this node runs in (what `kill` takes). */
   os_pid: number;
+  /** Guests computing at once (`--cpus`). */
+  cpus: number;
+  /** `--label k=v`. */
+  labels: Record<string, string>;
+  /** Drained (`ferry drain`): nothing new starts or lands here. */
+  draining: boolean;
+  /** Whether its balancer runs. */
+  balance: boolean;
 }
 
 /** A running node. */
@@ -122,6 +134,8 @@ export class FerryNode {
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
   readonly events: EventHub;
+  /** Its load module: cores shared among guests, load gossip, placement, the balancer. */
+  readonly load: LoadModule;
   /** Its log: the OS process's logger with this node's name on every line. */
   readonly log: Logger;
   /** Whether each peer (by address) answered when last asked; events say when that changes. */
@@ -154,6 +168,7 @@ export class FerryNode {
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
+    this.load = new LoadModule(this, options.load);
     this.metrics = new NodeMetrics(this.name, {
       homeStates: () => {
         const states: Record<string, number> = {};
@@ -220,6 +235,7 @@ export class FerryNode {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
     node.events.publish({ type: "node.started", address: node.#address });
+    node.load.start(() => loadRound(node));
     return node;
   }
 
@@ -255,6 +271,10 @@ export class FerryNode {
       limits: this.limits,
       allow_dirs: this.policy.allow_dirs,
       os_pid: process.pid,
+      cpus: this.load.scheduler.cpus,
+      labels: { ...this.load.labels },
+      draining: this.load.draining,
+      balance: this.load.balance,
     };
   }
 
@@ -337,6 +357,7 @@ export class FerryNode {
   async stop(): Promise<void> {
     this.events.publish({ type: "node.stopping" });
     this.log.info("stopping");
+    this.load.stop();
     await this.table.stop();
     this.links.close();
     this.#server.closeAllConnections();

@@ -17,6 +17,7 @@ import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, 
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
+import { UsageView, type GuestUsage } from "./_usage.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -167,6 +168,7 @@ export class GuestProcess {
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
   readonly #inbox: InboxRing;
+  readonly #usage: UsageView;
   readonly #net: NetArea | null;
 
   private constructor(
@@ -188,6 +190,7 @@ export class GuestProcess {
       this.#resolveExit = resolve;
     });
     this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    this.#usage = new UsageView(this.#buffers.usage);
     const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
     this.#net = net === null ? null : new NetArea(net);
     io.links?.bind(this);
@@ -199,6 +202,7 @@ export class GuestProcess {
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
       inbox: this.#buffers.inbox,
+      usage: this.#buffers.usage,
       net,
       pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
@@ -402,6 +406,28 @@ export class GuestProcess {
   /** Host paths of the files the guest has open, as of its last open or close. */
   get open_files(): readonly string[] {
     return this.#open_files;
+  }
+
+  /** CPU the guest has used and wanted, and whether it waits now, as its worker counted them. */
+  usage(): GuestUsage {
+    return this.#usage.read();
+  }
+
+  /**
+   * Holds the guest (true) at its next safe point without unwinding it, or
+   * lets it go on (false): how a node shares its cores among more guests
+   * than it has (`--cpus`). A held guest uses no CPU and still answers a
+   * suspend (a migration) or a halt; its clocks go on.
+   */
+  hold(paused: boolean): void {
+    if (this.#usage.paused === paused) return;
+    this.#usage.setPaused(paused);
+    if (!paused) wake(this.#control);
+  }
+
+  /** Whether the guest is held by {@link hold}. */
+  get held(): boolean {
+    return this.#usage.paused;
   }
 
   /** The guest's memory, shared with the worker: read it in place. */
