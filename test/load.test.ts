@@ -11,6 +11,8 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { EXAMPLES, until } from "./_helpers.js";
 import { json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import fs from "node:fs";
+import { GuestProcess } from "../src/runtime/mod.js";
 
 const COMPUTE = path.join(EXAMPLES, "c", "compute.wasm");
 const PINGPONG = path.join(EXAMPLES, "c", "pingpong.wasm");
@@ -56,6 +58,40 @@ async function events(address: string): Promise<Record<string, unknown>[]> {
 async function setPolicy(address: string, set: Record<string, string>): Promise<void> {
   await json(address, "PUT", "/v1/policy", { set });
 }
+
+describe("holding a guest at a safe point (the scheduler's time slices)", () => {
+  it("stops its computing while held, counts the held time, and still suspends", async () => {
+    const out: Buffer[] = [];
+    const sink = { kind: "callback", write: (b: Uint8Array) => void out.push(Buffer.from(b)) } as const;
+    const proc = await GuestProcess.start({ wasm: fs.readFileSync(COMPUTE), module_path: "compute.wasm", args: ["compute.wasm", "10000"], env: [], preopens: [] }, { stdout: sink, stderr: sink });
+    try {
+      await until("it computes", () => proc.usage().busy_ms > 50);
+      proc.hold(true);
+      const held = await until("it is held", () => {
+        const u = proc.usage();
+        return u.blocked && u.paused_ms > 0 ? u : undefined;
+      });
+      await until("held time to grow", () => proc.usage().paused_ms > held.paused_ms + 60);
+      assert.ok(proc.usage().busy_ms - held.busy_ms < 5, "no computing while held");
+      proc.hold(false);
+      await until("it computes again", () => proc.usage().busy_ms > held.busy_ms + 50);
+      proc.hold(true);
+      await until("it is held again", () => proc.usage().blocked);
+      const suspension = await proc.suspend();
+      assert.ok(suspension !== null, "a held guest answers a suspend");
+      await proc.resume();
+      // Resumed in place, it is still held until told otherwise.
+      const again = await until("it is held after the resume", () => {
+        const u = proc.usage();
+        return u.blocked ? u : undefined;
+      });
+      proc.hold(false);
+      await until("it computes once let go", () => proc.usage().busy_ms > again.busy_ms + 50);
+    } finally {
+      await proc.terminate();
+    }
+  });
+});
 
 describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
   let cluster: Awaited<ReturnType<typeof startCluster>>;

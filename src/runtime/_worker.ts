@@ -44,14 +44,19 @@ const HOLD_WAIT_MS = 20;
 function holdWhileAsked(now_ms: number): number {
   if (!usage.pause_requested) return now_ms;
   usage.stopped(now_ms);
+  let last_ms = now_ms;
   for (;;) {
     const seen = Atomics.load(control, SLOT_WAKE);
     if (!usage.pause_requested || Atomics.load(control, SLOT_REQUEST) !== Request.none) break;
-    // Bounded, so a terminate() reaches a held worker even where an engine cannot interrupt a wait.
+    // Bounded, so a terminate() reaches a held worker even where an engine cannot interrupt a wait,
+    // and the held time is counted as it passes (the scheduler reads it every slice).
     Atomics.wait(control, SLOT_WAKE, seen, HOLD_WAIT_MS);
+    const t = performance.now();
+    usage.paused(t - last_ms);
+    last_ms = t;
   }
   const after_ms = performance.now();
-  usage.paused(after_ms - now_ms);
+  usage.paused(after_ms - last_ms);
   usage.running(after_ms);
   return after_ms;
 }
