@@ -9,8 +9,9 @@ import assert from "node:assert/strict";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { EXAMPLES, until } from "./_helpers.js";
-import { json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { spawn, type ChildProcess } from "node:child_process";
+import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
+import { freePorts, json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
 import fs from "node:fs";
 import { GuestProcess } from "../src/runtime/mod.js";
 
@@ -224,5 +225,63 @@ describe("load: co-location, drain and requirements", () => {
 
     await json(n3.address, "POST", "/v1/nodes/n3/undrain");
     for (const pid of [gpu, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+  });
+});
+
+describe("ferry up with the load module's flags, and its commands", () => {
+  it("passes --cpus and --label to every node; ferry nodes, policy, drain and run --require/--pin work on it", async () => {
+    const home = tempDir("load-up");
+    const [port] = (await freePorts(1)) as [number];
+    const cluster = `127.0.0.1:${port}`;
+    const env = { FERRY_HOME: home };
+    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "2", "--port", String(port), "--cpus", "1", "--label", "zone=a", "--allow-dir", os.tmpdir()], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, ...env },
+    });
+    let out = "";
+    up.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    up.stderr?.resume();
+    const exited = new Promise<void>((r) => up.once("exit", () => r()));
+    const cli = async (...args: string[]): Promise<string> => {
+      const r = await ferry([args[0] as string, "--cluster", cluster, ...args.slice(1)], { env, timeout_ms: 30_000 });
+      assert.equal(r.status, 0, `ferry ${args.join(" ")}: ${r.stderr.toString()}`);
+      return r.stdout.toString();
+    };
+    try {
+      await until("ferry up to be up", () => (out.includes("cluster of 2 up") ? true : up.exitCode !== null ? Promise.reject(new Error(`ferry up ended: ${out}`)) : undefined), 60_000);
+      // Each node hears the other's load: CPUS, LOAD, AGE and LABELS for both rows.
+      const table = await until("both nodes' load in ferry nodes", async () => {
+        const t = await cli("nodes");
+        return /^n1 .* 1 +[\d.]+ +[\d.]+ +[\d.]+s +zone=a/m.test(t) && /^n2 .* 1 +[\d.]+ +[\d.]+ +[\d.]+s +zone=a/m.test(t) ? t : undefined;
+      });
+      assert.match(table, /CPUS +LOAD +CPU +AGE +LABELS/);
+      const policy = JSON.parse(await cli("policy", "--json")) as { balance: boolean; cpus: number; labels: Record<string, string>; params: { hysteresis: number } };
+      assert.deepEqual([policy.balance, policy.cpus, policy.labels], [true, 1, { zone: "a" }], "ferry up runs the balancer by default");
+      assert.match(await cli("policy", "set", "hysteresis=0.4", "mode=pack"), /n1: changed\nn2: changed|n2: changed\nn1: changed/);
+      const n2 = JSON.parse((await ferry(["policy", "--json", "--cluster", `127.0.0.1:${port + 1}`], { env })).stdout.toString()) as { params: { hysteresis: number; mode: string } };
+      assert.deepEqual([n2.params.hysteresis, n2.params.mode], [0.4, "pack"], "the change reached every node");
+      await until("pack to report both nodes idle", async () => {
+        const p = JSON.parse(await cli("policy", "--json")) as { idle_nodes: string[] };
+        return p.idle_nodes.join(",") === "n1,n2";
+      });
+      const bad = await ferry(["policy", "set", "hysteresis=-1", "--cluster", cluster], { env });
+      assert.equal(bad.status, 125);
+      assert.match(bad.stderr.toString(), /ERR_BAD_REQUEST/);
+      await cli("policy", "set", "mode=balance");
+
+      assert.match(await cli("drain", "n2"), /node n2 drained/);
+      const pid = (await cli("run", "--require", "zone=a", "--pin", path.join(EXAMPLES, "c", "sleeper.wasm"), "1000", "600")).trim();
+      const p = (JSON.parse(await cli("ps", "--json")) as (Proc & { requires: Record<string, string>; pinned: boolean })[]).find((x) => x.pid === pid) as Proc & { requires: Record<string, string>; pinned: boolean };
+      assert.deepEqual([p.node, p.requires, p.pinned], ["n1", { zone: "a" }, true], "placed off the drained node, its constraints recorded");
+      const nowhere = await ferry(["run", "--require", "zone=b", "--cluster", cluster, path.join(EXAMPLES, "c", "sleeper.wasm")], { env });
+      assert.equal(nowhere.status, 125);
+      assert.match(nowhere.stderr.toString(), /ERR_NO_PLACE/);
+      assert.match(await cli("undrain", "n2"), /node n2 undrained/);
+      await cli("kill", pid);
+    } finally {
+      up.kill("SIGINT");
+      await exited;
+      fs.rmSync(home, { recursive: true, force: true });
+    }
   });
 });
