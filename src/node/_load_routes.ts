@@ -14,7 +14,7 @@ import type { FerryNode } from "./node.js";
 import { peerError, readRequest, requestJson, sendJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { acceptWindow, answerWindow } from "./_balancer.js";
-import { DrainAnswerSchema, LabelsSchema, LoadWindowSchema, PolicyChangeSchema } from "./_load_schemas.js";
+import { DrainAnswerSchema, LabelsSchema, LoadWindowSchema, PolicyAnswerSchema, PolicyChangeSchema } from "./_load_schemas.js";
 import * as v from "valibot";
 import { NodeName } from "../process_spec.js";
 import { formatLabels } from "./load.js";
@@ -52,8 +52,10 @@ export async function loadRoute(
         await Promise.all(
           node.peers.map(async (address) => {
             try {
-              const answer = (await requestJson(node.dialer, address, "PUT", "/v1/policy", { body: { set: body.set, local: true } })) as { nodes?: { node?: unknown }[] };
-              nodes.push({ node: String(answer.nodes?.[0]?.node ?? address), ok: true });
+              const answer = parse(PolicyAnswerSchema, await requestJson(node.dialer, address, "PUT", "/v1/policy", { body: { set: body.set, local: true } }), `node ${address}'s answer`, {
+                code: "ERR_PEER_UNREACHABLE",
+              });
+              nodes.push({ node: answer.nodes[0]?.node ?? address, ok: true });
             } catch (err: unknown) {
               nodes.push({ node: address, ok: false, error: err instanceof Error ? err.message : String(err) });
             }

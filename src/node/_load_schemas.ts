@@ -58,5 +58,11 @@ export const PolicyChangeSchema = v.object({
   local: v.optional(v.boolean(), false),
 });
 
+/** What a runner reads of a process's home record (`GET /v1/processes/PID`): its constraints; absent, none (a home of an older version). */
+export const ConstraintsSchema = v.object({ requires: v.optional(LabelsSchema, {}), pinned: v.optional(v.boolean(), false) });
+
+/** A peer's answer to a policy change passed on: the node it names first is the peer itself. */
+export const PolicyAnswerSchema = v.object({ nodes: list(v.object({ node: NodeName }), 1024) });
+
 /** `POST /v1/nodes/NAME/drain` and `.../undrain` take no body; their answer. */
 export const DrainAnswerSchema = v.object({ node: NodeName, draining: v.boolean(), processes: Uint });

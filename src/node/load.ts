@@ -28,6 +28,9 @@ import {
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
 import { CpuScheduler, SLICE_MS } from "./_scheduler.js";
+import { applyPolicyChanges } from "./_policy_changes.js";
+import { ConstraintsSchema } from "./_load_schemas.js";
+import { parse } from "../validate.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 
@@ -171,45 +174,12 @@ export class LoadModule {
     this.#node.events.publish({ type: "node.drain", draining: on });
   }
 
-  /**
-   * Applies `KEY=VALUE` changes: any number or boolean of {@link PolicyParams}
-   * (not the cost model), `mode`, `balance` (on/off) and `cpus`. All are
-   * checked before any applies; a bad one is ERR_BAD_REQUEST.
-   */
+  /** Applies `KEY=VALUE` changes (`_policy_changes.ts`): all checked before any applies. */
   setPolicy(set: Record<string, string | number | boolean>): void {
-    const changes: Record<string, unknown> = {};
-    let balance = this.#balance;
-    let cpus = this.scheduler.cpus;
-    for (const [key, raw] of Object.entries(set)) {
-      const value = typeof raw === "string" ? raw.trim() : raw;
-      if (key === "balance") {
-        if (value !== "on" && value !== "off" && typeof value !== "boolean") throw new FerryError("ERR_BAD_REQUEST", "balance is on or off");
-        balance = value === "on" || value === true;
-      } else if (key === "cpus") {
-        cpus = Number(value);
-        if (!(Number.isInteger(cpus) && cpus >= 1)) throw new FerryError("ERR_BAD_REQUEST", `cpus must be a whole number >= 1, not ${String(raw)}`);
-      } else if (key === "mode") {
-        changes[key] = value;
-      } else if (key === "colocate") {
-        if (value !== "true" && value !== "false" && typeof value !== "boolean") throw new FerryError("ERR_BAD_REQUEST", "colocate is true or false");
-        changes[key] = value === true || value === "true";
-      } else if (key in this.#params && key !== "model") {
-        const n = Number(value);
-        if (typeof value === "boolean" || value === "" || !Number.isFinite(n)) throw new FerryError("ERR_BAD_REQUEST", `${key} must be a number, not ${String(raw)}`);
-        changes[key] = n;
-      } else {
-        throw new FerryError("ERR_BAD_REQUEST", `no policy parameter ${key} (see ferry policy)`);
-      }
-    }
-    let params: PolicyParams;
-    try {
-      params = policyParams(changes as Partial<PolicyParams>, this.#params);
-    } catch (err: unknown) {
-      throw new FerryError("ERR_BAD_REQUEST", err instanceof Error ? err.message : String(err), { cause: err });
-    }
-    this.#params = params;
-    this.#balance = balance;
-    this.scheduler.setCpus(cpus);
+    const next = applyPolicyChanges({ params: this.#params, balance: this.#balance, cpus: this.scheduler.cpus }, set);
+    this.#params = next.params;
+    this.#balance = next.balance;
+    this.scheduler.setCpus(next.cpus);
     this.#node.events.publish({ type: "policy.changed", set });
   }
 
@@ -370,9 +340,9 @@ export class LoadModule {
 
   async #askHome(pid: string, home: string): Promise<void> {
     try {
-      const value = (await requestJson(this.#node.dialer, await this.#node.addressOf(home), "GET", `/v1/processes/${pid}`, { expect: nodeNamed(home) })) as { requires?: unknown; pinned?: unknown };
-      const requires = value.requires !== null && typeof value.requires === "object" ? (value.requires as Labels) : {};
-      this.#constraints.set(pid, { requires, pinned: value.pinned === true });
+      const value = await requestJson(this.#node.dialer, await this.#node.addressOf(home), "GET", `/v1/processes/${pid}`, { expect: nodeNamed(home) });
+      const c = parse(ConstraintsSchema, value, `node ${home}'s record of ${pid}`, { code: "ERR_PEER_UNREACHABLE" });
+      this.#constraints.set(pid, { requires: c.requires, pinned: c.pinned });
     } catch (err: unknown) {
       // Asked again next round: until then the process stays here.
       this.#constraints.delete(pid);
