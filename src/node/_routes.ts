@@ -23,6 +23,9 @@ import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_lo
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
 
+/** Refusals of a placed run that say the view was stale, not that the request is wrong: it is started on the node asked instead. */
+const PLACE_RETRY_HERE = new Set(["ERR_PEER_UNREACHABLE", "ERR_NODE_DRAINING", "ERR_QUOTA", "ERR_NO_SUCH_NODE"]);
+
 /** Entries of one peer's answer to `GET /v1/processes?local=1` or `GET /v1/links?local=1`: more than any node holds. */
 const PEER_ENTRIES_MAX = 100_000;
 
@@ -122,10 +125,16 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
   const body = await readRequest(req, RunRequestSchema);
   const placed = await placeRun(node, body);
   if (placed !== null) {
-    const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node) })) as { pid?: unknown };
-    node.events.publish({ type: "load.placed", pid: String(answer.pid), to: placed.node, detail: placed.detail });
-    sendJson(res, 201, answer);
-    return;
+    try {
+      const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node) })) as { pid?: unknown };
+      node.events.publish({ type: "load.placed", pid: String(answer.pid), to: placed.node, detail: placed.detail });
+      sendJson(res, 201, answer);
+      return;
+    } catch (err: unknown) {
+      // The view was stale (the node went down, was drained, is full): start it here if it may.
+      if (!(err instanceof FerryError && PLACE_RETRY_HERE.has(err.code))) throw err;
+      node.log.info({ to: placed.node, err: errorField(err) }, `placed a process on ${placed.node}, which did not take it: starting it here`);
+    }
   }
   if (body.node !== undefined && body.node !== node.name) {
     const address = await node.addressOf(body.node);

@@ -24,6 +24,7 @@ import {
   type PolicyMode,
   type PolicyParams,
   type ProcessInfo,
+  type ViewRecord,
 } from "../policy/mod.js";
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
@@ -95,6 +96,15 @@ export class LoadModule {
   readonly #pairs = new Map<string, PairSample>();
   /** Pids this node's balancer is moving now. */
   readonly in_flight = new Set<string>();
+  /**
+   * This node's moves whose target may not count them yet: from the
+   * decision until an entry the target measured after the move ended
+   * arrives. Decisions see the targets with these added
+   * ({@link decisionView}), so a round does not send more to a node whose
+   * gossiped load predates the moves already on their way (the target
+   * counts an incoming move only once its offer arrived).
+   */
+  readonly #pending = new Map<string, { to: string; runnable: number; memory_bytes: number; ended_ms: number | null }>();
   /** Measured page transfer rate of this node's migrations (bytes/s), smoothed; the model's default until one is measured. */
   transfer_bytes_per_s: number;
   /** Idle nodes in pack mode, as last reported. */
@@ -352,9 +362,57 @@ export class LoadModule {
     for (const p of this.#constraints.keys()) if (this.#node.table.running(p) === undefined && p !== pid) this.#constraints.delete(p);
   }
 
+  /** Notes a move this node starts (`pid` to `to`, its CPU share and memory). */
+  moveStarted(pid: string, to: string, runnable: number, memory_bytes: number): void {
+    this.in_flight.add(pid);
+    this.#pending.set(pid, { to, runnable, memory_bytes, ended_ms: null });
+  }
+
+  /** Notes the end of a move (done or failed: a failed one is dropped from the targets' counts at once). */
+  moveEnded(pid: string, ok: boolean): void {
+    this.in_flight.delete(pid);
+    const p = this.#pending.get(pid);
+    if (p === undefined) return;
+    if (ok) p.ended_ms = performance.now();
+    else this.#pending.delete(pid);
+  }
+
+  /**
+   * The view's records as decisions should see them: each target with this
+   * node's moves to it added until it has reported a load measured after
+   * they ended (conservative while a move is under way: it may be counted
+   * twice, never not at all).
+   */
+  decisionView(now_ms: number): ViewRecord[] {
+    const records = this.view.records();
+    if (this.#pending.size === 0) return [...records];
+    const add = new Map<string, { processes: number; runnable: number; memory_bytes: number }>();
+    for (const [pid, p] of this.#pending) {
+      const r = this.view.get(p.to);
+      // Measured after the move ended: the target's own figures count it.
+      if (p.ended_ms !== null && (r === undefined || r.received_ms - r.age_ms > p.ended_ms || now_ms - p.ended_ms > this.#params.view_age_max_ms)) {
+        this.#pending.delete(pid);
+        continue;
+      }
+      const a = add.get(p.to) ?? { processes: 0, runnable: 0, memory_bytes: 0 };
+      a.processes += 1;
+      a.runnable += p.runnable;
+      a.memory_bytes += p.memory_bytes;
+      add.set(p.to, a);
+    }
+    return records.map((r) => {
+      const a = add.get(r.load.node);
+      if (a === undefined) return r;
+      const l = r.load;
+      const load: NodeLoad = { ...l, processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
+      return { ...r, load };
+    });
+  }
+
   /** Where a new process should start (`ferry run` without `--node`). */
   place(process: NewProcess): Placement {
-    const placement = place({ process, now_ms: performance.now(), local: this.own, view: this.view.records(), random: this.random }, this.#params);
+    const now_ms = performance.now();
+    const placement = place({ process, now_ms, local: this.own, view: this.decisionView(now_ms), random: this.random }, this.#params);
     // Until fresher news, the chosen node counts it: a burst of runs spreads.
     if (placement.kind === "node" && placement.node !== this.#node.name) this.view.account(placement.node, { processes: 1, runnable: 1, memory_bytes: process.memory_bytes });
     return placement;
