@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
-import { freePorts, json, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, nodeDialer, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
 import fs from "node:fs";
 import { GuestProcess } from "../src/runtime/mod.js";
 
@@ -205,6 +205,36 @@ describe("load: co-location, drain and requirements", () => {
     await json(n1.address, "DELETE", `/v1/processes/${ping}`);
     await json(n1.address, "DELETE", `/v1/processes/${pong}`);
     await setPolicy(n1.address, { colocate_bytes_per_s_min: "65536" });
+  });
+
+  it("takes load windows only from nodes, each about its sender first, every figure checked", async () => {
+    const load = (node: string, runnable: number): object => ({
+      node,
+      cpus: 1,
+      speed: 1,
+      processes: 0,
+      movable: 0,
+      runnable,
+      cpu_used: 0,
+      memory_used_bytes: 0,
+      memory_free_bytes: 1e9,
+      remote_bytes_per_s: 0,
+      transfer_bytes_per_s: 1e8,
+      labels: {},
+      // Drained: n1 must never pick this made-up node as a target for the tests that follow.
+      draining: true,
+    });
+    const probe = await nodeDialer();
+    const ok = await request(n1.address, "POST", "/v1/internal/load", { window: [{ load: load("probe", 0), version: 1, age_ms: 0 }] }, probe);
+    assert.equal(ok.status, 200, ok.body.toString());
+    const answer = JSON.parse(ok.body.toString()) as { window: { load: { node: string } }[] };
+    assert.equal(answer.window[0]?.load.node, "n1", "the answer is n1's window, its own entry first");
+    const forged = await request(n1.address, "POST", "/v1/internal/load", { window: [{ load: load("n2", 99), version: 1e9, age_ms: 0 }] }, probe);
+    assert.equal(forged.status, 403, "a node cannot speak first-hand for another");
+    const nonsense = await request(n1.address, "POST", "/v1/internal/load", { window: [{ load: load("probe", -5), version: 2, age_ms: 0 }] }, probe);
+    assert.equal(nonsense.status, 400);
+    const client = await request(n1.address, "POST", "/v1/internal/load", { window: [] });
+    assert.equal(client.status, 403, "clients may not gossip");
   });
 
   it("places by requirement, refuses what breaks one, and drains a node", async () => {
