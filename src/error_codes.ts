@@ -27,6 +27,8 @@ export const ERROR_CODES = {
   ERR_FORBIDDEN: { status: 403, meaning: "The node does not allow this: a directory outside its allowed roots, a privileged port, an action the caller may not take." },
   ERR_UNAUTHENTICATED: { status: 401, meaning: "The client did not prove who it is (no or a bad client certificate or token)." },
   ERR_TOKEN: { status: 401, meaning: "A join token is malformed, unknown, used, expired, or for another role or name." },
+  ERR_SESSION: { status: 401, meaning: "A dashboard login token or session cookie is missing, malformed, unknown, used or expired: run ferry dashboard again." },
+  ERR_CSRF: { status: 403, meaning: "A dashboard action came without its session's CSRF token, or from a page of another origin." },
   ERR_NO_AUTHORITY: { status: 409, meaning: "This node does not hold the cluster CA's key, so it cannot issue join tokens or certificates." },
   ERR_NO_CREDENTIALS: { status: 401, meaning: "The CLI found no client credential (CLI only): run ferry up, or ferry login with a token." },
   ERR_QUOTA: { status: 503, meaning: "A quota of the node is used up (processes, bytes held by incoming migrations); try later or another node." },

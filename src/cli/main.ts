@@ -38,6 +38,8 @@ else 127.0.0.1:7070):
   drain     Move every process off a node; nothing new lands there
   undrain   Let processes land on a drained node again
   policy    Show or change the load policy (ferry policy set KEY=VALUE)
+  dashboard Print a login URL for a node's web dashboard
+  top       Show nodes and processes in the terminal, refreshed in place
 
 Trust:
   login     Redeem a client token for this user's credential (~/.ferry/client)
@@ -75,6 +77,8 @@ const commands: Record<string, () => Promise<Command>> = {
   drain: async () => (await import("./cluster_load.js")).drainCommand,
   undrain: async () => (await import("./cluster_load.js")).undrainCommand,
   policy: async () => (await import("./cluster_load.js")).policyCommand,
+  dashboard: async () => (await import("./dashboard_cmd.js")).dashboardCommand,
+  top: async () => (await import("./dashboard_cmd.js")).topCommand,
 };
 
 function version(): string {

@@ -343,7 +343,7 @@ export async function migrateProcess(
   log.info(`migrating ${pid} to ${to} (${strategy})`);
   const observe = (p: MigrationProgress): void => {
     node.metrics.migrationProgress(pid, p);
-    node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...(p.round !== undefined ? { round: p.round } : {}), bytes: p.bytes });
+    node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...(p.round !== undefined ? { round: p.round } : {}), bytes: p.bytes, memory_bytes: p.memory_bytes });
     log.debug({ phase: p.phase, round: p.round, bytes: p.bytes }, `migration of ${pid}: ${p.phase}`);
     progress?.(p);
   };

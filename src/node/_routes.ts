@@ -19,6 +19,7 @@ import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_interna
 import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
 import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_load_routes.js";
+import { isDashboardPath, serveDashboard } from "./dashboard.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -32,10 +33,15 @@ const PEER_ENTRIES_MAX = 100_000;
 /** A peer's list, passed on as it is (the client reads it), but a list of bounded length. */
 const PeerList = v.pipe(v.array(v.unknown()), v.maxLength(PEER_ENTRIES_MAX));
 
-/** Handles one control request. */
-export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+/**
+ * Handles one control request. `as`: who makes it when that is not the
+ * certificate of the connection (a dashboard session, `dashboard.ts`).
+ */
+export async function route(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse, as?: Identity | null): Promise<void> {
   try {
     const url = requestUrl(req);
+    // The dashboard checks its own sessions, then comes back here for the control API requests it allows.
+    if (as === undefined && isDashboardPath(url.pathname)) return await serveDashboard(node, url, req, res, (r, s, who) => route(node, r, s, who));
     const parts = url.pathname.split("/").filter((p) => p !== "");
     const method = req.method ?? "GET";
     const metrics = parts.length === 1 && parts[0] === "metrics";
@@ -43,7 +49,7 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
     const [, what, id, sub] = parts;
     // A joiner has no certificate yet: its token is its credential.
     if (what === "join" && method === "POST" && id === undefined) return await join(node, req, res);
-    const peer = node.tls === null ? null : peerIdentity(req.socket);
+    const peer = as !== undefined ? as : node.tls === null ? null : peerIdentity(req.socket);
     if (node.tls !== null && peer === null) {
       throw new FerryError(
         "ERR_UNAUTHENTICATED",

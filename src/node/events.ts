@@ -17,7 +17,7 @@ export type NodeEventBody =
   | { type: "process.started"; pid: string; module_name: string; home: string }
   | { type: "process.ended"; pid: string; home: string; status: unknown }
   | { type: "migration.started"; pid: string; to: string; strategy: string }
-  | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number }
+  | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number; memory_bytes?: number }
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }

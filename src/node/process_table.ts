@@ -209,6 +209,13 @@ export class ProcessTable {
     return bytes;
   }
 
+  /** Memory of each process running here, bytes, by pid (the dashboard's process list). */
+  runningMemoryBytes(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const [pid, r] of this.#running) out.set(pid, r.proc.memory.buffer.byteLength);
+    return out;
+  }
+
   /** How many processes run here or are being started here (what the process quota counts, with the standbys). */
   get busy(): number {
     return this.#running.size + this.#starting;

@@ -1,0 +1,186 @@
+/**
+ * The dashboard's own data (docs/operations.md, "Dashboard"): each node's
+ * load and memory, and the cluster's processes with their memory, as pages.
+ * The node asked gathers its peers' answers (`GET /dashboard/peer/local`,
+ * node certificates only) when a viewer asks, and keeps nothing between
+ * asks: the page holds the history it plots.
+ */
+import type http from "node:http";
+import os from "node:os";
+import * as v from "valibot";
+import { integer, list, parse, text, Uint } from "../validate.js";
+import { errorField } from "../log/mod.js";
+import { NodeName, Pid } from "../process_spec.js";
+import type { FerryNode } from "./node.js";
+import { requestJson, sendJson } from "./_http.js";
+import { queryOf } from "./_api_schemas.js";
+import { pageProcesses, ProcessQuerySchema, type ProcessRow } from "./dashboard_query.js";
+
+/** Processes one peer may list: more than any node holds (its process quota is far lower). */
+const PEER_ROWS_MAX = 100_000;
+/** Arguments of a process the list shows: enough to tell processes apart, never a whole command line of megabytes. */
+const ROW_ARGS_MAX = 8;
+/** Characters of each argument the list shows. */
+const ROW_ARG_CHARS_MAX = 80;
+
+/** One node as the dashboard plots it. */
+export interface NodeStats {
+  name: string;
+  address: string;
+  up: true;
+  /** Processes running here now, and how many it takes at most. */
+  processes: number;
+  processes_max: number;
+  /** Memory of the guests running here. */
+  guest_memory_bytes: number;
+  /** The node's OS process: resident memory and JavaScript heap in use. */
+  rss_bytes: number;
+  heap_used_bytes: number;
+  /** The machine's one-minute load average, and its CPUs (load per CPU is the plot). */
+  load1: number;
+  cpus: number;
+  post_copy: boolean;
+  started_unix_ms: number;
+  time_unix_ms: number;
+}
+
+/** A node that did not answer. */
+export interface NodeDown {
+  address: string;
+  up: false;
+}
+
+const NodeStatsSchema = v.object({
+  name: NodeName,
+  address: text(300),
+  up: v.literal(true),
+  processes: Uint,
+  processes_max: Uint,
+  guest_memory_bytes: Uint,
+  rss_bytes: Uint,
+  heap_used_bytes: Uint,
+  load1: v.pipe(v.number(), v.minValue(0)),
+  cpus: integer(1, 1 << 20),
+  post_copy: v.boolean(),
+  started_unix_ms: Uint,
+  time_unix_ms: Uint,
+});
+
+const ProcessRowSchema = v.object({
+  pid: Pid,
+  node: NodeName,
+  home: NodeName,
+  state: text(32),
+  module_name: text(300),
+  args: list(text(ROW_ARG_CHARS_MAX), ROW_ARGS_MAX),
+  started_unix_ms: Uint,
+  moves: Uint,
+  memory_bytes: v.nullable(Uint),
+});
+
+/** A peer's answer to `GET /dashboard/peer/local`. */
+const PeerLocalSchema = v.object({
+  stats: NodeStatsSchema,
+  rows: v.optional(list(ProcessRowSchema, PEER_ROWS_MAX)),
+  /** Memory of each process running there, by pid: rows whose home is elsewhere get theirs from it. */
+  memory: v.optional(v.pipe(v.record(Pid, Uint), v.check((m) => Object.keys(m).length <= PEER_ROWS_MAX, `at most ${PEER_ROWS_MAX} processes`))),
+});
+
+const PeerQuerySchema = v.object({ rows: v.optional(v.picklist(["0", "1"], "must be 0 or 1"), "0") });
+
+/** What this node says of itself to the dashboard. */
+export function localStats(node: FerryNode): NodeStats {
+  const mem = process.memoryUsage();
+  const info = node.info();
+  return {
+    name: node.name,
+    address: node.address,
+    up: true,
+    processes: node.table.running_count,
+    processes_max: node.limits.processes_max,
+    guest_memory_bytes: node.table.guestMemoryBytes(),
+    rss_bytes: mem.rss,
+    heap_used_bytes: mem.heapUsed,
+    load1: os.loadavg()[0] ?? 0,
+    cpus: Math.max(1, os.availableParallelism()),
+    post_copy: info.post_copy.available,
+    started_unix_ms: node.started_unix_ms,
+    time_unix_ms: Date.now(),
+  };
+}
+
+/**
+ * The processes this node is home to, with the memory of those running
+ * here. A process running elsewhere gets its memory from its runner's
+ * answer (see {@link clusterRows}).
+ */
+export function localRows(node: FerryNode): ProcessRow[] {
+  const memory = node.table.runningMemoryBytes();
+  return node.table.homes().map((r) => ({
+    pid: r.pid,
+    node: r.node,
+    home: r.home,
+    state: r.state,
+    module_name: r.module_name,
+    args: r.args.slice(0, ROW_ARGS_MAX).map((a) => a.slice(0, ROW_ARG_CHARS_MAX)),
+    started_unix_ms: r.started_unix_ms,
+    moves: r.moves,
+    memory_bytes: r.exit === null ? (memory.get(r.pid) ?? null) : null,
+  }));
+}
+
+/** Memory of the processes running here, for rows whose home is elsewhere. */
+function runningMemory(node: FerryNode): Record<string, number> {
+  return Object.fromEntries(node.table.runningMemoryBytes());
+}
+
+/** `GET /dashboard/peer/local`: a peer asks for this node's stats (and with `rows=1`, its rows and running memory). */
+export function servePeerLocal(node: FerryNode, url: URL, res: http.ServerResponse): void {
+  const query = parse(PeerQuerySchema, queryOf(url), "query");
+  if (query.rows !== "1") return sendJson(res, 200, { stats: localStats(node) });
+  sendJson(res, 200, { stats: localStats(node), rows: localRows(node), memory: runningMemory(node) });
+}
+
+/** Every node's answer, this one's first; a peer that does not answer is down. */
+async function gather(node: FerryNode, rows: boolean): Promise<{ nodes: (NodeStats | NodeDown)[]; rows: ProcessRow[]; memory: Map<string, number> }> {
+  const memory = new Map(rows ? node.table.runningMemoryBytes() : []);
+  const answers = await Promise.all(
+    node.peers.map(async (address) => {
+      try {
+        const raw = await requestJson(node.dialer, address, "GET", `/dashboard/peer/local${rows ? "?rows=1" : ""}`);
+        const answer = parse(PeerLocalSchema, raw, `node ${address}'s dashboard answer`);
+        for (const [pid, bytes] of Object.entries(answer.memory ?? {})) memory.set(pid, bytes);
+        return answer;
+      } catch (err: unknown) {
+        // A peer that is down (or answers nonsense) is shown down; `ferry nodes` and the events say more.
+        node.log.debug({ address, err: errorField(err) }, "a peer did not answer the dashboard");
+        return { down: address };
+      }
+    }),
+  );
+  const nodes: (NodeStats | NodeDown)[] = [localStats(node)];
+  const all: ProcessRow[] = rows ? localRows(node) : [];
+  for (const a of answers) {
+    if ("down" in a) nodes.push({ address: a.down, up: false });
+    else {
+      nodes.push(a.stats);
+      if (a.rows !== undefined) all.push(...a.rows);
+    }
+  }
+  // A row's memory comes from its runner, which may not be its home.
+  for (const r of all) if (r.memory_bytes === null && (r.state === "running" || r.state === "migrating")) r.memory_bytes = memory.get(r.pid) ?? null;
+  return { nodes, rows: all, memory };
+}
+
+/** `GET /dashboard/api/overview`: every node's stats now. */
+export async function serveOverview(node: FerryNode, res: http.ServerResponse): Promise<void> {
+  const { nodes } = await gather(node, false);
+  sendJson(res, 200, { node: node.name, time_unix_ms: Date.now(), nodes });
+}
+
+/** `GET /dashboard/api/processes?q=&state=&node=&sort=&offset=&limit=`: one page of the cluster's processes. */
+export async function serveProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
+  const query = parse(ProcessQuerySchema, queryOf(url), "query");
+  const { rows } = await gather(node, true);
+  sendJson(res, 200, pageProcesses(rows, query));
+}

@@ -1,0 +1,267 @@
+/**
+ * The web dashboard (issue 13, item 5) in a real headless Chromium (Debian's
+ * `chromium`, driven by playwright-core; nothing is downloaded), over the
+ * node's real mutual-TLS port: log in through `ferry dashboard`'s URL, see
+ * the nodes and a running process, move it from the page, see the link graph
+ * of a ping-pong pair, and a list of 10,000 processes stay usable. Also the
+ * session's rules (a token works once, actions need the CSRF token and the
+ * page's origin) and `ferry top --once`.
+ *
+ * Chromium is told to trust the cluster's CA by its public key
+ * (`--ignore-certificate-errors-spki-list`, honoured with a `--user-data-dir`
+ * of the test's own): only certificates chaining to this CA pass, as they
+ * would with the CA imported into the browser. No certificate error is
+ * ignored wholesale.
+ *
+ * With FERRY_SCREENSHOTS=DIR set, the test saves the screenshots in
+ * docs/ (`npm run screenshots`) into DIR.
+ */
+import assert from "node:assert/strict";
+import { createHash, X509Certificate } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { chromium, type BrowserContext, type Page } from "playwright-core";
+import { pageProcesses, ProcessQuerySchema, type ProcessRow } from "../src/node/dashboard_query.js";
+import { parse } from "../src/validate.js";
+import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
+import { json, runsOn, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const have_chromium = fs.existsSync(CHROMIUM);
+if (!have_chromium) console.log(`# ${CHROMIUM} not found (apt-get install chromium): the dashboard's browser tests are skipped`);
+const SCREENSHOTS = process.env["FERRY_SCREENSHOTS"];
+/** Synthetic processes of the list test. */
+const SYNTHETIC_ROWS = 10_000;
+
+/** base64(SHA-256(SPKI)) of a certificate's public key: what Chromium's SPKI list takes. */
+function spkiHash(cert_pem: string): string {
+  const der = new X509Certificate(cert_pem).publicKey.export({ type: "spki", format: "der" });
+  return createHash("sha256").update(der).digest("base64");
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  if (SCREENSHOTS === undefined || SCREENSHOTS === "") return;
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+}
+
+describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found` }, () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let n1: NodeProc;
+  let n2: NodeProc;
+  let context: BrowserContext;
+  let page: Page;
+  let login_url = "";
+  /** Chromium's --user-data-dir: fresh for the run, removed after. */
+  let profile = "";
+  const sha: Record<string, string> = {};
+
+  before(async () => {
+    cluster = await startCluster(["n1", "n2"]);
+    [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+    for (const [name, dir] of [["sleeper", "c"], ["pingpong", "c"], ["memhog", "c"]] as const) {
+      for (const n of cluster.nodes) sha[name] = await upload(n.address, path.join(EXAMPLES, dir, `${name}.wasm`));
+    }
+    const ca = await testAuthority();
+    profile = tempDir("chromium");
+    context = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM,
+      headless: true,
+      viewport: { width: 1400, height: 1000 },
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        `--ignore-certificate-errors-spki-list=${spkiHash(ca.cert_pem)}`,
+      ],
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+  });
+
+  after(async () => {
+    await context?.close();
+    await cluster?.stop();
+    if (profile !== "") fs.rmSync(profile, { recursive: true, force: true });
+  });
+
+  async function start(program: string, args: string[], node: string): Promise<string> {
+    return (await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha[program], module_name: `${program}.wasm`, args, node })).pid;
+  }
+
+  it("logs in through the URL of ferry dashboard, and shows the nodes and a running process", async () => {
+    const pid = await start("sleeper", ["200", "100000"], "n1");
+    const made = await ferry(["dashboard", "--json", "--cluster", n1.address]);
+    assert.equal(made.status, 0, made.stderr.toString());
+    const answer = JSON.parse(made.stdout.toString()) as { url: string; node: string; expires_unix_ms: number };
+    login_url = answer.url;
+    assert.match(login_url, new RegExp(`^https://${n1.address.replace(/\./g, "\\.")}/login#fdl1\\.[A-Za-z0-9_-]{43}$`));
+    await page.goto(login_url);
+    await page.getByTestId("session-node").filter({ hasText: "n1" }).waitFor();
+    // The token left the address bar (and the history) once used.
+    assert.equal(new URL(page.url()).hash, "");
+    const cookies = await context.cookies(`https://${n1.address}`);
+    const session = cookies.find((c) => c.name === "__Host-ferry_session");
+    assert.ok(session !== undefined, `cookies: ${JSON.stringify(cookies.map((c) => c.name))}`);
+    assert.equal(session.httpOnly, true);
+    assert.equal(session.secure, true);
+    assert.equal(session.sameSite, "Strict");
+    for (const name of ["n1", "n2"]) await page.locator(`[data-testid=node-card][data-node=${name}]`).waitFor();
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    assert.equal(await row.getByTestId("process-state").textContent(), "running");
+    assert.equal((await row.getByTestId("process-node").textContent())?.trim(), "n1");
+  });
+
+  it("refuses a spent login token, actions without the CSRF token, and requests a session may not make", async () => {
+    const probe = await context.newPage();
+    try {
+      await probe.goto(`https://${n1.address}/`);
+      const spent = new URL(login_url).hash.slice(1);
+      const answers = await probe.evaluate(async (token) => {
+        const statusOf = async (r: Promise<Response>): Promise<string> => {
+          const res = await r;
+          const body = (await res.json()) as { error?: { code?: string } };
+          return `${res.status} ${body.error?.code ?? "ok"}`;
+        };
+        return {
+          reuse: await statusOf(fetch("/dashboard/session", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ token }) })),
+          no_csrf: await statusOf(fetch("/dashboard/api/v1/processes/n1-1", { method: "DELETE" })),
+          bad_csrf: await statusOf(fetch("/dashboard/api/v1/processes/n1-1", { method: "DELETE", headers: { "x-ferry-csrf": "A".repeat(43) } })),
+          mint: await statusOf(fetch("/dashboard/logins", { method: "POST" })),
+          // With the session's own CSRF token: what is refused is the request itself.
+          run: await statusOf(
+            fetch("/dashboard/api/session").then(async (r) => {
+              const { csrf } = (await r.json()) as { csrf: string };
+              return fetch("/dashboard/api/v1/processes", { method: "POST", headers: { "content-type": "application/json", "x-ferry-csrf": csrf }, body: "{}" });
+            }),
+          ),
+        };
+      }, spent);
+      assert.equal(answers.reuse, "401 ERR_SESSION");
+      assert.equal(answers.no_csrf, "403 ERR_CSRF");
+      assert.equal(answers.bad_csrf, "403 ERR_CSRF");
+      // A session cannot mint logins (that takes a client certificate) nor run programs.
+      assert.equal(answers.mint, "403 ERR_FORBIDDEN");
+      assert.equal(answers.run, "403 ERR_FORBIDDEN");
+      // The very URL ferry dashboard printed, opened again without the cookie: the token is spent.
+      await context.clearCookies();
+      await probe.goto(login_url);
+      await probe.getByTestId("logged-out").waitFor();
+      assert.match((await probe.getByTestId("logged-out").textContent()) ?? "", /unknown, used or expired/);
+      // And the API says so to a browser without a session.
+      const status = await probe.evaluate(async () => (await fetch("/dashboard/api/overview")).status);
+      assert.equal(status, 401);
+    } finally {
+      await probe.close();
+    }
+    // Logged in again for the next tests.
+    const made = await ferry(["dashboard", "--json", "--cluster", n1.address]);
+    await page.goto((JSON.parse(made.stdout.toString()) as { url: string }).url);
+    await page.getByTestId("session-node").waitFor();
+  });
+
+  it("starts a migration from the page and sees it complete", async () => {
+    const pid = await start("memhog", ["32", "4", "86400"], "n1");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    const dialog = page.getByTestId("migrate-dialog");
+    // Dragged onto a node's card, a process opens the dialog with that node chosen.
+    await row.locator(".pid").dragTo(page.locator("[data-testid=node-card][data-node=n2]"));
+    await dialog.waitFor();
+    assert.equal(await dialog.getByTestId("migrate-to").inputValue(), "n2");
+    await dialog.getByRole("button", { name: "Cancel" }).click();
+    await dialog.waitFor({ state: "detached" });
+    await row.getByTestId("migrate-button").click();
+    await dialog.waitFor();
+    await dialog.getByTestId("migrate-to").selectOption("n2");
+    await dialog.getByTestId("strategy-pre-copy").check();
+    await shot(page, "dashboard-migrate");
+    await dialog.getByTestId("migrate-submit").click();
+    const migration = page.locator(`[data-testid=migration][data-pid="${pid}"]`);
+    await migration.waitFor();
+    await page.locator(`[data-testid=migration][data-pid="${pid}"][data-state=succeeded]`).waitFor({ timeout: 60_000 });
+    await until(`the row of ${pid} to say n2`, async () => (await row.getByTestId("process-node").textContent())?.trim() === "n2");
+    assert.equal(await runsOn(n2.address, pid), true);
+    assert.equal(await runsOn(n1.address, pid), false);
+  });
+
+  it("draws the link graph of a ping-pong pair, with its traffic", async () => {
+    const pong = await start("pingpong", ["pong", "100000000"], "n1");
+    const ping = await start("pingpong", ["ping", pong, "100000000", "4"], "n2");
+    const edge = page.locator(`[data-testid=link-edge]`).filter({ has: page.locator("line") });
+    await until("an edge between the ping-pong pair", async () => {
+      for (const e of await edge.all()) {
+        const ends = [await e.getAttribute("data-from"), await e.getAttribute("data-to")].sort();
+        if (ends[0] === [ping, pong].sort()[0] && ends[1] === [ping, pong].sort()[1] && Number(await e.getAttribute("data-messages")) > 0) return true;
+      }
+      return false;
+    });
+    for (const pid of [ping, pong]) await page.locator(`[data-testid=link-process][data-pid="${pid}"]`).waitFor();
+    // Let the plots gather a few samples before the picture.
+    await until("a few samples in the plots", async () => (await page.locator(".plot polyline").count()) >= 4);
+    await shot(page, "dashboard");
+  });
+
+  it("kills a process from the page, after asking once more", async () => {
+    const pid = await start("sleeper", ["200", "100000"], "n2");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    await row.getByTestId("kill-button").click();
+    assert.equal((await json<{ state: string }>(n1.address, "GET", `/v1/processes/${pid}`)).state, "running", "one click only asks");
+    await row.getByTestId("kill-confirm").click();
+    await until(`the row of ${pid} to say killed`, async () => (await row.getByTestId("process-state").textContent()) === "killed");
+    assert.equal((await json<{ state: string }>(n1.address, "GET", `/v1/processes/${pid}`)).state, "killed");
+  });
+
+  it(`keeps a synthetic list of ${SYNTHETIC_ROWS} processes usable (rows made by the test, not running guests; paged by the node's own pageProcesses)`, async () => {
+    const rows: ProcessRow[] = Array.from({ length: SYNTHETIC_ROWS }, (_, i) => ({
+      pid: `s1-${i + 1}`,
+      node: `n${(i % 2) + 1}`,
+      home: "s1",
+      state: i % 10 === 0 ? "exited" : "running",
+      module_name: "synthetic.wasm",
+      args: [String(i)],
+      started_unix_ms: Date.now() - i * 1000,
+      moves: i % 3,
+      memory_bytes: (i % 64) * 65536,
+    }));
+    let asked = 0;
+    const list = await context.newPage();
+    try {
+      await list.route(/\/dashboard\/api\/processes\?/, async (route) => {
+        const url = new URL(route.request().url());
+        if (url.searchParams.has("pids")) return route.continue();
+        asked += 1;
+        const query = parse(ProcessQuerySchema, Object.fromEntries(url.searchParams), "query");
+        await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(pageProcesses(rows, query)) });
+      });
+      await list.goto(`https://${n1.address}/`);
+      await list.getByTestId("process-count").filter({ hasText: "10 000 of 10 000" }).waitFor();
+      const box = list.getByTestId("process-rows");
+      const rendered = await list.locator("[data-testid=process-row], [data-testid=process-row-pending]").count();
+      // Only what is in view is in the page: a screenful, not 10,000 rows.
+      assert.ok(rendered > 5 && rendered < 40, `rows in the page: ${rendered}`);
+      const started = performance.now();
+      await box.evaluate((el) => (el.scrollTop = el.scrollHeight));
+      await list.locator(`[data-testid=process-row][data-pid="s1-${SYNTHETIC_ROWS}"]`).waitFor();
+      console.log(`# scrolled to row ${SYNTHETIC_ROWS} of ${SYNTHETIC_ROWS} and saw it in ${(performance.now() - started).toFixed(0)} ms (${asked} pages asked so far)`);
+      assert.ok((await list.locator("[data-testid=process-row]").count()) < 40);
+      await shot(list, "dashboard-10000");
+      await list.getByLabel("Filter processes").fill("s1-9999");
+      await list.getByTestId("process-count").filter({ hasText: /^1 of 10 000$/ }).waitFor();
+      await list.locator(`[data-testid=process-row][data-pid="s1-9999"]`).waitFor();
+      await list.getByLabel("State").selectOption("exited");
+      await list.getByTestId("process-count").filter({ hasText: /^0 of 10 000$/ }).waitFor();
+      await list.getByLabel("Filter processes").fill("");
+      await list.getByTestId("process-count").filter({ hasText: /^1 000 of 10 000$/ }).waitFor();
+    } finally {
+      await list.close();
+    }
+  });
+});
