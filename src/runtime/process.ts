@@ -562,6 +562,9 @@ export class GuestProcess {
 
   #onMessage(msg: FromWorker): void {
     if (msg.type === "output") {
+      // Posted just before a terminate() and delivered as the worker exits (Node drains its port then): the
+      // process has ended for everyone already (its home may have closed its log), so this is dropped.
+      if (this.#phase === "ended") return;
       const target = msg.stream === 1 ? this.#io.stdout : this.#io.stderr;
       if (target.kind === "callback") target.write(msg.bytes);
       return;
