@@ -24,6 +24,9 @@ import { frontBench } from "./front.js";
 import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
 import { balanceBench } from "./balance.js";
+import { directoryBench } from "./directory.js";
+import { smallBench } from "./small.js";
+import { throughputBench } from "./throughput.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -228,6 +231,8 @@ if (only === undefined || only === "runtime") {
 }
 if (only === "startup") await startup();
 if (only === undefined || only === "trackers") await trackerBench(quick);
+if (only === undefined || only === "migration" || only === "small") await smallBench(quick);
+if (only === undefined || only === "migration" || only === "throughput") await throughputBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
@@ -236,6 +241,7 @@ if (only === undefined || only === "tls") await tlsBench(quick);
 if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
 if (only === undefined || only === "balance") await balanceBench();
+if (only === undefined || only === "directory") await directoryBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
 process.exit(0);

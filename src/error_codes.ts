@@ -72,6 +72,13 @@ export const ERROR_CODES = {
   ERR_NO_PLACE: { status: 503, meaning: "No node known meets the process's requirements, with the memory free and not drained." },
   ERR_STATE_FILE: { status: 500, meaning: "A node's state file (DATA/state/node.json) is damaged or unreadable; the message says where and what to do." },
 
+  // The cluster directory (docs/directory.md).
+  ERR_DIRECTORY_URL: { status: 400, meaning: "A --directory URL is not etcd://HOST:PORT,... nor https://HOST:PORT (or http:// with --insecure)." },
+  ERR_DIRECTORY_UNAVAILABLE: { status: 503, meaning: "The cluster directory did not answer (etcd or ferry up's embedded directory); the caller retries." },
+  ERR_DIRECTORY_CONFLICT: { status: 409, meaning: "A process record of that pid already exists in the directory; records are never overwritten." },
+  ERR_DIRECTORY_FILE: { status: 500, meaning: "The embedded directory's file is damaged or unreadable; the message says where." },
+  ERR_LEASE_EXPIRED: { status: 404, meaning: "A membership lease is unknown or expired: the node has been declared dead and must take a new lease." },
+
   // Images and restores.
   ERR_IMAGE_MAGIC: { status: 400, meaning: "Not a Ferry image (bad magic)." },
   ERR_IMAGE_VERSION: { status: 400, meaning: "An image of a format version this build does not read." },

@@ -64,7 +64,7 @@ describe("ferry up", () => {
     const [port] = (await freePorts(1)) as [number];
     const env = { ...process.env, FERRY_HOME: home };
     const cluster = `127.0.0.1:${port}`;
-    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "3", "--port", String(port)], { stdio: ["ignore", "pipe", "pipe"], env });
+    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "3", "--port", String(port), "--dead-after", "1000"], { stdio: ["ignore", "pipe", "pipe"], env });
     let out = "";
     let err = "";
     up.stdout?.on("data", (c: Buffer) => (out += c.toString()));
@@ -72,12 +72,15 @@ describe("ferry up", () => {
     const up_exited = new Promise<void>((r) => up.once("exit", () => r()));
     try {
       await until("ferry up to be up", () => (out.includes("cluster of 3 up") ? true : up.exitCode !== null ? Promise.reject(new Error(`ferry up ended: ${out}${err}`)) : undefined), 60_000);
-      const list = async (): Promise<{ name: string | null; up: boolean; os_pid: number | null }[]> => {
+      const list = async (): Promise<{ name: string | null; up: boolean; state: string | null; os_pid: number | null }[]> => {
         const r = await ferry(["nodes", "--json", "--cluster", cluster], { env: { FERRY_HOME: home } });
         assert.equal(r.status, 0, r.stderr.toString());
-        return JSON.parse(r.stdout.toString()) as { name: string | null; up: boolean; os_pid: number | null }[];
+        return JSON.parse(r.stdout.toString()) as { name: string | null; up: boolean; state: string | null; os_pid: number | null }[];
       };
-      const nodes = await list();
+      const nodes = await until("ferry nodes to show all three alive in the directory", async () => {
+        const l = await list();
+        return l.every((n) => n.state === "alive") ? l : undefined;
+      });
       assert.deepEqual(nodes.map((n) => n.name), ["n1", "n2", "n3"]);
       const pids = new Map(nodes.map((n) => [n.name, n.os_pid as number]));
       for (const [name, pid] of pids) {
@@ -87,8 +90,13 @@ describe("ferry up", () => {
 
       process.kill(pids.get("n2") as number, "SIGKILL");
       await until("ferry up to say n2 ended", () => (/node n2 \(os pid \d+\) exited unexpectedly \(signal SIGKILL\)/.test(err) ? true : undefined));
-      const after_kill = await list();
-      assert.deepEqual(after_kill.map((n) => [n.name, n.up]), [["n1", true], [null, false], ["n3", true]]);
+      // The embedded directory, in ferry up itself, outlives the node: n2 is declared dead once its lease runs out.
+      const after_kill = await until("n2 declared dead", async () => {
+        const l = await list();
+        return l.find((n) => n.name === "n2")?.state === "dead" ? l : undefined;
+      });
+      assert.deepEqual(after_kill.map((n) => [n.name, n.up, n.state]), [["n1", true, "alive"], ["n2", false, "dead"], ["n3", true, "alive"]]);
+      assert.match(err, /directory: node n2 is dead \(node n2 did not renew its lease/);
       // The others still serve: a program runs on n3 and ends well, asked through n1.
       const ran = await ferry(["run", "--cluster", cluster, "--node", "n3", "--attach", path.join(EXAMPLES, "c", "compute.wasm"), "2"], { env: { FERRY_HOME: home } });
       assert.equal(ran.status, 0, ran.stderr.toString());

@@ -4,10 +4,11 @@
  * would on a machine of its own. The supervisor starts them, relays what
  * they print, says when one ends unexpectedly, and stops them all.
  *
- * It is where the local cluster's shared services will live (issue 11: the
- * embedded directory, failure detection, failover): they need to outlive any
- * one node, and this process does. Hence the events and the node list below,
- * which such a service subscribes to, rather than logic inside the loop.
+ * It is where the local cluster's shared services live: they need to outlive
+ * any one node, and this process does. The embedded cluster directory, with
+ * the leases that detect a node's death, is served from here (`ferry up` in
+ * node_cmd.ts); the events and the node list below are for such services to
+ * subscribe to, rather than logic inside the loop.
  *
  * Children are started in process groups of their own: a Ctrl-C at the
  * terminal reaches the supervisor only, which then stops each node in order.

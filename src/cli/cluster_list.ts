@@ -20,8 +20,9 @@ Options:
 /** Help of `ferry nodes`. */
 export const NODES_HELP = `Usage: ferry nodes [OPTIONS]
 
-Lists the cluster's nodes: NAME, ADDRESS, whether it is UP, how many
-PROCESSES it runs, the page TRACKER its pre-copy migrations use
+Lists the cluster's nodes: NAME, ADDRESS, whether it is UP (answers this
+node), its STATE in the cluster directory (alive while it holds its lease,
+dead once the lease ran out; - without a directory), how many PROCESSES it runs, the page TRACKER its pre-copy migrations use
 (userfaultfd or portable), and whether it can take POST-COPY and hybrid
 migrations (userfaultfd; ferry node start prints why not). Then its load
 as the node asked knows it: CPUS (--cpus), LOAD (cores its processes want),
@@ -111,12 +112,13 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
     text(n["name"]),
     text(n["address"]),
     n["up"] === true ? "yes" : "no",
+    text(n["state"]),
     text(n["processes"]),
     text(n["page_tracker"]),
     n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-",
     ...loadCells(n["load"]),
   ]);
-  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "PROCESSES", "TRACKER", "POST-COPY", "CPUS", "LOAD", "CPU", "AGE", "LABELS"], rows));
+  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "STATE", "PROCESSES", "TRACKER", "POST-COPY", "CPUS", "LOAD", "CPU", "AGE", "LABELS"], rows));
   return 0;
 }
 

@@ -2,7 +2,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { FerryNode, checkNodeName, parseAddress, type NodeLimits, type NodePolicy } from "../node/mod.js";
+import { FerryNode, checkNodeName, openDirectory, parseAddress, serveDirectory, type NodeLimits, type NodePolicy } from "../node/mod.js";
+import { LEASE_TTL_MS_DEFAULT, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, openEmbeddedDirectory, type Directory } from "../directory/mod.js";
 import type { TrackerChoice } from "../memory/mod.js";
 import { optionInt, optionSize, optionValue, parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js";
 import { ferryHome } from "../home.js";
@@ -30,6 +31,13 @@ function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial
   return out;
 }
 
+/** Help of the directory options `node start` and `up` share. */
+const DIRECTORY_HELP = `  --dead-after MS        This node's membership lease: if it stops renewing it
+                         (every third of MS), the cluster declares it dead
+                         within MS ms, and never sooner (default ${LEASE_TTL_MS_DEFAULT}; at
+                         least ${LEASE_TTL_MS_MIN}; etcd rounds it up to whole seconds).
+`;
+
 /** Help of the options `node start` and `up` share: what a node allows and how much it takes on. */
 const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directories under DIR
                          (symlinks resolved); repeatable. Without any, no
@@ -50,6 +58,9 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --stall-timeout MS     Abort a migration from this node that makes no
                          progress for MS ms, leaving the process here
                          (default 30000).
+  --warm-workers N       Process workers kept started and idle, so that a
+                         migration's standby or a new process need not wait
+                         for one (default 1, at most 8; 0: none).
   --cpus N               Guests computing at once (default: this machine's
                          cores); the others wait, taking turns fairly.
   --label K=V            A label of the node; ferry run --require K=V runs
@@ -80,7 +91,13 @@ Options:
                          userfaultfd, or portable.
   --balance on|off       Run the balancer (move processes on their own, place
                          ferry run without --node) (default off).
-
+  --directory URL        Join the cluster directory (docs/directory.md):
+                         etcd://HOST:PORT,... (a path names the key prefix,
+                         default /ferry/), or the https://HOST:PORT ferry up
+                         serves. Members' addresses become peers; when a node
+                         is declared dead, what ran there without a checkpoint
+                         is marked lost. Without it, as before: no membership.
+${DIRECTORY_HELP}
 Cluster identity (every connection is mutual TLS with the cluster's CA; give one):
   --init                 Start a new cluster: make its CA (DATA/ca) and this
                          node's certificate (DATA/tls). Then let others in with
@@ -123,7 +140,11 @@ Options:
   --balance on|off       The nodes' balancer (default on): processes move on
                          their own to share load, talk locally, leave drained
                          nodes; ferry run without --node is placed.
-${LIMIT_HELP}  -h, --help             Show this help.
+  --directory URL        The cluster directory the nodes join: by default an
+                         embedded one this process keeps in DATA/directory.json
+                         and serves to its nodes (mutual TLS); etcd://HOST:PORT,...
+                         to use etcd instead.
+${DIRECTORY_HELP}${LIMIT_HELP}  -h, --help             Show this help.
 `;
 
 /** The options of LIMIT_HELP. */
@@ -136,6 +157,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "max-module-size", value: true },
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
+  { name: "warm-workers", value: true },
   { name: "log-level", value: true },
   { name: "cpus", value: true },
   { name: "label", value: true, multiple: true },
@@ -170,6 +192,13 @@ function balanceOption(parsed: Parsed, otherwise: boolean): boolean {
   return value === "on";
 }
 
+/** The --dead-after lease, checked (undefined: the default). */
+function deadAfterOption(parsed: Parsed): number | undefined {
+  const ms = optionInt(parsed, "dead-after");
+  if (ms !== undefined && (ms < LEASE_TTL_MS_MIN || ms > LEASE_TTL_MS_MAX)) throw new UsageError(`--dead-after wants ${LEASE_TTL_MS_MIN} to ${LEASE_TTL_MS_MAX} ms`);
+  return ms;
+}
+
 /** A node's limits from the command line (each not given: the node's default). */
 function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   const limits: Partial<NodeLimits> = {};
@@ -185,6 +214,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (idle !== undefined) limits.standby_idle_ms = idle;
   const stall = optionInt(parsed, "stall-timeout");
   if (stall !== undefined) limits.migration_stall_ms = stall;
+  const warm = optionInt(parsed, "warm-workers");
+  if (warm !== undefined) limits.warm_workers = warm;
   return limits;
 }
 
@@ -246,6 +277,8 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "ca-key", value: true },
       { name: "insecure", value: false },
       { name: "balance", value: true },
+      { name: "directory", value: true },
+      { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
@@ -278,6 +311,9 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       ...pick(parsed, { ca: "ca", cert: "cert", key: "key", ca_key: "ca-key", join: "join" }),
     });
   }
+  const dead_after_ms = deadAfterOption(parsed);
+  const directory_url = optionValue(parsed, "directory");
+  const directory: Directory | null = directory_url === undefined ? null : await openDirectory(directory_url, tls?.tls ?? null);
   const node = await FerryNode.start({
     name,
     host: listen.host,
@@ -290,7 +326,10 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     policy: policyOption(parsed),
     limits: limitsOption(parsed),
     load,
+    directory,
+    ...(dead_after_ms !== undefined ? { dead_after_ms } : {}),
   });
+  if (node.cluster !== null) process.stdout.write(`node ${node.name}: joined the directory at ${directory_url}, lease ${node.cluster.membership.lease?.ttl_ms} ms\n`);
   // A node that just joined is known to no one: it tells the members it learned of.
   if (tls?.joined === true) await node.announce();
   const pc = node.info().post_copy;
@@ -319,6 +358,8 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "data", value: true },
       { name: "tracker", value: true },
       { name: "balance", value: true },
+      { name: "directory", value: true },
+      { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
@@ -342,7 +383,8 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
-  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  deadAfterOption(parsed);
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),
@@ -350,7 +392,30 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   );
   // A signal during start-up stops what has started.
   const stopped = untilSignal();
+  let embedded: { close(): Promise<void> } | null = null;
   try {
+    const given_directory = optionValue(parsed, "directory");
+    if (given_directory !== undefined) {
+      if (!given_directory.startsWith("etcd://")) throw new UsageError("ferry up --directory takes etcd://HOST:PORT,...; without it, ferry up serves an embedded directory");
+      shared.push("--directory", given_directory);
+    } else {
+      // The embedded directory lives here, in the supervisor, so no node's death takes it along.
+      const directory = openEmbeddedDirectory(path.join(data, "directory.json"));
+      const server = await serveDirectory(directory, { host: "127.0.0.1", port: 0, tls: await localNode(authority, "directory", "127.0.0.1") });
+      embedded = {
+        async close() {
+          await server.close();
+          await directory.close();
+        },
+      };
+      await directory.watch((change) => {
+        if (change.kind !== "member") return;
+        const m = change.member;
+        process.stderr.write(`ferry up: directory: node ${m.name} is ${m.state}${change.reason !== null ? ` (${change.reason})` : ""}\n`);
+      });
+      process.stdout.write(`directory: embedded, ${path.join(data, "directory.json")}, served on ${server.url}\n`);
+      shared.push("--directory", server.url);
+    }
     await Promise.race([
       (async () => {
         for (const [i, address] of addresses.entries()) {
@@ -368,6 +433,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
     await stopped;
   } finally {
     await supervisor.stop();
+    await embedded?.close();
     if (given === undefined) fs.rmSync(data, { recursive: true, force: true });
   }
   return 0;

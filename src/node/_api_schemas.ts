@@ -48,6 +48,8 @@ export const MigrateRequestSchema = v.object({
   max_downtime_ms: v.optional(v.pipe(v.number(), v.gtValue(0, "must be more than 0"), v.maxValue(MAX_DOWNTIME_MS_MAX, `must be at most ${MAX_DOWNTIME_MS_MAX}`))),
   recover_ms: v.optional(integer(1, RECOVER_MS_MAX)),
   push_bytes_per_s: v.optional(v.pipe(v.number(), v.gtValue(0, "must be more than 0"), v.maxValue(PUSH_BYTES_PER_S_MAX, `must be at most ${PUSH_BYTES_PER_S_MAX}`))),
+  /** Pre-copy: throttle the process when rounds stop shrinking (default true). */
+  auto_converge: v.optional(v.boolean()),
 });
 
 /** A migration request as checked. */

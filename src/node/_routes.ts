@@ -20,6 +20,7 @@ import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
 import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_load_routes.js";
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
+import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -95,16 +96,26 @@ function requestUrl(req: http.IncomingMessage): URL {
 
 async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
+  // With a directory, each node's state is its verdict (alive: it holds its lease); without one, null.
+  const members = node.cluster?.membership.members() ?? [];
   // Load as this node's view has it (load.ts): measured here, gossiped for the others, with its age.
   const loads = node.load.rows();
-  const peers = (await node.peerInfos()).map((p) =>
-    p.up
-      ? { name: p.name, address: p.address, up: true, processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null, load: loads.get(p.name) ?? null }
-      : { name: null, address: p.address, up: false, processes: null, page_tracker: null, post_copy: null, os_pid: null, load: null },
-  );
+  const stateOf = (name: string | null, address: string): "alive" | "dead" | null =>
+    node.cluster === null ? null : (members.find((m) => (name !== null ? m.name === name : m.address === address))?.state ?? null);
+  const peers = (await node.peerInfos()).map((p) => {
+    if (p.up) return { name: p.name, address: p.address, up: true, state: stateOf(p.name, p.address), processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null, load: loads.get(p.name) ?? null };
+    const name = members.find((m) => m.address === p.address)?.name ?? null;
+    return { name, address: p.address, up: false, state: stateOf(name, p.address), processes: null, page_tracker: null, post_copy: null, os_pid: null };
+  });
+  const listed = new Set([self.name, ...peers.map((p) => p.name)]);
+  // Members the directory knows that are not among the peers (none answered for them): listed with their state.
+  const others = members
+    .filter((m) => !listed.has(m.name))
+    .map((m) => ({ name: m.name, address: m.address, up: false, state: m.state, processes: null, page_tracker: null, post_copy: null, os_pid: null, load: null }));
   sendJson(res, 200, [
-    { name: self.name, address: self.address, up: true, processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid, load: loads.get(self.name) ?? null },
+    { name: self.name, address: self.address, up: true, state: node.cluster === null ? null : "alive", processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid, load: loads.get(self.name) ?? null },
     ...peers,
+    ...others,
   ]);
 }
 
@@ -149,8 +160,12 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
     return;
   }
   checkStartHere(node, body.requires);
+  // A node that has not joined its directory yet starts nothing: its new processes must not be taken for its old ones.
+  await node.joined;
   const { request, preopens } = admitRun(node, body);
   const record = await node.table.start(request, preopens);
+  // Answered once the directory has its record: a node that dies right after leaves its process known to the cluster.
+  await node.cluster?.written(record.pid);
   sendJson(res, 201, { pid: record.pid, node: record.node, listen: record.net?.addresses ?? [] });
 }
 
@@ -169,7 +184,8 @@ async function listProcesses(node: FerryNode, url: URL, res: http.ServerResponse
       }
     }),
   );
-  sendJson(res, 200, [...local, ...remote.flat()]);
+  const listed = [...local, ...remote.flat()];
+  sendJson(res, 200, [...listed, ...(await fromDirectory(node, listed))]);
 }
 
 /** Per-pair link traffic across the cluster (`?local=1`: this node's processes only). */
@@ -238,6 +254,10 @@ async function processRoute(
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
+    // Its home is dead: what the directory records answers a look and a wait (the rest needs the home).
+    if (node.cluster !== null && node.cluster.isDead(home) && method === "GET" && (sub === undefined || sub === "wait")) {
+      return await answerFromDirectory(node, pid, sub, res);
+    }
     // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
     forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     return;

@@ -14,6 +14,9 @@ export type NodeEventBody =
   | { type: "node.stopping" }
   | { type: "node.up"; peer: string; address: string }
   | { type: "node.down"; peer: string | null; address: string; reason: string }
+  /** The directory's verdicts (docs/directory.md): a member took a lease, or its lease ended. */
+  | { type: "node.alive"; peer: string; address: string }
+  | { type: "node.dead"; peer: string; address: string; reason: string }
   | { type: "process.started"; pid: string; module_name: string; home: string }
   | { type: "process.ended"; pid: string; home: string; status: unknown }
   | { type: "migration.started"; pid: string; to: string; strategy: string }

@@ -8,3 +8,5 @@ export { redeemToken, type JoinAnswer } from "./_join.js";
 export { connectData } from "./_migrate.js";
 export { defaultLimits, halfTheMachine, type NodeLimits } from "./limits.js";
 export { PRIVILEGED_PORTS_BELOW, type NodePolicy } from "./policy.js";
+export { openDirectory, serveDirectory, directoryTransport, type DirectoryServer } from "./directory_http.js";
+export { NodeDirectory, describeRecord, statusOfRecord, type NodeDeadEvent, type NodeDeadListener } from "./cluster_directory.js";

@@ -35,6 +35,9 @@ import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
 import { LoadModule, type LoadOptions } from "./load.js";
 import { loadRound } from "./_balancer.js";
+import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
+import { NodeDirectory } from "./cluster_directory.js";
+import { keepWarm } from "../runtime/mod.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -65,6 +68,10 @@ export interface NodeOptions {
   limits?: Partial<NodeLimits>;
   /** Its cores, labels and balancer (`load.ts`); default: the machine's cores, no labels, balancer off. */
   load?: LoadOptions;
+  /** The cluster directory to join (docs/directory.md); none: this node's home records are the only record, as before. */
+  directory?: Directory | null;
+  /** Its membership lease: declared dead at most this long after it stops renewing (default LEASE_TTL_MS_DEFAULT). */
+  dead_after_ms?: number;
 }
 
 /** What `GET /v1/node` answers. */
@@ -138,6 +145,11 @@ export class FerryNode {
   readonly load: LoadModule;
   /** Its log: the OS process's logger with this node's name on every line. */
   readonly log: Logger;
+  /** Its part in the cluster directory, once joined (null without one). Failover subscribes to `cluster.onNodeDead`. */
+  cluster: NodeDirectory | null = null;
+  /** Resolves once the node has joined its directory (at once without one): processes start only after. */
+  readonly joined: Promise<void>;
+  #joined!: () => void;
   /** Whether each peer (by address) answered when last asked; events say when that changes. */
   readonly #peer_up = new Map<string, boolean>();
   #peers: string[];
@@ -181,14 +193,19 @@ export class FerryNode {
       limits: () => this.limits,
       eventSubscribers: () => this.events.subscribers,
     });
+    this.joined = new Promise((resolve) => {
+      this.#joined = resolve;
+    });
     this.table.observer = {
       started: (record) => {
+        this.cluster?.started(record.pid);
         this.log.info({ pid: record.pid, module: record.module_name }, `started ${record.pid}`);
         this.events.publish({ type: "process.started", pid: record.pid, module_name: record.module_name, home: record.home });
       },
       ended: (record, status) => {
         this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
         this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
+        this.cluster?.ended(record.pid, record.moves, status);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
     };
@@ -230,10 +247,24 @@ export class FerryNode {
     node.#address = `${options.host}:${bound.port}`;
     // The obvious way to configure a cluster lists every node in each one's --peers, this one too.
     node.#peers = node.#peers.filter((a) => a !== node.#address);
+    if (options.directory !== undefined && options.directory !== null) {
+      const cluster = new NodeDirectory(node, options.directory, options.dead_after_ms ?? LEASE_TTL_MS_DEFAULT);
+      try {
+        await cluster.start();
+      } catch (err: unknown) {
+        await cluster.stop().catch((e: unknown) => node.log.debug({ err: errorField(e) }, "leaving a directory not joined failed (as expected when it is unreachable)"));
+        await node.stop();
+        throw err instanceof FerryError ? err : new FerryError("ERR_DIRECTORY_UNAVAILABLE", `could not join the directory: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      node.cluster = cluster;
+    }
+    node.#joined();
     // What ran here before a restart is settled now that peers can reach this node (and it them).
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
+    keepWarm(node.limits.warm_workers);
     node.events.publish({ type: "node.started", address: node.#address });
     node.load.start(() => loadRound(node));
     return node;
@@ -358,7 +389,11 @@ export class FerryNode {
     this.events.publish({ type: "node.stopping" });
     this.log.info("stopping");
     this.load.stop();
+    this.cluster?.pause();
     await this.table.stop();
+    // Left once its processes are stopped: the others then see it dead, and what it ran lost.
+    await this.cluster?.stop();
+    keepWarm(0);
     this.links.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {

@@ -24,8 +24,20 @@ export const SLOT_OUT_PENDING = 5;
 export const SLOT_MIGRATE = 6;
 /** Set by the controller while it holds messages that did not fit the ring: the guest says when it read one. */
 export const SLOT_INBOX_BACKLOG = 7;
+/**
+ * Auto-converge (issue 15): the share of its time, in percent (0 to
+ * THROTTLE_PCT_MAX), the guest is held at its safe points, so that a
+ * migration's rounds can catch up with what it writes.
+ */
+export const SLOT_THROTTLE = 8;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 8;
+export const CONTROL_SLOTS = 9;
+
+/** The most a guest is throttled: it always keeps some of its time. */
+export const THROTTLE_PCT_MAX = 95;
+
+/** Running time between two holds of a throttled guest: short enough to spread the holds, long next to a poll. */
+export const THROTTLE_SLICE_MS = 5;
 
 /** States of {@link SLOT_MIGRATE}. */
 export const MigrateSlot = { idle: 0, requested: 1, done: 2 } as const;

@@ -54,6 +54,12 @@ export interface WorkerInit {
   start: { kind: "fresh"; config: WasiConfig } | { kind: "standby" };
 }
 
+/**
+ * A worker's workerData: its init, or `warm` for one started ahead of need
+ * (`_warm.ts`), whose init then comes as its first message.
+ */
+export type WorkerBoot = { kind: "init"; init: WorkerInit } | { kind: "warm" };
+
 /** Controller → worker. */
 export type ToWorker =
   | { type: "run" }

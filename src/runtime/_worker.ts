@@ -9,8 +9,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
-import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
-import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { Request, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
+import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
@@ -26,13 +26,16 @@ const FERRY_MODULE = POLL_IMPORT.module;
 /** How long an output write waits for a full non-blocking pipe to drain. */
 const OUTPUT_RETRY_MS = 1;
 
+if (parentPort === null) throw new Error("process worker started outside a worker thread");
 const port = parentPort;
-if (port === null) throw new Error("process worker started outside a worker thread");
-const init = workerData as WorkerInit;
-const control = new Int32Array(init.control);
+const boot = workerData as WorkerBoot;
+// Set once, before anything below runs a guest: from workerData, or for a warm worker from its first message (`_warm.ts`).
+let init!: WorkerInit;
+let control!: Int32Array;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-const usage = new UsageCounter(init.usage);
+// Set with init (start()): the guest's CPU counters and pause flag (`_usage.ts`).
+let usage!: UsageCounter;
 /** Longest single wait of a held guest before it looks again. */
 const HOLD_WAIT_MS = 20;
 
@@ -99,6 +102,31 @@ interface AsyncifyExports {
   asyncify_start_rewind(ptr: number): void;
   asyncify_stop_rewind(): void;
   asyncify_get_state(): number;
+}
+
+/**
+ * Auto-converge at the guest's polls (safe points): after each slice of
+ * running, hold it for as long as its throttle share asks. A hold waits on
+ * the wake counter, so a request (a suspend) ends it at once.
+ */
+class Throttle {
+  #since_ms: number;
+
+  constructor(now_ms: number) {
+    this.#since_ms = now_ms;
+  }
+
+  hold(now_ms: number): void {
+    const pct = Math.min(THROTTLE_PCT_MAX, Atomics.load(control, SLOT_THROTTLE));
+    if (pct <= 0) {
+      this.#since_ms = now_ms;
+      return;
+    }
+    const ran_ms = now_ms - this.#since_ms;
+    if (ran_ms < THROTTLE_SLICE_MS) return;
+    if (Atomics.load(control, SLOT_REQUEST) === Request.none) Atomics.wait(control, SLOT_WAKE, Atomics.load(control, SLOT_WAKE), (ran_ms * pct) / (100 - pct));
+    this.#since_ms = performance.now();
+  }
 }
 
 class Guest {
@@ -229,10 +257,12 @@ class Guest {
       ferry[name] = (FERRY_BLOCKING as readonly string[]).includes(name) ? this.#wrap(call) : call;
     }
     const budget = new PollBudget(performance.now());
+    const throttle = new Throttle(performance.now());
     const poll = this.#wrap((() => {
       let now_ms = performance.now();
       usage.tick(now_ms);
-      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(now_ms);
+      throttle.hold(now_ms);
+      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();
@@ -382,30 +412,38 @@ function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): vo
   }
 }
 
-let guest: Guest;
-try {
-  guest = new Guest();
-  guest.instantiate();
-} catch (err: unknown) {
-  const code = (err as { code?: unknown }).code;
-  post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
-  process.exit(1);
+function start(given: WorkerInit): void {
+  init = given;
+  control = new Int32Array(init.control);
+  usage = new UsageCounter(init.usage);
+  let guest: Guest;
+  try {
+    guest = new Guest();
+    guest.instantiate();
+  } catch (err: unknown) {
+    const code = (err as { code?: unknown }).code;
+    post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  }
+  post({ type: "ready", memory: guest.memory });
+  port.on("message", (msg: ToWorker) => {
+    if (msg.type === "run") guest.run();
+    else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
+    else if (msg.type === "activate") {
+      try {
+        guest.activate(msg.wasi, msg.preopens);
+        post({ type: "activated" });
+      } catch (err: unknown) {
+        const code = (err as { code?: unknown }).code;
+        post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
+      }
+    } else if (msg.type === "touch") {
+      // Writing every page makes the kernel back it now (a standby, before anything is in it).
+      new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
+      post({ type: "touched" });
+    } else guest.resumeInPlace();
+  });
 }
-post({ type: "ready", memory: guest.memory });
-port.on("message", (msg: ToWorker) => {
-  if (msg.type === "run") guest.run();
-  else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
-  else if (msg.type === "activate") {
-    try {
-      guest.activate(msg.wasi, msg.preopens);
-      post({ type: "activated" });
-    } catch (err: unknown) {
-      const code = (err as { code?: unknown }).code;
-      post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
-    }
-  } else if (msg.type === "touch") {
-    // Writing every page makes the kernel back it now (a standby, before anything is in it).
-    new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
-    post({ type: "touched" });
-  } else guest.resumeInPlace();
-});
+
+if (boot.kind === "init") start(boot.init);
+else port.once("message", (given: WorkerInit) => start(given));

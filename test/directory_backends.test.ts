@@ -1,0 +1,103 @@
+/**
+ * The directory conformance suite against the backends that need a server:
+ * the embedded directory as `ferry up` serves it to its nodes, and a real
+ * etcd (skipped, saying why, where /usr/bin/etcd is missing). Then the
+ * served directory's guard: only the cluster's nodes, each acting on its
+ * own lease only.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { MemoryDirectory, openEtcdDirectory, RemoteDirectory } from "../src/directory/mod.js";
+import { directoryConformance } from "../src/directory/_conformance.js";
+import { directoryTransport, Dialer, openDirectory, serveDirectory } from "../src/node/mod.js";
+import { FerryError } from "../src/errors.js";
+import { ClusterTls, issue, type Role } from "../src/trust/mod.js";
+import { testAuthority } from "./_cluster.js";
+import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
+
+let etcd: TestEtcd | null = null;
+let prefixes = 0;
+const missing = etcdMissing();
+
+before(async () => {
+  if (missing === false) etcd = await startEtcd();
+});
+after(async () => {
+  await etcd?.stop();
+});
+
+directoryConformance("etcd", {
+  // etcd's leases are whole seconds.
+  ttl_ms: 1000,
+  skip: missing,
+  open: async () => {
+    if (etcd === null) throw new Error("etcd did not start");
+    prefixes += 1;
+    const directory = await openEtcdDirectory({ endpoints: [etcd.endpoint], prefix: `/conformance${prefixes}/` });
+    return { directory, close: () => directory.close() };
+  },
+});
+
+// The protocol, without TLS: with it a node may take a lease only in its own name, which the suite's many names are not.
+directoryConformance("served (HTTP)", {
+  ttl_ms: 300,
+  open: async () => {
+    const served = new MemoryDirectory({ kind: "embedded" });
+    const server = await serveDirectory(served, { host: "127.0.0.1", port: 0, tls: null });
+    const directory = await openDirectory(server.url, null);
+    return {
+      directory,
+      async close() {
+        await directory.close();
+        await server.close();
+        await served.close();
+      },
+    };
+  },
+});
+
+/** A credential of the test CA for `role` `name`. */
+async function credential(role: Role, name: string): Promise<ClusterTls> {
+  const ca = await testAuthority();
+  const issued = await issue(ca, { role, name, hosts: ["127.0.0.1"] });
+  return new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
+}
+
+function code(c: string): (e: unknown) => boolean {
+  return (e: unknown) => e instanceof FerryError && e.code === c;
+}
+
+describe("served directory over mutual TLS", () => {
+  it("serves the cluster's nodes only, and lets each take, renew and end only its own lease", async () => {
+    const served = new MemoryDirectory({ kind: "embedded" });
+    const server = await serveDirectory(served, { host: "127.0.0.1", port: 0, tls: await credential("node", "directory") });
+    const a = await openDirectory(server.url, await credential("node", "a"));
+    const b = await openDirectory(server.url, await credential("node", "b"));
+    const client = new RemoteDirectory(directoryTransport(new Dialer(await credential("client", "someone")), server.address), server.url);
+    try {
+      const lease = await a.grantLease({ name: "a", address: "127.0.0.1:1" }, 60_000);
+      await a.keepAlive(lease.id);
+      await assert.rejects(b.grantLease({ name: "a", address: "127.0.0.1:2" }, 60_000), code("ERR_FORBIDDEN"));
+      await assert.rejects(b.keepAlive(lease.id), code("ERR_FORBIDDEN"));
+      await assert.rejects(b.revokeLease(lease.id), code("ERR_FORBIDDEN"));
+      await assert.rejects(client.members(), code("ERR_UNAUTHENTICATED"));
+      await assert.rejects(client.createProcess({ pid: "a-1", home: "a" }), code("ERR_UNAUTHENTICATED"));
+      assert.deepEqual((await b.members()).map((m) => [m.name, m.state]), [["a", "alive"]]);
+      // A bad body is refused by its schema, naming the field.
+      await assert.rejects(a.createProcess({ pid: "not a pid", home: "a" }), code("ERR_BAD_REQUEST"));
+      await a.revokeLease(lease.id);
+      assert.deepEqual((await b.members()).map((m) => [m.name, m.state]), [["a", "dead"]]);
+    } finally {
+      await Promise.all([a.close(), b.close(), client.close()]);
+      await server.close();
+      await served.close();
+    }
+  });
+
+  it("refuses --directory URLs it cannot use with ERR_DIRECTORY_URL", async () => {
+    const tls = await credential("node", "a");
+    for (const [url, with_tls] of [["ftp://127.0.0.1:1", tls], ["https://127.0.0.1:1", null], ["http://127.0.0.1:1", tls], ["etcd://nohostport", null], ["https://127.0.0.1:1,127.0.0.1:2", tls], ["127.0.0.1:2379", null]] as const) {
+      await assert.rejects(openDirectory(url, with_tls), code("ERR_DIRECTORY_URL"), url);
+    }
+  });
+});
