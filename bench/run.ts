@@ -23,6 +23,7 @@ import { tlsBench } from "./tls.js";
 import { frontBench } from "./front.js";
 import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
+import { balanceBench } from "./balance.js";
 import { directoryBench } from "./directory.js";
 import { smallBench } from "./small.js";
 import { throughputBench } from "./throughput.js";
@@ -239,6 +240,7 @@ if (only === undefined || only === "pages") await pagesBench(quick);
 if (only === undefined || only === "tls") await tlsBench(quick);
 if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
+if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();

@@ -9,6 +9,7 @@ import { RECOVER_MS_MAX, STRATEGIES } from "../migration/mod.js";
 import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Sha256 } from "../process_spec.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { base64, integer, queryUint, text } from "../validate.js";
+import { LabelsSchema } from "./_load_schemas.js";
 
 /** The module name a run request without one gets. */
 export const MODULE_NAME_DEFAULT = "program.wasm";
@@ -31,6 +32,10 @@ export const RunRequestSchema = v.object({
   node: v.optional(NodeName),
   /** Its memory cap; absent: the node's maximum. */
   memory_max_bytes: v.optional(MemoryCap),
+  /** Labels a node must have to run it (`--require k=v`): placed and moved only where they hold. */
+  requires: v.optional(LabelsSchema),
+  /** Never moved automatically (`--pin`). */
+  pinned: v.optional(v.boolean()),
 });
 
 /** A run request as checked. */

@@ -132,6 +132,8 @@ export class ProcessTable {
       dirs: r.dirs,
       listen: r.listen,
       memory_max_bytes: r.memory_max_bytes,
+      ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
+      ...(r.pinned === true ? { pinned: true } : {}),
     }));
     const running: SavedRunning[] = [
       ...[...this.#running.values()].map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) })),
@@ -188,6 +190,11 @@ export class ProcessTable {
   /** The process `pid` if it runs here. */
   running(pid: string): Running | undefined {
     return this.#running.get(pid);
+  }
+
+  /** The processes running here now. */
+  runningAll(): Running[] {
+    return [...this.#running.values()];
   }
 
   /** How many processes run here. */

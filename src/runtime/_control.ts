@@ -3,6 +3,8 @@
  * and its worker. Int32 slots so both sides can use Atomics.wait/notify.
  */
 
+import { USAGE_BYTES } from "./_usage.js";
+
 /** Index of the request slot: the controller writes a {@link Request}. */
 export const SLOT_REQUEST = 0;
 /**
@@ -69,6 +71,8 @@ export interface ControlBuffers {
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
   inbox: SharedArrayBuffer;
+  /** CPU use and the pause flag (`_usage.ts`). */
+  usage: SharedArrayBuffer;
 }
 
 /** Allocates the shared buffers for one process. */
@@ -77,6 +81,7 @@ export function allocateControl(): ControlBuffers {
     control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
     inbox: new SharedArrayBuffer(INBOX_RING_BYTES),
+    usage: new SharedArrayBuffer(USAGE_BYTES),
   };
 }
 

@@ -38,6 +38,8 @@ export interface WorkerInit {
   stdin: SharedArrayBuffer;
   /** The inbox ring of link messages (`_inbox.ts`). */
   inbox: SharedArrayBuffer;
+  /** CPU use and the pause flag (`_usage.ts`). */
+  usage: SharedArrayBuffer;
   /** The TCP connection slots (`_net_area.ts`); null when nothing relays connections (the process gets no sockets). */
   net: SharedArrayBuffer | null;
   /** The process's pid in a cluster; null for `ferry exec` (the `ferry` imports answer ENOSYS). */

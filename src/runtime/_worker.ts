@@ -18,6 +18,7 @@ import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { InboxRing } from "./_inbox.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
+import { UsageCounter } from "./_usage.js";
 
 /** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
 const FERRY_MODULE = POLL_IMPORT.module;
@@ -33,6 +34,35 @@ let init!: WorkerInit;
 let control!: Int32Array;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+// Set with init (start()): the guest's CPU counters and pause flag (`_usage.ts`).
+let usage!: UsageCounter;
+/** Longest single wait of a held guest before it looks again. */
+const HOLD_WAIT_MS = 20;
+
+/**
+ * Holds the guest while its controller asks (the node's scheduler), at a
+ * poll crossing. Returns early for a suspend or a halt request: those are
+ * acted on by the caller, so a held guest can still be moved or ended.
+ */
+function holdWhileAsked(now_ms: number): number {
+  if (!usage.pause_requested) return now_ms;
+  usage.stopped(now_ms);
+  let last_ms = now_ms;
+  for (;;) {
+    const seen = Atomics.load(control, SLOT_WAKE);
+    if (!usage.pause_requested || Atomics.load(control, SLOT_REQUEST) !== Request.none) break;
+    // Bounded, so a terminate() reaches a held worker even where an engine cannot interrupt a wait,
+    // and the held time is counted as it passes (the scheduler reads it every slice).
+    Atomics.wait(control, SLOT_WAKE, seen, HOLD_WAIT_MS);
+    const t = performance.now();
+    usage.paused(t - last_ms);
+    last_ms = t;
+  }
+  const after_ms = performance.now();
+  usage.paused(after_ms - last_ms);
+  usage.running(after_ms);
+  return after_ms;
+}
 
 function outputSink(wire: OutputWire, stream: 1 | 2): OutputSink {
   if (wire.kind === "port") {
@@ -161,25 +191,35 @@ class Guest {
   #blocker(): Blocker {
     return {
       wait: (options): WaitResult => {
-        for (;;) {
-          const seen = Atomics.load(control, SLOT_WAKE);
-          haltIfAsked();
-          if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
-            this.#suspending = true;
-            return "suspend";
-          }
-          if (options.stdin === true && this.stdin.readable()) return "ready";
-          if (options.until?.() === true) return "ready";
-          let timeout_ms = Infinity;
-          if (options.deadline_ns !== undefined) {
-            const left_ns = options.deadline_ns - this.host.monotonic_ns();
-            if (left_ns <= 0n) return "timeout";
-            timeout_ms = Number(left_ns) / 1e6;
-          }
-          Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
+        usage.stopped(performance.now());
+        try {
+          return this.#waitFor(options);
+        } finally {
+          usage.running(performance.now());
         }
       },
     };
+  }
+
+  /** Waits for what a blocking call needs, a request, or its deadline. */
+  #waitFor(options: Parameters<Blocker["wait"]>[0]): WaitResult {
+    for (;;) {
+      const seen = Atomics.load(control, SLOT_WAKE);
+      haltIfAsked();
+      if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
+        this.#suspending = true;
+        return "suspend";
+      }
+      if (options.stdin === true && this.stdin.readable()) return "ready";
+      if (options.until?.() === true) return "ready";
+      let timeout_ms = Infinity;
+      if (options.deadline_ns !== undefined) {
+        const left_ns = options.deadline_ns - this.host.monotonic_ns();
+        if (left_ns <= 0n) return "timeout";
+        timeout_ms = Number(left_ns) / 1e6;
+      }
+      Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
+    }
   }
 
   instantiate(): void {
@@ -219,11 +259,14 @@ class Guest {
     const budget = new PollBudget(performance.now());
     const throttle = new Throttle(performance.now());
     const poll = this.#wrap((() => {
-      throttle.hold(performance.now());
+      let now_ms = performance.now();
+      usage.tick(now_ms);
+      throttle.hold(now_ms);
+      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();
-      return budget.next(performance.now());
+      return budget.next(now_ms);
     }) as (...args: never[]) => unknown);
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
@@ -264,6 +307,7 @@ class Guest {
   /** Runs (or continues) the guest until it exits, traps or unwinds. */
   run(): void {
     let outcome: FromWorker;
+    usage.running(performance.now());
     try {
       (this.instance.exports[init.entry] as () => void)();
       if (this.#asyncify.asyncify_get_state() === AsyncifyState.unwinding) {
@@ -282,6 +326,7 @@ class Guest {
       const how = outcome.type === "exit" ? `returned with status ${outcome.code}` : `trapped (${outcome.message})`;
       outcome = { type: "error", code: "ERR_RESTORE_STATE", message: `the image's stack does not fit the module: the guest ${how} while its stack was rewound` };
     }
+    usage.stopped(performance.now());
     if (outcome.type !== "suspended") this.host.close();
     post(outcome);
   }
@@ -370,6 +415,7 @@ function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): vo
 function start(given: WorkerInit): void {
   init = given;
   control = new Int32Array(init.control);
+  usage = new UsageCounter(init.usage);
   let guest: Guest;
   try {
     guest = new Guest();

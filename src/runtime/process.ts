@@ -29,6 +29,7 @@ import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, 
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
+import { UsageView, type GuestUsage } from "./_usage.js";
 import { takeWorker } from "./_warm.js";
 
 /** The export a WASI command starts through. */
@@ -174,6 +175,7 @@ export class GuestProcess {
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
   readonly #inbox: InboxRing;
+  readonly #usage: UsageView;
   readonly #net: NetArea | null;
 
   private constructor(
@@ -195,6 +197,7 @@ export class GuestProcess {
       this.#resolveExit = resolve;
     });
     this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    this.#usage = new UsageView(this.#buffers.usage);
     const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
     this.#net = net === null ? null : new NetArea(net);
     io.links?.bind(this);
@@ -206,6 +209,7 @@ export class GuestProcess {
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
       inbox: this.#buffers.inbox,
+      usage: this.#buffers.usage,
       net,
       pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
@@ -423,6 +427,28 @@ export class GuestProcess {
     return this.#open_files;
   }
 
+  /** CPU the guest has used and wanted, and whether it waits now, as its worker counted them. */
+  usage(): GuestUsage {
+    return this.#usage.read();
+  }
+
+  /**
+   * Holds the guest (true) at its next safe point without unwinding it, or
+   * lets it go on (false): how a node shares its cores among more guests
+   * than it has (`--cpus`). A held guest uses no CPU and still answers a
+   * suspend (a migration) or a halt; its clocks go on.
+   */
+  hold(paused: boolean): void {
+    if (this.#usage.paused === paused) return;
+    this.#usage.setPaused(paused);
+    if (!paused) wake(this.#control);
+  }
+
+  /** Whether the guest is held by {@link hold}. */
+  get held(): boolean {
+    return this.#usage.paused;
+  }
+
   /** The guest's memory, shared with the worker: read it in place. */
   get memory(): WebAssembly.Memory {
     return this.#memory;
@@ -555,6 +581,9 @@ export class GuestProcess {
 
   #onMessage(msg: FromWorker): void {
     if (msg.type === "output") {
+      // Posted just before a terminate() and delivered as the worker exits (Node drains its port then): the
+      // process has ended for everyone already (its home may have closed its log), so this is dropped.
+      if (this.#phase === "ended") return;
       const target = msg.stream === 1 ? this.#io.stdout : this.#io.stderr;
       if (target.kind === "callback") target.write(msg.bytes);
       return;
