@@ -2,12 +2,13 @@
  * Checkpoints (docs/checkpoints.md): the runner's side of one incremental
  * checkpoint, and sending a stored image to a node that resumes it.
  *
- * A checkpoint is a pre-copy migration that never commits: one round of
- * pages sent while the process runs (every non-zero page for the first of a
- * chain, then only those the tracker found written since the last), a short
- * stop for the final capture (stack, globals, WASI and link state, and a copy
- * of the pages written during the round), and the process runs on while that
- * capture is sent. The keeper stores the pages and the signed image, whose
+ * A checkpoint is a pre-copy migration that never commits: rounds of pages
+ * sent while the process runs (the first: every non-zero page for the first
+ * checkpoint of a chain, then only those the tracker found written since the
+ * last; each later round what the one before missed), a short stop for the
+ * final capture (stack, globals, WASI and link state, and a copy of the pages
+ * written during the last round), and the process runs on while that capture
+ * is sent. The keeper stores the pages and the signed image, whose
  * META vouches for every PAGES frame (`precopy_sha256`, as in a migration).
  *
  * On a checkpoint connection:
@@ -24,6 +25,15 @@ import type { FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages } from "./_wire.js";
 import { CheckpointStoredSchema, EmptySchema } from "./_schemas.js";
 import type { Offer } from "./source.js";
+
+/**
+ * Most rounds a checkpoint sends while the process runs. A base of a large
+ * process takes a while to send, and a busy process writes much meanwhile:
+ * further rounds shrink what the pause must copy, as long as they shrink.
+ */
+export const CHECKPOINT_ROUNDS_MAX = 4;
+/** A round that found this few pages is the last: copying them in the pause costs about a millisecond. */
+export const CHECKPOINT_FINAL_PAGES_GOAL = 1024;
 
 /** Frame types of a checkpoint connection beyond the migration's (`Msg`). */
 export const CheckpointMsg = {
@@ -64,8 +74,10 @@ export interface CheckpointMetrics {
   total_ms: number;
   /** Bytes sent on the connection (pages, image). */
   bytes: number;
-  /** Pages sent: the round's and the final copy's. */
+  /** Pages sent: the rounds' and the final copy's. */
   pages: number;
+  /** Rounds sent while the process ran. */
+  rounds: number;
   /** Pages written while the round was sent: copied during the pause. */
   final_pages: number;
   /** Output offsets the checkpoint covers (the output commit releases up to these). */
@@ -106,8 +118,17 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
   if (ready.type !== Msg.ready) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", `expected READY, got frame type ${ready.type}`);
   readFrame(EmptySchema, ready.payload, "READY");
   const digest = createHash("sha256");
-  // The round: while the process runs (sendPages copies each page into its frame, as hashed).
-  const round = await sendPages(conn, tracker.changed(memory()), digest);
+  // The rounds: while the process runs (sendPages copies each page into its frame, as hashed).
+  const round = { pages: 0, bytes: 0 };
+  let rounds = 0;
+  for (let previous = Infinity; ; ) {
+    const sent = await sendPages(conn, tracker.changed(memory()), digest);
+    rounds += 1;
+    round.pages += sent.pages;
+    round.bytes += sent.bytes;
+    if (rounds >= CHECKPOINT_ROUNDS_MAX || sent.pages <= CHECKPOINT_FINAL_PAGES_GOAL || sent.pages >= previous) break;
+    previous = sent.pages;
+  }
   // The pause: only the capture and a copy of what the round missed.
   const stopped_at = performance.now();
   const suspension = await side.proc.suspend();
@@ -147,6 +168,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
     total_ms: performance.now() - t0,
     bytes: round.bytes + last.bytes + image_bytes,
     pages: round.pages + last.pages,
+    rounds,
     final_pages: last.pages,
     stdout_bytes: image.streams.stdout_bytes,
     stderr_bytes: image.streams.stderr_bytes,
