@@ -124,7 +124,11 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
   if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${record.pid}`);
   // Only the node that took a checkpoint may say where it is.
   if (from !== record.runner) throw new FerryError("ERR_FORBIDDEN", `node ${from} cannot record a checkpoint taken by ${record.runner}`);
-  if (home.exit !== null) return;
+  if (home.exit !== null) {
+    // Taken while the process was ending: nothing restarts from it, so the keeper need not keep it.
+    dropChain(node, record);
+    return;
+  }
   const prev = node.checkpoint_records.put(record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
   if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);

@@ -118,7 +118,12 @@ export class NodeCheckpoints {
   stop(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
-    for (const slot of this.#slots.values()) slot.chain?.tracker.close();
+    for (const slot of this.#slots.values()) {
+      const tracker = slot.chain?.tracker;
+      // A tracker in use by a checkpoint under way is released when that one ends (it fails: its process is being stopped).
+      if (slot.busy === null) tracker?.close();
+      else void slot.busy.catch(() => undefined).finally(() => tracker?.close());
+    }
     this.#slots.clear();
   }
 
