@@ -13,10 +13,11 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { tapEvents } from "./_events.js";
-import { json, nodeDialer, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { json, nodeDialer, outputOf, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
+const sleeper = path.join(EXAMPLES, "c", "sleeper.wasm");
 
 interface Info {
   pid: string;
@@ -88,6 +89,50 @@ describe("checkpoints", () => {
       const got = await outputOf(n3.address, pid);
       assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
       assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("the restore primitive is refused while the runner runs the process or when there is no checkpoint; by default it resumes the process on its keeper", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      const plain = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"] });
+      const none = await request(n1.address, "POST", `/v1/processes/${plain.pid}/restore`, {});
+      assert.equal(none.status, 409);
+      assert.match(none.body.toString(), /ERR_NO_CHECKPOINT/);
+
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"], checkpoint_every_ms: 100 });
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      const last = await until("a checkpoint taken on n2", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.runner === "n2" ? l : undefined;
+      });
+      const alive = await request(n1.address, "POST", `/v1/processes/${pid}/restore`, {});
+      assert.equal(alive.status, 409, "exactly one copy: not while its runner runs it");
+      assert.match(alive.body.toString(), /ERR_PROCESS_STATE/);
+
+      await crash(n2);
+      const restored = await json<{ to: string; moves: number }>(n1.address, "POST", `/v1/processes/${pid}/restore`, {});
+      assert.equal(restored.to, last.keeper);
+      assert.equal(await runsOn(cluster.nodes[2]?.address as string, pid), true);
+      // It carries on there, checkpointed anew (a new chain, at the new move), and its output with it.
+      const seen = await until("a checkpoint at the new move", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.moves === restored.moves ? l : undefined;
+      });
+      assert.equal(seen.runner, "n3");
+      const killed = await json<{ status: { kind: string } }>(n1.address, "DELETE", `/v1/processes/${pid}`);
+      assert.equal(killed.status.kind, "killed");
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      assert.match(out, /^sleeper: /);
+      assert.match(out, /(tick \d+\n)+$/);
+      const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
+      assert.deepEqual(ticks, ticks.map((_, i) => i + 1), "ticks once each, in order, across the restore");
+      await json(n1.address, "DELETE", `/v1/processes/${plain.pid}`);
     } finally {
       await cluster.stop();
     }
