@@ -8,3 +8,5 @@ export { redeemToken, type JoinAnswer } from "./_join.js";
 export { connectData } from "./_migrate.js";
 export { defaultLimits, halfTheMachine, type NodeLimits } from "./limits.js";
 export { PRIVILEGED_PORTS_BELOW, type NodePolicy } from "./policy.js";
+export { FileCheckpointRecords, isNewer, type CheckpointRecord, type CheckpointRecords } from "./_checkpoint_records.js";
+export { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
