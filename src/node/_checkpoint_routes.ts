@@ -129,6 +129,10 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
     dropChain(node, record);
     return;
   }
+  // From the runner recorded, or from one a move the home has not recorded yet took it to; never from one it has left (a runner cut off, then restored elsewhere).
+  if (!(record.moves > home.moves || (record.moves === home.moves && record.runner === home.node))) {
+    throw new FerryError("ERR_NOT_RUNNER", `${record.pid} runs on ${home.node} (move ${home.moves}); a checkpoint taken by ${record.runner} at move ${record.moves} is refused`);
+  }
   const prev = node.checkpoint_records.put(record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
   if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);
@@ -234,6 +238,8 @@ async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput
     };
     const conn = await connectData(node.dialer, await node.addressOf(body.to), body.to);
     const bytes = await restoreTo(conn, offer, encodeImage(image, { signer: { key: node.image_key } }));
+    // Fenced: a checkpoint from the runner it was restored away from (cut off, not dead) is refused from now on.
+    store.fence(pid, body.moves);
     return { pid, to: body.to, bytes, total_ms: performance.now() - t0 };
   });
 }

@@ -314,6 +314,15 @@ export class CheckpointStore {
     logger().debug({ pid, seq: last.seq, bytes: bytes.length }, `compacted the checkpoints of ${pid} into a new base`);
   }
 
+  /** Refuses checkpoints of `pid` taken before move `moves` from now on (it was restored as that move). Call under {@link locked}. */
+  fence(pid: string, moves: number): void {
+    const chain = this.#chains.get(pid);
+    if (chain === undefined || chain.process.moves >= moves) return;
+    const fenced = { ...chain, process: { ...chain.process, moves } };
+    writeFileAtomic(path.join(this.#dir, pid, "chain.json"), JSON.stringify(fenced));
+    this.#chains.set(pid, fenced);
+  }
+
   /** The whole image of `pid` at the newest checkpoint kept (read from disk, checked again). */
   rebuild(pid: string): ProcessImage {
     const chain = this.#chains.get(pid);
