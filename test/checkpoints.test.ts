@@ -104,7 +104,9 @@ describe("checkpoints", () => {
       assert.equal(none.status, 409);
       assert.match(none.body.toString(), /ERR_NO_CHECKPOINT/);
 
-      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"], checkpoint_every_ms: 100 });
+      const started = await ferry(["run", "--cluster", n1.address, "--checkpoint-every", "100", "--json", sleeper, "20", "100000"]);
+      assert.equal(started.status, 0, started.stderr.toString());
+      const { pid } = JSON.parse(started.stdout.toString()) as { pid: string };
       const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
       assert.equal(moved.status, 200, moved.body.toString());
       const last = await until("a checkpoint taken on n2", async () => {
