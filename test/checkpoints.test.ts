@@ -13,7 +13,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { tapEvents } from "./_events.js";
-import { json, nodeDialer, outputOf, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
@@ -135,6 +135,33 @@ describe("checkpoints", () => {
       const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
       assert.deepEqual(ticks, ticks.map((_, i) => i + 1), "ticks once each, in order, across the restore");
       await json(n1.address, "DELETE", `/v1/processes/${plain.pid}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("a home restarted on its data directory keeps holding the output no stored checkpoint covers, and releases the rest as checkpoints are recorded", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    let [n1] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["40", "120"], checkpoint_every_ms: 300 });
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      await until("a checkpoint taken on n2", async () => ((await lastCheckpoint(n1.address, pid))?.runner === "n2" ? true : undefined));
+
+      await crash(n1);
+      n1 = await startNode("n1", Number(n1.address.split(":")[1]), cluster.nodes.slice(1).map((n) => n.address), path.join(cluster.dir, "n1"));
+      cluster.nodes[0] = n1;
+      const last = await lastCheckpoint(n1.address, pid);
+      const shown = (await outputOf(n1.address, pid)).stdout;
+      assert.ok(last !== null && shown.length <= last.stdout_bytes, `after the restart, shown ${shown.length} bytes; the last checkpoint covers ${last?.stdout_bytes}`);
+      await until("output released by checkpoints recorded after the restart", async () => ((await outputOf(n1.address, pid)).stdout.length > shown.length ? true : undefined));
+      assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
+      assert.deepEqual(ticks, Array.from({ length: 120 }, (_, i) => i + 1), "every tick once, in order");
+      assert.match(out, /done lines=0 ticks=120\n$/);
     } finally {
       await cluster.stop();
     }
