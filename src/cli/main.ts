@@ -30,7 +30,7 @@ else 127.0.0.1:7070):
   nodes     List the cluster's nodes
   migrate   Move a running process to another node (stop-copy, pre-copy,
             post-copy or hybrid)
-  checkpoint  Checkpoint a process now (on another node; see run --checkpoint-every)
+  checkpoint Checkpoint a process now, kept on another node
   send      Send a message to a process
   links     List the traffic between pairs of processes
   token     Create a one-time token for a node, a client or a scraper to join
