@@ -27,20 +27,29 @@ export interface StoredCheckpoint {
 export interface ChainEntry {
   /** Bytes it holds on disk. */
   bytes: number;
+  /** Its process's memory size. */
+  memory_bytes: number;
 }
 
 /**
  * The retention policy: merge the increments into a new base (and drop the
  * old files) once there are {@link CHECKPOINT_INCREMENTS_MAX} of them or they
- * weigh more than the base. So a chain never holds more than about twice its
- * base plus one increment, and a restore never reads more than that.
+ * weigh more than the base; rewrite a base alone that holds more than its
+ * memory (its rounds sent pages the process wrote meanwhile twice). So a
+ * chain never holds more than about twice its process's memory plus one
+ * increment, and a restore never reads more than that.
  */
 export function needsCompaction(chain: readonly ChainEntry[]): boolean {
+  const base = chain[0];
+  if (base === undefined) return false;
   const increments = chain.slice(1);
-  if (increments.length === 0) return false;
-  const base = chain[0]?.bytes ?? 0;
-  return increments.length >= CHECKPOINT_INCREMENTS_MAX || increments.reduce((n, e) => n + e.bytes, 0) > base;
+  // The image's own sections and the frames' heads: a base within this of its memory is as small as it gets.
+  if (increments.length === 0) return base.bytes > base.memory_bytes + BASE_SLACK_BYTES;
+  return increments.length >= CHECKPOINT_INCREMENTS_MAX || increments.reduce((n, e) => n + e.bytes, 0) > base.bytes;
 }
+
+/** What a base may hold beyond its memory before it is rewritten: its state and framing, never a page twice. */
+const BASE_SLACK_BYTES = 1024 * 1024;
 
 /** What a keeper saw of a checkpoint's PAGES frames as they arrived. */
 export interface PagesSeen {

@@ -99,11 +99,16 @@ describe("checkpoint chains", () => {
   });
 
   it("retention: increments are merged once they outweigh the base or reach the most kept", () => {
-    assert.equal(needsCompaction([{ bytes: 1000 }]), false);
-    assert.equal(needsCompaction([{ bytes: 1000 }, { bytes: 600 }]), false);
-    assert.equal(needsCompaction([{ bytes: 1000 }, { bytes: 600 }, { bytes: 401 }]), true);
-    const small = Array.from({ length: CHECKPOINT_INCREMENTS_MAX - 1 }, () => ({ bytes: 1 }));
-    assert.equal(needsCompaction([{ bytes: 1000 }, ...small]), false);
-    assert.equal(needsCompaction([{ bytes: 1000 }, ...small, { bytes: 1 }]), true);
+    const m = 8 << 20;
+    const e = (bytes: number): { bytes: number; memory_bytes: number } => ({ bytes, memory_bytes: m });
+    assert.equal(needsCompaction([e(1000)]), false);
+    assert.equal(needsCompaction([e(1000), e(600)]), false);
+    assert.equal(needsCompaction([e(1000), e(600), e(401)]), true);
+    const small = Array.from({ length: CHECKPOINT_INCREMENTS_MAX - 1 }, () => e(1));
+    assert.equal(needsCompaction([e(1000), ...small]), false);
+    assert.equal(needsCompaction([e(1000), ...small, e(1)]), true);
+    // A base whose rounds sent pages twice is rewritten on its own; one of its memory's size is not.
+    assert.equal(needsCompaction([e(m + 100)]), false);
+    assert.equal(needsCompaction([e(2 * m)]), true);
   });
 });

@@ -157,10 +157,15 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const temp = `${file}.tmp`;
   const fd = fs.openSync(temp, "w", 0o600);
   try {
-    fs.writeSync(fd, typeof data === "string" ? Buffer.from(data) : data);
+    writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
   fs.renameSync(temp, file);
+}
+
+/** Writes all of `data` at the file's position (a write may take less than asked: the rest follows). */
+export function writeAll(fd: number, data: Uint8Array): void {
+  for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at);
 }

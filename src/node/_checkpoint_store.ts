@@ -32,7 +32,7 @@ import type { FramedConnection } from "../transport/mod.js";
 import { WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
 import { parseJson } from "../validate.js";
 import { errorField, logger } from "../log/mod.js";
-import { writeFileAtomic } from "./_checkpoint_records.js";
+import { writeAll, writeFileAtomic } from "./_checkpoint_records.js";
 
 /**
  * Bytes of one checkpoint a keeper takes at most: a whole 4 GiB memory (a
@@ -213,8 +213,8 @@ export class CheckpointStore {
             if (pages_bytes > CHECKPOINT_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint of more than ${CHECKPOINT_BYTES_MAX} bytes`);
             const head = Buffer.alloc(4);
             head.writeUInt32LE(frame.payload.length, 0);
-            fs.writeSync(fd, head);
-            fs.writeSync(fd, frame.payload);
+            writeAll(fd, head);
+            writeAll(fd, frame.payload);
           } else if (frame.type === Msg.image) {
             image_bytes += frame.payload.length;
             if (image_bytes > CHECKPOINT_IMAGE_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint image of more than ${CHECKPOINT_IMAGE_BYTES_MAX} bytes`);
