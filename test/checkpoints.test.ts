@@ -55,7 +55,7 @@ describe("checkpoints", () => {
     const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
     try {
       const sha = await upload(n1.address, compute);
-      const args = ["80"];
+      const args = ["100"];
       // The undisturbed run, without checkpoints, for comparison.
       const calm = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args });
       assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: 0 });
