@@ -350,7 +350,7 @@ export class CheckpointStore {
       const pages = await fs.promises.readFile(path.join(dir, `${e.file}.pages`));
       stored.push({ pages: [...framesOf(pages)], image: await fs.promises.readFile(path.join(dir, `${e.file}.image`)) });
     }
-    return rebuildImage(stored, signers, Buffer.from(chain.process.module_sha256, "hex"));
+    return await rebuildImage(stored, signers, Buffer.from(chain.process.module_sha256, "hex"));
   }
 
   /** Drops the chain of `pid` (its process ended, or its checkpoints moved to another keeper); only chain `chain` if given. */
