@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { optionSize, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
+import { optionInt, optionSize, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
 import { CLUSTER_OPTION, ClusterClient, ClusterError, clusterClient, parseAddress } from "./_client.js";
 import { exitCodeOf, relayOutput, reportStatus } from "./_output.js";
 import { WASM_PAGE_BYTES } from "../process_spec.js";
@@ -52,6 +52,12 @@ Options:
                          home relays them to wherever it runs. Ports below
                          1024 need a node started with --allow-low-ports.
                          Repeatable.
+  --checkpoint-every MS  Checkpoint the program every MS ms (at least 50; 0:
+                         none; default: the node's --checkpoint-every) on
+                         another node, so that it can be resumed if its node
+                         fails. Its output is then shown only once a
+                         checkpoint covers it (output commit: about MS ms
+                         later). See docs/checkpoints.md.
   --json                 Print {"pid": PID, "node": NAME, "listen": [ADDRESS...]}
                          instead of the pid.
   --cluster HOST:PORT    The node to talk to (default: $FERRY_CLUSTER, else
@@ -127,6 +133,7 @@ function parseRun(argv: readonly string[]): Parsed {
       { name: "memory", value: true },
       { name: "require", value: true, multiple: true },
       { name: "pin", value: false },
+      { name: "checkpoint-every", value: true },
       { name: "json", value: false },
       CLUSTER_OPTION,
       { name: "help", value: false, short: "h" },
@@ -160,6 +167,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
   }
   const requires = parseLabels(parsed.options.get("require") ?? []);
   if (typeof requires === "string") throw new UsageError(`--require ${requires}`);
+  const checkpoint_every_ms = optionInt(parsed, "checkpoint-every");
   const cluster = clusterClient(parsed);
   const wasm = readModule(program);
   const sha256 = createHash("sha256").update(wasm).digest("hex");
@@ -182,6 +190,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     ...(memory_max_bytes === undefined ? {} : { memory_max_bytes }),
     ...(Object.keys(requires).length === 0 ? {} : { requires }),
     ...(parsed.flags.has("pin") ? { pinned: true } : {}),
+    ...(checkpoint_every_ms === undefined ? {} : { checkpoint_every_ms }),
   })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;
   if (typeof pid !== "string" || pid === "") {

@@ -67,6 +67,9 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
                          only where it holds. Repeatable.
   --policy P             balance (default: even load), pack (fill the fewest
                          nodes, report the rest idle) or none.
+  --checkpoint-every MS  Checkpoint every process started here every MS ms
+                         unless its ferry run says otherwise (default 0:
+                         none). See docs/checkpoints.md.
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -158,6 +161,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
   { name: "warm-workers", value: true },
+  { name: "checkpoint-every", value: true },
   { name: "log-level", value: true },
   { name: "cpus", value: true },
   { name: "label", value: true, multiple: true },
@@ -216,6 +220,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (stall !== undefined) limits.migration_stall_ms = stall;
   const warm = optionInt(parsed, "warm-workers");
   if (warm !== undefined) limits.warm_workers = warm;
+  const every = optionInt(parsed, "checkpoint-every");
+  if (every !== undefined) limits.checkpoint_every_ms = every;
   return limits;
 }
 

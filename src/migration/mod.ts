@@ -22,3 +22,6 @@ export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
 export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationClock, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
 export { DESTINATION_PHASES, PhaseClock, SOURCE_PHASES, type DestinationPhase, type PhasesMs, type SourcePhase } from "./phases.js";
 export { STALL_MS_DEFAULT, STALL_MS_MAX, StallWatch } from "./stall.js";
+export { CHECKPOINT_FINAL_PAGES_GOAL, CHECKPOINT_ROUNDS_MAX, CheckpointMsg, restoreTo, takeCheckpoint, type CheckpointBegin, type CheckpointMetrics, type CheckpointSide, type CheckpointStored } from "./checkpoint.js";
+export { CHECKPOINT_INCREMENTS_MAX, checkCheckpoint, needsCompaction, PagesDigest, rebuildImage, type ChainEntry, type PagesSeen, type StoredCheckpoint } from "./checkpoint_chain.js";
+export { CheckpointBeginSchema, CheckpointStoredSchema } from "./_schemas.js";

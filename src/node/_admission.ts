@@ -28,7 +28,8 @@ export function admitRun(node: FerryNode, body: RunRequestBody): AdmittedRun {
   const preopens = node.policy.preopens(body.dirs);
   const { module_sha256, module_name, args, env, dirs, listen } = body;
   const constraints = { ...(body.requires !== undefined ? { requires: body.requires } : {}), ...(body.pinned === true ? { pinned: true } : {}) };
-  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes, ...constraints }, preopens };
+  const checkpoint_every_ms = body.checkpoint_every_ms ?? node.limits.checkpoint_every_ms;
+  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes, ...constraints, ...(checkpoint_every_ms > 0 ? { checkpoint_every_ms } : {}) }, preopens };
 }
 
 /**

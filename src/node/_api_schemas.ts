@@ -14,6 +14,11 @@ import { LabelsSchema } from "./_load_schemas.js";
 /** The module name a run request without one gets. */
 export const MODULE_NAME_DEFAULT = "program.wasm";
 
+/** Shortest --checkpoint-every: a checkpoint's round and its pause need some time of their own. */
+export const CHECKPOINT_EVERY_MS_MIN = 50;
+/** Longest --checkpoint-every: a day; a process checkpointed less often has no use for output commit's wait. */
+export const CHECKPOINT_EVERY_MS_MAX = 86_400_000;
+
 /** A downtime target past a minute is not a live migration any more. */
 export const MAX_DOWNTIME_MS_MAX = 60_000;
 
@@ -36,6 +41,8 @@ export const RunRequestSchema = v.object({
   requires: v.optional(LabelsSchema),
   /** Never moved automatically (`--pin`). */
   pinned: v.optional(v.boolean()),
+  /** Periodic checkpoints every this many ms (0: none; absent: the node's --checkpoint-every). */
+  checkpoint_every_ms: v.optional(v.union([v.literal(0), integer(CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX)], `must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX}`)),
 });
 
 /** A run request as checked. */

@@ -29,6 +29,8 @@ export interface RunRequest {
   requires?: Readonly<Record<string, string>>;
   /** Never moved automatically (`--pin`). */
   pinned?: boolean;
+  /** Periodic checkpoints every this many ms (docs/checkpoints.md); absent or 0: none. It travels with the process. */
+  checkpoint_every_ms?: number;
 }
 
 /** What the home node keeps of a process. */

@@ -33,7 +33,10 @@ export type NodeEventBody =
   /** Pack mode: the nodes left with nothing to run, ready to power down. */
   | { type: "load.idle"; nodes: string[] }
   | { type: "node.drain"; draining: boolean }
-  | { type: "policy.changed"; set: Record<string, unknown> };
+  | { type: "policy.changed"; set: Record<string, unknown> }
+  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number }
+  | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
+  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number };
 
 /** An event as streamed: the body with who reported it, when, and its number on that node. */
 export type NodeEvent = NodeEventBody & {

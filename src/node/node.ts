@@ -38,6 +38,10 @@ import { loadRound } from "./_balancer.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
 import { keepWarm } from "../runtime/mod.js";
+import { NodeCheckpoints } from "./_checkpoints.js";
+import { CheckpointStore } from "./_checkpoint_store.js";
+import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
+import { checkpointsEnded } from "./_checkpoint_routes.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -143,6 +147,12 @@ export class FerryNode {
   readonly events: EventHub;
   /** Its load module: cores shared among guests, load gossip, placement, the balancer. */
   readonly load: LoadModule;
+  /** The checkpoints it takes of the processes it runs (docs/checkpoints.md). */
+  readonly checkpoints: NodeCheckpoints;
+  /** The checkpoints it keeps for other nodes' processes. */
+  readonly checkpoint_store: CheckpointStore;
+  /** Where the last checkpoint of each process it is home to is. */
+  readonly checkpoint_records: CheckpointRecords;
   /** Its log: the OS process's logger with this node's name on every line. */
   readonly log: Logger;
   /** Its part in the cluster directory, once joined (null without one). Failover subscribes to `cluster.onNodeDead`. */
@@ -181,6 +191,14 @@ export class FerryNode {
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
     this.load = new LoadModule(this, options.load);
+    this.checkpoints = new NodeCheckpoints(this);
+    this.checkpoint_store = new CheckpointStore(path.join(options.data_dir, "checkpoints"), this.image_key);
+    this.checkpoint_records = new FileCheckpointRecords(options.data_dir);
+    // Held logs reopened after a restart release what their stored checkpoints cover.
+    for (const h of this.table.homes()) {
+      const last = this.checkpoint_records.last(h.pid);
+      if (last !== undefined) h.output.commit({ stdout: last.stdout_bytes, stderr: last.stderr_bytes });
+    }
     this.metrics = new NodeMetrics(this.name, {
       homeStates: () => {
         const states: Record<string, number> = {};
@@ -192,6 +210,11 @@ export class FerryNode {
       standbys: () => ({ count: this.standbys.count, bytes: this.standbys.bytes }),
       limits: () => this.limits,
       eventSubscribers: () => this.events.subscribers,
+      checkpointAges: () => {
+        const now = Date.now();
+        return this.checkpoint_records.all().flatMap((r) => (this.table.home(r.pid)?.exit === null ? [{ pid: r.pid, age_s: Math.max(0, now - r.created_unix_ms) / 1000 }] : []));
+      },
+      keptCheckpoints: () => ({ chains: this.checkpoint_store.chains, bytes: this.checkpoint_store.bytes }),
     });
     this.joined = new Promise((resolve) => {
       this.#joined = resolve;
@@ -206,6 +229,7 @@ export class FerryNode {
         this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
         this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
         this.cluster?.ended(record.pid, record.moves, status);
+        checkpointsEnded(this, record.pid);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
     };
@@ -265,6 +289,7 @@ export class FerryNode {
     });
     // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
     keepWarm(node.limits.warm_workers);
+    node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
     node.load.start(() => loadRound(node));
     return node;
@@ -390,6 +415,7 @@ export class FerryNode {
     this.log.info("stopping");
     this.load.stop();
     this.cluster?.pause();
+    this.checkpoints.stop();
     await this.table.stop();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();

@@ -48,6 +48,7 @@ export const SavedHomeSchema = v.object({
   memory_max_bytes: MemoryCap,
   requires: v.optional(LabelsSchema),
   pinned: v.optional(v.boolean()),
+  checkpoint_every_ms: v.optional(Uint),
 });
 
 /** A process running on this node: enough to tell its home what became of it after a crash. */
