@@ -12,7 +12,8 @@ import { ImageAssembler, checksumError, type PayloadMode } from "./_assemble.js"
 import { malformed } from "./_bytes.js";
 import { crc32 } from "./_crc.js";
 import { ImageDigest } from "./_frame.js";
-import { parseSignature, unsignedError, verifySignature, type ImageTrust } from "./_signature.js";
+import type { AsyncHash } from "./_hash_pool.js";
+import { parseSignature, unsignedError, verifySignature, type ImageTrust, type SignatureRecord } from "./_signature.js";
 import {
   HEADER_BYTES,
   PAGE_BYTES,
@@ -55,6 +56,14 @@ export interface ImageDecoderOptions {
    * verified yet either: nothing may run on them before `end()` returns.
    */
   write_pages?: (byte_offset: number, piece: Uint8Array) => void;
+  /**
+   * Computes the SHA-256 the signature is checked against somewhere else
+   * than on the pushing thread (offThreadSha256: a hashing thread), so the
+   * thread reading the socket only computes CRCs. The signature is then
+   * verified by {@link ImageDecoder.finish}, the only way to get the image:
+   * `end()` refuses to return it.
+   */
+  sha256?: AsyncHash;
 }
 
 type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data" | "skip" | "section_crc" | "done";
@@ -69,9 +78,13 @@ export class ImageDecoder {
   readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => void) | undefined;
   readonly #trust: ImageTrust;
   /** SHA-256 of every byte before the SIGNATURE section; null from the moment that section begins. */
-  #sha: Hash | null = createHash("sha256");
-  /** The digest the signature must cover, set when the SIGNATURE section begins. */
-  #signed_digest: Uint8Array | undefined;
+  #sha: Hash | AsyncHash | null;
+  /** With options.sha256: the hash to drop if the decode fails before its digest was asked for. */
+  readonly #async_sha: AsyncHash | undefined;
+  /** The digest the signature must cover, set when the SIGNATURE section begins (a promise of it with options.sha256). */
+  #signed_digest: Uint8Array | Promise<Uint8Array> | undefined;
+  /** With options.sha256: the parsed signature, verified by finish(). */
+  #signature: SignatureRecord | undefined;
   /** Streaming: whether the current run's header places it inside memory (else its bytes are not written). */
   #run_fits = false;
   #phase: Phase = "header";
@@ -109,6 +122,8 @@ export class ImageDecoder {
     this.#copy_pages = options.copy_pages ?? true;
     this.#write_pages = options.write_pages;
     this.#trust = options.trust;
+    this.#async_sha = options.sha256;
+    this.#sha = options.sha256 ?? createHash("sha256");
   }
 
   /** Feeds the next bytes of the image. The chunk is not modified; with copy_pages: false it may be retained. */
@@ -119,15 +134,46 @@ export class ImageDecoder {
       this.#consume(chunk);
     } catch (error) {
       if (error instanceof ImageError) this.#failure = error;
+      this.#dropHash();
       throw error;
     }
   }
 
+  #dropHash(): void {
+    if (this.#async_sha !== undefined && this.#sha !== null) this.#async_sha.drop();
+    this.#sha = null;
+  }
+
   /** Declares the input complete; returns the image if it was whole, else throws (ERR_IMAGE_TRUNCATED if it stopped early). */
   end(): DecodedImage {
+    if (this.#async_sha !== undefined) throw new Error("ImageDecoder with a sha256 option: call finish(), which checks the signature, not end()");
+    return this.#complete();
+  }
+
+  /**
+   * Like end(), and the way to end a decoder given options.sha256: waits for
+   * the digest, verifies the signature over it (ERR_IMAGE_SIGNATURE), and
+   * only then returns the image.
+   */
+  async finish(): Promise<DecodedImage> {
+    const image = this.#complete();
+    if (this.#async_sha === undefined) return image;
+    try {
+      const digest = await (this.#signed_digest as Promise<Uint8Array>);
+      verifySignature(this.#signature as SignatureRecord, digest, this.#trust);
+    } catch (error) {
+      // The hashing thread failing is no proof of anything either: the image is refused.
+      this.#failure = error instanceof ImageError ? error : new ImageError(ImageErrorCodes.signature, "image signature: the digest to check it against could not be computed; the image is refused", { cause: error });
+      throw this.#failure;
+    }
+    return image;
+  }
+
+  #complete(): DecodedImage {
     if (this.#failure !== undefined) throw this.#failure;
     this.#ended = true;
     if (this.#result === undefined) {
+      this.#dropHash();
       this.#failure = new ImageError(
         ImageErrorCodes.truncated,
         `image truncated: input ended after ${this.#offset} bytes, ${this.#where()}; the transfer was cut short, fetch the image again`,
@@ -272,6 +318,8 @@ export class ImageDecoder {
     const mode: PayloadMode = this.#assembler.begin({ kind, flags, length_bytes: length }, at);
     if (kind === SectionKind.signature && this.#sha !== null) {
       this.#signed_digest = this.#sha.digest();
+      // Not rejected unobserved if the decode fails before finish() awaits it.
+      if (this.#signed_digest instanceof Promise) this.#signed_digest.catch(() => undefined);
       this.#sha = null;
     }
     this.#sha?.update(this.#fixed.subarray(0, SECTION_HEADER_BYTES));
@@ -329,7 +377,9 @@ export class ImageDecoder {
     }
     if (this.#kind === SectionKind.signature) {
       // begin() let the section through only once, so the digest is set.
-      verifySignature(parseSignature(payload), this.#signed_digest as Uint8Array, this.#trust);
+      const record = parseSignature(payload);
+      if (this.#async_sha !== undefined) this.#signature = record; // finish() verifies it once the digest is back
+      else verifySignature(record, this.#signed_digest as Uint8Array, this.#trust);
     }
     const streamed = this.#kind === SectionKind.pages && this.#write_pages !== undefined;
     this.#assembler.accept(this.#kind, payload, { first: this.#run_first, count: this.#run_count, streamed_bytes: streamed ? this.#payload_fill : undefined });
