@@ -37,6 +37,8 @@ export interface AsyncHash {
 const THREADS = 2;
 // Small pieces (section headers, CRCs, socket chunks) go over in batches of about this many bytes.
 const BATCH_BYTES = 256 * 1024;
+// Shared views are sent once they cover this much (a whole PAGES run).
+const SPAN_BYTES = 1024 * 1024;
 const WORKER_URL = new URL("./_hash_worker.js", import.meta.url);
 
 interface Pending {
@@ -111,14 +113,21 @@ export function offThreadSha256(): AsyncHash {
   // Copied bytes gather here, so a 4-byte CRC is not a message (or a buffer) of its own.
   let batch: Uint8Array | null = null;
   let fill = 0;
+  // Shared bytes that follow each other in one buffer (a run arriving in socket-sized pieces) go as one view.
+  let span: Uint8Array | null = null;
   let done = false;
   const closeBatch = (): void => {
     if (batch !== null && fill > 0) pieces.push(batch.subarray(0, fill));
     batch = null;
     fill = 0;
   };
+  const closeSpan = (): void => {
+    if (span !== null) pieces.push(span);
+    span = null;
+  };
   const flush = (): void => {
     closeBatch();
+    closeSpan();
     if (pieces.length === 0) return;
     owner.post({ op: "update", id, pieces });
     pieces = [];
@@ -126,14 +135,22 @@ export function offThreadSha256(): AsyncHash {
   return {
     update(bytes) {
       if (done) throw new Error("AsyncHash.update() after digest() or drop()");
+      if (bytes.length === 0) return;
       if (bytes.buffer instanceof SharedArrayBuffer) {
         closeBatch();
-        pieces.push(bytes);
-        flush();
+        if (span !== null && span.buffer === bytes.buffer && span.byteOffset + span.length === bytes.byteOffset) {
+          span = new Uint8Array(bytes.buffer, span.byteOffset, span.length + bytes.length);
+        } else {
+          closeSpan();
+          span = bytes;
+        }
+        if (span.length >= SPAN_BYTES) flush();
         return;
       }
+      closeSpan();
       for (let at = 0; at < bytes.length; ) {
-        batch ??= new Uint8Array(BATCH_BYTES);
+        // Not zero-filled: every byte of it that is sent is written first.
+        batch ??= new Uint8Array(Buffer.allocUnsafeSlow(BATCH_BYTES).buffer, 0, BATCH_BYTES);
         const n = Math.min(BATCH_BYTES - fill, bytes.length - at);
         batch.set(bytes.subarray(at, at + n), fill);
         fill += n;
@@ -152,6 +169,7 @@ export function offThreadSha256(): AsyncHash {
       done = true;
       pieces = [];
       batch = null;
+      span = null;
       owner.post({ op: "drop", id });
     },
   };

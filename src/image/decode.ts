@@ -54,8 +54,14 @@ export interface ImageDecoderOptions {
    * writing into a process that has not run yet, that is the whole point:
    * pages go in place once, with no copy in between. Those bytes are not
    * verified yet either: nothing may run on them before `end()` returns.
+   *
+   * It may return where the piece now lies, a view of the same bytes in a
+   * SharedArrayBuffer: with `sha256`, that view is hashed in place instead
+   * of the piece being copied for the hashing thread. It must not change
+   * until the decode is done; a later write over it (overlapping runs) can
+   * only make the digest differ, and the image is refused either way.
    */
-  write_pages?: (byte_offset: number, piece: Uint8Array) => void;
+  write_pages?: (byte_offset: number, piece: Uint8Array) => unknown;
   /**
    * Computes the SHA-256 the signature is checked against somewhere else
    * than on the pushing thread (offThreadSha256: a hashing thread), so the
@@ -75,7 +81,9 @@ type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data"
  */
 export class ImageDecoder {
   readonly #copy_pages: boolean;
-  readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => void) | undefined;
+  readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => unknown) | undefined;
+  /** The view write_pages returned for the piece just streamed, hashed in its place. */
+  #landed: Uint8Array | undefined;
   readonly #trust: ImageTrust;
   /** SHA-256 of every byte before the SIGNATURE section; null from the moment that section begins. */
   #sha: Hash | AsyncHash | null;
@@ -248,18 +256,27 @@ export class ImageDecoder {
       }
       // A section header is digested once its kind is known (#beginSection):
       // the SIGNATURE section's own header is not part of what it signs.
-      if (phase !== "section_header") this.#sha?.update(chunk.subarray(start, pos));
+      if (phase === "section_header") {
+        // digested in #beginSection
+      } else if (this.#landed !== undefined) {
+        this.#sha?.update(this.#landed);
+        this.#landed = undefined;
+      } else this.#sha?.update(chunk.subarray(start, pos));
       this.#offset += pos - start;
     }
   }
 
-  #streamRun(chunk: Uint8Array, pos: number, data_bytes: number, write: (byte_offset: number, piece: Uint8Array) => void): number {
+  #streamRun(chunk: Uint8Array, pos: number, data_bytes: number, write: (byte_offset: number, piece: Uint8Array) => unknown): number {
     // The run header is not checked yet (its CRC comes at the end): write
     // only inside the declared memory; the end of the section decides.
     if (this.#payload_fill === 0) this.#run_fits = this.#assembler.runFits(this.#run_first, data_bytes / PAGE_BYTES);
     const n = Math.min(data_bytes - this.#payload_fill, chunk.length - pos);
     const piece = chunk.subarray(pos, pos + n);
-    if (this.#run_fits) write(this.#run_first * PAGE_BYTES + this.#payload_fill, piece);
+    if (this.#run_fits) {
+      const landed = write(this.#run_first * PAGE_BYTES + this.#payload_fill, piece);
+      // Only an off-thread hash gains from it (no copy); the local one hashes the piece it has.
+      if (this.#async_sha !== undefined && landed instanceof Uint8Array && landed.length === n && landed.buffer instanceof SharedArrayBuffer) this.#landed = landed;
+    }
     this.#crc = crc32(piece, this.#crc);
     this.#payload_fill += n;
     if (this.#payload_fill === data_bytes) this.#expect("section_crc", SECTION_CRC_BYTES);

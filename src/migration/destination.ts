@@ -35,8 +35,12 @@ export interface MigrateInOptions {
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
-  /** Writes bytes at `byte_offset` of its memory (grown as needed). */
-  write(byte_offset: number, data: Uint8Array): void;
+  /**
+   * Writes bytes at `byte_offset` of its memory (grown as needed). May return
+   * the memory's view of them: the image's hash then reads them there, in
+   * place, instead of a copy (ImageDecoderOptions.write_pages).
+   */
+  write(byte_offset: number, data: Uint8Array): unknown;
   /**
    * Gives it the rest of its state and runs it; throws to refuse. Every page
    * is in place, except with a `handover` (post-copy, hybrid): the chunks it
