@@ -85,3 +85,28 @@ test("a decoder hashing off-thread refuses a foreign image and a page changed wi
   const tampered = buildImage(sections, { keep_signatures: true });
   await assert.rejects(decodeOffThread(tampered, new Prng(2)), { code: "ERR_IMAGE_SIGNATURE" });
 });
+
+test("pages hashed where write_pages says they landed: the same bytes pass, other bytes are refused", async () => {
+  let seed = 1;
+  while (randomImage(seed).memory.every((b) => b === 0)) seed++;
+  const { image, memory } = randomImage(seed);
+  const bytes = encodeToBytes(image);
+  const land = async (wrong: boolean): Promise<Uint8Array> => {
+    const target = new Uint8Array(new SharedArrayBuffer(memory.length + 4096));
+    const decoder = new ImageDecoder({
+      trust: TEST_TRUST,
+      sha256: offThreadSha256(),
+      write_pages: (offset, piece) => {
+        target.set(piece, offset);
+        // A view one page off holds other bytes: the digest then differs from the one signed.
+        const at = wrong ? offset + 4096 : offset;
+        return target.subarray(at, at + piece.length);
+      },
+    });
+    for (const chunk of randomChunks(new Prng(seed), bytes)) decoder.push(chunk);
+    await decoder.finish();
+    return target.subarray(0, memory.length);
+  };
+  assert.deepEqual(new Uint8Array(await land(false)), memory);
+  await assert.rejects(land(true), { code: "ERR_IMAGE_SIGNATURE" });
+});
