@@ -13,8 +13,23 @@
  */
 import { Worker } from "node:worker_threads";
 
-/** What a stream's owner sends the hashing thread. */
-export type ToHashWorker = { op: "update"; id: number; pieces: Uint8Array[] } | { op: "digest" | "drop"; id: number };
+/** Bytes at `offset` of the shared buffer the stream registered as `buffer`. */
+export interface SharedSpan {
+  buffer: number;
+  offset: number;
+  length: number;
+}
+
+/**
+ * What a stream's owner sends the hashing thread. A shared buffer is posted
+ * once per stream ("share") and named by number after: posting a view of a
+ * guest's memory clones a handle to it each time, which costs far more
+ * (about half a millisecond here) than hashing a small run.
+ */
+export type ToHashWorker =
+  | { op: "share"; id: number; buffer: number; shared: SharedArrayBuffer }
+  | { op: "update"; id: number; pieces: (Uint8Array | SharedSpan)[] }
+  | { op: "digest" | "drop"; id: number };
 
 /** What the hashing thread answers to a digest. */
 export interface FromHashWorker {
@@ -35,10 +50,11 @@ export interface AsyncHash {
 // Two threads: the source and the destination of a move between two nodes of
 // one process (tests, the benchmark) each get one.
 const THREADS = 2;
-// Small pieces (section headers, CRCs, socket chunks) go over in batches of about this many bytes.
+// Copied pieces (section headers, CRCs, socket chunks) are gathered in buffers of this many bytes.
 const BATCH_BYTES = 256 * 1024;
-// Shared views are sent once they cover this much (a whole PAGES run).
-const SPAN_BYTES = 1024 * 1024;
+// A message goes once it covers this many bytes: each wakes the hashing
+// thread, which on a busy machine costs more than hashing a small piece.
+const MESSAGE_BYTES = 4 * 1024 * 1024;
 const WORKER_URL = new URL("./_hash_worker.js", import.meta.url);
 
 interface Pending {
@@ -77,7 +93,8 @@ class HashThread {
 
   post(message: ToHashWorker): void {
     if (this.#failed !== null) return; // the digest will say so
-    const transfer = message.op === "update" ? message.pieces.filter((p) => !(p.buffer instanceof SharedArrayBuffer)).map((p) => p.buffer as ArrayBuffer) : [];
+    // Copied pieces share their batch buffers: each buffer is transferred once.
+    const transfer = message.op === "update" ? [...new Set(message.pieces.flatMap((p) => (p instanceof Uint8Array ? [p.buffer as ArrayBuffer] : [])))] : [];
     this.#worker.postMessage(message, transfer);
   }
 
@@ -109,54 +126,74 @@ function thread(id: number): HashThread {
 export function offThreadSha256(): AsyncHash {
   const id = next_id++;
   const owner = thread(id);
-  let pieces: Uint8Array[] = [];
-  // Copied bytes gather here, so a 4-byte CRC is not a message (or a buffer) of its own.
+  // What the next message carries, in order, and how many bytes that is.
+  let pieces: (Uint8Array | SharedSpan)[] = [];
+  let pending_bytes = 0;
+  // Copied bytes gather in one buffer, so a 4-byte CRC is not a buffer of its own; [start, fill) is not in `pieces` yet.
   let batch: Uint8Array | null = null;
+  let start = 0;
   let fill = 0;
-  // Shared bytes that follow each other in one buffer (a run arriving in socket-sized pieces) go as one view.
+  // Shared bytes that follow each other in one buffer (a run arriving in socket-sized pieces) go as one span.
   let span: Uint8Array | null = null;
+  // The shared buffers this stream has registered with the thread, by their number there.
+  const shared = new Map<SharedArrayBuffer, number>();
   let done = false;
-  const closeBatch = (): void => {
-    if (batch !== null && fill > 0) pieces.push(batch.subarray(0, fill));
-    batch = null;
-    fill = 0;
+  const closeCopied = (): void => {
+    if (batch !== null && fill > start) pieces.push(batch.subarray(start, fill));
+    start = fill;
   };
   const closeSpan = (): void => {
-    if (span !== null) pieces.push(span);
+    if (span === null) return;
+    const buffer = span.buffer as SharedArrayBuffer;
+    let number = shared.get(buffer);
+    if (number === undefined) {
+      number = shared.size;
+      shared.set(buffer, number);
+      owner.post({ op: "share", id, buffer: number, shared: buffer }); // before any message that names it
+    }
+    pieces.push({ buffer: number, offset: span.byteOffset, length: span.length });
     span = null;
   };
   const flush = (): void => {
-    closeBatch();
+    closeCopied();
     closeSpan();
-    if (pieces.length === 0) return;
-    owner.post({ op: "update", id, pieces });
+    if (pieces.length > 0) owner.post({ op: "update", id, pieces });
     pieces = [];
+    pending_bytes = 0;
+    batch = null; // transferred with the message
+    start = 0;
+    fill = 0;
   };
   return {
     update(bytes) {
       if (done) throw new Error("AsyncHash.update() after digest() or drop()");
       if (bytes.length === 0) return;
       if (bytes.buffer instanceof SharedArrayBuffer) {
-        closeBatch();
+        closeCopied();
         if (span !== null && span.buffer === bytes.buffer && span.byteOffset + span.length === bytes.byteOffset) {
           span = new Uint8Array(bytes.buffer, span.byteOffset, span.length + bytes.length);
         } else {
           closeSpan();
           span = bytes;
         }
-        if (span.length >= SPAN_BYTES) flush();
-        return;
+      } else {
+        closeSpan();
+        for (let at = 0; at < bytes.length; ) {
+          if (batch === null || fill === BATCH_BYTES) {
+            closeCopied();
+            // Not zero-filled: every byte of it that is sent is written first.
+            batch = new Uint8Array(Buffer.allocUnsafeSlow(BATCH_BYTES).buffer, 0, BATCH_BYTES);
+            start = 0;
+            fill = 0;
+          }
+          const n = Math.min(BATCH_BYTES - fill, bytes.length - at);
+          batch.set(bytes.subarray(at, at + n), fill);
+          fill += n;
+          at += n;
+        }
       }
-      closeSpan();
-      for (let at = 0; at < bytes.length; ) {
-        // Not zero-filled: every byte of it that is sent is written first.
-        batch ??= new Uint8Array(Buffer.allocUnsafeSlow(BATCH_BYTES).buffer, 0, BATCH_BYTES);
-        const n = Math.min(BATCH_BYTES - fill, bytes.length - at);
-        batch.set(bytes.subarray(at, at + n), fill);
-        fill += n;
-        at += n;
-        if (fill === BATCH_BYTES) flush();
-      }
+      pending_bytes += bytes.length;
+      if (pending_bytes >= MESSAGE_BYTES) flush();
     },
     digest() {
       if (done) return Promise.reject(new Error("AsyncHash.digest() called twice"));
@@ -170,6 +207,7 @@ export function offThreadSha256(): AsyncHash {
       pieces = [];
       batch = null;
       span = null;
+      shared.clear();
       owner.post({ op: "drop", id });
     },
   };

@@ -9,19 +9,40 @@ import type { FromHashWorker, ToHashWorker } from "./_hash_pool.js";
 
 const port = parentPort;
 if (port === null) throw new Error("_hash_worker.js runs only as a worker thread");
-const streams = new Map<number, Hash>();
+interface Stream {
+  hash: Hash;
+  /** The shared buffers the stream registered, by number; dropped with the stream. */
+  shared: Map<number, SharedArrayBuffer>;
+}
+const streams = new Map<number, Stream>();
+
+function stream(id: number): Stream {
+  let s = streams.get(id);
+  if (s === undefined) {
+    s = { hash: createHash("sha256"), shared: new Map() };
+    streams.set(id, s);
+  }
+  return s;
+}
 
 port.on("message", (message: ToHashWorker) => {
-  if (message.op === "update") {
-    let hash = streams.get(message.id);
-    if (hash === undefined) {
-      hash = createHash("sha256");
-      streams.set(message.id, hash);
-    }
-    for (const piece of message.pieces) hash.update(piece);
+  if (message.op === "share") {
+    stream(message.id).shared.set(message.buffer, message.shared);
     return;
   }
-  const hash = streams.get(message.id) ?? createHash("sha256");
+  if (message.op === "update") {
+    const s = stream(message.id);
+    for (const piece of message.pieces) {
+      if (piece instanceof Uint8Array) s.hash.update(piece);
+      else {
+        const buffer = s.shared.get(piece.buffer);
+        if (buffer === undefined) throw new Error(`hash stream ${message.id} names shared buffer ${piece.buffer}, never shared`);
+        s.hash.update(new Uint8Array(buffer, piece.offset, piece.length));
+      }
+    }
+    return;
+  }
+  const hash = (streams.get(message.id) ?? stream(message.id)).hash;
   streams.delete(message.id);
   if (message.op === "digest") {
     const reply: FromHashWorker = { id: message.id, digest: new Uint8Array(hash.digest()) };
