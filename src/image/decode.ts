@@ -12,7 +12,8 @@ import { ImageAssembler, checksumError, type PayloadMode } from "./_assemble.js"
 import { malformed } from "./_bytes.js";
 import { crc32 } from "./_crc.js";
 import { ImageDigest } from "./_frame.js";
-import { parseSignature, unsignedError, verifySignature, type ImageTrust } from "./_signature.js";
+import type { AsyncHash } from "./_hash_pool.js";
+import { parseSignature, unsignedError, verifySignature, type ImageTrust, type SignatureRecord } from "./_signature.js";
 import {
   HEADER_BYTES,
   PAGE_BYTES,
@@ -53,8 +54,22 @@ export interface ImageDecoderOptions {
    * writing into a process that has not run yet, that is the whole point:
    * pages go in place once, with no copy in between. Those bytes are not
    * verified yet either: nothing may run on them before `end()` returns.
+   *
+   * It may return where the piece now lies, a view of the same bytes in a
+   * SharedArrayBuffer: with `sha256`, that view is hashed in place instead
+   * of the piece being copied for the hashing thread. It must not change
+   * until the decode is done; a later write over it (overlapping runs) can
+   * only make the digest differ, and the image is refused either way.
    */
-  write_pages?: (byte_offset: number, piece: Uint8Array) => void;
+  write_pages?: (byte_offset: number, piece: Uint8Array) => unknown;
+  /**
+   * Computes the SHA-256 the signature is checked against somewhere else
+   * than on the pushing thread (offThreadSha256: a hashing thread), so the
+   * thread reading the socket only computes CRCs. The signature is then
+   * verified by {@link ImageDecoder.finish}, the only way to get the image:
+   * `end()` refuses to return it.
+   */
+  sha256?: AsyncHash;
 }
 
 type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data" | "skip" | "section_crc" | "done";
@@ -66,12 +81,18 @@ type Phase = "header" | "section_header" | "payload" | "run_header" | "run_data"
  */
 export class ImageDecoder {
   readonly #copy_pages: boolean;
-  readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => void) | undefined;
+  readonly #write_pages: ((byte_offset: number, piece: Uint8Array) => unknown) | undefined;
+  /** The view write_pages returned for the piece just streamed, hashed in its place. */
+  #landed: Uint8Array | undefined;
   readonly #trust: ImageTrust;
   /** SHA-256 of every byte before the SIGNATURE section; null from the moment that section begins. */
-  #sha: Hash | null = createHash("sha256");
-  /** The digest the signature must cover, set when the SIGNATURE section begins. */
-  #signed_digest: Uint8Array | undefined;
+  #sha: Hash | AsyncHash | null;
+  /** With options.sha256: the hash to drop if the decode fails before its digest was asked for. */
+  readonly #async_sha: AsyncHash | undefined;
+  /** The digest the signature must cover, set when the SIGNATURE section begins (a promise of it with options.sha256). */
+  #signed_digest: Uint8Array | Promise<Uint8Array> | undefined;
+  /** With options.sha256: the parsed signature, verified by finish(). */
+  #signature: SignatureRecord | undefined;
   /** Streaming: whether the current run's header places it inside memory (else its bytes are not written). */
   #run_fits = false;
   #phase: Phase = "header";
@@ -109,6 +130,8 @@ export class ImageDecoder {
     this.#copy_pages = options.copy_pages ?? true;
     this.#write_pages = options.write_pages;
     this.#trust = options.trust;
+    this.#async_sha = options.sha256;
+    this.#sha = options.sha256 ?? createHash("sha256");
   }
 
   /** Feeds the next bytes of the image. The chunk is not modified; with copy_pages: false it may be retained. */
@@ -119,15 +142,46 @@ export class ImageDecoder {
       this.#consume(chunk);
     } catch (error) {
       if (error instanceof ImageError) this.#failure = error;
+      this.#dropHash();
       throw error;
     }
   }
 
+  #dropHash(): void {
+    if (this.#async_sha !== undefined && this.#sha !== null) this.#async_sha.drop();
+    this.#sha = null;
+  }
+
   /** Declares the input complete; returns the image if it was whole, else throws (ERR_IMAGE_TRUNCATED if it stopped early). */
   end(): DecodedImage {
+    if (this.#async_sha !== undefined) throw new Error("ImageDecoder with a sha256 option: call finish(), which checks the signature, not end()");
+    return this.#complete();
+  }
+
+  /**
+   * Like end(), and the way to end a decoder given options.sha256: waits for
+   * the digest, verifies the signature over it (ERR_IMAGE_SIGNATURE), and
+   * only then returns the image.
+   */
+  async finish(): Promise<DecodedImage> {
+    const image = this.#complete();
+    if (this.#async_sha === undefined) return image;
+    try {
+      const digest = await (this.#signed_digest as Promise<Uint8Array>);
+      verifySignature(this.#signature as SignatureRecord, digest, this.#trust);
+    } catch (error) {
+      // The hashing thread failing is no proof of anything either: the image is refused.
+      this.#failure = error instanceof ImageError ? error : new ImageError(ImageErrorCodes.signature, "image signature: the digest to check it against could not be computed; the image is refused", { cause: error });
+      throw this.#failure;
+    }
+    return image;
+  }
+
+  #complete(): DecodedImage {
     if (this.#failure !== undefined) throw this.#failure;
     this.#ended = true;
     if (this.#result === undefined) {
+      this.#dropHash();
       this.#failure = new ImageError(
         ImageErrorCodes.truncated,
         `image truncated: input ended after ${this.#offset} bytes, ${this.#where()}; the transfer was cut short, fetch the image again`,
@@ -202,18 +256,27 @@ export class ImageDecoder {
       }
       // A section header is digested once its kind is known (#beginSection):
       // the SIGNATURE section's own header is not part of what it signs.
-      if (phase !== "section_header") this.#sha?.update(chunk.subarray(start, pos));
+      if (phase === "section_header") {
+        // digested in #beginSection
+      } else if (this.#landed !== undefined) {
+        this.#sha?.update(this.#landed);
+        this.#landed = undefined;
+      } else this.#sha?.update(chunk.subarray(start, pos));
       this.#offset += pos - start;
     }
   }
 
-  #streamRun(chunk: Uint8Array, pos: number, data_bytes: number, write: (byte_offset: number, piece: Uint8Array) => void): number {
+  #streamRun(chunk: Uint8Array, pos: number, data_bytes: number, write: (byte_offset: number, piece: Uint8Array) => unknown): number {
     // The run header is not checked yet (its CRC comes at the end): write
     // only inside the declared memory; the end of the section decides.
     if (this.#payload_fill === 0) this.#run_fits = this.#assembler.runFits(this.#run_first, data_bytes / PAGE_BYTES);
     const n = Math.min(data_bytes - this.#payload_fill, chunk.length - pos);
     const piece = chunk.subarray(pos, pos + n);
-    if (this.#run_fits) write(this.#run_first * PAGE_BYTES + this.#payload_fill, piece);
+    if (this.#run_fits) {
+      const landed = write(this.#run_first * PAGE_BYTES + this.#payload_fill, piece);
+      // Only an off-thread hash gains from it (no copy); the local one hashes the piece it has.
+      if (this.#async_sha !== undefined && landed instanceof Uint8Array && landed.length === n && landed.buffer instanceof SharedArrayBuffer) this.#landed = landed;
+    }
     this.#crc = crc32(piece, this.#crc);
     this.#payload_fill += n;
     if (this.#payload_fill === data_bytes) this.#expect("section_crc", SECTION_CRC_BYTES);
@@ -272,6 +335,8 @@ export class ImageDecoder {
     const mode: PayloadMode = this.#assembler.begin({ kind, flags, length_bytes: length }, at);
     if (kind === SectionKind.signature && this.#sha !== null) {
       this.#signed_digest = this.#sha.digest();
+      // Not rejected unobserved if the decode fails before finish() awaits it.
+      if (this.#signed_digest instanceof Promise) this.#signed_digest.catch(() => undefined);
       this.#sha = null;
     }
     this.#sha?.update(this.#fixed.subarray(0, SECTION_HEADER_BYTES));
@@ -329,7 +394,9 @@ export class ImageDecoder {
     }
     if (this.#kind === SectionKind.signature) {
       // begin() let the section through only once, so the digest is set.
-      verifySignature(parseSignature(payload), this.#signed_digest as Uint8Array, this.#trust);
+      const record = parseSignature(payload);
+      if (this.#async_sha !== undefined) this.#signature = record; // finish() verifies it once the digest is back
+      else verifySignature(record, this.#signed_digest as Uint8Array, this.#trust);
     }
     const streamed = this.#kind === SectionKind.pages && this.#write_pages !== undefined;
     this.#assembler.accept(this.#kind, payload, { first: this.#run_first, count: this.#run_count, streamed_bytes: streamed ? this.#payload_fill : undefined });

@@ -4,10 +4,11 @@
  * Every chunk is folded into a SHA-256 as it is yielded; the SIGNATURE
  * section signs that digest, so the bytes are read once.
  */
-import { createHash, type Hash } from "node:crypto";
+import { createHash } from "node:crypto";
+import { offThreadSha256 } from "./_hash_pool.js";
 import { crc32 } from "./_crc.js";
 import { ImageDigest, frameSection, u32Bytes, writeSectionHeader } from "./_frame.js";
-import { encodeSignature, prepareSigner, type ImageSigner } from "./_signature.js";
+import { encodeSignature, prepareSigner, type ImageSigner, type PreparedSigner } from "./_signature.js";
 import {
   encodeEnd,
   encodeGlobals,
@@ -54,53 +55,96 @@ export interface EncodeOptions {
  * encodes to the same bytes.
  */
 export function* encodeImage(image: ProcessImage, options: EncodeOptions): Generator<Uint8Array, void, undefined> {
-  const signer = prepareSigner(options.signer);
-  const small = [
-    { kind: SectionKind.module, payload: encodeModule(image.module_sha256, image.instrumenter) },
-    { kind: SectionKind.meta, payload: encodeJson(image.meta, "meta") },
-    { kind: SectionKind.globals, payload: encodeGlobals(image.globals) },
-    { kind: SectionKind.stack, payload: encodeStack(image.stack) },
-    { kind: SectionKind.wasi, payload: encodeJson(image.wasi, "wasi state") },
-    { kind: SectionKind.streams, payload: encodeStreams(image.streams) },
-    { kind: SectionKind.memory, payload: encodeMemory(image.memory.size_bytes) },
-    ...(image.links !== undefined ? [{ kind: SectionKind.links, payload: encodeJson(image.links, "link state", ImageLimits.links_section_bytes_max) }] : []),
-  ];
-
-  const digest = new ImageDigest();
   const sha = createHash("sha256");
-  const header = fileHeader();
-  digest.addHeader(header);
-  sha.update(header);
-  yield header;
+  const body = new ImageBody(image, options);
+  const page_count = yield* body.chunks(sha);
+  yield* body.tail(sha.digest(), page_count);
+}
 
-  for (const { kind, payload } of small) {
-    const section = frameSection({ kind, flags: 0, payload });
-    digest.addSection(section.crc, payload.length);
-    sha.update(section.bytes);
-    yield section.bytes;
+/**
+ * {@link encodeImage}'s bytes, exactly, with the SHA-256 the signature covers
+ * computed on a hashing thread (_hash_pool.ts) while the chunks are consumed:
+ * the consumer's thread (the one writing to the socket) only computes the
+ * CRCs. The memory must not change until the generator is done (pages in a
+ * SharedArrayBuffer are hashed in place); the last chunks wait for the digest.
+ */
+export async function* encodeImageAsync(image: ProcessImage, options: EncodeOptions): AsyncGenerator<Uint8Array, void, undefined> {
+  const body = new ImageBody(image, options);
+  const sha = offThreadSha256();
+  let digested = false;
+  try {
+    const page_count = yield* body.chunks(sha);
+    digested = true;
+    const digest = await sha.digest();
+    yield* body.tail(digest, page_count);
+  } finally {
+    if (!digested) sha.drop();
+  }
+}
+
+/** Whatever takes the bytes the signature covers, in order. */
+interface ByteSink {
+  update(bytes: Uint8Array): unknown;
+}
+
+/** An image being encoded: everything up to SIGNATURE, then SIGNATURE and END from the digest of it. */
+class ImageBody {
+  readonly #image: ProcessImage;
+  readonly #signer: PreparedSigner;
+  readonly #small: { kind: number; payload: Uint8Array }[];
+  readonly #digest = new ImageDigest();
+
+  constructor(image: ProcessImage, options: EncodeOptions) {
+    this.#image = image;
+    this.#signer = prepareSigner(options.signer);
+    this.#small = [
+      { kind: SectionKind.module, payload: encodeModule(image.module_sha256, image.instrumenter) },
+      { kind: SectionKind.meta, payload: encodeJson(image.meta, "meta") },
+      { kind: SectionKind.globals, payload: encodeGlobals(image.globals) },
+      { kind: SectionKind.stack, payload: encodeStack(image.stack) },
+      { kind: SectionKind.wasi, payload: encodeJson(image.wasi, "wasi state") },
+      { kind: SectionKind.streams, payload: encodeStreams(image.streams) },
+      { kind: SectionKind.memory, payload: encodeMemory(image.memory.size_bytes) },
+      ...(image.links !== undefined ? [{ kind: SectionKind.links, payload: encodeJson(image.links, "link state", ImageLimits.links_section_bytes_max) }] : []),
+    ];
   }
 
-  const page_count = yield* encodePages(image.memory, digest, sha);
+  /** Every byte before SIGNATURE, each also given to `sha`; returns the page count. */
+  *chunks(sha: ByteSink): Generator<Uint8Array, number, undefined> {
+    const header = fileHeader();
+    this.#digest.addHeader(header);
+    sha.update(header);
+    yield header;
+    for (const { kind, payload } of this.#small) {
+      const section = frameSection({ kind, flags: 0, payload });
+      this.#digest.addSection(section.crc, payload.length);
+      sha.update(section.bytes);
+      yield section.bytes;
+    }
+    return yield* encodePages(this.#image.memory, this.#digest, sha);
+  }
 
-  const signature = encodeSignature(signer, sha.digest());
-  const signed = frameSection({ kind: SectionKind.signature, flags: 0, payload: signature });
-  digest.addSection(signed.crc, signature.length);
-  yield signed.bytes;
-
-  const end = encodeEnd({
-    image_bytes: digest.image_bytes,
-    section_count: digest.section_count,
-    page_count,
-    image_crc: digest.crc,
-  });
-  yield frameSection({ kind: SectionKind.end, flags: 0, payload: end }).bytes;
+  /** SIGNATURE over `sha256` (the digest of every chunk so far), then END. */
+  *tail(sha256: Uint8Array, page_count: number): Generator<Uint8Array, void, undefined> {
+    const signature = encodeSignature(this.#signer, sha256);
+    const signed = frameSection({ kind: SectionKind.signature, flags: 0, payload: signature });
+    this.#digest.addSection(signed.crc, signature.length);
+    yield signed.bytes;
+    const end = encodeEnd({
+      image_bytes: this.#digest.image_bytes,
+      section_count: this.#digest.section_count,
+      page_count,
+      image_crc: this.#digest.crc,
+    });
+    yield frameSection({ kind: SectionKind.end, flags: 0, payload: end }).bytes;
+  }
 }
 
 /**
  * PAGES sections, one per run of consecutive non-zero pages (at most
  * page_run_pages_max pages each). Returns the number of pages written.
  */
-function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Generator<Uint8Array, number, undefined> {
+function* encodePages(memory: MemorySource, digest: ImageDigest, sha: ByteSink): Generator<Uint8Array, number, undefined> {
   const pages_total = memory.size_bytes / PAGE_BYTES;
   if (memory.pageRuns !== undefined) return yield* encodeRuns(memory.pageRuns(), pages_total, digest, sha);
   // Views of the pending run's pages; only references, the data stays in place.
@@ -136,7 +180,7 @@ function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Gen
  * run as given, the run's bytes one view. The same bytes as from its pages
  * when the runs are maximal up to page_run_pages_max, as sparsePages' are.
  */
-function* encodeRuns(runs: Iterable<MemoryRun>, pages_total: number, digest: ImageDigest, sha: Hash): Generator<Uint8Array, number, undefined> {
+function* encodeRuns(runs: Iterable<MemoryRun>, pages_total: number, digest: ImageDigest, sha: ByteSink): Generator<Uint8Array, number, undefined> {
   let next_index_min = 0;
   let page_count = 0;
   for (const { first, data } of runs) {
@@ -156,7 +200,7 @@ function* encodeRuns(runs: Iterable<MemoryRun>, pages_total: number, digest: Ima
  * as views (pages that are adjacent in the same buffer merged into one view,
  * so a dense run is a single 1 MiB chunk), then the CRC.
  */
-function* encodeRun(first: number, pages: readonly Uint8Array[], page_count: number, digest: ImageDigest, sha: Hash): Generator<Uint8Array, void, undefined> {
+function* encodeRun(first: number, pages: readonly Uint8Array[], page_count: number, digest: ImageDigest, sha: ByteSink): Generator<Uint8Array, void, undefined> {
   const payload_bytes = RUN_HEADER_BYTES + page_count * PAGE_BYTES;
   const head = Buffer.allocUnsafe(SECTION_HEADER_BYTES + RUN_HEADER_BYTES);
   writeSectionHeader(head, 0, { kind: SectionKind.pages, flags: 0, length_bytes: payload_bytes });

@@ -18,7 +18,8 @@ export type {
   StreamPositions,
 } from "./types.js";
 export { sparsePages, writeMemory } from "./pages.js";
-export { encodeImage, type EncodeOptions } from "./encode.js";
+export { encodeImage, encodeImageAsync, type EncodeOptions } from "./encode.js";
+export { offThreadSha256, type AsyncHash } from "./_hash_pool.js";
 export { ImageDecoder, decodeImage, type ImageDecoderOptions } from "./decode.js";
 export { imageKeyId, trustKeys, type ImageSigner, type ImageTrust } from "./_signature.js";
 export {

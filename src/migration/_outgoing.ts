@@ -20,7 +20,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { FerryError, PeerError } from "../errors.js";
-import { encodeImage, sparsePages, type MemorySource } from "../image/mod.js";
+import { encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
@@ -29,7 +29,7 @@ import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, typ
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
-import { PhaseClock, timedIterable, type SourcePhase } from "./phases.js";
+import { PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
 import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
@@ -275,7 +275,7 @@ export class OutgoingMigration {
     this.#answer = answer;
     this.#clock.enter("transfer");
     // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-    const chunks = timedIterable(encodeImage(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+    const chunks = timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
     try {
       this.#metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
     } catch (err: unknown) {

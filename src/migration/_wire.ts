@@ -120,7 +120,7 @@ export function readPages(payload: Uint8Array): { index: number; data: Uint8Arra
  * bytes sent. Stops early, without IMAGE_END, once `stop()` says so (the
  * destination has refused the image already: the rest would be wasted).
  */
-export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array>, stop: () => boolean = () => false): Promise<number> {
+export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, stop: () => boolean = () => false): Promise<number> {
   let parts: Uint8Array[] = [];
   let size = 0;
   let bytes = 0;
@@ -131,7 +131,7 @@ export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Ar
     parts = [];
     size = 0;
   };
-  for (const chunk of chunks) {
+  for await (const chunk of chunks) {
     for (let at = 0; at < chunk.length; ) {
       const room = FRAME_PAYLOAD_BYTES_MAX - size;
       const piece = chunk.subarray(at, at + room);

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
-import { ImageDecoder, type DecodedImage, type ImageTrust } from "../image/mod.js";
+import { ImageDecoder, offThreadSha256, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
@@ -35,8 +35,12 @@ export interface MigrateInOptions {
 
 /** A process waiting on the destination for its state. */
 export interface Landing {
-  /** Writes bytes at `byte_offset` of its memory (grown as needed). */
-  write(byte_offset: number, data: Uint8Array): void;
+  /**
+   * Writes bytes at `byte_offset` of its memory (grown as needed). May return
+   * the memory's view of them: the image's hash then reads them there, in
+   * place, instead of a copy (ImageDecoderOptions.write_pages).
+   */
+  write(byte_offset: number, data: Uint8Array): unknown;
   /**
    * Gives it the rest of its state and runs it; throws to refuse. Every page
    * is in place, except with a `handover` (post-copy, hybrid): the chunks it
@@ -84,6 +88,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     await refuse(conn, err);
     throw err;
   }
+  // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
+  const sha256 = offThreadSha256();
   try {
     clock.stop();
     await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot() });
@@ -94,6 +100,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       trust: side.trust,
       module_sha256: Buffer.from(offer.module_sha256, "hex"),
       write_pages: (offset, piece) => landing.write(offset, piece),
+      sha256,
     });
     // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
     const rounds_digest = createHash("sha256");
@@ -124,7 +131,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       }
       else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
-    const image = decoder.end();
+    const image = await decoder.finish();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
@@ -132,6 +139,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     clock.enter("restore");
     await landing.finish(image, handover, clock);
   } catch (err: unknown) {
+    sha256.drop();
     await landing.abort();
     await refuse(conn, err);
     throw err;

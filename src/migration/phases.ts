@@ -114,3 +114,19 @@ export function* timedIterable<T>(items: Iterable<T>, spent: (ms: number) => voi
     yield r.value;
   }
 }
+
+/** {@link timedIterable} for an async source: the time until each item is ready counts (waits included). */
+export async function* timedAsyncIterable<T>(items: AsyncIterable<T>, spent: (ms: number) => void): AsyncGenerator<T, void, undefined> {
+  const it = items[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      const t = performance.now();
+      const r = await it.next();
+      spent(performance.now() - t);
+      if (r.done === true) return;
+      yield r.value;
+    }
+  } finally {
+    await it.return?.();
+  }
+}

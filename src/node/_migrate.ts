@@ -245,6 +245,8 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       const end = offset + data.length;
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
+      // The guest's memory is shared: the image's hashing thread reads the bytes here rather than a copy.
+      return view.subarray(offset, end);
     },
     async finish(image, handover, clock) {
       // Every page is already in place (written as it arrived), or, with a
