@@ -46,6 +46,7 @@ cc_wasm pipeline
 cc_wasm selfmove
 cc_wasm kvserver
 cc_wasm flood
+cc_wasm dirtier
 
 # AssemblyScript: stub runtime (no GC), top-level code exported as _start,
 # custom abort so the only imports are wasi_snapshot_preview1.

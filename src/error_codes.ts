@@ -110,6 +110,13 @@ export const ERROR_CODES = {
   ERR_POSTCOPY_PROTOCOL: { status: 502, meaning: "A post-copy page channel frame is malformed or unexpected." },
   ERR_POSTCOPY: { status: 500, meaning: "A post-copy session could not be set up on this node." },
 
+  // Checkpoints.
+  ERR_CHECKPOINT_PROTOCOL: { status: 502, meaning: "A frame of the checkpoint protocol is malformed or unexpected." },
+  ERR_CHECKPOINT_CHAIN: { status: 409, meaning: "The keeper holds no chain this checkpoint follows; the runner starts a new chain with a base." },
+  ERR_CHECKPOINT_LIMIT: { status: 507, meaning: "A checkpoint, or the checkpoints a keeper holds, would pass the keeper's limit." },
+  ERR_NO_KEEPER: { status: 503, meaning: "No other node is up to keep a checkpoint: checkpoints are stored on a node other than the runner." },
+  ERR_NO_CHECKPOINT: { status: 409, meaning: "The process has no stored checkpoint to resume from." },
+
   // Between nodes.
   ERR_PEER: { status: 502, meaning: "A peer answered with an error this node does not know (the peer's code is in the message)." },
   ERR_PEER_UNREACHABLE: { status: 502, meaning: "A peer node did not answer, or answered with something that is not the protocol." },

@@ -14,6 +14,7 @@ const CASES: { module: string; args: string[]; files?: boolean; stdin?: string }
   { module: "c/compute.wasm", args: ["4", "9"] },
   { module: "c/fileproc.wasm", args: ["/data/in.bin", "/data/out.bin", "1000"], files: true },
   { module: "c/memhog.wasm", args: ["8", "0", "0"] },
+  { module: "c/dirtier.wasm", args: ["4", "40", "10"] },
   { module: "c/recurse.wasm", args: ["5000", "5"] },
   { module: "c/sleeper.wasm", args: ["5", "6"], stdin: "one\ntwo\nthree" },
   { module: "as/sieve.wasm", args: ["3", "4"] },

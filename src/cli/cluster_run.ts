@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { FerryError } from "../errors.js";
-import { optionSize, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
+import { optionInt, optionSize, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
 import { CLUSTER_OPTION, ClusterClient, ClusterError, clusterClient, parseAddress } from "./_client.js";
 import { exitCodeOf, relayOutput, reportStatus } from "./_output.js";
 import { WASM_PAGE_BYTES } from "../process_spec.js";
@@ -45,6 +45,12 @@ Options:
                          home relays them to wherever it runs. Ports below
                          1024 need a node started with --allow-low-ports.
                          Repeatable.
+  --checkpoint-every MS  Checkpoint the program every MS ms (at least 50; 0:
+                         none; default: the node's --checkpoint-every) on
+                         another node, so that it can be resumed if its node
+                         fails. Its output is then shown only once a
+                         checkpoint covers it (output commit: about MS ms
+                         later). See docs/checkpoints.md.
   --json                 Print {"pid": PID, "node": NAME, "listen": [ADDRESS...]}
                          instead of the pid.
   --cluster HOST:PORT    The node to talk to (default: $FERRY_CLUSTER, else
@@ -118,6 +124,7 @@ function parseRun(argv: readonly string[]): Parsed {
       { name: "env", value: true, multiple: true },
       { name: "listen", value: true, multiple: true },
       { name: "memory", value: true },
+      { name: "checkpoint-every", value: true },
       { name: "json", value: false },
       CLUSTER_OPTION,
       { name: "help", value: false, short: "h" },
@@ -149,6 +156,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
   if (memory_max_bytes !== undefined && (memory_max_bytes < WASM_PAGE_BYTES || memory_max_bytes % WASM_PAGE_BYTES !== 0)) {
     throw new UsageError(`--memory wants whole 64K pages (64K, 64M, 1G...), not ${memory_max_bytes} bytes`);
   }
+  const checkpoint_every_ms = optionInt(parsed, "checkpoint-every");
   const cluster = clusterClient(parsed);
   const wasm = readModule(program);
   const sha256 = createHash("sha256").update(wasm).digest("hex");
@@ -169,6 +177,7 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     ...(listen.length === 0 ? {} : { listen }),
     ...(node === undefined ? {} : { node }),
     ...(memory_max_bytes === undefined ? {} : { memory_max_bytes }),
+    ...(checkpoint_every_ms === undefined ? {} : { checkpoint_every_ms }),
   })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;
   if (typeof pid !== "string" || pid === "") {

@@ -30,6 +30,7 @@ else 127.0.0.1:7070):
   nodes     List the cluster's nodes
   migrate   Move a running process to another node (stop-copy, pre-copy,
             post-copy or hybrid)
+  checkpoint Checkpoint a process now, kept on another node
   send      Send a message to a process
   links     List the traffic between pairs of processes
   token     Create a one-time token for a node, a client or a scraper to join
@@ -65,6 +66,7 @@ const commands: Record<string, () => Promise<Command>> = {
   kill: async () => (await import("./cluster_process.js")).killCommand,
   nodes: async () => (await import("./cluster_list.js")).nodesCommand,
   send: async () => (await import("./cluster_links.js")).sendCommand,
+  checkpoint: async () => (await import("./cluster_checkpoint.js")).checkpointCommand,
   links: async () => (await import("./cluster_links.js")).linksCommand,
   token: async () => (await import("./trust_cmd.js")).tokenCommand,
   login: async () => (await import("./trust_cmd.js")).loginCommand,

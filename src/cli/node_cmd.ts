@@ -56,6 +56,9 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --stall-timeout MS     Abort a migration from this node that makes no
                          progress for MS ms, leaving the process here
                          (default 30000).
+  --checkpoint-every MS  Checkpoint every process started here every MS ms
+                         unless its ferry run says otherwise (default 0:
+                         none). See docs/checkpoints.md.
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -141,6 +144,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "max-module-size", value: true },
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
+  { name: "checkpoint-every", value: true },
   { name: "log-level", value: true },
 ];
 
@@ -166,6 +170,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (idle !== undefined) limits.standby_idle_ms = idle;
   const stall = optionInt(parsed, "stall-timeout");
   if (stall !== undefined) limits.migration_stall_ms = stall;
+  const every = optionInt(parsed, "checkpoint-every");
+  if (every !== undefined) limits.checkpoint_every_ms = every;
   return limits;
 }
 

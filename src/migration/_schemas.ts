@@ -47,6 +47,8 @@ export const OfferSchema = v.object({
   moves: integer(1, Number.MAX_SAFE_INTEGER),
   /** Between nodes without TLS only: the key that signs the image (SPKI DER, base64; see `Offer` in source.ts). */
   signing_key: v.optional(v.pipe(v.string(), v.maxLength(SIGNING_KEY_CHARS_MAX), v.base64())),
+  /** Periodic checkpoints of the process, every this many ms (0 or absent: none); they go on wherever it runs. */
+  checkpoint_every_ms: v.optional(integer(0, Number.MAX_SAFE_INTEGER)),
 });
 
 /** READY and RUNNING (D→S): empty objects. */
@@ -67,3 +69,31 @@ export const HandoverSchema = v.object({
   remote_bytes: v.pipe(MemoryBytes, v.multipleOf(CHUNK_BYTES, `must be a whole number of ${CHUNK_BYTES}-byte chunks`)),
   missing: list(v.tuple([integer(0, CHUNKS_MAX - 1), integer(1, CHUNKS_MAX)]), CHUNKS_MAX),
 });
+
+/** Checkpoints in a chain: far more than any policy keeps, well inside exact JSON numbers. */
+const CHECKPOINT_SEQ_MAX = Number.MAX_SAFE_INTEGER;
+
+/** BEGIN (runner → keeper): see `CheckpointBegin` in checkpoint.ts. */
+export const CheckpointBeginSchema = v.object({
+  process: v.object({
+    pid: Pid,
+    home: NodeName,
+    module_sha256: Sha256,
+    module_name: ModuleName,
+    args: Args,
+    env: Env,
+    dirs: Dirs,
+    listen: v.optional(Listen),
+    source: HostPort,
+    memory_bytes: MemoryBytes,
+    memory_max_bytes: MemoryCap,
+    moves: integer(0, Number.MAX_SAFE_INTEGER),
+    checkpoint_every_ms: v.optional(integer(0, Number.MAX_SAFE_INTEGER)),
+    signing_key: v.optional(v.pipe(v.string(), v.maxLength(SIGNING_KEY_CHARS_MAX), v.base64())),
+  }),
+  chain: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,64}$/, "must be a chain name")),
+  seq: integer(1, CHECKPOINT_SEQ_MAX),
+});
+
+/** STORED (keeper → runner). */
+export const CheckpointStoredSchema = v.object({ stored_bytes: integer(0, Number.MAX_SAFE_INTEGER) });

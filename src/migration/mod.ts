@@ -19,3 +19,6 @@ export { Msg, type Handover } from "./_wire.js";
 export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
 export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
 export { STALL_MS_DEFAULT, STALL_MS_MAX, StallWatch } from "./stall.js";
+export { CHECKPOINT_FINAL_PAGES_GOAL, CHECKPOINT_ROUNDS_MAX, CheckpointMsg, restoreTo, takeCheckpoint, type CheckpointBegin, type CheckpointMetrics, type CheckpointSide, type CheckpointStored } from "./checkpoint.js";
+export { CHECKPOINT_INCREMENTS_MAX, checkCheckpoint, needsCompaction, PagesDigest, rebuildImage, type ChainEntry, type PagesSeen, type StoredCheckpoint } from "./checkpoint_chain.js";
+export { CheckpointBeginSchema, CheckpointStoredSchema } from "./_schemas.js";

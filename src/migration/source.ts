@@ -67,6 +67,8 @@ export interface Offer {
    * ignores this field.
    */
   signing_key?: string;
+  /** Periodic checkpoints of the process, every this many ms (docs/checkpoints.md); they go on wherever it runs. */
+  checkpoint_every_ms?: number;
 }
 
 /** What a migration reports. */

@@ -27,7 +27,8 @@ export function admitRun(node: FerryNode, body: RunRequestBody): AdmittedRun {
   node.policy.checkListen(body.listen);
   const preopens = node.policy.preopens(body.dirs);
   const { module_sha256, module_name, args, env, dirs, listen } = body;
-  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes }, preopens };
+  const checkpoint_every_ms = body.checkpoint_every_ms ?? node.limits.checkpoint_every_ms;
+  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes, ...(checkpoint_every_ms > 0 ? { checkpoint_every_ms } : {}) }, preopens };
 }
 
 /**

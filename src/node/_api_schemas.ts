@@ -13,6 +13,11 @@ import { base64, integer, queryUint, text } from "../validate.js";
 /** The module name a run request without one gets. */
 export const MODULE_NAME_DEFAULT = "program.wasm";
 
+/** Shortest --checkpoint-every: a checkpoint's round and its pause need some time of their own. */
+export const CHECKPOINT_EVERY_MS_MIN = 50;
+/** Longest --checkpoint-every: a day; a process checkpointed less often has no use for output commit's wait. */
+export const CHECKPOINT_EVERY_MS_MAX = 86_400_000;
+
 /** A downtime target past a minute is not a live migration any more. */
 export const MAX_DOWNTIME_MS_MAX = 60_000;
 
@@ -31,6 +36,8 @@ export const RunRequestSchema = v.object({
   node: v.optional(NodeName),
   /** Its memory cap; absent: the node's maximum. */
   memory_max_bytes: v.optional(MemoryCap),
+  /** Periodic checkpoints every this many ms (0: none; absent: the node's --checkpoint-every). */
+  checkpoint_every_ms: v.optional(v.union([v.literal(0), integer(CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX)], `must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX}`)),
 });
 
 /** A run request as checked. */

@@ -35,6 +35,7 @@ import { acceptPages, IncomingPostCopy, PAGES_PATH } from "./_postcopy.js";
 import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
+import { acceptCheckpoint, CHECKPOINT_PATH } from "./_checkpoints.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
 import { parseBatch } from "./_links.js";
 import { admitOffer } from "./_admission.js";
@@ -90,6 +91,10 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   }
   if ((req.url ?? "").startsWith(PAGES_PATH)) {
     acceptPages(node.postcopy, node.tls === null ? null : node.page_tickets, req, socket, head);
+    return;
+  }
+  if (req.url === CHECKPOINT_PATH) {
+    acceptCheckpoint(node, req, socket, head, peer);
     return;
   }
   if ((req.url ?? "").startsWith(NET_PATH)) {
@@ -254,7 +259,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       // It runs here: messages for it are taken here from now on.
       node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
-      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves });
+      node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });
       // A running process now, counted as one: no longer a standby.
       ticket.release();
     },
@@ -276,7 +281,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
  * be `expect` (the migration's authenticated source), streamed into the store
  * (never held whole, never over the node's limit).
  */
-function fetchModule(node: FerryNode, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<void> {
+export function fetchModule(node: FerryNode, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const req = node.dialer
       .request(address, { method: "GET", path: `/v1/modules/${sha256}`, agent: false }, expect)
@@ -320,6 +325,8 @@ export async function migrateProcess(
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
+  // Its checkpoint chain ends here (a checkpoint under way finishes first); the destination starts a new one.
+  await node.checkpoints.pause(pid);
   const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
   const moves = running.moves + 1;
@@ -370,6 +377,7 @@ export async function migrateProcess(
           memory_max_bytes,
           recover_ms,
           moves,
+          ...(running.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: running.checkpoint_every_ms } : {}),
           // Without TLS only: the destination has no peer certificate to take the key from (see acceptUpgrade).
           ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
         },

@@ -25,6 +25,8 @@ export interface RunRequest {
   listen: string[];
   /** Most bytes its memory may grow to; it travels with it, and every node it runs on checks it against its own maximum. */
   memory_max_bytes: number;
+  /** Periodic checkpoints every this many ms (docs/checkpoints.md); absent or 0: none. It travels with the process. */
+  checkpoint_every_ms?: number;
 }
 
 /** What the home node keeps of a process. */

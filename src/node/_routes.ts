@@ -20,6 +20,7 @@ import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
 import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
+import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -229,6 +230,7 @@ async function processRoute(
       return forward(node.dialer, req, res, await node.addressOf(record.node), nodeNamed(record.node), null);
     }
   }
+  if (await checkpointProcessRoute(node, method, pid, sub, req, res)) return;
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
@@ -269,6 +271,7 @@ async function internalRoute(
     return sendJson(res, 200, { pid });
   }
   if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
+  if (await checkpointInternalRoute(node, method, what, pid, req, res, peer)) return;
   if (what === "deliver" && method === "POST") {
     const batch = parseBatch(await readJson(req));
     node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
@@ -345,10 +348,11 @@ function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, r
     offsets[chunk.stream] += data.length;
   };
   for (const stream of ["stdout", "stderr"] as const) {
-    while (offsets[stream] < log.size(stream)) {
+    // Held output (output commit) is shown only as far as a stored checkpoint covers it.
+    while (offsets[stream] < log.released(stream)) {
       const data = log.read(stream, offsets[stream]);
       // Each pass must move on; one that cannot would spin (and stop the node answering).
-      if (data.length === 0) throw new Error(`reading ${stream} at ${offsets[stream]} of ${log.size(stream)} returned nothing`);
+      if (data.length === 0) throw new Error(`reading ${stream} at ${offsets[stream]} of ${log.released(stream)} returned nothing`);
       send({ stream, offset: offsets[stream], data });
     }
   }

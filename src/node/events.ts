@@ -23,7 +23,10 @@ export type NodeEventBody =
   | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number; memory_bytes?: number }
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
-  | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number };
+  | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
+  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number }
+  | { type: "checkpoint.failed"; pid: string; keeper: string; code: string; message: string }
+  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number };
 
 /** An event as streamed: the body with who reported it, when, and its number on that node. */
 export type NodeEvent = NodeEventBody & {

@@ -9,7 +9,7 @@
  * read from the node when scraped, so nothing is computed while nobody looks.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
+import type { CheckpointMetrics, MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 
 /** What a scrape reads from the node as it is now. */
 export interface NodeGauges {
@@ -24,7 +24,14 @@ export interface NodeGauges {
   limits(): { processes_max: number; memory_max_bytes: number; standby_bytes_max: number };
   /** Streams of events served now. */
   eventSubscribers(): number;
+  /** Seconds since the last stored checkpoint of each running process this node is home to (that has one). */
+  checkpointAges?(): { pid: string; age_s: number }[];
+  /** Checkpoint chains this node keeps for others, and their bytes. */
+  keptCheckpoints?(): { chains: number; bytes: number };
 }
+
+/** Checkpoint pause buckets, seconds: a few pages of a small process to the dirty set of a busy large one. */
+const PAUSE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
 /** Every state a process can be in (docs/cluster.md): each is reported, 0 included, so a series never vanishes. */
 const PROCESS_STATES = ["running", "migrating", "exited", "killed", "failed"] as const;
@@ -68,6 +75,9 @@ export class NodeMetrics {
   readonly #link_received_bytes: Counter<"peer">;
   readonly #relay: Counter<"direction">;
   readonly #in_progress = new Map<string, InProgress>();
+  readonly #checkpoints: Counter<"result" | "code">;
+  readonly #checkpoint_pause: Histogram;
+  readonly #checkpoint_bytes: Counter;
 
   constructor(node: string, gauges: NodeGauges) {
     const registers = [this.registry];
@@ -122,6 +132,34 @@ export class NodeMetrics {
     this.#link_received_bytes = new Counter({ name: "ferry_link_received_bytes_total", help: "Bytes of link messages received from another node, by that node.", labelNames: ["peer"], registers });
     this.#relay = new Counter({ name: "ferry_relay_tcp_bytes_total", help: "TCP bytes this node relayed for processes it is home to: in from their clients, out to them.", labelNames: ["direction"], registers });
     for (const direction of ["in", "out"]) this.#relay.inc({ direction }, 0);
+    this.#checkpoints = new Counter({ name: "ferry_checkpoints_total", help: "Checkpoints this node took of the processes it runs, stored or failed (by error code).", labelNames: ["result", "code"], registers });
+    this.#checkpoints.inc({ result: "stored", code: "" }, 0);
+    this.#checkpoint_pause = new Histogram({ name: "ferry_checkpoint_pause_seconds", help: "How long a checkpoint stopped its process (the final capture).", buckets: PAUSE_BUCKETS_S, registers });
+    this.#checkpoint_bytes = new Counter({ name: "ferry_checkpoint_sent_bytes_total", help: "Bytes of stored checkpoints this node sent to their keepers.", registers });
+    new Gauge({
+      name: "ferry_checkpoint_age_seconds",
+      help: "Seconds since the last stored checkpoint of each running process this node is home to: what a failover now would lose.",
+      labelNames: ["pid"],
+      registers,
+      collect() {
+        this.reset();
+        for (const a of gauges.checkpointAges?.() ?? []) this.set({ pid: a.pid }, a.age_s);
+      },
+    });
+    gauge("ferry_checkpoint_chains_kept", "Processes whose checkpoints this node keeps for the nodes that run them.", () => gauges.keptCheckpoints?.().chains ?? 0);
+    gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and KEEPER_BYTES_MAX).", () => gauges.keptCheckpoints?.().bytes ?? 0);
+  }
+
+  /** A checkpoint of a process here was stored. */
+  checkpointTaken(m: CheckpointMetrics): void {
+    this.#checkpoints.inc({ result: "stored", code: "" });
+    this.#checkpoint_pause.observe(m.pause_ms / 1000);
+    this.#checkpoint_bytes.inc(m.bytes);
+  }
+
+  /** A checkpoint of a process here failed with `code`. */
+  checkpointFailed(code: string): void {
+    this.#checkpoints.inc({ result: "failed", code });
   }
 
   /** The metrics in Prometheus' text format. */

@@ -10,3 +10,5 @@ export { defaultLimits, halfTheMachine, type NodeLimits } from "./limits.js";
 export { PRIVILEGED_PORTS_BELOW, type NodePolicy } from "./policy.js";
 export { openDirectory, serveDirectory, directoryTransport, type DirectoryServer } from "./directory_http.js";
 export { NodeDirectory, describeRecord, statusOfRecord, type NodeDeadEvent, type NodeDeadListener } from "./cluster_directory.js";
+export { FileCheckpointRecords, isNewer, type CheckpointRecord, type CheckpointRecords } from "./_checkpoint_records.js";
+export { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";

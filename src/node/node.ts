@@ -35,6 +35,10 @@ import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
+import { NodeCheckpoints } from "./_checkpoints.js";
+import { CheckpointStore } from "./_checkpoint_store.js";
+import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
+import { checkpointsEnded } from "./_checkpoint_routes.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -128,6 +132,12 @@ export class FerryNode {
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
   readonly events: EventHub;
+  /** The checkpoints it takes of the processes it runs (docs/checkpoints.md). */
+  readonly checkpoints: NodeCheckpoints;
+  /** The checkpoints it keeps for other nodes' processes. */
+  readonly checkpoint_store: CheckpointStore;
+  /** Where the last checkpoint of each process it is home to is. */
+  readonly checkpoint_records: CheckpointRecords;
   /** Its log: the OS process's logger with this node's name on every line. */
   readonly log: Logger;
   /** Its part in the cluster directory, once joined (null without one). Failover subscribes to `cluster.onNodeDead`. */
@@ -165,6 +175,14 @@ export class FerryNode {
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
+    this.checkpoints = new NodeCheckpoints(this);
+    this.checkpoint_store = new CheckpointStore(path.join(options.data_dir, "checkpoints"), this.image_key);
+    this.checkpoint_records = new FileCheckpointRecords(options.data_dir);
+    // Held logs reopened after a restart release what their stored checkpoints cover.
+    for (const h of this.table.homes()) {
+      const last = this.checkpoint_records.last(h.pid);
+      if (last !== undefined) h.output.commit({ stdout: last.stdout_bytes, stderr: last.stderr_bytes });
+    }
     this.metrics = new NodeMetrics(this.name, {
       homeStates: () => {
         const states: Record<string, number> = {};
@@ -176,6 +194,11 @@ export class FerryNode {
       standbys: () => ({ count: this.standbys.count, bytes: this.standbys.bytes }),
       limits: () => this.limits,
       eventSubscribers: () => this.events.subscribers,
+      checkpointAges: () => {
+        const now = Date.now();
+        return this.checkpoint_records.all().flatMap((r) => (this.table.home(r.pid)?.exit === null ? [{ pid: r.pid, age_s: Math.max(0, now - r.created_unix_ms) / 1000 }] : []));
+      },
+      keptCheckpoints: () => ({ chains: this.checkpoint_store.chains, bytes: this.checkpoint_store.bytes }),
     });
     this.joined = new Promise((resolve) => {
       this.#joined = resolve;
@@ -190,6 +213,7 @@ export class FerryNode {
         this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
         this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
         this.cluster?.ended(record.pid, record.moves, status);
+        checkpointsEnded(this, record.pid);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
     };
@@ -247,6 +271,7 @@ export class FerryNode {
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
     return node;
   }
@@ -366,6 +391,7 @@ export class FerryNode {
     this.events.publish({ type: "node.stopping" });
     this.log.info("stopping");
     this.cluster?.pause();
+    this.checkpoints.stop();
     await this.table.stop();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();

@@ -45,6 +45,7 @@ export const SavedHomeSchema = v.object({
   dirs: Dirs,
   listen: Listen,
   memory_max_bytes: MemoryCap,
+  checkpoint_every_ms: v.optional(Uint),
 });
 
 /** A process running on this node: enough to tell its home what became of it after a crash. */

@@ -7,6 +7,13 @@
  * The files outlive the node: a log is opened where it is, never truncated,
  * so a node that restarts on the same data directory keeps every byte a
  * process wrote, and appends after it. An ended log holds no descriptors.
+ *
+ * Output commit (docs/checkpoints.md): the log of a process with periodic
+ * checkpoints is *held*: readers see a stream only up to what its last stored
+ * checkpoint covers, so a restart from that checkpoint never shows output
+ * that is then written again, perhaps differently. What lies past it is kept
+ * unreleased until a checkpoint covers it, or cut off (`rewind`) when the
+ * process restarts from the checkpoint; never anything released.
  */
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
@@ -35,6 +42,8 @@ export class OutputLog extends EventEmitter {
   #fds: Record<StreamName, number> | null;
   readonly #sizes: Record<StreamName, number>;
   #ended = false;
+  /** Held (output commit): the offsets readers may see up to; null: they see everything written. */
+  #released: Record<StreamName, number> | null = null;
 
   /** The log of `pid` in `dir`, with what it already holds; `ended`: no more output will come (a restored record of an ended process). */
   constructor(dir: string, pid: string, options: { ended?: boolean } = {}) {
@@ -84,14 +93,83 @@ export class OutputLog extends EventEmitter {
     if (this.#fds === null) throw new Error(`output of an ended process arrived (${chunk.stream} at ${chunk.offset})`);
     fs.writeSync(this.#fds[chunk.stream], fresh, 0, fresh.length, size);
     this.#sizes[chunk.stream] = size + fresh.length;
-    this.emit("chunk", { stream: chunk.stream, offset: size, data: fresh } satisfies OutputChunk);
+    // Held: only what a stored checkpoint covers already goes to readers now (commit releases the rest).
+    const visible = this.#released === null ? fresh : fresh.subarray(0, Math.max(0, this.#released[chunk.stream] - size));
+    if (visible.length > 0) this.emit("chunk", { stream: chunk.stream, offset: size, data: visible } satisfies OutputChunk);
     return true;
   }
 
-  /** Reads up to READ_CHUNK_BYTES of a stream from `offset` (a whole number of bytes: callers check what clients send). */
+  /** Bytes of a stream readers may see: all of it, or, held, what the last stored checkpoint covers. */
+  released(stream: StreamName): number {
+    return this.#released === null ? this.#sizes[stream] : Math.min(this.#sizes[stream], this.#released[stream]);
+  }
+
+  /** Whether the log is held (output commit), and up to which offsets readers see it. */
+  get held(): Readonly<Record<StreamName, number>> | null {
+    return this.#released;
+  }
+
+  /** Holds the log (output commit): readers see it only up to `released` from now on, and as {@link commit} moves on. */
+  hold(released: Record<StreamName, number>): void {
+    if (this.#ended) return;
+    this.#released = { stdout: Math.min(released.stdout, this.#sizes.stdout), stderr: Math.min(released.stderr, this.#sizes.stderr) };
+  }
+
+  /**
+   * A checkpoint covering the output up to `offsets` is stored: readers see
+   * it now (what has arrived of it; the rest as it arrives). Offsets only go
+   * forward; a log that is not held ignores this.
+   */
+  commit(offsets: Record<StreamName, number>): void {
+    const held = this.#released;
+    if (held === null) return;
+    for (const stream of ["stdout", "stderr"] as const) {
+      const from = Math.min(held[stream], this.#sizes[stream]);
+      if (offsets[stream] <= held[stream]) continue;
+      held[stream] = offsets[stream];
+      this.#emitStored(stream, from, Math.min(offsets[stream], this.#sizes[stream]));
+    }
+  }
+
+  /**
+   * Cuts each stream back to `offsets` (the process restarts from a
+   * checkpoint that covers that much): what lay past them was never released
+   * and is written again by the restarted process. Throws a RangeError for an
+   * offset before what readers have seen or past what was written: released
+   * output is never taken back.
+   */
+  rewind(offsets: Record<StreamName, number>): void {
+    if (this.#fds === null) throw new RangeError("the log has ended (or is closed); it cannot be rewound");
+    for (const stream of ["stdout", "stderr"] as const) {
+      const to = offsets[stream];
+      if (!Number.isSafeInteger(to) || to < this.released(stream) || to > this.#sizes[stream]) {
+        throw new RangeError(`cannot rewind ${stream} to ${to}: readers have seen ${this.released(stream)} bytes, ${this.#sizes[stream]} are written`);
+      }
+    }
+    for (const stream of ["stdout", "stderr"] as const) {
+      fs.ftruncateSync(this.#fds[stream], offsets[stream]);
+      this.#sizes[stream] = offsets[stream];
+    }
+  }
+
+  /** Emits what the file holds of `stream` from `from` to `to` as chunks (bytes just released). */
+  #emitStored(stream: StreamName, from: number, to: number): void {
+    for (let at = from; at < to; ) {
+      const data = this.#readRaw(stream, at, Math.min(READ_CHUNK_BYTES, to - at));
+      if (data.length === 0) return;
+      this.emit("chunk", { stream, offset: at, data } satisfies OutputChunk);
+      at += data.length;
+    }
+  }
+
+  /** Reads up to READ_CHUNK_BYTES of a stream from `offset` (a whole number of bytes: callers check what clients send), never past what is released. */
   read(stream: StreamName, offset: number): Uint8Array {
     if (!Number.isSafeInteger(offset) || offset < 0) throw new RangeError(`output offset ${offset} is not a whole number of bytes`);
-    const n = Math.max(0, Math.min(READ_CHUNK_BYTES, this.#sizes[stream] - offset));
+    return this.#readRaw(stream, offset, READ_CHUNK_BYTES);
+  }
+
+  #readRaw(stream: StreamName, offset: number, max: number): Uint8Array {
+    const n = Math.max(0, Math.min(max, this.released(stream) - offset));
     const buf = Buffer.alloc(n);
     if (n === 0) return buf;
     if (this.#fds !== null) {
@@ -110,6 +188,9 @@ export class OutputLog extends EventEmitter {
   /** Marks the end of output and lets go of the files (an ended log is read by opening them). */
   end(): void {
     if (this.#ended) return;
+    // Its end is final: no restart can write any of it again, so all of it is released.
+    if (this.#released !== null) this.commit({ ...this.#sizes });
+    this.#released = null;
     this.#ended = true;
     this.#release();
     this.emit("end");

@@ -110,6 +110,8 @@ export class ProcessTable {
       settle = resolve;
     });
     const record: HomeRecord = { ...h, output: new OutputLog(this.#output_dir, h.pid, { ended: h.exit !== null }), net: null, done, settle };
+    // Output commit: what no stored checkpoint covers stays held after a restart too (the node then releases what its records cover).
+    if (h.exit === null && (h.checkpoint_every_ms ?? 0) > 0) record.output.hold({ stdout: 0, stderr: 0 });
     if (h.exit !== null) settle(h.exit);
     return record;
   }
@@ -132,6 +134,7 @@ export class ProcessTable {
       dirs: r.dirs,
       listen: r.listen,
       memory_max_bytes: r.memory_max_bytes,
+      ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
     }));
     const running: SavedRunning[] = [
       ...[...this.#running.values()].map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) })),
@@ -188,6 +191,11 @@ export class ProcessTable {
   /** The process `pid` if it runs here. */
   running(pid: string): Running | undefined {
     return this.#running.get(pid);
+  }
+
+  /** The processes running here. */
+  runningAll(): Running[] {
+    return [...this.#running.values()];
   }
 
   /** How many processes run here. */
@@ -256,6 +264,8 @@ export class ProcessTable {
       done,
       settle,
     };
+    // Output commit (docs/checkpoints.md): readers see its output once a stored checkpoint covers it.
+    if ((request.checkpoint_every_ms ?? 0) > 0) record.output.hold({ stdout: 0, stderr: 0 });
     this.#homes.set(pid, record);
     const relay = new LocalRelay(record.output, { stdout: 0, stderr: 0 });
     const links = this.#links.endpoint(pid);
@@ -413,6 +423,20 @@ export class ProcessTable {
   /** The home's side of a location update: move `moves` took `record` to `node`, says `from` (`_location.ts`'s checkLocation). */
   acceptLocation(record: HomeRecord, from: string | null, node: string, moves: number): void {
     if (checkLocation(recorded(record), from, node, moves) === "repeat") return;
+    record.previous = record.node;
+    record.node = node;
+    record.moves = moves;
+    this.#save();
+  }
+
+  /**
+   * The home's side of a restore from a checkpoint (`_checkpoint_routes.ts`):
+   * move `moves` resumed `record` on `node`, its runner being gone.
+   * Compare-and-set on the move counter, as every location update.
+   */
+  acceptRestore(record: HomeRecord, node: string, moves: number): void {
+    if (record.exit !== null) throw new FerryError("ERR_PROCESS_ENDED", `${record.pid} has ended`);
+    if (moves !== record.moves + 1) throw new FerryError("ERR_LOCATION_STALE", `${record.pid}: a restore as move ${moves}, but the home has move ${record.moves}`);
     record.previous = record.node;
     record.node = node;
     record.moves = moves;

@@ -1,0 +1,373 @@
+/**
+ * The keeper's side of checkpoints (docs/checkpoints.md): takes checkpoints
+ * from runners on the checkpoint endpoint (an HTTP upgrade, node-to-node
+ * only, mutual TLS), checks and stores them under DATA/checkpoints/PID/,
+ * compacts chains by the retention policy, and rebuilds a process's whole
+ * image to resume it on a node.
+ *
+ * On disk, per process: `chain.json` (the process, and each checkpoint of its
+ * one chain, base first: the commit point of every change), and per
+ * checkpoint `CHAIN.SEQ.pages` (its PAGES payloads, each after its u32 LE
+ * length) and `CHAIN.SEQ.image` (its signed image). Files chain.json does not
+ * name are left-overs of a crash and are removed.
+ */
+import { createPublicKey, type KeyObject } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import * as v from "valibot";
+import { FerryError } from "../errors.js";
+import { encodeImage, trustKeys, type ImageTrust, type ProcessImage } from "../image/mod.js";
+import {
+  CheckpointBeginSchema,
+  CheckpointMsg,
+  checkCheckpoint,
+  Msg,
+  needsCompaction,
+  PagesDigest,
+  rebuildImage,
+  type CheckpointBegin,
+  type StoredCheckpoint,
+} from "../migration/mod.js";
+import type { FramedConnection } from "../transport/mod.js";
+import { WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
+import { parseJson } from "../validate.js";
+import { errorField, logger } from "../log/mod.js";
+import { writeAll, writeFileAtomic } from "./_checkpoint_records.js";
+
+/**
+ * Bytes of one checkpoint a keeper takes at most: a whole 4 GiB memory (a
+ * base) and room for its state (WASI, links and stack are far smaller).
+ */
+export const CHECKPOINT_BYTES_MAX = WASM_MEMORY_BYTES_MAX + 64 * 1024 * 1024;
+/** Bytes of an image a keeper holds in memory while it checks it: a checkpoint's image carries state only, its pages come as PAGES. */
+export const CHECKPOINT_IMAGE_BYTES_MAX = 64 * 1024 * 1024;
+/**
+ * Bytes all chains on one keeper may hold together. With the retention
+ * policy a chain holds at most about twice its process's memory, so this
+ * keeps a few large processes or many small ones, and a disk does not fill.
+ */
+export const KEEPER_BYTES_MAX = 32 * 1024 * 1024 * 1024;
+/** Processes one keeper keeps checkpoints of at most. */
+export const KEEPER_CHAINS_MAX = 4096;
+
+/** One checkpoint of a chain as chain.json records it. */
+const EntrySchema = v.object({
+  seq: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  /** Its files' name before `.pages` and `.image`: CHAIN.SEQ, or CHAIN.SEQ.base for a compacted base. */
+  file: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,80}$/)),
+  bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** SPKI DER (base64) of the key that signed its image. */
+  signer: v.pipe(v.string(), v.maxLength(1024), v.base64()),
+  memory_bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  stdout_bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  stderr_bytes: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  created_unix_ms: v.number(),
+});
+const ChainSchema = v.object({
+  version: v.literal(1),
+  chain: CheckpointBeginSchema.entries.chain,
+  process: CheckpointBeginSchema.entries.process,
+  entries: v.pipe(v.array(EntrySchema), v.minLength(1)),
+});
+/** A chain as chain.json holds it. */
+export type Chain = v.InferOutput<typeof ChainSchema>;
+
+/** What the keeper says of the newest checkpoint of a process. */
+export interface KeptCheckpoint {
+  pid: string;
+  chain: string;
+  seq: number;
+  memory_bytes: number;
+  stdout_bytes: number;
+  stderr_bytes: number;
+  /** Checkpoints in the chain now (1: a base alone) and their bytes. */
+  checkpoints: number;
+  bytes: number;
+}
+
+/** Who sent a checkpoint: its node name and the key its images must be signed with. */
+export interface CheckpointPeer {
+  name: string | null;
+  key: KeyObject | undefined;
+}
+
+/** The checkpoints a node keeps for others. */
+export class CheckpointStore {
+  readonly #dir: string;
+  readonly #own_key: KeyObject;
+  readonly #chains = new Map<string, Chain>();
+  /** One change at a time per process: a store, a compaction, a restore or a drop. */
+  readonly #locks = new Map<string, Promise<unknown>>();
+
+  /** The store under `dir`; `own_key` signs the bases it compacts (its node's image key). */
+  constructor(dir: string, own_key: KeyObject) {
+    this.#dir = dir;
+    this.#own_key = own_key;
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    for (const pid of fs.readdirSync(dir)) this.#load(pid);
+  }
+
+  #load(pid: string): void {
+    const dir = path.join(this.#dir, pid);
+    let chain: Chain | null = null;
+    try {
+      chain = parseJson(ChainSchema, fs.readFileSync(path.join(dir, "chain.json")), "chain.json");
+    } catch (err: unknown) {
+      logger().warn({ pid, err: errorField(err) }, "dropping a checkpoint chain that cannot be read");
+    }
+    if (chain === null) {
+      fs.rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    this.#chains.set(pid, chain);
+    const named = new Set(chain.entries.flatMap((e) => [`${e.file}.pages`, `${e.file}.image`]));
+    for (const f of fs.readdirSync(dir)) if (f !== "chain.json" && !named.has(f)) fs.rmSync(path.join(dir, f), { force: true });
+  }
+
+  /** Bytes all chains hold. */
+  get bytes(): number {
+    let n = 0;
+    for (const c of this.#chains.values()) for (const e of c.entries) n += e.bytes;
+    return n;
+  }
+
+  /** Processes with a chain here. */
+  get chains(): number {
+    return this.#chains.size;
+  }
+
+  /** The newest checkpoint of `pid` kept here. */
+  newest(pid: string): KeptCheckpoint | undefined {
+    const c = this.#chains.get(pid);
+    const e = c?.entries.at(-1);
+    if (c === undefined || e === undefined) return undefined;
+    return {
+      pid,
+      chain: c.chain,
+      seq: e.seq,
+      memory_bytes: e.memory_bytes,
+      stdout_bytes: e.stdout_bytes,
+      stderr_bytes: e.stderr_bytes,
+      checkpoints: c.entries.length,
+      bytes: c.entries.reduce((n, x) => n + x.bytes, 0),
+    };
+  }
+
+  /** The process a chain was taken of (for a restore's offer). */
+  process(pid: string): CheckpointBegin["process"] | undefined {
+    return this.#chains.get(pid)?.process;
+  }
+
+  /** Runs `f` once every earlier change to `pid` is done. */
+  locked<T>(pid: string, f: () => Promise<T>): Promise<T> {
+    const before = this.#locks.get(pid) ?? Promise.resolve();
+    const run = before.then(f, f);
+    const tail = run.catch(() => undefined);
+    this.#locks.set(pid, tail);
+    void tail.then(() => {
+      if (this.#locks.get(pid) === tail) this.#locks.delete(pid);
+    });
+    return run;
+  }
+
+  /**
+   * Takes one checkpoint on `conn` (after the upgrade): BEGIN, READY, its
+   * pages and image, STORED, then compacts the chain if the policy says so.
+   * `ensureModule` makes sure this node has the process's module (a restore
+   * needs it here). Refuses with an ERROR frame what does not follow the
+   * chain, passes a limit or fails a check; nothing is stored then.
+   */
+  async receive(conn: FramedConnection, peer: CheckpointPeer, options: { idle_ms: number; ensureModule(begin: CheckpointBegin): Promise<void> }): Promise<KeptCheckpoint> {
+    let begin: CheckpointBegin;
+    try {
+      const first = await conn.next({ timeout_ms: options.idle_ms });
+      if (first.type !== CheckpointMsg.begin) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", `expected BEGIN, got frame type ${first.type}`);
+      begin = parseJson(CheckpointBeginSchema, first.payload, "BEGIN frame", { code: "ERR_CHECKPOINT_PROTOCOL" });
+    } catch (err: unknown) {
+      await refuse(conn, err);
+      throw err;
+    }
+    const pid = begin.process.pid;
+    return this.locked(pid, async () => {
+      const dir = path.join(this.#dir, pid);
+      const base = `${begin.chain}.${begin.seq}`;
+      const temp = { pages: path.join(dir, `${base}.pages.tmp`), image: path.join(dir, `${base}.image.tmp`) };
+      let fd: number | null = null;
+      try {
+        this.#admit(begin);
+        await options.ensureModule(begin);
+        const signer = peer.key ?? (begin.process.signing_key !== undefined ? createPublicKey({ key: Buffer.from(begin.process.signing_key, "base64"), format: "der", type: "spki" }) : undefined);
+        if (signer === undefined) throw new FerryError("ERR_IMAGE_SIGNATURE", "the checkpoint names no key to check its image with");
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+        fd = fs.openSync(temp.pages, "w", 0o600);
+        await conn.send(Msg.ready, Buffer.from("{}"));
+        const digest = new PagesDigest();
+        const image: Uint8Array[] = [];
+        let pages_bytes = 0;
+        let image_bytes = 0;
+        for (;;) {
+          const frame = await conn.next({ timeout_ms: options.idle_ms });
+          if (frame.type === Msg.pages) {
+            digest.update(frame.payload);
+            pages_bytes += 4 + frame.payload.length;
+            if (pages_bytes > CHECKPOINT_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint of more than ${CHECKPOINT_BYTES_MAX} bytes`);
+            const head = Buffer.alloc(4);
+            head.writeUInt32LE(frame.payload.length, 0);
+            writeAll(fd, head);
+            writeAll(fd, frame.payload);
+          } else if (frame.type === Msg.image) {
+            image_bytes += frame.payload.length;
+            if (image_bytes > CHECKPOINT_IMAGE_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint image of more than ${CHECKPOINT_IMAGE_BYTES_MAX} bytes`);
+            image.push(Buffer.from(frame.payload));
+          } else if (frame.type === Msg.image_end) break;
+          else if (frame.type === Msg.error) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "the runner gave up the checkpoint");
+          else throw new FerryError("ERR_CHECKPOINT_PROTOCOL", `unexpected frame type ${frame.type}`);
+        }
+        fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        fd = null;
+        const image_all = Buffer.concat(image);
+        const decoded = checkCheckpoint(image_all, digest.seen(), trustKeys([signer]), Buffer.from(begin.process.module_sha256, "hex"));
+        writeFileAtomic(temp.image, image_all);
+        fs.renameSync(temp.pages, path.join(dir, `${base}.pages`));
+        fs.renameSync(temp.image, path.join(dir, `${base}.image`));
+        const entry = {
+          seq: begin.seq,
+          file: base,
+          bytes: pages_bytes + image_all.length,
+          signer: signer.export({ type: "spki", format: "der" }).toString("base64"),
+          memory_bytes: decoded.memory.size_bytes,
+          stdout_bytes: decoded.streams.stdout_bytes,
+          stderr_bytes: decoded.streams.stderr_bytes,
+          created_unix_ms: Date.now(),
+        };
+        const old = this.#chains.get(pid);
+        const chain: Chain = begin.seq === 1 || old === undefined ? { version: 1, chain: begin.chain, process: begin.process, entries: [entry] } : { ...old, process: begin.process, entries: [...old.entries, entry] };
+        this.#commit(pid, chain, old);
+        await conn.send(CheckpointMsg.stored, Buffer.from(JSON.stringify({ stored_bytes: entry.bytes })));
+        conn.close();
+      } catch (err: unknown) {
+        if (fd !== null) fs.closeSync(fd);
+        fs.rmSync(temp.pages, { force: true });
+        fs.rmSync(temp.image, { force: true });
+        await refuse(conn, err);
+        throw err;
+      }
+      const chain = this.#chains.get(pid) as Chain;
+      if (needsCompaction(chain.entries)) {
+        try {
+          await this.#compact(pid, chain);
+        } catch (err: unknown) {
+          // The chain stays as it was, whole: the next checkpoint tries again.
+          logger().warn({ pid, err: errorField(err) }, `compacting the checkpoints of ${pid} failed`);
+        }
+      }
+      return this.newest(pid) as KeptCheckpoint;
+    });
+  }
+
+  /** Checks a BEGIN against the chain kept and the keeper's limits. */
+  #admit(begin: CheckpointBegin): void {
+    const pid = begin.process.pid;
+    const old = this.#chains.get(pid);
+    if (old !== undefined && begin.process.moves < old.process.moves) {
+      throw new FerryError("ERR_LOCATION_STALE", `${pid}: a checkpoint taken at move ${begin.process.moves}, older than the kept one (move ${old.process.moves})`);
+    }
+    if (begin.seq > 1) {
+      const last = old?.entries.at(-1);
+      if (old === undefined || old.chain !== begin.chain || last?.seq !== begin.seq - 1) {
+        throw new FerryError("ERR_CHECKPOINT_CHAIN", `${pid}: no checkpoint ${begin.chain}/${begin.seq - 1} here to follow; start a new chain`);
+      }
+    }
+    if (old === undefined && this.#chains.size >= KEEPER_CHAINS_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps checkpoints of ${KEEPER_CHAINS_MAX} processes already`);
+    // A base may be as large as the process's memory: room for that, beside what is kept.
+    if (this.bytes + begin.process.memory_bytes > KEEPER_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps ${this.bytes} bytes of checkpoints; ${KEEPER_BYTES_MAX} at most`);
+  }
+
+  /** Makes `chain` the chain of `pid` (chain.json is the commit point), then removes the files only `old` named. */
+  #commit(pid: string, chain: Chain, old: Chain | undefined): void {
+    const dir = path.join(this.#dir, pid);
+    writeFileAtomic(path.join(dir, "chain.json"), JSON.stringify(chain));
+    this.#chains.set(pid, chain);
+    if (old === undefined) return;
+    const keep = new Set(chain.entries.map((e) => e.file));
+    for (const e of old.entries) {
+      const name = e.file;
+      if (keep.has(name)) continue;
+      fs.rmSync(path.join(dir, `${name}.pages`), { force: true });
+      fs.rmSync(path.join(dir, `${name}.image`), { force: true });
+    }
+  }
+
+  /** The retention policy's merge: the whole image at the newest checkpoint becomes the chain's only one, signed by this node. */
+  async #compact(pid: string, chain: Chain): Promise<void> {
+    const image = this.#rebuild(pid, chain);
+    const last = chain.entries.at(-1) as Chain["entries"][number];
+    const dir = path.join(this.#dir, pid);
+    const name = `${chain.chain}.${last.seq}.base`;
+    const bytes = Buffer.concat([...encodeImage(image, { signer: { key: this.#own_key } })]);
+    writeFileAtomic(path.join(dir, `${name}.image`), bytes);
+    writeFileAtomic(path.join(dir, `${name}.pages`), new Uint8Array(0));
+    const entry = { ...last, file: name, bytes: bytes.length, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
+    // chain.json is the commit point: until it names the new base, the old files are the chain.
+    this.#commit(pid, { ...chain, entries: [entry] }, chain);
+    logger().debug({ pid, seq: last.seq, bytes: bytes.length }, `compacted the checkpoints of ${pid} into a new base`);
+  }
+
+  /** Refuses checkpoints of `pid` taken before move `moves` from now on (it was restored as that move). Call under {@link locked}. */
+  fence(pid: string, moves: number): void {
+    const chain = this.#chains.get(pid);
+    if (chain === undefined || chain.process.moves >= moves) return;
+    const fenced = { ...chain, process: { ...chain.process, moves } };
+    writeFileAtomic(path.join(this.#dir, pid, "chain.json"), JSON.stringify(fenced));
+    this.#chains.set(pid, fenced);
+  }
+
+  /** The whole image of `pid` at the newest checkpoint kept (read from disk, checked again). */
+  rebuild(pid: string): ProcessImage {
+    const chain = this.#chains.get(pid);
+    if (chain === undefined) throw new FerryError("ERR_NO_CHECKPOINT", `no checkpoint of ${pid} is kept here`);
+    return this.#rebuild(pid, chain);
+  }
+
+  #rebuild(pid: string, chain: Chain): ProcessImage {
+    const dir = path.join(this.#dir, pid);
+    const signers: ImageTrust = trustKeys(chain.entries.map((e) => createPublicKey({ key: Buffer.from(e.signer, "base64"), format: "der", type: "spki" })));
+    const stored = function* (): Generator<StoredCheckpoint> {
+      for (const e of chain.entries) {
+        yield { pages: framesOf(fs.readFileSync(path.join(dir, `${e.file}.pages`))), image: fs.readFileSync(path.join(dir, `${e.file}.image`)) };
+      }
+    };
+    return rebuildImage(stored(), signers, Buffer.from(chain.process.module_sha256, "hex"));
+  }
+
+  /** Drops the chain of `pid` (its process ended, or its checkpoints moved to another keeper); only chain `chain` if given. */
+  drop(pid: string, chain?: string): Promise<boolean> {
+    return this.locked(pid, () => {
+      const c = this.#chains.get(pid);
+      if (c === undefined || (chain !== undefined && c.chain !== chain)) return Promise.resolve(false);
+      this.#chains.delete(pid);
+      fs.rmSync(path.join(this.#dir, pid), { recursive: true, force: true });
+      return Promise.resolve(true);
+    });
+  }
+}
+
+/** The PAGES payloads of a `.pages` file (each after its u32 LE length). */
+function* framesOf(file: Buffer): Generator<Uint8Array> {
+  for (let at = 0; at < file.length; ) {
+    if (at + 4 > file.length) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "a checkpoint's pages file is cut short");
+    const n = file.readUInt32LE(at);
+    if (at + 4 + n > file.length) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "a checkpoint's pages file is cut short");
+    yield file.subarray(at + 4, at + 4 + n);
+    at += 4 + n;
+  }
+}
+
+async function refuse(conn: FramedConnection, err: unknown): Promise<void> {
+  const code = err instanceof FerryError ? err.code : "ERR_CHECKPOINT_PROTOCOL";
+  const message = err instanceof Error ? err.message : String(err);
+  // The link may be gone already: the runner then sees that instead.
+  await conn.send(Msg.error, Buffer.from(JSON.stringify({ code, message }))).catch(() => undefined);
+  conn.close();
+}

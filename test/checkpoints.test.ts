@@ -1,0 +1,214 @@
+/**
+ * Checkpoints (issue 11 items 4 and 6, docs/checkpoints.md), on node daemons
+ * that are separate OS processes on 127.0.0.1: periodic incremental
+ * checkpoints stored on another node; output released only once a stored
+ * checkpoint covers it (output commit); and the restore primitive: after
+ * `kill -9` of the node running a checkpointed CPU-bound process, it resumes
+ * from its last checkpoint on another node and its output is byte for byte
+ * that of an undisturbed run — no gap, no duplicate. Everything waits on
+ * observable state, never on time.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { EXAMPLES, ferry, until } from "./_helpers.js";
+import { tapEvents } from "./_events.js";
+import { json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
+
+const compute = path.join(EXAMPLES, "c", "compute.wasm");
+const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
+const sleeper = path.join(EXAMPLES, "c", "sleeper.wasm");
+
+interface Info {
+  pid: string;
+  node: string;
+  moves: number;
+  exit: { kind: string; code?: number } | null;
+}
+
+interface Last {
+  keeper: string;
+  runner: string;
+  seq: number;
+  moves: number;
+  stdout_bytes: number;
+}
+
+function run(address: string, body: object): Promise<{ pid: string }> {
+  return json<{ pid: string }>(address, "POST", "/v1/processes", body);
+}
+
+async function lastCheckpoint(address: string, pid: string): Promise<Last | null> {
+  return (await json<{ last: Last | null }>(address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
+}
+
+/** Kills a node process outright, as a crash would. */
+async function crash(node: NodeProc): Promise<void> {
+  const gone = new Promise((r) => node.child.once("exit", r));
+  node.child.kill("SIGKILL");
+  await gone;
+}
+
+describe("checkpoints", () => {
+  it("kill -9 of the runner of a checkpointed CPU-bound process: restored from its last checkpoint on another node, its output is that of an undisturbed run, no gap, no duplicate", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, compute);
+      const args = ["80"];
+      // The undisturbed run, without checkpoints, for comparison.
+      const calm = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args });
+      assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: 0 });
+      const expected = await outputOf(n1.address, calm.pid);
+
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args, checkpoint_every_ms: 150 });
+      // Its runner is not its home: n2 runs it, n1 keeps its output, n3 its checkpoints.
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      const last = await until("a checkpoint taken on n2 and some rounds done since", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.runner === "n2" && l.seq >= 3 && l.stdout_bytes > 200 ? l : undefined;
+      });
+      assert.equal(last.keeper, "n3", "kept on the node that neither runs it nor is its home");
+      // Output commit: readers see no more than a stored checkpoint covers.
+      const shown = (await outputOf(n1.address, pid)).stdout;
+      const covered = (await lastCheckpoint(n1.address, pid))?.stdout_bytes ?? 0;
+      assert.ok(shown.length <= covered, `shown ${shown.length} bytes, a checkpoint covers ${covered}`);
+      assert.deepEqual(shown, expected.stdout.subarray(0, shown.length));
+
+      await crash(n2);
+      const restored = await json<{ to: string; moves: number; seq: number; from: string }>(n1.address, "POST", `/v1/processes/${pid}/restore`, { to: "n1" });
+      assert.equal(restored.from, "n2");
+      assert.equal(restored.to, "n1");
+      assert.ok(restored.seq >= last.seq);
+      const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
+      assert.equal(info.node, "n1");
+      assert.equal(info.moves, 2, "the restore is the process's next move");
+      // Its end, from any node that is up.
+      assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
+      const got = await outputOf(n3.address, pid);
+      assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
+      assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("the restore primitive is refused while the runner runs the process or when there is no checkpoint; by default it resumes the process on its keeper", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      const plain = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"] });
+      const none = await request(n1.address, "POST", `/v1/processes/${plain.pid}/restore`, {});
+      assert.equal(none.status, 409);
+      assert.match(none.body.toString(), /ERR_NO_CHECKPOINT/);
+
+      const started = await ferry(["run", "--cluster", n1.address, "--checkpoint-every", "100", "--json", sleeper, "20", "100000"]);
+      assert.equal(started.status, 0, started.stderr.toString());
+      const { pid } = JSON.parse(started.stdout.toString()) as { pid: string };
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      const last = await until("a checkpoint taken on n2", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.runner === "n2" ? l : undefined;
+      });
+      const alive = await request(n1.address, "POST", `/v1/processes/${pid}/restore`, {});
+      assert.equal(alive.status, 409, "exactly one copy: not while its runner runs it");
+      assert.match(alive.body.toString(), /ERR_PROCESS_STATE/);
+
+      await crash(n2);
+      const restored = await json<{ to: string; moves: number }>(n1.address, "POST", `/v1/processes/${pid}/restore`, {});
+      assert.equal(restored.to, last.keeper);
+      assert.equal(await runsOn(cluster.nodes[2]?.address as string, pid), true);
+      // It carries on there, checkpointed anew (a new chain, at the new move), and its output with it.
+      const seen = await until("a checkpoint at the new move", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.moves === restored.moves ? l : undefined;
+      });
+      assert.equal(seen.runner, "n3");
+      const killed = await json<{ status: { kind: string } }>(n1.address, "DELETE", `/v1/processes/${pid}`);
+      assert.equal(killed.status.kind, "killed");
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      assert.match(out, /^sleeper: /);
+      assert.match(out, /(tick \d+\n)+$/);
+      const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
+      assert.deepEqual(ticks, ticks.map((_, i) => i + 1), "ticks once each, in order, across the restore");
+      await json(n1.address, "DELETE", `/v1/processes/${plain.pid}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("a home restarted on its data directory keeps holding the output no stored checkpoint covers, and releases the rest as checkpoints are recorded", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    let [n1] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["40", "120"], checkpoint_every_ms: 300 });
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      await until("a checkpoint taken on n2", async () => ((await lastCheckpoint(n1.address, pid))?.runner === "n2" ? true : undefined));
+
+      await crash(n1);
+      n1 = await startNode("n1", Number(n1.address.split(":")[1]), cluster.nodes.slice(1).map((n) => n.address), path.join(cluster.dir, "n1"));
+      cluster.nodes[0] = n1;
+      const last = await lastCheckpoint(n1.address, pid);
+      const shown = (await outputOf(n1.address, pid)).stdout;
+      assert.ok(last !== null && shown.length <= last.stdout_bytes, `after the restart, shown ${shown.length} bytes; the last checkpoint covers ${last?.stdout_bytes}`);
+      await until("output released by checkpoints recorded after the restart", async () => ((await outputOf(n1.address, pid)).stdout.length > shown.length ? true : undefined));
+      assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
+      assert.deepEqual(ticks, Array.from({ length: 120 }, (_, i) => i + 1), "every tick once, in order");
+      assert.match(out, /done lines=0 ticks=120\n$/);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("ferry checkpoint: incremental (the second sends only what was written since), reported as events and metrics; retention keeps a chain short; the chain goes when its process ends", async () => {
+    const cluster = await startCluster(["n1", "n2"]);
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, memhog);
+      // 8 MiB written once, then idle: a base of all of it, increments of almost nothing.
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "memhog.wasm", args: ["8", "0", "600"] });
+      await until("memhog to have touched its memory", async () => ((await outputOf(n1.address, pid)).stdout.toString().includes("touched") ? true : undefined));
+      const take = async (): Promise<{ seq: number; pages: number; bytes: number; pause_ms: number; keeper: string }> => {
+        const r = await ferry(["checkpoint", "--json", "--cluster", n1.address, pid]);
+        assert.equal(r.status, 0, r.stderr.toString());
+        return JSON.parse(r.stdout.toString()) as { seq: number; pages: number; bytes: number; pause_ms: number; keeper: string };
+      };
+      const first = await take();
+      const second = await take();
+      assert.equal(first.keeper, "n2");
+      assert.deepEqual([first.seq, second.seq], [1, 2]);
+      assert.ok(first.pages >= 2048, `the base sent ${first.pages} pages`);
+      assert.ok(second.pages < first.pages, `the increment sent ${second.pages} pages, the base ${first.pages}`);
+      assert.ok(second.bytes < first.bytes);
+      assert.ok(first.pause_ms >= 0 && second.pause_ms >= 0);
+      const tap = await tapEvents(n1.address, "/v1/events?local=1");
+      const event = await tap.until((e, d) => e.event === "checkpoint.taken" && d["pid"] === pid && d["checkpoint"] === 2);
+      tap.close();
+      assert.equal(event["pages"], second.pages);
+      assert.equal(event["keeper"], "n2");
+      const metrics = (await request(n1.address, "GET", "/metrics")).body.toString();
+      assert.match(metrics, /ferry_checkpoints_total\{result="stored",code="",node="n1"\} 2/);
+      assert.match(metrics, new RegExp(`ferry_checkpoint_age_seconds\\{pid="${pid}",node="n1"\\} \\d`));
+      // Retention: many increments are merged into a base, so the chain stays short.
+      for (let i = 0; i < 20; i += 1) await json(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
+      const dialer = await nodeDialer();
+      const kept = await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer);
+      assert.equal(kept.status, 200, kept.body.toString());
+      const k = JSON.parse(kept.body.toString()) as { seq: number; checkpoints: number };
+      assert.equal(k.seq, 22);
+      assert.ok(k.checkpoints <= 16, `the chain holds ${k.checkpoints} checkpoints`);
+      await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+      await until("the chain dropped on the keeper", async () => ((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status === 409 ? true : undefined));
+      assert.equal(await lastCheckpoint(n1.address, pid), null);
+    } finally {
+      await cluster.stop();
+    }
+  });
+});
