@@ -23,6 +23,7 @@ import { connectData } from "./_migrate.js";
 import { CheckpointRecordSchema, type CheckpointRecord } from "./_checkpoint_records.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import type { KeptCheckpoint } from "./_checkpoint_store.js";
+import { checkpointToDirectory } from "./_failover.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -134,6 +135,7 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
     throw new FerryError("ERR_NOT_RUNNER", `${record.pid} runs on ${home.node} (move ${home.moves}); a checkpoint taken by ${record.runner} at move ${record.moves} is refused`);
   }
   const prev = node.checkpoint_records.put(record);
+  checkpointToDirectory(node, record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
   if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);
 }

@@ -39,6 +39,7 @@ import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
+import { startFailover } from "./_failover.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -257,6 +258,7 @@ export class FerryNode {
     node.#peers = node.#peers.filter((a) => a !== node.#address);
     if (options.directory !== undefined && options.directory !== null) {
       const cluster = new NodeDirectory(node, options.directory, options.dead_after_ms ?? LEASE_TTL_MS_DEFAULT);
+      startFailover(node, cluster);
       try {
         await cluster.start();
       } catch (err: unknown) {
