@@ -18,7 +18,7 @@ import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
@@ -121,19 +121,46 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
   assert.equal(listed.length, 1);
 }
 
-/** n3 starts and runs a checkpointed process (home n3) and is killed: lost with the reason on every live node. */
-async function homeKilled(cluster: Cluster, directory: Directory): Promise<void> {
-  const [n1, , n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+/**
+ * n2 (killed before) starts again on its data directory; then n3 starts and
+ * runs a checkpointed process (home n3) and is killed: the keeper of its
+ * last checkpoint becomes its home and resumes it; `wait` and `logs` from
+ * both live nodes give the output and status of an undisturbed run.
+ */
+async function homeKilled(cluster: Cluster, directory: Directory, args: readonly string[], label: string): Promise<void> {
+  const [n1, old, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  cluster.nodes[1] = await startNode("n2", Number(old.address.split(":")[1]), [n1.address, n3.address], path.join(cluster.dir, "n2"), args);
+  await allAlive(cluster.nodes);
+  const n2 = cluster.nodes[1] as NodeProc;
   const sha = await upload(n3.address, compute);
-  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: ["600"], checkpoint_every_ms: CHECKPOINT_EVERY_MS });
-  await until("a checkpoint recorded in the directory", async () => (await directory.process(pid))?.last_checkpoint !== null);
-  await crash(n3);
-  await until("n1 to say n3 is dead", async () => (await json<{ name: string | null; state: string | null }[]>(n1.address, "GET", "/v1/nodes")).find((r) => r.name === "n3")?.state === "dead", 30_000);
-  const status = (await json<{ status: Info["exit"] }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status;
-  assert.equal(status?.kind, "lost");
-  assert.match(status?.message ?? "", /its home and runner/);
-  const record = await directory.process(pid);
-  assert.equal(record?.state, "lost");
+  const program = ["60", String(EXIT_CODE)];
+  const expected = await undisturbed(n3.address, sha, program);
+  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
+  const keeper = await until("checkpoints of it recorded in the directory", async () => {
+    const r = await directory.process(pid);
+    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.node : undefined;
+  });
+  const other = keeper === "n1" ? n2 : n1;
+  const killed_at = await crash(n3);
+  const moved = await until(
+    "the directory to name its new home",
+    async () => {
+      const r = await directory.process(pid);
+      return r !== null && (r.home !== "n3" || r.state !== "running") ? r : undefined;
+    },
+    30_000,
+  );
+  process.stdout.write(`# ${label}: kill -9 of the home and runner to the directory naming its keeper as its new home: ${Date.now() - killed_at} ms\n`);
+  assert.deepEqual([moved.home, moved.runner, moved.state], [keeper, keeper, "running"], moved.reason ?? "");
+  for (const n of [other, n1, n2]) {
+    assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE }, `wait from ${n.name}`);
+  }
+  const info = await json<Info>(other.address, "GET", `/v1/processes/${pid}`);
+  assert.deepEqual([info.pid, info.home, info.node], [pid, keeper, keeper]);
+  const got = await outputOf(other.address, pid);
+  assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
+  assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");
+  assert.equal((await directory.process(pid))?.state, "exited");
 }
 
 describe("failover, embedded directory, three node daemons", () => {
@@ -158,8 +185,8 @@ describe("failover, embedded directory, three node daemons", () => {
     await runnerKilled(cluster, directory, "embedded directory");
   });
 
-  it("kill -9 of a checkpointed process's home, which also ran it: lost with the reason on every live node, never dropped", async () => {
-    await homeKilled(cluster, directory);
+  it("kill -9 of a checkpointed process's home, which also ran it: the keeper of its checkpoints becomes its home and resumes it, no gap, no duplicate, the right status from every live node", async () => {
+    await homeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)], "embedded directory");
   });
 });
 
@@ -181,5 +208,9 @@ describe("failover, etcd directory, three node daemons", { skip: etcdMissing() }
 
   it("kill -9 of the runner of a checkpointed CPU-bound process: it resumes by itself on its keeper, no gap, no duplicate, the right status", async () => {
     await runnerKilled(cluster, directory, "etcd directory");
+  });
+
+  it("kill -9 of the home and runner: its keeper takes over, no gap, no duplicate", async () => {
+    await homeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", `${etcd.url}/failover-test/`, "--dead-after", String(DEAD_AFTER_MS)], "etcd directory");
   });
 });

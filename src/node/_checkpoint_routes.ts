@@ -31,7 +31,7 @@ const RESTORE_TIMEOUT_MS = 180_000;
 /** `POST /v1/processes/PID/restore`: where to resume it (default: its keeper). */
 export const RestoreRequestSchema = v.object({ to: v.optional(NodeName) });
 /** `POST /v1/internal/ckpt-restore/PID` (home → keeper). */
-const KeeperRestoreSchema = v.object({ to: NodeName, moves: v.pipe(v.number(), v.integer(), v.minValue(1)), chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq });
+const KeeperRestoreSchema = v.object({ to: NodeName, moves: v.pipe(v.number(), v.integer(), v.minValue(1)), chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq, home: v.optional(NodeName) });
 /** `POST /v1/internal/ckpt-drop/PID` (home → keeper). */
 const DropSchema = v.object({ chain: v.optional(CheckpointRecordSchema.entries.chain) });
 /** `GET /v1/internal/ckpt/PID`'s answer (keeper → home). */
@@ -215,8 +215,8 @@ async function stillRuns(node: FerryNode, name: string, pid: string): Promise<bo
   }
 }
 
-/** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it. */
-async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<{ pid: string; to: string; bytes: number; total_ms: number }> {
+/** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it (reporting to `home` if given: failover of a dead home). */
+export async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<{ pid: string; to: string; bytes: number; total_ms: number }> {
   const t0 = performance.now();
   const store = node.checkpoint_store;
   return store.locked(pid, async () => {
@@ -235,6 +235,7 @@ async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput
       source: node.address,
       memory_bytes: image.memory.size_bytes,
       moves: body.moves,
+      ...(body.home !== undefined ? { home: body.home } : {}),
       ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}),
       ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
     };

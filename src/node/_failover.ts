@@ -22,6 +22,7 @@ import type { FerryNode } from "./node.js";
 import type { NodeDeadEvent, NodeDirectory } from "./cluster_directory.js";
 import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
+import { adoptHere, replicateOutput } from "./_home_failover.js";
 
 /** Subscribes node `node` to the deaths `cluster` declares (before it joins: no death goes unseen). */
 export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
@@ -37,10 +38,11 @@ export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
  */
 export function checkpointToDirectory(node: FerryNode, record: CheckpointRecord): void {
   node.cluster?.checkpointed(record.pid, record.moves, { node: record.keeper, seq: record.seq, moves: record.moves });
+  replicateOutput(node, record);
 }
 
 /** What this node did for one process of a dead node. */
-export type FailoverOutcome = { pid: string; restored: RestoreResult } | { pid: string; lost: string } | { pid: string; skipped: string };
+export type FailoverOutcome = { pid: string; restored: RestoreResult } | { pid: string; adopted: number } | { pid: string; lost: string } | { pid: string; skipped: string };
 
 /** Acts on the checkpointed processes of the dead node `event.name` this node is responsible for. */
 export async function failOver(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEvent): Promise<FailoverOutcome[]> {
@@ -52,7 +54,9 @@ export async function failOver(node: FerryNode, cluster: NodeDirectory, event: N
   const outcomes: FailoverOutcome[] = [];
   // One at a time: each restore rebuilds a whole image on its keeper; several at once would only compete for it.
   for (const record of event.checkpointed) {
-    const responsible = alive.includes(record.home) ? record.home : alive[0];
+    // The home acts if it lives; else the keeper of the last checkpoint, which holds the output replica too; else the first alive member marks it lost.
+    const keeper = record.last_checkpoint?.node;
+    const responsible = alive.includes(record.home) ? record.home : keeper !== undefined && alive.includes(keeper) ? keeper : alive[0];
     if (responsible !== node.name) continue;
     let outcome: FailoverOutcome;
     try {
@@ -91,12 +95,22 @@ async function resume(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEv
   }
 }
 
-/** The home died with the runner: its output log and exit status went with it, so there is nothing to resume into. */
-function homeGone(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEvent, record: ProcessRecord): Promise<FailoverOutcome> {
+/**
+ * The home died with the runner: the keeper of its last checkpoint, which
+ * holds the replica of its output log, becomes its home and resumes it
+ * (`_home_failover.ts`); any other node marks it lost.
+ */
+async function homeGone(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEvent, record: ProcessRecord): Promise<FailoverOutcome> {
+  const pid = record.pid;
+  if (record.home === event.name && record.last_checkpoint?.node === node.name) {
+    const adopted = await adoptHere(node, cluster, record);
+    if ("skipped" in adopted) return { pid, skipped: adopted.skipped };
+    return { pid, adopted: adopted.moves };
+  }
   const why =
     record.home === event.name
-      ? `node ${event.name}, its home and runner, was declared dead (${event.reason}); its output log and exit status were there: it is not restarted`
-      : `node ${event.name} was declared dead (${event.reason}) while ${record.pid} ran there, and its home ${record.home} is dead too`;
+      ? `node ${event.name}, its home and runner, was declared dead (${event.reason}), and the keeper of its last checkpoint (${record.last_checkpoint?.node ?? "none"}) is not alive to take over`
+      : `node ${event.name} was declared dead (${event.reason}) while ${pid} ran there, and its home ${record.home} is dead too`;
   return markLost(node, cluster, record, record.moves, why);
 }
 

@@ -40,6 +40,7 @@ import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
 import { startFailover } from "./_failover.js";
+import { replicaEnded } from "./_home_failover.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -133,6 +134,8 @@ export class FerryNode {
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
   readonly events: EventHub;
+  /** Its data directory (state, output logs, modules, checkpoints, output replicas). */
+  readonly data_dir: string;
   /** The checkpoints it takes of the processes it runs (docs/checkpoints.md). */
   readonly checkpoints: NodeCheckpoints;
   /** The checkpoints it keeps for other nodes' processes. */
@@ -170,6 +173,7 @@ export class FerryNode {
     this.limits = resolveLimits(options.limits);
     this.standbys = new StandbyLedger(this.limits.standby_bytes_max);
     this.#peers = [...options.peers];
+    this.data_dir = options.data_dir;
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
@@ -214,6 +218,7 @@ export class FerryNode {
         this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
         this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
         this.cluster?.ended(record.pid, record.moves, status);
+        replicaEnded(this, record.pid);
         checkpointsEnded(this, record.pid);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
