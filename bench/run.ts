@@ -25,6 +25,7 @@ import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
 import { directoryBench } from "./directory.js";
 import { checkpointBench } from "./checkpoints.js";
+import { failoverBench } from "./failover.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -238,6 +239,7 @@ if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
 if (only === undefined || only === "directory") await directoryBench(quick);
 if (only === undefined || only === "checkpoint") await checkpointBench(quick);
+if (only === undefined || only === "failover") await failoverBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
 process.exit(0);
