@@ -230,6 +230,8 @@ export class NodeCheckpoints {
       throw err;
     }
     chain.seq = seq;
+    // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: _failover.ts).
+    running.links.checkpointStored();
     const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves };
     node.metrics.checkpointTaken(metrics);
     node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms });

@@ -15,6 +15,7 @@ import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { Errno } from "../wasi/mod.js";
 import type { FerryNode } from "./node.js";
 import { pidHome } from "./names.js";
+import { movedHome } from "./_home_failover.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { LinkChannels } from "./_link_channel.js";
 import { BatchSchema } from "./_internal_schemas.js";
@@ -192,7 +193,9 @@ export class NodeLinks {
   async #deliver(to: string, batch: Batch): Promise<DeliverAnswer> {
     const here = this.#endpoints.get(to);
     if (here !== undefined) return here.accept(batch, this.#node.name);
-    const home = pidHome(to);
+    const named = pidHome(to);
+    // A home declared dead may have handed its roles to another node (failover): ask there.
+    const home = named !== undefined && this.#node.cluster?.isDead(named) === true ? ((await movedHome(this.#node, to, named)) ?? named) : named;
     const target = this.#seen.get(to) ?? home;
     if (target === undefined) return { kind: "gone" };
     if (target === this.#node.name) {
