@@ -131,6 +131,8 @@ export class Endpoint {
   readonly #kept = new Map<string, Outgoing[]>();
   /** Per sender: the highest number a stored checkpoint covers; null until this process has one. */
   #durable: Map<string, number> | null = null;
+  /** Per destination: the highest number whose delivery the guest was told of. */
+  readonly #counted = new Map<string, number>();
   /** What `delivered` was at the last capture: a checkpoint of it, once stored, covers that much. */
   #captured: Map<string, number> | null = null;
   /** Accepted, not yet in the guest's inbox ring. */
@@ -298,6 +300,8 @@ export class Endpoint {
       outbox: Object.fromEntries([...this.#outbox].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null, delivering: this.#loops.has(to) }])),
       next_seq: Object.fromEntries(this.#next_seq),
       delivered: Object.fromEntries(this.#delivered),
+      kept: Object.fromEntries([...this.#kept].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null }])),
+      durable: this.#durable === null ? null : Object.fromEntries(this.#durable),
       migrate_to: this.#migrate_to,
     };
   }
@@ -411,7 +415,10 @@ export class Endpoint {
         this.#kept.delete(to);
       }
       const taken = list.splice(0, done);
-      if (done > 0) this.#proc?.delivered(done);
+      // A message sent again after a receiver's restore was counted the first time.
+      const first = taken.filter((m) => m.seq > (this.#counted.get(to) ?? 0)).length;
+      if (taken.length > 0) this.#counted.set(to, Math.max(this.#counted.get(to) ?? 0, taken[taken.length - 1]!.seq));
+      if (first > 0) this.#proc?.delivered(first);
       let again = false;
       if (answer.kind === "accepted" && (answer.durable !== undefined || this.#kept.has(to))) {
         // Taken, but the receiver could be resumed from a checkpoint without them: kept until one covers them.
