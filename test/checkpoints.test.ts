@@ -55,7 +55,7 @@ describe("checkpoints", () => {
     const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
     try {
       const sha = await upload(n1.address, compute);
-      const args = ["80"];
+      const args = ["100"];
       // The undisturbed run, without checkpoints, for comparison.
       const calm = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args });
       assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: 0 });
@@ -162,6 +162,32 @@ describe("checkpoints", () => {
       const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
       assert.deepEqual(ticks, Array.from({ length: 120 }, (_, i) => i + 1), "every tick once, in order");
       assert.match(out, /done lines=0 ticks=120\n$/);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("with no other node to keep them, checkpoints fail with ERR_NO_KEEPER (one event), and the output stays held until the process ends", async () => {
+    const cluster = await startCluster(["n1"]);
+    const [n1] = cluster.nodes as [NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["10", "100000"], checkpoint_every_ms: 50 });
+      const now = await request(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
+      assert.equal(now.status, 503);
+      assert.match(now.body.toString(), /ERR_NO_KEEPER/);
+      const failures = async (): Promise<number> => {
+        const text = (await request(n1.address, "GET", "/metrics")).body.toString();
+        return Number(/ferry_checkpoints_total\{result="failed",code="ERR_NO_KEEPER",node="n1"\} (\d+)/.exec(text)?.[1] ?? 0);
+      };
+      await until("periodic checkpoints to have failed a few times", async () => ((await failures()) >= 4 ? true : undefined));
+      const tap = await tapEvents(n1.address, "/v1/events?local=1");
+      await tap.until((e, d) => e.event === "checkpoint.failed" && d["pid"] === pid && d["code"] === "ERR_NO_KEEPER");
+      tap.close();
+      assert.equal(tap.events.filter((e) => e.event === "checkpoint.failed").length, 1, "the same failure is published once");
+      assert.equal((await outputOf(n1.address, pid)).stdout.length, 0, "no checkpoint covers any of it yet");
+      await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+      assert.match((await outputOf(n1.address, pid)).stdout.toString(), /^sleeper: .*\n(eof after 0 lines\n)?(tick \d+\n)*$/);
     } finally {
       await cluster.stop();
     }

@@ -51,6 +51,9 @@ export function needsCompaction(chain: readonly ChainEntry[]): boolean {
 /** What a base may hold beyond its memory before it is rewritten: its state and framing, never a page twice. */
 const BASE_SLACK_BYTES = 1024 * 1024;
 
+/** How much a rebuild does between two looks at the event loop: some milliseconds of copying and hashing. */
+const REBUILD_SLICE_BYTES = 8 * 1024 * 1024;
+
 /** What a keeper saw of a checkpoint's PAGES frames as they arrived. */
 export interface PagesSeen {
   /** SHA-256 (hex) of every PAGES payload in order; null if there were none. */
@@ -101,9 +104,11 @@ export class PagesDigest {
  * from the newest image. `trust` must know every signer (each checkpoint was
  * checked when it arrived; this checks again, as its bytes come off disk).
  * The result's memory is its non-zero pages; its META vouches for no
- * pre-copied pages, so it can be sent as one image.
+ * pre-copied pages, so it can be sent as one image. It gives way to the
+ * event loop every {@link REBUILD_SLICE_BYTES}: a keeper rebuilding gigabytes
+ * goes on answering its peers meanwhile.
  */
-export function rebuildImage(chain: Iterable<StoredCheckpoint>, trust: ImageTrust, module_sha256: Uint8Array): ProcessImage {
+export async function rebuildImage(chain: Iterable<StoredCheckpoint>, trust: ImageTrust, module_sha256: Uint8Array): Promise<ProcessImage> {
   let memory: Uint8Array = new Uint8Array(0);
   const fit = (end: number): void => {
     if (end <= memory.length) return;
@@ -112,17 +117,34 @@ export function rebuildImage(chain: Iterable<StoredCheckpoint>, trust: ImageTrus
     memory = bigger;
   };
   let last: DecodedImage | null = null;
+  let since_yield = 0;
+  const slice = async (bytes: number): Promise<void> => {
+    since_yield += bytes;
+    if (since_yield < REBUILD_SLICE_BYTES) return;
+    since_yield = 0;
+    await new Promise((resolve) => setImmediate(resolve));
+  };
   for (const cp of chain) {
-    const image = decode(cp.image, trust, module_sha256, (offset, piece) => {
-      fit(offset + piece.length);
-      memory.set(piece, offset);
+    const decoder = new ImageDecoder({
+      trust,
+      module_sha256,
+      write_pages: (offset, piece) => {
+        fit(offset + piece.length);
+        memory.set(piece, offset);
+      },
     });
+    for (let at = 0; at < cp.image.length; at += REBUILD_SLICE_BYTES) {
+      decoder.push(cp.image.subarray(at, at + REBUILD_SLICE_BYTES));
+      await slice(REBUILD_SLICE_BYTES);
+    }
+    const image = decoder.end();
     fit(image.memory.size_bytes);
     for (const p of cp.pages) {
       for (const page of readPages(p)) {
         fit((page.index + 1) * WIRE_PAGE_BYTES);
         memory.set(page.data, page.index * WIRE_PAGE_BYTES);
       }
+      await slice(p.length);
     }
     last = image;
   }

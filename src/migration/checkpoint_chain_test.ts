@@ -46,7 +46,7 @@ function checkpointOf(memory: Uint8Array, indexes: number[], streams_at: number)
 }
 
 describe("checkpoint chains", () => {
-  it("rebuild the memory and state of the newest checkpoint from a base and increments, zeroed and grown pages included, over random seeds", () => {
+  it("rebuild the memory and state of the newest checkpoint from a base and increments, zeroed and grown pages included, over random seeds", async () => {
     for (let seed = 1; seed <= 25; seed += 1) {
       const rng = new Prng(seed);
       let memory: Uint8Array = new Uint8Array(PAGE * (8 + rng.int(24)));
@@ -69,7 +69,7 @@ describe("checkpoint chains", () => {
         }
         chain.push(checkpointOf(memory, [...dirty].sort((a, b) => a - b), k));
       }
-      const image = rebuildImage(chain, TRUST, MODULE);
+      const image = await rebuildImage(chain, TRUST, MODULE);
       assert.equal(image.memory.size_bytes, memory.length, `seed ${seed}`);
       const out = new Uint8Array(memory.length);
       writeMemory({ memory: { ...image.memory, page_count: 0 } }, out);

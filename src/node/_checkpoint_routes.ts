@@ -225,7 +225,7 @@ export async function restoreFromHere(node: FerryNode, pid: string, body: v.Infe
     if (kept === undefined || proc === undefined || kept.chain !== body.chain || kept.seq !== body.seq) {
       throw new FerryError("ERR_NO_CHECKPOINT", `checkpoint ${body.chain}/${body.seq} of ${pid} is not the newest kept on ${node.name}`);
     }
-    const image = store.rebuild(pid);
+    const image = await store.rebuild(pid);
     const { signing_key: _theirs, checkpoint_every_ms, ...rest } = proc;
     const offer: Offer = {
       ...rest,

@@ -32,7 +32,7 @@ import type { FramedConnection } from "../transport/mod.js";
 import { WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
 import { parseJson } from "../validate.js";
 import { errorField, logger } from "../log/mod.js";
-import { writeAll, writeFileAtomic } from "./_checkpoint_records.js";
+import { writeFileAtomic } from "./_checkpoint_records.js";
 
 /**
  * Bytes of one checkpoint a keeper takes at most: a whole 4 GiB memory (a
@@ -192,14 +192,15 @@ export class CheckpointStore {
       const dir = path.join(this.#dir, pid);
       const base = `${begin.chain}.${begin.seq}`;
       const temp = { pages: path.join(dir, `${base}.pages.tmp`), image: path.join(dir, `${base}.image.tmp`) };
-      let fd: number | null = null;
+      // Written with awaits: a base of gigabytes must not hold up the keeper's other work (its own processes, its peers' requests).
+      let fh: fs.promises.FileHandle | null = null;
       try {
         this.#admit(begin);
         await options.ensureModule(begin);
         const signer = peer.key ?? (begin.process.signing_key !== undefined ? createPublicKey({ key: Buffer.from(begin.process.signing_key, "base64"), format: "der", type: "spki" }) : undefined);
         if (signer === undefined) throw new FerryError("ERR_IMAGE_SIGNATURE", "the checkpoint names no key to check its image with");
         fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-        fd = fs.openSync(temp.pages, "w", 0o600);
+        fh = await fs.promises.open(temp.pages, "w", 0o600);
         await conn.send(Msg.ready, Buffer.from("{}"));
         const digest = new PagesDigest();
         const image: Uint8Array[] = [];
@@ -213,8 +214,8 @@ export class CheckpointStore {
             if (pages_bytes > CHECKPOINT_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint of more than ${CHECKPOINT_BYTES_MAX} bytes`);
             const head = Buffer.alloc(4);
             head.writeUInt32LE(frame.payload.length, 0);
-            writeAll(fd, head);
-            writeAll(fd, frame.payload);
+            await fh.writeFile(head);
+            await fh.writeFile(Buffer.from(frame.payload));
           } else if (frame.type === Msg.image) {
             image_bytes += frame.payload.length;
             if (image_bytes > CHECKPOINT_IMAGE_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `a checkpoint image of more than ${CHECKPOINT_IMAGE_BYTES_MAX} bytes`);
@@ -223,9 +224,9 @@ export class CheckpointStore {
           else if (frame.type === Msg.error) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "the runner gave up the checkpoint");
           else throw new FerryError("ERR_CHECKPOINT_PROTOCOL", `unexpected frame type ${frame.type}`);
         }
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
-        fd = null;
+        await fh.sync();
+        await fh.close();
+        fh = null;
         const image_all = Buffer.concat(image);
         const decoded = checkCheckpoint(image_all, digest.seen(), trustKeys([signer]), Buffer.from(begin.process.module_sha256, "hex"));
         writeFileAtomic(temp.image, image_all);
@@ -247,7 +248,7 @@ export class CheckpointStore {
         await conn.send(CheckpointMsg.stored, Buffer.from(JSON.stringify({ stored_bytes: entry.bytes })));
         conn.close();
       } catch (err: unknown) {
-        if (fd !== null) fs.closeSync(fd);
+        await fh?.close();
         fs.rmSync(temp.pages, { force: true });
         fs.rmSync(temp.image, { force: true });
         await refuse(conn, err);
@@ -301,17 +302,27 @@ export class CheckpointStore {
 
   /** The retention policy's merge: the whole image at the newest checkpoint becomes the chain's only one, signed by this node. */
   async #compact(pid: string, chain: Chain): Promise<void> {
-    const image = this.#rebuild(pid, chain);
+    const image = await this.#rebuild(pid, chain);
     const last = chain.entries.at(-1) as Chain["entries"][number];
     const dir = path.join(this.#dir, pid);
     const name = `${chain.chain}.${last.seq}.base`;
-    const bytes = Buffer.concat([...encodeImage(image, { signer: { key: this.#own_key } })]);
-    writeFileAtomic(path.join(dir, `${name}.image`), bytes);
+    let bytes = 0;
+    const fh = await fs.promises.open(path.join(dir, `${name}.image`), "w", 0o600);
+    try {
+      // Chunk by chunk, with awaits: the keeper goes on serving meanwhile.
+      for (const chunk of encodeImage(image, { signer: { key: this.#own_key } })) {
+        await fh.writeFile(chunk);
+        bytes += chunk.length;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     writeFileAtomic(path.join(dir, `${name}.pages`), new Uint8Array(0));
-    const entry = { ...last, file: name, bytes: bytes.length, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
+    const entry = { ...last, file: name, bytes, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
     // chain.json is the commit point: until it names the new base, the old files are the chain.
     this.#commit(pid, { ...chain, entries: [entry] }, chain);
-    logger().debug({ pid, seq: last.seq, bytes: bytes.length }, `compacted the checkpoints of ${pid} into a new base`);
+    logger().debug({ pid, seq: last.seq, bytes }, `compacted the checkpoints of ${pid} into a new base`);
   }
 
   /** Refuses checkpoints of `pid` taken before move `moves` from now on (it was restored as that move). Call under {@link locked}. */
@@ -324,21 +335,22 @@ export class CheckpointStore {
   }
 
   /** The whole image of `pid` at the newest checkpoint kept (read from disk, checked again). */
-  rebuild(pid: string): ProcessImage {
+  async rebuild(pid: string): Promise<ProcessImage> {
     const chain = this.#chains.get(pid);
     if (chain === undefined) throw new FerryError("ERR_NO_CHECKPOINT", `no checkpoint of ${pid} is kept here`);
     return this.#rebuild(pid, chain);
   }
 
-  #rebuild(pid: string, chain: Chain): ProcessImage {
+  async #rebuild(pid: string, chain: Chain): Promise<ProcessImage> {
     const dir = path.join(this.#dir, pid);
     const signers: ImageTrust = trustKeys(chain.entries.map((e) => createPublicKey({ key: Buffer.from(e.signer, "base64"), format: "der", type: "spki" })));
-    const stored = function* (): Generator<StoredCheckpoint> {
-      for (const e of chain.entries) {
-        yield { pages: framesOf(fs.readFileSync(path.join(dir, `${e.file}.pages`))), image: fs.readFileSync(path.join(dir, `${e.file}.image`)) };
-      }
-    };
-    return rebuildImage(stored(), signers, Buffer.from(chain.process.module_sha256, "hex"));
+    // Read with awaits; the merge itself is one synchronous pass over what was read.
+    const stored: StoredCheckpoint[] = [];
+    for (const e of chain.entries) {
+      const pages = await fs.promises.readFile(path.join(dir, `${e.file}.pages`));
+      stored.push({ pages: [...framesOf(pages)], image: await fs.promises.readFile(path.join(dir, `${e.file}.image`)) });
+    }
+    return await rebuildImage(stored, signers, Buffer.from(chain.process.module_sha256, "hex"));
   }
 
   /** Drops the chain of `pid` (its process ended, or its checkpoints moved to another keeper); only chain `chain` if given. */

@@ -66,6 +66,8 @@ interface Slot {
   chain: Chain | null;
   busy: Promise<CheckpointReport> | null;
   due_ms: number;
+  /** The code of the last checkpoint if it failed: the same failure again is counted, not published again. */
+  failed: string | null;
 }
 
 /** Opens a checkpoint connection to node `name` at `address`. */
@@ -137,7 +139,7 @@ export class NodeCheckpoints {
       let slot = this.#slots.get(r.pid);
       if (slot === undefined) {
         // The first one after an interval: a process that just started (or arrived) has little to save at once.
-        slot = { chain: null, busy: null, due_ms: now + every };
+        slot = { chain: null, busy: null, due_ms: now + every, failed: null };
         this.#slots.set(r.pid, slot);
       }
       if (slot.busy !== null || now < slot.due_ms || r.migrating || this.#node.postcopy.forPid(r.pid) !== undefined) continue;
@@ -157,7 +159,7 @@ export class NodeCheckpoints {
 
   /** Takes a checkpoint of `pid`, which runs here, now (after the one under way, if any). */
   async take(pid: string): Promise<CheckpointReport> {
-    const slot = this.#slots.get(pid) ?? { chain: null, busy: null, due_ms: Infinity };
+    const slot = this.#slots.get(pid) ?? { chain: null, busy: null, due_ms: Infinity, failed: null };
     this.#slots.set(pid, slot);
     while (slot.busy !== null) await slot.busy.catch(() => undefined);
     const busy = this.#take(pid, slot);
@@ -187,10 +189,25 @@ export class NodeCheckpoints {
     if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
     if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is being migrated`);
     if (node.postcopy.forPid(pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${pid} is still receiving pages from its last post-copy migration`);
+    const failed = (keeper: string | null, err: unknown): unknown => {
+      const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+      node.metrics.checkpointFailed(code);
+      // A keeper that stays away would otherwise fill the recent events with one failure a period.
+      if (slot.failed !== code) node.events.publish({ type: "checkpoint.failed", pid, keeper, code, message: err instanceof Error ? err.message : String(err) });
+      slot.failed = code;
+      return err;
+    };
     let chain = slot.chain;
     if (chain === null || chain.moves !== running.moves) {
       chain?.tracker.close();
-      chain = { id: chainId(node.name), keeper: await this.#chooseKeeper(running), tracker: createTracker(node.page_tracker.name), seq: 0, moves: running.moves };
+      slot.chain = null;
+      let keeper: string;
+      try {
+        keeper = await this.#chooseKeeper(running);
+      } catch (err: unknown) {
+        throw failed(null, err);
+      }
+      chain = { id: chainId(node.name), keeper, tracker: createTracker(node.page_tracker.name), seq: 0, moves: running.moves };
       slot.chain = chain;
     }
     const seq = chain.seq + 1;
@@ -224,14 +241,12 @@ export class NodeCheckpoints {
       conn?.destroy(err instanceof Error ? err : new Error(String(err)));
       chain.tracker.close();
       slot.chain = null;
-      const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
-      node.metrics.checkpointFailed(code);
-      node.events.publish({ type: "checkpoint.failed", pid, keeper: chain.keeper, code, message: err instanceof Error ? err.message : String(err) });
-      throw err;
+      throw failed(chain.keeper, err);
     }
     chain.seq = seq;
-    // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: _failover.ts).
+    // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: docs/links.md).
     running.links.checkpointStored();
+    slot.failed = null;
     const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves };
     node.metrics.checkpointTaken(metrics);
     node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms });

@@ -25,7 +25,7 @@ export type NodeEventBody =
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
   | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number }
-  | { type: "checkpoint.failed"; pid: string; keeper: string; code: string; message: string }
+  | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
   | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number };
 
 /** An event as streamed: the body with who reported it, when, and its number on that node. */

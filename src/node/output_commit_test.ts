@@ -79,4 +79,17 @@ describe("output commit", () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it("regression: a killed process's last write arriving after its log ended is dropped, not thrown (it took the node down)", () => {
+    const { log: l, seen, dir } = log();
+    try {
+      l.append({ stream: "stdout", offset: 0, data: Buffer.from("tick 1\n") });
+      l.end();
+      assert.equal(l.append({ stream: "stdout", offset: 7, data: Buffer.from("tick 2\n") }), true);
+      assert.equal(text(seen), "tick 1\n");
+      assert.equal(l.size("stdout"), 7);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -18,6 +18,7 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
+import { logger } from "../log/mod.js";
 
 /** The two output streams. */
 export type StreamName = "stdout" | "stderr";
@@ -89,8 +90,14 @@ export class OutputLog extends EventEmitter {
     if (chunk.offset > size) return false;
     const fresh = chunk.data.subarray(size - chunk.offset);
     if (fresh.length === 0) return true;
-    // The runner flushes all output before it reports the end: nothing new can follow it.
-    if (this.#fds === null) throw new Error(`output of an ended process arrived (${chunk.stream} at ${chunk.offset})`);
+    if (this.#fds === null) {
+      // The runner flushes all output before it reports an end, but a killed
+      // process's worker may deliver its last write after the kill has ended
+      // the log (or the node is stopping): those bytes raced the kill and are
+      // dropped. Throwing here took the whole node down.
+      logger().warn({ stream: chunk.stream, offset: chunk.offset, bytes: fresh.length }, "output arrived after its log was closed; dropped");
+      return true;
+    }
     fs.writeSync(this.#fds[chunk.stream], fresh, 0, fresh.length, size);
     this.#sizes[chunk.stream] = size + fresh.length;
     // Held: only what a stored checkpoint covers already goes to readers now (commit releases the rest).
