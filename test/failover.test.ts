@@ -1,15 +1,15 @@
 /**
- * Failover (issue 11 item 5, docs/directory.md "Failover") with three
+ * Failover (issue 11 items 5 and 6, docs/directory.md "Failover") with three
  * separate node daemons on 127.0.0.1 and a cluster directory — the embedded
  * one served as `ferry up` serves it, and a real etcd. `kill -9` of the node
  * running a checkpointed CPU-bound process: once the directory declares it
  * dead, the process resumes from its last checkpoint on the keeper, with the
- * same pid, by itself; it finishes there with the output of an undisturbed
- * run (no gap, no duplicate) and its exit status, which `wait` on any node
- * returns. When the killed node was also its home, it is `lost` with the
- * reason on every node (the home's roles do not move yet). Everything waits
- * on observable state; the time from the kill to the process running again
- * is printed.
+ * same pid, by itself, and ends with the output of an undisturbed run (no
+ * gap, no duplicate) and its exit status, which `wait` on any node returns.
+ * The same when the killed node was also its home: the keeper becomes its
+ * home. A ping-pong pair exchanging numbered messages through a failover of
+ * the receiver: each message once, in order. Everything waits on observable
+ * state; the time from the kill to the process running again is printed.
  */
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -22,6 +22,7 @@ import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, startNode, testAuthori
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
+const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
 
 /** Short leases, so a death is declared about a second after the kill. */
 const DEAD_AFTER_MS = 1000;
@@ -163,6 +164,50 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
   assert.equal((await directory.process(pid))?.state, "exited");
 }
 
+/**
+ * A ping-pong pair exchanging numbered messages (examples/c/pingpong.c: each
+ * side exits 1 at the first gap, repeat or disorder). n3, killed before,
+ * starts again. pong (home n1, checkpointed, kept on n3) runs on n2; ping
+ * runs on n1. n2 is killed: pong resumes from its checkpoint on n3, ping
+ * sends again what pong took since that checkpoint, and both end as an
+ * undisturbed pair does.
+ */
+async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void> {
+  const [n1, n2, old] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  if (old.child.exitCode !== null || old.child.signalCode !== null) cluster.nodes[2] = await startNode("n3", Number(old.address.split(":")[1]), [n1.address, n2.address], path.join(cluster.dir, "n3"), args);
+  await allAlive(cluster.nodes);
+  const sha = await upload(n1.address, pingpong);
+  // Enough to outlast the failover, few enough to end soon on a loaded machine.
+  const N = "20000";
+  const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
+    (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
+  const pong = await start(["pong", N], "n1", CHECKPOINT_EVERY_MS);
+  await json(n1.address, "POST", `/v1/processes/${pong}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const ping = await start(["ping", pong, N, "32"], "n1");
+  await until("checkpoints of pong taken on n2 while messages flow", async () => {
+    const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pong}/checkpoints`)).last;
+    return l !== null && l.runner === "n2" && l.seq >= 2;
+  });
+  await crash(cluster.nodes[1] as NodeProc);
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
+  const finish = async (pid: string): Promise<string> => {
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    const out = await outputOf(n1.address, pid);
+    assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid}: ${out.stderr.toString()}`);
+    return out.stdout.toString();
+  };
+  const [a, b] = [await finish(ping), await finish(pong)];
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${pong}`)).node, "n3", "pong finished where it was restored");
+  const sum = new RegExp(`ping done n=${N} checksum=([0-9a-f]{16})`).exec(a)?.[1];
+  assert.ok(sum !== undefined, a);
+  assert.match(b, new RegExp(`pong done n=${N} checksum=${sum}`));
+  // An undisturbed pair says the same.
+  const calm_pong = await start(["pong", N], "n1");
+  const calm_ping = await start(["ping", calm_pong, N, "32"], "n1");
+  assert.equal(await finish(calm_ping), a);
+  assert.equal(await finish(calm_pong), b);
+}
+
 describe("failover, embedded directory, three node daemons", () => {
   let directory: MemoryDirectory;
   let server: DirectoryServer;
@@ -187,6 +232,10 @@ describe("failover, embedded directory, three node daemons", () => {
 
   it("kill -9 of a checkpointed process's home, which also ran it: the keeper of its checkpoints becomes its home and resumes it, no gap, no duplicate, the right status from every live node", async () => {
     await homeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)], "embedded directory");
+  });
+
+  it("a link pair exchanging numbered messages through a failover of the receiver's runner: each message exactly once, in order", async () => {
+    await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
   });
 });
 

@@ -127,10 +127,20 @@ export class NodeLinks {
     const record = this.#node.table.home(pid);
     if (record !== undefined && record.exit !== null) return { kind: "gone" };
     this.#sweep();
-    const fwd = this.#forward.get(pid);
+    let fwd = this.#forward.get(pid);
+    // This node is its home and records it elsewhere (a later move, or a restore after its runner died): the entry is stale.
+    if (fwd !== undefined && record !== undefined && record.node !== this.#node.name && record.node !== fwd.node) {
+      this.#forward.delete(pid);
+      fwd = undefined;
+    }
     if (fwd !== undefined) {
       fwd.used = Date.now();
-      const answer = await this.#post(fwd.node, pid, batch);
+      const answer = await this.#post(fwd.node, pid, batch).catch((err: unknown) => {
+        // Its node does not answer (it may have died): ask the home's record instead, if this is the home; else the sender retries.
+        this.#forward.delete(pid);
+        if (record === undefined) throw err;
+        return { kind: "unknown" } as const;
+      });
       if (answer.kind !== "unknown") return answer;
       // It moved on (or ended) there: the entry is stale.
       this.#forward.delete(pid);
