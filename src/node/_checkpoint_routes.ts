@@ -194,6 +194,8 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     const moves = record.moves + 1;
     await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS });
     node.table.acceptRestore(record, to, moves);
+    // The cluster directory learns the move too (failover has claimed it there already: then this write finds it done).
+    await node.cluster?.moved(pid, to, moves);
     const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: performance.now() - t0 };
     node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
     node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms });
