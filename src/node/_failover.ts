@@ -7,10 +7,12 @@
  * checkpoint (what has none is marked `lost` before it is called).
  *
  * Who acts: the process's home if it is alive (it keeps the output log, the
- * checkpoint records and the exit status, and runs the restore primitive),
- * else no one can resume it yet — the home's roles do not move — and the
- * first alive member by name marks it `lost` with that reason, never
- * silently dropped. The move is claimed in the directory first (compare-and-
+ * checkpoint records and the exit status, and runs the restore primitive);
+ * else, when the home died with the runner, the keeper of its last
+ * checkpoint, which holds a replica of its output log and takes over the
+ * home's roles (`_home_failover.ts`); else the first alive member by name,
+ * which marks it `lost` with the reason, never silently dropped. The move
+ * is claimed in the directory first (compare-and-
  * set from the move counter the dead runner had to the next): a second
  * writer, or a restore an operator started meanwhile, finds the counter
  * moved on and backs off, so exactly one copy resumes.
