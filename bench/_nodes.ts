@@ -54,14 +54,14 @@ export interface NodePair {
 /** How the pair's connections are made: mutual TLS with a CA of the pair's own (as deployed), or plain HTTP (`--insecure`). */
 export type Security = "tls" | "plain";
 
-/** Starts n1 and n2 and uploads `examples/EXAMPLE` to both. */
-export async function startPair(example: string, security: Security = "tls"): Promise<NodePair> {
+/** Starts n1 and n2 (each with `node_args` too) and uploads `examples/EXAMPLE` to both. */
+export async function startPair(example: string, security: Security = "tls", node_args: readonly string[] = []): Promise<NodePair> {
   const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-"));
   const [p1, p2] = [await freePort(), await freePort()];
   const a1 = `127.0.0.1:${p1}`;
   const a2 = `127.0.0.1:${p2}`;
   let dialer = new Dialer(null);
-  const flags = async (name: string): Promise<string[]> => (security === "plain" ? ["--insecure"] : await credentialFiles(name, path.join(data, name)));
+  const flags = async (name: string): Promise<string[]> => [...(security === "plain" ? ["--insecure"] : await credentialFiles(name, path.join(data, name))), ...node_args];
   let ca: KeyPairPem | null = null;
   if (security === "tls") {
     ca = await createAuthority("bench");

@@ -23,7 +23,10 @@ import { tlsBench } from "./tls.js";
 import { frontBench } from "./front.js";
 import { simBench } from "./sim.js";
 import { largeBench } from "./large.js";
+import { balanceBench } from "./balance.js";
 import { directoryBench } from "./directory.js";
+import { smallBench } from "./small.js";
+import { throughputBench } from "./throughput.js";
 import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
 
@@ -230,6 +233,8 @@ if (only === undefined || only === "runtime") {
 }
 if (only === "startup") await startup();
 if (only === undefined || only === "trackers") await trackerBench(quick);
+if (only === undefined || only === "migration" || only === "small") await smallBench(quick);
+if (only === undefined || only === "migration" || only === "throughput") await throughputBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
@@ -237,6 +242,7 @@ if (only === undefined || only === "pages") await pagesBench(quick);
 if (only === undefined || only === "tls") await tlsBench(quick);
 if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
+if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
 if (only === undefined || only === "checkpoint") await checkpointBench(quick);
 if (only === undefined || only === "failover") await failoverBench(quick);

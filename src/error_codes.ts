@@ -67,6 +67,9 @@ export const ERROR_CODES = {
   ERR_LOCATION_STALE: { status: 409, meaning: "A location update older than (or contradicting) the move the home has recorded; refused and never retried." },
   ERR_LOCATION_PENDING: { status: 409, meaning: "A location update or exit report from a move the home has not recorded yet; the sender retries." },
   ERR_NOT_RUNNER: { status: 409, meaning: "An exit report from a node that is not the process's recorded runner (or of an earlier move); refused." },
+  ERR_REQUIREMENT: { status: 409, meaning: "The node's labels do not meet the process's requirements (--require k=v), or the process is pinned (--pin)." },
+  ERR_NODE_DRAINING: { status: 409, meaning: "The node is drained (ferry drain): nothing new starts or lands there until ferry undrain." },
+  ERR_NO_PLACE: { status: 503, meaning: "No node known meets the process's requirements, with the memory free and not drained." },
   ERR_STATE_FILE: { status: 500, meaning: "A node's state file (DATA/state/node.json) is damaged or unreadable; the message says where and what to do." },
 
   // The cluster directory (docs/directory.md).

@@ -485,10 +485,11 @@ describe("ferry cluster commands", () => {
     const r = await run(["nodes"]);
     assert.equal(r.status, 0, explain(r));
     const lines = r.stdout.toString().trimEnd().split("\n");
-    assert.match(lines[0] as string, /^NAME +ADDRESS +UP +STATE +PROCESSES +TRACKER +POST-COPY$/);
-    assert.match(lines[1] as string, new RegExp(`^n1 +${n1.address} +yes +- +\\d+ +portable +yes$`));
-    assert.match(lines[2] as string, new RegExp(`^n2 +${n2.address} +yes +- +[1-9]\\d* +portable +no$`));
-    assert.match(lines[3] as string, /^n3 +127\.0\.0\.1:1 +no +- +0 +- +-$/);
+    assert.match(lines[0] as string, /^NAME +ADDRESS +UP +STATE +PROCESSES +TRACKER +POST-COPY +CPUS +LOAD +CPU +AGE +LABELS$/);
+    // These nodes give no load: its columns are "-" (test/load.test.ts checks them on real nodes).
+    assert.match(lines[1] as string, new RegExp(`^n1 +${n1.address} +yes +- +\\d+ +portable +yes +- +- +- +- +-$`));
+    assert.match(lines[2] as string, new RegExp(`^n2 +${n2.address} +yes +- +[1-9]\\d* +portable +no +- +- +- +- +-$`));
+    assert.match(lines[3] as string, /^n3 +127\.0\.0\.1:1 +no +- +0 +- +- +- +- +- +- +-$/);
     const j = await run(["nodes", "--json"]);
     const list = JSON.parse(j.stdout.toString()) as { name: string; up: boolean }[];
     assert.deepEqual(list.map((n) => [n.name, n.up]), [["n1", true], ["n2", true], ["n3", false]]);

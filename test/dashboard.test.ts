@@ -25,7 +25,7 @@ import { chromium, type BrowserContext, type Page } from "playwright-core";
 import { pageProcesses, ProcessQuerySchema, type ProcessRow } from "../src/node/dashboard_query.js";
 import { parse } from "../src/validate.js";
 import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
-import { json, runsOn, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { json, request, runsOn, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const have_chromium = fs.existsSync(CHROMIUM);
@@ -217,6 +217,27 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     await row.getByTestId("kill-confirm").click();
     await until(`the row of ${pid} to say killed`, async () => (await row.getByTestId("process-state").textContent()) === "killed");
     assert.equal((await json<{ state: string }>(n1.address, "GET", `/v1/processes/${pid}`)).state, "killed");
+  });
+
+  it("drains a node from the page, after asking once more: its process moves off, and undrain lets processes land again", async () => {
+    const pid = await start("sleeper", ["200", "100000"], "n2");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    const card = page.locator("[data-testid=node-card][data-node=n2]");
+    await card.getByTestId("node-drain").click();
+    const drained = async (): Promise<boolean> => (await json<{ name: string; load: { draining: boolean } | null }[]>(n2.address, "GET", "/v1/nodes")).find((n) => n.name === "n2")?.load?.draining ?? false;
+    assert.equal(await drained(), false, "one click only asks");
+    await card.getByTestId("node-drain-confirm").click();
+    await card.getByTestId("node-draining").waitFor();
+    assert.equal(await drained(), true);
+    // The drained node's own rounds move what it runs (the balancer is off on these nodes: a drain moves all the same).
+    await until(`${pid} to leave the drained n2`, async () => (await json<{ node: string }>(n1.address, "GET", `/v1/processes/${pid}`)).node === "n1");
+    await until(`the row of ${pid} to show n1`, async () => (await row.getByTestId("process-node").textContent())?.trim() === "n1");
+    await card.getByTestId("node-undrain").click();
+    await card.getByTestId("node-draining").waitFor({ state: "detached" });
+    const later = await start("sleeper", ["200", "100000"], "n2");
+    assert.equal((await json<{ node: string }>(n1.address, "GET", `/v1/processes/${later}`)).node, "n2", "an undrained node takes processes again");
+    for (const p of [pid, later]) await request(n1.address, "DELETE", `/v1/processes/${p}`);
   });
 
   it(`keeps a synthetic list of ${SYNTHETIC_ROWS} processes usable (rows made by the test, not running guests; paged by the node's own pageProcesses)`, async () => {

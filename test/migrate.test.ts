@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -84,6 +84,23 @@ describe("migration between nodes", () => {
     assert.ok(fs.readFileSync(path.join(moved, "out.bin")).equals(fs.readFileSync(path.join(plain, "out.bin"))), "output file differs");
   });
 
+  it("ferry migrate --json says where the time went: the source's phases add up to the total, the destination's are there too", async () => {
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"] });
+    try {
+      const moved = await ferry(["migrate", "--json", "--cluster", n1.address, pid, "--to", "n2", "--strategy", "stop-copy"]);
+      assert.equal(moved.status, 0, moved.stderr.toString());
+      const { metrics } = JSON.parse(moved.stdout.toString()) as { metrics: { total_ms: number; downtime_ms: number; phases_ms: Record<string, number>; destination_phases_ms: Record<string, number> } };
+      const total = Object.values(metrics.phases_ms).reduce((n, ms) => n + ms, 0);
+      for (const phase of ["connect", "prepare", "suspend", "flush", "encode", "transfer", "restore"]) assert.equal(typeof metrics.phases_ms[phase], "number", `no ${phase} in ${moved.stdout.toString()}`);
+      assert.ok(Math.abs(total - metrics.total_ms) < 0.5, `phases add up to ${total}, total_ms is ${metrics.total_ms}`);
+      for (const phase of ["admit", "standby", "decode", "restore", "resume"]) assert.equal(typeof metrics.destination_phases_ms[phase], "number", `no destination ${phase} in ${moved.stdout.toString()}`);
+    } finally {
+      await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
+  });
+
   it("a process on a node sees no input as /dev/null and its output as pipes, on every node it moves to", async () => {
     const module = path.join(EXAMPLES, "c", "streams.wasm");
     const [n1] = nodes as [NodeProc];
@@ -132,6 +149,13 @@ describe("migration failures", () => {
   const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
   const args = ["192", "16", "3"];
 
+  /** Waits until memhog at its home `address` has printed its first line: its memory is touched. */
+  const touched = (address: string, pid: string): Promise<true> =>
+    until(`${pid} to touch its memory`, async () => (await outputOf(address, pid)).stdout.includes("\n"));
+  /** Waits until `node` holds a standby: the migration is under way, its pages moving. */
+  const standbyOn = (node: NodeProc): Promise<true> =>
+    until(`a standby on ${node.name}`, async () => (await json<{ standbys: number }>(node.address, "GET", "/v1/node")).standbys >= 1);
+
   async function reference(): Promise<string> {
     const whole = await ferry(["exec", memhog, ...args]);
     assert.equal(whole.status, 0);
@@ -145,9 +169,9 @@ describe("migration failures", () => {
       const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(700); // memory touched
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
-      await sleep(120);
+      await standbyOn(n2);
       n2.child.kill("SIGKILL");
       const r = await moving;
       assert.notEqual(r.status, 200, "the migration claims success with its destination dead");
@@ -169,9 +193,9 @@ describe("migration failures", () => {
     try {
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(700);
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "pre-copy" });
-      await sleep(100);
+      await standbyOn(n2);
       proxy.cut();
       const r = await moving;
       assert.notEqual(r.status, 200, "the migration claims success over a cut link");

@@ -42,6 +42,11 @@ function runsAt(address: string, pid: string, node: string): Promise<true> {
   });
 }
 
+/** Waits until memhog at its home `address` has printed its first line: its memory is touched. */
+function touched(address: string, pid: string): Promise<true> {
+  return until(`${pid} to touch its memory`, async () => (await outputOf(address, pid)).stdout.includes("\n"));
+}
+
 function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
   return Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms).unref())]);
 }
@@ -56,7 +61,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       const [n1] = cluster.nodes as [NodeProc];
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(600);
+      await touched(n1.address, pid);
       const moves: [string, string][] = [["n2", "post-copy"], ["n3", "hybrid"], ["n1", "post-copy"], ["n2", "hybrid"]];
       for (const [to, strategy] of moves) {
         const r = await within(30_000, `move to ${to}`, request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }));
@@ -86,9 +91,9 @@ describe("post-copy and hybrid migration", { skip }, () => {
     try {
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
-      await sleep(500);
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 24e6, recover_ms: 10_000 });
-      await sleep(900);
+      await runsAt(n1.address, pid, "n2");
       proxy.cut();
       const r = await within(30_000, "migration", moving);
       assert.equal(r.status, 200, r.body.toString());
@@ -108,15 +113,16 @@ describe("post-copy and hybrid migration", { skip }, () => {
       const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "0", "20"] });
-      await sleep(500);
+      await touched(n1.address, pid);
       // First to n2, so that killing n2 (the source of the next move) spares the home.
       const first = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
       assert.equal(first.status, 200, first.body.toString());
       const moving = request(n2.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n3", strategy: "post-copy", push_bytes_per_s: 8e6, recover_ms: 1500 });
       moving.catch(() => undefined);
-      await sleep(800);
+      // Running at n3 with pages still at n2: now n2 dies.
+      await runsAt(n1.address, pid, "n3");
       n2.child.kill("SIGKILL");
-      const { status } = await within(20_000, "wait", json<{ status: { kind: string; message?: string } }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      const { status } = await within(60_000, "wait", json<{ status: { kind: string; message?: string } }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
       assert.equal(status.kind, "lost", JSON.stringify(status));
       assert.match(status.message ?? "", /never arrived/);
       assert.match(status.message ?? "", /0x[0-9a-f]+-0x[0-9a-f]+/, "the lost pages should be named");
@@ -135,9 +141,9 @@ describe("post-copy and hybrid migration", { skip }, () => {
       const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
       const sha = await upload(n1.address, memhog);
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "0", "20"] });
-      await sleep(500);
+      await touched(n1.address, pid);
       const moving = request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 8e6, recover_ms: 1500 });
-      await sleep(800);
+      await runsAt(n1.address, pid, "n2");
       n2.child.kill("SIGKILL");
       const r = await within(15_000, "migration after its destination died", moving);
       assert.equal(r.status, 502, r.body.toString());
@@ -159,7 +165,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
         (await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["64", "8", "20"] })).pid;
       // Killed where it runs, mid post-copy: the source is told, and its migration ends.
       const a = await start();
-      await sleep(400);
+      await touched(n1.address, a);
       const moving = request(n1.address, "POST", `/v1/processes/${a}/migrate`, { to: "n2", strategy: "post-copy", push_bytes_per_s: 4e6 });
       moving.catch(() => undefined);
       await runsAt(n1.address, a, "n2");
@@ -172,7 +178,7 @@ describe("post-copy and hybrid migration", { skip }, () => {
       assert.deepEqual(status, { kind: "killed" });
       // Its destination node stopped mid post-copy: the node exits promptly.
       const b = await start();
-      await sleep(400);
+      await touched(n1.address, b);
       const moving_b = request(n1.address, "POST", `/v1/processes/${b}/migrate`, { to: "n3", strategy: "post-copy", push_bytes_per_s: 4e6, recover_ms: 1000 });
       moving_b.catch(() => undefined);
       await runsAt(n1.address, b, "n3");

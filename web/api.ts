@@ -20,6 +20,10 @@ export type NodeStats =
       heap_used_bytes: number;
       load1: number;
       cpus: number;
+      node_cpus: number;
+      runnable: number;
+      cpu_used: number;
+      draining: boolean;
       post_copy: boolean;
       started_unix_ms: number;
       time_unix_ms: number;

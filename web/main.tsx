@@ -102,7 +102,7 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
         for (const n of o.nodes) {
           if (!n.up) continue;
           const samples = history.current.get(n.name) ?? [];
-          samples.push({ t: n.time_unix_ms, load_per_cpu: n.load1 / n.cpus, rss_bytes: n.rss_bytes, guest_memory_bytes: n.guest_memory_bytes, processes: n.processes });
+          samples.push({ t: n.time_unix_ms, load_per_cpu: n.runnable / n.node_cpus, used_per_cpu: n.cpu_used / n.node_cpus, rss_bytes: n.rss_bytes, guest_memory_bytes: n.guest_memory_bytes, processes: n.processes });
           if (samples.length > SAMPLES_MAX) samples.shift();
           history.current.set(n.name, samples);
         }
@@ -179,6 +179,15 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
       fail(err);
     }
   };
+  const drain = async (name: string, on: boolean): Promise<void> => {
+    try {
+      await api("POST", `/dashboard/api/v1/nodes/${name}/${on ? "drain" : "undrain"}`);
+      setNotice({ text: on ? `${name} drained: its processes move off, nothing new lands there` : `${name} takes processes again`, bad: false });
+      setTick((t) => t + 1);
+    } catch (err: unknown) {
+      fail(err);
+    }
+  };
   const logout = async (): Promise<void> => {
     await api("DELETE", "/dashboard/session").catch(fail);
     props.onLoggedOut("you logged out");
@@ -201,7 +210,7 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
           {notice.text}
         </p>
       )}
-      <Nodes nodes={nodes} history={history.current} onDropProcess={onDrop} />
+      <Nodes nodes={nodes} history={history.current} onDropProcess={onDrop} onDrain={(name, on) => void drain(name, on)} />
       <div class="columns">
         <Processes refresh={tick} now={now} onMigrate={onMigrate} onKill={onKill} />
         <div class="side">

@@ -1,11 +1,14 @@
 /** The nodes: a card each, with load and memory plotted over the time the page has been open. */
+import { useState } from "preact/hooks";
 import type { NodeStats } from "./api.js";
 import { formatBytes, formatDuration, nodeColour } from "./format.js";
 
 /** One sample of a node, kept by the page (the node keeps no history for it). */
 export interface Sample {
   t: number;
+  /** Cores the guests want, and use, per core the node gives them (the load module's figures). */
   load_per_cpu: number;
+  used_per_cpu: number;
   rss_bytes: number;
   guest_memory_bytes: number;
   processes: number;
@@ -53,7 +56,7 @@ function Plot(props: { label: string; times: number[]; series: { values: number[
 }
 
 /** The nodes' cards; a process dropped on a card asks to move it there. */
-export function Nodes(props: { nodes: NodeStats[]; history: Map<string, Sample[]>; onDropProcess: (pid: string, node: string) => void }) {
+export function Nodes(props: { nodes: NodeStats[]; history: Map<string, Sample[]>; onDropProcess: (pid: string, node: string) => void; onDrain: (node: string, on: boolean) => void }) {
   return (
     <section class="nodes" aria-label="Nodes">
       {props.nodes.map((n) =>
@@ -65,15 +68,17 @@ export function Nodes(props: { nodes: NodeStats[]; history: Map<string, Sample[]
             <p class="muted">does not answer</p>
           </article>
         ) : (
-          <NodeCard key={n.name} node={n} samples={props.history.get(n.name) ?? []} onDropProcess={props.onDropProcess} />
+          <NodeCard key={n.name} node={n} samples={props.history.get(n.name) ?? []} onDropProcess={props.onDropProcess} onDrain={props.onDrain} />
         ),
       )}
     </section>
   );
 }
 
-function NodeCard(props: { node: Extract<NodeStats, { up: true }>; samples: Sample[]; onDropProcess: (pid: string, node: string) => void }) {
+function NodeCard(props: { node: Extract<NodeStats, { up: true }>; samples: Sample[]; onDropProcess: (pid: string, node: string) => void; onDrain: (node: string, on: boolean) => void }) {
   const { node, samples } = props;
+  // Draining moves every process: asked once more, as a kill is.
+  const [asking, setAsking] = useState(false);
   const times = samples.map((s) => s.t);
   return (
     <article
@@ -96,6 +101,11 @@ function NodeCard(props: { node: Extract<NodeStats, { up: true }>; samples: Samp
     >
       <h3>
         <span class="dot" style={{ background: nodeColour(node.name) }} /> {node.name}
+        {node.draining && (
+          <span class="badge" data-testid="node-draining">
+            draining
+          </span>
+        )}
         <small>{node.address}</small>
       </h3>
       <dl>
@@ -119,11 +129,14 @@ function NodeCard(props: { node: Extract<NodeStats, { up: true }>; samples: Samp
         </div>
       </dl>
       <Plot
-        label="load per CPU"
+        label={`load per CPU (${node.node_cpus})`}
         times={times}
         floor={1}
         format={(v) => v.toFixed(2)}
-        series={[{ name: "1 min", colour: "#f0b429", values: samples.map((s) => s.load_per_cpu) }]}
+        series={[
+          { name: "wanted", colour: "#f0b429", values: samples.map((s) => s.load_per_cpu) },
+          { name: "used", colour: "#e07a5f", values: samples.map((s) => s.used_per_cpu) },
+        ]}
       />
       <Plot
         label="memory"
@@ -135,6 +148,30 @@ function NodeCard(props: { node: Extract<NodeStats, { up: true }>; samples: Samp
           { name: "guests", colour: "#7bd389", values: samples.map((s) => s.guest_memory_bytes) },
         ]}
       />
+      <p class="actions">
+        {node.draining ? (
+          <button type="button" data-testid="node-undrain" title="let processes land here again" onClick={() => props.onDrain(node.name, false)}>
+            Undrain
+          </button>
+        ) : asking ? (
+          <button
+            type="button"
+            class="danger"
+            data-testid="node-drain-confirm"
+            onClick={() => {
+              setAsking(false);
+              props.onDrain(node.name, true);
+            }}
+            onBlur={() => setAsking(false)}
+          >
+            Move all off?
+          </button>
+        ) : (
+          <button type="button" data-testid="node-drain" title="move every process off, and let nothing new land here" onClick={() => setAsking(true)}>
+            Drain
+          </button>
+        )}
+      </p>
     </article>
   );
 }

@@ -24,7 +24,10 @@ Lists the cluster's nodes: NAME, ADDRESS, whether it is UP (answers this
 node), its STATE in the cluster directory (alive while it holds its lease,
 dead once the lease ran out; - without a directory), how many PROCESSES it runs, the page TRACKER its pre-copy migrations use
 (userfaultfd or portable), and whether it can take POST-COPY and hybrid
-migrations (userfaultfd; ferry node start prints why not).
+migrations (userfaultfd; ferry node start prints why not). Then its load
+as the node asked knows it: CPUS (--cpus), LOAD (cores its processes want),
+CPU (cores busy), AGE (how old that figure is: measured by the node asked,
+gossiped for the others), and LABELS, with "(drained)" for a drained node.
 
 Options:
   --json                 Print the API's array of nodes as JSON (it also gives
@@ -113,9 +116,20 @@ export async function nodesCommand(argv: readonly string[]): Promise<number> {
     text(n["processes"]),
     text(n["page_tracker"]),
     n["post_copy"] === true ? "yes" : n["post_copy"] === false ? "no" : "-",
+    ...loadCells(n["load"]),
   ]);
-  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "STATE", "PROCESSES", "TRACKER", "POST-COPY"], rows));
+  process.stdout.write(formatTable(["NAME", "ADDRESS", "UP", "STATE", "PROCESSES", "TRACKER", "POST-COPY", "CPUS", "LOAD", "CPU", "AGE", "LABELS"], rows));
   return 0;
+}
+
+/** CPUS, LOAD, CPU, AGE and LABELS of a node's `load` (all "-" when the node asked has no figure for it). */
+function loadCells(value: unknown): string[] {
+  if (value === null || typeof value !== "object") return ["-", "-", "-", "-", "-"];
+  const l = value as Record<string, unknown>;
+  const num = (x: unknown): string => (typeof x === "number" ? String(Math.round(x * 100) / 100) : "-");
+  const labels = Object.entries((l["labels"] ?? {}) as Record<string, unknown>).map(([k, v]) => `${k}=${String(v)}`);
+  const age = typeof l["load_age_ms"] === "number" ? `${(l["load_age_ms"] / 1000).toFixed(1)}s` : "-";
+  return [num(l["cpus"]), num(l["runnable"]), num(l["cpu_used"]), age, `${labels.length === 0 ? "-" : labels.join(",")}${l["draining"] === true ? " (drained)" : ""}`];
 }
 
 /** "ADDRESS,... (N conn)" for a process that listens, "-" otherwise. */

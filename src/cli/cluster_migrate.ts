@@ -123,6 +123,14 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
     `migrated ${result.pid} from ${result.from} to ${result.to} (${m.strategy}) in ${m.total_ms.toFixed(1)} ms, downtime ${m.downtime_ms.toFixed(1)} ms\n` +
       `  bytes ${m.bytes}  pages ${m.pages}  rounds ${m.rounds}  pages per round: ${m.dirty_pages.join(" ")}\n`,
   );
+  const c = m.convergence;
+  if (c !== undefined) {
+    const dirty = c.dirty_bytes_per_s === null ? "" : `, written at ${(c.dirty_bytes_per_s / 1e6).toFixed(1)} MB/s`;
+    process.stdout.write(`  rounds confirmed at ${(c.link_bytes_per_s / 1e6).toFixed(1)} MB/s${dirty}${c.throttle_pct > 0 ? `; auto-converge held the process ${c.throttle_pct}% of its time` : ""}\n`);
+  }
+  // Older nodes report no phases.
+  const phases = Object.entries(m.phases_ms ?? {}).filter(([, ms]) => ms !== undefined);
+  if (phases.length > 0) process.stdout.write(`  phases ms: ${phases.map(([k, ms]) => `${k} ${(ms as number).toFixed(1)}`).join("  ")}\n`);
   const p = m.post_copy;
   if (p !== undefined) {
     process.stdout.write(

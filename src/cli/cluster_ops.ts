@@ -23,6 +23,7 @@ export const EVENTS_HELP = `Usage: ferry events [OPTIONS]
 
 Prints the cluster's recent events, one a line: processes started and ended,
 migration phases, successes, failures and stalls, nodes seen up or down,
+automatic moves with their reason (load.move), drains, policy changes,
 and nodes the cluster directory says are alive or dead (node.alive, node.dead).
 With -f it keeps printing them as they happen, until Ctrl-C.
 

@@ -12,6 +12,7 @@ import { optionInt, optionSize, optionValue, parseArgs, UsageError, type Parsed 
 import { CLUSTER_OPTION, ClusterClient, ClusterError, clusterClient, parseAddress } from "./_client.js";
 import { exitCodeOf, relayOutput, reportStatus } from "./_output.js";
 import { WASM_PAGE_BYTES } from "../process_spec.js";
+import { parseLabels } from "../policy/mod.js";
 
 /** Help of `ferry run`. */
 export const RUN_HELP = `Usage: ferry run [OPTIONS] PROGRAM.wasm [ARGS...]
@@ -21,7 +22,13 @@ uploaded to the nodes that lack it. Options come before the program; what
 follows the program is the program's own arguments.
 
 Options:
-  --node NAME            Run it on node NAME (default: the node --cluster names).
+  --node NAME            Run it on node NAME (default: where the cluster's
+                         policy places it; with the balancer off, the node
+                         --cluster names).
+  --require K=V          Run it only on nodes labelled K=V (ferry node start
+                         --label); it is placed and moved only where every
+                         requirement holds. Repeatable.
+  --pin                  Never move it automatically (ferry migrate still can).
   --attach               Stay attached: relay the program's stdout and stderr
                          here and exit with its status (134 if it trapped, 137
                          if it was killed). Ctrl-C detaches; the process keeps
@@ -124,6 +131,8 @@ function parseRun(argv: readonly string[]): Parsed {
       { name: "env", value: true, multiple: true },
       { name: "listen", value: true, multiple: true },
       { name: "memory", value: true },
+      { name: "require", value: true, multiple: true },
+      { name: "pin", value: false },
       { name: "checkpoint-every", value: true },
       { name: "json", value: false },
       CLUSTER_OPTION,
@@ -156,6 +165,8 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
   if (memory_max_bytes !== undefined && (memory_max_bytes < WASM_PAGE_BYTES || memory_max_bytes % WASM_PAGE_BYTES !== 0)) {
     throw new UsageError(`--memory wants whole 64K pages (64K, 64M, 1G...), not ${memory_max_bytes} bytes`);
   }
+  const requires = parseLabels(parsed.options.get("require") ?? []);
+  if (typeof requires === "string") throw new UsageError(`--require ${requires}`);
   const checkpoint_every_ms = optionInt(parsed, "checkpoint-every");
   const cluster = clusterClient(parsed);
   const wasm = readModule(program);
@@ -177,6 +188,8 @@ export async function clusterRunCommand(argv: readonly string[]): Promise<number
     ...(listen.length === 0 ? {} : { listen }),
     ...(node === undefined ? {} : { node }),
     ...(memory_max_bytes === undefined ? {} : { memory_max_bytes }),
+    ...(Object.keys(requires).length === 0 ? {} : { requires }),
+    ...(parsed.flags.has("pin") ? { pinned: true } : {}),
     ...(checkpoint_every_ms === undefined ? {} : { checkpoint_every_ms }),
   })) as { pid?: unknown; node?: unknown; listen?: unknown } | null;
   const pid = created?.pid;

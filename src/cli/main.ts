@@ -36,6 +36,9 @@ else 127.0.0.1:7070):
   token     Create a one-time token for a node, a client or a scraper to join
   metrics   Print a node's metrics (Prometheus text format)
   events    Print the cluster's events (-f to follow them)
+  drain     Move every process off a node; nothing new lands there
+  undrain   Let processes land on a drained node again
+  policy    Show or change the load policy (ferry policy set KEY=VALUE)
   dashboard Print a login URL for a node's web dashboard
   top       Show nodes and processes in the terminal, refreshed in place
 
@@ -73,6 +76,9 @@ const commands: Record<string, () => Promise<Command>> = {
   sim: async () => (await import("./sim_cmd.js")).simCommand,
   metrics: async () => (await import("./cluster_ops.js")).metricsCommand,
   events: async () => (await import("./cluster_ops.js")).eventsCommand,
+  drain: async () => (await import("./cluster_load.js")).drainCommand,
+  undrain: async () => (await import("./cluster_load.js")).undrainCommand,
+  policy: async () => (await import("./cluster_load.js")).policyCommand,
   dashboard: async () => (await import("./dashboard_cmd.js")).dashboardCommand,
   top: async () => (await import("./dashboard_cmd.js")).topCommand,
 };

@@ -10,6 +10,8 @@ import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
 import { Supervisor } from "./_supervisor.js";
+import { parseLabels } from "../policy/mod.js";
+import type { LoadOptions } from "../node/load.js";
 import { configureLogging, isLogLevel, LOG_LEVEL_DEFAULT, LOG_LEVELS, type LogLevel } from "../log/mod.js";
 
 /** The level --log-level names (ERR_USAGE for another word). */
@@ -56,6 +58,15 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --stall-timeout MS     Abort a migration from this node that makes no
                          progress for MS ms, leaving the process here
                          (default 30000).
+  --warm-workers N       Process workers kept started and idle, so that a
+                         migration's standby or a new process need not wait
+                         for one (default 1, at most 8; 0: none).
+  --cpus N               Guests computing at once (default: this machine's
+                         cores); the others wait, taking turns fairly.
+  --label K=V            A label of the node; ferry run --require K=V runs
+                         only where it holds. Repeatable.
+  --policy P             balance (default: even load), pack (fill the fewest
+                         nodes, report the rest idle) or none.
   --checkpoint-every MS  Checkpoint every process started here every MS ms
                          unless its ferry run says otherwise (default 0:
                          none). See docs/checkpoints.md.
@@ -81,6 +92,8 @@ Options:
   --tracker T            Page tracker for pre-copy: auto (default: userfaultfd
                          where the kernel and permissions allow, else portable),
                          userfaultfd, or portable.
+  --balance on|off       Run the balancer (move processes on their own, place
+                         ferry run without --node) (default off).
   --directory URL        Join the cluster directory (docs/directory.md):
                          etcd://HOST:PORT,... (a path names the key prefix,
                          default /ferry/), or the https://HOST:PORT ferry up
@@ -127,6 +140,9 @@ Options:
   --data DIR             Where the nodes keep their data (default: a new
                          temporary folder, removed on exit).
   --tracker T            Page tracker: auto (default), userfaultfd or portable.
+  --balance on|off       The nodes' balancer (default on): processes move on
+                         their own to share load, talk locally, leave drained
+                         nodes; ferry run without --node is placed.
   --directory URL        The cluster directory the nodes join: by default an
                          embedded one this process keeps in DATA/directory.json
                          and serves to its nodes (mutual TLS); etcd://HOST:PORT,...
@@ -144,9 +160,41 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "max-module-size", value: true },
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
+  { name: "warm-workers", value: true },
   { name: "checkpoint-every", value: true },
   { name: "log-level", value: true },
+  { name: "cpus", value: true },
+  { name: "label", value: true, multiple: true },
+  { name: "policy", value: true },
 ];
+
+/** The load module's options from the command line; `balance` is the default of --balance. */
+function loadOption(parsed: Parsed, balance: boolean): LoadOptions {
+  const out: LoadOptions = {};
+  const cpus = optionInt(parsed, "cpus");
+  if (cpus !== undefined) {
+    if (cpus < 1) throw new UsageError("--cpus wants a whole number >= 1");
+    out.cpus = cpus;
+  }
+  const labels = parseLabels(parsed.options.get("label") ?? []);
+  if (typeof labels === "string") throw new UsageError(`--label ${labels}`);
+  out.labels = labels;
+  const mode = optionValue(parsed, "policy");
+  if (mode !== undefined) {
+    if (mode !== "balance" && mode !== "pack" && mode !== "none") throw new UsageError("--policy is balance, pack or none");
+    out.mode = mode;
+  }
+  out.balance = balanceOption(parsed, balance);
+  return out;
+}
+
+/** --balance on|off, or `otherwise`. */
+function balanceOption(parsed: Parsed, otherwise: boolean): boolean {
+  const value = optionValue(parsed, "balance");
+  if (value === undefined) return otherwise;
+  if (value !== "on" && value !== "off") throw new UsageError("--balance is on or off");
+  return value === "on";
+}
 
 /** The --dead-after lease, checked (undefined: the default). */
 function deadAfterOption(parsed: Parsed): number | undefined {
@@ -170,6 +218,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (idle !== undefined) limits.standby_idle_ms = idle;
   const stall = optionInt(parsed, "stall-timeout");
   if (stall !== undefined) limits.migration_stall_ms = stall;
+  const warm = optionInt(parsed, "warm-workers");
+  if (warm !== undefined) limits.warm_workers = warm;
   const every = optionInt(parsed, "checkpoint-every");
   if (every !== undefined) limits.checkpoint_every_ms = every;
   return limits;
@@ -232,6 +282,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "key", value: true },
       { name: "ca-key", value: true },
       { name: "insecure", value: false },
+      { name: "balance", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
@@ -248,6 +299,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
   if (name === undefined) throw new UsageError("--name is required");
   checkNodeName(name);
   const log = configureLogging({ level: logLevelOption(parsed), base: { node: name } });
+  const load = loadOption(parsed, false);
   const listen = parseAddress(optionValue(parsed, "listen") ?? "127.0.0.1:7070");
   const peers = (optionValue(parsed, "peers") ?? "").split(",").filter((p) => p !== "");
   for (const p of peers) parseAddress(p);
@@ -279,6 +331,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     authority: tls?.authority ?? null,
     policy: policyOption(parsed),
     limits: limitsOption(parsed),
+    load,
     directory,
     ...(dead_after_ms !== undefined ? { dead_after_ms } : {}),
   });
@@ -310,6 +363,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "port", value: true },
       { name: "data", value: true },
       { name: "tracker", value: true },
+      { name: "balance", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
@@ -323,6 +377,8 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   }
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${parsed.positionals[0]}`);
   logLevelOption(parsed); // checked here, so a wrong level fails before any node starts
+  const balance = balanceOption(parsed, true);
+  loadOption(parsed, balance); // likewise
   const count = optionInt(parsed, "nodes") ?? 3;
   const port = optionInt(parsed, "port") ?? 7070;
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
@@ -334,7 +390,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
   deadAfterOption(parsed);
-  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }]), "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),

@@ -27,7 +27,7 @@ import {
   SECTION_HEADER_BYTES,
   SectionKind,
 } from "./format.js";
-import type { MemorySource, ProcessImage } from "./types.js";
+import type { MemoryRun, MemorySource, ProcessImage } from "./types.js";
 
 /** The 16-byte file header: magic, version, reserved zero. */
 function fileHeader(): Uint8Array {
@@ -102,6 +102,7 @@ export function* encodeImage(image: ProcessImage, options: EncodeOptions): Gener
  */
 function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Generator<Uint8Array, number, undefined> {
   const pages_total = memory.size_bytes / PAGE_BYTES;
+  if (memory.pageRuns !== undefined) return yield* encodeRuns(memory.pageRuns(), pages_total, digest, sha);
   // Views of the pending run's pages; only references, the data stays in place.
   const run: Uint8Array[] = [];
   let run_first = 0;
@@ -118,7 +119,7 @@ function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Gen
       throw new RangeError(`memory.pages() yielded page ${index} of ${data.length} bytes, expected ${PAGE_BYTES}`);
     }
     if (run.length > 0 && (index !== run_first + run.length || run.length === ImageLimits.page_run_pages_max)) {
-      yield* encodeRun(run_first, run, digest, sha);
+      yield* encodeRun(run_first, run, run.length, digest, sha);
       run.length = 0;
     }
     if (run.length === 0) run_first = index;
@@ -126,7 +127,27 @@ function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Gen
     next_index_min = index + 1;
     page_count += 1;
   }
-  if (run.length > 0) yield* encodeRun(run_first, run, digest, sha);
+  if (run.length > 0) yield* encodeRun(run_first, run, run.length, digest, sha);
+  return page_count;
+}
+
+/**
+ * PAGES sections from a source's runs (MemorySource.pageRuns): one section per
+ * run as given, the run's bytes one view. The same bytes as from its pages
+ * when the runs are maximal up to page_run_pages_max, as sparsePages' are.
+ */
+function* encodeRuns(runs: Iterable<MemoryRun>, pages_total: number, digest: ImageDigest, sha: Hash): Generator<Uint8Array, number, undefined> {
+  let next_index_min = 0;
+  let page_count = 0;
+  for (const { first, data } of runs) {
+    const count = data.length / PAGE_BYTES;
+    if (!Number.isInteger(first) || first < next_index_min || !Number.isInteger(count) || count < 1 || count > ImageLimits.page_run_pages_max || first + count > pages_total) {
+      throw new RangeError(`memory.pageRuns() yielded ${data.length} bytes from page ${first}; runs must be increasing, of 1 to ${ImageLimits.page_run_pages_max} whole pages, below page ${pages_total}`);
+    }
+    yield* encodeRun(first, [data], count, digest, sha);
+    next_index_min = first + count;
+    page_count += count;
+  }
   return page_count;
 }
 
@@ -135,12 +156,12 @@ function* encodePages(memory: MemorySource, digest: ImageDigest, sha: Hash): Gen
  * as views (pages that are adjacent in the same buffer merged into one view,
  * so a dense run is a single 1 MiB chunk), then the CRC.
  */
-function* encodeRun(first: number, pages: readonly Uint8Array[], digest: ImageDigest, sha: Hash): Generator<Uint8Array, void, undefined> {
-  const payload_bytes = RUN_HEADER_BYTES + pages.length * PAGE_BYTES;
+function* encodeRun(first: number, pages: readonly Uint8Array[], page_count: number, digest: ImageDigest, sha: Hash): Generator<Uint8Array, void, undefined> {
+  const payload_bytes = RUN_HEADER_BYTES + page_count * PAGE_BYTES;
   const head = Buffer.allocUnsafe(SECTION_HEADER_BYTES + RUN_HEADER_BYTES);
   writeSectionHeader(head, 0, { kind: SectionKind.pages, flags: 0, length_bytes: payload_bytes });
   head.writeUInt32LE(first, SECTION_HEADER_BYTES);
-  head.writeUInt32LE(pages.length, SECTION_HEADER_BYTES + 4);
+  head.writeUInt32LE(page_count, SECTION_HEADER_BYTES + 4);
   let crc = crc32(head);
   sha.update(head);
   yield head;

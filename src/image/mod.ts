@@ -12,6 +12,7 @@ export type {
   GlobalValue,
   ImageMeta,
   MemoryPage,
+  MemoryRun,
   MemorySource,
   ProcessImage,
   StreamPositions,

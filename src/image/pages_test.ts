@@ -1,7 +1,7 @@
 /** sparsePages and writeMemory. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Prng, randomMemory } from "./_fixtures.js";
+import { encodeToBytes, Prng, randomImage, randomMemory } from "./_fixtures.js";
 import { RunMemory } from "./pages.js";
 import { PAGE_BYTES, sparsePages, writeMemory } from "./mod.js";
 
@@ -69,4 +69,20 @@ test("writeMemory falls back to pages() for a hand-made DecodedMemory", () => {
   const target = new Uint8Array(3 * PAGE_BYTES);
   writeMemory({ memory }, target);
   assert.deepEqual(target, source);
+});
+
+test("sparsePages' runs are its pages, grouped: encoding by runs gives the same bytes as page by page, runs of 256 pages at most", () => {
+  for (let seed = 1; seed <= 40; seed++) {
+    const { image, memory } = randomImage(seed, 700);
+    const source = sparsePages(memory);
+    const runs = [...(source.pageRuns?.() ?? [])];
+    assert.ok(runs.every((r) => r.data.buffer === memory.buffer && r.data.length > 0 && r.data.length <= 256 * PAGE_BYTES && r.data.length % PAGE_BYTES === 0));
+    assert.deepEqual(
+      runs.flatMap((r) => Array.from({ length: r.data.length / PAGE_BYTES }, (_, i) => r.first + i)),
+      [...source.pages()].map((p) => p.index),
+      `seed ${seed}`,
+    );
+    const by_pages = encodeToBytes({ ...image, memory: { size_bytes: source.size_bytes, pages: () => source.pages() } });
+    assert.deepEqual(Buffer.from(encodeToBytes(image)), Buffer.from(by_pages), `seed ${seed}`);
+  }
 });

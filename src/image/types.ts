@@ -34,6 +34,19 @@ export interface MemorySource {
   size_bytes: number;
   /** The non-zero pages, strictly increasing by index, each index < size_bytes / PAGE_BYTES. */
   pages(): Iterable<MemoryPage>;
+  /**
+   * Optionally, the same pages as runs of consecutive pages, each one view of
+   * the memory (`data` a whole number of pages, at most
+   * ImageLimits.page_run_pages_max), in increasing order: the encoder then
+   * takes a run without an object per page. Runs need not be maximal.
+   */
+  pageRuns?(): Iterable<MemoryRun>;
+}
+
+/** Consecutive non-zero pages from page `first`, as one view. */
+export interface MemoryRun {
+  first: number;
+  data: Uint8Array;
 }
 
 /** Where the process's output and input streams stood when it was suspended. */

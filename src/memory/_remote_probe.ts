@@ -130,9 +130,16 @@ tcp.listen(0, "127.0.0.1", () => {
     wait();
   });
   if (mode === "fail") {
-    setTimeout(() => {
+    // Failed once the reader waits on a fault (observable in the stats), not after a delay a loaded machine outruns.
+    const deadline = Date.now() + 20_000;
+    const failWhenWaiting = (): void => {
+      if (pages.stats.faults < 1 && Date.now() < deadline) {
+        setTimeout(failWhenWaiting, 10);
+        return;
+      }
       const lost = pages.fail();
       finish({ lost: lost.reduce((n, r) => n + r.bytes, 0) });
-    }, 300);
+    };
+    failWhenWaiting();
   }
 });

@@ -8,6 +8,7 @@ import * as v from "valibot";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import { Args, Dirs, Env, HostPath, HostPort, Listen, MemoryBytes, MemoryCap, ModuleName, NodeName, OPEN_FILES_MAX, Pid, Sha256, WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
 import { integer, list, text } from "../validate.js";
+import { DESTINATION_PHASES, type DestinationPhase } from "./phases.js";
 
 /** Every strategy, in the order a user meets them. */
 export const STRATEGIES = ["stop-copy", "pre-copy", "post-copy", "hybrid"] as const;
@@ -51,10 +52,26 @@ export const OfferSchema = v.object({
   checkpoint_every_ms: v.optional(integer(0, Number.MAX_SAFE_INTEGER)),
 });
 
-/** READY and RUNNING (D→S): empty objects. */
+/** A frame whose body says nothing (a keeper's acknowledgement of a checkpoint): an empty object. */
 export const EmptySchema = v.object({});
 
-/** ROUND_END (S→D): the pre-copy round that just ended. */
+/** Longest a phase can be reported to have taken: a day, far past any timeout of a migration. */
+const PHASE_MS_MAX = 86_400_000;
+
+/** Milliseconds of one destination phase. */
+const PhaseMs = v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(PHASE_MS_MAX));
+
+/**
+ * READY and RUNNING (D→S): where the destination's time went so far
+ * (phases.ts). Only the phases it knows are kept; others are dropped.
+ */
+export const AnswerSchema = v.object({
+  phases_ms: v.optional(
+    v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
+  ),
+});
+
+/** ROUND_END (S→D): the pre-copy round that just ended; ROUND_ACK (D→S): its pages are in place. */
 export const RoundEndSchema = v.object({ round: integer(1, Number.MAX_SAFE_INTEGER) });
 
 /** ERROR (both ways): why the sender gives up; the code is mapped onto this node's registry. */

@@ -22,6 +22,7 @@ export const Msg = {
   image_end: 7,
   running: 8,
   handover: 9,
+  round_ack: 10,
 } as const;
 
 /**

@@ -13,6 +13,10 @@ import type { FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import type { Offer } from "./source.js";
+import { PhaseClock, type DestinationPhase } from "./phases.js";
+
+/** The destination's phase clock as the side's own steps see it: they name the phase they enter. */
+export type DestinationClock = Pick<PhaseClock<DestinationPhase>, "enter">;
 
 /**
  * Default wait for the next frame before giving up on a silent source. The
@@ -38,7 +42,7 @@ export interface Landing {
    * is in place, except with a `handover` (post-copy, hybrid): the chunks it
    * names come from the source after the process runs.
    */
-  finish(image: DecodedImage, handover: Handover | null): Promise<void>;
+  finish(image: DecodedImage, handover: Handover | null, clock?: DestinationClock): Promise<void>;
   /**
    * Post-copy and hybrid: the chunks named are dropped now and will come from
    * the source (the page channel can attach before the image is checked; the
@@ -56,7 +60,7 @@ export interface DestinationSide {
    * to land — instantiated, memory ready — while the source still runs it;
    * throws a FerryError to refuse.
    */
-  prepare(offer: Offer): Promise<Landing>;
+  prepare(offer: Offer, clock?: DestinationClock): Promise<Landing>;
   /**
    * The keys whose images this side runs (called with the image's key id,
    * after `prepare`): the node trusts its cluster's members.
@@ -69,17 +73,20 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   const idle_ms = options.idle_ms ?? STANDBY_IDLE_MS_DEFAULT;
   let offer: Offer;
   let landing: Landing;
+  const clock = new PhaseClock<DestinationPhase>();
   try {
     const first = await conn.next({ timeout_ms: idle_ms });
     if (first.type !== Msg.offer) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected OFFER, got frame type ${first.type}`);
+    clock.enter("admit");
     offer = readFrame(OfferSchema, first.payload, "OFFER");
-    landing = await side.prepare(offer);
+    landing = await side.prepare(offer, clock);
   } catch (err: unknown) {
     await refuse(conn, err);
     throw err;
   }
   try {
-    await sendJson(conn, Msg.ready, {});
+    clock.stop();
+    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot() });
     // Pages of the image go in place as they arrive, with no copy in
     // between; the process runs only once the whole image passed its checks,
     // and is thrown away otherwise.
@@ -93,8 +100,10 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     let rounds_pages = false;
     let handover: Handover | null = null;
     for (;;) {
+      clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
+      clock.enter(frame.type === Msg.pages ? "pages" : "decode");
       if (frame.type === Msg.pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
         if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
@@ -109,7 +118,10 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       }
       else if (frame.type === Msg.image) decoder.push(frame.payload);
       else if (frame.type === Msg.image_end) break;
-      else if (frame.type === Msg.round_end) readFrame(RoundEndSchema, frame.payload, "ROUND_END");
+      else if (frame.type === Msg.round_end) {
+        // Every page of the round is in place: the source measures the link by this, not by what it queued.
+        await sendJson(conn, Msg.round_ack, { round: readFrame(RoundEndSchema, frame.payload, "ROUND_END").round });
+      }
       else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
     const image = decoder.end();
@@ -117,13 +129,15 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
-    await landing.finish(image, handover);
+    clock.enter("restore");
+    await landing.finish(image, handover, clock);
   } catch (err: unknown) {
     await landing.abort();
     await refuse(conn, err);
     throw err;
   }
-  await sendJson(conn, Msg.running, {});
+  clock.stop();
+  await sendJson(conn, Msg.running, { phases_ms: clock.snapshot() });
   conn.close();
   return offer.pid;
 }

@@ -11,129 +11,13 @@ import { PassThrough, type Duplex } from "node:stream";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
 import { trustKeys, type ImageSigner, type ImageTrust, type ProcessImage } from "../image/mod.js";
-import { wat } from "../instrument/_wat.js";
-import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
+import { GuestProcess } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FrameParser, FramedConnection, encodeFrame } from "../transport/mod.js";
 import { Msg } from "./_wire.js";
-import { migrateIn, migrateOut, type DestinationSide, type Landing, type Offer, type SourceSide, type Strategy } from "./mod.js";
-
-/**
- * The guest: fills three wasm pages with a pattern and keeps a counter both
- * in memory and in a global, then waits for a line on stdin (a safe point)
- * and exits 7 if its memory and global are as it left them (8: pattern
- * broken, 9: counter differs), after printing "ok".
- */
-const GUEST = wat(`(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 4)
-  (global $n (mut i64) (i64.const 0))
-  (data (i32.const 8192) "ok\\n")
-  (func (export "_start")
-    (local $i i32)
-    (loop $fill
-      (i32.store (i32.add (i32.const 65536) (i32.mul (local.get $i) (i32.const 4))) (i32.add (local.get $i) (i32.const 1)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $fill (i32.lt_u (local.get $i) (i32.const 49152))))
-    (global.set $n (i64.const 1234567))
-    (i64.store (i32.const 1024) (i64.const 1234567))
-    (i32.store (i32.const 2048) (i32.const 4096))
-    (i32.store (i32.const 2052) (i32.const 64))
-    (drop (call $read (i32.const 0) (i32.const 2048) (i32.const 1) (i32.const 2056)))
-    (local.set $i (i32.const 0))
-    (loop $check
-      (if (i32.ne (i32.load (i32.add (i32.const 65536) (i32.mul (local.get $i) (i32.const 4)))) (i32.add (local.get $i) (i32.const 1)))
-        (then (call $exit (i32.const 8))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br_if $check (i32.lt_u (local.get $i) (i32.const 49152))))
-    (i32.store (i32.const 2064) (i32.const 8192))
-    (i32.store (i32.const 2068) (i32.const 3))
-    (drop (call $write (i32.const 1) (i32.const 2064) (i32.const 1) (i32.const 2072)))
-    (call $exit (select (i32.const 7) (i32.const 9) (i64.eq (i64.load (i32.const 1024)) (global.get $n))))))`);
-
-/** A guest that never writes its memory: pre-copy rounds find no page to send. */
-const SPINNER = wat(`(module (memory (export "memory") 1)
-  (global $n (mut i64) (i64.const 0))
-  (func (export "_start") (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
-
-/** Exit status of a guest whose state survived. */
-const EXIT_INTACT = 7;
-
-/** A process's I/O: stdin we write to, stdout we read. */
-function io(): { io: ProcessIo; stdin: PassThrough; out: () => string } {
-  const stdin = new PassThrough();
-  const out: Uint8Array[] = [];
-  return {
-    io: { stdin, stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: () => undefined }, cache_dir: null },
-    stdin,
-    out: () => Buffer.concat(out).toString(),
-  };
-}
-
-function offer(proc: GuestProcess, strategy: Strategy): Offer {
-  return {
-    pid: "a-1",
-    home: "a",
-    module_sha256: proc.info.module_sha256,
-    module_name: "guest.wasm",
-    moves: 1,
-    args: ["guest"],
-    env: [],
-    dirs: [],
-    open_files: [],
-    strategy,
-    source: "127.0.0.1:1",
-    memory_bytes: proc.memory.buffer.byteLength,
-    memory_max_bytes: 1 << 30,
-  };
-}
-
-/** The destination: a standby process written as pages arrive, as a node's is. */
-function destination(trust: ImageTrust, wasm: Uint8Array): { side: DestinationSide; landed: () => { proc: GuestProcess; stdin: PassThrough; out: () => string } | null } {
-  let landed: { proc: GuestProcess; stdin: PassThrough; out: () => string } | null = null;
-  const side: DestinationSide = {
-    trust,
-    async prepare(o: Offer): Promise<Landing> {
-      const d = io();
-      const proc = await GuestProcess.standby(wasm, d.io, { module_path: o.module_name });
-      proc.growTo(o.memory_bytes);
-      let view = new Uint8Array(proc.memory.buffer);
-      return {
-        write(offset, data) {
-          if (offset + data.length > view.length) {
-            proc.growTo(Math.ceil((offset + data.length) / 65536) * 65536);
-            view = new Uint8Array(proc.memory.buffer);
-          }
-          view.set(data, offset);
-        },
-        async finish(image) {
-          proc.growTo(image.memory.size_bytes);
-          await proc.activate(image, { preopens: [] });
-          landed = { proc, stdin: d.stdin, out: d.out };
-        },
-        handover() {
-          throw new FerryError("ERR_MIGRATION_PROTOCOL", "no post-copy in this test");
-        },
-        abort: () => proc.terminate(),
-      };
-    },
-  };
-  return { side, landed: () => landed };
-}
-
-function source(proc: GuestProcess, strategy: Strategy, signer: ImageSigner, connect: () => FramedConnection): SourceSide {
-  return {
-    proc,
-    offer: offer(proc, strategy),
-    signer,
-    connect: () => Promise.resolve(connect()),
-    flushOutput: () => Promise.resolve(),
-    // Only asked when the link broke after the whole image went out; these links do not break.
-    destinationRuns: () => Promise.resolve(false),
-  };
-}
+import { migrateIn, migrateOut, type MigrationMetrics, type Strategy } from "./mod.js";
+import { destination, EXIT_INTACT, GUEST, io, source, SPINNER } from "./_testing.js";
+import { DESTINATION_PHASES, SOURCE_PHASES, type DestinationPhase, type SourcePhase } from "./phases.js";
 
 /**
  * Frames from the source to the destination pass through `change`, which
@@ -183,7 +67,7 @@ async function migrate(options: {
   }
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
   const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
-  const incoming = migrateIn(new FramedConnection(b), dest.side);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
   const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy });
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
   const source_side = { proc, stdin: s.stdin, out: s.out };
@@ -199,6 +83,48 @@ async function assertKeepsRunningAtSource(run: Run): Promise<void> {
   run.source.stdin.end("go\n");
   assert.deepEqual(await run.source.proc.exited, { kind: "exit", code: EXIT_INTACT });
   assert.equal(run.source.out(), "ok\n");
+}
+
+describe("where a migration's time goes", () => {
+  for (const strategy of ["stop-copy", "pre-copy"] as const) {
+    it(`${strategy}: phases_ms partition the total and the downtime; the destination reports its own, inside the source's`, async () => {
+      const s = io();
+      const signer = { key: generateKeyPairSync("ed25519").privateKey };
+      const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+      const [a, b] = pipeDuplexPair();
+      const dest = destination(trustKeys([signer.key]), GUEST);
+      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
+      const m = await migrateOut(source(proc, strategy, signer, () => new FramedConnection(a)), { strategy });
+      await incoming;
+      const landed = dest.landed();
+      assert.ok(landed !== null);
+      try {
+        checkPhases(strategy, m);
+      } finally {
+        await landed.proc.terminate();
+        await proc.terminate();
+      }
+    });
+  }
+});
+
+/** The phases of a migration that succeeded: all known, partitioning its total and its downtime; the destination's inside them. */
+function checkPhases(strategy: Strategy, m: MigrationMetrics): void {
+  const phases = m.phases_ms;
+  for (const key of Object.keys(phases)) assert.ok((SOURCE_PHASES as readonly string[]).includes(key), `unknown phase ${key}`);
+  const expected = ["connect", "prepare", "suspend", "flush", "capture", "encode", "transfer", "restore", ...(strategy === "pre-copy" ? ["rounds"] : [])];
+  for (const key of expected) assert.ok(typeof phases[key as SourcePhase] === "number", `phase ${key} missing: ${JSON.stringify(phases)}`);
+  const sum = (keys: readonly string[], of: Record<string, number | undefined>): number => keys.reduce((n, k) => n + (of[k] ?? 0), 0);
+  for (const v of Object.values(phases)) assert.ok(v >= 0);
+  // One clock, each phase ending where the next begins: they add up to the whole (up to float rounding).
+  assert.ok(Math.abs(sum(SOURCE_PHASES, phases) - m.total_ms) < 0.5, `phases ${sum(SOURCE_PHASES, phases)} vs total ${m.total_ms}`);
+  const stopped = SOURCE_PHASES.slice(SOURCE_PHASES.indexOf("suspend"), SOURCE_PHASES.indexOf("restore") + 1);
+  assert.ok(Math.abs(sum(stopped, phases) - m.downtime_ms) < 0.5, `stopped phases ${sum(stopped, phases)} vs downtime ${m.downtime_ms}`);
+  const d = m.destination_phases_ms;
+  for (const key of ["admit", "standby", "wait", "decode", "restore", "resume"]) assert.ok(typeof d[key as DestinationPhase] === "number", `destination phase ${key} missing: ${JSON.stringify(d)}`);
+  // The destination's setup happens between the source's OFFER and its READY, and the rest before its RUNNING.
+  assert.ok(sum(["admit", "fetch_module", "standby", "reserve"], d) <= (phases.prepare ?? 0));
+  assert.ok(sum(DESTINATION_PHASES, d) <= m.total_ms);
 }
 
 describe("migration of a bad image", () => {

@@ -1,6 +1,7 @@
 /** Migration strategies over transport + runtime + memory (DESIGN.md layer 6). */
 export {
   MAX_DOWNTIME_MS_DEFAULT,
+  OUT_STATES,
   PRECOPY_ROUNDS_MAX,
   RECOVER_MS_DEFAULT,
   STRATEGIES,
@@ -9,6 +10,7 @@ export {
   type MigrationOptions,
   type MigrationProgress,
   type Offer,
+  type OutState,
   type PageChannel,
   type PostCopyMetrics,
   type SourceSide,
@@ -17,7 +19,8 @@ export {
 export { PageServer, type PageServerStats } from "./page_server.js";
 export { Msg, type Handover } from "./_wire.js";
 export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
-export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
+export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationClock, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
+export { DESTINATION_PHASES, PhaseClock, SOURCE_PHASES, type DestinationPhase, type PhasesMs, type SourcePhase } from "./phases.js";
 export { STALL_MS_DEFAULT, STALL_MS_MAX, StallWatch } from "./stall.js";
 export { CHECKPOINT_FINAL_PAGES_GOAL, CHECKPOINT_ROUNDS_MAX, CheckpointMsg, restoreTo, takeCheckpoint, type CheckpointBegin, type CheckpointMetrics, type CheckpointSide, type CheckpointStored } from "./checkpoint.js";
 export { CHECKPOINT_INCREMENTS_MAX, checkCheckpoint, needsCompaction, PagesDigest, rebuildImage, type ChainEntry, type PagesSeen, type StoredCheckpoint } from "./checkpoint_chain.js";

@@ -27,8 +27,9 @@ export function admitRun(node: FerryNode, body: RunRequestBody): AdmittedRun {
   node.policy.checkListen(body.listen);
   const preopens = node.policy.preopens(body.dirs);
   const { module_sha256, module_name, args, env, dirs, listen } = body;
+  const constraints = { ...(body.requires !== undefined ? { requires: body.requires } : {}), ...(body.pinned === true ? { pinned: true } : {}) };
   const checkpoint_every_ms = body.checkpoint_every_ms ?? node.limits.checkpoint_every_ms;
-  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes, ...(checkpoint_every_ms > 0 ? { checkpoint_every_ms } : {}) }, preopens };
+  return { request: { module_sha256, module_name, args, env, dirs, listen, memory_max_bytes, ...constraints, ...(checkpoint_every_ms > 0 ? { checkpoint_every_ms } : {}) }, preopens };
 }
 
 /**
@@ -39,6 +40,7 @@ export function admitRun(node: FerryNode, body: RunRequestBody): AdmittedRun {
  * ERR_FORBIDDEN, ERR_MISSING_DIRECTORY, ERR_MISSING_FILE.
  */
 export function admitOffer(node: FerryNode, offer: Offer): { ticket: StandbyTicket; preopens: Preopen[] } {
+  if (node.load.draining) throw new FerryError("ERR_NODE_DRAINING", `node ${node.name} is drained: nothing new lands there (ferry undrain ${node.name})`);
   checkCap(node, offer.memory_max_bytes);
   if (offer.memory_bytes > offer.memory_max_bytes) {
     throw new FerryError("ERR_MEMORY_LIMIT", `${offer.pid} has ${offer.memory_bytes} bytes of memory, over its own cap of ${offer.memory_max_bytes}`);

@@ -9,6 +9,7 @@ import { RECOVER_MS_MAX, STRATEGIES } from "../migration/mod.js";
 import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Sha256 } from "../process_spec.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { base64, integer, queryUint, text } from "../validate.js";
+import { LabelsSchema } from "./_load_schemas.js";
 
 /** The module name a run request without one gets. */
 export const MODULE_NAME_DEFAULT = "program.wasm";
@@ -36,6 +37,10 @@ export const RunRequestSchema = v.object({
   node: v.optional(NodeName),
   /** Its memory cap; absent: the node's maximum. */
   memory_max_bytes: v.optional(MemoryCap),
+  /** Labels a node must have to run it (`--require k=v`): placed and moved only where they hold. */
+  requires: v.optional(LabelsSchema),
+  /** Never moved automatically (`--pin`). */
+  pinned: v.optional(v.boolean()),
   /** Periodic checkpoints every this many ms (0: none; absent: the node's --checkpoint-every). */
   checkpoint_every_ms: v.optional(v.union([v.literal(0), integer(CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX)], `must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX}`)),
 });
@@ -50,6 +55,8 @@ export const MigrateRequestSchema = v.object({
   max_downtime_ms: v.optional(v.pipe(v.number(), v.gtValue(0, "must be more than 0"), v.maxValue(MAX_DOWNTIME_MS_MAX, `must be at most ${MAX_DOWNTIME_MS_MAX}`))),
   recover_ms: v.optional(integer(1, RECOVER_MS_MAX)),
   push_bytes_per_s: v.optional(v.pipe(v.number(), v.gtValue(0, "must be more than 0"), v.maxValue(PUSH_BYTES_PER_S_MAX, `must be at most ${PUSH_BYTES_PER_S_MAX}`))),
+  /** Pre-copy: throttle the process when rounds stop shrinking (default true). */
+  auto_converge: v.optional(v.boolean()),
 });
 
 /** A migration request as checked. */

@@ -36,9 +36,15 @@ export interface NodeStats {
   /** The node's OS process: resident memory and JavaScript heap in use. */
   rss_bytes: number;
   heap_used_bytes: number;
-  /** The machine's one-minute load average, and its CPUs (load per CPU is the plot). */
+  /** The machine's one-minute load average, and its CPUs. */
   load1: number;
   cpus: number;
+  /** The load module's figures: guests that may compute at once (`--cpus`), cores the guests want and use (load per CPU is runnable over node_cpus). */
+  node_cpus: number;
+  runnable: number;
+  cpu_used: number;
+  /** Whether the node is drained (`ferry drain`): nothing new lands there. */
+  draining: boolean;
   post_copy: boolean;
   started_unix_ms: number;
   time_unix_ms: number;
@@ -61,6 +67,10 @@ const NodeStatsSchema = v.object({
   heap_used_bytes: Uint,
   load1: v.pipe(v.number(), v.minValue(0)),
   cpus: integer(1, 1 << 20),
+  node_cpus: integer(1, 1 << 20),
+  runnable: v.pipe(v.number(), v.minValue(0), v.maxValue(1 << 20)),
+  cpu_used: v.pipe(v.number(), v.minValue(0), v.maxValue(1 << 20)),
+  draining: v.boolean(),
   post_copy: v.boolean(),
   started_unix_ms: Uint,
   time_unix_ms: Uint,
@@ -92,6 +102,7 @@ const PeerQuerySchema = v.object({ rows: v.optional(v.picklist(["0", "1"], "must
 export function localStats(node: FerryNode): NodeStats {
   const mem = process.memoryUsage();
   const info = node.info();
+  const load = node.load.own;
   return {
     name: node.name,
     address: node.address,
@@ -103,6 +114,10 @@ export function localStats(node: FerryNode): NodeStats {
     heap_used_bytes: mem.heapUsed,
     load1: os.loadavg()[0] ?? 0,
     cpus: Math.max(1, os.availableParallelism()),
+    node_cpus: load.cpus,
+    runnable: load.runnable,
+    cpu_used: load.cpu_used,
+    draining: node.load.draining,
     post_copy: info.post_copy.available,
     started_unix_ms: node.started_unix_ms,
     time_unix_ms: Date.now(),

@@ -103,6 +103,12 @@ export class NodeLinks {
     });
   }
 
+  /** The node `pid` was last seen taking messages on (this one if it runs here), if known: for the load module's link graph. */
+  whereIs(pid: string): string | undefined {
+    if (this.#endpoints.has(pid)) return this.#node.name;
+    return this.#seen.get(pid) ?? this.#forward.get(pid)?.node;
+  }
+
   /** `pid` moved to node `to`: messages that still come here are forwarded. */
   moved(pid: string, to: string): void {
     this.#endpoints.delete(pid);

@@ -20,7 +20,9 @@ import {
   type Landing,
   type MigrationMetrics,
   type MigrationProgress,
+  type DestinationClock,
   type Offer,
+  Msg,
 } from "../migration/mod.js";
 import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
@@ -117,7 +119,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-  const conn = new FramedConnection(socket, { head });
+  // The image is a byte stream across its frames: its pieces go to the decoder as they arrive, never copied together first.
+  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image] });
   // The image must be signed by the key of the node the OFFER came from: with
   // TLS, the authenticated peer's certificate key; --insecure has no peer to
   // authenticate, so it takes the key the offer names, which only ties the
@@ -125,9 +128,9 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   let offered: ImageTrust = () => undefined;
   const peer_key = peer === null ? undefined : (req.socket as TLSSocket).getPeerX509Certificate?.()?.publicKey;
   const side = {
-    prepare: (offer: Offer): Promise<Landing> => {
+    prepare: (offer: Offer, clock?: DestinationClock): Promise<Landing> => {
       offered = peer_key !== undefined ? trustKeys([peer_key]) : node.tls === null ? offerTrust(offer) : () => undefined;
-      return prepare(node, offer, peer);
+      return prepare(node, offer, peer, clock);
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
   };
@@ -154,7 +157,7 @@ function offerTrust(offer: Offer): ImageTrust {
  * authenticated source (null without TLS): the module is fetched from it and
  * nowhere else, whatever address the offer names.
  */
-async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Promise<Landing> {
+async function prepare(node: FerryNode, offer: Offer, peer: Identity | null, clock?: DestinationClock): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
   const post_copy = offer.strategy === "post-copy" || offer.strategy === "hybrid";
   if (post_copy) {
@@ -166,8 +169,12 @@ async function prepare(node: FerryNode, offer: Offer, peer: Identity | null): Pr
   // by guest path on activation).
   const { ticket, preopens } = admitOffer(node, offer);
   try {
-    if (!node.modules.has(offer.module_sha256)) await fetchModule(node, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256);
-    return landing(node, offer, await standby(node, offer), ticket, preopens);
+    if (!node.modules.has(offer.module_sha256)) {
+      clock?.enter("fetch_module");
+      await fetchModule(node, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256);
+    }
+    clock?.enter("standby");
+    return landing(node, offer, await standby(node, offer, clock), ticket, preopens);
   } catch (err: unknown) {
     ticket.release();
     throw err;
@@ -184,7 +191,7 @@ interface Standby {
 }
 
 /** The standby of an offered process: instantiated, its memory grown to the offered size and backed; dropped again if that fails. */
-async function standby(node: FerryNode, offer: Offer): Promise<Standby> {
+async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock): Promise<Standby> {
   // Output offsets are known only from the image: the relay is set at the end.
   let relay: OutputRelay | null = null;
   const sink: OutputRelay = {
@@ -201,6 +208,7 @@ async function standby(node: FerryNode, offer: Offer): Promise<Standby> {
     module_path: offer.module_name,
     memory_max_bytes: offer.memory_max_bytes,
   });
+  clock?.enter("reserve");
   try {
     // Memory never shrinks: take the size it had when offered in one step, and
     // have the kernel back every page now, while the source still runs, rather
@@ -238,7 +246,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
     },
-    async finish(image, handover) {
+    async finish(image, handover, clock) {
       // Every page is already in place (written as it arrived), or, with a
       // handover, comes from the source once the process runs.
       grow(image.memory.size_bytes);
@@ -251,12 +259,13 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       // Its connections get their slots before it runs; the home sends their bytes from where the image is.
       net.start(socket_positions(parse_wasi_state(image.wasi)));
       try {
-        await proc.activate(image, { preopens });
+        await proc.activate(image, { preopens }, { rewinding: () => clock?.enter("resume") });
       } catch (err: unknown) {
         net.detach();
         throw err;
       }
       // It runs here: messages for it are taken here from now on.
+      clock?.enter("adopt");
       node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });
@@ -398,6 +407,7 @@ export async function migrateProcess(
         max_downtime_ms,
         tracker: () => createTracker(node.page_tracker.name),
         ...(push !== undefined ? { push_bytes_per_s: push } : {}),
+        ...(b.auto_converge !== undefined ? { auto_converge: b.auto_converge } : {}),
         stall_ms: node.limits.migration_stall_ms,
         onStall: ({ idle_ms, phase }) => {
           log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);

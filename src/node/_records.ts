@@ -25,6 +25,10 @@ export interface RunRequest {
   listen: string[];
   /** Most bytes its memory may grow to; it travels with it, and every node it runs on checks it against its own maximum. */
   memory_max_bytes: number;
+  /** Labels a node must have to run it (`--require`); absent: none. */
+  requires?: Readonly<Record<string, string>>;
+  /** Never moved automatically (`--pin`). */
+  pinned?: boolean;
   /** Periodic checkpoints every this many ms (docs/checkpoints.md); absent or 0: none. It travels with the process. */
   checkpoint_every_ms?: number;
 }
@@ -90,7 +94,7 @@ export const REPORT_GIVE_UP_MS = 60_000;
 export function describeProcess(r: HomeRecord): Record<string, unknown> {
   const { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, memory_max_bytes, moves } = r;
   const listen = r.net?.addresses ?? [];
-  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0, memory_max_bytes, moves };
+  return { pid, home, node, state, module_name, module_sha256, args, exit, started_unix_ms, listen, connections: r.net?.connections ?? 0, memory_max_bytes, moves, requires: r.requires ?? {}, pinned: r.pinned ?? false };
 }
 
 /** What the location rules (`_location.ts`) look at of a home record. */

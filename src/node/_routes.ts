@@ -18,6 +18,7 @@ import { ListQuerySchema, MetricsQuerySchema, MigrateQuerySchema, MigrateRequest
 import { ExitReportSchema, LocationSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
+import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_load_routes.js";
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
 import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
@@ -25,6 +26,9 @@ import { movedHome, replicaRoute } from "./_home_failover.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
+
+/** Refusals of a placed run that say the view was stale, not that the request is wrong: it is started on the node asked instead. */
+const PLACE_RETRY_HERE = new Set(["ERR_PEER_UNREACHABLE", "ERR_NODE_DRAINING", "ERR_QUOTA", "ERR_NO_SUCH_NODE"]);
 
 /** Entries of one peer's answer to `GET /v1/processes?local=1` or `GET /v1/links?local=1`: more than any node holds. */
 const PEER_ENTRIES_MAX = 100_000;
@@ -63,6 +67,7 @@ export async function route(node: FerryNode, req: http.IncomingMessage, res: htt
     }
     if (what === "events" && method === "GET" && id === undefined) return await serveEvents(node, url, req, res);
     if (what === "internal" && peer !== null && peer.role !== "node") throw new FerryError("ERR_FORBIDDEN", `${url.pathname} is for the cluster's nodes only, not for ${peer.role} ${peer.name}`);
+    if (await loadRoute(node, { method, what, id, sub }, req, res, peer)) return;
     if (what === "tokens" && method === "POST" && id === undefined) return await createToken(node, req, res);
     if (what === "node" && method === "GET" && id === undefined) return sendJson(res, 200, node.info());
     if (what === "nodes" && method === "GET" && id === undefined) return await nodes(node, res);
@@ -95,10 +100,12 @@ async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   const self = { ...node.info(), up: true };
   // With a directory, each node's state is its verdict (alive: it holds its lease); without one, null.
   const members = node.cluster?.membership.members() ?? [];
+  // Load as this node's view has it (load.ts): measured here, gossiped for the others, with its age.
+  const loads = node.load.rows();
   const stateOf = (name: string | null, address: string): "alive" | "dead" | null =>
     node.cluster === null ? null : (members.find((m) => (name !== null ? m.name === name : m.address === address))?.state ?? null);
   const peers = (await node.peerInfos()).map((p) => {
-    if (p.up) return { name: p.name, address: p.address, up: true, state: stateOf(p.name, p.address), processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null };
+    if (p.up) return { name: p.name, address: p.address, up: true, state: stateOf(p.name, p.address), processes: p.processes, page_tracker: p.page_tracker?.name ?? null, post_copy: p.post_copy?.available ?? null, os_pid: p.os_pid ?? null, load: loads.get(p.name) ?? null };
     const name = members.find((m) => m.address === p.address)?.name ?? null;
     return { name, address: p.address, up: false, state: stateOf(name, p.address), processes: null, page_tracker: null, post_copy: null, os_pid: null };
   });
@@ -106,9 +113,9 @@ async function nodes(node: FerryNode, res: http.ServerResponse): Promise<void> {
   // Members the directory knows that are not among the peers (none answered for them): listed with their state.
   const others = members
     .filter((m) => !listed.has(m.name))
-    .map((m) => ({ name: m.name, address: m.address, up: false, state: m.state, processes: null, page_tracker: null, post_copy: null, os_pid: null }));
+    .map((m) => ({ name: m.name, address: m.address, up: false, state: m.state, processes: null, page_tracker: null, post_copy: null, os_pid: null, load: null }));
   sendJson(res, 200, [
-    { name: self.name, address: self.address, up: true, state: node.cluster === null ? null : "alive", processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid },
+    { name: self.name, address: self.address, up: true, state: node.cluster === null ? null : "alive", processes: self.processes, page_tracker: self.page_tracker.name, post_copy: self.post_copy.available, os_pid: self.os_pid, load: loads.get(self.name) ?? null },
     ...peers,
     ...others,
   ]);
@@ -135,12 +142,26 @@ async function modules(node: FerryNode, method: string, sha256: string, req: htt
 
 async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const body = await readRequest(req, RunRequestSchema);
+  const placed = await placeRun(node, body);
+  if (placed !== null) {
+    try {
+      const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node) })) as { pid?: unknown };
+      node.events.publish({ type: "load.placed", pid: String(answer.pid), to: placed.node, detail: placed.detail });
+      sendJson(res, 201, answer);
+      return;
+    } catch (err: unknown) {
+      // The view was stale (the node went down, was drained, is full): start it here if it may.
+      if (!(err instanceof FerryError && PLACE_RETRY_HERE.has(err.code))) throw err;
+      node.log.info({ to: placed.node, err: errorField(err) }, `placed a process on ${placed.node}, which did not take it: starting it here`);
+    }
+  }
   if (body.node !== undefined && body.node !== node.name) {
     const address = await node.addressOf(body.node);
     // The peer may have to instrument the module first: seconds for a large one. It applies its own limits and policy.
     sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node) }));
     return;
   }
+  checkStartHere(node, body.requires);
   // A node that has not joined its directory yet starts nothing: its new processes must not be taken for its old ones.
   await node.joined;
   const { request, preopens } = admitRun(node, body);
@@ -213,6 +234,7 @@ async function processRoute(
       const query = parse(MigrateQuerySchema, queryOf(url), "query");
       // Checked before anything is answered: a bad request is a 400, not an error event.
       const body = await readRequest(req, MigrateRequestSchema);
+      await checkMigrationTarget(node, pid, body.to);
       if (query.progress !== "1") return sendJson(res, 200, await node.migrateOut(pid, body));
       // Progress as server-sent events, then the result (or the error) as the last event.
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });

@@ -63,6 +63,7 @@ const SESSION_ALLOWED: readonly { method: string; path: RegExp }[] = [
   { method: "GET", path: /^\/v1\/processes\/[A-Za-z0-9_]{1,32}-\d{1,15}$/ },
   { method: "POST", path: /^\/v1\/processes\/[A-Za-z0-9_]{1,32}-\d{1,15}\/migrate$/ },
   { method: "DELETE", path: /^\/v1\/processes\/[A-Za-z0-9_]{1,32}-\d{1,15}$/ },
+  { method: "POST", path: /^\/v1\/nodes\/[A-Za-z0-9_]{1,32}\/(drain|undrain)$/ },
 ];
 
 /** `POST /dashboard/session`. */

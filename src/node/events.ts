@@ -24,6 +24,16 @@ export type NodeEventBody =
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
+  /** The load module decided an automatic move (docs/load.md): why, how, and what it expected it to cost. */
+  | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; detail: string; expected_total_ms: number; expected_downtime_ms: number }
+  /** An automatic move did not happen; the process stays where it was. */
+  | { type: "load.move_failed"; pid: string; to: string; reason: string; strategy: string; code: string; message: string }
+  /** `ferry run` without `--node` was placed by the policy. */
+  | { type: "load.placed"; pid: string; to: string; detail: string }
+  /** Pack mode: the nodes left with nothing to run, ready to power down. */
+  | { type: "load.idle"; nodes: string[] }
+  | { type: "node.drain"; draining: boolean }
+  | { type: "policy.changed"; set: Record<string, unknown> }
   | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number }
   | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
   | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number };

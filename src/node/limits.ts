@@ -7,7 +7,7 @@
  */
 import os from "node:os";
 import { FerryError } from "../errors.js";
-import { MODULE_BYTES_MAX } from "../runtime/mod.js";
+import { MODULE_BYTES_MAX, WARM_WORKERS_MAX } from "../runtime/mod.js";
 import { STALL_MS_DEFAULT, STALL_MS_MAX, STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { CHECKPOINT_EVERY_MS_MAX, CHECKPOINT_EVERY_MS_MIN } from "./_api_schemas.js";
@@ -30,9 +30,18 @@ export interface NodeLimits {
   standby_idle_ms: number;
   /** How long a migration from here may make no progress before it is aborted, the process left here (`--stall-timeout`). */
   migration_stall_ms: number;
+  /** Process workers kept started and idle, so a standby or a new process need not wait for one (`--warm-workers`). */
+  warm_workers: number;
   /** Periodic checkpoints of a process run here without --checkpoint-every, every this many ms; 0: none (`--checkpoint-every`). */
   checkpoint_every_ms: number;
 }
+
+/**
+ * Warm workers by default: one covers a move or a start at a time, and
+ * another warms up as soon as it is taken; each idle one is a thread with
+ * the runtime loaded, a few MiB.
+ */
+export const WARM_WORKERS_DEFAULT = 1;
 
 /**
  * Processes per node by default: each is a worker thread with its own V8
@@ -69,6 +78,7 @@ export function defaultLimits(): NodeLimits {
     module_bytes_max: MODULE_BYTES_MAX_DEFAULT,
     standby_idle_ms: STANDBY_IDLE_MS_DEFAULT,
     migration_stall_ms: STALL_MS_DEFAULT,
+    warm_workers: WARM_WORKERS_DEFAULT,
     // Off unless asked for: a checkpoint costs a pause and bytes, and output commit delays output by an interval.
     checkpoint_every_ms: 0,
   };
@@ -87,6 +97,7 @@ export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
   check(whole(limits.module_bytes_max, 1, Number.MAX_SAFE_INTEGER), `the module size limit must be at least 1 byte, not ${limits.module_bytes_max}`);
   check(whole(limits.standby_idle_ms, 1, STANDBY_IDLE_MS_MAX), `the standby timeout must be 1 to ${STANDBY_IDLE_MS_MAX} ms, not ${limits.standby_idle_ms}`);
   check(whole(limits.migration_stall_ms, 1, STALL_MS_MAX), `the stall timeout must be 1 to ${STALL_MS_MAX} ms, not ${limits.migration_stall_ms}`);
+  check(whole(limits.warm_workers, 0, WARM_WORKERS_MAX), `warm workers must be 0 to ${WARM_WORKERS_MAX}, not ${limits.warm_workers}`);
   check(limits.checkpoint_every_ms === 0 || whole(limits.checkpoint_every_ms, CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX), `the checkpoint interval must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX} ms, not ${limits.checkpoint_every_ms}`);
   return limits;
 }

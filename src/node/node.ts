@@ -33,8 +33,11 @@ import type { MigrationMetrics, MigrationProgress } from "../migration/mod.js";
 import { errorField, logger, type Logger } from "../log/mod.js";
 import { NodeMetrics } from "./metrics.js";
 import { EventHub } from "./events.js";
+import { LoadModule, type LoadOptions } from "./load.js";
+import { loadRound } from "./_balancer.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
+import { keepWarm } from "../runtime/mod.js";
 import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
@@ -69,6 +72,8 @@ export interface NodeOptions {
   policy?: Partial<NodePolicy>;
   /** How much the node takes on; each limit not given has the default of `limits.ts`. */
   limits?: Partial<NodeLimits>;
+  /** Its cores, labels and balancer (`load.ts`); default: the machine's cores, no labels, balancer off. */
+  load?: LoadOptions;
   /** The cluster directory to join (docs/directory.md); none: this node's home records are the only record, as before. */
   directory?: Directory | null;
   /** Its membership lease: declared dead at most this long after it stops renewing (default LEASE_TTL_MS_DEFAULT). */
@@ -95,6 +100,14 @@ export interface NodeInfo {
   allow_dirs: string[];
   /** The operating system's id of the process this node runs in (what `kill` takes). */
   os_pid: number;
+  /** Guests computing at once (`--cpus`). */
+  cpus: number;
+  /** `--label k=v`. */
+  labels: Record<string, string>;
+  /** Drained (`ferry drain`): nothing new starts or lands here. */
+  draining: boolean;
+  /** Whether its balancer runs. */
+  balance: boolean;
 }
 
 /** A running node. */
@@ -136,6 +149,8 @@ export class FerryNode {
   readonly events: EventHub;
   /** Its data directory (state, output logs, modules, checkpoints, output replicas). */
   readonly data_dir: string;
+  /** Its load module: cores shared among guests, load gossip, placement, the balancer. */
+  readonly load: LoadModule;
   /** The checkpoints it takes of the processes it runs (docs/checkpoints.md). */
   readonly checkpoints: NodeCheckpoints;
   /** The checkpoints it keeps for other nodes' processes. */
@@ -180,6 +195,7 @@ export class FerryNode {
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
+    this.load = new LoadModule(this, options.load);
     this.checkpoints = new NodeCheckpoints(this);
     this.checkpoint_store = new CheckpointStore(path.join(options.data_dir, "checkpoints"), this.image_key);
     this.checkpoint_records = new FileCheckpointRecords(options.data_dir);
@@ -278,8 +294,11 @@ export class FerryNode {
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
+    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
+    keepWarm(node.limits.warm_workers);
     node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
+    node.load.start(() => loadRound(node));
     return node;
   }
 
@@ -315,6 +334,10 @@ export class FerryNode {
       limits: this.limits,
       allow_dirs: this.policy.allow_dirs,
       os_pid: process.pid,
+      cpus: this.load.scheduler.cpus,
+      labels: { ...this.load.labels },
+      draining: this.load.draining,
+      balance: this.load.balance,
     };
   }
 
@@ -397,11 +420,13 @@ export class FerryNode {
   async stop(): Promise<void> {
     this.events.publish({ type: "node.stopping" });
     this.log.info("stopping");
+    this.load.stop();
     this.cluster?.pause();
     this.checkpoints.stop();
     await this.table.stop();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();
+    keepWarm(0);
     this.links.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {

@@ -18,6 +18,7 @@ import { FerryError } from "../errors.js";
 import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Pid, Sha256 } from "../process_spec.js";
 import { integer, list, Uint } from "../validate.js";
 import { ExitStatusSchema } from "./_internal_schemas.js";
+import { LabelsSchema } from "./_load_schemas.js";
 
 /** Version of the state file's layout; a file of another version is refused, never guessed at. */
 export const NODE_STATE_VERSION = 1;
@@ -45,6 +46,8 @@ export const SavedHomeSchema = v.object({
   dirs: Dirs,
   listen: Listen,
   memory_max_bytes: MemoryCap,
+  requires: v.optional(LabelsSchema),
+  pinned: v.optional(v.boolean()),
   checkpoint_every_ms: v.optional(Uint),
 });
 

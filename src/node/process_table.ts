@@ -147,6 +147,8 @@ export class ProcessTable {
       dirs: r.dirs,
       listen: r.listen,
       memory_max_bytes: r.memory_max_bytes,
+      ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
+      ...(r.pinned === true ? { pinned: true } : {}),
       ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
     }));
     const running: SavedRunning[] = [
@@ -206,7 +208,7 @@ export class ProcessTable {
     return this.#running.get(pid);
   }
 
-  /** The processes running here. */
+  /** The processes running here now. */
   runningAll(): Running[] {
     return [...this.#running.values()];
   }

@@ -95,18 +95,16 @@ export function memoryFloor(load: NodeLoad, params: PolicyParams): number {
  */
 export function targetsOf(view: readonly ViewRecord[], peer_view: readonly ViewRecord[], now_ms: number, params: PolicyParams, random: Prng): Target[] {
   const out: Target[] = [];
-  const named = peer_view.length > 0 ? new Set<string>() : undefined;
   for (const r of peer_view) {
     const age_ms = ageOf(r, now_ms);
-    if (r.load.draining || age_ms > params.view_age_max_ms || named?.has(r.load.node) === true) continue;
-    named?.add(r.load.node);
+    if (r.load.draining || age_ms > params.view_age_max_ms || namedIn(out, out.length, r.load.node)) continue;
     out.push({ load: r.load, age_ms, runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes });
   }
   const base = out.length;
   let seen = 0;
   for (const r of view) {
     const age_ms = ageOf(r, now_ms);
-    if (r.load.draining || age_ms > params.view_age_max_ms || named?.has(r.load.node) === true) continue;
+    if (r.load.draining || age_ms > params.view_age_max_ms || namedIn(out, base, r.load.node)) continue;
     seen += 1;
     if (out.length - base < params.targets_max) out.push({ load: r.load, age_ms, runnable: r.load.runnable, free_bytes: r.load.memory_free_bytes });
     else {
@@ -116,6 +114,16 @@ export function targetsOf(view: readonly ViewRecord[], peer_view: readonly ViewR
     }
   }
   return out;
+}
+
+/**
+ * Whether one of the first `count` targets is about `node`. A scan, not a
+ * set: the peer targets are a handful, and a round that builds a set for
+ * them costs more than it saves.
+ */
+function namedIn(targets: readonly Target[], count: number, node: string): boolean {
+  for (let i = 0; i < count; i += 1) if ((targets[i] as Target).load.node === node) return true;
+  return false;
 }
 
 /** Whether `proc` may land on `t`: its requirements hold and the memory fits above the floor. */
@@ -156,8 +164,9 @@ export function expectedRemaining_s(proc: ProcessInfo, params: PolicyParams): nu
 /** The cost of moving `proc` from this node, with the strategy the model picks. */
 export function estimateFor(proc: ProcessInfo, round: Round): MigrationEstimate {
   const rate = round.local.transfer_bytes_per_s > 0 ? round.local.transfer_bytes_per_s : round.params.model.transfer_bytes_per_s;
-  const link = { rate_bytes_per_s: rate, model: round.params.model };
-  return estimateMigration(proc, { ...link, strategy: chooseStrategy(proc, link) });
+  const model = round.params.model;
+  // Spelled out rather than spread: balance estimates every candidate of every round.
+  return estimateMigration(proc, { strategy: chooseStrategy(proc, { rate_bytes_per_s: rate, model }), rate_bytes_per_s: rate, model });
 }
 
 /** Whether the round may still move. */

@@ -41,8 +41,62 @@ export function ageOf(record: ViewRecord, now_ms: number): number {
   return record.age_ms + Math.max(0, now_ms - record.received_ms);
 }
 
-/** A record with its place in the view's list. */
+/**
+ * Views up to this many entries find a node by scanning their list of names
+ * rather than through a hash map: a full view replaces an entry on almost
+ * every merge in a large cluster, and a map's delete-and-set churn (with its
+ * periodic rehash) costs more than comparing a few pointers.
+ */
+const SCAN_ENTRIES_MAX = 32;
+
+/** A load vector a view owns and rewrites in place. */
+type OwnLoad = { -readonly [K in keyof NodeLoad]: NodeLoad[K] };
+
+/** A copy of `l` for a view to own. */
+function ownCopy(l: NodeLoad): OwnLoad {
+  return {
+    node: l.node,
+    cpus: l.cpus,
+    speed: l.speed,
+    processes: l.processes,
+    movable: l.movable,
+    runnable: l.runnable,
+    cpu_used: l.cpu_used,
+    memory_used_bytes: l.memory_used_bytes,
+    memory_free_bytes: l.memory_free_bytes,
+    remote_bytes_per_s: l.remote_bytes_per_s,
+    transfer_bytes_per_s: l.transfer_bytes_per_s,
+    labels: l.labels,
+    draining: l.draining,
+  };
+}
+
+/** Rewrites `to` with `l`'s figures (every field of {@link ownCopy}). */
+function copyInto(to: OwnLoad, l: NodeLoad): void {
+  to.node = l.node;
+  to.cpus = l.cpus;
+  to.speed = l.speed;
+  to.processes = l.processes;
+  to.movable = l.movable;
+  to.runnable = l.runnable;
+  to.cpu_used = l.cpu_used;
+  to.memory_used_bytes = l.memory_used_bytes;
+  to.memory_free_bytes = l.memory_free_bytes;
+  to.remote_bytes_per_s = l.remote_bytes_per_s;
+  to.transfer_bytes_per_s = l.transfer_bytes_per_s;
+  to.labels = l.labels;
+  to.draining = l.draining;
+}
+
+/**
+ * A record with its place in the view's list. Its load is the view's own
+ * copy, rewritten in place by later news: the record and its load sit
+ * together in memory for the scans every round makes, and a received load
+ * vector is garbage as soon as it is merged, instead of living on in every
+ * view that heard it (at 10,000 nodes those copies were most of the heap).
+ */
 interface Held extends ViewRecord {
+  load: OwnLoad;
   at: number;
 }
 
@@ -64,7 +118,10 @@ export class LoadView {
   readonly self: string;
   readonly entries_max: number;
   readonly #records: Held[] = [];
-  readonly #index = new Map<string, Held>();
+  /** Node of each record, beside the list: a lookup scans these few pointers instead of hashing (see #find). */
+  readonly #nodes: string[] = [];
+  /** Only for views larger than {@link SCAN_ENTRIES_MAX}, where a scan would cost more than a hash. */
+  readonly #index: Map<string, Held> | undefined;
   readonly #stale: Float64Array;
   /** Index of the oldest record, or -1 when it must be found again. */
   #oldest = -1;
@@ -77,16 +134,21 @@ export class LoadView {
     this.self = self;
     this.entries_max = entries_max;
     this.#stale = new Float64Array(entries_max);
+    this.#index = entries_max > SCAN_ENTRIES_MAX ? new Map() : undefined;
   }
 
-  /** The entries held, in no particular order. Valid until the next merge. */
+  /**
+   * The entries held, in no particular order. Valid until the next merge:
+   * later merges and accounts rewrite the records and their loads in place,
+   * so a caller copies what it keeps.
+   */
   records(): readonly ViewRecord[] {
     return this.#records;
   }
 
   /** The entry about `node`, if held. */
   get(node: string): ViewRecord | undefined {
-    return this.#index.get(node);
+    return this.#find(node);
   }
 
   /**
@@ -100,7 +162,7 @@ export class LoadView {
     for (const entry of window) {
       const node = entry.load.node;
       if (node === this.self) continue;
-      const held = this.#index.get(node);
+      const held = this.#find(node);
       if (held !== undefined) {
         if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
           this.#fill(held, entry, now_ms);
@@ -111,9 +173,10 @@ export class LoadView {
       }
       const n = this.#records.length;
       if (n < this.entries_max) {
-        const record: Held = { load: entry.load, version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
-        this.#index.set(node, record);
+        const record: Held = { load: ownCopy(entry.load), version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at: n };
+        this.#index?.set(node, record);
         this.#records.push(record);
+        this.#nodes.push(node);
         this.#stale[n] = staleness(record);
         this.#oldest = -1;
         taken += 1;
@@ -122,9 +185,10 @@ export class LoadView {
       const victim = this.#records[this.#oldestAt()] as Held;
       if (ageOf(victim, now_ms) <= entry.age_ms) continue;
       // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
-      this.#index.delete(victim.load.node);
+      this.#index?.delete(victim.load.node);
       this.#fill(victim, entry, now_ms);
-      this.#index.set(node, victim);
+      this.#index?.set(node, victim);
+      this.#nodes[victim.at] = node;
       this.#oldest = -1;
       taken += 1;
     }
@@ -138,25 +202,13 @@ export class LoadView {
    * whether the entry was held.
    */
   account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
-    const r = this.#index.get(node);
+    const r = this.#find(node);
     if (r === undefined) return false;
     const l = r.load;
-    // Spelled out rather than spread: placement calls this once per process started.
-    r.load = {
-      node: l.node,
-      cpus: l.cpus,
-      speed: l.speed,
-      processes: l.processes + change.processes,
-      movable: l.movable,
-      runnable: l.runnable + change.runnable,
-      cpu_used: l.cpu_used,
-      memory_used_bytes: l.memory_used_bytes + change.memory_bytes,
-      memory_free_bytes: l.memory_free_bytes - change.memory_bytes,
-      remote_bytes_per_s: l.remote_bytes_per_s,
-      transfer_bytes_per_s: l.transfer_bytes_per_s,
-      labels: l.labels,
-      draining: l.draining,
-    };
+    l.processes += change.processes;
+    l.runnable += change.runnable;
+    l.memory_used_bytes += change.memory_bytes;
+    l.memory_free_bytes -= change.memory_bytes;
     return true;
   }
 
@@ -174,7 +226,7 @@ export class LoadView {
 
   /** Forgets `node` (it left the cluster); returns whether it was held. */
   forget(node: string): boolean {
-    const r = this.#index.get(node);
+    const r = this.#find(node);
     if (r === undefined) return false;
     this.#remove(r);
     return true;
@@ -182,7 +234,8 @@ export class LoadView {
 
   /**
    * The window to send: `own` first (age 0), then the `size - 1` freshest
-   * entries held, freshest first, each aged to `now_ms`.
+   * entries held, freshest first, each aged to `now_ms`. Like
+   * {@link records}, to be sent (or merged) before this view changes.
    */
   window(own: LoadEntry, at: { size: number; now_ms: number }): LoadEntry[] {
     const { size, now_ms } = at;
@@ -211,7 +264,7 @@ export class LoadView {
   }
 
   #fill(r: Held, entry: LoadEntry, now_ms: number): void {
-    r.load = entry.load;
+    copyInto(r.load, entry.load);
     r.version = entry.version;
     r.age_ms = entry.age_ms;
     r.received_ms = now_ms;
@@ -227,11 +280,21 @@ export class LoadView {
     return at;
   }
 
+  /** The record about `node`, if held. */
+  #find(node: string): Held | undefined {
+    if (this.#index !== undefined) return this.#index.get(node);
+    const nodes = this.#nodes;
+    for (let i = 0; i < nodes.length; i += 1) if (nodes[i] === node) return this.#records[i];
+    return undefined;
+  }
+
   #remove(r: Held): void {
-    this.#index.delete(r.load.node);
+    this.#index?.delete(r.load.node);
     const last = this.#records.pop() as Held;
+    const last_node = this.#nodes.pop() as string;
     if (last !== r) {
       this.#records[r.at] = last;
+      this.#nodes[r.at] = last_node;
       last.at = r.at;
       this.#stale[last.at] = staleness(last);
     }

@@ -61,6 +61,17 @@ describe("LoadView", () => {
     assert.deepEqual(v.records().map((r) => r.load.node), ["c"]);
   });
 
+  it("keeps its own copy of every figure of a merged load", () => {
+    const v = new LoadView("me");
+    const load = { ...nodeLoad("a", { cpus: 8, speed: 1.5, processes: 3, movable: 2, runnable: 3, cpu_used: 2.5, memory_used_bytes: 7, remote_bytes_per_s: 9, labels: { gpu: "yes" }, draining: true }) };
+    v.merge([{ load, version: 1, age_ms: 0 }], 0);
+    assert.deepEqual(v.get("a")?.load, load);
+    assert.notEqual(v.get("a")?.load, load);
+    v.account("a", { processes: 1, runnable: 1, memory_bytes: 5 });
+    assert.equal(load.runnable, 3, "the sender's vector is not touched");
+    assert.equal(v.get("a")?.load.memory_used_bytes, 12);
+  });
+
   it("accounts a placement in the held entry until fresher news", () => {
     const v = new LoadView("me");
     v.merge([entry("a", 1, 0, 2)], 0);

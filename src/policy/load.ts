@@ -81,14 +81,20 @@ export function slowdown(load: NodeLoad, runnable: number): number {
 }
 
 const KEYS = new WeakMap<Labels, readonly string[]>();
+/** The set asked last and its keys: a round checks one process against every target in a row, so this answers almost every call without hashing. */
+let last_labels: Labels | undefined;
+let last_keys: readonly string[] = [];
 
 /** The keys of a label set, listed once per set: checks run on every target of every decision, and `for...in` is slow. */
 function keysOf(labels: Labels): readonly string[] {
+  if (labels === last_labels) return last_keys;
   let keys = KEYS.get(labels);
   if (keys === undefined) {
     keys = Object.keys(labels);
     KEYS.set(labels, keys);
   }
+  last_labels = labels;
+  last_keys = keys;
   return keys;
 }
 

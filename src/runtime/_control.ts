@@ -3,6 +3,8 @@
  * and its worker. Int32 slots so both sides can use Atomics.wait/notify.
  */
 
+import { USAGE_BYTES } from "./_usage.js";
+
 /** Index of the request slot: the controller writes a {@link Request}. */
 export const SLOT_REQUEST = 0;
 /**
@@ -22,8 +24,20 @@ export const SLOT_OUT_PENDING = 5;
 export const SLOT_MIGRATE = 6;
 /** Set by the controller while it holds messages that did not fit the ring: the guest says when it read one. */
 export const SLOT_INBOX_BACKLOG = 7;
+/**
+ * Auto-converge (issue 15): the share of its time, in percent (0 to
+ * THROTTLE_PCT_MAX), the guest is held at its safe points, so that a
+ * migration's rounds can catch up with what it writes.
+ */
+export const SLOT_THROTTLE = 8;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 8;
+export const CONTROL_SLOTS = 9;
+
+/** The most a guest is throttled: it always keeps some of its time. */
+export const THROTTLE_PCT_MAX = 95;
+
+/** Running time between two holds of a throttled guest: short enough to spread the holds, long next to a poll. */
+export const THROTTLE_SLICE_MS = 5;
 
 /** States of {@link SLOT_MIGRATE}. */
 export const MigrateSlot = { idle: 0, requested: 1, done: 2 } as const;
@@ -57,6 +71,8 @@ export interface ControlBuffers {
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
   inbox: SharedArrayBuffer;
+  /** CPU use and the pause flag (`_usage.ts`). */
+  usage: SharedArrayBuffer;
 }
 
 /** Allocates the shared buffers for one process. */
@@ -65,6 +81,7 @@ export function allocateControl(): ControlBuffers {
     control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
     inbox: new SharedArrayBuffer(INBOX_RING_BYTES),
+    usage: new SharedArrayBuffer(USAGE_BYTES),
   };
 }
 

@@ -38,6 +38,8 @@ export interface WorkerInit {
   stdin: SharedArrayBuffer;
   /** The inbox ring of link messages (`_inbox.ts`). */
   inbox: SharedArrayBuffer;
+  /** CPU use and the pause flag (`_usage.ts`). */
+  usage: SharedArrayBuffer;
   /** The TCP connection slots (`_net_area.ts`); null when nothing relays connections (the process gets no sockets). */
   net: SharedArrayBuffer | null;
   /** The process's pid in a cluster; null for `ferry exec` (the `ferry` imports answer ENOSYS). */
@@ -51,6 +53,12 @@ export interface WorkerInit {
    */
   start: { kind: "fresh"; config: WasiConfig } | { kind: "standby" };
 }
+
+/**
+ * A worker's workerData: its init, or `warm` for one started ahead of need
+ * (`_warm.ts`), whose init then comes as its first message.
+ */
+export type WorkerBoot = { kind: "init"; init: WorkerInit } | { kind: "warm" };
 
 /** Controller → worker. */
 export type ToWorker =

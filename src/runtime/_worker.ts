@@ -9,8 +9,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
-import { Request, SLOT_REQUEST, SLOT_WAKE } from "./_control.js";
-import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { Request, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
+import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
@@ -18,6 +18,7 @@ import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { InboxRing } from "./_inbox.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
+import { UsageCounter } from "./_usage.js";
 
 /** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
 const FERRY_MODULE = POLL_IMPORT.module;
@@ -25,12 +26,43 @@ const FERRY_MODULE = POLL_IMPORT.module;
 /** How long an output write waits for a full non-blocking pipe to drain. */
 const OUTPUT_RETRY_MS = 1;
 
+if (parentPort === null) throw new Error("process worker started outside a worker thread");
 const port = parentPort;
-if (port === null) throw new Error("process worker started outside a worker thread");
-const init = workerData as WorkerInit;
-const control = new Int32Array(init.control);
+const boot = workerData as WorkerBoot;
+// Set once, before anything below runs a guest: from workerData, or for a warm worker from its first message (`_warm.ts`).
+let init!: WorkerInit;
+let control!: Int32Array;
 const post = (msg: FromWorker): void => port.postMessage(msg);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
+// Set with init (start()): the guest's CPU counters and pause flag (`_usage.ts`).
+let usage!: UsageCounter;
+/** Longest single wait of a held guest before it looks again. */
+const HOLD_WAIT_MS = 20;
+
+/**
+ * Holds the guest while its controller asks (the node's scheduler), at a
+ * poll crossing. Returns early for a suspend or a halt request: those are
+ * acted on by the caller, so a held guest can still be moved or ended.
+ */
+function holdWhileAsked(now_ms: number): number {
+  if (!usage.pause_requested) return now_ms;
+  usage.stopped(now_ms);
+  let last_ms = now_ms;
+  for (;;) {
+    const seen = Atomics.load(control, SLOT_WAKE);
+    if (!usage.pause_requested || Atomics.load(control, SLOT_REQUEST) !== Request.none) break;
+    // Bounded, so a terminate() reaches a held worker even where an engine cannot interrupt a wait,
+    // and the held time is counted as it passes (the scheduler reads it every slice).
+    Atomics.wait(control, SLOT_WAKE, seen, HOLD_WAIT_MS);
+    const t = performance.now();
+    usage.paused(t - last_ms);
+    last_ms = t;
+  }
+  const after_ms = performance.now();
+  usage.paused(after_ms - last_ms);
+  usage.running(after_ms);
+  return after_ms;
+}
 
 function outputSink(wire: OutputWire, stream: 1 | 2): OutputSink {
   if (wire.kind === "port") {
@@ -70,6 +102,31 @@ interface AsyncifyExports {
   asyncify_start_rewind(ptr: number): void;
   asyncify_stop_rewind(): void;
   asyncify_get_state(): number;
+}
+
+/**
+ * Auto-converge at the guest's polls (safe points): after each slice of
+ * running, hold it for as long as its throttle share asks. A hold waits on
+ * the wake counter, so a request (a suspend) ends it at once.
+ */
+class Throttle {
+  #since_ms: number;
+
+  constructor(now_ms: number) {
+    this.#since_ms = now_ms;
+  }
+
+  hold(now_ms: number): void {
+    const pct = Math.min(THROTTLE_PCT_MAX, Atomics.load(control, SLOT_THROTTLE));
+    if (pct <= 0) {
+      this.#since_ms = now_ms;
+      return;
+    }
+    const ran_ms = now_ms - this.#since_ms;
+    if (ran_ms < THROTTLE_SLICE_MS) return;
+    if (Atomics.load(control, SLOT_REQUEST) === Request.none) Atomics.wait(control, SLOT_WAKE, Atomics.load(control, SLOT_WAKE), (ran_ms * pct) / (100 - pct));
+    this.#since_ms = performance.now();
+  }
 }
 
 class Guest {
@@ -134,25 +191,35 @@ class Guest {
   #blocker(): Blocker {
     return {
       wait: (options): WaitResult => {
-        for (;;) {
-          const seen = Atomics.load(control, SLOT_WAKE);
-          haltIfAsked();
-          if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
-            this.#suspending = true;
-            return "suspend";
-          }
-          if (options.stdin === true && this.stdin.readable()) return "ready";
-          if (options.until?.() === true) return "ready";
-          let timeout_ms = Infinity;
-          if (options.deadline_ns !== undefined) {
-            const left_ns = options.deadline_ns - this.host.monotonic_ns();
-            if (left_ns <= 0n) return "timeout";
-            timeout_ms = Number(left_ns) / 1e6;
-          }
-          Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
+        usage.stopped(performance.now());
+        try {
+          return this.#waitFor(options);
+        } finally {
+          usage.running(performance.now());
         }
       },
     };
+  }
+
+  /** Waits for what a blocking call needs, a request, or its deadline. */
+  #waitFor(options: Parameters<Blocker["wait"]>[0]): WaitResult {
+    for (;;) {
+      const seen = Atomics.load(control, SLOT_WAKE);
+      haltIfAsked();
+      if (Atomics.load(control, SLOT_REQUEST) === Request.suspend) {
+        this.#suspending = true;
+        return "suspend";
+      }
+      if (options.stdin === true && this.stdin.readable()) return "ready";
+      if (options.until?.() === true) return "ready";
+      let timeout_ms = Infinity;
+      if (options.deadline_ns !== undefined) {
+        const left_ns = options.deadline_ns - this.host.monotonic_ns();
+        if (left_ns <= 0n) return "timeout";
+        timeout_ms = Number(left_ns) / 1e6;
+      }
+      Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
+    }
   }
 
   instantiate(): void {
@@ -190,11 +257,16 @@ class Guest {
       ferry[name] = (FERRY_BLOCKING as readonly string[]).includes(name) ? this.#wrap(call) : call;
     }
     const budget = new PollBudget(performance.now());
+    const throttle = new Throttle(performance.now());
     const poll = this.#wrap((() => {
+      let now_ms = performance.now();
+      usage.tick(now_ms);
+      throttle.hold(now_ms);
+      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();
-      return budget.next(performance.now());
+      return budget.next(now_ms);
     }) as (...args: never[]) => unknown);
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
@@ -235,6 +307,7 @@ class Guest {
   /** Runs (or continues) the guest until it exits, traps or unwinds. */
   run(): void {
     let outcome: FromWorker;
+    usage.running(performance.now());
     try {
       (this.instance.exports[init.entry] as () => void)();
       if (this.#asyncify.asyncify_get_state() === AsyncifyState.unwinding) {
@@ -253,6 +326,7 @@ class Guest {
       const how = outcome.type === "exit" ? `returned with status ${outcome.code}` : `trapped (${outcome.message})`;
       outcome = { type: "error", code: "ERR_RESTORE_STATE", message: `the image's stack does not fit the module: the guest ${how} while its stack was rewound` };
     }
+    usage.stopped(performance.now());
     if (outcome.type !== "suspended") this.host.close();
     post(outcome);
   }
@@ -338,30 +412,38 @@ function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): vo
   }
 }
 
-let guest: Guest;
-try {
-  guest = new Guest();
-  guest.instantiate();
-} catch (err: unknown) {
-  const code = (err as { code?: unknown }).code;
-  post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
-  process.exit(1);
+function start(given: WorkerInit): void {
+  init = given;
+  control = new Int32Array(init.control);
+  usage = new UsageCounter(init.usage);
+  let guest: Guest;
+  try {
+    guest = new Guest();
+    guest.instantiate();
+  } catch (err: unknown) {
+    const code = (err as { code?: unknown }).code;
+    post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  }
+  post({ type: "ready", memory: guest.memory });
+  port.on("message", (msg: ToWorker) => {
+    if (msg.type === "run") guest.run();
+    else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
+    else if (msg.type === "activate") {
+      try {
+        guest.activate(msg.wasi, msg.preopens);
+        post({ type: "activated" });
+      } catch (err: unknown) {
+        const code = (err as { code?: unknown }).code;
+        post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
+      }
+    } else if (msg.type === "touch") {
+      // Writing every page makes the kernel back it now (a standby, before anything is in it).
+      new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
+      post({ type: "touched" });
+    } else guest.resumeInPlace();
+  });
 }
-post({ type: "ready", memory: guest.memory });
-port.on("message", (msg: ToWorker) => {
-  if (msg.type === "run") guest.run();
-  else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
-  else if (msg.type === "activate") {
-    try {
-      guest.activate(msg.wasi, msg.preopens);
-      post({ type: "activated" });
-    } catch (err: unknown) {
-      const code = (err as { code?: unknown }).code;
-      post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
-    }
-  } else if (msg.type === "touch") {
-    // Writing every page makes the kernel back it now (a standby, before anything is in it).
-    new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
-    post({ type: "touched" });
-  } else guest.resumeInPlace();
-});
+
+if (boot.kind === "init") start(boot.init);
+else port.once("message", (given: WorkerInit) => start(given));

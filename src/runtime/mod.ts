@@ -4,8 +4,10 @@ export { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type InboxMessage } from "./_inbox.js
 export { OUTBOX_MAX } from "./_control.js";
 export { End, NET_AREA_BYTES, NET_SEND_WINDOW, NET_SLOTS, NetArea } from "./_net_area.js";
 export type { OutputTarget, SuspendedState } from "./_protocol.js";
+export type { GuestUsage } from "./_usage.js";
 export { readImageFile, writeImageFile, type ReadImageOptions, type WriteImageOptions } from "./image_file.js";
 export { ENCRYPTION_KEY_FILE, KEYS_DIR, SIGNING_KEY_FILE, localEncryptionKey, localEnvelopeKeys, localSigner, localTrust } from "./image_keys.js";
 export { MODULE_BYTES_MAX, readModuleFile } from "./module_file.js";
 export { STDIN_READ_AHEAD_BYTES_MAX } from "./stdin.js";
 export { hostStdioKinds, hostStreamKind } from "./stdio_kinds.js";
+export { keepWarm, WARM_WORKERS_MAX, warmWorkers } from "./_warm.js";

@@ -3,20 +3,34 @@
  * relays its I/O, suspends it on request and exposes its memory in place.
  */
 import path from "node:path";
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
 import { capMemory, loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
-import { allocateControl, MigrateSlot, Request, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_REQUEST, wake, type ControlBuffers } from "./_control.js";
+import {
+  allocateControl,
+  MigrateSlot,
+  Request,
+  SLOT_INBOX_BACKLOG,
+  SLOT_MIGRATE,
+  SLOT_OUT_PENDING,
+  SLOT_REQUEST,
+  SLOT_THROTTLE,
+  THROTTLE_PCT_MAX,
+  wake,
+  type ControlBuffers,
+} from "./_control.js";
 import { InboxRing, type InboxMessage } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
+import { UsageView, type GuestUsage } from "./_usage.js";
+import { takeWorker } from "./_warm.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -24,12 +38,6 @@ const ENTRY_EXPORT = "_start";
 const utf8 = new TextEncoder();
 
 // wasm32 addresses 4 GiB at most (WASM_MEMORY_BYTES_MAX): the cap of a process that is given none.
-
-/**
- * Native stack of a process worker. Deeply recursive guests need more than
- * Node's default 4 MiB; this is address space, committed only when touched.
- */
-const WORKER_STACK_MB = 256;
 
 /** What to run. */
 export interface ProcessSpec {
@@ -167,6 +175,7 @@ export class GuestProcess {
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
   readonly #inbox: InboxRing;
+  readonly #usage: UsageView;
   readonly #net: NetArea | null;
 
   private constructor(
@@ -188,6 +197,7 @@ export class GuestProcess {
       this.#resolveExit = resolve;
     });
     this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    this.#usage = new UsageView(this.#buffers.usage);
     const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
     this.#net = net === null ? null : new NetArea(net);
     io.links?.bind(this);
@@ -199,18 +209,14 @@ export class GuestProcess {
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
       inbox: this.#buffers.inbox,
+      usage: this.#buffers.usage,
       net,
       pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
       stderr: wire(io.stderr),
       start,
     };
-    this.#worker = new Worker(new URL("./_worker.js", import.meta.url), {
-      workerData: init,
-      resourceLimits: { stackSizeMb: WORKER_STACK_MB },
-      stdout: false,
-      stderr: false,
-    });
+    this.#worker = takeWorker(init);
     this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
     this.#worker.on("error", (err) => this.#end({ kind: "trap", message: `worker failed: ${err.message}` }));
     this.#worker.on("exit", () => this.#end({ kind: "trap", message: "worker exited unexpectedly" }));
@@ -327,7 +333,11 @@ export class GuestProcess {
    * taken up (globals, stack, instrumenter, or a guest that fails before its
    * stack is rewound); the process has then ended.
    */
-  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
+  async activate(
+    image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">,
+    grant: RestoreGrant,
+    hooks: { rewinding?: () => void } = {},
+  ): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
@@ -337,6 +347,8 @@ export class GuestProcess {
     const activated = this.#expect((m) => m.type === "activated");
     this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
     await activated;
+    // Its WASI state is in place; what follows is the stack rewinding until the guest runs (a migration times the two apart).
+    hooks.rewinding?.();
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
     const running = this.#expect((m) => m.type === "running");
     this.#pump.attach(this.#io.stdin ?? null);
@@ -365,6 +377,17 @@ export class GuestProcess {
   /** Messages in the inbox the guest has not read: for an image, with the guest stopped. */
   unreadMessages(): InboxMessage[] {
     return this.#inbox.unread();
+  }
+
+  /**
+   * Holds the guest for `pct` percent of its time (0 to 95), at its safe
+   * points: a migration's auto-converge, when it writes memory faster than
+   * the link carries it. Its output is the same, only later. 0 ends it.
+   */
+  throttle(pct: number): void {
+    if (!Number.isInteger(pct) || pct < 0 || pct > THROTTLE_PCT_MAX) throw new RangeError(`a throttle is 0 to ${THROTTLE_PCT_MAX} percent, not ${pct}`);
+    Atomics.store(this.#control, SLOT_THROTTLE, pct);
+    wake(this.#control);
   }
 
   /** Sets how many of the guest's sent messages are not delivered yet (its `send` blocks at a limit). */
@@ -402,6 +425,28 @@ export class GuestProcess {
   /** Host paths of the files the guest has open, as of its last open or close. */
   get open_files(): readonly string[] {
     return this.#open_files;
+  }
+
+  /** CPU the guest has used and wanted, and whether it waits now, as its worker counted them. */
+  usage(): GuestUsage {
+    return this.#usage.read();
+  }
+
+  /**
+   * Holds the guest (true) at its next safe point without unwinding it, or
+   * lets it go on (false): how a node shares its cores among more guests
+   * than it has (`--cpus`). A held guest uses no CPU and still answers a
+   * suspend (a migration) or a halt; its clocks go on.
+   */
+  hold(paused: boolean): void {
+    if (this.#usage.paused === paused) return;
+    this.#usage.setPaused(paused);
+    if (!paused) wake(this.#control);
+  }
+
+  /** Whether the guest is held by {@link hold}. */
+  get held(): boolean {
+    return this.#usage.paused;
   }
 
   /** The guest's memory, shared with the worker: read it in place. */
@@ -536,6 +581,9 @@ export class GuestProcess {
 
   #onMessage(msg: FromWorker): void {
     if (msg.type === "output") {
+      // Posted just before a terminate() and delivered as the worker exits (Node drains its port then): the
+      // process has ended for everyone already (its home may have closed its log), so this is dropped.
+      if (this.#phase === "ended") return;
       const target = msg.stream === 1 ? this.#io.stdout : this.#io.stderr;
       if (target.kind === "callback") target.write(msg.bytes);
       return;

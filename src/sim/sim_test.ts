@@ -86,6 +86,18 @@ describe("simulator", () => {
     }
   });
 
+  it("a run is a function of its seed, whatever ran before it in the process", () => {
+    // Failures, a drain, talk and requirements: every path that draws randomness or reuses scratch between rounds.
+    const busy: SimChanges = { nodes: 24, processes: 1200, label_share: 0.2, require_share: 0.1, failures_per_node_hour: 60, repair_s: 10, drain_nodes: [2], drain_at_s: 5 };
+    for (const mode of ["balance", "pack"] as const) {
+      const text = (seed: number): string => JSON.stringify({ ...simulate({ ...busy, seed, policy: { mode } }), wall_ms: 0 });
+      const first = text(11);
+      const other = text(12);
+      assert.notEqual(other, first, mode);
+      assert.equal(text(11), first, mode);
+    }
+  });
+
   it("a run is a function of its seed", () => {
     const a = simulate({ nodes: 30, processes: 1500, seed: 5 });
     const b = simulate({ nodes: 30, processes: 1500, seed: 5 });

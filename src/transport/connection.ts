@@ -33,6 +33,8 @@ export interface FramedConnectionOptions {
   receive_timeout_ms?: number;
   /** Largest frame accepted from the peer; see FrameParserOptions. */
   frame_bytes_max?: number;
+  /** Frame types handed on in pieces as they arrive; see FrameParserOptions. */
+  splittable_types?: readonly number[];
   /** Bytes already read from the stream before it was handed over (the `head` of an HTTP upgrade). */
   head?: Uint8Array;
 }
@@ -82,7 +84,10 @@ export class FramedConnection implements AsyncIterable<Frame> {
 
   constructor(stream: Duplex, options: FramedConnectionOptions = {}) {
     this.#stream = stream;
-    this.#parser = new FrameParser(options.frame_bytes_max === undefined ? {} : { frame_bytes_max: options.frame_bytes_max });
+    this.#parser = new FrameParser({
+      ...(options.frame_bytes_max === undefined ? {} : { frame_bytes_max: options.frame_bytes_max }),
+      ...(options.splittable_types === undefined ? {} : { splittable_types: options.splittable_types }),
+    });
     this.#send_high_water_bytes = Math.max(options.send_high_water_bytes ?? SEND_HIGH_WATER_BYTES, stream.writableHighWaterMark);
     this.#receive_queue_bytes_max = options.receive_queue_bytes_max ?? RECEIVE_QUEUE_BYTES_MAX;
     this.#receive_timeout_ms = options.receive_timeout_ms;

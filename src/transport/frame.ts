@@ -75,6 +75,13 @@ export function encodeFrame(type: number, payload: Uint8Array | readonly Uint8Ar
 export interface FrameParserOptions {
   /** Largest length field accepted; default and ceiling FRAME_BYTES_MAX. Lower it for a peer that only sends small frames. */
   frame_bytes_max?: number;
+  /**
+   * Frame types whose payload is a byte stream that may be cut anywhere (a
+   * migration's IMAGE frames): one that spans chunks is handed on as
+   * several frames of the same type, each a view of a chunk, instead of
+   * being copied together first.
+   */
+  splittable_types?: readonly number[];
 }
 
 /**
@@ -96,6 +103,9 @@ export class FrameParser {
   // filled once the payload turns out to span chunks (allocated only after
   // the length passed its check, and only when a view is impossible).
   #type = 0;
+  /** The current frame's type is splittable: its payload goes out in views as it comes. */
+  #split = false;
+  readonly #splittable: ReadonlySet<number>;
   #payload_bytes: number | undefined;
   #payload: Uint8Array | undefined;
   #payload_fill = 0;
@@ -106,6 +116,7 @@ export class FrameParser {
       throw new RangeError(`frame_bytes_max must be an integer in 1..${FRAME_BYTES_MAX}, got ${max}`);
     }
     this.#frame_bytes_max = max;
+    this.#splittable = new Set(options.splittable_types ?? []);
   }
 
   /** Bytes of an incomplete frame held so far; 0 exactly at a frame boundary. */
@@ -126,13 +137,25 @@ export class FrameParser {
       const payload_bytes = this.#payload_bytes;
       if (payload_bytes !== undefined) {
         const available = chunk.length - at;
-        if (this.#payload === undefined && available >= payload_bytes) {
+        if (this.#payload === undefined && this.#payload_fill === 0 && available >= payload_bytes) {
           // The whole payload is in this chunk: a view, no copy.
           this.#emit(frames, chunk.subarray(at, at + payload_bytes));
           at += payload_bytes;
           continue;
         }
-        this.#payload ??= new Uint8Array(payload_bytes);
+        if (this.#split) {
+          // A piece now, as a frame of its own: a view, no copy.
+          const take = Math.min(payload_bytes - this.#payload_fill, available);
+          const piece = chunk.subarray(at, at + take);
+          this.#payload_fill += take;
+          at += take;
+          if (this.#payload_fill === payload_bytes) this.#emit(frames, piece);
+          else frames.push({ type: this.#type, payload: piece });
+          continue;
+        }
+        // Unzeroed (every byte is written before the frame is emitted; zeroing 1 MiB per frame costs as much as the copy),
+        // and not from the shared pool, so a frame never holds a slab others use.
+        this.#payload ??= Buffer.allocUnsafeSlow(payload_bytes);
         const take = Math.min(payload_bytes - this.#payload_fill, available);
         this.#payload.set(chunk.subarray(at, at + take), this.#payload_fill);
         this.#payload_fill += take;
@@ -151,6 +174,7 @@ export class FrameParser {
       if (this.#header_fill < FRAME_HEADER_BYTES) continue;
       this.#header_fill = 0;
       this.#type = this.#header.readUInt8(LENGTH_BYTES);
+      this.#split = this.#splittable.has(this.#type);
       this.#payload_bytes = this.#header.readUInt32LE(0) - 1;
       // An empty payload completes here; the loop would not run again at a chunk's end.
       if (this.#payload_bytes === 0) this.#emit(frames, chunk.subarray(at, at));

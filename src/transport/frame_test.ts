@@ -127,3 +127,27 @@ test("encodeFrame writes the header and passes payload parts through uncopied", 
   );
   assert.equal(encodeFrame(1, new Uint8Array(FRAME_BYTES_MAX - 1)).length, 2);
 });
+
+test("a splittable frame that spans chunks comes out as views of each chunk, in order, adding up to its payload; others are still whole", () => {
+  const payload = Buffer.alloc(10_000);
+  for (let i = 0; i < payload.length; i += 1) payload[i] = (i * 7) & 0xff;
+  const wire = Buffer.concat([...encodeFrame(6, payload), ...encodeFrame(4, payload.subarray(0, 3000)), ...encodeFrame(6, Buffer.from("xy"))]);
+  const parser = new FrameParser({ splittable_types: [6] });
+  const chunks = [wire.subarray(0, 3), wire.subarray(3, 4000), wire.subarray(4000, 9000), wire.subarray(9000)].map((c) => Buffer.from(c));
+  const frames: Frame[] = [];
+  for (const c of chunks) {
+    for (const f of parser.push(c)) {
+      frames.push(f);
+      // Every piece of the splittable frame is a view of the chunk it came in.
+      if (f.type === 6) assert.equal(f.payload.buffer, c.buffer, "a piece was copied");
+    }
+  }
+  const pieces = frames.filter((f) => f.type === 6);
+  assert.ok(pieces.length >= 3, "the spanning frame was not handed on in pieces");
+  assert.deepEqual(Buffer.concat(pieces.slice(0, -1).map((f) => f.payload)), payload);
+  assert.equal(Buffer.from(pieces.at(-1)?.payload ?? []).toString(), "xy");
+  const whole = frames.filter((f) => f.type === 4);
+  assert.equal(whole.length, 1);
+  assert.deepEqual(Buffer.from(whole[0]?.payload ?? []), payload.subarray(0, 3000));
+  assert.equal(parser.partial_bytes, 0);
+});

@@ -1,0 +1,444 @@
+/**
+ * The source side of one migration as a state machine (issue 11 item 8):
+ *
+ *   connecting → offered → rounds → stopped → sent → committed
+ *        └──────────┴─────────┴─────────┴───────┴──→ aborted
+ *
+ * - connecting: opening the data connection;
+ * - offered: OFFER sent, waiting for READY (the destination prepares);
+ * - rounds: READY came; pre-copy rounds while the process runs (none for
+ *   stop-copy and post-copy);
+ * - stopped: the process is suspended here; its output is flushed, its
+ *   image captured and sent;
+ * - sent: the whole image is out; the destination restores it;
+ * - committed: the destination runs it (RUNNING, or it says so when asked
+ *   after the link broke). Post-copy serves pages from here on;
+ * - aborted: it runs here as before (or it ended here on its own).
+ *
+ * Every fault before `committed` goes to one place, {@link OutgoingMigration.fault},
+ * which undoes exactly what the state it happened in had done.
+ */
+import { createHash, type Hash } from "node:crypto";
+import { FerryError, PeerError } from "../errors.js";
+import { encodeImage, sparsePages, type MemorySource } from "../image/mod.js";
+import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
+import type { Suspension } from "../runtime/mod.js";
+import type { FramedConnection } from "../transport/mod.js";
+import { errorField, logger } from "../log/mod.js";
+import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { AnswerSchema } from "./_schemas.js";
+import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
+import { watchStall, type StallTimer } from "./stall.js";
+import { PhaseClock, timedIterable, type SourcePhase } from "./phases.js";
+import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
+import {
+  MAX_DOWNTIME_MS_DEFAULT,
+  PRECOPY_ROUNDS_MAX,
+  RECOVER_MS_DEFAULT,
+  type MigrationMetrics,
+  type MigrationOptions,
+  type SourceSide,
+} from "./source.js";
+
+/** States of an outgoing migration, in order. */
+export const OUT_STATES = ["connecting", "offered", "rounds", "stopped", "sent", "committed", "aborted"] as const;
+
+/** A state of an outgoing migration. */
+export type OutState = (typeof OUT_STATES)[number];
+
+/** The transitions allowed: forward one step, or to `aborted` from anything not yet committed. */
+const NEXT: Record<OutState, readonly OutState[]> = {
+  connecting: ["offered", "aborted"],
+  offered: ["rounds", "aborted"],
+  rounds: ["stopped", "aborted"],
+  stopped: ["sent", "aborted"],
+  sent: ["committed", "aborted"],
+  committed: [],
+  aborted: [],
+};
+
+/** How long the destination may take to check an offer (it may fetch the module). */
+const PREPARE_TIMEOUT_MS = 30_000;
+/** How long the destination may take to restore once it has everything. */
+const RESTORE_TIMEOUT_MS = 60_000;
+
+/** One migration out; use {@link migrateOut} (source.ts). */
+export class OutgoingMigration {
+  #state: OutState = "connecting";
+  readonly #side: SourceSide;
+  readonly #options: MigrationOptions;
+  readonly #clock = new PhaseClock<SourcePhase>();
+  readonly #t0 = performance.now();
+  readonly #metrics: MigrationMetrics;
+  readonly #post_copy: boolean;
+  #conn: FramedConnection | null = null;
+  #tracker: PageTracker | null = null;
+  #stopped_at = 0;
+  #links_frozen = false;
+  /** Post-copy and hybrid: the page channel's session, and what the destination still lacks once the process stopped. */
+  #session: string | null = null;
+  #handover: Handover | null = null;
+  /** SHA-256 of every PAGES frame of the rounds, which the signed image carries (META precopy_sha256). */
+  #rounds_digest: Hash | null = null;
+  #channel: Promise<PageChannel> | null = null;
+  #serving: Promise<Served> | null = null;
+  readonly #stop_serving = new AbortController();
+  #resumedThere!: () => void;
+  readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
+  /** The destination's one answer to the image, watched from before it is sent. */
+  #answer: Answer | null = null;
+  /** Pages of the final copy (post-copy: left to the page channel). */
+  #final = 0;
+  // The stall watchdog: progress is bytes moved on the data connection plus steps taken.
+  #steps = 0;
+  #phase = "connecting";
+  #stall: FerryError | null = null;
+  #stallNow!: (err: FerryError) => void;
+  readonly #stalled: Promise<never>;
+  readonly #watchdog: StallTimer | null;
+  /** Rejects once the process ends on its own before it is stopped: the move is moot. */
+  readonly #ended: Promise<never>;
+
+  constructor(side: SourceSide, options: MigrationOptions) {
+    this.#side = side;
+    this.#options = options;
+    this.#clock.enter("connect");
+    this.#post_copy = options.strategy === "post-copy" || options.strategy === "hybrid";
+    this.#metrics = { strategy: options.strategy, total_ms: 0, downtime_ms: 0, bytes: 0, pages: 0, rounds: 0, dirty_pages: [], phases_ms: {}, destination_phases_ms: {} };
+    this.#stalled = new Promise<never>((_resolve, reject) => (this.#stallNow = reject));
+    // Observed through unlessStalled(); this one only keeps it from being unhandled.
+    this.#stalled.catch(() => undefined);
+    this.#ended = side.proc.exited.then((status) => {
+      const how = status.kind === "exit" ? `exited with status ${status.code}` : status.kind === "trap" ? `trapped (${status.message})` : status.kind;
+      throw new FerryError("ERR_PROCESS_ENDED", `${side.offer.pid} has ended at the source (it ${how}) before it could be moved; its end is recorded there as usual`);
+    });
+    // Observed while it matters (until the process is stopped); a process that ends after its move is not this migration's business.
+    this.#ended.catch(() => undefined);
+    this.#watchdog =
+      options.stall_ms === undefined
+        ? null
+        : watchStall(
+            options.stall_ms,
+            () => this.#steps + (this.#conn?.moved_bytes ?? 0),
+            (idle_ms) => {
+              this.#stall = new FerryError("ERR_MIGRATION_STALLED", `no progress for ${Math.round(idle_ms)} ms while ${this.#phase} (stall timeout ${options.stall_ms} ms)`);
+              options.onStall?.({ idle_ms, phase: this.#phase });
+              this.#stallNow(this.#stall);
+              // Whatever waits on the link fails now.
+              this.#conn?.destroy(this.#stall);
+            },
+          );
+  }
+
+  /** The state it is in now. */
+  get state(): OutState {
+    return this.#state;
+  }
+
+  /** Runs the migration to `committed` (resolves) or `aborted` (rejects; the process runs here as before, or ended here). */
+  async run(): Promise<MigrationMetrics> {
+    try {
+      await this.#connect();
+      await this.#offer();
+      await this.#rounds();
+      const suspension = await this.#stop();
+      await this.#send(suspension);
+      await this.#restore();
+    } catch (err: unknown) {
+      return await this.#fault(err);
+    }
+    return await this.#committed();
+  }
+
+  #to(next: OutState): void {
+    if (!NEXT[this.#state].includes(next)) throw new Error(`migration state machine: ${this.#state} → ${next} is not a transition`);
+    this.#state = next;
+    if (next !== "committed" && next !== "aborted") {
+      this.#options.onState?.(next);
+      return;
+    }
+    // Past the last fault the machine handles: a listener's error is reported, never a second fault.
+    try {
+      this.#options.onState?.(next);
+    } catch (err: unknown) {
+      logger().warn({ pid: this.#side.offer.pid, state: next, err: errorField(err) }, "a migration state listener failed");
+    }
+  }
+
+  #step(phase: string): void {
+    this.#steps += 1;
+    this.#phase = phase;
+  }
+
+  /** `p`, or the stall error as soon as the watchdog fires: a wait that never ends is cut short. */
+  #unlessStalled<T>(p: Promise<T>): Promise<T> {
+    return this.#stall !== null ? Promise.reject(this.#stall) : Promise.race([p, this.#stalled]);
+  }
+
+  /** `p`, or ERR_PROCESS_ENDED as soon as the process ends on its own (before it is stopped). */
+  #whileAlive<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.#ended]);
+  }
+
+  #memory(): Uint8Array {
+    return new Uint8Array(this.#side.proc.memory.buffer);
+  }
+
+  async #connect(): Promise<void> {
+    const connecting = this.#side.connect();
+    // A connection that arrives after a stall is not used.
+    connecting.then((c) => this.#stall !== null && c.destroy(this.#stall), () => undefined);
+    this.#conn = await this.#unlessStalled(connecting);
+    this.#clock.enter("prepare");
+    this.#step("offering");
+    await sendJson(this.#conn, Msg.offer, this.#side.offer);
+    this.#to("offered");
+  }
+
+  async #offer(): Promise<void> {
+    const conn = this.#conn as FramedConnection;
+    const ready = await this.#whileAlive(conn.next({ timeout_ms: PREPARE_TIMEOUT_MS }));
+    this.#step("pre-copying");
+    raiseIfError(ready, "the destination refused");
+    if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
+    this.#metrics.destination_phases_ms = readFrame(AnswerSchema, ready.payload, "READY").phases_ms ?? {};
+    this.#to("rounds");
+    this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
+    if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
+  }
+
+  async #rounds(): Promise<void> {
+    const { strategy } = this.#options;
+    if (strategy !== "pre-copy" && strategy !== "hybrid") return;
+    this.#clock.enter("rounds");
+    this.#tracker = (this.#options.tracker ?? (() => new ShadowTracker()))();
+    // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
+    const rounds_max = strategy === "hybrid" ? 1 : (this.#options.rounds_max ?? PRECOPY_ROUNDS_MAX);
+    this.#rounds_digest = createHash("sha256");
+    const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true };
+    await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, this.#side));
+  }
+
+  /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */
+  async #stop(): Promise<Suspension> {
+    const side = this.#side;
+    // Post-copy's page channel opens before the stop, so that its handshake is not downtime.
+    const session = `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
+    if (this.#post_copy) {
+      this.#channel = side.connectPages!(session);
+      // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
+      this.#channel.catch(() => undefined);
+      this.#session = session;
+    }
+    side.progress?.({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
+    this.#step("stopping the process");
+    this.#clock.enter("suspend");
+    this.#stopped_at = performance.now();
+    const suspension = await side.proc.suspend();
+    // It ended on its own before it reached a safe point: nothing to move, and nothing to resume.
+    if (suspension === null) return await this.#ended;
+    this.#to("stopped");
+    this.#clock.enter("flush");
+    this.#step("flushing its output and connections to its home");
+    side.net?.freeze();
+    await this.#unlessStalled(side.flushOutput());
+    await this.#unlessStalled(side.net?.flush() ?? Promise.resolve());
+    this.#clock.enter("capture");
+    side.links?.freeze();
+    this.#links_frozen = true;
+    return suspension;
+  }
+
+  /** Captures the image and sends it; the destination answers ERROR at its first failed check, or RUNNING once it runs it. */
+  async #send(suspension: Suspension): Promise<void> {
+    const side = this.#side;
+    const conn = this.#conn as FramedConnection;
+    this.#step("sending the image");
+    const image = side.proc.image(suspension);
+    // The pages the rounds sent are outside the image; its signature vouches for them through this.
+    if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
+    if (side.links !== undefined) image.links = side.links.capture();
+    const memory = this.#memory();
+    if (this.#session !== null) {
+      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
+      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
+      this.#final = this.#handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+      image.memory = { size_bytes: memory.length, pages: () => [] };
+      this.#tracker?.close();
+      this.#tracker = null;
+      await sendJson(conn, Msg.handover, this.#handover);
+    } else {
+      image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
+    }
+    side.progress?.({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
+    const answer = awaitAnswer(conn);
+    this.#answer = answer;
+    this.#clock.enter("transfer");
+    // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
+    const chunks = timedIterable(encodeImage(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+    try {
+      this.#metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
+    } catch (err: unknown) {
+      // The link broke under the send; if the destination said why first, that is the error.
+      if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
+      throw err;
+    }
+    if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
+    // From here the destination may run the process at any moment: aborting
+    // could leave a copy on each side. The restore timeout and the question
+    // "does it run there?" decide instead.
+    this.#to("sent");
+    this.#watchdog?.stop();
+    this.#step("waiting for the destination to restore it");
+    this.#clock.enter("restore");
+    if (this.#handover === null) this.#metrics.pages += this.#final;
+    this.#metrics.dirty_pages.push(this.#final);
+    // The page channel opens while the destination restores: its first faults need it.
+    if (this.#handover !== null && this.#handover.missing.length > 0) {
+      this.#serving = servePostCopy(side, this.#handover, this.#channel!, memory, {
+        recover_ms: side.offer.recover_ms ?? RECOVER_MS_DEFAULT,
+        push_bytes_per_s: this.#options.push_bytes_per_s,
+        signal: this.#stop_serving.signal,
+        push_from: this.#resumed_there,
+        hot: restoreChunks(memory.length, suspension.state.asyncify.length, suspension.state.globals),
+      });
+      // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.
+      this.#serving.catch(() => undefined);
+    }
+  }
+
+  /** Counts the final copy's pages as the encoder takes them (by runs where the source has them: no object per page). */
+  #counted(source: MemorySource): MemorySource {
+    const count = (bytes: number): void => {
+      this.#final += bytes / WIRE_PAGE_BYTES;
+    };
+    const runs = source.pageRuns?.bind(source);
+    return {
+      size_bytes: source.size_bytes,
+      *pages() {
+        for (const page of source.pages()) {
+          count(page.data.length);
+          yield page;
+        }
+      },
+      ...(runs === undefined
+        ? {}
+        : {
+            *pageRuns() {
+              for (const run of runs()) {
+                count(run.data.length);
+                yield run;
+              }
+            },
+          }),
+    };
+  }
+
+  async #restore(): Promise<void> {
+    const reply = await (this.#answer as Answer).within(RESTORE_TIMEOUT_MS);
+    raiseIfError(reply, "the destination could not restore the process");
+    if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
+    Object.assign(this.#metrics.destination_phases_ms, readFrame(AnswerSchema, reply.payload, "RUNNING").phases_ms ?? {});
+    this.#to("committed");
+  }
+
+  /**
+   * The one place a fault before the commit is handled, by the state it
+   * happened in: nothing was stopped yet (offered, rounds): close and go on
+   * here; stopped: resume here; sent: the destination may run it already, so
+   * ask, and commit if it does.
+   */
+  async #fault(caught: unknown): Promise<MigrationMetrics> {
+    this.#watchdog?.stop();
+    const side = this.#side;
+    // A stall is why the link broke, whatever error the broken link surfaced as.
+    const err: unknown = this.#stall ?? caught;
+    this.#conn?.close();
+    this.#tracker?.close();
+    const state = this.#state;
+    if (state === "committed" || state === "aborted") throw caught;
+    if (state === "sent") {
+      // The link may have broken after the destination resumed it: ask, so that exactly one copy runs.
+      const refused = err instanceof PeerError;
+      const runs =
+        !refused &&
+        (await side.destinationRuns().catch((e: unknown) => {
+          // Unknown counts as no: the destination never answered RUNNING, so it resumes here.
+          logger().warn({ pid: side.offer.pid, err: errorField(e) }, "could not ask the destination whether it runs the process; resuming it at the source");
+          return false;
+        }));
+      if (runs) {
+        this.#to("committed");
+        return await this.#committed();
+      }
+    }
+    if (state === "stopped" || state === "sent") {
+      this.#stop_serving.abort();
+      // Stopped on purpose: its ending is not news.
+      await this.#serving?.catch(() => undefined);
+      if (this.#links_frozen) side.links?.resume();
+      side.net?.resume();
+      this.#unthrottle();
+      await side.proc.resume();
+    }
+    this.#unthrottle();
+    this.#to("aborted");
+    if (this.#serving === null) void this.#channel?.then((c) => c.socket.destroy(), () => undefined);
+    const why = err instanceof Error ? err.message : String(err);
+    if (err instanceof FerryError && err.code === "ERR_PROCESS_ENDED") {
+      throw new FerryError("ERR_PROCESS_ENDED", `migration of ${side.offer.pid} did not happen: ${why}`, { cause: err });
+    }
+    const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
+    throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
+  }
+
+  /** It goes on here at full speed (auto-converge may have held it). */
+  #unthrottle(): void {
+    const convergence = this.#metrics.convergence;
+    if (convergence !== undefined && convergence.throttle_pct > 0) this.#side.proc.throttle(0);
+  }
+
+  /** The destination runs the process: finish (stop-copy, pre-copy) or serve its pages (post-copy, hybrid). */
+  async #committed(): Promise<MigrationMetrics> {
+    this.#watchdog?.stop();
+    this.#conn?.close();
+    this.#tracker?.close();
+    const metrics = this.#metrics;
+    const now = performance.now();
+    metrics.downtime_ms = now - this.#stopped_at;
+    if (this.#handover !== null) await this.#postCopy(this.#handover, now);
+    this.#clock.stop();
+    metrics.total_ms = performance.now() - this.#t0;
+    metrics.phases_ms = this.#clock.snapshot();
+    return metrics;
+  }
+
+  /**
+   * Post-copy and hybrid once the destination runs the process: from here it
+   * is the destination's, and nothing resumes it here; recover_ms watches the
+   * page channel. A lost channel is ERR_POSTCOPY_LOST.
+   */
+  async #postCopy(h: Handover, resumed_at: number): Promise<void> {
+    const metrics = this.#metrics;
+    this.#clock.enter("post_copy");
+    this.#resumedThere();
+    this.#side.resumed?.();
+    this.#side.progress?.({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
+    if (this.#serving === null) {
+      // Hybrid with nothing written since the round: the destination has it all.
+      void this.#channel?.then((c) => c.socket.destroy(), () => undefined);
+      metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, connections: 0, bytes: 0, end: "done" };
+      return;
+    }
+    const { finished_at, ...served } = await this.#serving;
+    // The last page may have arrived before RUNNING did (the restore fetched them all).
+    metrics.post_copy = { ...served, resume_to_last_page_ms: Math.max(0, finished_at - resumed_at) };
+    metrics.bytes += served.bytes;
+    metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+  }
+}
+
+/** The pages written since the tracker's last round, as a memory source. */
+function changedPages(tracker: PageTracker, memory: Uint8Array): MemorySource {
+  return { size_bytes: memory.length, pages: () => tracker.changed(memory) };
+}

@@ -1,0 +1,209 @@
+/**
+ * Pieces of the source's work that need no state of its own: pre-copy rounds,
+ * the chunks post-copy still owes, the chunks a restore touches first, and
+ * the watch for the destination's one answer to an image.
+ */
+import type { Hash } from "node:crypto";
+import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
+import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
+import type { Frame, FramedConnection } from "../transport/mod.js";
+import { Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
+import { RoundEndSchema } from "./_schemas.js";
+import type { MigrationMetrics, SourceSide } from "./source.js";
+
+/** The destination's one answer to an image, watched while the image is sent. */
+export interface Answer {
+  /** The answer, once it has come. */
+  arrived: Frame | null;
+  /** Waits for it at most `timeout_ms` from now (ERR_TRANSPORT_TIMEOUT). */
+  within(timeout_ms: number): Promise<Frame>;
+}
+
+/**
+ * Starts waiting for the destination's answer before the image goes out, so
+ * an early ERROR is seen while sending. No timeout yet: sending a large image
+ * takes as long as it takes; the restore's timeout starts once it is sent.
+ */
+export function awaitAnswer(conn: FramedConnection): Answer {
+  const frame = conn.next();
+  const answer: Answer = {
+    arrived: null,
+    within: (timeout_ms) =>
+      new Promise<Frame>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new TransportError(TransportErrorCodes.timeout, `the destination did not answer within ${timeout_ms} ms of the image`)),
+          timeout_ms,
+        );
+        frame.then(
+          (f) => {
+            clearTimeout(timer);
+            resolve(f);
+          },
+          (err: unknown) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        );
+      }),
+  };
+  // A rejection here (the link broke) is seen by within(), or by the send that fails with it.
+  frame.then((f) => (answer.arrived = f), () => undefined);
+  return answer;
+}
+
+/** Most chunks sent ahead of any request when a post-copied process restores. */
+const HOT_CHUNKS_MAX = 16;
+
+/**
+ * Chunks the destination's restore touches at once: the top of memory (the
+ * stack is rewound through a region borrowed there) and the chunks around
+ * every i32 global that points into memory (a C program's stack pointer among
+ * them). Sent first, they save the restore a round trip each.
+ */
+export function restoreChunks(size_bytes: number, stack_bytes: number, globals: { type: string; bits: bigint }[]): number[] {
+  const hot = new Set<number>();
+  const top = size_bytes / CHUNK_BYTES;
+  for (let c = Math.floor(Math.max(0, size_bytes - stack_bytes - 1) / CHUNK_BYTES); c < top; c += 1) hot.add(c);
+  for (const g of globals) {
+    if (g.type !== "i32" || g.bits >= BigInt(size_bytes)) continue;
+    const c = Math.floor(Number(g.bits) / CHUNK_BYTES);
+    hot.add(c);
+    if (c > 0) hot.add(c - 1);
+  }
+  return [...hot].slice(0, HOT_CHUNKS_MAX);
+}
+
+/**
+ * The chunks post-copy must still bring over, as [first, count] runs: all of
+ * memory, or for hybrid those holding a page written since the round.
+ */
+export function missingChunks(memory: Uint8Array, tracker: PageTracker | null): [number, number][] {
+  const chunks = memory.length / CHUNK_BYTES;
+  if (tracker === null) return chunks > 0 ? [[0, chunks]] : [];
+  const dirty = new Uint8Array(chunks);
+  for (const page of tracker.changed(memory)) dirty[Math.floor((page.index * WIRE_PAGE_BYTES) / CHUNK_BYTES)] = 1;
+  const runs: [number, number][] = [];
+  for (let c = 0; c < chunks; ) {
+    if (dirty[c] === 0) {
+      c += 1;
+      continue;
+    }
+    let end = c;
+    while (end < chunks && dirty[end] === 1) end += 1;
+    runs.push([c, end - c]);
+    c = end;
+  }
+  return runs;
+}
+
+
+/** How long the destination may take to confirm a round: it only places the round's pages. */
+const ROUND_ACK_TIMEOUT_MS = 30_000;
+
+/** Auto-converge's first throttle and its step up each round that did not shrink (QEMU's defaults: 20 and 10). */
+const THROTTLE_FIRST_PCT = 20;
+const THROTTLE_STEP_PCT = 10;
+/** The most auto-converge takes from a process (the runtime allows no more either). */
+const THROTTLE_MAX_PCT = 95;
+
+/** What a pre-copy round showed, for {@link decideRound}. */
+export interface RoundSeen {
+  round: number;
+  /** Pages it sent, and the round before (Infinity before the second). */
+  pages: number;
+  previous_pages: number;
+  /** From its scan to the destination's confirmation. */
+  elapsed_ms: number;
+  /** How fast the process wrote pages since the last scan (Infinity after the first round: not known yet). */
+  dirty_bytes_per_ms: number;
+  /** How fast the destination confirmed pages, all rounds so far. */
+  link_bytes_per_ms: number;
+  throttle_pct: number;
+}
+
+/**
+ * After a round: stop the process now (what it writes during the next round
+ * would fit the downtime target at the confirmed rate, or the rounds are
+ * used up, or they stopped shrinking and cannot be helped), or go on with
+ * another round, under a higher throttle if they stopped shrinking. Pure,
+ * so the policy is tested without a process or a link.
+ */
+export function decideRound(seen: RoundSeen, limits: Pick<RoundLimits, "max_downtime_ms" | "rounds_max" | "auto_converge">): { kind: "stop" } | { kind: "go"; throttle_pct: number } {
+  // What it writes while the next round is on its way is the final copy.
+  const final_bytes = Math.min(seen.pages * WIRE_PAGE_BYTES, seen.dirty_bytes_per_ms * seen.elapsed_ms);
+  const fits = seen.round >= 2 && (final_bytes === 0 || final_bytes / seen.link_bytes_per_ms <= limits.max_downtime_ms);
+  if (fits || seen.round >= limits.rounds_max) return { kind: "stop" };
+  if (seen.round < 2 || seen.pages < seen.previous_pages) return { kind: "go", throttle_pct: seen.throttle_pct };
+  // Not shrinking: it writes about as fast as the link carries.
+  if (!limits.auto_converge || seen.throttle_pct >= THROTTLE_MAX_PCT) return { kind: "stop" };
+  return { kind: "go", throttle_pct: Math.min(THROTTLE_MAX_PCT, seen.throttle_pct === 0 ? THROTTLE_FIRST_PCT : seen.throttle_pct + THROTTLE_STEP_PCT) };
+}
+
+/** Limits of {@link preCopyRounds}. */
+export interface RoundLimits {
+  max_downtime_ms: number;
+  rounds_max: number;
+  /** Folds every PAGES payload, as the destination does (the signed image vouches for them). */
+  digest: Hash;
+  /** Throttle the process when rounds stop shrinking (default on). */
+  auto_converge: boolean;
+}
+
+/**
+ * Copies memory while the process runs, each round only what changed since
+ * the last, and waits for the destination to confirm each round: the rate
+ * that counts is what arrived, not what was queued (a round still queued
+ * when the process stops is downtime). Stops when what the process writes
+ * during a round would fit the downtime target at that rate, or at the
+ * round limit. When rounds stop shrinking (it writes about as fast as the
+ * link carries), auto-converge holds the process at its safe points for a
+ * growing share of its time, and says so in the metrics.
+ */
+export async function preCopyRounds(
+  conn: FramedConnection,
+  tracker: PageTracker,
+  memory: () => Uint8Array,
+  metrics: MigrationMetrics,
+  limits: RoundLimits,
+  side: SourceSide,
+): Promise<void> {
+  let previous = Infinity;
+  let confirmed_bytes = 0;
+  let confirmed_ms = 0;
+  let last_scan = performance.now();
+  for (let round = 1; ; round += 1) {
+    const t = performance.now();
+    // Pages written between the last scan and this one are this round's.
+    const dirtied_ms = Math.max(t - last_scan, 0.001);
+    last_scan = t;
+    const sent = await sendPages(conn, tracker.changed(memory()), limits.digest);
+    await sendJson(conn, Msg.round_end, { round });
+    const ack = await conn.next({ timeout_ms: ROUND_ACK_TIMEOUT_MS });
+    raiseIfError(ack, "the destination gave up");
+    if (ack.type !== Msg.round_ack || readFrame(RoundEndSchema, ack.payload, "ROUND_ACK").round !== round) {
+      throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected ROUND_ACK of round ${round}, got frame type ${ack.type}`);
+    }
+    const elapsed_ms = Math.max(performance.now() - t, 0.001);
+    confirmed_bytes += sent.bytes;
+    confirmed_ms += elapsed_ms;
+    metrics.rounds = round;
+    metrics.pages += sent.pages;
+    metrics.bytes += sent.bytes;
+    metrics.dirty_pages.push(sent.pages);
+    side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length });
+    // All rounds together: a round of a few pages is mostly its round trip, and alone would make the link look slow.
+    const link_bytes_per_ms = confirmed_bytes / confirmed_ms;
+    const dirty_bytes_per_ms = round === 1 ? Infinity : (sent.pages * WIRE_PAGE_BYTES) / dirtied_ms;
+    metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s: round === 1 ? null : Math.round(dirty_bytes_per_ms * 1000), throttle_pct: metrics.convergence?.throttle_pct ?? 0 };
+    const next = decideRound(
+      { round, pages: sent.pages, previous_pages: previous, elapsed_ms, dirty_bytes_per_ms, link_bytes_per_ms, throttle_pct: metrics.convergence.throttle_pct },
+      limits,
+    );
+    if (next.kind === "stop") return;
+    if (next.throttle_pct !== metrics.convergence.throttle_pct) {
+      side.proc.throttle(next.throttle_pct);
+      metrics.convergence.throttle_pct = next.throttle_pct;
+    }
+    previous = sent.pages;
+  }
+}

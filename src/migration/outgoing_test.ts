@@ -1,0 +1,125 @@
+/**
+ * The source's state machine (`_outgoing.ts`) over the in-memory duplex
+ * pair, with real processes on both sides and a fault injected as it enters
+ * each state: the link breaks, or the step itself fails. Whatever the fault,
+ * exactly one copy of the process runs afterwards, with its state intact:
+ * at the source before the image is sent; after it, wherever the
+ * destination says it runs.
+ */
+import assert from "node:assert/strict";
+import { generateKeyPairSync } from "node:crypto";
+import { describe, it } from "node:test";
+import { FerryError } from "../errors.js";
+import { trustKeys } from "../image/mod.js";
+import { GuestProcess } from "../runtime/mod.js";
+import { pipeDuplexPair } from "../transport/_testing.js";
+import { FramedConnection } from "../transport/mod.js";
+import { migrateIn, migrateOut, Msg, OUT_STATES, type OutState, type Strategy } from "./mod.js";
+import { destination, EXIT_INTACT, GUEST, io, source } from "./_testing.js";
+
+type Fault = "the link breaks" | "the step fails";
+
+/** Migrates GUEST with `strategy`, injecting `fault` as the source enters `at`; reports both sides and the states passed. */
+async function faulted(strategy: Strategy, at: OutState, fault: Fault) {
+  const signer = { key: generateKeyPairSync("ed25519").privateKey };
+  const s = io();
+  const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+  const [a, b] = pipeDuplexPair();
+  const dest = destination(trustKeys([signer.key]), GUEST);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
+  const settled = incoming.then(() => undefined, () => undefined);
+  const side = source(proc, strategy, signer, () => new FramedConnection(a));
+  // As a node asks its peer: does the process run there? Once the destination has settled, it knows.
+  side.destinationRuns = async () => {
+    await settled;
+    return dest.landed() !== null;
+  };
+  const states: OutState[] = [];
+  const outgoing = migrateOut(side, {
+    strategy,
+    onState: (state) => {
+      states.push(state);
+      if (state !== at) return;
+      if (fault === "the link breaks") a.destroy();
+      else throw new FerryError("ERR_MIGRATION_FAILED", `injected fault on entering ${state}`);
+    },
+  });
+  const [out] = await Promise.allSettled([outgoing, settled]);
+  return { out, proc, stdin: s.stdin, output: s.out, landed: dest.landed(), states };
+}
+
+describe("the source's state machine, with a fault as it enters each state", () => {
+  for (const strategy of ["stop-copy", "pre-copy"] as const) {
+    for (const at of ["offered", "rounds", "stopped"] as const) {
+      for (const fault of ["the link breaks", "the step fails"] as const) {
+        it(`${strategy}, ${fault} on entering ${at}: aborted, the process runs at the source, intact`, async () => {
+          const run = await faulted(strategy, at, fault);
+          assert.equal(run.out.status, "rejected", "the migration succeeded");
+          if (run.out.status === "rejected") {
+            assert.ok(run.out.reason instanceof FerryError);
+            assert.match(run.out.reason.message, /keeps running on the source/);
+          }
+          assert.equal(run.states.at(-1), "aborted");
+          assert.equal(run.landed, null, "the destination runs it too");
+          run.stdin.end("go\n");
+          assert.deepEqual(await run.proc.exited, { kind: "exit", code: EXIT_INTACT });
+          assert.equal(run.output(), "ok\n");
+        });
+      }
+    }
+    for (const fault of ["the link breaks", "the step fails"] as const) {
+      it(`${strategy}, ${fault} on entering sent (before RUNNING is read): the destination runs it, and the source commits`, async () => {
+        const run = await faulted(strategy, "sent", fault);
+        const landed = run.landed;
+        assert.ok(landed !== null, "the destination does not run it");
+        try {
+          assert.equal(run.out.status, "fulfilled", `the source did not commit: ${run.out.status === "rejected" ? String(run.out.reason) : ""}`);
+          assert.deepEqual(run.states.slice(-2), ["sent", "committed"]);
+          landed.stdin.end("go\n");
+          assert.deepEqual(await landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+          assert.equal(landed.out(), "ok\n");
+        } finally {
+          await landed.proc.terminate();
+          // The source's copy is stopped, never resumed: its node drops it once committed.
+          await run.proc.terminate();
+        }
+      });
+    }
+  }
+
+  it("without faults the states go in order, from offered to committed", async () => {
+    const run = await faulted("pre-copy", "aborted", "the step fails");
+    assert.equal(run.out.status, "fulfilled");
+    assert.deepEqual(run.states, OUT_STATES.filter((s) => s !== "connecting" && s !== "aborted"));
+    await run.landed?.proc.terminate();
+    await run.proc.terminate();
+  });
+
+  it("a process that ends on its own while the destination prepares: ERR_PROCESS_ENDED, it ended at the source as it would have, nothing runs there", async () => {
+    const signer = { key: generateKeyPairSync("ed25519").privateKey };
+    const s = io();
+    const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+    const [a, b] = pipeDuplexPair();
+    const dest = destination(trustKeys([signer.key]), GUEST);
+    const prepare = dest.side.prepare.bind(dest.side);
+    // The destination is slow to prepare; meanwhile the process reads its line and exits.
+    dest.side.prepare = async (offer, clock) => {
+      s.stdin.end("go\n");
+      await proc.exited;
+      return prepare(offer, clock);
+    };
+    const incoming = migrateIn(new FramedConnection(b), dest.side);
+    const [out, inn] = await Promise.allSettled([migrateOut(source(proc, "pre-copy", signer, () => new FramedConnection(a)), { strategy: "pre-copy" }), incoming]);
+    assert.equal(out.status, "rejected");
+    if (out.status === "rejected") {
+      assert.ok(out.reason instanceof FerryError);
+      assert.equal(out.reason.code, "ERR_PROCESS_ENDED");
+      assert.match(out.reason.message, /exited with status 7/);
+      assert.doesNotMatch(out.reason.message, /keeps running/);
+    }
+    assert.equal(inn.status, "rejected", "the destination did not give up");
+    assert.equal(dest.landed(), null);
+    assert.deepEqual(await proc.exited, { kind: "exit", code: EXIT_INTACT });
+    assert.equal(s.out(), "ok\n");
+  });
+});

@@ -1,0 +1,116 @@
+/**
+ * Where a migration's time goes (issue 15, "profile first"). A migration is
+ * always in exactly one phase; entering the next one closes the last, so the
+ * source's phases partition its total time and every millisecond of a figure
+ * can be found in `ferry migrate --json`. The destination keeps its own clock
+ * and reports it in READY and RUNNING.
+ */
+
+/**
+ * Phases of the source, in the order they happen (docs/cluster.md,
+ * "Where the time goes"). Their sum is `total_ms`; from `suspend` on, the
+ * downtime (stop-copy and pre-copy).
+ */
+export const SOURCE_PHASES = [
+  "connect",
+  "prepare",
+  "rounds",
+  "suspend",
+  "flush",
+  "capture",
+  "encode",
+  "transfer",
+  "restore",
+  "post_copy",
+] as const;
+
+/** A phase of the source. */
+export type SourcePhase = (typeof SOURCE_PHASES)[number];
+
+/**
+ * Phases of the destination. Until READY: checking the offer (`admit`),
+ * fetching a module it lacks (`fetch_module`), instantiating the standby
+ * (`standby`) and backing its memory (`reserve`). After: waiting for frames
+ * (`wait`), placing the rounds' pages (`pages`), checking and placing the
+ * image (`decode`), giving the standby its WASI state (`restore`),
+ * rewinding its stack until it runs (`resume`), and taking it into its
+ * process table, durably, before it answers RUNNING (`adopt`).
+ */
+export const DESTINATION_PHASES = ["admit", "fetch_module", "standby", "reserve", "wait", "pages", "decode", "restore", "resume", "adopt"] as const;
+
+/** A phase of the destination. */
+export type DestinationPhase = (typeof DESTINATION_PHASES)[number];
+
+/** Milliseconds spent in each phase that was entered (absent: never entered). */
+export type PhasesMs<P extends string> = Partial<Record<P, number>>;
+
+/** Times consecutive phases: entering one ends the one before. */
+export class PhaseClock<P extends string> {
+  readonly #now: () => number;
+  readonly #spent: PhasesMs<P> = {};
+  #current: P | null = null;
+  #since = 0;
+
+  constructor(now: () => number = () => performance.now()) {
+    this.#now = now;
+  }
+
+  /** The phase running now, if any. */
+  get current(): P | null {
+    return this.#current;
+  }
+
+  /** Ends the current phase (if any) and starts `phase`; a phase entered twice adds up. */
+  enter(phase: P): void {
+    const now = this.#now();
+    this.#close(now);
+    this.#current = phase;
+    this.#since = now;
+  }
+
+  /** Ends the current phase; the clock then counts nothing until the next `enter`. */
+  stop(): void {
+    this.#close(this.#now());
+    this.#current = null;
+  }
+
+  /** Adds `ms` to `phase` without changing the current one (time measured elsewhere). */
+  add(phase: P, ms: number): void {
+    this.#spent[phase] = (this.#spent[phase] ?? 0) + ms;
+  }
+
+  /** Moves `ms` out of the current phase into `phase` (time the current one spent on another's work). */
+  carve(phase: P, ms: number): void {
+    if (this.#current === null || ms <= 0) return;
+    this.add(phase, ms);
+    this.#since += ms;
+  }
+
+  /** What was spent so far (the current phase up to now included). */
+  snapshot(): PhasesMs<P> {
+    const out: PhasesMs<P> = { ...this.#spent };
+    if (this.#current !== null) out[this.#current] = (out[this.#current] ?? 0) + (this.#now() - this.#since);
+    return out;
+  }
+
+  #close(now: number): void {
+    if (this.#current === null) return;
+    this.add(this.#current, now - this.#since);
+  }
+}
+
+/**
+ * Wraps an iterable so the time spent producing each item (in the
+ * iterator's `next`) is told to `spent`: the image encoder is a generator,
+ * and its time interleaves with the sends that take its chunks.
+ */
+export function* timedIterable<T>(items: Iterable<T>, spent: (ms: number) => void): Generator<T, void, undefined> {
+  const it = items[Symbol.iterator]();
+  for (;;) {
+    const t = performance.now();
+    const r = it.next();
+    spent(performance.now() - t);
+    if (r.done === true) return;
+    yield r.value;
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The pre-copy round policy (`decideRound`): stop once what the process
+ * writes during a round fits the downtime target at the rate the destination
+ * confirmed; throttle step by step while rounds stop shrinking; never past
+ * the round limit or the throttle's ceiling.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { decideRound, type RoundSeen } from "./_precopy.js";
+
+const LIMITS = { max_downtime_ms: 10, rounds_max: 12, auto_converge: true };
+/** 100 MB/s confirmed, in bytes per ms. */
+const LINK = 100_000;
+
+function seen(over: Partial<RoundSeen>): RoundSeen {
+  return { round: 2, pages: 1000, previous_pages: 5000, elapsed_ms: 40, dirty_bytes_per_ms: 10_000, link_bytes_per_ms: LINK, throttle_pct: 0, ...over };
+}
+
+describe("pre-copy rounds", () => {
+  it("after the first round there is always a second: the dirty rate is not known yet", () => {
+    assert.deepEqual(decideRound(seen({ round: 1, previous_pages: Infinity, dirty_bytes_per_ms: Infinity, pages: 1 }), LIMITS), { kind: "go", throttle_pct: 0 });
+  });
+
+  it("stops once what is written during a round goes in the downtime target at the confirmed rate", () => {
+    // 10 MB/s of writes for 40 ms is 400 KB: 4 ms at 100 MB/s.
+    assert.deepEqual(decideRound(seen({}), LIMITS), { kind: "stop" });
+    // 50 MB/s for 40 ms is 2 MB: 20 ms, over a 10 ms target; still shrinking, so another round, unthrottled.
+    assert.deepEqual(decideRound(seen({ dirty_bytes_per_ms: 50_000 }), LIMITS), { kind: "go", throttle_pct: 0 });
+    // The rate that counts is the one the destination confirmed: at 1 GB/s confirmed the same fits.
+    assert.deepEqual(decideRound(seen({ dirty_bytes_per_ms: 50_000, link_bytes_per_ms: 1_000_000 }), LIMITS), { kind: "stop" });
+  });
+
+  it("a memory that nothing writes stops at once, whatever the rate", () => {
+    assert.deepEqual(decideRound(seen({ pages: 0, previous_pages: 0, dirty_bytes_per_ms: 0, link_bytes_per_ms: 0 }), LIMITS), { kind: "stop" });
+  });
+
+  it("rounds that stop shrinking raise the throttle 20, 30, ... up to 95, then stop", () => {
+    let throttle = 0;
+    const steps: number[] = [];
+    for (let round = 2; round < 40; round += 1) {
+      const next = decideRound(seen({ round, pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 90_000, throttle_pct: throttle }), { ...LIMITS, rounds_max: 40 });
+      if (next.kind === "stop") break;
+      throttle = next.throttle_pct;
+      steps.push(throttle);
+    }
+    assert.deepEqual(steps, [20, 30, 40, 50, 60, 70, 80, 90, 95]);
+  });
+
+  it("without auto-converge, rounds that stop shrinking stop the process", () => {
+    assert.deepEqual(decideRound(seen({ pages: 5000, previous_pages: 4000, dirty_bytes_per_ms: 90_000 }), { ...LIMITS, auto_converge: false }), { kind: "stop" });
+  });
+
+  it("the round limit stops it, throttled or not", () => {
+    assert.deepEqual(decideRound(seen({ round: 12, pages: 5000, previous_pages: 4000, dirty_bytes_per_ms: 90_000, throttle_pct: 40 }), LIMITS), { kind: "stop" });
+  });
+});

@@ -1,0 +1,136 @@
+/**
+ * The load module's round, every interval: measure this node, gossip its
+ * load with a window of the freshest entries it knows to a few random peers
+ * (push-pull: the answer carries the peer's window), then run the policies
+ * (`decide`) over the view and carry their moves out with the node's own
+ * migration code. Each move is an event with its reason, strategy and
+ * expected cost before it starts, and one more if it fails.
+ */
+import { FerryError } from "../errors.js";
+import { decide, policyParams, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type Strategy } from "../policy/mod.js";
+import { parse } from "../validate.js";
+import { errorField } from "../log/mod.js";
+import type { FerryNode } from "./node.js";
+import { requestJsonFrom } from "./_http.js";
+import { LoadWindowSchema } from "./_load_schemas.js";
+
+/** Peers a node sends its window to each interval, after MOSIX. */
+export const GOSSIP_FANOUT = 2;
+
+/**
+ * Longest a gossip exchange may take: a peer slower than a few intervals
+ * tells nothing fresh, and the next round must not queue behind it.
+ */
+const GOSSIP_TIMEOUT_MS = 2_000;
+
+/** One round: gossip, then decide and move. */
+export async function loadRound(node: FerryNode): Promise<void> {
+  const load = node.load;
+  load.view.expire(load.params.view_age_max_ms * 4, performance.now());
+  await gossip(node);
+  load.noteIdle();
+  balanceRound(node);
+}
+
+/** Sends this node's window to up to {@link GOSSIP_FANOUT} random peers and merges their answers. */
+async function gossip(node: FerryNode): Promise<void> {
+  const load = node.load;
+  const peers = [...node.peers];
+  const targets: string[] = [];
+  while (targets.length < GOSSIP_FANOUT && peers.length > 0) targets.push(peers.splice(load.random.int(peers.length), 1)[0] as string);
+  if (targets.length === 0) return;
+  const window = load.view.window(load.ownEntry(), { size: WINDOW_ENTRIES_DEFAULT, now_ms: performance.now() });
+  await Promise.all(
+    targets.map(async (address) => {
+      try {
+        const { value, peer } = await requestJsonFrom(node.dialer, address, "POST", "/v1/internal/load", { body: { window }, timeout_ms: GOSSIP_TIMEOUT_MS });
+        const answer = parse(LoadWindowSchema, value, `node ${address}'s load window`, { code: "ERR_PEER_UNREACHABLE" });
+        acceptWindow(node, answer.window, peer?.name ?? null);
+      } catch (err: unknown) {
+        // A peer that is down or slow is simply not heard from; its entry ages out of the view.
+        node.log.debug({ address, err: errorField(err) }, "a load exchange failed");
+      }
+    }),
+  );
+}
+
+/**
+ * Merges a window a peer sent (or answered with). Its first entry is the
+ * sender's own load: with TLS it must be about the authenticated node, so no
+ * node can speak as another first-hand (ERR_FORBIDDEN).
+ */
+export function acceptWindow(node: FerryNode, window: readonly LoadEntry[], sender: string | null): void {
+  const first = window[0];
+  if (sender !== null && first !== undefined && first.load.node !== sender) {
+    throw new FerryError("ERR_FORBIDDEN", `node ${sender} sent a load window whose own entry is about node ${first.load.node}`);
+  }
+  node.load.view.merge(window, performance.now());
+}
+
+/** The window this node answers a peer's with. */
+export function answerWindow(node: FerryNode): { window: LoadEntry[] } {
+  return { window: node.load.view.window(node.load.ownEntry(), { size: WINDOW_ENTRIES_DEFAULT, now_ms: performance.now() }) };
+}
+
+/**
+ * Decides and starts this node's moves. With the balancer off, a drained
+ * node still sends its processes away (drain alone: nothing else moves).
+ */
+export function balanceRound(node: FerryNode): void {
+  const load = node.load;
+  if (!load.balance && !load.draining) return;
+  const params = load.balance ? load.params : policyParams({ mode: "balance", colocate: false }, load.params);
+  const now_ms = performance.now();
+  const local = load.measure();
+  const view = load.decisionView(now_ms);
+  if (!wantsToAct({ local, view, now_ms }, params)) return;
+  const processes = load.processes();
+  const moves = decide({ now_ms, local, processes, view, peer_view: view, random: load.random }, params);
+  for (const m of moves) {
+    if (!load.balance && m.reason !== "drain") continue;
+    const info = processes.find((p): boolean => p.pid === m.pid);
+    void carryOut(node, m, info?.cpu_share ?? 1, info?.memory_bytes ?? 0);
+  }
+}
+
+/** Moves one process as decided; a failure leaves it running here and says why in an event. */
+async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: number): Promise<void> {
+  const load = node.load;
+  load.moveStarted(m.pid, m.to, share, memory_bytes);
+  const detail = m.detail;
+  node.events.publish({
+    type: "load.move",
+    pid: m.pid,
+    from: m.from,
+    to: m.to,
+    reason: m.reason,
+    strategy: m.strategy,
+    detail,
+    expected_total_ms: Math.round(m.estimate.total_ms),
+    expected_downtime_ms: Math.round(m.estimate.downtime_ms),
+  });
+  node.log.info({ pid: m.pid, to: m.to, reason: m.reason, strategy: m.strategy }, `moving ${m.pid} to ${m.to} (${m.reason}: ${detail})`);
+  let ok = false;
+  let strategy: Strategy = m.strategy;
+  try {
+    let result;
+    try {
+      result = await node.migrateOut(m.pid, { to: m.to, strategy });
+    } catch (err: unknown) {
+      // The policy cannot know every node's kernel: without userfaultfd there, pre-copy does the same job.
+      if (!(err instanceof FerryError && err.code === "ERR_UFFD_UNAVAILABLE" && (strategy === "post-copy" || strategy === "hybrid"))) throw err;
+      strategy = "pre-copy";
+      result = await node.migrateOut(m.pid, { to: m.to, strategy });
+    }
+    const { bytes, total_ms } = result.metrics;
+    // Only a move with real bulk says anything about the rate; a small one is all fixed cost.
+    if (bytes >= 4 * 1024 * 1024 && total_ms > 0) load.transfer_bytes_per_s += 0.5 * ((bytes * 1000) / total_ms - load.transfer_bytes_per_s);
+    ok = true;
+  } catch (err: unknown) {
+    const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+    node.events.publish({ type: "load.move_failed", pid: m.pid, to: m.to, reason: m.reason, strategy, code, message: err instanceof Error ? err.message : String(err) });
+    node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `the automatic move of ${m.pid} to ${m.to} did not happen; it stays here`);
+  } finally {
+    load.moveEnded(m.pid, ok);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * A node's cores shared among its guests (`--cpus N`): at most N guests
+ * compute at once; the others are held at a safe point (`GuestProcess.hold`,
+ * no unwinding) and take turns, fairly, every slice. Fair is by virtual
+ * time, as Linux's CFS: the guests that computed least here run next, and a
+ * guest that arrives (started or migrated in) starts at the least virtual
+ * time of those already here, so it neither starves them nor waits behind
+ * them.
+ *
+ * The same pass measures each guest's real use from its worker's counters:
+ * CPU time, and the share of a core it wants (time computing or held, over
+ * wall time): what the load module reports, not what was requested.
+ */
+import type { GuestProcess } from "../runtime/mod.js";
+
+/** How often the turns change: long enough that holding costs nothing measurable, short enough that 8 guests on a core each run every second. */
+export const SLICE_MS = 100;
+
+/** Weight of the newest sample in a guest's CPU share: a change in behaviour shows within a few slices, one odd slice does not swing it. */
+const SHARE_SMOOTHING = 0.3;
+
+/** What the scheduler keeps of one guest. */
+export interface GuestSlot {
+  /** Milliseconds it computed on this node. */
+  cpu_ms: number;
+  /** Share of one core it wants lately (0..1): 1 when CPU-bound. */
+  cpu_share: number;
+  /** Virtual time: what it computed here, from a start level that is fair to those already here. */
+  vruntime_ms: number;
+  /** When it was first seen here (the caller's clock). */
+  first_seen_ms: number;
+  /** The worker's counters at the last pass. */
+  last_busy_ms: number;
+  last_paused_ms: number;
+}
+
+/** The pass's figures for the node's load vector. */
+export interface SchedulerSample {
+  /** Cores the guests want (sum of their shares). */
+  runnable: number;
+  /** Cores the guests used over the last pass. */
+  cpu_used: number;
+}
+
+/** A node's CPU scheduler. The caller runs {@link pass} every {@link SLICE_MS}. */
+export class CpuScheduler {
+  #cpus: number;
+  readonly #slots = new Map<GuestProcess, GuestSlot>();
+  #last_ms = -1;
+  #sample: SchedulerSample = { runnable: 0, cpu_used: 0 };
+
+  constructor(cpus: number) {
+    this.#cpus = checkCpus(cpus);
+  }
+
+  /** Guests that compute at once. */
+  get cpus(): number {
+    return this.#cpus;
+  }
+
+  /** The last pass's figures. */
+  get sample(): SchedulerSample {
+    return this.#sample;
+  }
+
+  /** What is known of `proc`, if it was seen here. */
+  slot(proc: GuestProcess): GuestSlot | undefined {
+    return this.#slots.get(proc);
+  }
+
+  /**
+   * Measures every guest in `procs` (those running here now) and decides
+   * who computes until the next pass. Guests that left are forgotten.
+   */
+  pass(procs: readonly GuestProcess[], now_ms: number): void {
+    const dt_ms = this.#last_ms < 0 ? 0 : now_ms - this.#last_ms;
+    this.#last_ms = now_ms;
+    const here = new Set(procs);
+    for (const p of this.#slots.keys()) if (!here.has(p)) this.#slots.delete(p);
+    let floor = Infinity;
+    for (const s of this.#slots.values()) floor = Math.min(floor, s.vruntime_ms);
+    if (floor === Infinity) floor = 0;
+    let runnable = 0;
+    let used_ms = 0;
+    const wanting: { proc: GuestProcess; slot: GuestSlot }[] = [];
+    for (const proc of procs) {
+      const u = proc.usage();
+      let slot = this.#slots.get(proc);
+      if (slot === undefined) {
+        // Counted as CPU-bound until measured: placement and balance then do not pile newcomers onto one node.
+        slot = { cpu_ms: 0, cpu_share: 1, vruntime_ms: floor, first_seen_ms: now_ms, last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms };
+        this.#slots.set(proc, slot);
+      }
+      const busy = u.busy_ms - slot.last_busy_ms;
+      const held = u.paused_ms - slot.last_paused_ms;
+      slot.last_busy_ms = u.busy_ms;
+      slot.last_paused_ms = u.paused_ms;
+      slot.cpu_ms += busy;
+      slot.vruntime_ms += busy;
+      used_ms += busy;
+      if (dt_ms > 0) slot.cpu_share += SHARE_SMOOTHING * (Math.min(1, (busy + held) / dt_ms) - slot.cpu_share);
+      runnable += slot.cpu_share;
+      // Held guests want to run; a guest waiting in a blocking call does not.
+      if (proc.held || !u.blocked) wanting.push({ proc, slot });
+    }
+    this.#sample = { runnable, cpu_used: dt_ms > 0 ? used_ms / dt_ms : 0 };
+    if (wanting.length <= this.#cpus) {
+      for (const w of wanting) w.proc.hold(false);
+      return;
+    }
+    wanting.sort((a, b) => a.slot.vruntime_ms - b.slot.vruntime_ms);
+    for (const [i, w] of wanting.entries()) w.proc.hold(i >= this.#cpus);
+  }
+
+  /** Changes the capacity (the next pass applies it). */
+  setCpus(cpus: number): void {
+    this.#cpus = checkCpus(cpus);
+  }
+
+  /** Lets every guest compute (the node stops scheduling). */
+  releaseAll(): void {
+    for (const p of this.#slots.keys()) p.hold(false);
+  }
+}
+
+function checkCpus(cpus: number): number {
+  if (!(Number.isInteger(cpus) && cpus >= 1)) throw new RangeError(`cpus must be a whole number >= 1, not ${cpus}`);
+  return cpus;
+}

@@ -1,0 +1,81 @@
+/** The CPU scheduler of `--cpus`: at most N guests compute, fairly; figures for the load vector. */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import type { GuestProcess, GuestUsage } from "../runtime/mod.js";
+import { CpuScheduler } from "./_scheduler.js";
+
+/** A guest as the scheduler sees it: counters that advance as a CPU-bound (or waiting) guest's would. */
+class FakeGuest {
+  usage_now: GuestUsage = { busy_ms: 0, paused_ms: 0, blocked: false };
+  held = false;
+  constructor(readonly waits = false) {}
+  usage(): GuestUsage {
+    return { ...this.usage_now };
+  }
+  hold(paused: boolean): void {
+    this.held = paused;
+  }
+  /** `ms` pass: it computes unless held or waiting. */
+  advance(ms: number): void {
+    if (this.waits) this.usage_now = { ...this.usage_now, blocked: true };
+    else if (this.held) this.usage_now = { ...this.usage_now, paused_ms: this.usage_now.paused_ms + ms, blocked: true };
+    else this.usage_now = { ...this.usage_now, busy_ms: this.usage_now.busy_ms + ms, blocked: false };
+  }
+}
+
+function asProcs(gs: FakeGuest[]): GuestProcess[] {
+  return gs as unknown as GuestProcess[];
+}
+
+describe("CpuScheduler", () => {
+  it("runs at most cpus guests at once, and shares time fairly among them", () => {
+    const s = new CpuScheduler(2);
+    const gs = [new FakeGuest(), new FakeGuest(), new FakeGuest(), new FakeGuest(), new FakeGuest()];
+    let now = 0;
+    for (let i = 0; i < 500; i += 1) {
+      s.pass(asProcs(gs), now);
+      assert.ok(gs.filter((g) => !g.held).length <= 2, "never more than 2 computing");
+      for (const g of gs) g.advance(100);
+      now += 100;
+    }
+    const busy = gs.map((g) => g.usage_now.busy_ms);
+    const total = busy.reduce((a, b) => a + b, 0);
+    assert.equal(total, 500 * 100 * 2, "both cores always busy");
+    for (const b of busy) assert.ok(Math.abs(b - total / 5) <= 200, `each got a fifth (±2 slices): ${busy.join(", ")}`);
+    assert.ok(Math.abs(s.sample.runnable - 5) < 0.1, `five guests want a core each (${s.sample.runnable})`);
+    assert.ok(Math.abs(s.sample.cpu_used - 2) < 0.01, "two cores used");
+  });
+
+  it("holds no guest that waits, and counts it as wanting no CPU", () => {
+    const s = new CpuScheduler(1);
+    const gs = [new FakeGuest(true), new FakeGuest(true), new FakeGuest()];
+    let now = 0;
+    for (let i = 0; i < 50; i += 1) {
+      s.pass(asProcs(gs), now);
+      for (const g of gs) g.advance(100);
+      now += 100;
+    }
+    assert.ok(gs.every((g) => !g.held), "one computing guest on one core: nobody held");
+    assert.ok(Math.abs(s.sample.runnable - 1) < 0.05, `one core wanted (${s.sample.runnable})`);
+  });
+
+  it("starts a newcomer at the least virtual time, so it neither starves nor waits behind the others", () => {
+    const s = new CpuScheduler(1);
+    const old = [new FakeGuest(), new FakeGuest()];
+    let now = 0;
+    for (let i = 0; i < 100; i += 1) {
+      s.pass(asProcs(old), now);
+      for (const g of old) g.advance(100);
+      now += 100;
+    }
+    const late = new FakeGuest();
+    const all = [...old, late];
+    for (let i = 0; i < 30; i += 1) {
+      s.pass(asProcs(all), now);
+      for (const g of all) g.advance(100);
+      now += 100;
+    }
+    const got = late.usage_now.busy_ms;
+    assert.ok(got >= 800 && got <= 1200, `the newcomer had about a third of 30 slices (${got} ms)`);
+  });
+});

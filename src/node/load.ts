@@ -1,0 +1,469 @@
+/**
+ * The load module in the daemon (docs/load.md, "In the daemon"): it runs
+ * the pure policies of `src/policy` against this node's real measurements.
+ * It shares the node's cores among its guests (`--cpus`, `_scheduler.ts`),
+ * measures its load vector, keeps a {@link LoadView} of the cluster fed by
+ * gossip (`_gossip.ts`), places new processes, and runs a balancer round
+ * every interval (`_balancer.ts`). Drain, labels and the policy's
+ * parameters are its state; every automatic move is an event.
+ */
+import os from "node:os";
+import { Prng } from "../_prng.js";
+import { FerryError } from "../errors.js";
+import {
+  idleNodes,
+  LoadView,
+  place,
+  policyParams,
+  satisfies,
+  type Labels,
+  type LinkPeer,
+  type NewProcess,
+  type NodeLoad,
+  type Placement,
+  type PolicyMode,
+  type PolicyParams,
+  type ProcessInfo,
+  type ViewRecord,
+} from "../policy/mod.js";
+import { errorField } from "../log/mod.js";
+import type { FerryNode } from "./node.js";
+import { CpuScheduler, SLICE_MS } from "./_scheduler.js";
+import { applyPolicyChanges } from "./_policy_changes.js";
+import { ConstraintsSchema } from "./_load_schemas.js";
+import { parse } from "../validate.js";
+import { requestJson } from "./_http.js";
+import { nodeNamed } from "./_dialer.js";
+
+/** How often a node measures, gossips and decides, after MOSIX. */
+export const LOAD_INTERVAL_MS_DEFAULT = 500;
+
+/** How the load module of a node is set up (`ferry node start` flags). */
+export interface LoadOptions {
+  /** Guests computing at once (`--cpus`; default: this machine's cores). */
+  cpus?: number;
+  /** `--label k=v`. */
+  labels?: Labels;
+  /** Run the balancer and place new processes (`--balance on|off`). */
+  balance?: boolean;
+  /** `--policy balance|pack|none`. */
+  mode?: PolicyMode;
+  /** Measure, gossip and decide this often. */
+  interval_ms?: number;
+}
+
+/** What the runner knows of a process's constraints; unknown (null) while its home has not said, and then it is not moved. */
+interface Constraints {
+  requires: Labels;
+  pinned: boolean;
+}
+
+/** Traffic of one pair as last sampled. */
+interface PairSample {
+  bytes: number;
+  at_ms: number;
+  bytes_per_s: number;
+}
+
+/** One node's row of `GET /v1/nodes`'s load columns. */
+export interface LoadRow {
+  cpus: number;
+  runnable: number;
+  cpu_used: number;
+  processes: number;
+  memory_used_bytes: number;
+  labels: Labels;
+  draining: boolean;
+  /** How old this figure is (0: measured by the node answering). */
+  load_age_ms: number;
+}
+
+/** The load module of one node. */
+export class LoadModule {
+  readonly scheduler: CpuScheduler;
+  readonly view: LoadView;
+  readonly interval_ms: number;
+  /** The only randomness decisions use (gossip targets, samples, ties). */
+  readonly random: Prng;
+  readonly #node: FerryNode;
+  #labels: Labels;
+  #draining = false;
+  #balance: boolean;
+  #params: PolicyParams;
+  #version = 0;
+  #own: NodeLoad | null = null;
+  readonly #constraints = new Map<string, Constraints | null>();
+  readonly #pairs = new Map<string, PairSample>();
+  /** Pids this node's balancer is moving now. */
+  readonly in_flight = new Set<string>();
+  /**
+   * This node's moves whose target may not count them yet: from the
+   * decision until an entry the target measured after the move ended
+   * arrives. Decisions see the targets with these added
+   * ({@link decisionView}), so a round does not send more to a node whose
+   * gossiped load predates the moves already on their way (the target
+   * counts an incoming move only once its offer arrived).
+   */
+  readonly #pending = new Map<string, { to: string; runnable: number; memory_bytes: number; ended_ms: number | null }>();
+  /** Measured page transfer rate of this node's migrations (bytes/s), smoothed; the model's default until one is measured. */
+  transfer_bytes_per_s: number;
+  /** Idle nodes in pack mode, as last reported. */
+  idle: string[] = [];
+  #timers: NodeJS.Timeout[] = [];
+
+  constructor(node: FerryNode, options: LoadOptions = {}) {
+    this.#node = node;
+    this.scheduler = new CpuScheduler(options.cpus ?? os.availableParallelism());
+    this.#labels = options.labels ?? {};
+    this.#balance = options.balance ?? false;
+    this.#params = policyParams({ mode: options.mode ?? "balance" });
+    this.interval_ms = options.interval_ms ?? LOAD_INTERVAL_MS_DEFAULT;
+    this.view = new LoadView(node.name);
+    let seed = Date.now();
+    for (const c of node.name) seed = (seed * 31 + c.charCodeAt(0)) >>> 0;
+    this.random = new Prng(seed);
+    this.transfer_bytes_per_s = this.#params.model.transfer_bytes_per_s;
+  }
+
+  /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
+  start(round: () => Promise<void>): void {
+    this.#timers.push(setInterval(() => this.slice(), SLICE_MS));
+    let busy = false;
+    this.#timers.push(
+      setInterval(() => {
+        if (busy) return; // a slow round (a peer timing out) is not run twice at once
+        busy = true;
+        round()
+          .catch((err: unknown) => this.#node.log.warn({ err: errorField(err) }, "a load round failed"))
+          .finally(() => {
+            busy = false;
+          });
+      }, this.interval_ms),
+    );
+    for (const t of this.#timers) t.unref();
+  }
+
+  /** Stops both loops and lets every guest compute. */
+  stop(): void {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    this.scheduler.releaseAll();
+  }
+
+  /** One scheduling slice: measure the guests and give the cores out. */
+  slice(): void {
+    this.scheduler.pass(this.#node.table.runningAll().map((r) => r.proc), performance.now());
+  }
+
+  get labels(): Labels {
+    return this.#labels;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  get balance(): boolean {
+    return this.#balance;
+  }
+
+  get params(): PolicyParams {
+    return this.#params;
+  }
+
+  /** Whether `ferry run` without `--node` is placed by the policy (else it starts where asked, as before). */
+  get placing(): boolean {
+    return this.#balance && this.#params.mode !== "none";
+  }
+
+  /** Drains (true) or undrains this node; an event says so. */
+  setDraining(on: boolean): void {
+    if (this.#draining === on) return;
+    this.#draining = on;
+    this.#node.log.info({ draining: on }, on ? "drained: everything movable leaves, nothing new lands" : "undrained");
+    this.#node.events.publish({ type: "node.drain", draining: on });
+  }
+
+  /** Applies `KEY=VALUE` changes (`_policy_changes.ts`): all checked before any applies. */
+  setPolicy(set: Record<string, string | number | boolean>): void {
+    const next = applyPolicyChanges({ params: this.#params, balance: this.#balance, cpus: this.scheduler.cpus }, set);
+    this.#params = next.params;
+    this.#balance = next.balance;
+    this.scheduler.setCpus(next.cpus);
+    this.#node.events.publish({ type: "policy.changed", set });
+  }
+
+  /** What `GET /v1/policy` answers for this node. */
+  describe(): Record<string, unknown> {
+    return {
+      node: this.#node.name,
+      balance: this.#balance,
+      cpus: this.scheduler.cpus,
+      labels: this.#labels,
+      draining: this.#draining,
+      interval_ms: this.interval_ms,
+      params: this.#params,
+      idle_nodes: this.idle,
+      moving: [...this.in_flight],
+    };
+  }
+
+  /**
+   * This node's load vector now. Processes this node's balancer is moving
+   * out are not counted (the destination counts them from its offer on);
+   * incoming migrations' standbys are, as CPU-bound.
+   */
+  measure(): NodeLoad {
+    const running = this.#node.table.runningAll();
+    let processes = this.#node.standbys.count;
+    let runnable = this.#node.standbys.count;
+    let movable = 0;
+    let memory = this.#node.standbys.bytes;
+    const now = performance.now();
+    for (const r of running) {
+      if (this.in_flight.has(r.pid)) continue;
+      processes += 1;
+      memory += r.proc.memory.buffer.byteLength;
+      runnable += this.scheduler.slot(r.proc)?.cpu_share ?? 1;
+      const c = this.constraintsOf(r.pid, r.home);
+      if (c !== null && !c.pinned && !r.migrating && r.moves < this.#params.moves_per_process_max && now - this.#arrived(r) >= this.#params.process_cooldown_ms) movable += 1;
+    }
+    let remote = 0;
+    for (const p of this.#peersAll().values()) for (const peer of p) if (peer.node !== this.#node.name) remote += peer.bytes_per_s;
+    const load: NodeLoad = {
+      node: this.#node.name,
+      cpus: this.scheduler.cpus,
+      speed: 1,
+      processes,
+      movable,
+      runnable,
+      cpu_used: this.scheduler.sample.cpu_used,
+      memory_used_bytes: memory,
+      memory_free_bytes: os.freemem(),
+      remote_bytes_per_s: remote,
+      transfer_bytes_per_s: this.transfer_bytes_per_s,
+      labels: this.#labels,
+      draining: this.#draining,
+    };
+    this.#own = load;
+    return load;
+  }
+
+  /** This node's own entry for gossip: a new version each time it is measured. */
+  ownEntry(): { load: NodeLoad; version: number; age_ms: number } {
+    this.#version += 1;
+    return { load: this.measure(), version: this.#version, age_ms: 0 };
+  }
+
+  /** The last measured load (measured now if never). */
+  get own(): NodeLoad {
+    return this.#own ?? this.measure();
+  }
+
+  /** When a process began running here (its arrival, for a process that moved); -Infinity if it never moved. */
+  #arrived(r: { proc: Parameters<CpuScheduler["slot"]>[0]; moves: number }): number {
+    if (r.moves === 0) return -Infinity;
+    return this.scheduler.slot(r.proc)?.first_seen_ms ?? performance.now();
+  }
+
+  /** The processes here as the policies see them; those in flight or of unknown constraints are left out. */
+  processes(): ProcessInfo[] {
+    const peers = this.#peersAll();
+    const out: ProcessInfo[] = [];
+    for (const r of this.#node.table.runningAll()) {
+      if (this.in_flight.has(r.pid) || r.migrating) continue;
+      const c = this.constraintsOf(r.pid, r.home);
+      if (c === null) continue;
+      const slot = this.scheduler.slot(r.proc);
+      out.push({
+        pid: r.pid,
+        memory_bytes: r.proc.memory.buffer.byteLength,
+        // Not measured: tracking writes costs the guest; strategy then follows size alone.
+        dirty_bytes_per_s: 0,
+        cpu_share: slot?.cpu_share ?? 1,
+        cpu_s: (slot?.cpu_ms ?? 0) / 1000,
+        requires: c.requires,
+        pinned: c.pinned,
+        moves: r.moves,
+        last_move_ms: this.#arrived(r),
+        peers: peers.get(r.pid) ?? [],
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Each local process's link peers with the pair's traffic per second over
+   * the last interval (both directions when the peer runs here too).
+   */
+  #peersAll(): Map<string, LinkPeer[]> {
+    const now = performance.now();
+    const sent = new Map<string, Map<string, number>>();
+    for (const r of this.#node.table.runningAll()) {
+      const rates = new Map<string, number>();
+      for (const [to, s] of r.links.stats()) {
+        const key = `${r.pid}>${to}`;
+        const last = this.#pairs.get(key);
+        let rate = last?.bytes_per_s ?? 0;
+        if (last === undefined) this.#pairs.set(key, { bytes: s.bytes, at_ms: now, bytes_per_s: 0 });
+        else if (now - last.at_ms >= this.interval_ms / 2) {
+          rate = ((s.bytes - last.bytes) * 1000) / (now - last.at_ms);
+          this.#pairs.set(key, { bytes: s.bytes, at_ms: now, bytes_per_s: rate });
+        }
+        rates.set(to, rate);
+      }
+      sent.set(r.pid, rates);
+    }
+    const out = new Map<string, LinkPeer[]>();
+    for (const [pid, rates] of sent) {
+      const list: LinkPeer[] = [];
+      for (const [to, rate] of rates) {
+        const node = this.#node.links.whereIs(to);
+        if (node === undefined) continue;
+        const back = sent.get(to)?.get(pid) ?? 0;
+        list.push({ pid: to, node, bytes_per_s: rate + back });
+      }
+      out.set(pid, list);
+    }
+    if (this.#pairs.size > 4 * (sent.size + 1) * 16) this.#sweepPairs(sent);
+    return out;
+  }
+
+  /** Forgets pairs of processes no longer here. */
+  #sweepPairs(sent: Map<string, unknown>): void {
+    for (const key of this.#pairs.keys()) if (!sent.has(key.slice(0, key.indexOf(">")))) this.#pairs.delete(key);
+  }
+
+  /**
+   * The requirements and pin of `pid`: from its home record here, else asked
+   * of its home once (null until it answers: a process whose constraints are
+   * not known is never moved automatically).
+   */
+  constraintsOf(pid: string, home: string): Constraints | null {
+    const record = this.#node.table.home(pid);
+    if (record !== undefined) return { requires: record.requires ?? {}, pinned: record.pinned ?? false };
+    if (this.#constraints.has(pid)) return this.#constraints.get(pid) ?? null;
+    this.#constraints.set(pid, null);
+    void this.#askHome(pid, home);
+    return null;
+  }
+
+  async #askHome(pid: string, home: string): Promise<void> {
+    try {
+      const value = await requestJson(this.#node.dialer, await this.#node.addressOf(home), "GET", `/v1/processes/${pid}`, { expect: nodeNamed(home) });
+      const c = parse(ConstraintsSchema, value, `node ${home}'s record of ${pid}`, { code: "ERR_PEER_UNREACHABLE" });
+      this.#constraints.set(pid, { requires: c.requires, pinned: c.pinned });
+    } catch (err: unknown) {
+      // Asked again next round: until then the process stays here.
+      this.#constraints.delete(pid);
+      this.#node.log.debug({ pid, home, err: errorField(err) }, `could not learn the constraints of ${pid} from its home`);
+    }
+    // Forget processes no longer here, so the map stays as large as the table.
+    for (const p of this.#constraints.keys()) if (this.#node.table.running(p) === undefined && p !== pid) this.#constraints.delete(p);
+  }
+
+  /** Notes a move this node starts (`pid` to `to`, its CPU share and memory). */
+  moveStarted(pid: string, to: string, runnable: number, memory_bytes: number): void {
+    this.in_flight.add(pid);
+    this.#pending.set(pid, { to, runnable, memory_bytes, ended_ms: null });
+  }
+
+  /** Notes the end of a move (done or failed: a failed one is dropped from the targets' counts at once). */
+  moveEnded(pid: string, ok: boolean): void {
+    this.in_flight.delete(pid);
+    const p = this.#pending.get(pid);
+    if (p === undefined) return;
+    if (ok) p.ended_ms = performance.now();
+    else this.#pending.delete(pid);
+  }
+
+  /**
+   * The view's records as decisions should see them: each target with this
+   * node's moves to it added until it has reported a load measured after
+   * they ended (conservative while a move is under way: it may be counted
+   * twice, never not at all).
+   */
+  decisionView(now_ms: number): ViewRecord[] {
+    const records = this.view.records();
+    if (this.#pending.size === 0) return [...records];
+    const add = new Map<string, { processes: number; runnable: number; memory_bytes: number }>();
+    for (const [pid, p] of this.#pending) {
+      const r = this.view.get(p.to);
+      // Measured after the move ended: the target's own figures count it.
+      if (p.ended_ms !== null && (r === undefined || r.received_ms - r.age_ms > p.ended_ms || now_ms - p.ended_ms > this.#params.view_age_max_ms)) {
+        this.#pending.delete(pid);
+        continue;
+      }
+      const a = add.get(p.to) ?? { processes: 0, runnable: 0, memory_bytes: 0 };
+      a.processes += 1;
+      a.runnable += p.runnable;
+      a.memory_bytes += p.memory_bytes;
+      add.set(p.to, a);
+    }
+    return records.map((r) => {
+      const a = add.get(r.load.node);
+      if (a === undefined) return r;
+      const l = r.load;
+      const load: NodeLoad = { ...l, processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
+      return { ...r, load };
+    });
+  }
+
+  /** Where a new process should start (`ferry run` without `--node`). */
+  place(process: NewProcess): Placement {
+    const now_ms = performance.now();
+    const placement = place({ process, now_ms, local: this.own, view: this.decisionView(now_ms), random: this.random }, this.#params);
+    // Until fresher news, the chosen node counts it: a burst of runs spreads.
+    if (placement.kind === "node" && placement.node !== this.#node.name) this.view.account(placement.node, { processes: 1, runnable: 1, memory_bytes: process.memory_bytes });
+    return placement;
+  }
+
+  /** Throws unless a process with `requires` may start here: ERR_NODE_DRAINING, ERR_REQUIREMENT. */
+  checkStart(requires: Labels): void {
+    if (this.#draining) throw new FerryError("ERR_NODE_DRAINING", `node ${this.#node.name} is drained: nothing new starts there (ferry undrain ${this.#node.name})`);
+    if (!satisfies(this.#labels, requires)) {
+      throw new FerryError("ERR_REQUIREMENT", `node ${this.#node.name} (labels ${formatLabels(this.#labels)}) does not meet the requirements ${formatLabels(requires)}`);
+    }
+  }
+
+  /** Pack mode: the nodes known idle; an event when the set changes. */
+  noteIdle(): void {
+    if (this.#params.mode !== "pack") {
+      this.idle = [];
+      return;
+    }
+    const idle = idleNodes({ local: this.own, view: this.view.records(), now_ms: performance.now() }, this.#params.view_age_max_ms);
+    if (idle.join(",") === this.idle.join(",")) return;
+    this.idle = idle;
+    this.#node.events.publish({ type: "load.idle", nodes: idle });
+  }
+
+  /** This node's load row and every fresh entry of its view, by node name. */
+  rows(): Map<string, LoadRow> {
+    const now = performance.now();
+    const out = new Map<string, LoadRow>();
+    const row = (l: NodeLoad, age: number): LoadRow => ({
+      cpus: l.cpus,
+      runnable: round2(l.runnable),
+      cpu_used: round2(l.cpu_used),
+      processes: l.processes,
+      memory_used_bytes: l.memory_used_bytes,
+      labels: l.labels,
+      draining: l.draining,
+      load_age_ms: Math.round(age),
+    });
+    out.set(this.#node.name, row(this.measure(), 0));
+    for (const r of this.view.records()) out.set(r.load.node, row(r.load, r.age_ms + Math.max(0, now - r.received_ms)));
+    return out;
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** `k=v,k=v`, or `none`. */
+export function formatLabels(labels: Labels): string {
+  const items = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+  return items.length === 0 ? "none" : items.join(",");
+}

@@ -1,0 +1,250 @@
+/**
+ * The simulation's state: the cluster, the processes and the figures, all in
+ * typed arrays indexed by node or process, and the bookkeeping every event
+ * shares (a node's load vector, its CPU clock, link traffic). The events
+ * themselves live in simulate.ts, the decision rounds in _rounds.ts, the
+ * figures in _figures.ts.
+ */
+import { Prng } from "../_prng.js";
+import { LoadView, type MoveReason, type NodeLoad, type Strategy } from "../policy/mod.js";
+import type { SimConfig } from "./config.js";
+import { Cpus } from "./_cluster.js";
+import { EventKind, EventQueue } from "./_events.js";
+import type { ImbalanceSample } from "./report.js";
+import { drawWorkload, type Workload } from "./_workload.js";
+
+/** Where a process is in its life. */
+export const State = { pending: 0, running: 1, moving: 2, paused: 3, done: 4 } as const;
+
+/** The labels of a gpu node, and the requirement of a process that needs one: one object each, shared. */
+export const GPU = Object.freeze({ gpu: "yes" });
+/** No labels, no requirements. */
+export const NONE = Object.freeze({});
+
+/**
+ * `s` as the engine's unique copy (a property key is interned): the policies
+ * compare node names all the time, and two distinct interned strings differ
+ * by pointer alone, where other strings of one length are compared byte by
+ * byte, each a cache miss at 10,000 nodes.
+ */
+function interned(s: string): string {
+  return Object.keys({ [s]: 0 })[0] as string;
+}
+
+/** Everything a run holds; the event handlers and the rounds work on it. */
+export class SimState {
+  readonly c: SimConfig;
+  readonly w: Workload;
+  readonly cpu: Cpus;
+  readonly q = new EventQueue();
+  /** The run's randomness: `r` for the world (workload, gossip peers, failures), `pr` for the policies' own. */
+  readonly r: Prng;
+  readonly pr: Prng;
+  readonly names: string[];
+  readonly views: LoadView[];
+  readonly gpu: Uint8Array;
+  readonly up: Uint8Array;
+  readonly draining: Uint8Array;
+  readonly incoming: Int32Array;
+  readonly remote: Float64Array;
+  readonly version: Uint32Array;
+  readonly life: Uint32Array;
+  readonly load_cache: (NodeLoad | undefined)[];
+  readonly hot: Int32Array;
+  readonly gpu_nodes: number[] = [];
+  // Per process.
+  readonly state: Uint8Array;
+  readonly at: Int32Array;
+  readonly dest: Int32Array;
+  readonly dest_life: Uint32Array;
+  readonly src_life: Uint32Array;
+  readonly left_s: Float64Array;
+  readonly moves: Uint16Array;
+  readonly last_move_ms: Float64Array;
+  readonly end_s: Float64Array;
+  readonly mig_epoch: Uint32Array;
+  /** Per process: 1 while it counts in its node's unmovable (cooling down after a move, or at its move cap). */
+  readonly unmovable: Uint8Array;
+  /** Per node: processes that may not move automatically now, and processes leaving by migration. */
+  readonly unmovable_n: Int32Array;
+  readonly moving_out: Int32Array;
+  readonly ideal_s: number;
+  // Figures.
+  now = 0;
+  done = 0;
+  events = 0;
+  migrations = 0;
+  abandoned = 0;
+  bytes_moved = 0;
+  by_reason: Record<MoveReason, number> = { drain: 0, memory: 0, balance: 0, colocate: 0, pack: 0 };
+  by_strategy: Record<Strategy, number> = { "stop-copy": 0, "pre-copy": 0, "post-copy": 0, hybrid: 0 };
+  rounds = 0;
+  decision_rounds = 0;
+  age_sum = 0;
+  age_n = 0;
+  age_max = 0;
+  pair_total = 0;
+  pair_local = 0;
+  traffic_t = 0;
+  int_total = 0;
+  int_local = 0;
+  failures = 0;
+  restarts = 0;
+  violations = 0;
+  drain_empty_at: number | null = null;
+  samples: ImbalanceSample[] = [];
+  readonly sample_dt: number;
+
+  constructor(c: SimConfig) {
+    this.c = c;
+    const n = c.nodes;
+    const m = c.processes;
+    this.r = new Prng(c.seed);
+    this.pr = new Prng((c.seed ^ 0x9e3779b9) >>> 0);
+    const mean_speed = (c.speed_min + c.speed_max) / 2;
+    const arrival = c.arrival_s >= 0 ? c.arrival_s : (0.5 * m * c.work_mean_s) / (n * c.cpus * mean_speed);
+    this.w = drawWorkload(c, arrival, this.r);
+    this.cpu = new Cpus(n, m);
+    this.names = Array.from({ length: n }, (_, i) => interned(`n${i}`));
+    this.views = this.names.map((name) => new LoadView(name, c.view_entries));
+    this.gpu = new Uint8Array(n);
+    this.up = new Uint8Array(n).fill(1);
+    this.draining = new Uint8Array(n);
+    this.incoming = new Int32Array(n);
+    this.remote = new Float64Array(n);
+    this.version = new Uint32Array(n);
+    this.life = new Uint32Array(n);
+    this.load_cache = new Array<NodeLoad | undefined>(n).fill(undefined);
+    let capacity = 0;
+    for (let i = 0; i < n; i += 1) {
+      this.cpu.cpus[i] = c.cpus;
+      this.cpu.speed[i] = c.speed_min + (c.speed_max - c.speed_min) * this.r.float();
+      this.cpu.memory_cap[i] = c.node_memory_bytes;
+      capacity += c.cpus * (this.cpu.speed[i] as number);
+      if (this.r.chance(c.label_share)) {
+        this.gpu[i] = 1;
+        this.gpu_nodes.push(i);
+      }
+    }
+    if (this.gpu_nodes.length === 0 && c.require_share > 0) {
+      this.gpu[0] = 1;
+      this.gpu_nodes.push(0);
+    }
+    const hot = Math.max(1, Math.round(n * c.hot_share));
+    this.hot = new Int32Array(hot);
+    for (let i = 0; i < hot; i += 1) this.hot[i] = Math.floor((i * n) / hot);
+    this.state = new Uint8Array(m);
+    this.at = new Int32Array(m).fill(-1);
+    this.dest = new Int32Array(m).fill(-1);
+    this.dest_life = new Uint32Array(m);
+    this.src_life = new Uint32Array(m);
+    this.left_s = new Float64Array(m);
+    this.moves = new Uint16Array(m);
+    this.last_move_ms = new Float64Array(m).fill(-Infinity);
+    this.end_s = new Float64Array(m);
+    this.mig_epoch = new Uint32Array(m);
+    this.unmovable = new Uint8Array(m);
+    this.unmovable_n = new Int32Array(n);
+    this.moving_out = new Int32Array(n);
+    let longest = 0;
+    for (let p = 0; p < m; p += 1) longest = Math.max(longest, (this.w.arrival_s[p] as number) + (this.w.work_s[p] as number) / c.speed_max);
+    this.ideal_s = Math.max(this.w.total_work_s / capacity, longest - (m > 0 ? (this.w.arrival_s[0] as number) : 0));
+    this.sample_dt = Math.max(c.interval_ms / 1000, this.ideal_s / c.samples);
+  }
+
+  /** A process's pid as the policies see it. Made when asked: keeping a million of them would only feed the collector. */
+  pid(p: number): string {
+    return `p${p}`;
+  }
+
+  /** Node `n`'s load vector now: one object until something changes it (views keep it as a snapshot). */
+  load(n: number): NodeLoad {
+    const cached = this.load_cache[n];
+    if (cached !== undefined) return cached;
+    const running = this.cpu.running(n);
+    const incoming = this.incoming[n] as number;
+    const used = this.cpu.memory_used[n] as number;
+    const load: NodeLoad = {
+      node: this.names[n] as string,
+      cpus: this.cpu.cpus[n] as number,
+      speed: this.cpu.speed[n] as number,
+      processes: running + incoming,
+      movable: Math.max(0, running - (this.moving_out[n] as number) - (this.unmovable_n[n] as number)),
+      runnable: running + incoming,
+      cpu_used: Math.min(running, this.cpu.cpus[n] as number),
+      memory_used_bytes: used,
+      memory_free_bytes: Math.max(0, (this.cpu.memory_cap[n] as number) - used),
+      remote_bytes_per_s: this.remote[n] as number,
+      transfer_bytes_per_s: this.c.policy.model.transfer_bytes_per_s,
+      labels: this.gpu[n] === 1 ? GPU : NONE,
+      draining: this.draining[n] === 1,
+    };
+    this.load_cache[n] = load;
+    return load;
+  }
+
+  /** Brings `n` to now before its rate changes. */
+  touch(n: number): void {
+    this.cpu.advance(n, this.now);
+  }
+
+  /** After `n` changed: its next completion and its cached load. */
+  settle(n: number): void {
+    this.load_cache[n] = undefined;
+    this.cpu.epoch[n] = ((this.cpu.epoch[n] as number) + 1) >>> 0;
+    const t = this.cpu.nextCompletion_s(n);
+    if (t !== Infinity) this.q.push(Math.max(t, this.now), EventKind.complete, n, this.cpu.epoch[n] as number);
+  }
+
+  /** Adds the pair traffic since the last change to the run's integrals. */
+  integrate(): void {
+    const dt = this.now - this.traffic_t;
+    if (dt > 0) {
+      this.int_total += this.pair_total * dt;
+      this.int_local += this.pair_local * dt;
+    }
+    this.traffic_t = this.now;
+  }
+
+  /** Adds (sign 1) or removes (-1) the traffic of `p` on `n` with its live peers. */
+  traffic(p: number, n: number, sign: number): void {
+    const size = this.w.group_size[p] as number;
+    if (size < 2) return;
+    this.integrate();
+    const rate = (this.w.talk_bytes_per_s[p] as number) * sign;
+    const first = this.w.group_first[p] as number;
+    for (let q = first; q < first + size; q += 1) {
+      const s = this.state[q] as number;
+      if (q === p || s === State.pending || s === State.done) continue;
+      const m = this.at[q] as number;
+      this.pair_total += rate;
+      if (m === n) this.pair_local += rate;
+      else {
+        this.remote[n] = (this.remote[n] as number) + rate;
+        this.remote[m] = (this.remote[m] as number) + rate;
+        this.load_cache[m] = undefined;
+      }
+    }
+    this.load_cache[n] = undefined;
+  }
+
+  /** `p` no longer counts as unmovable on its node (its cooldown ended, or it left). */
+  movableAgain(p: number): void {
+    this.unmovable[p] = 0;
+    const n = this.at[p] as number;
+    this.unmovable_n[n] = (this.unmovable_n[n] as number) - 1;
+    this.load_cache[n] = undefined;
+  }
+
+  /** A draw from the exponential distribution of mean `mean`. */
+  exp(mean: number): number {
+    return -Math.log(1 - this.r.float()) * mean;
+  }
+
+  /** Records when every drained node first ran empty. */
+  checkDrained(): void {
+    if (this.drain_empty_at !== null || this.c.drain_nodes.length === 0 || this.now < this.c.drain_at_s) return;
+    for (const d of this.c.drain_nodes) if (this.cpu.running(d) + (this.incoming[d] as number) > 0) return;
+    this.drain_empty_at = this.now;
+  }
+}

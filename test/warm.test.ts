@@ -1,0 +1,63 @@
+/**
+ * Warm process workers (issue 15, setup): a process started while a warm
+ * worker waits takes it, runs exactly as in a new worker, and another one
+ * starts warming; turning warming off ends the idle ones.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { wat } from "../src/instrument/_wat.js";
+import { GuestProcess, keepWarm, warmWorkers, type ProcessIo } from "../src/runtime/mod.js";
+import { until } from "./_helpers.js";
+
+/** Prints "warm" and exits 3. */
+const GUEST = wat(`(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 64) "warm\\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 64))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    (call $exit (i32.const 3))))`);
+
+function io(): { io: ProcessIo; out: () => string } {
+  const out: Uint8Array[] = [];
+  return { io: { stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: () => undefined }, cache_dir: null }, out: () => Buffer.concat(out).toString() };
+}
+
+describe("warm process workers", () => {
+  after(() => keepWarm(0));
+
+  it("a process takes the warm worker, runs as in a new one, and a new one warms up after it", async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1);
+    const taken = warmWorkers().taken;
+    const a = io();
+    const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
+    assert.equal(warmWorkers().taken, taken + 1, "the warm worker was not taken");
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
+    assert.equal(a.out(), "warm\n");
+    await until("another worker is warm", () => warmWorkers().idle === 1);
+    // A standby too: it gets its init the same way, and its memory is fresh.
+    const b = io();
+    const standby = await GuestProcess.standby(GUEST, b.io);
+    assert.equal(warmWorkers().taken, taken + 2);
+    assert.equal(new Uint8Array(standby.memory.buffer)[64], 0, "a standby's memory is not all zero");
+    await standby.terminate();
+  });
+
+  it("without warm workers a process still starts, in a new worker; keepWarm(0) ends the idle ones", async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1);
+    keepWarm(0);
+    assert.equal(warmWorkers().idle, 0);
+    const taken = warmWorkers().taken;
+    const a = io();
+    const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
+    assert.equal(a.out(), "warm\n");
+    assert.equal(warmWorkers().taken, taken, "a worker was taken with none warm");
+    assert.throws(() => keepWarm(-1), RangeError);
+  });
+});
