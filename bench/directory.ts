@@ -27,12 +27,14 @@ interface Round {
   lost_ms: number;
 }
 
-async function credential(ca: KeyPairPem, role: "node" | "client", name: string): Promise<ClusterTls> {
+/** A TLS credential of CA `ca` for `name` (the failover benchmark uses it too). */
+export async function credential(ca: KeyPairPem, role: "node" | "client", name: string): Promise<ClusterTls> {
   const issued = await issue(ca, { role, name, hosts: ["127.0.0.1"] });
   return new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
 }
 
-async function poll(what: string, check: () => Promise<boolean> | boolean, timeout_ms = 30_000): Promise<void> {
+/** Polls `check` every 5 ms until it holds (the failover benchmark uses it too). */
+export async function poll(what: string, check: () => Promise<boolean> | boolean, timeout_ms = 30_000): Promise<void> {
   const deadline = Date.now() + timeout_ms;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);

@@ -28,6 +28,7 @@ import { directoryBench } from "./directory.js";
 import { smallBench } from "./small.js";
 import { throughputBench } from "./throughput.js";
 import { checkpointBench } from "./checkpoints.js";
+import { failoverBench } from "./failover.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -244,6 +245,7 @@ if (only === undefined || only === "sim") await simBench(quick);
 if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
 if (only === undefined || only === "checkpoint") await checkpointBench(quick);
+if (only === undefined || only === "failover") await failoverBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
 process.exit(0);

@@ -102,6 +102,20 @@ export function directoryConformance(name: string, options: ConformanceOptions):
       assert.equal((await d.process(pid))?.runner, won[0]?.ok === true ? won[0].record.runner : "");
     });
 
+    it("moves a record's home with its next move (failover of a dead home), by compare-and-set like any change", async () => {
+      const d = await open();
+      const home = fresh("h");
+      const pid = `${home}-1`;
+      await d.createProcess({ pid, home });
+      const taken = await d.updateProcess(pid, 0, { home: "k", runner: "k", moves: 1 });
+      assert.ok(taken.ok && taken.record.home === "k" && taken.record.runner === "k" && taken.record.moves === 1);
+      // A second taker with the old counter loses.
+      const second = await d.updateProcess(pid, 0, { home: "j", runner: "j", moves: 1 });
+      assert.ok(!second.ok && second.reason === "stale" && second.current?.home === "k");
+      assert.deepEqual((await d.processes({ home: "k" })).map((p) => p.pid), [pid]);
+      assert.deepEqual(await d.processes({ home }), []);
+    });
+
     it("tells watchers of records and members as they change", async () => {
       const d = await open();
       const seen: DirectoryChange[] = [];

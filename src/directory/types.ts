@@ -66,6 +66,8 @@ export type NewProcess = v.InferOutput<typeof NewProcessSchema>;
 
 /** A change to a process record; fields not given stay as they are. */
 export const ProcessChangeSchema = v.object({
+  /** A new home: failover moved the home's roles (output log, exit status) to a live node. */
+  home: v.optional(NodeName),
   runner: v.optional(NodeName),
   state: v.optional(v.picklist(PROCESS_STATES)),
   /** The next move (expected + 1) or unchanged; never back, never a jump. */
@@ -171,6 +173,7 @@ export function applyChange(current: ProcessRecord | null, expect_moves: number,
   if (isEnded(current.state)) return { ok: false, reason: "ended", current };
   if (change.moves !== undefined && change.moves !== expect_moves && change.moves !== expect_moves + 1) return { ok: false, reason: "invalid", current };
   const record: ProcessRecord = { ...current, updated_unix_ms: now_unix_ms };
+  if (change.home !== undefined) record.home = change.home;
   if (change.runner !== undefined) record.runner = change.runner;
   if (change.state !== undefined) record.state = change.state;
   if (change.moves !== undefined) record.moves = change.moves;

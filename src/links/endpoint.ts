@@ -10,6 +10,14 @@
  * that sender, so a batch sent twice (a retry, a forward racing a move) is
  * taken once, and a gap is never filled out of order: the sender keeps each
  * message until the receiver's answer covers its number, and sends again.
+ *
+ * Across a failover (docs/links.md): a checkpointed receiver may be resumed
+ * from its last checkpoint, which has taken fewer messages than it had. So
+ * once it has a stored checkpoint, its answers also say how many of each
+ * sender's messages a stored checkpoint covers (`durable`), and the sender
+ * keeps every message it took past that number (`kept`). When a resumed
+ * receiver answers a lower `upto` than before, the sender sends the kept
+ * messages past it again: exactly once and in order across the restore.
  */
 import { errorField, logger } from "../log/mod.js";
 import type { GuestProcess, InboxMessage, LinkHooks } from "../runtime/mod.js";
@@ -43,6 +51,10 @@ export interface LinkState {
   outbox: { to: string; seq: number; data: string }[];
   /** Delivered, not yet read, oldest first. */
   inbox: { from: string; data: string }[];
+  /** Taken by their receivers but not yet covered by a stored checkpoint of theirs, oldest first (absent: none). */
+  kept?: { to: string; seq: number; data: string }[];
+  /** Per sender pid: the highest number a stored checkpoint of this process covers (absent: it has none). */
+  durable?: Record<string, number>;
   stats: Record<string, PairStats>;
   /** The node the guest asked to move to, while that is under way. */
   migrate_to: string | null;
@@ -56,8 +68,12 @@ export interface Batch {
 
 /** What became of a batch. */
 export type DeliverAnswer =
-  /** Taken up to `upto` (the rest: the receiver's inbox is full, send again later). */
-  | { kind: "accepted"; upto: number; at: string }
+  /**
+   * Taken up to `upto` (the rest: the receiver's inbox is full, send again
+   * later); a stored checkpoint of the receiver covers up to `durable`
+   * (absent: it keeps none, so `upto` is all there is).
+   */
+  | { kind: "accepted"; upto: number; at: string; durable?: number }
   /** The receiver is being moved, or this node does not know it: try again (ask its home). */
   | { kind: "moving" }
   | { kind: "unknown" }
@@ -90,7 +106,9 @@ export function parseLinkState(value: unknown): LinkState {
     !v.inbox.every((m) => typeof m?.from === "string" && typeof m.data === "string") ||
     typeof v.stats !== "object" ||
     v.stats === null ||
-    !(v.migrate_to === null || typeof v.migrate_to === "string")
+    !(v.migrate_to === null || typeof v.migrate_to === "string") ||
+    !(v.kept === undefined || (Array.isArray(v.kept) && v.kept.every((m) => typeof m?.to === "string" && Number.isSafeInteger(m.seq) && typeof m.data === "string"))) ||
+    !(v.durable === undefined || record(v.durable))
   ) {
     throw new Error("malformed link state");
   }
@@ -109,6 +127,14 @@ export class Endpoint {
   readonly #next_seq = new Map<string, number>();
   readonly #delivered = new Map<string, number>();
   readonly #outbox = new Map<string, Outgoing[]>();
+  /** Per destination: taken there, not yet covered by its stored checkpoint (sent again if it is resumed from one). */
+  readonly #kept = new Map<string, Outgoing[]>();
+  /** Per sender: the highest number a stored checkpoint covers; null until this process has one. */
+  #durable: Map<string, number> | null = null;
+  /** Per destination: the highest number whose delivery the guest was told of. */
+  readonly #counted = new Map<string, number>();
+  /** What `delivered` was at the last capture: a checkpoint of it, once stored, covers that much. */
+  #captured: Map<string, number> | null = null;
   /** Accepted, not yet in the guest's inbox ring. */
   #queue: InboxMessage[] = [];
   readonly #stats = new Map<string, PairStats>();
@@ -149,6 +175,9 @@ export class Endpoint {
     for (const [k, v] of Object.entries(state.delivered)) this.#delivered.set(k, v);
     this.#outbox.clear();
     for (const m of state.outbox) this.#outgoing(m.to).push({ seq: m.seq, data: Buffer.from(m.data, "base64") });
+    this.#kept.clear();
+    for (const m of state.kept ?? []) this.#keptFor(m.to).push({ seq: m.seq, data: Buffer.from(m.data, "base64") });
+    this.#durable = state.durable === undefined ? null : new Map(Object.entries(state.durable));
     this.#queue = state.inbox.map((m) => ({ from: m.from, data: Buffer.from(m.data, "base64") }));
     this.#stats.clear();
     for (const [k, v] of Object.entries(state.stats)) this.#stats.set(k, v);
@@ -197,7 +226,8 @@ export class Endpoint {
     }
     this.#delivered.set(batch.from, upto);
     this.#fill();
-    return { kind: "accepted", upto, at: node };
+    if (this.#durable === null) return { kind: "accepted", upto, at: node };
+    return { kind: "accepted", upto, at: node, durable: Math.min(upto, this.#durable.get(batch.from) ?? 0) };
   }
 
   /**
@@ -221,6 +251,9 @@ export class Endpoint {
     const unread = this.#proc?.unreadMessages() ?? [];
     const outbox: LinkState["outbox"] = [];
     for (const [to, list] of this.#outbox) for (const m of list) outbox.push({ to, seq: m.seq, data: Buffer.from(m.data).toString("base64") });
+    const kept: LinkState["outbox"] = [];
+    for (const [to, list] of this.#kept) for (const m of list) kept.push({ to, seq: m.seq, data: Buffer.from(m.data).toString("base64") });
+    this.#captured = new Map(this.#delivered);
     return {
       version: 1,
       next_seq: Object.fromEntries(this.#next_seq),
@@ -229,7 +262,19 @@ export class Endpoint {
       inbox: [...unread, ...this.#queue].map((m) => ({ from: m.from, data: Buffer.from(m.data).toString("base64") })),
       stats: Object.fromEntries(this.#stats),
       migrate_to: this.#migrate_to,
+      ...(kept.length > 0 ? { kept } : {}),
+      ...(this.#durable !== null ? { durable: Object.fromEntries(this.#durable) } : {}),
     };
+  }
+
+  /**
+   * A checkpoint of this process, captured by the last {@link capture}, is
+   * stored: what it had taken from each sender is durable, and senders may
+   * forget those messages.
+   */
+  checkpointStored(): void {
+    if (this.#captured !== null) this.#durable = this.#captured;
+    this.#captured = null;
   }
 
   /**
@@ -255,6 +300,8 @@ export class Endpoint {
       outbox: Object.fromEntries([...this.#outbox].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null, delivering: this.#loops.has(to) }])),
       next_seq: Object.fromEntries(this.#next_seq),
       delivered: Object.fromEntries(this.#delivered),
+      kept: Object.fromEntries([...this.#kept].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null }])),
+      durable: this.#durable === null ? null : Object.fromEntries(this.#durable),
       migrate_to: this.#migrate_to,
     };
   }
@@ -271,6 +318,35 @@ export class Endpoint {
       this.#outbox.set(to, list);
     }
     return list;
+  }
+
+  #keptFor(to: string): Outgoing[] {
+    let list = this.#kept.get(to);
+    if (list === undefined) {
+      list = [];
+      this.#kept.set(to, list);
+    }
+    return list;
+  }
+
+  /**
+   * A checkpointed receiver's answer: what it took past what its checkpoint
+   * covers is kept, what the checkpoint covers is forgotten, and if it took
+   * fewer than before (resumed from its checkpoint), the kept messages past
+   * what it has are sent again, ahead of the rest.
+   */
+  #settleKept(to: string, upto: number, durable: number): boolean {
+    const kept = this.#keptFor(to);
+    const back = kept.filter((m) => m.seq > upto);
+    const stay = kept.filter((m) => m.seq > durable && m.seq <= upto);
+    this.#kept.set(to, stay);
+    if (back.length > 0) {
+      const list = this.#outgoing(to);
+      list.unshift(...back.filter((m) => list.every((o) => o.seq !== m.seq)));
+      list.sort((a, b) => a.seq - b.seq);
+    }
+    if (stay.length === 0) this.#kept.delete(to);
+    return back.length > 0;
   }
 
   #undelivered(): number {
@@ -336,10 +412,21 @@ export class Endpoint {
         while (done < list.length && list[done]!.seq <= answer.upto) done += 1;
       } else if (answer.kind === "gone") {
         done = list.length;
+        this.#kept.delete(to);
       }
-      if (done > 0) {
-        list.splice(0, done);
-        this.#proc?.delivered(done);
+      const taken = list.splice(0, done);
+      // A message sent again after a receiver's restore was counted the first time.
+      const first = taken.filter((m) => m.seq > (this.#counted.get(to) ?? 0)).length;
+      if (taken.length > 0) this.#counted.set(to, Math.max(this.#counted.get(to) ?? 0, taken[taken.length - 1]!.seq));
+      if (first > 0) this.#proc?.delivered(first);
+      let again = false;
+      if (answer.kind === "accepted" && (answer.durable !== undefined || this.#kept.has(to))) {
+        // Taken, but the receiver could be resumed from a checkpoint without them: kept until one covers them.
+        const durable = answer.durable ?? answer.upto;
+        this.#keptFor(to).push(...taken.filter((m) => m.seq > durable));
+        again = this.#settleKept(to, answer.upto, durable);
+      }
+      if (done > 0 || again) {
         wait_ms = 1;
         continue;
       }

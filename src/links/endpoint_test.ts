@@ -94,6 +94,42 @@ describe("link endpoint", () => {
     });
   }
 
+  it("keeps what a checkpointed receiver took past its stored checkpoint, and sends it again when the receiver is resumed from that checkpoint: exactly once, in order", async () => {
+    let receiver = new Endpoint("r", nowhere);
+    const sender = new Endpoint("s", { deliver: (_to, b) => Promise.resolve(receiver.accept(b, "there")) });
+    const hooks = sender.hooks(() => undefined);
+    for (let i = 1; i <= 3; i += 1) hooks.send("r", bytes(`m${i}`));
+    await until(() => sender.capture().outbox.length === 0);
+    // The receiver's checkpoint: captured, then stored.
+    const checkpoint = JSON.parse(JSON.stringify(receiver.capture()));
+    receiver.checkpointStored();
+    for (let i = 4; i <= 6; i += 1) hooks.send("r", bytes(`m${i}`));
+    await until(() => sender.capture().outbox.length === 0);
+    assert.deepEqual((sender.capture().kept ?? []).map((m) => m.seq), [4, 5, 6], "taken past the checkpoint: kept");
+    // Its runner dies: it resumes from the checkpoint, which had taken 3.
+    receiver = new Endpoint("r", nowhere, parseLinkState(checkpoint));
+    hooks.send("r", bytes("m7"));
+    await until(() => receiver.capture().inbox.length === 7);
+    assert.deepEqual(
+      receiver.capture().inbox.map((m) => text(m.data)),
+      Array.from({ length: 7 }, (_, i) => `m${i + 1}`),
+    );
+    // A new checkpoint covers them all: the sender forgets them.
+    receiver.capture();
+    receiver.checkpointStored();
+    hooks.send("r", bytes("m8"));
+    await until(() => (sender.capture().kept ?? []).every((m) => m.seq > 7) && sender.capture().outbox.length === 0);
+    assert.deepEqual((sender.capture().kept ?? []).map((m) => m.seq), [8]);
+  });
+
+  it("keeps nothing for a receiver that has no stored checkpoint", async () => {
+    const receiver = new Endpoint("r", nowhere);
+    const sender = new Endpoint("s", { deliver: (_to, b) => Promise.resolve(receiver.accept(b, "there")) });
+    for (let i = 1; i <= 5; i += 1) sender.hooks(() => undefined).send("r", bytes(`m${i}`));
+    await until(() => sender.capture().outbox.length === 0);
+    assert.equal(sender.capture().kept, undefined);
+  });
+
   it("drops what it holds for a receiver that has ended", async () => {
     const sender = new Endpoint("s", { deliver: () => Promise.resolve({ kind: "gone" }) });
     sender.hooks(() => undefined).send("r", bytes("lost"));

@@ -23,6 +23,7 @@ import { connectData } from "./_migrate.js";
 import { CheckpointRecordSchema, type CheckpointRecord } from "./_checkpoint_records.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import type { KeptCheckpoint } from "./_checkpoint_store.js";
+import { checkpointToDirectory } from "./_failover.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -30,7 +31,7 @@ const RESTORE_TIMEOUT_MS = 180_000;
 /** `POST /v1/processes/PID/restore`: where to resume it (default: its keeper). */
 export const RestoreRequestSchema = v.object({ to: v.optional(NodeName) });
 /** `POST /v1/internal/ckpt-restore/PID` (home → keeper). */
-const KeeperRestoreSchema = v.object({ to: NodeName, moves: v.pipe(v.number(), v.integer(), v.minValue(1)), chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq });
+const KeeperRestoreSchema = v.object({ to: NodeName, moves: v.pipe(v.number(), v.integer(), v.minValue(1)), chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq, home: v.optional(NodeName) });
 /** `POST /v1/internal/ckpt-drop/PID` (home → keeper). */
 const DropSchema = v.object({ chain: v.optional(CheckpointRecordSchema.entries.chain) });
 /** `GET /v1/internal/ckpt/PID`'s answer (keeper → home). */
@@ -134,6 +135,7 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
     throw new FerryError("ERR_NOT_RUNNER", `${record.pid} runs on ${home.node} (move ${home.moves}); a checkpoint taken by ${record.runner} at move ${record.moves} is refused`);
   }
   const prev = node.checkpoint_records.put(record);
+  checkpointToDirectory(node, record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
   if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);
 }
@@ -192,6 +194,8 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     const moves = record.moves + 1;
     await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS });
     node.table.acceptRestore(record, to, moves);
+    // The cluster directory learns the move too (failover has claimed it there already: then this write finds it done).
+    await node.cluster?.moved(pid, to, moves);
     const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: performance.now() - t0 };
     node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
     node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms });
@@ -213,8 +217,8 @@ async function stillRuns(node: FerryNode, name: string, pid: string): Promise<bo
   }
 }
 
-/** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it. */
-async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<{ pid: string; to: string; bytes: number; total_ms: number }> {
+/** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it (reporting to `home` if given: failover of a dead home). */
+export async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<{ pid: string; to: string; bytes: number; total_ms: number }> {
   const t0 = performance.now();
   const store = node.checkpoint_store;
   return store.locked(pid, async () => {
@@ -233,6 +237,7 @@ async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput
       source: node.address,
       memory_bytes: image.memory.size_bytes,
       moves: body.moves,
+      ...(body.home !== undefined ? { home: body.home } : {}),
       ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}),
       ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
     };

@@ -244,6 +244,8 @@ export class NodeCheckpoints {
       throw failed(chain.keeper, err);
     }
     chain.seq = seq;
+    // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: docs/links.md).
+    running.links.checkpointStored();
     slot.failed = null;
     const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves };
     node.metrics.checkpointTaken(metrics);

@@ -59,7 +59,7 @@ export const DeliverFrameSchema = v.object({ ...BatchSchema.entries, id: Uint, p
 
 /** A receiver's answer to a delivery (`DeliverAnswer`). */
 export const DeliverAnswerSchema = v.variant("kind", [
-  v.object({ kind: v.literal("accepted"), upto: Uint, at: NodeName }),
+  v.object({ kind: v.literal("accepted"), upto: Uint, at: NodeName, durable: v.optional(Uint) }),
   v.object({ kind: v.literal("moving") }),
   v.object({ kind: v.literal("unknown") }),
   v.object({ kind: v.literal("gone") }),

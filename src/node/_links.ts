@@ -15,6 +15,7 @@ import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { Errno } from "../wasi/mod.js";
 import type { FerryNode } from "./node.js";
 import { pidHome } from "./names.js";
+import { movedHome } from "./_home_failover.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { LinkChannels } from "./_link_channel.js";
 import { BatchSchema } from "./_internal_schemas.js";
@@ -132,10 +133,20 @@ export class NodeLinks {
     const record = this.#node.table.home(pid);
     if (record !== undefined && record.exit !== null) return { kind: "gone" };
     this.#sweep();
-    const fwd = this.#forward.get(pid);
+    let fwd = this.#forward.get(pid);
+    // This node is its home and records it elsewhere (a later move, or a restore after its runner died): the entry is stale.
+    if (fwd !== undefined && record !== undefined && record.node !== this.#node.name && record.node !== fwd.node) {
+      this.#forward.delete(pid);
+      fwd = undefined;
+    }
     if (fwd !== undefined) {
       fwd.used = Date.now();
-      const answer = await this.#post(fwd.node, pid, batch);
+      const answer = await this.#post(fwd.node, pid, batch).catch((err: unknown) => {
+        // Its node does not answer (it may have died): ask the home's record instead, if this is the home; else the sender retries.
+        this.#forward.delete(pid);
+        if (record === undefined) throw err;
+        return { kind: "unknown" } as const;
+      });
       if (answer.kind !== "unknown") return answer;
       // It moved on (or ended) there: the entry is stale.
       this.#forward.delete(pid);
@@ -198,7 +209,9 @@ export class NodeLinks {
   async #deliver(to: string, batch: Batch): Promise<DeliverAnswer> {
     const here = this.#endpoints.get(to);
     if (here !== undefined) return here.accept(batch, this.#node.name);
-    const home = pidHome(to);
+    const named = pidHome(to);
+    // A home declared dead may have handed its roles to another node (failover): ask there.
+    const home = named !== undefined && this.#node.cluster?.isDead(named) === true ? ((await movedHome(this.#node, to, named)) ?? named) : named;
     const target = this.#seen.get(to) ?? home;
     if (target === undefined) return { kind: "gone" };
     if (target === this.#node.name) {

@@ -22,6 +22,7 @@ import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_lo
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
 import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
+import { movedHome, replicaRoute } from "./_home_failover.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -256,6 +257,9 @@ async function processRoute(
   if (record === undefined) {
     const home = pidHome(pid);
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
+    // Its home is dead and failover gave it a new one: that node answers for it.
+    const moved = node.cluster !== null && node.cluster.isDead(home) ? await movedHome(node, pid, home) : null;
+    if (moved !== null) return forward(node.dialer, req, res, await node.addressOf(moved), nodeNamed(moved), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     // Its home is dead: what the directory records answers a look and a wait (the rest needs the home).
     if (node.cluster !== null && node.cluster.isDead(home) && method === "GET" && (sub === undefined || sub === "wait")) {
       return await answerFromDirectory(node, pid, sub, res);
@@ -294,6 +298,7 @@ async function internalRoute(
   }
   if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
   if (await checkpointInternalRoute(node, method, what, pid, req, res, peer)) return;
+  if (await replicaRoute(node, method, what, pid, req, res, peer)) return;
   if (what === "deliver" && method === "POST") {
     const batch = parseBatch(await readJson(req));
     node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));

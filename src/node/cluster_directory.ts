@@ -17,7 +17,7 @@
  */
 import { errorField, type Logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
-import { Membership, REASON_CHARS_MAX, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
+import { Membership, REASON_CHARS_MAX, type CheckpointRef, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
 import type { EventHub } from "./events.js";
 import type { ProcessTable, ProcessStatus } from "./process_table.js";
 
@@ -121,6 +121,16 @@ export class NodeDirectory {
       const result = await this.directory.updateProcess(pid, moves - 1, { runner: to, moves });
       if (!result.ok && !(result.current?.moves === moves && result.current.runner === to)) {
         this.#host.log.warn({ pid, to, moves, reason: result.reason, recorded: result.current }, `the directory did not take move ${moves} of ${pid} to ${to} (${result.reason})`);
+      }
+    });
+  }
+
+  /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it), in the background. */
+  checkpointed(pid: string, moves: number, ref: CheckpointRef): void {
+    this.#queue(pid, `record the checkpoint of ${pid}`, async () => {
+      const result = await this.directory.updateProcess(pid, moves, { last_checkpoint: ref });
+      if (!result.ok && result.reason !== "ended") {
+        this.#host.log.warn({ pid, moves, reason: result.reason, recorded: result.current }, `the directory did not take checkpoint ${ref.seq} of ${pid} (${result.reason})`);
       }
     });
   }

@@ -42,6 +42,8 @@ import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
+import { startFailover } from "./_failover.js";
+import { replicaEnded } from "./_home_failover.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
@@ -145,6 +147,8 @@ export class FerryNode {
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
   readonly events: EventHub;
+  /** Its data directory (state, output logs, modules, checkpoints, output replicas). */
+  readonly data_dir: string;
   /** Its load module: cores shared among guests, load gossip, placement, the balancer. */
   readonly load: LoadModule;
   /** The checkpoints it takes of the processes it runs (docs/checkpoints.md). */
@@ -184,6 +188,7 @@ export class FerryNode {
     this.limits = resolveLimits(options.limits);
     this.standbys = new StandbyLedger(this.limits.standby_bytes_max);
     this.#peers = [...options.peers];
+    this.data_dir = options.data_dir;
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
@@ -229,6 +234,7 @@ export class FerryNode {
         this.log.info({ pid: record.pid, status }, `${record.pid} ended (${status.kind})`);
         this.events.publish({ type: "process.ended", pid: record.pid, home: record.home, status });
         this.cluster?.ended(record.pid, record.moves, status);
+        replicaEnded(this, record.pid);
         checkpointsEnded(this, record.pid);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
@@ -273,6 +279,7 @@ export class FerryNode {
     node.#peers = node.#peers.filter((a) => a !== node.#address);
     if (options.directory !== undefined && options.directory !== null) {
       const cluster = new NodeDirectory(node, options.directory, options.dead_after_ms ?? LEASE_TTL_MS_DEFAULT);
+      startFailover(node, cluster);
       try {
         await cluster.start();
       } catch (err: unknown) {

@@ -116,6 +116,19 @@ export class ProcessTable {
     return record;
   }
 
+  /**
+   * Becomes home to a process whose home died (failover, `_home_failover.ts`):
+   * `h` is its record as the dead home last replicated it, and its log files
+   * are already in this node's output directory.
+   */
+  adoptHome(h: SavedHome): HomeRecord {
+    if (this.#homes.has(h.pid)) throw new FerryError("ERR_PROCESS_STATE", `node ${this.#node} is home to ${h.pid} already`);
+    const record = this.#restore(h);
+    this.#homes.set(h.pid, record);
+    this.#save();
+    return record;
+  }
+
   /** Writes the table's durable part (see node_state.ts); called after every change to it. */
   #save(): void {
     const homes: SavedHome[] = [...this.#homes.values()].map((r) => ({

@@ -1,0 +1,265 @@
+/**
+ * Failover (issue 11 items 5 and 6, docs/directory.md "Failover") with three
+ * separate node daemons on 127.0.0.1 and a cluster directory — the embedded
+ * one served as `ferry up` serves it, and a real etcd. `kill -9` of the node
+ * running a checkpointed CPU-bound process: once the directory declares it
+ * dead, the process resumes from its last checkpoint on the keeper, with the
+ * same pid, by itself, and ends with the output of an undisturbed run (no
+ * gap, no duplicate) and its exit status, which `wait` on any node returns.
+ * The same when the killed node was also its home: the keeper becomes its
+ * home. A ping-pong pair exchanging numbered messages through a failover of
+ * the receiver: each message once, in order. Everything waits on observable
+ * state; the time from the kill to the process running again is printed.
+ */
+import assert from "node:assert/strict";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../src/directory/mod.js";
+import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
+import { ClusterTls, issue } from "../src/trust/mod.js";
+import { EXAMPLES, tempDir, until } from "./_helpers.js";
+import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
+
+const compute = path.join(EXAMPLES, "c", "compute.wasm");
+const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
+
+/** Short leases, so a death is declared about a second after the kill. */
+const DEAD_AFTER_MS = 1000;
+/** Checkpoints often enough that several are taken before the kill. */
+const CHECKPOINT_EVERY_MS = 150;
+/** The exit status the program ends with: the resumed copy must report it. */
+const EXIT_CODE = 7;
+
+interface Info {
+  pid: string;
+  node: string;
+  home: string;
+  moves: number;
+  exit: { kind: string; code?: number; message?: string } | null;
+}
+
+interface Last {
+  keeper: string;
+  runner: string;
+  seq: number;
+  stdout_bytes: number;
+}
+
+type Cluster = Awaited<ReturnType<typeof startCluster>>;
+
+function run(address: string, body: object): Promise<{ pid: string }> {
+  return json<{ pid: string }>(address, "POST", "/v1/processes", body);
+}
+
+async function crash(node: NodeProc): Promise<number> {
+  const gone = new Promise((r) => node.child.once("exit", r));
+  const at = Date.now();
+  node.child.kill("SIGKILL");
+  await gone;
+  return at;
+}
+
+async function allAlive(nodes: NodeProc[]): Promise<void> {
+  for (const n of nodes) {
+    await until(`${n.name} to see all three alive`, async () => (await json<{ state: string | null }[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === nodes.length);
+  }
+}
+
+/** The program's output and status undisturbed, without checkpoints. */
+async function undisturbed(address: string, sha: string, args: string[]): Promise<{ stdout: Buffer; stderr: Buffer }> {
+  const calm = await run(address, { module_sha256: sha, module_name: "compute.wasm", args });
+  assert.deepEqual((await json<{ status: unknown }>(address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
+  return outputOf(address, calm.pid);
+}
+
+/**
+ * n1 starts a checkpointed process (home n1) and moves it to n2; its
+ * checkpoints are kept on n3. n2 is killed: the process must finish on n3,
+ * by itself, as if nothing happened.
+ */
+async function runnerKilled(cluster: Cluster, directory: Directory, label: string): Promise<void> {
+  const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  await allAlive(cluster.nodes);
+  const sha = await upload(n1.address, compute);
+  const args = ["60", String(EXIT_CODE)];
+  const expected = await undisturbed(n1.address, sha, args);
+  const { pid } = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
+  await json(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const last = await until("checkpoints taken on n2, recorded in the directory", async () => {
+    const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
+    const r = await directory.process(pid);
+    return l !== null && l.runner === "n2" && l.seq >= 2 && l.stdout_bytes > 100 && r?.last_checkpoint?.moves === 1 ? l : undefined;
+  });
+  assert.equal(last.keeper, "n3");
+  const killed_at = await crash(n2);
+  const resumed = await until(
+    "the process to run again on n3",
+    async () => {
+      const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
+      return info.node === "n3" || info.exit !== null ? info : undefined;
+    },
+    30_000,
+  );
+  const resumed_ms = Date.now() - killed_at;
+  process.stdout.write(`# ${label}: kill -9 of the runner to the process running again: ${resumed_ms} ms (lease ${DEAD_AFTER_MS} ms)\n`);
+  assert.equal(resumed.pid, pid, "the same pid");
+  assert.equal(resumed.moves, 2, "the restore is its next move");
+  // Its end from every live node, with its status; the directory agrees.
+  for (const n of [n3, n1]) {
+    assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
+  }
+  const record = await until("the directory to record its end", async () => {
+    const r = await directory.process(pid);
+    return r?.state === "exited" ? r : undefined;
+  });
+  assert.deepEqual([record.runner, record.moves, record.exit_code], ["n3", 2, EXIT_CODE]);
+  const got = await outputOf(n3.address, pid);
+  assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
+  assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");
+  // ps from a live node lists it once, ended.
+  const listed = (await json<Info[]>(n3.address, "GET", "/v1/processes")).filter((p) => p.pid === pid);
+  assert.equal(listed.length, 1);
+}
+
+/**
+ * n2 (killed before) starts again on its data directory; then n3 starts and
+ * runs a checkpointed process (home n3) and is killed: the keeper of its
+ * last checkpoint becomes its home and resumes it; `wait` and `logs` from
+ * both live nodes give the output and status of an undisturbed run.
+ */
+async function homeKilled(cluster: Cluster, directory: Directory, args: readonly string[], label: string): Promise<void> {
+  const [n1, old, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  cluster.nodes[1] = await startNode("n2", Number(old.address.split(":")[1]), [n1.address, n3.address], path.join(cluster.dir, "n2"), args);
+  await allAlive(cluster.nodes);
+  const n2 = cluster.nodes[1] as NodeProc;
+  const sha = await upload(n3.address, compute);
+  const program = ["60", String(EXIT_CODE)];
+  const expected = await undisturbed(n3.address, sha, program);
+  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
+  const keeper = await until("checkpoints of it recorded in the directory", async () => {
+    const r = await directory.process(pid);
+    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.node : undefined;
+  });
+  const other = keeper === "n1" ? n2 : n1;
+  const killed_at = await crash(n3);
+  const moved = await until(
+    "the directory to name its new home",
+    async () => {
+      const r = await directory.process(pid);
+      return r !== null && (r.home !== "n3" || r.state !== "running") ? r : undefined;
+    },
+    30_000,
+  );
+  process.stdout.write(`# ${label}: kill -9 of the home and runner to the directory naming its keeper as its new home: ${Date.now() - killed_at} ms\n`);
+  assert.deepEqual([moved.home, moved.runner, moved.state], [keeper, keeper, "running"], moved.reason ?? "");
+  for (const n of [other, n1, n2]) {
+    assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE }, `wait from ${n.name}`);
+  }
+  const info = await json<Info>(other.address, "GET", `/v1/processes/${pid}`);
+  assert.deepEqual([info.pid, info.home, info.node], [pid, keeper, keeper]);
+  const got = await outputOf(other.address, pid);
+  assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
+  assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");
+  assert.equal((await directory.process(pid))?.state, "exited");
+}
+
+/**
+ * A ping-pong pair exchanging numbered messages (examples/c/pingpong.c: each
+ * side exits 1 at the first gap, repeat or disorder). n3, killed before,
+ * starts again. pong (home n1, checkpointed, kept on n3) runs on n2; ping
+ * runs on n1. n2 is killed: pong resumes from its checkpoint on n3, ping
+ * sends again what pong took since that checkpoint, and both end as an
+ * undisturbed pair does.
+ */
+async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void> {
+  const [n1, n2, old] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  if (old.child.exitCode !== null || old.child.signalCode !== null) cluster.nodes[2] = await startNode("n3", Number(old.address.split(":")[1]), [n1.address, n2.address], path.join(cluster.dir, "n3"), args);
+  await allAlive(cluster.nodes);
+  const sha = await upload(n1.address, pingpong);
+  // Enough to outlast the failover, few enough to end soon on a loaded machine.
+  const N = "20000";
+  const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
+    (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
+  const pong = await start(["pong", N], "n1", CHECKPOINT_EVERY_MS);
+  await json(n1.address, "POST", `/v1/processes/${pong}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const ping = await start(["ping", pong, N, "32"], "n1");
+  await until("checkpoints of pong taken on n2 while messages flow", async () => {
+    const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pong}/checkpoints`)).last;
+    return l !== null && l.runner === "n2" && l.seq >= 2;
+  });
+  await crash(cluster.nodes[1] as NodeProc);
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
+  const finish = async (pid: string): Promise<string> => {
+    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    const out = await outputOf(n1.address, pid);
+    assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid}: ${out.stderr.toString()}`);
+    return out.stdout.toString();
+  };
+  const [a, b] = [await finish(ping), await finish(pong)];
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${pong}`)).node, "n3", "pong finished where it was restored");
+  const sum = new RegExp(`ping done n=${N} checksum=([0-9a-f]{16})`).exec(a)?.[1];
+  assert.ok(sum !== undefined, a);
+  assert.match(b, new RegExp(`pong done n=${N} checksum=${sum}`));
+  // An undisturbed pair says the same.
+  const calm_pong = await start(["pong", N], "n1");
+  const calm_ping = await start(["ping", calm_pong, N, "32"], "n1");
+  assert.equal(await finish(calm_ping), a);
+  assert.equal(await finish(calm_pong), b);
+}
+
+describe("failover, embedded directory, three node daemons", () => {
+  let directory: MemoryDirectory;
+  let server: DirectoryServer;
+  let cluster: Cluster;
+
+  before(async () => {
+    directory = openEmbeddedDirectory(path.join(tempDir("failover"), "directory.json"));
+    const ca = await testAuthority();
+    const issued = await issue(ca, { role: "node", name: "directory", hosts: ["127.0.0.1"] });
+    server = await serveDirectory(directory, { host: "127.0.0.1", port: 0, tls: new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string }) });
+    cluster = await startCluster(["n1", "n2", "n3"], undefined, () => [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+  after(async () => {
+    await cluster?.stop();
+    await server?.close();
+    await directory?.close();
+  });
+
+  it("kill -9 of the runner of a checkpointed CPU-bound process: it resumes by itself on its keeper with the same pid and ends with the output and status of an undisturbed run", async () => {
+    await runnerKilled(cluster, directory, "embedded directory");
+  });
+
+  it("kill -9 of a checkpointed process's home, which also ran it: the keeper of its checkpoints becomes its home and resumes it, no gap, no duplicate, the right status from every live node", async () => {
+    await homeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)], "embedded directory");
+  });
+
+  it("a link pair exchanging numbered messages through a failover of the receiver's runner: each message exactly once, in order", async () => {
+    await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+});
+
+describe("failover, etcd directory, three node daemons", { skip: etcdMissing() }, () => {
+  let etcd: TestEtcd;
+  let cluster: Cluster;
+  let directory: Directory;
+
+  before(async () => {
+    etcd = await startEtcd();
+    cluster = await startCluster(["n1", "n2", "n3"], undefined, () => [...NODE_ARGS_DEFAULT, "--directory", `${etcd.url}/failover-test/`, "--dead-after", String(DEAD_AFTER_MS)]);
+    directory = await openDirectory(`${etcd.url}/failover-test/`, null);
+  });
+  after(async () => {
+    await directory?.close();
+    await cluster?.stop();
+    await etcd?.stop();
+  });
+
+  it("kill -9 of the runner of a checkpointed CPU-bound process: it resumes by itself on its keeper, no gap, no duplicate, the right status", async () => {
+    await runnerKilled(cluster, directory, "etcd directory");
+  });
+
+  it("kill -9 of the home and runner: its keeper takes over, no gap, no duplicate", async () => {
+    await homeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", `${etcd.url}/failover-test/`, "--dead-after", String(DEAD_AFTER_MS)], "etcd directory");
+  });
+});
