@@ -141,6 +141,9 @@ export class NodeCheckpoints {
         // The first one after an interval: a process that just started (or arrived) has little to save at once.
         slot = { chain: null, busy: null, due_ms: now + every, failed: null };
         this.#slots.set(r.pid, slot);
+      } else if (slot.due_ms === Infinity) {
+        // Its slot was made by a checkpoint on request (take) before this tick first saw it: periodic ones start now.
+        slot.due_ms = now + every;
       }
       if (slot.busy !== null || now < slot.due_ms || r.migrating || this.#node.postcopy.forPid(r.pid) !== undefined) continue;
       slot.due_ms = now + every;
