@@ -42,9 +42,22 @@ export async function poll(what: string, check: () => Promise<boolean> | boolean
   }
 }
 
-/** Runs `rounds` kill rounds on a cluster of CA `ca` whose nodes join `url`; `watcher` is a directory client of this process. */
-async function measure(ca: KeyPairPem, url: string, watcher: Directory, rounds: number): Promise<Round[]> {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-directory-"));
+/** Three node daemons of CA `ca` with 1 s leases, joined to the directory at `url`, each its own OS process (the failover benchmark uses it too). */
+export interface BenchTrio {
+  /** Where their data lives (removed by stop). */
+  data: string;
+  addresses: string[];
+  nodes: ChildProcess[];
+  /** A JSON request as a client of the cluster; throws on an error status. */
+  request(address: string, method: string, p: string, body?: Uint8Array | object): Promise<unknown>;
+  /** Starts node `i` (0..2) again on its data directory. */
+  start(i: number): Promise<ChildProcess>;
+  stop(): Promise<void>;
+}
+
+/** Starts a {@link BenchTrio}. */
+export async function startTrio(ca: KeyPairPem, url: string, label: string): Promise<BenchTrio> {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), `ferry-bench-${label}-`));
   const client = new Dialer(await credential(ca, "client", "bench"));
   const request = async (address: string, method: string, p: string, body?: Uint8Array | object): Promise<unknown> => {
     const r = await httpRequest(address, method, p, body, client);
@@ -61,6 +74,18 @@ async function measure(ca: KeyPairPem, url: string, watcher: Directory, rounds: 
   };
   const start = async (i: number): Promise<ChildProcess> => startNode(`n${i + 1}`, ports[i] as number, addresses.filter((_, j) => j !== i).join(","), path.join(data, `n${i + 1}`), await flags(`n${i + 1}`));
   const nodes = [await start(0), await start(1), await start(2)];
+  const stop = async (): Promise<void> => {
+    for (const n of nodes) n.kill("SIGTERM");
+    await Promise.all(nodes.map((n) => (n.exitCode !== null || n.signalCode !== null ? undefined : new Promise((r) => n.once("exit", r)))));
+    fs.rmSync(data, { recursive: true, force: true });
+  };
+  return { data, addresses, nodes, request, start, stop };
+}
+
+/** Runs `rounds` kill rounds on a cluster of CA `ca` whose nodes join `url`; `watcher` is a directory client of this process. */
+async function measure(ca: KeyPairPem, url: string, watcher: Directory, rounds: number): Promise<Round[]> {
+  const trio = await startTrio(ca, url, "directory");
+  const { addresses, nodes, request, start } = trio;
   const out: Round[] = [];
   try {
     const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "sleeper.wasm"));
@@ -91,9 +116,7 @@ async function measure(ca: KeyPairPem, url: string, watcher: Directory, rounds: 
       nodes[2] = await start(2);
     }
   } finally {
-    for (const n of nodes) n.kill("SIGTERM");
-    await Promise.all(nodes.map((n) => (n.exitCode !== null || n.signalCode !== null ? undefined : new Promise((r) => n.once("exit", r)))));
-    fs.rmSync(data, { recursive: true, force: true });
+    await trio.stop();
   }
   return out;
 }

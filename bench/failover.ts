@@ -14,11 +14,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { openEmbeddedDirectory, type MemoryDirectory } from "../src/directory/mod.js";
-import { Dialer, httpRequest, serveDirectory } from "../src/node/mod.js";
-import { createAuthority, issue, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
+import { serveDirectory } from "../src/node/mod.js";
+import { createAuthority, type KeyPairPem } from "../src/trust/mod.js";
 import { median } from "./_measure.js";
-import { freePort, ROOT, startNode } from "./_nodes.js";
-import { credential, poll } from "./directory.js";
+import { ROOT } from "./_nodes.js";
+import { credential, poll, startTrio } from "./directory.js";
 
 const LEASE_MS = 1000;
 const CHECKPOINT_EVERY_MS = 200;
@@ -30,23 +30,8 @@ interface Round {
 }
 
 async function measure(ca: KeyPairPem, url: string, directory: MemoryDirectory, rounds: number): Promise<Round[]> {
-  const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-failover-"));
-  const client = new Dialer(await credential(ca, "client", "bench"));
-  const request = async (address: string, method: string, p: string, body?: Uint8Array | object): Promise<unknown> => {
-    const r = await httpRequest(address, method, p, body, client);
-    if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${r.body.toString()}`);
-    return JSON.parse(r.body.toString()) as unknown;
-  };
-  const ports = [await freePort(), await freePort(), await freePort()];
-  const addresses = ports.map((p) => `127.0.0.1:${p}`);
-  const flags = async (name: string): Promise<string[]> => {
-    const issued = await issue(ca, { role: "node", name, hosts: ["127.0.0.1"] });
-    const dir = path.join(data, name, "pki");
-    writeCredential(dir, { ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
-    return ["--ca", path.join(dir, "ca.pem"), "--cert", path.join(dir, "cert.pem"), "--key", path.join(dir, "key.pem"), "--directory", url, "--dead-after", String(LEASE_MS)];
-  };
-  const start = async (i: number): Promise<ChildProcess> => startNode(`n${i + 1}`, ports[i] as number, addresses.filter((_, j) => j !== i).join(","), path.join(data, `n${i + 1}`), await flags(`n${i + 1}`));
-  const nodes = [await start(0), await start(1), await start(2)];
+  const trio = await startTrio(ca, url, "failover");
+  const { addresses, nodes, request, start } = trio;
   const out: Round[] = [];
   try {
     const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "compute.wasm"));
@@ -76,9 +61,7 @@ async function measure(ca: KeyPairPem, url: string, directory: MemoryDirectory, 
       nodes[2] = await start(2);
     }
   } finally {
-    for (const n of nodes) n.kill("SIGTERM");
-    await Promise.all(nodes.map((n) => (n.exitCode !== null || n.signalCode !== null ? undefined : new Promise((r) => n.once("exit", r)))));
-    fs.rmSync(data, { recursive: true, force: true });
+    await trio.stop();
   }
   return out;
 }
