@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
-import { GuestProcess, keepWarm, warmWorkers, type ProcessIo } from "../src/runtime/mod.js";
+import { claimWarm, GuestProcess, keepWarm, warmWorkers, type ProcessIo } from "../src/runtime/mod.js";
 import { until } from "./_helpers.js";
 
 /** Prints "warm" and exits 3. */
@@ -59,5 +59,18 @@ describe("warm process workers", () => {
     assert.equal(a.out(), "warm\n");
     assert.equal(warmWorkers().taken, taken, "a worker was taken with none warm");
     assert.throws(() => keepWarm(-1), RangeError);
+  });
+
+  it("nodes in one process share the pool: it keeps the most any claim asks for, and one node's release leaves the others' workers", async () => {
+    const first = claimWarm(2);
+    const second = claimWarm(1);
+    await until("two workers are warm", () => warmWorkers().idle === 2);
+    first();
+    assert.equal(warmWorkers().idle, 1, "the remaining claim keeps its worker");
+    first(); // a second release changes nothing
+    assert.equal(warmWorkers().idle, 1);
+    second();
+    assert.equal(warmWorkers().idle, 0);
+    assert.throws(() => claimWarm(9), RangeError);
   });
 });

@@ -37,7 +37,7 @@ import { LoadModule, type LoadOptions } from "./load.js";
 import { loadRound } from "./_balancer.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
-import { keepWarm } from "../runtime/mod.js";
+import { claimWarm } from "../runtime/mod.js";
 import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
@@ -164,6 +164,8 @@ export class FerryNode {
   /** Resolves once the node has joined its directory (at once without one): processes start only after. */
   readonly joined: Promise<void>;
   #joined!: () => void;
+  /** Gives back this node's claim on the process's warm workers (`--warm-workers`). */
+  #release_warm: () => void = () => undefined;
   /** Whether each peer (by address) answered when last asked; events say when that changes. */
   readonly #peer_up = new Map<string, boolean>();
   #peers: string[];
@@ -295,7 +297,7 @@ export class FerryNode {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
     // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
-    keepWarm(node.limits.warm_workers);
+    node.#release_warm = claimWarm(node.limits.warm_workers);
     node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
     node.load.start(() => loadRound(node));
@@ -426,7 +428,8 @@ export class FerryNode {
     await this.table.stop();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();
-    keepWarm(0);
+    this.#release_warm();
+    this.#release_warm = () => undefined;
     this.links.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {

@@ -46,11 +46,39 @@ function refill(): void {
   }
 }
 
-/** Keeps `count` workers started and idle from now on (0 stops keeping any, and ends the idle ones). */
+/** Keeps `count` workers started and idle from now on (0 stops keeping any, and ends the idle ones), unless a claim wants more. */
 export function keepWarm(count: number): void {
+  direct = checkCount(count);
+  apply();
+}
+
+/**
+ * Claims `count` warm workers for one user (a node) until the returned
+ * function is called. The pool is the process's: several nodes in one
+ * process (tests, benchmarks) share it, so it keeps the most any claim asks
+ * for, and one node stopping does not empty it under the others.
+ */
+export function claimWarm(count: number): () => void {
+  const id = Symbol("warm claim");
+  claims.set(id, checkCount(count));
+  apply();
+  return () => {
+    if (claims.delete(id)) apply();
+  };
+}
+
+/** Claims made with {@link claimWarm} that are still held, and what {@link keepWarm} asked. */
+const claims = new Map<symbol, number>();
+let direct = 0;
+
+function checkCount(count: number): number {
   if (!Number.isSafeInteger(count) || count < 0 || count > WARM_WORKERS_MAX) throw new RangeError(`warm workers must be 0 to ${WARM_WORKERS_MAX}, not ${count}`);
-  wanted = count;
-  for (const w of idle.splice(count)) void w.terminate();
+  return count;
+}
+
+function apply(): void {
+  wanted = Math.max(direct, ...claims.values());
+  for (const w of idle.splice(wanted)) void w.terminate();
   refill();
 }
 

@@ -10,4 +10,4 @@ export { ENCRYPTION_KEY_FILE, KEYS_DIR, SIGNING_KEY_FILE, localEncryptionKey, lo
 export { MODULE_BYTES_MAX, readModuleFile } from "./module_file.js";
 export { STDIN_READ_AHEAD_BYTES_MAX } from "./stdin.js";
 export { hostStdioKinds, hostStreamKind } from "./stdio_kinds.js";
-export { keepWarm, WARM_WORKERS_MAX, warmWorkers } from "./_warm.js";
+export { claimWarm, keepWarm, WARM_WORKERS_MAX, warmWorkers } from "./_warm.js";
