@@ -162,6 +162,7 @@ export class CheckpointStore {
   locked<T>(pid: string, f: () => Promise<T>): Promise<T> {
     const before = this.#locks.get(pid) ?? Promise.resolve();
     const run = before.then(f, f);
+    // The caller sees the failure through `run`; the chain only orders the next change after this one.
     const tail = run.catch(() => undefined);
     this.#locks.set(pid, tail);
     void tail.then(() => {
