@@ -4,7 +4,8 @@
  * answers, text out, so a frame is tested without a terminal or a cluster.
  */
 import * as v from "valibot";
-import { integer, text, Uint } from "../validate.js";
+import { NodeStatsSchema } from "../node/mod.js";
+import { text, Uint } from "../validate.js";
 
 /** `GET /dashboard/api/overview` as top reads it. */
 export const OverviewSchema = v.object({
@@ -12,19 +13,7 @@ export const OverviewSchema = v.object({
   time_unix_ms: Uint,
   nodes: v.array(
     v.union([
-      v.object({
-        name: text(64),
-        address: text(300),
-        up: v.literal(true),
-        processes: Uint,
-        processes_max: Uint,
-        guest_memory_bytes: Uint,
-        rss_bytes: Uint,
-        load1: v.pipe(v.number(), v.minValue(0)),
-        cpus: integer(1, 1 << 20),
-        started_unix_ms: Uint,
-        time_unix_ms: Uint,
-      }),
+      NodeStatsSchema,
       v.object({ address: text(300), up: v.literal(false) }),
     ]),
   ),

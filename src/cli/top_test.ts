@@ -10,7 +10,7 @@ const frame: TopFrame = {
     node: "n1",
     time_unix_ms: 0,
     nodes: [
-      { name: "n1", address: "127.0.0.1:7070", up: true, processes: 2, processes_max: 256, guest_memory_bytes: 3 << 20, rss_bytes: 80 << 20, load1: 1, cpus: 4, started_unix_ms: 0, time_unix_ms: 90_000 },
+      { name: "n1", address: "127.0.0.1:7070", up: true, processes: 2, processes_max: 256, guest_memory_bytes: 3 << 20, rss_bytes: 80 << 20, heap_used_bytes: 20 << 20, load1: 1, cpus: 4, node_cpus: 4, runnable: 1, cpu_used: 1, draining: false, post_copy: true, started_unix_ms: 0, time_unix_ms: 90_000 },
       { address: "127.0.0.1:7071", up: false },
     ],
   },

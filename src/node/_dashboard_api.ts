@@ -56,7 +56,8 @@ export interface NodeDown {
   up: false;
 }
 
-const NodeStatsSchema = v.object({
+/** One node's stats as answered to the dashboard and `ferry top` (checked the same way on both). */
+export const NodeStatsSchema = v.object({
   name: NodeName,
   address: text(300),
   up: v.literal(true),

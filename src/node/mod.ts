@@ -12,3 +12,4 @@ export { openDirectory, serveDirectory, directoryTransport, type DirectoryServer
 export { NodeDirectory, describeRecord, statusOfRecord, type NodeDeadEvent, type NodeDeadListener } from "./cluster_directory.js";
 export { FileCheckpointRecords, isNewer, type CheckpointRecord, type CheckpointRecords } from "./_checkpoint_records.js";
 export { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
+export { NodeStatsSchema } from "./_dashboard_api.js";
