@@ -29,6 +29,7 @@ import { smallBench } from "./small.js";
 import { throughputBench } from "./throughput.js";
 import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
+import { slowLinkBench } from "./slowlink.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -246,6 +247,7 @@ if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
 if (only === undefined || only === "checkpoint") await checkpointBench(quick);
 if (only === undefined || only === "failover") await failoverBench(quick);
+if (only === undefined || only === "slowlink") await slowLinkBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
 process.exit(0);

@@ -136,7 +136,13 @@ export function decideRound(seen: RoundSeen, limits: Pick<RoundLimits, "max_down
   if (seen.round < 2 || seen.pages < seen.previous_pages) return { kind: "go", throttle_pct: seen.throttle_pct };
   // Not shrinking: it writes about as fast as the link carries.
   if (!limits.auto_converge || seen.throttle_pct >= THROTTLE_MAX_PCT) return { kind: "stop" };
-  return { kind: "go", throttle_pct: Math.min(THROTTLE_MAX_PCT, seen.throttle_pct === 0 ? THROTTLE_FIRST_PCT : seen.throttle_pct + THROTTLE_STEP_PCT) };
+  const stepped = seen.throttle_pct === 0 ? THROTTLE_FIRST_PCT : seen.throttle_pct + THROTTLE_STEP_PCT;
+  // Where the rates are known, go straight to the share that brings the writes
+  // under half the link (each round of steps costs a whole round's copy); the
+  // steps still apply when the measured rate is capped by a small memory
+  // written all over within a round.
+  const wanted = Number.isFinite(seen.dirty_bytes_per_ms) && seen.dirty_bytes_per_ms > 0 ? Math.ceil(100 * (1 - seen.link_bytes_per_ms / (2 * seen.dirty_bytes_per_ms))) : 0;
+  return { kind: "go", throttle_pct: Math.min(THROTTLE_MAX_PCT, Math.max(stepped, wanted)) };
 }
 
 /** Limits of {@link preCopyRounds}. */

@@ -34,16 +34,26 @@ describe("pre-copy rounds", () => {
     assert.deepEqual(decideRound(seen({ pages: 0, previous_pages: 0, dirty_bytes_per_ms: 0, link_bytes_per_ms: 0 }), LIMITS), { kind: "stop" });
   });
 
-  it("rounds that stop shrinking raise the throttle 20, 30, ... up to 95, then stop", () => {
+  it("rounds that stop shrinking raise the throttle 20, 30, ... up to 95, then stop, when the rates call for less", () => {
     let throttle = 0;
     const steps: number[] = [];
     for (let round = 2; round < 40; round += 1) {
-      const next = decideRound(seen({ round, pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 90_000, throttle_pct: throttle }), { ...LIMITS, rounds_max: 40 });
+      // Writes at 60% of the link: half the link calls for a throttle of 17%, under the first step.
+      const next = decideRound(seen({ round, pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 60_000, throttle_pct: throttle }), { ...LIMITS, rounds_max: 40 });
       if (next.kind === "stop") break;
       throttle = next.throttle_pct;
       steps.push(throttle);
     }
     assert.deepEqual(steps, [20, 30, 40, 50, 60, 70, 80, 90, 95]);
+  });
+
+  it("writes far over the link go straight to the throttle that brings them under half of it", () => {
+    // 180 MB/s against 100 MB/s confirmed: held 73% of its time (rounded up), it writes 48.6 MB/s.
+    assert.deepEqual(decideRound(seen({ pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 180_000 }), LIMITS), { kind: "go", throttle_pct: 73 });
+    // Ten times the link: the most there is.
+    assert.deepEqual(decideRound(seen({ pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 1_000_000 }), LIMITS), { kind: "go", throttle_pct: 95 });
+    // Never below the next step of the throttle it already runs under.
+    assert.deepEqual(decideRound(seen({ pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 180_000, throttle_pct: 80 }), LIMITS), { kind: "go", throttle_pct: 90 });
   });
 
   it("without auto-converge, rounds that stop shrinking stop the process", () => {

@@ -105,6 +105,17 @@ interface AsyncifyExports {
 }
 
 /**
+ * Nanoseconds the guest has been held by its throttle, taken off the
+ * monotonic clock it sees: a throttled guest runs as on a slower machine, so
+ * a program that paces its writes by the clock (as many do) writes slower
+ * too, and a migration's rounds catch up with it; holding it alone would not
+ * help, since it would write the held time's share in a burst after. Its
+ * output cannot change: only how fast time seems to pass. The realtime clock
+ * stays the wall clock.
+ */
+let throttled_ns = 0n;
+
+/**
  * Auto-converge at the guest's polls (safe points): after each slice of
  * running, hold it for as long as its throttle share asks. A hold waits on
  * the wake counter, so a request (a suspend) ends it at once.
@@ -124,7 +135,11 @@ class Throttle {
     }
     const ran_ms = now_ms - this.#since_ms;
     if (ran_ms < THROTTLE_SLICE_MS) return;
-    if (Atomics.load(control, SLOT_REQUEST) === Request.none) Atomics.wait(control, SLOT_WAKE, Atomics.load(control, SLOT_WAKE), (ran_ms * pct) / (100 - pct));
+    if (Atomics.load(control, SLOT_REQUEST) === Request.none) {
+      const held_from = process.hrtime.bigint();
+      Atomics.wait(control, SLOT_WAKE, Atomics.load(control, SLOT_WAKE), (ran_ms * pct) / (100 - pct));
+      throttled_ns += process.hrtime.bigint() - held_from;
+    }
     this.#since_ms = performance.now();
   }
 }
@@ -149,7 +164,7 @@ class Guest {
       stdin: this.stdin,
       stdout: outputSink(init.stdout, 1),
       stderr: outputSink(init.stderr, 2),
-      clock: { monotonic_ns: () => process.hrtime.bigint(), realtime_ns: () => BigInt(Date.now()) * 1_000_000n },
+      clock: { monotonic_ns: () => process.hrtime.bigint() - throttled_ns, realtime_ns: () => BigInt(Date.now()) * 1_000_000n },
       random: (buf) => {
         randomFillSync(buf);
       },
