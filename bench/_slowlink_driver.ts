@@ -31,6 +31,7 @@ interface Metrics {
   bytes: number;
   rounds: number;
   convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number };
+  compression?: { raw_bytes: number; wire_bytes: number };
   phases_ms: Record<string, number>;
   destination_phases_ms: Record<string, number>;
 }
@@ -109,18 +110,21 @@ async function main(): Promise<void> {
   const mib = setup.quick ? 32 : 128;
   console.log(`raw TCP across the link: ${(raw_bytes_per_s / 1e6).toFixed(1)} MB/s (${RAW_PROBE_BYTES / 1048576} MiB in ${raw_ms.toFixed(0)} ms); ${mib} MiB at that rate: ${((mib * 1048576) / raw_bytes_per_s * 1000).toFixed(0)} ms`);
   console.log(`each pre-copy asks for --max-downtime ${MAX_DOWNTIME_MS} ms; link = the rate the destination confirmed pages at; throttle = auto-converge's at the end`);
-  console.log("| memory | writes MB/s | strategy | downtime ms | asked ms | total ms | rounds | MiB sent | link MB/s | throttle |\n|---|---|---|---|---|---|---|---|---|---|");
+  console.log("fill: memhog's blocks, mixed (do not compress) or text (about 2:1); compress: --compress (auto: LZ4 below 100 MB/s confirmed, by this node's last move there for the first round); LZ4 = what compressed rounds stood for / sent");
+  console.log("| memory | fill | writes MB/s | strategy | compress | downtime ms | asked ms | total ms | rounds | MiB sent | LZ4 | link MB/s | throttle |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   const post_copy = remotePagesAvailability().available;
-  const cases: { strategy: string; rate: number }[] = [
-    { strategy: "stop-copy", rate: 0 },
-    { strategy: "pre-copy", rate: 0 },
-    { strategy: "pre-copy", rate: 4 },
-    { strategy: "pre-copy", rate: 32 },
-    ...(post_copy ? [{ strategy: "post-copy", rate: 4 }] : []),
+  const cases: { strategy: string; rate: number; fill: "mixed" | "text"; compress: "auto" | "off" }[] = [
+    { strategy: "stop-copy", rate: 0, fill: "mixed", compress: "auto" },
+    { strategy: "pre-copy", rate: 0, fill: "mixed", compress: "auto" },
+    { strategy: "pre-copy", rate: 4, fill: "mixed", compress: "auto" },
+    { strategy: "pre-copy", rate: 32, fill: "mixed", compress: "auto" },
+    { strategy: "pre-copy", rate: 4, fill: "text", compress: "off" },
+    { strategy: "pre-copy", rate: 4, fill: "text", compress: "auto" },
+    ...(post_copy ? [{ strategy: "post-copy", rate: 4, fill: "mixed", compress: "auto" } as const] : []),
   ];
   const phases: string[] = [];
   for (const c of cases) {
-    const created = await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(c.rate), "3600"] });
+    const created = await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(c.rate), "3600", c.fill] });
     if (created.status !== 200 && created.status !== 201) throw new Error(`start failed: ${created.body.toString()}`);
     const { pid } = JSON.parse(created.body.toString()) as { pid: string };
     // memhog prints its first line once every page is written.
@@ -129,17 +133,19 @@ async function main(): Promise<void> {
       if (out.body.toString().includes("event: output")) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const r = await request(a1, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: c.strategy, max_downtime_ms: MAX_DOWNTIME_MS });
+    const r = await request(a1, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: c.strategy, max_downtime_ms: MAX_DOWNTIME_MS, compress: c.compress });
     if (r.status !== 200) throw new Error(`${c.strategy} migration failed: ${r.body.toString()}`);
     const m = (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics;
     const link = m.convergence === undefined ? "-" : (m.convergence.link_bytes_per_s / 1e6).toFixed(1);
     const throttle = m.convergence === undefined ? "-" : `${m.convergence.throttle_pct}%`;
     const asked = c.strategy === "pre-copy" ? String(MAX_DOWNTIME_MS) : "-";
-    console.log(`| ${mib} MiB | ${c.rate} | ${c.strategy} | ${m.downtime_ms.toFixed(1)} | ${asked} | ${m.total_ms.toFixed(0)} | ${m.rounds} | ${(m.bytes / 1048576).toFixed(1)} | ${link} | ${throttle} |`);
-    phases.push(`| ${c.rate} | ${c.strategy} | ${DOWNTIME_PHASES.map((p) => (m.phases_ms[p] ?? 0).toFixed(1)).join(" | ")} | ${DESTINATION_PHASES.map((p) => (m.destination_phases_ms[p] ?? 0).toFixed(1)).join(" | ")} |`);
+    const lz4 = m.compression === undefined ? "-" : `${(m.compression.raw_bytes / Math.max(m.compression.wire_bytes, 1)).toFixed(2)}:1`;
+    const compress = c.strategy === "pre-copy" ? c.compress : "-";
+    console.log(`| ${mib} MiB | ${c.fill} | ${c.rate} | ${c.strategy} | ${compress} | ${m.downtime_ms.toFixed(1)} | ${asked} | ${m.total_ms.toFixed(0)} | ${m.rounds} | ${(m.bytes / 1048576).toFixed(1)} | ${lz4} | ${link} | ${throttle} |`);
+    phases.push(`| ${c.fill} | ${c.rate} | ${c.strategy} | ${c.strategy === "pre-copy" ? c.compress : "-"} | ${DOWNTIME_PHASES.map((p) => (m.phases_ms[p] ?? 0).toFixed(1)).join(" | ")} | ${DESTINATION_PHASES.map((p) => (m.destination_phases_ms[p] ?? 0).toFixed(1)).join(" | ")} |`);
     await request(a1, "DELETE", `/v1/processes/${pid}`);
   }
-  console.log(`\nwhere each downtime went (ms: the source's phases_ms, then the destination's own after READY)\n| writes MB/s | strategy | ${DOWNTIME_PHASES.join(" | ")} | dest. ${DESTINATION_PHASES.join(" | dest. ")} |\n|---|---|${[...DOWNTIME_PHASES, ...DESTINATION_PHASES].map(() => "---|").join("")}`);
+  console.log(`\nwhere each downtime went (ms: the source's phases_ms, then the destination's own after READY)\n| fill | writes MB/s | strategy | compress | ${DOWNTIME_PHASES.join(" | ")} | dest. ${DESTINATION_PHASES.join(" | dest. ")} |\n|---|---|---|---|${[...DOWNTIME_PHASES, ...DESTINATION_PHASES].map(() => "---|").join("")}`);
   for (const row of phases) console.log(row);
 }
 

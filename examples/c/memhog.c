@@ -1,11 +1,16 @@
 /*
  * memhog.c - memory-heavy example guest for Ferry.
  *
- * Usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS]
+ * Usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [FILL]
  *   SIZE_MIB         buffer size in MiB, 1..3072 (default 64)
  *   WRITE_MIB_PER_S  rewrite rate in MiB per second, 0..65536 (default 32);
  *                    0 means idle: the program only sleeps
  *   SECONDS          number of (logical) seconds to run, 0..86400 (default 2)
+ *   FILL             what blocks hold: "mixed" (default; no byte sequence
+ *                    repeats, so they do not compress) or "text" (half of
+ *                    each block is 32-byte phrases from a small table, the
+ *                    rest as "mixed": compresses about 2:1 with LZ4, as a
+ *                    program's heap of strings and records might)
  *
  * The buffer is split into 4 KiB blocks. Block b of generation g holds 1024
  * 32-bit words fully determined by (b, g) and never all zero. At start every
@@ -57,6 +62,25 @@ static uint32_t block_seed(uint32_t b, uint32_t g) {
     return (uint32_t)mix64(((uint64_t)g << 32) | b) | 1u;
 }
 
+static int fill_text;      /* FILL is "text" */
+
+/* Eight 32-byte phrases, as little-endian words, for FILL=text. */
+static const char phrases[8][33] = {
+    "the process moved to other nodes", "pages were copied while it ran  ",
+    "a checkpoint is stored elsewhere", "output reaches its reader once  ",
+    "links deliver messages in order ", "the node daemon keeps its table ",
+    "memory is tracked page by page  ", "nothing is lost when nodes die  ",
+};
+
+/* Word j of a block whose seed is v: fully determined by (v, j). */
+static uint32_t block_word(uint32_t v, uint32_t j) {
+    if (fill_text && ((v >> ((j >> 3) & 15)) & 1u)) {
+        const char *p = phrases[(v + (j >> 3)) & 7u] + (j & 7u) * 4u;
+        return (uint32_t)(uint8_t)p[0] | (uint32_t)(uint8_t)p[1] << 8 | (uint32_t)(uint8_t)p[2] << 16 | (uint32_t)(uint8_t)p[3] << 24;
+    }
+    return v + j * 0x9e3779b9u;
+}
+
 /* Rewrite block b with generation g; returns a checksum of old and new data. */
 static uint64_t write_block(uint32_t b, uint32_t g) {
     uint32_t *w = block_ptr(b);
@@ -64,7 +88,7 @@ static uint64_t write_block(uint32_t b, uint32_t g) {
     uint32_t old_sum = 0;
     for (uint32_t j = 0; j < BLOCK_WORDS; j++) {
         old_sum = old_sum * 31u + w[j];
-        w[j] = v + j * 0x9e3779b9u;
+        w[j] = block_word(v, j);
     }
     gen[b] = g;
     return ((uint64_t)old_sum << 32) ^ v;
@@ -74,7 +98,7 @@ static int check_block(uint32_t b) {
     const uint32_t *w = block_ptr(b);
     uint32_t v = block_seed(b, gen[b]);
     uint32_t bad = 0;
-    for (uint32_t j = 0; j < BLOCK_WORDS; j++) bad |= w[j] ^ (v + j * 0x9e3779b9u);
+    for (uint32_t j = 0; j < BLOCK_WORDS; j++) bad |= w[j] ^ block_word(v, j);
     return bad == 0;
 }
 
@@ -104,13 +128,20 @@ static unsigned long parse_arg(const char *s, const char *what, unsigned long mi
 
 int main(int argc, char **argv) {
     unsigned long size_mib = 64, rate = 32, seconds = 2;
-    if (argc > 4) {
-        fprintf(stderr, "usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS]\n");
+    if (argc > 5) {
+        fprintf(stderr, "usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [mixed|text]\n");
         return 2;
     }
     if (argc > 1) size_mib = parse_arg(argv[1], "SIZE_MIB", 1, 3072);
     if (argc > 2) rate = parse_arg(argv[2], "WRITE_MIB_PER_S", 0, 65536);
     if (argc > 3) seconds = parse_arg(argv[3], "SECONDS", 0, 86400);
+    if (argc > 4) {
+        if (strcmp(argv[4], "text") == 0) fill_text = 1;
+        else if (strcmp(argv[4], "mixed") != 0) {
+            fprintf(stderr, "memhog: bad FILL '%s' (mixed or text)\n", argv[4]);
+            return 2;
+        }
+    }
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     nblocks = (uint32_t)(size_mib * (1048576u / BLOCK_BYTES));

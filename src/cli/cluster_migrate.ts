@@ -26,6 +26,10 @@ Options:
                          down before the process is given up (default 10000).
   --push-rate MB         Post-copy and hybrid: cap the background push at MB
                          megabytes per second (pages touched are never held back).
+  --compress C           Pre-copy and hybrid: compress the rounds' pages with
+                         LZ4: auto (default: when the destination confirmed
+                         pages at under 100 MB/s, in this move's last round or
+                         the node's last move there), lz4 (always) or off.
   --json                 Print {pid, from, to, metrics} as JSON.
   --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
   -h, --help             Show this help.
@@ -77,6 +81,7 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
       { name: "max-downtime", value: true },
       { name: "recover-timeout", value: true },
       { name: "push-rate", value: true },
+      { name: "compress", value: true },
       { name: "json", value: false },
       { name: "help", value: false, short: "h" },
       CLUSTER_OPTION,
@@ -99,9 +104,12 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
   if (recover_ms === 0) throw new UsageError("--recover-timeout must be at least 1 ms");
   const push_mb = optionInt(parsed, "push-rate");
   if (push_mb === 0) throw new UsageError("--push-rate must be at least 1 MB/s");
+  const compress = optionValue(parsed, "compress");
+  if (compress !== undefined && !["auto", "lz4", "off"].includes(compress)) throw new UsageError("--compress is auto, lz4 or off");
   const body = {
     to,
     strategy,
+    ...(compress !== undefined ? { compress } : {}),
     ...(max_downtime_ms !== undefined ? { max_downtime_ms } : {}),
     ...(recover_ms !== undefined ? { recover_ms } : {}),
     ...(push_mb !== undefined ? { push_bytes_per_s: push_mb * 1_000_000 } : {}),
@@ -128,6 +136,8 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
     const dirty = c.dirty_bytes_per_s === null ? "" : `, written at ${(c.dirty_bytes_per_s / 1e6).toFixed(1)} MB/s`;
     process.stdout.write(`  rounds confirmed at ${(c.link_bytes_per_s / 1e6).toFixed(1)} MB/s${dirty}${c.throttle_pct > 0 ? `; auto-converge held the process ${c.throttle_pct}% of its time` : ""}\n`);
   }
+  const z = m.compression;
+  if (z !== undefined) process.stdout.write(`  rounds compressed (${z.codec}): ${z.raw_bytes} bytes sent as ${z.wire_bytes} (${(z.raw_bytes / Math.max(z.wire_bytes, 1)).toFixed(2)}:1)\n`);
   // Older nodes report no phases.
   const phases = Object.entries(m.phases_ms ?? {}).filter(([, ms]) => ms !== undefined);
   if (phases.length > 0) process.stdout.write(`  phases ms: ${phases.map(([k, ms]) => `${k} ${(ms as number).toFixed(1)}`).join("  ")}\n`);

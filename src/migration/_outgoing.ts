@@ -215,7 +215,10 @@ export class OutgoingMigration {
     // Hybrid: one round while the process runs, then post-copy of what it dirtied since.
     const rounds_max = strategy === "hybrid" ? 1 : (this.#options.rounds_max ?? PRECOPY_ROUNDS_MAX);
     this.#rounds_digest = createHash("sha256");
-    const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true };
+    const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true,
+      compression: this.#options.compression ?? "auto",
+      link_hint_bytes_per_s: this.#options.link_hint_bytes_per_s ?? null,
+    };
     await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, this.#side));
   }
 

@@ -9,6 +9,7 @@ import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
 import { RoundEndSchema } from "./_schemas.js";
+import { compressRound, type Compression } from "./_compress.js";
 import type { MigrationMetrics, SourceSide } from "./source.js";
 
 /** The destination's one answer to an image, watched while the image is sent. */
@@ -153,6 +154,10 @@ export interface RoundLimits {
   digest: Hash;
   /** Throttle the process when rounds stop shrinking (default on). */
   auto_converge: boolean;
+  /** Whether rounds compress their pages (`_compress.ts`). */
+  compression: Compression;
+  /** The rate this node last saw the destination confirm pages at, for the first round's choice (null: none yet). */
+  link_hint_bytes_per_s: number | null;
 }
 
 /**
@@ -182,7 +187,14 @@ export async function preCopyRounds(
     // Pages written between the last scan and this one are this round's.
     const dirtied_ms = Math.max(t - last_scan, 0.001);
     last_scan = t;
-    const sent = await sendPages(conn, tracker.changed(memory()), limits.digest);
+    // The first round goes by what an earlier move to this destination saw; the next ones by what this one saw.
+    const compress = compressRound(limits.compression, round === 1 ? limits.link_hint_bytes_per_s : (confirmed_bytes / confirmed_ms) * 1000);
+    const sent = await sendPages(conn, tracker.changed(memory()), { digest: limits.digest, compress });
+    if (compress) {
+      const c = (metrics.compression ??= { codec: "lz4", raw_bytes: 0, wire_bytes: 0 });
+      c.raw_bytes += sent.raw_bytes;
+      c.wire_bytes += sent.bytes;
+    }
     await sendJson(conn, Msg.round_end, { round });
     const ack = await conn.next({ timeout_ms: ROUND_ACK_TIMEOUT_MS });
     raiseIfError(ack, "the destination gave up");

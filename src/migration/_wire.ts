@@ -9,6 +9,7 @@ import type * as v from "valibot";
 import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FRAME_BYTES_MAX, type FramedConnection } from "../transport/mod.js";
 import { parseJson, type Schema } from "../validate.js";
+import { compressPagesPayload } from "./_compress.js";
 import { ErrorFrameSchema } from "./_schemas.js";
 
 /** Frame types. */
@@ -23,6 +24,8 @@ export const Msg = {
   running: 8,
   handover: 9,
   round_ack: 10,
+  /** PAGES with the pages as one LZ4 block (`_compress.ts`). */
+  pages_lz4: 30,
 } as const;
 
 /**
@@ -59,36 +62,62 @@ export function readFrame<S extends Schema>(schema: S, payload: Uint8Array, what
   return parseJson(schema, payload, `${what} frame`, { code: "ERR_MIGRATION_PROTOCOL" });
 }
 
+/** Options of {@link sendPages}. */
+export interface SendPagesOptions {
+  /** Folds every PAGES payload into it in order, as the receiver folds what it gets (the image then vouches for them). */
+  digest?: Hash;
+  /** Sends each frame whose pages shrink as PAGES_LZ4 (`_compress.ts`). */
+  compress?: boolean;
+}
+
 /**
  * Sends pages in as few frames as the frame limit allows; resolves with the
- * bytes sent. With `digest`, every PAGES payload is folded into it in order,
- * as the receiver folds what it gets (the image then vouches for them); the
- * pages are then copied into the frame first, because a running process may
- * write a page between the hash and the socket's write of a view of it.
+ * pages, the bytes sent and the bytes they stood for (more than those sent
+ * when compressed). With a digest or compression, the pages are copied into
+ * the frame first, because a running process may write a page between the
+ * hash (or the compression) and the socket's write of a view of it.
  */
 export async function sendPages(
   conn: FramedConnection,
   pages: Iterable<{ index: number; data: Uint8Array }>,
-  digest?: Hash,
-): Promise<{ pages: number; bytes: number }> {
+  options: SendPagesOptions = {},
+): Promise<{ pages: number; bytes: number; raw_bytes: number }> {
+  const { digest, compress = false } = options;
   let batch: { index: number; data: Uint8Array }[] = [];
   let count = 0;
   let bytes = 0;
+  let raw_bytes = 0;
+  // With compression, the frame being compressed (on the thread pool) and the one being sent overlap: at most one of each.
+  let sending: Promise<void> = Promise.resolve();
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const head_bytes = 4 + 4 * batch.length;
-    const head = Buffer.alloc(digest === undefined ? head_bytes : head_bytes + batch.length * WIRE_PAGE_BYTES);
+    const copy = digest !== undefined || compress;
+    const head = Buffer.alloc(copy ? head_bytes + batch.length * WIRE_PAGE_BYTES : head_bytes);
     head.writeUInt32LE(batch.length, 0);
     batch.forEach((p, i) => head.writeUInt32LE(p.index, 4 + 4 * i));
-    if (digest === undefined) {
+    const frame_bytes = head_bytes + batch.length * WIRE_PAGE_BYTES + 5;
+    raw_bytes += frame_bytes;
+    count += batch.length;
+    if (!copy) {
       await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
+      bytes += frame_bytes;
     } else {
       batch.forEach((p, i) => head.set(p.data, head_bytes + i * WIRE_PAGE_BYTES));
-      digest.update(head);
-      await conn.send(Msg.pages, head);
+      // In frame order, as the receiver folds them.
+      digest?.update(head);
+      const packed = compress ? compressPagesPayload(head) : Promise.resolve(null);
+      const previous = sending;
+      sending = (async () => {
+        const p = await packed;
+        await previous;
+        await conn.send(p === null ? Msg.pages : Msg.pages_lz4, p ?? head);
+        bytes += p === null ? frame_bytes : p.length + 5;
+      })();
+      // Seen where it is awaited (the next frame, or the end); this only keeps it from being unhandled if the pages' source throws first.
+      sending.catch(() => undefined);
+      await previous;
     }
-    bytes += head_bytes + batch.length * WIRE_PAGE_BYTES + 5;
-    count += batch.length;
     batch = [];
   };
   for (const page of pages) {
@@ -96,7 +125,8 @@ export async function sendPages(
     if (batch.length === PAGES_PER_FRAME_MAX) await flush();
   }
   await flush();
-  return { pages: count, bytes };
+  await sending;
+  return { pages: count, bytes, raw_bytes };
 }
 
 /** Reads a PAGES frame: page indexes and views of their bytes. */

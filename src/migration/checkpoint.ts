@@ -122,7 +122,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
   const round = { pages: 0, bytes: 0 };
   let rounds = 0;
   for (let previous = Infinity; ; ) {
-    const sent = await sendPages(conn, tracker.changed(memory()), digest);
+    const sent = await sendPages(conn, tracker.changed(memory()), { digest });
     rounds += 1;
     round.pages += sent.pages;
     round.bytes += sent.bytes;
@@ -150,7 +150,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
   }
   const pause_ms = performance.now() - stopped_at;
   await side.flushOutput?.();
-  const last = await sendPages(conn, final, digest);
+  const last = await sendPages(conn, final, { digest });
   // Every page went in PAGES frames (zero pages too: they clear an older copy); the image carries the size only.
   image.memory = { size_bytes: image.memory.size_bytes, pages: () => [] };
   image.meta.precopy_sha256 = digest.digest("hex");

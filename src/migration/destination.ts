@@ -10,7 +10,8 @@ import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageDecoder, offThreadSha256, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { Msg, PAGES_PER_FRAME_MAX, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { decompressPagesPayload } from "./_compress.js";
 import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import type { Offer } from "./source.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
@@ -110,12 +111,15 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
-      clock.enter(frame.type === Msg.pages ? "pages" : "decode");
-      if (frame.type === Msg.pages) {
+      const round_pages = frame.type === Msg.pages || frame.type === Msg.pages_lz4;
+      clock.enter(round_pages ? "pages" : "decode");
+      if (round_pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
         if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
-        const pages = readPages(frame.payload);
-        rounds_digest.update(frame.payload);
+        // A compressed frame stands for the PAGES payload it rebuilds to: that is what is hashed and placed.
+        const payload = frame.type === Msg.pages ? frame.payload : decompressPagesPayload(frame.payload, PAGES_PER_FRAME_MAX);
+        const pages = readPages(payload);
+        rounds_digest.update(payload);
         rounds_pages = true;
         for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }

@@ -15,7 +15,7 @@ import { GuestProcess } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FrameParser, FramedConnection, encodeFrame } from "../transport/mod.js";
 import { Msg } from "./_wire.js";
-import { migrateIn, migrateOut, type MigrationMetrics, type Strategy } from "./mod.js";
+import { migrateIn, migrateOut, type Compression, type MigrationMetrics, type Strategy } from "./mod.js";
 import { destination, EXIT_INTACT, GUEST, io, source, SPINNER } from "./_testing.js";
 import { DESTINATION_PHASES, SOURCE_PHASES, type DestinationPhase, type SourcePhase } from "./phases.js";
 
@@ -36,6 +36,9 @@ function relay(change: (type: number, payload: Uint8Array) => Uint8Array): [Dupl
   return [src, dst];
 }
 
+/** The source's metrics of the last {@link migrate}, null if it failed. */
+let metrics_of_last: Promise<MigrationMetrics | null> = Promise.resolve(null);
+
 interface Run {
   outcome: { ok: true } | { ok: false; out: FerryError; in: FerryError };
   source: { proc: GuestProcess; stdin: PassThrough; out: () => string };
@@ -50,6 +53,7 @@ async function migrate(options: {
   trust?: ImageTrust;
   image?: (image: ProcessImage) => void;
   change?: (type: number, payload: Uint8Array) => Uint8Array;
+  compression?: Compression;
 }): Promise<Run> {
   const signer = options.signer ?? { key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey };
   const s = io();
@@ -68,7 +72,8 @@ async function migrate(options: {
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
   const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
   const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
-  const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy });
+  const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
+  metrics_of_last = outgoing.then((m) => m, () => null);
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
   const source_side = { proc, stdin: s.stdin, out: s.out };
   if (out.status === "fulfilled" && inn.status === "fulfilled") return { outcome: { ok: true }, source: source_side, landed: dest.landed() };
@@ -218,6 +223,47 @@ describe("migration of a bad image", () => {
       assert.equal(run.outcome.in.code, "ERR_IMAGE_SIGNATURE");
       assert.equal(run.outcome.out.code, "ERR_IMAGE_SIGNATURE");
     }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("pre-copy with its rounds compressed: the pages travel as PAGES_LZ4, fewer bytes than they stand for, and land intact", async () => {
+    let compressed = 0;
+    const run = await migrate({
+      strategy: "pre-copy",
+      compression: "lz4",
+      change: (type, payload) => {
+        assert.notEqual(type, Msg.pages, "a round's pages went uncompressed, though they shrink");
+        if (type === Msg.pages_lz4) compressed += 1;
+        return payload;
+      },
+    });
+    assert.deepEqual(run.outcome, { ok: true });
+    assert.ok(compressed > 0, "no PAGES_LZ4 frame went through");
+    const m = await metrics_of_last;
+    assert.ok(m?.compression !== undefined && m.compression.wire_bytes < m.compression.raw_bytes, JSON.stringify(m?.compression));
+    const landed = run.landed;
+    assert.ok(landed !== null);
+    landed.stdin.end("go\n");
+    assert.deepEqual(await landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+    await run.source.proc.terminate();
+  });
+
+  it("a compressed page changed on the way is refused, as a damaged block or by the signed digest; the source keeps running", async () => {
+    let changed = false;
+    const run = await migrate({
+      strategy: "pre-copy",
+      compression: "lz4",
+      change: (type, payload) => {
+        if (type !== Msg.pages_lz4 || changed) return payload;
+        changed = true;
+        const copy = Buffer.from(payload);
+        copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ 1;
+        return copy;
+      },
+    });
+    assert.ok(changed, "no PAGES_LZ4 frame went through");
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) assert.ok(["ERR_IMAGE_SIGNATURE", "ERR_MIGRATION_PROTOCOL"].includes(run.outcome.in.code), run.outcome.in.code);
     await assertKeepsRunningAtSource(run);
   });
 

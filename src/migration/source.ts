@@ -5,6 +5,7 @@
  * source's: any failure leaves it running here.
  */
 import type { ImageSigner } from "../image/mod.js";
+import type { Compression } from "./_compress.js";
 import type { PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
@@ -89,6 +90,8 @@ export interface MigrationMetrics {
    * none), in percent of its time.
    */
   convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number };
+  /** Rounds that compressed their pages (`_compress.ts`): bytes they stood for, and bytes sent. */
+  compression?: { codec: "lz4"; raw_bytes: number; wire_bytes: number };
   /**
    * Where the source's time went, phase by phase (phases.ts): they add up to
    * `total_ms`, and from `suspend` to `restore` to the downtime.
@@ -156,6 +159,10 @@ export interface MigrationOptions {
   rounds_max?: number;
   /** Pre-copy: hold the process at its safe points when rounds stop shrinking (default true); see `_precopy.ts`. */
   auto_converge?: boolean;
+  /** Pre-copy and hybrid: compress the rounds' pages (default `auto`: below a confirmed rate; `_compress.ts`). */
+  compression?: Compression;
+  /** The rate the destination confirmed pages at in this node's last move to it, for `auto`'s first round. */
+  link_hint_bytes_per_s?: number;
   /** Post-copy and hybrid: cap on the background push, bytes per second. */
   push_bytes_per_s?: number;
   /**

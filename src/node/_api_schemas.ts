@@ -5,7 +5,7 @@
  * ERR_BAD_REQUEST naming the field, and nothing happened.
  */
 import * as v from "valibot";
-import { RECOVER_MS_MAX, STRATEGIES } from "../migration/mod.js";
+import { COMPRESSIONS, RECOVER_MS_MAX, STRATEGIES } from "../migration/mod.js";
 import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Sha256 } from "../process_spec.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 import { base64, integer, queryUint, text } from "../validate.js";
@@ -57,6 +57,8 @@ export const MigrateRequestSchema = v.object({
   push_bytes_per_s: v.optional(v.pipe(v.number(), v.gtValue(0, "must be more than 0"), v.maxValue(PUSH_BYTES_PER_S_MAX, `must be at most ${PUSH_BYTES_PER_S_MAX}`))),
   /** Pre-copy: throttle the process when rounds stop shrinking (default true). */
   auto_converge: v.optional(v.boolean()),
+  /** Pre-copy and hybrid: compress the rounds' pages (default auto: when the link is slow). */
+  compress: v.optional(v.picklist(COMPRESSIONS, `must be one of ${COMPRESSIONS.join(", ")}`)),
 });
 
 /** A migration request as checked. */

@@ -317,6 +317,20 @@ export function fetchModule(node: FerryNode, address: string, expect: ExpectedPe
   });
 }
 
+/**
+ * The rate each destination last confirmed pre-copy's pages at, by node
+ * name: the first round of the next move there chooses compression by it
+ * (`compress: auto`, src/migration/_compress.ts). Kept per node object, in
+ * memory: after a restart the first move measures again.
+ */
+const link_rates = new WeakMap<FerryNode, Map<string, number>>();
+
+function linkRates(node: FerryNode): Map<string, number> {
+  let rates = link_rates.get(node);
+  if (rates === undefined) link_rates.set(node, (rates = new Map()));
+  return rates;
+}
+
 /** Moves process `pid`, which runs on this node, as a client asked. */
 export async function migrateProcess(
   node: FerryNode,
@@ -410,6 +424,8 @@ export async function migrateProcess(
         tracker: () => createTracker(node.page_tracker.name),
         ...(push !== undefined ? { push_bytes_per_s: push } : {}),
         ...(b.auto_converge !== undefined ? { auto_converge: b.auto_converge } : {}),
+        ...(b.compress !== undefined ? { compression: b.compress } : {}),
+        ...(linkRates(node).has(to) ? { link_hint_bytes_per_s: linkRates(node).get(to) as number } : {}),
         stall_ms: node.limits.migration_stall_ms,
         onStall: ({ idle_ms, phase }) => {
           log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);
@@ -417,6 +433,7 @@ export async function migrateProcess(
         },
       },
     );
+    if (metrics.convergence !== undefined) linkRates(node).set(to, metrics.convergence.link_bytes_per_s);
     node.metrics.migrationSucceeded(pid, metrics);
     node.events.publish({ type: "migration.succeeded", pid, to, strategy, total_ms: metrics.total_ms, downtime_ms: metrics.downtime_ms, bytes: metrics.bytes });
     log.info({ total_ms: Math.round(metrics.total_ms), downtime_ms: Math.round(metrics.downtime_ms), bytes: metrics.bytes }, `migrated ${pid} to ${to}`);
