@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
 import { test } from "node:test";
 import * as fc from "fast-check";
+import { compressSync } from "lz4-napi";
 import { fuzzParameters, thrown } from "../_fuzz.js";
 import { FerryError } from "../errors.js";
 import { encodeImage, sparsePages, trustKeys } from "../image/mod.js";
@@ -148,13 +149,22 @@ test("fuzz: an ERROR frame is always a PeerRefusal with a code that looks like o
 
 /** A frame a hostile source might send after OFFER: anything, or something almost right. */
 const frame = fc.oneof(
-  fc.tuple(fc.nat(12), fc.uint8Array({ maxLength: 300 })),
+  fc.tuple(fc.oneof(fc.nat(12), fc.constant(Msg.pages_lz4)), fc.uint8Array({ maxLength: 300 })),
   fc.constant([Msg.round_end, json({ round: 1 })] as [number, Uint8Array]),
   fc.tuple(fc.constant(Msg.pages), fc.nat(40)).map(([type, index]) => {
     const p = Buffer.alloc(4 + 4 + WIRE_PAGE_BYTES, 1);
     p.writeUInt32LE(1, 0);
     p.writeUInt32LE(index, 4);
     return [type, p] as [number, Uint8Array];
+  }),
+  // A compressed page, whole or cut anywhere (its block then fails to decompress or rebuilds a page the signed digest refuses).
+  fc.tuple(fc.nat(40), fc.nat(64)).map(([index, cut]) => {
+    const p = compressSync(Buffer.alloc(WIRE_PAGE_BYTES, 1));
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE(1, 0);
+    head.writeUInt32LE(index, 4);
+    const whole = Buffer.concat([head, p]);
+    return [Msg.pages_lz4, whole.subarray(0, Math.max(8, whole.length - cut))] as [number, Uint8Array];
   }),
   fc.constant([Msg.handover, json({ session: "s", remote_bytes: 65536, missing: [[0, 1]] })] as [number, Uint8Array]),
   fc.constant([Msg.image_end, new Uint8Array(0)] as [number, Uint8Array]),
