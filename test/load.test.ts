@@ -19,6 +19,7 @@ import { GuestProcess } from "../src/runtime/mod.js";
 const COMPUTE = path.join(EXAMPLES, "c", "compute.wasm");
 const PINGPONG = path.join(EXAMPLES, "c", "pingpong.wasm");
 const SLEEPER = path.join(EXAMPLES, "c", "sleeper.wasm");
+const MEMHOG = path.join(EXAMPLES, "c", "memhog.wasm");
 /** A process that mostly waits: it wants no CPU, so only drain or requirements move it. */
 const IDLE_ARGS = ["1000", "600"];
 
@@ -169,6 +170,45 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     for (const pid of even) assert.equal((await proc(n1.address, pid)).moves, 0, `${pid} was not moved`);
     const decided = (await events(n1.address)).filter((e) => e["type"] === "load.move" && even.includes(String(e["pid"])));
     assert.deepEqual(decided, [], "no automatic move decided under an even load");
+  });
+});
+
+describe("load: each large process's dirty rate, measured on its runner", () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let n1: NodeProc;
+  before(async () => {
+    cluster = await startCluster(["n1"], undefined, () => ["--allow-dir", os.tmpdir(), "--balance", "on"]);
+    [n1] = cluster.nodes as [NodeProc];
+  });
+  after(() => cluster.stop());
+
+  it("finds a writer's rate, an idle process's near zero, and leaves small processes unmeasured", async (t) => {
+    const sha = await upload(n1.address, MEMHOG);
+    const MIB = 1024 * 1024;
+    // memhog SIZE_MIB WRITE_MIB_PER_S SECONDS: 48 MiB rewritten at 8 MiB/s, the same left idle, and 4 MiB written fast.
+    const writer = await run(n1.address, sha, ["48", "8", "600"]);
+    const idle = await run(n1.address, sha, ["48", "0", "600"]);
+    const small = await run(n1.address, sha, ["4", "64", "600"]);
+    try {
+      const rates = await until(
+        "rates of both large processes, the writer's after a window that saw it write",
+        async () => {
+          const p = await json<{ dirty_rates_measured: boolean; dirty_bytes_per_s: Record<string, number> }>(n1.address, "GET", "/v1/policy");
+          assert.ok(p.dirty_rates_measured, "this machine has the kernel tracker: rates are measured");
+          const r = p.dirty_bytes_per_s;
+          return r[writer] !== undefined && r[idle] !== undefined && (r[writer] as number) > 0 ? r : undefined;
+        },
+        30_000,
+      );
+      t.diagnostic(`writer ${((rates[writer] as number) / MIB).toFixed(2)} MiB/s (writes 8), idle ${((rates[idle] as number) / MIB).toFixed(3)} MiB/s`);
+      // Loose bounds: a window sees what the guest wrote while the machine let it run.
+      assert.ok((rates[writer] as number) > 2 * MIB && (rates[writer] as number) < 24 * MIB, `writer: ${rates[writer]} B/s`);
+      assert.ok((rates[idle] as number) < 0.5 * MIB, `idle: ${rates[idle]} B/s`);
+      assert.equal(rates[small], undefined, "a process under the stop-and-copy limit is not measured");
+      for (const pid of [writer, idle, small]) assert.equal((await proc(n1.address, pid)).state, "running", `${pid} runs on while measured`);
+    } finally {
+      for (const pid of [writer, idle, small]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
   });
 });
 

@@ -28,6 +28,7 @@ export async function loadRound(node: FerryNode): Promise<void> {
   const load = node.load;
   load.view.expire(load.params.view_age_max_ms * 4, performance.now());
   await gossip(node);
+  load.sampleDirty();
   load.noteIdle();
   balanceRound(node);
 }
@@ -89,14 +90,14 @@ export function balanceRound(node: FerryNode): void {
   for (const m of moves) {
     if (!load.balance && m.reason !== "drain") continue;
     const info = processes.find((p): boolean => p.pid === m.pid);
-    void carryOut(node, m, info?.cpu_share ?? 1, info?.memory_bytes ?? 0);
+    void carryOut(node, m, { share: info?.cpu_share ?? 1, memory_bytes: info?.memory_bytes ?? 0, dirty_bytes_per_s: info?.dirty_bytes_per_s ?? 0 });
   }
 }
 
 /** Moves one process as decided; a failure leaves it running here and says why in an event. */
-async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: number): Promise<void> {
+async function carryOut(node: FerryNode, m: Move, proc: { share: number; memory_bytes: number; dirty_bytes_per_s: number }): Promise<void> {
   const load = node.load;
-  load.moveStarted(m.pid, m.to, share, memory_bytes);
+  load.moveStarted(m.pid, m.to, proc.share, proc.memory_bytes);
   const detail = m.detail;
   node.events.publish({
     type: "load.move",
@@ -105,6 +106,8 @@ async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: n
     to: m.to,
     reason: m.reason,
     strategy: m.strategy,
+    memory_bytes: proc.memory_bytes,
+    dirty_bytes_per_s: Math.round(proc.dirty_bytes_per_s),
     detail,
     expected_total_ms: Math.round(m.estimate.total_ms),
     expected_downtime_ms: Math.round(m.estimate.downtime_ms),

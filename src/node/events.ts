@@ -25,7 +25,7 @@ export type NodeEventBody =
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
   /** The load module decided an automatic move (docs/load.md): why, how, and what it expected it to cost. */
-  | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; detail: string; expected_total_ms: number; expected_downtime_ms: number }
+  | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; memory_bytes: number; dirty_bytes_per_s: number; detail: string; expected_total_ms: number; expected_downtime_ms: number }
   /** An automatic move did not happen; the process stays where it was. */
   | { type: "load.move_failed"; pid: string; to: string; reason: string; strategy: string; code: string; message: string }
   /** `ferry run` without `--node` was placed by the policy. */

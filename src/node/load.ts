@@ -34,6 +34,7 @@ import { ConstraintsSchema } from "./_load_schemas.js";
 import { parse } from "../validate.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
+import { DirtyMeter, type DirtyCandidate } from "./_dirty_rate.js";
 
 /** How often a node measures, gossips and decides, after MOSIX. */
 export const LOAD_INTERVAL_MS_DEFAULT = 500;
@@ -85,6 +86,8 @@ export class LoadModule {
   readonly interval_ms: number;
   /** The only randomness decisions use (gossip targets, samples, ties). */
   readonly random: Prng;
+  /** Large processes' dirty rates, a window at a time (`_dirty_rate.ts`). */
+  readonly dirty: DirtyMeter;
   readonly #node: FerryNode;
   #labels: Labels;
   #draining = false;
@@ -123,6 +126,7 @@ export class LoadModule {
     for (const c of node.name) seed = (seed * 31 + c.charCodeAt(0)) >>> 0;
     this.random = new Prng(seed);
     this.transfer_bytes_per_s = this.#params.model.transfer_bytes_per_s;
+    this.dirty = new DirtyMeter({ enabled: node.page_tracker.name === "userfaultfd", log: node.log });
   }
 
   /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
@@ -148,6 +152,31 @@ export class LoadModule {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     this.scheduler.releaseAll();
+    this.dirty.close();
+  }
+
+  /**
+   * Opens and closes dirty-rate windows (each round). Measured: processes
+   * larger than the stop-and-copy limit (the strategy of smaller ones does
+   * not depend on it) that are not moving, not receiving post-copy pages and
+   * not in a checkpoint chain (each of those tracks the memory's writes
+   * itself, and a memory takes one tracker at a time).
+   */
+  sampleDirty(): void {
+    // Only moves read it: with the balancer off and no drain, the guests pay nothing.
+    if (!this.#balance && !this.#draining) {
+      this.dirty.close();
+      return;
+    }
+    const limit = this.#params.model.stop_copy_bytes_max;
+    const candidates: DirtyCandidate[] = [];
+    for (const r of this.#node.table.runningAll()) {
+      if (r.migrating || this.in_flight.has(r.pid) || r.checkpoint_every_ms !== undefined) continue;
+      if (r.proc.memory.buffer.byteLength <= limit) continue;
+      if (this.#node.postcopy.forPid(r.pid) !== undefined || this.#node.checkpoints.tracks(r.pid)) continue;
+      candidates.push({ pid: r.pid, memory: r.proc.memory });
+    }
+    this.dirty.tick(candidates, performance.now());
   }
 
   /** One scheduling slice: measure the guests and give the cores out. */
@@ -205,6 +234,8 @@ export class LoadModule {
       params: this.#params,
       idle_nodes: this.idle,
       moving: [...this.in_flight],
+      dirty_rates_measured: this.dirty.measuring,
+      dirty_bytes_per_s: this.dirty.rates(),
     };
   }
 
@@ -278,8 +309,8 @@ export class LoadModule {
       out.push({
         pid: r.pid,
         memory_bytes: r.proc.memory.buffer.byteLength,
-        // Not measured: tracking writes costs the guest; strategy then follows size alone.
-        dirty_bytes_per_s: 0,
+        // Unmeasured (small, or no kernel tracker here): the strategy then follows size alone.
+        dirty_bytes_per_s: this.dirty.rate(r.pid) ?? 0,
         cpu_share: slot?.cpu_share ?? 1,
         cpu_s: (slot?.cpu_ms ?? 0) / 1000,
         requires: c.requires,
