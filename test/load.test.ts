@@ -73,6 +73,12 @@ async function consecutiveFreePorts(n: number): Promise<number> {
   }
 }
 
+/** The value `pattern` (with one group) finds in a metrics text; 0 if absent. */
+function metricValue(text: string, pattern: RegExp): number {
+  const m = pattern.exec(text);
+  return m === null ? 0 : Number(m[1]);
+}
+
 async function setPolicy(address: string, set: Record<string, string>): Promise<void> {
   await json(address, "PUT", "/v1/policy", { set });
 }
@@ -151,6 +157,17 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     assert.ok(procs.filter((p) => p.node === "n2").length >= 2, "jobs ended on n2");
     const reasons = (await events(n1.address)).filter((e) => e["type"] === "load.move");
     assert.ok(reasons.length >= moved.length && reasons.every((e) => e["reason"] === "balance" && typeof e["detail"] === "string" && e["strategy"] === "stop-copy"), "each move is an event with its reason and strategy");
+    // Every decision counted in the metrics by its reason, every move by its strategy and end.
+    let decided = 0;
+    let succeeded = 0;
+    for (const n of [n1, n2]) {
+      const text = (await request(n.address, "GET", "/metrics")).body.toString();
+      decided += metricValue(text, /^ferry_balancer_decisions_total\{[^}]*reason="balance"[^}]*\} (\S+)$/m);
+      succeeded += metricValue(text, /^ferry_balancer_moves_total\{[^}]*strategy="stop-copy",result="succeeded"[^}]*\} (\S+)$/m);
+      assert.equal(metricValue(text, /^ferry_node_cpus\{[^}]*\} (\S+)$/m), 1, "capacity is --cpus");
+    }
+    assert.equal(decided, (await events(n1.address)).filter((e) => e["type"] === "load.move").length, "each load.move event is a decision counted by its reason");
+    assert.ok(succeeded >= moved.length, `moves counted by strategy (${succeeded} of ${moved.length})`);
     // No timed assertion: on a shared machine one job alone and two at once get different shares of it
     // (the ratio ranged 1.3-1.7 here); `node dist/bench/run.js --only=balance` measures it.
     const ideal_ms = 4 * one_ms;

@@ -89,6 +89,7 @@ export function balanceRound(node: FerryNode): void {
   const moves = decide({ now_ms, local, processes, view, peer_view: view, random: load.random }, params);
   for (const m of moves) {
     if (!load.balance && m.reason !== "drain") continue;
+    load.metrics?.decided(m.reason);
     const info = processes.find((p): boolean => p.pid === m.pid);
     void carryOut(node, m, { share: info?.cpu_share ?? 1, memory_bytes: info?.memory_bytes ?? 0, dirty_bytes_per_s: info?.dirty_bytes_per_s ?? 0 });
   }
@@ -129,8 +130,10 @@ async function carryOut(node: FerryNode, m: Move, proc: { share: number; memory_
     // Only a move with real bulk says anything about the rate; a small one is all fixed cost.
     if (bytes >= 4 * 1024 * 1024 && total_ms > 0) load.transfer_bytes_per_s += 0.5 * ((bytes * 1000) / total_ms - load.transfer_bytes_per_s);
     ok = true;
+    load.metrics?.moved(strategy, "succeeded");
   } catch (err: unknown) {
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+    load.metrics?.moved(strategy, "failed");
     node.events.publish({ type: "load.move_failed", pid: m.pid, to: m.to, reason: m.reason, strategy, code, message: err instanceof Error ? err.message : String(err) });
     node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `the automatic move of ${m.pid} to ${m.to} did not happen; it stays here`);
   } finally {

@@ -35,6 +35,7 @@ import { parse } from "../validate.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { DirtyMeter, type DirtyCandidate } from "./_dirty_rate.js";
+import { LoadMetrics } from "./_load_metrics.js";
 
 /** How often a node measures, gossips and decides, after MOSIX. */
 export const LOAD_INTERVAL_MS_DEFAULT = 500;
@@ -113,6 +114,8 @@ export class LoadModule {
   /** Idle nodes in pack mode, as last reported. */
   idle: string[] = [];
   #timers: NodeJS.Timeout[] = [];
+  /** Its Prometheus metrics, registered when it starts (the node's registry exists by then). */
+  metrics: LoadMetrics | null = null;
 
   constructor(node: FerryNode, options: LoadOptions = {}) {
     this.#node = node;
@@ -131,6 +134,15 @@ export class LoadModule {
 
   /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
   start(round: () => Promise<void>): void {
+    this.metrics ??= new LoadMetrics(this.#node.metrics.registry, {
+      load: () => this.measure(),
+      guests: () => this.scheduler.sample,
+      viewAges: () => {
+        const now = performance.now();
+        return this.view.records().map((r) => ({ node: r.load.node, age_s: (r.age_ms + Math.max(0, now - r.received_ms)) / 1000 }));
+      },
+      dirtyRates: () => this.dirty.rates(),
+    });
     this.#timers.push(setInterval(() => this.slice(), SLICE_MS));
     let busy = false;
     this.#timers.push(
