@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
-import { freePorts, json, nodeDialer, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, nodeDialer, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
 import fs from "node:fs";
 import { GuestProcess } from "../src/runtime/mod.js";
 
@@ -330,6 +330,34 @@ describe("load: co-location, drain and requirements", () => {
 
     await json(n3.address, "POST", "/v1/nodes/n3/undrain");
     for (const pid of [gpu, pinned, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+  });
+});
+
+describe("load: a drain outlives a restart", () => {
+  it("a drained node that restarts on its data comes back drained, and undrained after an undrain", async () => {
+    const [port] = (await freePorts(1)) as [number];
+    const data = tempDir("drain-restart");
+    const args = ["--allow-dir", os.tmpdir(), "--balance", "on"];
+    let node = await startNode("n1", port, [], data, args);
+    try {
+      const sha = await upload(node.address, SLEEPER);
+      assert.equal((await json<{ draining: boolean }>(node.address, "POST", "/v1/nodes/n1/drain")).draining, true);
+      await stopNode(node);
+      node = await startNode("n1", port, [], data, args);
+      assert.equal((await json<{ draining: boolean }>(node.address, "GET", "/v1/policy")).draining, true, "still drained after the restart");
+      const refused = await request(node.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "s.wasm", args: IDLE_ARGS, node: "n1" });
+      assert.equal(refused.status, 409, "nothing new starts on it");
+      assert.match(refused.body.toString(), /ERR_NODE_DRAINING/);
+      await json(node.address, "POST", "/v1/nodes/n1/undrain");
+      await stopNode(node);
+      node = await startNode("n1", port, [], data, args);
+      assert.equal((await json<{ draining: boolean }>(node.address, "GET", "/v1/policy")).draining, false, "undrained after the restart");
+      const pid = await run(node.address, sha, IDLE_ARGS, { node: "n1" });
+      await json(node.address, "DELETE", `/v1/processes/${pid}`);
+    } finally {
+      await stopNode(node);
+      fs.rmSync(data, { recursive: true, force: true });
+    }
   });
 });
 

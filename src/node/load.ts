@@ -36,6 +36,7 @@ import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { DirtyMeter, type DirtyCandidate } from "./_dirty_rate.js";
 import { LoadMetrics } from "./_load_metrics.js";
+import { LOAD_STATE_VERSION, LoadStateFile } from "./node_state.js";
 
 /** How often a node measures, gossips and decides, after MOSIX. */
 export const LOAD_INTERVAL_MS_DEFAULT = 500;
@@ -90,6 +91,8 @@ export class LoadModule {
   /** Large processes' dirty rates, a window at a time (`_dirty_rate.ts`). */
   readonly dirty: DirtyMeter;
   readonly #node: FerryNode;
+  /** Where the drain is kept across restarts. */
+  readonly #state: LoadStateFile;
   #labels: Labels;
   #draining = false;
   #balance: boolean;
@@ -130,6 +133,10 @@ export class LoadModule {
     this.random = new Prng(seed);
     this.transfer_bytes_per_s = this.#params.model.transfer_bytes_per_s;
     this.dirty = new DirtyMeter({ enabled: node.page_tracker.name === "userfaultfd", log: node.log });
+    this.#state = new LoadStateFile(node.data_dir);
+    // A drain is an operator's decision: it outlives a restart (ERR_STATE_FILE if the file is damaged).
+    this.#draining = this.#state.load(node.name)?.draining ?? false;
+    if (this.#draining) node.log.info({ draining: true }, "drained before the restart: everything movable leaves, nothing new lands");
   }
 
   /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
@@ -217,9 +224,11 @@ export class LoadModule {
     return this.#balance && this.#params.mode !== "none";
   }
 
-  /** Drains (true) or undrains this node; an event says so. */
+  /** Drains (true) or undrains this node, durably (it holds across a restart); an event says so. */
   setDraining(on: boolean): void {
     if (this.#draining === on) return;
+    // Saved first: an answer of "drained" means a restart keeps it.
+    this.#state.save({ version: LOAD_STATE_VERSION, node: this.#node.name, draining: on });
     this.#draining = on;
     this.#node.log.info({ draining: on }, on ? "drained: everything movable leaves, nothing new lands" : "undrained");
     this.#node.events.publish({ type: "node.drain", draining: on });
