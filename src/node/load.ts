@@ -11,13 +11,16 @@ import os from "node:os";
 import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import {
+  acceptMove,
   idleNodes,
   LoadView,
   place,
   policyParams,
   satisfies,
   type Labels,
+  type Acceptance,
   type LinkPeer,
+  type MoveOffer,
   type NewProcess,
   type NodeLoad,
   type Placement,
@@ -68,6 +71,21 @@ interface PairSample {
   bytes_per_s: number;
 }
 
+/**
+ * How long a target counts a move it accepted before the process shows up
+ * here: the source starts it at once, and its offer (then its standby)
+ * follows within a transfer's time; a source that gave up is forgotten.
+ */
+const ACCEPTED_MOVE_MS = 5_000;
+
+/**
+ * How long a node that refused one of this node's moves is left out of its
+ * decisions: its fresh entry came with the refusal, but a reason the view
+ * cannot show (its own memory floor, its labels changing) would otherwise
+ * be asked again every round.
+ */
+const REFUSED_AVOID_MS = 2_000;
+
 /** One node's row of `GET /v1/nodes`'s load columns. */
 export interface LoadRow {
   cpus: number;
@@ -112,6 +130,10 @@ export class LoadModule {
    * counts an incoming move only once its offer arrived).
    */
   readonly #pending = new Map<string, { to: string; runnable: number; memory_bytes: number; ended_ms: number | null }>();
+  /** Automatic moves this node accepted as their target, counted in its load until the process runs here (or {@link ACCEPTED_MOVE_MS}). */
+  readonly #accepted = new Map<string, { runnable: number; memory_bytes: number; until_ms: number }>();
+  /** Nodes that refused a move of this node lately, until when they are left out of its decisions. */
+  readonly #refused = new Map<string, number>();
   /** Measured page transfer rate of this node's migrations (bytes/s), smoothed; the model's default until one is measured. */
   transfer_bytes_per_s: number;
   /** Idle nodes in pack mode, as last reported. */
@@ -280,6 +302,16 @@ export class LoadModule {
       const c = this.constraintsOf(r.pid, r.home);
       if (c !== null && !c.pinned && !r.migrating && r.moves < this.#params.moves_per_process_max && now - this.#arrived(r) >= this.#params.process_cooldown_ms) movable += 1;
     }
+    for (const [pid, a] of this.#accepted) {
+      // Here by now (its standby or itself counts it), or never coming.
+      if (this.#node.table.running(pid) !== undefined || now > a.until_ms) {
+        this.#accepted.delete(pid);
+        continue;
+      }
+      processes += 1;
+      runnable += a.runnable;
+      memory += a.memory_bytes;
+    }
     let remote = 0;
     for (const p of this.#peersAll().values()) for (const peer of p) if (peer.node !== this.#node.name) remote += peer.bytes_per_s;
     const load: NodeLoad = {
@@ -429,14 +461,24 @@ export class LoadModule {
     else this.#pending.delete(pid);
   }
 
+  /** Notes that `node` refused a move: it is left out of decisions for {@link REFUSED_AVOID_MS}. */
+  moveRefused(node: string): void {
+    this.#refused.set(node, performance.now() + REFUSED_AVOID_MS);
+  }
+
   /**
-   * The view's records as decisions should see them: each target with this
+   * The view's records as decisions should see them: nodes that refused a
+   * move lately left out, and each target with this
    * node's moves to it added until it has reported a load measured after
    * they ended (conservative while a move is under way: it may be counted
    * twice, never not at all).
    */
   decisionView(now_ms: number): ViewRecord[] {
-    const records = this.view.records();
+    let records = this.view.records();
+    if (this.#refused.size > 0) {
+      for (const [n, until] of this.#refused) if (until <= now_ms) this.#refused.delete(n);
+      if (this.#refused.size > 0) records = records.filter((r) => !this.#refused.has(r.load.node));
+    }
     if (this.#pending.size === 0) return [...records];
     const add = new Map<string, { processes: number; runnable: number; memory_bytes: number }>();
     for (const [pid, p] of this.#pending) {
@@ -459,6 +501,19 @@ export class LoadModule {
       const load: NodeLoad = { ...l, processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
       return { ...r, load };
     });
+  }
+
+  /**
+   * Judges an automatic move about to come here on this node's load now
+   * (`acceptMove`), counting the moves it already accepted; an accepted one
+   * counts from now on, so a burst from several sources with stale views
+   * stops at what this node can take. Refusals are events.
+   */
+  acceptMove(offer: MoveOffer, from: string | null): Acceptance {
+    const answer = acceptMove({ local: this.measure(), offer }, this.#params);
+    if (answer.kind === "accept") this.#accepted.set(offer.pid, { runnable: offer.cpu_share, memory_bytes: offer.memory_bytes, until_ms: performance.now() + ACCEPTED_MOVE_MS });
+    else this.#node.events.publish({ type: "load.refused", pid: offer.pid, from, reason: offer.reason, detail: answer.detail });
+    return answer;
   }
 
   /** Where a new process should start (`ferry run` without `--node`). */
