@@ -12,13 +12,14 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
-import { freePorts, json, nodeDialer, outputOf, request, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, nodeDialer, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
 import fs from "node:fs";
 import { GuestProcess } from "../src/runtime/mod.js";
 
 const COMPUTE = path.join(EXAMPLES, "c", "compute.wasm");
 const PINGPONG = path.join(EXAMPLES, "c", "pingpong.wasm");
 const SLEEPER = path.join(EXAMPLES, "c", "sleeper.wasm");
+const MEMHOG = path.join(EXAMPLES, "c", "memhog.wasm");
 /** A process that mostly waits: it wants no CPU, so only drain or requirements move it. */
 const IDLE_ARGS = ["1000", "600"];
 
@@ -70,6 +71,12 @@ async function consecutiveFreePorts(n: number): Promise<number> {
     );
     if (free.every(Boolean)) return p;
   }
+}
+
+/** The value `pattern` (with one group) finds in a metrics text; 0 if absent. */
+function metricValue(text: string, pattern: RegExp): number {
+  const m = pattern.exec(text);
+  return m === null ? 0 : Number(m[1]);
 }
 
 async function setPolicy(address: string, set: Record<string, string>): Promise<void> {
@@ -150,6 +157,21 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     assert.ok(procs.filter((p) => p.node === "n2").length >= 2, "jobs ended on n2");
     const reasons = (await events(n1.address)).filter((e) => e["type"] === "load.move");
     assert.ok(reasons.length >= moved.length && reasons.every((e) => e["reason"] === "balance" && typeof e["detail"] === "string" && e["strategy"] === "stop-copy"), "each move is an event with its reason and strategy");
+    // Every decision counted in the metrics by its reason, every move by its strategy and end.
+    let decided = 0;
+    let succeeded = 0;
+    for (const n of [n1, n2]) {
+      const text = (await request(n.address, "GET", "/metrics")).body.toString();
+      decided += metricValue(text, /^ferry_balancer_decisions_total\{[^}]*reason="balance"[^}]*\} (\S+)$/m);
+      succeeded += metricValue(text, /^ferry_balancer_moves_total\{[^}]*strategy="stop-copy",result="succeeded"[^}]*\} (\S+)$/m);
+      assert.equal(metricValue(text, /^ferry_node_cpus\{[^}]*\} (\S+)$/m), 1, "capacity is --cpus");
+    }
+    const all = await events(n1.address);
+    const made = all.filter((e) => e["type"] === "load.move").length;
+    const refused = all.filter((e) => e["type"] === "load.move_refused").length;
+    // A decision is a move, or one its target refused (then perhaps decided again elsewhere).
+    assert.ok(decided >= made && decided <= made + refused, `decisions counted by reason: ${decided} for ${made} moves and ${refused} refusals`);
+    assert.ok(succeeded >= moved.length, `moves counted by strategy (${succeeded} of ${moved.length})`);
     // No timed assertion: on a shared machine one job alone and two at once get different shares of it
     // (the ratio ranged 1.3-1.7 here); `node dist/bench/run.js --only=balance` measures it.
     const ideal_ms = 4 * one_ms;
@@ -169,6 +191,45 @@ describe("load: skewed batch and no ping-pong on 2 nodes of one core", () => {
     for (const pid of even) assert.equal((await proc(n1.address, pid)).moves, 0, `${pid} was not moved`);
     const decided = (await events(n1.address)).filter((e) => e["type"] === "load.move" && even.includes(String(e["pid"])));
     assert.deepEqual(decided, [], "no automatic move decided under an even load");
+  });
+});
+
+describe("load: each large process's dirty rate, measured on its runner", () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let n1: NodeProc;
+  before(async () => {
+    cluster = await startCluster(["n1"], undefined, () => ["--allow-dir", os.tmpdir(), "--balance", "on"]);
+    [n1] = cluster.nodes as [NodeProc];
+  });
+  after(() => cluster.stop());
+
+  it("finds a writer's rate, an idle process's near zero, and leaves small processes unmeasured", async (t) => {
+    const sha = await upload(n1.address, MEMHOG);
+    const MIB = 1024 * 1024;
+    // memhog SIZE_MIB WRITE_MIB_PER_S SECONDS: 48 MiB rewritten at 8 MiB/s, the same left idle, and 4 MiB written fast.
+    const writer = await run(n1.address, sha, ["48", "8", "600"]);
+    const idle = await run(n1.address, sha, ["48", "0", "600"]);
+    const small = await run(n1.address, sha, ["4", "64", "600"]);
+    try {
+      const rates = await until(
+        "rates of both large processes, the writer's after a window that saw it write",
+        async () => {
+          const p = await json<{ dirty_rates_measured: boolean; dirty_bytes_per_s: Record<string, number> }>(n1.address, "GET", "/v1/policy");
+          assert.ok(p.dirty_rates_measured, "this machine has the kernel tracker: rates are measured");
+          const r = p.dirty_bytes_per_s;
+          return r[writer] !== undefined && r[idle] !== undefined && (r[writer] as number) > 0 ? r : undefined;
+        },
+        30_000,
+      );
+      t.diagnostic(`writer ${((rates[writer] as number) / MIB).toFixed(2)} MiB/s (writes 8), idle ${((rates[idle] as number) / MIB).toFixed(3)} MiB/s`);
+      // Loose bounds: a window sees what the guest wrote while the machine let it run.
+      assert.ok((rates[writer] as number) > 2 * MIB && (rates[writer] as number) < 24 * MIB, `writer: ${rates[writer]} B/s`);
+      assert.ok((rates[idle] as number) < 0.5 * MIB, `idle: ${rates[idle]} B/s`);
+      assert.equal(rates[small], undefined, "a process under the stop-and-copy limit is not measured");
+      for (const pid of [writer, idle, small]) assert.equal((await proc(n1.address, pid)).state, "running", `${pid} runs on while measured`);
+    } finally {
+      for (const pid of [writer, idle, small]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
   });
 });
 
@@ -273,6 +334,98 @@ describe("load: co-location, drain and requirements", () => {
 
     await json(n3.address, "POST", "/v1/nodes/n3/undrain");
     for (const pid of [gpu, pinned, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+  });
+});
+
+describe("load: a target checks its load when a move comes", () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let n1: NodeProc;
+  let n2: NodeProc;
+  let n3: NodeProc;
+  before(async () => {
+    cluster = await startCluster(["n1", "n2", "n3"], undefined, (name) => ["--allow-dir", os.tmpdir(), "--cpus", name === "n1" ? "1" : "2", "--balance", "on"]);
+    [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  });
+  after(() => cluster.stop());
+
+  it("answers a node's offer on its load now, counting what it accepted, and only to nodes", async () => {
+    const probe = await nodeDialer();
+    let asked = 0;
+    const ask = (source_runnable: number) =>
+      request(n2.address, "POST", "/v1/internal/load/accept", { pid: `n9-${(asked += 1)}`, reason: "balance", cpu_share: 1, memory_bytes: 1 << 20, requires: {}, source: { cpus: 2, speed: 1, runnable: source_runnable } }, probe);
+    // n2 has 2 idle cores; the source, 2 cores with 1 more process's worth of work: a process runs at full speed there, so n2 takes it while it has a core free.
+    const first = await ask(1);
+    assert.equal(first.status, 200, first.body.toString());
+    const a = JSON.parse(first.body.toString()) as { accepted: boolean; window: { load: { node: string } }[] };
+    assert.equal(a.accepted, true, "1 on 2 cores here vs 2 on 2 there: taken");
+    assert.equal(a.window[0]?.load.node, "n2", "the answer carries the target's own entry first");
+    const second = JSON.parse((await ask(1)).body.toString()) as { accepted: boolean; detail?: string };
+    assert.equal(second.accepted, true, "2 on 2 cores here (counting the first): no slower");
+    const third = JSON.parse((await ask(1)).body.toString()) as { accepted: boolean; detail?: string };
+    assert.equal(third.accepted, false, "3 on 2 cores here, counting the two accepted, vs 2 on 2 there: refused");
+    assert.match(third.detail ?? "", /^slowdown 1\.50 on n2 now with it, over 1\.00 at the source$/);
+    assert.ok((await events(n2.address)).some((e) => e["type"] === "load.refused" && e["pid"] === "n9-3" && e["from"] === "probe"), "the refusal is an event, naming the node that asked");
+    // A client is not a node.
+    const client = await request(n2.address, "POST", "/v1/internal/load/accept", { pid: "n9-1", reason: "balance", cpu_share: 1, memory_bytes: 0, requires: {}, source: { cpus: 1, speed: 1, runnable: 9 } });
+    assert.equal(client.status, 403);
+  });
+
+  it("a refused move is tried elsewhere: jobs leave the hot node for the target that takes them", async () => {
+    // n2 keeps a petabyte free for itself: it refuses every move, though n1's view of it (by n1's own floor) says it has room.
+    await json(n2.address, "PUT", "/v1/policy", { set: { memory_free_min_bytes: String(2 ** 50) }, local: true });
+    const sha = await upload(n1.address, COMPUTE);
+    await upload(n3.address, COMPUTE);
+    const pids = await Promise.all(Array.from({ length: 4 }, () => run(n1.address, sha, [JOB_ROUNDS], { node: "n1" })));
+    try {
+      const refusal = await until(
+        "n2 to refuse a move, and the node that asked to send the process elsewhere",
+        async () => {
+          const all = await events(n1.address);
+          // The same node publishes both, so its sequence numbers order them.
+          return all.find((r) => r["type"] === "load.move_refused" && r["to"] === "n2" && all.some((e) => e["type"] === "load.move" && e["node"] === r["node"] && e["pid"] === r["pid"] && e["to"] !== "n2" && (e["seq"] as number) > (r["seq"] as number)));
+        },
+        60_000,
+      );
+      assert.match(String(refusal["detail"]), /under its floor/, "refused for the memory it keeps");
+      await waitAll(n1.address, pids);
+      for (const pid of pids) {
+        const p = await proc(n1.address, pid);
+        assert.deepEqual(p.exit, { kind: "exit", code: 0 });
+        assert.notEqual(p.node, "n2", `${pid} never landed on the node that refused`);
+      }
+      const text = (await request(String(refusal["node"]) === "n1" ? n1.address : n3.address, "GET", "/metrics")).body.toString();
+      assert.ok(metricValue(text, /^ferry_balancer_moves_total\{[^}]*result="refused"[^}]*\} (\S+)$/m) >= 1, "refusals counted where they were asked");
+    } finally {
+      await json(n2.address, "PUT", "/v1/policy", { set: { memory_free_min_bytes: String(256 * 1024 * 1024) }, local: true });
+    }
+  });
+});
+
+describe("load: a drain outlives a restart", () => {
+  it("a drained node that restarts on its data comes back drained, and undrained after an undrain", async () => {
+    const [port] = (await freePorts(1)) as [number];
+    const data = tempDir("drain-restart");
+    const args = ["--allow-dir", os.tmpdir(), "--balance", "on"];
+    let node = await startNode("n1", port, [], data, args);
+    try {
+      const sha = await upload(node.address, SLEEPER);
+      assert.equal((await json<{ draining: boolean }>(node.address, "POST", "/v1/nodes/n1/drain")).draining, true);
+      await stopNode(node);
+      node = await startNode("n1", port, [], data, args);
+      assert.equal((await json<{ draining: boolean }>(node.address, "GET", "/v1/policy")).draining, true, "still drained after the restart");
+      const refused = await request(node.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "s.wasm", args: IDLE_ARGS, node: "n1" });
+      assert.equal(refused.status, 409, "nothing new starts on it");
+      assert.match(refused.body.toString(), /ERR_NODE_DRAINING/);
+      await json(node.address, "POST", "/v1/nodes/n1/undrain");
+      await stopNode(node);
+      node = await startNode("n1", port, [], data, args);
+      assert.equal((await json<{ draining: boolean }>(node.address, "GET", "/v1/policy")).draining, false, "undrained after the restart");
+      const pid = await run(node.address, sha, IDLE_ARGS, { node: "n1" });
+      await json(node.address, "DELETE", `/v1/processes/${pid}`);
+    } finally {
+      await stopNode(node);
+      fs.rmSync(data, { recursive: true, force: true });
+    }
   });
 });
 

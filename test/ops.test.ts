@@ -12,7 +12,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Dialer, httpRequest } from "../src/node/mod.js";
 import { ClusterTls, localAuthorityDir, readCredential } from "../src/trust/mod.js";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { freePorts, json, NODE_ARGS_DEFAULT, runsOn, startCluster, startNode, stopNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { tapEvents } from "./_events.js";
 
@@ -80,8 +80,19 @@ describe("metrics and events", () => {
       const there = await metricsOf(n2.address);
       assert.equal(sample(there, "ferry_node_processes", { node: "n2" }), 1);
       assert.ok((sample(there, "ferry_node_guest_memory_bytes", {}) ?? 0) > 0);
+      // The load module's gauges: capacity, load, the view of the other node, and the balancer's counters at 0.
+      assert.ok((sample(there, "ferry_node_cpus", {}) ?? 0) >= 1, "capacity");
+      assert.equal(sample(there, "ferry_node_guests_queued", {}), 0);
+      assert.equal(sample(there, "ferry_node_draining", {}), 0);
+      assert.equal(sample(done, "ferry_balancer_decisions_total", { reason: "balance" }), 0);
+      assert.equal(sample(done, "ferry_balancer_moves_total", { strategy: "pre-copy", result: "succeeded" }), 0);
+      const viewed = await until("n1 to hold n2's load in its view", async () => {
+        const text = await metricsOf(n1.address);
+        return sample(text, "ferry_load_view_nodes", {}) === 1 ? text : undefined;
+      });
+      assert.ok((sample(viewed, "ferry_load_view_age_seconds", { peer: "n2" }) ?? -1) >= 0, "the age of n2's entry");
       if (promtool) {
-        for (const text of [done, there]) {
+        for (const text of [done, there, viewed]) {
           const check = spawnSync("promtool", ["check", "metrics"], { input: text });
           assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
         }

@@ -7,12 +7,12 @@
  * expected cost before it starts, and one more if it fails.
  */
 import { FerryError } from "../errors.js";
-import { decide, policyParams, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type Strategy } from "../policy/mod.js";
+import { decide, policyParams, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
 import { parse } from "../validate.js";
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
 import { requestJsonFrom } from "./_http.js";
-import { LoadWindowSchema } from "./_load_schemas.js";
+import { LoadWindowSchema, MoveAnswerSchema } from "./_load_schemas.js";
 
 /** Peers a node sends its window to each interval, after MOSIX. */
 export const GOSSIP_FANOUT = 2;
@@ -23,11 +23,15 @@ export const GOSSIP_FANOUT = 2;
  */
 const GOSSIP_TIMEOUT_MS = 2_000;
 
+/** Targets an automatic move asks at most before it gives up for this round: each refusal was on fresher news than the view. */
+const MOVE_ASKS_MAX = 3;
+
 /** One round: gossip, then decide and move. */
 export async function loadRound(node: FerryNode): Promise<void> {
   const load = node.load;
   load.view.expire(load.params.view_age_max_ms * 4, performance.now());
   await gossip(node);
+  load.sampleDirty();
   load.noteIdle();
   balanceRound(node);
 }
@@ -88,15 +92,70 @@ export function balanceRound(node: FerryNode): void {
   const moves = decide({ now_ms, local, processes, view, peer_view: view, random: load.random }, params);
   for (const m of moves) {
     if (!load.balance && m.reason !== "drain") continue;
+    load.metrics?.decided(m.reason);
     const info = processes.find((p): boolean => p.pid === m.pid);
-    void carryOut(node, m, info?.cpu_share ?? 1, info?.memory_bytes ?? 0);
+    if (info !== undefined) void carryOut(node, m, info, params);
   }
 }
 
-/** Moves one process as decided; a failure leaves it running here and says why in an event. */
-async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: number): Promise<void> {
+/**
+ * Asks the target whether it takes the move on its load now. A refusal
+ * answers with the target's fresh entry, merged into the view; a target that
+ * cannot be asked is left to the migration itself (it fails there if the
+ * target is down).
+ */
+async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{ accepted: true } | { accepted: false; detail: string }> {
   const load = node.load;
-  load.moveStarted(m.pid, m.to, share, memory_bytes);
+  // This node without the process, nor the others it is sending away (they are in flight, so measure() leaves them out).
+  const here = load.measure();
+  const offer = { pid: m.pid, reason: m.reason, cpu_share: proc.cpu_share, memory_bytes: proc.memory_bytes, requires: proc.requires, source: { cpus: here.cpus, speed: here.speed, runnable: here.runnable } };
+  try {
+    const { value, peer } = await requestJsonFrom(node.dialer, await node.addressOf(m.to), "POST", "/v1/internal/load/accept", { body: offer, timeout_ms: GOSSIP_TIMEOUT_MS });
+    const answer = parse(MoveAnswerSchema, value, `node ${m.to}'s answer to a move`, { code: "ERR_PEER_UNREACHABLE" });
+    acceptWindow(node, answer.window, peer?.name ?? null);
+    return answer.accepted ? { accepted: true } : { accepted: false, detail: answer.detail ?? "refused" };
+  } catch (err: unknown) {
+    node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `could not ask ${m.to} whether it takes ${m.pid}; moving anyway`);
+    return { accepted: true };
+  }
+}
+
+/**
+ * The move of `proc` a refusal leaves: decided again for it alone, on the
+ * view as the refusal refreshed it, without the nodes that refused.
+ */
+function retarget(node: FerryNode, proc: ProcessInfo, refused: ReadonlySet<string>, params: PolicyParams): Move | undefined {
+  const load = node.load;
+  const now_ms = performance.now();
+  const here = load.measure();
+  // The process is in flight, so measure() left it out: it is still here.
+  const local = { ...here, processes: here.processes + 1, movable: here.movable + 1, runnable: here.runnable + proc.cpu_share, memory_used_bytes: here.memory_used_bytes + proc.memory_bytes };
+  // (decisionView leaves out the nodes that refused lately; `refused` holds this move's, whatever the clock.)
+  const view = load.decisionView(now_ms).filter((r) => !refused.has(r.load.node));
+  return decide({ now_ms, local, processes: [proc], view, peer_view: view, random: load.random }, params).find((m) => m.pid === proc.pid);
+}
+
+/** Moves one process as decided (asking its target first); a failure leaves it running here and says why in an event. */
+async function carryOut(node: FerryNode, first: Move, proc: ProcessInfo, params: PolicyParams): Promise<void> {
+  const load = node.load;
+  let m: Move | undefined = first;
+  const refused = new Set<string>();
+  load.moveStarted(m.pid, m.to, proc.cpu_share, proc.memory_bytes);
+  for (let asks = 0; ; asks += 1) {
+    const answer = await askTarget(node, m, proc);
+    if (answer.accepted) break;
+    refused.add(m.to);
+    load.moveRefused(m.to);
+    load.metrics?.moved(m.strategy, "refused");
+    node.events.publish({ type: "load.move_refused", pid: m.pid, to: m.to, reason: m.reason, detail: answer.detail });
+    node.log.info({ pid: m.pid, to: m.to }, `${m.to} refused ${m.pid} on its load now (${answer.detail})`);
+    // Its count moves from the refusing target to the next, or away.
+    load.moveEnded(m.pid, false);
+    m = asks + 1 < MOVE_ASKS_MAX ? retarget(node, proc, refused, params) : undefined;
+    if (m === undefined) return;
+    load.metrics?.decided(m.reason);
+    load.moveStarted(m.pid, m.to, proc.cpu_share, proc.memory_bytes);
+  }
   const detail = m.detail;
   node.events.publish({
     type: "load.move",
@@ -105,6 +164,8 @@ async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: n
     to: m.to,
     reason: m.reason,
     strategy: m.strategy,
+    memory_bytes: proc.memory_bytes,
+    dirty_bytes_per_s: Math.round(proc.dirty_bytes_per_s),
     detail,
     expected_total_ms: Math.round(m.estimate.total_ms),
     expected_downtime_ms: Math.round(m.estimate.downtime_ms),
@@ -126,8 +187,10 @@ async function carryOut(node: FerryNode, m: Move, share: number, memory_bytes: n
     // Only a move with real bulk says anything about the rate; a small one is all fixed cost.
     if (bytes >= 4 * 1024 * 1024 && total_ms > 0) load.transfer_bytes_per_s += 0.5 * ((bytes * 1000) / total_ms - load.transfer_bytes_per_s);
     ok = true;
+    load.metrics?.moved(strategy, "succeeded");
   } catch (err: unknown) {
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
+    load.metrics?.moved(strategy, "failed");
     node.events.publish({ type: "load.move_failed", pid: m.pid, to: m.to, reason: m.reason, strategy, code, message: err instanceof Error ? err.message : String(err) });
     node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `the automatic move of ${m.pid} to ${m.to} did not happen; it stays here`);
   } finally {

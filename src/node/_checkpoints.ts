@@ -160,6 +160,12 @@ export class NodeCheckpoints {
     }
   }
 
+  /** Whether a checkpoint chain of `pid` tracks its memory's writes now (the load module's dirty-rate meter then leaves it alone). */
+  tracks(pid: string): boolean {
+    const slot = this.#slots.get(pid);
+    return slot !== undefined && (slot.chain !== null || slot.busy !== null);
+  }
+
   /** Takes a checkpoint of `pid`, which runs here, now (after the one under way, if any). */
   async take(pid: string): Promise<CheckpointReport> {
     const slot = this.#slots.get(pid) ?? { chain: null, busy: null, due_ms: Infinity, failed: null };
@@ -210,6 +216,8 @@ export class NodeCheckpoints {
       } catch (err: unknown) {
         throw failed(null, err);
       }
+      // A memory takes one write tracker at a time: the load module's dirty-rate window gives way.
+      node.load.dirty.release(pid);
       chain = { id: chainId(node.name), keeper, tracker: createTracker(node.page_tracker.name), seq: 0, moves: running.moves };
       slot.chain = chain;
     }

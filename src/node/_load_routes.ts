@@ -14,7 +14,7 @@ import type { FerryNode } from "./node.js";
 import { peerError, readRequest, requestJson, sendJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { acceptWindow, answerWindow } from "./_balancer.js";
-import { DrainAnswerSchema, LabelsSchema, LoadWindowSchema, PolicyAnswerSchema, PolicyChangeSchema } from "./_load_schemas.js";
+import { DrainAnswerSchema, LabelsSchema, LoadWindowSchema, MoveOfferSchema, PolicyAnswerSchema, PolicyChangeSchema } from "./_load_schemas.js";
 import * as v from "valibot";
 import { NodeName } from "../process_spec.js";
 import { formatLabels } from "./load.js";
@@ -36,6 +36,13 @@ export async function loadRoute(
     const body = await readRequest(req, LoadWindowSchema);
     acceptWindow(node, body.window, peer?.name ?? null);
     sendJson(res, 200, answerWindow(node));
+    return true;
+  }
+  if (what === "internal" && id === "load" && sub === "accept" && method === "POST") {
+    // Only nodes get here (the router checks the role); the offer is judged on this node's load now.
+    const offer = await readRequest(req, MoveOfferSchema);
+    const answer = node.load.acceptMove(offer, peer?.name ?? null);
+    sendJson(res, 200, { accepted: answer.kind === "accept", ...(answer.kind === "refuse" ? { detail: answer.detail } : {}), ...answerWindow(node) });
     return true;
   }
   if (what === "policy" && id === undefined) {

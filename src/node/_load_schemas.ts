@@ -48,6 +48,19 @@ export const LoadEntrySchema = v.object({ load: NodeLoadSchema, version: Uint, a
 /** `POST /v1/internal/load` and its answer: the sender's window, its own entry first. */
 export const LoadWindowSchema = v.object({ window: list(LoadEntrySchema, WINDOW_ENTRIES_MAX) });
 
+/** `POST /v1/internal/load/accept`: a source asks the target of an automatic move whether it takes it now (`MoveOffer`). */
+export const MoveOfferSchema = v.object({
+  pid: text(64, 1),
+  reason: v.picklist(["drain", "memory", "balance", "colocate", "pack"]),
+  cpu_share: v.pipe(Figure, v.maxValue(1)),
+  memory_bytes: Figure,
+  requires: LabelsSchema,
+  source: v.object({ cpus: integer(1, 1_000_000), speed: v.pipe(Figure, v.gtValue(0)), runnable: Figure }),
+});
+
+/** The target's answer: whether it takes the move, why not, and its window (its own entry first, measured now). */
+export const MoveAnswerSchema = v.object({ accepted: v.boolean(), detail: v.optional(text(1024)), window: list(LoadEntrySchema, WINDOW_ENTRIES_MAX) });
+
 /** A policy change's values: `KEY=VALUE` as the CLI read it, typed by the node. */
 export const PolicyChangeSchema = v.object({
   set: v.pipe(

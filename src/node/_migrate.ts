@@ -350,6 +350,8 @@ export async function migrateProcess(
   if (running.migrating) throw new FerryError("ERR_PROCESS_STATE", `${pid} is already being migrated`);
   const address = await node.addressOf(b.to);
   running.migrating = true;
+  // A memory takes one write tracker at a time: the load module's dirty-rate window gives way to the move's.
+  node.load.dirty.release(pid);
   // Its checkpoint chain ends here (a checkpoint under way finishes first); the destination starts a new one.
   await node.checkpoints.pause(pid);
   const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;

@@ -40,6 +40,10 @@ export interface SchedulerSample {
   runnable: number;
   /** Cores the guests used over the last pass. */
   cpu_used: number;
+  /** Guests let compute by the last pass that wanted to. */
+  computing: number;
+  /** Guests the last pass held at a safe point for their turn. */
+  queued: number;
 }
 
 /** A node's CPU scheduler. The caller runs {@link pass} every {@link SLICE_MS}. */
@@ -47,7 +51,7 @@ export class CpuScheduler {
   #cpus: number;
   readonly #slots = new Map<GuestProcess, GuestSlot>();
   #last_ms = -1;
-  #sample: SchedulerSample = { runnable: 0, cpu_used: 0 };
+  #sample: SchedulerSample = { runnable: 0, cpu_used: 0, computing: 0, queued: 0 };
 
   constructor(cpus: number) {
     this.#cpus = checkCpus(cpus);
@@ -103,7 +107,8 @@ export class CpuScheduler {
       // Held guests want to run; a guest waiting in a blocking call does not.
       if (proc.held || !u.blocked) wanting.push({ proc, slot });
     }
-    this.#sample = { runnable, cpu_used: dt_ms > 0 ? used_ms / dt_ms : 0 };
+    const queued = Math.max(0, wanting.length - this.#cpus);
+    this.#sample = { runnable, cpu_used: dt_ms > 0 ? used_ms / dt_ms : 0, computing: wanting.length - queued, queued };
     if (wanting.length <= this.#cpus) {
       for (const w of wanting) w.proc.hold(false);
       return;

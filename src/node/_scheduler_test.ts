@@ -44,6 +44,7 @@ describe("CpuScheduler", () => {
     for (const b of busy) assert.ok(Math.abs(b - total / 5) <= 200, `each got a fifth (±2 slices): ${busy.join(", ")}`);
     assert.ok(Math.abs(s.sample.runnable - 5) < 0.1, `five guests want a core each (${s.sample.runnable})`);
     assert.ok(Math.abs(s.sample.cpu_used - 2) < 0.01, "two cores used");
+    assert.deepEqual([s.sample.computing, s.sample.queued], [2, 3], "two computing, three waiting their turn");
   });
 
   it("holds no guest that waits, and counts it as wanting no CPU", () => {

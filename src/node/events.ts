@@ -25,7 +25,11 @@ export type NodeEventBody =
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
   /** The load module decided an automatic move (docs/load.md): why, how, and what it expected it to cost. */
-  | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; detail: string; expected_total_ms: number; expected_downtime_ms: number }
+  | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; memory_bytes: number; dirty_bytes_per_s: number; detail: string; expected_total_ms: number; expected_downtime_ms: number }
+  /** This node, the target of an automatic move, refused it on its load now (docs/load.md). */
+  | { type: "load.refused"; pid: string; from: string | null; reason: string; detail: string }
+  /** The target of an automatic move refused it on its load now; the source tries another target or keeps the process. */
+  | { type: "load.move_refused"; pid: string; to: string; reason: string; detail: string }
   /** An automatic move did not happen; the process stays where it was. */
   | { type: "load.move_failed"; pid: string; to: string; reason: string; strategy: string; code: string; message: string }
   /** `ferry run` without `--node` was placed by the policy. */

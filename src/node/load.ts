@@ -11,13 +11,16 @@ import os from "node:os";
 import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import {
+  acceptMove,
   idleNodes,
   LoadView,
   place,
   policyParams,
   satisfies,
   type Labels,
+  type Acceptance,
   type LinkPeer,
+  type MoveOffer,
   type NewProcess,
   type NodeLoad,
   type Placement,
@@ -34,6 +37,9 @@ import { ConstraintsSchema } from "./_load_schemas.js";
 import { parse } from "../validate.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
+import { DirtyMeter, type DirtyCandidate } from "./_dirty_rate.js";
+import { LoadMetrics } from "./_load_metrics.js";
+import { LOAD_STATE_VERSION, LoadStateFile } from "./node_state.js";
 
 /** How often a node measures, gossips and decides, after MOSIX. */
 export const LOAD_INTERVAL_MS_DEFAULT = 500;
@@ -65,6 +71,21 @@ interface PairSample {
   bytes_per_s: number;
 }
 
+/**
+ * How long a target counts a move it accepted before the process shows up
+ * here: the source starts it at once, and its offer (then its standby)
+ * follows within a transfer's time; a source that gave up is forgotten.
+ */
+const ACCEPTED_MOVE_MS = 5_000;
+
+/**
+ * How long a node that refused one of this node's moves is left out of its
+ * decisions: its fresh entry came with the refusal, but a reason the view
+ * cannot show (its own memory floor, its labels changing) would otherwise
+ * be asked again every round.
+ */
+const REFUSED_AVOID_MS = 2_000;
+
 /** One node's row of `GET /v1/nodes`'s load columns. */
 export interface LoadRow {
   cpus: number;
@@ -85,7 +106,11 @@ export class LoadModule {
   readonly interval_ms: number;
   /** The only randomness decisions use (gossip targets, samples, ties). */
   readonly random: Prng;
+  /** Large processes' dirty rates, a window at a time (`_dirty_rate.ts`). */
+  readonly dirty: DirtyMeter;
   readonly #node: FerryNode;
+  /** Where the drain is kept across restarts. */
+  readonly #state: LoadStateFile;
   #labels: Labels;
   #draining = false;
   #balance: boolean;
@@ -105,11 +130,17 @@ export class LoadModule {
    * counts an incoming move only once its offer arrived).
    */
   readonly #pending = new Map<string, { to: string; runnable: number; memory_bytes: number; ended_ms: number | null }>();
+  /** Automatic moves this node accepted as their target, counted in its load until the process runs here (or {@link ACCEPTED_MOVE_MS}). */
+  readonly #accepted = new Map<string, { runnable: number; memory_bytes: number; until_ms: number }>();
+  /** Nodes that refused a move of this node lately, until when they are left out of its decisions. */
+  readonly #refused = new Map<string, number>();
   /** Measured page transfer rate of this node's migrations (bytes/s), smoothed; the model's default until one is measured. */
   transfer_bytes_per_s: number;
   /** Idle nodes in pack mode, as last reported. */
   idle: string[] = [];
   #timers: NodeJS.Timeout[] = [];
+  /** Its Prometheus metrics, registered when it starts (the node's registry exists by then). */
+  metrics: LoadMetrics | null = null;
 
   constructor(node: FerryNode, options: LoadOptions = {}) {
     this.#node = node;
@@ -123,10 +154,24 @@ export class LoadModule {
     for (const c of node.name) seed = (seed * 31 + c.charCodeAt(0)) >>> 0;
     this.random = new Prng(seed);
     this.transfer_bytes_per_s = this.#params.model.transfer_bytes_per_s;
+    this.dirty = new DirtyMeter({ enabled: node.page_tracker.name === "userfaultfd", log: node.log });
+    this.#state = new LoadStateFile(node.data_dir);
+    // A drain is an operator's decision: it outlives a restart (ERR_STATE_FILE if the file is damaged).
+    this.#draining = this.#state.load(node.name)?.draining ?? false;
+    if (this.#draining) node.log.info({ draining: true }, "drained before the restart: everything movable leaves, nothing new lands");
   }
 
   /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
   start(round: () => Promise<void>): void {
+    this.metrics ??= new LoadMetrics(this.#node.metrics.registry, {
+      load: () => this.measure(),
+      guests: () => this.scheduler.sample,
+      viewAges: () => {
+        const now = performance.now();
+        return this.view.records().map((r) => ({ node: r.load.node, age_s: (r.age_ms + Math.max(0, now - r.received_ms)) / 1000 }));
+      },
+      dirtyRates: () => this.dirty.rates(),
+    });
     this.#timers.push(setInterval(() => this.slice(), SLICE_MS));
     let busy = false;
     this.#timers.push(
@@ -148,6 +193,31 @@ export class LoadModule {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     this.scheduler.releaseAll();
+    this.dirty.close();
+  }
+
+  /**
+   * Opens and closes dirty-rate windows (each round). Measured: processes
+   * larger than the stop-and-copy limit (the strategy of smaller ones does
+   * not depend on it) that are not moving, not receiving post-copy pages and
+   * not in a checkpoint chain (each of those tracks the memory's writes
+   * itself, and a memory takes one tracker at a time).
+   */
+  sampleDirty(): void {
+    // Only moves read it: with the balancer off and no drain, the guests pay nothing.
+    if (!this.#balance && !this.#draining) {
+      this.dirty.close();
+      return;
+    }
+    const limit = this.#params.model.stop_copy_bytes_max;
+    const candidates: DirtyCandidate[] = [];
+    for (const r of this.#node.table.runningAll()) {
+      if (r.migrating || this.in_flight.has(r.pid) || r.checkpoint_every_ms !== undefined) continue;
+      if (r.proc.memory.buffer.byteLength <= limit) continue;
+      if (this.#node.postcopy.forPid(r.pid) !== undefined || this.#node.checkpoints.tracks(r.pid)) continue;
+      candidates.push({ pid: r.pid, memory: r.proc.memory });
+    }
+    this.dirty.tick(candidates, performance.now());
   }
 
   /** One scheduling slice: measure the guests and give the cores out. */
@@ -176,9 +246,11 @@ export class LoadModule {
     return this.#balance && this.#params.mode !== "none";
   }
 
-  /** Drains (true) or undrains this node; an event says so. */
+  /** Drains (true) or undrains this node, durably (it holds across a restart); an event says so. */
   setDraining(on: boolean): void {
     if (this.#draining === on) return;
+    // Saved first: an answer of "drained" means a restart keeps it.
+    this.#state.save({ version: LOAD_STATE_VERSION, node: this.#node.name, draining: on });
     this.#draining = on;
     this.#node.log.info({ draining: on }, on ? "drained: everything movable leaves, nothing new lands" : "undrained");
     this.#node.events.publish({ type: "node.drain", draining: on });
@@ -205,6 +277,8 @@ export class LoadModule {
       params: this.#params,
       idle_nodes: this.idle,
       moving: [...this.in_flight],
+      dirty_rates_measured: this.dirty.measuring,
+      dirty_bytes_per_s: this.dirty.rates(),
     };
   }
 
@@ -227,6 +301,16 @@ export class LoadModule {
       runnable += this.scheduler.slot(r.proc)?.cpu_share ?? 1;
       const c = this.constraintsOf(r.pid, r.home);
       if (c !== null && !c.pinned && !r.migrating && r.moves < this.#params.moves_per_process_max && now - this.#arrived(r) >= this.#params.process_cooldown_ms) movable += 1;
+    }
+    for (const [pid, a] of this.#accepted) {
+      // Here by now (its standby or itself counts it), or never coming.
+      if (this.#node.table.running(pid) !== undefined || now > a.until_ms) {
+        this.#accepted.delete(pid);
+        continue;
+      }
+      processes += 1;
+      runnable += a.runnable;
+      memory += a.memory_bytes;
     }
     let remote = 0;
     for (const p of this.#peersAll().values()) for (const peer of p) if (peer.node !== this.#node.name) remote += peer.bytes_per_s;
@@ -278,8 +362,8 @@ export class LoadModule {
       out.push({
         pid: r.pid,
         memory_bytes: r.proc.memory.buffer.byteLength,
-        // Not measured: tracking writes costs the guest; strategy then follows size alone.
-        dirty_bytes_per_s: 0,
+        // Unmeasured (small, or no kernel tracker here): the strategy then follows size alone.
+        dirty_bytes_per_s: this.dirty.rate(r.pid) ?? 0,
         cpu_share: slot?.cpu_share ?? 1,
         cpu_s: (slot?.cpu_ms ?? 0) / 1000,
         requires: c.requires,
@@ -377,14 +461,24 @@ export class LoadModule {
     else this.#pending.delete(pid);
   }
 
+  /** Notes that `node` refused a move: it is left out of decisions for {@link REFUSED_AVOID_MS}. */
+  moveRefused(node: string): void {
+    this.#refused.set(node, performance.now() + REFUSED_AVOID_MS);
+  }
+
   /**
-   * The view's records as decisions should see them: each target with this
+   * The view's records as decisions should see them: nodes that refused a
+   * move lately left out, and each target with this
    * node's moves to it added until it has reported a load measured after
    * they ended (conservative while a move is under way: it may be counted
    * twice, never not at all).
    */
   decisionView(now_ms: number): ViewRecord[] {
-    const records = this.view.records();
+    let records = this.view.records();
+    if (this.#refused.size > 0) {
+      for (const [n, until] of this.#refused) if (until <= now_ms) this.#refused.delete(n);
+      if (this.#refused.size > 0) records = records.filter((r) => !this.#refused.has(r.load.node));
+    }
     if (this.#pending.size === 0) return [...records];
     const add = new Map<string, { processes: number; runnable: number; memory_bytes: number }>();
     for (const [pid, p] of this.#pending) {
@@ -407,6 +501,19 @@ export class LoadModule {
       const load: NodeLoad = { ...l, processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
       return { ...r, load };
     });
+  }
+
+  /**
+   * Judges an automatic move about to come here on this node's load now
+   * (`acceptMove`), counting the moves it already accepted; an accepted one
+   * counts from now on, so a burst from several sources with stale views
+   * stops at what this node can take. Refusals are events.
+   */
+  acceptMove(offer: MoveOffer, from: string | null): Acceptance {
+    const answer = acceptMove({ local: this.measure(), offer }, this.#params);
+    if (answer.kind === "accept") this.#accepted.set(offer.pid, { runnable: offer.cpu_share, memory_bytes: offer.memory_bytes, until_ms: performance.now() + ACCEPTED_MOVE_MS });
+    else this.#node.events.publish({ type: "load.refused", pid: offer.pid, from, reason: offer.reason, detail: answer.detail });
+    return answer;
   }
 
   /** Where a new process should start (`ferry run` without `--node`). */

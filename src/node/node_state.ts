@@ -116,29 +116,105 @@ export class NodeStateFile {
 
   /** Replaces the saved state atomically (see the module comment); synchronous so that nothing runs between a change and its record. */
   save(state: NodeState): void {
-    fs.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
-    const temp = `${this.path}.tmp`;
-    const fd = fs.openSync(temp, "w", 0o600);
-    try {
-      fs.writeSync(fd, JSON.stringify(state));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(temp, this.path);
-    // The rename itself is durable only once the directory is.
-    const dir = fs.openSync(this.#dir, "r");
-    try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
-    }
+    replaceFile(this.#dir, this.path, JSON.stringify(state));
   }
 
   #damaged(why: string, cause?: unknown): FerryError {
     return new FerryError(
       "ERR_STATE_FILE",
       `the node's state file ${this.path} cannot be used: ${why}. Restore it from a backup, or move it away to start this node with no processes (pids of its old processes may then be given out again)`,
+      cause === undefined ? undefined : { cause },
+    );
+  }
+}
+
+/**
+ * Writes `text` to `file` in `dir` atomically and durably: a temporary file
+ * written and synced, renamed over the old one, and the directory synced, so
+ * a crash leaves the old file or the new one, never a mix.
+ */
+function replaceFile(dir: string, file: string, text: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const temp = `${file}.tmp`;
+  const fd = fs.openSync(temp, "w", 0o600);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(temp, file);
+  // The rename itself is durable only once the directory is.
+  const d = fs.openSync(dir, "r");
+  try {
+    fs.fsyncSync(d);
+  } finally {
+    fs.closeSync(d);
+  }
+}
+
+/** Version of the load module's state file; another version is refused, never guessed at. */
+export const LOAD_STATE_VERSION = 1;
+
+/** Largest load state file read: a few fields. */
+const LOAD_STATE_BYTES_MAX = 64 * 1024;
+
+/** What the load module keeps across a restart: an operator's drain outlives the daemon. */
+export const LoadStateSchema = v.object({
+  version: v.literal(LOAD_STATE_VERSION),
+  node: NodeName,
+  draining: v.boolean(),
+});
+
+/** The load module's saved state. */
+export type LoadState = v.InferOutput<typeof LoadStateSchema>;
+
+/**
+ * The load module's state file of one data directory
+ * (`state/load.json`), beside the process table's and written the same
+ * way: a drained node that restarts comes back drained.
+ */
+export class LoadStateFile {
+  readonly path: string;
+  readonly #dir: string;
+
+  constructor(data_dir: string) {
+    this.#dir = path.join(data_dir, "state");
+    this.path = path.join(this.#dir, "load.json");
+  }
+
+  /** The saved state, or null if there is none. ERR_STATE_FILE if it cannot be read or is damaged. */
+  load(node: string): LoadState | null {
+    let text: string;
+    try {
+      const size = fs.statSync(this.path).size;
+      if (size > LOAD_STATE_BYTES_MAX) throw new Error(`it is ${size} bytes, more than a load state file can be`);
+      text = fs.readFileSync(this.path, "utf8");
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+      throw this.#damaged(err instanceof Error ? err.message : String(err), err);
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err: unknown) {
+      throw this.#damaged("it is not JSON (cut short or overwritten)", err);
+    }
+    const result = v.safeParse(LoadStateSchema, value);
+    if (!result.success) throw this.#damaged(`it does not have the layout of version ${LOAD_STATE_VERSION}`);
+    if (result.output.node !== node) throw this.#damaged(`it belongs to node ${result.output.node}, not ${node}: give each node its own --data`);
+    return result.output;
+  }
+
+  /** Replaces the saved state atomically and durably. */
+  save(state: LoadState): void {
+    replaceFile(this.#dir, this.path, JSON.stringify(state));
+  }
+
+  #damaged(why: string, cause?: unknown): FerryError {
+    return new FerryError(
+      "ERR_STATE_FILE",
+      `the node's load state file ${this.path} cannot be used: ${why}. Move it away to start this node undrained`,
       cause === undefined ? undefined : { cause },
     );
   }

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
-import { NODE_STATE_VERSION, NodeStateFile, type NodeState } from "./node_state.js";
+import { LOAD_STATE_VERSION, LoadStateFile, NODE_STATE_VERSION, NodeStateFile, type NodeState } from "./node_state.js";
 
 function state(over: Partial<NodeState> = {}): NodeState {
   return {
@@ -68,6 +68,25 @@ describe("node state file", () => {
       assert.throws(() => file.load("n1"), isStateError);
       file.save(state());
       assert.throws(() => file.load("n2"), (err: unknown) => isStateError(err) && /belongs to node n1/.test((err as Error).message));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("load state file", () => {
+  it("keeps a drain across a restart, and refuses a damaged file or another node's", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-load-state-"));
+    try {
+      const file = new LoadStateFile(dir);
+      assert.equal(file.load("n1"), null, "a new data directory has none");
+      file.save({ version: LOAD_STATE_VERSION, node: "n1", draining: true });
+      assert.deepEqual(new LoadStateFile(dir).load("n1"), { version: LOAD_STATE_VERSION, node: "n1", draining: true });
+      assert.throws(() => new LoadStateFile(dir).load("n2"), isStateError, "another node's file");
+      fs.writeFileSync(file.path, '{"version":1,"node":"n1","draining":"yes"}');
+      assert.throws(() => file.load("n1"), isStateError, "a field of the wrong kind");
+      fs.writeFileSync(file.path, '{"version":1,"node":"n1",');
+      assert.throws(() => file.load("n1"), isStateError, "cut short");
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -70,6 +70,38 @@ describe("balance", () => {
   });
 });
 
+describe("strategy from size and dirty rate", () => {
+  const MIB = 1024 * 1024;
+  // Each kind of process on a hot node and on a drained one: the move's strategy follows what it holds and how fast it writes, against the link's 250 MB/s.
+  const kinds: [string, Partial<ProcessInfo>, string][] = [
+    ["small-fast", { memory_bytes: 8 * MIB, dirty_bytes_per_s: 200e6 }, "stop-copy"],
+    ["large-idle", { memory_bytes: 256 * MIB, dirty_bytes_per_s: 0 }, "pre-copy"],
+    ["large-slow", { memory_bytes: 256 * MIB, dirty_bytes_per_s: 20e6 }, "pre-copy"],
+    ["large-mid", { memory_bytes: 256 * MIB, dirty_bytes_per_s: 120e6 }, "hybrid"],
+    ["large-fast", { memory_bytes: 256 * MIB, dirty_bytes_per_s: 240e6 }, "post-copy"],
+  ];
+  for (const [pid, changes, strategy] of kinds) {
+    it(`${pid}: ${strategy}, as balance and as drain decide it`, () => {
+      // A long-running CPU-bound process on a node running three times its cores: moving pays whatever the strategy.
+      const p = proc(pid, { cpu_s: 600, ...changes });
+      const balance = run(nodeLoad("hot", { cpus: 1, runnable: 3, processes: 3 }), [p], [nodeLoad("a")]);
+      assert.deepEqual(balance.map((m) => [m.pid, m.reason, m.strategy]), [[pid, "balance", strategy]]);
+      const drain = run(nodeLoad("d", { runnable: 1, draining: true }), [p], [nodeLoad("a")]);
+      assert.deepEqual(drain.map((m) => [m.pid, m.reason, m.strategy]), [[pid, "drain", strategy]]);
+      // The estimate is of that strategy: post-copy and hybrid stop the process only for the pause.
+      const e = (balance[0] as (typeof balance)[number]).estimate;
+      assert.equal(e.strategy, strategy);
+      if (strategy === "post-copy" || strategy === "hybrid") assert.equal(e.downtime_ms, policyParams().model.pause_ms);
+    });
+  }
+  it("the same large process moves by pre-copy when it writes slowly and by post-copy once it writes fast", () => {
+    const local = nodeLoad("hot", { cpus: 1, runnable: 3, processes: 3 });
+    const slow = run(local, [proc("p", { cpu_s: 600, memory_bytes: 1024 * MIB, dirty_bytes_per_s: 1e6 })], [nodeLoad("a")]);
+    const fast = run(local, [proc("p", { cpu_s: 600, memory_bytes: 1024 * MIB, dirty_bytes_per_s: 300e6 })], [nodeLoad("a")]);
+    assert.deepEqual([slow[0]?.strategy, fast[0]?.strategy], ["pre-copy", "post-copy"]);
+  });
+});
+
 describe("drain", () => {
   it("sends every process but the pinned away, never to a drained node", () => {
     const ps = [...procs(3), proc("pinned", { pinned: true })];

@@ -75,7 +75,7 @@ export interface ProcessInfo {
  * (1 = full speed), if the node ran `runnable` processes: cores are shared
  * fairly, so past `cpus` each process gets `cpus / runnable` of one.
  */
-export function slowdown(load: NodeLoad, runnable: number): number {
+export function slowdown(load: Pick<NodeLoad, "cpus" | "speed">, runnable: number): number {
   const share = runnable <= load.cpus ? 1 : load.cpus / runnable;
   return 1 / (load.speed * share);
 }
