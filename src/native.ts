@@ -19,6 +19,8 @@ export interface NativeAddon {
   close(handle: unknown): void;
   postcopyOpen(view: Uint8Array, registered_bytes: number, remote_bytes: number, chunk_bytes: number, on_event: (code: number) => void): unknown;
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
+  /** Grows the part that comes from the source, before the first attach. */
+  postcopyResize(handle: unknown, remote_bytes: number): void;
   /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
   postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array): void;
   postcopyFail(handle: unknown): [number, number][];

@@ -16,6 +16,11 @@
  *   tampered sealed, and one bit of the first connection's pages flipped on
  *            the way: the threads must drop that link, place nothing of
  *            the record, and finish on the next connection (new keys)
+ *   prepared as serve, with the session opened before its size is known
+ *            (as a node does while the source still runs) over memory
+ *            already written here: the dropped pages, moved aside rather
+ *            than freed in place, must read as the source's, never as the
+ *            bytes that were here
  */
 import { randomBytes } from "node:crypto";
 import net from "node:net";
@@ -35,7 +40,7 @@ let expected = 0;
 for (const b of src) expected += b;
 
 const sealed = mode === "sealed" || mode === "sealed-js" || mode === "tampered" || mode === "wrong-key";
-const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
+const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "prepared" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
 const sockets = new Set<net.Socket>();
 /** The keys of the connection being opened (connections here are one at a time). */
 let keys: PageChannelKeys | undefined;
@@ -82,7 +87,9 @@ const attach = (): void => {
   if (mode === "wrong-key" && downs === 0 && k !== undefined) k.to_destination = randomBytes(32);
   const s = net.connect(mode === "tampered" ? tamper_port : port, "127.0.0.1", () => pages.attach(s, k));
 };
-const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
+// A standby's memory, backed and written before the handover (hybrid's first round writes into it).
+if (mode === "prepared") new Uint8Array(dest.buffer, 0, bytes).fill(0xab);
+const pages = new RemotePages(new Uint8Array(dest.buffer), mode === "prepared" ? 0 : bytes, {
   down: () => {
     downs += 1;
     if (mode === "recover" || mode === "tampered" || mode === "wrong-key") setTimeout(attach, 20);
@@ -91,6 +98,7 @@ const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
     completed = true;
   },
 });
+if (mode === "prepared") pages.resize(bytes);
 pages.drop(0, bytes);
 let port = 0;
 let tamper_port = 0;

@@ -67,7 +67,7 @@ function addon(): NativeAddon {
 
 /** A memory whose first `remote_bytes` are served from the source on first touch. */
 export class RemotePages {
-  readonly remote_bytes: number;
+  #remote_bytes: number;
   readonly #native: NativeAddon;
   readonly #handle: unknown;
   #closed = false;
@@ -75,7 +75,7 @@ export class RemotePages {
   /** Registers `view`'s memory (nothing is missing until {@link drop}). Throws ERR_UFFD_UNAVAILABLE with the reason. */
   constructor(view: Uint8Array, remote_bytes: number, events: RemoteEvents) {
     this.#native = addon();
-    this.remote_bytes = remote_bytes;
+    this.#remote_bytes = remote_bytes;
     try {
       this.#handle = this.#native.postcopyOpen(view, REGISTERED_BYTES, remote_bytes, CHUNK_BYTES, (code) => {
         if (code === EVENT_DOWN) events.down();
@@ -84,6 +84,21 @@ export class RemotePages {
     } catch (err: unknown) {
       throw new FerryError("ERR_UFFD_UNAVAILABLE", `post-copy cannot use userfaultfd here: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Bytes from the base that come from the source. */
+  get remote_bytes(): number {
+    return this.#remote_bytes;
+  }
+
+  /**
+   * Grows the part that comes from the source (its new chunks count as here
+   * until dropped), before the first {@link attach}: a session opened while
+   * the source still runs learns the size of its memory at the stop only then.
+   */
+  resize(remote_bytes: number): void {
+    this.#native.postcopyResize(this.#handle, remote_bytes);
+    this.#remote_bytes = remote_bytes;
   }
 
   /** Makes whole chunks missing: they now come from the source. */

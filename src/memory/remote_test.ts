@@ -37,6 +37,14 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.ok(out.stats.zero_chunks > 0, "zero chunks should travel as ranges");
   });
 
+  it("a session opened before its size is known, over memory written here, serves the source's bytes for every dropped page, never the old ones", () => {
+    const out = probe("prepared");
+    assert.equal(out.sum, out.expected, "a dropped page kept the bytes that were here, or arrived wrong");
+    assert.equal(out.completed, true);
+    assert.equal(out.stats.present, out.stats.chunks);
+    assert.equal(out.stats.chunks, 256);
+  });
+
   it("a link cut mid-transfer is recovered by attaching a new socket, with nothing lost", () => {
     const out = probe("recover");
     assert.equal(out.sum, out.expected);

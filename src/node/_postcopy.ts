@@ -16,7 +16,7 @@ import { errorField, logger } from "../log/mod.js";
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { CHUNK_BYTES, describeRanges, RemotePages, type PageChannelKeys } from "../memory/mod.js";
+import { CHUNK_BYTES, describeRanges, RemotePages, type PageChannelKeys, type RemoteEvents } from "../memory/mod.js";
 import type { Handover } from "../migration/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import { encodeGrant, type PageTickets } from "./_page_tickets.js";
@@ -30,6 +30,39 @@ const SESSION_WAIT_MS = 30_000;
 /** Ended sessions remembered. */
 const ENDED_KEPT = 256;
 
+/**
+ * A standby's memory registered for post-copy while the source still runs
+ * (the offer is prepared): opening a session (userfaultfd, its threads) is
+ * then no part of the downtime. Nothing comes from the source until the
+ * handover sizes it and drops the chunks it names; until then every fault is
+ * a zero page, as in plain memory.
+ */
+export class PreparedPages {
+  readonly #pages: RemotePages;
+  #events: RemoteEvents | null = null;
+  #taken = false;
+
+  constructor(view: Uint8Array) {
+    this.#pages = new RemotePages(view, 0, { down: () => this.#events?.down(), complete: () => this.#events?.complete() });
+  }
+
+  /** Hands the session over to its owner, whose events it tells from now on. */
+  take(events: RemoteEvents): RemotePages {
+    if (this.#taken) throw new Error("prepared pages are taken once");
+    this.#taken = true;
+    this.#events = events;
+    return this.#pages;
+  }
+
+  /** Closes it if no session took it (the landing was dropped); nothing is missing yet, so nothing is zero-filled. */
+  close(): void {
+    if (this.#taken) return;
+    this.#taken = true;
+    this.#pages.fail();
+    this.#pages.close();
+  }
+}
+
 /** One process running here with pages still at the source. */
 export class IncomingPostCopy {
   readonly session: string;
@@ -42,18 +75,24 @@ export class IncomingPostCopy {
   #timer: NodeJS.Timeout | null = null;
   #ended = false;
 
-  constructor(sessions: PostCopySessions, pid: string, proc: GuestProcess, handover: Handover, options: { recover_ms: number; source: string }) {
+  constructor(
+    sessions: PostCopySessions,
+    pid: string,
+    proc: GuestProcess,
+    handover: Handover,
+    options: { recover_ms: number; source: string; prepared?: PreparedPages | null },
+  ) {
     this.session = handover.session;
     this.pid = pid;
     this.#proc = proc;
     this.#sessions = sessions;
     this.#recover_ms = options.recover_ms;
     this.#source = options.source;
-    this.#pages = new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, {
-      down: () => this.#down(),
-      complete: () => this.#complete(),
-    });
+    const events: RemoteEvents = { down: () => this.#down(), complete: () => this.#complete() };
+    const prepared = options.prepared ?? null;
+    this.#pages = prepared === null ? new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, events) : prepared.take(events);
     try {
+      if (prepared !== null) this.#pages.resize(handover.remote_bytes);
       for (const [first, count] of handover.missing) this.#pages.drop(first * CHUNK_BYTES, count * CHUNK_BYTES);
     } catch (err: unknown) {
       this.#pages.fail();
