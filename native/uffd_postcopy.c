@@ -142,10 +142,14 @@ typedef struct {
   uint8_t *buf;
   size_t buf_bytes;
   napi_threadsafe_function events;
+  /* Dropped pages moved aside (move_aside), freed once the guest runs (postcopySettle) or at the end: under `lock`. */
+  struct aside *asides;
   /* Statistics (under `lock`). */
   uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches;
   uint64_t t_open_ns, t_complete_ns;
 } postcopy_t;
+
+static void free_asides(struct aside *a);
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -518,6 +522,8 @@ static void stop_threads(postcopy_t *m) {
     pthread_join(m->read_thread, NULL);
     m->threads = 0;
   }
+  free_asides(m->asides);
+  m->asides = NULL;
   /* The reader has returned: a link still here was never taken up by it. */
   if (m->link != NULL) link_free(m->link);
   m->link = NULL;
@@ -639,52 +645,58 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
  * guest that rewrote its memory). Instead the pages are moved aside with
  * mremap, which moves whole page tables where it can, a fresh empty mapping
  * takes their place, and the old pages are freed by a thread of their own
- * once the guest runs again. Returns 0, or -1 (nothing changed, or the range
- * is left unmapped: the caller falls back to MADV_DONTNEED only in the first
- * case, which is told by `*unmapped` staying 0).
+ * once the guest runs again (postcopySettle), or when the session closes.
  */
-typedef struct {
+
+/* A range of dropped pages moved aside, in a list. */
+typedef struct aside {
   void *at;
   size_t len;
+  struct aside *next;
 } aside_t;
 
-static void *free_aside(void *arg) {
-  aside_t *a = arg;
-  munmap(a->at, a->len);
-  free(a);
+static void free_asides(struct aside *a) {
+  while (a != NULL) {
+    aside_t *next = a->next;
+    munmap(a->at, a->len);
+    free(a);
+    a = next;
+  }
+}
+
+static void *free_asides_thread(void *arg) {
+  free_asides(arg);
   return NULL;
 }
 
-static int move_aside(uint8_t *at, size_t len, int *unmapped) {
-  *unmapped = 0;
-  void *scratch = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (scratch == MAP_FAILED) return -1;
-  if (mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch) == MAP_FAILED) {
-    munmap(scratch, len);
-    return -1;
-  }
-  /* From here the range is a hole until the fresh mapping fills it: no thread touches it (the guest is not running, JavaScript never does). */
-  *unmapped = 1;
-  if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
-    munmap(scratch, len);
-    return -1;
-  }
+/*
+ * Moves [at, at+len) aside onto a scratch mapping kept in `*list`; a fresh
+ * empty mapping takes its place. Returns 0, or -1 with `*unmapped` 0
+ * (nothing changed) or 1 (the range is left a hole: the session is broken).
+ */
+static int move_aside(uint8_t *at, size_t len, aside_t **list, int *unmapped) {
   *unmapped = 0;
   aside_t *a = malloc(sizeof *a);
-  pthread_t t;
-  pthread_attr_t attr;
-  int started = 0;
-  if (a != NULL) {
-    a->at = scratch;
-    a->len = len;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    started = pthread_create(&t, &attr, free_aside, a) == 0;
-    pthread_attr_destroy(&attr);
-  }
-  if (!started) {
+  if (a == NULL) return -1;
+  void *scratch = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (scratch == MAP_FAILED) {
     free(a);
+    return -1;
+  }
+  if (mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch) == MAP_FAILED) {
     munmap(scratch, len);
+    free(a);
+    return -1;
+  }
+  /* Kept even if what follows fails: they are the old pages, freed later either way. */
+  a->at = scratch;
+  a->len = len;
+  a->next = *list;
+  *list = a;
+  /* From here the range is a hole until the fresh mapping fills it: no thread touches it (the guest is not running, JavaScript never does). */
+  if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
+    *unmapped = 1;
+    return -1;
   }
   return 0;
 }
@@ -729,7 +741,7 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
   uint8_t *range = m->base + (uint64_t)at;
   size_t len = (size_t)bytes;
   int rc = 0, unmapped = 0;
-  if (len >= MOVE_ASIDE_BYTES_MIN && populated(range, len) && move_aside(range, len, &unmapped) == 0) {
+  if (len >= MOVE_ASIDE_BYTES_MIN && populated(range, len) && move_aside(range, len, &m->asides, &unmapped) == 0) {
     /* The fresh mapping is not registered yet: until it is, a touch would zero-fill silently (nothing touches it before this returns). */
     struct uffdio_register reg = {.range = {.start = (uintptr_t)range, .len = len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
     rc = ioctl(m->uffd, UFFDIO_REGISTER, &reg);
@@ -740,6 +752,34 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
   }
   pthread_mutex_unlock(&m->lock);
   if (rc != 0) return fail_errno(env, "ERR_UFFD", unmapped ? "mremap/mmap (moving dropped pages aside)" : "dropping pages (madvise or userfaultfd register)");
+  return NULL;
+}
+
+/*
+ * postcopySettle(handle): the guest runs; the pages its drops moved aside
+ * are freed now, on a thread of their own (freeing them while it was
+ * stopped was the cost move_aside avoids).
+ */
+napi_value postcopy_settle(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
+  if (m == NULL) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopySettle(open handle)");
+    return NULL;
+  }
+  pthread_mutex_lock(&m->lock);
+  aside_t *list = m->asides;
+  m->asides = NULL;
+  pthread_mutex_unlock(&m->lock);
+  if (list == NULL) return NULL;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &attr, free_asides_thread, list) != 0) free_asides(list);
+  pthread_attr_destroy(&attr);
   return NULL;
 }
 

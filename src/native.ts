@@ -21,6 +21,8 @@ export interface NativeAddon {
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
   /** Grows the part that comes from the source, before the first attach. */
   postcopyResize(handle: unknown, remote_bytes: number): void;
+  /** The guest runs: frees, on a thread of its own, the old pages its drops moved aside. */
+  postcopySettle(handle: unknown): void;
   /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
   postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array): void;
   postcopyFail(handle: unknown): [number, number][];

@@ -107,6 +107,14 @@ export class RemotePages {
   }
 
   /**
+   * Says the guest runs: the old pages of dropped chunks, moved aside rather
+   * than freed while it was stopped, are freed now off this thread.
+   */
+  settle(): void {
+    if (!this.#closed) this.#native.postcopySettle(this.#handle);
+  }
+
+  /**
    * Hands a connected TCP socket to the source over to the native threads:
    * its file descriptor is duplicated and the socket object destroyed.
    * With `keys` (fresh for this connection; docs/cluster.md, "Sealed

@@ -279,6 +279,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       }
       // It runs here: messages for it are taken here from now on.
       clock?.enter("adopt");
+      incoming?.settle();
       node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });

@@ -108,6 +108,11 @@ export class IncomingPostCopy {
     if (this.#pages.complete) this.#complete();
   }
 
+  /** The process runs: what its drops set aside is freed now, off this thread. */
+  settle(): void {
+    if (!this.#ended) this.#pages.settle();
+  }
+
   /** Hands a page channel the source opened to the native threads (sealed with `keys` when given). */
   attach(socket: Duplex, keys?: PageChannelKeys): void {
     if (this.#ended) {
