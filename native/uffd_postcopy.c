@@ -112,6 +112,9 @@ typedef struct {
   /* A frame being written: room for the record head, the largest frame (HELLO) and the tag. */
   uint8_t *wbuf;
   size_t wbuf_bytes;
+  /* The demand channel (preempt): answers to faults only, read by a thread of its own into `rbuf` when plain. */
+  int demand;
+  uint8_t *rbuf;
 } link_t;
 
 typedef struct {
@@ -127,6 +130,10 @@ typedef struct {
   uint8_t *state;
   uint32_t present;
   link_t *link;
+  /* The demand channel, if one is attached: REQs go there, and its answers never queue behind the push. */
+  link_t *demand;
+  pthread_t demand_thread;
+  int demand_running;
   uint32_t gen;
   int failed;
   int complete;
@@ -145,7 +152,7 @@ typedef struct {
   /* Dropped pages moved aside (move_aside), freed once the guest runs (postcopySettle) or at the end: under `lock`. */
   struct aside *asides;
   /* Statistics (under `lock`). */
-  uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches;
+  uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches, preempt_chunks;
   uint64_t t_open_ns, t_complete_ns;
 } postcopy_t;
 
@@ -275,6 +282,16 @@ static void send_frame(postcopy_t *m, uint32_t kind, uint32_t a) {
   pthread_mutex_unlock(&m->wlock);
 }
 
+/* Asks for chunk `c` on the demand channel if one is attached, else on the page channel. */
+static void send_req(postcopy_t *m, uint32_t c) {
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  link_t *l = m->demand != NULL ? m->demand : m->link;
+  pthread_mutex_unlock(&m->lock);
+  write_frame(l, K_REQ, c, 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+}
+
 static void link_free(link_t *l) {
   if (l->fd >= 0) close(l->fd);
   sealer_free(&l->open);
@@ -286,6 +303,7 @@ static void link_free(link_t *l) {
     pthread_cond_destroy(&l->rfree);
   }
   free(l->wbuf);
+  free(l->rbuf);
   free(l);
 }
 
@@ -365,8 +383,9 @@ static int next_record(link_t *l) {
  */
 static const uint8_t *take(postcopy_t *m, link_t *l, size_t len) {
   if (!l->sealed) {
-    if (len > m->buf_bytes || read_all(l->fd, m->buf, len) != 0) return NULL;
-    return m->buf;
+    uint8_t *buf = l->rbuf != NULL ? l->rbuf : m->buf;
+    if (len > m->buf_bytes || read_all(l->fd, buf, len) != 0) return NULL;
+    return buf;
   }
   if ((!l->rec_held || l->rec_pos == l->rec_len) && next_record(l) != 0) return NULL;
   if (l->rec_len - l->rec_pos < len) return NULL;
@@ -428,7 +447,7 @@ static void *fault_loop(void *arg) {
       ask = 1;
     }
     pthread_mutex_unlock(&m->lock);
-    if (ask) send_frame(m, K_REQ, c);
+    if (ask) send_req(m, c);
   }
   return NULL;
 }
@@ -462,6 +481,7 @@ static int read_frame(postcopy_t *m, link_t *l) {
     if (kind == K_ZERO) m->zero_chunks += j - i;
     else if (flags & FLAG_DEMAND) m->demand_served += j - i;
     else m->pushed_chunks += j - i;
+    if (l->demand && kind == K_PAGES) m->preempt_chunks += j - i;
     int done = mark_present(m, first + i, j - i);
     pthread_mutex_unlock(&m->lock);
     if (done) {
@@ -509,12 +529,59 @@ static void *read_loop(void *arg) {
   }
 }
 
+/*
+ * The demand channel's reader: places its answers until it breaks or is
+ * replaced. Faults asked on it and not answered are then asked again on
+ * the page channel (which answers every REQ), so a lost demand channel
+ * costs time, never a page.
+ */
+static void *demand_loop(void *arg) {
+  postcopy_t *m = arg;
+  pthread_mutex_lock(&m->lock);
+  link_t *l = m->demand;
+  pthread_mutex_unlock(&m->lock);
+  if (l == NULL) return NULL;
+  if (l->sealed && !l->rx_started) {
+    if (pthread_create(&l->rx_thread, NULL, receive_loop, l) == 0) l->rx_started = 1;
+    else shutdown(l->fd, SHUT_RDWR);
+  }
+  if (!l->sealed || l->rx_started) while (read_frame(m, l) == 0) {}
+  receiver_stop(l);
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  if (m->demand == l) m->demand = NULL;
+  int again = !m->closing && !m->failed && !m->complete;
+  link_t *main_link = m->link;
+  uint32_t *wanted = again ? malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1)) : NULL;
+  uint32_t n = 0;
+  for (uint32_t c = 0; wanted != NULL && c < m->chunks; c += 1)
+    if (m->state[c] == REQUESTED) wanted[n++] = c;
+  pthread_mutex_unlock(&m->lock);
+  /* Under wlock: no writer holds it (they take it under wlock, and it is no longer m->demand). */
+  link_free(l);
+  for (uint32_t i = 0; i < n; i += 1) write_frame(main_link, K_REQ, wanted[i], 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+  free(wanted);
+  return NULL;
+}
+
+/* Stops the demand channel's reader, if any, and waits for it. */
+static void demand_stop(postcopy_t *m) {
+  pthread_mutex_lock(&m->lock);
+  int running = m->demand_running;
+  if (m->demand != NULL) shutdown(m->demand->fd, SHUT_RDWR);
+  m->demand_running = 0;
+  pthread_mutex_unlock(&m->lock);
+  if (running) pthread_join(m->demand_thread, NULL);
+}
+
 static void stop_threads(postcopy_t *m) {
   pthread_mutex_lock(&m->lock);
   m->closing = 1;
   if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
   pthread_cond_broadcast(&m->attached);
   pthread_mutex_unlock(&m->lock);
+  demand_stop(m);
   if (m->threads) {
     uint64_t one = 1;
     if (write(m->stop, &one, sizeof one) < 0) { /* the fault thread also stops when the uffd closes */ }
@@ -824,10 +891,18 @@ napi_value postcopy_resize(napi_env env, napi_callback_info info) {
 }
 
 /* A link over `fd` (owned from here on), sealed with `keys` (64 bytes: to-destination key, to-source key) unless NULL. */
-static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
+static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys, int demand) {
   link_t *l = calloc(1, sizeof *l);
   if (l == NULL) return NULL;
   l->fd = fd;
+  l->demand = demand;
+  /* A plain demand channel reads into a buffer of its own (the page channel's reader uses the session's). */
+  if (demand && keys == NULL && posix_memalign((void **)&l->rbuf, PAGE_BYTES, m->buf_bytes) != 0) {
+    l->rbuf = NULL;
+    l->fd = -1;
+    link_free(l);
+    return NULL;
+  }
   l->wbuf_bytes = SEAL_HEAD_BYTES + HEAD_BYTES + (m->chunks + 7) / 8 + SEAL_TAG_BYTES;
   l->wbuf = malloc(l->wbuf_bytes);
   if (l->wbuf == NULL) {
@@ -852,16 +927,52 @@ static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
   return l;
 }
 
+/* Makes `l` the demand channel, replacing (and waiting out) the one before. */
+static napi_value attach_demand(napi_env env, postcopy_t *m, link_t *l) {
+  demand_stop(m);
+  uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
+  uint32_t n = 0;
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  if (m->closing || m->failed || wanted == NULL) {
+    pthread_mutex_unlock(&m->lock);
+    pthread_mutex_unlock(&m->wlock);
+    link_free(l);
+    free(wanted);
+    napi_throw_error(env, "ERR_POSTCOPY", "the session no longer takes a demand channel");
+    return NULL;
+  }
+  m->demand = l;
+  for (uint32_t c = 0; c < m->chunks; c += 1)
+    if (m->state[c] == REQUESTED) wanted[n++] = c;
+  int started = pthread_create(&m->demand_thread, NULL, demand_loop, m) == 0;
+  m->demand_running = started;
+  if (!started) m->demand = NULL;
+  pthread_mutex_unlock(&m->lock);
+  /* Asked again here too: they may be stuck behind the push on the page channel. */
+  if (started) for (uint32_t i = 0; i < n; i += 1) write_frame(l, K_REQ, wanted[i], 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+  free(wanted);
+  if (!started) {
+    link_free(l);
+    return fail_errno(env, "ERR_UFFD", "pthread_create (demand channel)");
+  }
+  return NULL;
+}
+
 /*
  * postcopyAttach(handle, fd, keys?): takes a duplicate of a connected socket
  * to the source (the caller closes its own), says which chunks are here and
  * asks again for those faulted on. `keys` (64 bytes: the key of records to
  * the destination, then of records to the source; fresh for this
  * connection) seals every frame; without it frames travel in the clear.
+ * With `demand` true it is the demand channel instead (preempt): no HELLO,
+ * every REQ goes there from now on (those outstanding first), and its
+ * answers are placed by a reader of its own, never behind the push.
  */
 napi_value postcopy_attach(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
   int32_t given;
@@ -870,8 +981,10 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
   napi_valuetype keys_type = napi_undefined;
   if (argc >= 3) napi_typeof(env, argv[2], &keys_type);
   bool keys_ok = keys_type == napi_undefined || keys_type == napi_null || (view_of(env, argv[2], &keys, &keys_bytes) && keys_bytes == 2 * SEAL_KEY_BYTES);
+  bool demand = false;
+  if (argc >= 4) napi_get_value_bool(env, argv[3], &demand);
   if (m == NULL || napi_get_value_int32(env, argv[1], &given) != napi_ok || given < 0 || !keys_ok) {
-    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd, keys?: 64 bytes)");
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd, keys?: 64 bytes, demand?: boolean)");
     return NULL;
   }
   int fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
@@ -883,12 +996,13 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
     return fail_errno(env, "ERR_UFFD", "fcntl(socket)");
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  link_t *l = link_new(m, fd, keys_type == napi_undefined || keys_type == napi_null ? NULL : keys);
+  link_t *l = link_new(m, fd, keys_type == napi_undefined || keys_type == napi_null ? NULL : keys, demand);
   if (l == NULL) {
     close(fd);
     napi_throw_error(env, "ERR_UFFD", "cannot set up the page channel (out of memory, or OpenSSL refused the keys)");
     return NULL;
   }
+  if (demand) return attach_demand(env, m, l);
   size_t bitmap_bytes = (m->chunks + 7) / 8;
   uint8_t *bitmap = calloc(bitmap_bytes > 0 ? bitmap_bytes : 1, 1);
   uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
@@ -955,6 +1069,7 @@ napi_value postcopy_fail(napi_env env, napi_callback_info info) {
     c = end;
   }
   if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
+  if (m->demand != NULL) shutdown(m->demand->fd, SHUT_RDWR);
   pthread_mutex_unlock(&m->lock);
   return runs;
 }
@@ -987,6 +1102,7 @@ napi_value postcopy_stats(napi_env env, napi_callback_info info) {
   set_number(env, out, "zero_chunks", (double)m->zero_chunks);
   set_number(env, out, "bytes_in", (double)m->bytes_in);
   set_number(env, out, "attaches", (double)m->attaches);
+  set_number(env, out, "preempt_chunks", (double)m->preempt_chunks);
   set_number(env, out, "complete_ms", m->complete && m->t_complete_ns > 0 ? (double)(m->t_complete_ns - m->t_open_ns) / 1e6 : -1);
   pthread_mutex_unlock(&m->lock);
   return out;

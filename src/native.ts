@@ -24,7 +24,7 @@ export interface NativeAddon {
   /** The guest runs: frees, on a thread of its own, the old pages its drops moved aside. */
   postcopySettle(handle: unknown): void;
   /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
-  postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array): void;
+  postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array, demand?: boolean): void;
   postcopyFail(handle: unknown): [number, number][];
   postcopyStats(handle: unknown): RemoteStatsNative;
   postcopyClose(handle: unknown): void;
@@ -52,6 +52,8 @@ export interface RemoteStatsNative {
   bytes_in: number;
   attaches: number;
   complete_ms: number;
+  /** Chunks placed from the demand channel. */
+  preempt_chunks: number;
 }
 
 let loaded: { addon: NativeAddon } | { reason: string } | undefined;

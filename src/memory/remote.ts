@@ -44,7 +44,8 @@ export function pageFrameHead(kind: number, a = 0, b = 0, c = 0): Buffer {
  * because a thread faulted on them) and demand_served (arrived as answers);
  * pushed_chunks (arrived by the background push); zero_chunks (the source
  * said all zero); bytes_in; attaches (more than one: the link broke and was
- * recovered); complete_ms (open to last chunk in place, or -1).
+ * recovered); complete_ms (open to last chunk in place, or -1);
+ * preempt_chunks (placed from the demand channel).
  */
 export type RemoteStats = RemoteStatsNative;
 
@@ -122,8 +123,11 @@ export class RemotePages {
    * clear (a node without TLS). Nothing may have been read from the socket
    * past what authenticated it. A TLS socket is refused: the threads cannot
    * read TLS, and no JavaScript thread stands between them and the source.
+   * With `demand` it becomes the demand channel (preempt): every fault is
+   * asked for there from now on and answered there, never behind the push;
+   * if it breaks, what it owed is asked for again on the page channel.
    */
-  attach(socket: Duplex, keys?: PageChannelKeys): void {
+  attach(socket: Duplex, keys?: PageChannelKeys, options: { demand?: boolean } = {}): void {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (socket instanceof TLSSocket || typeof fd !== "number" || fd < 0) {
       socket.destroy();
@@ -139,7 +143,7 @@ export class RemotePages {
     }
     socket.pause();
     try {
-      this.#native.postcopyAttach(this.#handle, fd, packed);
+      this.#native.postcopyAttach(this.#handle, fd, packed, options.demand ?? false);
     } finally {
       // The threads hold their own copies of the socket and of the keys.
       packed?.fill(0);

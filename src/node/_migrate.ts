@@ -407,7 +407,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
-        connectPages: (session) => connectPages(node.dialer, address, session, to),
+        connectPages: (session, options) => connectPages(node.dialer, address, session, to, options?.demand ?? false),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
           parse(RunningAnswerSchema, await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) }), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,

@@ -25,6 +25,8 @@ import { encodeGrant, type PageTickets } from "./_page_tickets.js";
 export const PAGES_PROTOCOL = "ferry-pages/1";
 /** Path prefix of the page channel; the session follows. */
 export const PAGES_PATH = "/v1/internal/pages/";
+/** After the session in the path: the demand channel (answers to faults only), not the page channel. */
+export const DEMAND_SUFFIX = "/demand";
 /** How long a page channel that arrives before its session (the image is still being restored) waits for it. */
 const SESSION_WAIT_MS = 30_000;
 /** Ended sessions remembered. */
@@ -113,10 +115,15 @@ export class IncomingPostCopy {
     if (!this.#ended) this.#pages.settle();
   }
 
-  /** Hands a page channel the source opened to the native threads (sealed with `keys` when given). */
-  attach(socket: Duplex, keys?: PageChannelKeys): void {
+  /** Hands a page channel (or with `demand` the demand channel) the source opened to the native threads, sealed with `keys` when given. */
+  attach(socket: Duplex, keys?: PageChannelKeys, demand = false): void {
     if (this.#ended) {
       socket.destroy();
+      return;
+    }
+    if (demand) {
+      // Its loss costs time, never a page: the page channel is what recover_ms watches.
+      this.#pages.attach(socket, keys, { demand: true });
       return;
     }
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -220,7 +227,7 @@ export class PostCopySessions {
  * connection closes: the channel is the page-data connection that follows.
  */
 export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | null, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-  const session = (req.url ?? "").slice(PAGES_PATH.length);
+  const { session, demand } = channelOf((req.url ?? "").slice(PAGES_PATH.length));
   if ((req.headers.upgrade ?? "").toLowerCase() !== PAGES_PROTOCOL || head.length > 0) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
@@ -234,7 +241,8 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
     }
     const answer = `HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`;
     if (tickets !== null) {
-      const grant = encodeGrant(tickets.issue(session));
+      // The ticket is bound to the channel (page or demand), so each has its own and one never voids the other's.
+      const grant = encodeGrant(tickets.issue(`${session}${demand ? DEMAND_SUFFIX : ""}`));
       socket.end(Buffer.concat([Buffer.from(answer, "latin1"), grant]), () => grant.fill(0));
       return;
     }
@@ -244,9 +252,14 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
         socket.destroy();
         return;
       }
-      attachOrDrop(s, socket);
+      attachOrDrop(s, socket, undefined, demand);
     });
   });
+}
+
+/** The session and the channel a page path (or a ticket's binding) names. */
+function channelOf(name: string): { session: string; demand: boolean } {
+  return name.endsWith(DEMAND_SUFFIX) ? { session: name.slice(0, -DEMAND_SUFFIX.length), demand: true } : { session: name, demand: false };
 }
 
 /**
@@ -256,19 +269,20 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
  */
 export function acceptPageData(sessions: PostCopySessions, tickets: PageTickets, socket: Socket, ticket: Buffer): void {
   const redeemed = tickets.redeem(ticket);
-  const s = redeemed === null ? undefined : sessions.get(redeemed.session);
-  if (redeemed === null || s === undefined) {
+  const channel = redeemed === null ? null : channelOf(redeemed.session);
+  const s = channel === null ? undefined : sessions.get(channel.session);
+  if (redeemed === null || channel === null || s === undefined) {
     socket.destroy();
     return;
   }
-  attachOrDrop(s, socket, redeemed.keys);
+  attachOrDrop(s, socket, redeemed.keys, channel.demand);
   redeemed.keys.to_destination.fill(0);
   redeemed.keys.to_source.fill(0);
 }
 
-function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys): void {
+function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys, demand = false): void {
   try {
-    s.attach(socket, keys);
+    s.attach(socket, keys, demand);
   } catch (err: unknown) {
     // The socket is destroyed either way; the session waits for the source's next channel.
     logger().info({ pid: s.pid, err: errorField(err) }, "a post-copy page channel could not be attached; waiting for the source's next one");
