@@ -14,6 +14,7 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { CHUNK_BYTES, RemotePages, remotePagesAvailability, type PageChannelKeys } from "../src/memory/mod.js";
 import { PageServer } from "../src/migration/mod.js";
+import { nativeAddon } from "../src/native.js";
 import { median, rawTcpTransfer } from "./_measure.js";
 
 interface Run {
@@ -70,7 +71,34 @@ async function push(src: Uint8Array, sealed: boolean): Promise<Run> {
   return { ms, user_ms: cpu.user / 1000, system_ms: cpu.system / 1000 };
 }
 
-/** Runs the page pipeline benchmark and prints its table. */
+/**
+ * Placement alone, no link (native/place_bench.c): what post-copy does
+ * (receive buffer, then UFFDIO_COPY: two copies) against placing without
+ * the last copy (write into a memfd's page cache, then UFFDIO_CONTINUE),
+ * with the memfd's pages allocated as they are written or in advance,
+ * beside a plain write of fresh memory.
+ */
+function placementTable(quick: boolean): void {
+  const n = nativeAddon();
+  if (!("addon" in n)) return;
+  const repeats = quick ? 2 : 5;
+  console.log("\n(j2) placing pages alone, no link, 64 KiB at a time (MB/s, median): recv buffer + UFFDIO_COPY (what post-copy does) vs the memfd's page cache + UFFDIO_CONTINUE (no last copy), vs memcpy into fresh memory");
+  console.log("| memory | memcpy | UFFDIO_COPY | UFFDIO_CONTINUE, pages allocated as written | UFFDIO_CONTINUE, pages allocated in advance | CONTINUE in advance / COPY |\n|---|---|---|---|---|---|");
+  for (const mib of quick ? [256] : [256, 1024]) {
+    const bytes = mib * 1048576;
+    const runs: { copy_ms: number; continue_ms: number; continue_warm_ms: number; memcpy_ms: number }[] = [];
+    try {
+      for (let i = 0; i < repeats; i += 1) runs.push(n.addon.placeCompare(bytes));
+    } catch (err: unknown) {
+      console.log(`| ${mib} MiB | this kernel refused: ${(err as Error).message} | | | | |`);
+      continue;
+    }
+    const rate = (k: "copy_ms" | "continue_ms" | "continue_warm_ms" | "memcpy_ms"): number => bytes / 1e6 / (median(runs.map((r) => r[k])) / 1000);
+    console.log(`| ${mib} MiB | ${rate("memcpy_ms").toFixed(0)} | ${rate("copy_ms").toFixed(0)} | ${rate("continue_ms").toFixed(0)} | ${rate("continue_warm_ms").toFixed(0)} | ${(rate("continue_warm_ms") / rate("copy_ms")).toFixed(2)}x |`);
+  }
+}
+
+/** Runs the page pipeline benchmark and prints its tables. */
 export async function pagesBench(quick: boolean): Promise<void> {
   const can = remotePagesAvailability();
   if (!can.available) {
@@ -104,4 +132,5 @@ export async function pagesBench(quick: boolean): Promise<void> {
       `| ${mib} MiB | ${rate(median(copy)).toFixed(0)} | ${rate(median(raw)).toFixed(0)} | ${m(plain).toFixed(0)} | ${m(sealed).toFixed(0)} | ${(m(plain) / rate(median(raw))).toFixed(2)}x | ${(m(sealed) / m(plain)).toFixed(2)}x | ${each(plain)} | ${each(sealed)} | ${cpu(plain)}; ${cpu(sealed)} |`,
     );
   }
+  placementTable(quick);
 }

@@ -21,6 +21,8 @@ export interface NativeAddon {
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
   /** Grows the part that comes from the source, before the first attach. */
   postcopyResize(handle: unknown, remote_bytes: number): void;
+  /** Placement of `bytes` timed three ways (native/place_bench.c): UFFDIO_COPY, UFFDIO_CONTINUE over a memfd, plain memcpy. */
+  placeCompare(bytes: number): { copy_ms: number; continue_ms: number; continue_warm_ms: number; memcpy_ms: number };
   /** The guest runs: frees, on a thread of its own, the old pages its drops moved aside. */
   postcopySettle(handle: unknown): void;
   /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
