@@ -4,8 +4,8 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import { startPair } from "./_nodes.js";
-import { rawTcpTransfer } from "./_measure.js";
+import { startPair, type NodePair, type Security } from "./_nodes.js";
+import { median, rawTcpTransfer } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 
 interface Metrics {
@@ -14,7 +14,9 @@ interface Metrics {
   bytes: number;
   rounds: number;
   dirty_pages: number[];
-  post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number };
+  post_copy?: { demand_chunks: number; pushed_chunks: number; zero_chunks: number; resume_to_last_page_ms: number; bytes: number };
+  phases_ms: Record<string, number>;
+  destination_phases_ms: Record<string, number>;
 }
 
 /** Runs the migration benchmark and prints its tables. */
@@ -66,4 +68,107 @@ export async function migrationBench(quick: boolean): Promise<void> {
   } finally {
     await stop();
   }
+  await postCopyBench(quick);
+}
+
+/** memhog's write rate that makes it read and rewrite all of its memory as fast as it can, all the time. */
+const TOUCH_ALL_MIB_PER_S = 65536;
+
+/** Starts memhog on n1 of `pair` and resolves once every page is touched (its first line). */
+async function startMemhog(pair: NodePair, mib: number, rate: number): Promise<string> {
+  const { a1, sha, request } = pair;
+  const { pid } = JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(rate), "3600"] })).body.toString()) as { pid: string };
+  for (;;) {
+    const out = await request(a1, "GET", `/v1/processes/${pid}/output`);
+    if (out.body.toString().includes("event: output")) return pid;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Moves `pid` back and forth `moves` times by `strategy`, starting from n1; the metrics of each move. */
+async function moveBackAndForth(pair: NodePair, pid: string, strategy: string, moves: number): Promise<Metrics[]> {
+  const out: Metrics[] = [];
+  for (let i = 0; i < moves; i += 1) {
+    const [from, to] = i % 2 === 0 ? [pair.a1, "n2"] : [pair.a2, "n1"];
+    // It runs a moment where it landed, so the next move does not start on the heels of the last one's push.
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await pair.request(from, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 100 });
+    if (r.status !== 200) throw new Error(`${strategy} failed: ${r.body.toString()}`);
+    out.push((JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics);
+  }
+  // Back on n1 for the delete (an odd count leaves it on n2, whose home is n1 all the same).
+  await pair.request(pair.a1, "DELETE", `/v1/processes/${pid}`);
+  return out;
+}
+
+/** memcpy of `bytes` into fresh memory, MB/s: placing pages cannot beat it. */
+function memcpyRate(bytes: number): number {
+  const src = new Uint8Array(bytes).fill(7);
+  const dest = new WebAssembly.Memory({ initial: bytes / 65536, maximum: 65536, shared: true });
+  const t0 = performance.now();
+  new Uint8Array(dest.buffer).set(src);
+  return bytes / 1e6 / ((performance.now() - t0) / 1000);
+}
+
+/**
+ * Post-copy and hybrid downtime, flat in memory size or not, for an idle
+ * guest and one that reads and rewrites all of its memory all the time,
+ * with where the downtime went; then the push rate of a whole post-copy
+ * move between nodes with and without TLS, beside memcpy.
+ */
+export async function postCopyBench(quick: boolean): Promise<void> {
+  const can = remotePagesAvailability();
+  if (!can.available) {
+    console.log(`\n(k) post-copy and hybrid downtime: left out (${can.reason})`);
+    return;
+  }
+  const sizes = quick ? [256] : [256, 1024];
+  const moves = quick ? 2 : 4;
+  const ms = (x: number | undefined): string => (x ?? 0).toFixed(1);
+  console.log("\n(k) post-copy and hybrid downtime between two node processes (TLS), memhog idle or reading and rewriting all of its memory all the time");
+  console.log("median of the moves; where the downtime went (medians, ms): source suspend, capture+encode+transfer, destination handover+check (decode), restore+resume, adopt (the guest runs already)");
+  console.log("| memory | guest | strategy | downtime ms | each move | suspend | capture..transfer | dest decode | dest restore+resume | dest adopt | pages after the stop (MiB) |");
+  console.log("|---|---|---|---|---|---|---|---|---|---|---|");
+  const pushes: { mib: number; security: Security; rates: number[] }[] = [];
+  const tls = await startPair("c/memhog.wasm", "tls");
+  try {
+    for (const mib of sizes) {
+      for (const [guest, rate] of [["idle", 0], ["touch-all", TOUCH_ALL_MIB_PER_S]] as const) {
+        for (const strategy of ["post-copy", "hybrid"]) {
+          const runs = await moveBackAndForth(tls, await startMemhog(tls, mib, rate), strategy, moves);
+          const med = (f: (m: Metrics) => number): number => median(runs.map(f));
+          const src = (m: Metrics, k: string): number => m.phases_ms[k] ?? 0;
+          const dst = (m: Metrics, k: string): number => m.destination_phases_ms[k] ?? 0;
+          const after = med((m) => (m.post_copy?.bytes ?? 0) / 1048576);
+          console.log(
+            `| ${mib} MiB | ${guest} | ${strategy} | ${ms(med((m) => m.downtime_ms))} | ${runs.map((m) => ms(m.downtime_ms)).join(", ")} | ${ms(med((m) => src(m, "suspend")))} | ${ms(med((m) => src(m, "capture") + src(m, "encode") + src(m, "transfer")))} | ${ms(med((m) => dst(m, "decode")))} | ${ms(med((m) => dst(m, "restore") + dst(m, "resume")))} | ${ms(med((m) => dst(m, "adopt")))} | ${after.toFixed(0)} |`,
+          );
+          if (strategy === "post-copy" && guest === "idle") pushes.push({ mib, security: "tls", rates: runs.map(pushRate) });
+        }
+      }
+    }
+  } finally {
+    await tls.stop();
+  }
+  const plain = await startPair("c/memhog.wasm", "plain");
+  try {
+    for (const mib of sizes) pushes.push({ mib, security: "plain", rates: (await moveBackAndForth(plain, await startMemhog(plain, mib, 0), "post-copy", moves)).map(pushRate) });
+  } finally {
+    await plain.stop();
+  }
+  console.log("\n(l) post-copy push of an idle guest in a whole move (bytes after the stop / resume to last page), with and without TLS, beside memcpy into fresh memory, same run");
+  console.log("| memory | memcpy MB/s | plain push MB/s | TLS push MB/s | TLS / plain | plain, each move | TLS, each move |\n|---|---|---|---|---|---|---|");
+  for (const mib of sizes) {
+    const p = pushes.find((x) => x.mib === mib && x.security === "plain")?.rates ?? [];
+    const t = pushes.find((x) => x.mib === mib && x.security === "tls")?.rates ?? [];
+    const copy = memcpyRate(mib * 1048576);
+    console.log(`| ${mib} MiB | ${copy.toFixed(0)} | ${median(p).toFixed(0)} | ${median(t).toFixed(0)} | ${(median(t) / median(p)).toFixed(2)}x | ${p.map((r) => r.toFixed(0)).join(", ")} | ${t.map((r) => r.toFixed(0)).join(", ")} |`);
+  }
+}
+
+/** A post-copy move's push rate, MB/s: what came after the stop over the time from resume to the last page. */
+function pushRate(m: Metrics): number {
+  const pc = m.post_copy;
+  if (pc === undefined || pc.resume_to_last_page_ms <= 0) return 0;
+  return pc.bytes / 1e6 / (pc.resume_to_last_page_ms / 1000);
 }

@@ -112,6 +112,9 @@ typedef struct {
   /* A frame being written: room for the record head, the largest frame (HELLO) and the tag. */
   uint8_t *wbuf;
   size_t wbuf_bytes;
+  /* The demand channel (preempt): answers to faults only, read by a thread of its own into `rbuf` when plain. */
+  int demand;
+  uint8_t *rbuf;
 } link_t;
 
 typedef struct {
@@ -127,6 +130,10 @@ typedef struct {
   uint8_t *state;
   uint32_t present;
   link_t *link;
+  /* The demand channel, if one is attached: REQs go there, and its answers never queue behind the push. */
+  link_t *demand;
+  pthread_t demand_thread;
+  int demand_running;
   uint32_t gen;
   int failed;
   int complete;
@@ -142,10 +149,14 @@ typedef struct {
   uint8_t *buf;
   size_t buf_bytes;
   napi_threadsafe_function events;
+  /* Dropped pages moved aside (move_aside), freed once the guest runs (postcopySettle) or at the end: under `lock`. */
+  struct aside *asides;
   /* Statistics (under `lock`). */
-  uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches;
+  uint64_t faults, demand_chunks, pushed_chunks, demand_served, zero_chunks, bytes_in, attaches, preempt_chunks;
   uint64_t t_open_ns, t_complete_ns;
 } postcopy_t;
+
+static void free_asides(struct aside *a);
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -271,6 +282,16 @@ static void send_frame(postcopy_t *m, uint32_t kind, uint32_t a) {
   pthread_mutex_unlock(&m->wlock);
 }
 
+/* Asks for chunk `c` on the demand channel if one is attached, else on the page channel. */
+static void send_req(postcopy_t *m, uint32_t c) {
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  link_t *l = m->demand != NULL ? m->demand : m->link;
+  pthread_mutex_unlock(&m->lock);
+  write_frame(l, K_REQ, c, 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+}
+
 static void link_free(link_t *l) {
   if (l->fd >= 0) close(l->fd);
   sealer_free(&l->open);
@@ -282,6 +303,7 @@ static void link_free(link_t *l) {
     pthread_cond_destroy(&l->rfree);
   }
   free(l->wbuf);
+  free(l->rbuf);
   free(l);
 }
 
@@ -361,8 +383,9 @@ static int next_record(link_t *l) {
  */
 static const uint8_t *take(postcopy_t *m, link_t *l, size_t len) {
   if (!l->sealed) {
-    if (len > m->buf_bytes || read_all(l->fd, m->buf, len) != 0) return NULL;
-    return m->buf;
+    uint8_t *buf = l->rbuf != NULL ? l->rbuf : m->buf;
+    if (len > m->buf_bytes || read_all(l->fd, buf, len) != 0) return NULL;
+    return buf;
   }
   if ((!l->rec_held || l->rec_pos == l->rec_len) && next_record(l) != 0) return NULL;
   if (l->rec_len - l->rec_pos < len) return NULL;
@@ -424,7 +447,7 @@ static void *fault_loop(void *arg) {
       ask = 1;
     }
     pthread_mutex_unlock(&m->lock);
-    if (ask) send_frame(m, K_REQ, c);
+    if (ask) send_req(m, c);
   }
   return NULL;
 }
@@ -458,6 +481,7 @@ static int read_frame(postcopy_t *m, link_t *l) {
     if (kind == K_ZERO) m->zero_chunks += j - i;
     else if (flags & FLAG_DEMAND) m->demand_served += j - i;
     else m->pushed_chunks += j - i;
+    if (l->demand && kind == K_PAGES) m->preempt_chunks += j - i;
     int done = mark_present(m, first + i, j - i);
     pthread_mutex_unlock(&m->lock);
     if (done) {
@@ -505,12 +529,59 @@ static void *read_loop(void *arg) {
   }
 }
 
+/*
+ * The demand channel's reader: places its answers until it breaks or is
+ * replaced. Faults asked on it and not answered are then asked again on
+ * the page channel (which answers every REQ), so a lost demand channel
+ * costs time, never a page.
+ */
+static void *demand_loop(void *arg) {
+  postcopy_t *m = arg;
+  pthread_mutex_lock(&m->lock);
+  link_t *l = m->demand;
+  pthread_mutex_unlock(&m->lock);
+  if (l == NULL) return NULL;
+  if (l->sealed && !l->rx_started) {
+    if (pthread_create(&l->rx_thread, NULL, receive_loop, l) == 0) l->rx_started = 1;
+    else shutdown(l->fd, SHUT_RDWR);
+  }
+  if (!l->sealed || l->rx_started) while (read_frame(m, l) == 0) {}
+  receiver_stop(l);
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  if (m->demand == l) m->demand = NULL;
+  int again = !m->closing && !m->failed && !m->complete;
+  link_t *main_link = m->link;
+  uint32_t *wanted = again ? malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1)) : NULL;
+  uint32_t n = 0;
+  for (uint32_t c = 0; wanted != NULL && c < m->chunks; c += 1)
+    if (m->state[c] == REQUESTED) wanted[n++] = c;
+  pthread_mutex_unlock(&m->lock);
+  /* Under wlock: no writer holds it (they take it under wlock, and it is no longer m->demand). */
+  link_free(l);
+  for (uint32_t i = 0; i < n; i += 1) write_frame(main_link, K_REQ, wanted[i], 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+  free(wanted);
+  return NULL;
+}
+
+/* Stops the demand channel's reader, if any, and waits for it. */
+static void demand_stop(postcopy_t *m) {
+  pthread_mutex_lock(&m->lock);
+  int running = m->demand_running;
+  if (m->demand != NULL) shutdown(m->demand->fd, SHUT_RDWR);
+  m->demand_running = 0;
+  pthread_mutex_unlock(&m->lock);
+  if (running) pthread_join(m->demand_thread, NULL);
+}
+
 static void stop_threads(postcopy_t *m) {
   pthread_mutex_lock(&m->lock);
   m->closing = 1;
   if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
   pthread_cond_broadcast(&m->attached);
   pthread_mutex_unlock(&m->lock);
+  demand_stop(m);
   if (m->threads) {
     uint64_t one = 1;
     if (write(m->stop, &one, sizeof one) < 0) { /* the fault thread also stops when the uffd closes */ }
@@ -518,6 +589,8 @@ static void stop_threads(postcopy_t *m) {
     pthread_join(m->read_thread, NULL);
     m->threads = 0;
   }
+  free_asides(m->asides);
+  m->asides = NULL;
   /* The reader has returned: a link still here was never taken up by it. */
   if (m->link != NULL) link_free(m->link);
   m->link = NULL;
@@ -632,6 +705,86 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/*
+ * Empties [off, off+len) of populated memory quickly, for the caller to
+ * re-register. MADV_DONTNEED frees each page where it is (about 0.1 ms per
+ * MiB here: 25 ms for 256 MiB, all of it downtime for a hybrid move of a
+ * guest that rewrote its memory). Instead the pages are moved aside with
+ * mremap, which moves whole page tables where it can, a fresh empty mapping
+ * takes their place, and the old pages are freed by a thread of their own
+ * once the guest runs again (postcopySettle), or when the session closes.
+ */
+
+/* A range of dropped pages moved aside, in a list. */
+typedef struct aside {
+  void *at;
+  size_t len;
+  struct aside *next;
+} aside_t;
+
+static void free_asides(struct aside *a) {
+  while (a != NULL) {
+    aside_t *next = a->next;
+    munmap(a->at, a->len);
+    free(a);
+    a = next;
+  }
+}
+
+static void *free_asides_thread(void *arg) {
+  free_asides(arg);
+  return NULL;
+}
+
+/*
+ * Moves [at, at+len) aside onto a scratch mapping kept in `*list`; a fresh
+ * empty mapping takes its place. Returns 0, or -1 with `*unmapped` 0
+ * (nothing changed) or 1 (the range is left a hole: the session is broken).
+ */
+static int move_aside(uint8_t *at, size_t len, aside_t **list, int *unmapped) {
+  *unmapped = 0;
+  aside_t *a = malloc(sizeof *a);
+  if (a == NULL) return -1;
+  void *scratch = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (scratch == MAP_FAILED) {
+    free(a);
+    return -1;
+  }
+  if (mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch) == MAP_FAILED) {
+    munmap(scratch, len);
+    free(a);
+    return -1;
+  }
+  /* Kept even if what follows fails: they are the old pages, freed later either way. */
+  a->at = scratch;
+  a->len = len;
+  a->next = *list;
+  *list = a;
+  /* From here the range is a hole until the fresh mapping fills it: no thread touches it (the guest is not running, JavaScript never does). */
+  if (mmap(at, len, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) == MAP_FAILED) {
+    *unmapped = 1;
+    return -1;
+  }
+  return 0;
+}
+
+/* Whether any page of [at, at+len) is populated (mincore); 1 when it cannot tell. */
+static int populated(uint8_t *at, size_t len) {
+  size_t pages = len / PAGE_BYTES;
+  unsigned char *vec = malloc(pages > 0 ? pages : 1);
+  if (vec == NULL) return 1;
+  int any = 1;
+  if (mincore(at, len, vec) == 0) {
+    any = 0;
+    for (size_t i = 0; i < pages && !any; i += 1) any = vec[i] & 1;
+  }
+  free(vec);
+  return any;
+}
+
+/* Below this a range is freed in place: moving it aside costs more than freeing it. */
+#define MOVE_ASIDE_BYTES_MIN (2u * 1048576u)
+
 /* postcopyDrop(handle, byte_offset, bytes): makes whole chunks missing (they will come from the source). */
 napi_value postcopy_drop(napi_env env, napi_callback_info info) {
   size_t argc = 3;
@@ -652,17 +805,104 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
     m->state[c] = MISSING;
   }
   m->complete = 0;
-  int rc = madvise(m->base + (uint64_t)at, (size_t)bytes, MADV_DONTNEED);
+  uint8_t *range = m->base + (uint64_t)at;
+  size_t len = (size_t)bytes;
+  int rc = 0, unmapped = 0;
+  if (len >= MOVE_ASIDE_BYTES_MIN && populated(range, len) && move_aside(range, len, &m->asides, &unmapped) == 0) {
+    /* The fresh mapping is not registered yet: until it is, a touch would zero-fill silently (nothing touches it before this returns). */
+    struct uffdio_register reg = {.range = {.start = (uintptr_t)range, .len = len}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+    rc = ioctl(m->uffd, UFFDIO_REGISTER, &reg);
+  } else if (!unmapped) {
+    rc = madvise(range, len, MADV_DONTNEED);
+  } else {
+    rc = -1;
+  }
   pthread_mutex_unlock(&m->lock);
-  if (rc != 0) return fail_errno(env, "ERR_UFFD", "madvise(MADV_DONTNEED)");
+  if (rc != 0) return fail_errno(env, "ERR_UFFD", unmapped ? "mremap/mmap (moving dropped pages aside)" : "dropping pages (madvise or userfaultfd register)");
+  return NULL;
+}
+
+/*
+ * postcopySettle(handle): the guest runs; the pages its drops moved aside
+ * are freed now, on a thread of their own (freeing them while it was
+ * stopped was the cost move_aside avoids).
+ */
+napi_value postcopy_settle(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
+  if (m == NULL) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopySettle(open handle)");
+    return NULL;
+  }
+  pthread_mutex_lock(&m->lock);
+  aside_t *list = m->asides;
+  m->asides = NULL;
+  pthread_mutex_unlock(&m->lock);
+  if (list == NULL) return NULL;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (pthread_create(&t, &attr, free_asides_thread, list) != 0) free_asides(list);
+  pthread_attr_destroy(&attr);
+  return NULL;
+}
+
+/*
+ * postcopyResize(handle, remote_bytes): sets how much of the memory comes
+ * from the source, before the first page channel is attached: a session is
+ * opened while the source still runs, before the size its memory will have
+ * at the stop is known. Only grows; the new chunks count as here until
+ * dropped.
+ */
+napi_value postcopy_resize(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
+  double remote;
+  if (m == NULL || !number_arg(env, argv[1], &remote) || (uint64_t)remote % m->chunk_bytes != 0 || (uint64_t)remote < m->remote_bytes ||
+      (uint64_t)remote > m->registered_bytes) {
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyResize(open handle, remote_bytes: whole chunks, not below the current size)");
+    return NULL;
+  }
+  pthread_mutex_lock(&m->lock);
+  if (m->attaches > 0) {
+    pthread_mutex_unlock(&m->lock);
+    napi_throw_error(env, "ERR_POSTCOPY_OPEN", "a session's size is fixed once a page channel attached");
+    return NULL;
+  }
+  uint32_t chunks = (uint32_t)((uint64_t)remote / m->chunk_bytes);
+  uint8_t *state = realloc(m->state, chunks > 0 ? chunks : 1);
+  if (state == NULL) {
+    pthread_mutex_unlock(&m->lock);
+    napi_throw_error(env, "ERR_UFFD", "out of memory");
+    return NULL;
+  }
+  memset(state + m->chunks, PRESENT, chunks - m->chunks);
+  m->present += chunks - m->chunks;
+  m->state = state;
+  m->chunks = chunks;
+  m->remote_bytes = (uint64_t)remote;
+  pthread_mutex_unlock(&m->lock);
   return NULL;
 }
 
 /* A link over `fd` (owned from here on), sealed with `keys` (64 bytes: to-destination key, to-source key) unless NULL. */
-static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
+static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys, int demand) {
   link_t *l = calloc(1, sizeof *l);
   if (l == NULL) return NULL;
   l->fd = fd;
+  l->demand = demand;
+  /* A plain demand channel reads into a buffer of its own (the page channel's reader uses the session's). */
+  if (demand && keys == NULL && posix_memalign((void **)&l->rbuf, PAGE_BYTES, m->buf_bytes) != 0) {
+    l->rbuf = NULL;
+    l->fd = -1;
+    link_free(l);
+    return NULL;
+  }
   l->wbuf_bytes = SEAL_HEAD_BYTES + HEAD_BYTES + (m->chunks + 7) / 8 + SEAL_TAG_BYTES;
   l->wbuf = malloc(l->wbuf_bytes);
   if (l->wbuf == NULL) {
@@ -687,16 +927,52 @@ static link_t *link_new(postcopy_t *m, int fd, const uint8_t *keys) {
   return l;
 }
 
+/* Makes `l` the demand channel, replacing (and waiting out) the one before. */
+static napi_value attach_demand(napi_env env, postcopy_t *m, link_t *l) {
+  demand_stop(m);
+  uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
+  uint32_t n = 0;
+  pthread_mutex_lock(&m->wlock);
+  pthread_mutex_lock(&m->lock);
+  if (m->closing || m->failed || wanted == NULL) {
+    pthread_mutex_unlock(&m->lock);
+    pthread_mutex_unlock(&m->wlock);
+    link_free(l);
+    free(wanted);
+    napi_throw_error(env, "ERR_POSTCOPY", "the session no longer takes a demand channel");
+    return NULL;
+  }
+  m->demand = l;
+  for (uint32_t c = 0; c < m->chunks; c += 1)
+    if (m->state[c] == REQUESTED) wanted[n++] = c;
+  int started = pthread_create(&m->demand_thread, NULL, demand_loop, m) == 0;
+  m->demand_running = started;
+  if (!started) m->demand = NULL;
+  pthread_mutex_unlock(&m->lock);
+  /* Asked again here too: they may be stuck behind the push on the page channel. */
+  if (started) for (uint32_t i = 0; i < n; i += 1) write_frame(l, K_REQ, wanted[i], 0, NULL, 0);
+  pthread_mutex_unlock(&m->wlock);
+  free(wanted);
+  if (!started) {
+    link_free(l);
+    return fail_errno(env, "ERR_UFFD", "pthread_create (demand channel)");
+  }
+  return NULL;
+}
+
 /*
  * postcopyAttach(handle, fd, keys?): takes a duplicate of a connected socket
  * to the source (the caller closes its own), says which chunks are here and
  * asks again for those faulted on. `keys` (64 bytes: the key of records to
  * the destination, then of records to the source; fresh for this
  * connection) seals every frame; without it frames travel in the clear.
+ * With `demand` true it is the demand channel instead (preempt): no HELLO,
+ * every REQ goes there from now on (those outstanding first), and its
+ * answers are placed by a reader of its own, never behind the push.
  */
 napi_value postcopy_attach(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
   int32_t given;
@@ -705,8 +981,10 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
   napi_valuetype keys_type = napi_undefined;
   if (argc >= 3) napi_typeof(env, argv[2], &keys_type);
   bool keys_ok = keys_type == napi_undefined || keys_type == napi_null || (view_of(env, argv[2], &keys, &keys_bytes) && keys_bytes == 2 * SEAL_KEY_BYTES);
+  bool demand = false;
+  if (argc >= 4) napi_get_value_bool(env, argv[3], &demand);
   if (m == NULL || napi_get_value_int32(env, argv[1], &given) != napi_ok || given < 0 || !keys_ok) {
-    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd, keys?: 64 bytes)");
+    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyAttach(open handle, fd, keys?: 64 bytes, demand?: boolean)");
     return NULL;
   }
   int fd = fcntl(given, F_DUPFD_CLOEXEC, 0);
@@ -718,12 +996,13 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
     return fail_errno(env, "ERR_UFFD", "fcntl(socket)");
   }
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  link_t *l = link_new(m, fd, keys_type == napi_undefined || keys_type == napi_null ? NULL : keys);
+  link_t *l = link_new(m, fd, keys_type == napi_undefined || keys_type == napi_null ? NULL : keys, demand);
   if (l == NULL) {
     close(fd);
     napi_throw_error(env, "ERR_UFFD", "cannot set up the page channel (out of memory, or OpenSSL refused the keys)");
     return NULL;
   }
+  if (demand) return attach_demand(env, m, l);
   size_t bitmap_bytes = (m->chunks + 7) / 8;
   uint8_t *bitmap = calloc(bitmap_bytes > 0 ? bitmap_bytes : 1, 1);
   uint32_t *wanted = malloc(sizeof(uint32_t) * (m->chunks > 0 ? m->chunks : 1));
@@ -790,6 +1069,7 @@ napi_value postcopy_fail(napi_env env, napi_callback_info info) {
     c = end;
   }
   if (m->link != NULL) shutdown(m->link->fd, SHUT_RDWR);
+  if (m->demand != NULL) shutdown(m->demand->fd, SHUT_RDWR);
   pthread_mutex_unlock(&m->lock);
   return runs;
 }
@@ -822,6 +1102,7 @@ napi_value postcopy_stats(napi_env env, napi_callback_info info) {
   set_number(env, out, "zero_chunks", (double)m->zero_chunks);
   set_number(env, out, "bytes_in", (double)m->bytes_in);
   set_number(env, out, "attaches", (double)m->attaches);
+  set_number(env, out, "preempt_chunks", (double)m->preempt_chunks);
   set_number(env, out, "complete_ms", m->complete && m->t_complete_ns > 0 ? (double)(m->t_complete_ns - m->t_open_ns) / 1e6 : -1);
   pthread_mutex_unlock(&m->lock);
   return out;

@@ -277,6 +277,9 @@ static napi_value peek_socket(napi_env env, napi_callback_info info) {
 
 napi_value postcopy_open(napi_env env, napi_callback_info info);
 napi_value postcopy_drop(napi_env env, napi_callback_info info);
+napi_value postcopy_resize(napi_env env, napi_callback_info info);
+napi_value postcopy_settle(napi_env env, napi_callback_info info);
+napi_value place_compare(napi_env env, napi_callback_info info);
 napi_value postcopy_attach(napi_env env, napi_callback_info info);
 napi_value postcopy_fail(napi_env env, napi_callback_info info);
 napi_value postcopy_stats(napi_env env, napi_callback_info info);
@@ -291,6 +294,8 @@ NAPI_MODULE_INIT() {
       {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
       {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close},
+      {"postcopyResize", postcopy_resize}, {"postcopySettle", postcopy_settle},
+      {"placeCompare", place_compare},
       {"peek", peek_socket},           {"setTimes", set_times}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;

@@ -19,8 +19,14 @@ export interface NativeAddon {
   close(handle: unknown): void;
   postcopyOpen(view: Uint8Array, registered_bytes: number, remote_bytes: number, chunk_bytes: number, on_event: (code: number) => void): unknown;
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
+  /** Grows the part that comes from the source, before the first attach. */
+  postcopyResize(handle: unknown, remote_bytes: number): void;
+  /** Placement of `bytes` timed three ways (native/place_bench.c): UFFDIO_COPY, UFFDIO_CONTINUE over a memfd, plain memcpy. */
+  placeCompare(bytes: number): { copy_ms: number; continue_ms: number; continue_warm_ms: number; memcpy_ms: number };
+  /** The guest runs: frees, on a thread of its own, the old pages its drops moved aside. */
+  postcopySettle(handle: unknown): void;
   /** `keys`: 64 bytes, the key of records to the destination then of records to the source (docs/cluster.md, "Sealed records"). */
-  postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array): void;
+  postcopyAttach(handle: unknown, fd: number, keys?: Uint8Array, demand?: boolean): void;
   postcopyFail(handle: unknown): [number, number][];
   postcopyStats(handle: unknown): RemoteStatsNative;
   postcopyClose(handle: unknown): void;
@@ -48,6 +54,8 @@ export interface RemoteStatsNative {
   bytes_in: number;
   attaches: number;
   complete_ms: number;
+  /** Chunks placed from the demand channel. */
+  preempt_chunks: number;
 }
 
 let loaded: { addon: NativeAddon } | { reason: string } | undefined;

@@ -13,7 +13,6 @@ import { remotePagesAvailability } from "../src/memory/mod.js";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const availability = remotePagesAvailability();
 const skip = !availability.available && `post-copy needs userfaultfd, unavailable here: ${availability.reason}`;
 if (skip !== false) console.log(`# skipping post-copy tests: ${skip}`);
@@ -52,10 +51,13 @@ function within<T>(ms: number, what: string, p: Promise<T>): Promise<T> {
 }
 
 describe("post-copy and hybrid migration", { skip }, () => {
-  it("memhog moved by post-copy and hybrid, back and forth while it rewrites memory, verifies every byte and writes what an uninterrupted run writes", async () => {
-    // Long enough to outlive four moves and their pauses on a loaded machine.
-    const args = ["96", "24", "10"];
-    const want = await reference(args);
+  it("memhog reading and rewriting all of its memory every second, moved by post-copy and hybrid back and forth, verifies every byte and writes what an uninterrupted run writes", async () => {
+    // 48 MiB rewritten at 48 MiB/s: each (logical) second it reads every block,
+    // folds it into its checksum and rewrites it, so a page that arrived wrong,
+    // or was zero-filled, changes its output. Long enough for the moves on a
+    // loaded machine; the uninterrupted run goes meanwhile.
+    const args = ["48", "48", "20"];
+    const reference_run = reference(args);
     const cluster = await startCluster(["n1", "n2", "n3"]);
     try {
       const [n1] = cluster.nodes as [NodeProc];
@@ -63,21 +65,26 @@ describe("post-copy and hybrid migration", { skip }, () => {
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args });
       await touched(n1.address, pid);
       const moves: [string, string][] = [["n2", "post-copy"], ["n3", "hybrid"], ["n1", "post-copy"], ["n2", "hybrid"]];
+      const done: string[] = [];
       for (const [to, strategy] of moves) {
-        const r = await within(30_000, `move to ${to}`, request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }));
+        const r = await within(60_000, `move to ${to}`, request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }));
+        // The moves after the first two may find it finished on a slow machine: its output is checked all the same.
+        if (r.status === 409 && done.length >= 2 && r.body.toString().includes("ERR_PROCESS_ENDED")) break;
         assert.equal(r.status, 200, `${strategy} to ${to}: ${r.body.toString()}`);
         const { metrics } = JSON.parse(r.body.toString()) as { metrics: Metrics };
         assert.equal(metrics.strategy, strategy);
         assert.equal(metrics.post_copy?.end, "done");
+        assert.ok((metrics.post_copy?.pushed_chunks ?? 0) + (metrics.post_copy?.demand_chunks ?? 0) > 0, `${strategy} moved no page after the stop: ${JSON.stringify(metrics)}`);
         const info = await json<{ node: string }>(n1.address, "GET", `/v1/processes/${pid}`);
         assert.equal(info.node, to);
-        await sleep(250);
+        done.push(strategy);
       }
-      const { status } = await within(30_000, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.deepEqual(done.slice(0, 2), ["post-copy", "hybrid"]);
+      const { status } = await within(60_000, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
       assert.deepEqual(status, { kind: "exit", code: 0 });
       const out = (await outputOf(n1.address, pid)).stdout.toString();
       assert.match(out, /verify OK/);
-      assert.equal(out, want, "memhog's output differs from an uninterrupted run");
+      assert.equal(out, await reference_run, "memhog's output differs from an uninterrupted run");
     } finally {
       await cluster.stop();
     }

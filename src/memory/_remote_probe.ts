@@ -16,6 +16,15 @@
  *   tampered sealed, and one bit of the first connection's pages flipped on
  *            the way: the threads must drop that link, place nothing of
  *            the record, and finish on the next connection (new keys)
+ *   prepared as serve, with the session opened before its size is known
+ *            (as a node does while the source still runs) over memory
+ *            already written here: the dropped pages, moved aside rather
+ *            than freed in place, must read as the source's, never as the
+ *            bytes that were here
+ *   demand   no push on the page channel, and a demand channel beside
+ *            it: the faults are asked for and answered there
+ *   demand-cut  as demand, and the demand channel is cut after a few
+ *            answers: what it owed is asked for again on the page channel
  */
 import { randomBytes } from "node:crypto";
 import net from "node:net";
@@ -34,11 +43,27 @@ for (let i = 0; i < src.length; i += 1) if (((i / CHUNK_BYTES) >> 3) % 2 === 0) 
 let expected = 0;
 for (const b of src) expected += b;
 
+const demand = mode === "demand" || mode === "demand-cut";
 const sealed = mode === "sealed" || mode === "sealed-js" || mode === "tampered" || mode === "wrong-key";
-const server = new PageServer(src, { push_bytes_per_s: mode === "serve" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
+// Demand modes never push: every chunk comes because it was asked for, so one owed by a cut demand channel arrives only if it is asked for again.
+const server = new PageServer(src, { hold_push: demand, push_bytes_per_s: mode === "serve" || mode === "prepared" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
 const sockets = new Set<net.Socket>();
 /** The keys of the connection being opened (connections here are one at a time). */
 let keys: PageChannelKeys | undefined;
+let demand_answers = 0;
+/** The demand channel's source: answers requests only. */
+const demand_tcp = net.createServer((socket) => {
+  sockets.add(socket);
+  socket.on("close", () => sockets.delete(socket));
+  if (mode === "demand-cut") {
+    // Cut once it has answered a few: the threads must ask again on the page channel.
+    socket.on("data", () => {
+      demand_answers += 1;
+      if (demand_answers === 4) socket.destroy();
+    });
+  }
+  void server.serve(socket, undefined, undefined, { demand: true });
+});
 const tcp = net.createServer((socket) => {
   sockets.add(socket);
   socket.on("close", () => sockets.delete(socket));
@@ -82,7 +107,9 @@ const attach = (): void => {
   if (mode === "wrong-key" && downs === 0 && k !== undefined) k.to_destination = randomBytes(32);
   const s = net.connect(mode === "tampered" ? tamper_port : port, "127.0.0.1", () => pages.attach(s, k));
 };
-const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
+// A standby's memory, backed and written before the handover (hybrid's first round writes into it).
+if (mode === "prepared") new Uint8Array(dest.buffer, 0, bytes).fill(0xab);
+const pages = new RemotePages(new Uint8Array(dest.buffer), mode === "prepared" ? 0 : bytes, {
   down: () => {
     downs += 1;
     if (mode === "recover" || mode === "tampered" || mode === "wrong-key") setTimeout(attach, 20);
@@ -91,10 +118,17 @@ const pages = new RemotePages(new Uint8Array(dest.buffer), bytes, {
     completed = true;
   },
 });
+if (mode === "prepared") pages.resize(bytes);
 pages.drop(0, bytes);
 let port = 0;
 let tamper_port = 0;
 await new Promise<void>((r) => tamperer.listen(0, "127.0.0.1", () => r()));
+await new Promise<void>((r) => demand_tcp.listen(0, "127.0.0.1", () => r()));
+if (demand) {
+  const d = net.connect((demand_tcp.address() as net.AddressInfo).port, "127.0.0.1");
+  await new Promise<void>((r) => d.once("connect", () => r()));
+  pages.attach(d, undefined, { demand: true });
+}
 tamper_port = (tamperer.address() as net.AddressInfo).port;
 tcp.listen(0, "127.0.0.1", () => {
   port = (tcp.address() as net.AddressInfo).port;
@@ -118,6 +152,7 @@ tcp.listen(0, "127.0.0.1", () => {
       for (const s of sockets) s.destroy();
       tcp.close();
       tamperer.close();
+      demand_tcp.close();
       process.stdout.write(`${JSON.stringify({ ...report, expected, downs, completed, tampered, stats, server: server.stats })}\n`);
     });
   };

@@ -85,6 +85,17 @@ export class KernelTracker implements PageTracker {
     }
   }
 
+  changedRuns(memory: Uint8Array): Uint32Array {
+    if (this.#handle !== null) return this.#native.scan(this.#handle, memory.length);
+    // Never looked: what changed is every non-zero page, found as `changed` finds them (and armed the same way).
+    const runs: number[] = [];
+    for (const { index } of this.changed(memory)) {
+      if (runs.length > 0 && runs[runs.length - 1] === index) runs[runs.length - 1] = index + 1;
+      else runs.push(index, index + 1);
+    }
+    return Uint32Array.from(runs);
+  }
+
   close(): void {
     if (this.#handle !== null) this.#native.close(this.#handle);
     this.#handle = null;

@@ -44,7 +44,8 @@ export function pageFrameHead(kind: number, a = 0, b = 0, c = 0): Buffer {
  * because a thread faulted on them) and demand_served (arrived as answers);
  * pushed_chunks (arrived by the background push); zero_chunks (the source
  * said all zero); bytes_in; attaches (more than one: the link broke and was
- * recovered); complete_ms (open to last chunk in place, or -1).
+ * recovered); complete_ms (open to last chunk in place, or -1);
+ * preempt_chunks (placed from the demand channel).
  */
 export type RemoteStats = RemoteStatsNative;
 
@@ -67,7 +68,7 @@ function addon(): NativeAddon {
 
 /** A memory whose first `remote_bytes` are served from the source on first touch. */
 export class RemotePages {
-  readonly remote_bytes: number;
+  #remote_bytes: number;
   readonly #native: NativeAddon;
   readonly #handle: unknown;
   #closed = false;
@@ -75,7 +76,7 @@ export class RemotePages {
   /** Registers `view`'s memory (nothing is missing until {@link drop}). Throws ERR_UFFD_UNAVAILABLE with the reason. */
   constructor(view: Uint8Array, remote_bytes: number, events: RemoteEvents) {
     this.#native = addon();
-    this.remote_bytes = remote_bytes;
+    this.#remote_bytes = remote_bytes;
     try {
       this.#handle = this.#native.postcopyOpen(view, REGISTERED_BYTES, remote_bytes, CHUNK_BYTES, (code) => {
         if (code === EVENT_DOWN) events.down();
@@ -86,9 +87,32 @@ export class RemotePages {
     }
   }
 
+  /** Bytes from the base that come from the source. */
+  get remote_bytes(): number {
+    return this.#remote_bytes;
+  }
+
+  /**
+   * Grows the part that comes from the source (its new chunks count as here
+   * until dropped), before the first {@link attach}: a session opened while
+   * the source still runs learns the size of its memory at the stop only then.
+   */
+  resize(remote_bytes: number): void {
+    this.#native.postcopyResize(this.#handle, remote_bytes);
+    this.#remote_bytes = remote_bytes;
+  }
+
   /** Makes whole chunks missing: they now come from the source. */
   drop(byte_offset: number, bytes: number): void {
     this.#native.postcopyDrop(this.#handle, byte_offset, bytes);
+  }
+
+  /**
+   * Says the guest runs: the old pages of dropped chunks, moved aside rather
+   * than freed while it was stopped, are freed now off this thread.
+   */
+  settle(): void {
+    if (!this.#closed) this.#native.postcopySettle(this.#handle);
   }
 
   /**
@@ -99,8 +123,11 @@ export class RemotePages {
    * clear (a node without TLS). Nothing may have been read from the socket
    * past what authenticated it. A TLS socket is refused: the threads cannot
    * read TLS, and no JavaScript thread stands between them and the source.
+   * With `demand` it becomes the demand channel (preempt): every fault is
+   * asked for there from now on and answered there, never behind the push;
+   * if it breaks, what it owed is asked for again on the page channel.
    */
-  attach(socket: Duplex, keys?: PageChannelKeys): void {
+  attach(socket: Duplex, keys?: PageChannelKeys, options: { demand?: boolean } = {}): void {
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     if (socket instanceof TLSSocket || typeof fd !== "number" || fd < 0) {
       socket.destroy();
@@ -116,7 +143,7 @@ export class RemotePages {
     }
     socket.pause();
     try {
-      this.#native.postcopyAttach(this.#handle, fd, packed);
+      this.#native.postcopyAttach(this.#handle, fd, packed, options.demand ?? false);
     } finally {
       // The threads hold their own copies of the socket and of the keys.
       packed?.fill(0);

@@ -16,8 +16,8 @@ interface ProbeReport {
   downs: number;
   completed: boolean;
   tampered: number;
-  stats: { chunks: number; present: number; faults: number; demand_chunks: number; pushed_chunks: number; zero_chunks: number; attaches: number };
-  server: { connections: number; zero_chunks: number; bytes_out: number };
+  stats: { chunks: number; present: number; faults: number; demand_chunks: number; pushed_chunks: number; zero_chunks: number; attaches: number; preempt_chunks: number };
+  server: { connections: number; zero_chunks: number; bytes_out: number; preempt_chunks: number };
 }
 
 /** Runs the probe in its own process, killed if it hangs: a thread waiting on a page that never comes never returns. */
@@ -35,6 +35,29 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.equal(out.completed, true);
     assert.equal(out.stats.present, out.stats.chunks);
     assert.ok(out.stats.zero_chunks > 0, "zero chunks should travel as ranges");
+  });
+
+  it("a session opened before its size is known, over memory written here, serves the source's bytes for every dropped page, never the old ones", () => {
+    const out = probe("prepared");
+    assert.equal(out.sum, out.expected, "a dropped page kept the bytes that were here, or arrived wrong");
+    assert.equal(out.completed, true);
+    assert.equal(out.stats.present, out.stats.chunks);
+    assert.equal(out.stats.chunks, 256);
+  });
+
+  it("with a demand channel beside the page channel, faults are asked for and answered there, and every byte arrives", () => {
+    const out = probe("demand");
+    assert.equal(out.sum, out.expected);
+    assert.equal(out.completed, true);
+    assert.ok(out.stats.preempt_chunks > 0, `no chunk came on the demand channel: ${JSON.stringify(out.stats)}`);
+    assert.equal(out.server.preempt_chunks, out.stats.preempt_chunks, "the source answered on the demand channel what the threads placed from it");
+  });
+
+  it("a demand channel cut mid-transfer costs no page: what it owed is asked for again on the page channel", () => {
+    const out = probe("demand-cut");
+    assert.equal(out.sum, out.expected);
+    assert.equal(out.completed, true);
+    assert.equal(out.downs, 0, "losing the demand channel is not the page channel going down");
   });
 
   it("a link cut mid-transfer is recovered by attaching a new socket, with nothing lost", () => {

@@ -31,6 +31,14 @@ export interface PageTracker {
    * a receiver that holds an older copy.
    */
   changed(memory: Uint8Array): Generator<TrackedPage>;
+  /**
+   * The same pages as `changed` would report, as runs [first, end) of page
+   * indices in address order, without reading them: where a backend knows
+   * them without a compare (the kernel's), post-copy's handover costs a
+   * page-table walk instead of a pass over the memory while the process is
+   * stopped. Absent: call `changed`.
+   */
+  changedRuns?(memory: Uint8Array): Uint32Array;
   /** Releases what the tracker holds (kernel registrations, shadow copies). */
   close(): void;
 }

@@ -20,7 +20,7 @@
  */
 import { createHash, type Hash } from "node:crypto";
 import { FerryError, PeerError } from "../errors.js";
-import { encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
+import { encodeImage, encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
@@ -29,7 +29,7 @@ import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, typ
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
-import { PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
+import { PhaseClock, timedAsyncIterable, timedIterable, type SourcePhase } from "./phases.js";
 import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
@@ -267,8 +267,7 @@ export class OutgoingMigration {
       this.#handover = { session: this.#session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
       this.#final = this.#handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
       image.memory = { size_bytes: memory.length, pages: () => [] };
-      this.#tracker?.close();
-      this.#tracker = null;
+      // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
       await sendJson(conn, Msg.handover, this.#handover);
     } else {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
@@ -278,7 +277,9 @@ export class OutgoingMigration {
     this.#answer = answer;
     this.#clock.enter("transfer");
     // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-    const chunks = timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+    const carve = (ms: number): void => this.#clock.carve("encode", ms);
+    // Post-copy's image has no pages (a few KiB): hashing it here takes microseconds, a hop to the hashing thread milliseconds of downtime.
+    const chunks = this.#handover !== null ? timedIterable(encodeImage(image, { signer: side.signer }), carve) : timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), carve);
     try {
       this.#metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
     } catch (err: unknown) {
@@ -403,12 +404,12 @@ export class OutgoingMigration {
 
   /** The destination runs the process: finish (stop-copy, pre-copy) or serve its pages (post-copy, hybrid). */
   async #committed(): Promise<MigrationMetrics> {
+    const now = performance.now();
     this.#watchdog?.stop();
     this.#conn?.close();
-    this.#tracker?.close();
     const metrics = this.#metrics;
-    const now = performance.now();
     metrics.downtime_ms = now - this.#stopped_at;
+    if (this.#handover === null) this.#tracker?.close();
     if (this.#handover !== null) await this.#postCopy(this.#handover, now);
     this.#clock.stop();
     metrics.total_ms = performance.now() - this.#t0;
@@ -425,6 +426,7 @@ export class OutgoingMigration {
     const metrics = this.#metrics;
     this.#clock.enter("post_copy");
     this.#resumedThere();
+    this.#tracker?.close();
     this.#side.resumed?.();
     this.#side.progress?.({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
     if (this.#serving === null) {

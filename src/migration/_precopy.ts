@@ -82,7 +82,14 @@ export function missingChunks(memory: Uint8Array, tracker: PageTracker | null): 
   const chunks = memory.length / CHUNK_BYTES;
   if (tracker === null) return chunks > 0 ? [[0, chunks]] : [];
   const dirty = new Uint8Array(chunks);
-  for (const page of tracker.changed(memory)) dirty[Math.floor((page.index * WIRE_PAGE_BYTES) / CHUNK_BYTES)] = 1;
+  const per_chunk = CHUNK_BYTES / WIRE_PAGE_BYTES;
+  if (tracker.changedRuns !== undefined) {
+    // The kernel's runs: no page is read while the process is stopped.
+    const runs = tracker.changedRuns(memory);
+    for (let i = 0; i + 1 < runs.length; i += 2) dirty.fill(1, Math.floor(runs[i]! / per_chunk), Math.ceil(runs[i + 1]! / per_chunk));
+  } else {
+    for (const page of tracker.changed(memory)) dirty[Math.floor(page.index / per_chunk)] = 1;
+  }
   const runs: [number, number][] = [];
   for (let c = 0; c < chunks; ) {
     if (dirty[c] === 0) {

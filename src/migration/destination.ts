@@ -89,8 +89,9 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     await refuse(conn, err);
     throw err;
   }
-  // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
-  const sha256 = offThreadSha256();
+  // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs;
+  // post-copy's and hybrid's images carry no pages (a few KiB), hashed here faster than a hop to that thread.
+  const sha256 = offer.strategy === "post-copy" || offer.strategy === "hybrid" ? undefined : offThreadSha256();
   try {
     clock.stop();
     await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot() });
@@ -101,7 +102,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       trust: side.trust,
       module_sha256: Buffer.from(offer.module_sha256, "hex"),
       write_pages: (offset, piece) => landing.write(offset, piece),
-      sha256,
+      ...(sha256 !== undefined ? { sha256 } : {}),
     });
     // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
     const rounds_digest = createHash("sha256");
@@ -143,7 +144,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     clock.enter("restore");
     await landing.finish(image, handover, clock);
   } catch (err: unknown) {
-    sha256.drop();
+    sha256?.drop();
     await landing.abort();
     await refuse(conn, err);
     throw err;

@@ -7,7 +7,9 @@
  * All-zero chunks travel as ranges. One server outlives broken connections:
  * each new one starts with the destination saying which chunks it has. A
  * connection with keys seals each frame it sends as one record and opens
- * the destination's records (docs/cluster.md, "Sealed records").
+ * the destination's records (docs/cluster.md, "Sealed records"). A demand
+ * connection (QEMU's "preempt" channel) answers requests only, so an
+ * answer never waits behind pushed chunks queued on the page channel.
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
@@ -58,6 +60,8 @@ export interface PageServerStats {
   zero_chunks: number;
   bytes_out: number;
   connections: number;
+  /** Chunks answered on a demand connection. */
+  preempt_chunks: number;
 }
 
 /** Options of a {@link PageServer}. */
@@ -79,7 +83,7 @@ export interface PageServerOptions {
 
 /** Serves the memory of a suspended process (it must not change while served). */
 export class PageServer {
-  readonly stats: PageServerStats = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, bytes_out: 0, connections: 0 };
+  readonly stats: PageServerStats = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, bytes_out: 0, connections: 0, preempt_chunks: 0 };
   readonly #memory: Buffer;
   readonly #chunks: number;
   readonly #rate: number;
@@ -126,15 +130,21 @@ export class PageServer {
    * Serves one connection (`head`: bytes already read past the upgrade)
    * until DONE, ABORT or a break; sealed with `keys` when given.
    */
-  serve(socket: Duplex, head: Uint8Array = new Uint8Array(0), keys?: PageChannelKeys): Promise<ServeEnd> {
-    this.stats.connections += 1;
-    const connection = new Connection(this, socket, keys);
+  serve(socket: Duplex, head: Uint8Array = new Uint8Array(0), keys?: PageChannelKeys, options: { demand?: boolean } = {}): Promise<ServeEnd> {
+    const demand = options.demand ?? false;
+    if (!demand) this.stats.connections += 1;
+    const connection = new Connection(this, socket, keys, demand);
     this.#connections.add(connection);
     return connection.run(head).finally(() => this.#connections.delete(connection));
   }
 
   get chunks(): number {
     return this.#chunks;
+  }
+
+  /** A chunk was asked for on a demand connection: the page channels push the chunks after it next, as they would after a request of their own. */
+  askedElsewhere(c: number): void {
+    for (const connection of this.#connections) connection.near(c);
   }
 
   get push_bytes_per_s(): number {
@@ -174,10 +184,14 @@ class Connection {
   #wake: (() => void) | null = null;
   #push_started = 0;
   #pushed_bytes = 0;
+  /** A demand connection: no HELLO, only REQs, each answered (whatever went on other connections). */
+  readonly #demand: boolean;
 
-  constructor(server: PageServer, socket: Duplex, keys: PageChannelKeys | undefined) {
+  constructor(server: PageServer, socket: Duplex, keys: PageChannelKeys | undefined, demand: boolean) {
     this.#server = server;
     this.#socket = socket;
+    this.#demand = demand;
+    if (demand) this.#sent = new Uint8Array(server.chunks);
     this.#native = keys === undefined || !server.native_seal ? null : nativeRecordSealer(keys.to_destination, RecordDirection.to_destination);
     this.#sealer = keys === undefined || this.#native !== null ? null : new RecordSealer(keys.to_destination, RecordDirection.to_destination);
     this.#opener = keys === undefined ? null : new RecordOpener(keys.to_source, RecordDirection.to_source);
@@ -205,6 +219,13 @@ class Connection {
     const wake = this.#buffer_wait;
     this.#buffer_wait = null;
     wake?.();
+  }
+
+  /** Queues the chunks after `c` (asked for on a demand connection) ahead of the address-order push. */
+  near(c: number): void {
+    if (this.#demand || this.#sent === null) return;
+    for (let n = c + NEIGHBOURS; n > c; n -= 1) if (n < this.#sent.length) this.#near.unshift(n);
+    this.poke();
   }
 
   /** Wakes the send loop (something to send, or the end). */
@@ -237,6 +258,10 @@ class Connection {
       const a = this.#input.readUInt32LE(4);
       const b = this.#input.readUInt32LE(8);
       const c = this.#input.readUInt32LE(12);
+      if (kind !== PageFrame.req && this.#demand) {
+        this.#socket.destroy(new FerryError("ERR_POSTCOPY_PROTOCOL", `a demand channel carries requests only, not frame kind ${kind}`));
+        return;
+      }
       if (kind === PageFrame.hello) {
         if (this.#input.length < PAGE_FRAME_HEAD_BYTES + c) return;
         const bitmap = this.#input.subarray(PAGE_FRAME_HEAD_BYTES, PAGE_FRAME_HEAD_BYTES + c);
@@ -254,6 +279,7 @@ class Connection {
         if (kind === PageFrame.req && a < this.#server.chunks) {
           this.#asked.push(a);
           this.#server.stats.demand_chunks += 1;
+          if (this.#demand) this.#server.askedElsewhere(a);
         } else if (kind === PageFrame.done) this.#finish("done");
         else if (kind === PageFrame.abort) this.#finish("abort");
         else {
@@ -267,6 +293,10 @@ class Connection {
 
   /** The next chunk to send and whether it was asked for, or null when nothing is left. */
   #next(sent: Uint8Array): { c: number; demand: boolean } | null {
+    if (this.#demand) {
+      const c = this.#asked.shift();
+      return c === undefined ? null : { c, demand: true };
+    }
     while (this.#asked.length > 0) {
       const c = this.#asked.shift()!;
       if (sent[c] === 0) {
@@ -311,6 +341,7 @@ class Connection {
         if (!demand) while (count < CHUNKS_PER_FRAME_MAX && c + count < sent.length && sent[c + count] === 0 && !server.isZero(c + count)) count += 1;
         frame = [pageFrameHead(PageFrame.pages, c, count, demand ? PAGES_FLAG_DEMAND : 0), server.chunk(c, count)];
         if (!demand) server.stats.pushed_chunks += count;
+        if (this.#demand) server.stats.preempt_chunks += count;
       }
       sent.fill(1, c, c + count);
       const bytes = frame.reduce((n, b) => n + b.length, 0);

@@ -33,6 +33,8 @@ export interface PostCopyMetrics {
   resume_to_last_page_ms: number;
   /** Page channels opened (more than one: the link broke and was recovered). */
   connections: number;
+  /** Chunks answered on the demand channel (QEMU's "preempt"), never queued behind the push. */
+  preempt_chunks?: number;
   bytes: number;
   /** `abort`: the process ended at the destination before every page was there. */
   end: "done" | "abort";
@@ -67,8 +69,34 @@ export async function servePostCopy(
     ...(options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {}),
   });
   server.prefetch(options.hot);
+  // The demand channel opens with the push (before it, nothing is queued ahead of an answer): its handshake is no part of the downtime.
+  let demand: Duplex | null = null;
+  let ended = false;
+  const openDemand = async (): Promise<void> => {
+    const channel = await side.connectPages!(handover.session, { demand: true });
+    if (ended || signal.aborted) {
+      channel.socket.destroy();
+      return;
+    }
+    demand = channel.socket;
+    const end = await server.serve(channel.socket, channel.head, channel.keys, { demand: true });
+    if (!ended) logger().info({ pid: side.offer.pid, end }, "the post-copy demand channel closed; faults go on the page channel");
+  };
   // push_from never rejects (a promise the source resolves at RUNNING); the handler only satisfies the type.
-  void options.push_from.then(() => server.startPush(), () => undefined);
+  void options.push_from.then(
+    () => {
+      server.startPush();
+      openDemand().catch((err: unknown) => {
+        // Faults are then asked for and answered on the page channel, as without one.
+        logger().info({ pid: side.offer.pid, err: errorField(err) }, "the post-copy demand channel could not be opened; faults go on the page channel");
+      });
+    },
+    () => undefined,
+  );
+  const closeDemand = (): void => {
+    ended = true;
+    (demand as Duplex | null)?.destroy();
+  };
   const metrics = (end: "done" | "abort"): Served => ({
     demand_chunks: server.stats.demand_chunks,
     pushed_chunks: server.stats.pushed_chunks,
@@ -76,50 +104,55 @@ export async function servePostCopy(
     finished_at: performance.now(),
     connections: server.stats.connections,
     bytes: server.stats.bytes_out,
+    preempt_chunks: server.stats.preempt_chunks,
     end,
   });
-  let channel: PageChannel | null = await first.catch((err: unknown) => {
-    // Reopened below, for recover_ms, like a channel that broke.
-    logger().info({ err: errorField(err) }, "the first post-copy page channel did not open; retrying");
-    return null;
-  });
-  let down_since = performance.now();
-  let why = "the page channel could not be opened";
-  for (;;) {
-    if (signal.aborted) {
-      channel?.socket.destroy();
-      throw new FerryError("ERR_MIGRATION_FAILED", "page serving stopped: the destination never ran the process");
-    }
-    if (channel !== null) {
-      const socket = channel.socket;
-      const stop = (): void => void socket.destroy();
-      signal.addEventListener("abort", stop);
-      const end = await server.serve(socket, channel.head, channel.keys).finally(() => signal.removeEventListener("abort", stop));
-      if (end !== "closed") return metrics(end);
-      down_since = performance.now();
-      why = "the page channel broke";
-    }
-    if (performance.now() - down_since > options.recover_ms) break;
-    await new Promise((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS));
-    try {
-      channel = await side.connectPages!(handover.session);
-    } catch (err: unknown) {
-      channel = null;
-      why = err instanceof Error ? err.message : String(err);
-      if (err instanceof FerryError && err.code === "ERR_NO_SUCH_SESSION") {
-        // The destination no longer serves this session: it has every page
-        // (DONE was lost with the link) if the process still runs there.
-        const runs = await side.destinationRuns().catch((e: unknown) => {
-          logger().warn({ err: errorField(e) }, "could not ask the destination whether it runs the process");
-          return false;
-        });
-        if (runs) return metrics("done");
-        break;
+  try {
+    let channel: PageChannel | null = await first.catch((err: unknown) => {
+      // Reopened below, for recover_ms, like a channel that broke.
+      logger().info({ err: errorField(err) }, "the first post-copy page channel did not open; retrying");
+      return null;
+    });
+    let down_since = performance.now();
+    let why = "the page channel could not be opened";
+    for (;;) {
+      if (signal.aborted) {
+        channel?.socket.destroy();
+        throw new FerryError("ERR_MIGRATION_FAILED", "page serving stopped: the destination never ran the process");
+      }
+      if (channel !== null) {
+        const socket = channel.socket;
+        const stop = (): void => void socket.destroy();
+        signal.addEventListener("abort", stop);
+        const end = await server.serve(socket, channel.head, channel.keys).finally(() => signal.removeEventListener("abort", stop));
+        if (end !== "closed") return metrics(end);
+        down_since = performance.now();
+        why = "the page channel broke";
+      }
+      if (performance.now() - down_since > options.recover_ms) break;
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_PAUSE_MS));
+      try {
+        channel = await side.connectPages!(handover.session);
+      } catch (err: unknown) {
+        channel = null;
+        why = err instanceof Error ? err.message : String(err);
+        if (err instanceof FerryError && err.code === "ERR_NO_SUCH_SESSION") {
+          // The destination no longer serves this session: it has every page
+          // (DONE was lost with the link) if the process still runs there.
+          const runs = await side.destinationRuns().catch((e: unknown) => {
+            logger().warn({ err: errorField(e) }, "could not ask the destination whether it runs the process");
+            return false;
+          });
+          if (runs) return metrics("done");
+          break;
+        }
       }
     }
+    throw new FerryError(
+      "ERR_POSTCOPY_LOST",
+      `post-copy of ${side.offer.pid} could not finish: ${why}; the destination did not come back within ${(options.recover_ms / 1000).toFixed(1)} s, so the process is lost`,
+    );
+  } finally {
+    closeDemand();
   }
-  throw new FerryError(
-    "ERR_POSTCOPY_LOST",
-    `post-copy of ${side.offer.pid} could not finish: ${why}; the destination did not come back within ${(options.recover_ms / 1000).toFixed(1)} s, so the process is lost`,
-  );
 }

@@ -129,8 +129,12 @@ export interface SourceSide {
   destinationRuns(): Promise<boolean>;
   /** Progress for a user watching. */
   progress?(p: MigrationProgress): void;
-  /** Post-copy and hybrid: opens the page channel of migration session `session` to the destination. */
-  connectPages?(session: string): Promise<PageChannel>;
+  /**
+   * Post-copy and hybrid: opens the page channel of migration session
+   * `session` to the destination, or with `demand` its demand channel
+   * (answers to faults only, docs/cluster.md "Demand channel").
+   */
+  connectPages?(session: string, options?: { demand?: boolean }): Promise<PageChannel>;
   /**
    * The process's links: stop taking and sending messages once it is
    * stopped (their state goes in the image), and take up again here if the

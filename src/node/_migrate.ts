@@ -33,7 +33,7 @@ import type { FerryNode } from "./node.js";
 import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
-import { acceptPages, IncomingPostCopy, PAGES_PATH } from "./_postcopy.js";
+import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
 import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
@@ -46,7 +46,7 @@ import { MigrateRequestSchema } from "./_api_schemas.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import { WASM_PAGE_BYTES } from "../process_spec.js";
 import { parse } from "../validate.js";
-import { errorField } from "../log/mod.js";
+import { errorField, logger } from "../log/mod.js";
 
 /** The upgrade token of the data protocol. */
 export const DATA_PROTOCOL = "ferry-data/1";
@@ -234,6 +234,17 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
 function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
   let view = new Uint8Array(proc.memory.buffer);
   let incoming: IncomingPostCopy | null = null;
+  // Post-copy's session is opened now, while the source still runs: at the handover only the drop remains.
+  let prepared: PreparedPages | null = null;
+  if (offer.strategy === "post-copy" || offer.strategy === "hybrid") {
+    try {
+      prepared = new PreparedPages(view);
+    } catch (err: unknown) {
+      // The caller gives the reservation back; the standby goes with it.
+      void proc.terminate().catch((e: unknown) => logger().warn({ pid: offer.pid, err: errorField(e) }, "could not drop a standby whose post-copy session did not open"));
+      throw err;
+    }
+  }
   // Every growth is reserved first: a source cannot make a standby outgrow the quota, or its cap.
   const grow = (size_bytes: number): void => {
     ticket.grow(size_bytes);
@@ -268,6 +279,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       }
       // It runs here: messages for it are taken here from now on.
       clock?.enter("adopt");
+      incoming?.settle();
       node.links.add(links);
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });
@@ -278,9 +290,10 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       // Registered and dropped now, while the image is still on its way: the
       // page channel attaches meanwhile, so the restore's first faults are served at once.
       grow(h.remote_bytes);
-      incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source });
+      incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source, prepared });
     },
     async abort() {
+      prepared?.close();
       await proc.terminate();
       ticket.release();
     },
@@ -410,7 +423,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
-        connectPages: (session) => connectPages(node.dialer, address, session, to),
+        connectPages: (session, options) => connectPages(node.dialer, address, session, to, options?.demand ?? false),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
           parse(RunningAnswerSchema, await requestJson(node.dialer, address, "GET", `/v1/internal/running/${pid}`, { expect: nodeNamed(to) }), `node ${address}'s answer`, { code: "ERR_PEER_UNREACHABLE" }).running,

@@ -11,7 +11,7 @@ import { FerryError } from "../errors.js";
 import type { PageChannel } from "../migration/mod.js";
 import { connectTcp, nodeNamed, type Dialer } from "./_dialer.js";
 import { decodeGrant, PAGE_DATA_MAGIC, PAGE_GRANT_BYTES, type PageGrant } from "./_page_tickets.js";
-import { PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
+import { DEMAND_SUFFIX, PAGES_PATH, PAGES_PROTOCOL } from "./_postcopy.js";
 import { upgrade } from "./_upgrade.js";
 
 /** Longest wait for the grant once the upgrade is answered (the destination sends it with the answer). */
@@ -19,9 +19,12 @@ const GRANT_WAIT_MS = 5_000;
 /** Longest wait for the page-data connection to be accepted (the ticket dies 10 s after it was granted). */
 const CONNECT_TIMEOUT_MS = 5_000;
 
-/** Opens the page channel of `session` to node `name` at `address`; the page-data connection goes to that same address. */
-export async function connectPages(dialer: Dialer, address: string, session: string, name: string): Promise<PageChannel> {
-  const up = await upgrade(dialer, address, `${PAGES_PATH}${session}`, PAGES_PROTOCOL, nodeNamed(name));
+/**
+ * Opens the page channel of `session` to node `name` at `address` (with
+ * `demand`, its demand channel); the page-data connection goes to that same address.
+ */
+export async function connectPages(dialer: Dialer, address: string, session: string, name: string, demand = false): Promise<PageChannel> {
+  const up = await upgrade(dialer, address, `${PAGES_PATH}${session}${demand ? DEMAND_SUFFIX : ""}`, PAGES_PROTOCOL, nodeNamed(name));
   if (dialer.tls === null) return up;
   let grant: PageGrant;
   try {

@@ -16,7 +16,7 @@ import { errorField, logger } from "../log/mod.js";
 import type http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { CHUNK_BYTES, describeRanges, RemotePages, type PageChannelKeys } from "../memory/mod.js";
+import { CHUNK_BYTES, describeRanges, RemotePages, type PageChannelKeys, type RemoteEvents } from "../memory/mod.js";
 import type { Handover } from "../migration/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import { encodeGrant, type PageTickets } from "./_page_tickets.js";
@@ -25,10 +25,45 @@ import { encodeGrant, type PageTickets } from "./_page_tickets.js";
 export const PAGES_PROTOCOL = "ferry-pages/1";
 /** Path prefix of the page channel; the session follows. */
 export const PAGES_PATH = "/v1/internal/pages/";
+/** After the session in the path: the demand channel (answers to faults only), not the page channel. */
+export const DEMAND_SUFFIX = "/demand";
 /** How long a page channel that arrives before its session (the image is still being restored) waits for it. */
 const SESSION_WAIT_MS = 30_000;
 /** Ended sessions remembered. */
 const ENDED_KEPT = 256;
+
+/**
+ * A standby's memory registered for post-copy while the source still runs
+ * (the offer is prepared): opening a session (userfaultfd, its threads) is
+ * then no part of the downtime. Nothing comes from the source until the
+ * handover sizes it and drops the chunks it names; until then every fault is
+ * a zero page, as in plain memory.
+ */
+export class PreparedPages {
+  readonly #pages: RemotePages;
+  #events: RemoteEvents | null = null;
+  #taken = false;
+
+  constructor(view: Uint8Array) {
+    this.#pages = new RemotePages(view, 0, { down: () => this.#events?.down(), complete: () => this.#events?.complete() });
+  }
+
+  /** Hands the session over to its owner, whose events it tells from now on. */
+  take(events: RemoteEvents): RemotePages {
+    if (this.#taken) throw new Error("prepared pages are taken once");
+    this.#taken = true;
+    this.#events = events;
+    return this.#pages;
+  }
+
+  /** Closes it if no session took it (the landing was dropped); nothing is missing yet, so nothing is zero-filled. */
+  close(): void {
+    if (this.#taken) return;
+    this.#taken = true;
+    this.#pages.fail();
+    this.#pages.close();
+  }
+}
 
 /** One process running here with pages still at the source. */
 export class IncomingPostCopy {
@@ -42,18 +77,24 @@ export class IncomingPostCopy {
   #timer: NodeJS.Timeout | null = null;
   #ended = false;
 
-  constructor(sessions: PostCopySessions, pid: string, proc: GuestProcess, handover: Handover, options: { recover_ms: number; source: string }) {
+  constructor(
+    sessions: PostCopySessions,
+    pid: string,
+    proc: GuestProcess,
+    handover: Handover,
+    options: { recover_ms: number; source: string; prepared?: PreparedPages | null },
+  ) {
     this.session = handover.session;
     this.pid = pid;
     this.#proc = proc;
     this.#sessions = sessions;
     this.#recover_ms = options.recover_ms;
     this.#source = options.source;
-    this.#pages = new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, {
-      down: () => this.#down(),
-      complete: () => this.#complete(),
-    });
+    const events: RemoteEvents = { down: () => this.#down(), complete: () => this.#complete() };
+    const prepared = options.prepared ?? null;
+    this.#pages = prepared === null ? new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, events) : prepared.take(events);
     try {
+      if (prepared !== null) this.#pages.resize(handover.remote_bytes);
       for (const [first, count] of handover.missing) this.#pages.drop(first * CHUNK_BYTES, count * CHUNK_BYTES);
     } catch (err: unknown) {
       this.#pages.fail();
@@ -69,10 +110,20 @@ export class IncomingPostCopy {
     if (this.#pages.complete) this.#complete();
   }
 
-  /** Hands a page channel the source opened to the native threads (sealed with `keys` when given). */
-  attach(socket: Duplex, keys?: PageChannelKeys): void {
+  /** The process runs: what its drops set aside is freed now, off this thread. */
+  settle(): void {
+    if (!this.#ended) this.#pages.settle();
+  }
+
+  /** Hands a page channel (or with `demand` the demand channel) the source opened to the native threads, sealed with `keys` when given. */
+  attach(socket: Duplex, keys?: PageChannelKeys, demand = false): void {
     if (this.#ended) {
       socket.destroy();
+      return;
+    }
+    if (demand) {
+      // Its loss costs time, never a page: the page channel is what recover_ms watches.
+      this.#pages.attach(socket, keys, { demand: true });
       return;
     }
     if (this.#timer !== null) clearTimeout(this.#timer);
@@ -176,7 +227,7 @@ export class PostCopySessions {
  * connection closes: the channel is the page-data connection that follows.
  */
 export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | null, req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-  const session = (req.url ?? "").slice(PAGES_PATH.length);
+  const { session, demand } = channelOf((req.url ?? "").slice(PAGES_PATH.length));
   if ((req.headers.upgrade ?? "").toLowerCase() !== PAGES_PROTOCOL || head.length > 0) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
@@ -190,7 +241,8 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
     }
     const answer = `HTTP/1.1 101 Switching Protocols\r\nupgrade: ${PAGES_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`;
     if (tickets !== null) {
-      const grant = encodeGrant(tickets.issue(session));
+      // The ticket is bound to the channel (page or demand), so each has its own and one never voids the other's.
+      const grant = encodeGrant(tickets.issue(`${session}${demand ? DEMAND_SUFFIX : ""}`));
       socket.end(Buffer.concat([Buffer.from(answer, "latin1"), grant]), () => grant.fill(0));
       return;
     }
@@ -200,9 +252,14 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
         socket.destroy();
         return;
       }
-      attachOrDrop(s, socket);
+      attachOrDrop(s, socket, undefined, demand);
     });
   });
+}
+
+/** The session and the channel a page path (or a ticket's binding) names. */
+function channelOf(name: string): { session: string; demand: boolean } {
+  return name.endsWith(DEMAND_SUFFIX) ? { session: name.slice(0, -DEMAND_SUFFIX.length), demand: true } : { session: name, demand: false };
 }
 
 /**
@@ -212,19 +269,20 @@ export function acceptPages(sessions: PostCopySessions, tickets: PageTickets | n
  */
 export function acceptPageData(sessions: PostCopySessions, tickets: PageTickets, socket: Socket, ticket: Buffer): void {
   const redeemed = tickets.redeem(ticket);
-  const s = redeemed === null ? undefined : sessions.get(redeemed.session);
-  if (redeemed === null || s === undefined) {
+  const channel = redeemed === null ? null : channelOf(redeemed.session);
+  const s = channel === null ? undefined : sessions.get(channel.session);
+  if (redeemed === null || channel === null || s === undefined) {
     socket.destroy();
     return;
   }
-  attachOrDrop(s, socket, redeemed.keys);
+  attachOrDrop(s, socket, redeemed.keys, channel.demand);
   redeemed.keys.to_destination.fill(0);
   redeemed.keys.to_source.fill(0);
 }
 
-function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys): void {
+function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys, demand = false): void {
   try {
-    s.attach(socket, keys);
+    s.attach(socket, keys, demand);
   } catch (err: unknown) {
     // The socket is destroyed either way; the session waits for the source's next channel.
     logger().info({ pid: s.pid, err: errorField(err) }, "a post-copy page channel could not be attached; waiting for the source's next one");
