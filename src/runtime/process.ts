@@ -179,6 +179,8 @@ export class GuestProcess {
   #before_terminate: (() => void) | null = null;
   readonly #inbox: MessageRing;
   readonly #outbox: MessageRing;
+  /** A wake for messages put in the inbox is due at the end of this turn. */
+  #inbox_wake = false;
   readonly #usage: UsageView;
   readonly #net: NetArea | null;
 
@@ -380,7 +382,14 @@ export class GuestProcess {
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
   deliver(from: string, data: Uint8Array): boolean {
     if (!this.#inbox.write(utf8.encode(from), data)) return false;
-    wake(this.#control);
+    // One wake for all the messages put in this turn (a batch from the network is many).
+    if (!this.#inbox_wake) {
+      this.#inbox_wake = true;
+      queueMicrotask(() => {
+        this.#inbox_wake = false;
+        wake(this.#control);
+      });
+    }
     return true;
   }
 
