@@ -2,8 +2,11 @@
  * Links benchmark: message latency and throughput between two processes on
  * one node and on two nodes (node daemons as separate OS processes on
  * 127.0.0.1), against a raw TCP exchange of the same small messages over
- * loopback, measured in the same run. Uses examples/c/pingpong.wasm; the
- * figures come from the senders' own link statistics (first to last message).
+ * loopback, measured in the same run: with the echo in this process (the
+ * reference the aims are stated against) and in another process (each hop
+ * then wakes a sleeping process, as every hop of a link does). Uses
+ * examples/c/pingpong.wasm; the figures come from the senders' own link
+ * statistics (first to last message).
  */
 import { spawn } from "node:child_process";
 import net from "node:net";
