@@ -2,20 +2,44 @@
  * Links benchmark: message latency and throughput between two processes on
  * one node and on two nodes (node daemons as separate OS processes on
  * 127.0.0.1), against a raw TCP exchange of the same small messages over
- * loopback, measured in the same run. Uses examples/c/pingpong.wasm; the
- * figures come from the senders' own link statistics (first to last message).
+ * loopback, measured in the same run: with the echo in this process (the
+ * reference the aims are stated against) and in another process (each hop
+ * then wakes a sleeping process, as every hop of a link does). Uses
+ * examples/c/pingpong.wasm; the figures come from the senders' own link
+ * statistics (first to last message).
  */
+import { spawn } from "node:child_process";
 import net from "node:net";
 import { startPair, type NodePair } from "./_nodes.js";
 
-/** Round trips of `size`-byte messages over one loopback TCP connection, `window` in flight; resolves with ms per message. */
-async function rawTcp(n: number, window: number, size = 10): Promise<number> {
+/** The echo server of {@link rawTcp}, as the source of a separate Node process: it prints its port. */
+const ECHO_PROCESS = `const s = require("node:net").createServer((c) => { c.setNoDelay(true); c.on("data", (d) => c.write(d)); });
+s.listen(0, "127.0.0.1", () => console.log(s.address().port));`;
+
+/** An echo server in another OS process (as a peer node is): its port, and how to stop it. */
+async function echoProcess(): Promise<{ port: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["-e", ECHO_PROCESS], { stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`the echo process exited with ${code}`)));
+  });
+  return { port, stop: () => new Promise((r) => (child.kill(), child.once("exit", () => r()))) };
+}
+
+/**
+ * Round trips of `size`-byte messages over one loopback TCP connection,
+ * `window` in flight; resolves with ms per message. The echo runs in this
+ * process (one thread, which never sleeps between a write and its reply), or
+ * in another one at `port`: each hop then wakes a sleeping process, as every
+ * hop between two nodes does.
+ */
+async function rawTcp(n: number, window: number, size = 10, port?: number): Promise<number> {
   const server = net.createServer((s) => {
     s.setNoDelay(true);
     s.on("data", (d: Buffer) => s.write(d)); // echo
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+  const client = net.connect(port ?? (server.address() as net.AddressInfo).port, "127.0.0.1");
   client.setNoDelay(true);
   await new Promise<void>((r) => client.on("connect", () => r()));
   const msg = Buffer.alloc(size, 7);
@@ -75,6 +99,14 @@ export async function linksBench(quick: boolean): Promise<void> {
     const raw_rtt = await rawTcp(latency_n, 1);
     const raw_rate = 1000 / (await rawTcp(volume_n, 64));
     console.log(`| raw TCP, loopback | ${raw_rtt.toFixed(3)} | 1x | ${raw_rate.toFixed(0)} | 1x |`);
+    const echo = await echoProcess();
+    try {
+      const rtt = await rawTcp(latency_n, 1, 10, echo.port);
+      const rate = 1000 / (await rawTcp(volume_n, 64, 10, echo.port));
+      console.log(`| raw TCP, loopback, echo in another process | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
+    } finally {
+      await echo.stop();
+    }
     for (const [label, node] of [["same node", "n1"], ["two nodes", "n2"]] as const) {
       const rtt = await pingpong(pair, latency_n, 1, node);
       const rate = 1000 / (await pingpong(pair, volume_n, 64, node));

@@ -1,14 +1,13 @@
 /**
  * Schemas of what nodes send each other outside the migration protocol:
  * the node-to-node endpoints' bodies (output relay, exit, location,
- * deliveries), peers' answers this node acts on, the link channel's frames
- * and the connection relay's JSON frames (docs/cluster.md, docs/links.md,
- * docs/networking.md). A peer is as untrusted as a client: everything it
+ * deliveries), peers' answers this node acts on, and the connection relay's
+ * JSON frames (docs/cluster.md, docs/links.md, docs/networking.md). A peer is as untrusted as a client: everything it
  * sends is checked before anything acts on it.
  */
 import * as v from "valibot";
 import { BATCH_MESSAGES_MAX } from "../links/mod.js";
-import { LISTEN_MAX, NodeName, Pid } from "../process_spec.js";
+import { LISTEN_MAX, NodeName } from "../process_spec.js";
 import { MESSAGE_BYTES_MAX, NET_SLOTS, PID_BYTES_MAX } from "../runtime/mod.js";
 import { base64, integer, list, text, Uint } from "../validate.js";
 import { JSON_BODY_BYTES_MAX } from "./_http.js";
@@ -48,25 +47,11 @@ export const ExitReportSchema = v.object({ status: ExitStatusSchema, node: NodeN
 /** `POST /v1/internal/location/PID`: move `moves` took it to `node`. */
 export const LocationSchema = v.object({ node: NodeName, moves: Moves });
 
-/** A batch of link messages (`POST /v1/internal/deliver/PID`, and the link channel's DELIVER). */
+/** A batch of link messages (`POST /v1/internal/deliver/PID`; the link channel's frames are binary, `_link_frames.ts`). */
 export const BatchSchema = v.object({
   from: text(PID_BYTES_MAX, 1),
   messages: list(v.object({ seq: integer(1, Number.MAX_SAFE_INTEGER), data: base64(MESSAGE_BYTES_MAX) }), BATCH_MESSAGES_MAX),
 });
-
-/** The link channel's DELIVER frame: a batch for `pid`, answered by the ANSWER with the same id. */
-export const DeliverFrameSchema = v.object({ ...BatchSchema.entries, id: Uint, pid: Pid });
-
-/** A receiver's answer to a delivery (`DeliverAnswer`). */
-export const DeliverAnswerSchema = v.variant("kind", [
-  v.object({ kind: v.literal("accepted"), upto: Uint, at: NodeName, durable: v.optional(Uint) }),
-  v.object({ kind: v.literal("moving") }),
-  v.object({ kind: v.literal("unknown") }),
-  v.object({ kind: v.literal("gone") }),
-]);
-
-/** The link channel's ANSWER frame. */
-export const AnswerFrameSchema = v.object({ id: Uint, answer: DeliverAnswerSchema });
 
 /** `GET /v1/internal/running/PID`'s answer. */
 export const RunningAnswerSchema = v.object({ running: v.boolean() });

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as v from "valibot";
-import { AnswerFrameSchema, BatchSchema, DeliverFrameSchema, ExitReportSchema, LocationSchema, NetHelloSchema, OutputChunksSchema } from "./_internal_schemas.js";
+import { BatchSchema, ExitReportSchema, LocationSchema, NetHelloSchema, OutputChunksSchema } from "./_internal_schemas.js";
 import { parseBatch } from "./_links.js";
 
 const ok = (schema: v.GenericSchema, value: unknown): boolean => v.safeParse(schema, value).success;
@@ -26,15 +26,12 @@ describe("node-to-node schemas", () => {
     assert.ok(!ok(LocationSchema, { node: "n2" }) && !ok(LocationSchema, { node: "n2", moves: 1.5 }) && !ok(LocationSchema, { node: "n2", moves: 2 ** 53 }));
   });
 
-  it("link batches, DELIVER and ANSWER frames", () => {
+  it("link batches", () => {
     const batch = { from: "n1-1", messages: [{ seq: 1, data: "aGk=" }] };
     assert.ok(ok(BatchSchema, batch));
     assert.deepEqual(parseBatch(batch).messages[0]?.data, Buffer.from("hi"));
     assert.ok(!ok(BatchSchema, { ...batch, messages: [{ seq: 0, data: "" }] }) && !ok(BatchSchema, { ...batch, from: "" }));
     assert.ok(!ok(BatchSchema, { ...batch, messages: Array.from({ length: 129 }, (_, i) => ({ seq: i + 1, data: "" })) }));
-    assert.ok(ok(DeliverFrameSchema, { ...batch, id: 4, pid: "n2-1" }) && !ok(DeliverFrameSchema, { ...batch, id: -1, pid: "n2-1" }));
-    assert.ok(ok(AnswerFrameSchema, { id: 4, answer: { kind: "accepted", upto: 3, at: "n2" } }) && ok(AnswerFrameSchema, { id: 4, answer: { kind: "gone" } }));
-    assert.ok(!ok(AnswerFrameSchema, { id: 4, answer: { kind: "accepted", upto: 3 } }) && !ok(AnswerFrameSchema, { id: 4, answer: { kind: "maybe" } }));
   });
 
   it("the connection relay's HELLO: u32 connections, whole offsets, bounded counts", () => {

@@ -1,9 +1,10 @@
 /**
  * Link deliveries between nodes (docs/links.md) over one long-lived framed
- * connection per peer: an HTTP upgrade to `ferry-links/1` on the control
- * port, then DELIVER frames answered by ANSWER frames matched by id. Requests
- * are independent (a sender has at most one batch in flight per receiver), so
- * the accepting side answers each as soon as it is done, in any order. A
+ * connection per peer: an HTTP upgrade to `ferry-links/2` on the control
+ * port, then DELIVER frames answered by ANSWER frames matched by id (binary
+ * bodies, `_link_frames.ts`). Requests are independent (a sender has at most
+ * one batch in flight per receiver), so the accepting side answers each as
+ * soon as it is done, in any order. A
  * broken connection fails its pending requests; senders retry, and the
  * receiver's sequence numbers make the retry harmless.
  */
@@ -11,39 +12,36 @@ import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
 import type { Batch, DeliverAnswer } from "../links/mod.js";
 import { FramedConnection } from "../transport/mod.js";
-import { parseJson } from "../validate.js";
-import { AnswerFrameSchema, DeliverFrameSchema } from "./_internal_schemas.js";
+import { decodeAnswer, decodeDeliver, encodeAnswer, encodeDeliver } from "./_link_frames.js";
 
-/** The upgrade token of the link channel. */
-export const LINKS_PROTOCOL = "ferry-links/1";
+/** The upgrade token of the link channel (2: binary DELIVER and ANSWER bodies, `_link_frames.ts`). */
+export const LINKS_PROTOCOL = "ferry-links/2";
 /** Path of the link channel. */
 export const LINKS_PATH = "/v1/internal/links";
 /** How long a delivery waits for its answer before the sender tries again. */
 const ANSWER_TIMEOUT_MS = 5000;
+/**
+ * How often a channel looks for deliveries past their answer's timeout: one
+ * timer per channel, not one per delivery (arming and clearing a timer per
+ * message costs more than the rest of the channel's work on it).
+ */
+const ANSWER_SWEEP_MS = 250;
 
 const DELIVER = 1;
 const ANSWER = 2;
 
-/** A batch as JSON on the wire (also the body of `POST /v1/internal/deliver/PID`). */
-export interface WireBatch {
-  from: string;
-  messages: { seq: number; data: string }[];
-}
-
-/** A batch as JSON on the wire. */
-export function toWire(batch: Batch): WireBatch {
-  return { from: batch.from, messages: batch.messages.map((m) => ({ seq: m.seq, data: Buffer.from(m.data).toString("base64") })) };
-}
-
 interface Pending {
   resolve(a: DeliverAnswer): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  deadline_ms: number;
 }
 
 class Channel {
   readonly #conn: FramedConnection;
+  /** In the order sent, so in deadline order too. */
   readonly #pending = new Map<number, Pending>();
+  // Unref'd: a channel's timer must not keep a stopping node alive; pending deliveries are failed when it closes.
+  readonly #sweep = setInterval(() => this.#expire(), ANSWER_SWEEP_MS).unref();
   #next = 1;
 
   constructor(conn: FramedConnection, onEnd: () => void) {
@@ -52,21 +50,18 @@ class Channel {
       try {
         for await (const frame of conn) {
           if (frame.type !== ANSWER) continue;
-          const { id, answer } = parseJson(AnswerFrameSchema, frame.payload, "ANSWER frame", { code: "ERR_LINK_PROTOCOL" });
+          const { id, answer } = decodeAnswer(frame.payload);
           const p = this.#pending.get(id);
           if (p === undefined) continue;
           this.#pending.delete(id);
-          clearTimeout(p.timer);
           p.resolve(answer);
         }
       } catch (err: unknown) {
         // Broken, or a bad frame (the peer is not to be believed any more): fail what waits; senders retry on a new channel.
         logger().debug({ err: errorField(err) }, "a link channel to a peer broke");
       }
-      for (const p of this.#pending.values()) {
-        clearTimeout(p.timer);
-        p.reject(new FerryError("ERR_PEER_UNREACHABLE", "the link channel closed"));
-      }
+      clearInterval(this.#sweep);
+      for (const p of this.#pending.values()) p.reject(new FerryError("ERR_PEER_UNREACHABLE", "the link channel closed"));
       this.#pending.clear();
       onEnd();
     })();
@@ -74,15 +69,18 @@ class Channel {
 
   deliver(pid: string, batch: Batch): Promise<DeliverAnswer> {
     const id = this.#next;
-    this.#next += 1;
+    // A u32 on the wire: ids wrap, and stay unique while fewer than 2^32 deliveries wait.
+    this.#next = (this.#next + 1) >>> 0;
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#pending.delete(id);
-        reject(new FerryError("ERR_PEER_UNREACHABLE", "no answer on the link channel"));
-      }, ANSWER_TIMEOUT_MS);
-      this.#pending.set(id, { resolve, reject, timer });
-      this.#conn.send(DELIVER, Buffer.from(JSON.stringify({ id, pid, ...toWire(batch) }))).catch((err: unknown) => {
-        clearTimeout(timer);
+      let body: Buffer;
+      try {
+        body = encodeDeliver(id, pid, batch);
+      } catch (err: unknown) {
+        reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      this.#pending.set(id, { resolve, reject, deadline_ms: performance.now() + ANSWER_TIMEOUT_MS });
+      this.#conn.send(DELIVER, body).catch((err: unknown) => {
         this.#pending.delete(id);
         reject(err instanceof Error ? err : new Error(String(err)));
       });
@@ -91,6 +89,15 @@ class Channel {
 
   close(): void {
     this.#conn.destroy();
+  }
+
+  #expire(): void {
+    const now = performance.now();
+    for (const [id, p] of this.#pending) {
+      if (p.deadline_ms > now) break;
+      this.#pending.delete(id);
+      p.reject(new FerryError("ERR_PEER_UNREACHABLE", "no answer on the link channel"));
+    }
   }
 }
 
@@ -123,22 +130,24 @@ export class LinkChannels {
 }
 
 /** Serves a link channel a peer opened: each DELIVER is handed to `receive` and answered when done. */
-export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, body: WireBatch) => Promise<DeliverAnswer>): void {
+export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, batch: Batch) => Promise<DeliverAnswer>): void {
+  const answer = (id: number, a: DeliverAnswer): void => {
+    // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
+    conn.send(ANSWER, encodeAnswer(id, a)).catch(() => undefined);
+  };
   void (async () => {
     try {
       for await (const frame of conn) {
         if (frame.type !== DELIVER) throw new FerryError("ERR_LINK_PROTOCOL", `unexpected frame type ${frame.type} on a link channel`);
-        const request = parseJson(DeliverFrameSchema, frame.payload, "DELIVER frame", { code: "ERR_LINK_PROTOCOL" });
-        const id = request.id;
-        void receive(request.pid, { from: request.from, messages: request.messages })
-          .catch((err: unknown): DeliverAnswer => {
+        const { id, pid, batch } = decodeDeliver(frame.payload);
+        receive(pid, batch).then(
+          (a) => answer(id, a),
+          (err: unknown) => {
             // "moving" makes the sender retry: right for a process that is landing or leaving, harmless otherwise.
-            logger().debug({ pid: request.pid, err: errorField(err) }, "a link delivery failed here; the sender retries");
-            return { kind: "moving" };
-          })
-          .then((answer) => conn.send(ANSWER, Buffer.from(JSON.stringify({ id, answer }))))
-          // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
-          .catch(() => undefined);
+            logger().debug({ pid, err: errorField(err) }, "a link delivery failed here; the sender retries");
+            answer(id, { kind: "moving" });
+          },
+        );
       }
     } catch {
       // A bad frame or a broken link: the peer reconnects and retries.

@@ -39,7 +39,6 @@ import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js
 import { upgrade } from "./_upgrade.js";
 import { acceptCheckpoint, CHECKPOINT_PATH } from "./_checkpoints.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
-import { parseBatch } from "./_links.js";
 import { admitOffer } from "./_admission.js";
 import type { StandbyTicket } from "./_standbys.js";
 import { MigrateRequestSchema } from "./_api_schemas.js";
@@ -106,8 +105,7 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   if (req.url === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
     (socket as Socket).setNoDelay?.(true);
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINKS_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-    serveLinkChannel(new FramedConnection(socket, { head }), (pid, body) => {
-      const batch = parseBatch(body);
+    serveLinkChannel(new FramedConnection(socket, { head }), (pid, batch) => {
       node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
       return node.links.receive(pid, batch);
     });

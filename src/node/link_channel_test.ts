@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { describe, it } from "node:test";
-import type { DeliverAnswer } from "../links/mod.js";
+import type { Batch, DeliverAnswer } from "../links/mod.js";
 import { FramedConnection } from "../transport/mod.js";
-import { LinkChannels, serveLinkChannel, type WireBatch } from "./_link_channel.js";
+import { FerryError } from "../errors.js";
+import { LinkChannels, serveLinkChannel } from "./_link_channel.js";
+import { encodeDeliver } from "./_link_frames.js";
 
 /** A peer on 127.0.0.1 serving link channels with `receive`; `cut()` breaks every open one. */
-async function peer(receive: (pid: string, body: WireBatch) => Promise<DeliverAnswer>): Promise<{ address: string; opened: () => number; cut(): void; close(): Promise<void> }> {
+async function peer(receive: (pid: string, batch: Batch) => Promise<DeliverAnswer>): Promise<{ address: string; opened: () => number; cut(): void; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   let opened = 0;
   const server = net.createServer((socket) => {
@@ -72,11 +74,17 @@ describe("link channel", () => {
     await p.close();
   });
 
-  it("drops a channel whose frame fails its schema; the sender's delivery fails instead of hanging", async () => {
+  it("refuses to send to what is not a pid, and drops a channel whose DELIVER fails its checks", async () => {
     const p = await peer(async () => ({ kind: "gone" }));
     const channels = new LinkChannels(open);
     try {
-      await assert.rejects(channels.deliver(p.address, "n2", "not a pid", batch), /closed/);
+      await assert.rejects(channels.deliver(p.address, "n2", "not a pid", batch), (err: unknown) => err instanceof FerryError && err.code === "ERR_LINK_PROTOCOL");
+      // A peer that sends a malformed DELIVER anyway (here: a receiver that is no pid) loses its channel.
+      const raw = await open(p.address);
+      const good = encodeDeliver(1, "n1-1", batch);
+      const bad = Buffer.concat([good.subarray(0, 8), Buffer.from("n1+1"), good.subarray(12)]);
+      await raw.send(1, bad);
+      await assert.rejects(raw.next(), (err: unknown) => err instanceof FerryError && err.code === "ERR_CONNECTION_CLOSED");
     } finally {
       channels.close();
       await p.close();

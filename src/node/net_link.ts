@@ -224,6 +224,8 @@ export class NetLink implements NetHooks {
       written: (conn, offset) => {
         const c = live ? this.#conns.get(key(conn)) : undefined;
         if (c === undefined) return;
+        // Only a guest whose send window was full can be waiting for this: waking one that waits for its next request costs a context switch per reply.
+        const full = c.slot < 0 || this.#area.room(c.slot) === 0;
         if (c.slot >= 0) this.#area.taken(c.slot, offset - c.written);
         c.written = offset;
         while (c.unconfirmed.length > 0) {
@@ -231,7 +233,7 @@ export class NetLink implements NetHooks {
           if (first.offset + first.bytes.length > offset) break;
           c.unconfirmed.shift();
         }
-        this.#proc?.wake();
+        if (full) this.#proc?.wake();
       },
       superseded: () => {
         if (!live) return;

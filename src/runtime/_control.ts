@@ -30,8 +30,20 @@ export const SLOT_INBOX_BACKLOG = 7;
  * migration's rounds can catch up with what it writes.
  */
 export const SLOT_THROTTLE = 8;
+/** Outbox ring (`_inbox.ts`): bytes written so far, by the guest's `send`. */
+export const SLOT_OUTBOX_HEAD = 9;
+/** Outbox ring: bytes taken so far, by the controller. */
+export const SLOT_OUTBOX_TAIL = 10;
+/**
+ * 1 once the guest has told its controller (one message between threads)
+ * that its outbox has records; the controller sets it back to 0 before it
+ * drains, so each burst of sends costs one such message.
+ */
+export const SLOT_OUTBOX_SIGNALLED = 11;
+/** 1 while the guest's `send` waits for room in the outbox: the controller wakes it after a drain. */
+export const SLOT_OUTBOX_WAITING = 12;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 9;
+export const CONTROL_SLOTS = 13;
 
 /** The most a guest is throttled: it always keeps some of its time. */
 export const THROTTLE_PCT_MAX = 95;
@@ -54,6 +66,8 @@ export const Request = { none: 0, suspend: 1, halt: 2 } as const;
 
 /** Bytes of the inbox ring (`_inbox.ts`). */
 export const INBOX_RING_BYTES = 256 * 1024;
+/** Bytes of the outbox ring (`_inbox.ts`): several of the largest messages, and many small ones per drain. */
+export const OUTBOX_RING_BYTES = 256 * 1024;
 
 /** Mailbox mark: the stream ended; no more data will come. */
 export const STDIN_EOF = -1;
@@ -70,6 +84,7 @@ export const STDIN_MAILBOX_BYTES = 64 * 1024;
 export interface ControlBuffers {
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
+  /** The inbox ring, then the outbox ring (`_inbox.ts`). */
   inbox: SharedArrayBuffer;
   /** CPU use and the pause flag (`_usage.ts`). */
   usage: SharedArrayBuffer;
@@ -80,7 +95,7 @@ export function allocateControl(): ControlBuffers {
   return {
     control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
-    inbox: new SharedArrayBuffer(INBOX_RING_BYTES),
+    inbox: new SharedArrayBuffer(INBOX_RING_BYTES + OUTBOX_RING_BYTES),
     usage: new SharedArrayBuffer(USAGE_BYTES),
   };
 }

@@ -13,8 +13,8 @@
  *   migrate(node, node_len) -> errno (returns on the node asked for, or with the reason it could not go)
  */
 import { Errno, type Blocker } from "../wasi/mod.js";
-import { MigrateSlot, OUTBOX_MAX, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING } from "./_control.js";
-import { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type InboxRing } from "./_inbox.js";
+import { MigrateSlot, OUTBOX_MAX, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_OUTBOX_SIGNALLED, SLOT_OUTBOX_WAITING } from "./_control.js";
+import { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type MessageRing } from "./_inbox.js";
 import type { FromWorker } from "./_protocol.js";
 
 /** Names of the `ferry` imports that can block (the instrumenter makes them unwindable). */
@@ -24,7 +24,9 @@ export const FERRY_BLOCKING = ["send", "recv", "migrate"] as const;
 export interface FerryContext {
   memory(): WebAssembly.Memory;
   control: Int32Array;
-  inbox: InboxRing;
+  inbox: MessageRing;
+  /** Where `send` puts messages for the controller to drain (a record's peer is the receiver). */
+  outbox: MessageRing;
   /** The process's pid, or null outside a cluster (`ferry exec`): the imports then answer ENOSYS. */
   pid: string | null;
   blocker: Blocker;
@@ -67,8 +69,17 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
       while (Atomics.load(ctx.control, SLOT_OUT_PENDING) >= OUTBOX_MAX) {
         if (ctx.blocker.wait({ until: () => Atomics.load(ctx.control, SLOT_OUT_PENDING) < OUTBOX_MAX }) === "suspend") return Errno.success;
       }
+      // Room in the ring: the controller drains it whenever told, and wakes a send that waits.
+      if (!ctx.outbox.fits(to_len, len)) {
+        Atomics.store(ctx.control, SLOT_OUTBOX_WAITING, 1);
+        const waited = ctx.blocker.wait({ until: () => ctx.outbox.fits(to_len, len) });
+        Atomics.store(ctx.control, SLOT_OUTBOX_WAITING, 0);
+        if (waited === "suspend") return Errno.success;
+      }
       Atomics.add(ctx.control, SLOT_OUT_PENDING, 1);
-      ctx.post({ type: "send", to: decoder.decode(to), data: data.slice() });
+      ctx.outbox.write(to, data);
+      // One message between threads per burst: the controller clears the flag before it drains.
+      if (Atomics.exchange(ctx.control, SLOT_OUTBOX_SIGNALLED, 1) === 0) ctx.post({ type: "sent" });
       return Errno.success;
     }) as (...args: never[]) => unknown,
 

@@ -1,23 +1,28 @@
 /**
- * A process's inbox of link messages (issue 5) as it crosses from the
- * controlling thread to the worker: a single-producer, single-consumer ring
- * in shared memory. The controller writes whole records while there is room;
- * the guest's `recv` reads them. Head and tail are byte counters that only
- * grow (mod 2^32), in the control block; a record never wraps in the middle
- * of its header, because every length is a multiple of 4 and the ring's size
- * too. Unread records stay readable by the controller after a suspend, so
- * they travel in the image.
+ * A process's link messages as they cross between the controlling thread
+ * and its worker (issue 5): two single-producer, single-consumer rings in
+ * one shared buffer. The inbox: the controller writes whole records while
+ * there is room and the guest's `recv` reads them. The outbox: the guest's
+ * `send` writes and the controller drains, many at a time, so a guest that
+ * sends fast costs one message between threads per burst, not one per send.
+ * Head and tail are byte counters that only grow (mod 2^32), in the control
+ * block; a record never wraps in the middle of its header, because every
+ * length is a multiple of 4 and the ring's size too. Unread records stay
+ * readable by the controller after a suspend, so they travel in the image.
  *
- * Record: u32 length (this header included, padded to 4), u16 sender length,
- * u16 0, u32 data length, sender (UTF-8), data.
+ * Record: u32 length (this header included, padded to 4), u16 peer length,
+ * u16 0, u32 data length, peer pid (UTF-8: the sender in the inbox, the
+ * receiver in the outbox), data.
  */
-import { SLOT_INBOX_HEAD, SLOT_INBOX_TAIL } from "./_control.js";
+import { INBOX_RING_BYTES, OUTBOX_RING_BYTES, SLOT_INBOX_HEAD, SLOT_INBOX_TAIL, SLOT_OUTBOX_HEAD, SLOT_OUTBOX_TAIL } from "./_control.js";
 /** Largest message a process can send or receive. */
 export const MESSAGE_BYTES_MAX = 64 * 1024;
 /** Longest pid. */
 export const PID_BYTES_MAX = 255;
 
 const HEADER = 12;
+
+const decoder = new TextDecoder();
 
 /** A message as the inbox holds it. */
 export interface InboxMessage {
@@ -44,26 +49,35 @@ function copyOut(ring: Uint8Array, at: number, out: Uint8Array): void {
 }
 
 /** Both ends see the same ring. */
-export class InboxRing {
+export class MessageRing {
   readonly #ring: Uint8Array;
   readonly #view: DataView;
   readonly #control: Int32Array;
+  readonly #head_slot: number;
+  readonly #tail_slot: number;
 
-  constructor(ring: SharedArrayBuffer, control: Int32Array) {
-    this.#ring = new Uint8Array(ring);
-    this.#view = new DataView(ring);
+  constructor(ring: Uint8Array, control: Int32Array, head_slot: number, tail_slot: number) {
+    this.#ring = ring;
+    this.#view = new DataView(ring.buffer, ring.byteOffset, ring.length);
     this.#control = control;
+    this.#head_slot = head_slot;
+    this.#tail_slot = tail_slot;
   }
 
   #head(): number {
-    return Atomics.load(this.#control, SLOT_INBOX_HEAD) >>> 0;
+    return Atomics.load(this.#control, this.#head_slot) >>> 0;
   }
 
   #tail(): number {
-    return Atomics.load(this.#control, SLOT_INBOX_TAIL) >>> 0;
+    return Atomics.load(this.#control, this.#tail_slot) >>> 0;
   }
 
-  /** Controller: appends a message if it fits; false if the ring is too full now. */
+  /** Producer: whether a message of these sizes fits now. */
+  fits(from_len: number, data_len: number): boolean {
+    return ((this.#head() - this.#tail()) >>> 0) + recordBytes(from_len, data_len) <= this.#ring.length;
+  }
+
+  /** Producer: appends a message if it fits; false if the ring is too full now. */
   write(from: Uint8Array, data: Uint8Array): boolean {
     const size = recordBytes(from.length, data.length);
     const head = this.#head();
@@ -76,11 +90,11 @@ export class InboxRing {
     this.#view.setUint32((at + 8) % this.#ring.length, data.length, true);
     copyIn(this.#ring, head + HEADER, from);
     copyIn(this.#ring, head + HEADER + from.length, data);
-    Atomics.store(this.#control, SLOT_INBOX_HEAD, (head + size) | 0);
+    Atomics.store(this.#control, this.#head_slot, (head + size) | 0);
     return true;
   }
 
-  /** Worker: sizes of the first unread message, or null. */
+  /** Consumer: sizes of the first unread message, or null. */
   peek(): { from_len: number; data_len: number } | null {
     const tail = this.#tail();
     if (tail === this.#head()) return null;
@@ -88,21 +102,34 @@ export class InboxRing {
     return { from_len: this.#view.getUint16((at + 4) % this.#ring.length, true), data_len: this.#view.getUint32((at + 8) % this.#ring.length, true) };
   }
 
-  /** Worker: copies the first unread message out and consumes it. */
+  /** Consumer: copies the first unread message out and consumes it. */
   take(from: Uint8Array, data: Uint8Array): void {
     const tail = this.#tail();
     const at = tail % this.#ring.length;
     const size = this.#view.getUint32(at, true);
     copyOut(this.#ring, tail + HEADER, from);
     copyOut(this.#ring, tail + HEADER + from.length, data);
-    Atomics.store(this.#control, SLOT_INBOX_TAIL, (tail + size) | 0);
+    Atomics.store(this.#control, this.#tail_slot, (tail + size) | 0);
   }
 
-  /** Controller, with the guest stopped: every unread message, oldest first (nothing is consumed). */
+  /** Consumer: takes every message written so far, oldest first. */
+  drain(): InboxMessage[] {
+    const { out, end } = this.#collect();
+    // Up to where it read: the producer may have written more meanwhile, for the next drain.
+    Atomics.store(this.#control, this.#tail_slot, end | 0);
+    return out;
+  }
+
+  /** Either side, with the producer stopped: every unread message, oldest first (nothing is consumed). */
   unread(): InboxMessage[] {
+    return this.#collect().out;
+  }
+
+  #collect(): { out: InboxMessage[]; end: number } {
     const out: InboxMessage[] = [];
-    const decoder = new TextDecoder();
-    for (let at = this.#tail(); at !== this.#head(); ) {
+    const head = this.#head();
+    let at = this.#tail();
+    for (; at !== head; ) {
       const i = at % this.#ring.length;
       const size = this.#view.getUint32(i, true);
       const from = new Uint8Array(this.#view.getUint16((i + 4) % this.#ring.length, true));
@@ -112,11 +139,21 @@ export class InboxRing {
       out.push({ from: decoder.decode(from), data });
       at = (at + size) >>> 0;
     }
-    return out;
+    return { out, end: at };
   }
 
   /** Messages unread now. */
   get empty(): boolean {
     return this.#tail() === this.#head();
   }
+}
+
+/** The process's inbox (controller writes, guest reads) in its links buffer. */
+export function inboxRing(links: SharedArrayBuffer, control: Int32Array): MessageRing {
+  return new MessageRing(new Uint8Array(links, 0, INBOX_RING_BYTES), control, SLOT_INBOX_HEAD, SLOT_INBOX_TAIL);
+}
+
+/** The process's outbox (guest writes, controller drains) in its links buffer; `from` of a record is its receiver. */
+export function outboxRing(links: SharedArrayBuffer, control: Int32Array): MessageRing {
+  return new MessageRing(new Uint8Array(links, INBOX_RING_BYTES, OUTBOX_RING_BYTES), control, SLOT_OUTBOX_HEAD, SLOT_OUTBOX_TAIL);
 }

@@ -36,7 +36,7 @@ export interface WorkerInit {
   entry: string;
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
-  /** The inbox ring of link messages (`_inbox.ts`). */
+  /** The inbox and outbox rings of link messages (`_inbox.ts`). */
   inbox: SharedArrayBuffer;
   /** CPU use and the pause flag (`_usage.ts`). */
   usage: SharedArrayBuffer;
@@ -77,7 +77,8 @@ export type FromWorker =
   | { type: "touched" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }
-  | { type: "send"; to: string; data: Uint8Array }
+  /** The outbox ring has records (`_inbox.ts`); posted once per burst. */
+  | { type: "sent" }
   | { type: "inbox-read" }
   | { type: "migrate"; node: string }
   | { type: "files"; files: string[] }

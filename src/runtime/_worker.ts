@@ -15,7 +15,7 @@ import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
-import { InboxRing } from "./_inbox.js";
+import { inboxRing, outboxRing } from "./_inbox.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
 import { UsageCounter } from "./_usage.js";
@@ -255,7 +255,8 @@ class Guest {
     const ferry_calls = ferryImports({
       memory: () => this.memory,
       control,
-      inbox: new InboxRing(init.inbox, control),
+      inbox: inboxRing(init.inbox, control),
+      outbox: outboxRing(init.inbox, control),
       pid: init.pid,
       blocker: this.#deps.blocker,
       monotonic_ns: () => this.host.monotonic_ns(),

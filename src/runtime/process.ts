@@ -16,14 +16,17 @@ import {
   Request,
   SLOT_INBOX_BACKLOG,
   SLOT_MIGRATE,
+  OUTBOX_MAX,
   SLOT_OUT_PENDING,
+  SLOT_OUTBOX_SIGNALLED,
+  SLOT_OUTBOX_WAITING,
   SLOT_REQUEST,
   SLOT_THROTTLE,
   THROTTLE_PCT_MAX,
   wake,
   type ControlBuffers,
 } from "./_control.js";
-import { InboxRing, type InboxMessage } from "./_inbox.js";
+import { inboxRing, outboxRing, type InboxMessage, type MessageRing } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { StdinPump } from "./stdin.js";
@@ -174,7 +177,10 @@ export class GuestProcess {
   #waiters: ((msg: FromWorker) => boolean)[] = [];
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
-  readonly #inbox: InboxRing;
+  readonly #inbox: MessageRing;
+  readonly #outbox: MessageRing;
+  /** A wake for messages put in the inbox is due at the end of this turn. */
+  #inbox_wake = false;
   readonly #usage: UsageView;
   readonly #net: NetArea | null;
 
@@ -196,7 +202,8 @@ export class GuestProcess {
     this.exited = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
-    this.#inbox = new InboxRing(this.#buffers.inbox, this.#control);
+    this.#inbox = inboxRing(this.#buffers.inbox, this.#control);
+    this.#outbox = outboxRing(this.#buffers.inbox, this.#control);
     this.#usage = new UsageView(this.#buffers.usage);
     const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
     this.#net = net === null ? null : new NetArea(net);
@@ -362,10 +369,27 @@ export class GuestProcess {
     }
   }
 
+  /** Hands what the guest sent to its links, and wakes a `send` that waits for room. */
+  #drainOutbox(): void {
+    if (Atomics.load(this.#control, SLOT_OUTBOX_SIGNALLED) === 0 && this.#outbox.empty) return;
+    // Cleared before the drain: a send after it signals again, so nothing written is left unseen.
+    Atomics.store(this.#control, SLOT_OUTBOX_SIGNALLED, 0);
+    const sent = this.#outbox.drain();
+    for (const m of sent) this.#io.links?.send(m.from, m.data);
+    if (sent.length > 0 && Atomics.exchange(this.#control, SLOT_OUTBOX_WAITING, 0) === 1) wake(this.#control);
+  }
+
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
   deliver(from: string, data: Uint8Array): boolean {
     if (!this.#inbox.write(utf8.encode(from), data)) return false;
-    wake(this.#control);
+    // One wake for all the messages put in this turn (a batch from the network is many).
+    if (!this.#inbox_wake) {
+      this.#inbox_wake = true;
+      queueMicrotask(() => {
+        this.#inbox_wake = false;
+        wake(this.#control);
+      });
+    }
     return true;
   }
 
@@ -376,6 +400,8 @@ export class GuestProcess {
 
   /** Messages in the inbox the guest has not read: for an image, with the guest stopped. */
   unreadMessages(): InboxMessage[] {
+    // Its links are being captured: what it sent goes to them first, so it is in the image too.
+    this.#drainOutbox();
     return this.#inbox.unread();
   }
 
@@ -398,8 +424,8 @@ export class GuestProcess {
 
   /** `count` more of the guest's messages were delivered. */
   delivered(count: number): void {
-    Atomics.sub(this.#control, SLOT_OUT_PENDING, count);
-    wake(this.#control);
+    // Only a guest whose outbox was full can be waiting for this: waking one that waits for a message costs a context switch per message.
+    if (Atomics.sub(this.#control, SLOT_OUT_PENDING, count) >= OUTBOX_MAX) wake(this.#control);
   }
 
   /**
@@ -580,6 +606,8 @@ export class GuestProcess {
   }
 
   #onMessage(msg: FromWorker): void {
+    // Before anything the worker said after them (a suspend, an exit, a move request): its sends, in order.
+    this.#drainOutbox();
     if (msg.type === "output") {
       // Posted just before a terminate() and delivered as the worker exits (Node drains its port then): the
       // process has ended for everyone already (its home may have closed its log), so this is dropped.
@@ -596,10 +624,7 @@ export class GuestProcess {
       this.#open_files = msg.files;
       return;
     }
-    if (msg.type === "send") {
-      this.#io.links?.send(msg.to, msg.data);
-      return;
-    }
+    if (msg.type === "sent") return; // drained above
     if (msg.type === "inbox-read") {
       this.#io.links?.room();
       return;

@@ -1,0 +1,51 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { CONTROL_SLOTS, INBOX_RING_BYTES, OUTBOX_RING_BYTES } from "./_control.js";
+import { inboxRing, MessageRing, outboxRing } from "./_inbox.js";
+
+const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+describe("message rings", () => {
+  it("keeps records in order across many wraps, drained in bursts of any size", () => {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+    const ring = new MessageRing(new Uint8Array(new SharedArrayBuffer(256)), control, 0, 1);
+    let written = 0;
+    let read = 0;
+    for (let round = 0; round < 500; round += 1) {
+      // Sizes that are not multiples of 4, so records pad and straddle the end of the ring.
+      for (let k = 0; k < (round % 5) + 1; k += 1) {
+        const data = new Uint8Array((written * 7) % 23).fill(written & 0xff);
+        if (!ring.write(bytes(`n1-${written}`), data)) break;
+        written += 1;
+      }
+      for (const m of ring.drain()) {
+        assert.equal(m.from, `n1-${read}`);
+        assert.deepEqual(m.data, new Uint8Array((read * 7) % 23).fill(read & 0xff));
+        read += 1;
+      }
+    }
+    assert.ok(read === written && written > 500);
+    assert.ok(ring.empty);
+  });
+
+  it("refuses a record that does not fit until the consumer makes room", () => {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+    const ring = new MessageRing(new Uint8Array(new SharedArrayBuffer(64)), control, 0, 1);
+    assert.ok(ring.write(bytes("a"), new Uint8Array(30)));
+    assert.ok(!ring.fits(1, 30) && !ring.write(bytes("b"), new Uint8Array(30)));
+    assert.equal(ring.unread().length, 1, "unread leaves it there");
+    assert.equal(ring.drain().length, 1);
+    assert.ok(ring.fits(1, 30) && ring.write(bytes("b"), new Uint8Array(30)));
+  });
+
+  it("gives the inbox and the outbox of one links buffer apart", () => {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+    const links = new SharedArrayBuffer(INBOX_RING_BYTES + OUTBOX_RING_BYTES);
+    const inbox = inboxRing(links, control);
+    const outbox = outboxRing(links, control);
+    assert.ok(inbox.write(bytes("n1-1"), bytes("in")) && outbox.write(bytes("n2-1"), bytes("out")));
+    assert.deepEqual(outbox.drain(), [{ from: "n2-1", data: bytes("out") }]);
+    assert.deepEqual(inbox.unread(), [{ from: "n1-1", data: bytes("in") }]);
+    assert.ok(outbox.empty && !inbox.empty);
+  });
+});
