@@ -26,6 +26,7 @@ import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { BULK_META_KEY, sendBulk } from "./_bulk.js";
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
@@ -85,6 +86,8 @@ export class OutgoingMigration {
   readonly #stop_serving = new AbortController();
   #resumedThere!: () => void;
   readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
+  /** Stop-copy to a destination that takes BULK frames: the pages go before the image, outside it (`_bulk.ts`). */
+  #bulk = false;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
   /** Pages of the final copy (post-copy: left to the page channel). */
@@ -201,7 +204,9 @@ export class OutgoingMigration {
     this.#step("pre-copying");
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
-    this.#metrics.destination_phases_ms = readFrame(AnswerSchema, ready.payload, "READY").phases_ms ?? {};
+    const answer = readFrame(AnswerSchema, ready.payload, "READY");
+    this.#metrics.destination_phases_ms = answer.phases_ms ?? {};
+    this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy";
     this.#to("rounds");
     this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
     if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
@@ -267,17 +272,28 @@ export class OutgoingMigration {
       this.#tracker?.close();
       this.#tracker = null;
       await sendJson(conn, Msg.handover, this.#handover);
-    } else {
+    } else if (!this.#bulk) {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
     }
     side.progress?.({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");
-    // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-    const chunks = timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+    const refused = (): boolean => answer.arrived?.type === Msg.error;
     try {
-      this.#metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
+      if (this.#bulk) {
+        // The pages first, straight from memory; the image after them holds none, and its signed META vouches for them.
+        const sent = await sendBulk(conn, memory, refused);
+        if (sent !== null) {
+          this.#metrics.bytes += sent.bytes;
+          this.#final = sent.pages;
+          if (sent.sha256 !== null) image.meta[BULK_META_KEY] = sent.sha256;
+          image.memory = { size_bytes: memory.length, pages: () => [] };
+        }
+      }
+      // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
+      const chunks = timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+      if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
       // The link broke under the send; if the destination said why first, that is the error.
       if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");

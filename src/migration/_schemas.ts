@@ -66,6 +66,8 @@ const PhaseMs = v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(PHASE_M
  * (phases.ts). Only the phases it knows are kept; others are dropped.
  */
 export const AnswerSchema = v.object({
+  /** READY: this destination takes stop-copy's pages as BULK frames (`_bulk.ts`); absent from an older one, which gets them in the image. */
+  bulk: v.optional(v.literal(true)),
   phases_ms: v.optional(
     v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
   ),

@@ -23,6 +23,8 @@ export const Msg = {
   running: 8,
   handover: 9,
   round_ack: 10,
+  /** Stop-copy's pages, outside the image (`_bulk.ts`). */
+  bulk: 11,
 } as const;
 
 /**

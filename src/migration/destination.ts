@@ -12,6 +12,7 @@ import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
+import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
 import type { Offer } from "./source.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
 
@@ -90,9 +91,11 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   }
   // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
   const sha256 = offThreadSha256();
+  let bulk: BulkReceiver | null = null;
   try {
     clock.stop();
-    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot() });
+    // bulk: stop-copy's pages may come as BULK frames, outside the image.
+    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true });
     // Pages of the image go in place as they arrive, with no copy in
     // between; the process runs only once the whole image passed its checks,
     // and is thrown away otherwise.
@@ -106,11 +109,24 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     const rounds_digest = createHash("sha256");
     let rounds_pages = false;
     let handover: Handover | null = null;
+    // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
+    let bulk_open = true;
+    let bulk_digest: string | null = null;
     for (;;) {
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
-      clock.enter(frame.type === Msg.pages ? "pages" : "decode");
+      clock.enter(frame.type === Msg.pages || frame.type === Msg.bulk ? "pages" : "decode");
+      if (frame.type === Msg.bulk) {
+        if (!bulk_open) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK after other frames of the migration");
+        bulk ??= new BulkReceiver((offset, data) => landing.write(offset, data), offer.memory_max_bytes);
+        bulk.push(frame.payload);
+        continue;
+      }
+      if (bulk_open) {
+        bulk_open = false;
+        if (bulk !== null) bulk_digest = await bulk.finish();
+      }
       if (frame.type === Msg.pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
         if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
@@ -133,6 +149,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     }
     const image = await decoder.finish();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
+    checkBulk(image, bulk_digest);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
@@ -140,6 +157,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     await landing.finish(image, handover, clock);
   } catch (err: unknown) {
     sha256.drop();
+    bulk?.drop();
     await landing.abort();
     await refuse(conn, err);
     throw err;
@@ -160,6 +178,16 @@ function checkRounds(image: DecodedImage, received_sha256: string, received_page
   const signed = image.meta["precopy_sha256"];
   if (signed === undefined ? !received_pages : signed === received_sha256) return;
   throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
+}
+
+/**
+ * Stop-copy's BULK pages must be those the signed image vouches for (META
+ * bulk_sha256); an image without the member vouches for none.
+ */
+function checkBulk(image: DecodedImage, received_sha256: string | null): void {
+  const signed = image.meta[BULK_META_KEY];
+  if (signed === undefined ? received_sha256 === null : signed === received_sha256) return;
+  throw new ImageError(ImageErrorCodes.signature, "image signature: the pages sent before the image are not the ones the source signed for; the process is not run");
 }
 
 /** A handover passed its schema; its ranges must also lie inside the memory, in order, and within the process's cap. */

@@ -119,8 +119,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-  // The image is a byte stream across its frames: its pieces go to the decoder as they arrive, never copied together first.
-  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image] });
+  // The image and stop-copy's BULK pages are byte streams across their frames: their pieces go on as they arrive, never copied together first.
+  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image, Msg.bulk] });
   // The image must be signed by the key of the node the OFFER came from: with
   // TLS, the authenticated peer's certificate key; --insecure has no peer to
   // authenticate, so it takes the key the offer names, which only ties the
