@@ -145,10 +145,7 @@ export class BulkReceiver {
     const first = this.#head.readUInt32LE(0);
     const count = this.#head.readUInt32LE(4);
     this.#head_fill = 0;
-    if (count < 1 || count > BULK_RUN_PAGES_MAX) throw protocolError(`BULK run of ${count} pages (1 to ${BULK_RUN_PAGES_MAX})`);
-    if (first < this.#next_page_min) throw protocolError(`BULK run at page ${first} after page ${this.#next_page_min - 1}: runs must increase`);
-    const end_bytes = (first + count) * WIRE_PAGE_BYTES;
-    if (end_bytes > this.#memory_bytes_max) throw protocolError(`BULK run up to byte ${end_bytes} is past the process's memory cap of ${this.#memory_bytes_max}`);
+    checkRun(first, count, this.#next_page_min, this.#memory_bytes_max);
     // A copy: the header bytes may lie in a socket chunk that is reused.
     this.#sha.update(Buffer.from(this.#head));
     this.#next_page_min = first + count;
@@ -181,6 +178,18 @@ export class BulkReceiver {
     this.#closed = true;
     this.#sha.drop();
   }
+}
+
+/**
+ * Checks a run's header before a byte of it is written: 1 to
+ * BULK_RUN_PAGES_MAX pages, after every page of the runs before it, and
+ * inside the process's memory cap. Throws ERR_MIGRATION_PROTOCOL.
+ */
+export function checkRun(first: number, count: number, next_page_min: number, memory_bytes_max: number): void {
+  if (count < 1 || count > BULK_RUN_PAGES_MAX) throw protocolError(`BULK run of ${count} pages (1 to ${BULK_RUN_PAGES_MAX})`);
+  if (first < next_page_min) throw protocolError(`BULK run at page ${first} after page ${next_page_min - 1}: runs must increase`);
+  const end_bytes = (first + count) * WIRE_PAGE_BYTES;
+  if (end_bytes > memory_bytes_max) throw protocolError(`BULK run up to byte ${end_bytes} is past the process's memory cap of ${memory_bytes_max}`);
 }
 
 function protocolError(message: string): FerryError {

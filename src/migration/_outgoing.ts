@@ -19,6 +19,7 @@
  * which undoes exactly what the state it happened in had done.
  */
 import { createHash, type Hash } from "node:crypto";
+import type { Duplex } from "node:stream";
 import { FerryError, PeerError } from "../errors.js";
 import { encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
@@ -27,6 +28,7 @@ import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { BULK_META_KEY, sendBulk } from "./_bulk.js";
+import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
@@ -88,6 +90,8 @@ export class OutgoingMigration {
   readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
   /** Stop-copy to a destination that takes BULK frames: the pages go before the image, outside it (`_bulk.ts`). */
   #bulk = false;
+  /** ...and with TLS, the door of the sealed connection READY named (`_sealed_bulk.ts`). */
+  #sealed: { ticket: Buffer; key: Buffer } | null = null;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
   /** Pages of the final copy (post-copy: left to the page channel). */
@@ -207,6 +211,9 @@ export class OutgoingMigration {
     const answer = readFrame(AnswerSchema, ready.payload, "READY");
     this.#metrics.destination_phases_ms = answer.phases_ms ?? {};
     this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy";
+    if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined) {
+      this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64") };
+    }
     this.#to("rounds");
     this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
     if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
@@ -281,7 +288,9 @@ export class OutgoingMigration {
     this.#clock.enter("transfer");
     const refused = (): boolean => answer.arrived?.type === Msg.error;
     try {
-      if (this.#bulk) {
+      if (this.#bulk && this.#sealed !== null && (await this.#sendSealed(memory, image.meta, refused))) {
+        image.memory = { size_bytes: memory.length, pages: () => [] };
+      } else if (this.#bulk) {
         // The pages first, straight from memory; the image after them holds none, and its signed META vouches for them.
         const sent = await sendBulk(conn, memory, refused);
         if (sent !== null) {
@@ -320,6 +329,38 @@ export class OutgoingMigration {
       });
       // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.
       this.#serving.catch(() => undefined);
+    }
+  }
+
+  /**
+   * Sends the pages on the sealed connection, then BULK_SEALED on the data
+   * connection; the tags' digest goes in `meta`. False, with nothing sent,
+   * when the sealed connection cannot be opened: the pages then go on the
+   * data connection.
+   */
+  async #sendSealed(memory: Uint8Array, meta: Record<string, unknown>, refused: () => boolean): Promise<boolean> {
+    const door = this.#sealed as { ticket: Buffer; key: Buffer };
+    this.#sealed = null;
+    try {
+      let socket: Duplex;
+      try {
+        socket = await this.#unlessStalled((this.#side.connectSealed as (t: Uint8Array) => Promise<Duplex>)(door.ticket));
+      } catch (err: unknown) {
+        logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
+        return false;
+      }
+      const sent = await sendSealedBulk(socket, memory, door.key, refused);
+      if (sent === null) {
+        socket.destroy();
+        return true;
+      }
+      this.#metrics.bytes += sent.bytes;
+      this.#final = sent.pages;
+      if (sent.tags_sha256 !== null) meta[BULK_TAGS_META_KEY] = sent.tags_sha256;
+      await sendJson(this.#conn as FramedConnection, Msg.bulk_sealed, { records: sent.records });
+      return true;
+    } finally {
+      door.key.fill(0);
     }
   }
 

@@ -25,6 +25,8 @@ export const Msg = {
   round_ack: 10,
   /** Stop-copy's pages, outside the image (`_bulk.ts`). */
   bulk: 11,
+  /** Stop-copy's pages went on the sealed connection instead (`_sealed_bulk.ts`): how many records. */
+  bulk_sealed: 12,
 } as const;
 
 /**

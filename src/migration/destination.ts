@@ -6,12 +6,14 @@
  * the source resumes the process.
  */
 import { createHash } from "node:crypto";
+import type { Duplex } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageDecoder, offThreadSha256, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
-import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
+import { BulkSealedSchema, HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
+import { BULK_TAGS_META_KEY, SealedBulkReceiver } from "./_sealed_bulk.js";
 import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
 import type { Offer } from "./source.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
@@ -56,6 +58,22 @@ export interface Landing {
   handover(h: Handover): void;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
+  /**
+   * A writable view of `length` bytes of its memory at `byte_offset` (grown
+   * as needed): the sealed BULK connection decrypts pages straight into it.
+   * Absent: no sealed connection is offered.
+   */
+  place?(byte_offset: number, length: number): Uint8Array;
+}
+
+/** A door for the sealed BULK connection (`_sealed_bulk.ts`): its ticket and key go to the source in READY. */
+export interface SealedDoor {
+  ticket: Uint8Array;
+  key: Uint8Array;
+  /** The source's connection, once it came through the door. */
+  socket: Promise<Duplex>;
+  /** Closes the door and wipes the key (the migration is over, either way). */
+  close(): void;
 }
 
 /** How the destination reaches the world. */
@@ -71,6 +89,8 @@ export interface DestinationSide {
    * after `prepare`): the node trusts its cluster's members.
    */
   trust: ImageTrust;
+  /** Between nodes with TLS: opens a door for stop-copy's sealed BULK connection. */
+  sealedDoor?(): SealedDoor;
 }
 
 /** Serves one incoming migration on `conn`. Resolves with the pid once it runs here. */
@@ -92,10 +112,16 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
   const sha256 = offThreadSha256();
   let bulk: BulkReceiver | null = null;
+  // Stop-copy between nodes with TLS: the pages may come sealed on a connection of their own, straight into memory.
+  const place = landing.place?.bind(landing);
+  const door = offer.strategy === "stop-copy" && place !== undefined ? (side.sealedDoor?.() ?? null) : null;
+  const sealed = door === null || place === undefined ? null : new SealedBulkReceiver(door.key, place, offer.memory_max_bytes);
+  if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
     clock.stop();
-    // bulk: stop-copy's pages may come as BULK frames, outside the image.
-    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true });
+    // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
+    const door_fields = door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64") } };
+    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields });
     // Pages of the image go in place as they arrive, with no copy in
     // between; the process runs only once the whole image passed its checks,
     // and is thrown away otherwise.
@@ -112,6 +138,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
     let bulk_open = true;
     let bulk_digest: string | null = null;
+    let sealed_digest: string | null = null;
     for (;;) {
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
@@ -121,6 +148,14 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         if (!bulk_open) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK after other frames of the migration");
         bulk ??= new BulkReceiver((offset, data) => landing.write(offset, data), offer.memory_max_bytes);
         bulk.push(frame.payload);
+        continue;
+      }
+      if (frame.type === Msg.bulk_sealed) {
+        if (!bulk_open || bulk !== null || sealed === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK_SEALED without a sealed door, or after other frames");
+        bulk_open = false;
+        clock.enter("pages");
+        const { records } = readFrame(BulkSealedSchema, frame.payload, "BULK_SEALED");
+        sealed_digest = await withTimeout(sealed.opened(records), idle_ms, "the sealed BULK connection");
         continue;
       }
       if (bulk_open) {
@@ -149,7 +184,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     }
     const image = await decoder.finish();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
-    checkBulk(image, bulk_digest);
+    checkBulk(image, BULK_META_KEY, bulk_digest);
+    checkBulk(image, BULK_TAGS_META_KEY, sealed_digest);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
@@ -158,10 +194,13 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   } catch (err: unknown) {
     sha256.drop();
     bulk?.drop();
+    sealed?.close();
+    door?.close();
     await landing.abort();
     await refuse(conn, err);
     throw err;
   }
+  door?.close();
   clock.stop();
   await sendJson(conn, Msg.running, { phases_ms: clock.snapshot() });
   conn.close();
@@ -184,8 +223,8 @@ function checkRounds(image: DecodedImage, received_sha256: string, received_page
  * Stop-copy's BULK pages must be those the signed image vouches for (META
  * bulk_sha256); an image without the member vouches for none.
  */
-function checkBulk(image: DecodedImage, received_sha256: string | null): void {
-  const signed = image.meta[BULK_META_KEY];
+function checkBulk(image: DecodedImage, key: typeof BULK_META_KEY | typeof BULK_TAGS_META_KEY, received_sha256: string | null): void {
+  const signed = image.meta[key];
   if (signed === undefined ? received_sha256 === null : signed === received_sha256) return;
   throw new ImageError(ImageErrorCodes.signature, "image signature: the pages sent before the image are not the ones the source signed for; the process is not run");
 }
@@ -202,6 +241,21 @@ export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memo
     end = first + count;
   }
   return h;
+}
+
+/** `p`, or ERR_TRANSPORT_TIMEOUT naming `what` after `ms`. */
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new FerryError("ERR_TRANSPORT_TIMEOUT", `${what} did not bring every record within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -34,6 +34,7 @@ import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH } from "./_postcopy.js";
+import { dialBulkDoor } from "./_bulk_doors.js";
 import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
@@ -133,6 +134,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
       return prepare(node, offer, peer, clock);
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
+    // With TLS, stop-copy's pages come sealed on a connection of their own (`_bulk_doors.ts`).
+    ...(node.tls === null ? {} : { sealedDoor: () => node.bulk_doors.open() }),
   };
   migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch((err: unknown) => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
@@ -246,6 +249,11 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
       // The guest's memory is shared: the image's hashing thread reads the bytes here rather than a copy.
+      return view.subarray(offset, end);
+    },
+    place(offset, length) {
+      const end = offset + length;
+      if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       return view.subarray(offset, end);
     },
     async finish(image, handover, clock) {
@@ -394,6 +402,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
+        ...(node.tls === null ? {} : { connectSealed: (ticket: Uint8Array) => dialBulkDoor(address, ticket) }),
         connectPages: (session) => connectPages(node.dialer, address, session, to),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
