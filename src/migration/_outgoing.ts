@@ -21,7 +21,7 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { FerryError, PeerError } from "../errors.js";
-import { encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
+import { encodeImage, encodeImageAsync, sparsePages, type ImageSigner, type MemorySource, type ProcessImage } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
@@ -301,7 +301,9 @@ export class OutgoingMigration {
         }
       }
       // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-      const chunks = timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), (ms) => this.#clock.carve("encode", ms));
+      // Without its pages (BULK) the image is a few kilobytes: hashed here, at once, rather than on a hashing thread that may have to start first.
+      const encoded = this.#bulk ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
+      const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
       if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
       // The link broke under the send; if the destination said why first, that is the error.
@@ -493,6 +495,11 @@ export class OutgoingMigration {
     metrics.bytes += served.bytes;
     metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
   }
+}
+
+/** {@link encodeImage}'s chunks as an async iterable (the send takes either kind; the timing wants this one). */
+async function* encodeImageInline(image: ProcessImage, signer: ImageSigner): AsyncGenerator<Uint8Array, void, undefined> {
+  yield* encodeImage(image, { signer });
 }
 
 /** The pages written since the tracker's last round, as a memory source. */
