@@ -76,3 +76,28 @@ int open_record(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], uint8_t *body,
   s->seq += 1;
   return 0;
 }
+
+int open_begin(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES]) {
+  if (s->encrypt || s->seq == UINT64_MAX) return -1;
+  uint8_t nonce[SEAL_NONCE_BYTES];
+  nonce_of(s, nonce);
+  int n = 0;
+  if (EVP_DecryptInit_ex(s->ctx, NULL, NULL, NULL, nonce) != 1 || EVP_DecryptUpdate(s->ctx, NULL, &n, head, SEAL_HEAD_BYTES) != 1) return -1;
+  return 0;
+}
+
+int open_update(sealer_t *s, const uint8_t *in, uint8_t *out, uint32_t len) {
+  if (s->encrypt || len > SEAL_RECORD_BYTES_MAX) return -1;
+  int n = 0;
+  return len == 0 || EVP_DecryptUpdate(s->ctx, out, &n, in, (int)len) == 1 ? 0 : -1;
+}
+
+int open_finish(sealer_t *s, const uint8_t tag[SEAL_TAG_BYTES]) {
+  if (s->encrypt) return -1;
+  uint8_t last[16];
+  int n = 0;
+  /* The tag is only read by OpenSSL, whatever the cast says. */
+  if (EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_BYTES, (void *)tag) != 1 || EVP_DecryptFinal_ex(s->ctx, last, &n) != 1) return -1;
+  s->seq += 1;
+  return 0;
+}

@@ -68,4 +68,17 @@ int seal_record(sealer_t *s, uint8_t *record, uint32_t len);
  */
 int open_record(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], uint8_t *body, uint32_t len);
 
+/*
+ * Opening a record in pieces (stop-copy's sealed BULK connection,
+ * src/migration/_sealed_bulk.ts): begin with its 4 head bytes, decrypt its
+ * ciphertext piece by piece to wherever each piece belongs (`out` may be
+ * guest memory; it may equal `in`), then check the tag. Until open_finish
+ * returns 0, nothing decrypted may be trusted. Each returns 0, or -1 (for
+ * open_finish: not authentic; the record number is spent only by a record
+ * that passed).
+ */
+int open_begin(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES]);
+int open_update(sealer_t *s, const uint8_t *in, uint8_t *out, uint32_t len);
+int open_finish(sealer_t *s, const uint8_t tag[SEAL_TAG_BYTES]);
+
 #endif

@@ -124,12 +124,106 @@ static napi_value sealer_release(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Openers of sealed records in pieces, for stop-copy's sealed BULK
+ * connection (src/migration/_sealed_bulk.ts): the destination decrypts each
+ * piece of a record straight into the standby's memory, then checks the tag.
+ *
+ *   openerCreate(key: 32 bytes, direction: 1 | 2): handle
+ *   openerBegin(handle, head: 4 bytes)
+ *   openerUpdate(handle, input, output): decrypts input into output (as long; may be the same bytes)
+ *   openerFinish(handle, tag: 16 bytes): true when the record is authentic
+ *   openerFree(handle)
+ */
+static napi_value opener_create(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *key = NULL;
+  size_t key_bytes = 0;
+  uint32_t direction = 0;
+  if (argc < 2 || !view_of(env, argv[0], &key, &key_bytes) || key_bytes != SEAL_KEY_BYTES || napi_get_value_uint32(env, argv[1], &direction) != napi_ok ||
+      (direction != SEAL_TO_DESTINATION && direction != SEAL_TO_SOURCE)) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "openerCreate(key: 32 bytes, direction: 1 | 2)");
+    return NULL;
+  }
+  js_sealer_t *j = calloc(1, sizeof *j);
+  if (j == NULL || sealer_init(&j->s, key, direction, 0) != 0) {
+    free(j);
+    napi_throw_error(env, "ERR_SEAL", "cannot set up a record opener (out of memory, or OpenSSL refused the key)");
+    return NULL;
+  }
+  j->live = 1;
+  napi_value handle;
+  if (napi_create_external(env, j, sealer_finalize, NULL, &handle) != napi_ok) {
+    sealer_finalize(env, j, NULL);
+    napi_throw_error(env, "ERR_SEAL", "cannot make an opener handle");
+    return NULL;
+  }
+  return handle;
+}
+
+static napi_value opener_begin(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = argc >= 2 ? sealer_of(env, argv[0]) : NULL;
+  void *head = NULL;
+  size_t head_bytes = 0;
+  if (j == NULL || j->s.encrypt || !view_of(env, argv[1], &head, &head_bytes) || head_bytes != SEAL_HEAD_BYTES) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "openerBegin(live opener, head: 4 bytes)");
+    return NULL;
+  }
+  if (open_begin(&j->s, head) != 0) napi_throw_error(env, "ERR_SEAL", "OpenSSL could not begin opening a record");
+  return NULL;
+}
+
+static napi_value opener_update(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = argc >= 3 ? sealer_of(env, argv[0]) : NULL;
+  void *in = NULL, *out = NULL;
+  size_t in_bytes = 0, out_bytes = 0;
+  if (j == NULL || j->s.encrypt || !view_of(env, argv[1], &in, &in_bytes) || !view_of(env, argv[2], &out, &out_bytes) || in_bytes != out_bytes ||
+      in_bytes > SEAL_RECORD_BYTES_MAX) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "openerUpdate(live opener, input, output): output as long as input, at most a record");
+    return NULL;
+  }
+  /* Either the very same bytes (in place) or apart: a partial overlap would read what was just written. */
+  const uint8_t *i = in;
+  uint8_t *o = out;
+  if (i != o && o < i + in_bytes && i < o + out_bytes) {
+    napi_throw_range_error(env, "ERR_SEAL_ARGS", "openerUpdate: input and output overlap");
+    return NULL;
+  }
+  if (open_update(&j->s, in, out, (uint32_t)in_bytes) != 0) napi_throw_error(env, "ERR_SEAL", "OpenSSL could not decrypt a record piece");
+  return NULL;
+}
+
+static napi_value opener_finish(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = argc >= 2 ? sealer_of(env, argv[0]) : NULL;
+  void *tag = NULL;
+  size_t tag_bytes = 0;
+  if (j == NULL || j->s.encrypt || !view_of(env, argv[1], &tag, &tag_bytes) || tag_bytes != SEAL_TAG_BYTES) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "openerFinish(live opener, tag: 16 bytes)");
+    return NULL;
+  }
+  napi_value result;
+  napi_get_boolean(env, open_finish(&j->s, tag) == 0, &result);
+  return result;
+}
+
 /* Adds the sealer's functions to the addon's exports. */
 void seal_exports(napi_env env, napi_value exports) {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"sealerCreate", sealer_create}, {"sealerSeal", sealer_seal}, {"sealerFree", sealer_release}};
+  } functions[] = {{"sealerCreate", sealer_create}, {"sealerSeal", sealer_seal}, {"sealerFree", sealer_release},
+                   {"openerCreate", opener_create}, {"openerBegin", opener_begin}, {"openerUpdate", opener_update}, {"openerFinish", opener_finish}, {"openerFree", sealer_release}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);

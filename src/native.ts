@@ -40,6 +40,16 @@ export interface NativeAddon {
   sealerSeal(handle: unknown, head: Uint8Array, body: Uint8Array | null, out: Uint8Array): number;
   /** Wipes and frees the sealer's key schedule; the handle is dead after. */
   sealerFree(handle: unknown): void;
+  /** An opener of sealed records in pieces (native/seal_napi.c; stop-copy's sealed BULK connection): `key` 32 bytes, `direction` the nonce's first word. */
+  openerCreate?(key: Uint8Array, direction: number): unknown;
+  /** Begins the next record with its 4 head bytes (the additional data). */
+  openerBegin?(handle: unknown, head: Uint8Array): void;
+  /** Decrypts `input` into `output` (as long; the same bytes or apart). Nothing is authentic before openerFinish says so. */
+  openerUpdate?(handle: unknown, input: Uint8Array, output: Uint8Array): void;
+  /** Checks the record's tag: true when authentic, and only then is its number spent. */
+  openerFinish?(handle: unknown, tag: Uint8Array): boolean;
+  /** Wipes and frees the opener's key schedule; the handle is dead after. */
+  openerFree?(handle: unknown): void;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

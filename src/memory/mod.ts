@@ -23,6 +23,7 @@ export {
   RecordDirection,
   RecordOpener,
   RecordSealer,
+  recordNonce,
   type PageChannelKeys,
 } from "./page_records.js";
 export { NativeRecordSealer, nativeRecordSealer, RECORD_WIRE_BYTES_MAX } from "./native_seal.js";

@@ -19,17 +19,20 @@
  * which undoes exactly what the state it happened in had done.
  */
 import { createHash, type Hash } from "node:crypto";
+import type { Duplex } from "node:stream";
 import { FerryError, PeerError } from "../errors.js";
-import { encodeImage, encodeImageAsync, sparsePages, type MemorySource } from "../image/mod.js";
+import { encodeImage, encodeImageAsync, sparsePages, type ImageSigner, type MemorySource, type ProcessImage } from "../image/mod.js";
 import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { BULK_META_KEY, sendBulk } from "./_bulk.js";
+import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
-import { PhaseClock, timedAsyncIterable, timedIterable, type SourcePhase } from "./phases.js";
+import { PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
 import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
@@ -85,6 +88,10 @@ export class OutgoingMigration {
   readonly #stop_serving = new AbortController();
   #resumedThere!: () => void;
   readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
+  /** Stop-copy to a destination that takes BULK frames: the pages go before the image, outside it (`_bulk.ts`). */
+  #bulk = false;
+  /** ...and with TLS, the door of the sealed connection READY named (`_sealed_bulk.ts`). */
+  #sealed: { ticket: Buffer; key: Buffer } | null = null;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
   /** Pages of the final copy (post-copy: left to the page channel). */
@@ -201,7 +208,12 @@ export class OutgoingMigration {
     this.#step("pre-copying");
     raiseIfError(ready, "the destination refused");
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
-    this.#metrics.destination_phases_ms = readFrame(AnswerSchema, ready.payload, "READY").phases_ms ?? {};
+    const answer = readFrame(AnswerSchema, ready.payload, "READY");
+    this.#metrics.destination_phases_ms = answer.phases_ms ?? {};
+    this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy";
+    if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined) {
+      this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64") };
+    }
     this.#to("rounds");
     this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
     if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
@@ -269,19 +281,32 @@ export class OutgoingMigration {
       image.memory = { size_bytes: memory.length, pages: () => [] };
       // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
       await sendJson(conn, Msg.handover, this.#handover);
-    } else {
+    } else if (!this.#bulk) {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
     }
     side.progress?.({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");
-    // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-    const carve = (ms: number): void => this.#clock.carve("encode", ms);
-    // Post-copy's image has no pages (a few KiB): hashing it here takes microseconds, a hop to the hashing thread milliseconds of downtime.
-    const chunks = this.#handover !== null ? timedIterable(encodeImage(image, { signer: side.signer }), carve) : timedAsyncIterable(encodeImageAsync(image, { signer: side.signer }), carve);
+    const refused = (): boolean => answer.arrived?.type === Msg.error;
     try {
-      this.#metrics.bytes += await sendImage(conn, chunks, () => answer.arrived?.type === Msg.error);
+      if (this.#bulk && this.#sealed !== null && (await this.#sendSealed(memory, image.meta, refused))) {
+        image.memory = { size_bytes: memory.length, pages: () => [] };
+      } else if (this.#bulk) {
+        // The pages first, straight from memory; the image after them holds none, and its signed META vouches for them.
+        const sent = await sendBulk(conn, memory, refused);
+        if (sent !== null) {
+          this.#metrics.bytes += sent.bytes;
+          this.#final = sent.pages;
+          if (sent.sha256 !== null) image.meta[BULK_META_KEY] = sent.sha256;
+          image.memory = { size_bytes: memory.length, pages: () => [] };
+        }
+      }
+      // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
+      // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes: hashed here, at once, rather than on a hashing thread that may have to start first.
+      const encoded = this.#bulk || this.#handover !== null ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
+      const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
+      if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
       // The link broke under the send; if the destination said why first, that is the error.
       if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
@@ -308,6 +333,38 @@ export class OutgoingMigration {
       });
       // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.
       this.#serving.catch(() => undefined);
+    }
+  }
+
+  /**
+   * Sends the pages on the sealed connection, then BULK_SEALED on the data
+   * connection; the tags' digest goes in `meta`. False, with nothing sent,
+   * when the sealed connection cannot be opened: the pages then go on the
+   * data connection.
+   */
+  async #sendSealed(memory: Uint8Array, meta: Record<string, unknown>, refused: () => boolean): Promise<boolean> {
+    const door = this.#sealed as { ticket: Buffer; key: Buffer };
+    this.#sealed = null;
+    try {
+      let socket: Duplex;
+      try {
+        socket = await this.#unlessStalled((this.#side.connectSealed as (t: Uint8Array) => Promise<Duplex>)(door.ticket));
+      } catch (err: unknown) {
+        logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
+        return false;
+      }
+      const sent = await sendSealedBulk(socket, memory, door.key, refused);
+      if (sent === null) {
+        socket.destroy();
+        return true;
+      }
+      this.#metrics.bytes += sent.bytes;
+      this.#final = sent.pages;
+      if (sent.tags_sha256 !== null) meta[BULK_TAGS_META_KEY] = sent.tags_sha256;
+      await sendJson(this.#conn as FramedConnection, Msg.bulk_sealed, { records: sent.records });
+      return true;
+    } finally {
+      door.key.fill(0);
     }
   }
 
@@ -441,6 +498,11 @@ export class OutgoingMigration {
     metrics.bytes += served.bytes;
     metrics.pages += (served.pushed_chunks + served.demand_chunks) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
   }
+}
+
+/** {@link encodeImage}'s chunks as an async iterable (the send takes either kind; the timing wants this one). */
+async function* encodeImageInline(image: ProcessImage, signer: ImageSigner): AsyncGenerator<Uint8Array, void, undefined> {
+  yield* encodeImage(image, { signer });
 }
 
 /** The pages written since the tracker's last round, as a memory source. */

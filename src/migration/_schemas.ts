@@ -58,6 +58,12 @@ export const EmptySchema = v.object({});
 /** Longest a phase can be reported to have taken: a day, far past any timeout of a migration. */
 const PHASE_MS_MAX = 86_400_000;
 
+/** 32 bytes in base64 (44 characters with padding). */
+const Base64Key = v.pipe(v.string(), v.regex(/^[A-Za-z0-9+/]{43}=$/, "must be 32 bytes in base64"));
+
+/** BULK_SEALED (S→D): how many sealed records the BULK connection carried. */
+export const BulkSealedSchema = v.object({ records: integer(0, 2 ** 32) });
+
 /** Milliseconds of one destination phase. */
 const PhaseMs = v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(PHASE_MS_MAX));
 
@@ -66,6 +72,14 @@ const PhaseMs = v.pipe(v.number(), v.finite(), v.minValue(0), v.maxValue(PHASE_M
  * (phases.ts). Only the phases it knows are kept; others are dropped.
  */
 export const AnswerSchema = v.object({
+  /** READY: this destination takes stop-copy's pages as BULK frames (`_bulk.ts`); absent from an older one, which gets them in the image. */
+  bulk: v.optional(v.literal(true)),
+  /**
+   * READY between nodes with TLS: the door of the sealed BULK connection
+   * (`_sealed_bulk.ts`): a one-time ticket and the key of its records, 32
+   * bytes each, base64. Confidential: this frame travels inside mutual TLS.
+   */
+  sealed: v.optional(v.object({ ticket: Base64Key, key: Base64Key })),
   phases_ms: v.optional(
     v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
   ),

@@ -24,6 +24,10 @@ export const Msg = {
   running: 8,
   handover: 9,
   round_ack: 10,
+  /** Stop-copy's pages, outside the image (`_bulk.ts`). */
+  bulk: 11,
+  /** Stop-copy's pages went on the sealed connection instead (`_sealed_bulk.ts`): how many records. */
+  bulk_sealed: 12,
   /** PAGES with the pages as one LZ4 block (`_compress.ts`). */
   pages_lz4: 30,
 } as const;

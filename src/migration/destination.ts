@@ -6,13 +6,16 @@
  * the source resumes the process.
  */
 import { createHash } from "node:crypto";
+import type { Duplex } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageDecoder, offThreadSha256, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, PAGES_PER_FRAME_MAX, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { decompressPagesPayload } from "./_compress.js";
-import { HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
+import { BulkSealedSchema, HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
+import { BULK_TAGS_META_KEY, SealedBulkReceiver } from "./_sealed_bulk.js";
+import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
 import type { Offer } from "./source.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
 
@@ -56,6 +59,22 @@ export interface Landing {
   handover(h: Handover): void;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
+  /**
+   * A writable view of `length` bytes of its memory at `byte_offset` (grown
+   * as needed): the sealed BULK connection decrypts pages straight into it.
+   * Absent: no sealed connection is offered.
+   */
+  place?(byte_offset: number, length: number): Uint8Array;
+}
+
+/** A door for the sealed BULK connection (`_sealed_bulk.ts`): its ticket and key go to the source in READY. */
+export interface SealedDoor {
+  ticket: Uint8Array;
+  key: Uint8Array;
+  /** The source's connection, once it came through the door. */
+  socket: Promise<Duplex>;
+  /** Closes the door and wipes the key (the migration is over, either way). */
+  close(): void;
 }
 
 /** How the destination reaches the world. */
@@ -71,6 +90,8 @@ export interface DestinationSide {
    * after `prepare`): the node trusts its cluster's members.
    */
   trust: ImageTrust;
+  /** Between nodes with TLS: opens a door for stop-copy's sealed BULK connection. */
+  sealedDoor?(): SealedDoor;
 }
 
 /** Serves one incoming migration on `conn`. Resolves with the pid once it runs here. */
@@ -92,9 +113,17 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs;
   // post-copy's and hybrid's images carry no pages (a few KiB), hashed here faster than a hop to that thread.
   const sha256 = offer.strategy === "post-copy" || offer.strategy === "hybrid" ? undefined : offThreadSha256();
+  let bulk: BulkReceiver | null = null;
+  // Stop-copy between nodes with TLS: the pages may come sealed on a connection of their own, straight into memory.
+  const place = landing.place?.bind(landing);
+  const door = offer.strategy === "stop-copy" && place !== undefined ? (side.sealedDoor?.() ?? null) : null;
+  const sealed = door === null || place === undefined ? null : new SealedBulkReceiver(door.key, place, offer.memory_max_bytes);
+  if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
     clock.stop();
-    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot() });
+    // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
+    const door_fields = door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64") } };
+    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields });
     // Pages of the image go in place as they arrive, with no copy in
     // between; the process runs only once the whole image passed its checks,
     // and is thrown away otherwise.
@@ -108,12 +137,34 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     const rounds_digest = createHash("sha256");
     let rounds_pages = false;
     let handover: Handover | null = null;
+    // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
+    let bulk_open = true;
+    let bulk_digest: string | null = null;
+    let sealed_digest: string | null = null;
     for (;;) {
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
       const round_pages = frame.type === Msg.pages || frame.type === Msg.pages_lz4;
-      clock.enter(round_pages ? "pages" : "decode");
+      clock.enter(round_pages || frame.type === Msg.bulk ? "pages" : "decode");
+      if (frame.type === Msg.bulk) {
+        if (!bulk_open) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK after other frames of the migration");
+        bulk ??= new BulkReceiver((offset, data) => landing.write(offset, data), offer.memory_max_bytes);
+        bulk.push(frame.payload);
+        continue;
+      }
+      if (frame.type === Msg.bulk_sealed) {
+        if (!bulk_open || bulk !== null || sealed === null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK_SEALED without a sealed door, or after other frames");
+        bulk_open = false;
+        clock.enter("pages");
+        const { records } = readFrame(BulkSealedSchema, frame.payload, "BULK_SEALED");
+        sealed_digest = await withTimeout(sealed.opened(records), idle_ms, "the sealed BULK connection");
+        continue;
+      }
+      if (bulk_open) {
+        bulk_open = false;
+        if (bulk !== null) bulk_digest = await bulk.finish();
+      }
       if (round_pages) {
         // After a handover, memory is the page channel's alone (writing a dropped page here would wait on it).
         if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "PAGES after the handover");
@@ -138,6 +189,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     }
     const image = await decoder.finish();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
+    checkBulk(image, BULK_META_KEY, bulk_digest);
+    checkBulk(image, BULK_TAGS_META_KEY, sealed_digest);
     if (handover !== null && handover.remote_bytes !== image.memory.size_bytes) {
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
@@ -145,10 +198,14 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     await landing.finish(image, handover, clock);
   } catch (err: unknown) {
     sha256?.drop();
+    bulk?.drop();
+    sealed?.close();
+    door?.close();
     await landing.abort();
     await refuse(conn, err);
     throw err;
   }
+  door?.close();
   clock.stop();
   await sendJson(conn, Msg.running, { phases_ms: clock.snapshot() });
   conn.close();
@@ -167,6 +224,16 @@ function checkRounds(image: DecodedImage, received_sha256: string, received_page
   throw new ImageError(ImageErrorCodes.signature, "image signature: the pre-copied pages are not the ones the source signed for; the process is not run");
 }
 
+/**
+ * Stop-copy's BULK pages must be those the signed image vouches for (META
+ * bulk_sha256); an image without the member vouches for none.
+ */
+function checkBulk(image: DecodedImage, key: typeof BULK_META_KEY | typeof BULK_TAGS_META_KEY, received_sha256: string | null): void {
+  const signed = image.meta[key];
+  if (signed === undefined ? received_sha256 === null : signed === received_sha256) return;
+  throw new ImageError(ImageErrorCodes.signature, "image signature: the pages sent before the image are not the ones the source signed for; the process is not run");
+}
+
 /** A handover passed its schema; its ranges must also lie inside the memory, in order, and within the process's cap. */
 export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memory_max_bytes">): Handover {
   if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
@@ -179,6 +246,21 @@ export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memo
     end = first + count;
   }
   return h;
+}
+
+/** `p`, or ERR_TRANSPORT_TIMEOUT naming `what` after `ms`. */
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new FerryError("ERR_TRANSPORT_TIMEOUT", `${what} did not bring every record within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function refuse(conn: FramedConnection, err: unknown): Promise<void> {

@@ -71,7 +71,7 @@ async function migrate(options: {
   }
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
   const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
-  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
   const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
   metrics_of_last = outgoing.then((m) => m, () => null);
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
@@ -98,7 +98,7 @@ describe("where a migration's time goes", () => {
       const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
       const [a, b] = pipeDuplexPair();
       const dest = destination(trustKeys([signer.key]), GUEST);
-      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
+      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
       const m = await migrateOut(source(proc, strategy, signer, () => new FramedConnection(a)), { strategy });
       await incoming;
       const landed = dest.landed();
@@ -279,6 +279,66 @@ describe("migration of a bad image", () => {
       assert.equal(run.outcome.in.code, "ERR_IMAGE_MODULE_MISMATCH");
       assert.equal(run.outcome.out.code, "ERR_IMAGE_MODULE_MISMATCH");
     }
+    await assertKeepsRunningAtSource(run);
+  });
+});
+
+describe("stop-copy's pages outside the image (BULK)", () => {
+  /** A stop-copy whose BULK frames go through `change`; returns the run and how many BULK frames passed. */
+  async function bulkRun(change: (payload: Uint8Array, n: number) => Uint8Array): Promise<{ run: Run; frames: number }> {
+    let frames = 0;
+    const run = await migrate({
+      strategy: "stop-copy",
+      change: (type, payload) => (type === Msg.bulk ? change(payload, frames++) : payload),
+    });
+    return { run, frames };
+  }
+
+  function assertRefused(run: Run, code: string): void {
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, code);
+      assert.equal(run.outcome.out.code, code);
+    }
+  }
+
+  it("the pages travel as BULK frames and the process lands intact", async () => {
+    const { run, frames } = await bulkRun((p) => p);
+    assert.ok(frames > 0, "no BULK frame went through");
+    assert.deepEqual(run.outcome, { ok: true });
+    assert.ok(run.landed !== null);
+    run.landed.stdin.end("go\n");
+    assert.deepEqual(await run.landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+    await run.source.proc.terminate();
+  });
+
+  it("a page byte changed on the way: the signed digest refuses it (ERR_IMAGE_SIGNATURE), nothing runs, the source keeps running", async () => {
+    const { run } = await bulkRun((p, n) => {
+      if (n !== 0) return p;
+      const copy = Buffer.from(p);
+      copy[copy.length - 1] = (copy[copy.length - 1] as number) ^ 1;
+      return copy;
+    });
+    assertRefused(run, "ERR_IMAGE_SIGNATURE");
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a run dropped on the way (the stream truncated): ERR_IMAGE_SIGNATURE, the source keeps running", async () => {
+    const { run, frames } = await bulkRun((p, n) => (n === 0 ? new Uint8Array(0) : p));
+    assert.ok(frames > 1, "the guest's memory should take more than one run");
+    assertRefused(run, "ERR_IMAGE_SIGNATURE");
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a run replayed on the way: refused as out of order (ERR_MIGRATION_PROTOCOL), the source keeps running", async () => {
+    const { run } = await bulkRun((p, n) => (n === 0 ? Buffer.concat([p, p]) : p));
+    assertRefused(run, "ERR_MIGRATION_PROTOCOL");
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a run cut inside its pages (the stream ends mid-run): ERR_MIGRATION_PROTOCOL, the source keeps running", async () => {
+    const { run } = await bulkRun((p, n) => (n === 0 ? p.subarray(0, p.length - 100) : p));
+    assert.equal(run.outcome.ok, false);
     await assertKeepsRunningAtSource(run);
   });
 });

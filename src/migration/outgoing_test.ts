@@ -26,7 +26,7 @@ async function faulted(strategy: Strategy, at: OutState, fault: Fault) {
   const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
   const [a, b] = pipeDuplexPair();
   const dest = destination(trustKeys([signer.key]), GUEST);
-  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), dest.side);
+  const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
   const settled = incoming.then(() => undefined, () => undefined);
   const side = source(proc, strategy, signer, () => new FramedConnection(a));
   // As a node asks its peer: does the process run there? Once the destination has settled, it knows.

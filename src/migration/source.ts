@@ -8,6 +8,7 @@ import type { ImageSigner } from "../image/mod.js";
 import type { Compression } from "./_compress.js";
 import type { PageTracker } from "../memory/mod.js";
 import type { GuestProcess } from "../runtime/mod.js";
+import type { Duplex } from "node:stream";
 import type { FramedConnection } from "../transport/mod.js";
 import type { Strategy } from "./_schemas.js";
 import type { PageChannel, PostCopyMetrics } from "./postcopy.js";
@@ -129,6 +130,12 @@ export interface SourceSide {
   destinationRuns(): Promise<boolean>;
   /** Progress for a user watching. */
   progress?(p: MigrationProgress): void;
+  /**
+   * Stop-copy to a destination with TLS: opens the sealed BULK connection
+   * through the door `ticket` names (`_sealed_bulk.ts`), resolving once the
+   * destination has taken it. Absent: the pages go on the data connection.
+   */
+  connectSealed?(ticket: Uint8Array): Promise<Duplex>;
   /**
    * Post-copy and hybrid: opens the page channel of migration session
    * `session` to the destination, or with `demand` its demand channel

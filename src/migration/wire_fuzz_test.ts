@@ -206,7 +206,7 @@ test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ER
           calls.abort += 1;
         },
       };
-      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image] }), { prepare: async () => landing, trust: trustKeys([SIGNER.key]) });
+      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), { prepare: async () => landing, trust: trustKeys([SIGNER.key]) });
       await source.send(Msg.offer, json(VALID_OFFER));
       const ready = await source.next();
       assert.equal(ready.type, Msg.ready);

@@ -34,6 +34,7 @@ import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
+import { dialBulkDoor } from "./_bulk_doors.js";
 import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
@@ -117,8 +118,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
   }
   (socket as Socket).setNoDelay?.(true);
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${DATA_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-  // The image is a byte stream across its frames: its pieces go to the decoder as they arrive, never copied together first.
-  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image] });
+  // The image and stop-copy's BULK pages are byte streams across their frames: their pieces go on as they arrive, never copied together first.
+  const conn = new FramedConnection(socket, { head, splittable_types: [Msg.image, Msg.bulk] });
   // The image must be signed by the key of the node the OFFER came from: with
   // TLS, the authenticated peer's certificate key; --insecure has no peer to
   // authenticate, so it takes the key the offer names, which only ties the
@@ -131,6 +132,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
       return prepare(node, offer, peer, clock);
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
+    // With TLS, stop-copy's pages come sealed on a connection of their own (`_bulk_doors.ts`).
+    ...(node.tls === null ? {} : { sealedDoor: () => node.bulk_doors.open() }),
   };
   migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch((err: unknown) => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
@@ -255,6 +258,11 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       view.set(data, offset);
       // The guest's memory is shared: the image's hashing thread reads the bytes here rather than a copy.
+      return view.subarray(offset, end);
+    },
+    place(offset, length) {
+      const end = offset + length;
+      if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
       return view.subarray(offset, end);
     },
     async finish(image, handover, clock) {
@@ -421,6 +429,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
+        ...(node.tls === null ? {} : { connectSealed: (ticket: Uint8Array) => dialBulkDoor(address, ticket) }),
         connectPages: (session, options) => connectPages(node.dialer, address, session, to, options?.demand ?? false),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>

@@ -42,6 +42,7 @@ import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
+import { BulkDoors } from "./_bulk_doors.js";
 import { startFailover } from "./_failover.js";
 import { replicaEnded } from "./_home_failover.js";
 
@@ -143,6 +144,8 @@ export class FerryNode {
   readonly standbys: StandbyLedger;
   /** Tickets of post-copy page channels granted and not yet used (TLS only). */
   readonly page_tickets = new PageTickets();
+  /** Doors of incoming stop-copies' sealed page connections (TLS only). */
+  readonly bulk_doors = new BulkDoors();
   /** Its Prometheus metrics (`GET /metrics`). */
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
@@ -250,7 +253,10 @@ export class FerryNode {
       const server = this.#server;
       this.#front = createFront({
         tls: (socket) => void server.emit("connection", socket),
-        pageData: (socket, ticket) => acceptPageData(this.postcopy, this.page_tickets, socket, ticket),
+        pageData: (socket, ticket) => {
+          // A stop-copy's sealed pages first (`_bulk_doors.ts`); any other ticket is a post-copy page channel's.
+          if (!this.bulk_doors.accept(socket, ticket)) acceptPageData(this.postcopy, this.page_tickets, socket, ticket);
+        },
       });
     }
   }

@@ -1,0 +1,109 @@
+/**
+ * Doors for stop-copy's sealed BULK connections on a node with TLS
+ * (docs/cluster.md, "Sealed BULK"). An incoming migration opens one: a
+ * one-time ticket and a fresh key, which READY carries to the source inside
+ * mutual TLS. The source dials the node's address in plain TCP and presents
+ * PAGE_DATA_MAGIC and the ticket, as a post-copy page channel does (the
+ * front sorts both by their first bytes); the door answers BULK_GO and hands
+ * the socket to the migration, whose records the key seals. Tickets are
+ * `_page_tickets.ts`'s: one use, 10 s, compared in constant time.
+ */
+import type { Socket } from "node:net";
+import { FerryError } from "../errors.js";
+import { connectTcp } from "./_dialer.js";
+import { PAGE_DATA_MAGIC, PageTickets } from "./_page_tickets.js";
+
+/** What a door answers once it took a connection: the source sends its records only after this, so they never reach the front's sorting. */
+export const BULK_GO = Buffer.from("FRYBLKGO", "latin1");
+
+/** One migration's door. */
+export interface BulkDoor {
+  ticket: Uint8Array;
+  /** The key of the records (to the destination). */
+  key: Uint8Array;
+  /** The source's connection, once it came through. */
+  socket: Promise<Socket>;
+  /** Closes the door (the migration is over): a connection that comes later is dropped; the key is wiped. */
+  close(): void;
+}
+
+/** A node's open doors. */
+export class BulkDoors {
+  readonly #tickets = new PageTickets();
+  readonly #waiting = new Map<string, (socket: Socket) => void>();
+  #next = 0;
+
+  /** Opens a door for one incoming migration. */
+  open(): BulkDoor {
+    const session = `bulk-${(this.#next += 1)}`;
+    const grant = this.#tickets.issue(session);
+    // One direction only: the source sends records and reads nothing sealed.
+    grant.keys.to_source.fill(0);
+    let arrived!: (socket: Socket) => void;
+    const socket = new Promise<Socket>((resolve) => (arrived = resolve));
+    this.#waiting.set(session, arrived);
+    return {
+      ticket: grant.ticket,
+      key: grant.keys.to_destination,
+      socket,
+      close: () => {
+        this.#waiting.delete(session);
+        grant.keys.to_destination.fill(0);
+      },
+    };
+  }
+
+  /** Takes a connection that presented `ticket`, if it is one of these doors'; false if the ticket is not one of this node's doors. */
+  accept(socket: Socket, ticket: Buffer): boolean {
+    const redeemed = this.#tickets.redeem(ticket);
+    if (redeemed === null) return false;
+    redeemed.keys.to_destination.fill(0);
+    redeemed.keys.to_source.fill(0);
+    const arrived = this.#waiting.get(redeemed.session);
+    this.#waiting.delete(redeemed.session);
+    if (arrived === undefined) {
+      // Its migration is over already.
+      socket.destroy();
+      return true;
+    }
+    socket.write(BULK_GO);
+    arrived(socket);
+    return true;
+  }
+}
+
+/** Longest wait for a door to answer BULK_GO (its ticket dies 10 s after READY anyway). */
+const DOOR_WAIT_MS = 5_000;
+
+/** Opens the sealed BULK connection to `address` through the door `ticket` names; resolves once the door said BULK_GO. */
+export async function dialBulkDoor(address: string, ticket: Uint8Array): Promise<Socket> {
+  const socket = await connectTcp(address, DOOR_WAIT_MS);
+  socket.write(Buffer.concat([PAGE_DATA_MAGIC, ticket]));
+  return await new Promise<Socket>((resolve, reject) => {
+    let got = Buffer.alloc(0);
+    const finish = (err: Error | null): void => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      socket.off("error", onError);
+      if (err === null) {
+        socket.pause();
+        resolve(socket);
+      } else {
+        socket.destroy();
+        reject(err);
+      }
+    };
+    const onData = (chunk: Buffer): void => {
+      got = Buffer.concat([got, chunk]);
+      if (got.length < BULK_GO.length) return;
+      finish(got.equals(BULK_GO) ? null : new FerryError("ERR_PEER", `node ${address} answered the sealed page connection with ${got.length} other bytes`));
+    };
+    const onClose = (): void => finish(new FerryError("ERR_PEER", `node ${address} closed the sealed page connection (its door was closed, or the ticket was not its)`));
+    const onError = (err: Error): void => finish(new FerryError("ERR_PEER_UNREACHABLE", `node ${address}: ${err.message}`, { cause: err }));
+    const timer = setTimeout(() => finish(new FerryError("ERR_PEER", `node ${address} did not open its door within ${DOOR_WAIT_MS} ms`)), DOOR_WAIT_MS);
+    socket.on("data", onData);
+    socket.on("close", onClose);
+    socket.on("error", onError);
+  });
+}
