@@ -125,6 +125,30 @@ describe("dashboard sessions and ferry top", () => {
     assert.equal(codeOf(await browserRequest(n2.address, "GET", "/dashboard/api/overview", { headers: { cookie } })), "ERR_SESSION", "logged out");
   });
 
+  it("pages the cluster's process list from each node's first rows, in the same order as the whole list", async () => {
+    // Processes whose home is n2 too: each node then holds part of the list.
+    const n2 = cluster.nodes[1] as NodeProc;
+    const sha = await upload(n2.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    const more = await Promise.all([0, 1, 2].map(async () => (await json<{ pid: string }>(n2.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["200", "100000"], node: "n2" })).pid));
+    try {
+      for (const sort of ["pid", "node", "state", "uptime", "memory"]) {
+        const whole = await json<{ total: number; rows: { pid: string }[] }>(n1.address, "GET", `/dashboard/api/processes?sort=${sort}&limit=500`);
+        assert.ok(whole.total >= 5 && whole.rows.length === whole.total, `${sort}: ${whole.total} rows`);
+        const paged: string[] = [];
+        for (let offset = 0; offset < whole.total; offset += 2) {
+          const page = await json<{ total: number; offset: number; rows: { pid: string }[] }>(n1.address, "GET", `/dashboard/api/processes?sort=${sort}&offset=${offset}&limit=2`);
+          assert.equal(page.total, whole.total);
+          paged.push(...page.rows.map((r) => r.pid));
+        }
+        assert.deepEqual(paged, whole.rows.map((r) => r.pid), `pages of 2 sorted by ${sort} are the whole list's`);
+      }
+      const filtered = await json<{ total: number; rows: { pid: string }[] }>(n1.address, "GET", `/dashboard/api/processes?q=${more[1]}&limit=10`);
+      assert.deepEqual(filtered.rows.map((r) => r.pid), [more[1]], "a filter applies at every node");
+    } finally {
+      for (const pid of more) await json(n2.address, "DELETE", `/v1/processes/${pid}`);
+    }
+  });
+
   it("--once prints the nodes and the running processes, the largest first", async () => {
     // memhog's 32 MiB are seen once it has touched them.
     const text = await until("a frame listing memhog's 32 MiB", async () => {

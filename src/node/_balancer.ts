@@ -83,7 +83,9 @@ export function answerWindow(node: FerryNode): { window: LoadEntry[] } {
 export function balanceRound(node: FerryNode): void {
   const load = node.load;
   if (!load.balance && !load.draining) return;
-  const params = load.balance ? load.params : policyParams({ mode: "balance", colocate: false }, load.params);
+  const base = load.balance ? load.params : policyParams({ mode: "balance", colocate: false }, load.params);
+  // The cost model with this node's measured fixed cost of a move, once it has one.
+  const params = load.setup_ms === null ? base : { ...base, model: { ...base.model, setup_ms: load.setup_ms } };
   const now_ms = performance.now();
   const local = load.measure();
   const view = load.decisionView(now_ms);
@@ -186,6 +188,9 @@ async function carryOut(node: FerryNode, first: Move, proc: ProcessInfo, params:
     const { bytes, total_ms } = result.metrics;
     // Only a move with real bulk says anything about the rate; a small one is all fixed cost.
     if (bytes >= 4 * 1024 * 1024 && total_ms > 0) load.transfer_bytes_per_s += 0.5 * ((bytes * 1000) / total_ms - load.transfer_bytes_per_s);
+    // What is left once the pages' transfer is taken out is the fixed cost the gain must beat (the model's default is an older, slower figure).
+    const fixed_ms = Math.max(0, total_ms - (bytes * 1000) / load.transfer_bytes_per_s);
+    load.setup_ms = load.setup_ms === null ? fixed_ms : load.setup_ms + 0.5 * (fixed_ms - load.setup_ms);
     ok = true;
     load.metrics?.moved(strategy, "succeeded");
   } catch (err: unknown) {

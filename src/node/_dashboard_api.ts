@@ -8,13 +8,13 @@
 import type http from "node:http";
 import os from "node:os";
 import * as v from "valibot";
-import { integer, list, parse, text, Uint } from "../validate.js";
+import { integer, list, parse, queryUint, text, Uint } from "../validate.js";
 import { errorField } from "../log/mod.js";
 import { NodeName, Pid } from "../process_spec.js";
 import type { FerryNode } from "./node.js";
 import { requestJson, sendJson } from "./_http.js";
 import { queryOf } from "./_api_schemas.js";
-import { pageProcesses, ProcessQuerySchema, type ProcessRow } from "./dashboard_query.js";
+import { comparatorOf, pageProcesses, ProcessQuerySchema, type ProcessPage, type ProcessQuery, type ProcessRow } from "./dashboard_query.js";
 
 /** Processes one peer may list: more than any node holds (its process quota is far lower). */
 const PEER_ROWS_MAX = 100_000;
@@ -89,15 +89,39 @@ const ProcessRowSchema = v.object({
   memory_bytes: v.nullable(Uint),
 });
 
+/** A peer's first rows of a query, and its counts (`top` given). */
+const PeerPageSchema = v.object({
+  total: Uint,
+  all: Uint,
+  states: v.pipe(v.record(text(32), Uint), v.check((m) => Object.keys(m).length <= 16, "at most 16 states")),
+  rows: list(ProcessRowSchema, PEER_ROWS_MAX),
+});
+
 /** A peer's answer to `GET /dashboard/peer/local`. */
 const PeerLocalSchema = v.object({
   stats: NodeStatsSchema,
+  page: v.optional(PeerPageSchema),
   rows: v.optional(list(ProcessRowSchema, PEER_ROWS_MAX)),
   /** Memory of each process running there, by pid: rows whose home is elsewhere get theirs from it. */
   memory: v.optional(v.pipe(v.record(Pid, Uint), v.check((m) => Object.keys(m).length <= PEER_ROWS_MAX, `at most ${PEER_ROWS_MAX} processes`))),
 });
 
-const PeerQuerySchema = v.object({ rows: v.optional(v.picklist(["0", "1"], "must be 0 or 1"), "0") });
+/**
+ * What a node asks a peer: its stats, and with `rows=1` its process rows:
+ * every one, or with `top=K` only the first K that pass the list's filter
+ * in its order (the query's own fields), with the counts. A page of the
+ * list needs no more than its offset plus its length from any one node, so
+ * a watched list costs each node a page, not its whole table, every poll.
+ */
+const PeerQuerySchema = v.object({
+  rows: v.optional(v.picklist(["0", "1"], "must be 0 or 1"), "0"),
+  top: v.optional(queryUint(PEER_ROWS_MAX)),
+  q: ProcessQuerySchema.entries.q,
+  state: ProcessQuerySchema.entries.state,
+  node: ProcessQuerySchema.entries.node,
+  pids: ProcessQuerySchema.entries.pids,
+  sort: ProcessQuerySchema.entries.sort,
+});
 
 /** What this node says of itself to the dashboard. */
 export function localStats(node: FerryNode): NodeStats {
@@ -154,49 +178,76 @@ function runningMemory(node: FerryNode): Record<string, number> {
 export function servePeerLocal(node: FerryNode, url: URL, res: http.ServerResponse): void {
   const query = parse(PeerQuerySchema, queryOf(url), "query");
   if (query.rows !== "1") return sendJson(res, 200, { stats: localStats(node) });
-  sendJson(res, 200, { stats: localStats(node), rows: localRows(node), memory: runningMemory(node) });
+  if (query.top === undefined) return sendJson(res, 200, { stats: localStats(node), rows: localRows(node), memory: runningMemory(node) });
+  const { total, all, states, rows } = pageProcesses(localRows(node), { ...query, offset: 0, limit: query.top });
+  sendJson(res, 200, { stats: localStats(node), page: { total, all, states, rows }, memory: runningMemory(node) });
 }
 
-/** Every node's answer, this one's first; a peer that does not answer is down. */
-async function gather(node: FerryNode, rows: boolean): Promise<{ nodes: (NodeStats | NodeDown)[]; rows: ProcessRow[]; memory: Map<string, number> }> {
-  const memory = new Map(rows ? node.table.runningMemoryBytes() : []);
-  const answers = await Promise.all(
+/**
+ * One page of the cluster's process list: each node's first rows of the
+ * query (as many as the page's end), merged in the query's order. Sorting by
+ * memory needs every row (a home does not know the memory of its processes
+ * that run elsewhere), so that sort still asks for all of them.
+ */
+async function gatherPage(node: FerryNode, query: ProcessQuery): Promise<ProcessPage> {
+  const top = query.sort === "memory" ? PEER_ROWS_MAX : Math.min(PEER_ROWS_MAX, query.offset + query.limit);
+  const ask = new URLSearchParams({ rows: "1", top: String(top), q: query.q, state: query.state, node: query.node, pids: query.pids, sort: query.sort });
+  const memory = new Map(node.table.runningMemoryBytes());
+  const local = pageProcesses(localRows(node), { ...query, offset: 0, limit: top });
+  const pages = [local];
+  await Promise.all(
     node.peers.map(async (address) => {
       try {
-        const raw = await requestJson(node.dialer, address, "GET", `/dashboard/peer/local${rows ? "?rows=1" : ""}`);
-        const answer = parse(PeerLocalSchema, raw, `node ${address}'s dashboard answer`);
+        const answer = parse(PeerLocalSchema, await requestJson(node.dialer, address, "GET", `/dashboard/peer/local?${ask}`), `node ${address}'s dashboard answer`);
         for (const [pid, bytes] of Object.entries(answer.memory ?? {})) memory.set(pid, bytes);
-        return answer;
+        // A peer of an older version answers with every row: paged here instead.
+        pages.push(answer.page !== undefined ? { ...answer.page, offset: 0 } : pageProcesses(answer.rows ?? [], { ...query, offset: 0, limit: top }));
       } catch (err: unknown) {
-        // A peer that is down (or answers nonsense) is shown down; `ferry nodes` and the events say more.
+        // A peer that is down (or answers nonsense) lists nothing; the overview shows it down.
         node.log.debug({ address, err: errorField(err) }, "a peer did not answer the dashboard");
-        return { down: address };
       }
     }),
   );
-  const nodes: (NodeStats | NodeDown)[] = [localStats(node)];
-  const all: ProcessRow[] = rows ? localRows(node) : [];
-  for (const a of answers) {
-    if ("down" in a) nodes.push({ address: a.down, up: false });
-    else {
-      nodes.push(a.stats);
-      if (a.rows !== undefined) all.push(...a.rows);
-    }
+  const rows: ProcessRow[] = [];
+  const states: Record<string, number> = {};
+  let total = 0;
+  let all = 0;
+  for (const p of pages) {
+    total += p.total;
+    all += p.all;
+    for (const [state, n] of Object.entries(p.states)) states[state] = (states[state] ?? 0) + n;
+    rows.push(...p.rows);
   }
   // A row's memory comes from its runner, which may not be its home.
-  for (const r of all) if (r.memory_bytes === null && (r.state === "running" || r.state === "migrating")) r.memory_bytes = memory.get(r.pid) ?? null;
-  return { nodes, rows: all, memory };
+  for (const r of rows) if (r.memory_bytes === null && (r.state === "running" || r.state === "migrating")) r.memory_bytes = memory.get(r.pid) ?? null;
+  rows.sort(comparatorOf(query.sort));
+  return { total, all, offset: query.offset, rows: rows.slice(query.offset, query.offset + query.limit), states };
+}
+
+/** Every node's stats, this one's first; a peer that does not answer is down. */
+async function gather(node: FerryNode): Promise<(NodeStats | NodeDown)[]> {
+  const answers = await Promise.all(
+    node.peers.map(async (address): Promise<NodeStats | NodeDown> => {
+      try {
+        return parse(PeerLocalSchema, await requestJson(node.dialer, address, "GET", "/dashboard/peer/local"), `node ${address}'s dashboard answer`).stats;
+      } catch (err: unknown) {
+        // A peer that is down (or answers nonsense) is shown down; `ferry nodes` and the events say more.
+        node.log.debug({ address, err: errorField(err) }, "a peer did not answer the dashboard");
+        return { address, up: false };
+      }
+    }),
+  );
+  return [localStats(node), ...answers];
 }
 
 /** `GET /dashboard/api/overview`: every node's stats now. */
 export async function serveOverview(node: FerryNode, res: http.ServerResponse): Promise<void> {
-  const { nodes } = await gather(node, false);
+  const nodes = await gather(node);
   sendJson(res, 200, { node: node.name, time_unix_ms: Date.now(), nodes });
 }
 
 /** `GET /dashboard/api/processes?q=&state=&node=&sort=&offset=&limit=`: one page of the cluster's processes. */
 export async function serveProcesses(node: FerryNode, url: URL, res: http.ServerResponse): Promise<void> {
   const query = parse(ProcessQuerySchema, queryOf(url), "query");
-  const { rows } = await gather(node, true);
-  sendJson(res, 200, pageProcesses(rows, query));
+  sendJson(res, 200, await gatherPage(node, query));
 }

@@ -49,12 +49,12 @@ export function pageProcesses(rows: readonly ProcessRow[], query: ProcessQuery):
       (query.node === "" || r.node === query.node) &&
       (needle === "" || `${r.pid} ${r.module_name} ${r.args.join(" ")} ${r.node} ${r.state}`.toLowerCase().includes(needle)),
   );
-  kept.sort(comparator(query.sort));
+  kept.sort(comparatorOf(query.sort));
   return { total: kept.length, all: rows.length, offset: query.offset, rows: kept.slice(query.offset, query.offset + query.limit), states };
 }
 
-/** The order of one sort key; ties fall back to the pid's order, so pages never overlap or skip. */
-function comparator(sort: ProcessQuery["sort"]): (a: ProcessRow, b: ProcessRow) => number {
+/** The order of one sort key; ties fall back to the pid's order, so pages never overlap or skip (also merging nodes' pages). */
+export function comparatorOf(sort: ProcessQuery["sort"]): (a: ProcessRow, b: ProcessRow) => number {
   const by_pid = (a: ProcessRow, b: ProcessRow): number => comparePids(a.pid, b.pid);
   switch (sort) {
     case "pid":

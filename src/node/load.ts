@@ -86,6 +86,13 @@ const ACCEPTED_MOVE_MS = 5_000;
  */
 const REFUSED_AVOID_MS = 2_000;
 
+/**
+ * Least time between a round and one run early because work arrived: a
+ * burst of starts spreads at once (not up to an interval later), but a
+ * steady trickle of arrivals does not gossip more than every slice.
+ */
+const EARLY_ROUND_GAP_MS = 100;
+
 /** One node's row of `GET /v1/nodes`'s load columns. */
 export interface LoadRow {
   cpus: number;
@@ -136,6 +143,8 @@ export class LoadModule {
   readonly #refused = new Map<string, number>();
   /** Measured page transfer rate of this node's migrations (bytes/s), smoothed; the model's default until one is measured. */
   transfer_bytes_per_s: number;
+  /** Measured fixed cost of this node's moves (request to running, less the pages' transfer), smoothed; null until one is measured (the model's `setup_ms` then). */
+  setup_ms: number | null = null;
   /** Idle nodes in pack mode, as last reported. */
   idle: string[] = [];
   #timers: NodeJS.Timeout[] = [];
@@ -163,6 +172,7 @@ export class LoadModule {
 
   /** Starts the scheduler's slices and the load rounds; `round` is the balancer's. */
   start(round: () => Promise<void>): void {
+    this.#round = round;
     this.metrics ??= new LoadMetrics(this.#node.metrics.registry, {
       load: () => this.measure(),
       guests: () => this.scheduler.sample,
@@ -173,19 +183,28 @@ export class LoadModule {
       dirtyRates: () => this.dirty.rates(),
     });
     this.#timers.push(setInterval(() => this.slice(), SLICE_MS));
-    let busy = false;
-    this.#timers.push(
-      setInterval(() => {
-        if (busy) return; // a slow round (a peer timing out) is not run twice at once
-        busy = true;
-        round()
-          .catch((err: unknown) => this.#node.log.warn({ err: errorField(err) }, "a load round failed"))
-          .finally(() => {
-            busy = false;
-          });
-      }, this.interval_ms),
-    );
+    this.#timers.push(setInterval(() => this.#runRound(), this.interval_ms));
     for (const t of this.#timers) t.unref();
+  }
+
+  #round: (() => Promise<void>) | null = null;
+  #round_busy = false;
+  #round_ms = -Infinity;
+  /** Processes here at the start of the last round: more now means work arrived. */
+  #round_processes = 0;
+
+  /** Runs a round unless one is under way (a slow round, a peer timing out, is not run twice at once). */
+  #runRound(): void {
+    const round = this.#round;
+    if (round === null || this.#round_busy) return;
+    this.#round_busy = true;
+    this.#round_ms = performance.now();
+    this.#round_processes = this.#node.table.running_count + this.#node.standbys.count;
+    round()
+      .catch((err: unknown) => this.#node.log.warn({ err: errorField(err) }, "a load round failed"))
+      .finally(() => {
+        this.#round_busy = false;
+      });
   }
 
   /** Stops both loops and lets every guest compute. */
@@ -222,7 +241,10 @@ export class LoadModule {
 
   /** One scheduling slice: measure the guests and give the cores out. */
   slice(): void {
-    this.scheduler.pass(this.#node.table.runningAll().map((r) => r.proc), performance.now());
+    const now = performance.now();
+    this.scheduler.pass(this.#node.table.runningAll().map((r) => r.proc), now);
+    // Work arrived and waits for a core: decide now rather than up to an interval later (the skewed batch's first moves).
+    if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound();
   }
 
   get labels(): Labels {
