@@ -12,7 +12,6 @@
  * state; the time from the kill to the process running again is printed.
  */
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../src/directory/mod.js";
@@ -21,6 +20,7 @@ import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
 import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
+import { tapEvents } from "./_events.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
@@ -61,6 +61,21 @@ async function crash(node: NodeProc): Promise<number> {
   return at;
 }
 
+/**
+ * Kills `node` (`kill -9`) the moment it publishes that it took checkpoint
+ * `seq` (or a later one) of `pid`: the keeper has just stored it, and the
+ * home has not recorded it yet. A failover must not depend on when it dies.
+ */
+async function crashAfterCheckpoint(node: NodeProc, pid: string, seq: number): Promise<number> {
+  const tap = await tapEvents(node.address, "/v1/events?local=1&follow=1");
+  try {
+    await tap.until((e, d) => e.event === "checkpoint.taken" && d["pid"] === pid && Number(d["checkpoint"]) >= seq);
+    return await crash(node);
+  } finally {
+    tap.close();
+  }
+}
+
 async function allAlive(nodes: NodeProc[]): Promise<void> {
   for (const n of nodes) {
     await until(`${n.name} to see all three alive`, async () => (await json<{ state: string | null }[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === nodes.length);
@@ -93,7 +108,7 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
     return l !== null && l.runner === "n2" && l.seq >= 2 && l.stdout_bytes > 100 && r?.last_checkpoint?.moves === 1 ? l : undefined;
   });
   assert.equal(last.keeper, "n3");
-  const killed_at = await crash(n2);
+  const killed_at = await crashAfterCheckpoint(n2, pid, last.seq + 1);
   const resumed = await until(
     "the process to run again on n3",
     async () => {
@@ -138,18 +153,13 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
   const program = ["60", String(EXIT_CODE)];
   const expected = await undisturbed(n3.address, sha, program);
   const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
-  const keeper = await until("checkpoints of it recorded in the directory", async () => {
+  const { keeper, seq } = await until("checkpoints of it recorded in the directory", async () => {
     const r = await directory.process(pid);
-    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.node : undefined;
+    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? { keeper: r.last_checkpoint.node, seq: r.last_checkpoint.seq } : undefined;
   });
   const other = keeper === "n1" ? n2 : n1;
-  // Killed just after the keeper's output replica caught up with a checkpoint: a home that dies between a
-  // checkpoint stored and its output replicated ends the process lost, not resumed with a gap (docs/directory.md).
-  const replica = path.join(cluster.dir, keeper, "replicas", `${pid}.json`);
-  const written = (): number => (fs.existsSync(replica) ? fs.statSync(replica).mtimeMs : 0);
-  const before = written();
-  await until(`the output replica of ${pid} on ${keeper} to catch up with a checkpoint`, () => written() !== before);
-  const killed_at = await crash(n3);
+  // Killed the moment a checkpoint is stored, before the home has recorded it: its output is on the keeper already.
+  const killed_at = await crashAfterCheckpoint(n3, pid, seq + 1);
   const moved = await until(
     "the directory to name its new home",
     async () => {

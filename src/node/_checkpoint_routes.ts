@@ -24,6 +24,7 @@ import { CheckpointRecordSchema, type CheckpointRecord } from "./_checkpoint_rec
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import type { KeptCheckpoint } from "./_checkpoint_store.js";
 import { checkpointToDirectory } from "./_failover.js";
+import { replicaRewound } from "./_output_replica.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -135,9 +136,10 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
     throw new FerryError("ERR_NOT_RUNNER", `${record.pid} runs on ${home.node} (move ${home.moves}); a checkpoint taken by ${record.runner} at move ${record.moves} is refused`);
   }
   const prev = node.checkpoint_records.put(record);
-  checkpointToDirectory(node, record);
+  const written = checkpointToDirectory(node, record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
-  if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);
+  // Once the directory names the new keeper: until then failover may look for the old chain.
+  if (prev !== undefined && prev.keeper !== record.keeper) void written.then(() => dropChain(node, prev));
 }
 
 /** The process ended: its record goes, and its chain with it (retention: nothing is kept of an ended process). */
@@ -189,6 +191,7 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     } catch (cause: unknown) {
       throw new FerryError("ERR_PROCESS_STATE", `the output of ${pid} cannot resume where its checkpoint does: ${(cause as Error).message}`, { cause });
     }
+    replicaRewound(node, pid, offsets);
     // What the checkpoint covers is stored: readers may see it.
     record.output.commit(offsets);
     const moves = record.moves + 1;

@@ -24,7 +24,8 @@ import type { FerryNode } from "./node.js";
 import type { NodeDeadEvent, NodeDirectory } from "./cluster_directory.js";
 import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
-import { adoptHere, replicateOutput } from "./_home_failover.js";
+import { adoptHere } from "./_home_failover.js";
+import { replicaKeeperIs } from "./_output_replica.js";
 
 /** Subscribes node `node` to the deaths `cluster` declares (before it joins: no death goes unseen). */
 export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
@@ -36,11 +37,14 @@ export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
 /**
  * The home's report of a checkpoint recorded (docs/checkpoints.md step 7)
  * reaches the directory as the process's `last_checkpoint`, so any node can
- * see what failover may resume it from.
+ * see what failover may resume it from. Resolves once the directory has it
+ * (or gave up): only then may what an older keeper holds go, since until
+ * then failover may look for it there.
  */
-export function checkpointToDirectory(node: FerryNode, record: CheckpointRecord): void {
-  node.cluster?.checkpointed(record.pid, record.moves, { node: record.keeper, seq: record.seq, moves: record.moves });
-  replicateOutput(node, record);
+export async function checkpointToDirectory(node: FerryNode, record: CheckpointRecord): Promise<void> {
+  if (node.cluster === null) return;
+  await node.cluster.checkpointed(record.pid, record.moves, { node: record.keeper, seq: record.seq, moves: record.moves });
+  replicaKeeperIs(node, record.pid, record.keeper);
 }
 
 /** What this node did for one process of a dead node. */

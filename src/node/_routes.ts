@@ -22,7 +22,8 @@ import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_lo
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
 import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
-import { movedHome, replicaRoute } from "./_home_failover.js";
+import { movedHome } from "./_home_failover.js";
+import { replicaRoute } from "./_output_replica.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;

@@ -125,9 +125,9 @@ export class NodeDirectory {
     });
   }
 
-  /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it), in the background. */
-  checkpointed(pid: string, moves: number, ref: CheckpointRef): void {
-    this.#queue(pid, `record the checkpoint of ${pid}`, async () => {
+  /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it); resolves once written (or given up). */
+  checkpointed(pid: string, moves: number, ref: CheckpointRef): Promise<void> {
+    return this.#queue(pid, `record the checkpoint of ${pid}`, async () => {
       const result = await this.directory.updateProcess(pid, moves, { last_checkpoint: ref });
       if (!result.ok && result.reason !== "ended") {
         this.#host.log.warn({ pid, moves, reason: result.reason, recorded: result.current }, `the directory did not take checkpoint ${ref.seq} of ${pid} (${result.reason})`);

@@ -43,7 +43,7 @@ import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
 import { startFailover } from "./_failover.js";
-import { replicaEnded } from "./_home_failover.js";
+import { replicaEnded } from "./_output_replica.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;
