@@ -25,6 +25,7 @@ import { RunningAnswerSchema } from "./_internal_schemas.js";
 import type { KeptCheckpoint } from "./_checkpoint_store.js";
 import { checkpointToDirectory } from "./_failover.js";
 import { replicaRewound } from "./_output_replica.js";
+import { dropCopy, fencedAway, FenceSchema } from "./_fence.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -108,6 +109,16 @@ export async function checkpointInternalRoute(
     sendJson(res, 200, await restoreFromHere(node, pid, await readRequest(req, KeeperRestoreSchema)));
     return true;
   }
+  if (what === "fence" && method === "POST") {
+    const body = await readRequest(req, FenceSchema);
+    // Only what the directory records: no node can make another drop a copy the cluster still counts on.
+    const record = await node.cluster?.directory.process(pid);
+    if (record === undefined || record === null || record.moves < body.moves || (record.moves === body.moves && record.runner !== body.to)) {
+      throw new FerryError("ERR_LOCATION_STALE", `the directory does not record move ${body.moves} of ${pid} to ${body.to}`);
+    }
+    sendJson(res, 200, { pid, dropped: await dropCopy(node, pid, body.moves, body.to, `node ${peer?.name ?? "?"} claimed move ${body.moves} of it, to ${body.to}`) });
+    return true;
+  }
   if (what === "ckpt-drop" && method === "POST") {
     const body = await readRequest(req, DropSchema);
     sendJson(res, 200, { pid, dropped: await node.checkpoint_store.drop(pid, body.chain) });
@@ -167,9 +178,10 @@ const restoring = new WeakSet<HomeRecord>();
  * keeper), with the same pid and its move counter plus one. Refused while the
  * node it runs on says it still runs it. The output past the checkpoint was
  * never released (output commit) and is cut off: the resumed process writes
- * it again.
+ * it again. `claimed`: failover claimed the move in the directory and fenced
+ * the old runner already, which then no longer counts, answering or not.
  */
-export async function restoreProcess(node: FerryNode, record: HomeRecord, body: v.InferOutput<typeof RestoreRequestSchema>): Promise<RestoreResult> {
+export async function restoreProcess(node: FerryNode, record: HomeRecord, body: v.InferOutput<typeof RestoreRequestSchema> & { claimed?: boolean }): Promise<RestoreResult> {
   const t0 = performance.now();
   const pid = record.pid;
   if (record.exit !== null) throw new FerryError("ERR_PROCESS_ENDED", `${pid} has ended (${record.state})`);
@@ -179,7 +191,7 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
   restoring.add(record);
   try {
     const from = record.node;
-    if (await stillRuns(node, from, pid)) throw new FerryError("ERR_PROCESS_STATE", `${pid} still runs on ${from}: exactly one copy may run, so it is not restored`);
+    if (body.claimed !== true && (await stillRuns(node, from, pid))) throw new FerryError("ERR_PROCESS_STATE", `${pid} still runs on ${from}: exactly one copy may run, so it is not restored`);
     const to = body.to ?? last.keeper;
     const keeper = await node.addressOf(last.keeper);
     const kept = parse(KeptSchema, await requestJson(node.dialer, keeper, "GET", `/v1/internal/ckpt/${pid}`, { expect: nodeNamed(last.keeper) }), `node ${last.keeper}'s checkpoint`, { code: "ERR_PEER_UNREACHABLE" }) as Pick<KeptCheckpoint, "chain" | "seq" | "stdout_bytes" | "stderr_bytes">;
@@ -197,6 +209,7 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     const moves = record.moves + 1;
     await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS });
     node.table.acceptRestore(record, to, moves);
+    fencedAway(record, from);
     // The cluster directory learns the move too (failover has claimed it there already: then this write finds it done).
     await node.cluster?.moved(pid, to, moves);
     const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: performance.now() - t0 };

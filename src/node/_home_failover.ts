@@ -25,6 +25,7 @@ import type { NodeDirectory } from "./cluster_directory.js";
 import { restoreFromHere } from "./_checkpoint_routes.js";
 import { SavedHomeSchema } from "./node_state.js";
 import { removeReplica, replicaPath, STREAMS } from "./_output_replica.js";
+import { fenceRunner } from "./_fence.js";
 
 /**
  * Becomes home to `record` (its home and runner declared dead) and resumes
@@ -49,6 +50,8 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   const moves = record.moves + 1;
   const claim = await cluster.directory.updateProcess(pid, record.moves, { home: node.name, runner: node.name, moves });
   if (!claim.ok) return { skipped: `the directory did not take ${pid}'s new home (${claim.reason}): another writer moved it on` };
+  // Its runner may live (only its home died), or be only cut off: its copy goes before this one resumes.
+  await fenceRunner(node, record.runner, pid, moves, node.name);
   const out = path.join(node.data_dir, "output");
   fs.mkdirSync(out, { recursive: true });
   for (const s of STREAMS) {

@@ -31,6 +31,8 @@ export interface NodeDeadEvent {
   checkpointed: ProcessRecord[];
   /** Pids this node marked `lost` (it was responsible for them and they had no checkpoint). */
   lost: string[];
+  /** Processes whose home was the dead node and that run on a live one, with a checkpoint (failover moves their home). */
+  orphaned: ProcessRecord[];
 }
 
 /** A subscriber to deaths; its failure is logged, never stops the others. */
@@ -92,6 +94,11 @@ export class NodeDirectory {
     await this.membership.stop(true);
     await Promise.allSettled([...this.#writes.values()]);
     await this.directory.close();
+  }
+
+  /** Whether this node is leaving the directory (or has left). */
+  get stopping(): boolean {
+    return this.#stopping;
   }
 
   /** Whether the directory says node `name` is dead (unknown names are not). */
@@ -206,6 +213,7 @@ export class NodeDirectory {
     }
     const failover = this.onNodeDead.size > 0;
     const checkpointed = failover ? running.filter((r) => r.last_checkpoint !== null) : [];
+    const orphaned = failover ? (await this.directory.processes({ home: name })).filter((r) => r.state === "running" && r.runner !== name && r.last_checkpoint !== null) : [];
     const lost: string[] = [];
     const alive = this.membership
       .members()
@@ -233,7 +241,7 @@ export class NodeDirectory {
     if (lost.length > 0) this.#host.log.warn({ peer: name, lost }, `marked ${lost.length} process(es) of node ${name} lost`);
     for (const listener of this.onNodeDead) {
       try {
-        await listener({ name, address, reason: why, checkpointed, lost });
+        await listener({ name, address, reason: why, checkpointed, lost, orphaned });
       } catch (err: unknown) {
         this.#host.log.error({ peer: name, err: errorField(err) }, "an onNodeDead subscriber failed");
       }
