@@ -38,6 +38,44 @@ directoryConformance("etcd", {
   },
 });
 
+describe("etcd over TLS (etcds://), with client certificates", { skip: missing }, () => {
+  let secure: TestEtcd;
+  before(async () => {
+    secure = await startEtcd({ tls: true });
+  });
+  after(async () => {
+    await secure?.stop();
+  });
+
+  it("works through --directory etcds://...?ca=&cert=&key=, and etcd refuses a client without TLS or without a client certificate", async () => {
+    const directory = await openDirectory(secure.directoryUrl("/tls-test/"), null);
+    try {
+      await directory.createProcess({ pid: "n1-1", home: "n1" });
+      const lease = await directory.grantLease({ name: "n1", address: "127.0.0.1:1" }, 1000);
+      assert.equal((await directory.process("n1-1"))?.home, "n1");
+      assert.deepEqual((await directory.members()).map((m) => [m.name, m.state]), [["n1", "alive"]]);
+      await directory.revokeLease(lease.id);
+    } finally {
+      await directory.close();
+    }
+    const tls = secure.tls as { ca: string; cert: string; key: string };
+    for (const url of [`etcd://${secure.endpoint}/tls-test/`, `etcds://${secure.endpoint}/tls-test/?ca=${encodeURIComponent(tls.ca)}`]) {
+      const plain = await openDirectory(url, null);
+      try {
+        await assert.rejects(plain.process("n1-1"), code("ERR_DIRECTORY_UNAVAILABLE"), url);
+      } finally {
+        await plain.close();
+      }
+    }
+  });
+
+  it("refuses etcds:// without a CA, with a certificate but no key, or with an unknown option", async () => {
+    for (const url of [`etcds://${secure.endpoint}`, `etcds://${secure.endpoint}?ca=/x&cert=/y`, `etcds://${secure.endpoint}?ca=/x&verify=no`, `etcd://${secure.endpoint}?ca=/x`, `etcds://${secure.endpoint}?ca=/no/such/file`]) {
+      await assert.rejects(openDirectory(url, null), code("ERR_DIRECTORY_URL"), url);
+    }
+  });
+});
+
 // The protocol, without TLS: with it a node may take a lease only in its own name, which the suite's many names are not.
 directoryConformance("served (HTTP)", {
   ttl_ms: 300,

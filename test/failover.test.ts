@@ -12,21 +12,21 @@
  * state; the time from the kill to the process running again is printed.
  */
 import assert from "node:assert/strict";
-import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../src/directory/mod.js";
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { json, NODE_ARGS_DEFAULT, outputOf, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
+import { tapEvents } from "./_events.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
 
-/** Short leases, so a death is declared about a second after the kill. */
-const DEAD_AFTER_MS = 1000;
+/** Leases short enough that a death is declared soon after the kill, long enough that a node on a loaded machine keeps renewing its lease (a node wrongly declared dead loses its processes without checkpoints). */
+const DEAD_AFTER_MS = 3000;
 /** Checkpoints often enough that several are taken before the kill. */
 const CHECKPOINT_EVERY_MS = 150;
 /** The exit status the program ends with: the resumed copy must report it. */
@@ -61,6 +61,22 @@ async function crash(node: NodeProc): Promise<number> {
   return at;
 }
 
+/**
+ * Kills `node` (`kill -9`) the moment `runner` (by default `node` itself)
+ * publishes that it took checkpoint `seq` (or a later one) of `pid`: the
+ * keeper has just stored it, and the home has not recorded it yet. A
+ * failover must not depend on when it dies.
+ */
+async function crashAfterCheckpoint(node: NodeProc, pid: string, seq: number, runner: NodeProc = node): Promise<number> {
+  const tap = await tapEvents(runner.address, "/v1/events?local=1&follow=1");
+  try {
+    await tap.until((e, d) => e.event === "checkpoint.taken" && d["pid"] === pid && Number(d["checkpoint"]) >= seq);
+    return await crash(node);
+  } finally {
+    tap.close();
+  }
+}
+
 async function allAlive(nodes: NodeProc[]): Promise<void> {
   for (const n of nodes) {
     await until(`${n.name} to see all three alive`, async () => (await json<{ state: string | null }[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === nodes.length);
@@ -93,7 +109,7 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
     return l !== null && l.runner === "n2" && l.seq >= 2 && l.stdout_bytes > 100 && r?.last_checkpoint?.moves === 1 ? l : undefined;
   });
   assert.equal(last.keeper, "n3");
-  const killed_at = await crash(n2);
+  const killed_at = await crashAfterCheckpoint(n2, pid, last.seq + 1);
   const resumed = await until(
     "the process to run again on n3",
     async () => {
@@ -138,18 +154,13 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
   const program = ["60", String(EXIT_CODE)];
   const expected = await undisturbed(n3.address, sha, program);
   const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
-  const keeper = await until("checkpoints of it recorded in the directory", async () => {
+  const { keeper, seq } = await until("checkpoints of it recorded in the directory", async () => {
     const r = await directory.process(pid);
-    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.node : undefined;
+    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? { keeper: r.last_checkpoint.node, seq: r.last_checkpoint.seq } : undefined;
   });
   const other = keeper === "n1" ? n2 : n1;
-  // Killed just after the keeper's output replica caught up with a checkpoint: a home that dies between a
-  // checkpoint stored and its output replicated ends the process lost, not resumed with a gap (docs/directory.md).
-  const replica = path.join(cluster.dir, keeper, "replicas", `${pid}.json`);
-  const written = (): number => (fs.existsSync(replica) ? fs.statSync(replica).mtimeMs : 0);
-  const before = written();
-  await until(`the output replica of ${pid} on ${keeper} to catch up with a checkpoint`, () => written() !== before);
-  const killed_at = await crash(n3);
+  // Killed the moment a checkpoint is stored, before the home has recorded it: its output is on the keeper already.
+  const killed_at = await crashAfterCheckpoint(n3, pid, seq + 1);
   const moved = await until(
     "the directory to name its new home",
     async () => {
@@ -215,6 +226,108 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
   assert.equal(await finish(calm_pong), b);
 }
 
+/** Starts node `i` of the cluster again on its data directory if it is dead. */
+async function revive(cluster: Cluster, i: number, args: readonly string[]): Promise<NodeProc> {
+  const old = cluster.nodes[i] as NodeProc;
+  if (old.child.exitCode === null && old.child.signalCode === null) return old;
+  const peers = cluster.nodes.filter((_, j) => j !== i).map((n) => n.address);
+  cluster.nodes[i] = await startNode(old.name, Number(old.address.split(":")[1]), peers, path.join(cluster.dir, old.name), args);
+  return cluster.nodes[i] as NodeProc;
+}
+
+/**
+ * Only the home dies: n1 starts a checkpointed process (home n1), moves it
+ * to n2 (runner); its checkpoints go to n3. n1 is killed the moment a
+ * checkpoint is stored: n3, the keeper, becomes its home, n2 drops its copy,
+ * and n3 resumes it from the checkpoint; `ps`, `wait` and `logs` from both
+ * live nodes give the output and status of an undisturbed run.
+ */
+async function homeOnlyKilled(cluster: Cluster, directory: Directory, args: readonly string[]): Promise<void> {
+  await revive(cluster, 0, args);
+  await revive(cluster, 1, args);
+  await revive(cluster, 2, args);
+  const [n1, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  await allAlive(cluster.nodes);
+  const sha = await upload(n1.address, compute);
+  const program = ["60", String(EXIT_CODE)];
+  const expected = await undisturbed(n1.address, sha, program);
+  const { pid } = await run(n1.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS, node: "n1" });
+  await json(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const seq = await until("checkpoints taken on n2, kept on n3, recorded in the directory", async () => {
+    const r = await directory.process(pid);
+    return r?.runner === "n2" && r.last_checkpoint !== null && r.last_checkpoint.moves === 1 && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.seq : undefined;
+  });
+  assert.equal((await directory.process(pid))?.last_checkpoint?.node, "n3");
+  await crashAfterCheckpoint(n1, pid, seq + 1, n2);
+  const moved = await until(
+    "the directory to name n3 its home",
+    async () => {
+      const r = await directory.process(pid);
+      return r !== null && (r.home !== "n1" || r.state !== "running") ? r : undefined;
+    },
+    30_000,
+  );
+  assert.deepEqual([moved.home, moved.runner, moved.state], ["n3", "n3", "running"], moved.reason ?? "");
+  await until("n2 to drop its copy", async () => ((await runsOn(n2.address, pid)) ? undefined : true));
+  for (const n of [n2, n3]) {
+    assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE }, `wait from ${n.name}`);
+    const got = await outputOf(n.address, pid);
+    assert.equal(got.stdout.toString(), expected.stdout.toString(), `stdout from ${n.name}: no gap, no duplicate`);
+    assert.equal(got.stderr.toString(), expected.stderr.toString(), `stderr from ${n.name}: no gap, no duplicate`);
+    const listed = (await json<Info[]>(n.address, "GET", "/v1/processes")).filter((p) => p.pid === pid);
+    assert.deepEqual(listed.map((p) => [p.home, p.node]), [["n3", "n3"]], `ps from ${n.name}`);
+  }
+}
+
+/**
+ * Fencing: the runner is cut off, not dead. n3 starts a checkpointed
+ * process (home n3) and moves it to n2; its checkpoints go to n1. n2 is
+ * stopped (SIGSTOP) the moment a checkpoint is stored: its lease runs out,
+ * n3 resumes the process on n1. Then n2 goes on (SIGCONT): it must drop its
+ * copy, and the output must be that of an undisturbed run, nothing twice.
+ */
+async function runnerCutOff(cluster: Cluster, directory: Directory, args: readonly string[]): Promise<void> {
+  for (let i = 0; i < 3; i += 1) await revive(cluster, i, args);
+  const [, n2, n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  await allAlive(cluster.nodes);
+  const sha = await upload(n3.address, compute);
+  const program = ["60", String(EXIT_CODE)];
+  const expected = await undisturbed(n3.address, sha, program);
+  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS, node: "n3" });
+  await json(n3.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const seq = await until("checkpoints taken on n2, kept on n1, recorded in the directory", async () => {
+    const r = await directory.process(pid);
+    return r?.runner === "n2" && r.last_checkpoint !== null && r.last_checkpoint.moves === 1 && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.seq : undefined;
+  });
+  assert.equal((await directory.process(pid))?.last_checkpoint?.node, "n1");
+  const tap = await tapEvents(n2.address, "/v1/events?local=1&follow=1");
+  try {
+    await tap.until((e, d) => e.event === "checkpoint.taken" && d["pid"] === pid && Number(d["checkpoint"]) >= seq + 1);
+    n2.child.kill("SIGSTOP");
+  } finally {
+    tap.close();
+  }
+  try {
+    await until(
+      "the process to be resumed on n1",
+      async () => {
+        const r = await directory.process(pid);
+        return r !== null && (r.runner === "n1" || r.state !== "running") ? r : undefined;
+      },
+      30_000,
+    );
+  } finally {
+    n2.child.kill("SIGCONT");
+  }
+  await until("n2 to drop its copy once it runs again", async () => ((await runsOn(n2.address, pid)) ? undefined : true), 30_000);
+  assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
+  const info = await json<Info>(n3.address, "GET", `/v1/processes/${pid}`);
+  assert.deepEqual([info.home, info.node, info.moves], ["n3", "n1", 2]);
+  const got = await outputOf(n3.address, pid);
+  assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, nothing twice");
+  assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, nothing twice");
+}
+
 describe("failover, embedded directory, three node daemons", () => {
   let directory: MemoryDirectory;
   let server: DirectoryServer;
@@ -243,6 +356,14 @@ describe("failover, embedded directory, three node daemons", () => {
 
   it("a link pair exchanging numbered messages through a failover of the receiver's runner: each message exactly once, in order", async () => {
     await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+
+  it("kill -9 of a checkpointed process's home while its runner lives: the keeper becomes its home, the runner drops its copy, ps, wait and logs from every live node give an undisturbed run's", async () => {
+    await homeOnlyKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+
+  it("fencing: a runner stopped past its lease and then going on drops its copy; the process resumed elsewhere ends with an undisturbed run's output, nothing twice", async () => {
+    await runnerCutOff(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
   });
 });
 

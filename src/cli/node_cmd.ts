@@ -96,7 +96,8 @@ Options:
                          ferry run without --node) (default off).
   --directory URL        Join the cluster directory (docs/directory.md):
                          etcd://HOST:PORT,... (a path names the key prefix,
-                         default /ferry/), or the https://HOST:PORT ferry up
+                         default /ferry/; etcds://...?ca=FILE[&cert=FILE&key=FILE]
+                         for TLS to etcd), or the https://HOST:PORT ferry up
                          serves. Members' addresses become peers; when a node
                          is declared dead, what ran there without a checkpoint
                          is marked lost. Without it, as before: no membership.
@@ -146,7 +147,7 @@ Options:
   --directory URL        The cluster directory the nodes join: by default an
                          embedded one this process keeps in DATA/directory.json
                          and serves to its nodes (mutual TLS); etcd://HOST:PORT,...
-                         to use etcd instead.
+                         (or etcds://...?ca=FILE[&cert=FILE&key=FILE]) to use etcd instead.
 ${DIRECTORY_HELP}${LIMIT_HELP}  -h, --help             Show this help.
 `;
 
@@ -402,7 +403,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   try {
     const given_directory = optionValue(parsed, "directory");
     if (given_directory !== undefined) {
-      if (!given_directory.startsWith("etcd://")) throw new UsageError("ferry up --directory takes etcd://HOST:PORT,...; without it, ferry up serves an embedded directory");
+      if (!/^etcds?:\/\//.test(given_directory)) throw new UsageError("ferry up --directory takes etcd://HOST:PORT,... or etcds://...; without it, ferry up serves an embedded directory");
       shared.push("--directory", given_directory);
     } else {
       // The embedded directory lives here, in the supervisor, so no node's death takes it along.

@@ -41,6 +41,12 @@ export interface EtcdOptions {
   endpoints: string[];
   /** Keys live under this prefix (default "/ferry/"), so clusters (and tests) can share one etcd. */
   prefix?: string;
+  /**
+   * TLS to etcd (`etcds://`): the CA that signed etcd's certificate (PEM),
+   * and, for etcd's client-certificate authentication, this client's
+   * certificate chain and key (PEM). Absent: plain gRPC.
+   */
+  tls?: { ca_pem: Buffer; cert_pem?: Buffer; key_pem?: Buffer };
 }
 
 /** The etcd directory. */
@@ -54,8 +60,10 @@ export class EtcdDirectory implements Directory {
   constructor(options: EtcdOptions) {
     this.#prefix = options.prefix ?? "/ferry/";
     this.#what = `etcd at ${options.endpoints.join(",")}`;
+    const tls = options.tls;
     this.#client = new Etcd3({
-      hosts: options.endpoints.map((e) => `http://${e}`),
+      hosts: options.endpoints.map((e) => `${tls === undefined ? "http" : "https"}://${e}`),
+      ...(tls === undefined ? {} : { credentials: { rootCertificate: tls.ca_pem, ...(tls.cert_pem !== undefined ? { certChain: tls.cert_pem } : {}), ...(tls.key_pem !== undefined ? { privateKey: tls.key_pem } : {}) } }),
       dialTimeout: ETCD_CALL_TIMEOUT_MS,
       // Every call has a deadline: an etcd that does not answer makes the call fail, never hang.
       defaultCallOptions: () => ({ deadline: Date.now() + ETCD_CALL_TIMEOUT_MS }),

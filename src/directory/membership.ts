@@ -50,6 +50,14 @@ export class Membership {
   #unwatch: (() => void) | null = null;
   #stopped = false;
   #renewing = false;
+  /**
+   * Until when (performance.now() ms) this node's lease surely holds: the
+   * moment the last grant or renewal that succeeded was *sent*, plus the
+   * lease's length. The directory counts from when it got the request, later
+   * than that, so past this moment the cluster may already take this node
+   * for dead (fencing: `src/node/_fence.ts`).
+   */
+  #valid_until_ms = -Infinity;
 
   constructor(directory: Directory, options: MembershipOptions) {
     this.directory = directory;
@@ -62,6 +70,16 @@ export class Membership {
   /** The lease held now (null before start, or while it is being taken again). */
   get lease(): Lease | null {
     return this.#lease;
+  }
+
+  /** How long this node's lease surely holds yet, in ms (0 or less: it may have run out, and the cluster may take this node for dead). */
+  leaseLeftMs(): number {
+    return this.#lease === null ? 0 : this.#valid_until_ms - performance.now();
+  }
+
+  /** The length of this node's lease, in ms. */
+  get ttl_ms(): number {
+    return this.#ttl_ms;
   }
 
   /** The members as last seen. */
@@ -115,7 +133,9 @@ export class Membership {
   }
 
   async #grant(): Promise<void> {
+    const sent = performance.now();
     this.#lease = await this.directory.grantLease({ name: this.name, address: this.#address }, this.#ttl_ms);
+    this.#valid_until_ms = sent + this.#lease.ttl_ms;
     this.#log.info({ lease: this.#lease.id, ttl_ms: this.#lease.ttl_ms, directory: this.directory.kind }, `holding lease ${this.#lease.id} in the directory (${this.#lease.ttl_ms} ms)`);
   }
 
@@ -125,7 +145,11 @@ export class Membership {
     this.#renewing = true;
     try {
       if (this.#lease === null) await this.#grant();
-      else await this.directory.keepAlive(this.#lease.id);
+      else {
+        const sent = performance.now();
+        await this.directory.keepAlive(this.#lease.id);
+        this.#valid_until_ms = sent + this.#lease.ttl_ms;
+      }
     } catch (err: unknown) {
       if (err instanceof FerryError && err.code === "ERR_LEASE_EXPIRED") {
         this.#log.error({ err: errorField(err) }, "this node's lease ran out: the cluster has declared it dead. Taking a new lease");

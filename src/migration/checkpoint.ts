@@ -95,11 +95,14 @@ export interface CheckpointSide {
   /** The process's links: frozen for the capture, taken up again at once. */
   links?: { freeze(): void; capture(): unknown; resume(): void };
   /**
-   * Resolves once all output written so far has reached the home. Called
-   * after the pause and before the image goes out: a stored checkpoint's
-   * output is then always at the home, so a restart from it leaves no gap.
+   * Resolves once all output written so far (at least `covered`, the offsets
+   * the checkpoint covers) has reached the home, and wherever else it must
+   * be before the checkpoint counts as stored (the home's replica on the
+   * keeper, with a cluster directory). Called after the pause and before the
+   * image goes out: a stored checkpoint's output is then always at the home
+   * and its replica, so a restart from it leaves no gap.
    */
-  flushOutput?(): Promise<void>;
+  flushOutput?(covered: { stdout_bytes: number; stderr_bytes: number }): Promise<void>;
 }
 
 /**
@@ -149,7 +152,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
     await side.proc.resume();
   }
   const pause_ms = performance.now() - stopped_at;
-  await side.flushOutput?.();
+  await side.flushOutput?.(image.streams);
   const last = await sendPages(conn, final, { digest });
   // Every page went in PAGES frames (zero pages too: they clear an older copy); the image carries the size only.
   image.memory = { size_bytes: image.memory.size_bytes, pages: () => [] };

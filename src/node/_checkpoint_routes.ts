@@ -24,6 +24,8 @@ import { CheckpointRecordSchema, type CheckpointRecord } from "./_checkpoint_rec
 import { RunningAnswerSchema } from "./_internal_schemas.js";
 import type { KeptCheckpoint } from "./_checkpoint_store.js";
 import { checkpointToDirectory } from "./_failover.js";
+import { replicaRewound } from "./_output_replica.js";
+import { dropCopy, fencedAway, FenceSchema } from "./_fence.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -107,6 +109,16 @@ export async function checkpointInternalRoute(
     sendJson(res, 200, await restoreFromHere(node, pid, await readRequest(req, KeeperRestoreSchema)));
     return true;
   }
+  if (what === "fence" && method === "POST") {
+    const body = await readRequest(req, FenceSchema);
+    // Only what the directory records: no node can make another drop a copy the cluster still counts on.
+    const record = await node.cluster?.directory.process(pid);
+    if (record === undefined || record === null || record.moves < body.moves || (record.moves === body.moves && record.runner !== body.to)) {
+      throw new FerryError("ERR_LOCATION_STALE", `the directory does not record move ${body.moves} of ${pid} to ${body.to}`);
+    }
+    sendJson(res, 200, { pid, dropped: await dropCopy(node, pid, body.moves, body.to, `node ${peer?.name ?? "?"} claimed move ${body.moves} of it, to ${body.to}`) });
+    return true;
+  }
   if (what === "ckpt-drop" && method === "POST") {
     const body = await readRequest(req, DropSchema);
     sendJson(res, 200, { pid, dropped: await node.checkpoint_store.drop(pid, body.chain) });
@@ -135,9 +147,10 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
     throw new FerryError("ERR_NOT_RUNNER", `${record.pid} runs on ${home.node} (move ${home.moves}); a checkpoint taken by ${record.runner} at move ${record.moves} is refused`);
   }
   const prev = node.checkpoint_records.put(record);
-  checkpointToDirectory(node, record);
+  const written = checkpointToDirectory(node, record);
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
-  if (prev !== undefined && prev.keeper !== record.keeper) dropChain(node, prev);
+  // Once the directory names the new keeper: until then failover may look for the old chain.
+  if (prev !== undefined && prev.keeper !== record.keeper) void written.then(() => dropChain(node, prev));
 }
 
 /** The process ended: its record goes, and its chain with it (retention: nothing is kept of an ended process). */
@@ -165,9 +178,10 @@ const restoring = new WeakSet<HomeRecord>();
  * keeper), with the same pid and its move counter plus one. Refused while the
  * node it runs on says it still runs it. The output past the checkpoint was
  * never released (output commit) and is cut off: the resumed process writes
- * it again.
+ * it again. `claimed`: failover claimed the move in the directory and fenced
+ * the old runner already, which then no longer counts, answering or not.
  */
-export async function restoreProcess(node: FerryNode, record: HomeRecord, body: v.InferOutput<typeof RestoreRequestSchema>): Promise<RestoreResult> {
+export async function restoreProcess(node: FerryNode, record: HomeRecord, body: v.InferOutput<typeof RestoreRequestSchema> & { claimed?: boolean }): Promise<RestoreResult> {
   const t0 = performance.now();
   const pid = record.pid;
   if (record.exit !== null) throw new FerryError("ERR_PROCESS_ENDED", `${pid} has ended (${record.state})`);
@@ -177,7 +191,7 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
   restoring.add(record);
   try {
     const from = record.node;
-    if (await stillRuns(node, from, pid)) throw new FerryError("ERR_PROCESS_STATE", `${pid} still runs on ${from}: exactly one copy may run, so it is not restored`);
+    if (body.claimed !== true && (await stillRuns(node, from, pid))) throw new FerryError("ERR_PROCESS_STATE", `${pid} still runs on ${from}: exactly one copy may run, so it is not restored`);
     const to = body.to ?? last.keeper;
     const keeper = await node.addressOf(last.keeper);
     const kept = parse(KeptSchema, await requestJson(node.dialer, keeper, "GET", `/v1/internal/ckpt/${pid}`, { expect: nodeNamed(last.keeper) }), `node ${last.keeper}'s checkpoint`, { code: "ERR_PEER_UNREACHABLE" }) as Pick<KeptCheckpoint, "chain" | "seq" | "stdout_bytes" | "stderr_bytes">;
@@ -189,11 +203,13 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     } catch (cause: unknown) {
       throw new FerryError("ERR_PROCESS_STATE", `the output of ${pid} cannot resume where its checkpoint does: ${(cause as Error).message}`, { cause });
     }
+    replicaRewound(node, pid, offsets);
     // What the checkpoint covers is stored: readers may see it.
     record.output.commit(offsets);
     const moves = record.moves + 1;
     await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS });
     node.table.acceptRestore(record, to, moves);
+    fencedAway(record, from);
     // The cluster directory learns the move too (failover has claimed it there already: then this write finds it done).
     await node.cluster?.moved(pid, to, moves);
     const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: performance.now() - t0 };

@@ -29,6 +29,7 @@ import { retry } from "./_retry.js";
 import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { acceptCheckpointRecord } from "./_checkpoint_routes.js";
 import { fetchModule } from "./_migrate.js";
+import { replicateBeforeStored } from "./_output_replica.js";
 
 /** The upgrade token of the checkpoint protocol. */
 export const CHECKPOINT_PROTOCOL = "ferry-checkpoint/1";
@@ -201,8 +202,11 @@ export class NodeCheckpoints {
     const failed = (keeper: string | null, err: unknown): unknown => {
       const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
       node.metrics.checkpointFailed(code);
-      // A keeper that stays away would otherwise fill the recent events with one failure a period.
-      if (slot.failed !== code) node.events.publish({ type: "checkpoint.failed", pid, keeper, code, message: err instanceof Error ? err.message : String(err) });
+      // A keeper that stays away would otherwise fill the recent events (and the log) with one failure a period.
+      if (slot.failed !== code) {
+        node.events.publish({ type: "checkpoint.failed", pid, keeper, code, message: err instanceof Error ? err.message : String(err) });
+        if (code !== "ERR_PROCESS_ENDED") node.log.warn({ pid, keeper, err: errorField(err) }, `a checkpoint of ${pid} failed (${code}); the same failure again is logged at debug level only`);
+      }
       slot.failed = code;
       return err;
     };
@@ -244,9 +248,15 @@ export class NodeCheckpoints {
     };
     let metrics: CheckpointMetrics;
     let conn: FramedConnection | null = null;
+    const keeper = chain.keeper;
+    const flushOutput = async (covered: { stdout_bytes: number; stderr_bytes: number }): Promise<void> => {
+      await running.relay.flush();
+      // The output it covers reaches the keeper's replica before the checkpoint counts as stored: a home may die at any moment and leave no gap.
+      await replicateBeforeStored(node, pid, running.home, keeper, running.moves, covered);
+    };
     try {
-      conn = await connectCheckpoint(node.dialer, await node.addressOf(chain.keeper), chain.keeper);
-      metrics = await takeCheckpoint(conn, { proc: running.proc, signer: { key: node.image_key }, links: running.links, flushOutput: () => running.relay.flush() }, chain.tracker, begin);
+      conn = await connectCheckpoint(node.dialer, await node.addressOf(keeper), keeper);
+      metrics = await takeCheckpoint(conn, { proc: running.proc, signer: { key: node.image_key }, links: running.links, flushOutput }, chain.tracker, begin);
     } catch (err: unknown) {
       // The tracker moved on past what the keeper holds: the next checkpoint starts a new chain.
       conn?.destroy(err instanceof Error ? err : new Error(String(err)));

@@ -24,23 +24,29 @@ import type { FerryNode } from "./node.js";
 import type { NodeDeadEvent, NodeDirectory } from "./cluster_directory.js";
 import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
-import { adoptHere, replicateOutput } from "./_home_failover.js";
+import { adoptHere } from "./_home_failover.js";
+import { replicaKeeperIs } from "./_output_replica.js";
+import { fenceRunner, startFencing } from "./_fence.js";
 
-/** Subscribes node `node` to the deaths `cluster` declares (before it joins: no death goes unseen). */
+/** Subscribes node `node` to the deaths `cluster` declares (before it joins: no death goes unseen), and fences its own processes (`_fence.ts`). */
 export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
   cluster.onNodeDead.add(async (event) => {
     await failOver(node, cluster, event);
   });
+  startFencing(node, cluster);
 }
 
 /**
  * The home's report of a checkpoint recorded (docs/checkpoints.md step 7)
  * reaches the directory as the process's `last_checkpoint`, so any node can
- * see what failover may resume it from.
+ * see what failover may resume it from. Resolves once the directory has it
+ * (or gave up): only then may what an older keeper holds go, since until
+ * then failover may look for it there.
  */
-export function checkpointToDirectory(node: FerryNode, record: CheckpointRecord): void {
-  node.cluster?.checkpointed(record.pid, record.moves, { node: record.keeper, seq: record.seq, moves: record.moves });
-  replicateOutput(node, record);
+export async function checkpointToDirectory(node: FerryNode, record: CheckpointRecord): Promise<void> {
+  if (node.cluster === null) return;
+  await node.cluster.checkpointed(record.pid, record.moves, { node: record.keeper, seq: record.seq, moves: record.moves });
+  replicaKeeperIs(node, record.pid, record.keeper);
 }
 
 /** What this node did for one process of a dead node. */
@@ -69,6 +75,25 @@ export async function failOver(node: FerryNode, cluster: NodeDirectory, event: N
     }
     outcomes.push(outcome);
   }
+  // Their home died, their runner lives: the keeper of the last checkpoint becomes their home.
+  for (const record of event.orphaned) {
+    const keeper = record.last_checkpoint?.node;
+    if (keeper !== node.name) continue;
+    let outcome: FailoverOutcome;
+    try {
+      if (record.runner === node.name) {
+        // It runs on its keeper (restored here, no newer checkpoint elsewhere yet): this node has no chain of it to take it over from.
+        outcome = { pid: record.pid, skipped: `${record.pid} runs on ${node.name}, which keeps no newer checkpoint of it` };
+      } else {
+        const adopted = await adoptHere(node, cluster, record);
+        outcome = "skipped" in adopted ? { pid: record.pid, skipped: adopted.skipped } : { pid: record.pid, adopted: adopted.moves };
+      }
+    } catch (err: unknown) {
+      node.log.error({ pid: record.pid, peer: event.name, err: errorField(err) }, `taking over the home of ${record.pid} failed`);
+      outcome = await markLost(node, cluster, record, record.moves, `its home ${event.name} was declared dead (${event.reason}) and taking it over on ${node.name} failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    outcomes.push(outcome);
+  }
   return outcomes;
 }
 
@@ -88,7 +113,9 @@ async function resume(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEv
   const claim = await cluster.directory.updateProcess(pid, record.moves, { runner: to, moves: record.moves + 1 });
   if (!claim.ok) return { pid, skipped: `the directory did not take the restore of ${pid} (${claim.reason}): another writer moved it on` };
   try {
-    const restored = await restoreProcess(node, home, { to });
+    // Declared dead, it may only be cut off: its copy goes (it holds it by itself if it cannot hear this).
+    await fenceRunner(node, event.name, pid, record.moves + 1, to);
+    const restored = await restoreProcess(node, home, { to, claimed: true });
     node.log.info({ pid, from: event.name, to, total_ms: restored.total_ms }, `failover: ${pid} resumed on ${to} from checkpoint ${restored.seq}`);
     return { pid, restored };
   } catch (err: unknown) {

@@ -22,7 +22,9 @@ import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_lo
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
 import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
 import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
-import { movedHome, replicaRoute } from "./_home_failover.js";
+import { movedHome } from "./_home_failover.js";
+import { replicaRoute } from "./_output_replica.js";
+import { refusesOutput } from "./_fence.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -307,6 +309,8 @@ async function internalRoute(
   const record = node.table.home(pid);
   if (record === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${pid}`);
   if (what === "output" && method === "POST") {
+    // A runner a failover took the process from (cut off, not dead) writes nothing more into its log.
+    if (peer !== null && refusesOutput(record, peer.name)) throw new FerryError("ERR_NOT_RUNNER", `${pid} was resumed on ${record.node}; output from ${peer.name} is refused`);
     for (const c of await readRequest(req, OutputChunksSchema)) {
       if (!record.output.append({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data, "base64") })) {
         throw new FerryError("ERR_OUTPUT_GAP", `output of ${pid} at ${c.stream} offset ${c.offset} arrived before what precedes it`);

@@ -31,6 +31,8 @@ export interface NodeDeadEvent {
   checkpointed: ProcessRecord[];
   /** Pids this node marked `lost` (it was responsible for them and they had no checkpoint). */
   lost: string[];
+  /** Processes whose home was the dead node and that run on a live one, with a checkpoint (failover moves their home). */
+  orphaned: ProcessRecord[];
 }
 
 /** A subscriber to deaths; its failure is logged, never stops the others. */
@@ -94,6 +96,11 @@ export class NodeDirectory {
     await this.directory.close();
   }
 
+  /** Whether this node is leaving the directory (or has left). */
+  get stopping(): boolean {
+    return this.#stopping;
+  }
+
   /** Whether the directory says node `name` is dead (unknown names are not). */
   isDead(name: string): boolean {
     return this.membership.member(name)?.state === "dead";
@@ -125,9 +132,9 @@ export class NodeDirectory {
     });
   }
 
-  /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it), in the background. */
-  checkpointed(pid: string, moves: number, ref: CheckpointRef): void {
-    this.#queue(pid, `record the checkpoint of ${pid}`, async () => {
+  /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it); resolves once written (or given up). */
+  checkpointed(pid: string, moves: number, ref: CheckpointRef): Promise<void> {
+    return this.#queue(pid, `record the checkpoint of ${pid}`, async () => {
       const result = await this.directory.updateProcess(pid, moves, { last_checkpoint: ref });
       if (!result.ok && result.reason !== "ended") {
         this.#host.log.warn({ pid, moves, reason: result.reason, recorded: result.current }, `the directory did not take checkpoint ${ref.seq} of ${pid} (${result.reason})`);
@@ -206,6 +213,7 @@ export class NodeDirectory {
     }
     const failover = this.onNodeDead.size > 0;
     const checkpointed = failover ? running.filter((r) => r.last_checkpoint !== null) : [];
+    const orphaned = failover ? (await this.directory.processes({ home: name })).filter((r) => r.state === "running" && r.runner !== name && r.last_checkpoint !== null) : [];
     const lost: string[] = [];
     const alive = this.membership
       .members()
@@ -233,7 +241,7 @@ export class NodeDirectory {
     if (lost.length > 0) this.#host.log.warn({ peer: name, lost }, `marked ${lost.length} process(es) of node ${name} lost`);
     for (const listener of this.onNodeDead) {
       try {
-        await listener({ name, address, reason: why, checkpointed, lost });
+        await listener({ name, address, reason: why, checkpointed, lost, orphaned });
       } catch (err: unknown) {
         this.#host.log.error({ peer: name, err: errorField(err) }, "an onNodeDead subscriber failed");
       }

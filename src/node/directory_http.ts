@@ -9,6 +9,7 @@
  * own lease (a node cannot act as another). The protocol itself is in
  * `src/directory/remote.ts`.
  */
+import fs from "node:fs";
 import http from "node:http";
 import https from "node:https";
 import type { AddressInfo } from "node:net";
@@ -178,8 +179,11 @@ export function directoryTransport(dialer: Dialer, address: string): DirectoryTr
  * `tls` null: --insecure). ERR_DIRECTORY_URL for anything else. The etcd
  * client is loaded only for an etcd URL.
  */
-export async function openDirectory(url: string, tls: ClusterTls | null): Promise<Directory> {
-  const bad = (why: string): FerryError => new FerryError("ERR_DIRECTORY_URL", `--directory ${JSON.stringify(url)}: ${why}`);
+export async function openDirectory(whole: string, tls: ClusterTls | null): Promise<Directory> {
+  const bad = (why: string): FerryError => new FerryError("ERR_DIRECTORY_URL", `--directory ${JSON.stringify(whole)}: ${why}`);
+  const q = whole.indexOf("?");
+  const url = q < 0 ? whole : whole.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? "" : whole.slice(q + 1));
   const match = /^([a-z]+):\/\/([^/]+)(\/.*)?$/.exec(url);
   if (match === null) throw bad("want etcd://HOST:PORT,... or https://HOST:PORT");
   const [, scheme, hosts, rest] = match as unknown as [string, string, string, string | undefined];
@@ -191,15 +195,38 @@ export async function openDirectory(url: string, tls: ClusterTls | null): Promis
       throw bad(`${JSON.stringify(e)} is not HOST:PORT`);
     }
   }
-  if (scheme === "etcd") {
+  if (scheme === "etcd" || scheme === "etcds") {
     const prefix = rest === undefined || rest === "/" ? "/ferry/" : rest.endsWith("/") ? rest : `${rest}/`;
-    return await openEtcdDirectory({ endpoints, prefix });
+    if (scheme === "etcd") {
+      if (q >= 0) throw bad("etcd:// takes no options; TLS options go with etcds://");
+      return await openEtcdDirectory({ endpoints, prefix });
+    }
+    return await openEtcdDirectory({ endpoints, prefix, tls: etcdTls(query, bad) });
   }
   if (scheme !== "https" && scheme !== "http") throw bad(`unknown scheme ${scheme}: want etcd or https`);
   if (endpoints.length !== 1) throw bad("a served directory has one address");
   if (rest !== undefined && rest !== "/") throw bad("a served directory's URL has no path");
   if (scheme === "http" && tls !== null) throw bad("http:// is for --insecure nodes; this node has TLS credentials: use https://");
   if (scheme === "https" && tls === null) throw bad("https:// needs the cluster's credentials; an --insecure node uses http://");
+  if (q >= 0) throw bad("a served directory's URL takes no options");
   const address = endpoints[0] as string;
   return new RemoteDirectory(directoryTransport(new Dialer(tls), address), url);
+}
+
+/** `etcds://...?ca=FILE[&cert=FILE&key=FILE]`: the PEM files for TLS to etcd (cert and key together: client-certificate authentication). */
+function etcdTls(query: URLSearchParams, bad: (why: string) => FerryError): { ca_pem: Buffer; cert_pem?: Buffer; key_pem?: Buffer } {
+  for (const k of query.keys()) if (!["ca", "cert", "key"].includes(k)) throw bad(`unknown option ${k}: etcds:// takes ca, cert and key`);
+  const ca = query.get("ca");
+  const cert = query.get("cert");
+  const key = query.get("key");
+  if (ca === null) throw bad("etcds:// needs ca=FILE, the CA that signed etcd's certificate (PEM)");
+  if ((cert === null) !== (key === null)) throw bad("cert=FILE and key=FILE go together (etcd's client-certificate authentication)");
+  const read = (file: string, what: string): Buffer => {
+    try {
+      return fs.readFileSync(file);
+    } catch (cause: unknown) {
+      throw new FerryError("ERR_DIRECTORY_URL", `cannot read the ${what} for etcds:// from ${file}: ${(cause as Error).message}`, { cause });
+    }
+  };
+  return { ca_pem: read(ca, "CA certificate"), ...(cert !== null && key !== null ? { cert_pem: read(cert, "client certificate"), key_pem: read(key, "client key") } : {}) };
 }

@@ -44,7 +44,7 @@ import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_rec
 import { checkpointsEnded } from "./_checkpoint_routes.js";
 import { BulkDoors } from "./_bulk_doors.js";
 import { startFailover } from "./_failover.js";
-import { replicaEnded } from "./_home_failover.js";
+import { replicaEnded } from "./_output_replica.js";
 
 /** What this node reads of a peer's `GET /v1/node`. */
 type PeerInfo = v.InferOutput<typeof PeerInfoSchema>;

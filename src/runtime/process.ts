@@ -182,6 +182,9 @@ export class GuestProcess {
   /** A wake for messages put in the inbox is due at the end of this turn. */
   #inbox_wake = false;
   readonly #usage: UsageView;
+  /** Held by the --cpus scheduler ({@link hold}), and by fencing ({@link fence}). */
+  #scheduler_hold = false;
+  #fenced = false;
   readonly #net: NetArea | null;
 
   private constructor(
@@ -465,12 +468,28 @@ export class GuestProcess {
    * suspend (a migration) or a halt; its clocks go on.
    */
   hold(paused: boolean): void {
+    this.#scheduler_hold = paused;
+    this.#applyHolds();
+  }
+
+  /**
+   * Holds the guest as {@link hold} does, but whatever the scheduler says,
+   * until unfenced: a node whose lease may have run out must not let it go
+   * on until the directory says it still runs here (src/node/_fence.ts).
+   */
+  fence(fenced: boolean): void {
+    this.#fenced = fenced;
+    this.#applyHolds();
+  }
+
+  #applyHolds(): void {
+    const paused = this.#scheduler_hold || this.#fenced;
     if (this.#usage.paused === paused) return;
     this.#usage.setPaused(paused);
     if (!paused) wake(this.#control);
   }
 
-  /** Whether the guest is held by {@link hold}. */
+  /** Whether the guest is held by {@link hold} or {@link fence}. */
   get held(): boolean {
     return this.#usage.paused;
   }
