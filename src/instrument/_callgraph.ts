@@ -66,6 +66,9 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
     throw new Error(`call graph: Binaryen has ${count} functions, the binary ${scanned.imported} imported and ${scanned.bodies.length} defined`);
   }
   const tables = readTables(bytes, scanned.bodies.flatMap((body) => body.refs));
+  // A body the scanner could not read to its end may take references it did not see.
+  const opaque = scanned.bodies.findIndex((body) => body.opaque);
+  if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
   const graph = buildGraph(scanned, tables);
   // binaryen.js has these helpers at the top level; its types declare them elsewhere.
   const fn = (b as unknown as { Function: { getName(func: Binaryen.FunctionRef): string } }).Function;

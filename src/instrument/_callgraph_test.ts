@@ -71,4 +71,15 @@ describe("readCallGraph", () => {
     assert.match(g.unnarrowed ?? "", /imports a table/);
     assert.deepEqual([...g.recursive], ["dyn"]);
   });
+
+  it("does not narrow when a body cannot be read to its end (it may take references unseen)", () => {
+    const g = graph(`(module
+      (type $t (func))
+      (table 1 funcref)
+      (func $leaf)
+      (func $dyn (call_indirect (type $t) (i32.const 0)))
+      (func $ref (call_ref $t (ref.func $dyn))))`);
+    assert.match(g.unnarrowed ?? "", /call_ref/);
+    assert.ok(g.recursive.has("dyn"));
+  });
 });
