@@ -19,10 +19,12 @@ const RUN_TIMEOUT_MS = (process.env["FERRY_TEST_HUGE"] === "1" ? 30 : 5) * 60_00
  * instrumented in a time the suite can afford (CI gives the whole suite 20
  * minutes): on the shared two-core machine yosys spends about 25 s adding
  * polls and more than 20 minutes in Asyncify, whose optimization of the
- * functions it instruments is most of its work (most of yosys can reach an
- * indirect call, so most of it is instrumented). Run them only when asked;
- * the generated 52 MB module (`large_module.test.ts`) covers size in the
- * suite, and flite a real large program.
+ * functions it instruments is most of its work. 32,547 of yosys's functions
+ * can reach a safe point (a loop, a recursion or a blocking import), with
+ * indirect calls narrowed to their signature's table functions or not, so
+ * they are all instrumented (docs/runtime.md, "Large modules"). Run them only
+ * when asked; the generated 52 MB module (`large_module.test.ts`) covers size
+ * in the suite, and flite a real large program.
  */
 const TOO_SLOW: Readonly<Record<string, string>> = {
   yosys: "yosys (34k functions) spends more than 20 minutes in Asyncify on two cores",

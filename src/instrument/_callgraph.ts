@@ -1,18 +1,19 @@
 /**
- * Which functions can recurse. A function that is on no cycle of the call
- * graph and has no loop finishes in bounded time, so it needs no poll at its
- * entry; leaving it unpolled also keeps Asyncify away from it and from every
- * call to it, which is most of the instrumentation's cost in code built from
- * many small functions.
+ * The call graph, read from the binary: which functions can recurse (they
+ * need a poll at their entry and a depth counter), and which can reach no
+ * safe point at all (Asyncify need not instrument them).
  *
  * Linear in the size of the module, also for one of hundreds of thousands of
- * functions: the calls are read from the binary (`_calls.ts`), and "an
- * indirect call may call anything" is one node of the graph (every function
- * that calls indirectly calls it, and it calls every function) instead of an
- * edge to every function from each such caller.
+ * functions: the calls are read from the binary (`_calls.ts`). An indirect
+ * call of a type goes to one node per signature, whose edges go to the
+ * functions of that signature a table may hold (`_tables.ts`); a call the
+ * scanner cannot follow (a `call_ref`, an unknown instruction) goes to one
+ * node "anything", whose edges go to every function. No indirect caller has
+ * an edge to each of its possible callees (quadratic).
  */
 import type Binaryen from "binaryen";
 import { scanCalls, type ModuleCalls } from "./_calls.js";
+import { readTables, type IndirectTargets } from "./_tables.js";
 
 /**
  * Names of the defined functions that are on a cycle of the call graph (or
@@ -30,37 +31,123 @@ export interface CallGraph {
   recursive: Set<string>;
   /** The defined functions whose bodies may hold a loop; the others need no walk for polls. */
   looping: Set<string>;
+  /**
+   * Defined functions that can reach no safe point (no blocking import, and
+   * no poll: no loop, no recursion, directly or through any call) but hold an
+   * indirect call: Asyncify, which assumes an indirect call may reach
+   * anything, would instrument them and every caller. Empty when `blocking`
+   * was not given.
+   */
+  unreaching_indirect: string[];
+  /** How many defined functions can reach a safe point (are on the stack at one, so instrumented). */
+  reaching: number;
+  /** Why indirect calls could not be narrowed by signature; undefined when they were. */
+  unnarrowed: string | undefined;
 }
 
-/** The call graph's cycles and the functions with loops, read from the binary in one scan. */
-export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array): CallGraph {
-  const scanned = scanCalls(wasm ?? m.emitBinary());
+/** Adjacency lists of the graph's nodes, packed. */
+interface Graph {
+  /** Defined functions are nodes 0..n-1; node n is "anything"; n+1+s is signature s. */
+  n: number;
+  start: Int32Array;
+  edges: Int32Array;
+}
+
+/**
+ * The call graph's cycles, the functions with loops, and (given the imports
+ * that may block, "module.name" with `*` as a wildcard) the functions that
+ * can reach no safe point, read from the binary in one scan.
+ */
+export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array, blocking?: readonly string[]): CallGraph {
+  const bytes = wasm ?? m.emitBinary();
+  const scanned = scanCalls(bytes);
   const count = m.getNumFunctions();
   if (count !== scanned.imported + scanned.bodies.length) {
     throw new Error(`call graph: Binaryen has ${count} functions, the binary ${scanned.imported} imported and ${scanned.bodies.length} defined`);
   }
+  const tables = readTables(bytes, scanned.bodies.flatMap((body) => body.refs));
+  // A body the scanner could not read to its end may take references it did not see.
+  const opaque = scanned.bodies.findIndex((body) => body.opaque);
+  if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
+  const graph = buildGraph(scanned, tables);
   // binaryen.js has these helpers at the top level; its types declare them elsewhere.
   const fn = (b as unknown as { Function: { getName(func: Binaryen.FunctionRef): string } }).Function;
   const name = (i: number): string => fn.getName(m.getFunctionByIndex(scanned.imported + i));
+  const cyclic = onCycles(graph);
   const recursive = new Set<string>();
   // Binaryen keeps a read module's functions in index order, imports first.
-  for (const i of onCycles(scanned)) recursive.add(name(i));
+  for (const i of cyclic) recursive.add(name(i));
   const looping = new Set<string>();
   scanned.bodies.forEach((body, i) => {
     if (body.loops) looping.add(name(i));
   });
-  return { recursive, looping };
+  const unreaching_indirect: string[] = [];
+  let reaching = scanned.bodies.length;
+  if (blocking !== undefined) {
+    const reached = reachers(graph, scanned, tables, cyclic, blocking);
+    reaching = 0;
+    scanned.bodies.forEach((body, i) => {
+      if (reached[i] === 1) reaching += 1;
+      else if (body.indirect.length > 0) unreaching_indirect.push(name(i));
+    });
+  }
+  return { recursive, looping, unreaching_indirect, reaching, unnarrowed: tables.unnarrowed };
+}
+
+function buildGraph(calls: ModuleCalls, tables: IndirectTargets): Graph {
+  const n = calls.bodies.length;
+  const any = n;
+  const narrow = tables.unnarrowed === undefined;
+  let sigs = 0;
+  for (const s of tables.type_sig) sigs = Math.max(sigs, s + 1);
+  const nodes = n + 1 + sigs;
+  /** Where an indirect call of type index `t` goes. */
+  const target = (t: number): number => {
+    const s = tables.type_sig[t] ?? -1;
+    return narrow && s >= 0 ? n + 1 + s : any;
+  };
+  const start = new Int32Array(nodes + 1);
+  // Count, then fill.
+  const members: number[] = [];
+  for (let f = 0; f < n; f += 1) {
+    const body = calls.bodies[f] as ModuleCalls["bodies"][number];
+    start[f + 1] = body.calls.length + body.indirect.length + (body.opaque ? 1 : 0);
+    const index = calls.imported + f;
+    const s = tables.function_sig[index] ?? -1;
+    if (narrow && s >= 0 && tables.addressable[index] === 1) {
+      members.push(f);
+      start[n + 2 + s] = (start[n + 2 + s] as number) + 1;
+    }
+  }
+  start[any + 1] = n;
+  for (let v = 0; v < nodes; v += 1) start[v + 1] = (start[v + 1] as number) + (start[v] as number);
+  const edges = new Int32Array(start[nodes] as number);
+  const fill = start.slice(0, nodes);
+  const add = (from: number, to: number): void => {
+    edges[fill[from] as number] = to;
+    fill[from] = (fill[from] as number) + 1;
+  };
+  for (let f = 0; f < n; f += 1) {
+    const body = calls.bodies[f] as ModuleCalls["bodies"][number];
+    for (const callee of body.calls) {
+      const c = callee - calls.imported;
+      add(f, c >= 0 && c < n ? c : -2); // an import: no node
+    }
+    for (const t of body.indirect) add(f, target(t));
+    if (body.opaque) add(f, any);
+  }
+  for (let f = 0; f < n; f += 1) add(any, f);
+  for (const f of members) add(n + 1 + (tables.function_sig[calls.imported + f] as number), f);
+  return { n, start, edges };
 }
 
 /**
  * Tarjan's strongly connected components, iteratively (call graphs can be
- * deep), over defined functions 0..n-1 plus node n, "anything an indirect
- * call may reach". Returns the defined functions on a cycle.
+ * deep). Returns the defined functions on a cycle.
  */
-function onCycles(calls: ModuleCalls): number[] {
-  const n = calls.bodies.length;
-  const any = n;
-  const nodes = n + 1;
+function onCycles(graph: Graph): number[] {
+  const { n, start, edges } = graph;
+  const nodes = start.length - 1;
   const index = new Int32Array(nodes).fill(-1);
   const low = new Int32Array(nodes);
   const onStack = new Uint8Array(nodes);
@@ -74,16 +161,6 @@ function onCycles(calls: ModuleCalls): number[] {
   let next = 0;
   const result: number[] = [];
 
-  /** Edge `k` of `v` (a defined function or `any`), or -1 past the last. Callees that are imports are -2 (skipped). */
-  const edge = (v: number, k: number): number => {
-    if (v === any) return k < n ? k : -1;
-    const body = calls.bodies[v] as { calls: number[]; opaque: boolean };
-    if (k < body.calls.length) {
-      const callee = (body.calls[k] as number) - calls.imported;
-      return callee >= 0 && callee < n ? callee : -2;
-    }
-    return k === body.calls.length && body.opaque ? any : -1;
-  };
   const open = (v: number): void => {
     index[v] = next;
     low[v] = next;
@@ -92,7 +169,7 @@ function onCycles(calls: ModuleCalls): number[] {
     sp += 1;
     onStack[v] = 1;
     workNode[wp] = v;
-    workEdge[wp] = 0;
+    workEdge[wp] = start[v] as number;
     wp += 1;
   };
 
@@ -102,10 +179,10 @@ function onCycles(calls: ModuleCalls): number[] {
     while (wp > 0) {
       const v = workNode[wp - 1] as number;
       const k = workEdge[wp - 1] as number;
-      const w = edge(v, k);
-      if (w !== -1) {
+      if (k < (start[v + 1] as number)) {
         workEdge[wp - 1] = k + 1;
-        if (w === -2) continue;
+        const w = edges[k] as number;
+        if (w < 0) continue;
         if (w === v) selfLoop[v] = 1;
         if ((index[w] as number) < 0) open(w);
         else if (onStack[w] === 1) low[v] = Math.min(low[v] as number, index[w] as number);
@@ -126,11 +203,68 @@ function onCycles(calls: ModuleCalls): number[] {
         for (let i = top; i < sp; i += 1) {
           const w = stack[i] as number;
           onStack[w] = 0;
-          if (w !== any && (size > 1 || selfLoop[w] === 1)) result.push(w);
+          if (w < n && (size > 1 || selfLoop[w] === 1)) result.push(w);
         }
         sp = top;
       }
     }
   }
   return result;
+}
+
+/** `*` matches any run of characters, as in Asyncify's lists. */
+function wildcard(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`, "s");
+}
+
+/**
+ * Marks (1) every node from which a safe point can be reached: a function
+ * that calls a blocking import, or will hold a poll (a loop, or on a cycle),
+ * or calls what the scanner cannot follow; and everything that can call one
+ * of those, directly or through a signature node whose table functions
+ * (or imports) can.
+ */
+function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyclic: number[], blocking: readonly string[]): Uint8Array {
+  const { n, start, edges } = graph;
+  const nodes = start.length - 1;
+  const patterns = blocking.map(wildcard);
+  const blocks = tables.imports.map((name) => patterns.some((p) => p.test(name)));
+  const reached = new Uint8Array(nodes);
+  const queue = new Int32Array(nodes);
+  let tail = 0;
+  const mark = (v: number): void => {
+    if (reached[v] === 1) return;
+    reached[v] = 1;
+    queue[tail] = v;
+    tail += 1;
+  };
+  calls.bodies.forEach((body, f) => {
+    if (body.loops || body.opaque || body.calls.some((c) => c < calls.imported && blocks[c] === true)) mark(f);
+  });
+  for (const f of cyclic) mark(f);
+  if (tables.unnarrowed === undefined) {
+    blocks.forEach((blocked, i) => {
+      const s = tables.function_sig[i] ?? -1;
+      if (blocked && s >= 0 && tables.addressable[i] === 1) mark(n + 1 + s);
+    });
+  }
+  // The reverse graph, packed the same way.
+  const rstart = new Int32Array(nodes + 1);
+  for (const w of edges) if (w >= 0) rstart[w + 1] = (rstart[w + 1] as number) + 1;
+  for (let v = 0; v < nodes; v += 1) rstart[v + 1] = (rstart[v + 1] as number) + (rstart[v] as number);
+  const redges = new Int32Array(rstart[nodes] as number);
+  const fill = rstart.slice(0, nodes);
+  for (let v = 0; v < nodes; v += 1) {
+    for (let k = start[v] as number; k < (start[v + 1] as number); k += 1) {
+      const w = edges[k] as number;
+      if (w < 0) continue;
+      redges[fill[w] as number] = v;
+      fill[w] = (fill[w] as number) + 1;
+    }
+  }
+  for (let head = 0; head < tail; head += 1) {
+    const w = queue[head] as number;
+    for (let k = rstart[w] as number; k < (rstart[w + 1] as number); k += 1) mark(redges[k] as number);
+  }
+  return reached;
 }

@@ -7,16 +7,25 @@
  * for a module of 50 MB of code. Decoding the bytes here is a linear scan
  * that only has to know how long each instruction's immediates are.
  */
+import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
 
 /** What the scan found in one function body. */
 export interface BodyCalls {
   /** Function indices (in the module's index space, imports first) called directly. */
   calls: number[];
   /**
-   * Whether the body may call a function it does not name: an indirect call
-   * (through a table or a reference), or an instruction this scanner does
-   * not know (then the rest of the body is not read: assuming "may call
-   * anything" is the safe answer).
+   * The type index of each `call_indirect` (or `return_call_indirect`), once
+   * each: such a call can only reach a function of that type that a table
+   * holds (`_tables.ts` says which those are).
+   */
+  indirect: number[];
+  /** Functions whose reference the body takes (`ref.func`): those may be put in a table. */
+  refs: number[];
+  /**
+   * Whether the body may call a function it neither names nor calls through
+   * a table: a `call_ref`, or an instruction this scanner does not know
+   * (then the rest of the body is not read: assuming "may call anything" is
+   * the safe answer).
    */
   opaque: boolean;
   /**
@@ -36,59 +45,6 @@ export interface ModuleCalls {
 const SECTION_IMPORT = 2;
 const SECTION_CODE = 10;
 const IMPORT_KIND_FUNC = 0;
-
-class Reader {
-  pos: number;
-  constructor(
-    readonly bytes: Uint8Array,
-    start: number,
-  ) {
-    this.pos = start;
-  }
-
-  byte(): number {
-    const b = this.bytes[this.pos];
-    if (b === undefined) throw new RangeError("truncated module");
-    this.pos += 1;
-    return b;
-  }
-
-  /** An unsigned LEB128 (up to 32 bits, as every index and count is). */
-  u32(): number {
-    let value = 0;
-    let shift = 0;
-    for (;;) {
-      const b = this.byte();
-      value += (b & 0x7f) * 2 ** shift;
-      if ((b & 0x80) === 0) return value;
-      shift += 7;
-      if (shift > 35) throw new RangeError("LEB128 too long");
-    }
-  }
-
-  /** Skips a signed or unsigned LEB128 of any length up to 64 bits. */
-  skipLeb(): void {
-    for (let i = 0; i < 10; i += 1) if ((this.byte() & 0x80) === 0) return;
-    throw new RangeError("LEB128 too long");
-  }
-
-  skip(n: number): void {
-    this.pos += n;
-  }
-
-  name(): void {
-    this.skip(this.u32());
-  }
-}
-
-/** Value types that carry a heap type after them (typed function references, GC). */
-const REF_NULLABLE = 0x63;
-const REF = 0x64;
-
-function skipValType(r: Reader): void {
-  const t = r.byte();
-  if (t === REF_NULLABLE || t === REF) r.skipLeb();
-}
 
 function skipBlockType(r: Reader): void {
   const t = r.bytes[r.pos] ?? 0;
@@ -144,7 +100,7 @@ function skipAtomic(r: Reader, op: number): boolean {
 
 /** Reads one body (from after its size to `end`). */
 function scanBody(r: Reader, end: number): BodyCalls {
-  const found: BodyCalls = { calls: [], opaque: false, loops: false };
+  const found: BodyCalls = { calls: [], indirect: [], refs: [], opaque: false, loops: false };
   const groups = r.u32();
   for (let i = 0; i < groups; i += 1) {
     r.skipLeb();
@@ -155,9 +111,11 @@ function scanBody(r: Reader, end: number): BodyCalls {
     if (op === 0x10 || op === 0x12) {
       found.calls.push(r.u32()); // call, return_call
     } else if (op === 0x11 || op === 0x13) {
-      found.opaque = true; // call_indirect, return_call_indirect
+      const type = r.u32(); // call_indirect, return_call_indirect: type, table
+      if (!found.indirect.includes(type)) found.indirect.push(type);
       r.skipLeb();
-      r.skipLeb();
+    } else if (op === 0xd2) {
+      found.refs.push(r.u32()); // ref.func
     } else if (op === 0x14 || op === 0x15) {
       found.opaque = true; // call_ref, return_call_ref
       r.skipLeb();
@@ -210,8 +168,8 @@ function skipImmediates(r: Reader, op: number): boolean {
     for (let i = 0; i < types; i += 1) skipValType(r);
     return true;
   }
-  if ((op >= 0x20 && op <= 0x26) || op === 0x3f || op === 0x40 || op === 0x41 || op === 0x42 || op === 0xd0 || op === 0xd2) {
-    r.skipLeb(); // locals, globals, table.get/set, memory.size/grow, i32/i64.const, ref.null, ref.func
+  if ((op >= 0x20 && op <= 0x26) || op === 0x3f || op === 0x40 || op === 0x41 || op === 0x42 || op === 0xd0) {
+    r.skipLeb(); // locals, globals, table.get/set, memory.size/grow, i32/i64.const, ref.null
     return true;
   }
   if (op >= 0x28 && op <= 0x3e) {
@@ -258,11 +216,6 @@ function importedFunctions(r: Reader): number {
   return functions;
 }
 
-function skipLimits(r: Reader): void {
-  const flags = r.byte();
-  r.skipLeb();
-  if ((flags & 0x01) !== 0) r.skipLeb();
-}
 
 /**
  * The calls of every defined function of `wasm`. Throws a RangeError on a

@@ -51,10 +51,10 @@ describe("scanCalls", () => {
     const scanned = scanCalls(wasm);
     assert.equal(scanned.imported, 1);
     assert.deepEqual(scanned.bodies, [
-      { calls: [0, 2], opaque: false, loops: false },
-      { calls: [1], opaque: false, loops: true },
-      { calls: [2], opaque: true, loops: false },
-      { calls: [], opaque: false, loops: false },
+      { calls: [0, 2], indirect: [], refs: [], opaque: false, loops: false },
+      { calls: [1], indirect: [], refs: [], opaque: false, loops: true },
+      { calls: [2], indirect: [0], refs: [], opaque: false, loops: false },
+      { calls: [], indirect: [], refs: [], opaque: false, loops: false },
     ]);
   });
 
@@ -62,7 +62,7 @@ describe("scanCalls", () => {
     // A body holding only the bytes 0xfb 0x00 ... (a GC instruction) after its locals.
     const wasm = binary(`(module (func $f) (func $g (call $f)))`);
     const scanned = scanCalls(wasm);
-    assert.deepEqual(scanned.bodies[1], { calls: [0], opaque: false, loops: false });
+    assert.deepEqual(scanned.bodies[1], { calls: [0], indirect: [], refs: [], opaque: false, loops: false });
     const code = wasm.lastIndexOf(0x10); // the call in $g: patch its opcode to an unknown one
     const patched = wasm.slice();
     patched[code] = 0xfb;

@@ -19,7 +19,7 @@ import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/8";
+export const INSTRUMENTER_VERSION = "ferry-instrument/9";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -193,13 +193,13 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   binaryen.addPassToSkip("memory-packing");
 
   exportMutableGlobals(m);
+  const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   step("call-graph");
-  const { recursive, looping } = readCallGraph(binaryen, m, wasm);
+  const { recursive, looping, unreaching_indirect } = readCallGraph(binaryen, m, wasm, blocking);
   step("polls");
   const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping });
   exportDepthCounters(m, sites);
 
-  const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   // Asyncify optimizes the functions it instruments (before and after adding
   // its code: the coalescing it needs happens there) when the optimize level
   // is above zero. No whole-module -O2 follows: the code it would revisit is
@@ -210,6 +210,11 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   binaryen.setOptimizeLevel(2);
   binaryen.setShrinkLevel(0);
   binaryen.setPassArgument("asyncify-imports", blocking.join(","));
+  // Asyncify assumes an indirect call may reach anything; the call graph
+  // knows better (by signature and table contents): functions whose indirect
+  // calls reach no safe point are left alone, and so are their callers.
+  const removable = removeList(unreaching_indirect);
+  if (removable !== undefined) binaryen.setPassArgument("asyncify-removelist", removable);
   try {
     step("asyncify");
     m.runPasses(["asyncify"]);
@@ -222,6 +227,21 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   ensureMemoryExport(m);
   const max = memory.max ?? MEMORY_PAGES_MAX;
   return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites };
+}
+
+/**
+ * Asyncify's remove-list for `names`, or undefined when empty. One name a
+ * line: Binaryen splits on newlines when there are any, with no bracket
+ * matching (C++ names hold commas and brackets). Left out, so that Asyncify
+ * decides for them as it would anyway: names it would read as something
+ * else (a `*` is a wildcard there, and could remove a function that must be
+ * instrumented; a line break; white space at the ends, trimmed).
+ */
+export function removeList(names: readonly string[]): string | undefined {
+  const listed = names.filter((n) => n !== "" && !/[*\n\r\0]/.test(n) && n.trim() === n);
+  if (listed.length === 0) return undefined;
+  // A single line would be split on commas instead: list it twice.
+  return (listed.length === 1 ? [listed[0], listed[0]] : listed).join("\n");
 }
 
 /** The depth counters are captured like the program's own globals: a rewind skips the increments. */

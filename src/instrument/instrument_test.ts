@@ -41,11 +41,11 @@ describe("instrument", () => {
     }
   });
 
-  it("treats an indirect call as a call to anything", () => {
-    const m = binaryen.parseText(`(module (type $t (func)) (table 1 funcref)
-      (func $leaf) (func $dyn (call_indirect (type $t) (i32.const 0))))`);
+  it("treats an indirect call as a call to any function of its type the table holds", () => {
+    const m = binaryen.parseText(`(module (type $t (func)) (table 2 funcref) (elem (i32.const 0) $dyn $leaf)
+      (func $leaf) (func $dyn (call_indirect (type $t) (i32.const 0))) (func $apart (param i32) (call_indirect (type $t) (i32.const 1))))`);
     try {
-      assert.ok(recursiveFunctions(binaryen, m).has("dyn"));
+      assert.deepEqual([...recursiveFunctions(binaryen, m)], ["dyn"]);
     } finally {
       m.dispose();
     }
@@ -159,6 +159,38 @@ describe("instrument", () => {
     let expected = 0;
     for (let n = 100_000; n > 0; n -= 1) expected = (expected + n * n) | 0;
     assert.equal((instance.exports[info.globals[0]?.export_name ?? ""] as WebAssembly.Global).value, expected);
+  });
+
+  it("leaves uninstrumented an indirect caller whose table functions of that type never reach a safe point", async () => {
+    const { wasm } = await instrumentModule(wat(`(module (memory 1)
+      (type $cmp (func (param i32 i32) (result i32))) (type $op (func (param i32) (result i32)))
+      (table 4 funcref) (elem (i32.const 0) $less $more $spin $id)
+      (global $out (mut i32) (i32.const 0))
+      (func $less (param i32 i32) (result i32) (i32.lt_s (local.get 0) (local.get 1)))
+      (func $more (param i32 i32) (result i32) (i32.gt_s (local.get 0) (local.get 1)))
+      (func $spin (param i32) (result i32) (loop $l (br_if $l (local.tee 0 (i32.sub (local.get 0) (i32.const 1))))) (i32.const 5))
+      (func $id (param i32) (result i32) (local.get 0))
+      (func $compare (param i32) (result i32) (call_indirect (type $cmp) (i32.const 1) (i32.const 2) (local.get 0)))
+      (func $dispatch (param i32) (result i32) (call_indirect (type $op) (i32.const 100) (local.get 0)))
+      (func (export "_start") (global.set $out (i32.add (call $compare (i32.const 1)) (call $dispatch (i32.const 2))))))`));
+    const m = binaryen.readBinary(wasm);
+    try {
+      const text = (i: number): string => binaryen.emitText(binaryen.getFunctionInfo(m.getFunctionByIndex(i)).body);
+      const exports = new Map<string, string>();
+      for (let i = 0; i < m.getNumExports(); i += 1) {
+        const e = binaryen.getExportInfo(m.getExportByIndex(i));
+        exports.set(e.name, e.value);
+      }
+      const state = /global\.get \$(\S+?)\)/.exec(binaryen.emitText(binaryen.getFunctionInfo(m.getFunction(exports.get("asyncify_get_state") ?? "")).body))?.[1];
+      assert.ok(state !== undefined);
+      // The poll import comes first; then the module's functions in order: $compare is 4, $dispatch 5.
+      assert.ok(!text(5).includes(`$${state}`), "$compare was instrumented");
+      assert.ok(text(6).includes(`$${state}`), "$dispatch was not instrumented");
+    } finally {
+      m.dispose();
+    }
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { ferry: { poll: () => 1 } });
+    (instance.exports["_start"] as () => void)();
   });
 
   it("counts the live frames of a recursive function, so an unwind is sized without a stack walk", async () => {
