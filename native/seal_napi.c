@@ -37,7 +37,8 @@ static js_sealer_t *sealer_of(napi_env env, napi_value value) {
   return j;
 }
 
-static napi_value sealer_create(napi_env env, napi_callback_info info) {
+/* A sealer (encrypt) or an opener (not): the handle of sealerCreate and openerCreate, whose usage `usage` names. */
+static napi_value create_handle(napi_env env, napi_callback_info info, int encrypt, const char *usage) {
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -46,23 +47,27 @@ static napi_value sealer_create(napi_env env, napi_callback_info info) {
   uint32_t direction = 0;
   if (argc < 2 || !view_of(env, argv[0], &key, &key_bytes) || key_bytes != SEAL_KEY_BYTES || napi_get_value_uint32(env, argv[1], &direction) != napi_ok ||
       (direction != SEAL_TO_DESTINATION && direction != SEAL_TO_SOURCE)) {
-    napi_throw_type_error(env, "ERR_SEAL_ARGS", "sealerCreate(key: 32 bytes, direction: 1 | 2)");
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", usage);
     return NULL;
   }
   js_sealer_t *j = calloc(1, sizeof *j);
-  if (j == NULL || sealer_init(&j->s, key, direction, 1) != 0) {
+  if (j == NULL || sealer_init(&j->s, key, direction, encrypt) != 0) {
     free(j);
-    napi_throw_error(env, "ERR_SEAL", "cannot set up a page-record sealer (out of memory, or OpenSSL refused the key)");
+    napi_throw_error(env, "ERR_SEAL", "cannot set up a page-record sealer or opener (out of memory, or OpenSSL refused the key)");
     return NULL;
   }
   j->live = 1;
   napi_value handle;
   if (napi_create_external(env, j, sealer_finalize, NULL, &handle) != napi_ok) {
     sealer_finalize(env, j, NULL);
-    napi_throw_error(env, "ERR_SEAL", "cannot make a sealer handle");
+    napi_throw_error(env, "ERR_SEAL", "cannot make a sealer or opener handle");
     return NULL;
   }
   return handle;
+}
+
+static napi_value sealer_create(napi_env env, napi_callback_info info) {
+  return create_handle(env, info, 1, "sealerCreate(key: 32 bytes, direction: 1 | 2)");
 }
 
 static napi_value sealer_seal(napi_env env, napi_callback_info info) {
@@ -136,31 +141,7 @@ static napi_value sealer_release(napi_env env, napi_callback_info info) {
  *   openerFree(handle)
  */
 static napi_value opener_create(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  void *key = NULL;
-  size_t key_bytes = 0;
-  uint32_t direction = 0;
-  if (argc < 2 || !view_of(env, argv[0], &key, &key_bytes) || key_bytes != SEAL_KEY_BYTES || napi_get_value_uint32(env, argv[1], &direction) != napi_ok ||
-      (direction != SEAL_TO_DESTINATION && direction != SEAL_TO_SOURCE)) {
-    napi_throw_type_error(env, "ERR_SEAL_ARGS", "openerCreate(key: 32 bytes, direction: 1 | 2)");
-    return NULL;
-  }
-  js_sealer_t *j = calloc(1, sizeof *j);
-  if (j == NULL || sealer_init(&j->s, key, direction, 0) != 0) {
-    free(j);
-    napi_throw_error(env, "ERR_SEAL", "cannot set up a record opener (out of memory, or OpenSSL refused the key)");
-    return NULL;
-  }
-  j->live = 1;
-  napi_value handle;
-  if (napi_create_external(env, j, sealer_finalize, NULL, &handle) != napi_ok) {
-    sealer_finalize(env, j, NULL);
-    napi_throw_error(env, "ERR_SEAL", "cannot make an opener handle");
-    return NULL;
-  }
-  return handle;
+  return create_handle(env, info, 0, "openerCreate(key: 32 bytes, direction: 1 | 2)");
 }
 
 static napi_value opener_begin(napi_env env, napi_callback_info info) {

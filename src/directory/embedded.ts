@@ -10,8 +10,8 @@
  * stop with it).
  */
 import fs from "node:fs";
-import path from "node:path";
 import * as v from "valibot";
+import { replaceFileDurably } from "../durable_file.js";
 import { FerryError } from "../errors.js";
 import { list } from "../validate.js";
 import { MemoryDirectory, type MemorySnapshot } from "./memory.js";
@@ -57,24 +57,7 @@ function load(file: string): MemorySnapshot | null {
 }
 
 function save(file: string, snapshot: MemorySnapshot): void {
-  const dir = path.dirname(file);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const temp = `${file}.tmp`;
-  const fd = fs.openSync(temp, "w", 0o600);
-  try {
-    fs.writeSync(fd, JSON.stringify({ version: DIRECTORY_FILE_VERSION, ...snapshot }));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  // The rename itself is durable only once the directory is.
-  const d = fs.openSync(dir, "r");
-  try {
-    fs.fsyncSync(d);
-  } finally {
-    fs.closeSync(d);
-  }
+  replaceFileDurably(file, JSON.stringify({ version: DIRECTORY_FILE_VERSION, ...snapshot }));
 }
 
 function damaged(file: string, why: string, cause?: unknown): FerryError {

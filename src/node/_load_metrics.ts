@@ -46,16 +46,7 @@ export class LoadMetrics {
       if (snapshot === null || now - snapshot.at_ms > LOAD_SNAPSHOT_MS) snapshot = { load: gauges.load(), at_ms: now };
       return snapshot.load;
     };
-    const gauge = (name: string, help: string, read: () => number): void => {
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    };
+    const gauge = (name: string, help: string, read: () => number): void => collectedGauge(registry, name, help, read);
     gauge("ferry_node_cpus", "Guests this node computes at once (--cpus): its capacity.", () => load().cpus);
     gauge("ferry_node_cpus_wanted", "Cores this node's processes want (the sum of their CPU shares, incoming migrations counted as one each): the load the balancer compares with ferry_node_cpus.", () => load().runnable);
     gauge("ferry_node_cpus_used", "Cores this node's guests computed on over the last time slice.", () => load().cpu_used);
@@ -99,4 +90,16 @@ export class LoadMetrics {
   moved(strategy: Strategy, result: MoveResult): void {
     this.#moves.inc({ strategy, result });
   }
+}
+
+/** A gauge in `registry` whose value `read` gives at each scrape (nothing runs between scrapes). */
+export function collectedGauge(registry: Registry, name: string, help: string, read: () => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(read());
+    },
+  });
 }

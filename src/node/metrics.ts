@@ -10,6 +10,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { CheckpointMetrics, MigrationMetrics, MigrationProgress } from "../migration/mod.js";
+import { collectedGauge } from "./_load_metrics.js";
 
 /** What a scrape reads from the node as it is now. */
 export interface NodeGauges {
@@ -96,16 +97,7 @@ export class NodeMetrics {
         for (const s of PROCESS_STATES) this.set({ state: s }, states[s] ?? 0);
       },
     });
-    const gauge = (name: string, help: string, read: () => number): void => {
-      new Gauge({
-        name,
-        help,
-        registers,
-        collect() {
-          this.set(read());
-        },
-      });
-    };
+    const gauge = (name: string, help: string, read: () => number): void => collectedGauge(this.registry, name, help, read);
     gauge("ferry_node_processes", "Processes running on this node now (its load).", () => gauges.running());
     gauge("ferry_node_processes_max", "Processes this node runs at once at most (--max-processes).", () => gauges.limits().processes_max);
     gauge("ferry_node_guest_memory_bytes", "Memory of the processes running on this node.", () => gauges.guestMemoryBytes());

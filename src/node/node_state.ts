@@ -14,6 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import * as v from "valibot";
+import { replaceFileDurably } from "../durable_file.js";
 import { FerryError } from "../errors.js";
 import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Pid, Sha256 } from "../process_spec.js";
 import { integer, list, Uint } from "../validate.js";
@@ -80,11 +81,9 @@ export type NodeState = v.InferOutput<typeof NodeStateSchema>;
 /** The state file of one data directory. */
 export class NodeStateFile {
   readonly path: string;
-  readonly #dir: string;
 
   constructor(data_dir: string) {
-    this.#dir = path.join(data_dir, "state");
-    this.path = path.join(this.#dir, "node.json");
+    this.path = path.join(data_dir, "state", "node.json");
   }
 
   /** The saved state, or null if there is none (a new data directory). ERR_STATE_FILE if it cannot be read or is damaged. */
@@ -116,7 +115,7 @@ export class NodeStateFile {
 
   /** Replaces the saved state atomically (see the module comment); synchronous so that nothing runs between a change and its record. */
   save(state: NodeState): void {
-    replaceFile(this.#dir, this.path, JSON.stringify(state));
+    replaceFileDurably(this.path, JSON.stringify(state));
   }
 
   #damaged(why: string, cause?: unknown): FerryError {
@@ -125,31 +124,6 @@ export class NodeStateFile {
       `the node's state file ${this.path} cannot be used: ${why}. Restore it from a backup, or move it away to start this node with no processes (pids of its old processes may then be given out again)`,
       cause === undefined ? undefined : { cause },
     );
-  }
-}
-
-/**
- * Writes `text` to `file` in `dir` atomically and durably: a temporary file
- * written and synced, renamed over the old one, and the directory synced, so
- * a crash leaves the old file or the new one, never a mix.
- */
-function replaceFile(dir: string, file: string, text: string): void {
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const temp = `${file}.tmp`;
-  const fd = fs.openSync(temp, "w", 0o600);
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-  // The rename itself is durable only once the directory is.
-  const d = fs.openSync(dir, "r");
-  try {
-    fs.fsyncSync(d);
-  } finally {
-    fs.closeSync(d);
   }
 }
 
@@ -176,11 +150,9 @@ export type LoadState = v.InferOutput<typeof LoadStateSchema>;
  */
 export class LoadStateFile {
   readonly path: string;
-  readonly #dir: string;
 
   constructor(data_dir: string) {
-    this.#dir = path.join(data_dir, "state");
-    this.path = path.join(this.#dir, "load.json");
+    this.path = path.join(data_dir, "state", "load.json");
   }
 
   /** The saved state, or null if there is none. ERR_STATE_FILE if it cannot be read or is damaged. */
@@ -208,7 +180,7 @@ export class LoadStateFile {
 
   /** Replaces the saved state atomically and durably. */
   save(state: LoadState): void {
-    replaceFile(this.#dir, this.path, JSON.stringify(state));
+    replaceFileDurably(this.path, JSON.stringify(state));
   }
 
   #damaged(why: string, cause?: unknown): FerryError {
