@@ -64,6 +64,13 @@ const NEXT: Record<OutState, readonly OutState[]> = {
 const PREPARE_TIMEOUT_MS = 30_000;
 /** How long the destination may take to restore once it has everything. */
 const RESTORE_TIMEOUT_MS = 60_000;
+/**
+ * Pre-copy's final copy of at most this many pages (the last round's count
+ * stands for it: the rounds stopped because little was left) is hashed on
+ * the sending thread: 8 MiB takes about 5 ms there, less than handing it to
+ * a hashing thread that may have to start first, all of it downtime.
+ */
+const INLINE_FINAL_PAGES_MAX = 2048;
 
 /** One migration out; use {@link migrateOut} (source.ts). */
 export class OutgoingMigration {
@@ -303,8 +310,10 @@ export class OutgoingMigration {
         }
       }
       // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-      // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes: hashed here, at once, rather than on a hashing thread that may have to start first.
-      const encoded = this.#bulk || this.#handover !== null ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
+      // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes, and pre-copy's final copy is small:
+      // hashed here, at once, rather than on a hashing thread that may have to start first.
+      const small_final = this.#tracker !== null && (this.#metrics.dirty_pages.at(-1) ?? Infinity) <= INLINE_FINAL_PAGES_MAX;
+      const encoded = this.#bulk || this.#handover !== null || small_final ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
       const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
       if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
