@@ -3,32 +3,12 @@
  * session cookie (sent by the browser, never seen by this code) and, on
  * every action, the session's CSRF token.
  */
-import type { ProcessPage, ProcessRow } from "../src/node/dashboard_rows.js";
+import type { NodeDown, NodeStats as NodeUp, ProcessPage, ProcessRow } from "../src/node/dashboard_rows.js";
 
 export type { ProcessPage, ProcessRow };
 
-/** One node as `GET /dashboard/api/overview` lists it. */
-export type NodeStats =
-  | {
-      name: string;
-      address: string;
-      up: true;
-      processes: number;
-      processes_max: number;
-      guest_memory_bytes: number;
-      rss_bytes: number;
-      heap_used_bytes: number;
-      load1: number;
-      cpus: number;
-      node_cpus: number;
-      runnable: number;
-      cpu_used: number;
-      draining: boolean;
-      post_copy: boolean;
-      started_unix_ms: number;
-      time_unix_ms: number;
-    }
-  | { address: string; up: false };
+/** One node as `GET /dashboard/api/overview` lists it: its figures, or that it does not answer. */
+export type NodeStats = NodeUp | NodeDown;
 
 /** `GET /dashboard/api/overview`. */
 export interface Overview {

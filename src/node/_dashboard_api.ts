@@ -15,6 +15,7 @@ import type { FerryNode } from "./node.js";
 import { requestJson, sendJson } from "./_http.js";
 import { queryOf } from "./_api_schemas.js";
 import { comparatorOf, pageProcesses, ProcessQuerySchema, type ProcessPage, type ProcessQuery, type ProcessRow } from "./dashboard_query.js";
+import type { NodeDown, NodeStats } from "./dashboard_rows.js";
 
 /** Processes one peer may list: more than any node holds (its process quota is far lower). */
 const PEER_ROWS_MAX = 100_000;
@@ -23,38 +24,7 @@ const ROW_ARGS_MAX = 8;
 /** Characters of each argument the list shows. */
 const ROW_ARG_CHARS_MAX = 80;
 
-/** One node as the dashboard plots it. */
-export interface NodeStats {
-  name: string;
-  address: string;
-  up: true;
-  /** Processes running here now, and how many it takes at most. */
-  processes: number;
-  processes_max: number;
-  /** Memory of the guests running here. */
-  guest_memory_bytes: number;
-  /** The node's OS process: resident memory and JavaScript heap in use. */
-  rss_bytes: number;
-  heap_used_bytes: number;
-  /** The machine's one-minute load average, and its CPUs. */
-  load1: number;
-  cpus: number;
-  /** The load module's figures: guests that may compute at once (`--cpus`), cores the guests want and use (load per CPU is runnable over node_cpus). */
-  node_cpus: number;
-  runnable: number;
-  cpu_used: number;
-  /** Whether the node is drained (`ferry drain`): nothing new lands there. */
-  draining: boolean;
-  post_copy: boolean;
-  started_unix_ms: number;
-  time_unix_ms: number;
-}
 
-/** A node that did not answer. */
-export interface NodeDown {
-  address: string;
-  up: false;
-}
 
 /** One node's stats as answered to the dashboard and `ferry top` (checked the same way on both). */
 export const NodeStatsSchema = v.object({
