@@ -8,6 +8,7 @@ import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
 import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
 import { Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
+import { THROTTLE_PCT_MAX } from "../runtime/mod.js";
 import { RoundEndSchema } from "./_schemas.js";
 import { compressRound, type Compression } from "./_compress.js";
 import type { MigrationMetrics, SourceSide } from "./source.js";
@@ -104,15 +105,12 @@ export function missingChunks(memory: Uint8Array, tracker: PageTracker | null): 
   return runs;
 }
 
-
 /** How long the destination may take to confirm a round: it only places the round's pages. */
 const ROUND_ACK_TIMEOUT_MS = 30_000;
 
 /** Auto-converge's first throttle and its step up each round that did not shrink (QEMU's defaults: 20 and 10). */
 const THROTTLE_FIRST_PCT = 20;
 const THROTTLE_STEP_PCT = 10;
-/** The most auto-converge takes from a process (the runtime allows no more either). */
-const THROTTLE_MAX_PCT = 95;
 
 /** What a pre-copy round showed, for {@link decideRound}. */
 export interface RoundSeen {
@@ -143,14 +141,14 @@ export function decideRound(seen: RoundSeen, limits: Pick<RoundLimits, "max_down
   if (fits || seen.round >= limits.rounds_max) return { kind: "stop" };
   if (seen.round < 2 || seen.pages < seen.previous_pages) return { kind: "go", throttle_pct: seen.throttle_pct };
   // Not shrinking: it writes about as fast as the link carries.
-  if (!limits.auto_converge || seen.throttle_pct >= THROTTLE_MAX_PCT) return { kind: "stop" };
+  if (!limits.auto_converge || seen.throttle_pct >= THROTTLE_PCT_MAX) return { kind: "stop" };
   const stepped = seen.throttle_pct === 0 ? THROTTLE_FIRST_PCT : seen.throttle_pct + THROTTLE_STEP_PCT;
   // Where the rates are known, go straight to the share that brings the writes
   // under half the link (each round of steps costs a whole round's copy); the
   // steps still apply when the measured rate is capped by a small memory
   // written all over within a round.
   const wanted = Number.isFinite(seen.dirty_bytes_per_ms) && seen.dirty_bytes_per_ms > 0 ? Math.ceil(100 * (1 - seen.link_bytes_per_ms / (2 * seen.dirty_bytes_per_ms))) : 0;
-  return { kind: "go", throttle_pct: Math.min(THROTTLE_MAX_PCT, Math.max(stepped, wanted)) };
+  return { kind: "go", throttle_pct: Math.min(THROTTLE_PCT_MAX, Math.max(stepped, wanted)) };
 }
 
 /** Limits of {@link preCopyRounds}. */
