@@ -623,6 +623,16 @@ static postcopy_t *handle_of(napi_env env, napi_value value) {
   return m;
 }
 
+/* The open session of a call whose one argument is its handle; NULL, with a TypeError thrown naming `usage`, otherwise. */
+static postcopy_t *only_handle_arg(napi_env env, napi_callback_info info, const char *usage) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
+  if (m == NULL) napi_throw_type_error(env, "ERR_UFFD_ARGS", usage);
+  return m;
+}
+
 static bool number_arg(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
 
 /*
@@ -828,14 +838,8 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
  * stopped was the cost move_aside avoids).
  */
 napi_value postcopy_settle(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
-  if (m == NULL) {
-    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopySettle(open handle)");
-    return NULL;
-  }
+  postcopy_t *m = only_handle_arg(env, info, "postcopySettle(open handle)");
+  if (m == NULL) return NULL;
   pthread_mutex_lock(&m->lock);
   aside_t *list = m->asides;
   m->asides = NULL;
@@ -1035,14 +1039,8 @@ napi_value postcopy_attach(napi_env env, napi_callback_info info) {
  * chunks that never arrived, as [first, count] runs.
  */
 napi_value postcopy_fail(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  postcopy_t *m = argc >= 1 ? handle_of(env, argv[0]) : NULL;
-  if (m == NULL) {
-    napi_throw_type_error(env, "ERR_UFFD_ARGS", "postcopyFail(open handle)");
-    return NULL;
-  }
+  postcopy_t *m = only_handle_arg(env, info, "postcopyFail(open handle)");
+  if (m == NULL) return NULL;
   send_frame(m, K_ABORT, 0);
   napi_value runs;
   napi_create_array(env, &runs);
