@@ -21,6 +21,15 @@ export interface NodeProc {
   child: ChildProcess;
 }
 
+/** Kills a node process outright (SIGKILL), as a crash would; resolves once it is gone, with when it was killed (Date.now()). */
+export async function crash(node: NodeProc): Promise<number> {
+  const gone = new Promise((r) => node.child.once("exit", r));
+  const at = Date.now();
+  node.child.kill("SIGKILL");
+  await gone;
+  return at;
+}
+
 /** Ports nobody listens on right now (bound and released: good enough on loopback). */
 export async function freePorts(n: number): Promise<number[]> {
   const servers = await Promise.all(

@@ -15,7 +15,7 @@ import { after, before, describe, it } from "node:test";
 import { Dialer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
-import { freePorts, json, outputOf, request, startCluster, startNode, stopNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, freePorts, json, outputOf, request, startCluster, startNode, stopNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 
 const sleeper = path.join(EXAMPLES, "c", "sleeper.wasm");
 const selfmove = path.join(EXAMPLES, "c", "selfmove.wasm");
@@ -45,13 +45,6 @@ async function dialerAs(name: string): Promise<Dialer> {
   const ca = await testAuthority();
   const issued = await issue(ca, { role: "node", name, hosts: ["127.0.0.1"] });
   return new Dialer(new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string }));
-}
-
-/** Kills a node process outright, as a crash would. */
-async function crash(node: NodeProc): Promise<void> {
-  const gone = new Promise((r) => node.child.once("exit", r));
-  node.child.kill("SIGKILL");
-  await gone;
 }
 
 function run(address: string, sha: string, module_name: string, args: string[], node?: string): Promise<{ pid: string }> {

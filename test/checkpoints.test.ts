@@ -13,7 +13,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { tapEvents } from "./_events.js";
-import { json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
@@ -40,13 +40,6 @@ function run(address: string, body: object): Promise<{ pid: string }> {
 
 async function lastCheckpoint(address: string, pid: string): Promise<Last | null> {
   return (await json<{ last: Last | null }>(address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
-}
-
-/** Kills a node process outright, as a crash would. */
-async function crash(node: NodeProc): Promise<void> {
-  const gone = new Promise((r) => node.child.once("exit", r));
-  node.child.kill("SIGKILL");
-  await gone;
 }
 
 describe("checkpoints", () => {

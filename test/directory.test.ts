@@ -16,7 +16,7 @@ import { openEmbeddedDirectory, type MemoryDirectory } from "../src/directory/mo
 import { serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { freePorts, json, NODE_ARGS_DEFAULT, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, freePorts, json, NODE_ARGS_DEFAULT, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -41,15 +41,6 @@ interface NodeRow {
 
 function run(address: string, sha: string, args: string[], node?: string): Promise<{ pid: string }> {
   return json<{ pid: string }>(address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args, ...(node !== undefined ? { node } : {}) });
-}
-
-/** Kills a node process outright (SIGKILL) and resolves once it is gone; returns when it was killed. */
-async function crash(node: NodeProc): Promise<number> {
-  const gone = new Promise((r) => node.child.once("exit", r));
-  const at = Date.now();
-  node.child.kill("SIGKILL");
-  await gone;
-  return at;
 }
 
 async function stateOf(address: string, name: string): Promise<NodeRow["state"] | undefined> {

@@ -18,7 +18,7 @@ import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -51,14 +51,6 @@ type Cluster = Awaited<ReturnType<typeof startCluster>>;
 
 function run(address: string, body: object): Promise<{ pid: string }> {
   return json<{ pid: string }>(address, "POST", "/v1/processes", body);
-}
-
-async function crash(node: NodeProc): Promise<number> {
-  const gone = new Promise((r) => node.child.once("exit", r));
-  const at = Date.now();
-  node.child.kill("SIGKILL");
-  await gone;
-  return at;
 }
 
 /**
