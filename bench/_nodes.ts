@@ -39,6 +39,14 @@ export function startNode(name: string, port: number, peer: string, data: string
   });
 }
 
+/** Issues node `name` (reached at `host`) a certificate of `ca`, writes it under `dir`/pki, and returns the `--ca --cert --key` flags that name the files. */
+export async function nodeCredentialFlags(ca: KeyPairPem, name: string, host: string, dir: string): Promise<string[]> {
+  const issued = await issue(ca, { role: "node", name, hosts: [host] });
+  const pki = path.join(dir, "pki");
+  writeCredential(pki, { ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
+  return ["--ca", path.join(pki, "ca.pem"), "--cert", path.join(pki, "cert.pem"), "--key", path.join(pki, "key.pem")];
+}
+
 /** Two node daemons, n1 and n2, peers of each other, both holding one example module. */
 export interface NodePair {
   a1: string;
@@ -68,11 +76,7 @@ export async function startPair(example: string, security: Security = "tls", nod
     const c = await issue(ca, { role: "client", name: "bench" });
     dialer = new Dialer(new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: c.cert_pem, key_pem: c.key_pem as string }));
   }
-  const credentialFiles = async (name: string, dir: string): Promise<string[]> => {
-    const issued = await issue(ca as KeyPairPem, { role: "node", name, hosts: ["127.0.0.1"] });
-    writeCredential(path.join(dir, "pki"), { ca_pem: (ca as KeyPairPem).cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
-    return ["--ca", path.join(dir, "pki", "ca.pem"), "--cert", path.join(dir, "pki", "cert.pem"), "--key", path.join(dir, "pki", "key.pem")];
-  };
+  const credentialFiles = (name: string, dir: string): Promise<string[]> => nodeCredentialFlags(ca as KeyPairPem, name, "127.0.0.1", dir);
   const nodes = [await startNode("n1", p1, a2, path.join(data, "n1"), await flags("n1")), await startNode("n2", p2, a1, path.join(data, "n2"), await flags("n2"))];
   const request = (address: string, method: string, p: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }> => httpRequest(address, method, p, body, dialer);
   const stop = async (): Promise<void> => {

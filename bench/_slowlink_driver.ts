@@ -13,8 +13,8 @@ import os from "node:os";
 import path from "node:path";
 import { Dialer, httpRequest } from "../src/node/mod.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { ClusterTls, createAuthority, issue, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
-import { ROOT } from "./_nodes.js";
+import { ClusterTls, createAuthority, issue } from "../src/trust/mod.js";
+import { nodeCredentialFlags, ROOT } from "./_nodes.js";
 import type { SlowLinkSetup } from "./slowlink.js";
 
 const FERRY = path.join(ROOT, "bin", "ferry.js");
@@ -44,13 +44,6 @@ const DESTINATION_PHASES = ["decode", "restore", "resume", "adopt"] as const;
 const setup = JSON.parse(process.argv[2] as string) as SlowLinkSetup;
 const data = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-slowlink-"));
 const children: ChildProcess[] = [];
-
-async function nodeFlags(ca: KeyPairPem, name: string, host: string): Promise<string[]> {
-  const issued = await issue(ca, { role: "node", name, hosts: [host] });
-  const dir = path.join(data, name, "pki");
-  writeCredential(dir, { ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string });
-  return ["--ca", path.join(dir, "ca.pem"), "--cert", path.join(dir, "cert.pem"), "--key", path.join(dir, "key.pem")];
-}
 
 /** Starts a child and resolves once it prints `ready` on stdout. */
 function started(command: string, args: string[], ready: string): Promise<ChildProcess> {
@@ -95,8 +88,8 @@ async function main(): Promise<void> {
   const a1 = `${setup.ip1}:${PORT}`;
   const a2 = `${setup.ip2}:${PORT}`;
   const node = (name: string, self: string, peer: string, flags: string[]): string[] => [FERRY, "node", "start", "--name", name, "--listen", self, "--peers", peer, "--data", path.join(data, name), "--log-level", "warn", "--balance", "off", ...flags];
-  await started(process.execPath, node("n1", a1, a2, await nodeFlags(ca, "n1", setup.ip1)), "listening on");
-  await started("ip", ["netns", "exec", setup.ns2, process.execPath, ...node("n2", a2, a1, await nodeFlags(ca, "n2", setup.ip2))], "listening on");
+  await started(process.execPath, node("n1", a1, a2, await nodeCredentialFlags(ca, "n1", setup.ip1, path.join(data, "n1"))), "listening on");
+  await started("ip", ["netns", "exec", setup.ns2, process.execPath, ...node("n2", a2, a1, await nodeCredentialFlags(ca, "n2", setup.ip2, path.join(data, "n2")))], "listening on");
   const request = (address: string, method: string, p: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }> => httpRequest(address, method, p, body, dialer);
   const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "memhog.wasm"));
   const sha = createHash("sha256").update(wasm).digest("hex");
