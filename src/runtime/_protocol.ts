@@ -31,7 +31,10 @@ export interface SuspendedState {
 
 /** workerData of a process worker. */
 export interface WorkerInit {
+  /** The instrumented module's bytes, memory cap written in; empty when `module` is given. */
   wasm: Uint8Array;
+  /** The same module compiled by the controlling thread (`_compiled.ts`), when it could be: the worker only instantiates it. */
+  module?: WebAssembly.Module;
   info: InstrumentInfo;
   entry: string;
   control: SharedArrayBuffer;

@@ -238,7 +238,7 @@ class Guest {
   }
 
   instantiate(): void {
-    const module = new WebAssembly.Module(init.wasm);
+    const module = init.module ?? new WebAssembly.Module(init.wasm);
     const wrapped: Record<string, unknown> = {};
     for (const { module: from, name } of WebAssembly.Module.imports(module)) {
       if (from !== "wasi_snapshot_preview1") continue;
