@@ -360,14 +360,19 @@ export class GuestProcess {
     const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
     const activated = this.#expect((m) => m.type === "activated");
-    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
+    const running = this.#expect((m) => m.type === "running");
+    // Observed below once activated; if the activation fails it is rejected too, and only the error of `activated` counts.
+    running.catch(() => undefined);
+    this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
+    // One message activates and rewinds it: the worker goes on to the rewind as soon as its WASI state is in place,
+    // without a round trip back here in between (a migration's downtime).
+    const rewind = { globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify };
+    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })), rewind });
     await activated;
     // Its WASI state is in place; what follows is the stack rewinding until the guest runs (a migration times the two apart).
     hooks.rewinding?.();
-    this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
-    const running = this.#expect((m) => m.type === "running");
+    // A guest that reads before this waits for the pump, as for any input not there yet.
     this.#pump.attach(this.#io.stdin ?? null);
-    this.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
     this.#phase = "running";
     try {
       await running;
