@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
+import { SMALL_MEMORY_BYTES_MAX } from "../src/migration/mod.js";
 import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
@@ -98,6 +99,29 @@ describe("migration between nodes", () => {
       for (const phase of ["admit", "standby", "decode", "restore", "resume"]) assert.equal(typeof metrics.destination_phases_ms[phase], "number", `no destination ${phase} in ${moved.stdout.toString()}`);
     } finally {
       await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
+  });
+
+  it("stop-copy between nodes with TLS, of a small memory (pages inside the image) and of a larger one (pages sealed on a connection of their own): every block checks out after moves both ways", async () => {
+    const [n1] = nodes as [NodeProc];
+    const sha = await upload(n1.address, path.join(EXAMPLES, "c", "memhog.wasm"));
+    // 1 MiB of blocks: a memory under SMALL_MEMORY_BYTES_MAX; 4 MiB: over it. Each rewrites 1 MiB a second for 10 s (its moves come
+    // first), then checks every block.
+    assert.ok(SMALL_MEMORY_BYTES_MAX > 2 * 1024 * 1024 - 1 && SMALL_MEMORY_BYTES_MAX < 4 * 1024 * 1024, "the sizes no longer straddle SMALL_MEMORY_BYTES_MAX");
+    const pids: string[] = [];
+    for (const mib of ["1", "4"]) {
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [mib, "1", "10"] });
+      pids.push(pid);
+      await until(`${pid} to touch its memory`, async () => (await outputOf(n1.address, pid)).stdout.toString().includes("touched"));
+      for (const to of ["n2", "n1"]) {
+        const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy: "stop-copy" });
+        assert.equal(r.status, 200, `${pid} to ${to}: ${r.body.toString()}`);
+      }
+    }
+    for (const pid of pids) {
+      const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+      assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid} did not end well`);
+      assert.match((await outputOf(n1.address, pid)).stdout.toString(), /verify OK/);
     }
   });
 

@@ -122,6 +122,16 @@ function thread(id: number): HashThread {
   return t;
 }
 
+/**
+ * Starts the hashing threads now, if they are not running: a thread's start
+ * takes tens of milliseconds (more on a busy machine), which the first
+ * migration that hashes on it would otherwise wait for, partly as downtime.
+ * A node calls this when it starts. The threads never keep the process alive.
+ */
+export function warmHashThreads(): void {
+  for (let slot = 0; slot < THREADS; slot += 1) thread(slot);
+}
+
 /** A SHA-256 computed on a hashing thread (see the file's comment). */
 export function offThreadSha256(): AsyncHash {
   const id = next_id++;

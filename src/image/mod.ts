@@ -19,7 +19,7 @@ export type {
 } from "./types.js";
 export { sparsePages, writeMemory } from "./pages.js";
 export { encodeImage, encodeImageAsync, type EncodeOptions } from "./encode.js";
-export { offThreadSha256, type AsyncHash } from "./_hash_pool.js";
+export { offThreadSha256, warmHashThreads, type AsyncHash } from "./_hash_pool.js";
 export { ImageDecoder, decodeImage, type ImageDecoderOptions } from "./decode.js";
 export { imageKeyId, trustKeys, type ImageSigner, type ImageTrust } from "./_signature.js";
 export {

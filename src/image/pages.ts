@@ -10,6 +10,22 @@ import type { DecodedImage, DecodedMemory, MemoryPage, MemoryRun, MemorySource }
 const ZERO_PAGE = Buffer.alloc(PAGE_BYTES);
 
 /**
+ * Whether the page at `offset` is all zero. Its first and last words are
+ * read here first: most pages in use have one of them set, and reading a
+ * word costs far less than the call into memcmp (about 2 µs a page here,
+ * 8 ms for a 16 MiB memory, all of it downtime for a stop-copy).
+ */
+function zeroPage(bytes: Buffer, words: Int32Array | null, offset: number): boolean {
+  if (words !== null && (words[offset >> 2] !== 0 || words[((offset + PAGE_BYTES) >> 2) - 1] !== 0)) return false;
+  return ZERO_PAGE.compare(bytes, offset, offset + PAGE_BYTES) === 0;
+}
+
+/** The memory's words, where it is aligned for them (a wasm memory always is); null otherwise. */
+function wordsOf(memory: Uint8Array): Int32Array | null {
+  return memory.byteOffset % 4 === 0 ? new Int32Array(memory.buffer, memory.byteOffset, memory.length >> 2) : null;
+}
+
+/**
  * The non-zero pages of a memory view (a WebAssembly memory's buffer, shared
  * or not), as views: nothing is copied, so the pages reflect the memory at the
  * moment they are read. `size_bytes` is `memory.length`, which must be a
@@ -24,8 +40,9 @@ export function sparsePages(memory: Uint8Array): MemorySource {
     *pages(): Generator<MemoryPage, void, undefined> {
       // One Buffer over the same bytes, so compare() can address ranges without a view per page.
       const bytes = Buffer.from(memory.buffer, memory.byteOffset, memory.length);
+      const words = wordsOf(memory);
       for (let offset = 0; offset < bytes.length; offset += PAGE_BYTES) {
-        if (ZERO_PAGE.compare(bytes, offset, offset + PAGE_BYTES) !== 0) {
+        if (!zeroPage(bytes, words, offset)) {
           yield { index: offset / PAGE_BYTES, data: memory.subarray(offset, offset + PAGE_BYTES) };
         }
       }
@@ -33,10 +50,11 @@ export function sparsePages(memory: Uint8Array): MemorySource {
     *pageRuns(): Generator<MemoryRun, void, undefined> {
       // The same scan, but one view per run of non-zero pages: a stop-copy of a dense memory is a few thousand views, not a view per page.
       const bytes = Buffer.from(memory.buffer, memory.byteOffset, memory.length);
+      const words = wordsOf(memory);
       const run_bytes_max = ImageLimits.page_run_pages_max * PAGE_BYTES;
       let start = -1;
       for (let offset = 0; offset <= bytes.length; offset += PAGE_BYTES) {
-        const zero = offset === bytes.length || ZERO_PAGE.compare(bytes, offset, offset + PAGE_BYTES) === 0;
+        const zero = offset === bytes.length || zeroPage(bytes, words, offset);
         if (start >= 0 && (zero || offset - start === run_bytes_max)) {
           yield { first: start / PAGE_BYTES, data: memory.subarray(start, offset) };
           start = -1;

@@ -29,6 +29,7 @@ import { errorField, logger } from "../log/mod.js";
 import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { BULK_META_KEY, sendBulk } from "./_bulk.js";
 import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
+import { isSmallMemory, SMALL_MEMORY_BYTES_MAX } from "./_small.js";
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
@@ -97,8 +98,9 @@ export class OutgoingMigration {
   readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
   /** Stop-copy to a destination that takes BULK frames: the pages go before the image, outside it (`_bulk.ts`). */
   #bulk = false;
-  /** ...and with TLS, the door of the sealed connection READY named (`_sealed_bulk.ts`). */
+  /** ...and with TLS, the door of the sealed connection READY named (`_sealed_bulk.ts`), and the connection, opened as soon as READY came. */
   #sealed: { ticket: Buffer; key: Buffer } | null = null;
+  #sealed_socket: Promise<Duplex> | null = null;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
   /** Pages of the final copy (post-copy: left to the page channel). */
@@ -217,9 +219,14 @@ export class OutgoingMigration {
     if (ready.type !== Msg.ready) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected READY, got frame type ${ready.type}`);
     const answer = readFrame(AnswerSchema, ready.payload, "READY");
     this.#metrics.destination_phases_ms = answer.phases_ms ?? {};
-    this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy";
+    // A small memory's pages go inside the image instead (`_small.ts`).
+    this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy" && !this.#small(this.#memory().length);
     if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined) {
       this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64") };
+      // Opened now, while the process still runs and as it is stopped: its handshake is not downtime.
+      this.#sealed_socket = this.#side.connectSealed(this.#sealed.ticket);
+      // Awaited when the pages go (or dropped on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
+      this.#sealed_socket.catch(() => undefined);
     }
     this.#to("rounds");
     this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
@@ -312,8 +319,10 @@ export class OutgoingMigration {
       // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
       // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes, and pre-copy's final copy is small:
       // hashed here, at once, rather than on a hashing thread that may have to start first.
+      // A small memory's image (`_small.ts`) is hashed here too.
       const small_final = this.#tracker !== null && (this.#metrics.dirty_pages.at(-1) ?? Infinity) <= INLINE_FINAL_PAGES_MAX;
-      const encoded = this.#bulk || this.#handover !== null || small_final ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
+      const inline = this.#bulk || this.#handover !== null || small_final || this.#small(memory.length);
+      const encoded = inline ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
       const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
       if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
@@ -353,11 +362,15 @@ export class OutgoingMigration {
    */
   async #sendSealed(memory: Uint8Array, meta: Record<string, unknown>, refused: () => boolean): Promise<boolean> {
     const door = this.#sealed as { ticket: Buffer; key: Buffer };
+    const opening = this.#sealed_socket as Promise<Duplex>;
     this.#sealed = null;
+    this.#sealed_socket = null;
     try {
       let socket: Duplex;
       try {
-        socket = await this.#unlessStalled((this.#side.connectSealed as (t: Uint8Array) => Promise<Duplex>)(door.ticket));
+        socket = await this.#unlessStalled(opening);
+        // Opened before the stop: the destination may have closed it since (then it says why on the data connection).
+        if (socket.destroyed || !socket.writable) throw new FerryError("ERR_CONNECTION_CLOSED", "the sealed page connection closed before the pages were sent");
       } catch (err: unknown) {
         logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
         return false;
@@ -375,6 +388,11 @@ export class OutgoingMigration {
     } finally {
       door.key.fill(0);
     }
+  }
+
+  /** Whether a memory of `bytes` moves as a small one (`_small.ts`). */
+  #small(bytes: number): boolean {
+    return isSmallMemory(bytes, this.#options.small_memory_bytes_max ?? SMALL_MEMORY_BYTES_MAX);
   }
 
   /** Counts the final copy's pages as the encoder takes them (by runs where the source has them: no object per page). */
@@ -425,6 +443,10 @@ export class OutgoingMigration {
     const err: unknown = this.#stall ?? caught;
     this.#conn?.close();
     this.#tracker?.close();
+    // Opened after READY and not used: closed, which closes the destination's door too.
+    void this.#sealed_socket?.then((s) => s.destroy(), () => undefined);
+    this.#sealed_socket = null;
+    this.#sealed?.key.fill(0);
     const state = this.#state;
     if (state === "committed" || state === "aborted") throw caught;
     if (state === "sent") {

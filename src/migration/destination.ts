@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
-import { ImageDecoder, offThreadSha256, type DecodedImage, type ImageTrust } from "../image/mod.js";
+import { ImageDecoder, offThreadSha256, type AsyncHash, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { Msg, PAGES_PER_FRAME_MAX, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
@@ -17,6 +17,7 @@ import { BulkSealedSchema, HandoverSchema, OfferSchema, RoundEndSchema } from ".
 import { BULK_TAGS_META_KEY, SealedBulkReceiver } from "./_sealed_bulk.js";
 import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
 import type { Offer } from "./source.js";
+import { isSmallMemory } from "./_small.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
 
 /** The destination's phase clock as the side's own steps see it: they name the phase they enter. */
@@ -110,13 +111,12 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     await refuse(conn, err);
     throw err;
   }
-  // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs;
-  // post-copy's and hybrid's images carry no pages (a few KiB), hashed here faster than a hop to that thread.
-  const sha256 = offer.strategy === "post-copy" || offer.strategy === "hybrid" ? undefined : offThreadSha256();
+  let sha256: AsyncHash | undefined;
   let bulk: BulkReceiver | null = null;
-  // Stop-copy between nodes with TLS: the pages may come sealed on a connection of their own, straight into memory.
+  // Stop-copy between nodes with TLS: the pages may come sealed on a connection of their own, straight into memory;
+  // a small memory's come inside the image instead (`_small.ts`), so it needs no door.
   const place = landing.place?.bind(landing);
-  const door = offer.strategy === "stop-copy" && place !== undefined ? (side.sealedDoor?.() ?? null) : null;
+  const door = offer.strategy === "stop-copy" && place !== undefined && !isSmallMemory(offer.memory_bytes) ? (side.sealedDoor?.() ?? null) : null;
   const sealed = door === null || place === undefined ? null : new SealedBulkReceiver(door.key, place, offer.memory_max_bytes);
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
@@ -124,23 +124,34 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
     const door_fields = door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64") } };
     await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields });
-    // Pages of the image go in place as they arrive, with no copy in
-    // between; the process runs only once the whole image passed its checks,
-    // and is thrown away otherwise.
-    const decoder = new ImageDecoder({
-      trust: side.trust,
-      module_sha256: Buffer.from(offer.module_sha256, "hex"),
-      write_pages: (offset, piece) => landing.write(offset, piece),
-      ...(sha256 !== undefined ? { sha256 } : {}),
-    });
-    // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
-    const rounds_digest = createHash("sha256");
-    let rounds_pages = false;
-    let handover: Handover | null = null;
     // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
     let bulk_open = true;
     let bulk_digest: string | null = null;
     let sealed_digest: string | null = null;
+    // Pages of the image go in place as they arrive, with no copy in
+    // between; the process runs only once the whole image passed its checks,
+    // and is thrown away otherwise. Made at the image's first frame, when it
+    // is known whether the pages came before it.
+    let decoder: ImageDecoder | null = null;
+    const imageDecoder = (): ImageDecoder => {
+      if (decoder !== null) return decoder;
+      // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
+      // An image without pages (post-copy's, hybrid's, or stop-copy's after its BULK pages) is a few KiB, and a
+      // small memory's holds a few pages: hashed here, faster than a hop to that thread.
+      const few_pages = offer.strategy === "post-copy" || offer.strategy === "hybrid" || isSmallMemory(offer.memory_bytes) || bulk_digest !== null || sealed_digest !== null;
+      sha256 = few_pages ? undefined : offThreadSha256();
+      decoder = new ImageDecoder({
+        trust: side.trust,
+        module_sha256: Buffer.from(offer.module_sha256, "hex"),
+        write_pages: (offset, piece) => landing.write(offset, piece),
+        ...(sha256 !== undefined ? { sha256 } : {}),
+      });
+      return decoder;
+    };
+    // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
+    const rounds_digest = createHash("sha256");
+    let rounds_pages = false;
+    let handover: Handover | null = null;
     for (;;) {
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
@@ -179,7 +190,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
         landing.handover(handover);
       }
-      else if (frame.type === Msg.image) decoder.push(frame.payload);
+      else if (frame.type === Msg.image) imageDecoder().push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type === Msg.round_end) {
         // Every page of the round is in place: the source measures the link by this, not by what it queued.
@@ -187,7 +198,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       }
       else throw new FerryError("ERR_MIGRATION_PROTOCOL", `unexpected frame type ${frame.type}`);
     }
-    const image = await decoder.finish();
+    const image = await imageDecoder().finish();
     checkRounds(image, rounds_digest.digest("hex"), rounds_pages);
     checkBulk(image, BULK_META_KEY, bulk_digest);
     checkBulk(image, BULK_TAGS_META_KEY, sealed_digest);

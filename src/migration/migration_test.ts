@@ -54,6 +54,7 @@ async function migrate(options: {
   image?: (image: ProcessImage) => void;
   change?: (type: number, payload: Uint8Array) => Uint8Array;
   compression?: Compression;
+  small_memory_bytes_max?: number;
 }): Promise<Run> {
   const signer = options.signer ?? { key: generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey };
   const s = io();
@@ -72,7 +73,11 @@ async function migrate(options: {
   const [a, b] = options.change === undefined ? pipeDuplexPair() : relay(options.change);
   const dest = destination(options.trust ?? trustKeys([signer.key]), wasm);
   const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
-  const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), { strategy: options.strategy, ...(options.compression !== undefined ? { compression: options.compression } : {}) });
+  const outgoing = migrateOut(source(proc, options.strategy, signer, () => new FramedConnection(a)), {
+    strategy: options.strategy,
+    ...(options.compression !== undefined ? { compression: options.compression } : {}),
+    ...(options.small_memory_bytes_max !== undefined ? { small_memory_bytes_max: options.small_memory_bytes_max } : {}),
+  });
   metrics_of_last = outgoing.then((m) => m, () => null);
   const [out, inn] = await Promise.allSettled([outgoing, incoming]);
   const source_side = { proc, stdin: s.stdin, out: s.out };
@@ -289,6 +294,8 @@ describe("stop-copy's pages outside the image (BULK)", () => {
     let frames = 0;
     const run = await migrate({
       strategy: "stop-copy",
+      // The guest's memory is small: without this its pages would go inside the image.
+      small_memory_bytes_max: 0,
       change: (type, payload) => (type === Msg.bulk ? change(payload, frames++) : payload),
     });
     return { run, frames };
@@ -339,6 +346,62 @@ describe("stop-copy's pages outside the image (BULK)", () => {
   it("a run cut inside its pages (the stream ends mid-run): ERR_MIGRATION_PROTOCOL, the source keeps running", async () => {
     const { run } = await bulkRun((p, n) => (n === 0 ? p.subarray(0, p.length - 100) : p));
     assert.equal(run.outcome.ok, false);
+    await assertKeepsRunningAtSource(run);
+  });
+});
+
+describe("a small memory's stop-copy: its pages inside the signed image (_small.ts)", () => {
+  it("the pages travel inside the image, no BULK frame, and the process lands intact", async () => {
+    let image_bytes = 0;
+    const run = await migrate({
+      strategy: "stop-copy",
+      change: (type, payload) => {
+        assert.notEqual(type, Msg.bulk, "a small memory's pages went as BULK frames");
+        if (type === Msg.image) image_bytes += payload.length;
+        return payload;
+      },
+    });
+    assert.deepEqual(run.outcome, { ok: true });
+    // The guest's pattern fills three wasm pages (48 pages of 4 KiB): the image holds them.
+    assert.ok(image_bytes > 3 * 65536, `an image of ${image_bytes} bytes cannot hold the guest's pages`);
+    assert.ok(run.landed !== null);
+    run.landed.stdin.end("go\n");
+    assert.deepEqual(await run.landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+    assert.equal(run.landed.out(), "ok\n");
+    await run.source.proc.terminate();
+  });
+
+  it("a page byte changed inside the image: refused (its section's CRC), nothing runs, the source keeps running", async () => {
+    let changed = false;
+    const run = await migrate({
+      strategy: "stop-copy",
+      change: (type, payload) => {
+        // The pattern's pages make the image's largest frames: a byte in the middle of one is page data.
+        if (type !== Msg.image || changed || payload.length < 65536) return payload;
+        changed = true;
+        const copy = Buffer.from(payload);
+        const at = copy.length >> 1;
+        copy[at] = (copy[at] as number) ^ 1;
+        return copy;
+      },
+    });
+    assert.ok(changed, "no IMAGE frame with pages went through");
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_IMAGE_CHECKSUM");
+      assert.equal(run.outcome.out.code, "ERR_IMAGE_CHECKSUM");
+    }
+    await assertKeepsRunningAtSource(run);
+  });
+
+  it("a small image signed by a key the destination does not trust: ERR_IMAGE_SIGNATURE, the source keeps running", async () => {
+    const stranger = generateKeyPairSync("ed25519").privateKey;
+    const run = await migrate({ strategy: "stop-copy", trust: trustKeys([stranger]) });
+    assert.equal(run.outcome.ok, false);
+    if (!run.outcome.ok) {
+      assert.equal(run.outcome.in.code, "ERR_IMAGE_SIGNATURE");
+      assert.equal(run.outcome.out.code, "ERR_IMAGE_SIGNATURE");
+    }
     await assertKeepsRunningAtSource(run);
   });
 });

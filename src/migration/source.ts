@@ -174,6 +174,13 @@ export interface MigrationOptions {
   compression?: Compression;
   /** The rate the destination confirmed pages at in this node's last move to it, for `auto`'s first round. */
   link_hint_bytes_per_s?: number;
+  /**
+   * Stop-copy: a memory of at most this many bytes carries its pages inside
+   * the signed image, hashed on this thread (`_small.ts`; default
+   * SMALL_MEMORY_BYTES_MAX). 0: outside it wherever the destination takes
+   * BULK frames.
+   */
+  small_memory_bytes_max?: number;
   /** Post-copy and hybrid: cap on the background push, bytes per second. */
   push_bytes_per_s?: number;
   /**

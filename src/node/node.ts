@@ -38,6 +38,7 @@ import { loadRound } from "./_balancer.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
 import { claimWarm } from "../runtime/mod.js";
+import { warmHashThreads } from "../image/mod.js";
 import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
@@ -304,6 +305,8 @@ export class FerryNode {
     });
     // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
     node.#release_warm = claimWarm(node.limits.warm_workers);
+    // Migrations hash on these threads (src/image/_hash_pool.ts): started now, not during the first one's downtime.
+    warmHashThreads();
     node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
     node.load.start(() => loadRound(node));

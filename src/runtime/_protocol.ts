@@ -31,7 +31,10 @@ export interface SuspendedState {
 
 /** workerData of a process worker. */
 export interface WorkerInit {
+  /** The instrumented module's bytes, memory cap written in; empty when `module` is given. */
   wasm: Uint8Array;
+  /** The same module compiled by the controlling thread (`_compiled.ts`), when it could be: the worker only instantiates it. */
+  module?: WebAssembly.Module;
   info: InstrumentInfo;
   entry: string;
   control: SharedArrayBuffer;
@@ -63,10 +66,9 @@ export type WorkerBoot = { kind: "init"; init: WorkerInit } | { kind: "warm" };
 /** Controller → worker. */
 export type ToWorker =
   | { type: "run" }
-  | { type: "rewind"; globals: GlobalBits[]; asyncify: Uint8Array }
   | { type: "resume" }
-  /** The captured WASI state, and the directories this side grants for the preopens it recorded. */
-  | { type: "activate"; wasi: unknown; preopens: Preopen[] }
+  /** The captured WASI state, and the directories this side grants for the preopens it recorded; then its stack and globals, rewound at once (no round trip in between). */
+  | { type: "activate"; wasi: unknown; preopens: Preopen[]; rewind: { globals: GlobalBits[]; asyncify: Uint8Array } }
   | { type: "touch"; bytes: number };
 
 /** Worker → controller. */

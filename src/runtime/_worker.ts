@@ -238,7 +238,7 @@ class Guest {
   }
 
   instantiate(): void {
-    const module = new WebAssembly.Module(init.wasm);
+    const module = init.module ?? new WebAssembly.Module(init.wasm);
     const wrapped: Record<string, unknown> = {};
     for (const { module: from, name } of WebAssembly.Module.imports(module)) {
       if (from !== "wasi_snapshot_preview1") continue;
@@ -444,7 +444,6 @@ function start(given: WorkerInit): void {
   post({ type: "ready", memory: guest.memory });
   port.on("message", (msg: ToWorker) => {
     if (msg.type === "run") guest.run();
-    else if (msg.type === "rewind") guest.rewind(msg.globals, msg.asyncify);
     else if (msg.type === "activate") {
       try {
         guest.activate(msg.wasi, msg.preopens);
@@ -452,7 +451,9 @@ function start(given: WorkerInit): void {
       } catch (err: unknown) {
         const code = (err as { code?: unknown }).code;
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
+        return;
       }
+      guest.rewind(msg.rewind.globals, msg.rewind.asyncify);
     } else if (msg.type === "touch") {
       // Writing every page makes the kernel back it now (a standby, before anything is in it).
       new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);

@@ -7,7 +7,7 @@ import type { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
-import { capMemory, loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
+import { loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
 import {
@@ -34,6 +34,7 @@ import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
 import { UsageView, type GuestUsage } from "./_usage.js";
 import { takeWorker } from "./_warm.js";
+import { compiledModule, type CompiledModule } from "./_compiled.js";
 
 /** The export a WASI command starts through. */
 const ENTRY_EXPORT = "_start";
@@ -189,6 +190,7 @@ export class GuestProcess {
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
+    code: CompiledModule,
     options: { module_path: string; memory_max_bytes: number },
     start: WorkerInit["start"],
     io: ProcessIo,
@@ -213,7 +215,8 @@ export class GuestProcess {
     io.links?.bind(this);
     io.net?.bind(this);
     const init: WorkerInit = {
-      wasm: options.memory_max_bytes >= WASM_MEMORY_BYTES_MAX ? instrumented.wasm : capMemory(instrumented.wasm, options.memory_max_bytes / WASM_PAGE_BYTES),
+      // Compiled already: the worker only instantiates it (`_compiled.ts`), and needs no bytes.
+      ...(code.module !== null ? { module: code.module, wasm: new Uint8Array(0) } : { wasm: code.wasm }),
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
@@ -237,9 +240,10 @@ export class GuestProcess {
     const t0 = performance.now();
     const instrumented = await loadInstrumented(spec.wasm, instrumentOptions(io, spec.module_path));
     const memory_max_bytes = checkCap(instrumented.info, spec.memory_max_bytes);
+    const code = await compiledModule(instrumented, memory_max_bytes);
     const config = { args: spec.args, env: spec.env, preopens: spec.preopens, listeners: spec.listeners ?? [], ...(spec.stdio === undefined ? {} : { stdio: spec.stdio }) };
     const start = { kind: "fresh", config } as const;
-    const proc = new GuestProcess(instrumented, { module_path: spec.module_path, memory_max_bytes }, start, io, { pending: new Uint8Array(0), ended: false });
+    const proc = new GuestProcess(instrumented, code, { module_path: spec.module_path, memory_max_bytes }, start, io, { pending: new Uint8Array(0), ended: false });
     await proc.#ready();
     proc.#pump.attach(io.stdin ?? null);
     proc.#send({ type: "run" });
@@ -282,7 +286,8 @@ export class GuestProcess {
   static async standby(wasm: Uint8Array, io: ProcessIo, options: StandbyOptions = {}): Promise<GuestProcess> {
     const instrumented = await loadInstrumented(wasm, instrumentOptions(io, options.module_path ?? "module.wasm"));
     const memory_max_bytes = checkCap(instrumented.info, options.memory_max_bytes);
-    const proc = new GuestProcess(instrumented, { module_path: options.module_path ?? "module.wasm", memory_max_bytes }, { kind: "standby" }, io, {
+    const code = await compiledModule(instrumented, memory_max_bytes);
+    const proc = new GuestProcess(instrumented, code, { module_path: options.module_path ?? "module.wasm", memory_max_bytes }, { kind: "standby" }, io, {
       pending: new Uint8Array(0),
       ended: false,
     });
@@ -355,14 +360,19 @@ export class GuestProcess {
     const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
     const activated = this.#expect((m) => m.type === "activated");
-    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })) });
+    const running = this.#expect((m) => m.type === "running");
+    // Observed below once activated; if the activation fails it is rejected too, and only the error of `activated` counts.
+    running.catch(() => undefined);
+    this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
+    // One message activates and rewinds it: the worker goes on to the rewind as soon as its WASI state is in place,
+    // without a round trip back here in between (a migration's downtime).
+    const rewind = { globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify };
+    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })), rewind });
     await activated;
     // Its WASI state is in place; what follows is the stack rewinding until the guest runs (a migration times the two apart).
     hooks.rewinding?.();
-    this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
-    const running = this.#expect((m) => m.type === "running");
+    // A guest that reads before this waits for the pump, as for any input not there yet.
     this.#pump.attach(this.#io.stdin ?? null);
-    this.#send({ type: "rewind", globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify });
     this.#phase = "running";
     try {
       await running;

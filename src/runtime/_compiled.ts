@@ -1,0 +1,58 @@
+/**
+ * Compiled modules kept warm (issue 15, "setup"): every process worker is an
+ * isolate of its own, and compiling the instrumented module there was most
+ * of a warm worker's start (about 8 ms for a 65 KB module here, far more for
+ * a large one), paid again by every standby and every start. The thread
+ * that controls the processes compiles each module (per memory cap, which
+ * is written into the module) once, asynchronously, and posts the compiled
+ * WebAssembly.Module with the worker's init: V8 shares its code between the
+ * isolates of one process, so a worker only instantiates it.
+ */
+import { capMemory, type InstrumentInfo } from "../instrument/mod.js";
+import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
+
+/**
+ * Most compiled modules kept: each holds its machine code (MiBs for a large
+ * module) for as long as it is kept; the least recently used goes first.
+ */
+export const COMPILED_MODULES_MAX = 8;
+
+/** A module ready for a worker: its bytes with the memory cap written in, and the compiled module, or null if V8 would not compile it here. */
+export interface CompiledModule {
+  wasm: Uint8Array;
+  module: WebAssembly.Module | null;
+}
+
+/** By instrumented module and cap, most recently used last. */
+const kept = new Map<string, Promise<CompiledModule>>();
+
+/**
+ * The instrumented module with its memory capped at `memory_max_bytes`,
+ * compiled, from the cache or now. A module that does not compile is left to
+ * the worker (which reports why, as it always did) and not kept.
+ */
+export function compiledModule(instrumented: { wasm: Uint8Array; info: InstrumentInfo }, memory_max_bytes: number): Promise<CompiledModule> {
+  const capped = memory_max_bytes < WASM_MEMORY_BYTES_MAX;
+  // The instrumented bytes are a function of the original module's hash and the instrumenter's version (instrument/cache.ts keys its files so too).
+  const key = `${instrumented.info.module_sha256}.${instrumented.info.instrumenter}.${capped ? memory_max_bytes : "uncapped"}`;
+  const hit = kept.get(key);
+  if (hit !== undefined) {
+    kept.delete(key);
+    kept.set(key, hit);
+    return hit;
+  }
+  const wasm = capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm;
+  const entry = WebAssembly.compile(wasm).then(
+    (module) => ({ wasm, module }),
+    () => {
+      kept.delete(key);
+      return { wasm, module: null };
+    },
+  );
+  kept.set(key, entry);
+  for (const old of kept.keys()) {
+    if (kept.size <= COMPILED_MODULES_MAX) break;
+    kept.delete(old);
+  }
+  return entry;
+}

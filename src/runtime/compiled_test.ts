@@ -1,0 +1,47 @@
+/** compiledModule: each module is compiled once per memory cap and kept (most recently used); one that does not compile is left to the worker. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { InstrumentInfo } from "../instrument/mod.js";
+import { wat } from "../instrument/_wat.js";
+import { COMPILED_MODULES_MAX, compiledModule, type CompiledModule } from "./_compiled.js";
+
+const WASM = wat(`(module (memory (export "memory") 1 100) (func (export "_start")))`);
+
+function instrumented(sha: string, wasm: Uint8Array = WASM): { wasm: Uint8Array; info: InstrumentInfo } {
+  return { wasm, info: { module_sha256: sha, instrumenter: "test/1" } as InstrumentInfo };
+}
+
+const GIB = 1 << 30;
+const NO_CAP = 2 ** 32;
+
+test("a module is compiled once per memory cap; the cap is written into the module", async () => {
+  const a = await compiledModule(instrumented("a".repeat(64)), GIB);
+  assert.ok(a.module instanceof WebAssembly.Module);
+  assert.equal(await compiledModule(instrumented("a".repeat(64)), GIB), a, "compiled again");
+  const capped = await compiledModule(instrumented("a".repeat(64)), 65536 * 2);
+  assert.notEqual(capped, a);
+  const memory = new WebAssembly.Instance(capped.module as WebAssembly.Module).exports["memory"] as WebAssembly.Memory;
+  assert.throws(() => memory.grow(2), RangeError, "the cap of 2 pages was not written in");
+  const uncapped = await compiledModule(instrumented("a".repeat(64)), NO_CAP);
+  assert.equal(uncapped.wasm, WASM, "a module without a cap is not rewritten");
+});
+
+test("a module that does not compile is left to the worker, and not kept", async () => {
+  const bad = instrumented("b".repeat(64), new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 0xff]));
+  const first = await compiledModule(bad, NO_CAP);
+  assert.equal(first.module, null);
+  assert.notEqual(await compiledModule(bad, NO_CAP), first, "a failed compile was kept");
+});
+
+test(`at most ${COMPILED_MODULES_MAX} modules are kept, the least recently used going first`, async () => {
+  const sha = (name: string): string => name.padEnd(64, "0");
+  const c = await compiledModule(instrumented(sha("c")), GIB);
+  const d: CompiledModule[] = [];
+  for (let i = 0; i < COMPILED_MODULES_MAX; i += 1) {
+    d.push(await compiledModule(instrumented(sha(`d${i}`)), GIB));
+    // Used again after each new one: never the least recently used.
+    assert.equal(await compiledModule(instrumented(sha("c")), GIB), c, "a module in use was dropped");
+  }
+  assert.equal(await compiledModule(instrumented(sha(`d${COMPILED_MODULES_MAX - 1}`)), GIB), d.at(-1));
+  assert.notEqual(await compiledModule(instrumented(sha("d0")), GIB), d[0], "one module too many was kept");
+});
