@@ -359,6 +359,7 @@ export class GuestProcess {
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
     const running = this.#expect((m) => m.type === "running");
+    this.#pump.attach(this.#io.stdin ?? null);
     this.#send({
       type: "activate",
       wasi: image.wasi,
@@ -367,7 +368,6 @@ export class GuestProcess {
       asyncify: image.stack.asyncify,
     });
     this.#phase = "running";
-    this.#pump.attach(this.#io.stdin ?? null);
     try {
       await running;
     } catch (cause: unknown) {
