@@ -148,7 +148,7 @@ export async function postCopyBench(quick: boolean): Promise<void> {
   const moves = quick ? 2 : 4;
   const ms = (x: number | undefined): string => (x ?? 0).toFixed(1);
   console.log("\n(k) post-copy and hybrid downtime between two node processes (TLS), memhog idle or reading and rewriting all of its memory all the time");
-  console.log("median of the moves; where the downtime went (medians, ms): source suspend, capture+encode+transfer, destination handover+check (decode), restore+resume, adopt (the guest runs already)");
+  console.log("median of the moves; where the downtime went (medians, ms): source suspend, capture+encode+transfer, destination handover+check (decode), restore+resume, adopt (its durable record, written while the worker restores, then the table)");
   console.log("| memory | guest | strategy | downtime ms | each move | suspend | capture..transfer | dest decode | dest restore+resume | dest adopt | pages after the stop (MiB) |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   const pushes: { mib: number; security: Security; rates: number[] }[] = [];
