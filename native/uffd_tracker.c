@@ -15,6 +15,7 @@
 #include <linux/userfaultfd.h>
 #include <node_api.h>
 #include "common.h"
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,18 +143,27 @@ static napi_value create(napi_env env, napi_callback_info info) {
 }
 
 /*
- * scan(tracker, size_bytes): Uint32Array of [first_page, end_page) pairs,
- * the pages written since the last scan (or since create), re-armed.
+ * scan(tracker, size_bytes, rearm = true): Uint32Array of [first_page,
+ * end_page) pairs, the pages written since the last scan (or since create),
+ * re-armed. With rearm false they are only read, left written: the last look
+ * of a migration (the process is stopped, the tracker closed next), where
+ * write-protecting every page it wrote would be downtime spent on nothing.
  */
 static napi_value scan(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   tracker_t *t = NULL;
   double size;
   if (argc < 2 || napi_get_value_external(env, argv[0], (void **)&t) != napi_ok || t == NULL || t->pagemap < 0) {
-    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "scan(tracker, size_bytes) on an open tracker");
+    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "scan(tracker, size_bytes, rearm) on an open tracker");
     return NULL;
+  }
+  bool rearm = true;
+  if (argc >= 3) {
+    napi_valuetype type;
+    napi_typeof(env, argv[2], &type);
+    if (type == napi_boolean) napi_get_value_bool(env, argv[2], &rearm);
   }
   napi_get_value_double(env, argv[1], &size);
   uint64_t end = (uintptr_t)t->base + (uint64_t)size;
@@ -168,7 +178,7 @@ static napi_value scan(napi_env env, napi_callback_info info) {
   while (start < end) {
     struct pm_scan_arg arg = {
         .size = sizeof arg,
-        .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+        .flags = rearm ? PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC : PM_SCAN_CHECK_WPASYNC,
         .start = start,
         .end = end,
         .vec = (uintptr_t)regions,

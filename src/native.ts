@@ -15,7 +15,8 @@ export const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
 export interface NativeAddon {
   populate(view: Uint8Array, bytes: number): void;
   create(view: Uint8Array, registered_bytes: number): unknown;
-  scan(handle: unknown, size_bytes: number): Uint32Array;
+  /** Pages written since the last scan, as [first, end) runs; re-armed unless `rearm` is false (default true). */
+  scan(handle: unknown, size_bytes: number, rearm?: boolean): Uint32Array;
   close(handle: unknown): void;
   postcopyOpen(view: Uint8Array, registered_bytes: number, remote_bytes: number, chunk_bytes: number, on_event: (code: number) => void): unknown;
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;

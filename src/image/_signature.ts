@@ -101,12 +101,23 @@ export function prepareSigner(signer: ImageSigner): PreparedSigner {
   if (typeof key !== "object" || key === null || key.type !== "private") {
     throw new TypeError("an image signer needs a private KeyObject (node:crypto)");
   }
+  const known = prepared.get(key);
+  if (known !== undefined) return known;
   const algorithm = algorithmOf(key);
   if (algorithm === undefined) {
     throw signatureError(`cannot sign with a ${describeKey(key)} key: images are signed with Ed25519 or ECDSA P-256 keys`);
   }
-  return { key, algorithm, key_id: imageKeyId(key) };
+  const out: PreparedSigner = { key, algorithm, key_id: imageKeyId(key) };
+  prepared.set(key, out);
+  return out;
 }
+
+/**
+ * Signers already checked, by key (a KeyObject never changes): a node signs
+ * every image with one key, and working out its id (exporting the public
+ * half, hashing it) is a tenth of a millisecond of a migration's downtime.
+ */
+const prepared = new WeakMap<KeyObject, PreparedSigner>();
 
 function signedMessage(digest: Uint8Array): Buffer {
   return Buffer.concat([SIGNATURE_CONTEXT, digest]);

@@ -7,7 +7,7 @@
 import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
 import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "../native.js";
-import { TRACK_PAGE_BYTES, type PageTracker, type TrackedPage } from "./tracker.js";
+import { TRACK_PAGE_BYTES, type LookOptions, type PageTracker, type TrackedPage } from "./tracker.js";
 
 function load(): NativeAddon | null {
   const n = nativeAddon();
@@ -65,7 +65,7 @@ export class KernelTracker implements PageTracker {
     this.#native = n;
   }
 
-  *changed(memory: Uint8Array): Generator<TrackedPage> {
+  *changed(memory: Uint8Array, options: LookOptions = {}): Generator<TrackedPage> {
     if (this.#handle === null) {
       // First look: arm every page, then report the non-zero ones. A write
       // after arming is caught by the next look.
@@ -77,7 +77,7 @@ export class KernelTracker implements PageTracker {
       }
       return;
     }
-    const ranges = this.#native.scan(this.#handle, memory.length);
+    const ranges = this.#native.scan(this.#handle, memory.length, options.last !== true);
     for (let i = 0; i + 1 < ranges.length; i += 2) {
       for (let page = ranges[i] as number; page < (ranges[i + 1] as number); page += 1) {
         yield { index: page, data: memory.subarray(page * TRACK_PAGE_BYTES, (page + 1) * TRACK_PAGE_BYTES) };
@@ -85,8 +85,8 @@ export class KernelTracker implements PageTracker {
     }
   }
 
-  changedRuns(memory: Uint8Array): Uint32Array {
-    if (this.#handle !== null) return this.#native.scan(this.#handle, memory.length);
+  changedRuns(memory: Uint8Array, options: LookOptions = {}): Uint32Array {
+    if (this.#handle !== null) return this.#native.scan(this.#handle, memory.length, options.last !== true);
     // Never looked: what changed is every non-zero page, found as `changed` finds them (and armed the same way).
     const runs: number[] = [];
     for (const { index } of this.changed(memory)) {

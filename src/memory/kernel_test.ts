@@ -43,6 +43,24 @@ describe("page trackers", () => {
     }
   });
 
+  it("the userfaultfd tracker's last look reads what was written and re-arms nothing", { skip: !availability.available && availability.reason }, () => {
+    const m = memory(4);
+    const view = new Uint8Array(m.buffer);
+    const t = new KernelTracker();
+    try {
+      assert.deepEqual(indexes(t.changed(view)), []);
+      view[2 * TRACK_PAGE_BYTES] = 1;
+      view[40 * TRACK_PAGE_BYTES + 9] = 2;
+      assert.deepEqual([...t.changedRuns(view, { last: true })], [2, 3, 40, 41]);
+      // Left written: a look after the last one still sees them (a re-armed page would not show).
+      assert.deepEqual(indexes(t.changed(view, { last: true })), [2, 40]);
+      assert.deepEqual(indexes(t.changed(view)), [2, 40], "an ordinary look re-arms");
+      assert.deepEqual(indexes(t.changed(view)), []);
+    } finally {
+      t.close();
+    }
+  });
+
   it("both trackers agree on the same writes", { skip: !availability.available && availability.reason }, () => {
     const m = memory(16);
     const view = new Uint8Array(m.buffer);

@@ -19,6 +19,16 @@ export interface TrackedPage {
   data: Uint8Array;
 }
 
+/** Options of a look at what changed. */
+export interface LookOptions {
+  /**
+   * The last look before the tracker is closed (a migration's, with the
+   * process stopped): a backend need not get ready for another, so the look
+   * costs no more than reading what changed (the kernel's re-arms nothing).
+   */
+  last?: boolean;
+}
+
 /** Finds the pages of a memory that changed since it last looked. */
 export interface PageTracker {
   /** Backend name, as `ferry nodes` reports it. */
@@ -30,7 +40,7 @@ export interface PageTracker {
    * Reported pages may be all zero (a page cleared since), which matters to
    * a receiver that holds an older copy.
    */
-  changed(memory: Uint8Array): Generator<TrackedPage>;
+  changed(memory: Uint8Array, options?: LookOptions): Generator<TrackedPage>;
   /**
    * The same pages as `changed` would report, as runs [first, end) of page
    * indices in address order, without reading them: where a backend knows
@@ -38,7 +48,7 @@ export interface PageTracker {
    * page-table walk instead of a pass over the memory while the process is
    * stopped. Absent: call `changed`.
    */
-  changedRuns?(memory: Uint8Array): Uint32Array;
+  changedRuns?(memory: Uint8Array, options?: LookOptions): Uint32Array;
   /** Releases what the tracker holds (kernel registrations, shadow copies). */
   close(): void;
 }

@@ -536,7 +536,11 @@ async function* encodeImageInline(image: ProcessImage, signer: ImageSigner): Asy
   yield* encodeImage(image, { signer });
 }
 
-/** The pages written since the tracker's last round, as a memory source. */
+/**
+ * The pages written since the tracker's last round, as a memory source: the
+ * final copy, the tracker's last look (nothing is re-armed while the process
+ * is stopped; a failed move closes the tracker as a successful one does).
+ */
 function changedPages(tracker: PageTracker, memory: Uint8Array): MemorySource {
-  return { size_bytes: memory.length, pages: () => tracker.changed(memory) };
+  return { size_bytes: memory.length, pages: () => tracker.changed(memory, { last: true }) };
 }

@@ -86,10 +86,11 @@ export function missingChunks(memory: Uint8Array, tracker: PageTracker | null): 
   const per_chunk = CHUNK_BYTES / WIRE_PAGE_BYTES;
   if (tracker.changedRuns !== undefined) {
     // The kernel's runs: no page is read while the process is stopped.
-    const runs = tracker.changedRuns(memory);
+    // The last look: nothing is re-armed (the tracker is closed once the destination runs the process).
+    const runs = tracker.changedRuns(memory, { last: true });
     for (let i = 0; i + 1 < runs.length; i += 2) dirty.fill(1, Math.floor(runs[i]! / per_chunk), Math.ceil(runs[i + 1]! / per_chunk));
   } else {
-    for (const page of tracker.changed(memory)) dirty[Math.floor(page.index / per_chunk)] = 1;
+    for (const page of tracker.changed(memory, { last: true })) dirty[Math.floor(page.index / per_chunk)] = 1;
   }
   const runs: [number, number][] = [];
   for (let c = 0; c < chunks; ) {

@@ -106,7 +106,9 @@ export function destination(trust: ImageTrust, wasm: Uint8Array): { side: Destin
         },
         async finish(image, _handover, clock) {
           proc.growTo(image.memory.size_bytes);
-          await proc.activate(image, { preopens: [] }, { rewinding: () => clock?.enter("resume") });
+          const running = proc.activate(image, { preopens: [] });
+          clock?.enter("resume");
+          await running;
           landed = { proc, stdin: d.stdin, out: d.out };
         },
         handover() {

@@ -32,9 +32,11 @@ export type SourcePhase = (typeof SOURCE_PHASES)[number];
  * fetching a module it lacks (`fetch_module`), instantiating the standby
  * (`standby`) and backing its memory (`reserve`). After: waiting for frames
  * (`wait`), placing the rounds' pages (`pages`), checking and placing the
- * image (`decode`), giving the standby its WASI state (`restore`),
- * rewinding its stack until it runs (`resume`), and taking it into its
- * process table, durably, before it answers RUNNING (`adopt`).
+ * image (`decode`), setting up its relay, links and connections and posting
+ * its state to the worker (`restore`), writing the durable record that it
+ * runs here while the worker takes the state up, and taking it into the
+ * process table once it runs (`adopt`), and the rest of the wait for the
+ * worker to say it runs (`resume`), before it answers RUNNING.
  */
 export const DESTINATION_PHASES = ["admit", "fetch_module", "standby", "reserve", "wait", "pages", "decode", "restore", "resume", "adopt"] as const;
 

@@ -277,17 +277,25 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       links.start(node.name, true);
       // Its connections get their slots before it runs; the home sends their bytes from where the image is.
       net.start(socket_positions(parse_wasi_state(image.wasi)));
+      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
+      // Posted to the worker at once; it takes up the state and rewinds while this thread writes the durable record that it runs here.
+      const running = proc.activate(image, { preopens });
       try {
-        await proc.activate(image, { preopens }, { rewinding: () => clock?.enter("resume") });
+        clock?.enter("adopt");
+        node.table.arriving(pid, home, moves);
+        clock?.enter("resume");
+        await running;
       } catch (err: unknown) {
+        // Seen here already (or the record could not be written, and the process is dropped whatever it does).
+        running.catch(() => undefined);
         net.detach();
+        node.table.arrivalFailed(pid);
         throw err;
       }
       // It runs here: messages for it are taken here from now on.
       clock?.enter("adopt");
       incoming?.settle();
       node.links.add(links);
-      const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });
       // A running process now, counted as one: no longer a standby.
       ticket.release();

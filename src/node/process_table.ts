@@ -68,6 +68,8 @@ export class ProcessTable {
   readonly #state: NodeStateFile;
   /** What ran here when the node last stopped, to be settled by {@link recover}. */
   #left_running: SavedRunning[] = [];
+  /** Processes migrating in, saved as running here before they resume ({@link arriving}), until adopted. */
+  readonly #arriving = new Map<string, SavedRunning>();
   /** Stops the retries of reports when the node stops. */
   readonly #stopping = new AbortController();
   #next = 1;
@@ -153,6 +155,7 @@ export class ProcessTable {
     }));
     const running: SavedRunning[] = [
       ...[...this.#running.values()].map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) })),
+      ...this.#arriving.values(),
       // Not settled yet: kept until they are, so a second crash does not forget them.
       ...this.#left_running,
     ];
@@ -349,9 +352,35 @@ export class ProcessTable {
     return new RemoteRelay(pid, { dialer: this.#dialer, name: home, address: () => this.#addressOf(home) }, offsets);
   }
 
-  /** Takes over a process that migrated in and now runs here, as of move `running.moves`. */
+  /**
+   * Notes durably that `pid`, migrating in, runs here as of move `moves`,
+   * before it resumes: a migration's destination writes this while the
+   * worker takes up the process's state, so the write is no part of the
+   * downtime, and {@link adopt} has nothing left to save. From here a crash
+   * is settled by recover() as for any process that ran here (as when the
+   * record was written after the resume: the source, told nothing, resumes
+   * it, and its home turns the report of a move it never recorded away).
+   * {@link arrivalFailed} takes it back.
+   */
+  arriving(pid: string, home: string, moves: number): void {
+    this.#arriving.set(pid, { pid, home, moves });
+    this.#save();
+  }
+
+  /** The process {@link arriving} named did not land: it is not saved as running here any more. */
+  arrivalFailed(pid: string): void {
+    if (this.#arriving.delete(pid)) this.#save();
+  }
+
+  /**
+   * Takes over a process that migrated in and now runs here, as of move
+   * `running.moves`; saved unless {@link arriving} saved it already.
+   */
   adopt(running: Omit<Running, "migrating">): void {
-    this.#track({ ...running, migrating: false });
+    const saved = this.#arriving.get(running.pid);
+    const same = saved !== undefined && saved.home === running.home && saved.moves === running.moves;
+    this.#arriving.delete(running.pid);
+    this.#track({ ...running, migrating: false }, !same);
   }
 
   /** Forgets a process that migrated out (its new node reports its exit). */
@@ -371,9 +400,9 @@ export class ProcessTable {
     this.#save();
   }
 
-  #track(running: Running): void {
+  #track(running: Running, save = true): void {
     this.#running.set(running.pid, running);
-    this.#save();
+    if (save) this.#save();
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;

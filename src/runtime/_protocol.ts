@@ -67,15 +67,18 @@ export type WorkerBoot = { kind: "init"; init: WorkerInit } | { kind: "warm" };
 export type ToWorker =
   | { type: "run" }
   | { type: "resume" }
-  /** The captured WASI state, and the directories this side grants for the preopens it recorded; then its stack and globals, rewound at once (no round trip in between). */
-  | { type: "activate"; wasi: unknown; preopens: Preopen[]; rewind: { globals: GlobalBits[]; asyncify: Uint8Array } }
+  /**
+   * A standby's state: its captured WASI state with the directories this side
+   * grants for the preopens it recorded, then the globals and stack it
+   * rewinds from. One message, so that taking it up costs one round trip.
+   */
+  | { type: "activate"; wasi: unknown; preopens: Preopen[]; globals: GlobalBits[]; asyncify: Uint8Array }
   | { type: "touch"; bytes: number };
 
 /** Worker → controller. */
 export type FromWorker =
   | { type: "ready"; memory: WebAssembly.Memory }
   | { type: "running" }
-  | { type: "activated" }
   | { type: "touched" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }

@@ -447,13 +447,13 @@ function start(given: WorkerInit): void {
     else if (msg.type === "activate") {
       try {
         guest.activate(msg.wasi, msg.preopens);
-        post({ type: "activated" });
       } catch (err: unknown) {
         const code = (err as { code?: unknown }).code;
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
         return;
       }
-      guest.rewind(msg.rewind.globals, msg.rewind.asyncify);
+      // At once, without a word to the controller in between: it waits for `running` only.
+      guest.rewind(msg.globals, msg.asyncify);
     } else if (msg.type === "touch") {
       // Writing every page makes the kernel back it now (a standby, before anything is in it).
       new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);

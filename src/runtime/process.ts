@@ -347,37 +347,37 @@ export class GuestProcess {
    * ERR_RESTORE_STATE if its state does not fit the module or cannot be
    * taken up (globals, stack, instrumenter, or a guest that fails before its
    * stack is rewound); the process has then ended.
+   *
+   * The whole state goes to the worker in one message, which takes up the
+   * WASI state and rewinds the stack at once: one round trip to the worker
+   * (a migration's downtime pays for each). The message is posted before
+   * this returns its promise, so the caller may work on this thread while
+   * the worker restores (a migration's destination writes its durable
+   * record meanwhile).
    */
-  async activate(
-    image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">,
-    grant: RestoreGrant,
-    hooks: { rewinding?: () => void } = {},
-  ): Promise<void> {
+  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
     }
     const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
-    const activated = this.#expect((m) => m.type === "activated");
-    const running = this.#expect((m) => m.type === "running");
-    // Observed below once activated; if the activation fails it is rejected too, and only the error of `activated` counts.
-    running.catch(() => undefined);
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
-    // One message activates and rewinds it: the worker goes on to the rewind as soon as its WASI state is in place,
-    // without a round trip back here in between (a migration's downtime).
-    const rewind = { globals: image.globals as GlobalBits[], asyncify: image.stack.asyncify };
-    this.#send({ type: "activate", wasi: image.wasi, preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })), rewind });
-    await activated;
-    // Its WASI state is in place; what follows is the stack rewinding until the guest runs (a migration times the two apart).
-    hooks.rewinding?.();
-    // A guest that reads before this waits for the pump, as for any input not there yet.
+    const running = this.#expect((m) => m.type === "running");
     this.#pump.attach(this.#io.stdin ?? null);
+    this.#send({
+      type: "activate",
+      wasi: image.wasi,
+      preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })),
+      globals: image.globals as GlobalBits[],
+      asyncify: image.stack.asyncify,
+    });
     this.#phase = "running";
     try {
       await running;
     } catch (cause: unknown) {
-      if (cause instanceof FerryError && cause.code === "ERR_RESTORE_STATE") throw cause;
+      // What the worker reported (a preopen or file not there, a stack that does not fit) goes as it is; a guest that ended first is the image's fault.
+      if (cause instanceof FerryError && !(cause instanceof RuntimeError)) throw cause;
       throw new RestoreError("ERR_RESTORE_STATE", `the process could not be resumed from its image: ${(cause as Error).message}`, { cause });
     }
   }
