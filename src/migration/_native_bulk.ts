@@ -138,7 +138,8 @@ export class NativeBulkReceiver {
     const addon = bulkAddon();
     if (addon === null) throw new FerryError("ERR_MIGRATION_FAILED", "the native record stream is not built (run npm run build:native)");
     this.#addon = addon;
-    this.#key = key;
+    // A copy: the door wipes its key once a connection took it, which is before the thread starts. Wiped here once the thread has its own.
+    this.#key = Uint8Array.from(key);
     this.#cipher = cipher;
     this.#place = place;
     this.#memory_bytes_max = memory_bytes_max;
@@ -169,6 +170,7 @@ export class NativeBulkReceiver {
       this.#finish({ kind: "error", code: "ERR_MIGRATION_FAILED", message: (err as Error).message, need_bytes: 0, records: 0, pages: 0, bytes: 0, syscalls: 0, tags_sha256: null });
       return;
     } finally {
+      this.#key.fill(0);
       socket.destroy();
     }
     this.#run(this.#place(0, this.#initial_bytes));
@@ -224,6 +226,7 @@ export class NativeBulkReceiver {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#key.fill(0);
     if (this.#handle === null) {
       this.#settle({ kind: "stopped", need_bytes: 0, records: 0, pages: 0, bytes: 0, syscalls: 0, tags_sha256: null });
       return;

@@ -172,12 +172,21 @@ describe("stop-copy through the native record stream", { skip: nativeBulkAvailab
     const ticket = randomBytes(32);
     let used = 0;
     const dest = destination(trustKeys([signer.key]), GUEST);
-    dest.side.sealedDoor = () => ({ ticket, key, cipher, socket: pair.b, close: () => key.fill(0) });
+    // As a node's door does, the key is wiped once the connection came through: the receiver must hold its own copy by then.
+    let dialed!: () => void;
+    const socket = new Promise<void>((r) => (dialed = r))
+      .then(() => pair.b)
+      .then((s) => {
+        key.fill(0);
+        return s;
+      });
+    dest.side.sealedDoor = () => ({ ticket, key, cipher, socket, close: () => key.fill(0) });
     const [a, b] = pipeDuplexPair();
     const side = source(proc, "stop-copy", signer, () => new FramedConnection(a));
     side.connectSealed = (t) => {
       assert.ok(Buffer.from(t).equals(ticket));
       used += 1;
+      dialed();
       return Promise.resolve(pair.a);
     };
     try {
