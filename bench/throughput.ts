@@ -4,8 +4,9 @@
  * raw loopback TCP transfer of the same bytes measured in the same run, one
  * after the other so that drift on the machine falls on all alike; and what
  * TLS costs against plain (issue 10: at most 20% at 256 MiB). Stop-copy sends
- * its pages before the image (BULK frames; with TLS sealed records on a
- * connection of their own, docs/cluster.md).
+ * its pages before the image, as records on a connection of their own that
+ * native threads write from guest memory and read into the standby's
+ * (sealed with TLS, GMAC-tagged in the clear without; docs/cluster.md).
  */
 import { median, rawTcpTransfer } from "./_measure.js";
 import { startPair, type NodePair, type Security } from "./_nodes.js";

@@ -101,3 +101,31 @@ int open_finish(sealer_t *s, const uint8_t tag[SEAL_TAG_BYTES]) {
   s->seq += 1;
   return 0;
 }
+
+int mac_record_parts(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], const seal_part_t *parts, size_t count, uint8_t tag[SEAL_TAG_BYTES]) {
+  uint64_t len = 0;
+  for (size_t i = 0; i < count; i += 1) len += parts[i].len;
+  if (!s->encrypt || len == 0 || len > SEAL_RECORD_BYTES_MAX || s->seq == UINT64_MAX) return -1;
+  uint8_t nonce[SEAL_NONCE_BYTES];
+  nonce_of(s, nonce);
+  uint8_t last[16];
+  int n = 0;
+  if (EVP_EncryptInit_ex(s->ctx, NULL, NULL, NULL, nonce) != 1 || EVP_EncryptUpdate(s->ctx, NULL, &n, head, SEAL_HEAD_BYTES) != 1) return -1;
+  for (size_t i = 0; i < count; i += 1) {
+    if (parts[i].len != 0 && EVP_EncryptUpdate(s->ctx, NULL, &n, parts[i].data, (int)parts[i].len) != 1) return -1;
+  }
+  if (EVP_EncryptFinal_ex(s->ctx, last, &n) != 1 || EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_BYTES, tag) != 1) return -1;
+  s->seq += 1;
+  return 0;
+}
+
+int mac_begin(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES]) {
+  return open_begin(s, head);
+}
+
+int mac_update(sealer_t *s, const uint8_t *data, uint32_t len) {
+  if (s->encrypt || len > SEAL_RECORD_BYTES_MAX) return -1;
+  int n = 0;
+  /* No output: the bytes are additional data, authenticated and left as they are. */
+  return len == 0 || EVP_DecryptUpdate(s->ctx, NULL, &n, data, (int)len) == 1 ? 0 : -1;
+}

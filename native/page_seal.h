@@ -81,4 +81,18 @@ int open_begin(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES]);
 int open_update(sealer_t *s, const uint8_t *in, uint8_t *out, uint32_t len);
 int open_finish(sealer_t *s, const uint8_t tag[SEAL_TAG_BYTES]);
 
+/*
+ * Authenticated cleartext records (stop-copy between nodes without TLS,
+ * src/migration/_native_bulk.ts): the same record layout and nonce, but
+ * every byte is GCM's additional data and nothing is encrypted, so the
+ * plaintext travels as it is and the tag (GMAC) covers the 4 head bytes and
+ * the plaintext. mac_record_parts: the tag of `head` and the parts (for a
+ * sealer: encrypt = 1). mac_begin / mac_update / open_finish: the same in
+ * pieces for an opener. Each returns 0, or -1 (the record number is spent
+ * only by a record that was tagged, or that passed).
+ */
+int mac_record_parts(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES], const seal_part_t *parts, size_t count, uint8_t tag[SEAL_TAG_BYTES]);
+int mac_begin(sealer_t *s, const uint8_t head[SEAL_HEAD_BYTES]);
+int mac_update(sealer_t *s, const uint8_t *data, uint32_t len);
+
 #endif

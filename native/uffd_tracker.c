@@ -296,6 +296,7 @@ napi_value postcopy_stats(napi_env env, napi_callback_info info);
 napi_value postcopy_close(napi_env env, napi_callback_info info);
 napi_value set_times(napi_env env, napi_callback_info info);
 void seal_exports(napi_env env, napi_value exports);
+void bulk_exports(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
   const struct { const char *name; napi_callback fn; } functions[] = {
@@ -313,5 +314,6 @@ NAPI_MODULE_INIT() {
     napi_set_named_property(env, exports, functions[i].name, f);
   }
   seal_exports(env, exports);
+  bulk_exports(env, exports);
   return exports;
 }

@@ -51,6 +51,48 @@ export interface NativeAddon {
   openerFinish?(handle: unknown, tag: Uint8Array): boolean;
   /** Wipes and frees the opener's key schedule; the handle is dead after. */
   openerFree?(handle: unknown): void;
+  /**
+   * Stop-copy's record stream (native/bulk_stream.c): a thread writes every
+   * non-zero page of `memory` as records to a duplicate of socket `fd`
+   * (sealed: AES-256-GCM; else GMAC-tagged cleartext) and ends it; `done` is
+   * called on this thread.
+   */
+  bulkSend?(fd: number, memory: Uint8Array, key: Uint8Array, sealed: boolean, done: (err: Error | null, sent: NativeBulkSent | null) => void): unknown;
+  /** Stops a send between records (and a write that waits): `done` then says `stopped`. */
+  bulkSendStop?(handle: unknown): void;
+  /** A receiver of that stream on a duplicate of socket `fd`; runs from bulkRecvRun. */
+  bulkRecvOpen?(fd: number, key: Uint8Array, sealed: boolean, memory_bytes_max: number): unknown;
+  /** A thread reads records into `memory` until the stream ends, fails, is stopped, or needs more memory (`grow`: run again with a larger view). */
+  bulkRecvRun?(handle: unknown, memory: Uint8Array, done: (run: NativeBulkRun) => void): void;
+  /** Stops the receiving thread (its run ends `stopped`). */
+  bulkRecvStop?(handle: unknown): void;
+  /** Frees an idle receiver and closes its socket. */
+  bulkRecvClose?(handle: unknown): void;
+}
+
+/** Counters of a native record stream. */
+export interface NativeBulkCounts {
+  records: number;
+  pages: number;
+  /** Bytes on the connection. */
+  bytes: number;
+  /** writev / recv / shutdown calls made. */
+  syscalls: number;
+  /** SHA-256 of the records' tags in order, once the stream is whole (null when empty or unfinished). */
+  tags_sha256: Buffer | null;
+}
+
+/** What a native send did. */
+export interface NativeBulkSent extends NativeBulkCounts {
+  stopped: boolean;
+}
+
+/** How a native receiver's run ended. */
+export interface NativeBulkRun extends NativeBulkCounts {
+  kind: "end" | "grow" | "error" | "stopped";
+  need_bytes: number;
+  code?: string;
+  message?: string;
 }
 
 /** Counters of a post-copy session, as the addon reports them (see remote.ts). */

@@ -30,6 +30,7 @@ import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, typ
 import { BULK_META_KEY, sendBulk } from "./_bulk.js";
 import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
 import { isSmallMemory, SMALL_MEMORY_BYTES_MAX } from "./_small.js";
+import { nativeBulkAvailable, sendNativeBulk, type BulkCipher } from "./_native_bulk.js";
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
@@ -98,8 +99,8 @@ export class OutgoingMigration {
   readonly #resumed_there = new Promise<void>((resolve) => (this.#resumedThere = resolve));
   /** Stop-copy to a destination that takes BULK frames: the pages go before the image, outside it (`_bulk.ts`). */
   #bulk = false;
-  /** ...and with TLS, the door of the sealed connection READY named (`_sealed_bulk.ts`), and the connection, opened as soon as READY came. */
-  #sealed: { ticket: Buffer; key: Buffer } | null = null;
+  /** ...and the door of the record connection READY named (`_sealed_bulk.ts`, `_native_bulk.ts`), and the connection, opened as soon as READY came. */
+  #sealed: { ticket: Buffer; key: Buffer; cipher: BulkCipher } | null = null;
   #sealed_socket: Promise<Duplex> | null = null;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
@@ -221,8 +222,10 @@ export class OutgoingMigration {
     this.#metrics.destination_phases_ms = answer.phases_ms ?? {};
     // A small memory's pages go inside the image instead (`_small.ts`).
     this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy" && !this.#small(this.#memory().length);
-    if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined) {
-      this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64") };
+    const cipher = answer.sealed?.cipher ?? "aes-256-gcm";
+    // Tagged records are sent only by the native thread; without it the pages go as BULK frames.
+    if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined && (cipher === "aes-256-gcm" || nativeBulkAvailable())) {
+      this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64"), cipher };
       // Opened now, while the process still runs and as it is stopped: its handshake is not downtime.
       this.#sealed_socket = this.#side.connectSealed(this.#sealed.ticket);
       // Awaited when the pages go (or dropped on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
@@ -355,13 +358,13 @@ export class OutgoingMigration {
   }
 
   /**
-   * Sends the pages on the sealed connection, then BULK_SEALED on the data
+   * Sends the pages on the record connection, then BULK_SEALED on the data
    * connection; the tags' digest goes in `meta`. False, with nothing sent,
    * when the sealed connection cannot be opened: the pages then go on the
    * data connection.
    */
   async #sendSealed(memory: Uint8Array, meta: Record<string, unknown>, refused: () => boolean): Promise<boolean> {
-    const door = this.#sealed as { ticket: Buffer; key: Buffer };
+    const door = this.#sealed as { ticket: Buffer; key: Buffer; cipher: BulkCipher };
     const opening = this.#sealed_socket as Promise<Duplex>;
     this.#sealed = null;
     this.#sealed_socket = null;
@@ -375,7 +378,10 @@ export class OutgoingMigration {
         logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
         return false;
       }
-      const sent = await sendSealedBulk(socket, memory, door.key, refused);
+      // A native thread writes the records straight from memory where the addon has one; else the node's thread seals them.
+      // A stall stops it too: a destination that stopped reading would otherwise hold the thread's write.
+      const stop = (): boolean => refused() || this.#stall !== null;
+      const sent = nativeBulkAvailable() ? await sendNativeBulk(socket, memory, door.key, door.cipher, stop) : await sendSealedBulk(socket, memory, door.key, refused);
       if (sent === null) {
         socket.destroy();
         return true;

@@ -75,11 +75,14 @@ export const AnswerSchema = v.object({
   /** READY: this destination takes stop-copy's pages as BULK frames (`_bulk.ts`); absent from an older one, which gets them in the image. */
   bulk: v.optional(v.literal(true)),
   /**
-   * READY between nodes with TLS: the door of the sealed BULK connection
-   * (`_sealed_bulk.ts`): a one-time ticket and the key of its records, 32
-   * bytes each, base64. Confidential: this frame travels inside mutual TLS.
+   * READY: the door of the record connection for stop-copy's pages
+   * (`_sealed_bulk.ts`, `_native_bulk.ts`): a one-time ticket and the key of
+   * its records, 32 bytes each, base64; `cipher` how its records are
+   * protected (absent: `aes-256-gcm`). Between nodes with TLS the records
+   * are sealed and this frame is confidential, inside mutual TLS; between
+   * nodes without, they are tagged in the clear (`gmac`).
    */
-  sealed: v.optional(v.object({ ticket: Base64Key, key: Base64Key })),
+  sealed: v.optional(v.object({ ticket: Base64Key, key: Base64Key, cipher: v.optional(v.picklist(["aes-256-gcm", "gmac"])) })),
   phases_ms: v.optional(
     v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
   ),

@@ -104,6 +104,13 @@ export function destination(trust: ImageTrust, wasm: Uint8Array): { side: Destin
           }
           view.set(data, offset);
         },
+        place(offset, length) {
+          if (offset + length > view.length) {
+            proc.growTo(Math.ceil((offset + length) / 65536) * 65536);
+            view = new Uint8Array(proc.memory.buffer);
+          }
+          return view.subarray(offset, offset + length);
+        },
         async finish(image, _handover, clock) {
           proc.growTo(image.memory.size_bytes);
           const running = proc.activate(image, { preopens: [] });

@@ -16,6 +16,7 @@ import { decompressPagesPayload } from "./_compress.js";
 import { BulkSealedSchema, HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import { BULK_TAGS_META_KEY, SealedBulkReceiver } from "./_sealed_bulk.js";
 import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
+import { nativeBulkAvailable, NativeBulkReceiver, type BulkCipher } from "./_native_bulk.js";
 import type { Offer } from "./source.js";
 import { isSmallMemory } from "./_small.js";
 import { PhaseClock, type DestinationPhase } from "./phases.js";
@@ -68,10 +69,12 @@ export interface Landing {
   place?(byte_offset: number, length: number): Uint8Array;
 }
 
-/** A door for the sealed BULK connection (`_sealed_bulk.ts`): its ticket and key go to the source in READY. */
+/** A door for the record connection (`_sealed_bulk.ts`, `_native_bulk.ts`): its ticket and key go to the source in READY. */
 export interface SealedDoor {
   ticket: Uint8Array;
   key: Uint8Array;
+  /** How its records are protected (absent: sealed, `aes-256-gcm`); `gmac` only where the native record stream is built. */
+  cipher?: BulkCipher;
   /** The source's connection, once it came through the door. */
   socket: Promise<Duplex>;
   /** Closes the door and wipes the key (the migration is over, either way). */
@@ -91,7 +94,7 @@ export interface DestinationSide {
    * after `prepare`): the node trusts its cluster's members.
    */
   trust: ImageTrust;
-  /** Between nodes with TLS: opens a door for stop-copy's sealed BULK connection. */
+  /** Opens a door for stop-copy's record connection (between nodes with TLS: sealed records; without: tagged ones). */
   sealedDoor?(): SealedDoor;
 }
 
@@ -113,16 +116,21 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   }
   let sha256: AsyncHash | undefined;
   let bulk: BulkReceiver | null = null;
-  // Stop-copy between nodes with TLS: the pages may come sealed on a connection of their own, straight into memory;
+  // Stop-copy: the pages may come as records on a connection of their own, straight into memory;
   // a small memory's come inside the image instead (`_small.ts`), so it needs no door.
   const place = landing.place?.bind(landing);
-  const door = offer.strategy === "stop-copy" && place !== undefined && !isSmallMemory(offer.memory_bytes) ? (side.sealedDoor?.() ?? null) : null;
-  const sealed = door === null || place === undefined ? null : new SealedBulkReceiver(door.key, place, offer.memory_max_bytes);
+  let door = offer.strategy === "stop-copy" && place !== undefined && !isSmallMemory(offer.memory_bytes) ? (side.sealedDoor?.() ?? null) : null;
+  const sealed = door === null || place === undefined ? null : recordReceiver(door, place, offer);
+  if (sealed === null) {
+    door?.close();
+    door = null;
+  }
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
     clock.stop();
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
-    const door_fields = door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64") } };
+    const door_fields =
+      door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64"), ...(door.cipher === "gmac" ? { cipher: "gmac" } : {}) } };
     await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields });
     // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
     let bulk_open = true;
@@ -257,6 +265,19 @@ export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memo
     end = first + count;
   }
   return h;
+}
+
+/**
+ * The receiver of the record connection: a native thread that reads the
+ * socket itself where the addon has one, else (sealed records only) the
+ * node's thread; null (no door) for tagged records without the addon.
+ */
+function recordReceiver(door: SealedDoor, place: (byte_offset: number, length: number) => Uint8Array, offer: Offer): Pick<SealedBulkReceiver, "attach" | "opened" | "close"> | null {
+  const cipher = door.cipher ?? "aes-256-gcm";
+  if (nativeBulkAvailable()) return new NativeBulkReceiver(door.key, cipher, place, offer.memory_max_bytes, offer.memory_bytes);
+  // Not offered then: the pages come as BULK frames.
+  if (cipher !== "aes-256-gcm") return null;
+  return new SealedBulkReceiver(door.key, place, offer.memory_max_bytes);
 }
 
 /** `p`, or ERR_TRANSPORT_TIMEOUT naming `what` after `ms`. */

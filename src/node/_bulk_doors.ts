@@ -1,17 +1,27 @@
 /**
- * Doors for stop-copy's sealed BULK connections on a node with TLS
- * (docs/cluster.md, "Sealed BULK"). An incoming migration opens one: a
- * one-time ticket and a fresh key, which READY carries to the source inside
- * mutual TLS. The source dials the node's address in plain TCP and presents
- * PAGE_DATA_MAGIC and the ticket, as a post-copy page channel does (the
- * front sorts both by their first bytes); the door answers BULK_GO and hands
- * the socket to the migration, whose records the key seals. Tickets are
+ * Doors for stop-copy's record connections (docs/cluster.md, "Sealed
+ * BULK"). An incoming migration opens one: a one-time ticket and a fresh
+ * key, which READY carries to the source. With TLS (inside mutual TLS) the
+ * source dials the node's address in plain TCP and presents PAGE_DATA_MAGIC
+ * and the ticket, as a post-copy page channel does (the front sorts both by
+ * their first bytes); the records are sealed with the key. Without TLS
+ * (nodes with no front) it opens an upgrade to BULK_PATH and the ticket;
+ * the records are tagged with the key, in the clear. Either way the door
+ * answers BULK_GO and hands the socket to the migration. Tickets are
  * `_page_tickets.ts`'s: one use, 10 s, compared in constant time.
  */
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { connectTcp } from "./_dialer.js";
-import { PAGE_DATA_MAGIC, PageTickets } from "./_page_tickets.js";
+import type { BulkCipher } from "../migration/mod.js";
+import { connectTcp, nodeNamed, type Dialer } from "./_dialer.js";
+import { PAGE_DATA_MAGIC, PageTickets, TICKET_BYTES } from "./_page_tickets.js";
+import { upgrade } from "./_upgrade.js";
+
+/** The upgrade path of a door between nodes without TLS; the ticket follows, base64url. */
+export const BULK_PATH = "/v1/internal/bulk/";
+/** The upgrade's protocol. */
+export const BULK_PROTOCOL = "ferry-bulk/1";
 
 /** What a door answers once it took a connection: the source sends its records only after this, so they never reach the front's sorting. */
 export const BULK_GO = Buffer.from("FRYBLKGO", "latin1");
@@ -21,6 +31,8 @@ export interface BulkDoor {
   ticket: Uint8Array;
   /** The key of the records (to the destination). */
   key: Uint8Array;
+  /** How the records are protected: sealed with TLS, tagged without. */
+  cipher: BulkCipher;
   /** The source's connection, once it came through. */
   socket: Promise<Socket>;
   /** Closes the door (the migration is over): a connection that comes later is dropped; the key is wiped. */
@@ -33,8 +45,8 @@ export class BulkDoors {
   readonly #waiting = new Map<string, (socket: Socket) => void>();
   #next = 0;
 
-  /** Opens a door for one incoming migration. */
-  open(): BulkDoor {
+  /** Opens a door for one incoming migration, whose records are protected by `cipher`. */
+  open(cipher: BulkCipher): BulkDoor {
     const session = `bulk-${(this.#next += 1)}`;
     const grant = this.#tickets.issue(session);
     // One direction only: the source sends records and reads nothing sealed.
@@ -45,6 +57,7 @@ export class BulkDoors {
     return {
       ticket: grant.ticket,
       key: grant.keys.to_destination,
+      cipher,
       socket,
       close: () => {
         this.#waiting.delete(session);
@@ -79,8 +92,35 @@ const DOOR_WAIT_MS = 5_000;
 export async function dialBulkDoor(address: string, ticket: Uint8Array): Promise<Socket> {
   const socket = await connectTcp(address, DOOR_WAIT_MS);
   socket.write(Buffer.concat([PAGE_DATA_MAGIC, ticket]));
-  return await new Promise<Socket>((resolve, reject) => {
-    let got = Buffer.alloc(0);
+  return await awaitGo(socket, Buffer.alloc(0), address);
+}
+
+/** Without TLS: opens the record connection to node `name` at `address` as an upgrade to the door `ticket` names; resolves once the door said BULK_GO. */
+export async function dialBulkUpgrade(dialer: Dialer, address: string, name: string, ticket: Uint8Array): Promise<Duplex> {
+  const up = await upgrade(dialer, address, `${BULK_PATH}${Buffer.from(ticket).toString("base64url")}`, BULK_PROTOCOL, nodeNamed(name));
+  return await awaitGo(up.socket, Buffer.from(up.head), address);
+}
+
+/**
+ * Without TLS: takes an upgrade to BULK_PATH (acceptUpgrade checked the
+ * path). Answers 101, and hands the socket to the door its ticket names;
+ * anything else is dropped.
+ */
+export function acceptBulkUpgrade(doors: BulkDoors, url: string, socket: Duplex, head: Buffer): void {
+  const ticket = Buffer.from(url.slice(BULK_PATH.length), "base64url");
+  // The source sends nothing before BULK_GO: bytes already here are not a source's.
+  if (ticket.length !== TICKET_BYTES || head.length !== 0) {
+    socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
+    return;
+  }
+  socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${BULK_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+  if (!doors.accept(socket as Socket, ticket)) socket.destroy();
+}
+
+/** Reads BULK_GO (`head`: what came already) and resolves with the socket, paused, nothing past BULK_GO read. */
+function awaitGo<S extends Duplex>(socket: S, head: Buffer, address: string): Promise<S> {
+  return new Promise<S>((resolve, reject) => {
+    let got = head;
     const finish = (err: Error | null): void => {
       clearTimeout(timer);
       socket.off("data", onData);
@@ -105,5 +145,6 @@ export async function dialBulkDoor(address: string, ticket: Uint8Array): Promise
     socket.on("data", onData);
     socket.on("close", onClose);
     socket.on("error", onError);
+    if (got.length > 0) onData(Buffer.alloc(0));
   });
 }

@@ -16,6 +16,7 @@ import {
   MAX_DOWNTIME_MS_DEFAULT,
   migrateIn,
   migrateOut,
+  nativeBulkAvailable,
   RECOVER_MS_DEFAULT,
   type Landing,
   type MigrationMetrics,
@@ -34,7 +35,7 @@ import type { OutputRelay } from "./relay.js";
 import { peerError, requestJson } from "./_http.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
-import { dialBulkDoor } from "./_bulk_doors.js";
+import { acceptBulkUpgrade, BULK_PATH, dialBulkDoor, dialBulkUpgrade } from "./_bulk_doors.js";
 import { connectPages } from "./_page_connect.js";
 import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
@@ -95,6 +96,11 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
     acceptPages(node.postcopy, node.tls === null ? null : node.page_tickets, req, socket, head);
     return;
   }
+  if (node.tls === null && (req.url ?? "").startsWith(BULK_PATH)) {
+    // With TLS the door is reached through the front instead (a TLS socket cannot be handed to a native thread).
+    acceptBulkUpgrade(node.bulk_doors, req.url ?? "", socket, head);
+    return;
+  }
   if (req.url === CHECKPOINT_PATH) {
     acceptCheckpoint(node, req, socket, head, peer);
     return;
@@ -132,8 +138,9 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
       return prepare(node, offer, peer, clock);
     },
     trust: (key_id: Uint8Array): KeyObject | undefined => offered(key_id),
-    // With TLS, stop-copy's pages come sealed on a connection of their own (`_bulk_doors.ts`).
-    ...(node.tls === null ? {} : { sealedDoor: () => node.bulk_doors.open() }),
+    // Stop-copy's pages come as records on a connection of their own (`_bulk_doors.ts`): sealed with TLS;
+    // tagged in the clear without, where a native thread receives them (else as BULK frames on this connection).
+    ...(node.tls !== null ? { sealedDoor: () => node.bulk_doors.open("aes-256-gcm") } : nativeBulkAvailable() ? { sealedDoor: () => node.bulk_doors.open("gmac") } : {}),
   };
   migrateIn(conn, side, { idle_ms: node.limits.standby_idle_ms }).catch((err: unknown) => {
     // The source learns why from the ERROR frame or the broken link; nothing ran here, and the standby is gone.
@@ -437,7 +444,7 @@ export async function migrateProcess(
         },
         signer: { key: node.image_key },
         connect: () => connectData(node.dialer, address, to),
-        ...(node.tls === null ? {} : { connectSealed: (ticket: Uint8Array) => dialBulkDoor(address, ticket) }),
+        connectSealed: (ticket: Uint8Array) => (node.tls === null ? dialBulkUpgrade(node.dialer, address, to, ticket) : dialBulkDoor(address, ticket)),
         connectPages: (session, options) => connectPages(node.dialer, address, session, to, options?.demand ?? false),
         flushOutput: () => running.relay.flush(),
         destinationRuns: async () =>
