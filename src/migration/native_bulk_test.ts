@@ -21,6 +21,7 @@ import { Msg } from "./_wire.js";
 import { migrateIn, migrateOut } from "./mod.js";
 import { nativeBulkAvailable, NativeBulkReceiver, sendNativeBulk, type BulkCipher } from "./_native_bulk.js";
 import { destination, EXIT_INTACT, GUEST, io, source } from "./_testing.js";
+import { SMALL_MEMORY_BYTES_MAX } from "./_small.js";
 
 const PAGE = 4096;
 const PAGES = 700;
@@ -167,6 +168,8 @@ describe("stop-copy through the native record stream", { skip: nativeBulkAvailab
     const signer = { key: generateKeyPairSync("ed25519").privateKey };
     const s = io();
     const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+    // Past the small-memory limit, whose pages would go inside the image instead (`_small.ts`).
+    proc.growTo(SMALL_MEMORY_BYTES_MAX + 2 * 65536);
     const pair = await tcpPair(change);
     const key = randomBytes(32);
     const ticket = randomBytes(32);
