@@ -50,6 +50,8 @@ export interface BenchTrio {
   nodes: ChildProcess[];
   /** A JSON request as a client of the cluster; throws on an error status. */
   request(address: string, method: string, p: string, body?: Uint8Array | object): Promise<unknown>;
+  /** A request as a client of the cluster, its body as it came (an event stream's, say); throws on an error status. */
+  raw(address: string, method: string, p: string): Promise<Buffer>;
   /** Starts node `i` (0..2) again on its data directory. */
   start(i: number): Promise<ChildProcess>;
   stop(): Promise<void>;
@@ -63,6 +65,11 @@ export async function startTrio(ca: KeyPairPem, url: string, label: string): Pro
     const r = await httpRequest(address, method, p, body, client);
     if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${r.body.toString()}`);
     return JSON.parse(r.body.toString()) as unknown;
+  };
+  const raw = async (address: string, method: string, p: string): Promise<Buffer> => {
+    const r = await httpRequest(address, method, p, undefined, client);
+    if (r.status >= 400) throw new Error(`${method} ${p}: ${r.status} ${r.body.toString()}`);
+    return r.body;
   };
   const ports = [await freePort(), await freePort(), await freePort()];
   const addresses = ports.map((p) => `127.0.0.1:${p}`);
@@ -79,7 +86,7 @@ export async function startTrio(ca: KeyPairPem, url: string, label: string): Pro
     await Promise.all(nodes.map((n) => (n.exitCode !== null || n.signalCode !== null ? undefined : new Promise((r) => n.once("exit", r)))));
     fs.rmSync(data, { recursive: true, force: true });
   };
-  return { data, addresses, nodes, request, start, stop };
+  return { data, addresses, nodes, request, raw, start, stop };
 }
 
 /** Runs `rounds` kill rounds on a cluster of CA `ca` whose nodes join `url`; `watcher` is a directory client of this process. */

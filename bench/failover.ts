@@ -18,7 +18,8 @@ import { serveDirectory } from "../src/node/mod.js";
 import { createAuthority, type KeyPairPem } from "../src/trust/mod.js";
 import { median } from "./_measure.js";
 import { ROOT } from "./_nodes.js";
-import { credential, poll, startTrio } from "./directory.js";
+import { credential, poll, startTrio, type BenchTrio } from "./directory.js";
+import { SseParser } from "../src/sse.js";
 
 const LEASE_MS = 1000;
 const CHECKPOINT_EVERY_MS = 200;
@@ -27,6 +28,24 @@ interface Round {
   dead_ms: number;
   running_ms: number;
   restore_ms: number;
+  /** Where the home's restore spent its time (its `process.restored` event). */
+  phases: Record<string, number>;
+}
+
+/** The phases of the restore of `pid`, from its home's `process.restored` event, flattened (`before.claim`, `rebuild`, ...). */
+async function restoredPhases(trio: BenchTrio, home: string, pid: string): Promise<Record<string, number>> {
+  let found: Record<string, number> | null = null;
+  await poll("the home's process.restored event", async () => {
+    for (const e of new SseParser().push(await trio.raw(home, "GET", "/v1/events?local=1"))) {
+      if (e.event !== "process.restored") continue;
+      const d = JSON.parse(e.data) as { pid: string; phases_ms: { before: Record<string, number> } & Record<string, number> };
+      if (d.pid !== pid) continue;
+      const { before, ...rest } = d.phases_ms;
+      found = { ...Object.fromEntries(Object.entries(before).map(([k, v]) => [`before.${k}`, v])), ...rest };
+    }
+    return found !== null;
+  });
+  return found ?? {};
 }
 
 async function measure(ca: KeyPairPem, url: string, directory: MemoryDirectory, rounds: number): Promise<Round[]> {
@@ -56,7 +75,8 @@ async function measure(ca: KeyPairPem, url: string, directory: MemoryDirectory, 
       await poll("the process to run again elsewhere", async () => ((await request(a1, "GET", `/v1/processes/${pid}`)) as { node: string }).node !== "n3");
       const running_at = Date.now();
       stop();
-      out.push({ dead_ms: dead_at - killed_at, running_ms: running_at - killed_at, restore_ms: running_at - dead_at });
+      const restored = await restoredPhases(trio, a1, pid);
+      out.push({ dead_ms: dead_at - killed_at, running_ms: running_at - killed_at, restore_ms: running_at - dead_at, phases: restored });
       await request(a1, "DELETE", `/v1/processes/${pid}`);
       nodes[2] = await start(2);
     }
@@ -79,6 +99,12 @@ export async function failoverBench(quick: boolean): Promise<void> {
     const rs = await measure(ca, server.url, embedded, rounds);
     const f = (xs: number[]): string => `${median(xs).toFixed(0)} (${Math.min(...xs)}–${Math.max(...xs)})`;
     console.log(`| embedded (served) | ${LEASE_MS} | ${rs.length} | ${f(rs.map((r) => r.dead_ms))} | ${f(rs.map((r) => r.restore_ms))} | ${f(rs.map((r) => r.running_ms))} |`);
+    // Where "declared dead to running again" goes, at the home (its process.restored event): records = from hearing of
+    // the death to acting (the directory's records of the dead node), claim, fence, ask_keeper, then at the keeper
+    // wait (for the chain's lock), rebuild, send (to the destination, until it runs it), then record (the move).
+    const keys = [...new Set(rs.flatMap((r) => Object.keys(r.phases)))];
+    console.log(`\nphases of the restore, ms, median (min–max):\n| ${keys.join(" | ")} |\n|${keys.map(() => "---|").join("")}`);
+    console.log(`| ${keys.map((k) => f(rs.map((r) => Math.round(r.phases[k] ?? 0)))).join(" | ")} |`);
   } finally {
     await server.close();
     await embedded.close();

@@ -112,6 +112,16 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
   );
   const resumed_ms = Date.now() - killed_at;
   process.stdout.write(`# ${label}: kill -9 of the runner to the process running again: ${resumed_ms} ms (lease ${DEAD_AFTER_MS} ms)\n`);
+  if (resumed.node === "n3") {
+    // Where the restore's time went, at the home: failover's steps, then each step of the restore (published once the move is recorded).
+    const tap = await tapEvents(n1.address, "/v1/events?local=1&follow=1");
+    const restored = await tap.until((e, d) => e.event === "process.restored" && d["pid"] === pid);
+    tap.close();
+    const phases = restored["phases_ms"] as { before: Record<string, number> } & Record<string, number>;
+    for (const k of ["records", "claim", "fence"]) assert.equal(typeof phases.before[k], "number", `failover's ${k} phase is reported`);
+    for (const k of ["ask_keeper", "wait", "rebuild", "send", "record"]) assert.equal(typeof phases[k], "number", `the restore's ${k} phase is reported`);
+    process.stdout.write(`# ${label}: restore phases (ms) ${JSON.stringify(phases, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}\n`);
+  }
   assert.equal(resumed.pid, pid, "the same pid");
   assert.equal(resumed.moves, 2, "the restore is its next move");
   // Its end from every live node, with its status; the directory agrees.

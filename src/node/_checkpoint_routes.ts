@@ -36,6 +36,15 @@ export const RestoreRequestSchema = v.object({ to: v.optional(NodeName) });
 const KeeperRestoreSchema = v.object({ to: NodeName, moves: v.pipe(v.number(), v.integer(), v.minValue(1)), chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq, home: v.optional(NodeName) });
 /** `POST /v1/internal/ckpt-drop/PID` (home → keeper). */
 const DropSchema = v.object({ chain: v.optional(CheckpointRecordSchema.entries.chain) });
+/** `POST /v1/internal/ckpt-restore/PID`'s answer (keeper → home): what the keeper's side took (ms). */
+const KeeperRestoredSchema = v.object({
+  pid: v.string(),
+  to: NodeName,
+  bytes: v.number(),
+  total_ms: v.number(),
+  phases_ms: v.object({ wait: v.number(), rebuild: v.number(), send: v.number() }),
+});
+type KeeperRestored = v.InferOutput<typeof KeeperRestoredSchema>;
 /** `GET /v1/internal/ckpt/PID`'s answer (keeper → home). */
 const KeptSchema = v.object({ chain: CheckpointRecordSchema.entries.chain, seq: CheckpointRecordSchema.entries.seq, stdout_bytes: v.number(), stderr_bytes: v.number() });
 
@@ -54,6 +63,26 @@ export interface RestoreResult {
   stdout_bytes: number;
   stderr_bytes: number;
   total_ms: number;
+  /** Where the time went, in order (ms): what failover did before (`before`), and each step of the restore. */
+  phases_ms: RestorePhases;
+}
+
+/**
+ * Where a restore's time went (ms). `before`: what the caller did first
+ * (failover: learning of the death, the directory's records, the claim, the
+ * fence); `ask_keeper`: the home asking the keeper for its newest
+ * checkpoint (a keeper taking a dead home over: taking the replica and the
+ * home record); at the keeper, `wait` for a change of the chain under way,
+ * `rebuild` of the whole image, `send` to the destination until it runs it;
+ * `record`: the home recording the move (and the directory learning it).
+ */
+export interface RestorePhases {
+  before: Record<string, number>;
+  ask_keeper: number;
+  wait: number;
+  rebuild: number;
+  send: number;
+  record: number;
 }
 
 /** The routes under /v1/processes/PID/ this file serves; false: not one of them (the caller goes on). */
@@ -181,7 +210,11 @@ const restoring = new WeakSet<HomeRecord>();
  * it again. `claimed`: failover claimed the move in the directory and fenced
  * the old runner already, which then no longer counts, answering or not.
  */
-export async function restoreProcess(node: FerryNode, record: HomeRecord, body: v.InferOutput<typeof RestoreRequestSchema> & { claimed?: boolean }): Promise<RestoreResult> {
+export async function restoreProcess(
+  node: FerryNode,
+  record: HomeRecord,
+  body: v.InferOutput<typeof RestoreRequestSchema> & { claimed?: boolean; before_ms?: Record<string, number> },
+): Promise<RestoreResult> {
   const t0 = performance.now();
   const pid = record.pid;
   if (record.exit !== null) throw new FerryError("ERR_PROCESS_ENDED", `${pid} has ended (${record.state})`);
@@ -193,6 +226,7 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     const from = record.node;
     if (body.claimed !== true && (await stillRuns(node, from, pid))) throw new FerryError("ERR_PROCESS_STATE", `${pid} still runs on ${from}: exactly one copy may run, so it is not restored`);
     const to = body.to ?? last.keeper;
+    const asked_at = performance.now();
     const keeper = await node.addressOf(last.keeper);
     const kept = parse(KeptSchema, await requestJson(node.dialer, keeper, "GET", `/v1/internal/ckpt/${pid}`, { expect: nodeNamed(last.keeper) }), `node ${last.keeper}'s checkpoint`, { code: "ERR_PEER_UNREACHABLE" }) as Pick<KeptCheckpoint, "chain" | "seq" | "stdout_bytes" | "stderr_bytes">;
     if (kept.chain !== last.chain || kept.seq < last.seq) throw new FerryError("ERR_NO_CHECKPOINT", `${last.keeper} no longer keeps checkpoint ${last.chain}/${last.seq} of ${pid}`);
@@ -207,14 +241,31 @@ export async function restoreProcess(node: FerryNode, record: HomeRecord, body: 
     // What the checkpoint covers is stored: readers may see it.
     record.output.commit(offsets);
     const moves = record.moves + 1;
-    await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS });
+    const restoring_at = performance.now();
+    const done = parse(
+      KeeperRestoredSchema,
+      await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS }),
+      `node ${last.keeper}'s restore`,
+      { code: "ERR_PEER_UNREACHABLE" },
+    );
+    const recording_at = performance.now();
     node.table.acceptRestore(record, to, moves);
     fencedAway(record, from);
     // The cluster directory learns the move too (failover has claimed it there already: then this write finds it done).
     await node.cluster?.moved(pid, to, moves);
-    const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: performance.now() - t0 };
-    node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
-    node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms });
+    const end = performance.now();
+    const phases_ms: RestorePhases = {
+      before: body.before_ms ?? {},
+      ask_keeper: restoring_at - asked_at,
+      wait: done.phases_ms.wait,
+      rebuild: done.phases_ms.rebuild,
+      // The keeper's send, and the hops of its answer.
+      send: recording_at - restoring_at - done.phases_ms.wait - done.phases_ms.rebuild,
+      record: end - recording_at,
+    };
+    const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: end - t0, phases_ms };
+    node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq, phases_ms }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
+    node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms, phases_ms });
     return result;
   } finally {
     restoring.delete(record);
@@ -234,16 +285,18 @@ async function stillRuns(node: FerryNode, name: string, pid: string): Promise<bo
 }
 
 /** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it (reporting to `home` if given: failover of a dead home). */
-export async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<{ pid: string; to: string; bytes: number; total_ms: number }> {
+export async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<KeeperRestored> {
   const t0 = performance.now();
   const store = node.checkpoint_store;
   return store.locked(pid, async () => {
+    const locked_at = performance.now();
     const kept = store.newest(pid);
     const proc = store.process(pid);
     if (kept === undefined || proc === undefined || kept.chain !== body.chain || kept.seq !== body.seq) {
       throw new FerryError("ERR_NO_CHECKPOINT", `checkpoint ${body.chain}/${body.seq} of ${pid} is not the newest kept on ${node.name}`);
     }
     const image = await store.rebuild(pid);
+    const rebuilt_at = performance.now();
     const { signing_key: _theirs, checkpoint_every_ms, ...rest } = proc;
     const offer: Offer = {
       ...rest,
@@ -261,6 +314,7 @@ export async function restoreFromHere(node: FerryNode, pid: string, body: v.Infe
     const bytes = await restoreTo(conn, offer, encodeImage(image, { signer: { key: node.image_key } }));
     // Fenced: a checkpoint from the runner it was restored away from (cut off, not dead) is refused from now on.
     store.fence(pid, body.moves);
-    return { pid, to: body.to, bytes, total_ms: performance.now() - t0 };
+    const end = performance.now();
+    return { pid, to: body.to, bytes, total_ms: end - t0, phases_ms: { wait: locked_at - t0, rebuild: rebuilt_at - locked_at, send: end - rebuilt_at } };
   });
 }

@@ -96,8 +96,10 @@ export class CheckpointStore {
   readonly #dir: string;
   readonly #own_key: KeyObject;
   readonly #chains = new Map<string, Chain>();
-  /** One change at a time per process: a store, a compaction, a restore or a drop. */
+  /** One change at a time per process: a store, a compaction's commit, a restore or a drop. */
   readonly #locks = new Map<string, Promise<unknown>>();
+  /** Compactions under way, per process (at most one each). */
+  readonly #compacting = new Map<string, Promise<void>>();
 
   /** The store under `dir`; `own_key` signs the bases it compacts (its node's image key). */
   constructor(dir: string, own_key: KeyObject) {
@@ -255,17 +257,36 @@ export class CheckpointStore {
         await refuse(conn, err);
         throw err;
       }
-      const chain = this.#chains.get(pid) as Chain;
-      if (needsCompaction(chain.entries)) {
-        try {
-          await this.#compact(pid, chain);
-        } catch (err: unknown) {
-          // The chain stays as it was, whole: the next checkpoint tries again.
-          logger().warn({ pid, err: errorField(err) }, `compacting the checkpoints of ${pid} failed`);
-        }
-      }
-      return this.newest(pid) as KeptCheckpoint;
+      const kept = this.newest(pid) as KeptCheckpoint;
+      this.#compactSoon(pid);
+      return kept;
     });
+  }
+
+  /**
+   * Compacts the chain of `pid` in the background if the retention policy
+   * says so, one compaction per process at a time. It runs outside the
+   * process's lock: rebuilding a whole memory takes seconds, and the next
+   * checkpoint (due every 100 ms at 10/s) must not wait for it. A checkpoint
+   * stored meanwhile stays after the new base.
+   */
+  #compactSoon(pid: string): void {
+    const chain = this.#chains.get(pid);
+    if (chain === undefined || this.#compacting.has(pid) || !needsCompaction(chain.entries)) return;
+    const run = this.#compact(pid, chain).then(
+      (merged) => {
+        this.#compacting.delete(pid);
+        // What arrived meanwhile may call for the next one already.
+        if (merged) this.#compactSoon(pid);
+      },
+      (err: unknown) => {
+        this.#compacting.delete(pid);
+        // The chain stays as it was, whole: the next checkpoint tries again. A chain replaced or dropped meanwhile took the files the merge read: expected.
+        const replaced = this.#chains.get(pid)?.chain !== chain.chain;
+        logger()[replaced ? "debug" : "warn"]({ pid, err: errorField(err) }, `compacting the checkpoints of ${pid} failed`);
+      },
+    );
+    this.#compacting.set(pid, run);
   }
 
   /** Checks a BEGIN against the chain kept and the keeper's limits. */
@@ -301,29 +322,55 @@ export class CheckpointStore {
     }
   }
 
-  /** The retention policy's merge: the whole image at the newest checkpoint becomes the chain's only one, signed by this node. */
-  async #compact(pid: string, chain: Chain): Promise<void> {
-    const image = await this.#rebuild(pid, chain);
+  /**
+   * The retention policy's merge: the whole image at the newest checkpoint
+   * of `chain` (the chain as it was when the merge started) becomes a new
+   * base, signed by this node. Built outside the process's lock; committed
+   * under it, before the checkpoints stored meanwhile, unless the chain was
+   * replaced or dropped in between (then the merge is dropped). Resolves to
+   * whether it was committed.
+   */
+  async #compact(pid: string, chain: Chain): Promise<boolean> {
     const last = chain.entries.at(-1) as Chain["entries"][number];
     const dir = path.join(this.#dir, pid);
     const name = `${chain.chain}.${last.seq}.base`;
+    const files = { image: path.join(dir, `${name}.image`), pages: path.join(dir, `${name}.pages`) };
     let bytes = 0;
-    const fh = await fs.promises.open(path.join(dir, `${name}.image`), "w", 0o600);
     try {
-      // Chunk by chunk, with awaits: the keeper goes on serving meanwhile.
-      for (const chunk of encodeImage(image, { signer: { key: this.#own_key } })) {
-        await fh.writeFile(chunk);
-        bytes += chunk.length;
+      const image = await this.#rebuild(pid, chain);
+      const fh = await fs.promises.open(files.image, "w", 0o600);
+      try {
+        // Chunk by chunk, with awaits: the keeper goes on serving meanwhile.
+        for (const chunk of encodeImage(image, { signer: { key: this.#own_key } })) {
+          await fh.writeFile(chunk);
+          bytes += chunk.length;
+        }
+        await fh.sync();
+      } finally {
+        await fh.close();
       }
-      await fh.sync();
-    } finally {
-      await fh.close();
+      writeFileAtomic(files.pages, new Uint8Array(0));
+    } catch (err: unknown) {
+      fs.rmSync(files.image, { force: true });
+      fs.rmSync(files.pages, { force: true });
+      throw err;
     }
-    writeFileAtomic(path.join(dir, `${name}.pages`), new Uint8Array(0));
     const entry = { ...last, file: name, bytes, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
-    // chain.json is the commit point: until it names the new base, the old files are the chain.
-    this.#commit(pid, { ...chain, entries: [entry] }, chain);
-    logger().debug({ pid, seq: last.seq, bytes }, `compacted the checkpoints of ${pid} into a new base`);
+    return this.locked(pid, () => {
+      const now = this.#chains.get(pid);
+      const merged = chain.entries.length;
+      // Still the chain merged, grown only at its end (a new base or a drop leave it otherwise)?
+      const same = now !== undefined && now.chain === chain.chain && now.entries.length >= merged && now.entries[merged - 1]?.file === last.file && now.entries[0]?.file === chain.entries[0]?.file;
+      if (!same) {
+        fs.rmSync(files.image, { force: true });
+        fs.rmSync(files.pages, { force: true });
+        return Promise.resolve(false);
+      }
+      // chain.json is the commit point: until it names the new base, the old files are the chain.
+      this.#commit(pid, { ...now, entries: [entry, ...now.entries.slice(merged)] }, now);
+      logger().debug({ pid, seq: last.seq, bytes, after: now.entries.length - merged }, `compacted the checkpoints of ${pid} into a new base`);
+      return Promise.resolve(true);
+    });
   }
 
   /** Refuses checkpoints of `pid` taken before move `moves` from now on (it was restored as that move). Call under {@link locked}. */

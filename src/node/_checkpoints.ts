@@ -50,6 +50,13 @@ export interface CheckpointReport extends CheckpointMetrics {
   chain: string;
   seq: number;
   moves: number;
+  /**
+   * Periodic checkpoints that fell due while the one before was still under
+   * way and were folded into this one (it covers them all): at an interval
+   * shorter than a checkpoint takes, checkpoints go at the rate the link and
+   * the keeper allow, and this says how far behind the interval that is.
+   */
+  coalesced: number;
 }
 
 /** One process's chain on this runner. */
@@ -147,8 +154,10 @@ export class NodeCheckpoints {
         slot.due_ms = now + every;
       }
       if (slot.busy !== null || now < slot.due_ms || r.migrating || this.#node.postcopy.forPid(r.pid) !== undefined) continue;
+      // Due for longer than an interval: the one before took longer than that, and the intervals between are folded into this one.
+      const coalesced = Math.floor((now - slot.due_ms) / every);
       slot.due_ms = now + every;
-      this.take(r.pid).catch((err: unknown) => {
+      this.take(r.pid, coalesced).catch((err: unknown) => {
         slot.due_ms = performance.now() + Math.max(every, RETRY_AFTER_FAILURE_MS);
         this.#node.log.debug({ pid: r.pid, err: errorField(err) }, `periodic checkpoint of ${r.pid} failed`);
       });
@@ -167,12 +176,12 @@ export class NodeCheckpoints {
     return slot !== undefined && (slot.chain !== null || slot.busy !== null);
   }
 
-  /** Takes a checkpoint of `pid`, which runs here, now (after the one under way, if any). */
-  async take(pid: string): Promise<CheckpointReport> {
+  /** Takes a checkpoint of `pid`, which runs here, now (after the one under way, if any); `coalesced`: periodic ones folded into it. */
+  async take(pid: string, coalesced = 0): Promise<CheckpointReport> {
     const slot = this.#slots.get(pid) ?? { chain: null, busy: null, due_ms: Infinity, failed: null };
     this.#slots.set(pid, slot);
     while (slot.busy !== null) await slot.busy.catch(() => undefined);
-    const busy = this.#take(pid, slot);
+    const busy = this.#take(pid, slot, coalesced);
     slot.busy = busy;
     try {
       return await busy;
@@ -193,7 +202,7 @@ export class NodeCheckpoints {
     slot.chain = null;
   }
 
-  async #take(pid: string, slot: Slot): Promise<CheckpointReport> {
+  async #take(pid: string, slot: Slot, coalesced: number): Promise<CheckpointReport> {
     const node = this.#node;
     const running = node.table.running(pid);
     if (running === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${node.name}`);
@@ -268,9 +277,9 @@ export class NodeCheckpoints {
     // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: docs/links.md).
     running.links.checkpointStored();
     slot.failed = null;
-    const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves };
-    node.metrics.checkpointTaken(metrics);
-    node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms });
+    const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves, coalesced };
+    node.metrics.checkpointTaken(metrics, coalesced);
+    node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms, coalesced });
     await this.#record(running, report);
     return report;
   }

@@ -85,7 +85,7 @@ export async function failOver(node: FerryNode, cluster: NodeDirectory, event: N
         // It runs on its keeper (restored here, no newer checkpoint elsewhere yet): this node has no chain of it to take it over from.
         outcome = { pid: record.pid, skipped: `${record.pid} runs on ${node.name}, which keeps no newer checkpoint of it` };
       } else {
-        const adopted = await adoptHere(node, cluster, record);
+        const adopted = await adoptHere(node, cluster, record, event.heard_at_ms);
         outcome = "skipped" in adopted ? { pid: record.pid, skipped: adopted.skipped } : { pid: record.pid, adopted: adopted.moves };
       }
     } catch (err: unknown) {
@@ -110,13 +110,17 @@ async function resume(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEv
   if (last === undefined) return markLost(node, cluster, record, record.moves, `node ${event.name} was declared dead (${event.reason}) while ${pid} ran there; its home has no record of a checkpoint to restart from`);
   // The keeper holds the chain: resuming there sends the image nowhere over the network.
   const to = last.keeper;
+  const claiming_at = performance.now();
   const claim = await cluster.directory.updateProcess(pid, record.moves, { runner: to, moves: record.moves + 1 });
   if (!claim.ok) return { pid, skipped: `the directory did not take the restore of ${pid} (${claim.reason}): another writer moved it on` };
   try {
+    const fencing_at = performance.now();
     // Declared dead, it may only be cut off: its copy goes (it holds it by itself if it cannot hear this).
     await fenceRunner(node, event.name, pid, record.moves + 1, to);
-    const restored = await restoreProcess(node, home, { to, claimed: true });
-    node.log.info({ pid, from: event.name, to, total_ms: restored.total_ms }, `failover: ${pid} resumed on ${to} from checkpoint ${restored.seq}`);
+    // From hearing of the death: the directory's records of what ran there, the claim, the fence.
+    const before_ms = { records: claiming_at - event.heard_at_ms, claim: fencing_at - claiming_at, fence: performance.now() - fencing_at };
+    const restored = await restoreProcess(node, home, { to, claimed: true, before_ms });
+    node.log.info({ pid, from: event.name, to, total_ms: restored.total_ms, phases_ms: restored.phases_ms }, `failover: ${pid} resumed on ${to} from checkpoint ${restored.seq}`);
     return { pid, restored };
   } catch (err: unknown) {
     const why = err instanceof FerryError ? `${err.code}: ${err.message}` : String(err);
@@ -132,7 +136,7 @@ async function resume(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEv
 async function homeGone(node: FerryNode, cluster: NodeDirectory, event: NodeDeadEvent, record: ProcessRecord): Promise<FailoverOutcome> {
   const pid = record.pid;
   if (record.home === event.name && record.last_checkpoint?.node === node.name) {
-    const adopted = await adoptHere(node, cluster, record);
+    const adopted = await adoptHere(node, cluster, record, event.heard_at_ms);
     if ("skipped" in adopted) return { pid, skipped: adopted.skipped };
     return { pid, adopted: adopted.moves };
   }

@@ -33,7 +33,7 @@ import { fenceRunner } from "./_fence.js";
  * cannot (then it is marked lost); returns a reason to skip when another
  * writer moved it on first.
  */
-export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record: ProcessRecord): Promise<{ moves: number } | { skipped: string }> {
+export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record: ProcessRecord, heard_at_ms?: number): Promise<{ moves: number } | { skipped: string }> {
   const pid = record.pid;
   const json = replicaPath(node, pid, "json");
   if (!fs.existsSync(json)) throw new FerryError("ERR_NO_CHECKPOINT", `node ${node.name} keeps no replica of the output of ${pid}`);
@@ -50,8 +50,10 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   const moves = record.moves + 1;
   const claim = await cluster.directory.updateProcess(pid, record.moves, { home: node.name, runner: node.name, moves });
   if (!claim.ok) return { skipped: `the directory did not take ${pid}'s new home (${claim.reason}): another writer moved it on` };
+  const fencing_at = performance.now();
   // Its runner may live (only its home died), or be only cut off: its copy goes before this one resumes.
   await fenceRunner(node, record.runner, pid, moves, node.name);
+  const adopting_at = performance.now();
   const out = path.join(node.data_dir, "output");
   fs.mkdirSync(out, { recursive: true });
   for (const s of STREAMS) {
@@ -63,8 +65,9 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   }
   const home = node.table.adoptHome({ ...saved, home: node.name, node: node.name, previous: record.runner, moves, state: "running", exit: null });
   home.output.commit(offsets);
+  let restored: Awaited<ReturnType<typeof restoreFromHere>>;
   try {
-    await restoreFromHere(node, pid, { to: node.name, moves, chain: kept.chain, seq: kept.seq, home: node.name });
+    restored = await restoreFromHere(node, pid, { to: node.name, moves, chain: kept.chain, seq: kept.seq, home: node.name });
   } catch (err: unknown) {
     node.table.finish(home, { kind: "lost", message: `its home and runner died, and restoring it on ${node.name} failed: ${err instanceof Error ? err.message : String(err)}` });
     throw err;
@@ -72,8 +75,15 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   removeReplica(node, pid);
   // It runs here now: its next checkpoints go to another node, and this chain is the past.
   await node.checkpoint_store.drop(pid, kept.chain).catch((err: unknown) => node.log.warn({ pid, err: errorField(err) }, `could not drop the chain ${pid} was restored from`));
-  node.log.info({ pid, from: record.runner, seq: kept.seq }, `failover: ${node.name} is home to ${pid} now and resumed it from checkpoint ${kept.seq}`);
-  node.events.publish({ type: "process.restored", pid, from: record.runner, to: node.name, keeper: node.name, checkpoint: kept.seq, moves, total_ms: performance.now() - t0 });
+  const phases_ms = {
+    before: { ...(heard_at_ms !== undefined ? { records: t0 - heard_at_ms } : {}), claim: fencing_at - t0, fence: adopting_at - fencing_at },
+    // Taking the replica and the home record over, here.
+    ask_keeper: performance.now() - adopting_at - restored.total_ms,
+    ...restored.phases_ms,
+    record: 0,
+  };
+  node.log.info({ pid, from: record.runner, seq: kept.seq, phases_ms }, `failover: ${node.name} is home to ${pid} now and resumed it from checkpoint ${kept.seq}`);
+  node.events.publish({ type: "process.restored", pid, from: record.runner, to: node.name, keeper: node.name, checkpoint: kept.seq, moves, total_ms: performance.now() - t0, phases_ms });
   return { moves };
 }
 

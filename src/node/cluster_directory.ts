@@ -33,6 +33,8 @@ export interface NodeDeadEvent {
   lost: string[];
   /** Processes whose home was the dead node and that run on a live one, with a checkpoint (failover moves their home). */
   orphaned: ProcessRecord[];
+  /** When this node heard of the death (performance.now() ms): failover reports how long it took from there. */
+  heard_at_ms: number;
 }
 
 /** A subscriber to deaths; its failure is logged, never stops the others. */
@@ -197,23 +199,26 @@ export class NodeDirectory {
     this.#host.log.warn({ peer: member.name, address: member.address, reason }, `node ${member.name} declared dead: ${reason}`);
     this.#host.events.publish({ type: "node.dead", peer: member.name, address: member.address, reason });
     if (this.#stopping) return;
-    this.#settleDead(member.name, member.address, reason).catch((err: unknown) => {
+    const heard_at_ms = performance.now();
+    this.#settleDead(member.name, member.address, reason, heard_at_ms).catch((err: unknown) => {
       this.#host.log.error({ peer: member.name, err: errorField(err) }, `could not settle the processes of node ${member.name}, declared dead`);
     });
   }
 
   /** Marks what ran on dead node `name` and had no checkpoint `lost` (see the module comment), then tells the subscribers. */
-  async #settleDead(name: string, address: string, why: string): Promise<void> {
-    const running = (await this.directory.processes({ runner: name })).filter((r) => r.state === "running");
+  async #settleDead(name: string, address: string, why: string, heard_at_ms: number): Promise<void> {
+    const failover = this.onNodeDead.size > 0;
+    // Both reads at once: failover waits for them, and each is a round trip to the directory.
+    const [ran, homed] = await Promise.all([this.directory.processes({ runner: name }), failover ? this.directory.processes({ home: name }) : Promise.resolve([])]);
+    const running = ran.filter((r) => r.state === "running");
     if (this.membership.member(name)?.state === "alive") {
       // It is back already (a restart faster than its lease): it settles what ran there itself (ProcessTable.recover),
       // and records listed now may be its new processes.
       this.#host.log.info({ peer: name }, `node ${name} is alive again; it settles what ran there before itself`);
       return;
     }
-    const failover = this.onNodeDead.size > 0;
     const checkpointed = failover ? running.filter((r) => r.last_checkpoint !== null) : [];
-    const orphaned = failover ? (await this.directory.processes({ home: name })).filter((r) => r.state === "running" && r.runner !== name && r.last_checkpoint !== null) : [];
+    const orphaned = homed.filter((r) => r.state === "running" && r.runner !== name && r.last_checkpoint !== null);
     const lost: string[] = [];
     const alive = this.membership
       .members()
@@ -241,7 +246,7 @@ export class NodeDirectory {
     if (lost.length > 0) this.#host.log.warn({ peer: name, lost }, `marked ${lost.length} process(es) of node ${name} lost`);
     for (const listener of this.onNodeDead) {
       try {
-        await listener({ name, address, reason: why, checkpointed, lost, orphaned });
+        await listener({ name, address, reason: why, checkpointed, lost, orphaned, heard_at_ms });
       } catch (err: unknown) {
         this.#host.log.error({ peer: name, err: errorField(err) }, "an onNodeDead subscriber failed");
       }

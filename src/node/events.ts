@@ -7,6 +7,7 @@
  * per-subscriber queue: a stream writes to its socket or drops (see
  * `_event_stream.ts`), so a slow reader never makes the node hold more.
  */
+import type { RestorePhases } from "./_checkpoint_routes.js";
 
 /** What an event says, keyed on `type`. */
 export type NodeEventBody =
@@ -38,9 +39,9 @@ export type NodeEventBody =
   | { type: "load.idle"; nodes: string[] }
   | { type: "node.drain"; draining: boolean }
   | { type: "policy.changed"; set: Record<string, unknown> }
-  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number }
+  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number }
   | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
-  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number };
+  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number; phases_ms: RestorePhases };
 
 /** An event as streamed: the body with who reported it, when, and its number on that node. */
 export type NodeEvent = NodeEventBody & {

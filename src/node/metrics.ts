@@ -79,6 +79,7 @@ export class NodeMetrics {
   readonly #checkpoints: Counter<"result" | "code">;
   readonly #checkpoint_pause: Histogram;
   readonly #checkpoint_bytes: Counter;
+  readonly #checkpoint_coalesced: Counter;
 
   constructor(node: string, gauges: NodeGauges) {
     const registers = [this.registry];
@@ -128,6 +129,11 @@ export class NodeMetrics {
     this.#checkpoints.inc({ result: "stored", code: "" }, 0);
     this.#checkpoint_pause = new Histogram({ name: "ferry_checkpoint_pause_seconds", help: "How long a checkpoint stopped its process (the final capture).", buckets: PAUSE_BUCKETS_S, registers });
     this.#checkpoint_bytes = new Counter({ name: "ferry_checkpoint_sent_bytes_total", help: "Bytes of stored checkpoints this node sent to their keepers.", registers });
+    this.#checkpoint_coalesced = new Counter({
+      name: "ferry_checkpoints_coalesced_total",
+      help: "Periodic checkpoints that fell due while the one before was under way, folded into the next (the interval is shorter than a checkpoint takes).",
+      registers,
+    });
     new Gauge({
       name: "ferry_checkpoint_age_seconds",
       help: "Seconds since the last stored checkpoint of each running process this node is home to: what a failover now would lose.",
@@ -142,9 +148,10 @@ export class NodeMetrics {
     gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and KEEPER_BYTES_MAX).", () => gauges.keptCheckpoints?.().bytes ?? 0);
   }
 
-  /** A checkpoint of a process here was stored. */
-  checkpointTaken(m: CheckpointMetrics): void {
+  /** A checkpoint of a process here was stored; `coalesced` periodic ones were folded into it. */
+  checkpointTaken(m: CheckpointMetrics, coalesced: number): void {
     this.#checkpoints.inc({ result: "stored", code: "" });
+    this.#checkpoint_coalesced.inc(coalesced);
     this.#checkpoint_pause.observe(m.pause_ms / 1000);
     this.#checkpoint_bytes.inc(m.bytes);
   }
