@@ -31,6 +31,13 @@ export const BATCH_MESSAGES_MAX = 128;
 export const BATCH_BYTES_MAX = 512 * 1024;
 /** Longest wait between delivery attempts to a receiver that is busy, moving or unreachable. */
 const RETRY_MS_MAX = 200;
+/**
+ * Deliveries to one receiver on their way at once. Each is answered; more
+ * than one keeps the path full while answers travel back (a sender waiting
+ * for each answer gets one batch per round trip). Their numbers keep the
+ * receiver exact: a batch that arrives after a gap is refused and sent again.
+ */
+export const BATCHES_IN_FLIGHT_MAX = 8;
 
 /** Traffic from one process to another, as the sender counted it. */
 export interface PairStats {
@@ -120,6 +127,19 @@ interface Outgoing {
   data: Uint8Array;
 }
 
+/** Deliveries to one receiver under way. */
+interface Flow {
+  /** Batches sent and not answered yet. */
+  in_flight: number;
+  /** The highest number sent since the last go-back: the next batch starts after it. */
+  sent_upto: number;
+  /** An answer made no progress: nothing more is sent until those in flight are answered and a wait has passed. */
+  stalled: boolean;
+  /** A wait before sending again is under way. */
+  waiting: boolean;
+  wait_ms: number;
+}
+
 /** One process's links on the node it runs on. */
 export class Endpoint {
   readonly pid: string;
@@ -138,7 +158,9 @@ export class Endpoint {
   /** Accepted, not yet in the guest's inbox ring. */
   #queue: InboxMessage[] = [];
   readonly #stats = new Map<string, PairStats>();
-  readonly #loops = new Map<string, Promise<void>>();
+  readonly #flows = new Map<string, Flow>();
+  /** Destinations sent to since the last microtask checkpoint, to be kicked at it. */
+  readonly #kicks = new Set<string>();
   #proc: GuestProcess | null = null;
   #frozen = false;
   #ended = false;
@@ -243,6 +265,8 @@ export class Endpoint {
   /** Takes and sends messages (again): the process runs here. */
   resume(): void {
     this.#frozen = false;
+    // What was on its way when it froze may not have arrived: all of it goes again (the receiver skips what it has).
+    for (const flow of this.#flows.values()) flow.sent_upto = 0;
     for (const to of this.#outbox.keys()) this.#kick(to);
   }
 
@@ -297,7 +321,7 @@ export class Endpoint {
       frozen: this.#frozen,
       ended: this.#ended,
       queued: this.#queue.length,
-      outbox: Object.fromEntries([...this.#outbox].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null, delivering: this.#loops.has(to) }])),
+      outbox: Object.fromEntries([...this.#outbox].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null, delivering: this.#flows.get(to)?.in_flight ?? 0 }])),
       next_seq: Object.fromEntries(this.#next_seq),
       delivered: Object.fromEntries(this.#delivered),
       kept: Object.fromEntries([...this.#kept].map(([to, l]) => [to, { count: l.length, first_seq: l[0]?.seq ?? null }])),
@@ -365,7 +389,15 @@ export class Endpoint {
     s.bytes += data.length;
     s.last_unix_ms = now;
     this.#stats.set(to, s);
-    this.#kick(to);
+    // Once the messages sent in this run of the event loop are all queued: they travel together, in as few batches as fit.
+    if (this.#kicks.size === 0) queueMicrotask(() => this.#kickQueued());
+    this.#kicks.add(to);
+  }
+
+  #kickQueued(): void {
+    const kicks = [...this.#kicks];
+    this.#kicks.clear();
+    for (const to of kicks) this.#kick(to);
   }
 
   /** Moves queued messages into the guest's inbox ring while they fit. */
@@ -376,63 +408,98 @@ export class Endpoint {
     proc.setBacklog(this.#queue.length > 0);
   }
 
+  /** Sends what is not on its way to `to` yet, while fewer than {@link BATCHES_IN_FLIGHT_MAX} batches are. */
   #kick(to: string): void {
-    if (this.#frozen || this.#loops.has(to) || (this.#outbox.get(to)?.length ?? 0) === 0) return;
-    const loop = this.#deliverTo(to).finally(() => {
-      this.#loops.delete(to);
-      if (this.#idle !== null && this.#undelivered() === 0) this.#idle();
-      else if (!this.#frozen && (this.#outbox.get(to)?.length ?? 0) > 0) this.#kick(to);
-    });
-    this.#loops.set(to, loop);
-  }
-
-  /** Sends to `to` in order until nothing is left for it (or this is frozen). */
-  async #deliverTo(to: string): Promise<void> {
-    let wait_ms = 1;
-    for (;;) {
-      const list = this.#outbox.get(to) ?? [];
-      if (this.#frozen || list.length === 0) return;
+    if (this.#frozen) return;
+    const list = this.#outbox.get(to);
+    if (list === undefined || list.length === 0) return;
+    let flow = this.#flows.get(to);
+    if (flow === undefined) {
+      flow = { in_flight: 0, sent_upto: 0, stalled: false, waiting: false, wait_ms: 1 };
+      this.#flows.set(to, flow);
+    }
+    if (flow.stalled || flow.waiting) return;
+    // The list is in number order and starts at the oldest message not yet answered for.
+    let start = 0;
+    while (start < list.length && list[start]!.seq <= flow.sent_upto) start += 1;
+    while (flow.in_flight < BATCHES_IN_FLIGHT_MAX && start < list.length) {
       const messages: Outgoing[] = [];
       let bytes = 0;
-      for (const m of list) {
+      for (let i = start; i < list.length; i += 1) {
+        const m = list[i]!;
         if (messages.length === BATCH_MESSAGES_MAX || (messages.length > 0 && bytes + m.data.length > BATCH_BYTES_MAX)) break;
         messages.push(m);
         bytes += m.data.length;
       }
-      let answer: DeliverAnswer;
-      try {
-        answer = await this.#transport.deliver(to, { from: this.pid, messages });
-      } catch (err: unknown) {
-        // Not delivered: kept in the outbox and sent again (sequence numbers make a repeat harmless).
-        logger().debug({ pid: this.pid, to, err: errorField(err) }, "a link delivery failed; it is retried");
-        answer = { kind: "moving" };
-      }
-      let done = 0;
-      if (answer.kind === "accepted") {
-        while (done < list.length && list[done]!.seq <= answer.upto) done += 1;
-      } else if (answer.kind === "gone") {
-        done = list.length;
-        this.#kept.delete(to);
-      }
-      const taken = list.splice(0, done);
-      // A message sent again after a receiver's restore was counted the first time.
-      const first = taken.filter((m) => m.seq > (this.#counted.get(to) ?? 0)).length;
-      if (taken.length > 0) this.#counted.set(to, Math.max(this.#counted.get(to) ?? 0, taken[taken.length - 1]!.seq));
-      if (first > 0) this.#proc?.delivered(first);
-      let again = false;
-      if (answer.kind === "accepted" && (answer.durable !== undefined || this.#kept.has(to))) {
-        // Taken, but the receiver could be resumed from a checkpoint without them: kept until one covers them.
-        const durable = answer.durable ?? answer.upto;
-        this.#keptFor(to).push(...taken.filter((m) => m.seq > durable));
-        again = this.#settleKept(to, answer.upto, durable);
-      }
-      if (done > 0 || again) {
-        wait_ms = 1;
-        continue;
-      }
-      // Busy, moving, unknown or unreachable: try again, backing off.
-      await new Promise((resolve) => setTimeout(resolve, wait_ms));
-      wait_ms = Math.min(RETRY_MS_MAX, wait_ms * 2);
+      start += messages.length;
+      const last = messages[messages.length - 1]!.seq;
+      flow.sent_upto = last;
+      flow.in_flight += 1;
+      const sent = flow;
+      this.#transport
+        .deliver(to, { from: this.pid, messages })
+        .catch((err: unknown): DeliverAnswer => {
+          // Not delivered: kept in the outbox and sent again (sequence numbers make a repeat harmless).
+          logger().debug({ pid: this.pid, to, err: errorField(err) }, "a link delivery failed; it is retried");
+          return { kind: "moving" };
+        })
+        .then((answer) => this.#answered(to, sent, last, answer));
     }
+  }
+
+  /** The answer to a batch for `to` whose last message is numbered `last`. */
+  #answered(to: string, flow: Flow, last: number, answer: DeliverAnswer): void {
+    flow.in_flight -= 1;
+    const list = this.#outbox.get(to) ?? [];
+    let done = 0;
+    if (answer.kind === "accepted") {
+      while (done < list.length && list[done]!.seq <= answer.upto) done += 1;
+      // Not all of it was taken (a full inbox, or a batch that arrived after a gap): the rest goes again.
+      if (answer.upto < last) flow.sent_upto = Math.min(flow.sent_upto, answer.upto);
+    } else if (answer.kind === "gone") {
+      done = list.length;
+      this.#kept.delete(to);
+    } else {
+      flow.sent_upto = 0; // moving, unknown or unreachable: all of it goes again
+    }
+    const taken = list.splice(0, done);
+    // A message sent again after a receiver's restore was counted the first time.
+    const first = taken.filter((m) => m.seq > (this.#counted.get(to) ?? 0)).length;
+    if (taken.length > 0) this.#counted.set(to, Math.max(this.#counted.get(to) ?? 0, taken[taken.length - 1]!.seq));
+    if (first > 0) this.#proc?.delivered(first);
+    let again = false;
+    if (answer.kind === "accepted" && (answer.durable !== undefined || this.#kept.has(to))) {
+      // Taken, but the receiver could be resumed from a checkpoint without them: kept until one covers them.
+      const durable = answer.durable ?? answer.upto;
+      this.#keptFor(to).push(...taken.filter((m) => m.seq > durable));
+      again = this.#settleKept(to, answer.upto, durable);
+      if (again) flow.sent_upto = Math.min(flow.sent_upto, answer.upto);
+    }
+    if (done > 0 || again) {
+      flow.stalled = false;
+      flow.wait_ms = 1;
+    } else {
+      flow.stalled = true;
+    }
+    if (this.#idle !== null && this.#undelivered() === 0) {
+      this.#idle();
+      return;
+    }
+    if (list.length === 0 && flow.in_flight === 0) {
+      this.#flows.delete(to);
+      return;
+    }
+    if (flow.stalled && flow.in_flight === 0 && !flow.waiting) {
+      // Busy, moving, unknown or unreachable: try again, backing off.
+      flow.waiting = true;
+      setTimeout(() => {
+        flow.waiting = false;
+        flow.stalled = false;
+        this.#kick(to);
+      }, flow.wait_ms);
+      flow.wait_ms = Math.min(RETRY_MS_MAX, flow.wait_ms * 2);
+      return;
+    }
+    this.#kick(to);
   }
 }

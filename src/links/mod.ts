@@ -2,6 +2,7 @@
 export {
   BATCH_BYTES_MAX,
   BATCH_MESSAGES_MAX,
+  BATCHES_IN_FLIGHT_MAX,
   emptyLinkState,
   Endpoint,
   INBOX_QUEUE_MAX,

@@ -2,11 +2,12 @@
  * Link deliveries between nodes (docs/links.md) over one long-lived framed
  * connection per peer: an HTTP upgrade to `ferry-links/2` on the control
  * port, then DELIVER frames answered by ANSWER frames matched by id (binary
- * bodies, `_link_frames.ts`). Requests are independent (a sender has at most
- * one batch in flight per receiver), so the accepting side answers each as
- * soon as it is done, in any order. A
- * broken connection fails its pending requests; senders retry, and the
- * receiver's sequence numbers make the retry harmless.
+ * bodies, `_link_frames.ts`). Requests are independent (the receiver takes
+ * only the next numbers of each sender, whatever order batches arrive in),
+ * so the accepting side answers each as soon as it is done, in any order. Frames a side has to send in one turn
+ * of the event loop go out together, in one write. A broken connection fails
+ * its pending requests; senders retry, and the receiver's sequence numbers
+ * make the retry harmless.
  */
 import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
@@ -30,6 +31,40 @@ const ANSWER_SWEEP_MS = 250;
 const DELIVER = 1;
 const ANSWER = 2;
 
+/**
+ * Frames for one connection, gathered while this turn of the event loop
+ * runs and written together after its I/O callbacks (one TLS record and one
+ * syscall for all the deliveries or answers of a burst, instead of one
+ * each). Nothing waits on a timer: the write follows in the same turn.
+ */
+class Outgoing {
+  readonly #conn: FramedConnection;
+  #frames: { type: number; payload: Uint8Array }[] = [];
+  #failed: ((err: Error) => void)[] = [];
+
+  constructor(conn: FramedConnection) {
+    this.#conn = conn;
+  }
+
+  /** Queues a frame; `failed` learns if it could not be written. */
+  push(type: number, payload: Uint8Array, failed: (err: Error) => void): void {
+    if (this.#frames.length === 0) setImmediate(() => this.#flush());
+    this.#frames.push({ type, payload });
+    this.#failed.push(failed);
+  }
+
+  #flush(): void {
+    const failed = this.#failed;
+    const frames = this.#frames;
+    this.#frames = [];
+    this.#failed = [];
+    this.#conn.sendAll(frames).catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      for (const f of failed) f(e);
+    });
+  }
+}
+
 interface Pending {
   resolve(a: DeliverAnswer): void;
   reject(e: Error): void;
@@ -38,6 +73,7 @@ interface Pending {
 
 class Channel {
   readonly #conn: FramedConnection;
+  readonly #out: Outgoing;
   /** In the order sent, so in deadline order too. */
   readonly #pending = new Map<number, Pending>();
   // Unref'd: a channel's timer must not keep a stopping node alive; pending deliveries are failed when it closes.
@@ -46,6 +82,7 @@ class Channel {
 
   constructor(conn: FramedConnection, onEnd: () => void) {
     this.#conn = conn;
+    this.#out = new Outgoing(conn);
     void (async () => {
       try {
         for await (const frame of conn) {
@@ -80,9 +117,9 @@ class Channel {
         return;
       }
       this.#pending.set(id, { resolve, reject, deadline_ms: performance.now() + ANSWER_TIMEOUT_MS });
-      this.#conn.send(DELIVER, body).catch((err: unknown) => {
-        this.#pending.delete(id);
-        reject(err instanceof Error ? err : new Error(String(err)));
+      this.#out.push(DELIVER, body, (err) => {
+        if (!this.#pending.delete(id)) return; // failed already, as the channel closed
+        reject(err);
       });
     });
   }
@@ -131,9 +168,10 @@ export class LinkChannels {
 
 /** Serves a link channel a peer opened: each DELIVER is handed to `receive` and answered when done. */
 export function serveLinkChannel(conn: FramedConnection, receive: (pid: string, batch: Batch) => Promise<DeliverAnswer>): void {
+  const out = new Outgoing(conn);
   const answer = (id: number, a: DeliverAnswer): void => {
     // A closed channel: the sender times out and retries, and sequence numbers make that harmless.
-    conn.send(ANSWER, encodeAnswer(id, a)).catch(() => undefined);
+    out.push(ANSWER, encodeAnswer(id, a), () => undefined);
   };
   void (async () => {
     try {

@@ -90,4 +90,46 @@ describe("link channel", () => {
       await p.close();
     }
   });
+  it("writes the deliveries made in one turn together, and the answers to deliveries that arrived together too", async () => {
+    /** Counts the writes a socket hands to the system (one per write or writev call of the stream). */
+    const counted = (s: net.Socket): { writes: number } => {
+      const count = { writes: 0 };
+      const w = s as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+      const [write, writev] = [w._write.bind(s), w._writev.bind(s)];
+      w._write = (...a) => ((count.writes += 1), write(...a));
+      w._writev = (...a) => ((count.writes += 1), writev(...a));
+      return count;
+    };
+    const server = { writes: 0, sockets: [] as net.Socket[] };
+    const srv = net.createServer((socket) => {
+      server.sockets.push(socket);
+      const count = counted(socket);
+      Object.defineProperty(server, "writes", { get: () => count.writes });
+      serveLinkChannel(new FramedConnection(socket), (_pid, b) => Promise.resolve({ kind: "accepted", upto: b.messages.length, at: "there" }));
+    });
+    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
+    let client = { writes: 0 };
+    const channels = new LinkChannels(
+      (address) =>
+        new Promise((resolve, reject) => {
+          const i = address.lastIndexOf(":");
+          const s = net.connect(Number(address.slice(i + 1)), address.slice(0, i), () => resolve(new FramedConnection(s)));
+          client = counted(s);
+          s.once("error", reject);
+        }),
+    );
+    const address = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
+    // The channel is opened first, so that the deliveries below are all made while it stands.
+    assert.equal((await channels.deliver(address, "n2", FAST, batch)).kind, "accepted");
+    const [client_before, server_before] = [client.writes, server.writes];
+    const n = 20;
+    const answers = await Promise.all(Array.from({ length: n }, (_, i) => channels.deliver(address, "n2", `n1-${i + 1}`, batch)));
+    assert.ok(answers.every((a) => a.kind === "accepted"));
+    assert.equal(client.writes - client_before, 1, `${n} deliveries made in one turn, in one write`);
+    // They arrive in one read, or a few: their answers go out as they are read, not one write each.
+    assert.ok(server.writes - server_before < n / 2, `${n} answers in ${server.writes - server_before} writes`);
+    channels.close();
+    for (const s of server.sockets) s.destroy();
+    await new Promise((r) => srv.close(r));
+  });
 });

@@ -133,21 +133,32 @@ export class FramedConnection implements AsyncIterable<Frame> {
    * closed, ERR_FRAME_TOO_LARGE for a frame the peer would refuse.
    */
   send(type: number, payload: Uint8Array | readonly Uint8Array[]): Promise<void> {
+    return this.sendAll([{ type, payload }]);
+  }
+
+  /**
+   * Sends frames in order, handed to the stream in one write (over TLS, one
+   * record and one syscall for all of them where they fit): for a sender
+   * that has gathered several small frames. Resolves and rejects as
+   * {@link send}; a frame the peer would refuse fails the whole call before
+   * anything is written.
+   */
+  sendAll(frames: readonly { type: number; payload: Uint8Array | readonly Uint8Array[] }[]): Promise<void> {
     const stream = this.#stream;
     if (this.#closed_locally || this.#failure !== undefined || stream.destroyed || stream.writableEnded) {
       return Promise.reject(closed("send on a closed connection", this.#failure));
     }
     let parts: Uint8Array[];
     try {
-      parts = encodeFrame(type, payload);
+      parts = frames.flatMap((f) => encodeFrame(f.type, f.payload));
     } catch (error: unknown) {
       return Promise.reject(error);
     }
-    // One writev for header and payload parts instead of one syscall each.
+    // One writev for headers and payload parts instead of one syscall each.
     stream.cork();
     const size = parts.reduce((n, p) => n + p.length, 0);
     parts.forEach((part, i) => {
-      // Counted once the stream has handed the frame on (a failed write is not movement).
+      // Counted once the stream has handed the frames on (a failed write is not movement).
       if (i === parts.length - 1) stream.write(part, (err) => {
         if (err === null || err === undefined) this.#bytes_flushed += size;
       });
