@@ -27,7 +27,9 @@ const FERRY = path.join(ROOT, "bin", "ferry.js");
 const CHROMIUM = "/usr/bin/chromium";
 const NODES = 3;
 /** Requests to start processes in flight at once. */
-const START_CONCURRENCY = 8;
+const START_CONCURRENCY = 4;
+/** Tries of a request whose connection a node did not accept (5 s each): a node's event loop can be slow for that long on a machine at load 30. */
+const CALL_ATTEMPTS = 12;
 /** Hibernation threshold of the nodes: short, so a started sleeper gives its worker back soon. */
 const HIBERNATE_AFTER_MS = 1000;
 
@@ -117,7 +119,7 @@ export async function manyBench(quick: boolean, many?: number): Promise<void> {
         try {
           return await httpRequest(address, method, p, body, dialer);
         } catch (err: unknown) {
-          if (attempt >= 5 || (err as { code?: unknown }).code !== "ERR_PEER_UNREACHABLE") throw err;
+          if (attempt >= CALL_ATTEMPTS || (err as { code?: unknown }).code !== "ERR_PEER_UNREACHABLE") throw err;
         }
       }
     };
@@ -146,7 +148,10 @@ export async function manyBench(quick: boolean, many?: number): Promise<void> {
         next += 1;
         if (i >= count) return;
         const n = nodes[i % NODES] as NodeInfo;
-        const r = await call(n.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["60000", "1000000"], node: n.name });
+        const r = await call(n.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["60000", "1000000"], node: n.name }).catch((err: unknown) => ({
+          status: 0,
+          body: Buffer.from(String(err)),
+        }));
         if (r.status !== 201) {
           failed += 1;
           if (failed <= 3) console.log(`  start ${i} on ${n.name} failed: ${r.status} ${r.body.toString().slice(0, 200)}`);
