@@ -79,7 +79,8 @@ describe("hibernation on nodes", () => {
 
     const moved = await request(n1.address, "POST", `/v1/processes/${moving}/migrate`, { to: "n2", strategy: "pre-copy" });
     assert.equal(moved.status, 200, moved.body.toString());
-    await until("the moved sleeper to hibernate on n2", async () => (await gauge(n2, "ferry_node_processes_hibernated")) === 1);
+    const after_move = await json<{ pid: string; node: string }[]>(n1.address, "GET", "/v1/processes");
+    assert.equal(after_move.find((p) => p.pid === moving)?.node, "n2");
 
     for (const pid of [moving, ...timed]) {
       const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
