@@ -30,6 +30,12 @@ const NODES = 3;
 const START_CONCURRENCY = 4;
 /** Tries of a request whose connection a node did not accept (5 s each): a node's event loop can be slow for that long on a machine at load 30. */
 const CALL_ATTEMPTS = 12;
+/**
+ * The nodes' membership lease: long, because a node starting thousands of
+ * processes on a shared machine at load 40 missed the default 3 s and was
+ * declared dead (its processes lost), which measures the machine, not this.
+ */
+const DEAD_AFTER_MS = 60_000;
 /** Hibernation threshold of the nodes: short, so a started sleeper gives its worker back soon. */
 const HIBERNATE_AFTER_MS = 1000;
 
@@ -104,7 +110,7 @@ export async function manyBench(quick: boolean, many?: number): Promise<void> {
   const per_node = Math.ceil(count / NODES);
   const up: ChildProcess = spawn(
     process.execPath,
-    [FERRY, "up", "--nodes", String(NODES), "--port", String(port), "--data", data, "--balance", "off", "--max-processes", String(per_node + 64), "--hibernate-after", String(HIBERNATE_AFTER_MS), "--warm-workers", "2", "--log-level", "warn"],
+    [FERRY, "up", "--nodes", String(NODES), "--port", String(port), "--data", data, "--balance", "off", "--max-processes", String(per_node + 64), "--hibernate-after", String(HIBERNATE_AFTER_MS), "--warm-workers", "2", "--dead-after", String(DEAD_AFTER_MS), "--log-level", "warn"],
     { env, stdio: ["ignore", "ignore", "pipe"] },
   );
   let up_err = "";
