@@ -30,6 +30,7 @@ import { throughputBench } from "./throughput.js";
 import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
+import { manyBench } from "./many.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -250,4 +251,9 @@ if (only === undefined || only === "failover") await failoverBench(quick);
 if (only === undefined || only === "slowlink") await slowLinkBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
+// Thousands of processes on a local cluster (--many=N, default 10,000): minutes, only when asked for.
+if (only === "many") {
+  const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
+  await manyBench(quick, many === undefined ? undefined : Number(many));
+}
 process.exit(0);

@@ -61,6 +61,11 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --warm-workers N       Process workers kept started and idle, so that a
                          migration's standby or a new process need not wait
                          for one (default 1, at most 8; 0: none).
+  --hibernate-after MS   A process blocked MS ms in one wait (a sleep, a read
+                         with nothing to read) hibernates: its worker thread
+                         ends and its memory is kept compactly until the wait
+                         ends; it looks running to everyone (default 5000;
+                         0: never).
   --cpus N               Guests computing at once (default: this machine's
                          cores); the others wait, taking turns fairly.
   --label K=V            A label of the node; ferry run --require K=V runs
@@ -162,6 +167,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "standby-timeout", value: true },
   { name: "stall-timeout", value: true },
   { name: "warm-workers", value: true },
+  { name: "hibernate-after", value: true },
   { name: "checkpoint-every", value: true },
   { name: "log-level", value: true },
   { name: "cpus", value: true },
@@ -221,6 +227,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (stall !== undefined) limits.migration_stall_ms = stall;
   const warm = optionInt(parsed, "warm-workers");
   if (warm !== undefined) limits.warm_workers = warm;
+  const hibernate = optionInt(parsed, "hibernate-after");
+  if (hibernate !== undefined) limits.hibernate_after_ms = hibernate;
   const every = optionInt(parsed, "checkpoint-every");
   if (every !== undefined) limits.checkpoint_every_ms = every;
   return limits;

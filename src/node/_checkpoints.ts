@@ -67,6 +67,8 @@ interface Chain {
   /** Checkpoints of the chain stored so far. */
   seq: number;
   moves: number;
+  /** How often its process had hibernated when the chain began: a wake gives it a new memory, which its tracker never saw. */
+  hibernations: number;
 }
 
 /** Per process: its chain, the checkpoint under way, when the next is due. */
@@ -219,8 +221,25 @@ export class NodeCheckpoints {
       slot.failed = code;
       return err;
     };
+    // Read in place while it runs: a hibernated process wakes first, and none hibernates during a checkpoint.
+    let awake: () => void;
+    try {
+      awake = await running.proc.stayAwake();
+    } catch (err: unknown) {
+      throw failed(null, err);
+    }
+    try {
+      return await this.#takeAwake(running, slot, coalesced, failed);
+    } finally {
+      awake();
+    }
+  }
+
+  async #takeAwake(running: Running, slot: Slot, coalesced: number, failed: (keeper: string | null, err: unknown) => unknown): Promise<CheckpointReport> {
+    const node = this.#node;
+    const pid = running.pid;
     let chain = slot.chain;
-    if (chain === null || chain.moves !== running.moves) {
+    if (chain === null || chain.moves !== running.moves || chain.hibernations !== running.proc.hibernations) {
       chain?.tracker.close();
       slot.chain = null;
       let keeper: string;
@@ -231,7 +250,7 @@ export class NodeCheckpoints {
       }
       // A memory takes one write tracker at a time: the load module's dirty-rate window gives way.
       node.load.dirty.release(pid);
-      chain = { id: chainId(node.name), keeper, tracker: createTracker(node.page_tracker.name), seq: 0, moves: running.moves };
+      chain = { id: chainId(node.name), keeper, tracker: createTracker(node.page_tracker.name), seq: 0, moves: running.moves, hibernations: running.proc.hibernations };
       slot.chain = chain;
     }
     const seq = chain.seq + 1;
@@ -246,7 +265,7 @@ export class NodeCheckpoints {
         dirs: running.dirs,
         listen: running.listen,
         source: node.address,
-        memory_bytes: running.proc.memory.buffer.byteLength,
+        memory_bytes: running.proc.memory_bytes,
         memory_max_bytes: running.memory_max_bytes,
         moves: running.moves,
         ...(running.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: running.checkpoint_every_ms } : {}),

@@ -409,7 +409,7 @@ export async function migrateProcess(
   // Saved before the offer: if this node dies mid-move, it asks `to` on restart whether the process went there.
   node.table.moving(pid, to);
   const log = node.log.child({ pid, to, strategy });
-  node.metrics.migrationStarted({ pid, to, strategy }, running.proc.memory.buffer.byteLength);
+  node.metrics.migrationStarted({ pid, to, strategy }, running.proc.memory_bytes);
   node.events.publish({ type: "migration.started", pid, to, strategy });
   log.info(`migrating ${pid} to ${to} (${strategy})`);
   const observe = (p: MigrationProgress): void => {
@@ -418,7 +418,10 @@ export async function migrateProcess(
     log.debug({ phase: p.phase, round: p.round, bytes: p.bytes }, `migration of ${pid}: ${p.phase}`);
     progress?.(p);
   };
+  // Its memory is read in place while it runs (pre-copy's rounds): a hibernated process wakes first, and none hibernates during the move.
+  let awake: (() => void) | null = null;
   try {
+    awake = await running.proc.stayAwake();
     const metrics = await migrateOut(
       {
         proc: running.proc,
@@ -434,7 +437,7 @@ export async function migrateProcess(
           open_files: [...running.proc.open_files],
           strategy,
           source: node.address,
-          memory_bytes: running.proc.memory.buffer.byteLength,
+          memory_bytes: running.proc.memory_bytes,
           memory_max_bytes,
           recover_ms,
           moves,
@@ -503,6 +506,7 @@ export async function migrateProcess(
     }
     throw err;
   } finally {
+    awake?.();
     running.migrating = false;
   }
 }

@@ -76,6 +76,8 @@ export class IncomingPostCopy {
   readonly #sessions: PostCopySessions;
   #timer: NodeJS.Timeout | null = null;
   #ended = false;
+  /** Keeps it from hibernating while pages are missing: hibernating reads its whole memory. */
+  readonly #unpin: () => void;
 
   constructor(
     sessions: PostCopySessions,
@@ -90,6 +92,7 @@ export class IncomingPostCopy {
     this.#sessions = sessions;
     this.#recover_ms = options.recover_ms;
     this.#source = options.source;
+    this.#unpin = proc.pin();
     const events: RemoteEvents = { down: () => this.#down(), complete: () => this.#complete() };
     const prepared = options.prepared ?? null;
     this.#pages = prepared === null ? new RemotePages(new Uint8Array(proc.memory.buffer), handover.remote_bytes, events) : prepared.take(events);
@@ -99,6 +102,7 @@ export class IncomingPostCopy {
     } catch (err: unknown) {
       this.#pages.fail();
       this.#pages.close();
+      this.#unpin();
       throw err;
     }
     // Killing it (or stopping the node) must wake threads waiting on pages first.
@@ -154,6 +158,7 @@ export class IncomingPostCopy {
     this.#proc.beforeTerminate(null);
     this.#pages.close();
     this.#sessions.delete(this);
+    this.#unpin();
   }
 
   /** The process ended here (exit, kill, loss) before every page arrived. */
@@ -164,6 +169,7 @@ export class IncomingPostCopy {
     if (!this.#pages.complete) this.#pages.fail();
     this.#pages.close();
     this.#sessions.delete(this);
+    this.#unpin();
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import os from "node:os";
 import { FerryError } from "../errors.js";
-import { MODULE_BYTES_MAX, WARM_WORKERS_MAX } from "../runtime/mod.js";
+import { HIBERNATE_AFTER_MS_DEFAULT, HIBERNATE_AFTER_MS_MAX, MODULE_BYTES_MAX, WARM_WORKERS_MAX } from "../runtime/mod.js";
 import { STALL_MS_DEFAULT, STALL_MS_MAX, STANDBY_IDLE_MS_DEFAULT } from "../migration/mod.js";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { CHECKPOINT_EVERY_MS_MAX, CHECKPOINT_EVERY_MS_MIN } from "./_api_schemas.js";
@@ -34,6 +34,8 @@ export interface NodeLimits {
   warm_workers: number;
   /** Periodic checkpoints of a process run here without --checkpoint-every, every this many ms; 0: none (`--checkpoint-every`). */
   checkpoint_every_ms: number;
+  /** A process blocked this many ms in one wait hibernates: its worker ends, its pages are kept (`--hibernate-after`); 0: never. */
+  hibernate_after_ms: number;
 }
 
 /**
@@ -81,6 +83,7 @@ export function defaultLimits(): NodeLimits {
     warm_workers: WARM_WORKERS_DEFAULT,
     // Off unless asked for: a checkpoint costs a pause and bytes, and output commit delays output by an interval.
     checkpoint_every_ms: 0,
+    hibernate_after_ms: HIBERNATE_AFTER_MS_DEFAULT,
   };
 }
 
@@ -99,6 +102,7 @@ export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
   check(whole(limits.migration_stall_ms, 1, STALL_MS_MAX), `the stall timeout must be 1 to ${STALL_MS_MAX} ms, not ${limits.migration_stall_ms}`);
   check(whole(limits.warm_workers, 0, WARM_WORKERS_MAX), `warm workers must be 0 to ${WARM_WORKERS_MAX}, not ${limits.warm_workers}`);
   check(limits.checkpoint_every_ms === 0 || whole(limits.checkpoint_every_ms, CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX), `the checkpoint interval must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX} ms, not ${limits.checkpoint_every_ms}`);
+  check(whole(limits.hibernate_after_ms, 0, HIBERNATE_AFTER_MS_MAX), `hibernation must be after 0 (never) to ${HIBERNATE_AFTER_MS_MAX} ms, not ${limits.hibernate_after_ms}`);
   return limits;
 }
 

@@ -232,7 +232,8 @@ export class LoadModule {
     const candidates: DirtyCandidate[] = [];
     for (const r of this.#node.table.runningAll()) {
       if (r.migrating || this.in_flight.has(r.pid) || r.checkpoint_every_ms !== undefined) continue;
-      if (r.proc.memory.buffer.byteLength <= limit) continue;
+      // A hibernated guest writes nothing, and has no memory in place to watch.
+      if (r.proc.memory_bytes <= limit || r.proc.hibernated) continue;
       if (this.#node.postcopy.forPid(r.pid) !== undefined || this.#node.checkpoints.tracks(r.pid)) continue;
       candidates.push({ pid: r.pid, memory: r.proc.memory });
     }
@@ -319,7 +320,7 @@ export class LoadModule {
     for (const r of running) {
       if (this.in_flight.has(r.pid)) continue;
       processes += 1;
-      memory += r.proc.memory.buffer.byteLength;
+      memory += r.proc.memory_bytes;
       runnable += this.scheduler.slot(r.proc)?.cpu_share ?? 1;
       const c = this.constraintsOf(r.pid, r.home);
       if (c !== null && !c.pinned && !r.migrating && r.moves < this.#params.moves_per_process_max && now - this.#arrived(r) >= this.#params.process_cooldown_ms) movable += 1;
@@ -383,7 +384,7 @@ export class LoadModule {
       const slot = this.scheduler.slot(r.proc);
       out.push({
         pid: r.pid,
-        memory_bytes: r.proc.memory.buffer.byteLength,
+        memory_bytes: r.proc.memory_bytes,
         // Unmeasured (small, or no kernel tracker here): the strategy then follows size alone.
         dirty_bytes_per_s: this.dirty.rate(r.pid) ?? 0,
         cpu_share: slot?.cpu_share ?? 1,

@@ -20,6 +20,8 @@ export interface NodeGauges {
   running(): number;
   /** Memory of the processes running here, bytes. */
   guestMemoryBytes(): number;
+  /** Processes running here that are hibernated now, and the bytes kept for them (`--hibernate-after`). */
+  hibernated?(): { count: number; bytes: number };
   /** Incoming migrations' standbys and the memory they hold. */
   standbys(): { count: number; bytes: number };
   limits(): { processes_max: number; memory_max_bytes: number; standby_bytes_max: number };
@@ -102,6 +104,11 @@ export class NodeMetrics {
     gauge("ferry_node_processes", "Processes running on this node now (its load).", () => gauges.running());
     gauge("ferry_node_processes_max", "Processes this node runs at once at most (--max-processes).", () => gauges.limits().processes_max);
     gauge("ferry_node_guest_memory_bytes", "Memory of the processes running on this node.", () => gauges.guestMemoryBytes());
+    if (gauges.hibernated !== undefined) {
+      const hibernated = gauges.hibernated.bind(gauges);
+      gauge("ferry_node_processes_hibernated", "Processes running on this node that are hibernated now: blocked in a long wait, with no worker thread (--hibernate-after).", () => hibernated().count);
+      gauge("ferry_node_hibernated_bytes", "Memory kept for the hibernated processes on this node (their non-zero pages).", () => hibernated().bytes);
+    }
     gauge("ferry_node_process_memory_max_bytes", "Largest memory a process may have on this node (--memory-max).", () => gauges.limits().memory_max_bytes);
     gauge("ferry_node_standbys", "Incoming migrations not yet committed.", () => gauges.standbys().count);
     gauge("ferry_node_standby_bytes", "Memory held by incoming migrations not yet committed.", () => gauges.standbys().bytes);

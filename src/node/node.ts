@@ -198,6 +198,7 @@ export class FerryNode {
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
+    this.table.hibernate_after_ms = this.limits.hibernate_after_ms;
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);
@@ -218,6 +219,7 @@ export class FerryNode {
       },
       running: () => this.table.running_count,
       guestMemoryBytes: () => this.table.guestMemoryBytes(),
+      hibernated: () => this.table.hibernated(),
       standbys: () => ({ count: this.standbys.count, bytes: this.standbys.bytes }),
       limits: () => this.limits,
       eventSubscribers: () => this.events.subscribers,

@@ -77,6 +77,8 @@ export class ProcessTable {
   #starting = 0;
   /** Told what happens to processes here (the node's events and metrics); set by the node. */
   observer: TableObserver = {};
+  /** After how many ms of one wait a process here hibernates (`--hibernate-after`); set by the node; 0: never. */
+  hibernate_after_ms = 0;
 
   /**
    * The table of node `node`, with what its data directory holds from
@@ -224,14 +226,26 @@ export class ProcessTable {
   /** Memory of the processes running here, bytes. */
   guestMemoryBytes(): number {
     let bytes = 0;
-    for (const r of this.#running.values()) bytes += r.proc.memory.buffer.byteLength;
+    for (const r of this.#running.values()) bytes += r.proc.memory_bytes;
     return bytes;
+  }
+
+  /** Processes running here that are hibernated now, and the bytes kept for them. */
+  hibernated(): { count: number; bytes: number } {
+    let count = 0;
+    let bytes = 0;
+    for (const r of this.#running.values()) {
+      if (!r.proc.hibernated) continue;
+      count += 1;
+      bytes += r.proc.hibernated_bytes;
+    }
+    return { count, bytes };
   }
 
   /** Memory of each process running here, bytes, by pid (the dashboard's process list). */
   runningMemoryBytes(): Map<string, number> {
     const out = new Map<string, number>();
-    for (const [pid, r] of this.#running) out.set(pid, r.proc.memory.buffer.byteLength);
+    for (const [pid, r] of this.#running) out.set(pid, r.proc.memory_bytes);
     return out;
   }
 
@@ -328,6 +342,7 @@ export class ProcessTable {
       stderr: { kind: "callback", write: (bytes) => relay.write("stderr", bytes) },
       links: links.hooks((node) => this.#links.selfMigrate(links.pid, node)),
       net,
+      hibernate_after_ms: this.hibernate_after_ms,
     };
   }
 

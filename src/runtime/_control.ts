@@ -42,8 +42,14 @@ export const SLOT_OUTBOX_TAIL = 10;
 export const SLOT_OUTBOX_SIGNALLED = 11;
 /** 1 while the guest's `send` waits for room in the outbox: the controller wakes it after a drain. */
 export const SLOT_OUTBOX_WAITING = 12;
+/**
+ * Hibernation (`_hibernate.ts`): after how many milliseconds of one
+ * blocking wait the guest hands its state over and its worker ends; 0 never.
+ * Written by the controller (0 while something needs its memory in place).
+ */
+export const SLOT_HIBERNATE_MS = 13;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 13;
+export const CONTROL_SLOTS = 14;
 
 /** The most a guest is throttled: it always keeps some of its time. */
 export const THROTTLE_PCT_MAX = 95;

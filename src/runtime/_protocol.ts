@@ -29,6 +29,23 @@ export interface SuspendedState {
   stdin_eof: boolean;
 }
 
+/**
+ * What a guest that unwound to hibernate was waiting for, so its controller
+ * can wait for the same without a worker (`_hibernate.ts`). Times are on the
+ * host's monotonic clock (`process.hrtime`), which every thread of a process
+ * shares.
+ */
+export interface IdleWait {
+  /** Host time at the capture: a restore continues the guest's clock from it as if it had run throughout. */
+  host_ns: bigint;
+  /** Host time its deadline falls due; null for a wait with none. */
+  due_host_ns: bigint | null;
+  /** It waits for standard input too. */
+  stdin: boolean;
+  /** It waits for something only the worker can test (a message, a connection): any wake may be it. */
+  other: boolean;
+}
+
 /** workerData of a process worker. */
 export interface WorkerInit {
   /** The instrumented module's bytes, memory cap written in; empty when `module` is given. */
@@ -72,7 +89,15 @@ export type ToWorker =
    * grants for the preopens it recorded, then the globals and stack it
    * rewinds from. One message, so that taking it up costs one round trip.
    */
-  | { type: "activate"; wasi: unknown; preopens: Preopen[]; globals: GlobalBits[]; asyncify: Uint8Array }
+  | {
+      type: "activate";
+      wasi: unknown;
+      preopens: Preopen[];
+      globals: GlobalBits[];
+      asyncify: Uint8Array;
+      /** Set when waking a hibernated guest on the host it slept on: its clock continues from this host time, counting the time it slept. */
+      clock_host_ns?: bigint;
+    }
   | { type: "touch"; bytes: number };
 
 /** Worker → controller. */
@@ -92,7 +117,8 @@ export type FromWorker =
   | { type: "net-close"; listener: number; seq: number; offset: number }
   | { type: "net-unlisten"; listener: number }
   | { type: "net-read"; listener: number; seq: number }
-  | { type: "suspended"; state: SuspendedState }
+  /** `idle`: the guest unwound by itself to hibernate, not at a request. */
+  | { type: "suspended"; state: SuspendedState; idle?: IdleWait }
   | { type: "suspend-failed"; message: string }
   | { type: "exit"; code: number }
   | { type: "trap"; message: string }

@@ -14,7 +14,7 @@
 import v8 from "node:v8";
 import vm from "node:vm";
 
-/** Smaller memories are left to V8's own rhythm: a forced collection costs milliseconds, and they cost little. */
+/** Less than this dropped in all is left to V8's own rhythm: a forced collection costs milliseconds, and a little memory costs little. */
 const RECLAIM_BYTES_MIN = 16 * 1024 * 1024;
 
 /**
@@ -46,11 +46,16 @@ function collector(): (() => void) | null {
   return collect;
 }
 
+/** Bytes of memories dropped since the last collection was asked for: many small ones (hibernated guests, `_hibernate.ts`) add up. */
+let dropped_bytes = 0;
+
 /** A memory of `bytes` was dropped: collect soon, so that its pages go back to the system. */
 export function reclaimSoon(bytes: number): void {
-  if (bytes < RECLAIM_BYTES_MIN || timer !== null) return;
+  dropped_bytes += bytes;
+  if (dropped_bytes < RECLAIM_BYTES_MIN || timer !== null) return;
   timer = setTimeout(() => {
     timer = null;
+    dropped_bytes = 0;
     collector()?.();
   }, RECLAIM_DELAY_MS);
   // A node that is stopping need not wait for it.

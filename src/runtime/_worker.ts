@@ -9,8 +9,8 @@ import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
-import { Request, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
-import type { FromWorker, GlobalBits, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
+import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
+import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { StdinMailbox } from "./stdin.js";
@@ -156,6 +156,8 @@ class Guest {
   #suspending = false;
   #rewinding = false;
   #region: BorrowedRegion | null = null;
+  /** Set when the guest unwinds to hibernate: what it waits for (its host time is filled in at the capture). */
+  #idle: Omit<IdleWait, "host_ns"> | null = null;
   #last: { globals: GlobalBits[]; asyncify: Uint8Array; stdin: { pending: Uint8Array; eof: boolean } } | null = null;
 
   constructor() {
@@ -192,8 +194,14 @@ class Guest {
    * recorded (reopening its files inside them); throws RestoreError if one is
    * not granted, or a file is missing or would lie outside.
    */
-  activate(wasi: unknown, preopens: Preopen[]): void {
-    this.#setHost(WasiHost.restore(wasi as Parameters<typeof WasiHost.restore>[0], this.#deps, { preopens }));
+  activate(wasi: unknown, preopens: Preopen[], clock_host_ns?: bigint): void {
+    let state = wasi as Parameters<typeof WasiHost.restore>[0];
+    if (clock_host_ns !== undefined) {
+      // Woken from hibernation on this host: the time it slept passed for it too (a migration hides its transit instead).
+      const slept_ns = process.hrtime.bigint() - clock_host_ns;
+      state = { ...state, monotonic_ns: (BigInt(state.monotonic_ns) + (slept_ns > 0n ? slept_ns : 0n)).toString() };
+    }
+    this.#setHost(WasiHost.restore(state, this.#deps, { preopens }));
   }
 
   /** Tells the controller which files the guest has open (a migration checks them first). */
@@ -216,8 +224,14 @@ class Guest {
     };
   }
 
-  /** Waits for what a blocking call needs, a request, or its deadline. */
+  /**
+   * Waits for what a blocking call needs, a request, or its deadline. A wait
+   * that has lasted the hibernation threshold, with at least as long again
+   * to its deadline (or none), unwinds the guest as a suspend does, telling
+   * the controller what it waits for (`_hibernate.ts`).
+   */
   #waitFor(options: Parameters<Blocker["wait"]>[0]): WaitResult {
+    const since_ms = performance.now();
     for (;;) {
       const seen = Atomics.load(control, SLOT_WAKE);
       haltIfAsked();
@@ -228,10 +242,22 @@ class Guest {
       if (options.stdin === true && this.stdin.readable()) return "ready";
       if (options.until?.() === true) return "ready";
       let timeout_ms = Infinity;
+      let left_ns: bigint | null = null;
       if (options.deadline_ns !== undefined) {
-        const left_ns = options.deadline_ns - this.host.monotonic_ns();
+        left_ns = options.deadline_ns - this.host.monotonic_ns();
         if (left_ns <= 0n) return "timeout";
         timeout_ms = Number(left_ns) / 1e6;
+      }
+      const hibernate_ms = Atomics.load(control, SLOT_HIBERNATE_MS);
+      if (hibernate_ms > 0 && (left_ns === null || left_ns >= BigInt(hibernate_ms) * 1_000_000n)) {
+        const waited_ms = performance.now() - since_ms;
+        if (waited_ms >= hibernate_ms) {
+          const now_ns = process.hrtime.bigint();
+          this.#idle = { due_host_ns: left_ns === null ? null : now_ns + left_ns, stdin: options.stdin === true, other: options.until !== undefined };
+          this.#suspending = true;
+          return "suspend";
+        }
+        timeout_ms = Math.min(timeout_ms, hibernate_ms - waited_ms);
       }
       Atomics.wait(control, SLOT_WAKE, seen, timeout_ms);
     }
@@ -327,7 +353,11 @@ class Guest {
     try {
       (this.instance.exports[init.entry] as () => void)();
       if (this.#asyncify.asyncify_get_state() === AsyncifyState.unwinding) {
-        outcome = { type: "suspended", state: this.#capture() };
+        const idle = this.#idle;
+        this.#idle = null;
+        const state = this.#capture();
+        // Its host time is taken after the capture read the guest's clock: a wake continues the clock from here, at the host's pace.
+        outcome = idle === null ? { type: "suspended", state } : { type: "suspended", state, idle: { ...idle, host_ns: process.hrtime.bigint() } };
       } else {
         outcome = { type: "exit", code: 0 };
       }
@@ -446,7 +476,7 @@ function start(given: WorkerInit): void {
     if (msg.type === "run") guest.run();
     else if (msg.type === "activate") {
       try {
-        guest.activate(msg.wasi, msg.preopens);
+        guest.activate(msg.wasi, msg.preopens, msg.clock_host_ns);
       } catch (err: unknown) {
         const code = (err as { code?: unknown }).code;
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });

@@ -14,6 +14,7 @@ import {
   allocateControl,
   MigrateSlot,
   Request,
+  SLOT_HIBERNATE_MS,
   SLOT_INBOX_BACKLOG,
   SLOT_MIGRATE,
   OUTBOX_MAX,
@@ -21,6 +22,7 @@ import {
   SLOT_OUTBOX_SIGNALLED,
   SLOT_OUTBOX_WAITING,
   SLOT_REQUEST,
+  SLOT_STDIN_LEN,
   SLOT_THROTTLE,
   THROTTLE_PCT_MAX,
   wake,
@@ -28,7 +30,8 @@ import {
 } from "./_control.js";
 import { inboxRing, outboxRing, type InboxMessage, type MessageRing } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
-import type { FromWorker, GlobalBits, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import type { FromWorker, GlobalBits, IdleWait, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
+import { HIBERNATE_AFTER_MS_MAX, recordWake, SleepingMemory, WakeWatch, worthHibernating } from "./_hibernate.js";
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
@@ -82,6 +85,12 @@ export interface ProcessIo {
   links?: LinkHooks;
   /** Relays the guest's TCP connections (a node gives it); without, the guest has no sockets. */
   net?: NetHooks;
+  /**
+   * Hibernates the guest after this many milliseconds of one blocking wait
+   * (see `_hibernate.ts`): its worker ends and its pages are kept, until
+   * the wait ends. 0 or absent: never.
+   */
+  hibernate_after_ms?: number;
 }
 
 /**
@@ -144,7 +153,20 @@ export interface StartTimings {
   start_ms: number;
 }
 
-type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "ended";
+/**
+ * `hibernated`: running as far as anyone outside can tell, but with no
+ * worker, its state kept here until its wait ends; `waking`: a worker is
+ * taking that state up again.
+ */
+type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "hibernated" | "waking" | "ended";
+
+/** A hibernated guest: what its worker handed over, its pages, and what wakes it. */
+interface Sleep {
+  state: SuspendedState;
+  memory: SleepingMemory;
+  idle: IdleWait;
+  watch: WakeWatch;
+}
 
 /** How to instrument a process's module: its cache, its name for messages, who hears of progress. */
 function instrumentOptions(io: ProcessIo, module_path: string): CacheOptions {
@@ -168,7 +190,8 @@ export class GuestProcess {
   readonly exited: Promise<ExitStatus>;
   readonly timings: StartTimings;
   #worker: Worker;
-  #memory!: WebAssembly.Memory;
+  /** Set by the worker's `ready`; none while hibernated (a worker's memory must not outlive it, or hibernating saves nothing). */
+  #memory: WebAssembly.Memory | undefined;
   #buffers: ControlBuffers;
   #control: Int32Array;
   #pump: StdinPump;
@@ -187,6 +210,14 @@ export class GuestProcess {
   #scheduler_hold = false;
   #fenced = false;
   readonly #net: NetArea | null;
+  /** What a worker is started with; a hibernated guest's next worker gets the same, as a standby. */
+  readonly #init: WorkerInit;
+  readonly #hibernate_after_ms: number;
+  /** Holders of {@link stayAwake}: while any, the guest does not hibernate. */
+  #pins = 0;
+  #sleep: Sleep | null = null;
+  #hibernations = 0;
+  #waking: Promise<void> | null = null;
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -229,10 +260,22 @@ export class GuestProcess {
       stderr: wire(io.stderr),
       start,
     };
-    this.#worker = takeWorker(init);
-    this.#worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
-    this.#worker.on("error", (err) => this.#end({ kind: "trap", message: `worker failed: ${err.message}` }));
-    this.#worker.on("exit", () => this.#end({ kind: "trap", message: "worker exited unexpectedly" }));
+    this.#init = init;
+    const hibernate_after_ms = io.hibernate_after_ms ?? 0;
+    if (!Number.isSafeInteger(hibernate_after_ms) || hibernate_after_ms < 0 || hibernate_after_ms > HIBERNATE_AFTER_MS_MAX) {
+      throw new RangeError(`hibernation is after 0 (never) to ${HIBERNATE_AFTER_MS_MAX} ms, not ${hibernate_after_ms}`);
+    }
+    this.#hibernate_after_ms = hibernate_after_ms;
+    Atomics.store(this.#control, SLOT_HIBERNATE_MS, hibernate_after_ms);
+    this.#worker = this.#startWorker(init);
+  }
+
+  #startWorker(init: WorkerInit): Worker {
+    const worker = takeWorker(init);
+    worker.on("message", (msg: FromWorker) => this.#onMessage(msg));
+    worker.on("error", (err) => this.#end({ kind: "trap", message: `worker failed: ${err.message}` }));
+    worker.on("exit", () => this.#end({ kind: "trap", message: "worker exited unexpectedly" }));
+    return worker;
   }
 
   /** Starts a fresh process. Resolves once the guest runs. */
@@ -316,7 +359,7 @@ export class GuestProcess {
    * module's memory cannot reach is ERR_RESTORE_STATE.
    */
   growTo(size_bytes: number): void {
-    const current = this.#memory.buffer.byteLength;
+    const current = this.#live().buffer.byteLength;
     if (!Number.isSafeInteger(size_bytes) || size_bytes % WASM_PAGE_BYTES !== 0 || size_bytes > WASM_MEMORY_BYTES_MAX) {
       throw new ImageError(ImageErrorCodes.malformed, `memory of ${size_bytes} bytes is not a whole number of wasm pages up to 4 GiB`);
     }
@@ -329,7 +372,7 @@ export class GuestProcess {
       throw new RestoreError("ERR_RESTORE_STATE", `a memory of ${size_bytes} bytes does not fit this module, whose memory is at most ${maximum_bytes} bytes`);
     }
     try {
-      this.#memory.grow((size_bytes - current) / WASM_PAGE_BYTES);
+      this.#live().grow((size_bytes - current) / WASM_PAGE_BYTES);
     } catch (cause: unknown) {
       // The engine refuses what the module allows when the machine is short of address space.
       throw new RestoreError("ERR_RESTORE_STATE", `cannot grow the memory to ${size_bytes} bytes: ${(cause as Error).message}`, { cause });
@@ -357,8 +400,8 @@ export class GuestProcess {
    */
   async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
-    if (this.#memory.buffer.byteLength !== image.memory.size_bytes) {
-      throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#memory.buffer.byteLength}`);
+    if (this.#live().buffer.byteLength !== image.memory.size_bytes) {
+      throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#live().buffer.byteLength}`);
     }
     const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
@@ -504,18 +547,106 @@ export class GuestProcess {
     return this.#usage.paused;
   }
 
-  /** The guest's memory, shared with the worker: read it in place. */
+  /**
+   * The guest's memory, shared with the worker: read it in place. A
+   * hibernated guest has none (ERR_PROCESS_STATE): take {@link stayAwake}
+   * first, and hold it while the memory is read.
+   */
   get memory(): WebAssembly.Memory {
+    if (this.#phase === "hibernated" || this.#phase === "waking") {
+      throw new RuntimeError("ERR_PROCESS_STATE", "the process is hibernated: its memory is not in place until it is kept awake");
+    }
+    return this.#live();
+  }
+
+  /** The worker's memory; only asked for where there is a worker. */
+  #live(): WebAssembly.Memory {
+    if (this.#memory === undefined) throw new RuntimeError("ERR_PROCESS_STATE", `the process has no memory in place (it is ${this.#phase})`);
     return this.#memory;
+  }
+
+  /** Size of the guest's memory, bytes, hibernated or not. */
+  get memory_bytes(): number {
+    if (this.#sleep !== null) return this.#sleep.memory.size_bytes;
+    return this.#memory === undefined ? 0 : this.#memory.buffer.byteLength;
+  }
+
+  /** Whether the guest is hibernated now: it waits with no worker, its pages kept here (`_hibernate.ts`). */
+  get hibernated(): boolean {
+    return this.#phase === "hibernated" || this.#phase === "waking";
+  }
+
+  /** How many times the guest hibernated so far. */
+  get hibernations(): number {
+    return this.#hibernations;
+  }
+
+  /** Bytes kept for a hibernated guest (its non-zero pages); 0 when it is not hibernated. */
+  get hibernated_bytes(): number {
+    return this.#sleep?.memory.stored_bytes ?? 0;
+  }
+
+  /**
+   * Wakes the guest if it is hibernated and keeps it from hibernating until
+   * the returned function is called: for whatever reads its memory in place
+   * while it runs (a migration's rounds, a checkpoint). Its guest sees
+   * nothing of it; it goes on waiting in its worker.
+   */
+  async stayAwake(): Promise<() => void> {
+    const release = this.pin();
+    try {
+      if (this.hibernated) await this.#wakeUp();
+    } catch (err: unknown) {
+      release();
+      throw err;
+    }
+    return release;
+  }
+
+  /**
+   * Keeps the guest from hibernating until the returned function is called,
+   * without waking it: for a process that is not hibernated (a post-copy
+   * destination, whose memory no JavaScript thread may read while pages
+   * are missing). See {@link stayAwake}.
+   */
+  pin(): () => void {
+    this.#pins += 1;
+    Atomics.store(this.#control, SLOT_HIBERNATE_MS, 0);
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.#pins -= 1;
+      if (this.#pins === 0) {
+        Atomics.store(this.#control, SLOT_HIBERNATE_MS, this.#hibernate_after_ms);
+        // A wait that began while held waits out its whole timeout: woken, it counts again from the threshold.
+        if (this.#hibernate_after_ms > 0) wake(this.#control);
+      }
+    };
+    return release;
   }
 
   /**
    * Asks the guest to stop at its next safe point and unwinds its stack.
-   * Resolves with its state, or with `null` if it ended first.
+   * Resolves with its state, or with `null` if it ended first. A hibernated
+   * guest is woken first.
    */
   async suspend(): Promise<Suspension | null> {
     // Ended already: the same answer as ending while the request was on its way.
     if (this.#phase === "ended") return null;
+    if (this.hibernated) {
+      const release = await this.stayAwake().catch((err: unknown) => {
+        // It could not be woken: it has ended (with a trap that says why), as a guest that ends before a suspend.
+        if (this.#phase === "ended") return null;
+        throw err;
+      });
+      if (release === null) return null;
+      try {
+        return await this.suspend();
+      } finally {
+        release();
+      }
+    }
     if (this.#phase !== "running") throw new RuntimeError("ERR_PROCESS_STATE", `cannot suspend a process that is ${this.#phase}`);
     this.#phase = "suspending";
     const t0 = performance.now();
@@ -523,6 +654,8 @@ export class GuestProcess {
     Atomics.store(this.#control, SLOT_REQUEST, Request.suspend);
     wake(this.#control);
     const msg = await answer;
+    // A guest that unwound to hibernate just as this was asked answers it with that state: the request is spent.
+    Atomics.compareExchange(this.#control, SLOT_REQUEST, Request.suspend, Request.none);
     if (msg.type !== "suspended") {
       if (msg.type === "suspend-failed") {
         this.#phase = "running";
@@ -558,7 +691,7 @@ export class GuestProcess {
     return {
       module_sha256: Buffer.from(this.info.module_sha256, "hex"),
       instrumenter: this.info.instrumenter,
-      memory: sparsePages(new Uint8Array(this.#memory.buffer)),
+      memory: sparsePages(new Uint8Array(this.#live().buffer)),
       globals: s.globals,
       stack: { entry: ENTRY_EXPORT, asyncify: s.asyncify },
       wasi: s.wasi,
@@ -587,6 +720,11 @@ export class GuestProcess {
 
   /** Stops the worker at once (the guest's state is lost unless captured); ends with `status`. */
   async terminate(status: ExitStatus = { kind: "killed" }): Promise<void> {
+    if (this.#phase === "hibernated") {
+      // No worker to stop: the guest ends where it sleeps.
+      this.#end(status);
+      return;
+    }
     if (this.#before_terminate !== null) {
       this.halt();
       const fn = this.#before_terminate;
@@ -666,6 +804,12 @@ export class GuestProcess {
       this.#netMessage(msg);
       return;
     }
+    if (msg.type === "suspended" && msg.idle !== undefined && this.#phase === "running") {
+      // Unwound by itself to hibernate (a suspend asked meanwhile takes the state as its answer instead, below).
+      if (this.#pins > 0 || !worthHibernating(msg.idle)) this.#resumeAfterIdle();
+      else this.#hibernate(msg.state, msg.idle);
+      return;
+    }
     this.#waiters = this.#waiters.filter((w) => !w(msg));
     if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code });
     else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message });
@@ -682,9 +826,89 @@ export class GuestProcess {
     else if (msg.type === "net-unlisten") net.unlisten(msg.listener);
   }
 
+  /**
+   * The guest unwound to hibernate after something asked to keep it awake:
+   * it goes on in this worker, as after a suspend and a resume.
+   */
+  #resumeAfterIdle(): void {
+    const running = this.#expect((m) => m.type === "running");
+    this.#send({ type: "resume" });
+    // The mailbox was closed for the capture and is open again once it runs: what waits for it goes in then.
+    void running.then(
+      () => this.#pump.pump(),
+      () => undefined, // it ended instead: its exit says why
+    );
+  }
+
+  /**
+   * Takes a guest that unwound to hibernate out of its worker: keeps its
+   * state and non-zero pages, ends the worker, and watches for the end of
+   * its wait (`_hibernate.ts`).
+   */
+  #hibernate(state: SuspendedState, idle: IdleWait): void {
+    // Standard input goes on arriving while it sleeps: what the guest had taken and not consumed goes back in front, and the
+    // mailbox is fed again (a guest waiting for input is woken by it; the next worker finds it there).
+    this.#pump.hold();
+    Atomics.store(this.#control, SLOT_STDIN_LEN, 0);
+    this.#pump.preload(state.stdin_pending, state.stdin_eof);
+    this.#pump.release();
+    const memory = new SleepingMemory(new Uint8Array(this.#live().buffer));
+    this.#memory = undefined;
+    const worker = this.#worker;
+    worker.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
+    // Its output, posted before it unwound, came before this message; nothing follows.
+    void worker.terminate();
+    reclaimSoon(memory.size_bytes);
+    this.#phase = "hibernated";
+    this.#hibernations += 1;
+    const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set on the next line: the watch may fire at once
+    this.#sleep = sleep;
+    sleep.watch = new WakeWatch(this.#control, idle, () => {
+      void this.#wakeUp().catch(() => undefined); // a failed wake ends the process with a trap that says why
+    });
+  }
+
+  /** Takes a hibernated guest up again in a new worker; resolves once it runs. A failure ends the process (a trap). */
+  #wakeUp(): Promise<void> {
+    if (this.#waking !== null) return this.#waking;
+    const sleep = this.#sleep;
+    if (sleep === null || this.#phase !== "hibernated") return Promise.resolve();
+    sleep.watch.cancel();
+    this.#phase = "waking";
+    const t0 = performance.now();
+    this.#waking = (async () => {
+      try {
+        this.#worker = this.#startWorker({ ...this.#init, start: { kind: "standby" } });
+        const memory = await this.#ready();
+        // Instantiation wrote the data segments; the pages kept say what is there.
+        new Uint8Array(memory.buffer).fill(0);
+        this.#phase = "standby";
+        this.growTo(sleep.memory.size_bytes);
+        sleep.memory.writeTo(new Uint8Array(this.#live().buffer));
+        const wasi = sleep.state.wasi as { preopens?: { host_path: string; guest_path: string }[] };
+        const running = this.#expect((m) => m.type === "running");
+        // One message: its WASI state, then its stack rewound at once (as a migration's standby is activated).
+        this.#send({ type: "activate", wasi: sleep.state.wasi, preopens: wasi.preopens ?? [], globals: sleep.state.globals, asyncify: sleep.state.asyncify, clock_host_ns: sleep.idle.host_ns });
+        this.#sleep = null;
+        this.#phase = "running";
+        await running;
+        recordWake(performance.now() - t0);
+      } catch (cause: unknown) {
+        const message = `could not wake from hibernation: ${(cause as Error).message}`;
+        this.#end({ kind: "trap", message });
+        throw new RuntimeError("ERR_PROCESS_STATE", message, { cause });
+      } finally {
+        this.#waking = null;
+      }
+    })();
+    return this.#waking;
+  }
+
   #end(status: ExitStatus): void {
     if (this.#phase === "ended") return;
     this.#phase = "ended";
+    this.#sleep?.watch.cancel();
+    this.#sleep = null;
     // Its pages go back to the system once nothing holds this object (see _reclaim.ts).
     if (this.#memory !== undefined) reclaimSoon(this.#memory.buffer.byteLength);
     this.#pump.detach();
