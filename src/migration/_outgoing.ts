@@ -119,7 +119,8 @@ export class OutgoingMigration {
   constructor(side: SourceSide, options: MigrationOptions) {
     this.#side = side;
     this.#options = options;
-    this.#clock.enter("connect");
+    // One reading: the phases add up to the total exactly.
+    this.#clock.enter("connect", this.#t0);
     this.#post_copy = options.strategy === "post-copy" || options.strategy === "hybrid";
     this.#metrics = { strategy: options.strategy, total_ms: 0, downtime_ms: 0, bytes: 0, pages: 0, rounds: 0, dirty_pages: [], phases_ms: {}, destination_phases_ms: {} };
     this.#stalled = new Promise<never>((_resolve, reject) => (this.#stallNow = reject));
@@ -264,8 +265,8 @@ export class OutgoingMigration {
     }
     side.progress?.({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
     this.#step("stopping the process");
-    this.#clock.enter("suspend");
     this.#stopped_at = performance.now();
+    this.#clock.enter("suspend", this.#stopped_at);
     const suspension = await side.proc.suspend();
     // It ended on its own before it reached a safe point: nothing to move, and nothing to resume.
     if (suspension === null) return await this.#ended;
@@ -504,9 +505,14 @@ export class OutgoingMigration {
     const metrics = this.#metrics;
     metrics.downtime_ms = now - this.#stopped_at;
     if (this.#handover === null) this.#tracker?.close();
-    if (this.#handover !== null) await this.#postCopy(this.#handover, now);
-    this.#clock.stop();
-    metrics.total_ms = performance.now() - this.#t0;
+    let end = now;
+    if (this.#handover !== null) {
+      await this.#postCopy(this.#handover, now);
+      end = performance.now();
+    }
+    // The clock stops at the readings the figures are taken from, so the phases add up to them whatever ran in between.
+    this.#clock.stop(end);
+    metrics.total_ms = end - this.#t0;
     metrics.phases_ms = this.#clock.snapshot();
     return metrics;
   }
@@ -518,7 +524,7 @@ export class OutgoingMigration {
    */
   async #postCopy(h: Handover, resumed_at: number): Promise<void> {
     const metrics = this.#metrics;
-    this.#clock.enter("post_copy");
+    this.#clock.enter("post_copy", resumed_at);
     this.#resumedThere();
     this.#tracker?.close();
     this.#side.resumed?.();

@@ -62,17 +62,21 @@ export class PhaseClock<P extends string> {
     return this.#current;
   }
 
-  /** Ends the current phase (if any) and starts `phase`; a phase entered twice adds up. */
-  enter(phase: P): void {
-    const now = this.#now();
+  /**
+   * Ends the current phase (if any) and starts `phase`; a phase entered twice
+   * adds up. `at`: the moment it starts, when the caller read the clock
+   * already (so a figure it takes from that reading adds up with the phases).
+   */
+  enter(phase: P, at: number = this.#now()): void {
+    const now = at;
     this.#close(now);
     this.#current = phase;
     this.#since = now;
   }
 
-  /** Ends the current phase; the clock then counts nothing until the next `enter`. */
-  stop(): void {
-    this.#close(this.#now());
+  /** Ends the current phase (at `at`, as for `enter`); the clock then counts nothing until the next `enter`. */
+  stop(at: number = this.#now()): void {
+    this.#close(at);
     this.#current = null;
   }
 
