@@ -30,6 +30,7 @@ import { throughputBench } from "./throughput.js";
 import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
+import { icountBench } from "./icount.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -250,4 +251,6 @@ if (only === undefined || only === "failover") await failoverBench(quick);
 if (only === undefined || only === "slowlink") await slowLinkBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.
 if (only === "large") await largeBench();
+// Minutes under valgrind: only when asked for.
+if (only === "icount") await icountBench(quick);
 process.exit(0);
