@@ -31,6 +31,7 @@ import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
 import { manyBench } from "./many.js";
+import { icountBench } from "./icount.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -256,4 +257,6 @@ if (only === "many") {
   const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
   await manyBench(quick, many === undefined ? undefined : Number(many));
 }
+// Minutes under valgrind: only when asked for.
+if (only === "icount") await icountBench(quick);
 process.exit(0);

@@ -1,0 +1,44 @@
+/**
+ * Child of the instruction-count benchmark (`icount.ts`), run under
+ * callgrind: runs one module under node:wasi in a worker thread, as Ferry
+ * runs its guests. An instrumented module's `ferry.poll` gets a stub that
+ * answers a fixed budget: the guest's own code is measured, not the host's.
+ *
+ *   node _icount_worker.js MODULE ARGS...
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
+import { WASI } from "node:wasi";
+
+/** Units between two polls: about a quarter of a millisecond of a tight loop, as the runtime settles on. */
+const STUB_BUDGET = 50_000;
+
+interface Job {
+  wasm: Uint8Array;
+  args: string[];
+}
+
+process.removeAllListeners("warning");
+process.on("warning", () => undefined);
+
+if (isMainThread) {
+  const [file, ...args] = process.argv.slice(2);
+  if (file === undefined) throw new Error("usage: _icount_worker.js MODULE ARGS...");
+  const job: Job = { wasm: fs.readFileSync(file), args: [path.basename(file), ...args] };
+  const w = new Worker(new URL(import.meta.url), { workerData: job, resourceLimits: { stackSizeMb: 256 } });
+  const code = await new Promise<number>((resolve, reject) => {
+    w.once("message", (m: number) => resolve(m));
+    w.once("error", reject);
+  });
+  await w.terminate();
+  process.exitCode = code;
+} else {
+  const job = workerData as Job;
+  const devnull = fs.openSync("/dev/null", "w");
+  const wasi = new WASI({ version: "preview1", args: job.args, env: {}, returnOnExit: true, stdout: devnull, stderr: devnull });
+  const module = new WebAssembly.Module(job.wasm);
+  const imports = wasi.getImportObject() as WebAssembly.Imports;
+  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET };
+  parentPort?.postMessage(wasi.start(new WebAssembly.Instance(module, imports)));
+}
