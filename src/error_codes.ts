@@ -96,6 +96,8 @@ export const ERROR_CODES = {
   ERR_TIMES_ARGS: { status: 500, meaning: "The native addon's file-times setter was called with bad arguments (a programming error)." },
   ERR_SEAL_ARGS: { status: 500, meaning: "The native page-record sealer was called with bad arguments (a programming error)." },
   ERR_SEAL: { status: 500, meaning: "The native page-record sealer could not be set up or could not seal (OpenSSL refused, or out of memory)." },
+  ERR_BULK_SEND: { status: 502, meaning: "The native thread writing a stop-copy's page records could not start or write (out of memory, or the socket failed other than by closing): the migration fails and the process keeps running at the source." },
+  ERR_BULK_RECV: { status: 502, meaning: "The native thread reading a stop-copy's page records into the standby failed (out of memory, or the socket failed): nothing runs at the destination, and the process keeps running at the source." },
   ERR_KEY_FILE: { status: 500, meaning: "A local key file cannot be made or read, or others can read it." },
   ERR_MODULE_NOT_FILE: { status: 400, meaning: "A module path is not a regular file (/dev/zero, a FIFO, a directory)." },
   ERR_RESTORE_FILE: { status: 409, meaning: "A file the image had open is missing here." },
