@@ -70,7 +70,6 @@ class HashThread {
 
   constructor() {
     this.#worker = new Worker(WORKER_URL, { stdout: false, stderr: false });
-    this.#worker.unref();
     this.#worker.on("message", (reply: FromHashWorker) => {
       const pending = this.#pending.get(reply.id);
       this.#pending.delete(reply.id);
@@ -84,6 +83,9 @@ class HashThread {
     };
     this.#worker.on("error", fail);
     this.#worker.on("exit", (code) => fail(new Error(`the hashing thread exited (code ${code})`)));
+    // After the listeners: adding a "message" listener refs the worker's port again, and an idle
+    // thread (one started ahead by warmHashThreads) must not keep its process alive.
+    this.#worker.unref();
   }
 
   /** Whether the thread is gone (a new one is started in its place). */
