@@ -11,7 +11,7 @@ import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
-import { EXAMPLES } from "./_helpers.js";
+import { EXAMPLES, until } from "./_helpers.js";
 
 function spec(module: string, args: string[]): ProcessSpec {
   const file = path.join(EXAMPLES, module);
@@ -24,15 +24,6 @@ function collector(stdin: ProcessIo["stdin"] = null): { io: ProcessIo; out: () =
     io: { stdin, stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: () => undefined } },
     out: () => Buffer.concat(out).toString(),
   };
-}
-
-/** Resolves once `check` holds, looking every few milliseconds; fails after `limit_ms` (a hang, not a timing). */
-async function until(check: () => boolean, what: string, limit_ms = 60_000): Promise<void> {
-  const t0 = Date.now();
-  while (!check()) {
-    if (Date.now() - t0 > limit_ms) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 /**
@@ -75,7 +66,7 @@ describe("hibernation", () => {
   it("takes a sleeping guest out of its worker and wakes it at its deadline, its monotonic clock counting the time it slept", async () => {
     const wasm = clockGuest(5_000_000_000n);
     const proc = await GuestProcess.start({ wasm, module_path: "clock.wasm", args: ["clock"], env: [], preopens: [] }, { ...collector().io, cache_dir: null, hibernate_after_ms: 200 });
-    await until(() => proc.hibernated, "the guest to hibernate");
+    await until("the guest to hibernate", () => proc.hibernated);
     assert.throws(() => proc.memory, { code: "ERR_PROCESS_STATE" });
     assert.equal(proc.memory_bytes, 65536);
     assert.ok(proc.hibernated_bytes < proc.memory_bytes, `kept ${proc.hibernated_bytes} bytes of a ${proc.memory_bytes}-byte memory`);
@@ -96,10 +87,10 @@ describe("hibernation", () => {
     const stdin = new PassThrough();
     const c = collector(stdin);
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["0", "3"]), { ...c.io, hibernate_after_ms: 100 });
-    await until(() => proc.hibernated, "the reader to hibernate");
+    await until("the reader to hibernate", () => proc.hibernated);
     stdin.write("hello\n");
-    await until(() => c.out().includes("line 1: HELLO (len 5)"), "the line to be read");
-    await until(() => proc.hibernated && proc.hibernations === 2, "the reader to hibernate again");
+    await until("the line to be read", () => c.out().includes("line 1: HELLO (len 5)"));
+    await until("the reader to hibernate again", () => proc.hibernated && proc.hibernations === 2);
     stdin.end();
     assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
     assert.equal(c.out(), "sleeper: sleep_ms=0 steps=3\nline 1: HELLO (len 5)\neof after 1 lines\ntick 2\ntick 3\ndone lines=1 ticks=2\n");
@@ -107,7 +98,7 @@ describe("hibernation", () => {
 
   it("ends a hibernated guest at once when killed", async () => {
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["60000", "2"]), { ...collector().io, hibernate_after_ms: 100 });
-    await until(() => proc.hibernated, "the guest to hibernate");
+    await until("the guest to hibernate", () => proc.hibernated);
     await proc.terminate();
     assert.deepEqual(await proc.exited, { kind: "killed" });
   });
@@ -115,7 +106,7 @@ describe("hibernation", () => {
   it("wakes a hibernated guest for a suspend, whose state is its sleep's, and resumes it in place to finish as usual", async () => {
     const c = collector();
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["4000", "2"]), { ...c.io, hibernate_after_ms: 100 });
-    await until(() => proc.hibernated, "the guest to hibernate");
+    await until("the guest to hibernate", () => proc.hibernated);
     const suspension = await proc.suspend();
     assert.ok(suspension !== null, "the guest ended instead");
     const wasi = suspension.state.wasi as { pending?: { import: string } };
@@ -129,16 +120,16 @@ describe("hibernation", () => {
 
   it("keeps a guest awake, and its memory in place, while something holds it", async () => {
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["60000", "2"]), { ...collector().io, hibernate_after_ms: 100 });
-    await until(() => proc.hibernated, "the guest to hibernate");
+    await until("the guest to hibernate", () => proc.hibernated);
     const release = await proc.stayAwake();
     assert.equal(proc.hibernated, false);
     const usage_before = proc.usage().busy_ms;
     // It waits in its worker now; held, it does not hibernate however long it waits (the worker looks every 100 ms).
-    await until(() => proc.usage().blocked, "the guest to wait again");
+    await until("the guest to wait again", () => proc.usage().blocked);
     assert.ok(proc.memory.buffer.byteLength > 0);
     assert.ok(proc.usage().busy_ms >= usage_before);
     release();
-    await until(() => proc.hibernated, "the guest to hibernate once let go");
+    await until("the guest to hibernate once let go", () => proc.hibernated);
     assert.equal(proc.hibernations, 2);
     await proc.terminate();
   });
