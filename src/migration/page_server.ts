@@ -38,12 +38,19 @@ const NEIGHBOURS = 15;
  */
 const QUEUED_BYTES_MAX = 2 * 1048576;
 /**
- * Record buffers of a sealed connection: a record is sealed into one and
- * written from it, and the buffer is reused once the socket has taken it.
- * One more than QUEUED_BYTES_MAX holds, so the next record is sealed while
- * those before it are still being written.
+ * Frame buffers of a connection: a PAGES frame is sealed (or, in the clear,
+ * copied) into one and written from it, and the buffer is reused once the
+ * socket has taken it. One more than QUEUED_BYTES_MAX holds, so the next
+ * frame is made while those before it are still being written.
+ *
+ * In the clear too, the pages are copied rather than written straight from
+ * the guest's memory: the kernel's first read of each 4 KiB page of a
+ * process costs it about 4 µs on this machine's virtual CPUs (shadow page
+ * tables: a page the guest touched is not yet mapped for the kernel), 1 s
+ * of CPU per GiB pushed, where copying into a buffer the kernel has read
+ * before costs about 0.06 s per GiB. docs/cluster.md, "Page channel".
  */
-const RECORD_BUFFERS = QUEUED_BYTES_MAX / 1048576 + 1;
+const FRAME_BUFFERS = QUEUED_BYTES_MAX / 1048576 + 1;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -169,7 +176,7 @@ class Connection {
   readonly #native: NativeRecordSealer | null;
   readonly #sealer: RecordSealer | null;
   readonly #opener: RecordOpener | null;
-  /** Record buffers not being written now (#native only); made as needed, up to RECORD_BUFFERS. */
+  /** Frame buffers not being written now (natively sealed or in the clear); made as needed, up to FRAME_BUFFERS. */
   readonly #free_buffers: Buffer[] = [];
   #buffers = 0;
   #buffer_wait: (() => void) | null = null;
@@ -351,13 +358,26 @@ class Connection {
     }
   }
 
-  /** Writes one frame (sealed: as one record); resolves once the socket takes more. */
+  /**
+   * Writes one frame (sealed: as one record); resolves once the socket takes
+   * more. Pages never go to the socket as views of the guest's memory: they
+   * are sealed or copied into a frame buffer first (FRAME_BUFFERS says why).
+   */
   async #write(frame: Uint8Array[]): Promise<void> {
     let ok = true;
-    if (this.#native !== null) {
-      const buffer = await this.#recordBuffer();
+    const native = this.#native;
+    const pages = frame[1];
+    if (native !== null || (this.#sealer === null && pages !== undefined)) {
+      const buffer = await this.#frameBuffer();
       if (buffer === null) return;
-      const bytes = this.#native.sealInto(frame[0] as Uint8Array, frame[1] ?? null, buffer);
+      const head = frame[0] as Uint8Array;
+      let bytes: number;
+      if (native !== null) bytes = native.sealInto(head, pages ?? null, buffer);
+      else {
+        buffer.set(head, 0);
+        buffer.set(pages as Uint8Array, head.length);
+        bytes = head.length + (pages as Uint8Array).length;
+      }
       // Back in the pool only once the socket is done with it (written, or the socket destroyed).
       ok = this.#socket.write(buffer.subarray(0, bytes), () => {
         this.#free_buffers.push(buffer);
@@ -382,13 +402,13 @@ class Connection {
     });
   }
 
-  /** A record buffer no write is using, waiting for one if all are; null once the connection ended. */
-  async #recordBuffer(): Promise<Buffer | null> {
+  /** A frame buffer no write is using, waiting for one if all are; null once the connection ended. */
+  async #frameBuffer(): Promise<Buffer | null> {
     for (;;) {
       if (this.#end !== null) return null;
       const free = this.#free_buffers.pop();
       if (free !== undefined) return free;
-      if (this.#buffers < RECORD_BUFFERS) {
+      if (this.#buffers < FRAME_BUFFERS) {
         this.#buffers += 1;
         return Buffer.allocUnsafe(RECORD_WIRE_BYTES_MAX);
       }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import net from "node:net";
+import { Duplex } from "node:stream";
 import { describe, it } from "node:test";
 import { CHUNK_BYTES, PAGE_FRAME_HEAD_BYTES, pageFrameHead, PageFrame, PAGES_FLAG_DEMAND } from "../memory/mod.js";
 import { PageServer, type ServeEnd } from "./page_server.js";
@@ -110,6 +111,45 @@ describe("post-copy page server", () => {
     p.dest.write(pageFrameHead(PageFrame.abort));
     assert.equal(await p.served, "abort");
     p.close();
+  });
+
+  it("in the clear, pages reach the socket copied into the connection's own buffers, never as views of the guest's memory", async () => {
+    // The kernel's first read of a guest page is what made the plain push slow (FRAME_BUFFERS in page_server.ts).
+    const guest = new WebAssembly.Memory({ initial: 40, maximum: 64, shared: true });
+    const view = new Uint8Array(guest.buffer);
+    view.set(memory());
+    const written: Buffer[] = [];
+    const socket = new Duplex({
+      read() {},
+      write(chunk: Buffer, _encoding, callback) {
+        written.push(chunk);
+        callback();
+      },
+    });
+    const server = new PageServer(view);
+    const served = server.serve(socket);
+    socket.push(hello(40));
+    while (server.stats.pushed_chunks + server.stats.zero_chunks < 40) await new Promise((r) => setImmediate(r));
+    socket.push(pageFrameHead(PageFrame.done));
+    assert.equal(await served, "done");
+    const wire = Buffer.concat(written);
+    const pages = written.filter((w) => w.length > PAGE_FRAME_HEAD_BYTES);
+    assert.ok(pages.length >= 2, "pages were pushed");
+    for (const w of pages) assert.notEqual(w.buffer, guest.buffer, "a frame was written straight from guest memory");
+    // Still the right bytes: chunk c holds c+1 (or a ZERO range).
+    const got = new Uint8Array(40);
+    for (let at = 0; at < wire.length; ) {
+      const [kind, a, b] = [wire.readUInt32LE(at), wire.readUInt32LE(at + 4), wire.readUInt32LE(at + 8)];
+      at += PAGE_FRAME_HEAD_BYTES;
+      for (let c = a; c < a + b; c += 1) {
+        got[c] = 1;
+        if (kind === PageFrame.pages) {
+          assert.ok(wire.subarray(at, at + CHUNK_BYTES).every((x) => x === c + 1), `chunk ${c}'s bytes`);
+          at += CHUNK_BYTES;
+        } else assert.ok(c >= 10 && c < 30, `chunk ${c} is not zero`);
+      }
+    }
+    assert.ok(!got.includes(0), "every chunk was sent");
   });
 
   it("a destination expecting another memory size is cut off", async () => {
