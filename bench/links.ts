@@ -87,6 +87,18 @@ export async function pingpong(pair: NodePair, n: number, window: number, ping_n
   return (seen.last_unix_ms - seen.first_unix_ms) / (n - 1);
 }
 
+/** Link channel writes and frames of both nodes so far (`GET /v1/links?inspect=1`). */
+async function channelCounts(pair: NodePair): Promise<{ writes: number; deliveries: number; answers: number }> {
+  const sum = { writes: 0, deliveries: 0, answers: 0 };
+  for (const a of [pair.a1, pair.a2]) {
+    const c = (JSON.parse((await pair.request(a, "GET", "/v1/links?inspect=1")).body.toString()) as { channels: typeof sum }).channels;
+    sum.writes += c.writes;
+    sum.deliveries += c.deliveries;
+    sum.answers += c.answers;
+  }
+  return sum;
+}
+
 /** Runs the links benchmark and prints its table. */
 export async function linksBench(quick: boolean): Promise<void> {
   const pair = await startPair("c/pingpong.wasm");
@@ -95,22 +107,33 @@ export async function linksBench(quick: boolean): Promise<void> {
     const volume_n = quick ? 10000 : 100000;
     console.log("\n(h) messages between two processes (pingpong.wasm, ~10-byte messages) vs a raw loopback TCP echo of the same size, same run");
     console.log("latency: one message in flight, ms per round trip; throughput: 64 in flight, messages per second each way");
-    console.log("| path | round trip ms | vs raw TCP | messages/s | vs raw TCP |\n|---|---|---|---|---|");
+    console.log("writes: socket writes between the nodes per round trip (one message each way), which the load does not change: latency run / throughput run");
+    console.log("| path | round trip ms | vs raw TCP | messages/s | vs raw TCP | writes per round trip |\n|---|---|---|---|---|---|");
     const raw_rtt = await rawTcp(latency_n, 1);
     const raw_rate = 1000 / (await rawTcp(volume_n, 64));
-    console.log(`| raw TCP, loopback | ${raw_rtt.toFixed(3)} | 1x | ${raw_rate.toFixed(0)} | 1x |`);
+    console.log(`| raw TCP, loopback | ${raw_rtt.toFixed(3)} | 1x | ${raw_rate.toFixed(0)} | 1x | 2 |`);
     const echo = await echoProcess();
     try {
       const rtt = await rawTcp(latency_n, 1, 10, echo.port);
       const rate = 1000 / (await rawTcp(volume_n, 64, 10, echo.port));
-      console.log(`| raw TCP, loopback, echo in another process | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
+      console.log(`| raw TCP, loopback, echo in another process | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x | 2 |`);
     } finally {
       await echo.stop();
     }
     for (const [label, node] of [["same node", "n1"], ["two nodes", "n2"]] as const) {
-      const rtt = await pingpong(pair, latency_n, 1, node);
-      const rate = 1000 / (await pingpong(pair, volume_n, 64, node));
-      console.log(`| Ferry link, ${label} | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x |`);
+      // Writes per round trip of a run: both nodes' channel writes over its messages (each message is answered by one).
+      const writes = async (run: () => Promise<number>, n: number): Promise<[number, number]> => {
+        const before = await channelCounts(pair);
+        const ms = await run();
+        const after = await channelCounts(pair);
+        return [ms, (after.writes - before.writes) / n];
+      };
+      const [rtt, rtt_writes] = await writes(() => pingpong(pair, latency_n, 1, node), latency_n);
+      const [ms, rate_writes] = await writes(() => pingpong(pair, volume_n, 64, node), volume_n);
+      const rate = 1000 / ms;
+      console.log(
+        `| Ferry link, ${label} | ${rtt.toFixed(3)} | ${(rtt / raw_rtt).toFixed(1)}x | ${rate.toFixed(0)} | ${(rate / raw_rate).toFixed(2)}x | ${rtt_writes.toFixed(2)} / ${rate_writes.toFixed(2)} |`,
+      );
     }
   } finally {
     await pair.stop();

@@ -139,7 +139,7 @@ describe("an authenticated cluster", () => {
   ];
   const upgrades: [string, string][] = [
     ["/v1/internal/data", "ferry-data/1"],
-    ["/v1/internal/links", "ferry-links/1"],
+    ["/v1/internal/links", "ferry-links/3"],
     ["/v1/internal/pages/s1", "ferry-pages/1"],
     ["/v1/internal/net/n1-1", "ferry-net/1"],
   ];

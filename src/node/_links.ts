@@ -62,7 +62,10 @@ export class NodeLinks {
 
   constructor(node: FerryNode, open: (address: string, name: string) => Promise<FramedConnection>) {
     this.#node = node;
-    this.#channels = new LinkChannels(open);
+    this.#channels = new LinkChannels(open, (pid, batch, peer) => {
+      this.#node.metrics.linkReceived(peer ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
+      return this.receive(pid, batch);
+    });
   }
 
   /** An endpoint for a process that starts or lands here (a landing one loads its image's state). */
@@ -124,6 +127,11 @@ export class NodeLinks {
       this.#ended_stats.set(pid, ep.stats());
       if (this.#ended_stats.size > ENDED_STATS_KEPT) this.#ended_stats.delete(this.#ended_stats.keys().next().value as string);
     });
+  }
+
+  /** Serves a link channel node `peer` opened to this one (null: a peer that could not be named); deliveries to it go there too. */
+  accept(peer: string | null, conn: FramedConnection): void {
+    this.#channels.accept(peer, conn);
   }
 
   /** Messages for `pid` arriving from another node (or passed on by one). */
@@ -198,6 +206,7 @@ export class NodeLinks {
       endpoints: [...this.#endpoints.values()].map((e) => e.inspect()),
       forward: Object.fromEntries([...this.#forward].map(([pid, f]) => [pid, f.node])),
       seen: Object.fromEntries(this.#seen),
+      channels: this.#channels.counts(),
     };
   }
 

@@ -37,7 +37,7 @@ import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
 import { acceptBulkUpgrade, BULK_PATH, dialBulkDoor, dialBulkUpgrade } from "./_bulk_doors.js";
 import { connectPages } from "./_page_connect.js";
-import { LINKS_PATH, LINKS_PROTOCOL, serveLinkChannel } from "./_link_channel.js";
+import { LINKS_PATH, LINKS_PROTOCOL } from "./_link_channel.js";
 import { upgrade } from "./_upgrade.js";
 import { acceptCheckpoint, CHECKPOINT_PATH } from "./_checkpoints.js";
 import { acceptNetLine, NET_PATH } from "./_net_wire.js";
@@ -45,7 +45,7 @@ import { admitOffer } from "./_admission.js";
 import type { StandbyTicket } from "./_standbys.js";
 import { MigrateRequestSchema } from "./_api_schemas.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
-import { WASM_PAGE_BYTES } from "../process_spec.js";
+import { NODE_NAME_PATTERN, WASM_PAGE_BYTES } from "../process_spec.js";
 import { parse } from "../validate.js";
 import { errorField, logger } from "../log/mod.js";
 
@@ -62,8 +62,8 @@ export const DATA_PATH = "/v1/internal/data";
 const MODULE_FETCH_TIMEOUT_MS = 60_000;
 
 /** Opens a link channel to node `name` at `address` (`_link_channel.ts`). */
-export async function connectLinks(dialer: Dialer, address: string, name: string): Promise<FramedConnection> {
-  const { socket, head } = await upgrade(dialer, address, LINKS_PATH, LINKS_PROTOCOL, nodeNamed(name));
+export async function connectLinks(dialer: Dialer, address: string, name: string, self: string): Promise<FramedConnection> {
+  const { socket, head } = await upgrade(dialer, address, `${LINKS_PATH}?node=${encodeURIComponent(self)}`, LINKS_PROTOCOL, nodeNamed(name));
   return new FramedConnection(socket, { head: Buffer.from(head) });
 }
 
@@ -109,13 +109,14 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
     acceptNetLine(req, socket, head, (pid) => node.table.home(pid)?.net ?? undefined);
     return;
   }
-  if (req.url === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
+  const url = new URL(req.url ?? "/", "http://node");
+  if (url.pathname === LINKS_PATH && (req.headers.upgrade ?? "").toLowerCase() === LINKS_PROTOCOL) {
     (socket as Socket).setNoDelay?.(true);
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINKS_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
-    serveLinkChannel(new FramedConnection(socket, { head }), (pid, batch) => {
-      node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
-      return node.links.receive(pid, batch);
-    });
+    // With TLS the certificate names the peer (a node cannot act as another); without, its word is all there is.
+    const named = url.searchParams.get("node");
+    const name = peer !== null ? peer.name : named !== null && NODE_NAME_PATTERN.test(named) ? named : null;
+    node.links.accept(name, new FramedConnection(socket, { head }));
     return;
   }
   if (req.url !== DATA_PATH || (req.headers.upgrade ?? "").toLowerCase() !== DATA_PROTOCOL) {

@@ -70,15 +70,104 @@ function offsetOf(value: number): number {
   return value;
 }
 
+/**
+ * Longest a WRITTEN or CONSUMED waits for another frame going its way to
+ * ride with: in a request-reply exchange the next request or reply follows
+ * within that time, so each costs one write and one wake of the other node
+ * instead of two. Only the freeing of buffered bytes waits on it.
+ */
+export const NET_ACK_HOLD_MS = 1;
+/** Confirmations held at most before they go on their own. */
+const ACKS_HELD_MAX = 8;
+/**
+ * A confirmation that moves its connection's offset this far past the last
+ * one sent goes at once: a stream in bulk must never wait on the hold for
+ * room in its window.
+ */
+export const NET_ACK_URGENT_BYTES = 16 * 1024;
+
+/**
+ * Frames for one line, gathered while this turn of the event loop runs and
+ * written together after its I/O callbacks (one write, one TLS record, one
+ * wake of the other node for all of them). Confirmations (WRITTEN,
+ * CONSUMED) only wait for another frame, in order with the rest.
+ */
+export class LineOut {
+  readonly #conn: FramedConnection;
+  readonly #hold_ms: number;
+  #frames: { type: number; payload: Uint8Array | Uint8Array[] }[] = [];
+  /** Frames queued that are not confirmations: with one, the queue goes this turn. */
+  #others = 0;
+  #queued = false;
+  #hold: NodeJS.Timeout | null = null;
+  /** Per connection (`listener.seq`): the offset of the last confirmation queued. */
+  readonly #acked = new Map<string, number>();
+  /** Writes made, and confirmations that rode with another frame (for tests to count). */
+  readonly counts = { writes: 0, acks: 0, acks_riding: 0 };
+
+  /** `hold_ms`: longest a confirmation waits (tests lengthen it to see it wait). */
+  constructor(conn: FramedConnection, hold_ms = NET_ACK_HOLD_MS) {
+    this.#conn = conn;
+    this.#hold_ms = hold_ms;
+  }
+
+  /** Queues a frame that goes this turn (with the confirmations held before it). */
+  frame(type: number, payload: Uint8Array | Uint8Array[]): void {
+    this.#frames.push({ type, payload });
+    this.#others += 1;
+    this.#queue();
+  }
+
+  /** A confirmation of `c` up to `offset`: held, unless it moves that connection's offset by NET_ACK_URGENT_BYTES or more. */
+  ack(type: number, c: ConnRef, offset: number): void {
+    const k = `${c.listener}.${c.seq}`;
+    const last = this.#acked.get(k) ?? 0;
+    this.#acked.set(k, offset);
+    this.#frames.push({ type, payload: json({ listener: c.listener, seq: c.seq, offset }) });
+    this.counts.acks += 1;
+    if (this.#others > 0) return; // rides with them
+    if (offset - last >= NET_ACK_URGENT_BYTES || this.#frames.length >= ACKS_HELD_MAX) this.#queue();
+    else if (this.#hold === null && !this.#queued) this.#hold = setTimeout(() => this.flush(), this.#hold_ms);
+  }
+
+  /** A connection that ended: its offsets are forgotten. */
+  forget(c: ConnRef): void {
+    this.#acked.delete(`${c.listener}.${c.seq}`);
+  }
+
+  /** Writes what is queued now (before a close, which sends only what was written). */
+  flush(): void {
+    this.#queued = false;
+    if (this.#hold !== null) clearTimeout(this.#hold);
+    this.#hold = null;
+    if (this.#frames.length === 0) return;
+    const frames = this.#frames;
+    const acks = frames.length - this.#others;
+    this.counts.writes += 1;
+    if (this.#others > 0) this.counts.acks_riding += acks;
+    this.#frames = [];
+    this.#others = 0;
+    // A broken channel is noticed by its reader, which reattaches and resends from the confirmed offsets.
+    this.#conn.sendAll(frames).catch(() => undefined);
+  }
+
+  #queue(): void {
+    if (this.#queued) return;
+    this.#queued = true;
+    setImmediate(() => {
+      if (this.#queued) this.flush();
+    });
+  }
+}
+
 /** Sends stream bytes of `c` in frames of at most CHUNK_BYTES. */
-function sendBytes(conn: FramedConnection, type: number, c: ConnRef, offset: number, bytes: Uint8Array): void {
+function sendBytes(out: LineOut, type: number, c: ConnRef, offset: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length || at === 0; at += CHUNK_BYTES) {
     const head = new DataView(new ArrayBuffer(HEAD));
     head.setUint32(0, c.listener, true);
     head.setUint32(4, c.seq, true);
     head.setFloat64(8, offset + at, true);
-    // A broken channel is noticed by its reader, which reattaches and resends from the confirmed offsets.
-    conn.send(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]).catch(() => undefined);
+    out.frame(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]);
     if (bytes.length === 0) break;
   }
 }
@@ -108,6 +197,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
     throw err;
   }
   let detached = false;
+  const out = new LineOut(conn);
   const flushes = new Map<number, { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   let next_flush = 1;
   void (async () => {
@@ -156,16 +246,21 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
   })();
   const send = (type: number, value: unknown): void => {
     // As in sendBytes: a broken channel is noticed by the reader above.
-    if (!detached) conn.send(type, json(value)).catch(() => undefined);
+    if (!detached) out.frame(type, json(value));
   };
   return {
     send: (c, offset, bytes) => {
-      if (!detached) sendBytes(conn, Frame.send, c, offset, bytes);
+      if (!detached) sendBytes(out, Frame.send, c, offset, bytes);
     },
     shutdown: (c, offset) => send(Frame.shutdown, { listener: c.listener, seq: c.seq, offset }),
-    close: (c, offset) => send(Frame.close, { listener: c.listener, seq: c.seq, offset }),
+    close: (c, offset) => {
+      send(Frame.close, { listener: c.listener, seq: c.seq, offset });
+      out.forget(c);
+    },
     unlisten: (listener) => send(Frame.unlisten, { listener }),
-    consumed: (c, offset) => send(Frame.consumed, { listener: c.listener, seq: c.seq, offset }),
+    consumed: (c, offset) => {
+      if (!detached) out.ack(Frame.consumed, c, offset);
+    },
     flush: () =>
       new Promise<void>((resolve, reject) => {
         if (detached) {
@@ -182,6 +277,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
       }),
     detach: () => {
       detached = true;
+      out.flush();
       // Detached either way; a close that fails leaves nothing to undo.
       void conn.close().catch(() => undefined);
     },
@@ -213,19 +309,23 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       const { known, conns } = read(NetHelloSchema, hello.payload, "HELLO");
       await conn.send(Frame.attached, json({}));
       let done = false;
+      const out = new LineOut(conn);
       const send = (type: number, value: unknown): void => {
         // A broken channel ends the loop below; the runner reattaches.
-        if (!done) conn.send(type, json(value)).catch(() => undefined);
+        if (!done) out.frame(type, json(value));
       };
       const down: NetDownlink = {
         arrived: (c) => send(Frame.arrived, { listener: c.listener, seq: c.seq }),
         data: (c, offset, bytes) => {
-          if (!done) sendBytes(conn, Frame.data, c, offset, bytes);
+          if (!done) sendBytes(out, Frame.data, c, offset, bytes);
         },
         end: (c, how) => send(Frame.end, { listener: c.listener, seq: c.seq, how }),
-        written: (c, offset) => send(Frame.written, { listener: c.listener, seq: c.seq, offset }),
+        written: (c, offset) => {
+          if (!done) out.ack(Frame.written, c, offset);
+        },
         superseded: () => {
           send(Frame.superseded, {});
+          out.flush();
           done = true;
           // Superseded either way; a close that fails leaves nothing to undo.
           void conn.close().catch(() => undefined);
@@ -244,6 +344,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
         } else if (f.type === Frame.close) {
           const m = read(ConnOffsetSchema, f.payload, "CLOSE");
           up.close(m, m.offset);
+          out.forget(m);
         } else if (f.type === Frame.unlisten) up.unlisten(read(UnlistenSchema, f.payload, "UNLISTEN").listener);
         else if (f.type === Frame.consumed) {
           const m = read(ConnOffsetSchema, f.payload, "CONSUMED");

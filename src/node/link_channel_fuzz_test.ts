@@ -202,7 +202,7 @@ test("fuzz: a delivery resolves only with a well-formed answer, else fails with 
     fc.asyncProperty(fc.array(answerFrame(1), { maxLength: 6 }), async (answers) => {
       const [a, b] = pipeDuplexPair();
       const peer = new FramedConnection(b);
-      const channels = new LinkChannels(() => Promise.resolve(new FramedConnection(a)));
+      const channels = new LinkChannels(() => Promise.resolve(new FramedConnection(a)), async () => ({ kind: "unknown" }));
       const delivery = channels.deliver("peer:1", "n2", "n2-3", { from: "n1-1", messages: [{ seq: 1, data: Buffer.from("x") }] });
       const asked = await peer.next();
       assert.equal(asked.type, DELIVER);

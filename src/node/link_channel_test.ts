@@ -35,6 +35,8 @@ function open(address: string): Promise<FramedConnection> {
 }
 
 const batch = { from: "a", messages: [{ seq: 1, data: Buffer.from("x") }] };
+/** The receiving side of a channel that only sends: no peer delivers to it here. */
+const refuse = (): Promise<DeliverAnswer> => Promise.reject(new Error("nothing is delivered to this side in this test"));
 /** Pids as the channel takes them (a frame naming anything else is a protocol error). */
 const SLOW = "n1-1";
 const FAST = "n1-2";
@@ -46,7 +48,7 @@ describe("link channel", () => {
       await new Promise((r) => setTimeout(r, pid === SLOW ? 50 : 1));
       return { kind: "accepted", upto: body.messages.length, at: pid === SLOW ? "slow" : "fast" };
     });
-    const channels = new LinkChannels(open);
+    const channels = new LinkChannels(open, refuse);
     const slow = channels.deliver(p.address, "n2", SLOW, batch);
     const fast = channels.deliver(p.address, "n2", FAST, batch);
     assert.deepEqual(await fast, { kind: "accepted", upto: 1, at: "fast" });
@@ -62,7 +64,7 @@ describe("link channel", () => {
       while (hold) await new Promise((r) => setTimeout(r, 5));
       return { kind: "gone" };
     });
-    const channels = new LinkChannels(open);
+    const channels = new LinkChannels(open, refuse);
     const waiting = channels.deliver(p.address, "n2", SLOW, batch);
     await new Promise((r) => setTimeout(r, 30));
     p.cut();
@@ -76,7 +78,7 @@ describe("link channel", () => {
 
   it("refuses to send to what is not a pid, and drops a channel whose DELIVER fails its checks", async () => {
     const p = await peer(async () => ({ kind: "gone" }));
-    const channels = new LinkChannels(open);
+    const channels = new LinkChannels(open, refuse);
     try {
       await assert.rejects(channels.deliver(p.address, "n2", "not a pid", batch), (err: unknown) => err instanceof FerryError && err.code === "ERR_LINK_PROTOCOL");
       // A peer that sends a malformed DELIVER anyway (here: a receiver that is no pid) loses its channel.
@@ -117,6 +119,7 @@ describe("link channel", () => {
           client = counted(s);
           s.once("error", reject);
         }),
+      refuse,
     );
     const address = `127.0.0.1:${(srv.address() as net.AddressInfo).port}`;
     // The channel is opened first, so that the deliveries below are all made while it stands.
@@ -131,5 +134,90 @@ describe("link channel", () => {
     channels.close();
     for (const s of server.sockets) s.destroy();
     await new Promise((r) => srv.close(r));
+  });
+
+  it("uses one connection per pair of nodes both ways: the node that was opened to sends its own deliveries back on it", async () => {
+    const got: string[] = [];
+    let b_opened = 0;
+    const receive =
+      (at: string) =>
+      async (pid: string, b: Batch, peer: string | null): Promise<DeliverAnswer> => {
+        got.push(`${at}:${pid}<-${peer}`);
+        return { kind: "accepted", upto: b.messages.length, at };
+      };
+    const b = new LinkChannels(() => {
+      b_opened += 1;
+      return Promise.reject(new Error("node b must not open a connection of its own"));
+    }, receive("b"));
+    const a_server = net.createServer(() => assert.fail("node a must not be connected to"));
+    const b_server = net.createServer((socket) => b.accept("a", new FramedConnection(socket)));
+    for (const s of [a_server, b_server]) await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
+    const a = new LinkChannels(open, receive("a"));
+    const address = (s: net.Server): string => `127.0.0.1:${(s.address() as net.AddressInfo).port}`;
+    try {
+      assert.deepEqual(await a.deliver(address(b_server), "b", "b-1", batch), { kind: "accepted", upto: 1, at: "b" });
+      assert.deepEqual(await b.deliver(address(a_server), "a", "a-1", batch), { kind: "accepted", upto: 1, at: "a" });
+      assert.deepEqual(await a.deliver(address(b_server), "b", "b-2", batch), { kind: "accepted", upto: 1, at: "b" });
+      assert.deepEqual(got, ["b:b-1<-a", "a:a-1<-b", "b:b-2<-a"]);
+      assert.equal(b_opened, 0);
+    } finally {
+      a.close();
+      b.close();
+      for (const s of [a_server, b_server]) await new Promise((r) => s.close(r));
+    }
+  });
+
+  it("an answer rides with the next delivery going its way, or goes once enough answers wait", async () => {
+    // A hold far past the test's length: an answer leaves only with a delivery or with ANSWERS_HELD_MAX others.
+    const options = { answer_hold_ms: 600_000 };
+    /** Resolves once the delivery for `pid` has been handed to its receiver. */
+    const arrivals = new Map<string, { seen: Promise<void>; see: () => void }>();
+    const arrival = (pid: string): { seen: Promise<void>; see: () => void } => {
+      let a = arrivals.get(pid);
+      if (a === undefined) {
+        let see = (): void => undefined;
+        const seen = new Promise<void>((r) => (see = r));
+        a = { seen, see };
+        arrivals.set(pid, a);
+      }
+      return a;
+    };
+    const taken = (pid: string): Promise<void> => arrival(pid).seen;
+    const receive = async (pid: string, b: Batch): Promise<DeliverAnswer> => {
+      arrival(pid).see();
+      return { kind: "accepted", upto: b.messages.length, at: "here" };
+    };
+    const b = new LinkChannels(() => Promise.reject(new Error("not used")), receive, options);
+    const b_server = net.createServer((socket) => b.accept("a", new FramedConnection(socket)));
+    await new Promise<void>((r) => b_server.listen(0, "127.0.0.1", () => r()));
+    const a = new LinkChannels(open, receive, options);
+    const address = `127.0.0.1:${(b_server.address() as net.AddressInfo).port}`;
+    try {
+      let answered = false;
+      const first = a.deliver(address, "b", "b-1", batch).then((x) => ((answered = true), x));
+      await taken("b-1");
+      // Taken, and its answer held: nothing written by b yet.
+      // A few turns of the event loop pass, and the answer is still held.
+      for (let i = 0; i < 5; i += 1) await new Promise((r) => setImmediate(r));
+      assert.equal(await b.writes("a"), 0);
+      assert.equal(answered, false);
+      // b's reply carries the answer: one write for both.
+      const reply = b.deliver("unused", "a", "a-1", batch);
+      assert.deepEqual(await first, { kind: "accepted", upto: 1, at: "here" });
+      assert.equal(await b.writes("a"), 1);
+      // ...and a's answer to the reply is held in turn, until a's next delivery.
+      await taken("a-1");
+      const second = a.deliver(address, "b", "b-2", batch);
+      assert.deepEqual(await reply, { kind: "accepted", upto: 1, at: "here" });
+      await taken("b-2");
+      // One way only: answers leave in fours (the fourth delivery's answer sends all four held).
+      const more = ["b-3", "b-4", "b-5"].map((pid) => a.deliver(address, "b", pid, batch));
+      for (const x of await Promise.all([second, ...more])) assert.equal(x.kind, "accepted");
+      assert.equal(await b.writes("a"), 2);
+    } finally {
+      a.close();
+      b.close();
+      await new Promise((r) => b_server.close(r));
+    }
   });
 });

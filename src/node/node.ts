@@ -196,7 +196,7 @@ export class FerryNode {
     this.#peers = [...options.peers];
     this.data_dir = options.data_dir;
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name));
+    this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name, this.name));
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
     this.table.hibernate_after_ms = this.limits.hibernate_after_ms;
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
