@@ -22,9 +22,6 @@ import type { SealedPlace } from "./_sealed_bulk.js";
 /** How the records of a stream are protected: sealed (nodes with TLS), or tagged in the clear (nodes without). */
 export type BulkCipher = "aes-256-gcm" | "gmac";
 
-/** How often a send checks whether the destination refused already (it then stops between records). */
-const STOP_POLL_MS = 10;
-
 /** What the native stream took, as counted by its thread. */
 export interface NativeBulkSendResult {
   pages: number;
@@ -65,9 +62,10 @@ function socketFd(socket: Duplex): number {
  * thread, and ends the stream. The socket is handed over (destroyed here at
  * once; the thread writes its own duplicate). The memory must not change
  * until this resolves (the process is suspended). Resolves null once
- * `stop()` said so (checked every few milliseconds).
+ * `signal` aborted: the thread is told at once (no timer polls for it) and
+ * stops between records, or in the write it is in.
  */
-export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Uint8Array, cipher: BulkCipher, stop: () => boolean = () => false): Promise<NativeBulkSendResult | null> {
+export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Uint8Array, cipher: BulkCipher, signal?: AbortSignal): Promise<NativeBulkSendResult | null> {
   const addon = bulkAddon();
   if (addon === null) throw new FerryError("ERR_MIGRATION_FAILED", "the native record stream is not built (run npm run build:native)");
   let handle: unknown;
@@ -80,9 +78,12 @@ export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Ui
       socket.destroy();
     }
   });
-  const poll = setInterval(() => {
-    if (stop()) addon.bulkSendStop(handle);
-  }, STOP_POLL_MS);
+  const stop = (): void => {
+    // A handle whose thread is done ignores it.
+    if (handle !== undefined) addon.bulkSendStop(handle);
+  };
+  if (signal?.aborted === true) stop();
+  signal?.addEventListener("abort", stop, { once: true });
   let result: NativeBulkSent;
   try {
     result = await sent;
@@ -90,9 +91,9 @@ export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Ui
     const e = err as Error & { code?: string };
     throw new FerryError(e.code === "ERR_CONNECTION_CLOSED" ? "ERR_CONNECTION_CLOSED" : "ERR_MIGRATION_FAILED", `the record stream failed: ${e.message}`, { cause: err });
   } finally {
-    clearInterval(poll);
+    signal?.removeEventListener("abort", stop);
   }
-  if (result.stopped || stop()) return null;
+  if (result.stopped || signal?.aborted === true) return null;
   return {
     pages: result.pages,
     records: result.records,

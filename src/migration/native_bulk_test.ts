@@ -150,6 +150,33 @@ describe("native record stream", { skip: nativeBulkAvailable() ? false : "the na
     assert.notEqual(plain.sent.tags, sealed.sent.tags);
   });
 
+  it("an abort stops a send that cannot finish (the destination does not read): it resolves null, and the peer sees the end", async () => {
+    let arrived!: (s: net.Socket) => void;
+    const b = new Promise<net.Socket>((r) => (arrived = r));
+    const server = net.createServer((s) => {
+      // Never read: 64 MiB do not fit the socket's buffers, so the send waits in a write until it is stopped.
+      s.pause();
+      arrived(s);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const a = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    await new Promise<void>((r) => a.on("connect", r));
+    const peer = await b;
+    try {
+      const m = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(1);
+      const stopping = new AbortController();
+      const sending = sendNativeBulk(a, m, randomBytes(32), "gmac", stopping.signal);
+      stopping.abort();
+      assert.equal(await sending, null);
+      // The thread shut its socket down: the peer sees the end.
+      peer.resume();
+      await new Promise<void>((r) => peer.on("close", () => r()).on("error", () => r()));
+    } finally {
+      peer.destroy();
+      server.close();
+    }
+  });
+
   it("an empty memory sends no record and has no digest", async () => {
     const pair = await tcpPair();
     try {
