@@ -9,14 +9,13 @@
  *
  * Two kinds of record, one layout (u32 length, plaintext or ciphertext of
  * the run, 16-byte tag; page_seal.h):
- *   - sealed (nodes with TLS): AES-256-GCM; the source seals each run into
- *     a buffer it reuses, the destination receives into guest memory and
- *     decrypts there, in place;
+ *   - sealed (nodes with TLS): AES-256-GCM;
  *   - authenticated (nodes without TLS): the run in the clear, its tag a
  *     GMAC over it.
  * Neither side hands guest memory to the kernel: the source copies (or
  * seals) each run into a buffer it reuses and writes that; the destination
- * receives into a buffer it reuses, and copies (or decrypts) from there into
+ * receives into a buffer it reuses, as much as the socket holds a call
+ * (heads and tags are taken from it too), and copies (or decrypts) from there into
  * guest memory. Guest memory is then touched only from user space, where
  * the guest itself touched it (the source) or will (the destination). A
  * page the kernel reads or writes through its user address for the first
@@ -393,8 +392,10 @@ typedef struct {
   bool bad;
   const char *bad_code;
   char bad_message[256];
-  /* Where every piece of pages is received first (RECV_PIECE_BYTES): from here it goes to guest memory. */
+  /* Where everything is received first (RECV_PIECE_BYTES, as much as the socket holds a call): heads and tags are
+     taken from here, pages go on to guest memory. Bytes [pos, have) are received and not yet taken; they survive a "grow". */
   uint8_t *buffer;
+  size_t pos, have;
   uint8_t tags_sha[32];
   bool closed;
 } receiver_t;
@@ -435,6 +436,16 @@ static ssize_t recv_some(receiver_t *r, uint8_t *out, size_t len) {
     recv_fail(r, "ERR_CONNECTION_CLOSED", m);
     return -1;
   }
+}
+
+/* Bytes received and not yet taken, receiving more when there are none: > 0, 0 at the end, -1 with the outcome set. */
+static ssize_t buffered(receiver_t *r) {
+  if (r->pos < r->have) return (ssize_t)(r->have - r->pos);
+  r->pos = 0;
+  r->have = 0;
+  ssize_t n = recv_some(r, r->buffer, RECV_PIECE_BYTES);
+  if (n > 0) r->have = (size_t)n;
+  return n;
 }
 
 /* Checks a record's length and its run's header, before a byte of its pages is read. false when it failed (recv_bad). */
@@ -482,32 +493,39 @@ static void recv_execute(napi_env env, void *data) {
     }
     if (r->stage == STAGE_PAGES) {
       while (r->left > 0) {
-        size_t want = r->left < RECV_PIECE_BYTES ? (size_t)r->left : RECV_PIECE_BYTES;
-        ssize_t n = recv_some(r, r->buffer, want);
+        ssize_t n = buffered(r);
         if (n < 0) return;
         if (n == 0) {
           recv_fail(r, "ERR_CONNECTION_CLOSED", "the record connection ended inside a record");
           return;
         }
+        size_t take = (uint64_t)n < r->left ? (size_t)n : (size_t)r->left;
+        uint8_t *from = r->buffer + r->pos;
         /* A refused run's pieces go nowhere: they are read only so that its tag can be checked. */
-        uint8_t *to = r->bad ? r->buffer : r->memory + r->at;
-        int ok = r->sealed ? open_update(&r->opener, r->buffer, to, (uint32_t)n) : mac_update(&r->opener, r->buffer, (uint32_t)n);
+        uint8_t *to = r->bad ? from : r->memory + r->at;
+        int ok = r->sealed ? open_update(&r->opener, from, to, (uint32_t)take) : mac_update(&r->opener, from, (uint32_t)take);
         if (ok != 0) {
           recv_fail(r, "ERR_SEAL", "OpenSSL could not open a record piece");
           return;
         }
-        if (!r->sealed && !r->bad) memcpy(to, r->buffer, (size_t)n);
-        r->at += (uint64_t)n;
-        r->left -= (uint64_t)n;
+        if (!r->sealed && !r->bad) memcpy(to, from, take);
+        r->pos += take;
+        r->at += (uint64_t)take;
+        r->left -= (uint64_t)take;
       }
       r->stage = STAGE_TAG;
       r->fill = 0;
       continue;
     }
-    /* The head (4), the run header (8) or the tag (16): small reads into the handle. */
+    /* The head (4), the run header (8) or the tag (16): taken from the buffer into the handle. */
     uint32_t need = r->stage == STAGE_HEAD ? SEAL_HEAD_BYTES : r->stage == STAGE_RUN ? RUN_HEAD_BYTES : SEAL_TAG_BYTES;
-    ssize_t n = recv_some(r, r->small + r->fill, need - r->fill);
+    ssize_t n = buffered(r);
     if (n < 0) return;
+    if (n > 0) {
+      n = (size_t)n < need - r->fill ? n : (ssize_t)(need - r->fill);
+      memcpy(r->small + r->fill, r->buffer + r->pos, (size_t)n);
+      r->pos += (size_t)n;
+    }
     if (n == 0) {
       if (r->stage == STAGE_HEAD && r->fill == 0) {
         r->outcome = OUT_END;

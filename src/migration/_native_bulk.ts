@@ -133,6 +133,7 @@ export class NativeBulkReceiver {
   #outcome: Promise<NativeBulkRun>;
   #settle!: (run: NativeBulkRun) => void;
   #received: NativeBulkReceived = { records: 0, pages: 0, bytes: 0, syscalls: 0 };
+  #grows = 0;
 
   /** `initial_bytes`: the standby's size now (its memory is viewed that far; a run past it grows it). */
   constructor(key: Uint8Array, cipher: BulkCipher, place: SealedPlace, memory_bytes_max: number, initial_bytes: number) {
@@ -151,6 +152,15 @@ export class NativeBulkReceiver {
   /** Pages placed so far (of records whose tags passed). */
   get pages(): number {
     return this.#received.pages;
+  }
+
+  /**
+   * How often the thread stopped for the memory to grow (a run lay past it):
+   * each is a hop to the node's thread and back. None when the memory did not
+   * grow since the offer (the standby was grown to its size before READY).
+   */
+  get grows(): number {
+    return this.#grows;
   }
 
   /** What the thread counted. */
@@ -184,6 +194,7 @@ export class NativeBulkReceiver {
       this.#received = { records: run.records, pages: run.pages, bytes: run.bytes, syscalls: run.syscalls };
       if (run.kind === "grow" && !this.#closed) {
         let grown: Uint8Array;
+        this.#grows += 1;
         try {
           // Reserved against the node's quota and the process's cap first (the landing's growth).
           grown = this.#place(0, run.need_bytes);
