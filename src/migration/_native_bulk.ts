@@ -22,9 +22,6 @@ import type { SealedPlace } from "./_sealed_bulk.js";
 /** How the records of a stream are protected: sealed (nodes with TLS), or tagged in the clear (nodes without). */
 export type BulkCipher = "aes-256-gcm" | "gmac";
 
-/** How often a send checks whether the destination refused already (it then stops between records). */
-const STOP_POLL_MS = 10;
-
 /** What the native stream took, as counted by its thread. */
 export interface NativeBulkSendResult {
   pages: number;
@@ -65,9 +62,10 @@ function socketFd(socket: Duplex): number {
  * thread, and ends the stream. The socket is handed over (destroyed here at
  * once; the thread writes its own duplicate). The memory must not change
  * until this resolves (the process is suspended). Resolves null once
- * `stop()` said so (checked every few milliseconds).
+ * `signal` aborted: the thread is told at once (no timer polls for it) and
+ * stops between records, or in the write it is in.
  */
-export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Uint8Array, cipher: BulkCipher, stop: () => boolean = () => false): Promise<NativeBulkSendResult | null> {
+export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Uint8Array, cipher: BulkCipher, signal?: AbortSignal): Promise<NativeBulkSendResult | null> {
   const addon = bulkAddon();
   if (addon === null) throw new FerryError("ERR_MIGRATION_FAILED", "the native record stream is not built (run npm run build:native)");
   let handle: unknown;
@@ -80,9 +78,12 @@ export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Ui
       socket.destroy();
     }
   });
-  const poll = setInterval(() => {
-    if (stop()) addon.bulkSendStop(handle);
-  }, STOP_POLL_MS);
+  const stop = (): void => {
+    // A handle whose thread is done ignores it.
+    if (handle !== undefined) addon.bulkSendStop(handle);
+  };
+  if (signal?.aborted === true) stop();
+  signal?.addEventListener("abort", stop, { once: true });
   let result: NativeBulkSent;
   try {
     result = await sent;
@@ -90,9 +91,9 @@ export async function sendNativeBulk(socket: Duplex, memory: Uint8Array, key: Ui
     const e = err as Error & { code?: string };
     throw new FerryError(e.code === "ERR_CONNECTION_CLOSED" ? "ERR_CONNECTION_CLOSED" : "ERR_MIGRATION_FAILED", `the record stream failed: ${e.message}`, { cause: err });
   } finally {
-    clearInterval(poll);
+    signal?.removeEventListener("abort", stop);
   }
-  if (result.stopped || stop()) return null;
+  if (result.stopped || signal?.aborted === true) return null;
   return {
     pages: result.pages,
     records: result.records,
@@ -132,6 +133,7 @@ export class NativeBulkReceiver {
   #outcome: Promise<NativeBulkRun>;
   #settle!: (run: NativeBulkRun) => void;
   #received: NativeBulkReceived = { records: 0, pages: 0, bytes: 0, syscalls: 0 };
+  #grows = 0;
 
   /** `initial_bytes`: the standby's size now (its memory is viewed that far; a run past it grows it). */
   constructor(key: Uint8Array, cipher: BulkCipher, place: SealedPlace, memory_bytes_max: number, initial_bytes: number) {
@@ -150,6 +152,15 @@ export class NativeBulkReceiver {
   /** Pages placed so far (of records whose tags passed). */
   get pages(): number {
     return this.#received.pages;
+  }
+
+  /**
+   * How often the thread stopped for the memory to grow (a run lay past it):
+   * each is a hop to the node's thread and back. None when the memory did not
+   * grow since the offer (the standby was grown to its size before READY).
+   */
+  get grows(): number {
+    return this.#grows;
   }
 
   /** What the thread counted. */
@@ -183,6 +194,7 @@ export class NativeBulkReceiver {
       this.#received = { records: run.records, pages: run.pages, bytes: run.bytes, syscalls: run.syscalls };
       if (run.kind === "grow" && !this.#closed) {
         let grown: Uint8Array;
+        this.#grows += 1;
         try {
           // Reserved against the node's quota and the process's cap first (the landing's growth).
           grown = this.#place(0, run.need_bytes);

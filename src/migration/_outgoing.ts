@@ -379,10 +379,19 @@ export class OutgoingMigration {
         logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
         return false;
       }
-      // A native thread writes the records straight from memory where the addon has one; else the node's thread seals them.
-      // A stall stops it too: a destination that stopped reading would otherwise hold the thread's write.
-      const stop = (): boolean => refused() || this.#stall !== null;
-      const sent = nativeBulkAvailable() ? await sendNativeBulk(socket, memory, door.key, door.cipher, stop) : await sendSealedBulk(socket, memory, door.key, refused);
+      // A native thread writes the records from memory where the addon has one; else the node's thread seals them.
+      // It is stopped the moment the destination refuses, or the migration stalls (a destination that stopped
+      // reading would otherwise hold the thread's write): both are events, so nothing polls while it sends.
+      let sent: { bytes: number; pages: number; records: number; tags_sha256: string | null } | null;
+      if (nativeBulkAvailable()) {
+        const stopping = new AbortController();
+        const stop = (): void => stopping.abort();
+        (this.#answer as Answer).frame.then((f) => f.type === Msg.error && stop(), () => undefined);
+        this.#stalled.catch(stop);
+        sent = await sendNativeBulk(socket, memory, door.key, door.cipher, stopping.signal);
+      } else {
+        sent = await sendSealedBulk(socket, memory, door.key, refused);
+      }
       if (sent === null) {
         socket.destroy();
         return true;

@@ -17,6 +17,8 @@ import type { MigrationMetrics, SourceSide } from "./source.js";
 export interface Answer {
   /** The answer, once it has come. */
   arrived: Frame | null;
+  /** Settles when it comes (rejects if the link broke first): for whoever must act on it at once. */
+  readonly frame: Promise<Frame>;
   /** Waits for it at most `timeout_ms` from now (ERR_TRANSPORT_TIMEOUT). */
   within(timeout_ms: number): Promise<Frame>;
 }
@@ -30,6 +32,7 @@ export function awaitAnswer(conn: FramedConnection): Answer {
   const frame = conn.next();
   const answer: Answer = {
     arrived: null,
+    frame,
     within: (timeout_ms) =>
       new Promise<Frame>((resolve, reject) => {
         const timer = setTimeout(

@@ -138,6 +138,34 @@ describe("native record stream", { skip: nativeBulkAvailable() ? false : "the na
     });
   }
 
+  it("a memory as large as the standby already is lands without a single stop to grow it, and small records cost fewer receive calls than records", async () => {
+    const pair = await tcpPair();
+    const m = memory();
+    // Many records of one page each (every other page), on top of memory()'s runs: each record's head, run and tag were a receive call each.
+    for (let p = 400; p < 690; p += 2) m.fill(p % 13 + 1, p * PAGE, (p + 1) * PAGE);
+    const target = new Uint8Array(new SharedArrayBuffer(PAGES * PAGE));
+    let placed = 0;
+    const rx = new NativeBulkReceiver(randomBytes(32).fill(7), "gmac", (at, length) => {
+      placed += 1;
+      return target.subarray(at, at + length);
+    }, target.length, target.length);
+    try {
+      const sending = sendNativeBulk(pair.a, m, Buffer.alloc(32, 7), "gmac");
+      rx.attach(await pair.b);
+      const sent = await sending;
+      assert.ok(sent !== null);
+      assert.equal(await rx.opened(sent.records), sent.tags_sha256);
+      assert.deepEqual([rx.grows, placed], [0, 1], "grown during the stream");
+      assert.ok(Buffer.from(target).equals(Buffer.from(m)));
+      // Heads, runs and tags are taken from what one receive brought, not read a few bytes at a time (that was 4 calls a record at least).
+      assert.ok(sent.records > 100);
+      assert.ok(rx.received.syscalls < sent.records, `${rx.received.syscalls} receive calls for ${sent.records} records`);
+    } finally {
+      rx.close();
+      pair.close();
+    }
+  });
+
   it("gmac: the pages travel in the clear, and the tags differ from the sealed ones", async () => {
     const key = randomBytes(32);
     const m = memory();
@@ -148,6 +176,33 @@ describe("native record stream", { skip: nativeBulkAvailable() ? false : "the na
     assert.ok(wire_gmac.subarray(4 + 8, 4 + 8 + PAGE - 7).equals(Buffer.from(m.subarray(0, PAGE - 7))), "tagged records carry the page as it is");
     assert.ok(!wire_gcm.subarray(4 + 8, 4 + 8 + PAGE - 7).equals(Buffer.from(m.subarray(0, PAGE - 7))), "sealed records do not");
     assert.notEqual(plain.sent.tags, sealed.sent.tags);
+  });
+
+  it("an abort stops a send that cannot finish (the destination does not read): it resolves null, and the peer sees the end", async () => {
+    let arrived!: (s: net.Socket) => void;
+    const b = new Promise<net.Socket>((r) => (arrived = r));
+    const server = net.createServer((s) => {
+      // Never read: 64 MiB do not fit the socket's buffers, so the send waits in a write until it is stopped.
+      s.pause();
+      arrived(s);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const a = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
+    await new Promise<void>((r) => a.on("connect", r));
+    const peer = await b;
+    try {
+      const m = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(1);
+      const stopping = new AbortController();
+      const sending = sendNativeBulk(a, m, randomBytes(32), "gmac", stopping.signal);
+      stopping.abort();
+      assert.equal(await sending, null);
+      // The thread shut its socket down: the peer sees the end.
+      peer.resume();
+      await new Promise<void>((r) => peer.on("close", () => r()).on("error", () => r()));
+    } finally {
+      peer.destroy();
+      server.close();
+    }
   });
 
   it("an empty memory sends no record and has no digest", async () => {

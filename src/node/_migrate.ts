@@ -224,7 +224,13 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     // than fault them in one by one during the downtime.
     proc.growTo(offer.memory_bytes);
     // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
-    if (offer.strategy !== "post-copy" && !populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes)) await proc.reserve(offer.memory_bytes);
+    if (offer.strategy !== "post-copy") {
+      // The kernel backs the pages in one call; then the worker writes each once from user space, as the
+      // incoming pages will be: on a host with shadow page tables that first write costs about 10 us a page
+      // even when the page is backed (180 ms per 64 MiB), paid here rather than in the downtime (docs/cluster.md).
+      populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes);
+      await proc.reserve(offer.memory_bytes);
+    }
   } catch (err: unknown) {
     await proc.terminate();
     throw err;
