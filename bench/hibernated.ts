@@ -1,13 +1,15 @@
 /**
  * What a hibernated guest costs the thread that holds it (issue 13: a node
- * must hold thousands of mostly idle processes). N sleepers
- * (examples/c/sleeper.wasm, a minute asleep at a time) start in this one
- * Node process with the I/O a node gives them (links and a connection
+ * must hold thousands of mostly idle processes). N idle guests start in
+ * this one Node process with the I/O a node gives them (links and a connection
  * relay, here hooks that go nowhere), hibernate after HIBERNATE_AFTER_MS,
  * and this process's memory is read before and after: resident set, V8's
  * external bytes and ArrayBuffer bytes (shared buffers count there), each
  * divided by the hibernated count. `--only=hibernated [--many=N]`, N 1,000
- * by default (`--quick`: 100).
+ * by default (`--quick`: 100). The guests are `pingpong pong 1`, waiting
+ * for a message that never comes: a sleeper (`--sleepers`: sleeper.wasm, a
+ * minute asleep at a time) wakes every minute, and on a loaded machine N of
+ * them starting take longer than that, so they are never all asleep at once.
  *
  * Memory figures barely depend on the machine's load; the start rate does.
  */
@@ -54,9 +56,11 @@ const net: NetHooks = { bind: () => undefined, send: () => undefined, shutdown: 
 /** Runs the part. */
 export async function hibernatedBench(quick: boolean, many?: number): Promise<void> {
   const count = many ?? (quick ? 100 : 1000);
-  console.log(`\n== hibernated guests: ${count} sleepers in one process (hibernate after ${HIBERNATE_AFTER_MS} ms) ==`);
+  const sleepers = process.argv.includes("--sleepers");
+  const [module, args] = sleepers ? ["sleeper.wasm", ["60000", "1000000"]] : ["pingpong.wasm", ["pong", "1"]];
+  console.log(`\n== hibernated guests: ${count} × ${module} ${args.join(" ")} in one process (hibernate after ${HIBERNATE_AFTER_MS} ms) ==`);
   if ((globalThis as { gc?: unknown }).gc === undefined) console.log("(no --expose-gc: figures include garbage not yet collected)");
-  const file = path.join(ROOT, "examples", "c", "sleeper.wasm");
+  const file = path.join(ROOT, "examples", "c", module);
   const wasm = fs.readFileSync(file);
   const io = (i: number): ProcessIo => ({
     stdin: null,
@@ -67,7 +71,7 @@ export async function hibernatedBench(quick: boolean, many?: number): Promise<vo
     hibernate_after_ms: HIBERNATE_AFTER_MS,
   });
   // One first, so that instrumenting and compiling the module is not counted as the guests' cost.
-  const warm = await GuestProcess.start({ wasm, module_path: file, args: ["sleeper", "0", "0"], env: [], preopens: [] }, io(0));
+  const warm = await GuestProcess.start({ wasm, module_path: file, args: ["warm", ...(sleepers ? ["0", "0"] : ["pong", "0"])], env: [], preopens: [] }, io(0));
   await warm.exited;
   await new Promise((r) => setTimeout(r, 500));
   collect();
@@ -81,7 +85,7 @@ export async function hibernatedBench(quick: boolean, many?: number): Promise<vo
       const i = next;
       next += 1;
       if (i >= count) return;
-      procs.push(await GuestProcess.start({ wasm, module_path: file, args: ["sleeper", "60000", "1000000"], env: [], preopens: [] }, io(i + 1)));
+      procs.push(await GuestProcess.start({ wasm, module_path: file, args: [module, ...args], env: [], preopens: [] }, io(i + 1)));
     }
   };
   await Promise.all(Array.from({ length: START_CONCURRENCY }, starter));
@@ -102,6 +106,6 @@ export async function hibernatedBench(quick: boolean, many?: number): Promise<vo
   console.log(`CPU of this process (all threads) while starting: ${(cpu_ms / count).toFixed(1)} ms a start`);
   console.log(`| per hibernated guest (${hibernated}) | RSS KiB | V8 heap used KiB | external KiB | ArrayBuffer KiB | pages kept KiB |\n|---|---|---|---|---|---|`);
   const per = (k: keyof Memory): string => kib((after[k] - before[k]) / Math.max(1, hibernated));
-  console.log(`| sleeper | ${per("rss")} | ${per("heap_used")} | ${per("external")} | ${per("array_buffers")} | ${kib(kept / Math.max(1, hibernated))} |`);
+  console.log(`| ${module} | ${per("rss")} | ${per("heap_used")} | ${per("external")} | ${per("array_buffers")} | ${kib(kept / Math.max(1, hibernated))} |`);
   await Promise.all(procs.map((p) => p.terminate()));
 }
