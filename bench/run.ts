@@ -31,6 +31,7 @@ import { checkpointBench } from "./checkpoints.js";
 import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
 import { manyBench } from "./many.js";
+import { hibernatedBench } from "./hibernated.js";
 import { icountBench } from "./icount.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
@@ -256,6 +257,11 @@ if (only === "large") await largeBench();
 if (only === "many") {
   const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
   await manyBench(quick, many === undefined ? undefined : Number(many));
+}
+// What a hibernated guest costs its node (--many=N, default 1,000): only when asked for.
+if (only === "hibernated") {
+  const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
+  await hibernatedBench(quick, many === undefined ? undefined : Number(many));
 }
 // Minutes under valgrind: only when asked for.
 if (only === "icount") await icountBench(quick);

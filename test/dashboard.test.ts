@@ -22,7 +22,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { pageProcesses, ProcessQuerySchema, type ProcessRow } from "../src/node/dashboard_query.js";
+import { pageProcesses, ProcessQuerySchema, type ProcessPage, type ProcessRow } from "../src/node/dashboard_query.js";
 import { parse } from "../src/validate.js";
 import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, request, runsOn, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
@@ -33,6 +33,14 @@ if (!have_chromium) console.log(`# ${CHROMIUM} not found (apt-get install chromi
 const SCREENSHOTS = process.env["FERRY_SCREENSHOTS"];
 /** Synthetic processes of the list test. */
 const SYNTHETIC_ROWS = 10_000;
+/**
+ * Real processes of the paged-list test: more than one page of the list
+ * (the rows in view and a margin of 30 each way, 77 at the page's height),
+ * and few enough to start in a test on a loaded machine.
+ */
+const REAL_ROWS = 100;
+/** Argument that marks the paged-list test's processes (`pong N` waits for N messages; none comes). */
+const REAL_MARK = "424242";
 
 /** base64(SHA-256(SPKI)) of a certificate's public key: what Chromium's SPKI list takes. */
 function spkiHash(cert_pem: string): string {
@@ -238,6 +246,50 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     const later = await start("sleeper", ["200", "100000"], "n2");
     assert.equal((await json<{ node: string }>(n1.address, "GET", `/v1/processes/${later}`)).node, "n2", "an undrained node takes processes again");
     for (const p of [pid, later]) await request(n1.address, "DELETE", `/v1/processes/${p}`);
+  });
+
+  it(`pages ${REAL_ROWS} real processes on two nodes through the nodes' own list API, with only a screenful of rows in the page`, async () => {
+    const pids: string[] = [];
+    // A few starts in flight: each is a worker and an instantiation.
+    let next = 0;
+    const starter = async (): Promise<void> => {
+      for (let i = next++; i < REAL_ROWS; i = next++) pids.push(await start("pingpong", ["pong", REAL_MARK], i % 2 === 0 ? "n1" : "n2"));
+    };
+    await Promise.all([starter(), starter(), starter()]);
+    const answers: { total: number; offset: number; rows: number }[] = [];
+    const list = await context.newPage();
+    list.on("response", (response) => {
+      const url = new URL(response.url());
+      if (url.pathname !== "/dashboard/api/processes" || url.searchParams.get("q") !== `pong ${REAL_MARK}` || response.status() !== 200) return;
+      response.json().then(
+        (body: ProcessPage) => answers.push({ total: body.total, offset: body.offset, rows: body.rows.length }),
+        () => undefined, // a response the page let go of (a newer window replaced it) has no body to read: nothing to count
+      );
+    });
+    try {
+      await list.goto(`https://${n1.address}/`);
+      await list.getByLabel("Filter processes").fill(`pong ${REAL_MARK}`);
+      await list.getByTestId("process-count").filter({ hasText: new RegExp(`^${REAL_ROWS} of `) }).waitFor();
+      await list.locator("[data-testid=process-row]").first().waitFor();
+      const rendered = await list.locator("[data-testid=process-row], [data-testid=process-row-pending]").count();
+      // A screenful (480 px of 30 px rows), not all of them.
+      assert.ok(rendered > 5 && rendered < 40, `rows in the page: ${rendered}`);
+      // The node answered a window of the list, not the whole of it: the two nodes' processes merged and cut.
+      await until("a page of the filtered list", () => answers.some((a) => a.total === REAL_ROWS));
+      const first = answers.find((a) => a.total === REAL_ROWS);
+      assert.ok(first !== undefined && first.rows < REAL_ROWS, `answers: ${JSON.stringify(answers)}`);
+      await list.getByTestId("process-rows").evaluate((el) => (el.scrollTop = el.scrollHeight));
+      // The last rows come in a later window: asked from an offset past the first answer's rows.
+      await until("the window at the end of the list", () => answers.some((a) => a.total === REAL_ROWS && a.offset > 0 && a.offset + a.rows === REAL_ROWS));
+      // Counted from here, not by a predicate run in the page: its Content-Security-Policy forbids the eval that a string predicate takes.
+      await until("the rows at the end to come", async () => (await list.locator("[data-testid=process-row-pending]").count()) === 0);
+      assert.ok((await list.locator("[data-testid=process-row]").count()) < 40);
+      const shown = await list.locator("[data-testid=process-row]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-pid")));
+      for (const pid of shown) assert.ok(pid !== null && pids.includes(pid), `a row of another process: ${pid}`);
+    } finally {
+      await list.close();
+      for (const pid of pids) await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
   });
 
   it(`keeps a synthetic list of ${SYNTHETIC_ROWS} processes usable (rows made by the test, not running guests; paged by the node's own pageProcesses)`, async () => {

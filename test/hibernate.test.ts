@@ -118,6 +118,27 @@ describe("hibernation", () => {
     assert.equal(c.out(), sleeperTicks(4000, 2));
   });
 
+  it("drops its empty message rings while hibernated, has no connection slots without sockets, and wakes for a message through fresh rings", async () => {
+    const sent: { to: string; data: string }[] = [];
+    const io: ProcessIo = {
+      ...collector().io,
+      hibernate_after_ms: 100,
+      links: { pid: "h-1", bind: () => undefined, send: (to, data) => sent.push({ to, data: Buffer.from(data).toString() }), migrate: () => undefined, room: () => undefined },
+      net: { bind: () => undefined, send: () => undefined, shutdown: () => undefined, close: () => undefined, unlisten: () => undefined, read: () => undefined },
+    };
+    // `pong 1` waits in ferry.recv, with no deadline, for one "ping 1", answers it and exits.
+    const proc = await GuestProcess.start(spec("c/pingpong.wasm", ["pong", "1"]), io);
+    const awake_bytes = proc.shared_bytes;
+    assert.ok(awake_bytes >= 512 * 1024, `awake, it holds its rings: ${awake_bytes} bytes`);
+    await until("the guest to hibernate", () => proc.hibernated);
+    // Its control block, input mailbox and counters only (64 KiB and some bytes): no rings, no 4 MiB of connection slots.
+    assert.ok(proc.shared_bytes < 128 * 1024, `hibernated, it holds ${proc.shared_bytes} bytes of shared buffers`);
+    assert.equal(proc.deliver("h-2", Buffer.from("ping 1")), true);
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
+    assert.deepEqual(sent, [{ to: "h-2", data: "pong 1" }]);
+    assert.equal(proc.hibernations, 1);
+  });
+
   it("keeps a guest awake, and its memory in place, while something holds it", async () => {
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["60000", "2"]), { ...collector().io, hibernate_after_ms: 100 });
     await until("the guest to hibernate", () => proc.hibernated);

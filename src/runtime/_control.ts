@@ -86,12 +86,15 @@ export const STDIN_CLOSED = -2;
  */
 export const STDIN_MAILBOX_BYTES = 64 * 1024;
 
-/** Shared buffers of one process. */
+/**
+ * Shared buffers of one process that live as long as it does. Its message
+ * rings ({@link allocateRings}) and connection slots (`_net_area.ts`) are
+ * apart: a hibernated guest needs neither while they are empty (or it has
+ * no sockets), and together they are 99 % of the bytes.
+ */
 export interface ControlBuffers {
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;
-  /** The inbox ring, then the outbox ring (`_inbox.ts`). */
-  inbox: SharedArrayBuffer;
   /** CPU use and the pause flag (`_usage.ts`). */
   usage: SharedArrayBuffer;
 }
@@ -101,9 +104,17 @@ export function allocateControl(): ControlBuffers {
   return {
     control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
-    inbox: new SharedArrayBuffer(INBOX_RING_BYTES + OUTBOX_RING_BYTES),
     usage: new SharedArrayBuffer(USAGE_BYTES),
   };
+}
+
+/**
+ * The inbox ring, then the outbox ring (`_inbox.ts`), in one buffer. Their
+ * positions are counters in the control block, so an empty pair can be
+ * dropped and a fresh (zeroed) one put in its place.
+ */
+export function allocateRings(): SharedArrayBuffer {
+  return new SharedArrayBuffer(INBOX_RING_BYTES + OUTBOX_RING_BYTES);
 }
 
 /** Bumps the wake counter and wakes a blocked guest. */

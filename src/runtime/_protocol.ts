@@ -60,7 +60,11 @@ export interface WorkerInit {
   inbox: SharedArrayBuffer;
   /** CPU use and the pause flag (`_usage.ts`). */
   usage: SharedArrayBuffer;
-  /** The TCP connection slots (`_net_area.ts`); null when nothing relays connections (the process gets no sockets). */
+  /**
+   * The TCP connection slots (`_net_area.ts`); null when the process has
+   * no sockets yet (a standby is given them with its state, `activate`) or
+   * nothing relays connections.
+   */
   net: SharedArrayBuffer | null;
   /** The process's pid in a cluster; null for `ferry exec` (the `ferry` imports answer ENOSYS). */
   pid: string | null;
@@ -97,6 +101,8 @@ export type ToWorker =
       asyncify: Uint8Array;
       /** Set when waking a hibernated guest on the host it slept on: its clock continues from this host time, counting the time it slept. */
       clock_host_ns?: bigint;
+      /** The connection slots, for a state with sockets whose worker was started without them. */
+      net?: SharedArrayBuffer;
     }
   | { type: "touch"; bytes: number };
 

@@ -194,7 +194,8 @@ class Guest {
    * recorded (reopening its files inside them); throws RestoreError if one is
    * not granted, or a file is missing or would lie outside.
    */
-  activate(wasi: unknown, preopens: Preopen[], clock_host_ns?: bigint): void {
+  activate(wasi: unknown, preopens: Preopen[], clock_host_ns?: bigint, net?: SharedArrayBuffer): void {
+    if (net !== undefined && this.#deps.net === undefined) this.#deps.net = new GuestNet(new NetArea(net), post);
     let state = wasi as Parameters<typeof WasiHost.restore>[0];
     if (clock_host_ns !== undefined) {
       // Woken from hibernation on this host: the time it slept passed for it too (a migration hides its transit instead).
@@ -476,7 +477,7 @@ function start(given: WorkerInit): void {
     if (msg.type === "run") guest.run();
     else if (msg.type === "activate") {
       try {
-        guest.activate(msg.wasi, msg.preopens, msg.clock_host_ns);
+        guest.activate(msg.wasi, msg.preopens, msg.clock_host_ns, msg.net);
       } catch (err: unknown) {
         const code = (err as { code?: unknown }).code;
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });

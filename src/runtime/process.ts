@@ -12,6 +12,7 @@ import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
 import {
   allocateControl,
+  allocateRings,
   MigrateSlot,
   Request,
   SLOT_HIBERNATE_MS,
@@ -160,6 +161,13 @@ export interface StartTimings {
  */
 type Phase = "starting" | "standby" | "running" | "suspending" | "suspended" | "hibernated" | "waking" | "ended";
 
+/** A process's message rings: one shared buffer, both ends' views of it. */
+interface Rings {
+  buffer: SharedArrayBuffer;
+  inbox: MessageRing;
+  outbox: MessageRing;
+}
+
 /** A hibernated guest: what its worker handed over, its pages, and what wakes it. */
 interface Sleep {
   state: SuspendedState;
@@ -201,17 +209,22 @@ export class GuestProcess {
   #waiters: ((msg: FromWorker) => boolean)[] = [];
   #open_files: string[] = [];
   #before_terminate: (() => void) | null = null;
-  readonly #inbox: MessageRing;
-  readonly #outbox: MessageRing;
+  /** Dropped while the guest hibernates with both rings empty; made again by the first message or the wake ({@link #ringsNow}). */
+  #rings: Rings | null;
   /** A wake for messages put in the inbox is due at the end of this turn. */
   #inbox_wake = false;
   readonly #usage: UsageView;
   /** Held by the --cpus scheduler ({@link hold}), and by fencing ({@link fence}). */
   #scheduler_hold = false;
   #fenced = false;
-  readonly #net: NetArea | null;
-  /** What a worker is started with; a hibernated guest's next worker gets the same, as a standby. */
-  readonly #init: WorkerInit;
+  /**
+   * The connection slots (4 MiB): made when the guest has sockets (listeners
+   * at its start, a state with sockets, the relay's first use), never for
+   * one without, and then kept.
+   */
+  #net: { buffer: SharedArrayBuffer; area: NetArea } | null = null;
+  /** What every worker of the process is started with; see {@link #workerInit}. */
+  readonly #init: Omit<WorkerInit, "inbox" | "net" | "start">;
   readonly #hibernate_after_ms: number;
   /** Holders of {@link stayAwake}: while any, the guest does not hibernate. */
   #pins = 0;
@@ -238,36 +251,51 @@ export class GuestProcess {
     this.exited = new Promise((resolve) => {
       this.#resolveExit = resolve;
     });
-    this.#inbox = inboxRing(this.#buffers.inbox, this.#control);
-    this.#outbox = outboxRing(this.#buffers.inbox, this.#control);
+    this.#rings = null;
     this.#usage = new UsageView(this.#buffers.usage);
-    const net = io.net === undefined ? null : new SharedArrayBuffer(NET_AREA_BYTES);
-    this.#net = net === null ? null : new NetArea(net);
+    if (start.kind === "fresh" && (start.config.listeners ?? []).length > 0 && io.net !== undefined) this.#netArea();
     io.links?.bind(this);
     io.net?.bind(this);
-    const init: WorkerInit = {
+    this.#init = {
       // Compiled already: the worker only instantiates it (`_compiled.ts`), and needs no bytes.
       ...(code.module !== null ? { module: code.module, wasm: new Uint8Array(0) } : { wasm: code.wasm }),
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
       stdin: this.#buffers.stdin,
-      inbox: this.#buffers.inbox,
       usage: this.#buffers.usage,
-      net,
       pid: io.links?.pid ?? null,
       stdout: wire(io.stdout),
       stderr: wire(io.stderr),
-      start,
     };
-    this.#init = init;
     const hibernate_after_ms = io.hibernate_after_ms ?? 0;
     if (!Number.isSafeInteger(hibernate_after_ms) || hibernate_after_ms < 0 || hibernate_after_ms > HIBERNATE_AFTER_MS_MAX) {
       throw new RangeError(`hibernation is after 0 (never) to ${HIBERNATE_AFTER_MS_MAX} ms, not ${hibernate_after_ms}`);
     }
     this.#hibernate_after_ms = hibernate_after_ms;
     Atomics.store(this.#control, SLOT_HIBERNATE_MS, hibernate_after_ms);
-    this.#worker = this.#startWorker(init);
+    this.#worker = this.#startWorker(this.#workerInit(start));
+  }
+
+  /** A worker's init: the buffers the process has now (its rings made if dropped). */
+  #workerInit(start: WorkerInit["start"]): WorkerInit {
+    return { ...this.#init, inbox: this.#ringsNow().buffer, net: this.#net?.buffer ?? null, start };
+  }
+
+  #ringsNow(): Rings {
+    if (this.#rings === null) {
+      const buffer = allocateRings();
+      this.#rings = { buffer, inbox: inboxRing(buffer, this.#control), outbox: outboxRing(buffer, this.#control) };
+    }
+    return this.#rings;
+  }
+
+  #netArea(): NetArea {
+    if (this.#net === null) {
+      const buffer = new SharedArrayBuffer(NET_AREA_BYTES);
+      this.#net = { buffer, area: new NetArea(buffer) };
+    }
+    return this.#net.area;
   }
 
   #startWorker(init: WorkerInit): Worker {
@@ -405,6 +433,8 @@ export class GuestProcess {
     }
     const problem = imageMisfit(image, this.info, ENTRY_EXPORT);
     if (problem !== null) throw new RestoreError("ERR_RESTORE_STATE", `the image does not fit this module: ${problem}`);
+    // Its worker started as a standby, without connection slots: a state with sockets takes them along.
+    if (this.#io.net !== undefined && hasSockets(image.wasi)) this.#netArea();
     this.#pump.preload(image.streams.stdin_pending, image.streams.stdin_eof);
     const running = this.#expect((m) => m.type === "running");
     this.#pump.attach(this.#io.stdin ?? null);
@@ -414,6 +444,7 @@ export class GuestProcess {
       preopens: grant.preopens.map((p) => ({ host_path: p.host_path, guest_path: p.guest_path })),
       globals: image.globals as GlobalBits[],
       asyncify: image.stack.asyncify,
+      ...(this.#net === null ? {} : { net: this.#net.buffer }),
     });
     this.#phase = "running";
     try {
@@ -427,17 +458,20 @@ export class GuestProcess {
 
   /** Hands what the guest sent to its links, and wakes a `send` that waits for room. */
   #drainOutbox(): void {
-    if (Atomics.load(this.#control, SLOT_OUTBOX_SIGNALLED) === 0 && this.#outbox.empty) return;
+    // No rings: no worker has written to them since they were dropped empty.
+    const rings = this.#rings;
+    if (rings === null) return;
+    if (Atomics.load(this.#control, SLOT_OUTBOX_SIGNALLED) === 0 && rings.outbox.empty) return;
     // Cleared before the drain: a send after it signals again, so nothing written is left unseen.
     Atomics.store(this.#control, SLOT_OUTBOX_SIGNALLED, 0);
-    const sent = this.#outbox.drain();
+    const sent = rings.outbox.drain();
     for (const m of sent) this.#io.links?.send(m.from, m.data);
     if (sent.length > 0 && Atomics.exchange(this.#control, SLOT_OUTBOX_WAITING, 0) === 1) wake(this.#control);
   }
 
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
   deliver(from: string, data: Uint8Array): boolean {
-    if (!this.#inbox.write(utf8.encode(from), data)) return false;
+    if (!this.#ringsNow().inbox.write(utf8.encode(from), data)) return false;
     // One wake for all the messages put in this turn (a batch from the network is many).
     if (!this.#inbox_wake) {
       this.#inbox_wake = true;
@@ -458,7 +492,7 @@ export class GuestProcess {
   unreadMessages(): InboxMessage[] {
     // Its links are being captured: what it sent goes to them first, so it is in the image too.
     this.#drainOutbox();
-    return this.#inbox.unread();
+    return this.#rings?.inbox.unread() ?? [];
   }
 
   /**
@@ -493,10 +527,14 @@ export class GuestProcess {
     wake(this.#control);
   }
 
-  /** The guest's connection slots, for its relay to fill; throws if the process has no relay. */
+  /**
+   * The guest's connection slots, for its relay to fill (made on first use:
+   * a standby's, before it is activated with its state); throws if the
+   * process has no relay.
+   */
   get net(): NetArea {
-    if (this.#net === null) throw new RuntimeError("ERR_PROCESS_STATE", "this process relays no connections");
-    return this.#net;
+    if (this.#io.net === undefined) throw new RuntimeError("ERR_PROCESS_STATE", "this process relays no connections");
+    return this.#netArea();
   }
 
   /** Wakes the guest after its connection slots changed. */
@@ -579,6 +617,16 @@ export class GuestProcess {
   /** How many times the guest hibernated so far. */
   get hibernations(): number {
     return this.#hibernations;
+  }
+
+  /**
+   * Bytes of the shared buffers the process holds now: control block,
+   * input mailbox, usage counters, message rings (not while it hibernates
+   * with them empty) and connection slots (only once it has sockets).
+   */
+  get shared_bytes(): number {
+    const b = this.#buffers;
+    return b.control.byteLength + b.stdin.byteLength + b.usage.byteLength + (this.#rings?.buffer.byteLength ?? 0) + (this.#net?.buffer.byteLength ?? 0);
   }
 
   /** Bytes kept for a hibernated guest (its non-zero pages); 0 when it is not hibernated. */
@@ -859,6 +907,8 @@ export class GuestProcess {
     // Its output, posted before it unwound, came before this message; nothing follows.
     void worker.terminate();
     reclaimSoon(memory.size_bytes);
+    // Nothing unread either way (its sends were drained above): fresh rings take their place when needed.
+    if (this.#rings !== null && this.#rings.inbox.empty && this.#rings.outbox.empty) this.#rings = null;
     this.#phase = "hibernated";
     this.#hibernations += 1;
     const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set on the next line: the watch may fire at once
@@ -878,7 +928,7 @@ export class GuestProcess {
     const t0 = performance.now();
     this.#waking = (async () => {
       try {
-        this.#worker = this.#startWorker({ ...this.#init, start: { kind: "standby" } });
+        this.#worker = this.#startWorker(this.#workerInit({ kind: "standby" }));
         const memory = await this.#ready();
         // Instantiation wrote the data segments; the pages kept say what is there.
         new Uint8Array(memory.buffer).fill(0);
@@ -934,4 +984,18 @@ function checkCap(info: InstrumentInfo, memory_max_bytes: number | undefined): n
 
 function wire(target: OutputTarget): OutputWire {
   return target.kind === "fd" ? { kind: "fd", fd: target.fd } : { kind: "port" };
+}
+
+/**
+ * Whether a captured WASI state has sockets (listeners or connections), so
+ * that its worker needs connection slots. Only looked at: the worker checks
+ * the state whole, and a malformed one fails there with its reason.
+ */
+function hasSockets(wasi: unknown): boolean {
+  const fds = typeof wasi === "object" && wasi !== null ? (wasi as { fds?: unknown }).fds : undefined;
+  if (!Array.isArray(fds)) return false;
+  return fds.some((fd: unknown) => {
+    const kind = typeof fd === "object" && fd !== null ? (fd as { kind?: unknown }).kind : undefined;
+    return kind === "listener" || kind === "conn";
+  });
 }
