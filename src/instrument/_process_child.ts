@@ -1,0 +1,17 @@
+/**
+ * Entry of an instrumenting child process: instruments the one module it is
+ * sent and answers with the result or the error. See `_process.ts`.
+ */
+import { runJob, type InstrumentJob } from "./_job.js";
+
+const send = process.send?.bind(process);
+if (send === undefined) throw new Error("instrument process started without an IPC channel");
+process.once("message", (job: InstrumentJob) => {
+  void runJob(job, (msg) => {
+    // After the answer, nothing is left to do: the channel closes once it is written, and the process ends.
+    send(msg, undefined, undefined, (err: Error | null) => {
+      if (err !== null) process.exitCode = 1;
+      if (msg.kind !== "stage") process.disconnect();
+    });
+  });
+});
