@@ -134,6 +134,15 @@ function instrumentProgress(file: string, wasm: Uint8Array): Progress {
   return startProgress(process.stderr, `instrumenting ${path.basename(file)} (${(wasm.byteLength / 1e6).toFixed(1)} MB)`);
 }
 
+/**
+ * How this command instruments its one module when it is not cached: in a
+ * process of its own, whose V8 is set for a single instrumentation (see
+ * `src/instrument/_process.ts`), with progress on the terminal.
+ */
+function instrumentOnce(progress: Progress): Pick<ProcessIo, "on_instrument_stage" | "instrument_thread"> {
+  return { on_instrument_stage: (stage) => progress.step(stageText(stage)), instrument_thread: "process" };
+}
+
 function stdio(): ProcessIo {
   return { stdin: process.stdin, stdout: { kind: "fd", fd: 1 }, stderr: { kind: "fd", fd: 2 } };
 }
@@ -161,7 +170,7 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
   try {
     proc = await GuestProcess.start(
       { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens, stdio: hostStdioKinds() },
-      { ...stdio(), on_instrument_stage: (stage) => progress.step(stageText(stage)) },
+      { ...stdio(), ...instrumentOnce(progress) },
     );
   } finally {
     progress.end();
@@ -197,7 +206,7 @@ export async function resumeCommand(argv: readonly string[]): Promise<number> {
   const progress = instrumentProgress(module_path, wasm);
   let proc: GuestProcess;
   try {
-    proc = await GuestProcess.restore(image, wasm, { ...stdio(), on_instrument_stage: (stage) => progress.step(stageText(stage)) }, { preopens: match.preopens });
+    proc = await GuestProcess.restore(image, wasm, { ...stdio(), ...instrumentOnce(progress) }, { preopens: match.preopens });
   } finally {
     progress.end();
   }

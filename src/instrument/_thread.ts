@@ -10,8 +10,8 @@
  */
 import { Worker } from "node:worker_threads";
 import { InstrumentError, isErrorCode, type InstrumentErrorCode } from "../errors.js";
-import type { InstrumentInfo, InstrumentOptions, Instrumented } from "./instrument.js";
-import type { InstrumentStage } from "./stages.js";
+import type { InstrumentOptions, Instrumented } from "./instrument.js";
+import type { FromInstrumentJob, InstrumentJob } from "./_job.js";
 
 /**
  * Modules from this size on are instrumented in a worker. Below it, loading
@@ -20,32 +20,25 @@ import type { InstrumentStage } from "./stages.js";
  */
 export const WORKER_MODULE_BYTES_MIN = 1024 * 1024;
 
-/** What the worker is given. */
-export interface InstrumentJob {
-  wasm: Uint8Array;
-  blocking_imports?: readonly string[];
-  name?: string;
-}
-
-/** What the worker says. */
-export type FromInstrumentWorker =
-  | { kind: "stage"; stage: InstrumentStage }
-  | { kind: "done"; wasm: Uint8Array; info: InstrumentInfo }
-  | { kind: "failed"; code: string; message: string };
-
 const INSTRUMENT_CODES: readonly InstrumentErrorCode[] = ["ERR_INSTRUMENT_INVALID", "ERR_INSTRUMENT_UNSUPPORTED", "ERR_INSTRUMENT_FAILED", "ERR_INSTRUMENT_LIMIT"];
 
-function instrumentCode(code: string): InstrumentErrorCode {
+/** The code of an error a job reported; one that is not an instrumentation code is a failure of the instrumenter. */
+export function instrumentCode(code: string): InstrumentErrorCode {
   return isErrorCode(code) && (INSTRUMENT_CODES as readonly string[]).includes(code) ? (code as InstrumentErrorCode) : "ERR_INSTRUMENT_FAILED";
 }
 
-/** As `instrumentModule`, in a worker thread that ends with the job. */
-export function instrumentInWorker(wasm: Uint8Array, options: InstrumentOptions = {}): Promise<Instrumented> {
-  const job: InstrumentJob = {
+/** The job of instrumenting `wasm` with `options` (less the listener, which stays here). */
+export function jobOf(wasm: Uint8Array, options: InstrumentOptions): InstrumentJob {
+  return {
     wasm,
     ...(options.blocking_imports !== undefined ? { blocking_imports: options.blocking_imports } : {}),
     ...(options.name !== undefined ? { name: options.name } : {}),
   };
+}
+
+/** As `instrumentModule`, in a worker thread that ends with the job. */
+export function instrumentInWorker(wasm: Uint8Array, options: InstrumentOptions = {}): Promise<Instrumented> {
+  const job = jobOf(wasm, options);
   return new Promise<Instrumented>((resolve, reject) => {
     const worker = new Worker(new URL("./_thread_worker.js", import.meta.url), { workerData: job, stdout: false, stderr: false });
     let settled = false;
@@ -56,7 +49,7 @@ export function instrumentInWorker(wasm: Uint8Array, options: InstrumentOptions 
       // The answer is in: the worker (and Binaryen's memory) can go.
       void worker.terminate();
     };
-    worker.on("message", (msg: FromInstrumentWorker) => {
+    worker.on("message", (msg: FromInstrumentJob) => {
       if (msg.kind === "stage") options.on_stage?.(msg.stage);
       else if (msg.kind === "done") settle(() => resolve({ wasm: msg.wasm, info: msg.info }));
       else settle(() => reject(new InstrumentError(instrumentCode(msg.code), msg.message)));

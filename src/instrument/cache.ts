@@ -9,6 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { INSTRUMENTER_VERSION, instrumentModule, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
 import { instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
+import { instrumentInProcess } from "./_process.js";
 import type { StageListener } from "./stages.js";
 
 /** Where instrumented modules are kept unless told otherwise. */
@@ -28,16 +29,23 @@ export interface CacheOptions {
   on_stage?: StageListener;
   /**
    * Where to instrument: "worker" (a thread of its own, see `_thread.ts`),
-   * "inline" (this thread), or "auto" (default): a worker for modules of
-   * {@link WORKER_MODULE_BYTES_MIN} and more.
+   * "process" (a child process of its own whose V8 suits one instrumentation,
+   * see `_process.ts`: for a process that instruments once, like `ferry
+   * exec`), "inline" (this thread, where Binaryen stays loaded and warm for
+   * the next module), or "auto" (default): a worker for modules of
+   * {@link WORKER_MODULE_BYTES_MIN} and more, else inline.
    */
-  thread?: "auto" | "worker" | "inline";
+  thread?: InstrumentThread;
 }
 
+/** Where a module is instrumented: see {@link CacheOptions.thread}. */
+export type InstrumentThread = "auto" | "worker" | "process" | "inline";
+
 function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Instrumented> {
-  const thread = options.thread ?? "auto";
-  const inWorker = thread === "worker" || (thread === "auto" && wasm.byteLength >= WORKER_MODULE_BYTES_MIN);
   const pass = { ...(options.name !== undefined ? { name: options.name } : {}), ...(options.on_stage !== undefined ? { on_stage: options.on_stage } : {}) };
+  const thread = options.thread ?? "auto";
+  if (thread === "process") return instrumentInProcess(wasm, pass);
+  const inWorker = thread === "worker" || (thread === "auto" && wasm.byteLength >= WORKER_MODULE_BYTES_MIN);
   return inWorker ? instrumentInWorker(wasm, pass) : instrumentModule(wasm, pass);
 }
 

@@ -17,6 +17,7 @@ import { STAGE_TEXT } from "./stages.js";
 import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
+import { loadBinaryenModule } from "./_load.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
 export const INSTRUMENTER_VERSION = "ferry-instrument/9";
@@ -125,13 +126,22 @@ export function moduleHash(wasm: Uint8Array): string {
 }
 
 /**
- * Binaryen's JS build is large and slow to load (about a second); it is
- * loaded only when a module is actually instrumented, never on a cache hit.
+ * Binaryen's JS build is large and slow to load (about a second without the
+ * code cache of `_load.ts`); it is loaded only when a module is actually
+ * instrumented, never on a cache hit, and once per thread.
  */
 let binaryen: typeof Binaryen;
+let loading: Promise<typeof Binaryen> | undefined;
 async function loadBinaryen(): Promise<typeof Binaryen> {
-  if (binaryen === undefined) binaryen = (await import("binaryen")).default;
-  return binaryen;
+  loading ??= loadBinaryenModule().then(
+    (loaded) => (binaryen = loaded.binaryen),
+    (err: unknown) => {
+      // Not kept: the next module tries again (the caller is told of this failure).
+      loading = undefined;
+      throw err;
+    },
+  );
+  return loading;
 }
 
 function typeBytes(type: number): number {

@@ -11,6 +11,6 @@ export {
   type InstrumentOptions,
   type Instrumented,
 } from "./instrument.js";
-export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented } from "./cache.js";
+export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented, type InstrumentThread } from "./cache.js";
 export { capMemory } from "./_binary.js";
 export { STAGE_TEXT, type InstrumentStage, type StageListener } from "./stages.js";

@@ -7,7 +7,7 @@ import type { Worker } from "node:worker_threads";
 import type { Readable } from "node:stream";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 import { FerryError, ImageError, ImageErrorCodes, RestoreError, RuntimeError } from "../errors.js";
-import { loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type StageListener } from "../instrument/mod.js";
+import { loadInstrumented, moduleHash, type CacheOptions, type InstrumentInfo, type InstrumentThread, type StageListener } from "../instrument/mod.js";
 import { sparsePages, writeMemory, type DecodedImage, type ProcessImage } from "../image/mod.js";
 import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js";
 import {
@@ -82,6 +82,8 @@ export interface ProcessIo {
   cache_dir?: string | null;
   /** Told when each step of instrumenting the module starts (nothing on a cache hit): a CLI shows progress with it. */
   on_instrument_stage?: StageListener;
+  /** Where the module is instrumented when not cached (see {@link CacheOptions.thread}); "auto" unless told. */
+  instrument_thread?: InstrumentThread;
   /** Links to other processes (a node gives them); without, the guest's `ferry` imports answer ENOSYS. */
   links?: LinkHooks;
   /** Relays the guest's TCP connections (a node gives it); without, the guest has no sockets. */
@@ -182,6 +184,7 @@ function instrumentOptions(io: ProcessIo, module_path: string): CacheOptions {
     ...(io.cache_dir !== undefined ? { cache_dir: io.cache_dir } : {}),
     name: path.basename(module_path),
     ...(io.on_instrument_stage !== undefined ? { on_stage: io.on_instrument_stage } : {}),
+    ...(io.instrument_thread !== undefined ? { thread: io.instrument_thread } : {}),
   };
 }
 
