@@ -38,10 +38,11 @@ async function restoredPhases(trio: BenchTrio, home: string, pid: string): Promi
   await poll("the home's process.restored event", async () => {
     for (const e of new SseParser().push(await trio.raw(home, "GET", "/v1/events?local=1"))) {
       if (e.event !== "process.restored") continue;
-      const d = JSON.parse(e.data) as { pid: string; phases_ms: { before: Record<string, number> } & Record<string, number> };
+      const d = JSON.parse(e.data) as { pid: string; prepared_ahead?: boolean; phases_ms: { before: Record<string, number> } & Record<string, number> };
       if (d.pid !== pid) continue;
       const { before, ...rest } = d.phases_ms;
-      found = { ...Object.fromEntries(Object.entries(before).map(([k, v]) => [`before.${k}`, v])), ...rest };
+      // 1: the keeper had the restore ready (image rebuilt, standby with its pages) before the death was declared.
+      found = { ...Object.fromEntries(Object.entries(before).map(([k, v]) => [`before.${k}`, v])), ...rest, prepared_ahead: d.prepared_ahead === true ? 1 : 0 };
     }
     return found !== null;
   });

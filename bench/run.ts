@@ -253,7 +253,12 @@ if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
 if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
-if (only === undefined || only === "checkpoint") await checkpointBench(quick);
+// --dirty-mb-s=R: the checkpointed process's dirty rate (default 50, the issue's); --dirtier-work=N: dirtier's WORK as given, no calibration.
+const dirty = process.argv.find((a) => a.startsWith("--dirty-mb-s="))?.slice("--dirty-mb-s=".length);
+const dirtier_work = process.argv.find((a) => a.startsWith("--dirtier-work="))?.slice("--dirtier-work=".length);
+if (only === undefined || only === "checkpoint") {
+  await checkpointBench(quick, { ...(dirty !== undefined ? { dirty_mb_s: Number(dirty) } : {}), ...(dirtier_work !== undefined ? { work: Number(dirtier_work) } : {}) });
+}
 if (only === undefined || only === "failover") await failoverBench(quick);
 if (only === undefined || only === "slowlink") await slowLinkBench(quick);
 // Minutes and gigabytes (and a 16 MB download): only when asked for.

@@ -133,6 +133,39 @@ describe("checkpoints", () => {
     }
   });
 
+  it("regression, a keeper waiting 30 s for frames after a stop-copy move: a process that writes all the time, checkpointed every 100 ms and moved away from its home, has checkpoints stored one after another at its new move, and again after a restore; every tick once, in order", async () => {
+    const cluster = await startCluster(["n1", "n2", "n3"]);
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, sleeper);
+      // A line every millisecond: one arrives while each batch of its output is on its way to its home, so the relay's queue never runs dry.
+      // (A checkpoint waited for it to: its keeper gave up after 30 s without a frame, and so did every chain after.)
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "sleeper.wasm", args: ["1", "1000000"], checkpoint_every_ms: 100 });
+      await until("a checkpoint taken on n1", async () => ((await lastCheckpoint(n1.address, pid))?.runner === "n1" ? true : undefined));
+      const moved = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+      assert.equal(moved.status, 200, moved.body.toString());
+      const last = await until("three checkpoints of one chain stored on n2's move", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.runner === "n2" && l.moves === 1 && l.seq >= 3 ? l : undefined;
+      });
+      await crash(n2);
+      const restored = await json<{ to: string; moves: number }>(n1.address, "POST", `/v1/processes/${pid}/restore`, {});
+      assert.equal(restored.to, last.keeper);
+      await until("three checkpoints of one chain stored after the restore", async () => {
+        const l = await lastCheckpoint(n1.address, pid);
+        return l !== null && l.runner === last.keeper && l.moves === restored.moves && l.seq >= 3 ? l : undefined;
+      });
+      const killed = await json<{ status: { kind: string } }>(n1.address, "DELETE", `/v1/processes/${pid}`);
+      assert.equal(killed.status.kind, "killed");
+      const out = (await outputOf(n1.address, pid)).stdout.toString();
+      const ticks = [...out.matchAll(/tick (\d+)\n/g)].map((m) => Number(m[1]));
+      assert.ok(ticks.length > 0, out.slice(0, 200));
+      assert.deepEqual(ticks, ticks.map((_, i) => i + 1), "ticks once each, in order, across the move and the restore");
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it("a home restarted on its data directory keeps holding the output no stored checkpoint covers, and releases the rest as checkpoints are recorded", async () => {
     const cluster = await startCluster(["n1", "n2", "n3"]);
     let [n1] = cluster.nodes as [NodeProc, NodeProc, NodeProc];

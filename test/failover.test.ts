@@ -120,7 +120,8 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
     const phases = restored["phases_ms"] as { before: Record<string, number> } & Record<string, number>;
     for (const k of ["records", "claim", "fence"]) assert.equal(typeof phases.before[k], "number", `failover's ${k} phase is reported`);
     for (const k of ["ask_keeper", "wait", "rebuild", "send", "record"]) assert.equal(typeof phases[k], "number", `the restore's ${k} phase is reported`);
-    process.stdout.write(`# ${label}: restore phases (ms) ${JSON.stringify(phases, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}\n`);
+    assert.equal(typeof restored["prepared_ahead"], "boolean", "whether the keeper prepared it ahead is reported");
+    process.stdout.write(`# ${label}: restore phases (ms) ${JSON.stringify(phases, (_k, v: unknown) => (typeof v === "number" ? Math.round(v) : v))}, prepared ahead: ${String(restored["prepared_ahead"])}\n`);
   }
   assert.equal(resumed.pid, pid, "the same pid");
   assert.equal(resumed.moves, 2, "the restore is its next move");

@@ -5,12 +5,11 @@
  * its output commit, and the restore primitive failover calls: resume a
  * process from its last checkpoint on a chosen live node, as its next move.
  */
-import { createPublicKey } from "node:crypto";
 import type http from "node:http";
 import * as v from "valibot";
 import { FerryError } from "../errors.js";
 import { encodeImage } from "../image/mod.js";
-import { restoreTo, type Offer } from "../migration/mod.js";
+import { restoreTo } from "../migration/mod.js";
 import { NodeName } from "../process_spec.js";
 import { parse } from "../validate.js";
 import type { Identity } from "../trust/mod.js";
@@ -26,6 +25,7 @@ import type { KeptCheckpoint } from "./_checkpoint_store.js";
 import { checkpointToDirectory } from "./_failover.js";
 import { replicaRewound } from "./_output_replica.js";
 import { dropCopy, fencedAway, FenceSchema } from "./_fence.js";
+import { preparerOf, prepareHere, restoreOffer, startPrepared, type RestoreTarget } from "./_local_restore.js";
 
 /** How long a restore may take at the keeper: rebuilding and sending a whole image, and the destination resuming it. */
 const RESTORE_TIMEOUT_MS = 180_000;
@@ -42,6 +42,8 @@ const KeeperRestoredSchema = v.object({
   to: NodeName,
   bytes: v.number(),
   total_ms: v.number(),
+  /** Whether the keeper had prepared the restore ahead, while the runner's lease ran out. */
+  prepared_ahead: v.optional(v.boolean(), false),
   phases_ms: v.object({ wait: v.number(), rebuild: v.number(), send: v.number() }),
 });
 type KeeperRestored = v.InferOutput<typeof KeeperRestoredSchema>;
@@ -63,6 +65,8 @@ export interface RestoreResult {
   stdout_bytes: number;
   stderr_bytes: number;
   total_ms: number;
+  /** Whether the keeper had prepared it ahead (image rebuilt, standby ready) while the runner's lease ran out: `rebuild` was then only a check. */
+  prepared_ahead: boolean;
   /** Where the time went, in order (ms): what failover did before (`before`), and each step of the restore. */
   phases_ms: RestorePhases;
 }
@@ -263,9 +267,10 @@ export async function restoreProcess(
       send: recording_at - restoring_at - done.phases_ms.wait - done.phases_ms.rebuild,
       record: end - recording_at,
     };
-    const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: end - t0, phases_ms };
-    node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq, phases_ms }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
-    node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms, phases_ms });
+    const prepared_ahead = done.prepared_ahead;
+    const result: RestoreResult = { pid, from, to, keeper: last.keeper, chain: kept.chain, seq: kept.seq, moves, stdout_bytes: offsets.stdout, stderr_bytes: offsets.stderr, total_ms: end - t0, prepared_ahead, phases_ms };
+    node.log.info({ pid, from, to, keeper: last.keeper, seq: kept.seq, prepared_ahead, phases_ms }, `restored ${pid} on ${to} from checkpoint ${kept.seq}`);
+    node.events.publish({ type: "process.restored", pid, from, to, keeper: last.keeper, checkpoint: kept.seq, moves, total_ms: result.total_ms, prepared_ahead, phases_ms });
     return result;
   } finally {
     restoring.delete(record);
@@ -284,7 +289,13 @@ async function stillRuns(node: FerryNode, name: string, pid: string): Promise<bo
   }
 }
 
-/** The keeper's side of a restore: rebuilds the image of the checkpoint asked for and sends it to `to`, which resumes it (reporting to `home` if given: failover of a dead home). */
+/**
+ * The keeper's side of a restore: rebuilds the image of the checkpoint asked
+ * for and resumes it on `to` (reporting to `home` if given: failover of a
+ * dead home). On this node itself, the image lands in a standby here
+ * directly, prepared ahead if the runner's silence let it be
+ * (`_local_restore.ts`); on another, it goes as a stop-and-copy migration.
+ */
 export async function restoreFromHere(node: FerryNode, pid: string, body: v.InferOutput<typeof KeeperRestoreSchema>): Promise<KeeperRestored> {
   const t0 = performance.now();
   const store = node.checkpoint_store;
@@ -295,26 +306,24 @@ export async function restoreFromHere(node: FerryNode, pid: string, body: v.Infe
     if (kept === undefined || proc === undefined || kept.chain !== body.chain || kept.seq !== body.seq) {
       throw new FerryError("ERR_NO_CHECKPOINT", `checkpoint ${body.chain}/${body.seq} of ${pid} is not the newest kept on ${node.name}`);
     }
+    if (body.to === node.name) {
+      const target: RestoreTarget = { chain: body.chain, seq: body.seq, moves: body.moves, ...(body.home !== undefined ? { home: body.home } : {}) };
+      const ahead = preparerOf(node)?.take(pid, target) ?? null;
+      const prepared = ahead ?? (await prepareHere(node, pid, target, true));
+      const starting_at = performance.now();
+      await startPrepared(prepared);
+      store.fence(pid, body.moves);
+      const end = performance.now();
+      return { pid, to: body.to, bytes: 0, total_ms: end - t0, prepared_ahead: ahead !== null, phases_ms: { wait: locked_at - t0, rebuild: starting_at - locked_at, send: end - starting_at } };
+    }
     const image = await store.rebuild(pid);
     const rebuilt_at = performance.now();
-    const { signing_key: _theirs, checkpoint_every_ms, ...rest } = proc;
-    const offer: Offer = {
-      ...rest,
-      listen: proc.listen ?? [],
-      open_files: [],
-      strategy: "stop-copy",
-      source: node.address,
-      memory_bytes: image.memory.size_bytes,
-      moves: body.moves,
-      ...(body.home !== undefined ? { home: body.home } : {}),
-      ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}),
-      ...(node.tls === null ? { signing_key: createPublicKey(node.image_key).export({ type: "spki", format: "der" }).toString("base64") } : {}),
-    };
+    const offer = restoreOffer(node, proc, image.memory.size_bytes, body);
     const conn = await connectData(node.dialer, await node.addressOf(body.to), body.to);
     const bytes = await restoreTo(conn, offer, encodeImage(image, { signer: { key: node.image_key } }));
     // Fenced: a checkpoint from the runner it was restored away from (cut off, not dead) is refused from now on.
     store.fence(pid, body.moves);
     const end = performance.now();
-    return { pid, to: body.to, bytes, total_ms: end - t0, phases_ms: { wait: locked_at - t0, rebuild: rebuilt_at - locked_at, send: end - rebuilt_at } };
+    return { pid, to: body.to, bytes, total_ms: end - t0, prepared_ahead: false, phases_ms: { wait: locked_at - t0, rebuild: rebuilt_at - locked_at, send: end - rebuilt_at } };
   });
 }

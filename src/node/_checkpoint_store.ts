@@ -177,10 +177,10 @@ export class CheckpointStore {
    * Takes one checkpoint on `conn` (after the upgrade): BEGIN, READY, its
    * pages and image, STORED, then compacts the chain if the policy says so.
    * `ensureModule` makes sure this node has the process's module (a restore
-   * needs it here). Refuses with an ERROR frame what does not follow the
+   * needs it here); `began` hears of each BEGIN (its runner lives). Refuses with an ERROR frame what does not follow the
    * chain, passes a limit or fails a check; nothing is stored then.
    */
-  async receive(conn: FramedConnection, peer: CheckpointPeer, options: { idle_ms: number; ensureModule(begin: CheckpointBegin): Promise<void> }): Promise<KeptCheckpoint> {
+  async receive(conn: FramedConnection, peer: CheckpointPeer, options: { idle_ms: number; ensureModule(begin: CheckpointBegin): Promise<void>; began?(begin: CheckpointBegin): void }): Promise<KeptCheckpoint> {
     let begin: CheckpointBegin;
     try {
       const first = await conn.next({ timeout_ms: options.idle_ms });
@@ -191,6 +191,7 @@ export class CheckpointStore {
       throw err;
     }
     const pid = begin.process.pid;
+    options.began?.(begin);
     return this.locked(pid, async () => {
       const dir = path.join(this.#dir, pid);
       const base = `${begin.chain}.${begin.seq}`;

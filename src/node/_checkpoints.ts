@@ -30,6 +30,7 @@ import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { acceptCheckpointRecord } from "./_checkpoint_routes.js";
 import { fetchModule } from "./_migrate.js";
 import { replicateBeforeStored } from "./_output_replica.js";
+import { preparerOf } from "./_local_restore.js";
 
 /** The upgrade token of the checkpoint protocol. */
 export const CHECKPOINT_PROTOCOL = "ferry-checkpoint/1";
@@ -103,9 +104,14 @@ export function acceptCheckpoint(node: FerryNode, req: http.IncomingMessage, soc
         // From the runner that sent it, and nowhere else (with TLS, the authenticated peer).
         await fetchModule(node, begin.process.source, peer === null ? undefined : nodeNamed(peer.name), begin.process.module_sha256);
       },
+      began: (begin: CheckpointBegin) => preparerOf(node)?.heard(begin.process.pid, peer?.name ?? null),
     })
     .then(
-      (kept) => node.log.debug({ pid: kept.pid, seq: kept.seq, from: peer?.name ?? null }, `stored checkpoint ${kept.seq} of ${kept.pid}`),
+      (kept) => {
+        node.log.debug({ pid: kept.pid, seq: kept.seq, from: peer?.name ?? null }, `stored checkpoint ${kept.seq} of ${kept.pid}`);
+        // Its runner lives; should its checkpoints stop coming, the restore is prepared ahead.
+        preparerOf(node)?.stored(kept.pid, peer?.name ?? null, node.checkpoint_store.process(kept.pid)?.checkpoint_every_ms);
+      },
       (err: unknown) => node.log.info({ from: peer?.name ?? null, err: errorField(err) }, "a checkpoint was not stored"),
     );
 }

@@ -27,6 +27,7 @@ import { restoreProcess, type RestoreResult } from "./_checkpoint_routes.js";
 import { adoptHere } from "./_home_failover.js";
 import { replicaKeeperIs } from "./_output_replica.js";
 import { fenceRunner, startFencing } from "./_fence.js";
+import { startPreparing } from "./_local_restore.js";
 
 /** Subscribes node `node` to the deaths `cluster` declares (before it joins: no death goes unseen), and fences its own processes (`_fence.ts`). */
 export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
@@ -34,6 +35,8 @@ export function startFailover(node: FerryNode, cluster: NodeDirectory): void {
     await failOver(node, cluster, event);
   });
   startFencing(node, cluster);
+  // As a keeper: a restore is prepared while a silent runner's lease runs out (`_local_restore.ts`).
+  startPreparing(node, cluster);
 }
 
 /**

@@ -82,8 +82,9 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
     ...restored.phases_ms,
     record: 0,
   };
-  node.log.info({ pid, from: record.runner, seq: kept.seq, phases_ms }, `failover: ${node.name} is home to ${pid} now and resumed it from checkpoint ${kept.seq}`);
-  node.events.publish({ type: "process.restored", pid, from: record.runner, to: node.name, keeper: node.name, checkpoint: kept.seq, moves, total_ms: performance.now() - t0, phases_ms });
+  const prepared_ahead = restored.prepared_ahead;
+  node.log.info({ pid, from: record.runner, seq: kept.seq, prepared_ahead, phases_ms }, `failover: ${node.name} is home to ${pid} now and resumed it from checkpoint ${kept.seq}`);
+  node.events.publish({ type: "process.restored", pid, from: record.runner, to: node.name, keeper: node.name, checkpoint: kept.seq, moves, total_ms: performance.now() - t0, prepared_ahead, phases_ms });
   return { moves };
 }
 

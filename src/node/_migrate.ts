@@ -166,7 +166,7 @@ function offerTrust(offer: Offer): ImageTrust {
  * authenticated source (null without TLS): the module is fetched from it and
  * nowhere else, whatever address the offer names.
  */
-async function prepare(node: FerryNode, offer: Offer, peer: Identity | null, clock?: DestinationClock): Promise<Landing> {
+export async function prepare(node: FerryNode, offer: Offer, peer: Identity | null, clock?: DestinationClock): Promise<Landing> {
   if (node.table.running(offer.pid) !== undefined) throw new FerryError("ERR_PROCESS_STATE", `${offer.pid} already runs on ${node.name}`);
   const post_copy = offer.strategy === "post-copy" || offer.strategy === "hybrid";
   if (post_copy) {

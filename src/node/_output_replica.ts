@@ -119,12 +119,14 @@ async function sendReplica(node: FerryNode, pid: string, keeper: string, sent: S
   const offsets = sent.keepers.get(keeper) ?? { stdout: 0, stderr: 0 };
   const saved = savedHome(home);
   const address = await node.addressOf(keeper);
+  // Up to what the log holds now (at least `covered`), not until it stops growing: a process that writes faster than a request's round trip would keep this going, and its checkpoint waiting.
+  const until: Record<StreamName, number> = { stdout: home.output.size("stdout"), stderr: home.output.size("stderr") };
   for (let first = true; ; first = false) {
     const chunks = [];
     let room = REPLICA_CHUNK_BYTES;
     for (const stream of STREAMS) {
       // A restore may have cut the log back below what was sent: send from there.
-      const size = home.output.size(stream);
+      const size = Math.min(home.output.size(stream), until[stream]);
       const from = Math.min(offsets[stream], size);
       const data = readRaw(path.join(node.data_dir, "output", `${pid}.${stream}`), from, Math.min(room, size - from));
       room -= data.length;

@@ -41,7 +41,7 @@ export type NodeEventBody =
   | { type: "policy.changed"; set: Record<string, unknown> }
   | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number }
   | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
-  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number; phases_ms: RestorePhases };
+  | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number; prepared_ahead: boolean; phases_ms: RestorePhases };
 
 /** An event as streamed: the body with who reported it, when, and its number on that node. */
 export type NodeEvent = NodeEventBody & {

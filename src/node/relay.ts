@@ -13,7 +13,7 @@ import { nodeNamed, type Dialer } from "./_dialer.js";
 const RELAY_BATCH_BYTES_MAX = 256 * 1024;
 /** Pause before retrying a home that refused or did not answer. */
 const RELAY_RETRY_MS = 50;
-/** Give up on a home that keeps failing for this long (the home node is gone). */
+/** Give up on a home that keeps failing one batch for this long (the home node is gone). */
 const RELAY_GIVE_UP_MS = 30_000;
 
 /** Where output goes. */
@@ -53,7 +53,22 @@ export interface RelayHome {
   address: () => Promise<string>;
 }
 
-/** The home is another node: send batches in order, one request at a time. */
+/** A {@link RemoteRelay.flush} waiting for the home to hold output up to `target`. */
+interface FlushWaiter {
+  target: Record<StreamName, number>;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * The home is another node: send batches in order, one request at a time.
+ *
+ * A flush waits for the output written before it, not for the queue to run
+ * dry: a process that writes faster than a request's round trip (any busy
+ * writer on a loaded machine) keeps the queue from ever emptying, and a flush
+ * that waited for that held up a checkpoint until its keeper gave up on it
+ * (30 s) after every move away from the home.
+ */
 export class RemoteRelay implements OutputRelay {
   readonly offsets: Record<StreamName, number>;
   readonly #pid: string;
@@ -61,12 +76,16 @@ export class RemoteRelay implements OutputRelay {
   #queue: OutputChunk[] = [];
   #sending: Promise<void> | null = null;
   #error: unknown = null;
+  /** Offsets up to which the home has taken each stream. */
+  readonly #delivered: Record<StreamName, number>;
+  #waiters: FlushWaiter[] = [];
 
   /** `home` names the home node and resolves its address (it may be looked up lazily). */
   constructor(pid: string, home: RelayHome, offsets: Record<StreamName, number>) {
     this.#pid = pid;
     this.#home = home;
     this.offsets = { ...offsets };
+    this.#delivered = { ...offsets };
   }
 
   write(stream: StreamName, data: Uint8Array): void {
@@ -76,25 +95,31 @@ export class RemoteRelay implements OutputRelay {
       .catch((err: unknown) => {
         this.#error = err;
         this.#queue = [];
+        for (const w of this.#waiters) w.reject(err);
+        this.#waiters = [];
       })
       .finally(() => {
         this.#sending = null;
       });
   }
 
-  async flush(): Promise<void> {
-    while (this.#sending !== null) await this.#sending;
-    if (this.#error !== null) throw this.#error;
+  /** Resolves once the output written before this call has reached the home (what is written meanwhile is not waited for). */
+  flush(): Promise<void> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    const target = { ...this.offsets };
+    if (reached(this.#delivered, target)) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ target, resolve, reject }));
   }
 
   async #drain(): Promise<void> {
-    const started = Date.now();
     while (this.#queue.length > 0) {
-      const batch = this.#take();
+      const { body, ends } = this.#take();
+      // From this batch's first try: a drain lasts as long as the process keeps writing, and a home that answered until now is not given up on at its first failure.
+      const started = Date.now();
       for (;;) {
         try {
           const home = this.#home;
-          await requestJson(home.dialer, await home.address(), "POST", `/v1/internal/output/${this.#pid}`, { body: batch, expect: nodeNamed(home.name) });
+          await requestJson(home.dialer, await home.address(), "POST", `/v1/internal/output/${this.#pid}`, { body, expect: nodeNamed(home.name) });
           break;
         } catch (err: unknown) {
           if (Date.now() - started > RELAY_GIVE_UP_MS) {
@@ -103,18 +128,37 @@ export class RemoteRelay implements OutputRelay {
           await new Promise((r) => setTimeout(r, RELAY_RETRY_MS));
         }
       }
+      for (const stream of ["stdout", "stderr"] as const) this.#delivered[stream] = Math.max(this.#delivered[stream], ends[stream]);
+      this.#settle();
     }
   }
 
-  /** Up to a batch of queued chunks, as JSON the home's endpoint reads. */
-  #take(): { stream: StreamName; offset: number; data: string }[] {
-    const out: { stream: StreamName; offset: number; data: string }[] = [];
+  /** Resolves the flushes whose output the home now holds. */
+  #settle(): void {
+    const waiting: FlushWaiter[] = [];
+    for (const w of this.#waiters) {
+      if (reached(this.#delivered, w.target)) w.resolve();
+      else waiting.push(w);
+    }
+    this.#waiters = waiting;
+  }
+
+  /** Up to a batch of queued chunks, as JSON the home's endpoint reads, and where each stream ends with it. */
+  #take(): { body: { stream: StreamName; offset: number; data: string }[]; ends: Record<StreamName, number> } {
+    const body: { stream: StreamName; offset: number; data: string }[] = [];
+    const ends = { ...this.#delivered };
     let bytes = 0;
     while (this.#queue.length > 0 && bytes < RELAY_BATCH_BYTES_MAX) {
       const c = this.#queue.shift() as OutputChunk;
       bytes += c.data.length;
-      out.push({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data).toString("base64") });
+      ends[c.stream] = Math.max(ends[c.stream], c.offset + c.data.length);
+      body.push({ stream: c.stream, offset: c.offset, data: Buffer.from(c.data).toString("base64") });
     }
-    return out;
+    return { body, ends };
   }
+}
+
+/** Whether `have` reaches `target` on both streams. */
+function reached(have: Record<StreamName, number>, target: Record<StreamName, number>): boolean {
+  return have.stdout >= target.stdout && have.stderr >= target.stderr;
 }
