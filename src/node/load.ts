@@ -12,6 +12,7 @@ import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import {
   acceptMove,
+  REFUSED_AVOID_MS,
   idleNodes,
   LoadView,
   place,
@@ -77,14 +78,6 @@ interface PairSample {
  * follows within a transfer's time; a source that gave up is forgotten.
  */
 const ACCEPTED_MOVE_MS = 5_000;
-
-/**
- * How long a node that refused one of this node's moves is left out of its
- * decisions: its fresh entry came with the refusal, but a reason the view
- * cannot show (its own memory floor, its labels changing) would otherwise
- * be asked again every round.
- */
-const REFUSED_AVOID_MS = 2_000;
 
 /**
  * Least time between a round and one run early because work arrived: a
