@@ -27,6 +27,8 @@ const GOSSIP_TIMEOUT_MS = 2_000;
 export async function loadRound(node: FerryNode): Promise<void> {
   const load = node.load;
   load.view.expire(load.params.view_age_max_ms * 4, performance.now());
+  // Work arrived and waits: decide now (docs/load.md, "The balancer"); the exchange's fresher news may add moves after it.
+  if (load.early) balanceRound(node);
   await gossip(node);
   load.sampleDirty();
   load.noteIdle();
