@@ -53,6 +53,8 @@ export interface NodePair {
   a2: string;
   /** SHA-256 of the example module. */
   sha: string;
+  /** The two daemons' process ids (n1's, n2's): a benchmark may read their CPU time. */
+  pids: number[];
   /** A request to a node of the pair, as a client of its cluster. */
   request(address: string, method: string, path: string, body?: Uint8Array | object): Promise<{ status: number; body: Buffer }>;
   /** Stops both and removes their data. */
@@ -88,7 +90,7 @@ export async function startPair(example: string, security: Security = "tls", nod
     const wasm = fs.readFileSync(path.join(ROOT, "examples", example));
     const sha = createHash("sha256").update(wasm).digest("hex");
     for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
-    return { a1, a2, sha, request, stop };
+    return { a1, a2, sha, pids: nodes.map((n) => n.pid ?? 0), request, stop };
   } catch (err: unknown) {
     await stop();
     throw err;

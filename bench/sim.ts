@@ -3,7 +3,8 @@
  * 1,000 and 10,000 nodes (100 processes per node, the defaults of
  * `ferry sim` otherwise), balance against none in the same run: wall and
  * CPU time of the simulation, makespan over the ideal, migrations per
- * process, information age and the share of traffic kept within a node.
+ * process, information age, the share of traffic kept within a node, the
+ * targets' refusals per process, and moves' expected against real time.
  */
 import os from "node:os";
 import { simulate, type SimReport } from "../src/sim/mod.js";
@@ -11,14 +12,14 @@ import type { PolicyMode } from "../src/policy/mod.js";
 
 function row(nodes: number, mode: PolicyMode, r: SimReport, cpu_s: number): string {
   const f = (x: number, d = 2): string => x.toFixed(d);
-  return `| ${nodes} | ${r.processes} | ${mode} | ${f(r.wall_ms / 1000, 1)} | ${f(cpu_s, 1)} | ${f(r.makespan_s, 0)} / ${f(r.ideal_s, 0)} = ${f(r.makespan_over_ideal)} | ${f(r.mean_stretch)} | ${f(r.migrations.per_process, 3)} | ${r.migrations.max_per_process} | ${f(r.information_age_ms.mean, 0)} | ${f(r.colocated_traffic_share)} | ${r.invariant_violations} |`;
+  return `| ${nodes} | ${r.processes} | ${mode} | ${f(r.wall_ms / 1000, 1)} | ${f(cpu_s, 1)} | ${f(r.makespan_s, 0)} / ${f(r.ideal_s, 0)} = ${f(r.makespan_over_ideal)} | ${f(r.mean_stretch)} | ${f(r.migrations.per_process, 3)} | ${r.migrations.max_per_process} | ${f(r.information_age_ms.mean, 0)} | ${f(r.colocated_traffic_share)} | ${f(r.migrations.refused / Math.max(1, r.processes), 3)} | ${f(r.migrations.expected_ms_mean, 0)} / ${f(r.migrations.took_ms_mean, 0)} | ${r.invariant_violations} |`;
 }
 
 /** Runs the simulator benchmark and prints its table. */
 export async function simBench(quick: boolean): Promise<void> {
   const sizes = quick ? [100, 1000] : [100, 1000, 10_000];
   console.log(`\n(m) simulator: 100 processes per node, seed 1, the defaults of ferry sim otherwise (load average ${os.loadavg()[0]?.toFixed(1)} on ${os.cpus().length} cores at the start)`);
-  console.log("| nodes | processes | policy | wall s | CPU s | makespan / ideal s | mean stretch | migrations/process | max per process | info age ms | co-located traffic | violations |\n|---|---|---|---|---|---|---|---|---|---|---|---|");
+  console.log("| nodes | processes | policy | wall s | CPU s | makespan / ideal s | mean stretch | migrations/process | max per process | info age ms | co-located traffic | refusals/process | move ms expected / took | violations |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
   for (const nodes of sizes) {
     for (const mode of ["balance", "none"] as const) {
       const c0 = process.cpuUsage();

@@ -31,6 +31,8 @@ Cluster and workload:
   --group-max N          Processes talk in groups of 1..N (default ${D.group_max}).
   --label-share X        Share of nodes labelled gpu=yes (default ${D.label_share}).
   --require-share X      Share of processes requiring gpu=yes (default ${D.require_share}).
+  --dirty-share X        A process writes up to X of its memory per second
+                         at full speed (default ${D.dirty_share_max}).
   --failures-per-node-hour X
                          Node failures (default 0); a failed node is down
                          --repair-s S seconds (default ${D.repair_s}).
@@ -42,6 +44,8 @@ Exchange and policy:
   --window N             Entries per message (default ${D.window}).
   --view N               Entries a node's view holds (default ${D.view_entries}).
   --colocate on|off      Pull talking processes together (default on).
+  --recheck on|off       The target of a move judges it on its load then
+                         (default on).
   --moves-per-round N    Moves per node per round (default ${P.moves_per_round_max}).
   --hysteresis X         Slowdown margin a balance move needs (default ${P.hysteresis}).
   --cooldown-ms MS       A moved process stays put this long (default ${P.process_cooldown_ms}).
@@ -74,7 +78,7 @@ function defined<T extends object>(o: T): Partial<T> {
 }
 
 const VALUE_OPTIONS = [
-  "nodes", "processes", "policy", "seed", "cpus", "speed", "work-s", "arrival-s", "entry", "hot-share", "place", "group-max", "label-share", "require-share",
+  "nodes", "processes", "policy", "seed", "cpus", "speed", "work-s", "arrival-s", "entry", "hot-share", "place", "group-max", "label-share", "require-share", "dirty-share", "recheck",
   "failures-per-node-hour", "repair-s", "drain", "drain-at-s", "interval-ms", "fanout", "window", "view", "colocate", "moves-per-round", "hysteresis",
   "cooldown-ms", "transfer-rate", "setup-ms", "samples", "time-max-s",
 ];
@@ -123,6 +127,8 @@ export function simConfigFromArgs(parsed: Parsed): SimConfig {
     group_max: optionInt(parsed, "group-max"),
     label_share: number(parsed, "label-share", 0, 1),
     require_share: number(parsed, "require-share", 0, 1),
+    dirty_share_max: number(parsed, "dirty-share", 0, 100),
+    recheck: onOff(parsed, "recheck"),
     failures_per_node_hour: number(parsed, "failures-per-node-hour", 0, 1e6),
     repair_s: number(parsed, "repair-s", 0, 1e7),
     drain_nodes,

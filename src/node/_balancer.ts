@@ -7,7 +7,7 @@
  * expected cost before it starts, and one more if it fails.
  */
 import { FerryError } from "../errors.js";
-import { decide, policyParams, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
+import { decide, MOVE_ASKS_MAX, moveOffer, policyParams, retarget, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
 import { parse } from "../validate.js";
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
@@ -23,13 +23,12 @@ export const GOSSIP_FANOUT = 2;
  */
 const GOSSIP_TIMEOUT_MS = 2_000;
 
-/** Targets an automatic move asks at most before it gives up for this round: each refusal was on fresher news than the view. */
-const MOVE_ASKS_MAX = 3;
-
 /** One round: gossip, then decide and move. */
 export async function loadRound(node: FerryNode): Promise<void> {
   const load = node.load;
   load.view.expire(load.params.view_age_max_ms * 4, performance.now());
+  // Work arrived and waits: decide now (docs/load.md, "The balancer"); the exchange's fresher news may add moves after it.
+  if (load.early) balanceRound(node);
   await gossip(node);
   load.sampleDirty();
   load.noteIdle();
@@ -109,8 +108,7 @@ export function balanceRound(node: FerryNode): void {
 async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{ accepted: true } | { accepted: false; detail: string }> {
   const load = node.load;
   // This node without the process, nor the others it is sending away (they are in flight, so measure() leaves them out).
-  const here = load.measure();
-  const offer = { pid: m.pid, reason: m.reason, cpu_share: proc.cpu_share, memory_bytes: proc.memory_bytes, requires: proc.requires, source: { cpus: here.cpus, speed: here.speed, runnable: here.runnable } };
+  const offer = moveOffer(m, { proc, source: load.measure() });
   try {
     const { value, peer } = await requestJsonFrom(node.dialer, await node.addressOf(m.to), "POST", "/v1/internal/load/accept", { body: offer, timeout_ms: GOSSIP_TIMEOUT_MS });
     const answer = parse(MoveAnswerSchema, value, `node ${m.to}'s answer to a move`, { code: "ERR_PEER_UNREACHABLE" });
@@ -122,19 +120,15 @@ async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{
   }
 }
 
-/**
- * The move of `proc` a refusal leaves: decided again for it alone, on the
- * view as the refusal refreshed it, without the nodes that refused.
- */
-function retarget(node: FerryNode, proc: ProcessInfo, refused: ReadonlySet<string>, params: PolicyParams): Move | undefined {
+/** The move of `proc` a refusal leaves (`retarget`, the simulator's too), on the view as the refusal refreshed it. */
+function nextTarget(node: FerryNode, proc: ProcessInfo, refused: ReadonlySet<string>, params: PolicyParams): Move | undefined {
   const load = node.load;
   const now_ms = performance.now();
   const here = load.measure();
   // The process is in flight, so measure() left it out: it is still here.
   const local = { ...here, processes: here.processes + 1, movable: here.movable + 1, runnable: here.runnable + proc.cpu_share, memory_used_bytes: here.memory_used_bytes + proc.memory_bytes };
   // (decisionView leaves out the nodes that refused lately; `refused` holds this move's, whatever the clock.)
-  const view = load.decisionView(now_ms).filter((r) => !refused.has(r.load.node));
-  return decide({ now_ms, local, processes: [proc], view, peer_view: view, random: load.random }, params).find((m) => m.pid === proc.pid);
+  return retarget({ now_ms, local, proc, view: load.decisionView(now_ms), refused, random: load.random }, params);
 }
 
 /** Moves one process as decided (asking its target first); a failure leaves it running here and says why in an event. */
@@ -153,7 +147,7 @@ async function carryOut(node: FerryNode, first: Move, proc: ProcessInfo, params:
     node.log.info({ pid: m.pid, to: m.to }, `${m.to} refused ${m.pid} on its load now (${answer.detail})`);
     // Its count moves from the refusing target to the next, or away.
     load.moveEnded(m.pid, false);
-    m = asks + 1 < MOVE_ASKS_MAX ? retarget(node, proc, refused, params) : undefined;
+    m = asks + 1 < MOVE_ASKS_MAX ? nextTarget(node, proc, refused, params) : undefined;
     if (m === undefined) return;
     load.metrics?.decided(m.reason);
     load.moveStarted(m.pid, m.to, proc.cpu_share, proc.memory_bytes);

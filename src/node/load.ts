@@ -12,6 +12,7 @@ import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import {
   acceptMove,
+  REFUSED_AVOID_MS,
   idleNodes,
   LoadView,
   place,
@@ -77,14 +78,6 @@ interface PairSample {
  * follows within a transfer's time; a source that gave up is forgotten.
  */
 const ACCEPTED_MOVE_MS = 5_000;
-
-/**
- * How long a node that refused one of this node's moves is left out of its
- * decisions: its fresh entry came with the refusal, but a reason the view
- * cannot show (its own memory floor, its labels changing) would otherwise
- * be asked again every round.
- */
-const REFUSED_AVOID_MS = 2_000;
 
 /**
  * Least time between a round and one run early because work arrived: a
@@ -192,12 +185,24 @@ export class LoadModule {
   #round_ms = -Infinity;
   /** Processes here at the start of the last round: more now means work arrived. */
   #round_processes = 0;
+  #early = false;
+
+  /**
+   * Whether the round under way was started early, because work arrived and
+   * waits for a core: it then decides at once on the view as it is (peers'
+   * entries at most an interval old, this node's moves counted at their
+   * targets) before its exchange, rather than a round trip later.
+   */
+  get early(): boolean {
+    return this.#early;
+  }
 
   /** Runs a round unless one is under way (a slow round, a peer timing out, is not run twice at once). */
-  #runRound(): void {
+  #runRound(early = false): void {
     const round = this.#round;
     if (round === null || this.#round_busy) return;
     this.#round_busy = true;
+    this.#early = early;
     this.#round_ms = performance.now();
     this.#round_processes = this.#node.table.running_count + this.#node.standbys.count;
     round()
@@ -245,7 +250,7 @@ export class LoadModule {
     const now = performance.now();
     this.scheduler.pass(this.#node.table.runningAll().map((r) => r.proc), now);
     // Work arrived and waits for a core: decide now rather than up to an interval later (the skewed batch's first moves).
-    if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound();
+    if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound(true);
   }
 
   get labels(): Labels {

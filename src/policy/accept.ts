@@ -11,9 +11,18 @@
  * last three: the process must leave, and a busy target is still better.
  * Pure, like every policy: the daemon and a test call it the same way.
  */
-import { satisfies, slowdown, type Labels, type NodeLoad } from "./load.js";
+import type { Prng } from "../_prng.js";
+import { decide } from "./decide.js";
+import type { ViewRecord } from "./exchange.js";
+import { satisfies, slowdown, type Labels, type NodeLoad, type ProcessInfo } from "./load.js";
 import type { PolicyParams } from "./params.js";
-import { memoryFloor, type MoveReason } from "./_round.js";
+import { memoryFloor, type Move, type MoveReason } from "./_round.js";
+
+/** Targets one automatic move asks at most before it gives up for this round: each refusal was on fresher news than the view, so a fourth ask is unlikely to find better. */
+export const MOVE_ASKS_MAX = 3;
+
+/** How long a node that refused a move is left out of its source's decisions: a reason the view cannot show (its own memory floor) would otherwise be asked again every round. */
+export const REFUSED_AVOID_MS = 2_000;
 
 /** What the source says of a move when it asks the target. */
 export interface MoveOffer {
@@ -54,6 +63,41 @@ export function acceptMove(input: { local: NodeLoad; offer: MoveOffer }, params:
       return there_s <= here_s ? ACCEPT : { kind: "refuse", detail: `slowdown ${there_s.toFixed(2)} on ${local.node} now with it, over ${here_s.toFixed(2)} at the source` };
     }
   }
+}
+
+/**
+ * The offer the source of `move` sends its target: the process's share,
+ * memory and requirements, and the source's load `source` measured without
+ * it (nor the others it is sending away).
+ */
+export function moveOffer(move: Move, figures: { proc: ProcessInfo; source: Pick<NodeLoad, "cpus" | "speed" | "runnable"> }): MoveOffer {
+  const { proc, source } = figures;
+  return { pid: move.pid, reason: move.reason, cpu_share: proc.cpu_share, memory_bytes: proc.memory_bytes, requires: proc.requires, source: { cpus: source.cpus, speed: source.speed, runnable: source.runnable } };
+}
+
+/** What a refused move is decided again on. */
+export interface RetargetInput {
+  readonly now_ms: number;
+  /** The source's load, counting the process. */
+  readonly local: NodeLoad;
+  readonly proc: ProcessInfo;
+  /** The source's view, refreshed by the refusals' answers. */
+  readonly view: readonly ViewRecord[];
+  /** Nodes that refused this move: not asked again. */
+  readonly refused: ReadonlySet<string>;
+  readonly random: Prng;
+}
+
+/**
+ * The move a refusal leaves for `proc`: decided again for it alone, by the
+ * same policy, on the view without the nodes that refused it; undefined
+ * when none pays any more (it stays).
+ */
+export function retarget(input: RetargetInput, params: PolicyParams): Move | undefined {
+  const { refused } = input;
+  const view = input.view.filter((r) => !refused.has(r.load.node));
+  for (const m of decide({ now_ms: input.now_ms, local: input.local, processes: [input.proc], view, peer_view: view, random: input.random }, params)) if (m.pid === input.proc.pid) return m;
+  return undefined;
 }
 
 function fmtMiB(bytes: number): string {

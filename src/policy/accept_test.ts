@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { acceptMove, type MoveOffer } from "./accept.js";
+import { acceptMove, moveOffer, retarget, type MoveOffer } from "./accept.js";
+import { decide } from "./decide.js";
 import { policyParams } from "./params.js";
-import { nodeLoad } from "./_testing.js";
+import { nodeLoad, proc, random, viewOf } from "./_testing.js";
 
 const MIB = 1024 * 1024;
 
@@ -48,5 +49,19 @@ describe("a target's second look at an automatic move", () => {
     assert.equal(kind(nodeLoad("t", { memory_free_bytes: 300 * MIB }), offer({ reason: "drain", memory_bytes: 100 * MIB })), "refuse", "under the 256 MiB floor");
     assert.equal(kind(nodeLoad("t", { labels: { gpu: "no" } }), offer({ requires: { gpu: "yes" } })), "refuse");
     assert.equal(kind(nodeLoad("t", { labels: { gpu: "yes" } }), offer({ requires: { gpu: "yes" } })), "accept");
+  });
+
+  it("a refused move is decided again by the same policy, without the nodes that refused it", () => {
+    const local = nodeLoad("hot", { cpus: 1, runnable: 6 });
+    const p = proc("h-1");
+    const view = viewOf([nodeLoad("a", { cpus: 1 }), nodeLoad("b", { cpus: 1, runnable: 1 })], 0);
+    const first = decide({ now_ms: 0, local, processes: [p], view, random: random() }, policyParams())[0];
+    assert.equal(first?.to, "a", "the idle node first");
+    const offer = moveOffer(first as NonNullable<typeof first>, { proc: p, source: { cpus: 1, speed: 1, runnable: 5 } });
+    assert.deepEqual(offer, { pid: "h-1", reason: "balance", cpu_share: 1, memory_bytes: p.memory_bytes, requires: {}, source: { cpus: 1, speed: 1, runnable: 5 } });
+    const again = retarget({ now_ms: 0, local, proc: p, view, refused: new Set(["a"]), random: random() }, policyParams());
+    assert.equal(again?.to, "b");
+    assert.equal(again?.reason, "balance");
+    assert.equal(retarget({ now_ms: 0, local, proc: p, view, refused: new Set(["a", "b"]), random: random() }, policyParams()), undefined, "nowhere left: it stays");
   });
 });

@@ -2,9 +2,15 @@
  * Balance, after MOSIX's opportunity cost: move a process when what it is
  * expected to win (its remaining time, run faster elsewhere) beats what the
  * move costs (the transfer, during which it still runs here, and its
- * downtime). Hysteresis: the source must be slower than the destination
- * would be, after the move, by the `hysteresis` share, so the move can never
- * look worth making the other way round on the same figures.
+ * downtime). Hysteresis: a node acts only when a target is `hysteresis`
+ * less loaded than it (`wantsToAct`); then the source must be slower than
+ * the destination would be, after the move, by the `hysteresis` share, or
+ * the move must even the two out without overshooting (the process runs
+ * faster there, and the source left without it is still no faster than the
+ * target with it). Neither can look worth undoing on the same figures, and
+ * the second takes the last step to an even split that a relative margin
+ * alone refuses (5 and 3 jobs on two single cores become 4 and 4: 5 is not
+ * 25 % over 4).
  *
  * Processes that talk heavily to others here are chosen last: moving them
  * would undo co-location.
@@ -32,6 +38,30 @@ export function balanceGain_ms(proc: ProcessInfo, figures: { estimate: Migration
   return left_s * (here_s - there_s) * 1000 - estimate.downtime_ms;
 }
 
+/** The slowdowns a balance move is judged on. */
+export interface MoveSlowdowns {
+  /** At the source, counting the process. */
+  readonly here_s: number;
+  /** At the target, counting the process. */
+  readonly there_s: number;
+  /** At the target as it is (without the process). */
+  readonly target_s: number;
+  /** At the source left without the process. */
+  readonly left_s: number;
+}
+
+/**
+ * Whether a process is slowed enough less at the target to move: by the
+ * hysteresis margin with it counted there; or, toward a target that is that
+ * much less loaded than the source as it is, by evening the two out without
+ * overshooting. Either way moving it back would need `there_s > here_s`, so
+ * on the same figures it never ping-pongs.
+ */
+export function worthMoving(s: MoveSlowdowns, hysteresis: number): boolean {
+  const margin = 1 + hysteresis;
+  return s.here_s > s.there_s * margin || (s.here_s > s.target_s * margin && s.here_s > s.there_s && s.left_s >= s.there_s);
+}
+
 function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean): Candidate | undefined {
   const here_s = slowdown(round.local, round.here_runnable);
   // A bound on every target's slowdown: if even it is not worth the move, nothing is, and the scan stops early.
@@ -49,7 +79,8 @@ function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean)
     const target = fastestTarget(proc, round);
     if (target === undefined) continue;
     const there_s = slowdown(target.load, target.runnable + proc.cpu_share);
-    if (!(here_s > there_s * (1 + round.params.hysteresis))) continue;
+    const figures = { here_s, there_s, target_s: slowdown(target.load, target.runnable), left_s: slowdown(round.local, round.here_runnable - proc.cpu_share) };
+    if (!worthMoving(figures, round.params.hysteresis)) continue;
     const estimate = estimateFor(proc, round);
     const gain_ms = balanceGain_ms(proc, { estimate, here_s, there_s, runtime_prior_s: round.params.runtime_prior_s });
     if (gain_ms < round.params.gain_min_ms) continue;

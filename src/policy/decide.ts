@@ -51,7 +51,7 @@ export function wantsToAct(input: Pick<DecideInput, "local" | "view" | "now_ms">
   for (const r of view) {
     if (r.load.draining || ageOf(r, now_ms) > params.view_age_max_ms) continue;
     if (params.mode === "balance") {
-      // The smallest process adds almost nothing at the target: compare with its load as it is.
+      // The trigger: some target is `hysteresis` less loaded than this node (the smallest process adds almost nothing there, so its load is taken as it is). Once triggered, a move may also just even the two out (balance.ts).
       if (here_s > slowdown(r.load, r.load.runnable) * (1 + params.hysteresis)) return true;
     } else if (r.load.runnable <= r.load.cpus) {
       if (local.runnable > local.cpus) return true;

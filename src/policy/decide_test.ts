@@ -38,8 +38,18 @@ describe("balance", () => {
     assert.deepEqual(run(local, procs(5), others), []);
   });
 
-  it("a small imbalance within the hysteresis moves nothing", () => {
+  it("an imbalance of one process moves nothing: it would only swap sides", () => {
     assert.deepEqual(run(nodeLoad("a", { runnable: 5 }), procs(5), [nodeLoad("b", { runnable: 4 })]), []);
+    assert.deepEqual(run(nodeLoad("a", { cpus: 1, runnable: 5 }), procs(5), [nodeLoad("b", { cpus: 1, runnable: 4 })]), []);
+  });
+
+  it("evens out what the hysteresis margin alone would leave: 8 jobs on n1 of two single cores end 4 and 4", () => {
+    // 5 is not 25 % over 4, but 5 and 3 become 4 and 4 without overshooting.
+    const moves = run(nodeLoad("n1", { cpus: 1, runnable: 8 }), procs(8), [nodeLoad("n2", { cpus: 1 })]);
+    assert.equal(moves.length, 4);
+    const again = run(nodeLoad("n1", { cpus: 1, runnable: 5 }), procs(5), [nodeLoad("n2", { cpus: 1, runnable: 3 })]);
+    assert.equal(again.length, 1);
+    assert.match(again[0]?.detail ?? "", /^slowdown 5\.00 here vs 4\.00 on n2/);
   });
 
   it("a process too young to pay for its move stays", () => {

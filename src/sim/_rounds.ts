@@ -89,7 +89,9 @@ export class Rounds {
       const m = s.r.int(c.nodes);
       if (m !== n && s.up[m] === 1) (s.views[m] as LoadView).merge(window, now_ms);
     }
-    const records = view.records();
+    let records = view.records();
+    const avoid = s.avoid[n];
+    if (avoid !== undefined && avoid.size > 0) records = this.#without(records, avoid, now_ms);
     if (housekeeping) {
       for (const rec of records) {
         const age = ageOf(rec, now_ms);
@@ -118,6 +120,38 @@ export class Rounds {
     return decide({ now_ms, local: own, processes, view: records, peer_view, random: s.pr }, c.policy);
   }
 
+  /**
+   * `records` without the nodes that refused a move of this node lately
+   * (as a daemon's decision view leaves them out); expired entries are
+   * forgotten.
+   */
+  #without(records: readonly ViewRecord[], avoid: Map<string, number>, now_ms: number): readonly ViewRecord[] {
+    for (const [node, until] of avoid) if (until <= now_ms) avoid.delete(node);
+    return avoid.size === 0 ? records : records.filter((r) => !avoid.has(r.load.node));
+  }
+
+  /** The description of `pid` the last round handed to the policy (valid until the next round). */
+  described(pid: string): ProcessInfo | undefined {
+    for (const p of this.#processes) if (p.pid === pid) return p;
+    return undefined;
+  }
+
+  /**
+   * The dirty rate of `p` on `n` as a daemon measures it (`_dirty_rate.ts`):
+   * bytes written per second of wall time, so a process sharing a core
+   * writes in proportion to the CPU it gets; unmeasured (0) for a process
+   * within the stop-and-copy limit, whose strategy does not depend on it,
+   * and for one that has not run here long enough for a window (the first
+   * opens at the round after it arrived and is read at the next).
+   */
+  measuredDirty(p: number, n: number): number {
+    const s = this.#s;
+    const mem = s.w.memory_bytes[p] as number;
+    if (mem <= s.c.policy.model.stop_copy_bytes_max) return 0;
+    if (s.now - (s.since_s[p] as number) < (2 * s.c.interval_ms) / 1000) return 0;
+    return (s.w.dirty_bytes_per_s[p] as number) * s.cpu.rate(n);
+  }
+
   /** Fills description `slot` of the pool for `p` on `n`; adds the nodes of its peers to `peer_view`. */
   #info(slot: number, p: number, n: number, peer_view: ViewRecord[], now_ms: number): SimInfo {
     const s = this.#s;
@@ -128,7 +162,7 @@ export class Rounds {
     }
     info.pid = s.pid(p);
     info.memory_bytes = s.w.memory_bytes[p] as number;
-    info.dirty_bytes_per_s = s.w.dirty_bytes_per_s[p] as number;
+    info.dirty_bytes_per_s = this.measuredDirty(p, n);
     info.requires = s.w.requires_gpu[p] === 1 ? GPU : NONE;
     info.cpu_s = Math.max(0, (s.w.work_s[p] as number) - s.cpu.remaining(n, p));
     info.moves = s.moves[p] as number;

@@ -63,11 +63,15 @@ export class SimState {
   readonly last_move_ms: Float64Array;
   readonly end_s: Float64Array;
   readonly mig_epoch: Uint32Array;
+  /** Per process: when it began running on its node (started or arrived by a move): its dirty rate is measured only after a while there. */
+  readonly since_s: Float64Array;
   /** Per process: 1 while it counts in its node's unmovable (cooling down after a move, or at its move cap). */
   readonly unmovable: Uint8Array;
   /** Per node: processes that may not move automatically now, and processes leaving by migration. */
   readonly unmovable_n: Int32Array;
   readonly moving_out: Int32Array;
+  /** Per node: nodes that refused one of its moves lately, until when (ms) they are left out of its decisions; made at its first refusal. */
+  readonly avoid: (Map<string, number> | undefined)[];
   readonly ideal_s: number;
   // Figures.
   now = 0;
@@ -75,7 +79,14 @@ export class SimState {
   events = 0;
   migrations = 0;
   abandoned = 0;
+  /** Asks a target refused on its load then, and moves that then found no other target. */
+  refused = 0;
+  refused_kept = 0;
   bytes_moved = 0;
+  /** Sums over started moves: what the source's estimate said, what the move took, and its downtime (ms). */
+  expected_ms = 0;
+  actual_ms = 0;
+  downtime_ms = 0;
   by_reason: Record<MoveReason, number> = { drain: 0, memory: 0, balance: 0, colocate: 0, pack: 0 };
   by_strategy: Record<Strategy, number> = { "stop-copy": 0, "pre-copy": 0, "post-copy": 0, hybrid: 0 };
   rounds = 0;
@@ -143,9 +154,11 @@ export class SimState {
     this.last_move_ms = new Float64Array(m).fill(-Infinity);
     this.end_s = new Float64Array(m);
     this.mig_epoch = new Uint32Array(m);
+    this.since_s = new Float64Array(m);
     this.unmovable = new Uint8Array(m);
     this.unmovable_n = new Int32Array(n);
     this.moving_out = new Int32Array(n);
+    this.avoid = new Array<Map<string, number> | undefined>(n).fill(undefined);
     let longest = 0;
     for (let p = 0; p < m; p += 1) longest = Math.max(longest, (this.w.arrival_s[p] as number) + (this.w.work_s[p] as number) / c.speed_max);
     this.ideal_s = Math.max(this.w.total_work_s / capacity, longest - (m > 0 ? (this.w.arrival_s[0] as number) : 0));

@@ -55,8 +55,8 @@ export function drawWorkload(c: SimConfig, arrival_s: number, r: Prng): Workload
       total += w.work_s[p] as number;
       const mem = logUniform(r, c.memory_min_bytes, c.memory_max_bytes);
       w.memory_bytes[p] = mem;
-      // Up to half its memory rewritten per second, mostly far less.
-      w.dirty_bytes_per_s[p] = mem * 0.5 * r.float() ** 3;
+      // Up to dirty_share_max of its memory (half, by default) rewritten per second at full speed, mostly far less.
+      w.dirty_bytes_per_s[p] = mem * c.dirty_share_max * r.float() ** 3;
       w.group_first[p] = p - k;
       w.group_size[p] = size;
       w.talk_bytes_per_s[p] = talk;

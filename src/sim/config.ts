@@ -37,6 +37,10 @@ export interface SimConfig {
   /** Pair traffic is log-uniform in [talk_min_bytes_per_s, talk_max_bytes_per_s]. */
   readonly talk_min_bytes_per_s: number;
   readonly talk_max_bytes_per_s: number;
+  /** A process writes up to this share of its memory per second at full speed (drawn skewed toward 0): what pre-copy must send again. */
+  readonly dirty_share_max: number;
+  /** The target of an automatic move judges it on its load as it is when the move is asked (`acceptMove`), as a daemon's does; off: every decided move goes. */
+  readonly recheck: boolean;
   /** Share of nodes labelled gpu=yes, and of processes that require it. */
   readonly label_share: number;
   readonly require_share: number;
@@ -81,6 +85,8 @@ export const SIM_CONFIG_DEFAULT: SimConfig = {
   group_max: 4,
   talk_min_bytes_per_s: 16 * 1024,
   talk_max_bytes_per_s: 4 * 1024 ** 2,
+  dirty_share_max: 0.5,
+  recheck: true,
   label_share: 0.1,
   require_share: 0.02,
   interval_ms: 500,
@@ -108,6 +114,7 @@ export function simConfig(changes: SimChanges = {}): SimConfig {
   check(Number.isInteger(c.processes) && c.processes >= 0 && c.processes <= SIM_PROCESSES_MAX, `processes must be 0..${SIM_PROCESSES_MAX}`);
   check(Number.isInteger(c.cpus) && c.cpus >= 1 && c.cpus <= 1024, "cpus must be 1..1024");
   check(c.speed_min > 0 && c.speed_max >= c.speed_min, "speeds must be positive, min <= max");
+  check(Number.isFinite(c.dirty_share_max) && c.dirty_share_max >= 0, "dirty_share_max must be >= 0");
   check(c.work_mean_s > 0 && c.memory_min_bytes > 0 && c.memory_max_bytes >= c.memory_min_bytes, "work and memory must be positive, min <= max");
   check(Number.isInteger(c.group_max) && c.group_max >= 1 && c.group_max <= 64, "group_max must be 1..64");
   check(c.interval_ms > 0 && Number.isInteger(c.fanout) && c.fanout >= 0 && c.window >= 1 && c.view_entries >= 1, "exchange parameters out of range");

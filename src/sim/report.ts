@@ -36,6 +36,13 @@ export interface SimReport {
     readonly by_strategy: Record<Strategy, number>;
     /** Moves decided but not started (target down, process gone) or abandoned (process ended first, target failed). */
     readonly abandoned: number;
+    /** Asks a target refused on its load then (each refused move is decided again elsewhere), and moves that found no target that took them (the process stayed). */
+    readonly refused: number;
+    readonly refused_kept: number;
+    /** Mean over started moves of the time the source's estimate gave (on the dirty rate it had measured), the time the move took (on the process's real rate), and its downtime, ms. */
+    readonly expected_ms_mean: number;
+    readonly took_ms_mean: number;
+    readonly downtime_ms_mean: number;
   };
   readonly bytes_moved: number;
   /** Age of view entries when decisions were made (ms). */

@@ -48,6 +48,39 @@ describe("simulator", () => {
     assert.ok(r.migrations.by_reason.colocate > 0);
   });
 
+  it("a target re-checks a move on its load when asked: stale views make fewer moves, none wasted on a full target", () => {
+    // Three hot nodes of eight decide on views up to seconds old (a slow exchange to one peer): without the target's second look they pile onto the same quiet nodes and have to undo it.
+    const stale: SimChanges = { processes: 96, entry: "hot", hot_share: 3 / 8, work_mean_s: 60, samples: 240, interval_ms: 3000, fanout: 1, policy: { view_age_max_ms: 20_000, moves_per_round_max: 8 } };
+    const r = run(stale);
+    const off = run({ ...stale, recheck: false });
+    assert.ok(r.migrations.refused > 0, `refused ${r.migrations.refused}`);
+    assert.equal(off.migrations.refused, 0);
+    assert.ok(r.migrations.total < off.migrations.total * 0.8, `moves ${r.migrations.total} with the re-check, ${off.migrations.total} without`);
+    assert.ok(r.makespan_s <= off.makespan_s, `makespan ${r.makespan_s} s with the re-check, ${off.makespan_s} s without`);
+    assert.ok(r.migrations.max_per_process < off.migrations.max_per_process, `max per process ${r.migrations.max_per_process} vs ${off.migrations.max_per_process}`);
+    assert.equal(r.completed, 96);
+  });
+
+  it("a move costs what the process really writes; its strategy follows the rate its source measured", () => {
+    const big: SimChanges = { memory_min_bytes: 256 * 1024 ** 2, memory_max_bytes: 512 * 1024 ** 2, node_memory_bytes: 64 * 1024 ** 3 };
+    // A drain at 5 s: every process has run long enough to be measured, at full speed (4 on 4 cores).
+    const drain: SimChanges = { ...big, processes: 32, entry: "round-robin", work_mean_s: 60, drain_nodes: [3], drain_at_s: 5 };
+    const still = run({ ...drain, dirty_share_max: 0 });
+    const writing = run({ ...drain, dirty_share_max: 2 });
+    assert.equal(still.migrations.total, 4);
+    assert.equal(still.migrations.by_strategy["pre-copy"], 4);
+    assert.equal(still.migrations.took_ms_mean, still.migrations.expected_ms_mean);
+    assert.equal(still.migrations.downtime_ms_mean, 20, "nothing written: the last round is empty, the pause is all");
+    assert.equal(writing.migrations.total, 4, "the same four processes leave");
+    assert.ok(writing.migrations.by_strategy.hybrid + writing.migrations.by_strategy["post-copy"] > 0, JSON.stringify(writing.migrations.by_strategy));
+    assert.ok(writing.bytes_moved > still.bytes_moved, `${writing.bytes_moved} bytes vs ${still.bytes_moved}`);
+    // A hot spot at the start: the first moves are decided before any rate was measured, so fast writers cost more than their source expected.
+    const hot: SimChanges = { ...big, processes: 64, entry: "hot", hot_share: 1 / 8, work_mean_s: 60, dirty_share_max: 2 };
+    const h = run(hot);
+    assert.ok(h.migrations.took_ms_mean > h.migrations.expected_ms_mean, `took ${h.migrations.took_ms_mean} ms, expected ${h.migrations.expected_ms_mean} ms`);
+    assert.ok(h.migrations.downtime_ms_mean > 20);
+  });
+
   it("a drained node empties and nothing new lands on it", () => {
     const r = run({ processes: 64, entry: "round-robin", work_mean_s: 60, drain_nodes: [3], drain_at_s: 5 });
     assert.ok(r.drain_empty_at_s !== null && r.drain_empty_at_s <= 10, `emptied at ${r.drain_empty_at_s}`);

@@ -4,7 +4,11 @@
  * interval to a few random peers and decides on its own view (never on the
  * truth), and its moves cost what the migration model says: the process runs
  * at the source while its pages flow, stops for the downtime, and resumes at
- * the destination with the CPU time it still needs.
+ * the destination with the CPU time it still needs. Before a move starts its
+ * target judges it on its load as it is then (`acceptMove`, as a daemon's
+ * target does), and a refused move is decided again elsewhere (`retarget`).
+ * A move costs what the model gives for the process's real dirty rate, not
+ * the rate its source measured (none yet for a newcomer).
  *
  * Everything that scales with the run lives in typed arrays (processes,
  * nodes, events: _state.ts); policy objects are built only for nodes whose
@@ -12,7 +16,7 @@
  * This file holds the events: arrivals, completions, the steps of a
  * migration, failures and repairs.
  */
-import { LoadView, place, type Move } from "../policy/mod.js";
+import { acceptMove, estimateMigration, LoadView, MOVE_ASKS_MAX, moveOffer, place, REFUSED_AVOID_MS, retarget, type Move, type NodeLoad, type ProcessInfo } from "../policy/mod.js";
 import { simConfig, type SimChanges } from "./config.js";
 import { EventKind } from "./_events.js";
 import { report, sample } from "./_figures.js";
@@ -101,7 +105,56 @@ class Simulation extends SimState {
     this.q.push(this.now + this.c.interval_ms / 1000, EventKind.round, n);
     if (this.up[n] !== 1) return;
     const moves = this.#rounds.round(n);
-    for (const move of moves) this.#migrate(move, n, this.views[n] as LoadView);
+    for (const move of moves) this.#offer(move, n);
+  }
+
+  /**
+   * Asks the target of `first` whether it takes the move on its load now,
+   * as a daemon's source does before a move starts: a refusal brings the
+   * target's fresh entry into the source's view, leaves the target out of
+   * the source's decisions for a while, and the move is decided again
+   * without the nodes that refused it (at most {@link MOVE_ASKS_MAX} asks).
+   * The ask is taken as instant: a round trip is small beside a move.
+   */
+  #offer(first: Move, n: number): void {
+    const view = this.views[n] as LoadView;
+    const c = this.c;
+    if (!c.recheck) return this.#migrate(first, n, view);
+    const proc = this.#rounds.described(first.pid);
+    if (proc === undefined) throw new Error(`the round's move of ${first.pid} names a process it did not describe`);
+    let move: Move | undefined = first;
+    let refused: Set<string> | undefined;
+    for (let asks = 0; move !== undefined; asks += 1) {
+      const d = Number(move.to.slice(1));
+      // A target that cannot be asked (down) is left to the migration itself, which gives up.
+      if (this.up[d] !== 1) return this.#migrate(move, n, view);
+      const here = this.load(n);
+      // The source without this process and those already leaving (a daemon's measure leaves its moves in flight out).
+      const runnable = here.runnable - (this.moving_out[n] as number) - proc.cpu_share;
+      const answer = acceptMove({ local: this.load(d), offer: moveOffer(move, { proc, source: { cpus: here.cpus, speed: here.speed, runnable } }) }, c.policy);
+      if (answer.kind === "accept") return this.#migrate(move, n, view);
+      this.refused += 1;
+      this.version[d] = (this.version[d] as number) + 1;
+      const now_ms: number = this.now * 1000;
+      view.merge([{ load: this.load(d), version: this.version[d] as number, age_ms: 0 }], now_ms);
+      let avoid = this.avoid[n];
+      if (avoid === undefined) {
+        avoid = new Map();
+        this.avoid[n] = avoid;
+      }
+      avoid.set(move.to, now_ms + REFUSED_AVOID_MS);
+      refused ??= new Set();
+      refused.add(move.to);
+      move = asks + 1 < MOVE_ASKS_MAX ? retarget({ now_ms, local: this.#sourceWith(n), proc, view: view.records(), refused, random: this.pr }, c.policy) : undefined;
+    }
+    this.refused_kept += 1;
+  }
+
+  /** The load of `n` as its decisions see it while it has moves under way: those leaving do not count. */
+  #sourceWith(n: number): NodeLoad {
+    const l = this.load(n);
+    const out = this.moving_out[n] as number;
+    return out === 0 ? l : { ...l, processes: l.processes - out, runnable: l.runnable - out };
   }
 
   #start(p: number, n: number, work_s: number, fresh: boolean): void {
@@ -110,6 +163,7 @@ class Simulation extends SimState {
     this.cpu.memory_used[n] = (this.cpu.memory_used[n] as number) + (this.w.memory_bytes[p] as number);
     this.state[p] = State.running;
     this.at[p] = n;
+    this.since_s[p] = this.now;
     this.traffic(p, n, 1);
     this.settle(n);
     if (this.w.requires_gpu[p] === 1 && this.gpu[n] !== 1) this.violations += 1;
@@ -215,9 +269,15 @@ class Simulation extends SimState {
     this.migrations += 1;
     this.by_reason[move.reason] += 1;
     this.by_strategy[move.strategy] += 1;
-    this.bytes_moved += move.estimate.bytes;
-    this.q.push(this.now + (move.estimate.total_ms - move.estimate.downtime_ms) / 1000, EventKind.migrationPause, p, epoch);
-    this.q.push(this.now + move.estimate.total_ms / 1000, EventKind.migrationDone, p, epoch);
+    // The move takes what the model gives for what the process really writes per second here now, with the strategy its source chose on what it had measured.
+    const real: Pick<ProcessInfo, "memory_bytes" | "dirty_bytes_per_s"> = { memory_bytes: mem, dirty_bytes_per_s: (this.w.dirty_bytes_per_s[p] as number) * this.cpu.rate(s) };
+    const cost = estimateMigration(real, { strategy: move.strategy, rate_bytes_per_s: this.load(s).transfer_bytes_per_s, model: this.c.policy.model });
+    this.bytes_moved += cost.bytes;
+    this.expected_ms += move.estimate.total_ms;
+    this.actual_ms += cost.total_ms;
+    this.downtime_ms += cost.downtime_ms;
+    this.q.push(this.now + (cost.total_ms - cost.downtime_ms) / 1000, EventKind.migrationPause, p, epoch);
+    this.q.push(this.now + cost.total_ms / 1000, EventKind.migrationDone, p, epoch);
   }
 
   #pause(p: number, epoch: number): void {
@@ -290,6 +350,7 @@ class Simulation extends SimState {
     this.unmovable_n[n] = 0;
     this.moving_out[n] = 0;
     this.views[n] = new LoadView(this.names[n] as string, this.c.view_entries);
+    this.avoid[n] = undefined;
     this.settle(n);
     for (const p of lost) this.#restart(p);
     this.q.push(this.now + this.c.repair_s, EventKind.repair, n);
