@@ -27,6 +27,7 @@
  * with `n = 0`, as locals do.)
  */
 import type Binaryen from "binaryen";
+import { isBoundedLoop } from "./_bounded.js";
 import { childKeys } from "./_children.js";
 
 /**
@@ -96,7 +97,7 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
     // Walking a body through binaryen.js costs a call per field: skip the
     // ones the binary scan saw no loop in (most of a large module).
     if (options.looping !== undefined && !options.looping.has(info.name)) continue;
-    const loops = findLoops(b, info.body);
+    const loops = findLoops(b, info.body).filter(({ loop, prev }) => !isBoundedLoop(b, loop, prev, LOOP_SLICE)).map(({ loop }) => loop);
     if (loops.length === 0) continue;
     const n = raw(b)._BinaryenFunctionAddVar(func, b.i32);
     for (const loop of loops) {
@@ -229,25 +230,32 @@ function returnsToBreaks(b: typeof Binaryen, m: Binaryen.Module, body: Binaryen.
   return root === undefined ? body : toBreak(root);
 }
 
-function findLoops(b: typeof Binaryen, body: Binaryen.ExpressionRef): Binaryen.ExpressionRef[] {
+/**
+ * Every loop of `body`, with the expression right before it when its parent
+ * is a block (0 otherwise): that is where a counted loop sets its induction.
+ */
+function findLoops(b: typeof Binaryen, body: Binaryen.ExpressionRef): { loop: Binaryen.ExpressionRef; prev: Binaryen.ExpressionRef }[] {
   const keys = childKeys(b);
-  const loops: Binaryen.ExpressionRef[] = [];
-  const stack = [body];
+  const loops: { loop: Binaryen.ExpressionRef; prev: Binaryen.ExpressionRef }[] = [];
+  const stack: { expr: number; prev: number }[] = [{ expr: body, prev: 0 }];
   while (stack.length > 0) {
-    const expr = stack.pop() as number;
+    const { expr, prev } = stack.pop() as (typeof stack)[number];
     if (expr === 0) continue;
     const id = b.getExpressionId(expr);
-    if (id === b.LoopId) loops.push(expr);
+    if (id === b.LoopId) loops.push({ loop: expr, prev });
     const k = keys.get(id);
     if (k === undefined) {
       // Expressions the walker does not know (exceptions, GC) may hold loops.
-      for (const child of opaqueChildren(b, expr)) stack.push(child);
+      for (const child of opaqueChildren(b, expr)) stack.push({ expr: child, prev: 0 });
       continue;
     }
     if (k.refs.length === 0 && k.lists.length === 0) continue;
     const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
-    for (const key of k.refs) stack.push((info[key] as number | undefined) ?? 0);
-    for (const key of k.lists) for (const child of (info[key] as number[] | undefined) ?? []) stack.push(child);
+    for (const key of k.refs) stack.push({ expr: (info[key] as number | undefined) ?? 0, prev: 0 });
+    for (const key of k.lists) {
+      const list = (info[key] as number[] | undefined) ?? [];
+      list.forEach((child, i) => stack.push({ expr: child, prev: id === b.BlockId && i > 0 ? (list[i - 1] as number) : 0 }));
+    }
   }
   return loops;
 }
