@@ -179,8 +179,9 @@ describe("checkpoints", () => {
       await crash(n1);
       n1 = await startNode("n1", Number(n1.address.split(":")[1]), cluster.nodes.slice(1).map((n) => n.address), path.join(cluster.dir, "n1"));
       cluster.nodes[0] = n1;
-      const last = await lastCheckpoint(n1.address, pid);
+      // What is shown first, then the last checkpoint: one recorded between the two reads only raises what may be shown.
       const shown = (await outputOf(n1.address, pid)).stdout;
+      const last = await lastCheckpoint(n1.address, pid);
       assert.ok(last !== null && shown.length <= last.stdout_bytes, `after the restart, shown ${shown.length} bytes; the last checkpoint covers ${last?.stdout_bytes}`);
       await until("output released by checkpoints recorded after the restart", async () => ((await outputOf(n1.address, pid)).stdout.length > shown.length ? true : undefined));
       assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
