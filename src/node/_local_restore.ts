@@ -245,7 +245,16 @@ export class RestorePreparer {
       else if (this.#watched.get(pid) === w) this.#watched.delete(pid);
       return;
     } catch (err: unknown) {
-      node.log.debug({ pid, runner: w.runner, err: errorField(err) }, `${w.runner} did not answer for ${pid}: preparing its restore here`);
+      // Only a refused or reset connection says the runner's node is gone (killed, its port closed). A runner that is
+      // merely slow to answer (busy, on a loaded machine) must not cost a rebuild of the whole memory and a standby of
+      // it each time: that load made the keeper itself too slow to take connections. A runner cut off without a word
+      // is restored the ordinary way, once its lease runs out.
+      if (!refused(err)) {
+        node.log.debug({ pid, runner: w.runner, err: errorField(err) }, `${w.runner} did not answer for ${pid} in time; nothing prepared`);
+        w.heard_ms = performance.now();
+        return;
+      }
+      node.log.debug({ pid, runner: w.runner, err: errorField(err) }, `${w.runner} refused the connection for ${pid}: preparing its restore here`);
     }
     const proc = node.checkpoint_store.process(pid);
     // It runs here now (moved here, or restored here already): nothing to prepare.
@@ -267,6 +276,15 @@ export class RestorePreparer {
       w.heard_ms = performance.now();
     }
   }
+}
+
+/** Whether `err` (or one of its causes) is a connection refused or reset: no process listens where the node was. */
+function refused(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ECONNREFUSED" || code === "ECONNRESET") return true;
+  }
+  return false;
 }
 
 const preparers = new WeakMap<FerryNode, RestorePreparer>();
