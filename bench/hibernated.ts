@@ -73,6 +73,7 @@ export async function hibernatedBench(quick: boolean, many?: number): Promise<vo
   // One first, so that instrumenting and compiling the module is not counted as the guests' cost.
   const warm = await GuestProcess.start({ wasm, module_path: file, args: ["warm", ...(sleepers ? ["0", "0"] : ["pong", "0"])], env: [], preopens: [] }, io(0));
   await warm.exited;
+  // Its worker thread ends after the exit is reported: a pause lets its memory go before the baseline is read.
   await new Promise((r) => setTimeout(r, 500));
   collect();
   const before = memory();
@@ -97,6 +98,7 @@ export async function hibernatedBench(quick: boolean, many?: number): Promise<vo
     await new Promise((r) => setTimeout(r, 100));
   }
   const asleep_s = (performance.now() - t0) / 1000;
+  // The hibernated guests' worker threads end after they report hibernating: a pause lets their memory go before it is read.
   await new Promise((r) => setTimeout(r, 1000));
   collect();
   const after = memory();
