@@ -190,6 +190,8 @@ describe("native record stream", { skip: nativeBulkAvailable() ? false : "the na
     const a = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
     await new Promise<void>((r) => a.on("connect", r));
     const peer = await b;
+    // Watched from the start: the end can come before the send resolves.
+    const closed = new Promise<void>((r) => peer.on("close", () => r()).on("error", () => r()));
     try {
       const m = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(1);
       const stopping = new AbortController();
@@ -198,7 +200,7 @@ describe("native record stream", { skip: nativeBulkAvailable() ? false : "the na
       assert.equal(await sending, null);
       // The thread shut its socket down: the peer sees the end.
       peer.resume();
-      await new Promise<void>((r) => peer.on("close", () => r()).on("error", () => r()));
+      await closed;
     } finally {
       peer.destroy();
       server.close();
