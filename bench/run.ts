@@ -229,6 +229,28 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
 }
 
+const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "icount"];
+if (process.argv.includes("--help") || process.argv.includes("-h")) {
+  console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
+
+Measures Ferry side by side with its baselines and prints Markdown tables.
+Nothing here passes or fails: read the figures.
+
+  --quick              smaller sizes, fewer repeats
+  --only=SECTION       one section: ${SECTIONS.join(", ")}
+                       (without it, every section but large, many, hibernated and icount)
+  --dirty-mb-s=R       checkpoint: the checkpointed process's dirty rate, MB/s (default 50)
+  --dirtier-work=N     checkpoint: the dirtier's WORK as given, no calibration
+  --many=N             many: processes on a local cluster (default 10000); hibernated: sleepers (default 1000)
+  --many-sleepers      many: idle guests that sleep instead of pong guests
+  -h, --help           this text`);
+  process.exit(0);
+}
+const asked = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
+if (asked !== undefined && !SECTIONS.includes(asked)) {
+  console.error(`bench: no section "${asked}"; one of: ${SECTIONS.join(", ")}`);
+  process.exit(2);
+}
 console.log(`Ferry benchmark — node ${process.version}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "?"}${quick ? " (quick)" : ""}`);
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 if (only === undefined || only === "runtime") {
