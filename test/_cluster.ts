@@ -23,8 +23,10 @@ export interface NodeProc {
 
 /** Kills a node process outright (SIGKILL), as a crash would; resolves once it is gone, with when it was killed (Date.now()). */
 export async function crash(node: NodeProc): Promise<number> {
-  const gone = new Promise((r) => node.child.once("exit", r));
   const at = Date.now();
+  // A node already gone has no exit to come: waiting for one would wait forever.
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return at;
+  const gone = new Promise((r) => node.child.once("exit", r));
   node.child.kill("SIGKILL");
   await gone;
   return at;
@@ -74,9 +76,13 @@ export async function nodeCredentialFiles(name: string, data: string, given?: Ke
  */
 export const NODE_ARGS_DEFAULT: readonly string[] = ["--allow-dir", os.tmpdir()];
 
+/** How long a test node may take to say it listens, however loaded the machine, before it is given up (and killed). */
+const NODE_START_MS_MAX = 120_000;
+
 /**
  * Starts one node process with a certificate of the test CA and resolves
- * once it listens; `args` are more `ferry node start` flags.
+ * once it listens; `args` are more `ferry node start` flags. Rejects if it
+ * exits first, or says nothing within NODE_START_MS_MAX (then it is killed).
  */
 export async function startNode(name: string, port: number, peers: string[], data: string, args: readonly string[] = NODE_ARGS_DEFAULT): Promise<NodeProc> {
   const credential = await nodeCredentialFiles(name, data);
@@ -85,12 +91,22 @@ export async function startNode(name: string, port: number, peers: string[], dat
   });
   return new Promise((resolve, reject) => {
     let out = "";
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`node ${name} did not say it listens within ${NODE_START_MS_MAX} ms: ${out}`));
+    }, NODE_START_MS_MAX);
     child.stdout?.on("data", (c: Buffer) => {
       out += c.toString();
-      if (out.includes("listening on")) resolve({ name, address: `127.0.0.1:${port}`, child });
+      if (out.includes("listening on")) {
+        clearTimeout(timer);
+        resolve({ name, address: `127.0.0.1:${port}`, child });
+      }
     });
     child.stderr?.on("data", (c: Buffer) => process.stderr.write(`[${name}] ${c.toString()}`));
-    child.on("exit", (code) => reject(new Error(`node ${name} exited with ${code} before listening: ${out}`)));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`node ${name} exited with ${code} before listening: ${out}`));
+    });
   });
 }
 

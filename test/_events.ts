@@ -6,10 +6,17 @@ import { SseParser, type SseEvent } from "../src/sse.js";
 /** An open event stream. */
 export interface EventTap {
   readonly events: SseEvent[];
-  /** Resolves with the first event (seen so far or later) that `match` accepts; rejects if the stream ends first. */
-  until(match: (e: SseEvent, data: Record<string, unknown>) => boolean): Promise<Record<string, unknown>>;
+  /**
+   * Resolves with the first event (seen so far or later) that `match`
+   * accepts; rejects if the stream ends first, or after `timeout_ms`
+   * (default EVENT_WAIT_MS_DEFAULT) saying what the stream brought.
+   */
+  until(match: (e: SseEvent, data: Record<string, unknown>) => boolean, timeout_ms?: number): Promise<Record<string, unknown>>;
   close(): void;
 }
+
+/** How long {@link EventTap.until} waits by default: far past any event a test waits for, short of hanging the run. */
+export const EVENT_WAIT_MS_DEFAULT = 120_000;
 
 /** Opens `GET path` at `address` as this machine's client (or with `dialer`) and collects its events. */
 export function tapEvents(address: string, path: string, options: { method?: string; body?: object; dialer?: Dialer } = {}): Promise<EventTap> {
@@ -51,11 +58,30 @@ export function tapEvents(address: string, path: string, options: { method?: str
       res.on("close", end);
       resolve({
         events,
-        until(match) {
+        until(match, timeout_ms = EVENT_WAIT_MS_DEFAULT) {
           const seen = events.find((e) => match(e, data(e)));
           if (seen !== undefined) return Promise.resolve(data(seen));
           if (ended !== null) return Promise.reject(ended);
-          return new Promise((res2, rej2) => waiters.push({ match, resolve: res2, reject: rej2 }));
+          return new Promise((res2, rej2) => {
+            const timer = setTimeout(() => {
+              const i = waiters.indexOf(w);
+              if (i >= 0) waiters.splice(i, 1);
+              const last = events.slice(-5).map((e) => e.event).join(", ");
+              rej2(new Error(`no matching event on ${path} within ${timeout_ms} ms (${events.length} events came, the last: ${last || "none"})`));
+            }, timeout_ms);
+            const w = {
+              match,
+              resolve: (d: Record<string, unknown>) => {
+                clearTimeout(timer);
+                res2(d);
+              },
+              reject: (e: Error) => {
+                clearTimeout(timer);
+                rej2(e);
+              },
+            };
+            waiters.push(w);
+          });
         },
         close() {
           req.destroy();

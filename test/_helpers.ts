@@ -67,7 +67,7 @@ export function ferry(args: readonly string[], options: { stdin?: string | Buffe
  * Runs a module under Node's own node:wasi (examples/run-node-wasi.mjs):
  * `args` are that script's (options, MODULE.wasm, the program's arguments);
  * `stdin`, when given, is written then closed. The reference the tests
- * compare `ferry exec` with.
+ * compare `ferry exec` with. Killed after two minutes, as `ferry()` is.
  */
 export function nodeWasi(args: readonly string[], stdin?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
@@ -77,8 +77,13 @@ export function nodeWasi(args: readonly string[], stdin?: string): Promise<RunRe
     child.stdout?.on("data", (c: Buffer) => out.push(c));
     child.stderr?.on("data", (c: Buffer) => err.push(c));
     if (stdin !== undefined) child.stdin?.end(stdin);
+    // Bounded as `ferry()` is: a run that hangs ends killed (signal SIGKILL) instead of holding the test.
+    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
     child.on("error", reject);
-    child.on("close", (status, signal) => resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) }));
+    child.on("close", (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err) });
+    });
   });
 }
 

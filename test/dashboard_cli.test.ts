@@ -178,11 +178,14 @@ describe("dashboard sessions and ferry top", () => {
       const child = spawn("script", ["-qfec", command, "/dev/null"], { stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, FERRY_HOME: testHome() } });
       let out = "";
       child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      // Its exit can come before the last of its output is read: 'close' comes after both.
+      let closed = false;
+      child.on("close", () => (closed = true));
       try {
         // Two frames drawn from the top left: it refreshes in place rather than scrolling.
         await until("two frames of ferry top", () => out.includes("\x1b[?1049h") && out.split("\x1b[H").length > 2 && out.includes(pids[0] as string), 30_000);
         child.stdin.write(key);
-        await until(`ferry top to quit on ${name}`, () => child.exitCode !== null, 10_000);
+        await until(`ferry top to quit on ${name}`, () => closed, 10_000);
         assert.equal(child.exitCode, 0);
         assert.ok(out.trimEnd().endsWith("\x1b[?25h\x1b[?1049l"), "the terminal is given back: cursor shown, main screen");
       } finally {

@@ -51,7 +51,8 @@ describe("etcd over TLS (etcds://), with client certificates", { skip: missing }
     const directory = await openDirectory(secure.directoryUrl("/tls-test/"), null);
     try {
       await directory.createProcess({ pid: "n1-1", home: "n1" });
-      const lease = await directory.grantLease({ name: "n1", address: "127.0.0.1:1" }, 1000);
+      // A lease far longer than the reads below take on a busy machine: a 1 s one could run out before members() asked.
+      const lease = await directory.grantLease({ name: "n1", address: "127.0.0.1:1" }, 60_000);
       assert.equal((await directory.process("n1-1"))?.home, "n1");
       assert.deepEqual((await directory.members()).map((m) => [m.name, m.state]), [["n1", "alive"]]);
       await directory.revokeLease(lease.id);

@@ -153,7 +153,8 @@ describe("migration between nodes", () => {
       args: ["/data/in.bin", "/data/out.bin"],
       dirs: [{ host: dir, guest: "/data" }],
     });
-    await sleep(150);
+    // Its first line says the input's size: it has the input open (a fixed wait was too short on a busy machine).
+    await until(`${pid} to read its input`, async () => (await outputOf(n1.address, pid)).stdout.length > 0);
     // The guest holds the input open; on the destination the path is gone.
     fs.renameSync(path.join(dir, "in.bin"), path.join(dir, "moved-away.bin"));
     const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });

@@ -12,7 +12,7 @@ import { describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
 import { decodeImage, encodeImage, trustKeys } from "../src/image/mod.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
-import { EXAMPLES } from "./_helpers.js";
+import { EXAMPLES, until } from "./_helpers.js";
 
 function spec(module: string, args: string[]): ProcessSpec {
   const file = path.join(EXAMPLES, module);
@@ -55,7 +55,8 @@ describe("runtime", () => {
 
     const first = collector();
     const proc = await GuestProcess.start(spec("c/compute.wasm", ["8", "5"]), first.io);
-    await sleep(120);
+    // Suspended once it is under way, however fast or busy the machine: after its first round, with rounds left.
+    await until("compute's first round", () => first.out().includes("round 1/"));
     const suspension = await proc.suspend();
     assert.ok(suspension !== null, "compute ended before the suspend");
     const image = roundTrip(proc, suspension);
@@ -70,7 +71,8 @@ describe("runtime", () => {
   it("suspends a process sleeping in poll_oneoff, keeping the rest of its sleep", async () => {
     const c = collector();
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["5000", "2"]), c.io);
-    await sleep(150);
+    // Its first blocking call is its sleep: suspended once it waits there, not after a while that a busy machine may not give it.
+    await until("the sleeper to wait in its sleep", () => proc.usage().blocked);
     const suspension = await proc.suspend();
     assert.ok(suspension !== null);
     const wasi = suspension.state.wasi as { pending: { import: string; clocks: { deadline_ns: string }[] } | null };
@@ -100,7 +102,8 @@ describe("runtime", () => {
 
     const first = collector(PassThrough.from([lines]));
     const proc = await GuestProcess.start(spec("c/sleeper.wasm", ["300", "6"]), first.io);
-    await sleep(100);
+    // Suspended as soon as it waits in its first sleep: before it reads a line, even on a busy machine.
+    await until("the sleeper to wait in its first sleep", () => proc.usage().blocked);
     const suspension = await proc.suspend();
     assert.ok(suspension !== null);
     assert.equal(Buffer.from(suspension.state.stdin_pending).toString(), lines);
@@ -120,7 +123,8 @@ describe("runtime", () => {
     const c = collector();
     const s: ProcessSpec = { wasm, module_path: "spin.wasm", args: ["spin"], env: [], preopens: [] };
     const proc = await GuestProcess.start({ ...s }, { ...c.io, cache_dir: null });
-    await sleep(50);
+    // Its CPU time counts at its loop's polls: the loop has run once some is counted.
+    await until("the loop to run", () => proc.usage().busy_ms > 0);
     const first = await proc.suspend();
     assert.ok(first !== null);
     const counter = first.state.globals.find((g) => g.type === "i64");
@@ -128,7 +132,7 @@ describe("runtime", () => {
     const image = roundTrip(proc, first);
     await proc.terminate();
     const restored = await GuestProcess.restore(image, wasm, { ...c.io, cache_dir: null }, { preopens: [] });
-    await sleep(50);
+    await until("the restored loop to run", () => restored.usage().busy_ms > 0);
     const second = await restored.suspend();
     assert.ok(second !== null);
     const later = second.state.globals.find((g) => g.type === "i64");

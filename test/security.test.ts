@@ -66,14 +66,22 @@ function tlsUpgrade(address: string, p: string, protocol: string, options: { ca:
   });
 }
 
+/** Resolves once `child` printed `pattern`; rejects if it exits first, or prints nothing that matches within two minutes. */
 function waitForLine(child: ReturnType<typeof spawn>, pattern: RegExp): Promise<string> {
   return new Promise((resolve, reject) => {
     let out = "";
+    const timer = setTimeout(() => reject(new Error(`no ${pattern} within 120 s: ${out}`)), 120_000);
     child.stdout?.on("data", (c: Buffer) => {
       out += c.toString();
-      if (pattern.test(out)) resolve(out);
+      if (pattern.test(out)) {
+        clearTimeout(timer);
+        resolve(out);
+      }
     });
-    child.on("exit", (code) => reject(new Error(`exited with ${code} before ${pattern}: ${out}`)));
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited with ${code} before ${pattern}: ${out}`));
+    });
   });
 }
 
@@ -275,6 +283,8 @@ describe("ferry up", () => {
     const [port] = (await freePorts(1)) as [number];
     const env = { ...process.env, FERRY_HOME: home };
     const up = spawn(process.execPath, [FERRY, "up", "--nodes", "2", "--port", String(port)], { stdio: ["ignore", "pipe", "inherit"], env });
+    // Watched from the start: if it ends early, its exit comes before the cleanup below waits for it.
+    const exited = new Promise((r) => up.once("exit", r));
     try {
       await waitForLine(up, /cluster of 2 up/);
       for (const f of ["cluster/ca-key.pem", "client/key.pem"]) assert.equal(fs.statSync(path.join(home, f)).mode & 0o777, 0o600, f);
@@ -287,7 +297,7 @@ describe("ferry up", () => {
       assert.match(stranger.stderr.toString(), /ERR_NO_CREDENTIALS/);
     } finally {
       up.kill("SIGINT");
-      await new Promise((r) => up.once("exit", r));
+      await exited;
       fs.rmSync(home, { recursive: true, force: true });
     }
   });

@@ -27,6 +27,13 @@ function fresh(stem: string): string {
   return `${stem}${process.pid}x${unique}`;
 }
 
+/**
+ * The lease of the cases that end one by revoking or replacing it, never by
+ * letting it run out: one as short as `ttl_ms` could run out between two
+ * calls on a busy machine, and the member would die before the case ends it.
+ */
+const LEASE_KEPT_MS = 60_000;
+
 /** Polls until `check` holds, failing after `timeout_ms` (the cases wait on state, never on sleeps). */
 async function until(what: string, check: () => boolean | Promise<boolean>, timeout_ms: number): Promise<void> {
   const deadline = Date.now() + timeout_ms;
@@ -123,7 +130,7 @@ export function directoryConformance(name: string, options: ConformanceOptions):
       const home = fresh("h");
       await d.createProcess({ pid: `${home}-1`, home });
       await d.updateProcess(`${home}-1`, 0, { state: "exited" });
-      const lease = await d.grantLease({ name: home, address: "127.0.0.1:1" }, options.ttl_ms);
+      const lease = await d.grantLease({ name: home, address: "127.0.0.1:1" }, LEASE_KEPT_MS);
       await d.revokeLease(lease.id);
       const mine = (): DirectoryChange[] => seen.filter((c) => (c.kind === "process" ? c.record.home === home : c.member.name === home));
       await until("four changes", () => mine().length >= 4, 10_000);
@@ -171,9 +178,9 @@ export function directoryConformance(name: string, options: ConformanceOptions):
       const stop = await d.watch((c) => {
         if (c.kind === "member" && c.member.name === name) states.push(c.member.state);
       });
-      const first = await d.grantLease({ name, address: "127.0.0.1:3" }, options.ttl_ms);
+      const first = await d.grantLease({ name, address: "127.0.0.1:3" }, LEASE_KEPT_MS);
       // A second lease for the same name (the node restarted): the first incarnation dies, then the new one lives.
-      const second = await d.grantLease({ name, address: "127.0.0.1:4" }, options.ttl_ms);
+      const second = await d.grantLease({ name, address: "127.0.0.1:4" }, LEASE_KEPT_MS);
       await assert.rejects(d.keepAlive(first.id), (e: unknown) => e instanceof FerryError && e.code === "ERR_LEASE_EXPIRED");
       await d.keepAlive(second.id);
       const member = (await d.members()).find((m) => m.name === name);

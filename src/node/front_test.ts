@@ -78,6 +78,8 @@ for (const [how, peek] of [["peeking", undefined], ["reading and putting back", 
     const ticket = Buffer.alloc(TICKET_BYTES, 7);
     const s = net.connect(port, "127.0.0.1");
     s.on("error", () => undefined);
+    let closed = false;
+    s.on("close", () => (closed = true));
     await new Promise((r) => s.once("connect", r));
     // Pauses so the pieces likely arrive as separate reads; the test holds either way.
     s.write(PAGE_DATA_MAGIC.subarray(0, 3));
@@ -85,7 +87,11 @@ for (const [how, peek] of [["peeking", undefined], ["reading and putting back", 
     s.write(Buffer.concat([PAGE_DATA_MAGIC.subarray(3), ticket.subarray(0, 5)]));
     await new Promise((r) => setTimeout(r, 20));
     s.write(ticket.subarray(5));
-    while (pageData.length === 0) await new Promise((r) => setTimeout(r, 10));
+    // Bounded, and over at once if the front closed the connection instead of handing it over.
+    for (const deadline = Date.now() + 30_000; pageData.length === 0; await new Promise((r) => setTimeout(r, 10))) {
+      assert.ok(!closed, "the front closed the page-data connection instead of handing it over");
+      assert.ok(Date.now() < deadline, "no page-data connection handed over within 30 s");
+    }
     assert.deepEqual(pageData.shift(), { ticket, paused: true });
     s.destroy();
   });

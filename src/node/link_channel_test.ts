@@ -60,13 +60,17 @@ describe("link channel", () => {
 
   it("fails what waits when the connection breaks, and opens a new one for the next delivery", async () => {
     let hold = true;
+    let arrived = (): void => undefined;
+    const taken = new Promise<void>((r) => (arrived = r));
     const p = await peer(async () => {
+      arrived();
       while (hold) await new Promise((r) => setTimeout(r, 5));
       return { kind: "gone" };
     });
     const channels = new LinkChannels(open, refuse);
     const waiting = channels.deliver(p.address, "n2", SLOW, batch);
-    await new Promise((r) => setTimeout(r, 30));
+    // Cut once the delivery is at the peer: before it, there is no connection to cut.
+    await taken;
     p.cut();
     await assert.rejects(waiting, /closed/);
     hold = false;

@@ -91,7 +91,8 @@ test("a consumer that falls behind pauses the stream, and reading resumes it", {
   const sending = (async () => {
     for (let i = 0; i < 200; i++) await a.send(i % 256, payload);
   })();
-  await sleep(20);
+  // Waits for the pause itself, not a fixed time: the sender may take more turns than a sleep allows on a busy machine.
+  for (const deadline = Date.now() + 4_000; !raw_b.isPaused() && Date.now() < deadline; ) await sleep(5);
   assert.ok(raw_b.isPaused(), "stream paused");
   const frame_bytes = FRAME_HEADER_BYTES + payload.length;
   assert.ok(b.receive_queue_bytes >= receive_queue_bytes_max && b.receive_queue_bytes < receive_queue_bytes_max + frame_bytes);
