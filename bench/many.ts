@@ -228,6 +228,21 @@ export async function manyBench(quick: boolean, many?: number): Promise<void> {
     console.log(`list API, sorted by memory: ${await times("sort=memory&limit=100", 3)}`);
     console.log(`list API, filter "-77": ${await times("q=-77&limit=100", 3)}`);
 
+    // What `ferry ps` asks: the whole list, merged from every node.
+    const ps_ms: number[] = [];
+    let ps_bytes = 0;
+    for (let i = 0; i < 3; i += 1) {
+      const t = performance.now();
+      const r = await call(first, "GET", "/v1/processes");
+      ps_ms.push(performance.now() - t);
+      const list = JSON.parse(r.body.toString()) as unknown[];
+      if (r.status !== 200 || list.length < count - failed) throw new Error(`GET /v1/processes: ${r.status}, ${list.length} processes, not ${count - failed}`);
+      ps_bytes = r.body.length;
+    }
+    console.log(`GET /v1/processes (ferry ps): ${median(ps_ms).toFixed(0)} ms (median of 3, min ${Math.min(...ps_ms).toFixed(0)}), ${mib(ps_bytes)} MiB (load ${load()})`);
+    const state_bytes = (dir: string): number => (fs.existsSync(dir) ? fs.readdirSync(dir).reduce((sum, f) => sum + fs.statSync(path.join(dir, f)).size, 0) : 0);
+    console.log(`state on disk: ${nodes.map((n) => `${n.name} ${mib(state_bytes(path.join(data, n.name, "state")))} MiB`).join(", ")}`);
+
     const idle_s = quick ? 10 : 30;
     const cpu = async (label: string): Promise<void> => {
       const a = new Map(nodes.map((n) => [n.name, sample(n.os_pid).cpu_s]));

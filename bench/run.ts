@@ -32,6 +32,7 @@ import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
 import { manyBench } from "./many.js";
 import { hibernatedBench } from "./hibernated.js";
+import { stateBench } from "./state.js";
 import { icountBench } from "./icount.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
@@ -229,7 +230,7 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
 }
 
-const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "icount"];
+const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "icount", "state"];
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
 
@@ -275,6 +276,7 @@ if (only === undefined || only === "front") await frontBench(quick);
 if (only === undefined || only === "sim") await simBench(quick);
 if (only === undefined || only === "balance") await balanceBench();
 if (only === undefined || only === "directory") await directoryBench(quick);
+if (only === undefined || only === "state") await stateBench(quick);
 // --dirty-mb-s=R: the checkpointed process's dirty rate (default 50, the issue's); --dirtier-work=N: dirtier's WORK as given, no calibration.
 const dirty = process.argv.find((a) => a.startsWith("--dirty-mb-s="))?.slice("--dirty-mb-s=".length);
 const dirtier_work = process.argv.find((a) => a.startsWith("--dirtier-work="))?.slice("--dirtier-work=".length);

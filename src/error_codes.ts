@@ -70,7 +70,7 @@ export const ERROR_CODES = {
   ERR_REQUIREMENT: { status: 409, meaning: "The node's labels do not meet the process's requirements (--require k=v), or the process is pinned (--pin)." },
   ERR_NODE_DRAINING: { status: 409, meaning: "The node is drained (ferry drain): nothing new starts or lands there until ferry undrain." },
   ERR_NO_PLACE: { status: 503, meaning: "No node known meets the process's requirements, with the memory free and not drained." },
-  ERR_STATE_FILE: { status: 500, meaning: "A node's state file (DATA/state/node.json) is damaged or unreadable; the message says where and what to do." },
+  ERR_STATE_FILE: { status: 500, meaning: "A node's state file (DATA/state/node.json or its journal) is damaged or unreadable; the message says where and what to do." },
 
   // The cluster directory (docs/directory.md).
   ERR_DIRECTORY_URL: { status: 400, meaning: "A --directory URL is not etcd://HOST:PORT,... nor https://HOST:PORT (or http:// with --insecure)." },

@@ -154,6 +154,51 @@ describe("a node restarted on its data directory", () => {
     }
   });
 
+  it("killed right after many changes (starts, ends, kills: journalled, not rewritten whole) keeps every one of them, and gives out no pid twice", async () => {
+    const dir = tempDir("restart-many");
+    const [port] = (await freePorts(1)) as [number];
+    let n1 = await startNode("n1", port, [], dir);
+    try {
+      const sha = await upload(n1.address, sleeper);
+      // Quick ones that end by themselves, and long ones, some of them killed; started a few at a time.
+      const kinds = Array.from({ length: 36 }, (_, i) => (i % 3 === 0 ? "long" : "quick"));
+      const pids: string[] = new Array(kinds.length);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          for (let i = next++; i < kinds.length; i = next++) {
+            pids[i] = (await run(n1.address, sha, "sleeper.wasm", kinds[i] === "long" ? ["20", "100000"] : ["0", "1"])).pid;
+          }
+        }),
+      );
+      assert.equal(new Set(pids).size, kinds.length, "each start got a pid of its own");
+      const quick = pids.filter((_, i) => kinds[i] === "quick");
+      const long = pids.filter((_, i) => kinds[i] === "long");
+      const killed = long.slice(0, 6);
+      for (const pid of quick) assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
+      for (const pid of killed) assert.equal((await json<{ status: { kind: string } }>(n1.address, "DELETE", `/v1/processes/${pid}`)).status.kind, "killed");
+      const state = path.join(dir, "state");
+      const journalled = fs.readdirSync(state).filter((f) => f.startsWith("node.journal.")).reduce((n, f) => n + fs.readFileSync(path.join(state, f), "utf8").split("\n").length - 1, 0);
+      assert.ok(journalled >= pids.length, `the changes are in the journal (${journalled} lines)`);
+
+      await crash(n1);
+      n1 = await startNode("n1", port, [], dir);
+
+      const list = await json<Info[]>(n1.address, "GET", "/v1/processes");
+      assert.deepEqual(list.map((p) => p.pid).sort(), [...pids].sort(), "every process, once");
+      const by = new Map(list.map((p) => [p.pid, p]));
+      for (const pid of quick) assert.deepEqual(by.get(pid)?.exit, { kind: "exit", code: 0 }, pid);
+      for (const pid of killed) assert.equal(by.get(pid)?.state, "killed", pid);
+      for (const pid of long.slice(6)) assert.equal(by.get(pid)?.exit?.kind, "lost", `${pid} ran when the node died`);
+      const again = await run(n1.address, sha, "sleeper.wasm", ["0", "1"]);
+      assert.equal(again.pid, `n1-${pids.length + 1}`, "the next pid is one never given out");
+      await json(n1.address, "GET", `/v1/processes/${again.pid}/wait`);
+    } finally {
+      await stopNode(n1);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("as the home of a process running elsewhere: the old output stays, the rest is appended, and its end is taken from where it runs", async () => {
     const cluster = await startCluster(["n1", "n2"]);
     let [n1, n2] = cluster.nodes as [NodeProc, NodeProc];

@@ -5,7 +5,9 @@
  * reuse a pid, keep every process's exit status, and say what became of the
  * processes that ran here when it stopped.
  *
- * The file is rewritten whole, atomically: written to a temporary file,
+ * The file is a snapshot, rewritten whole now and then; the changes made
+ * since are appended to a journal beside it (`_state_journal.ts`). It is
+ * rewritten atomically: written to a temporary file,
  * fsynced, renamed over the old one, and the directory fsynced, so a crash
  * leaves either the old state or the new one, never a mix. A file that does
  * not parse or fails its schema is ERR_STATE_FILE, never a crash and never
@@ -21,8 +23,13 @@ import { integer, list, Uint } from "../validate.js";
 import { ExitStatusSchema } from "./_internal_schemas.js";
 import { LabelsSchema } from "./_load_schemas.js";
 
-/** Version of the state file's layout; a file of another version is refused, never guessed at. */
-export const NODE_STATE_VERSION = 1;
+/**
+ * Version of the state file's layout; a file of another version is refused,
+ * never guessed at. 2 added the journal (`_state_journal.ts`): a version 1
+ * file (no journal) is read as generation 0, while an older node refuses a
+ * version 2 file rather than miss the changes in its journal.
+ */
+export const NODE_STATE_VERSION = 2;
 
 /** Largest state file read: a million process records fit; more is not a state file. */
 const STATE_BYTES_MAX = 1024 * 1024 * 1024;
@@ -63,8 +70,10 @@ export const SavedRunningSchema = v.object({
 
 /** The whole file. */
 export const NodeStateSchema = v.object({
-  version: v.literal(NODE_STATE_VERSION),
+  version: v.picklist([1, NODE_STATE_VERSION]),
   node: NodeName,
+  /** Generation of the journal of changes made since this snapshot (`_state_journal.ts`); absent in version 1: none. */
+  journal: v.optional(integer(0, Number.MAX_SAFE_INTEGER)),
   /** The number of the next pid this node gives out; never goes down. */
   next_pid: integer(1, Number.MAX_SAFE_INTEGER),
   homes: list(SavedHomeSchema, 10_000_000),
@@ -107,7 +116,7 @@ export class NodeStateFile {
     if (!result.success) {
       const issue = result.issues[0];
       const where = issue === undefined ? null : v.getDotPath(issue);
-      throw this.#damaged(`it does not have the layout of version ${NODE_STATE_VERSION}${where === null ? "" : ` (at ${where}: ${issue?.message})`}`);
+      throw this.#damaged(`it does not have the layout of version 1 or ${NODE_STATE_VERSION}${where === null ? "" : ` (at ${where}: ${issue?.message})`}`);
     }
     if (result.output.node !== node) throw this.#damaged(`it belongs to node ${result.output.node}, not ${node}: give each node its own --data`);
     return result.output;
@@ -115,7 +124,12 @@ export class NodeStateFile {
 
   /** Replaces the saved state atomically (see the module comment); synchronous so that nothing runs between a change and its record. */
   save(state: NodeState): void {
-    replaceFileDurably(this.path, JSON.stringify(state));
+    this.saveText(JSON.stringify(state));
+  }
+
+  /** As {@link save}, of a state already serialized. */
+  saveText(text: string): void {
+    replaceFileDurably(this.path, text);
   }
 
   #damaged(why: string, cause?: unknown): FerryError {

@@ -23,7 +23,8 @@ import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson, requestJsonFrom } from "./_http.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
-import { NODE_STATE_VERSION, NodeStateFile, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
+import { NODE_STATE_VERSION, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
+import { StateJournal } from "./_state_journal.js";
 import { retry } from "./_retry.js";
 import { checkExit, checkLocation } from "./_location.js";
 import { RunningAnswerSchema } from "./_internal_schemas.js";
@@ -65,7 +66,7 @@ export class ProcessTable {
   readonly #addressOf: (name: string) => Promise<string>;
   readonly #links: TableLinks;
   readonly #dialer: Dialer;
-  readonly #state: NodeStateFile;
+  readonly #state: StateJournal;
   /** What ran here when the node last stopped, to be settled by {@link recover}. */
   #left_running: SavedRunning[] = [];
   /** Processes migrating in, saved as running here before they resume ({@link arriving}), until adopted. */
@@ -91,8 +92,8 @@ export class ProcessTable {
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
     this.#addressOf = addressOf;
-    this.#state = new NodeStateFile(data_dir);
-    const saved = this.#state.load(node);
+    this.#state = new StateJournal(data_dir, node);
+    const saved = this.#state.load();
     if (saved !== null) {
       this.#next = saved.next_pid;
       for (const h of saved.homes) this.#homes.set(h.pid, this.#restore(h));
@@ -129,40 +130,39 @@ export class ProcessTable {
     if (this.#homes.has(h.pid)) throw new FerryError("ERR_PROCESS_STATE", `node ${this.#node} is home to ${h.pid} already`);
     const record = this.#restore(h);
     this.#homes.set(h.pid, record);
-    this.#save();
+    this.#save(h.pid);
     return record;
   }
 
-  /** Writes the table's durable part (see node_state.ts); called after every change to it. */
-  #save(): void {
-    const homes: SavedHome[] = [...this.#homes.values()].map((r) => ({
-      pid: r.pid,
-      home: r.home,
-      node: r.node,
-      state: r.state,
-      exit: r.exit,
-      moves: r.moves,
-      previous: r.previous,
-      started_unix_ms: r.started_unix_ms,
-      module_sha256: r.module_sha256,
-      module_name: r.module_name,
-      args: r.args,
-      env: r.env,
-      dirs: r.dirs,
-      listen: r.listen,
-      memory_max_bytes: r.memory_max_bytes,
-      ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
-      ...(r.pinned === true ? { pinned: true } : {}),
-      ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
-    }));
+  /**
+   * Records durably what the table keeps of `pid` (or only the pid counter)
+   * before returning (see `_state_journal.ts`); called after every change.
+   */
+  #save(pid?: string): void {
+    this.#state.record({ next_pid: this.#next, ...(pid !== undefined ? { pid: this.#savedOf(pid) } : {}) }, () => this.#whole());
+  }
+
+  /** The saved state of one pid: its home record, its running entries. */
+  #savedOf(pid: string): { pid: string; home: SavedHome | null; running: SavedRunning[] } {
+    const h = this.#homes.get(pid);
+    const r = this.#running.get(pid);
+    const arriving = this.#arriving.get(pid);
+    return {
+      pid,
+      home: h === undefined ? null : savedHome(h),
+      running: [...(r === undefined ? [] : [savedRunning(r)]), ...(arriving === undefined ? [] : [arriving]), ...this.#left_running.filter((x) => x.pid === pid)],
+    };
+  }
+
+  /** The table's whole durable part, for a snapshot. */
+  #whole(): NodeState {
     const running: SavedRunning[] = [
-      ...[...this.#running.values()].map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) })),
+      ...[...this.#running.values()].map(savedRunning),
       ...this.#arriving.values(),
       // Not settled yet: kept until they are, so a second crash does not forget them.
       ...this.#left_running,
     ];
-    const state: NodeState = { version: NODE_STATE_VERSION, node: this.#node, next_pid: this.#next, homes, running };
-    this.#state.save(state);
+    return { version: NODE_STATE_VERSION, node: this.#node, next_pid: this.#next, homes: [...this.#homes.values()].map(savedHome), running };
   }
 
   /**
@@ -188,7 +188,7 @@ export class ProcessTable {
           logger().error({ node: this.#node, pid: r.pid, err: errorField(err) }, `could not settle ${r.pid}, which ran here before the restart`);
         }
         this.#left_running = this.#left_running.filter((x) => x !== r);
-        this.#save();
+        this.#save(r.pid);
       }),
     );
   }
@@ -328,7 +328,7 @@ export class ProcessTable {
       this.#homes.delete(pid);
       record.output.close();
       net?.close();
-      this.#save();
+      this.#save(pid);
       throw err;
     }
     return record;
@@ -379,12 +379,12 @@ export class ProcessTable {
    */
   arriving(pid: string, home: string, moves: number): void {
     this.#arriving.set(pid, { pid, home, moves });
-    this.#save();
+    this.#save(pid);
   }
 
   /** The process {@link arriving} named did not land: it is not saved as running here any more. */
   arrivalFailed(pid: string): void {
-    if (this.#arriving.delete(pid)) this.#save();
+    if (this.#arriving.delete(pid)) this.#save(pid);
   }
 
   /**
@@ -402,7 +402,7 @@ export class ProcessTable {
   release(pid: string): Running | undefined {
     const r = this.#running.get(pid);
     this.#running.delete(pid);
-    if (r !== undefined) this.#save();
+    if (r !== undefined) this.#save(pid);
     return r;
   }
 
@@ -412,12 +412,12 @@ export class ProcessTable {
     if (r === undefined) return;
     if (to === undefined) delete r.moving_to;
     else r.moving_to = to;
-    this.#save();
+    this.#save(pid);
   }
 
   #track(running: Running, save = true): void {
     this.#running.set(running.pid, running);
-    if (save) this.#save();
+    if (save) this.#save(running.pid);
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;
@@ -439,7 +439,7 @@ export class ProcessTable {
         logger().error({ node: this.#node, pid: running.pid, home: running.home, err: errorField(err) }, `the home of ${running.pid} was not told how it ended`);
       }
       // Saved only now: a crash before the home knows leaves it to recover() to say "lost".
-      this.#save();
+      this.#save(running.pid);
     });
   }
 
@@ -485,7 +485,7 @@ export class ProcessTable {
     record.previous = record.node;
     record.node = node;
     record.moves = moves;
-    this.#save();
+    this.#save(record.pid);
   }
 
   /**
@@ -499,7 +499,7 @@ export class ProcessTable {
     record.previous = record.node;
     record.node = node;
     record.moves = moves;
-    this.#save();
+    this.#save(record.pid);
   }
 
   /** Records the end of a process this node is home to. */
@@ -507,7 +507,7 @@ export class ProcessTable {
     if (record.exit !== null) return;
     record.exit = status;
     record.state = status.kind === "trap" || status.kind === "lost" ? "failed" : status.kind === "killed" ? "killed" : "exited";
-    this.#save();
+    this.#save(record.pid);
     record.output.end();
     record.net?.close();
     record.settle(status);
@@ -530,12 +530,42 @@ export class ProcessTable {
     this.#stopping.abort();
     const running = [...this.#running.values()];
     // Not through #save: what ran here must stay saved for recover().
-    this.#left_running = [...this.#left_running, ...running.map((r) => ({ pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) }))];
+    this.#left_running = [...this.#left_running, ...running.map(savedRunning)];
     this.#running.clear();
     for (const r of running) await r.proc.terminate();
     for (const h of this.#homes.values()) {
       h.output.close();
       h.net?.close();
     }
+    this.#state.close();
   }
+}
+
+/** What is saved of a home record (`HomeRecord` without its live parts). */
+function savedHome(r: HomeRecord): SavedHome {
+  return {
+    pid: r.pid,
+    home: r.home,
+    node: r.node,
+    state: r.state,
+    exit: r.exit,
+    moves: r.moves,
+    previous: r.previous,
+    started_unix_ms: r.started_unix_ms,
+    module_sha256: r.module_sha256,
+    module_name: r.module_name,
+    args: r.args,
+    env: r.env,
+    dirs: r.dirs,
+    listen: r.listen,
+    memory_max_bytes: r.memory_max_bytes,
+    ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
+    ...(r.pinned === true ? { pinned: true } : {}),
+    ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
+  };
+}
+
+/** What is saved of a process running here. */
+function savedRunning(r: Running): SavedRunning {
+  return { pid: r.pid, home: r.home, moves: r.moves, ...(r.moving_to !== undefined ? { moving_to: r.moving_to } : {}) };
 }
