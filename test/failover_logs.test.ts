@@ -10,7 +10,7 @@
  * it, and one started after it begins from the replica. Then the death is
  * declared, the keeper becomes the home and resumes the process, and both
  * followers end with exactly the output of an undisturbed run: nothing lost,
- * nothing twice.
+ * nothing twice; so do `ferry wait`s started before and after the kill.
  *
  * Leases are long (60 s) and the test ends the dead node's lease itself, in
  * the directory it serves, as the directory does when a lease runs out: so the
@@ -89,16 +89,20 @@ describe("ferry logs across a failover of the home, embedded directory, three no
     await directory?.close();
   });
 
-  it("kill -9 of the home, which also ran the process: before the takeover ferry logs is served from the keeper's replica; followers started before and after the kill end with an undisturbed run's output, no gap, nothing twice", async () => {
+  it("kill -9 of the home, which also ran the process: before the takeover ferry logs is served from the keeper's replica; followers started before and after the kill end with an undisturbed run's output, no gap, nothing twice; wait rides through", async () => {
     const [, , n3] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
     for (const n of cluster.nodes) {
       await until(`${n.name} to see all three alive`, async () => (await json<{ state: string | null }[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === 3);
     }
     const sha = await upload(n3.address, compute);
     const program = ["60", String(EXIT_CODE)];
-    const calm = await json<{ pid: string }>(n3.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "compute.wasm", args: program });
-    assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
-    const expected = await outputOf(n3.address, calm.pid);
+    // The undisturbed run, beside the rest (away from the node killed): what every reader must end up with.
+    const calm_node = cluster.nodes[0] as NodeProc;
+    const calm = await json<{ pid: string }>(calm_node.address, "POST", "/v1/processes", { module_sha256: await upload(calm_node.address, compute), module_name: "compute.wasm", args: program });
+    const undisturbed = (async () => {
+      assert.deepEqual((await json<{ status: unknown }>(calm_node.address, "GET", `/v1/processes/${calm.pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
+      return outputOf(calm_node.address, calm.pid);
+    })();
 
     const { pid } = await json<{ pid: string }>(n3.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS, node: "n3" });
     // One without checkpoints, running until it is lost: no node keeps its output but its home.
@@ -115,6 +119,7 @@ describe("ferry logs across a failover of the home, embedded directory, three no
     const early = follow(other.address, pid);
     followers.push(early);
     await until("the early follower to print some output", () => early.stdout().length > 0);
+    const early_wait = ferry(["wait", "--cluster", other.address, pid], { timeout_ms: 600_000 });
 
     // Killed the moment a checkpoint is stored, before the home has recorded it.
     const tap = await tapEvents(n3.address, "/v1/events?local=1&follow=1");
@@ -126,6 +131,7 @@ describe("ferry logs across a failover of the home, embedded directory, three no
     }
 
     // Before the takeover: the directory still holds n3 alive and its home.
+    const expected = await undisturbed;
     const replica = await outputOf(other.address, pid);
     assert.ok(replica.stdout.length >= last.stdout_bytes, `the replica shows ${replica.stdout.length} bytes, at least the ${last.stdout_bytes} the last recorded checkpoint covers`);
     assert.ok(replica.stdout.length < expected.stdout.length, "the process had not finished when its home died");
@@ -137,6 +143,10 @@ describe("ferry logs across a failover of the home, embedded directory, three no
     assert.deepEqual(logs.stdout, replica.stdout, "ferry logs before the takeover");
     const late = follow(other.address, pid);
     followers.push(late);
+    // A wait started while the home does not answer is answered by the directory, once the process ends wherever it runs then.
+    const late_wait = ferry(["wait", "--cluster", other.address, pid], { timeout_ms: 600_000 });
+    const look = await json<{ pid: string; from_directory?: boolean }>(other.address, "GET", `/v1/processes/${pid}`);
+    assert.deepEqual([look.pid, look.from_directory], [pid, true], "a look while its home does not answer: from the directory");
     await until("the late follower to print what the replica holds", () => late.stdout().length >= replica.stdout.length);
     await until("the early follower to have picked up again and caught up", () => early.stdout().length >= replica.stdout.length);
     // The output of the process with no checkpoint is with its home alone: said at once, not waited for.
@@ -155,6 +165,7 @@ describe("ferry logs across a failover of the home, embedded directory, three no
       assert.equal(f.stdout().toString(), expected.stdout.toString(), "stdout followed across the takeover: no gap, no duplicate");
       assert.equal(f.stderr().toString(), expected.stderr.toString(), "stderr followed across the takeover: no gap, no duplicate");
     }
+    for (const w of [early_wait, late_wait]) assert.equal((await w).status, EXIT_CODE, "ferry wait, through the home's death, with the process's status");
     const moved = await directory.process(pid);
     assert.deepEqual([moved?.home, moved?.runner, moved?.state], [keeper.name, keeper.name, "exited"], moved?.reason ?? "");
     for (const n of [other, keeper]) {

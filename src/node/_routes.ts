@@ -262,7 +262,8 @@ async function processRoute(
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
     // Its home is dead and failover gave it a new one: that node answers for it.
     const moved = node.cluster !== null && node.cluster.isDead(home) ? await movedHome(node, pid, home) : null;
-    if (moved !== null) return forward(node.dialer, req, res, await node.addressOf(moved), nodeNamed(moved), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
+    // Claimed by this node, which has not taken the home over yet: answered here as for a dead home (never forwarded to itself).
+    if (moved !== null && moved !== node.name) return forward(node.dialer, req, res, await node.addressOf(moved), nodeNamed(moved), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     // Its home is dead: what the directory records answers a look and a wait (the rest needs the home).
     if (node.cluster !== null && node.cluster.isDead(home) && method === "GET" && (sub === undefined || sub === "wait")) {
       return await answerFromDirectory(node, pid, sub, res);
@@ -273,7 +274,10 @@ async function processRoute(
       return forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), null, () => outputWithoutHome(node, pid, home, url, req, res));
     }
     // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
-    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
+    const timeout_ms = sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null;
+    // A home that does not answer (or dies before it answers a wait): the directory answers a look and a wait, as once it is declared dead.
+    const unreachable = node.cluster !== null && method === "GET" && (sub === undefined || sub === "wait") ? () => answerFromDirectory(node, pid, sub, res) : undefined;
+    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), timeout_ms, unreachable);
     return;
   }
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
