@@ -20,7 +20,7 @@ walk(root);
 // (test/) run before the unit tests beside the code (src/), which are short
 // and fill the gaps at the end, and the slowest integration tests lead. The
 // list only orders; a file missing from it still runs.
-const SLOW_FIRST = ["large_module", "chain", "failover", "postcopy", "migrate", "checkpoints", "netns", "cli_cluster"];
+const SLOW_FIRST = ["large_module", "chain", "failover", "failover_logs", "postcopy", "migrate", "checkpoints", "netns", "cli_cluster"];
 const integration = path.join(root, "test") + path.sep;
 const rank = (file) => {
   if (!file.startsWith(integration)) return SLOW_FIRST.length + 1;

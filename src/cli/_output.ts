@@ -100,9 +100,9 @@ export async function relayOutput(
   }
 }
 
-/** A connection problem, not an answer: worth another try. */
+/** A connection problem, or a directory that did not answer in time (the caller retries, docs/directory.md): worth another try. */
 function retriable(err: unknown): boolean {
-  return err instanceof FerryError && (err.code === "ERR_CLUSTER_CONNECTION" || err.code === "ERR_CLUSTER_UNREACHABLE");
+  return err instanceof FerryError && (err.code === "ERR_CLUSTER_CONNECTION" || err.code === "ERR_CLUSTER_UNREACHABLE" || err.code === "ERR_DIRECTORY_UNAVAILABLE");
 }
 
 interface Chunk {

@@ -22,6 +22,7 @@ import { errorField } from "../log/mod.js";
 import type { ProcessRecord } from "../directory/mod.js";
 import type { FerryNode } from "./node.js";
 import type { NodeDirectory } from "./cluster_directory.js";
+import type { HomeRecord } from "./_records.js";
 import { restoreFromHere } from "./_checkpoint_routes.js";
 import { SavedHomeSchema } from "./node_state.js";
 import { removeReplica, replicaPath, STREAMS } from "./_output_replica.js";
@@ -65,6 +66,15 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   }
   const home = node.table.adoptHome({ ...saved, home: node.name, node: node.name, previous: record.runner, moves, state: "running", exit: null });
   home.output.commit(offsets);
+  // Readers of the replica here go on from this log, at the same offsets.
+  for (const listener of adoptionListeners(node)) {
+    try {
+      listener(home);
+    } catch (err: unknown) {
+      // A reader's trouble is not the takeover's: it goes on.
+      node.log.warn({ pid, err: errorField(err) }, `a reader of ${pid}'s output failed when ${node.name} became its home`);
+    }
+  }
   let restored: Awaited<ReturnType<typeof restoreFromHere>>;
   try {
     restored = await restoreFromHere(node, pid, { to: node.name, moves, chain: kept.chain, seq: kept.seq, home: node.name });
@@ -86,6 +96,29 @@ export async function adoptHere(node: FerryNode, cluster: NodeDirectory, record:
   node.log.info({ pid, from: record.runner, seq: kept.seq, prepared_ahead, phases_ms }, `failover: ${node.name} is home to ${pid} now and resumed it from checkpoint ${kept.seq}`);
   node.events.publish({ type: "process.restored", pid, from: record.runner, to: node.name, keeper: node.name, checkpoint: kept.seq, moves, total_ms: performance.now() - t0, prepared_ahead, phases_ms });
   return { moves };
+}
+
+/** Per node, who is told when it becomes home to a process by failover. */
+const adoptionsBy = new WeakMap<FerryNode, Set<(home: HomeRecord) => void>>();
+
+function adoptionListeners(node: FerryNode): Set<(home: HomeRecord) => void> {
+  let set = adoptionsBy.get(node);
+  if (set === undefined) {
+    set = new Set();
+    adoptionsBy.set(node, set);
+  }
+  return set;
+}
+
+/**
+ * Calls `listener` each time this node becomes home to a process by
+ * failover, once its log holds (and releases) what the checkpoint covers
+ * and before the process resumes; returns the function that stops it.
+ */
+export function onAdopted(node: FerryNode, listener: (home: HomeRecord) => void): () => void {
+  const set = adoptionListeners(node);
+  set.add(listener);
+  return () => void set.delete(listener);
 }
 
 /** Where a process's home is now if failover moved it from the dead node its pid names (null: it has not moved, or no directory). */

@@ -165,7 +165,8 @@ const FORWARD_KEEPALIVE_MS = 5000;
  * Connecting is always timed (the dialer's CONNECT_TIMEOUT_MS); `timeout_ms`
  * bounds the whole exchange, and is null only for long polls and streams
  * (`wait`, `output?follow=1`, `migrate`), which last as long as the process
- * or the move does and are watched by TCP keepalive instead.
+ * or the move does and are watched by TCP keepalive instead. `unreachable`,
+ * when given, answers instead if the node does not (before any answer came).
  */
 export function forward(
   dialer: Dialer,
@@ -174,6 +175,7 @@ export function forward(
   address: string,
   expect: ExpectedPeer = ANY_NODE,
   timeout_ms: number | null = FORWARD_TIMEOUT_MS,
+  unreachable?: (err: FerryError) => Promise<void>,
 ): void {
   const out = dialer.request(address, { method: req.method, path: req.url, agent: false, headers: { ...req.headers, host: address } }, expect);
   if (timeout_ms !== null) {
@@ -185,10 +187,20 @@ export function forward(
   out.on("response", (answer) => {
     res.writeHead(answer.statusCode ?? 502, answer.headers);
     answer.pipe(res);
+    // An answer cut short (the node died mid-stream) is cut here too, so the client sees it and asks again, rather than waiting on an answer that will never end.
+    answer.on("close", () => {
+      if (!answer.complete) res.destroy();
+    });
   });
-  out.on("error", (err) => sendError(res, peerError(address, err)));
+  out.on("error", (err) => {
+    const failed = peerError(address, err);
+    if (unreachable === undefined || res.headersSent || failed.code !== "ERR_PEER_UNREACHABLE") return sendError(res, failed);
+    unreachable(failed).catch((e: unknown) => sendError(res, e));
+  });
   res.on("close", () => out.destroy());
-  req.pipe(out);
+  // A request forwarded again after a first node did not answer has been read already.
+  if (req.readableEnded) out.end();
+  else req.pipe(out);
 }
 
 /**

@@ -5,7 +5,6 @@ import { FerryError } from "../errors.js";
 import { parse } from "../validate.js";
 import { pidHome } from "./names.js";
 import type { FerryNode } from "./node.js";
-import type { OutputChunk, StreamName } from "./output_log.js";
 import { describeProcess, type HomeRecord } from "./process_table.js";
 import { bodyChunks, forward, FORWARD_TIMEOUT_MS, readJson, readRequest, requestJson, sendError, sendJson } from "./_http.js";
 import { parseBatch } from "./_links.js";
@@ -25,6 +24,8 @@ import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_r
 import { movedHome } from "./_home_failover.js";
 import { replicaRoute } from "./_output_replica.js";
 import { refusesOutput } from "./_fence.js";
+import { relayLog, sseEvent, startOutputStream } from "./_output_stream.js";
+import { outputWithoutHome, serveReplicaOutput } from "./_replica_logs.js";
 
 /** How long a node waits for a peer to start a process it forwarded (the peer may instrument the module first). */
 const START_TIMEOUT_MS = 120_000;
@@ -241,9 +242,9 @@ async function processRoute(
       // Progress as server-sent events, then the result (or the error) as the last event.
       res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache" });
       try {
-        event(res, "result", await node.migrateOut(pid, body, (p) => event(res, "progress", p)));
+        sseEvent(res, "result", await node.migrateOut(pid, body, (p) => sseEvent(res, "progress", p)));
       } catch (err: unknown) {
-        event(res, "error", { code: err instanceof FerryError ? err.code : "ERR_INTERNAL", message: err instanceof Error ? err.message : String(err) });
+        sseEvent(res, "error", { code: err instanceof FerryError ? err.code : "ERR_INTERNAL", message: err instanceof Error ? err.message : String(err) });
       }
       res.end();
       return;
@@ -261,13 +262,22 @@ async function processRoute(
     if (home === undefined || home === node.name) throw new FerryError("ERR_NO_SUCH_PROCESS", `no process ${pid}`);
     // Its home is dead and failover gave it a new one: that node answers for it.
     const moved = node.cluster !== null && node.cluster.isDead(home) ? await movedHome(node, pid, home) : null;
-    if (moved !== null) return forward(node.dialer, req, res, await node.addressOf(moved), nodeNamed(moved), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
+    // Claimed by this node, which has not taken the home over yet: answered here as for a dead home (never forwarded to itself).
+    if (moved !== null && moved !== node.name) return forward(node.dialer, req, res, await node.addressOf(moved), nodeNamed(moved), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
     // Its home is dead: what the directory records answers a look and a wait (the rest needs the home).
     if (node.cluster !== null && node.cluster.isDead(home) && method === "GET" && (sub === undefined || sub === "wait")) {
       return await answerFromDirectory(node, pid, sub, res);
     }
+    if (sub === "output" && method === "GET" && node.cluster !== null) {
+      // Its home is dead, or does not answer: the keeper of its checkpoints holds a replica of its output.
+      if (node.cluster.isDead(home)) return await outputWithoutHome(node, pid, home, url, req, res);
+      return forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), null, () => outputWithoutHome(node, pid, home, url, req, res));
+    }
     // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
-    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null);
+    const timeout_ms = sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null;
+    // A home that does not answer (or dies before it answers a wait): the directory answers a look and a wait, as once it is declared dead.
+    const unreachable = node.cluster !== null && method === "GET" && (sub === undefined || sub === "wait") ? () => answerFromDirectory(node, pid, sub, res) : undefined;
+    forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), timeout_ms, unreachable);
     return;
   }
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
@@ -300,6 +310,7 @@ async function internalRoute(
   }
   if (what === "running" && method === "GET") return sendJson(res, 200, { pid, running: node.table.running(pid) !== undefined });
   if (await checkpointInternalRoute(node, method, what, pid, req, res, peer)) return;
+  if (what === "output-replica" && method === "GET") return await serveReplicaOutput(node, pid, requestUrl(req), req, res);
   if (await replicaRoute(node, method, what, pid, req, res, peer)) return;
   if (what === "deliver" && method === "POST") {
     const batch = parseBatch(await readJson(req));
@@ -355,57 +366,11 @@ async function addPeer(node: FerryNode, req: http.IncomingMessage, res: http.Ser
   sendJson(res, 200, { peers: node.peers });
 }
 
-function event(res: http.ServerResponse, name: string, data: unknown): void {
-  res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`);
-}
 
-/**
- * Output as server-sent events from the offsets the client asks for; with
- * follow, live until the process ends. Offsets let a client that reconnects
- * get every byte exactly once.
- */
+/** `GET /v1/processes/PID/output` at its home: its log from the offsets asked for; with follow, live until it ends. */
 function streamOutput(record: HomeRecord, url: URL, req: http.IncomingMessage, res: http.ServerResponse): void {
-  // Whole, non-negative offsets only: a fractional one once made the loop below spin for ever.
+  // Whole, non-negative offsets only: a fractional one once made the relay spin for ever.
   const query = parse(OutputQuerySchema, queryOf(url), "query");
-  const follow = query.follow === "1";
-  const offsets: Record<StreamName, number> = { stdout: query.stdout, stderr: query.stderr };
-  res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-  const log = record.output;
-  const send = (chunk: OutputChunk): void => {
-    const skip = offsets[chunk.stream] - chunk.offset;
-    if (skip >= chunk.data.length) return;
-    const data = chunk.data.subarray(Math.max(0, skip));
-    event(res, "output", { stream: chunk.stream, offset: offsets[chunk.stream], data: Buffer.from(data).toString("base64") });
-    offsets[chunk.stream] += data.length;
-  };
-  for (const stream of ["stdout", "stderr"] as const) {
-    // Held output (output commit) is shown only as far as a stored checkpoint covers it.
-    while (offsets[stream] < log.released(stream)) {
-      const data = log.read(stream, offsets[stream]);
-      // Each pass must move on; one that cannot would spin (and stop the node answering).
-      if (data.length === 0) throw new Error(`reading ${stream} at ${offsets[stream]} of ${log.released(stream)} returned nothing`);
-      send({ stream, offset: offsets[stream], data });
-    }
-  }
-  const finish = (): void => {
-    event(res, "exit", { status: record.exit });
-    res.end();
-  };
-  if (log.ended) return finish();
-  if (!follow) {
-    res.end();
-    return;
-  }
-  const onChunk = (chunk: OutputChunk): void => send(chunk);
-  const onEnd = (): void => {
-    cleanup();
-    finish();
-  };
-  const cleanup = (): void => {
-    log.off("chunk", onChunk);
-    log.off("end", onEnd);
-  };
-  log.on("chunk", onChunk);
-  log.on("end", onEnd);
-  req.on("close", cleanup);
+  startOutputStream(res);
+  relayLog(record.output, () => record.exit, { stdout: query.stdout, stderr: query.stderr }, query.follow === "1", req, res);
 }
