@@ -12,13 +12,12 @@
  */
 import { startPair, type NodePair } from "./_nodes.js";
 import { median } from "./_measure.js";
+import { firstWork, nextWork, PROBE_WORK, WORK_MAX } from "./_calibrate.js";
 import { SseParser } from "../src/sse.js";
 
 const SIZE_MIB = 256;
 /** The dirty rate aimed at (MB/s, 10^6 bytes), as issue 11 asks. */
 const TARGET_MB_PER_S = 50;
-/** The largest WORK dirtier accepts (examples/c/dirtier.c). */
-const WORK_MAX = 10_000_000;
 
 interface Taken {
   checkpoint: number;
@@ -92,29 +91,25 @@ export interface CheckpointBenchOptions {
 }
 
 /**
- * Calibrates dirtier's WORK to `target_mb_s`: a first guess from a straight
- * line through three short runs (the write phase's time per MiB is about
- * a + b × WORK), then runs at that WORK, corrected by the rate each one
- * reached, until one comes within {@link RATE_TOLERANCE} of the target.
- * A line through runs on a loaded machine once gave 73 MB/s for 50.
+ * Calibrates dirtier's WORK to `target_mb_s` (`_calibrate.ts`): a first
+ * guess from a line through a run without work and one at the probe's WORK,
+ * then runs at a WORK corrected by the rate each one reached, until one
+ * comes within {@link RATE_TOLERANCE} of the target. No guess strays more
+ * than a few times from a WORK measured: on a loaded machine a line through
+ * two runs once asked for dirtier's largest WORK, and the benchmark ran for
+ * hours at 0.2 MB/s.
  */
 async function calibrate(pair: NodePair, target_mb_s: number, probe_mib: number, idle: number): Promise<{ work: number; mb_s: number; tries: number }> {
-  const plain = (await runOnce(pair, probe_mib, 0, 0)).ms;
-  const worked = (await runOnce(pair, probe_mib, 4000, 0)).ms;
-  const a = Math.max(0.01, (plain - idle) / probe_mib);
-  const b = Math.max(1e-6, (worked - plain) / probe_mib / 4000);
-  const ms_per_mib = (mb_s: number): number => 1000 / ((mb_s * 1e6) / 1048576);
-  // dirtier takes WORK up to 10^7; a calibration distorted by load must not ask for more.
-  const clamp = (w: number): number => Math.min(WORK_MAX, Math.max(0, Math.round(w)));
-  let work = clamp((ms_per_mib(target_mb_s) - a) / b);
+  const perMib = (ms: number): number => Math.max(1, ms - idle) / probe_mib;
+  const plain = perMib((await runOnce(pair, probe_mib, 0, 0)).ms);
+  const probed = perMib((await runOnce(pair, probe_mib, PROBE_WORK, 0)).ms);
+  let work = firstWork(target_mb_s, plain, probed);
   let mb_s = NaN;
   for (let tries = 1; ; tries += 1) {
-    const ms = (await runOnce(pair, probe_mib, work, 0)).ms;
-    mb_s = (probe_mib * 1048576) / 1e6 / (Math.max(1, ms - idle) / 1000);
+    const ms_per_mib = perMib((await runOnce(pair, probe_mib, work, 0)).ms);
+    mb_s = 1048576 / 1e6 / (ms_per_mib / 1000);
     if (Math.abs(mb_s - target_mb_s) <= RATE_TOLERANCE * target_mb_s || tries >= CALIBRATION_TRIES_MAX) return { work, mb_s, tries };
-    // The time per MiB spent on WORK scales with it: move WORK by what the rate missed by.
-    const per_mib_ms = Math.max(0.01, (Math.max(1, ms - idle) / probe_mib) - a);
-    work = work === 0 ? clamp((ms_per_mib(target_mb_s) - a) / b) : clamp(work * ((per_mib_ms + ms_per_mib(target_mb_s) - ms_per_mib(mb_s)) / per_mib_ms));
+    work = nextWork(target_mb_s, plain, work, ms_per_mib);
   }
 }
 
