@@ -3,7 +3,9 @@
  * does not change (unlike times): each program runs under callgrind twice,
  * with a small and a larger argument, once uninstrumented under node:wasi
  * and once instrumented; the difference between the two runs is the cost of
- * the extra work alone (start-up and compilation cancel out). Both of V8's
+ * the extra work alone (start-up and most compilation cancel out; not a
+ * TurboFan compile that only the larger run triggers, as of the instrumented
+ * printf_core in compute and recurse: docs/runtime.md). Both of V8's
  * tiers are measured: by default a function that is called once (a `main`
  * whose loops the compiler inlined, AssemblyScript's top-level code) runs in
  * Liftoff from start to end, since V8 has no on-stack replacement for wasm;
