@@ -72,6 +72,27 @@ describe("LoadView", () => {
     assert.equal(v.get("a")?.load.memory_used_bytes, 12);
   });
 
+  it("fills a place freed by forgetting or expiry with every figure of the next newcomer, in a small view or a large one", () => {
+    for (const size of [3, 64]) {
+      const v = new LoadView("me", size);
+      v.merge([entry("a", 1, 0, 1), entry("b", 1, 0, 2), entry("x", 1, 9000, 5)], 0);
+      assert.equal(v.forget("a"), true);
+      assert.equal(v.expire(1000, 0), 1);
+      const c = { ...nodeLoad("c", { cpus: 4, speed: 0.5, processes: 6, movable: 1, runnable: 5.5, cpu_used: 3.5, memory_used_bytes: 11, remote_bytes_per_s: 13, labels: { gpu: "yes" }, draining: true }) };
+      const d = { ...nodeLoad("d", { runnable: 7 }) };
+      assert.equal(v.merge([{ load: c, version: 3, age_ms: 7 }, { load: d, version: 4, age_ms: 1 }], 10), 2);
+      assert.deepEqual(v.get("c")?.load, c);
+      assert.equal(v.get("c")?.version, 3);
+      assert.equal(ageOf(v.get("c")!, 10), 7);
+      assert.deepEqual(v.get("d")?.load, d);
+      assert.equal(v.get("b")?.load.runnable, 2);
+      assert.deepEqual(v.records().map((r) => r.load.node).sort(), ["b", "c", "d"]);
+      assert.equal(v.merge([entry("e", 1, 0)], 10), 1);
+      // Full at 3, the view gives the oldest entry's place (b, 10 ms old) to the newcomer.
+      assert.deepEqual(v.records().map((r) => r.load.node).sort(), size === 3 ? ["c", "d", "e"] : ["b", "c", "d", "e"]);
+    }
+  });
+
   it("accounts a placement in the held entry until fresher news", () => {
     const v = new LoadView("me");
     v.merge([entry("a", 1, 0, 2)], 0);

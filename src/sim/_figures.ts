@@ -1,6 +1,6 @@
 /** The figures of a run: the imbalance series while it runs, and the report at its end. */
 import type { SimReport } from "./report.js";
-import { State, type SimState } from "./_state.js";
+import { Live, LIVE_FIELDS, State, type SimState } from "./_state.js";
 
 /** Adds a point to the imbalance series: load spread over up nodes, busy nodes, co-located traffic now. */
 export function sample(s: SimState): void {
@@ -37,7 +37,7 @@ export function report(s: SimState, wall_ms: number): SimReport {
     if (s.state[p] !== State.done) continue;
     makespan = Math.max(makespan, (s.end_s[p] as number) - first);
     stretch += ((s.end_s[p] as number) - (s.w.arrival_s[p] as number)) / (s.w.work_s[p] as number);
-    max_moves = Math.max(max_moves, s.moves[p] as number);
+    max_moves = Math.max(max_moves, s.live[p * LIVE_FIELDS + Live.moves] as number);
   }
   return {
     nodes: s.c.nodes,

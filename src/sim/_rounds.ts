@@ -6,7 +6,8 @@
  * daemon's, unchanged; only what it is fed is built here.
  */
 import { ageOf, decide, wantsToAct, type LoadEntry, type LoadView, type Move, type NodeLoad, type ProcessInfo, type ViewRecord } from "../policy/mod.js";
-import { GPU, NONE, State, type SimState } from "./_state.js";
+import { GPU, Live, LIVE_FIELDS, NONE, State, type SimState } from "./_state.js";
+import { Packed, PACKED_FIELDS } from "./_workload.js";
 
 /** A process's description as the simulator builds it: one of a few reused from round to round. */
 interface SimInfo {
@@ -146,10 +147,11 @@ export class Rounds {
    */
   measuredDirty(p: number, n: number): number {
     const s = this.#s;
-    const mem = s.w.memory_bytes[p] as number;
+    const at = p * PACKED_FIELDS;
+    const mem = s.w.packed[at + Packed.memory_bytes] as number;
     if (mem <= s.c.policy.model.stop_copy_bytes_max) return 0;
-    if (s.now - (s.since_s[p] as number) < (2 * s.c.interval_ms) / 1000) return 0;
-    return (s.w.dirty_bytes_per_s[p] as number) * s.cpu.rate(n);
+    if (s.now - (s.live[p * LIVE_FIELDS + Live.since_s] as number) < (2 * s.c.interval_ms) / 1000) return 0;
+    return (s.w.packed[at + Packed.dirty_bytes_per_s] as number) * s.cpu.rate(n);
   }
 
   /** Fills description `slot` of the pool for `p` on `n`; adds the nodes of its peers to `peer_view`. */
@@ -160,18 +162,21 @@ export class Rounds {
       info = { pid: "", memory_bytes: 0, dirty_bytes_per_s: 0, cpu_share: 1, cpu_s: 0, requires: NONE, pinned: false, moves: 0, last_move_ms: -Infinity, peers: [] };
       this.#pool.push(info);
     }
+    const w = s.w.packed;
+    const at = p * PACKED_FIELDS;
     info.pid = s.pid(p);
-    info.memory_bytes = s.w.memory_bytes[p] as number;
+    info.memory_bytes = w[at + Packed.memory_bytes] as number;
     info.dirty_bytes_per_s = this.measuredDirty(p, n);
-    info.requires = s.w.requires_gpu[p] === 1 ? GPU : NONE;
-    info.cpu_s = Math.max(0, (s.w.work_s[p] as number) - s.cpu.remaining(n, p));
-    info.moves = s.moves[p] as number;
-    info.last_move_ms = s.last_move_ms[p] as number;
+    info.requires = w[at + Packed.requires_gpu] === 1 ? GPU : NONE;
+    info.cpu_s = Math.max(0, (w[at + Packed.work_s] as number) - s.cpu.remaining(n, p));
+    info.moves = s.live[p * LIVE_FIELDS + Live.moves] as number;
+    info.last_move_ms = s.live[p * LIVE_FIELDS + Live.last_move_ms] as number;
     const peers = info.peers;
     let k = 0;
-    const size = s.w.group_size[p] as number;
+    const size = w[at + Packed.group_size] as number;
     if (size > 1) {
-      const first = s.w.group_first[p] as number;
+      const first = w[at + Packed.group_first] as number;
+      const talk = w[at + Packed.talk_bytes_per_s] as number;
       for (let q = first; q < first + size; q += 1) {
         const st = s.state[q] as number;
         if (q === p || st === State.pending || st === State.done) continue;
@@ -183,7 +188,7 @@ export class Rounds {
         }
         peer.pid = s.pid(q);
         peer.node = s.names[m] as string;
-        peer.bytes_per_s = s.w.talk_bytes_per_s[p] as number;
+        peer.bytes_per_s = talk;
         k += 1;
         // Nodes whose processes talk exchange load with their traffic: the peer's node is known fresh.
         if (m !== n && this.#peer_mark[m] !== this.#peer_stamp && peer_view.length < PEER_VIEW_MAX) {

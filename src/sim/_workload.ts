@@ -20,8 +20,22 @@ export interface Workload {
   readonly talk_bytes_per_s: Float64Array;
   /** 1: requires gpu=yes. */
   readonly requires_gpu: Uint8Array;
+  /**
+   * What describing a process reads, side by side: {@link PACKED_FIELDS}
+   * numbers per process (one cache line), at `p * PACKED_FIELDS` plus a
+   * `Packed` offset. A decision round describes processes at random among a
+   * million; read from the arrays above, each figure was a cache miss of
+   * its own.
+   */
+  readonly packed: Float64Array;
   readonly total_work_s: number;
 }
+
+/** Numbers per process in {@link Workload.packed}: eight doubles, one 64-byte cache line. */
+export const PACKED_FIELDS = 8;
+
+/** Offsets of a process's figures in {@link Workload.packed}. */
+export const Packed = { memory_bytes: 0, dirty_bytes_per_s: 1, work_s: 2, requires_gpu: 3, group_first: 4, group_size: 5, talk_bytes_per_s: 6 } as const;
 
 function logUniform(r: Prng, lo: number, hi: number): number {
   return lo * Math.exp(r.float() * Math.log(hi / lo));
@@ -39,6 +53,7 @@ export function drawWorkload(c: SimConfig, arrival_s: number, r: Prng): Workload
     group_size: new Uint8Array(m),
     talk_bytes_per_s: new Float64Array(m),
     requires_gpu: new Uint8Array(m),
+    packed: new Float64Array(m * PACKED_FIELDS),
     total_work_s: 0,
   };
   let t = 0;
@@ -61,6 +76,14 @@ export function drawWorkload(c: SimConfig, arrival_s: number, r: Prng): Workload
       w.group_size[p] = size;
       w.talk_bytes_per_s[p] = talk;
       w.requires_gpu[p] = r.chance(c.require_share) ? 1 : 0;
+      const at = p * PACKED_FIELDS;
+      w.packed[at + Packed.memory_bytes] = mem;
+      w.packed[at + Packed.dirty_bytes_per_s] = w.dirty_bytes_per_s[p] as number;
+      w.packed[at + Packed.work_s] = w.work_s[p] as number;
+      w.packed[at + Packed.requires_gpu] = w.requires_gpu[p] as number;
+      w.packed[at + Packed.group_first] = p - k;
+      w.packed[at + Packed.group_size] = size;
+      w.packed[at + Packed.talk_bytes_per_s] = talk;
     }
   }
   return { ...w, total_work_s: total };

@@ -22,7 +22,7 @@ import { EventKind } from "./_events.js";
 import { report, sample } from "./_figures.js";
 import type { SimReport } from "./report.js";
 import { Rounds } from "./_rounds.js";
-import { GPU, NONE, SimState, State } from "./_state.js";
+import { GPU, Live, LIVE_FIELDS, NONE, SimState, State } from "./_state.js";
 
 /** Runs one simulation and returns its figures. */
 export function simulate(changes: SimChanges = {}): SimReport {
@@ -91,7 +91,7 @@ class Simulation extends SimState {
         return;
       case EventKind.coolEnd: {
         const p = q.subject;
-        if (this.unmovable[p] === 1 && this.mig_epoch[p] === q.epoch && (this.moves[p] as number) < this.c.policy.moves_per_process_max) this.movableAgain(p);
+        if (this.unmovable[p] === 1 && this.mig_epoch[p] === q.epoch && (this.live[p * LIVE_FIELDS + Live.moves] as number) < this.c.policy.moves_per_process_max) this.movableAgain(p);
         return;
       }
       case EventKind.sample:
@@ -163,14 +163,14 @@ class Simulation extends SimState {
     this.cpu.memory_used[n] = (this.cpu.memory_used[n] as number) + (this.w.memory_bytes[p] as number);
     this.state[p] = State.running;
     this.at[p] = n;
-    this.since_s[p] = this.now;
+    this.live[p * LIVE_FIELDS + Live.since_s] = this.now;
     this.traffic(p, n, 1);
     this.settle(n);
     if (this.w.requires_gpu[p] === 1 && this.gpu[n] !== 1) this.violations += 1;
     if (fresh && this.draining[n] === 1) this.violations += 1;
     if (fresh) return;
-    const capped = (this.moves[p] as number) >= this.c.policy.moves_per_process_max;
-    const cool_until_s = ((this.last_move_ms[p] as number) + this.c.policy.process_cooldown_ms) / 1000;
+    const capped = (this.live[p * LIVE_FIELDS + Live.moves] as number) >= this.c.policy.moves_per_process_max;
+    const cool_until_s = ((this.live[p * LIVE_FIELDS + Live.last_move_ms] as number) + this.c.policy.process_cooldown_ms) / 1000;
     if (capped || cool_until_s > this.now) {
       this.unmovable[p] = 1;
       this.unmovable_n[n] = (this.unmovable_n[n] as number) + 1;
@@ -262,8 +262,9 @@ class Simulation extends SimState {
     this.dest[p] = d;
     this.dest_life[p] = this.life[d] as number;
     this.src_life[p] = this.life[s] as number;
-    this.moves[p] = (this.moves[p] as number) + 1;
-    this.last_move_ms[p] = this.now * 1000;
+    const live = p * LIVE_FIELDS;
+    this.live[live + Live.moves] = (this.live[live + Live.moves] as number) + 1;
+    this.live[live + Live.last_move_ms] = this.now * 1000;
     const epoch = ((this.mig_epoch[p] as number) + 1) >>> 0;
     this.mig_epoch[p] = epoch;
     this.migrations += 1;
