@@ -12,27 +12,11 @@ import os from "node:os";
 import path from "node:path";
 import { NODE_STATE_VERSION, NodeStateFile, type NodeState, type SavedHome, type SavedRunning } from "../src/node/node_state.js";
 import { JOURNAL_BYTES_MIN, StateJournal } from "../src/node/_state_journal.js";
+import { savedHome } from "../src/node/_state_testing.js";
 import { median } from "./_measure.js";
 
-function home(pid: string): SavedHome {
-  return {
-    pid,
-    home: "n1",
-    node: "n1",
-    state: "running",
-    exit: null,
-    moves: 0,
-    previous: null,
-    started_unix_ms: Date.now(),
-    module_sha256: "a".repeat(64),
-    module_name: "pingpong.wasm",
-    args: ["pong", "1"],
-    env: [],
-    dirs: [],
-    listen: [],
-    memory_max_bytes: 268435456,
-  };
-}
+/** A home entry as a node saves it, sized like a real one. */
+const home = (pid: string): SavedHome => savedHome(pid, { started_unix_ms: Date.now(), module_name: "pingpong.wasm", args: ["pong", "1"], memory_max_bytes: 268435456 });
 
 const load = (): string => os.loadavg()[0]!.toFixed(1);
 

@@ -7,29 +7,11 @@ import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import { NODE_STATE_VERSION, NodeStateFile, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
 import { StateJournal } from "./_state_journal.js";
+import { savedHome } from "./_state_testing.js";
 
 const isStateError = (err: unknown): boolean => err instanceof FerryError && err.code === "ERR_STATE_FILE";
 
-function home(pid: string, over: Partial<SavedHome> = {}): SavedHome {
-  return {
-    pid,
-    home: "n1",
-    node: "n1",
-    state: "running",
-    exit: null,
-    moves: 0,
-    previous: null,
-    started_unix_ms: 1,
-    module_sha256: "a".repeat(64),
-    module_name: "x.wasm",
-    args: ["1"],
-    env: [],
-    dirs: [],
-    listen: [],
-    memory_max_bytes: 65536,
-    ...over,
-  };
-}
+const home = savedHome;
 
 /** A table as the process table keeps it, reduced to what is saved: the journal's model. */
 class Model {
