@@ -22,11 +22,30 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * The daemons started here and not yet ended. They end with this process,
+ * whichever way it ends (an error, process.exit, a broken pipe on its output,
+ * Ctrl-C), never left running on their own.
+ */
+const live = new Set<ChildProcess>();
+let ending_with_us = false;
+function endWithUs(child: ChildProcess): void {
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+  if (ending_with_us) return;
+  ending_with_us = true;
+  process.once("exit", () => {
+    for (const c of live) c.kill("SIGKILL");
+  });
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(signal, () => process.exit(128 + os.constants.signals[signal]));
+}
+
 /** Starts one node daemon and resolves once it listens. */
 export function startNode(name: string, port: number, peer: string, data: string, security: readonly string[]): Promise<ChildProcess> {
   const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, "--log-level", "warn", ...security], {
     stdio: ["ignore", "pipe", "pipe"],
   });
+  endWithUs(child);
   return new Promise((resolve, reject) => {
     child.stdout?.on("data", (c: Buffer) => {
       if (c.toString().includes("listening on")) resolve(child);
