@@ -5,31 +5,14 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
 import { LOAD_STATE_VERSION, LoadStateFile, NODE_STATE_VERSION, NodeStateFile, type NodeState } from "./node_state.js";
+import { savedHome } from "./_state_testing.js";
 
 function state(over: Partial<NodeState> = {}): NodeState {
   return {
     version: NODE_STATE_VERSION,
     node: "n1",
     next_pid: 3,
-    homes: [
-      {
-        pid: "n1-1",
-        home: "n1",
-        node: "n2",
-        state: "running",
-        exit: null,
-        moves: 2,
-        previous: "n3",
-        started_unix_ms: 1,
-        module_sha256: "a".repeat(64),
-        module_name: "x.wasm",
-        args: ["1"],
-        env: [],
-        dirs: [],
-        listen: [],
-        memory_max_bytes: 65536,
-      },
-    ],
+    homes: [savedHome("n1-1", { node: "n2", moves: 2, previous: "n3" })],
     running: [{ pid: "n2-4", home: "n2", moves: 1, moving_to: "n3" }],
     ...over,
   };
