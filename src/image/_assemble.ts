@@ -180,6 +180,11 @@ export class ImageAssembler {
     );
   }
 
+  /** The memory size the MEMORY section declared, bytes; undefined before it. */
+  get memory_bytes(): number | undefined {
+    return this.#parts.size_bytes;
+  }
+
   // The run header is checked only here, after the CRC, so a corrupted one reads as a checksum error.
   /** Whether a run of `count` pages from `first` lies inside the declared memory (streaming decode). */
   runFits(first: number, count: number): boolean {

@@ -134,6 +134,15 @@ export class ImageDecoder {
     this.#sha = options.sha256 ?? createHash("sha256");
   }
 
+  /**
+   * The memory size the image declares, bytes, once its MEMORY section was
+   * read (always before any page: a `write_pages` target can be sized once
+   * instead of growing); undefined before.
+   */
+  get memory_size_bytes(): number | undefined {
+    return this.#assembler.memory_bytes;
+  }
+
   /** Feeds the next bytes of the image. The chunk is not modified; with copy_pages: false it may be retained. */
   push(chunk: Uint8Array): void {
     if (this.#ended) throw new Error("ImageDecoder.push() called after end()");

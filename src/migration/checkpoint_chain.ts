@@ -128,11 +128,12 @@ export async function rebuildImage(chain: Iterable<StoredCheckpoint>, trust: Ima
     await new Promise((resolve) => setImmediate(resolve));
   };
   for (const cp of chain) {
-    const decoder = new ImageDecoder({
+    const decoder: ImageDecoder = new ImageDecoder({
       trust,
       module_sha256,
       write_pages: (offset, piece) => {
-        fit(offset + piece.length);
+        // Sized once to the whole memory the image declares: grown piece by piece, a base of 256 MiB was copied over and over (minutes of CPU).
+        fit(Math.max(offset + piece.length, decoder.memory_size_bytes ?? 0));
         memory.set(piece, offset);
       },
     });

@@ -3,7 +3,7 @@ import { createHash, generateKeyPairSync } from "node:crypto";
 import { describe, it } from "node:test";
 import { Prng } from "../_prng.js";
 import { FerryError, ImageError } from "../errors.js";
-import { encodeImage, trustKeys, writeMemory, type ImageSigner, type ProcessImage } from "../image/mod.js";
+import { encodeImage, sparsePages, trustKeys, writeMemory, type ImageSigner, type ProcessImage } from "../image/mod.js";
 import { CHECKPOINT_INCREMENTS_MAX, checkCheckpoint, needsCompaction, PagesDigest, rebuildImage, type StoredCheckpoint } from "./checkpoint_chain.js";
 
 const PAGE = 4096;
@@ -77,6 +77,30 @@ describe("checkpoint chains", () => {
       assert.equal(image.streams.stdout_bytes, increments, `seed ${seed}: the newest state`);
       assert.equal(image.meta["precopy_sha256"], undefined, "a rebuilt image vouches for no pre-copied pages");
     }
+  });
+
+  it("a compacted base (its pages inside its image) rebuilds in one pass over its memory", { timeout: 120_000 }, async () => {
+    // Every other page of 64 MiB: 8192 runs, each streamed on its own. Grown run by run, the memory was copied 8192 times
+    // (about 256 GB of copying: this never finished); sized once from the image's MEMORY section, it is one pass.
+    const memory = new Uint8Array(64 << 20);
+    for (let i = 0; i < memory.length / PAGE; i += 2) memory[i * PAGE + (i % PAGE)] = 1 + (i % 255);
+    const base: ProcessImage = {
+      module_sha256: MODULE,
+      instrumenter: "test/1",
+      memory: sparsePages(memory),
+      globals: [],
+      stack: { entry: "_start", asyncify: Uint8Array.of(1) },
+      wasi: {},
+      streams: { stdout_bytes: 0, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
+      meta: { module_path: "m.wasm", created_unix_ms: 1 },
+    };
+    const compacted: StoredCheckpoint = { pages: [], image: Buffer.concat([...encodeImage(base, { signer: SIGNER })]) };
+    memory.fill(9, 3 * PAGE, 4 * PAGE);
+    const image = await rebuildImage([compacted, checkpointOf(memory, [3], 1)], TRUST, MODULE);
+    const out = new Uint8Array(memory.length);
+    writeMemory({ memory: { ...image.memory, page_count: 0 } }, out);
+    assert.ok(Buffer.from(out).equals(memory), "the rebuilt memory");
+    assert.equal(image.streams.stdout_bytes, 1);
   });
 
   it("a checkpoint is taken only with the pages its signed image vouches for, signed by a trusted key", () => {
