@@ -42,7 +42,9 @@ function endWithUs(child: ChildProcess): void {
 
 /** Starts one node daemon and resolves once it listens. */
 export function startNode(name: string, port: number, peer: string, data: string, security: readonly string[]): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, "--log-level", "warn", ...security], {
+  // FERRY_BENCH_NODE_FLAGS: Node flags for the daemons only (say, --cpu-prof), which NODE_OPTIONS refuses.
+  const flags = (process.env["FERRY_BENCH_NODE_FLAGS"] ?? "").split(" ").filter((f) => f !== "");
+  const child = spawn(process.execPath, [...flags, FERRY, "node", "start", "--name", name, "--listen", `127.0.0.1:${port}`, "--peers", peer, "--data", data, "--log-level", "warn", ...security], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   endWithUs(child);

@@ -244,7 +244,10 @@ Nothing here passes or fails: read the figures.
   --dirtier-work=N     checkpoint: the dirtier's WORK as given, no calibration
   --many=N             many: processes on a local cluster (default 10000); hibernated: sleepers (default 1000)
   --many-sleepers      many: idle guests that sleep instead of pong guests
-  -h, --help           this text`);
+  -h, --help           this text
+
+Environment: FERRY_BENCH_NODE_FLAGS="--cpu-prof --cpu-prof-dir=DIR" passes Node flags to the node daemons
+a section starts (NODE_OPTIONS refuses --cpu-prof), to see where a node's time goes.`);
   process.exit(0);
 }
 const asked = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
