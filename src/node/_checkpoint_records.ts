@@ -7,6 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { replaceFileDurablyAsync } from "../durable_file.js";
 import * as v from "valibot";
 import { FerryError } from "../errors.js";
 import { NodeName, Pid } from "../process_spec.js";
@@ -48,6 +49,8 @@ export interface CheckpointRecords {
   put(record: CheckpointRecord): CheckpointRecord | undefined;
   /** Forgets `pid`'s record (it ended); returns it. */
   drop(pid: string): CheckpointRecord | undefined;
+  /** Resolves once every change made before the call is on disk (or failed to be written, which is logged). */
+  durable(): Promise<void>;
 }
 
 /**
@@ -83,10 +86,15 @@ export const CheckpointRecordSchema = v.object({
 const RECORDS_MAX = 1_000_000;
 const RecordsFileSchema = v.object({ version: v.literal(1), records: v.pipe(v.array(CheckpointRecordSchema), v.maxLength(RECORDS_MAX)) });
 
-/** The home's records in `DATA/checkpoints.json`, rewritten atomically on each change. */
+/** The home's records in `DATA/checkpoints.json`, rewritten atomically after changes (see {@link durable}). */
 export class FileCheckpointRecords implements CheckpointRecords {
   readonly #file: string;
   readonly #records = new Map<string, CheckpointRecord>();
+  /** Changes made, and how many of them the last finished write held. */
+  #changed = 0;
+  #saved = 0;
+  #writing = false;
+  #waiters: { change: number; resolve: () => void }[] = [];
 
   constructor(data_dir: string) {
     this.#file = path.join(data_dir, "checkpoints.json");
@@ -132,13 +140,40 @@ export class FileCheckpointRecords implements CheckpointRecords {
     return prev;
   }
 
+  durable(): Promise<void> {
+    if (this.#saved >= this.#changed) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ change: this.#changed, resolve }));
+  }
+
+  /**
+   * Writes the records out, off the event loop: one write at a time, each of
+   * every change so far, so a home recording checkpoints of many processes
+   * writes the file back to back, never once per change, and a change waits
+   * for at most two writes.
+   */
   #save(): void {
-    try {
-      writeFileAtomic(this.#file, JSON.stringify({ version: 1, records: [...this.#records.values()] }));
-    } catch (err: unknown) {
-      // The record stays in memory: restores work until the node restarts.
-      logger().error({ file: this.#file, err: errorField(err) }, "could not save the checkpoint records");
+    this.#changed += 1;
+    if (!this.#writing) void this.#write();
+  }
+
+  async #write(): Promise<void> {
+    this.#writing = true;
+    while (this.#saved < this.#changed) {
+      const change = this.#changed;
+      try {
+        await replaceFileDurablyAsync(this.#file, JSON.stringify({ version: 1, records: [...this.#records.values()] }));
+      } catch (err: unknown) {
+        // The records stay in memory: restores work until the node restarts.
+        logger().error({ file: this.#file, err: errorField(err) }, "could not save the checkpoint records");
+      }
+      this.#saved = change;
+      this.#waiters = this.#waiters.filter((w) => {
+        if (w.change > change) return true;
+        w.resolve();
+        return false;
+      });
     }
+    this.#writing = false;
   }
 }
 
@@ -151,21 +186,3 @@ function safeJson(text: string): unknown {
   }
 }
 
-/** Writes a file so that a crash leaves the old or the new content, never a mix (temp file, fsync, rename). */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temp = `${file}.tmp`;
-  const fd = fs.openSync(temp, "w", 0o600);
-  try {
-    writeAll(fd, typeof data === "string" ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(temp, file);
-}
-
-/** Writes all of `data` at the file's position (a write may take less than asked: the rest follows). */
-export function writeAll(fd: number, data: Uint8Array): void {
-  for (let at = 0; at < data.length; ) at += fs.writeSync(fd, data, at, data.length - at);
-}

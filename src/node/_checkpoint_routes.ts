@@ -128,7 +128,7 @@ export async function checkpointInternalRoute(
   if (what === "checkpointed" && method === "POST") {
     const record = await readRequest(req, CheckpointRecordSchema);
     if (record.pid !== pid) throw new FerryError("ERR_BAD_REQUEST", `a record of ${record.pid} sent for ${pid}`);
-    acceptCheckpointRecord(node, record, peer?.name ?? record.runner);
+    await acceptCheckpointRecord(node, record, peer?.name ?? record.runner);
     sendJson(res, 200, { pid });
     return true;
   }
@@ -165,7 +165,7 @@ export async function checkpointInternalRoute(
  * newer than the last) and releases the output it covers. A chain replaced
  * on another keeper is dropped there.
  */
-export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord, from: string): void {
+export async function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord, from: string): Promise<void> {
   const home = node.table.home(record.pid);
   if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `node ${node.name} is not home to ${record.pid}`);
   // Only the node that took a checkpoint may say where it is.
@@ -181,6 +181,8 @@ export function acceptCheckpointRecord(node: FerryNode, record: CheckpointRecord
   }
   const prev = node.checkpoint_records.put(record);
   const written = checkpointToDirectory(node, record);
+  // Output is released only once a restart of this home would still find the checkpoint that covers it.
+  await node.checkpoint_records.durable();
   home.output.commit({ stdout: record.stdout_bytes, stderr: record.stderr_bytes });
   // Once the directory names the new keeper: until then failover may look for the old chain.
   if (prev !== undefined && prev.keeper !== record.keeper) void written.then(() => dropChain(node, prev));

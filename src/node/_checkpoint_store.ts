@@ -32,7 +32,7 @@ import type { FramedConnection } from "../transport/mod.js";
 import { WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
 import { parseJson } from "../validate.js";
 import { errorField, logger } from "../log/mod.js";
-import { writeFileAtomic } from "./_checkpoint_records.js";
+import { replaceFileDurably, replaceFileDurablyAsync } from "../durable_file.js";
 
 /**
  * Bytes of one checkpoint a keeper takes at most: a whole 4 GiB memory (a
@@ -233,9 +233,9 @@ export class CheckpointStore {
         fh = null;
         const image_all = Buffer.concat(image);
         const decoded = checkCheckpoint(image_all, digest.seen(), trustKeys([signer]), Buffer.from(begin.process.module_sha256, "hex"));
-        writeFileAtomic(temp.image, image_all);
-        fs.renameSync(temp.pages, path.join(dir, `${base}.pages`));
-        fs.renameSync(temp.image, path.join(dir, `${base}.image`));
+        await replaceFileDurablyAsync(temp.image, image_all);
+        await fs.promises.rename(temp.pages, path.join(dir, `${base}.pages`));
+        await fs.promises.rename(temp.image, path.join(dir, `${base}.image`));
         const entry = {
           seq: begin.seq,
           file: base,
@@ -248,7 +248,7 @@ export class CheckpointStore {
         };
         const old = this.#chains.get(pid);
         const chain: Chain = begin.seq === 1 || old === undefined ? { version: 1, chain: begin.chain, process: begin.process, entries: [entry] } : { ...old, process: begin.process, entries: [...old.entries, entry] };
-        this.#commit(pid, chain, old);
+        await this.#commit(pid, chain, old);
         await conn.send(CheckpointMsg.stored, Buffer.from(JSON.stringify({ stored_bytes: entry.bytes })));
         conn.close();
       } catch (err: unknown) {
@@ -308,18 +308,22 @@ export class CheckpointStore {
     if (this.bytes + begin.process.memory_bytes > KEEPER_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps ${this.bytes} bytes of checkpoints; ${KEEPER_BYTES_MAX} at most`);
   }
 
-  /** Makes `chain` the chain of `pid` (chain.json is the commit point), then removes the files only `old` named. */
-  #commit(pid: string, chain: Chain, old: Chain | undefined): void {
+  /**
+   * Makes `chain` the chain of `pid` (chain.json is the commit point), then
+   * removes the files only `old` named. Call under {@link locked}: its writes
+   * are awaited, off the event loop.
+   */
+  async #commit(pid: string, chain: Chain, old: Chain | undefined): Promise<void> {
     const dir = path.join(this.#dir, pid);
-    writeFileAtomic(path.join(dir, "chain.json"), JSON.stringify(chain));
+    await replaceFileDurablyAsync(path.join(dir, "chain.json"), JSON.stringify(chain));
     this.#chains.set(pid, chain);
     if (old === undefined) return;
     const keep = new Set(chain.entries.map((e) => e.file));
     for (const e of old.entries) {
       const name = e.file;
       if (keep.has(name)) continue;
-      fs.rmSync(path.join(dir, `${name}.pages`), { force: true });
-      fs.rmSync(path.join(dir, `${name}.image`), { force: true });
+      await fs.promises.rm(path.join(dir, `${name}.pages`), { force: true });
+      await fs.promises.rm(path.join(dir, `${name}.image`), { force: true });
     }
   }
 
@@ -350,27 +354,27 @@ export class CheckpointStore {
       } finally {
         await fh.close();
       }
-      writeFileAtomic(files.pages, new Uint8Array(0));
+      await replaceFileDurablyAsync(files.pages, new Uint8Array(0));
     } catch (err: unknown) {
       fs.rmSync(files.image, { force: true });
       fs.rmSync(files.pages, { force: true });
       throw err;
     }
     const entry = { ...last, file: name, bytes, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
-    return this.locked(pid, () => {
+    return this.locked(pid, async () => {
       const now = this.#chains.get(pid);
       const merged = chain.entries.length;
       // Still the chain merged, grown only at its end (a new base or a drop leave it otherwise)?
       const same = now !== undefined && now.chain === chain.chain && now.entries.length >= merged && now.entries[merged - 1]?.file === last.file && now.entries[0]?.file === chain.entries[0]?.file;
       if (!same) {
-        fs.rmSync(files.image, { force: true });
-        fs.rmSync(files.pages, { force: true });
-        return Promise.resolve(false);
+        await fs.promises.rm(files.image, { force: true });
+        await fs.promises.rm(files.pages, { force: true });
+        return false;
       }
       // chain.json is the commit point: until it names the new base, the old files are the chain.
-      this.#commit(pid, { ...now, entries: [entry, ...now.entries.slice(merged)] }, now);
+      await this.#commit(pid, { ...now, entries: [entry, ...now.entries.slice(merged)] }, now);
       logger().debug({ pid, seq: last.seq, bytes, after: now.entries.length - merged }, `compacted the checkpoints of ${pid} into a new base`);
-      return Promise.resolve(true);
+      return true;
     });
   }
 
@@ -379,7 +383,7 @@ export class CheckpointStore {
     const chain = this.#chains.get(pid);
     if (chain === undefined || chain.process.moves >= moves) return;
     const fenced = { ...chain, process: { ...chain.process, moves } };
-    writeFileAtomic(path.join(this.#dir, pid, "chain.json"), JSON.stringify(fenced));
+    replaceFileDurably(path.join(this.#dir, pid, "chain.json"), JSON.stringify(fenced));
     this.#chains.set(pid, fenced);
   }
 
@@ -404,12 +408,13 @@ export class CheckpointStore {
 
   /** Drops the chain of `pid` (its process ended, or its checkpoints moved to another keeper); only chain `chain` if given. */
   drop(pid: string, chain?: string): Promise<boolean> {
-    return this.locked(pid, () => {
+    return this.locked(pid, async () => {
       const c = this.#chains.get(pid);
-      if (c === undefined || (chain !== undefined && c.chain !== chain)) return Promise.resolve(false);
+      if (c === undefined || (chain !== undefined && c.chain !== chain)) return false;
       this.#chains.delete(pid);
-      fs.rmSync(path.join(this.#dir, pid), { recursive: true, force: true });
-      return Promise.resolve(true);
+      // Hundreds of megabytes to free: off the event loop.
+      await fs.promises.rm(path.join(this.#dir, pid), { recursive: true, force: true });
+      return true;
     });
   }
 }

@@ -330,7 +330,7 @@ export class NodeCheckpoints {
     try {
       await retry(async () => {
         if (running.home === node.name) {
-          acceptCheckpointRecord(node, record, node.name);
+          await acceptCheckpointRecord(node, record, node.name);
           return;
         }
         await requestJson(node.dialer, await node.addressOf(running.home), "POST", `/v1/internal/checkpointed/${r.pid}`, { body: record, expect: nodeNamed(running.home) });

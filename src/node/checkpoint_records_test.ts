@@ -37,7 +37,7 @@ describe("checkpoint records", () => {
     assert.equal(isNewer(record({ moves: 2 }), record({ moves: 1, seq: 9 })), false, "from a runner the process has left");
   });
 
-  it("are kept in the data directory across a restart; a stale one is refused and changes nothing", () => {
+  it("are kept in the data directory across a restart; a stale one is refused and changes nothing", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-records-"));
     try {
       const a = new FileCheckpointRecords(dir);
@@ -45,14 +45,45 @@ describe("checkpoint records", () => {
       assert.equal(a.put(record({ seq: 2, stdout_bytes: 20 }))?.seq, 1);
       assert.throws(() => a.put(record({ seq: 1 })), (e: unknown) => e instanceof FerryError && e.code === "ERR_LOCATION_STALE");
       a.put(record({ pid: "n1-2" }));
+      await a.durable();
       const b = new FileCheckpointRecords(dir);
       assert.equal(b.last("n1-1")?.stdout_bytes, 20);
       assert.equal(b.all().length, 2);
       assert.equal(b.drop("n1-2")?.pid, "n1-2");
+      await b.durable();
       assert.equal(new FileCheckpointRecords(dir).last("n1-2"), undefined);
       // A damaged file costs the records, never the node.
       fs.writeFileSync(path.join(dir, "checkpoints.json"), "{not json");
       assert.deepEqual(new FileCheckpointRecords(dir).all(), []);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("are written off the event loop, coalesced; durable() waits for the changes made before it, not for those after", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-records-"));
+    try {
+      const a = new FileCheckpointRecords(dir);
+      for (let i = 1; i <= 200; i += 1) a.put(record({ pid: `n1-${i}` }));
+      assert.equal(fs.existsSync(path.join(dir, "checkpoints.json")), false, "put() does not write in its own step");
+      await a.durable();
+      assert.equal(new FileCheckpointRecords(dir).all().length, 200);
+      // A stream of changes (as a home with many checkpointed processes sees) does not hold up a wait for the earlier ones.
+      let stop = false;
+      let n = 0;
+      const pump = (async (): Promise<void> => {
+        while (!stop && n < 100_000) {
+          n += 1;
+          a.put(record({ pid: "n1-1", seq: 1 + n }));
+          await new Promise((resolve) => setImmediate(resolve));
+        }
+      })();
+      await a.durable();
+      stop = true;
+      await pump;
+      assert.ok(n < 100_000, "durable() resolved while changes went on");
+      await a.durable();
+      assert.equal(new FileCheckpointRecords(dir).last("n1-1")?.seq, 1 + n);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

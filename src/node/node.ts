@@ -437,6 +437,7 @@ export class FerryNode {
     this.cluster?.pause();
     this.checkpoints.stop();
     await this.table.stop();
+    await this.checkpoint_records.durable();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();
     this.#release_warm();
