@@ -146,9 +146,11 @@ export class Membership {
     try {
       if (this.#lease === null) await this.#grant();
       else {
+        // Held here: stop() may drop the lease while the renewal is on its way.
+        const lease = this.#lease;
         const sent = performance.now();
-        await this.directory.keepAlive(this.#lease.id);
-        this.#valid_until_ms = sent + this.#lease.ttl_ms;
+        await this.directory.keepAlive(lease.id);
+        if (this.#lease === lease) this.#valid_until_ms = sent + lease.ttl_ms;
       }
     } catch (err: unknown) {
       if (err instanceof FerryError && err.code === "ERR_LEASE_EXPIRED") {
