@@ -21,7 +21,8 @@ import { FerryError } from "../errors.js";
 import { errorField } from "../log/mod.js";
 import type { ProcessRecord } from "../directory/mod.js";
 import type { FerryNode } from "./node.js";
-import type { NodeDirectory } from "./cluster_directory.js";
+import { endChange, type NodeDirectory } from "./cluster_directory.js";
+import type { ProcessStatus } from "./_records.js";
 import type { HomeRecord } from "./_records.js";
 import { restoreFromHere } from "./_checkpoint_routes.js";
 import { SavedHomeSchema } from "./node_state.js";
@@ -127,4 +128,25 @@ export async function movedHome(node: FerryNode, pid: string, named: string): Pr
   const record = await node.cluster.directory.process(pid);
   if (record === null || record.home === named || node.cluster.isDead(record.home)) return null;
   return record.home;
+}
+
+/**
+ * The end of a process whose home is declared dead, reported by its runner
+ * (this node) to the directory, because nothing takes that home over: it has
+ * no checkpoint, so no keeper holds its output or adopts it. Then `wait`,
+ * `ps` and `kill` on any node answer from the directory, rather than a
+ * process that ended showing as running forever. Resolves to whether the
+ * directory took it; false (the runner keeps reporting to the home, which may
+ * come back) while the home is not declared dead, or a takeover is due.
+ */
+export async function endedWithoutHome(node: FerryNode, pid: string, home: string, moves: number, status: ProcessStatus): Promise<boolean> {
+  const cluster = node.cluster;
+  if (cluster === null || !cluster.isDead(home)) return false;
+  const record = await cluster.directory.process(pid);
+  // A keeper takes the home over, and stops this copy before it resumes its own: the end is that copy's to report.
+  if (record === null || record.state !== "running" || record.home !== home || record.runner !== node.name || record.moves !== moves || record.last_checkpoint !== null) return false;
+  const result = await cluster.directory.updateProcess(pid, moves, endChange(status));
+  if (!result.ok) return false;
+  node.log.warn({ pid, home, status }, `${pid} ended on ${node.name} while its home ${home} is dead: its end is recorded in the directory (its output before stayed with its home)`);
+  return true;
 }

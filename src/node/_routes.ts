@@ -19,7 +19,7 @@ import { serveEvents } from "./_event_stream.js";
 import { errorField } from "../log/mod.js";
 import { checkMigrationTarget, checkStartHere, loadRoute, placeRun } from "./_load_routes.js";
 import { isDashboardPath, serveDashboard } from "./dashboard.js";
-import { answerFromDirectory, fromDirectory } from "./_directory_routes.js";
+import { answerFromDirectory, fromDirectory, killWithoutHome } from "./_directory_routes.js";
 import { checkpointInternalRoute, checkpointProcessRoute } from "./_checkpoint_routes.js";
 import { movedHome } from "./_home_failover.js";
 import { replicaRoute } from "./_output_replica.js";
@@ -273,6 +273,11 @@ async function processRoute(
       if (node.cluster.isDead(home)) return await outputWithoutHome(node, pid, home, url, req, res);
       return forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), null, () => outputWithoutHome(node, pid, home, url, req, res));
     }
+    if (sub === undefined && method === "DELETE" && node.cluster !== null) {
+      // A kill with its home dead or not answering: the home that took its place, or its runner (docs/directory.md).
+      if (node.cluster.isDead(home)) return await killWithoutHome(node, pid, req, res);
+      return forward(node.dialer, req, res, await node.addressOf(home), nodeNamed(home), null, () => killWithoutHome(node, pid, req, res));
+    }
     // Only a look at the process is a short exchange; wait, output, kill and migrate last as long as they must.
     const timeout_ms = sub === undefined && method === "GET" ? FORWARD_TIMEOUT_MS : null;
     // A home that does not answer (or dies before it answers a wait): the directory answers a look and a wait, as once it is declared dead.
@@ -283,7 +288,8 @@ async function processRoute(
   if (sub === undefined && method === "GET") return sendJson(res, 200, describeProcess(record));
   if (sub === undefined && method === "DELETE") {
     if (record.exit === null) {
-      if (record.node === node.name) await node.table.kill(pid);
+      // It may be arriving here (a restore after a failover, a move's last step): killed the moment it starts.
+      if (record.node === node.name) await node.table.killArriving(pid, record.done, ARRIVAL_WAIT_MS);
       else await requestJson(node.dialer, await node.addressOf(record.node), "DELETE", `/v1/internal/processes/${pid}`, { expect: nodeNamed(record.node) });
     }
     return sendJson(res, 200, { pid, status: await record.done });
@@ -292,6 +298,9 @@ async function processRoute(
   if (sub === "output" && method === "GET") return streamOutput(record, url, req, res);
   throw new FerryError("ERR_NOT_FOUND", `no such path ${method} ${url.pathname}`);
 }
+
+/** How long a kill at a home waits for the process to start on the node the home names (a restore takes a whole image's rebuild). */
+const ARRIVAL_WAIT_MS = 60_000;
 
 /** Node-to-node endpoints: output relay, exit and location reports, kill. */
 async function internalRoute(

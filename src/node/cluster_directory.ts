@@ -151,12 +151,7 @@ export class NodeDirectory {
 
   /** Records the end of a process this node is home to, at move `moves`, in the background. */
   ended(pid: string, moves: number, status: ProcessStatus): void {
-    const change =
-      status.kind === "exit"
-        ? { state: "exited" as const, exit_code: status.code }
-        : status.kind === "killed"
-          ? { state: "killed" as const }
-          : { state: status.kind === "lost" ? ("lost" as const) : ("failed" as const), reason: status.message.slice(0, REASON_CHARS_MAX) };
+    const change = endChange(status);
     this.#queue(pid, `record the end of ${pid}`, async () => {
       const result = await this.directory.updateProcess(pid, moves, change);
       if (!result.ok && result.reason !== "ended") {
@@ -166,17 +161,27 @@ export class NodeDirectory {
   }
 
   /** Waits until the directory records `pid` as ended; resolves to its record. */
-  async waitEnded(pid: string, signal: AbortSignal): Promise<ProcessRecord | null> {
-    let ended!: (r: ProcessRecord) => void;
+  waitEnded(pid: string, signal: AbortSignal): Promise<ProcessRecord | null> {
+    return this.waitRecord(pid, (r) => r.state !== "running", signal);
+  }
+
+  /**
+   * Waits until the directory's record of `pid` is one `done` accepts;
+   * resolves to it, or to null if there is none or `signal` aborts first
+   * (the caller tells which by the signal).
+   */
+  async waitRecord(pid: string, done: (r: ProcessRecord) => boolean, signal: AbortSignal): Promise<ProcessRecord | null> {
+    let found!: (r: ProcessRecord) => void;
     const seen = new Promise<ProcessRecord>((resolve) => {
-      ended = resolve;
+      found = resolve;
     });
+    // Listening before the first read: a change between the two is not missed.
     const off = this.membership.onProcess((r) => {
-      if (r.pid === pid && r.state !== "running") ended(r);
+      if (r.pid === pid && done(r)) found(r);
     });
     try {
       const now = await this.directory.process(pid);
-      if (now === null || now.state !== "running") return now;
+      if (now === null || done(now) || signal.aborted) return signal.aborted ? null : now;
       const aborted = new Promise<null>((resolve) => signal.addEventListener("abort", () => resolve(null), { once: true }));
       return await Promise.race([seen, aborted]);
     } finally {
@@ -322,6 +327,13 @@ export function describeRecord(r: ProcessRecord): Record<string, unknown> {
 }
 
 /** How a process ended, as the directory records it (null while it runs). */
+/** The directory's change for an end with `status`. */
+export function endChange(status: ProcessStatus): { state: "exited"; exit_code: number } | { state: "killed" } | { state: "lost" | "failed"; reason: string } {
+  if (status.kind === "exit") return { state: "exited", exit_code: status.code };
+  if (status.kind === "killed") return { state: "killed" };
+  return { state: status.kind === "lost" ? "lost" : "failed", reason: status.message.slice(0, REASON_CHARS_MAX) };
+}
+
 export function statusOfRecord(r: ProcessRecord): ProcessStatus | null {
   switch (r.state) {
     case "running":

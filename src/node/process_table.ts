@@ -85,6 +85,16 @@ export class ProcessTable {
    * The table of node `node`, with what its data directory holds from
    * earlier runs (ERR_STATE_FILE if that cannot be read).
    */
+  /** Kills waiting for a process to start here ({@link killArriving}), by pid. */
+  readonly #kill_on_arrival = new Map<string, Set<() => void>>();
+
+  /**
+   * Where an end goes when the home of the process cannot take it (declared
+   * dead, and nothing takes its place): the cluster directory, set by the
+   * node. Resolves to whether it took the end; the default never does.
+   */
+  endWithoutHome: (pid: string, home: string, moves: number, status: ProcessStatus) => Promise<boolean> = () => Promise.resolve(false);
+
   constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
     this.#node = node;
     this.#dialer = dialer;
@@ -418,6 +428,7 @@ export class ProcessTable {
   #track(running: Running, save = true): void {
     this.#running.set(running.pid, running);
     if (save) this.#save(running.pid);
+    for (const arrived of this.#kill_on_arrival.get(running.pid) ?? []) arrived();
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;
@@ -455,6 +466,7 @@ export class ProcessTable {
         this.acceptExit(record, this.#node, moves, status);
         return;
       }
+      if (await this.endWithoutHome(pid, home, moves, status)) return;
       await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/exit/${pid}`, { body: { status, node: this.#node, moves }, expect: nodeNamed(home) });
     }, { give_up_ms: REPORT_GIVE_UP_MS, signal: this.#stopping.signal });
   }
@@ -519,6 +531,36 @@ export class ProcessTable {
     const r = this.#running.get(pid);
     if (r === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${this.#node}`);
     await r.proc.terminate();
+  }
+
+  /**
+   * Kills `pid`, which its home record says runs here: now if it does, else
+   * the moment it starts here (it is arriving: a restore from a checkpoint,
+   * the end of a migration), unless `ended` settles first or `within_ms`
+   * passes (ERR_NO_SUCH_PROCESS then, as {@link kill}).
+   */
+  async killArriving(pid: string, ended: Promise<unknown>, within_ms: number): Promise<void> {
+    if (this.#running.has(pid)) return this.kill(pid);
+    let arrived!: () => void;
+    const here = new Promise<"here">((resolve) => {
+      arrived = () => resolve("here");
+    });
+    const waiting = this.#kill_on_arrival.get(pid) ?? new Set<() => void>();
+    waiting.add(arrived);
+    this.#kill_on_arrival.set(pid, waiting);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const late = new Promise<"late">((resolve) => {
+        timer = setTimeout(() => resolve("late"), within_ms);
+      });
+      const outcome = await Promise.race([here, ended.then(() => "ended" as const), late]);
+      if (outcome === "late") throw new FerryError("ERR_NO_SUCH_PROCESS", `process ${pid} does not run on node ${this.#node}, and did not start here within ${within_ms / 1000} s`);
+      if (outcome === "here") await this.kill(pid);
+    } finally {
+      clearTimeout(timer);
+      waiting.delete(arrived);
+      if (waiting.size === 0 && this.#kill_on_arrival.get(pid) === waiting) this.#kill_on_arrival.delete(pid);
+    }
   }
 
   /**
