@@ -5,73 +5,31 @@
  * iproute2; skipped, saying why, where they are missing.
  */
 import assert from "node:assert/strict";
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import type { ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { EXAMPLES, FERRY, ferry, tempDir } from "./_helpers.js";
+import { EXAMPLES, ferry, FERRY, tempDir } from "./_helpers.js";
 import { nodeCredentialFiles } from "./_cluster.js";
+import { makeNet, netnsUnavailable, type TestNet } from "./_netns.js";
 
-const tag = randomBytes(3).toString("hex");
-const hub = `fy-hub-${tag}`;
 const names = ["n1", "n2", "n3"];
-const ns = (name: string): string => `fy-${name}-${tag}`;
-// A private subnet that exists only inside this test's namespaces.
-const ip = (i: number): string => `10.211.${parseInt(tag.slice(0, 2), 16)}.${i + 1}`;
 const PORT = 7070;
 
-function sh(args: string[]): void {
-  execFileSync("ip", args, { stdio: "ignore" });
-}
-
-function unavailable(): string | null {
-  if (process.getuid?.() !== 0) return "needs root to create network namespaces";
-  try {
-    execFileSync("ip", ["netns", "list"], { stdio: "ignore" });
-  } catch {
-    return "iproute2 (ip netns) is not available";
-  }
-  return null;
-}
-
-/** Runs the ferry CLI inside namespace `name`. */
-function ferryIn(name: string, args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-    child.on("error", reject);
-    child.on("close", (status) => resolve({ status, stdout, stderr }));
-  });
-}
-
-const why = unavailable();
+const why = netnsUnavailable();
 
 describe("a cluster across network namespaces", { skip: why ?? false }, () => {
   const nodes: ChildProcess[] = [];
   const data = tempDir("netns");
-  let made = false;
+  let net: TestNet | null = null;
+  const ip = (i: number): string => (net as TestNet).ip(names[i] as string);
+  const ferryIn = (name: string, args: string[]): ReturnType<TestNet["ferryIn"]> => (net as TestNet).ferryIn(name, args);
 
   before(async () => {
-    sh(["netns", "add", hub]);
-    made = true;
-    sh(["-n", hub, "link", "add", "br0", "type", "bridge"]);
-    sh(["-n", hub, "link", "set", "br0", "up"]);
-    names.forEach((name, i) => {
-      sh(["netns", "add", ns(name)]);
-      sh(["-n", ns(name), "link", "set", "lo", "up"]);
-      sh(["link", "add", "eth0", "netns", ns(name), "type", "veth", "peer", "name", `p${i}`, "netns", hub]);
-      sh(["-n", ns(name), "addr", "add", `${ip(i)}/24`, "dev", "eth0"]);
-      sh(["-n", ns(name), "link", "set", "eth0", "up"]);
-      sh(["-n", hub, "link", "set", `p${i}`, "master", "br0"]);
-      sh(["-n", hub, "link", "set", `p${i}`, "up"]);
-    });
+    net = makeNet(names);
     for (const [i, name] of names.entries()) {
       const peers = names.flatMap((_, j) => (j === i ? [] : [`${ip(j)}:${PORT}`])).join(",");
-      const child = spawn("ip", ["netns", "exec", ns(name), process.execPath, FERRY, "node", "start", "--name", name, "--listen", `${ip(i)}:${PORT}`, "--peers", peers, "--data", path.join(data, name), ...(await nodeCredentialFiles(name, path.join(data, name)))], {
+      const child = net.spawnIn(name, process.execPath, [FERRY, "node", "start", "--name", name, "--listen", `${ip(i)}:${PORT}`, "--peers", peers, "--data", path.join(data, name), ...(await nodeCredentialFiles(name, path.join(data, name)))], {
         stdio: ["ignore", "pipe", "inherit"],
       });
       nodes.push(child);
@@ -90,16 +48,7 @@ describe("a cluster across network namespaces", { skip: why ?? false }, () => {
       child.kill("SIGTERM");
       await new Promise((r) => child.once("exit", r));
     }
-    if (made) {
-      for (const name of names) {
-        try {
-          sh(["netns", "del", ns(name)]);
-        } catch {
-          // Already gone.
-        }
-      }
-      sh(["netns", "del", hub]);
-    }
+    net?.remove();
     fs.rmSync(data, { recursive: true, force: true });
   });
 
