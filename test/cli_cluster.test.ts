@@ -345,6 +345,21 @@ describe("ferry cluster commands", () => {
     assert.match(r.stderr.toString(), new RegExp(`${down}.*ERR_CLUSTER_UNREACHABLE`));
   });
 
+  it("--cluster and FERRY_CLUSTER take a list: a node that does not answer is passed over for the next; none answering names them all", LIMIT, async () => {
+    const down = `127.0.0.1:${closed_port}`;
+    const r = await ferry(["nodes", "--json", "--cluster", `${down},${n1.address}`]);
+    assert.equal(r.status, 0, explain(r));
+    assert.deepEqual((JSON.parse(r.stdout.toString()) as { name: string }[]).map((n) => n.name), ["n1", "n2", "n3"]);
+    const e = await ferry(["ps", "--json"], { env: { FERRY_CLUSTER: `${down}, ${n2.address}` } });
+    assert.equal(e.status, 0, explain(e));
+    const none = await ferry(["ps", "--cluster", `${down},127.0.0.1:1`]);
+    assert.equal(none.status, 125, explain(none));
+    assert.match(none.stderr.toString(), new RegExp(`any of ${down}, 127\\.0\\.0\\.1:1: .*\\(ERR_CLUSTER_UNREACHABLE\\)`));
+    const bad = await ferry(["ps", "--cluster", `${n1.address},nohost`]);
+    assert.equal(bad.status, 2, explain(bad));
+    assert.match(bad.stderr.toString(), /want HOST:PORT/);
+  });
+
   it("run uploads the module only where it is missing, then creates the process", LIMIT, async () => {
     const before_log = n1.log.length;
     const first = await run(["run", "--env", "A=1", "--dir", ".:/work", "--dir", dir, wasm, "x y", "--help"]);

@@ -64,30 +64,53 @@ export function formatAddress(address: Address): string {
   return address.host.includes(":") ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
 
-/** The cluster address a command talks to: --cluster, else FERRY_CLUSTER, else {@link DEFAULT_CLUSTER}. */
+/** The cluster address a command talks to first: the first of {@link clusterAddresses}. */
 export function clusterAddress(parsed: Parsed, env: NodeJS.ProcessEnv = process.env): Address {
+  return clusterAddresses(parsed, env)[0] as Address;
+}
+
+/**
+ * The nodes a command may talk to, in order: --cluster, else FERRY_CLUSTER,
+ * else {@link DEFAULT_CLUSTER}; each a comma-separated list of HOST:PORT, so
+ * that a command still finds the cluster when the first node is down.
+ */
+export function clusterAddresses(parsed: Parsed, env: NodeJS.ProcessEnv = process.env): Address[] {
   const option = optionValue(parsed, "cluster");
   const from_env = env["FERRY_CLUSTER"];
   const [text, source] =
     option !== undefined ? [option, "--cluster"] : from_env !== undefined && from_env !== "" ? [from_env, "FERRY_CLUSTER"] : [DEFAULT_CLUSTER, "default"];
-  const address = parseAddress(text);
-  if (address === null) throw new UsageError(`${source} ${JSON.stringify(text)}: want HOST:PORT`);
-  return address;
+  const parts = text.split(",").map((t) => t.trim());
+  const addresses = parts.map(parseAddress);
+  if (parts.length > ADDRESSES_MAX || addresses.some((a) => a === null)) throw new UsageError(`${source} ${JSON.stringify(text)}: want HOST:PORT, or up to ${ADDRESSES_MAX} of them separated by commas`);
+  return addresses as Address[];
 }
+
+/** Most nodes one --cluster names. */
+const ADDRESSES_MAX = 64;
 
 /** An answer's body as the API sends it. */
 interface ApiErrorBody {
   error?: { code?: unknown; message?: unknown };
 }
 
-/** A client of one node. Each request uses its own connection: the CLI makes a handful. */
+/**
+ * A client of one node. Each request uses its own connection: the CLI makes
+ * a handful. Given other nodes too, it talks to the next of them when the
+ * node it talks to cannot be reached (no connection: the request was never
+ * sent, so sending it elsewhere is safe), and keeps to that one after.
+ */
 export class ClusterClient {
-  /** The node this client talks to. */
-  readonly address: Address;
+  readonly #addresses: readonly Address[];
+  #at = 0;
   #tls: ClusterTls | undefined;
 
-  constructor(address: Address) {
-    this.address = address;
+  constructor(address: Address, others: readonly Address[] = []) {
+    this.#addresses = [address, ...others];
+  }
+
+  /** The node this client talks to. */
+  get address(): Address {
+    return this.#addresses[this.#at] as Address;
   }
 
   /** `HOST:PORT` of the node. */
@@ -194,7 +217,23 @@ export class ClusterClient {
     return this.#tls;
   }
 
-  #request(method: string, path: string, body: Uint8Array | undefined, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+  async #request(method: string, path: string, body: Uint8Array | undefined, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
+    const tried: string[] = [];
+    for (;;) {
+      try {
+        return await this.#requestOnce(method, path, body, headers);
+      } catch (err: unknown) {
+        if (!(err instanceof ClusterError) || err.code !== "ERR_CLUSTER_UNREACHABLE" || this.#addresses.length === 1) throw err;
+        tried.push(this.name);
+        if (tried.length === this.#addresses.length) {
+          throw new ClusterError("ERR_CLUSTER_UNREACHABLE", `no Ferry node answers at any of ${tried.join(", ")}: start a cluster with \`ferry up\`, or name a node with --cluster HOST:PORT or FERRY_CLUSTER`, { cause: err });
+        }
+        this.#at = (this.#at + 1) % this.#addresses.length;
+      }
+    }
+  }
+
+  #requestOnce(method: string, path: string, body: Uint8Array | undefined, headers: http.OutgoingHttpHeaders): Promise<http.IncomingMessage> {
     const tls = this.#credential();
     return new Promise((resolve, reject) => {
       const req = https.request({
@@ -270,7 +309,8 @@ export class ClusterClient {
 
 /** A client of the node the command line names. */
 export function clusterClient(parsed: Parsed): ClusterClient {
-  return new ClusterClient(clusterAddress(parsed));
+  const [first, ...others] = clusterAddresses(parsed);
+  return new ClusterClient(first as Address, others);
 }
 
 function readAll(res: http.IncomingMessage, node: string): Promise<Buffer> {

@@ -14,7 +14,9 @@ Options:
   --json                 Print the whole report as JSON (pid, keeper, chain,
                          seq, pause_ms, total_ms, bytes, pages, final_pages,
                          memory_bytes, stdout_bytes, stderr_bytes, stored_bytes).
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

@@ -15,7 +15,9 @@ message is delivered exactly once. A message is at most 65536 bytes.
 Options:
   --file FILE            Send FILE's bytes instead of MESSAGE ("-": stdin).
   --json                 Print the API's answer, {"pid": PID, "bytes": N}.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 
 Exit status: 0 once delivered; 125 if the process has ended, does not exist,
@@ -32,7 +34,9 @@ candidates for running on one node.
 
 Options:
   --json                 Print the API's array of pairs as JSON.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

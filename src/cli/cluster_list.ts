@@ -13,7 +13,9 @@ PROGRAM and ARGS.
 
 Options:
   --json                 Print the API's array of processes as JSON.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 
@@ -32,7 +34,9 @@ gossiped for the others), and LABELS, with "(drained)" for a drained node.
 Options:
   --json                 Print the API's array of nodes as JSON (it also gives
                          each node's OS process id, os_pid).
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

@@ -31,7 +31,9 @@ Options:
                          pages at under 100 MB/s, in this move's last round or
                          the node's last move there), lz4 (always) or off.
   --json                 Print {pid, from, to, metrics} as JSON.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 
 Metrics: total_ms (request to running at the destination), downtime_ms (stopped

@@ -14,7 +14,9 @@ OS process. See docs/operations.md for every metric.
 Options:
   --node NAME            The node whose metrics to print (default: the node
                          asked, --cluster).
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 
@@ -34,7 +36,9 @@ Options:
   -f, --follow           Keep printing new events.
   --local                Only the events of the node asked.
   --json                 Print each event as the API's JSON, one a line.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

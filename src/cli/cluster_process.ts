@@ -3,7 +3,9 @@ import { parseArgs, UsageError, type OptionSpec, type Parsed } from "./_args.js"
 import { CLUSTER_OPTION, clusterClient } from "./_client.js";
 import { exitCodeOf, parseStatus, relayOutput, reportStatus } from "./_output.js";
 
-const CLUSTER_HELP = `  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+const CLUSTER_HELP = `  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

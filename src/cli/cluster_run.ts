@@ -61,7 +61,8 @@ Options:
   --json                 Print {"pid": PID, "node": NAME, "listen": [ADDRESS...]}
                          instead of the pid.
   --cluster HOST:PORT    The node to talk to (default: $FERRY_CLUSTER, else
-                         127.0.0.1:7070).
+                         127.0.0.1:7070). A list A,B,... talks to the first
+                         that answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

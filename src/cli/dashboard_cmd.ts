@@ -25,7 +25,9 @@ Options:
   --node NAME            The node whose dashboard to open (default: the node
                          asked, --cluster).
   --json                 Print {url, node, expires_unix_ms, ca_fingerprint}.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 
@@ -40,7 +42,9 @@ Options:
   --once                 Print one frame and exit (also when the output is
                          not a terminal).
   --interval SECONDS     Time between refreshes (default 2, 0.5 to 3600).
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 

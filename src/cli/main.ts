@@ -21,7 +21,7 @@ Commands:
   sim       Simulate a cluster running the load policies; print JSON figures
 
 Cluster commands (talk to the node --cluster HOST:PORT, else $FERRY_CLUSTER,
-else 127.0.0.1:7070):
+else 127.0.0.1:7070; a list A,B,... talks to the first node that answers):
   run       Start a program on the cluster (--attach to relay its output)
   ps        List the cluster's processes
   logs      Print a process's output (-f to follow it)

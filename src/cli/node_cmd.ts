@@ -442,6 +442,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
           await supervisor.start({ name, args: ["--listen", address, "--peers", peers, "--data", data_dir, ...shared] });
         }
         process.stdout.write(`cluster of ${count} up; try: ferry run --attach examples/c/compute.wasm 10   (Ctrl-C stops it)\n`);
+        if (count > 1) process.stdout.write(`commands that should go on when a node is down: export FERRY_CLUSTER=${addresses.join(",")}\n`);
       })(),
       stopped,
     ]);

@@ -24,7 +24,9 @@ Options:
   --name NAME            Only this name may redeem it (default: the joiner picks).
   --ttl DURATION         How long it is valid: 30s, 10m, 2h, 1d (default 1h, at most 7d).
   --json                 Print the API's answer.
-  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else 127.0.0.1:7070).
+  --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
+                         127.0.0.1:7070). A list A,B,... asks the first that
+                         answers: commands go on when a node is down.
   -h, --help             Show this help.
 `;
 
