@@ -1,7 +1,7 @@
 /**
  * The running node's side of a process's TCP connections: between the
  * guest's connection slots (`runtime/_net_area.ts`) and the process's home
- * (`net_home.ts`), in this node or reached over a `ferry-net/1` channel.
+ * (`net_home.ts`), in this node or reached over a `ferry-net/2` channel.
  *
  * Per connection it keeps the incoming bytes that did not fit the guest's
  * ring, and the outgoing bytes the home has not confirmed: after a broken

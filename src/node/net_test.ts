@@ -111,7 +111,7 @@ describe("TCP relay (home and runner)", () => {
     c.socket.destroy();
   });
 
-  it("over ferry-net/1: a broken channel is reattached, and nothing is lost or repeated either way", async () => {
+  it("over ferry-net/2: a broken channel is reattached, and nothing is lost or repeated either way", async () => {
     const home = await NetHome.listen("p-4", ["127.0.0.1:0"]);
     homes.push(home);
     const upgraded = new Set<Duplex>();
