@@ -35,6 +35,15 @@ export const NET_PATH = "/v1/internal/net/";
 
 /** How long attaching and flushing may take. */
 const ANSWER_TIMEOUT_MS = 5000;
+/**
+ * How long the home waits for a line's HELLO. A migration's destination
+ * opens its line before the image comes (`openNetChannel`), so that the
+ * connection's handshakes are no part of what a client waits through, and
+ * says HELLO once the process lands there: a stop-copy's image, or a
+ * pre-copy's rounds, may take that long. A line that says nothing by then is
+ * closed (and the destination opens a new one when it lands).
+ */
+const HELLO_TIMEOUT_MS = 30_000;
 /** Largest stream bytes in one frame. */
 const CHUNK_BYTES = 256 * 1024;
 
@@ -198,10 +207,33 @@ function sendBytes(out: LineOut, type: number, c: ConnRef, offset: number, bytes
   }
 }
 
-/** Runner side: attaches to the home of `attach.pid`, node `home` at `address`. */
-export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }): Promise<NetLine> {
-  const { pid, hello, down, broken } = attach;
+/** An upgraded connection to a home, not attached yet (HELLO not said). */
+export interface NetChannel {
+  socket: Duplex;
+  head: Uint8Array;
+}
+
+/**
+ * Runner side, ahead of attaching: the upgraded connection to the home of
+ * `pid`, node `home` at `address`, for {@link connectNetLine} to attach on
+ * later. Until then the socket's errors are only logged: it is closed by
+ * the home if no HELLO comes within HELLO_TIMEOUT_MS.
+ */
+export async function openNetChannel(dialer: Dialer, address: string, home: string, pid: string): Promise<NetChannel> {
   const { socket, head } = await upgrade(dialer, address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL, nodeNamed(home));
+  // Until a line is made on it, nothing else listens: an error must not go unheard (the line's reader sees what follows).
+  socket.on("error", (err: Error) => logger().debug({ pid, err: errorField(err) }, "a prepared connection relay line broke before it was used"));
+  return { socket, head };
+}
+
+/**
+ * Runner side: attaches to the home of `attach.pid`, node `home` at
+ * `address`, on `channel` if one was opened ahead (a channel the home has
+ * closed meanwhile fails here, like any broken line), else on a new one.
+ */
+export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }, channel?: NetChannel): Promise<NetLine> {
+  const { pid, hello, down, broken } = attach;
+  const { socket, head } = channel ?? (await openNetChannel(dialer, address, home, pid));
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
   try {
     await conn.send(Frame.hello, json(hello));
@@ -323,7 +355,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     let up: NetUplink | null = null;
     const home = homeOf(pid);
     try {
-      const hello = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
+      const hello = await conn.next({ timeout_ms: HELLO_TIMEOUT_MS });
       if (hello.type !== Frame.hello) throw new FerryError("ERR_NET_PROTOCOL", `expected HELLO, got frame type ${hello.type}`);
       if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `this node is not the home of a listening process ${pid}`);
       const { known, conns } = read(NetHelloSchema, hello.payload, "HELLO");
