@@ -8,23 +8,9 @@
  * examples/c/pingpong.wasm; the figures come from the senders' own link
  * statistics (first to last message).
  */
-import { spawn } from "node:child_process";
 import net from "node:net";
+import { echoProcess } from "./_echo.js";
 import { startPair, type NodePair } from "./_nodes.js";
-
-/** The echo server of {@link rawTcp}, as the source of a separate Node process: it prints its port. */
-const ECHO_PROCESS = `const s = require("node:net").createServer((c) => { c.setNoDelay(true); c.on("data", (d) => c.write(d)); });
-s.listen(0, "127.0.0.1", () => console.log(s.address().port));`;
-
-/** An echo server in another OS process (as a peer node is): its port, and how to stop it. */
-async function echoProcess(): Promise<{ port: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ["-e", ECHO_PROCESS], { stdio: ["ignore", "pipe", "inherit"] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim())));
-    child.once("exit", (code) => reject(new Error(`the echo process exited with ${code}`)));
-  });
-  return { port, stop: () => new Promise((r) => (child.kill(), child.once("exit", () => r()))) };
-}
 
 /**
  * Round trips of `size`-byte messages over one loopback TCP connection,

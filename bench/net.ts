@@ -2,12 +2,14 @@
  * TCP benchmark: what a client of a migrating server sees. One connection to
  * examples/c/kvserver.wasm (started with a listening socket on its home node,
  * a node daemon on 127.0.0.1) sends one ECHO request at a time and times each
- * reply: against a raw loopback TCP echo in the same run, with the server on
- * its home node, with it running on another node (relayed by the home), and
+ * reply: against a raw loopback TCP echo in the same run (in this process,
+ * and in another OS process, whose every answer wakes a sleeping process as
+ * every hop through a node does), with the server on its home node, with it running on another node (relayed by the home), and
  * during migrations with each strategy, where the longest round trip is the
  * stall the client saw.
  */
 import net from "node:net";
+import { echoProcess } from "./_echo.js";
 import { startPair } from "./_nodes.js";
 import { median } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
@@ -77,18 +79,30 @@ class Pinger {
   }
 }
 
-async function rawEcho(n: number): Promise<number[]> {
+/** Round trips to a raw TCP echo: in this process, or in another one at `port`. */
+async function rawEcho(n: number, port?: number): Promise<number[]> {
   const server = net.createServer((s) => {
     s.setNoDelay(true);
     s.on("data", (d: Buffer) => s.write(d));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const p = await Pinger.connect((server.address() as net.AddressInfo).port);
+  const p = await Pinger.connect(port ?? (server.address() as net.AddressInfo).port);
+  for (let i = 0; i < 100; i += 1) await p.once(`${PAYLOAD}\n`); // warm-up, as for the server
   const times: number[] = [];
   for (let i = 0; i < n; i += 1) times.push(await p.once(`${PAYLOAD}\n`));
   p.close();
   await new Promise((r) => server.close(r));
   return times;
+}
+
+/** Round trips to a raw TCP echo in another OS process. */
+async function rawEchoProcess(n: number): Promise<number[]> {
+  const echo = await echoProcess();
+  try {
+    return await rawEcho(n, echo.port);
+  } finally {
+    await echo.stop();
+  }
 }
 
 /** Runs the TCP benchmark and prints its table. */
@@ -103,6 +117,7 @@ export async function netBench(quick: boolean): Promise<void> {
     const n = quick ? 300 : 2000;
     const line = `ECHO ${PAYLOAD}\n`;
     const raw = await rawEcho(n);
+    const raw_process = await rawEchoProcess(n);
     const client = await Pinger.connect(port);
     for (let i = 0; i < 100; i += 1) await client.once(line); // warm-up
     const at = async (count: number): Promise<number[]> => {
@@ -121,11 +136,14 @@ export async function netBench(quick: boolean): Promise<void> {
     await migrate("n1", "stop-copy");
 
     console.log("\n(i) a TCP client of a migrating server (kvserver.wasm, one connection, one 38-byte ECHO request in flight) vs a raw loopback TCP echo, same run");
-    console.log("| path | median round trip ms | vs raw TCP |\n|---|---|---|");
+    console.log("| path | median round trip ms | vs raw TCP | vs raw TCP to another OS process |\n|---|---|---|---|");
     const raw_ms = median(raw);
-    console.log(`| raw TCP echo, loopback | ${raw_ms.toFixed(3)} | 1x |`);
-    console.log(`| kvserver on its home node | ${median(home).toFixed(3)} | ${(median(home) / raw_ms).toFixed(1)}x |`);
-    console.log(`| kvserver on another node (relayed by its home) | ${median(away).toFixed(3)} | ${(median(away) / raw_ms).toFixed(1)}x |`);
+    const process_ms = median(raw_process);
+    const row = (label: string, ms: number): void => console.log(`| ${label} | ${ms.toFixed(3)} | ${(ms / raw_ms).toFixed(1)}x | ${(ms / process_ms).toFixed(1)}x |`);
+    row("raw TCP echo, loopback", raw_ms);
+    row("raw TCP echo, loopback, echo in another OS process", process_ms);
+    row("kvserver on its home node", median(home));
+    row("kvserver on another node (relayed by its home)", median(away));
 
     const strategies = remotePagesAvailability().available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
     const repeats = quick ? 1 : 3;

@@ -149,7 +149,7 @@ describe("an authenticated cluster", () => {
     ["/v1/internal/data", "ferry-data/1"],
     ["/v1/internal/links", "ferry-links/3"],
     ["/v1/internal/pages/s1", "ferry-pages/1"],
-    ["/v1/internal/net/n1-1", "ferry-net/1"],
+    ["/v1/internal/net/n1-1", "ferry-net/2"],
   ];
 
   it("answers every route and upgrade 401 without a certificate, and with another cluster's; the process is untouched", async () => {

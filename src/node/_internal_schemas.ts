@@ -74,21 +74,6 @@ export const NetHelloSchema = v.object({
   conns: list(v.object({ listener: U32, seq: U32, received: Uint }), NET_SLOTS),
 });
 
-/** A connection named in a connection relay frame. */
-export const ConnRefSchema = v.object({ listener: U32, seq: U32 });
-
-/** SHUTDOWN, CLOSE, CONSUMED and WRITTEN: a connection and a stream offset. */
-export const ConnOffsetSchema = v.object({ ...ConnRefSchema.entries, offset: Uint });
-
-/** END: a connection's incoming stream ended, and how. */
-export const ConnEndSchema = v.object({ ...ConnRefSchema.entries, how: v.picklist(["eof", "reset"], "must be eof or reset") });
-
-/** UNLISTEN: a listening socket the guest closed. */
-export const UnlistenSchema = v.object({ listener: U32 });
-
-/** FLUSH and FLUSHED. */
-export const FlushSchema = v.object({ id: Uint });
-
 /** An error a peer reported in a frame (`{code, message}`); the code is mapped onto this node's registry by the reader. */
 export const PeerErrorSchema = v.object({
   code: v.optional(text(64)),

@@ -12,7 +12,9 @@
  * together, in one write. An answer waits a little (ANSWER_HOLD_MS) for a
  * delivery going the same way to ride with: in a request-answer exchange the
  * reply follows its request's answer within that time, so each message costs
- * one write and one wake of the other node instead of two. A broken
+ * one write and one wake of the other node instead of two. An answer a
+ * sender may be waiting on goes at once: one that stops it (it took less
+ * than its batch), or one of many held for a sender streaming one way. A broken
  * connection fails its pending requests; senders retry, and the receiver's
  * sequence numbers make the retry harmless.
  */
@@ -36,17 +38,27 @@ const ANSWER_TIMEOUT_MS = 5000;
 const ANSWER_SWEEP_MS = 250;
 /**
  * Longest an answer waits for a delivery to ride with. Long enough for a
- * receiving guest woken by the delivery to reply on an idle machine (tens to
- * hundreds of microseconds), short beside the sender's answer timeout; what
- * it delays is only the sender's freeing of messages already delivered.
+ * receiving guest woken by the delivery to reply, also on a busy machine
+ * (tens of microseconds on an idle one, milliseconds on a loaded one: with
+ * a shorter hold most answers there go alone, one more write and one more
+ * wake of the other node per message); short beside the sender's answer
+ * timeout. What it delays is only the sender's freeing of messages already
+ * delivered, and never a sender that waits for room (ANSWERED_MESSAGES_HELD_MAX).
  */
-export const ANSWER_HOLD_MS = 1;
+export const ANSWER_HOLD_MS = 5;
 /**
  * Answers held at most before they go on their own: half the batches a
  * sender may have on their way (`BATCHES_IN_FLIGHT_MAX`), so a sender
  * streaming one way never waits on the hold.
  */
 export const ANSWERS_HELD_MAX = 4;
+/**
+ * Held answers go once the deliveries they answer carried this many
+ * messages: a quarter of the undelivered messages a guest may have before
+ * its `send` blocks (`OUTBOX_MAX`, 256), so a sender streaming one way in
+ * large batches never waits on the hold for room.
+ */
+export const ANSWERED_MESSAGES_HELD_MAX = 64;
 
 /** What a node does with a delivery that reached it from node `peer` (null: a peer that could not be named): its answer. */
 export type Receive = (pid: string, batch: Batch, peer: string | null) => Promise<DeliverAnswer>;
@@ -68,7 +80,12 @@ class Outgoing {
   /** Frames queued that are deliveries: with none, only the hold's timer or the count of answers sends them. */
   #deliveries = 0;
   #flush_queued = false;
+  /** One timer for the hold, left armed across writes (one per message cost more than the rest of the channel's work on it). */
   #hold: NodeJS.Timeout | null = null;
+  /** When the oldest answer held now was queued (0: none is held). */
+  #held_since_ms = 0;
+  /** Messages of the deliveries whose answers are held now. */
+  #held_messages = 0;
   readonly #hold_ms: number;
   /** What went out (for tests, benchmarks and `inspect` to count, whatever the machine's load). */
   readonly counts: ChannelCounts = { writes: 0, deliveries: 0, answers: 0, answers_riding: 0 };
@@ -86,19 +103,38 @@ class Outgoing {
     this.#queueFlush();
   }
 
-  /** Queues an answer, written with the next delivery or once held long enough (a lost one is retried by its sender). */
-  answer(payload: Uint8Array): void {
+  /**
+   * Queues the answer to a delivery of `messages` messages, written with the
+   * next delivery or once held long enough, or this turn if `urgent` (a
+   * lost one is retried by its sender).
+   */
+  answer(payload: Uint8Array, messages: number, urgent: boolean): void {
     this.#frames.push({ type: ANSWER, payload });
     this.#failed.push(() => undefined);
-    if (this.#deliveries > 0) return; // rides with them
-    if (this.#frames.length >= ANSWERS_HELD_MAX) this.#queueFlush();
-    else if (this.#hold === null && !this.#flush_queued) this.#hold = setTimeout(() => this.#flush(), this.#hold_ms);
+    this.#held_messages += messages;
+    if (this.#deliveries > 0 || this.#flush_queued) return; // rides with them
+    if (urgent || this.#frames.length >= ANSWERS_HELD_MAX || this.#held_messages >= ANSWERED_MESSAGES_HELD_MAX) {
+      this.#queueFlush();
+      return;
+    }
+    if (this.#held_since_ms === 0) this.#held_since_ms = performance.now();
+    // Unref'd: a held answer must not keep a process alive (its connection does while it is open).
+    this.#hold ??= setTimeout(() => this.#onHold(), this.#hold_ms).unref();
   }
 
   /** Drops what was not written (the connection is gone). */
   stop(): void {
     if (this.#hold !== null) clearTimeout(this.#hold);
     this.#hold = null;
+    this.#held_since_ms = 0;
+  }
+
+  #onHold(): void {
+    this.#hold = null;
+    if (this.#held_since_ms === 0 || this.#flush_queued) return;
+    const left_ms = this.#hold_ms - (performance.now() - this.#held_since_ms);
+    if (left_ms <= 0) this.#flush();
+    else this.#hold = setTimeout(() => this.#onHold(), left_ms).unref();
   }
 
   #queueFlush(): void {
@@ -109,8 +145,8 @@ class Outgoing {
 
   #flush(): void {
     this.#flush_queued = false;
-    if (this.#hold !== null) clearTimeout(this.#hold);
-    this.#hold = null;
+    this.#held_since_ms = 0;
+    this.#held_messages = 0;
     if (this.#frames.length === 0) return;
     const failed = this.#failed;
     const frames = this.#frames;
@@ -203,12 +239,15 @@ class Channel {
           p.resolve(answer);
         } else if (frame.type === DELIVER) {
           const { id, pid, batch } = decodeDeliver(frame.payload);
+          const count = batch.messages.length;
+          const last = batch.messages[count - 1]?.seq ?? 0;
           receive(pid, batch, peer).then(
-            (a) => this.#out.answer(encodeAnswer(id, a)),
+            // Taking less than the batch stops its sender until it hears: it goes at once.
+            (a) => this.#out.answer(encodeAnswer(id, a), count, a.kind !== "accepted" || a.upto < last),
             (err: unknown) => {
               // "moving" makes the sender retry: right for a process that is landing or leaving, harmless otherwise.
               logger().debug({ pid, err: errorField(err) }, "a link delivery failed here; the sender retries");
-              this.#out.answer(encodeAnswer(id, { kind: "moving" }));
+              this.#out.answer(encodeAnswer(id, { kind: "moving" }), count, true);
             },
           );
         } else {

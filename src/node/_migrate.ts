@@ -247,6 +247,8 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
 
 /** The landing of a standby: pages and the image go in, and it runs, or it is dropped and its memory given back. */
 function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
+  // Its connections' line to their home is opened now, while the source still runs: when it lands, attaching is one exchange.
+  if ((offer.listen ?? []).length > 0) net.prepare();
   let view = new Uint8Array(proc.memory.buffer);
   let incoming: IncomingPostCopy | null = null;
   // Post-copy's session is opened now, while the source still runs: at the handover only the drop remains.
@@ -256,6 +258,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
       prepared = new PreparedPages(view);
     } catch (err: unknown) {
       // The caller gives the reservation back; the standby goes with it.
+      net.detach();
       void proc.terminate().catch((e: unknown) => logger().warn({ pid: offer.pid, err: errorField(e) }, "could not drop a standby whose post-copy session did not open"));
       throw err;
     }
@@ -322,6 +325,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
     },
     async abort() {
       prepared?.close();
+      net.detach();
       await proc.terminate();
       ticket.release();
     },

@@ -1,37 +1,49 @@
 /**
- * `ferry-net/1`: a process's TCP connections between the node that runs it
+ * `ferry-net/2`: a process's TCP connections between the node that runs it
  * and its home, over one framed connection (an HTTP upgrade to
  * `/v1/internal/net/PID` on the home's control port), opened by the runner.
  *
  * The runner sends HELLO (JSON {@link NetHello}) and waits for ATTACHED; then
- * both sides stream frames. Stream bytes travel in binary frames whose first
- * 16 bytes are u32 listener, u32 seq and f64 offset (little-endian); every
- * other frame is JSON. FLUSH {id} is answered by FLUSHED {id} once every
- * earlier frame was handled, since the home handles frames in order.
+ * both sides stream frames. Every frame that names a connection has a fixed
+ * binary body (`_net_frames.ts`): stream bytes headed by listener, seq and
+ * offset, and the small frames (WRITTEN, CONSUMED, END, ...) likewise, so a
+ * relayed request and its reply cost no JSON. Only HELLO, ATTACHED and ERROR
+ * are JSON. FLUSH is answered by FLUSHED with its id once every earlier
+ * frame was handled, since the home handles frames in order.
  */
 import { errorField, logger } from "../log/mod.js";
 import type { Duplex } from "node:stream";
 import type http from "node:http";
-import type { Socket } from "node:net";
 import type * as v from "valibot";
+import type { Socket } from "node:net";
 import { FerryError, isErrorCode, knownCode, PeerError } from "../errors.js";
 import { FramedConnection } from "../transport/mod.js";
 import { parseJson, type Schema } from "../validate.js";
 import { PID_PATTERN } from "../process_spec.js";
-import { ConnEndSchema, ConnOffsetSchema, ConnRefSchema, FlushSchema, NetHelloSchema, PeerErrorSchema, UnlistenSchema } from "./_internal_schemas.js";
+import { NetHelloSchema, PeerErrorSchema } from "./_internal_schemas.js";
+import { decodeBytes, decodeEnd, decodeOffset, decodeRef, decodeU32, encodeEnd, encodeOffset, encodeRef, encodeU32 } from "./_net_frames.js";
 import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
 import type { NetAttach, NetLine } from "./net_link.js";
 import type { ConnRef } from "../wasi/mod.js";
 import { upgrade } from "./_upgrade.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
 
-/** The upgrade token of the connection channel. */
-export const NET_PROTOCOL = "ferry-net/1";
+/** The upgrade token of the connection channel (2: binary bodies for every frame that names a connection). */
+export const NET_PROTOCOL = "ferry-net/2";
 /** Path prefix of the connection channel; the pid follows. */
 export const NET_PATH = "/v1/internal/net/";
 
 /** How long attaching and flushing may take. */
 const ANSWER_TIMEOUT_MS = 5000;
+/**
+ * How long the home waits for a line's HELLO. A migration's destination
+ * opens its line before the image comes (`openNetChannel`), so that the
+ * connection's handshakes are no part of what a client waits through, and
+ * says HELLO once the process lands there: a stop-copy's image, or a
+ * pre-copy's rounds, may take that long. A line that says nothing by then is
+ * closed (and the destination opens a new one when it lands).
+ */
+const HELLO_TIMEOUT_MS = 30_000;
 /** Largest stream bytes in one frame. */
 const CHUNK_BYTES = 256 * 1024;
 
@@ -53,30 +65,26 @@ const Frame = {
   error: 23,
 } as const;
 
-const HEAD = 16;
-
 function json(value: unknown): Uint8Array {
   return Buffer.from(JSON.stringify(value));
 }
 
 /** A JSON frame checked against its schema: ERR_NET_PROTOCOL otherwise. */
 function read<S extends Schema>(schema: S, payload: Uint8Array, what: string): v.InferOutput<S> {
-  return parseJson(schema, payload, `ferry-net/1 ${what} frame`, { code: "ERR_NET_PROTOCOL" });
-}
-
-/** A stream offset in a binary frame's head: a whole number of bytes, exact as a double. */
-function offsetOf(value: number): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new FerryError("ERR_NET_PROTOCOL", `a ferry-net/1 data frame has a bad offset ${value}`);
-  return value;
+  return parseJson(schema, payload, `ferry-net/2 ${what} frame`, { code: "ERR_NET_PROTOCOL" });
 }
 
 /**
  * Longest a WRITTEN or CONSUMED waits for another frame going its way to
  * ride with: in a request-reply exchange the next request or reply follows
  * within that time, so each costs one write and one wake of the other node
- * instead of two. Only the freeing of buffered bytes waits on it.
+ * instead of two. Only the freeing of buffered bytes and the guest's send
+ * window wait on it, and never in bulk (NET_ACK_URGENT_BYTES), so it can be
+ * long: a client that thinks between requests for longer than a
+ * millisecond (any client on a busy machine) then still costs no
+ * confirmation of its own per request.
  */
-export const NET_ACK_HOLD_MS = 1;
+export const NET_ACK_HOLD_MS = 20;
 /** Confirmations held at most before they go on their own. */
 const ACKS_HELD_MAX = 8;
 /**
@@ -90,7 +98,9 @@ export const NET_ACK_URGENT_BYTES = 16 * 1024;
  * Frames for one line, gathered while this turn of the event loop runs and
  * written together after its I/O callbacks (one write, one TLS record, one
  * wake of the other node for all of them). Confirmations (WRITTEN,
- * CONSUMED) only wait for another frame, in order with the rest.
+ * CONSUMED) only wait for another frame, in order with the rest; a newer
+ * confirmation of a connection replaces the one still held for it (its
+ * offset only grows, so the other side learns the same, sooner).
  */
 export class LineOut {
   readonly #conn: FramedConnection;
@@ -99,9 +109,18 @@ export class LineOut {
   /** Frames queued that are not confirmations: with one, the queue goes this turn. */
   #others = 0;
   #queued = false;
+  /**
+   * One timer for the hold, left armed across writes (arming and clearing
+   * one per request cost more than the rest of the line's work on it):
+   * when it fires it writes what has been held long enough, or waits on.
+   */
   #hold: NodeJS.Timeout | null = null;
-  /** Per connection (`listener.seq`): the offset of the last confirmation queued. */
-  readonly #acked = new Map<string, number>();
+  /** When the oldest confirmation held now was queued (0: none is held). */
+  #held_since_ms = 0;
+  /** Per connection (`listener.seq`): its confirmation in the queue, not yet written. */
+  readonly #held = new Map<string, { frame: { type: number; payload: Uint8Array }; offset: number }>();
+  /** Per connection: the offset of the last confirmation written. */
+  readonly #sent = new Map<string, number>();
   /** Writes made, and confirmations that rode with another frame (for tests to count). */
   readonly counts = { writes: 0, acks: 0, acks_riding: 0 };
 
@@ -118,28 +137,38 @@ export class LineOut {
     this.#queue();
   }
 
-  /** A confirmation of `c` up to `offset`: held, unless it moves that connection's offset by NET_ACK_URGENT_BYTES or more. */
+  /** A confirmation of `c` up to `offset`: held, unless it moves that connection NET_ACK_URGENT_BYTES or more past the last one written. */
   ack(type: number, c: ConnRef, offset: number): void {
     const k = `${c.listener}.${c.seq}`;
-    const last = this.#acked.get(k) ?? 0;
-    this.#acked.set(k, offset);
-    this.#frames.push({ type, payload: json({ listener: c.listener, seq: c.seq, offset }) });
     this.counts.acks += 1;
-    if (this.#others > 0) return; // rides with them
-    if (offset - last >= NET_ACK_URGENT_BYTES || this.#frames.length >= ACKS_HELD_MAX) this.#queue();
-    else if (this.#hold === null && !this.#queued) this.#hold = setTimeout(() => this.flush(), this.#hold_ms);
+    const held = this.#held.get(k);
+    if (held !== undefined && held.frame.type === type) {
+      held.offset = offset;
+      encodeOffset(c, offset, held.frame.payload);
+    } else {
+      const frame = { type, payload: encodeOffset(c, offset) };
+      this.#frames.push(frame);
+      this.#held.set(k, { frame, offset });
+    }
+    if (this.#others > 0 || this.#queued) return; // rides with them
+    if (offset - (this.#sent.get(k) ?? 0) >= NET_ACK_URGENT_BYTES || this.#held.size >= ACKS_HELD_MAX) {
+      this.#queue();
+      return;
+    }
+    if (this.#held_since_ms === 0) this.#held_since_ms = performance.now();
+    // Unref'd: a held confirmation must not keep a process alive; a line being closed is flushed first.
+    this.#hold ??= setTimeout(() => this.#onHold(), this.#hold_ms).unref();
   }
 
   /** A connection that ended: its offsets are forgotten. */
   forget(c: ConnRef): void {
-    this.#acked.delete(`${c.listener}.${c.seq}`);
+    this.#sent.delete(`${c.listener}.${c.seq}`);
   }
 
   /** Writes what is queued now (before a close, which sends only what was written). */
   flush(): void {
     this.#queued = false;
-    if (this.#hold !== null) clearTimeout(this.#hold);
-    this.#hold = null;
+    this.#held_since_ms = 0;
     if (this.#frames.length === 0) return;
     const frames = this.#frames;
     const acks = frames.length - this.#others;
@@ -147,8 +176,18 @@ export class LineOut {
     if (this.#others > 0) this.counts.acks_riding += acks;
     this.#frames = [];
     this.#others = 0;
+    for (const [k, h] of this.#held) this.#sent.set(k, h.offset);
+    this.#held.clear();
     // A broken channel is noticed by its reader, which reattaches and resends from the confirmed offsets.
     this.#conn.sendAll(frames).catch(() => undefined);
+  }
+
+  #onHold(): void {
+    this.#hold = null;
+    if (this.#held_since_ms === 0 || this.#queued) return;
+    const left_ms = this.#hold_ms - (performance.now() - this.#held_since_ms);
+    if (left_ms <= 0) this.flush();
+    else this.#hold = setTimeout(() => this.#onHold(), left_ms).unref();
   }
 
   #queue(): void {
@@ -163,25 +202,38 @@ export class LineOut {
 /** Sends stream bytes of `c` in frames of at most CHUNK_BYTES. */
 function sendBytes(out: LineOut, type: number, c: ConnRef, offset: number, bytes: Uint8Array): void {
   for (let at = 0; at < bytes.length || at === 0; at += CHUNK_BYTES) {
-    const head = new DataView(new ArrayBuffer(HEAD));
-    head.setUint32(0, c.listener, true);
-    head.setUint32(4, c.seq, true);
-    head.setFloat64(8, offset + at, true);
-    out.frame(type, [new Uint8Array(head.buffer), bytes.subarray(at, at + CHUNK_BYTES)]);
+    out.frame(type, [encodeOffset(c, offset + at), bytes.subarray(at, at + CHUNK_BYTES)]);
     if (bytes.length === 0) break;
   }
 }
 
-function readBytes(payload: Uint8Array): { conn: ConnRef; offset: number; bytes: Uint8Array } {
-  if (payload.length < HEAD) throw new FerryError("ERR_NET_PROTOCOL", "a ferry-net/1 data frame is too short");
-  const v = new DataView(payload.buffer, payload.byteOffset, HEAD);
-  return { conn: { listener: v.getUint32(0, true), seq: v.getUint32(4, true) }, offset: offsetOf(v.getFloat64(8, true)), bytes: payload.subarray(HEAD).slice() };
+/** An upgraded connection to a home, not attached yet (HELLO not said). */
+export interface NetChannel {
+  socket: Duplex;
+  head: Uint8Array;
 }
 
-/** Runner side: attaches to the home of `attach.pid`, node `home` at `address`. */
-export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }): Promise<NetLine> {
-  const { pid, hello, down, broken } = attach;
+/**
+ * Runner side, ahead of attaching: the upgraded connection to the home of
+ * `pid`, node `home` at `address`, for {@link connectNetLine} to attach on
+ * later. Until then the socket's errors are only logged: it is closed by
+ * the home if no HELLO comes within HELLO_TIMEOUT_MS.
+ */
+export async function openNetChannel(dialer: Dialer, address: string, home: string, pid: string): Promise<NetChannel> {
   const { socket, head } = await upgrade(dialer, address, `${NET_PATH}${encodeURIComponent(pid)}`, NET_PROTOCOL, nodeNamed(home));
+  // Until a line is made on it, nothing else listens: an error must not go unheard (the line's reader sees what follows).
+  socket.on("error", (err: Error) => logger().debug({ pid, err: errorField(err) }, "a prepared connection relay line broke before it was used"));
+  return { socket, head };
+}
+
+/**
+ * Runner side: attaches to the home of `attach.pid`, node `home` at
+ * `address`, on `channel` if one was opened ahead (a channel the home has
+ * closed meanwhile fails here, like any broken line), else on a new one.
+ */
+export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }, channel?: NetChannel): Promise<NetLine> {
+  const { pid, hello, down, broken } = attach;
+  const { socket, head } = channel ?? (await openNetChannel(dialer, address, home, pid));
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
   try {
     await conn.send(Frame.hello, json(hello));
@@ -204,19 +256,17 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
     try {
       for await (const f of conn) {
         if (f.type === Frame.data) {
-          const d = readBytes(f.payload);
+          const d = decodeBytes(f.payload, "DATA");
           down.data(d.conn, d.offset, d.bytes);
-          continue;
-        }
-        if (f.type === Frame.arrived) down.arrived(read(ConnRefSchema, f.payload, "ARRIVED"));
-        else if (f.type === Frame.end) {
-          const m = read(ConnEndSchema, f.payload, "END");
-          down.end(m, m.how);
         } else if (f.type === Frame.written) {
-          const m = read(ConnOffsetSchema, f.payload, "WRITTEN");
+          const m = decodeOffset(f.payload, "WRITTEN");
           down.written(m, m.offset);
+        } else if (f.type === Frame.arrived) down.arrived(decodeRef(f.payload, "ARRIVED"));
+        else if (f.type === Frame.end) {
+          const m = decodeEnd(f.payload);
+          down.end(m, m.how);
         } else if (f.type === Frame.flushed) {
-          const id = read(FlushSchema, f.payload, "FLUSHED").id;
+          const id = decodeU32(f.payload, "FLUSHED");
           const p = flushes.get(id);
           flushes.delete(id);
           if (p !== undefined) {
@@ -244,20 +294,20 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
       broken();
     }
   })();
-  const send = (type: number, value: unknown): void => {
+  const send = (type: number, body: Uint8Array): void => {
     // As in sendBytes: a broken channel is noticed by the reader above.
-    if (!detached) out.frame(type, json(value));
+    if (!detached) out.frame(type, body);
   };
   return {
     send: (c, offset, bytes) => {
       if (!detached) sendBytes(out, Frame.send, c, offset, bytes);
     },
-    shutdown: (c, offset) => send(Frame.shutdown, { listener: c.listener, seq: c.seq, offset }),
+    shutdown: (c, offset) => send(Frame.shutdown, encodeOffset(c, offset)),
     close: (c, offset) => {
-      send(Frame.close, { listener: c.listener, seq: c.seq, offset });
+      send(Frame.close, encodeOffset(c, offset));
       out.forget(c);
     },
-    unlisten: (listener) => send(Frame.unlisten, { listener }),
+    unlisten: (listener) => send(Frame.unlisten, encodeU32(listener)),
     consumed: (c, offset) => {
       if (!detached) out.ack(Frame.consumed, c, offset);
     },
@@ -267,13 +317,15 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
           reject(new FerryError("ERR_PEER_UNREACHABLE", `no connection channel to the home of ${pid}`));
           return;
         }
-        const id = next_flush++;
+        const id = next_flush;
+        // A u32 on the wire: ids wrap, and stay unique while fewer than 2^32 flushes wait.
+        next_flush = (next_flush + 1) >>> 0;
         const timer = setTimeout(() => {
           flushes.delete(id);
           reject(new FerryError("ERR_PEER_UNREACHABLE", `the home of ${pid} did not confirm its connections' data`));
         }, ANSWER_TIMEOUT_MS);
         flushes.set(id, { resolve, reject, timer });
-        send(Frame.flush, { id });
+        send(Frame.flush, encodeU32(id));
       }),
     detach: () => {
       detached = true;
@@ -303,28 +355,28 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
     let up: NetUplink | null = null;
     const home = homeOf(pid);
     try {
-      const hello = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
+      const hello = await conn.next({ timeout_ms: HELLO_TIMEOUT_MS });
       if (hello.type !== Frame.hello) throw new FerryError("ERR_NET_PROTOCOL", `expected HELLO, got frame type ${hello.type}`);
       if (home === undefined) throw new FerryError("ERR_NO_SUCH_PROCESS", `this node is not the home of a listening process ${pid}`);
       const { known, conns } = read(NetHelloSchema, hello.payload, "HELLO");
       await conn.send(Frame.attached, json({}));
       let done = false;
       const out = new LineOut(conn);
-      const send = (type: number, value: unknown): void => {
+      const send = (type: number, body: Uint8Array): void => {
         // A broken channel ends the loop below; the runner reattaches.
-        if (!done) out.frame(type, json(value));
+        if (!done) out.frame(type, body);
       };
       const down: NetDownlink = {
-        arrived: (c) => send(Frame.arrived, { listener: c.listener, seq: c.seq }),
+        arrived: (c) => send(Frame.arrived, encodeRef(c)),
         data: (c, offset, bytes) => {
           if (!done) sendBytes(out, Frame.data, c, offset, bytes);
         },
-        end: (c, how) => send(Frame.end, { listener: c.listener, seq: c.seq, how }),
+        end: (c, how) => send(Frame.end, encodeEnd(c, how)),
         written: (c, offset) => {
           if (!done) out.ack(Frame.written, c, offset);
         },
         superseded: () => {
-          send(Frame.superseded, {});
+          send(Frame.superseded, new Uint8Array(0));
           out.flush();
           done = true;
           // Superseded either way; a close that fails leaves nothing to undo.
@@ -334,22 +386,20 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
       up = home.attach({ known, conns }, down);
       for await (const f of conn) {
         if (f.type === Frame.send) {
-          const d = readBytes(f.payload);
+          const d = decodeBytes(f.payload, "SEND");
           up.send(d.conn, d.offset, d.bytes);
-          continue;
-        }
-        if (f.type === Frame.shutdown) {
-          const m = read(ConnOffsetSchema, f.payload, "SHUTDOWN");
+        } else if (f.type === Frame.consumed) {
+          const m = decodeOffset(f.payload, "CONSUMED");
+          up.consumed(m, m.offset);
+        } else if (f.type === Frame.shutdown) {
+          const m = decodeOffset(f.payload, "SHUTDOWN");
           up.shutdown(m, m.offset);
         } else if (f.type === Frame.close) {
-          const m = read(ConnOffsetSchema, f.payload, "CLOSE");
+          const m = decodeOffset(f.payload, "CLOSE");
           up.close(m, m.offset);
           out.forget(m);
-        } else if (f.type === Frame.unlisten) up.unlisten(read(UnlistenSchema, f.payload, "UNLISTEN").listener);
-        else if (f.type === Frame.consumed) {
-          const m = read(ConnOffsetSchema, f.payload, "CONSUMED");
-          up.consumed(m, m.offset);
-        } else if (f.type === Frame.flush) send(Frame.flushed, { id: read(FlushSchema, f.payload, "FLUSH").id });
+        } else if (f.type === Frame.unlisten) up.unlisten(decodeU32(f.payload, "UNLISTEN"));
+        else if (f.type === Frame.flush) send(Frame.flushed, encodeU32(decodeU32(f.payload, "FLUSH")));
       }
     } catch (err: unknown) {
       if (up === null) {

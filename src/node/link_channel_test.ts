@@ -224,4 +224,33 @@ describe("link channel", () => {
       await new Promise((r) => b_server.close(r));
     }
   });
+  it("an answer a sender may be waiting on goes at once, however long the hold: one that took less than its batch, one of many messages", async () => {
+    const options = { answer_hold_ms: 600_000 };
+    // b takes every message, but only two of those for b-1 (its inbox is full, say).
+    const receive = async (pid: string, b: Batch): Promise<DeliverAnswer> => ({ kind: "accepted", upto: pid === "b-1" ? 2 : b.messages.length, at: "here" });
+    const b = new LinkChannels(() => Promise.reject(new Error("not used")), receive, options);
+    const b_server = net.createServer((socket) => b.accept("a", new FramedConnection(socket)));
+    await new Promise<void>((r) => b_server.listen(0, "127.0.0.1", () => r()));
+    const a = new LinkChannels(open, refuse, options);
+    const address = `127.0.0.1:${(b_server.address() as net.AddressInfo).port}`;
+    const messages = (n: number): Batch => ({ from: "a", messages: Array.from({ length: n }, (_, i) => ({ seq: i + 1, data: Buffer.from("x") })) });
+    try {
+      // Three messages, two taken: the sender stops until it hears, so b answers alone, now.
+      assert.deepEqual(await a.deliver(address, "b", "b-1", messages(3)), { kind: "accepted", upto: 2, at: "here" });
+      assert.equal(await b.writes("a"), 1);
+      // A batch answered in full is held (a few turns pass: still held)...
+      let answered = false;
+      const small = a.deliver(address, "b", "b-2", messages(2)).then((x) => ((answered = true), x));
+      for (let i = 0; i < 20; i += 1) await new Promise((r) => setImmediate(r));
+      assert.equal(answered, false);
+      // ...until answers of as many messages as a streaming sender may be waiting on are held.
+      assert.deepEqual(await a.deliver(address, "b", "b-3", messages(62)), { kind: "accepted", upto: 62, at: "here" });
+      assert.deepEqual(await small, { kind: "accepted", upto: 2, at: "here" });
+      assert.equal(await b.writes("a"), 2);
+    } finally {
+      a.close();
+      b.close();
+      await new Promise((r) => b_server.close(r));
+    }
+  });
 });

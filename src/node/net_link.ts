@@ -1,7 +1,7 @@
 /**
  * The running node's side of a process's TCP connections: between the
  * guest's connection slots (`runtime/_net_area.ts`) and the process's home
- * (`net_home.ts`), in this node or reached over a `ferry-net/1` channel.
+ * (`net_home.ts`), in this node or reached over a `ferry-net/2` channel.
  *
  * Per connection it keeps the incoming bytes that did not fit the guest's
  * ring, and the outgoing bytes the home has not confirmed: after a broken
@@ -43,6 +43,12 @@ export interface NetAttach {
 
 /** Opens a line to the home. */
 export type NetConnect = (attach: NetAttach) => Promise<NetLine>;
+
+/** Readying a line ahead of attaching (`prepare`), and letting go of one never used (`unprepare`). */
+export interface NetPrepare {
+  prepare(): void;
+  unprepare(): void;
+}
 
 /** One connection as this node holds it. */
 interface RunConn extends ConnRef {
@@ -90,13 +96,24 @@ export class NetLink implements NetHooks {
   #closes: { conn: ConnRef; offset: number }[] = [];
   #unlistens: number[] = [];
   readonly #home_lost_ms: number;
+  readonly #prepare: NetPrepare | null;
   /** When attaching started to fail, while it does. */
   #unreachable_since: number | null = null;
 
-  constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number } = {}) {
+  constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number; prepare?: NetPrepare } = {}) {
     this.pid = pid;
     this.#connect = connect;
     this.#home_lost_ms = options.home_lost_ms ?? NET_HOME_LOST_MS;
+    this.#prepare = options.prepare ?? null;
+  }
+
+  /**
+   * A process about to land here (a migration's destination, before the
+   * image comes): the line to its home is opened now, so that attaching
+   * when it lands is one exchange, not a connection's handshakes too.
+   */
+  prepare(): void {
+    this.#prepare?.prepare();
   }
 
   bind(proc: GuestProcess): void {
@@ -150,6 +167,7 @@ export class NetLink implements NetHooks {
   /** The process left this node or ended: let go of the home. */
   detach(): void {
     this.#closed = true;
+    this.#prepare?.unprepare();
     this.#line?.detach();
     this.#line = null;
   }

@@ -5,7 +5,7 @@ import net from "node:net";
 import type { Duplex } from "node:stream";
 import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
 import { NetLink, type NetAttach } from "./net_link.js";
-import { acceptNetLine, connectNetLine } from "./_net_wire.js";
+import { acceptNetLine, connectNetLine, openNetChannel } from "./_net_wire.js";
 import { Dialer } from "./_dialer.js";
 
 /** The unit test speaks plain HTTP: TLS is tested with real nodes (test/security.test.ts). */
@@ -111,7 +111,7 @@ describe("TCP relay (home and runner)", () => {
     c.socket.destroy();
   });
 
-  it("over ferry-net/1: a broken channel is reattached, and nothing is lost or repeated either way", async () => {
+  it("over ferry-net/2: a broken channel is reattached, and nothing is lost or repeated either way", async () => {
     const home = await NetHome.listen("p-4", ["127.0.0.1:0"]);
     homes.push(home);
     const upgraded = new Set<Duplex>();
@@ -167,6 +167,44 @@ describe("TCP relay (home and runner)", () => {
       assert.equal(area.find(0, 0), -1, "the slot is free again");
       link.detach();
       c.socket.destroy();
+    } finally {
+      for (const s of upgraded) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it("a line opened ahead is attached on when the process lands, with no new connection; one closed meanwhile fails as a broken line does", async () => {
+    const home = await NetHome.listen("p-5", ["127.0.0.1:0"]);
+    homes.push(home);
+    const upgraded: Duplex[] = [];
+    const server = http.createServer();
+    server.on("upgrade", (req, socket: Duplex, head: Buffer) => {
+      upgraded.push(socket);
+      acceptNetLine(req, socket, head, (pid) => (pid === "p-5" ? home : undefined));
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    try {
+      const ahead = await openNetChannel(PLAIN, address, "n1", "p-5");
+      assert.equal(upgraded.length, 1);
+      // A client arrives while the process is still on its way.
+      const c = await client(home.addresses[0] as string);
+      c.socket.write("hello");
+      const down = recorder();
+      const line = await connectNetLine(PLAIN, address, "n1", { pid: "p-5", hello: { known: [0], conns: [] }, down, broken: () => undefined }, ahead);
+      assert.equal(upgraded.length, 1, "attached on the line opened ahead");
+      await until("the connection and its bytes", () => down.bytes.get("0.0") === "hello");
+      line.send({ listener: 0, seq: 0 }, 0, Buffer.from("world"));
+      await until("the reply", () => c.got() === "world");
+      line.detach();
+      c.socket.destroy();
+
+      // Opened ahead, then closed (the home waited for its HELLO too long, say): attaching on it fails.
+      const closed = await openNetChannel(PLAIN, address, "n1", "p-5");
+      const gone = new Promise((r) => closed.socket.once("close", r));
+      (upgraded.at(-1) as Duplex).destroy();
+      await gone;
+      await assert.rejects(connectNetLine(PLAIN, address, "n1", { pid: "p-5", hello: { known: [1], conns: [] }, down: recorder(), broken: () => undefined }, closed));
     } finally {
       for (const s of upgraded) s.destroy();
       await new Promise((r) => server.close(r));

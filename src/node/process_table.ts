@@ -32,7 +32,7 @@ import { parse } from "../validate.js";
 import type { Endpoint } from "../links/mod.js";
 import { NetHome } from "./net_home.js";
 import { NetLink } from "./net_link.js";
-import { connectNetLine } from "./_net_wire.js";
+import { connectNetLine, openNetChannel, type NetChannel } from "./_net_wire.js";
 import { recorded, REPORT_GIVE_UP_MS, type HomeRecord, type ProcessStatus, type RunRequest, type Running, type TableLinks } from "./_records.js";
 
 /**
@@ -358,16 +358,54 @@ export class ProcessTable {
 
   /** The connection relay of `pid`, whose home is `home`: straight to its NetHome here, or over a channel. */
   netLink(pid: string, home: string): NetLink {
-    return new NetLink(pid, async (attach) => {
-      const record = this.#homes.get(pid);
-      if (record !== undefined) {
-        if (record.net === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `${pid} does not listen`);
-        const net = record.net;
-        const up = net.attach(attach.hello, attach.down);
-        return { ...up, flush: () => Promise.resolve(), detach: () => net.detach(up) };
-      }
-      return connectNetLine(this.#dialer, await this.#addressOf(home), home, { pid, ...attach });
-    });
+    /** A channel opened ahead (NetLink.prepare), for the first attach. */
+    let prepared: Promise<NetChannel> | null = null;
+    const take = (): Promise<NetChannel> | null => {
+      const p = prepared;
+      prepared = null;
+      return p;
+    };
+    return new NetLink(
+      pid,
+      async (attach) => {
+        const record = this.#homes.get(pid);
+        if (record !== undefined) {
+          if (record.net === null) throw new FerryError("ERR_NO_SUCH_PROCESS", `${pid} does not listen`);
+          const net = record.net;
+          const up = net.attach(attach.hello, attach.down);
+          return { ...up, flush: () => Promise.resolve(), detach: () => net.detach(up) };
+        }
+        const address = await this.#addressOf(home);
+        const ahead = take();
+        if (ahead !== null) {
+          // One opened ahead that failed or was closed meanwhile (the home waits for a HELLO only so long): a new one instead.
+          const line = await ahead.then((channel) => connectNetLine(this.#dialer, address, home, { pid, ...attach }, channel)).catch((err: unknown) => {
+            logger().debug({ pid, err: errorField(err) }, "a connection relay line opened ahead could not be used; opening another");
+            return null;
+          });
+          if (line !== null) return line;
+        }
+        return connectNetLine(this.#dialer, address, home, { pid, ...attach });
+      },
+      {
+        prepare: {
+          prepare: () => {
+            if (this.#homes.has(pid) || prepared !== null) return;
+            const opening = this.#addressOf(home).then((address) => openNetChannel(this.#dialer, address, home, pid));
+            // Seen when it is used; one that fails here is only not used.
+            opening.catch(() => undefined);
+            prepared = opening;
+          },
+          unprepare: () => {
+            // Never used: closed (the home forgets it at once).
+            void take()?.then(
+              (channel) => channel.socket.destroy(),
+              () => undefined,
+            );
+          },
+        },
+      },
+    );
   }
 
   /** A relay to the home of `pid` starting at the given offsets. */
