@@ -59,7 +59,7 @@ interface Sample {
 }
 
 /** Resident memory, threads and CPU seconds of an OS process, from /proc (no request to the node, so nothing of it is measured). */
-function sample(os_pid: number): Sample {
+export function sample(os_pid: number): Sample {
   const status = fs.readFileSync(`/proc/${os_pid}/status`, "utf8");
   const rss_kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? NaN);
   const threads = Number(/^Threads:\s+(\d+)$/m.exec(status)?.[1] ?? NaN);
@@ -73,13 +73,13 @@ function sample(os_pid: number): Sample {
 const mib = (b: number): string => (b / 1048576).toFixed(1);
 const load = (): string => os.loadavg()[0]!.toFixed(1);
 
-/** A port P with P+1 .. P+NODES-1 free too (ferry up takes consecutive ports). */
-async function freePorts(): Promise<number> {
+/** A port P with P+1 .. P+nodes-1 free too (ferry up takes consecutive ports). */
+export async function freePorts(nodes = NODES): Promise<number> {
   for (;;) {
     const p = await freePort();
-    if (p + NODES > 65535) continue;
+    if (p + nodes > 65535) continue;
     let ok = true;
-    for (let i = 1; i < NODES; i += 1) {
+    for (let i = 1; i < nodes; i += 1) {
       const net = await import("node:net");
       ok = await new Promise<boolean>((resolve) => {
         const s = net.createServer();
@@ -93,7 +93,7 @@ async function freePorts(): Promise<number> {
 }
 
 /** Resolves once `check` gives a value; throws after `limit_ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined>, limit_ms: number): Promise<T> {
+export async function until<T>(what: string, check: () => Promise<T | undefined>, limit_ms: number): Promise<T> {
   const t0 = Date.now();
   for (;;) {
     const v = await check().catch(() => undefined);

@@ -32,6 +32,7 @@ import { failoverBench } from "./failover.js";
 import { slowLinkBench } from "./slowlink.js";
 import { manyBench } from "./many.js";
 import { hibernatedBench } from "./hibernated.js";
+import { idleBench } from "./idle.js";
 import { stateBench } from "./state.js";
 import { icountBench } from "./icount.js";
 
@@ -230,7 +231,7 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
 }
 
-const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "icount", "state"];
+const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
 
@@ -239,10 +240,11 @@ Nothing here passes or fails: read the figures.
 
   --quick              smaller sizes, fewer repeats
   --only=SECTION       one section: ${SECTIONS.join(", ")}
-                       (without it, every section but large, many, hibernated and icount)
+                       (without it, every section but large, many, hibernated, idle and icount)
   --dirty-mb-s=R       checkpoint: the checkpointed process's dirty rate, MB/s (default 50)
   --dirtier-work=N     checkpoint: the dirtier's WORK as given, no calibration
-  --many=N             many: processes on a local cluster (default 10000); hibernated: sleepers (default 1000)
+  --many=N             many: processes on a local cluster (default 10000); hibernated: sleepers (default 1000);
+                       idle: one more N besides 0, 100 and 1000 (--quick: 300)
   --many-sleepers      many: idle guests that sleep instead of pong guests
   -h, --help           this text
 
@@ -299,6 +301,11 @@ if (only === "many") {
 if (only === "hibernated") {
   const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
   await hibernatedBench(quick, many === undefined ? undefined : Number(many));
+}
+// A node's CPU with 0, 100 and 1,000 idle processes, and the dashboard's first row: minutes, only when asked for.
+if (only === "idle") {
+  const many = process.argv.find((a) => a.startsWith("--many="))?.slice("--many=".length);
+  await idleBench(quick, many === undefined ? undefined : Number(many));
 }
 // Minutes under valgrind: only when asked for.
 if (only === "icount") await icountBench(quick);

@@ -3,36 +3,26 @@
  * `chromium`, driven by playwright-core; nothing is downloaded), over the
  * node's real mutual-TLS port: log in through `ferry dashboard`'s URL, see
  * the nodes and a running process, move it from the page, see the link graph
- * of a ping-pong pair, and a list of 10,000 processes stay usable. Also the
- * session's rules (a token works once, actions need the CSRF token and the
- * page's origin) and `ferry top --once`.
- *
- * Chromium is told to trust the cluster's CA by its public key
- * (`--ignore-certificate-errors-spki-list`, honoured with a `--user-data-dir`
- * of the test's own): only certificates chaining to this CA pass, as they
- * would with the CA imported into the browser. No certificate error is
- * ignored wholesale.
+ * of a ping-pong pair, and a list of real processes paged by the nodes.
+ * Also the session's rules (a token works once, actions need the CSRF token
+ * and the page's origin). 10,000 processes: test/dashboard_many.test.ts.
+ * How Chromium is set up to trust the cluster's CA: test/_browser.ts.
  *
  * With FERRY_SCREENSHOTS=DIR set, the test saves the screenshots in
  * docs/ (`npm run screenshots`) into DIR.
  */
 import assert from "node:assert/strict";
-import { createHash, X509Certificate } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { pageProcesses, ProcessQuerySchema, type ProcessPage, type ProcessRow } from "../src/node/dashboard_query.js";
-import { parse } from "../src/validate.js";
-import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
-import { json, request, runsOn, startCluster, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import type { BrowserContext, Page } from "playwright-core";
+import type { ProcessPage } from "../src/node/dashboard_query.js";
+import { EXAMPLES, ferry, until } from "./_helpers.js";
+import { json, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
+import { CHROMIUM, have_chromium, openBrowser } from "./_browser.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const have_chromium = fs.existsSync(CHROMIUM);
 if (!have_chromium) console.log(`# ${CHROMIUM} not found (apt-get install chromium): the dashboard's browser tests are skipped`);
 const SCREENSHOTS = process.env["FERRY_SCREENSHOTS"];
-/** Synthetic processes of the list test. */
-const SYNTHETIC_ROWS = 10_000;
 /**
  * Real processes of the paged-list test: more than one page of the list
  * (the rows in view and a margin of 30 each way, 77 at the page's height),
@@ -41,12 +31,6 @@ const SYNTHETIC_ROWS = 10_000;
 const REAL_ROWS = 100;
 /** Argument that marks the paged-list test's processes (`pong N` waits for N messages; none comes). */
 const REAL_MARK = "424242";
-
-/** base64(SHA-256(SPKI)) of a certificate's public key: what Chromium's SPKI list takes. */
-function spkiHash(cert_pem: string): string {
-  const der = new X509Certificate(cert_pem).publicKey.export({ type: "spki", format: "der" });
-  return createHash("sha256").update(der).digest("base64");
-}
 
 async function shot(page: Page, name: string): Promise<void> {
   if (SCREENSHOTS === undefined || SCREENSHOTS === "") return;
@@ -60,9 +44,8 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
   let n2: NodeProc;
   let context: BrowserContext;
   let page: Page;
+  let browser: Awaited<ReturnType<typeof openBrowser>> | undefined;
   let login_url = "";
-  /** Chromium's --user-data-dir: fresh for the run, removed after. */
-  let profile = "";
   const sha: Record<string, string> = {};
 
   before(async () => {
@@ -71,31 +54,13 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     for (const [name, dir] of [["sleeper", "c"], ["pingpong", "c"], ["memhog", "c"]] as const) {
       for (const n of cluster.nodes) sha[name] = await upload(n.address, path.join(EXAMPLES, dir, `${name}.wasm`));
     }
-    const ca = await testAuthority();
-    profile = tempDir("chromium");
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1400, height: 1000 },
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        `--ignore-certificate-errors-spki-list=${spkiHash(ca.cert_pem)}`,
-      ],
-    });
-    page = context.pages()[0] ?? (await context.newPage());
+    browser = await openBrowser();
+    ({ context, page } = browser);
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     await cluster?.stop();
-    if (profile !== "") fs.rmSync(profile, { recursive: true, force: true });
   });
 
   async function start(program: string, args: string[], node: string): Promise<string> {
@@ -289,52 +254,6 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     } finally {
       await list.close();
       for (const pid of pids) await request(n1.address, "DELETE", `/v1/processes/${pid}`);
-    }
-  });
-
-  it(`keeps a synthetic list of ${SYNTHETIC_ROWS} processes usable (rows made by the test, not running guests; paged by the node's own pageProcesses)`, async () => {
-    const rows: ProcessRow[] = Array.from({ length: SYNTHETIC_ROWS }, (_, i) => ({
-      pid: `s1-${i + 1}`,
-      node: `n${(i % 2) + 1}`,
-      home: "s1",
-      state: i % 10 === 0 ? "exited" : "running",
-      module_name: "synthetic.wasm",
-      args: [String(i)],
-      started_unix_ms: Date.now() - i * 1000,
-      moves: i % 3,
-      memory_bytes: (i % 64) * 65536,
-    }));
-    let asked = 0;
-    const list = await context.newPage();
-    try {
-      await list.route(/\/dashboard\/api\/processes\?/, async (route) => {
-        const url = new URL(route.request().url());
-        if (url.searchParams.has("pids")) return route.continue();
-        asked += 1;
-        const query = parse(ProcessQuerySchema, Object.fromEntries(url.searchParams), "query");
-        await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(pageProcesses(rows, query)) });
-      });
-      await list.goto(`https://${n1.address}/`);
-      await list.getByTestId("process-count").filter({ hasText: "10 000 of 10 000" }).waitFor();
-      const box = list.getByTestId("process-rows");
-      const rendered = await list.locator("[data-testid=process-row], [data-testid=process-row-pending]").count();
-      // Only what is in view is in the page: a screenful, not 10,000 rows.
-      assert.ok(rendered > 5 && rendered < 40, `rows in the page: ${rendered}`);
-      const started = performance.now();
-      await box.evaluate((el) => (el.scrollTop = el.scrollHeight));
-      await list.locator(`[data-testid=process-row][data-pid="s1-${SYNTHETIC_ROWS}"]`).waitFor();
-      console.log(`# scrolled to row ${SYNTHETIC_ROWS} of ${SYNTHETIC_ROWS} and saw it in ${(performance.now() - started).toFixed(0)} ms (${asked} pages asked so far)`);
-      assert.ok((await list.locator("[data-testid=process-row]").count()) < 40);
-      await shot(list, "dashboard-10000");
-      await list.getByLabel("Filter processes").fill("s1-9999");
-      await list.getByTestId("process-count").filter({ hasText: /^1 of 10 000$/ }).waitFor();
-      await list.locator(`[data-testid=process-row][data-pid="s1-9999"]`).waitFor();
-      await list.getByLabel("State").selectOption("exited");
-      await list.getByTestId("process-count").filter({ hasText: /^0 of 10 000$/ }).waitFor();
-      await list.getByLabel("Filter processes").fill("");
-      await list.getByTestId("process-count").filter({ hasText: /^1 000 of 10 000$/ }).waitFor();
-    } finally {
-      await list.close();
     }
   });
 });

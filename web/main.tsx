@@ -18,6 +18,8 @@ import { MigrateDialog } from "./dialog.js";
 const POLL_MS = 2000;
 /** Events listed at the bottom of the page. */
 const EVENTS_SHOWN_MAX = 8;
+/** Events gathered before the page folds them in: one render for a burst, still well under a glance. */
+const EVENT_BATCH_MS = 100;
 
 type LoginState = { kind: "checking" } | { kind: "out"; why: string } | { kind: "in"; session: Session };
 
@@ -132,9 +134,28 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
     };
   }, [visible, fail]);
 
-  // The cluster's events, while the page is open.
+  // The cluster's events, while the page is open. Folded in batches, one render a batch: a stream opens with
+  // each node's recent events (hundreds on a busy cluster), which one render each made the page crawl through.
   useEffect(() => {
     const source = new EventSource("/dashboard/api/v1/events?follow=1");
+    let batch: ClusterEvent[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = (): void => {
+      timer = undefined;
+      const got = batch;
+      batch = [];
+      let moved = false;
+      let changed = false;
+      for (const e of got) {
+        if (foldMigration(migrations.current, e) !== null) moved = true;
+        // What changes the process list asks for it again now rather than at the next poll.
+        if (e.type === "migration.succeeded" || e.type === "migration.failed" || e.type.startsWith("process.")) changed = true;
+      }
+      if (moved) setMigrationList([...migrations.current.values()]);
+      // Peers' events arrive interleaved with this node's: shown newest first by their time.
+      setEvents((list) => [...got, ...list].sort((a, b) => b.time_unix_ms - a.time_unix_ms).slice(0, EVENTS_SHOWN_MAX));
+      if (changed) setTick((t) => t + 1);
+    };
     const on = (m: MessageEvent<string>): void => {
       let e: ClusterEvent;
       try {
@@ -143,16 +164,16 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
         return; // a gap notice or a malformed line: nothing to show
       }
       if (typeof e.type !== "string") return;
-      if (foldMigration(migrations.current, e) !== null) setMigrationList([...migrations.current.values()]);
-      // Peers' events arrive interleaved with this node's: shown newest first by their time.
-      setEvents((list) => [e, ...list].sort((a, b) => b.time_unix_ms - a.time_unix_ms).slice(0, EVENTS_SHOWN_MAX));
-      // What changes the process list asks for it again now rather than at the next poll.
-      if (e.type === "migration.succeeded" || e.type === "migration.failed" || e.type.startsWith("process.")) setTick((t) => t + 1);
+      batch.push(e);
+      timer ??= setTimeout(flush, EVENT_BATCH_MS);
     };
     for (const type of ["process.started", "process.ended", "migration.started", "migration.phase", "migration.succeeded", "migration.failed", "migration.stalled", "node.up", "node.down", "node.started", "node.stopping"]) {
       source.addEventListener(type, on as EventListener);
     }
-    return () => source.close();
+    return () => {
+      source.close();
+      clearTimeout(timer);
+    };
   }, []);
 
   const onMigrate = useCallback((row: ProcessRow) => setDialog({ pid: row.pid, from: row.node }), []);

@@ -30,7 +30,7 @@ export function Processes(props: {
   onKill: (row: ProcessRow) => Promise<void>;
 }) {
   const [filter, setFilter] = useState<ProcessFilter>({ q: "", state: "", sort: "pid" });
-  const [page, setPage] = useState<ProcessPage | null>(null);
+  const [page, setPage] = useState<(ProcessPage & { filter: ProcessFilter }) | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [scroll, setScroll] = useState({ top: 0, height: 480 });
   const box = useRef<HTMLDivElement>(null);
@@ -39,26 +39,41 @@ export function Processes(props: {
   const offset = Math.max(0, first - MARGIN_ROWS);
   const limit = visible + 2 * MARGIN_ROWS;
 
+  // What the list wants now, read by an answer that comes back: the newest wish wins, whatever was asked meanwhile.
+  const wanted = useRef({ filter, offset, limit });
+  wanted.current = { filter, offset, limit };
+  const asking = useRef<{ busy: boolean; again: boolean; abort: AbortController }>({ busy: false, again: false, abort: new AbortController() });
+
+  useEffect(() => () => asking.current.abort.abort(), []);
+
   useEffect(() => {
-    let stale = false;
-    // A newer window or filter cancels the request for the old one: slow answers never pile up.
-    const abort = new AbortController();
-    const t = setTimeout(() => {
-      const q = new URLSearchParams({ q: filter.q, state: filter.state, sort: filter.sort, offset: String(offset), limit: String(limit) });
-      api<ProcessPage>("GET", `/dashboard/api/processes?${q}`, undefined, abort.signal).then(
+    // One request in flight at most, never cancelled by a newer wish: a node slower to answer than the page
+    // polls (2 s) still gets its answer shown (each poll cancelling the last left the list empty), and a newer
+    // wish is asked as soon as the answer in flight is in.
+    const ask = (): void => {
+      const a = asking.current;
+      if (a.busy) {
+        a.again = true;
+        return;
+      }
+      a.busy = true;
+      a.again = false;
+      const w = wanted.current;
+      const q = new URLSearchParams({ q: w.filter.q, state: w.filter.state, sort: w.filter.sort, offset: String(w.offset), limit: String(w.limit) });
+      api<ProcessPage>("GET", `/dashboard/api/processes?${q}`, undefined, a.abort.signal).then(
         (p) => {
-          if (stale) return;
-          setPage(p);
+          if (a.abort.signal.aborted) return;
+          setPage({ ...p, filter: w.filter });
           setError(null);
         },
-        (err: unknown) => !stale && setError(err instanceof Error ? err.message : String(err)),
-      );
-    }, ASK_DELAY_MS);
-    return () => {
-      stale = true;
-      clearTimeout(t);
-      abort.abort();
+        (err: unknown) => !a.abort.signal.aborted && setError(err instanceof Error ? err.message : String(err)),
+      ).finally(() => {
+        a.busy = false;
+        if (a.again && !a.abort.signal.aborted) ask();
+      });
     };
+    const t = setTimeout(ask, ASK_DELAY_MS);
+    return () => clearTimeout(t);
   }, [filter, offset, limit, props.refresh]);
 
   useEffect(() => {
@@ -73,9 +88,11 @@ export function Processes(props: {
 
   const total = page?.total ?? 0;
   const rows: (ProcessRow | null)[] = [];
+  // Rows of an answer to another filter are not shown as this one's: they wait for theirs.
+  const current = page !== null && page.filter === filter ? page : null;
   for (let i = first; i < Math.min(first + visible, total); i += 1) {
-    const at = page === null ? -1 : i - page.offset;
-    rows.push(page !== null && at >= 0 && at < page.rows.length ? (page.rows[at] as ProcessRow) : null);
+    const at = current === null ? -1 : i - current.offset;
+    rows.push(current !== null && at >= 0 && at < current.rows.length ? (current.rows[at] as ProcessRow) : null);
   }
   const states = page?.states ?? {};
   return (

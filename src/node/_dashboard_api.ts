@@ -72,7 +72,7 @@ const PeerLocalSchema = v.object({
   stats: NodeStatsSchema,
   page: v.optional(PeerPageSchema),
   rows: v.optional(list(ProcessRowSchema, PEER_ROWS_MAX)),
-  /** Memory of each process running there, by pid: rows whose home is elsewhere get theirs from it. */
+  /** Memory of the processes running there whose home is elsewhere, by pid: their homes' rows get theirs from it. */
   memory: v.optional(v.pipe(v.record(Pid, Uint), v.check((m) => Object.keys(m).length <= PEER_ROWS_MAX, `at most ${PEER_ROWS_MAX} processes`))),
 });
 
@@ -139,18 +139,24 @@ export function localRows(node: FerryNode): ProcessRow[] {
   }));
 }
 
-/** Memory of the processes running here, for rows whose home is elsewhere. */
-function runningMemory(node: FerryNode): Record<string, number> {
-  return Object.fromEntries(node.table.runningMemoryBytes());
+/**
+ * Memory of the processes running here whose home is elsewhere: the rows
+ * their homes list have none. Only those (the processes that moved), not
+ * every guest here: a node of thousands sent its whole table every poll.
+ */
+function visitorMemory(node: FerryNode): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const r of node.table.runningAll()) if (r.home !== node.name) out.set(r.pid, r.proc.memory_bytes);
+  return out;
 }
 
 /** `GET /dashboard/peer/local`: a peer asks for this node's stats (and with `rows=1`, its rows and running memory). */
 export function servePeerLocal(node: FerryNode, url: URL, res: http.ServerResponse): void {
   const query = parse(PeerQuerySchema, queryOf(url), "query");
   if (query.rows !== "1") return sendJson(res, 200, { stats: localStats(node) });
-  if (query.top === undefined) return sendJson(res, 200, { stats: localStats(node), rows: localRows(node), memory: runningMemory(node) });
+  if (query.top === undefined) return sendJson(res, 200, { stats: localStats(node), rows: localRows(node), memory: Object.fromEntries(visitorMemory(node)) });
   const { total, all, states, rows } = pageProcesses(localRows(node), { ...query, offset: 0, limit: query.top });
-  sendJson(res, 200, { stats: localStats(node), page: { total, all, states, rows }, memory: runningMemory(node) });
+  sendJson(res, 200, { stats: localStats(node), page: { total, all, states, rows }, memory: Object.fromEntries(visitorMemory(node)) });
 }
 
 /**
@@ -162,7 +168,7 @@ export function servePeerLocal(node: FerryNode, url: URL, res: http.ServerRespon
 async function gatherPage(node: FerryNode, query: ProcessQuery): Promise<ProcessPage> {
   const top = query.sort === "memory" ? PEER_ROWS_MAX : Math.min(PEER_ROWS_MAX, query.offset + query.limit);
   const ask = new URLSearchParams({ rows: "1", top: String(top), q: query.q, state: query.state, node: query.node, pids: query.pids, sort: query.sort });
-  const memory = new Map(node.table.runningMemoryBytes());
+  const memory = visitorMemory(node);
   const local = pageProcesses(localRows(node), { ...query, offset: 0, limit: top });
   const pages = [local];
   await Promise.all(

@@ -50,6 +50,12 @@ export interface SchedulerSample {
 export class CpuScheduler {
   #cpus: number;
   readonly #slots = new Map<GuestProcess, GuestSlot>();
+  /**
+   * Slots of guests that hibernated: kept aside, not looked at each pass (a
+   * hibernated guest has no worker to measure and wants no core), and taken
+   * back when it wakes. Weak: one that ends asleep takes its slot with it.
+   */
+  readonly #asleep = new WeakMap<GuestProcess, GuestSlot>();
   #last_ms = -1;
   #sample: SchedulerSample = { runnable: 0, cpu_used: 0, computing: 0, queued: 0 };
 
@@ -69,18 +75,28 @@ export class CpuScheduler {
 
   /** What is known of `proc`, if it was seen here. */
   slot(proc: GuestProcess): GuestSlot | undefined {
-    return this.#slots.get(proc);
+    return this.#slots.get(proc) ?? this.#asleep.get(proc);
   }
 
   /**
-   * Measures every guest in `procs` (those running here now) and decides
-   * who computes until the next pass. Guests that left are forgotten.
+   * Measures every guest in `procs` (those running here now that are not
+   * hibernated) and decides who computes until the next pass. Guests that
+   * left are forgotten; those that hibernated are set aside until they wake.
    */
   pass(procs: readonly GuestProcess[], now_ms: number): void {
     const dt_ms = this.#last_ms < 0 ? 0 : now_ms - this.#last_ms;
     this.#last_ms = now_ms;
     const here = new Set(procs);
-    for (const p of this.#slots.keys()) if (!here.has(p)) this.#slots.delete(p);
+    for (const [p, slot] of this.#slots) {
+      if (here.has(p)) continue;
+      this.#slots.delete(p);
+      if (p.hibernated) {
+        // It wants no core while asleep; a hold it had must not outlast it into its wake.
+        p.hold(false);
+        slot.cpu_share = 0;
+        this.#asleep.set(p, slot);
+      }
+    }
     let floor = Infinity;
     for (const s of this.#slots.values()) floor = Math.min(floor, s.vruntime_ms);
     if (floor === Infinity) floor = 0;
@@ -90,7 +106,14 @@ export class CpuScheduler {
     for (const proc of procs) {
       const u = proc.usage();
       let slot = this.#slots.get(proc);
-      if (slot === undefined) {
+      const woke = slot === undefined ? this.#asleep.get(proc) : undefined;
+      if (woke !== undefined) {
+        // Back from hibernation: what it computed before counts, its sleep does not (as CFS treats a sleeper, it
+        // starts no further behind than those here, so it gets no burst of catching up).
+        this.#asleep.delete(proc);
+        slot = { ...woke, vruntime_ms: Math.max(woke.vruntime_ms, floor), last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms };
+        this.#slots.set(proc, slot);
+      } else if (slot === undefined) {
         // Counted as CPU-bound until measured: placement and balance then do not pile newcomers onto one node.
         slot = { cpu_ms: 0, cpu_share: 1, vruntime_ms: floor, first_seen_ms: now_ms, last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms };
         this.#slots.set(proc, slot);

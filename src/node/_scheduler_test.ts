@@ -8,6 +8,8 @@ import { CpuScheduler } from "./_scheduler.js";
 class FakeGuest {
   usage_now: GuestUsage = { busy_ms: 0, paused_ms: 0, blocked: false };
   held = false;
+  /** Hibernated: no worker; the node leaves it out of the passes. */
+  hibernated = false;
   constructor(readonly waits = false) {}
   usage(): GuestUsage {
     return { ...this.usage_now };
@@ -78,5 +80,41 @@ describe("CpuScheduler", () => {
     }
     const got = late.usage_now.busy_ms;
     assert.ok(got >= 800 && got <= 1200, `the newcomer had about a third of 30 slices (${got} ms)`);
+  });
+  it("sets a guest that hibernated aside with its figures, wanting no core, and takes it back as it was when it wakes", () => {
+    const s = new CpuScheduler(1);
+    const [a, b] = [new FakeGuest(), new FakeGuest()];
+    let now = 0;
+    for (let i = 0; i < 20; i += 1) {
+      s.pass(asProcs([a, b]), now);
+      for (const g of [a, b]) g.advance(100);
+      now += 100;
+    }
+    const before = s.slot(asProcs([a])[0] as GuestProcess);
+    assert.ok(before !== undefined && before.cpu_ms > 0);
+    const { cpu_ms, first_seen_ms } = before;
+    // a hibernates: the node passes only the guests that are awake.
+    a.hibernated = true;
+    for (let i = 0; i < 20; i += 1) {
+      s.pass(asProcs([b]), now);
+      b.advance(100);
+      now += 100;
+    }
+    const asleep = s.slot(asProcs([a])[0] as GuestProcess);
+    assert.ok(asleep !== undefined, "its slot is kept while it sleeps");
+    assert.equal(asleep.cpu_share, 0, "a hibernated guest wants no core");
+    assert.equal(a.held, false, "nor is it held");
+    assert.ok(Math.abs(s.sample.runnable - 1) < 0.05, `one guest wants a core (${s.sample.runnable})`);
+    // It wakes in a new worker whose counters moved on meanwhile: none of that is counted as computing here.
+    a.hibernated = false;
+    a.usage_now = { busy_ms: a.usage_now.busy_ms + 5000, paused_ms: a.usage_now.paused_ms, blocked: false };
+    const floor = s.slot(asProcs([b])[0] as GuestProcess)?.vruntime_ms ?? 0;
+    assert.ok(floor > asleep.vruntime_ms, "b computed on while a slept");
+    s.pass(asProcs([a, b]), now);
+    const back = s.slot(asProcs([a])[0] as GuestProcess);
+    assert.ok(back !== undefined);
+    assert.equal(back.cpu_ms, cpu_ms, "its CPU time is what it was");
+    assert.equal(back.first_seen_ms, first_seen_ms, "it is no newcomer (a move's cooldown counts from its arrival)");
+    assert.equal(back.vruntime_ms, floor, "it starts no further behind than the guests here: no burst of catching up");
   });
 });

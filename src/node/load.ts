@@ -248,7 +248,8 @@ export class LoadModule {
   /** One scheduling slice: measure the guests and give the cores out. */
   slice(): void {
     const now = performance.now();
-    this.scheduler.pass(this.#node.table.runningAll().map((r) => r.proc), now);
+    // Hibernated guests are left out: they have no worker to measure and want no core (the table keeps them apart).
+    this.scheduler.pass(this.#node.table.runningAwake().map((r) => r.proc), now);
     // Work arrived and waits for a core: decide now rather than up to an interval later (the skewed batch's first moves).
     if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound(true);
   }
@@ -326,9 +327,11 @@ export class LoadModule {
       if (this.in_flight.has(r.pid)) continue;
       processes += 1;
       memory += r.proc.memory_bytes;
-      runnable += this.scheduler.slot(r.proc)?.cpu_share ?? 1;
+      // A hibernated guest waits, with no worker: it wants no core.
+      if (!r.proc.hibernated) runnable += this.scheduler.slot(r.proc)?.cpu_share ?? 1;
+      if (r.migrating || r.moves >= this.#params.moves_per_process_max || now - this.#arrived(r) < this.#params.process_cooldown_ms) continue;
       const c = this.constraintsOf(r.pid, r.home);
-      if (c !== null && !c.pinned && !r.migrating && r.moves < this.#params.moves_per_process_max && now - this.#arrived(r) >= this.#params.process_cooldown_ms) movable += 1;
+      if (c !== null && !c.pinned) movable += 1;
     }
     for (const [pid, a] of this.#accepted) {
       // Here by now (its standby or itself counts it), or never coming.
@@ -412,8 +415,11 @@ export class LoadModule {
     const now = performance.now();
     const sent = new Map<string, Map<string, number>>();
     for (const r of this.#node.table.runningAll()) {
+      const stats = r.links.stats();
+      // Most processes never linked to any: nothing to allocate for them, each round.
+      if (stats.size === 0) continue;
       const rates = new Map<string, number>();
-      for (const [to, s] of r.links.stats()) {
+      for (const [to, s] of stats) {
         const key = `${r.pid}>${to}`;
         const last = this.#pairs.get(key);
         let rate = last?.bytes_per_s ?? 0;

@@ -60,6 +60,13 @@ export interface TableObserver {
 export class ProcessTable {
   readonly #homes = new Map<string, HomeRecord>();
   readonly #running = new Map<string, Running>();
+  /**
+   * The running processes with a worker (not hibernated), and those with
+   * periodic checkpoints: what the node's per-slice loops look at, so an
+   * idle (hibernated) process costs no work between its wakes.
+   */
+  readonly #awake = new Set<Running>();
+  readonly #checkpointed = new Set<Running>();
   readonly #node: string;
   readonly #modules: ModuleStore;
   readonly #output_dir: string;
@@ -226,6 +233,16 @@ export class ProcessTable {
   /** The processes running here now. */
   runningAll(): Running[] {
     return [...this.#running.values()];
+  }
+
+  /** The processes running here that are not hibernated: those that may compute. */
+  runningAwake(): Running[] {
+    return [...this.#awake];
+  }
+
+  /** The processes running here with periodic checkpoints. */
+  runningCheckpointed(): Running[] {
+    return [...this.#checkpointed];
   }
 
   /** How many processes run here. */
@@ -449,7 +466,7 @@ export class ProcessTable {
   /** Forgets a process that migrated out (its new node reports its exit). */
   release(pid: string): Running | undefined {
     const r = this.#running.get(pid);
-    this.#running.delete(pid);
+    if (r !== undefined) this.#untrack(r);
     if (r !== undefined) this.#save(pid);
     return r;
   }
@@ -463,14 +480,29 @@ export class ProcessTable {
     this.#save(pid);
   }
 
+  /** Takes `running` out of the table's running views (not saved: the caller saves). */
+  #untrack(running: Running): void {
+    this.#running.delete(running.pid);
+    this.#awake.delete(running);
+    this.#checkpointed.delete(running);
+    running.proc.onSleep(null);
+  }
+
   #track(running: Running, save = true): void {
     this.#running.set(running.pid, running);
+    if (!running.proc.hibernated) this.#awake.add(running);
+    if ((running.checkpoint_every_ms ?? 0) > 0) this.#checkpointed.add(running);
+    running.proc.onSleep((asleep) => {
+      if (this.#running.get(running.pid) !== running) return;
+      if (asleep) this.#awake.delete(running);
+      else this.#awake.add(running);
+    });
     if (save) this.#save(running.pid);
     for (const arrived of this.#kill_on_arrival.get(running.pid) ?? []) arrived();
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
       if (this.#running.get(running.pid) !== running) return;
-      this.#running.delete(running.pid);
+      this.#untrack(running);
       this.#links.ended(running.pid);
       // Each step is best effort: the process has ended whatever fails here, and a
       // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.

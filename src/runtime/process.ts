@@ -234,6 +234,8 @@ export class GuestProcess {
   #sleep: Sleep | null = null;
   #hibernations = 0;
   #waking: Promise<void> | null = null;
+  /** Told when the guest hibernates (true) and when it starts waking (false); see {@link onSleep}. */
+  #on_sleep: ((asleep: boolean) => void) | null = null;
 
   private constructor(
     instrumented: { wasm: Uint8Array; info: InstrumentInfo; cached: boolean },
@@ -617,6 +619,15 @@ export class GuestProcess {
     return this.#phase === "hibernated" || this.#phase === "waking";
   }
 
+  /**
+   * Calls `fn` when the guest hibernates (true) and when it begins to wake
+   * (false): its node then leaves it out of what it looks at every slice, so
+   * an idle process costs the node nothing between its wakes.
+   */
+  onSleep(fn: ((asleep: boolean) => void) | null): void {
+    this.#on_sleep = fn;
+  }
+
   /** How many times the guest hibernated so far. */
   get hibernations(): number {
     return this.#hibernations;
@@ -914,6 +925,7 @@ export class GuestProcess {
     if (this.#rings !== null && this.#rings.inbox.empty && this.#rings.outbox.empty) this.#rings = null;
     this.#phase = "hibernated";
     this.#hibernations += 1;
+    this.#on_sleep?.(true);
     const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set on the next line: the watch may fire at once
     this.#sleep = sleep;
     sleep.watch = new WakeWatch(this.#control, idle, () => {
@@ -928,6 +940,7 @@ export class GuestProcess {
     if (sleep === null || this.#phase !== "hibernated") return Promise.resolve();
     sleep.watch.cancel();
     this.#phase = "waking";
+    this.#on_sleep?.(false);
     const t0 = performance.now();
     this.#waking = (async () => {
       try {
