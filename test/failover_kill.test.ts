@@ -122,7 +122,11 @@ describe("a process whose home died, from the live nodes, embedded directory, th
     } finally {
       tap.close();
     }
-    const record = await directory.process(pid);
+    // The home writes the end to the directory after it answers.
+    const record = await until("the directory to record the end", async () => {
+      const r = await directory.process(pid);
+      return r?.state !== "running" ? r : undefined;
+    });
     assert.deepEqual([record?.state, record?.home], ["killed", keeper]);
     for (const n of [n2, n3]) {
       assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "killed" }, `wait from ${n.name}`);
