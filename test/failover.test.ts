@@ -18,7 +18,7 @@ import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { crash, json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, outputOf, request, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -198,19 +198,22 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
   if (old.child.exitCode !== null || old.child.signalCode !== null) cluster.nodes[2] = await startNode("n3", Number(old.address.split(":")[1]), [n1.address, n2.address], path.join(cluster.dir, "n3"), args);
   await allAlive(cluster.nodes);
   const sha = await upload(n1.address, pingpong);
-  // Enough to outlast the failover, few enough to end soon on a loaded machine.
+  // Enough traffic to take checkpoints while it flows; ping is held (examples/c/hold.h) before its last message, so the pair
+  // outlasts the failover however slow the machine, until released.
   const N = "20000";
   const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
     (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
   const pong = await start(["pong", N], "n1", CHECKPOINT_EVERY_MS);
   await json(n1.address, "POST", `/v1/processes/${pong}/migrate`, { to: "n2", strategy: "stop-copy" });
-  const ping = await start(["ping", pong, N, "32"], "n1");
+  const ping = await start(["--hold", "ping", pong, N, "32"], "n1");
   await until("checkpoints of pong taken on n2 while messages flow", async () => {
     const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pong}/checkpoints`)).last;
     return l !== null && l.runner === "n2" && l.seq >= 2;
   });
   await crash(cluster.nodes[1] as NodeProc);
-  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "ping ended while held");
+  const released = await request(n1.address, "POST", `/v1/processes/${ping}/send`, { data: "release" });
+  assert.equal(released.status, 200, released.body.toString());
   const finish = async (pid: string): Promise<string> => {
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
     const out = await outputOf(n1.address, pid);

@@ -18,6 +18,9 @@ import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, typ
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** How long an uninterrupted reference run (ferry exec) may take: a 6 MiB fileproc took over the default 2 minutes on a busy machine. */
+const REFERENCE_TIMEOUT_MS = 600_000;
+
 /** Lets a guest started with --hold, asked at `address`, go on to its end. */
 async function release(address: string, pid: string): Promise<void> {
   const r = await request(address, "POST", `/v1/processes/${pid}/send`, { data: "release" });
@@ -61,7 +64,7 @@ describe("migration between nodes", () => {
     const module = path.join(EXAMPLES, "c", "fileproc.wasm");
     // Held once its input is read, so the moves cannot outlast it; outside a cluster (ferry exec) it does not wait.
     const args = ["--hold", "/data/in.bin", "/data/out.bin", "4096"];
-    const whole = await ferry(["exec", "--dir", `${plain}:/data`, module, ...args]);
+    const whole = await ferry(["exec", "--dir", `${plain}:/data`, module, ...args], { timeout_ms: REFERENCE_TIMEOUT_MS });
     assert.equal(whole.status, 0, whole.stderr.toString());
 
     const [n1] = nodes as [NodeProc];
@@ -198,8 +201,8 @@ describe("migration failures", () => {
     until(`a standby on ${node.name}`, async () => (await json<{ standbys: number }>(node.address, "GET", "/v1/node")).standbys >= 1);
 
   async function reference(): Promise<string> {
-    const whole = await ferry(["exec", memhog, ...args]);
-    assert.equal(whole.status, 0);
+    const whole = await ferry(["exec", memhog, ...args], { timeout_ms: REFERENCE_TIMEOUT_MS });
+    assert.equal(whole.status, 0, whole.stderr.toString());
     return whole.stdout.toString();
   }
 

@@ -26,7 +26,8 @@ interface Metrics {
 }
 
 async function reference(args: string[]): Promise<string> {
-  const whole = await ferry(["exec", memhog, ...args]);
+  // Bounded far past the default 2 minutes: a reference run on a busy machine may take longer.
+  const whole = await ferry(["exec", memhog, ...args], { timeout_ms: 600_000 });
   assert.equal(whole.status, 0, whole.stderr.toString());
   return whole.stdout.toString();
 }
