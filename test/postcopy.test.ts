@@ -100,7 +100,8 @@ describe("post-copy and hybrid migration", { skip }, () => {
   });
 
   it("a link cut during post-copy is recovered: the source reopens the page channel and the process finishes intact", async () => {
-    const args = ["64", "0", "3"]; // idle: the push carries the pages, slowly
+    // Idle: the push carries the pages, slowly. Held after its 3 s until released, so it is there when the migration runs it on n2.
+    const args = ["--hold", "64", "0", "3"];
     const want = await reference(args);
     const pair = await proxiedPair("pc-cut");
     const { n1, proxy } = pair;
@@ -115,6 +116,8 @@ describe("post-copy and hybrid migration", { skip }, () => {
       assert.equal(r.status, 200, r.body.toString());
       const { metrics } = JSON.parse(r.body.toString()) as { metrics: Metrics };
       assert.ok((metrics.post_copy?.connections ?? 0) >= 2, `the page channel should have been reopened: ${JSON.stringify(metrics)}`);
+      const released = await request(n1.address, "POST", `/v1/processes/${pid}/send`, { data: "release" });
+      assert.equal(released.status, 200, released.body.toString());
       const { status } = await within(HANG_MS, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
