@@ -25,8 +25,14 @@ import { tapEvents } from "./_events.js";
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
 
-/** Leases short enough that a death is declared soon after the kill, long enough that a node on a loaded machine keeps renewing its lease (a node wrongly declared dead loses its processes without checkpoints). */
-const DEAD_AFTER_MS = 3000;
+/** Leases short enough that a death is declared soon after the kill, long enough that a node on a loaded machine keeps renewing its lease (a node wrongly declared dead loses its processes without checkpoints; with 3 s, a busy machine lost a live node's). */
+const DEAD_AFTER_MS = 6000;
+/**
+ * How long a test waits for a failover to show (a death declared, the
+ * process resumed elsewhere, a copy dropped): a lease and a restore, both
+ * many times slower on a busy machine. Only a failover that never comes fails.
+ */
+const FAILOVER_WAIT_MS = 120_000;
 /** Checkpoints often enough that several are taken before the kill. */
 const CHECKPOINT_EVERY_MS = 150;
 /** The exit status the program ends with: the resumed copy must report it. */
@@ -108,7 +114,7 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
       const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
       return info.node === "n3" || info.exit !== null ? info : undefined;
     },
-    30_000,
+    FAILOVER_WAIT_MS,
   );
   const resumed_ms = Date.now() - killed_at;
   process.stdout.write(`# ${label}: kill -9 of the runner to the process running again: ${resumed_ms} ms (lease ${DEAD_AFTER_MS} ms)\n`);
@@ -170,7 +176,7 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
       const r = await directory.process(pid);
       return r !== null && (r.home !== "n3" || r.state !== "running") ? r : undefined;
     },
-    30_000,
+    FAILOVER_WAIT_MS,
   );
   process.stdout.write(`# ${label}: kill -9 of the home and runner to the directory naming its keeper as its new home: ${Date.now() - killed_at} ms\n`);
   assert.deepEqual([moved.home, moved.runner, moved.state], [keeper, keeper, "running"], moved.reason ?? "");
@@ -271,7 +277,7 @@ async function homeOnlyKilled(cluster: Cluster, directory: Directory, args: read
       const r = await directory.process(pid);
       return r !== null && (r.home !== "n1" || r.state !== "running") ? r : undefined;
     },
-    30_000,
+    FAILOVER_WAIT_MS,
   );
   assert.deepEqual([moved.home, moved.runner, moved.state], ["n3", "n3", "running"], moved.reason ?? "");
   await until("n2 to drop its copy", async () => ((await runsOn(n2.address, pid)) ? undefined : true));
@@ -320,12 +326,12 @@ async function runnerCutOff(cluster: Cluster, directory: Directory, args: readon
         const r = await directory.process(pid);
         return r !== null && (r.runner === "n1" || r.state !== "running") ? r : undefined;
       },
-      30_000,
+      FAILOVER_WAIT_MS,
     );
   } finally {
     n2.child.kill("SIGCONT");
   }
-  await until("n2 to drop its copy once it runs again", async () => ((await runsOn(n2.address, pid)) ? undefined : true), 30_000);
+  await until("n2 to drop its copy once it runs again", async () => ((await runsOn(n2.address, pid)) ? undefined : true), FAILOVER_WAIT_MS);
   assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
   const info = await json<Info>(n3.address, "GET", `/v1/processes/${pid}`);
   assert.deepEqual([info.home, info.node, info.moves], ["n3", "n1", 2]);
