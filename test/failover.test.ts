@@ -18,21 +18,15 @@ import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { crash, json, NODE_ARGS_DEFAULT, outputOf, request, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const pingpong = path.join(EXAMPLES, "c", "pingpong.wasm");
 
-/** Leases short enough that a death is declared soon after the kill, long enough that a node on a loaded machine keeps renewing its lease (a node wrongly declared dead loses its processes without checkpoints; with 3 s, a busy machine lost a live node's). */
-const DEAD_AFTER_MS = 6000;
-/**
- * How long a test waits for a failover to show (a death declared, the
- * process resumed elsewhere, a copy dropped): a lease and a restore, both
- * many times slower on a busy machine. Only a failover that never comes fails.
- */
-const FAILOVER_WAIT_MS = 120_000;
+/** Leases short enough that a death is declared soon after the kill, long enough that a node on a loaded machine keeps renewing its lease (a node wrongly declared dead loses its processes without checkpoints). */
+const DEAD_AFTER_MS = 3000;
 /** Checkpoints often enough that several are taken before the kill. */
 const CHECKPOINT_EVERY_MS = 150;
 /** The exit status the program ends with: the resumed copy must report it. */
@@ -114,7 +108,7 @@ async function runnerKilled(cluster: Cluster, directory: Directory, label: strin
       const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
       return info.node === "n3" || info.exit !== null ? info : undefined;
     },
-    FAILOVER_WAIT_MS,
+    30_000,
   );
   const resumed_ms = Date.now() - killed_at;
   process.stdout.write(`# ${label}: kill -9 of the runner to the process running again: ${resumed_ms} ms (lease ${DEAD_AFTER_MS} ms)\n`);
@@ -176,7 +170,7 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
       const r = await directory.process(pid);
       return r !== null && (r.home !== "n3" || r.state !== "running") ? r : undefined;
     },
-    FAILOVER_WAIT_MS,
+    30_000,
   );
   process.stdout.write(`# ${label}: kill -9 of the home and runner to the directory naming its keeper as its new home: ${Date.now() - killed_at} ms\n`);
   assert.deepEqual([moved.home, moved.runner, moved.state], [keeper, keeper, "running"], moved.reason ?? "");
@@ -204,22 +198,19 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
   if (old.child.exitCode !== null || old.child.signalCode !== null) cluster.nodes[2] = await startNode("n3", Number(old.address.split(":")[1]), [n1.address, n2.address], path.join(cluster.dir, "n3"), args);
   await allAlive(cluster.nodes);
   const sha = await upload(n1.address, pingpong);
-  // Enough traffic to take checkpoints while it flows; ping is held (examples/c/hold.h) before its last message, so the pair
-  // outlasts the failover however slow the machine, until released.
+  // Enough to outlast the failover, few enough to end soon on a loaded machine.
   const N = "20000";
   const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
     (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
   const pong = await start(["pong", N], "n1", CHECKPOINT_EVERY_MS);
   await json(n1.address, "POST", `/v1/processes/${pong}/migrate`, { to: "n2", strategy: "stop-copy" });
-  const ping = await start(["--hold", "ping", pong, N, "32"], "n1");
+  const ping = await start(["ping", pong, N, "32"], "n1");
   await until("checkpoints of pong taken on n2 while messages flow", async () => {
     const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pong}/checkpoints`)).last;
     return l !== null && l.runner === "n2" && l.seq >= 2;
   });
   await crash(cluster.nodes[1] as NodeProc);
-  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "ping ended while held");
-  const released = await request(n1.address, "POST", `/v1/processes/${ping}/send`, { data: "release" });
-  assert.equal(released.status, 200, released.body.toString());
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
   const finish = async (pid: string): Promise<string> => {
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
     const out = await outputOf(n1.address, pid);
@@ -277,7 +268,7 @@ async function homeOnlyKilled(cluster: Cluster, directory: Directory, args: read
       const r = await directory.process(pid);
       return r !== null && (r.home !== "n1" || r.state !== "running") ? r : undefined;
     },
-    FAILOVER_WAIT_MS,
+    30_000,
   );
   assert.deepEqual([moved.home, moved.runner, moved.state], ["n3", "n3", "running"], moved.reason ?? "");
   await until("n2 to drop its copy", async () => ((await runsOn(n2.address, pid)) ? undefined : true));
@@ -326,12 +317,12 @@ async function runnerCutOff(cluster: Cluster, directory: Directory, args: readon
         const r = await directory.process(pid);
         return r !== null && (r.runner === "n1" || r.state !== "running") ? r : undefined;
       },
-      FAILOVER_WAIT_MS,
+      30_000,
     );
   } finally {
     n2.child.kill("SIGCONT");
   }
-  await until("n2 to drop its copy once it runs again", async () => ((await runsOn(n2.address, pid)) ? undefined : true), FAILOVER_WAIT_MS);
+  await until("n2 to drop its copy once it runs again", async () => ((await runsOn(n2.address, pid)) ? undefined : true), 30_000);
   assert.deepEqual((await json<{ status: unknown }>(n3.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE });
   const info = await json<Info>(n3.address, "GET", `/v1/processes/${pid}`);
   assert.deepEqual([info.home, info.node, info.moves], ["n3", "n1", 2]);
