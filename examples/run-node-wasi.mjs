@@ -80,6 +80,11 @@ if (isMainThread) {
     preopens: dir === null ? {} : { "/data": dir },
     returnOnExit: true,
   });
-  const { instance } = await WebAssembly.instantiate(readFileSync(file), wasi.getImportObject());
+  // Ferry's own imports (docs/links.md) as `ferry exec` answers them outside a
+  // cluster: no pid, ENOSYS for the rest. A guest that can be held for a test
+  // (examples/c/hold.h) imports recv, and runs here as it does there.
+  const ENOSYS = 52;
+  const ferry = { pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
+  const { instance } = await WebAssembly.instantiate(readFileSync(file), { ...wasi.getImportObject(), ferry });
   parentPort.postMessage(wasi.start(instance));
 }

@@ -138,14 +138,21 @@ export async function startCluster(
   };
 }
 
-/** Stops a node process (SIGTERM, then SIGKILL if it lingers). */
-export function stopNode(node: NodeProc): Promise<void> {
-  if (node.child.exitCode !== null || node.child.signalCode !== null) return Promise.resolve();
+/** How long {@link stopNode} gives a node to stop by itself after SIGTERM before it kills it. */
+export const NODE_STOP_GRACE_MS_DEFAULT = 5000;
+
+/**
+ * Stops a node process (SIGTERM, then SIGKILL if it lingers past `grace_ms`);
+ * resolves with how it ended (a node that stopped by itself exits 0), or
+ * null if it had ended already.
+ */
+export function stopNode(node: NodeProc, options: { grace_ms?: number } = {}): Promise<{ code: number | null; signal: NodeJS.Signals | null } | null> {
+  if (node.child.exitCode !== null || node.child.signalCode !== null) return Promise.resolve(null);
   return new Promise((resolve) => {
-    const timer = setTimeout(() => node.child.kill("SIGKILL"), 5000);
-    node.child.once("exit", () => {
+    const timer = setTimeout(() => node.child.kill("SIGKILL"), options.grace_ms ?? NODE_STOP_GRACE_MS_DEFAULT);
+    node.child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      resolve();
+      resolve({ code, signal });
     });
     node.child.kill("SIGTERM");
   });

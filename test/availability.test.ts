@@ -57,7 +57,8 @@ describe("ferry up", () => {
     const [port] = (await freePorts(1)) as [number];
     const env = { ...process.env, FERRY_HOME: home };
     const cluster = `127.0.0.1:${port}`;
-    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "3", "--port", String(port), "--dead-after", "1000"], { stdio: ["ignore", "pipe", "pipe"], env });
+    // A 3 s lease: a live node on a busy machine renews it in time (with 1 s, n1 or n3 could be declared dead along with n2).
+    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "3", "--port", String(port), "--dead-after", "3000"], { stdio: ["ignore", "pipe", "pipe"], env });
     let out = "";
     let err = "";
     up.stdout?.on("data", (c: Buffer) => (out += c.toString()));

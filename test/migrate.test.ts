@@ -3,6 +3,9 @@
  * 127.0.0.1: a process moved ten times writes what an uninterrupted run
  * writes; a destination that dies, a link cut mid-round, and a destination
  * lacking a file all leave the process running at the source, output intact.
+ * A guest the test acts on runs with --hold (examples/c/hold.h): it stops
+ * before its end until the test sends it "release", so it cannot end before
+ * the test's last move, however slow the machine.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -14,6 +17,15 @@ import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** How long an uninterrupted reference run (ferry exec) may take: a 6 MiB fileproc took over the default 2 minutes on a busy machine. */
+const REFERENCE_TIMEOUT_MS = 600_000;
+
+/** Lets a guest started with --hold, asked at `address`, go on to its end. */
+async function release(address: string, pid: string): Promise<void> {
+  const r = await request(address, "POST", `/v1/processes/${pid}/send`, { data: "release" });
+  assert.equal(r.status, 200, `release of ${pid}: ${r.body.toString()}`);
+}
 // Post-copy and hybrid join the rotation wherever userfaultfd can serve them (test/postcopy.test.ts says why not).
 const STRATEGIES = remotePagesAvailability().available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
 
@@ -50,8 +62,9 @@ describe("migration between nodes", () => {
       input(path.join(d, "in.bin"), 6 * 1024 * 1024);
     }
     const module = path.join(EXAMPLES, "c", "fileproc.wasm");
-    const args = ["/data/in.bin", "/data/out.bin", "4096"];
-    const whole = await ferry(["exec", "--dir", `${plain}:/data`, module, ...args]);
+    // Held once its input is read, so the moves cannot outlast it; outside a cluster (ferry exec) it does not wait.
+    const args = ["--hold", "/data/in.bin", "/data/out.bin", "4096"];
+    const whole = await ferry(["exec", "--dir", `${plain}:/data`, module, ...args], { timeout_ms: REFERENCE_TIMEOUT_MS });
     assert.equal(whole.status, 0, whole.stderr.toString());
 
     const [n1] = nodes as [NodeProc];
@@ -66,7 +79,7 @@ describe("migration between nodes", () => {
     for (let i = 0; i < 10; i += 1) {
       const to = names[i % 3] as string;
       const strategy = STRATEGIES[i % STRATEGIES.length] as string;
-      await sleep(60);
+      await sleep(60); // it gets on with its work between moves (while there is some left): nothing waits on this
       const via = nodes[(i * 7) % 3] as NodeProc; // any node answers
       const r = await request(via.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 50 });
       assert.equal(r.status, 200, `move ${i + 1} to ${to} (${strategy}): ${r.body.toString()}`);
@@ -77,6 +90,7 @@ describe("migration between nodes", () => {
       const me = list.find((p) => p.pid === pid);
       assert.equal(me?.node, to, `ps does not show ${pid} on ${to} after move ${i + 1}`);
     }
+    await release(n1.address, pid);
     const { status } = await json<{ status: unknown }>(nodes[2]!.address, "GET", `/v1/processes/${pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: whole.status });
     const out = await outputOf(n1.address, pid);
@@ -105,12 +119,12 @@ describe("migration between nodes", () => {
   it("stop-copy between nodes with TLS, of a small memory (pages inside the image) and of a larger one (pages sealed on a connection of their own): every block checks out after moves both ways", async () => {
     const [n1] = nodes as [NodeProc];
     const sha = await upload(n1.address, path.join(EXAMPLES, "c", "memhog.wasm"));
-    // 1 MiB of blocks: a memory under SMALL_MEMORY_BYTES_MAX; 4 MiB: over it. Each rewrites 1 MiB a second for 10 s (its moves come
-    // first), then checks every block.
+    // 1 MiB of blocks: a memory under SMALL_MEMORY_BYTES_MAX; 4 MiB: over it. Each rewrites 1 MiB a second for 3 s, then holds
+    // until released after its moves, then checks every block.
     assert.ok(SMALL_MEMORY_BYTES_MAX > 2 * 1024 * 1024 - 1 && SMALL_MEMORY_BYTES_MAX < 4 * 1024 * 1024, "the sizes no longer straddle SMALL_MEMORY_BYTES_MAX");
     const pids: string[] = [];
     for (const mib of ["1", "4"]) {
-      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [mib, "1", "10"] });
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["--hold", mib, "1", "3"] });
       pids.push(pid);
       await until(`${pid} to touch its memory`, async () => (await outputOf(n1.address, pid)).stdout.toString().includes("touched"));
       for (const to of ["n2", "n1"]) {
@@ -119,6 +133,7 @@ describe("migration between nodes", () => {
       }
     }
     for (const pid of pids) {
+      await release(n1.address, pid);
       const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
       assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid} did not end well`);
       assert.match((await outputOf(n1.address, pid)).stdout.toString(), /verify OK/);
@@ -129,11 +144,12 @@ describe("migration between nodes", () => {
     const module = path.join(EXAMPLES, "c", "streams.wasm");
     const [n1] = nodes as [NodeProc];
     const sha = await upload(n1.address, module);
-    // It reports after 5 s asleep: the move comes first.
-    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "streams.wasm", args: ["1", "5000"] });
+    // It reports once released: the move comes first.
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "streams.wasm", args: ["--hold", "1"] });
     const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
     assert.equal(r.status, 200, r.body.toString());
-    assert.equal((await outputOf(n1.address, pid)).stdout.length, 0, "the program reported before the move: the test moved it too late");
+    assert.equal((await outputOf(n1.address, pid)).stdout.length, 0, "the program reported before it was released");
+    await release(n1.address, pid);
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: 0 });
     const report = (await outputOf(n1.address, pid)).stdout.toString();
@@ -150,7 +166,8 @@ describe("migration between nodes", () => {
     const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", {
       module_sha256: sha,
       module_name: "fileproc.wasm",
-      args: ["/data/in.bin", "/data/out.bin"],
+      // Held before its end, input still open, so it cannot be done before the migration is asked for.
+      args: ["--hold", "/data/in.bin", "/data/out.bin"],
       dirs: [{ host: dir, guest: "/data" }],
     });
     // Its first line says the input's size: it has the input open (a fixed wait was too short on a busy machine).
@@ -163,6 +180,7 @@ describe("migration between nodes", () => {
     assert.match(r.body.toString(), /in\.bin/);
     const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
     assert.equal(info.node, "n1");
+    await release(n1.address, pid);
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: 0 }, "the process did not finish normally at the source");
   });
@@ -172,7 +190,8 @@ describe("migration failures", () => {
   const work = tempDir("migrate-fail");
   after(() => fs.rmSync(work, { recursive: true, force: true }));
   const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
-  const args = ["192", "16", "3"];
+  // Held after its 3 s of writes until the test has seen what it waits for; it does not wait under ferry exec.
+  const args = ["--hold", "192", "16", "3"];
 
   /** Waits until memhog at its home `address` has printed its first line: its memory is touched. */
   const touched = (address: string, pid: string): Promise<true> =>
@@ -182,8 +201,8 @@ describe("migration failures", () => {
     until(`a standby on ${node.name}`, async () => (await json<{ standbys: number }>(node.address, "GET", "/v1/node")).standbys >= 1);
 
   async function reference(): Promise<string> {
-    const whole = await ferry(["exec", memhog, ...args]);
-    assert.equal(whole.status, 0);
+    const whole = await ferry(["exec", memhog, ...args], { timeout_ms: REFERENCE_TIMEOUT_MS });
+    assert.equal(whole.status, 0, whole.stderr.toString());
     return whole.stdout.toString();
   }
 
@@ -203,6 +222,7 @@ describe("migration failures", () => {
       assert.match(r.body.toString(), /keeps running on the source/);
       const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
       assert.equal(info.node, "n1");
+      await release(n1.address, pid);
       const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);
@@ -227,6 +247,7 @@ describe("migration failures", () => {
       const info = await json<Info>(n1.address, "GET", `/v1/processes/${pid}`);
       assert.equal(info.node, "n1");
       assert.equal(await runsOn(n2.address, pid), false, "a second copy runs on the destination");
+      await release(n1.address, pid);
       const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
       assert.deepEqual(status, { kind: "exit", code: 0 });
       assert.equal((await outputOf(n1.address, pid)).stdout.toString(), want);

@@ -189,6 +189,15 @@ async function untilOutput(address: string, pid: string): Promise<void> {
   }
 }
 
+/**
+ * The watchdog of the stalled migration below: the test reads the gauges of
+ * the migration while it is held up, before the watchdog gives up, so this
+ * is the time a busy machine has for that read (2 s was too short), and for
+ * the offer before the stall (10 s was too short at a load average of 45);
+ * the test waits it out once.
+ */
+const STALL_TIMEOUT_MS = 30_000;
+
 describe("stalled migrations", () => {
   it("a migration whose destination stops reading is aborted, and the process keeps running at the source", async () => {
     const [p1, p2] = await freePorts(2);
@@ -197,7 +206,7 @@ describe("stalled migrations", () => {
     let n1: NodeProc | undefined;
     let n2: NodeProc | undefined;
     try {
-      n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"), [...NODE_ARGS_DEFAULT, "--stall-timeout", "2000"]);
+      n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"), [...NODE_ARGS_DEFAULT, "--stall-timeout", String(STALL_TIMEOUT_MS)]);
       n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
       const sha = await upload(n1.address, memhog);
       // 128 MiB, idle once written: far more than the sockets and the proxy buffer, so sends block once it stalls.
@@ -207,7 +216,7 @@ describe("stalled migrations", () => {
       // The destination took the offer; from here the path forwards nothing.
       await moving.until((e) => e.event === "progress");
       proxy.stall();
-      // Held up, not yet given up (that takes 2 s without a byte moving): the gauges of a migration in progress are there.
+      // Held up, not yet given up (that takes STALL_TIMEOUT_MS without a byte moving): the gauges of a migration in progress are there.
       const during = await metricsOf(n1.address);
       assert.notEqual(sample(during, "ferry_migration_remaining_bytes", { pid, to: "n2", strategy: "pre-copy" }), undefined, during);
       if (promtool) {

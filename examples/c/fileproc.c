@@ -1,7 +1,10 @@
 /*
  * fileproc.c - file processor example guest for Ferry.
  *
- * Usage: fileproc INPUT OUTPUT [CHUNK_BYTES]
+ * Usage: fileproc [--hold] INPUT OUTPUT [CHUNK_BYTES]
+ *   --hold       once the input is read, wait for a message "release" before
+ *                step 5, both files still open (hold.h: for tests that move
+ *                it, so that it cannot end before their last move)
  *   INPUT        file to read, e.g. /data/in.bin (host dir preopened as /data)
  *   OUTPUT       file to create/truncate, e.g. /data/out.bin
  *   CHUNK_BYTES  read/write chunk size, 1..1048576 (default 4096)
@@ -31,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "hold.h"
 
 #define HEADER_BYTES 32
 #define PROGRESS_BYTES (128u * 1024u)
@@ -95,8 +99,9 @@ static void process_chunk(unsigned char *buf, size_t n, uint64_t pos) {
 }
 
 int main(int argc, char **argv) {
+    hold_parse(&argc, &argv);
     if (argc < 3 || argc > 4) {
-        fprintf(stderr, "usage: fileproc INPUT OUTPUT [CHUNK_BYTES]\n");
+        fprintf(stderr, "usage: fileproc [--hold] INPUT OUTPUT [CHUNK_BYTES]\n");
         return 2;
     }
     const char *in_path = argv[1], *out_path = argv[2];
@@ -171,6 +176,7 @@ int main(int argc, char **argv) {
         return 3;
     }
     free(buf);
+    hold_here();
 
     /* Patch the header in place, then confirm the output length. */
     memcpy(header, "FERRYFP1", 8);

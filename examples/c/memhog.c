@@ -1,7 +1,10 @@
 /*
  * memhog.c - memory-heavy example guest for Ferry.
  *
- * Usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [FILL]
+ * Usage: memhog [--hold] [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [FILL]
+ *   --hold           after the last second, wait for a message "release"
+ *                    before verifying (hold.h: a test that moves it needs
+ *                    it alive until its last move, however slow the host)
  *   SIZE_MIB         buffer size in MiB, 1..3072 (default 64)
  *   WRITE_MIB_PER_S  rewrite rate in MiB per second, 0..65536 (default 32);
  *                    0 means idle: the program only sleeps
@@ -34,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "hold.h"
 
 #define BLOCK_BYTES 4096u
 #define BLOCK_WORDS (BLOCK_BYTES / 4u)
@@ -128,8 +132,9 @@ static unsigned long parse_arg(const char *s, const char *what, unsigned long mi
 
 int main(int argc, char **argv) {
     unsigned long size_mib = 64, rate = 32, seconds = 2;
+    hold_parse(&argc, &argv);
     if (argc > 5) {
-        fprintf(stderr, "usage: memhog [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [mixed|text]\n");
+        fprintf(stderr, "usage: memhog [--hold] [SIZE_MIB] [WRITE_MIB_PER_S] [SECONDS] [mixed|text]\n");
         return 2;
     }
     if (argc > 1) size_mib = parse_arg(argv[1], "SIZE_MIB", 1, 3072);
@@ -187,6 +192,7 @@ int main(int argc, char **argv) {
                (unsigned long long)cs);
     }
 
+    hold_here();
     uint32_t bad = 0, first_bad = 0;
     for (uint32_t b = 0; b < nblocks; b++) {
         if (!check_block(b)) {

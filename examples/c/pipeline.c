@@ -1,7 +1,7 @@
 /*
  * pipeline.c - one stage of a pipeline of processes linked by Ferry messages.
  *
- * Usage: pipeline STAGE NEXT N
+ * Usage: pipeline [--hold] STAGE NEXT N
  *   STAGE  0 for the source, 1, 2, ... for the stages after it
  *   NEXT   pid of the next stage, or "-" for the last stage (the sink)
  *   N      number of items that flow through
@@ -11,6 +11,11 @@
  * and passes the item on; the sink checks that K runs 1..N with no gap or
  * repeat and prints a checksum of every V. The same N and the same number
  * of stages always give the same output, however the stages are moved.
+ *
+ * With --hold (hold.h) a stage stops before its last item until it is sent
+ * "release": the source before it sends item N, a later stage once item N
+ * is in, before it passes it on or ends. The stages after it wait for that
+ * item, so the whole pipeline stays alive for a test to move its stages.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ferry.h"
+#include "hold.h"
 
 static uint64_t mix(uint64_t h, uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
@@ -36,8 +42,9 @@ static void send_item(const char *next, long k, uint64_t v) {
 }
 
 int main(int argc, char **argv) {
+    hold_parse(&argc, &argv);
     if (argc != 4) {
-        fprintf(stderr, "usage: pipeline STAGE NEXT N\n");
+        fprintf(stderr, "usage: pipeline [--hold] STAGE NEXT N\n");
         return 2;
     }
     long stage = strtol(argv[1], NULL, 10);
@@ -45,7 +52,10 @@ int main(int argc, char **argv) {
     long n = strtol(argv[3], NULL, 10);
     int sink = strcmp(next, "-") == 0;
     if (stage == 0) {
-        for (long k = 1; k <= n; k++) send_item(next, k, (uint64_t)k);
+        for (long k = 1; k <= n; k++) {
+            if (k == n) hold_here(); /* a source takes no messages but the release */
+            send_item(next, k, (uint64_t)k);
+        }
         printf("source sent %ld items\n", n);
         return 0;
     }
@@ -53,11 +63,13 @@ int main(int argc, char **argv) {
     uint64_t sum = 0;
     for (long k = 1; k <= n; k++) {
         uint32_t len = 0;
-        int rc = ferry_recv(from, buf, sizeof buf - 1, &len, -1);
-        if (rc != 0) {
-            fprintf(stderr, "pipeline: recv failed: errno %d\n", rc);
-            return 3;
-        }
+        do {
+            int rc = ferry_recv(from, buf, sizeof buf - 1, &len, -1);
+            if (rc != 0) {
+                fprintf(stderr, "pipeline: recv failed: errno %d\n", rc);
+                return 3;
+            }
+        } while (hold_noted(buf, len));
         buf[len] = 0;
         char *end = NULL;
         long got = strtol(buf, &end, 10);
@@ -67,6 +79,7 @@ int main(int argc, char **argv) {
             return 1;
         }
         v = mix(v, (uint64_t)stage);
+        if (k == n) hold_here(); /* item N was the stage before's last */
         if (sink) {
             sum = mix(sum, v);
             if (k % 5000 == 0) printf("sink %ld items checksum=%016" PRIx64 "\n", k, sum);

@@ -1,9 +1,10 @@
 /*
  * Reports what the three standard streams are, as the program sees them:
  * isatty(), the file type fstat() gives, and whether the stream tells its
- * position. Usage: streams [REPORT_FD [SLEEP_MS]]: the report goes to fd
- * REPORT_FD (default 2), after sleeping SLEEP_MS (default 0; lets a test
- * suspend or move it first), one line a stream:
+ * position. Usage: streams [--hold] [REPORT_FD [SLEEP_MS]]: the report goes
+ * to fd REPORT_FD (default 2), after sleeping SLEEP_MS (default 0) and,
+ * with --hold, once a message "release" came (hold.h: a test moves it
+ * first, however long that takes), one line a stream:
  *   fd0 tty=0 type=regular seek=1
  * Under WASI, isatty() is true for a character device without seek rights,
  * and the type comes from fd_filestat_get: what a host says here is what
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "hold.h"
 
 static const char *type_name(mode_t mode) {
   if (S_ISREG(mode)) return "regular";
@@ -30,12 +32,14 @@ static const char *type_name(mode_t mode) {
 }
 
 int main(int argc, char **argv) {
+  hold_parse(&argc, &argv);
   int report = argc > 1 ? atoi(argv[1]) : 2;
   long sleep_ms = argc > 2 ? atol(argv[2]) : 0;
   if (sleep_ms > 0) {
     struct timespec t = {sleep_ms / 1000, (sleep_ms % 1000) * 1000000L};
     nanosleep(&t, NULL);
   }
+  hold_here();
   char line[256];
   for (int fd = 0; fd <= 2; fd++) {
     struct stat st;
