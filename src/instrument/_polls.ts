@@ -29,6 +29,7 @@
 import type Binaryen from "binaryen";
 import { isBoundedLoop } from "./_bounded.js";
 import { childKeys } from "./_children.js";
+import { isUnrollable, UNROLL_COPIES, unrolledLoop } from "./_unroll.js";
 
 /**
  * Back-edges of one frame between two visits of the countdown. Large enough
@@ -106,9 +107,14 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
       const slice = `__ferry_slice_${labels}`;
       labels += 1;
       const body = raw(b).Loop.getBody(loop);
-      const step = m.br(slice, m.i32.eq(m.local.tee(n, m.i32.add(m.local.get(n, b.i32), m.i32.const(1)), b.i32), m.i32.const(LOOP_SLICE)));
-      const inner = m.loop(name, m.block(null, [step, body], b.auto));
-      const weight = m.i32.add(m.local.get(n, b.i32), m.i32.const(1));
+      // An unrolled loop counts once per UNROLL_COPIES iterations, and is
+      // charged for all of them: the budget still counts iterations.
+      const unroll = isUnrollable(b, body);
+      const copies = unroll ? UNROLL_COPIES : 1;
+      const step = m.br(slice, m.i32.eq(m.local.tee(n, m.i32.add(m.local.get(n, b.i32), m.i32.const(1)), b.i32), m.i32.const(LOOP_SLICE / copies)));
+      const inner = unroll ? unrolledLoop(b, m, name, body, step, slice) : m.loop(name, m.block(null, [step, body], b.auto));
+      const counted = unroll ? m.i32.mul(m.local.get(n, b.i32), m.i32.const(copies)) : m.local.get(n, b.i32);
+      const weight = m.i32.add(counted, m.i32.const(1));
       raw(b).Loop.setName(loop, slice);
       raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), inner], b.auto));
       raw(b)._BinaryenExpressionFinalize(loop);
