@@ -39,6 +39,8 @@ if (isMainThread) {
   const wasi = new WASI({ version: "preview1", args: job.args, env: {}, returnOnExit: true, stdout: devnull, stderr: devnull });
   const module = new WebAssembly.Module(job.wasm);
   const imports = wasi.getImportObject() as WebAssembly.Imports;
-  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET };
+  // The instrumenter's poll, and Ferry's own imports as `ferry exec` answers them outside a cluster (examples/c/hold.h).
+  const ENOSYS = 52;
+  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
   parentPort?.postMessage(wasi.start(new WebAssembly.Instance(module, imports)));
 }
