@@ -180,9 +180,10 @@ describe("checkpoints", () => {
       n1 = await startNode("n1", Number(n1.address.split(":")[1]), cluster.nodes.slice(1).map((n) => n.address), path.join(cluster.dir, "n1"));
       cluster.nodes[0] = n1;
       // What is shown first, then the last checkpoint: one recorded between the two reads only raises what may be shown.
+      // A record the home had not written to disk yet when it died is gone with it, and so nothing it covered was shown.
       const shown = (await outputOf(n1.address, pid)).stdout;
       const last = await lastCheckpoint(n1.address, pid);
-      assert.ok(last !== null && shown.length <= last.stdout_bytes, `after the restart, shown ${shown.length} bytes; the last checkpoint covers ${last?.stdout_bytes}`);
+      assert.ok(shown.length <= (last?.stdout_bytes ?? 0), `after the restart, shown ${shown.length} bytes; the last checkpoint covers ${last?.stdout_bytes ?? "nothing"}`);
       await until("output released by checkpoints recorded after the restart", async () => ((await outputOf(n1.address, pid)).stdout.length > shown.length ? true : undefined));
       assert.deepEqual((await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: 0 });
       const out = (await outputOf(n1.address, pid)).stdout.toString();
