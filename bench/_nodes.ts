@@ -117,3 +117,15 @@ export async function startPair(example: string, security: Security = "tls", nod
     throw err;
   }
 }
+
+/** Stops a `ferry up` a section started (SIGINT, as Ctrl-C); killed if it has not ended within 120 s, with its last words printed. */
+export async function stopUp(up: ChildProcess, exited: Promise<void>, last_words: () => string): Promise<void> {
+  up.kill("SIGINT");
+  let timer: NodeJS.Timeout | undefined;
+  const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 120_000)))]);
+  clearTimeout(timer);
+  if (!stopped) {
+    up.kill("SIGKILL");
+    console.log(`ferry up did not stop within 120 s; killed. Its last words: ${last_words().slice(-500)}`);
+  }
+}

@@ -21,7 +21,7 @@ import path from "node:path";
 import type { BrowserContext } from "playwright-core";
 import { Dialer, httpRequest } from "../src/node/mod.js";
 import { ClusterTls, clientCredentialDir, localAuthorityDir, readCredential, readPem } from "../src/trust/mod.js";
-import { ROOT } from "./_nodes.js";
+import { ROOT, stopUp } from "./_nodes.js";
 import { freePorts, until } from "./many.js";
 
 const FERRY = path.join(ROOT, "bin", "ferry.js");
@@ -149,12 +149,7 @@ export async function idleBench(quick: boolean, extra?: number): Promise<void> {
   } finally {
     await context?.close();
     if (profile !== "") fs.rmSync(profile, { recursive: true, force: true });
-    up.kill("SIGINT");
-    const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 120_000))]);
-    if (!stopped) {
-      up.kill("SIGKILL");
-      console.log(`ferry up did not stop within 120 s; killed. Its last words: ${up_err.slice(-500)}`);
-    }
+    await stopUp(up, exited, () => up_err);
     fs.rmSync(home, { recursive: true, force: true });
   }
 }

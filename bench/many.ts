@@ -24,7 +24,7 @@ import os from "node:os";
 import path from "node:path";
 import { Dialer, httpRequest } from "../src/node/mod.js";
 import { ClusterTls, clientCredentialDir, localAuthorityDir, readCredential, readPem } from "../src/trust/mod.js";
-import { freePort, ROOT } from "./_nodes.js";
+import { freePort, ROOT, stopUp } from "./_nodes.js";
 import { median } from "./_measure.js";
 
 const FERRY = path.join(ROOT, "bin", "ferry.js");
@@ -254,12 +254,7 @@ export async function manyBench(quick: boolean, many?: number): Promise<void> {
     if (fs.existsSync(CHROMIUM)) await browser(first, env, count - failed, cpu);
     else console.log(`${CHROMIUM} not found: the page was not measured`);
   } finally {
-    up.kill("SIGINT");
-    const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 120_000))]);
-    if (!stopped) {
-      up.kill("SIGKILL");
-      console.log(`ferry up did not stop within 120 s; killed. Its last words: ${up_err.slice(-500)}`);
-    }
+    await stopUp(up, exited, () => up_err);
     fs.rmSync(home, { recursive: true, force: true });
   }
 }
