@@ -156,7 +156,8 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
   const sha = await upload(n3.address, compute);
   const program = ["60", String(EXIT_CODE)];
   const expected = await undisturbed(n3.address, sha, program);
-  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS });
+  // Pinned: what the home saved of it (its constraints too) goes with the home's roles.
+  const { pid } = await run(n3.address, { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS, pinned: true });
   const { keeper, seq } = await until("checkpoints of it recorded in the directory", async () => {
     const r = await directory.process(pid);
     return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? { keeper: r.last_checkpoint.node, seq: r.last_checkpoint.seq } : undefined;
@@ -177,8 +178,8 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
   for (const n of [other, n1, n2]) {
     assert.deepEqual((await json<{ status: unknown }>(n.address, "GET", `/v1/processes/${pid}/wait`)).status, { kind: "exit", code: EXIT_CODE }, `wait from ${n.name}`);
   }
-  const info = await json<Info>(other.address, "GET", `/v1/processes/${pid}`);
-  assert.deepEqual([info.pid, info.home, info.node], [pid, keeper, keeper]);
+  const info = await json<Info & { pinned: boolean }>(other.address, "GET", `/v1/processes/${pid}`);
+  assert.deepEqual([info.pid, info.home, info.node, info.pinned], [pid, keeper, keeper, true]);
   const got = await outputOf(other.address, pid);
   assert.equal(got.stdout.toString(), expected.stdout.toString(), "stdout: no gap, no duplicate");
   assert.equal(got.stderr.toString(), expected.stderr.toString(), "stderr: no gap, no duplicate");

@@ -27,11 +27,10 @@ import { NodeName } from "../process_spec.js";
 import { Uint } from "../validate.js";
 import type { Identity } from "../trust/mod.js";
 import type { FerryNode } from "./node.js";
-import type { HomeRecord } from "./_records.js";
 import { readRequest, requestJson, sendJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { OutputChunksSchema } from "./_internal_schemas.js";
-import { SavedHomeSchema, type SavedHome } from "./node_state.js";
+import { savedHome, SavedHomeSchema } from "./node_state.js";
 import type { StreamName } from "./output_log.js";
 
 /** Most bytes of output sent in one replica request (its JSON, base64, stays under the 1 MiB body limit). */
@@ -117,7 +116,8 @@ async function sendReplica(node: FerryNode, pid: string, keeper: string, sent: S
     if (home.output.size(s) < need) throw new FerryError("ERR_OUTPUT_GAP", `the home of ${pid} holds ${home.output.size(s)} bytes of its ${s}, its checkpoint covers ${need}`);
   }
   const offsets = sent.keepers.get(keeper) ?? { stdout: 0, stderr: 0 };
-  const saved = savedHome(home);
+  // What a keeper needs to become its home: the record as the home saves it (requirements and pinning included), not ended.
+  const saved = { ...savedHome(home), exit: null };
   const address = await node.addressOf(keeper);
   // Up to what the log holds now (at least `covered`), not until it stops growing: a process that writes faster than a request's round trip would keep this going, and its checkpoint waiting.
   const until: Record<StreamName, number> = { stdout: home.output.size("stdout"), stderr: home.output.size("stderr") };
@@ -138,27 +138,6 @@ async function sendReplica(node: FerryNode, pid: string, keeper: string, sent: S
     sent.keepers.set(keeper, offsets);
     if (chunks.length === 0) break;
   }
-}
-
-function savedHome(home: HomeRecord): SavedHome {
-  return {
-    pid: home.pid,
-    home: home.home,
-    node: home.node,
-    state: home.state,
-    exit: null,
-    moves: home.moves,
-    previous: home.previous,
-    started_unix_ms: home.started_unix_ms,
-    module_sha256: home.module_sha256,
-    module_name: home.module_name,
-    args: home.args,
-    env: home.env,
-    dirs: home.dirs,
-    listen: home.listen,
-    memory_max_bytes: home.memory_max_bytes,
-    ...(home.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: home.checkpoint_every_ms } : {}),
-  };
 }
 
 function readRaw(file: string, offset: number, n: number): Buffer {

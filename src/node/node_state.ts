@@ -22,6 +22,7 @@ import { Args, Dirs, Env, Listen, MemoryCap, ModuleName, NodeName, Pid, Sha256 }
 import { integer, list, Uint } from "../validate.js";
 import { ExitStatusSchema } from "./_internal_schemas.js";
 import { LabelsSchema } from "./_load_schemas.js";
+import type { HomeRecord } from "./_records.js";
 
 /**
  * Version of the state file's layout; a file of another version is refused,
@@ -82,6 +83,30 @@ export const NodeStateSchema = v.object({
 
 /** A saved home record. */
 export type SavedHome = v.InferOutput<typeof SavedHomeSchema>;
+
+/** What is saved of a home record (`HomeRecord` without its live parts). */
+export function savedHome(r: HomeRecord): SavedHome {
+  return {
+    pid: r.pid,
+    home: r.home,
+    node: r.node,
+    state: r.state,
+    exit: r.exit,
+    moves: r.moves,
+    previous: r.previous,
+    started_unix_ms: r.started_unix_ms,
+    module_sha256: r.module_sha256,
+    module_name: r.module_name,
+    args: r.args,
+    env: r.env,
+    dirs: r.dirs,
+    listen: r.listen,
+    memory_max_bytes: r.memory_max_bytes,
+    ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
+    ...(r.pinned === true ? { pinned: true } : {}),
+    ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
+  };
+}
 /** A saved running entry. */
 export type SavedRunning = v.InferOutput<typeof SavedRunningSchema>;
 /** The state as saved. */

@@ -23,7 +23,7 @@ import { OutputLog, type StreamName } from "./output_log.js";
 import { LocalRelay, RemoteRelay, type OutputRelay } from "./relay.js";
 import { requestJson, requestJsonFrom } from "./_http.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
-import { NODE_STATE_VERSION, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
+import { NODE_STATE_VERSION, savedHome, type NodeState, type SavedHome, type SavedRunning } from "./node_state.js";
 import { StateJournal } from "./_state_journal.js";
 import { retry } from "./_retry.js";
 import { checkExit, checkLocation } from "./_location.js";
@@ -651,30 +651,6 @@ export class ProcessTable {
     }
     this.#state.close();
   }
-}
-
-/** What is saved of a home record (`HomeRecord` without its live parts). */
-function savedHome(r: HomeRecord): SavedHome {
-  return {
-    pid: r.pid,
-    home: r.home,
-    node: r.node,
-    state: r.state,
-    exit: r.exit,
-    moves: r.moves,
-    previous: r.previous,
-    started_unix_ms: r.started_unix_ms,
-    module_sha256: r.module_sha256,
-    module_name: r.module_name,
-    args: r.args,
-    env: r.env,
-    dirs: r.dirs,
-    listen: r.listen,
-    memory_max_bytes: r.memory_max_bytes,
-    ...(r.requires !== undefined && Object.keys(r.requires).length > 0 ? { requires: r.requires } : {}),
-    ...(r.pinned === true ? { pinned: true } : {}),
-    ...(r.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: r.checkpoint_every_ms } : {}),
-  };
 }
 
 /** What is saved of a process running here. */
