@@ -47,7 +47,8 @@ export interface BatchTimeline {
   queued_ms: Record<string, number>;
   /** From the first node running out of jobs to the last job's end (the other core idle meanwhile). */
   tail_ms: number;
-  /** Each job's end, from the batch's start, by pid. */
+  /** Each job's start (its process.started event) and end, from the batch's start, by pid. */
+  started_ms: Record<string, number>;
   ended_ms: Record<string, number>;
 }
 
@@ -128,6 +129,7 @@ export function batchTimeline(events: readonly BatchEvent[], batch: { pids: read
     idle_ms: round(idle),
     queued_ms: round(queued),
     tail_ms: Math.round(end_ms - first_empty),
+    started_ms: Object.fromEntries([...started].map(([pid, t]) => [pid, Math.round(t)])),
     ended_ms: Object.fromEntries([...ended].map(([pid, t]) => [pid, Math.round(t)])),
   };
 }

@@ -101,7 +101,8 @@ describe("exec/resume chains", () => {
         image = next;
       }
       const last = outs[outs.length - 1] as RunResult;
-      assert.equal(Buffer.concat(outs.map((o) => o.stdout)).toString(), whole.stdout.toString(), "stdout differs");
+      const how = `the last of ${steps} steps (${steps === 1 ? "exec" : "resume"}) ended with status ${String(last.status)} and stderr ${JSON.stringify(last.stderr.toString().slice(-2000))}`;
+      assert.equal(Buffer.concat(outs.map((o) => o.stdout)).toString(), whole.stdout.toString(), `stdout differs; ${how}`);
       assert.equal(Buffer.concat(outs.map((o) => o.stderr)).toString(), whole.stderr.toString(), "stderr differs");
       assert.equal(last.status, whole.status, "exit status differs");
       assert.ok(steps >= CHAIN_STEPS_MIN + 1, `only ${steps - 1} suspensions; the program ended too soon`);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
-import { claimWarm, GuestProcess, keepWarm, warmWorkers, type ProcessIo } from "../src/runtime/mod.js";
+import { claimWarm, GuestProcess, keepWarm, refillWarm, warmWorkers, workerCode, type ProcessIo } from "../src/runtime/mod.js";
 import { until } from "./_helpers.js";
 
 /** Prints "warm" and exits 3. */
@@ -72,5 +72,33 @@ describe("warm process workers", () => {
     second();
     assert.equal(warmWorkers().idle, 0);
     assert.throws(() => claimWarm(9), RangeError);
+  });
+
+  it("a claimant with no core to spare gets no new warm worker until it has one", async () => {
+    let spare = false;
+    const release = claimWarm(1, () => spare);
+    try {
+      refillWarm();
+      assert.equal(warmWorkers().idle, 0, "a worker warmed while its claimant's cores were all wanted");
+      spare = true;
+      refillWarm();
+      await until("a worker is warm once a core is spare", () => warmWorkers().idle === 1);
+      // Taken while busy: not replaced until there is room again.
+      spare = false;
+      const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, io().io);
+      assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
+      refillWarm();
+      assert.equal(warmWorkers().idle, 0);
+      spare = true;
+      refillWarm();
+      await until("the pool refills", () => warmWorkers().idle === 1);
+    } finally {
+      release();
+    }
+  });
+
+  it("workers run the bundle the build makes (one file loads faster than the module graph)", () => {
+    // `npm test` builds first; a `tsc` alone since leaves the bundle stale, and the modules run instead.
+    assert.equal(workerCode(), "bundle", "dist/src/process_worker.js is missing or older than a module in it: run npm run build");
   });
 });

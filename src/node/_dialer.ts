@@ -23,10 +23,32 @@ export const ANY_NODE: ExpectedPeer = { role: "node" };
  */
 export const CONNECT_TIMEOUT_MS = 5000;
 
+/**
+ * How long a connection a node answers on may sit idle between requests
+ * before the node closes it: far longer than {@link IDLE_REUSE_MS}, so a
+ * dialer never sends a request on a connection its peer is closing.
+ */
+export const SERVER_KEEP_ALIVE_MS = 30_000;
+
+/**
+ * How long the dialing side keeps an idle connection for its next request.
+ * Load gossip (every 500 ms), output relays and exit reports then ride one
+ * connection per peer instead of a TLS handshake each (a handshake costs
+ * both ends milliseconds of CPU: a busy pair of nodes spent most of a
+ * second of CPU a second on them).
+ */
+export const IDLE_REUSE_MS = 4000;
+
 /** Opens requests to nodes. */
 export class Dialer {
   /** The credential dialed with; null: plain HTTP. */
   readonly tls: ClusterTls | null;
+  /**
+   * Kept-alive connections, one pool per peer expected: a connection's peer
+   * was checked once, at its handshake, so one made for any node is never
+   * lent to a request that must reach a given one.
+   */
+  readonly #pools = new Map<string, http.Agent>();
 
   constructor(tls: ClusterTls | null) {
     this.tls = tls;
@@ -34,13 +56,35 @@ export class Dialer {
 
   /**
    * A request to the node at `address` (HOST:PORT; an IPv6 host in
-   * brackets). With TLS, the answer must come from `expect`.
+   * brackets). With TLS, the answer must come from `expect`. It goes out on
+   * a kept-alive connection to that peer when one is idle, unless
+   * `options.agent` says otherwise (`false`: a connection of its own, for
+   * streams and long polls).
    */
   request(address: string, options: http.RequestOptions, expect: ExpectedPeer = ANY_NODE): http.ClientRequest {
     const { host, port } = splitHostPort(address);
-    const req = this.tls === null ? http.request({ ...options, host, port }) : https.request({ ...options, host, port, ...this.tls.clientOptions(expect) });
+    const agent = options.agent === undefined ? this.#pool(expect) : options.agent;
+    const req = this.tls === null ? http.request({ ...options, agent, host, port }) : https.request({ ...options, agent, host, port, ...this.tls.clientOptions(expect) });
     connectDeadline(req, address, this.tls !== null, CONNECT_TIMEOUT_MS);
     return req;
+  }
+
+  /** Closes the idle kept-alive connections (those in use close after their request). */
+  close(): void {
+    for (const a of this.#pools.values()) a.destroy();
+    this.#pools.clear();
+  }
+
+  #pool(expect: ExpectedPeer): http.Agent {
+    const key = `${expect.role}/${expect.name ?? ""}`;
+    let a = this.#pools.get(key);
+    if (a === undefined) {
+      // `timeout` closes a connection idle that long; an idle one is unref'd, so it never keeps a process alive.
+      const options = { keepAlive: true, timeout: IDLE_REUSE_MS, scheduling: "lifo" as const };
+      a = this.tls === null ? new http.Agent(options) : new https.Agent(options);
+      this.#pools.set(key, a);
+    }
+    return a;
   }
 }
 

@@ -103,21 +103,34 @@ export async function requestJson(dialer: Dialer, address: string, method: strin
 }
 
 /** {@link requestJson}, also saying who answered (null without TLS). */
-export function requestJsonFrom(dialer: Dialer, address: string, method: string, path: string, options: PeerRequestOptions = {}): Promise<{ value: unknown; peer: Identity | null }> {
-  const timeout_ms = options.timeout_ms ?? PEER_TIMEOUT_MS;
+export async function requestJsonFrom(dialer: Dialer, address: string, method: string, path: string, options: PeerRequestOptions = {}): Promise<{ value: unknown; peer: Identity | null }> {
   const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+  try {
+    return await exchangeJson(dialer, address, method, path, payload, options, undefined);
+  } catch (err: unknown) {
+    if (!(err instanceof StaleConnection)) throw err;
+    // The kept-alive connection was closed under the request before any answer (its peer restarted, or closed it
+    // idle as the request went out): the peer never acted on it, so it goes again on a connection of its own.
+    return await exchangeJson(dialer, address, method, path, payload, options, false);
+  }
+}
+
+/** A kept-alive connection that failed before any answer: the request goes again on a new one. */
+class StaleConnection extends Error {}
+
+/** Errors of a connection its peer closed or reset. */
+const CLOSED_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
+function exchangeJson(dialer: Dialer, address: string, method: string, path: string, payload: Buffer | undefined, options: PeerRequestOptions, agent: false | undefined): Promise<{ value: unknown; peer: Identity | null }> {
+  const timeout_ms = options.timeout_ms ?? PEER_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
-    const req = dialer.request(
-      address,
-      // A fresh connection each time: a kept-alive one the peer has just timed
-      // out would fail the request with ECONNRESET and make a live peer look down.
-      { method, path, agent: false, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} },
-      options.expect,
-    );
+    const req = dialer.request(address, { method, path, agent, headers: payload ? { "content-type": "application/json", "content-length": payload.length } : {} }, options.expect);
+    let answered = false;
     // A total deadline, not an idle one: a peer that trickles its answer is as stuck as a silent one.
     const deadline = setTimeout(() => req.destroy(new Error(`no whole answer within ${timeout_ms} ms`)), timeout_ms);
     req.on("close", () => clearTimeout(deadline));
     req.on("response", (res) => {
+      answered = true;
       const parts: Buffer[] = [];
       res.on("data", (c: Buffer) => parts.push(c));
       res.on("end", () => {
@@ -137,7 +150,10 @@ export function requestJsonFrom(dialer: Dialer, address: string, method: string,
         resolve({ value, peer: peerIdentity(res.socket) });
       });
     });
-    req.on("error", (err) => reject(peerError(address, err)));
+    req.on("error", (err: NodeJS.ErrnoException) => {
+      if (req.reusedSocket && !answered && err.code !== undefined && CLOSED_CODES.has(err.code)) reject(new StaleConnection(err.message));
+      else reject(peerError(address, err));
+    });
     req.end(payload);
   });
 }

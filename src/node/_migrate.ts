@@ -424,6 +424,8 @@ export async function migrateProcess(
   node.events.publish({ type: "migration.started", pid, to, strategy });
   log.info(`migrating ${pid} to ${to} (${strategy})`);
   const observe = (p: MigrationProgress): void => {
+    // Stopped for the copy: its core goes to a guest waiting for one now, not at the next slice.
+    if (p.phase === "copying") node.load.reschedule();
     node.metrics.migrationProgress(pid, p);
     node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...(p.round !== undefined ? { round: p.round } : {}), bytes: p.bytes, memory_bytes: p.memory_bytes });
     log.debug({ phase: p.phase, round: p.round, bytes: p.bytes }, `migration of ${pid}: ${p.phase}`);

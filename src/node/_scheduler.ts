@@ -32,6 +32,9 @@ export interface GuestSlot {
   /** The worker's counters at the last pass. */
   last_busy_ms: number;
   last_paused_ms: number;
+  /** Computed and held since the share was last measured. */
+  window_busy_ms: number;
+  window_held_ms: number;
 }
 
 /** The pass's figures for the node's load vector. */
@@ -56,7 +59,9 @@ export class CpuScheduler {
    * back when it wakes. Weak: one that ends asleep takes its slot with it.
    */
   readonly #asleep = new WeakMap<GuestProcess, GuestSlot>();
-  #last_ms = -1;
+  /** When shares and use were last measured: a pass run early (a guest left) counts toward the next measurement, not one of its own. */
+  #window_ms = -1;
+  #window_used_ms = 0;
   #sample: SchedulerSample = { runnable: 0, cpu_used: 0, computing: 0, queued: 0 };
 
   constructor(cpus: number) {
@@ -84,8 +89,10 @@ export class CpuScheduler {
    * left are forgotten; those that hibernated are set aside until they wake.
    */
   pass(procs: readonly GuestProcess[], now_ms: number): void {
-    const dt_ms = this.#last_ms < 0 ? 0 : now_ms - this.#last_ms;
-    this.#last_ms = now_ms;
+    if (this.#window_ms < 0) this.#window_ms = now_ms;
+    // Shares are measured over a slice at least, however often passes run: a window of a few ms says nothing.
+    const window_ms = now_ms - this.#window_ms;
+    const measure = window_ms >= SLICE_MS / 2;
     const here = new Set(procs);
     for (const [p, slot] of this.#slots) {
       if (here.has(p)) continue;
@@ -101,7 +108,6 @@ export class CpuScheduler {
     for (const s of this.#slots.values()) floor = Math.min(floor, s.vruntime_ms);
     if (floor === Infinity) floor = 0;
     let runnable = 0;
-    let used_ms = 0;
     const wanting: { proc: GuestProcess; slot: GuestSlot }[] = [];
     for (const proc of procs) {
       const u = proc.usage();
@@ -111,11 +117,11 @@ export class CpuScheduler {
         // Back from hibernation: what it computed before counts, its sleep does not (as CFS treats a sleeper, it
         // starts no further behind than those here, so it gets no burst of catching up).
         this.#asleep.delete(proc);
-        slot = { ...woke, vruntime_ms: Math.max(woke.vruntime_ms, floor), last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms };
+        slot = { ...woke, vruntime_ms: Math.max(woke.vruntime_ms, floor), last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms, window_busy_ms: 0, window_held_ms: 0 };
         this.#slots.set(proc, slot);
       } else if (slot === undefined) {
         // Counted as CPU-bound until measured: placement and balance then do not pile newcomers onto one node.
-        slot = { cpu_ms: 0, cpu_share: 1, vruntime_ms: floor, first_seen_ms: now_ms, last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms };
+        slot = { cpu_ms: 0, cpu_share: 1, vruntime_ms: floor, first_seen_ms: now_ms, last_busy_ms: u.busy_ms, last_paused_ms: u.paused_ms, window_busy_ms: 0, window_held_ms: 0 };
         this.#slots.set(proc, slot);
       }
       const busy = u.busy_ms - slot.last_busy_ms;
@@ -124,14 +130,26 @@ export class CpuScheduler {
       slot.last_paused_ms = u.paused_ms;
       slot.cpu_ms += busy;
       slot.vruntime_ms += busy;
-      used_ms += busy;
-      if (dt_ms > 0) slot.cpu_share += SHARE_SMOOTHING * (Math.min(1, (busy + held) / dt_ms) - slot.cpu_share);
+      slot.window_busy_ms += busy;
+      slot.window_held_ms += held;
+      this.#window_used_ms += busy;
+      if (measure) {
+        slot.cpu_share += SHARE_SMOOTHING * (Math.min(1, (slot.window_busy_ms + slot.window_held_ms) / window_ms) - slot.cpu_share);
+        slot.window_busy_ms = 0;
+        slot.window_held_ms = 0;
+      }
       runnable += slot.cpu_share;
       // Held guests want to run; a guest waiting in a blocking call does not.
       if (proc.held || !u.blocked) wanting.push({ proc, slot });
     }
     const queued = Math.max(0, wanting.length - this.#cpus);
-    this.#sample = { runnable, cpu_used: dt_ms > 0 ? used_ms / dt_ms : 0, computing: wanting.length - queued, queued };
+    let cpu_used = this.#sample.cpu_used;
+    if (measure) {
+      cpu_used = this.#window_used_ms / window_ms;
+      this.#window_used_ms = 0;
+      this.#window_ms = now_ms;
+    }
+    this.#sample = { runnable, cpu_used, computing: wanting.length - queued, queued };
     if (wanting.length <= this.#cpus) {
       for (const w of wanting) w.proc.hold(false);
       return;

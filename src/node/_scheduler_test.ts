@@ -117,4 +117,30 @@ describe("CpuScheduler", () => {
     assert.equal(back.first_seen_ms, first_seen_ms, "it is no newcomer (a move's cooldown counts from its arrival)");
     assert.equal(back.vruntime_ms, floor, "it starts no further behind than the guests here: no burst of catching up");
   });
+
+  it("a pass run early, when a guest left, hands its core over at once and leaves the shares as a slice would measure them", () => {
+    const s = new CpuScheduler(1);
+    const [a, b, c] = [new FakeGuest(), new FakeGuest(), new FakeGuest()];
+    let now = 0;
+    for (let i = 0; i < 30; i += 1) {
+      s.pass(asProcs([a, b, c]), now);
+      for (const g of [a, b, c]) g.advance(100);
+      now += 100;
+    }
+    const running = [a, b, c].find((g) => !g.held) as FakeGuest;
+    const waiting = [a, b, c].filter((g) => g !== running);
+    // The guest computing ends 3 ms into a slice: an early pass gives the core to one that waits.
+    now += 3;
+    for (const g of waiting) g.advance(3);
+    s.pass(asProcs(waiting), now);
+    assert.equal(waiting.filter((g) => !g.held).length, 1, "the core went to a waiting guest at once");
+    // Another early pass 2 ms later (a second guest left): the one let go has not been counted computing yet.
+    now += 2;
+    s.pass(asProcs(waiting), now);
+    for (const g of waiting) {
+      const slot = s.slot(asProcs([g])[0] as GuestProcess);
+      assert.ok(slot !== undefined && slot.cpu_share > 0.95, `a CPU-bound guest's share fell after a 3 ms window: ${slot?.cpu_share}`);
+    }
+    assert.ok(Math.abs(s.sample.runnable - 2) < 0.1, `two guests want a core (${s.sample.runnable})`);
+  });
 });

@@ -39,11 +39,12 @@ export interface NodeLimits {
 }
 
 /**
- * Warm workers by default: one covers a move or a start at a time, and
- * another warms up as soon as it is taken; each idle one is a thread with
- * the runtime loaded, a few MiB.
+ * Warm workers by default: a few starts or arrivals at once (a burst the
+ * balancer spreads, the moves that even it out) find a worker booted, and
+ * replacements warm up while the node has a core to spare; each idle one
+ * is a thread with the runtime loaded, about 10 MiB.
  */
-export const WARM_WORKERS_DEFAULT = 1;
+export const WARM_WORKERS_DEFAULT = 4;
 
 /**
  * Processes per node by default: each is a worker thread with its own V8

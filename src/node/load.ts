@@ -30,6 +30,7 @@ import {
   type ProcessInfo,
   type ViewRecord,
 } from "../policy/mod.js";
+import { refillWarm } from "../runtime/mod.js";
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
 import { CpuScheduler, SLICE_MS } from "./_scheduler.js";
@@ -245,11 +246,35 @@ export class LoadModule {
     this.dirty.tick(candidates, performance.now());
   }
 
+  #reschedule_soon = false;
+
+  /**
+   * Runs a slice at once (on the next turn of the event loop, once for
+   * any number of calls meanwhile): a guest stopped wanting its core (it
+   * ended, moved away or stopped for a move), and a guest held for its turn
+   * should not wait up to a slice for it.
+   */
+  reschedule(): void {
+    if (this.#reschedule_soon || this.#timers.length === 0) return;
+    this.#reschedule_soon = true;
+    setImmediate(() => {
+      this.#reschedule_soon = false;
+      if (this.#timers.length > 0) this.slice();
+    });
+  }
+
+  /** Whether this node's guests leave a core free now (the last slice's figures): warm workers are started then. */
+  spareCore(): boolean {
+    const s = this.scheduler.sample;
+    return s.queued === 0 && s.computing < this.scheduler.cpus;
+  }
+
   /** One scheduling slice: measure the guests and give the cores out. */
   slice(): void {
     const now = performance.now();
     // Hibernated guests are left out: they have no worker to measure and want no core (the table keeps them apart).
     this.scheduler.pass(this.#node.table.runningAwake().map((r) => r.proc), now);
+    if (this.spareCore()) refillWarm();
     // Work arrived and waits for a core: decide now rather than up to an interval later (the skewed batch's first moves).
     if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound(true);
   }

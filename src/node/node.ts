@@ -15,7 +15,7 @@ import { ModuleStore } from "./module_store.js";
 import { checkNodeName } from "./names.js";
 import { ProcessTable } from "./process_table.js";
 import { requestJson, requestJsonFrom } from "./_http.js";
-import { Dialer } from "./_dialer.js";
+import { Dialer, SERVER_KEEP_ALIVE_MS } from "./_dialer.js";
 import { TokenStore, type ClusterTls, type KeyPairPem } from "../trust/mod.js";
 import { route } from "./_routes.js";
 import { acceptData, connectLinks, migrateProcess } from "./_migrate.js";
@@ -248,11 +248,15 @@ export class FerryNode {
         checkpointsEnded(this, record.pid);
       },
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
+      // Its core goes to a guest waiting for one now, not at the next slice.
+      left: () => this.load.reschedule(),
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void route(this, req, res);
     };
     this.#server = options.tls === null ? http.createServer(handler) : https.createServer(options.tls.serverOptions(), handler);
+    // Peers keep their connections to this node between requests (the dialer's pools): held open well past their reuse.
+    this.#server.keepAliveTimeout = SERVER_KEEP_ALIVE_MS;
     this.#server.on("upgrade", (req, socket, head) => acceptData(this, req, socket, head));
     if (options.tls !== null) {
       const server = this.#server;
@@ -307,8 +311,9 @@ export class FerryNode {
     node.table.recover().catch((err: unknown) => {
       node.log.error({ err: errorField(err) }, "settling what ran here before the restart failed");
     });
-    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup).
-    node.#release_warm = claimWarm(node.limits.warm_workers);
+    // A standby or a new process takes a started worker instead of waiting tens of ms for one (issue 15, setup);
+    // the pool refills when this node has a core its guests do not want.
+    node.#release_warm = claimWarm(node.limits.warm_workers, () => node.load.spareCore());
     // Migrations hash on these threads (src/image/_hash_pool.ts): started now, not during the first one's downtime.
     warmHashThreads();
     node.checkpoints.start();
@@ -445,6 +450,7 @@ export class FerryNode {
     this.#release_warm();
     this.#release_warm = () => undefined;
     this.links.close();
+    this.dialer.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {
       this.#front.dropSorting();

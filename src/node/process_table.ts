@@ -54,6 +54,8 @@ export interface TableObserver {
   ended?(record: HomeRecord, status: ProcessStatus): void;
   /** TCP bytes relayed for a process this node is home to. */
   relayed?(direction: "in" | "out", bytes: number): void;
+  /** A process stopped running here (it ended, or moved away). */
+  left?(pid: string): void;
 }
 
 /** The table, and starting, adopting and stopping what is in it. */
@@ -486,6 +488,7 @@ export class ProcessTable {
     this.#awake.delete(running);
     this.#checkpointed.delete(running);
     running.proc.onSleep(null);
+    this.observer.left?.(running.pid);
   }
 
   #track(running: Running, save = true): void {

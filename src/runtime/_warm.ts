@@ -5,6 +5,8 @@
  * few started and idle; a process takes one and hands it its init by
  * message, and a new one starts in the background.
  */
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { WorkerBoot, WorkerInit } from "./_protocol.js";
 
@@ -20,7 +22,34 @@ export const WARM_WORKERS_MAX = 8;
 /** How long after a worker is taken its replacement starts warming. */
 const REFILL_DELAY_MS = 250;
 
-const WORKER_URL = new URL("./_worker.js", import.meta.url);
+const WORKER_URL = workerUrl();
+
+/** Which code process workers run: the bundle, or the modules (the bundle missing or stale). */
+export function workerCode(): "bundle" | "modules" {
+  return WORKER_URL.pathname.endsWith("/process_worker.js") ? "bundle" : "modules";
+}
+
+/**
+ * The process worker's code: the bundle `npm run build` makes
+ * (scripts/build-worker.mjs: one file loads in about 60 ms less CPU than
+ * its ~50 modules, paid by every start and every incoming move) while none
+ * of the modules that went into it is newer than it; the modules themselves
+ * otherwise (a build without that step, or a module rebuilt since).
+ */
+function workerUrl(): URL {
+  const modules = new URL("./_worker.js", import.meta.url);
+  const bundle = new URL("../process_worker.js", import.meta.url);
+  try {
+    const made_ms = fs.statSync(bundle).mtimeMs;
+    const { inputs } = JSON.parse(fs.readFileSync(new URL("../process_worker.inputs.json", import.meta.url), "utf8")) as { inputs: string[] };
+    const dir = fileURLToPath(new URL("..", import.meta.url));
+    for (const input of inputs) if (fs.statSync(`${dir}/${input}`).mtimeMs > made_ms) return modules;
+    return bundle;
+  } catch {
+    // No bundle, an input gone or a manifest that does not parse: the bundle only saves time, the modules are always right.
+    return modules;
+  }
+}
 
 const idle: Worker[] = [];
 let wanted = 0;
@@ -30,7 +59,20 @@ function spawn(boot: WorkerBoot): Worker {
   return new Worker(WORKER_URL, { workerData: boot, resourceLimits: { stackSizeMb: WORKER_STACK_MB }, stdout: false, stderr: false });
 }
 
+/**
+ * Whether every claim's owner has a core to spare now. Warming a worker
+ * takes tens of ms of a core; a node whose guests want all its cores would
+ * pay them out of its guests' time (a burst of starts or arrivals then costs
+ * every guest there), so the pool refills when there is room, and a start
+ * that finds it empty starts its own worker meanwhile.
+ */
+function roomToWarm(): boolean {
+  for (const c of claims.values()) if (c.spare !== undefined && !c.spare()) return false;
+  return true;
+}
+
 function refill(): void {
+  if (idle.length >= wanted || !roomToWarm()) return;
   while (idle.length < wanted) {
     const w = spawn({ kind: "warm" });
     // An idle worker must not keep its process alive.
@@ -56,11 +98,13 @@ export function keepWarm(count: number): void {
  * Claims `count` warm workers for one user (a node) until the returned
  * function is called. The pool is the process's: several nodes in one
  * process (tests, benchmarks) share it, so it keeps the most any claim asks
- * for, and one node stopping does not empty it under the others.
+ * for, and one node stopping does not empty it under the others. With
+ * `spare`, the pool refills only while it says the claimant has a core to
+ * spare; the claimant then calls {@link refillWarm} when it has.
  */
-export function claimWarm(count: number): () => void {
+export function claimWarm(count: number, spare?: () => boolean): () => void {
   const id = Symbol("warm claim");
-  claims.set(id, checkCount(count));
+  claims.set(id, { count: checkCount(count), spare });
   apply();
   return () => {
     if (claims.delete(id)) apply();
@@ -68,7 +112,7 @@ export function claimWarm(count: number): () => void {
 }
 
 /** Claims made with {@link claimWarm} that are still held, and what {@link keepWarm} asked. */
-const claims = new Map<symbol, number>();
+const claims = new Map<symbol, { count: number; spare: (() => boolean) | undefined }>();
 let direct = 0;
 
 function checkCount(count: number): number {
@@ -77,7 +121,8 @@ function checkCount(count: number): number {
 }
 
 function apply(): void {
-  wanted = Math.max(direct, ...claims.values());
+  wanted = direct;
+  for (const c of claims.values()) wanted = Math.max(wanted, c.count);
   for (const w of idle.splice(wanted)) void w.terminate();
   refill();
 }
@@ -93,6 +138,11 @@ export function takeWorker(init: WorkerInit): Worker {
   // Started a little later: warming a worker takes a core for tens of ms, which the move or start that took this one needs now.
   setTimeout(refill, REFILL_DELAY_MS).unref();
   return w;
+}
+
+/** Starts warming workers up to the pool's size if its claimants have a core to spare (cheap when the pool is full). */
+export function refillWarm(): void {
+  refill();
 }
 
 /** Workers started and idle now, and how many processes took one so far. */

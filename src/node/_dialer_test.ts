@@ -1,0 +1,115 @@
+/**
+ * Node-to-node requests ride kept-alive connections: one per peer expected,
+ * and a request whose kept-alive connection closes under it before any
+ * answer goes again on a new one, so a live peer never looks down.
+ */
+import assert from "node:assert/strict";
+import http from "node:http";
+import type net from "node:net";
+import { after, describe, it } from "node:test";
+import { FerryError } from "../errors.js";
+import { ANY_NODE, Dialer, nodeNamed } from "./_dialer.js";
+import { requestJson } from "./_http.js";
+
+interface Peer {
+  address: string;
+  /** Connections accepted so far. */
+  connections: () => number;
+  /** Requests answered so far. */
+  answered: () => number;
+  close: () => Promise<void>;
+}
+
+/** A peer answering `{n}`; `drop(k)` says whether to close the connection under request k (counting from 1) without answering. */
+async function peer(drop: (request: number, on_connection: number) => boolean = () => false): Promise<Peer> {
+  let connections = 0;
+  let requests = 0;
+  let answered = 0;
+  const sockets = new Set<net.Socket>();
+  const per = new WeakMap<net.Socket, number>();
+  const server = http.createServer((req, res) => {
+    requests += 1;
+    const socket = req.socket;
+    const k = (per.get(socket) ?? 0) + 1;
+    per.set(socket, k);
+    req.resume();
+    req.on("end", () => {
+      if (drop(requests, k)) {
+        socket.destroy();
+        return;
+      }
+      answered += 1;
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ n: requests }));
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  server.on("connection", (s: net.Socket) => {
+    connections += 1;
+    sockets.add(s);
+    s.on("close", () => sockets.delete(s));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    connections: () => connections,
+    answered: () => answered,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+describe("the dialer's kept-alive connections", () => {
+  const dialers: Dialer[] = [];
+  const peers: Peer[] = [];
+  after(async () => {
+    for (const d of dialers) d.close();
+    for (const p of peers) await p.close();
+  });
+  const dialer = (): Dialer => {
+    const d = new Dialer(null);
+    dialers.push(d);
+    return d;
+  };
+
+  it("requests one after another to a peer share one connection", async () => {
+    const p = await peer();
+    peers.push(p);
+    const d = dialer();
+    for (let i = 1; i <= 5; i += 1) assert.deepEqual(await requestJson(d, p.address, "POST", "/x", { body: { i } }), { n: i });
+    assert.equal(p.connections(), 1, "each request opened a connection of its own");
+  });
+
+  it("a connection made for any node is not lent to a request that must reach a given one", async () => {
+    const p = await peer();
+    peers.push(p);
+    const d = dialer();
+    await requestJson(d, p.address, "GET", "/x", { expect: ANY_NODE });
+    await requestJson(d, p.address, "GET", "/x", { expect: nodeNamed("n2") });
+    await requestJson(d, p.address, "GET", "/x", { expect: nodeNamed("n2") });
+    await requestJson(d, p.address, "GET", "/x", { expect: ANY_NODE });
+    assert.equal(p.connections(), 2);
+  });
+
+  it("a kept-alive connection closed under a request before any answer: the request goes again on a new one, once", async () => {
+    // The second request is the first on a reused connection: the peer closes it unanswered, as a peer closing an idle connection does.
+    const p = await peer((_n, on_connection) => on_connection === 2);
+    peers.push(p);
+    const d = dialer();
+    assert.deepEqual(await requestJson(d, p.address, "POST", "/x"), { n: 1 });
+    assert.deepEqual(await requestJson(d, p.address, "POST", "/x"), { n: 3 }, "the request was not sent again");
+    assert.equal(p.connections(), 2);
+    assert.equal(p.answered(), 2);
+  });
+
+  it("a new connection closed before any answer is the peer's failure, not retried", async () => {
+    const p = await peer(() => true);
+    peers.push(p);
+    const d = dialer();
+    await assert.rejects(requestJson(d, p.address, "POST", "/x"), (err: unknown) => err instanceof FerryError && err.code === "ERR_PEER_UNREACHABLE");
+    assert.equal(p.connections(), 1, "a request on a connection of its own was sent again");
+  });
+});
