@@ -71,8 +71,12 @@ function roomToWarm(): boolean {
   return true;
 }
 
+/** When a worker was last taken (performance.now()). */
+let taken_at_ms = -Infinity;
+
 function refill(): void {
-  if (idle.length >= wanted || !roomToWarm()) return;
+  // Not while the start or move that took a worker may still need the core (takeWorker's timer comes back).
+  if (idle.length >= wanted || performance.now() - taken_at_ms < REFILL_DELAY_MS || !roomToWarm()) return;
   while (idle.length < wanted) {
     const w = spawn({ kind: "warm" });
     // An idle worker must not keep its process alive.
@@ -132,6 +136,7 @@ export function takeWorker(init: WorkerInit): Worker {
   const w = idle.shift();
   if (w === undefined) return spawn({ kind: "init", init });
   taken += 1;
+  taken_at_ms = performance.now();
   w.removeAllListeners("error").removeAllListeners("exit");
   w.ref();
   w.postMessage(init);
