@@ -60,7 +60,7 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
                          (default 30000).
   --warm-workers N       Process workers kept started and idle, so that a
                          migration's standby or a new process need not wait
-                         for one (default 1, at most 8; 0: none).
+                         for one (default 4, at most 8; 0: none).
   --hibernate-after MS   A process blocked MS ms in one wait (a sleep, a read
                          with nothing to read) hibernates: its worker thread
                          ends and its memory is kept compactly until the wait

