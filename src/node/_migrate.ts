@@ -502,7 +502,9 @@ export async function migrateProcess(
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";
     node.metrics.migrationFailed(pid, strategy, code);
     node.events.publish({ type: "migration.failed", pid, to, strategy, code, message: err instanceof Error ? err.message : String(err) });
-    log.warn({ err: errorField(err) }, `migration of ${pid} to ${to} failed`);
+    // A process that ended on its own before it could be moved is no fault: its end is recorded as usual (an automatic move often races a process's end).
+    if (code === "ERR_PROCESS_ENDED") log.info({ err: errorField(err) }, `${pid} ended before it could be moved to ${to}`);
+    else log.warn({ err: errorField(err) }, `migration of ${pid} to ${to} failed`);
     if (err instanceof FerryError && err.code === "ERR_POSTCOPY_LOST") {
       // Its live state went to the destination, its memory stayed here: gone.
       await located;
