@@ -250,7 +250,7 @@ export async function restoreProcess(
     const restoring_at = performance.now();
     const done = parse(
       KeeperRestoredSchema,
-      await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS }),
+      await requestJson(node.dialer, keeper, "POST", `/v1/internal/ckpt-restore/${pid}`, { body: { to, moves, chain: kept.chain, seq: kept.seq }, expect: nodeNamed(last.keeper), timeout_ms: RESTORE_TIMEOUT_MS, once: true }),
       `node ${last.keeper}'s restore`,
       { code: "ERR_PEER_UNREACHABLE" },
     );

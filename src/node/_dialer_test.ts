@@ -112,4 +112,15 @@ describe("the dialer's kept-alive connections", () => {
     await assert.rejects(requestJson(d, p.address, "POST", "/x"), (err: unknown) => err instanceof FerryError && err.code === "ERR_PEER_UNREACHABLE");
     assert.equal(p.connections(), 1, "a request on a connection of its own was sent again");
   });
+
+  it("a call made once goes on a connection of its own and is never sent again", async () => {
+    // Its first request on any connection is dropped unanswered.
+    const p = await peer((_n, on_connection) => on_connection === 1 && _n > 1);
+    peers.push(p);
+    const d = dialer();
+    assert.deepEqual(await requestJson(d, p.address, "POST", "/x"), { n: 1 });
+    await assert.rejects(requestJson(d, p.address, "POST", "/x", { once: true }), (err: unknown) => err instanceof FerryError && err.code === "ERR_PEER_UNREACHABLE");
+    assert.equal(p.connections(), 2, "the call made once rode the kept-alive connection");
+    assert.equal(p.answered(), 1, "the call made once was sent again");
+  });
 });

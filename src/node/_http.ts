@@ -90,6 +90,12 @@ export interface PeerRequestOptions {
   timeout_ms?: number;
   /** The member that must answer (default: any node). */
   expect?: ExpectedPeer;
+  /**
+   * A call the peer must not act on twice (a start): it goes on a connection
+   * of its own and is never sent again. Others ride kept-alive connections
+   * and are sent once more if theirs closes before any answer.
+   */
+  once?: boolean;
 }
 
 /**
@@ -105,12 +111,14 @@ export async function requestJson(dialer: Dialer, address: string, method: strin
 /** {@link requestJson}, also saying who answered (null without TLS). */
 export async function requestJsonFrom(dialer: Dialer, address: string, method: string, path: string, options: PeerRequestOptions = {}): Promise<{ value: unknown; peer: Identity | null }> {
   const payload = options.body === undefined ? undefined : Buffer.from(JSON.stringify(options.body));
+  if (options.once === true) return await exchangeJson(dialer, address, method, path, payload, options, false);
   try {
     return await exchangeJson(dialer, address, method, path, payload, options, undefined);
   } catch (err: unknown) {
     if (!(err instanceof StaleConnection)) throw err;
-    // The kept-alive connection was closed under the request before any answer (its peer restarted, or closed it
-    // idle as the request went out): the peer never acted on it, so it goes again on a connection of its own.
+    // The kept-alive connection was closed under the request before any answer: its peer closed it idle as the
+    // request went out, or restarted. The calls sent this way are safe to repeat (output by offset, reports and
+    // records by move counter, load exchanges), so it goes again, once, on a connection of its own.
     return await exchangeJson(dialer, address, method, path, payload, options, false);
   }
 }

@@ -148,7 +148,7 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
   const placed = await placeRun(node, body);
   if (placed !== null) {
     try {
-      const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node) })) as { pid?: unknown };
+      const answer = (await requestJson(node.dialer, await node.addressOf(placed.node), "POST", "/v1/processes", { body: { ...body, node: placed.node }, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(placed.node), once: true })) as { pid?: unknown };
       node.events.publish({ type: "load.placed", pid: String(answer.pid), to: placed.node, detail: placed.detail });
       sendJson(res, 201, answer);
       return;
@@ -161,7 +161,7 @@ async function run(node: FerryNode, req: http.IncomingMessage, res: http.ServerR
   if (body.node !== undefined && body.node !== node.name) {
     const address = await node.addressOf(body.node);
     // The peer may have to instrument the module first: seconds for a large one. It applies its own limits and policy.
-    sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node) }));
+    sendJson(res, 201, await requestJson(node.dialer, address, "POST", "/v1/processes", { body, timeout_ms: START_TIMEOUT_MS, expect: nodeNamed(body.node), once: true }));
     return;
   }
   checkStartHere(node, body.requires);

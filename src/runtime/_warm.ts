@@ -77,14 +77,15 @@ let taken_at_ms = -Infinity;
 /** The timer that comes back to refill once a take is old enough. */
 let refill_timer: NodeJS.Timeout | null = null;
 
-function refill(): void {
+/** Starts warming workers up to the pool's size if its claimants have a core to spare (cheap when the pool is full). */
+export function refillWarm(): void {
   if (idle.length >= wanted) return;
   // Not while the start or move that took a worker may still need the core: this comes back when it no longer does.
   const wait_ms = REFILL_DELAY_MS - (performance.now() - taken_at_ms);
   if (wait_ms > 0) {
     refill_timer ??= setTimeout(() => {
       refill_timer = null;
-      refill();
+      refillWarm();
     }, Math.ceil(wait_ms) + 1).unref();
     return;
   }
@@ -140,7 +141,7 @@ function apply(): void {
   wanted = direct;
   for (const c of claims.values()) wanted = Math.max(wanted, c.count);
   for (const w of idle.splice(wanted)) void w.terminate();
-  refill();
+  refillWarm();
 }
 
 /**
@@ -158,13 +159,8 @@ export function takeWorker(init: WorkerInit): Worker {
   w.ref();
   w.postMessage(init);
   // Started a little later: warming a worker takes a core for tens of ms, which the move or start that took this one needs now.
-  refill();
+  refillWarm();
   return w;
-}
-
-/** Starts warming workers up to the pool's size if its claimants have a core to spare (cheap when the pool is full). */
-export function refillWarm(): void {
-  refill();
 }
 
 /** Workers started and idle now, and how many processes took one so far. */
