@@ -8,9 +8,11 @@
  */
 import { FerryError } from "../errors.js";
 import { decide, MOVE_ASKS_MAX, moveOffer, policyParams, retarget, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
+import type { Identity } from "../trust/mod.js";
 import { parse } from "../validate.js";
 import { errorField } from "../log/mod.js";
 import type { FerryNode } from "./node.js";
+import { nodeNamed } from "./_dialer.js";
 import { requestJsonFrom } from "./_http.js";
 import { LoadWindowSchema, MoveAnswerSchema } from "./_load_schemas.js";
 
@@ -46,15 +48,36 @@ async function gossip(node: FerryNode): Promise<void> {
   await Promise.all(
     targets.map(async (address) => {
       try {
-        const { value, peer } = await requestJsonFrom(node.dialer, address, "POST", "/v1/internal/load", { body: { window }, timeout_ms: GOSSIP_TIMEOUT_MS });
+        const { value, peer } = await exchangeWith(node, address, { window });
         const answer = parse(LoadWindowSchema, value, `node ${address}'s load window`, { code: "ERR_PEER_UNREACHABLE" });
         acceptWindow(node, answer.window, peer?.name ?? null);
+        if (peer !== null) node.learnName(peer.name, address);
       } catch (err: unknown) {
         // A peer that is down or slow is simply not heard from; its entry ages out of the view.
         node.log.debug({ address, err: errorField(err) }, "a load exchange failed");
       }
     }),
   );
+}
+
+/**
+ * One load exchange with the peer at `address`. Addressed to the node last
+ * seen there when this node knows it, so it rides the kept-alive connections
+ * of that node, which a move's offer and its data connection use too (the
+ * data connection is then made of one instead of a TLS handshake of its
+ * own); a peer that turns out to be another node now is asked again as any
+ * node.
+ */
+async function exchangeWith(node: FerryNode, address: string, body: { window: readonly LoadEntry[] }): Promise<{ value: unknown; peer: Identity | null }> {
+  const name = node.tls === null ? null : node.nameAt(address);
+  if (name !== null) {
+    try {
+      return await requestJsonFrom(node.dialer, address, "POST", "/v1/internal/load", { body, timeout_ms: GOSSIP_TIMEOUT_MS, expect: nodeNamed(name) });
+    } catch (err: unknown) {
+      if (!(err instanceof FerryError && err.code === "ERR_PEER_UNAUTHENTICATED")) throw err;
+    }
+  }
+  return await requestJsonFrom(node.dialer, address, "POST", "/v1/internal/load", { body, timeout_ms: GOSSIP_TIMEOUT_MS });
 }
 
 /**
@@ -110,7 +133,7 @@ async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{
   // This node without the process, nor the others it is sending away (they are in flight, so measure() leaves them out).
   const offer = moveOffer(m, { proc, source: load.measure() });
   try {
-    const { value, peer } = await requestJsonFrom(node.dialer, await node.addressOf(m.to), "POST", "/v1/internal/load/accept", { body: offer, timeout_ms: GOSSIP_TIMEOUT_MS });
+    const { value, peer } = await requestJsonFrom(node.dialer, await node.addressOf(m.to), "POST", "/v1/internal/load/accept", { body: offer, timeout_ms: GOSSIP_TIMEOUT_MS, expect: nodeNamed(m.to) });
     const answer = parse(MoveAnswerSchema, value, `node ${m.to}'s answer to a move`, { code: "ERR_PEER_UNREACHABLE" });
     acceptWindow(node, answer.window, peer?.name ?? null);
     return answer.accepted ? { accepted: true } : { accepted: false, detail: answer.detail ?? "refused" };

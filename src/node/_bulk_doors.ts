@@ -97,7 +97,7 @@ export async function dialBulkDoor(address: string, ticket: Uint8Array): Promise
 
 /** Without TLS: opens the record connection to node `name` at `address` as an upgrade to the door `ticket` names; resolves once the door said BULK_GO. */
 export async function dialBulkUpgrade(dialer: Dialer, address: string, name: string, ticket: Uint8Array): Promise<Duplex> {
-  const up = await upgrade(dialer, address, `${BULK_PATH}${Buffer.from(ticket).toString("base64url")}`, BULK_PROTOCOL, nodeNamed(name));
+  const up = await upgrade(dialer, address, `${BULK_PATH}${Buffer.from(ticket).toString("base64url")}`, BULK_PROTOCOL, nodeNamed(name), true);
   return await awaitGo(up.socket, Buffer.from(up.head), address);
 }
 

@@ -76,7 +76,8 @@ export class Dialer {
   }
 
   #pool(expect: ExpectedPeer): http.Agent {
-    const key = `${expect.role}/${expect.name ?? ""}`;
+    // Without TLS no peer is checked: one pool serves every request.
+    const key = this.tls === null ? "" : `${expect.role}/${expect.name ?? ""}`;
     let a = this.#pools.get(key);
     if (a === undefined) {
       // `timeout` closes a connection idle that long; an idle one is unref'd, so it never keeps a process alive.

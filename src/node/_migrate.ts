@@ -489,7 +489,8 @@ export async function migrateProcess(
     if (metrics.convergence !== undefined) linkRates(node).set(to, metrics.convergence.link_bytes_per_s);
     node.metrics.migrationSucceeded(pid, metrics);
     node.events.publish({ type: "migration.succeeded", pid, to, strategy, total_ms: metrics.total_ms, downtime_ms: metrics.downtime_ms, bytes: metrics.bytes });
-    log.info({ total_ms: Math.round(metrics.total_ms), downtime_ms: Math.round(metrics.downtime_ms), bytes: metrics.bytes }, `migrated ${pid} to ${to}`);
+    const rounded = (phases: Record<string, number | undefined>): Record<string, number> => Object.fromEntries(Object.entries(phases).flatMap(([k, ms]) => (ms === undefined ? [] : [[k, Math.round(ms * 10) / 10]])));
+    log.info({ total_ms: Math.round(metrics.total_ms), downtime_ms: Math.round(metrics.downtime_ms), bytes: metrics.bytes, phases_ms: rounded(metrics.phases_ms), destination_phases_ms: rounded(metrics.destination_phases_ms) }, `migrated ${pid} to ${to}`);
     // Committed: the destination runs it and has all of it. The home records
     // where it went before this copy goes (issue 11's move/exit race: the
     // destination's process may end at once, and its end is taken only from

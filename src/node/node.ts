@@ -180,6 +180,8 @@ export class FerryNode {
   #address = "";
   /** Peer names learned from their answers, name → address. */
   #names = new Map<string, string>();
+  /** The reverse of {@link #names}: who answered last at each address. */
+  #named_at = new Map<string, string>();
 
   private constructor(options: NodeOptions) {
     this.name = checkNodeName(options.name);
@@ -375,7 +377,7 @@ export class FerryNode {
           // With TLS a peer is named by its certificate, not by what it says.
           const name = peer?.name ?? info.name;
           if (name === this.name) return { self: address };
-          this.#names.set(name, address);
+          this.learnName(name, address);
           this.notePeer(address, { up: true, name });
           return { up: true as const, ...info, name, address };
         } catch (err: unknown) {
@@ -402,10 +404,24 @@ export class FerryNode {
       this.log.info({ peer: seen.name, address }, `node ${seen.name} at ${address} is up`);
       this.events.publish({ type: "node.up", peer: seen.name, address });
     } else {
-      const name = [...this.#names].find(([, a]) => a === address)?.[0] ?? null;
+      const name = this.#named_at.get(address) ?? null;
       this.log.warn({ peer: name, address, reason: seen.reason }, `node ${name ?? address} does not answer`);
       this.events.publish({ type: "node.down", peer: name, address, reason: seen.reason });
     }
+  }
+
+  /** Records that the node called `name` answered at `address` (with TLS, as its certificate says). */
+  learnName(name: string, address: string): void {
+    const before = this.#names.get(name);
+    if (before === address) return;
+    if (before !== undefined && this.#named_at.get(before) === name) this.#named_at.delete(before);
+    this.#names.set(name, address);
+    this.#named_at.set(address, name);
+  }
+
+  /** The node last seen answering at `address`, if any was. */
+  nameAt(address: string): string | null {
+    return this.#named_at.get(address) ?? null;
   }
 
   /** The address of the node called `name` (this one included). */
