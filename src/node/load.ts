@@ -81,9 +81,10 @@ interface PairSample {
 const ACCEPTED_MOVE_MS = 5_000;
 
 /**
- * Least time between a round and one run early because work arrived: a
- * burst of starts spreads at once (not up to an interval later), but a
- * steady trickle of arrivals does not gossip more than every slice.
+ * Least time between two rounds run early because work arrived: a burst of
+ * starts spreads at once (not up to an interval later), but a steady
+ * trickle of arrivals does not gossip more than every slice. A regular
+ * round does not hold one back: it saw the node before the work arrived.
  */
 const EARLY_ROUND_GAP_MS = 100;
 
@@ -183,7 +184,10 @@ export class LoadModule {
 
   #round: (() => Promise<void>) | null = null;
   #round_busy = false;
-  #round_ms = -Infinity;
+  /** When the last round run early started. */
+  #early_ms = -Infinity;
+  /** Comes back to run an early round once {@link EARLY_ROUND_GAP_MS} has passed since the last. */
+  #early_timer: NodeJS.Timeout | null = null;
   /** Processes here at the start of the last round: more now means work arrived. */
   #round_processes = 0;
   #early = false;
@@ -204,7 +208,7 @@ export class LoadModule {
     if (round === null || this.#round_busy) return;
     this.#round_busy = true;
     this.#early = early;
-    this.#round_ms = performance.now();
+    if (early) this.#early_ms = performance.now();
     this.#round_processes = this.#node.table.running_count + this.#node.standbys.count;
     round()
       .catch((err: unknown) => this.#node.log.warn({ err: errorField(err) }, "a load round failed"))
@@ -217,6 +221,8 @@ export class LoadModule {
   stop(): void {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
+    if (this.#early_timer !== null) clearTimeout(this.#early_timer);
+    this.#early_timer = null;
     this.scheduler.releaseAll();
     this.dirty.close();
   }
@@ -276,7 +282,15 @@ export class LoadModule {
     this.scheduler.pass(this.#node.table.runningAwake().map((r) => r.proc), now);
     if (this.spareCore()) refillWarm();
     // Work arrived and waits for a core: decide now rather than up to an interval later (the skewed batch's first moves).
-    if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && now - this.#round_ms >= EARLY_ROUND_GAP_MS && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) this.#runRound(true);
+    if ((this.#balance || this.#draining) && this.scheduler.sample.queued > 0 && this.#node.table.running_count + this.#node.standbys.count > this.#round_processes) {
+      const wait_ms = EARLY_ROUND_GAP_MS - (now - this.#early_ms);
+      if (wait_ms <= 0) this.#runRound(true);
+      else
+        this.#early_timer ??= setTimeout(() => {
+          this.#early_timer = null;
+          if (this.#timers.length > 0) this.slice();
+        }, Math.ceil(wait_ms)).unref();
+    }
   }
 
   get labels(): Labels {

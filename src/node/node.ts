@@ -252,6 +252,8 @@ export class FerryNode {
       relayed: (direction, bytes) => this.metrics.relayed(direction, bytes),
       // Its core goes to a guest waiting for one now, not at the next slice.
       left: () => this.load.reschedule(),
+      // Held at once if no core is free (not computing until the next slice), and a round decides now if work waits.
+      arrived: () => this.load.reschedule(),
     };
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void route(this, req, res);

@@ -56,6 +56,8 @@ export interface TableObserver {
   relayed?(direction: "in" | "out", bytes: number): void;
   /** A process stopped running here (it ended, or moved away). */
   left?(pid: string): void;
+  /** A process began running here (it started, moved in or was restored). */
+  arrived?(pid: string): void;
 }
 
 /** The table, and starting, adopting and stopping what is in it. */
@@ -501,6 +503,7 @@ export class ProcessTable {
       else this.#awake.add(running);
     });
     if (save) this.#save(running.pid);
+    this.observer.arrived?.(running.pid);
     for (const arrived of this.#kill_on_arrival.get(running.pid) ?? []) arrived();
     void running.proc.exited.then(async (status) => {
       // A process that migrated out ends here as "killed": that is not its end.
