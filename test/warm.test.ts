@@ -61,6 +61,15 @@ describe("warm process workers", () => {
     assert.throws(() => keepWarm(-1), RangeError);
   });
 
+  it("warms one worker at a time: the next starts once the last runs", async () => {
+    keepWarm(0);
+    keepWarm(3);
+    assert.deepEqual([warmWorkers().idle, warmWorkers().warming], [1, 1], "more than one worker started warming at once");
+    // Each comes after the one before it is up, until the pool is full.
+    await until("three workers are warm", () => warmWorkers().idle === 3 && warmWorkers().warming === 0);
+    keepWarm(0);
+  });
+
   it("nodes in one process share the pool: it keeps the most any claim asks for, and one node's release leaves the others' workers", async () => {
     const first = claimWarm(2);
     const second = claimWarm(1);

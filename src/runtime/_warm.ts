@@ -77,6 +77,14 @@ let taken_at_ms = -Infinity;
 /** The timer that comes back to refill once a take is old enough. */
 let refill_timer: NodeJS.Timeout | null = null;
 
+/**
+ * The worker warming now, until it runs: one at a time. Warming is work a
+ * node does for itself, and several at once took more than the core it had
+ * to spare (four boots at the tail of a skewed batch slowed the other
+ * node's guests on the same machine); one after another, it takes one.
+ */
+let warming: Worker | null = null;
+
 /** Starts warming workers up to the pool's size if its claimants have a core to spare (cheap when the pool is full). */
 export function refillWarm(): void {
   if (idle.length >= wanted) return;
@@ -89,20 +97,27 @@ export function refillWarm(): void {
     }, Math.ceil(wait_ms) + 1).unref();
     return;
   }
-  if (!roomToWarm()) return;
-  while (idle.length < wanted) {
-    const w = spawn({ kind: "warm" });
-    // An idle worker must not keep its process alive.
-    w.unref();
-    const drop = (): void => {
-      const at = idle.indexOf(w);
-      if (at >= 0) idle.splice(at, 1);
-    };
-    // A warm worker that died idle is simply not used; one that died after it was taken is its process's business.
-    w.once("error", drop);
-    w.once("exit", drop);
-    idle.push(w);
-  }
+  if (warming !== null || !roomToWarm()) return;
+  const w = spawn({ kind: "warm" });
+  // An idle worker must not keep its process alive.
+  w.unref();
+  warming = w;
+  // Up and running its code (most of a boot's CPU is behind it): the next one may start.
+  const warmed = (): void => {
+    if (warming !== w) return;
+    warming = null;
+    refillWarm();
+  };
+  const drop = (): void => {
+    const at = idle.indexOf(w);
+    if (at >= 0) idle.splice(at, 1);
+    warmed();
+  };
+  w.once("online", warmed);
+  // A warm worker that died idle is simply not used; one that died after it was taken is its process's business.
+  w.once("error", drop);
+  w.once("exit", drop);
+  idle.push(w);
 }
 
 /** Keeps `count` workers started and idle from now on (0 stops keeping any, and ends the idle ones), unless a claim wants more. */
@@ -155,7 +170,9 @@ export function takeWorker(init: WorkerInit): Worker {
   if (w === undefined) return spawn({ kind: "init", init });
   taken += 1;
   taken_at_ms = performance.now();
-  w.removeAllListeners("error").removeAllListeners("exit");
+  // Its process watches it from now on; the next one warms when the pool comes back to refill.
+  if (w === warming) warming = null;
+  w.removeAllListeners("error").removeAllListeners("exit").removeAllListeners("online");
   w.ref();
   w.postMessage(init);
   // Started a little later: warming a worker takes a core for tens of ms, which the move or start that took this one needs now.
@@ -163,7 +180,7 @@ export function takeWorker(init: WorkerInit): Worker {
   return w;
 }
 
-/** Workers started and idle now, and how many processes took one so far. */
-export function warmWorkers(): { idle: number; taken: number } {
-  return { idle: idle.length, taken };
+/** Workers started and idle now (`warming`: of which one still starting), and how many processes took one so far. */
+export function warmWorkers(): { idle: number; warming: number; taken: number } {
+  return { idle: idle.length, warming: warming === null ? 0 : 1, taken };
 }
