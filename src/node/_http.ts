@@ -124,10 +124,16 @@ export async function requestJsonFrom(dialer: Dialer, address: string, method: s
 }
 
 /** A kept-alive connection that failed before any answer: the request goes again on a new one. */
-class StaleConnection extends Error {}
+export class StaleConnection extends Error {}
 
 /** Errors of a connection its peer closed or reset. */
 const CLOSED_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
+
+/** What `err` on `req` means: the kept-alive connection it rode closed before any answer (StaleConnection), or the peer's failure. */
+export function requestError(req: http.ClientRequest, answered: boolean, address: string, err: NodeJS.ErrnoException): Error {
+  if (req.reusedSocket && !answered && err.code !== undefined && CLOSED_CODES.has(err.code)) return new StaleConnection(err.message);
+  return peerError(address, err);
+}
 
 function exchangeJson(dialer: Dialer, address: string, method: string, path: string, payload: Buffer | undefined, options: PeerRequestOptions, agent: false | undefined): Promise<{ value: unknown; peer: Identity | null }> {
   const timeout_ms = options.timeout_ms ?? PEER_TIMEOUT_MS;
@@ -158,10 +164,7 @@ function exchangeJson(dialer: Dialer, address: string, method: string, path: str
         resolve({ value, peer: peerIdentity(res.socket) });
       });
     });
-    req.on("error", (err: NodeJS.ErrnoException) => {
-      if (req.reusedSocket && !answered && err.code !== undefined && CLOSED_CODES.has(err.code)) reject(new StaleConnection(err.message));
-      else reject(peerError(address, err));
-    });
+    req.on("error", (err: NodeJS.ErrnoException) => reject(requestError(req, answered, address, err)));
     req.end(payload);
   });
 }

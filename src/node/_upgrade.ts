@@ -3,7 +3,7 @@ import { FerryError } from "../errors.js";
 import type { PageChannel } from "../migration/mod.js";
 import type { ExpectedPeer } from "../trust/mod.js";
 import { ANY_NODE, type Dialer } from "./_dialer.js";
-import { peerError } from "./_http.js";
+import { requestError, StaleConnection } from "./_http.js";
 
 /**
  * Longest wait for a node's answer to an upgrade (connecting is timed by the
@@ -11,9 +11,6 @@ import { peerError } from "./_http.js";
  * set up at the destination (`_postcopy.ts`), so a little more than that.
  */
 export const UPGRADE_TIMEOUT_MS = 35_000;
-
-/** Errors of a connection its peer closed or reset. */
-const CLOSED_CODES = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED"]);
 
 /**
  * Opens an upgraded connection to the node at `address`, which must be
@@ -35,9 +32,6 @@ export async function upgrade(dialer: Dialer, address: string, path: string, pro
   }
 }
 
-/** A kept-alive connection that failed before any answer. */
-class StaleConnection extends Error {}
-
 function upgradeOn(dialer: Dialer, address: string, path: string, protocol: string, expect: ExpectedPeer, agent: false | undefined): Promise<PageChannel> {
   return new Promise((resolve, reject) => {
     const req = dialer.request(address, { path, agent, headers: { connection: "Upgrade", upgrade: protocol } }, expect);
@@ -57,10 +51,7 @@ function upgradeOn(dialer: Dialer, address: string, path: string, protocol: stri
       if (res.statusCode === 404) reject(new FerryError("ERR_NO_SUCH_SESSION", `node ${address} has no ${path}`));
       else reject(new FerryError("ERR_PEER", `node ${address} refused a ${protocol} connection (HTTP ${res.statusCode})`));
     });
-    req.on("error", (err: NodeJS.ErrnoException) => {
-      if (req.reusedSocket && !answered && err.code !== undefined && CLOSED_CODES.has(err.code)) reject(new StaleConnection(err.message));
-      else reject(peerError(address, err));
-    });
+    req.on("error", (err: NodeJS.ErrnoException) => reject(requestError(req, answered, address, err)));
     req.end();
   });
 }
