@@ -176,9 +176,23 @@ export class IncomingPostCopy {
 /** The node's post-copy sessions, by session and by pid. */
 export class PostCopySessions {
   readonly #sessions = new Map<string, IncomingPostCopy>();
-  readonly #waiting = new Map<string, ((s: IncomingPostCopy) => void)[]>();
+  readonly #waiting = new Map<string, ((s: IncomingPostCopy | null) => void)[]>();
   /** Sessions that ended lately: a late page channel is turned away at once. */
   readonly #ended = new Set<string>();
+  /** The node is stopping: no session is set up any more, so none is waited for. */
+  #closed = false;
+
+  /**
+   * The node is stopping: a page channel waiting for its session is turned
+   * away now, and so is any that comes later. (One held for its 30 s would
+   * hold the node's listener, which closes only once every connection has.)
+   */
+  close(): void {
+    this.#closed = true;
+    const waiting = [...this.#waiting.values()].flat();
+    this.#waiting.clear();
+    for (const resolve of waiting) resolve(null);
+  }
 
   add(s: IncomingPostCopy): void {
     this.#sessions.set(s.session, s);
@@ -207,7 +221,7 @@ export class PostCopySessions {
   wait(session: string, timeout_ms: number): Promise<IncomingPostCopy | null> {
     const now = this.#sessions.get(session);
     if (now !== undefined) return Promise.resolve(now);
-    if (this.#ended.has(session)) return Promise.resolve(null);
+    if (this.#ended.has(session) || this.#closed) return Promise.resolve(null);
     return new Promise((resolve) => {
       const list = this.#waiting.get(session) ?? [];
       const timer = setTimeout(() => {
@@ -216,7 +230,7 @@ export class PostCopySessions {
         else this.#waiting.set(session, left);
         resolve(null);
       }, timeout_ms);
-      const done = (s: IncomingPostCopy): void => {
+      const done = (s: IncomingPostCopy | null): void => {
         clearTimeout(timer);
         resolve(s);
       };

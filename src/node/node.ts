@@ -461,6 +461,8 @@ export class FerryNode {
     this.load.stop();
     this.cluster?.pause();
     this.checkpoints.stop();
+    // Nothing more lands here: a page channel waiting for its session would hold the listener open.
+    this.postcopy.close();
     await this.table.stop();
     await this.checkpoint_records.durable();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
