@@ -464,6 +464,7 @@ export class FerryNode {
     // Nothing more lands here: a page channel waiting for its session would hold the listener open.
     this.postcopy.close();
     await this.table.stop();
+    this.log.info("stopped its processes");
     await this.checkpoint_records.durable();
     // Left once its processes are stopped: the others then see it dead, and what it ran lost.
     await this.cluster?.stop();
@@ -478,6 +479,9 @@ export class FerryNode {
       this.#server.close();
     }
     const listener = this.#listener;
+    // It closes once every connection to it has: a stop that hangs here says how many were left.
+    const open = await new Promise<number>((resolve) => listener.getConnections((err, count) => resolve(err === null ? count : -1)));
+    this.log.info({ connections: open }, "closing its listener");
     await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
 }
