@@ -15,6 +15,14 @@ const cluster = `127.0.0.1:${port}`;
 const note = (s) => process.stderr.write(`\x1b[2m--- ${s}\x1b[0m\n`);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const cli = (command, ...args) => spawnSync(process.execPath, [ferry, command, "--cluster", cluster, ...args], { encoding: "utf8" });
+/** The node `pid` runs on now (`ferry run` places it where the balancer says), or null. */
+const nodeOf = (pid) => JSON.parse(cli("ps", "--json").stdout || "[]").find((p) => p.pid === pid)?.node ?? null;
+/** `hops` from the first that leaves the node `pid` is on (no two in a row name the same node). */
+const hopsFor = (pid, hops) => {
+  const at = nodeOf(pid);
+  const first = hops.findIndex(([to]) => to !== at);
+  return hops.slice(Math.max(0, first));
+};
 
 note(`ferry up --port ${port}`);
 const up = spawn(process.execPath, [ferry, "up", "--port", port], { stdio: ["ignore", "pipe", "inherit"] });
@@ -40,7 +48,7 @@ try {
     ? [["n2", "pre-copy"], ["n3", "post-copy"], ["n1", "stop-copy"], ["n2", "hybrid"], ["n3", "pre-copy"]]
     : [["n2", "pre-copy"], ["n3", "stop-copy"], ["n1", "pre-copy"], ["n2", "stop-copy"], ["n3", "pre-copy"]];
   if (!post_copy) note("post-copy and hybrid left out: these nodes cannot serve them (see ferry nodes)");
-  for (const [to, strategy] of hops) {
+  for (const [to, strategy] of hopsFor(pid, hops)) {
     await sleep(250);
     const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
     if (m.status !== 0) {
@@ -85,8 +93,8 @@ async function serverAct(hops) {
     while (replies.length === before) await sleep(1);
     process.stdout.write(`client> ${line}\nserver< ${replies[before]}\n`);
   };
-  await ask("SET greeting hello from n1");
-  for (const [to, strategy] of hops.slice(0, 3)) {
+  await ask(`SET greeting hello from ${nodeOf(pid) ?? "its first node"}`);
+  for (const [to, strategy] of hopsFor(pid, hops).slice(0, 3)) {
     const m = cli("migrate", pid, "--to", to, "--strategy", strategy);
     if (m.status !== 0) throw new Error(m.stderr);
     note(`${m.stdout.trim().split("\n")[0]}  (same client connection)`);
