@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
 import { claimWarm, GuestProcess, keepWarm, refillWarm, warmWorkers, workerCode, type ProcessIo } from "../src/runtime/mod.js";
+import { takeWorker } from "../src/runtime/_warm.js";
+import type { WorkerInit } from "../src/runtime/_protocol.js";
 import { until } from "./_helpers.js";
 
 /** Prints "warm" and exits 3. */
@@ -67,6 +69,21 @@ describe("warm process workers", () => {
     assert.deepEqual([warmWorkers().idle, warmWorkers().warming], [1, 1], "more than one worker started warming at once");
     // Each comes after the one before it is up, until the pool is full.
     await until("three workers are warm", () => warmWorkers().idle === 3 && warmWorkers().warming === 0);
+    keepWarm(0);
+  });
+
+  it("a take passes over the worker still booting while one that is up waits", async () => {
+    keepWarm(0);
+    keepWarm(1);
+    await until("a worker is up", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    // A second starts booting at once; it is the newest in the pool.
+    keepWarm(2);
+    assert.deepEqual([warmWorkers().idle, warmWorkers().warming], [2, 1]);
+    // Not a real init: the worker only has to be taken (it fails on this one, and is ended here).
+    const w = takeWorker({} as WorkerInit);
+    w.on("error", () => undefined);
+    assert.deepEqual([warmWorkers().idle, warmWorkers().warming], [1, 1], "the take took the worker still booting");
+    await w.terminate();
     keepWarm(0);
   });
 
