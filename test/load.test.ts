@@ -12,7 +12,9 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { EXAMPLES, FERRY, ferry, tempDir, until } from "./_helpers.js";
-import { freePorts, json, nodeDialer, outputOf, request, startCluster, startNode, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { freePorts, json, nodeDialer, outputOf, request, startCluster, startNode, stopNode, testOffer, upload, type NodeProc } from "./_cluster.js";
+import { Msg } from "../src/migration/mod.js";
+import { connectData } from "../src/node/mod.js";
 import fs from "node:fs";
 import { GuestProcess } from "../src/runtime/mod.js";
 
@@ -364,9 +366,19 @@ describe("load: a target checks its load when a move comes", () => {
     assert.equal(a.window[0]?.load.node, "n2", "the answer carries the target's own entry first");
     const second = JSON.parse((await ask(1)).body.toString()) as { accepted: boolean; detail?: string };
     assert.equal(second.accepted, true, "2 on 2 cores here (counting the first): no slower");
-    const third = JSON.parse((await ask(1)).body.toString()) as { accepted: boolean; detail?: string };
-    assert.equal(third.accepted, false, "3 on 2 cores here, counting the two accepted, vs 2 on 2 there: refused");
-    assert.match(third.detail ?? "", /^slowdown 1\.50 on n2 now with it, over 1\.00 at the source$/);
+    // The first accepted move arrives: its standby is here (an OFFER answered READY). It counts once, as the standby, not also as accepted.
+    const sha = await upload(n2.address, COMPUTE);
+    const standby = await connectData(probe, n2.address);
+    try {
+      await standby.send(Msg.offer, Buffer.from(JSON.stringify(testOffer(n1.address, { pid: "n9-1", module_sha256: sha, module_name: "compute.wasm", memory_bytes: 1 << 20, memory_max_bytes: 16 << 20 }))));
+      const ready = await standby.next({ timeout_ms: 30_000 });
+      assert.equal(ready.type, Msg.ready, Buffer.from(ready.payload).toString());
+      const third = JSON.parse((await ask(1)).body.toString()) as { accepted: boolean; detail?: string };
+      assert.equal(third.accepted, false, "3 on 2 cores here, counting the two accepted (one now a standby), vs 2 on 2 there: refused");
+      assert.match(third.detail ?? "", /^slowdown 1\.50 on n2 now with it, over 1\.00 at the source$/);
+    } finally {
+      standby.destroy();
+    }
     assert.ok((await events(n2.address)).some((e) => e["type"] === "load.refused" && e["pid"] === "n9-3" && e["from"] === "probe"), "the refusal is an event, naming the node that asked");
     // A client is not a node.
     const client = await request(n2.address, "POST", "/v1/internal/load/accept", { pid: "n9-1", reason: "balance", cpu_share: 1, memory_bytes: 0, requires: {}, source: { cpus: 1, speed: 1, runnable: 9 } });

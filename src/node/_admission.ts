@@ -48,7 +48,10 @@ export function admitOffer(node: FerryNode, offer: Offer): { ticket: StandbyTick
   checkProcessQuota(node);
   const preopens = node.policy.preopens(offer.dirs);
   node.policy.checkOpenFiles(offer.pid, offer.open_files, offer.dirs);
-  return { ticket: node.standbys.reserve(offer.pid, offer.memory_bytes), preopens };
+  const ticket = node.standbys.reserve(offer.pid, offer.memory_bytes);
+  // Its standby counts it in this node's load from now on.
+  node.load.arriving(offer.pid);
+  return { ticket, preopens };
 }
 
 function checkCap(node: FerryNode, memory_max_bytes: number): void {

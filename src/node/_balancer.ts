@@ -7,7 +7,7 @@
  * expected cost before it starts, and one more if it fails.
  */
 import { FerryError } from "../errors.js";
-import { decide, MOVE_ASKS_MAX, moveOffer, policyParams, retarget, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
+import { avoidAfter_ms, decide, MOVE_ASKS_MAX, moveOffer, policyParams, retarget, wantsToAct, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type Move, type PolicyParams, type ProcessInfo, type Strategy } from "../policy/mod.js";
 import type { Identity } from "../trust/mod.js";
 import { parse } from "../validate.js";
 import { errorField } from "../log/mod.js";
@@ -128,7 +128,7 @@ export function balanceRound(node: FerryNode): void {
  * cannot be asked is left to the migration itself (it fails there if the
  * target is down).
  */
-async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{ accepted: true } | { accepted: false; detail: string }> {
+async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{ accepted: true } | { accepted: false; detail: string; on_load: boolean }> {
   const load = node.load;
   // This node without the process, nor the others it is sending away (they are in flight, so measure() leaves them out).
   const offer = moveOffer(m, { proc, source: load.measure() });
@@ -136,7 +136,7 @@ async function askTarget(node: FerryNode, m: Move, proc: ProcessInfo): Promise<{
     const { value, peer } = await requestJsonFrom(node.dialer, await node.addressOf(m.to), "POST", "/v1/internal/load/accept", { body: offer, timeout_ms: GOSSIP_TIMEOUT_MS, expect: nodeNamed(m.to) });
     const answer = parse(MoveAnswerSchema, value, `node ${m.to}'s answer to a move`, { code: "ERR_PEER_UNREACHABLE" });
     acceptWindow(node, answer.window, peer?.name ?? null);
-    return answer.accepted ? { accepted: true } : { accepted: false, detail: answer.detail ?? "refused" };
+    return answer.accepted ? { accepted: true } : { accepted: false, detail: answer.detail ?? "refused", on_load: answer.on_load ?? false };
   } catch (err: unknown) {
     node.log.info({ pid: m.pid, to: m.to, err: errorField(err) }, `could not ask ${m.to} whether it takes ${m.pid}; moving anyway`);
     return { accepted: true };
@@ -164,7 +164,7 @@ async function carryOut(node: FerryNode, first: Move, proc: ProcessInfo, params:
     const answer = await askTarget(node, m, proc);
     if (answer.accepted) break;
     refused.add(m.to);
-    load.moveRefused(m.to);
+    load.moveRefused(m.to, avoidAfter_ms(answer));
     load.metrics?.moved(m.strategy, "refused");
     node.events.publish({ type: "load.move_refused", pid: m.pid, to: m.to, reason: m.reason, detail: answer.detail });
     node.log.info({ pid: m.pid, to: m.to }, `${m.to} refused ${m.pid} on its load now (${answer.detail})`);

@@ -42,7 +42,7 @@ export async function loadRoute(
     // Only nodes get here (the router checks the role); the offer is judged on this node's load now.
     const offer = await readRequest(req, MoveOfferSchema);
     const answer = node.load.acceptMove(offer, peer?.name ?? null);
-    sendJson(res, 200, { accepted: answer.kind === "accept", ...(answer.kind === "refuse" ? { detail: answer.detail } : {}), ...answerWindow(node) });
+    sendJson(res, 200, { accepted: answer.kind === "accept", ...(answer.kind === "refuse" ? { detail: answer.detail, on_load: answer.on_load } : {}), ...answerWindow(node) });
     return true;
   }
   if (what === "policy" && id === undefined) {

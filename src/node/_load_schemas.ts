@@ -59,7 +59,7 @@ export const MoveOfferSchema = v.object({
 });
 
 /** The target's answer: whether it takes the move, why not, and its window (its own entry first, measured now). */
-export const MoveAnswerSchema = v.object({ accepted: v.boolean(), detail: v.optional(text(1024)), window: list(LoadEntrySchema, WINDOW_ENTRIES_MAX) });
+export const MoveAnswerSchema = v.object({ accepted: v.boolean(), detail: v.optional(text(1024)), on_load: v.optional(v.boolean()), window: list(LoadEntrySchema, WINDOW_ENTRIES_MAX) });
 
 /** A policy change's values: `KEY=VALUE` as the CLI read it, typed by the node. */
 export const PolicyChangeSchema = v.object({

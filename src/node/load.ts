@@ -12,7 +12,6 @@ import { Prng } from "../_prng.js";
 import { FerryError } from "../errors.js";
 import {
   acceptMove,
-  REFUSED_AVOID_MS,
   idleNodes,
   LoadView,
   place,
@@ -74,11 +73,15 @@ interface PairSample {
 }
 
 /**
- * How long a target counts a move it accepted before the process shows up
- * here: the source starts it at once, and its offer (then its standby)
- * follows within a transfer's time; a source that gave up is forgotten.
+ * How long a target counts a move it accepted before the process's standby
+ * shows up here: the source starts the move at once, and its OFFER is the
+ * first thing it sends on its data connection (moves of small processes
+ * here took 65-920 ms in all, OFFER to running). A move that failed before
+ * (the process ended meanwhile, which happens at a batch's tail) is
+ * forgotten after this: at 5 s, a target counted a job that never came
+ * through the next batch's spread and refused its last move.
  */
-const ACCEPTED_MOVE_MS = 5_000;
+const ACCEPTED_MOVE_MS = 2_000;
 
 /**
  * Least time between two rounds run early because work arrived: a burst of
@@ -373,7 +376,7 @@ export class LoadModule {
       if (c !== null && !c.pinned) movable += 1;
     }
     for (const [pid, a] of this.#accepted) {
-      // Here by now (its standby or itself counts it), or never coming.
+      // Here by now (itself counts it; its standby did, see arriving()), or never coming.
       if (this.#node.table.running(pid) !== undefined || now > a.until_ms) {
         this.#accepted.delete(pid);
         continue;
@@ -534,9 +537,9 @@ export class LoadModule {
     else this.#pending.delete(pid);
   }
 
-  /** Notes that `node` refused a move: it is left out of decisions for {@link REFUSED_AVOID_MS}. */
-  moveRefused(node: string): void {
-    this.#refused.set(node, performance.now() + REFUSED_AVOID_MS);
+  /** Notes that `node` refused a move: it is left out of decisions for `avoid_ms` (`avoidAfter_ms`: longer for a reason the view cannot show). */
+  moveRefused(node: string, avoid_ms: number): void {
+    this.#refused.set(node, Math.max(this.#refused.get(node) ?? 0, performance.now() + avoid_ms));
   }
 
   /**
@@ -587,6 +590,17 @@ export class LoadModule {
     if (answer.kind === "accept") this.#accepted.set(offer.pid, { runnable: offer.cpu_share, memory_bytes: offer.memory_bytes, until_ms: performance.now() + ACCEPTED_MOVE_MS });
     else this.#node.events.publish({ type: "load.refused", pid: offer.pid, from, reason: offer.reason, detail: answer.detail });
     return answer;
+  }
+
+  /**
+   * An accepted move's standby is here: it counts the process from now on,
+   * so the acceptance no longer does. Counted by both, two moves under way
+   * read as four to the next offer, which was refused; and a process that
+   * arrived and ended between two measurements was counted for the rest of
+   * {@link ACCEPTED_MOVE_MS}, a job that was not there.
+   */
+  arriving(pid: string): void {
+    this.#accepted.delete(pid);
   }
 
   /** Where a new process should start (`ferry run` without `--node`). */

@@ -21,8 +21,22 @@ import { memoryFloor, type Move, type MoveReason } from "./_round.js";
 /** Targets one automatic move asks at most before it gives up for this round: each refusal was on fresher news than the view, so a fourth ask is unlikely to find better. */
 export const MOVE_ASKS_MAX = 3;
 
-/** How long a node that refused a move is left out of its source's decisions: a reason the view cannot show (its own memory floor) would otherwise be asked again every round. */
+/** How long a node that refused a move for a reason the view cannot show (its own memory floor, or its labels or drain as they are now) is left out of its source's decisions: it would otherwise be asked again every round. */
 export const REFUSED_AVOID_MS = 2_000;
+
+/**
+ * How long a node that refused a move on its load is left out: its answer
+ * carries its fresh load, which the next decisions see, so only the rest of
+ * the round. Left out for {@link REFUSED_AVOID_MS}, a target that refused
+ * one move of a burst (on a source's share readings still low from its
+ * starts) took no other for 2 s, while it had idle cores.
+ */
+export const REFUSED_ON_LOAD_AVOID_MS = 250;
+
+/** How long the source of a move `answer` refused leaves its target out of its decisions. */
+export function avoidAfter_ms(answer: { readonly on_load: boolean }): number {
+  return answer.on_load ? REFUSED_ON_LOAD_AVOID_MS : REFUSED_AVOID_MS;
+}
 
 /** What the source says of a move when it asks the target. */
 export interface MoveOffer {
@@ -37,30 +51,33 @@ export interface MoveOffer {
 }
 
 /** The target's answer: take it, or not and why (in words with the figures). */
-export type Acceptance = { readonly kind: "accept" } | { readonly kind: "refuse"; readonly detail: string };
+export type Acceptance =
+  | { readonly kind: "accept" }
+  /** `on_load`: refused on load figures alone, which the answer's fresh entry shows the source. */
+  | { readonly kind: "refuse"; readonly detail: string; readonly on_load: boolean };
 
 const ACCEPT: Acceptance = { kind: "accept" };
 
 /** Whether a node whose load is `local` now takes `offer`. */
 export function acceptMove(input: { local: NodeLoad; offer: MoveOffer }, params: PolicyParams): Acceptance {
   const { local, offer } = input;
-  if (local.draining) return { kind: "refuse", detail: `${local.node} is drained` };
-  if (!satisfies(local.labels, offer.requires)) return { kind: "refuse", detail: `${local.node}'s labels do not meet ${offer.pid}'s requirements` };
+  if (local.draining) return { kind: "refuse", detail: `${local.node} is drained`, on_load: false };
+  if (!satisfies(local.labels, offer.requires)) return { kind: "refuse", detail: `${local.node}'s labels do not meet ${offer.pid}'s requirements`, on_load: false };
   const floor = memoryFloor(local, params);
   if (local.memory_free_bytes - offer.memory_bytes < floor) {
-    return { kind: "refuse", detail: `${local.node} would have ${fmtMiB(local.memory_free_bytes - offer.memory_bytes)} free, under its floor of ${fmtMiB(floor)}` };
+    return { kind: "refuse", detail: `${local.node} would have ${fmtMiB(local.memory_free_bytes - offer.memory_bytes)} free, under its floor of ${fmtMiB(floor)}`, on_load: false };
   }
   if (offer.reason === "drain" || offer.reason === "memory") return ACCEPT;
   const after = local.runnable + offer.cpu_share;
   const there_s = slowdown(local, after);
   switch (offer.reason) {
     case "pack":
-      return after <= local.cpus ? ACCEPT : { kind: "refuse", detail: `${local.node} would want ${after.toFixed(2)} cores of ${local.cpus}` };
+      return after <= local.cpus ? ACCEPT : { kind: "refuse", detail: `${local.node} would want ${after.toFixed(2)} cores of ${local.cpus}`, on_load: true };
     case "balance":
     case "colocate": {
       // No hysteresis here: the source applied it on its view. This only stops a move that fresher news shows would not help the process at all (a pile-up of stale decisions).
       const here_s = slowdown(offer.source, offer.source.runnable + offer.cpu_share);
-      return there_s <= here_s ? ACCEPT : { kind: "refuse", detail: `slowdown ${there_s.toFixed(2)} on ${local.node} now with it, over ${here_s.toFixed(2)} at the source` };
+      return there_s <= here_s ? ACCEPT : { kind: "refuse", detail: `slowdown ${there_s.toFixed(2)} on ${local.node} now with it, over ${here_s.toFixed(2)} at the source`, on_load: true };
     }
   }
 }

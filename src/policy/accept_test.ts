@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { acceptMove, moveOffer, retarget, type MoveOffer } from "./accept.js";
+import { acceptMove, avoidAfter_ms, moveOffer, REFUSED_AVOID_MS, REFUSED_ON_LOAD_AVOID_MS, retarget, type Acceptance, type MoveOffer } from "./accept.js";
 import { decide } from "./decide.js";
 import { policyParams } from "./params.js";
 import { nodeLoad, proc, random, viewOf } from "./_testing.js";
@@ -49,6 +49,20 @@ describe("a target's second look at an automatic move", () => {
     assert.equal(kind(nodeLoad("t", { memory_free_bytes: 300 * MIB }), offer({ reason: "drain", memory_bytes: 100 * MIB })), "refuse", "under the 256 MiB floor");
     assert.equal(kind(nodeLoad("t", { labels: { gpu: "no" } }), offer({ requires: { gpu: "yes" } })), "refuse");
     assert.equal(kind(nodeLoad("t", { labels: { gpu: "yes" } }), offer({ requires: { gpu: "yes" } })), "accept");
+  });
+
+  it("a refusal on load leaves the target out for the rest of the round only; one the view cannot show, for 2 s", () => {
+    const on = (local: Parameters<typeof acceptMove>[0]["local"], o: MoveOffer): number => {
+      const r = acceptMove({ local, offer: o }, policyParams());
+      assert.equal(r.kind, "refuse");
+      return avoidAfter_ms(r as Acceptance & { kind: "refuse" });
+    };
+    assert.equal(on(nodeLoad("t", { cpus: 1, runnable: 4 }), offer({ source: { cpus: 1, speed: 1, runnable: 3 } })), REFUSED_ON_LOAD_AVOID_MS, "balance, on load");
+    assert.equal(on(nodeLoad("t", { cpus: 4, runnable: 4 }), offer({ reason: "pack" })), REFUSED_ON_LOAD_AVOID_MS, "pack, on load");
+    assert.equal(on(nodeLoad("t", { memory_free_bytes: 300 * MIB }), offer({ memory_bytes: 100 * MIB })), REFUSED_AVOID_MS, "its own memory floor");
+    assert.equal(on(nodeLoad("t", { draining: true }), offer()), REFUSED_AVOID_MS, "drained");
+    assert.equal(on(nodeLoad("t", { labels: { gpu: "no" } }), offer({ requires: { gpu: "yes" } })), REFUSED_AVOID_MS, "labels");
+    assert.ok(REFUSED_ON_LOAD_AVOID_MS < REFUSED_AVOID_MS);
   });
 
   it("a refused move is decided again by the same policy, without the nodes that refused it", () => {

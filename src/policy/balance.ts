@@ -53,13 +53,23 @@ export interface MoveSlowdowns {
 /**
  * Whether a process is slowed enough less at the target to move: by the
  * hysteresis margin with it counted there; or, toward a target that is that
- * much less loaded than the source as it is, by evening the two out without
- * overshooting. Either way moving it back would need `there_s > here_s`, so
- * on the same figures it never ping-pongs.
+ * much less loaded than the source as it is, by evening the two out,
+ * overshooting by less than the margin (the source left without it, times
+ * the margin, is still no faster than the target with it). Either way the
+ * move lowers the slower of the two, and moving it back would need the
+ * target, with it, to be `hysteresis` slower than the source left without
+ * it, so on the same figures it never ping-pongs.
+ *
+ * The slack matters on measured figures: 5 and 3 CPU-bound jobs on two
+ * single cores read as, say, 4.84 and 2.87 runnable (each job's share is
+ * 0.93-0.98 of a core, never quite 1), and "left ≥ there" then compared
+ * 3.88 with 3.84 or 3.90 by the noise of the shares: the last step to 4 and
+ * 4 waited seconds for a favourable reading. A move that would overshoot
+ * (4 and 3 become 3 and 4) still fails it: 3 × 1.25 < 4.
  */
 export function worthMoving(s: MoveSlowdowns, hysteresis: number): boolean {
   const margin = 1 + hysteresis;
-  return s.here_s > s.there_s * margin || (s.here_s > s.target_s * margin && s.here_s > s.there_s && s.left_s >= s.there_s);
+  return s.here_s > s.there_s * margin || (s.here_s > s.target_s * margin && s.here_s > s.there_s && s.left_s * margin >= s.there_s);
 }
 
 function best(processes: readonly ProcessInfo[], round: Round, talkers: boolean): Candidate | undefined {

@@ -2,7 +2,9 @@
  * Co-location, after Orleans' repartitioning by the message graph: a process
  * that talks more to processes on another node than to those here moves
  * there, while balance allows (the destination, with it, is no slower than
- * this node is now, so balance can never send it back).
+ * this node is now, so balance can never send it back), or in pack mode
+ * while packing allows (a free core there, and there at least as full as
+ * here).
  *
  * Of a pair split across two nodes only one side moves: a process moves
  * toward a node only if a peer there has a smaller pid. Both sides apply the
@@ -36,7 +38,8 @@ function pullOf(proc: ProcessInfo, round: Round): Pull | undefined {
 }
 
 function balanceAllows(round: Round, proc: ProcessInfo, t: Target): boolean {
-  if (round.params.mode === "pack") return t.runnable + proc.cpu_share <= t.load.cpus;
+  // Pack: onto a free core of a node that, with it, is at least as full as this one is now. Pulled toward a lighter node, a process would undo the move that emptied that node, and pack would send it off again.
+  if (round.params.mode === "pack") return t.runnable + proc.cpu_share <= t.load.cpus && t.runnable + proc.cpu_share >= round.here_runnable;
   return slowdown(t.load, t.runnable + proc.cpu_share) <= slowdown(round.local, round.here_runnable);
 }
 

@@ -52,6 +52,18 @@ describe("balance", () => {
     assert.match(again[0]?.detail ?? "", /^slowdown 5\.00 here vs 4\.00 on n2/);
   });
 
+  it("takes that last step on measured shares too, where a job reads a little under a core; but not one that swaps sides", () => {
+    // Shares as a time-sliced node measures CPU-bound jobs (0.93-0.98 of a core): 5 and 3 read as 4.80 and 2.88, and left alone 3.84 against 3.84 + noise.
+    const measured = (n: number, share: number): ProcessInfo[] => procs(n, { cpu_share: share });
+    for (const there of [2.85, 2.88, 2.95]) {
+      const moves = run(nodeLoad("n1", { cpus: 1, runnable: 4.8 }), measured(5, 0.96), [nodeLoad("n2", { cpus: 1, runnable: there })]);
+      assert.equal(moves.length, 1, `5 jobs (4.80) against 3 (${there}): one moves`);
+    }
+    // 4 and 3 would become 3 and 4: refused on measured shares as on whole ones.
+    assert.deepEqual(run(nodeLoad("n1", { cpus: 1, runnable: 3.84 }), measured(4, 0.96), [nodeLoad("n2", { cpus: 1, runnable: 2.7 })]), []);
+    assert.deepEqual(run(nodeLoad("n1", { cpus: 1, runnable: 4 }), procs(4), [nodeLoad("n2", { cpus: 1, runnable: 3 })]), []);
+  });
+
   it("a process too young to pay for its move stays", () => {
     const params = policyParams({ runtime_prior_s: 0.5, gain_min_ms: 2000 });
     assert.deepEqual(run(nodeLoad("a", { runnable: 6 }), procs(6, { cpu_s: 0 }), [nodeLoad("b")], params), []);
@@ -169,6 +181,21 @@ describe("pack", () => {
   it("two equally light nodes merge one way only", () => {
     assert.equal(run(nodeLoad("n2", { runnable: 1 }), procs(1), [nodeLoad("n1", { runnable: 1 })], params).length, 1);
     assert.equal(run(nodeLoad("n1", { runnable: 1 }), procs(1), [nodeLoad("n2", { runnable: 1 })], params).length, 0);
+  });
+  it("co-location never pulls a process back onto the light node pack is emptying", () => {
+    // A light node (3 of 6) sends a process that talks to one left there onto a fuller node; that node does not pull it back, though the light one has free cores.
+    const talker = proc("p3", { peers: [{ pid: "p1", node: "light", bytes_per_s: 1e6 }] });
+    const moved = run(nodeLoad("full", { cpus: 5, runnable: 5, remote_bytes_per_s: 1e6 }), [talker, ...procs(4)], [nodeLoad("light", { cpus: 6, runnable: 2 })], params);
+    assert.deepEqual(moved, []);
+    // Toward a node at least as full, it still joins its peer.
+    const joined = run(nodeLoad("light", { cpus: 6, runnable: 2, remote_bytes_per_s: 1e6 }), [proc("p3", { peers: [{ pid: "p1", node: "full", bytes_per_s: 1e6 }] }), proc("p4")], [nodeLoad("full", { cpus: 5, runnable: 4 })], params);
+    assert.ok(joined.some((m) => m.pid === "p3" && m.to === "full"), JSON.stringify(joined.map((m) => [m.pid, m.to, m.reason])));
+  });
+  it("sheds the processes that talk to others here last", () => {
+    const talker = proc("h-000", { cpu_s: 100, peers: [{ pid: "h-001", node: "over", bytes_per_s: 1e6 }] });
+    const moves = run(nodeLoad("over", { runnable: 5 }), [talker, ...procs(5).slice(1)], [nodeLoad("a", { runnable: 1 })], params);
+    assert.equal(moves.length, 1);
+    assert.notEqual(moves[0]?.pid, "h-000", "the longest-running one talks to a neighbour: another goes");
   });
   it("reports the empty nodes as idle", () => {
     assert.deepEqual(idleNodes({ local: nodeLoad("me", { runnable: 2 }), view: viewOf([nodeLoad("b"), nodeLoad("a"), nodeLoad("c", { runnable: 1 }), nodeLoad("d", { draining: true })]), now_ms: 0 }, 5000), ["a", "b"]);

@@ -13,5 +13,5 @@ export { decide, wantsToAct, type DecideInput } from "./decide.js";
 export { memoryFloor, type Decision, type Move, type MoveReason } from "./_round.js";
 export { balanceGain_ms } from "./balance.js";
 export { idleNodes } from "./pack.js";
-export { acceptMove, moveOffer, MOVE_ASKS_MAX, REFUSED_AVOID_MS, retarget, type Acceptance, type MoveOffer, type RetargetInput } from "./accept.js";
+export { acceptMove, avoidAfter_ms, moveOffer, MOVE_ASKS_MAX, REFUSED_AVOID_MS, REFUSED_ON_LOAD_AVOID_MS, retarget, type Acceptance, type MoveOffer, type RetargetInput } from "./accept.js";
 export { place, type NewProcess, type Placement, type PlaceInput } from "./place.js";

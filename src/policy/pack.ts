@@ -10,7 +10,7 @@
  */
 import type { NodeLoad, ProcessInfo } from "./load.js";
 import { ageOf, type ViewRecord } from "./exchange.js";
-import { commit, estimateFor, expectedRemaining_s, fits, movable, roomForMoves, type Round, type Target } from "./_round.js";
+import { commit, estimateFor, expectedRemaining_s, fits, movable, roomForMoves, trafficWith, type Round, type Target } from "./_round.js";
 import { fullestWithRoom } from "./evacuate.js";
 
 function fuller(t: Target, round: Round, runnable: number): boolean {
@@ -25,7 +25,9 @@ function worthMoving(proc: ProcessInfo, round: Round, total_ms: number): boolean
 /** Pack moves within the round's limit. */
 export function pack(processes: readonly ProcessInfo[], round: Round): void {
   const cpus = round.local.cpus;
-  const order = processes.filter((p) => movable(p, round)).sort((a, b) => b.cpu_s - a.cpu_s || (a.pid < b.pid ? -1 : 1));
+  // Longest-running first; but those that talk heavily to others here last, as balance chooses: shed, one would be pulled back by co-location as soon as this node had a free core.
+  const talks = (p: ProcessInfo): number => (round.params.colocate && trafficWith(p, round.local.node) >= round.params.colocate_bytes_per_s_min ? 1 : 0);
+  const order = processes.filter((p) => movable(p, round)).sort((a, b) => talks(a) - talks(b) || b.cpu_s - a.cpu_s || (a.pid < b.pid ? -1 : 1));
   if (round.here_runnable > cpus) {
     for (const proc of order) {
       if (round.here_runnable <= cpus || !roomForMoves(round)) return;

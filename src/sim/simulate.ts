@@ -16,7 +16,7 @@
  * This file holds the events: arrivals, completions, the steps of a
  * migration, failures and repairs.
  */
-import { acceptMove, estimateMigration, LoadView, MOVE_ASKS_MAX, moveOffer, place, REFUSED_AVOID_MS, retarget, type Move, type NodeLoad, type ProcessInfo } from "../policy/mod.js";
+import { acceptMove, avoidAfter_ms, estimateMigration, LoadView, MOVE_ASKS_MAX, moveOffer, place, retarget, type Move, type NodeLoad, type ProcessInfo } from "../policy/mod.js";
 import { simConfig, type SimChanges } from "./config.js";
 import { EventKind } from "./_events.js";
 import { report, sample } from "./_figures.js";
@@ -142,7 +142,7 @@ class Simulation extends SimState {
         avoid = new Map();
         this.avoid[n] = avoid;
       }
-      avoid.set(move.to, now_ms + REFUSED_AVOID_MS);
+      avoid.set(move.to, now_ms + avoidAfter_ms(answer));
       refused ??= new Set();
       refused.add(move.to);
       move = asks + 1 < MOVE_ASKS_MAX ? retarget({ now_ms, local: this.#sourceWith(n), proc, view: view.records(), refused, random: this.pr }, c.policy) : undefined;
