@@ -23,6 +23,22 @@ const GUEST = wat(`(module
     (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
     (call $exit (i32.const 3))))`);
 
+/** Sleeps 1.5 s in poll_oneoff (long enough to hibernate), prints "slept" and exits 0. */
+const SLEEPER = wat(`(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 512) "slept\\n")
+  (func (export "_start")
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const 1500000000))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (i32.store (i32.const 256) (i32.const 512))
+    (i32.store (i32.const 260) (i32.const 6))
+    (drop (call $write (i32.const 1) (i32.const 256) (i32.const 1) (i32.const 264)))
+    (call $exit (i32.const 0))))`);
+
 function io(): { io: ProcessIo; out: () => string } {
   const out: Uint8Array[] = [];
   return { io: { stdout: { kind: "callback", write: (b) => out.push(b) }, stderr: { kind: "callback", write: () => undefined }, cache_dir: null }, out: () => Buffer.concat(out).toString() };
@@ -109,18 +125,60 @@ describe("warm process workers", () => {
       spare = true;
       refillWarm();
       await until("a worker is warm once a core is spare", () => warmWorkers().idle === 1);
-      // Taken while busy: not replaced until there is room again.
+      // Taken while busy: no worker boots until there is room again (the one taken comes back when its guest ends: that costs no boot).
       spare = false;
+      const spawned = warmWorkers().spawned;
       const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, io().io);
-      assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
-      refillWarm();
       assert.equal(warmWorkers().idle, 0);
-      spare = true;
       refillWarm();
-      await until("the pool refills", () => warmWorkers().idle === 1);
+      assert.equal(warmWorkers().spawned, spawned, "a worker booted while its claimant's cores were all wanted");
+      assert.deepEqual(await proc.exited, { kind: "exit", code: 3 });
+      await until("the worker comes back", () => warmWorkers().idle === 1);
+      assert.equal(warmWorkers().spawned, spawned, "the pool refilled by booting a worker");
     } finally {
       release();
     }
+  });
+
+  it("a worker whose guest ended goes back to the pool, and the next process in it runs as in a new one", async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    const before = warmWorkers();
+    // Writes a mark into its memory at run time, then prints and exits.
+    const marker = wat(`(module
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (i32.store (i32.const 4096) (i32.const 0x5ec2e7)) (call $exit (i32.const 5))))`);
+    const first = await GuestProcess.start({ wasm: marker, module_path: "marker.wasm", args: ["marker"], env: [], preopens: [] }, io().io);
+    assert.deepEqual(await first.exited, { kind: "exit", code: 5 });
+    await until("its worker is back in the pool", () => warmWorkers().recycled === before.recycled + 1 && warmWorkers().idle === 1);
+    // The next ones take it: no worker was started for them, each gets a memory of its own, and runs as in a new worker.
+    const standby = await GuestProcess.standby(marker, io().io);
+    assert.equal(new DataView(standby.memory.buffer).getUint32(4096, true), 0, "a memory with the last guest's mark");
+    await standby.terminate();
+    await until("the pool is full again", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    const a = io();
+    const next = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
+    assert.deepEqual(await next.exited, { kind: "exit", code: 3 });
+    assert.equal(a.out(), "warm\n");
+    await until("the last process's worker comes back too", () => warmWorkers().recycled === before.recycled + 2);
+    // The standby was stopped (its worker ended), so one boot refilled the pool for the last process; the first's worker served the standby.
+    assert.ok(warmWorkers().spawned <= before.spawned + 1, `${warmWorkers().spawned - before.spawned} workers started for 3 processes`);
+    keepWarm(0);
+  });
+
+  it("a guest that hibernates gives its worker back, and wakes in a pooled one", async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    const before = warmWorkers();
+    const c = io();
+    const proc = await GuestProcess.start({ wasm: SLEEPER, module_path: "sleeper.wasm", args: ["sleeper"], env: [], preopens: [] }, { ...c.io, hibernate_after_ms: 100 });
+    await until("it hibernates", () => proc.hibernated);
+    await until("its worker is back in the pool", () => warmWorkers().recycled === before.recycled + 1);
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
+    assert.equal(c.out(), "slept\n");
+    assert.ok(warmWorkers().taken >= before.taken + 2, "the wake took a pooled worker");
+    keepWarm(0);
   });
 
   it("workers run the bundle the build makes (one file loads faster than the module graph)", () => {

@@ -104,7 +104,13 @@ export type ToWorker =
       /** The connection slots, for a state with sockets whose worker was started without them. */
       net?: SharedArrayBuffer;
     }
-  | { type: "touch"; bytes: number };
+  | { type: "touch"; bytes: number }
+  /**
+   * The guest is done in this worker (it ended, or hibernated and its state
+   * was taken): drop it, close its files, and wait for the next init, as a
+   * warm worker does (`_warm.ts`). Answered by `recycled`.
+   */
+  | { type: "recycle" };
 
 /** Worker → controller. */
 export type FromWorker =
@@ -128,4 +134,6 @@ export type FromWorker =
   | { type: "suspend-failed"; message: string }
   | { type: "exit"; code: number }
   | { type: "trap"; message: string }
-  | { type: "error"; code: ErrorCode; message: string };
+  | { type: "error"; code: ErrorCode; message: string }
+  /** Its guest dropped (`recycle`): it waits for an init. */
+  | { type: "recycled" };

@@ -46,6 +46,11 @@ function collector(): (() => void) | null {
   return collect;
 }
 
+/** A full collection now (in this thread's isolate), if V8 lets Ferry ask for one. */
+export function collectNow(): void {
+  collector()?.();
+}
+
 /** Bytes of memories dropped since the last collection was asked for: many small ones (hibernated guests, `_hibernate.ts`) add up. */
 let dropped_bytes = 0;
 

@@ -97,6 +97,11 @@ export interface BorrowedRegion {
  */
 let save_area = new Uint8Array(0);
 
+/** Drops the save area (a worker taking another guest: it held the last one's bytes). */
+export function dropSaveArea(): void {
+  save_area = new Uint8Array(0);
+}
+
 /**
  * The largest save area a worker keeps between borrows: a deeper stack's
  * bytes get a buffer of their own, so a worker does not hold tens of

@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { WorkerBoot, WorkerInit } from "./_protocol.js";
+import type { FromWorker, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
@@ -54,8 +54,15 @@ function workerUrl(): URL {
 const idle: Worker[] = [];
 let wanted = 0;
 let taken = 0;
+/** Workers started (cold boots: Node's worker bootstrap and the runtime's load, ~55 ms of CPU each here). */
+let spawned = 0;
+/** Workers given back by a process whose guest ended or hibernated, on their way to the pool (they count towards it: the refill waits for them). */
+let returning = 0;
+/** Workers given back and taken into the pool so far. */
+let recycled = 0;
 
 function spawn(boot: WorkerBoot): Worker {
+  spawned += 1;
   return new Worker(WORKER_URL, { workerData: boot, resourceLimits: { stackSizeMb: WORKER_STACK_MB }, stdout: false, stderr: false });
 }
 
@@ -87,7 +94,7 @@ let warming: Worker | null = null;
 
 /** Starts warming workers up to the pool's size if its claimants have a core to spare (cheap when the pool is full). */
 export function refillWarm(): void {
-  if (idle.length >= wanted) return;
+  if (idle.length + returning >= wanted) return;
   // Not while the start or move that took a worker may still need the core: this comes back when it no longer does.
   const wait_ms = REFILL_DELAY_MS - (performance.now() - taken_at_ms);
   if (wait_ms > 0) {
@@ -182,7 +189,50 @@ export function takeWorker(init: WorkerInit): Worker {
   return w;
 }
 
-/** Workers started and idle now (`warming`: of which one still starting), and how many processes took one so far. */
-export function warmWorkers(): { idle: number; warming: number; taken: number } {
-  return { idle: idle.length, warming: warming === null ? 0 : 1, taken };
+/**
+ * Takes back the worker of a process whose guest is done with it: it ended
+ * (an exit or a trap its worker reported, so the worker waits idle), or it
+ * hibernated. The worker drops its guest and closes its files (`recycle`,
+ * `_worker.ts`) and joins the pool, if the pool has room; else it ends. A
+ * recycled worker saves the next start or wake a cold boot, the CPU a
+ * burst of starts or a crowd of sleepers waking spends most on. The caller
+ * has removed its listeners and sends it nothing more.
+ */
+export function recycleWorker(w: Worker): void {
+  if (idle.length + returning >= wanted) {
+    void w.terminate();
+    return;
+  }
+  returning += 1;
+  // An idle worker must not keep its process alive.
+  w.unref();
+  const settle = (ok: boolean): void => {
+    returning -= 1;
+    w.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
+    if (ok && idle.length < wanted) {
+      recycled += 1;
+      const drop = (): void => {
+        const at = idle.indexOf(w);
+        if (at >= 0) idle.splice(at, 1);
+      };
+      w.once("error", drop);
+      w.once("exit", drop);
+      idle.push(w);
+    } else {
+      void w.terminate();
+      refillWarm();
+    }
+  };
+  w.on("message", (msg: FromWorker) => {
+    // Anything else is from the guest's last moments, already answered for (its process has ended or hibernated).
+    if (msg.type === "recycled") settle(true);
+  });
+  w.once("error", () => settle(false));
+  w.once("exit", () => settle(false));
+  w.postMessage({ type: "recycle" } satisfies ToWorker);
+}
+
+/** Workers idle now (`warming`: of which one still starting), how many processes took one so far, how many were started cold, and how many came back from a guest that was done. */
+export function warmWorkers(): { idle: number; warming: number; taken: number; spawned: number; recycled: number } {
+  return { idle: idle.length, warming: warming === null ? 0 : 1, taken, spawned, recycled };
 }

@@ -12,7 +12,8 @@ import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type W
 import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
-import { AsyncifyState, borrowTop, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { AsyncifyState, borrowTop, dropSaveArea, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { inboxRing, outboxRing } from "./_inbox.js";
@@ -175,6 +176,11 @@ class Guest {
       ...(init.net === null ? {} : { net: new GuestNet(new NetArea(init.net), post) }),
     };
     if (init.start.kind === "fresh") this.#setHost(new WasiHost(init.start.config, this.#deps));
+  }
+
+  /** Closes the host's files, if it has any (a standby has none yet; again is a no-op). */
+  closeHost(): void {
+    this.#host?.close();
   }
 
   get host(): WasiHost {
@@ -473,7 +479,12 @@ function start(given: WorkerInit): void {
     process.exit(1);
   }
   post({ type: "ready", memory: guest.memory });
-  port.on("message", (msg: ToWorker) => {
+  const listener = (msg: ToWorker): void => {
+    if (msg.type === "recycle") {
+      port.off("message", listener);
+      recycle(guest);
+      return;
+    }
     if (msg.type === "run") guest.run();
     else if (msg.type === "activate") {
       try {
@@ -490,6 +501,34 @@ function start(given: WorkerInit): void {
       new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
       post({ type: "touched" });
     } else guest.resumeInPlace();
+  };
+  port.on("message", listener);
+}
+
+/**
+ * A guest's memory at least this large is collected from this isolate as
+ * soon as the worker drops it: its pages stay mapped while any isolate holds
+ * the memory, and an idle worker allocates nothing that would make V8
+ * collect. Smaller ones go at the next guest's first collection.
+ */
+const RECYCLE_COLLECT_BYTES_MIN = 4 * 1024 * 1024;
+
+/**
+ * Drops `guest` (it ended, or hibernated and its state is with the
+ * controller): its host files are closed, nothing of it stays in this
+ * module, and the worker waits for its next init as a warm one does.
+ */
+function recycle(guest: Guest): void {
+  const bytes = guest.memory.buffer.byteLength;
+  // Closed already after an exit or a trap; after a hibernation they are reopened from the captured state by the next worker.
+  guest.closeHost();
+  dropSaveArea();
+  throttled_ns = 0n;
+  // After this function returns nothing holds the guest: collect then, not with it still on the stack.
+  setImmediate(() => {
+    if (bytes >= RECYCLE_COLLECT_BYTES_MIN) collectNow();
+    post({ type: "recycled" });
+    port.once("message", (given: WorkerInit) => start(given));
   });
 }
 

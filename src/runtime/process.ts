@@ -37,7 +37,7 @@ import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
 import { UsageView, type GuestUsage } from "./_usage.js";
-import { takeWorker } from "./_warm.js";
+import { recycleWorker, takeWorker } from "./_warm.js";
 import { compiledModule, type CompiledModule } from "./_compiled.js";
 
 /** The export a WASI command starts through. */
@@ -782,6 +782,8 @@ export class GuestProcess {
 
   /** Stops the worker at once (the guest's state is lost unless captured); ends with `status`. */
   async terminate(status: ExitStatus = { kind: "killed" }): Promise<void> {
+    // Ended already: its worker went back to the pool (another process's now) or was stopped.
+    if (this.#phase === "ended") return;
     if (this.#phase === "hibernated") {
       // No worker to stop: the guest ends where it sleeps.
       this.#end(status);
@@ -798,6 +800,8 @@ export class GuestProcess {
   }
 
   #send(msg: ToWorker): void {
+    // An ended or hibernated process's worker is another's now, or gone.
+    if (this.#phase === "ended" || this.#phase === "hibernated") return;
     this.#worker.postMessage(msg);
   }
 
@@ -873,8 +877,9 @@ export class GuestProcess {
       return;
     }
     this.#waiters = this.#waiters.filter((w) => !w(msg));
-    if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code });
-    else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message });
+    // An exit or a trap is the worker's last word about its guest: it waits for a message then, and goes back to the pool.
+    if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code }, true);
+    else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message }, true);
     else if (msg.type === "error") this.#end({ kind: "trap", message: msg.message });
   }
 
@@ -918,8 +923,8 @@ export class GuestProcess {
     this.#memory = undefined;
     const worker = this.#worker;
     worker.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
-    // Its output, posted before it unwound, came before this message; nothing follows.
-    void worker.terminate();
+    // Its output, posted before it unwound, came before this message; nothing follows. It waits for a message: it goes back to the pool.
+    recycleWorker(worker);
     reclaimSoon(memory.size_bytes);
     // Nothing unread either way (its sends were drained above): fresh rings take their place when needed.
     if (this.#rings !== null && this.#rings.inbox.empty && this.#rings.outbox.empty) this.#rings = null;
@@ -970,8 +975,10 @@ export class GuestProcess {
     return this.#waking;
   }
 
-  #end(status: ExitStatus): void {
+  /** Ends the process with `status`; its worker goes back to the pool when `idle_worker` (it reported the end and waits), else it is stopped. */
+  #end(status: ExitStatus, idle_worker = false): void {
     if (this.#phase === "ended") return;
+    const hibernated = this.#phase === "hibernated";
     this.#phase = "ended";
     this.#sleep?.watch.cancel();
     this.#sleep = null;
@@ -982,7 +989,12 @@ export class GuestProcess {
     const errored: FromWorker =
       status.kind === "exit" ? { type: "exit", code: status.code } : { type: "trap", message: status.kind === "trap" || status.kind === "lost" ? status.message : "killed" };
     this.#waiters = this.#waiters.filter((w) => !w(errored));
-    void this.#worker.terminate();
+    // A hibernated guest's worker went back to the pool when it fell asleep.
+    if (hibernated) return;
+    if (idle_worker) {
+      this.#worker.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
+      recycleWorker(this.#worker);
+    } else void this.#worker.terminate();
   }
 }
 
