@@ -115,13 +115,21 @@ export function refillWarm(): void {
     warming = null;
     refillWarm();
   };
+  w.once("online", warmed);
+  pool(w, warmed);
+}
+
+/**
+ * Puts `w` in the pool. One that dies idle is simply not used (`gone` is
+ * called then); one that dies after it was taken is its process's business
+ * (takeWorker removes these listeners).
+ */
+function pool(w: Worker, gone?: () => void): void {
   const drop = (): void => {
     const at = idle.indexOf(w);
     if (at >= 0) idle.splice(at, 1);
-    warmed();
+    gone?.();
   };
-  w.once("online", warmed);
-  // A warm worker that died idle is simply not used; one that died after it was taken is its process's business.
   w.once("error", drop);
   w.once("exit", drop);
   idle.push(w);
@@ -211,13 +219,7 @@ export function recycleWorker(w: Worker): void {
     w.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
     if (ok && idle.length < wanted) {
       recycled += 1;
-      const drop = (): void => {
-        const at = idle.indexOf(w);
-        if (at >= 0) idle.splice(at, 1);
-      };
-      w.once("error", drop);
-      w.once("exit", drop);
-      idle.push(w);
+      pool(w);
     } else {
       void w.terminate();
       refillWarm();

@@ -466,9 +466,11 @@ function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): vo
 }
 
 function start(given: WorkerInit): void {
+  // Every guest's state in this module is set here: a worker from the pool ran another guest before.
   init = given;
   control = new Int32Array(init.control);
   usage = new UsageCounter(init.usage);
+  throttled_ns = 0n;
   let guest: Guest;
   try {
     guest = new Guest();
@@ -515,15 +517,15 @@ const RECYCLE_COLLECT_BYTES_MIN = 4 * 1024 * 1024;
 
 /**
  * Drops `guest` (it ended, or hibernated and its state is with the
- * controller): its host files are closed, nothing of it stays in this
- * module, and the worker waits for its next init as a warm one does.
+ * controller): its host files are closed, the stack save area that held
+ * its bytes is freed, and the worker waits for its next init as a warm one
+ * does (start() sets the rest of this module's state anew).
  */
 function recycle(guest: Guest): void {
   const bytes = guest.memory.buffer.byteLength;
   // Closed already after an exit or a trap; after a hibernation they are reopened from the captured state by the next worker.
   guest.closeHost();
   dropSaveArea();
-  throttled_ns = 0n;
   // After this function returns nothing holds the guest: collect then, not with it still on the stack.
   setImmediate(() => {
     if (bytes >= RECYCLE_COLLECT_BYTES_MIN) collectNow();
