@@ -13,6 +13,7 @@ import { FerryError } from "../errors.js";
 import {
   acceptMove,
   idleNodes,
+  loadCopy,
   LoadView,
   place,
   policyParams,
@@ -573,9 +574,10 @@ export class LoadModule {
     return records.map((r) => {
       const a = add.get(r.load.node);
       if (a === undefined) return r;
+      // A view's record reads through to the view (nothing to spread): the adjusted copy is built field by field.
       const l = r.load;
-      const load: NodeLoad = { ...l, processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
-      return { ...r, load };
+      const load: NodeLoad = { ...loadCopy(l), processes: l.processes + a.processes, runnable: l.runnable + a.runnable, memory_used_bytes: l.memory_used_bytes + a.memory_bytes, memory_free_bytes: l.memory_free_bytes - a.memory_bytes };
+      return { load, version: r.version, age_ms: r.age_ms, received_ms: r.received_ms };
     });
   }
 

@@ -10,7 +10,7 @@
  * about one node is fresher is decided by that node's own version counter,
  * so clock skew never lets stale load win.
  */
-import type { NodeLoad } from "./load.js";
+import type { Labels, NodeLoad } from "./load.js";
 
 /** One node's load as it travels: its origin's version counter and its age when sent. */
 export interface LoadEntry {
@@ -49,11 +49,129 @@ export function ageOf(record: ViewRecord, now_ms: number): number {
  */
 const SCAN_ENTRIES_MAX = 32;
 
-/** A load vector a view owns and rewrites in place. */
-type OwnLoad = { -readonly [K in keyof NodeLoad]: NodeLoad[K] };
+/**
+ * Offsets of an entry's numbers in its view's block. A view keeps every
+ * number it holds in one typed array: a merge writes an entry's figures
+ * into two cache lines, and a round reads them all from a few
+ * consecutive ones. As object fields the same figures were each a boxed
+ * double of their own: a merge touched a dozen scattered lines, and at
+ * 10,000 nodes the simulator spent a fifth of its time there.
+ */
+const F = {
+  version: 0,
+  age_ms: 1,
+  received_ms: 2,
+  cpus: 3,
+  speed: 4,
+  processes: 5,
+  movable: 6,
+  runnable: 7,
+  cpu_used: 8,
+  memory_used_bytes: 9,
+  memory_free_bytes: 10,
+  remote_bytes_per_s: 11,
+  transfer_bytes_per_s: 12,
+  draining: 13,
+} as const;
+const FIELDS = 14;
 
-/** A copy of `l` for a view to own. */
-function ownCopy(l: NodeLoad): OwnLoad {
+/** Where a view's entries live: their numbers, their names and their labels, by place. */
+interface Store {
+  readonly f: Float64Array;
+  readonly nodes: string[];
+  readonly labels: Labels[];
+}
+
+/**
+ * The load vector of the entry at one place of a view: read through to the
+ * view's block, so it always shows what the place holds now. Serialised as a
+ * plain load vector.
+ */
+class HeldLoad implements NodeLoad {
+  readonly #s: Store;
+  readonly #at: number;
+  readonly #b: number;
+
+  constructor(s: Store, at: number, b: number) {
+    this.#s = s;
+    this.#at = at;
+    this.#b = b;
+  }
+
+  get node(): string {
+    return this.#s.nodes[this.#at] as string;
+  }
+  get cpus(): number {
+    return this.#s.f[this.#b + F.cpus] as number;
+  }
+  get speed(): number {
+    return this.#s.f[this.#b + F.speed] as number;
+  }
+  get processes(): number {
+    return this.#s.f[this.#b + F.processes] as number;
+  }
+  get movable(): number {
+    return this.#s.f[this.#b + F.movable] as number;
+  }
+  get runnable(): number {
+    return this.#s.f[this.#b + F.runnable] as number;
+  }
+  get cpu_used(): number {
+    return this.#s.f[this.#b + F.cpu_used] as number;
+  }
+  get memory_used_bytes(): number {
+    return this.#s.f[this.#b + F.memory_used_bytes] as number;
+  }
+  get memory_free_bytes(): number {
+    return this.#s.f[this.#b + F.memory_free_bytes] as number;
+  }
+  get remote_bytes_per_s(): number {
+    return this.#s.f[this.#b + F.remote_bytes_per_s] as number;
+  }
+  get transfer_bytes_per_s(): number {
+    return this.#s.f[this.#b + F.transfer_bytes_per_s] as number;
+  }
+  get labels(): Labels {
+    return this.#s.labels[this.#at] as Labels;
+  }
+  get draining(): boolean {
+    return this.#s.f[this.#b + F.draining] === 1;
+  }
+
+  toJSON(): NodeLoad {
+    return loadCopy(this);
+  }
+}
+
+/** The entry at one place of a view, read through like its {@link HeldLoad}. */
+class HeldRecord implements ViewRecord {
+  readonly load: HeldLoad;
+  readonly #f: Float64Array;
+  readonly #b: number;
+
+  constructor(s: Store, at: number, b: number) {
+    this.load = new HeldLoad(s, at, b);
+    this.#f = s.f;
+    this.#b = b;
+  }
+
+  get version(): number {
+    return this.#f[this.#b + F.version] as number;
+  }
+  get age_ms(): number {
+    return this.#f[this.#b + F.age_ms] as number;
+  }
+  get received_ms(): number {
+    return this.#f[this.#b + F.received_ms] as number;
+  }
+
+  toJSON(): ViewRecord {
+    return { load: loadCopy(this.load), version: this.version, age_ms: this.age_ms, received_ms: this.received_ms };
+  }
+}
+
+/** A plain copy of `l`, for a caller that keeps a load past the view's next change, or spreads it. */
+export function loadCopy(l: NodeLoad): NodeLoad {
   return {
     node: l.node,
     cpus: l.cpus,
@@ -71,56 +189,12 @@ function ownCopy(l: NodeLoad): OwnLoad {
   };
 }
 
-/** Rewrites `to` with `l`'s figures (every field of {@link ownCopy}). */
-function copyInto(to: OwnLoad, l: NodeLoad): void {
-  to.node = l.node;
-  to.cpus = l.cpus;
-  to.speed = l.speed;
-  to.processes = l.processes;
-  to.movable = l.movable;
-  to.runnable = l.runnable;
-  to.cpu_used = l.cpu_used;
-  to.memory_used_bytes = l.memory_used_bytes;
-  to.memory_free_bytes = l.memory_free_bytes;
-  to.remote_bytes_per_s = l.remote_bytes_per_s;
-  to.transfer_bytes_per_s = l.transfer_bytes_per_s;
-  to.labels = l.labels;
-  to.draining = l.draining;
-}
-
-/**
- * A record with its place in the view's list. Its load is the view's own
- * copy, rewritten in place by later news: the record and its load sit
- * together in memory for the scans every round makes, and a received load
- * vector is garbage as soon as it is merged, instead of living on in every
- * view that heard it (at 10,000 nodes those copies were most of the heap).
- */
-interface Held extends ViewRecord {
-  load: OwnLoad;
-  at: number;
-}
-
-/**
- * The record a small view fills later, made with the view. Its numbers have
- * the kinds real figures have (counts small integers, the rest doubles), so
- * filling it does not change its shape (a change would move its fields
- * elsewhere in memory).
- */
-function blank(at: number): Held {
-  const load: OwnLoad = { node: "", cpus: 0, speed: NaN, processes: 0, movable: 0, runnable: 0, cpu_used: 0, memory_used_bytes: NaN, memory_free_bytes: NaN, remote_bytes_per_s: NaN, transfer_bytes_per_s: NaN, labels: {}, draining: false };
-  return { load, version: 0, age_ms: NaN, received_ms: NaN, at };
-}
-
-/** Staleness that does not change with time: every held age grows at the same pace, so the order by this key is the order by age. */
-function staleness(r: ViewRecord): number {
-  return r.age_ms - r.received_ms;
-}
-
 /**
  * One node's view of the cluster: a bounded set of other nodes' load
  * entries. Deterministic and free of I/O; the caller passes the time.
- * The entries' staleness sits in one typed array beside the list, so
- * finding the oldest is a scan of a few cache lines, done only when the
+ * An entry's place is fixed while it is held; its figures sit in the
+ * view's block (see {@link F}) with, beside them, each place's staleness,
+ * so finding the oldest is a scan of a few cache lines, done only when the
  * oldest was just replaced: merging stays cheap at 10,000 nodes, where
  * almost every entry received is about a node not held.
  */
@@ -128,41 +202,43 @@ export class LoadView {
   /** This node's name: entries about it are never kept (its own load is measured, not heard). */
   readonly self: string;
   readonly entries_max: number;
-  readonly #records: Held[] = [];
-  /** Node of each record, beside the list: a lookup scans these few pointers instead of hashing (see #find). */
-  readonly #nodes: string[] = [];
-  /** Only for views larger than {@link SCAN_ENTRIES_MAX}, where a scan would cost more than a hash. */
-  readonly #index: Map<string, Held> | undefined;
-  readonly #stale: Float64Array;
   /**
-   * Records not in use, made side by side with the view (small views only):
-   * a round scans all of a view's records and a merge writes a few of them,
-   * and made one at a time as news arrived they lay scattered among other
-   * views' (a cache miss each at 10,000 nodes). Last is taken first.
+   * Each place's staleness first, then each place's {@link FIELDS} numbers.
+   * The staleness (age when received minus when received) does not change
+   * with time, and every held age grows at the same pace (the caller's
+   * clock never goes back), so the order by staleness is the order by age:
+   * finding the oldest or the freshest reads only these few lines.
    */
-  readonly #spare: Held[] = [];
-  /** Index of the oldest record, or -1 when it must be found again. */
+  readonly #f: Float64Array;
+  /** Node and labels of each place. A lookup scans the names' few pointers instead of hashing (see #find). */
+  readonly #nodes: string[] = [];
+  readonly #labels: Labels[] = [];
+  /** The records of the places in use, in place order: what {@link records} returns. */
+  readonly #records: HeldRecord[] = [];
+  /** A record for every place, made with the view. */
+  readonly #places: HeldRecord[] = [];
+  /** Only for views larger than {@link SCAN_ENTRIES_MAX}, where a scan would cost more than a hash: place by node. */
+  readonly #index: Map<string, number> | undefined;
+  /** Place of the oldest record, or -1 when it must be found again. */
   #oldest = -1;
   /** Scratch of window(): no allocation but the entries it returns. */
-  readonly #best: ViewRecord[] = [];
+  readonly #best: number[] = [];
   readonly #ages: number[] = [];
 
   constructor(self: string, entries_max = VIEW_ENTRIES_MAX_DEFAULT) {
     if (!(Number.isInteger(entries_max) && entries_max >= 1)) throw new RangeError(`entries_max must be a positive integer, not ${entries_max}`);
     this.self = self;
     this.entries_max = entries_max;
-    this.#stale = new Float64Array(entries_max);
+    this.#f = new Float64Array(entries_max * (1 + FIELDS));
     this.#index = entries_max > SCAN_ENTRIES_MAX ? new Map() : undefined;
-    if (this.#index === undefined) {
-      for (let i = 0; i < entries_max; i += 1) this.#spare.push(blank(i));
-      this.#spare.reverse();
-    }
+    const store: Store = { f: this.#f, nodes: this.#nodes, labels: this.#labels };
+    for (let i = 0; i < entries_max; i += 1) this.#places.push(new HeldRecord(store, i, entries_max + i * FIELDS));
   }
 
   /**
    * The entries held, in no particular order. Valid until the next merge:
-   * later merges and accounts rewrite the records and their loads in place,
-   * so a caller copies what it keeps.
+   * a record reads its place in the view, which later merges and accounts
+   * rewrite, so a caller copies what it keeps ({@link loadCopy}).
    */
   records(): readonly ViewRecord[] {
     return this.#records;
@@ -170,7 +246,8 @@ export class LoadView {
 
   /** The entry about `node`, if held. */
   get(node: string): ViewRecord | undefined {
-    return this.#find(node);
+    const at = this.#find(node);
+    return at < 0 ? undefined : this.#places[at];
   }
 
   /**
@@ -180,37 +257,37 @@ export class LoadView {
    * if it is younger than it.
    */
   merge(window: readonly LoadEntry[], now_ms: number): number {
+    const f = this.#f;
+    const max = this.entries_max;
     let taken = 0;
     for (const entry of window) {
       const node = entry.load.node;
       if (node === this.self) continue;
       const held = this.#find(node);
-      if (held !== undefined) {
-        if (entry.version > held.version || (entry.version === held.version && entry.age_ms < ageOf(held, now_ms))) {
+      if (held >= 0) {
+        const b = max + held * FIELDS;
+        const version = f[b + F.version] as number;
+        if (entry.version > version || (entry.version === version && entry.age_ms < this.#ageAt(b, now_ms))) {
           this.#fill(held, entry, now_ms);
-          if (held.at === this.#oldest) this.#oldest = -1;
+          if (held === this.#oldest) this.#oldest = -1;
           taken += 1;
         }
         continue;
       }
       const n = this.#records.length;
-      if (n < this.entries_max) {
-        const record = this.#made(entry, now_ms, n);
-        this.#index?.set(node, record);
-        this.#records.push(record);
-        this.#nodes.push(node);
-        this.#stale[n] = staleness(record);
+      if (n < max) {
+        this.#fill(n, entry, now_ms);
+        this.#index?.set(node, n);
+        this.#records.push(this.#places[n] as HeldRecord);
         this.#oldest = -1;
         taken += 1;
         continue;
       }
-      const victim = this.#records[this.#oldestAt()] as Held;
-      if (ageOf(victim, now_ms) <= entry.age_ms) continue;
-      // The newcomer takes the oldest entry's record (no allocation: views merge millions of entries in a simulation).
-      this.#index?.delete(victim.load.node);
+      const victim = this.#oldestAt();
+      if (this.#ageAt(max + victim * FIELDS, now_ms) <= entry.age_ms) continue;
+      this.#index?.delete(this.#nodes[victim] as string);
       this.#fill(victim, entry, now_ms);
       this.#index?.set(node, victim);
-      this.#nodes[victim.at] = node;
       this.#oldest = -1;
       taken += 1;
     }
@@ -224,13 +301,14 @@ export class LoadView {
    * whether the entry was held.
    */
   account(node: string, change: { processes: number; runnable: number; memory_bytes: number }): boolean {
-    const r = this.#find(node);
-    if (r === undefined) return false;
-    const l = r.load;
-    l.processes += change.processes;
-    l.runnable += change.runnable;
-    l.memory_used_bytes += change.memory_bytes;
-    l.memory_free_bytes -= change.memory_bytes;
+    const at = this.#find(node);
+    if (at < 0) return false;
+    const f = this.#f;
+    const b = this.entries_max + at * FIELDS;
+    f[b + F.processes] = (f[b + F.processes] as number) + change.processes;
+    f[b + F.runnable] = (f[b + F.runnable] as number) + change.runnable;
+    f[b + F.memory_used_bytes] = (f[b + F.memory_used_bytes] as number) + change.memory_bytes;
+    f[b + F.memory_free_bytes] = (f[b + F.memory_free_bytes] as number) - change.memory_bytes;
     return true;
   }
 
@@ -238,9 +316,8 @@ export class LoadView {
   expire(age_max_ms: number, now_ms: number): number {
     let dropped = 0;
     for (let i = this.#records.length - 1; i >= 0; i -= 1) {
-      const r = this.#records[i] as Held;
-      if (ageOf(r, now_ms) <= age_max_ms) continue;
-      this.#remove(r);
+      if (this.#ageAt(this.entries_max + i * FIELDS, now_ms) <= age_max_ms) continue;
+      this.#remove(i);
       dropped += 1;
     }
     return dropped;
@@ -248,9 +325,9 @@ export class LoadView {
 
   /** Forgets `node` (it left the cluster); returns whether it was held. */
   forget(node: string): boolean {
-    const r = this.#find(node);
-    if (r === undefined) return false;
-    this.#remove(r);
+    const at = this.#find(node);
+    if (at < 0) return false;
+    this.#remove(at);
     return true;
   }
 
@@ -262,74 +339,98 @@ export class LoadView {
   window(own: LoadEntry, at: { size: number; now_ms: number }): LoadEntry[] {
     const { size, now_ms } = at;
     const out: LoadEntry[] = [own];
-    const k = Math.min(size - 1, this.#records.length);
+    const n = this.#records.length;
+    const k = Math.min(size - 1, n);
     if (k <= 0) return out;
-    // Top-k by age with an insertion list: k is small and most entries fail the first comparison.
+    // Top-k by staleness with an insertion list: k is small, most places fail the first comparison, and only the staleness is read.
+    const f = this.#f;
     const best = this.#best;
     const ages = this.#ages;
     let count = 0;
-    for (const r of this.#records) {
-      const age = ageOf(r, now_ms);
+    for (let i = 0; i < n; i += 1) {
+      const age = f[i] as number;
       if (count === k && age >= (ages[k - 1] as number)) continue;
-      let at = count === k ? k - 1 : count;
+      let to = count === k ? k - 1 : count;
       if (count < k) count += 1;
-      while (at > 0 && (ages[at - 1] as number) > age) {
-        best[at] = best[at - 1] as ViewRecord;
-        ages[at] = ages[at - 1] as number;
-        at -= 1;
+      while (to > 0 && (ages[to - 1] as number) > age) {
+        best[to] = best[to - 1] as number;
+        ages[to] = ages[to - 1] as number;
+        to -= 1;
       }
-      best[at] = r;
-      ages[at] = age;
+      best[to] = i;
+      ages[to] = age;
     }
-    for (let i = 0; i < count; i += 1) out.push({ load: (best[i] as ViewRecord).load, version: (best[i] as ViewRecord).version, age_ms: ages[i] as number });
+    const max = this.entries_max;
+    for (let i = 0; i < count; i += 1) {
+      const place = best[i] as number;
+      const b = max + place * FIELDS;
+      out.push({ load: (this.#places[place] as HeldRecord).load, version: f[b + F.version] as number, age_ms: this.#ageAt(b, now_ms) });
+    }
     return out;
   }
 
-  /** A record holding `entry` at place `at`: a spare one if there is one. */
-  #made(entry: LoadEntry, now_ms: number, at: number): Held {
-    const spare = this.#spare.pop();
-    if (spare === undefined) return { load: ownCopy(entry.load), version: entry.version, age_ms: entry.age_ms, received_ms: now_ms, at };
-    spare.at = at;
-    this.#fill(spare, entry, now_ms);
-    return spare;
+  /** Writes `entry` into place `at`, received now. */
+  #fill(at: number, entry: LoadEntry, now_ms: number): void {
+    const f = this.#f;
+    const b = this.entries_max + at * FIELDS;
+    const l = entry.load;
+    this.#nodes[at] = l.node;
+    this.#labels[at] = l.labels;
+    f[b + F.version] = entry.version;
+    f[b + F.age_ms] = entry.age_ms;
+    f[b + F.received_ms] = now_ms;
+    f[b + F.cpus] = l.cpus;
+    f[b + F.speed] = l.speed;
+    f[b + F.processes] = l.processes;
+    f[b + F.movable] = l.movable;
+    f[b + F.runnable] = l.runnable;
+    f[b + F.cpu_used] = l.cpu_used;
+    f[b + F.memory_used_bytes] = l.memory_used_bytes;
+    f[b + F.memory_free_bytes] = l.memory_free_bytes;
+    f[b + F.remote_bytes_per_s] = l.remote_bytes_per_s;
+    f[b + F.transfer_bytes_per_s] = l.transfer_bytes_per_s;
+    f[b + F.draining] = l.draining ? 1 : 0;
+    f[at] = entry.age_ms - now_ms;
   }
 
-  #fill(r: Held, entry: LoadEntry, now_ms: number): void {
-    copyInto(r.load, entry.load);
-    r.version = entry.version;
-    r.age_ms = entry.age_ms;
-    r.received_ms = now_ms;
-    this.#stale[r.at] = staleness(r);
+  /** Age at `now_ms` of the entry whose numbers start at `b`: as {@link ageOf} computes it, to the last bit. */
+  #ageAt(b: number, now_ms: number): number {
+    const f = this.#f;
+    return (f[b + F.age_ms] as number) + Math.max(0, now_ms - (f[b + F.received_ms] as number));
   }
 
   #oldestAt(): number {
     if (this.#oldest >= 0) return this.#oldest;
-    const stale = this.#stale;
+    const f = this.#f;
     let at = 0;
-    for (let i = 1; i < this.#records.length; i += 1) if ((stale[i] as number) > (stale[at] as number)) at = i;
+    for (let i = 1; i < this.#records.length; i += 1) if ((f[i] as number) > (f[at] as number)) at = i;
     this.#oldest = at;
     return at;
   }
 
-  /** The record about `node`, if held. */
-  #find(node: string): Held | undefined {
-    if (this.#index !== undefined) return this.#index.get(node);
+  /** The place of the record about `node`, or -1. */
+  #find(node: string): number {
+    if (this.#index !== undefined) return this.#index.get(node) ?? -1;
     const nodes = this.#nodes;
-    for (let i = 0; i < nodes.length; i += 1) if (nodes[i] === node) return this.#records[i];
-    return undefined;
+    const n = this.#records.length;
+    for (let i = 0; i < n; i += 1) if (nodes[i] === node) return i;
+    return -1;
   }
 
-  #remove(r: Held): void {
-    this.#index?.delete(r.load.node);
-    const last = this.#records.pop() as Held;
-    const last_node = this.#nodes.pop() as string;
-    if (last !== r) {
-      this.#records[r.at] = last;
-      this.#nodes[r.at] = last_node;
-      last.at = r.at;
-      this.#stale[last.at] = staleness(last);
+  /** Empties place `at`: the last place in use moves into it. */
+  #remove(at: number): void {
+    this.#index?.delete(this.#nodes[at] as string);
+    const last = this.#records.length - 1;
+    this.#records.pop();
+    if (at !== last) {
+      const f = this.#f;
+      const max = this.entries_max;
+      f.copyWithin(max + at * FIELDS, max + last * FIELDS, max + (last + 1) * FIELDS);
+      f[at] = f[last] as number;
+      this.#nodes[at] = this.#nodes[last] as string;
+      this.#labels[at] = this.#labels[last] as Labels;
+      this.#index?.set(this.#nodes[at] as string, at);
     }
-    if (this.#index === undefined) this.#spare.push(r);
     this.#oldest = -1;
   }
 }

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ageOf, LoadView, type LoadEntry } from "./exchange.js";
+import * as fc from "fast-check";
+import { ageOf, loadCopy, LoadView, type LoadEntry } from "./exchange.js";
 import { nodeLoad } from "./_testing.js";
 
 function entry(node: string, version: number, age_ms: number, runnable = 0): LoadEntry {
@@ -65,7 +66,8 @@ describe("LoadView", () => {
     const v = new LoadView("me");
     const load = { ...nodeLoad("a", { cpus: 8, speed: 1.5, processes: 3, movable: 2, runnable: 3, cpu_used: 2.5, memory_used_bytes: 7, remote_bytes_per_s: 9, labels: { gpu: "yes" }, draining: true }) };
     v.merge([{ load, version: 1, age_ms: 0 }], 0);
-    assert.deepEqual(v.get("a")?.load, load);
+    assert.deepEqual(loadCopy(v.get("a")!.load), load);
+    assert.deepEqual(JSON.parse(JSON.stringify(v.get("a"))), { load, version: 1, age_ms: 0, received_ms: 0 }, "a record serialises as plain data");
     assert.notEqual(v.get("a")?.load, load);
     v.account("a", { processes: 1, runnable: 1, memory_bytes: 5 });
     assert.equal(load.runnable, 3, "the sender's vector is not touched");
@@ -81,15 +83,17 @@ describe("LoadView", () => {
       const c = { ...nodeLoad("c", { cpus: 4, speed: 0.5, processes: 6, movable: 1, runnable: 5.5, cpu_used: 3.5, memory_used_bytes: 11, remote_bytes_per_s: 13, labels: { gpu: "yes" }, draining: true }) };
       const d = { ...nodeLoad("d", { runnable: 7 }) };
       assert.equal(v.merge([{ load: c, version: 3, age_ms: 7 }, { load: d, version: 4, age_ms: 1 }], 10), 2);
-      assert.deepEqual(v.get("c")?.load, c);
+      assert.deepEqual(loadCopy(v.get("c")!.load), c);
       assert.equal(v.get("c")?.version, 3);
       assert.equal(ageOf(v.get("c")!, 10), 7);
-      assert.deepEqual(v.get("d")?.load, d);
+      assert.deepEqual(loadCopy(v.get("d")!.load), d);
       assert.equal(v.get("b")?.load.runnable, 2);
       assert.deepEqual(v.records().map((r) => r.load.node).sort(), ["b", "c", "d"]);
       assert.equal(v.merge([entry("e", 1, 0)], 10), 1);
       // Full at 3, the view gives the oldest entry's place (b, 10 ms old) to the newcomer.
       assert.deepEqual(v.records().map((r) => r.load.node).sort(), size === 3 ? ["c", "d", "e"] : ["b", "c", "d", "e"]);
+      assert.deepEqual(loadCopy(v.get("c")!.load), c, "the places that moved keep their figures");
+      assert.deepEqual(loadCopy(v.get("d")!.load), d);
     }
   });
 
@@ -100,5 +104,90 @@ describe("LoadView", () => {
     assert.equal(v.get("a")?.load.runnable, 3);
     v.merge([entry("a", 2, 0, 2)], 0);
     assert.equal(v.get("a")?.load.runnable, 2);
+  });
+
+  it("holds, sends and forgets what a plain map of entries would, whatever the sequence of news (property)", () => {
+    // The model: the rules of a view, written the obvious way. Times are whole milliseconds and each age sent gets its own fraction (a multiple of 1/1024), so sums are exact and no two held ages are ever equal: "the oldest" and "the freshest" have one answer.
+    type Model = Map<string, { version: number; age_ms: number; received_ms: number; runnable: number }>;
+    const node = fc.constantFrom("a", "b", "c", "d", "e", "f", "g", "me");
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant("merge" as const), window: fc.array(fc.record({ node, version: fc.integer({ min: 0, max: 4 }), age_ms: fc.integer({ min: 0, max: 5000 }), runnable: fc.integer({ min: 0, max: 9 }) }), { maxLength: 5 }) }),
+      fc.record({ kind: fc.constant("expire" as const), age_max_ms: fc.integer({ min: 0, max: 6000 }) }),
+      fc.record({ kind: fc.constant("forget" as const), node }),
+      fc.record({ kind: fc.constant("account" as const), node, runnable: fc.integer({ min: -1, max: 2 }) }),
+      fc.record({ kind: fc.constant("window" as const), size: fc.integer({ min: 1, max: 5 }) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 40 }), fc.array(fc.tuple(op, fc.integer({ min: 0, max: 300 })), { maxLength: 60 }), (max, ops) => {
+        const entries_max = max > 8 ? 40 : max; // small views scan, the large one hashes
+        const v = new LoadView("me", entries_max);
+        const model: Model = new Map();
+        const age = (e: { age_ms: number; received_ms: number }, now: number): number => e.age_ms + (now - e.received_ms);
+        let now = 0;
+        let sent_n = 0;
+        for (const [o, dt] of ops) {
+          now += dt;
+          if (o.kind === "merge") {
+            const window = o.window.map((w) => ({ ...w, age_ms: w.age_ms + (sent_n += 1) / 1024 }));
+            let taken = 0;
+            for (const w of window) {
+              if (w.node === "me") continue;
+              const held = model.get(w.node);
+              const fresh = { version: w.version, age_ms: w.age_ms, received_ms: now, runnable: w.runnable };
+              if (held !== undefined) {
+                if (w.version > held.version || (w.version === held.version && w.age_ms < age(held, now))) {
+                  model.set(w.node, fresh);
+                  taken += 1;
+                }
+                continue;
+              }
+              if (model.size < entries_max) {
+                model.set(w.node, fresh);
+                taken += 1;
+                continue;
+              }
+              const [oldest, e] = [...model].reduce((a, b) => (age(b[1], now) > age(a[1], now) ? b : a));
+              if (age(e, now) <= w.age_ms) continue;
+              model.delete(oldest);
+              model.set(w.node, fresh);
+              taken += 1;
+            }
+            const sent = window.map((w) => ({ load: nodeLoad(w.node, { runnable: w.runnable }), version: w.version, age_ms: w.age_ms }));
+            assert.equal(v.merge(sent, now), taken);
+          } else if (o.kind === "expire") {
+            let dropped = 0;
+            for (const [n, e] of model) if (age(e, now) > o.age_max_ms) (model.delete(n), (dropped += 1));
+            assert.equal(v.expire(o.age_max_ms, now), dropped);
+          } else if (o.kind === "forget") {
+            assert.equal(v.forget(o.node), model.delete(o.node));
+          } else if (o.kind === "account") {
+            const e = model.get(o.node);
+            if (e !== undefined) e.runnable += o.runnable;
+            assert.equal(v.account(o.node, { processes: 0, runnable: o.runnable, memory_bytes: 0 }), e !== undefined);
+          } else {
+            const own = { load: nodeLoad("me"), version: 9, age_ms: 0 };
+            const freshest = [...model].sort((a, b) => age(a[1], now) - age(b[1], now)).slice(0, o.size - 1);
+            const sent = v.window(own, { size: o.size, now_ms: now });
+            assert.equal(sent[0], own);
+            assert.deepEqual(
+              sent.slice(1).map((e) => [e.load.node, e.version, e.load.runnable]),
+              freshest.map(([n, e]) => [n, e.version, e.runnable]),
+            );
+            sent.slice(1).forEach((e, i) => assert.equal(e.age_ms, age((freshest[i] as [string, { age_ms: number; received_ms: number }])[1], now)));
+          }
+          const held = v.records().map((r) => [r.load.node, r.version, r.load.runnable, r.age_ms, r.received_ms] as const);
+          assert.deepEqual(
+            held.map(([n]) => n).sort(),
+            [...model.keys()].sort(),
+          );
+          for (const [n, version, runnable] of held) {
+            const e = model.get(n)!;
+            assert.deepEqual([version, runnable], [e.version, e.runnable], `entry ${n}`);
+            assert.equal(ageOf(v.get(n)!, now), age(e, now));
+          }
+        }
+      }),
+      { numRuns: 300, seed: 7 },
+    );
   });
 });

@@ -6,7 +6,7 @@
  * simulator run this code unchanged. See docs/load.md.
  */
 export { LABELS_MAX, parseLabels, satisfies, slowdown, type Labels, type LinkPeer, type NodeLoad, type ProcessInfo } from "./load.js";
-export { ageOf, LoadView, VIEW_ENTRIES_MAX_DEFAULT, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type ViewRecord } from "./exchange.js";
+export { ageOf, loadCopy, LoadView, VIEW_ENTRIES_MAX_DEFAULT, WINDOW_ENTRIES_DEFAULT, type LoadEntry, type ViewRecord } from "./exchange.js";
 export { chooseStrategy, estimateMigration, MIGRATION_MODEL_DEFAULT, type MigrationEstimate, type MigrationModel, type Strategy } from "./cost.js";
 export { policyParams, POLICY_PARAMS_DEFAULT, type PolicyMode, type PolicyParams } from "./params.js";
 export { decide, wantsToAct, type DecideInput } from "./decide.js";
