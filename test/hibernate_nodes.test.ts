@@ -94,3 +94,55 @@ describe("hibernation on nodes", () => {
     await until("the node to have no hibernated process left", async () => (await gauge(n1, "ferry_node_processes_hibernated")) === 0);
   });
 });
+
+describe("hibernated processes and the load module", () => {
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+  let n1: NodeProc;
+  let n2: NodeProc;
+  before(async () => {
+    cluster = await startCluster(["n1", "n2"], undefined, () => [...NODE_ARGS_DEFAULT, "--hibernate-after", "300", "--balance", "off"]);
+    [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+  });
+  after(async () => {
+    await cluster.stop();
+  });
+
+  /** Node `name`'s load row as `node` reports it (GET /v1/nodes). */
+  async function loadOf(node: NodeProc, name: string): Promise<{ processes: number; runnable: number; memory_used_bytes: number }> {
+    const rows = await json<{ name: string; load: { processes: number; runnable: number; memory_used_bytes: number } | null }[]>(node.address, "GET", "/v1/nodes");
+    const row = rows.find((r) => r.name === name)?.load;
+    assert.ok(row !== undefined && row !== null, `no load row for ${name}`);
+    return row;
+  }
+
+  it("counts sleepers in its load without a core each, and a drain moves them all", async () => {
+    const sha = await upload(n1.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    await upload(n2.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    const pids = await Promise.all(
+      Array.from({ length: 6 }, async () => (await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["60000", "1"], node: "n1" })).pid),
+    );
+    await until("every sleeper to hibernate", async () => (await gauge(n1, "ferry_node_processes_hibernated")) === pids.length);
+    // The balancer on: a round counts the sleepers from the table's sums, not by walking them.
+    const on = await request(n1.address, "PUT", "/v1/policy", { set: { balance: true }, local: true });
+    assert.equal(on.status, 200, on.body.toString());
+    const load = await loadOf(n1, "n1");
+    assert.equal(load.processes, pids.length);
+    assert.equal(load.runnable, 0, "a hibernated guest wants no core");
+    assert.ok(load.memory_used_bytes >= pids.length * 65536, `memory used ${load.memory_used_bytes} does not count ${pids.length} sleepers of a page or more`);
+    // Drained, the node sends its sleepers away too: they are the only way it empties.
+    const drain = await request(n1.address, "POST", "/v1/nodes/n1/drain");
+    assert.equal(drain.status, 200, drain.body.toString());
+    await until("every sleeper to run on n2", async () => {
+      const ps = await json<{ pid: string; node: string }[]>(n1.address, "GET", "/v1/processes");
+      return pids.every((pid) => ps.find((p) => p.pid === pid)?.node === "n2");
+    });
+    await until("n1 to count no process", async () => (await loadOf(n1, "n1")).processes === 0);
+    await until("n2 to count the sleepers", async () => (await loadOf(n2, "n2")).processes === pids.length);
+    for (const pid of pids) {
+      const kill = await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+      assert.equal(kill.status, 200, kill.body.toString());
+    }
+    await until("n2 to count no process", async () => (await loadOf(n2, "n2")).processes === 0);
+    await request(n1.address, "POST", "/v1/nodes/n1/undrain");
+  });
+});

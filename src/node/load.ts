@@ -41,6 +41,7 @@ import { requestJson } from "./_http.js";
 import { nodeNamed } from "./_dialer.js";
 import { DirtyMeter, type DirtyCandidate } from "./_dirty_rate.js";
 import { LoadMetrics } from "./_load_metrics.js";
+import type { Running } from "./_records.js";
 import { LOAD_STATE_VERSION, LoadStateFile } from "./node_state.js";
 
 /** How often a node measures, gossips and decides, after MOSIX. */
@@ -246,9 +247,9 @@ export class LoadModule {
     }
     const limit = this.#params.model.stop_copy_bytes_max;
     const candidates: DirtyCandidate[] = [];
-    for (const r of this.#node.table.runningAll()) {
+    // A hibernated guest writes nothing, and has no memory in place to watch.
+    for (const r of this.#node.table.runningAwake()) {
       if (r.migrating || this.in_flight.has(r.pid) || r.checkpoint_every_ms !== undefined) continue;
-      // A hibernated guest writes nothing, and has no memory in place to watch.
       if (r.proc.memory_bytes <= limit || r.proc.hibernated) continue;
       if (this.#node.postcopy.forPid(r.pid) !== undefined || this.#node.checkpoints.tracks(r.pid)) continue;
       candidates.push({ pid: r.pid, memory: r.proc.memory });
@@ -360,13 +361,19 @@ export class LoadModule {
    * incoming migrations' standbys are, as CPU-bound.
    */
   measure(): NodeLoad {
-    const running = this.#node.table.runningAll();
+    const table = this.#node.table;
+    const sleepers = this.#sleepersMove();
     let processes = this.#node.standbys.count;
     let runnable = this.#node.standbys.count;
     let movable = 0;
     let memory = this.#node.standbys.bytes;
+    if (!sleepers) {
+      // Counted, not walked: a hibernated guest wants no core and is no candidate (see #sleepersMove).
+      processes += table.asleep.count;
+      memory += table.asleep.memory_bytes;
+    }
     const now = performance.now();
-    for (const r of running) {
+    for (const r of sleepers ? table.runningAll() : table.runningAwake()) {
       if (this.in_flight.has(r.pid)) continue;
       processes += 1;
       memory += r.proc.memory_bytes;
@@ -424,11 +431,32 @@ export class LoadModule {
     return this.scheduler.slot(r.proc)?.first_seen_ms ?? performance.now();
   }
 
-  /** The processes here as the policies see them; those in flight or of unknown constraints are left out. */
+  /**
+   * Whether a round considers hibernated processes. Only to empty a node
+   * (drain, or pack, which empties light nodes so they can power down): a
+   * sleeper wants no core, so moving it balances nothing, and it does not
+   * talk. Otherwise a round counts them from the table's sums and walks
+   * only the awake: a node holding thousands of sleepers pays for its few
+   * awake ones, twice an interval.
+   */
+  #sleepersMove(): boolean {
+    return this.#draining || (this.#balance && this.#params.mode === "pack");
+  }
+
+  /** The processes a round walks: the awake ones, or all when sleepers may move (#sleepersMove). */
+  #candidates(): Running[] {
+    return this.#sleepersMove() ? this.#node.table.runningAll() : this.#node.table.runningAwake();
+  }
+
+  /**
+   * The processes here as the policies see them; those in flight or of
+   * unknown constraints are left out, and hibernated ones unless this round
+   * may move them (#sleepersMove).
+   */
   processes(): ProcessInfo[] {
     const peers = this.#peersAll();
     const out: ProcessInfo[] = [];
-    for (const r of this.#node.table.runningAll()) {
+    for (const r of this.#candidates()) {
       if (this.in_flight.has(r.pid) || r.migrating) continue;
       const c = this.constraintsOf(r.pid, r.home);
       if (c === null) continue;
@@ -457,7 +485,8 @@ export class LoadModule {
   #peersAll(): Map<string, LinkPeer[]> {
     const now = performance.now();
     const sent = new Map<string, Map<string, number>>();
-    for (const r of this.#node.table.runningAll()) {
+    // A sleeper sends nothing: its pairs' rates are those of its awake peers alone.
+    for (const r of this.#candidates()) {
       const stats = r.links.stats();
       // Most processes never linked to any: nothing to allocate for them, each round.
       if (stats.size === 0) continue;

@@ -71,6 +71,13 @@ export class ProcessTable {
    */
   readonly #awake = new Set<Running>();
   readonly #checkpointed = new Set<Running>();
+  /**
+   * The memory of each hibernated process as it was counted when it went
+   * to sleep, and their sum: the load module counts sleepers from these
+   * instead of walking thousands of them every round.
+   */
+  readonly #asleep = new Map<Running, number>();
+  #asleep_bytes = 0;
   readonly #node: string;
   readonly #modules: ModuleStore;
   readonly #output_dir: string;
@@ -242,6 +249,11 @@ export class ProcessTable {
   /** The processes running here that are not hibernated: those that may compute. */
   runningAwake(): Running[] {
     return [...this.#awake];
+  }
+
+  /** The hibernated processes running here: how many, and the memory they had when they went to sleep. */
+  get asleep(): { count: number; memory_bytes: number } {
+    return { count: this.#asleep.size, memory_bytes: this.#asleep_bytes };
   }
 
   /** The processes running here with periodic checkpoints. */
@@ -488,19 +500,40 @@ export class ProcessTable {
   #untrack(running: Running): void {
     this.#running.delete(running.pid);
     this.#awake.delete(running);
+    this.#wake(running);
     this.#checkpointed.delete(running);
     running.proc.onSleep(null);
     this.observer.left?.(running.pid);
   }
 
+  #sleep(running: Running): void {
+    if (this.#asleep.has(running)) return;
+    const bytes = running.proc.memory_bytes;
+    this.#asleep.set(running, bytes);
+    this.#asleep_bytes += bytes;
+  }
+
+  #wake(running: Running): void {
+    const bytes = this.#asleep.get(running);
+    if (bytes === undefined) return;
+    this.#asleep.delete(running);
+    this.#asleep_bytes -= bytes;
+  }
+
   #track(running: Running, save = true): void {
     this.#running.set(running.pid, running);
     if (!running.proc.hibernated) this.#awake.add(running);
+    else this.#sleep(running);
     if ((running.checkpoint_every_ms ?? 0) > 0) this.#checkpointed.add(running);
     running.proc.onSleep((asleep) => {
       if (this.#running.get(running.pid) !== running) return;
-      if (asleep) this.#awake.delete(running);
-      else this.#awake.add(running);
+      if (asleep) {
+        this.#awake.delete(running);
+        this.#sleep(running);
+      } else {
+        this.#awake.add(running);
+        this.#wake(running);
+      }
     });
     if (save) this.#save(running.pid);
     this.observer.arrived?.(running.pid);

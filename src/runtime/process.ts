@@ -930,9 +930,10 @@ export class GuestProcess {
     if (this.#rings !== null && this.#rings.inbox.empty && this.#rings.outbox.empty) this.#rings = null;
     this.#phase = "hibernated";
     this.#hibernations += 1;
-    this.#on_sleep?.(true);
-    const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set on the next line: the watch may fire at once
+    const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set below: the watch may fire at once
     this.#sleep = sleep;
+    // Told once its memory's size reads from the sleep (the node counts it), and before the watch can wake it.
+    this.#on_sleep?.(true);
     sleep.watch = new WakeWatch(this.#control, idle, () => {
       void this.#wakeUp().catch(() => undefined); // a failed wake ends the process with a trap that says why
     });
