@@ -3,7 +3,8 @@
  * worker threads (the node's thread count drops, its metrics count them)
  * while `ferry ps` shows them running, and they wake on time, on a kill, for
  * a checkpoint and for a migration, writing what a run that never hibernated
- * writes.
+ * writes; the load module counts them without walking them, and a drain
+ * moves them.
  */
 import assert from "node:assert/strict";
 import fs from "node:fs";
@@ -34,6 +35,14 @@ function sleeperTicks(sleep_ms: number, steps: number): string {
   for (let s = 1; s <= steps; s++) lines.push(`tick ${s}`);
   lines.push(`done lines=0 ticks=${steps}`);
   return lines.join("\n") + "\n";
+}
+
+/** Node `name`'s load row as `node` reports it (GET /v1/nodes). */
+async function loadOf(node: NodeProc, name: string): Promise<{ processes: number; runnable: number; memory_used_bytes: number }> {
+  const rows = await json<{ name: string; load: { processes: number; runnable: number; memory_used_bytes: number } | null }[]>(node.address, "GET", "/v1/nodes");
+  const row = rows.find((r) => r.name === name)?.load;
+  assert.ok(row !== undefined && row !== null, `no load row for ${name}`);
+  return row;
 }
 
 describe("hibernation on nodes", () => {
@@ -93,27 +102,6 @@ describe("hibernation on nodes", () => {
     await request(n1.address, "DELETE", `/v1/processes/${checkpointed}`);
     await until("the node to have no hibernated process left", async () => (await gauge(n1, "ferry_node_processes_hibernated")) === 0);
   });
-});
-
-describe("hibernated processes and the load module", () => {
-  let cluster: Awaited<ReturnType<typeof startCluster>>;
-  let n1: NodeProc;
-  let n2: NodeProc;
-  before(async () => {
-    cluster = await startCluster(["n1", "n2"], undefined, () => [...NODE_ARGS_DEFAULT, "--hibernate-after", "300", "--balance", "off"]);
-    [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
-  });
-  after(async () => {
-    await cluster.stop();
-  });
-
-  /** Node `name`'s load row as `node` reports it (GET /v1/nodes). */
-  async function loadOf(node: NodeProc, name: string): Promise<{ processes: number; runnable: number; memory_used_bytes: number }> {
-    const rows = await json<{ name: string; load: { processes: number; runnable: number; memory_used_bytes: number } | null }[]>(node.address, "GET", "/v1/nodes");
-    const row = rows.find((r) => r.name === name)?.load;
-    assert.ok(row !== undefined && row !== null, `no load row for ${name}`);
-    return row;
-  }
 
   it("counts sleepers in its load without a core each, and a drain moves them all", async () => {
     const sha = await upload(n1.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
