@@ -362,18 +362,17 @@ export class LoadModule {
    */
   measure(): NodeLoad {
     const table = this.#node.table;
-    const sleepers = this.#sleepersMove();
     let processes = this.#node.standbys.count;
     let runnable = this.#node.standbys.count;
     let movable = 0;
     let memory = this.#node.standbys.bytes;
-    if (!sleepers) {
+    if (!this.#sleepersMove()) {
       // Counted, not walked: a hibernated guest wants no core and is no candidate (see #sleepersMove).
       processes += table.asleep.count;
       memory += table.asleep.memory_bytes;
     }
     const now = performance.now();
-    for (const r of sleepers ? table.runningAll() : table.runningAwake()) {
+    for (const r of this.#candidates()) {
       if (this.in_flight.has(r.pid)) continue;
       processes += 1;
       memory += r.proc.memory_bytes;
