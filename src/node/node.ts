@@ -182,6 +182,13 @@ export class FerryNode {
   #names = new Map<string, string>();
   /** The reverse of {@link #names}: who answered last at each address. */
   #named_at = new Map<string, string>();
+  /**
+   * Every connection the listener accepted and that is still open. An
+   * upgraded one (page, link, data, net channels) leaves the HTTP server's
+   * books, and one whose peer never closes its half would hold the listener
+   * open after a stop: these are ended last, by the stop.
+   */
+  readonly #sockets = new Set<net.Socket>();
 
   private constructor(options: NodeOptions) {
     this.name = checkNodeName(options.name);
@@ -283,6 +290,10 @@ export class FerryNode {
   static async start(options: NodeOptions): Promise<FerryNode> {
     const node = new FerryNode(options);
     const listener = node.#listener;
+    listener.on("connection", (socket: net.Socket) => {
+      node.#sockets.add(socket);
+      socket.once("close", () => node.#sockets.delete(socket));
+    });
     await new Promise<void>((resolve, reject) => {
       listener.once("error", (err: NodeJS.ErrnoException) => {
         const where = `${options.host}:${options.port}`;
@@ -479,8 +490,10 @@ export class FerryNode {
       this.#server.close();
     }
     const listener = this.#listener;
-    // It closes once every connection to it has: a stop that hangs here says how many were left.
-    const open = await new Promise<number>((resolve) => listener.getConnections((err, count) => resolve(err === null ? count : -1)));
+    // It closes once every connection to it has. What is left now serves nothing (its processes, links and
+    // sessions are gone): upgraded channels, or a connection whose peer never closed its half after an answer.
+    const open = this.#sockets.size;
+    for (const socket of this.#sockets) socket.destroy();
     this.log.info({ connections: open }, "closing its listener");
     await new Promise<void>((resolve) => listener.close(() => resolve()));
   }
