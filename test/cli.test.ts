@@ -46,6 +46,8 @@ describe("ferry CLI", () => {
       [["sim", "--nodes", "4", "--drain", "7"], /there are only 4 nodes/],
       [["sim", "--hot-share", "0"], /--hot-share wants a number/],
       [["sim", "extra"], /unexpected argument/],
+      [["sim", "--nodes", "4", "--partitions", "5"], /partitions must be 1\.\.16, and at most the nodes/],
+      [["sim", "--sync-ms", "0"], /--sync-ms wants a number/],
     ];
     for (const [args, message] of cases) {
       const r = await ferry(args);
@@ -63,6 +65,16 @@ describe("ferry CLI", () => {
     assert.equal(r.policy, "balance");
     assert.equal(r.invariant_violations, 0);
     assert.notEqual(r.drain_empty_at_s, null);
+    assert.deepEqual({ ...r, wall_ms: 0 }, { ...(JSON.parse(b.stdout.toString()) as object), wall_ms: 0 });
+  });
+
+  it("ferry sim --partitions 2 runs the nodes in two parts on two threads, the same for the same seed", async () => {
+    const args = ["sim", "--nodes", "20", "--processes", "400", "--seed", "3", "--partitions", "2", "--sync-ms", "100"];
+    const [a, b] = await Promise.all([ferry(args), ferry(args)]);
+    assert.equal(a.status, 0, a.stderr.toString());
+    const r = JSON.parse(a.stdout.toString()) as { completed: number; invariant_violations: number; wall_ms: number };
+    assert.equal(r.completed, 400);
+    assert.equal(r.invariant_violations, 0);
     assert.deepEqual({ ...r, wall_ms: 0 }, { ...(JSON.parse(b.stdout.toString()) as object), wall_ms: 0 });
   });
 

@@ -1,6 +1,6 @@
 /** `ferry sim`: run the load policies in a seeded simulation of a cluster and print the figures as JSON. */
 import { optionInt, optionValue, parseArgs, UsageError, type Parsed } from "./_args.js";
-import { simConfig, simulate, SIM_CONFIG_DEFAULT as D, type EntryMode, type SimChanges, type SimConfig } from "../sim/mod.js";
+import { PARTITION_NODES_MIN, PARTITIONS_MAX, simConfig, simulateThreaded, SIM_CONFIG_DEFAULT as D, type EntryMode, type SimChanges, type SimConfig } from "../sim/mod.js";
 import { POLICY_PARAMS_DEFAULT as P, MIGRATION_MODEL_DEFAULT as M, type PolicyMode, type PolicyParams } from "../policy/mod.js";
 
 /** Help of `ferry sim`. */
@@ -52,6 +52,14 @@ Exchange and policy:
   --transfer-rate MBPS   Migration page rate, MB/s (default ${M.transfer_bytes_per_s / 1e6}).
   --setup-ms MS          Fixed time before pages flow (default ${M.setup_ms}).
 
+Parts (two cores for a large run):
+  --partitions N         Split the nodes into N parts, each run by a thread
+                         of its own; what crosses from one part to another
+                         takes effect one or two syncs later (a second model,
+                         as deterministic; see docs/load.md). Default: 2 from
+                         ${PARTITION_NODES_MIN} nodes on, else 1 (the sequential model); at most ${PARTITIONS_MAX}.
+  --sync-ms MS           Simulated time between the parts' syncs (default ${D.sync_ms}).
+
 Output:
   --samples N            Points in the imbalance series (default ${D.samples}).
   --time-max-s S         Stop after S simulated seconds (default ${D.time_max_s}).
@@ -80,7 +88,7 @@ function defined<T extends object>(o: T): Partial<T> {
 const VALUE_OPTIONS = [
   "nodes", "processes", "policy", "seed", "cpus", "speed", "work-s", "arrival-s", "entry", "hot-share", "place", "group-max", "label-share", "require-share", "dirty-share", "recheck",
   "failures-per-node-hour", "repair-s", "drain", "drain-at-s", "interval-ms", "fanout", "window", "view", "colocate", "moves-per-round", "hysteresis",
-  "cooldown-ms", "transfer-rate", "setup-ms", "samples", "time-max-s",
+  "cooldown-ms", "transfer-rate", "setup-ms", "samples", "time-max-s", "partitions", "sync-ms",
 ];
 
 /** Reads the command line into a simulation's configuration. */
@@ -139,6 +147,8 @@ export function simConfigFromArgs(parsed: Parsed): SimConfig {
     view_entries: optionInt(parsed, "view"),
     samples: optionInt(parsed, "samples"),
     time_max_s: number(parsed, "time-max-s", 0.001, 1e9),
+    partitions: optionInt(parsed, "partitions"),
+    sync_ms: number(parsed, "sync-ms", 0.001, 3_600_000),
     policy,
   });
   try {
@@ -158,6 +168,6 @@ export async function simCommand(argv: readonly string[]): Promise<number> {
   }
   if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])} (see ferry sim --help)`);
   const config = simConfigFromArgs(parsed);
-  process.stdout.write(`${JSON.stringify(simulate(config), null, 2)}\n`);
+  process.stdout.write(`${JSON.stringify(await simulateThreaded(config), null, 2)}\n`);
   return 0;
 }

@@ -88,7 +88,9 @@ export class Rounds {
     const window = view.window({ load: own, version: s.version[n] as number, age_ms: 0 }, { size: c.window, now_ms });
     for (let f = 0; f < c.fanout; f += 1) {
       const m = s.r.int(c.nodes);
-      if (m !== n && s.up[m] === 1) (s.views[m] as LoadView).merge(window, now_ms);
+      if (m === n) continue;
+      if (!s.owns(m)) s.sendGossip(m, window, now_ms);
+      else if (s.up[m] === 1) (s.views[m] as LoadView).merge(window, now_ms);
     }
     let records = view.records();
     const avoid = s.avoid[n];

@@ -6,12 +6,13 @@
  * figures in _figures.ts.
  */
 import { Prng } from "../_prng.js";
-import { LoadView, type MoveReason, type NodeLoad, type Strategy } from "../policy/mod.js";
+import { LoadView, type LoadEntry, type MoveReason, type NodeLoad, type Strategy } from "../policy/mod.js";
 import type { SimConfig } from "./config.js";
 import { Cpus } from "./_cluster.js";
 import { EventKind, EventQueue } from "./_events.js";
 import type { ImbalanceSample } from "./report.js";
 import { drawWorkload, type Workload } from "./_workload.js";
+import { ENTRY_FIELDS, Msg, NumberList, TRAFFIC_FIELDS } from "./_wire.js";
 
 /** Where a process is in its life. */
 export const State = { pending: 0, running: 1, moving: 2, paused: 3, done: 4 } as const;
@@ -37,15 +38,38 @@ function interned(s: string): string {
   return Object.keys({ [s]: 0 })[0] as string;
 }
 
+/** The index of the node named `name` (`n` and its index, as the run names them). */
+function nodeIndex(name: string): number {
+  let i = 0;
+  for (let k = 1; k < name.length; k += 1) i = i * 10 + (name.charCodeAt(k) - 48);
+  return i;
+}
+
 /** Everything a run holds; the event handlers and the rounds work on it. */
 export class SimState {
   readonly c: SimConfig;
+  /**
+   * This part's index and the run's part count (see _parts.ts): a part
+   * owns a contiguous share of the nodes and handles their events; with one
+   * part, the run is the sequential model and nothing below is used.
+   */
+  readonly part: number;
+  readonly parts: number;
+  /** Messages to other parts' nodes since the last sync (`_wire.ts` records). */
+  readonly out_msgs = new NumberList();
+  /** Link-traffic changes since the last sync, replayed by every part at the sync in one order. */
+  readonly out_traffic = new NumberList();
+  /** Processes whose state or node changed since the last sync, once each. */
+  readonly changed = new NumberList();
+  readonly #changed_mark: Uint8Array;
+  /** Per process: its node in the link-traffic books (-1: off them), kept by the replay alone. */
+  readonly #tnode: Int32Array;
   readonly w: Workload;
   readonly cpu: Cpus;
   readonly q = new EventQueue();
   /** The run's randomness: `r` for the world (workload, gossip peers, failures), `pr` for the policies' own. */
-  readonly r: Prng;
-  readonly pr: Prng;
+  r: Prng;
+  pr: Prng;
   readonly names: string[];
   readonly views: LoadView[];
   readonly gpu: Uint8Array;
@@ -116,10 +140,14 @@ export class SimState {
   samples: ImbalanceSample[] = [];
   readonly sample_dt: number;
 
-  constructor(c: SimConfig) {
+  constructor(c: SimConfig, part = 0) {
     this.c = c;
     const n = c.nodes;
     const m = c.processes;
+    this.parts = c.partitions;
+    this.part = part;
+    this.#changed_mark = new Uint8Array(this.parts > 1 ? m : 0);
+    this.#tnode = new Int32Array(this.parts > 1 ? m : 0).fill(-1);
     this.r = new Prng(c.seed);
     this.pr = new Prng((c.seed ^ 0x9e3779b9) >>> 0);
     const mean_speed = (c.speed_min + c.speed_max) / 2;
@@ -172,6 +200,74 @@ export class SimState {
     for (let p = 0; p < m; p += 1) longest = Math.max(longest, (this.w.arrival_s[p] as number) + (this.w.work_s[p] as number) / c.speed_max);
     this.ideal_s = Math.max(this.w.total_work_s / capacity, longest - (m > 0 ? (this.w.arrival_s[0] as number) : 0));
     this.sample_dt = Math.max(c.interval_ms / 1000, this.ideal_s / c.samples);
+    if (this.parts > 1) {
+      // Everything above is the same in every part; from here on each part draws from streams of its own.
+      this.r = new Prng((c.seed + Math.imul(0x632be5ab, part + 1)) >>> 0);
+      this.pr = new Prng((c.seed + Math.imul(0x632be5ab, part + 1)) ^ 0x9e3779b9);
+      // The other parts' nodes as they start (the same everywhere), until their first sync.
+      for (let i = 0; i < n; i += 1) if (!this.owns(i)) this.load_cache[i] = this.loadNow(i);
+    }
+  }
+
+  /** The part that owns node `n`: parts own contiguous shares (the hot nodes are spread evenly among them). */
+  ownerOf(n: number): number {
+    return Math.floor((n * this.parts) / this.c.nodes);
+  }
+
+  /** Whether this part owns node `n` (always, with one part). */
+  owns(n: number): boolean {
+    return this.parts === 1 || this.ownerOf(n) === this.part;
+  }
+
+  /** Notes that `p`'s state or node changed, for the other parts (nothing with one part). */
+  mark(p: number): void {
+    if (this.parts === 1 || this.#changed_mark[p] === 1) return;
+    this.#changed_mark[p] = 1;
+    this.changed.push(p);
+  }
+
+  /** Sends a gossip window to node `m` of another part: it merges it at the next sync, as received when sent. */
+  sendGossip(m: number, window: readonly LoadEntry[], now_ms: number): void {
+    const out = this.out_msgs;
+    const at = out.reserve(4 + window.length * ENTRY_FIELDS);
+    out.set(at, Msg.gossip);
+    out.set(at + 1, m);
+    out.set(at + 2, now_ms);
+    out.set(at + 3, window.length);
+    let b = at + 4;
+    for (const e of window) {
+      const l = e.load;
+      out.set(b, nodeIndex(l.node));
+      out.set(b + 1, e.version);
+      out.set(b + 2, e.age_ms);
+      out.set(b + 3, l.cpus);
+      out.set(b + 4, l.speed);
+      out.set(b + 5, l.processes);
+      out.set(b + 6, l.movable);
+      out.set(b + 7, l.runnable);
+      out.set(b + 8, l.cpu_used);
+      out.set(b + 9, l.memory_used_bytes);
+      out.set(b + 10, l.memory_free_bytes);
+      out.set(b + 11, l.remote_bytes_per_s);
+      out.set(b + 12, l.transfer_bytes_per_s);
+      out.set(b + 13, (l.labels === GPU ? 1 : 0) + (l.draining ? 2 : 0));
+      b += ENTRY_FIELDS;
+    }
+  }
+
+  /** Sends a message of `Msg` kind `kind` about node `node` to the part that owns it, with `args`. */
+  send(kind: number, node: number, ...args: number[]): void {
+    const out = this.out_msgs;
+    out.push(kind);
+    out.push(node);
+    out.push(args.length);
+    for (const a of args) out.push(a);
+  }
+
+  /** Clears the marks of {@link changed} once sent. */
+  unmarkAll(): void {
+    for (let i = 0; i < this.changed.length; i += 1) this.#changed_mark[this.changed.get(i)] = 0;
+    this.changed.clear();
   }
 
   /** A process's pid as the policies see it. Made when asked: keeping a million of them would only feed the collector. */
@@ -183,6 +279,34 @@ export class SimState {
   load(n: number): NodeLoad {
     const cached = this.load_cache[n];
     if (cached !== undefined) return cached;
+    // Another part's node is known from its last sync only; its arrays here are not its state.
+    if (!this.owns(n)) throw new Error(`part ${this.part} has no load of node ${n}, which part ${this.ownerOf(n)} owns`);
+    return this.loadNow(n);
+  }
+
+  /**
+   * The numbers of node `n`'s load vector as {@link loadNow} computes them,
+   * written into `out` from `at` in `NodeField` order (cpus first), with no
+   * object made.
+   */
+  loadFields(n: number, out: NumberList, at: number): void {
+    const running = this.cpu.running(n);
+    const incoming = this.incoming[n] as number;
+    const used = this.cpu.memory_used[n] as number;
+    out.set(at, this.cpu.cpus[n] as number);
+    out.set(at + 1, this.cpu.speed[n] as number);
+    out.set(at + 2, running + incoming);
+    out.set(at + 3, Math.max(0, running - (this.moving_out[n] as number) - (this.unmovable_n[n] as number)));
+    out.set(at + 4, running + incoming);
+    out.set(at + 5, Math.min(running, this.cpu.cpus[n] as number));
+    out.set(at + 6, used);
+    out.set(at + 7, Math.max(0, (this.cpu.memory_cap[n] as number) - used));
+    out.set(at + 8, this.remote[n] as number);
+    out.set(at + 9, this.c.policy.model.transfer_bytes_per_s);
+  }
+
+  /** Node `n`'s load vector computed from its arrays, cached. */
+  loadNow(n: number): NodeLoad {
     const running = this.cpu.running(n);
     const incoming = this.incoming[n] as number;
     const used = this.cpu.memory_used[n] as number;
@@ -220,18 +344,35 @@ export class SimState {
 
   /** Adds the pair traffic since the last change to the run's integrals. */
   integrate(): void {
-    const dt = this.now - this.traffic_t;
+    this.integrateTo(this.now);
+  }
+
+  /** Adds the pair traffic from the last change up to `t_s` to the run's integrals. */
+  integrateTo(t_s: number): void {
+    const dt = t_s - this.traffic_t;
     if (dt > 0) {
       this.int_total += this.pair_total * dt;
       this.int_local += this.pair_local * dt;
     }
-    this.traffic_t = this.now;
+    this.traffic_t = t_s;
   }
 
-  /** Adds (sign 1) or removes (-1) the traffic of `p` on `n` with its live peers. */
+  /**
+   * Adds (sign 1) or removes (-1) the traffic of `p` on `n` with its live
+   * peers. With parts, the change is noted and applied at the next sync by
+   * every part, in one order (see {@link replayTraffic}).
+   */
   traffic(p: number, n: number, sign: number): void {
     const size = this.w.group_size[p] as number;
     if (size < 2) return;
+    if (this.parts > 1) {
+      const at = this.out_traffic.reserve(TRAFFIC_FIELDS);
+      this.out_traffic.set(at, this.now);
+      this.out_traffic.set(at + 1, p);
+      this.out_traffic.set(at + 2, n);
+      this.out_traffic.set(at + 3, sign);
+      return;
+    }
     this.integrate();
     const rate = (this.w.talk_bytes_per_s[p] as number) * sign;
     const first = this.w.group_first[p] as number;
@@ -250,6 +391,60 @@ export class SimState {
     this.load_cache[n] = undefined;
   }
 
+  /**
+   * Applies the link-traffic changes of every part since the last sync, in
+   * time order (ties: the lower part first, then as noted), against books of
+   * its own: every part computes the same sums, and each pair's traffic is
+   * added and taken away against the same view of who is where. Loads of
+   * this part's nodes whose traffic changed are recomputed.
+   */
+  replayTraffic(lists: readonly Float64Array[]): void {
+    const at = new Int32Array(lists.length);
+    const tnode = this.#tnode;
+    for (;;) {
+      let from = -1;
+      let t = Infinity;
+      for (let k = 0; k < lists.length; k += 1) {
+        const list = lists[k] as Float64Array;
+        const i = at[k] as number;
+        if (i < list.length && (list[i] as number) < t) {
+          t = list[i] as number;
+          from = k;
+        }
+      }
+      if (from < 0) return;
+      const list = lists[from] as Float64Array;
+      const i = at[from] as number;
+      at[from] = i + TRAFFIC_FIELDS;
+      const p = list[i + 1] as number;
+      const n = list[i + 2] as number;
+      const sign = list[i + 3] as number;
+      const dt = t - this.traffic_t;
+      if (dt > 0) {
+        this.int_total += this.pair_total * dt;
+        this.int_local += this.pair_local * dt;
+        this.traffic_t = t;
+      }
+      if (sign < 0) tnode[p] = -1;
+      const rate = (this.w.talk_bytes_per_s[p] as number) * sign;
+      const first = this.w.group_first[p] as number;
+      const size = this.w.group_size[p] as number;
+      for (let q = first; q < first + size; q += 1) {
+        const m = tnode[q] as number;
+        if (q === p || m < 0) continue;
+        this.pair_total += rate;
+        if (m === n) this.pair_local += rate;
+        else {
+          this.remote[n] = (this.remote[n] as number) + rate;
+          this.remote[m] = (this.remote[m] as number) + rate;
+          if (this.owns(m)) this.load_cache[m] = undefined;
+        }
+      }
+      if (sign > 0) tnode[p] = n;
+      if (this.owns(n)) this.load_cache[n] = undefined;
+    }
+  }
+
   /** `p` no longer counts as unmovable on its node (its cooldown ended, or it left). */
   movableAgain(p: number): void {
     this.unmovable[p] = 0;
@@ -265,6 +460,8 @@ export class SimState {
 
   /** Records when every drained node first ran empty. */
   checkDrained(): void {
+    // With parts, every sync checks it from each part's count (_parts.ts).
+    if (this.parts > 1) return;
     if (this.drain_empty_at !== null || this.c.drain_nodes.length === 0 || this.now < this.c.drain_at_s) return;
     for (const d of this.c.drain_nodes) if (this.cpu.running(d) + (this.incoming[d] as number) > 0) return;
     this.drain_empty_at = this.now;

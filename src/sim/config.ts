@@ -59,7 +59,21 @@ export interface SimConfig {
   readonly samples: number;
   /** Simulated time after which the run stops even if processes remain (a bound, not a target). */
   readonly time_max_s: number;
+  /**
+   * Parts the nodes are split into, each run on a core of its own (see
+   * _parts.ts). 1 is the sequential model; with more, what crosses from one
+   * part to another takes effect at the next sync, every `sync_ms` of
+   * simulated time: a second model, deterministic for a seed whatever the
+   * threads' timing. Default: 2 from {@link PARTITION_NODES_MIN} nodes, else 1.
+   */
+  readonly partitions: number;
+  readonly sync_ms: number;
 }
+
+/** Nodes from which a run is split in two parts by default. */
+export const PARTITION_NODES_MIN = 2_000;
+/** Most parts a run is split into. */
+export const PARTITIONS_MAX = 16;
 
 /** Largest cluster and workload a run accepts: the typed arrays are sized from them. */
 export const SIM_NODES_MAX = 100_000;
@@ -99,6 +113,8 @@ export const SIM_CONFIG_DEFAULT: SimConfig = {
   drain_at_s: 0,
   samples: 20,
   time_max_s: 86_400,
+  partitions: 1,
+  sync_ms: 50,
 };
 
 /** Changes to the defaults: any field, and any of the policy's. */
@@ -106,7 +122,9 @@ export type SimChanges = Omit<Partial<SimConfig>, "policy"> & { readonly policy?
 
 /** `SIM_CONFIG_DEFAULT` with `changes`, checked. */
 export function simConfig(changes: SimChanges = {}): SimConfig {
-  const c: SimConfig = { ...SIM_CONFIG_DEFAULT, ...changes, policy: policyParams(changes.policy ?? {}, POLICY_PARAMS_DEFAULT) };
+  const nodes = changes.nodes ?? SIM_CONFIG_DEFAULT.nodes;
+  const partitions = changes.partitions ?? (nodes >= PARTITION_NODES_MIN ? 2 : 1);
+  const c: SimConfig = { ...SIM_CONFIG_DEFAULT, ...changes, partitions, policy: policyParams(changes.policy ?? {}, POLICY_PARAMS_DEFAULT) };
   const check = (ok: boolean, what: string): void => {
     if (!ok) throw new RangeError(what);
   };
@@ -120,6 +138,8 @@ export function simConfig(changes: SimChanges = {}): SimConfig {
   check(c.interval_ms > 0 && Number.isInteger(c.fanout) && c.fanout >= 0 && c.window >= 1 && c.view_entries >= 1, "exchange parameters out of range");
   check(c.hot_share > 0 && c.hot_share <= 1 && c.label_share >= 0 && c.label_share <= 1 && c.require_share >= 0 && c.require_share <= 1, "shares must be in [0, 1] (hot_share > 0)");
   check(c.failures_per_node_hour >= 0 && c.repair_s >= 0 && c.time_max_s > 0 && c.samples >= 1, "failures, repair, time_max and samples out of range");
+  check(Number.isInteger(c.partitions) && c.partitions >= 1 && c.partitions <= Math.min(PARTITIONS_MAX, c.nodes), `partitions must be 1..${PARTITIONS_MAX}, and at most the nodes`);
+  check(c.sync_ms > 0 && c.sync_ms <= c.interval_ms, "sync_ms must be positive and at most interval_ms");
   for (const n of c.drain_nodes) check(Number.isInteger(n) && n >= 0 && n < c.nodes, `drain node ${n} out of range`);
   return c;
 }

@@ -16,35 +16,86 @@
  * This file holds the events: arrivals, completions, the steps of a
  * migration, failures and repairs.
  */
-import { acceptMove, avoidAfter_ms, estimateMigration, LoadView, MOVE_ASKS_MAX, moveOffer, place, retarget, type Move, type NodeLoad, type ProcessInfo } from "../policy/mod.js";
-import { simConfig, type SimChanges } from "./config.js";
+import { acceptMove, avoidAfter_ms, estimateMigration, LoadView, MOVE_ASKS_MAX, moveOffer, place, retarget, type LoadEntry, type Move, type NodeLoad, type ProcessInfo } from "../policy/mod.js";
+import { Prng } from "../_prng.js";
+import { simConfig, type SimChanges, type SimConfig } from "./config.js";
 import { EventKind } from "./_events.js";
-import { report, sample } from "./_figures.js";
+import { combine, figuresOf, report, sample, samplePush, sampleSums, type Figures } from "./_figures.js";
 import type { SimReport } from "./report.js";
 import { Rounds } from "./_rounds.js";
 import { GPU, Live, LIVE_FIELDS, NONE, SimState, State } from "./_state.js";
+import { ENTRY_FIELDS, Head, HEAD_FIELDS, Msg, NODE_FIELDS, NodeField, NumberList } from "./_wire.js";
 
-/** Runs one simulation and returns its figures. */
+/**
+ * Runs one simulation in this thread and returns its figures; a run of
+ * several parts runs them one after the other between syncs (see
+ * `simulateParts` for one thread per part: the same report).
+ */
 export function simulate(changes: SimChanges = {}): SimReport {
-  return new Simulation(simConfig(changes)).run();
+  const c = simConfig(changes);
+  if (c.partitions === 1) return new Simulation(c).run();
+  const wall0 = performance.now();
+  const parts = Array.from({ length: c.partitions }, (_, k) => new Simulation(c, k));
+  for (const part of parts) part.begin();
+  // The syncs' times as every part computes them (_part_worker.ts too): i * sync, never a running sum.
+  let previous: Float64Array[] | null = null;
+  for (let i = 1; ; i += 1) {
+    for (const part of parts) part.window(i * (c.sync_ms / 1000));
+    const batches = parts.map((part) => part.batch());
+    let over = false;
+    if (previous !== null) for (const part of parts) over = part.sync(previous, (i - 1) * (c.sync_ms / 1000));
+    if (over) break;
+    previous = batches;
+  }
+  return report(combine(parts.map((part) => part.figures())), c, performance.now() - wall0);
 }
 
-class Simulation extends SimState {
+/** A run, or one part of a run (`part` of `c.partitions`). */
+export class Simulation extends SimState {
   readonly #rounds = new Rounds(this);
+  /** With parts: the processes submitted at this part's nodes, in arrival order, and the next to arrive. */
+  #arrivals = new Int32Array(0);
+  #next_arrival = 0;
+  /** With parts: the node each process is submitted at, the same in every part. */
+  #entry_of = new Int32Array(0);
+  #next_sample_s = 0;
+  /** With parts: this part's nodes, `#first` up to `#end`. */
+  readonly #first: number;
+  readonly #end: number;
+  /** What the last batches said of each of this part's nodes (`NODE_FIELDS` numbers each). */
+  readonly #sent: Float64Array;
+  /** The batch being built, reused. */
+  readonly #batch = new NumberList(1 << 16);
+  /** Scratch of a gossip window received from another part, by its length. */
+  readonly #received: { load: Record<string, unknown>; version: number; age_ms: number }[][] = [];
 
-  run(): SimReport {
-    const wall0 = performance.now();
+  constructor(c: SimConfig, part = 0) {
+    super(c, part);
+    this.#first = Math.ceil((part * c.nodes) / c.partitions);
+    this.#end = Math.ceil(((part + 1) * c.nodes) / c.partitions);
+    this.#sent = new Float64Array(c.partitions > 1 ? c.nodes * NODE_FIELDS : 0).fill(NaN);
+  }
+
+  /** The first events of this part's nodes: rounds, views they join with, failures, drains. */
+  #schedule(): void {
     const c = this.c;
     const interval_s = c.interval_ms / 1000;
     // Policy none reads no load: its nodes exchange none, and the run costs only its processes.
     const exchange = c.policy.mode !== "none";
     for (let i = 0; i < c.nodes; i += 1) {
+      if (!this.owns(i)) continue;
       if (exchange) this.q.push(this.r.float() * interval_s, EventKind.round, i);
       // Joining, a node learns a few members from the one it joined through.
       this.views[i]?.merge(this.#rounds.bootstrap(i), 0);
       if (c.failures_per_node_hour > 0) this.q.push(this.exp(3600 / c.failures_per_node_hour), EventKind.fail, i);
     }
-    for (const d of c.drain_nodes) this.q.push(c.drain_at_s, EventKind.drain, d);
+    for (const d of c.drain_nodes) if (this.owns(d)) this.q.push(c.drain_at_s, EventKind.drain, d);
+  }
+
+  run(): SimReport {
+    const wall0 = performance.now();
+    const c = this.c;
+    this.#schedule();
     this.q.push(0, EventKind.sample, 0);
     const m = c.processes;
     let next = 0;
@@ -66,7 +117,318 @@ class Simulation extends SimState {
     }
     this.integrate();
     sample(this);
-    return report(this, performance.now() - wall0);
+    return report(figuresOf(this), c, performance.now() - wall0);
+  }
+
+  /** What this part adds to the report. */
+  figures(): Figures {
+    return figuresOf(this);
+  }
+
+  /**
+   * Sets this part up (a run of several): where each process is submitted
+   * (the same draw in every part), the arrivals it takes (those submitted at
+   * its nodes), and its nodes' first events.
+   */
+  begin(): void {
+    const c = this.c;
+    const m = c.processes;
+    const er = new Prng((c.seed ^ 0x51ed270b) >>> 0);
+    this.#entry_of = new Int32Array(m);
+    let own = 0;
+    for (let p = 0; p < m; p += 1) {
+      const e = c.entry === "hot" ? (this.hot[er.int(this.hot.length)] as number) : c.entry === "uniform" ? er.int(c.nodes) : p % c.nodes;
+      this.#entry_of[p] = e;
+      if (this.owns(e)) own += 1;
+    }
+    this.#arrivals = new Int32Array(own);
+    own = 0;
+    for (let p = 0; p < m; p += 1) if (this.owns(this.#entry_of[p] as number)) this.#arrivals[own++] = p;
+    this.#schedule();
+  }
+
+  /** Runs this part's arrivals and events before `until_s` (none past the run's time bound), then stands at `until_s`. */
+  window(until_s: number): void {
+    const arrivals = this.#arrivals;
+    const time_max_s = this.c.time_max_s;
+    for (;;) {
+      const p = this.#next_arrival < arrivals.length ? (arrivals[this.#next_arrival] as number) : -1;
+      const ta = p >= 0 ? (this.w.arrival_s[p] as number) : Infinity;
+      const te = this.q.peekTime();
+      if (Math.min(ta, te) >= until_s || Math.min(ta, te) > time_max_s) break;
+      this.events += 1;
+      if (ta <= te) {
+        this.now = ta;
+        this.#next_arrival += 1;
+        this.#arrive(p);
+        continue;
+      }
+      this.q.pop();
+      this.now = this.q.time;
+      this.#dispatch();
+    }
+    this.now = until_s;
+  }
+
+  /**
+   * This part's batch for the sync at `now` (`_wire.ts`): its figures, its
+   * nodes, the processes it changed, its messages and its link-traffic
+   * changes. What the batch holds is forgotten here.
+   */
+  batch(): Float64Array {
+    const c = this.c;
+    const out = this.#batch;
+    out.clear();
+    const head = out.reserve(HEAD_FIELDS);
+    const [sum, sq, max, up, busy] = sampleSums(this);
+    let drain_left = 0;
+    for (const d of c.drain_nodes) if (this.owns(d)) drain_left += this.cpu.running(d) + (this.incoming[d] as number);
+    out.set(head + Head.done, this.done);
+    out.set(head + Head.load_sum, sum);
+    out.set(head + Head.load_sq, sq);
+    out.set(head + Head.load_max, max);
+    out.set(head + Head.up, up);
+    out.set(head + Head.busy, busy);
+    out.set(head + Head.drain_left, drain_left);
+    out.set(head + Head.events, this.events);
+    // Only the nodes that changed since the last batch: each node's record is written, and taken back if it says what the last one said.
+    const count_at = out.reserve(1);
+    const last = this.#sent;
+    let sent = 0;
+    for (let n = this.#first; n < this.#end; n += 1) {
+      const b = out.reserve(NODE_FIELDS);
+      out.set(b + NodeField.index, n);
+      out.set(b + NodeField.version, this.version[n] as number);
+      out.set(b + NodeField.up, this.up[n] as number);
+      out.set(b + NodeField.life, this.life[n] as number);
+      out.set(b + NodeField.draining, this.draining[n] as number);
+      out.set(b + NodeField.gpu, this.gpu[n] as number);
+      this.loadFields(n, out, b + NodeField.cpus);
+      let same = true;
+      const o = n * NODE_FIELDS;
+      for (let f = 0; f < NODE_FIELDS && same; f += 1) same = out.get(b + f) === last[o + f];
+      if (same) {
+        out.length -= NODE_FIELDS;
+        continue;
+      }
+      for (let f = 0; f < NODE_FIELDS; f += 1) last[o + f] = out.get(b + f);
+      sent += 1;
+    }
+    out.set(count_at, sent);
+    out.push(this.changed.length);
+    for (let i = 0; i < this.changed.length; i += 1) {
+      const p = this.changed.get(i);
+      out.push(p);
+      out.push(this.state[p] as number);
+      out.push(this.at[p] as number);
+    }
+    this.unmarkAll();
+    out.push(this.out_msgs.length);
+    out.append(this.out_msgs.view());
+    this.out_msgs.clear();
+    out.push(this.out_traffic.length);
+    out.append(this.out_traffic.view());
+    this.out_traffic.clear();
+    return out.copy();
+  }
+
+  /**
+   * Takes the batches every part made at the sync before this one (at
+   * `at_s`), in part order, this part's own among them: the other parts'
+   * nodes and processes as they were then, their messages to this part's
+   * nodes, and everyone's link traffic up to then. A batch is taken one
+   * sync late so that a part may run a window ahead of the others: a part
+   * waits only when another is more than a window behind. Returns whether
+   * the run is over (every part says the same, from the same batches).
+   */
+  sync(batches: readonly Float64Array[], at_s: number): boolean {
+    const c = this.c;
+    const parsed = batches.map(sections);
+    for (let k = 0; k < batches.length; k += 1) if (k !== this.part) this.#takeState(batches[k] as Float64Array, parsed[k] as Sections);
+    for (let k = 0; k < batches.length; k += 1) if (k !== this.part) this.#takeMessages(batches[k] as Float64Array, parsed[k] as Sections);
+    this.replayTraffic(batches.map((b, k) => b.subarray((parsed[k] as Sections).traffic, (parsed[k] as Sections).traffic + (parsed[k] as Sections).traffic_len)));
+    this.integrateTo(at_s);
+    let done = 0;
+    let drain_left = 0;
+    const sums: number[][] = [];
+    for (let k = 0; k < batches.length; k += 1) {
+      const b = batches[k] as Float64Array;
+      done += b[Head.done] as number;
+      drain_left += b[Head.drain_left] as number;
+      sums.push([b[Head.load_sum], b[Head.load_sq], b[Head.load_max], b[Head.up], b[Head.busy]] as number[]);
+    }
+    if (this.drain_empty_at === null && c.drain_nodes.length > 0 && at_s >= c.drain_at_s && drain_left === 0) this.drain_empty_at = at_s;
+    const over = done >= c.processes || at_s > c.time_max_s;
+    if (at_s >= this.#next_sample_s || over) {
+      samplePush(this, sums, at_s);
+      this.#next_sample_s = at_s + this.sample_dt;
+    }
+    return over;
+  }
+
+  /** Another part's nodes and changed processes, as its batch has them. */
+  #takeState(b: Float64Array, at: Sections): void {
+    for (let i = 0; i < at.nodes_n; i += 1) {
+      const o = at.nodes + i * NODE_FIELDS;
+      const n = b[o + NodeField.index] as number;
+      this.version[n] = b[o + NodeField.version] as number;
+      this.up[n] = b[o + NodeField.up] as number;
+      this.life[n] = b[o + NodeField.life] as number;
+      this.draining[n] = b[o + NodeField.draining] as number;
+      this.load_cache[n] = {
+        node: this.names[n] as string,
+        cpus: b[o + NodeField.cpus] as number,
+        speed: b[o + NodeField.speed] as number,
+        processes: b[o + NodeField.processes] as number,
+        movable: b[o + NodeField.movable] as number,
+        runnable: b[o + NodeField.runnable] as number,
+        cpu_used: b[o + NodeField.cpu_used] as number,
+        memory_used_bytes: b[o + NodeField.memory_used_bytes] as number,
+        memory_free_bytes: b[o + NodeField.memory_free_bytes] as number,
+        remote_bytes_per_s: b[o + NodeField.remote_bytes_per_s] as number,
+        transfer_bytes_per_s: b[o + NodeField.transfer_bytes_per_s] as number,
+        labels: b[o + NodeField.gpu] === 1 ? GPU : NONE,
+        draining: b[o + NodeField.draining] === 1,
+      };
+    }
+    for (let i = 0; i < at.changed_n; i += 1) {
+      const o = at.changed + i * 3;
+      const p = b[o] as number;
+      this.state[p] = b[o + 1] as number;
+      this.at[p] = b[o + 2] as number;
+    }
+  }
+
+  /** Another part's messages to this part's nodes, in the order it sent them. */
+  #takeMessages(b: Float64Array, at: Sections): void {
+    const end = at.msgs + at.msgs_len;
+    for (let o = at.msgs; o < end; ) {
+      const kind = b[o] as number;
+      const node = b[o + 1] as number;
+      if (kind === Msg.gossip) {
+        const count = b[o + 3] as number;
+        if (this.owns(node)) this.#takeGossip(b, node, b[o + 2] as number, o + 4, count);
+        o += 4 + count * ENTRY_FIELDS;
+        continue;
+      }
+      const args = b.subarray(o + 3, o + 3 + (b[o + 2] as number));
+      o += 3 + args.length;
+      if (!this.owns(node)) continue;
+      this.#takeMessage(kind, node, args);
+    }
+  }
+
+  /** A gossip window sent to `m` at `sent_ms` by a node of another part. */
+  #takeGossip(b: Float64Array, m: number, sent_ms: number, from: number, count: number): void {
+    if (this.up[m] !== 1) return;
+    let window = this.#received[count];
+    if (window === undefined) {
+      window = Array.from({ length: count }, () => ({ load: {}, version: 0, age_ms: 0 }));
+      this.#received[count] = window;
+    }
+    for (let i = 0; i < count; i += 1) {
+      const o = from + i * ENTRY_FIELDS;
+      const e = window[i] as { load: Record<string, unknown>; version: number; age_ms: number };
+      const flags = b[o + 13] as number;
+      e.version = b[o + 1] as number;
+      e.age_ms = b[o + 2] as number;
+      // A scratch vector: a merge copies what it keeps.
+      e.load = {
+        node: this.names[b[o] as number],
+        cpus: b[o + 3],
+        speed: b[o + 4],
+        processes: b[o + 5],
+        movable: b[o + 6],
+        runnable: b[o + 7],
+        cpu_used: b[o + 8],
+        memory_used_bytes: b[o + 9],
+        memory_free_bytes: b[o + 10],
+        remote_bytes_per_s: b[o + 11],
+        transfer_bytes_per_s: b[o + 12],
+        labels: (flags & 1) === 1 ? GPU : NONE,
+        draining: (flags & 2) === 2,
+      };
+    }
+    (this.views[m] as LoadView).merge(window as unknown as LoadEntry[], sent_ms);
+  }
+
+  /** A message about node `node` of this part (`Msg`). */
+  #takeMessage(kind: number, node: number, a: Float64Array): void {
+    const p = a[0] as number;
+    const mem = this.w.memory_bytes[p] as number;
+    switch (kind) {
+      case Msg.reserve:
+        if (this.up[node] !== 1 || this.life[node] !== a[1]) return;
+        this.touch(node);
+        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) + mem;
+        this.incoming[node] = (this.incoming[node] as number) + 1;
+        this.settle(node);
+        return;
+      case Msg.unreserve:
+        if (this.life[node] !== a[1]) return;
+        this.touch(node);
+        this.incoming[node] = (this.incoming[node] as number) - 1;
+        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) - mem;
+        this.settle(node);
+        return;
+      case Msg.arrive: {
+        const [, source, left_s, moves, last_move_ms, epoch, dest_life] = a as unknown as number[];
+        if (this.up[node] !== 1 || this.life[node] !== dest_life) {
+          // Failed before RUNNING here: it resumes at its source (or restarts there if that is gone too).
+          this.abandoned += 1;
+          this.send(Msg.resume, source as number, p, left_s as number, moves as number, last_move_ms as number, epoch as number);
+          return;
+        }
+        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
+        this.touch(node);
+        this.incoming[node] = (this.incoming[node] as number) - 1;
+        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) - mem; // #start adds it back
+        this.#start(p, node, left_s as number, false);
+        return;
+      }
+      case Msg.resume: {
+        const [, left_s, moves, last_move_ms, epoch] = a as unknown as number[];
+        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
+        if (this.up[node] === 1) this.#start(p, node, left_s as number, false);
+        else this.#restart(p);
+        return;
+      }
+      case Msg.start: {
+        const [, work_s, fresh, moves, last_move_ms, epoch] = a as unknown as number[];
+        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
+        let n = node;
+        // Gone or draining since it was placed here: placed again, as a target refuses what it cannot take.
+        if (this.up[n] !== 1 || (fresh === 1 && this.draining[n] === 1)) {
+          const other = this.#feasibleFallback(p);
+          if (other >= 0) n = other;
+        }
+        if (!this.owns(n)) {
+          this.send(Msg.start, n, p, work_s as number, fresh as number, moves as number, last_move_ms as number, epoch as number);
+          return;
+        }
+        this.#start(p, n, work_s as number, fresh === 1);
+        return;
+      }
+    }
+  }
+
+  /** Takes over `p` from another part: its moves so far, when it last moved, its migration epoch. */
+  #adopt(p: number, moves: number, last_move_ms: number, epoch: number): void {
+    this.live[p * LIVE_FIELDS + Live.moves] = moves;
+    this.live[p * LIVE_FIELDS + Live.last_move_ms] = last_move_ms;
+    this.mig_epoch[p] = epoch;
+  }
+
+  /**
+   * Hands `p` to the part that owns `n`, to start there with `work_s` left.
+   * Until that part says otherwise (at the next sync), this part takes it
+   * to run there: a group's next member placed here meanwhile joins it.
+   */
+  #handOff(p: number, n: number, work_s: number, fresh: boolean): void {
+    this.state[p] = State.running;
+    this.at[p] = n;
+    const live = p * LIVE_FIELDS;
+    this.send(Msg.start, n, p, work_s, fresh ? 1 : 0, this.live[live + Live.moves] as number, this.live[live + Live.last_move_ms] as number, this.mig_epoch[p] as number);
   }
 
   #dispatch(): void {
@@ -163,6 +525,7 @@ class Simulation extends SimState {
     this.cpu.memory_used[n] = (this.cpu.memory_used[n] as number) + (this.w.memory_bytes[p] as number);
     this.state[p] = State.running;
     this.at[p] = n;
+    this.mark(p);
     this.live[p * LIVE_FIELDS + Live.since_s] = this.now;
     this.traffic(p, n, 1);
     this.settle(n);
@@ -189,9 +552,20 @@ class Simulation extends SimState {
 
   #entry(p: number): number {
     const c = this.c;
+    if (this.parts > 1) {
+      // Submitted here, or resubmitted (a restart) at a node of this part that is up.
+      let e = this.#entry_of[p] as number;
+      for (let tries = 0; (!this.owns(e) || this.up[e] !== 1) && tries < 64; tries += 1) e = this.#ownNode();
+      return e;
+    }
     let e = c.entry === "hot" ? (this.hot[this.r.int(this.hot.length)] as number) : c.entry === "uniform" ? this.r.int(c.nodes) : p % c.nodes;
     for (let tries = 0; this.up[e] !== 1 && tries < 64; tries += 1) e = this.r.int(c.nodes);
     return e;
+  }
+
+  /** A node of this part at random. */
+  #ownNode(): number {
+    return this.#first + this.r.int(this.#end - this.#first);
   }
 
   #arrive(p: number): void {
@@ -206,9 +580,11 @@ class Simulation extends SimState {
       const placed = place({ process: { memory_bytes: mem, requires: needs ? GPU : NONE, peer_nodes }, now_ms: this.now * 1000, local: this.load(e), view: (this.views[e] as LoadView).records(), random: this.pr }, this.c.policy);
       if (placed.kind === "node") n = Number(placed.node.slice(1));
     } else if (this.draining[e] === 0 && (!needs || this.gpu[e] === 1)) n = e;
-    if (n < 0 || this.up[n] !== 1) n = this.#feasibleFallback(p);
+    // A target draining since the view heard of it refuses a new process, as a daemon's admission does: placed elsewhere.
+    if (n < 0 || this.up[n] !== 1 || this.draining[n] === 1) n = this.#feasibleFallback(p);
     if (n < 0) n = e; // nowhere fits: start it where submitted rather than lose it (counted as a violation if it breaks a rule)
     if (n !== e) (this.views[e] as LoadView).account(this.names[n] as string, { processes: 1, runnable: 1, memory_bytes: mem });
+    if (!this.owns(n)) return this.#handOff(p, n, this.w.work_s[p] as number, true);
     this.#start(p, n, this.w.work_s[p] as number, true);
   }
 
@@ -225,6 +601,7 @@ class Simulation extends SimState {
     }
     this.traffic(p, n, -1);
     this.state[p] = State.done;
+    this.mark(p);
     this.end_s[p] = this.now;
     this.done += 1;
     this.settle(n);
@@ -235,6 +612,7 @@ class Simulation extends SimState {
     const d = this.dest[p] as number;
     this.mig_epoch[p] = ((this.mig_epoch[p] as number) + 1) >>> 0;
     this.abandoned += 1;
+    if (!this.owns(d)) return this.send(Msg.unreserve, d, p, this.dest_life[p] as number);
     if (this.life[d] !== this.dest_life[p]) return; // the node failed since: its reservations are gone already
     this.touch(d);
     this.incoming[d] = (this.incoming[d] as number) - 1;
@@ -250,15 +628,18 @@ class Simulation extends SimState {
       return;
     }
     const mem = this.w.memory_bytes[p] as number;
-    this.touch(d);
-    this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) + mem;
-    this.incoming[d] = (this.incoming[d] as number) + 1;
-    this.settle(d);
+    if (this.owns(d)) {
+      this.touch(d);
+      this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) + mem;
+      this.incoming[d] = (this.incoming[d] as number) + 1;
+      this.settle(d);
+    } else this.send(Msg.reserve, d, p, this.life[d] as number);
     view.account(move.to, { processes: 1, runnable: 1, memory_bytes: mem });
     if (this.unmovable[p] === 1) this.movableAgain(p);
     this.moving_out[s] = (this.moving_out[s] as number) + 1;
     this.load_cache[s] = undefined;
     this.state[p] = State.moving;
+    this.mark(p);
     this.dest[p] = d;
     this.dest_life[p] = this.life[d] as number;
     this.src_life[p] = this.life[s] as number;
@@ -290,12 +671,14 @@ class Simulation extends SimState {
     if (this.up[d] !== 1 || this.life[d] !== this.dest_life[p]) {
       // The destination died before the stop: the process never left.
       this.state[p] = State.running;
+      this.mark(p);
       this.#cancelReservation(p);
       return;
     }
     this.touch(s);
     this.left_s[p] = this.cpu.remove(s, p);
     this.state[p] = State.paused;
+    this.mark(p);
     this.settle(s);
   }
 
@@ -311,6 +694,11 @@ class Simulation extends SimState {
     }
     this.traffic(p, s, -1);
     this.state[p] = State.pending; // off the books while its traffic moves with it
+    this.mark(p);
+    if (!this.owns(d)) {
+      const live = p * LIVE_FIELDS;
+      return this.send(Msg.arrive, d, p, s, this.left_s[p] as number, this.live[live + Live.moves] as number, this.live[live + Live.last_move_ms] as number, this.mig_epoch[p] as number, this.dest_life[p] as number);
+    }
     if (this.up[d] !== 1 || this.life[d] !== this.dest_life[p]) {
       // Failed before RUNNING at the destination: it resumes at the source, or restarts if that is gone too.
       this.abandoned += 1;
@@ -328,6 +716,7 @@ class Simulation extends SimState {
   #restart(p: number): void {
     this.restarts += 1;
     this.state[p] = State.pending;
+    this.mark(p);
     this.#arrive(p);
   }
 
@@ -342,6 +731,7 @@ class Simulation extends SimState {
       if (this.state[p] === State.moving) this.#cancelReservation(p);
       this.traffic(p, n, -1);
       this.state[p] = State.pending;
+      this.mark(p);
     }
     this.up[n] = 0;
     this.life[n] = ((this.life[n] as number) + 1) >>> 0;
@@ -366,4 +756,31 @@ class Simulation extends SimState {
     this.settle(n);
     this.q.push(this.now + this.exp(3600 / this.c.failures_per_node_hour), EventKind.fail, n);
   }
+}
+
+/** Where the sections of a batch start (`_wire.ts`), and their sizes. */
+interface Sections {
+  nodes: number;
+  nodes_n: number;
+  changed: number;
+  changed_n: number;
+  msgs: number;
+  msgs_len: number;
+  traffic: number;
+  traffic_len: number;
+}
+
+function sections(b: Float64Array): Sections {
+  let o = HEAD_FIELDS;
+  const nodes_n = b[o] as number;
+  const nodes = o + 1;
+  o = nodes + nodes_n * NODE_FIELDS;
+  const changed_n = b[o] as number;
+  const changed = o + 1;
+  o = changed + changed_n * 3;
+  const msgs_len = b[o] as number;
+  const msgs = o + 1;
+  o = msgs + msgs_len;
+  const traffic_len = b[o] as number;
+  return { nodes, nodes_n, changed, changed_n, msgs, msgs_len, traffic: o + 1, traffic_len };
 }
