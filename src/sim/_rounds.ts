@@ -81,6 +81,7 @@ export class Rounds {
     const now_ms = s.now * 1000;
     const view = s.views[n] as LoadView;
     s.version[n] = (s.version[n] as number) + 1;
+    s.noteNode(n);
     // Housekeeping and the age figures every 8th round: they cost a scan of the view each.
     const housekeeping = ((s.version[n] as number) & 7) === 0;
     if (housekeeping) view.expire(c.policy.view_age_max_ms * 4, now_ms);

@@ -62,6 +62,9 @@ export class SimState {
   /** Processes whose state or node changed since the last sync, once each. */
   readonly changed = new NumberList();
   readonly #changed_mark: Uint8Array;
+  /** This part's nodes whose figures may have changed since the last batch, once each. */
+  readonly dirty = new NumberList();
+  readonly #dirty_mark: Uint8Array;
   /** Per process: its node in the link-traffic books (-1: off them), kept by the replay alone. */
   readonly #tnode: Int32Array;
   readonly w: Workload;
@@ -147,6 +150,7 @@ export class SimState {
     this.parts = c.partitions;
     this.part = part;
     this.#changed_mark = new Uint8Array(this.parts > 1 ? m : 0);
+    this.#dirty_mark = new Uint8Array(this.parts > 1 ? n : 0);
     this.#tnode = new Int32Array(this.parts > 1 ? m : 0).fill(-1);
     this.r = new Prng(c.seed);
     this.pr = new Prng((c.seed ^ 0x9e3779b9) >>> 0);
@@ -264,6 +268,25 @@ export class SimState {
     for (const a of args) out.push(a);
   }
 
+  /** Node `n`'s load vector is out of date: made again when next asked, and sent to the other parts at the next batch. */
+  invalidate(n: number): void {
+    this.load_cache[n] = undefined;
+    this.noteNode(n);
+  }
+
+  /** Notes that node `n` of this part changed (its load, version, up or life), for the next batch. */
+  noteNode(n: number): void {
+    if (this.parts === 1 || this.#dirty_mark[n] === 1 || !this.owns(n)) return;
+    this.#dirty_mark[n] = 1;
+    this.dirty.push(n);
+  }
+
+  /** Clears the marks of {@link dirty} once its nodes are sent. */
+  undirtyAll(): void {
+    for (let i = 0; i < this.dirty.length; i += 1) this.#dirty_mark[this.dirty.get(i)] = 0;
+    this.dirty.clear();
+  }
+
   /** Clears the marks of {@link changed} once sent. */
   unmarkAll(): void {
     for (let i = 0; i < this.changed.length; i += 1) this.#changed_mark[this.changed.get(i)] = 0;
@@ -336,7 +359,7 @@ export class SimState {
 
   /** After `n` changed: its next completion and its cached load. */
   settle(n: number): void {
-    this.load_cache[n] = undefined;
+    this.invalidate(n);
     this.cpu.epoch[n] = ((this.cpu.epoch[n] as number) + 1) >>> 0;
     const t = this.cpu.nextCompletion_s(n);
     if (t !== Infinity) this.q.push(Math.max(t, this.now), EventKind.complete, n, this.cpu.epoch[n] as number);
@@ -385,10 +408,10 @@ export class SimState {
       else {
         this.remote[n] = (this.remote[n] as number) + rate;
         this.remote[m] = (this.remote[m] as number) + rate;
-        this.load_cache[m] = undefined;
+        this.invalidate(m);
       }
     }
-    this.load_cache[n] = undefined;
+    this.invalidate(n);
   }
 
   /**
@@ -437,11 +460,11 @@ export class SimState {
         else {
           this.remote[n] = (this.remote[n] as number) + rate;
           this.remote[m] = (this.remote[m] as number) + rate;
-          if (this.owns(m)) this.load_cache[m] = undefined;
+          if (this.owns(m)) this.invalidate(m);
         }
       }
       if (sign > 0) tnode[p] = n;
-      if (this.owns(n)) this.load_cache[n] = undefined;
+      if (this.owns(n)) this.invalidate(n);
     }
   }
 
@@ -450,7 +473,7 @@ export class SimState {
     this.unmovable[p] = 0;
     const n = this.at[p] as number;
     this.unmovable_n[n] = (this.unmovable_n[n] as number) - 1;
-    this.load_cache[n] = undefined;
+    this.invalidate(n);
   }
 
   /** A draw from the exponential distribution of mean `mean`. */

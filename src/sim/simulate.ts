@@ -59,6 +59,8 @@ export class Simulation extends SimState {
   /** With parts: the node each process is submitted at, the same in every part. */
   #entry_of = new Int32Array(0);
   #next_sample_s = 0;
+  /** The run is over but for its last sample: the next batch carries the sums. */
+  #final_sample = false;
   /** With parts: this part's nodes, `#first` up to `#end`. */
   readonly #first: number;
   readonly #end: number;
@@ -180,7 +182,8 @@ export class Simulation extends SimState {
     const out = this.#batch;
     out.clear();
     const head = out.reserve(HEAD_FIELDS);
-    const [sum, sq, max, up, busy] = sampleSums(this);
+    // A sample's sums only when one may be due at the sync that takes this batch (NaN otherwise): a scan of every node.
+    const [sum, sq, max, up, busy] = this.now >= this.#next_sample_s || this.#final_sample ? sampleSums(this) : [NaN, NaN, NaN, NaN, NaN];
     let drain_left = 0;
     for (const d of c.drain_nodes) if (this.owns(d)) drain_left += this.cpu.running(d) + (this.incoming[d] as number);
     out.set(head + Head.done, this.done);
@@ -195,7 +198,8 @@ export class Simulation extends SimState {
     const count_at = out.reserve(1);
     const last = this.#sent;
     let sent = 0;
-    for (let n = this.#first; n < this.#end; n += 1) {
+    for (let i = 0; i < this.dirty.length; i += 1) {
+      const n = this.dirty.get(i);
       const b = out.reserve(NODE_FIELDS);
       out.set(b + NodeField.index, n);
       out.set(b + NodeField.version, this.version[n] as number);
@@ -215,6 +219,7 @@ export class Simulation extends SimState {
       sent += 1;
     }
     out.set(count_at, sent);
+    this.undirtyAll();
     out.push(this.changed.length);
     for (let i = 0; i < this.changed.length; i += 1) {
       const p = this.changed.get(i);
@@ -260,6 +265,11 @@ export class Simulation extends SimState {
     if (this.drain_empty_at === null && c.drain_nodes.length > 0 && at_s >= c.drain_at_s && drain_left === 0) this.drain_empty_at = at_s;
     const over = done >= c.processes || at_s > c.time_max_s;
     if (at_s >= this.#next_sample_s || over) {
+      // The last sample wants the sums, which a batch carries only when a sample was due: then the run ends a sync later.
+      if (Number.isNaN(sums[0]?.[0])) {
+        this.#final_sample = true;
+        return false;
+      }
       samplePush(this, sums, at_s);
       this.#next_sample_s = at_s + this.sample_dt;
     }
@@ -449,7 +459,7 @@ export class Simulation extends SimState {
         return this.#repair(q.subject);
       case EventKind.drain:
         this.draining[q.subject] = 1;
-        this.load_cache[q.subject] = undefined;
+        this.invalidate(q.subject);
         return;
       case EventKind.coolEnd: {
         const p = q.subject;
@@ -497,6 +507,7 @@ export class Simulation extends SimState {
       if (answer.kind === "accept") return this.#migrate(move, n, view);
       this.refused += 1;
       this.version[d] = (this.version[d] as number) + 1;
+      this.noteNode(d);
       const now_ms: number = this.now * 1000;
       view.merge([{ load: this.load(d), version: this.version[d] as number, age_ms: 0 }], now_ms);
       let avoid = this.avoid[n];
@@ -637,7 +648,7 @@ export class Simulation extends SimState {
     view.account(move.to, { processes: 1, runnable: 1, memory_bytes: mem });
     if (this.unmovable[p] === 1) this.movableAgain(p);
     this.moving_out[s] = (this.moving_out[s] as number) + 1;
-    this.load_cache[s] = undefined;
+    this.invalidate(s);
     this.state[p] = State.moving;
     this.mark(p);
     this.dest[p] = d;
@@ -667,7 +678,7 @@ export class Simulation extends SimState {
     const s = this.at[p] as number;
     const d = this.dest[p] as number;
     this.moving_out[s] = (this.moving_out[s] as number) - 1;
-    this.load_cache[s] = undefined;
+    this.invalidate(s);
     if (this.up[d] !== 1 || this.life[d] !== this.dest_life[p]) {
       // The destination died before the stop: the process never left.
       this.state[p] = State.running;
