@@ -25,7 +25,7 @@ export async function simBench(quick: boolean): Promise<void> {
     // `ferry sim`'s way: from 2,000 nodes on, two parts on two threads (the process's CPU time counts both);
     // there, balance also in one part (the sequential model) beside it, in the same run.
     const parts = simConfig({ nodes }).partitions;
-    const runs: [PolicyMode, number][] = [["balance", parts], ...(parts > 1 ? [["balance", 1] as [PolicyMode, number]] : []), ["none", parts]];
+    const runs: [PolicyMode, number][] = [["balance", parts], ...(parts > 1 ? [["balance", 1] as [PolicyMode, number]] : []), ["none", simConfig({ nodes, policy: { mode: "none" } }).partitions]];
     for (const [mode, partitions] of runs) {
       const c0 = process.cpuUsage();
       const r = await simulateThreaded({ nodes, processes: nodes * 100, partitions, policy: { mode } });

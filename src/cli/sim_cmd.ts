@@ -57,7 +57,8 @@ Parts (two cores for a large run):
                          of its own; what crosses from one part to another
                          takes effect one or two syncs later (a second model,
                          as deterministic; see docs/load.md). Default: 2 from
-                         ${PARTITION_NODES_MIN} nodes on, else 1 (the sequential model); at most ${PARTITIONS_MAX}.
+                         ${PARTITION_NODES_MIN} nodes on (but with --policy none), else 1
+                         (the sequential model); at most ${PARTITIONS_MAX}.
   --sync-ms MS           Simulated time between the parts' syncs (default ${D.sync_ms}).
 
 Output:

@@ -64,7 +64,9 @@ export interface SimConfig {
    * _parts.ts). 1 is the sequential model; with more, what crosses from one
    * part to another takes effect at the next sync, every `sync_ms` of
    * simulated time: a second model, deterministic for a seed whatever the
-   * threads' timing. Default: 2 from {@link PARTITION_NODES_MIN} nodes, else 1.
+   * threads' timing. Default: 2 from {@link PARTITION_NODES_MIN} nodes when
+   * nodes decide (not with policy none, which exchanges nothing: its run is
+   * cheap in one part, and its syncs would cost more than they share), else 1.
    */
   readonly partitions: number;
   readonly sync_ms: number;
@@ -114,7 +116,7 @@ export const SIM_CONFIG_DEFAULT: SimConfig = {
   samples: 20,
   time_max_s: 86_400,
   partitions: 1,
-  sync_ms: 50,
+  sync_ms: 20,
 };
 
 /** Changes to the defaults: any field, and any of the policy's. */
@@ -123,7 +125,7 @@ export type SimChanges = Omit<Partial<SimConfig>, "policy"> & { readonly policy?
 /** `SIM_CONFIG_DEFAULT` with `changes`, checked. */
 export function simConfig(changes: SimChanges = {}): SimConfig {
   const nodes = changes.nodes ?? SIM_CONFIG_DEFAULT.nodes;
-  const partitions = changes.partitions ?? (nodes >= PARTITION_NODES_MIN ? 2 : 1);
+  const partitions = changes.partitions ?? (nodes >= PARTITION_NODES_MIN && changes.policy?.mode !== "none" ? 2 : 1);
   const c: SimConfig = { ...SIM_CONFIG_DEFAULT, ...changes, partitions, policy: policyParams(changes.policy ?? {}, POLICY_PARAMS_DEFAULT) };
   const check = (ok: boolean, what: string): void => {
     if (!ok) throw new RangeError(what);

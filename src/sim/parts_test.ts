@@ -48,9 +48,11 @@ describe("simulator in parts", () => {
     }
   });
 
-  it("splits from 2,000 nodes on by default, and checks its parameters", () => {
+  it("splits from 2,000 nodes on by default when nodes decide, and checks its parameters", () => {
     assert.equal(simConfig({ nodes: 1999 }).partitions, 1);
     assert.equal(simConfig({ nodes: 2000 }).partitions, 2);
+    assert.equal(simConfig({ nodes: 2000, policy: { mode: "pack" } }).partitions, 2);
+    assert.equal(simConfig({ nodes: 2000, policy: { mode: "none" } }).partitions, 1);
     assert.equal(simConfig({ nodes: 2000, partitions: 1 }).partitions, 1);
     assert.throws(() => simConfig({ nodes: 4, partitions: 5 }), /partitions must be/);
     assert.throws(() => simConfig({ partitions: 0 }), /partitions must be/);
