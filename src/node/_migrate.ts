@@ -208,7 +208,8 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
       return (relay as OutputRelay).offsets;
     },
     write: (stream, data) => (relay as OutputRelay).write(stream, data),
-    flush: () => (relay as OutputRelay).flush(),
+    flush: (give_up_ms) => (relay as OutputRelay).flush(give_up_ms),
+    abandon: () => relay?.abandon() ?? 0,
   };
   const links = node.links.endpoint(offer.pid);
   const net = node.table.netLink(offer.pid, offer.home);

@@ -543,10 +543,11 @@ export class ProcessTable {
       if (this.#running.get(running.pid) !== running) return;
       this.#untrack(running);
       this.#links.ended(running.pid);
-      // Each step is best effort: the process has ended whatever fails here, and a
-      // home that cannot be reached (the relay gave up after RELAY_GIVE_UP_MS) cannot be told.
-      await running.relay.flush().catch((err: unknown) => {
-        logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
+      // Each step is best effort: the process has ended whatever fails here. Its last output reaches its
+      // home before its end does, as long as the end would wait for the home (a home restarting takes it late).
+      await running.relay.flush(REPORT_GIVE_UP_MS).catch((err: unknown) => {
+        const left = running.relay.abandon();
+        logger().warn({ node: this.#node, pid: running.pid, bytes: left, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
       });
       // What it sent on its connections reaches its home before its end does.
       await running.net.flush().catch((err: unknown) => {

@@ -4,7 +4,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { Dialer } from "./_dialer.js";
-import { RemoteRelay } from "./relay.js";
+import { RELAY_QUEUE_BYTES_MAX, RemoteRelay } from "./relay.js";
 
 interface Chunk {
   stream: "stdout" | "stderr";
@@ -13,7 +13,7 @@ interface Chunk {
 }
 
 /** A home that takes output batches; `onBatch` runs before each answer. */
-async function fakeHome(onBatch: (chunks: Chunk[]) => void): Promise<{ address: string; close(): Promise<void> }> {
+async function fakeHome(onBatch: (chunks: Chunk[]) => void, port = 0): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on("data", (c: Buffer) => parts.push(c));
@@ -22,7 +22,7 @@ async function fakeHome(onBatch: (chunks: Chunk[]) => void): Promise<{ address: 
       res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () =>
@@ -73,5 +73,41 @@ describe("RemoteRelay", () => {
     } finally {
       await home.close();
     }
+  });
+
+  it("regression, output lost when a home restarted slowly: a home that does not answer is tried until it does, nothing dropped, in order", async () => {
+    // A home that is down (nothing listens on its port) while the process writes, then comes back.
+    const first = await fakeHome(() => undefined);
+    const address = first.address;
+    await first.close();
+    const relay = new RemoteRelay("n9-2", { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(address) }, { stdout: 0, stderr: 0 });
+    const written = Array.from({ length: 20 }, (_, i) => `line ${i}\n`);
+    for (const line of written.slice(0, 10)) relay.write("stdout", Buffer.from(line));
+    // A flush says the home has not taken it in time; the output is kept.
+    await assert.rejects(relay.flush(300), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /kept, and still sent/.test(err.message));
+    for (const line of written.slice(10)) relay.write("stdout", Buffer.from(line));
+    const batches: Chunk[][] = [];
+    const home = await fakeHome((chunks) => batches.push(chunks), Number(address.split(":")[1]));
+    try {
+      await relay.flush(30_000);
+      const got = batches.flat();
+      const offsets = got.map((c) => c.offset);
+      assert.deepEqual(offsets, [...offsets].sort((a, b) => a - b), "in order");
+      assert.equal(Buffer.concat(got.map((c) => Buffer.from(c.data, "base64"))).toString(), written.join(""), "each byte once");
+    } finally {
+      relay.abandon();
+      await home.close();
+    }
+  });
+
+  it("gives up on a home only past the bytes it may hold, and says so", async () => {
+    const first = await fakeHome(() => undefined);
+    const address = first.address;
+    await first.close();
+    const relay = new RemoteRelay("n9-3", { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(address) }, { stdout: 0, stderr: 0 });
+    const mib = Buffer.alloc(1024 * 1024, 0x61);
+    for (let i = 0; i <= RELAY_QUEUE_BYTES_MAX / mib.length; i += 1) relay.write("stdout", mib);
+    await assert.rejects(relay.flush(30_000), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /has not taken the last \d+ bytes/.test(err.message));
+    assert.equal(relay.abandon(), 0, "nothing is held once given up on");
   });
 });

@@ -382,41 +382,41 @@ export class Simulation extends SimState {
         this.settle(node);
         return;
       case Msg.arrive: {
-        const [, source, left_s, moves, last_move_ms, epoch, dest_life] = a as unknown as number[];
-        if (this.up[node] !== 1 || this.life[node] !== dest_life) {
+        // p, source, CPU left, moves, last move ms, epoch, target's life
+        const source = a[1] as number;
+        const left_s = a[2] as number;
+        if (this.up[node] !== 1 || this.life[node] !== a[6]) {
           // Failed before RUNNING here: it resumes at its source (or restarts there if that is gone too).
           this.abandoned += 1;
-          this.send(Msg.resume, source as number, p, left_s as number, moves as number, last_move_ms as number, epoch as number);
+          this.send(Msg.resume, source, p, left_s, a[3] as number, a[4] as number, a[5] as number);
           return;
         }
-        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
+        this.#adopt(p, a[3] as number, a[4] as number, a[5] as number);
         this.touch(node);
         this.incoming[node] = (this.incoming[node] as number) - 1;
         this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) - mem; // #start adds it back
-        this.#start(p, node, left_s as number, false);
+        this.#start(p, node, left_s, false);
         return;
       }
-      case Msg.resume: {
-        const [, left_s, moves, last_move_ms, epoch] = a as unknown as number[];
-        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
-        if (this.up[node] === 1) this.#start(p, node, left_s as number, false);
+      case Msg.resume:
+        // p, CPU left, moves, last move ms, epoch
+        this.#adopt(p, a[2] as number, a[3] as number, a[4] as number);
+        if (this.up[node] === 1) this.#start(p, node, a[1] as number, false);
         else this.#restart(p);
         return;
-      }
       case Msg.start: {
-        const [, work_s, fresh, moves, last_move_ms, epoch] = a as unknown as number[];
-        this.#adopt(p, moves as number, last_move_ms as number, epoch as number);
+        // p, CPU needed, fresh, moves, last move ms, epoch
+        const work_s = a[1] as number;
+        const fresh = a[2] === 1;
+        this.#adopt(p, a[3] as number, a[4] as number, a[5] as number);
         let n = node;
         // Gone or draining since it was placed here: placed again, as a target refuses what it cannot take.
-        if (this.up[n] !== 1 || (fresh === 1 && this.draining[n] === 1)) {
+        if (this.up[n] !== 1 || (fresh && this.draining[n] === 1)) {
           const other = this.#feasibleFallback(p);
           if (other >= 0) n = other;
         }
-        if (!this.owns(n)) {
-          this.send(Msg.start, n, p, work_s as number, fresh as number, moves as number, last_move_ms as number, epoch as number);
-          return;
-        }
-        this.#start(p, n, work_s as number, fresh === 1);
+        if (!this.owns(n)) return this.#handOff(p, n, work_s, fresh);
+        this.#start(p, n, work_s, fresh);
         return;
       }
     }
