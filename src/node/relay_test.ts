@@ -33,6 +33,14 @@ async function fakeHome(onBatch: (chunks: Chunk[]) => void, port = 0): Promise<{
   };
 }
 
+/** A relay of `pid` to a home that is down: nothing listens on its address (a port just freed). */
+async function relayToDownHome(pid: string): Promise<{ address: string; relay: RemoteRelay }> {
+  const gone = await fakeHome(() => undefined);
+  await gone.close();
+  const relay = new RemoteRelay(pid, { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(gone.address) }, { stdout: 0, stderr: 0 });
+  return { address: gone.address, relay };
+}
+
 describe("RemoteRelay", () => {
   it("regression, checkpoints held up after a move away from the home: flush waits for what was written before it, not for a process that keeps writing to stop", async () => {
     // The process writes one more line while each batch is on its way: the queue never runs dry until it stops, after 40 batches.
@@ -76,11 +84,8 @@ describe("RemoteRelay", () => {
   });
 
   it("regression, output lost when a home restarted slowly: a home that does not answer is tried until it does, nothing dropped, in order", async () => {
-    // A home that is down (nothing listens on its port) while the process writes, then comes back.
-    const first = await fakeHome(() => undefined);
-    const address = first.address;
-    await first.close();
-    const relay = new RemoteRelay("n9-2", { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(address) }, { stdout: 0, stderr: 0 });
+    // A home that is down while the process writes, then comes back.
+    const { address, relay } = await relayToDownHome("n9-2");
     const written = Array.from({ length: 20 }, (_, i) => `line ${i}\n`);
     for (const line of written.slice(0, 10)) relay.write("stdout", Buffer.from(line));
     // A flush says the home has not taken it in time; the output is kept.
@@ -101,10 +106,7 @@ describe("RemoteRelay", () => {
   });
 
   it("gives up on a home only past the bytes it may hold, and says so", async () => {
-    const first = await fakeHome(() => undefined);
-    const address = first.address;
-    await first.close();
-    const relay = new RemoteRelay("n9-3", { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(address) }, { stdout: 0, stderr: 0 });
+    const { relay } = await relayToDownHome("n9-3");
     const mib = Buffer.alloc(1024 * 1024, 0x61);
     for (let i = 0; i <= RELAY_QUEUE_BYTES_MAX / mib.length; i += 1) relay.write("stdout", mib);
     await assert.rejects(relay.flush(30_000), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /has not taken the last \d+ bytes/.test(err.message));
