@@ -12,7 +12,7 @@ import { Cpus } from "./_cluster.js";
 import { EventKind, EventQueue } from "./_events.js";
 import type { ImbalanceSample } from "./report.js";
 import { drawWorkload, type Workload } from "./_workload.js";
-import { ENTRY_FIELDS, Msg, NumberList, TRAFFIC_FIELDS } from "./_wire.js";
+import { ENTRY_FIELDS, loadAt, LOAD_NUMBERS, Msg, NumberList, putLoad, TRAFFIC_FIELDS } from "./_wire.js";
 
 /** Where a process is in its life. */
 export const State = { pending: 0, running: 1, moving: 2, paused: 3, done: 4 } as const;
@@ -49,7 +49,7 @@ function nodeIndex(name: string): number {
 export class SimState {
   readonly c: SimConfig;
   /**
-   * This part's index and the run's part count (see _parts.ts): a part
+   * This part's index and the run's part count (see `simulate`): a part
    * owns a contiguous share of the nodes and handles their events; with one
    * part, the run is the sequential model and nothing below is used.
    */
@@ -67,6 +67,8 @@ export class SimState {
   readonly #dirty_mark: Uint8Array;
   /** Per process: its node in the link-traffic books (-1: off them), kept by the replay alone. */
   readonly #tnode: Int32Array;
+  /** Scratch of {@link loadNow}. */
+  readonly #load_numbers = new Float64Array(LOAD_NUMBERS);
   readonly w: Workload;
   readonly cpu: Cpus;
   readonly q = new EventQueue();
@@ -238,23 +240,15 @@ export class SimState {
     out.set(at + 1, m);
     out.set(at + 2, now_ms);
     out.set(at + 3, window.length);
+    const f = out.view();
     let b = at + 4;
     for (const e of window) {
       const l = e.load;
-      out.set(b, nodeIndex(l.node));
-      out.set(b + 1, e.version);
-      out.set(b + 2, e.age_ms);
-      out.set(b + 3, l.cpus);
-      out.set(b + 4, l.speed);
-      out.set(b + 5, l.processes);
-      out.set(b + 6, l.movable);
-      out.set(b + 7, l.runnable);
-      out.set(b + 8, l.cpu_used);
-      out.set(b + 9, l.memory_used_bytes);
-      out.set(b + 10, l.memory_free_bytes);
-      out.set(b + 11, l.remote_bytes_per_s);
-      out.set(b + 12, l.transfer_bytes_per_s);
-      out.set(b + 13, (l.labels === GPU ? 1 : 0) + (l.draining ? 2 : 0));
+      f[b] = nodeIndex(l.node);
+      f[b + 1] = e.version;
+      f[b + 2] = e.age_ms;
+      putLoad(f, b + 3, l);
+      f[b + 3 + LOAD_NUMBERS] = (l.labels === GPU ? 1 : 0) + (l.draining ? 2 : 0);
       b += ENTRY_FIELDS;
     }
   }
@@ -308,46 +302,31 @@ export class SimState {
   }
 
   /**
-   * The numbers of node `n`'s load vector as {@link loadNow} computes them,
-   * written into `out` from `at` in `NodeField` order (cpus first), with no
-   * object made.
+   * The numbers of node `n`'s load vector, from its arrays, written into
+   * `f` from `at` as `putLoad` writes them, with no object made (a batch
+   * sends them; {@link loadNow} makes the vector from them).
    */
-  loadFields(n: number, out: NumberList, at: number): void {
+  loadFields(n: number, f: Float64Array, at: number): void {
     const running = this.cpu.running(n);
     const incoming = this.incoming[n] as number;
     const used = this.cpu.memory_used[n] as number;
-    out.set(at, this.cpu.cpus[n] as number);
-    out.set(at + 1, this.cpu.speed[n] as number);
-    out.set(at + 2, running + incoming);
-    out.set(at + 3, Math.max(0, running - (this.moving_out[n] as number) - (this.unmovable_n[n] as number)));
-    out.set(at + 4, running + incoming);
-    out.set(at + 5, Math.min(running, this.cpu.cpus[n] as number));
-    out.set(at + 6, used);
-    out.set(at + 7, Math.max(0, (this.cpu.memory_cap[n] as number) - used));
-    out.set(at + 8, this.remote[n] as number);
-    out.set(at + 9, this.c.policy.model.transfer_bytes_per_s);
+    f[at] = this.cpu.cpus[n] as number;
+    f[at + 1] = this.cpu.speed[n] as number;
+    f[at + 2] = running + incoming;
+    f[at + 3] = Math.max(0, running - (this.moving_out[n] as number) - (this.unmovable_n[n] as number));
+    f[at + 4] = running + incoming;
+    f[at + 5] = Math.min(running, this.cpu.cpus[n] as number);
+    f[at + 6] = used;
+    f[at + 7] = Math.max(0, (this.cpu.memory_cap[n] as number) - used);
+    f[at + 8] = this.remote[n] as number;
+    f[at + 9] = this.c.policy.model.transfer_bytes_per_s;
   }
 
   /** Node `n`'s load vector computed from its arrays, cached. */
   loadNow(n: number): NodeLoad {
-    const running = this.cpu.running(n);
-    const incoming = this.incoming[n] as number;
-    const used = this.cpu.memory_used[n] as number;
-    const load: NodeLoad = {
-      node: this.names[n] as string,
-      cpus: this.cpu.cpus[n] as number,
-      speed: this.cpu.speed[n] as number,
-      processes: running + incoming,
-      movable: Math.max(0, running - (this.moving_out[n] as number) - (this.unmovable_n[n] as number)),
-      runnable: running + incoming,
-      cpu_used: Math.min(running, this.cpu.cpus[n] as number),
-      memory_used_bytes: used,
-      memory_free_bytes: Math.max(0, (this.cpu.memory_cap[n] as number) - used),
-      remote_bytes_per_s: this.remote[n] as number,
-      transfer_bytes_per_s: this.c.policy.model.transfer_bytes_per_s,
-      labels: this.gpu[n] === 1 ? GPU : NONE,
-      draining: this.draining[n] === 1,
-    };
+    const f = this.#load_numbers;
+    this.loadFields(n, f, 0);
+    const load = loadAt(f, 0, this.names[n] as string, this.gpu[n] === 1 ? GPU : NONE, this.draining[n] === 1);
     this.load_cache[n] = load;
     return load;
   }
@@ -442,12 +421,7 @@ export class SimState {
       const p = list[i + 1] as number;
       const n = list[i + 2] as number;
       const sign = list[i + 3] as number;
-      const dt = t - this.traffic_t;
-      if (dt > 0) {
-        this.int_total += this.pair_total * dt;
-        this.int_local += this.pair_local * dt;
-        this.traffic_t = t;
-      }
+      if (t > this.traffic_t) this.integrateTo(t);
       if (sign < 0) tnode[p] = -1;
       const rate = (this.w.talk_bytes_per_s[p] as number) * sign;
       const first = this.w.group_first[p] as number;
@@ -483,7 +457,7 @@ export class SimState {
 
   /** Records when every drained node first ran empty. */
   checkDrained(): void {
-    // With parts, every sync checks it from each part's count (_parts.ts).
+    // With parts, every sync checks it from each part's count (Simulation.sync).
     if (this.parts > 1) return;
     if (this.drain_empty_at !== null || this.c.drain_nodes.length === 0 || this.now < this.c.drain_at_s) return;
     for (const d of this.c.drain_nodes) if (this.cpu.running(d) + (this.incoming[d] as number) > 0) return;

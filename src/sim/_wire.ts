@@ -1,5 +1,6 @@
 /**
- * What the parts of a partitioned run (see _parts.ts) tell each other at a
+ * What the parts of a partitioned run (`Simulation.batch` and `sync` in
+ * simulate.ts) tell each other at a
  * sync: one batch of numbers per part and sync, in a growable
  * Float64Array, so a batch crosses to another thread as one buffer.
  *
@@ -9,9 +10,11 @@
  * node), its messages to other parts' nodes, and its link-traffic changes.
  */
 
+import type { Labels, NodeLoad } from "../policy/mod.js";
+
 /** Numbers of the head of a batch, at `Head` offsets. */
-export const HEAD_FIELDS = 8;
-export const Head = { done: 0, load_sum: 1, load_sq: 2, load_max: 3, up: 4, busy: 5, drain_left: 6, events: 7 } as const;
+export const HEAD_FIELDS = 7;
+export const Head = { done: 0, load_sum: 1, load_sq: 2, load_max: 3, up: 4, busy: 5, drain_left: 6 } as const;
 
 /** Numbers per node in a batch: its index and then {@link NodeField} offsets. */
 export const NODE_FIELDS = 16;
@@ -34,8 +37,44 @@ export const NodeField = {
   transfer_bytes_per_s: 15,
 } as const;
 
-/** Numbers per load entry in a gossip message: node, version, age, then the load vector's numbers. */
+/** Numbers per load entry in a gossip message: node, version, age, the load vector's numbers ({@link putLoad}), then flags (1: gpu, 2: draining). */
 export const ENTRY_FIELDS = 14;
+
+/** The numbers of a load vector in a batch (a node's record from `NodeField.cpus` on, a gossip entry's from its fourth number on). */
+export const LOAD_NUMBERS = 10;
+
+/** Writes the numbers of `l` into `f` from `at`, in `NodeField` order (cpus first). */
+export function putLoad(f: Float64Array, at: number, l: NodeLoad): void {
+  f[at] = l.cpus;
+  f[at + 1] = l.speed;
+  f[at + 2] = l.processes;
+  f[at + 3] = l.movable;
+  f[at + 4] = l.runnable;
+  f[at + 5] = l.cpu_used;
+  f[at + 6] = l.memory_used_bytes;
+  f[at + 7] = l.memory_free_bytes;
+  f[at + 8] = l.remote_bytes_per_s;
+  f[at + 9] = l.transfer_bytes_per_s;
+}
+
+/** The load vector of node `node` whose numbers `putLoad` wrote into `f` from `at`. */
+export function loadAt(f: Float64Array, at: number, node: string, labels: Labels, draining: boolean): NodeLoad {
+  return {
+    node,
+    cpus: f[at] as number,
+    speed: f[at + 1] as number,
+    processes: f[at + 2] as number,
+    movable: f[at + 3] as number,
+    runnable: f[at + 4] as number,
+    cpu_used: f[at + 5] as number,
+    memory_used_bytes: f[at + 6] as number,
+    memory_free_bytes: f[at + 7] as number,
+    remote_bytes_per_s: f[at + 8] as number,
+    transfer_bytes_per_s: f[at + 9] as number,
+    labels,
+    draining,
+  };
+}
 
 /** A message from one part to a node another part owns. */
 export const Msg = {

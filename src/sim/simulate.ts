@@ -24,12 +24,12 @@ import { combine, figuresOf, report, sample, samplePush, sampleSums, type Figure
 import type { SimReport } from "./report.js";
 import { Rounds } from "./_rounds.js";
 import { GPU, Live, LIVE_FIELDS, NONE, SimState, State } from "./_state.js";
-import { ENTRY_FIELDS, Head, HEAD_FIELDS, Msg, NODE_FIELDS, NodeField, NumberList } from "./_wire.js";
+import { ENTRY_FIELDS, Head, HEAD_FIELDS, loadAt, LOAD_NUMBERS, Msg, NODE_FIELDS, NodeField, NumberList } from "./_wire.js";
 
 /**
  * Runs one simulation in this thread and returns its figures; a run of
  * several parts runs them one after the other between syncs (see
- * `simulateParts` for one thread per part: the same report).
+ * `simulateThreaded` for one thread per part: the same report).
  */
 export function simulate(changes: SimChanges = {}): SimReport {
   const c = simConfig(changes);
@@ -68,8 +68,8 @@ export class Simulation extends SimState {
   readonly #sent: Float64Array;
   /** The batch being built, reused. */
   readonly #batch = new NumberList(1 << 16);
-  /** Scratch of a gossip window received from another part, by its length. */
-  readonly #received: { load: Record<string, unknown>; version: number; age_ms: number }[][] = [];
+  /** Scratch of a gossip window received from another part, by its length: the entries, not their load vectors. */
+  readonly #received: { load: NodeLoad; version: number; age_ms: number }[][] = [];
 
   constructor(c: SimConfig, part = 0) {
     super(c, part);
@@ -193,7 +193,6 @@ export class Simulation extends SimState {
     out.set(head + Head.up, up);
     out.set(head + Head.busy, busy);
     out.set(head + Head.drain_left, drain_left);
-    out.set(head + Head.events, this.events);
     // Only the nodes that changed since the last batch: each node's record is written, and taken back if it says what the last one said.
     const count_at = out.reserve(1);
     const last = this.#sent;
@@ -207,7 +206,7 @@ export class Simulation extends SimState {
       out.set(b + NodeField.life, this.life[n] as number);
       out.set(b + NodeField.draining, this.draining[n] as number);
       out.set(b + NodeField.gpu, this.gpu[n] as number);
-      this.loadFields(n, out, b + NodeField.cpus);
+      this.loadFields(n, out.view(), b + NodeField.cpus);
       let same = true;
       const o = n * NODE_FIELDS;
       for (let f = 0; f < NODE_FIELDS && same; f += 1) same = out.get(b + f) === last[o + f];
@@ -285,21 +284,7 @@ export class Simulation extends SimState {
       this.up[n] = b[o + NodeField.up] as number;
       this.life[n] = b[o + NodeField.life] as number;
       this.draining[n] = b[o + NodeField.draining] as number;
-      this.load_cache[n] = {
-        node: this.names[n] as string,
-        cpus: b[o + NodeField.cpus] as number,
-        speed: b[o + NodeField.speed] as number,
-        processes: b[o + NodeField.processes] as number,
-        movable: b[o + NodeField.movable] as number,
-        runnable: b[o + NodeField.runnable] as number,
-        cpu_used: b[o + NodeField.cpu_used] as number,
-        memory_used_bytes: b[o + NodeField.memory_used_bytes] as number,
-        memory_free_bytes: b[o + NodeField.memory_free_bytes] as number,
-        remote_bytes_per_s: b[o + NodeField.remote_bytes_per_s] as number,
-        transfer_bytes_per_s: b[o + NodeField.transfer_bytes_per_s] as number,
-        labels: b[o + NodeField.gpu] === 1 ? GPU : NONE,
-        draining: b[o + NodeField.draining] === 1,
-      };
+      this.load_cache[n] = loadAt(b, o + NodeField.cpus, this.names[n] as string, b[o + NodeField.gpu] === 1 ? GPU : NONE, b[o + NodeField.draining] === 1);
     }
     for (let i = 0; i < at.changed_n; i += 1) {
       const o = at.changed + i * 3;
@@ -333,76 +318,47 @@ export class Simulation extends SimState {
     if (this.up[m] !== 1) return;
     let window = this.#received[count];
     if (window === undefined) {
-      window = Array.from({ length: count }, () => ({ load: {}, version: 0, age_ms: 0 }));
+      window = Array.from({ length: count }, () => ({ load: NONE_LOAD, version: 0, age_ms: 0 }));
       this.#received[count] = window;
     }
     for (let i = 0; i < count; i += 1) {
       const o = from + i * ENTRY_FIELDS;
-      const e = window[i] as { load: Record<string, unknown>; version: number; age_ms: number };
-      const flags = b[o + 13] as number;
+      const e = window[i] as { load: NodeLoad; version: number; age_ms: number };
+      const flags = b[o + 3 + LOAD_NUMBERS] as number;
       e.version = b[o + 1] as number;
       e.age_ms = b[o + 2] as number;
-      // A scratch vector: a merge copies what it keeps.
-      e.load = {
-        node: this.names[b[o] as number],
-        cpus: b[o + 3],
-        speed: b[o + 4],
-        processes: b[o + 5],
-        movable: b[o + 6],
-        runnable: b[o + 7],
-        cpu_used: b[o + 8],
-        memory_used_bytes: b[o + 9],
-        memory_free_bytes: b[o + 10],
-        remote_bytes_per_s: b[o + 11],
-        transfer_bytes_per_s: b[o + 12],
-        labels: (flags & 1) === 1 ? GPU : NONE,
-        draining: (flags & 2) === 2,
-      };
+      e.load = loadAt(b, o + 3, this.names[b[o] as number] as string, (flags & 1) === 1 ? GPU : NONE, (flags & 2) === 2);
     }
-    (this.views[m] as LoadView).merge(window as unknown as LoadEntry[], sent_ms);
+    (this.views[m] as LoadView).merge(window satisfies LoadEntry[], sent_ms);
   }
 
   /** A message about node `node` of this part (`Msg`). */
   #takeMessage(kind: number, node: number, a: Float64Array): void {
     const p = a[0] as number;
-    const mem = this.w.memory_bytes[p] as number;
     switch (kind) {
       case Msg.reserve:
-        if (this.up[node] !== 1 || this.life[node] !== a[1]) return;
-        this.touch(node);
-        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) + mem;
-        this.incoming[node] = (this.incoming[node] as number) + 1;
-        this.settle(node);
+        if (this.up[node] === 1 && this.life[node] === a[1]) this.#reserve(p, node, 1);
         return;
       case Msg.unreserve:
-        if (this.life[node] !== a[1]) return;
-        this.touch(node);
-        this.incoming[node] = (this.incoming[node] as number) - 1;
-        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) - mem;
-        this.settle(node);
+        if (this.life[node] === a[1]) this.#reserve(p, node, -1);
         return;
       case Msg.arrive: {
         // p, source, CPU left, moves, last move ms, epoch, target's life
-        const source = a[1] as number;
         const left_s = a[2] as number;
         if (this.up[node] !== 1 || this.life[node] !== a[6]) {
           // Failed before RUNNING here: it resumes at its source (or restarts there if that is gone too).
           this.abandoned += 1;
-          this.send(Msg.resume, source, p, left_s, a[3] as number, a[4] as number, a[5] as number);
+          this.send(Msg.resume, a[1] as number, p, left_s, a[3] as number, a[4] as number, a[5] as number);
           return;
         }
         this.#adopt(p, a[3] as number, a[4] as number, a[5] as number);
-        this.touch(node);
-        this.incoming[node] = (this.incoming[node] as number) - 1;
-        this.cpu.memory_used[node] = (this.cpu.memory_used[node] as number) - mem; // #start adds it back
-        this.#start(p, node, left_s, false);
+        this.#land(p, node, left_s);
         return;
       }
       case Msg.resume:
         // p, CPU left, moves, last move ms, epoch
         this.#adopt(p, a[2] as number, a[3] as number, a[4] as number);
-        if (this.up[node] === 1) this.#start(p, node, a[1] as number, false);
-        else this.#restart(p);
+        this.#resume(p, node, a[1] as number);
         return;
       case Msg.start: {
         // p, CPU needed, fresh, moves, last move ms, epoch
@@ -420,6 +376,28 @@ export class Simulation extends SimState {
         return;
       }
     }
+  }
+
+  /** Books (sign 1) or gives back (-1) the reservation of a move of `p` to `d`: its memory, and one incoming. */
+  #reserve(p: number, d: number, sign: number): void {
+    this.touch(d);
+    this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) + sign * (this.w.memory_bytes[p] as number);
+    this.incoming[d] = (this.incoming[d] as number) + sign;
+    this.settle(d);
+  }
+
+  /** A moved `p` runs at its destination `d`, with `left_s` to go: its reservation becomes the process. */
+  #land(p: number, d: number, left_s: number): void {
+    this.touch(d);
+    this.incoming[d] = (this.incoming[d] as number) - 1;
+    this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) - (this.w.memory_bytes[p] as number); // #start adds it back
+    this.#start(p, d, left_s, false);
+  }
+
+  /** A move of `p` that did not land: it goes on at its source `s`, or restarts if that is gone too. */
+  #resume(p: number, s: number, left_s: number): void {
+    if (this.up[s] === 1) this.#start(p, s, left_s, false);
+    else this.#restart(p);
   }
 
   /** Takes over `p` from another part: its moves so far, when it last moved, its migration epoch. */
@@ -624,11 +602,8 @@ export class Simulation extends SimState {
     this.mig_epoch[p] = ((this.mig_epoch[p] as number) + 1) >>> 0;
     this.abandoned += 1;
     if (!this.owns(d)) return this.send(Msg.unreserve, d, p, this.dest_life[p] as number);
-    if (this.life[d] !== this.dest_life[p]) return; // the node failed since: its reservations are gone already
-    this.touch(d);
-    this.incoming[d] = (this.incoming[d] as number) - 1;
-    this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) - (this.w.memory_bytes[p] as number);
-    this.settle(d);
+    // The node failed since: its reservations are gone already.
+    if (this.life[d] === this.dest_life[p]) this.#reserve(p, d, -1);
   }
 
   #migrate(move: Move, s: number, view: LoadView): void {
@@ -639,12 +614,8 @@ export class Simulation extends SimState {
       return;
     }
     const mem = this.w.memory_bytes[p] as number;
-    if (this.owns(d)) {
-      this.touch(d);
-      this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) + mem;
-      this.incoming[d] = (this.incoming[d] as number) + 1;
-      this.settle(d);
-    } else this.send(Msg.reserve, d, p, this.life[d] as number);
+    if (this.owns(d)) this.#reserve(p, d, 1);
+    else this.send(Msg.reserve, d, p, this.life[d] as number);
     view.account(move.to, { processes: 1, runnable: 1, memory_bytes: mem });
     if (this.unmovable[p] === 1) this.movableAgain(p);
     this.moving_out[s] = (this.moving_out[s] as number) + 1;
@@ -713,14 +684,10 @@ export class Simulation extends SimState {
     if (this.up[d] !== 1 || this.life[d] !== this.dest_life[p]) {
       // Failed before RUNNING at the destination: it resumes at the source, or restarts if that is gone too.
       this.abandoned += 1;
-      if (this.up[s] === 1) this.#start(p, s, this.left_s[p] as number, false);
-      else this.#restart(p);
+      this.#resume(p, s, this.left_s[p] as number);
       return;
     }
-    this.touch(d);
-    this.incoming[d] = (this.incoming[d] as number) - 1;
-    this.cpu.memory_used[d] = (this.cpu.memory_used[d] as number) - mem; // #start adds it back
-    this.#start(p, d, this.left_s[p] as number, false);
+    this.#land(p, d, this.left_s[p] as number);
     this.checkDrained();
   }
 
@@ -768,6 +735,9 @@ export class Simulation extends SimState {
     this.q.push(this.now + this.exp(3600 / this.c.failures_per_node_hour), EventKind.fail, n);
   }
 }
+
+/** A load vector that stands in an entry of a scratch window until a received one fills it. */
+const NONE_LOAD: NodeLoad = Object.freeze(loadAt(new Float64Array(LOAD_NUMBERS), 0, "", NONE, false));
 
 /** Where the sections of a batch start (`_wire.ts`), and their sizes. */
 interface Sections {
