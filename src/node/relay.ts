@@ -5,6 +5,7 @@
  * runs now).
  */
 import { FerryError } from "../errors.js";
+import { errorField, logger } from "../log/mod.js";
 import type { OutputChunk, OutputLog, StreamName } from "./output_log.js";
 import { requestJson } from "./_http.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
@@ -158,8 +159,9 @@ export class RemoteRelay implements OutputRelay {
     return left;
   }
 
-  /** Gives up on the home: what is held is dropped, and every flush fails with `err`. */
+  /** Gives up on the home: what is held is dropped, as is all the process writes from now on, and every flush fails with `err`. */
   #fail(err: unknown): void {
+    logger().warn({ pid: this.#pid, home: this.#home.name, bytes: this.#held, err: errorField(err) }, `output of ${this.#pid} is given up on: what its home has not taken, and all it writes from now on, is dropped`);
     this.#error = err;
     this.#queue = [];
     this.#held = 0;

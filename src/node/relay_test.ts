@@ -12,17 +12,17 @@ interface Chunk {
   data: string;
 }
 
-/** A home that takes output batches; `onBatch` runs before each answer. */
-async function fakeHome(onBatch: (chunks: Chunk[]) => void, port = 0): Promise<{ address: string; close(): Promise<void> }> {
+/** A home that takes output batches; `onBatch` runs before each answer, and a batch it says `false` to is refused (503: a home not up yet). */
+async function fakeHome(onBatch: (chunks: Chunk[]) => boolean | void): Promise<{ address: string; close(): Promise<void> }> {
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on("data", (c: Buffer) => parts.push(c));
     req.on("end", () => {
-      onBatch(JSON.parse(Buffer.concat(parts).toString()) as Chunk[]);
-      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      if (onBatch(JSON.parse(Buffer.concat(parts).toString()) as Chunk[]) === false) res.writeHead(503, { "content-type": "application/json" }).end('{"error":{"code":"ERR_QUOTA","message":"not taking output now"}}');
+      else res.writeHead(200, { "content-type": "application/json" }).end("{}");
     });
   });
-  await new Promise<void>((r) => server.listen(port, "127.0.0.1", () => r()));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () =>
@@ -33,12 +33,9 @@ async function fakeHome(onBatch: (chunks: Chunk[]) => void, port = 0): Promise<{
   };
 }
 
-/** A relay of `pid` to a home that is down: nothing listens on its address (a port just freed). */
-async function relayToDownHome(pid: string): Promise<{ address: string; relay: RemoteRelay }> {
-  const gone = await fakeHome(() => undefined);
-  await gone.close();
-  const relay = new RemoteRelay(pid, { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(gone.address) }, { stdout: 0, stderr: 0 });
-  return { address: gone.address, relay };
+/** A relay of `pid` to the home at `address`. */
+function relayTo(pid: string, address: string): RemoteRelay {
+  return new RemoteRelay(pid, { dialer: new Dialer(null), name: "n9", address: () => Promise.resolve(address) }, { stdout: 0, stderr: 0 });
 }
 
 describe("RemoteRelay", () => {
@@ -84,16 +81,31 @@ describe("RemoteRelay", () => {
   });
 
   it("regression, output lost when a home restarted slowly: a home that does not answer is tried until it does, nothing dropped, in order", async () => {
-    // A home that is down while the process writes, then comes back.
-    const { address, relay } = await relayToDownHome("n9-2");
-    const written = Array.from({ length: 20 }, (_, i) => `line ${i}\n`);
-    for (const line of written.slice(0, 10)) relay.write("stdout", Buffer.from(line));
-    // A flush says the home has not taken it in time; the output is kept.
-    await assert.rejects(relay.flush(300), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /kept, and still sent/.test(err.message));
-    for (const line of written.slice(10)) relay.write("stdout", Buffer.from(line));
+    // A home that refuses everything while the process writes (its node restarting), then takes it.
+    let up = false;
+    let refused = 0;
+    let tried!: () => void;
+    const retried = new Promise<void>((r) => {
+      tried = r;
+    });
     const batches: Chunk[][] = [];
-    const home = await fakeHome((chunks) => batches.push(chunks), Number(address.split(":")[1]));
+    const home = await fakeHome((chunks) => {
+      if (!up) {
+        refused += 1;
+        if (refused === 3) tried();
+        return false;
+      }
+      batches.push(chunks);
+    });
+    const relay = relayTo("n9-2", home.address);
+    const written = Array.from({ length: 20 }, (_, i) => `line ${i}\n`);
     try {
+      for (const line of written.slice(0, 10)) relay.write("stdout", Buffer.from(line));
+      // A flush says the home has not taken it in time; the output is kept, and tried again.
+      await assert.rejects(relay.flush(100), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /kept, and still sent/.test(err.message));
+      await retried;
+      for (const line of written.slice(10)) relay.write("stdout", Buffer.from(line));
+      up = true;
       await relay.flush(30_000);
       const got = batches.flat();
       const offsets = got.map((c) => c.offset);
@@ -106,10 +118,15 @@ describe("RemoteRelay", () => {
   });
 
   it("gives up on a home only past the bytes it may hold, and says so", async () => {
-    const { relay } = await relayToDownHome("n9-3");
-    const mib = Buffer.alloc(1024 * 1024, 0x61);
-    for (let i = 0; i <= RELAY_QUEUE_BYTES_MAX / mib.length; i += 1) relay.write("stdout", mib);
-    await assert.rejects(relay.flush(30_000), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /has not taken the last \d+ bytes/.test(err.message));
-    assert.equal(relay.abandon(), 0, "nothing is held once given up on");
+    const home = await fakeHome(() => false);
+    try {
+      const relay = relayTo("n9-3", home.address);
+      const mib = Buffer.alloc(1024 * 1024, 0x61);
+      for (let i = 0; i <= RELAY_QUEUE_BYTES_MAX / mib.length; i += 1) relay.write("stdout", mib);
+      await assert.rejects(relay.flush(30_000), (err: Error & { code?: string }) => err.code === "ERR_RELAY_FAILED" && /has not taken the last \d+ bytes/.test(err.message));
+      assert.equal(relay.abandon(), 0, "nothing is held once given up on");
+    } finally {
+      await home.close();
+    }
   });
 });
