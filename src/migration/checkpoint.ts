@@ -153,7 +153,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
   const suspension = await side.proc.suspend();
   if (suspension === null) throw new FerryError("ERR_PROCESS_ENDED", "the process ended before its checkpoint");
   let image: ProcessImage;
-  const final: { index: number; data: Uint8Array }[] = [];
+  let final: { index: number; data: Uint8Array }[] = [];
   let links_frozen = false;
   try {
     image = side.proc.image(suspension);
@@ -162,16 +162,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
       links_frozen = true;
       image.links = side.links.capture();
     }
-    const live = memory();
-    const copied = new Set<number>();
-    for (const page of [...carried, ...tracker.changed(live)]) {
-      if (copied.has(page.index)) continue;
-      copied.add(page.index);
-      const at = page.index * TRACK_PAGE_BYTES;
-      // A carried page's view may be of a memory since grown (a new buffer): copied from the memory as it is now.
-      final.push({ index: page.index, data: live.slice(at, at + TRACK_PAGE_BYTES) });
-    }
-    final.sort((a, b) => a.index - b.index);
+    final = copyPages(memory(), carried, tracker);
   } finally {
     if (links_frozen) side.links?.resume();
     await side.proc.resume();
@@ -203,6 +194,43 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
     memory_bytes: image.memory.size_bytes,
     stored_bytes: s.stored_bytes,
   };
+}
+
+/**
+ * The pause's copy: the pages `carried` (found by the last look, sent by no
+ * round) and those the tracker finds now, each once, in index order, copied
+ * from `live` (the memory as it is now: a carried page's view may be of a
+ * buffer since grown) into one buffer run by run. One allocation and one copy
+ * per run, not one of each per page: the pause of a base whose rounds did not
+ * shrink copies the whole memory.
+ */
+export function copyPages(live: Uint8Array, carried: readonly TrackedPage[], tracker: PageTracker): { index: number; data: Uint8Array }[] {
+  const pages = live.length / TRACK_PAGE_BYTES;
+  const marked = new Uint8Array(pages);
+  for (const page of carried) if (page.index < pages) marked[page.index] = 1;
+  if (tracker.changedRuns !== undefined) {
+    const runs = tracker.changedRuns(live);
+    for (let i = 0; i + 1 < runs.length; i += 2) marked.fill(1, runs[i] as number, Math.min(pages, runs[i + 1] as number));
+  } else {
+    for (const page of tracker.changed(live)) if (page.index < pages) marked[page.index] = 1;
+  }
+  let count = 0;
+  for (let i = 0; i < pages; i += 1) count += marked[i] as number;
+  const copy = Buffer.allocUnsafe(count * TRACK_PAGE_BYTES);
+  const out: { index: number; data: Uint8Array }[] = [];
+  let at = 0;
+  for (let i = 0; i < pages; ) {
+    if (marked[i] === 0) {
+      i += 1;
+      continue;
+    }
+    let end = i + 1;
+    while (end < pages && marked[end] === 1) end += 1;
+    copy.set(live.subarray(i * TRACK_PAGE_BYTES, end * TRACK_PAGE_BYTES), at);
+    for (let p = i; p < end; p += 1, at += TRACK_PAGE_BYTES) out.push({ index: p, data: copy.subarray(at, at + TRACK_PAGE_BYTES) });
+    i = end;
+  }
+  return out;
 }
 
 /**
