@@ -111,6 +111,68 @@ describe("ferry up", () => {
   });
 });
 
+describe("ferry up --restart", () => {
+  it("starts a node killed with kill -9 again on its data directory once it is declared dead: a new os_pid, its pids and output kept, the next pid new; Ctrl-C stops the restarted node too", async () => {
+    const home = tempDir("up-restart");
+    const [port] = (await freePorts(1)) as [number];
+    const env = { ...process.env, FERRY_HOME: home };
+    const cluster = `127.0.0.1:${port}`;
+    const up: ChildProcess = spawn(process.execPath, [FERRY, "up", "--nodes", "2", "--port", String(port), "--dead-after", "2000", "--restart", "--balance", "off"], { stdio: ["ignore", "pipe", "pipe"], env });
+    let out = "";
+    let err = "";
+    up.stdout?.on("data", (c: Buffer) => (out += c.toString()));
+    up.stderr?.on("data", (c: Buffer) => (err += c.toString()));
+    const up_exited = new Promise<void>((r) => up.once("exit", () => r()));
+    const cli = async (args: string[]): Promise<string> => {
+      const r = await ferry([...args.slice(0, 1), "--cluster", cluster, ...args.slice(1)], { env: { FERRY_HOME: home } });
+      assert.equal(r.status, 0, `ferry ${args.join(" ")}: ${r.stderr.toString()}`);
+      return r.stdout.toString();
+    };
+    const nodes = async (): Promise<{ name: string | null; state: string | null; os_pid: number | null }[]> => JSON.parse(await cli(["nodes", "--json"])) as { name: string | null; state: string | null; os_pid: number | null }[];
+    const os_pids: number[] = [];
+    try {
+      await until("ferry up to be up", () => (out.includes("cluster of 2 up") ? true : up.exitCode !== null ? Promise.reject(new Error(`ferry up ended: ${out}${err}`)) : undefined), 60_000);
+      const before = await until("both nodes alive", async () => {
+        const l = await nodes();
+        return l.length === 2 && l.every((n) => n.state === "alive") ? l : undefined;
+      });
+      os_pids.push(...before.map((n) => n.os_pid as number));
+      const first = (JSON.parse(await cli(["run", "--json", "--node", "n2", path.join(EXAMPLES, "c", "compute.wasm"), "2"])) as { pid: string }).pid;
+      await cli(["wait", first]);
+      const first_out = await cli(["logs", first]);
+      assert.match(first_out, /done rounds=2/);
+
+      const old_n2 = before.find((n) => n.name === "n2")?.os_pid as number;
+      process.kill(old_n2, "SIGKILL");
+      await until("ferry up to say it restarts n2", () => (/node n2 \(os pid \d+\) exited unexpectedly \(signal SIGKILL\); the other nodes keep serving\. It is restarted on its data directory in 3000 ms/.test(err) ? true : undefined));
+      await until("ferry up to say n2 is back", () => (/node n2 restarted \(os pid \d+\)/.test(err) ? true : undefined), 60_000);
+      const back = await until("n2 alive again, as another OS process", async () => {
+        const l = await nodes();
+        const n2 = l.find((n) => n.name === "n2");
+        return n2?.state === "alive" && n2.os_pid !== old_n2 ? n2 : undefined;
+      }, 60_000);
+      os_pids.push(back.os_pid as number);
+      assert.match(err, /directory: node n2 is dead/, "it came back after the cluster declared it dead");
+      assert.equal(await cli(["logs", first]), first_out, "the output of a process it ran before is kept");
+      const second = (JSON.parse(await cli(["run", "--json", "--node", "n2", path.join(EXAMPLES, "c", "compute.wasm"), "1"])) as { pid: string }).pid;
+      const number = (pid: string): number => Number(/^n2-(\d+)$/.exec(pid)?.[1]);
+      assert.ok(number(second) > number(first), `a new pid after the restart: ${first}, then ${second}`);
+      await cli(["wait", second]);
+
+      up.kill("SIGINT");
+      await up_exited;
+      assert.equal(up.exitCode, 0, err);
+      for (const pid of os_pids) assert.equal(alive(pid), false, `node os pid ${pid} was left running`);
+    } finally {
+      if (up.exitCode === null && up.signalCode === null) {
+        up.kill("SIGKILL");
+        await up_exited;
+      }
+      fs.rmSync(home, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a node restarted on its data directory", () => {
   it("keeps its pids (the next is new) and its output logs, and shows the process that ran when it died as lost", async () => {
     const dir = tempDir("restart");

@@ -8,7 +8,7 @@
  * gap, no duplicate) and its exit status, which `wait` on any node returns.
  * The same when the killed node was also its home: the keeper becomes its
  * home. A ping-pong pair exchanging numbered messages through a failover of
- * the receiver: each message once, in order. Everything waits on observable
+ * the receiver, and of the receiver's home: each message once, in order. Everything waits on observable
  * state; the time from the kill to the process running again is printed.
  */
 import assert from "node:assert/strict";
@@ -230,6 +230,50 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
   assert.equal(await finish(calm_pong), b);
 }
 
+/**
+ * The same pair when the receiver's home dies with it: pong (home n1,
+ * checkpointed) runs on n1, ping (home n2) runs on n2. n1 is killed the
+ * moment a checkpoint of pong is stored: the keeper of its checkpoints
+ * becomes its home and resumes it, and ping's deliveries, which went through
+ * n1, must find it there (the directory names the new home). Both end as an
+ * undisturbed pair does: every number once, in order.
+ */
+async function linkPairHomeKilled(cluster: Cluster, directory: Directory, args: readonly string[]): Promise<void> {
+  for (let i = 0; i < 3; i += 1) await revive(cluster, i, args);
+  const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
+  await allAlive(cluster.nodes);
+  const sha = await upload(n1.address, pingpong);
+  await upload(n2.address, pingpong);
+  const N = "20000";
+  const start = async (at: NodeProc, program: string[], checkpoint_every_ms?: number): Promise<string> =>
+    (await run(at.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node: at.name, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
+  const pong = await start(n1, ["pong", N], CHECKPOINT_EVERY_MS);
+  const ping = await start(n2, ["ping", pong, N, "32"]);
+  const seq = await until("checkpoints of pong recorded in the directory while messages flow", async () => {
+    const r = await directory.process(pong);
+    return r?.last_checkpoint !== null && r?.last_checkpoint !== undefined && r.last_checkpoint.seq >= 2 ? r.last_checkpoint.seq : undefined;
+  });
+  const keeper = (await directory.process(pong))?.last_checkpoint?.node;
+  await crashAfterCheckpoint(n1, pong, seq + 1);
+  assert.equal((await json<Info>(n2.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
+  const finish = async (pid: string): Promise<string> => {
+    const { status } = await json<{ status: unknown }>(n2.address, "GET", `/v1/processes/${pid}/wait`);
+    const out = await outputOf(n2.address, pid);
+    assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid}: ${out.stderr.toString()}`);
+    return out.stdout.toString();
+  };
+  const [a, b] = [await finish(ping), await finish(pong)];
+  const info = await json<Info>(n2.address, "GET", `/v1/processes/${pong}`);
+  assert.deepEqual([info.home, info.node], [keeper, keeper], "pong's keeper became its home and ran it");
+  const sum = new RegExp(`ping done n=${N} checksum=([0-9a-f]{16})`).exec(a)?.[1];
+  assert.ok(sum !== undefined, a);
+  assert.match(b, new RegExp(`pong done n=${N} checksum=${sum}`));
+  const calm_pong = await start(n2, ["pong", N]);
+  const calm_ping = await start(n2, ["ping", calm_pong, N, "32"]);
+  assert.equal(await finish(calm_ping), a);
+  assert.equal(await finish(calm_pong), b);
+}
+
 /** Starts node `i` of the cluster again on its data directory if it is dead. */
 async function revive(cluster: Cluster, i: number, args: readonly string[]): Promise<NodeProc> {
   const old = cluster.nodes[i] as NodeProc;
@@ -364,6 +408,10 @@ describe("failover, embedded directory, three node daemons", () => {
 
   it("kill -9 of a checkpointed process's home while its runner lives: the keeper becomes its home, the runner drops its copy, ps, wait and logs from every live node give an undisturbed run's", async () => {
     await homeOnlyKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+
+  it("a link pair through a failover of the receiver's home, which also ran it: deliveries find it where its keeper resumed it, each message exactly once, in order", async () => {
+    await linkPairHomeKilled(cluster, directory, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
   });
 
   it("fencing: a runner stopped past its lease and then going on drops its copy; the process resumed elsewhere ends with an undisturbed run's output, nothing twice", async () => {

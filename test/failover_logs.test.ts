@@ -11,7 +11,9 @@
  * it, and one started after it begins from the replica. Then the death is
  * declared, the keeper becomes the home and resumes the process, and both
  * followers end with exactly the output of an undisturbed run: nothing lost,
- * nothing twice; so do `ferry wait`s started before and after the kill.
+ * nothing twice; so does the `ferry run --attach` that started the process
+ * (through another node), with its exit status, and so do `ferry wait`s
+ * started before and after the kill.
  *
  * Leases are long (60 s) and the test ends the dead node's lease itself (in
  * the directory it serves, or in etcd), as the directory does when a lease
@@ -52,7 +54,12 @@ interface Follower {
 }
 
 function follow(cluster: string, pid: string): Follower {
-  const child = spawn(process.execPath, [FERRY, "logs", "-f", "--cluster", cluster, pid], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+  return ferryChild(["logs", "-f", "--cluster", cluster, pid]);
+}
+
+/** The CLI with `args`, running, with what it has printed so far. */
+function ferryChild(args: readonly string[]): Follower {
+  const child = spawn(process.execPath, [FERRY, ...args], { stdio: ["ignore", "pipe", "pipe"], env: process.env });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout?.on("data", (c: Buffer) => out.push(c));
@@ -143,7 +150,6 @@ async function logsAcrossTakeover(cluster: Awaited<ReturnType<typeof startCluste
   for (const n of cluster.nodes) {
     await until(`${n.name} to see all three alive`, async () => (await json<{ state: string | null }[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === 3);
   }
-  const sha = await upload(n3.address, compute);
   const program = ["60", String(EXIT_CODE)];
   // The undisturbed run, beside the rest (away from the node killed): what every reader must end up with.
   const calm_node = cluster.nodes[0] as NodeProc;
@@ -153,7 +159,11 @@ async function logsAcrossTakeover(cluster: Awaited<ReturnType<typeof startCluste
     return outputOf(calm_node.address, calm.pid);
   })();
 
-  const { pid } = await json<{ pid: string }>(n3.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "compute.wasm", args: program, checkpoint_every_ms: CHECKPOINT_EVERY_MS, node: "n3" });
+  // Started with `ferry run --attach` through a node that is neither its home nor its keeper: it stays attached through the takeover.
+  const known = new Set((await json<{ pid: string }[]>(n3.address, "GET", "/v1/processes")).map((p) => p.pid));
+  const attached = ferryChild(["run", "--attach", "--cluster", (cluster.nodes[0] as NodeProc).address, "--node", "n3", "--checkpoint-every", String(CHECKPOINT_EVERY_MS), compute, ...program]);
+  followers.push(attached);
+  const { pid } = await until("the attached process to start on n3", async () => (await json<{ pid: string; node: string }[]>(n3.address, "GET", "/v1/processes")).find((p) => p.node === "n3" && !known.has(p.pid)));
   // One without checkpoints, running until it is lost: no node keeps its output but its home.
   const plain = await json<{ pid: string }>(n3.address, "POST", "/v1/processes", { module_sha256: await upload(n3.address, sleeper), module_name: "sleeper.wasm", args: ["1000", "100000"], node: "n3" });
   const last = await until("checkpoints of it recorded at its home and in the directory", async () => {
@@ -215,6 +225,8 @@ async function logsAcrossTakeover(cluster: Awaited<ReturnType<typeof startCluste
     assert.equal(f.stderr().toString(), expected.stderr.toString(), "stderr followed across the takeover: no gap, no duplicate");
   }
   for (const w of [early_wait, late_wait]) assert.equal((await w).status, EXIT_CODE, "ferry wait, through the home's death, with the process's status");
+  assert.equal(await attached.done, EXIT_CODE, `ferry run --attach exits with the process's status: ${attached.stderr().toString()}`);
+  assert.equal(attached.stdout().toString(), expected.stdout.toString(), "ferry run --attach across the takeover: stdout with no gap, no duplicate");
   const moved = await directory.process(pid);
   assert.deepEqual([moved?.home, moved?.runner, moved?.state], [keeper.name, keeper.name, "exited"], moved?.reason ?? "");
   for (const n of [other, keeper]) {

@@ -10,6 +10,11 @@
  * node_cmd.ts); the events and the node list below are for such services to
  * subscribe to, rather than logic inside the loop.
  *
+ * With `restart_after_ms`, a node that ends unexpectedly once it served is
+ * started again on the same flags (so on its data directory, keeping its
+ * pids and output) after that delay, and again, with the delay doubled up to
+ * RESTART_DELAY_MS_MAX, while it fails to start.
+ *
  * Children are started in process groups of their own: a Ctrl-C at the
  * terminal reaches the supervisor only, which then stops each node in order.
  * Each child holds an IPC channel to the supervisor; it says "ready" on it
@@ -32,6 +37,9 @@ const FERRY_BIN = fileURLToPath(new URL("../../../bin/ferry.js", import.meta.url
 export const NODE_START_TIMEOUT_MS = 60_000;
 /** How long a node may take to stop after SIGTERM before it is killed: it terminates its processes first. */
 export const NODE_STOP_GRACE_MS = 10_000;
+
+/** The longest wait between two tries to restart a node that fails to start. */
+export const RESTART_DELAY_MS_MAX = 30_000;
 
 /** What a child says on its IPC channel once it listens. */
 export const ReadyMessageSchema = v.object({ kind: v.literal("ready"), name: NodeName, address: text(300, 1), os_pid: integer(1, 0x7fff_ffff) });
@@ -59,13 +67,21 @@ export class Supervisor extends EventEmitter {
   readonly #children = new Map<string, { node: SupervisedNode; child: ChildProcess; exited: Promise<void> }>();
   readonly #out: (line: string) => void;
   readonly #err: (line: string) => void;
+  readonly #restart_after_ms: number | undefined;
+  /** Restarts due: cleared by stop(). */
+  readonly #restarts = new Set<NodeJS.Timeout>();
   #stopping = false;
 
-  /** `out` and `err` take each line the nodes print, already prefixed where it helps. */
-  constructor(out: (line: string) => void, err: (line: string) => void) {
+  /**
+   * `out` and `err` take each line the nodes print, already prefixed where
+   * it helps; with `restart_after_ms`, a node that ends unexpectedly is
+   * started again after that delay.
+   */
+  constructor(out: (line: string) => void, err: (line: string) => void, options: { restart_after_ms?: number } = {}) {
     super();
     this.#out = out;
     this.#err = err;
+    this.#restart_after_ms = options.restart_after_ms;
   }
 
   /** The nodes, in the order they were started. */
@@ -89,11 +105,15 @@ export class Supervisor extends EventEmitter {
     const exited = new Promise<void>((resolve) => {
       child.once("exit", (code, signal) => {
         const expected = this.#stopping;
+        // Only a node that served is restarted from here; one that fails to start is retried by #restart.
+        const served = node.state === "up";
         node.state = "exited";
         node.exit = { code, signal };
         if (!expected) {
           const how = signal !== null ? `signal ${signal}` : `status ${code}`;
-          this.#err(`ferry up: node ${spec.name} (os pid ${node.os_pid}) exited unexpectedly (${how}); the other nodes keep serving. It is not restarted`);
+          const next = this.#restart_after_ms === undefined ? "It is not restarted (ferry up --restart would)" : served ? `It is restarted on its data directory in ${this.#restart_after_ms} ms` : "";
+          this.#err(`ferry up: node ${spec.name} (os pid ${node.os_pid}) exited unexpectedly (${how}); the other nodes keep serving.${next === "" ? "" : ` ${next}`}`);
+          if (served && this.#restart_after_ms !== undefined) this.#restartLater(spec, this.#restart_after_ms);
         }
         this.emit("exit", { ...node }, expected);
         resolve();
@@ -129,9 +149,29 @@ export class Supervisor extends EventEmitter {
     return { ...node };
   }
 
+  /** Starts node `spec` again in `delay_ms`, and again (waiting twice as long, up to RESTART_DELAY_MS_MAX) while it fails to start. */
+  #restartLater(spec: NodeSpec, delay_ms: number): void {
+    const timer = setTimeout(() => {
+      this.#restarts.delete(timer);
+      if (this.#stopping) return;
+      this.start(spec).then(
+        (node) => this.#err(`ferry up: node ${spec.name} restarted (os pid ${node.os_pid}), listening on ${node.address}`),
+        (err: unknown) => {
+          if (this.#stopping) return;
+          const next = Math.min(RESTART_DELAY_MS_MAX, Math.max(1000, delay_ms * 2));
+          this.#err(`ferry up: node ${spec.name} could not be restarted: ${err instanceof Error ? err.message : String(err)}; trying again in ${next} ms`);
+          this.#restartLater(spec, next);
+        },
+      );
+    }, delay_ms);
+    this.#restarts.add(timer);
+  }
+
   /** Stops every node still running (SIGTERM, then SIGKILL after NODE_STOP_GRACE_MS) and resolves once all have ended. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    for (const timer of this.#restarts) clearTimeout(timer);
+    this.#restarts.clear();
     await Promise.all(
       [...this.#children.values()].map(async ({ child, exited }) => {
         if (child.exitCode !== null || child.signalCode !== null) return;

@@ -145,6 +145,12 @@ Options:
   --port P               First port (default 7070).
   --data DIR             Where the nodes keep their data (default: a new
                          temporary folder, removed on exit).
+  --restart              Start a node that ends unexpectedly again, on its data
+                         directory (it keeps its pids and output), once the
+                         cluster has declared it dead: --dead-after + 1 s
+                         after it ended, then with the wait doubled (up to
+                         30 s) while it fails to start. Default: a node that
+                         ends stays down.
   --tracker T            Page tracker: auto (default), userfaultfd or portable.
   --balance on|off       The nodes' balancer (default on): processes move on
                          their own to share load, talk locally, leave drained
@@ -375,6 +381,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "balance", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
+      { name: "restart", value: false },
       ...LIMIT_OPTIONS,
       { name: "help", value: false, short: "h" },
     ],
@@ -398,12 +405,14 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (created) process.stdout.write(`new local cluster CA in ${localAuthorityDir()}\n`);
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
-  deadAfterOption(parsed);
+  const dead_after_ms = deadAfterOption(parsed) ?? LEASE_TTL_MS_DEFAULT;
   const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),
     (line) => process.stderr.write(`${line}\n`),
+    // Restarted once its lease has run out: the cluster has then declared it dead and failed over what it ran, so the node comes back empty-handed rather than racing the failover.
+    parsed.flags.has("restart") ? { restart_after_ms: dead_after_ms + 1000 } : {},
   );
   // A signal during start-up stops what has started.
   const stopped = untilSignal();
