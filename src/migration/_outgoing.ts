@@ -45,6 +45,11 @@ import {
   type SourceSide,
 } from "./source.js";
 
+/** How many times the source asks whether the destination runs the process, after the link broke with the image out. */
+export const DESTINATION_ASKS = 5;
+/** The wait before the second ask; doubled before each later one (0.2 + 0.4 + 0.8 + 1.6 s). */
+const DESTINATION_ASK_WAIT_MS = 200;
+
 /** States of an outgoing migration, in order. */
 export const OUT_STATES = ["connecting", "offered", "rounds", "stopped", "sent", "committed", "aborted"] as const;
 
@@ -468,13 +473,7 @@ export class OutgoingMigration {
     if (state === "sent") {
       // The link may have broken after the destination resumed it: ask, so that exactly one copy runs.
       const refused = err instanceof PeerError;
-      const runs =
-        !refused &&
-        (await side.destinationRuns().catch((e: unknown) => {
-          // Unknown counts as no: the destination never answered RUNNING, so it resumes here.
-          logger().warn({ pid: side.offer.pid, err: errorField(e) }, "could not ask the destination whether it runs the process; resuming it at the source");
-          return false;
-        }));
+      const runs = !refused && (await this.#askDestination());
       if (runs) {
         this.#to("committed");
         return await this.#committed();
@@ -498,6 +497,33 @@ export class OutgoingMigration {
     }
     const code = err instanceof FerryError && err.code !== "ERR_CONNECTION_CLOSED" ? err.code : "ERR_MIGRATION_FAILED";
     throw new FerryError(code, `migration of ${side.offer.pid} failed: ${why}; it keeps running on the source`, { cause: err });
+  }
+
+  /**
+   * Whether the destination runs the process, asked after the link broke
+   * with the whole image out. A question that fails is asked again,
+   * DESTINATION_ASKS times with a doubling wait (about 3 s in all): a link
+   * that broke often takes the question's first try with it, and answering
+   * "no" to a destination that does run it would leave two copies running.
+   * Only when no try gets an answer does it count as no (the destination
+   * never answered RUNNING), and the process resumes here.
+   */
+  async #askDestination(): Promise<boolean> {
+    const side = this.#side;
+    let wait_ms = DESTINATION_ASK_WAIT_MS;
+    for (let ask = 1; ; ask += 1) {
+      try {
+        return await side.destinationRuns();
+      } catch (e: unknown) {
+        if (ask >= DESTINATION_ASKS) {
+          logger().warn({ pid: side.offer.pid, asks: ask, err: errorField(e) }, "could not ask the destination whether it runs the process; resuming it at the source");
+          return false;
+        }
+        logger().debug({ pid: side.offer.pid, ask, err: errorField(e) }, `could not ask the destination whether it runs the process; asking again in ${wait_ms} ms`);
+        await new Promise((resolve) => setTimeout(resolve, wait_ms));
+        wait_ms *= 2;
+      }
+    }
   }
 
   /** It goes on here at full speed (auto-converge may have held it). */

@@ -4,7 +4,9 @@
  * each state: the link breaks, or the step itself fails. Whatever the fault,
  * exactly one copy of the process runs afterwards, with its state intact:
  * at the source before the image is sent; after it, wherever the
- * destination says it runs.
+ * destination says it runs. Also: a connect that fails, a destination that
+ * refuses after the whole image, and the question "does it run there?"
+ * lost once or every time after the link broke.
  */
 import assert from "node:assert/strict";
 import { generateKeyPairSync } from "node:crypto";
@@ -15,25 +17,47 @@ import { GuestProcess } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FramedConnection } from "../transport/mod.js";
 import { migrateIn, migrateOut, Msg, OUT_STATES, type OutState, type Strategy } from "./mod.js";
+import { DESTINATION_ASKS } from "./_outgoing.js";
 import { destination, EXIT_INTACT, GUEST, io, source } from "./_testing.js";
 
 type Fault = "the link breaks" | "the step fails";
 
+/** What a case changes beyond the fault: the connect fails; the destination's restore fails; how the source's question "does it run there?" is answered, given the truth. */
+interface Twists {
+  connect_fails?: boolean;
+  restore_fails?: boolean;
+  ask?: (truth: () => Promise<boolean>) => Promise<boolean>;
+}
+
 /** Migrates GUEST with `strategy`, injecting `fault` as the source enters `at`; reports both sides and the states passed. */
-async function faulted(strategy: Strategy, at: OutState, fault: Fault) {
+async function faulted(strategy: Strategy, at: OutState, fault: Fault, twists: Twists = {}) {
   const signer = { key: generateKeyPairSync("ed25519").privateKey };
   const s = io();
   const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
   const [a, b] = pipeDuplexPair();
   const dest = destination(trustKeys([signer.key]), GUEST);
+  if (twists.restore_fails === true) {
+    const prepare = dest.side.prepare.bind(dest.side);
+    dest.side.prepare = async (offer, clock) => {
+      const landing = await prepare(offer, clock);
+      return {
+        ...landing,
+        finish: async () => {
+          throw new FerryError("ERR_RESTORE_STATE", "injected: the restore fails");
+        },
+      };
+    };
+  }
   const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
   const settled = incoming.then(() => undefined, () => undefined);
   const side = source(proc, strategy, signer, () => new FramedConnection(a));
+  if (twists.connect_fails === true) side.connect = () => Promise.reject(new FerryError("ERR_PEER_UNREACHABLE", "injected: the destination cannot be reached"));
   // As a node asks its peer: does the process run there? Once the destination has settled, it knows.
-  side.destinationRuns = async () => {
+  const truth = async (): Promise<boolean> => {
     await settled;
     return dest.landed() !== null;
   };
+  side.destinationRuns = twists.ask === undefined ? truth : () => (twists.ask as NonNullable<Twists["ask"]>)(truth);
   const states: OutState[] = [];
   const outgoing = migrateOut(side, {
     strategy,
@@ -44,8 +68,24 @@ async function faulted(strategy: Strategy, at: OutState, fault: Fault) {
       else throw new FerryError("ERR_MIGRATION_FAILED", `injected fault on entering ${state}`);
     },
   });
+  // A connect that fails leaves the destination's side waiting for an offer that never comes: its end of the pair is closed.
+  if (twists.connect_fails === true) void outgoing.catch(() => undefined).then(() => b.destroy());
   const [out] = await Promise.allSettled([outgoing, settled]);
   return { out, proc, stdin: s.stdin, output: s.out, landed: dest.landed(), states };
+}
+
+/** The run aborted and the process goes on at the source with its state intact; nothing runs at the destination. */
+async function abortedAtSource(run: Awaited<ReturnType<typeof faulted>>): Promise<void> {
+  assert.equal(run.out.status, "rejected", "the migration succeeded");
+  if (run.out.status === "rejected") {
+    assert.ok(run.out.reason instanceof FerryError);
+    assert.match(run.out.reason.message, /keeps running on the source/);
+  }
+  assert.equal(run.states.at(-1), "aborted");
+  assert.equal(run.landed, null, "the destination runs it too");
+  run.stdin.end("go\n");
+  assert.deepEqual(await run.proc.exited, { kind: "exit", code: EXIT_INTACT });
+  assert.equal(run.output(), "ok\n");
 }
 
 describe("the source's state machine, with a fault as it enters each state", () => {
@@ -53,17 +93,7 @@ describe("the source's state machine, with a fault as it enters each state", () 
     for (const at of ["offered", "rounds", "stopped"] as const) {
       for (const fault of ["the link breaks", "the step fails"] as const) {
         it(`${strategy}, ${fault} on entering ${at}: aborted, the process runs at the source, intact`, async () => {
-          const run = await faulted(strategy, at, fault);
-          assert.equal(run.out.status, "rejected", "the migration succeeded");
-          if (run.out.status === "rejected") {
-            assert.ok(run.out.reason instanceof FerryError);
-            assert.match(run.out.reason.message, /keeps running on the source/);
-          }
-          assert.equal(run.states.at(-1), "aborted");
-          assert.equal(run.landed, null, "the destination runs it too");
-          run.stdin.end("go\n");
-          assert.deepEqual(await run.proc.exited, { kind: "exit", code: EXIT_INTACT });
-          assert.equal(run.output(), "ok\n");
+          await abortedAtSource(await faulted(strategy, at, fault));
         });
       }
     }
@@ -85,6 +115,69 @@ describe("the source's state machine, with a fault as it enters each state", () 
         }
       });
     }
+  }
+
+  for (const strategy of ["stop-copy", "pre-copy"] as const) {
+    it(`${strategy}, the connect fails (connecting): aborted, the process runs at the source, intact`, async () => {
+      const run = await faulted(strategy, "aborted", "the step fails", { connect_fails: true });
+      assert.deepEqual(run.states, ["aborted"]);
+      await abortedAtSource(run);
+    });
+
+    it(`${strategy}, the destination refuses after the whole image (its restore fails): no question asked, it resumes at the source, intact`, async () => {
+      let asked = 0;
+      const run = await faulted(strategy, "aborted", "the step fails", {
+        restore_fails: true,
+        ask: (truth) => {
+          asked += 1;
+          return truth();
+        },
+      });
+      assert.equal(run.states.at(-2), "sent");
+      assert.equal(asked, 0, "a refusal is an answer: nothing to ask");
+      await abortedAtSource(run);
+    });
+
+    it(`${strategy}, the link breaks with the image out and the first questions fail: asked again until answered, it runs at the destination only`, async () => {
+      let asked = 0;
+      const run = await faulted(strategy, "sent", "the link breaks", {
+        ask: async (truth) => {
+          asked += 1;
+          if (asked <= 2) throw new FerryError("ERR_PEER_UNREACHABLE", "injected: the question is lost");
+          return truth();
+        },
+      });
+      const landed = run.landed;
+      try {
+        assert.equal(asked, 3);
+        if (landed === null) {
+          // The break took the image's end with it: the destination never ran it, and said so on the third question.
+          await abortedAtSource(run);
+          return;
+        }
+        assert.equal(run.out.status, "fulfilled", "the source resumed its copy while the destination runs one");
+        assert.deepEqual(run.states.slice(-2), ["sent", "committed"]);
+        landed.stdin.end("go\n");
+        assert.deepEqual(await landed.proc.exited, { kind: "exit", code: EXIT_INTACT });
+        assert.equal(landed.out(), "ok\n");
+      } finally {
+        await landed?.proc.terminate();
+        if (landed !== null) await run.proc.terminate();
+      }
+    });
+
+    it(`${strategy}, the destination's restore fails and no question gets an answer: asked ${DESTINATION_ASKS} times, then it resumes at the source, intact`, async () => {
+      let asked = 0;
+      const run = await faulted(strategy, "sent", "the link breaks", {
+        restore_fails: true,
+        ask: async () => {
+          asked += 1;
+          throw new FerryError("ERR_PEER_UNREACHABLE", "injected: the question is lost");
+        },
+      });
+      assert.equal(asked, DESTINATION_ASKS);
+      await abortedAtSource(run);
+    });
   }
 
   it("without faults the states go in order, from offered to committed", async () => {
