@@ -6,11 +6,13 @@
  */
 import { PassThrough } from "node:stream";
 import { FerryError } from "../errors.js";
-import type { ImageSigner, ImageTrust } from "../image/mod.js";
+import { encodeImage, type ImageSigner, type ImageTrust, type ProcessImage } from "../image/mod.js";
 import { wat } from "../instrument/_wat.js";
 import { GuestProcess, type ProcessIo } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import type { DestinationSide, Landing, Offer, SourceSide, Strategy } from "./mod.js";
+import { PagesDigest, type StoredCheckpoint } from "./checkpoint_chain.js";
+import { WIRE_PAGE_BYTES } from "./_wire.js";
 
 /**
  * The guest: fills three wasm pages with a pattern (each word i holds
@@ -138,4 +140,42 @@ export function source(proc: GuestProcess, strategy: Strategy, signer: ImageSign
     // Only asked when the link broke after the whole image went out; these links do not break.
     destinationRuns: () => Promise.resolve(false),
   };
+}
+
+/** A PAGES payload as the wire carries it: count, indexes, pages. */
+export function pagesPayload(pages: { index: number; data: Uint8Array }[]): Uint8Array {
+  const head = 4 + 4 * pages.length;
+  const out = Buffer.alloc(head + pages.length * WIRE_PAGE_BYTES);
+  out.writeUInt32LE(pages.length, 0);
+  pages.forEach((p, i) => {
+    out.writeUInt32LE(p.index, 4 + 4 * i);
+    out.set(p.data, head + i * WIRE_PAGE_BYTES);
+  });
+  return out;
+}
+
+/**
+ * A checkpoint of `memory` sending `indexes` (every non-zero page for a
+ * base), as a runner sends one, 7 pages a frame, signed by `signer`; its
+ * state says `streams_at` (stdout bytes, a global and the WASI state).
+ */
+export function storedCheckpointOf(memory: Uint8Array, indexes: number[], streams_at: number, signer: ImageSigner, module_sha256: Uint8Array): StoredCheckpoint {
+  const frames: Uint8Array[] = [];
+  for (let i = 0; i < indexes.length; i += 7) {
+    frames.push(pagesPayload(indexes.slice(i, i + 7).map((index) => ({ index, data: memory.slice(index * WIRE_PAGE_BYTES, (index + 1) * WIRE_PAGE_BYTES) }))));
+  }
+  const digest = new PagesDigest();
+  for (const f of frames) digest.update(f);
+  const seen = digest.seen();
+  const image: ProcessImage = {
+    module_sha256,
+    instrumenter: "test/1",
+    memory: { size_bytes: memory.length, pages: () => [] },
+    globals: [{ name: "g", type: "i32", bits: BigInt(streams_at) }],
+    stack: { entry: "_start", asyncify: Uint8Array.of(1, 2, 3) },
+    wasi: { at: streams_at },
+    streams: { stdout_bytes: streams_at, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
+    meta: { module_path: "m.wasm", created_unix_ms: 1, ...(seen.sha256 !== null ? { precopy_sha256: seen.sha256 } : {}) },
+  };
+  return { pages: frames, image: Buffer.concat([...encodeImage(image, { signer })]) };
 }

@@ -5,44 +5,16 @@ import { Prng } from "../_prng.js";
 import { FerryError, ImageError } from "../errors.js";
 import { encodeImage, sparsePages, trustKeys, writeMemory, type ImageSigner, type ProcessImage } from "../image/mod.js";
 import { CHECKPOINT_INCREMENTS_MAX, checkCheckpoint, needsCompaction, PagesDigest, rebuildImage, type StoredCheckpoint } from "./checkpoint_chain.js";
+import { storedCheckpointOf } from "./_testing.js";
 
 const PAGE = 4096;
 const SIGNER: ImageSigner = { key: generateKeyPairSync("ed25519").privateKey };
 const TRUST = trustKeys([SIGNER.key]);
 const MODULE = createHash("sha256").update("module").digest();
 
-/** A PAGES payload as the wire carries it: count, indexes, pages. */
-function pagesPayload(pages: { index: number; data: Uint8Array }[]): Uint8Array {
-  const head = 4 + 4 * pages.length;
-  const out = Buffer.alloc(head + pages.length * PAGE);
-  out.writeUInt32LE(pages.length, 0);
-  pages.forEach((p, i) => {
-    out.writeUInt32LE(p.index, 4 + 4 * i);
-    out.set(p.data, head + i * PAGE);
-  });
-  return out;
-}
-
-/** A checkpoint of `memory` sending `indexes` (every non-zero page for a base), as a runner sends one. */
+/** A checkpoint of `memory` sending `indexes`, signed by SIGNER, of MODULE. */
 function checkpointOf(memory: Uint8Array, indexes: number[], streams_at: number): StoredCheckpoint {
-  const frames: Uint8Array[] = [];
-  for (let i = 0; i < indexes.length; i += 7) {
-    frames.push(pagesPayload(indexes.slice(i, i + 7).map((index) => ({ index, data: memory.slice(index * PAGE, (index + 1) * PAGE) }))));
-  }
-  const digest = new PagesDigest();
-  for (const f of frames) digest.update(f);
-  const seen = digest.seen();
-  const image: ProcessImage = {
-    module_sha256: MODULE,
-    instrumenter: "test/1",
-    memory: { size_bytes: memory.length, pages: () => [] },
-    globals: [{ name: "g", type: "i32", bits: BigInt(streams_at) }],
-    stack: { entry: "_start", asyncify: Uint8Array.of(1, 2, 3) },
-    wasi: { at: streams_at },
-    streams: { stdout_bytes: streams_at, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
-    meta: { module_path: "m.wasm", created_unix_ms: 1, ...(seen.sha256 !== null ? { precopy_sha256: seen.sha256 } : {}) },
-  };
-  return { pages: frames, image: Buffer.concat([...encodeImage(image, { signer: SIGNER })]) };
+  return storedCheckpointOf(memory, indexes, streams_at, SIGNER, MODULE);
 }
 
 describe("checkpoint chains", () => {

@@ -16,7 +16,7 @@ import fs from "node:fs";
 import path from "node:path";
 import * as v from "valibot";
 import { FerryError } from "../errors.js";
-import { encodeImage, trustKeys, type ImageTrust, type ProcessImage } from "../image/mod.js";
+import { trustKeys, type ImageTrust, type ProcessImage } from "../image/mod.js";
 import {
   CheckpointBeginSchema,
   CheckpointMsg,
@@ -33,6 +33,7 @@ import { WASM_MEMORY_BYTES_MAX } from "../process_spec.js";
 import { parseJson } from "../validate.js";
 import { errorField, logger } from "../log/mod.js";
 import { replaceFileDurably, replaceFileDurablyAsync } from "../durable_file.js";
+import { compactInWorker, framesOf } from "./_compact.js";
 
 /**
  * Bytes of one checkpoint a keeper takes at most: a whole 4 GiB memory (a
@@ -340,26 +341,14 @@ export class CheckpointStore {
     const dir = path.join(this.#dir, pid);
     const name = `${chain.chain}.${last.seq}.base`;
     const files = { image: path.join(dir, `${name}.image`), pages: path.join(dir, `${name}.pages`) };
-    let bytes = 0;
-    try {
-      const image = await this.#rebuild(pid, chain);
-      const fh = await fs.promises.open(files.image, "w", 0o600);
-      try {
-        // Chunk by chunk, with awaits: the keeper goes on serving meanwhile.
-        for (const chunk of encodeImage(image, { signer: { key: this.#own_key } })) {
-          await fh.writeFile(chunk);
-          bytes += chunk.length;
-        }
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await replaceFileDurablyAsync(files.pages, new Uint8Array(0));
-    } catch (err: unknown) {
-      fs.rmSync(files.image, { force: true });
-      fs.rmSync(files.pages, { force: true });
-      throw err;
-    }
+    // Off this thread: the rebuild and the signing are seconds of CPU for a large process.
+    const bytes = await compactInWorker({
+      dir,
+      entries: chain.entries.map((e) => ({ file: e.file, signer: e.signer })),
+      module_sha256: chain.process.module_sha256,
+      key_pem: this.#own_key.export({ type: "pkcs8", format: "pem" }).toString(),
+      name,
+    });
     const entry = { ...last, file: name, bytes, signer: createPublicKey(this.#own_key).export({ type: "spki", format: "der" }).toString("base64") };
     return this.locked(pid, async () => {
       const now = this.#chains.get(pid);
@@ -416,17 +405,6 @@ export class CheckpointStore {
       await fs.promises.rm(path.join(this.#dir, pid), { recursive: true, force: true });
       return true;
     });
-  }
-}
-
-/** The PAGES payloads of a `.pages` file (each after its u32 LE length). */
-function* framesOf(file: Buffer): Generator<Uint8Array> {
-  for (let at = 0; at < file.length; ) {
-    if (at + 4 > file.length) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "a checkpoint's pages file is cut short");
-    const n = file.readUInt32LE(at);
-    if (at + 4 + n > file.length) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", "a checkpoint's pages file is cut short");
-    yield file.subarray(at + 4, at + 4 + n);
-    at += 4 + n;
   }
 }
 
