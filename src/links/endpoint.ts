@@ -38,6 +38,15 @@ const RETRY_MS_MAX = 200;
  * receiver exact: a batch that arrives after a gap is refused and sent again.
  */
 export const BATCHES_IN_FLIGHT_MAX = 8;
+/**
+ * A sender learns that a checkpointed receiver was resumed from a checkpoint
+ * from the answer to its next delivery. With nothing left to send it, what
+ * it keeps for that receiver is offered again after this long quiet, and
+ * again while it keeps anything: else a sender that waits on the receiver
+ * (a request-answer pair) and a receiver that waits on the messages it lost
+ * would wait on each other for good.
+ */
+export const KEPT_REOFFER_MS = 1000;
 
 /** Traffic from one process to another, as the sender counted it. */
 export interface PairStats {
@@ -161,6 +170,8 @@ export class Endpoint {
   readonly #flows = new Map<string, Flow>();
   /** Destinations sent to since the last microtask checkpoint, to be kicked at it. */
   readonly #kicks = new Set<string>();
+  /** Per destination with kept messages and nothing on its way: when they are offered again. */
+  readonly #reoffers = new Map<string, NodeJS.Timeout>();
   #proc: GuestProcess | null = null;
   #frozen = false;
   #ended = false;
@@ -268,6 +279,7 @@ export class Endpoint {
     // What was on its way when it froze may not have arrived: all of it goes again (the receiver skips what it has).
     for (const flow of this.#flows.values()) flow.sent_upto = 0;
     for (const to of this.#outbox.keys()) this.#kick(to);
+    for (const to of this.#kept.keys()) this.#reofferLater(to);
   }
 
   /** The state to carry in the image; the process must be stopped (and this frozen). */
@@ -371,6 +383,35 @@ export class Endpoint {
     }
     if (stay.length === 0) this.#kept.delete(to);
     return back.length > 0;
+  }
+
+  /** Offers what is kept for `to` again in {@link KEPT_REOFFER_MS}, unless that is due already or nothing is kept. */
+  #reofferLater(to: string): void {
+    if (this.#reoffers.has(to) || (this.#kept.get(to)?.length ?? 0) === 0) return;
+    const timer = setTimeout(() => {
+      this.#reoffers.delete(to);
+      this.#reoffer(to);
+    }, KEPT_REOFFER_MS);
+    // An endpoint left behind (its process moved or ended) holds nothing up.
+    timer.unref();
+    this.#reoffers.set(to, timer);
+  }
+
+  /**
+   * Sends what is kept for `to` again, if the link to it is quiet: the
+   * answer says whether the receiver still has them (they are kept again,
+   * or forgotten if its newest checkpoint covers them) or was resumed
+   * without them (they are delivered again, in order).
+   */
+  #reoffer(to: string): void {
+    const kept = this.#kept.get(to);
+    // Frozen: resume() offers them again. Ended: a sender that ends takes what it kept along (docs/links.md).
+    if (kept === undefined || kept.length === 0 || this.#frozen || this.#ended) return;
+    // Something is on its way to it: its answer will tell, and the quiet after it offers them again.
+    if ((this.#outbox.get(to)?.length ?? 0) > 0 || this.#flows.has(to)) return;
+    this.#kept.delete(to);
+    this.#outgoing(to).push(...kept);
+    this.#kick(to);
   }
 
   #undelivered(): number {
@@ -487,6 +528,7 @@ export class Endpoint {
     }
     if (list.length === 0 && flow.in_flight === 0) {
       this.#flows.delete(to);
+      this.#reofferLater(to);
       return;
     }
     if (flow.stalled && flow.in_flight === 0 && !flow.waiting) {

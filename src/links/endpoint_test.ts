@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, BATCHES_IN_FLIGHT_MAX, Endpoint, INBOX_QUEUE_MAX, parseLinkState, type Batch, type DeliverAnswer, type LinkTransport } from "./mod.js";
+import { BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, BATCHES_IN_FLIGHT_MAX, Endpoint, INBOX_QUEUE_MAX, KEPT_REOFFER_MS, parseLinkState, type Batch, type DeliverAnswer, type LinkTransport } from "./mod.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 
 const bytes = (s: string): Uint8Array => Buffer.from(s);
@@ -31,7 +31,12 @@ function wire(receiver: Endpoint, faults: { lose_answer?: number; drop?: number 
 }
 
 async function until(check: () => boolean): Promise<void> {
-  for (let i = 0; i < 500 && !check(); i += 1) await new Promise((r) => setTimeout(r, 2));
+  await untilFor(1_000, check);
+}
+
+async function untilFor(ms: number, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
   assert.ok(check(), "condition not reached");
 }
 
@@ -174,6 +179,34 @@ describe("link endpoint", () => {
     hooks.send("r", bytes("m8"));
     await until(() => (sender.capture().kept ?? []).every((m) => m.seq > 7) && sender.capture().outbox.length === 0);
     assert.deepEqual((sender.capture().kept ?? []).map((m) => m.seq), [8]);
+  });
+
+  it("offers what it keeps again once the link is quiet: a sender waiting on a receiver resumed without its last messages sends them again, and forgets them once a checkpoint covers them", async () => {
+    let receiver = new Endpoint("r", nowhere);
+    let deliveries = 0;
+    const sender = new Endpoint("s", {
+      deliver: (_to, b) => {
+        deliveries += 1;
+        return Promise.resolve(receiver.accept(b, "there"));
+      },
+    });
+    const hooks = sender.hooks(() => undefined);
+    for (let i = 1; i <= 3; i += 1) hooks.send("r", bytes(`m${i}`));
+    await until(() => sender.capture().outbox.length === 0);
+    const checkpoint = JSON.parse(JSON.stringify(receiver.capture()));
+    receiver.checkpointStored();
+    for (let i = 4; i <= 6; i += 1) hooks.send("r", bytes(`m${i}`));
+    await until(() => sender.capture().outbox.length === 0 && (sender.capture().kept ?? []).length === 3);
+    // The receiver is resumed from its checkpoint; the sender has nothing more to send (it waits for an answer that will not come).
+    receiver = new Endpoint("r", nowhere, parseLinkState(checkpoint));
+    const before = deliveries;
+    await untilFor(5_000, () => receiver.capture().inbox.length === 6);
+    assert.deepEqual(receiver.capture().inbox.map((m) => text(m.data)), ["m1", "m2", "m3", "m4", "m5", "m6"], "each once, in order");
+    assert.ok(deliveries > before, "offered again without a new message");
+    // Its next checkpoint covers them: the next offer finds them covered, and the sender keeps nothing.
+    receiver.capture();
+    receiver.checkpointStored();
+    await untilFor(5_000 + KEPT_REOFFER_MS, () => sender.capture().kept === undefined);
   });
 
   it("keeps nothing for a receiver that has no stored checkpoint", async () => {
