@@ -213,7 +213,7 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
   await crash(cluster.nodes[1] as NodeProc);
   assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
   const finish = async (pid: string): Promise<string> => {
-    const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
+    const { status } = await pairEnd(n1.address, pid);
     const out = await outputOf(n1.address, pid);
     assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid}: ${out.stderr.toString()}`);
     return out.stdout.toString();
@@ -257,7 +257,7 @@ async function linkPairHomeKilled(cluster: Cluster, directory: Directory, args: 
   await crashAfterCheckpoint(n1, pong, seq + 1);
   assert.equal((await json<Info>(n2.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
   const finish = async (pid: string): Promise<string> => {
-    const { status } = await json<{ status: unknown }>(n2.address, "GET", `/v1/processes/${pid}/wait`);
+    const { status } = await pairEnd(n2.address, pid);
     const out = await outputOf(n2.address, pid);
     assert.deepEqual(status, { kind: "exit", code: 0 }, `${pid}: ${out.stderr.toString()}`);
     return out.stdout.toString();
@@ -273,6 +273,27 @@ async function linkPairHomeKilled(cluster: Cluster, directory: Directory, args: 
   assert.equal(await finish(calm_ping), a);
   assert.equal(await finish(calm_pong), b);
 }
+
+/** A pair's side's end, from `address`; a pair that stands still fails the test with what each side holds, rather than hanging it. */
+async function pairEnd(address: string, pid: string): Promise<{ status: unknown }> {
+  let timer: NodeJS.Timeout | undefined;
+  const stuck = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      void json(address, "GET", "/v1/links?inspect=1").then(
+        (links) => reject(new Error(`${pid} did not end within ${PAIR_END_MS} ms; links: ${JSON.stringify(links)}`)),
+        (err: unknown) => reject(new Error(`${pid} did not end within ${PAIR_END_MS} ms (${String(err)})`)),
+      );
+    }, PAIR_END_MS);
+  });
+  try {
+    return await Promise.race([json<{ status: unknown }>(address, "GET", `/v1/processes/${pid}/wait`), stuck]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Far longer than a pair takes on a loaded machine (tens of seconds), far shorter than the suite's bound. */
+const PAIR_END_MS = 240_000;
 
 /** Starts node `i` of the cluster again on its data directory if it is dead. */
 async function revive(cluster: Cluster, i: number, args: readonly string[]): Promise<NodeProc> {
