@@ -8,7 +8,7 @@
  * gap, no duplicate) and its exit status, which `wait` on any node returns.
  * The same when the killed node was also its home: the keeper becomes its
  * home. A ping-pong pair exchanging numbered messages through a failover of
- * the receiver, and of the receiver's home: each message once, in order. Everything waits on observable
+ * the receiver, of the sender, and of the receiver's home: each message once, in order. Everything waits on observable
  * state; the time from the kill to the process running again is printed.
  */
 import assert from "node:assert/strict";
@@ -188,30 +188,36 @@ async function homeKilled(cluster: Cluster, directory: Directory, args: readonly
 
 /**
  * A ping-pong pair exchanging numbered messages (examples/c/pingpong.c: each
- * side exits 1 at the first gap, repeat or disorder). n3, killed before,
- * starts again. pong (home n1, checkpointed, kept on n3) runs on n2; ping
- * runs on n1. n2 is killed: pong resumes from its checkpoint on n3, ping
- * sends again what pong took since that checkpoint, and both end as an
- * undisturbed pair does.
+ * side exits 1 at the first gap, repeat or disorder). Nodes killed before
+ * start again. `side` (home n1, checkpointed, kept on n3) runs on n2; the
+ * other runs on n1. n2 is killed: `side` resumes from its checkpoint on n3.
+ * pong restored: ping sends again what pong took since that checkpoint.
+ * ping restored: it sends again what it sent since (the same numbers: it is
+ * deterministic), and pong skips what it has. Both end as an undisturbed
+ * pair does.
  */
-async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void> {
-  const [n1, n2, old] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
-  if (old.child.exitCode !== null || old.child.signalCode !== null) cluster.nodes[2] = await startNode("n3", Number(old.address.split(":")[1]), [n1.address, n2.address], path.join(cluster.dir, "n3"), args);
+async function linkPair(cluster: Cluster, args: readonly string[], side: "ping" | "pong"): Promise<void> {
+  for (let i = 0; i < 3; i += 1) await revive(cluster, i, args);
+  const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
   await allAlive(cluster.nodes);
   const sha = await upload(n1.address, pingpong);
   // Enough to outlast the failover, few enough to end soon on a loaded machine.
   const N = "20000";
   const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
     (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
-  const pong = await start(["pong", N], "n1", CHECKPOINT_EVERY_MS);
-  await json(n1.address, "POST", `/v1/processes/${pong}/migrate`, { to: "n2", strategy: "stop-copy" });
-  const ping = await start(["ping", pong, N, "32"], "n1");
-  await until("checkpoints of pong taken on n2 while messages flow", async () => {
-    const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${pong}/checkpoints`)).last;
+  const toN2 = (pid: string): Promise<unknown> => json(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+  const pong = await start(["pong", N], "n1", side === "pong" ? CHECKPOINT_EVERY_MS : undefined);
+  if (side === "pong") await toN2(pong);
+  const ping = await start(["ping", pong, N, "32"], "n1", side === "ping" ? CHECKPOINT_EVERY_MS : undefined);
+  if (side === "ping") await toN2(ping);
+  const restored = side === "pong" ? pong : ping;
+  const other = side === "pong" ? ping : pong;
+  await until(`checkpoints of ${side} taken on n2 while messages flow`, async () => {
+    const l = (await json<{ last: Last | null }>(n1.address, "GET", `/v1/processes/${restored}/checkpoints`)).last;
     return l !== null && l.runner === "n2" && l.seq >= 2;
   });
-  await crash(cluster.nodes[1] as NodeProc);
-  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${ping}`)).exit, null, "the pair ended before the failover: make N larger");
+  await crash(n2);
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${other}`)).exit, null, "the pair ended before the failover: make N larger");
   const finish = async (pid: string): Promise<string> => {
     const { status } = await pairEnd(n1.address, pid);
     const out = await outputOf(n1.address, pid);
@@ -219,7 +225,7 @@ async function linkPair(cluster: Cluster, args: readonly string[]): Promise<void
     return out.stdout.toString();
   };
   const [a, b] = [await finish(ping), await finish(pong)];
-  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${pong}`)).node, "n3", "pong finished where it was restored");
+  assert.equal((await json<Info>(n1.address, "GET", `/v1/processes/${restored}`)).node, "n3", `${side} finished where it was restored`);
   const sum = new RegExp(`ping done n=${N} checksum=([0-9a-f]{16})`).exec(a)?.[1];
   assert.ok(sum !== undefined, a);
   assert.match(b, new RegExp(`pong done n=${N} checksum=${sum}`));
@@ -424,7 +430,11 @@ describe("failover, embedded directory, three node daemons", () => {
   });
 
   it("a link pair exchanging numbered messages through a failover of the receiver's runner: each message exactly once, in order", async () => {
-    await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+    await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)], "pong");
+  });
+
+  it("a link pair through a failover of the sender's runner: resumed from its checkpoint, it sends again what it sent since, and the receiver takes each message exactly once, in order", async () => {
+    await linkPair(cluster, [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)], "ping");
   });
 
   it("kill -9 of a checkpointed process's home while its runner lives: the keeper becomes its home, the runner drops its copy, ps, wait and logs from every live node give an undisturbed run's", async () => {

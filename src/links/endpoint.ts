@@ -47,6 +47,14 @@ export const BATCHES_IN_FLIGHT_MAX = 8;
  * would wait on each other for good.
  */
 export const KEPT_REOFFER_MS = 1000;
+/**
+ * The most a sender keeps for one checkpointed receiver (bytes of messages
+ * taken since the receiver's last stored checkpoint). Past it, the sender
+ * sends that receiver one message per {@link KEPT_REOFFER_MS}, whose answer
+ * says when a stored checkpoint covers what is kept; meanwhile its outbox
+ * fills and the guest's `send` blocks, as for a receiver that takes nothing.
+ */
+export const KEPT_BYTES_MAX = 16 * 1024 * 1024;
 
 /** Traffic from one process to another, as the sender counted it. */
 export interface PairStats {
@@ -158,6 +166,8 @@ export class Endpoint {
   readonly #outbox = new Map<string, Outgoing[]>();
   /** Per destination: taken there, not yet covered by its stored checkpoint (sent again if it is resumed from one). */
   readonly #kept = new Map<string, Outgoing[]>();
+  /** Per destination: the bytes of its kept messages. */
+  readonly #kept_bytes = new Map<string, number>();
   /** Per sender: the highest number a stored checkpoint covers; null until this process has one. */
   #durable: Map<string, number> | null = null;
   /** Per destination: the highest number whose delivery the guest was told of. */
@@ -209,7 +219,9 @@ export class Endpoint {
     this.#outbox.clear();
     for (const m of state.outbox) this.#outgoing(m.to).push({ seq: m.seq, data: Buffer.from(m.data, "base64") });
     this.#kept.clear();
+    this.#kept_bytes.clear();
     for (const m of state.kept ?? []) this.#keptFor(m.to).push({ seq: m.seq, data: Buffer.from(m.data, "base64") });
+    for (const [to, list] of this.#kept) this.#kept_bytes.set(to, bytesOf(list));
     this.#durable = state.durable === undefined ? null : new Map(Object.entries(state.durable));
     this.#queue = state.inbox.map((m) => ({ from: m.from, data: Buffer.from(m.data, "base64") }));
     this.#stats.clear();
@@ -376,12 +388,13 @@ export class Endpoint {
     const back = kept.filter((m) => m.seq > upto);
     const stay = kept.filter((m) => m.seq > durable && m.seq <= upto);
     this.#kept.set(to, stay);
+    this.#kept_bytes.set(to, bytesOf(stay));
     if (back.length > 0) {
       const list = this.#outgoing(to);
       list.unshift(...back.filter((m) => list.every((o) => o.seq !== m.seq)));
       list.sort((a, b) => a.seq - b.seq);
     }
-    if (stay.length === 0) this.#kept.delete(to);
+    if (stay.length === 0) this.#dropKept(to);
     return back.length > 0;
   }
 
@@ -409,9 +422,19 @@ export class Endpoint {
     if (kept === undefined || kept.length === 0 || this.#frozen || this.#ended) return;
     // Something is on its way to it: its answer will tell, and the quiet after it offers them again.
     if ((this.#outbox.get(to)?.length ?? 0) > 0 || this.#flows.has(to)) return;
-    this.#kept.delete(to);
+    this.#dropKept(to);
     this.#outgoing(to).push(...kept);
     this.#kick(to);
+  }
+
+  #dropKept(to: string): void {
+    this.#kept.delete(to);
+    this.#kept_bytes.delete(to);
+  }
+
+  /** Whether `to` holds as much kept as it may: it is then sent one message at a time, {@link KEPT_REOFFER_MS} apart. */
+  #keptFull(to: string): boolean {
+    return (this.#kept_bytes.get(to) ?? 0) >= KEPT_BYTES_MAX;
   }
 
   #undelivered(): number {
@@ -463,12 +486,13 @@ export class Endpoint {
     // The list is in number order and starts at the oldest message not yet answered for.
     let start = 0;
     while (start < list.length && list[start]!.seq <= flow.sent_upto) start += 1;
-    while (flow.in_flight < BATCHES_IN_FLIGHT_MAX && start < list.length) {
+    const full = this.#keptFull(to);
+    while (flow.in_flight < (full ? 1 : BATCHES_IN_FLIGHT_MAX) && start < list.length) {
       const messages: Outgoing[] = [];
       let bytes = 0;
       for (let i = start; i < list.length; i += 1) {
         const m = list[i]!;
-        if (messages.length === BATCH_MESSAGES_MAX || (messages.length > 0 && bytes + m.data.length > BATCH_BYTES_MAX)) break;
+        if (messages.length === (full ? 1 : BATCH_MESSAGES_MAX) || (messages.length > 0 && bytes + m.data.length > BATCH_BYTES_MAX)) break;
         messages.push(m);
         bytes += m.data.length;
       }
@@ -499,7 +523,7 @@ export class Endpoint {
       if (answer.upto < last) flow.sent_upto = Math.min(flow.sent_upto, answer.upto);
     } else if (answer.kind === "gone") {
       done = list.length;
-      this.#kept.delete(to);
+      this.#dropKept(to);
     } else {
       flow.sent_upto = 0; // moving, unknown or unreachable: all of it goes again
     }
@@ -531,6 +555,15 @@ export class Endpoint {
       this.#reofferLater(to);
       return;
     }
+    if (!flow.stalled && this.#keptFull(to) && flow.in_flight === 0 && !flow.waiting) {
+      // As much kept as allowed: the next message goes after a while, and its answer says whether a checkpoint covers what is kept now.
+      flow.waiting = true;
+      setTimeout(() => {
+        flow.waiting = false;
+        this.#kick(to);
+      }, KEPT_REOFFER_MS).unref();
+      return;
+    }
     if (flow.stalled && flow.in_flight === 0 && !flow.waiting) {
       // Busy, moving, unknown or unreachable: try again, backing off.
       flow.waiting = true;
@@ -544,4 +577,10 @@ export class Endpoint {
     }
     this.#kick(to);
   }
+}
+
+function bytesOf(list: readonly Outgoing[]): number {
+  let n = 0;
+  for (const m of list) n += m.data.length;
+  return n;
 }

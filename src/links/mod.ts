@@ -3,6 +3,7 @@ export {
   BATCH_BYTES_MAX,
   BATCH_MESSAGES_MAX,
   BATCHES_IN_FLIGHT_MAX,
+  KEPT_BYTES_MAX,
   KEPT_REOFFER_MS,
   emptyLinkState,
   Endpoint,
