@@ -387,6 +387,8 @@ export class Endpoint {
     const kept = this.#keptFor(to);
     const back = kept.filter((m) => m.seq > upto);
     const stay = kept.filter((m) => m.seq > durable && m.seq <= upto);
+    // A message offered again comes back after those kept since.
+    stay.sort((a, b) => a.seq - b.seq);
     this.#kept.set(to, stay);
     this.#kept_bytes.set(to, bytesOf(stay));
     if (back.length > 0) {
@@ -411,10 +413,10 @@ export class Endpoint {
   }
 
   /**
-   * Sends what is kept for `to` again, if the link to it is quiet: the
-   * answer says whether the receiver still has them (they are kept again,
-   * or forgotten if its newest checkpoint covers them) or was resumed
-   * without them (they are delivered again, in order).
+   * Sends the oldest message kept for `to` again, if the link to it is
+   * quiet: its answer says whether the receiver still has what is kept (kept
+   * again, or forgotten if its newest checkpoint covers it) or was resumed
+   * without it (all of it is delivered again, in order).
    */
   #reoffer(to: string): void {
     const kept = this.#kept.get(to);
@@ -422,8 +424,13 @@ export class Endpoint {
     if (kept === undefined || kept.length === 0 || this.#frozen || this.#ended) return;
     // Something is on its way to it: its answer will tell, and the quiet after it offers them again.
     if ((this.#outbox.get(to)?.length ?? 0) > 0 || this.#flows.has(to)) return;
-    this.#dropKept(to);
-    this.#outgoing(to).push(...kept);
+    const [oldest, ...rest] = kept as [Outgoing, ...Outgoing[]];
+    if (rest.length === 0) this.#dropKept(to);
+    else {
+      this.#kept.set(to, rest);
+      this.#kept_bytes.set(to, (this.#kept_bytes.get(to) ?? 0) - oldest.data.length);
+    }
+    this.#outgoing(to).push(oldest);
     this.#kick(to);
   }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, BATCHES_IN_FLIGHT_MAX, Endpoint, INBOX_QUEUE_MAX, KEPT_REOFFER_MS, parseLinkState, type Batch, type DeliverAnswer, type LinkTransport } from "./mod.js";
+import { BATCH_BYTES_MAX, BATCH_MESSAGES_MAX, BATCHES_IN_FLIGHT_MAX, Endpoint, INBOX_QUEUE_MAX, KEPT_BYTES_MAX, KEPT_REOFFER_MS, parseLinkState, type Batch, type DeliverAnswer, type LinkTransport } from "./mod.js";
 import { MESSAGE_BYTES_MAX } from "../runtime/mod.js";
 
 const bytes = (s: string): Uint8Array => Buffer.from(s);
@@ -207,6 +207,25 @@ describe("link endpoint", () => {
     receiver.capture();
     receiver.checkpointStored();
     await untilFor(5_000 + KEPT_REOFFER_MS, () => sender.capture().kept === undefined);
+  });
+
+  it("keeps at most KEPT_BYTES_MAX (and what was on its way) for a receiver whose checkpoints fall behind, holding the rest in its outbox, and sends it all, once and in order, once a checkpoint covers what is kept", async () => {
+    const receiver = new Endpoint("r", nowhere);
+    const sender = new Endpoint("s", { deliver: (_to, b) => Promise.resolve(receiver.accept(b, "there")) });
+    receiver.capture();
+    receiver.checkpointStored();
+    const hooks = sender.hooks(() => undefined);
+    const n = Math.ceil((KEPT_BYTES_MAX * 1.5) / MESSAGE_BYTES_MAX);
+    for (let i = 1; i <= n; i += 1) hooks.send("r", bytes(`m${i}`.padEnd(MESSAGE_BYTES_MAX)));
+    const keptBytes = (): number => (sender.capture().kept ?? []).reduce((sum, m) => sum + Buffer.from(m.data, "base64").length, 0);
+    await untilFor(10_000, () => keptBytes() >= KEPT_BYTES_MAX);
+    assert.ok(keptBytes() <= KEPT_BYTES_MAX + BATCHES_IN_FLIGHT_MAX * BATCH_BYTES_MAX, `kept ${keptBytes()} bytes`);
+    assert.ok(sender.capture().outbox.length > 0, "the rest waits in the outbox");
+    // The receiver's next checkpoint covers what it took: the next message's answer says so, and the rest goes.
+    receiver.capture();
+    receiver.checkpointStored();
+    await untilFor(10_000 + KEPT_REOFFER_MS, () => receiver.capture().inbox.length === n);
+    assert.deepEqual(receiver.capture().inbox.map((m) => text(m.data).trimEnd()), Array.from({ length: n }, (_, i) => `m${i + 1}`));
   });
 
   it("keeps nothing for a receiver that has no stored checkpoint", async () => {
