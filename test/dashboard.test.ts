@@ -139,17 +139,37 @@ describe("web dashboard", { skip: have_chromium ? false : `${CHROMIUM} not found
     await page.getByTestId("session-node").waitFor();
   });
 
-  it("starts a migration from the page and sees it complete", async () => {
-    const pid = await start("memhog", ["32", "4", "86400"], "n1");
+  it("moves a process dragged onto a node's card, once the dialog is confirmed", async () => {
+    const pid = await start("sleeper", ["200", "100000"], "n1");
     const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
     await row.waitFor();
     const dialog = page.getByTestId("migrate-dialog");
-    // Dragged onto a node's card, a process opens the dialog with that node chosen.
+    // Dragged onto a node's card, a process opens the dialog with that node chosen; Cancel moves nothing.
     await row.locator(".pid").dragTo(page.locator("[data-testid=node-card][data-node=n2]"));
     await dialog.waitFor();
     assert.equal(await dialog.getByTestId("migrate-to").inputValue(), "n2");
     await dialog.getByRole("button", { name: "Cancel" }).click();
     await dialog.waitFor({ state: "detached" });
+    assert.equal(await runsOn(n1.address, pid), true, "a cancelled drag moves nothing");
+    // Dragged again and confirmed: the move runs, and the page follows it to its end.
+    await row.locator(".pid").dragTo(page.locator("[data-testid=node-card][data-node=n2]"));
+    await dialog.waitFor();
+    assert.equal(await dialog.getByTestId("migrate-to").inputValue(), "n2");
+    await dialog.getByTestId("strategy-pre-copy").check();
+    await dialog.getByTestId("migrate-submit").click();
+    await dialog.waitFor({ state: "detached" });
+    await page.locator(`[data-testid=migration][data-pid="${pid}"][data-state=succeeded]`).waitFor({ timeout: 60_000 });
+    await until(`the row of ${pid} to say n2`, async () => (await row.getByTestId("process-node").textContent())?.trim() === "n2");
+    assert.equal(await runsOn(n2.address, pid), true);
+    assert.equal(await runsOn(n1.address, pid), false);
+    await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+  });
+
+  it("starts a migration from the page and sees it complete", async () => {
+    const pid = await start("memhog", ["32", "4", "86400"], "n1");
+    const row = page.locator(`[data-testid=process-row][data-pid="${pid}"]`);
+    await row.waitFor();
+    const dialog = page.getByTestId("migrate-dialog");
     await row.getByTestId("migrate-button").click();
     await dialog.waitFor();
     await dialog.getByTestId("migrate-to").selectOption("n2");

@@ -293,6 +293,7 @@ export class ClusterClient {
     try {
       body = JSON.parse(bytes.toString("utf8")) as ApiErrorBody;
     } catch {
+      // Expected: a proxy or a crashed handler may answer with a non-JSON body; the status and an excerpt of the body then make the error below.
       body = null;
     }
     const code = body?.error?.code;

@@ -58,12 +58,14 @@ export function renderTop(frame: TopFrame): string[] {
   const lines: string[] = [];
   lines.push(`ferry top — ${new Date(frame.now_unix_ms).toISOString().slice(11, 19)} UTC — asked node ${overview.node} — ${up} of ${overview.nodes.length} nodes up   (q quits)`);
   lines.push("");
+  // The node's own figures from its load module (cores its guests want and use, over its --cpus), as the dashboard plots them:
+  // the machine's load average would be the same for every node on one host.
   const nodeRows = overview.nodes.map((n) =>
     n.up
-      ? [n.name, n.address, `${n.processes}/${n.processes_max}`, (n.load1 / n.cpus).toFixed(2), bytes(n.guest_memory_bytes), bytes(n.rss_bytes), duration(n.time_unix_ms - n.started_unix_ms)]
-      : ["?", n.address, "down", "", "", "", ""],
+      ? [n.name, n.address, `${n.processes}/${n.processes_max}`, (n.runnable / n.node_cpus).toFixed(2), (n.cpu_used / n.node_cpus).toFixed(2), bytes(n.guest_memory_bytes), bytes(n.rss_bytes), duration(n.time_unix_ms - n.started_unix_ms)]
+      : ["?", n.address, "down", "", "", "", "", ""],
   );
-  lines.push(...table(["NODE", "ADDRESS", "PROCS", "LOAD/CPU", "GUEST MEM", "NODE MEM", "UP"], nodeRows, [false, false, true, true, true, true, true]));
+  lines.push(...table(["NODE", "ADDRESS", "PROCS", "LOAD/CPU", "USED/CPU", "GUEST MEM", "NODE MEM", "UP"], nodeRows, [false, false, true, true, true, true, true, true]));
   lines.push("");
   const states = Object.entries(page.states)
     .sort(([a], [b]) => a.localeCompare(b))

@@ -25,8 +25,10 @@ export const EVENTS_HELP = `Usage: ferry events [OPTIONS]
 
 Prints the cluster's recent events, one a line: processes started and ended,
 migration phases, successes, failures and stalls, nodes seen up or down,
-automatic moves with their reason (load.move), drains, policy changes,
-and nodes the cluster directory says are alive or dead (node.alive, node.dead).
+automatic moves with their reason (load.move) and the targets that refused
+them, placements, drains, policy changes, checkpoints, nodes the cluster
+directory says are alive or dead (node.alive, node.dead), and failovers:
+processes restored from a checkpoint (process.restored) or lost.
 With -f it keeps printing them as they happen, until Ctrl-C.
 
 A line "gap" says events were lost there: this reader fell behind (the node

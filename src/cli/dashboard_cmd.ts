@@ -16,7 +16,8 @@ it in a browser within 2 minutes. The page trades the token for a session
 cookie (HttpOnly, SameSite=Strict, Secure) that acts as your client
 credential, on that node, for up to 12 hours (30 minutes idle). The page
 shows the nodes (load, memory), the processes, migrations and the links
-between processes, and can move and kill processes. See docs/operations.md.
+between processes; it can move and kill processes, and drain and undrain
+nodes. See docs/operations.md.
 
 The node's certificate is signed by the cluster's CA, which a browser does
 not know: it warns until you trust that CA (docs/operations.md, "Dashboard").
@@ -34,9 +35,10 @@ Options:
 /** Help of `ferry top`. */
 export const TOP_HELP = `Usage: ferry top [OPTIONS]
 
-Shows the cluster's nodes (processes, load per CPU, guest and node memory,
-uptime) and its processes using the most memory, refreshed in place until
-q or Ctrl-C.
+Shows the cluster's nodes (processes; LOAD/CPU and USED/CPU, the cores each
+node's guests want and use over its --cpus, from its load module; guest and
+node memory; uptime) and its processes using the most memory, refreshed in
+place until q or Ctrl-C.
 
 Options:
   --once                 Print one frame and exit (also when the output is

@@ -140,6 +140,7 @@ export class RemoteDirectory implements Directory {
           opened = true;
           if (stopped) return;
           logger().warn({ directory: this.#what, err: err === null ? null : errorField(err) }, "the directory's watch stream broke; opening it again");
+          // A reopened stream's failure comes back here and is logged above; only the first opening has a caller to tell.
           retry = setTimeout(() => open(() => undefined), WATCH_RETRY_MS);
           retry.unref();
         },

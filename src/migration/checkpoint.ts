@@ -247,6 +247,7 @@ export async function restoreTo(conn: FramedConnection, offer: Offer, chunks: It
   if (ready.type !== Msg.ready) throw new FerryError("ERR_CHECKPOINT_PROTOCOL", `expected READY, got frame type ${ready.type}`);
   readFrame(EmptySchema, ready.payload, "READY");
   const answer = conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
+  // Seen through the await below; this keeps an early rejection from being unhandled while the image is sent.
   answer.catch(() => undefined);
   const bytes = await sendImage(conn, chunks);
   const reply = await answer;

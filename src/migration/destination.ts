@@ -125,6 +125,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     door?.close();
     door = null;
   }
+  // A source that never comes through the door is caught by the wait on sealed.opened() below, which times out and says so.
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
     clock.stop();

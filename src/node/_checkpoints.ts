@@ -187,6 +187,7 @@ export class NodeCheckpoints {
   async take(pid: string, coalesced = 0): Promise<CheckpointReport> {
     const slot = this.#slots.get(pid) ?? { chain: null, busy: null, due_ms: Infinity, failed: null };
     this.#slots.set(pid, slot);
+    // Only the turn is awaited: a failure of the one under way is its own caller's, who awaits `busy` in its take().
     while (slot.busy !== null) await slot.busy.catch(() => undefined);
     const busy = this.#take(pid, slot, coalesced);
     slot.busy = busy;
@@ -204,6 +205,7 @@ export class NodeCheckpoints {
   async pause(pid: string): Promise<void> {
     const slot = this.#slots.get(pid);
     if (slot === undefined) return;
+    // Only the end is awaited: a failure of the checkpoint under way is its own caller's, who awaits it in take().
     while (slot.busy !== null) await slot.busy.catch(() => undefined);
     slot.chain?.tracker.close();
     slot.chain = null;

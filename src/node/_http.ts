@@ -152,8 +152,8 @@ function exchangeJson(dialer: Dialer, address: string, method: string, path: str
         let value: unknown = null;
         try {
           value = text === "" ? null : JSON.parse(text);
-        } catch {
-          reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} answered with something that is not JSON`));
+        } catch (cause) {
+          reject(new FerryError("ERR_PEER_UNREACHABLE", `peer ${address} answered with something that is not JSON`, { cause }));
           return;
         }
         if ((res.statusCode ?? 500) >= 400) {

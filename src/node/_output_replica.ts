@@ -101,6 +101,7 @@ export async function replicateBeforeStored(node: FerryNode, pid: string, home: 
 /** The home's side: brings the replica of `pid` on `keeper` up to `covered`, after any replication of it under way. */
 export function replicateTo(node: FerryNode, pid: string, keeper: string, covered: Covered): Promise<void> {
   const sent = sentOf(node, pid);
+  // The earlier replication's failure is its own caller's (it awaits that promise); this one only waits its turn.
   const next = sent.busy.catch(() => undefined).then(() => sendReplica(node, pid, keeper, sent, covered));
   sent.busy = next;
   return next;
@@ -175,6 +176,7 @@ export function replicaEnded(node: FerryNode, pid: string): void {
   const sent = map?.get(pid);
   if (sent === undefined) return;
   map?.delete(pid);
+  // The last replication's failure went to its caller; the replicas are dropped whichever way it ended.
   void sent.busy
     .catch(() => undefined)
     .then(() => {

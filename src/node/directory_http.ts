@@ -192,6 +192,7 @@ export async function openDirectory(whole: string, tls: ClusterTls | null): Prom
     try {
       splitHostPort(e);
     } catch {
+      // splitHostPort's own message says less than this, which names the whole flag.
       throw bad(`${JSON.stringify(e)} is not HOST:PORT`);
     }
   }

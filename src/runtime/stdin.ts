@@ -56,6 +56,7 @@ export class StdinPump {
       this.#ended = true;
       this.pump();
     });
+    // A broken stdin (its writer gone) reads as its end, as a closed pipe would: the guest sees EOF, which is all it could act on.
     stream.on("error", () => {
       this.#ended = true;
       this.pump();

@@ -52,6 +52,7 @@ export function parseToken(text: string): JoinToken {
   try {
     v = JSON.parse(Buffer.from(trimmed.slice(TOKEN_PREFIX.length), "base64url").toString("utf8"));
   } catch {
+    // Which byte failed to parse would not help: the fix is the same, to copy the token whole.
     throw bad("not base64url JSON");
   }
   const o = v as Record<string, unknown> | null;
