@@ -1,6 +1,8 @@
 /**
  * Migrations, as the cluster's events tell them: one bar per phase (offer,
- * pre-copy rounds, stop, final copy, post-copy), filled as the phase moves on.
+ * pre-copy rounds, stop, final copy, post-copy), filled as the phase moves on:
+ * `migration.phase` at each step, `migration.progress` with the bytes moved
+ * within the phase under way (a few a second, sent only to open streams).
  */
 import type { ClusterEvent } from "./api.js";
 import { formatBytes, formatDuration } from "./format.js";
@@ -45,7 +47,8 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
   if (!e.type.startsWith("migration.") || e.pid === undefined) return null;
   const key = e.pid;
   let m = migrations.get(key);
-  if (e.type === "migration.started" || m === undefined || (m.state !== "running" && e.type === "migration.phase")) {
+  const moving = e.type === "migration.phase" || e.type === "migration.progress";
+  if (e.type === "migration.started" || m === undefined || (m.state !== "running" && moving)) {
     m = {
       pid: e.pid,
       from: e.node,
@@ -62,7 +65,7 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
     };
   }
   const next: Migration = { ...m };
-  if (e.type === "migration.phase" && e.phase !== undefined) {
+  if (moving && e.phase !== undefined) {
     if (!next.seen.includes(e.phase)) {
       next.seen = [...next.seen, e.phase];
       next.phase_start_bytes = { ...next.phase_start_bytes, [e.phase]: next.bytes };
