@@ -119,7 +119,7 @@ export function Migrations(props: { migrations: Migration[]; now: number }) {
       {[...props.migrations].reverse().map((m) => {
         const phases = PHASES[m.strategy] ?? ["offered", "stopping", "copying"];
         return (
-          <article class={`migration ${m.state}`} key={m.pid} data-testid="migration" data-pid={m.pid} data-state={m.state}>
+          <article class={`migration ${m.state}`} key={m.pid} data-testid="migration" data-pid={m.pid} data-state={m.state} data-phase={m.phase}>
             <p>
               <b>{m.pid}</b> {m.from} → {m.to} <span class="muted">{m.strategy}</span>
               <span class={`badge ${m.state}`}>{m.state}</span>
