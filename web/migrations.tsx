@@ -20,6 +20,8 @@ export interface Migration {
   round: number;
   bytes: number;
   memory_bytes: number | null;
+  /** Pre-copy from its second round: how fast the process writes memory, bytes per second (null: not measured yet). */
+  dirty_bytes_per_s: number | null;
   /** Phases seen, in order. */
   seen: string[];
   /** Bytes sent when each phase began. */
@@ -60,6 +62,7 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
       round: 0,
       bytes: 0,
       memory_bytes: null,
+      dirty_bytes_per_s: null,
       seen: [],
       phase_start_bytes: {},
     };
@@ -74,6 +77,7 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
     next.round = e.round ?? next.round;
     next.bytes = e.bytes ?? next.bytes;
     next.memory_bytes = e.memory_bytes ?? next.memory_bytes;
+    next.dirty_bytes_per_s = e.dirty_bytes_per_s ?? next.dirty_bytes_per_s;
   } else if (e.type === "migration.succeeded") {
     next.state = "succeeded";
     next.bytes = e.bytes ?? next.bytes;
@@ -140,6 +144,7 @@ export function Migrations(props: { migrations: Migration[]; now: number }) {
             <p class="muted small">
               {formatBytes(m.bytes)} sent
               {m.memory_bytes !== null ? ` of ${formatBytes(m.memory_bytes)} memory` : ""}
+              {m.state === "running" && m.dirty_bytes_per_s !== null ? ` · writing ${formatBytes(m.dirty_bytes_per_s)}/s` : ""}
               {m.state === "succeeded" && m.total_ms !== undefined ? ` · ${m.total_ms.toFixed(0)} ms total, ${(m.downtime_ms ?? 0).toFixed(1)} ms down` : ""}
               {m.state === "running" ? ` · ${formatDuration(props.now - m.started_unix_ms)}` : ""}
               {m.message !== undefined ? ` · ${m.message}` : ""}

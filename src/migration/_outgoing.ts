@@ -216,10 +216,10 @@ export class OutgoingMigration {
   }
 
   /**
-   * Bytes moved so far on every connection of the migration: the data
-   * connection, the sealed page connection where this thread writes it (a
-   * native thread's writes are counted only once it is done), and post-copy's
-   * pages. It only grows.
+   * Bytes moved so far on the migration's connections: the data connection,
+   * the sealed page connection where this thread writes it, and post-copy's
+   * pages. It only grows. A native thread's writes (`_native_bulk.ts`) are
+   * not seen until it is done: they count in the next step's bytes.
    */
   #movedBytes(): number {
     const sealed = (this.#sealed_sent as { bytesWritten?: number } | null)?.bytesWritten ?? 0;
