@@ -27,7 +27,9 @@ Prints the cluster's recent events, one a line: processes started and ended,
 migration phases, successes, failures and stalls, nodes seen up or down,
 automatic moves with their reason (load.move), drains, policy changes,
 and nodes the cluster directory says are alive or dead (node.alive, node.dead).
-With -f it keeps printing them as they happen, until Ctrl-C.
+With -f it keeps printing them as they happen, until Ctrl-C, and also the
+bytes each migration moves within a phase (migration.progress, a few a
+second while it moves: these are sent to open streams only, never kept).
 
 A line "gap" says events were lost there: this reader fell behind (the node
 drops what it cannot send rather than hold it), or a node's stream broke.
