@@ -1,7 +1,8 @@
 /**
- * Operations (issue 13): metrics scraped during a migration and checked by
- * promtool, the cluster's events, a scrape-only credential, and a migration
- * stalled for real (a proxy that stops forwarding) aborted by the watchdog.
+ * Operations (issue 13): metrics scraped after a migration and while one
+ * moves (held at a proxy between its rounds), checked by promtool; the
+ * cluster's events, a scrape-only credential, and a migration stalled for
+ * real (a proxy that stops forwarding) aborted by the watchdog.
  */
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -55,7 +56,7 @@ describe("metrics and events", () => {
     await cluster.stop();
   });
 
-  it("counts a migration, shows it in progress, and passes promtool", async () => {
+  it("counts a migration once it ended, shows its events, and passes promtool", async () => {
     // The cluster's stream, read at n2: n1's events reach it through n2.
     const events = await tapEvents(n2.address, "/v1/events?follow=1");
     try {
@@ -66,7 +67,7 @@ describe("metrics and events", () => {
       const result = await moving.until((e) => e.event === "result" || e.event === "error");
       assert.ok(!("code" in result), JSON.stringify(result));
       moving.close();
-      // (The gauges of a migration in progress are checked while one is held up: "stalled migrations" below.)
+      // (The gauges of a migration in progress: "a migration in progress" below.)
       const done = await metricsOf(n1.address);
       assert.equal(sample(done, "ferry_migrations_started_total", { strategy: "pre-copy" }), 1);
       assert.equal(sample(done, "ferry_migrations_succeeded_total", { strategy: "pre-copy" }), 1);
@@ -140,8 +141,11 @@ describe("metrics and events", () => {
   });
 });
 
-/** A TCP proxy that can stop forwarding while keeping every connection open: the path to a destination that stops reading. */
-async function stallableProxy(target: string): Promise<{ address: string; stall(): void; close(): Promise<void> }> {
+/**
+ * A TCP proxy that can stop forwarding while keeping every connection open
+ * (the path to a destination that stops reading), and go on again.
+ */
+async function stallableProxy(target: string): Promise<{ address: string; stall(): void; resume(): void; close(): Promise<void> }> {
   const sockets = new Set<net.Socket>();
   const pairs: [net.Socket, net.Socket][] = [];
   let stalled = false;
@@ -172,6 +176,14 @@ async function stallableProxy(target: string): Promise<{ address: string; stall(
         b.pause();
       }
     },
+    resume() {
+      // What each side sent meanwhile waits in its socket, and goes on in order.
+      stalled = false;
+      for (const [a, b] of pairs) {
+        a.pipe(b);
+        b.pipe(a);
+      }
+    },
     close() {
       for (const s of sockets) s.destroy();
       return new Promise((r) => server.close(() => r()));
@@ -188,6 +200,68 @@ async function untilOutput(address: string, pid: string): Promise<void> {
     tap.close();
   }
 }
+
+describe("a migration in progress", () => {
+  it("scrapes a pre-copy held between its rounds: remaining bytes, the dirty rate in bytes per second, bytes processed, idle seconds, and passes promtool", async () => {
+    const [p1, p2] = await freePorts(2);
+    const proxy = await stallableProxy(`127.0.0.1:${p2}`);
+    const dir = tempDir("moving");
+    let n1: NodeProc | undefined;
+    let n2: NodeProc | undefined;
+    try {
+      n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
+      n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
+      const sha = await upload(n1.address, memhog);
+      // 64 MiB rewritten at 32 MiB/s for as long as the test runs (held at its end: it cannot end under the test).
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["--hold", "64", "32", "3600"] });
+      await untilOutput(n1.address, pid);
+      // A downtime target its writes never fit: the rounds go on (up to PRECOPY_ROUNDS_MAX) while it writes,
+      // so after the second round's end there are more rounds, the stop and the restore to go through the proxy.
+      const moving = await tapEvents(n1.address, `/v1/processes/${pid}/migrate?progress=1`, { method: "POST", body: { to: "n2", strategy: "pre-copy", max_downtime_ms: 0.001 } });
+      const labels = { pid, to: "n2", strategy: "pre-copy" };
+      try {
+        // The second round measured the rate the process writes at; from here the path to n2 forwards nothing until resumed.
+        const second = await moving.until((e, d) => e.event === "progress" && d["phase"] === "round" && d["in_phase"] !== true && Number(d["round"]) >= 2);
+        proxy.stall();
+        assert.ok(Number(second["dirty_bytes_per_s"]) > 0, JSON.stringify(second));
+        // Held: what it sent is in, and it stops moving (its idle time grows past a sample or two).
+        const during = await until("the held migration's idle gauge to grow", async () => {
+          const text = await metricsOf(n1!.address);
+          assert.notEqual(sample(text, "ferry_migration_remaining_bytes", labels), undefined, `the migration is no longer in progress:\n${text}`);
+          return (sample(text, "ferry_migration_idle_seconds", labels) ?? 0) >= 1 ? text : undefined;
+        });
+        assert.ok((sample(during, "ferry_migration_remaining_bytes", labels) ?? -1) >= 0, during);
+        assert.ok((sample(during, "ferry_migration_dirty_bytes_per_second", labels) ?? 0) > 0, during);
+        // Round 1 alone sent the whole 64 MiB, before anything was committed.
+        assert.ok((sample(during, "ferry_migration_processed_bytes_total", { strategy: "pre-copy" }) ?? 0) >= 64 * 1048576, during);
+        assert.equal(sample(during, "ferry_migration_sent_bytes_total", { strategy: "pre-copy" }), undefined, "bytes counted as committed before the commit");
+        assert.equal(sample(during, "ferry_migration_dirty_pages_per_second", labels), undefined, "the old gauge in pages is gone");
+        if (promtool) {
+          const check = spawnSync("promtool", ["check", "metrics"], { input: during });
+          assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
+        }
+      } finally {
+        proxy.resume();
+      }
+      const result = await moving.until((e) => e.event === "result" || e.event === "error");
+      moving.close();
+      assert.equal(result["to"], "n2", JSON.stringify(result));
+      const done = await metricsOf(n1.address);
+      const sent = sample(done, "ferry_migration_sent_bytes_total", { strategy: "pre-copy" }) ?? 0;
+      assert.ok(sent > 0);
+      assert.ok((sample(done, "ferry_migration_processed_bytes_total", { strategy: "pre-copy" }) ?? 0) >= sent, done);
+      for (const gone of ["ferry_migration_remaining_bytes", "ferry_migration_dirty_bytes_per_second", "ferry_migration_idle_seconds"]) {
+        assert.equal(sample(done, gone, labels), undefined, `${gone} of a finished migration`);
+      }
+      await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    } finally {
+      if (n1 !== undefined) await stopNode(n1);
+      if (n2 !== undefined) await stopNode(n2);
+      await proxy.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
 
 /**
  * The watchdog of the stalled migration below: the test reads the gauges of

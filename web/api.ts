@@ -48,6 +48,8 @@ export interface ClusterEvent {
   round?: number;
   bytes?: number;
   memory_bytes?: number;
+  /** `migration.phase` at a pre-copy round's end, from the second. */
+  dirty_bytes_per_s?: number;
   total_ms?: number;
   downtime_ms?: number;
   code?: string;

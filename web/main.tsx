@@ -153,7 +153,9 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
       }
       if (moved) setMigrationList([...migrations.current.values()]);
       // Peers' events arrive interleaved with this node's: shown newest first by their time.
-      setEvents((list) => [...got, ...list].sort((a, b) => b.time_unix_ms - a.time_unix_ms).slice(0, EVENTS_SHOWN_MAX));
+      // A migration's bytes within a phase move its bar only; the list would show little else during a move.
+      const listed = got.filter((e) => e.type !== "migration.progress");
+      if (listed.length > 0) setEvents((list) => [...listed, ...list].sort((a, b) => b.time_unix_ms - a.time_unix_ms).slice(0, EVENTS_SHOWN_MAX));
       if (changed) setTick((t) => t + 1);
     };
     const on = (m: MessageEvent<string>): void => {
@@ -167,7 +169,7 @@ function Dashboard(props: { session: Session; onLoggedOut: (why: string) => void
       batch.push(e);
       timer ??= setTimeout(flush, EVENT_BATCH_MS);
     };
-    for (const type of ["process.started", "process.ended", "migration.started", "migration.phase", "migration.succeeded", "migration.failed", "migration.stalled", "node.up", "node.down", "node.started", "node.stopping"]) {
+    for (const type of ["process.started", "process.ended", "migration.started", "migration.phase", "migration.progress", "migration.succeeded", "migration.failed", "migration.stalled", "node.up", "node.down", "node.started", "node.stopping"]) {
       source.addEventListener(type, on as EventListener);
     }
     return () => {

@@ -1,6 +1,8 @@
 /**
  * Migrations, as the cluster's events tell them: one bar per phase (offer,
- * pre-copy rounds, stop, final copy, post-copy), filled as the phase moves on.
+ * pre-copy rounds, stop, final copy, post-copy), filled as the phase moves on:
+ * `migration.phase` at each step, `migration.progress` with the bytes moved
+ * within the phase under way (a few a second, sent only to open streams).
  */
 import type { ClusterEvent } from "./api.js";
 import { formatBytes, formatDuration } from "./format.js";
@@ -18,6 +20,8 @@ export interface Migration {
   round: number;
   bytes: number;
   memory_bytes: number | null;
+  /** Pre-copy from its second round: how fast the process writes memory, bytes per second (null: not measured yet). */
+  dirty_bytes_per_s: number | null;
   /** Phases seen, in order. */
   seen: string[];
   /** Bytes sent when each phase began. */
@@ -45,7 +49,8 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
   if (!e.type.startsWith("migration.") || e.pid === undefined) return null;
   const key = e.pid;
   let m = migrations.get(key);
-  if (e.type === "migration.started" || m === undefined || (m.state !== "running" && e.type === "migration.phase")) {
+  const moving = e.type === "migration.phase" || e.type === "migration.progress";
+  if (e.type === "migration.started" || m === undefined || (m.state !== "running" && moving)) {
     m = {
       pid: e.pid,
       from: e.node,
@@ -57,12 +62,13 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
       round: 0,
       bytes: 0,
       memory_bytes: null,
+      dirty_bytes_per_s: null,
       seen: [],
       phase_start_bytes: {},
     };
   }
   const next: Migration = { ...m };
-  if (e.type === "migration.phase" && e.phase !== undefined) {
+  if (moving && e.phase !== undefined) {
     if (!next.seen.includes(e.phase)) {
       next.seen = [...next.seen, e.phase];
       next.phase_start_bytes = { ...next.phase_start_bytes, [e.phase]: next.bytes };
@@ -71,6 +77,7 @@ export function foldMigration(migrations: Map<string, Migration>, e: ClusterEven
     next.round = e.round ?? next.round;
     next.bytes = e.bytes ?? next.bytes;
     next.memory_bytes = e.memory_bytes ?? next.memory_bytes;
+    next.dirty_bytes_per_s = e.dirty_bytes_per_s ?? next.dirty_bytes_per_s;
   } else if (e.type === "migration.succeeded") {
     next.state = "succeeded";
     next.bytes = e.bytes ?? next.bytes;
@@ -116,7 +123,7 @@ export function Migrations(props: { migrations: Migration[]; now: number }) {
       {[...props.migrations].reverse().map((m) => {
         const phases = PHASES[m.strategy] ?? ["offered", "stopping", "copying"];
         return (
-          <article class={`migration ${m.state}`} key={m.pid} data-testid="migration" data-pid={m.pid} data-state={m.state}>
+          <article class={`migration ${m.state}`} key={m.pid} data-testid="migration" data-pid={m.pid} data-state={m.state} data-phase={m.phase}>
             <p>
               <b>{m.pid}</b> {m.from} → {m.to} <span class="muted">{m.strategy}</span>
               <span class={`badge ${m.state}`}>{m.state}</span>
@@ -137,6 +144,7 @@ export function Migrations(props: { migrations: Migration[]; now: number }) {
             <p class="muted small">
               {formatBytes(m.bytes)} sent
               {m.memory_bytes !== null ? ` of ${formatBytes(m.memory_bytes)} memory` : ""}
+              {m.state === "running" && m.dirty_bytes_per_s !== null ? ` · writing ${formatBytes(m.dirty_bytes_per_s)}/s` : ""}
               {m.state === "succeeded" && m.total_ms !== undefined ? ` · ${m.total_ms.toFixed(0)} ms total, ${(m.downtime_ms ?? 0).toFixed(1)} ms down` : ""}
               {m.state === "running" ? ` · ${formatDuration(props.now - m.started_unix_ms)}` : ""}
               {m.message !== undefined ? ` · ${m.message}` : ""}

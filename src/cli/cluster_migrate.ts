@@ -69,7 +69,8 @@ function bar(p: Progress): string {
   const total = Math.max(p.memory_bytes, 1);
   const done = Math.min(1, p.bytes / total);
   const cells = Math.round(done * BAR_CELLS);
-  const what = p.phase === "round" ? `round ${p.round ?? 0}: ${p.pages ?? 0} pages` : p.phase;
+  // A round's pages are known at its end; within it (in_phase), only its bytes so far.
+  const what = p.phase === "round" ? `round ${p.round ?? 0}${p.pages !== undefined ? `: ${p.pages} pages` : ""}` : p.phase;
   return `\r[${"#".repeat(cells)}${".".repeat(BAR_CELLS - cells)}] ${(p.bytes / 1048576).toFixed(1)} MiB sent  ${what}\x1b[K`;
 }
 

@@ -29,7 +29,9 @@ automatic moves with their reason (load.move) and the targets that refused
 them, placements, drains, policy changes, checkpoints, nodes the cluster
 directory says are alive or dead (node.alive, node.dead), and failovers:
 processes restored from a checkpoint (process.restored) or lost.
-With -f it keeps printing them as they happen, until Ctrl-C.
+With -f it keeps printing them as they happen, until Ctrl-C, and also the
+bytes each migration moves within a phase (migration.progress, a few a
+second while it moves: these are sent to open streams only, never kept).
 
 A line "gap" says events were lost there: this reader fell behind (the node
 drops what it cannot send rather than hold it), or a node's stream broke.

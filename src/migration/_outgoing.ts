@@ -34,6 +34,7 @@ import { nativeBulkAvailable, sendNativeBulk, type BulkCipher } from "./_native_
 import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
+import { ProgressReporter } from "./_progress.js";
 import { PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
 import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
@@ -120,6 +121,11 @@ export class OutgoingMigration {
   readonly #watchdog: StallTimer | null;
   /** Rejects once the process ends on its own before it is stopped: the move is moot. */
   readonly #ended: Promise<never>;
+  /** Steps and bytes moved for whoever watches (`_progress.ts`). */
+  readonly #progress: ProgressReporter;
+  /** Bytes moved off the data connection: the sealed page connection (sent from this thread), and post-copy's pages. */
+  #sealed_sent: Duplex | null = null;
+  #served_bytes: (() => number) | null = null;
 
   constructor(side: SourceSide, options: MigrationOptions) {
     this.#side = side;
@@ -137,12 +143,18 @@ export class OutgoingMigration {
     });
     // Observed while it matters (until the process is stopped); a process that ends after its move is not this migration's business.
     this.#ended.catch(() => undefined);
+    const report = side.progress?.bind(side);
+    this.#progress = new ProgressReporter((p) => report?.(p), () => this.#movedBytes(), {
+      rounds: options.strategy === "pre-copy" || options.strategy === "hybrid",
+      // Nobody watches: nothing to sample.
+      timer: report !== undefined,
+    });
     this.#watchdog =
       options.stall_ms === undefined
         ? null
         : watchStall(
             options.stall_ms,
-            () => this.#steps + (this.#conn?.moved_bytes ?? 0),
+            () => this.#steps + this.#movedBytes(),
             (idle_ms) => {
               this.#stall = new FerryError("ERR_MIGRATION_STALLED", `no progress for ${Math.round(idle_ms)} ms while ${this.#phase} (stall timeout ${options.stall_ms} ms)`);
               options.onStall?.({ idle_ms, phase: this.#phase });
@@ -161,16 +173,21 @@ export class OutgoingMigration {
   /** Runs the migration to `committed` (resolves) or `aborted` (rejects; the process runs here as before, or ended here). */
   async run(): Promise<MigrationMetrics> {
     try {
-      await this.#connect();
-      await this.#offer();
-      await this.#rounds();
-      const suspension = await this.#stop();
-      await this.#send(suspension);
-      await this.#restore();
-    } catch (err: unknown) {
-      return await this.#fault(err);
+      try {
+        await this.#connect();
+        await this.#offer();
+        await this.#rounds();
+        const suspension = await this.#stop();
+        await this.#send(suspension);
+        await this.#restore();
+      } catch (err: unknown) {
+        return await this.#fault(err);
+      }
+      return await this.#committed();
+    } finally {
+      // Ended either way (post-copy's pages all served, or lost).
+      this.#progress.stop();
     }
-    return await this.#committed();
   }
 
   #to(next: OutState): void {
@@ -201,6 +218,17 @@ export class OutgoingMigration {
   /** `p`, or ERR_PROCESS_ENDED as soon as the process ends on its own (before it is stopped). */
   #whileAlive<T>(p: Promise<T>): Promise<T> {
     return Promise.race([p, this.#ended]);
+  }
+
+  /**
+   * Bytes moved so far on the migration's connections: the data connection,
+   * the sealed page connection where this thread writes it, and post-copy's
+   * pages. It only grows. A native thread's writes (`_native_bulk.ts`) are
+   * not seen until it is done: they count in the next step's bytes.
+   */
+  #movedBytes(): number {
+    const sealed = (this.#sealed_sent as { bytesWritten?: number } | null)?.bytesWritten ?? 0;
+    return (this.#conn?.moved_bytes ?? 0) + sealed + (this.#served_bytes?.() ?? 0);
   }
 
   #memory(): Uint8Array {
@@ -238,7 +266,7 @@ export class OutgoingMigration {
       this.#sealed_socket.catch(() => undefined);
     }
     this.#to("rounds");
-    this.#side.progress?.({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
+    this.#progress.step({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
     if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
   }
 
@@ -254,7 +282,9 @@ export class OutgoingMigration {
       compression: this.#options.compression ?? "auto",
       link_hint_bytes_per_s: this.#options.link_hint_bytes_per_s ?? null,
     };
-    await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, this.#side));
+    // The rounds' steps go through the reporter, which samples the bytes of the round under way between them.
+    const side: SourceSide = { ...this.#side, progress: (p) => this.#progress.step(p) };
+    await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, side));
   }
 
   /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */
@@ -268,7 +298,7 @@ export class OutgoingMigration {
       this.#channel.catch(() => undefined);
       this.#session = session;
     }
-    side.progress?.({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
+    this.#progress.step({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
     this.#step("stopping the process");
     this.#stopped_at = performance.now();
     this.#clock.enter("suspend", this.#stopped_at);
@@ -307,7 +337,7 @@ export class OutgoingMigration {
     } else if (!this.#bulk) {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
     }
-    side.progress?.({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
+    this.#progress.step({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");
@@ -357,6 +387,7 @@ export class OutgoingMigration {
         signal: this.#stop_serving.signal,
         push_from: this.#resumed_there,
         hot: restoreChunks(memory.length, suspension.state.asyncify.length, suspension.state.globals),
+        meter: (bytes_out) => (this.#served_bytes = bytes_out),
       });
       // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.
       this.#serving.catch(() => undefined);
@@ -395,6 +426,7 @@ export class OutgoingMigration {
         this.#stalled.catch(stop);
         sent = await sendNativeBulk(socket, memory, door.key, door.cipher, stopping.signal);
       } else {
+        this.#sealed_sent = socket;
         sent = await sendSealedBulk(socket, memory, door.key, refused);
       }
       if (sent === null) {
@@ -459,6 +491,7 @@ export class OutgoingMigration {
    */
   async #fault(caught: unknown): Promise<MigrationMetrics> {
     this.#watchdog?.stop();
+    this.#progress.stop();
     const side = this.#side;
     // A stall is why the link broke, whatever error the broken link surfaced as.
     const err: unknown = this.#stall ?? caught;
@@ -563,7 +596,7 @@ export class OutgoingMigration {
     this.#resumedThere();
     this.#tracker?.close();
     this.#side.resumed?.();
-    this.#side.progress?.({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
+    this.#progress.step({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
     if (this.#serving === null) {
       // Hybrid with nothing written since the round: the destination has it all.
       void this.#channel?.then((c) => c.socket.destroy(), () => undefined);

@@ -217,11 +217,12 @@ export async function preCopyRounds(
     metrics.pages += sent.pages;
     metrics.bytes += sent.bytes;
     metrics.dirty_pages.push(sent.pages);
-    side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length });
     // All rounds together: a round of a few pages is mostly its round trip, and alone would make the link look slow.
     const link_bytes_per_ms = confirmed_bytes / confirmed_ms;
     const dirty_bytes_per_ms = round === 1 ? Infinity : (sent.pages * WIRE_PAGE_BYTES) / dirtied_ms;
-    metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s: round === 1 ? null : Math.round(dirty_bytes_per_ms * 1000), throttle_pct: metrics.convergence?.throttle_pct ?? 0 };
+    const dirty_bytes_per_s = round === 1 ? null : Math.round(dirty_bytes_per_ms * 1000);
+    metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s, throttle_pct: metrics.convergence?.throttle_pct ?? 0 };
+    side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length, ...(dirty_bytes_per_s !== null ? { dirty_bytes_per_s } : {}) });
     const next = decideRound(
       { round, pages: sent.pages, previous_pages: previous, elapsed_ms, dirty_bytes_per_ms, link_bytes_per_ms, throttle_pct: metrics.convergence.throttle_pct },
       limits,

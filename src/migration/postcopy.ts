@@ -61,7 +61,15 @@ export async function servePostCopy(
   handover: Handover,
   first: Promise<PageChannel>,
   memory: Uint8Array,
-  options: { recover_ms: number; push_bytes_per_s?: number | undefined; signal: AbortSignal; push_from: Promise<void>; hot: number[] },
+  options: {
+    recover_ms: number;
+    push_bytes_per_s?: number | undefined;
+    signal: AbortSignal;
+    push_from: Promise<void>;
+    hot: number[];
+    /** Given, at once, what reads the bytes served so far (for a progress display). */
+    meter?: (bytes_out: () => number) => void;
+  },
 ): Promise<Served> {
   const signal = options.signal;
   const server = new PageServer(memory.subarray(0, handover.remote_bytes), {
@@ -69,6 +77,7 @@ export async function servePostCopy(
     ...(options.push_bytes_per_s !== undefined ? { push_bytes_per_s: options.push_bytes_per_s } : {}),
   });
   server.prefetch(options.hot);
+  options.meter?.(() => server.stats.bytes_out);
   // The demand channel opens with the push (before it, nothing is queued ahead of an answer): its handshake is no part of the downtime.
   let demand: Duplex | null = null;
   let ended = false;

@@ -102,16 +102,32 @@ export interface MigrationMetrics {
   destination_phases_ms: PhasesMs<DestinationPhase>;
 }
 
-/** A step of a migration, for a progress display. */
+/** Most often a migration reports bytes moved within a phase (`in_phase`): a display's bar moves, and the events stay few. */
+export const PROGRESS_MS_MIN = 250;
+
+/**
+ * A step of a migration, for a progress display; or, with `in_phase`, the
+ * bytes moved so far within the phase under way (at most every
+ * {@link PROGRESS_MS_MIN}, and only when they grew).
+ */
 export interface MigrationProgress {
   phase: "offered" | "round" | "stopping" | "copying" | "post-copy";
   round?: number;
-  /** Pages sent in this round. */
+  /** Pages sent in this round (a round's end only). */
   pages?: number;
-  /** Bytes sent so far. */
+  /** Bytes sent so far; never less than an earlier report of the same migration. */
   bytes: number;
   /** The process's memory size now. */
   memory_bytes: number;
+  /**
+   * Pre-copy and hybrid, at the end of a round after the first: how fast the
+   * process wrote memory between this round's scan and the one before, bytes
+   * per second (`convergence.dirty_bytes_per_s`). The first round copies all
+   * of memory and measures no writes, so it has none.
+   */
+  dirty_bytes_per_s?: number;
+  /** An update within the phase (its bytes so far), not a step to it. */
+  in_phase?: true;
 }
 
 /** How the source reaches the world. */

@@ -425,10 +425,18 @@ export async function migrateProcess(
   node.events.publish({ type: "migration.started", pid, to, strategy });
   log.info(`migrating ${pid} to ${to} (${strategy})`);
   const observe = (p: MigrationProgress): void => {
+    node.metrics.migrationProgress(pid, p);
+    const round = p.round !== undefined ? { round: p.round } : {};
+    if (p.in_phase === true) {
+      // Bytes within a phase, a few a second: to whoever watches now, neither kept nor logged.
+      node.events.live({ type: "migration.progress", pid, to, strategy, phase: p.phase, ...round, bytes: p.bytes, memory_bytes: p.memory_bytes });
+      progress?.(p);
+      return;
+    }
     // Stopped for the copy: its core goes to a guest waiting for one now, not at the next slice.
     if (p.phase === "copying") node.load.reschedule();
-    node.metrics.migrationProgress(pid, p);
-    node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...(p.round !== undefined ? { round: p.round } : {}), bytes: p.bytes, memory_bytes: p.memory_bytes });
+    const dirty = p.dirty_bytes_per_s !== undefined ? { dirty_bytes_per_s: p.dirty_bytes_per_s } : {};
+    node.events.publish({ type: "migration.phase", pid, to, strategy, phase: p.phase, ...round, bytes: p.bytes, memory_bytes: p.memory_bytes, ...dirty });
     log.debug({ phase: p.phase, round: p.round, bytes: p.bytes }, `migration of ${pid}: ${p.phase}`);
     progress?.(p);
   };

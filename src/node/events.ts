@@ -21,7 +21,9 @@ export type NodeEventBody =
   | { type: "process.started"; pid: string; module_name: string; home: string }
   | { type: "process.ended"; pid: string; home: string; status: unknown }
   | { type: "migration.started"; pid: string; to: string; strategy: string }
-  | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number; memory_bytes?: number }
+  | { type: "migration.phase"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number; memory_bytes?: number; dirty_bytes_per_s?: number }
+  /** Bytes moved within the phase under way: live only ({@link EventHub.live}), at most every PROGRESS_MS_MIN per migration. */
+  | { type: "migration.progress"; pid: string; to: string; strategy: string; phase: string; round?: number; bytes: number; memory_bytes: number }
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
@@ -79,6 +81,19 @@ export class EventHub {
     if (this.#recent.length > RECENT_EVENTS_MAX) this.#recent.shift();
     for (const s of this.#subscribers) s(event);
     return event;
+  }
+
+  /**
+   * Gives one event to the subscribers now, and keeps nothing: for updates
+   * that matter only while they are fresh (a bar that moves), which would
+   * push the events a newcomer needs out of the recent ones. Nobody
+   * listening: nothing is made.
+   */
+  live(body: NodeEventBody): void {
+    if (this.#subscribers.size === 0) return;
+    this.#seq += 1;
+    const event = { ...body, node: this.#node, seq: this.#seq, time_unix_ms: this.#now() } as NodeEvent;
+    for (const s of this.#subscribers) s(event);
   }
 
   /** The recent events, oldest first. */

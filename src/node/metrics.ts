@@ -47,15 +47,34 @@ const DURATION_BUCKETS_S = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 1
 /** Default metrics of prom-client that break Prometheus' naming (gauges named as counters). */
 const MISNAMED_DEFAULTS = ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"];
 
+/**
+ * How often prom-client's event-loop delay monitor (perf_hooks'
+ * monitorEventLoopDelay, behind `nodejs_eventloop_lag_*`) wakes the loop,
+ * ms. It runs at all times, scraped or not; prom-client's default of 10 ms
+ * wakes an idle node 100 times a second. At 100 ms a stall of the loop that
+ * long or longer is still seen, for a tenth of the wake-ups
+ * (docs/operations.md, "Metrics").
+ */
+const EVENT_LOOP_MONITOR_MS = 100;
+
 /** Bytes of one page as the migration protocol counts them. */
 const PAGE_BYTES = 4096;
+
+/** Every strategy (migration/_schemas.ts): each counter series exists from the start, at 0. */
+const STRATEGY_NAMES = ["stop-copy", "pre-copy", "post-copy", "hybrid"] as const;
 
 type MigrationLabels = { pid: string; to: string; strategy: string };
 
 /** A migration in progress as the gauges show it. */
 interface InProgress {
   labels: MigrationLabels;
+  /** When it last moved: a step, or bytes within a phase. */
   last_ms: number;
+  /** Bytes reported so far (counted into ferry_migration_processed_bytes_total). */
+  bytes: number;
+  /** At its last step: the estimate of what remained, and the bytes sent then. */
+  step_remaining: number;
+  step_bytes: number;
 }
 
 /** A node's metrics. */
@@ -68,6 +87,7 @@ export class NodeMetrics {
   readonly #downtime: Histogram<"strategy">;
   readonly #duration: Histogram<"strategy">;
   readonly #sent: Counter<"strategy">;
+  readonly #processed: Counter<"strategy">;
   readonly #dirty_rate: Gauge<"pid" | "to" | "strategy">;
   readonly #remaining: Gauge<"pid" | "to" | "strategy">;
   readonly #demand: Counter;
@@ -86,7 +106,7 @@ export class NodeMetrics {
   constructor(node: string, gauges: NodeGauges) {
     const registers = [this.registry];
     this.registry.setDefaultLabels({ node });
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_MONITOR_MS });
     // prom-client names these three gauges with `_total`, which Prometheus
     // keeps for counters (promtool refuses them); they are left out.
     for (const name of MISNAMED_DEFAULTS) this.registry.removeSingleMetric(name);
@@ -122,8 +142,32 @@ export class NodeMetrics {
     this.#downtime = new Histogram({ name: "ferry_migration_downtime_seconds", help: "Time a migrated process was stopped: stopped at the source to running at the destination.", labelNames: ["strategy"], buckets: DOWNTIME_BUCKETS_S, registers });
     this.#duration = new Histogram({ name: "ferry_migration_duration_seconds", help: "Total time of a committed migration, from the request to the destination having all of it.", labelNames: ["strategy"], buckets: DURATION_BUCKETS_S, registers });
     this.#sent = new Counter({ name: "ferry_migration_sent_bytes_total", help: "Bytes of committed migrations sent by this node (pages, image, post-copy pages).", labelNames: ["strategy"], registers });
-    this.#dirty_rate = new Gauge({ name: "ferry_migration_dirty_pages_per_second", help: "Pages (4 KiB) a migrating process dirtied per second in its last pre-copy round.", labelNames: ["pid", "to", "strategy"], registers });
+    this.#processed = new Counter({
+      name: "ferry_migration_processed_bytes_total",
+      help: "Bytes migrations from this node have sent so far, counted as they go out (failed migrations included).",
+      labelNames: ["strategy"],
+      registers,
+    });
+    for (const strategy of STRATEGY_NAMES) this.#processed.inc({ strategy }, 0);
+    this.#dirty_rate = new Gauge({
+      name: "ferry_migration_dirty_bytes_per_second",
+      help: "Bytes per second a migrating process wrote between its last two pre-copy rounds (set from the second round on).",
+      labelNames: ["pid", "to", "strategy"],
+      registers,
+    });
     this.#remaining = new Gauge({ name: "ferry_migration_remaining_bytes", help: "Estimated bytes a migration in progress still has to send.", labelNames: ["pid", "to", "strategy"], registers });
+    const in_progress = this.#in_progress;
+    new Gauge({
+      name: "ferry_migration_idle_seconds",
+      help: "Seconds since a migration in progress last moved (a step, or bytes sent): a stalled one grows towards the stall timeout.",
+      labelNames: ["pid", "to", "strategy"],
+      registers,
+      collect() {
+        this.reset();
+        const now = performance.now();
+        for (const m of in_progress.values()) this.set(m.labels, Math.max(0, now - m.last_ms) / 1000);
+      },
+    });
     this.#demand = new Counter({ name: "ferry_postcopy_demand_faults_total", help: "Post-copy chunks (64 KiB) a destination faulted on and fetched from this node on demand.", registers });
     this.#pushed = new Counter({ name: "ferry_postcopy_pushed_bytes_total", help: "Post-copy bytes this node pushed to destinations ahead of any fault.", registers });
     this.#link_sent_messages = new Counter({ name: "ferry_link_sent_messages_total", help: "Link messages sent to another node (retries included), by that node.", labelNames: ["peer"], registers });
@@ -181,31 +225,48 @@ export class NodeMetrics {
   /** A migration from here began. */
   migrationStarted(labels: MigrationLabels, memory_bytes: number): void {
     this.#started.inc({ strategy: labels.strategy });
-    this.#in_progress.set(labels.pid, { labels, last_ms: performance.now() });
+    this.#in_progress.set(labels.pid, { labels, last_ms: performance.now(), bytes: 0, step_remaining: memory_bytes, step_bytes: 0 });
     this.#remaining.set(labels, memory_bytes);
   }
 
-  /** A step of a migration in progress: updates its dirty rate and what remains. */
+  /** A step of a migration in progress, or bytes it moved within a phase: updates what it sent, its dirty rate and what remains. */
   migrationProgress(pid: string, p: MigrationProgress): void {
     const m = this.#in_progress.get(pid);
     if (m === undefined) return;
-    const now = performance.now();
-    if (p.phase === "round" && p.pages !== undefined) {
-      const seconds = Math.max((now - m.last_ms) / 1000, 0.001);
-      this.#dirty_rate.set(m.labels, p.pages / seconds);
-      // The next round sends about what this one found written.
-      this.#remaining.set(m.labels, p.pages * PAGE_BYTES);
-    } else if (p.phase === "post-copy") {
-      this.#remaining.set(m.labels, (p.pages ?? 0) * PAGE_BYTES);
-    } else if (p.phase === "offered" || (p.phase === "copying" && m.labels.strategy === "stop-copy")) {
-      this.#remaining.set(m.labels, Math.max(0, p.memory_bytes - p.bytes));
+    m.last_ms = performance.now();
+    this.#count(m, p.bytes);
+    if (p.in_phase === true) {
+      // What the last step left, less what went since.
+      this.#remaining.set(m.labels, Math.max(0, m.step_remaining - (p.bytes - m.step_bytes)));
+      return;
     }
-    m.last_ms = now;
+    if (p.dirty_bytes_per_s !== undefined) this.#dirty_rate.set(m.labels, p.dirty_bytes_per_s);
+    let remaining: number | null = null;
+    if (p.phase === "round" && p.pages !== undefined) {
+      // The next round sends about what this one found written.
+      remaining = p.pages * PAGE_BYTES;
+    } else if (p.phase === "post-copy") {
+      remaining = (p.pages ?? 0) * PAGE_BYTES;
+    } else if (p.phase === "offered" || (p.phase === "copying" && m.labels.strategy === "stop-copy")) {
+      remaining = Math.max(0, p.memory_bytes - p.bytes);
+    }
+    if (remaining !== null) this.#remaining.set(m.labels, remaining);
+    m.step_remaining = remaining ?? m.step_remaining;
+    m.step_bytes = p.bytes;
+  }
+
+  /** Counts what a migration in progress sent since its last report (reports never go back). */
+  #count(m: InProgress, bytes: number): void {
+    if (bytes <= m.bytes) return;
+    this.#processed.inc({ strategy: m.labels.strategy }, bytes - m.bytes);
+    m.bytes = bytes;
   }
 
   /** A migration from here committed. */
   migrationSucceeded(pid: string, metrics: MigrationMetrics): void {
     const strategy = metrics.strategy;
+    const m = this.#in_progress.get(pid);
+    if (m !== undefined) this.#count(m, metrics.bytes);
     this.#succeeded.inc({ strategy });
     this.#downtime.observe({ strategy }, metrics.downtime_ms / 1000);
     this.#duration.observe({ strategy }, metrics.total_ms / 1000);
