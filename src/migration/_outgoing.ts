@@ -237,7 +237,7 @@ export class OutgoingMigration {
 
   async #connect(): Promise<void> {
     const connecting = this.#side.connect();
-    // A connection that arrives after a stall is not used.
+    // A connection that arrives after a stall is not used. One that fails is seen where it is awaited below.
     connecting.then((c) => this.#stall !== null && c.destroy(this.#stall), () => undefined);
     this.#conn = await this.#unlessStalled(connecting);
     this.#clock.enter("prepare");
@@ -422,6 +422,7 @@ export class OutgoingMigration {
       if (nativeBulkAvailable()) {
         const stopping = new AbortController();
         const stop = (): void => stopping.abort();
+        // A lost link is seen by the send it stops (and by the answer's own await): only an ERROR frame matters here.
         (this.#answer as Answer).frame.then((f) => f.type === Msg.error && stop(), () => undefined);
         this.#stalled.catch(stop);
         sent = await sendNativeBulk(socket, memory, door.key, door.cipher, stopping.signal);
@@ -497,7 +498,7 @@ export class OutgoingMigration {
     const err: unknown = this.#stall ?? caught;
     this.#conn?.close();
     this.#tracker?.close();
-    // Opened after READY and not used: closed, which closes the destination's door too.
+    // Opened after READY and not used: closed, which closes the destination's door too. One that failed to open has nothing to close.
     void this.#sealed_socket?.then((s) => s.destroy(), () => undefined);
     this.#sealed_socket = null;
     this.#sealed?.key.fill(0);
@@ -523,6 +524,7 @@ export class OutgoingMigration {
     }
     this.#unthrottle();
     this.#to("aborted");
+    // A page channel opened and not served: closed. One that failed to open has nothing to close.
     if (this.#serving === null) void this.#channel?.then((c) => c.socket.destroy(), () => undefined);
     const why = err instanceof Error ? err.message : String(err);
     if (err instanceof FerryError && err.code === "ERR_PROCESS_ENDED") {
@@ -598,7 +600,7 @@ export class OutgoingMigration {
     this.#side.resumed?.();
     this.#progress.step({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });
     if (this.#serving === null) {
-      // Hybrid with nothing written since the round: the destination has it all.
+      // Hybrid with nothing written since the round: the destination has it all. A channel that failed to open has nothing to close.
       void this.#channel?.then((c) => c.socket.destroy(), () => undefined);
       metrics.post_copy = { demand_chunks: 0, pushed_chunks: 0, zero_chunks: 0, resume_to_last_page_ms: 0, connections: 0, bytes: 0, end: "done" };
       return;
