@@ -32,7 +32,8 @@ import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import type { FerryNode } from "./node.js";
 import type { OutputRelay } from "./relay.js";
-import { peerError, requestJson } from "./_http.js";
+import { requestJson } from "./_http.js";
+import { fetchModuleFrom } from "./_module_transfer.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
 import { acceptBulkUpgrade, BULK_PATH, dialBulkDoor, dialBulkUpgrade } from "./_bulk_doors.js";
@@ -53,13 +54,6 @@ import { errorField, logger } from "../log/mod.js";
 export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
-
-/**
- * Longest a module fetch from a migration's source may take. The source gives
- * up waiting for READY well before; this bounds how long a source that
- * stalls the fetch holds its offer's reservation here.
- */
-const MODULE_FETCH_TIMEOUT_MS = 60_000;
 
 /** Opens a link channel to node `name` at `address` (`_link_channel.ts`). */
 export async function connectLinks(dialer: Dialer, address: string, name: string, self: string): Promise<FramedConnection> {
@@ -334,33 +328,12 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
 }
 
 /**
- * Brings a module a migration needs from its source at `address`, which must
- * be `expect` (the migration's authenticated source), streamed into the store
- * (never held whole, never over the node's limit).
+ * Brings a module a migration (or a checkpoint) needs from its source at
+ * `address`, which must be `expect` (the authenticated source), streamed
+ * into the store within the transfer's deadline (`_module_transfer.ts`).
  */
 export function fetchModule(node: FerryNode, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = node.dialer
-      .request(address, { method: "GET", path: `/v1/modules/${sha256}`, agent: false }, expect)
-      .on("response", (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
-          return;
-        }
-        node.modules.putStream(sha256, res, node.limits.module_bytes_max).then(
-          () => resolve(),
-          (err: unknown) => {
-            res.destroy();
-            reject(err);
-          },
-        );
-      })
-      .on("error", (err) => reject(peerError(address, err)));
-    req.end();
-    const deadline = setTimeout(() => req.destroy(new Error(`no module within ${MODULE_FETCH_TIMEOUT_MS} ms`)), MODULE_FETCH_TIMEOUT_MS);
-    req.on("close", () => clearTimeout(deadline));
-  });
+  return fetchModuleFrom(node.dialer, address, { sha256, store: node.modules, bytes_max: node.limits.module_bytes_max, expect });
 }
 
 /**
