@@ -34,6 +34,7 @@ import type { FerryNode } from "./node.js";
 import type { OutputRelay } from "./relay.js";
 import { requestJson } from "./_http.js";
 import { fetchModuleFrom } from "./_module_transfer.js";
+import { recordMove, type MoveRecordOutcome } from "./_move_record.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
 import { acceptBulkUpgrade, BULK_PATH, dialBulkDoor, dialBulkUpgrade } from "./_bulk_doors.js";
@@ -376,19 +377,17 @@ export async function migrateProcess(
   const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
   const moves = running.moves + 1;
-  let located: Promise<void> | null = null;
-  const moved = (): Promise<void> => {
+  let located: Promise<MoveRecordOutcome> | null = null;
+  const moved = (): Promise<MoveRecordOutcome> => {
     // The destination runs it: this copy is not the process any more, and
     // messages that still come here follow it.
     node.table.release(pid);
     node.links.moved(pid, to);
     // The directory first (compare-and-set on the counter), then the home; both before this copy is terminated.
-    // Without a directory the home is told at once, in this turn, as before.
-    const cluster = node.cluster;
-    located ??= (cluster === null ? node.table.recordLocation(pid, home, to, moves) : cluster.moved(pid, to, moves).then(() => node.table.recordLocation(pid, home, to, moves))).catch((err: unknown) => {
-      // The move itself succeeded: the destination runs the process, and this copy is never resumed.
-      node.log.warn({ pid, to, home, err: errorField(err) }, `${pid} moved to ${to}, but its home ${home} could not record it`);
-    });
+    located ??= recordMove(
+      { cluster: node.cluster, tellHome: (m) => node.table.recordLocation(m.pid, m.home, m.to, m.moves), publish: (e) => node.events.publish(e), log: node.log },
+      { pid, home, to, moves },
+    );
     return located;
   };
   // Saved before the offer: if this node dies mid-move, it asks `to` on restart whether the process went there.
@@ -469,9 +468,15 @@ export async function migrateProcess(
     // where it went before this copy goes (issue 11's move/exit race: the
     // destination's process may end at once, and its end is taken only from
     // the node the home has recorded).
-    await moved();
+    const { record, copy_may_go } = await moved();
     running.net.detach();
-    await running.proc.terminate();
+    if (record !== "unrecorded") await running.proc.terminate();
+    else {
+      // Kept (stopped, never resumed) while the directory has not taken the move: `_move_record.ts`.
+      void copy_may_go
+        .then(() => running.proc.terminate())
+        .catch((err: unknown) => log.error({ err: errorField(err) }, `could not drop the copy of ${pid} left after its move`));
+    }
     return { pid, from: node.name, to, metrics };
   } catch (err: unknown) {
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";

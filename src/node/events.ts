@@ -25,6 +25,8 @@ export type NodeEventBody =
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
+  /** A committed move the directory did not take (refused, or did not answer in time); the process runs at `to` (`_move_record.ts`). */
+  | { type: "migration.unrecorded"; pid: string; to: string; moves: number; reason: string; detail: string; source_copy: "kept" | "dropped" }
   /** The load module decided an automatic move (docs/load.md): why, how, and what it expected it to cost. */
   | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; memory_bytes: number; dirty_bytes_per_s: number; detail: string; expected_total_ms: number; expected_downtime_ms: number }
   /** This node, the target of an automatic move, refused it on its load now (docs/load.md). */
