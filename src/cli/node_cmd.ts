@@ -35,7 +35,9 @@ function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial
 const DIRECTORY_HELP = `  --dead-after MS        This node's membership lease: if it stops renewing it
                          (every third of MS), the cluster declares it dead
                          within MS ms, and never sooner (default ${LEASE_TTL_MS_DEFAULT}; at
-                         least ${LEASE_TTL_MS_MIN}; etcd rounds it up to whole seconds).
+                         least ${LEASE_TTL_MS_MIN}). etcd rounds it up to whole seconds (at
+                         least its own minimum) and checks for expired
+                         leases every 0.5 s: up to that much later there.
 `;
 
 /** Help of the options `node start` and `up` share: what a node allows and how much it takes on. */
