@@ -38,6 +38,20 @@ function run(address: string, body: object): Promise<{ pid: string }> {
   return json<{ pid: string }>(address, "POST", "/v1/processes", body);
 }
 
+/**
+ * A checkpoint's runtime slowdown as reported: the share of its interval
+ * (since the previous checkpoint's pause ended) that its pause took.
+ */
+function assertSlowdown(d: Record<string, unknown>): void {
+  const pause_ms = d["pause_ms"] as number;
+  const interval_ms = d["interval_ms"] as number;
+  const ratio = d["slowdown_ratio"] as number;
+  assert.ok(typeof interval_ms === "number" && typeof ratio === "number", `no slowdown reported: ${JSON.stringify(d)}`);
+  assert.ok(ratio >= 0 && ratio <= 1, JSON.stringify(d));
+  assert.ok(interval_ms >= pause_ms - 0.01, `an interval shorter than its pause: ${JSON.stringify(d)}`);
+  assert.ok(Math.abs(ratio - pause_ms / interval_ms) < 1e-3, `the slowdown is not the pause over the interval: ${JSON.stringify(d)}`);
+}
+
 async function lastCheckpoint(address: string, pid: string): Promise<Last | null> {
   return (await json<{ last: Last | null }>(address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
 }
@@ -241,9 +255,11 @@ describe("checkpoints", () => {
         assert.equal(typeof d["pause_ms"], "number");
         assert.ok((d["bytes"] as number) > 0 && (d["pages"] as number) > 0, JSON.stringify(d));
         assert.ok(Number.isInteger(d["coalesced"]) && (d["coalesced"] as number) >= 0, JSON.stringify(d));
+        assertSlowdown(d);
       }
       const last = await lastCheckpoint(n1.address, pid);
       assert.ok(last !== null && last.seq >= 6 && last.keeper === "n2", JSON.stringify(last));
+      assertSlowdown(last as unknown as Record<string, unknown>);
       const metrics = (await request(n1.address, "GET", "/metrics")).body.toString();
       const coalesced = Number(/^ferry_checkpoints_coalesced_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
       assert.ok(coalesced >= taken.reduce((n, d) => n + (d["coalesced"] as number), 0), `the metric counts every folded checkpoint (${coalesced})`);
@@ -273,15 +289,22 @@ describe("checkpoints", () => {
     try {
       const sha = await upload(n1.address, memhog);
       // 8 MiB written once, then idle: a base of all of it, increments of almost nothing.
+      const started = performance.now();
       const { pid } = await run(n1.address, { module_sha256: sha, module_name: "memhog.wasm", args: ["8", "0", "600"] });
       await until("memhog to have touched its memory", async () => ((await outputOf(n1.address, pid)).stdout.toString().includes("touched") ? true : undefined));
-      const take = async (): Promise<{ seq: number; pages: number; bytes: number; pause_ms: number; keeper: string }> => {
+      type Taken = { seq: number; pages: number; bytes: number; pause_ms: number; keeper: string; interval_ms: number; slowdown_ratio: number };
+      const take = async (): Promise<Taken> => {
         const r = await ferry(["checkpoint", "--json", "--cluster", n1.address, pid]);
         assert.equal(r.status, 0, r.stderr.toString());
-        return JSON.parse(r.stdout.toString()) as { seq: number; pages: number; bytes: number; pause_ms: number; keeper: string };
+        return JSON.parse(r.stdout.toString()) as Taken;
       };
+      const before = performance.now();
       const first = await take();
       const second = await take();
+      // The first's interval runs from when the process began running, the second's from the end of the first's pause: within what this test saw.
+      assert.ok(first.interval_ms <= performance.now() - started, `the first checkpoint's interval, ${first.interval_ms} ms`);
+      assert.ok(second.interval_ms <= performance.now() - before, `the second checkpoint's interval, ${second.interval_ms} ms`);
+      for (const t of [first, second]) assertSlowdown(t);
       assert.equal(first.keeper, "n2");
       assert.deepEqual([first.seq, second.seq], [1, 2]);
       assert.ok(first.pages >= 2048, `the base sent ${first.pages} pages`);
@@ -296,14 +319,22 @@ describe("checkpoints", () => {
       const metrics = (await request(n1.address, "GET", "/metrics")).body.toString();
       assert.match(metrics, /ferry_checkpoints_total\{result="stored",code="",node="n1"\} 2/);
       assert.match(metrics, new RegExp(`ferry_checkpoint_age_seconds\\{pid="${pid}",node="n1"\\} \\d`));
+      assert.match(metrics, /ferry_checkpoint_slowdown_ratio_count\{node="n1"\} 2/);
+      const record = (await json<{ last: Record<string, unknown> }>(n1.address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
+      assert.equal(record["seq"], 2);
+      assert.equal(record["slowdown_ratio"], second.slowdown_ratio);
+      assert.equal(record["interval_ms"], second.interval_ms);
+      assert.equal(event["slowdown_ratio"], second.slowdown_ratio);
+      const text = await ferry(["checkpoint", "--cluster", n1.address, pid]);
+      assert.match(text.stdout.toString(), /^checkpoint 3 of \S+ on n2: paused [\d.]+ ms, \d+ bytes, \d+ pages \([\d.]+ ms in all\); slowdown [\d.]+% of the [\d.]+ ms since the last\n$/);
       // Retention: increments that weigh little next to the base are kept as they are (merging would rebuild the whole memory each time).
       for (let i = 0; i < 20; i += 1) await json(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
       const dialer = await nodeDialer();
       const kept = await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer);
       assert.equal(kept.status, 200, kept.body.toString());
       const k = JSON.parse(kept.body.toString()) as { seq: number; checkpoints: number };
-      assert.equal(k.seq, 22);
-      assert.equal(k.checkpoints, 22, "22 small increments of an idle process are not merged");
+      assert.equal(k.seq, 23);
+      assert.equal(k.checkpoints, 23, "23 small increments of an idle process are not merged");
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
       await until("the chain dropped on the keeper", async () => ((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status === 409 ? true : undefined));
       assert.equal(await lastCheckpoint(n1.address, pid), null);

@@ -41,7 +41,7 @@ export type NodeEventBody =
   | { type: "load.idle"; nodes: string[] }
   | { type: "node.drain"; draining: boolean }
   | { type: "policy.changed"; set: Record<string, unknown> }
-  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number }
+  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number; interval_ms: number; slowdown_ratio: number }
   | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
   | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number; prepared_ahead: boolean; phases_ms: RestorePhases };
 
