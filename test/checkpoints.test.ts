@@ -13,7 +13,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { tapEvents } from "./_events.js";
-import { crash, json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
@@ -24,6 +24,17 @@ interface Info {
   node: string;
   moves: number;
   exit: { kind: string; code?: number } | null;
+}
+
+const MiB = 1024 * 1024;
+
+/** What a keeper says of the chain it keeps of a process (`GET /v1/internal/ckpt/PID`). */
+interface Kept {
+  seq: number;
+  checkpoints: number;
+  bytes: number;
+  memory_bytes: number;
+  compacting: boolean;
 }
 
 interface Last {
@@ -235,6 +246,33 @@ describe("checkpoints", () => {
     }
   });
 
+  it("a keeper refuses a checkpoint that could pass its --checkpoint-disk-max with ERR_CHECKPOINT_LIMIT, and keeps nothing of it", async () => {
+    // n2, the only other node and so the keeper, keeps 4 MiB of checkpoints at most; the process has 8 MiB of memory.
+    const cluster = await startCluster(["n1", "n2"], undefined, (name) => (name === "n2" ? [...NODE_ARGS_DEFAULT, "--checkpoint-disk-max", "4M"] : NODE_ARGS_DEFAULT));
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "memhog.wasm", args: ["8", "0", "600"] });
+      await until("memhog to have touched its memory", async () => ((await outputOf(n1.address, pid)).stdout.toString().includes("touched") ? true : undefined));
+      const r = await request(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
+      assert.equal(r.status, 507, r.body.toString());
+      const error = (JSON.parse(r.body.toString()) as { error: { code: string; message: string } }).error;
+      assert.equal(error.code, "ERR_CHECKPOINT_LIMIT");
+      assert.match(error.message, /--checkpoint-disk-max of 4194304 bytes/);
+      const cli = await ferry(["checkpoint", "--cluster", n1.address, pid]);
+      assert.notEqual(cli.status, 0);
+      assert.match(cli.stderr.toString(), /ERR_CHECKPOINT_LIMIT/);
+      const dialer = await nodeDialer();
+      assert.equal((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status, 409, "the keeper keeps nothing of it");
+      assert.equal(await lastCheckpoint(n1.address, pid), null);
+      const help = await ferry(["node", "start", "--help"]);
+      assert.match(help.stdout.toString(), /--checkpoint-disk-max SIZE/);
+      await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it("checkpoints asked for 10 times a second of a process that keeps writing are stored one after another, those that fall due meanwhile folded into the next and counted; increments that outweigh the base are merged without holding up the next checkpoint", async () => {
     const cluster = await startCluster(["n1", "n2"]);
     const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
@@ -265,17 +303,35 @@ describe("checkpoints", () => {
       assert.ok(coalesced >= taken.reduce((n, d) => n + (d["coalesced"] as number), 0), `the metric counts every folded checkpoint (${coalesced})`);
       // Retention: once the increments outweigh the base they are merged into a new one, while checkpoints go on.
       const dialer = await nodeDialer();
-      const merged = await until("the keeper to merge the chain while checkpoints go on", async () => {
+      // Every look at the chain on the keeper: outside a compaction it holds at most twice its base, a base at most its memory plus 1 MiB (docs/checkpoints.md, "Retention policy").
+      let bounded = 0;
+      const look = async (): Promise<Kept | undefined> => {
         const kept = await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer);
         if (kept.status !== 200) return undefined;
-        const k = JSON.parse(kept.body.toString()) as { seq: number; checkpoints: number };
-        return k.checkpoints < k.seq ? k : undefined;
+        const k = JSON.parse(kept.body.toString()) as Kept;
+        if (!k.compacting) {
+          bounded += 1;
+          assert.ok(k.bytes <= 2 * (k.memory_bytes + MiB), `the keeper holds ${k.bytes} bytes in ${k.checkpoints} checkpoints of a ${k.memory_bytes}-byte memory, with no compaction under way`);
+        }
+        return k;
+      };
+      const merged = await until("the keeper to merge the chain while checkpoints go on", async () => {
+        const k = await look();
+        return k !== undefined && k.checkpoints < k.seq ? k : undefined;
       });
       const after = await until("a checkpoint stored after the merge", async () => {
+        await look();
         const l = await lastCheckpoint(n1.address, pid);
         return l !== null && l.seq > merged.seq ? l : undefined;
       });
       assert.equal(after.keeper, "n2");
+      // At least one look outside a compaction, however busy the keeper is with them.
+      const settled = await until("a look at the chain with no compaction under way", async () => {
+        const k = await look();
+        return k !== undefined && !k.compacting ? k : undefined;
+      });
+      assert.ok(settled.bytes <= 2 * (settled.memory_bytes + MiB));
+      assert.ok(bounded > 0);
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
       await until("the chain dropped on the keeper", async () => ((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status === 409 ? true : undefined));
     } finally {

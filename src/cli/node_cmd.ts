@@ -77,6 +77,12 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --checkpoint-every MS  Checkpoint every process started here every MS ms
                          unless its ferry run says otherwise (default 0:
                          none). See docs/checkpoints.md.
+  --checkpoint-disk-max SIZE
+                         Checkpoints this node keeps for the nodes that run
+                         their processes, all together (default 32G). A
+                         checkpoint that could pass it, or leave less than
+                         1G free on the data directory's disk, is refused
+                         (ERR_CHECKPOINT_LIMIT). See docs/checkpoints.md.
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -171,6 +177,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "warm-workers", value: true },
   { name: "hibernate-after", value: true },
   { name: "checkpoint-every", value: true },
+  { name: "checkpoint-disk-max", value: true },
   { name: "log-level", value: true },
   { name: "cpus", value: true },
   { name: "label", value: true, multiple: true },
@@ -233,6 +240,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (hibernate !== undefined) limits.hibernate_after_ms = hibernate;
   const every = optionInt(parsed, "checkpoint-every");
   if (every !== undefined) limits.checkpoint_every_ms = every;
+  const disk = optionSize(parsed, "checkpoint-disk-max");
+  if (disk !== undefined) limits.checkpoint_disk_max_bytes = disk;
   return limits;
 }
 

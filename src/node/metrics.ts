@@ -162,7 +162,7 @@ export class NodeMetrics {
       },
     });
     gauge("ferry_checkpoint_chains_kept", "Processes whose checkpoints this node keeps for the nodes that run them.", () => gauges.keptCheckpoints?.().chains ?? 0);
-    gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and KEEPER_BYTES_MAX).", () => gauges.keptCheckpoints?.().bytes ?? 0);
+    gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and --checkpoint-disk-max).", () => gauges.keptCheckpoints?.().bytes ?? 0);
   }
 
   /** A checkpoint of a process here was stored; `coalesced` periodic ones were folded into it. */
