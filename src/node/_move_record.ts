@@ -7,9 +7,11 @@
  *
  * - recorded: the copy goes at once;
  * - refused (the directory holds a later move, a takeover's say, or the
- *   end): the move can never be recorded and the copy can never be the
- *   process again (the directory names another run or an end), so it goes;
- *   the home is not told a location the directory contradicts;
+ *   end, or still lacks the record the move follows): the move will not be
+ *   recorded there, and the copy can never be the process again (the
+ *   destination runs it), so it goes; the home is told as ever, and its own
+ *   compare-and-set (`_location.ts`) refuses a location its record
+ *   contradicts (a takeover's move, an end);
  * - not recorded in time (the directory does not answer): the copy is kept,
  *   stopped and never resumed, while the record is tried on in the
  *   background; it goes once the record is taken or refused, or the node
@@ -87,11 +89,14 @@ export async function recordMove(host: MoveRecordHost, move: CommittedMove): Pro
       ? `${pid} runs on ${to}, but the directory has not taken move ${moves}: this node keeps its stopped copy and tries on`
       : `${pid} runs on ${to}, but the directory refused move ${moves} (${detail}); this node drops its copy`,
   );
-  if (!kept) return { record: first.kind, copy_may_go: Promise.resolve() };
+  if (!kept) {
+    await tellHome();
+    return { record: first.kind, copy_may_go: Promise.resolve() };
+  }
   return { record: first.kind, copy_may_go: tryOn(host, move, tellHome) };
 }
 
-/** Tries the record on until it is taken or refused, or the node stops; then the home is told (if taken) and the copy may go. */
+/** Tries the record on until it is taken or refused, or the node stops; then the home is told (unless the node stops) and the copy may go. */
 async function tryOn(host: MoveRecordHost, move: CommittedMove, tellHome: () => Promise<void>): Promise<void> {
   const cluster = host.cluster as NonNullable<MoveRecordHost["cluster"]>;
   for (;;) {
@@ -107,6 +112,7 @@ async function tryOn(host: MoveRecordHost, move: CommittedMove, tellHome: () => 
     }
     if (r.kind === "refused") {
       host.log.error({ pid: move.pid, to: move.to, moves: move.moves, detail: describeRefusal(r) }, `the directory refused move ${move.moves} of ${move.pid}; this node drops its copy`);
+      await tellHome();
       return;
     }
     // Each try waits up to its give-up time on a directory that does not answer; one that fails at once is not hammered.

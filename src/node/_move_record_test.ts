@@ -1,8 +1,8 @@
 /**
  * A committed move's source drops its copy only once the directory has
  * taken the move, or refused it for good; either failure is published as
- * `migration.unrecorded`, and the home is told only a location the
- * directory took.
+ * `migration.unrecorded`; the home is told once the directory has
+ * answered for good.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -59,13 +59,13 @@ describe("recording a committed move", () => {
     assert.deepEqual(h.events, []);
   });
 
-  it("regression, a refused record was only logged: the refusal is published, the home is not told, and the copy goes", async () => {
+  it("regression, a refused record was only logged: the refusal is published, the copy goes, and the home is told (its own rules judge it)", async () => {
     const current = { pid: "a-1", home: "a", runner: "c", state: "running" as const, moves: 1, last_checkpoint: null, reason: null, exit_code: null, updated_unix_ms: 0 };
     const h = host([{ kind: "refused", reason: "stale", current }]);
     const outcome = await recordMove(h, MOVE);
     assert.equal(outcome.record, "refused");
     assert.ok(await settled(outcome.copy_may_go));
-    assert.deepEqual(h.told, []);
+    assert.deepEqual(h.told, [MOVE]);
     assert.equal(h.events.length, 1);
     const e = h.events[0];
     assert.ok(e?.type === "migration.unrecorded");

@@ -185,6 +185,22 @@ describe("a move's record", () => {
     }
   });
 
+  it("is refused when the record it follows has not come by the give-up time (the directory answers all along)", async () => {
+    const d = new FlakyDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      const r = await a.nd.moved("a-1", "a", 2, { give_up_ms: 200 });
+      assert.equal(r.kind, "refused");
+      assert.ok(r.kind === "refused" && r.reason === "stale" && r.current?.moves === 0);
+      const missing = await a.nd.moved("a-9", "b", 1, { give_up_ms: 200 });
+      assert.ok(missing.kind === "refused" && missing.reason === "missing");
+    } finally {
+      await d.close();
+    }
+  });
+
   it("says it is not recorded when the directory stays down past the give-up time", async () => {
     const d = new FlakyDirectory();
     const a = member(d, "a", [home("a-1", "a")]);
