@@ -132,6 +132,7 @@ export const ERROR_CODES = {
   ERR_FRAME_MALFORMED: { status: 502, meaning: "A frame header is malformed." },
   ERR_CONNECTION_CLOSED: { status: 502, meaning: "A framed connection closed." },
   ERR_TRANSPORT_TIMEOUT: { status: 504, meaning: "No frame arrived in time on a framed connection." },
+  ERR_TRANSFER_TIMEOUT: { status: 504, meaning: "A module sent between nodes did not arrive within its deadline (an allowance plus its size at a floor rate): the peer stalled or the link is too slow." },
 
   // The CLI's side of the control API.
   ERR_CLUSTER_UNREACHABLE: { status: 502, meaning: "No node answers at the cluster address (CLI only)." },

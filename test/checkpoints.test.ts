@@ -13,7 +13,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
 import { tapEvents } from "./_events.js";
-import { crash, json, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, nodeDialer, outputOf, request, runsOn, startCluster, startNode, upload, type NodeProc } from "./_cluster.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
@@ -26,6 +26,17 @@ interface Info {
   exit: { kind: string; code?: number } | null;
 }
 
+const MiB = 1024 * 1024;
+
+/** What a keeper says of the chain it keeps of a process (`GET /v1/internal/ckpt/PID`). */
+interface Kept {
+  seq: number;
+  checkpoints: number;
+  bytes: number;
+  memory_bytes: number;
+  compacting: boolean;
+}
+
 interface Last {
   keeper: string;
   runner: string;
@@ -36,6 +47,20 @@ interface Last {
 
 function run(address: string, body: object): Promise<{ pid: string }> {
   return json<{ pid: string }>(address, "POST", "/v1/processes", body);
+}
+
+/**
+ * A checkpoint's runtime slowdown as reported: the share of its interval
+ * (since the previous checkpoint's pause ended) that its pause took.
+ */
+function assertSlowdown(d: Record<string, unknown>): void {
+  const pause_ms = d["pause_ms"] as number;
+  const interval_ms = d["interval_ms"] as number;
+  const ratio = d["slowdown_ratio"] as number;
+  assert.ok(typeof interval_ms === "number" && typeof ratio === "number", `no slowdown reported: ${JSON.stringify(d)}`);
+  assert.ok(ratio >= 0 && ratio <= 1, JSON.stringify(d));
+  assert.ok(interval_ms >= pause_ms - 0.01, `an interval shorter than its pause: ${JSON.stringify(d)}`);
+  assert.ok(Math.abs(ratio - pause_ms / interval_ms) < 1e-3, `the slowdown is not the pause over the interval: ${JSON.stringify(d)}`);
 }
 
 async function lastCheckpoint(address: string, pid: string): Promise<Last | null> {
@@ -221,6 +246,33 @@ describe("checkpoints", () => {
     }
   });
 
+  it("a keeper refuses a checkpoint that could pass its --checkpoint-disk-max with ERR_CHECKPOINT_LIMIT, and keeps nothing of it", async () => {
+    // n2, the only other node and so the keeper, keeps 4 MiB of checkpoints at most; the process has 8 MiB of memory.
+    const cluster = await startCluster(["n1", "n2"], undefined, (name) => (name === "n2" ? [...NODE_ARGS_DEFAULT, "--checkpoint-disk-max", "4M"] : NODE_ARGS_DEFAULT));
+    const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
+    try {
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await run(n1.address, { module_sha256: sha, module_name: "memhog.wasm", args: ["8", "0", "600"] });
+      await until("memhog to have touched its memory", async () => ((await outputOf(n1.address, pid)).stdout.toString().includes("touched") ? true : undefined));
+      const r = await request(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
+      assert.equal(r.status, 507, r.body.toString());
+      const error = (JSON.parse(r.body.toString()) as { error: { code: string; message: string } }).error;
+      assert.equal(error.code, "ERR_CHECKPOINT_LIMIT");
+      assert.match(error.message, /--checkpoint-disk-max of 4194304 bytes/);
+      const cli = await ferry(["checkpoint", "--cluster", n1.address, pid]);
+      assert.notEqual(cli.status, 0);
+      assert.match(cli.stderr.toString(), /ERR_CHECKPOINT_LIMIT/);
+      const dialer = await nodeDialer();
+      assert.equal((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status, 409, "the keeper keeps nothing of it");
+      assert.equal(await lastCheckpoint(n1.address, pid), null);
+      const help = await ferry(["node", "start", "--help"]);
+      assert.match(help.stdout.toString(), /--checkpoint-disk-max SIZE/);
+      await json(n1.address, "DELETE", `/v1/processes/${pid}`);
+    } finally {
+      await cluster.stop();
+    }
+  });
+
   it("checkpoints asked for 10 times a second of a process that keeps writing are stored one after another, those that fall due meanwhile folded into the next and counted; increments that outweigh the base are merged without holding up the next checkpoint", async () => {
     const cluster = await startCluster(["n1", "n2"]);
     const [n1, n2] = cluster.nodes as [NodeProc, NodeProc];
@@ -241,25 +293,45 @@ describe("checkpoints", () => {
         assert.equal(typeof d["pause_ms"], "number");
         assert.ok((d["bytes"] as number) > 0 && (d["pages"] as number) > 0, JSON.stringify(d));
         assert.ok(Number.isInteger(d["coalesced"]) && (d["coalesced"] as number) >= 0, JSON.stringify(d));
+        assertSlowdown(d);
       }
       const last = await lastCheckpoint(n1.address, pid);
       assert.ok(last !== null && last.seq >= 6 && last.keeper === "n2", JSON.stringify(last));
+      assertSlowdown(last as unknown as Record<string, unknown>);
       const metrics = (await request(n1.address, "GET", "/metrics")).body.toString();
       const coalesced = Number(/^ferry_checkpoints_coalesced_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1]);
       assert.ok(coalesced >= taken.reduce((n, d) => n + (d["coalesced"] as number), 0), `the metric counts every folded checkpoint (${coalesced})`);
       // Retention: once the increments outweigh the base they are merged into a new one, while checkpoints go on.
       const dialer = await nodeDialer();
-      const merged = await until("the keeper to merge the chain while checkpoints go on", async () => {
+      // Every look at the chain on the keeper: outside a compaction it holds at most twice its base, a base at most its memory plus 1 MiB (docs/checkpoints.md, "Retention policy").
+      let bounded = 0;
+      const look = async (): Promise<Kept | undefined> => {
         const kept = await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer);
         if (kept.status !== 200) return undefined;
-        const k = JSON.parse(kept.body.toString()) as { seq: number; checkpoints: number };
-        return k.checkpoints < k.seq ? k : undefined;
+        const k = JSON.parse(kept.body.toString()) as Kept;
+        if (!k.compacting) {
+          bounded += 1;
+          assert.ok(k.bytes <= 2 * (k.memory_bytes + MiB), `the keeper holds ${k.bytes} bytes in ${k.checkpoints} checkpoints of a ${k.memory_bytes}-byte memory, with no compaction under way`);
+        }
+        return k;
+      };
+      const merged = await until("the keeper to merge the chain while checkpoints go on", async () => {
+        const k = await look();
+        return k !== undefined && k.checkpoints < k.seq ? k : undefined;
       });
       const after = await until("a checkpoint stored after the merge", async () => {
+        await look();
         const l = await lastCheckpoint(n1.address, pid);
         return l !== null && l.seq > merged.seq ? l : undefined;
       });
       assert.equal(after.keeper, "n2");
+      // At least one look outside a compaction, however busy the keeper is with them.
+      const settled = await until("a look at the chain with no compaction under way", async () => {
+        const k = await look();
+        return k !== undefined && !k.compacting ? k : undefined;
+      });
+      assert.ok(settled.bytes <= 2 * (settled.memory_bytes + MiB));
+      assert.ok(bounded > 0);
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
       await until("the chain dropped on the keeper", async () => ((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status === 409 ? true : undefined));
     } finally {
@@ -273,15 +345,22 @@ describe("checkpoints", () => {
     try {
       const sha = await upload(n1.address, memhog);
       // 8 MiB written once, then idle: a base of all of it, increments of almost nothing.
+      const started = performance.now();
       const { pid } = await run(n1.address, { module_sha256: sha, module_name: "memhog.wasm", args: ["8", "0", "600"] });
       await until("memhog to have touched its memory", async () => ((await outputOf(n1.address, pid)).stdout.toString().includes("touched") ? true : undefined));
-      const take = async (): Promise<{ seq: number; pages: number; bytes: number; pause_ms: number; keeper: string }> => {
+      type Taken = { seq: number; pages: number; bytes: number; pause_ms: number; keeper: string; interval_ms: number; slowdown_ratio: number };
+      const take = async (): Promise<Taken> => {
         const r = await ferry(["checkpoint", "--json", "--cluster", n1.address, pid]);
         assert.equal(r.status, 0, r.stderr.toString());
-        return JSON.parse(r.stdout.toString()) as { seq: number; pages: number; bytes: number; pause_ms: number; keeper: string };
+        return JSON.parse(r.stdout.toString()) as Taken;
       };
+      const before = performance.now();
       const first = await take();
       const second = await take();
+      // The first's interval runs from when the process began running, the second's from the end of the first's pause: within what this test saw.
+      assert.ok(first.interval_ms <= performance.now() - started, `the first checkpoint's interval, ${first.interval_ms} ms`);
+      assert.ok(second.interval_ms <= performance.now() - before, `the second checkpoint's interval, ${second.interval_ms} ms`);
+      for (const t of [first, second]) assertSlowdown(t);
       assert.equal(first.keeper, "n2");
       assert.deepEqual([first.seq, second.seq], [1, 2]);
       assert.ok(first.pages >= 2048, `the base sent ${first.pages} pages`);
@@ -296,14 +375,22 @@ describe("checkpoints", () => {
       const metrics = (await request(n1.address, "GET", "/metrics")).body.toString();
       assert.match(metrics, /ferry_checkpoints_total\{result="stored",code="",node="n1"\} 2/);
       assert.match(metrics, new RegExp(`ferry_checkpoint_age_seconds\\{pid="${pid}",node="n1"\\} \\d`));
+      assert.match(metrics, /ferry_checkpoint_slowdown_ratio_count\{node="n1"\} 2/);
+      const record = (await json<{ last: Record<string, unknown> }>(n1.address, "GET", `/v1/processes/${pid}/checkpoints`)).last;
+      assert.equal(record["seq"], 2);
+      assert.equal(record["slowdown_ratio"], second.slowdown_ratio);
+      assert.equal(record["interval_ms"], second.interval_ms);
+      assert.equal(event["slowdown_ratio"], second.slowdown_ratio);
+      const text = await ferry(["checkpoint", "--cluster", n1.address, pid]);
+      assert.match(text.stdout.toString(), /^checkpoint 3 of \S+ on n2: paused [\d.]+ ms, \d+ bytes, \d+ pages \([\d.]+ ms in all\); slowdown [\d.]+% of the [\d.]+ ms since the last\n$/);
       // Retention: increments that weigh little next to the base are kept as they are (merging would rebuild the whole memory each time).
       for (let i = 0; i < 20; i += 1) await json(n1.address, "POST", `/v1/processes/${pid}/checkpoint`, {});
       const dialer = await nodeDialer();
       const kept = await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer);
       assert.equal(kept.status, 200, kept.body.toString());
       const k = JSON.parse(kept.body.toString()) as { seq: number; checkpoints: number };
-      assert.equal(k.seq, 22);
-      assert.equal(k.checkpoints, 22, "22 small increments of an idle process are not merged");
+      assert.equal(k.seq, 23);
+      assert.equal(k.checkpoints, 23, "23 small increments of an idle process are not merged");
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
       await until("the chain dropped on the keeper", async () => ((await request(n2.address, "GET", `/v1/internal/ckpt/${pid}`, undefined, dialer)).status === 409 ? true : undefined));
       assert.equal(await lastCheckpoint(n1.address, pid), null);

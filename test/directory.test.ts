@@ -12,11 +12,11 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { openEmbeddedDirectory, type MemoryDirectory } from "../src/directory/mod.js";
+import { MemoryDirectory, openEmbeddedDirectory, type CasResult, type ProcessChange } from "../src/directory/mod.js";
 import { serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { crash, freePorts, json, NODE_ARGS_DEFAULT, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, freePorts, json, NODE_ARGS_DEFAULT, nodeDialer, request, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -166,6 +166,66 @@ describe("a node whose directory does not answer", () => {
       await assert.rejects(startNode("n1", port, [], dir, [...NODE_ARGS_DEFAULT, "--directory", "etcd://127.0.0.1:1"]), /exited with 1/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** A directory that, when the move of `pid` to `to` is recorded, records a takeover of it first (as failover elsewhere would): the move's compare-and-set then fails. */
+class TakeoverDirectory extends MemoryDirectory {
+  pid: string | null = null;
+  override async updateProcess(pid: string, expect_moves: number, change: ProcessChange): Promise<CasResult> {
+    if (pid === this.pid && change.runner === "n2") {
+      this.pid = null;
+      assert.ok((await super.updateProcess(pid, expect_moves, { runner: "n3", moves: expect_moves + 1 })).ok);
+    }
+    return super.updateProcess(pid, expect_moves, change);
+  }
+}
+
+describe("a move the directory refuses", () => {
+  let directory: TakeoverDirectory;
+  let server: DirectoryServer;
+  let cluster: Awaited<ReturnType<typeof startCluster>>;
+
+  before(async () => {
+    directory = new TakeoverDirectory();
+    const ca = await testAuthority();
+    const issued = await issue(ca, { role: "node", name: "directory", hosts: ["127.0.0.1"] });
+    server = await serveDirectory(directory, { host: "127.0.0.1", port: 0, tls: new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: issued.cert_pem, key_pem: issued.key_pem as string }) });
+    cluster = await startCluster(["n1", "n2"], undefined, () => [...NODE_ARGS_DEFAULT, "--directory", server.url, "--dead-after", String(DEAD_AFTER_MS)]);
+  });
+  after(async () => {
+    await cluster.stop();
+    await server.close();
+    await directory.close();
+  });
+
+  it("regression, a refused move was only logged: the source publishes migration.unrecorded, drops its copy, and the directory keeps the move it has", async () => {
+    const [n1] = cluster.nodes as [NodeProc, NodeProc];
+    const sha = await upload(n1.address, sleeper);
+    for (const n of cluster.nodes) await until(`${n.name} to see both alive`, async () => (await json<NodeRow[]>(n.address, "GET", "/v1/nodes")).filter((r) => r.state === "alive").length === 2);
+    const { pid } = await run(n1.address, sha, ["200", "100000"]);
+    await until("the directory to record it", async () => ((await directory.process(pid)) !== null ? true : undefined));
+    directory.pid = pid;
+    const events = await tapEvents(n1.address, "/v1/events?local=1&follow=1");
+    try {
+      // The move itself succeeds: the destination runs the process.
+      await json(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2" });
+      const unrecorded = await events.until((e, d) => e.event === "migration.unrecorded" && d["pid"] === pid);
+      assert.equal(unrecorded["to"], "n2");
+      assert.equal(unrecorded["moves"], 1);
+      assert.equal(unrecorded["reason"], "stale");
+      assert.equal(unrecorded["source_copy"], "dropped");
+      assert.match(String(unrecorded["detail"]), /move 1, on n3/);
+      const record = await directory.process(pid);
+      assert.deepEqual([record?.runner, record?.moves], ["n3", 1]);
+      const dialer = await nodeDialer();
+      await until("n1 to have dropped its copy", async () => {
+        const r = await request(n1.address, "GET", `/v1/internal/running/${pid}`, undefined, dialer);
+        return r.status === 200 && (JSON.parse(r.body.toString()) as { running: boolean }).running === false ? true : undefined;
+      });
+    } finally {
+      events.close();
     }
   });
 });

@@ -8,12 +8,15 @@ export const CHECKPOINT_HELP = `Usage: ferry checkpoint [OPTIONS] PID
 Takes a checkpoint of the running process now, wherever it runs, and stores it
 on another node (the process's keeper): the pages written since its last
 checkpoint, or all of them for the first. Prints what it cost: how long the
-process was paused, bytes sent, pages.
+process was paused, bytes sent, pages, and the runtime slowdown: the share of
+the interval since its previous checkpoint (or since it began running on its
+node) that the process was stopped for checkpointing (docs/checkpoints.md).
 
 Options:
   --json                 Print the whole report as JSON (pid, keeper, chain,
                          seq, pause_ms, total_ms, bytes, pages, final_pages,
-                         memory_bytes, stdout_bytes, stderr_bytes, stored_bytes).
+                         memory_bytes, stdout_bytes, stderr_bytes, stored_bytes,
+                         interval_ms, slowdown_ratio).
   --cluster HOST:PORT    The node to ask (default: $FERRY_CLUSTER, else
                          127.0.0.1:7070). A list A,B,... asks the first that
                          answers: commands go on when a node is down.
@@ -40,6 +43,8 @@ export async function checkpointCommand(argv: readonly string[]): Promise<number
     return 0;
   }
   const ms = (x: unknown): string => (typeof x === "number" ? x.toFixed(1) : "?");
-  process.stdout.write(`checkpoint ${r.seq} of ${pid} on ${r.keeper}: paused ${ms(r.pause_ms)} ms, ${String(r.bytes)} bytes, ${String(r.pages)} pages (${ms(r.total_ms)} ms in all)\n`);
+  // A node of an older version does not measure it.
+  const slowed = typeof r.slowdown_ratio === "number" ? `; slowdown ${(r.slowdown_ratio * 100).toFixed(2)}% of the ${ms(r.interval_ms)} ms since the last` : "";
+  process.stdout.write(`checkpoint ${r.seq} of ${pid} on ${r.keeper}: paused ${ms(r.pause_ms)} ms, ${String(r.bytes)} bytes, ${String(r.pages)} pages (${ms(r.total_ms)} ms in all)${slowed}\n`);
   return 0;
 }

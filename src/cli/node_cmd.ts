@@ -35,7 +35,9 @@ function pick<K extends string>(parsed: Parsed, map: Record<K, string>): Partial
 const DIRECTORY_HELP = `  --dead-after MS        This node's membership lease: if it stops renewing it
                          (every third of MS), the cluster declares it dead
                          within MS ms, and never sooner (default ${LEASE_TTL_MS_DEFAULT}; at
-                         least ${LEASE_TTL_MS_MIN}; etcd rounds it up to whole seconds).
+                         least ${LEASE_TTL_MS_MIN}). etcd rounds it up to whole seconds (at
+                         least its own minimum) and checks for expired
+                         leases every 0.5 s: up to that much later there.
 `;
 
 /** Help of the options `node start` and `up` share: what a node allows and how much it takes on. */
@@ -75,6 +77,12 @@ const LIMIT_HELP = `  --allow-dir DIR        Processes may be given host directo
   --checkpoint-every MS  Checkpoint every process started here every MS ms
                          unless its ferry run says otherwise (default 0:
                          none). See docs/checkpoints.md.
+  --checkpoint-disk-max SIZE
+                         Checkpoints this node keeps for the nodes that run
+                         their processes, all together (default 32G). A
+                         checkpoint that could pass it, or leave less than
+                         1G free on the data directory's disk, is refused
+                         (ERR_CHECKPOINT_LIMIT). See docs/checkpoints.md.
   --log-level LEVEL      trace, debug, info (default), warn, error, fatal or
                          silent. One JSON line per entry on stderr; lines
                          for people when stderr is a terminal.
@@ -175,6 +183,7 @@ const LIMIT_OPTIONS: OptionSpec[] = [
   { name: "warm-workers", value: true },
   { name: "hibernate-after", value: true },
   { name: "checkpoint-every", value: true },
+  { name: "checkpoint-disk-max", value: true },
   { name: "log-level", value: true },
   { name: "cpus", value: true },
   { name: "label", value: true, multiple: true },
@@ -237,6 +246,8 @@ function limitsOption(parsed: Parsed): Partial<NodeLimits> {
   if (hibernate !== undefined) limits.hibernate_after_ms = hibernate;
   const every = optionInt(parsed, "checkpoint-every");
   if (every !== undefined) limits.checkpoint_every_ms = every;
+  const disk = optionSize(parsed, "checkpoint-disk-max");
+  if (disk !== undefined) limits.checkpoint_disk_max_bytes = disk;
   return limits;
 }
 

@@ -78,6 +78,8 @@ export interface CheckpointStored {
 export interface CheckpointMetrics {
   /** How long the process was stopped: from the suspend request to it running again. */
   pause_ms: number;
+  /** When it ran again after the pause (`performance.now()`): the runner measures the interval between checkpoints from here. */
+  resumed_at_ms: number;
   /** From the start to the keeper having stored it. */
   total_ms: number;
   /** Bytes sent on the connection (pages, image). */
@@ -167,7 +169,8 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
     if (links_frozen) side.links?.resume();
     await side.proc.resume();
   }
-  const pause_ms = performance.now() - stopped_at;
+  const resumed_at_ms = performance.now();
+  const pause_ms = resumed_at_ms - stopped_at;
   await side.flushOutput?.(image.streams);
   const last = await sendPages(conn, final, { digest });
   // Every page went in PAGES frames (zero pages too: they clear an older copy); the image carries the size only.
@@ -184,6 +187,7 @@ export async function takeCheckpoint(conn: FramedConnection, side: CheckpointSid
   conn.close();
   return {
     pause_ms,
+    resumed_at_ms,
     total_ms: performance.now() - t0,
     bytes: round.bytes + last.bytes + image_bytes,
     pages: round.pages + last.pages,

@@ -37,17 +37,19 @@ export interface ChainEntry {
 /**
  * The retention policy: merge the increments into a new base (and drop the
  * old files) once there are {@link CHECKPOINT_INCREMENTS_MAX} of them or they
- * weigh more than the base; rewrite a base alone that holds more than its
- * memory (its rounds sent pages the process wrote meanwhile twice). So a
- * chain never holds more than about twice its process's memory plus one
- * increment, and a restore never reads more than that.
+ * weigh more than the base; rewrite a base that holds more than its memory
+ * (its rounds sent pages the process wrote meanwhile twice), whether or not
+ * increments followed it already. So a chain that needs no compaction holds
+ * at most twice its base, a base at most its memory plus BASE_SLACK_BYTES,
+ * and a restore never reads more than that.
  */
 export function needsCompaction(chain: readonly ChainEntry[]): boolean {
   const base = chain[0];
   if (base === undefined) return false;
   const increments = chain.slice(1);
   // The image's own sections and the frames' heads: a base within this of its memory is as small as it gets.
-  if (increments.length === 0) return base.bytes > base.memory_bytes + BASE_SLACK_BYTES;
+  // Rewritten even once increments follow it: else an oversized base would let them pile up to its size.
+  if (base.bytes > base.memory_bytes + BASE_SLACK_BYTES) return true;
   return increments.length >= CHECKPOINT_INCREMENTS_MAX || increments.reduce((n, e) => n + e.bytes, 0) > base.bytes;
 }
 

@@ -106,5 +106,7 @@ describe("checkpoint chains", () => {
     // A base whose rounds sent pages twice is rewritten on its own; one of its memory's size is not.
     assert.equal(needsCompaction([e(m + 100)]), false);
     assert.equal(needsCompaction([e(2 * m)]), true);
+    // So is one that increments followed before it was rewritten: they must not pile up to its size.
+    assert.equal(needsCompaction([e(2 * m), e(1000)]), true);
   });
 });

@@ -29,6 +29,9 @@ export interface CheckpointRecord {
   bytes: number;
   pages: number;
   pause_ms: number;
+  /** The interval it measured its slowdown over (ms), and the share of it the process was stopped for checkpointing (`_checkpoint_cost.ts`); absent from records of older runners. */
+  interval_ms?: number;
+  slowdown_ratio?: number;
   memory_bytes: number;
   /** Output it covers: the output commit releases up to these. */
   stdout_bytes: number;
@@ -76,6 +79,8 @@ export const CheckpointRecordSchema = v.object({
   bytes: Uint,
   pages: Uint,
   pause_ms: v.pipe(v.number(), v.minValue(0)),
+  interval_ms: v.optional(v.pipe(v.number(), v.minValue(0))),
+  slowdown_ratio: v.optional(v.pipe(v.number(), v.minValue(0), v.maxValue(1))),
   memory_bytes: Uint,
   stdout_bytes: Uint,
   stderr_bytes: Uint,

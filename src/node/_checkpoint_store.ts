@@ -43,11 +43,12 @@ export const CHECKPOINT_BYTES_MAX = WASM_MEMORY_BYTES_MAX + 64 * 1024 * 1024;
 /** Bytes of an image a keeper holds in memory while it checks it: a checkpoint's image carries state only, its pages come as PAGES. */
 export const CHECKPOINT_IMAGE_BYTES_MAX = 64 * 1024 * 1024;
 /**
- * Bytes all chains on one keeper may hold together. With the retention
- * policy a chain holds at most about twice its process's memory, so this
- * keeps a few large processes or many small ones, and a disk does not fill.
+ * Free space a keeper leaves on its data directory's filesystem: a
+ * checkpoint that could take it below this is refused. The node's state
+ * journal, output logs and module store go on growing there, and a full
+ * disk fails far more than checkpoints (a home's output, a restart).
  */
-export const KEEPER_BYTES_MAX = 32 * 1024 * 1024 * 1024;
+export const KEEPER_DISK_FREE_MIN_BYTES = 1024 * 1024 * 1024;
 /** Processes one keeper keeps checkpoints of at most. */
 export const KEEPER_CHAINS_MAX = 4096;
 
@@ -84,6 +85,12 @@ export interface KeptCheckpoint {
   /** Checkpoints in the chain now (1: a base alone) and their bytes. */
   checkpoints: number;
   bytes: number;
+  /**
+   * Whether a compaction of the chain is under way. While none is, the
+   * retention policy holds: `bytes` is at most twice the base, the base at
+   * most its memory plus 1 MiB (docs/checkpoints.md, "Retention policy").
+   */
+  compacting: boolean;
 }
 
 /** Who sent a checkpoint: its node name and the key its images must be signed with. */
@@ -92,10 +99,45 @@ export interface CheckpointPeer {
   key: KeyObject | undefined;
 }
 
+/** Options of a {@link CheckpointStore}. */
+export interface CheckpointStoreOptions {
+  /** Bytes all chains may hold together (`--checkpoint-disk-max`). */
+  bytes_max: number;
+  /** Free space to leave on the filesystem (default {@link KEEPER_DISK_FREE_MIN_BYTES}). */
+  free_bytes_min?: number;
+  /** Free bytes on the filesystem of `dir` (default: `fs.statfs`; tests give their own). */
+  freeBytes?: (dir: string) => Promise<number>;
+}
+
+/**
+ * Whether a checkpoint that may need `need_bytes` (a base: its process's
+ * memory) fits beside the `kept_bytes` of chains kept: within `bytes_max`,
+ * and leaving at least `free_bytes_min` of the `free_bytes` on the disk.
+ * Throws ERR_CHECKPOINT_LIMIT saying which bound it would pass.
+ */
+export function checkKeeperRoom(room: { kept_bytes: number; need_bytes: number; bytes_max: number; free_bytes: number; free_bytes_min: number }): void {
+  const { kept_bytes, need_bytes, bytes_max, free_bytes, free_bytes_min } = room;
+  if (kept_bytes + need_bytes > bytes_max) {
+    throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps ${kept_bytes} bytes of checkpoints; one of up to ${need_bytes} more would pass its --checkpoint-disk-max of ${bytes_max} bytes`);
+  }
+  if (free_bytes - need_bytes < free_bytes_min) {
+    throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node's data disk has ${free_bytes} bytes free; a checkpoint of up to ${need_bytes} bytes would leave less than the ${free_bytes_min} it keeps free`);
+  }
+}
+
+/** Free bytes (to an unprivileged user) on the filesystem of `dir`. */
+async function statfsFree(dir: string): Promise<number> {
+  const s = await fs.promises.statfs(dir);
+  return s.bavail * s.bsize;
+}
+
 /** The checkpoints a node keeps for others. */
 export class CheckpointStore {
   readonly #dir: string;
   readonly #own_key: KeyObject;
+  readonly #bytes_max: number;
+  readonly #free_bytes_min: number;
+  readonly #freeBytes: (dir: string) => Promise<number>;
   readonly #chains = new Map<string, Chain>();
   /** One change at a time per process: a store, a compaction's commit, a restore or a drop. */
   readonly #locks = new Map<string, Promise<unknown>>();
@@ -103,9 +145,12 @@ export class CheckpointStore {
   readonly #compacting = new Map<string, Promise<void>>();
 
   /** The store under `dir`; `own_key` signs the bases it compacts (its node's image key). */
-  constructor(dir: string, own_key: KeyObject) {
+  constructor(dir: string, own_key: KeyObject, options: CheckpointStoreOptions) {
     this.#dir = dir;
     this.#own_key = own_key;
+    this.#bytes_max = options.bytes_max;
+    this.#free_bytes_min = options.free_bytes_min ?? KEEPER_DISK_FREE_MIN_BYTES;
+    this.#freeBytes = options.freeBytes ?? statfsFree;
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const pid of fs.readdirSync(dir)) this.#load(pid);
   }
@@ -153,6 +198,7 @@ export class CheckpointStore {
       stderr_bytes: e.stderr_bytes,
       checkpoints: c.entries.length,
       bytes: c.entries.reduce((n, x) => n + x.bytes, 0),
+      compacting: this.#compacting.has(pid),
     };
   }
 
@@ -200,7 +246,7 @@ export class CheckpointStore {
       // Written with awaits: a base of gigabytes must not hold up the keeper's other work (its own processes, its peers' requests).
       let fh: fs.promises.FileHandle | null = null;
       try {
-        this.#admit(begin);
+        await this.#admit(begin);
         await options.ensureModule(begin);
         const signer = peer.key ?? (begin.process.signing_key !== undefined ? createPublicKey({ key: Buffer.from(begin.process.signing_key, "base64"), format: "der", type: "spki" }) : undefined);
         if (signer === undefined) throw new FerryError("ERR_IMAGE_SIGNATURE", "the checkpoint names no key to check its image with");
@@ -250,6 +296,8 @@ export class CheckpointStore {
         const old = this.#chains.get(pid);
         const chain: Chain = begin.seq === 1 || old === undefined ? { version: 1, chain: begin.chain, process: begin.process, entries: [entry] } : { ...old, process: begin.process, entries: [...old.entries, entry] };
         await this.#commit(pid, chain, old);
+        // At once, before the next await: no one sees a chain the policy says to compact with no compaction under way.
+        this.#compactSoon(pid);
         await conn.send(CheckpointMsg.stored, Buffer.from(JSON.stringify({ stored_bytes: entry.bytes })));
         conn.close();
       } catch (err: unknown) {
@@ -259,9 +307,7 @@ export class CheckpointStore {
         await refuse(conn, err);
         throw err;
       }
-      const kept = this.newest(pid) as KeptCheckpoint;
-      this.#compactSoon(pid);
-      return kept;
+      return this.newest(pid) as KeptCheckpoint;
     });
   }
 
@@ -276,10 +322,10 @@ export class CheckpointStore {
     const chain = this.#chains.get(pid);
     if (chain === undefined || this.#compacting.has(pid) || !needsCompaction(chain.entries)) return;
     const run = this.#compact(pid, chain).then(
-      (merged) => {
+      () => {
         this.#compacting.delete(pid);
-        // What arrived meanwhile may call for the next one already.
-        if (merged) this.#compactSoon(pid);
+        // What arrived meanwhile may call for the next one already, and so may a chain that replaced this one meanwhile (its own store found this one under way).
+        this.#compactSoon(pid);
       },
       (err: unknown) => {
         this.#compacting.delete(pid);
@@ -291,8 +337,8 @@ export class CheckpointStore {
     this.#compacting.set(pid, run);
   }
 
-  /** Checks a BEGIN against the chain kept and the keeper's limits. */
-  #admit(begin: CheckpointBegin): void {
+  /** Checks a BEGIN against the chain kept and the keeper's limits (its disk's free space included). */
+  async #admit(begin: CheckpointBegin): Promise<void> {
     const pid = begin.process.pid;
     const old = this.#chains.get(pid);
     if (old !== undefined && begin.process.moves < old.process.moves) {
@@ -305,8 +351,8 @@ export class CheckpointStore {
       }
     }
     if (old === undefined && this.#chains.size >= KEEPER_CHAINS_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps checkpoints of ${KEEPER_CHAINS_MAX} processes already`);
-    // A base may be as large as the process's memory: room for that, beside what is kept.
-    if (this.bytes + begin.process.memory_bytes > KEEPER_BYTES_MAX) throw new FerryError("ERR_CHECKPOINT_LIMIT", `this node keeps ${this.bytes} bytes of checkpoints; ${KEEPER_BYTES_MAX} at most`);
+    // A base may be as large as the process's memory (so may the base a compaction then writes): room for that, beside what is kept.
+    checkKeeperRoom({ kept_bytes: this.bytes, need_bytes: begin.process.memory_bytes, bytes_max: this.#bytes_max, free_bytes: await this.#freeBytes(this.#dir), free_bytes_min: this.#free_bytes_min });
   }
 
   /**

@@ -28,6 +28,7 @@ import { requestJson } from "./_http.js";
 import { retry } from "./_retry.js";
 import type { CheckpointRecord } from "./_checkpoint_records.js";
 import { acceptCheckpointRecord } from "./_checkpoint_routes.js";
+import { checkpointSlowdown, type CheckpointSlowdown } from "./_checkpoint_cost.js";
 import { fetchModule } from "./_migrate.js";
 import { replicateBeforeStored } from "./_output_replica.js";
 import { preparerOf } from "./_local_restore.js";
@@ -45,7 +46,7 @@ const RETRY_AFTER_FAILURE_MS = 1000;
 const RECORD_GIVE_UP_MS = 10_000;
 
 /** What `ferry checkpoint` and the events report of one checkpoint. */
-export interface CheckpointReport extends CheckpointMetrics {
+export interface CheckpointReport extends Omit<CheckpointMetrics, "resumed_at_ms">, Omit<CheckpointSlowdown, "stopped_ms"> {
   pid: string;
   keeper: string;
   chain: string;
@@ -79,6 +80,8 @@ interface Slot {
   due_ms: number;
   /** The code of the last checkpoint if it failed: the same failure again is counted, not published again. */
   failed: string | null;
+  /** When the last checkpoint's pause here ended (`performance.now()`): the next one's slowdown is measured from here. */
+  resumed_ms?: number;
 }
 
 /** Opens a checkpoint connection to node `name` at `address`. */
@@ -303,9 +306,12 @@ export class NodeCheckpoints {
     // Stored: what it had taken from each sender then is durable (senders keep the rest for a restore: docs/links.md).
     running.links.checkpointStored();
     slot.failed = null;
-    const report: CheckpointReport = { ...metrics, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves, coalesced };
-    node.metrics.checkpointTaken(metrics, coalesced);
-    node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms, coalesced });
+    const { resumed_at_ms, ...taken } = metrics;
+    const { interval_ms, slowdown_ratio } = checkpointSlowdown(Math.max(slot.resumed_ms ?? -Infinity, running.runs_since_ms), resumed_at_ms, metrics.pause_ms);
+    slot.resumed_ms = resumed_at_ms;
+    const report: CheckpointReport = { ...taken, interval_ms, slowdown_ratio, pid, keeper: chain.keeper, chain: chain.id, seq, moves: running.moves, coalesced };
+    node.metrics.checkpointTaken(metrics, coalesced, slowdown_ratio);
+    node.events.publish({ type: "checkpoint.taken", pid, keeper: chain.keeper, checkpoint: seq, pause_ms: metrics.pause_ms, bytes: metrics.bytes, pages: metrics.pages, total_ms: metrics.total_ms, coalesced, interval_ms, slowdown_ratio });
     await this.#record(running, report);
     return report;
   }
@@ -323,6 +329,8 @@ export class NodeCheckpoints {
       bytes: r.bytes,
       pages: r.pages,
       pause_ms: r.pause_ms,
+      interval_ms: r.interval_ms,
+      slowdown_ratio: r.slowdown_ratio,
       memory_bytes: r.memory_bytes,
       stdout_bytes: r.stdout_bytes,
       stderr_bytes: r.stderr_bytes,

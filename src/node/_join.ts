@@ -60,6 +60,13 @@ export async function join(node: FerryNode, req: http.IncomingMessage, res: http
 }
 
 /**
+ * Longest a join's redemption may take, answer included: the node checks
+ * the token and issues a certificate, which takes milliseconds; five times
+ * the small calls' deadline leaves room for a node busy starting up.
+ */
+const JOIN_TIMEOUT_MS = PEER_TIMEOUT_MS * 5;
+
+/**
  * The CA certificate the node at `address` presents, checked against the
  * token's fingerprint: nothing secret is sent to a node before this passes.
  */
@@ -67,7 +74,9 @@ function fetchCa(token: JoinToken): Promise<string> {
   const { host, port } = splitHostPort(token.address);
   return new Promise((resolve, reject) => {
     // Unverified on purpose: this connection only reads the chain, then the fingerprint decides.
-    const socket = tls.connect({ host, port, rejectUnauthorized: false, minVersion: "TLSv1.3", timeout: PEER_TIMEOUT_MS });
+    const socket = tls.connect({ host, port, rejectUnauthorized: false, minVersion: "TLSv1.3" });
+    const deadline = setTimeout(() => socket.destroy(new Error(`no handshake within ${PEER_TIMEOUT_MS} ms`)), PEER_TIMEOUT_MS);
+    socket.once("close", () => clearTimeout(deadline));
     socket.once("secureConnect", () => {
       const leaf = socket.getPeerCertificate(true);
       socket.destroy();
@@ -78,7 +87,6 @@ function fetchCa(token: JoinToken): Promise<string> {
       }
       resolve(new X509Certificate(ca.raw).toString());
     });
-    socket.once("timeout", () => socket.destroy(new Error(`no answer within ${PEER_TIMEOUT_MS} ms`)));
     socket.once("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `cannot reach ${token.address} to join: ${err.message}`, { cause: err })));
   });
 }
@@ -101,7 +109,6 @@ export async function redeemToken(token: JoinToken, request: { name: string; pub
         ca: [ca_pem],
         minVersion: "TLSv1.3",
         checkServerIdentity: (_h, cert) => checkExpected(cert, { role: "node" }),
-        timeout: PEER_TIMEOUT_MS * 5,
         headers: { "content-type": "application/json", "content-length": payload.length },
       },
       (res) => {
@@ -116,7 +123,9 @@ export async function redeemToken(token: JoinToken, request: { name: string; pub
         res.on("error", reject);
       },
     );
-    req.on("timeout", () => req.destroy(new Error("no answer")));
+    // A total deadline, not an idle one: a node that trickles its answer is as stuck as a silent one.
+    const deadline = setTimeout(() => req.destroy(new Error(`no whole answer within ${JOIN_TIMEOUT_MS} ms`)), JOIN_TIMEOUT_MS);
+    req.on("close", () => clearTimeout(deadline));
     req.on("error", (err) => reject(new FerryError("ERR_PEER_UNREACHABLE", `joining through ${token.address} failed: ${err.message}`, { cause: err })));
     req.end(payload);
   });

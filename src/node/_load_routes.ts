@@ -11,7 +11,8 @@ import { satisfies, type Labels } from "../policy/mod.js";
 import type { Identity } from "../trust/mod.js";
 import { parse } from "../validate.js";
 import type { FerryNode } from "./node.js";
-import { peerError, readRequest, requestJson, sendJson } from "./_http.js";
+import { readRequest, requestJson, sendJson } from "./_http.js";
+import { pushModuleTo } from "./_module_transfer.js";
 import { nodeNamed } from "./_dialer.js";
 import { acceptWindow, answerWindow } from "./_balancer.js";
 import { DrainAnswerSchema, LabelsSchema, LoadWindowSchema, MoveOfferSchema, PolicyAnswerSchema, PolicyChangeSchema } from "./_load_schemas.js";
@@ -104,19 +105,7 @@ export async function placeRun(node: FerryNode, body: RunRequestBody): Promise<{
 /** Gives node `name` the module `sha256` from this node's store, unless it has it. */
 async function pushModule(node: FerryNode, name: string, sha256: string): Promise<void> {
   if (!node.modules.has(sha256)) return; // the target is asked anyway, and says ERR_MODULE_MISSING if it lacks it too
-  const address = await node.addressOf(name);
-  const bytes = node.modules.get(sha256);
-  await new Promise<void>((resolve, reject) => {
-    const req = node.dialer
-      .request(address, { method: "PUT", path: `/v1/modules/${sha256}`, agent: false, headers: { "content-type": "application/octet-stream", "content-length": bytes.length } }, nodeNamed(name))
-      .on("response", (res) => {
-        res.resume();
-        if (res.statusCode === 200 || res.statusCode === 201) resolve();
-        else reject(new FerryError("ERR_MODULE_MISSING", `node ${name} did not take module ${sha256} (HTTP ${res.statusCode})`));
-      })
-      .on("error", (err) => reject(peerError(address, err)));
-    req.end(bytes);
-  });
+  await pushModuleTo(node.dialer, await node.addressOf(name), { sha256, bytes: node.modules.get(sha256), expect: nodeNamed(name) });
 }
 
 /** Throws unless a process with `requires` may start here (started here or forwarded here with `--node`). */

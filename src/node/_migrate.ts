@@ -32,7 +32,9 @@ import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
 import { FramedConnection } from "../transport/mod.js";
 import type { FerryNode } from "./node.js";
 import type { OutputRelay } from "./relay.js";
-import { peerError, requestJson } from "./_http.js";
+import { requestJson } from "./_http.js";
+import { fetchModuleFrom } from "./_module_transfer.js";
+import { recordMove, type MoveRecordOutcome } from "./_move_record.js";
 import { ANY_NODE, nodeNamed, type Dialer } from "./_dialer.js";
 import { acceptPages, IncomingPostCopy, PAGES_PATH, PreparedPages } from "./_postcopy.js";
 import { acceptBulkUpgrade, BULK_PATH, dialBulkDoor, dialBulkUpgrade } from "./_bulk_doors.js";
@@ -53,13 +55,6 @@ import { errorField, logger } from "../log/mod.js";
 export const DATA_PROTOCOL = "ferry-data/1";
 /** Path of the data endpoint. */
 export const DATA_PATH = "/v1/internal/data";
-
-/**
- * Longest a module fetch from a migration's source may take. The source gives
- * up waiting for READY well before; this bounds how long a source that
- * stalls the fetch holds its offer's reservation here.
- */
-const MODULE_FETCH_TIMEOUT_MS = 60_000;
 
 /** Opens a link channel to node `name` at `address` (`_link_channel.ts`). */
 export async function connectLinks(dialer: Dialer, address: string, name: string, self: string): Promise<FramedConnection> {
@@ -334,33 +329,12 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
 }
 
 /**
- * Brings a module a migration needs from its source at `address`, which must
- * be `expect` (the migration's authenticated source), streamed into the store
- * (never held whole, never over the node's limit).
+ * Brings a module a migration (or a checkpoint) needs from its source at
+ * `address`, which must be `expect` (the authenticated source), streamed
+ * into the store within the transfer's deadline (`_module_transfer.ts`).
  */
 export function fetchModule(node: FerryNode, address: string, expect: ExpectedPeer | undefined, sha256: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const req = node.dialer
-      .request(address, { method: "GET", path: `/v1/modules/${sha256}`, agent: false }, expect)
-      .on("response", (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new FerryError("ERR_MODULE_MISSING", `node ${address} does not have module ${sha256}`));
-          return;
-        }
-        node.modules.putStream(sha256, res, node.limits.module_bytes_max).then(
-          () => resolve(),
-          (err: unknown) => {
-            res.destroy();
-            reject(err);
-          },
-        );
-      })
-      .on("error", (err) => reject(peerError(address, err)));
-    req.end();
-    const deadline = setTimeout(() => req.destroy(new Error(`no module within ${MODULE_FETCH_TIMEOUT_MS} ms`)), MODULE_FETCH_TIMEOUT_MS);
-    req.on("close", () => clearTimeout(deadline));
-  });
+  return fetchModuleFrom(node.dialer, address, { sha256, store: node.modules, bytes_max: node.limits.module_bytes_max, expect });
 }
 
 /**
@@ -403,19 +377,17 @@ export async function migrateProcess(
   const { pid: _p, home, module_sha256, module_name, args, env, dirs, listen, memory_max_bytes } = running;
   const to = b.to;
   const moves = running.moves + 1;
-  let located: Promise<void> | null = null;
-  const moved = (): Promise<void> => {
+  let located: Promise<MoveRecordOutcome> | null = null;
+  const moved = (): Promise<MoveRecordOutcome> => {
     // The destination runs it: this copy is not the process any more, and
     // messages that still come here follow it.
     node.table.release(pid);
     node.links.moved(pid, to);
     // The directory first (compare-and-set on the counter), then the home; both before this copy is terminated.
-    // Without a directory the home is told at once, in this turn, as before.
-    const cluster = node.cluster;
-    located ??= (cluster === null ? node.table.recordLocation(pid, home, to, moves) : cluster.moved(pid, to, moves).then(() => node.table.recordLocation(pid, home, to, moves))).catch((err: unknown) => {
-      // The move itself succeeded: the destination runs the process, and this copy is never resumed.
-      node.log.warn({ pid, to, home, err: errorField(err) }, `${pid} moved to ${to}, but its home ${home} could not record it`);
-    });
+    located ??= recordMove(
+      { cluster: node.cluster, tellHome: (m) => node.table.recordLocation(m.pid, m.home, m.to, m.moves), publish: (e) => node.events.publish(e), log: node.log },
+      { pid, home, to, moves },
+    );
     return located;
   };
   // Saved before the offer: if this node dies mid-move, it asks `to` on restart whether the process went there.
@@ -504,9 +476,15 @@ export async function migrateProcess(
     // where it went before this copy goes (issue 11's move/exit race: the
     // destination's process may end at once, and its end is taken only from
     // the node the home has recorded).
-    await moved();
+    const { record, copy_may_go } = await moved();
     running.net.detach();
-    await running.proc.terminate();
+    if (record !== "unrecorded") await running.proc.terminate();
+    else {
+      // Kept (stopped, never resumed) while the directory has not taken the move: `_move_record.ts`.
+      void copy_may_go
+        .then(() => running.proc.terminate())
+        .catch((err: unknown) => log.error({ err: errorField(err) }, `could not drop the copy of ${pid} left after its move`));
+    }
     return { pid, from: node.name, to, metrics };
   } catch (err: unknown) {
     const code = err instanceof FerryError ? err.code : "ERR_INTERNAL";

@@ -79,6 +79,8 @@ export interface Running extends RunRequest {
   migrating: boolean;
   /** Moves it had made when it began running here. */
   moves: number;
+  /** When it began running here (`performance.now()`): its first checkpoint's slowdown is measured from here. */
+  runs_since_ms: number;
   /** While a migration out is under way, its destination (saved: after a crash that node is asked whether it took the process). */
   moving_to?: string;
 }

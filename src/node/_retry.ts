@@ -25,16 +25,19 @@ export interface RetryOptions {
   give_up_ms: number;
   /** Stop early (e.g. the node is stopping); the last failure is thrown. */
   signal?: AbortSignal;
+  /** Which failures are worth another try (default {@link retryable}). */
+  retryable?: (err: unknown) => boolean;
 }
 
-/** Calls `attempt` until it succeeds, a failure is not {@link retryable}, or the time is up. */
+/** Calls `attempt` until it succeeds, a failure is not {@link retryable} (or the option's), or the time is up. */
 export async function retry<T>(attempt: () => Promise<T>, options: RetryOptions): Promise<T> {
   const deadline = Date.now() + options.give_up_ms;
+  const again = options.retryable ?? retryable;
   for (let pause = RETRY_PAUSE_MS_FIRST; ; pause = Math.min(RETRY_PAUSE_MS_MAX, pause * 2)) {
     try {
       return await attempt();
     } catch (err: unknown) {
-      if (!retryable(err) || Date.now() + pause > deadline || options.signal?.aborted === true) throw err;
+      if (!again(err) || Date.now() + pause > deadline || options.signal?.aborted === true) throw err;
       await new Promise((resolve) => setTimeout(resolve, pause));
     }
   }

@@ -17,9 +17,25 @@
  */
 import { errorField, type Logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
-import { Membership, REASON_CHARS_MAX, type CheckpointRef, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
+import { Membership, REASON_CHARS_MAX, type CasResult, type CheckpointRef, type Directory, type MemberChange, type ProcessRecord } from "../directory/mod.js";
 import type { EventHub } from "./events.js";
 import type { ProcessTable, ProcessStatus } from "./process_table.js";
+import { retry } from "./_retry.js";
+
+/**
+ * How long a move's record is tried before the source hears it is not
+ * recorded yet: as long as the home is tried (REPORT_GIVE_UP_MS), room for
+ * an etcd leader election or a `ferry up` restart.
+ */
+export const MOVE_RECORD_GIVE_UP_MS = 60_000;
+
+/** What became of a move's record in the directory ({@link NodeDirectory.moved}). */
+export type MoveRecord =
+  | { kind: "recorded" }
+  /** The directory holds a later move of the process (a takeover, say) or its end, or still lacks the record this move follows once the time is up: this move will not be recorded. */
+  | { kind: "refused"; reason: "stale" | "ended" | "invalid" | "missing"; current: ProcessRecord | null }
+  /** Not recorded in the time given: the directory did not answer. */
+  | { kind: "unrecorded"; detail: string };
 
 /** What `onNodeDead` subscribers are told. */
 export interface NodeDeadEvent {
@@ -123,15 +139,47 @@ export class NodeDirectory {
   /**
    * Records that move `moves` took `pid` from this node to `to`
    * (compare-and-set on the counter: move `moves - 1` must be the one
-   * recorded). Awaited before the source terminates its copy.
+   * recorded). Awaited before the source terminates its copy. Tried again
+   * while the directory does not answer, and while the record it follows is
+   * not there yet (the home's create, or the previous move's record, still
+   * on its way), for `give_up_ms` at most ({@link MOVE_RECORD_GIVE_UP_MS});
+   * refused at once when the directory holds a later move or the end, and
+   * when the record it follows has not come by then (the directory answers:
+   * no outage to wait out). Not recorded: the directory did not answer.
    */
-  moved(pid: string, to: string, moves: number): Promise<void> {
-    return this.#queue(pid, `record the move of ${pid} to ${to}`, async () => {
-      const result = await this.directory.updateProcess(pid, moves - 1, { runner: to, moves });
-      if (!result.ok && !(result.current?.moves === moves && result.current.runner === to)) {
-        this.#host.log.warn({ pid, to, moves, reason: result.reason, recorded: result.current }, `the directory did not take move ${moves} of ${pid} to ${to} (${result.reason})`);
-      }
+  moved(pid: string, to: string, moves: number, options: { give_up_ms?: number } = {}): Promise<MoveRecord> {
+    let outcome: MoveRecord = { kind: "unrecorded", detail: "the node is stopping" };
+    const written = this.#queue(pid, `record the move of ${pid} to ${to}`, async () => {
+      outcome = await this.#recordMove(pid, to, moves, options.give_up_ms ?? MOVE_RECORD_GIVE_UP_MS);
     });
+    return written.then(() => outcome);
+  }
+
+  async #recordMove(pid: string, to: string, moves: number, give_up_ms: number): Promise<MoveRecord> {
+    const again = (err: unknown): boolean => !this.#stopping && err instanceof FerryError && (err.code === "ERR_DIRECTORY_UNAVAILABLE" || err.code === "ERR_LOCATION_PENDING");
+    // The directory's last answer: a record it follows that never came is a refusal once the time is up, not an outage.
+    let last: Extract<CasResult, { ok: false }> | null = null;
+    try {
+      return await retry(
+        async (): Promise<MoveRecord> => {
+          last = null;
+          const result = await this.directory.updateProcess(pid, moves - 1, { runner: to, moves });
+          // Taken now, or by an earlier try whose answer was lost.
+          if (result.ok || (result.current?.moves === moves && result.current.runner === to)) return { kind: "recorded" };
+          const current = result.current;
+          if (result.reason === "missing" || (result.reason === "stale" && current !== null && current.moves < moves - 1)) {
+            last = result;
+            throw new FerryError("ERR_LOCATION_PENDING", `the directory has ${current === null ? "no record" : `move ${current.moves}`} of ${pid} yet; move ${moves} follows move ${moves - 1}`);
+          }
+          return { kind: "refused", reason: result.reason, current };
+        },
+        { give_up_ms, retryable: again },
+      );
+    } catch (err: unknown) {
+      const answered = last as Extract<CasResult, { ok: false }> | null;
+      if (answered !== null && !this.#stopping) return { kind: "refused", reason: answered.reason, current: answered.current };
+      return { kind: "unrecorded", detail: err instanceof Error ? err.message : String(err) };
+    }
   }
 
   /** Records that `pid`'s last checkpoint, taken at move `moves`, is `ref` (failover reads it); resolves once written (or given up). */

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryDirectory } from "../directory/mod.js";
+import { MemoryDirectory, type CasResult, type ProcessChange } from "../directory/mod.js";
+import { FerryError } from "../errors.js";
 import { logger } from "../log/mod.js";
 import { NodeDirectory, type NodeDeadEvent } from "./cluster_directory.js";
 import { EventHub } from "./events.js";
@@ -115,6 +116,103 @@ describe("a member declared dead", () => {
       assert.equal(a.finished.get("a-1")?.kind, "lost");
     } finally {
       await a.nd.membership.stop(true);
+      await d.close();
+    }
+  });
+});
+
+/** A directory that does not answer process updates while `down` is true. */
+class FlakyDirectory extends MemoryDirectory {
+  down = false;
+  updates = 0;
+  override updateProcess(pid: string, expect_moves: number, change: ProcessChange): Promise<CasResult> {
+    this.updates += 1;
+    if (this.down) return Promise.reject(new FerryError("ERR_DIRECTORY_UNAVAILABLE", "the test's directory is down"));
+    return super.updateProcess(pid, expect_moves, change);
+  }
+}
+
+describe("a move's record", () => {
+  it("is refused at once when the directory holds a later move (a takeover's)", async () => {
+    const d = new MemoryDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      // While a moved it to b, the directory recorded a takeover that restarted it on c as move 1.
+      assert.ok((await d.updateProcess("a-1", 0, { runner: "c", moves: 1 })).ok);
+      const r = await a.nd.moved("a-1", "b", 1);
+      assert.equal(r.kind, "refused");
+      assert.ok(r.kind === "refused" && r.reason === "stale" && r.current?.runner === "c");
+      assert.equal((await d.process("a-1"))?.runner, "c");
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("is tried while the directory does not answer, and taken once it does", async () => {
+    const d = new FlakyDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      d.down = true;
+      const recorded = a.nd.moved("a-1", "b", 1);
+      await until("a few tries", () => d.updates >= 3);
+      d.down = false;
+      assert.deepEqual(await recorded, { kind: "recorded" });
+      assert.equal((await d.process("a-1"))?.runner, "b");
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("waits for the record it follows (the previous move's, still on its way), then is taken", async () => {
+    const d = new FlakyDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      // Move 2 (b to a) is recorded by a before move 1 (a to b), written by another node, has arrived.
+      const recorded = a.nd.moved("a-1", "a", 2);
+      const tries = d.updates;
+      await until("a second try", () => d.updates >= tries + 2);
+      assert.ok((await d.updateProcess("a-1", 0, { runner: "b", moves: 1 })).ok);
+      assert.deepEqual(await recorded, { kind: "recorded" });
+      assert.equal((await d.process("a-1"))?.moves, 2);
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("is refused when the record it follows has not come by the give-up time (the directory answers all along)", async () => {
+    const d = new FlakyDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      const r = await a.nd.moved("a-1", "a", 2, { give_up_ms: 200 });
+      assert.equal(r.kind, "refused");
+      assert.ok(r.kind === "refused" && r.reason === "stale" && r.current?.moves === 0);
+      const missing = await a.nd.moved("a-9", "b", 1, { give_up_ms: 200 });
+      assert.ok(missing.kind === "refused" && missing.reason === "missing");
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("says it is not recorded when the directory stays down past the give-up time", async () => {
+    const d = new FlakyDirectory();
+    const a = member(d, "a", [home("a-1", "a")]);
+    try {
+      a.nd.started("a-1");
+      await a.nd.written("a-1");
+      d.down = true;
+      const r = await a.nd.moved("a-1", "b", 1, { give_up_ms: 200 });
+      assert.equal(r.kind, "unrecorded");
+      assert.match(r.kind === "unrecorded" ? r.detail : "", /down/);
+    } finally {
+      d.down = false;
       await d.close();
     }
   });

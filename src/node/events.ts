@@ -27,6 +27,8 @@ export type NodeEventBody =
   | { type: "migration.succeeded"; pid: string; to: string; strategy: string; total_ms: number; downtime_ms: number; bytes: number }
   | { type: "migration.failed"; pid: string; to: string; strategy: string; code: string; message: string }
   | { type: "migration.stalled"; pid: string; to: string; strategy: string; phase: string; idle_ms: number }
+  /** A committed move the directory did not take (refused, or did not answer in time); the process runs at `to` (`_move_record.ts`). */
+  | { type: "migration.unrecorded"; pid: string; to: string; moves: number; reason: string; detail: string; source_copy: "kept" | "dropped" }
   /** The load module decided an automatic move (docs/load.md): why, how, and what it expected it to cost. */
   | { type: "load.move"; pid: string; from: string; to: string; reason: string; strategy: string; memory_bytes: number; dirty_bytes_per_s: number; detail: string; expected_total_ms: number; expected_downtime_ms: number }
   /** This node, the target of an automatic move, refused it on its load now (docs/load.md). */
@@ -41,7 +43,7 @@ export type NodeEventBody =
   | { type: "load.idle"; nodes: string[] }
   | { type: "node.drain"; draining: boolean }
   | { type: "policy.changed"; set: Record<string, unknown> }
-  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number }
+  | { type: "checkpoint.taken"; pid: string; keeper: string; checkpoint: number; pause_ms: number; bytes: number; pages: number; total_ms: number; coalesced: number; interval_ms: number; slowdown_ratio: number }
   | { type: "checkpoint.failed"; pid: string; keeper: string | null; code: string; message: string }
   | { type: "process.restored"; pid: string; from: string; to: string; keeper: string; checkpoint: number; moves: number; total_ms: number; prepared_ahead: boolean; phases_ms: RestorePhases };
 

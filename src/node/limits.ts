@@ -36,7 +36,18 @@ export interface NodeLimits {
   checkpoint_every_ms: number;
   /** A process blocked this many ms in one wait hibernates: its worker ends, its pages are kept (`--hibernate-after`); 0: never. */
   hibernate_after_ms: number;
+  /** Bytes of checkpoints this node keeps for the nodes that run their processes, all chains together (`--checkpoint-disk-max`). */
+  checkpoint_disk_max_bytes: number;
 }
+
+/**
+ * Checkpoints a keeper holds by default, all chains together: 32 GiB. With
+ * the retention policy a chain holds at most about twice its process's
+ * memory plus what arrives during a compaction, so this keeps a few large
+ * processes or many small ones; the keeper also leaves 1 GiB of its disk
+ * free whatever this says (`KEEPER_DISK_FREE_MIN_BYTES`).
+ */
+export const CHECKPOINT_DISK_MAX_BYTES_DEFAULT = 32 * 1024 * 1024 * 1024;
 
 /**
  * Warm workers by default: a few starts or arrivals at once (a burst the
@@ -85,6 +96,7 @@ export function defaultLimits(): NodeLimits {
     // Off unless asked for: a checkpoint costs a pause and bytes, and output commit delays output by an interval.
     checkpoint_every_ms: 0,
     hibernate_after_ms: HIBERNATE_AFTER_MS_DEFAULT,
+    checkpoint_disk_max_bytes: CHECKPOINT_DISK_MAX_BYTES_DEFAULT,
   };
 }
 
@@ -104,6 +116,7 @@ export function resolveLimits(given: Partial<NodeLimits> = {}): NodeLimits {
   check(whole(limits.warm_workers, 0, WARM_WORKERS_MAX), `warm workers must be 0 to ${WARM_WORKERS_MAX}, not ${limits.warm_workers}`);
   check(limits.checkpoint_every_ms === 0 || whole(limits.checkpoint_every_ms, CHECKPOINT_EVERY_MS_MIN, CHECKPOINT_EVERY_MS_MAX), `the checkpoint interval must be 0 or ${CHECKPOINT_EVERY_MS_MIN} to ${CHECKPOINT_EVERY_MS_MAX} ms, not ${limits.checkpoint_every_ms}`);
   check(whole(limits.hibernate_after_ms, 0, HIBERNATE_AFTER_MS_MAX), `hibernation must be after 0 (never) to ${HIBERNATE_AFTER_MS_MAX} ms, not ${limits.hibernate_after_ms}`);
+  check(whole(limits.checkpoint_disk_max_bytes, 0, Number.MAX_SAFE_INTEGER), `the checkpoint disk limit must be a number of bytes, not ${limits.checkpoint_disk_max_bytes}`);
   return limits;
 }
 

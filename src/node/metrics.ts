@@ -36,6 +36,9 @@ export interface NodeGauges {
 /** Checkpoint pause buckets, seconds: a few pages of a small process to the dirty set of a busy large one. */
 const PAUSE_BUCKETS_S = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
+/** Checkpoint slowdown buckets, a share of the interval: 0.01% (a small pause a minute) to all of it (back-to-back checkpoints of a busy large process). */
+const SLOWDOWN_BUCKETS = [0.0001, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
 /** Every state a process can be in (docs/cluster.md): each is reported, 0 included, so a series never vanishes. */
 const PROCESS_STATES = ["running", "migrating", "exited", "killed", "failed"] as const;
 
@@ -102,6 +105,7 @@ export class NodeMetrics {
   readonly #checkpoint_pause: Histogram;
   readonly #checkpoint_bytes: Counter;
   readonly #checkpoint_coalesced: Counter;
+  readonly #checkpoint_slowdown: Histogram;
 
   constructor(node: string, gauges: NodeGauges) {
     const registers = [this.registry];
@@ -185,6 +189,12 @@ export class NodeMetrics {
       help: "Periodic checkpoints that fell due while the one before was under way, folded into the next (the interval is shorter than a checkpoint takes).",
       registers,
     });
+    this.#checkpoint_slowdown = new Histogram({
+      name: "ferry_checkpoint_slowdown_ratio",
+      help: "Per checkpoint, the share of the interval since the previous one that its process was stopped for checkpointing (its pause); not the CPU the checkpoint's rounds take on shared cores.",
+      buckets: SLOWDOWN_BUCKETS,
+      registers,
+    });
     new Gauge({
       name: "ferry_checkpoint_age_seconds",
       help: "Seconds since the last stored checkpoint of each running process this node is home to: what a failover now would lose.",
@@ -196,12 +206,13 @@ export class NodeMetrics {
       },
     });
     gauge("ferry_checkpoint_chains_kept", "Processes whose checkpoints this node keeps for the nodes that run them.", () => gauges.keptCheckpoints?.().chains ?? 0);
-    gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and KEEPER_BYTES_MAX).", () => gauges.keptCheckpoints?.().bytes ?? 0);
+    gauge("ferry_checkpoint_kept_bytes", "Bytes of checkpoints this node keeps for other nodes (bounded by the retention policy and --checkpoint-disk-max).", () => gauges.keptCheckpoints?.().bytes ?? 0);
   }
 
   /** A checkpoint of a process here was stored; `coalesced` periodic ones were folded into it. */
-  checkpointTaken(m: CheckpointMetrics, coalesced: number): void {
+  checkpointTaken(m: CheckpointMetrics, coalesced: number, slowdown_ratio: number): void {
     this.#checkpoints.inc({ result: "stored", code: "" });
+    this.#checkpoint_slowdown.observe(slowdown_ratio);
     this.#checkpoint_coalesced.inc(coalesced);
     this.#checkpoint_pause.observe(m.pause_ms / 1000);
     this.#checkpoint_bytes.inc(m.bytes);

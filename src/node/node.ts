@@ -215,7 +215,7 @@ export class FerryNode {
     this.events = new EventHub(this.name);
     this.load = new LoadModule(this, options.load);
     this.checkpoints = new NodeCheckpoints(this);
-    this.checkpoint_store = new CheckpointStore(path.join(options.data_dir, "checkpoints"), this.image_key);
+    this.checkpoint_store = new CheckpointStore(path.join(options.data_dir, "checkpoints"), this.image_key, { bytes_max: this.limits.checkpoint_disk_max_bytes });
     this.checkpoint_records = new FileCheckpointRecords(options.data_dir);
     // Held logs reopened after a restart release what their stored checkpoints cover.
     for (const h of this.table.homes()) {

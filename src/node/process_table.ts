@@ -472,7 +472,7 @@ export class ProcessTable {
    * Takes over a process that migrated in and now runs here, as of move
    * `running.moves`; saved unless {@link arriving} saved it already.
    */
-  adopt(running: Omit<Running, "migrating">): void {
+  adopt(running: Omit<Running, "migrating" | "runs_since_ms">): void {
     const saved = this.#arriving.get(running.pid);
     const same = saved !== undefined && saved.home === running.home && saved.moves === running.moves;
     this.#arriving.delete(running.pid);
@@ -520,7 +520,8 @@ export class ProcessTable {
     this.#asleep_bytes -= bytes;
   }
 
-  #track(running: Running, save = true): void {
+  #track(tracked: Omit<Running, "runs_since_ms">, save = true): void {
+    const running: Running = Object.assign(tracked, { runs_since_ms: performance.now() });
     this.#running.set(running.pid, running);
     if (!running.proc.hibernated) this.#awake.add(running);
     else this.#sleep(running);
