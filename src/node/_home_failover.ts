@@ -131,6 +131,20 @@ export async function movedHome(node: FerryNode, pid: string, named: string): Pr
 }
 
 /**
+ * Whether the home of `pid` (running here at move `moves`) is declared dead
+ * and nothing takes it over: the process has no checkpoint, so no keeper
+ * holds its output or adopts it. Its output and its end then have nowhere
+ * to go but the directory.
+ */
+export async function homeLost(node: FerryNode, pid: string, home: string, moves: number): Promise<boolean> {
+  const cluster = node.cluster;
+  if (cluster === null || !cluster.isDead(home)) return false;
+  const record = await cluster.directory.process(pid);
+  // A keeper takes the home over, and stops this copy before it resumes its own: the end is that copy's to report.
+  return record !== null && record.state === "running" && record.home === home && record.runner === node.name && record.moves === moves && record.last_checkpoint === null;
+}
+
+/**
  * The end of a process whose home is declared dead, reported by its runner
  * (this node) to the directory, because nothing takes that home over: it has
  * no checkpoint, so no keeper holds its output or adopts it. Then `wait`,
@@ -141,10 +155,7 @@ export async function movedHome(node: FerryNode, pid: string, named: string): Pr
  */
 export async function endedWithoutHome(node: FerryNode, pid: string, home: string, moves: number, status: ProcessStatus): Promise<boolean> {
   const cluster = node.cluster;
-  if (cluster === null || !cluster.isDead(home)) return false;
-  const record = await cluster.directory.process(pid);
-  // A keeper takes the home over, and stops this copy before it resumes its own: the end is that copy's to report.
-  if (record === null || record.state !== "running" || record.home !== home || record.runner !== node.name || record.moves !== moves || record.last_checkpoint !== null) return false;
+  if (cluster === null || !(await homeLost(node, pid, home, moves))) return false;
   const result = await cluster.directory.updateProcess(pid, moves, endChange(status));
   if (!result.ok) return false;
   node.log.warn({ pid, home, status }, `${pid} ended on ${node.name} while its home ${home} is dead: its end is recorded in the directory (its output before stayed with its home)`);

@@ -41,7 +41,7 @@ import { claimWarm } from "../runtime/mod.js";
 import { warmHashThreads } from "../image/mod.js";
 import { NodeCheckpoints } from "./_checkpoints.js";
 import { CheckpointStore } from "./_checkpoint_store.js";
-import { endedWithoutHome } from "./_home_failover.js";
+import { endedWithoutHome, homeLost } from "./_home_failover.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
 import { BulkDoors } from "./_bulk_doors.js";
@@ -210,6 +210,7 @@ export class FerryNode {
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
     this.table.hibernate_after_ms = this.limits.hibernate_after_ms;
     this.table.endWithoutHome = (pid, home, moves, status) => endedWithoutHome(this, pid, home, moves, status);
+    this.table.homeLost = (pid, home, moves) => homeLost(this, pid, home, moves);
     // A node's own OS process has its name on every line already (`ferry node start`); in-process nodes (tests) add it.
     this.log = logger().bindings()["node"] === this.name ? logger() : logger().child({ node: this.name });
     this.events = new EventHub(this.name);

@@ -46,6 +46,9 @@ export const CLUSTER_STDIO: StdioKinds = ["device", "pipe", "pipe"];
 export type { HomeRecord, ProcessStatus, RunRequest, Running, TableLinks } from "./_records.js";
 export { describeProcess, REPORT_GIVE_UP_MS } from "./_records.js";
 
+/** How often a process that ended looks whether its home is lost while its last output waits for it. */
+const HOME_LOST_LOOK_MS = 500;
+
 /** What a table tells its node as it happens: for events and metrics, never for control. */
 export interface TableObserver {
   /** A process this node is home to started. */
@@ -112,6 +115,12 @@ export class ProcessTable {
    * node. Resolves to whether it took the end; the default never does.
    */
   endWithoutHome: (pid: string, home: string, moves: number, status: ProcessStatus) => Promise<boolean> = () => Promise.resolve(false);
+  /**
+   * Whether the home of a process running here at `moves` is declared dead
+   * and nothing takes its place (set by the node, as endWithoutHome): its
+   * last output then has nowhere to go, and its end is not held up for it.
+   */
+  homeLost: (pid: string, home: string, moves: number) => Promise<boolean> = () => Promise.resolve(false);
 
   constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
     this.#node = node;
@@ -546,10 +555,14 @@ export class ProcessTable {
       this.#links.ended(running.pid);
       // Each step is best effort: the process has ended whatever fails here. Its last output reaches its
       // home before its end does, as long as the end would wait for the home (a home restarting takes it late).
-      await running.relay.flush(REPORT_GIVE_UP_MS).catch((err: unknown) => {
-        const left = running.relay.abandon();
-        logger().warn({ node: this.#node, pid: running.pid, bytes: left, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
-      });
+      // A home declared dead that nothing takes over will not take it: the end goes to the directory without waiting for it.
+      const lost = this.#untilHomeLost(running);
+      await Promise.race([running.relay.flush(REPORT_GIVE_UP_MS), lost.promise])
+        .catch((err: unknown) => {
+          const left = running.relay.abandon();
+          logger().warn({ node: this.#node, pid: running.pid, bytes: left, err: errorField(err) }, `the last output of ${running.pid} did not reach its home`);
+        })
+        .finally(() => lost.stop());
       // What it sent on its connections reaches its home before its end does.
       await running.net.flush().catch((err: unknown) => {
         logger().warn({ node: this.#node, pid: running.pid, err: errorField(err) }, `the last bytes ${running.pid} sent on its connections did not reach its home`);
@@ -563,6 +576,40 @@ export class ProcessTable {
       // Saved only now: a crash before the home knows leaves it to recover() to say "lost".
       this.#save(running.pid);
     });
+  }
+
+  /**
+   * Rejects once the home of `running` is declared dead with nothing to take
+   * its place (looked at every HOME_LOST_LOOK_MS), until stopped.
+   */
+  #untilHomeLost(running: Running): { promise: Promise<never>; stop(): void } {
+    let timer: NodeJS.Timeout | undefined;
+    let stopped = false;
+    const promise = new Promise<never>((_resolve, reject) => {
+      const look = (): void => {
+        if (stopped) return;
+        this.homeLost(running.pid, running.home, running.moves).then(
+          (lost) => {
+            if (lost) reject(new FerryError("ERR_PEER_UNREACHABLE", `its home ${running.home} is declared dead, and nothing takes its place`));
+            else if (!stopped) timer = setTimeout(look, HOME_LOST_LOOK_MS);
+          },
+          // The directory did not answer: looked at again, as if not lost.
+          () => {
+            if (!stopped) timer = setTimeout(look, HOME_LOST_LOOK_MS);
+          },
+        );
+      };
+      look();
+    });
+    // Seen through the race it joins; this only keeps a rejection after the race from being unhandled.
+    promise.catch(() => undefined);
+    return {
+      promise,
+      stop() {
+        stopped = true;
+        clearTimeout(timer);
+      },
+    };
   }
 
   /**
