@@ -19,9 +19,7 @@
 export interface CheckpointSlowdown {
   /** Wall time from the end of the previous checkpoint's pause of this process here (or from when it began running here) to the end of this one's, ms. */
   interval_ms: number;
-  /** Of that, how long checkpointing kept the process from running: this checkpoint's pause, ms. */
-  stopped_ms: number;
-  /** `stopped_ms / interval_ms`, 0 to 1: 0.01 means the process ran 1% less in the interval than it would have without checkpoints. */
+  /** The checkpoint's pause (how long checkpointing kept the process from running) over `interval_ms`, 0 to 1: 0.01 means the process ran 1% less in the interval than it would have without checkpoints. */
   slowdown_ratio: number;
 }
 
@@ -34,7 +32,7 @@ export function checkpointSlowdown(since_ms: number, resumed_at_ms: number, paus
   // The interval holds the pause at least (a process that began running here during its own first checkpoint cannot).
   const interval_ms = Math.max(resumed_at_ms - since_ms, pause_ms);
   const slowdown_ratio = interval_ms > 0 ? Math.min(1, pause_ms / interval_ms) : 0;
-  return { interval_ms: round(interval_ms, 1e3), stopped_ms: round(pause_ms, 1e3), slowdown_ratio: round(slowdown_ratio, 1e6) };
+  return { interval_ms: round(interval_ms, 1e3), slowdown_ratio: round(slowdown_ratio, 1e6) };
 }
 
 function round(x: number, per: number): number {

@@ -46,7 +46,7 @@ const RETRY_AFTER_FAILURE_MS = 1000;
 const RECORD_GIVE_UP_MS = 10_000;
 
 /** What `ferry checkpoint` and the events report of one checkpoint. */
-export interface CheckpointReport extends Omit<CheckpointMetrics, "resumed_at_ms">, Omit<CheckpointSlowdown, "stopped_ms"> {
+export interface CheckpointReport extends Omit<CheckpointMetrics, "resumed_at_ms">, CheckpointSlowdown {
   pid: string;
   keeper: string;
   chain: string;
