@@ -24,6 +24,13 @@ const memhog = path.join(EXAMPLES, "c", "memhog.wasm");
 const promtool = spawnSync("promtool", ["--version"], { stdio: "ignore" }).status === 0;
 if (!promtool) console.log("# promtool not found (apt-get install prometheus): the metrics text is not checked by promtool");
 
+/** The metrics text passes `promtool check metrics` (where promtool is installed). */
+function passesPromtool(text: string): void {
+  if (!promtool) return;
+  const check = spawnSync("promtool", ["check", "metrics"], { input: text });
+  assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
+}
+
 /** The value of one sample of `text` (name and labels as written), or undefined. */
 function sample(text: string, name: string, labels: Record<string, string>): number | undefined {
   for (const line of text.split("\n")) {
@@ -92,12 +99,7 @@ describe("metrics and events", () => {
         return sample(text, "ferry_load_view_nodes", {}) === 1 ? text : undefined;
       });
       assert.ok((sample(viewed, "ferry_load_view_age_seconds", { peer: "n2" }) ?? -1) >= 0, "the age of n2's entry");
-      if (promtool) {
-        for (const text of [done, there, viewed]) {
-          const check = spawnSync("promtool", ["check", "metrics"], { input: text });
-          assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
-        }
-      }
+      for (const text of [done, there, viewed]) passesPromtool(text);
       // The phases and the outcome, as n1 saw them, on n2's stream.
       await events.until((e, d) => e.event === "migration.started" && d["pid"] === pid && d["node"] === "n1" && d["to"] === "n2");
       await events.until((e, d) => e.event === "migration.phase" && d["pid"] === pid && d["phase"] === "round");
@@ -201,16 +203,32 @@ async function untilOutput(address: string, pid: string): Promise<void> {
   }
 }
 
+/**
+ * Runs `body` with two nodes on 127.0.0.1, n1 reaching n2 through a proxy
+ * that can stop forwarding (`stallableProxy`), n1 started with `n1_args`;
+ * stops both, the proxy and their data afterwards.
+ */
+async function withProxiedPair(stem: string, n1_args: readonly string[], body: (n1: NodeProc, n2: NodeProc, proxy: Awaited<ReturnType<typeof stallableProxy>>) => Promise<void>): Promise<void> {
+  const [p1, p2] = await freePorts(2);
+  const proxy = await stallableProxy(`127.0.0.1:${p2}`);
+  const dir = tempDir(stem);
+  let n1: NodeProc | undefined;
+  let n2: NodeProc | undefined;
+  try {
+    n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"), n1_args);
+    n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
+    await body(n1, n2, proxy);
+  } finally {
+    if (n1 !== undefined) await stopNode(n1);
+    if (n2 !== undefined) await stopNode(n2);
+    await proxy.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 describe("a migration in progress", () => {
   it("scrapes a pre-copy held between its rounds: remaining bytes, the dirty rate in bytes per second, bytes processed, idle seconds, and passes promtool", async () => {
-    const [p1, p2] = await freePorts(2);
-    const proxy = await stallableProxy(`127.0.0.1:${p2}`);
-    const dir = tempDir("moving");
-    let n1: NodeProc | undefined;
-    let n2: NodeProc | undefined;
-    try {
-      n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"));
-      n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
+    await withProxiedPair("moving", NODE_ARGS_DEFAULT, async (n1, _n2, proxy) => {
       const sha = await upload(n1.address, memhog);
       // 64 MiB rewritten at 32 MiB/s for as long as the test runs (held at its end: it cannot end under the test).
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["--hold", "64", "32", "3600"] });
@@ -226,7 +244,7 @@ describe("a migration in progress", () => {
         assert.ok(Number(second["dirty_bytes_per_s"]) > 0, JSON.stringify(second));
         // Held: what it sent is in, and it stops moving (its idle time grows past a sample or two).
         const during = await until("the held migration's idle gauge to grow", async () => {
-          const text = await metricsOf(n1!.address);
+          const text = await metricsOf(n1.address);
           assert.notEqual(sample(text, "ferry_migration_remaining_bytes", labels), undefined, `the migration is no longer in progress:\n${text}`);
           return (sample(text, "ferry_migration_idle_seconds", labels) ?? 0) >= 1 ? text : undefined;
         });
@@ -236,10 +254,7 @@ describe("a migration in progress", () => {
         assert.ok((sample(during, "ferry_migration_processed_bytes_total", { strategy: "pre-copy" }) ?? 0) >= 64 * 1048576, during);
         assert.equal(sample(during, "ferry_migration_sent_bytes_total", { strategy: "pre-copy" }), undefined, "bytes counted as committed before the commit");
         assert.equal(sample(during, "ferry_migration_dirty_pages_per_second", labels), undefined, "the old gauge in pages is gone");
-        if (promtool) {
-          const check = spawnSync("promtool", ["check", "metrics"], { input: during });
-          assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
-        }
+        passesPromtool(during);
       } finally {
         proxy.resume();
       }
@@ -254,12 +269,7 @@ describe("a migration in progress", () => {
         assert.equal(sample(done, gone, labels), undefined, `${gone} of a finished migration`);
       }
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
-    } finally {
-      if (n1 !== undefined) await stopNode(n1);
-      if (n2 !== undefined) await stopNode(n2);
-      await proxy.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -274,14 +284,7 @@ const STALL_TIMEOUT_MS = 30_000;
 
 describe("stalled migrations", () => {
   it("a migration whose destination stops reading is aborted, and the process keeps running at the source", async () => {
-    const [p1, p2] = await freePorts(2);
-    const proxy = await stallableProxy(`127.0.0.1:${p2}`);
-    const dir = tempDir("stall");
-    let n1: NodeProc | undefined;
-    let n2: NodeProc | undefined;
-    try {
-      n1 = await startNode("n1", p1 as number, [proxy.address], path.join(dir, "n1"), [...NODE_ARGS_DEFAULT, "--stall-timeout", String(STALL_TIMEOUT_MS)]);
-      n2 = await startNode("n2", p2 as number, [`127.0.0.1:${p1}`], path.join(dir, "n2"));
+    await withProxiedPair("stall", [...NODE_ARGS_DEFAULT, "--stall-timeout", String(STALL_TIMEOUT_MS)], async (n1, n2, proxy) => {
       const sha = await upload(n1.address, memhog);
       // 128 MiB, idle once written: far more than the sockets and the proxy buffer, so sends block once it stalls.
       const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["128", "0", "600"] });
@@ -293,10 +296,7 @@ describe("stalled migrations", () => {
       // Held up, not yet given up (that takes STALL_TIMEOUT_MS without a byte moving): the gauges of a migration in progress are there.
       const during = await metricsOf(n1.address);
       assert.notEqual(sample(during, "ferry_migration_remaining_bytes", { pid, to: "n2", strategy: "pre-copy" }), undefined, during);
-      if (promtool) {
-        const check = spawnSync("promtool", ["check", "metrics"], { input: during });
-        assert.equal(check.status, 0, `promtool check metrics: ${check.stdout.toString()}${check.stderr.toString()}`);
-      }
+      passesPromtool(during);
       const failed = await moving.until((e) => e.event === "error" || e.event === "result");
       moving.close();
       assert.equal(failed["code"], "ERR_MIGRATION_STALLED", JSON.stringify(failed));
@@ -313,12 +313,7 @@ describe("stalled migrations", () => {
       local.close();
       assert.equal(stalled["to"], "n2");
       await json(n1.address, "DELETE", `/v1/processes/${pid}`);
-    } finally {
-      if (n1 !== undefined) await stopNode(n1);
-      if (n2 !== undefined) await stopNode(n2);
-      await proxy.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
