@@ -41,6 +41,15 @@ export interface CallGraph {
   unreaching_indirect: string[];
   /** How many defined functions can reach a safe point (are on the stack at one, so instrumented). */
   reaching: number;
+  /**
+   * Whether a call to the function named `callee` can reach a safe point:
+   * false only for an import that does not block and a defined function
+   * that can reach none (so it runs in bounded time: no loop, no recursion,
+   * no blocking import below it). True for any name it does not know, and
+   * for everything when `blocking` was not given. Its first call reads the
+   * names from the module: make it while the module lives.
+   */
+  reaches(callee: string): boolean;
   /** Why indirect calls could not be narrowed by signature; undefined when they were. */
   unnarrowed: string | undefined;
 }
@@ -83,6 +92,7 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
   });
   const unreaching_indirect: string[] = [];
   let reaching = scanned.bodies.length;
+  let reaches = (_callee: string): boolean => true;
   if (blocking !== undefined) {
     const reached = reachers(graph, scanned, tables, cyclic, blocking);
     reaching = 0;
@@ -90,8 +100,28 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
       if (reached[i] === 1) reaching += 1;
       else if (body.indirect.length > 0) unreaching_indirect.push(name(i));
     });
+    // Names are read from Binaryen (a call each) only if somebody asks.
+    let bounded: Set<string> | undefined;
+    reaches = (callee) => {
+      bounded ??= boundedCallees(m, fn, scanned.imported, reached.subarray(0, scanned.bodies.length), tables.imports, blocking);
+      return !bounded.has(callee);
+    };
   }
-  return { recursive, looping, unreaching_indirect, reaching, unnarrowed: tables.unnarrowed };
+  return { recursive, looping, unreaching_indirect, reaching, reaches, unnarrowed: tables.unnarrowed };
+}
+
+/** Names of the imports that do not block and of the defined functions `reached` (one entry each) leaves unmarked. */
+function boundedCallees(m: Binaryen.Module, fn: { getName(func: Binaryen.FunctionRef): string }, imported: number, reached: Uint8Array, imports: readonly string[], blocking: readonly string[]): Set<string> {
+  const patterns = blocking.map(wildcard);
+  const out = new Set<string>();
+  for (let i = 0; i < imported; i += 1) {
+    const full = imports[i];
+    if (full !== undefined && !patterns.some((p) => p.test(full))) out.add(fn.getName(m.getFunctionByIndex(i)));
+  }
+  reached.forEach((r, i) => {
+    if (r === 0) out.add(fn.getName(m.getFunctionByIndex(imported + i)));
+  });
+  return out;
 }
 
 function buildGraph(calls: ModuleCalls, tables: IndirectTargets): Graph {

@@ -51,6 +51,27 @@ describe("readCallGraph", () => {
     assert.equal(g.reaching, 4);
   });
 
+  it("tells which callees can reach a safe point: not a leaf, a caller of leaves, or an import that does not block", () => {
+    // Names are read from the module when first asked: ask while it lives.
+    const m = binaryen.parseText(`(module
+      (import "env" "block" (func $block))
+      (import "env" "clock" (func $clock (result i32)))
+      (func $leaf (result i32) (i32.const 1))
+      (func $calls_leaf (result i32) (i32.add (call $leaf) (call $clock)))
+      (func $loops (loop $l (br_if $l (call $leaf))))
+      (func $calls_loops (call $loops))
+      (func $waits (call $block))
+      (func $self (call $self)))`);
+    try {
+      const g = readCallGraph(binaryen, m, undefined, BLOCKING);
+      for (const name of ["leaf", "calls_leaf", "clock"]) assert.equal(g.reaches(name), false, name);
+      for (const name of ["block", "loops", "calls_loops", "waits", "self", "no_such_function"]) assert.equal(g.reaches(name), true, name);
+      assert.equal(readCallGraph(binaryen, m).reaches("leaf"), true, "without the blocking imports, anything may");
+    } finally {
+      m.dispose();
+    }
+  });
+
   it("lets a blocking import in a table make its signature's indirect calls reach a safe point", () => {
     const g = graph(`(module
       (import "env" "block" (func $block (param i32)))

@@ -29,6 +29,7 @@
 import type Binaryen from "binaryen";
 import { isBoundedLoop } from "./_bounded.js";
 import { childKeys } from "./_children.js";
+import { Outliner } from "./_outline.js";
 import { isUnrollable, UNROLL_COPIES, unrolledLoop } from "./_unroll.js";
 
 /**
@@ -66,7 +67,7 @@ export interface PollSites {
  * incremented on entry and decremented on return: the runtime sizes an
  * unwind from the counters instead of walking a deep stack.
  */
-export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string }; looping?: Set<string> }): PollSites {
+export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string }; looping?: Set<string>; reaches?: (callee: string) => boolean }): PollSites {
   const poll = "__ferry_poll";
   m.addGlobal(options.budget, b.i32, true, m.i32.const(options.initial));
   m.addFunctionImport(poll, options.import.module, options.import.name, b.none, b.i32);
@@ -91,7 +92,10 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
     if (moved !== undefined && options.looping?.has(name) === true) options.looping.add(moved);
   }
   let labels = 0;
-  for (let i = 0; i < m.getNumFunctions(); i += 1) {
+  const outliner = options.reaches === undefined ? undefined : new Outliner(b, m, options.reaches);
+  // The outlined loops' functions come after these, and are not polled.
+  const count = m.getNumFunctions();
+  for (let i = 0; i < count; i += 1) {
     const func = m.getFunctionByIndex(i);
     const info = b.getFunctionInfo(func);
     if (info.module) continue;
@@ -109,14 +113,15 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
       const body = raw(b).Loop.getBody(loop);
       // An unrolled loop counts once per UNROLL_COPIES iterations, and is
       // charged for all of them: the budget still counts iterations.
-      const unroll = isUnrollable(b, body);
+      const unroll = isUnrollable(b, body, options.reaches);
       const copies = unroll ? UNROLL_COPIES : 1;
       const step = m.br(slice, m.i32.eq(m.local.tee(n, m.i32.add(m.local.get(n, b.i32), m.i32.const(1)), b.i32), m.i32.const(LOOP_SLICE / copies)));
       const inner = unroll ? unrolledLoop(b, m, name, body, step, slice) : m.loop(name, m.block(null, [step, body], b.auto));
       const counted = unroll ? m.i32.mul(m.local.get(n, b.i32), m.i32.const(copies)) : m.local.get(n, b.i32);
       const weight = m.i32.add(counted, m.i32.const(1));
       raw(b).Loop.setName(loop, slice);
-      raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), inner], b.auto));
+      const placed = outliner?.outline(func, inner) ?? inner;
+      raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), placed], b.auto));
       raw(b)._BinaryenExpressionFinalize(loop);
     }
   }

@@ -18,8 +18,10 @@
  *         ...
  *         (br $head)))
  *
- * Only a loop whose body calls nothing (so Asyncify has nothing to guard in
- * it and nothing can unwind from a copy), holds no other loop, is small
+ * Only a loop whose body calls nothing that can reach a safe point (so
+ * Asyncify has nothing to guard in it and nothing can unwind from a copy; a
+ * function that reaches none has no loop and no recursion below it, so it
+ * returns in bounded time), holds no other loop, is small
  * (`UNROLL_BODY_MAX` expressions) and falls off its end with no value is
  * unrolled, and only when every expression in it is one the walker knows:
  * every label a copy declares is renamed in it (Binaryen wants each name
@@ -55,7 +57,7 @@ interface Raw {
 const raw = (b: typeof Binaryen): Raw => b as unknown as Raw;
 
 /** Every expression of `body`, parents before children; undefined when one is of a kind the walker does not know. */
-function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: number): number[] | undefined {
+export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: number): number[] | undefined {
   const keys = childKeys(b);
   const out: number[] = [];
   const stack = [body];
@@ -74,17 +76,27 @@ function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: numb
   return out;
 }
 
-/** Whether the loop whose body is `body` is one {@link unrolledLoop} copies. */
-export function isUnrollable(b: typeof Binaryen, body: Binaryen.ExpressionRef): boolean {
+/**
+ * Whether the loop whose body is `body` is one {@link unrolledLoop} copies.
+ * `reaches` tells whether a call to a function of that name can reach a safe
+ * point; without it, no call is accepted.
+ */
+export function isUnrollable(b: typeof Binaryen, body: Binaryen.ExpressionRef, reaches: (callee: string) => boolean = () => true): boolean {
   const type = b.getExpressionType(body);
   if (type !== b.none && type !== b.unreachable) return false;
   const all = expressions(b, body, UNROLL_BODY_MAX);
   if (all === undefined) return false;
-  // A call could unwind from inside a copy (Asyncify would then guard it);
-  // another loop has a slice of its own; a tuple's or an exception's labels
-  // are not worth the cases.
-  const refused = new Set([b.CallId, b.CallIndirectId, b.LoopId, b.TupleMakeId, b.TupleExtractId]);
-  return all.every((e) => !refused.has(b.getExpressionId(e)));
+  // A call that can reach a safe point could unwind from inside a copy
+  // (Asyncify would then guard it), and so could an indirect one; another
+  // loop has a slice of its own; a tuple's or an exception's labels are not
+  // worth the cases.
+  const refused = new Set([b.CallIndirectId, b.LoopId, b.TupleMakeId, b.TupleExtractId]);
+  return all.every((e) => {
+    const id = b.getExpressionId(e);
+    if (id !== b.CallId) return !refused.has(id);
+    const call = b.getExpressionInfo(e) as Binaryen.CallInfo;
+    return !call.isReturn && !reaches(call.target);
+  });
 }
 
 /**

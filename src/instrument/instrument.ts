@@ -20,7 +20,7 @@ import { injectPolls, type PollSites } from "./_polls.js";
 import { loadBinaryenModule } from "./_load.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/11";
+export const INSTRUMENTER_VERSION = "ferry-instrument/12";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -205,9 +205,9 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   exportMutableGlobals(m);
   const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   step("call-graph");
-  const { recursive, looping, unreaching_indirect } = readCallGraph(binaryen, m, wasm, blocking);
+  const { recursive, looping, unreaching_indirect, reaches } = readCallGraph(binaryen, m, wasm, blocking);
   step("polls");
-  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping });
+  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping, reaches });
   exportDepthCounters(m, sites);
 
   // Asyncify optimizes the functions it instruments (before and after adding
