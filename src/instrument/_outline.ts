@@ -28,7 +28,8 @@
  * fell off its end, j when it branched to the j-th label outside it (the
  * slice's step is one of those).
  *
- * Only a loop whose every expression the walker knows, that calls nothing
+ * Only a loop of a function with at least {@link OUTLINE_FUNCTION_LOCALS_MIN}
+ * locals, whose every expression the walker knows, that calls nothing
  * that can reach a safe point, holds no other loop, no return and no branch
  * carrying a value out of it, and uses at most {@link OUTLINE_LOCALS_MAX}
  * locals of number or vector types is outlined.
@@ -38,6 +39,14 @@ import { expressions } from "./_unroll.js";
 
 /** Most locals an outlined loop may use (each is a parameter). */
 export const OUTLINE_LOCALS_MAX = 32;
+
+/**
+ * Fewest locals (parameters included) the function holding a loop must have
+ * for the loop to move out. With fewer, the values Asyncify keeps alive fit
+ * in the engine's registers anyway, and a call per entry would only cost a
+ * loop that runs a few iterations each time (a `strcmp`).
+ */
+export const OUTLINE_FUNCTION_LOCALS_MIN = 8;
 
 /** Largest loop, in expressions, that is walked for outlining. */
 export const OUTLINE_EXPRESSIONS_MAX = 4096;
@@ -84,6 +93,8 @@ export class Outliner {
     const r = raw(b);
     const type = b.getExpressionType(inner);
     if (type !== b.none && type !== b.unreachable) return undefined;
+    const localType = localTypes(b, func);
+    if (localType.length < OUTLINE_FUNCTION_LOCALS_MIN) return undefined;
     const all = expressions(b, inner, OUTLINE_EXPRESSIONS_MAX);
     if (all === undefined) return undefined;
     const declared = new Set<string>();
@@ -101,7 +112,6 @@ export class Outliner {
     const outside = (name: string): void => {
       if (!declared.has(name) && !targets.includes(name)) targets.push(name);
     };
-    const localType = localTypes(b, func);
     for (const e of all) {
       const id = b.getExpressionId(e);
       if (refused.has(id)) return undefined;
