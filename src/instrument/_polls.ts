@@ -129,7 +129,7 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
 }
 
 /**
- * `f`'s body becomes `depth += 1; countdown; r = (block $exit BODY'); depth -= 1; r`,
+ * `f`'s body becomes `depth += 1; countdown; r = (block $exit BODY'); countdown; depth -= 1; r`,
  * where BODY' is BODY with every `return x` turned into `br $exit x`: one
  * frame per level of recursion, with no inliner to run over the module (on
  * hundreds of thousands of functions that pass alone took minutes).
@@ -158,12 +158,16 @@ function countDepth(b: typeof Binaryen, m: Binaryen.Module, name: string, counte
   } else {
     body = m.block(exit, [direct], info.results);
   }
+  // A poll on the way out too, while the frame is still counted: a deep
+  // recursion climbing back up runs no entry of its own, and its return
+  // path (a fold, a sum) may hold no loop, so without it 60,000 levels
+  // coming back passed no safe point for 10 ms.
   const children = [bump(1), countdown(m.i32.const(1))];
   if (info.results === b.none) {
-    children.push(body, bump(-1));
+    children.push(body, countdown(m.i32.const(1)), bump(-1));
   } else {
     const result = raw(b)._BinaryenFunctionAddVar(func, info.results);
-    children.push(m.local.set(result, body), bump(-1), m.local.get(result, info.results));
+    children.push(m.local.set(result, body), countdown(m.i32.const(1)), bump(-1), m.local.get(result, info.results));
   }
   raw(b).Function.setBody(func, m.block(null, children, b.auto));
   return inner;

@@ -220,6 +220,29 @@ describe("instrument", () => {
     assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0, "every frame counted back on return");
   });
 
+  it("polls on the way back up a recursion as well as on the way down, with the frame still counted", async () => {
+    const { wasm, info } = await instrumentModule(wat(`(module (memory 1)
+      (func $down (param $n i32) (if (local.get $n) (then (call $down (i32.sub (local.get $n) (i32.const 1))))))
+      (func (export "_start") (call $down (i32.const 49))))`));
+    const depth = info.unwind.depth[0];
+    assert.ok(depth !== undefined);
+    let seen: number[] = [];
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+      ferry: {
+        poll: () => {
+          seen.push((instance.exports[depth.export_name] as WebAssembly.Global).value as number);
+          return 1; // every entry and every return reaches the host
+        },
+      },
+    });
+    // Past the first budget (10,000 units), every unit reaches the host.
+    for (let i = 0; i < 200; i += 1) (instance.exports["_start"] as () => void)();
+    seen = [];
+    (instance.exports["_start"] as () => void)();
+    const down = Array.from({ length: 50 }, (_, i) => i + 1);
+    assert.deepEqual(seen, [...down, ...down.reverse()]);
+  });
+
   it("counts a frame back on every return of a recursive function, with no second frame per level", async () => {
     // $walk returns from three places (one inside a call's argument, one
     // whose value is itself a return) and falls off its end on the fourth.

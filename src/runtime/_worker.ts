@@ -12,7 +12,7 @@ import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type W
 import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
-import { AsyncifyState, borrowTop, dropSaveArea, giveBack, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
@@ -33,7 +33,7 @@ const boot = workerData as WorkerBoot;
 // Set once, before anything below runs a guest: from workerData, or for a warm worker from its first message (`_warm.ts`).
 let init!: WorkerInit;
 let control!: Int32Array;
-const post = (msg: FromWorker): void => port.postMessage(msg);
+const post = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 // Set with init (start()): the guest's CPU counters and pause flag (`_usage.ts`).
 let usage!: UsageCounter;
@@ -381,7 +381,9 @@ class Guest {
     }
     usage.stopped(performance.now());
     if (outcome.type !== "suspended") this.host.close();
-    post(outcome);
+    // A suspended stack's bytes (megabytes for a deep one) move to the
+    // controller instead of being copied (the worker keeps its own copy).
+    post(outcome, outcome.type === "suspended" ? [outcome.state.asyncify.buffer as ArrayBuffer] : []);
   }
 
   #capture(): SuspendedState {
@@ -394,7 +396,7 @@ class Guest {
     Atomics.store(control, SLOT_REQUEST, Request.none);
     const globals = readGlobals(this.instance, init.info.globals);
     const stdin = this.stdin.capture();
-    this.#last = { globals, asyncify, stdin };
+    this.#last = { globals, asyncify: keptCopy(asyncify), stdin };
     return {
       globals,
       asyncify,
