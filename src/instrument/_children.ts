@@ -60,3 +60,34 @@ export function childKeys(b: typeof Binaryen): Map<number, Keys> {
     [b.TupleExtractId, k(["tuple"])],
   ]);
 }
+
+/** Accessors of expressions that binaryen.js's typings leave out (present in the build we depend on). */
+export interface RawExpressions {
+  Block: { getName(e: number): string | null; setName(e: number, name: string): void };
+  Loop: { getName(e: number): string | null; setName(e: number, name: string): void };
+  Break: { getName(e: number): string; setName(e: number, name: string): void; getValue(e: number): number };
+  Switch: {
+    getNumNames(e: number): number;
+    getNameAt(e: number, i: number): string;
+    setNameAt(e: number, i: number, name: string): void;
+    getDefaultName(e: number): string;
+    setDefaultName(e: number, name: string): void;
+    getValue(e: number): number;
+  };
+  LocalGet: { getIndex(e: number): number; setIndex(e: number, i: number): void };
+  LocalSet: { getIndex(e: number): number; setIndex(e: number, i: number): void };
+}
+export const rawExpressions = (b: typeof Binaryen): RawExpressions => b as unknown as RawExpressions;
+
+/** Points every branch among `all` whose target `renamed` has a new name for at that name. */
+export function retarget(b: typeof Binaryen, all: readonly number[], renamed: ReadonlyMap<string, string>): void {
+  const r = rawExpressions(b);
+  const target = (name: string): string => renamed.get(name) ?? name;
+  for (const e of all) {
+    const id = b.getExpressionId(e);
+    if (id === b.BreakId) r.Break.setName(e, target(r.Break.getName(e)));
+    if (id !== b.SwitchId) continue;
+    for (let i = 0; i < r.Switch.getNumNames(e); i += 1) r.Switch.setNameAt(e, i, target(r.Switch.getNameAt(e, i)));
+    r.Switch.setDefaultName(e, target(r.Switch.getDefaultName(e)));
+  }
+}

@@ -35,6 +35,7 @@
  * locals of number or vector types is outlined.
  */
 import type Binaryen from "binaryen";
+import { rawExpressions, retarget } from "./_children.js";
 import { expressions } from "./_unroll.js";
 
 /** Most locals an outlined loop may use (each is a parameter). */
@@ -51,25 +52,9 @@ export const OUTLINE_FUNCTION_LOCALS_MIN = 8;
 /** Largest loop, in expressions, that is walked for outlining. */
 export const OUTLINE_EXPRESSIONS_MAX = 4096;
 
-/** Parts of binaryen.js its typings leave out (present in the build we depend on). */
-interface Raw {
-  _BinaryenFunctionAddVar(func: Binaryen.FunctionRef, type: Binaryen.Type): number;
-  Block: { getName(e: number): string | null };
-  Loop: { getName(e: number): string | null };
-  Break: { getName(e: number): string; setName(e: number, name: string): void; getValue(e: number): number };
-  Switch: {
-    getNumNames(e: number): number;
-    getNameAt(e: number, i: number): string;
-    setNameAt(e: number, i: number, name: string): void;
-    getDefaultName(e: number): string;
-    setDefaultName(e: number, name: string): void;
-    getValue(e: number): number;
-  };
-  LocalGet: { getIndex(e: number): number; setIndex(e: number, i: number): void };
-  LocalSet: { getIndex(e: number): number; setIndex(e: number, i: number): void; isTee(e: number): boolean };
-  Function: { getNumLocals(f: Binaryen.FunctionRef): number; getName(f: Binaryen.FunctionRef): string };
-}
-const raw = (b: typeof Binaryen): Raw => b as unknown as Raw;
+/** binaryen.js's way to add a local, which its typings leave out. */
+const addVar = (b: typeof Binaryen, func: Binaryen.FunctionRef, type: Binaryen.Type): number =>
+  (b as unknown as { _BinaryenFunctionAddVar(f: Binaryen.FunctionRef, t: Binaryen.Type): number })._BinaryenFunctionAddVar(func, type);
 
 /** State kept across the loops of one module: the exit globals made so far, and the functions' exit-code locals. */
 export class Outliner {
@@ -90,7 +75,7 @@ export class Outliner {
    */
   outline(func: Binaryen.FunctionRef, inner: Binaryen.ExpressionRef): Binaryen.ExpressionRef | undefined {
     const { b, m } = this;
-    const r = raw(b);
+    const r = rawExpressions(b);
     const type = b.getExpressionType(inner);
     if (type !== b.none && type !== b.unreachable) return undefined;
     const localType = localTypes(b, func);
@@ -148,21 +133,7 @@ export class Outliner {
     const name = `__ferry_loop_${this.#count}`;
     this.#count += 1;
     const exitLabel = (j: number): string => `${name}_out${j}`;
-    const renamed = new Map(targets.map((t, j) => [t, exitLabel(j + 1)]));
-    for (const e of all) {
-      const id = b.getExpressionId(e);
-      if (id === b.BreakId) {
-        const to = renamed.get(r.Break.getName(e));
-        if (to !== undefined) r.Break.setName(e, to);
-      } else if (id === b.SwitchId) {
-        const to = renamed.get(r.Switch.getDefaultName(e));
-        if (to !== undefined) r.Switch.setDefaultName(e, to);
-        for (let i = 0; i < r.Switch.getNumNames(e); i += 1) {
-          const at = renamed.get(r.Switch.getNameAt(e, i));
-          if (at !== undefined) r.Switch.setNameAt(e, i, at);
-        }
-      }
-    }
+    retarget(b, all, new Map(targets.map((t, j) => [t, exitLabel(j + 1)])));
 
     // Each written local goes out through a global of its type: the k-th
     // written local of a type uses that type's k-th global.
@@ -187,7 +158,7 @@ export class Outliner {
 
     let code = this.#codes.get(func);
     if (code === undefined) {
-      code = r._BinaryenFunctionAddVar(func, b.i32);
+      code = addVar(b, func, b.i32);
       this.#codes.set(func, code);
     }
     const call = m.local.set(code, m.call(name, params.map((index) => m.local.get(index, used.get(index) as Binaryen.Type)), b.i32));

@@ -29,7 +29,7 @@
  * follows. Anything else keeps the plain slice.
  */
 import type Binaryen from "binaryen";
-import { childKeys } from "./_children.js";
+import { childKeys, rawExpressions, retarget } from "./_children.js";
 
 /** Copies of an unrolled body per count: the counter, and V8's loop checks, run once per this many iterations. */
 export const UNROLL_COPIES = 8;
@@ -40,21 +40,6 @@ export const UNROLL_COPIES = 8;
  * body hides the counter's cost anyway.
  */
 export const UNROLL_BODY_MAX = 64;
-
-/** Parts of binaryen.js its typings leave out (present in the build we depend on). */
-interface Raw {
-  Block: { getName(e: number): string | null; setName(e: number, name: string): void };
-  Loop: { getName(e: number): string | null; setName(e: number, name: string): void };
-  Break: { getName(e: number): string; setName(e: number, name: string): void };
-  Switch: {
-    getNumNames(e: number): number;
-    getNameAt(e: number, i: number): string;
-    setNameAt(e: number, i: number, name: string): void;
-    getDefaultName(e: number): string;
-    setDefaultName(e: number, name: string): void;
-  };
-}
-const raw = (b: typeof Binaryen): Raw => b as unknown as Raw;
 
 /** Every expression of `body`, parents before children; undefined when one is of a kind the walker does not know. */
 export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: number): number[] | undefined {
@@ -104,7 +89,7 @@ export function isUnrollable(b: typeof Binaryen, body: Binaryen.ExpressionRef, r
  * branch to one of them, and turns every branch to `loop` into one to `next`.
  */
 function relabel(b: typeof Binaryen, copy: Binaryen.ExpressionRef, loop: string, next: string, suffix: string): void {
-  const r = raw(b);
+  const r = rawExpressions(b);
   const all = expressions(b, copy, Number.MAX_SAFE_INTEGER) ?? [];
   const renamed = new Map<string, string>([[loop, next]]);
   for (const e of all) {
@@ -114,14 +99,7 @@ function relabel(b: typeof Binaryen, copy: Binaryen.ExpressionRef, loop: string,
     renamed.set(name, `${name}${suffix}`);
     r.Block.setName(e, `${name}${suffix}`);
   }
-  const target = (name: string): string => renamed.get(name) ?? name;
-  for (const e of all) {
-    const id = b.getExpressionId(e);
-    if (id === b.BreakId) r.Break.setName(e, target(r.Break.getName(e)));
-    if (id !== b.SwitchId) continue;
-    for (let i = 0; i < r.Switch.getNumNames(e); i += 1) r.Switch.setNameAt(e, i, target(r.Switch.getNameAt(e, i)));
-    r.Switch.setDefaultName(e, target(r.Switch.getDefaultName(e)));
-  }
+  retarget(b, all, renamed);
 }
 
 /**
