@@ -164,7 +164,9 @@ export class Outliner {
     const call = m.local.set(code, m.call(name, params.map((index) => m.local.get(index, used.get(index) as Binaryen.Type)), b.i32));
     const back = [...outs].map(([index, global]) => m.local.set(index, m.global.get(global, used.get(index) as Binaryen.Type)));
     const branches = targets.map((target, j) => m.br(target, m.i32.eq(m.local.get(code, b.i32), m.i32.const(j + 1))));
-    return m.block(null, [call, ...back, ...branches], b.none);
+    // A loop that never falls off its end left by one of the branches: say so to the code around it, as the loop did.
+    const tail = type === b.unreachable ? [m.unreachable()] : [];
+    return m.block(null, [call, ...back, ...branches, ...tail], type);
   }
 
   /** The `k`-th exit global of type `t`, made when first needed. */
