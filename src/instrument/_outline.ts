@@ -49,8 +49,8 @@ export const OUTLINE_LOCALS_MAX = 32;
  */
 export const OUTLINE_FUNCTION_LOCALS_MIN = 8;
 
-/** Largest loop, in expressions, that is walked for outlining. */
-export const OUTLINE_EXPRESSIONS_MAX = 4096;
+/** Largest loop, in expressions, that is walked for outlining (each costs a few calls into binaryen.js). */
+export const OUTLINE_EXPRESSIONS_MAX = 1024;
 
 /** binaryen.js's way to add a local, which its typings leave out. */
 const addVar = (b: typeof Binaryen, func: Binaryen.FunctionRef, type: Binaryen.Type): number =>
@@ -80,7 +80,14 @@ export class Outliner {
     if (type !== b.none && type !== b.unreachable) return undefined;
     const localType = localTypes(b, func);
     if (localType.length < OUTLINE_FUNCTION_LOCALS_MIN) return undefined;
-    const all = expressions(b, inner, OUTLINE_EXPRESSIONS_MAX);
+    const refused = new Set([b.CallIndirectId, b.ReturnId, b.TupleMakeId, b.TupleExtractId]);
+    // Most loops that stay are refused for a call: the walk stops there.
+    const all = expressions(b, inner, OUTLINE_EXPRESSIONS_MAX, (e, id) => {
+      if (refused.has(id) || (id === b.LoopId && e !== inner)) return false;
+      if (id !== b.CallId) return true;
+      const call = b.getExpressionInfo(e) as Binaryen.CallInfo;
+      return !call.isReturn && !this.reaches(call.target);
+    });
     if (all === undefined) return undefined;
     const declared = new Set<string>();
     for (const e of all) {
@@ -90,7 +97,6 @@ export class Outliner {
         if (name !== null && name !== "") declared.add(name);
       }
     }
-    const refused = new Set([b.CallIndirectId, b.ReturnId, b.TupleMakeId, b.TupleExtractId]);
     const used = new Map<number, Binaryen.Type>();
     const written = new Set<number>();
     const targets: string[] = [];
@@ -99,12 +105,7 @@ export class Outliner {
     };
     for (const e of all) {
       const id = b.getExpressionId(e);
-      if (refused.has(id)) return undefined;
-      if (id === b.LoopId && e !== inner) return undefined;
-      if (id === b.CallId) {
-        const call = b.getExpressionInfo(e) as Binaryen.CallInfo;
-        if (call.isReturn || this.reaches(call.target)) return undefined;
-      } else if (id === b.LocalGetId || id === b.LocalSetId) {
+      if (id === b.LocalGetId || id === b.LocalSetId) {
         const index = id === b.LocalGetId ? r.LocalGet.getIndex(e) : r.LocalSet.getIndex(e);
         const t = localType[index];
         if (t === undefined || ![b.i32, b.i64, b.f32, b.f64, b.v128].includes(t)) return undefined;

@@ -41,8 +41,13 @@ export const UNROLL_COPIES = 8;
  */
 export const UNROLL_BODY_MAX = 64;
 
-/** Every expression of `body`, parents before children; undefined when one is of a kind the walker does not know. */
-export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: number): number[] | undefined {
+/**
+ * Every expression of `body`, parents before children; undefined when one is
+ * of a kind the walker does not know, when there are more than `max`, or as
+ * soon as `keep` refuses one (so a caller looking for a reason to give up
+ * walks no further than the first).
+ */
+export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, max: number, keep?: (expr: number, id: number) => boolean): number[] | undefined {
   const keys = childKeys(b);
   const out: number[] = [];
   const stack = [body];
@@ -50,8 +55,10 @@ export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, ma
     const expr = stack.pop() as number;
     if (expr === 0) continue;
     if (out.length === max) return undefined;
+    const id = b.getExpressionId(expr);
+    if (keep !== undefined && !keep(expr, id)) return undefined;
     out.push(expr);
-    const k = keys.get(b.getExpressionId(expr));
+    const k = keys.get(id);
     if (k === undefined) return undefined;
     if (k.refs.length === 0 && k.lists.length === 0) continue;
     const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
