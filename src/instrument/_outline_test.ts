@@ -44,7 +44,12 @@ function run(wasm: Uint8Array, limit: number, seed: number): number {
   return (instance.exports["exits"] as (n: number) => number)(seed);
 }
 
-/** Names of the functions of `text` once its loops are polled (Binaryen writes no names, so the step before Asyncify is looked at). */
+/**
+ * Names of the functions of `text` once its loops are polled (Binaryen writes
+ * no names, so the step before Asyncify is looked at), checking the module
+ * still validates there: every rewritten loop keeps the type the code around
+ * it was typed by.
+ */
 function polledNames(text: string): string[] {
   const m = binaryen.parseText(text);
   try {
@@ -98,6 +103,10 @@ describe("outlined loops", () => {
           (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (global.get $n)))))
       (func (export "plain") ${PAD} (local $i i32)
         (loop $l (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (global.get $n)))))
+      (func (export "never_falls_off") (param $n i32) (result i32) (local $i i32)
+        (loop $l
+          (if (i32.ge_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n)) (then (return (local.get $i))))
+          (br $l)))
       (func (export "few_locals") (local $i i32)
         (loop $l (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (global.get $n))))))`);
     // Only the loop of "plain" moves out.

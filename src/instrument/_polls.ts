@@ -120,7 +120,10 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
       const counted = unroll ? m.i32.mul(m.local.get(n, b.i32), m.i32.const(copies)) : m.local.get(n, b.i32);
       const weight = m.i32.add(counted, m.i32.const(1));
       raw(b).Loop.setName(loop, slice);
-      const placed = outliner?.outline(func, inner) ?? inner;
+      const outlined = outliner?.outline(func, inner) ?? inner;
+      // A loop that never fell off its end keeps its type, which the code
+      // around it was typed by (an unrolled one is typed as if it could).
+      const placed = b.getExpressionType(loop) === b.unreachable && b.getExpressionType(outlined) !== b.unreachable ? m.block(null, [outlined, m.unreachable()], b.unreachable) : outlined;
       raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), placed], b.auto));
       raw(b)._BinaryenExpressionFinalize(loop);
     }

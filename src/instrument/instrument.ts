@@ -20,7 +20,7 @@ import { injectPolls, type PollSites } from "./_polls.js";
 import { loadBinaryenModule } from "./_load.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/17";
+export const INSTRUMENTER_VERSION = "ferry-instrument/18";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
