@@ -64,11 +64,6 @@ export class Outliner {
 
   constructor(private readonly b: typeof Binaryen, private readonly m: Binaryen.Module, private readonly reaches: (callee: string) => boolean) {}
 
-  /** How many loops were outlined. */
-  get count(): number {
-    return this.#count;
-  }
-
   /**
    * The code that replaces `inner` (a loop of `func`, about to be placed
    * where it was) once outlined, or undefined when it is kept in place.
