@@ -36,7 +36,7 @@
  */
 import type Binaryen from "binaryen";
 import { rawExpressions, retarget } from "./_children.js";
-import { expressions } from "./_unroll.js";
+import { expressions, staysInSlice } from "./_unroll.js";
 
 /** Most locals an outlined loop may use (each is a parameter). */
 export const OUTLINE_LOCALS_MAX = 32;
@@ -75,14 +75,11 @@ export class Outliner {
     if (type !== b.none && type !== b.unreachable) return undefined;
     const localType = localTypes(b, func);
     if (localType.length < OUTLINE_FUNCTION_LOCALS_MIN) return undefined;
-    const refused = new Set([b.CallIndirectId, b.ReturnId, b.TupleMakeId, b.TupleExtractId]);
-    // Most loops that stay are refused for a call: the walk stops there.
-    const all = expressions(b, inner, OUTLINE_EXPRESSIONS_MAX, (e, id) => {
-      if (refused.has(id) || (id === b.LoopId && e !== inner)) return false;
-      if (id !== b.CallId) return true;
-      const call = b.getExpressionInfo(e) as Binaryen.CallInfo;
-      return !call.isReturn && !this.reaches(call.target);
-    });
+    // As an unrolled body, plus no return (the function would return instead
+    // of its caller). Most loops that stay are refused for a call: the walk
+    // stops there.
+    const stays = staysInSlice(b, this.reaches);
+    const all = expressions(b, inner, OUTLINE_EXPRESSIONS_MAX, (e, id) => (e === inner ? true : id !== b.ReturnId && stays(e, id)));
     if (all === undefined) return undefined;
     const declared = new Set<string>();
     for (const e of all) {

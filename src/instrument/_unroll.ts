@@ -69,26 +69,31 @@ export function expressions(b: typeof Binaryen, body: Binaryen.ExpressionRef, ma
 }
 
 /**
+ * Whether an expression of a loop's body lets the loop be rewritten as a
+ * piece of code no unwind can leave from (unrolled here, or outlined in
+ * `_outline.ts`): for `expressions`' `keep`. A call that can reach a safe
+ * point could unwind from inside it (Asyncify would then guard it), and so
+ * could an indirect one; another loop has a slice of its own; a tuple's or an
+ * exception's labels are not worth the cases. `reaches` tells whether a call
+ * to a function of that name can reach a safe point.
+ */
+export function staysInSlice(b: typeof Binaryen, reaches: (callee: string) => boolean): (expr: number, id: number) => boolean {
+  const refused = new Set([b.CallIndirectId, b.LoopId, b.TupleMakeId, b.TupleExtractId]);
+  return (expr, id) => {
+    if (id !== b.CallId) return !refused.has(id);
+    const call = b.getExpressionInfo(expr) as Binaryen.CallInfo;
+    return !call.isReturn && !reaches(call.target);
+  };
+}
+
+/**
  * Whether the loop whose body is `body` is one {@link unrolledLoop} copies.
- * `reaches` tells whether a call to a function of that name can reach a safe
- * point; without it, no call is accepted.
+ * `reaches` is as for {@link staysInSlice}; without it, no call is accepted.
  */
 export function isUnrollable(b: typeof Binaryen, body: Binaryen.ExpressionRef, reaches: (callee: string) => boolean = () => true): boolean {
   const type = b.getExpressionType(body);
   if (type !== b.none && type !== b.unreachable) return false;
-  const all = expressions(b, body, UNROLL_BODY_MAX);
-  if (all === undefined) return false;
-  // A call that can reach a safe point could unwind from inside a copy
-  // (Asyncify would then guard it), and so could an indirect one; another
-  // loop has a slice of its own; a tuple's or an exception's labels are not
-  // worth the cases.
-  const refused = new Set([b.CallIndirectId, b.LoopId, b.TupleMakeId, b.TupleExtractId]);
-  return all.every((e) => {
-    const id = b.getExpressionId(e);
-    if (id !== b.CallId) return !refused.has(id);
-    const call = b.getExpressionInfo(e) as Binaryen.CallInfo;
-    return !call.isReturn && !reaches(call.target);
-  });
+  return expressions(b, body, UNROLL_BODY_MAX, staysInSlice(b, reaches)) !== undefined;
 }
 
 /**

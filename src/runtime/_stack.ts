@@ -108,46 +108,65 @@ export interface BorrowedRegion {
 }
 
 /**
- * Where this thread keeps the guest's bytes while their place is lent, kept
- * from one borrow to the next (grown when too small). A fresh buffer per
- * borrow cost far more than the copy: in a guest 60,000 frames deep (megabytes
- * lent) its pages were faulted in on every suspend and every resume, about
- * 10 ms of CPU for 2.5 MB against 0.1 ms into pages already in place. One
+ * The largest area a worker keeps between borrows: a deeper stack's bytes
+ * get a buffer of their own, so a worker does not hold tens of megabytes for
+ * one deep moment.
+ */
+const SAVE_AREA_KEPT_BYTES_MAX = 16 * 1024 * 1024;
+
+/**
+ * A buffer kept from one use to the next (grown by doubling when too small,
+ * up to {@link SAVE_AREA_KEPT_BYTES_MAX}), its pages backed when made. A
+ * fresh buffer per use cost far more than the copy into it: in a guest
+ * 60,000 frames deep (megabytes lent) its pages were faulted in on every
+ * suspend and every resume, about 10 ms of CPU for 2.5 MB against 0.1 ms
+ * into pages already in place.
+ */
+class KeptArea {
+  #area = new Uint8Array(0);
+
+  /** `bytes` of the area, valid until the next call (a buffer of its own past the limit). */
+  view(bytes: number): Uint8Array {
+    if (this.#area.length < bytes && bytes <= SAVE_AREA_KEPT_BYTES_MAX) {
+      this.#area = new Uint8Array(Math.min(SAVE_AREA_KEPT_BYTES_MAX, Math.max(bytes, this.#area.length * 2)));
+      backPages(this.#area);
+    }
+    if (bytes <= this.#area.length) return this.#area.subarray(0, bytes);
+    const own = new Uint8Array(bytes);
+    backPages(own);
+    return own;
+  }
+
+  drop(): void {
+    this.#area = new Uint8Array(0);
+  }
+}
+
+/**
+ * Where this thread keeps the guest's bytes while their place is lent. One
  * worker lends one region at a time, so one area serves.
  */
-let save_area = new Uint8Array(0);
+const save_area = new KeptArea();
 
-/** Where this thread keeps its copy of the last stack it unwound (for a resume in place), kept as the save area is. */
-let last_area = new Uint8Array(0);
+/** Where this thread keeps its copy of the last stack it unwound, for a resume in place. */
+const last_area = new KeptArea();
 
 /** Drops the save area and the last stack's copy (a worker taking another guest: they held the last one's bytes). */
 export function dropSaveArea(): void {
-  save_area = new Uint8Array(0);
-  last_area = new Uint8Array(0);
+  save_area.drop();
+  last_area.drop();
 }
 
 /**
  * A copy of an unwound stack's bytes in this thread's kept area (valid until
  * the next call), so the bytes themselves can move to another thread without
- * faulting in a fresh buffer's pages on every suspend. A stack larger than
- * the save area's limit gets a buffer of its own.
+ * faulting in a fresh buffer's pages on every suspend.
  */
 export function keptCopy(bytes: Uint8Array): Uint8Array {
-  if (last_area.length < bytes.length && bytes.length <= SAVE_AREA_KEPT_BYTES_MAX) {
-    last_area = new Uint8Array(Math.min(SAVE_AREA_KEPT_BYTES_MAX, Math.max(bytes.length, last_area.length * 2)));
-    backPages(last_area);
-  }
-  const copy = bytes.length <= last_area.length ? last_area.subarray(0, bytes.length) : new Uint8Array(bytes.length);
+  const copy = last_area.view(bytes.length);
   copy.set(bytes);
   return copy;
 }
-
-/**
- * The largest save area a worker keeps between borrows: a deeper stack's
- * bytes get a buffer of their own, so a worker does not hold tens of
- * megabytes for one deep moment.
- */
-const SAVE_AREA_KEPT_BYTES_MAX = 16 * 1024 * 1024;
 
 /**
  * Lends the top `bytes` (+ header) of memory to Asyncify. Grows the memory
@@ -163,12 +182,7 @@ export function borrowTop(memory: WebAssembly.Memory, bytes: number): BorrowedRe
   }
   const length = memory.buffer.byteLength;
   const start = length - need;
-  if (save_area.length < need && need <= SAVE_AREA_KEPT_BYTES_MAX) {
-    save_area = new Uint8Array(Math.min(SAVE_AREA_KEPT_BYTES_MAX, Math.max(need, save_area.length * 2)));
-    backPages(save_area);
-  }
-  const saved = need <= save_area.length ? save_area.subarray(0, need) : new Uint8Array(need);
-  if (saved.buffer !== save_area.buffer) backPages(saved);
+  const saved = save_area.view(need);
   const lent = new Uint8Array(memory.buffer, start, need);
   // Usually above anything the guest touched: never backed until lent once.
   backPages(lent);
