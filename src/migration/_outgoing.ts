@@ -26,7 +26,7 @@ import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
-import { Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { INLINE_FINAL_PAGES_MAX, Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { BULK_META_KEY, sendBulk } from "./_bulk.js";
 import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
 import { isSmallMemory, SMALL_MEMORY_BYTES_MAX } from "./_small.js";
@@ -35,7 +35,7 @@ import { AnswerSchema } from "./_schemas.js";
 import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
 import { ProgressReporter } from "./_progress.js";
-import { PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
+import { collectBeforeStop, PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
 import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
@@ -72,13 +72,6 @@ const NEXT: Record<OutState, readonly OutState[]> = {
 const PREPARE_TIMEOUT_MS = 30_000;
 /** How long the destination may take to restore once it has everything. */
 const RESTORE_TIMEOUT_MS = 60_000;
-/**
- * Pre-copy's final copy of at most this many pages (the last round's count
- * stands for it: the rounds stopped because little was left) is hashed on
- * the sending thread: 8 MiB takes about 5 ms there, less than handing it to
- * a hashing thread that may have to start first, all of it downtime.
- */
-const INLINE_FINAL_PAGES_MAX = 2048;
 
 /** One migration out; use {@link migrateOut} (source.ts). */
 export class OutgoingMigration {
@@ -86,6 +79,8 @@ export class OutgoingMigration {
   readonly #side: SourceSide;
   readonly #options: MigrationOptions;
   readonly #clock = new PhaseClock<SourcePhase>();
+  /** Whether the full garbage collection before the stop was made. */
+  #collected = false;
   readonly #t0 = performance.now();
   readonly #metrics: MigrationMetrics;
   readonly #post_copy: boolean;
@@ -177,6 +172,8 @@ export class OutgoingMigration {
         await this.#connect();
         await this.#offer();
         await this.#rounds();
+        // Pre-copy collected already, a round before the stop (RoundLimits.collect), unless the first small round was the last.
+        if (this.#options.strategy !== "stop-copy" && !this.#collected) this.#collect();
         const suspension = await this.#stop();
         await this.#send(suspension);
         await this.#restore();
@@ -281,10 +278,20 @@ export class OutgoingMigration {
     const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true,
       compression: this.#options.compression ?? "auto",
       link_hint_bytes_per_s: this.#options.link_hint_bytes_per_s ?? null,
+      collect: () => {
+        this.#collect();
+        this.#clock.enter("rounds");
+      },
     };
     // The rounds' steps go through the reporter, which samples the bytes of the round under way between them.
     const side: SourceSide = { ...this.#side, progress: (p) => this.#progress.step(p) };
     await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, side));
+  }
+
+  /** The full garbage collection before the stop (`collectBeforeStop`), once. */
+  #collect(): void {
+    collectBeforeStop(this.#clock);
+    this.#collected = true;
   }
 
   /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */

@@ -7,7 +7,7 @@ import type { Hash } from "node:crypto";
 import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
 import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
-import { Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
+import { INLINE_FINAL_PAGES_MAX, Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
 import { THROTTLE_PCT_MAX } from "../runtime/mod.js";
 import { RoundEndSchema } from "./_schemas.js";
 import { compressRound, type Compression } from "./_compress.js";
@@ -167,6 +167,14 @@ export interface RoundLimits {
   compression: Compression;
   /** The rate this node last saw the destination confirm pages at, for the first round's choice (null: none yet). */
   link_hint_bytes_per_s: number | null;
+  /**
+   * Called once, before the round after the first one of at most
+   * INLINE_FINAL_PAGES_MAX pages (the stop is near): the source's full
+   * garbage collection (`collectBeforeStop`), then rather than just before
+   * the stop, so that what the process writes meanwhile goes in that round
+   * and not in the final copy.
+   */
+  collect?: () => void;
 }
 
 /**
@@ -191,7 +199,12 @@ export async function preCopyRounds(
   let confirmed_bytes = 0;
   let confirmed_ms = 0;
   let last_scan = performance.now();
+  let collected = false;
   for (let round = 1; ; round += 1) {
+    if (!collected && previous <= INLINE_FINAL_PAGES_MAX) {
+      limits.collect?.();
+      collected = true;
+    }
     const t = performance.now();
     // Pages written between the last scan and this one are this round's.
     const dirtied_ms = Math.max(t - last_scan, 0.001);

@@ -11,7 +11,7 @@ import { FerryError, ImageError, ImageErrorCodes } from "../errors.js";
 import { ImageDecoder, offThreadSha256, type AsyncHash, type DecodedImage, type ImageTrust } from "../image/mod.js";
 import { CHUNK_BYTES } from "../memory/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
-import { Msg, PAGES_PER_FRAME_MAX, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { INLINE_FINAL_PAGES_MAX, Msg, PAGES_PER_FRAME_MAX, raiseIfError, readFrame, readPages, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { decompressPagesPayload } from "./_compress.js";
 import { BulkSealedSchema, HandoverSchema, OfferSchema, RoundEndSchema } from "./_schemas.js";
 import { BULK_TAGS_META_KEY, SealedBulkReceiver } from "./_sealed_bulk.js";
@@ -19,7 +19,7 @@ import { BULK_META_KEY, BulkReceiver } from "./_bulk.js";
 import { nativeBulkAvailable, NativeBulkReceiver, type BulkCipher } from "./_native_bulk.js";
 import type { Offer } from "./source.js";
 import { isSmallMemory } from "./_small.js";
-import { PhaseClock, type DestinationPhase } from "./phases.js";
+import { collectBeforeStop, PhaseClock, type DestinationPhase } from "./phases.js";
 
 /** The destination's phase clock as the side's own steps see it: they name the phase they enter. */
 export type DestinationClock = Pick<PhaseClock<DestinationPhase>, "enter">;
@@ -128,6 +128,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   // A source that never comes through the door is caught by the wait on sealed.opened() below, which times out and says so.
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
+    // Post-copy stops the process as soon as it hears READY.
+    if (offer.strategy === "post-copy") collectBeforeStop(clock);
     clock.stop();
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
     const door_fields =
@@ -147,7 +149,9 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       // The signature's SHA-256 is computed on a hashing thread, so this one only reads the socket and checks CRCs.
       // An image without pages (post-copy's, hybrid's, or stop-copy's after its BULK pages) is a few KiB, and a
       // small memory's holds a few pages: hashed here, faster than a hop to that thread.
-      const few_pages = offer.strategy === "post-copy" || offer.strategy === "hybrid" || isSmallMemory(offer.memory_bytes) || bulk_digest !== null || sealed_digest !== null;
+      // Pre-copy's final copy is hashed here too when the last round was small, as the source does (INLINE_FINAL_PAGES_MAX).
+      const small_final = last_round_pages <= INLINE_FINAL_PAGES_MAX;
+      const few_pages = offer.strategy === "post-copy" || offer.strategy === "hybrid" || isSmallMemory(offer.memory_bytes) || bulk_digest !== null || sealed_digest !== null || small_final;
       sha256 = few_pages ? undefined : offThreadSha256();
       decoder = new ImageDecoder({
         trust: side.trust,
@@ -160,6 +164,10 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     // The rounds' pages are not in the image; it carries their digest (META precopy_sha256), signed.
     const rounds_digest = createHash("sha256");
     let rounds_pages = false;
+    // Pages of the round under way, and of the last one ended (Infinity: none ended).
+    let round_pages_count = 0;
+    let last_round_pages = Infinity;
+    let collected = false;
     let handover: Handover | null = null;
     for (;;) {
       clock.enter("wait");
@@ -193,6 +201,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         const pages = readPages(payload);
         rounds_digest.update(payload);
         rounds_pages = true;
+        round_pages_count += pages.length;
         for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }
       else if (frame.type === Msg.handover && handover === null) {
@@ -202,6 +211,13 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       else if (frame.type === Msg.image) imageDecoder().push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type === Msg.round_end) {
+        last_round_pages = round_pages_count;
+        round_pages_count = 0;
+        // Hybrid stops after its one round; pre-copy soon after its first small round (as the source, RoundLimits.collect).
+        if (!collected && (offer.strategy === "hybrid" || last_round_pages <= INLINE_FINAL_PAGES_MAX)) {
+          collectBeforeStop(clock);
+          collected = true;
+        }
         // Every page of the round is in place: the source measures the link by this, not by what it queued.
         await sendJson(conn, Msg.round_ack, { round: readFrame(RoundEndSchema, frame.payload, "ROUND_END").round });
       }

@@ -10,5 +10,6 @@ export { ENCRYPTION_KEY_FILE, KEYS_DIR, SIGNING_KEY_FILE, localEncryptionKey, lo
 export { MODULE_BYTES_MAX, readModuleFile } from "./module_file.js";
 export { STDIN_READ_AHEAD_BYTES_MAX } from "./stdin.js";
 export { hostStdioKinds, hostStreamKind } from "./stdio_kinds.js";
+export { collectNow } from "./_reclaim.js";
 export { HIBERNATE_AFTER_MS_DEFAULT, HIBERNATE_AFTER_MS_MAX } from "./_hibernate.js";
 export { claimWarm, keepWarm, refillWarm, WARM_WORKERS_MAX, warmWorkers, workerCode } from "./_warm.js";
