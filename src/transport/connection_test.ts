@@ -1,6 +1,6 @@
 /** FramedConnection over an in-memory duplex pair: delivery, backpressure, errors, timeouts, close. */
 import assert from "node:assert/strict";
-import type { Duplex } from "node:stream";
+import { Duplex as DuplexStream, type Duplex } from "node:stream";
 import { after, before, test } from "node:test";
 import { setImmediate as tick, setTimeout as sleep } from "node:timers/promises";
 
@@ -189,4 +189,27 @@ test("close() flushes what was sent, ends local iteration, and the peer sees ERR
   assert.equal((await b.next()).payload.length, 50_000);
   await assert.rejects(b.next(), isTransportError("ERR_CONNECTION_CLOSED"));
   await a.close(); // twice is fine
+});
+
+test("a sender that never waits on its own still lets queued bytes go while it makes more, over a stream whose writes complete a turn later", async () => {
+  // As a TLS socket: each write completes only in a later turn of the event loop, and the stream queues what follows meanwhile.
+  const taken: number[] = [];
+  const stream = new DuplexStream({
+    read() {},
+    writev(chunks, done) {
+      taken.push(chunks.reduce((n, c) => n + (c.chunk as Buffer).length, 0));
+      setImmediate(done);
+    },
+  });
+  const conn = new FramedConnection(stream);
+  const frame = new Uint8Array(64 * 1024);
+  const seen: number[] = [];
+  // 4 MiB, under the high-water mark, each send awaited (it resolves at once below the mark).
+  for (let i = 0; i < 64; i += 1) {
+    await conn.send(1, frame);
+    seen.push(taken.reduce((n, b) => n + b, 0));
+  }
+  // Without a turn of the loop every 256 KiB the stream would have taken its first write only, until the loop ended.
+  assert.ok((seen[31] ?? 0) >= 1024 * 1024, `taken after 2 MiB made: ${seen[31]}`);
+  conn.destroy();
 });
