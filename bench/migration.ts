@@ -69,12 +69,14 @@ export async function migrationBench(quick: boolean): Promise<void> {
       }
     }
     console.log(`\n(e2) where pre-copy's downtime went (--max-downtime ${PRECOPY_MAX_DOWNTIME_MS}; ms: the source's phases_ms from the stop, then the destination's own from the image on, which the source's encode..restore cover)`);
-    console.log(`| memory | writes | downtime ms | throttle % | ${DOWNTIME_PHASES.join(" | ")} | dest. ${DESTINATION_DOWNTIME_PHASES.join(" | dest. ")} |`);
-    console.log(`|---|---|---|---|${[...DOWNTIME_PHASES, ...DESTINATION_DOWNTIME_PHASES].map(() => "---|").join("")}`);
+    console.log("collect S / D: the full garbage collection each side asked for before the stop, outside the downtime (phase collect)");
+    console.log(`| memory | writes | downtime ms | throttle % | ${DOWNTIME_PHASES.join(" | ")} | dest. ${DESTINATION_DOWNTIME_PHASES.join(" | dest. ")} | collect S / D |`);
+    console.log(`|---|---|---|---|${[...DOWNTIME_PHASES, ...DESTINATION_DOWNTIME_PHASES].map(() => "---|").join("")}---|`);
     for (const { mib, rate, m } of precopy) {
       const src = DOWNTIME_PHASES.map((p) => (m.phases_ms[p] ?? 0).toFixed(1));
       const dst = DESTINATION_DOWNTIME_PHASES.map((p) => (m.destination_phases_ms[p] ?? 0).toFixed(1));
-      console.log(`| ${mib} MiB | ${rate} | ${m.downtime_ms.toFixed(1)} | ${m.convergence?.throttle_pct ?? 0} | ${src.join(" | ")} | ${dst.join(" | ")} |`);
+      const collect = `${(m.phases_ms["collect"] ?? 0).toFixed(1)} / ${(m.destination_phases_ms["collect"] ?? 0).toFixed(1)}`;
+      console.log(`| ${mib} MiB | ${rate} | ${m.downtime_ms.toFixed(1)} | ${m.convergence?.throttle_pct ?? 0} | ${src.join(" | ")} | ${dst.join(" | ")} | ${collect} |`);
     }
     console.log("\n(f) stop-and-copy throughput vs a raw TCP transfer of the same bytes over loopback, same run");
     console.log("copy phase = stopped at the source to running at the destination (suspend, image, checks, restore);");
