@@ -25,6 +25,17 @@ function backPages(view: Uint8Array): void {
   }
 }
 
+/**
+ * Loads what {@link backPages} needs (the native addon) now. A worker does
+ * this when it starts, while it waits to be used: loading the addon takes
+ * about 1 ms in a new thread, which its first unwind or rewind paid
+ * otherwise, inside a migration's downtime (a standby's rewind, a source's
+ * first suspend; issue 15).
+ */
+export function loadBacking(): void {
+  nativeAddon();
+}
+
 /** Bytes of the Asyncify data header: current pointer, end pointer (two i32). */
 export const ASYNCIFY_HEADER_BYTES = 8;
 

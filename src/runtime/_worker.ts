@@ -12,7 +12,7 @@ import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type W
 import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
-import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, loadBacking, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
 import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
@@ -536,5 +536,7 @@ function recycle(guest: Guest): void {
   });
 }
 
+// Before any guest: not in an unwind or a rewind, which may be a migration's downtime.
+loadBacking();
 if (boot.kind === "init") start(boot.init);
 else port.once("message", (given: WorkerInit) => start(given));
