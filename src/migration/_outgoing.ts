@@ -173,7 +173,7 @@ export class OutgoingMigration {
         await this.#offer();
         await this.#rounds();
         // Pre-copy collected already, a round before the stop (RoundLimits.collect), unless the first small round was the last.
-        if (this.#options.strategy !== "stop-copy" && !this.#collected) this.#collect();
+        if ((this.#options.strategy === "pre-copy" || this.#options.strategy === "hybrid") && !this.#collected) this.#collect();
         const suspension = await this.#stop();
         await this.#send(suspension);
         await this.#restore();

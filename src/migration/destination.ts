@@ -128,8 +128,6 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   // A source that never comes through the door is caught by the wait on sealed.opened() below, which times out and says so.
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
   try {
-    // Post-copy stops the process as soon as it hears READY.
-    if (offer.strategy === "post-copy") collectBeforeStop(clock);
     clock.stop();
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
     const door_fields =

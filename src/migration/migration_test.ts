@@ -122,7 +122,7 @@ describe("where a migration's time goes", () => {
 function checkPhases(strategy: Strategy, m: MigrationMetrics): void {
   const phases = m.phases_ms;
   for (const key of Object.keys(phases)) assert.ok((SOURCE_PHASES as readonly string[]).includes(key), `unknown phase ${key}`);
-  // Every strategy but stop-copy collects garbage once before the stop, outside the downtime (collectBeforeStop).
+  // Strategies with rounds collect garbage once before the stop, outside the downtime (collectBeforeStop).
   const expected = ["connect", "prepare", "suspend", "flush", "capture", "encode", "transfer", "restore", ...(strategy === "pre-copy" ? ["rounds"] : []), ...(strategy === "stop-copy" ? [] : ["collect"])];
   if (strategy === "stop-copy") assert.equal(phases.collect, undefined, "stop-copy does not collect");
   for (const key of expected) assert.ok(typeof phases[key as SourcePhase] === "number", `phase ${key} missing: ${JSON.stringify(phases)}`);

@@ -11,7 +11,7 @@ import { collectNow } from "../runtime/mod.js";
  * Phases of the source, in the order they happen (docs/cluster.md,
  * "Where the time goes"). Their sum is `total_ms`; from `suspend` on, the
  * downtime (stop-copy and pre-copy). `collect`: the full garbage collection
- * asked for just before the stop ({@link collectBeforeStop}).
+ * asked for before the stop ({@link collectBeforeStop}).
  */
 export const SOURCE_PHASES = [
   "connect",
@@ -40,7 +40,7 @@ export type SourcePhase = (typeof SOURCE_PHASES)[number];
  * runs here while the worker takes the state up, and taking it into the
  * process table once it runs (`adopt`), and the rest of the wait for the
  * worker to say it runs (`resume`), before it answers RUNNING. `collect`:
- * the full garbage collections asked for when the stop is near
+ * the full garbage collection asked for when the stop is near
  * ({@link collectBeforeStop}).
  */
 export const DESTINATION_PHASES = ["admit", "fetch_module", "standby", "reserve", "wait", "pages", "collect", "decode", "restore", "resume", "adopt"] as const;
@@ -153,10 +153,11 @@ export async function* timedAsyncIterable<T>(items: AsyncIterable<T>, spent: (ms
  * on. The source asks before the round after pre-copy's first small one
  * (`RoundLimits.collect`: what the process writes during the collection
  * goes in that round, not in the final copy), else just before the stop
- * (post-copy, hybrid); the destination before it confirms pre-copy's first
- * small round or hybrid's round, or before READY to a post-copy. Stop-copy
- * does not ask: its downtime is the whole copy, and a small move's total
- * would pay for it.
+ * (hybrid, or a pre-copy whose first small round was its last); the
+ * destination before it confirms pre-copy's first small round or hybrid's
+ * round. Only strategies with rounds ask: post-copy's downtime measured
+ * the same with and without (no rounds leave garbage behind), and
+ * stop-copy's is the whole copy, while a small move's total would pay.
  */
 export function collectBeforeStop(clock: { enter(phase: "collect"): void }): void {
   clock.enter("collect");
