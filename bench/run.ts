@@ -18,6 +18,7 @@ import { netBench } from "./net.js";
 import { median } from "./_measure.js";
 import { pagesBench } from "./pages.js";
 import { migrationBench } from "./migration.js";
+import { downtimeBench } from "./downtime.js";
 import { trackerBench } from "./trackers.js";
 import { tlsBench } from "./tls.js";
 import { frontBench } from "./front.js";
@@ -277,7 +278,7 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
 }
 
-const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
+const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "downtime", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
 
@@ -321,6 +322,7 @@ if (only === undefined || only === "trackers") await trackerBench(quick);
 if (only === undefined || only === "migration" || only === "small") await smallBench(quick);
 if (only === undefined || only === "migration" || only === "throughput") await throughputBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
+if (only === undefined || only === "migration" || only === "downtime") await downtimeBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
 if (only === undefined || only === "pages") await pagesBench(quick);

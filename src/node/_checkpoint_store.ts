@@ -85,6 +85,8 @@ export interface KeptCheckpoint {
   /** Checkpoints in the chain now (1: a base alone) and their bytes. */
   checkpoints: number;
   bytes: number;
+  /** Bytes of the chain's base (its first checkpoint, or the last compaction's). */
+  base_bytes: number;
   /**
    * Whether a compaction of the chain is under way. While none is, the
    * retention policy holds: `bytes` is at most twice the base, the base at
@@ -198,6 +200,7 @@ export class CheckpointStore {
       stderr_bytes: e.stderr_bytes,
       checkpoints: c.entries.length,
       bytes: c.entries.reduce((n, x) => n + x.bytes, 0),
+      base_bytes: c.entries[0]?.bytes ?? 0,
       compacting: this.#compacting.has(pid),
     };
   }
