@@ -142,7 +142,6 @@ export async function* timedAsyncIterable<T>(items: AsyncIterable<T>, spent: (ms
   }
 }
 
-
 /**
  * Asks V8 for a full garbage collection (phase `collect`) at a moment when
  * it costs no downtime. Rounds send and receive their pages in fresh 1 MiB
@@ -155,8 +154,8 @@ export async function* timedAsyncIterable<T>(items: AsyncIterable<T>, spent: (ms
  * goes in that round, not in the final copy), else just before the stop
  * (hybrid, or a pre-copy whose first small round was its last); the
  * destination before it confirms pre-copy's first small round or hybrid's
- * round. Only strategies with rounds ask: post-copy's downtime measured
- * the same with and without (no rounds leave garbage behind), and
+ * round. Only strategies with rounds ask: post-copy's downtime was no
+ * lower with it (no rounds leave garbage behind), and
  * stop-copy's is the whole copy, while a small move's total would pay.
  */
 export function collectBeforeStop(clock: { enter(phase: "collect"): void }): void {
