@@ -22,6 +22,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import vm from "node:vm";
+import { v8FlagsSet } from "../v8_flags.js";
 import type Binaryen from "binaryen";
 
 /** The end of binaryen.js: its factory is awaited at top level and exported. */
@@ -83,9 +84,9 @@ function asScript(source: string): string | undefined {
   return `(async function (__ferry_url, __ferry_module) {${body}\nreturn await ${tail[2]}();\n})`;
 }
 
-/** One cache file per binaryen.js, Node build and V8 flags given on the command line: V8 rejects a cache made under others. */
+/** One cache file per binaryen.js, Node build and V8 flags (given on the command line or set since): V8 rejects a cache made under others. */
 function cacheName(file: string, length: number): string {
-  const key = createHash("sha256").update(JSON.stringify([file, length, process.version, process.arch, process.execArgv])).digest("hex").slice(0, 16);
+  const key = createHash("sha256").update(JSON.stringify([file, length, process.version, process.arch, process.execArgv, v8FlagsSet()])).digest("hex").slice(0, 16);
   return `binaryen-${key}.v8cache`;
 }
 
