@@ -12,7 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { SMALL_MEMORY_BYTES_MAX } from "../src/migration/mod.js";
+import { SMALL_MEMORY_BYTES_MAX, stopCostMs } from "../src/migration/mod.js";
 import { EXAMPLES, ferry, tempDir, until } from "./_helpers.js";
 import { json, outputOf, proxiedPair, request, runsOn, startCluster, upload, type NodeProc } from "./_cluster.js";
 
@@ -113,6 +113,28 @@ describe("migration between nodes", () => {
       for (const phase of ["admit", "standby", "decode", "restore", "resume"]) assert.equal(typeof metrics.destination_phases_ms[phase], "number", `no destination ${phase} in ${moved.stdout.toString()}`);
     } finally {
       await request(n1.address, "DELETE", `/v1/processes/${pid}`);
+    }
+  });
+
+  it("pre-copy learns what a stop to a node costs besides its final copy, and leaves the next move there's final copy the target less that", async () => {
+    const [n1, n2] = nodes as [NodeProc, NodeProc];
+    const sha = await upload(n1.address, path.join(EXAMPLES, "c", "sleeper.wasm"));
+    const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "sleeper.wasm", args: ["20", "100000"] });
+    type Metrics = { downtime_ms: number; dirty_pages: number[]; convergence: { link_bytes_per_s: number; stop_cost_ms: number } };
+    const move = async (from: NodeProc, to: string): Promise<Metrics> => {
+      const r = await request(from.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy: "pre-copy", max_downtime_ms: 50 });
+      assert.equal(r.status, 200, r.body.toString());
+      return (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics;
+    };
+    try {
+      const first = await move(n1, "n2");
+      assert.equal(first.convergence.stop_cost_ms, 0, "nothing is known of n2 before the first move there");
+      await move(n2, "n1");
+      const third = await move(n1, "n2");
+      const expected = stopCostMs(first) as number;
+      assert.equal(third.convergence.stop_cost_ms, Math.round(expected * 10) / 10);
+    } finally {
+      await request(n2.address, "DELETE", `/v1/processes/${pid}`);
     }
   });
 

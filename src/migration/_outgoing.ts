@@ -278,6 +278,7 @@ export class OutgoingMigration {
     const limits = { max_downtime_ms: this.#options.max_downtime_ms ?? MAX_DOWNTIME_MS_DEFAULT, rounds_max, digest: this.#rounds_digest, auto_converge: this.#options.auto_converge ?? true,
       compression: this.#options.compression ?? "auto",
       link_hint_bytes_per_s: this.#options.link_hint_bytes_per_s ?? null,
+      stop_cost_ms: this.#options.stop_cost_hint_ms ?? 0,
       collect: () => {
         this.#collect();
         this.#clock.enter("rounds");

@@ -132,16 +132,33 @@ export interface RoundSeen {
 }
 
 /**
+ * The least share of the downtime target left to the final copy's bytes,
+ * however much the rest of a stop was seen to cost: below it the rounds
+ * would chase a copy too small to reach, under a throttle that cannot help.
+ */
+export const FINAL_COPY_SHARE_MIN = 0.2;
+
+/**
+ * The time the final copy's bytes may take: the downtime target less what
+ * the rest of a stop costs (`stop_cost_ms`: suspend, image, restore, as
+ * last seen to this destination), and never less than
+ * {@link FINAL_COPY_SHARE_MIN} of the target.
+ */
+export function finalCopyBudgetMs(limits: Pick<RoundLimits, "max_downtime_ms" | "stop_cost_ms">): number {
+  return Math.max(limits.max_downtime_ms - (limits.stop_cost_ms ?? 0), limits.max_downtime_ms * FINAL_COPY_SHARE_MIN);
+}
+
+/**
  * After a round: stop the process now (what it writes during the next round
- * would fit the downtime target at the confirmed rate, or the rounds are
+ * would fit the final copy's budget at the confirmed rate, or the rounds are
  * used up, or they stopped shrinking and cannot be helped), or go on with
  * another round, under a higher throttle if they stopped shrinking. Pure,
  * so the policy is tested without a process or a link.
  */
-export function decideRound(seen: RoundSeen, limits: Pick<RoundLimits, "max_downtime_ms" | "rounds_max" | "auto_converge">): { kind: "stop" } | { kind: "go"; throttle_pct: number } {
+export function decideRound(seen: RoundSeen, limits: Pick<RoundLimits, "max_downtime_ms" | "rounds_max" | "auto_converge" | "stop_cost_ms">): { kind: "stop" } | { kind: "go"; throttle_pct: number } {
   // What it writes while the next round is on its way is the final copy.
   const final_bytes = Math.min(seen.pages * WIRE_PAGE_BYTES, seen.dirty_bytes_per_ms * seen.elapsed_ms);
-  const fits = seen.round >= 2 && (final_bytes === 0 || final_bytes / seen.link_bytes_per_ms <= limits.max_downtime_ms);
+  const fits = seen.round >= 2 && (final_bytes === 0 || final_bytes / seen.link_bytes_per_ms <= finalCopyBudgetMs(limits));
   if (fits || seen.round >= limits.rounds_max) return { kind: "stop" };
   if (seen.round < 2 || seen.pages < seen.previous_pages) return { kind: "go", throttle_pct: seen.throttle_pct };
   // Not shrinking: it writes about as fast as the link carries.
@@ -167,6 +184,13 @@ export interface RoundLimits {
   compression: Compression;
   /** The rate this node last saw the destination confirm pages at, for the first round's choice (null: none yet). */
   link_hint_bytes_per_s: number | null;
+  /**
+   * What a stop cost besides the final copy's bytes in this node's recent
+   * moves to the destination ({@link stopCostMs}); taken off the downtime
+   * target before the rounds decide (absent or 0: nothing known, the whole
+   * target is the final copy's).
+   */
+  stop_cost_ms?: number;
   /**
    * Called once, before the round after the first one of at most
    * INLINE_FINAL_PAGES_MAX pages (the stop is near): the source's full
@@ -234,7 +258,7 @@ export async function preCopyRounds(
     const link_bytes_per_ms = confirmed_bytes / confirmed_ms;
     const dirty_bytes_per_ms = round === 1 ? Infinity : (sent.pages * WIRE_PAGE_BYTES) / dirtied_ms;
     const dirty_bytes_per_s = round === 1 ? null : Math.round(dirty_bytes_per_ms * 1000);
-    metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s, throttle_pct: metrics.convergence?.throttle_pct ?? 0 };
+    metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s, throttle_pct: metrics.convergence?.throttle_pct ?? 0, stop_cost_ms: Math.round((limits.stop_cost_ms ?? 0) * 10) / 10 };
     side.progress?.({ phase: "round", round, pages: sent.pages, bytes: metrics.bytes, memory_bytes: memory().length, ...(dirty_bytes_per_s !== null ? { dirty_bytes_per_s } : {}) });
     const next = decideRound(
       { round, pages: sent.pages, previous_pages: previous, elapsed_ms, dirty_bytes_per_ms, link_bytes_per_ms, throttle_pct: metrics.convergence.throttle_pct },
@@ -247,4 +271,19 @@ export async function preCopyRounds(
     }
     previous = sent.pages;
   }
+}
+
+/**
+ * What a pre-copy's stop cost besides its final copy's bytes: its downtime
+ * less the time those bytes take at the rate the rounds were confirmed at
+ * (suspending, flushing, the image's making, checking and placing, the
+ * restore, RUNNING back). Null when the move tells nothing of it (no
+ * rounds confirmed). The next move to the same destination takes it off its
+ * downtime target ({@link RoundLimits.stop_cost_ms}).
+ */
+export function stopCostMs(m: { downtime_ms: number; dirty_pages: readonly number[]; convergence?: { link_bytes_per_s: number } }): number | null {
+  const rate = m.convergence?.link_bytes_per_s;
+  const final_pages = m.dirty_pages.at(-1);
+  if (rate === undefined || !(rate > 0) || final_pages === undefined) return null;
+  return Math.max(0, m.downtime_ms - (final_pages * WIRE_PAGE_BYTES * 1000) / rate);
 }

@@ -172,7 +172,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       const frame = await conn.next({ timeout_ms: idle_ms });
       raiseIfError(frame, "the source gave up");
       const round_pages = frame.type === Msg.pages || frame.type === Msg.pages_lz4;
-      clock.enter(round_pages || frame.type === Msg.bulk ? "pages" : "decode");
+      // A round's end is the rounds' too: confirming it is not the image's decoding.
+      clock.enter(round_pages || frame.type === Msg.bulk || frame.type === Msg.round_end ? "pages" : "decode");
       if (frame.type === Msg.bulk) {
         if (!bulk_open) throw new FerryError("ERR_MIGRATION_PROTOCOL", "BULK after other frames of the migration");
         bulk ??= new BulkReceiver((offset, data) => landing.write(offset, data), offer.memory_max_bytes);

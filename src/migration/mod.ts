@@ -22,6 +22,7 @@ export { Msg, type Handover } from "./_wire.js";
 export { SMALL_MEMORY_BYTES_MAX } from "./_small.js";
 export { nativeBulkAvailable, type BulkCipher } from "./_native_bulk.js";
 export { COMPRESSIONS, COMPRESS_BELOW_BYTES_PER_S, type Compression } from "./_compress.js";
+export { stopCostMs } from "./_precopy.js";
 export { OfferSchema, RECOVER_MS_MAX } from "./_schemas.js";
 export { migrateIn, STANDBY_IDLE_MS_DEFAULT, type DestinationClock, type DestinationSide, type Landing, type MigrateInOptions } from "./destination.js";
 export { DESTINATION_PHASES, PhaseClock, SOURCE_PHASES, type DestinationPhase, type PhasesMs, type SourcePhase } from "./phases.js";

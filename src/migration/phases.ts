@@ -34,7 +34,7 @@ export type SourcePhase = (typeof SOURCE_PHASES)[number];
  * Phases of the destination. Until READY: checking the offer (`admit`),
  * fetching a module it lacks (`fetch_module`), instantiating the standby
  * (`standby`) and backing its memory (`reserve`). After: waiting for frames
- * (`wait`), placing the rounds' pages (`pages`), checking and placing the
+ * (`wait`), placing the rounds' pages and confirming each round (`pages`), checking and placing the
  * image (`decode`), setting up its relay, links and connections and posting
  * its state to the worker (`restore`), writing the durable record that it
  * runs here while the worker takes the state up, and taking it into the

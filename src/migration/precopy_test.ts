@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideRound, type RoundSeen } from "./_precopy.js";
+import { decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
 
 const LIMITS = { max_downtime_ms: 10, rounds_max: 12, auto_converge: true };
 /** 100 MB/s confirmed, in bytes per ms. */
@@ -62,5 +62,26 @@ describe("pre-copy rounds", () => {
 
   it("the round limit stops it, throttled or not", () => {
     assert.deepEqual(decideRound(seen({ round: 12, pages: 5000, previous_pages: 4000, dirty_bytes_per_ms: 90_000, throttle_pct: 40 }), LIMITS), { kind: "stop" });
+  });
+
+  it("what the rest of a stop costs is taken off the target first, leaving the final copy at least a fifth of it", () => {
+    assert.equal(finalCopyBudgetMs({ max_downtime_ms: 10 }), 10);
+    assert.equal(finalCopyBudgetMs({ max_downtime_ms: 10, stop_cost_ms: 6 }), 4);
+    assert.equal(finalCopyBudgetMs({ max_downtime_ms: 10, stop_cost_ms: 9.5 }), 2);
+    assert.equal(finalCopyBudgetMs({ max_downtime_ms: 10, stop_cost_ms: 40 }), 2);
+    // 10 MB/s for 40 ms is 400 KB, 4 ms at 100 MB/s: it fits 10 ms, and 4 ms exactly, but not 10 ms less a 7 ms stop.
+    assert.deepEqual(decideRound(seen({}), { ...LIMITS, stop_cost_ms: 6 }), { kind: "stop" });
+    assert.deepEqual(decideRound(seen({}), { ...LIMITS, stop_cost_ms: 7 }), { kind: "go", throttle_pct: 0 });
+    // Rounds that stop shrinking against the smaller budget are throttled as against the whole one.
+    assert.deepEqual(decideRound(seen({ pages: 5000, previous_pages: 5000, dirty_bytes_per_ms: 60_000 }), { ...LIMITS, stop_cost_ms: 7 }), { kind: "go", throttle_pct: 20 });
+  });
+
+  it("a move's stop cost is its downtime less its final copy's time at the confirmed rate, and never below zero", () => {
+    // 250 pages of 4 KiB (1,024,000 bytes) at 102.4 MB/s is 10 ms of a 14 ms downtime.
+    assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [65536, 4000, 250], convergence: { link_bytes_per_s: 102_400_000 } }), 4);
+    assert.equal(stopCostMs({ downtime_ms: 3, dirty_pages: [65536, 250], convergence: { link_bytes_per_s: 102_400_000 } }), 0);
+    // Nothing confirmed, nothing to learn.
+    assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [] }), null);
+    assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [250], convergence: { link_bytes_per_s: 0 } }), null);
   });
 });

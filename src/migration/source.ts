@@ -88,9 +88,12 @@ export interface MigrationMetrics {
    * Pre-copy and hybrid, after the first round: the rate the destination
    * confirmed pages at (all rounds), the rate the process wrote them at (the
    * last round), and the auto-converge throttle it ran under at the end (0:
-   * none), in percent of its time.
+   * none), in percent of its time. `stop_cost_ms`: what a stop to this
+   * destination was taken to cost besides the final copy's bytes (from
+   * earlier moves; 0: not known), so the final copy was given the downtime
+   * target less that, and at least a fifth of it.
    */
-  convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number };
+  convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number; stop_cost_ms: number };
   /** Rounds that compressed their pages (`_compress.ts`): bytes they stood for, and bytes sent. */
   compression?: { codec: "lz4"; raw_bytes: number; wire_bytes: number };
   /**
@@ -190,6 +193,8 @@ export interface MigrationOptions {
   compression?: Compression;
   /** The rate the destination confirmed pages at in this node's last move to it, for `auto`'s first round. */
   link_hint_bytes_per_s?: number;
+  /** Pre-copy: what a stop to this destination cost besides its final copy's bytes, lately (`stopCostMs`); taken off `max_downtime_ms` for the final copy. */
+  stop_cost_hint_ms?: number;
   /**
    * Stop-copy: a memory of at most this many bytes carries its pages inside
    * the signed image, hashed on this thread (`_small.ts`; default

@@ -18,6 +18,7 @@ import {
   migrateOut,
   nativeBulkAvailable,
   RECOVER_MS_DEFAULT,
+  stopCostMs,
   type Landing,
   type MigrationMetrics,
   type MigrationProgress,
@@ -351,6 +352,41 @@ function linkRates(node: FerryNode): Map<string, number> {
   return rates;
 }
 
+/**
+ * What pre-copy's stops to each destination cost besides their final
+ * copies' bytes (`stopCostMs`), the last {@link STOP_COSTS_KEPT} moves' by
+ * node name: the next move there leaves its final copy the downtime target
+ * less their median. In memory, as the link rates are.
+ */
+const stop_costs = new WeakMap<FerryNode, Map<string, number[]>>();
+
+/** Moves whose stop costs are kept per destination: a median of a few, so one move with a collection in its downtime does not set the next one's target. */
+const STOP_COSTS_KEPT = 5;
+
+function stopCosts(node: FerryNode): Map<string, number[]> {
+  let costs = stop_costs.get(node);
+  if (costs === undefined) stop_costs.set(node, (costs = new Map()));
+  return costs;
+}
+
+function stopCostHint(node: FerryNode, to: string): number | undefined {
+  const seen = stopCosts(node).get(to);
+  if (seen === undefined || seen.length === 0) return undefined;
+  const sorted = [...seen].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+function recordStopCost(node: FerryNode, to: string, metrics: MigrationMetrics): void {
+  if (metrics.strategy !== "pre-copy") return;
+  const cost = stopCostMs(metrics);
+  if (cost === null) return;
+  const seen = stopCosts(node).get(to) ?? [];
+  seen.push(cost);
+  if (seen.length > STOP_COSTS_KEPT) seen.shift();
+  stopCosts(node).set(to, seen);
+}
+
 /** Moves process `pid`, which runs on this node, as a client asked. */
 export async function migrateProcess(
   node: FerryNode,
@@ -460,6 +496,7 @@ export async function migrateProcess(
         ...(b.auto_converge !== undefined ? { auto_converge: b.auto_converge } : {}),
         ...(b.compress !== undefined ? { compression: b.compress } : {}),
         ...(linkRates(node).has(to) ? { link_hint_bytes_per_s: linkRates(node).get(to) as number } : {}),
+        ...(stopCostHint(node, to) !== undefined ? { stop_cost_hint_ms: stopCostHint(node, to) as number } : {}),
         stall_ms: node.limits.migration_stall_ms,
         onStall: ({ idle_ms, phase }) => {
           log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);
@@ -468,6 +505,7 @@ export async function migrateProcess(
       },
     );
     if (metrics.convergence !== undefined) linkRates(node).set(to, metrics.convergence.link_bytes_per_s);
+    recordStopCost(node, to, metrics);
     node.metrics.migrationSucceeded(pid, metrics);
     node.events.publish({ type: "migration.succeeded", pid, to, strategy, total_ms: metrics.total_ms, downtime_ms: metrics.downtime_ms, bytes: metrics.bytes });
     const rounded = (phases: Record<string, number | undefined>): Record<string, number> => Object.fromEntries(Object.entries(phases).flatMap(([k, ms]) => (ms === undefined ? [] : [[k, Math.round(ms * 10) / 10]])));
