@@ -356,7 +356,7 @@ function linkRates(node: FerryNode): Map<string, number> {
  * What pre-copy's stops to each destination cost besides their final
  * copies' bytes (`stopCostMs`), the last {@link STOP_COSTS_KEPT} moves' by
  * node name: the next move there leaves its final copy the downtime target
- * less their median. In memory, as the link rates are.
+ * less their median ({@link stopCostHint}). In memory, as the link rates are.
  */
 const stop_costs = new WeakMap<FerryNode, Map<string, number[]>>();
 
@@ -369,9 +369,10 @@ function stopCosts(node: FerryNode): Map<string, number[]> {
   return costs;
 }
 
+/** The median of the stop costs kept for `to`, or, before any move there, of those kept for every destination (most of a stop is the two nodes' own work). */
 function stopCostHint(node: FerryNode, to: string): number | undefined {
-  const seen = stopCosts(node).get(to);
-  if (seen === undefined || seen.length === 0) return undefined;
+  const seen = stopCosts(node).get(to) ?? [...stopCosts(node).values()].flat();
+  if (seen.length === 0) return undefined;
   const sorted = [...seen].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
