@@ -305,7 +305,7 @@ const HEAP_GROWING_PERCENT = 200;
  * thread's own modules are loaded, so the daemon starts as fast) a function
  * is compiled when its script loads (`--no-lazy`: a worker's code is ready
  * before it is handed a guest) and to baseline code at its first call
- * (`--always-sparkplug`). It costs about 5 MB of code per worker thread.
+ * (`--always-sparkplug`). It costs about 2 MiB of code per worker thread.
  * And the heap grows by {@link HEAP_GROWING_PERCENT}. Measured in
  * docs/cluster.md ("Where the time goes"). Flags hold for the whole
  * process, its workers included.
