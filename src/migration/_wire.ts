@@ -164,8 +164,15 @@ export function readPages(payload: Uint8Array): { index: number; data: Uint8Arra
  * Sends an encoded image, packing its chunks into frames; resolves with the
  * bytes sent. Stops early, without IMAGE_END, once `stop()` says so (the
  * destination has refused the image already: the rest would be wasted).
+ * `beforeEnd`: sends what must come after the image's bytes and before its
+ * IMAGE_END (post-copy's HANDOVER), resolving with the bytes it sent.
  */
-export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, stop: () => boolean = () => false): Promise<number> {
+export async function sendImage(
+  conn: FramedConnection,
+  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
+  stop: () => boolean = () => false,
+  beforeEnd: () => Promise<number> = () => Promise.resolve(0),
+): Promise<number> {
   let parts: Uint8Array[] = [];
   let size = 0;
   let bytes = 0;
@@ -192,6 +199,7 @@ export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Ar
   }
   await flush();
   if (stop()) return bytes;
+  bytes += await beforeEnd();
   await conn.send(Msg.image_end, new Uint8Array(0));
   return bytes + 5;
 }
