@@ -172,21 +172,25 @@ const frame = fc.oneof(
 
 /** An image signed by a key the destination trusts, always cut short: garbage around it must never run. */
 const SIGNER = { key: generateKeyPairSync("ed25519").privateKey };
-const IMAGE = Buffer.concat([
-  ...encodeImage(
-    {
-      module_sha256: Buffer.from(VALID_OFFER.module_sha256, "hex"),
-      instrumenter: "x",
-      memory: sparsePages(new Uint8Array(65536)),
-      globals: [],
-      stack: { entry: "_start", asyncify: new Uint8Array(4) },
-      wasi: {},
-      streams: { stdout_bytes: 0, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
-      meta: { module_path: "prog.wasm", created_unix_ms: 0 },
-    },
-    { signer: SIGNER },
-  ),
-]);
+/** A whole image of `memory`, signed by SIGNER. */
+function signedImage(memory: Uint8Array, module_sha256: string): Buffer {
+  return Buffer.concat([
+    ...encodeImage(
+      {
+        module_sha256: Buffer.from(module_sha256, "hex"),
+        instrumenter: "x",
+        memory: sparsePages(memory),
+        globals: [],
+        stack: { entry: "_start", asyncify: new Uint8Array(4) },
+        wasi: {},
+        streams: { stdout_bytes: 0, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
+        meta: { module_path: "prog.wasm", created_unix_ms: 0 },
+      },
+      { signer: SIGNER },
+    ),
+  ]);
+}
+const IMAGE = signedImage(new Uint8Array(65536), VALID_OFFER.module_sha256);
 
 test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ERROR with a code, and restores nothing", async () => {
   await fc.assert(
@@ -237,21 +241,7 @@ test("post-copy's image carries pages only before its HANDOVER, and never of a c
   const offer: Offer = { ...VALID_OFFER, strategy: "post-copy" };
   // Chunk 0 written all over with a 7 in every byte, carried as the source's carryChunks does.
   const memory = new Uint8Array(2 * 65536).fill(7, 0, 65536);
-  const image = Buffer.concat([
-    ...encodeImage(
-      {
-        module_sha256: Buffer.from(offer.module_sha256, "hex"),
-        instrumenter: "x",
-        memory: sparsePages(memory),
-        globals: [],
-        stack: { entry: "_start", asyncify: new Uint8Array(4) },
-        wasi: {},
-        streams: { stdout_bytes: 0, stderr_bytes: 0, stdin_pending: new Uint8Array(0), stdin_eof: true },
-        meta: { module_path: "prog.wasm", created_unix_ms: 0 },
-      },
-      { signer: SIGNER },
-    ),
-  ]);
+  const image = signedImage(memory, offer.module_sha256);
   const move = async (frames: [number, Uint8Array][]): Promise<{ outcome: unknown; finished: number; written: number }> => {
     const [a, b] = pipeDuplexPair();
     const source = new FramedConnection(a);
