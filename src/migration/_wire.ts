@@ -33,9 +33,11 @@ export const Msg = {
 } as const;
 
 /**
- * Post-copy and hybrid, sent before the image: the session whose page channel
- * the source opens next, the memory size the pages come from, and the chunks
- * the destination does not have yet ([first, count] runs of CHUNK_BYTES).
+ * Post-copy and hybrid, sent after the image's bytes and before IMAGE_END
+ * (the image carries the chunks the restore touches at once): the session
+ * whose page channel the source opens, the memory size the pages come from,
+ * and the chunks the destination does not have yet ([first, count] runs of
+ * CHUNK_BYTES).
  */
 export interface Handover {
   session: string;

@@ -56,7 +56,8 @@ export interface Landing {
   /**
    * Post-copy and hybrid: the chunks named are dropped now and will come from
    * the source (the page channel can attach before the image is checked; the
-   * process runs only after). Called once, before `finish`.
+   * process runs only after). Called once, after the image's pages were
+   * written and before `finish`.
    */
   handover(h: Handover): void;
   /** Drops it (the migration failed). */
