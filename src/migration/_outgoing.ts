@@ -36,7 +36,7 @@ import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
 import { ProgressReporter } from "./_progress.js";
 import { collectBeforeStop, PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
-import { awaitAnswer, carryChunks, chunkPages, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
+import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
   PRECOPY_ROUNDS_MAX,
@@ -336,15 +336,12 @@ export class OutgoingMigration {
     if (side.links !== undefined) image.links = side.links.capture();
     const memory = this.#memory();
     if (this.#session !== null) {
-      // The stack, globals and WASI state travel now, with the chunks the restore touches at once (it would wait
-      // a round trip on each); the other pages follow on demand and by push.
-      const { missing, carried } = carryChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length, suspension.state.globals));
-      this.#handover = { session: this.#session, remote_bytes: memory.length, missing };
+      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
+      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
       this.#final = this.#handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
-      image.memory = this.#counted(chunkPages(memory, carried));
+      image.memory = { size_bytes: memory.length, pages: () => [] };
       // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
-      // The HANDOVER follows the image's bytes (sendImage's beforeEnd): the destination places the carried pages as plain
-      // memory first, and only then registers what is missing.
+      await sendJson(conn, Msg.handover, this.#handover);
     } else if (!this.#bulk) {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
     }
@@ -374,12 +371,7 @@ export class OutgoingMigration {
       const inline = this.#bulk || this.#handover !== null || small_final || this.#small(memory.length);
       const encoded = inline ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
       const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
-      const handover = this.#handover;
-      const sendHandover = async (): Promise<number> => {
-        if (handover !== null) await sendJson(conn, Msg.handover, handover);
-        return 0;
-      };
-      if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused, sendHandover);
+      if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
     } catch (err: unknown) {
       // The link broke under the send; if the destination said why first, that is the error.
       if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
@@ -402,8 +394,7 @@ export class OutgoingMigration {
         push_bytes_per_s: this.#options.push_bytes_per_s,
         signal: this.#stop_serving.signal,
         push_from: this.#resumed_there,
-        // Carried in the image (carryChunks): nothing the restore needs at once is left to ask for first.
-        hot: [],
+        hot: restoreChunks(memory.length, suspension.state.asyncify.length, suspension.state.globals),
         meter: (bytes_out) => (this.#served_bytes = bytes_out),
       });
       // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.

@@ -4,7 +4,6 @@
  * the watch for the destination's one answer to an image.
  */
 import type { Hash } from "node:crypto";
-import type { MemorySource } from "../image/mod.js";
 import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
 import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
@@ -64,8 +63,7 @@ const HOT_CHUNKS_MAX = 16;
  * Chunks the destination's restore touches at once: the top of memory (the
  * stack is rewound through a region borrowed there) and the chunks around
  * every i32 global that points into memory (a C program's stack pointer among
- * them). Post-copy and hybrid carry those still missing in the image
- * ({@link carryChunks}), so the restore waits for none of them.
+ * them). Sent first, they save the restore a round trip each.
  */
 export function restoreChunks(size_bytes: number, stack_bytes: number, globals: { type: string; bits: bigint }[]): number[] {
   const hot = new Set<number>();
@@ -78,49 +76,6 @@ export function restoreChunks(size_bytes: number, stack_bytes: number, globals: 
     if (c > 0) hot.add(c - 1);
   }
   return [...hot].slice(0, HOT_CHUNKS_MAX);
-}
-
-/**
- * Takes `hot` chunks out of the `missing` runs: those the image carries
- * instead, every page of each (`carried`, increasing), and the runs left for
- * the page channel. A hot chunk not missing (hybrid: not written since its
- * round) is at the destination already.
- */
-export function carryChunks(missing: readonly [number, number][], hot: readonly number[]): { missing: [number, number][]; carried: number[] } {
-  const want = [...new Set(hot)].sort((a, b) => a - b);
-  const carried: number[] = [];
-  const left: [number, number][] = [];
-  for (const [first, count] of missing) {
-    let from = first;
-    const end = first + count;
-    for (const c of want) {
-      if (c < from || c >= end) continue;
-      if (c > from) left.push([from, c - from]);
-      carried.push(c);
-      from = c + 1;
-    }
-    if (from < end) left.push([from, end - from]);
-  }
-  return { missing: left, carried };
-}
-
-/**
- * The pages of `chunks` (increasing), every one of them, zero or not: at the
- * destination they are not missing, so what is there (a standby's data
- * segments, hybrid's older copy) must be written over.
- */
-export function chunkPages(memory: Uint8Array, chunks: readonly number[]): MemorySource {
-  return {
-    size_bytes: memory.length,
-    *pages() {
-      for (const c of chunks) {
-        for (let at = c * CHUNK_BYTES; at < (c + 1) * CHUNK_BYTES; at += WIRE_PAGE_BYTES) yield { index: at / WIRE_PAGE_BYTES, data: memory.subarray(at, at + WIRE_PAGE_BYTES) };
-      }
-    },
-    *pageRuns() {
-      for (const c of chunks) yield { first: (c * CHUNK_BYTES) / WIRE_PAGE_BYTES, data: memory.subarray(c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES) };
-    },
-  };
 }
 
 /**

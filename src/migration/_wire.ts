@@ -33,11 +33,9 @@ export const Msg = {
 } as const;
 
 /**
- * Post-copy and hybrid, sent after the image's bytes and before IMAGE_END
- * (the image carries the chunks the restore touches at once): the session
- * whose page channel the source opens, the memory size the pages come from,
- * and the chunks the destination does not have yet ([first, count] runs of
- * CHUNK_BYTES).
+ * Post-copy and hybrid, sent before the image: the session whose page channel
+ * the source opens next, the memory size the pages come from, and the chunks
+ * the destination does not have yet ([first, count] runs of CHUNK_BYTES).
  */
 export interface Handover {
   session: string;
@@ -166,15 +164,8 @@ export function readPages(payload: Uint8Array): { index: number; data: Uint8Arra
  * Sends an encoded image, packing its chunks into frames; resolves with the
  * bytes sent. Stops early, without IMAGE_END, once `stop()` says so (the
  * destination has refused the image already: the rest would be wasted).
- * `beforeEnd`: sends what must come after the image's bytes and before its
- * IMAGE_END (post-copy's HANDOVER), resolving with the bytes it sent.
  */
-export async function sendImage(
-  conn: FramedConnection,
-  chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>,
-  stop: () => boolean = () => false,
-  beforeEnd: () => Promise<number> = () => Promise.resolve(0),
-): Promise<number> {
+export async function sendImage(conn: FramedConnection, chunks: Iterable<Uint8Array> | AsyncIterable<Uint8Array>, stop: () => boolean = () => false): Promise<number> {
   let parts: Uint8Array[] = [];
   let size = 0;
   let bytes = 0;
@@ -201,7 +192,6 @@ export async function sendImage(
   }
   await flush();
   if (stop()) return bytes;
-  bytes += await beforeEnd();
   await conn.send(Msg.image_end, new Uint8Array(0));
   return bytes + 5;
 }

@@ -56,8 +56,7 @@ export interface Landing {
   /**
    * Post-copy and hybrid: the chunks named are dropped now and will come from
    * the source (the page channel can attach before the image is checked; the
-   * process runs only after). Called once, after the image's pages were
-   * written and before `finish`.
+   * process runs only after). Called once, before `finish`.
    */
   handover(h: Handover): void;
   /** Drops it (the migration failed). */
@@ -155,14 +154,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       decoder = new ImageDecoder({
         trust: side.trust,
         module_sha256: Buffer.from(offer.module_sha256, "hex"),
-        write_pages: (offset, piece) => {
-          // Post-copy's and hybrid's image carries the chunks the restore touches at once (the source's carryChunks), ahead of
-          // the HANDOVER: after it, memory is the page channel's alone, and a write here would wait on that channel from this thread.
-          if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "image pages after the HANDOVER");
-          const last = Math.floor((offset + piece.length - 1) / CHUNK_BYTES);
-          for (let c = Math.floor(offset / CHUNK_BYTES); c <= last; c += 1) image_chunks.add(c);
-          return landing.write(offset, piece);
-        },
+        write_pages: (offset, piece) => landing.write(offset, piece),
         ...(sha256 !== undefined ? { sha256 } : {}),
       });
       return decoder;
@@ -175,8 +167,6 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     let last_round_pages = Infinity;
     let collected = false;
     let handover: Handover | null = null;
-    /** Chunks the image's pages were written to (a HANDOVER may not name them as missing). */
-    const image_chunks = new Set<number>();
     for (;;) {
       clock.enter("wait");
       const frame = await conn.next({ timeout_ms: idle_ms });
@@ -215,9 +205,6 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       }
       else if (frame.type === Msg.handover && handover === null) {
         handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
-        if (handover.missing.some(([first, count]) => [...image_chunks].some((c) => c >= first && c < first + count))) {
-          throw new FerryError("ERR_MIGRATION_PROTOCOL", "the HANDOVER names as missing a chunk the image carried");
-        }
         landing.handover(handover);
       }
       else if (frame.type === Msg.image) imageDecoder().push(frame.payload);

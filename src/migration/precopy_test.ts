@@ -6,8 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { carryChunks, chunkPages, decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
-import { CHUNK_BYTES } from "../memory/mod.js";
+import { decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
 
 const LIMITS = { max_downtime_ms: 10, rounds_max: 12, auto_converge: true };
 /** 100 MB/s confirmed, in bytes per ms. */
@@ -84,26 +83,5 @@ describe("pre-copy rounds", () => {
     // Nothing confirmed, nothing to learn.
     assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [] }), null);
     assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [250], convergence: { link_bytes_per_s: 0 } }), null);
-  });
-});
-
-describe("post-copy's image carries the chunks its restore touches", () => {
-  it("takes the hot chunks out of the missing runs, splitting them, and leaves those not missing where they are", () => {
-    assert.deepEqual(carryChunks([[0, 10], [20, 5]], [9, 0, 4, 22, 15, 4]), { missing: [[1, 3], [5, 4], [20, 2], [23, 2]], carried: [0, 4, 9, 22] });
-    assert.deepEqual(carryChunks([[0, 1]], [0]), { missing: [], carried: [0] });
-    assert.deepEqual(carryChunks([[3, 4]], []), { missing: [[3, 4]], carried: [] });
-  });
-
-  it("yields every page of the carried chunks, zero or not, by page and by run alike", () => {
-    const memory = new Uint8Array(4 * CHUNK_BYTES);
-    memory[2 * CHUNK_BYTES + 5] = 7;
-    const source = chunkPages(memory, [1, 2]);
-    const pages = [...source.pages()];
-    const per_chunk = CHUNK_BYTES / 4096;
-    assert.deepEqual(pages.map((p) => p.index), Array.from({ length: 2 * per_chunk }, (_, i) => per_chunk + i));
-    assert.equal(pages[per_chunk]!.data[5], 7);
-    const runs = [...source.pageRuns!()];
-    assert.deepEqual(runs.map((r) => [r.first, r.data.length]), [[per_chunk, CHUNK_BYTES], [2 * per_chunk, CHUNK_BYTES]]);
-    assert.equal(runs[1]!.data[5], 7);
   });
 });
