@@ -1,10 +1,15 @@
 /** Measuring helpers the benchmark's parts share. */
 import net from "node:net";
 
+/** The value at `p` percent of `xs` sorted: the one at index ⌊n·p/100⌋ (NaN for none). */
+export function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] ?? NaN;
+}
+
 /** The middle value of `xs` (the upper one of the two middles for an even count). */
 export function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+  return percentile(xs, 50);
 }
 
 /** Sends `bytes` over a loopback TCP connection in 1 MiB writes; resolves with the milliseconds it took. */

@@ -11,7 +11,7 @@
  * than about checkpoints, CPU time much less.
  */
 import { startPair, type NodePair } from "./_nodes.js";
-import { median } from "./_measure.js";
+import { median, percentile } from "./_measure.js";
 import { firstWork, nextWork, PROBE_WORK, WORK_MAX } from "./_calibrate.js";
 import { SseParser } from "../src/sse.js";
 
@@ -76,7 +76,6 @@ async function runOnce(pair: NodePair, write_mib: number, work: number, every_ms
 }
 
 const f1 = (x: number): string => x.toFixed(1);
-const pct = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))] ?? NaN;
 
 /** How close the calibrated dirty rate must come to the one asked for (a share of it), and how many tries it gets. */
 const RATE_TOLERANCE = 0.1;
@@ -171,7 +170,7 @@ export async function checkpointBench(quick: boolean, options: CheckpointBenchOp
       const incs = run.taken.filter((t) => t.checkpoint > 1);
       const mib = (x: number): string => (x / 1048576).toFixed(1);
       console.log(
-        `| ${name} | ${ms.toFixed(0)} | ${slowdown} | ${cpu} | ${(run.taken.length / repeats).toFixed(0)} | ${(run.taken.length / repeats / (ms / 1000)).toFixed(1)} | ${(run.taken.reduce((n, t) => n + t.coalesced, 0) / repeats).toFixed(0)} | ${median(run.taken.map((t) => t.total_ms)).toFixed(0)} | ${f1(median(pauses))} | ${f1(pct(pauses, 95))} | ${f1(Math.max(...pauses))} | ${bases.length > 0 ? mib(median(bases.map((t) => t.bytes))) : "-"} | ${incs.length > 0 ? mib(median(incs.map((t) => t.bytes))) : "-"} | ${incs.length > 0 ? median(incs.map((t) => t.pages)).toFixed(0) : "-"} |`,
+        `| ${name} | ${ms.toFixed(0)} | ${slowdown} | ${cpu} | ${(run.taken.length / repeats).toFixed(0)} | ${(run.taken.length / repeats / (ms / 1000)).toFixed(1)} | ${(run.taken.reduce((n, t) => n + t.coalesced, 0) / repeats).toFixed(0)} | ${median(run.taken.map((t) => t.total_ms)).toFixed(0)} | ${f1(median(pauses))} | ${f1(percentile(pauses, 95))} | ${f1(Math.max(...pauses))} | ${bases.length > 0 ? mib(median(bases.map((t) => t.bytes))) : "-"} | ${incs.length > 0 ? mib(median(incs.map((t) => t.bytes))) : "-"} | ${incs.length > 0 ? median(incs.map((t) => t.pages)).toFixed(0) : "-"} |`,
       );
     }
   } finally {

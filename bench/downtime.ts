@@ -7,6 +7,7 @@
  * the spread of many: median and the 10th and 90th percentiles, with the
  * median of each phase inside it.
  */
+import { median, percentile } from "./_measure.js";
 import { startPair } from "./_nodes.js";
 
 interface Metrics {
@@ -14,12 +15,6 @@ interface Metrics {
   dirty_pages: number[];
   phases_ms: Record<string, number>;
   destination_phases_ms: Record<string, number>;
-}
-
-/** The value at fraction `q` of the sorted values (nearest rank). */
-function quantile(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? 0;
 }
 
 const SOURCE = ["suspend", "capture", "encode", "transfer", "restore"] as const;
@@ -56,11 +51,11 @@ export async function downtimeBench(quick: boolean): Promise<void> {
         await request(at, "DELETE", `/v1/processes/${pid}`);
       }
       const downtimes = seen.map((m) => m.downtime_ms);
-      const med = (f: (m: Metrics) => number): string => quantile(seen.map(f), 0.5).toFixed(1);
+      const med = (f: (m: Metrics) => number): string => median(seen.map(f)).toFixed(1);
       const src = SOURCE.map((p) => med((m) => m.phases_ms[p] ?? 0));
       const dst = DESTINATION.map((p) => med((m) => m.destination_phases_ms[p] ?? 0));
-      const final = quantile(seen.map((m) => m.dirty_pages.at(-1) ?? 0), 0.5);
-      console.log(`| ${rate} | ${quantile(downtimes, 0.5).toFixed(1)} | ${quantile(downtimes, 0.1).toFixed(1)} | ${quantile(downtimes, 0.9).toFixed(1)} | ${src.join(" | ")} | ${dst.join(" | ")} | ${final} |`);
+      const final = median(seen.map((m) => m.dirty_pages.at(-1) ?? 0));
+      console.log(`| ${rate} | ${median(downtimes).toFixed(1)} | ${percentile(downtimes, 10).toFixed(1)} | ${percentile(downtimes, 90).toFixed(1)} | ${src.join(" | ")} | ${dst.join(" | ")} | ${final} |`);
     }
   } finally {
     await stop();

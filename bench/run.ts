@@ -15,7 +15,7 @@ import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
 import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
 import { netBench } from "./net.js";
-import { median } from "./_measure.js";
+import { median, percentile } from "./_measure.js";
 import { pagesBench } from "./pages.js";
 import { migrationBench } from "./migration.js";
 import { downtimeBench } from "./downtime.js";
@@ -60,10 +60,6 @@ const repeatsAsked = ((r): number | undefined => {
   return n;
 })(process.argv.find((a) => a.startsWith("--repeats="))?.slice("--repeats=".length));
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((s.length * p) / 100))] as number;
-}
 const f1 = (x: number): string => x.toFixed(1);
 
 const devnull = fs.openSync("/dev/null", "w");
@@ -210,7 +206,7 @@ async function safePointLatency(): Promise<void> {
       await proc.resume();
     }
     await proc.terminate();
-    console.log(`| ${name} | ${xs.length ? f1(pct(xs, 50)) : "-"} | ${xs.length ? f1(pct(xs, 99)) : "-"} | ${xs.length ? f1(Math.max(...xs)) : "-"} |`);
+    console.log(`| ${name} | ${xs.length ? f1(percentile(xs, 50)) : "-"} | ${xs.length ? f1(percentile(xs, 99)) : "-"} | ${xs.length ? f1(Math.max(...xs)) : "-"} |`);
   };
   await sample("tight compute loop (compute)", spec("c/compute.wasm", ["10000"]), false);
   await sample("deep recursion (recurse 60000)", spec("c/recurse.wasm", ["60000", "100000"]), false);
