@@ -21,6 +21,7 @@ import {
   stopCostMs,
   type Landing,
   type MigrationMetrics,
+  type MigrationOptions,
   type MigrationProgress,
   type DestinationClock,
   type Offer,
@@ -339,53 +340,54 @@ export function fetchModule(node: FerryNode, address: string, expect: ExpectedPe
 }
 
 /**
- * The rate each destination last confirmed pre-copy's pages at, by node
- * name: the first round of the next move there chooses compression by it
- * (`compress: auto`, src/migration/_compress.ts). Kept per node object, in
- * memory: after a restart the first move measures again.
+ * What this node learnt of each destination from its own pre-copies, by node
+ * name, kept per node object in memory (after a restart the first move
+ * measures again):
+ * - `link_bytes_per_s`: the rate it last confirmed pages at; the first round
+ *   of the next move there chooses compression by it (`compress: auto`,
+ *   src/migration/_compress.ts);
+ * - `stop_costs`: what the last {@link STOP_COSTS_KEPT} stops there cost
+ *   besides their final copies' bytes (`stopCostMs`); the next move leaves
+ *   its final copy the downtime target less their median ({@link hints}).
  */
-const link_rates = new WeakMap<FerryNode, Map<string, number>>();
-
-function linkRates(node: FerryNode): Map<string, number> {
-  let rates = link_rates.get(node);
-  if (rates === undefined) link_rates.set(node, (rates = new Map()));
-  return rates;
-}
-
-/**
- * What pre-copy's stops to each destination cost besides their final
- * copies' bytes (`stopCostMs`), the last {@link STOP_COSTS_KEPT} moves' by
- * node name: the next move there leaves its final copy the downtime target
- * less their median ({@link stopCostHint}). In memory, as the link rates are.
- */
-const stop_costs = new WeakMap<FerryNode, Map<string, number[]>>();
+const learnt = new WeakMap<FerryNode, Map<string, { link_bytes_per_s?: number; stop_costs: number[] }>>();
 
 /** Moves whose stop costs are kept per destination: a median of a few, so one move with a collection in its downtime does not set the next one's target. */
 const STOP_COSTS_KEPT = 5;
 
-function stopCosts(node: FerryNode): Map<string, number[]> {
-  let costs = stop_costs.get(node);
-  if (costs === undefined) stop_costs.set(node, (costs = new Map()));
-  return costs;
+function learntOf(node: FerryNode): Map<string, { link_bytes_per_s?: number; stop_costs: number[] }> {
+  let all = learnt.get(node);
+  if (all === undefined) learnt.set(node, (all = new Map()));
+  return all;
 }
 
-/** The median of the stop costs kept for `to`, or, before any move there, of those kept for every destination (most of a stop is the two nodes' own work). */
-function stopCostHint(node: FerryNode, to: string): number | undefined {
-  const seen = stopCosts(node).get(to) ?? [...stopCosts(node).values()].flat();
-  if (seen.length === 0) return undefined;
-  const sorted = [...seen].sort((a, b) => a - b);
+/**
+ * The options a move to `to` takes from earlier ones: the link rate last
+ * seen there, and the median stop cost there, or, before any pre-copy there,
+ * of those to every destination (most of a stop is the two nodes' own work).
+ */
+function hints(node: FerryNode, to: string): Pick<MigrationOptions, "link_hint_bytes_per_s" | "stop_cost_hint_ms"> {
+  const all = learntOf(node);
+  const here = all.get(to);
+  const costs = here !== undefined && here.stop_costs.length > 0 ? here.stop_costs : [...all.values()].flatMap((d) => d.stop_costs);
+  const sorted = [...costs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+  return {
+    ...(here?.link_bytes_per_s !== undefined ? { link_hint_bytes_per_s: here.link_bytes_per_s } : {}),
+    ...(sorted.length === 0 ? {} : { stop_cost_hint_ms: sorted.length % 2 === 1 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2 }),
+  };
 }
 
-function recordStopCost(node: FerryNode, to: string, metrics: MigrationMetrics): void {
-  if (metrics.strategy !== "pre-copy") return;
-  const cost = stopCostMs(metrics);
+/** Keeps what a successful move to `to` showed of it. */
+function learn(node: FerryNode, to: string, metrics: MigrationMetrics): void {
+  const all = learntOf(node);
+  const here = all.get(to) ?? { stop_costs: [] };
+  all.set(to, here);
+  if (metrics.convergence !== undefined) here.link_bytes_per_s = metrics.convergence.link_bytes_per_s;
+  const cost = metrics.strategy === "pre-copy" ? stopCostMs(metrics) : null;
   if (cost === null) return;
-  const seen = stopCosts(node).get(to) ?? [];
-  seen.push(cost);
-  if (seen.length > STOP_COSTS_KEPT) seen.shift();
-  stopCosts(node).set(to, seen);
+  here.stop_costs.push(cost);
+  if (here.stop_costs.length > STOP_COSTS_KEPT) here.stop_costs.shift();
 }
 
 /** Moves process `pid`, which runs on this node, as a client asked. */
@@ -496,8 +498,7 @@ export async function migrateProcess(
         ...(push !== undefined ? { push_bytes_per_s: push } : {}),
         ...(b.auto_converge !== undefined ? { auto_converge: b.auto_converge } : {}),
         ...(b.compress !== undefined ? { compression: b.compress } : {}),
-        ...(linkRates(node).has(to) ? { link_hint_bytes_per_s: linkRates(node).get(to) as number } : {}),
-        ...(stopCostHint(node, to) !== undefined ? { stop_cost_hint_ms: stopCostHint(node, to) as number } : {}),
+        ...hints(node, to),
         stall_ms: node.limits.migration_stall_ms,
         onStall: ({ idle_ms, phase }) => {
           log.warn({ idle_ms: Math.round(idle_ms), phase, stall_ms: node.limits.migration_stall_ms }, `migration of ${pid} to ${to} stalled while ${phase}: aborting it`);
@@ -505,8 +506,7 @@ export async function migrateProcess(
         },
       },
     );
-    if (metrics.convergence !== undefined) linkRates(node).set(to, metrics.convergence.link_bytes_per_s);
-    recordStopCost(node, to, metrics);
+    learn(node, to, metrics);
     node.metrics.migrationSucceeded(pid, metrics);
     node.events.publish({ type: "migration.succeeded", pid, to, strategy, total_ms: metrics.total_ms, downtime_ms: metrics.downtime_ms, bytes: metrics.bytes });
     const rounded = (phases: Record<string, number | undefined>): Record<string, number> => Object.fromEntries(Object.entries(phases).flatMap(([k, ms]) => (ms === undefined ? [] : [[k, Math.round(ms * 10) / 10]])));
