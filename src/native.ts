@@ -13,7 +13,8 @@ export const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
 
 /** What the addon exports. */
 export interface NativeAddon {
-  populate(view: Uint8Array, bytes: number): void;
+  /** MADV_POPULATE_WRITE of the view's first `bytes`; with `huge`, as transparent huge pages where the kernel has them. */
+  populate(view: Uint8Array, bytes: number, huge?: boolean): void;
   create(view: Uint8Array, registered_bytes: number): unknown;
   /** Pages written since the last scan, as [first, end) runs; re-armed unless `rearm` is false (default true). */
   scan(handle: unknown, size_bytes: number, rearm?: boolean): Uint32Array;

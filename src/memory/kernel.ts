@@ -4,7 +4,6 @@
  * root or CAP_SYS_PTRACE or access to /dev/userfaultfd). A round costs a
  * page-table walk instead of a compare of every page.
  */
-import { errorField, logger } from "../log/mod.js";
 import { FerryError } from "../errors.js";
 import { nativeAddon, REGISTERED_BYTES, type NativeAddon } from "../native.js";
 import { TRACK_PAGE_BYTES, type LookOptions, type PageTracker, type TrackedPage } from "./tracker.js";
@@ -30,25 +29,6 @@ export function kernelTrackerAvailability(): { available: boolean; reason: strin
   return probed;
 }
 let probed: { available: boolean; reason: string } | undefined;
-
-/**
- * Backs the first `bytes` of a memory with pages now, in bulk in the kernel
- * (MADV_POPULATE_WRITE), so later writes cost a copy and not a fault each.
- * Returns false where the native addon is missing or the kernel refuses; the
- * caller then touches the pages itself.
- */
-export function populate(view: Uint8Array, bytes: number): boolean {
-  const n = load();
-  if (n === null) return false;
-  try {
-    n.populate(view, bytes);
-    return true;
-  } catch (err: unknown) {
-    // The caller falls back to touching the pages itself: slower, never wrong.
-    logger().debug({ err: errorField(err) }, "populating memory natively failed; falling back");
-    return false;
-  }
-}
 
 /** Finds changed pages with userfaultfd write-protect and PAGEMAP_SCAN. */
 export class KernelTracker implements PageTracker {

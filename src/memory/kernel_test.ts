@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { describe, it } from "node:test";
 import { KernelTracker, ShadowTracker, TRACK_PAGE_BYTES, kernelTrackerAvailability, resolveTracker } from "./mod.js";
+import { backStandby } from "../runtime/_backing.js";
 
 const availability = kernelTrackerAvailability();
 if (!availability.available) process.stdout.write(`# userfaultfd tracker tests skipped: ${availability.reason}\n`);
@@ -82,6 +84,30 @@ describe("page trackers", () => {
     } finally {
       kernel.close();
       shadow.close();
+    }
+  });
+});
+
+describe("page trackers over a standby's backing", () => {
+  it("the userfaultfd tracker keeps its 4 KiB grain over memory backed as huge pages", { skip: !availability.available && availability.reason }, (ctx) => {
+    const m = memory(1024); // 64 MiB: 32 huge pages where the kernel has them
+    const view = new Uint8Array(m.buffer);
+    const huge = (): number => Number(/AnonHugePages:\s+(\d+)/.exec(fs.readFileSync("/proc/self/smaps_rollup", "utf8"))?.[1] ?? 0);
+    const before = huge();
+    backStandby(view);
+    ctx.diagnostic(`huge pages backing the standby: ${Math.max(0, huge() - before)} KiB`);
+    const t = new KernelTracker();
+    try {
+      assert.deepEqual(indexes(t.changed(view)), [], "backing wrote zeros only");
+      view[1000 * TRACK_PAGE_BYTES + 5] = 1;
+      view[5000 * TRACK_PAGE_BYTES] = 2;
+      view[16383 * TRACK_PAGE_BYTES + 4095] = 3;
+      assert.deepEqual(indexes(t.changed(view)), [1000, 5000, 16383]);
+      view[1001 * TRACK_PAGE_BYTES] = 4;
+      assert.deepEqual(indexes(t.changed(view)), [1001]);
+      assert.deepEqual(indexes(t.changed(view)), []);
+    } finally {
+      t.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 /** Page tracking (DESIGN.md layer 4): portable and kernel-assisted backends behind one interface, and remote pages for post-copy. */
 export { ShadowTracker, TRACK_PAGE_BYTES, type LookOptions, type PageTracker, type TrackedPage } from "./tracker.js";
-export { KernelTracker, kernelTrackerAvailability, populate } from "./kernel.js";
+export { KernelTracker, kernelTrackerAvailability } from "./kernel.js";
 export { createTracker, resolveTracker, type TrackerChoice } from "./select.js";
 export {
   CHUNK_BYTES,

@@ -27,7 +27,7 @@ import {
   type Offer,
   Msg,
 } from "../migration/mod.js";
-import { createTracker, populate, remotePagesAvailability } from "../memory/mod.js";
+import { createTracker, remotePagesAvailability } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
@@ -222,13 +222,11 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     // than fault them in one by one during the downtime.
     proc.growTo(offer.memory_bytes);
     // Post-copy drops all of it anyway; hybrid's round writes into it like pre-copy.
-    if (offer.strategy !== "post-copy") {
-      // The kernel backs the pages in one call; then the worker writes each once from user space, as the
-      // incoming pages will be: on a host with shadow page tables that first write costs about 10 us a page
-      // even when the page is backed (180 ms per 64 MiB), paid here rather than in the downtime (docs/cluster.md).
-      populate(new Uint8Array(proc.memory.buffer), offer.memory_bytes);
-      await proc.reserve(offer.memory_bytes);
-    }
+    // The worker has the kernel back the pages, as huge pages where it can, and writes each once from
+    // user space as the incoming pages will be: on a host with shadow page tables that first write costs
+    // about 10 us a 4 KiB page even when the page is backed (180 ms per 64 MiB), paid here rather than in
+    // the downtime (docs/cluster.md).
+    if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
   } catch (err: unknown) {
     await proc.terminate();
     throw err;

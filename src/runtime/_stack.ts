@@ -5,36 +5,7 @@
  * the guest runs again, so the guest never sees a byte or a page of it.
  */
 
-import { nativeAddon } from "../native.js";
-
-/**
- * Backs `view`'s pages before they are first written, in bulk in the kernel
- * (MADV_POPULATE_WRITE): the top of a guest's memory that an unwind lends,
- * the save area, and the buffer its stack is copied out to are all fresh
- * pages the first time, and a fault per page cost about 10 µs on a virtual
- * machine (4–12 ms for a stack 60,000 frames deep), against a few hundred
- * µs in bulk. Already backed pages cost a page-table walk.
- */
-function backPages(view: Uint8Array): void {
-  const n = nativeAddon();
-  if (!("addon" in n) || view.length === 0) return;
-  try {
-    n.addon.populate(view, view.length);
-  } catch {
-    // Only a speed-up: without it (an older kernel) the writes fault the pages in one by one, as before.
-  }
-}
-
-/**
- * Loads what {@link backPages} needs (the native addon) now. A worker does
- * this when it starts, while it waits to be used: loading the addon takes
- * about 1 ms in a new thread, which its first unwind or rewind paid
- * otherwise, inside a migration's downtime (a standby's rewind, a source's
- * first suspend; issue 15).
- */
-export function loadBacking(): void {
-  nativeAddon();
-}
+import { backPages } from "./_backing.js";
 
 /** Bytes of the Asyncify data header: current pointer, end pointer (two i32). */
 export const ASYNCIFY_HEADER_BYTES = 8;

@@ -12,7 +12,8 @@ import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type W
 import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
-import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, loadBacking, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
+import { backStandby, loadBacking } from "./_backing.js";
 import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
@@ -501,8 +502,7 @@ function start(given: WorkerInit): void {
       // At once, without a word to the controller in between: it waits for `running` only.
       guest.rewind(msg.globals, msg.asyncify);
     } else if (msg.type === "touch") {
-      // Writing every page makes the kernel back it now (a standby, before anything is in it).
-      new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)).fill(0);
+      backStandby(new Uint8Array(guest.memory.buffer, 0, Math.min(msg.bytes, guest.memory.buffer.byteLength)));
       post({ type: "touched" });
     } else guest.resumeInPlace();
   };

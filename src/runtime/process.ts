@@ -376,8 +376,9 @@ export class GuestProcess {
 
   /**
    * Grows a standby's memory to `size_bytes` and has every page of it backed
-   * now, in the worker's thread: the writes that fill it later then cost a
-   * copy, not a page fault each. Only for a standby with nothing in it yet.
+   * now, in the worker's thread (`backStandby`): the writes that fill it
+   * later then cost a copy, not a page fault each. Only for a standby with
+   * nothing in it yet.
    */
   async reserve(size_bytes: number): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot reserve memory for a process that is ${this.#phase}`);
