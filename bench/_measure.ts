@@ -1,5 +1,6 @@
 /** Measuring helpers the benchmark's parts share. */
 import net from "node:net";
+import { Worker } from "node:worker_threads";
 
 /** The value at `p` percent of `xs` sorted: the one at index ⌊n·p/100⌋ (NaN for none). */
 export function percentile(xs: readonly number[], p: number): number {
@@ -12,28 +13,43 @@ export function median(xs: readonly number[]): number {
   return percentile(xs, 50);
 }
 
-/** Sends `bytes` over a loopback TCP connection in 1 MiB writes; resolves with the milliseconds it took. */
+/**
+ * Receives `bytes` on a loopback TCP server in a thread of its own, as a
+ * destination node receives in its own process: the sender and the receiver
+ * each have a core, and neither waits on the other's JavaScript.
+ */
+const RECEIVER = `
+const net = require("node:net");
+const { parentPort, workerData } = require("node:worker_threads");
+let received = 0;
+const server = net.createServer((s) => s.on("data", (c) => {
+  received += c.length;
+  if (received >= workerData) parentPort.postMessage("done");
+}));
+server.listen(0, "127.0.0.1", () => parentPort.postMessage(server.address().port));
+`;
+
+/** Sends `bytes` over a loopback TCP connection in 1 MiB writes to a receiver in another thread; resolves with the milliseconds from connecting to the last byte received. */
 export async function rawTcpTransfer(bytes: number): Promise<number> {
-  const chunk = Buffer.alloc(1024 * 1024, 7);
-  let received = 0;
-  let done!: () => void;
-  const finished = new Promise<void>((r) => (done = r));
-  const server = net.createServer((s) => {
-    s.on("data", (c: Buffer) => {
-      received += c.length;
-      if (received >= bytes) done();
+  const receiver = new Worker(RECEIVER, { eval: true, workerData: bytes });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      receiver.once("message", resolve);
+      receiver.once("error", reject);
     });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const t0 = performance.now();
-  const client = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1");
-  await new Promise<void>((r) => client.on("connect", () => r()));
-  for (let sent = 0; sent < bytes; sent += chunk.length) {
-    if (!client.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))) await new Promise((r) => client.once("drain", r));
+    const finished = new Promise<void>((resolve) => receiver.once("message", () => resolve()));
+    const chunk = Buffer.alloc(1024 * 1024, 7);
+    const t0 = performance.now();
+    const client = net.connect(port, "127.0.0.1");
+    await new Promise<void>((r) => client.on("connect", () => r()));
+    for (let sent = 0; sent < bytes; sent += chunk.length) {
+      if (!client.write(chunk.subarray(0, Math.min(chunk.length, bytes - sent)))) await new Promise((r) => client.once("drain", r));
+    }
+    await finished;
+    const ms = performance.now() - t0;
+    client.destroy();
+    return ms;
+  } finally {
+    await receiver.terminate();
   }
-  await finished;
-  const ms = performance.now() - t0;
-  client.destroy();
-  await new Promise((r) => server.close(r));
-  return ms;
 }

@@ -65,7 +65,7 @@ async function throughputAt(mib: number, repeats: number): Promise<void> {
       add("tls cost", 1 - last("tls whole") / last("plain whole"));
     }
     const med = (key: string): number => median(got.get(key) ?? [NaN]);
-    console.log(`\n(t) stop-copy of an idle ${mib} MiB memhog between two nodes on 127.0.0.1 vs raw loopback TCP of the same bytes, each move followed by its raw transfer (median of ${repeats}; MB/s)`);
+    console.log(`\n(t) stop-copy of an idle ${mib} MiB memhog between two nodes on 127.0.0.1 vs raw loopback TCP of the same bytes (received in another thread), each move followed by its raw transfer (median of ${repeats}; MB/s)`);
     console.log("copy phase = stopped at the source to running at the destination (the downtime); whole = from the offer to running");
     console.log("| nodes | raw TCP | copy phase | ratio | whole | ratio |\n|---|---|---|---|---|---|");
     for (const k of kinds) {
