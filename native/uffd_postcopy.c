@@ -725,6 +725,9 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
  * once the guest runs again (postcopySettle), or when the session closes.
  */
 
+/* Bytes a page table's entry in the level above pages maps (x86-64 and arm64 with 4 KiB pages). */
+#define PMD_BYTES (2u * 1048576u)
+
 /* A range of dropped pages moved aside, in a list. */
 typedef struct aside {
   void *at;
@@ -755,11 +758,19 @@ static int move_aside(uint8_t *at, size_t len, aside_t **list, int *unmapped) {
   *unmapped = 0;
   aside_t *a = malloc(sizeof *a);
   if (a == NULL) return -1;
-  void *scratch = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (scratch == MAP_FAILED) {
+  /*
+   * At the same offset within a 2 MiB page table as `at`: mremap then moves
+   * whole page tables (and huge pages) instead of each page's entry, 13
+   * against 56 ms for 700 MiB of small pages here.
+   */
+  uint8_t *reserved = mmap(NULL, len + PMD_BYTES, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserved == MAP_FAILED) {
     free(a);
     return -1;
   }
+  uint8_t *scratch = reserved + (((uintptr_t)at - (uintptr_t)reserved) & (PMD_BYTES - 1));
+  if (scratch > reserved) munmap(reserved, (size_t)(scratch - reserved));
+  if (scratch + len < reserved + len + PMD_BYTES) munmap(scratch + len, (size_t)(reserved + len + PMD_BYTES - (scratch + len)));
   if (mremap(at, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, scratch) == MAP_FAILED) {
     munmap(scratch, len);
     free(a);
