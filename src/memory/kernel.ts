@@ -65,6 +65,11 @@ export class KernelTracker implements PageTracker {
     }
   }
 
+  arm(memory: Uint8Array): void {
+    if (this.#handle !== null) throw new FerryError("ERR_TRACKER_ARGS", "arm() on a tracker that has looked already");
+    this.#handle = this.#native.create(memory, REGISTERED_BYTES);
+  }
+
   changedRuns(memory: Uint8Array, options: LookOptions = {}): Uint32Array {
     if (this.#handle !== null) return this.#native.scan(this.#handle, memory.length, options.last !== true);
     // Never looked: what changed is every non-zero page, found as `changed` finds them (and armed the same way).

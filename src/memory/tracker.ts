@@ -49,6 +49,14 @@ export interface PageTracker {
    * stopped. Absent: call `changed`.
    */
   changedRuns?(memory: Uint8Array, options?: LookOptions): Uint32Array;
+  /**
+   * Starts tracking without a first look: from here a look reports only the
+   * pages written since. For a caller that copies every non-zero page itself
+   * right after (pre-copy's first round on a connection of its own). Only on
+   * a tracker that has not looked yet; absent where a backend cannot track
+   * without reading every page first (the shadow copy).
+   */
+  arm?(memory: Uint8Array): void;
   /** Releases what the tracker holds (kernel registrations, shadow copies). */
   close(): void;
 }

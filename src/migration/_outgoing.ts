@@ -103,6 +103,8 @@ export class OutgoingMigration {
   /** ...and the door of the record connection READY named (`_sealed_bulk.ts`, `_native_bulk.ts`), and the connection, opened as soon as READY came. */
   #sealed: { ticket: Buffer; key: Buffer; cipher: BulkCipher } | null = null;
   #sealed_socket: Promise<Duplex> | null = null;
+  /** The digest of the first round's record tags, when it went on the record connection (signed in the image's META). */
+  #round_tags: string | null = null;
   /** The destination's one answer to the image, watched from before it is sent. */
   #answer: Answer | null = null;
   /** Pages of the final copy (post-copy: left to the page channel). */
@@ -255,7 +257,9 @@ export class OutgoingMigration {
     this.#bulk = answer.bulk === true && this.#options.strategy === "stop-copy" && !this.#small(this.#memory().length);
     const cipher = answer.sealed?.cipher ?? "aes-256-gcm";
     // Tagged records are sent only by the native thread; without it the pages go as BULK frames.
-    if (this.#bulk && answer.sealed !== undefined && this.#side.connectSealed !== undefined && (cipher === "aes-256-gcm" || nativeBulkAvailable())) {
+    // Pre-copy and hybrid send their first round there, from a native thread only (the round's pages change as it reads them).
+    const first_round = (this.#options.strategy === "pre-copy" || this.#options.strategy === "hybrid") && nativeBulkAvailable();
+    if ((this.#bulk || first_round) && answer.sealed !== undefined && this.#side.connectSealed !== undefined && (cipher === "aes-256-gcm" || nativeBulkAvailable())) {
       this.#sealed = { ticket: Buffer.from(answer.sealed.ticket, "base64"), key: Buffer.from(answer.sealed.key, "base64"), cipher };
       // Opened now, while the process still runs and as it is stopped: its handshake is not downtime.
       this.#sealed_socket = this.#side.connectSealed(this.#sealed.ticket);
@@ -283,10 +287,70 @@ export class OutgoingMigration {
         this.#collect();
         this.#clock.enter("rounds");
       },
+      ...(this.#sealed !== null && this.#tracker.arm !== undefined ? { first_round: () => this.#firstRoundSealed(this.#tracker as PageTracker) } : {}),
     };
     // The rounds' steps go through the reporter, which samples the bytes of the round under way between them.
     const side: SourceSide = { ...this.#side, progress: (p) => this.#progress.step(p) };
     await this.#whileAlive(preCopyRounds(this.#conn as FramedConnection, this.#tracker, () => this.#memory(), this.#metrics, limits, side));
+    // Not used (the first round compressed, or the tracker cannot arm without a look): closed, which closes the destination's door too.
+    this.#dropSealed();
+  }
+
+  /**
+   * Pre-copy's and hybrid's first round on the record connection: the
+   * tracker is armed, then a native thread sends every non-zero page of the
+   * running process's memory as records, then BULK_SEALED goes on the data
+   * connection, and the records' tags go in the image's META as for
+   * stop-copy. A page the process writes while the thread reads it may go
+   * torn: the tracker caught the write, and a later round or the final copy
+   * sends it again. Null, with nothing sent and nothing armed, when the
+   * connection cannot be opened.
+   */
+  async #firstRoundSealed(tracker: PageTracker): Promise<{ bytes: number; pages: number } | null> {
+    const door = this.#sealed as { ticket: Buffer; key: Buffer; cipher: BulkCipher };
+    const socket = await this.#takeSealed();
+    try {
+      if (socket === null) return null;
+      const memory = this.#memory();
+      (tracker.arm as (m: Uint8Array) => void).call(tracker, memory);
+      const stopping = new AbortController();
+      this.#stalled.catch(() => stopping.abort());
+      const sent = await sendNativeBulk(socket, memory, door.key, door.cipher, stopping.signal);
+      if (sent === null) throw this.#stall ?? new FerryError("ERR_MIGRATION_FAILED", "the first round's record stream was stopped");
+      if (sent.tags_sha256 !== null) this.#round_tags = sent.tags_sha256;
+      await sendJson(this.#conn as FramedConnection, Msg.bulk_sealed, { records: sent.records });
+      return { bytes: sent.bytes, pages: sent.pages };
+    } finally {
+      door.key.fill(0);
+    }
+  }
+
+  /**
+   * Takes the record connection opened after READY (the door is spent):
+   * null, logged, when it failed to open or closed since.
+   */
+  async #takeSealed(): Promise<Duplex | null> {
+    const opening = this.#sealed_socket as Promise<Duplex>;
+    this.#sealed = null;
+    this.#sealed_socket = null;
+    try {
+      const socket = await this.#unlessStalled(opening);
+      // Opened before: the destination may have closed it since (then it says why on the data connection).
+      if (socket.destroyed || !socket.writable) throw new FerryError("ERR_CONNECTION_CLOSED", "the sealed page connection closed before the pages were sent");
+      return socket;
+    } catch (err: unknown) {
+      if (this.#stall !== null) throw err;
+      logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
+      return null;
+    }
+  }
+
+  /** Closes a record connection opened and not used (the destination's door with it). */
+  #dropSealed(): void {
+    void this.#sealed_socket?.then((s) => s.destroy(), () => undefined);
+    this.#sealed_socket = null;
+    this.#sealed?.key.fill(0);
+    this.#sealed = null;
   }
 
   /** The full garbage collection before the stop (`collectBeforeStop`), once. */
@@ -333,6 +397,7 @@ export class OutgoingMigration {
     const image = side.proc.image(suspension);
     // The pages the rounds sent are outside the image; its signature vouches for them through this.
     if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
+    if (this.#round_tags !== null) image.meta[BULK_TAGS_META_KEY] = this.#round_tags;
     if (side.links !== undefined) image.links = side.links.capture();
     const memory = this.#memory();
     if (this.#session !== null) {
@@ -410,19 +475,9 @@ export class OutgoingMigration {
    */
   async #sendSealed(memory: Uint8Array, meta: Record<string, unknown>, refused: () => boolean): Promise<boolean> {
     const door = this.#sealed as { ticket: Buffer; key: Buffer; cipher: BulkCipher };
-    const opening = this.#sealed_socket as Promise<Duplex>;
-    this.#sealed = null;
-    this.#sealed_socket = null;
     try {
-      let socket: Duplex;
-      try {
-        socket = await this.#unlessStalled(opening);
-        // Opened before the stop: the destination may have closed it since (then it says why on the data connection).
-        if (socket.destroyed || !socket.writable) throw new FerryError("ERR_CONNECTION_CLOSED", "the sealed page connection closed before the pages were sent");
-      } catch (err: unknown) {
-        logger().warn({ pid: this.#side.offer.pid, err: errorField(err) }, "could not open the sealed page connection; the pages go on the data connection");
-        return false;
-      }
+      const socket = await this.#takeSealed();
+      if (socket === null) return false;
       // A native thread writes the records from memory where the addon has one; else the node's thread seals them.
       // It is stopped the moment the destination refuses, or the migration stalls (a destination that stopped
       // reading would otherwise hold the thread's write): both are events, so nothing polls while it sends.
@@ -507,9 +562,7 @@ export class OutgoingMigration {
     this.#conn?.close();
     this.#tracker?.close();
     // Opened after READY and not used: closed, which closes the destination's door too. One that failed to open has nothing to close.
-    void this.#sealed_socket?.then((s) => s.destroy(), () => undefined);
-    this.#sealed_socket = null;
-    this.#sealed?.key.fill(0);
+    this.#dropSealed();
     const state = this.#state;
     if (state === "committed" || state === "aborted") throw caught;
     if (state === "sent") {

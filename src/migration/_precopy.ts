@@ -199,6 +199,14 @@ export interface RoundLimits {
    * and not in the final copy.
    */
   collect?: () => void;
+  /**
+   * Sends the first round on a connection of its own from a native thread
+   * (`_native_bulk.ts`): the tracker armed first, then every non-zero page,
+   * then BULK_SEALED; what it sent. Null when it cannot (that connection
+   * did not open): the round goes as PAGES frames. Not used for a round
+   * that compresses.
+   */
+  first_round?: () => Promise<{ bytes: number; pages: number } | null>;
 }
 
 /**
@@ -235,7 +243,9 @@ export async function preCopyRounds(
     last_scan = t;
     // The first round goes by what an earlier move to this destination saw; the next ones by what this one saw.
     const compress = compressRound(limits.compression, round === 1 ? limits.link_hint_bytes_per_s : (confirmed_bytes / confirmed_ms) * 1000);
-    const sent = await sendPages(conn, tracker.changed(memory()), { digest: limits.digest, compress });
+    const native = round === 1 && !compress && limits.first_round !== undefined ? await limits.first_round() : null;
+    if (round === 1) metrics.first_round = native !== null ? "records" : "frames";
+    const sent = native !== null ? { ...native, raw_bytes: native.bytes } : await sendPages(conn, tracker.changed(memory()), { digest: limits.digest, compress });
     if (compress) {
       const c = (metrics.compression ??= { codec: "lz4", raw_bytes: 0, wire_bytes: 0 });
       c.raw_bytes += sent.raw_bytes;

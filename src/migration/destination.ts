@@ -116,10 +116,11 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   }
   let sha256: AsyncHash | undefined;
   let bulk: BulkReceiver | null = null;
-  // Stop-copy: the pages may come as records on a connection of their own, straight into memory;
-  // a small memory's come inside the image instead (`_small.ts`), so it needs no door.
+  // Stop-copy's pages, and pre-copy's and hybrid's first round, may come as records on a connection of their own,
+  // straight into memory; a small memory's come inside the image instead (`_small.ts`), so it needs no door.
   const place = landing.place?.bind(landing);
-  let door = offer.strategy === "stop-copy" && place !== undefined && !isSmallMemory(offer.memory_bytes) ? (side.sealedDoor?.() ?? null) : null;
+  const records = offer.strategy !== "post-copy" && place !== undefined && !isSmallMemory(offer.memory_bytes);
+  let door = records ? (side.sealedDoor?.() ?? null) : null;
   const sealed = door === null || place === undefined ? null : recordReceiver(door, place, offer);
   if (sealed === null) {
     door?.close();
@@ -149,7 +150,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       // small memory's holds a few pages: hashed here, faster than a hop to that thread.
       // Pre-copy's final copy is hashed here too when the last round was small, as the source does (INLINE_FINAL_PAGES_MAX).
       const small_final = last_round_pages <= INLINE_FINAL_PAGES_MAX;
-      const few_pages = offer.strategy === "post-copy" || offer.strategy === "hybrid" || isSmallMemory(offer.memory_bytes) || bulk_digest !== null || sealed_digest !== null || small_final;
+      const outside = offer.strategy === "stop-copy" && (bulk_digest !== null || sealed_digest !== null);
+      const few_pages = offer.strategy === "post-copy" || offer.strategy === "hybrid" || isSmallMemory(offer.memory_bytes) || outside || small_final;
       sha256 = few_pages ? undefined : offThreadSha256();
       decoder = new ImageDecoder({
         trust: side.trust,
@@ -186,6 +188,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         clock.enter("pages");
         const { records } = readFrame(BulkSealedSchema, frame.payload, "BULK_SEALED");
         sealed_digest = await withTimeout(sealed.opened(records), idle_ms, "the sealed BULK connection");
+        // Pre-copy's and hybrid's first round: all of memory, as far as the stop's nearness goes (RoundLimits.collect).
+        round_pages_count = offer.memory_bytes / WIRE_PAGE_BYTES;
         continue;
       }
       if (bulk_open) {

@@ -74,7 +74,7 @@ export interface MigrationMetrics {
   total_ms: number;
   /** From the process stopping at the source to it running at the destination. */
   downtime_ms: number;
-  /** Bytes sent on the data connection. */
+  /** Bytes sent on the data connection, and the record connection's where pages went there. */
   bytes: number;
   /** Pages sent, all rounds and the final copy together. */
   pages: number;
@@ -94,6 +94,13 @@ export interface MigrationMetrics {
    * target less that, and at least a fifth of it.
    */
   convergence?: { link_bytes_per_s: number; dirty_bytes_per_s: number | null; throttle_pct: number; stop_cost_ms: number };
+  /**
+   * Pre-copy and hybrid: how the first round went, `records` on a connection
+   * of its own from a native thread (as stop-copy's pages), or `frames` on
+   * the data connection (a round that compresses, a source without the
+   * native addon or the kernel's tracker, a small memory).
+   */
+  first_round?: "records" | "frames";
   /** Rounds that compressed their pages (`_compress.ts`): bytes they stood for, and bytes sent. */
   compression?: { codec: "lz4"; raw_bytes: number; wire_bytes: number };
   /**
