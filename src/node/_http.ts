@@ -20,8 +20,9 @@ export const PEER_TIMEOUT_MS = 10_000;
 /**
  * A request body's chunks, refusing more than `max_bytes` with `code` (at
  * once if the request declares a larger length). The request is never
- * destroyed: what is left of it is drained, so the client reads the refusal
- * rather than a reset connection.
+ * destroyed: what is left of it is drained, and `sendError` answers once it
+ * is in (for a while, up to a size), so the client reads the refusal rather
+ * than a reset connection.
  */
 export async function* bodyChunks(req: http.IncomingMessage, max_bytes: number, code: "ERR_BODY_TOO_LARGE" | "ERR_MODULE_TOO_LARGE" = "ERR_BODY_TOO_LARGE"): AsyncGenerator<Buffer> {
   const refuse = (): FerryError => {
@@ -79,8 +80,37 @@ export function sendError(res: http.ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  sendJson(res, statusOf(code), { error: { code, message } });
+  const answer = (): void => {
+    if (!res.headersSent && !res.destroyed) sendJson(res, statusOf(code), { error: { code, message } });
+  };
+  const req = res.req as http.IncomingMessage | undefined;
+  if (req === undefined || req.complete || req.destroyed) return answer();
+  // Refused before its body was read (too large, say), and the client still sends it. Answering now, on a
+  // connection the client asked to close, closes it with unread bytes in it: the kernel then resets it, and
+  // the client's next write fails (EPIPE) before it reads the answer. So the rest is read and dropped first,
+  // for a while and up to a size (a lingering close); past either the answer goes at once.
+  let drained = 0;
+  const done = (): void => {
+    clearTimeout(timer);
+    req.off("data", count);
+    req.off("end", done);
+    req.off("close", done);
+    answer();
+  };
+  const count = (chunk: Buffer): void => {
+    drained += chunk.length;
+    if (drained > LINGER_BYTES_MAX) done();
+  };
+  const timer = setTimeout(done, LINGER_MS);
+  req.on("data", count);
+  req.once("end", done);
+  req.once("close", done);
+  req.resume();
 }
+
+/** How long, and how many bytes of a refused request's body, an error answer waits to be read and dropped (`sendError`). */
+const LINGER_MS = 2_000;
+const LINGER_BYTES_MAX = 16 * 1024 * 1024;
 
 /** Options of {@link requestJson}. */
 export interface PeerRequestOptions {
