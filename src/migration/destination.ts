@@ -67,6 +67,13 @@ export interface Landing {
    * Absent: no sealed connection is offered.
    */
   place?(byte_offset: number, length: number): Uint8Array;
+  /**
+   * Resolves once the standby's memory is backed, where that goes on while
+   * the first round arrives (pre-copy): the first round is confirmed only
+   * after, so the source never stops the process before it. Absent: backed
+   * before READY.
+   */
+  reserved?(): Promise<void>;
 }
 
 /** A door for the record connection (`_sealed_bulk.ts`, `_native_bulk.ts`): its ticket and key go to the source in READY. */
@@ -168,6 +175,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     let round_pages_count = 0;
     let last_round_pages = Infinity;
     let collected = false;
+    let first_round_ended = false;
     let handover: Handover | null = null;
     for (;;) {
       clock.enter("wait");
@@ -214,6 +222,12 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       else if (frame.type === Msg.image) imageDecoder().push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type === Msg.round_end) {
+        if (!first_round_ended && landing.reserved !== undefined) {
+          clock.enter("reserve");
+          await landing.reserved();
+          clock.enter("pages");
+        }
+        first_round_ended = true;
         last_round_pages = round_pages_count;
         round_pages_count = 0;
         // Hybrid stops after its one round; pre-copy soon after its first small round (as the source, RoundLimits.collect).

@@ -194,6 +194,8 @@ interface Standby {
   net: ReturnType<FerryNode["table"]["netLink"]>;
   /** Where its output goes, once the image says from which offsets. */
   setRelay(relay: OutputRelay): void;
+  /** Resolves once its memory is backed (pre-copy's goes on while the first round arrives). */
+  reserved: Promise<void>;
 }
 
 /** The standby of an offered process: instantiated, its memory grown to the offered size and backed; dropped again if that fails. */
@@ -216,6 +218,7 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     memory_max_bytes: offer.memory_max_bytes,
   });
   clock?.enter("reserve");
+  let reserved = Promise.resolve();
   try {
     // Memory never shrinks: take the size it had when offered in one step, and
     // have the kernel back every page now, while the source still runs, rather
@@ -225,14 +228,20 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     // The worker has the kernel back the pages, as huge pages where it can, and writes each once from
     // user space as the incoming pages will be: on a host with shadow page tables that first write costs
     // about 10 us a 4 KiB page even when the page is backed (180 ms per 64 MiB), paid here rather than in
-    // the downtime (docs/cluster.md).
-    if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
+    // the downtime (docs/cluster.md). Pre-copy's goes on while its first round arrives: the destination
+    // confirms that round only once it is done (Landing.reserved). Hybrid's is done before READY: its
+    // memory is registered with userfaultfd next, and backing a registered range would fault to it.
+    if (offer.strategy === "pre-copy") reserved = proc.reserve(offer.memory_bytes);
+    else if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
   } catch (err: unknown) {
     await proc.terminate();
     throw err;
   }
+  // Awaited at the first round's end, where its error is seen; this only keeps it from being unhandled meanwhile.
+  reserved.catch(() => undefined);
   return {
     proc,
+    reserved,
     links,
     net,
     setRelay: (r) => {
@@ -242,7 +251,7 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
 }
 
 /** The landing of a standby: pages and the image go in, and it runs, or it is dropped and its memory given back. */
-function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
+function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, reserved }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
   // Its connections' line to their home is opened now, while the source still runs: when it lands, attaching is one exchange.
   if ((offer.listen ?? []).length > 0) net.prepare();
   let view = new Uint8Array(proc.memory.buffer);
@@ -266,6 +275,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay }: 
     view = new Uint8Array(proc.memory.buffer);
   };
   return {
+    ...(offer.strategy === "pre-copy" ? { reserved: () => reserved } : {}),
     write(offset, data) {
       const end = offset + data.length;
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);

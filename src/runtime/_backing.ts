@@ -28,14 +28,16 @@ export function backPages(view: Uint8Array): void {
 }
 
 /**
- * Backs every page of a standby's memory, which holds only zeros, before a
- * migration's pages are written into it: with transparent huge pages where
- * the kernel has them, so the first write costs one trap per 2 MiB instead
- * of one per 4 KiB page; then one byte of each page is written from this
- * thread, which pays whatever trap is left now rather than in the downtime.
- * Writing a byte per page, not every byte, is enough: the contents are zero
- * already. Runs in the guest's worker, so the node's event loop does not wait
- * on the kernel (compacting memory for huge pages can take a while).
+ * Backs every page of a standby's memory before a migration's pages are
+ * written into it, or while they are: with transparent huge pages where the
+ * kernel has them, so the first write costs one trap per 2 MiB instead of
+ * one per 4 KiB page; then each page is written once from this thread, which
+ * pays whatever trap is left now rather than in the downtime. That write is
+ * an atomic add of 0 to one byte of the page: it needs write access as any
+ * store does, and it leaves the byte as it was, also when another thread
+ * writes the page at the same moment (pre-copy's first round arrives while
+ * this runs). Runs in the guest's worker, so the node's event loop does not
+ * wait on the kernel (compacting memory for huge pages can take a while).
  */
 export function backStandby(view: Uint8Array): void {
   const n = nativeAddon();
@@ -46,7 +48,7 @@ export function backStandby(view: Uint8Array): void {
       // The writes below fault the pages in one by one instead.
     }
   }
-  for (let at = 0; at < view.length; at += PAGE_BYTES) view[at] = 0;
+  for (let at = 0; at < view.length; at += PAGE_BYTES) Atomics.add(view, at, 0);
 }
 
 /**
