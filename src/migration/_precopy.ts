@@ -228,8 +228,7 @@ export async function preCopyRounds(
   side: SourceSide,
 ): Promise<void> {
   let previous = Infinity;
-  let confirmed_bytes = 0;
-  let confirmed_ms = 0;
+  const confirmed = new ConfirmedRate();
   let last_scan = performance.now();
   let collected = false;
   for (let round = 1; ; round += 1) {
@@ -242,7 +241,7 @@ export async function preCopyRounds(
     const dirtied_ms = Math.max(t - last_scan, 0.001);
     last_scan = t;
     // The first round goes by what an earlier move to this destination saw; the next ones by what this one saw.
-    const compress = compressRound(limits.compression, round === 1 ? limits.link_hint_bytes_per_s : (confirmed_bytes / confirmed_ms) * 1000);
+    const compress = compressRound(limits.compression, round === 1 ? limits.link_hint_bytes_per_s : confirmed.bytesPerMs() * 1000);
     const native = round === 1 && !compress && limits.first_round !== undefined ? await limits.first_round() : null;
     if (round === 1) metrics.first_round = native !== null ? "records" : "frames";
     const sent = native !== null ? { ...native, raw_bytes: native.bytes } : await sendPages(conn, tracker.changed(memory()), { digest: limits.digest, compress });
@@ -258,14 +257,12 @@ export async function preCopyRounds(
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected ROUND_ACK of round ${round}, got frame type ${ack.type}`);
     }
     const elapsed_ms = Math.max(performance.now() - t, 0.001);
-    confirmed_bytes += sent.bytes;
-    confirmed_ms += elapsed_ms;
+    confirmed.add(sent.bytes, elapsed_ms, native !== null);
     metrics.rounds = round;
     metrics.pages += sent.pages;
     metrics.bytes += sent.bytes;
     metrics.dirty_pages.push(sent.pages);
-    // All rounds together: a round of a few pages is mostly its round trip, and alone would make the link look slow.
-    const link_bytes_per_ms = confirmed_bytes / confirmed_ms;
+    const link_bytes_per_ms = confirmed.bytesPerMs();
     const dirty_bytes_per_ms = round === 1 ? Infinity : (sent.pages * WIRE_PAGE_BYTES) / dirtied_ms;
     const dirty_bytes_per_s = round === 1 ? null : Math.round(dirty_bytes_per_ms * 1000);
     metrics.convergence = { link_bytes_per_s: Math.round(link_bytes_per_ms * 1000), dirty_bytes_per_s, throttle_pct: metrics.convergence?.throttle_pct ?? 0, stop_cost_ms: Math.round((limits.stop_cost_ms ?? 0) * 10) / 10 };
@@ -280,6 +277,39 @@ export async function preCopyRounds(
       metrics.convergence.throttle_pct = next.throttle_pct;
     }
     previous = sent.pages;
+  }
+}
+
+/**
+ * The rate the destination confirmed rounds at, the one the rounds' decisions
+ * go by. The final copy goes in the image, on the data connection: what
+ * counts is the rate of the rounds sent there, all of them together (a round
+ * of a few pages is mostly its round trip, and alone would make the link look
+ * slow). A first round on the record connection (a native thread at each
+ * end) is two to three times faster, and counts only until a round on the
+ * data connection is confirmed: else the final copy would be given that many
+ * more pages than its budget carries.
+ */
+export class ConfirmedRate {
+  #bytes = 0;
+  #ms = 0;
+  #records_bytes = 0;
+  #records_ms = 0;
+
+  /** A round confirmed: its bytes, from its scan to its ROUND_ACK, and whether it went on the record connection. */
+  add(bytes: number, ms: number, records: boolean): void {
+    if (records) {
+      this.#records_bytes += bytes;
+      this.#records_ms += ms;
+    } else {
+      this.#bytes += bytes;
+      this.#ms += ms;
+    }
+  }
+
+  /** Bytes per millisecond (NaN before any round). */
+  bytesPerMs(): number {
+    return this.#ms > 0 ? this.#bytes / this.#ms : this.#records_bytes / this.#records_ms;
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
+import { ConfirmedRate, decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
 
 const LIMITS = { max_downtime_ms: 10, rounds_max: 12, auto_converge: true };
 /** 100 MB/s confirmed, in bytes per ms. */
@@ -83,5 +83,15 @@ describe("pre-copy rounds", () => {
     // Nothing confirmed, nothing to learn.
     assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [] }), null);
     assert.equal(stopCostMs({ downtime_ms: 14, dirty_pages: [250], convergence: { link_bytes_per_s: 0 } }), null);
+  });
+
+  it("the confirmed rate is the data connection's rounds', all together; a first round on the record connection counts only until one of those", () => {
+    const rate = new ConfirmedRate();
+    rate.add(1_000_000_000, 1000, true); // 1 GB/s on the record connection
+    assert.equal(rate.bytesPerMs(), 1_000_000);
+    rate.add(4_000_000, 10, false); // 400 MB/s as PAGES frames
+    assert.equal(rate.bytesPerMs(), 400_000);
+    rate.add(8192, 1.8, false); // a round of two pages: mostly its round trip
+    assert.equal(rate.bytesPerMs(), (4_000_000 + 8192) / 11.8);
   });
 });

@@ -86,7 +86,7 @@ export interface MigrationMetrics {
   post_copy?: PostCopyMetrics;
   /**
    * Pre-copy and hybrid, after the first round: the rate the destination
-   * confirmed pages at (all rounds), the rate the process wrote them at (the
+   * confirmed pages at (all rounds on the data connection; `ConfirmedRate`), the rate the process wrote them at (the
    * last round), and the auto-converge throttle it ran under at the end (0:
    * none), in percent of its time. `stop_cost_ms`: what a stop to this
    * destination was taken to cost besides the final copy's bytes (from
