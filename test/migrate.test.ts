@@ -121,6 +121,10 @@ describe("migration between nodes", () => {
       assert.equal(metrics.first_round, expected, JSON.stringify(metrics));
       assert.ok(metrics.rounds >= 2 && (metrics.dirty_pages[1] ?? 0) > 0, `the guest wrote nothing during the first round: ${JSON.stringify(metrics)}`);
     }
+    // `ferry migrate` says so too.
+    const moved = await ferry(["migrate", "--cluster", n1.address, pid, "--to", "n3", "--strategy", "pre-copy", "--compress", "off"]);
+    assert.equal(moved.status, 0, moved.stderr.toString());
+    assert.equal(moved.stdout.toString().includes("the first round went on the record connection"), expected === "records", moved.stdout.toString());
     await release(n1.address, pid);
     const { status } = await json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`);
     assert.deepEqual(status, { kind: "exit", code: 0 });

@@ -138,6 +138,7 @@ export async function migrateCommand(argv: readonly string[]): Promise<number> {
   if (c !== undefined) {
     const dirty = c.dirty_bytes_per_s === null ? "" : `, written at ${(c.dirty_bytes_per_s / 1e6).toFixed(1)} MB/s`;
     process.stdout.write(`  rounds confirmed at ${(c.link_bytes_per_s / 1e6).toFixed(1)} MB/s${dirty}${c.throttle_pct > 0 ? `; auto-converge held the process ${c.throttle_pct}% of its time` : ""}\n`);
+    if (m.first_round === "records") process.stdout.write("  the first round went on the record connection, from a native thread; the rate above is the later rounds'\n");
     if (c.stop_cost_ms > 0) process.stdout.write(`  a stop there took ${c.stop_cost_ms.toFixed(1)} ms besides its final copy in earlier moves: that much of the downtime target was kept for it\n`);
   }
   const z = m.compression;

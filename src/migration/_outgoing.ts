@@ -312,7 +312,13 @@ export class OutgoingMigration {
     try {
       if (socket === null) return null;
       const memory = this.#memory();
-      (tracker.arm as (m: Uint8Array) => void).call(tracker, memory);
+      try {
+        (tracker.arm as (m: Uint8Array) => void).call(tracker, memory);
+      } catch (err: unknown) {
+        // Handed to the native thread below, which closes it; not reached here.
+        socket.destroy();
+        throw err;
+      }
       const stopping = new AbortController();
       this.#stalled.catch(() => stopping.abort());
       const sent = await sendNativeBulk(socket, memory, door.key, door.cipher, stopping.signal);
