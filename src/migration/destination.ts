@@ -175,7 +175,6 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     let round_pages_count = 0;
     let last_round_pages = Infinity;
     let collected = false;
-    let first_round_ended = false;
     let handover: Handover | null = null;
     for (;;) {
       clock.enter("wait");
@@ -222,12 +221,12 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       else if (frame.type === Msg.image) imageDecoder().push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type === Msg.round_end) {
-        if (!first_round_ended && landing.reserved !== undefined) {
+        // The first round's end (no round ended yet): its confirmation waits for the standby's backing.
+        if (last_round_pages === Infinity && landing.reserved !== undefined) {
           clock.enter("reserve");
           await landing.reserved();
           clock.enter("pages");
         }
-        first_round_ended = true;
         last_round_pages = round_pages_count;
         round_pages_count = 0;
         // Hybrid stops after its one round; pre-copy soon after its first small round (as the source, RoundLimits.collect).

@@ -194,8 +194,8 @@ interface Standby {
   net: ReturnType<FerryNode["table"]["netLink"]>;
   /** Where its output goes, once the image says from which offsets. */
   setRelay(relay: OutputRelay): void;
-  /** Resolves once its memory is backed (pre-copy's goes on while the first round arrives). */
-  reserved: Promise<void>;
+  /** Pre-copy: resolves once its memory is backed, which goes on while the first round arrives (else it was backed before). */
+  reserved?: Promise<void>;
 }
 
 /** The standby of an offered process: instantiated, its memory grown to the offered size and backed; dropped again if that fails. */
@@ -218,7 +218,7 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     memory_max_bytes: offer.memory_max_bytes,
   });
   clock?.enter("reserve");
-  let reserved = Promise.resolve();
+  let reserved: Promise<void> | undefined;
   try {
     // Memory never shrinks: take the size it had when offered in one step, and
     // have the kernel back every page now, while the source still runs, rather
@@ -231,17 +231,18 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
     // the downtime (docs/cluster.md). Pre-copy's goes on while its first round arrives: the destination
     // confirms that round only once it is done (Landing.reserved). Hybrid's is done before READY: its
     // memory is registered with userfaultfd next, and backing a registered range would fault to it.
-    if (offer.strategy === "pre-copy") reserved = proc.reserve(offer.memory_bytes);
-    else if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
+    if (offer.strategy === "pre-copy") {
+      reserved = proc.reserve(offer.memory_bytes);
+      // Awaited at the first round's end, where its error is seen; this only keeps it from being unhandled meanwhile.
+      reserved.catch(() => undefined);
+    } else if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
   } catch (err: unknown) {
     await proc.terminate();
     throw err;
   }
-  // Awaited at the first round's end, where its error is seen; this only keeps it from being unhandled meanwhile.
-  reserved.catch(() => undefined);
   return {
     proc,
-    reserved,
+    ...(reserved !== undefined ? { reserved } : {}),
     links,
     net,
     setRelay: (r) => {
@@ -275,7 +276,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
     view = new Uint8Array(proc.memory.buffer);
   };
   return {
-    ...(offer.strategy === "pre-copy" ? { reserved: () => reserved } : {}),
+    ...(reserved !== undefined ? { reserved: () => reserved } : {}),
     write(offset, data) {
       const end = offset + data.length;
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
