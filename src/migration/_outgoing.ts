@@ -79,8 +79,6 @@ export class OutgoingMigration {
   readonly #side: SourceSide;
   readonly #options: MigrationOptions;
   readonly #clock = new PhaseClock<SourcePhase>();
-  /** Whether the full garbage collection before the stop was made. */
-  #collected = false;
   readonly #t0 = performance.now();
   readonly #metrics: MigrationMetrics;
   readonly #post_copy: boolean;
@@ -174,8 +172,6 @@ export class OutgoingMigration {
         await this.#connect();
         await this.#offer();
         await this.#rounds();
-        // Pre-copy collected already, a round before the stop (RoundLimits.collect), unless the first small round was the last.
-        if ((this.#options.strategy === "pre-copy" || this.#options.strategy === "hybrid") && !this.#collected) this.#collect();
         const suspension = await this.#stop();
         await this.#send(suspension);
         await this.#restore();
@@ -283,9 +279,8 @@ export class OutgoingMigration {
       compression: this.#options.compression ?? "auto",
       link_hint_bytes_per_s: this.#options.link_hint_bytes_per_s ?? null,
       stop_cost_ms: this.#options.stop_cost_hint_ms ?? 0,
-      collect: () => {
-        this.#collect();
-        this.#clock.enter("rounds");
+      collect: (framed_bytes: number) => {
+        if (collectBeforeStop(this.#clock, framed_bytes)) this.#clock.enter("rounds");
       },
       ...(this.#sealed !== null && this.#tracker.arm !== undefined ? { first_round: () => this.#firstRoundSealed(this.#tracker as PageTracker) } : {}),
     };
@@ -357,12 +352,6 @@ export class OutgoingMigration {
     this.#sealed_socket = null;
     this.#sealed?.key.fill(0);
     this.#sealed = null;
-  }
-
-  /** The full garbage collection before the stop (`collectBeforeStop`), once. */
-  #collect(): void {
-    collectBeforeStop(this.#clock);
-    this.#collected = true;
   }
 
   /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */

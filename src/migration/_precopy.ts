@@ -192,13 +192,14 @@ export interface RoundLimits {
    */
   stop_cost_ms?: number;
   /**
-   * Called once, before the round after the first one of at most
-   * INLINE_FINAL_PAGES_MAX pages (the stop is near): the source's full
-   * garbage collection (`collectBeforeStop`), then rather than just before
-   * the stop, so that what the process writes meanwhile goes in that round
-   * and not in the final copy.
+   * Called once when the stop is near, with the bytes of pages the rounds
+   * sent as PAGES frames so far: before the round after the first one of at
+   * most INLINE_FINAL_PAGES_MAX pages, or else when the rounds end. The
+   * source's full garbage collection (`collectBeforeStop`, which decides by
+   * those bytes) goes there, so that what the process writes meanwhile goes
+   * in that round and not in the final copy.
    */
-  collect?: () => void;
+  collect?: (framed_bytes: number) => void;
   /**
    * Sends the first round on a connection of its own from a native thread
    * (`_native_bulk.ts`): the tracker armed first, then every non-zero page,
@@ -230,12 +231,16 @@ export async function preCopyRounds(
   let previous = Infinity;
   const confirmed = new ConfirmedRate();
   let last_scan = performance.now();
-  let collected = false;
+  // Bytes of the rounds sent as PAGES frames, through this thread's buffers (the garbage a collection is for).
+  let framed_bytes = 0;
+  let near = false;
+  const stopIsNear = (): void => {
+    if (near) return;
+    near = true;
+    limits.collect?.(framed_bytes);
+  };
   for (let round = 1; ; round += 1) {
-    if (!collected && previous <= INLINE_FINAL_PAGES_MAX) {
-      limits.collect?.();
-      collected = true;
-    }
+    if (previous <= INLINE_FINAL_PAGES_MAX) stopIsNear();
     const t = performance.now();
     // Pages written between the last scan and this one are this round's.
     const dirtied_ms = Math.max(t - last_scan, 0.001);
@@ -258,6 +263,7 @@ export async function preCopyRounds(
     }
     const elapsed_ms = Math.max(performance.now() - t, 0.001);
     confirmed.add(sent.bytes, elapsed_ms, native !== null);
+    if (native === null) framed_bytes += sent.bytes;
     metrics.rounds = round;
     metrics.pages += sent.pages;
     metrics.bytes += sent.bytes;
@@ -271,7 +277,10 @@ export async function preCopyRounds(
       { round, pages: sent.pages, previous_pages: previous, elapsed_ms, dirty_bytes_per_ms, link_bytes_per_ms, throttle_pct: metrics.convergence.throttle_pct },
       limits,
     );
-    if (next.kind === "stop") return;
+    if (next.kind === "stop") {
+      stopIsNear();
+      return;
+    }
     if (next.throttle_pct !== metrics.convergence.throttle_pct) {
       side.proc.throttle(next.throttle_pct);
       metrics.convergence.throttle_pct = next.throttle_pct;

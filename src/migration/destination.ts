@@ -175,6 +175,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     let round_pages_count = 0;
     let last_round_pages = Infinity;
     let collected = false;
+    // Bytes of the rounds' PAGES frames, through this thread's buffers (the garbage a collection is for).
+    let framed_bytes = 0;
     let handover: Handover | null = null;
     for (;;) {
       clock.enter("wait");
@@ -210,6 +212,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         const payload = frame.type === Msg.pages ? frame.payload : decompressPagesPayload(frame.payload, PAGES_PER_FRAME_MAX);
         const pages = readPages(payload);
         rounds_digest.update(payload);
+        framed_bytes += payload.length;
         rounds_pages = true;
         round_pages_count += pages.length;
         for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
@@ -231,7 +234,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         round_pages_count = 0;
         // Hybrid stops after its one round; pre-copy soon after its first small round (as the source, RoundLimits.collect).
         if (!collected && (offer.strategy === "hybrid" || last_round_pages <= INLINE_FINAL_PAGES_MAX)) {
-          collectBeforeStop(clock);
+          if (collectBeforeStop(clock, framed_bytes)) clock.enter("pages");
           collected = true;
         }
         // Every page of the round is in place: the source measures the link by this, not by what it queued.

@@ -143,22 +143,40 @@ export async function* timedAsyncIterable<T>(items: AsyncIterable<T>, spent: (ms
 }
 
 /**
- * Asks V8 for a full garbage collection (phase `collect`) at a moment when
- * it costs no downtime. Rounds send and receive their pages in fresh 1 MiB
- * buffers, and V8 answers that much external memory with a mark-compact
- * every 60 to 100 ms, 2 to 25 ms each, on both nodes: one fell inside most
- * pre-copy downtimes of a 256 MiB process (issue 15). Collected when the
- * stop is near, the little the stopped phase allocates does not bring one
- * on. The source asks before the round after pre-copy's first small one
- * (`RoundLimits.collect`: what the process writes during the collection
- * goes in that round, not in the final copy), else just before the stop
- * (hybrid, or a pre-copy whose first small round was its last); the
- * destination before it confirms pre-copy's first small round or hybrid's
- * round. Only strategies with rounds ask: post-copy's downtime was no
- * lower with it (no rounds leave garbage behind), and
- * stop-copy's is the whole copy, while a small move's total would pay.
+ * Bytes of pages a side must have moved through JavaScript buffers (PAGES
+ * frames, either way) before {@link collectBeforeStop} collects. V8 answers
+ * external memory with a mark-compact about every 64 MB allocated; a move
+ * that framed less than this left too little garbage for one to be likely
+ * inside its downtime, and a forced collection would only stall the node:
+ * 15 to 30 ms on each side, during which its event loop serves no relayed
+ * connection and no link (a 280 KiB server moved by pre-copy: every move
+ * collected twice, and its clients' longest round trip was the collections,
+ * not the downtime). A first round on the record connection (native threads
+ * at both ends) frames nothing.
  */
-export function collectBeforeStop(clock: { enter(phase: "collect"): void }): void {
+export const COLLECT_FRAMED_BYTES_MIN = 16 * 1024 * 1024;
+
+/**
+ * Asks V8 for a full garbage collection (phase `collect`) at a moment when
+ * it costs no downtime, if this side framed at least
+ * {@link COLLECT_FRAMED_BYTES_MIN} of pages; says whether it did. Rounds
+ * send and receive their pages in fresh 1 MiB buffers, and V8 answers that
+ * much external memory with a mark-compact every 60 to 100 ms, 2 to 25 ms
+ * each, on both nodes: one fell inside most pre-copy downtimes of a 256 MiB
+ * process (issue 15). Collected when the stop is near, the little the
+ * stopped phase allocates does not bring one on. The source decides when
+ * the round after pre-copy's first small one starts (`RoundLimits.collect`:
+ * what the process writes during the collection goes in that round, not in
+ * the final copy), else just before the stop (hybrid, or a pre-copy whose
+ * first small round was its last); the destination before it confirms
+ * pre-copy's first small round or hybrid's round. Only strategies with
+ * rounds ask: post-copy's downtime was no lower with it (no rounds leave
+ * garbage behind), and stop-copy's is the whole copy, while a small move's
+ * total would pay.
+ */
+export function collectBeforeStop(clock: { enter(phase: "collect"): void }, framed_bytes: number): boolean {
+  if (framed_bytes < COLLECT_FRAMED_BYTES_MIN) return false;
   clock.enter("collect");
   collectNow();
+  return true;
 }
