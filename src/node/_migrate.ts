@@ -212,11 +212,22 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
   };
   const links = node.links.endpoint(offer.pid);
   const net = node.table.netLink(offer.pid, offer.home);
-  // Instantiated now, while the source still runs: downtime does not pay for it.
-  const proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), {
-    module_path: offer.module_name,
-    memory_max_bytes: offer.memory_max_bytes,
-  });
+  // Its connections' line to their home is opened first, while the source
+  // waits for READY: when it lands, attaching is one exchange. Opened later,
+  // its handshake met a home busy stopping and sending the process (when the
+  // home is the source), and a relayed client waited for it after the move.
+  if ((offer.listen ?? []).length > 0) net.prepare();
+  let proc: GuestProcess;
+  try {
+    // Instantiated now, while the source still runs: downtime does not pay for it.
+    proc = await GuestProcess.standby(node.modules.get(offer.module_sha256), node.table.ioFor(sink, links, net), {
+      module_path: offer.module_name,
+      memory_max_bytes: offer.memory_max_bytes,
+    });
+  } catch (err: unknown) {
+    net.detach();
+    throw err;
+  }
   clock?.enter("reserve");
   let reserved: Promise<void> | undefined;
   try {
@@ -237,6 +248,7 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
       reserved.catch(() => undefined);
     } else if (offer.strategy !== "post-copy") await proc.reserve(offer.memory_bytes);
   } catch (err: unknown) {
+    net.detach();
     await proc.terminate();
     throw err;
   }
@@ -253,8 +265,6 @@ async function standby(node: FerryNode, offer: Offer, clock?: DestinationClock):
 
 /** The landing of a standby: pages and the image go in, and it runs, or it is dropped and its memory given back. */
 function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, reserved }: Standby, ticket: StandbyTicket, preopens: Preopen[]): Landing {
-  // Its connections' line to their home is opened now, while the source still runs: when it lands, attaching is one exchange.
-  if ((offer.listen ?? []).length > 0) net.prepare();
   let view = new Uint8Array(proc.memory.buffer);
   let incoming: IncomingPostCopy | null = null;
   // Post-copy's session is opened now, while the source still runs: at the handover only the drop remains.
