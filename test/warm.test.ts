@@ -181,6 +181,35 @@ describe("warm process workers", () => {
     keepWarm(0);
   });
 
+  it("a suspended guest's worker goes back to the pool when its process ends there (it moved away), and the next process in it runs as in a new one", async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    const before = warmWorkers();
+    // Marks its memory, then counts in a loop (a safe point at each turn) until stopped.
+    const spinner = wat(`(module
+      (memory (export "memory") 1)
+      (global $n (mut i64) (i64.const 0))
+      (func (export "_start")
+        (i32.store (i32.const 4096) (i32.const 0x5ec2e7))
+        (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+    const proc = await GuestProcess.start({ wasm: spinner, module_path: "spinner.wasm", args: ["spinner"], env: [], preopens: [] }, io().io);
+    assert.equal(warmWorkers().taken, before.taken + 1);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null, "the guest did not suspend");
+    // What the source of a move does once the destination runs the process.
+    await proc.terminate();
+    assert.deepEqual(await proc.exited, { kind: "killed" });
+    await until("its worker is back in the pool", () => warmWorkers().recycled === before.recycled + 1 && warmWorkers().idle === 1);
+    const standby = await GuestProcess.standby(spinner, io().io);
+    assert.equal(new DataView(standby.memory.buffer).getUint32(4096, true), 0, "a memory with the last guest's mark");
+    await standby.terminate();
+    const a = io();
+    const next = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
+    assert.deepEqual(await next.exited, { kind: "exit", code: 3 });
+    assert.equal(a.out(), "warm\n");
+    keepWarm(0);
+  });
+
   it("workers run the bundle the build makes (one file loads faster than the module graph)", () => {
     // `npm test` builds first; a `tsc` alone since leaves the bundle stale, and the modules run instead.
     assert.equal(workerCode(), "bundle", "dist/src/process_worker.js is missing or older than a module in it: run npm run build");

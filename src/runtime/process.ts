@@ -781,13 +781,27 @@ export class GuestProcess {
     this.#before_terminate = fn;
   }
 
-  /** Stops the worker at once (the guest's state is lost unless captured); ends with `status`. */
+  /**
+   * Stops the worker at once (the guest's state is lost unless captured);
+   * ends with `status`. A suspended guest's worker (the process moved away,
+   * or was stopped for good) goes back to the pool instead.
+   */
   async terminate(status: ExitStatus = { kind: "killed" }): Promise<void> {
     // Ended already: its worker went back to the pool (another process's now) or was stopped.
     if (this.#phase === "ended") return;
     if (this.#phase === "hibernated") {
       // No worker to stop: the guest ends where it sleeps.
       this.#end(status);
+      return;
+    }
+    if (this.#phase === "suspended" && this.#before_terminate === null) {
+      // Unwound at a safe point, its worker waits idle for a message, as a
+      // hibernated guest's does: recycled, not torn down. Tearing a worker
+      // down blocks this thread for milliseconds (the thread's join, its
+      // isolate's disposal), just after a move, when the node relays the
+      // moved process's clients; and the next start or arrival would pay a
+      // cold boot for the worker lost.
+      this.#end(status, true);
       return;
     }
     if (this.#before_terminate !== null) {
