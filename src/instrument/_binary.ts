@@ -186,3 +186,70 @@ function skipLimits(wasm: Uint8Array, pos: number): number {
   if ((flags & LIMITS_HAS_MAX) !== 0) p = readU32Leb(wasm, p).next;
   return p;
 }
+
+const SECTION_START = 8;
+const SECTION_DATA = 11;
+const OP_I32_CONST = 0x41;
+const OP_END = 0x0b;
+
+/** A signed LEB128 i32, as the u32 a memory offset reads it as. */
+function readI32LebAsU32(bytes: Uint8Array, offset: number): { value: number; next: number } {
+  let value = 0;
+  let shift = 0;
+  let pos = offset;
+  let byte: number;
+  do {
+    const b = bytes[pos];
+    if (b === undefined) throw new Error("truncated LEB128");
+    byte = b;
+    pos += 1;
+    value |= (byte & 0x7f) << shift;
+    shift += 7;
+    if (shift > 35) throw new Error("LEB128 too long");
+  } while ((byte & 0x80) !== 0);
+  if (shift < 32 && (byte & 0x40) !== 0) value |= -1 << shift;
+  return { value: value >>> 0, next: pos };
+}
+
+/**
+ * The ranges of memory a module's instantiation writes: its active data
+ * segments, each at a constant offset. Null when it cannot say for sure
+ * (a start function, which may write anywhere; an offset that is not an
+ * `i32.const`; a segment for another memory; a section it cannot read).
+ * The rest of a new instance's memory is zero without having been touched.
+ */
+export function instantiationWrites(wasm: Uint8Array): { offset: number; length: number }[] | null {
+  try {
+    const all = sections(wasm);
+    if (all.some((s) => s.id === SECTION_START)) return null;
+    const data = all.find((s) => s.id === SECTION_DATA);
+    if (data === undefined) return [];
+    const count = readU32Leb(wasm, data.payload);
+    let pos = count.next;
+    const out: { offset: number; length: number }[] = [];
+    for (let i = 0; i < count.value; i += 1) {
+      const flags = readU32Leb(wasm, pos);
+      pos = flags.next;
+      if (flags.value === 1) {
+        // Passive: applied only by memory.init, which the guest's own code runs.
+        const len = readU32Leb(wasm, pos);
+        pos = len.next + len.value;
+        continue;
+      }
+      if (flags.value === 2) {
+        const memory = readU32Leb(wasm, pos);
+        if (memory.value !== 0) return null;
+        pos = memory.next;
+      } else if (flags.value !== 0) return null;
+      if (wasm[pos] !== OP_I32_CONST) return null;
+      const offset = readI32LebAsU32(wasm, pos + 1);
+      if (wasm[offset.next] !== OP_END) return null;
+      const len = readU32Leb(wasm, offset.next + 1);
+      out.push({ offset: offset.value, length: len.value });
+      pos = len.next + len.value;
+    }
+    return pos === data.end ? out : null;
+  } catch {
+    return null;
+  }
+}

@@ -1,7 +1,8 @@
 /** Capping a module's memory: the engine then refuses to grow it past the cap. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { capMemory } from "./_binary.js";
+import { capMemory, instantiationWrites } from "./_binary.js";
+import { wat } from "./_wat.js";
 
 /** A module that defines and exports one memory with these limits (pages). */
 function moduleWith(initial: number, maximum: number | undefined, shared = false): Uint8Array {
@@ -32,5 +33,37 @@ describe("capMemory", () => {
 
   it("refuses a module whose memory starts over the cap", () => {
     assert.throws(() => capMemory(moduleWith(5, 10), 4), RangeError);
+  });
+});
+
+describe("instantiationWrites", () => {
+  /** Every non-zero byte of a fresh instance's memory lies in a range said. */
+  const covered = (wasm: Uint8Array, ranges: { offset: number; length: number }[]): void => {
+    const memory = new Uint8Array((new WebAssembly.Instance(new WebAssembly.Module(wasm)).exports["memory"] as WebAssembly.Memory).buffer);
+    for (let i = 0; i < memory.length; i += 1) {
+      if (memory[i] !== 0) assert.ok(ranges.some((r) => i >= r.offset && i < r.offset + r.length), `byte ${i} written outside the ranges ${JSON.stringify(ranges)}`);
+    }
+  };
+
+  it("says the active segments at constant offsets, leaves passive ones out, and covers every byte instantiation writes", () => {
+    const wasm = wat(`(module (memory (export "memory") 2)
+      (data (i32.const 16) "abc")
+      (data (i32.const 70000) "\\01\\02")
+      (data $p "passive"))`);
+    const ranges = instantiationWrites(wasm);
+    assert.deepEqual(ranges, [{ offset: 16, length: 3 }, { offset: 70000, length: 2 }]);
+    covered(wasm, ranges ?? []);
+    assert.deepEqual(instantiationWrites(wat(`(module (memory (export "memory") 1))`)), []);
+  });
+
+  it("reads an offset whose i32 is negative as the unsigned offset it is", () => {
+    const ranges = instantiationWrites(wat(`(module (memory (export "memory") 1 65536) (data (i32.const -2147483648) ""))`));
+    assert.deepEqual(ranges, [{ offset: 2147483648, length: 0 }]);
+  });
+
+  it("cannot say for a start function or an offset that is not a constant", () => {
+    assert.equal(instantiationWrites(wat(`(module (memory (export "memory") 1) (func $s (i32.store (i32.const 8) (i32.const 1))) (start $s))`)), null);
+    assert.equal(instantiationWrites(wat(`(module (import "e" "g" (global $g i32)) (memory (export "memory") 1) (data (global.get $g) "x"))`)), null);
+    assert.equal(instantiationWrites(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x05, 0x01, 0x00, 0x41])), null);
   });
 });
