@@ -180,7 +180,14 @@ export async function prepare(node: FerryNode, offer: Offer, peer: Identity | nu
       await fetchModule(node, offer.source, peer === null ? undefined : nodeNamed(peer.name), offer.module_sha256);
     }
     clock?.enter("standby");
-    return landing(node, offer, await standby(node, offer, clock), ticket, preopens);
+    const landed = landing(node, offer, await standby(node, offer, clock), ticket, preopens);
+    // Saved now, while the source still runs (it waits for READY): an
+    // fdatasync takes 1-3 ms here and, now and then, 50-150 ms, which in
+    // the downtime was a pre-copy's whole target many times over. Taken
+    // back if the move fails (abort), settled by recover() after a crash.
+    // Its time counts in `reserve`, the standby's preparation.
+    node.table.arriving(offer.pid, offer.home, offer.moves);
+    return landed;
   } catch (err: unknown) {
     ticket.release();
     throw err;
@@ -312,11 +319,9 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       // Its connections get their slots before it runs; the home sends their bytes from where the image is.
       net.start(socket_positions(parse_wasi_state(image.wasi)));
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
-      // Posted to the worker at once; it takes up the state and rewinds while this thread writes the durable record that it runs here.
+      // Posted to the worker at once; it takes up the state and rewinds. The durable record that it runs here was written before READY.
       const running = proc.activate(image, { preopens });
       try {
-        clock?.enter("adopt");
-        node.table.arriving(pid, home, moves);
         clock?.enter("resume");
         await running;
       } catch (err: unknown) {
@@ -341,6 +346,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, h, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source, prepared });
     },
     async abort() {
+      node.table.arrivalFailed(offer.pid);
       prepared?.close();
       net.detach();
       await proc.terminate();

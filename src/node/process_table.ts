@@ -459,9 +459,10 @@ export class ProcessTable {
 
   /**
    * Notes durably that `pid`, migrating in, runs here as of move `moves`,
-   * before it resumes: a migration's destination writes this while the
-   * worker takes up the process's state, so the write is no part of the
-   * downtime, and {@link adopt} has nothing left to save. From here a crash
+   * before it resumes: a migration's destination writes this when it has
+   * prepared the standby, before READY, so the write (and an fdatasync that
+   * stalls) is no part of the downtime, and {@link adopt} has nothing left
+   * to save. From here a crash
    * is settled by recover() as for any process that ran here (as when the
    * record was written after the resume: the source, told nothing, resumes
    * it, and its home turns the report of a move it never recorded away).
