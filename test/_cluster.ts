@@ -32,14 +32,43 @@ export async function crash(node: NodeProc): Promise<number> {
   return at;
 }
 
-/** Ports nobody listens on right now (bound and released: good enough on loopback). */
+/** The lowest port the kernel hands out to outgoing connections (Linux's ip_local_port_range; 32768 when unreadable). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(fs.readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 1024 ? low : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/** Binds `port` on 127.0.0.1 (0: any), resolving with the server, or null if it is taken. */
+function bindOnce(port: number): Promise<net.Server | null> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once("error", () => resolve(null));
+    s.listen({ port, host: "127.0.0.1", exclusive: true }, () => resolve(s));
+  });
+}
+
+/**
+ * Ports nobody listens on right now (bound and released: good enough on
+ * loopback), below the range the kernel takes outgoing connections' ports
+ * from: a node restarted on its port after a crash would otherwise, now and
+ * then, find it taken by another node's connection (seen in CI: a port from
+ * `listen(0)` lies in that range).
+ */
 export async function freePorts(n: number): Promise<number[]> {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () => new Promise<net.Server>((resolve) => {
-      const s = net.createServer();
-      s.listen(0, "127.0.0.1", () => resolve(s));
-    })),
-  );
+  const high = ephemeralLow();
+  const low = Math.max(10_000, high - 12_000);
+  const servers: net.Server[] = [];
+  for (let tries = 0; servers.length < n && tries < 200; tries += 1) {
+    // One held already is taken too: the bind fails.
+    const s = await bindOnce(low + Math.floor(Math.random() * (high - low)));
+    if (s !== null) servers.push(s);
+  }
+  // That range all taken (never seen): any port, as before.
+  while (servers.length < n) servers.push((await bindOnce(0)) as net.Server);
   const ports = servers.map((s) => (s.address() as net.AddressInfo).port);
   await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
   return ports;
