@@ -161,9 +161,10 @@ export async function netBench(quick: boolean): Promise<void> {
           const moving = migrate(to, strategy).then((m) => (metrics = m));
           const times = await client.until(moving, line);
           await moving;
-          downtimes.push((metrics as unknown as { downtime_ms: number }).downtime_ms);
+          const downtime = (metrics as unknown as { downtime_ms: number }).downtime_ms;
+          downtimes.push(downtime);
           longest.push(Math.max(...times));
-          over.push(Math.max(...times) - (metrics as unknown as { downtime_ms: number }).downtime_ms);
+          over.push(Math.max(...times) - downtime);
           counts.push(times.length);
         }
       }

@@ -250,6 +250,7 @@ export function instantiationWrites(wasm: Uint8Array): { offset: number; length:
     }
     return pos === data.end ? out : null;
   } catch {
+    // A section cut short or a LEB128 too long: the caller wipes all of memory, as when it cannot say.
     return null;
   }
 }

@@ -186,7 +186,13 @@ export async function prepare(node: FerryNode, offer: Offer, peer: Identity | nu
     // the downtime was a pre-copy's whole target many times over. Taken
     // back if the move fails (abort), settled by recover() after a crash.
     // Its time counts in `reserve`, the standby's preparation.
-    node.table.arriving(offer.pid, offer.home, offer.moves);
+    try {
+      node.table.arriving(offer.pid, offer.home, offer.moves);
+    } catch (err: unknown) {
+      // Not saved (the state file could not be written): the standby goes, and the move fails before READY.
+      await landed.abort();
+      throw err;
+    }
     return landed;
   } catch (err: unknown) {
     ticket.release();
