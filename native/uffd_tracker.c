@@ -268,6 +268,36 @@ static napi_value populate(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * discard(view, bytes): gives the pages of the view's first `bytes` back to
+ * the kernel now (MADV_DONTNEED: they read as zeros after, and a write backs
+ * a fresh page). For a memory whose contents nobody needs any more (a
+ * process that moved away): its pages stay mapped otherwise until V8
+ * collects the last WebAssembly.Memory that holds them, on every isolate.
+ * Freed pages are what the kernel hands out first, and on a virtual machine
+ * pages the guest has used before cost far less to back than pages it never
+ * touched (docs/cluster.md, "Where the time goes"). Only whole pages inside
+ * the range are given back.
+ */
+static napi_value discard(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *data = NULL;
+  size_t length = 0;
+  double bytes;
+  if (argc < 2 || !view_of(env, argv[0], &data, &length) ||
+      napi_get_value_double(env, argv[1], &bytes) != napi_ok || bytes < 0 || bytes > (double)length) {
+    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "discard(view: Uint8Array, bytes: number <= view.length)");
+    return NULL;
+  }
+  uintptr_t start = ((uintptr_t)data + PAGE_BYTES - 1) & ~(uintptr_t)(PAGE_BYTES - 1);
+  uintptr_t end = ((uintptr_t)data + (size_t)bytes) & ~(uintptr_t)(PAGE_BYTES - 1);
+  if (end <= start) return NULL;
+  if (madvise((void *)start, end - start, MADV_DONTNEED) != 0) return fail_errno(env, "ERR_DISCARD", "madvise(MADV_DONTNEED)");
+  return NULL;
+}
+
+/*
  * peek(fd, max_bytes): the bytes waiting on a socket, left in place
  * (MSG_PEEK), at most max_bytes (64 at most). An empty Buffer: nothing yet;
  * null: the peer closed. A node's front tells TLS from post-copy page data by
@@ -317,7 +347,8 @@ void bulk_exports(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
   const struct { const char *name; napi_callback fn; } functions[] = {
-      {"populate", populate},           {"create", create},
+      {"populate", populate},           {"discard", discard},
+      {"create", create},
       {"scan", scan},                   {"close", close_tracker},
       {"postcopyOpen", postcopy_open},  {"postcopyDrop", postcopy_drop},
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},

@@ -15,6 +15,8 @@ export const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
 export interface NativeAddon {
   /** MADV_POPULATE_WRITE of the view's first `bytes`; with `huge`, as transparent huge pages where the kernel has them. */
   populate(view: Uint8Array, bytes: number, huge?: boolean): void;
+  /** MADV_DONTNEED of the whole pages in the view's first `bytes`: given back to the kernel, reading as zeros after. */
+  discard(view: Uint8Array, bytes: number): void;
   create(view: Uint8Array, registered_bytes: number): unknown;
   /** Pages written since the last scan, as [first, end) runs; re-armed unless `rearm` is false (default true). */
   scan(handle: unknown, size_bytes: number, rearm?: boolean): Uint32Array;

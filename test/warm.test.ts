@@ -9,6 +9,7 @@ import { wat } from "../src/instrument/_wat.js";
 import { claimWarm, GuestProcess, keepWarm, refillWarm, warmWorkers, workerCode, type ProcessIo } from "../src/runtime/mod.js";
 import { takeWorker } from "../src/runtime/_warm.js";
 import type { WorkerInit } from "../src/runtime/_protocol.js";
+import { nativeAddon } from "../src/native.js";
 import { until } from "./_helpers.js";
 
 /** Prints "warm" and exits 3. */
@@ -196,10 +197,12 @@ describe("warm process workers", () => {
     assert.equal(warmWorkers().taken, before.taken + 1);
     const suspension = await proc.suspend();
     assert.ok(suspension !== null, "the guest did not suspend");
+    const kept = new DataView(proc.memory.buffer);
     // What the source of a move does once the destination runs the process.
     await proc.terminate();
     assert.deepEqual(await proc.exited, { kind: "killed" });
     await until("its worker is back in the pool", () => warmWorkers().recycled === before.recycled + 1 && warmWorkers().idle === 1);
+    assert.equal(kept.getUint32(4096, true), 0x5ec2e7, "not asked to discard its memory, the worker left it as it was");
     const standby = await GuestProcess.standby(spinner, io().io);
     assert.equal(new DataView(standby.memory.buffer).getUint32(4096, true), 0, "a memory with the last guest's mark");
     await standby.terminate();
@@ -207,6 +210,32 @@ describe("warm process workers", () => {
     const next = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
     assert.deepEqual(await next.exited, { kind: "exit", code: 3 });
     assert.equal(a.out(), "warm\n");
+    keepWarm(0);
+  });
+
+  it("a process that moved away gives its memory's pages back to the kernel when it ends, not at a collection", { skip: "addon" in nativeAddon() ? false : "the native addon is not built" }, async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    const before = warmWorkers();
+    // Marks a page in each of its 64 MiB, then counts in a loop until stopped.
+    const marker = wat(`(module
+      (memory (export "memory") 1024)
+      (global $n (mut i64) (i64.const 0))
+      (func (export "_start") (local $at i32)
+        (loop $mark
+          (i32.store (local.get $at) (i32.const 0x5ec2e7))
+          (local.set $at (i32.add (local.get $at) (i32.const 4096)))
+          (br_if $mark (i32.lt_u (local.get $at) (i32.const 0x4000000))))
+        (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+    const proc = await GuestProcess.start({ wasm: marker, module_path: "marker.wasm", args: ["marker"], env: [], preopens: [] }, io().io);
+    const memory = new Uint32Array(proc.memory.buffer);
+    await until("the guest marked its pages", () => memory[(0x4000000 - 4096) / 4] === 0x5ec2e7);
+    assert.ok((await proc.suspend()) !== null, "the guest did not suspend");
+    // The move's source, committed: the destination has every page.
+    await proc.terminate(undefined, { discard: true });
+    await until("its worker is back in the pool", () => warmWorkers().recycled === before.recycled + 1);
+    // This thread still holds the memory (the object is not collected), but its pages are gone: every one reads zero again.
+    for (let at = 0; at < 0x4000000; at += 4096) assert.equal(memory[at / 4], 0, `the page at ${at} kept its contents`);
     keepWarm(0);
   });
 

@@ -548,11 +548,12 @@ export async function migrateProcess(
     // the node the home has recorded).
     const { record, copy_may_go } = await moved();
     running.net.detach();
-    if (record !== "unrecorded") await running.proc.terminate();
+    // Its memory is the destination's now: given back to the kernel at once (the next arrival here takes those pages).
+    if (record !== "unrecorded") await running.proc.terminate(undefined, { discard: true });
     else {
       // Kept (stopped, never resumed) while the directory has not taken the move: `_move_record.ts`.
       void copy_may_go
-        .then(() => running.proc.terminate())
+        .then(() => running.proc.terminate(undefined, { discard: true }))
         .catch((err: unknown) => log.error({ err: errorField(err) }, `could not drop the copy of ${pid} left after its move`));
     }
     return { pid, from: node.name, to, metrics };

@@ -108,9 +108,11 @@ export type ToWorker =
   /**
    * The guest is done in this worker (it ended, or hibernated and its state
    * was taken): drop it, close its files, and wait for the next init, as a
-   * warm worker does (`_warm.ts`). Answered by `recycled`.
+   * warm worker does (`_warm.ts`). Answered by `recycled`. `discard`: nobody
+   * needs the guest's memory any more (it moved away): its pages go back to
+   * the kernel now, not when the last isolate holding it collects it.
    */
-  | { type: "recycle" };
+  | { type: "recycle"; discard?: boolean };
 
 /** Worker → controller. */
 export type FromWorker =

@@ -204,10 +204,12 @@ export function takeWorker(init: WorkerInit): Worker {
  * `_worker.ts`) and joins the pool, if the pool has room; else it ends. A
  * recycled worker saves the next start or wake a cold boot, the CPU a
  * burst of starts or a crowd of sleepers waking spends most on. The caller
- * has removed its listeners and sends it nothing more.
+ * has removed its listeners and sends it nothing more. `discard`: the
+ * guest's memory is given back to the kernel by the worker (see
+ * `discardPages`), which then ends if the pool has no room for it.
  */
-export function recycleWorker(w: Worker): void {
-  if (idle.length + returning >= wanted) {
+export function recycleWorker(w: Worker, discard = false): void {
+  if (idle.length + returning >= wanted && !discard) {
     void w.terminate();
     return;
   }
@@ -231,7 +233,7 @@ export function recycleWorker(w: Worker): void {
   });
   w.once("error", () => settle(false));
   w.once("exit", () => settle(false));
-  w.postMessage({ type: "recycle" } satisfies ToWorker);
+  w.postMessage({ type: "recycle", discard } satisfies ToWorker);
 }
 
 /** Workers idle now (`warming`: of which one still starting), how many processes took one so far, how many were started cold, and how many came back from a guest that was done. */

@@ -785,9 +785,12 @@ export class GuestProcess {
   /**
    * Stops the worker at once (the guest's state is lost unless captured);
    * ends with `status`. A suspended guest's worker (the process moved away,
-   * or was stopped for good) goes back to the pool instead.
+   * or was stopped for good) goes back to the pool instead. `discard`: its
+   * memory is not needed any more (the process moved away and its
+   * destination has all of it), so a suspended guest's worker gives its
+   * pages back to the kernel at once (`discardPages`).
    */
-  async terminate(status: ExitStatus = { kind: "killed" }): Promise<void> {
+  async terminate(status: ExitStatus = { kind: "killed" }, options: { discard?: boolean } = {}): Promise<void> {
     // Ended already: its worker went back to the pool (another process's now) or was stopped.
     if (this.#phase === "ended") return;
     if (this.#phase === "hibernated") {
@@ -801,7 +804,7 @@ export class GuestProcess {
       // down took 7-15 ms after a move here, up to 4 ms of it on this
       // thread, when the node relays the moved process's clients; and the
       // next start or arrival would pay a cold boot for the worker lost.
-      this.#end(status, true);
+      this.#end(status, true, options.discard === true);
       return;
     }
     if (this.#before_terminate !== null) {
@@ -991,15 +994,19 @@ export class GuestProcess {
     return this.#waking;
   }
 
-  /** Ends the process with `status`; its worker goes back to the pool when `idle_worker` (it reported the end and waits), else it is stopped. */
-  #end(status: ExitStatus, idle_worker = false): void {
+  /**
+   * Ends the process with `status`; its worker goes back to the pool when
+   * `idle_worker` (it reported the end and waits), else it is stopped.
+   * `discard` (with `idle_worker`): the worker gives the memory's pages back.
+   */
+  #end(status: ExitStatus, idle_worker = false, discard = false): void {
     if (this.#phase === "ended") return;
     const hibernated = this.#phase === "hibernated";
     this.#phase = "ended";
     this.#sleep?.watch.cancel();
     this.#sleep = null;
-    // Its pages go back to the system once nothing holds this object (see _reclaim.ts).
-    if (this.#memory !== undefined) reclaimSoon(this.#memory.buffer.byteLength);
+    // Its pages go back to the system once nothing holds this object (see _reclaim.ts), or at once when discarded.
+    if (this.#memory !== undefined && !(discard && idle_worker)) reclaimSoon(this.#memory.buffer.byteLength);
     this.#pump.detach();
     this.#resolveExit(status);
     const errored: FromWorker =
@@ -1009,7 +1016,7 @@ export class GuestProcess {
     if (hibernated) return;
     if (idle_worker) {
       this.#worker.removeAllListeners("message").removeAllListeners("error").removeAllListeners("exit");
-      recycleWorker(this.#worker);
+      recycleWorker(this.#worker, discard);
     } else void this.#worker.terminate();
   }
 }
