@@ -145,6 +145,7 @@ export const ERROR_CODES = {
   ERR_UFFD_ARGS: { status: 500, meaning: "The native post-copy code was called with bad arguments (a bug)." },
   ERR_POSTCOPY_OPEN: { status: 500, meaning: "The native addon could not open a post-copy session." },
   ERR_POPULATE: { status: 500, meaning: "Backing a standby's memory in advance failed in the native addon." },
+  ERR_DISCARD: { status: 500, meaning: "Giving a moved process's memory back to the kernel failed in the native addon." },
   ERR_TRACKER_ARGS: { status: 500, meaning: "The native page tracker was called with bad arguments (a bug)." },
   ERR_TRACKER_SCAN: { status: 500, meaning: "A page tracker scan failed in the native addon." },
 
