@@ -41,6 +41,6 @@ if (isMainThread) {
   const imports = wasi.getImportObject() as WebAssembly.Imports;
   // The instrumenter's poll, and Ferry's own imports as `ferry exec` answers them outside a cluster (examples/c/hold.h).
   const ENOSYS = 52;
-  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
+  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET, poll_restartable: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
   parentPort?.postMessage(wasi.start(new WebAssembly.Instance(module, imports)));
 }

@@ -48,6 +48,7 @@ cc_wasm kvserver
 cc_wasm flood
 cc_wasm dirtier
 cc_wasm dispatch
+cc_wasm lookup
 
 # AssemblyScript: stub runtime (no GC), top-level code exported as _start,
 # custom abort so the only imports are wasi_snapshot_preview1.

@@ -9,14 +9,13 @@
  * run does, under node:wasi too.
  */
 import assert from "node:assert/strict";
-import { generateKeyPairSync } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
-import { decodeImage, encodeImage, trustKeys } from "../src/image/mod.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
 import { EXAMPLES, nodeWasi } from "./_helpers.js";
+import { collector, moveThroughImage } from "./_moves.js";
 
 const MODULE = path.join(EXAMPLES, "c", "dispatch.wasm");
 const INPUT = "5\n11\n3\n";
@@ -25,49 +24,7 @@ function spec(args: string[]): ProcessSpec {
   return { wasm: fs.readFileSync(MODULE), module_path: MODULE, args: ["dispatch", ...args], env: [], preopens: [] };
 }
 
-/** Collects a process's output, and resolves `seen(text)` once stdout holds `text`. */
-function collector(stdin: ProcessIo["stdin"]): { io: ProcessIo; out: () => string; seen: (text: string) => Promise<void> } {
-  const out: Uint8Array[] = [];
-  const waiters: { text: string; resolve: () => void }[] = [];
-  const text = (): string => Buffer.concat(out).toString();
-  const check = (): void => {
-    for (const w of waiters.splice(0)) {
-      if (text().includes(w.text)) w.resolve();
-      else waiters.push(w);
-    }
-  };
-  return {
-    io: {
-      stdin,
-      stdout: {
-        kind: "callback",
-        write: (b) => {
-          out.push(b);
-          check();
-        },
-      },
-      stderr: { kind: "callback", write: () => undefined },
-    },
-    out: text,
-    seen: (wanted) =>
-      new Promise((resolve) => {
-        waiters.push({ text: wanted, resolve });
-        check();
-      }),
-  };
-}
-
-const signer = { key: generateKeyPairSync("ed25519").privateKey };
-
-/** Suspends `proc`, moves it through an encoded image into a new process, and returns that one. */
-async function move(proc: GuestProcess, io: ProcessIo): Promise<GuestProcess> {
-  const suspension = await proc.suspend();
-  assert.ok(suspension !== null, "the guest ended before the suspend");
-  const chunks = [...encodeImage(proc.image(suspension), { signer })].map((c) => Buffer.from(c));
-  await proc.terminate();
-  const image = decodeImage(Buffer.concat(chunks), { trust: trustKeys([signer.key]) });
-  return GuestProcess.restore(image, fs.readFileSync(MODULE), io, { preopens: [] });
-}
+const move = (proc: GuestProcess, io: ProcessIo): Promise<GuestProcess> => moveThroughImage(proc, io, fs.readFileSync(MODULE));
 
 describe("a safe point reached only through an indirect call", () => {
   it("runs as under node:wasi", async () => {

@@ -52,6 +52,17 @@ export interface CallGraph {
   reaches(callee: string): boolean;
   /** Why indirect calls could not be narrowed by signature; undefined when they were. */
   unnarrowed: string | undefined;
+  /**
+   * Defined functions that can reach a safe point but can be run again from
+   * their start with the same result (`_restart.ts`): they write nothing
+   * outside their frame, call no import and make no indirect call, are on
+   * no cycle, take and return numbers only, and call only functions of
+   * which all that holds too. Callees come before their callers. Empty
+   * when `blocking` was not given.
+   */
+  restartable: string[];
+  /** The defined functions that call one of `restartable` directly and are not among them. */
+  restartable_callers: string[];
 }
 
 /** Adjacency lists of the graph's nodes, packed. */
@@ -93,8 +104,17 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
   const unreaching_indirect: string[] = [];
   let reaching = scanned.bodies.length;
   let reaches = (_callee: string): boolean => true;
+  let restartable: string[] = [];
+  const restartable_callers: string[] = [];
   if (blocking !== undefined) {
     const reached = reachers(graph, scanned, tables, cyclic, blocking);
+    const chosen = rerunnable(b, m, scanned, cyclic).filter((i) => reached[i] === 1);
+    restartable = chosen.map(name);
+    const is_chosen = new Uint8Array(scanned.bodies.length);
+    for (const i of chosen) is_chosen[i] = 1;
+    scanned.bodies.forEach((body, i) => {
+      if (is_chosen[i] === 0 && body.calls.some((c) => is_chosen[c - scanned.imported] === 1)) restartable_callers.push(name(i));
+    });
     reaching = 0;
     scanned.bodies.forEach((body, i) => {
       if (reached[i] === 1) reaching += 1;
@@ -107,7 +127,57 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
       return !bounded.has(callee);
     };
   }
-  return { recursive, looping, unreaching_indirect, reaching, reaches, unnarrowed: tables.unnarrowed };
+  return { recursive, looping, unreaching_indirect, reaching, reaches, unnarrowed: tables.unnarrowed, restartable, restartable_callers };
+}
+
+/**
+ * The defined functions (indices among them) that a call can run again from
+ * its start with the same result: a body that writes nothing outside its
+ * frame, makes no indirect call, is on no cycle, takes and returns numbers
+ * only, and calls only defined functions of which all that holds. In an
+ * order where callees come first.
+ */
+function rerunnable(b: typeof Binaryen, m: Binaryen.Module, scanned: ModuleCalls, cyclic: readonly number[]): number[] {
+  const n = scanned.bodies.length;
+  const on_cycle = new Uint8Array(n);
+  for (const f of cyclic) on_cycle[f] = 1;
+  const numeric = new Set<number>([b.none, b.i32, b.i64, b.f32, b.f64]);
+  const numbers = (t: number): boolean => numeric.has(t) || b.expandType(t).every((x) => x === b.i32 || x === b.i64 || x === b.f32 || x === b.f64);
+  // 0 unknown, 1 yes, 2 no; callees settled first (no cycles among candidates), iteratively.
+  const state = new Uint8Array(n);
+  const order: number[] = [];
+  const candidate = (f: number): boolean => {
+    const body = scanned.bodies[f] as ModuleCalls["bodies"][number];
+    if (body.writes || body.opaque || body.indirect.length > 0 || on_cycle[f] === 1) return false;
+    const info = b.getFunctionInfo(m.getFunctionByIndex(scanned.imported + f));
+    return b.expandType(info.results).length <= 1 && numbers(info.params) && numbers(info.results);
+  };
+  for (let root = 0; root < n; root += 1) {
+    if (state[root] !== 0) continue;
+    const stack = [root];
+    while (stack.length > 0) {
+      const f = stack[stack.length - 1] as number;
+      if (state[f] !== 0) {
+        stack.pop();
+        continue;
+      }
+      if (!candidate(f)) {
+        state[f] = 2;
+        stack.pop();
+        continue;
+      }
+      const callees = (scanned.bodies[f] as ModuleCalls["bodies"][number]).calls.map((c) => c - scanned.imported);
+      const open = callees.find((c) => c >= 0 && c < n && state[c] === 0);
+      if (open !== undefined) {
+        stack.push(open);
+        continue;
+      }
+      state[f] = callees.every((c) => c >= 0 && c < n && state[c] === 1) ? 1 : 2;
+      if (state[f] === 1) order.push(f);
+      stack.pop();
+    }
+  }
+  return order;
 }
 
 /** Names of the imports that do not block and of the defined functions `reached` (one entry each) leaves unmarked. */

@@ -33,6 +33,16 @@ export interface BodyCalls {
    * scanner could not read): only those need walking for polls.
    */
   loops: boolean;
+  /**
+   * Whether the body may change anything its frame does not own, or leave
+   * other than by returning: a store of any kind, `global.set`, a table or
+   * bulk memory write, `memory.grow`, an atomic other than a load, a tail
+   * call, an exception, or a part the scanner could not read. A body
+   * without (whose callees are without too) can be run again from its
+   * start with the same arguments and give the same result
+   * (`_restart.ts`).
+   */
+  writes: boolean;
 }
 
 /** What {@link scanCalls} returns. */
@@ -100,7 +110,7 @@ function skipAtomic(r: Reader, op: number): boolean {
 
 /** Reads one body (from after its size to `end`). */
 function scanBody(r: Reader, end: number): BodyCalls {
-  const found: BodyCalls = { calls: [], indirect: [], refs: [], opaque: false, loops: false };
+  const found: BodyCalls = { calls: [], indirect: [], refs: [], opaque: false, loops: false, writes: false };
   const groups = r.u32();
   for (let i = 0; i < groups; i += 1) {
     r.skipLeb();
@@ -108,6 +118,7 @@ function scanBody(r: Reader, end: number): BodyCalls {
   }
   while (r.pos < end) {
     const op = r.byte();
+    if (writesState(r, op)) found.writes = true;
     if (op === 0x10 || op === 0x12) {
       found.calls.push(r.u32()); // call, return_call
     } else if (op === 0x11 || op === 0x13) {
@@ -125,10 +136,31 @@ function scanBody(r: Reader, end: number): BodyCalls {
     } else if (!skipImmediates(r, op)) {
       found.opaque = true;
       found.loops = true;
+      found.writes = true;
       break;
     }
   }
   return found;
+}
+
+/**
+ * Whether opcode `op` (its prefix's sub-opcode read ahead, not consumed)
+ * writes state outside the frame or leaves the function other than by a
+ * return (see {@link BodyCalls.writes}). Unknown opcodes are the caller's
+ * (opaque, which counts as writing).
+ */
+function writesState(r: Reader, op: number): boolean {
+  if (op >= 0x36 && op <= 0x3e) return true; // stores
+  if (op === 0x24 || op === 0x26 || op === 0x40) return true; // global.set, table.set, memory.grow
+  if (op === 0x12 || op === 0x13 || op === 0x15) return true; // tail calls
+  if (op === 0x06 || op === 0x07 || op === 0x08 || op === 0x09 || op === 0x18 || op === 0x19 || op === 0x1f || op === 0x0a) return true; // exceptions
+  if (op !== 0xfc && op !== 0xfd && op !== 0xfe) return false;
+  const save = r.pos;
+  const sub = r.u32();
+  r.pos = save;
+  if (op === 0xfc) return sub >= 8 && sub !== 16; // bulk memory and tables but table.size
+  if (op === 0xfd) return sub === 11 || (sub >= 88 && sub <= 91); // v128.store, store_lane
+  return !(sub === 3 || (sub >= 0x10 && sub <= 0x16)); // atomics: only fence and loads read alone
 }
 
 /** Skips the immediates of `op`; false for an opcode this scanner does not know. */

@@ -51,10 +51,10 @@ describe("scanCalls", () => {
     const scanned = scanCalls(wasm);
     assert.equal(scanned.imported, 1);
     assert.deepEqual(scanned.bodies, [
-      { calls: [0, 2], indirect: [], refs: [], opaque: false, loops: false },
-      { calls: [1], indirect: [], refs: [], opaque: false, loops: true },
-      { calls: [2], indirect: [0], refs: [], opaque: false, loops: false },
-      { calls: [], indirect: [], refs: [], opaque: false, loops: false },
+      { calls: [0, 2], indirect: [], refs: [], opaque: false, loops: false, writes: true },
+      { calls: [1], indirect: [], refs: [], opaque: false, loops: true, writes: true },
+      { calls: [2], indirect: [0], refs: [], opaque: false, loops: false, writes: false },
+      { calls: [], indirect: [], refs: [], opaque: false, loops: false, writes: false },
     ]);
   });
 
@@ -62,11 +62,55 @@ describe("scanCalls", () => {
     // A body holding only the bytes 0xfb 0x00 ... (a GC instruction) after its locals.
     const wasm = binary(`(module (func $f) (func $g (call $f)))`);
     const scanned = scanCalls(wasm);
-    assert.deepEqual(scanned.bodies[1], { calls: [0], indirect: [], refs: [], opaque: false, loops: false });
+    assert.deepEqual(scanned.bodies[1], { calls: [0], indirect: [], refs: [], opaque: false, loops: false, writes: false });
     const code = wasm.lastIndexOf(0x10); // the call in $g: patch its opcode to an unknown one
     const patched = wasm.slice();
     patched[code] = 0xfb;
     assert.deepEqual(scanCalls(patched).bodies[1]?.opaque, true);
     assert.equal(scanCalls(patched).bodies[1]?.loops, true, "an unread rest may hold a loop: it is walked");
+    assert.equal(scanCalls(patched).bodies[1]?.writes, true, "an unread rest may write");
+  });
+
+  it("tells a body that writes outside its frame (or leaves other than by a return) from one that only reads", () => {
+    const body = (code: string): boolean | undefined => {
+      const wasm = binary(`(module (memory 1 1 shared) (table 1 funcref) (data $d "x") (tag $e)
+        (global $g (mut i32) (i32.const 0)) (func $f (param i32) (result i32) (local v128) ${code} (i32.const 0)))`);
+      return scanCalls(wasm).bodies[0]?.writes;
+    };
+    const writes = [
+      "(i32.store (i32.const 0) (i32.const 1))",
+      "(i64.store8 (i32.const 0) (i64.const 1))",
+      "(f64.store (i32.const 0) (f64.const 1))",
+      "(global.set $g (i32.const 1))",
+      "(table.set (i32.const 0) (ref.null func))",
+      "(drop (table.grow (ref.null func) (i32.const 1)))",
+      "(drop (memory.grow (i32.const 1)))",
+      "(memory.fill (i32.const 0) (i32.const 0) (i32.const 1))",
+      "(memory.copy (i32.const 0) (i32.const 1) (i32.const 1))",
+      "(memory.init $d (i32.const 0) (i32.const 0) (i32.const 1))",
+      "(data.drop $d)",
+      "(v128.store (i32.const 0) (local.get 1))",
+      "(v128.store8_lane 0 (i32.const 0) (local.get 1))",
+      "(i32.atomic.store (i32.const 0) (i32.const 1))",
+      "(drop (i32.atomic.rmw.add (i32.const 0) (i32.const 1)))",
+      "(drop (i32.atomic.rmw.cmpxchg (i32.const 0) (i32.const 0) (i32.const 1)))",
+      "(drop (memory.atomic.notify (i32.const 0) (i32.const 1)))",
+      "(throw $e)",
+      "(return_call $f (i32.const 0))",
+    ];
+    for (const code of writes) assert.equal(body(code), true, code);
+    const reads = [
+      "(drop (i32.load (i32.const 0)))",
+      "(drop (global.get $g))",
+      "(drop (memory.size))",
+      "(drop (table.get (i32.const 0)))",
+      "(drop (table.size))",
+      "(local.set 1 (v128.load (i32.const 0)))",
+      "(drop (i32.atomic.load (i32.const 0)))",
+      "(atomic.fence)",
+      "(drop (call $f (i32.const 1)))",
+      "(local.set 0 (i32.add (local.get 0) (i32.const 1)))",
+    ];
+    for (const code of reads) assert.equal(body(code), false, code);
   });
 });

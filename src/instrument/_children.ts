@@ -91,3 +91,81 @@ export function retarget(b: typeof Binaryen, all: readonly number[], renamed: Re
     r.Switch.setDefaultName(e, target(r.Switch.getDefaultName(e)));
   }
 }
+
+/** Binaryen's per-kind expression classes, as far as the rewrites use them. */
+type ExpressionClass = Record<string, ((expr: number, ...args: number[]) => unknown) | undefined>;
+
+let classCache: { b: typeof Binaryen; byId: Map<number, ExpressionClass> } | undefined;
+function expressionClasses(b: typeof Binaryen): Map<number, ExpressionClass> {
+  if (classCache?.b === b) return classCache.byId;
+  const classes = b as unknown as Record<string, ExpressionClass | undefined>;
+  const byId = new Map<number, ExpressionClass>();
+  for (const [key, value] of Object.entries(b)) {
+    const cls = classes[key.slice(0, -2)];
+    if (key.endsWith("Id") && typeof value === "number" && cls !== undefined) byId.set(value, cls);
+  }
+  classCache = { b, byId };
+  return byId;
+}
+
+/**
+ * What {@link replaceWhere} does with an expression: nothing (undefined),
+ * put what the function makes in its place, or give the whole rewrite up.
+ */
+export type Pick = (() => Binaryen.ExpressionRef) | "give-up" | undefined;
+
+/**
+ * Puts in place of every expression of `body` that `pick` (given its id,
+ * and its fields unless it has no children) answers with a maker, what the
+ * maker returns; innermost first, so a maker sees its expression's children
+ * as already rewritten. Returns the new root; or undefined, with nothing
+ * changed, when `pick` gives up or the body holds an expression whose
+ * children the walker does not know.
+ */
+export function replaceWhere(b: typeof Binaryen, body: Binaryen.ExpressionRef, pick: (expr: number, id: number, info: Record<string, unknown> | undefined) => Pick): Binaryen.ExpressionRef | undefined {
+  const keys = childKeys(b);
+  const byId = expressionClasses(b);
+  // First find every site and where it sits, changing nothing, so a body
+  // that cannot be rewritten is left as it was.
+  const sites: { parent: number; setter: string; index: number; make: () => number }[] = [];
+  let root: (() => number) | undefined;
+  const stack: { expr: number; parent: number; setter: string; index: number }[] = [{ expr: body, parent: 0, setter: "", index: -1 }];
+  while (stack.length > 0) {
+    const { expr, parent, setter, index } = stack.pop() as (typeof stack)[number];
+    if (expr === 0) continue;
+    const id = b.getExpressionId(expr);
+    const k = keys.get(id);
+    if (k === undefined) return undefined;
+    // Leaves are not asked for their fields: binaryen.js has no description of some of them.
+    const leaf = k.refs.length === 0 && k.lists.length === 0;
+    const info = leaf ? undefined : (b.getExpressionInfo(expr) as unknown as Record<string, unknown>);
+    const picked = pick(expr, id, info);
+    if (picked === "give-up") return undefined;
+    if (picked !== undefined) {
+      if (parent === 0) root = picked;
+      else sites.push({ parent, setter, index, make: picked });
+    }
+    if (info === undefined) continue;
+    const cls = byId.get(id);
+    for (const key of k.refs) {
+      const child = (info[key] as number | undefined) ?? 0;
+      if (child === 0) continue;
+      const name = `set${key[0]?.toUpperCase() ?? ""}${key.slice(1)}`;
+      if (typeof cls?.[name] !== "function") return undefined;
+      stack.push({ expr: child, parent: expr, setter: name, index: -1 });
+    }
+    for (const key of k.lists) {
+      const list = (info[key] as number[] | undefined) ?? [];
+      const name = key === "children" ? "setChildAt" : "setOperandAt";
+      if (list.length > 0 && typeof cls?.[name] !== "function") return undefined;
+      list.forEach((child, i) => stack.push({ expr: child, parent: expr, setter: name, index: i }));
+    }
+  }
+  // Children were found after their parents: replaced first.
+  for (const site of sites.reverse()) {
+    const setter = byId.get(b.getExpressionId(site.parent))?.[site.setter] as (expr: number, ...args: number[]) => unknown;
+    if (site.index < 0) setter(site.parent, site.make());
+    else setter(site.parent, site.index, site.make());
+  }
+  return root === undefined ? body : root();
+}

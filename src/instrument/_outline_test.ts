@@ -39,7 +39,7 @@ const EXITS = `(module (memory 1)
   (func (export "set") (param i32) (global.set $limit (local.get 0))))`;
 
 function run(wasm: Uint8Array, limit: number, seed: number): number {
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { ferry: { poll: () => 3 } });
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { ferry: { poll: () => 3, poll_restartable: () => 3 } });
   (instance.exports["set"] as (n: number) => void)(limit);
   return (instance.exports["exits"] as (n: number) => number)(seed);
 }

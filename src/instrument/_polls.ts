@@ -28,8 +28,9 @@
  */
 import type Binaryen from "binaryen";
 import { isBoundedLoop } from "./_bounded.js";
-import { childKeys } from "./_children.js";
+import { childKeys, replaceWhere } from "./_children.js";
 import { Outliner } from "./_outline.js";
+import type { Restartable } from "./_restart.js";
 import { isUnrollable, UNROLL_COPIES, unrolledLoop } from "./_unroll.js";
 
 /**
@@ -67,7 +68,12 @@ export interface PollSites {
  * incremented on entry and decremented on return: the runtime sizes an
  * unwind from the counters instead of walking a deep stack.
  */
-export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: Set<string>, options: { budget: string; initial: number; import: { module: string; name: string }; looping?: Set<string>; reaches?: (callee: string) => boolean }): PollSites {
+export function injectPolls(
+  b: typeof Binaryen,
+  m: Binaryen.Module,
+  recursive: Set<string>,
+  options: { budget: string; initial: number; import: { module: string; name: string }; looping?: Set<string>; reaches?: (callee: string) => boolean; restart?: Restartable },
+): PollSites {
   const poll = "__ferry_poll";
   m.addGlobal(options.budget, b.i32, true, m.i32.const(options.initial));
   m.addFunctionImport(poll, options.import.module, options.import.name, b.none, b.i32);
@@ -105,6 +111,10 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
     const loops = findLoops(b, info.body).filter(({ loop, prev }) => !isBoundedLoop(b, loop, prev, LOOP_SLICE)).map(({ loop }) => loop);
     if (loops.length === 0) continue;
     const n = raw(b)._BinaryenFunctionAddVar(func, b.i32);
+    // A restartable function's fast copy leaves where the budget runs out and a safe point is wanted (`_restart.ts`); nothing in it unwinds, so nothing is outlined.
+    const restart = options.restart;
+    const fast_copy = restart?.fast.has(info.name) === true;
+    const tick = restart !== undefined && fast_copy ? (w: Binaryen.ExpressionRef) => restart.abandon(info.results, w) : countdown;
     for (const loop of loops) {
       const name = raw(b).Loop.getName(loop);
       if (name === null || name === "") continue; // a loop nothing branches to never iterates
@@ -120,11 +130,11 @@ export function injectPolls(b: typeof Binaryen, m: Binaryen.Module, recursive: S
       const counted = unroll ? m.i32.mul(m.local.get(n, b.i32), m.i32.const(copies)) : m.local.get(n, b.i32);
       const weight = m.i32.add(counted, m.i32.const(1));
       raw(b).Loop.setName(loop, slice);
-      const outlined = outliner?.outline(func, inner) ?? inner;
+      const outlined = fast_copy ? inner : (outliner?.outline(func, inner) ?? inner);
       // A loop that never fell off its end keeps its type, which the code
       // around it was typed by (an unrolled one is typed as if it could).
       const placed = b.getExpressionType(loop) === b.unreachable && b.getExpressionType(outlined) !== b.unreachable ? m.block(null, [outlined, m.unreachable()], b.unreachable) : outlined;
-      raw(b).Loop.setBody(loop, m.block(null, [countdown(weight), m.local.set(n, m.i32.const(0)), placed], b.auto));
+      raw(b).Loop.setBody(loop, m.block(null, [tick(weight), m.local.set(n, m.i32.const(0)), placed], b.auto));
       raw(b)._BinaryenExpressionFinalize(loop);
     }
   }
@@ -176,22 +186,6 @@ function countDepth(b: typeof Binaryen, m: Binaryen.Module, name: string, counte
   return inner;
 }
 
-/** Binaryen's per-kind expression classes, as far as the rewrite below uses them. */
-type ExpressionClass = Record<string, ((expr: number, ...args: number[]) => unknown) | undefined>;
-
-let classCache: { b: typeof Binaryen; byId: Map<number, ExpressionClass> } | undefined;
-function expressionClasses(b: typeof Binaryen): Map<number, ExpressionClass> {
-  if (classCache?.b === b) return classCache.byId;
-  const classes = b as unknown as Record<string, ExpressionClass | undefined>;
-  const byId = new Map<number, ExpressionClass>();
-  for (const [key, value] of Object.entries(b)) {
-    const cls = classes[key.slice(0, -2)];
-    if (key.endsWith("Id") && typeof value === "number" && cls !== undefined) byId.set(value, cls);
-  }
-  classCache = { b, byId };
-  return byId;
-}
-
 /**
  * Rewrites every `return` in `body` into a `br` to `exit` (both have type
  * unreachable, so no enclosing type changes), and returns the new root; or
@@ -199,53 +193,14 @@ function expressionClasses(b: typeof Binaryen): Map<number, ExpressionClass> {
  * children the walker does not know, or a tail call.
  */
 function returnsToBreaks(b: typeof Binaryen, m: Binaryen.Module, body: Binaryen.ExpressionRef, exit: string): Binaryen.ExpressionRef | undefined {
-  const keys = childKeys(b);
-  const byId = expressionClasses(b);
-  // First find every return and where it sits, changing nothing, so a body
-  // that cannot be rewritten is left as it was.
-  const sites: { parent: number; setter: string; index: number; ret: number }[] = [];
-  let root: number | undefined;
-  const stack: { expr: number; parent: number; setter: string; index: number }[] = [{ expr: body, parent: 0, setter: "", index: -1 }];
-  while (stack.length > 0) {
-    const { expr, parent, setter, index } = stack.pop() as (typeof stack)[number];
-    if (expr === 0) continue;
-    const id = b.getExpressionId(expr);
-    const k = keys.get(id);
-    if (k === undefined) return undefined;
-    if (id === b.ReturnId && parent === 0) root = expr;
-    else if (id === b.ReturnId) sites.push({ parent, setter, index, ret: expr });
-    // Leaves are skipped before asking for their fields: binaryen.js has no
-    // description of some of them.
-    if (k.refs.length === 0 && k.lists.length === 0) continue;
-    const info = b.getExpressionInfo(expr) as unknown as Record<string, unknown>;
-    if ((id === b.CallId || id === b.CallIndirectId) && info["isReturn"] === true) return undefined;
-    const cls = byId.get(id);
-    for (const key of k.refs) {
-      const child = (info[key] as number | undefined) ?? 0;
-      if (child === 0) continue;
-      const name = `set${key[0]?.toUpperCase() ?? ""}${key.slice(1)}`;
-      if (typeof cls?.[name] !== "function") return undefined;
-      stack.push({ expr: child, parent: expr, setter: name, index: -1 });
-    }
-    for (const key of k.lists) {
-      const list = (info[key] as number[] | undefined) ?? [];
-      const name = key === "children" ? "setChildAt" : "setOperandAt";
-      if (list.length > 0 && typeof cls?.[name] !== "function") return undefined;
-      list.forEach((child, i) => stack.push({ expr: child, parent: expr, setter: name, index: i }));
-    }
-  }
-  const toBreak = (ret: number): number => {
-    const value = (b.getExpressionInfo(ret) as unknown as { value: number }).value;
-    return value === 0 ? m.br(exit) : m.br(exit, 0, value);
-  };
-  // Innermost first: a return inside another's value is replaced before the
-  // outer one's value is read.
-  for (const site of sites.reverse()) {
-    const setter = byId.get(b.getExpressionId(site.parent))?.[site.setter] as (expr: number, ...args: number[]) => unknown;
-    if (site.index < 0) setter(site.parent, toBreak(site.ret));
-    else setter(site.parent, site.index, toBreak(site.ret));
-  }
-  return root === undefined ? body : toBreak(root);
+  return replaceWhere(b, body, (expr, id, info) => {
+    if ((id === b.CallId || id === b.CallIndirectId) && info?.["isReturn"] === true) return "give-up";
+    if (id !== b.ReturnId) return undefined;
+    return () => {
+      const value = (b.getExpressionInfo(expr) as unknown as { value: number }).value;
+      return value === 0 ? m.br(exit) : m.br(exit, 0, value);
+    };
+  });
 }
 
 /**

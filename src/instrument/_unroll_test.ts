@@ -29,7 +29,7 @@ const TANGLED = `(module (memory 1)
   (func (export "set") (param i32) (global.set $limit (local.get 0))))`;
 
 function run(wasm: Uint8Array, limit: number, seed: number): number {
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { ferry: { poll: () => 3 } });
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), { ferry: { poll: () => 3, poll_restartable: () => 3 } });
   (instance.exports["set"] as (n: number) => void)(limit);
   return (instance.exports["tangled"] as (n: number) => number)(seed);
 }

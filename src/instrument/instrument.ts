@@ -18,12 +18,17 @@ import { functionLayout, makeMemoryShared } from "./_binary.js";
 import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
 import { loadBinaryenModule } from "./_load.js";
+import { fastCopy, makeRestartable } from "./_restart.js";
+export { RESTART_POLL_IMPORT } from "./_restart.js";
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/18";
+export const INSTRUMENTER_VERSION = "ferry-instrument/19";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
+
+/** The countdown's global (`_polls.ts`). */
+const BUDGET_GLOBAL = "__ferry_budget";
 
 /** Prefix of the exports that expose mutable globals. */
 export const GLOBAL_EXPORT_PREFIX = "__ferry_global_";
@@ -102,6 +107,8 @@ export interface InstrumentInfo {
   unwind: { fixed_bytes: number; depth: { export_name: string; frame_bytes: number }[] };
   /** Milliseconds the instrumentation took (0 when served from cache). */
   instrument_ms: number;
+  /** Functions given a fast copy with no safe point, run again in their instrumented copy when one is wanted (`_restart.ts`). */
+  restartable: number;
 }
 
 /** Options of {@link instrumentModule}. */
@@ -181,8 +188,8 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
     throw new InstrumentError("ERR_INSTRUMENT_INVALID", `${label} is not a valid WebAssembly module: ${failure.message}`, { cause: err });
   }
   try {
-    const { wasm: out, sites } = transform(m, wasm, options, step);
-    return { wasm: out, info: { ...describe(m, sha256, started, sites), layout: functionLayout(out) } };
+    const { wasm: out, sites, restartable } = transform(m, wasm, options, step);
+    return { wasm: out, info: { ...describe(m, sha256, started, sites), restartable, layout: functionLayout(out) } };
   } catch (err: unknown) {
     // Binaryen throws values that are not Errors; our own errors get the module's name.
     if (err instanceof InstrumentError) throw new InstrumentError(err.code, `cannot instrument ${label}: ${err.message}`, { cause: err });
@@ -192,7 +199,7 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
   }
 }
 
-function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): { wasm: Uint8Array; sites: PollSites } {
+function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): { wasm: Uint8Array; sites: PollSites; restartable: number } {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -205,9 +212,19 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   exportMutableGlobals(m);
   const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
   step("call-graph");
-  const { recursive, looping, unreaching_indirect, reaches } = readCallGraph(binaryen, m, wasm, blocking);
+  const graph = readCallGraph(binaryen, m, wasm, blocking);
+  const { recursive, looping, unreaching_indirect } = graph;
   step("polls");
-  const sites = injectPolls(binaryen, m, recursive, { budget: "__ferry_budget", initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping, reaches });
+  // Functions that can run again from their start get a fast copy with no safe point (`_restart.ts`).
+  const restart = makeRestartable(binaryen, m, graph.restartable, graph.restartable_callers, BUDGET_GLOBAL);
+  for (const [original, slow] of restart.slow) {
+    // The wrapper keeps the name and has no loop; the copies have the original's.
+    if (!looping.delete(original)) continue;
+    looping.add(slow);
+    looping.add(fastCopy(original));
+  }
+  const reaches = (callee: string): boolean => (restart.fast.has(callee) ? false : graph.reaches(callee));
+  const sites = injectPolls(binaryen, m, recursive, { budget: BUDGET_GLOBAL, initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping, reaches, restart });
   exportDepthCounters(m, sites);
 
   // Asyncify optimizes the functions it instruments (before and after adding
@@ -236,7 +253,7 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   step("write");
   ensureMemoryExport(m);
   const max = memory.max ?? MEMORY_PAGES_MAX;
-  return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites };
+  return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites, restartable: restart.slow.size };
 }
 
 /**
@@ -282,7 +299,7 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, sha256: string, started: number, sites: PollSites): Omit<InstrumentInfo, "layout"> {
+function describe(m: Binaryen.Module, sha256: string, started: number, sites: PollSites): Omit<InstrumentInfo, "layout" | "restartable"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {

@@ -5,6 +5,7 @@ export {
   INSTRUMENTER_VERSION,
   POLL_BUDGET_INITIAL,
   POLL_IMPORT,
+  RESTART_POLL_IMPORT,
   instrumentModule,
   moduleHash,
   type InstrumentInfo,

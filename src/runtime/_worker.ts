@@ -7,7 +7,7 @@ import fs from "node:fs";
 import { randomFillSync } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
-import { POLL_IMPORT } from "../instrument/mod.js";
+import { POLL_IMPORT, RESTART_POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
@@ -297,7 +297,7 @@ class Guest {
       post,
     });
     for (const { module: from, name } of WebAssembly.Module.imports(module)) {
-      if (from !== FERRY_MODULE || name === POLL_IMPORT.name) continue;
+      if (from !== FERRY_MODULE || name === POLL_IMPORT.name || name === RESTART_POLL_IMPORT.name) continue;
       const fn = ferry_calls[name];
       if (fn === undefined) throw new WebAssembly.LinkError(`unknown ferry import ${name}`);
       const call = ((...args: never[]) => {
@@ -318,9 +318,19 @@ class Guest {
       else if (request === Request.halt) throw new Halted();
       return budget.next(now_ms);
     }) as (...args: never[]) => unknown);
+    // The countdown of a function that can run again from its start (instrument/_restart.ts): never unwinds.
+    // 0 when a safe point is wanted: the function leaves, and its instrumented copy runs instead, up to its first poll.
+    const poll_restartable = (): number => {
+      let now_ms = performance.now();
+      usage.tick(now_ms);
+      throttle.hold(now_ms);
+      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
+      if (Atomics.load(control, SLOT_REQUEST) !== Request.none) return 0;
+      return budget.next(now_ms);
+    };
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,
-      [FERRY_MODULE]: { ...ferry, [POLL_IMPORT.name]: poll } as WebAssembly.ModuleImports,
+      [FERRY_MODULE]: { ...ferry, [POLL_IMPORT.name]: poll, [RESTART_POLL_IMPORT.name]: poll_restartable } as WebAssembly.ModuleImports,
     });
     this.memory = this.instance.exports["memory"] as WebAssembly.Memory;
     this.#asyncify = this.instance.exports as unknown as AsyncifyExports;
