@@ -228,6 +228,25 @@ static napi_value close_tracker(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * Reads the arguments populate() and discard() take: a view, a byte count
+ * within it, and (where `flag` is not NULL) an optional boolean. False, with
+ * a TypeError thrown that shows `usage`, when they are not that.
+ */
+static bool view_and_bytes(napi_env env, napi_callback_info info, void **data, double *bytes, bool *flag, const char *usage) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  size_t length = 0;
+  if (argc < 2 || !view_of(env, argv[0], data, &length) ||
+      napi_get_value_double(env, argv[1], bytes) != napi_ok || *bytes < 0 || *bytes > (double)length ||
+      (flag != NULL && argc >= 3 && napi_get_value_bool(env, argv[2], flag) != napi_ok)) {
+    napi_throw_type_error(env, "ERR_TRACKER_ARGS", usage);
+    return false;
+  }
+  return true;
+}
+
+/*
  * populate(view, bytes, huge?): backs the first `bytes` of the view's memory
  * with pages now (MADV_POPULATE_WRITE, Linux >= 5.14), in bulk in the kernel
  * — far faster than touching each page from JavaScript. Contents are
@@ -239,19 +258,10 @@ static napi_value close_tracker(napi_env env, napi_callback_info info) {
  * grain: a write-protected huge page is split at its first write.
  */
 static napi_value populate(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data = NULL;
-  size_t length = 0;
   double bytes;
   bool huge = false;
-  if (argc < 2 || !view_of(env, argv[0], &data, &length) ||
-      napi_get_value_double(env, argv[1], &bytes) != napi_ok || bytes < 0 || bytes > (double)length ||
-      (argc >= 3 && napi_get_value_bool(env, argv[2], &huge) != napi_ok)) {
-    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "populate(view: Uint8Array, bytes: number <= view.length, huge?: boolean)");
-    return NULL;
-  }
+  if (!view_and_bytes(env, info, &data, &bytes, &huge, "populate(view: Uint8Array, bytes: number <= view.length, huge?: boolean)")) return NULL;
   uintptr_t start = (uintptr_t)data & ~(uintptr_t)(PAGE_BYTES - 1);
   size_t len = ((uintptr_t)data + (size_t)bytes) - start;
   if (len == 0) return NULL;
@@ -279,17 +289,9 @@ static napi_value populate(napi_env env, napi_callback_info info) {
  * the range are given back.
  */
 static napi_value discard(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *data = NULL;
-  size_t length = 0;
   double bytes;
-  if (argc < 2 || !view_of(env, argv[0], &data, &length) ||
-      napi_get_value_double(env, argv[1], &bytes) != napi_ok || bytes < 0 || bytes > (double)length) {
-    napi_throw_type_error(env, "ERR_TRACKER_ARGS", "discard(view: Uint8Array, bytes: number <= view.length)");
-    return NULL;
-  }
+  if (!view_and_bytes(env, info, &data, &bytes, NULL, "discard(view: Uint8Array, bytes: number <= view.length)")) return NULL;
   uintptr_t start = ((uintptr_t)data + PAGE_BYTES - 1) & ~(uintptr_t)(PAGE_BYTES - 1);
   uintptr_t end = ((uintptr_t)data + (size_t)bytes) & ~(uintptr_t)(PAGE_BYTES - 1);
   if (end <= start) return NULL;
