@@ -8,7 +8,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { INSTRUMENTER_VERSION, instrumentModule, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
-import { instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
+import { instrumentInKeptWorker, instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
 import { instrumentInProcess } from "./_process.js";
 import type { StageListener } from "./stages.js";
 
@@ -32,8 +32,9 @@ export interface CacheOptions {
    * "process" (a child process of its own whose V8 suits one instrumentation,
    * see `_process.ts`: for a process that instruments once, like `ferry
    * exec`), "inline" (this thread, where Binaryen stays loaded and warm for
-   * the next module), or "auto" (default): a worker for modules of
-   * {@link WORKER_MODULE_BYTES_MIN} and more, else inline.
+   * the next module, and the thread waits for it), or "auto" (default): a
+   * worker of its own for modules of {@link WORKER_MODULE_BYTES_MIN} and
+   * more, else the one worker kept for small modules (`instrumentInKeptWorker`).
    */
   thread?: InstrumentThread;
 }
@@ -45,8 +46,9 @@ function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Instrument
   const pass = { ...(options.name !== undefined ? { name: options.name } : {}), ...(options.on_stage !== undefined ? { on_stage: options.on_stage } : {}) };
   const thread = options.thread ?? "auto";
   if (thread === "process") return instrumentInProcess(wasm, pass);
-  const inWorker = thread === "worker" || (thread === "auto" && wasm.byteLength >= WORKER_MODULE_BYTES_MIN);
-  return inWorker ? instrumentInWorker(wasm, pass) : instrumentModule(wasm, pass);
+  if (thread === "inline") return instrumentModule(wasm, pass);
+  const inWorker = thread === "worker" || wasm.byteLength >= WORKER_MODULE_BYTES_MIN;
+  return inWorker ? instrumentInWorker(wasm, pass) : instrumentInKeptWorker(wasm, pass);
 }
 
 /** An instrumented module and whether it came from the cache. */
