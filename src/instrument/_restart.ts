@@ -120,6 +120,7 @@ export function makeRestartable(b: typeof Binaryen, m: Binaryen.Module, names: r
     },
   };
   if (names.length === 0) return restartable;
+  const listed = new Set(names);
   const chosen = new Set<string>();
   for (const name of names) {
     const info = b.getFunctionInfo(m.getFunction(name));
@@ -131,7 +132,7 @@ export function makeRestartable(b: typeof Binaryen, m: Binaryen.Module, names: r
         if (id !== b.CallId) return undefined;
         if (fields?.["isReturn"] === true) return "give-up";
         const target = raw(b).Call.getTarget(expr);
-        if (!names.includes(target)) return undefined;
+        if (!listed.has(target)) return undefined;
         if (!chosen.has(target)) return "give-up";
         raw(b).Call.setTarget(expr, target + suffix);
         if (suffix === SLOW) return undefined;
