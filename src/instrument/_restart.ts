@@ -164,19 +164,28 @@ export function makeRestartable(b: typeof Binaryen, m: Binaryen.Module, names: r
     chosen.add(name);
     fast.add(name + FAST);
     slow.set(name, name + SLOW);
-    // The original becomes the wrapper.
+    // The original becomes the wrapper, its parameters the arguments.
     const func = m.getFunction(name);
-    const args = b.expandType(info.params).map((t, i) => m.local.get(i, t));
-    const call = (target: string): Binaryen.ExpressionRef => m.call(target, args.map((a) => m.copyExpression(a)), info.results);
-    const again = (then: Binaryen.ExpressionRef): Binaryen.ExpressionRef => m.if(m.global.get(flag, b.i32), m.block(null, [m.global.set(flag, m.i32.const(0)), then]));
-    if (info.results === b.none) raw(b).Function.setBody(func, m.block(null, [call(name + FAST), again(call(name + SLOW))]));
-    else {
-      const r = raw(b)._BinaryenFunctionAddVar(func, info.results);
-      raw(b).Function.setBody(func, m.block(null, [m.local.set(r, call(name + FAST)), again(m.local.set(r, call(name + SLOW))), m.local.get(r, info.results)], info.results));
-    }
+    const params = b.expandType(info.params).map((type, local) => ({ local, type }));
+    raw(b).Function.setBody(func, runAgain(b, m, func, name, params, [], flag));
   }
   for (const caller of callers) inlineWrappers(b, m, caller, chosen, flag);
   return restartable;
+}
+
+/**
+ * The wrapper's logic, in `func`: the fast copy of `target` with the
+ * arguments in `args` (locals of `func`), then, if it left, the slow copy
+ * with the same; after `before` (what sets those locals). Its value is the
+ * call's.
+ */
+function runAgain(b: typeof Binaryen, m: Binaryen.Module, func: Binaryen.FunctionRef, target: string, args: readonly { local: number; type: Binaryen.Type }[], before: Binaryen.ExpressionRef[], flag: string): Binaryen.ExpressionRef {
+  const results = b.getFunctionInfo(m.getFunction(target)).results;
+  const call = (copy: string): Binaryen.ExpressionRef => m.call(target + copy, args.map(({ local, type }) => m.local.get(local, type)), results);
+  const again = (then: Binaryen.ExpressionRef): Binaryen.ExpressionRef => m.if(m.global.get(flag, b.i32), m.block(null, [m.global.set(flag, m.i32.const(0)), then]));
+  if (results === b.none) return m.block(null, [...before, call(FAST), again(call(SLOW))]);
+  const r = raw(b)._BinaryenFunctionAddVar(func, results);
+  return m.block(null, [...before, m.local.set(r, call(FAST)), again(m.local.set(r, call(SLOW))), m.local.get(r, results)], results);
 }
 
 /**
@@ -193,20 +202,10 @@ function inlineWrappers(b: typeof Binaryen, m: Binaryen.Module, caller: string, 
     const target = raw(b).Call.getTarget(expr);
     if (!chosen.has(target)) return undefined;
     return () => {
-      const callee = b.getFunctionInfo(m.getFunction(target));
       const operands = (b.getExpressionInfo(expr) as unknown as { operands: number[] }).operands;
-      const types = b.expandType(callee.params);
-      const kept = types.map((t) => raw(b)._BinaryenFunctionAddVar(func, t));
-      const args = (): Binaryen.ExpressionRef[] => kept.map((local, i) => m.local.get(local, types[i] as Binaryen.Type));
-      const sets = operands.map((op, i) => m.local.set(kept[i] as number, op));
-      const again = (then: Binaryen.ExpressionRef): Binaryen.ExpressionRef => m.if(m.global.get(flag, b.i32), m.block(null, [m.global.set(flag, m.i32.const(0)), then]));
-      if (callee.results === b.none) return m.block(null, [...sets, m.call(target + FAST, args(), b.none), again(m.call(target + SLOW, args(), b.none))]);
-      const r = raw(b)._BinaryenFunctionAddVar(func, callee.results);
-      return m.block(
-        null,
-        [...sets, m.local.set(r, m.call(target + FAST, args(), callee.results)), again(m.local.set(r, m.call(target + SLOW, args(), callee.results))), m.local.get(r, callee.results)],
-        callee.results,
-      );
+      const args = b.expandType(b.getFunctionInfo(m.getFunction(target)).params).map((type) => ({ local: raw(b)._BinaryenFunctionAddVar(func, type), type }));
+      const sets = operands.map((op, i) => m.local.set((args[i] as (typeof args)[number]).local, op));
+      return runAgain(b, m, func, target, args, sets, flag);
     };
   });
   if (rewritten !== undefined && rewritten !== body) raw(b).Function.setBody(func, rewritten);

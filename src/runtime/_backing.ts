@@ -51,6 +51,11 @@ export function backStandby(view: Uint8Array): void {
   for (let at = 0; at < view.length; at += PAGE_BYTES) Atomics.add(view, at, 0);
 }
 
+/** Whether {@link discardPages} gives pages back here (it needs the native addon); else a dropped memory waits for a collection. */
+export function canDiscard(): boolean {
+  return "addon" in nativeAddon();
+}
+
 /**
  * Gives `view`'s pages back to the kernel now (MADV_DONTNEED): for a memory
  * nobody reads again, such as that of a process that moved away. Its pages
@@ -59,8 +64,8 @@ export function backStandby(view: Uint8Array): void {
  * later, `_reclaim.ts`), and the kernel hands out just-freed pages first: on
  * a virtual machine a standby backed with pages the guest system used
  * before took 13-45 ms for 256 MiB, with pages it never used 370-450 ms
- * (the host backs those on first touch). Without the addon, left to the
- * collection as before.
+ * (the host backs those on first touch). Without the addon
+ * ({@link canDiscard}), left to the collection as before.
  */
 export function discardPages(view: Uint8Array): void {
   const n = nativeAddon();
@@ -68,7 +73,7 @@ export function discardPages(view: Uint8Array): void {
   try {
     n.addon.discard(view, view.length);
   } catch {
-    // Only a speed-up: the collection gives them back later.
+    // MADV_DONTNEED does not fail on a mapped range; if it did, the pages would wait for V8's next collection of the memory.
   }
 }
 

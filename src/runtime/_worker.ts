@@ -308,11 +308,15 @@ class Guest {
     }
     const budget = new PollBudget(performance.now());
     const throttle = new Throttle(performance.now());
-    const poll = this.#wrap((() => {
-      let now_ms = performance.now();
+    // What every countdown's end does first: count the CPU, serve a throttle or a pause; the time after.
+    const pace = (): number => {
+      const now_ms = performance.now();
       usage.tick(now_ms);
       throttle.hold(now_ms);
-      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
+      return Atomics.load(control, SLOT_REQUEST) === Request.none ? holdWhileAsked(performance.now()) : now_ms;
+    };
+    const poll = this.#wrap((() => {
+      const now_ms = pace();
       const request = Atomics.load(control, SLOT_REQUEST);
       if (request === Request.suspend) this.#suspending = true;
       else if (request === Request.halt) throw new Halted();
@@ -321,12 +325,8 @@ class Guest {
     // The countdown of a function that can run again from its start (instrument/_restart.ts): never unwinds.
     // 0 when a safe point is wanted: the function leaves, and its instrumented copy runs instead, up to its first poll.
     const poll_restartable = (): number => {
-      let now_ms = performance.now();
-      usage.tick(now_ms);
-      throttle.hold(now_ms);
-      if (Atomics.load(control, SLOT_REQUEST) === Request.none) now_ms = holdWhileAsked(performance.now());
-      if (Atomics.load(control, SLOT_REQUEST) !== Request.none) return 0;
-      return budget.next(now_ms);
+      const now_ms = pace();
+      return Atomics.load(control, SLOT_REQUEST) === Request.none ? budget.next(now_ms) : 0;
     };
     this.instance = new WebAssembly.Instance(module, {
       wasi_snapshot_preview1: wrapped as WebAssembly.ModuleImports,

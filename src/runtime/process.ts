@@ -37,6 +37,7 @@ import { HIBERNATE_AFTER_MS_MAX, recordWake, SleepingMemory, WakeWatch, worthHib
 import { StdinPump } from "./stdin.js";
 import { imageMisfit } from "./_restore_checks.js";
 import { reclaimSoon } from "./_reclaim.js";
+import { canDiscard } from "./_backing.js";
 import { UsageView, type GuestUsage } from "./_usage.js";
 import { recycleWorker, takeWorker } from "./_warm.js";
 import { compiledModule, type CompiledModule } from "./_compiled.js";
@@ -819,7 +820,8 @@ export class GuestProcess {
       // down took 7-15 ms after a move here, up to 4 ms of it on this
       // thread, when the node relays the moved process's clients; and the
       // next start or arrival would pay a cold boot for the worker lost.
-      this.#end(status, true, options.discard === true);
+      // Without the addon to give pages back, the node's collection must (discard: false).
+      this.#end(status, true, options.discard === true && canDiscard());
       return;
     }
     if (this.#before_terminate !== null) {
@@ -1021,7 +1023,7 @@ export class GuestProcess {
     this.#sleep?.watch.cancel();
     this.#sleep = null;
     // Its pages go back to the system once nothing holds this object (see _reclaim.ts), or at once when discarded.
-    if (this.#memory !== undefined && !(discard && idle_worker)) reclaimSoon(this.#memory.buffer.byteLength);
+    if (this.#memory !== undefined && !discard) reclaimSoon(this.#memory.buffer.byteLength);
     this.#pump.detach();
     this.#resolveExit(status);
     const errored: FromWorker =
