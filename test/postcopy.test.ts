@@ -11,7 +11,7 @@ import path from "node:path";
 import { describe, it } from "node:test";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 import { EXAMPLES, ferry, until } from "./_helpers.js";
-import { json, outputOf, proxiedPair, request, runsOn, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
+import { json, NODE_ARGS_DEFAULT, outputOf, proxiedPair, request, runsOn, startCluster, stopNode, upload, type NodeProc } from "./_cluster.js";
 
 const availability = remotePagesAvailability();
 const skip = !availability.available && `post-copy needs userfaultfd, unavailable here: ${availability.reason}`;
@@ -94,6 +94,34 @@ describe("post-copy and hybrid migration", { skip }, () => {
       const out = (await outputOf(n1.address, pid)).stdout.toString();
       assert.match(out, /verify OK/);
       assert.equal(out, await reference_run, "memhog's output differs from an uninterrupted run");
+    } finally {
+      await cluster.stop();
+    }
+  });
+
+  it("the restore asks the source for no page: the chunks it reads travel with the image", async () => {
+    // Held in a wait from its start (examples/c/hold.h), memhog touches no page
+    // once it runs again until it is released, and the push starts only once it
+    // runs: every chunk asked for is one the restore itself had to wait for.
+    // Never hibernated: a hibernated process is woken, not restored, by a move.
+    const cluster = await startCluster(["n1", "n2"], undefined, () => [...NODE_ARGS_DEFAULT, "--hibernate-after", "0"]);
+    try {
+      const [n1] = cluster.nodes as [NodeProc];
+      const sha = await upload(n1.address, memhog);
+      const { pid } = await json<{ pid: string }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: ["--hold", "16", "0", "0"] });
+      await touched(n1.address, pid);
+      for (const [to, strategy] of [["n2", "post-copy"], ["n1", "hybrid"]] as const) {
+        const r = await within(HANG_MS, `move to ${to}`, request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }));
+        assert.equal(r.status, 200, `${strategy} to ${to}: ${r.body.toString()}`);
+        const { metrics } = JSON.parse(r.body.toString()) as { metrics: Metrics };
+        assert.equal(metrics.post_copy?.end, "done", JSON.stringify(metrics));
+        assert.equal(metrics.post_copy?.demand_chunks, 0, `${strategy}: the restore waited on pages of the source: ${JSON.stringify(metrics)}`);
+      }
+      const released = await request(n1.address, "POST", `/v1/processes/${pid}/send`, { data: "release" });
+      assert.equal(released.status, 200, released.body.toString());
+      const { status } = await within(HANG_MS, "wait", json<{ status: unknown }>(n1.address, "GET", `/v1/processes/${pid}/wait`));
+      assert.deepEqual(status, { kind: "exit", code: 0 });
+      assert.match((await outputOf(n1.address, pid)).stdout.toString(), /verify OK/);
     } finally {
       await cluster.stop();
     }

@@ -26,7 +26,7 @@ import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
-import { INLINE_FINAL_PAGES_MAX, Msg, raiseIfError, readFrame, sendImage, sendJson, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
+import { INLINE_FINAL_PAGES_MAX, Msg, raiseIfError, readFrame, sendImage, sendJson, sendPages, WIRE_PAGE_BYTES, type Handover } from "./_wire.js";
 import { BULK_META_KEY, sendBulk } from "./_bulk.js";
 import { BULK_TAGS_META_KEY, sendSealedBulk } from "./_sealed_bulk.js";
 import { isSmallMemory, SMALL_MEMORY_BYTES_MAX } from "./_small.js";
@@ -36,7 +36,7 @@ import { servePostCopy, type PageChannel, type Served } from "./postcopy.js";
 import { watchStall, type StallTimer } from "./stall.js";
 import { ProgressReporter } from "./_progress.js";
 import { collectBeforeStop, PhaseClock, timedAsyncIterable, type SourcePhase } from "./phases.js";
-import { awaitAnswer, missingChunks, preCopyRounds, restoreChunks, type Answer } from "./_precopy.js";
+import { awaitAnswer, chunkPages, firstChunks, missingChunks, preCopyRounds, restoreChunks, takeChunks, type Answer } from "./_precopy.js";
 import {
   MAX_DOWNTIME_MS_DEFAULT,
   PRECOPY_ROUNDS_MAX,
@@ -390,26 +390,34 @@ export class OutgoingMigration {
     const conn = this.#conn as FramedConnection;
     this.#step("sending the image");
     const image = side.proc.image(suspension);
-    // The pages the rounds sent are outside the image; its signature vouches for them through this.
-    if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
     if (this.#round_tags !== null) image.meta[BULK_TAGS_META_KEY] = this.#round_tags;
     if (side.links !== undefined) image.links = side.links.capture();
     const memory = this.#memory();
+    const answer = awaitAnswer(conn);
+    this.#answer = answer;
+    this.#clock.enter("transfer");
+    const refused = (): boolean => answer.arrived?.type === Msg.error;
     if (this.#session !== null) {
-      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push.
-      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: missingChunks(memory, this.#tracker) };
-      this.#final = this.#handover.missing.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push, except the few
+      // the restore touches at once: they go first, as PAGES, and the destination asks for none of them.
+      const { taken, rest } = takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
+      if (taken.length > 0) {
+        this.#rounds_digest ??= createHash("sha256");
+        const sent = await sendPages(conn, chunkPages(memory, taken), { digest: this.#rounds_digest, stable: true });
+        this.#metrics.bytes += sent.bytes;
+        this.#metrics.pages += sent.pages;
+      }
+      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: rest };
+      this.#final = rest.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
       image.memory = { size_bytes: memory.length, pages: () => [] };
       // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
       await sendJson(conn, Msg.handover, this.#handover);
     } else if (!this.#bulk) {
       image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
     }
+    // The pages the rounds (and post-copy's first chunks) sent are outside the image; its signature vouches for them through this.
+    if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
     this.#progress.step({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
-    const answer = awaitAnswer(conn);
-    this.#answer = answer;
-    this.#clock.enter("transfer");
-    const refused = (): boolean => answer.arrived?.type === Msg.error;
     try {
       if (this.#bulk && this.#sealed !== null && (await this.#sendSealed(memory, image.meta, refused))) {
         image.memory = { size_bytes: memory.length, pages: () => [] };
@@ -454,7 +462,7 @@ export class OutgoingMigration {
         push_bytes_per_s: this.#options.push_bytes_per_s,
         signal: this.#stop_serving.signal,
         push_from: this.#resumed_there,
-        hot: restoreChunks(memory.length, suspension.state.asyncify.length, suspension.state.globals),
+        hot: firstChunks(memory.length, suspension.state.globals),
         meter: (bytes_out) => (this.#served_bytes = bytes_out),
       });
       // Awaited once committed or on failure, where its error is seen; this only keeps it from being unhandled meanwhile.

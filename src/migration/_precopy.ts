@@ -8,7 +8,7 @@ import { FerryError, TransportError, TransportErrorCodes } from "../errors.js";
 import { CHUNK_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Frame, FramedConnection } from "../transport/mod.js";
 import { INLINE_FINAL_PAGES_MAX, Msg, raiseIfError, readFrame, sendJson, sendPages, WIRE_PAGE_BYTES } from "./_wire.js";
-import { THROTTLE_PCT_MAX } from "../runtime/mod.js";
+import { borrowedBytes, THROTTLE_PCT_MAX } from "../runtime/mod.js";
 import { RoundEndSchema } from "./_schemas.js";
 import { compressRound, type Compression } from "./_compress.js";
 import type { MigrationMetrics, SourceSide } from "./source.js";
@@ -56,19 +56,28 @@ export function awaitAnswer(conn: FramedConnection): Answer {
   return answer;
 }
 
-/** Most chunks sent ahead of any request when a post-copied process restores. */
+/** Most chunks pushed ahead of any request when a post-copied process restores. */
 const HOT_CHUNKS_MAX = 16;
 
 /**
- * Chunks the destination's restore touches at once: the top of memory (the
- * stack is rewound through a region borrowed there) and the chunks around
- * every i32 global that points into memory (a C program's stack pointer among
- * them). Sent first, they save the restore a round trip each.
+ * Chunks a post-copied process's restore reads before it runs: the top of
+ * memory, where its stack is rewound through a region borrowed there
+ * (`runtime/_stack.ts`). They go with the image, so the restore waits on no
+ * page of the source's.
  */
-export function restoreChunks(size_bytes: number, stack_bytes: number, globals: { type: string; bits: bigint }[]): number[] {
+export function restoreChunks(size_bytes: number, stack_bytes: number): number[] {
+  const chunks: number[] = [];
+  for (let c = Math.floor(Math.max(0, size_bytes - borrowedBytes(stack_bytes)) / CHUNK_BYTES); c < size_bytes / CHUNK_BYTES; c += 1) chunks.push(c);
+  return chunks;
+}
+
+/**
+ * Chunks the process touches first once it runs: those around every i32
+ * global that points into memory (a C program's stack pointer among them).
+ * Pushed first, they save it a round trip each.
+ */
+export function firstChunks(size_bytes: number, globals: { type: string; bits: bigint }[]): number[] {
   const hot = new Set<number>();
-  const top = size_bytes / CHUNK_BYTES;
-  for (let c = Math.floor(Math.max(0, size_bytes - stack_bytes - 1) / CHUNK_BYTES); c < top; c += 1) hot.add(c);
   for (const g of globals) {
     if (g.type !== "i32" || g.bits >= BigInt(size_bytes)) continue;
     const c = Math.floor(Number(g.bits) / CHUNK_BYTES);
@@ -76,6 +85,37 @@ export function restoreChunks(size_bytes: number, stack_bytes: number, globals: 
     if (c > 0) hot.add(c - 1);
   }
   return [...hot].slice(0, HOT_CHUNKS_MAX);
+}
+
+/**
+ * Splits `hot` chunks out of the `missing` runs: those of them still missing
+ * (in order), and the runs without them. Post-copy sends these before the
+ * handover, with the image, so the restore finds them in place and asks the
+ * source for nothing (`_outgoing.ts`).
+ */
+export function takeChunks(missing: readonly [number, number][], hot: readonly number[]): { taken: number[]; rest: [number, number][] } {
+  const wanted = new Set(hot);
+  const taken: number[] = [];
+  const rest: [number, number][] = [];
+  for (const [first, count] of missing) {
+    let run = first;
+    for (let c = first; c < first + count; c += 1) {
+      if (!wanted.has(c)) continue;
+      if (c > run) rest.push([run, c - run]);
+      taken.push(c);
+      run = c + 1;
+    }
+    if (first + count > run) rest.push([run, first + count - run]);
+  }
+  return { taken, rest };
+}
+
+/** Every page of `chunks`, in order, as views of `memory`. */
+export function* chunkPages(memory: Uint8Array, chunks: readonly number[]): Generator<{ index: number; data: Uint8Array }> {
+  const per_chunk = CHUNK_BYTES / WIRE_PAGE_BYTES;
+  for (const c of chunks) {
+    for (let i = c * per_chunk; i < (c + 1) * per_chunk; i += 1) yield { index: i, data: memory.subarray(i * WIRE_PAGE_BYTES, (i + 1) * WIRE_PAGE_BYTES) };
+  }
 }
 
 /**

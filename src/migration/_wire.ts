@@ -82,6 +82,8 @@ export interface SendPagesOptions {
   digest?: Hash;
   /** Sends each frame whose pages shrink as PAGES_LZ4 (`_compress.ts`). */
   compress?: boolean;
+  /** The pages cannot change until sent (the process is stopped): a digest reads them where they are, with no copy. */
+  stable?: boolean;
 }
 
 /**
@@ -96,7 +98,7 @@ export async function sendPages(
   pages: Iterable<{ index: number; data: Uint8Array }>,
   options: SendPagesOptions = {},
 ): Promise<{ pages: number; bytes: number; raw_bytes: number }> {
-  const { digest, compress = false } = options;
+  const { digest, compress = false, stable = false } = options;
   let batch: { index: number; data: Uint8Array }[] = [];
   let count = 0;
   let bytes = 0;
@@ -106,7 +108,7 @@ export async function sendPages(
   const flush = async (): Promise<void> => {
     if (batch.length === 0) return;
     const head_bytes = 4 + 4 * batch.length;
-    const copy = digest !== undefined || compress;
+    const copy = (digest !== undefined && !stable) || compress;
     // Not zeroed first: every byte is written below (the count, the indices, then each page).
     const head = Buffer.allocUnsafe(copy ? head_bytes + batch.length * WIRE_PAGE_BYTES : head_bytes);
     head.writeUInt32LE(batch.length, 0);
@@ -115,6 +117,11 @@ export async function sendPages(
     raw_bytes += frame_bytes;
     count += batch.length;
     if (!copy) {
+      if (digest !== undefined) {
+        // In frame order, as the receiver folds them: the head, then each page.
+        digest.update(head);
+        for (const p of batch) digest.update(p.data);
+      }
       await conn.send(Msg.pages, [head, ...batch.map((p) => p.data)]);
       bytes += frame_bytes;
     } else {

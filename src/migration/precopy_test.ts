@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfirmedRate, decideRound, finalCopyBudgetMs, stopCostMs, type RoundSeen } from "./_precopy.js";
+import { CHUNK_BYTES } from "../memory/mod.js";
+import { chunkPages, ConfirmedRate, decideRound, finalCopyBudgetMs, firstChunks, restoreChunks, stopCostMs, takeChunks, type RoundSeen } from "./_precopy.js";
 
 const LIMITS = { max_downtime_ms: 10, rounds_max: 12, auto_converge: true };
 /** 100 MB/s confirmed, in bytes per ms. */
@@ -93,5 +94,51 @@ describe("pre-copy rounds", () => {
     assert.equal(rate.bytesPerMs(), 400_000);
     rate.add(8192, 1.8, false); // a round of two pages: mostly its round trip
     assert.equal(rate.bytesPerMs(), (4_000_000 + 8192) / 11.8);
+  });
+});
+
+describe("post-copy's first chunks", () => {
+  it("the restore's chunks cover the region a rewind borrows at the top of memory, and nothing below it", () => {
+    const size = 64 * CHUNK_BYTES;
+    assert.deepEqual(restoreChunks(size, 100), [63]);
+    // borrowTop lends the stack, its 8-byte header and up to 15 bytes of alignment: a chunk holds at most a stack of 65,528 bytes.
+    assert.deepEqual(restoreChunks(size, CHUNK_BYTES - 8), [63]);
+    assert.deepEqual(restoreChunks(size, CHUNK_BYTES - 7), [62, 63]);
+    assert.deepEqual(restoreChunks(size, 3 * CHUNK_BYTES), [60, 61, 62, 63]);
+    // A stack larger than memory (refused later by the restore's checks): all of it, no chunk below zero.
+    assert.deepEqual(restoreChunks(2 * CHUNK_BYTES, 5 * CHUNK_BYTES), [0, 1]);
+  });
+
+  it("the first chunks are those around each i32 global that points into memory", () => {
+    const size = 64 * CHUNK_BYTES;
+    const globals = [
+      { type: "i32", bits: BigInt(10 * CHUNK_BYTES + 5) },
+      { type: "i64", bits: 5n },
+      { type: "i32", bits: BigInt(size + 1) },
+      { type: "i32", bits: 7n },
+    ];
+    assert.deepEqual(firstChunks(size, globals), [10, 9, 0]);
+  });
+
+  it("takes the wanted chunks out of the missing runs, keeping the rest in order", () => {
+    assert.deepEqual(takeChunks([[0, 10]], [9, 0, 4]), { taken: [0, 4, 9], rest: [[1, 3], [5, 4]] });
+    assert.deepEqual(takeChunks([[0, 2], [5, 3]], [3, 7, 5]), { taken: [5, 7], rest: [[0, 2], [6, 1]] });
+    // Not missing (hybrid's rounds sent it): not taken.
+    assert.deepEqual(takeChunks([[4, 2]], [1]), { taken: [], rest: [[4, 2]] });
+    assert.deepEqual(takeChunks([], [1]), { taken: [], rest: [] });
+  });
+
+  it("a chunk's pages are views of memory, in order", () => {
+    const memory = new Uint8Array(3 * CHUNK_BYTES);
+    for (let i = 0; i < memory.length; i += 4096) memory[i] = (i / 4096) & 0xff;
+    const pages = [...chunkPages(memory, [2, 0])];
+    const per_chunk = CHUNK_BYTES / 4096;
+    assert.equal(pages.length, 2 * per_chunk);
+    assert.deepEqual(pages.map((p) => p.index), [...Array(per_chunk).keys()].map((i) => 2 * per_chunk + i).concat([...Array(per_chunk).keys()]));
+    for (const p of pages) {
+      assert.equal(p.data.length, 4096);
+      assert.equal(p.data[0], p.index & 0xff);
+      assert.equal(p.data.buffer, memory.buffer);
+    }
   });
 });

@@ -150,6 +150,11 @@ export function keptCopy(bytes: Uint8Array): Uint8Array {
   return copy;
 }
 
+/** Bytes at the top of memory lent for a stack of `bytes`: the header, and a multiple of 16. */
+export function borrowedBytes(bytes: number): number {
+  return Math.ceil((bytes + ASYNCIFY_HEADER_BYTES) / 16) * 16;
+}
+
 /**
  * Lends the top `bytes` (+ header) of memory to Asyncify. Grows the memory
  * only if it is smaller than the stack to unwind (a tiny memory with a deep
@@ -158,7 +163,7 @@ export function keptCopy(bytes: Uint8Array): Uint8Array {
  * region back before borrowing again.
  */
 export function borrowTop(memory: WebAssembly.Memory, bytes: number): BorrowedRegion {
-  const need = Math.ceil((bytes + ASYNCIFY_HEADER_BYTES) / 16) * 16;
+  const need = borrowedBytes(bytes);
   if (memory.buffer.byteLength < need) {
     memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
   }

@@ -2,6 +2,7 @@
 export { GuestProcess, type ExitStatus, type LinkHooks, type NetHooks, type ProcessIo, type ProcessSpec, type StandbyOptions, type StartTimings, type Suspension } from "./process.js";
 export { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type InboxMessage } from "./_inbox.js";
 export { OUTBOX_MAX, THROTTLE_PCT_MAX } from "./_control.js";
+export { borrowedBytes } from "./_stack.js";
 export { End, NET_AREA_BYTES, NET_SEND_WINDOW, NET_SLOTS, NetArea } from "./_net_area.js";
 export type { OutputTarget, SuspendedState } from "./_protocol.js";
 export type { GuestUsage } from "./_usage.js";
