@@ -21,6 +21,9 @@
  *            already written here: the dropped pages, moved aside rather
  *            than freed in place, must read as the source's, never as the
  *            bytes that were here
+ *   sparse   as prepared, with only a few pages written here (a
+ *            post-copy standby: what instantiation wrote, the pages sent
+ *            before the handover): they must read as the source's too
  *   demand   no push on the page channel, and a demand channel beside
  *            it: the faults are asked for and answered there
  *   demand-cut  as demand, and the demand channel is cut after a few
@@ -46,7 +49,7 @@ for (const b of src) expected += b;
 const demand = mode === "demand" || mode === "demand-cut";
 const sealed = mode === "sealed" || mode === "sealed-js" || mode === "tampered" || mode === "wrong-key";
 // Demand modes never push: every chunk comes because it was asked for, so one owed by a cut demand channel arrives only if it is asked for again.
-const server = new PageServer(src, { hold_push: demand, push_bytes_per_s: mode === "serve" || mode === "prepared" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
+const server = new PageServer(src, { hold_push: demand, push_bytes_per_s: mode === "serve" || mode === "prepared" || mode === "sparse" || mode === "sealed" || mode === "sealed-js" ? Infinity : 4 * 1024 * 1024, native_seal: mode !== "sealed-js" });
 const sockets = new Set<net.Socket>();
 /** The keys of the connection being opened (connections here are one at a time). */
 let keys: PageChannelKeys | undefined;
@@ -108,8 +111,11 @@ const attach = (): void => {
   const s = net.connect(mode === "tampered" ? tamper_port : port, "127.0.0.1", () => pages.attach(s, k));
 };
 // A standby's memory, backed and written before the handover (hybrid's first round writes into it).
+const prepared = mode === "prepared" || mode === "sparse";
 if (mode === "prepared") new Uint8Array(dest.buffer, 0, bytes).fill(0xab);
-const pages = new RemotePages(new Uint8Array(dest.buffer), mode === "prepared" ? 0 : bytes, {
+// A few runs of pages: the first pages, a run across a chunk boundary, the last page.
+if (mode === "sparse") for (const [at, n] of [[0, 3 * 4096], [bytes / 2 - 4096, 2 * 4096], [bytes - 4096, 4096]] as const) new Uint8Array(dest.buffer, at, n).fill(0xab);
+const pages = new RemotePages(new Uint8Array(dest.buffer), prepared ? 0 : bytes, {
   down: () => {
     downs += 1;
     if (mode === "recover" || mode === "tampered" || mode === "wrong-key") setTimeout(attach, 20);
@@ -118,7 +124,7 @@ const pages = new RemotePages(new Uint8Array(dest.buffer), mode === "prepared" ?
     completed = true;
   },
 });
-if (mode === "prepared") pages.resize(bytes);
+if (prepared) pages.resize(bytes);
 pages.drop(0, bytes);
 let port = 0;
 let tamper_port = 0;

@@ -45,6 +45,13 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.equal(out.stats.chunks, 256);
   });
 
+  it("a few pages written here before the drop (a post-copy standby's) read as the source's once dropped", () => {
+    const out = probe("sparse");
+    assert.equal(out.sum, out.expected, "a dropped page kept the bytes that were here, or arrived wrong");
+    assert.equal(out.completed, true);
+    assert.equal(out.stats.present, out.stats.chunks);
+  });
+
   it("with a demand channel beside the page channel, faults are asked for and answered there, and every byte arrives", () => {
     const out = probe("demand");
     assert.equal(out.sum, out.expected);
