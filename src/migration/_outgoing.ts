@@ -237,7 +237,9 @@ export class OutgoingMigration {
     this.#conn = await this.#unlessStalled(connecting);
     this.#clock.enter("prepare");
     this.#step("offering");
-    await sendJson(this.#conn, Msg.offer, this.#side.offer);
+    // Post-copy's page session is named now: a destination that can take its channel before the stop says so in READY.
+    if (this.#post_copy) this.#session = `${this.#side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
+    await sendJson(this.#conn, Msg.offer, this.#session === null ? this.#side.offer : { ...this.#side.offer, page_session: this.#session });
     this.#to("offered");
   }
 
@@ -265,6 +267,16 @@ export class OutgoingMigration {
     this.#to("rounds");
     this.#progress.step({ phase: "offered", bytes: 0, memory_bytes: this.#memory().length });
     if (this.#post_copy && this.#side.connectPages === undefined) throw new FerryError("ERR_MIGRATION_FAILED", `${this.#options.strategy} needs a page channel`);
+    // Its handshake (upgrade, grant, the page-data connection) while the process runs: the channel is there when the restore ends.
+    if (this.#post_copy && answer.page_session === true) this.#openPages();
+  }
+
+  /** Opens the page channel of the migration's session (once). */
+  #openPages(): void {
+    if (this.#channel !== null || this.#session === null) return;
+    this.#channel = this.#side.connectPages!(this.#session);
+    // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
+    this.#channel.catch(() => undefined);
   }
 
   async #rounds(): Promise<void> {
@@ -357,14 +369,8 @@ export class OutgoingMigration {
   /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */
   async #stop(): Promise<Suspension> {
     const side = this.#side;
-    // Post-copy's page channel opens before the stop, so that its handshake is not downtime.
-    const session = `${side.offer.pid}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 8)}`;
-    if (this.#post_copy) {
-      this.#channel = side.connectPages!(session);
-      // Awaited later (servePostCopy, or destroyed on failure), where its error is seen; this only keeps it from being unhandled meanwhile.
-      this.#channel.catch(() => undefined);
-      this.#session = session;
-    }
+    // Else post-copy's page channel opens now, before the stop: its handshake overlaps the stop (the destination answers it at the HANDOVER).
+    if (this.#post_copy) this.#openPages();
     this.#progress.step({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
     this.#step("stopping the process");
     this.#stopped_at = performance.now();

@@ -29,6 +29,9 @@ export const ERROR_MESSAGE_CHARS_MAX = 4096;
 const CHUNKS_MAX = WASM_MEMORY_BYTES_MAX / CHUNK_BYTES;
 
 /** OFFER (S→D): what the destination is asked to take (see `Offer` in source.ts). */
+/** A post-copy page channel's session, as the source names it. */
+const SessionName = v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/, "must be a session name"));
+
 export const OfferSchema = v.object({
   pid: Pid,
   home: NodeName,
@@ -50,6 +53,8 @@ export const OfferSchema = v.object({
   signing_key: v.optional(v.pipe(v.string(), v.maxLength(SIGNING_KEY_CHARS_MAX), v.base64())),
   /** Periodic checkpoints of the process, every this many ms (0 or absent: none); they go on wherever it runs. */
   checkpoint_every_ms: v.optional(integer(0, Number.MAX_SAFE_INTEGER)),
+  /** Post-copy and hybrid: the page channel's session, named now so that the channel can open before the stop (READY `page_session`). */
+  page_session: v.optional(SessionName),
 });
 
 /** A frame whose body says nothing (a keeper's acknowledgement of a checkpoint): an empty object. */
@@ -83,6 +88,8 @@ export const AnswerSchema = v.object({
    * nodes without, they are tagged in the clear (`gmac`).
    */
   sealed: v.optional(v.object({ ticket: Base64Key, key: Base64Key, cipher: v.optional(v.picklist(["aes-256-gcm", "gmac"])) })),
+  /** READY: the page channel of the session the offer named may open now (absent: only once the process stopped). */
+  page_session: v.optional(v.literal(true)),
   phases_ms: v.optional(
     v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
   ),
@@ -99,7 +106,7 @@ export const ErrorFrameSchema = v.object({
 
 /** HANDOVER (S→D, post-copy and hybrid): see `Handover` in _wire.ts; order and bounds of the runs are checked by the destination. */
 export const HandoverSchema = v.object({
-  session: v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]{1,128}$/, "must be a session name")),
+  session: SessionName,
   remote_bytes: v.pipe(MemoryBytes, v.multipleOf(CHUNK_BYTES, `must be a whole number of ${CHUNK_BYTES}-byte chunks`)),
   missing: list(v.tuple([integer(0, CHUNKS_MAX - 1), integer(1, CHUNKS_MAX)]), CHUNKS_MAX),
 });

@@ -61,6 +61,8 @@ export interface Landing {
   handover(h: Handover): void;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
+  /** Post-copy and hybrid: the offer's page session is expected here, and its channel may open before the stop (READY `page_session`). */
+  readonly early_pages?: boolean;
   /**
    * A writable view of `length` bytes of its memory at `byte_offset` (grown
    * as needed): the sealed BULK connection decrypts pages straight into it.
@@ -140,7 +142,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
     const door_fields =
       door === null ? {} : { sealed: { ticket: Buffer.from(door.ticket).toString("base64"), key: Buffer.from(door.key).toString("base64"), ...(door.cipher === "gmac" ? { cipher: "gmac" } : {}) } };
-    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields });
+    await sendJson(conn, Msg.ready, { phases_ms: clock.snapshot(), bulk: true, ...door_fields, ...(landing.early_pages === true ? { page_session: true } : {}) });
     // Stop-copy's pages outside the image: only first, and hashed in place, so nothing else may write memory until their digest is in.
     let bulk_open = true;
     let bulk_digest: string | null = null;
@@ -290,9 +292,10 @@ function checkBulk(image: DecodedImage, key: typeof BULK_META_KEY | typeof BULK_
 }
 
 /** A handover passed its schema; its ranges must also lie inside the memory, in order, and within the process's cap. */
-export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memory_max_bytes">): Handover {
+export function checkHandover(h: Handover, offer: Pick<Offer, "strategy" | "memory_max_bytes" | "page_session">): Handover {
   if (offer.strategy !== "post-copy" && offer.strategy !== "hybrid") throw new FerryError("ERR_MIGRATION_PROTOCOL", `a ${offer.strategy} migration has no handover`);
   if (h.remote_bytes > offer.memory_max_bytes) throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${h.remote_bytes} bytes is over the process's cap of ${offer.memory_max_bytes}`);
+  if (offer.page_session !== undefined && h.session !== offer.page_session) throw new FerryError("ERR_MIGRATION_PROTOCOL", "handover of another page session than the offer named");
   let end = 0;
   for (const [first, count] of h.missing) {
     if (first < end || (first + count) * CHUNK_BYTES > h.remote_bytes) {

@@ -65,6 +65,12 @@ export interface Offer {
   signing_key?: string;
   /** Periodic checkpoints of the process, every this many ms (docs/checkpoints.md); they go on wherever it runs. */
   checkpoint_every_ms?: number;
+  /**
+   * Post-copy and hybrid: the page channel's session. The source names it in
+   * the OFFER so that a destination that says so in READY takes the channel
+   * before the stop; its handshake then happens while the process runs.
+   */
+  page_session?: string;
 }
 
 /** What a migration reports. */

@@ -292,6 +292,8 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       throw err;
     }
   }
+  // The session the offer named: its page channel is taken from now on, while the source still runs the process.
+  const pending = prepared !== null && offer.page_session !== undefined ? node.postcopy.expect(offer.page_session, offer.pid) : null;
   // Every growth is reserved first: a source cannot make a standby outgrow the quota, or its cap.
   const grow = (size_bytes: number): void => {
     ticket.grow(size_bytes);
@@ -300,6 +302,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
   };
   return {
     ...(reserved !== undefined ? { reserved: () => reserved } : {}),
+    early_pages: pending !== null,
     write(offset, data) {
       const end = offset + data.length;
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
@@ -353,6 +356,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
     },
     async abort() {
       node.table.arrivalFailed(offer.pid);
+      pending?.close();
       prepared?.close();
       net.detach();
       await proc.terminate();

@@ -173,10 +173,75 @@ export class IncomingPostCopy {
   }
 }
 
+/** What a page channel is handed to once its upgrade (or its ticket) is accepted. */
+interface PageTarget {
+  readonly pid: string;
+  attach(socket: Duplex, keys?: PageChannelKeys, demand?: boolean): void;
+}
+
+/**
+ * A session the offer named, expected here before the HANDOVER: its page
+ * channel's handshake is done while the source still runs the process, and
+ * the channel waits here until the session is set up, then goes to it
+ * (`IncomingPostCopy`), before the process runs. Nothing is read from the
+ * channel meanwhile: the source sends nothing until the destination's HELLO.
+ */
+export class PendingPageSession implements PageTarget {
+  readonly session: string;
+  readonly pid: string;
+  readonly #sessions: PostCopySessions;
+  #queued: { socket: Duplex; keys: PageChannelKeys | undefined; demand: boolean }[] = [];
+  #closed = false;
+
+  constructor(sessions: PostCopySessions, session: string, pid: string) {
+    this.#sessions = sessions;
+    this.session = session;
+    this.pid = pid;
+  }
+
+  attach(socket: Duplex, keys?: PageChannelKeys, demand = false): void {
+    if (this.#closed) {
+      socket.destroy();
+      return;
+    }
+    socket.on("error", () => undefined);
+    // The caller wipes its keys once this returns.
+    const copy = keys === undefined ? undefined : { to_destination: Buffer.from(keys.to_destination), to_source: Buffer.from(keys.to_source) };
+    this.#queued.push({ socket, keys: copy, demand });
+  }
+
+  /** The session is set up: the channels that came meanwhile go to it, in order. */
+  bind(target: IncomingPostCopy): void {
+    this.#closed = true;
+    for (const q of this.#queued.splice(0)) {
+      attachOrDrop(target, q.socket, q.keys, q.demand);
+      wipe(q.keys);
+    }
+  }
+
+  /** The migration failed before the HANDOVER: the channels that came are closed, and a later one is turned away. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const q of this.#queued.splice(0)) {
+      q.socket.destroy();
+      wipe(q.keys);
+    }
+    this.#sessions.forget(this);
+  }
+}
+
+function wipe(keys: PageChannelKeys | undefined): void {
+  keys?.to_destination.fill(0);
+  keys?.to_source.fill(0);
+}
+
 /** The node's post-copy sessions, by session and by pid. */
 export class PostCopySessions {
   readonly #sessions = new Map<string, IncomingPostCopy>();
-  readonly #waiting = new Map<string, ((s: IncomingPostCopy | null) => void)[]>();
+  /** Sessions offers named, not set up yet. */
+  readonly #pending = new Map<string, PendingPageSession>();
+  readonly #waiting = new Map<string, ((s: PageTarget | null) => void)[]>();
   /** Sessions that ended lately: a late page channel is turned away at once. */
   readonly #ended = new Set<string>();
   /** The node is stopping: no session is set up any more, so none is waited for. */
@@ -192,10 +257,37 @@ export class PostCopySessions {
     const waiting = [...this.#waiting.values()].flat();
     this.#waiting.clear();
     for (const resolve of waiting) resolve(null);
+    for (const p of [...this.#pending.values()]) p.close();
+  }
+
+  /**
+   * A session an offer named for process `pid`: its page channel is taken
+   * from now on and waits for the session. Null when the name is in use here
+   * (or was lately), or the node is stopping: the channel then waits for the
+   * HANDOVER, as without a name.
+   */
+  expect(session: string, pid: string): PendingPageSession | null {
+    if (this.#closed || this.#sessions.has(session) || this.#pending.has(session) || this.#ended.has(session)) return null;
+    const pending = new PendingPageSession(this, session, pid);
+    this.#pending.set(session, pending);
+    for (const resolve of this.#waiting.get(session) ?? []) resolve(pending);
+    this.#waiting.delete(session);
+    return pending;
+  }
+
+  /** A pending session closed: no channel goes to it any more. */
+  forget(p: PendingPageSession): void {
+    if (this.#pending.get(p.session) !== p) return;
+    this.#pending.delete(p.session);
+    this.#ended.add(p.session);
+    if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.values().next().value as string);
   }
 
   add(s: IncomingPostCopy): void {
     this.#sessions.set(s.session, s);
+    const pending = this.#pending.get(s.session);
+    this.#pending.delete(s.session);
+    pending?.bind(s);
     for (const resolve of this.#waiting.get(s.session) ?? []) resolve(s);
     this.#waiting.delete(s.session);
   }
@@ -206,9 +298,9 @@ export class PostCopySessions {
     if (this.#ended.size > ENDED_KEPT) this.#ended.delete(this.#ended.values().next().value as string);
   }
 
-  /** A session being served now. */
-  get(session: string): IncomingPostCopy | undefined {
-    return this.#sessions.get(session);
+  /** A session being served now, or one an offer named that is not set up yet. */
+  get(session: string): PageTarget | undefined {
+    return this.#sessions.get(session) ?? this.#pending.get(session);
   }
 
   /** The session of a process still receiving pages here. */
@@ -217,9 +309,9 @@ export class PostCopySessions {
     return undefined;
   }
 
-  /** The session, waiting up to `timeout_ms` for it to be set up. */
-  wait(session: string, timeout_ms: number): Promise<IncomingPostCopy | null> {
-    const now = this.#sessions.get(session);
+  /** The session (or the offer that named it), waiting up to `timeout_ms` for it. */
+  wait(session: string, timeout_ms: number): Promise<PageTarget | null> {
+    const now = this.get(session);
     if (now !== undefined) return Promise.resolve(now);
     if (this.#ended.has(session) || this.#closed) return Promise.resolve(null);
     return new Promise((resolve) => {
@@ -230,7 +322,7 @@ export class PostCopySessions {
         else this.#waiting.set(session, left);
         resolve(null);
       }, timeout_ms);
-      const done = (s: IncomingPostCopy | null): void => {
+      const done = (s: PageTarget | null): void => {
         clearTimeout(timer);
         resolve(s);
       };
@@ -300,7 +392,7 @@ export function acceptPageData(sessions: PostCopySessions, tickets: PageTickets,
   redeemed.keys.to_source.fill(0);
 }
 
-function attachOrDrop(s: IncomingPostCopy, socket: Duplex, keys?: PageChannelKeys, demand = false): void {
+function attachOrDrop(s: PageTarget, socket: Duplex, keys?: PageChannelKeys, demand = false): void {
   try {
     s.attach(socket, keys, demand);
   } catch (err: unknown) {
