@@ -399,14 +399,15 @@ export class OutgoingMigration {
     if (this.#round_tags !== null) image.meta[BULK_TAGS_META_KEY] = this.#round_tags;
     if (side.links !== undefined) image.links = side.links.capture();
     const memory = this.#memory();
+    // Only the stack, globals and WASI state travel now; the pages follow on demand and by push, except the few
+    // the restore touches at once: they go first, as PAGES, and the destination asks for none of them.
+    const post_copy = this.#session === null ? null : takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");
     const refused = (): boolean => answer.arrived?.type === Msg.error;
-    if (this.#session !== null) {
-      // Only the stack, globals and WASI state travel now; the pages follow on demand and by push, except the few
-      // the restore touches at once: they go first, as PAGES, and the destination asks for none of them.
-      const { taken, rest } = takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
+    if (this.#session !== null && post_copy !== null) {
+      const { taken, rest } = post_copy;
       if (taken.length > 0) {
         this.#rounds_digest ??= createHash("sha256");
         const sent = await sendPages(conn, chunkPages(memory, taken), { digest: this.#rounds_digest, stable: true });
