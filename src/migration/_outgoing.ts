@@ -401,12 +401,13 @@ export class OutgoingMigration {
     const memory = this.#memory();
     // Only the stack, globals and WASI state travel now; the pages follow on demand and by push, except the few
     // the restore touches at once: they go first, as PAGES, and the destination asks for none of them.
-    const post_copy = this.#session === null ? null : takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
+    const session = this.#session;
+    const post_copy = session === null ? null : takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");
     const refused = (): boolean => answer.arrived?.type === Msg.error;
-    if (this.#session !== null && post_copy !== null) {
+    if (session !== null && post_copy !== null) {
       const { taken, rest } = post_copy;
       if (taken.length > 0) {
         this.#rounds_digest ??= createHash("sha256");
@@ -414,7 +415,7 @@ export class OutgoingMigration {
         this.#metrics.bytes += sent.bytes;
         this.#metrics.pages += sent.pages;
       }
-      this.#handover = { session: this.#session, remote_bytes: memory.length, missing: rest };
+      this.#handover = { session, remote_bytes: memory.length, missing: rest };
       this.#final = rest.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
       image.memory = { size_bytes: memory.length, pages: () => [] };
       // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.

@@ -50,23 +50,23 @@ export type Served = Omit<PostCopyMetrics, "resume_to_last_page_ms"> & {
 const RECONNECT_PAUSE_MS = 200;
 
 /**
- * Serves pages until the destination has them all (resolves), or rejects with
- * ERR_POSTCOPY_LOST once the link stayed down for `recover_ms`. Starts as
- * soon as the channel opens, before the destination says it runs the process
- * (restoring it already touches pages: those are answered, and the push waits
- * for `push_from`); `signal` stops it if the destination never runs it.
- */
-/**
  * Least memory still at the source for which a demand channel is opened.
  * Its handshake (an upgrade over TLS, a grant, a second connection) takes
- * the source's thread a few ms just as the push starts; a process of 2 MiB
- * got its last page 20 ms after RUNNING without one, 24 ms with, and a
- * client of a 1.5 MiB server moved by post-copy waited 29 ms at most
- * against 32 (`--only=net`, 4 runs each, alternated). An answer on the page
- * channel waits behind at most 2 MiB of push (`QUEUED_BYTES_MAX`).
+ * the source's thread a few ms just as the push starts. A 2 MiB memhog got
+ * its last page 20 ms after RUNNING without one, 24 ms with (medians of 12
+ * moves each); a client of kvserver (1.5 MiB) moved by post-copy waited 29 ms
+ * at most against 32 (`--only=net`, 4 runs each, alternated). An answer on
+ * the page channel waits behind at most 2 MiB of push (`QUEUED_BYTES_MAX`).
  */
 const DEMAND_CHANNEL_BYTES_MIN = 8 * 1048576;
 
+/**
+ * Serves pages until the destination has them all (resolves), or rejects with
+ * ERR_POSTCOPY_LOST once the link stayed down for `recover_ms`. Starts as
+ * soon as the channel opens, before the destination says it runs the process
+ * (a fault then is answered; the push waits for `push_from`); `signal` stops
+ * it if the destination never runs it.
+ */
 export async function servePostCopy(
   side: SourceSide,
   handover: Handover,

@@ -191,6 +191,8 @@ export class PendingPageSession implements PageTarget {
   readonly pid: string;
   readonly #sessions: PostCopySessions;
   #queued: { socket: Duplex; keys: PageChannelKeys | undefined; demand: boolean }[] = [];
+  /** The session once set up: a channel found here before then (a wait resolved earlier) goes on to it. */
+  #bound: IncomingPostCopy | null = null;
   #closed = false;
 
   constructor(sessions: PostCopySessions, session: string, pid: string) {
@@ -200,6 +202,10 @@ export class PendingPageSession implements PageTarget {
   }
 
   attach(socket: Duplex, keys?: PageChannelKeys, demand = false): void {
+    if (this.#bound !== null) {
+      this.#bound.attach(socket, keys, demand);
+      return;
+    }
     if (this.#closed) {
       socket.destroy();
       return;
@@ -212,6 +218,8 @@ export class PendingPageSession implements PageTarget {
 
   /** The session is set up: the channels that came meanwhile go to it, in order. */
   bind(target: IncomingPostCopy): void {
+    if (this.#closed) return;
+    this.#bound = target;
     this.#closed = true;
     for (const q of this.#queued.splice(0)) {
       attachOrDrop(target, q.socket, q.keys, q.demand);

@@ -59,6 +59,11 @@ describe("post-copy sessions", () => {
     sessions.add(s);
     assert.deepEqual(got.map((g) => [g.socket, g.keys, g.demand]), [[a, Buffer.alloc(32, 2).toString("hex"), false], [b, undefined, true]]);
     assert.equal(sessions.get("s1"), s);
+    // A channel whose wait resolved to the named session before it was set up (the answer to its upgrade still being written) goes on to it.
+    const late = new PassThrough();
+    pending.attach(late);
+    assert.equal(late.destroyed, false);
+    assert.equal(got.at(-1)?.socket, late);
   });
 
   it("a named session closed before it is set up (the move failed) closes the channels it holds and turns later ones away", async () => {
