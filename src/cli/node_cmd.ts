@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import v8 from "node:v8";
 import { FerryNode, checkNodeName, openDirectory, parseAddress, serveDirectory, type NodeLimits, type NodePolicy } from "../node/mod.js";
 import { LEASE_TTL_MS_DEFAULT, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, openEmbeddedDirectory, type Directory } from "../directory/mod.js";
 import type { TrackerChoice } from "../memory/mod.js";
@@ -10,7 +11,6 @@ import { ferryHome } from "../home.js";
 import { clientCredentialDir, localAuthorityDir } from "../trust/mod.js";
 import { ensureClient, localCluster, localNode, localUserName, nodeIdentity, type NodeIdentity } from "./_identity.js";
 import { Supervisor } from "./_supervisor.js";
-import { setV8Flags } from "../v8_flags.js";
 import { parseLabels } from "../policy/mod.js";
 import type { LoadOptions } from "../node/load.js";
 import { configureLogging, isLogLevel, LOG_LEVEL_DEFAULT, LOG_LEVELS, type LogLevel } from "../log/mod.js";
@@ -312,7 +312,7 @@ const HEAP_GROWING_PERCENT = 200;
  * process, its workers included.
  */
 function tuneV8(): void {
-  setV8Flags("--always-sparkplug", "--no-lazy", `--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+  for (const flag of ["--always-sparkplug", "--no-lazy", `--heap-growing-percent=${HEAP_GROWING_PERCENT}`]) v8.setFlagsFromString(flag);
 }
 
 /** `ferry node start`. */

@@ -1,19 +1,21 @@
 /**
- * Loading binaryen.js with a V8 code cache.
+ * Loading binaryen.js, with its wasm kept apart from its JavaScript.
  *
- * binaryen.js is one 15 MB ES module that holds Binaryen's wasm build as a
- * string literal. V8 parses all of it when the module is compiled and again
- * when its factory function first runs: about a second of CPU on every cold
- * start, before any module is read. Node 20 keeps no compile cache for ES
- * modules, so the file is compiled here as a script (`vm.Script`) with
- * `cachedData`: the bytecode V8 made the first time, kept on disk, replaces
- * both parses (docs/runtime.md, "Instrumentation": figures).
+ * binaryen.js is one 15 MB ES module; 14.7 MB of it is a template literal
+ * holding Binaryen's wasm build, which V8 must parse, and then turn into
+ * bytes, on every start: 0.55 s even with a V8 code cache, 1 s without,
+ * before any module is read. So the first load on a machine splits the file
+ * in two, kept in `~/.cache/ferry/code`: the wasm's bytes, and the rest
+ * (180 KB of JavaScript: Emscripten's glue and Binaryen's API) with an empty
+ * literal in place of the bytes. Later loads compile the glue as a script
+ * and give it the bytes through Emscripten's `instantiateWasm` hook: 0.17 s
+ * (docs/runtime.md, "Instrumentation": figures).
  *
  * To run as a script, three spots of the file are rewritten: `import.meta.url`
  * and `import("node:module")` become arguments, and the closing top-level
- * `await` and `export` become a `return`. Anything else in the file is left as
- * it is. A file of another shape (a new binaryen version) is not rewritten at
- * all: it is imported as usual, and only the cache's gain is lost.
+ * `await` and `export` become a `return`. Anything else in the file is left
+ * as it is. A file of another shape (a new binaryen version) is imported as
+ * usual, and only the gain is lost.
  */
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -22,89 +24,189 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import vm from "node:vm";
-import { v8FlagsSet } from "../v8_flags.js";
 import type Binaryen from "binaryen";
+import { planInvokers } from "./_invokers.js";
 
 /** The end of binaryen.js: its factory is awaited at top level and exported. */
 const MODULE_TAIL = /var ([\w$]+)=await ([\w$]+)\(\),([\w$]+)=\1;export\{\3 as default\};\s*$/;
 /** What the factory imports; given to the script as an argument instead. */
 const MODULE_IMPORT = 'await import("node:module")';
-/** SHA-256 in front of each cache file: V8 only checks a cache's version, flags and source length, not its bytes. */
+/** Where the wasm's literal starts: decoded into the bytes only when the module has no `instantiateWasm`. */
+const WASM_LITERAL = /\?\?=[\w$]+\(`/;
+/** SHA-256 in front of each file kept: a damaged one is never used, and is made again. */
 const DIGEST_BYTES = 32;
+/** What the cache folder held before: a V8 code cache of the whole file, one per path. */
+const OBSOLETE = /^binaryen-[0-9a-f]{16}\.v8cache$/;
 
-/** Where the code cache is kept: `FERRY_CODE_CACHE_DIR`, else beside the instrumented modules; "" turns it off. */
+/** Where the split files are kept: `FERRY_CODE_CACHE_DIR`, else beside the instrumented modules; "" turns it off. */
 export function codeCacheDir(): string | null {
   const fromEnv = process.env["FERRY_CODE_CACHE_DIR"];
   if (fromEnv !== undefined) return fromEnv === "" ? null : fromEnv;
   return path.join(os.homedir(), ".cache", "ferry", "code");
 }
 
-/** How binaryen.js was loaded, for measurements and tests. */
-export type BinaryenLoad = "cache-hit" | "cache-written" | "script" | "import";
+/**
+ * How binaryen.js was loaded, for measurements and tests: from the files
+ * kept, split now and kept, split now and not kept (no folder, or it could
+ * not be written), or imported as it is (a file of another shape).
+ */
+export type BinaryenLoad = "cache-hit" | "cache-written" | "split" | "import";
 
 /** What {@link loadBinaryenModule} gives. */
 export interface LoadedBinaryen {
   binaryen: typeof Binaryen;
   how: BinaryenLoad;
+  /** Whether its C++ exceptions are caught in wasm (`_invokers.ts`) rather than by Emscripten's JavaScript. */
+  wasm_invokers: boolean;
+}
+
+/** Options of {@link loadBinaryenModule}. */
+export interface LoadOptions {
+  /** Catch Binaryen's C++ exceptions in wasm where its glue allows (default true; false for comparisons). */
+  wasm_invokers?: boolean;
+}
+
+/** binaryen.js in two parts. */
+interface Split {
+  /** A script whose value is the factory, taking its URL, `node:module` and the Emscripten module's options. */
+  glue: string;
+  wasm: Uint8Array;
 }
 
 /**
- * Loads binaryen.js, from the code cache in `dir` when it holds one for this
- * file, this Node and these flags (and writes one when not). `dir` null:
- * compiled without a cache.
+ * Loads binaryen.js, from the files split from it in `dir` when there are
+ * some for this build (and writes them when not). `dir` null: split in
+ * memory, nothing written.
  */
-export async function loadBinaryenModule(dir: string | null = codeCacheDir()): Promise<LoadedBinaryen> {
-  const file = fileURLToPath(import.meta.resolve("binaryen"));
-  let source: string;
+export async function loadBinaryenModule(dir: string | null = codeCacheDir(), options: LoadOptions = {}): Promise<LoadedBinaryen> {
+  const invokers = options.wasm_invokers ?? true;
+  const url = import.meta.resolve("binaryen");
+  const file = fileURLToPath(url);
+  let size: number;
   try {
-    source = fs.readFileSync(file, "utf8");
+    size = fs.statSync(file).size;
   } catch {
-    // Unreadable as a file (a bundle, a loader hook): the import finds it or says why.
-    return { binaryen: (await import("binaryen")).default, how: "import" };
+    // Not a file (a bundle, a loader hook): the import finds it or says why.
+    return { binaryen: (await import("binaryen")).default, how: "import", wasm_invokers: false };
   }
-  const script = asScript(source);
-  if (script === undefined) return { binaryen: (await import("binaryen")).default, how: "import" };
-  const cacheFile = dir === null ? undefined : path.join(dir, cacheName(file, source.length));
-  const cached = cacheFile === undefined ? undefined : readCache(cacheFile);
-  const compiled = new vm.Script(script, { filename: file, ...(cached !== undefined ? { cachedData: cached } : {}) });
-  const factory = compiled.runInThisContext() as (url: string, module: typeof nodeModule) => Promise<typeof Binaryen>;
-  const binaryen = await factory(import.meta.resolve("binaryen"), nodeModule);
-  if (cacheFile === undefined) return { binaryen, how: "script" };
-  if (cached !== undefined && compiled.cachedDataRejected !== true) return { binaryen, how: "cache-hit" };
-  // Made after the factory ran, the cache holds its bytecode too (the second parse).
-  return { binaryen, how: writeCache(cacheFile, compiled.createCachedData()) ? "cache-written" : "script" };
+  const kept = dir === null ? undefined : keptFiles(dir, file, size);
+  if (kept !== undefined) {
+    const glue = readChecked(kept.glue);
+    const wasm = glue === undefined ? undefined : readChecked(kept.wasm);
+    if (glue !== undefined && wasm !== undefined) {
+      try {
+        return { ...(await start({ glue: glue.toString("utf8"), wasm }, file, url, invokers)), how: "cache-hit" };
+      } catch {
+        // Made from another build of the same size and version, or beyond what a digest sees: split again below.
+      }
+    }
+  }
+  const split = splitSource(fs.readFileSync(file, "utf8"));
+  if (split === undefined) return { binaryen: (await import("binaryen")).default, how: "import", wasm_invokers: false };
+  const started = await start(split, file, url, invokers);
+  if (dir === null || kept === undefined) return { ...started, how: "split" };
+  const written = writeChecked(kept.glue, Buffer.from(split.glue, "utf8")) && writeChecked(kept.wasm, split.wasm);
+  if (written) removeObsolete(dir);
+  return { ...started, how: written ? "cache-written" : "split" };
 }
 
-/** binaryen.js as the source of a script whose value is its factory, or undefined when the file is not of the shape known. */
-function asScript(source: string): string | undefined {
-  const tail = MODULE_TAIL.exec(source);
-  const imports = source.split(MODULE_IMPORT).length - 1;
-  if (tail === null || imports !== 1 || /\bimport\.meta\.(?!url\b)/.test(source) || /^\s*(import|export)\s/m.test(source.slice(0, tail.index))) return undefined;
-  const body = source.slice(0, tail.index).replaceAll("import.meta.url", "__ferry_url").replace(MODULE_IMPORT, "__ferry_module");
-  return `(async function (__ferry_url, __ferry_module) {${body}\nreturn await ${tail[2]}();\n})`;
+/** Runs the glue's factory with `split.wasm` as its module; rejects if the wasm does not compile or link. */
+async function start(split: Split, file: string, url: string, invokers: boolean): Promise<{ binaryen: typeof Binaryen; wasm_invokers: boolean }> {
+  // Compiled off this thread while the glue is compiled and set up.
+  const compiling = WebAssembly.compile(split.wasm);
+  let failed!: (err: unknown) => void;
+  const failure = new Promise<never>((_, reject) => (failed = reject));
+  compiling.catch(failed);
+  const factory = new vm.Script(split.glue, { filename: file }).runInThisContext() as (url: string, module: typeof nodeModule, options: object) => Promise<typeof Binaryen>;
+  let planned = false;
+  const options = {
+    // Emscripten's hook: it waits for `receive`, and has no way to be told of a failure, so the race below is.
+    instantiateWasm(imports: WebAssembly.Imports, receive: (instance: WebAssembly.Instance) => void): object {
+      const plan = invokers ? planInvokers(split.glue, split.wasm, imports) : undefined;
+      compiling
+        .then(async (module) => {
+          const instance = await WebAssembly.instantiate(module, plan?.imports ?? imports);
+          planned = plan?.link(instance) ?? false;
+          // Not as planned: an instance of Emscripten's own making instead.
+          return plan === undefined || planned ? instance : await WebAssembly.instantiate(module, imports);
+        })
+        // `receive` throws for a module that is not Binaryen's (it looks for its exports).
+        .then(receive)
+        .catch(failed);
+      return {};
+    },
+  };
+  const binaryen = await Promise.race([factory(url, nodeModule, options), failure]);
+  return { binaryen, wasm_invokers: planned };
 }
 
-/** One cache file per binaryen.js, Node build and V8 flags (given on the command line or set since): V8 rejects a cache made under others. */
-function cacheName(file: string, length: number): string {
-  const key = createHash("sha256").update(JSON.stringify([file, length, process.version, process.arch, process.execArgv, v8FlagsSet()])).digest("hex").slice(0, 16);
-  return `binaryen-${key}.v8cache`;
+/**
+ * binaryen.js split into the script and the wasm's bytes, or undefined when
+ * the file is not of the shape known.
+ */
+function splitSource(source: string): Split | undefined {
+  const literal = WASM_LITERAL.exec(source);
+  if (literal === null) return undefined;
+  const start = literal.index + literal[0].length - 1;
+  const end = literalEnd(source, start);
+  if (end === undefined) return undefined;
+  const wasm = latin1(vm.runInThisContext(source.slice(start, end)) as unknown);
+  // The wasm's magic and version: anything else is not the literal looked for.
+  if (wasm === undefined || wasm.length < 8 || !Buffer.from(wasm.subarray(0, 8)).equals(Buffer.from([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]))) return undefined;
+  // An empty literal in its place: never evaluated, since the module is given `instantiateWasm`.
+  const rest = source.slice(0, start + 1) + source.slice(end - 1);
+  const tail = MODULE_TAIL.exec(rest);
+  const imports = rest.split(MODULE_IMPORT).length - 1;
+  if (tail === null || imports !== 1 || /\bimport\.meta\.(?!url\b)/.test(rest) || /^\s*(import|export)\s/m.test(rest.slice(0, tail.index))) return undefined;
+  const body = rest.slice(0, tail.index).replaceAll("import.meta.url", "__ferry_url").replace(MODULE_IMPORT, "__ferry_module");
+  return { glue: `(async function (__ferry_url, __ferry_module, __ferry_options) {${body}\nreturn await ${tail[2]}(__ferry_options);\n})`, wasm };
 }
 
-function readCache(file: string): Buffer | undefined {
+/** The index just past the template literal whose backquote is at `start`, or undefined if it holds a substitution or never ends. */
+function literalEnd(source: string, start: number): number | undefined {
+  for (let i = start + 1; i < source.length; i += 1) {
+    const c = source.charCodeAt(i);
+    if (c === 0x5c) i += 1; // a backslash: the next character is escaped
+    else if (c === 0x60) return i + 1;
+    else if (c === 0x24 && source.charCodeAt(i + 1) === 0x7b) return undefined; // "${"
+  }
+  return undefined;
+}
+
+/** A string of byte-sized characters as those bytes; undefined for anything else. */
+function latin1(value: unknown): Uint8Array | undefined {
+  if (typeof value !== "string") return undefined;
+  const bytes = Buffer.from(value, "latin1");
+  // latin1 keeps the low byte of a wider character: checked on the way back.
+  return bytes.toString("latin1") === value ? bytes : undefined;
+}
+
+/** The two files kept for this binaryen.js: named after its version and size, so that every copy of one build shares them. */
+function keptFiles(dir: string, file: string, size: number): { glue: string; wasm: string } {
+  let version = "";
+  try {
+    version = String((JSON.parse(fs.readFileSync(path.join(path.dirname(file), "package.json"), "utf8")) as { version?: unknown }).version);
+  } catch {
+    // No package.json beside it: the size alone names the files, and a wrong pair fails to link and is split again.
+  }
+  const key = createHash("sha256").update(JSON.stringify([version, size])).digest("hex").slice(0, 16);
+  return { glue: path.join(dir, `binaryen-${key}.js`), wasm: path.join(dir, `binaryen-${key}.wasm`) };
+}
+
+function readChecked(file: string): Buffer | undefined {
   let bytes: Buffer;
   try {
     bytes = fs.readFileSync(file);
   } catch {
-    // No cache yet (the usual first run): one is written after the load.
+    // Not split yet (the usual first run): the files are written after the load.
     return undefined;
   }
   const data = bytes.subarray(DIGEST_BYTES);
-  // A damaged cache could feed V8 bad bytecode: it is never used, and is written anew.
   if (bytes.length <= DIGEST_BYTES || !createHash("sha256").update(data).digest().equals(bytes.subarray(0, DIGEST_BYTES))) return undefined;
   return data;
 }
 
-function writeCache(file: string, data: Buffer): boolean {
+function writeChecked(file: string, data: Uint8Array): boolean {
   const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -113,7 +215,22 @@ function writeCache(file: string, data: Buffer): boolean {
     return true;
   } catch {
     // A read-only or full cache folder costs the next start time, not correctness.
-    fs.rmSync(tmp, { force: true });
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // Not even a folder to look in: nothing was left.
+    }
     return false;
   }
+}
+
+/** Removes the code caches earlier versions kept (10 MB each, one per copy of binaryen.js). */
+function removeObsolete(dir: string): void {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) if (OBSOLETE.test(name)) fs.rmSync(path.join(dir, name), { force: true });
 }

@@ -16,7 +16,6 @@ import { fork } from "node:child_process";
 import { InstrumentError } from "../errors.js";
 import type { InstrumentOptions, Instrumented } from "./instrument.js";
 import type { FromInstrumentJob } from "./_job.js";
-import { childEnv } from "../v8_flags.js";
 import { instrumentCode, jobOf } from "./_thread.js";
 
 /** V8 flags of the instrumenting process: baseline code only (see above). */
@@ -32,7 +31,6 @@ export function instrumentInProcess(wasm: Uint8Array, options: InstrumentOptions
   return new Promise<Instrumented>((resolve, reject) => {
     const child = fork(new URL("./_process_child.js", import.meta.url), [], {
       execArgv: [...INSTRUMENT_PROCESS_FLAGS],
-      env: childEnv(),
       serialization: "advanced",
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     });

@@ -53,8 +53,16 @@ declare namespace WebAssembly {
     value: number | bigint;
   }
 
+  interface TableDescriptor {
+    element: "anyfunc" | "externref";
+    initial: number;
+    maximum?: number;
+  }
   class Table {
+    constructor(descriptor: TableDescriptor);
     readonly length: number;
+    get(index: number): unknown;
+    set(index: number, value: unknown): void;
   }
 
   class CompileError extends Error {}
