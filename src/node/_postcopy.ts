@@ -75,6 +75,8 @@ export class IncomingPostCopy {
   readonly #source: string;
   readonly #sessions: PostCopySessions;
   #timer: NodeJS.Timeout | null = null;
+  /** Whether a page channel was ever attached: until one is, the link counts as down. */
+  #connected = false;
   #ended = false;
   /** Keeps it from hibernating while pages are missing: hibernating reads its whole memory. */
   readonly #unpin: () => void;
@@ -110,8 +112,11 @@ export class IncomingPostCopy {
       if (!this.#pages.complete) this.#pages.fail();
     });
     void proc.exited.then(() => this.#end());
+    // Channels that came before the HANDOVER are attached here.
     sessions.add(this);
     if (this.#pages.complete) this.#complete();
+    // None yet (the source's attempts failed, or it opens one only now): that is a link down too, and if the source dies before one comes, nothing else would ever end the wait.
+    else if (!this.#connected) this.#down();
   }
 
   /** The process runs: what its drops set aside is freed now, off this thread. */
@@ -133,10 +138,13 @@ export class IncomingPostCopy {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#pages.attach(socket, keys);
+    this.#connected = true;
   }
 
   #down(): void {
     if (this.#ended || this.#timer !== null) return;
+    // Not come yet is the usual case of a post-copy whose stop was quicker than the channel's handshake: not worth a line.
+    if (this.#connected) logger().info({ pid: this.pid, source: this.#source }, `the post-copy page channel of ${this.pid} is down; it is lost unless the source comes back within ${(this.#recover_ms / 1000).toFixed(1)} s`);
     this.#timer = setTimeout(() => void this.#lose(), this.#recover_ms);
     this.#timer.unref();
   }
@@ -148,6 +156,7 @@ export class IncomingPostCopy {
     this.#proc.halt();
     const lost = this.#pages.fail();
     const message = `post-copy from ${this.#source} broke and did not recover within ${(this.#recover_ms / 1000).toFixed(1)} s; ${describeRanges(lost)} never arrived`;
+    logger().warn({ pid: this.pid, source: this.#source }, message);
     await this.#proc.terminate({ kind: "lost", message });
   }
 
