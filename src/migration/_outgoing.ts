@@ -70,6 +70,13 @@ const NEXT: Record<OutState, readonly OutState[]> = {
 
 /** How long the destination may take to check an offer (it may fetch the module). */
 const PREPARE_TIMEOUT_MS = 30_000;
+/**
+ * Post-copy: how long the stop may wait for a page channel opened at READY
+ * (the process still runs meanwhile, so the wait is no downtime). A stop
+ * quicker than the channel's handshake (upgrade, grant, a second connection)
+ * would have the guest's first faults at the destination wait for it.
+ */
+const EARLY_CHANNEL_WAIT_MS = 250;
 /** How long the destination may take to restore once it has everything. */
 const RESTORE_TIMEOUT_MS = 60_000;
 
@@ -369,6 +376,13 @@ export class OutgoingMigration {
   /** Suspends the process at a safe point, flushes what it wrote to its home, and stops its links. */
   async #stop(): Promise<Suspension> {
     const side = this.#side;
+    if (this.#channel !== null) {
+      // Opened at READY: up before the stop, so the destination has it when the process runs there. A failure is seen where it is served.
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, EARLY_CHANNEL_WAIT_MS)));
+      await Promise.race([this.#channel.then(() => undefined, () => undefined), waited]);
+      clearTimeout(timer);
+    }
     // Else post-copy's page channel opens now, before the stop: its handshake overlaps the stop (the destination answers it at the HANDOVER).
     if (this.#post_copy) this.#openPages();
     this.#progress.step({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
