@@ -68,3 +68,23 @@ describe("embedded directory file", () => {
     }
   });
 });
+
+describe("the in-memory directory's leases", () => {
+  it("never run out before their whole length from the renewal, to the fraction of a millisecond", async () => {
+    const d = new MemoryDirectory();
+    try {
+      const lease = await d.grantLease({ name: "a", address: "127.0.0.1:1" }, 300);
+      let dead_at: number | null = null;
+      await d.watch((c) => {
+        if (c.kind === "member" && c.member.state === "dead") dead_at ??= performance.now();
+      });
+      // A timer counts whole milliseconds from the event loop's clock, which can be up to a millisecond (or a busy turn) behind this one.
+      const renewed_at = performance.now();
+      await d.keepAlive(lease.id);
+      while (dead_at === null) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(dead_at - renewed_at >= 300, `dead ${(dead_at - renewed_at).toFixed(2)} ms after its renewal, before its 300 ms ran out`);
+    } finally {
+      await d.close();
+    }
+  });
+});
