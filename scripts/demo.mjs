@@ -36,11 +36,13 @@ await new Promise((resolve, reject) => {
 });
 let status = 1;
 try {
-  const run = cli("run", path.join(root, "examples", "c", "compute.wasm"), "40");
+  const run = cli("run", path.join(root, "examples", "c", "compute.wasm"), "150");
   if (run.status !== 0) throw new Error(run.stderr);
   const pid = run.stdout.trim();
-  note(`ferry run examples/c/compute.wasm 40  →  ${pid}; following its output with ferry logs -f`);
+  note(`ferry run examples/c/compute.wasm 150  →  ${pid}; following its output with ferry logs -f`);
   const logs = spawn(process.execPath, [ferry, "logs", "--cluster", cluster, "-f", pid], { stdio: ["ignore", "inherit", "inherit"] });
+  // Listened for now: the program may end (and its follower with it) while a move below waits, and an exit heard by no one would be waited for forever.
+  const followed = new Promise((r) => logs.on("exit", r));
   // Post-copy and hybrid where the nodes can take them (userfaultfd); `ferry nodes` says.
   const nodes = JSON.parse(cli("nodes", "--json").stdout || "[]");
   const post_copy = nodes.length > 0 && nodes.every((n) => n.post_copy === true);
@@ -59,7 +61,7 @@ try {
   }
   const wait = cli("wait", pid);
   status = wait.status ?? 1;
-  await new Promise((r) => logs.on("exit", r));
+  await followed;
   note(`${pid} ended with status ${status}`);
   if (status === 0) status = await serverAct(hops);
   note("stopping the cluster");
