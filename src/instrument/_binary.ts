@@ -7,7 +7,7 @@
 const WASM_MAGIC_BYTES = 8; // "\0asm" + version
 
 /** A section as found in the binary. */
-interface Section {
+export interface Section {
   id: number;
   /** Offset of the section id byte. */
   start: number;
@@ -33,7 +33,7 @@ function readU32Leb(bytes: Uint8Array, offset: number): { value: number; next: n
   return { value, next: pos };
 }
 
-function writeU32Leb(value: number): number[] {
+export function writeU32Leb(value: number): number[] {
   const out: number[] = [];
   let v = value;
   do {
@@ -45,7 +45,8 @@ function writeU32Leb(value: number): number[] {
   return out;
 }
 
-function sections(bytes: Uint8Array): Section[] {
+/** The sections of `bytes`, in order (headers only: nothing in them is read). */
+export function sections(bytes: Uint8Array): Section[] {
   const out: Section[] = [];
   let pos = WASM_MAGIC_BYTES;
   while (pos < bytes.length) {

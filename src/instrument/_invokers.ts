@@ -24,6 +24,7 @@
  * anything is not as expected, there is no plan and the module is
  * instantiated as Emscripten would.
  */
+import { sections, writeU32Leb as leb } from "./_binary.js";
 import { Reader, skipLimits, skipValType } from "./_reader.js";
 
 /** What is done with the module's imports, and what to do once it is instantiated. */
@@ -55,8 +56,9 @@ const INVOKE = /^function [\w$]*\(([\w$]+)(?:,[\w$]+)*\)\{var ([\w$]+)=([\w$]+)\
 export function planInvokers(glue: string, wasm: Uint8Array, imports: WebAssembly.Imports): InvokerPlan | undefined {
   let binary: Binary;
   try {
-    binary = readBinary(wasm);
+    binary = readSections(wasm);
   } catch {
+    // Not the binary expected (a type or an import of another kind): Emscripten's own imports serve.
     return undefined;
   }
   const invokers: { module: string; name: string; type: FuncType }[] = [];
@@ -151,14 +153,12 @@ interface Binary {
   tableMin: number | undefined;
 }
 
-/** The sections of `wasm` the plan needs: types (numbers only; others left undefined), imports, functions, exports. */
-function readBinary(wasm: Uint8Array): Binary {
+/** The sections of `wasm` the plan needs: types (numbers only; others left undefined), imports, functions, table, exports. */
+function readSections(wasm: Uint8Array): Binary {
   const out: Binary = { types: [], functionImports: [], functionTypes: [], functionExports: new Map(), tableExport: undefined, tableMin: undefined };
-  const r = new Reader(wasm, 8);
-  while (r.pos < wasm.length) {
-    const id = r.byte();
-    const size = r.u32();
-    const end = r.pos + size;
+  for (const section of sections(wasm)) {
+    const r = new Reader(wasm, section.payload);
+    const id = section.id;
     if (id === 1) {
       for (let n = r.u32(), i = 0; i < n; i += 1) {
         if (r.byte() !== 0x60) throw new RangeError("not a function type");
@@ -179,8 +179,7 @@ function readBinary(wasm: Uint8Array): Binary {
         else if (kind === 3) {
           skipValType(r);
           r.skip(1);
-        }
-        else throw new RangeError(`import kind ${kind}`);
+        } else throw new RangeError(`import kind ${kind}`);
       }
     } else if (id === 3) {
       for (let n = r.u32(), i = 0; i < n; i += 1) out.functionTypes.push(r.u32());
@@ -197,8 +196,7 @@ function readBinary(wasm: Uint8Array): Binary {
         if (kind === 0) out.functionExports.set(name, index);
         else if (kind === 1 && index === 0) out.tableExport = name;
       }
-    } else if (id === 10) break;
-    r.pos = end;
+    }
   }
   return out;
 }
@@ -284,15 +282,4 @@ function sleb(n: number): number[] {
     if (n === 0 && (b & 0x40) === 0) return [...out, b];
     out.push(b | 0x80);
   }
-}
-
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
 }

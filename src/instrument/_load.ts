@@ -230,6 +230,7 @@ function removeObsolete(dir: string): void {
   try {
     names = fs.readdirSync(dir);
   } catch {
+    // The folder went between the write and now: nothing of it is left to remove.
     return;
   }
   for (const name of names) if (OBSOLETE.test(name)) fs.rmSync(path.join(dir, name), { force: true });
