@@ -17,6 +17,11 @@ export interface NativeAddon {
   populate(view: Uint8Array, bytes: number, huge?: boolean): void;
   /** MADV_DONTNEED of the whole pages in the view's first `bytes`: given back to the kernel, reading as zeros after. */
   discard(view: Uint8Array, bytes: number): void;
+  /**
+   * Copies src to the start of dst: by memcpy, or through /proc/self/mem (the kernel's mapping of each page) when
+   * memcpy's first 64 KiB was slow or `kernel` is true; by memcpy where /proc/self/mem cannot be read.
+   */
+  copyOut(src: Uint8Array, dst: Uint8Array, kernel?: boolean): void;
   create(view: Uint8Array, registered_bytes: number): unknown;
   /** Pages written since the last scan, as [first, end) runs; re-armed unless `rearm` is false (default true). */
   scan(handle: unknown, size_bytes: number, rearm?: boolean): Uint32Array;

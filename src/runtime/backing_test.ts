@@ -1,0 +1,48 @@
+import assert from "node:assert/strict";
+import { randomFillSync } from "node:crypto";
+import { describe, it } from "node:test";
+
+import { nativeAddon } from "../native.js";
+import { copyOut } from "./_backing.js";
+
+const native = nativeAddon();
+const noAddon = "addon" in native ? false : "the native addon is not built";
+
+/** A shared memory of `bytes` with random contents, as a guest's. */
+function guestMemory(bytes: number): Uint8Array {
+  const memory = new WebAssembly.Memory({ initial: Math.ceil(bytes / 65536), maximum: 65536, shared: true });
+  const view = new Uint8Array(memory.buffer);
+  // randomFillSync refuses a SharedArrayBuffer: fill a copy and move it in.
+  view.set(randomFillSync(new Uint8Array(view.length)));
+  return view;
+}
+
+describe("copyOut", () => {
+  const memory = guestMemory(4 * 1048576);
+  // Lengths around the 64 KiB probe and the page size, from offsets that are not page aligned.
+  const cases: [number, number][] = [[0, 0], [3, 1], [4097, 4095], [0, 65536], [1, 65537], [12345, 1048576 + 3], [65536, 3 * 1048576]];
+
+  for (const kernel of [false, true]) {
+    it(`copies every byte ${kernel ? "through /proc/self/mem" : "by the faster way it finds"}, and nothing past the source's length`, { skip: noAddon }, () => {
+      const addon = (native as { addon: { copyOut(src: Uint8Array, dst: Uint8Array, kernel?: boolean): void } }).addon;
+      for (const [at, length] of cases) {
+        const src = memory.subarray(at, at + length);
+        const dst = Buffer.alloc(length + 100, 0xa5);
+        addon.copyOut(src, dst, kernel);
+        assert.ok(Buffer.from(src).equals(dst.subarray(0, length)), `${length} bytes from ${at}`);
+        assert.ok(dst.subarray(length).every((b) => b === 0xa5), `past ${length} bytes from ${at}`);
+      }
+    });
+  }
+
+  it("refuses a destination shorter than the source", { skip: noAddon }, () => {
+    assert.throws(() => copyOut(memory.subarray(0, 100), new Uint8Array(99)), { code: "ERR_COPY_ARGS" });
+  });
+
+  it("copies with a plain copy where the addon is not built, or through it", () => {
+    const src = memory.subarray(7, 7 + 200_000);
+    const dst = new Uint8Array(200_000);
+    copyOut(src, dst);
+    assert.ok(Buffer.from(src).equals(Buffer.from(dst)));
+  });
+});
