@@ -92,6 +92,7 @@ export const ERROR_CODES = {
   ERR_PAGE_RECORD_AUTH: { status: 502, meaning: "A sealed record of a post-copy page channel failed its check (changed, replayed or out of order): the channel is dropped as broken." },
   ERR_PAGE_RECORD_LIMIT: { status: 502, meaning: "A sealed record of a post-copy page channel is longer than a record may be: the channel is dropped as broken." },
   ERR_PEEK_ARGS: { status: 500, meaning: "The native addon's peek was called with bad arguments (a programming error)." },
+  ERR_COPY_ARGS: { status: 500, meaning: "The native addon's copyOut was called with bad arguments (a programming error)." },
   ERR_PEEK: { status: 500, meaning: "The native addon could not look at a socket's first bytes (recv with MSG_PEEK failed)." },
   ERR_TIMES_ARGS: { status: 500, meaning: "The native addon's file-times setter was called with bad arguments (a programming error)." },
   ERR_SEAL_ARGS: { status: 500, meaning: "The native page-record sealer was called with bad arguments (a programming error)." },
