@@ -312,9 +312,13 @@ static napi_value discard(napi_env env, napi_callback_info info) {
  * about three times faster. So the first 64 KiB is copied by memcpy and
  * timed: slower than COPY_PROBE_NS, the rest goes through /proc/self/mem
  * (docs/cluster.md, "Page channel"). Where /proc/self/mem cannot be opened
- * or read, all by memcpy. copyOut(src, dst, true) reads all of it through
- * /proc/self/mem (tests: the probe cannot be made slow on purpose).
+ * or read, all by memcpy. `mode`: COPY_ALL (the default) copies everything
+ * and returns true; COPY_KERNEL reads all of it through /proc/self/mem
+ * (tests: the probe cannot be made slow on purpose); COPY_IF_SLOW stops after
+ * the probe when it was fast and returns false (the caller reads src in
+ * place), else copies the rest as above and returns true.
  */
+enum { COPY_ALL = 0, COPY_KERNEL = 1, COPY_IF_SLOW = 2 };
 #define COPY_PROBE_BYTES (64u * 1024u)
 /* 64 KiB in 25 us is 2.6 GB/s: a copy of touched pages takes 4-8 us here, of untouched ones about 85. */
 #define COPY_PROBE_NS 25000
@@ -341,20 +345,26 @@ static napi_value copy_out(napi_env env, napi_callback_info info) {
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *src_data = NULL, *dst_data = NULL;
   size_t len = 0, dst_len = 0;
-  bool kernel = false;
+  int32_t mode = COPY_ALL;
   if (argc < 2 || !view_of(env, argv[0], &src_data, &len) || !view_of(env, argv[1], &dst_data, &dst_len) || dst_len < len ||
-      (argc >= 3 && napi_get_value_bool(env, argv[2], &kernel) != napi_ok)) {
-    napi_throw_type_error(env, "ERR_COPY_ARGS", "copyOut(src: Uint8Array, dst: Uint8Array with dst.length >= src.length, kernel?: boolean)");
+      (argc >= 3 && (napi_get_value_int32(env, argv[2], &mode) != napi_ok || mode < COPY_ALL || mode > COPY_IF_SLOW))) {
+    napi_throw_type_error(env, "ERR_COPY_ARGS", "copyOut(src: Uint8Array, dst: Uint8Array with dst.length >= src.length, mode?: 0 | 1 | 2)");
     return NULL;
   }
   const uint8_t *src = src_data;
   uint8_t *dst = dst_data;
   size_t done = 0;
+  bool kernel = mode == COPY_KERNEL;
   if (!kernel) {
     done = len < COPY_PROBE_BYTES ? len : COPY_PROBE_BYTES;
     int64_t t0 = monotonic_ns();
     memcpy(dst, src, done);
     kernel = done < len && monotonic_ns() - t0 > COPY_PROBE_NS;
+  }
+  napi_value result;
+  if (!kernel && mode == COPY_IF_SLOW && done < len) {
+    napi_get_boolean(env, false, &result);
+    return result;
   }
   int fd = kernel ? self_mem_fd() : -1;
   while (fd >= 0 && done < len) {
@@ -364,7 +374,8 @@ static napi_value copy_out(napi_env env, napi_callback_info info) {
     else break; /* refused (a sandbox, a kernel without it): the rest by memcpy */
   }
   if (done < len) memcpy(dst + done, src + done, len - done);
-  return NULL;
+  napi_get_boolean(env, true, &result);
+  return result;
 }
 
 /*

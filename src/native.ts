@@ -11,6 +11,11 @@ import { fileURLToPath } from "node:url";
 /** Bytes registered from a memory's base: the whole wasm32 reservation, so grown pages are covered too. */
 export const REGISTERED_BYTES = 4 * 1024 * 1024 * 1024;
 
+/** How the addon's copyOut reads: see {@link NativeAddon.copyOut}. */
+export const CopyMode = { all: 0, kernel: 1, if_slow: 2 } as const;
+/** One of {@link CopyMode}. */
+export type CopyMode = (typeof CopyMode)[keyof typeof CopyMode];
+
 /** What the addon exports. */
 export interface NativeAddon {
   /** MADV_POPULATE_WRITE of the view's first `bytes`; with `huge`, as transparent huge pages where the kernel has them. */
@@ -19,9 +24,11 @@ export interface NativeAddon {
   discard(view: Uint8Array, bytes: number): void;
   /**
    * Copies src to the start of dst: by memcpy, or through /proc/self/mem (the kernel's mapping of each page) when
-   * memcpy's first 64 KiB was slow or `kernel` is true; by memcpy where /proc/self/mem cannot be read.
+   * memcpy's first 64 KiB was slow; by memcpy where /proc/self/mem cannot be read. `mode` ({@link CopyMode}): all
+   * of it (the default), all through /proc/self/mem, or only when memcpy was slow (false: only the first 64 KiB
+   * were copied, read src in place). True when all of src is in dst.
    */
-  copyOut(src: Uint8Array, dst: Uint8Array, kernel?: boolean): void;
+  copyOut(src: Uint8Array, dst: Uint8Array, mode?: CopyMode): boolean;
   create(view: Uint8Array, registered_bytes: number): unknown;
   /** Pages written since the last scan, as [first, end) runs; re-armed unless `rearm` is false (default true). */
   scan(handle: unknown, size_bytes: number, rearm?: boolean): Uint32Array;

@@ -13,7 +13,7 @@
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { copyOut } from "../runtime/_backing.js";
+import { copyOut, readable } from "../runtime/_backing.js";
 import {
   CHUNK_BYTES,
   CHUNKS_PER_FRAME_MAX,
@@ -66,21 +66,20 @@ function takeBuffer(): Buffer {
   return spare_buffers.pop() ?? Buffer.allocUnsafe(RECORD_WIRE_BYTES_MAX);
 }
 
-/** Where a frame's pages are copied before they are sealed (see {@link staged}); kept, so its pages stay backed. */
+/** Where a frame's pages are copied before they are sealed, when they must be (see {@link staged}); kept, so its pages stay backed. */
 let staging: Buffer | null = null;
 
 /**
- * `pages` copied out of the guest's memory through the kernel's mapping
- * ({@link copyOut}) into a buffer this thread reuses: the sealer then reads
- * pages the process has touched. Read in place, every page post-copy placed
+ * `pages`, for the sealer to read: in place where the process has touched
+ * them, else copied out through the kernel's mapping ({@link readable}) into
+ * a buffer this thread reuses. Read in place, every page post-copy placed
  * and the guest left alone cost a trap to the hypervisor here (a process
  * moved on by post-copy twice: 600 against 2,300 MB/s). Valid until the next
  * call: the sealer reads it at once.
  */
 function staged(pages: Uint8Array): Uint8Array {
   if (staging === null || staging.length < pages.length) staging = Buffer.allocUnsafe(Math.max(pages.length, RECORD_WIRE_BYTES_MAX));
-  copyOut(pages, staging);
-  return staging.subarray(0, pages.length);
+  return readable(pages, staging);
 }
 
 /** Keeps `buffer` for the next connection (every byte of it is written before it is sent again). */
