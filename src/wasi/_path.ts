@@ -155,8 +155,30 @@ export function opened_inside(host_fd: number, root: string): boolean {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
     throw error;
   }
-  const real_root = realpathSync.native(root);
+  const real_root = realRoot(root);
   return opened === real_root || opened.startsWith(real_root === sep ? sep : real_root + sep);
+}
+
+/** Most roots whose real path is kept (a process has a few preopens; a node, its processes'). */
+const REAL_ROOTS_MAX = 256;
+const real_roots = new Map<string, string>();
+
+/**
+ * A preopen root's real path, as it was the first time it was asked for in
+ * this thread. Kept, not looked up at each open (one readlink per component
+ * of the root, a third of path_open's system calls for a root three deep):
+ * a root swapped on the host since for a symlink elsewhere then refuses the
+ * files opened through it (they lie outside the real path kept) rather than
+ * accepting the new place as the sandbox.
+ */
+function realRoot(root: string): string {
+  let real = real_roots.get(root);
+  if (real === undefined) {
+    real = realpathSync.native(root);
+    if (real_roots.size >= REAL_ROOTS_MAX) real_roots.clear();
+    real_roots.set(root, real);
+  }
+  return real;
 }
 
 /** One resolution in progress. */

@@ -1,6 +1,6 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { closeSync, mkdirSync, openSync, symlinkSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, renameSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { Errno, ErrnoError } from "./errno.js";
@@ -120,6 +120,33 @@ describe("opened_inside", () => {
     } finally {
       closeSync(inside);
       closeSync(outside);
+    }
+  });
+});
+
+describe("opened_inside, the root swapped on the host", () => {
+  test("refuses files reached through a root replaced by a symlink since its first use", () => {
+    const outer = temp_dir();
+    const root = join(outer, "root");
+    const elsewhere = join(outer, "elsewhere");
+    mkdirSync(root);
+    mkdirSync(elsewhere);
+    writeFileSync(join(root, "in"), "");
+    writeFileSync(join(elsewhere, "in"), "");
+    const first = openSync(join(root, "in"), "r");
+    try {
+      assert.equal(opened_inside(first, root), true);
+    } finally {
+      closeSync(first);
+    }
+    // The host moves the directory away and puts a symlink to another one in its place.
+    renameSync(root, join(outer, "moved"));
+    symlinkSync(elsewhere, root);
+    const second = openSync(join(root, "in"), "r");
+    try {
+      assert.equal(opened_inside(second, root), false);
+    } finally {
+      closeSync(second);
     }
   });
 });
