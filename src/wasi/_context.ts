@@ -8,6 +8,7 @@ import type { WasiDeps, Preopen } from "./deps.js";
 import type { GuestClock } from "./clocks.js";
 import type { FdTable } from "./fd_table.js";
 import type { GuestMemory } from "./_memory.js";
+import type { RealRoots } from "./_path.js";
 
 /** A clock subscription's deadline, fixed the first time poll_oneoff saw it. */
 export type PendingClock = {
@@ -46,6 +47,8 @@ export type HostContext = {
   readonly mem: GuestMemory;
   /** Open fds. */
   readonly fds: FdTable;
+  /** The preopen roots' real paths, kept from their first use (`_path.ts`). */
+  readonly real_roots: RealRoots;
   /** Guest clocks (replaced on restore). */
   clock: GuestClock;
   /** Bytes the guest has read from stdin so far. */

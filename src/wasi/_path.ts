@@ -143,9 +143,10 @@ export function symlink_target_escapes(link_parent: readonly string[], target: s
  * (Linux's /proc/self/fd). This closes, for the contents of files, the race
  * the lstat walk leaves open: a directory swapped for a symlink by another
  * host process between the walk and the open. True where /proc is not
- * mounted: the walk is then all there is.
+ * mounted: the walk is then all there is. `real_roots`: the process's kept
+ * real paths of its roots (else `root` is looked up now).
  */
-export function opened_inside(host_fd: number, root: string): boolean {
+export function opened_inside(host_fd: number, root: string, real_roots?: RealRoots): boolean {
   let opened: string;
   try {
     opened = readlinkSync(`/proc/self/fd/${host_fd}`, "utf8");
@@ -155,30 +156,31 @@ export function opened_inside(host_fd: number, root: string): boolean {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
     throw error;
   }
-  const real_root = realRoot(root);
+  const real_root = real_roots?.get(root) ?? realpathSync.native(root);
   return opened === real_root || opened.startsWith(real_root === sep ? sep : real_root + sep);
 }
 
-/** Most roots whose real path is kept (a process has a few preopens; a node, its processes'). */
-const REAL_ROOTS_MAX = 256;
-const real_roots = new Map<string, string>();
-
 /**
- * A preopen root's real path, as it was the first time it was asked for in
- * this thread. Kept, not looked up at each open (one readlink per component
- * of the root, a third of path_open's system calls for a root three deep):
- * a root swapped on the host since for a symlink elsewhere then refuses the
- * files opened through it (they lie outside the real path kept) rather than
- * accepting the new place as the sandbox.
+ * The real paths of a process's preopen roots, each as it was the first time
+ * the process opened a file below it. Kept, not looked up at each open (one
+ * readlink per component of the root, a third of path_open's system calls
+ * for a root three deep): a root swapped on the host since for a symlink
+ * elsewhere then refuses the files opened through it (they lie outside the
+ * real path kept) rather than taking the new place for the sandbox. One per
+ * process (its WASI host): a process started later looks the root up anew.
  */
-function realRoot(root: string): string {
-  let real = real_roots.get(root);
-  if (real === undefined) {
-    real = realpathSync.native(root);
-    if (real_roots.size >= REAL_ROOTS_MAX) real_roots.clear();
-    real_roots.set(root, real);
+export class RealRoots {
+  readonly #real = new Map<string, string>();
+
+  /** The real path of `root` (absolute), looked up at the first call. */
+  get(root: string): string {
+    let real = this.#real.get(root);
+    if (real === undefined) {
+      real = realpathSync.native(root);
+      this.#real.set(root, real);
+    }
+    return real;
   }
-  return real;
 }
 
 /** One resolution in progress. */

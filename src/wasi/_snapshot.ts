@@ -17,7 +17,7 @@ import type { Preopen } from "./deps.js";
 import { Errno, ErrnoError, errno_name } from "./errno.js";
 import { OFlags } from "./_layout.js";
 import type { FdEntry, FileEntry } from "./fd_table.js";
-import { resolve } from "./_path.js";
+import { resolve, type RealRoots } from "./_path.js";
 import { open_file } from "./path_open.js";
 import { rel_components, type FdState } from "./state.js";
 
@@ -61,7 +61,7 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
  * directories). Throws RestoreError ERR_RESTORE_FILE naming the file if it is
  * missing, of another kind, or cannot be opened.
  */
-export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntry {
+export function restore_fd(state: FdState, preopens: readonly Preopen[], real_roots?: RealRoots): FdEntry {
   const rights = { fdflags: state.fdflags, rights_base: BigInt(state.rights_base), rights_inheriting: BigInt(state.rights_inheriting) };
   if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream, as: state.as };
   // Sockets hold nothing on this host: the relay takes up their streams at the recorded offsets.
@@ -86,7 +86,7 @@ export function restore_fd(state: FdState, preopens: readonly Preopen[]): FdEntr
       return { ...rights, kind: "dir", preopen: state.preopen, dir: { root: target.root, rel: target.rel }, is_preopen: state.is_preopen };
     }
     const oflags = state.oflags & ~(OFlags.creat | OFlags.excl | OFlags.trunc);
-    const entry = open_file(target, { read: state.read, write: state.write, oflags, fdflags: state.fdflags }, state.preopen);
+    const entry = open_file(target, { read: state.read, write: state.write, oflags, fdflags: state.fdflags }, state.preopen, real_roots);
     return { ...entry, ...rights, offset: BigInt(state.offset) };
   } catch (error) {
     const inside = `directory ${preopen.guest_path} (granted as ${preopen.host_path})`;

@@ -18,6 +18,7 @@ import { STDIO_DEFAULT, stdio_rights } from "./_stdio.js";
 import { FdTable } from "./fd_table.js";
 import { GuestClock, clock_res_get, clock_time_get } from "./clocks.js";
 import { GuestMemory } from "./_memory.js";
+import { RealRoots } from "./_path.js";
 import type { HostContext } from "./_context.js";
 import * as io from "./fd_io.js";
 import * as meta from "./fd_meta.js";
@@ -114,6 +115,7 @@ export class WasiHost {
       deps,
       mem: new GuestMemory(),
       fds: new FdTable(),
+      real_roots: new RealRoots(),
       clock: new GuestClock(deps.clock),
       stdin_bytes: 0,
       stdout_bytes: 0,
@@ -175,7 +177,7 @@ export class WasiHost {
     const ctx = host.#ctx;
     ctx.fds.close_all();
     try {
-      for (const fd of s.fds) ctx.fds.place(fd.fd, restore_fd(fd, ctx.preopens));
+      for (const fd of s.fds) ctx.fds.place(fd.fd, restore_fd(fd, ctx.preopens, ctx.real_roots));
     } catch (error) {
       ctx.fds.close_all();
       throw error;

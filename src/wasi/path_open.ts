@@ -17,7 +17,7 @@ import { closeSync, constants, fstatSync, openSync, type BigIntStats } from "nod
 import { Errno, fail, type ErrnoValue } from "./errno.js";
 import { FdFlags, LOOKUP_SYMLINK_FOLLOW, OFlags, RIGHTS_ALL, RIGHTS_DIR, RIGHTS_FILE, Rights } from "./_layout.js";
 import { require_rights, type DirEntry, type FileEntry } from "./fd_table.js";
-import { opened_inside, resolve, type Resolved } from "./_path.js";
+import { opened_inside, resolve, type RealRoots, type Resolved } from "./_path.js";
 import { filetype_of } from "./_filestat.js";
 import type { HostContext } from "./_context.js";
 import { u32_arg } from "./_memory.js";
@@ -103,7 +103,7 @@ export function path_open(
     if (target.trailing_slash) fail(Errno.isdir);
   }
 
-  const entry = open_file(target, mode, parent.preopen);
+  const entry = open_file(target, mode, parent.preopen, ctx.real_roots);
   entry.rights_base = base & RIGHTS_FILE;
   entry.rights_inheriting = inheriting & RIGHTS_FILE;
   try {
@@ -121,11 +121,11 @@ export function path_open(
  * `notsup`: opening one can block the worker, and a pipe's position cannot be
  * captured. The entry gets no rights; the caller sets them.
  */
-export function open_file(target: Resolved, mode: HostOpen, preopen: number): FileEntry {
+export function open_file(target: Resolved, mode: HostOpen, preopen: number, real_roots?: RealRoots): FileEntry {
   if (target.stat !== undefined && !is_openable(target.stat)) fail(Errno.notsup, "not a regular file or device");
   const host_fd = openSync(target.host_path, host_flags(mode), 0o666);
   try {
-    if (!opened_inside(host_fd, target.root)) fail(Errno.notcapable, "the file opened lies outside the sandbox (the tree changed during the open)");
+    if (!opened_inside(host_fd, target.root, real_roots)) fail(Errno.notcapable, "the file opened lies outside the sandbox (the tree changed during the open)");
     const stat = fstatSync(host_fd, { bigint: true });
     if (!is_openable(stat)) fail(Errno.notsup, "not a regular file or device");
     return {
