@@ -1,5 +1,7 @@
 /** Measuring helpers the benchmark's parts share. */
 import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 
 /** The value at `p` percent of `xs` sorted: the one at index ⌊n·p/100⌋ (NaN for none). */
@@ -21,17 +23,41 @@ export function median(xs: readonly number[]): number {
 const RECEIVER = `
 const net = require("node:net");
 const { parentPort, workerData } = require("node:worker_threads");
+const { bytes, fresh, addon_file } = workerData;
 let received = 0;
+let memory = null;
 const server = net.createServer((s) => s.on("data", (c) => {
+  if (fresh) {
+    if (memory === null) {
+      // Made at the first byte, and backed at once as a standby is (huge pages where the kernel has them), when the addon is built.
+      memory = new Uint8Array(new SharedArrayBuffer(bytes));
+      try {
+        require(addon_file).populate(memory, bytes, true);
+      } catch {
+        // No addon: each page is backed at its first write.
+      }
+    }
+    memory.set(c.subarray(0, Math.max(0, Math.min(c.length, bytes - received))), Math.min(received, bytes));
+  }
   received += c.length;
-  if (received >= workerData) parentPort.postMessage("done");
+  if (received >= bytes) parentPort.postMessage("done");
 }));
 server.listen(0, "127.0.0.1", () => parentPort.postMessage(server.address().port));
 `;
 
-/** Sends `bytes` over a loopback TCP connection in 1 MiB writes to a receiver in another thread; resolves with the milliseconds from connecting to the last byte received. */
-export async function rawTcpTransfer(bytes: number): Promise<number> {
-  const receiver = new Worker(RECEIVER, { eval: true, workerData: bytes });
+/**
+ * Sends `bytes` over a loopback TCP connection in 1 MiB writes to a receiver
+ * in another thread; resolves with the milliseconds from connecting to the
+ * last byte received. The receiver drops what it reads, or with
+ * `into_fresh_memory` copies it into a new memory of `bytes` as it arrives,
+ * backed first as a standby's is (MADV_POPULATE_WRITE with huge pages,
+ * through the native addon when it is built): what any destination pays
+ * besides the link, the first write of each page of memory (on this
+ * machine's virtual CPUs a trap to the hypervisor, docs/cluster.md).
+ */
+export async function rawTcpTransfer(bytes: number, options: { into_fresh_memory?: boolean } = {}): Promise<number> {
+  const addon_file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "native", "build", "Release", "ferry_uffd.node");
+  const receiver = new Worker(RECEIVER, { eval: true, workerData: { bytes, fresh: options.into_fresh_memory === true, addon_file } });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       receiver.once("message", resolve);
