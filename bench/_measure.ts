@@ -1,8 +1,7 @@
 /** Measuring helpers the benchmark's parts share. */
 import net from "node:net";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { NATIVE_ADDON_FILE } from "../src/native.js";
 
 /** The value at `p` percent of `xs` sorted: the one at index ⌊n·p/100⌋ (NaN for none). */
 export function percentile(xs: readonly number[], p: number): number {
@@ -56,8 +55,7 @@ server.listen(0, "127.0.0.1", () => parentPort.postMessage(server.address().port
  * machine's virtual CPUs a trap to the hypervisor, docs/cluster.md).
  */
 export async function rawTcpTransfer(bytes: number, options: { into_fresh_memory?: boolean } = {}): Promise<number> {
-  const addon_file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "native", "build", "Release", "ferry_uffd.node");
-  const receiver = new Worker(RECEIVER, { eval: true, workerData: { bytes, fresh: options.into_fresh_memory === true, addon_file } });
+  const receiver = new Worker(RECEIVER, { eval: true, workerData: { bytes, fresh: options.into_fresh_memory === true, addon_file: NATIVE_ADDON_FILE } });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       receiver.once("message", resolve);

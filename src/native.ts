@@ -128,12 +128,14 @@ export interface RemoteStatsNative {
 
 let loaded: { addon: NativeAddon } | { reason: string } | undefined;
 
+/** Where the built addon is (a thread that cannot import this module, such as an eval'd worker, requires it from here). */
+export const NATIVE_ADDON_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "native", "build", "Release", "ferry_uffd.node");
+
 /** The addon, or why it cannot be had. */
 export function nativeAddon(): { addon: NativeAddon } | { reason: string } {
   if (loaded !== undefined) return loaded;
-  const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "native", "build", "Release", "ferry_uffd.node");
   try {
-    loaded = { addon: createRequire(import.meta.url)(file) as NativeAddon };
+    loaded = { addon: createRequire(import.meta.url)(NATIVE_ADDON_FILE) as NativeAddon };
   } catch (err: unknown) {
     loaded = { reason: `the native addon is not built (${(err as Error).message.split("\n")[0]}); run npm run build:native` };
   }

@@ -161,7 +161,7 @@ class Guest {
   /** Set when the guest unwinds to hibernate: what it waits for (its host time is filled in at the capture). */
   #idle: Omit<IdleWait, "host_ns"> | null = null;
   #last: { globals: GlobalBits[]; asyncify: Uint8Array; stdin: { pending: Uint8Array; eof: boolean } } | null = null;
-  /** Whether the guest opened or closed a file since the controller was last told ({@link tellFiles}), and what it was told. */
+  /** Whether the guest opened or closed a file since the controller was last told ({@link #tellFiles}), and what it was told. */
   #files_changed = false;
   #files_told: string | null = null;
 
@@ -197,7 +197,7 @@ class Guest {
     this.#wasi = host.imports() as Record<string, (...args: never[]) => unknown>;
     if (this.memory !== undefined) host.bindMemory(this.memory);
     this.#filesChanged();
-    this.tellFiles();
+    this.#tellFiles();
   }
 
   /**
@@ -216,7 +216,7 @@ class Guest {
     this.#setHost(WasiHost.restore(state, this.#deps, { preopens }));
   }
 
-  /** The guest opened or closed a file: told at the next {@link tellFiles}. */
+  /** The guest opened or closed a file: told at the next {@link #tellFiles}. */
   #filesChanged(): void {
     this.#files_changed = true;
   }
@@ -233,7 +233,7 @@ class Guest {
    * is read (a file opened after the offer fails the restore, and the
    * process stays where it ran).
    */
-  tellFiles(): void {
+  #tellFiles(): void {
     // Changed while the host is being built, too: nothing to tell yet.
     if (!this.#files_changed || this.#host === null) return;
     this.#files_changed = false;
@@ -247,7 +247,7 @@ class Guest {
   #blocker(): Blocker {
     return {
       wait: (options): WaitResult => {
-        this.tellFiles();
+        this.#tellFiles();
         usage.stopped(performance.now());
         try {
           return this.#waitFor(options);
@@ -336,7 +336,7 @@ class Guest {
     const throttle = new Throttle(performance.now());
     // What every countdown's end does first: count the CPU, serve a throttle or a pause; the time after.
     const pace = (): number => {
-      this.tellFiles();
+      this.#tellFiles();
       const now_ms = performance.now();
       usage.tick(now_ms);
       throttle.hold(now_ms);
@@ -419,7 +419,7 @@ class Guest {
     }
     usage.stopped(performance.now());
     if (outcome.type !== "suspended") this.host.close();
-    this.tellFiles();
+    this.#tellFiles();
     // A suspended stack's bytes (megabytes for a deep one) move to the
     // controller instead of being copied (the worker keeps its own copy).
     post(outcome, outcome.type === "suspended" ? [outcome.state.asyncify.buffer as ArrayBuffer] : []);

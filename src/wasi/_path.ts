@@ -144,9 +144,9 @@ export function symlink_target_escapes(link_parent: readonly string[], target: s
  * the lstat walk leaves open: a directory swapped for a symlink by another
  * host process between the walk and the open. True where /proc is not
  * mounted: the walk is then all there is. `real_roots`: the process's kept
- * real paths of its roots (else `root` is looked up now).
+ * real paths of its roots.
  */
-export function opened_inside(host_fd: number, root: string, real_roots?: RealRoots): boolean {
+export function opened_inside(host_fd: number, root: string, real_roots: RealRoots): boolean {
   let opened: string;
   try {
     opened = readlinkSync(`/proc/self/fd/${host_fd}`, "utf8");
@@ -156,7 +156,7 @@ export function opened_inside(host_fd: number, root: string, real_roots?: RealRo
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return true;
     throw error;
   }
-  const real_root = real_roots?.get(root) ?? realpathSync.native(root);
+  const real_root = real_roots.get(root);
   return opened === real_root || opened.startsWith(real_root === sep ? sep : real_root + sep);
 }
 

@@ -61,7 +61,7 @@ export function capture_fd(fd: number, entry: FdEntry, preopens: readonly Preope
  * directories). Throws RestoreError ERR_RESTORE_FILE naming the file if it is
  * missing, of another kind, or cannot be opened.
  */
-export function restore_fd(state: FdState, preopens: readonly Preopen[], real_roots?: RealRoots): FdEntry {
+export function restore_fd(state: FdState, preopens: readonly Preopen[], real_roots: RealRoots): FdEntry {
   const rights = { fdflags: state.fdflags, rights_base: BigInt(state.rights_base), rights_inheriting: BigInt(state.rights_inheriting) };
   if (state.kind === "stdio") return { ...rights, kind: "stdio", stream: state.stream, as: state.as };
   // Sockets hold nothing on this host: the relay takes up their streams at the recorded offsets.

@@ -121,7 +121,7 @@ export function path_open(
  * `notsup`: opening one can block the worker, and a pipe's position cannot be
  * captured. The entry gets no rights; the caller sets them.
  */
-export function open_file(target: Resolved, mode: HostOpen, preopen: number, real_roots?: RealRoots): FileEntry {
+export function open_file(target: Resolved, mode: HostOpen, preopen: number, real_roots: RealRoots): FileEntry {
   if (target.stat !== undefined && !is_openable(target.stat)) fail(Errno.notsup, "not a regular file or device");
   const host_fd = openSync(target.host_path, host_flags(mode), 0o666);
   try {
