@@ -417,6 +417,7 @@ napi_value postcopy_open(napi_env env, napi_callback_info info);
 napi_value postcopy_drop(napi_env env, napi_callback_info info);
 napi_value postcopy_resize(napi_env env, napi_callback_info info);
 napi_value postcopy_settle(napi_env env, napi_callback_info info);
+napi_value postcopy_write(napi_env env, napi_callback_info info);
 napi_value place_compare(napi_env env, napi_callback_info info);
 napi_value postcopy_attach(napi_env env, napi_callback_info info);
 napi_value postcopy_fail(napi_env env, napi_callback_info info);
@@ -436,6 +437,7 @@ NAPI_MODULE_INIT() {
       {"postcopyAttach", postcopy_attach}, {"postcopyFail", postcopy_fail},
       {"postcopyStats", postcopy_stats}, {"postcopyClose", postcopy_close},
       {"postcopyResize", postcopy_resize}, {"postcopySettle", postcopy_settle},
+      {"postcopyWrite", postcopy_write},
       {"placeCompare", place_compare},
       {"peek", peek_socket},           {"setTimes", set_times}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {

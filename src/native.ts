@@ -37,6 +37,8 @@ export interface NativeAddon {
   postcopyDrop(handle: unknown, byte_offset: number, bytes: number): void;
   /** Grows the part that comes from the source, before the first attach. */
   postcopyResize(handle: unknown, remote_bytes: number): void;
+  /** Writes whole pages inside `memory` (the registered memory as it is now) while the guest is stopped: those not there yet placed with UFFDIO_COPY, the others in place. */
+  postcopyWrite(handle: unknown, memory: Uint8Array, byte_offset: number, data: Uint8Array): void;
   /** Placement of `bytes` timed three ways (native/place_bench.c): UFFDIO_COPY, UFFDIO_CONTINUE over a memfd, plain memcpy. */
   placeCompare(bytes: number): { copy_ms: number; continue_ms: number; continue_warm_ms: number; memcpy_ms: number };
   /** The guest runs: frees, on a thread of its own, the old pages its drops moved aside. */

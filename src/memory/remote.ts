@@ -102,6 +102,17 @@ export class RemotePages {
     this.#remote_bytes = remote_bytes;
   }
 
+  /**
+   * Writes whole pages at `byte_offset` of `memory` (a view of the whole
+   * registered memory as it is now; nothing goes past its end) while the
+   * guest is stopped and nothing is missing there: a page not there yet is
+   * placed whole, without the faults a plain write of fresh registered
+   * memory takes (one to this session's thread per chunk, then one per page).
+   */
+  write(memory: Uint8Array, byte_offset: number, data: Uint8Array): void {
+    this.#native.postcopyWrite(this.#handle, memory, byte_offset, data);
+  }
+
   /** Makes whole chunks missing: they now come from the source. */
   drop(byte_offset: number, bytes: number): void {
     this.#native.postcopyDrop(this.#handle, byte_offset, bytes);

@@ -3,7 +3,7 @@ import { spawnSync } from "node:child_process";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
-import { remotePagesAvailability } from "./mod.js";
+import { RemotePages, remotePagesAvailability } from "./mod.js";
 
 const availability = remotePagesAvailability();
 const skip = !availability.available && `userfaultfd is unavailable here: ${availability.reason}`;
@@ -100,6 +100,33 @@ describe("remote pages (post-copy)", { skip }, () => {
     assert.equal(out.sum, out.expected, "a chunk from the tampered record was placed");
     assert.equal(out.completed, true);
     assert.ok(out.downs >= 1 && out.stats.attaches >= 2, `the tampered link should have been dropped and another attached: ${JSON.stringify(out)}`);
+  });
+
+  it("pages written into a registered memory before the handover are placed whole, over fresh pages and pages already there, and nothing else changes", () => {
+    const memory = new WebAssembly.Memory({ initial: 64, maximum: 1024, shared: true });
+    const view = new Uint8Array(memory.buffer);
+    // A page already there, as the session's thread maps a chunk of zero pages at a touch, or as a second round rewrites one.
+    view[3 * 4096 + 9] = 0x5a;
+    const pages = new RemotePages(view, 0, { down: () => undefined, complete: () => undefined });
+    try {
+      const data = new Uint8Array(5 * 4096);
+      for (let i = 0; i < data.length; i += 1) data[i] = (i * 31 + 7) & 0xff;
+      // Pages 1-5: fresh, then the one written above, then fresh again; and the memory's last page alone.
+      pages.write(view, 4096, data);
+      pages.write(view, view.length - 4096, data.subarray(0, 4096));
+      assert.deepEqual(view.subarray(4096, 6 * 4096), data);
+      assert.deepEqual(view.subarray(view.length - 4096), data.subarray(0, 4096));
+      // The neighbours read as zero (a fresh page's first touch maps zeros), the memory's size is as it was.
+      assert.ok(view.subarray(0, 4096).every((b) => b === 0));
+      assert.ok(view.subarray(6 * 4096, 7 * 4096).every((b) => b === 0));
+      assert.equal(memory.buffer.byteLength, 64 * 65536);
+      // Unaligned, partial pages, before the memory, past its end (inside the reservation, which is not accessible until the memory grows), another view.
+      for (const [target, at, bytes] of [[view, 100, 4096], [view, 4096, 100], [view, -4096, 4096], [view, view.length, 4096], [view.subarray(4096), 0, 4096]] as const) {
+        assert.throws(() => pages.write(target, at, new Uint8Array(bytes)), (err: Error & { code?: string }) => err.code === "ERR_UFFD_ARGS", `write at ${at} of ${bytes}`);
+      }
+    } finally {
+      pages.close();
+    }
   });
 
   it("failing a session wakes a thread waiting on a page that never comes, and names what was lost", () => {

@@ -27,7 +27,7 @@ import {
   type Offer,
   Msg,
 } from "../migration/mod.js";
-import { createTracker, remotePagesAvailability } from "../memory/mod.js";
+import { createTracker, remotePagesAvailability, TRACK_PAGE_BYTES } from "../memory/mod.js";
 import { parseLinkState } from "../links/mod.js";
 import { GuestProcess } from "../runtime/mod.js";
 import { parse_wasi_state, socket_positions } from "../wasi/mod.js";
@@ -306,7 +306,9 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
     write(offset, data) {
       const end = offset + data.length;
       if (end > view.length) grow(Math.ceil(end / WASM_PAGE_BYTES) * WASM_PAGE_BYTES);
-      view.set(data, offset);
+      // Registered for post-copy: whole pages are placed rather than faulted in, until the handover (after it no page comes here).
+      if (prepared !== null && incoming === null && offset % TRACK_PAGE_BYTES === 0 && data.length % TRACK_PAGE_BYTES === 0) prepared.write(view, offset, data);
+      else view.set(data, offset);
       // The guest's memory is shared: the image's hashing thread reads the bytes here rather than a copy.
       return view.subarray(offset, end);
     },

@@ -48,6 +48,12 @@ export class PreparedPages {
     this.#pages = new RemotePages(view, 0, { down: () => this.#events?.down(), complete: () => this.#events?.complete() });
   }
 
+  /** Writes whole pages sent before the handover (see {@link RemotePages.write}); only until the session is taken. */
+  write(memory: Uint8Array, byte_offset: number, data: Uint8Array): void {
+    if (this.#taken) throw new Error("prepared pages are written only before they are taken");
+    this.#pages.write(memory, byte_offset, data);
+  }
+
   /** Hands the session over to its owner, whose events it tells from now on. */
   take(events: RemoteEvents): RemotePages {
     if (this.#taken) throw new Error("prepared pages are taken once");
