@@ -161,9 +161,15 @@ class Guest {
   /** Set when the guest unwinds to hibernate: what it waits for (its host time is filled in at the capture). */
   #idle: Omit<IdleWait, "host_ns"> | null = null;
   #last: { globals: GlobalBits[]; asyncify: Uint8Array; stdin: { pending: Uint8Array; eof: boolean } } | null = null;
-  /** Whether the guest opened or closed a file since the controller was last told ({@link #tellFiles}), and what it was told. */
+  /**
+   * Whether the guest opened or closed a file since the controller was last
+   * told ({@link #tellFiles}), and what it was told: at first no file, as the
+   * controller starts out believing, so a guest restored (or started) with
+   * none sends nothing (that message was a second wake of the node's thread
+   * inside a migration's downtime, before RUNNING).
+   */
   #files_changed = false;
-  #files_told: string | null = null;
+  #files_told = "";
 
   constructor() {
     this.stdin = new StdinMailbox(control, init.stdin, () => post({ type: "stdin-drained" }));
