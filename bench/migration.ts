@@ -79,6 +79,7 @@ export async function migrationBench(quick: boolean): Promise<void> {
       console.log(`| ${mib} MiB | ${rate} | ${m.downtime_ms.toFixed(1)} | ${m.convergence?.throttle_pct ?? 0} | ${src.join(" | ")} | ${dst.join(" | ")} | ${collect} |`);
     }
     console.log("\n(f) stop-and-copy throughput vs a raw TCP transfer of the same bytes over loopback (received in another thread), same run");
+    console.log("one move of each size, of a process just started (the destination's reserve then often backs memory the host had taken back: docs/cluster.md); --only=throughput gives the median of five moves each way, beside raw TCP into fresh memory");
     console.log("copy phase = stopped at the source to running at the destination (suspend, image, checks, restore);");
     console.log("whole = the request to running, including preparing the destination while the source still runs");
     console.log("| memory | bytes | raw TCP MB/s | copy phase MB/s | ratio | whole MB/s | ratio |\n|---|---|---|---|---|---|---|");
