@@ -635,6 +635,13 @@ static postcopy_t *only_handle_arg(napi_env env, napi_callback_info info, const 
 
 static bool number_arg(napi_env env, napi_value v, double *out) { return napi_get_value_double(env, v, out) == napi_ok; }
 
+/* Reads up to `n` arguments into `argv` (those not given are undefined); the open session the first names, or NULL when fewer than `min` were given or it names none. */
+static postcopy_t *session_args(napi_env env, napi_callback_info info, size_t n, size_t min, napi_value *argv) {
+  size_t argc = n;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return argc >= min ? handle_of(env, argv[0]) : NULL;
+}
+
 /*
  * postcopyOpen(view, registered_bytes, remote_bytes, chunk_bytes, onEvent(code)): handle.
  * Registers the memory in MISSING mode; every chunk below remote_bytes counts
@@ -809,10 +816,8 @@ static int populated(uint8_t *at, size_t len) {
 
 /* postcopyDrop(handle, byte_offset, bytes): makes whole chunks missing (they will come from the source). */
 napi_value postcopy_drop(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  postcopy_t *m = argc >= 3 ? handle_of(env, argv[0]) : NULL;
+  postcopy_t *m = session_args(env, info, 3, 3, argv);
   double at, bytes;
   if (m == NULL || !number_arg(env, argv[1], &at) || !number_arg(env, argv[2], &bytes) || (uint64_t)at % m->chunk_bytes != 0 ||
       (uint64_t)bytes % m->chunk_bytes != 0 || (uint64_t)at + (uint64_t)bytes > m->remote_bytes) {
@@ -856,10 +861,8 @@ napi_value postcopy_drop(napi_env env, napi_callback_info info) {
  * already there is written in place.
  */
 napi_value postcopy_write(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  postcopy_t *m = argc >= 4 ? handle_of(env, argv[0]) : NULL;
+  postcopy_t *m = session_args(env, info, 4, 4, argv);
   double at;
   void *memory = NULL, *data = NULL;
   size_t memory_bytes = 0, len = 0;
@@ -920,10 +923,8 @@ napi_value postcopy_settle(napi_env env, napi_callback_info info) {
  * dropped.
  */
 napi_value postcopy_resize(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  postcopy_t *m = argc >= 2 ? handle_of(env, argv[0]) : NULL;
+  postcopy_t *m = session_args(env, info, 2, 2, argv);
   double remote;
   if (m == NULL || !number_arg(env, argv[1], &remote) || (uint64_t)remote % m->chunk_bytes != 0 || (uint64_t)remote < m->remote_bytes ||
       (uint64_t)remote > m->registered_bytes) {
