@@ -72,10 +72,30 @@ export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions =
   const base = path.join(dir, `${hash}.${versionTag()}`);
   const cached = readEntry(base, hash);
   if (cached !== undefined) return { ...cached, cached: true };
-  const fresh = await instrument(wasm, options);
-  writeEntry(base, fresh);
-  return { ...fresh, cached: false };
+  // Being instrumented for another caller already (two starts of a new module at once): that one's result, as if cached.
+  const running = inflight.get(base);
+  if (running !== undefined) {
+    const done = await running;
+    return { ...done, info: { ...done.info, instrument_ms: 0 }, cached: true };
+  }
+  const instrumenting = instrument(wasm, options).then((fresh) => {
+    writeEntry(base, fresh);
+    return fresh;
+  });
+  inflight.set(base, instrumenting);
+  try {
+    return { ...(await instrumenting), cached: false };
+  } finally {
+    inflight.delete(base);
+  }
 }
+
+/**
+ * Instrumentations under way in this process, by cache entry: a second
+ * start of a module being instrumented waits for that one instead of
+ * instrumenting it again (half a second to minutes of a thread).
+ */
+const inflight = new Map<string, Promise<Instrumented>>();
 
 interface EntryMeta {
   info: InstrumentInfo;

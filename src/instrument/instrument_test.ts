@@ -7,7 +7,7 @@ import binaryen from "binaryen";
 import { wat } from "./_wat.js";
 import { FerryError } from "../errors.js";
 import { recursiveFunctions } from "./_callgraph.js";
-import { GLOBAL_EXPORT_PREFIX, instrumentModule, loadInstrumented, moduleHash } from "./mod.js";
+import { GLOBAL_EXPORT_PREFIX, instrumentModule, loadInstrumented, moduleHash, type CachedInstrumented } from "./mod.js";
 
 
 const SAMPLE = wat(`(module
@@ -324,6 +324,36 @@ describe("instrument", () => {
       const again = await loadInstrumented(SAMPLE, { cache_dir: dir });
       assert.equal(again.cached, false);
       assert.equal((await loadInstrumented(SAMPLE, { cache_dir: dir })).cached, true);
+    });
+
+    it("instruments a module once for two loads at the same time: the second waits for the first", async () => {
+      const fresh = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-cache-test-"));
+      try {
+        const stages: string[][] = [[], []];
+        const both = await Promise.all([0, 1].map((i) => loadInstrumented(SAMPLE, { cache_dir: fresh, on_stage: (stage) => stages[i]?.push(stage) })));
+        assert.deepEqual(both.map((r) => r.cached).sort(), [false, true]);
+        // Only the one that instrumented went through the steps.
+        assert.deepEqual(stages.map((s) => s.length > 0).sort(), [false, true]);
+        const [a, b] = both as [CachedInstrumented, CachedInstrumented];
+        assert.deepEqual(Buffer.from(a.wasm), Buffer.from(b.wasm));
+        assert.equal((a.cached ? a : b).info.instrument_ms, 0);
+        // And it was kept: the next load comes from disk.
+        assert.equal((await loadInstrumented(SAMPLE, { cache_dir: fresh })).cached, true);
+      } finally {
+        fs.rmSync(fresh, { recursive: true, force: true });
+      }
+    });
+
+    it("tells both loads of a module that cannot be instrumented why, and keeps nothing", async () => {
+      const fresh = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-cache-test-"));
+      try {
+        const bad = new TextEncoder().encode("not a module");
+        const both = await Promise.allSettled([0, 1].map(() => loadInstrumented(bad, { cache_dir: fresh })));
+        for (const r of both) assert.ok(r.status === "rejected" && r.reason instanceof FerryError && r.reason.code === "ERR_INSTRUMENT_INVALID", JSON.stringify(r));
+        assert.deepEqual(fs.readdirSync(fresh), []);
+      } finally {
+        fs.rmSync(fresh, { recursive: true, force: true });
+      }
     });
   });
 });
