@@ -175,8 +175,8 @@ class Guest {
     this.stdin = new StdinMailbox(control, init.stdin, () => post({ type: "stdin-drained" }));
     this.#deps = {
       stdin: this.stdin,
-      stdout: outputSink(init.stdout, 1),
-      stderr: outputSink(init.stderr, 2),
+      stdout: this.#toldFirst(outputSink(init.stdout, 1)),
+      stderr: this.#toldFirst(outputSink(init.stderr, 2)),
       clock: { monotonic_ns: () => process.hrtime.bigint() - throttled_ns, realtime_ns: () => BigInt(Date.now()) * 1_000_000n },
       random: (buf) => {
         randomFillSync(buf);
@@ -228,16 +228,30 @@ class Guest {
   }
 
   /**
+   * `sink`, telling the open files first if they changed: whoever reads the
+   * guest's output (a client, a test waiting for a line printed after an
+   * open) then finds the controller told of every file opened before it.
+   */
+  #toldFirst(sink: OutputSink): OutputSink {
+    return {
+      write: (bytes) => {
+        this.#tellFiles();
+        sink.write(bytes);
+      },
+    };
+  }
+
+  /**
    * Tells the controller which files the guest has open (a migration's offer
    * names them, and the destination checks them first), if that changed
    * since it was last told. Not at each open and close: a message wakes the
    * node's thread, and a guest that opens, writes and closes a file in a loop
    * paid about 40 µs a round for two of them (260 against 220 µs a round).
    * Told at the next poll (a quarter of a millisecond of running at most),
-   * before a wait, and when the guest stops running: the list may be that
-   * much behind, as it always could be behind a guest that runs on after it
-   * is read (a file opened after the offer fails the restore, and the
-   * process stays where it ran).
+   * before a wait, before output, and when the guest stops running: the
+   * list may be that much behind, as it always could be behind a guest that
+   * runs on after it is read (a file opened after the offer fails the
+   * restore, and the process stays where it ran).
    */
   #tellFiles(): void {
     // Changed while the host is being built, too: nothing to tell yet.

@@ -565,7 +565,7 @@ export class GuestProcess {
     wake(this.#control);
   }
 
-  /** Host paths of the files the guest has open, as its worker last told: at its last poll, wait or stop after an open or close (up to about a quarter of a millisecond of running behind). */
+  /** Host paths of the files the guest has open, as its worker last told: at its last poll, wait, output or stop after an open or close (up to about a quarter of a millisecond of running behind; never behind output that followed the open). */
   get open_files(): readonly string[] {
     return this.#open_files;
   }
