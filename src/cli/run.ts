@@ -9,8 +9,8 @@ import { FerryError, RestoreError } from "../errors.js";
 import { ferryHome } from "../home.js";
 import {
   GuestProcess,
+  claimWarm,
   hostStdioKinds,
-  keepWarm,
   localEncryptionKey,
   localEnvelopeKeys,
   localSigner,
@@ -168,7 +168,8 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
   const wasm = readModule(program);
   const progress = instrumentProgress(program, wasm);
   let proc: GuestProcess;
-  const booted = bootWorkerMeanwhile();
+  // Its worker boots while the module is checked, compiled and instrumented if new (a thread and Node in it: 60-100 ms), not after; released once started, so none is kept.
+  const booted = claimWarm(1);
   try {
     proc = await GuestProcess.start(
       { wasm, module_path: path.resolve(program), args: [path.basename(program), ...args], env, preopens, stdio: hostStdioKinds() },
@@ -179,17 +180,6 @@ export async function execCommand(argv: readonly string[]): Promise<number> {
     progress.end();
   }
   return finish(proc, plan);
-}
-
-/**
- * Starts the guest's worker thread now, while the module is checked,
- * compiled, and instrumented if it is new, instead of after (a thread and
- * Node's start-up in it: 60-100 ms); the returned function, called once the
- * process started (or failed to), keeps no other.
- */
-function bootWorkerMeanwhile(): () => void {
-  keepWarm(1);
-  return () => keepWarm(0);
 }
 
 /** `ferry resume`. Returns the exit status for the CLI. */
@@ -219,7 +209,8 @@ export async function resumeCommand(argv: readonly string[]): Promise<number> {
   const wasm = readModule(module_path);
   const progress = instrumentProgress(module_path, wasm);
   let proc: GuestProcess;
-  const booted = bootWorkerMeanwhile();
+  // Its worker boots while the module is checked, compiled and instrumented if new (a thread and Node in it: 60-100 ms), not after; released once started, so none is kept.
+  const booted = claimWarm(1);
   try {
     proc = await GuestProcess.restore(image, wasm, { ...stdio(), ...instrumentOnce(progress) }, { preopens: match.preopens });
   } finally {
