@@ -70,7 +70,7 @@ export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions =
   if (dir === null) return { ...(await instrument(wasm, options)), cached: false };
   const hash = moduleHash(wasm);
   const base = path.join(dir, `${hash}.${versionTag()}`);
-  const cached = readEntry(base, hash);
+  const cached = recentEntry(base) ?? readEntry(base, hash);
   if (cached !== undefined) return { ...cached, cached: true };
   // Being instrumented for another caller already (two starts of a new module at once): that one's result, as if cached.
   const running = inflight.get(base);
@@ -115,7 +115,56 @@ function readEntry(base: string, hash: string): Instrumented | undefined {
   // A damaged entry is treated as absent and rewritten, never trusted.
   if (meta.info?.module_sha256 !== hash || meta.info.instrumenter !== INSTRUMENTER_VERSION) return undefined;
   if (moduleHash(bytes) !== meta.wasm_sha256) return undefined;
-  return { wasm: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), info: { ...meta.info, instrument_ms: 0 } };
+  const entry = { wasm: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), info: { ...meta.info, instrument_ms: 0 } };
+  remember(base, entry);
+  return entry;
+}
+
+/**
+ * Cache entries this process read or wrote, newest last: the next start of
+ * the same module takes its bytes from here instead of reading the file and
+ * hashing it again (flite's 22 MB: 30 ms of every start on a node). An entry
+ * is used only while its two files have the size and modification time they
+ * had when it was read or written, so one rewritten or removed since (by
+ * another process, or by hand) is read anew. The bytes are shared by every
+ * process started from them and never written to (the compiled modules of
+ * `_compiled.ts` keep the same ones).
+ */
+const recent = new Map<string, { stamp: string; entry: Instrumented }>();
+
+/** Entries kept in {@link recent}: as many as the compiled modules kept (`COMPILED_MODULES_MAX`). */
+const RECENT_MAX = 8;
+
+function stampOf(base: string): string | undefined {
+  try {
+    const [w, j] = [fs.statSync(`${base}.wasm`), fs.statSync(`${base}.json`)];
+    return `${w.size}:${w.mtimeMs}:${w.ino}/${j.size}:${j.mtimeMs}:${j.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+function remember(base: string, entry: Instrumented): void {
+  const stamp = stampOf(base);
+  if (stamp === undefined) return;
+  recent.delete(base);
+  recent.set(base, { stamp, entry: { wasm: entry.wasm, info: { ...entry.info, instrument_ms: 0 } } });
+  for (const old of recent.keys()) {
+    if (recent.size <= RECENT_MAX) break;
+    recent.delete(old);
+  }
+}
+
+function recentEntry(base: string): Instrumented | undefined {
+  const kept = recent.get(base);
+  if (kept === undefined) return undefined;
+  if (stampOf(base) !== kept.stamp) {
+    recent.delete(base);
+    return undefined;
+  }
+  recent.delete(base);
+  recent.set(base, kept);
+  return { wasm: kept.entry.wasm, info: { ...kept.entry.info } };
 }
 
 function writeEntry(base: string, entry: Instrumented): void {
@@ -127,6 +176,7 @@ function writeEntry(base: string, entry: Instrumented): void {
     const meta: EntryMeta = { info: entry.info, wasm_sha256: moduleHash(entry.wasm) };
     fs.writeFileSync(`${base}.json${tmp}`, JSON.stringify(meta));
     fs.renameSync(`${base}.json${tmp}`, `${base}.json`);
+    remember(base, entry);
   } catch {
     // A read-only or full cache folder costs time, not correctness.
   }

@@ -313,6 +313,29 @@ describe("instrument", () => {
       assert.deepEqual(second.info.globals, first.info.globals);
     });
 
+    it("keeps the entries it read: the next load shares their bytes until the files change", async () => {
+      await loadInstrumented(SAMPLE, { cache_dir: dir });
+      const read = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      const again = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      assert.equal(again.cached, true);
+      assert.equal(again.wasm, read.wasm, "the same bytes, not read and hashed again");
+      assert.equal(again.info.instrument_ms, 0);
+      // Rewritten by someone else (the same bytes here): read and checked anew.
+      const entry = fs.readdirSync(dir).find((f) => f.endsWith(".wasm"));
+      assert.ok(entry !== undefined);
+      const file = path.join(dir, entry);
+      const copy = `${file}.copy`;
+      fs.copyFileSync(file, copy);
+      fs.renameSync(copy, file);
+      const after_rewrite = await loadInstrumented(SAMPLE, { cache_dir: dir });
+      assert.equal(after_rewrite.cached, true);
+      assert.notEqual(after_rewrite.wasm, read.wasm);
+      assert.deepEqual(Buffer.from(after_rewrite.wasm), Buffer.from(read.wasm));
+      // Removed: instrumented again.
+      fs.rmSync(file);
+      assert.equal((await loadInstrumented(SAMPLE, { cache_dir: dir })).cached, false);
+    });
+
     it("never trusts a damaged entry: it instruments again", async () => {
       await loadInstrumented(SAMPLE, { cache_dir: dir });
       const entry = fs.readdirSync(dir).find((f) => f.endsWith(".wasm"));
