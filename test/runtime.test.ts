@@ -140,6 +140,35 @@ describe("runtime", () => {
     await restored.terminate();
   });
 
+  it("writes a module's large data segments itself at a fresh start, leaves a standby's memory zero, and a restore brings them back", async () => {
+    // 320 KiB of data: enough that the runtime, not the instantiation, writes it (_compiled.ts, HELD_DATA_BYTES_MIN).
+    const text = "ferry-data".repeat(32 * 1024);
+    const wasm = wat(`(module (memory (export "memory") 8)
+      (data (i32.const 4096) "${text}")
+      (data (i32.const 400000) "tail")
+      (global $n (mut i64) (i64.const 0))
+      (func (export "_start") (loop $l (global.set $n (i64.add (global.get $n) (i64.const 1))) (br $l))))`);
+    const expected = Buffer.alloc(400_004);
+    expected.write(text, 4096, "latin1");
+    expected.write("tail", 400_000, "latin1");
+    const seen = (p: GuestProcess): Buffer => Buffer.from(new Uint8Array(p.memory.buffer, 0, expected.length));
+    const io = { ...collector().io, cache_dir: null };
+    const proc = await GuestProcess.start({ wasm, module_path: "data.wasm", args: ["data"], env: [], preopens: [] }, io);
+    await until("the loop to run", () => proc.usage().busy_ms > 0);
+    assert.ok(seen(proc).equals(expected), "a fresh start's memory is not what its data segments say");
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null);
+    const image = roundTrip(proc, suspension);
+    await proc.terminate();
+    const standby = await GuestProcess.standby(wasm, io);
+    assert.ok(new Uint8Array(standby.memory.buffer).every((b) => b === 0), "a standby's memory is not zero");
+    await standby.terminate();
+    const restored = await GuestProcess.restore(image, wasm, io, { preopens: [] });
+    await until("the restored loop to run", () => restored.usage().busy_ms > 0);
+    assert.ok(seen(restored).equals(expected), "a restored process's memory is not the image's");
+    await restored.terminate();
+  });
+
   it("reports a trap as a value", async () => {
     const wasm = wat(`(module (memory (export "memory") 1) (func (export "_start") unreachable))`);
     const proc = await GuestProcess.start({ wasm, module_path: "trap.wasm", args: ["trap"], env: [], preopens: [] }, { ...collector().io, cache_dir: null });

@@ -255,3 +255,66 @@ export function instantiationWrites(wasm: Uint8Array): { offset: number; length:
     return null;
   }
 }
+
+/** An active data segment held back from instantiation: where it goes in memory, where its bytes are in the module. */
+export interface HeldSegment {
+  /** Offset in the guest's memory. */
+  offset: number;
+  /** Offset of its bytes in the module it was taken from. */
+  at: number;
+  length: number;
+}
+
+/**
+ * A copy of `wasm` whose active data segments are empty, and the segments
+ * taken out, for the runtime to write itself: into memory whose pages it
+ * backed in bulk first, for a fresh start, and not at all for a standby,
+ * whose image says what is in memory (docs/runtime.md, "Data segments").
+ * Every segment keeps its index, flags and offset, so `memory.init` and
+ * `data.drop` mean what they meant (an active segment is dropped once
+ * instantiated: empty, it is as good as dropped). Null when the module
+ * writes nothing at instantiation, or may write more than its segments, or
+ * the segments cannot be read for sure (as {@link instantiationWrites}).
+ */
+export function holdBackData(wasm: Uint8Array): { wasm: Uint8Array; segments: HeldSegment[] } | null {
+  const writes = instantiationWrites(wasm);
+  if (writes === null || !writes.some((w) => w.length > 0)) return null;
+  const data = sections(wasm).find((s) => s.id === SECTION_DATA);
+  if (data === undefined) return null;
+  const count = readU32Leb(wasm, data.payload);
+  // The new section's payload, as pieces: the count, then each segment as it was up to its bytes' length, and an empty length for an active one.
+  const pieces: Uint8Array[] = [new Uint8Array(writeU32Leb(count.value))];
+  const EMPTY = new Uint8Array([0]);
+  const segments: HeldSegment[] = [];
+  let pos = count.next;
+  for (let i = 0; i < count.value; i += 1) {
+    const begin = pos;
+    const flags = readU32Leb(wasm, pos);
+    pos = flags.next;
+    if (flags.value === 1) {
+      const len = readU32Leb(wasm, pos);
+      pos = len.next + len.value;
+      pieces.push(wasm.subarray(begin, pos));
+      continue;
+    }
+    if (flags.value === 2) pos = readU32Leb(wasm, pos).next;
+    // instantiationWrites read this segment's offset as one i32.const and its `end`.
+    const offset = readI32LebAsU32(wasm, pos + 1);
+    pos = offset.next + 1;
+    const len = readU32Leb(wasm, pos);
+    pieces.push(wasm.subarray(begin, pos), EMPTY);
+    segments.push({ offset: offset.value, at: len.next, length: len.value });
+    pos = len.next + len.value;
+  }
+  const length = pieces.reduce((n, p) => n + p.length, 0);
+  const header = new Uint8Array([SECTION_DATA, ...writeU32Leb(length)]);
+  const out = new Uint8Array(wasm.length - (data.end - data.start) + header.length + length);
+  out.set(wasm.subarray(0, data.start), 0);
+  let at = data.start;
+  for (const piece of [header, ...pieces]) {
+    out.set(piece, at);
+    at += piece.length;
+  }
+  out.set(wasm.subarray(data.end), at);
+  return { wasm: out, segments };
+}

@@ -1,7 +1,8 @@
 /** Capping a module's memory: the engine then refuses to grow it past the cap. */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { capMemory, instantiationWrites } from "./_binary.js";
+import binaryen from "binaryen";
+import { capMemory, holdBackData, instantiationWrites } from "./_binary.js";
 import { wat } from "./_wat.js";
 
 /** A module that defines and exports one memory with these limits (pages). */
@@ -65,5 +66,48 @@ describe("instantiationWrites", () => {
     assert.equal(instantiationWrites(wat(`(module (memory (export "memory") 1) (func $s (i32.store (i32.const 8) (i32.const 1))) (start $s))`)), null);
     assert.equal(instantiationWrites(wat(`(module (import "e" "g" (global $g i32)) (memory (export "memory") 1) (data (global.get $g) "x"))`)), null);
     assert.equal(instantiationWrites(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x0b, 0x05, 0x01, 0x00, 0x41])), null);
+  });
+});
+
+describe("holdBackData", () => {
+  const memoryBytes = (instance: WebAssembly.Instance): Uint8Array => new Uint8Array((instance.exports["memory"] as WebAssembly.Memory).buffer);
+
+  it("empties the active segments, keeps passive ones, and gives back what writing them makes of memory", () => {
+    // With bulk memory, so the binary has the data count section memory.init needs.
+    const m = binaryen.parseText(`(module (memory (export "memory") 2)
+      (data (i32.const 16) "abc")
+      (data (memory 0) (i32.const 70000) "\\01\\02")
+      (data $p "passive")
+      (func (export "init") (memory.init $p (i32.const 100) (i32.const 0) (i32.const 7)))
+      (func (export "drop") (data.drop 0)))`);
+    m.setFeatures(binaryen.Features.BulkMemory);
+    const wasm = m.emitBinary();
+    m.dispose();
+    const held = holdBackData(wasm);
+    assert.ok(held !== null);
+    assert.deepEqual(
+      held.segments.map((s) => ({ offset: s.offset, bytes: Buffer.from(wasm.subarray(s.at, s.at + s.length)).toString("latin1") })),
+      [
+        { offset: 16, bytes: "abc" },
+        { offset: 70000, bytes: "\x01\x02" },
+      ],
+    );
+    const original = new WebAssembly.Instance(new WebAssembly.Module(wasm));
+    const stripped = new WebAssembly.Instance(new WebAssembly.Module(held.wasm));
+    const memory = memoryBytes(stripped);
+    assert.ok(memory.every((b) => b === 0), "the stripped module's instantiation wrote memory");
+    for (const s of held.segments) memory.set(wasm.subarray(s.at, s.at + s.length), s.offset);
+    assert.deepEqual(memory, memoryBytes(original));
+    // The passive segment is still there for memory.init; the active one's index still drops.
+    (stripped.exports["init"] as () => void)();
+    assert.equal(Buffer.from(memory.subarray(100, 107)).toString(), "passive");
+    (stripped.exports["drop"] as () => void)();
+  });
+
+  it("holds nothing back when instantiation writes nothing, or may write more than its segments", () => {
+    assert.equal(holdBackData(wat(`(module (memory (export "memory") 1))`)), null);
+    assert.equal(holdBackData(wat(`(module (memory (export "memory") 1) (data (i32.const 8) ""))`)), null);
+    assert.equal(holdBackData(wat(`(module (memory (export "memory") 1) (data (i32.const 8) "x") (func $s) (start $s))`)), null);
+    assert.equal(holdBackData(wat(`(module (import "e" "g" (global $g i32)) (memory (export "memory") 1) (data (global.get $g) "x"))`)), null);
   });
 });

@@ -13,5 +13,5 @@ export {
   type Instrumented,
 } from "./instrument.js";
 export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented, type InstrumentThread } from "./cache.js";
-export { capMemory } from "./_binary.js";
+export { capMemory, holdBackData, type HeldSegment } from "./_binary.js";
 export { STAGE_TEXT, type InstrumentStage, type StageListener } from "./stages.js";

@@ -8,7 +8,7 @@
  * WebAssembly.Module with the worker's init: V8 shares its code between the
  * isolates of one process, so a worker only instantiates it.
  */
-import { capMemory, type InstrumentInfo } from "../instrument/mod.js";
+import { capMemory, holdBackData, type HeldSegment, type InstrumentInfo } from "../instrument/mod.js";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 
 /**
@@ -21,6 +21,42 @@ export const COMPILED_MODULES_MAX = 8;
 export interface CompiledModule {
   wasm: Uint8Array;
   module: WebAssembly.Module | null;
+  /**
+   * The active data segments held back from `wasm` (`holdBackData`), their
+   * bytes in one shared buffer every worker of the module reads: a fresh
+   * start writes them into memory backed in bulk first, a standby not at
+   * all. Null when the module's instantiation writes them itself.
+   */
+  data: HeldData | null;
+}
+
+/** Data segments a worker writes itself: where each goes, and its bytes at `at` in `bytes`. */
+export interface HeldData {
+  bytes: SharedArrayBuffer;
+  segments: HeldSegment[];
+}
+
+/**
+ * Held back when they are at least this many bytes: below it, what a fresh
+ * start saves is less than the copy into the shared buffer (and V8's own
+ * copy faults in at most a few pages).
+ */
+export const HELD_DATA_BYTES_MIN = 256 * 1024;
+
+function holdBack(wasm: Uint8Array): { wasm: Uint8Array; data: HeldData | null } {
+  const held = holdBackData(wasm);
+  const total = held === null ? 0 : held.segments.reduce((n, s) => n + s.length, 0);
+  if (held === null || total < HELD_DATA_BYTES_MIN) return { wasm, data: null };
+  const bytes = new SharedArrayBuffer(total);
+  const into = new Uint8Array(bytes);
+  let at = 0;
+  const segments = held.segments.map((s) => {
+    into.set(wasm.subarray(s.at, s.at + s.length), at);
+    const moved = { offset: s.offset, at, length: s.length };
+    at += s.length;
+    return moved;
+  });
+  return { wasm: held.wasm, data: { bytes, segments } };
 }
 
 /** By instrumented module and cap, most recently used last. */
@@ -41,12 +77,12 @@ export function compiledModule(instrumented: { wasm: Uint8Array; info: Instrumen
     kept.set(key, hit);
     return hit;
   }
-  const wasm = capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm;
+  const { wasm, data } = holdBack(capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm);
   const entry = WebAssembly.compile(wasm).then(
-    (module) => ({ wasm, module }),
+    (module) => ({ wasm, module, data }),
     () => {
       kept.delete(key);
-      return { wasm, module: null };
+      return { wasm, module: null, data };
     },
   );
   kept.set(key, entry);

@@ -2,6 +2,7 @@
 import type { ErrorCode } from "../errors.js";
 import type { InstrumentInfo } from "../instrument/mod.js";
 import type { Preopen, WasiConfig } from "../wasi/mod.js";
+import type { HeldData } from "./_compiled.js";
 
 /** Where a guest's output stream goes. */
 export type OutputTarget =
@@ -53,6 +54,8 @@ export interface WorkerInit {
   /** The same module compiled by the controlling thread (`_compiled.ts`), when it could be: the worker only instantiates it. */
   module?: WebAssembly.Module;
   info: InstrumentInfo;
+  /** Data segments held back from the module (`_compiled.ts`): a fresh start writes them into memory itself, a standby leaves memory zero. */
+  data?: HeldData;
   entry: string;
   control: SharedArrayBuffer;
   stdin: SharedArrayBuffer;

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { InstrumentInfo } from "../instrument/mod.js";
 import { wat } from "../instrument/_wat.js";
-import { COMPILED_MODULES_MAX, compiledModule, type CompiledModule } from "./_compiled.js";
+import { COMPILED_MODULES_MAX, compiledModule, HELD_DATA_BYTES_MIN, type CompiledModule } from "./_compiled.js";
 
 const WASM = wat(`(module (memory (export "memory") 1 100) (func (export "_start")))`);
 
@@ -44,4 +44,24 @@ test(`at most ${COMPILED_MODULES_MAX} modules are kept, the least recently used 
   }
   assert.equal(await compiledModule(instrumented(sha(`d${COMPILED_MODULES_MAX - 1}`)), GIB), d.at(-1));
   assert.notEqual(await compiledModule(instrumented(sha("d0")), GIB), d[0], "one module too many was kept");
+});
+
+test(`data segments of ${HELD_DATA_BYTES_MIN} bytes and more are held back for the worker to write; fewer are left to the instantiation`, async () => {
+  const text = "x".repeat(HELD_DATA_BYTES_MIN);
+  const big = wat(`(module (memory (export "memory") 8) (data (i32.const 1024) "${text}") (data (i32.const 300000) "yz"))`);
+  const held = await compiledModule(instrumented("e".repeat(64), big), NO_CAP);
+  assert.ok(held.data !== null);
+  assert.deepEqual(
+    held.data.segments.map((s) => ({ offset: s.offset, length: s.length })),
+    [
+      { offset: 1024, length: HELD_DATA_BYTES_MIN },
+      { offset: 300000, length: 2 },
+    ],
+  );
+  const bytes = Buffer.from(held.data.bytes);
+  assert.equal(bytes.toString("latin1"), `${text}yz`);
+  const memory = new WebAssembly.Instance(held.module as WebAssembly.Module).exports["memory"] as WebAssembly.Memory;
+  assert.ok(new Uint8Array(memory.buffer).every((b) => b === 0), "the compiled module still writes its data");
+  const small = await compiledModule(instrumented("f".repeat(64), wat(`(module (memory (export "memory") 1) (data (i32.const 16) "abc"))`)), NO_CAP);
+  assert.equal(small.data, null);
 });

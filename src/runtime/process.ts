@@ -281,6 +281,7 @@ export class GuestProcess {
     this.#init = {
       // Compiled already: the worker only instantiates it (`_compiled.ts`), and needs no bytes.
       ...(code.module !== null ? { module: code.module, wasm: new Uint8Array(0) } : { wasm: code.wasm }),
+      ...(code.data !== null ? { data: code.data } : {}),
       info: instrumented.info,
       entry: ENTRY_EXPORT,
       control: this.#buffers.control,
@@ -385,8 +386,8 @@ export class GuestProcess {
       ended: false,
     });
     const memory = await proc.#ready();
-    // Wipe what instantiation wrote (data segments): the image says what is there.
-    wipeInstantiation(new Uint8Array(memory.buffer), instrumented.wasm);
+    // Wipe what instantiation wrote (data segments): the image says what is there. Held back, they were not written.
+    if (code.data === null) wipeInstantiation(new Uint8Array(memory.buffer), instrumented.wasm);
     proc.#phase = "standby";
     return proc;
   }
@@ -987,8 +988,8 @@ export class GuestProcess {
       try {
         this.#worker = this.#startWorker(this.#workerInit({ kind: "standby" }));
         const memory = await this.#ready();
-        // Instantiation wrote the data segments; the pages kept say what is there.
-        new Uint8Array(memory.buffer).fill(0);
+        // Instantiation wrote the data segments, unless they were held back (then memory is zero); the pages kept say what is there.
+        if (this.#init.data === undefined) new Uint8Array(memory.buffer).fill(0);
         this.#phase = "standby";
         this.growTo(sleep.memory.size_bytes);
         sleep.memory.writeTo(new Uint8Array(this.#live().buffer));
