@@ -272,6 +272,25 @@ async function startup(): Promise<void> {
   console.log(`| node:wasi | ${f1(b)} | 1.00x |`);
   console.log(`| ferry exec, module cached | ${f1(median(cached))} | ${(median(cached) / b).toFixed(2)}x |`);
   console.log(`| ferry exec, new module (instrumented first) | ${f1(median(fresh))} | ${(median(fresh) / b).toFixed(2)}x |`);
+  // A large module: flite (21.5 MB, 15 MB of it data segments) printing its version, cached.
+  const flite = NPM_MODULES.find((f) => f.name === "flite");
+  const fetched = flite === undefined ? undefined : fetchNpmModule(flite);
+  if (fetched?.kind !== "ok") {
+    console.log(`(flite left out: ${fetched?.reason ?? "not a fixture"})`);
+    return;
+  }
+  const large = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-bench-start-"));
+  run([ferry, "exec", fetched.file, "--version"], { FERRY_CACHE_DIR: large });
+  const large_base: number[] = [];
+  const large_cached: number[] = [];
+  for (let i = 0; i < REPEATS; i += 1) {
+    large_base.push(run([path.join(EXAMPLES, "run-node-wasi.mjs"), fetched.file, "--version"]));
+    large_cached.push(run([ferry, "exec", fetched.file, "--version"], { FERRY_CACHE_DIR: large }));
+  }
+  fs.rmSync(large, { recursive: true, force: true });
+  const lb = median(large_base);
+  console.log(`| node:wasi, flite --version (21.5 MB) | ${f1(lb)} | 1.00x |`);
+  console.log(`| ferry exec, flite --version, module cached | ${f1(median(large_cached))} | ${(median(large_cached) / lb).toFixed(2)}x |`);
 }
 
 const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "downtime", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
