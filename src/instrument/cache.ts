@@ -67,7 +67,10 @@ function versionTag(): string {
  */
 export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions = {}): Promise<CachedInstrumented> {
   const dir = options.cache_dir === undefined ? defaultCacheDir() : options.cache_dir;
-  if (dir === null) return { ...(await instrument(wasm, options)), cached: false };
+  if (dir === null) {
+    const made = await instrument(wasm, options);
+    return { ...made, wasm: shared(made.wasm), cached: false };
+  }
   const hash = moduleHash(wasm);
   const base = path.join(dir, `${hash}.${versionTag()}`);
   const cached = recentEntry(base) ?? readEntry(base, hash);
@@ -78,7 +81,8 @@ export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions =
     const done = await running;
     return { ...done, info: { ...done.info, instrument_ms: 0 }, cached: true };
   }
-  const instrumenting = instrument(wasm, options).then((fresh) => {
+  const instrumenting = instrument(wasm, options).then((made) => {
+    const fresh = { ...made, wasm: shared(made.wasm) };
     writeEntry(base, fresh);
     return fresh;
   });
@@ -104,10 +108,10 @@ interface EntryMeta {
 
 function readEntry(base: string, hash: string): Instrumented | undefined {
   let meta: EntryMeta;
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
     meta = JSON.parse(fs.readFileSync(`${base}.json`, "utf8")) as EntryMeta;
-    bytes = fs.readFileSync(`${base}.wasm`);
+    bytes = readShared(`${base}.wasm`);
   } catch {
     // Not cached (or half written by a writer that died): instrumented again, and written anew.
     return undefined;
@@ -115,7 +119,7 @@ function readEntry(base: string, hash: string): Instrumented | undefined {
   // A damaged entry is treated as absent and rewritten, never trusted.
   if (meta.info?.module_sha256 !== hash || meta.info.instrumenter !== INSTRUMENTER_VERSION) return undefined;
   if (moduleHash(bytes) !== meta.wasm_sha256) return undefined;
-  const entry = { wasm: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), info: { ...meta.info, instrument_ms: 0 } };
+  const entry = { wasm: bytes, info: { ...meta.info, instrument_ms: 0 } };
   remember(base, entry);
   return entry;
 }
@@ -180,4 +184,33 @@ function writeEntry(base: string, entry: Instrumented): void {
   } catch {
     // A read-only or full cache folder costs time, not correctness.
   }
+}
+
+/**
+ * An instrumented module's bytes live in shared memory: the workers that run
+ * it read its data segments from there (`src/runtime/_compiled.ts`), with
+ * no copy of them made per process or per worker.
+ */
+function readShared(file: string): Uint8Array {
+  const fd = fs.openSync(file, "r");
+  try {
+    const size = fs.fstatSync(fd).size;
+    const bytes = new Uint8Array(new SharedArrayBuffer(size));
+    let at = 0;
+    while (at < size) {
+      const n = fs.readSync(fd, bytes, at, size - at, at);
+      if (n === 0) throw new Error(`${file} ended at ${at} of ${size} bytes`);
+      at += n;
+    }
+    return bytes;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function shared(bytes: Uint8Array): Uint8Array {
+  if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
+  const copy = new Uint8Array(new SharedArrayBuffer(bytes.length));
+  copy.set(bytes);
+  return copy;
 }

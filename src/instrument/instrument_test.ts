@@ -320,6 +320,7 @@ describe("instrument", () => {
       assert.equal(again.cached, true);
       assert.equal(again.wasm, read.wasm, "the same bytes, not read and hashed again");
       assert.equal(again.info.instrument_ms, 0);
+      assert.ok(read.wasm.buffer instanceof SharedArrayBuffer, "a cache entry's bytes are not in shared memory");
       // Rewritten by someone else (the same bytes here): read and checked anew.
       const entry = fs.readdirSync(dir).find((f) => f.endsWith(".wasm"));
       assert.ok(entry !== undefined);

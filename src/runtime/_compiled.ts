@@ -43,10 +43,24 @@ export interface HeldData {
  */
 export const HELD_DATA_BYTES_MIN = 256 * 1024;
 
-function holdBack(wasm: Uint8Array): { wasm: Uint8Array; data: HeldData | null } {
+/**
+ * `wasm` with its data segments held back when they are worth it. Their
+ * bytes are read where they are in `original` (the instrumented module,
+ * `wasm` before its cap was written in) when that lives in shared memory, as
+ * the cache gives it (`instrument/cache.ts`): no copy. Otherwise (a caller's
+ * own bytes) they are copied into a shared buffer once.
+ */
+function holdBack(original: Uint8Array, wasm: Uint8Array): { wasm: Uint8Array; data: HeldData | null } {
   const held = holdBackData(wasm);
   const total = held === null ? 0 : held.segments.reduce((n, s) => n + s.length, 0);
   if (held === null || total < HELD_DATA_BYTES_MIN) return { wasm, data: null };
+  if (original.buffer instanceof SharedArrayBuffer) {
+    const where = wasm === original ? held : holdBackData(original);
+    if (where !== null && where.segments.length === held.segments.length) {
+      const segments = where.segments.map((s) => ({ offset: s.offset, at: original.byteOffset + s.at, length: s.length }));
+      return { wasm: held.wasm, data: { bytes: original.buffer, segments } };
+    }
+  }
   const bytes = new SharedArrayBuffer(total);
   const into = new Uint8Array(bytes);
   let at = 0;
@@ -77,7 +91,7 @@ export function compiledModule(instrumented: { wasm: Uint8Array; info: Instrumen
     kept.set(key, hit);
     return hit;
   }
-  const { wasm, data } = holdBack(capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm);
+  const { wasm, data } = holdBack(instrumented.wasm, capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm);
   const entry = WebAssembly.compile(wasm).then(
     (module) => ({ wasm, module, data }),
     () => {

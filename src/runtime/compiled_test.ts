@@ -64,4 +64,15 @@ test(`data segments of ${HELD_DATA_BYTES_MIN} bytes and more are held back for t
   assert.ok(new Uint8Array(memory.buffer).every((b) => b === 0), "the compiled module still writes its data");
   const small = await compiledModule(instrumented("f".repeat(64), wat(`(module (memory (export "memory") 1) (data (i32.const 16) "abc"))`)), NO_CAP);
   assert.equal(small.data, null);
+  // Bytes in shared memory (as the cache gives them) are read where they are, capped or not: no copy.
+  const sharedBig = new Uint8Array(new SharedArrayBuffer(big.length + 8), 8, big.length);
+  sharedBig.set(big);
+  for (const cap of [NO_CAP, GIB]) {
+    const inPlace = await compiledModule(instrumented("g".repeat(64), sharedBig), cap);
+    assert.ok(inPlace.data !== null);
+    assert.equal(inPlace.data.bytes, sharedBig.buffer, "the segments were copied");
+    const first = inPlace.data.segments[0];
+    assert.ok(first !== undefined);
+    assert.equal(Buffer.from(inPlace.data.bytes, first.at, first.length).toString("latin1"), text);
+  }
 });
