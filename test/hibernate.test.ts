@@ -11,6 +11,7 @@ import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
+import { dataGuest } from "./_data_guest.js";
 import { EXAMPLES, until } from "./_helpers.js";
 
 function spec(module: string, args: string[]): ProcessSpec {
@@ -97,31 +98,13 @@ describe("hibernation", () => {
   });
 
   it("wakes a guest whose module holds large data segments with its memory as it left it, not as the segments say", async () => {
-    // 320 KiB of data: held back from the module (src/runtime/_compiled.ts), so a wake's standby starts from zero memory.
-    const text = "ferry-data".repeat(32 * 1024);
-    const sum = (b: Buffer): number => b.reduce((n, x) => n + x, 0);
-    // The guest changes its first data byte ("f" to "Z") before it sleeps, then sums its memory.
-    const expected = sum(Buffer.from(text, "latin1")) - 0x66 + 0x5a + sum(Buffer.from("tail", "latin1"));
-    const wasm = wat(`(module
-      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-      (memory (export "memory") 8)
-      (data (i32.const 4096) "${text}")
-      (data (i32.const 400000) "tail")
-      (func (export "_start") (local $i i32) (local $s i32)
-        (i32.store8 (i32.const 4096) (i32.const 0x5a))
-        (i32.store (i32.const 16) (i32.const 1))
+    // Sleeps 3 s in poll_oneoff, long enough to hibernate; its wake's standby starts from zero memory.
+    const wasm = dataGuest({
+      imports: `(import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))`,
+      code: `(i32.store (i32.const 16) (i32.const 1))
         (i64.store (i32.const 24) (i64.const 3000000000))
-        (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-        ;; What poll_oneoff wrote (its event at 128, its count at 64) is summed out below.
-        (i64.store (i32.const 16) (i64.const 0)) (i64.store (i32.const 24) (i64.const 0)) (i32.store (i32.const 64) (i32.const 0))
-        (i64.store (i32.const 128) (i64.const 0)) (i64.store (i32.const 136) (i64.const 0)) (i64.store (i32.const 144) (i64.const 0)) (i64.store (i32.const 152) (i64.const 0))
-        (block $done (loop $l
-          (br_if $done (i32.ge_u (local.get $i) (i32.const 400004)))
-          (local.set $s (i32.add (local.get $s) (i32.load8_u (local.get $i))))
-          (local.set $i (i32.add (local.get $i) (i32.const 1)))
-          (br $l)))
-        (call $exit (i32.ne (local.get $s) (i32.const ${expected})))))`);
+        (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))`,
+    });
     const proc = await GuestProcess.start({ wasm, module_path: "data.wasm", args: ["data"], env: [], preopens: [] }, { ...collector().io, cache_dir: null, hibernate_after_ms: 100 });
     await until("the guest to hibernate", () => proc.hibernated);
     assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
