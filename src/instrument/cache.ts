@@ -69,7 +69,7 @@ export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions =
   const dir = options.cache_dir === undefined ? defaultCacheDir() : options.cache_dir;
   if (dir === null) {
     const made = await instrument(wasm, options);
-    return { ...made, wasm: shared(made.wasm), cached: false };
+    return { ...made, wasm: inSharedMemory(made.wasm), cached: false };
   }
   const hash = moduleHash(wasm);
   const base = path.join(dir, `${hash}.${versionTag()}`);
@@ -82,7 +82,7 @@ export async function loadInstrumented(wasm: Uint8Array, options: CacheOptions =
     return { ...done, info: { ...done.info, instrument_ms: 0 }, cached: true };
   }
   const instrumenting = instrument(wasm, options).then((made) => {
-    const fresh = { ...made, wasm: shared(made.wasm) };
+    const fresh = { ...made, wasm: inSharedMemory(made.wasm) };
     writeEntry(base, fresh);
     return fresh;
   });
@@ -208,7 +208,8 @@ function readShared(file: string): Uint8Array {
   }
 }
 
-function shared(bytes: Uint8Array): Uint8Array {
+/** `bytes` if they are in shared memory already, else a copy there. */
+export function inSharedMemory(bytes: Uint8Array): Uint8Array {
   if (bytes.buffer instanceof SharedArrayBuffer) return bytes;
   const copy = new Uint8Array(new SharedArrayBuffer(bytes.length));
   copy.set(bytes);

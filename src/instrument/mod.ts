@@ -12,6 +12,6 @@ export {
   type InstrumentOptions,
   type Instrumented,
 } from "./instrument.js";
-export { defaultCacheDir, loadInstrumented, type CacheOptions, type CachedInstrumented, type InstrumentThread } from "./cache.js";
+export { defaultCacheDir, inSharedMemory, loadInstrumented, type CacheOptions, type CachedInstrumented, type InstrumentThread } from "./cache.js";
 export { capMemory, holdBackData, type HeldSegment } from "./_binary.js";
 export { STAGE_TEXT, type InstrumentStage, type StageListener } from "./stages.js";

@@ -8,7 +8,7 @@
  * WebAssembly.Module with the worker's init: V8 shares its code between the
  * isolates of one process, so a worker only instantiates it.
  */
-import { capMemory, holdBackData, type HeldSegment, type InstrumentInfo } from "../instrument/mod.js";
+import { capMemory, holdBackData, inSharedMemory, type HeldSegment, type InstrumentInfo } from "../instrument/mod.js";
 import { WASM_MEMORY_BYTES_MAX, WASM_PAGE_BYTES } from "../process_spec.js";
 
 /**
@@ -22,10 +22,10 @@ export interface CompiledModule {
   wasm: Uint8Array;
   module: WebAssembly.Module | null;
   /**
-   * The active data segments held back from `wasm` (`holdBackData`), their
-   * bytes in one shared buffer every worker of the module reads: a fresh
-   * start writes them into memory backed in bulk first, a standby not at
-   * all. Null when the module's instantiation writes them itself.
+   * The active data segments held back from `wasm` (`holdBackData`), read
+   * where they are in the instrumented module's bytes, which live in shared
+   * memory: a fresh start writes them into memory backed in bulk first, a
+   * standby not at all. Null when the module's instantiation writes them.
    */
   data: HeldData | null;
 }
@@ -37,40 +37,24 @@ export interface HeldData {
 }
 
 /**
- * Held back when they are at least this many bytes: below it, what a fresh
- * start saves is less than the copy into the shared buffer (and V8's own
- * copy faults in at most a few pages).
+ * Held back when they are at least this many bytes: below it, V8's own copy
+ * faults in a few pages at most, and a second form of the module is not
+ * worth keeping.
  */
 export const HELD_DATA_BYTES_MIN = 256 * 1024;
 
 /**
- * `wasm` with its data segments held back when they are worth it. Their
- * bytes are read where they are in `original` (the instrumented module,
- * `wasm` before its cap was written in) when that lives in shared memory, as
- * the cache gives it (`instrument/cache.ts`): no copy. Otherwise (a caller's
- * own bytes) they are copied into a shared buffer once.
+ * The instrumented module with its data segments held back when they are
+ * worth it, their bytes read in place: the cache gives the module's bytes in
+ * shared memory (`instrument/cache.ts`); a caller's own bytes are copied
+ * there once.
  */
-function holdBack(original: Uint8Array, wasm: Uint8Array): { wasm: Uint8Array; data: HeldData | null } {
-  const held = holdBackData(wasm);
-  const total = held === null ? 0 : held.segments.reduce((n, s) => n + s.length, 0);
-  if (held === null || total < HELD_DATA_BYTES_MIN) return { wasm, data: null };
-  if (original.buffer instanceof SharedArrayBuffer) {
-    const where = wasm === original ? held : holdBackData(original);
-    if (where !== null && where.segments.length === held.segments.length) {
-      const segments = where.segments.map((s) => ({ offset: s.offset, at: original.byteOffset + s.at, length: s.length }));
-      return { wasm: held.wasm, data: { bytes: original.buffer, segments } };
-    }
-  }
-  const bytes = new SharedArrayBuffer(total);
-  const into = new Uint8Array(bytes);
-  let at = 0;
-  const segments = held.segments.map((s) => {
-    into.set(wasm.subarray(s.at, s.at + s.length), at);
-    const moved = { offset: s.offset, at, length: s.length };
-    at += s.length;
-    return moved;
-  });
-  return { wasm: held.wasm, data: { bytes, segments } };
+function holdBack(instrumented: Uint8Array): { wasm: Uint8Array; data: HeldData | null } {
+  const held = holdBackData(instrumented);
+  if (held === null || held.segments.reduce((n, s) => n + s.length, 0) < HELD_DATA_BYTES_MIN) return { wasm: instrumented, data: null };
+  const bytes = inSharedMemory(instrumented);
+  const segments = held.segments.map((s) => ({ ...s, at: bytes.byteOffset + s.at }));
+  return { wasm: held.wasm, data: { bytes: bytes.buffer as SharedArrayBuffer, segments } };
 }
 
 /** By instrumented module and cap, most recently used last. */
@@ -91,7 +75,10 @@ export function compiledModule(instrumented: { wasm: Uint8Array; info: Instrumen
     kept.set(key, hit);
     return hit;
   }
-  const { wasm, data } = holdBack(instrumented.wasm, capped ? capMemory(instrumented.wasm, memory_max_bytes / WASM_PAGE_BYTES) : instrumented.wasm);
+  // The cap rewrites the memory section only: the segments' places in the instrumented bytes still hold.
+  const held = holdBack(instrumented.wasm);
+  const data = held.data;
+  const wasm = capped ? capMemory(held.wasm, memory_max_bytes / WASM_PAGE_BYTES) : held.wasm;
   const entry = WebAssembly.compile(wasm).then(
     (module) => ({ wasm, module, data }),
     () => {
