@@ -127,7 +127,7 @@ function readEntry(base: string, hash: string): Instrumented | undefined {
 /**
  * Cache entries this process read or wrote, newest last: the next start of
  * the same module takes its bytes from here instead of reading the file and
- * hashing it again (flite's 22 MB: 30 ms of every start on a node). An entry
+ * hashing it again (flite's 22 MB: about 20 ms of every start on a node). An entry
  * is used only while its two files have the size and modification time they
  * had when it was read or written, so one rewritten or removed since (by
  * another process, or by hand) is read anew. The bytes are shared by every

@@ -497,7 +497,7 @@ class Guest {
 /**
  * Writes the data segments held back from the module (`_compiled.ts`) as
  * its instantiation would have, its pages backed in bulk first: V8's own
- * copy faulted them in one 4 KiB page at a time (flite's 15 MB: 46–52 ms
+ * copy faulted them in one 4 KiB page at a time (flite's 15 MB: 44–53 ms
  * here, 31 ms so). A segment past the end of memory fails the start as it
  * would have failed the instantiation.
  */
