@@ -144,6 +144,7 @@ function stampOf(base: string): string | undefined {
     const [w, j] = [fs.statSync(`${base}.wasm`), fs.statSync(`${base}.json`)];
     return `${w.size}:${w.mtimeMs}:${w.ino}/${j.size}:${j.mtimeMs}:${j.ino}`;
   } catch {
+    // A file gone (removed, or mid-rewrite by another process): nothing kept is used; the entry is read anew or instrumented again.
     return undefined;
   }
 }
