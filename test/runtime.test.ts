@@ -10,7 +10,7 @@ import path from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
-import { decodeImage, encodeImage, trustKeys } from "../src/image/mod.js";
+import { decodeImage, encodeImage, trustKeys, writeMemory } from "../src/image/mod.js";
 import { GuestProcess, type ProcessIo, type ProcessSpec } from "../src/runtime/mod.js";
 import { EXAMPLES, until } from "./_helpers.js";
 
@@ -35,6 +35,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /** The key these tests sign their images with. */
 const signer = { key: generateKeyPairSync("ed25519").privateKey };
+
+/** Writes `image`'s memory into a standby, as a restore does before it activates it. */
+function writeImageMemory(standby: GuestProcess, image: ReturnType<typeof decodeImage>): void {
+  standby.growTo(image.memory.size_bytes);
+  writeMemory(image, new Uint8Array(standby.memory.buffer));
+}
 
 function roundTrip(proc: GuestProcess, suspension: NonNullable<Awaited<ReturnType<GuestProcess["suspend"]>>>): ReturnType<typeof decodeImage> {
   const chunks = [...encodeImage(proc.image(suspension), { signer })].map((c) => Buffer.from(c));
@@ -167,6 +173,45 @@ describe("runtime", () => {
     await until("the restored loop to run", () => restored.usage().busy_ms > 0);
     assert.ok(seen(restored).equals(expected), "a restored process's memory is not the image's");
     await restored.terminate();
+  });
+
+  it("a gated activation rewinds only once the gate opens, and a terminate meanwhile rewinds nothing", async () => {
+    // Spins until the word at 0 is set, then exits with it: what the controller wrote before opening the gate is what it reads.
+    const wasm = wat(`(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (loop $l (br_if $l (i32.eqz (i32.load (i32.const 0))))) (call $exit (i32.load (i32.const 0)))))`);
+    const io = { ...collector().io, cache_dir: null };
+    const proc = await GuestProcess.start({ wasm, module_path: "gate.wasm", args: ["gate"], env: [], preopens: [] }, io);
+    await until("the loop to run", () => proc.usage().busy_ms > 0);
+    const suspension = await proc.suspend();
+    assert.ok(suspension !== null);
+    const image = roundTrip(proc, suspension);
+    await proc.terminate();
+
+    const gated = await GuestProcess.standby(wasm, io);
+    try {
+      writeImageMemory(gated, image);
+      let ran = false;
+      const running = gated.activate(image, { preopens: [] }, { gated: true }).then(() => (ran = true));
+      // Absence can only be waited for: without the gate it runs within a millisecond.
+      await sleep(200);
+      assert.equal(ran, false, "the guest rewound before its gate opened");
+      new Int32Array(gated.memory.buffer)[0] = 7;
+      gated.openGate();
+      await running;
+      assert.deepEqual(await gated.exited, { kind: "exit", code: 7 });
+    } finally {
+      await gated.terminate();
+    }
+
+    const dropped = await GuestProcess.standby(wasm, io);
+    writeImageMemory(dropped, image);
+    const never = dropped.activate(image, { preopens: [] }, { gated: true });
+    never.catch(() => undefined);
+    await sleep(50);
+    await dropped.terminate();
+    assert.deepEqual(await dropped.exited, { kind: "killed" });
+    await assert.rejects(never);
   });
 
   it("reports a trap as a value", async () => {

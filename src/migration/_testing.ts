@@ -113,15 +113,13 @@ export function destination(trust: ImageTrust, wasm: Uint8Array): { side: Destin
           }
           return view.subarray(offset, offset + length);
         },
-        async finish(image, _handover, clock) {
+        async finish(image, handover, clock) {
+          if (handover !== null) throw new FerryError("ERR_MIGRATION_PROTOCOL", "no post-copy in this test");
           proc.growTo(image.memory.size_bytes);
           const running = proc.activate(image, { preopens: [] });
           clock?.enter("resume");
           await running;
           landed = { proc, stdin: d.stdin, out: d.out };
-        },
-        handover() {
-          throw new FerryError("ERR_MIGRATION_PROTOCOL", "no post-copy in this test");
         },
         abort: () => proc.terminate(),
       };

@@ -50,15 +50,10 @@ export interface Landing {
   /**
    * Gives it the rest of its state and runs it; throws to refuse. Every page
    * is in place, except with a `handover` (post-copy, hybrid): the chunks it
-   * names come from the source after the process runs.
+   * names are dropped (while the process's worker takes up the rest of its
+   * state) and come from the source after the process runs.
    */
   finish(image: DecodedImage, handover: Handover | null, clock?: DestinationClock): Promise<void>;
-  /**
-   * Post-copy and hybrid: the chunks named are dropped now and will come from
-   * the source (the page channel can attach before the image is checked; the
-   * process runs only after). Called once, before `finish`.
-   */
-  handover(h: Handover): void;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
   /** Post-copy and hybrid: the offer's page session is expected here, and its channel may open before the stop (READY `page_session`). */
@@ -219,10 +214,8 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
         round_pages_count += pages.length;
         for (const p of pages) landing.write(p.index * WIRE_PAGE_BYTES, p.data);
       }
-      else if (frame.type === Msg.handover && handover === null) {
-        handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
-        landing.handover(handover);
-      }
+      // Acted on once the image is checked, by the landing (`finish`).
+      else if (frame.type === Msg.handover && handover === null) handover = checkHandover(readFrame(HandoverSchema, frame.payload, "HANDOVER"), offer);
       else if (frame.type === Msg.image) imageDecoder().push(frame.payload);
       else if (frame.type === Msg.image_end) break;
       else if (frame.type === Msg.round_end) {

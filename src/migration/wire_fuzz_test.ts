@@ -201,7 +201,6 @@ test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ER
         finish: async () => {
           calls.finish += 1;
         },
-        handover: () => undefined,
         abort: async () => {
           calls.abort += 1;
         },

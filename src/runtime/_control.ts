@@ -48,8 +48,18 @@ export const SLOT_OUTBOX_WAITING = 12;
  * Written by the controller (0 while something needs its memory in place).
  */
 export const SLOT_HIBERNATE_MS = 13;
+/**
+ * A standby activated with `gated` (a post-copy or hybrid destination)
+ * takes up its WASI state at once, then waits on this slot before it
+ * rewinds: the controller drops the chunks still at the source meanwhile,
+ * and opens it (a {@link Gate}).
+ */
+export const SLOT_GATE = 14;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 14;
+export const CONTROL_SLOTS = 15;
+
+/** States of {@link SLOT_GATE}. `dropped`: the move failed and the worker is being stopped; it rewinds nothing. */
+export const Gate = { closed: 0, open: 1, dropped: 2 } as const;
 
 /** The most a guest is throttled: it always keeps some of its time. */
 export const THROTTLE_PCT_MAX = 95;

@@ -106,6 +106,8 @@ export type ToWorker =
       clock_host_ns?: bigint;
       /** The connection slots, for a state with sockets whose worker was started without them. */
       net?: SharedArrayBuffer;
+      /** Rewind only once the controller opens the gate (`SLOT_GATE`): the WASI state is taken up meanwhile. */
+      gated?: boolean;
     }
   | { type: "touch"; bytes: number }
   /**

@@ -9,7 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT, RESTART_POLL_IMPORT } from "../instrument/mod.js";
 import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
-import { Request, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
+import { Gate, Request, SLOT_GATE, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import type { HeldData } from "./_compiled.js";
@@ -41,6 +41,19 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 let usage!: UsageCounter;
 /** Longest single wait of a held guest before it looks again. */
 const HOLD_WAIT_MS = 20;
+
+/**
+ * Waits until the controller opens the gate of a gated activation; false if
+ * it dropped the move instead (it stops this worker). Bounded waits, so a
+ * terminate() reaches the worker even where an engine cannot interrupt one.
+ */
+function gateOpened(): boolean {
+  for (;;) {
+    const gate = Atomics.load(control, SLOT_GATE);
+    if (gate !== Gate.closed) return gate === Gate.open;
+    Atomics.wait(control, SLOT_GATE, Gate.closed, HOLD_WAIT_MS);
+  }
+}
 
 /**
  * Holds the guest while its controller asks (the node's scheduler), at a
@@ -577,6 +590,8 @@ function start(given: WorkerInit): void {
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
         return;
       }
+      // Gated: the controller readies its memory meanwhile (post-copy's drops) and opens the gate; a move dropped stops this worker.
+      if (msg.gated === true && !gateOpened()) return;
       // At once, without a word to the controller in between: it waits for `running` only.
       guest.rewind(msg.globals, msg.asyncify);
     } else if (msg.type === "touch") {

@@ -14,8 +14,10 @@ import type { ConnRef, Preopen, RestoreGrant, StdioKinds } from "../wasi/mod.js"
 import {
   allocateControl,
   allocateRings,
+  Gate,
   MigrateSlot,
   Request,
+  SLOT_GATE,
   SLOT_HIBERNATE_MS,
   SLOT_INBOX_BACKLOG,
   SLOT_MIGRATE,
@@ -449,8 +451,14 @@ export class GuestProcess {
    * this returns its promise, so the caller may work on this thread while
    * the worker restores (a migration's destination writes its durable
    * record meanwhile).
+   *
+   * `gated`: the worker takes up the WASI state, then rewinds only once
+   * {@link openGate} is called, so the caller may ready the memory
+   * meanwhile (post-copy's drops) rather than before; until then nothing
+   * of the guest runs and its memory is not read. A terminate() meanwhile
+   * stops the worker before it rewinds.
    */
-  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant): Promise<void> {
+  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant, options: { gated?: boolean } = {}): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#live().buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#live().buffer.byteLength}`);
@@ -469,6 +477,7 @@ export class GuestProcess {
       globals: image.globals as GlobalBits[],
       asyncify: image.stack.asyncify,
       ...(this.#net === null ? {} : { net: this.#net.buffer }),
+      ...(options.gated === true ? { gated: true } : {}),
     });
     this.#phase = "running";
     try {
@@ -478,6 +487,12 @@ export class GuestProcess {
       if (cause instanceof FerryError && !(cause instanceof RuntimeError)) throw cause;
       throw new RestoreError("ERR_RESTORE_STATE", `the process could not be resumed from its image: ${(cause as Error).message}`, { cause });
     }
+  }
+
+  /** Lets a worker activated with `gated` rewind its guest (see {@link activate}). */
+  openGate(): void {
+    Atomics.store(this.#control, SLOT_GATE, Gate.open);
+    Atomics.notify(this.#control, SLOT_GATE);
   }
 
   /** Hands what the guest sent to its links, and wakes a `send` that waits for room. */
@@ -830,6 +845,11 @@ export class GuestProcess {
       const fn = this.#before_terminate;
       this.#before_terminate = null;
       fn();
+    }
+    // A gated activation still waiting rewinds nothing (a no-op otherwise: the gate is read only then).
+    if (Atomics.load(this.#control, SLOT_GATE) === Gate.closed) {
+      Atomics.store(this.#control, SLOT_GATE, Gate.dropped);
+      Atomics.notify(this.#control, SLOT_GATE);
     }
     this.#end(status);
     await this.#worker.terminate();
