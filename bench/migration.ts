@@ -151,7 +151,7 @@ export async function postCopyBench(quick: boolean): Promise<void> {
   const moves = quick ? 2 : 6;
   const ms = (x: number | undefined): string => (x ?? 0).toFixed(1);
   console.log("\n(k) post-copy and hybrid downtime between two node processes (TLS), memhog idle or reading and rewriting all of its memory all the time");
-  console.log("median of the moves; where the downtime went (medians, ms): source suspend, capture+encode+transfer, destination handover+check (decode), restore+resume, adopt (its durable record, written while the worker restores, then the table)");
+  console.log("median of the moves; where the downtime went (medians, ms): source suspend, capture+encode+transfer, destination check (decode), restore+resume (the handover's drops while the worker takes up the state, then the rewind), adopt (the process into the table; its durable record was written before READY)");
   const pushes: { mib: number; security: Security; rates: number[] }[] = [];
   const tls = await startPair("c/memhog.wasm", "tls");
   try {
