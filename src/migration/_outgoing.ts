@@ -421,52 +421,58 @@ export class OutgoingMigration {
     this.#answer = answer;
     this.#clock.enter("transfer");
     const refused = (): boolean => answer.arrived?.type === Msg.error;
-    if (session !== null && post_copy !== null) {
-      const { taken, rest } = post_copy;
-      if (taken.length > 0) {
-        this.#rounds_digest ??= createHash("sha256");
-        const sent = await sendPages(conn, chunkPages(memory, taken), { digest: this.#rounds_digest, stable: true });
-        this.#metrics.bytes += sent.bytes;
-        this.#metrics.pages += sent.pages;
-      }
-      this.#handover = { session, remote_bytes: memory.length, missing: rest };
-      this.#final = rest.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
-      image.memory = { size_bytes: memory.length, pages: () => [] };
-      // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
-      await sendJson(conn, Msg.handover, this.#handover);
-    } else if (!this.#bulk) {
-      image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
-    }
-    // The pages the rounds (and post-copy's first chunks) sent are outside the image; its signature vouches for them through this.
-    if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
-    this.#progress.step({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
-    try {
-      if (this.#bulk && this.#sealed !== null && (await this.#sendSealed(memory, image.meta, refused))) {
-        image.memory = { size_bytes: memory.length, pages: () => [] };
-      } else if (this.#bulk) {
-        // The pages first, straight from memory; the image after them holds none, and its signed META vouches for them.
-        const sent = await sendBulk(conn, memory, refused);
-        if (sent !== null) {
+    const transfer = async (): Promise<void> => {
+      if (session !== null && post_copy !== null) {
+        const { taken, rest } = post_copy;
+        if (taken.length > 0) {
+          this.#rounds_digest ??= createHash("sha256");
+          const sent = await sendPages(conn, chunkPages(memory, taken), { digest: this.#rounds_digest, stable: true });
           this.#metrics.bytes += sent.bytes;
-          this.#final = sent.pages;
-          if (sent.sha256 !== null) image.meta[BULK_META_KEY] = sent.sha256;
-          image.memory = { size_bytes: memory.length, pages: () => [] };
+          this.#metrics.pages += sent.pages;
         }
+        this.#handover = { session, remote_bytes: memory.length, missing: rest };
+        this.#final = rest.reduce((n, [, count]) => n + count, 0) * (CHUNK_BYTES / WIRE_PAGE_BYTES);
+        image.memory = { size_bytes: memory.length, pages: () => [] };
+        // The tracker is closed once the destination runs it (or the move failed): unarming every page now would be downtime.
+        await sendJson(conn, Msg.handover, this.#handover);
+      } else if (!this.#bulk) {
+        image.memory = this.#counted(this.#tracker !== null ? changedPages(this.#tracker, memory) : sparsePages(memory));
       }
-      // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
-      // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes, and pre-copy's final copy is small:
-      // hashed here, at once, rather than on a hashing thread that may have to start first.
-      // A small memory's image (`_small.ts`) is hashed here too.
-      const small_final = this.#tracker !== null && (this.#metrics.dirty_pages.at(-1) ?? Infinity) <= INLINE_FINAL_PAGES_MAX;
-      const inline = this.#bulk || this.#handover !== null || small_final || this.#small(memory.length);
-      const encoded = inline ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
-      const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
-      if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
-    } catch (err: unknown) {
-      // The link broke under the send; if the destination said why first, that is the error.
-      if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
-      throw err;
-    }
+      // The pages the rounds (and post-copy's first chunks) sent are outside the image; its signature vouches for them through this.
+      if (this.#rounds_digest !== null) image.meta.precopy_sha256 = this.#rounds_digest.digest("hex");
+      this.#progress.step({ phase: "copying", bytes: this.#metrics.bytes, memory_bytes: memory.length });
+      try {
+        if (this.#bulk && this.#sealed !== null && (await this.#sendSealed(memory, image.meta, refused))) {
+          image.memory = { size_bytes: memory.length, pages: () => [] };
+        } else if (this.#bulk) {
+          // The pages first, straight from memory; the image after them holds none, and its signed META vouches for them.
+          const sent = await sendBulk(conn, memory, refused);
+          if (sent !== null) {
+            this.#metrics.bytes += sent.bytes;
+            this.#final = sent.pages;
+            if (sent.sha256 !== null) image.meta[BULK_META_KEY] = sent.sha256;
+            image.memory = { size_bytes: memory.length, pages: () => [] };
+          }
+        }
+        // Encoding (and for pre-copy the scan for the last dirty pages) runs inside the send, chunk by chunk: its time is carved out.
+        // Without its pages (BULK, post-copy, hybrid) the image is a few kilobytes, and pre-copy's final copy is small:
+        // hashed here, at once, rather than on a hashing thread that may have to start first.
+        // A small memory's image (`_small.ts`) is hashed here too.
+        const small_final = this.#tracker !== null && (this.#metrics.dirty_pages.at(-1) ?? Infinity) <= INLINE_FINAL_PAGES_MAX;
+        const inline = this.#bulk || this.#handover !== null || small_final || this.#small(memory.length);
+        const encoded = inline ? encodeImageInline(image, side.signer) : encodeImageAsync(image, { signer: side.signer });
+        const chunks = timedAsyncIterable(encoded, (ms) => this.#clock.carve("encode", ms));
+        if (!refused()) this.#metrics.bytes += await sendImage(conn, chunks, refused);
+      } catch (err: unknown) {
+        // The link broke under the send; if the destination said why first, that is the error.
+        if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
+        throw err;
+      }
+    };
+    // Post-copy's and hybrid's frames (the restore's chunks, the HANDOVER, the image) go out in one write: D needs
+    // them all before it can do anything, and over TLS each write after the first waited for a turn of this
+    // thread's event loop (connection.ts, gather).
+    await (session !== null && post_copy !== null ? conn.gather(transfer) : transfer());
     if (answer.arrived !== null) raiseIfError(answer.arrived, "the destination refused the image");
     // From here the destination may run the process at any moment: aborting
     // could leave a copy on each side. The restore timeout and the question

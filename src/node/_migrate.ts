@@ -330,14 +330,16 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       net.start(socket_positions(parse_wasi_state(image.wasi)));
       const { pid, home, module_sha256, module_name, args, env, dirs, memory_max_bytes, moves } = offer;
       // Posted to the worker at once; it takes up the state and rewinds. The durable record that it runs here was written before READY.
-      // Post-copy and hybrid: the worker takes up the state while this thread drops the chunks still at the source and
-      // attaches their page channel; it rewinds once that is done (the gate). Before, the drops came first: 0.9-1.4 ms
-      // of this thread's, then the worker's wake and its state's restore, about as long, one after the other.
+      // Post-copy and hybrid: the worker takes up the state while this thread drops the chunks still at the source; it
+      // rewinds once that is done (the gate). Before, the drops and the channel's attach came first: 0.9-1.4 ms of this
+      // thread's, then the worker's wake and its state's restore, about as long, one after the other.
       const running = proc.activate(image, { preopens }, { gated: handover !== null });
       try {
         if (handover !== null) {
           incoming = new IncomingPostCopy(node.postcopy, offer.pid, proc, handover, { recover_ms: offer.recover_ms ?? RECOVER_MS_DEFAULT, source: offer.source, prepared });
           proc.openGate();
+          // The page channel attaches as the worker rewinds: the rewind reads only chunks that are here, and a fault meanwhile waits for it.
+          incoming.open();
         }
         clock?.enter("resume");
         await running;

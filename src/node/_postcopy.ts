@@ -118,8 +118,17 @@ export class IncomingPostCopy {
       if (!this.#pages.complete) this.#pages.fail();
     });
     void proc.exited.then(() => this.#end());
-    // Channels that came before the HANDOVER are attached here.
-    sessions.add(this);
+  }
+
+  /**
+   * Takes the session's page channels: those that came before (attached
+   * now: each a thread of its own and a HELLO to the source) and those to
+   * come. Called once, when the missing chunks are dropped: a migration's
+   * destination calls it as the process starts to rewind, since a fault
+   * meanwhile waits only for this, and the rewind reads nothing missing.
+   */
+  open(): void {
+    this.#sessions.add(this);
     if (this.#pages.complete) this.#complete();
     // None yet (the source's attempts failed, or it opens one only now): that is a link down too, and if the source dies before one comes, nothing else would ever end the wait.
     else if (!this.#connected) this.#down();

@@ -30,6 +30,7 @@ describe("an incoming post-copy session", { skip }, () => {
       const chunks = Math.floor(bytes / CHUNK_BYTES);
       const t0 = performance.now();
       const session = new IncomingPostCopy(sessions, "n1-1", proc, { session: "s1", remote_bytes: chunks * CHUNK_BYTES, missing: [[1, 2]] }, { recover_ms: 300, source: "127.0.0.1:1" });
+      session.open();
       assert.equal(sessions.forPid("n1-1"), session);
       const status = await proc.exited;
       assert.equal(status.kind, "lost", JSON.stringify(status));

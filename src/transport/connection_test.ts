@@ -213,3 +213,39 @@ test("a sender that never waits on its own still lets queued bytes go while it m
   assert.ok((seen[31] ?? 0) >= 1024 * 1024, `taken after 2 MiB made: ${seen[31]}`);
   conn.destroy();
 });
+
+test("frames sent inside gather() go out in one write when it returns, however long it takes and past the high-water mark", async () => {
+  // As a TLS socket: each write completes a turn later, and without gather the frames after the first wait for that turn.
+  const writes: number[][] = [];
+  const stream = new DuplexStream({
+    read() {},
+    writev(chunks, done) {
+      writes.push(chunks.map((c) => (c.chunk as Buffer).length));
+      setImmediate(done);
+    },
+  });
+  const conn = new FramedConnection(stream, { send_high_water_bytes: 64 * 1024 });
+  const big = new Uint8Array(64 * 1024);
+  const sent = await conn.gather(async () => {
+    await conn.send(1, big);
+    // Something asynchronous between two frames (a post-copy source's image encoding), then more than the mark.
+    await tick();
+    await conn.send(2, new Uint8Array(10));
+    for (let i = 0; i < 3; i += 1) await conn.send(3, big);
+    assert.deepEqual(writes, [], "a frame went out before gather() returned");
+    return "done";
+  });
+  assert.equal(sent, "done");
+  assert.equal(writes.length, 1, `frames went out in ${writes.length} writes`);
+  const total = (writes[0] ?? []).reduce((n, b) => n + b, 0);
+  assert.equal(total, 4 * (FRAME_HEADER_BYTES + big.length) + FRAME_HEADER_BYTES + 10);
+  // A gather that throws still lets go of what it sent.
+  await assert.rejects(conn.gather(async () => {
+    await conn.send(4, new Uint8Array(3));
+    throw new Error("the caller failed");
+  }), /the caller failed/);
+  // Written once the first write completes (a turn later).
+  await tick();
+  assert.deepEqual(writes[1], [FRAME_HEADER_BYTES, 3]);
+  conn.destroy();
+});
