@@ -37,6 +37,7 @@ import { LoadModule, type LoadOptions } from "./load.js";
 import { loadRound } from "./_balancer.js";
 import { LEASE_TTL_MS_DEFAULT, type Directory } from "../directory/mod.js";
 import { NodeDirectory } from "./cluster_directory.js";
+import { rehearseMigrations } from "../migration/_rehearse.js";
 import { claimWarm } from "../runtime/mod.js";
 import { warmHashThreads } from "../image/mod.js";
 import { NodeCheckpoints } from "./_checkpoints.js";
@@ -171,6 +172,7 @@ export class FerryNode {
   #joined!: () => void;
   /** Gives back this node's claim on the process's warm workers (`--warm-workers`). */
   #release_warm: () => void = () => undefined;
+  #stop_rehearsal: () => void = () => undefined;
   /** Whether each peer (by address) answered when last asked; events say when that changes. */
   readonly #peer_up = new Map<string, boolean>();
   #peers: string[];
@@ -332,6 +334,10 @@ export class FerryNode {
     node.#release_warm = claimWarm(node.limits.warm_workers, () => node.load.spareCore());
     // Migrations hash on these threads (src/image/_hash_pool.ts): started now, not during the first one's downtime.
     warmHashThreads();
+    // And the code a move runs in its downtime is compiled and optimized a second after the start, not in the first moves.
+    const rehearsal = rehearseMigrations({ key: node.image_key });
+    rehearsal.done.catch((err: unknown) => node.log.warn({ err: errorField(err) }, "rehearsing a migration's encoding and decoding failed"));
+    node.#stop_rehearsal = rehearsal.stop;
     node.checkpoints.start();
     node.events.publish({ type: "node.started", address: node.#address });
     node.load.start(() => loadRound(node));
@@ -482,6 +488,7 @@ export class FerryNode {
     await this.cluster?.stop();
     this.#release_warm();
     this.#release_warm = () => undefined;
+    this.#stop_rehearsal();
     this.links.close();
     this.dialer.close();
     this.#server.closeAllConnections();

@@ -8,7 +8,7 @@ import { randomFillSync } from "node:crypto";
 import { parentPort, workerData } from "node:worker_threads";
 import { knownCode } from "../errors.js";
 import { POLL_IMPORT, RESTART_POLL_IMPORT } from "../instrument/mod.js";
-import { ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
+import { idleDeps, ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Gate, Request, SLOT_GATE, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
@@ -643,15 +643,7 @@ function recycle(guest: Guest, discard: boolean): void {
  * the pool.
  */
 function rehearse(): void {
-  const nothing = { write: (): void => undefined };
-  const deps: WasiDeps = {
-    stdin: { tryRead: () => "eof", readable: () => true },
-    stdout: nothing,
-    stderr: nothing,
-    clock: { monotonic_ns: () => 0n, realtime_ns: () => 0n },
-    random: (buf) => buf.fill(0),
-    blocker: { wait: () => "timeout" },
-  };
+  const deps = idleDeps();
   const host = new WasiHost({ args: ["rehearsal"], env: ["A=B"], preopens: [] }, deps);
   WasiHost.restore(host.capture(), deps, { preopens: [] }).imports();
 }

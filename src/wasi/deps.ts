@@ -154,3 +154,21 @@ export class ProcExit {
     readonly code: number,
   ) {}
 }
+
+/**
+ * Dependencies that do nothing: no input, output dropped, time standing at
+ * zero. For a host that never runs a guest, built only to exercise the
+ * code of the state's capture and restore (a warm worker's rehearsal,
+ * `_worker.ts`; a node's, `migration/_rehearse.ts`).
+ */
+export function idleDeps(): WasiDeps {
+  const nothing: OutputSink = { write: () => undefined };
+  return {
+    stdin: { tryRead: () => "eof", readable: () => true },
+    stdout: nothing,
+    stderr: nothing,
+    clock: { monotonic_ns: () => 0n, realtime_ns: () => 0n },
+    random: (buf) => buf.fill(0),
+    blocker: { wait: () => "timeout" },
+  };
+}

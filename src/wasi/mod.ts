@@ -19,7 +19,7 @@ export type {
   WasiConfig,
   WasiDeps,
 } from "./deps.js";
-export { ProcExit, STREAM_KINDS } from "./deps.js";
+export { idleDeps, ProcExit, STREAM_KINDS } from "./deps.js";
 export { WasiHost } from "./host.js";
 export type { WasiState, FdState, StdioFdState, DirFdState, FileFdState, ListenerFdState, ConnFdState, PendingPollState } from "./state.js";
 export { WASI_STATE_VERSION, parse_wasi_state, socket_positions } from "./state.js";
