@@ -17,7 +17,7 @@ import { linksBench } from "./links.js";
 import { netBench } from "./net.js";
 import { median, percentile } from "./_measure.js";
 import { pagesBench } from "./pages.js";
-import { migrationBench } from "./migration.js";
+import { migrationBench, postCopyBench } from "./migration.js";
 import { downtimeBench } from "./downtime.js";
 import { trackerBench } from "./trackers.js";
 import { tlsBench } from "./tls.js";
@@ -294,7 +294,7 @@ async function startup(): Promise<void> {
   console.log(`| ferry exec, flite --version, module cached | ${f1(median(large_cached))} | ${(median(large_cached) / lb).toFixed(2)}x |`);
 }
 
-const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "downtime", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
+const SECTIONS = ["runtime", "overhead", "startup", "safepoint", "instrument", "trackers", "migration", "downtime", "postcopy", "small", "throughput", "links", "net", "pages", "tls", "front", "sim", "balance", "directory", "checkpoint", "failover", "slowlink", "large", "many", "hibernated", "idle", "icount", "state"];
 if (process.argv.includes("--help") || process.argv.includes("-h")) {
   console.log(`Usage: npm run bench -- [--quick] [--only=SECTION] [options]
 
@@ -339,6 +339,8 @@ if (only === undefined || only === "migration" || only === "small") await smallB
 if (only === undefined || only === "migration" || only === "throughput") await throughputBench(quick);
 if (only === undefined || only === "migration") await migrationBench(quick);
 if (only === undefined || only === "migration" || only === "downtime") await downtimeBench(quick);
+// Tables (k) and (l) alone (migrationBench ends with them).
+if (only === "postcopy") await postCopyBench(quick);
 if (only === undefined || only === "links") await linksBench(quick);
 if (only === undefined || only === "net") await netBench(quick);
 if (only === undefined || only === "pages") await pagesBench(quick);
