@@ -449,14 +449,15 @@ export class GuestProcess {
    * WASI state and rewinds the stack at once: one round trip to the worker
    * (a migration's downtime pays for each). The message is posted before
    * this returns its promise, so the caller may work on this thread while
-   * the worker restores (a migration's destination writes its durable
-   * record meanwhile).
+   * the worker restores.
    *
    * `gated`: the worker takes up the WASI state, then rewinds only once
-   * {@link openGate} is called, so the caller may ready the memory
-   * meanwhile (post-copy's drops) rather than before; until then nothing
-   * of the guest runs and its memory is not read. A terminate() meanwhile
-   * stops the worker before it rewinds.
+   * {@link openGate} is called, so the caller may ready what the guest
+   * needs once it runs (a migration's destination: the output relay,
+   * links, connection slots, post-copy's drops) while the worker restores
+   * rather than before; until then nothing of the guest runs and its
+   * memory is not read. A terminate() meanwhile stops the worker before it
+   * rewinds.
    */
   async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant, options: { gated?: boolean } = {}): Promise<void> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
