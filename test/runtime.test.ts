@@ -193,8 +193,7 @@ describe("runtime", () => {
       writeImageMemory(gated, image);
       let ran = false;
       const running = gated.activate(image, { preopens: [] }, { gated: true }).then(() => (ran = true));
-      // Absence can only be waited for: without the gate it runs within a millisecond.
-      await sleep(200);
+      await until("the worker to wait at its gate", () => gated.atGate);
       assert.equal(ran, false, "the guest rewound before its gate opened");
       new Int32Array(gated.memory.buffer)[0] = 7;
       gated.openGate();
@@ -208,7 +207,7 @@ describe("runtime", () => {
     writeImageMemory(dropped, image);
     const never = dropped.activate(image, { preopens: [] }, { gated: true });
     never.catch(() => undefined);
-    await sleep(50);
+    await until("the worker to wait at its gate", () => dropped.atGate);
     await dropped.terminate();
     assert.deepEqual(await dropped.exited, { kind: "killed" });
     await assert.rejects(never);

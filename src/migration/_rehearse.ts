@@ -38,7 +38,6 @@ export function rehearseMigrations(signer: ImageSigner, options: { delay_ms?: nu
   const rounds = options.rounds ?? REHEARSAL_ROUNDS;
   let ran = 0;
   let immediate: NodeJS.Immediate | null = null;
-  let timer: NodeJS.Timeout | null = null;
   let settle: { resolve: (n: number) => void; reject: (err: unknown) => void } | null = null;
   const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
   const finish = (err?: unknown): void => {
@@ -65,11 +64,11 @@ export function rehearseMigrations(signer: ImageSigner, options: { delay_ms?: nu
   const trust = trustKeys([signer.key]);
   const image = rehearsalImage();
   const handover = Buffer.from(JSON.stringify({ session: "rehearsal", remote_bytes: 16 * CHUNK_BYTES, missing: [[0, 15]] }));
-  timer = setTimeout(round, options.delay_ms ?? REHEARSAL_DELAY_MS);
+  const timer = setTimeout(round, options.delay_ms ?? REHEARSAL_DELAY_MS);
   timer.unref();
   return {
     stop: () => {
-      if (timer !== null) clearTimeout(timer);
+      clearTimeout(timer);
       if (immediate !== null) clearImmediate(immediate);
       if (!stopped) finish();
     },

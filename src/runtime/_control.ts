@@ -58,8 +58,12 @@ export const SLOT_GATE = 14;
 /** Number of Int32 slots. */
 export const CONTROL_SLOTS = 15;
 
-/** States of {@link SLOT_GATE}. `dropped`: the move failed and the worker is being stopped; it rewinds nothing. */
-export const Gate = { closed: 0, open: 1, dropped: 2 } as const;
+/**
+ * States of {@link SLOT_GATE}. `waiting`: the worker has taken up the state
+ * and waits at the gate, still closed. `dropped`: the move failed and the
+ * worker is being stopped; it rewinds nothing.
+ */
+export const Gate = { closed: 0, open: 1, dropped: 2, waiting: 3 } as const;
 
 /** The most a guest is throttled: it always keeps some of its time. */
 export const THROTTLE_PCT_MAX = 95;

@@ -48,10 +48,12 @@ const HOLD_WAIT_MS = 20;
  * terminate() reaches the worker even where an engine cannot interrupt one.
  */
 function gateOpened(): boolean {
+  // Says it waits (unless the controller was quicker): the controller may tell.
+  Atomics.compareExchange(control, SLOT_GATE, Gate.closed, Gate.waiting);
   for (;;) {
     const gate = Atomics.load(control, SLOT_GATE);
-    if (gate !== Gate.closed) return gate === Gate.open;
-    Atomics.wait(control, SLOT_GATE, Gate.closed, HOLD_WAIT_MS);
+    if (gate === Gate.open || gate === Gate.dropped) return gate === Gate.open;
+    Atomics.wait(control, SLOT_GATE, gate, HOLD_WAIT_MS);
   }
 }
 
@@ -590,7 +592,8 @@ function start(given: WorkerInit): void {
         post({ type: "error", code: knownCode(code, "ERR_WORKER"), message: err instanceof Error ? err.message : String(err) });
         return;
       }
-      // Gated: the controller readies its memory meanwhile (post-copy's drops) and opens the gate; a move dropped stops this worker.
+      // Gated: the controller readies what the guest needs once it runs (a destination's relay, links, post-copy's drops)
+      // and opens the gate; a move dropped stops this worker.
       if (msg.gated === true && !gateOpened()) return;
       // At once, without a word to the controller in between: it waits for `running` only.
       guest.rewind(msg.globals, msg.asyncify);
@@ -636,11 +639,11 @@ function recycle(guest: Guest, discard: boolean): void {
 /**
  * Runs the WASI state's capture and restore once on a host of its own that
  * does nothing, so that the first real one in this isolate does not compile
- * them: a restore of a migration's destination (parsing the state, building
- * the host and its imports) took 1.5 ms the first time in an isolate and
- * 0.13 ms the second (`WasiHost.restore` of a memhog's state, timed alone),
- * and it is part of the downtime. About 1 ms, in a warm worker waiting in
- * the pool.
+ * them cold: a restore of a migration's destination (parsing the state,
+ * building the host and its imports) took 0.36-0.50 ms the first time in an
+ * isolate with a node's V8 flags (1.5 ms without) and 0.09-0.13 ms the
+ * second (`WasiHost.restore` of a memhog's state, timed alone), and it is
+ * part of the downtime. About 0.6 ms, in a warm worker waiting in the pool.
  */
 function rehearse(): void {
   const deps = idleDeps();

@@ -490,6 +490,11 @@ export class GuestProcess {
     }
   }
 
+  /** Whether a worker activated with `gated` has taken up the state and waits for {@link openGate}. */
+  get atGate(): boolean {
+    return Atomics.load(this.#control, SLOT_GATE) === Gate.waiting;
+  }
+
   /** Lets a worker activated with `gated` rewind its guest (see {@link activate}). */
   openGate(): void {
     Atomics.store(this.#control, SLOT_GATE, Gate.open);
@@ -847,8 +852,9 @@ export class GuestProcess {
       this.#before_terminate = null;
       fn();
     }
-    // A gated activation still waiting rewinds nothing (a no-op otherwise: the gate is read only then).
-    if (Atomics.load(this.#control, SLOT_GATE) === Gate.closed) {
+    // A gated activation not yet let go rewinds nothing (a no-op otherwise: the gate is read only then).
+    const gate = Atomics.load(this.#control, SLOT_GATE);
+    if (gate === Gate.closed || gate === Gate.waiting) {
       Atomics.store(this.#control, SLOT_GATE, Gate.dropped);
       Atomics.notify(this.#control, SLOT_GATE);
     }
