@@ -324,7 +324,7 @@ function wildcard(pattern: string): RegExp {
  * of those, directly or through a signature node whose table functions
  * (or imports) can.
  */
-function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyclic: number[], blocking: readonly string[]): Uint8Array {
+function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyclic: number[], blocking: readonly string[], polls = true): Uint8Array {
   const { n, start, edges } = graph;
   const nodes = start.length - 1;
   const patterns = blocking.map(wildcard);
@@ -339,9 +339,9 @@ function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyc
     tail += 1;
   };
   calls.bodies.forEach((body, f) => {
-    if (body.loops || body.opaque || body.calls.some((c) => c < calls.imported && blocks[c] === true)) mark(f);
+    if ((polls && body.loops) || body.opaque || body.calls.some((c) => c < calls.imported && blocks[c] === true)) mark(f);
   });
-  for (const f of cyclic) mark(f);
+  if (polls) for (const f of cyclic) mark(f);
   if (tables.unnarrowed === undefined) {
     blocks.forEach((blocked, i) => {
       const s = tables.function_sig[i] ?? -1;
@@ -367,4 +367,34 @@ function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyc
     for (let k = rstart[w] as number; k < (rstart[w + 1] as number); k += 1) mark(redges[k] as number);
   }
   return reached;
+}
+
+/** What {@link unwindReachers} finds. */
+export interface UnwindReach {
+  /** Whether a call to function `index` (imports first) can unwind: a blocking import, or a function that can reach one. */
+  function(index: number): boolean;
+  /** Whether a `call_indirect` of type index `type` can reach a function that can unwind. */
+  type(type: number): boolean;
+}
+
+/**
+ * Which calls of a module whose polls are already written (every safe point
+ * is a call to one of `blocking`) can unwind: those to a blocking import and
+ * to a function that can reach one, directly or through a table. An indirect
+ * call that cannot be narrowed by signature is taken to reach anything.
+ */
+export function unwindReachers(scanned: ModuleCalls, tables: IndirectTargets, blocking: readonly string[]): UnwindReach {
+  const graph = buildGraph(scanned, tables);
+  const reached = reachers(graph, scanned, tables, [], blocking, false);
+  const patterns = blocking.map(wildcard);
+  const blocks = tables.imports.map((name) => patterns.some((p) => p.test(name)));
+  const n = scanned.bodies.length;
+  const narrow = tables.unnarrowed === undefined;
+  return {
+    function: (index) => (index < scanned.imported ? blocks[index] === true : reached[index - scanned.imported] === 1),
+    type: (type) => {
+      const s = tables.type_sig[type] ?? -1;
+      return !narrow || s < 0 || reached[n + 1 + s] === 1;
+    },
+  };
 }

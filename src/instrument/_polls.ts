@@ -216,6 +216,8 @@ function findLoops(b: typeof Binaryen, body: Binaryen.ExpressionRef): { loop: Bi
     if (expr === 0) continue;
     const id = b.getExpressionId(expr);
     if (id === b.LoopId) loops.push({ loop: expr, prev });
+    // A catch's `pop` holds nothing (and binaryen.js cannot describe it).
+    if (id === b.PopId) continue;
     const k = keys.get(id);
     if (k === undefined) {
       // Expressions the walker does not know (exceptions, GC) may hold loops.

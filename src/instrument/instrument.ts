@@ -19,10 +19,21 @@ import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
 import { loadBinaryenModule } from "./_load.js";
 import { fastCopy, makeRestartable } from "./_restart.js";
+import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
 export { RESTART_POLL_IMPORT } from "./_restart.js";
 
+/**
+ * Which pass makes the stack unwindable: Ferry's own (`_unwind.ts`), or
+ * Binaryen's Asyncify when `FERRY_UNWINDER=binaryen` (for comparisons, and a
+ * way around a fault of the former). Binaryen's is also used for a module
+ * the former cannot handle.
+ */
+function unwinder(): "ferry" | "binaryen" {
+  return process.env["FERRY_UNWINDER"] === "binaryen" ? "binaryen" : "ferry";
+}
+
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = "ferry-instrument/19";
+export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/20+asyncify" : "ferry-instrument/20";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -109,6 +120,12 @@ export interface InstrumentInfo {
   instrument_ms: number;
   /** Functions given a fast copy with no safe point, run again in their instrumented copy when one is wanted (`_restart.ts`). */
   restartable: number;
+  /**
+   * The pass that made the stack unwindable: "ferry" (`_unwind.ts`), or
+   * "asyncify" (Binaryen's) with why, when asked for or when the module
+   * holds what Ferry's pass does not handle. Absent in older cache entries.
+   */
+  unwinder?: string;
 }
 
 /** Options of {@link instrumentModule}. */
@@ -188,8 +205,8 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
     throw new InstrumentError("ERR_INSTRUMENT_INVALID", `${label} is not a valid WebAssembly module: ${failure.message}`, { cause: err });
   }
   try {
-    const { wasm: out, sites, restartable } = transform(m, wasm, options, step);
-    return { wasm: out, info: { ...describe(m, sha256, started, sites), restartable, layout: functionLayout(out) } };
+    const { wasm: out, sites, restartable, frame_bytes, unwinder: used } = transform(m, wasm, options, step);
+    return { wasm: out, info: { ...describe(m, sha256, started, sites, frame_bytes), restartable, layout: functionLayout(out), unwinder: used } };
   } catch (err: unknown) {
     // Binaryen throws values that are not Errors; our own errors get the module's name.
     if (err instanceof InstrumentError) throw new InstrumentError(err.code, `cannot instrument ${label}: ${err.message}`, { cause: err });
@@ -199,7 +216,7 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
   }
 }
 
-function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): { wasm: Uint8Array; sites: PollSites; restartable: number } {
+function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void): { wasm: Uint8Array; sites: PollSites; restartable: number; frame_bytes?: number[]; unwinder: string } {
   if (!m.hasMemory()) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "module has no memory");
   const memory = m.getMemoryInfo();
   if (memory.module) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", "imported memories are not supported yet");
@@ -227,6 +244,21 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   const sites = injectPolls(binaryen, m, recursive, { budget: BUDGET_GLOBAL, initial: POLL_BUDGET_INITIAL, import: POLL_IMPORT, looping, reaches, restart });
   exportDepthCounters(m, sites);
 
+  step("asyncify");
+  ensureMemoryExport(m);
+  const max = memory.max ?? MEMORY_PAGES_MAX;
+  let used = "asyncify (FERRY_UNWINDER=binaryen)";
+  if (unwinder() === "ferry") {
+    try {
+      const unwound = addUnwinding(m.emitBinary(), blocking);
+      step("write");
+      return { wasm: makeMemoryShared(unwound.wasm, Math.min(max, MEMORY_PAGES_MAX)), sites, restartable: restart.slow.size, frame_bytes: unwound.frame_bytes, unwinder: "ferry" };
+    } catch (err: unknown) {
+      if (!(err instanceof UnwindUnsupported)) throw err;
+      // Binaryen's Asyncify handles what the pass does not (below).
+      used = `asyncify (${err.message})`;
+    }
+  }
   // Asyncify optimizes the functions it instruments (before and after adding
   // its code: the coalescing it needs happens there) when the optimize level
   // is above zero. No whole-module -O2 follows: the code it would revisit is
@@ -243,7 +275,6 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   const removable = removeList(unreaching_indirect);
   if (removable !== undefined) binaryen.setPassArgument("asyncify-removelist", removable);
   try {
-    step("asyncify");
     m.runPasses(["asyncify"]);
   } finally {
     binaryen.clearPassArguments();
@@ -251,9 +282,7 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   }
   if (m.validate() === 0) throw new InstrumentError("ERR_INSTRUMENT_FAILED", "the instrumented module does not validate");
   step("write");
-  ensureMemoryExport(m);
-  const max = memory.max ?? MEMORY_PAGES_MAX;
-  return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites, restartable: restart.slow.size };
+  return { wasm: makeMemoryShared(m.emitBinary(), Math.min(max, MEMORY_PAGES_MAX)), sites, restartable: restart.slow.size, unwinder: used };
 }
 
 /**
@@ -299,7 +328,12 @@ function ensureMemoryExport(m: Binaryen.Module): void {
   m.addMemoryExport("0", "memory");
 }
 
-function describe(m: Binaryen.Module, sha256: string, started: number, sites: PollSites): Omit<InstrumentInfo, "layout" | "restartable"> {
+/**
+ * What the runtime must know of the instrumented module. `unwound` gives the
+ * frame sizes Ferry's unwinding pass wrote, by function index; without it,
+ * they are bounded from what Asyncify left in each function.
+ */
+function describe(m: Binaryen.Module, sha256: string, started: number, sites: PollSites, unwound?: number[]): Omit<InstrumentInfo, "layout" | "restartable"> {
   const globals: InstrumentInfo["globals"] = [];
   const exports = m.getNumExports();
   for (let i = 0; i < exports; i += 1) {
@@ -314,6 +348,8 @@ function describe(m: Binaryen.Module, sha256: string, started: number, sites: Po
   const defined: number[] = [];
   const by_name = new Map<string, number>();
   const count = m.getNumFunctions();
+  let imports = 0;
+  for (let i = 0; i < count; i += 1) if (binaryen.getFunctionInfo(m.getFunctionByIndex(i)).module) imports += 1;
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
     if (info.module) {
@@ -321,8 +357,11 @@ function describe(m: Binaryen.Module, sha256: string, started: number, sites: Po
       continue;
     }
     let bytes = 8; // call index and alignment slack
-    for (const t of binaryen.expandType(info.params)) bytes += typeBytes(t);
-    for (const t of info.vars) bytes += typeBytes(t);
+    if (unwound !== undefined) bytes = unwound[imports + defined.length] ?? 0;
+    else {
+      for (const t of binaryen.expandType(info.params)) bytes += typeBytes(t);
+      for (const t of info.vars) bytes += typeBytes(t);
+    }
     defined.push(bytes);
     by_name.set(info.name, bytes);
   }

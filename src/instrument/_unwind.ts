@@ -1,0 +1,1247 @@
+/**
+ * Unwinding and rewinding of the call stack, written into the binary by
+ * Ferry itself: the work Binaryen's Asyncify pass did, in one linear pass
+ * over the bytes, with the same exports and the same contract for the
+ * runtime (`asyncify_start_unwind(ptr)` and its three siblings, a data
+ * header `{current, end}` at `ptr`, frames written as a stack).
+ *
+ * Asyncify flattens every function it instruments into temporaries and then
+ * runs Binaryen's optimizer over it, which is most of an instrumentation's
+ * time: half a second for a 33 KB module, minutes for a large one. Here a
+ * function that can be on the stack at a safe point (it can reach a blocking
+ * import or the poll, directly or through a call) is rewritten so:
+ *
+ *   - The *boundaries* of its body are the calls that can unwind and the
+ *     blocks, loops and ifs that hold one. At each boundary the operand
+ *     stack is empty: what the code before left there is spilled into
+ *     locals (one per stack position and type, so an enclosing block's
+ *     values are never overwritten by a nested one's), and the code after
+ *     reloads it. The code between two boundaries (a *run*) thus takes and
+ *     leaves nothing on the stack.
+ *   - After a call that can unwind: if the state says unwinding, the call's
+ *     index goes to a local and a branch leaves for the function's end,
+ *     where every local (with the spilled stack) is written to the unwind
+ *     buffer.
+ *   - At entry, when rewinding, the frame is read back; then a run is
+ *     skipped (`if state == normal`), a call made only if it is the one the
+ *     frame was left in (or the state is normal), and a block, loop or if
+ *     entered only if that call is inside it (an if's condition is kept in
+ *     a local of its own, read back with the frame, so it takes the arm it
+ *     took). The call rewinds its callee, and from there on the state is
+ *     normal. The run after a block's last boundary needs no guard: it is
+ *     only ever reached in the normal state.
+ *
+ * So the code is the producer's, with loads and stores of locals around the
+ * boundaries that an engine's register allocator makes mostly free, and a
+ * few checks of a global. What the pass cannot handle (reference-typed
+ * locals or stack values at a boundary, block parameters at one, SIMD,
+ * atomics, exceptions, tail calls to a function that can unwind, typed
+ * references) makes it throw {@link UnwindUnsupported}; the caller then
+ * uses Binaryen's Asyncify.
+ */
+import { Reader } from "./_reader.js";
+import { scanCalls } from "./_calls.js";
+import { readTables } from "./_tables.js";
+import { unwindReachers } from "./_callgraph.js";
+
+/** Thrown for a module this pass cannot instrument; the caller falls back to Binaryen's Asyncify. */
+export class UnwindUnsupported extends Error {}
+
+/** What {@link addUnwinding} returns. */
+export interface Unwound {
+  wasm: Uint8Array;
+  /** Bytes one frame of each function takes in the unwind buffer, by function index (imports and functions left alone: 0). */
+  frame_bytes: number[];
+  /** Functions rewritten. */
+  instrumented: number;
+}
+
+const I32 = 0x7f;
+const I64 = 0x7e;
+const F32 = 0x7d;
+const F64 = 0x7c;
+const V128 = 0x7b;
+const FUNCREF = 0x70;
+const EXTERNREF = 0x6f;
+/** A value of code the validator would call polymorphic (only in unreachable code). */
+const UNKNOWN = -1;
+
+const EMPTY_BLOCK = 0x40;
+
+interface FuncType {
+  params: number[];
+  results: number[];
+}
+
+const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
+
+/** A growable byte buffer with the encodings the pass writes. */
+class Writer {
+  buf = new Uint8Array(1024);
+  len = 0;
+
+  #room(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const next = new Uint8Array(size);
+    next.set(this.buf.subarray(0, this.len));
+    this.buf = next;
+  }
+
+  byte(b: number): void {
+    this.#room(1);
+    this.buf[this.len] = b;
+    this.len += 1;
+  }
+
+  u32(value: number): void {
+    let v = value;
+    do {
+      let b = v & 0x7f;
+      v = Math.floor(v / 128);
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+  }
+
+  s32(value: number): void {
+    let v = value | 0;
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+        this.byte(b);
+        return;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  bytes(src: Uint8Array): void {
+    this.#room(src.length);
+    this.buf.set(src, this.len);
+    this.len += src.length;
+  }
+
+  done(): Uint8Array {
+    return this.buf.subarray(0, this.len);
+  }
+}
+
+function valType(r: Reader): number {
+  const t = r.byte();
+  if (t === I32 || t === I64 || t === F32 || t === F64 || t === V128 || t === FUNCREF || t === EXTERNREF) return t;
+  throw new UnwindUnsupported(`value type 0x${t.toString(16)}`);
+}
+
+function isRefType(t: number): boolean {
+  return t === FUNCREF || t === EXTERNREF;
+}
+
+function sizeOf(t: number): number {
+  if (t === I32 || t === F32) return 4;
+  if (t === I64 || t === F64) return 8;
+  if (t === V128) return 16;
+  throw new UnwindUnsupported("a reference-typed value would have to be saved");
+}
+
+/** Skips a constant expression up to its end. */
+function skipConstExpr(r: Reader): void {
+  for (;;) {
+    const op = r.byte();
+    if (op === 0x0b) return;
+    if (op === 0x41 || op === 0x42 || op === 0x23 || op === 0xd0 || op === 0xd2) r.skipLeb();
+    else if (op === 0x43) r.skip(4);
+    else if (op === 0x44) r.skip(8);
+    else if ((op >= 0x6a && op <= 0x6c) || (op >= 0x7c && op <= 0x7e)) continue;
+    else if (op === 0xfd && r.u32() === 12) r.skip(16);
+    else throw new UnwindUnsupported(`a constant expression holds opcode 0x${op.toString(16)}`);
+  }
+}
+
+/** What the pass reads of a module before rewriting its code. */
+interface ModuleInfo {
+  types: FuncType[];
+  /** Type index of every function, imports first. */
+  func_types: number[];
+  imported: number;
+  /** Value type of every global, imports first. */
+  globals: number[];
+  /** Element type of every table, imports first. */
+  tables: number[];
+}
+
+function readModule(wasm: Uint8Array): ModuleInfo {
+  const info: ModuleInfo = { types: [], func_types: [], imported: 0, globals: [], tables: [] };
+  const r = new Reader(wasm, 8);
+  while (r.pos < wasm.length) {
+    const id = r.byte();
+    const size = r.u32();
+    const end = r.pos + size;
+    if (id === 1) {
+      const count = r.u32();
+      for (let i = 0; i < count; i += 1) {
+        const form = r.byte();
+        if (form !== 0x60) throw new UnwindUnsupported(`type form 0x${form.toString(16)}`);
+        const params: number[] = [];
+        const results: number[] = [];
+        for (let n = r.u32(); n > 0; n -= 1) params.push(valType(r));
+        for (let n = r.u32(); n > 0; n -= 1) results.push(valType(r));
+        info.types.push({ params, results });
+      }
+    } else if (id === 2) {
+      const count = r.u32();
+      for (let i = 0; i < count; i += 1) {
+        r.name();
+        r.name();
+        const kind = r.byte();
+        if (kind === 0) {
+          info.func_types.push(r.u32());
+          info.imported += 1;
+        } else if (kind === 1) {
+          info.tables.push(valType(r));
+          skipLimitsOf(r);
+        } else if (kind === 2) skipLimitsOf(r);
+        else if (kind === 3) {
+          info.globals.push(valType(r));
+          r.skip(1);
+        } else throw new UnwindUnsupported(`import kind ${kind}`);
+      }
+    } else if (id === 3) {
+      for (let n = r.u32(); n > 0; n -= 1) info.func_types.push(r.u32());
+    } else if (id === 4) {
+      for (let n = r.u32(); n > 0; n -= 1) {
+        if (r.bytes[r.pos] === 0x40) throw new UnwindUnsupported("a table with an initializer");
+        info.tables.push(valType(r));
+        skipLimitsOf(r);
+      }
+    } else if (id === 6) {
+      for (let n = r.u32(); n > 0; n -= 1) {
+        info.globals.push(valType(r));
+        r.skip(1);
+        skipConstExpr(r);
+      }
+    } else if (id === 13) throw new UnwindUnsupported("exception tags");
+    r.pos = end;
+  }
+  return info;
+}
+
+function skipLimitsOf(r: Reader): void {
+  const flags = r.byte();
+  r.skipLeb();
+  if ((flags & 0x01) !== 0) r.skipLeb();
+}
+
+/** Result types of the loads 0x28..0x35. */
+const LOAD_TYPES = [I32, I64, F32, F64, I32, I32, I32, I32, I64, I64, I64, I64, I64, I64];
+/** Conversions 0xa7..0xc4: [operand, result]. */
+const CONVERSIONS: [number, number][] = [
+  [I64, I32], [F32, I32], [F32, I32], [F64, I32], [F64, I32], // wrap, trunc
+  [I32, I64], [I32, I64], [F32, I64], [F32, I64], [F64, I64], [F64, I64], // extend, trunc
+  [I32, F32], [I32, F32], [I64, F32], [I64, F32], [F64, F32], // convert, demote
+  [I32, F64], [I32, F64], [I64, F64], [I64, F64], [F32, F64], // convert, promote
+  [F32, I32], [F64, I64], [I32, F32], [I64, F64], // reinterpret
+  [I32, I32], [I32, I32], [I64, I64], [I64, I64], [I64, I64], // sign extension
+];
+/** Saturating truncations 0xfc 0..7: [operand, result]. */
+const TRUNC_SAT: [number, number][] = [[F32, I32], [F32, I32], [F64, I32], [F64, I32], [F32, I64], [F32, I64], [F64, I64], [F64, I64]];
+
+/** Operand and result types of the numeric opcodes 0x45..0xa6, or undefined. */
+function numeric(op: number): { pop: number[]; push: number } | undefined {
+  if (op === 0x45) return { pop: [I32], push: I32 };
+  if (op <= 0x4f) return { pop: [I32, I32], push: I32 };
+  if (op === 0x50) return { pop: [I64], push: I32 };
+  if (op <= 0x5a) return { pop: [I64, I64], push: I32 };
+  if (op <= 0x60) return { pop: [F32, F32], push: I32 };
+  if (op <= 0x66) return { pop: [F64, F64], push: I32 };
+  if (op <= 0x69) return { pop: [I32], push: I32 };
+  if (op <= 0x78) return { pop: [I32, I32], push: I32 };
+  if (op <= 0x7b) return { pop: [I64], push: I64 };
+  if (op <= 0x8a) return { pop: [I64, I64], push: I64 };
+  if (op <= 0x91) return { pop: [F32], push: F32 };
+  if (op <= 0x98) return { pop: [F32, F32], push: F32 };
+  if (op <= 0x9f) return { pop: [F64], push: F64 };
+  if (op <= 0xa6) return { pop: [F64, F64], push: F64 };
+  return undefined;
+}
+
+/** A control frame of the body being rewritten. */
+interface Frame {
+  kind: "func" | "block" | "loop" | "if";
+  params: number[];
+  results: number[];
+  /** Operand stack height at the frame's base. */
+  height: number;
+  unreachable: boolean;
+  /** Whether the frame is rewritten (holds a boundary and is reached as one). */
+  hot: boolean;
+  /** Whether a guard `if` encloses it (a hot block, loop or if). */
+  guarded: boolean;
+  /** Its label's position in the rewritten code's label stack. */
+  tpos: number;
+  /** For a hot frame: its run, and which of its arms (for `lastBoundary`). */
+  run: "none" | "guarded" | "open";
+  seq: number;
+  /** Hot frames around it (for the if-condition locals). */
+  depth: number;
+}
+
+/** Where the body's structures and boundaries are: the first pass. */
+interface Shape {
+  /** Instruction start offsets. */
+  starts: number[];
+  /** Per instruction: 1 if it is a call that can unwind, 2 if it opens a structure holding one. */
+  boundary: Uint8Array;
+  /** Per call that can unwind: its index; per hot structure opening: [lo, hi] of the indices inside. */
+  call_index: Map<number, number>;
+  range: Map<number, [number, number]>;
+  /** Per instruction: the arm (sequence) it is in; per arm, its last boundary's instruction number. */
+  seq: Int32Array;
+  last_boundary: number[];
+  /** Per structure opening (or `else`): the arm its body starts. */
+  arm_of: Map<number, number>;
+}
+
+/** The pass's view of which calls can unwind. */
+interface Unwinding {
+  direct(callee: number): boolean;
+  indirect(type: number): boolean;
+}
+
+/** Rewrites function bodies. One per module. */
+class BodyRewriter {
+  constructor(
+    readonly info: ModuleInfo,
+    readonly unwinding: Unwinding,
+    readonly state_global: number,
+    readonly data_global: number,
+    readonly block_type_of: (results: number[]) => number,
+  ) {}
+
+  /** Reads a block type at `r`: params and results. */
+  blockType(r: Reader): FuncType {
+    const b = r.bytes[r.pos] as number;
+    if (b === EMPTY_BLOCK) {
+      r.skip(1);
+      return { params: [], results: [] };
+    }
+    if ((b & 0xc0) === 0x40) return { params: [], results: [valType(r)] };
+    const index = readS33(r);
+    const type = this.info.types[index];
+    if (type === undefined) throw new UnwindUnsupported(`block type ${index}`);
+    return type;
+  }
+
+  /** The first pass: instruction offsets, the calls that can unwind, and the structures and arms that hold them. */
+  shape(body: Uint8Array, from: number): Shape {
+    const r = new Reader(body, from);
+    const starts: number[] = [];
+    const kinds: number[] = [];
+    const calls: number[] = []; // instruction numbers of unwinding calls
+    const opens: number[] = []; // stack of open structure instruction numbers
+    const seq_stack: number[] = [0];
+    const seq: number[] = [];
+    const arm_of = new Map<number, number>();
+    const parent_seq = new Map<number, number>(); // structure opening -> the arm it sits in
+    const last_boundary: number[] = [-1];
+    const hot = new Set<number>();
+    const call_index = new Map<number, number>();
+    const range = new Map<number, [number, number]>();
+    let n = 0;
+    while (r.pos < body.length) {
+      const i = n;
+      n += 1;
+      starts.push(r.pos);
+      const op = r.byte();
+      seq.push(seq_stack[seq_stack.length - 1] as number);
+      kinds.push(0);
+      if (op === 0x02 || op === 0x03 || op === 0x04) {
+        this.blockType(r);
+        parent_seq.set(i, seq_stack[seq_stack.length - 1] as number);
+        opens.push(i);
+        const arm = last_boundary.length;
+        last_boundary.push(-1);
+        arm_of.set(i, arm);
+        seq_stack.push(arm);
+      } else if (op === 0x05) {
+        seq_stack.pop();
+        const arm = last_boundary.length;
+        last_boundary.push(-1);
+        arm_of.set(i, arm);
+        seq_stack.push(arm);
+      } else if (op === 0x0b) {
+        if (opens.length === 0) {
+          if (r.pos !== body.length) throw new UnwindUnsupported("code after the function's end");
+          break;
+        }
+        opens.pop();
+        seq_stack.pop();
+      } else if (op === 0x10 || op === 0x11) {
+        const unwinds = op === 0x10 ? this.unwinding.direct(r.u32()) : this.unwinding.indirect(r.u32());
+        if (op === 0x11) r.skipLeb();
+        if (unwinds) {
+          const k = calls.length;
+          calls.push(i);
+          kinds[i] = 1;
+          call_index.set(i, k);
+          last_boundary[seq[i] as number] = i;
+          // Every structure around it holds a boundary; each is one in its own arm.
+          for (let d = opens.length - 1; d >= 0; d -= 1) {
+            const s = opens[d] as number;
+            const span = range.get(s);
+            if (span === undefined) range.set(s, [k, k]);
+            else span[1] = k;
+            if (!hot.has(s)) {
+              hot.add(s);
+              kinds[s] = 2;
+            }
+            const p = parent_seq.get(s) as number;
+            if ((last_boundary[p] as number) < s) last_boundary[p] = s;
+          }
+        }
+      } else if (op === 0x12 || op === 0x13) {
+        const unwinds = op === 0x12 ? this.unwinding.direct(r.u32()) : this.unwinding.indirect(r.u32());
+        if (op === 0x13) r.skipLeb();
+        if (unwinds) throw new UnwindUnsupported("a tail call to a function that can unwind");
+      } else skipOperands(r, op);
+    }
+    return { starts, boundary: Uint8Array.from(kinds), call_index, range, seq: Int32Array.from(seq), last_boundary, arm_of };
+  }
+
+  /**
+   * Rewrites one body (`body` holds its bytes from the local declarations
+   * to its final `end`). Returns the new body and its frame's size.
+   */
+  rewrite(body: Uint8Array, type: FuncType): { body: Uint8Array; frame_bytes: number } {
+    const r = new Reader(body, 0);
+    const locals: number[] = [...type.params];
+    const groups = r.u32();
+    for (let g = 0; g < groups; g += 1) {
+      const count = r.u32();
+      const t = valType(r);
+      if (locals.length + count > 50_000) throw new UnwindUnsupported("more than 50,000 locals");
+      for (let k = 0; k < count; k += 1) locals.push(t);
+    }
+    const code_start = r.pos;
+    const shape = this.shape(body, code_start);
+    const out = new Writer();
+    const temps = new Map<number, number>(); // position * 256 + type -> local
+    const conds: number[] = []; // hot depth -> local
+    const added: number[] = []; // types of the locals added
+    const addLocal = (t: number): number => {
+      added.push(t);
+      return locals.length + added.length - 1;
+    };
+    const idx = addLocal(I32);
+    const temp = (position: number, t: number): number => {
+      if (t === UNKNOWN) throw new UnwindUnsupported("a value of unknown type at a boundary");
+      if (isRefType(t)) throw new UnwindUnsupported("a reference on the operand stack at a call that can unwind");
+      const key = position * 256 + t;
+      let local = temps.get(key);
+      if (local === undefined) {
+        local = addLocal(t);
+        temps.set(key, local);
+      }
+      return local;
+    };
+    const cond = (depth: number): number => {
+      let local = conds[depth];
+      if (local === undefined) {
+        local = addLocal(I32);
+        conds[depth] = local;
+      }
+      return local;
+    };
+    const stack: number[] = [];
+    const frames: Frame[] = [];
+    let labels = 2; // the unwind block and the body block
+    const UNWOUND_TPOS = 0;
+    frames.push({ kind: "func", params: [], results: type.results, height: 0, unreachable: false, hot: true, guarded: false, tpos: 1, run: "none", seq: 0, depth: 0 });
+
+    const localGet = (l: number): void => {
+      out.byte(0x20);
+      out.u32(l);
+    };
+    const localSet = (l: number): void => {
+      out.byte(0x21);
+      out.u32(l);
+    };
+    /** Spills stack positions [from, stack.length) to their locals (top first); `cond_depth` puts the top in that if-condition local. */
+    const spill = (from: number, cond_depth?: number): void => {
+      for (let p = stack.length - 1; p >= from; p -= 1) {
+        if (cond_depth !== undefined && p === stack.length - 1) localSet(cond(cond_depth));
+        else localSet(temp(p, stack[p] as number));
+      }
+    };
+    const reload = (from: number, to: number): void => {
+      for (let p = from; p < to; p += 1) localGet(temp(p, stack[p] as number));
+    };
+    const stateIsNormal = (): void => {
+      out.byte(0x23);
+      out.u32(this.state_global);
+      out.byte(0x45); // i32.eqz
+    };
+    const openIf = (): void => {
+      out.byte(0x04);
+      out.byte(EMPTY_BLOCK);
+      labels += 1;
+    };
+    const closeBlock = (): void => {
+      out.byte(0x0b);
+      labels -= 1;
+    };
+    const openRun = (f: Frame, i: number, force_guard = false): void => {
+      const guarded = force_guard || i < (shape.last_boundary[f.seq] as number);
+      if (guarded) {
+        stateIsNormal();
+        openIf();
+      }
+      reload(f.height, stack.length);
+      f.run = guarded ? "guarded" : "open";
+    };
+    /** Ends a guarded run before a boundary: its values spilled, the guard closed. */
+    const closeRun = (f: Frame, cond_depth?: number): void => {
+      if (f.run === "open") throw new Error("an unguarded run before a boundary");
+      if (f.run === "guarded") {
+        spill(f.height, cond_depth);
+        closeBlock();
+      }
+      f.run = "none";
+    };
+    /** At a hot frame's end or else: its results on the stack, as the original code had them. */
+    const finishArm = (f: Frame): void => {
+      if (f.run === "guarded") {
+        if (f.unreachable) {
+          closeBlock();
+          out.byte(0x00);
+        } else {
+          spill(f.height);
+          closeBlock();
+          reload(f.height, stack.length);
+        }
+      } else if (f.run === "none") {
+        if (f.unreachable) out.byte(0x00);
+        else reload(f.height, stack.length);
+      }
+      f.run = "none";
+    };
+    const relabel = (depth: number): number => {
+      const target = frames[frames.length - 1 - depth];
+      if (target === undefined) throw new UnwindUnsupported("a branch out of the function");
+      return labels - 1 - target.tpos;
+    };
+    const pop = (f: Frame): number => {
+      if (stack.length <= f.height) {
+        if (!f.unreachable) throw new UnwindUnsupported("operand stack underflow");
+        return UNKNOWN;
+      }
+      return stack.pop() as number;
+    };
+    const popN = (f: Frame, n: number): void => {
+      for (let k = 0; k < n; k += 1) pop(f);
+    };
+    const setUnreachable = (f: Frame): void => {
+      stack.length = f.height;
+      f.unreachable = true;
+    };
+
+    const n = shape.starts.length;
+    for (let i = 0; i < n; i += 1) {
+      const start = shape.starts[i] as number;
+      const end = i + 1 < n ? (shape.starts[i + 1] as number) : body.length;
+      const op = body[start] as number;
+      const f = frames[frames.length - 1] as Frame;
+      const kind = shape.boundary[i] as number;
+
+      // A boundary of a hot frame, reached.
+      if (f.hot && !f.unreachable && kind !== 0) {
+        const ir = new Reader(body, start + 1);
+        if (kind === 2) {
+          const bt = this.blockType(ir);
+          if (bt.params.length > 0) throw new UnwindUnsupported("a block with parameters holding a call that can unwind");
+          if (op === 0x04) {
+            // Its condition goes to a local of its own (a nested arm's spills could overwrite a stack position's).
+            if (f.run === "none") openRun(f, i, true);
+            closeRun(f, f.depth);
+            stack.pop();
+          } else closeRun(f);
+          const [lo, hi] = shape.range.get(i) as [number, number];
+          stateIsNormal();
+          localGet(idx);
+          out.byte(0x41);
+          out.s32(lo);
+          out.byte(0x6b); // i32.sub
+          out.byte(0x41);
+          out.s32(hi - lo);
+          out.byte(0x4d); // i32.le_u
+          out.byte(0x72); // i32.or
+          openIf();
+          if (op === 0x04) localGet(cond(f.depth));
+          out.bytes(body.subarray(start, ir.pos));
+          labels += 1;
+          const kindName = op === 0x02 ? "block" : op === 0x03 ? "loop" : "if";
+          frames.push({ kind: kindName, params: [], results: bt.results, height: stack.length, unreachable: false, hot: true, guarded: true, tpos: labels - 1, run: "none", seq: shape.arm_of.get(i) as number, depth: f.depth + 1 });
+        } else {
+          const k = shape.call_index.get(i) as number;
+          let callee: FuncType;
+          let extra = 0;
+          if (op === 0x10) callee = this.info.types[this.info.func_types[ir.u32()] as number] as FuncType;
+          else {
+            callee = this.info.types[ir.u32()] as FuncType;
+            extra = 1;
+          }
+          closeRun(f);
+          const nargs = callee.params.length + extra;
+          const base = stack.length - nargs;
+          if (base < f.height) throw new UnwindUnsupported("operand stack underflow at a call");
+          stateIsNormal();
+          localGet(idx);
+          out.byte(0x41);
+          out.s32(k);
+          out.byte(0x46); // i32.eq
+          out.byte(0x72); // i32.or
+          openIf();
+          reload(base, stack.length);
+          out.bytes(body.subarray(start, end));
+          // Unwinding: note where, and leave for the save.
+          out.byte(0x23);
+          out.u32(this.state_global);
+          out.byte(0x41);
+          out.s32(1);
+          out.byte(0x46);
+          openIf();
+          out.byte(0x41);
+          out.s32(k);
+          localSet(idx);
+          out.byte(0x0c);
+          out.u32(labels - 1 - UNWOUND_TPOS);
+          closeBlock();
+          stack.length = base;
+          for (const t of callee.results) stack.push(t);
+          spill(base);
+          closeBlock();
+          f.run = "none";
+        }
+        continue;
+      }
+
+      // The end or else of a hot frame.
+      if (f.hot && (op === 0x0b || op === 0x05)) {
+        finishArm(f);
+        if (op === 0x05) {
+          out.byte(0x05);
+          stack.length = f.height;
+          f.unreachable = false;
+          f.seq = shape.arm_of.get(i) as number;
+          continue;
+        }
+        frames.pop();
+        if (f.kind === "func") {
+          // The body block ends; what follows it in `assemble` returns.
+          break;
+        }
+        out.byte(0x0b);
+        labels -= 1;
+        stack.length = f.height;
+        for (const t of f.results) stack.push(t);
+        // Spilled inside the guard: when it skipped the structure, the locals keep what the frame restored.
+        spill(f.height);
+        closeBlock();
+        (frames[frames.length - 1] as Frame).run = "none";
+        continue;
+      }
+
+      // Anything else runs in a run of the innermost hot frame.
+      if (f.hot && f.run === "none") openRun(f, i);
+      this.plain(body, start, end, op, out, stack, f, {
+        pop,
+        popN,
+        setUnreachable,
+        relabel,
+        locals: (l) => {
+          const t = locals[l];
+          if (t === undefined) throw new UnwindUnsupported(`local ${l}`);
+          return t;
+        },
+        push_frame: (frame) => {
+          frames.push({ ...frame, tpos: labels });
+          labels += 1;
+        },
+        pop_frame: () => {
+          labels -= 1;
+          return frames.pop() as Frame;
+        },
+      });
+    }
+
+    // Frame layout: every local (parameters, the body's, the added ones).
+    const all = [...locals, ...added];
+    const offsets: number[] = [];
+    let frame_bytes = 0;
+    for (const t of all) {
+      offsets.push(frame_bytes);
+      frame_bytes += sizeOf(t);
+    }
+    const scratch = all.length; // the frame pointer; not saved
+    return { body: this.assemble(body.subarray(0, code_start), groups, added, out.done(), all, offsets, frame_bytes, scratch, type), frame_bytes };
+  }
+
+  /** Writes one instruction that is not a boundary, tracking the operand stack. */
+  plain(
+    body: Uint8Array,
+    start: number,
+    end: number,
+    op: number,
+    out: Writer,
+    stack: number[],
+    f: Frame,
+    h: {
+      pop(f: Frame): number;
+      popN(f: Frame, n: number): void;
+      setUnreachable(f: Frame): void;
+      relabel(depth: number): number;
+      locals(l: number): number;
+      push_frame(frame: Omit<Frame, "tpos">): void;
+      pop_frame(): Frame;
+    },
+  ): void {
+    const r = new Reader(body, start + 1);
+    const copy = (): void => out.bytes(body.subarray(start, end));
+    const push = (t: number): void => {
+      stack.push(t);
+    };
+    if (op === 0x02 || op === 0x03 || op === 0x04) {
+      const bt = this.blockType(r);
+      if (op === 0x04) h.pop(f);
+      h.popN(f, bt.params.length);
+      copy();
+      const height = stack.length;
+      for (const t of bt.params) push(t);
+      h.push_frame({ kind: op === 0x02 ? "block" : op === 0x03 ? "loop" : "if", params: bt.params, results: bt.results, height, unreachable: false, hot: false, guarded: false, run: "none", seq: -1, depth: f.depth });
+      return;
+    }
+    if (op === 0x05) {
+      copy();
+      stack.length = f.height;
+      for (const t of f.params) push(t);
+      f.unreachable = false;
+      return;
+    }
+    if (op === 0x0b) {
+      copy();
+      const done = h.pop_frame();
+      stack.length = done.height;
+      for (const t of done.results) push(t);
+      return;
+    }
+    if (op === 0x0c || op === 0x0d) {
+      const depth = r.u32();
+      out.byte(op);
+      out.u32(h.relabel(depth));
+      if (op === 0x0c) h.setUnreachable(f);
+      else h.pop(f);
+      return;
+    }
+    if (op === 0x0e) {
+      const count = r.u32();
+      out.byte(op);
+      out.u32(count);
+      for (let k = 0; k <= count; k += 1) out.u32(h.relabel(r.u32()));
+      h.setUnreachable(f);
+      return;
+    }
+    copy();
+    if (op === 0x00 || op === 0x0f) {
+      h.setUnreachable(f);
+      return;
+    }
+    if (op === 0x01) return;
+    if (op === 0x10 || op === 0x11 || op === 0x12 || op === 0x13) {
+      const type = op === 0x10 || op === 0x12 ? (this.info.types[this.info.func_types[r.u32()] as number] as FuncType) : (this.info.types[r.u32()] as FuncType);
+      if (op === 0x11 || op === 0x13) h.pop(f);
+      h.popN(f, type.params.length);
+      if (op === 0x12 || op === 0x13) h.setUnreachable(f);
+      else for (const t of type.results) push(t);
+      return;
+    }
+    if (op === 0x1a) {
+      h.pop(f);
+      return;
+    }
+    if (op === 0x1b || op === 0x1c) {
+      h.pop(f);
+      const a = h.pop(f);
+      const b = h.pop(f);
+      push(a !== UNKNOWN ? a : b);
+      return;
+    }
+    if (op === 0x20) return push(h.locals(r.u32()));
+    if (op === 0x21) {
+      h.pop(f);
+      return;
+    }
+    if (op === 0x22) {
+      h.pop(f);
+      return push(h.locals(r.u32()));
+    }
+    if (op === 0x23) {
+      const g = this.info.globals[r.u32()];
+      if (g === undefined) throw new UnwindUnsupported("global index");
+      return push(g);
+    }
+    if (op === 0x24) {
+      h.pop(f);
+      return;
+    }
+    if (op === 0x25) {
+      h.pop(f);
+      const t = this.info.tables[r.u32()];
+      if (t === undefined) throw new UnwindUnsupported("table index");
+      return push(t);
+    }
+    if (op === 0x26) {
+      h.popN(f, 2);
+      return;
+    }
+    if (op >= 0x28 && op <= 0x35) {
+      h.pop(f);
+      return push(LOAD_TYPES[op - 0x28] as number);
+    }
+    if (op >= 0x36 && op <= 0x3e) {
+      h.popN(f, 2);
+      return;
+    }
+    if (op === 0x3f) return push(I32);
+    if (op === 0x40) {
+      h.pop(f);
+      return push(I32);
+    }
+    if (op === 0x41) return push(I32);
+    if (op === 0x42) return push(I64);
+    if (op === 0x43) return push(F32);
+    if (op === 0x44) return push(F64);
+    const num = numeric(op);
+    if (num !== undefined) {
+      h.popN(f, num.pop.length);
+      return push(num.push);
+    }
+    if (op >= 0xa7 && op <= 0xc4) {
+      h.pop(f);
+      return push((CONVERSIONS[op - 0xa7] as [number, number])[1]);
+    }
+    if (op === 0xd0) {
+      const heap = r.byte();
+      return push(heap === 0x70 ? FUNCREF : heap === 0x6f ? EXTERNREF : UNKNOWN);
+    }
+    if (op === 0xd1) {
+      h.pop(f);
+      return push(I32);
+    }
+    if (op === 0xd2) return push(FUNCREF);
+    if (op === 0xfc) {
+      const sub = r.u32();
+      if (sub <= 7) {
+        h.pop(f);
+        return push((TRUNC_SAT[sub] as [number, number])[1]);
+      }
+      if (sub === 8 || sub === 10 || sub === 11 || sub === 12 || sub === 14) return h.popN(f, 3);
+      if (sub === 9 || sub === 13) return;
+      if (sub === 15) {
+        h.popN(f, 2);
+        return push(I32);
+      }
+      if (sub === 16) return push(I32);
+      if (sub === 17) return h.popN(f, 3);
+    }
+    throw new UnwindUnsupported(`opcode 0x${op.toString(16)} in a function that can unwind`);
+  }
+
+  /** The whole body: declarations, the rewind at entry, the rewritten code, the save at the end. */
+  assemble(decls: Uint8Array, groups: number, added: number[], code: Uint8Array, all: number[], offsets: number[], frame_bytes: number, scratch: number, type: FuncType): Uint8Array {
+    const w = new Writer();
+    // Declarations: the original groups, then one per added local and the scratch pointer.
+    const original = new Reader(decls, 0);
+    original.u32();
+    const runs: [number, number][] = [];
+    for (const t of [...added, I32]) {
+      const last = runs[runs.length - 1];
+      if (last !== undefined && last[1] === t) last[0] += 1;
+      else runs.push([1, t]);
+    }
+    w.u32(groups + runs.length);
+    w.bytes(decls.subarray(original.pos));
+    for (const [count, t] of runs) {
+      w.u32(count);
+      w.byte(t);
+    }
+    const globalGet = (g: number): void => {
+      w.byte(0x23);
+      w.u32(g);
+    };
+    const memarg = (align: number, offset: number): void => {
+      w.u32(align);
+      w.u32(offset);
+    };
+    // Rewinding: pop the frame and read every local back.
+    globalGet(this.state_global);
+    w.byte(0x41);
+    w.s32(2);
+    w.byte(0x46);
+    w.byte(0x04);
+    w.byte(EMPTY_BLOCK);
+    globalGet(this.data_global);
+    globalGet(this.data_global);
+    w.byte(0x28);
+    memarg(2, 0);
+    w.byte(0x41);
+    w.s32(frame_bytes);
+    w.byte(0x6b);
+    w.byte(0x22); // local.tee
+    w.u32(scratch);
+    w.byte(0x36);
+    memarg(2, 0);
+    all.forEach((t, l) => {
+      w.byte(0x20);
+      w.u32(scratch);
+      load(w, t, offsets[l] as number);
+      w.byte(0x21);
+      w.u32(l);
+    });
+    w.byte(0x0b);
+    // The unwind block, and the body's block with the function's results.
+    w.byte(0x02);
+    w.byte(EMPTY_BLOCK);
+    w.byte(0x02);
+    writeBlockType(w, type.results, this.block_type_of);
+    w.bytes(code);
+    w.byte(0x0b);
+    w.byte(0x0f); // return
+    w.byte(0x0b);
+    // Unwinding: push the frame (the buffer's end checked first).
+    globalGet(this.data_global);
+    w.byte(0x28);
+    memarg(2, 0);
+    w.byte(0x21);
+    w.u32(scratch);
+    w.byte(0x20);
+    w.u32(scratch);
+    w.byte(0x41);
+    w.s32(frame_bytes);
+    w.byte(0x6a);
+    globalGet(this.data_global);
+    w.byte(0x28);
+    memarg(2, 4);
+    w.byte(0x4b); // i32.gt_u
+    w.byte(0x04);
+    w.byte(EMPTY_BLOCK);
+    w.byte(0x00);
+    w.byte(0x0b);
+    all.forEach((t, l) => {
+      w.byte(0x20);
+      w.u32(scratch);
+      w.byte(0x20);
+      w.u32(l);
+      store(w, t, offsets[l] as number);
+    });
+    globalGet(this.data_global);
+    w.byte(0x20);
+    w.u32(scratch);
+    w.byte(0x41);
+    w.s32(frame_bytes);
+    w.byte(0x6a);
+    w.byte(0x36);
+    memarg(2, 0);
+    for (const t of type.results) zero(w, t);
+    w.byte(0x0b);
+    return w.done();
+  }
+}
+
+function writeBlockType(w: Writer, results: number[], block_type_of: (results: number[]) => number): void {
+  if (results.length === 0) w.byte(EMPTY_BLOCK);
+  else if (results.length === 1) w.byte(results[0] as number);
+  else w.s32(block_type_of(results));
+}
+
+function load(w: Writer, t: number, offset: number): void {
+  if (t === V128) {
+    w.byte(0xfd);
+    w.u32(0);
+  } else w.byte(t === I32 ? 0x28 : t === I64 ? 0x29 : t === F32 ? 0x2a : 0x2b);
+  w.u32(0);
+  w.u32(offset);
+}
+
+function store(w: Writer, t: number, offset: number): void {
+  if (t === V128) {
+    w.byte(0xfd);
+    w.u32(11);
+  } else w.byte(t === I32 ? 0x36 : t === I64 ? 0x37 : t === F32 ? 0x38 : 0x39);
+  w.u32(0);
+  w.u32(offset);
+}
+
+function zero(w: Writer, t: number): void {
+  if (t === I32) {
+    w.byte(0x41);
+    w.byte(0);
+  } else if (t === I64) {
+    w.byte(0x42);
+    w.byte(0);
+  } else if (t === F32) {
+    w.byte(0x43);
+    for (let k = 0; k < 4; k += 1) w.byte(0);
+  } else if (t === F64) {
+    w.byte(0x44);
+    for (let k = 0; k < 8; k += 1) w.byte(0);
+  } else if (t === V128) {
+    w.byte(0xfd);
+    w.u32(12);
+    for (let k = 0; k < 16; k += 1) w.byte(0);
+  } else {
+    w.byte(0xd0);
+    w.byte(t);
+  }
+}
+
+function readS33(r: Reader): number {
+  let value = 0;
+  let shift = 0;
+  for (;;) {
+    const b = r.byte();
+    value += (b & 0x7f) * 2 ** shift;
+    shift += 7;
+    if ((b & 0x80) === 0) {
+      if ((b & 0x40) !== 0) value -= 2 ** shift;
+      return value;
+    }
+    if (shift > 35) throw new RangeError("LEB128 too long");
+  }
+}
+
+/** Skips an instruction's immediates in the first pass; throws for what the pass does not handle. */
+function skipOperands(r: Reader, op: number): void {
+  if (op <= 0x01 || op === 0x0f || op === 0x1a || op === 0x1b || op === 0xd1) return;
+  if (op >= 0x45 && op <= 0xc4) return;
+  if (op === 0x0c || op === 0x0d) return r.skipLeb();
+  if (op === 0x0e) {
+    for (let n = r.u32(); n >= 0; n -= 1) r.skipLeb();
+    return;
+  }
+  if (op === 0x1c) {
+    for (let n = r.u32(); n > 0; n -= 1) valType(r);
+    return;
+  }
+  if ((op >= 0x20 && op <= 0x26) || op === 0x3f || op === 0x40 || op === 0x41 || op === 0x42 || op === 0xd2) return r.skipLeb();
+  if (op === 0xd0) return r.skip(1);
+  if (op >= 0x28 && op <= 0x3e) {
+    const align = r.u32();
+    if ((align & 0x40) !== 0) throw new UnwindUnsupported("multiple memories");
+    r.skipLeb();
+    return;
+  }
+  if (op === 0x43) return r.skip(4);
+  if (op === 0x44) return r.skip(8);
+  if (op === 0xfc) {
+    const sub = r.u32();
+    if (sub <= 7) return;
+    if (sub === 8 || sub === 10 || sub === 12 || sub === 14) {
+      r.skipLeb();
+      r.skipLeb();
+      return;
+    }
+    if (sub === 9 || sub === 11 || sub === 13 || (sub >= 15 && sub <= 17)) return r.skipLeb();
+  }
+  throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
+}
+
+/**
+ * Rewrites `wasm` so that every function that can reach a call to one of
+ * `blocking` ("module.name", `*` a wildcard) can be unwound and rewound, and
+ * adds Asyncify's exports. Throws {@link UnwindUnsupported} for what it
+ * cannot handle.
+ */
+export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unwound {
+  const info = readModule(wasm);
+  const scanned = scanCalls(wasm);
+  if (scanned.bodies.some((b) => b.opaque)) throw new UnwindUnsupported("a call the scanner cannot follow");
+  const tables = readTables(wasm, scanned.bodies.flatMap((b) => b.refs));
+  const reach = unwindReachers(scanned, tables, blocking);
+  const unwinding: Unwinding = {
+    direct: (callee) => reach.function(callee),
+    indirect: (type) => reach.type(type),
+  };
+  const new_types: FuncType[] = [];
+  const type_key = new Map<string, number>();
+  const typeIndex = (t: FuncType): number => {
+    const key = `${t.params.join(",")}>${t.results.join(",")}`;
+    let index = type_key.get(key);
+    if (index === undefined) {
+      index = info.types.length + new_types.length;
+      new_types.push(t);
+      type_key.set(key, index);
+    }
+    return index;
+  };
+  const state_global = info.globals.length;
+  const data_global = state_global + 1;
+  const rewriter = new BodyRewriter(info, unwinding, state_global, data_global, (results) => typeIndex({ params: [], results }));
+  const total = info.func_types.length;
+  const frame_bytes: number[] = new Array<number>(total).fill(0);
+  let instrumented = 0;
+
+  const out = new Writer();
+  out.bytes(wasm.subarray(0, 8));
+  const sectionsOf: { id: number; payload: Uint8Array }[] = [];
+  const r = new Reader(wasm, 8);
+  while (r.pos < wasm.length) {
+    const id = r.byte();
+    const size = r.u32();
+    sectionsOf.push({ id, payload: wasm.subarray(r.pos, r.pos + size) });
+    r.pos += size;
+  }
+  // The code section first: it may add block types.
+  const code = new Writer();
+  const code_section = sectionsOf.find((s) => s.id === 10);
+  const defined = total - info.imported;
+  const added_funcs = 5;
+  code.u32(defined + added_funcs);
+  if (code_section !== undefined) {
+    const cr = new Reader(code_section.payload, 0);
+    const count = cr.u32();
+    for (let i = 0; i < count; i += 1) {
+      const size = cr.u32();
+      const bodyBytes = code_section.payload.subarray(cr.pos, cr.pos + size);
+      cr.pos += size;
+      const index = info.imported + i;
+      if (!reach.function(index)) {
+        code.u32(size);
+        code.bytes(bodyBytes);
+        continue;
+      }
+      const type = info.types[info.func_types[index] as number] as FuncType;
+      const done = rewriter.rewrite(bodyBytes, type);
+      frame_bytes[index] = done.frame_bytes;
+      instrumented += 1;
+      code.u32(done.body.length);
+      code.bytes(done.body);
+    }
+  }
+  const t_ptr = typeIndex({ params: [I32], results: [] });
+  const t_void = typeIndex({ params: [], results: [] });
+  const t_state = typeIndex({ params: [], results: [I32] });
+  for (const body of apiBodies(state_global, data_global)) {
+    code.u32(body.length);
+    code.bytes(body);
+  }
+  const api_types = [t_ptr, t_void, t_ptr, t_void, t_state];
+  const api_names = ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state"];
+
+  const rebuilt = new Map<number, Uint8Array>();
+  {
+    const w = new Writer();
+    const ts = sectionsOf.find((s) => s.id === 1);
+    const tr = new Reader(ts?.payload ?? new Uint8Array([0]), 0);
+    const count = tr.u32();
+    w.u32(count + new_types.length);
+    w.bytes((ts?.payload ?? new Uint8Array([0])).subarray(tr.pos));
+    for (const t of new_types) {
+      w.byte(0x60);
+      w.u32(t.params.length);
+      for (const p of t.params) w.byte(p);
+      w.u32(t.results.length);
+      for (const x of t.results) w.byte(x);
+    }
+    rebuilt.set(1, w.done());
+  }
+  {
+    const w = new Writer();
+    const fs = sectionsOf.find((s) => s.id === 3);
+    const fr = new Reader(fs?.payload ?? new Uint8Array([0]), 0);
+    const count = fr.u32();
+    w.u32(count + added_funcs);
+    w.bytes((fs?.payload ?? new Uint8Array([0])).subarray(fr.pos));
+    for (const t of api_types) w.u32(t);
+    rebuilt.set(3, w.done());
+  }
+  {
+    const w = new Writer();
+    const gs = sectionsOf.find((s) => s.id === 6);
+    const gr = new Reader(gs?.payload ?? new Uint8Array([0]), 0);
+    const count = gr.u32();
+    w.u32(count + 2);
+    w.bytes((gs?.payload ?? new Uint8Array([0])).subarray(gr.pos));
+    for (let k = 0; k < 2; k += 1) w.bytes(new Uint8Array([I32, 0x01, 0x41, 0x00, 0x0b]));
+    rebuilt.set(6, w.done());
+  }
+  {
+    const w = new Writer();
+    const es = sectionsOf.find((s) => s.id === 7);
+    const er = new Reader(es?.payload ?? new Uint8Array([0]), 0);
+    const count = er.u32();
+    w.u32(count + api_names.length);
+    w.bytes((es?.payload ?? new Uint8Array([0])).subarray(er.pos));
+    api_names.forEach((name, k) => {
+      const bytes = new TextEncoder().encode(name);
+      w.u32(bytes.length);
+      w.bytes(bytes);
+      w.byte(0x00);
+      w.u32(total + k);
+    });
+    rebuilt.set(7, w.done());
+  }
+  rebuilt.set(10, code.done());
+
+  const emit = (id: number, payload: Uint8Array): void => {
+    out.byte(id);
+    out.u32(payload.length);
+    out.bytes(payload);
+  };
+  const wanted = [1, 3, 6, 7, 10];
+  const written = new Set<number>();
+  const flushBefore = (order: number): void => {
+    for (const id of wanted) {
+      if (!written.has(id) && (SECTION_ORDER[id] as number) < order) {
+        emit(id, rebuilt.get(id) as Uint8Array);
+        written.add(id);
+      }
+    }
+  };
+  for (const s of sectionsOf) {
+    if (s.id !== 0) flushBefore(SECTION_ORDER[s.id] ?? 99);
+    if (rebuilt.has(s.id)) {
+      if (!written.has(s.id)) {
+        emit(s.id, rebuilt.get(s.id) as Uint8Array);
+        written.add(s.id);
+      }
+      continue;
+    }
+    emit(s.id, s.payload);
+  }
+  flushBefore(99);
+  for (let k = 0; k < added_funcs; k += 1) frame_bytes.push(0);
+  return { wasm: out.done().slice(), frame_bytes, instrumented };
+}
+
+/** The bodies of Asyncify's five exports. */
+function apiBodies(state: number, data: number): Uint8Array[] {
+  const check = [0x23, ...leb(data), 0x28, 2, 0, 0x23, ...leb(data), 0x28, 2, 4, 0x4b, 0x04, EMPTY_BLOCK, 0x00, 0x0b];
+  const setState = (s: number): number[] => [0x41, s, 0x24, ...leb(state)];
+  const setData = [0x20, 0, 0x24, ...leb(data)];
+  const body = (code: number[]): Uint8Array => Uint8Array.from([0, ...code, 0x0b]);
+  return [
+    body([...setState(1), ...setData, ...check]),
+    body([...setState(0), ...check]),
+    body([...setState(2), ...setData, ...check]),
+    body([...setState(0), ...check]),
+    body([0x23, ...leb(state)]),
+  ];
+}
+
+function leb(value: number): number[] {
+  const w = new Writer();
+  w.u32(value);
+  return [...w.done()];
+}

@@ -1,0 +1,273 @@
+/**
+ * Ferry's unwinding pass, against the module it rewrote: every program runs
+ * once as written and once rewritten, unwound and rewound at *every* call of
+ * the blocking import, and must return the same values and make the same
+ * calls with the same arguments (a call made again after a rewind must get
+ * back the arguments it had). Hand-written cases cover each shape the pass
+ * treats apart; generated ones (fixed seeds) mix them.
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Prng } from "../_prng.js";
+import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
+import { wat } from "./_wat.js";
+
+const BUFFER = 1024;
+const BUFFER_END = 65536;
+
+interface Api {
+  asyncify_start_unwind(ptr: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(ptr: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+  memory: WebAssembly.Memory;
+}
+
+/** What a run returned and the arguments of each blocking call, in order. */
+interface Trace {
+  result: unknown;
+  calls: number[];
+  unwinds: number;
+}
+
+const answer = (x: number): number => (Math.imul(x, 2654435761) ^ (x >>> 3)) | 0;
+
+function plainRun(bytes: Uint8Array, args: number[]): Trace {
+  const calls: number[] = [];
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        calls.push(x);
+        return answer(x);
+      },
+      other: (x: number) => x + 1,
+    },
+  });
+  const result = (instance.exports["main"] as (...a: number[]) => unknown)(...args);
+  return { result, calls, unwinds: 0 };
+}
+
+/** Runs `main`, unwinding at every blocking call and rewinding at once. */
+function unwoundRun(bytes: Uint8Array, args: number[]): Trace {
+  const calls: number[] = [];
+  let api!: Api;
+  let rewinding = false;
+  let unwinds = 0;
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        if (rewinding) {
+          api.asyncify_stop_rewind();
+          rewinding = false;
+          assert.equal(x, calls[calls.length - 1], "a call made again after a rewind gets its arguments back");
+          return answer(x);
+        }
+        calls.push(x);
+        const words = new Int32Array(api.memory.buffer, BUFFER, 2);
+        words[0] = BUFFER + 8;
+        words[1] = BUFFER_END;
+        api.asyncify_start_unwind(BUFFER);
+        return 0;
+      },
+      other: (x: number) => x + 1,
+    },
+  });
+  api = instance.exports as unknown as Api;
+  const main = instance.exports["main"] as (...a: number[]) => unknown;
+  let result = main(...args);
+  for (;;) {
+    if (api.asyncify_get_state() !== 1) break;
+    unwinds += 1;
+    api.asyncify_stop_unwind();
+    // The frames are read back from where the unwind left `current`.
+    const current = new Int32Array(api.memory.buffer, BUFFER, 1)[0] as number;
+    assert.ok(current > BUFFER + 8, "an unwind writes frames");
+    rewinding = true;
+    api.asyncify_start_rewind(BUFFER);
+    // Arguments are taken from the frame: these are not used.
+    result = main(...args.map((a) => (typeof a === "bigint" ? 0n : 0) as number));
+    assert.equal(rewinding, false, "the rewind reached the call it left from");
+  }
+  return { result, calls, unwinds };
+}
+
+function check(text: string, args: number[][]): void {
+  const bytes = wat(text);
+  assert.ok(WebAssembly.validate(bytes), "the program validates");
+  const rewritten = addUnwinding(bytes, ["env.block"]);
+  assert.ok(WebAssembly.validate(rewritten.wasm), "the rewritten module validates");
+  for (const a of args) {
+    const want = plainRun(bytes, a);
+    const got = unwoundRun(rewritten.wasm, a);
+    assert.deepEqual(got.calls, want.calls, `calls for ${a.join(",")}`);
+    assert.deepEqual(got.result, want.result, `result for ${a.join(",")}`);
+    assert.equal(got.unwinds, want.calls.length);
+  }
+}
+
+const HEADER = `
+  (import "env" "block" (func $block (param i32) (result i32)))
+  (import "env" "other" (func $other (param i32) (result i32)))
+  (memory (export "memory") 1)`;
+
+describe("Ferry's unwinding pass", () => {
+  it("keeps the values under a call on the operand stack, of every numeric type", () => {
+    check(`(module ${HEADER}
+      (func (export "main") (param $a i32) (param $b i64) (result i64)
+        (local $f f64) (local $g f32)
+        (local.set $f (f64.const 1.5))
+        (local.set $g (f32.const 2.25))
+        (i64.add
+          (i64.mul (local.get $b) (i64.extend_i32_s (i32.add (local.get $a) (call $block (local.get $a)))))
+          (i64.trunc_f64_s (f64.add (local.get $f)
+            (f64.promote_f32 (f32.mul (local.get $g) (f32.convert_i32_s (call $block (i32.const 7))))))))))`, [[3, 5], [-4, 11]].map(([a, b]) => [a as number, BigInt(b as number) as unknown as number]));
+  });
+
+  it("rewinds into loops, both arms of an if, and blocks left by branches carrying values", () => {
+    check(`(module ${HEADER}
+      (func $step (param $x i32) (result i32)
+        (if (result i32) (i32.and (local.get $x) (i32.const 1))
+          (then (i32.add (call $block (local.get $x)) (i32.const 3)))
+          (else (i32.sub (i32.const 100) (call $block (i32.shl (local.get $x) (i32.const 1)))))))
+      (func (export "main") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (block $done
+          (loop $next
+            (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+            (local.set $acc
+              (i32.xor (local.get $acc)
+                (block $out (result i32)
+                  (drop (br_if $out (i32.const 77) (i32.eq (i32.rem_u (local.get $i) (i32.const 5)) (i32.const 4))))
+                  (drop (call $other (local.get $i)))
+                  (i32.add (call $step (local.get $i)) (local.get $acc)))))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $next)))
+        (local.get $acc)))`, [[0], [1], [12]]);
+  });
+
+  it("takes the arm an if took when its condition came from a call", () => {
+    check(`(module ${HEADER}
+      (func (export "main") (param $x i32) (result i32)
+        (if (result i32) (i32.and (call $block (local.get $x)) (i32.const 1))
+          (then (if (result i32) (i32.and (call $block (i32.add (local.get $x) (i32.const 1))) (i32.const 2))
+            (then (call $block (i32.const 5)))
+            (else (i32.const 6))))
+          (else (i32.add (i32.const 9) (call $block (i32.const 8)))))))`, [[0], [1], [2], [3], [17], [40]]);
+  });
+
+  it("rewinds through br_table, recursion, and an indirect call", () => {
+    check(`(module ${HEADER}
+      (type $t (func (param i32) (result i32)))
+      (table 2 funcref)
+      (elem (i32.const 0) $fib $leaf)
+      (func $leaf (param $x i32) (result i32) (call $block (local.get $x)))
+      (func $fib (param $n i32) (result i32)
+        (if (result i32) (i32.lt_s (local.get $n) (i32.const 2))
+          (then (call_indirect (type $t) (local.get $n) (i32.const 1)))
+          (else (i32.add
+            (call $fib (i32.sub (local.get $n) (i32.const 1)))
+            (call_indirect (type $t) (i32.sub (local.get $n) (i32.const 2)) (i32.const 0))))))
+      (func (export "main") (param $n i32) (result i32)
+        (block $c (block $b (block $a
+          (br_table $a $b $c (i32.rem_u (local.get $n) (i32.const 3))))
+          (return (i32.add (call $fib (local.get $n)) (i32.const 1000))))
+          (return (i32.mul (call $fib (local.get $n)) (call $block (i32.const 3)))))
+        (call $fib (i32.add (local.get $n) (i32.const 1)))))`, [[0], [4], [5], [7]]);
+  });
+
+  it("leaves alone a function that cannot reach the blocking import", () => {
+    const bytes = wat(`(module ${HEADER}
+      (func $pure (param $x i32) (result i32) (i32.mul (call $other (local.get $x)) (i32.const 3)))
+      (func (export "main") (param $x i32) (result i32) (i32.add (call $pure (local.get $x)) (call $block (local.get $x)))))`);
+    const rewritten = addUnwinding(bytes, ["env.block"]);
+    // Imports 2, then $pure, main, and the five exports.
+    assert.deepEqual(rewritten.frame_bytes.map((b) => b > 0), [false, false, false, true, false, false, false, false, false]);
+    assert.equal(rewritten.instrumented, 1);
+    check(`(module ${HEADER}
+      (func $pure (param $x i32) (result i32) (i32.mul (call $other (local.get $x)) (i32.const 3)))
+      (func (export "main") (param $x i32) (result i32) (i32.add (call $pure (local.get $x)) (call $block (local.get $x)))))`, [[2]]);
+  });
+
+  it("refuses what it cannot save, so the caller can fall back", () => {
+    const bytes = wat(`(module ${HEADER}
+      (table 1 funcref)
+      (func (export "main") (param $x i32) (result i32)
+        (local $r funcref)
+        (local.set $r (table.get 0 (i32.const 0)))
+        (call $block (local.get $x))))`);
+    assert.throws(() => addUnwinding(bytes, ["env.block"]), UnwindUnsupported);
+  });
+
+  it("gives generated programs the same calls and results when unwound at every call", () => {
+    for (let seed = 1; seed <= 200; seed += 1) {
+      const program = generate(new Prng(seed));
+      try {
+        check(program, [[0], [1], [seed]]);
+      } catch (err) {
+        throw new Error(`seed ${seed}:\n${program}`, { cause: err });
+      }
+    }
+  });
+});
+
+/** A random program: nested expressions of i32, with blocking calls, ifs, blocks left early, loops and helper calls. */
+function generate(rng: Prng): string {
+  const helpers: string[] = [];
+  let counters = 0;
+  const expr = (depth: number, locals: number, helper = false): string => {
+    const leaf = depth <= 0 || rng.chance(0.25);
+    if (leaf) return rng.chance(0.5) ? `(i32.const ${rng.int(50)})` : `(local.get ${rng.int(locals)})`;
+    const e = (): string => expr(depth - 1, locals, helper);
+    switch (rng.int(11)) {
+      case 0:
+      case 1:
+        return `(call $block ${e()})`;
+      case 2:
+        return `(${rng.pick(["i32.add", "i32.sub", "i32.xor", "i32.mul"])} ${e()} ${e()})`;
+      case 3:
+        return `(if (result i32) (i32.and ${e()} (i32.const 1)) (then ${e()}) (else ${e()}))`;
+      case 4:
+        return `(block $b${depth} (result i32) (drop (br_if $b${depth} ${e()} (i32.and ${e()} (i32.const 2)))) (drop ${e()}) ${e()})`;
+      case 5:
+        return `(local.tee ${rng.int(locals)} ${e()})`;
+      case 6: {
+        // A bounded loop: counts down a local of its own, adding a value each time.
+        const inner = expr(depth - 1, 1, true);
+        const name = `$h${helpers.length}`;
+        helpers.push(`(func ${name} (param $p i32) (result i32) (local $k i32) (local $s i32)
+          (local.set $k (i32.and (local.get $p) (i32.const 3)))
+          (block $x (loop $l
+            (br_if $x (i32.eqz (local.get $k)))
+            (local.set $s (i32.add (local.get $s) ${inner}))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br $l)))
+          (local.get $s))`);
+        return `(call ${name} ${e()})`;
+      }
+      case 7:
+        return `(call $other ${e()})`;
+      case 8: {
+        if (helper || counters >= 8) return `(call $other ${e()})`;
+        // A loop of three rounds on a counter of its own, left by a value.
+        const c = `$c${counters}`;
+        counters += 1;
+        return `(block (result i32) (local.set ${c} (i32.const 0)) (loop $l${c} (result i32)
+          (local.set ${c} (i32.add (local.get ${c}) (i32.const 1)))
+          (drop ${e()})
+          (br_if $l${c} (i32.lt_u (local.get ${c}) (i32.const 3)))
+          ${e()}))`;
+      }
+      case 9:
+        return `(block $t${depth} (result i32) (i32.add (block $u${depth} (result i32) (br_table $u${depth} $t${depth} ${e()} (i32.and ${e()} (i32.const 1)))) (i32.const 5)))`;
+      default:
+        return `(select ${e()} ${e()} (i32.and ${e()} (i32.const 1)))`;
+    }
+  };
+  const body = expr(5, 3);
+  return `(module ${HEADER}
+    ${helpers.join("\n")}
+    (func (export "main") (param i32) (result i32) (local i32 i32)
+      (local $c0 i32) (local $c1 i32) (local $c2 i32) (local $c3 i32) (local $c4 i32) (local $c5 i32) (local $c6 i32) (local $c7 i32)
+      ${body}))`;
+}
