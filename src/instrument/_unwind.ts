@@ -170,10 +170,12 @@ interface ModuleInfo {
   globals: number[];
   /** Element type of every table, imports first. */
   tables: number[];
+  /** Type index of every exception tag, imports first. */
+  tags: number[];
 }
 
 function readModule(wasm: Uint8Array): ModuleInfo {
-  const info: ModuleInfo = { types: [], func_types: [], imported: 0, globals: [], tables: [] };
+  const info: ModuleInfo = { types: [], func_types: [], imported: 0, globals: [], tables: [], tags: [] };
   const r = new Reader(wasm, 8);
   while (r.pos < wasm.length) {
     const id = r.byte();
@@ -206,6 +208,9 @@ function readModule(wasm: Uint8Array): ModuleInfo {
         else if (kind === 3) {
           info.globals.push(valType(r));
           r.skip(1);
+        } else if (kind === 4) {
+          r.skip(1);
+          info.tags.push(r.u32());
         } else throw new UnwindUnsupported(`import kind ${kind}`);
       }
     } else if (id === 3) {
@@ -222,7 +227,12 @@ function readModule(wasm: Uint8Array): ModuleInfo {
         r.skip(1);
         skipConstExpr(r);
       }
-    } else if (id === 13) throw new UnwindUnsupported("exception tags");
+    } else if (id === 13) {
+      for (let n = r.u32(); n > 0; n -= 1) {
+        r.skip(1);
+        info.tags.push(r.u32());
+      }
+    }
     r.pos = end;
   }
   return info;
@@ -269,7 +279,7 @@ function numeric(op: number): { pop: number[]; push: number } | undefined {
 
 /** A control frame of the body being rewritten. */
 interface Frame {
-  kind: "func" | "block" | "loop" | "if";
+  kind: "func" | "block" | "loop" | "if" | "try";
   params: number[];
   results: number[];
   /** Operand stack height at the frame's base. */
@@ -277,8 +287,6 @@ interface Frame {
   unreachable: boolean;
   /** Whether the frame is rewritten (holds a boundary and is reached as one). */
   hot: boolean;
-  /** Whether a guard `if` encloses it (a hot block, loop or if). */
-  guarded: boolean;
   /** Its label's position in the rewritten code's label stack. */
   tpos: number;
   /** For a hot frame: its run, and which of its arms (for `lastBoundary`). */
@@ -302,6 +310,100 @@ interface Shape {
   last_boundary: number[];
   /** Per structure opening (or `else`): the arm its body starts. */
   arm_of: Map<number, number>;
+  /** For the liveness of locals: each instruction's opcode, its local index or label depth (else -1), br_table targets. */
+  ops: Uint8Array;
+  imm: Int32Array;
+  targets: Map<number, number[]>;
+  /** Per structure end: its opening; per if opening: its else. */
+  open_of: Map<number, number>;
+  else_of: Map<number, number>;
+  /** Whether the body holds exception handling (the liveness gives up). */
+  eh: boolean;
+}
+
+/** A set of locals, as bits. */
+type Bits = Uint32Array<ArrayBuffer>;
+
+/**
+ * The locals that may be read after some call that can unwind before being
+ * written (live when the call returns): only those need to be in a frame,
+ * as a rewind resumes right after such a call. A backward pass over the
+ * structured code; a loop is walked until what is live at its start stops
+ * growing. Returns undefined (save them all) for a body with exception
+ * handling, or when the walk would take too long.
+ */
+export function liveAcrossCalls(shape: Shape, locals: number): Bits | undefined {
+  if (shape.eh) return undefined;
+  const words = Math.ceil(locals / 32);
+  const n = shape.ops.length;
+  const saved = new Uint32Array(words);
+  let budget = 64 * n + 10_000;
+  const union = (a: Bits, b: Bits): void => {
+    for (let w = 0; w < words; w += 1) a[w] = (a[w] as number) | (b[w] as number);
+  };
+  const same = (a: Bits, b: Bits): boolean => {
+    for (let w = 0; w < words; w += 1) if (a[w] !== b[w]) return false;
+    return true;
+  };
+  const label = (labels: Bits[], depth: number): Bits => labels[labels.length - 1 - depth] ?? new Uint32Array(words);
+  /** What is live before [from, to) given what is live after it. */
+  const walk = (from: number, to: number, out: Bits, labels: Bits[]): Bits | undefined => {
+    let live = out.slice();
+    for (let i = to - 1; i >= from; i -= 1) {
+      budget -= 1;
+      if (budget < 0) return undefined;
+      const op = shape.ops[i] as number;
+      const x = shape.imm[i] as number;
+      if (shape.boundary[i] === 1) union(saved, live);
+      if (op === 0x0b) {
+        const s = shape.open_of.get(i);
+        if (s === undefined) continue;
+        const opener = shape.ops[s] as number;
+        let inside: Bits | undefined;
+        if (opener === 0x03) {
+          // A branch to a loop goes to its start: grow that until it holds.
+          let start: Bits = new Uint32Array(words);
+          for (;;) {
+            const next = walk(s + 1, i, live, [...labels, start]);
+            if (next === undefined) return undefined;
+            if (same(next, start)) break;
+            union(next, start);
+            start = next;
+          }
+          inside = start;
+        } else if (opener === 0x04) {
+          const e = shape.else_of.get(s);
+          const then = walk(s + 1, e ?? i, live, [...labels, live]);
+          const other = e === undefined ? live.slice() : walk(e + 1, i, live, [...labels, live]);
+          if (then === undefined || other === undefined) return undefined;
+          union(then, other);
+          inside = then;
+        } else inside = walk(s + 1, i, live, [...labels, live]);
+        if (inside === undefined) return undefined;
+        live = inside;
+        i = s;
+        continue;
+      }
+      if (op === 0x20) live[x >>> 5] = (live[x >>> 5] as number) | (1 << (x & 31));
+      else if (op === 0x21 || op === 0x22) live[x >>> 5] = (live[x >>> 5] as number) & ~(1 << (x & 31));
+      else if (op === 0x0c) live = label(labels, x).slice();
+      else if (op === 0x0d) union(live, label(labels, x));
+      else if (op === 0x0e) {
+        live = new Uint32Array(words);
+        for (const d of shape.targets.get(i) ?? []) union(live, label(labels, d));
+      } else if (op === 0x00 || op === 0x0f || op === 0x12 || op === 0x13) live = new Uint32Array(words);
+    }
+    return live;
+  };
+  // The function's own label: leaving it, nothing is live.
+  return walk(0, n - 1, new Uint32Array(words), [new Uint32Array(words)]) === undefined ? undefined : saved;
+}
+
+/** Where a local goes in a frame. */
+interface FrameSlot {
+  local: number;
+  type: number;
+  offset: number;
 }
 
 /** The pass's view of which calls can unwind. */
@@ -319,6 +421,13 @@ class BodyRewriter {
     readonly data_global: number,
     readonly block_type_of: (results: number[]) => number,
   ) {}
+
+  /** The values an exception of tag `tag` carries. */
+  tagParams(tag: number): number[] {
+    const type = this.info.types[this.info.tags[tag] ?? -1];
+    if (type === undefined) throw new UnwindUnsupported(`tag ${tag}`);
+    return type.params;
+  }
 
   /** Reads a block type at `r`: params and results. */
   blockType(r: Reader): FuncType {
@@ -341,6 +450,7 @@ class BodyRewriter {
     const kinds: number[] = [];
     const calls: number[] = []; // instruction numbers of unwinding calls
     const opens: number[] = []; // stack of open structure instruction numbers
+    const in_catch: boolean[] = []; // per open structure: whether its current arm is a handler
     const seq_stack: number[] = [0];
     const seq: number[] = [];
     const arm_of = new Map<number, number>();
@@ -349,6 +459,12 @@ class BodyRewriter {
     const hot = new Set<number>();
     const call_index = new Map<number, number>();
     const range = new Map<number, [number, number]>();
+    const ops: number[] = [];
+    const imm: number[] = [];
+    const targets = new Map<number, number[]>();
+    const open_of = new Map<number, number>();
+    const else_of = new Map<number, number>();
+    let eh = false;
     let n = 0;
     while (r.pos < body.length) {
       const i = n;
@@ -357,31 +473,52 @@ class BodyRewriter {
       const op = r.byte();
       seq.push(seq_stack[seq_stack.length - 1] as number);
       kinds.push(0);
-      if (op === 0x02 || op === 0x03 || op === 0x04) {
+      ops.push(op);
+      imm.push(-1);
+      if (op === 0x06 || op === 0x07 || op === 0x08 || op === 0x09 || op === 0x18 || op === 0x19) eh = true;
+      if ((op >= 0x20 && op <= 0x22) || op === 0x0c || op === 0x0d) {
+        imm[i] = r.u32();
+        continue;
+      }
+      if (op === 0x0e) {
+        const list: number[] = [];
+        for (let k = r.u32(); k >= 0; k -= 1) list.push(r.u32());
+        targets.set(i, list);
+        continue;
+      }
+      if (op === 0x02 || op === 0x03 || op === 0x04 || op === 0x06) {
         this.blockType(r);
         parent_seq.set(i, seq_stack[seq_stack.length - 1] as number);
         opens.push(i);
+        in_catch.push(false);
         const arm = last_boundary.length;
         last_boundary.push(-1);
         arm_of.set(i, arm);
         seq_stack.push(arm);
-      } else if (op === 0x05) {
+      } else if (op === 0x05 || op === 0x07 || op === 0x19) {
+        if (op === 0x07) r.skipLeb();
+        if (op === 0x05) else_of.set(opens[opens.length - 1] as number, i);
         seq_stack.pop();
         const arm = last_boundary.length;
         last_boundary.push(-1);
         arm_of.set(i, arm);
         seq_stack.push(arm);
-      } else if (op === 0x0b) {
+        in_catch[in_catch.length - 1] = op !== 0x05;
+      } else if (op === 0x0b || op === 0x18) {
+        if (op === 0x18) r.skipLeb();
         if (opens.length === 0) {
           if (r.pos !== body.length) throw new UnwindUnsupported("code after the function's end");
           break;
         }
-        opens.pop();
+        open_of.set(i, opens.pop() as number);
+        in_catch.pop();
         seq_stack.pop();
       } else if (op === 0x10 || op === 0x11) {
         const unwinds = op === 0x10 ? this.unwinding.direct(r.u32()) : this.unwinding.indirect(r.u32());
         if (op === 0x11) r.skipLeb();
         if (unwinds) {
+          // A rewind cannot enter a handler: only a throw does.
+          if (in_catch.includes(true)) throw new UnwindUnsupported("a call that can unwind in an exception handler");
           const k = calls.length;
           calls.push(i);
           kinds[i] = 1;
@@ -407,7 +544,7 @@ class BodyRewriter {
         if (unwinds) throw new UnwindUnsupported("a tail call to a function that can unwind");
       } else skipOperands(r, op);
     }
-    return { starts, boundary: Uint8Array.from(kinds), call_index, range, seq: Int32Array.from(seq), last_boundary, arm_of };
+    return { starts, boundary: Uint8Array.from(kinds), call_index, range, seq: Int32Array.from(seq), last_boundary, arm_of, ops: Uint8Array.from(ops), imm: Int32Array.from(imm), targets, open_of, else_of, eh };
   }
 
   /**
@@ -458,7 +595,7 @@ class BodyRewriter {
     const frames: Frame[] = [];
     let labels = 2; // the unwind block and the body block
     const UNWOUND_TPOS = 0;
-    frames.push({ kind: "func", params: [], results: type.results, height: 0, unreachable: false, hot: true, guarded: false, tpos: 1, run: "none", seq: 0, depth: 0 });
+    frames.push({ kind: "func", params: [], results: type.results, height: 0, unreachable: false, hot: true, tpos: 1, run: "none", seq: 0, depth: 0 });
 
     const localGet = (l: number): void => {
       out.byte(0x20);
@@ -581,8 +718,8 @@ class BodyRewriter {
           if (op === 0x04) localGet(cond(f.depth));
           out.bytes(body.subarray(start, ir.pos));
           labels += 1;
-          const kindName = op === 0x02 ? "block" : op === 0x03 ? "loop" : "if";
-          frames.push({ kind: kindName, params: [], results: bt.results, height: stack.length, unreachable: false, hot: true, guarded: true, tpos: labels - 1, run: "none", seq: shape.arm_of.get(i) as number, depth: f.depth + 1 });
+          const kindName = op === 0x02 ? "block" : op === 0x03 ? "loop" : op === 0x04 ? "if" : "try";
+          frames.push({ kind: kindName, params: [], results: bt.results, height: stack.length, unreachable: false, hot: true, tpos: labels - 1, run: "none", seq: shape.arm_of.get(i) as number, depth: f.depth + 1 });
         } else {
           const k = shape.call_index.get(i) as number;
           let callee: FuncType;
@@ -627,8 +764,8 @@ class BodyRewriter {
         continue;
       }
 
-      // The end or else of a hot frame.
-      if (f.hot && (op === 0x0b || op === 0x05)) {
+      // The end, else, handler or delegate of a hot frame.
+      if (f.hot && (op === 0x0b || op === 0x05 || op === 0x07 || op === 0x19 || op === 0x18)) {
         finishArm(f);
         if (op === 0x05) {
           out.byte(0x05);
@@ -637,13 +774,27 @@ class BodyRewriter {
           f.seq = shape.arm_of.get(i) as number;
           continue;
         }
+        if (op === 0x07 || op === 0x19) {
+          // A handler holds no boundary (`shape`): one run, entered with the tag's values on the stack.
+          out.bytes(body.subarray(start, end));
+          stack.length = f.height;
+          if (op === 0x07) for (const t of this.tagParams(new Reader(body, start + 1).u32())) stack.push(t);
+          f.unreachable = false;
+          f.seq = shape.arm_of.get(i) as number;
+          f.run = "open";
+          continue;
+        }
         frames.pop();
         if (f.kind === "func") {
           // The body block ends; what follows it in `assemble` returns.
           break;
         }
-        out.byte(0x0b);
         labels -= 1;
+        if (op === 0x18) {
+          // Its label counts the blocks outside the try.
+          out.byte(0x18);
+          out.u32(relabel(new Reader(body, start + 1).u32()));
+        } else out.byte(0x0b);
         stack.length = f.height;
         for (const t of f.results) stack.push(t);
         // Spilled inside the guard: when it skipped the structure, the locals keep what the frame restored.
@@ -676,16 +827,19 @@ class BodyRewriter {
       });
     }
 
-    // Frame layout: every local (parameters, the body's, the added ones).
-    const all = [...locals, ...added];
-    const offsets: number[] = [];
+    // Frame layout: the locals live after a call that can unwind (parameters
+    // and the body's), and every added one (the spills, the conditions, the call's number).
+    const live = liveAcrossCalls(shape, locals.length);
+    const slots: FrameSlot[] = [];
     let frame_bytes = 0;
-    for (const t of all) {
-      offsets.push(frame_bytes);
+    const all = [...locals, ...added];
+    all.forEach((t, l) => {
+      if (l < locals.length && live !== undefined && ((live[l >>> 5] as number) & (1 << (l & 31))) === 0) return;
+      slots.push({ local: l, type: t, offset: frame_bytes });
       frame_bytes += sizeOf(t);
-    }
+    });
     const scratch = all.length; // the frame pointer; not saved
-    return { body: this.assemble(body.subarray(0, code_start), groups, added, out.done(), all, offsets, frame_bytes, scratch, type), frame_bytes };
+    return { body: this.assemble(body.subarray(0, code_start), groups, added, out.done(), slots, frame_bytes, scratch, type), frame_bytes };
   }
 
   /** Writes one instruction that is not a boundary, tracking the operand stack. */
@@ -712,14 +866,42 @@ class BodyRewriter {
     const push = (t: number): void => {
       stack.push(t);
     };
-    if (op === 0x02 || op === 0x03 || op === 0x04) {
+    if (op === 0x02 || op === 0x03 || op === 0x04 || op === 0x06) {
       const bt = this.blockType(r);
       if (op === 0x04) h.pop(f);
       h.popN(f, bt.params.length);
       copy();
       const height = stack.length;
       for (const t of bt.params) push(t);
-      h.push_frame({ kind: op === 0x02 ? "block" : op === 0x03 ? "loop" : "if", params: bt.params, results: bt.results, height, unreachable: false, hot: false, guarded: false, run: "none", seq: -1, depth: f.depth });
+      h.push_frame({ kind: op === 0x02 ? "block" : op === 0x03 ? "loop" : op === 0x04 ? "if" : "try", params: bt.params, results: bt.results, height, unreachable: false, hot: false, run: "none", seq: -1, depth: f.depth });
+      return;
+    }
+    if (op === 0x07 || op === 0x19) {
+      copy();
+      stack.length = f.height;
+      if (op === 0x07) for (const t of this.tagParams(r.u32())) push(t);
+      f.unreachable = false;
+      return;
+    }
+    if (op === 0x18) {
+      const depth = r.u32();
+      const done = h.pop_frame();
+      out.byte(op);
+      out.u32(h.relabel(depth));
+      stack.length = done.height;
+      for (const t of done.results) push(t);
+      return;
+    }
+    if (op === 0x08) {
+      copy();
+      h.popN(f, this.tagParams(r.u32()).length);
+      h.setUnreachable(f);
+      return;
+    }
+    if (op === 0x09) {
+      out.byte(op);
+      out.u32(h.relabel(r.u32()));
+      h.setUnreachable(f);
       return;
     }
     if (op === 0x05) {
@@ -855,11 +1037,17 @@ class BodyRewriter {
       if (sub === 16) return push(I32);
       if (sub === 17) return h.popN(f, 3);
     }
+    if (op === 0xfd) {
+      const effect = simd(r.u32());
+      h.popN(f, effect.pop);
+      if (effect.push !== undefined) push(effect.push);
+      return;
+    }
     throw new UnwindUnsupported(`opcode 0x${op.toString(16)} in a function that can unwind`);
   }
 
   /** The whole body: declarations, the rewind at entry, the rewritten code, the save at the end. */
-  assemble(decls: Uint8Array, groups: number, added: number[], code: Uint8Array, all: number[], offsets: number[], frame_bytes: number, scratch: number, type: FuncType): Uint8Array {
+  assemble(decls: Uint8Array, groups: number, added: number[], code: Uint8Array, slots: readonly FrameSlot[], frame_bytes: number, scratch: number, type: FuncType): Uint8Array {
     const w = new Writer();
     // Declarations: the original groups, then one per added local and the scratch pointer.
     const original = new Reader(decls, 0);
@@ -902,13 +1090,13 @@ class BodyRewriter {
     w.u32(scratch);
     w.byte(0x36);
     memarg(2, 0);
-    all.forEach((t, l) => {
+    for (const { local, type: t, offset } of slots) {
       w.byte(0x20);
       w.u32(scratch);
-      load(w, t, offsets[l] as number);
+      load(w, t, offset);
       w.byte(0x21);
-      w.u32(l);
-    });
+      w.u32(local);
+    }
     w.byte(0x0b);
     // The unwind block, and the body's block with the function's results.
     w.byte(0x02);
@@ -938,13 +1126,13 @@ class BodyRewriter {
     w.byte(EMPTY_BLOCK);
     w.byte(0x00);
     w.byte(0x0b);
-    all.forEach((t, l) => {
+    for (const { local, type: t, offset } of slots) {
       w.byte(0x20);
       w.u32(scratch);
       w.byte(0x20);
-      w.u32(l);
-      store(w, t, offsets[l] as number);
-    });
+      w.u32(local);
+      store(w, t, offset);
+    }
     globalGet(this.data_global);
     w.byte(0x20);
     w.u32(scratch);
@@ -1021,11 +1209,44 @@ function readS33(r: Reader): number {
   }
 }
 
+function skipMemArg(r: Reader): void {
+  const align = r.u32();
+  if ((align & 0x40) !== 0) throw new UnwindUnsupported("multiple memories");
+  r.skipLeb();
+}
+
+const SIMD_UNARY = new Set([77, 94, 95, 96, 97, 98, 103, 104, 105, 106, 116, 117, 122, 124, 125, 126, 127, 128, 129, 135, 136, 137, 138, 148, 160, 161, 167, 168, 169, 170, 192, 193, 199, 200, 201, 202, 224, 225, 227, 236, 237, 239, 248, 249, 250, 251, 252, 253, 254, 255, 257, 258, 259, 260]);
+const SIMD_TO_I32 = new Set([83, 99, 100, 131, 132, 163, 164, 195, 196]);
+const SIMD_SHIFTS = new Set([107, 108, 109, 139, 140, 141, 171, 172, 173, 203, 204, 205]);
+const SIMD_TERNARY = new Set([82, 261, 262, 263, 264, 265, 266, 267, 268, 275]);
+const SIMD_RESERVED = new Set([154, 162, 165, 166, 175, 176, 178, 179, 180, 187, 194, 197, 198, 207, 208, 210, 211, 212, 226, 238]);
+
+/** Operands taken and the result of a SIMD (or relaxed SIMD) opcode `sub`. */
+function simd(sub: number): { pop: number; push: number | undefined } {
+  if (sub <= 10 || sub === 92 || sub === 93) return { pop: 1, push: V128 }; // loads
+  if (sub === 11) return { pop: 2, push: undefined };
+  if (sub === 12) return { pop: 0, push: V128 };
+  if (sub >= 15 && sub <= 20) return { pop: 1, push: V128 }; // splats
+  if (sub >= 21 && sub <= 34) {
+    const lanes: Record<number, number> = { 21: I32, 22: I32, 24: I32, 25: I32, 27: I32, 29: I64, 31: F32, 33: F64 };
+    const extract = lanes[sub];
+    return extract !== undefined ? { pop: 1, push: extract } : { pop: 2, push: V128 };
+  }
+  if (sub >= 84 && sub <= 87) return { pop: 2, push: V128 }; // load_lane
+  if (sub >= 88 && sub <= 91) return { pop: 2, push: undefined }; // store_lane
+  if (SIMD_TO_I32.has(sub)) return { pop: 1, push: I32 };
+  if (SIMD_UNARY.has(sub)) return { pop: 1, push: V128 };
+  if (SIMD_SHIFTS.has(sub)) return { pop: 2, push: V128 };
+  if (SIMD_TERNARY.has(sub)) return { pop: 3, push: V128 };
+  if (SIMD_RESERVED.has(sub) || sub > 275) throw new UnwindUnsupported(`SIMD opcode ${sub}`);
+  return { pop: 2, push: V128 }; // shuffle, swizzle, comparisons, bitwise, arithmetic
+}
+
 /** Skips an instruction's immediates in the first pass; throws for what the pass does not handle. */
 function skipOperands(r: Reader, op: number): void {
   if (op <= 0x01 || op === 0x0f || op === 0x1a || op === 0x1b || op === 0xd1) return;
   if (op >= 0x45 && op <= 0xc4) return;
-  if (op === 0x0c || op === 0x0d) return r.skipLeb();
+  if (op === 0x0c || op === 0x0d || op === 0x08 || op === 0x09) return r.skipLeb();
   if (op === 0x0e) {
     for (let n = r.u32(); n >= 0; n -= 1) r.skipLeb();
     return;
@@ -1053,6 +1274,18 @@ function skipOperands(r: Reader, op: number): void {
       return;
     }
     if (sub === 9 || sub === 11 || sub === 13 || (sub >= 15 && sub <= 17)) return r.skipLeb();
+  }
+  if (op === 0xfd) {
+    const sub = r.u32();
+    simd(sub); // throws for an opcode it does not know
+    if (sub <= 11 || sub === 92 || sub === 93) skipMemArg(r);
+    else if (sub === 12 || sub === 13) r.skip(16);
+    else if (sub >= 21 && sub <= 34) r.skip(1);
+    else if (sub >= 84 && sub <= 91) {
+      skipMemArg(r);
+      r.skip(1);
+    }
+    return;
   }
   throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
 }

@@ -124,6 +124,17 @@ describe("Ferry's unwinding pass", () => {
             (f64.promote_f32 (f32.mul (local.get $g) (f32.convert_i32_s (call $block (i32.const 7))))))))))`, [[3, 5], [-4, 11]].map(([a, b]) => [a as number, BigInt(b as number) as unknown as number]));
   });
 
+  it("keeps SIMD values under a call and in locals across one", () => {
+    check(`(module ${HEADER}
+      (func (export "main") (param $x i32) (result i32)
+        (local $v v128)
+        (local.set $v (i32x4.splat (local.get $x)))
+        (i32.add
+          (i32x4.extract_lane 2
+            (i32x4.add (i32x4.mul (local.get $v) (local.get $v)) (i32x4.splat (call $block (local.get $x)))))
+          (i32.add (call $block (i32.const 3)) (i32x4.extract_lane 1 (local.get $v))))))`, [[5], [-9]]);
+  });
+
   it("rewinds into loops, both arms of an if, and blocks left by branches carrying values", () => {
     check(`(module ${HEADER}
       (func $step (param $x i32) (result i32)
@@ -176,6 +187,34 @@ describe("Ferry's unwinding pass", () => {
         (call $fib (i32.add (local.get $n) (i32.const 1)))))`, [[0], [4], [5], [7]]);
   });
 
+  it("rewinds into a try's body, and lets exceptions pass through rewritten frames", () => {
+    check(`(module ${HEADER}
+      (tag $e (param i32))
+      (func $thrower (param $x i32) (result i32)
+        (if (i32.eq (i32.and (local.get $x) (i32.const 3)) (i32.const 1))
+          (then (throw $e (i32.add (local.get $x) (i32.const 1000)))))
+        (call $block (local.get $x)))
+      (func (export "main") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32) (local $t i32)
+        (block $done (loop $next
+          (br_if $done (i32.ge_s (local.get $i) (local.get $n)))
+          (local.set $acc (i32.add (local.get $acc)
+            (try (result i32)
+              (do (i32.mul (call $thrower (local.get $i)) (i32.const 3)))
+              (catch $e (local.set $t (pop i32)) (i32.sub (i32.const 0) (call $other (local.get $t)))))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next)))
+        (local.get $acc)))`, [[0], [1], [9]]);
+    // A rewind cannot enter a handler: only a throw can.
+    const handler = wat(`(module ${HEADER}
+      (tag $e (param i32))
+      (func (export "main") (param $x i32) (result i32) (local $t i32)
+        (try (result i32)
+          (do (if (result i32) (local.get $x) (then (throw $e (i32.const 1))) (else (i32.const 2))))
+          (catch $e (local.set $t (pop i32)) (call $block (local.get $t))))))`);
+    assert.throws(() => addUnwinding(handler, ["env.block"]), UnwindUnsupported);
+  });
+
   it("leaves alone a function that cannot reach the blocking import", () => {
     const bytes = wat(`(module ${HEADER}
       (func $pure (param $x i32) (result i32) (i32.mul (call $other (local.get $x)) (i32.const 3)))
@@ -189,13 +228,13 @@ describe("Ferry's unwinding pass", () => {
       (func (export "main") (param $x i32) (result i32) (i32.add (call $pure (local.get $x)) (call $block (local.get $x)))))`, [[2]]);
   });
 
-  it("refuses what it cannot save, so the caller can fall back", () => {
+  it("refuses what it cannot save (a reference live across a call), so the caller can fall back", () => {
     const bytes = wat(`(module ${HEADER}
       (table 1 funcref)
       (func (export "main") (param $x i32) (result i32)
         (local $r funcref)
         (local.set $r (table.get 0 (i32.const 0)))
-        (call $block (local.get $x))))`);
+        (i32.add (call $block (local.get $x)) (ref.is_null (local.get $r)))))`);
     assert.throws(() => addUnwinding(bytes, ["env.block"]), UnwindUnsupported);
   });
 

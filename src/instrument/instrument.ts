@@ -3,7 +3,8 @@
  * - a countdown poll at every loop header and function entry, so compute
  *   loops reach a safe point within microseconds while crossing into the host
  *   only once every `budget` polls;
- * - Binaryen's Asyncify, so the call stack can be unwound from the poll and
+ * - Ferry's unwinding pass (`_unwind.ts`; Binaryen's Asyncify for what it
+ *   does not handle), so the call stack can be unwound from the poll and
  *   from every blocking import, and rewound after a restore;
  * - every mutable global exported so it can be captured;
  * - the memory made shared, so the controlling thread reads pages in place.

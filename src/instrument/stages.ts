@@ -3,7 +3,7 @@
  * callback and named in error messages.
  */
 
-/** One step of the instrumenter. */
+/** One step of the instrumenter ("asyncify": Ferry's unwinding pass, or Binaryen's Asyncify in its place). */
 export type InstrumentStage = "read" | "call-graph" | "polls" | "asyncify" | "write";
 
 /** What each step does, for a progress line and for an error message ("failed while ..."). */
@@ -11,7 +11,7 @@ export const STAGE_TEXT: Readonly<Record<InstrumentStage, string>> = {
   read: "reading the module",
   "call-graph": "walking the call graph",
   polls: "adding polls",
-  asyncify: "running Asyncify",
+  asyncify: "making the stack unwindable",
   write: "writing the instrumented module",
 };
 
