@@ -20,8 +20,9 @@
  *     leaves nothing on the stack.
  *   - After a call that can unwind: if the state says unwinding, the call's
  *     index goes to a local and a branch leaves for the function's end,
- *     where every local (with the spilled stack) is written to the unwind
- *     buffer.
+ *     where the frame is written to the unwind buffer: the spilled stack,
+ *     the call's index, and the locals that may be read after such a call
+ *     before being written ({@link liveAcrossCalls}).
  *   - At entry, when rewinding, the frame is read back; then a run is
  *     skipped (`if state == normal`), a call made only if it is the one the
  *     frame was left in (or the state is normal), and a block, loop or if
@@ -33,11 +34,11 @@
  *
  * So the code is the producer's, with loads and stores of locals around the
  * boundaries that an engine's register allocator makes mostly free, and a
- * few checks of a global. What the pass cannot handle (reference-typed
- * locals or stack values at a boundary, block parameters at one, SIMD,
- * atomics, exceptions, tail calls to a function that can unwind, typed
- * references) makes it throw {@link UnwindUnsupported}; the caller then
- * uses Binaryen's Asyncify.
+ * few checks of a global. What the pass cannot handle (a reference live
+ * across a boundary or on the stack at one, block parameters at one,
+ * atomics, a call that can unwind inside an exception handler, tail calls
+ * to a function that can unwind, typed references) makes it throw
+ * {@link UnwindUnsupported}; the caller then uses Binaryen's Asyncify.
  */
 import { Reader } from "./_reader.js";
 import { scanCalls } from "./_calls.js";
@@ -572,6 +573,8 @@ class BodyRewriter {
       return locals.length + added.length - 1;
     };
     const idx = addLocal(I32);
+    /** The added locals a frame must hold: the call's number, and what each call that can unwind needs (below). */
+    const kept = new Set<number>([idx]);
     const temp = (position: number, t: number): number => {
       if (t === UNKNOWN) throw new UnwindUnsupported("a value of unknown type at a boundary");
       if (isRefType(t)) throw new UnwindUnsupported("a reference on the operand stack at a call that can unwind");
@@ -724,8 +727,13 @@ class BodyRewriter {
           const k = shape.call_index.get(i) as number;
           let callee: FuncType;
           let extra = 0;
-          if (op === 0x10) callee = this.info.types[this.info.func_types[ir.u32()] as number] as FuncType;
-          else {
+          // An import is called again with its arguments after a rewind; a function reads its own frame.
+          let again = true;
+          if (op === 0x10) {
+            const index = ir.u32();
+            callee = this.info.types[this.info.func_types[index] as number] as FuncType;
+            again = index < this.info.imported;
+          } else {
             callee = this.info.types[ir.u32()] as FuncType;
             extra = 1;
           }
@@ -733,6 +741,10 @@ class BodyRewriter {
           const nargs = callee.params.length + extra;
           const base = stack.length - nargs;
           if (base < f.height) throw new UnwindUnsupported("operand stack underflow at a call");
+          // What a rewind to this call needs: the values under its arguments, the
+          // arguments of an import, and the conditions of the ifs it is in.
+          for (let p = 0; p < (again ? stack.length : base); p += 1) kept.add(temp(p, stack[p] as number));
+          for (const frame of frames) if (frame.kind === "if" && frame.hot) kept.add(cond(frame.depth - 1));
           stateIsNormal();
           localGet(idx);
           out.byte(0x41);
@@ -835,6 +847,7 @@ class BodyRewriter {
     const all = [...locals, ...added];
     all.forEach((t, l) => {
       if (l < locals.length && live !== undefined && ((live[l >>> 5] as number) & (1 << (l & 31))) === 0) return;
+      if (l >= locals.length && !kept.has(l)) return;
       slots.push({ local: l, type: t, offset: frame_bytes });
       frame_bytes += sizeOf(t);
     });
