@@ -40,6 +40,7 @@
  * to a function that can unwind, typed references) makes it throw
  * {@link UnwindUnsupported}; the caller then uses Binaryen's Asyncify.
  */
+import { writeU32Leb } from "./_binary.js";
 import { Reader } from "./_reader.js";
 import { scanCalls } from "./_calls.js";
 import { readTables } from "./_tables.js";
@@ -1106,7 +1107,7 @@ class BodyRewriter {
     for (const { local, type: t, offset } of slots) {
       w.byte(0x20);
       w.u32(scratch);
-      load(w, t, offset);
+      access(w, t, offset, false);
       w.byte(0x21);
       w.u32(local);
     }
@@ -1144,7 +1145,7 @@ class BodyRewriter {
       w.u32(scratch);
       w.byte(0x20);
       w.u32(local);
-      store(w, t, offset);
+      access(w, t, offset, true);
     }
     globalGet(this.data_global);
     w.byte(0x20);
@@ -1166,20 +1167,15 @@ function writeBlockType(w: Writer, results: number[], block_type_of: (results: n
   else w.s32(block_type_of(results));
 }
 
-function load(w: Writer, t: number, offset: number): void {
+/** A load (or store) of a value of type `t` at the frame pointer plus `offset`, unaligned. */
+function access(w: Writer, t: number, offset: number, write: boolean): void {
   if (t === V128) {
     w.byte(0xfd);
-    w.u32(0);
-  } else w.byte(t === I32 ? 0x28 : t === I64 ? 0x29 : t === F32 ? 0x2a : 0x2b);
-  w.u32(0);
-  w.u32(offset);
-}
-
-function store(w: Writer, t: number, offset: number): void {
-  if (t === V128) {
-    w.byte(0xfd);
-    w.u32(11);
-  } else w.byte(t === I32 ? 0x36 : t === I64 ? 0x37 : t === F32 ? 0x38 : 0x39);
+    w.u32(write ? 11 : 0);
+  } else {
+    const at = t === I32 ? 0 : t === I64 ? 1 : t === F32 ? 2 : 3;
+    w.byte((write ? 0x36 : 0x28) + at);
+  }
   w.u32(0);
   w.u32(offset);
 }
@@ -1473,21 +1469,15 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
 
 /** The bodies of Asyncify's five exports. */
 function apiBodies(state: number, data: number): Uint8Array[] {
-  const check = [0x23, ...leb(data), 0x28, 2, 0, 0x23, ...leb(data), 0x28, 2, 4, 0x4b, 0x04, EMPTY_BLOCK, 0x00, 0x0b];
-  const setState = (s: number): number[] => [0x41, s, 0x24, ...leb(state)];
-  const setData = [0x20, 0, 0x24, ...leb(data)];
+  const check = [0x23, ...writeU32Leb(data), 0x28, 2, 0, 0x23, ...writeU32Leb(data), 0x28, 2, 4, 0x4b, 0x04, EMPTY_BLOCK, 0x00, 0x0b];
+  const setState = (s: number): number[] => [0x41, s, 0x24, ...writeU32Leb(state)];
+  const setData = [0x20, 0, 0x24, ...writeU32Leb(data)];
   const body = (code: number[]): Uint8Array => Uint8Array.from([0, ...code, 0x0b]);
   return [
     body([...setState(1), ...setData, ...check]),
     body([...setState(0), ...check]),
     body([...setState(2), ...setData, ...check]),
     body([...setState(0), ...check]),
-    body([0x23, ...leb(state)]),
+    body([0x23, ...writeU32Leb(state)]),
   ];
-}
-
-function leb(value: number): number[] {
-  const w = new Writer();
-  w.u32(value);
-  return [...w.done()];
 }
