@@ -135,6 +135,16 @@ describe("Ferry's unwinding pass", () => {
           (i32.add (call $block (i32.const 3)) (i32x4.extract_lane 1 (local.get $v))))))`, [[5], [-9]]);
   });
 
+  it("rewinds a function with two results", () => {
+    check(`(module ${HEADER}
+      (func $pair (param $x i32) (result i32 i64)
+        (tuple.make 2 (call $block (local.get $x)) (i64.extend_i32_u (call $block (i32.add (local.get $x) (i32.const 1))))))
+      (func (export "main") (param $x i32) (result i32)
+        (local $t (tuple i32 i64))
+        (local.set $t (call $pair (local.get $x)))
+        (i32.add (tuple.extract 2 0 (local.get $t)) (i32.wrap_i64 (tuple.extract 2 1 (local.get $t))))))`, [[4], [11]]);
+  });
+
   it("rewinds into loops, both arms of an if, and blocks left by branches carrying values", () => {
     check(`(module ${HEADER}
       (func $step (param $x i32) (result i32)
