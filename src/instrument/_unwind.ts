@@ -12,7 +12,7 @@
  * import or the poll, directly or through a call) is rewritten so:
  *
  *   - The *boundaries* of its body are the calls that can unwind and the
- *     blocks, loops and ifs that hold one. At each boundary the operand
+ *     blocks, loops, ifs and trys that hold one. At each boundary the operand
  *     stack is empty: what the code before left there is spilled into
  *     locals (one per stack position and type, so an enclosing block's
  *     values are never overwritten by a nested one's), and the code after
@@ -41,10 +41,10 @@
  * {@link UnwindUnsupported}; the caller then uses Binaryen's Asyncify.
  */
 import { writeU32Leb } from "./_binary.js";
-import { Reader } from "./_reader.js";
+import { Reader, skipLimits } from "./_reader.js";
 import { scanCalls } from "./_calls.js";
 import { readTables } from "./_tables.js";
-import { unwindReachers } from "./_callgraph.js";
+import { unwindReachers, type UnwindReach } from "./_callgraph.js";
 
 /** Thrown for a module this pass cannot instrument; the caller falls back to Binaryen's Asyncify. */
 export class UnwindUnsupported extends Error {}
@@ -205,8 +205,8 @@ function readModule(wasm: Uint8Array): ModuleInfo {
           info.imported += 1;
         } else if (kind === 1) {
           info.tables.push(valType(r));
-          skipLimitsOf(r);
-        } else if (kind === 2) skipLimitsOf(r);
+          skipLimits(r);
+        } else if (kind === 2) skipLimits(r);
         else if (kind === 3) {
           info.globals.push(valType(r));
           r.skip(1);
@@ -221,7 +221,7 @@ function readModule(wasm: Uint8Array): ModuleInfo {
       for (let n = r.u32(); n > 0; n -= 1) {
         if (r.bytes[r.pos] === 0x40) throw new UnwindUnsupported("a table with an initializer");
         info.tables.push(valType(r));
-        skipLimitsOf(r);
+        skipLimits(r);
       }
     } else if (id === 6) {
       for (let n = r.u32(); n > 0; n -= 1) {
@@ -240,42 +240,34 @@ function readModule(wasm: Uint8Array): ModuleInfo {
   return info;
 }
 
-function skipLimitsOf(r: Reader): void {
-  const flags = r.byte();
-  r.skipLeb();
-  if ((flags & 0x01) !== 0) r.skipLeb();
-}
-
 /** Result types of the loads 0x28..0x35. */
 const LOAD_TYPES = [I32, I64, F32, F64, I32, I32, I32, I32, I64, I64, I64, I64, I64, I64];
-/** Conversions 0xa7..0xc4: [operand, result]. */
-const CONVERSIONS: [number, number][] = [
-  [I64, I32], [F32, I32], [F32, I32], [F64, I32], [F64, I32], // wrap, trunc
-  [I32, I64], [I32, I64], [F32, I64], [F32, I64], [F64, I64], [F64, I64], // extend, trunc
-  [I32, F32], [I32, F32], [I64, F32], [I64, F32], [F64, F32], // convert, demote
-  [I32, F64], [I32, F64], [I64, F64], [I64, F64], [F32, F64], // convert, promote
-  [F32, I32], [F64, I64], [I32, F32], [I64, F64], // reinterpret
-  [I32, I32], [I32, I32], [I64, I64], [I64, I64], [I64, I64], // sign extension
+/** Result types of the one-operand conversions 0xa7..0xc4 (wrap, truncations, extensions, conversions, demote, promote, reinterpretations, sign extensions). */
+const CONVERSIONS = [
+  I32, I32, I32, I32, I32,
+  I64, I64, I64, I64, I64, I64,
+  F32, F32, F32, F32, F32,
+  F64, F64, F64, F64, F64,
+  I32, I64, F32, F64,
+  I32, I32, I64, I64, I64,
 ];
-/** Saturating truncations 0xfc 0..7: [operand, result]. */
-const TRUNC_SAT: [number, number][] = [[F32, I32], [F32, I32], [F64, I32], [F64, I32], [F32, I64], [F32, I64], [F64, I64], [F64, I64]];
+/** Result types of the saturating truncations 0xfc 0..7. */
+const TRUNC_SAT = [I32, I32, I32, I32, I64, I64, I64, I64];
 
-/** Operand and result types of the numeric opcodes 0x45..0xa6, or undefined. */
-function numeric(op: number): { pop: number[]; push: number } | undefined {
-  if (op === 0x45) return { pop: [I32], push: I32 };
-  if (op <= 0x4f) return { pop: [I32, I32], push: I32 };
-  if (op === 0x50) return { pop: [I64], push: I32 };
-  if (op <= 0x5a) return { pop: [I64, I64], push: I32 };
-  if (op <= 0x60) return { pop: [F32, F32], push: I32 };
-  if (op <= 0x66) return { pop: [F64, F64], push: I32 };
-  if (op <= 0x69) return { pop: [I32], push: I32 };
-  if (op <= 0x78) return { pop: [I32, I32], push: I32 };
-  if (op <= 0x7b) return { pop: [I64], push: I64 };
-  if (op <= 0x8a) return { pop: [I64, I64], push: I64 };
-  if (op <= 0x91) return { pop: [F32], push: F32 };
-  if (op <= 0x98) return { pop: [F32, F32], push: F32 };
-  if (op <= 0x9f) return { pop: [F64], push: F64 };
-  if (op <= 0xa6) return { pop: [F64, F64], push: F64 };
+/** How many operands the numeric opcodes 0x45..0xa6 take (the rest of the stack is not read), and their result, or undefined. */
+function numeric(op: number): { pop: number; push: number } | undefined {
+  if (op === 0x45) return { pop: 1, push: I32 };
+  if (op <= 0x4f) return { pop: 2, push: I32 };
+  if (op === 0x50) return { pop: 1, push: I32 };
+  if (op <= 0x66) return { pop: 2, push: I32 }; // i64, f32, f64 comparisons
+  if (op <= 0x69) return { pop: 1, push: I32 };
+  if (op <= 0x78) return { pop: 2, push: I32 };
+  if (op <= 0x7b) return { pop: 1, push: I64 };
+  if (op <= 0x8a) return { pop: 2, push: I64 };
+  if (op <= 0x91) return { pop: 1, push: F32 };
+  if (op <= 0x98) return { pop: 2, push: F32 };
+  if (op <= 0x9f) return { pop: 1, push: F64 };
+  if (op <= 0xa6) return { pop: 2, push: F64 };
   return undefined;
 }
 
@@ -307,8 +299,7 @@ interface Shape {
   /** Per call that can unwind: its index; per hot structure opening: [lo, hi] of the indices inside. */
   call_index: Map<number, number>;
   range: Map<number, [number, number]>;
-  /** Per instruction: the arm (sequence) it is in; per arm, its last boundary's instruction number. */
-  seq: Int32Array;
+  /** Per arm (sequence of a structure's or the function's body), its last boundary's instruction number. */
   last_boundary: number[];
   /** Per structure opening (or `else`): the arm its body starts. */
   arm_of: Map<number, number>;
@@ -408,17 +399,11 @@ interface FrameSlot {
   offset: number;
 }
 
-/** The pass's view of which calls can unwind. */
-interface Unwinding {
-  direct(callee: number): boolean;
-  indirect(type: number): boolean;
-}
-
 /** Rewrites function bodies. One per module. */
 class BodyRewriter {
   constructor(
     readonly info: ModuleInfo,
-    readonly unwinding: Unwinding,
+    readonly unwinding: UnwindReach,
     readonly state_global: number,
     readonly data_global: number,
     readonly block_type_of: (results: number[]) => number,
@@ -450,7 +435,7 @@ class BodyRewriter {
     const r = new Reader(body, from);
     const starts: number[] = [];
     const kinds: number[] = [];
-    const calls: number[] = []; // instruction numbers of unwinding calls
+    let calls = 0; // calls that can unwind so far
     const opens: number[] = []; // stack of open structure instruction numbers
     const in_catch: boolean[] = []; // per open structure: whether its current arm is a handler
     const seq_stack: number[] = [0];
@@ -458,7 +443,6 @@ class BodyRewriter {
     const arm_of = new Map<number, number>();
     const parent_seq = new Map<number, number>(); // structure opening -> the arm it sits in
     const last_boundary: number[] = [-1];
-    const hot = new Set<number>();
     const call_index = new Map<number, number>();
     const range = new Map<number, [number, number]>();
     const ops: number[] = [];
@@ -516,13 +500,13 @@ class BodyRewriter {
         in_catch.pop();
         seq_stack.pop();
       } else if (op === 0x10 || op === 0x11) {
-        const unwinds = op === 0x10 ? this.unwinding.direct(r.u32()) : this.unwinding.indirect(r.u32());
+        const unwinds = op === 0x10 ? this.unwinding.function(r.u32()) : this.unwinding.type(r.u32());
         if (op === 0x11) r.skipLeb();
         if (unwinds) {
           // A rewind cannot enter a handler: only a throw does.
           if (in_catch.includes(true)) throw new UnwindUnsupported("a call that can unwind in an exception handler");
-          const k = calls.length;
-          calls.push(i);
+          const k = calls;
+          calls += 1;
           kinds[i] = 1;
           call_index.set(i, k);
           last_boundary[seq[i] as number] = i;
@@ -532,21 +516,18 @@ class BodyRewriter {
             const span = range.get(s);
             if (span === undefined) range.set(s, [k, k]);
             else span[1] = k;
-            if (!hot.has(s)) {
-              hot.add(s);
-              kinds[s] = 2;
-            }
+            kinds[s] = 2;
             const p = parent_seq.get(s) as number;
             if ((last_boundary[p] as number) < s) last_boundary[p] = s;
           }
         }
       } else if (op === 0x12 || op === 0x13) {
-        const unwinds = op === 0x12 ? this.unwinding.direct(r.u32()) : this.unwinding.indirect(r.u32());
+        const unwinds = op === 0x12 ? this.unwinding.function(r.u32()) : this.unwinding.type(r.u32());
         if (op === 0x13) r.skipLeb();
         if (unwinds) throw new UnwindUnsupported("a tail call to a function that can unwind");
       } else skipOperands(r, op);
     }
-    return { starts, boundary: Uint8Array.from(kinds), call_index, range, seq: Int32Array.from(seq), last_boundary, arm_of, ops: Uint8Array.from(ops), imm: Int32Array.from(imm), targets, open_of, else_of, eh };
+    return { starts, boundary: Uint8Array.from(kinds), call_index, range, last_boundary, arm_of, ops: Uint8Array.from(ops), imm: Int32Array.from(imm), targets, open_of, else_of, eh };
   }
 
   /**
@@ -1020,12 +1001,12 @@ class BodyRewriter {
     if (op === 0x44) return push(F64);
     const num = numeric(op);
     if (num !== undefined) {
-      h.popN(f, num.pop.length);
+      h.popN(f, num.pop);
       return push(num.push);
     }
     if (op >= 0xa7 && op <= 0xc4) {
       h.pop(f);
-      return push((CONVERSIONS[op - 0xa7] as [number, number])[1]);
+      return push(CONVERSIONS[op - 0xa7] as number);
     }
     if (op === 0xd0) {
       const heap = r.byte();
@@ -1040,7 +1021,7 @@ class BodyRewriter {
       const sub = r.u32();
       if (sub <= 7) {
         h.pop(f);
-        return push((TRUNC_SAT[sub] as [number, number])[1]);
+        return push(TRUNC_SAT[sub] as number);
       }
       if (sub === 8 || sub === 10 || sub === 11 || sub === 12 || sub === 14) return h.popN(f, 3);
       if (sub === 9 || sub === 13) return;
@@ -1086,7 +1067,7 @@ class BodyRewriter {
       w.u32(align);
       w.u32(offset);
     };
-    // Rewinding: pop the frame and read every local back.
+    // Rewinding: pop the frame and read its locals back.
     globalGet(this.state_global);
     w.byte(0x41);
     w.s32(2);
@@ -1266,12 +1247,7 @@ function skipOperands(r: Reader, op: number): void {
   }
   if ((op >= 0x20 && op <= 0x26) || op === 0x3f || op === 0x40 || op === 0x41 || op === 0x42 || op === 0xd2) return r.skipLeb();
   if (op === 0xd0) return r.skip(1);
-  if (op >= 0x28 && op <= 0x3e) {
-    const align = r.u32();
-    if ((align & 0x40) !== 0) throw new UnwindUnsupported("multiple memories");
-    r.skipLeb();
-    return;
-  }
+  if (op >= 0x28 && op <= 0x3e) return skipMemArg(r);
   if (op === 0x43) return r.skip(4);
   if (op === 0x44) return r.skip(8);
   if (op === 0xfc) {
@@ -1311,10 +1287,6 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   if (scanned.bodies.some((b) => b.opaque)) throw new UnwindUnsupported("a call the scanner cannot follow");
   const tables = readTables(wasm, scanned.bodies.flatMap((b) => b.refs));
   const reach = unwindReachers(scanned, tables, blocking);
-  const unwinding: Unwinding = {
-    direct: (callee) => reach.function(callee),
-    indirect: (type) => reach.type(type),
-  };
   const new_types: FuncType[] = [];
   const type_key = new Map<string, number>();
   const typeIndex = (t: FuncType): number => {
@@ -1329,7 +1301,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   };
   const state_global = info.globals.length;
   const data_global = state_global + 1;
-  const rewriter = new BodyRewriter(info, unwinding, state_global, data_global, (results) => typeIndex({ params: [], results }));
+  const rewriter = new BodyRewriter(info, reach, state_global, data_global, (results) => typeIndex({ params: [], results }));
   const total = info.func_types.length;
   const frame_bytes: number[] = new Array<number>(total).fill(0);
   let instrumented = 0;
@@ -1381,14 +1353,18 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   const api_types = [t_ptr, t_void, t_ptr, t_void, t_state];
   const api_names = ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state"];
 
+  // A section whose vector gains `added` entries at its end, written by `write`.
   const rebuilt = new Map<number, Uint8Array>();
-  {
+  const extend = (id: number, added: number, write: (w: Writer) => void): void => {
+    const payload = sectionsOf.find((x) => x.id === id)?.payload ?? new Uint8Array([0]);
+    const sr = new Reader(payload, 0);
     const w = new Writer();
-    const ts = sectionsOf.find((s) => s.id === 1);
-    const tr = new Reader(ts?.payload ?? new Uint8Array([0]), 0);
-    const count = tr.u32();
-    w.u32(count + new_types.length);
-    w.bytes((ts?.payload ?? new Uint8Array([0])).subarray(tr.pos));
+    w.u32(sr.u32() + added);
+    w.bytes(payload.subarray(sr.pos));
+    write(w);
+    rebuilt.set(id, w.done());
+  };
+  extend(1, new_types.length, (w) => {
     for (const t of new_types) {
       w.byte(0x60);
       w.u32(t.params.length);
@@ -1396,35 +1372,15 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
       w.u32(t.results.length);
       for (const x of t.results) w.byte(x);
     }
-    rebuilt.set(1, w.done());
-  }
-  {
-    const w = new Writer();
-    const fs = sectionsOf.find((s) => s.id === 3);
-    const fr = new Reader(fs?.payload ?? new Uint8Array([0]), 0);
-    const count = fr.u32();
-    w.u32(count + added_funcs);
-    w.bytes((fs?.payload ?? new Uint8Array([0])).subarray(fr.pos));
+  });
+  extend(3, added_funcs, (w) => {
     for (const t of api_types) w.u32(t);
-    rebuilt.set(3, w.done());
-  }
-  {
-    const w = new Writer();
-    const gs = sectionsOf.find((s) => s.id === 6);
-    const gr = new Reader(gs?.payload ?? new Uint8Array([0]), 0);
-    const count = gr.u32();
-    w.u32(count + 2);
-    w.bytes((gs?.payload ?? new Uint8Array([0])).subarray(gr.pos));
+  });
+  // The state and the data pointer: mutable i32 globals starting at 0.
+  extend(6, 2, (w) => {
     for (let k = 0; k < 2; k += 1) w.bytes(new Uint8Array([I32, 0x01, 0x41, 0x00, 0x0b]));
-    rebuilt.set(6, w.done());
-  }
-  {
-    const w = new Writer();
-    const es = sectionsOf.find((s) => s.id === 7);
-    const er = new Reader(es?.payload ?? new Uint8Array([0]), 0);
-    const count = er.u32();
-    w.u32(count + api_names.length);
-    w.bytes((es?.payload ?? new Uint8Array([0])).subarray(er.pos));
+  });
+  extend(7, api_names.length, (w) => {
     api_names.forEach((name, k) => {
       const bytes = new TextEncoder().encode(name);
       w.u32(bytes.length);
@@ -1432,8 +1388,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
       w.byte(0x00);
       w.u32(total + k);
     });
-    rebuilt.set(7, w.done());
-  }
+  });
   rebuilt.set(10, code.done());
 
   const emit = (id: number, payload: Uint8Array): void => {

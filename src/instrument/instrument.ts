@@ -252,6 +252,8 @@ function transform(m: Binaryen.Module, wasm: Uint8Array, options: InstrumentOpti
   if (unwinder() === "ferry") {
     try {
       const unwound = addUnwinding(m.emitBinary(), blocking);
+      // A module the pass wrote wrong must not reach the cache: Asyncify does it then.
+      if (!WebAssembly.validate(unwound.wasm)) throw new UnwindUnsupported("the module it wrote does not validate (a fault of the pass)");
       step("write");
       return { wasm: makeMemoryShared(unwound.wasm, Math.min(max, MEMORY_PAGES_MAX)), sites, restartable: restart.slow.size, frame_bytes: unwound.frame_bytes, unwinder: "ferry" };
     } catch (err: unknown) {
@@ -348,9 +350,8 @@ function describe(m: Binaryen.Module, sha256: string, started: number, sites: Po
   const imported: number[] = [];
   const defined: number[] = [];
   const by_name = new Map<string, number>();
+  const names: string[] = [];
   const count = m.getNumFunctions();
-  let imports = 0;
-  for (let i = 0; i < count; i += 1) if (binaryen.getFunctionInfo(m.getFunctionByIndex(i)).module) imports += 1;
   for (let i = 0; i < count; i += 1) {
     const info = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
     if (info.module) {
@@ -358,14 +359,18 @@ function describe(m: Binaryen.Module, sha256: string, started: number, sites: Po
       continue;
     }
     let bytes = 8; // call index and alignment slack
-    if (unwound !== undefined) bytes = unwound[imports + defined.length] ?? 0;
-    else {
+    if (unwound === undefined) {
       for (const t of binaryen.expandType(info.params)) bytes += typeBytes(t);
       for (const t of info.vars) bytes += typeBytes(t);
     }
     defined.push(bytes);
-    by_name.set(info.name, bytes);
+    names.push(info.name);
   }
+  names.forEach((name, k) => {
+    // The pass's frames are indexed as in the binary: every import first.
+    if (unwound !== undefined) defined[k] = unwound[imported.length + k] ?? 0;
+    by_name.set(name, defined[k] as number);
+  });
   let fixed_bytes = 0;
   let largest = 0;
   for (const bytes of defined) {

@@ -116,63 +116,91 @@ describe("instrument", () => {
     assert.ok(polls >= 600_000 / budget, `only ${polls} polls`);
   });
 
-  it("unwinds and rewinds through a function reached only through the table (it writes nothing: its fast copy leaves, and its instrumented copy runs again and unwinds)", async () => {
-    const text = `(module (memory 1) (type $t (func (param i32) (result i32))) (table 1 funcref) (elem (i32.const 0) $sum)
-      (global $out (mut i32) (i32.const 0))
-      (func $sum (param $n i32) (result i32) (local $acc i32)
-        (loop $l
-          (local.set $acc (i32.add (local.get $acc) (i32.mul (local.get $n) (local.get $n))))
-          (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
-        (local.get $acc))
-      (func (export "_start") (global.set $out (call_indirect (type $t) (i32.const 100000) (i32.const 0)))))`;
-    const { wasm, info } = await instrumentModule(wat(text));
-    const DATA = 1024;
-    let phase: "run" | "unwinding" | "rewinding" = "run";
-    let polls = 0;
-    let left = 0;
-    let unwound = false;
-    const instance: WebAssembly.Instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
-      ferry: {
-        // $sum's fast copy: a safe point is wanted from the third poll on.
-        poll_restartable: () => {
-          polls += 1;
-          if (polls < 3) return 7;
-          left += 1;
-          return 0;
-        },
-        poll: () => {
-          const ex = instance.exports as Record<string, (p?: number) => number>;
-          if (phase === "rewinding") {
-            (ex["asyncify_stop_rewind"] as () => void)();
-            phase = "run";
+  for (const unwinder of ["ferry", "binaryen"] as const) {
+    it(`unwinds and rewinds through a function reached only through the table (it writes nothing: its fast copy leaves, and its instrumented copy runs again and unwinds), with ${unwinder === "ferry" ? "Ferry's unwinding pass" : "Binaryen's Asyncify (FERRY_UNWINDER=binaryen, and the fallback)"}`, async () => {
+      const text = `(module (memory 1) (type $t (func (param i32) (result i32))) (table 1 funcref) (elem (i32.const 0) $sum)
+        (global $out (mut i32) (i32.const 0))
+        (func $sum (param $n i32) (result i32) (local $acc i32)
+          (loop $l
+            (local.set $acc (i32.add (local.get $acc) (i32.mul (local.get $n) (local.get $n))))
+            (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+          (local.get $acc))
+        (func (export "_start") (global.set $out (call_indirect (type $t) (i32.const 100000) (i32.const 0)))))`;
+      const saved = process.env["FERRY_UNWINDER"];
+      if (unwinder === "binaryen") process.env["FERRY_UNWINDER"] = "binaryen";
+      else delete process.env["FERRY_UNWINDER"];
+      let instrumented: Awaited<ReturnType<typeof instrumentModule>>;
+      try {
+        instrumented = await instrumentModule(wat(text));
+      } finally {
+        if (saved === undefined) delete process.env["FERRY_UNWINDER"];
+        else process.env["FERRY_UNWINDER"] = saved;
+      }
+      const { wasm, info } = instrumented;
+      assert.equal(info.unwinder, unwinder === "ferry" ? "ferry" : "asyncify (FERRY_UNWINDER=binaryen)");
+      const DATA = 1024;
+      let phase: "run" | "unwinding" | "rewinding" = "run";
+      let polls = 0;
+      let left = 0;
+      let unwound = false;
+      const instance: WebAssembly.Instance = new WebAssembly.Instance(new WebAssembly.Module(wasm), {
+        ferry: {
+          // $sum's fast copy: a safe point is wanted from the third poll on.
+          poll_restartable: () => {
+            polls += 1;
+            if (polls < 3) return 7;
+            left += 1;
+            return 0;
+          },
+          poll: () => {
+            const ex = instance.exports as Record<string, (p?: number) => number>;
+            if (phase === "rewinding") {
+              (ex["asyncify_stop_rewind"] as () => void)();
+              phase = "run";
+              return 7;
+            }
+            polls += 1;
+            if (polls >= 3 && !unwound) {
+              unwound = true;
+              const words = new Int32Array((instance.exports["memory"] as WebAssembly.Memory).buffer, DATA, 2);
+              words[0] = DATA + 8;
+              words[1] = DATA + 4096;
+              (ex["asyncify_start_unwind"] as (p: number) => void)(DATA);
+              phase = "unwinding";
+            }
             return 7;
-          }
-          polls += 1;
-          if (polls >= 3 && !unwound) {
-            unwound = true;
-            const words = new Int32Array((instance.exports["memory"] as WebAssembly.Memory).buffer, DATA, 2);
-            words[0] = DATA + 8;
-            words[1] = DATA + 4096;
-            (ex["asyncify_start_unwind"] as (p: number) => void)(DATA);
-            phase = "unwinding";
-          }
-          return 7;
+          },
         },
-      },
+      });
+      const ex = instance.exports as Record<string, () => number>;
+      const start = ex["_start"] as () => void;
+      start();
+      assert.equal(phase, "unwinding");
+      assert.equal(left, 1, "the fast copy did not leave when a safe point was wanted");
+      assert.equal((ex["asyncify_get_state"] as () => number)(), 1, "the stack did not unwind through the indirect call");
+      (ex["asyncify_stop_unwind"] as () => void)();
+      (instance.exports["asyncify_start_rewind"] as (p: number) => void)(DATA);
+      phase = "rewinding";
+      start();
+      let expected = 0;
+      for (let n = 100_000; n > 0; n -= 1) expected = (expected + n * n) | 0;
+      assert.equal((instance.exports[info.globals[0]?.export_name ?? ""] as WebAssembly.Global).value, expected);
     });
-    const ex = instance.exports as Record<string, () => number>;
-    const start = ex["_start"] as () => void;
-    start();
-    assert.equal(phase, "unwinding");
-    assert.equal(left, 1, "the fast copy did not leave when a safe point was wanted");
-    assert.equal((ex["asyncify_get_state"] as () => number)(), 1, "the stack did not unwind through the indirect call");
-    (ex["asyncify_stop_unwind"] as () => void)();
-    (instance.exports["asyncify_start_rewind"] as (p: number) => void)(DATA);
-    phase = "rewinding";
-    start();
-    let expected = 0;
-    for (let n = 100_000; n > 0; n -= 1) expected = (expected + n * n) | 0;
-    assert.equal((instance.exports[info.globals[0]?.export_name ?? ""] as WebAssembly.Global).value, expected);
+  }
+
+  it("fails with Binaryen's words when neither pass can save what a frame holds (a reference live across a call that can unwind)", async () => {
+    const text = `(module
+      (import "wasi_snapshot_preview1" "sched_yield" (func $y (result i32)))
+      (memory 1) (table 1 funcref) (global $out (mut i32) (i32.const 0))
+      (func (export "_start") (local $r funcref)
+        (local.set $r (table.get 0 (i32.const 0)))
+        (global.set $out (i32.add (call $y) (ref.is_null (local.get $r))))))`;
+    await assert.rejects(instrumentModule(wat(text), { name: "refs.wasm" }), (err: unknown) => {
+      assert.ok(err instanceof FerryError);
+      assert.equal(err.code, "ERR_INSTRUMENT_FAILED");
+      assert.match(err.message, /refs\.wasm.*making the stack unwindable.*references/);
+      return true;
+    });
   });
 
   it("leaves uninstrumented an indirect caller whose table functions of that type never reach a safe point", async () => {
