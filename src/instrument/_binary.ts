@@ -64,7 +64,7 @@ const LIMITS_SHARED = 0x02;
 const LIMITS_MEMORY64 = 0x04;
 
 /** A memory's limits, in 64 KiB pages. */
-interface MemoryLimits {
+export interface MemoryLimits {
   shared: boolean;
   initial: number;
   /** Absent: the module declares none. */
@@ -72,13 +72,12 @@ interface MemoryLimits {
 }
 
 /**
- * Returns a copy of `wasm` whose (single, defined) memory has the limits
- * `rewrite` makes of the declared ones; `wasm` itself when it has no memory
- * section.
+ * The limits of `wasm`'s (single, defined) memory, and where its section is;
+ * undefined when it has no memory section (no memory, or an imported one).
  */
-function rewriteMemoryLimits(wasm: Uint8Array, rewrite: (limits: MemoryLimits) => MemoryLimits & { maximum: number }): Uint8Array {
+function readMemoryLimits(wasm: Uint8Array): { limits: MemoryLimits; memory: Section } | undefined {
   const memory = sections(wasm).find((s) => s.id === SECTION_MEMORY);
-  if (memory === undefined) return wasm;
+  if (memory === undefined) return undefined;
   const count = readU32Leb(wasm, memory.payload);
   if (count.value !== 1) throw new Error(`expected one memory, found ${count.value}`);
   const flags = wasm[count.next] as number;
@@ -92,7 +91,28 @@ function rewriteMemoryLimits(wasm: Uint8Array, rewrite: (limits: MemoryLimits) =
     after = max.next;
   }
   if (after !== memory.end) throw new Error("unexpected bytes after memory limits");
-  const limits = rewrite({ shared: (flags & LIMITS_SHARED) !== 0, initial: initial.value, maximum: declared });
+  return { limits: { shared: (flags & LIMITS_SHARED) !== 0, initial: initial.value, maximum: declared }, memory };
+}
+
+/** The limits of `wasm`'s memory when it defines exactly one, with no memory imported; else undefined. */
+export function definedMemory(wasm: Uint8Array): MemoryLimits | undefined {
+  try {
+    return readMemoryLimits(wasm)?.limits;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Returns a copy of `wasm` whose (single, defined) memory has the limits
+ * `rewrite` makes of the declared ones; `wasm` itself when it has no memory
+ * section.
+ */
+function rewriteMemoryLimits(wasm: Uint8Array, rewrite: (limits: MemoryLimits) => MemoryLimits & { maximum: number }): Uint8Array {
+  const read = readMemoryLimits(wasm);
+  if (read === undefined) return wasm;
+  const { memory } = read;
+  const limits = rewrite(read.limits);
   const payload = [
     ...writeU32Leb(1),
     LIMITS_HAS_MAX | (limits.shared ? LIMITS_SHARED : 0),

@@ -73,6 +73,49 @@ interface Graph {
   edges: Int32Array;
 }
 
+/** The call graph by function index, as {@link analyzeCalls} reads it. */
+export interface CallAnalysis {
+  scanned: ModuleCalls;
+  tables: IndirectTargets;
+  /** Defined functions (indices among them) on a cycle of the call graph. */
+  cyclic: number[];
+  /** One entry per defined function: 1 when it can reach a safe point. All 1 when `blocking` was not given. */
+  reached: Uint8Array;
+  /** Defined functions that can reach a safe point and can be run again from their start (see {@link CallGraph}), callees first. */
+  restartable: number[];
+  /** Whether a call to function `index` (imports first) can reach a safe point. */
+  reaches(index: number): boolean;
+}
+
+/**
+ * The call graph of `wasm` by index: its cycles and (given the imports that
+ * may block, "module.name" with `*` as a wildcard) which functions can
+ * reach a safe point and which can be run again. `numeric(index)` says
+ * whether function `index` (imports first) takes and returns numbers only,
+ * with at most one result.
+ */
+export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | undefined, numeric: (f: number) => boolean): CallAnalysis {
+  const scanned = scanCalls(wasm);
+  const tables = readTables(wasm, scanned.bodies.flatMap((body) => body.refs));
+  // A body the scanner could not read to its end may take references it did not see.
+  const opaque = scanned.bodies.findIndex((body) => body.opaque);
+  if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
+  const graph = buildGraph(scanned, tables);
+  const cyclic = onCycles(graph);
+  const n = scanned.bodies.length;
+  if (blocking === undefined) return { scanned, tables, cyclic, reached: new Uint8Array(n).fill(1), restartable: [], reaches: () => true };
+  const reached = reachers(graph, scanned, tables, cyclic, blocking);
+  const restartable = rerunnable(scanned, cyclic, numeric).filter((i) => reached[i] === 1);
+  const patterns = blocking.map(wildcard);
+  const blocks = tables.imports.map((name) => patterns.some((p) => p.test(name)));
+  const reaches = (index: number): boolean => {
+    if (index < scanned.imported) return blocks[index] === true || tables.imports[index] === undefined;
+    const f = index - scanned.imported;
+    return f >= n || reached[f] === 1;
+  };
+  return { scanned, tables, cyclic, reached: reached.subarray(0, n), restartable, reaches };
+}
+
 /**
  * The call graph's cycles, the functions with loops, and (given the imports
  * that may block, "module.name" with `*` as a wildcard) the functions that
@@ -80,20 +123,20 @@ interface Graph {
  */
 export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uint8Array, blocking?: readonly string[]): CallGraph {
   const bytes = wasm ?? m.emitBinary();
-  const scanned = scanCalls(bytes);
   const count = m.getNumFunctions();
+  const numeric = new Set<number>([b.none, b.i32, b.i64, b.f32, b.f64]);
+  const numbers = (t: number): boolean => numeric.has(t) || b.expandType(t).every((x) => x === b.i32 || x === b.i64 || x === b.f32 || x === b.f64);
+  const analysis = analyzeCalls(bytes, blocking, (index) => {
+    const info = b.getFunctionInfo(m.getFunctionByIndex(index));
+    return b.expandType(info.results).length <= 1 && numbers(info.params) && numbers(info.results);
+  });
+  const { scanned, tables, cyclic, reached } = analysis;
   if (count !== scanned.imported + scanned.bodies.length) {
     throw new Error(`call graph: Binaryen has ${count} functions, the binary ${scanned.imported} imported and ${scanned.bodies.length} defined`);
   }
-  const tables = readTables(bytes, scanned.bodies.flatMap((body) => body.refs));
-  // A body the scanner could not read to its end may take references it did not see.
-  const opaque = scanned.bodies.findIndex((body) => body.opaque);
-  if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
-  const graph = buildGraph(scanned, tables);
   // binaryen.js has these helpers at the top level; its types declare them elsewhere.
   const fn = (b as unknown as { Function: { getName(func: Binaryen.FunctionRef): string } }).Function;
   const name = (i: number): string => fn.getName(m.getFunctionByIndex(scanned.imported + i));
-  const cyclic = onCycles(graph);
   const recursive = new Set<string>();
   // Binaryen keeps a read module's functions in index order, imports first.
   for (const i of cyclic) recursive.add(name(i));
@@ -107,8 +150,7 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
   let restartable: string[] = [];
   const restartable_callers: string[] = [];
   if (blocking !== undefined) {
-    const reached = reachers(graph, scanned, tables, cyclic, blocking);
-    const chosen = rerunnable(b, m, scanned, cyclic).filter((i) => reached[i] === 1);
+    const chosen = analysis.restartable;
     restartable = chosen.map(name);
     const is_chosen = new Uint8Array(scanned.bodies.length);
     for (const i of chosen) is_chosen[i] = 1;
@@ -123,7 +165,7 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
     // Names are read from Binaryen (a call each) only if somebody asks.
     let bounded: Set<string> | undefined;
     reaches = (callee) => {
-      bounded ??= boundedCallees(m, fn, scanned.imported, reached.subarray(0, scanned.bodies.length), tables.imports, blocking);
+      bounded ??= boundedCallees(m, fn, scanned.imported, reached, tables.imports, blocking);
       return !bounded.has(callee);
     };
   }
@@ -134,23 +176,20 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
  * The defined functions (indices among them) that a call can run again from
  * its start with the same result: a body that writes nothing outside its
  * frame, makes no indirect call, is on no cycle, takes and returns numbers
- * only, and calls only defined functions of which all that holds. In an
- * order where callees come first.
+ * only (`numeric`), and calls only defined functions of which all that
+ * holds. In an order where callees come first.
  */
-function rerunnable(b: typeof Binaryen, m: Binaryen.Module, scanned: ModuleCalls, cyclic: readonly number[]): number[] {
+function rerunnable(scanned: ModuleCalls, cyclic: readonly number[], numeric: (f: number) => boolean): number[] {
   const n = scanned.bodies.length;
   const on_cycle = new Uint8Array(n);
   for (const f of cyclic) on_cycle[f] = 1;
-  const numeric = new Set<number>([b.none, b.i32, b.i64, b.f32, b.f64]);
-  const numbers = (t: number): boolean => numeric.has(t) || b.expandType(t).every((x) => x === b.i32 || x === b.i64 || x === b.f32 || x === b.f64);
   // 0 unknown, 1 yes, 2 no; callees settled first (no cycles among candidates), iteratively.
   const state = new Uint8Array(n);
   const order: number[] = [];
   const candidate = (f: number): boolean => {
     const body = scanned.bodies[f] as ModuleCalls["bodies"][number];
     if (body.writes || body.opaque || body.indirect.length > 0 || on_cycle[f] === 1) return false;
-    const info = b.getFunctionInfo(m.getFunctionByIndex(scanned.imported + f));
-    return b.expandType(info.results).length <= 1 && numbers(info.params) && numbers(info.results);
+    return numeric(scanned.imported + f);
   };
   for (let root = 0; root < n; root += 1) {
     if (state[root] !== 0) continue;

@@ -164,7 +164,7 @@ function writesState(r: Reader, op: number): boolean {
 }
 
 /** Skips the immediates of `op`; false for an opcode this scanner does not know. */
-function skipImmediates(r: Reader, op: number): boolean {
+export function skipImmediates(r: Reader, op: number): boolean {
   if (op <= 0x01 || op === 0x05 || op === 0x0a || op === 0x0b || op === 0x0f || op === 0x19 || op === 0x1a || op === 0x1b) return true;
   if (op >= 0x45 && op <= 0xc4) return true; // numeric, sign extension
   if (op === 0xd1 || op === 0xd3 || op === 0xd4) return true; // ref.is_null, ref.eq, ref.as_non_null

@@ -70,7 +70,7 @@ const UNKNOWN = -1;
 
 const EMPTY_BLOCK = 0x40;
 
-interface FuncType {
+export interface FuncType {
   params: number[];
   results: number[];
 }
@@ -78,7 +78,7 @@ interface FuncType {
 const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7, 7: 8, 8: 9, 9: 10, 12: 11, 10: 12, 11: 13 };
 
 /** A growable byte buffer with the encodings the pass writes. */
-class Writer {
+export class Writer {
   buf = new Uint8Array(1024);
   len = 0;
 
@@ -163,7 +163,7 @@ function skipConstExpr(r: Reader): void {
 }
 
 /** What the pass reads of a module before rewriting its code. */
-interface ModuleInfo {
+export interface ModuleInfo {
   types: FuncType[];
   /** Type index of every function, imports first. */
   func_types: number[];
@@ -176,7 +176,7 @@ interface ModuleInfo {
   tags: number[];
 }
 
-function readModule(wasm: Uint8Array): ModuleInfo {
+export function readModule(wasm: Uint8Array): ModuleInfo {
   const info: ModuleInfo = { types: [], func_types: [], imported: 0, globals: [], tables: [], tags: [] };
   const r = new Reader(wasm, 8);
   while (r.pos < wasm.length) {
@@ -1306,16 +1306,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   const frame_bytes: number[] = new Array<number>(total).fill(0);
   let instrumented = 0;
 
-  const out = new Writer();
-  out.bytes(wasm.subarray(0, 8));
-  const sectionsOf: { id: number; payload: Uint8Array }[] = [];
-  const r = new Reader(wasm, 8);
-  while (r.pos < wasm.length) {
-    const id = r.byte();
-    const size = r.u32();
-    sectionsOf.push({ id, payload: wasm.subarray(r.pos, r.pos + size) });
-    r.pos += size;
-  }
+  const sectionsOf = readSections(wasm);
   // The code section first: it may add block types.
   const code = new Writer();
   const code_section = sectionsOf.find((s) => s.id === 10);
@@ -1391,26 +1382,52 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   });
   rebuilt.set(10, code.done());
 
+  const out = assemble(wasm, sectionsOf, rebuilt);
+  for (let k = 0; k < added_funcs; k += 1) frame_bytes.push(0);
+  return { wasm: out, frame_bytes, instrumented };
+}
+
+/** A module's sections, in order, each with its payload. */
+export function readSections(wasm: Uint8Array): { id: number; payload: Uint8Array }[] {
+  const out: { id: number; payload: Uint8Array }[] = [];
+  const r = new Reader(wasm, 8);
+  while (r.pos < wasm.length) {
+    const id = r.byte();
+    const size = r.u32();
+    out.push({ id, payload: wasm.subarray(r.pos, r.pos + size) });
+    r.pos += size;
+  }
+  return out;
+}
+
+/**
+ * The module of `sections` (with `wasm`'s header), each section of
+ * `rebuilt` in place of the one of its id, or where the order of sections
+ * wants it when the module had none.
+ */
+export function assemble(wasm: Uint8Array, sections: readonly { id: number; payload: Uint8Array }[], rebuilt: ReadonlyMap<number, Uint8Array>): Uint8Array {
+  const out = new Writer();
+  out.bytes(wasm.subarray(0, 8));
   const emit = (id: number, payload: Uint8Array): void => {
     out.byte(id);
     out.u32(payload.length);
     out.bytes(payload);
   };
-  const wanted = [1, 3, 6, 7, 10];
   const written = new Set<number>();
   const flushBefore = (order: number): void => {
-    for (const id of wanted) {
+    for (const [id, payload] of [...rebuilt].sort((x, y) => (SECTION_ORDER[x[0]] as number) - (SECTION_ORDER[y[0]] as number))) {
       if (!written.has(id) && (SECTION_ORDER[id] as number) < order) {
-        emit(id, rebuilt.get(id) as Uint8Array);
+        emit(id, payload);
         written.add(id);
       }
     }
   };
-  for (const s of sectionsOf) {
+  for (const s of sections) {
     if (s.id !== 0) flushBefore(SECTION_ORDER[s.id] ?? 99);
-    if (rebuilt.has(s.id)) {
+    const payload = rebuilt.get(s.id);
+    if (payload !== undefined) {
       if (!written.has(s.id)) {
-        emit(s.id, rebuilt.get(s.id) as Uint8Array);
+        emit(s.id, payload);
         written.add(s.id);
       }
       continue;
@@ -1418,8 +1435,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
     emit(s.id, s.payload);
   }
   flushBefore(99);
-  for (let k = 0; k < added_funcs; k += 1) frame_bytes.push(0);
-  return { wasm: out.done().slice(), frame_bytes, instrumented };
+  return out.done().slice();
 }
 
 /** The bodies of Asyncify's five exports. */

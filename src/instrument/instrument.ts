@@ -15,11 +15,12 @@ import { InstrumentError } from "../errors.js";
 import { instrumentFailure, moduleLabel, type ExceptionDecoder } from "./_failure.js";
 import type { InstrumentStage, StageListener } from "./stages.js";
 import { STAGE_TEXT } from "./stages.js";
-import { functionLayout, makeMemoryShared } from "./_binary.js";
+import { definedMemory, functionLayout, makeMemoryShared } from "./_binary.js";
 import { readCallGraph } from "./_callgraph.js";
 import { injectPolls, type PollSites } from "./_polls.js";
 import { loadBinaryenModule } from "./_load.js";
-import { fastCopy, makeRestartable } from "./_restart.js";
+import { fastCopy, makeRestartable, RESTART_POLL_IMPORT } from "./_restart.js";
+import { addSafePoints } from "./_safepoints.js";
 import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
 export { RESTART_POLL_IMPORT } from "./_restart.js";
 
@@ -34,7 +35,7 @@ function unwinder(): "ferry" | "binaryen" {
 }
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/20+asyncify" : "ferry-instrument/20";
+export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/21+asyncify" : "ferry-instrument/21";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -127,6 +128,11 @@ export interface InstrumentInfo {
    * holds what Ferry's pass does not handle. Absent in older cache entries.
    */
   unwinder?: string;
+  /**
+   * What wrote the polls: "ferry" (`_safepoints.ts`, with no Binaryen), or
+   * "binaryen" with why. Absent in older cache entries.
+   */
+  polls?: string;
 }
 
 /** Options of {@link instrumentModule}. */
@@ -195,6 +201,13 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
     options.on_stage?.(next);
   };
   step("read");
+  let fallback = "";
+  if (unwinder() === "ferry") {
+    const direct = instrumentDirect(wasm, options, step, sha256, started);
+    if (typeof direct !== "string") return direct;
+    // Binaryen does what the binary passes do not (below).
+    fallback = direct;
+  }
   await loadBinaryen();
   let m: Binaryen.Module;
   try {
@@ -207,13 +220,61 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
   }
   try {
     const { wasm: out, sites, restartable, frame_bytes, unwinder: used } = transform(m, wasm, options, step);
-    return { wasm: out, info: { ...describe(m, sha256, started, sites, frame_bytes), restartable, layout: functionLayout(out), unwinder: used } };
+    const polls = fallback === "" ? "binaryen (FERRY_UNWINDER=binaryen)" : `binaryen (${fallback})`;
+    return { wasm: out, info: { ...describe(m, sha256, started, sites, frame_bytes), restartable, layout: functionLayout(out), unwinder: used, polls } };
   } catch (err: unknown) {
     // Binaryen throws values that are not Errors; our own errors get the module's name.
     if (err instanceof InstrumentError) throw new InstrumentError(err.code, `cannot instrument ${label}: ${err.message}`, { cause: err });
     throw instrumentFailure(err, { label, stage: STAGE_TEXT[stage], decoder: binaryen as unknown as ExceptionDecoder });
   } finally {
     m.dispose();
+  }
+}
+
+/**
+ * Instruments `wasm` with no Binaryen at all: the safe points written into
+ * the binary (`_safepoints.ts`), then Ferry's unwinding pass. Returns why
+ * not, for a module either pass does not handle (or one that may not be
+ * valid: Binaryen's path says what is wrong with it).
+ */
+function instrumentDirect(wasm: Uint8Array, options: InstrumentOptions, step: (stage: InstrumentStage) => void, sha256: string, started: number): Instrumented | string {
+  const memory = definedMemory(wasm);
+  if (memory === undefined) return "the module defines no single memory of its own";
+  if (!WebAssembly.validate(wasm)) return "the engine does not validate the module";
+  const blocking = [...(options.blocking_imports ?? DEFAULT_BLOCKING_IMPORTS), `${POLL_IMPORT.module}.${POLL_IMPORT.name}`];
+  try {
+    step("call-graph");
+    const polled = addSafePoints(wasm, { blocking, budget: POLL_BUDGET_INITIAL, poll: POLL_IMPORT, restart_poll: RESTART_POLL_IMPORT, global_prefix: GLOBAL_EXPORT_PREFIX, on_polls: () => step("polls") });
+    step("asyncify");
+    const unwound = addUnwinding(polled.wasm, blocking);
+    // A module the passes wrote wrong must not reach the cache: Binaryen's path does it then.
+    if (!WebAssembly.validate(unwound.wasm)) return "the module the binary passes wrote does not validate (a fault of theirs)";
+    step("write");
+    const maximum_pages = Math.min(memory.maximum ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX);
+    const out = makeMemoryShared(unwound.wasm, maximum_pages);
+    const frame_bytes = unwound.frame_bytes;
+    let fixed_bytes = 0;
+    for (const bytes of frame_bytes) fixed_bytes += bytes;
+    const depth = polled.depth.map(({ export_name, function: f }) => ({ export_name, frame_bytes: frame_bytes[f] ?? 0 }));
+    return {
+      wasm: out,
+      info: {
+        instrumenter: INSTRUMENTER_VERSION,
+        module_sha256: sha256,
+        globals: polled.globals,
+        memory: { initial_pages: memory.initial, maximum_pages },
+        frame_bytes,
+        layout: functionLayout(out),
+        unwind: { fixed_bytes, depth },
+        instrument_ms: performance.now() - started,
+        restartable: polled.restartable,
+        unwinder: "ferry",
+        polls: "ferry",
+      },
+    };
+  } catch (err: unknown) {
+    if (err instanceof UnwindUnsupported || err instanceof InstrumentError) return err.message;
+    throw err;
   }
 }
 

@@ -1,0 +1,76 @@
+/**
+ * Test helper: the programs the unwinding pass (`_unwind_test.ts`) and the
+ * safe points (`_safepoints_test.ts`) are run against. Each imports
+ * `env.block` (a blocking call, answered by {@link answer}) and `env.other`.
+ */
+import type { Prng } from "../_prng.js";
+
+/** What the host answers a blocking call with argument `x`. */
+export const answer = (x: number): number => (Math.imul(x, 2654435761) ^ (x >>> 3)) | 0;
+
+/** The imports and memory every program starts with. */
+export const HEADER = `
+  (import "env" "block" (func $block (param i32) (result i32)))
+  (import "env" "other" (func $other (param i32) (result i32)))
+  (memory (export "memory") 1)`;
+
+/** A random program: nested expressions of i32, with blocking calls, ifs, blocks left early, loops and helper calls. */
+export function generate(rng: Prng): string {
+  const helpers: string[] = [];
+  let counters = 0;
+  const expr = (depth: number, locals: number, helper = false): string => {
+    const leaf = depth <= 0 || rng.chance(0.25);
+    if (leaf) return rng.chance(0.5) ? `(i32.const ${rng.int(50)})` : `(local.get ${rng.int(locals)})`;
+    const e = (): string => expr(depth - 1, locals, helper);
+    switch (rng.int(11)) {
+      case 0:
+      case 1:
+        return `(call $block ${e()})`;
+      case 2:
+        return `(${rng.pick(["i32.add", "i32.sub", "i32.xor", "i32.mul"])} ${e()} ${e()})`;
+      case 3:
+        return `(if (result i32) (i32.and ${e()} (i32.const 1)) (then ${e()}) (else ${e()}))`;
+      case 4:
+        return `(block $b${depth} (result i32) (drop (br_if $b${depth} ${e()} (i32.and ${e()} (i32.const 2)))) (drop ${e()}) ${e()})`;
+      case 5:
+        return `(local.tee ${rng.int(locals)} ${e()})`;
+      case 6: {
+        // A bounded loop: counts down a local of its own, adding a value each time.
+        const inner = expr(depth - 1, 1, true);
+        const name = `$h${helpers.length}`;
+        helpers.push(`(func ${name} (param $p i32) (result i32) (local $k i32) (local $s i32)
+          (local.set $k (i32.and (local.get $p) (i32.const 3)))
+          (block $x (loop $l
+            (br_if $x (i32.eqz (local.get $k)))
+            (local.set $s (i32.add (local.get $s) ${inner}))
+            (local.set $k (i32.sub (local.get $k) (i32.const 1)))
+            (br $l)))
+          (local.get $s))`);
+        return `(call ${name} ${e()})`;
+      }
+      case 7:
+        return `(call $other ${e()})`;
+      case 8: {
+        if (helper || counters >= 8) return `(call $other ${e()})`;
+        // A loop of three rounds on a counter of its own, left by a value.
+        const c = `$c${counters}`;
+        counters += 1;
+        return `(block (result i32) (local.set ${c} (i32.const 0)) (loop $l${c} (result i32)
+          (local.set ${c} (i32.add (local.get ${c}) (i32.const 1)))
+          (drop ${e()})
+          (br_if $l${c} (i32.lt_u (local.get ${c}) (i32.const 3)))
+          ${e()}))`;
+      }
+      case 9:
+        return `(block $t${depth} (result i32) (i32.add (block $u${depth} (result i32) (br_table $u${depth} $t${depth} ${e()} (i32.and ${e()} (i32.const 1)))) (i32.const 5)))`;
+      default:
+        return `(select ${e()} ${e()} (i32.and ${e()} (i32.const 1)))`;
+    }
+  };
+  const body = expr(5, 3);
+  return `(module ${HEADER}
+    ${helpers.join("\n")}
+    (func (export "main") (param i32) (result i32) (local i32 i32)
+      (local $c0 i32) (local $c1 i32) (local $c2 i32) (local $c3 i32) (local $c4 i32) (local $c5 i32) (local $c6 i32) (local $c7 i32)
+      ${body}))`;
+}

@@ -1,0 +1,1116 @@
+/**
+ * Safe points written straight into the binary: the work `_polls.ts`,
+ * `_unroll.ts`, `_bounded.ts` and `_restart.ts` do through binaryen.js, in
+ * one linear pass over the bytes, so that a module Ferry's unwinding pass
+ * can handle is instrumented without loading Binaryen at all (loading it
+ * and walking a body through it were most of a small module's start-up).
+ *
+ * What the module gets (the comments of those files say why each is so):
+ *
+ *   - An import `ferry.poll` (and `ferry.poll_restartable` when some function
+ *     is restartable), a countdown global, and a flag global for restarts.
+ *     The imports go after the module's own, so every defined function's
+ *     index moves up by one or two: calls, `ref.func`, element segments,
+ *     exports, the start function and the name section are renumbered.
+ *   - Every loop something branches back to, and that is not provably
+ *     bounded, is cut into slices:
+ *
+ *         loop $slice bt                      ;; the loop's own block type
+ *           countdown(n + 1); n = 0
+ *           loop $L bt
+ *             br_if $slice ((n = n + 1) == LOOP_SLICE)
+ *             BODY                            ;; branches renumbered
+ *           end
+ *         end
+ *
+ *     The countdown and the counter leave the operand stack as they find
+ *     it, so a loop with parameters keeps them on the way to either label.
+ *     A small innermost loop whose body can reach no safe point runs
+ *     `UNROLL_COPIES` copies of it per count (`_unroll.ts`).
+ *   - A function on a cycle of the call graph counts its frames in a depth
+ *     global, with a countdown on entry and on the way out:
+ *     `depth += 1; countdown(1); block $exit BODY end; countdown(1); depth -= 1`,
+ *     every `return` (and branch to the function's label) becoming a branch
+ *     to `$exit`, and a tail call counting the frame out before it leaves.
+ *   - A restartable function (`_restart.ts`) becomes a wrapper at its index,
+ *     a fast copy whose countdowns leave instead of unwinding, and a slow copy
+ *     instrumented like any other function, both appended.
+ *   - Every mutable global is exported (`prefix` + index), and so is each
+ *     depth counter; the memory is exported as "memory".
+ *
+ * Anything it does not know (an instruction it cannot read, `try_table`, a
+ * type it cannot describe) makes it throw {@link UnwindUnsupported}: the
+ * caller then instruments the module through Binaryen.
+ */
+import { InstrumentError } from "../errors.js";
+import { analyzeCalls, type CallAnalysis } from "./_callgraph.js";
+import { skipImmediates } from "./_calls.js";
+import { LOOP_SLICE } from "./_polls.js";
+import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
+import { UNROLL_BODY_MAX, UNROLL_COPIES } from "./_unroll.js";
+import { assemble, readModule, readSections, UnwindUnsupported, Writer, type FuncType, type ModuleInfo } from "./_unwind.js";
+
+const I32 = 0x7f;
+const I64 = 0x7e;
+const F32 = 0x7d;
+const F64 = 0x7c;
+const EMPTY_BLOCK = 0x40;
+
+const OP = {
+  block: 0x02,
+  loop: 0x03,
+  if: 0x04,
+  try: 0x06,
+  rethrow: 0x09,
+  end: 0x0b,
+  br: 0x0c,
+  br_if: 0x0d,
+  br_table: 0x0e,
+  return: 0x0f,
+  call: 0x10,
+  call_indirect: 0x11,
+  return_call: 0x12,
+  return_call_indirect: 0x13,
+  delegate: 0x18,
+  try_table: 0x1f,
+  local_get: 0x20,
+  local_set: 0x21,
+  local_tee: 0x22,
+  global_get: 0x23,
+  global_set: 0x24,
+  i32_const: 0x41,
+  i64_const: 0x42,
+  f32_const: 0x43,
+  f64_const: 0x44,
+  i32_eq: 0x46,
+  i32_le_s: 0x4c,
+  i32_add: 0x6a,
+  i32_sub: 0x6b,
+  i32_mul: 0x6c,
+  ref_func: 0xd2,
+  br_on_null: 0xd5,
+  br_on_non_null: 0xd6,
+} as const;
+
+/** Longest loop, in instructions, read to see whether it is bounded (a larger one gets its slice: its cost is lost in the body). */
+const BOUNDED_SCAN_MAX = 4096;
+
+/** Options of {@link addSafePoints}. */
+export interface SafePointOptions {
+  /** "module.name" of every import that may block (`*` a wildcard), the poll's included. */
+  blocking: readonly string[];
+  /** The countdown's first value. */
+  budget: number;
+  poll: { module: string; name: string };
+  restart_poll: { module: string; name: string };
+  /** Prefix of the exports of mutable globals. */
+  global_prefix: string;
+  /** Told when the polls' step starts, after the call graph. */
+  on_polls?: () => void;
+}
+
+/** What {@link addSafePoints} returns. */
+export interface SafePoints {
+  wasm: Uint8Array;
+  /** The exported mutable globals, in capture order: the module's own, then the depth counters. */
+  globals: { export_name: string; type: "i32" | "i64" | "f32" | "f64" }[];
+  /** Each depth counter's export, and the function (index) whose frames it counts. */
+  depth: { export_name: string; function: number }[];
+  /** Functions given a fast copy (`_restart.ts`). */
+  restartable: number;
+}
+
+/** How a body is written: as itself, as a restartable function's fast copy, or as its slow copy. */
+type Mode = "plain" | "fast" | "slow";
+
+const KINDS = new Map([
+  [I32, "i32"],
+  [I64, "i64"],
+  [F32, "f32"],
+  [F64, "f64"],
+] as const);
+
+/** Adds polls, depth counters, fast copies and exports to `wasm` (see the module's comment). */
+export function addSafePoints(wasm: Uint8Array, options: SafePointOptions): SafePoints {
+  const info = readModule(wasm);
+  const typeOf = (index: number): FuncType => info.types[info.func_types[index] as number] as FuncType;
+  const numeric = (index: number): boolean => {
+    const t = typeOf(index);
+    return t.results.length <= 1 && [...t.params, ...t.results].every((x) => KINDS.has(x as typeof I32));
+  };
+  const graph = analyzeCalls(wasm, options.blocking, numeric);
+  if (graph.scanned.bodies.some((body) => body.opaque)) throw new UnwindUnsupported("a body holds an instruction the pass does not read");
+  options.on_polls?.();
+  return new Rewrite(wasm, info, graph, options).run();
+}
+
+/** The module-wide state of one {@link addSafePoints}. */
+class Rewrite {
+  readonly imported: number;
+  readonly defined: number;
+  /** Imports added (the poll, and the restartable poll when needed). */
+  readonly added_imports: number;
+  readonly budget: number;
+  readonly flag: number;
+  /** Defined function (index among them) → its depth counter global, for the functions on a cycle. */
+  readonly depth_of = new Map<number, number>();
+  /** Defined function → index of its fast copy (its slow copy follows). */
+  readonly fast_of = new Map<number, number>();
+  readonly new_types: FuncType[] = [];
+  readonly type_key = new Map<string, number>();
+
+  constructor(
+    readonly wasm: Uint8Array,
+    readonly info: ModuleInfo,
+    readonly graph: CallAnalysis,
+    readonly options: SafePointOptions,
+  ) {
+    this.imported = info.imported;
+    this.defined = info.func_types.length - info.imported;
+    this.added_imports = graph.restartable.length > 0 ? 2 : 1;
+    this.budget = info.globals.length;
+    this.flag = this.budget + 1;
+    graph.cyclic.forEach((f, j) => this.depth_of.set(f, this.flag + 1 + j));
+    const first = this.imported + this.added_imports + this.defined;
+    graph.restartable.forEach((f, j) => this.fast_of.set(f, first + 2 * j));
+  }
+
+  /** A function's index in the output from its index in the input. */
+  remap(index: number): number {
+    return index < this.imported ? index : index + this.added_imports;
+  }
+
+  get poll(): number {
+    return this.imported;
+  }
+
+  get restart_poll(): number {
+    return this.imported + 1;
+  }
+
+  typeIndex(t: FuncType): number {
+    const key = `${t.params.join(",")}>${t.results.join(",")}`;
+    const found = this.type_key.get(key);
+    if (found !== undefined) return found;
+    let index = this.info.types.findIndex((x) => x.params.join(",") === t.params.join(",") && x.results.join(",") === t.results.join(","));
+    if (index < 0) {
+      index = this.info.types.length + this.new_types.length;
+      this.new_types.push(t);
+    }
+    this.type_key.set(key, index);
+    return index;
+  }
+
+  /** A block type with no parameters and these results. */
+  blockType(w: Writer, results: readonly number[]): void {
+    if (results.length === 0) w.byte(EMPTY_BLOCK);
+    else if (results.length === 1) w.byte(results[0] as number);
+    else w.s32(this.typeIndex({ params: [], results: [...results] }));
+  }
+
+  run(): SafePoints {
+    const sections = readSections(this.wasm);
+    const rebuilt = new Map<number, Uint8Array>();
+    const payload = (id: number): Uint8Array | undefined => sections.find((s) => s.id === id)?.payload;
+    const code = this.code(payload(10));
+    const globals = this.globalSection(payload(6), payload(2), rebuilt);
+    rebuilt.set(10, code.section);
+    rebuilt.set(2, this.importSection(payload(2)));
+    rebuilt.set(3, this.functionSection(payload(3), code.types));
+    const exported = this.exportSection(payload(7), globals.mutable, rebuilt);
+    const elements = payload(9);
+    if (elements !== undefined) rebuilt.set(9, this.elementSection(elements));
+    const start = payload(8);
+    if (start !== undefined) {
+      const w = new Writer();
+      w.u32(this.remap(new Reader(start, 0).u32()));
+      rebuilt.set(8, w.done().slice());
+    }
+    // Last: the others may have added types.
+    rebuilt.set(1, this.typeSection(payload(1)));
+    const kept = sections.filter((s) => s.id !== 0 || !dropped(s.payload));
+    const out = kept.map((s) => (s.id === 0 && customName(s.payload) === "name" ? { id: 0, payload: this.nameSection(s.payload, code.names) } : s));
+    return { wasm: assemble(this.wasm, out, rebuilt), globals: exported.globals, depth: exported.depth, restartable: this.fast_of.size };
+  }
+
+  importSection(payload: Uint8Array | undefined): Uint8Array {
+    const r = new Reader(payload ?? new Uint8Array([0]), 0);
+    const count = r.u32();
+    const w = new Writer();
+    w.u32(count + this.added_imports);
+    w.bytes(r.bytes.subarray(r.pos));
+    const name = (text: string): void => {
+      const bytes = new TextEncoder().encode(text);
+      w.u32(bytes.length);
+      w.bytes(bytes);
+    };
+    const answer = this.typeIndex({ params: [], results: [I32] });
+    const imports = [this.options.poll, this.options.restart_poll].slice(0, this.added_imports);
+    for (const imp of imports) {
+      name(imp.module);
+      name(imp.name);
+      w.byte(0);
+      w.u32(answer);
+    }
+    return w.done().slice();
+  }
+
+  functionSection(payload: Uint8Array | undefined, types: number[]): Uint8Array {
+    const r = new Reader(payload ?? new Uint8Array([0]), 0);
+    const count = r.u32();
+    const w = new Writer();
+    w.u32(count + types.length);
+    w.bytes(r.bytes.subarray(r.pos));
+    for (const t of types) w.u32(t);
+    return w.done().slice();
+  }
+
+  typeSection(payload: Uint8Array | undefined): Uint8Array {
+    const r = new Reader(payload ?? new Uint8Array([0]), 0);
+    const count = r.u32();
+    const w = new Writer();
+    w.u32(count + this.new_types.length);
+    w.bytes(r.bytes.subarray(r.pos));
+    for (const t of this.new_types) {
+      w.byte(0x60);
+      w.u32(t.params.length);
+      for (const p of t.params) w.byte(p);
+      w.u32(t.results.length);
+      for (const x of t.results) w.byte(x);
+    }
+    return w.done().slice();
+  }
+
+  /** The global section with `ref.func` renumbered and the countdown, the flag and the depth counters added; which globals are mutable. */
+  globalSection(payload: Uint8Array | undefined, imports: Uint8Array | undefined, rebuilt: Map<number, Uint8Array>): { mutable: { index: number; type: number }[] } {
+    const mutable: { index: number; type: number }[] = [];
+    let index = 0;
+    if (imports !== undefined) {
+      const r = new Reader(imports, 0);
+      for (let n = r.u32(); n > 0; n -= 1) {
+        const module = r.text();
+        const field = r.text();
+        const kind = r.byte();
+        if (kind === 0) r.skipLeb();
+        else if (kind === 1) {
+          skipValType(r);
+          skipLimits(r);
+        } else if (kind === 2) throw new UnwindUnsupported("an imported memory");
+        else if (kind === 3) {
+          skipValType(r);
+          if (r.byte() === 1) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", `imported mutable global ${module}.${field} cannot be captured`);
+          index += 1;
+        } else if (kind === 4) {
+          r.skip(1);
+          r.skipLeb();
+        } else throw new UnwindUnsupported(`import kind ${kind}`);
+      }
+    }
+    const r = new Reader(payload ?? new Uint8Array([0]), 0);
+    const count = r.u32();
+    const w = new Writer();
+    const added = 2 + this.depth_of.size;
+    w.u32(count + added);
+    for (let i = 0; i < count; i += 1) {
+      const at = r.pos;
+      const type = r.bytes[r.pos] as number;
+      skipValType(r);
+      w.bytes(r.bytes.subarray(at, r.pos));
+      const mut = r.byte();
+      w.byte(mut);
+      if (mut === 1) {
+        if (!KINDS.has(type as typeof I32)) throw new InstrumentError("ERR_INSTRUMENT_UNSUPPORTED", `mutable global ${index} has a type that cannot be captured`);
+        mutable.push({ index, type });
+      }
+      this.constExpr(r, w);
+      index += 1;
+    }
+    const i32Global = (value: number): void => {
+      w.bytes(new Uint8Array([I32, 0x01, OP.i32_const]));
+      w.s32(value);
+      w.byte(OP.end);
+    };
+    i32Global(this.options.budget);
+    for (let k = 1; k < added; k += 1) i32Global(0);
+    rebuilt.set(6, w.done().slice());
+    return { mutable };
+  }
+
+  /** The export section, renumbered, with the mutable globals, the depth counters and the memory added. */
+  exportSection(payload: Uint8Array | undefined, mutable: { index: number; type: number }[], rebuilt: Map<number, Uint8Array>): Pick<SafePoints, "globals" | "depth"> {
+    const r = new Reader(payload ?? new Uint8Array([0]), 0);
+    const count = r.u32();
+    const body = new Writer();
+    let memory: "named" | "other" | "none" = "none";
+    const names = new Set<string>();
+    for (let i = 0; i < count; i += 1) {
+      const at = r.pos;
+      const name = r.text();
+      names.add(name);
+      body.bytes(r.bytes.subarray(at, r.pos));
+      const kind = r.byte();
+      const index = r.u32();
+      body.byte(kind);
+      body.u32(kind === 0 ? this.remap(index) : index);
+      if (kind === 2 && memory !== "named") memory = name === "memory" ? "named" : "other";
+    }
+    let added = 0;
+    const add = (name: string, kind: number, index: number): void => {
+      if (names.has(name)) throw new UnwindUnsupported(`the module already exports a "${name}"`);
+      names.add(name);
+      const bytes = new TextEncoder().encode(name);
+      body.u32(bytes.length);
+      body.bytes(bytes);
+      body.byte(kind);
+      body.u32(index);
+      added += 1;
+    };
+    const globals: SafePoints["globals"] = [];
+    for (const { index, type } of mutable) {
+      const export_name = `${this.options.global_prefix}${index}`;
+      add(export_name, 3, index);
+      globals.push({ export_name, type: KINDS.get(type as typeof I32) as "i32" });
+    }
+    const depth: SafePoints["depth"] = [];
+    let j = 0;
+    for (const [f, global] of this.depth_of) {
+      const export_name = `${this.options.global_prefix}__ferry_depth_${j}`;
+      j += 1;
+      add(export_name, 3, global);
+      globals.push({ export_name, type: "i32" });
+      const own = this.imported + this.added_imports + f;
+      depth.push({ export_name, function: own });
+    }
+    if (memory !== "named") add("memory", 2, 0);
+    const w = new Writer();
+    w.u32(count + added);
+    w.bytes(body.done());
+    rebuilt.set(7, w.done().slice());
+    return { globals, depth };
+  }
+
+  elementSection(payload: Uint8Array): Uint8Array {
+    const r = new Reader(payload, 0);
+    const w = new Writer();
+    const count = r.u32();
+    w.u32(count);
+    const copy = (skip: () => void): void => {
+      const at = r.pos;
+      skip();
+      w.bytes(r.bytes.subarray(at, r.pos));
+    };
+    for (let i = 0; i < count; i += 1) {
+      const flags = r.u32();
+      w.u32(flags);
+      if (flags > 7) throw new UnwindUnsupported(`element segment flags ${flags}`);
+      if (flags === 2 || flags === 6) copy(() => r.skipLeb()); // table index
+      if ((flags & 1) === 0) this.constExpr(r, w); // offset of an active segment
+      if ((flags & 3) !== 0) copy(() => ((flags & 4) === 0 ? r.skip(1) : skipValType(r))); // element kind or type
+      const n = r.u32();
+      w.u32(n);
+      for (let k = 0; k < n; k += 1) {
+        if ((flags & 4) === 0) w.u32(this.remap(r.u32()));
+        else this.constExpr(r, w);
+      }
+    }
+    return w.done().slice();
+  }
+
+  /** Copies a constant expression from `r` to `w`, renumbering `ref.func`. */
+  constExpr(r: Reader, w: Writer): void {
+    for (;;) {
+      const at = r.pos;
+      const op = r.byte();
+      if (op === OP.ref_func) {
+        w.byte(op);
+        w.u32(this.remap(r.u32()));
+        continue;
+      }
+      if (op === OP.end) {
+        w.byte(op);
+        return;
+      }
+      if (op === OP.i32_const || op === OP.i64_const || op === OP.global_get) r.skipLeb();
+      else if (op === 0xd0) {
+        const t = r.bytes[r.pos] as number;
+        if (t === REF_NULLABLE || t === REF) throw new UnwindUnsupported("a typed reference in a constant expression");
+        r.skipLeb();
+      } else if (op === OP.f32_const) r.skip(4);
+      else if (op === OP.f64_const) r.skip(8);
+      else if ((op >= 0x6a && op <= 0x6c) || (op >= 0x7c && op <= 0x7e)) {
+        // extended constant arithmetic: no immediates
+      } else if (op === 0xfd && r.u32() === 12) r.skip(16);
+      else throw new UnwindUnsupported(`a constant expression holds opcode 0x${op.toString(16)}`);
+      w.bytes(r.bytes.subarray(at, r.pos));
+    }
+  }
+
+  /** The name section with function indices renumbered, names for the functions added, and label names (which no longer match) dropped. */
+  nameSection(payload: Uint8Array, added: { index: number; of: number; suffix: string }[]): Uint8Array {
+    try {
+      const r = new Reader(payload, 0);
+      const w = new Writer();
+      const header = r.pos;
+      r.name();
+      w.bytes(r.bytes.subarray(header, r.pos));
+      const sub = (id: number, write: (s: Writer) => void): void => {
+        const s = new Writer();
+        write(s);
+        w.byte(id);
+        w.u32(s.len);
+        w.bytes(s.done());
+      };
+      while (r.pos < payload.length) {
+        const id = r.byte();
+        const size = r.u32();
+        const end = r.pos + size;
+        const text = (s: Writer): void => {
+          const at = r.pos;
+          r.name();
+          s.bytes(r.bytes.subarray(at, r.pos));
+        };
+        if (id === 1) {
+          const n = r.u32();
+          const names: { index: number; bytes: Uint8Array }[] = [];
+          for (let k = 0; k < n; k += 1) {
+            const index = this.remap(r.u32());
+            const s = new Writer();
+            text(s);
+            names.push({ index, bytes: s.done().slice() });
+          }
+          // A copy is named after its original: `name$ferry_fast`.
+          const by_index = new Map(names.map((x) => [x.index, new Reader(x.bytes, 0).text()]));
+          for (const a of added) names.push({ index: a.index, bytes: nameBytes(`${by_index.get(a.of) ?? `f${a.of}`}${a.suffix}`) });
+          names.sort((x, y) => x.index - y.index);
+          sub(1, (s) => {
+            s.u32(names.length);
+            for (const x of names) {
+              s.u32(x.index);
+              s.bytes(x.bytes);
+            }
+          });
+        } else if (id === 2) {
+          sub(2, (s) => {
+            const n = r.u32();
+            s.u32(n);
+            for (let k = 0; k < n; k += 1) {
+              s.u32(this.remap(r.u32()));
+              const m = r.u32();
+              s.u32(m);
+              for (let q = 0; q < m; q += 1) {
+                s.u32(r.u32());
+                text(s);
+              }
+            }
+          });
+        } else if (id !== 3) {
+          w.byte(id);
+          w.u32(size);
+          w.bytes(payload.subarray(r.pos, end));
+        }
+        r.pos = end;
+      }
+      return w.done().slice();
+    } catch (err: unknown) {
+      if (err instanceof RangeError) return nameBytesSection();
+      throw err;
+    }
+  }
+
+  /** The code section, and the type of each function appended, and names for them. */
+  code(payload: Uint8Array | undefined): { section: Uint8Array; types: number[]; names: { index: number; of: number; suffix: string }[] } {
+    const bodies: Uint8Array[] = [];
+    const originals: Uint8Array[] = [];
+    if (payload !== undefined) {
+      const r = new Reader(payload, 0);
+      const count = r.u32();
+      for (let i = 0; i < count; i += 1) {
+        const size = r.u32();
+        originals.push(payload.subarray(r.pos, r.pos + size));
+        r.pos += size;
+      }
+    }
+    const types: number[] = [];
+    const names: { index: number; of: number; suffix: string }[] = [];
+    const copies: Uint8Array[] = [];
+    originals.forEach((body, f) => {
+      const index = this.imported + f;
+      const type = typeOf(this.info, index);
+      const fast = this.fast_of.get(f);
+      if (fast !== undefined) bodies.push(restartWrapper(this, type, fast));
+      else bodies.push(new BodyWriter(this, body, type, "plain").write(this.depth_of.get(f)));
+    });
+    for (const f of this.graph.restartable) {
+      const index = this.imported + f;
+      const type = typeOf(this.info, index);
+      const body = originals[f] as Uint8Array;
+      const fast = this.fast_of.get(f) as number;
+      copies.push(new BodyWriter(this, body, type, "fast").write(undefined), new BodyWriter(this, body, type, "slow").write(undefined));
+      types.push(this.info.func_types[index] as number, this.info.func_types[index] as number);
+      const of = this.remap(index);
+      names.push({ index: fast, of, suffix: "$ferry_fast" }, { index: fast + 1, of, suffix: "$ferry_slow" });
+    }
+    const w = new Writer();
+    w.u32(bodies.length + copies.length);
+    for (const b of [...bodies, ...copies]) {
+      w.u32(b.length);
+      w.bytes(b);
+    }
+    return { section: w.done().slice(), types, names };
+  }
+}
+
+function typeOf(info: ModuleInfo, index: number): FuncType {
+  return info.types[info.func_types[index] as number] as FuncType;
+}
+
+/** Custom sections that describe the code's bytes (DWARF, source maps): stale once the code moves. */
+function dropped(payload: Uint8Array): boolean {
+  const name = customName(payload);
+  return name.startsWith(".debug_") || name === "sourceMappingURL" || name === "external_debug_info";
+}
+
+function customName(payload: Uint8Array): string {
+  try {
+    return new Reader(payload, 0).text();
+  } catch {
+    return "";
+  }
+}
+
+function nameBytes(text: string): Uint8Array {
+  const bytes = new TextEncoder().encode(text);
+  const w = new Writer();
+  w.u32(bytes.length);
+  w.bytes(bytes);
+  return w.done().slice();
+}
+
+/** An empty name section (for one too damaged to renumber). */
+function nameBytesSection(): Uint8Array {
+  return nameBytes("name");
+}
+
+/** Writes the zero of a numeric type. */
+function zero(w: Writer, t: number): void {
+  if (t === I32 || t === I64) {
+    w.byte(t === I32 ? OP.i32_const : OP.i64_const);
+    w.byte(0);
+  } else {
+    w.byte(t === F32 ? OP.f32_const : OP.f64_const);
+    w.bytes(new Uint8Array(t === F32 ? 4 : 8));
+  }
+}
+
+/** Local declarations: `types`, one group per run of one type. */
+function localGroups(w: Writer, types: readonly number[]): void {
+  const groups: { type: number; count: number }[] = [];
+  for (const t of types) {
+    const last = groups[groups.length - 1];
+    if (last !== undefined && last.type === t) last.count += 1;
+    else groups.push({ type: t, count: 1 });
+  }
+  w.u32(groups.length);
+  for (const g of groups) {
+    w.u32(g.count);
+    w.byte(g.type);
+  }
+}
+
+/** `countdown(weight)`: takes `weight` (written by `weight`) off the budget, and asks the host for the next where it runs out. */
+function countdown(rw: Rewrite, w: Writer, weight: () => void, mode: Mode, results: readonly number[]): void {
+  w.byte(OP.global_get);
+  w.u32(rw.budget);
+  weight();
+  w.byte(OP.i32_sub);
+  w.byte(OP.global_set);
+  w.u32(rw.budget);
+  w.byte(OP.global_get);
+  w.u32(rw.budget);
+  w.bytes(new Uint8Array([OP.i32_const, 0, OP.i32_le_s, OP.if, EMPTY_BLOCK]));
+  w.byte(OP.call);
+  w.u32(mode === "fast" ? rw.restart_poll : rw.poll);
+  w.byte(OP.global_set);
+  w.u32(rw.budget);
+  if (mode === "fast") {
+    // The host answers 0 when it wants a safe point: the fast copy leaves, and its wrapper runs the slow one.
+    w.byte(OP.global_get);
+    w.u32(rw.budget);
+    w.bytes(new Uint8Array([OP.i32_const, 0, OP.i32_le_s, OP.if, EMPTY_BLOCK, OP.i32_const, 1, OP.global_set]));
+    w.u32(rw.flag);
+    for (const t of results) zero(w, t);
+    w.bytes(new Uint8Array([OP.return, OP.end]));
+  }
+  w.byte(OP.end);
+}
+
+/** `depth += delta` on global `depth`. */
+function bump(w: Writer, depth: number, delta: 1 | -1): void {
+  w.byte(OP.global_get);
+  w.u32(depth);
+  w.bytes(new Uint8Array([OP.i32_const, 1, delta === 1 ? OP.i32_add : OP.i32_sub, OP.global_set]));
+  w.u32(depth);
+}
+
+function pushParams(w: Writer, type: FuncType): void {
+  type.params.forEach((_, i) => {
+    w.byte(OP.local_get);
+    w.u32(i);
+  });
+}
+
+/** The body of a restartable function's wrapper: the fast copy, and the slow one when the fast one left. */
+function restartWrapper(rw: Rewrite, type: FuncType, fast: number): Uint8Array {
+  const w = new Writer();
+  const result = type.params.length;
+  localGroups(w, type.results);
+  const call = (index: number): void => {
+    pushParams(w, type);
+    w.byte(OP.call);
+    w.u32(index);
+    if (type.results.length > 0) {
+      w.byte(OP.local_set);
+      w.u32(result);
+    }
+  };
+  call(fast);
+  w.byte(OP.global_get);
+  w.u32(rw.flag);
+  w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK, OP.i32_const, 0, OP.global_set]));
+  w.u32(rw.flag);
+  call(fast + 1);
+  w.byte(OP.end);
+  if (type.results.length > 0) {
+    w.byte(OP.local_get);
+    w.u32(result);
+  }
+  w.byte(OP.end);
+  return w.done().slice();
+}
+
+
+/** Where an original label's branches go in the output, and how many `end`s close it there. */
+interface Label {
+  target: number;
+  closes: number;
+}
+
+/** One function body, read into instructions and written with its safe points. */
+class BodyWriter {
+  readonly code_start: number;
+  readonly declared: number[] = [];
+  readonly starts: number[] = [];
+  readonly ops: number[] = [];
+  /** Per structure opening: its `end` (or `delegate`). */
+  readonly match = new Map<number, number>();
+  /** Per loop opening: the branches to it. */
+  readonly targeted = new Map<number, number>();
+
+  // The writing's state.
+  w = new Writer();
+  labels: Label[] = [];
+  /** Labels open in the output, the function's own included. */
+  open = 0;
+  extra_locals: number[] = [];
+  slice_counter = -1;
+  /** The depth counter of a counted body: its returns leave through `$exit`. */
+  depth: number | undefined;
+
+  constructor(
+    readonly rw: Rewrite,
+    readonly body: Uint8Array,
+    readonly type: FuncType,
+    readonly mode: Mode,
+  ) {
+    const r = new Reader(body, 0);
+    for (let n = r.u32(); n > 0; n -= 1) {
+      const count = r.u32();
+      const t = r.bytes[r.pos] as number;
+      skipValType(r);
+      if (t === REF || t === REF_NULLABLE) throw new UnwindUnsupported("a typed-reference local");
+      for (let k = 0; k < count; k += 1) this.declared.push(t);
+    }
+    this.code_start = r.pos;
+    const stack: number[] = [];
+    const labels: number[] = [-1];
+    while (r.pos < body.length) {
+      const i = this.ops.length;
+      this.starts.push(r.pos);
+      const op = r.byte();
+      this.ops.push(op);
+      if (op === OP.try_table) throw new UnwindUnsupported("try_table");
+      if (op === OP.br || op === OP.br_if || op === OP.br_on_null || op === OP.br_on_non_null) this.#branch(labels, r.u32());
+      else if (op === OP.br_table) {
+        for (let n = r.u32(); n >= 0; n -= 1) this.#branch(labels, r.u32());
+      } else if (op === OP.call || op === OP.return_call || op === OP.ref_func) r.skipLeb();
+      else if (op === OP.call_indirect || op === OP.return_call_indirect) {
+        r.skipLeb();
+        r.skipLeb();
+      } else if (!skipImmediates(r, op)) throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
+      if (op === OP.block || op === OP.loop || op === OP.if || op === OP.try) {
+        stack.push(i);
+        labels.push(i);
+      } else if (op === OP.end || op === OP.delegate) {
+        const opening = stack.pop();
+        labels.pop();
+        if (opening !== undefined) this.match.set(opening, i);
+      }
+    }
+  }
+
+  #branch(labels: number[], depth: number): void {
+    const target = labels[labels.length - 1 - depth];
+    if (target !== undefined && target >= 0 && this.ops[target] === OP.loop) this.targeted.set(target, (this.targeted.get(target) ?? 0) + 1);
+  }
+
+  /** A reader at instruction `i`'s immediates. */
+  #at(i: number): Reader {
+    return new Reader(this.body, (this.starts[i] as number) + 1);
+  }
+
+  #end(i: number): number {
+    return i + 1 < this.starts.length ? (this.starts[i + 1] as number) : this.body.length;
+  }
+
+  #local(type: number): number {
+    this.extra_locals.push(type);
+    return this.type.params.length + this.declared.length + this.extra_locals.length - 1;
+  }
+
+  /** The body written, counted with global `depth` when given. */
+  write(depth: number | undefined): Uint8Array {
+    const w = this.w;
+    const results = this.type.results;
+    this.depth = depth;
+    this.open = 1;
+    this.labels = [{ target: 0, closes: 1 }];
+    if (depth !== undefined) {
+      bump(w, depth, 1);
+      countdown(this.rw, w, () => w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", results);
+      w.byte(OP.block);
+      this.rw.blockType(w, results);
+      this.open = 2;
+      // A branch to the function's label, or a return, leaves through $exit.
+      this.labels = [{ target: 1, closes: 1 }];
+    }
+    const last = this.ops.length - 1;
+    this.#range(0, last);
+    if (depth !== undefined) {
+      w.byte(OP.end);
+      // The results wait in locals while the frame counts itself out.
+      const first = this.type.params.length + this.declared.length + this.extra_locals.length;
+      for (const t of results) this.#local(t);
+      for (let k = results.length - 1; k >= 0; k -= 1) {
+        w.byte(OP.local_set);
+        w.u32(first + k);
+      }
+      this.#leaving(depth);
+      results.forEach((_, k) => {
+        w.byte(OP.local_get);
+        w.u32(first + k);
+      });
+    }
+    w.byte(OP.end);
+    const out = new Writer();
+    localGroups(out, [...this.declared, ...this.extra_locals]);
+    out.bytes(w.done());
+    return out.done().slice();
+  }
+
+  #depthOf(original: number): number {
+    const label = this.labels[this.labels.length - 1 - original];
+    if (label === undefined) throw new UnwindUnsupported("a branch to no label");
+    return this.open - 1 - label.target;
+  }
+
+  /** Writes instructions `from` to `to` (excluded). */
+  #range(from: number, to: number): void {
+    const w = this.w;
+    for (let i = from; i < to; i += 1) {
+      const op = this.ops[i] as number;
+      const start = this.starts[i] as number;
+      const end = this.#end(i);
+      switch (op) {
+        case OP.block:
+        case OP.if:
+        case OP.try:
+          this.labels.push({ target: this.open, closes: 1 });
+          this.open += 1;
+          w.bytes(this.body.subarray(start, end));
+          break;
+        case OP.loop:
+          i = this.#loop(i);
+          break;
+        case OP.end: {
+          const label = this.labels.pop() as Label;
+          for (let k = 0; k < label.closes; k += 1) w.byte(OP.end);
+          this.open -= label.closes;
+          break;
+        }
+        case OP.delegate: {
+          this.labels.pop();
+          this.open -= 1;
+          w.byte(op);
+          w.u32(this.#depthOf(this.#at(i).u32()));
+          break;
+        }
+        case OP.br:
+        case OP.br_if:
+        case OP.rethrow:
+        case OP.br_on_null:
+        case OP.br_on_non_null:
+          w.byte(op);
+          w.u32(this.#depthOf(this.#at(i).u32()));
+          break;
+        case OP.br_table: {
+          const r = this.#at(i);
+          const n = r.u32();
+          w.byte(op);
+          w.u32(n);
+          for (let k = 0; k <= n; k += 1) w.u32(this.#depthOf(r.u32()));
+          break;
+        }
+        case OP.return:
+          if (this.depth === undefined) w.byte(op);
+          else {
+            w.byte(OP.br);
+            w.u32(this.open - 1 - 1);
+          }
+          break;
+        case OP.call:
+          this.#call(this.#at(i).u32());
+          break;
+        case OP.return_call:
+        case OP.return_call_indirect:
+          // The frame leaves for the callee's: counted back first (the operands stay on the stack).
+          if (this.depth !== undefined) this.#leaving(this.depth);
+          if (op === OP.return_call_indirect) {
+            w.bytes(this.body.subarray(start, end));
+            break;
+          }
+          w.byte(op);
+          w.u32(this.rw.remap(this.#at(i).u32()));
+          break;
+        case OP.ref_func:
+          w.byte(op);
+          w.u32(this.rw.remap(this.#at(i).u32()));
+          break;
+        default:
+          w.bytes(this.body.subarray(start, end));
+      }
+    }
+  }
+
+  /** What a counted frame does on its way out: a countdown, and the depth down. */
+  #leaving(depth: number): void {
+    countdown(this.rw, this.w, () => this.w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", this.type.results);
+    bump(this.w, depth, -1);
+  }
+
+  #call(callee: number): void {
+    const { w, rw } = this;
+    const f = callee - rw.imported;
+    const fast = f >= 0 ? rw.fast_of.get(f) : undefined;
+    w.byte(OP.call);
+    if (fast === undefined || this.mode === "plain") {
+      w.u32(rw.remap(callee));
+      return;
+    }
+    if (this.mode === "slow") {
+      w.u32(fast + 1);
+      return;
+    }
+    w.u32(fast);
+    // A fast callee that left: leave too, at once, before its result is used.
+    w.byte(OP.global_get);
+    w.u32(rw.flag);
+    w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK]));
+    for (const t of this.type.results) zero(w, t);
+    w.bytes(new Uint8Array([OP.return, OP.end]));
+  }
+
+  /** Whether a call to `callee` (input index) can reach a safe point, as seen from this copy. */
+  #reaches(callee: number): boolean {
+    const f = callee - this.rw.imported;
+    if (this.mode === "fast" && this.rw.fast_of.has(f)) return false;
+    return this.rw.graph.reaches(callee);
+  }
+
+  /** Writes the loop opening at `i`; returns the last instruction it consumed. */
+  #loop(i: number): number {
+    const w = this.w;
+    const end = this.match.get(i);
+    const start = this.starts[i] as number;
+    const opening = this.body.subarray(start, this.#end(i));
+    const plain = (): number => {
+      this.labels.push({ target: this.open, closes: 1 });
+      this.open += 1;
+      w.bytes(opening);
+      return i;
+    };
+    if (end === undefined || (this.targeted.get(i) ?? 0) === 0 || this.#bounded(i, end)) return plain();
+    if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
+    const n = this.slice_counter;
+    const unroll = this.#unrollable(i, end);
+    const copies = unroll ? UNROLL_COPIES : 1;
+    // The slice: counted down by the back-edges since the last visit, and this visit.
+    w.bytes(opening);
+    this.open += 1;
+    countdown(this.rw, w, () => {
+      w.byte(OP.local_get);
+      w.u32(n);
+      if (copies > 1) {
+        w.byte(OP.i32_const);
+        w.s32(copies);
+        w.byte(OP.i32_mul);
+      }
+      w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add]));
+    }, this.mode, this.type.results);
+    w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
+    w.u32(n);
+    w.bytes(opening);
+    this.open += 1;
+    w.byte(OP.local_get);
+    w.u32(n);
+    w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add, OP.local_tee]));
+    w.u32(n);
+    w.byte(OP.i32_const);
+    w.s32(LOOP_SLICE / copies);
+    w.bytes(new Uint8Array([OP.i32_eq, OP.br_if, 1]));
+    if (!unroll) {
+      this.labels.push({ target: this.open - 1, closes: 2 });
+      return i;
+    }
+    // $exit, then a block per copy: a branch back to the loop goes to the next copy.
+    w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
+    this.open += 1;
+    for (let k = 0; k < copies; k += 1) {
+      w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
+      this.open += 1;
+      this.labels.push({ target: this.open - 1, closes: 0 });
+      this.#range(i + 1, end);
+      this.labels.pop();
+      // Falling off a copy leaves the loop.
+      w.bytes(new Uint8Array([OP.br, 1, OP.end]));
+      this.open -= 1;
+    }
+    w.bytes(new Uint8Array([OP.br, 1, OP.end, OP.end, OP.end]));
+    this.open -= 3;
+    return end;
+  }
+
+  /** Whether the loop from `i` to `end` is a small innermost one whose body can reach no safe point, falling off with no value. */
+  #unrollable(i: number, end: number): boolean {
+    if (this.body[(this.starts[i] as number) + 1] !== EMPTY_BLOCK || end - i - 1 > UNROLL_BODY_MAX) return false;
+    for (let k = i + 1; k < end; k += 1) {
+      const op = this.ops[k] as number;
+      if (op === OP.call) {
+        if (this.#reaches(this.#at(k).u32())) return false;
+      } else if (REFUSED_IN_COPIES.has(op)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * Whether the loop from `i` to `end` provably runs at most `LOOP_SLICE`
+   * iterations an entry and holds no call and no other loop (`_bounded.ts`):
+   * an induction set to a constant right before it, and a back-edge at its
+   * end taken while `(i = i ± step) CMP bound` holds, both constants.
+   */
+  #bounded(i: number, end: number): boolean {
+    if (end - i > BOUNDED_SCAN_MAX || i < 2 || this.targeted.get(i) !== 1) return false;
+    const op = (k: number): number => this.ops[k] ?? -1;
+    if (op(end - 1) !== OP.br_if || this.#at(end - 1).u32() !== 0) return false;
+    if (op(i - 1) !== OP.local_set) return false;
+    const induction = this.#at(i - 1).u32();
+    const start = this.#constant(i - 2);
+    if (start === undefined) return false;
+    const cmp = op(end - 2);
+    const test = COMPARISONS.get(cmp);
+    if (test === undefined) return false;
+    const bits = cmp >= 0x51 ? 64 : 32;
+    if (start.bits !== bits) return false;
+    const isGet = (k: number): boolean => op(k) === OP.local_get && this.#at(k).u32() === induction;
+    // (get, const s | const s, get) add|sub, tee, const K, cmp — or const K first and the tee last.
+    const step = (at: number): { step: bigint; tee: number } | undefined => {
+      // at: the tee; before it the add or sub, and its two operands.
+      if (op(at) !== OP.local_tee || this.#at(at).u32() !== induction) return undefined;
+      const arith = op(at - 1);
+      const add = arith === (bits === 32 ? 0x6a : 0x7c);
+      const sub = arith === (bits === 32 ? 0x6b : 0x7d);
+      if (!add && !sub) return undefined;
+      let c: { value: bigint; bits: number } | undefined;
+      if (isGet(at - 3)) c = this.#constant(at - 2);
+      else if (add && isGet(at - 2)) c = this.#constant(at - 3);
+      if (c === undefined || c.bits !== bits) return undefined;
+      return { step: sub ? -c.value : c.value, tee: at };
+    };
+    let found = step(end - 4);
+    let bound = this.#constant(end - 3);
+    let flipped = false;
+    if (found === undefined || bound === undefined) {
+      found = step(end - 3);
+      bound = this.#constant(end - 7);
+      flipped = true;
+    }
+    if (found === undefined || bound === undefined || bound.bits !== bits) return false;
+    // The body: no call, no loop, nothing it cannot read, no other write to the induction.
+    for (let k = i + 1; k < end; k += 1) {
+      const o = op(k);
+      if (o === OP.call || REFUSED_IN_COPIES.has(o)) return false;
+      if ((o === OP.local_set || o === OP.local_tee) && k !== found.tee && this.#at(k).u32() === induction) return false;
+    }
+    let x = start.value;
+    for (let iterations = 1; iterations <= LOOP_SLICE; iterations += 1) {
+      x = BigInt.asUintN(bits, x + found.step);
+      if (!test(flipped ? bound.value : x, flipped ? x : bound.value, bits)) return true;
+    }
+    return false;
+  }
+
+  /** The value of instruction `k` when it is an integer constant. */
+  #constant(k: number): { value: bigint; bits: number } | undefined {
+    const op = this.ops[k];
+    if (op !== OP.i32_const && op !== OP.i64_const) return undefined;
+    const r = this.#at(k);
+    return { value: BigInt.asUintN(op === OP.i32_const ? 32 : 64, readSigned(r)), bits: op === OP.i32_const ? 32 : 64 };
+  }
+}
+
+/** Instructions that keep a loop from being copied or bounded: other loops, indirect and tail calls, exceptions. */
+const REFUSED_IN_COPIES = new Set<number>([OP.loop, OP.call_indirect, OP.return_call, OP.return_call_indirect, OP.try, 0x07, 0x08, OP.rethrow, OP.delegate, 0x19, 0x0a, OP.try_table]);
+
+/** A signed LEB128 of up to 64 bits. */
+function readSigned(r: Reader): bigint {
+  let result = 0n;
+  let shift = 0n;
+  for (;;) {
+    const b = r.byte();
+    result |= BigInt(b & 0x7f) << shift;
+    shift += 7n;
+    if ((b & 0x80) === 0) {
+      if ((b & 0x40) !== 0) result -= 1n << shift;
+      return result;
+    }
+  }
+}
+
+const u = (v: bigint, bits: number): bigint => BigInt.asUintN(bits, v);
+const s = (v: bigint, bits: number): bigint => BigInt.asIntN(bits, v);
+/** Integer comparisons by opcode (i32 then i64): `test(left, right, bits)`. */
+const COMPARISONS = new Map<number, (x: bigint, k: bigint, bits: number) => boolean>();
+[
+  (x: bigint, k: bigint, n: number) => u(x, n) === u(k, n),
+  (x: bigint, k: bigint, n: number) => u(x, n) !== u(k, n),
+  (x: bigint, k: bigint, n: number) => s(x, n) < s(k, n),
+  (x: bigint, k: bigint, n: number) => u(x, n) < u(k, n),
+  (x: bigint, k: bigint, n: number) => s(x, n) > s(k, n),
+  (x: bigint, k: bigint, n: number) => u(x, n) > u(k, n),
+  (x: bigint, k: bigint, n: number) => s(x, n) <= s(k, n),
+  (x: bigint, k: bigint, n: number) => u(x, n) <= u(k, n),
+  (x: bigint, k: bigint, n: number) => s(x, n) >= s(k, n),
+  (x: bigint, k: bigint, n: number) => u(x, n) >= u(k, n),
+].forEach((test, k) => {
+  COMPARISONS.set(0x46 + k, test);
+  COMPARISONS.set(0x51 + k, test);
+});

@@ -1,0 +1,433 @@
+/**
+ * The safe points written into the binary (`_safepoints.ts`), with Ferry's
+ * unwinding pass after them, against the module as written: every program
+ * runs once as written and once instrumented, unwound and rewound at every
+ * poll and every blocking call, and must return the same values and make the
+ * same blocking calls. Other cases check what the polls must guarantee (the
+ * host is crossed within the budget, frames are counted back) and what the
+ * renumbering must keep (tables, the start function, references, names).
+ */
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import binaryen from "binaryen";
+import { Prng } from "../_prng.js";
+import { LOOP_SLICE } from "./_polls.js";
+import { addSafePoints, type SafePoints } from "./_safepoints.js";
+import { answer, generate, HEADER } from "./_programs.js";
+import { addUnwinding } from "./_unwind.js";
+import { wat } from "./_wat.js";
+
+const BUFFER = 1024;
+const BUFFER_END = 65536;
+const BLOCKING = ["env.block", "ferry.poll"];
+const PREFIX = "__g_";
+
+function safePoints(bytes: Uint8Array, budget = 10_000): SafePoints {
+  return addSafePoints(bytes, { blocking: BLOCKING, budget, poll: { module: "ferry", name: "poll" }, restart_poll: { module: "ferry", name: "poll_restartable" }, global_prefix: PREFIX });
+}
+
+/** `text` with the features the cases use (tail calls, exceptions, multi-value), as a binary with its names. */
+function module(text: string): Uint8Array {
+  const m = binaryen.parseText(text);
+  const debug = binaryen.getDebugInfo();
+  try {
+    const f = binaryen.Features;
+    m.setFeatures(f.MVP | f.MutableGlobals | f.Multivalue | f.TailCall | f.ExceptionHandling | f.ReferenceTypes | f.BulkMemory | f.SignExt);
+    binaryen.setDebugInfo(true);
+    return m.emitBinary();
+  } finally {
+    binaryen.setDebugInfo(debug);
+    m.dispose();
+  }
+}
+
+interface Api {
+  asyncify_start_unwind(ptr: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(ptr: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+  memory: WebAssembly.Memory;
+}
+
+interface Trace {
+  result: unknown;
+  calls: number[];
+  /** Unwinds from a poll. */
+  polls: number;
+  /** Times a fast copy was told to leave. */
+  left: number;
+}
+
+function plainRun(bytes: Uint8Array, args: unknown[]): Trace {
+  const calls: number[] = [];
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        calls.push(x);
+        return answer(x);
+      },
+      other: (x: number) => x + 1,
+    },
+  });
+  return { result: (instance.exports["main"] as (...a: unknown[]) => unknown)(...args), calls, polls: 0, left: 0 };
+}
+
+/**
+ * Runs the instrumented `main`, unwinding at every poll and every blocking
+ * call and rewinding at once; the host gives a budget of `budget` after
+ * each poll, and tells every other fast copy that asks to leave.
+ */
+function instrumentedRun(bytes: Uint8Array, args: unknown[], budget: number): Trace & { instance: WebAssembly.Instance } {
+  const calls: number[] = [];
+  let api!: Api;
+  let rewinding = false;
+  let polls = 0;
+  let left = 0;
+  let asked = 0;
+  const unwind = (): void => {
+    const words = new Int32Array(api.memory.buffer, BUFFER, 2);
+    words[0] = BUFFER + 8;
+    words[1] = BUFFER_END;
+    api.asyncify_start_unwind(BUFFER);
+  };
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        if (rewinding) {
+          api.asyncify_stop_rewind();
+          rewinding = false;
+          assert.equal(x, calls[calls.length - 1], "a call made again after a rewind gets its arguments back");
+          return answer(x);
+        }
+        calls.push(x);
+        unwind();
+        return 0;
+      },
+      other: (x: number) => x + 1,
+    },
+    ferry: {
+      poll: () => {
+        if (rewinding) {
+          api.asyncify_stop_rewind();
+          rewinding = false;
+          return budget;
+        }
+        polls += 1;
+        unwind();
+        return 0;
+      },
+      poll_restartable: () => {
+        asked += 1;
+        if (asked % 2 === 0) return budget;
+        left += 1;
+        return 0;
+      },
+    },
+  });
+  api = instance.exports as unknown as Api;
+  const main = instance.exports["main"] as (...a: unknown[]) => unknown;
+  let result = main(...args);
+  while (api.asyncify_get_state() === 1) {
+    api.asyncify_stop_unwind();
+    rewinding = true;
+    api.asyncify_start_rewind(BUFFER);
+    result = main(...args.map((a) => (typeof a === "bigint" ? 0n : 0)));
+    assert.equal(rewinding, false, "the rewind reached the call it left from");
+  }
+  return { result, calls, polls, left, instance };
+}
+
+/** Runs `bytes` as written and instrumented, with each of `args`; returns the instrumented runs. */
+function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Trace & { points: SafePoints })[] {
+  assert.ok(WebAssembly.validate(bytes), "the program validates");
+  const points = safePoints(bytes, budget);
+  assert.ok(WebAssembly.validate(points.wasm), "the module with safe points validates");
+  const unwound = addUnwinding(points.wasm, BLOCKING);
+  assert.ok(WebAssembly.validate(unwound.wasm), "the unwindable module validates");
+  return args.map((a) => {
+    const want = plainRun(bytes, a);
+    const got = instrumentedRun(unwound.wasm, a, budget);
+    assert.deepEqual(got.calls, want.calls, `blocking calls for ${a.join(",")}`);
+    assert.deepEqual(got.result, want.result, `result for ${a.join(",")}`);
+    // Every frame counted on the way in is counted back on the way out.
+    for (const d of points.depth) assert.equal((got.instance.exports[d.export_name] as WebAssembly.Global).value, 0, `${d.export_name} back to 0`);
+    return { ...got, points };
+  });
+}
+
+describe("safe points written into the binary", () => {
+  it("slices loops (nested, left early, branched back to from inside blocks) and unwinds from every poll", () => {
+    const [run] = check(wat(`(module ${HEADER}
+      (func (export "main") (param $n i32) (result i32) (local $i i32) (local $j i32) (local $s i32)
+        (block $done
+          (loop $outer
+            (local.set $j (i32.const 0))
+            (block $inner_done
+              (loop $inner
+                (local.set $s (i32.add (local.get $s) (i32.mul (local.get $i) (local.get $j))))
+                (br_if $inner_done (i32.eq (local.get $s) (i32.const 777)))
+                (block $skip
+                  (br_if $skip (i32.and (local.get $j) (i32.const 1)))
+                  (local.set $s (i32.xor (local.get $s) (i32.const 5))))
+                (local.set $j (i32.add (local.get $j) (i32.const 1)))
+                (br_if $inner (i32.lt_u (local.get $j) (local.get $i)))))
+            (local.set $s (i32.add (local.get $s) (call $block (local.get $i))))
+            (br_if $done (i32.gt_u (local.get $i) (i32.const 900)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br_if $outer (i32.lt_u (local.get $i) (local.get $n)))))
+        (local.get $s)))`), [[0], [10], [40]]);
+    assert.ok(run !== undefined);
+  });
+
+  it("copies small loops, whose copies branch to the next one, leave early and fall off the end", () => {
+    const runs = check(wat(`(module ${HEADER}
+      (func (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32)
+        (loop $l
+          (block $odd
+            (br_if $odd (i32.and (local.get $i) (i32.const 1)))
+            (local.set $s (i32.add (local.get $s) (local.get $i)))
+            (local.set $i (i32.add (local.get $i) (i32.const 1)))
+            (br $l))
+          (local.set $s (i32.sub (local.get $s) (i32.const 3)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (i32.add (local.get $s) (call $block (local.get $s)))))`), [[1], [2], [9], [1000]]);
+    // 1000 iterations: the budget (3) runs out at every visit of the slice's countdown.
+    assert.ok((runs[3]?.polls ?? 0) >= Math.floor(1000 / LOOP_SLICE), `${runs[3]?.polls} polls`);
+  });
+
+  it("counts the frames of recursive functions, returning from anywhere, with loops, two results and tail calls", () => {
+    check(module(`(module ${HEADER}
+      (func $walk (param $n i32) (result i32) (local $i i32) (local $s i32)
+        (if (i32.eqz (local.get $n)) (then (return (call $block (i32.const 7)))))
+        (loop $l
+          (local.set $s (i32.add (local.get $s) (local.get $i)))
+          (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+        (if (i32.eq (local.get $n) (i32.const 5)) (then (return (i32.add (call $walk (i32.const 3)) (local.get $s)))))
+        (i32.add (call $walk (i32.sub (local.get $n) (i32.const 1))) (local.get $s)))
+      (func $pair (param $n i32) (result i32 i64)
+        (if (result i32 i64) (i32.eqz (local.get $n))
+          (then (tuple.make 2 (call $block (i32.const 1)) (i64.const 2)))
+          (else (tuple.make 2
+            (i32.add (tuple.extract 2 0 (call $pair (i32.sub (local.get $n) (i32.const 1)))) (local.get $n))
+            (i64.const 9)))))
+      (func (export "main") (param $n i32) (result i32)
+        (i32.add (call $walk (local.get $n)) (tuple.extract 2 0 (call $pair (local.get $n))))))`), [[0], [6], [30]]);
+    // A tail call counts its frame out before it leaves, as the callee
+    // counts its own in: the count stays at one. (The unwinding pass refuses
+    // tail calls to what can unwind: this runs with polls only.)
+    const tail = module(`(module (memory 1)
+      (func $tail (param $n i32) (param $acc i32) (result i32)
+        (if (i32.eqz (local.get $n)) (then (return (local.get $acc))))
+        (return_call $tail (i32.sub (local.get $n) (i32.const 1)) (i32.add (local.get $acc) (local.get $n))))
+      (func $main (export "main") (param $n i32) (result i32) (call $tail (local.get $n) (i32.const 0))))`);
+    const points = safePoints(tail, 5);
+    let polls = 0;
+    let deepest = 0;
+    const depth = points.depth[0];
+    assert.ok(depth !== undefined && points.depth.length === 1);
+    const instance: WebAssembly.Instance = new WebAssembly.Instance(new WebAssembly.Module(points.wasm), {
+      ferry: {
+        poll: () => {
+          polls += 1;
+          deepest = Math.max(deepest, (instance.exports[depth.export_name] as WebAssembly.Global).value as number);
+          return 5;
+        },
+      },
+    });
+    assert.equal((instance.exports["main"] as (n: number) => number)(100_000), 5_000_050_000 % 2 ** 32 | 0);
+    assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0);
+    assert.ok(polls >= 100_000 / 5, `${polls} polls`);
+    assert.equal(deepest, 1, "one frame counted at a time");
+  });
+
+  it("gives a restartable function a fast copy that leaves when a safe point is wanted, and a slow one that unwinds", () => {
+    const runs = check(wat(`(module ${HEADER}
+      (func $sum (param $n i32) (result i32) (local $s i32)
+        (loop $l
+          (local.set $s (i32.add (local.get $s) (i32.mul (local.get $n) (local.get $n))))
+          (br_if $l (local.tee $n (i32.sub (local.get $n) (i32.const 1)))))
+        (local.get $s))
+      (func $twice (param $n i32) (result i32) (i32.add (call $sum (local.get $n)) (call $sum (i32.const 3))))
+      (func (export "main") (param $n i32) (result i32) (local $i i32) (local $t i32)
+        (loop $again
+          (local.set $t (i32.add (local.get $t) (call $twice (i32.add (local.get $n) (local.get $i)))))
+          (br_if $again (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 20))))
+        (i32.add (local.get $t) (call $block (local.get $t)))))`), [[1], [300]]);
+    const run = runs[1];
+    assert.ok(run !== undefined);
+    assert.equal(run.points.restartable, 2, "$sum and $twice");
+    assert.ok(run.left > 0, "no fast copy was told to leave");
+  });
+
+  it("renumbers loops around exceptions: try, catch, rethrow and delegate", () => {
+    const thrower = `(tag $e (param i32))
+      (func $thrower (param $x i32) (if (i32.and (local.get $x) (i32.const 1)) (then (throw $e (local.get $x)))))`;
+    check(module(`(module ${HEADER} ${thrower}
+      (func (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32) (local $x i32)
+        ;; A handler inside the loop.
+        (loop $l
+          (try
+            (do
+              (call $thrower (local.get $i))
+              (local.set $s (i32.add (local.get $s) (call $block (local.get $i)))))
+            (catch $e
+              (local.set $x (pop i32))
+              (local.set $s (i32.add (local.get $s) (local.get $x)))))
+          (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+        ;; A delegate out of the loop, to a handler around it.
+        (local.set $i (i32.const 0))
+        (try $t
+          (do
+            (loop $m
+              (try (do (call $thrower (i32.add (local.get $i) (local.get $n)))) (delegate $t))
+              (local.set $s (i32.add (local.get $s) (call $block (local.get $i))))
+              (br_if $m (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 5)))))
+          (catch $e
+            (local.set $x (pop i32))
+            (local.set $s (i32.add (local.get $s) (i32.mul (local.get $x) (i32.const 1000))))))
+        (local.get $s)))`), [[0], [4], [9]]);
+    // A loop in a handler, rethrowing from inside it: the unwinding pass
+    // does not take a safe point in a handler, so this runs with polls only.
+    const bytes = module(`(module (memory 1) ${thrower}
+      (func (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32) (local $x i32)
+        (try (result i32)
+          (do
+            (try
+              (do (call $thrower (i32.const 3)))
+              (catch_all
+                (loop $x
+                  (local.set $s (i32.add (local.get $s) (local.get $i)))
+                  (if (i32.ge_u (local.get $i) (local.get $n)) (then (rethrow 2)))
+                  (local.set $i (i32.add (local.get $i) (i32.const 1)))
+                  (br $x))))
+            (i32.const -1))
+          (catch $e (local.set $x (pop i32)) (i32.add (local.get $s) (local.get $x))))))`);
+    const plain = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports["main"] as (n: number) => number;
+    let polls = 0;
+    const polled = new WebAssembly.Instance(new WebAssembly.Module(safePoints(bytes, 5).wasm), { ferry: { poll: () => ((polls += 1), 5) } }).exports["main"] as (n: number) => number;
+    for (const n of [0, 3, 2000]) assert.equal(polled(n), plain(n));
+    assert.ok(polls >= Math.floor(2000 / LOOP_SLICE), `${polls} polls`);
+  });
+
+  it("gives generated programs the same calls and results when unwound at every poll and every call", () => {
+    for (let seed = 1; seed <= 100; seed += 1) {
+      const program = generate(new Prng(seed));
+      try {
+        check(wat(program), [[0], [1], [seed]]);
+      } catch (err) {
+        throw new Error(`seed ${seed}:\n${program}`, { cause: err });
+      }
+    }
+  });
+
+  it("needs no poll in a loop that provably runs a few iterations, and takes no budget for it", () => {
+    const bytes = wat(`(module (memory 1)
+      (global $s (mut i32) (i32.const 0))
+      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
+        (loop $outer
+          (local.set $k (i32.const 0))
+          (loop $short
+            (global.set $s (i32.add (global.get $s) (local.get $k)))
+            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
+          (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    const polls = (text: Uint8Array): number => {
+      let count = 0;
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(text, 100).wasm), { ferry: { poll: () => ((count += 1), 100) } });
+      (instance.exports["main"] as (n: number) => void)(100_000);
+      assert.equal((instance.exports[`${PREFIX}0`] as WebAssembly.Global).value, 100_000 * 120);
+      return count;
+    };
+    // One unit of budget an outer iteration: 100,000 / 100.
+    assert.ok(polls(bytes) <= 1_001, `${polls(bytes)} polls`);
+    // The same loop with a bound that is not a constant is polled.
+    const unbounded = wat(new TextDecoder().decode(new TextEncoder().encode(`(module (memory 1)
+      (global $s (mut i32) (i32.const 0)) (global $sixteen (mut i32) (i32.const 16))
+      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
+        (loop $outer
+          (local.set $k (i32.const 0))
+          (loop $short
+            (global.set $s (i32.add (global.get $s) (local.get $k)))
+            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $sixteen))))
+          (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`)));
+    assert.ok(polls(unbounded) >= 100_000 * 17 / 100 - 1, `${polls(unbounded)} polls`);
+  });
+
+  it("renumbers every reference to a function: calls, tables, the start function, ref.func, exports and names", () => {
+    const bytes = module(`(module
+      (import "env" "other" (func $other (param i32) (result i32)))
+      (memory 1)
+      (type $t (func (param i32) (result i32)))
+      (table $tab 4 funcref)
+      (elem (i32.const 0) $leaf $loopy)
+      (elem (table $tab) (i32.const 2) funcref (ref.func $leaf))
+      (global $started (mut i32) (i32.const 0))
+      (global $ref funcref (ref.func $loopy))
+      (func $leaf (param $x i32) (result i32) (i32.add (call $other (local.get $x)) (i32.const 10)))
+      (func $loopy (param $x i32) (result i32) (local $s i32)
+        (loop $l (local.set $s (i32.add (local.get $s) (local.get $x)))
+          (br_if $l (local.tee $x (i32.sub (local.get $x) (i32.const 1)))))
+        (local.get $s))
+      (func $init (global.set $started (i32.const 42)))
+      (start $init)
+      (func $main (export "main") (param $x i32) (result i32)
+        (table.set $tab (i32.const 3) (global.get $ref))
+        (i32.add (i32.add (call_indirect (type $t) (local.get $x) (i32.const 0)) (call_indirect (type $t) (local.get $x) (i32.const 1)))
+          (i32.add (call_indirect (type $t) (local.get $x) (i32.const 2)) (call_indirect (type $t) (local.get $x) (i32.const 3))))))`);
+    const points = safePoints(bytes);
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(points.wasm), { env: { other: (x: number) => x * 2 }, ferry: { poll: () => 100, poll_restartable: () => 100 } });
+    // leaf(5) = 20, loopy(5) = 15, twice each.
+    assert.equal((instance.exports["main"] as (x: number) => number)(5), 70);
+    assert.equal((instance.exports[`${PREFIX}0`] as WebAssembly.Global).value, 42, "the start function ran");
+    assert.equal((instance.exports["memory"] as WebAssembly.Memory).buffer.byteLength, 65536, "the memory is exported");
+    const m = binaryen.readBinary(points.wasm);
+    try {
+      const names: string[] = [];
+      for (let i = 0; i < m.getNumFunctions(); i += 1) names.push(binaryen.getFunctionInfo(m.getFunctionByIndex(i)).name);
+      // The new imports after the module's; then its functions, named as they were; then $loopy's two copies.
+      assert.deepEqual(names.slice(3, 7), ["leaf", "loopy", "init", "main"]);
+      assert.deepEqual(names.slice(7), ["loopy$ferry_fast", "loopy$ferry_slow"]);
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it("keeps a loop's parameters on the way to its slice, and a branch to a counted function's own label counted back", () => {
+    // Written by hand: Binaryen has no block parameters, and no name for a function's label.
+    //   (func $count (param i32) (result i32)   ;; recursive: counted
+    //     local.get 0  i32.eqz  if  i32.const 1  br 1  end      ;; a branch to the function's label
+    //     local.get 0  i32.const 1  i32.sub  call $count  i32.const 1  i32.add)
+    //   (func $main (param i32) (result i32) (local i32)
+    //     i32.const 0                                ;; the loop's parameter: a running sum
+    //     loop (type 0)                              ;; (param i32) (result i32)
+    //       local.get 0  i32.add
+    //       local.get 0  i32.const 1  i32.sub  local.tee 0
+    //       br_if 0                                ;; back with the sum as the parameter
+    //     end
+    //     local.get 0  i32.const 30  i32.add  call $count  i32.add)
+    const types = [0x60, 1, 0x7f, 1, 0x7f];
+    const count = [0, 0x20, 0, 0x45, 0x04, 0x40, 0x41, 1, 0x0c, 1, 0x0b, 0x20, 0, 0x41, 1, 0x6b, 0x10, 0, 0x41, 1, 0x6a, 0x0b];
+    const main = [1, 1, 0x7f, 0x41, 0, 0x03, 0, 0x20, 0, 0x6a, 0x20, 0, 0x41, 1, 0x6b, 0x22, 0, 0x0d, 0, 0x0b, 0x20, 0, 0x41, 30, 0x6a, 0x10, 0, 0x6a, 0x0b];
+    const section = (id: number, payload: number[]): number[] => [id, payload.length, ...payload];
+    const bytes = Uint8Array.from([
+      0, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
+      ...section(1, [1, ...types]),
+      ...section(3, [2, 0, 0]),
+      ...section(5, [1, 0, 1]),
+      ...section(7, [1, 4, ...new TextEncoder().encode("main"), 0, 1]),
+      ...section(10, [2, count.length, ...count, main.length, ...main]),
+    ]);
+    assert.ok(WebAssembly.validate(bytes), "the hand-written module validates");
+    const plain = (new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports["main"] as (n: number) => number)(1000);
+    assert.equal(plain, 500_500 + 31);
+    const points = safePoints(bytes, 7);
+    let polls = 0;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(points.wasm), { ferry: { poll: () => ((polls += 1), 7) } });
+    assert.equal((instance.exports["main"] as (n: number) => number)(1000), plain);
+    assert.ok(polls >= Math.floor(1000 / LOOP_SLICE), `${polls} polls`);
+    const depth = points.depth[0];
+    assert.ok(depth !== undefined);
+    assert.equal((instance.exports[depth.export_name] as WebAssembly.Global).value, 0, "the branch to the function's label counted its frame back");
+  });
+});
