@@ -92,6 +92,17 @@ const OP = {
   br_on_non_null: 0xd6,
 } as const;
 
+/**
+ * Largest body, in bytes as the producer wrote it, whose small loops are
+ * copied. V8 sends a function to its optimizing tier after a budget of
+ * code run, charging a loop's whole body at each back-edge, cold code in it
+ * included: copies in a large function (C's `printf_core`, 9 KB, twice that
+ * once unwindable) sent it there after three lines printed, and compiling
+ * it took longer than the program (a cached `ferry exec` of `compute 0`,
+ * 0.30 s to 0.40 s). Hot loops are mostly in small functions.
+ */
+const UNROLL_FUNCTION_BYTES_MAX = 4096;
+
 /** Longest loop, in instructions, read to see whether it is bounded (a larger one gets its slice: its cost is lost in the body). */
 const BOUNDED_SCAN_MAX = 4096;
 
@@ -705,6 +716,7 @@ class BodyWriter {
   readonly match = new Map<number, number>();
   /** Per loop opening: the branches to it. */
   readonly targeted = new Map<number, number>();
+  readonly #reader: Reader;
 
   // The writing's state.
   w = new Writer();
@@ -723,6 +735,7 @@ class BodyWriter {
     readonly mode: Mode,
   ) {
     const r = new Reader(body, 0);
+    this.#reader = new Reader(body, 0);
     for (let n = r.u32(); n > 0; n -= 1) {
       const count = r.u32();
       const t = r.bytes[r.pos] as number;
@@ -765,7 +778,9 @@ class BodyWriter {
 
   /** A reader at instruction `i`'s immediates. */
   #at(i: number): Reader {
-    return new Reader(this.body, (this.starts[i] as number) + 1);
+    // One reader, moved: a body reads thousands of immediates.
+    this.#reader.pos = (this.starts[i] as number) + 1;
+    return this.#reader;
   }
 
   #end(i: number): number {
@@ -1002,6 +1017,7 @@ class BodyWriter {
   /** Whether the loop from `i` to `end` is a small innermost one whose body can reach no safe point, falling off with no value. */
   #unrollable(i: number, end: number): boolean {
     if (this.body[(this.starts[i] as number) + 1] !== EMPTY_BLOCK || end - i - 1 > UNROLL_BODY_MAX) return false;
+    if (this.body.length > UNROLL_FUNCTION_BYTES_MAX) return false;
     for (let k = i + 1; k < end; k += 1) {
       const op = this.ops[k] as number;
       if (op === OP.call) {

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { INSTRUMENTER_VERSION, instrumentModule, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
+import { INSTRUMENTER_VERSION, instrumentModule, instrumentWithoutBinaryen, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
 import { instrumentInKeptWorker, instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
 import { instrumentInProcess } from "./_process.js";
 import type { StageListener } from "./stages.js";
@@ -42,10 +42,19 @@ export interface CacheOptions {
 /** Where a module is instrumented: see {@link CacheOptions.thread}. */
 export type InstrumentThread = "auto" | "worker" | "process" | "inline";
 
-function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Instrumented> {
+async function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Instrumented> {
   const pass = { ...(options.name !== undefined ? { name: options.name } : {}), ...(options.on_stage !== undefined ? { on_stage: options.on_stage } : {}) };
   const thread = options.thread ?? "auto";
-  if (thread === "process") return instrumentInProcess(wasm, pass);
+  if (thread === "process") {
+    // A small module is done here when it needs no Binaryen (tens of
+    // milliseconds, where starting the process alone takes more); a large
+    // one in the process, so this thread stays free to show progress.
+    if (wasm.byteLength < WORKER_MODULE_BYTES_MIN) {
+      const direct = instrumentWithoutBinaryen(wasm, pass);
+      if (typeof direct !== "string") return direct;
+    }
+    return instrumentInProcess(wasm, pass);
+  }
   if (thread === "inline") return instrumentModule(wasm, pass);
   const inWorker = thread === "worker" || wasm.byteLength >= WORKER_MODULE_BYTES_MIN;
   return inWorker ? instrumentInWorker(wasm, pass) : instrumentInKeptWorker(wasm, pass);

@@ -232,6 +232,19 @@ export async function instrumentModule(wasm: Uint8Array, options: InstrumentOpti
 }
 
 /**
+ * As {@link instrumentModule}, but only the way that needs no Binaryen;
+ * returns why not for a module that needs it (then `instrumentModule`, in
+ * a thread or process set for Binaryen, does it). Synchronous: for a caller
+ * that can afford to wait here for a small module.
+ */
+export function instrumentWithoutBinaryen(wasm: Uint8Array, options: InstrumentOptions = {}): Instrumented | string {
+  if (unwinder() !== "ferry") return "FERRY_UNWINDER=binaryen";
+  const started = performance.now();
+  options.on_stage?.("read");
+  return instrumentDirect(wasm, options, (stage) => options.on_stage?.(stage), moduleHash(wasm), started);
+}
+
+/**
  * Instruments `wasm` with no Binaryen at all: the safe points written into
  * the binary (`_safepoints.ts`), then Ferry's unwinding pass. Returns why
  * not, for a module either pass does not handle (or one that may not be

@@ -65,6 +65,9 @@ describe("instrument", () => {
     assert.ok(info.globals.every((g) => g.export_name.startsWith(GLOBAL_EXPORT_PREFIX)));
     assert.equal(info.unwind.depth.length, 3);
     assert.equal(info.module_sha256, moduleHash(SAMPLE));
+    // Both passes ran over the binary: Binaryen was not needed.
+    assert.equal(info.polls, "ferry");
+    assert.equal(info.unwinder, "ferry");
     // It runs, and polls the host from its loop.
     let polls = 0;
     const instance = new WebAssembly.Instance(module, {
