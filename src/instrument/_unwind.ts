@@ -614,26 +614,48 @@ class BodyRewriter {
       out.byte(0x0b);
       labels -= 1;
     };
+    /**
+     * The last instructions written, when each pushes a local or a constant
+     * and nothing else was written after them in the run: a call to a
+     * function of the module can take those arguments from the same
+     * instructions after the run's guard instead of through spills (on a
+     * rewind, a function reads its arguments from its own frame).
+     */
+    let pure: { start: number; end: number; type: number }[] = [];
+    /** Where the current run's guard starts in `out`, and where its code starts after it. */
+    let run_guard = -1;
+    let run_code = -1;
     const openRun = (f: Frame, i: number, force_guard = false): void => {
       const guarded = force_guard || i < (shape.last_boundary[f.seq] as number);
+      run_guard = out.len;
       if (guarded) {
         stateIsNormal();
         openIf();
       }
       reload(f.height, stack.length);
+      run_code = out.len;
+      pure = [];
       f.run = guarded ? "guarded" : "open";
     };
     /** Ends a guarded run before a boundary: its values spilled, the guard closed. */
     const closeRun = (f: Frame, cond_depth?: number): void => {
       if (f.run === "open") throw new Error("an unguarded run before a boundary");
       if (f.run === "guarded") {
-        spill(f.height, cond_depth);
-        closeBlock();
+        if (out.len === run_code && stack.length === f.height && cond_depth === undefined) {
+          // Nothing left in the run: no guard either.
+          out.len = run_guard;
+          labels -= 1;
+        } else {
+          spill(f.height, cond_depth);
+          closeBlock();
+        }
       }
+      pure = [];
       f.run = "none";
     };
     /** At a hot frame's end or else: its results on the stack, as the original code had them. */
     const finishArm = (f: Frame): void => {
+      pure = [];
       if (f.run === "guarded") {
         if (f.unreachable) {
           closeBlock();
@@ -719,10 +741,22 @@ class BodyRewriter {
             callee = this.info.types[ir.u32()] as FuncType;
             extra = 1;
           }
-          closeRun(f);
           const nargs = callee.params.length + extra;
           const base = stack.length - nargs;
           if (base < f.height) throw new UnwindUnsupported("operand stack underflow at a call");
+          // Arguments pushed by the run's last instructions, taken back from it and pushed again at the call.
+          let sunk: Uint8Array = new Uint8Array(0);
+          const sunk_types: number[] = [];
+          if (!again && f.run === "guarded") {
+            const m = Math.min(pure.length, nargs);
+            if (m > 0) {
+              const first = pure[pure.length - m] as { start: number };
+              sunk = out.buf.slice(first.start, out.len);
+              out.len = first.start;
+              for (let q = 0; q < m; q += 1) sunk_types.unshift(stack.pop() as number);
+            }
+          }
+          closeRun(f);
           // What a rewind to this call needs: the values under its arguments, the
           // arguments of an import, and the conditions of the ifs it is in.
           for (let p = 0; p < (again ? stack.length : base); p += 1) kept.add(temp(p, stack[p] as number));
@@ -735,20 +769,21 @@ class BodyRewriter {
           out.byte(0x72); // i32.or
           openIf();
           reload(base, stack.length);
+          out.bytes(sunk);
+          for (const t of sunk_types) stack.push(t);
+          // The call's number, for the save if it unwinds (while rewinding, it is this one already).
+          out.byte(0x41);
+          out.s32(k);
+          localSet(idx);
           out.bytes(body.subarray(start, end));
-          // Unwinding: note where, and leave for the save.
+          // Unwinding: leave for the save.
           out.byte(0x23);
           out.u32(this.state_global);
           out.byte(0x41);
           out.s32(1);
           out.byte(0x46);
-          openIf();
-          out.byte(0x41);
-          out.s32(k);
-          localSet(idx);
-          out.byte(0x0c);
+          out.byte(0x0d); // br_if
           out.u32(labels - 1 - UNWOUND_TPOS);
-          closeBlock();
           stack.length = base;
           for (const t of callee.results) stack.push(t);
           spill(base);
@@ -800,6 +835,8 @@ class BodyRewriter {
 
       // Anything else runs in a run of the innermost hot frame.
       if (f.hot && f.run === "none") openRun(f, i);
+      const before = out.len;
+      const height = stack.length;
       this.plain(body, start, end, op, out, stack, f, {
         pop,
         popN,
@@ -819,6 +856,9 @@ class BodyRewriter {
           return frames.pop() as Frame;
         },
       });
+      const pushes = op === 0x20 || op === 0x41 || op === 0x42 || op === 0x43 || op === 0x44;
+      if (pushes && f.hot && f.run === "guarded" && frames[frames.length - 1] === f && stack.length === height + 1) pure.push({ start: before, end: out.len, type: stack[height] as number });
+      else pure = [];
     }
 
     // Frame layout: the locals live after a call that can unwind (parameters
