@@ -26,7 +26,7 @@ async function instrumentTimed(name: string, wasm: Uint8Array, detail: string): 
   const total_s = (performance.now() - t0) / 1000;
   const peak_mb = process.resourceUsage().maxRSS / 1024;
   console.log(
-    `large: instrument ${name} (${(wasm.byteLength / 1e6).toFixed(1)} MB, ${detail} -> ${(out.wasm.byteLength / 1e6).toFixed(1)} MB): ${total_s.toFixed(1)} s, peak RSS ${peak_mb.toFixed(0)} MB; steps ${stages.join(" ")}; unwinding by ${out.info.unwinder ?? "?"}`,
+    `large: instrument ${name} (${(wasm.byteLength / 1e6).toFixed(1)} MB, ${detail} -> ${(out.wasm.byteLength / 1e6).toFixed(1)} MB): ${total_s.toFixed(1)} s, peak RSS ${peak_mb.toFixed(0)} MB; steps ${stages.join(" ")}; polls by ${out.info.polls ?? "binaryen"}, unwinding by ${out.info.unwinder ?? "?"}`,
   );
 }
 
