@@ -3,7 +3,122 @@
  * safe points (`_safepoints_test.ts`) are run against. Each imports
  * `env.block` (a blocking call, answered by {@link answer}) and `env.other`.
  */
+import assert from "node:assert/strict";
 import type { Prng } from "../_prng.js";
+
+/** Where a test's unwind buffer lies in the guest's memory, and where it ends. */
+export const BUFFER = 1024;
+export const BUFFER_END = 65536;
+
+/** The exports that unwind and rewind (Asyncify's contract), and the memory. */
+export interface Api {
+  asyncify_start_unwind(ptr: number): void;
+  asyncify_stop_unwind(): void;
+  asyncify_start_rewind(ptr: number): void;
+  asyncify_stop_rewind(): void;
+  asyncify_get_state(): number;
+  memory: WebAssembly.Memory;
+}
+
+/** Runs a program's `main` as written: what it returned and the argument of each blocking call, in order. */
+export function plainRun(bytes: Uint8Array, args: unknown[]): { result: unknown; calls: number[] } {
+  const calls: number[] = [];
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        calls.push(x);
+        return answer(x);
+      },
+      other: (x: number) => x + 1,
+    },
+  });
+  return { result: (instance.exports["main"] as (...a: unknown[]) => unknown)(...args), calls };
+}
+
+/** What {@link unwoundRun} saw. */
+export interface Unwound {
+  result: unknown;
+  /** The argument of each blocking call, in order (not counting a call made again after a rewind). */
+  calls: number[];
+  /** Unwinds from a poll. */
+  polls: number;
+  /** Times a fast copy was told to leave. */
+  left: number;
+  /** Unwinds in all. */
+  unwinds: number;
+  instance: WebAssembly.Instance;
+}
+
+/**
+ * Runs the instrumented `main`, unwinding at every poll and every blocking
+ * call and rewinding at once; the host gives a budget of `budget` after
+ * each poll, and tells every other fast copy that asks to leave.
+ */
+export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3): Unwound {
+  const calls: number[] = [];
+  let api!: Api;
+  let rewinding = false;
+  let polls = 0;
+  let left = 0;
+  let unwinds = 0;
+  let asked = 0;
+  const unwind = (): void => {
+    const words = new Int32Array(api.memory.buffer, BUFFER, 2);
+    words[0] = BUFFER + 8;
+    words[1] = BUFFER_END;
+    api.asyncify_start_unwind(BUFFER);
+  };
+  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+    env: {
+      block: (x: number) => {
+        if (rewinding) {
+          api.asyncify_stop_rewind();
+          rewinding = false;
+          assert.equal(x, calls[calls.length - 1], "a call made again after a rewind gets its arguments back");
+          return answer(x);
+        }
+        calls.push(x);
+        unwind();
+        return 0;
+      },
+      other: (x: number) => x + 1,
+    },
+    ferry: {
+      poll: () => {
+        if (rewinding) {
+          api.asyncify_stop_rewind();
+          rewinding = false;
+          return budget;
+        }
+        polls += 1;
+        unwind();
+        return 0;
+      },
+      poll_restartable: () => {
+        asked += 1;
+        if (asked % 2 === 0) return budget;
+        left += 1;
+        return 0;
+      },
+    },
+  });
+  api = instance.exports as unknown as Api;
+  const main = instance.exports["main"] as (...a: unknown[]) => unknown;
+  let result = main(...args);
+  while (api.asyncify_get_state() === 1) {
+    unwinds += 1;
+    api.asyncify_stop_unwind();
+    // The frames are read back from where the unwind left `current`.
+    const current = new Int32Array(api.memory.buffer, BUFFER, 1)[0] as number;
+    assert.ok(current > BUFFER + 8, "an unwind writes frames");
+    rewinding = true;
+    api.asyncify_start_rewind(BUFFER);
+    // Arguments are taken from the frame: these are not used.
+    result = main(...args.map((a) => (typeof a === "bigint" ? 0n : 0)));
+    assert.equal(rewinding, false, "the rewind reached the call it left from");
+  }
+  return { result, calls, polls, left, unwinds, instance };
+}
 
 /** What the host answers a blocking call with argument `x`. */
 export const answer = (x: number): number => (Math.imul(x, 2654435761) ^ (x >>> 3)) | 0;

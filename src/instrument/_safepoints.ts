@@ -98,8 +98,8 @@ const OP = {
  * code run, charging a loop's whole body at each back-edge, cold code in it
  * included: copies in a large function (C's `printf_core`, 9 KB, twice that
  * once unwindable) sent it there after three lines printed, and compiling
- * it took longer than the program (a cached `ferry exec` of `compute 0`,
- * 0.30 s to 0.40 s). Hot loops are mostly in small functions.
+ * it took longer than the program (a cached `ferry exec` of `compute 0`:
+ * 0.40–0.50 s against 0.28–0.33 s). Hot loops are mostly in small functions.
  */
 const UNROLL_FUNCTION_BYTES_MAX = 4096;
 

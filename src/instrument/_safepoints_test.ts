@@ -13,12 +13,10 @@ import binaryen from "binaryen";
 import { Prng } from "../_prng.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { addSafePoints, type SafePoints } from "./_safepoints.js";
-import { answer, generate, HEADER } from "./_programs.js";
+import { generate, HEADER, plainRun, unwoundRun, type Unwound } from "./_programs.js";
 import { addUnwinding } from "./_unwind.js";
 import { wat } from "./_wat.js";
 
-const BUFFER = 1024;
-const BUFFER_END = 65536;
 const BLOCKING = ["env.block", "ferry.poll"];
 const PREFIX = "__g_";
 
@@ -41,105 +39,9 @@ function module(text: string): Uint8Array {
   }
 }
 
-interface Api {
-  asyncify_start_unwind(ptr: number): void;
-  asyncify_stop_unwind(): void;
-  asyncify_start_rewind(ptr: number): void;
-  asyncify_stop_rewind(): void;
-  asyncify_get_state(): number;
-  memory: WebAssembly.Memory;
-}
-
-interface Trace {
-  result: unknown;
-  calls: number[];
-  /** Unwinds from a poll. */
-  polls: number;
-  /** Times a fast copy was told to leave. */
-  left: number;
-}
-
-function plainRun(bytes: Uint8Array, args: unknown[]): Trace {
-  const calls: number[] = [];
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
-    env: {
-      block: (x: number) => {
-        calls.push(x);
-        return answer(x);
-      },
-      other: (x: number) => x + 1,
-    },
-  });
-  return { result: (instance.exports["main"] as (...a: unknown[]) => unknown)(...args), calls, polls: 0, left: 0 };
-}
-
-/**
- * Runs the instrumented `main`, unwinding at every poll and every blocking
- * call and rewinding at once; the host gives a budget of `budget` after
- * each poll, and tells every other fast copy that asks to leave.
- */
-function instrumentedRun(bytes: Uint8Array, args: unknown[], budget: number): Trace & { instance: WebAssembly.Instance } {
-  const calls: number[] = [];
-  let api!: Api;
-  let rewinding = false;
-  let polls = 0;
-  let left = 0;
-  let asked = 0;
-  const unwind = (): void => {
-    const words = new Int32Array(api.memory.buffer, BUFFER, 2);
-    words[0] = BUFFER + 8;
-    words[1] = BUFFER_END;
-    api.asyncify_start_unwind(BUFFER);
-  };
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
-    env: {
-      block: (x: number) => {
-        if (rewinding) {
-          api.asyncify_stop_rewind();
-          rewinding = false;
-          assert.equal(x, calls[calls.length - 1], "a call made again after a rewind gets its arguments back");
-          return answer(x);
-        }
-        calls.push(x);
-        unwind();
-        return 0;
-      },
-      other: (x: number) => x + 1,
-    },
-    ferry: {
-      poll: () => {
-        if (rewinding) {
-          api.asyncify_stop_rewind();
-          rewinding = false;
-          return budget;
-        }
-        polls += 1;
-        unwind();
-        return 0;
-      },
-      poll_restartable: () => {
-        asked += 1;
-        if (asked % 2 === 0) return budget;
-        left += 1;
-        return 0;
-      },
-    },
-  });
-  api = instance.exports as unknown as Api;
-  const main = instance.exports["main"] as (...a: unknown[]) => unknown;
-  let result = main(...args);
-  while (api.asyncify_get_state() === 1) {
-    api.asyncify_stop_unwind();
-    rewinding = true;
-    api.asyncify_start_rewind(BUFFER);
-    result = main(...args.map((a) => (typeof a === "bigint" ? 0n : 0)));
-    assert.equal(rewinding, false, "the rewind reached the call it left from");
-  }
-  return { result, calls, polls, left, instance };
-}
 
 /** Runs `bytes` as written and instrumented, with each of `args`; returns the instrumented runs. */
-function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Trace & { points: SafePoints })[] {
+function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Unwound & { points: SafePoints })[] {
   assert.ok(WebAssembly.validate(bytes), "the program validates");
   const points = safePoints(bytes, budget);
   assert.ok(WebAssembly.validate(points.wasm), "the module with safe points validates");
@@ -147,7 +49,7 @@ function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Trace & { poi
   assert.ok(WebAssembly.validate(unwound.wasm), "the unwindable module validates");
   return args.map((a) => {
     const want = plainRun(bytes, a);
-    const got = instrumentedRun(unwound.wasm, a, budget);
+    const got = unwoundRun(unwound.wasm, a, budget);
     assert.deepEqual(got.calls, want.calls, `blocking calls for ${a.join(",")}`);
     assert.deepEqual(got.result, want.result, `result for ${a.join(",")}`);
     // Every frame counted on the way in is counted back on the way out.

@@ -9,88 +9,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { Prng } from "../_prng.js";
-import { answer, generate, HEADER } from "./_programs.js";
+import { generate, HEADER, plainRun, unwoundRun } from "./_programs.js";
 import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
 import { wat } from "./_wat.js";
 
-const BUFFER = 1024;
-const BUFFER_END = 65536;
-
-interface Api {
-  asyncify_start_unwind(ptr: number): void;
-  asyncify_stop_unwind(): void;
-  asyncify_start_rewind(ptr: number): void;
-  asyncify_stop_rewind(): void;
-  asyncify_get_state(): number;
-  memory: WebAssembly.Memory;
-}
-
-/** What a run returned and the arguments of each blocking call, in order. */
-interface Trace {
-  result: unknown;
-  calls: number[];
-  unwinds: number;
-}
-
-
-function plainRun(bytes: Uint8Array, args: number[]): Trace {
-  const calls: number[] = [];
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
-    env: {
-      block: (x: number) => {
-        calls.push(x);
-        return answer(x);
-      },
-      other: (x: number) => x + 1,
-    },
-  });
-  const result = (instance.exports["main"] as (...a: number[]) => unknown)(...args);
-  return { result, calls, unwinds: 0 };
-}
-
-/** Runs `main`, unwinding at every blocking call and rewinding at once. */
-function unwoundRun(bytes: Uint8Array, args: number[]): Trace {
-  const calls: number[] = [];
-  let api!: Api;
-  let rewinding = false;
-  let unwinds = 0;
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
-    env: {
-      block: (x: number) => {
-        if (rewinding) {
-          api.asyncify_stop_rewind();
-          rewinding = false;
-          assert.equal(x, calls[calls.length - 1], "a call made again after a rewind gets its arguments back");
-          return answer(x);
-        }
-        calls.push(x);
-        const words = new Int32Array(api.memory.buffer, BUFFER, 2);
-        words[0] = BUFFER + 8;
-        words[1] = BUFFER_END;
-        api.asyncify_start_unwind(BUFFER);
-        return 0;
-      },
-      other: (x: number) => x + 1,
-    },
-  });
-  api = instance.exports as unknown as Api;
-  const main = instance.exports["main"] as (...a: number[]) => unknown;
-  let result = main(...args);
-  for (;;) {
-    if (api.asyncify_get_state() !== 1) break;
-    unwinds += 1;
-    api.asyncify_stop_unwind();
-    // The frames are read back from where the unwind left `current`.
-    const current = new Int32Array(api.memory.buffer, BUFFER, 1)[0] as number;
-    assert.ok(current > BUFFER + 8, "an unwind writes frames");
-    rewinding = true;
-    api.asyncify_start_rewind(BUFFER);
-    // Arguments are taken from the frame: these are not used.
-    result = main(...args.map((a) => (typeof a === "bigint" ? 0n : 0) as number));
-    assert.equal(rewinding, false, "the rewind reached the call it left from");
-  }
-  return { result, calls, unwinds };
-}
 
 function check(text: string, args: number[][]): void {
   const bytes = wat(text);
