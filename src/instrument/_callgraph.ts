@@ -85,6 +85,14 @@ export interface CallAnalysis {
   restartable: number[];
   /** Whether a call to function `index` (imports first) can reach a safe point. */
   reaches(index: number): boolean;
+  /**
+   * Once the polls are written, with `polled` (one entry per defined
+   * function) saying which hold one: which defined functions can unwind (a
+   * blocking import, a poll, or a call to what can), and which types of
+   * indirect call reach one. The same graph as before the polls, read
+   * again for nothing.
+   */
+  unwinding(polled: Uint8Array): { defined(f: number): boolean; type(t: number): boolean };
 }
 
 /**
@@ -103,7 +111,18 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
   const graph = buildGraph(scanned, tables);
   const cyclic = onCycles(graph);
   const n = scanned.bodies.length;
-  if (blocking === undefined) return { scanned, tables, cyclic, reached: new Uint8Array(n).fill(1), restartable: [], reaches: () => true };
+  const unwinding = (polled: Uint8Array): { defined(f: number): boolean; type(t: number): boolean } => {
+    const can = reachers(graph, scanned, tables, [], blocking ?? [], false, polled);
+    const narrow = tables.unnarrowed === undefined;
+    return {
+      defined: (f) => can[f] === 1,
+      type: (t) => {
+        const s = tables.type_sig[t] ?? -1;
+        return !narrow || s < 0 || can[n + 1 + s] === 1;
+      },
+    };
+  };
+  if (blocking === undefined) return { scanned, tables, cyclic, reached: new Uint8Array(n).fill(1), restartable: [], reaches: () => true, unwinding };
   const reached = reachers(graph, scanned, tables, cyclic, blocking);
   const restartable = rerunnable(scanned, cyclic, numeric).filter((i) => reached[i] === 1);
   const patterns = blocking.map(wildcard);
@@ -113,7 +132,7 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
     const f = index - scanned.imported;
     return f >= n || reached[f] === 1;
   };
-  return { scanned, tables, cyclic, reached: reached.subarray(0, n), restartable, reaches };
+  return { scanned, tables, cyclic, reached: reached.subarray(0, n), restartable, reaches, unwinding };
 }
 
 /**
@@ -363,7 +382,7 @@ function wildcard(pattern: string): RegExp {
  * of those, directly or through a signature node whose table functions
  * (or imports) can.
  */
-function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyclic: number[], blocking: readonly string[], polls = true): Uint8Array {
+function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyclic: number[], blocking: readonly string[], polls = true, polled?: Uint8Array): Uint8Array {
   const { n, start, edges } = graph;
   const nodes = start.length - 1;
   const patterns = blocking.map(wildcard);
@@ -381,6 +400,9 @@ function reachers(graph: Graph, calls: ModuleCalls, tables: IndirectTargets, cyc
     if ((polls && body.loops) || body.opaque || body.calls.some((c) => c < calls.imported && blocks[c] === true)) mark(f);
   });
   if (polls) for (const f of cyclic) mark(f);
+  polled?.forEach((x, f) => {
+    if (x === 1) mark(f);
+  });
   if (tables.unnarrowed === undefined) {
     blocks.forEach((blocked, i) => {
       const s = tables.function_sig[i] ?? -1;

@@ -43,7 +43,7 @@
  * caller then instruments the module through Binaryen.
  */
 import { InstrumentError } from "../errors.js";
-import { analyzeCalls, type CallAnalysis } from "./_callgraph.js";
+import { analyzeCalls, type CallAnalysis, type UnwindReach } from "./_callgraph.js";
 import { skipImmediates } from "./_calls.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
@@ -129,6 +129,8 @@ export interface SafePoints {
   depth: { export_name: string; function: number }[];
   /** Functions given a fast copy (`_restart.ts`). */
   restartable: number;
+  /** Which calls of the written module can unwind, for the unwinding pass (which would otherwise read its call graph again). */
+  reach: UnwindReach;
 }
 
 /** How a body is written: as itself, as a restartable function's fast copy, or as its slow copy. */
@@ -167,6 +169,8 @@ class Rewrite {
   readonly depth_of = new Map<number, number>();
   /** Defined function → index of its fast copy (its slow copy follows). */
   readonly fast_of = new Map<number, number>();
+  /** One entry per defined function: 1 when its body (or, for a restartable one, its slow copy) holds a poll. */
+  readonly polled: Uint8Array;
   readonly new_types: FuncType[] = [];
   readonly type_key = new Map<string, number>();
 
@@ -178,6 +182,7 @@ class Rewrite {
   ) {
     this.imported = info.imported;
     this.defined = info.func_types.length - info.imported;
+    this.polled = new Uint8Array(this.defined);
     this.added_imports = graph.restartable.length > 0 ? 2 : 1;
     this.budget = info.globals.length;
     this.flag = this.budget + 1;
@@ -241,7 +246,27 @@ class Rewrite {
     rebuilt.set(1, this.typeSection(payload(1)));
     const kept = sections.filter((s) => s.id !== 0 || !dropped(s.payload));
     const out = kept.map((s) => (s.id === 0 && customName(s.payload) === "name" ? { id: 0, payload: this.nameSection(s.payload, code.names) } : s));
-    return { wasm: assemble(this.wasm, out, rebuilt), globals: exported.globals, depth: exported.depth, restartable: this.fast_of.size };
+    return { wasm: assemble(this.wasm, out, rebuilt), globals: exported.globals, depth: exported.depth, restartable: this.fast_of.size, reach: this.reach() };
+  }
+
+  /** Which calls of the written module can unwind (see {@link SafePoints.reach}). */
+  reach(): UnwindReach {
+    const can = this.graph.unwinding(this.polled);
+    const copies = this.imported + this.added_imports + this.defined;
+    const originals = this.info.types.length;
+    return {
+      function: (index) => {
+        if (index < this.imported) return this.graph.reaches(index);
+        if (index === this.poll) return true;
+        if (index < this.imported + this.added_imports) return false;
+        if (index < copies) return can.defined(index - this.imported - this.added_imports);
+        // The copies, two a restartable function: a fast one never unwinds.
+        const j = index - copies;
+        const f = this.graph.restartable[Math.floor(j / 2)];
+        return j % 2 === 1 && f !== undefined && can.defined(f);
+      },
+      type: (t) => t < originals && can.type(t),
+    };
   }
 
   importSection(payload: Uint8Array | undefined): Uint8Array {
@@ -548,20 +573,31 @@ class Rewrite {
       const index = this.imported + f;
       const type = typeOf(this.info, index);
       const fast = this.fast_of.get(f);
-      if (fast !== undefined) bodies.push(restartWrapper(this, type, fast));
-      else bodies.push(new BodyWriter(this, body, type, "plain").write(this.depth_of.get(f)));
+      if (fast !== undefined) {
+        bodies.push(restartWrapper(this, type, fast));
+        return;
+      }
+      const writer = new BodyWriter(this, body, type, "plain");
+      bodies.push(writer.write(this.depth_of.get(f)));
+      if (writer.polls) this.polled[f] = 1;
     });
     for (const f of this.graph.restartable) {
       const index = this.imported + f;
       const type = typeOf(this.info, index);
       const body = originals[f] as Uint8Array;
       const fast = this.fast_of.get(f) as number;
-      copies.push(new BodyWriter(this, body, type, "fast").write(undefined), new BodyWriter(this, body, type, "slow").write(undefined));
+      const slow = new BodyWriter(this, body, type, "slow");
+      copies.push(new BodyWriter(this, body, type, "fast").write(undefined), slow.write(undefined));
+      // The wrapper, where the graph has the function, calls the slow copy.
+      if (slow.polls) this.polled[f] = 1;
       types.push(this.info.func_types[index] as number, this.info.func_types[index] as number);
       const of = this.remap(index);
       names.push({ index: fast, of, suffix: "$ferry_fast" }, { index: fast + 1, of, suffix: "$ferry_slow" });
     }
-    const w = new Writer();
+    let size = 8;
+    for (const b of bodies) size += b.length + 5;
+    for (const b of copies) size += b.length + 5;
+    const w = new Writer(size);
     w.u32(bodies.length + copies.length);
     for (const b of [...bodies, ...copies]) {
       w.u32(b.length);
@@ -719,12 +755,14 @@ class BodyWriter {
   readonly #reader: Reader;
 
   // The writing's state.
-  w = new Writer();
+  w: Writer;
   labels: Label[] = [];
   /** Labels open in the output, the function's own included. */
   open = 0;
   extra_locals: number[] = [];
   slice_counter = -1;
+  /** Whether the body was given a poll that can unwind (a countdown not in a fast copy). */
+  polls = false;
   /** The depth counter of a counted body: its returns leave through `$exit`. */
   depth: number | undefined;
 
@@ -735,6 +773,7 @@ class BodyWriter {
     readonly mode: Mode,
   ) {
     const r = new Reader(body, 0);
+    this.w = new Writer();
     this.#reader = new Reader(body, 0);
     for (let n = r.u32(); n > 0; n -= 1) {
       const count = r.u32();
@@ -797,6 +836,7 @@ class BodyWriter {
     const w = this.w;
     const results = this.type.results;
     this.depth = depth;
+    if (depth !== undefined) this.polls = true;
     this.open = 1;
     this.labels = [{ target: 0, closes: 1 }];
     if (depth !== undefined) {
@@ -965,6 +1005,7 @@ class BodyWriter {
     };
     if (end === undefined || (this.targeted.get(i) ?? 0) === 0 || this.#bounded(i, end)) return plain();
     if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
+    if (this.mode !== "fast") this.polls = true;
     const n = this.slice_counter;
     const unroll = this.#unrollable(i, end);
     const copies = unroll ? UNROLL_COPIES : 1;

@@ -79,11 +79,15 @@ const SECTION_ORDER: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13
 
 /** A growable byte buffer with the encodings the pass writes. */
 export class Writer {
-  buf = new Uint8Array(1024);
+  buf: Uint8Array;
   len = 0;
 
-  #room(n: number): void {
-    if (this.len + n <= this.buf.length) return;
+  /** `capacity`: the bytes expected, when known (growing by doubling copies what was written so far). */
+  constructor(capacity = 64) {
+    this.buf = new Uint8Array(Math.max(16, capacity));
+  }
+
+  #grow(n: number): void {
     let size = this.buf.length * 2;
     while (size < this.len + n) size *= 2;
     const next = new Uint8Array(size);
@@ -92,7 +96,7 @@ export class Writer {
   }
 
   byte(b: number): void {
-    this.#room(1);
+    if (this.len === this.buf.length) this.#grow(1);
     this.buf[this.len] = b;
     this.len += 1;
   }
@@ -121,9 +125,12 @@ export class Writer {
   }
 
   bytes(src: Uint8Array): void {
-    this.#room(src.length);
-    this.buf.set(src, this.len);
-    this.len += src.length;
+    const n = src.length;
+    if (this.len + n > this.buf.length) this.#grow(n);
+    // Most are an instruction or two: a loop is cheaper than `set` for those.
+    if (n <= 16) for (let k = 0; k < n; k += 1) this.buf[this.len + k] = src[k] as number;
+    else this.buf.set(src, this.len);
+    this.len += n;
   }
 
   done(): Uint8Array {
@@ -357,7 +364,9 @@ export function liveAcrossCalls(shape: Shape, locals: number): Bits | undefined 
           // A branch to a loop goes to its start: grow that until it holds.
           let start: Bits = new Uint32Array(words);
           for (;;) {
-            const next = walk(s + 1, i, live, [...labels, start]);
+            labels.push(start);
+            const next = walk(s + 1, i, live, labels);
+            labels.pop();
             if (next === undefined) return undefined;
             if (same(next, start)) break;
             union(next, start);
@@ -366,12 +375,18 @@ export function liveAcrossCalls(shape: Shape, locals: number): Bits | undefined 
           inside = start;
         } else if (opener === 0x04) {
           const e = shape.else_of.get(s);
-          const then = walk(s + 1, e ?? i, live, [...labels, live]);
-          const other = e === undefined ? live.slice() : walk(e + 1, i, live, [...labels, live]);
+          labels.push(live);
+          const then = walk(s + 1, e ?? i, live, labels);
+          const other = e === undefined ? live.slice() : walk(e + 1, i, live, labels);
+          labels.pop();
           if (then === undefined || other === undefined) return undefined;
           union(then, other);
           inside = then;
-        } else inside = walk(s + 1, i, live, [...labels, live]);
+        } else {
+          labels.push(live);
+          inside = walk(s + 1, i, live, labels);
+          labels.pop();
+        }
         if (inside === undefined) return undefined;
         live = inside;
         i = s;
@@ -1083,7 +1098,7 @@ class BodyRewriter {
 
   /** The whole body: declarations, the rewind at entry, the rewritten code, the save at the end. */
   assemble(decls: Uint8Array, groups: number, added: number[], code: Uint8Array, slots: readonly FrameSlot[], frame_bytes: number, scratch: number, type: FuncType): Uint8Array {
-    const w = new Writer();
+    const w = new Writer(code.length + 16 * slots.length + 64);
     // Declarations: the original groups, then one per added local and the scratch pointer.
     const original = new Reader(decls, 0);
     original.u32();
@@ -1321,12 +1336,9 @@ function skipOperands(r: Reader, op: number): void {
  * adds Asyncify's exports. Throws {@link UnwindUnsupported} for what it
  * cannot handle.
  */
-export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unwound {
+export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], known?: UnwindReach): Unwound {
   const info = readModule(wasm);
-  const scanned = scanCalls(wasm);
-  if (scanned.bodies.some((b) => b.opaque)) throw new UnwindUnsupported("a call the scanner cannot follow");
-  const tables = readTables(wasm, scanned.bodies.flatMap((b) => b.refs));
-  const reach = unwindReachers(scanned, tables, blocking);
+  const reach = known ?? readReach(wasm, blocking);
   const new_types: FuncType[] = [];
   const type_key = new Map<string, number>();
   const typeIndex = (t: FuncType): number => {
@@ -1427,6 +1439,14 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[]): Unw
   return { wasm: out, frame_bytes, instrumented };
 }
 
+/** Which calls of `wasm` can unwind, from its call graph. */
+function readReach(wasm: Uint8Array, blocking: readonly string[]): UnwindReach {
+  const scanned = scanCalls(wasm);
+  if (scanned.bodies.some((b) => b.opaque)) throw new UnwindUnsupported("a call the scanner cannot follow");
+  const tables = readTables(wasm, scanned.bodies.flatMap((b) => b.refs));
+  return unwindReachers(scanned, tables, blocking);
+}
+
 /** A module's sections, in order, each with its payload. */
 export function readSections(wasm: Uint8Array): { id: number; payload: Uint8Array }[] {
   const out: { id: number; payload: Uint8Array }[] = [];
@@ -1446,7 +1466,10 @@ export function readSections(wasm: Uint8Array): { id: number; payload: Uint8Arra
  * wants it when the module had none.
  */
 export function assemble(wasm: Uint8Array, sections: readonly { id: number; payload: Uint8Array }[], rebuilt: ReadonlyMap<number, Uint8Array>): Uint8Array {
-  const out = new Writer();
+  let size = 8;
+  for (const s of sections) size += 6 + (rebuilt.get(s.id) ?? s.payload).length;
+  for (const [id, payload] of rebuilt) if (!sections.some((s) => s.id === id)) size += 6 + payload.length;
+  const out = new Writer(size);
   out.bytes(wasm.subarray(0, 8));
   const emit = (id: number, payload: Uint8Array): void => {
     out.byte(id);

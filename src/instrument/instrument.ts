@@ -259,7 +259,7 @@ function instrumentDirect(wasm: Uint8Array, options: InstrumentOptions, step: (s
     step("call-graph");
     const polled = addSafePoints(wasm, { blocking, budget: POLL_BUDGET_INITIAL, poll: POLL_IMPORT, restart_poll: RESTART_POLL_IMPORT, global_prefix: GLOBAL_EXPORT_PREFIX, on_polls: () => step("polls") });
     step("asyncify");
-    const unwound = addUnwinding(polled.wasm, blocking);
+    const unwound = addUnwinding(polled.wasm, blocking, polled.reach);
     // A module the passes wrote wrong must not reach the cache: Binaryen's path does it then.
     if (!WebAssembly.validate(unwound.wasm)) return "the module the binary passes wrote does not validate (a fault of theirs)";
     step("write");
