@@ -555,7 +555,6 @@ class Rewrite {
 
   /** The code section, and the type of each function appended, and names for them. */
   code(payload: Uint8Array | undefined): { section: Uint8Array; types: number[]; names: { index: number; of: number; suffix: string }[] } {
-    const bodies: Uint8Array[] = [];
     const originals: Uint8Array[] = [];
     if (payload !== undefined) {
       const r = new Reader(payload, 0);
@@ -568,17 +567,31 @@ class Rewrite {
     }
     const types: number[] = [];
     const names: { index: number; of: number; suffix: string }[] = [];
-    const copies: Uint8Array[] = [];
+    // Bodies go straight into the section: a large module has hundreds of thousands.
+    const w = new Writer((payload?.length ?? 0) + (payload?.length ?? 0) / 2 + 64);
+    w.u32(originals.length + 2 * this.graph.restartable.length);
+    const put = (body: Uint8Array): void => {
+      w.u32(body.length);
+      w.bytes(body);
+    };
+    const scratch = new Writer();
     originals.forEach((body, f) => {
       const index = this.imported + f;
       const type = typeOf(this.info, index);
       const fast = this.fast_of.get(f);
       if (fast !== undefined) {
-        bodies.push(restartWrapper(this, type, fast));
+        put(restartWrapper(this, type, fast));
+        return;
+      }
+      const depth = this.depth_of.get(f);
+      if (depth === undefined && this.graph.scanned.bodies[f]?.loops === false) {
+        // No loop and no recursion: nothing to add, only its calls to renumber (most of a large module).
+        renumbered(this, body, scratch);
+        put(scratch.done());
         return;
       }
       const writer = new BodyWriter(this, body, type, "plain");
-      bodies.push(writer.write(this.depth_of.get(f)));
+      put(writer.write(depth));
       if (writer.polls) this.polled[f] = 1;
     });
     for (const f of this.graph.restartable) {
@@ -587,24 +600,45 @@ class Rewrite {
       const body = originals[f] as Uint8Array;
       const fast = this.fast_of.get(f) as number;
       const slow = new BodyWriter(this, body, type, "slow");
-      copies.push(new BodyWriter(this, body, type, "fast").write(undefined), slow.write(undefined));
+      put(new BodyWriter(this, body, type, "fast").write(undefined));
+      put(slow.write(undefined));
       // The wrapper, where the graph has the function, calls the slow copy.
       if (slow.polls) this.polled[f] = 1;
       types.push(this.info.func_types[index] as number, this.info.func_types[index] as number);
       const of = this.remap(index);
       names.push({ index: fast, of, suffix: "$ferry_fast" }, { index: fast + 1, of, suffix: "$ferry_slow" });
     }
-    let size = 8;
-    for (const b of bodies) size += b.length + 5;
-    for (const b of copies) size += b.length + 5;
-    const w = new Writer(size);
-    w.u32(bodies.length + copies.length);
-    for (const b of [...bodies, ...copies]) {
-      w.u32(b.length);
-      w.bytes(b);
-    }
     return { section: w.done().slice(), types, names };
   }
+}
+
+/**
+ * `body` with its function indices renumbered and every other byte as it
+ * was, into `w` (emptied first): the parts between the immediates of its
+ * calls and `ref.func`s are copied whole.
+ */
+function renumbered(rw: Rewrite, body: Uint8Array, w: Writer): void {
+  const r = new Reader(body, 0);
+  for (let n = r.u32(); n > 0; n -= 1) {
+    r.skipLeb();
+    skipValType(r);
+  }
+  w.len = 0;
+  let copied = 0;
+  while (r.pos < body.length) {
+    const op = r.byte();
+    if (op === OP.call || op === OP.return_call || op === OP.ref_func) {
+      const at = r.pos;
+      const index = r.u32();
+      w.bytes(body.subarray(copied, at));
+      w.u32(rw.remap(index));
+      copied = r.pos;
+    } else if (op === OP.call_indirect || op === OP.return_call_indirect) {
+      r.skipLeb();
+      r.skipLeb();
+    } else if (!skipImmediates(r, op)) throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
+  }
+  w.bytes(body.subarray(copied));
 }
 
 function typeOf(info: ModuleInfo, index: number): FuncType {
