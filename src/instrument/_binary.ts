@@ -94,11 +94,16 @@ function readMemoryLimits(wasm: Uint8Array): { limits: MemoryLimits; memory: Sec
   return { limits: { shared: (flags & LIMITS_SHARED) !== 0, initial: initial.value, maximum: declared }, memory };
 }
 
-/** The limits of `wasm`'s memory when it defines exactly one, with no memory imported; else undefined. */
+/**
+ * The limits of `wasm`'s memory when its memory section defines exactly one
+ * 32-bit memory; else undefined, and the caller's other path says what is
+ * wrong (an imported memory has no section here: `_safepoints.ts` refuses it).
+ */
 export function definedMemory(wasm: Uint8Array): MemoryLimits | undefined {
   try {
     return readMemoryLimits(wasm)?.limits;
   } catch {
+    // Several memories, memory64, or a damaged section: Binaryen's path reports it with the module's name.
     return undefined;
   }
 }

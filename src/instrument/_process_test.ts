@@ -16,7 +16,7 @@ const SAMPLE = wat(`(module
     (loop $l (global.set $n (i32.add (global.get $n) (i32.const 1))) (br_if $l (i32.lt_u (global.get $n) (i32.const 1000))))
     (drop (call $down (i32.const 10)))))`);
 
-/** SAMPLE with a data segment of `bytes`: past WORKER_MODULE_BYTES_MIN, a module goes to the child process. */
+/** A module like SAMPLE with a data segment of `bytes`: from WORKER_MODULE_BYTES_MIN on, a module goes to the child process. */
 function large(bytes: number): Uint8Array {
   return wat(`(module
     (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))

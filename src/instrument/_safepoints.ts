@@ -48,7 +48,7 @@ import { skipImmediates } from "./_calls.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
 import { UNROLL_BODY_MAX, UNROLL_COPIES } from "./_unroll.js";
-import { assemble, readModule, readSections, UnwindUnsupported, Writer, type FuncType, type ModuleInfo } from "./_unwind.js";
+import { assemble, readModule, readSections, typeRuns, UnwindUnsupported, Writer, zero, type FuncType, type ModuleInfo } from "./_unwind.js";
 
 const I32 = 0x7f;
 const I64 = 0x7e;
@@ -655,6 +655,7 @@ function customName(payload: Uint8Array): string {
   try {
     return new Reader(payload, 0).text();
   } catch {
+    // A custom section whose name runs past its end: not one this pass reads or drops; it is kept as it is.
     return "";
   }
 }
@@ -672,25 +673,10 @@ function nameBytesSection(): Uint8Array {
   return nameBytes("name");
 }
 
-/** Writes the zero of a numeric type. */
-function zero(w: Writer, t: number): void {
-  if (t === I32 || t === I64) {
-    w.byte(t === I32 ? OP.i32_const : OP.i64_const);
-    w.byte(0);
-  } else {
-    w.byte(t === F32 ? OP.f32_const : OP.f64_const);
-    w.bytes(new Uint8Array(t === F32 ? 4 : 8));
-  }
-}
 
 /** Local declarations: `types`, one group per run of one type. */
 function localGroups(w: Writer, types: readonly number[]): void {
-  const groups: { type: number; count: number }[] = [];
-  for (const t of types) {
-    const last = groups[groups.length - 1];
-    if (last !== undefined && last.type === t) last.count += 1;
-    else groups.push({ type: t, count: 1 });
-  }
+  const groups = typeRuns(types);
   w.u32(groups.length);
   for (const g of groups) {
     w.u32(g.count);
@@ -778,7 +764,6 @@ interface Label {
 
 /** One function body, read into instructions and written with its safe points. */
 class BodyWriter {
-  readonly code_start: number;
   readonly declared: number[] = [];
   readonly starts: number[] = [];
   readonly ops: number[] = [];
@@ -816,7 +801,6 @@ class BodyWriter {
       if (t === REF || t === REF_NULLABLE) throw new UnwindUnsupported("a typed-reference local");
       for (let k = 0; k < count; k += 1) this.declared.push(t);
     }
-    this.code_start = r.pos;
     const stack: number[] = [];
     const labels: number[] = [-1];
     while (r.pos < body.length) {

@@ -630,13 +630,13 @@ class BodyRewriter {
       labels -= 1;
     };
     /**
-     * The last instructions written, when each pushes a local or a constant
+     * Where the last instructions written start in `out`, when each pushes a local or a constant
      * and nothing else was written after them in the run: a call to a
      * function of the module can take those arguments from the same
      * instructions after the run's guard instead of through spills (on a
      * rewind, a function reads its arguments from its own frame).
      */
-    let pure: { start: number; end: number; type: number }[] = [];
+    let pure: number[] = [];
     /** Where the current run's guard starts in `out`, and where its code starts after it. */
     let run_guard = -1;
     let run_code = -1;
@@ -765,9 +765,9 @@ class BodyRewriter {
           if (!again && f.run === "guarded") {
             const m = Math.min(pure.length, nargs);
             if (m > 0) {
-              const first = pure[pure.length - m] as { start: number };
-              sunk = out.buf.slice(first.start, out.len);
-              out.len = first.start;
+              const first = pure[pure.length - m] as number;
+              sunk = out.buf.slice(first, out.len);
+              out.len = first;
               for (let q = 0; q < m; q += 1) sunk_types.unshift(stack.pop() as number);
             }
           }
@@ -872,7 +872,7 @@ class BodyRewriter {
         },
       });
       const pushes = op === 0x20 || op === 0x41 || op === 0x42 || op === 0x43 || op === 0x44;
-      if (pushes && f.hot && f.run === "guarded" && frames[frames.length - 1] === f && stack.length === height + 1) pure.push({ start: before, end: out.len, type: stack[height] as number });
+      if (pushes && f.hot && f.run === "guarded" && frames[frames.length - 1] === f && stack.length === height + 1) pure.push(before);
       else pure = [];
     }
 
@@ -1102,15 +1102,10 @@ class BodyRewriter {
     // Declarations: the original groups, then one per added local and the scratch pointer.
     const original = new Reader(decls, 0);
     original.u32();
-    const runs: [number, number][] = [];
-    for (const t of [...added, I32]) {
-      const last = runs[runs.length - 1];
-      if (last !== undefined && last[1] === t) last[0] += 1;
-      else runs.push([1, t]);
-    }
+    const runs = typeRuns([...added, I32]);
     w.u32(groups + runs.length);
     w.bytes(decls.subarray(original.pos));
-    for (const [count, t] of runs) {
+    for (const { count, type: t } of runs) {
       w.u32(count);
       w.byte(t);
     }
@@ -1216,7 +1211,8 @@ function access(w: Writer, t: number, offset: number, write: boolean): void {
   w.u32(offset);
 }
 
-function zero(w: Writer, t: number): void {
+/** Writes the zero of value type `t`. */
+export function zero(w: Writer, t: number): void {
   if (t === I32) {
     w.byte(0x41);
     w.byte(0);
@@ -1445,6 +1441,17 @@ function readReach(wasm: Uint8Array, blocking: readonly string[]): UnwindReach {
   if (scanned.bodies.some((b) => b.opaque)) throw new UnwindUnsupported("a call the scanner cannot follow");
   const tables = readTables(wasm, scanned.bodies.flatMap((b) => b.refs));
   return unwindReachers(scanned, tables, blocking);
+}
+
+/** Local declarations' groups for locals of `types`, in order: one group per run of one type. */
+export function typeRuns(types: readonly number[]): { type: number; count: number }[] {
+  const runs: { type: number; count: number }[] = [];
+  for (const t of types) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.type === t) last.count += 1;
+    else runs.push({ type: t, count: 1 });
+  }
+  return runs;
 }
 
 /** A module's sections, in order, each with its payload. */

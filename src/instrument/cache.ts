@@ -48,7 +48,9 @@ async function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Inst
   if (thread === "process") {
     // A small module is done here when it needs no Binaryen (tens of
     // milliseconds, where starting the process alone takes more); a large
-    // one in the process, so this thread stays free to show progress.
+    // one in the process, so this thread stays free to show progress. One
+    // that needs Binaryen is tried again there (the binary passes' refusal
+    // comes early, and is the rare case).
     if (wasm.byteLength < WORKER_MODULE_BYTES_MIN) {
       const direct = instrumentWithoutBinaryen(wasm, pass);
       if (typeof direct !== "string") return direct;
