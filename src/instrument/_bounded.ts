@@ -34,23 +34,44 @@ interface Raw {
 
 type Info = Record<string, unknown>;
 
+const u = (v: bigint, bits: number): bigint => BigInt.asUintN(bits, v);
+const signed = (v: bigint, bits: number): bigint => BigInt.asIntN(bits, v);
+
+/**
+ * The integer comparisons `test(left, right, bits)` in the order of their
+ * opcodes (`i32.eq` 0x46 to `i32.ge_u` 0x4f, and `i64.eq` 0x51 on): eq, ne,
+ * lt_s, lt_u, gt_s, gt_u, le_s, le_u, ge_s, ge_u.
+ */
+export const INTEGER_COMPARISONS: readonly ((x: bigint, k: bigint, bits: number) => boolean)[] = [
+  (x, k, n) => u(x, n) === u(k, n),
+  (x, k, n) => u(x, n) !== u(k, n),
+  (x, k, n) => signed(x, n) < signed(k, n),
+  (x, k, n) => u(x, n) < u(k, n),
+  (x, k, n) => signed(x, n) > signed(k, n),
+  (x, k, n) => u(x, n) > u(k, n),
+  (x, k, n) => signed(x, n) <= signed(k, n),
+  (x, k, n) => u(x, n) <= u(k, n),
+  (x, k, n) => signed(x, n) >= signed(k, n),
+  (x, k, n) => u(x, n) >= u(k, n),
+];
+
 /** A comparison `op(x, K)` with `x` the induction value, as a predicate on `bits`-wide values. */
 function comparison(b: typeof Binaryen, op: number, flipped: boolean): ((x: bigint, k: bigint, bits: number) => boolean) | undefined {
-  const signed = (v: bigint, bits: number): bigint => BigInt.asIntN(bits, v);
-  const u = (v: bigint, bits: number): bigint => BigInt.asUintN(bits, v);
-  const table: [number[], (x: bigint, k: bigint, bits: number) => boolean][] = [
-    [[b.NeInt32, b.NeInt64], (x, k, n) => u(x, n) !== u(k, n)],
-    [[b.EqInt32, b.EqInt64], (x, k, n) => u(x, n) === u(k, n)],
-    [[b.LtUInt32, b.LtUInt64], (x, k, n) => u(x, n) < u(k, n)],
-    [[b.LeUInt32, b.LeUInt64], (x, k, n) => u(x, n) <= u(k, n)],
-    [[b.GtUInt32, b.GtUInt64], (x, k, n) => u(x, n) > u(k, n)],
-    [[b.GeUInt32, b.GeUInt64], (x, k, n) => u(x, n) >= u(k, n)],
-    [[b.LtSInt32, b.LtSInt64], (x, k, n) => signed(x, n) < signed(k, n)],
-    [[b.LeSInt32, b.LeSInt64], (x, k, n) => signed(x, n) <= signed(k, n)],
-    [[b.GtSInt32, b.GtSInt64], (x, k, n) => signed(x, n) > signed(k, n)],
-    [[b.GeSInt32, b.GeSInt64], (x, k, n) => signed(x, n) >= signed(k, n)],
+  // Binaryen's ops, in the order of INTEGER_COMPARISONS.
+  const ops = [
+    [b.EqInt32, b.EqInt64],
+    [b.NeInt32, b.NeInt64],
+    [b.LtSInt32, b.LtSInt64],
+    [b.LtUInt32, b.LtUInt64],
+    [b.GtSInt32, b.GtSInt64],
+    [b.GtUInt32, b.GtUInt64],
+    [b.LeSInt32, b.LeSInt64],
+    [b.LeUInt32, b.LeUInt64],
+    [b.GeSInt32, b.GeSInt64],
+    [b.GeUInt32, b.GeUInt64],
   ];
-  const found = table.find(([ops]) => ops.includes(op))?.[1];
+  const at = ops.findIndex((pair) => pair.includes(op));
+  const found = INTEGER_COMPARISONS[at];
   if (found === undefined) return undefined;
   return flipped ? (x, k, n) => found(k, x, n) : found;
 }

@@ -45,6 +45,7 @@
 import { InstrumentError } from "../errors.js";
 import { analyzeCalls, type CallAnalysis, type UnwindReach } from "./_callgraph.js";
 import { skipImmediates } from "./_calls.js";
+import { INTEGER_COMPARISONS } from "./_bounded.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
 import { UNROLL_BODY_MAX, UNROLL_COPIES } from "./_unroll.js";
@@ -1170,22 +1171,9 @@ function readSigned(r: Reader): bigint {
   }
 }
 
-const u = (v: bigint, bits: number): bigint => BigInt.asUintN(bits, v);
-const s = (v: bigint, bits: number): bigint => BigInt.asIntN(bits, v);
 /** Integer comparisons by opcode (i32 then i64): `test(left, right, bits)`. */
 const COMPARISONS = new Map<number, (x: bigint, k: bigint, bits: number) => boolean>();
-[
-  (x: bigint, k: bigint, n: number) => u(x, n) === u(k, n),
-  (x: bigint, k: bigint, n: number) => u(x, n) !== u(k, n),
-  (x: bigint, k: bigint, n: number) => s(x, n) < s(k, n),
-  (x: bigint, k: bigint, n: number) => u(x, n) < u(k, n),
-  (x: bigint, k: bigint, n: number) => s(x, n) > s(k, n),
-  (x: bigint, k: bigint, n: number) => u(x, n) > u(k, n),
-  (x: bigint, k: bigint, n: number) => s(x, n) <= s(k, n),
-  (x: bigint, k: bigint, n: number) => u(x, n) <= u(k, n),
-  (x: bigint, k: bigint, n: number) => s(x, n) >= s(k, n),
-  (x: bigint, k: bigint, n: number) => u(x, n) >= u(k, n),
-].forEach((test, k) => {
+INTEGER_COMPARISONS.forEach((test, k) => {
   COMPARISONS.set(0x46 + k, test);
   COMPARISONS.set(0x51 + k, test);
 });
