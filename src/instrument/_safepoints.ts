@@ -130,6 +130,8 @@ export interface SafePoints {
   depth: { export_name: string; function: number }[];
   /** Functions given a fast copy (`_restart.ts`). */
   restartable: number;
+  /** Loops sliced by their own induction's bound rather than a counter. */
+  counted: number;
   /** Which calls of the written module can unwind, for the unwinding pass (which would otherwise read its call graph again). */
   reach: UnwindReach;
 }
@@ -170,6 +172,8 @@ class Rewrite {
   readonly depth_of = new Map<number, number>();
   /** Defined function → index of its fast copy (its slow copy follows). */
   readonly fast_of = new Map<number, number>();
+  /** Loops sliced by their own bound (`BodyWriter.#folded`). */
+  counted = 0;
   /** One entry per defined function: 1 when its body (or, for a restartable one, its slow copy) holds a poll. */
   readonly polled: Uint8Array;
   readonly new_types: FuncType[] = [];
@@ -247,7 +251,7 @@ class Rewrite {
     rebuilt.set(1, this.typeSection(payload(1)));
     const kept = sections.filter((s) => s.id !== 0 || !dropped(s.payload));
     const out = kept.map((s) => (s.id === 0 && customName(s.payload) === "name" ? { id: 0, payload: this.nameSection(s.payload, code.names) } : s));
-    return { wasm: assemble(this.wasm, out, rebuilt), globals: exported.globals, depth: exported.depth, restartable: this.fast_of.size, reach: this.reach() };
+    return { wasm: assemble(this.wasm, out, rebuilt), globals: exported.globals, depth: exported.depth, restartable: this.fast_of.size, counted: this.counted, reach: this.reach() };
   }
 
   /** Which calls of the written module can unwind (see {@link SafePoints.reach}). */
@@ -781,6 +785,8 @@ class BodyWriter {
   open = 0;
   extra_locals: number[] = [];
   slice_counter = -1;
+  /** The i32 local a counted loop's slice reads whether it is a full one from. */
+  full_slice = -1;
   /** Whether the body was given a poll that can unwind (a countdown not in a fast copy). */
   polls = false;
   /** The depth counter of a counted body: its returns leave through `$exit`. */
@@ -1023,8 +1029,10 @@ class BodyWriter {
       return i;
     };
     if (end === undefined || (this.targeted.get(i) ?? 0) === 0 || this.#bounded(i, end)) return plain();
-    if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
     if (this.mode !== "fast") this.polls = true;
+    const counted = this.#counted(i, end);
+    if (counted !== undefined) return this.#folded(i, end, counted);
+    if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
     const n = this.slice_counter;
     const unroll = this.#unrollable(i, end);
     const copies = unroll ? UNROLL_COPIES : 1;
@@ -1072,6 +1080,415 @@ class BodyWriter {
     w.bytes(new Uint8Array([OP.br, 1, OP.end, OP.end, OP.end]));
     this.open -= 3;
     return end;
+  }
+
+  /**
+   * Writes the counted loop from `i` to `end` (see {@link Counted}): its
+   * slices end where its own test would go on, at a bound each slice sets,
+   * so its iterations carry no counter. A loop tested at its top is turned
+   * around first (its test once before it, then after its body), so both
+   * shapes are written as one:
+   *
+   *     loop $slice
+   *       full = a slice's iterations left, the step good
+   *       countdown(full ? LOOP_SLICE + 1 : 1)
+   *       lim = full ? i + LOOP_SLICE * step : (in range, no wrap ? LAST : NEVER)
+   *       loop $L BODY (br_if $L (x INNER lim)) end      ;; the loop, its bound replaced
+   *       br_if $slice (x CMP K)                          ;; its own test: a slice ended, not the loop
+   *     end
+   *
+   * A full slice runs `LOOP_SLICE` iterations and no value wraps in it (its
+   * bound is short of K). LAST is the loop's own bound as a strict
+   * comparison's, taken only when the induction cannot wrap on its way past
+   * it, so that slice ends within `LOOP_SLICE` iterations too. Anything else
+   * (out of range, a step the wrong way, a bound at the type's edge) runs
+   * one iteration against a bound no value passes (NEVER), and the next
+   * slice looks again. For `!=` with a step of m: full when K is more than a
+   * slice of steps away (or exactly a whole turn), LAST when K is fewer
+   * steps away, and one step when the distance does not divide by m.
+   */
+  #folded(i: number, end: number, c: Counted): number {
+    const { w, body, starts } = this;
+    const bits = c.bits;
+    const T = bits === 32 ? I32 : I64;
+    const base = bits === 32 ? 0x46 : 0x51;
+    const add = bits === 32 ? OP.i32_add : I64_ADD;
+    const sub = bits === 32 ? OP.i32_sub : I64_SUB;
+    const S = BigInt(LOOP_SLICE);
+    const relation = c.relation;
+    const signed = relation === LT_S || relation === LE_S || relation === GT_S || relation === GE_S;
+    const strict = relation !== LE_S && relation !== LE_U && relation !== GE_S && relation !== GE_U;
+    const constantStep = c.step.constant;
+    // Toward K: up for < and <=, down for > and >=; for != the way its step goes.
+    const up = relation === NE ? (constantStep as bigint) > 0n : relation === LT_S || relation === LT_U || relation === LE_S || relation === LE_U;
+    const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
+    const min = signed ? -(1n << BigInt(bits - 1)) : 0n;
+    if (this.full_slice < 0) this.full_slice = this.#local(I32);
+    const full = this.full_slice;
+    const lim = this.#local(T);
+    // A step read from a local: its size toward K, which the slice checks is positive and small.
+    const magnitude = constantStep === undefined ? this.#local(T) : -1;
+    this.rw.counted += 1;
+    const op = (o: number): void => w.byte(o);
+    const get = (local: number): void => {
+      w.byte(OP.local_get);
+      w.u32(local);
+    };
+    const constant = (value: bigint): void => {
+      if (bits === 32) {
+        w.byte(OP.i32_const);
+        w.s32(Number(BigInt.asIntN(32, value)));
+      } else {
+        w.byte(OP.i64_const);
+        w.s64(value);
+      }
+    };
+    const bound = (): void => {
+      if (c.bound === undefined) constant(0n);
+      else w.bytes(body.subarray(starts[c.bound] as number, this.#end(c.bound)));
+    };
+    const induction = (): void => get(c.induction);
+    // `x relation K` on the induction as it is.
+    const inRange = (): void => {
+      induction();
+      bound();
+      op(base + relation);
+    };
+    // The loop's own test, as the module wrote it (an implicit `!= 0` as `!=`).
+    const test = (): void => {
+      if (c.bound === undefined) inRange();
+      else {
+        if (c.flipped) {
+          bound();
+          induction();
+        } else {
+          induction();
+          bound();
+        }
+        op(c.cmp);
+      }
+    };
+    // n steps' worth, toward K.
+    const steps = (n: bigint): void => {
+      if (constantStep !== undefined) constant(n * (constantStep < 0n ? -constantStep : constantStep));
+      else {
+        get(magnitude);
+        if (n > 1n) {
+          constant(BigInt(Math.log2(Number(n))));
+          op(bits === 32 ? I32_SHL : I64_SHL);
+        }
+      }
+    };
+    const stepGood = (): void => {
+      get(magnitude);
+      constant(0n);
+      op(base + GT_S);
+      get(magnitude);
+      constant((1n << BigInt(bits - 1)) / S);
+      op(base + LT_S);
+      op(I32_AND);
+    };
+    // K - i going up, i - K going down.
+    const distance = (): void => {
+      if (up) {
+        bound();
+        induction();
+      } else {
+        induction();
+        bound();
+      }
+      op(sub);
+    };
+    const divisible = (m: bigint): void => {
+      distance();
+      constant(m - 1n);
+      op(bits === 32 ? I32_AND : I64_AND);
+      constant(0n);
+      op(base);
+    };
+    if (c.form === "top") {
+      // The test once before the loop: a loop that does not start runs nothing.
+      w.bytes(body.subarray(starts[i + 1] as number, starts[i + 4] as number));
+      w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK]));
+      this.open += 1;
+    }
+    const guard = this.open - 1;
+    const opening = body.subarray(starts[i] as number, this.#end(i));
+    w.bytes(opening);
+    this.open += 1;
+    if (c.step.local !== undefined) {
+      // The magnitude toward K of the step `(± p)`: p itself, or 0 - p.
+      if (up === c.step.negated) {
+        constant(0n);
+        get(c.step.local);
+        op(sub);
+      } else get(c.step.local);
+      w.byte(OP.local_set);
+      w.u32(magnitude);
+    }
+    if (relation === NE) {
+      const m = constantStep === undefined ? 1n : constantStep < 0n ? -constantStep : constantStep;
+      distance();
+      constant(1n);
+      op(sub);
+      constant(S * m - 1n);
+      op(base + GT_U);
+      if (m > 1n) {
+        divisible(m);
+        op(I32_AND);
+      }
+    } else {
+      distance();
+      steps(S);
+      if (!strict) {
+        constant(1n);
+        op(sub);
+      }
+      op(base + GT_U);
+      inRange();
+      op(I32_AND);
+      if (constantStep === undefined) {
+        stepGood();
+        op(I32_AND);
+      }
+    }
+    w.byte(OP.local_set);
+    w.u32(full);
+    countdown(this.rw, w, () => {
+      w.byte(OP.i32_const);
+      w.s32(LOOP_SLICE + 1);
+      w.bytes(new Uint8Array([OP.i32_const, 1, OP.local_get]));
+      w.u32(full);
+      op(SELECT);
+    }, this.mode, this.type.results);
+    // lim: a full slice's bound, else LAST or NEVER.
+    induction();
+    steps(S);
+    op(up ? add : sub);
+    bound();
+    if (relation === NE) {
+      const m = (constantStep as bigint) < 0n ? -(constantStep as bigint) : (constantStep as bigint);
+      if (m > 1n) {
+        // The distance does not divide: one step.
+        induction();
+        constant(constantStep as bigint);
+        op(add);
+        divisible(m);
+        op(SELECT);
+      }
+    } else {
+      if (!strict) {
+        constant(1n);
+        op(up ? add : sub);
+      }
+      constant(up ? min : max);
+      inRange();
+      if (c.bound === undefined || this.#constant(c.bound) === undefined || constantStep === undefined) {
+        // The last value tested, at most a step past K, must not wrap: K <= MAX + 1 - m (<= MAX - m), or K >= MIN - 1 + m (>= MIN + m).
+        bound();
+        constant(up ? max + (strict ? 1n : 0n) : min - (strict ? 1n : 0n));
+        steps(1n);
+        op(up ? sub : add);
+        op(base + (up ? (signed ? LE_S : LE_U) : signed ? GE_S : GE_U));
+        op(I32_AND);
+      }
+      if (constantStep === undefined) {
+        stepGood();
+        op(I32_AND);
+      }
+      op(SELECT);
+    }
+    get(full);
+    op(SELECT);
+    w.byte(OP.local_set);
+    w.u32(lim);
+    // The loop, the slice's bound in its test.
+    const inner = relation === NE ? NE : up ? (signed ? LT_S : LT_U) : signed ? GT_S : GT_U;
+    // One iteration, its test against lim last: the condition to go on is left on the stack.
+    const iteration = (): void => {
+      if (c.form === "top") {
+        // A branch to the `if` leaves the loop: it goes to the end of the test before it.
+        this.labels.push({ target: guard, closes: 0 });
+        this.#range(i + 5, end - 2);
+        this.labels.pop();
+        induction();
+        get(lim);
+        op(base + inner);
+      } else if (c.bound === undefined) {
+        // (br_if 0 (local.tee $i ...)): the tee left on the stack, tested against lim.
+        this.#range(i + 1, end - 1);
+        get(lim);
+        op(base + inner);
+      } else if (c.flipped) {
+        this.#range(i + 1, c.bound);
+        get(lim);
+        this.#range(c.bound + 1, end - 2);
+        op(base + flip(inner));
+      } else {
+        this.#range(i + 1, c.bound);
+        get(lim);
+        op(base + inner);
+      }
+    };
+    w.bytes(opening);
+    this.open += 1;
+    if (this.#unrollable(i, end)) {
+      // Copies, as a small loop's (`_unroll.ts`): each goes on to the next, the last back to the loop.
+      w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
+      this.open += 1;
+      for (let k = 0; k < UNROLL_COPIES; k += 1) {
+        w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
+        this.open += 1;
+        this.labels.push({ target: this.open - 1, closes: 0 });
+        iteration();
+        this.labels.pop();
+        w.bytes(new Uint8Array([OP.br_if, 0, OP.br, 1, OP.end]));
+        this.open -= 1;
+      }
+      w.bytes(new Uint8Array([OP.br, 1, OP.end, OP.end]));
+      this.open -= 2;
+    } else {
+      this.labels.push({ target: this.open - 1, closes: 0 });
+      iteration();
+      this.labels.pop();
+      w.bytes(new Uint8Array([OP.br_if, 0, OP.end]));
+      this.open -= 1;
+    }
+    test();
+    w.bytes(new Uint8Array([OP.br_if, 0, OP.end]));
+    this.open -= 1;
+    if (c.form === "top") {
+      op(OP.end);
+      this.open -= 1;
+    }
+    return end;
+  }
+
+  /**
+   * The loop from `i` to `end` when its back-edge is decided by one
+   * induction local stepped by a constant or by a local, in one of the
+   * shapes compilers write (LLVM's bottom test, AssemblyScript's top test):
+   *
+   *     loop ... (br_if 0 (CMP (local.tee $i (add|sub $i c)) K)) end
+   *     loop ... (br_if 0 (local.tee $i (add|sub $i c))) end              ;; != 0
+   *     loop (if (CMP $i K) (then ... (local.set $i (add|sub $i c)) ... (br 1)))) end
+   *
+   * (either operand order), with K a constant or a local the loop does not
+   * write, c a constant or such a local, no other write of `$i` in the loop,
+   * the top shape's step at its body's top level and no `else`, and nothing
+   * else branching back. `==` is not counted; `!=` takes a constant step of
+   * a power of two. What a constant step and bound decide (the step going
+   * the wrong way, the induction able to wrap past K) is refused here; what
+   * locals hold is checked by each slice.
+   */
+  #counted(i: number, end: number): Counted | undefined {
+    const op = (k: number): number => this.ops[k] ?? -1;
+    const { body, starts } = this;
+    if (this.targeted.get(i) !== 1 || body[(starts[i] as number) + 1] !== EMPTY_BLOCK) return undefined;
+    let form: Counted["form"];
+    let at: number;
+    let operands: [number, number] | undefined;
+    let cmp: number;
+    let step: Stepped | undefined;
+    if (op(end - 1) === OP.br_if && this.#at(end - 1).u32() === 0) {
+      form = "bottom";
+      cmp = op(end - 2);
+      if (cmp === OP.local_tee) {
+        // (br_if 0 (local.tee $i ...)): going on while $i != 0.
+        at = end - 2;
+        step = this.#step(at, OP.local_tee);
+        cmp = 0x47;
+      } else {
+        at = end - 3;
+        step = this.#step(at, OP.local_tee);
+        if (step !== undefined) operands = [end - 7, at];
+        else {
+          at = end - 4;
+          step = this.#step(at, OP.local_tee);
+          operands = [at, end - 3];
+        }
+      }
+    } else if (op(i + 4) === OP.if && body[(starts[i + 4] as number) + 1] === EMPTY_BLOCK && this.match.get(i + 4) === end - 1 && op(end - 2) === OP.br && this.#at(end - 2).u32() === 1) {
+      form = "top";
+      cmp = op(i + 3);
+      operands = [i + 1, i + 2];
+      // The step: a `local.set` of a local the test reads, at the top level of the `if`'s body (which has no `else`).
+      const read = operands.filter((k) => op(k) === OP.local_get).map((k) => this.#at(k).u32());
+      at = -1;
+      let depth = 0;
+      for (let k = i + 5; k < end - 2; k += 1) {
+        const o = op(k);
+        if (o === OP.block || o === OP.loop || o === OP.if || o === OP.try) depth += 1;
+        else if (o === OP.end || o === OP.delegate) depth -= 1;
+        else if (depth === 0 && o === ELSE) return undefined;
+        else if (depth === 0 && o === OP.local_set && step === undefined && read.includes(this.#at(k).u32())) {
+          step = this.#step(k, OP.local_set);
+          at = k;
+        }
+      }
+    } else return undefined;
+    if (step === undefined) return undefined;
+    const bits = cmp >= 0x46 && cmp <= 0x4f ? 32 : cmp >= 0x51 && cmp <= 0x5a ? 64 : 0;
+    if (bits !== step.bits) return undefined;
+    const relation = cmp - (bits === 32 ? 0x46 : 0x51);
+    if (relation === 0) return undefined;
+    let flipped = false;
+    let bound: number | undefined;
+    let constant: bigint | undefined = 0n;
+    let local: number | undefined;
+    if (operands !== undefined) {
+      // Which operand is the induction: the other is the bound.
+      const isInduction = (k: number): boolean => (form === "bottom" ? k === at : op(k) === OP.local_get && this.#at(k).u32() === step.induction);
+      const [first, second] = operands;
+      if (isInduction(second) && !isInduction(first)) {
+        flipped = true;
+        bound = first;
+      } else if (isInduction(first) && !isInduction(second)) bound = second;
+      else return undefined;
+      const k = this.#constant(bound);
+      if (k !== undefined) {
+        if (k.bits !== bits) return undefined;
+        constant = k.value;
+      } else if (op(bound) === OP.local_get) {
+        local = this.#at(bound).u32();
+        constant = undefined;
+      } else return undefined;
+    }
+    // No other write of the induction, nor any of the bound or the step.
+    for (let n = i + 1; n < end; n += 1) {
+      const o = op(n);
+      if (o !== OP.local_set && o !== OP.local_tee) continue;
+      const target = this.#at(n).u32();
+      if ((target === step.induction && n !== at) || target === local || target === step.step.local) return undefined;
+    }
+    const normal = flipped ? flip(relation) : relation;
+    if (!stepFits(normal, step.step, constant, bits)) return undefined;
+    return { form, induction: step.induction, bits, step: step.step, bound, cmp, flipped, relation: normal };
+  }
+
+  /** At `at`, `(local.set|tee $i (add|sub $i c))` or `(add c $i)`, c a constant or another local: the induction, its step and width. */
+  #step(at: number, setter: number): Stepped | undefined {
+    const op = (k: number): number => this.ops[k] ?? -1;
+    if (at < 3 || op(at) !== setter) return undefined;
+    const induction = this.#at(at).u32();
+    const arith = op(at - 1);
+    const bits = arith === OP.i32_add || arith === OP.i32_sub ? 32 : arith === I64_ADD || arith === I64_SUB ? 64 : 0;
+    if (bits === 0) return undefined;
+    const isAdd = arith === OP.i32_add || arith === I64_ADD;
+    const isGet = (k: number): boolean => op(k) === OP.local_get && this.#at(k).u32() === induction;
+    let other: number;
+    if (isGet(at - 3)) other = at - 2;
+    else if (isAdd && isGet(at - 2)) other = at - 3;
+    else return undefined;
+    const c = this.#constant(other);
+    if (c !== undefined) {
+      if (c.bits !== bits) return undefined;
+      const value = BigInt.asIntN(bits, c.value);
+      return { induction, bits, step: { constant: isAdd ? value : -value, local: undefined, negated: false } };
+    }
+    if (op(other) !== OP.local_get) return undefined;
+    const p = this.#at(other).u32();
+    return p === induction ? undefined : { induction, bits, step: { constant: undefined, local: p, negated: !isAdd } };
   }
 
   /** Whether the loop from `i` to `end` is a small innermost one whose body can reach no safe point, falling off with no value. */
@@ -1155,6 +1572,86 @@ class BodyWriter {
 
 /** Instructions that keep a loop from being copied or bounded: other loops, indirect and tail calls, exceptions. */
 const REFUSED_IN_COPIES = new Set<number>([OP.loop, OP.call_indirect, OP.return_call, OP.return_call_indirect, OP.try, 0x07, 0x08, OP.rethrow, OP.delegate, 0x19, 0x0a, OP.try_table]);
+
+/** A counted loop's step: a constant (signed), or a local added (or subtracted). */
+interface CountedStep {
+  constant: bigint | undefined;
+  local: number | undefined;
+  negated: boolean;
+}
+
+/** What `#step` found: the induction, its width and step. */
+interface Stepped {
+  induction: number;
+  bits: 32 | 64;
+  step: CountedStep;
+}
+
+/** A counted loop, as {@link BodyWriter.#counted} found it. */
+interface Counted {
+  /** Tested after its body (`br_if 0` at the end) or before it (an `if` around it). */
+  form: "bottom" | "top";
+  induction: number;
+  bits: 32 | 64;
+  step: CountedStep;
+  /** The bound's instruction (a constant, or a `local.get`); none for an implicit `!= 0`. */
+  bound: number | undefined;
+  /** The comparison's opcode, and whether it reads `K CMP x`. */
+  cmp: number;
+  flipped: boolean;
+  /** The comparison as `x CMP K` (an index of INTEGER_COMPARISONS). */
+  relation: number;
+}
+
+/** INTEGER_COMPARISONS' indices (an opcode less `i32.eq`'s or `i64.eq`'s). */
+const NE = 1;
+const LT_S = 2;
+const LT_U = 3;
+const GT_S = 4;
+const GT_U = 5;
+const LE_S = 6;
+const LE_U = 7;
+const GE_S = 8;
+const GE_U = 9;
+const ELSE = 0x05;
+const SELECT = 0x1b;
+const I32_AND = 0x71;
+const I32_SHL = 0x74;
+const I64_ADD = 0x7c;
+const I64_SUB = 0x7d;
+const I64_AND = 0x83;
+const I64_SHL = 0x86;
+
+/** `K CMP x` as `x CMP' K`. */
+function flip(relation: number): number {
+  const swapped: Record<number, number> = { [LT_S]: GT_S, [LT_U]: GT_U, [GT_S]: LT_S, [GT_U]: LT_U, [LE_S]: GE_S, [LE_U]: GE_U, [GE_S]: LE_S, [GE_U]: LE_U };
+  return swapped[relation] ?? relation;
+}
+
+/**
+ * Whether a loop going on while `x relation K`, stepping by `step`, can be
+ * sliced by its bound, as far as constants decide: a step toward K, a
+ * slice's worth of steps well within the type, a power of two for `!=`, and
+ * a constant K the induction cannot wrap past (a local K, or a local step,
+ * is checked by each slice).
+ */
+function stepFits(relation: number, step: CountedStep, constant: bigint | undefined, bits: number): boolean {
+  if (step.constant === undefined) return relation !== NE;
+  const magnitude = step.constant < 0n ? -step.constant : step.constant;
+  if (magnitude === 0n || magnitude * BigInt(LOOP_SLICE) >= 1n << BigInt(bits - 1)) return false;
+  if (relation === NE) return (magnitude & (magnitude - 1n)) === 0n;
+  const up = relation === LT_S || relation === LT_U || relation === LE_S || relation === LE_U;
+  if (up !== step.constant > 0n) return false;
+  if (constant === undefined) return true;
+  const strict = relation === LT_S || relation === LT_U || relation === GT_S || relation === GT_U;
+  const signed = relation === LT_S || relation === LE_S || relation === GT_S || relation === GE_S;
+  const k = signed ? BigInt.asIntN(bits, constant) : BigInt.asUintN(bits, constant);
+  const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
+  const min = signed ? -(1n << BigInt(bits - 1)) : 0n;
+  // The last value tested is at most a step past K: it must not wrap.
+  if (up) return strict ? k <= max - magnitude + 1n : k <= max - magnitude;
+  return strict ? k >= min + magnitude - 1n : k >= min + magnitude;
+}
 
 /** A signed LEB128 of up to 64 bits. */
 function readSigned(r: Reader): bigint {

@@ -124,6 +124,20 @@ export class Writer {
     }
   }
 
+  /** A signed LEB128 of up to 64 bits (`i64.const`'s immediate). */
+  s64(value: bigint): void {
+    let v = BigInt.asIntN(64, value);
+    for (;;) {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      if ((v === 0n && (b & 0x40) === 0) || (v === -1n && (b & 0x40) !== 0)) {
+        this.byte(b);
+        return;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
   bytes(src: Uint8Array): void {
     const n = src.length;
     if (this.len + n > this.buf.length) this.#grow(n);
