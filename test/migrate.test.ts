@@ -113,14 +113,20 @@ describe("migration between nodes", () => {
     await until(`${pid} to touch its memory`, async () => (await outputOf(n1.address, pid)).stdout.includes("\n"));
     // Where the source has the native record stream and the kernel's tracker (both tested on their own elsewhere).
     const expected = nativeBulkAvailable() && kernelTrackerAvailability().available ? "records" : "frames";
+    let checked = 0;
     for (const to of ["n2", "n3", "n1", "n2"]) {
+      // Its 8 seconds of writes may be over before the last moves on a loaded machine: it says so on its output.
+      const writing = !(await outputOf(n1.address, pid)).stdout.includes("second 8/8");
+      if (writing) checked += 1;
       // Uncompressed: on a loaded machine the rate an earlier move confirmed may be low enough for `auto` to compress, and a round that compresses goes as frames.
       const r = await request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to, strategy: "pre-copy", max_downtime_ms: 50, compress: "off" });
       assert.equal(r.status, 200, `pre-copy to ${to}: ${r.body.toString()}`);
       const { metrics } = JSON.parse(r.body.toString()) as { metrics: { first_round?: string; rounds: number; dirty_pages: number[] } };
       assert.equal(metrics.first_round, expected, JSON.stringify(metrics));
-      assert.ok(metrics.rounds >= 2 && (metrics.dirty_pages[1] ?? 0) > 0, `the guest wrote nothing during the first round: ${JSON.stringify(metrics)}`);
+      if (writing) assert.ok(metrics.rounds >= 2 && (metrics.dirty_pages[1] ?? 0) > 0, `the guest wrote nothing during the first round: ${JSON.stringify(metrics)}`);
     }
+    // The first move starts well within its seconds of writes.
+    assert.ok(checked >= 1, "every move came after the guest's writes");
     // `ferry migrate` says so too.
     const moved = await ferry(["migrate", "--cluster", n1.address, pid, "--to", "n3", "--strategy", "pre-copy", "--compress", "off"]);
     assert.equal(moved.status, 0, moved.stderr.toString());

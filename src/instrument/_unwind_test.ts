@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import binaryen from "binaryen";
 import { Prng } from "../_prng.js";
 import { generate, HEADER, plainRun, unwoundRun } from "./_programs.js";
 import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
@@ -147,10 +148,46 @@ describe("Ferry's unwinding pass", () => {
       (func $pure (param $x i32) (result i32) (i32.mul (call $other (local.get $x)) (i32.const 3)))
       (func (export "main") (param $x i32) (result i32) (i32.add (call $pure (local.get $x)) (call $block (local.get $x)))))`;
     const rewritten = addUnwinding(wat(text), ["env.block"]);
-    // Imports 2, then $pure, main, and the five exports.
-    assert.deepEqual(rewritten.frame_bytes.map((b) => b > 0), [false, false, false, true, false, false, false, false, false]);
+    // Imports 2, then $pure, main, the five exports, and main's rewinding version.
+    assert.deepEqual(rewritten.frame_bytes.map((b) => b > 0), [false, false, false, true, false, false, false, false, false, true]);
     assert.equal(rewritten.instrumented, 1);
+    assert.equal(rewritten.rewinding, 1);
     check(text, [[2]]);
+  });
+
+  it("writes a running version with no guard, which hands over to the rewinding version with a tail call", () => {
+    const text = `(module ${HEADER}
+      (func (export "main") (param $x i32) (result i32) (local $i i32) (local $s i32)
+        (loop $l
+          (if (i32.and (local.get $i) (i32.const 1))
+            (then (local.set $s (i32.add (local.get $s) (call $block (local.get $i)))))
+            (else (local.set $s (i32.xor (local.get $s) (local.get $i)))))
+          (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $x))))
+        (i32.add (local.get $s) (call $block (local.get $s)))))`;
+    check(text, [[0], [1], [9]]);
+    const rewritten = addUnwinding(wat(text), ["env.block"]);
+    assert.equal(rewritten.rewinding, 1);
+    const m = binaryen.readBinary(rewritten.wasm);
+    try {
+      m.setFeatures(binaryen.Features.All);
+      const body = (index: number): string => {
+        const f = m.getFunctionByIndex(index);
+        return binaryen.emitText(binaryen.getFunctionInfo(f).body);
+      };
+      // Imports 2: main is function 2; the five exports follow (3 to 7), then main's rewinding version (8).
+      const running = body(2);
+      const rewinding = body(8);
+      const state = /global\.get \$global\$0\b/g;
+      // The running version reads the state at entry and after each of its two calls, and nowhere else.
+      assert.equal(running.match(state)?.length, 3, running);
+      const copy = binaryen.getFunctionInfo(m.getFunctionByIndex(8)).name;
+      assert.ok(running.includes(`return_call $${copy}\n`), running);
+      // The rewinding version guards its runs, calls and structures.
+      assert.ok((rewinding.match(state)?.length ?? 0) > 3, rewinding);
+      assert.doesNotMatch(rewinding, /return_call/);
+    } finally {
+      m.dispose();
+    }
   });
 
   it("refuses what it cannot save (a reference live across a call), so the caller can fall back", () => {

@@ -35,7 +35,7 @@ function unwinder(): "ferry" | "binaryen" {
 }
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/22+asyncify" : "ferry-instrument/22";
+export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/23+asyncify" : "ferry-instrument/23";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
@@ -266,8 +266,9 @@ function instrumentDirect(wasm: Uint8Array, options: InstrumentOptions, step: (s
     const maximum_pages = Math.min(memory.maximum ?? MEMORY_PAGES_MAX, MEMORY_PAGES_MAX);
     const out = makeMemoryShared(unwound.wasm, maximum_pages);
     const frame_bytes = unwound.frame_bytes;
+    // A function is on a stack as its running version or its rewinding one, never both: each counted once.
     let fixed_bytes = 0;
-    for (const bytes of frame_bytes) fixed_bytes += bytes;
+    for (let f = 0; f < frame_bytes.length - unwound.rewinding; f += 1) fixed_bytes += frame_bytes[f] as number;
     const depth = polled.depth.map(({ export_name, function: f }) => ({ export_name, frame_bytes: frame_bytes[f] ?? 0 }));
     return {
       wasm: out,
