@@ -41,8 +41,9 @@
  *     before. Both take the same locals in the same order, so they write
  *     and read one frame. V8 compiles a function when it is first called:
  *     a program never resumed never compiles a rewinding version, and the
- *     code it runs holds no guard (flite's run: 616 M instructions with
- *     the guards, 528 M without, 486 M with polls only).
+ *     code it runs holds no guard (flite's run, callgrind: 616 M
+ *     instructions with the guards, 470–529 M in two versions, 487 M with
+ *     polls only; docs/runtime.md).
  *
  * So the code is the producer's, with loads and stores of locals around the
  * boundaries that an engine's register allocator makes mostly free, and a
