@@ -157,6 +157,15 @@ export class Writer {
     }
   }
 
+  /** `src[from, to)`, without a view of it (one per instruction was most of the garbage). */
+  copy(src: Uint8Array, from: number, to: number): void {
+    const n = to - from;
+    if (this.len + n > this.buf.length) this.#grow(n);
+    if (n <= 16) for (let k = 0; k < n; k += 1) this.buf[this.len + k] = src[from + k] as number;
+    else this.buf.set(src.subarray(from, to), this.len);
+    this.len += n;
+  }
+
   bytes(src: Uint8Array): void {
     const n = src.length;
     if (this.len + n > this.buf.length) this.#grow(n);
@@ -621,7 +630,8 @@ class BodyRewriter {
     }
     const code_start = r.pos;
     const shape = known?.shape ?? this.shape(body, code_start);
-    const out = new Writer();
+    // Room for what is usually written: the body and its spills, guards and saves (growing from a few bytes copied it a dozen times).
+    const out = new Writer(2 * body.length + 256);
     const temps = new Map<number, number>(); // position * 256 + type -> local
     const conds: number[] = []; // hot depth -> local
     const added: number[] = []; // types of the locals added
@@ -766,6 +776,27 @@ class BodyRewriter {
       f.unreachable = true;
     };
 
+    // What `plain` needs of the walk: one object, and one reader, for the whole body.
+    const reader = new Reader(body, 0);
+    const helpers = {
+      pop,
+      popN,
+      setUnreachable,
+      relabel,
+      locals: (l: number): number => {
+        const t = locals[l];
+        if (t === undefined) throw new UnwindUnsupported(`local ${l}`);
+        return t;
+      },
+      push_frame: (frame: Omit<Frame, "tpos">): void => {
+        frames.push({ ...frame, tpos: labels });
+        labels += 1;
+      },
+      pop_frame: (): Frame => {
+        labels -= 1;
+        return frames.pop() as Frame;
+      },
+    };
     const n = shape.starts.length;
     for (let i = 0; i < n; i += 1) {
       const start = shape.starts[i] as number;
@@ -801,7 +832,7 @@ class BodyRewriter {
             openIf();
           }
           if (op === 0x04) localGet(cond(f.depth));
-          out.bytes(body.subarray(start, ir.pos));
+          out.copy(body, start, ir.pos);
           labels += 1;
           const kindName = op === 0x02 ? "block" : op === 0x03 ? "loop" : op === 0x04 ? "if" : "try";
           frames.push({ kind: kindName, params: [], results: bt.results, height: stack.length, unreachable: false, hot: true, tpos: labels - 1, run: "none", seq: shape.arm_of.get(i) as number, depth: f.depth + 1 });
@@ -857,7 +888,7 @@ class BodyRewriter {
             out.s32(k);
             localSet(idx);
           }
-          out.bytes(body.subarray(start, end));
+          out.copy(body, start, end);
           // Unwinding: leave for the save (the running version numbers the call only then).
           out.byte(0x23);
           out.u32(this.state_global);
@@ -897,7 +928,7 @@ class BodyRewriter {
         }
         if (op === 0x07 || op === 0x19) {
           // A handler holds no boundary (`shape`): one run, entered with the tag's values on the stack.
-          out.bytes(body.subarray(start, end));
+          out.copy(body, start, end);
           stack.length = f.height;
           if (op === 0x07) for (const t of this.tagParams(new Reader(body, start + 1).u32())) stack.push(t);
           f.unreachable = false;
@@ -929,25 +960,8 @@ class BodyRewriter {
       if (f.hot && f.run === "none") openRun(f, i);
       const before = out.len;
       const height = stack.length;
-      this.plain(body, start, end, op, out, stack, f, {
-        pop,
-        popN,
-        setUnreachable,
-        relabel,
-        locals: (l) => {
-          const t = locals[l];
-          if (t === undefined) throw new UnwindUnsupported(`local ${l}`);
-          return t;
-        },
-        push_frame: (frame) => {
-          frames.push({ ...frame, tpos: labels });
-          labels += 1;
-        },
-        pop_frame: () => {
-          labels -= 1;
-          return frames.pop() as Frame;
-        },
-      });
+      reader.pos = start + 1;
+      this.plain(body, start, end, op, out, stack, f, helpers, reader);
       const pushes = op === 0x20 || op === 0x41 || op === 0x42 || op === 0x43 || op === 0x44;
       if (pushes && f.hot && f.run === "guarded" && frames[frames.length - 1] === f && stack.length === height + 1) pure.push(before);
       else pure = [];
@@ -988,26 +1002,23 @@ class BodyRewriter {
       push_frame(frame: Omit<Frame, "tpos">): void;
       pop_frame(): Frame;
     },
+    r: Reader,
   ): void {
-    const r = new Reader(body, start + 1);
-    const copy = (): void => out.bytes(body.subarray(start, end));
-    const push = (t: number): void => {
-      stack.push(t);
-    };
+    r.pos = start + 1;
     if (op === 0x02 || op === 0x03 || op === 0x04 || op === 0x06) {
       const bt = this.blockType(r);
       if (op === 0x04) h.pop(f);
       h.popN(f, bt.params.length);
-      copy();
+      out.copy(body, start, end);
       const height = stack.length;
-      for (const t of bt.params) push(t);
+      for (const t of bt.params) stack.push(t);
       h.push_frame({ kind: op === 0x02 ? "block" : op === 0x03 ? "loop" : op === 0x04 ? "if" : "try", params: bt.params, results: bt.results, height, unreachable: false, hot: false, run: "none", seq: -1, depth: f.depth });
       return;
     }
     if (op === 0x07 || op === 0x19) {
-      copy();
+      out.copy(body, start, end);
       stack.length = f.height;
-      if (op === 0x07) for (const t of this.tagParams(r.u32())) push(t);
+      if (op === 0x07) for (const t of this.tagParams(r.u32())) stack.push(t);
       f.unreachable = false;
       return;
     }
@@ -1017,11 +1028,11 @@ class BodyRewriter {
       out.byte(op);
       out.u32(h.relabel(depth));
       stack.length = done.height;
-      for (const t of done.results) push(t);
+      for (const t of done.results) stack.push(t);
       return;
     }
     if (op === 0x08) {
-      copy();
+      out.copy(body, start, end);
       h.popN(f, this.tagParams(r.u32()).length);
       h.setUnreachable(f);
       return;
@@ -1033,17 +1044,17 @@ class BodyRewriter {
       return;
     }
     if (op === 0x05) {
-      copy();
+      out.copy(body, start, end);
       stack.length = f.height;
-      for (const t of f.params) push(t);
+      for (const t of f.params) stack.push(t);
       f.unreachable = false;
       return;
     }
     if (op === 0x0b) {
-      copy();
+      out.copy(body, start, end);
       const done = h.pop_frame();
       stack.length = done.height;
-      for (const t of done.results) push(t);
+      for (const t of done.results) stack.push(t);
       return;
     }
     if (op === 0x0c || op === 0x0d) {
@@ -1062,7 +1073,7 @@ class BodyRewriter {
       h.setUnreachable(f);
       return;
     }
-    copy();
+    out.copy(body, start, end);
     if (op === 0x00 || op === 0x0f) {
       h.setUnreachable(f);
       return;
@@ -1073,7 +1084,7 @@ class BodyRewriter {
       if (op === 0x11 || op === 0x13) h.pop(f);
       h.popN(f, type.params.length);
       if (op === 0x12 || op === 0x13) h.setUnreachable(f);
-      else for (const t of type.results) push(t);
+      else for (const t of type.results) stack.push(t);
       return;
     }
     if (op === 0x1a) {
@@ -1084,22 +1095,27 @@ class BodyRewriter {
       h.pop(f);
       const a = h.pop(f);
       const b = h.pop(f);
-      push(a !== UNKNOWN ? a : b);
+      stack.push(a !== UNKNOWN ? a : b);
       return;
     }
-    if (op === 0x20) return push(h.locals(r.u32()));
+    if (op === 0x20) {
+      stack.push(h.locals(r.u32()));
+      return;
+    }
     if (op === 0x21) {
       h.pop(f);
       return;
     }
     if (op === 0x22) {
       h.pop(f);
-      return push(h.locals(r.u32()));
+      stack.push(h.locals(r.u32()));
+      return;
     }
     if (op === 0x23) {
       const g = this.info.globals[r.u32()];
       if (g === undefined) throw new UnwindUnsupported("global index");
-      return push(g);
+      stack.push(g);
+      return;
     }
     if (op === 0x24) {
       h.pop(f);
@@ -1109,7 +1125,8 @@ class BodyRewriter {
       h.pop(f);
       const t = this.info.tables[r.u32()];
       if (t === undefined) throw new UnwindUnsupported("table index");
-      return push(t);
+      stack.push(t);
+      return;
     }
     if (op === 0x26) {
       h.popN(f, 2);
@@ -1117,58 +1134,87 @@ class BodyRewriter {
     }
     if (op >= 0x28 && op <= 0x35) {
       h.pop(f);
-      return push(LOAD_TYPES[op - 0x28] as number);
+      stack.push(LOAD_TYPES[op - 0x28] as number);
+      return;
     }
     if (op >= 0x36 && op <= 0x3e) {
       h.popN(f, 2);
       return;
     }
-    if (op === 0x3f) return push(I32);
+    if (op === 0x3f) {
+      stack.push(I32);
+      return;
+    }
     if (op === 0x40) {
       h.pop(f);
-      return push(I32);
+      stack.push(I32);
+      return;
     }
-    if (op === 0x41) return push(I32);
-    if (op === 0x42) return push(I64);
-    if (op === 0x43) return push(F32);
-    if (op === 0x44) return push(F64);
+    if (op === 0x41) {
+      stack.push(I32);
+      return;
+    }
+    if (op === 0x42) {
+      stack.push(I64);
+      return;
+    }
+    if (op === 0x43) {
+      stack.push(F32);
+      return;
+    }
+    if (op === 0x44) {
+      stack.push(F64);
+      return;
+    }
     const num = numeric(op);
     if (num !== undefined) {
       h.popN(f, num.pop);
-      return push(num.push);
+      stack.push(num.push);
+      return;
     }
     if (op >= 0xa7 && op <= 0xc4) {
       h.pop(f);
-      return push(CONVERSIONS[op - 0xa7] as number);
+      stack.push(CONVERSIONS[op - 0xa7] as number);
+      return;
     }
     if (op === 0xd0) {
       const heap = r.byte();
-      return push(heap === 0x70 ? FUNCREF : heap === 0x6f ? EXTERNREF : UNKNOWN);
+      stack.push(heap === 0x70 ? FUNCREF : heap === 0x6f ? EXTERNREF : UNKNOWN);
+      return;
     }
     if (op === 0xd1) {
       h.pop(f);
-      return push(I32);
+      stack.push(I32);
+      return;
     }
-    if (op === 0xd2) return push(FUNCREF);
+    if (op === 0xd2) {
+      stack.push(FUNCREF);
+      return;
+    }
     if (op === 0xfc) {
       const sub = r.u32();
       if (sub <= 7) {
         h.pop(f);
-        return push(TRUNC_SAT[sub] as number);
+        stack.push(TRUNC_SAT[sub] as number);
+        return;
       }
       if (sub === 8 || sub === 10 || sub === 11 || sub === 12 || sub === 14) return h.popN(f, 3);
       if (sub === 9 || sub === 13) return;
       if (sub === 15) {
         h.popN(f, 2);
-        return push(I32);
+        stack.push(I32);
+        return;
       }
-      if (sub === 16) return push(I32);
+      if (sub === 16) {
+        stack.push(I32);
+        return;
+      }
       if (sub === 17) return h.popN(f, 3);
     }
     if (op === 0xfd) {
       const effect = simd(r.u32());
       h.popN(f, effect.pop);
-      if (effect.push !== undefined) push(effect.push);
+      if (effect.push !== undefined) stack.push(effect.push);
       return;
     }
     throw new UnwindUnsupported(`opcode 0x${op.toString(16)} in a function that can unwind`);
@@ -1444,7 +1490,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], know
 
   const sectionsOf = readSections(wasm);
   // The code section first: it may add block types.
-  const code = new Writer();
+  const code = new Writer(3 * (sectionsOf.find((x) => x.id === 10)?.payload.length ?? 0) + 64);
   const code_section = sectionsOf.find((s) => s.id === 10);
   const defined = total - info.imported;
   const added_funcs = 5;
