@@ -1116,11 +1116,10 @@ class BodyWriter {
     const sub = bits === 32 ? OP.i32_sub : I64_SUB;
     const S = BigInt(LOOP_SLICE);
     const relation = c.relation;
-    const signed = relation === LT_S || relation === LE_S || relation === GT_S || relation === GE_S;
-    const strict = relation !== LE_S && relation !== LE_U && relation !== GE_S && relation !== GE_U;
+    const { signed, strict, below } = readRelation(relation);
     const constantStep = c.step.constant;
     // Toward K: up for < and <=, down for > and >=; for != the way its step goes.
-    const up = relation === NE ? (constantStep as bigint) > 0n : relation === LT_S || relation === LT_U || relation === LE_S || relation === LE_U;
+    const up = relation === NE ? (constantStep as bigint) > 0n : below;
     const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
     const min = signed ? -(1n << BigInt(bits - 1)) : 0n;
     if (this.full_slice < 0) this.full_slice = this.#local(I32);
@@ -1622,6 +1621,15 @@ const I64_SUB = 0x7d;
 const I64_AND = 0x83;
 const I64_SHL = 0x86;
 
+/** How `x relation K` reads: going on while x is below K (else above), strictly, signed. */
+function readRelation(relation: number): { below: boolean; strict: boolean; signed: boolean } {
+  return {
+    below: relation === LT_S || relation === LT_U || relation === LE_S || relation === LE_U,
+    strict: relation !== LE_S && relation !== LE_U && relation !== GE_S && relation !== GE_U,
+    signed: relation === LT_S || relation === LE_S || relation === GT_S || relation === GE_S,
+  };
+}
+
 /** `K CMP x` as `x CMP' K`. */
 function flip(relation: number): number {
   const swapped: Record<number, number> = { [LT_S]: GT_S, [LT_U]: GT_U, [GT_S]: LT_S, [GT_U]: LT_U, [LE_S]: GE_S, [LE_U]: GE_U, [GE_S]: LE_S, [GE_U]: LE_U };
@@ -1640,11 +1648,9 @@ function stepFits(relation: number, step: CountedStep, constant: bigint | undefi
   const magnitude = step.constant < 0n ? -step.constant : step.constant;
   if (magnitude === 0n || magnitude * BigInt(LOOP_SLICE) >= 1n << BigInt(bits - 1)) return false;
   if (relation === NE) return (magnitude & (magnitude - 1n)) === 0n;
-  const up = relation === LT_S || relation === LT_U || relation === LE_S || relation === LE_U;
+  const { below: up, strict, signed } = readRelation(relation);
   if (up !== step.constant > 0n) return false;
   if (constant === undefined) return true;
-  const strict = relation === LT_S || relation === LT_U || relation === GT_S || relation === GT_U;
-  const signed = relation === LT_S || relation === LE_S || relation === GT_S || relation === GE_S;
   const k = signed ? BigInt.asIntN(bits, constant) : BigInt.asUintN(bits, constant);
   const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
   const min = signed ? -(1n << BigInt(bits - 1)) : 0n;
