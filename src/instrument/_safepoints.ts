@@ -1064,22 +1064,35 @@ class BodyWriter {
       this.labels.push({ target: this.open - 1, closes: 2 });
       return i;
     }
-    // $exit, then a block per copy: a branch back to the loop goes to the next copy.
+    // Falling off a copy leaves the loop.
+    this.#copies(() => this.#range(i + 1, end));
+    w.bytes(new Uint8Array([OP.end, OP.end]));
+    this.open -= 2;
+    return end;
+  }
+
+  /**
+   * `UNROLL_COPIES` copies of one iteration (`write`) in the loop just
+   * opened, inside a block `$exit`: a branch back to the loop, in a copy,
+   * goes on to the next copy (the copy's own block), the last copy back to
+   * the loop, and a copy that falls off its end leaves by `$exit`. Closes
+   * `$exit`, not the loop.
+   */
+  #copies(write: () => void): void {
+    const w = this.w;
     w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
     this.open += 1;
-    for (let k = 0; k < copies; k += 1) {
+    for (let k = 0; k < UNROLL_COPIES; k += 1) {
       w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
       this.open += 1;
       this.labels.push({ target: this.open - 1, closes: 0 });
-      this.#range(i + 1, end);
+      write();
       this.labels.pop();
-      // Falling off a copy leaves the loop.
       w.bytes(new Uint8Array([OP.br, 1, OP.end]));
       this.open -= 1;
     }
-    w.bytes(new Uint8Array([OP.br, 1, OP.end, OP.end, OP.end]));
-    this.open -= 3;
-    return end;
+    w.bytes(new Uint8Array([OP.br, 1, OP.end]));
+    this.open -= 1;
   }
 
   /**
@@ -1118,6 +1131,8 @@ class BodyWriter {
     const relation = c.relation;
     const { signed, strict, below } = readRelation(relation);
     const constantStep = c.step.constant;
+    // The constant step's size (`!=` has one: `stepFits`).
+    const m = constantStep === undefined ? undefined : constantStep < 0n ? -constantStep : constantStep;
     // Toward K: up for < and <=, down for > and >=; for != the way its step goes.
     const up = relation === NE ? (constantStep as bigint) > 0n : below;
     const max = signed ? (1n << BigInt(bits - 1)) - 1n : (1n << BigInt(bits)) - 1n;
@@ -1169,7 +1184,7 @@ class BodyWriter {
     };
     // n steps' worth, toward K.
     const steps = (n: bigint): void => {
-      if (constantStep !== undefined) constant(n * (constantStep < 0n ? -constantStep : constantStep));
+      if (m !== undefined) constant(n * m);
       else {
         get(magnitude);
         if (n > 1n) {
@@ -1225,8 +1240,7 @@ class BodyWriter {
       w.byte(OP.local_set);
       w.u32(magnitude);
     }
-    if (relation === NE) {
-      const m = constantStep === undefined ? 1n : constantStep < 0n ? -constantStep : constantStep;
+    if (relation === NE && m !== undefined) {
       distance();
       constant(1n);
       op(sub);
@@ -1265,8 +1279,7 @@ class BodyWriter {
     steps(S);
     op(up ? add : sub);
     bound();
-    if (relation === NE) {
-      const m = (constantStep as bigint) < 0n ? -(constantStep as bigint) : (constantStep as bigint);
+    if (relation === NE && m !== undefined) {
       if (m > 1n) {
         // The distance does not divide: one step.
         induction();
@@ -1282,7 +1295,7 @@ class BodyWriter {
       }
       constant(up ? min : max);
       inRange();
-      if (c.bound === undefined || this.#constant(c.bound) === undefined || constantStep === undefined) {
+      if (c.constant === undefined || constantStep === undefined) {
         // The last value tested, at most a step past K, must not wrap: K <= MAX + 1 - m (<= MAX - m), or K >= MIN - 1 + m (>= MIN + m).
         bound();
         constant(up ? max + (strict ? 1n : 0n) : min - (strict ? 1n : 0n));
@@ -1332,20 +1345,13 @@ class BodyWriter {
     w.bytes(opening);
     this.open += 1;
     if (this.#unrollable(i, end)) {
-      // Copies, as a small loop's (`_unroll.ts`): each goes on to the next, the last back to the loop.
-      w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
-      this.open += 1;
-      for (let k = 0; k < UNROLL_COPIES; k += 1) {
-        w.bytes(new Uint8Array([OP.block, EMPTY_BLOCK]));
-        this.open += 1;
-        this.labels.push({ target: this.open - 1, closes: 0 });
+      // Copies, as a small loop's (`_unroll.ts`): going on against lim is going on to the next copy.
+      this.#copies(() => {
         iteration();
-        this.labels.pop();
-        w.bytes(new Uint8Array([OP.br_if, 0, OP.br, 1, OP.end]));
-        this.open -= 1;
-      }
-      w.bytes(new Uint8Array([OP.br, 1, OP.end, OP.end]));
-      this.open -= 2;
+        w.bytes(new Uint8Array([OP.br_if, 0]));
+      });
+      w.byte(OP.end);
+      this.open -= 1;
     } else {
       this.labels.push({ target: this.open - 1, closes: 0 });
       iteration();
@@ -1462,7 +1468,7 @@ class BodyWriter {
     }
     const normal = flipped ? flip(relation) : relation;
     if (!stepFits(normal, step.step, constant, bits)) return undefined;
-    return { form, induction: step.induction, bits, step: step.step, bound, cmp, flipped, relation: normal };
+    return { form, induction: step.induction, bits, step: step.step, bound, constant, cmp, flipped, relation: normal };
   }
 
   /** At `at`, `(local.set|tee $i (add|sub $i c))` or `(add c $i)`, c a constant or another local: the induction, its step and width. */
@@ -1522,20 +1528,11 @@ class BodyWriter {
     if (test === undefined) return false;
     const bits = cmp >= 0x51 ? 64 : 32;
     if (start.bits !== bits) return false;
-    const isGet = (k: number): boolean => op(k) === OP.local_get && this.#at(k).u32() === induction;
-    // (get, const s | const s, get) add|sub, tee, const K, cmp — or const K first and the tee last.
+    // (local.tee $i (add|sub $i c)), const K, cmp — or const K first and the tee last.
     const step = (at: number): { step: bigint; tee: number } | undefined => {
-      // at: the tee; before it the add or sub, and its two operands.
-      if (op(at) !== OP.local_tee || this.#at(at).u32() !== induction) return undefined;
-      const arith = op(at - 1);
-      const add = arith === (bits === 32 ? 0x6a : 0x7c);
-      const sub = arith === (bits === 32 ? 0x6b : 0x7d);
-      if (!add && !sub) return undefined;
-      let c: { value: bigint; bits: number } | undefined;
-      if (isGet(at - 3)) c = this.#constant(at - 2);
-      else if (add && isGet(at - 2)) c = this.#constant(at - 3);
-      if (c === undefined || c.bits !== bits) return undefined;
-      return { step: sub ? -c.value : c.value, tee: at };
+      const found = this.#step(at, OP.local_tee);
+      if (found === undefined || found.induction !== induction || found.bits !== bits || found.step.constant === undefined) return undefined;
+      return { step: found.step.constant, tee: at };
     };
     let found = step(end - 4);
     let bound = this.#constant(end - 3);
@@ -1595,6 +1592,8 @@ interface Counted {
   step: CountedStep;
   /** The bound's instruction (a constant, or a `local.get`); none for an implicit `!= 0`. */
   bound: number | undefined;
+  /** The bound's value when a constant (0 for an implicit `!= 0`), as the module wrote it. */
+  constant: bigint | undefined;
   /** The comparison's opcode, and whether it reads `K CMP x`. */
   cmp: number;
   flipped: boolean;

@@ -161,18 +161,14 @@ export class Writer {
   copy(src: Uint8Array, from: number, to: number): void {
     const n = to - from;
     if (this.len + n > this.buf.length) this.#grow(n);
+    // Most are an instruction or two: a loop is cheaper than `set` for those.
     if (n <= 16) for (let k = 0; k < n; k += 1) this.buf[this.len + k] = src[from + k] as number;
     else this.buf.set(src.subarray(from, to), this.len);
     this.len += n;
   }
 
   bytes(src: Uint8Array): void {
-    const n = src.length;
-    if (this.len + n > this.buf.length) this.#grow(n);
-    // Most are an instruction or two: a loop is cheaper than `set` for those.
-    if (n <= 16) for (let k = 0; k < n; k += 1) this.buf[this.len + k] = src[k] as number;
-    else this.buf.set(src, this.len);
-    this.len += n;
+    this.copy(src, 0, src.length);
   }
 
   done(): Uint8Array {
@@ -449,7 +445,6 @@ export function liveAcrossCalls(shape: Shape, locals: number): Bits | undefined 
   return walk(0, n - 1, new Uint32Array(words), [new Uint32Array(words)]) === undefined ? undefined : saved;
 }
 
-/** Where a local goes in a frame. */
 /**
  * Which version of a function a rewrite writes. A function that can unwind
  * gets two. The running one, at its index, has no guards: its calls are
@@ -470,6 +465,7 @@ interface Known {
   live: Bits | undefined;
 }
 
+/** Where a local goes in a frame. */
 interface FrameSlot {
   local: number;
   type: number;
@@ -609,13 +605,11 @@ class BodyRewriter {
 
   /**
    * Rewrites one body (`body` holds its bytes from the local declarations
-   * to its final `end`). Returns the new body and its frame's size.
-   */
-  /**
-   * Rewrites one body, in one of two versions (see {@link Version}). Both
-   * versions of a function take the same locals in the same order and so
-   * write and read one frame layout (`frame`, compared by the caller); the
-   * second reuses the first's reading of the body (`known`).
+   * to its final `end`), in one of two versions (see {@link Version}), and
+   * gives its frame's size. Both versions of a function take the same
+   * locals in the same order and so write and read one frame layout
+   * (`frame`, compared by the caller); the second reuses the first's reading
+   * of the body (`known`).
    */
   rewrite(body: Uint8Array, type: FuncType, version: Version, known?: Known): { body: Uint8Array; frame_bytes: number; frame: string; known: Known } {
     const guards = version.kind === "rewind";
@@ -853,7 +847,8 @@ class BodyRewriter {
           const nargs = callee.params.length + extra;
           const base = stack.length - nargs;
           if (base < f.height) throw new UnwindUnsupported("operand stack underflow at a call");
-          // Arguments pushed by the run's last instructions, taken back from it and pushed again at the call.
+          // Arguments pushed by the run's last instructions, taken back from it and pushed again at the call
+          // (the running version too, which has no guard to move them past: so both spill the same values).
           let sunk: Uint8Array = new Uint8Array(0);
           const sunk_types: number[] = [];
           if (!again && f.run === "guarded") {
@@ -960,7 +955,6 @@ class BodyRewriter {
       if (f.hot && f.run === "none") openRun(f, i);
       const before = out.len;
       const height = stack.length;
-      reader.pos = start + 1;
       this.plain(body, start, end, op, out, stack, f, helpers, reader);
       const pushes = op === 0x20 || op === 0x41 || op === 0x42 || op === 0x43 || op === 0x44;
       if (pushes && f.hot && f.run === "guarded" && frames[frames.length - 1] === f && stack.length === height + 1) pure.push(before);
@@ -1490,8 +1484,8 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], know
 
   const sectionsOf = readSections(wasm);
   // The code section first: it may add block types.
-  const code = new Writer(3 * (sectionsOf.find((x) => x.id === 10)?.payload.length ?? 0) + 64);
   const code_section = sectionsOf.find((s) => s.id === 10);
+  const code = new Writer(3 * (code_section?.payload.length ?? 0) + 64);
   const defined = total - info.imported;
   const added_funcs = 5;
   // Each function rewritten gets its rewinding version after the API's functions, in order.
