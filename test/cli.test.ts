@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import { EXAMPLES, ferry, tempDir } from "./_helpers.js";
+import { pathToFileURL } from "node:url";
+import { EXAMPLES, ferry, ROOT, tempDir } from "./_helpers.js";
 
 const compute = path.join(EXAMPLES, "c", "compute.wasm");
 const fileproc = path.join(EXAMPLES, "c", "fileproc.wasm");
@@ -76,6 +77,34 @@ describe("ferry CLI", () => {
     assert.equal(r.completed, 400);
     assert.equal(r.invariant_violations, 0);
     assert.deepEqual({ ...r, wall_ms: 0 }, { ...(JSON.parse(b.stdout.toString()) as object), wall_ms: 0 });
+  });
+
+  it("runs the bundle the build made, and the modules when one that went into it is newer or it is missing", async () => {
+    const { cliEntry } = (await import(pathToFileURL(path.join(ROOT, "bin", "_entry.js")).href)) as { cliEntry: (dist?: URL) => URL };
+    assert.equal(path.basename(cliEntry().pathname), "ferry_cli.js", "dist/src/ferry_cli.js is missing or older than a module in it: run npm run build");
+    // The same rule over a directory of its own: a bundle, its manifest and one module.
+    const dist = tempDir("cli-entry");
+    const url = pathToFileURL(dist + "/");
+    try {
+      const at = (file: string, s: number): void => {
+        fs.writeFileSync(path.join(dist, file), "");
+        fs.utimesSync(path.join(dist, file), s, s);
+      };
+      const entry = (): string => path.relative(dist, cliEntry(url).pathname);
+      assert.equal(entry(), "cli/main.js", "no bundle");
+      fs.mkdirSync(path.join(dist, "cli"));
+      at("cli/main.js", 1000);
+      at("ferry_cli.js", 2000);
+      assert.equal(entry(), "cli/main.js", "no manifest");
+      fs.writeFileSync(path.join(dist, "ferry_cli.inputs.json"), JSON.stringify({ inputs: ["cli/main.js"] }));
+      assert.equal(entry(), "ferry_cli.js", "the bundle is newer than its input");
+      at("cli/main.js", 3000);
+      assert.equal(entry(), "cli/main.js", "an input is newer than the bundle");
+      fs.writeFileSync(path.join(dist, "ferry_cli.inputs.json"), JSON.stringify({ inputs: ["cli/gone.js"] }));
+      assert.equal(entry(), "cli/main.js", "an input is gone");
+    } finally {
+      fs.rmSync(dist, { recursive: true, force: true });
+    }
   });
 
   it("arguments after the program belong to the program", async () => {
