@@ -13,6 +13,7 @@
  * Binaryen's memory back as the worker of `_thread.ts` does.
  */
 import { fork } from "node:child_process";
+import v8 from "node:v8";
 import { InstrumentError } from "../errors.js";
 import type { InstrumentOptions, Instrumented } from "./instrument.js";
 import type { FromInstrumentJob } from "./_job.js";
@@ -20,6 +21,43 @@ import { instrumentCode, jobOf } from "./_thread.js";
 
 /** V8 flags of the instrumenting process: baseline code only (see above). */
 export const INSTRUMENT_PROCESS_FLAGS: readonly string[] = ["--liftoff-only"];
+
+/**
+ * Modules below this size are instrumented here with V8's optimizing
+ * compiler for JavaScript off ({@link withoutOptimizingCompiler}); from it
+ * on, the passes run long enough for TurboFan's code to pay back its
+ * compiling (a generated module of 890 KB took as long either way).
+ */
+export const BASELINE_ONLY_BYTES_MAX = 512 * 1024;
+
+/**
+ * Runs `work`, this process's only instrumentation of a small module, with
+ * V8's optimizing compiler for JavaScript (TurboFan) off, and turns it back
+ * on after, before the guest's runtime code runs.
+ *
+ * The passes are JavaScript that V8 first runs in its interpreter and its
+ * baseline compiler (Sparkplug), and recompiles with TurboFan as they warm
+ * up: once, that recompiling costs more than it saves. `ferry exec` of a
+ * module not yet cached (a scratch harness, one fresh process each, wall
+ * and user+sys CPU): compute.wasm (33 KB) 200 → 105 ms and 0.64 → 0.29 s;
+ * a Rust test of the WASI suite (131 KB) 470 → 290 ms; a generated module
+ * of 550 KB 235 → 220 ms and 0.67 → 0.41 s. The CPU matters as much: the
+ * guest's worker boots meanwhile, on the other core of a small machine.
+ *
+ * V8's flags hold for the whole process; changing one after start is
+ * allowed by `v8.setFlagsFromString` (this one is read when V8 decides to
+ * optimize a function). A process started with flags of its own about
+ * V8's tiers keeps them untouched.
+ */
+export function withoutOptimizingCompiler<T>(work: () => T): T {
+  if (process.execArgv.some((a) => /^--(no-)?(opt|turbofan|maglev|jitless|max-opt|sparkplug|always-sparkplug)\b/.test(a))) return work();
+  v8.setFlagsFromString("--no-turbofan");
+  try {
+    return work();
+  } finally {
+    v8.setFlagsFromString("--turbofan");
+  }
+}
 
 /** Bytes of the child's standard error kept for the message when it dies without an answer. */
 const STDERR_TAIL_BYTES = 4096;

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
 import { wat } from "./_wat.js";
@@ -49,5 +50,45 @@ describe("instrumenting in a child process", () => {
       assert.match(err.message, /nope\.wasm/);
       return true;
     });
+  });
+});
+
+describe("a small module's one instrumentation", () => {
+  it("runs with V8's optimizing compiler off, and turns it back on after, also when the work throws", () => {
+    // V8 tells a function's tier only with --allow-natives-syntax: a child of its own.
+    const url = new URL("./_process.js", import.meta.url).href;
+    const script = `
+      const { withoutOptimizingCompiler } = await import(${JSON.stringify(url)});
+      const TURBOFANNED = 1 << 6;
+      // Called until TurboFan's code is in (it compiles on another thread), in rounds of 20,000 calls.
+      const hot = (f, rounds) => { let status = 0; for (let k = 0; k < rounds && (status & TURBOFANNED) === 0; k += 1) { for (let i = 0; i < 20000; i += 1) f(300); status = %GetOptimizationStatus(f); } return status; };
+      const make = () => (n) => { let s = 0; for (let i = 0; i < n; i += 1) s = (s + i * 7) | 0; return s; };
+      // Two rounds: with TurboFan on, its code is in after one here (the second test shows it on); without, never.
+      const during = withoutOptimizingCompiler(() => hot(make(), 2));
+      let thrown = false;
+      try { withoutOptimizingCompiler(() => { throw new Error("no"); }); } catch { thrown = true; }
+      const after = hot(make(), 200);
+      console.log(JSON.stringify({ during: (during & TURBOFANNED) !== 0, thrown, after: (after & TURBOFANNED) !== 0 }));`;
+    const r = spawnSync(process.execPath, ["--allow-natives-syntax", "--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { during: false, thrown: true, after: true });
+  });
+
+  it("leaves V8's tiers alone in a process started with flags about them", () => {
+    const url = new URL("./_process.js", import.meta.url).href;
+    const script = `
+      const { withoutOptimizingCompiler } = await import(${JSON.stringify(url)});
+      const f = (n) => { let s = 0; for (let i = 0; i < n; i += 1) s = (s + i * 7) | 0; return s; };
+      const TURBOFANNED = 1 << 6;
+      const status = withoutOptimizingCompiler(() => {
+        let status = 0;
+        for (let k = 0; k < 200 && (status & TURBOFANNED) === 0; k += 1) { for (let i = 0; i < 20000; i += 1) f(300); status = %GetOptimizationStatus(f); }
+        return status;
+      });
+      console.log(JSON.stringify({ turbofanned: (status & TURBOFANNED) !== 0 }));`;
+    // --turbofan is V8's default: said on the command line, it is the process's to keep.
+    const r = spawnSync(process.execPath, ["--allow-natives-syntax", "--turbofan", "--input-type=module", "-e", script], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(r.stdout), { turbofanned: true });
   });
 });

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { INSTRUMENTER_VERSION, instrumentModule, instrumentWithoutBinaryen, moduleHash, type InstrumentInfo, type Instrumented } from "./instrument.js";
 import { instrumentInKeptWorker, instrumentInWorker, WORKER_MODULE_BYTES_MIN } from "./_thread.js";
-import { instrumentInProcess } from "./_process.js";
+import { BASELINE_ONLY_BYTES_MAX, instrumentInProcess, withoutOptimizingCompiler } from "./_process.js";
 import type { StageListener } from "./stages.js";
 
 /** Where instrumented modules are kept unless told otherwise. */
@@ -52,7 +52,7 @@ async function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Inst
     // that needs Binaryen is tried again there (the binary passes' refusal
     // comes early, and is the rare case).
     if (wasm.byteLength < WORKER_MODULE_BYTES_MIN) {
-      const direct = instrumentWithoutBinaryen(wasm, pass);
+      const direct = wasm.byteLength < BASELINE_ONLY_BYTES_MAX ? withoutOptimizingCompiler(() => instrumentWithoutBinaryen(wasm, pass)) : instrumentWithoutBinaryen(wasm, pass);
       if (typeof direct !== "string") return direct;
     }
     return instrumentInProcess(wasm, pass);
