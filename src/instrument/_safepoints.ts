@@ -799,7 +799,8 @@ class BodyWriter {
     readonly mode: Mode,
   ) {
     const r = new Reader(body, 0);
-    this.w = new Writer();
+    // Sized for the body and what polls add (growing from a few bytes copied it a dozen times: most of a large module's garbage).
+    this.w = new Writer(body.length + (body.length >> 1) + 64);
     this.#reader = new Reader(body, 0);
     for (let n = r.u32(); n > 0; n -= 1) {
       const count = r.u32();
@@ -891,10 +892,11 @@ class BodyWriter {
       });
     }
     w.byte(OP.end);
-    const out = new Writer();
+    const out = new Writer(w.len + 64);
     localGroups(out, [...this.declared, ...this.extra_locals]);
     out.bytes(w.done());
-    return out.done().slice();
+    // A view of a writer of its own, which nothing else writes: the caller copies it into the section.
+    return out.done();
   }
 
   #depthOf(original: number): number {

@@ -174,6 +174,12 @@ export class Writer {
   done(): Uint8Array {
     return this.buf.subarray(0, this.len);
   }
+
+  /** Empties it for the next use, keeping its buffer (a writer per body was most of a large module's garbage). */
+  reset(): this {
+    this.len = 0;
+    return this;
+  }
 }
 
 function valType(r: Reader): number {
@@ -474,6 +480,10 @@ interface FrameSlot {
 
 /** Rewrites function bodies. One per module. */
 class BodyRewriter {
+  /** What `rewrite` writes a body's code into, then the whole body: kept from one body to the next. */
+  readonly #code = new Writer(1 << 16);
+  readonly #whole = new Writer(1 << 16);
+
   constructor(
     readonly info: ModuleInfo,
     readonly unwinding: UnwindReach,
@@ -609,7 +619,8 @@ class BodyRewriter {
    * gives its frame's size. Both versions of a function take the same
    * locals in the same order and so write and read one frame layout
    * (`frame`, compared by the caller); the second reuses the first's reading
-   * of the body (`known`).
+   * of the body (`known`). The body it gives is a view of the rewriter's own
+   * buffer, good until its next call: the caller copies it out first.
    */
   rewrite(body: Uint8Array, type: FuncType, version: Version, known?: Known): { body: Uint8Array; frame_bytes: number; frame: string; known: Known } {
     const guards = version.kind === "rewind";
@@ -625,7 +636,7 @@ class BodyRewriter {
     const code_start = r.pos;
     const shape = known?.shape ?? this.shape(body, code_start);
     // Room for what is usually written: the body and its spills, guards and saves (growing from a few bytes copied it a dozen times).
-    const out = new Writer(2 * body.length + 256);
+    const out = this.#code.reset();
     const temps = new Map<number, number>(); // position * 256 + type -> local
     const conds: number[] = []; // hot depth -> local
     const added: number[] = []; // types of the locals added
@@ -1214,9 +1225,9 @@ class BodyRewriter {
     throw new UnwindUnsupported(`opcode 0x${op.toString(16)} in a function that can unwind`);
   }
 
-  /** The whole body: declarations, the rewind at entry, the rewritten code, the save at the end. */
+  /** The whole body: declarations, the rewind at entry, the rewritten code, the save at the end (a view of the rewriter's buffer, as `rewrite` gives it). */
   assemble(decls: Uint8Array, groups: number, added: number[], code: Uint8Array, slots: readonly FrameSlot[], frame_bytes: number, scratch: number, type: FuncType, version: Version): Uint8Array {
-    const w = new Writer(code.length + 16 * slots.length + 64);
+    const w = this.#whole.reset();
     // Declarations: the original groups, then one per added local and the scratch pointer.
     const original = new Reader(decls, 0);
     original.u32();
@@ -1492,7 +1503,9 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], know
   const copies: number[] = [];
   for (let index = info.imported; index < total; index += 1) if (reach.function(index)) copies.push(index);
   const first_copy = total + added_funcs;
-  const rewinding: Uint8Array[] = [];
+  // The rewinding versions as they are written, each with its size: they go after the API's functions at the end.
+  const rewinding = new Writer(code_section?.payload.length ?? 0);
+  let rewound = 0;
   code.u32(defined + added_funcs + copies.length);
   if (code_section !== undefined) {
     const cr = new Reader(code_section.payload, 0);
@@ -1509,9 +1522,11 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], know
       }
       const type = info.types[info.func_types[index] as number] as FuncType;
       const rewind = rewriter.rewrite(bodyBytes, type, { kind: "rewind" });
-      const running = rewriter.rewrite(bodyBytes, type, { kind: "normal", rewind: first_copy + rewinding.length }, rewind.known);
+      rewinding.u32(rewind.body.length);
+      rewinding.bytes(rewind.body);
+      const running = rewriter.rewrite(bodyBytes, type, { kind: "normal", rewind: first_copy + rewound }, rewind.known);
+      rewound += 1;
       if (running.frame !== rewind.frame) throw new Error(`the two versions of function ${index} disagree on their frame`);
-      rewinding.push(rewind.body);
       frame_bytes[index] = rewind.frame_bytes;
       instrumented += 1;
       code.u32(running.body.length);
@@ -1525,10 +1540,7 @@ export function addUnwinding(wasm: Uint8Array, blocking: readonly string[], know
     code.u32(body.length);
     code.bytes(body);
   }
-  for (const body of rewinding) {
-    code.u32(body.length);
-    code.bytes(body);
-  }
+  code.copy(rewinding.buf, 0, rewinding.len);
   const api_types = [t_ptr, t_void, t_ptr, t_void, t_state];
   const api_names = ["asyncify_start_unwind", "asyncify_stop_unwind", "asyncify_start_rewind", "asyncify_stop_rewind", "asyncify_get_state"];
 
