@@ -5,9 +5,8 @@
  * few started and idle; a process takes one and hands it its init by
  * message, and a new one starts in the background.
  */
-import fs from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { bundleIsFresh } from "../bundle.js";
 import type { FromWorker, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
 
 /**
@@ -37,18 +36,8 @@ export function workerCode(): "bundle" | "modules" {
  * otherwise (a build without that step, or a module rebuilt since).
  */
 function workerUrl(): URL {
-  const modules = new URL("./_worker.js", import.meta.url);
   const bundle = new URL("../process_worker.js", import.meta.url);
-  try {
-    const made_ms = fs.statSync(bundle).mtimeMs;
-    const { inputs } = JSON.parse(fs.readFileSync(new URL("../process_worker.inputs.json", import.meta.url), "utf8")) as { inputs: string[] };
-    const dir = fileURLToPath(new URL("..", import.meta.url));
-    for (const input of inputs) if (fs.statSync(`${dir}/${input}`).mtimeMs > made_ms) return modules;
-    return bundle;
-  } catch {
-    // No bundle, an input gone or a manifest that does not parse: the bundle only saves time, the modules are always right.
-    return modules;
-  }
+  return bundleIsFresh(bundle, new URL("../process_worker.inputs.json", import.meta.url), new URL("../", import.meta.url)) ? bundle : new URL("./_worker.js", import.meta.url);
 }
 
 const idle: Worker[] = [];
