@@ -37,12 +37,13 @@ export const BASELINE_ONLY_BYTES_MAX = 512 * 1024;
  *
  * The passes are JavaScript that V8 first runs in its interpreter and its
  * baseline compiler (Sparkplug), and recompiles with TurboFan as they warm
- * up: once, that recompiling costs more than it saves. `ferry exec` of a
- * module not yet cached (a scratch harness, one fresh process each, wall
- * and user+sys CPU): compute.wasm (33 KB) 200 → 105 ms and 0.64 → 0.29 s;
- * a Rust test of the WASI suite (131 KB) 470 → 290 ms; a generated module
- * of 550 KB 235 → 220 ms and 0.67 → 0.41 s. The CPU matters as much: the
- * guest's worker boots meanwhile, on the other core of a small machine.
+ * up: once, that recompiling costs more than it saves. The instrumentation
+ * alone, one fresh process each (a scratch harness, wall and user+sys
+ * CPU): compute.wasm (33 KB) 166–231 → 100–111 ms and 0.62–0.70 →
+ * 0.27–0.34 s; a Rust test of the WASI suite (131 KB) 452–519 → 278–296
+ * ms; a generated module of 550 KB 227–246 → 219–223 ms and 0.67–0.72 →
+ * 0.41 s. The CPU matters as much: in `ferry exec` the guest's worker boots
+ * meanwhile, on the other core of a small machine.
  *
  * V8's flags hold for the whole process; changing one after start is
  * allowed by `v8.setFlagsFromString` (this one is read when V8 decides to

@@ -304,6 +304,9 @@ const CONVERSIONS = [
 ];
 /** Result types of the saturating truncations 0xfc 0..7. */
 const TRUNC_SAT = [I32, I32, I32, I32, I64, I64, I64, I64];
+/** Instructions that pop nothing and push one value of a type known from the opcode alone, by opcode (0: not one). */
+const PUSH_ONLY = new Uint8Array(256);
+for (const [op, t] of [[0x3f, I32], [0x41, I32], [0x42, I64], [0x43, F32], [0x44, F64], [0xd2, FUNCREF]] as const) PUSH_ONLY[op] = t;
 
 /** How many operands the numeric opcodes 0x45..0xa6 take (the rest of the stack is not read), and their result, or undefined. */
 function numeric(op: number): { pop: number; push: number } | undefined {
@@ -635,7 +638,6 @@ class BodyRewriter {
     }
     const code_start = r.pos;
     const shape = known?.shape ?? this.shape(body, code_start);
-    // Room for what is usually written: the body and its spills, guards and saves (growing from a few bytes copied it a dozen times).
     const out = this.#code.reset();
     const temps = new Map<number, number>(); // position * 256 + type -> local
     const conds: number[] = []; // hot depth -> local
@@ -1137,6 +1139,11 @@ class BodyRewriter {
       h.popN(f, 2);
       return;
     }
+    const pushed = PUSH_ONLY[op] as number;
+    if (pushed !== 0) {
+      stack.push(pushed);
+      return;
+    }
     if (op >= 0x28 && op <= 0x35) {
       h.pop(f);
       stack.push(LOAD_TYPES[op - 0x28] as number);
@@ -1146,29 +1153,9 @@ class BodyRewriter {
       h.popN(f, 2);
       return;
     }
-    if (op === 0x3f) {
-      stack.push(I32);
-      return;
-    }
     if (op === 0x40) {
       h.pop(f);
       stack.push(I32);
-      return;
-    }
-    if (op === 0x41) {
-      stack.push(I32);
-      return;
-    }
-    if (op === 0x42) {
-      stack.push(I64);
-      return;
-    }
-    if (op === 0x43) {
-      stack.push(F32);
-      return;
-    }
-    if (op === 0x44) {
-      stack.push(F64);
       return;
     }
     const num = numeric(op);
@@ -1190,10 +1177,6 @@ class BodyRewriter {
     if (op === 0xd1) {
       h.pop(f);
       stack.push(I32);
-      return;
-    }
-    if (op === 0xd2) {
-      stack.push(FUNCREF);
       return;
     }
     if (op === 0xfc) {

@@ -52,7 +52,8 @@ async function instrument(wasm: Uint8Array, options: CacheOptions): Promise<Inst
     // that needs Binaryen is tried again there (the binary passes' refusal
     // comes early, and is the rare case).
     if (wasm.byteLength < WORKER_MODULE_BYTES_MIN) {
-      const direct = wasm.byteLength < BASELINE_ONLY_BYTES_MAX ? withoutOptimizingCompiler(() => instrumentWithoutBinaryen(wasm, pass)) : instrumentWithoutBinaryen(wasm, pass);
+      const here = (): Instrumented | string => instrumentWithoutBinaryen(wasm, pass);
+      const direct = wasm.byteLength < BASELINE_ONLY_BYTES_MAX ? withoutOptimizingCompiler(here) : here();
       if (typeof direct !== "string") return direct;
     }
     return instrumentInProcess(wasm, pass);
