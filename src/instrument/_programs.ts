@@ -52,9 +52,11 @@ export interface Unwound {
 /**
  * Runs the instrumented `main`, unwinding at every poll and every blocking
  * call and rewinding at once; the host gives a budget of `budget` after
- * each poll, and tells every other fast copy that asks to leave.
+ * each poll, and tells every other fast copy that asks to leave. With
+ * `migrate`, each rewind runs in a new instance given only the memory and
+ * the exported mutable globals, as a restore on another node does.
  */
-export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3): Unwound {
+export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3, migrate = false): Unwound {
   const calls: number[] = [];
   let api!: Api;
   let rewinding = false;
@@ -68,7 +70,8 @@ export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3): Unwo
     words[1] = BUFFER_END;
     api.asyncify_start_unwind(BUFFER);
   };
-  const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
+  const module = new WebAssembly.Module(bytes);
+  const imports = {
     env: {
       block: (x: number) => {
         if (rewinding) {
@@ -101,9 +104,10 @@ export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3): Unwo
         return 0;
       },
     },
-  });
+  };
+  let instance = new WebAssembly.Instance(module, imports);
   api = instance.exports as unknown as Api;
-  const main = instance.exports["main"] as (...a: unknown[]) => unknown;
+  let main = instance.exports["main"] as (...a: unknown[]) => unknown;
   let result = main(...args);
   while (api.asyncify_get_state() === 1) {
     unwinds += 1;
@@ -111,6 +115,26 @@ export function unwoundRun(bytes: Uint8Array, args: unknown[], budget = 3): Unwo
     // The frames are read back from where the unwind left `current`.
     const current = new Int32Array(api.memory.buffer, BUFFER, 1)[0] as number;
     assert.ok(current > BUFFER + 8, "an unwind writes frames");
+    if (migrate) {
+      // As a restore does: a new instance, given the memory and every exported mutable global, and nothing else.
+      const next = new WebAssembly.Instance(module, imports);
+      const from = api.memory;
+      const to = (next.exports as unknown as Api).memory;
+      to.grow((from.buffer.byteLength - to.buffer.byteLength) / 65536);
+      new Uint8Array(to.buffer).set(new Uint8Array(from.buffer));
+      for (const [name, value] of Object.entries(instance.exports)) {
+        if (!(value instanceof WebAssembly.Global)) continue;
+        try {
+          (next.exports[name] as WebAssembly.Global).value = value.value;
+        } catch (err: unknown) {
+          // An immutable global: the new instance has it already.
+          if (!(err instanceof TypeError)) throw err;
+        }
+      }
+      instance = next;
+      api = instance.exports as unknown as Api;
+      main = instance.exports["main"] as (...a: unknown[]) => unknown;
+    }
     rewinding = true;
     api.asyncify_start_rewind(BUFFER);
     // Arguments are taken from the frame: these are not used.

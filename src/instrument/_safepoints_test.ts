@@ -52,6 +52,10 @@ function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Unwound & { p
     const got = unwoundRun(unwound.wasm, a, budget);
     assert.deepEqual(got.calls, want.calls, `blocking calls for ${a.join(",")}`);
     assert.deepEqual(got.result, want.result, `result for ${a.join(",")}`);
+    // And moved to a new instance at every unwind, as a restore does.
+    const moved = unwoundRun(unwound.wasm, a, budget, true);
+    assert.deepEqual(moved.calls, want.calls, `blocking calls for ${a.join(",")}, moved at every unwind`);
+    assert.deepEqual(moved.result, want.result, `result for ${a.join(",")}, moved at every unwind`);
     // Every frame counted on the way in is counted back on the way out.
     for (const d of points.depth) assert.equal((got.instance.exports[d.export_name] as WebAssembly.Global).value, 0, `${d.export_name} back to 0`);
     return { ...got, points };
@@ -211,6 +215,35 @@ describe("safe points written into the binary", () => {
     const polled = new WebAssembly.Instance(new WebAssembly.Module(safePoints(bytes, 5).wasm), { ferry: { poll: () => ((polls += 1), 5) } }).exports["main"] as (n: number) => number;
     for (const n of [0, 3, 2000]) assert.equal(polled(n), plain(n));
     assert.ok(polls >= Math.floor(2000 / LOOP_SLICE), `${polls} polls`);
+  });
+
+  it("carries a loop's invariants across its slice's poll in exported globals, so a guest moved at the poll finds them", () => {
+    // The sieve's marking loop: a start, a step and a base read in the loop, and written only outside it.
+    const text = `(module ${HEADER}
+      (func (export "main") (param $n i32) (result i32) (local $lo i32) (local $p i32) (local $m i32) (local $hi i32) (local $k i32) (local $s i32)
+        (local.set $hi (i32.add (i32.and (call $block (local.get $n)) (i32.const 4095)) (i32.const 3000)))
+        (local.set $lo (i32.const 64))
+        (local.set $k (i32.const 2))
+        (block $done
+          (loop $primes
+            (local.set $p (local.get $k))
+            (local.set $m (i32.add (local.get $lo) (local.get $p)))
+            ;; counted by its own bound (a local step), and by a counter: both carry
+            (block $out
+              (loop $mark
+                (i32.store8 (i32.sub (local.get $m) (local.get $lo)) (i32.const 1))
+                (br_if $out (i32.ge_u (local.get $m) (local.get $hi)))
+                (local.set $m (i32.add (local.get $m) (local.get $p)))
+                (br $mark)))
+            (local.set $s (i32.add (local.get $s) (local.get $m)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br_if $primes (i32.lt_u (local.get $k) (i32.const 40)))))
+        (i32.add (local.get $s) (i32.load (i32.const 700)))))`;
+    const bytes = module(text);
+    const runs = check(bytes, [[0], [5000]]);
+    assert.ok((runs[1]?.polls ?? 0) >= 40, `${runs[1]?.polls} polls`);
+    const points = safePoints(bytes);
+    assert.ok(points.globals.some((g) => g.export_name.includes("__ferry_carry_")), "the invariants' globals are captured");
   });
 
   it("gives generated programs the same calls and results when unwound at every poll and every call", () => {
