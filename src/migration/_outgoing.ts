@@ -22,7 +22,7 @@ import { createHash, type Hash } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { FerryError, PeerError } from "../errors.js";
 import { encodeImage, encodeImageAsync, sparsePages, type ImageSigner, type MemorySource, type ProcessImage } from "../image/mod.js";
-import { CHUNK_BYTES, ShadowTracker, type PageTracker } from "../memory/mod.js";
+import { CHUNK_BYTES, ShadowTracker, TRACK_PAGE_BYTES, type PageTracker } from "../memory/mod.js";
 import type { Suspension } from "../runtime/mod.js";
 import type { FramedConnection } from "../transport/mod.js";
 import { errorField, logger } from "../log/mod.js";
@@ -77,6 +77,24 @@ const PREPARE_TIMEOUT_MS = 30_000;
  * would have the guest's first faults at the destination wait for it.
  */
 const EARLY_CHANNEL_WAIT_MS = 250;
+
+/**
+ * Hybrid, just before the stop, while the process still runs: whether it has
+ * written at least half of its pages since the round, by a look at the
+ * kernel tracker that re-arms nothing. Then the stop leaves every chunk to
+ * post-copy instead of looking again: the look's cost grows with the pages
+ * written (1 GiB, every page written: 4.3 ms, against 0.6 with none), and at
+ * the stop it is downtime. Naming a chunk missing that was not written only
+ * sends it again, from the stopped process. Only for a tracker that reports
+ * runs (the kernel's): another would read every page to find out.
+ */
+export function dirtyMostly(tracker: PageTracker, memory: Uint8Array): boolean {
+  if (tracker.changedRuns === undefined || memory.length === 0) return false;
+  const runs = tracker.changedRuns(memory, { last: true });
+  let pages = 0;
+  for (let i = 0; i + 1 < runs.length; i += 2) pages += (runs[i + 1] as number) - (runs[i] as number);
+  return pages * 2 >= memory.length / TRACK_PAGE_BYTES;
+}
 /** How long the destination may take to restore once it has everything. */
 const RESTORE_TIMEOUT_MS = 60_000;
 
@@ -91,6 +109,8 @@ export class OutgoingMigration {
   readonly #post_copy: boolean;
   #conn: FramedConnection | null = null;
   #tracker: PageTracker | null = null;
+  /** Hybrid: the guest wrote most of its memory since the round, so every chunk is left to post-copy without a look at the stop (see {@link dirtyMostly}). */
+  #all_missing = false;
   #stopped_at = 0;
   #links_frozen = false;
   /** Post-copy and hybrid: the page channel's session, and what the destination still lacks once the process stopped. */
@@ -385,6 +405,7 @@ export class OutgoingMigration {
     }
     // Else post-copy's page channel opens now, before the stop: its handshake overlaps the stop (the destination answers it at the HANDOVER).
     if (this.#post_copy) this.#openPages();
+    if (this.#options.strategy === "hybrid" && this.#tracker !== null) this.#all_missing = dirtyMostly(this.#tracker, this.#memory());
     this.#progress.step({ phase: "stopping", bytes: this.#metrics.bytes, memory_bytes: this.#memory().length });
     this.#step("stopping the process");
     this.#stopped_at = performance.now();
@@ -416,7 +437,7 @@ export class OutgoingMigration {
     // Only the stack, globals and WASI state travel now; the pages follow on demand and by push, except the few
     // the restore touches at once: they go first, as PAGES, and the destination asks for none of them.
     const session = this.#session;
-    const post_copy = session === null ? null : takeChunks(missingChunks(memory, this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
+    const post_copy = session === null ? null : takeChunks(missingChunks(memory, this.#all_missing ? null : this.#tracker), restoreChunks(memory.length, suspension.state.asyncify.length));
     const answer = awaitAnswer(conn);
     this.#answer = answer;
     this.#clock.enter("transfer");

@@ -17,7 +17,8 @@ import { GuestProcess } from "../runtime/mod.js";
 import { pipeDuplexPair } from "../transport/_testing.js";
 import { FramedConnection } from "../transport/mod.js";
 import { migrateIn, migrateOut, Msg, OUT_STATES, type OutState, type Strategy } from "./mod.js";
-import { DESTINATION_ASKS } from "./_outgoing.js";
+import { KernelTracker, ShadowTracker, TRACK_PAGE_BYTES, kernelTrackerAvailability } from "../memory/mod.js";
+import { DESTINATION_ASKS, dirtyMostly } from "./_outgoing.js";
 import { destination, EXIT_INTACT, GUEST, io, source } from "./_testing.js";
 
 type Fault = "the link breaks" | "the step fails";
@@ -228,5 +229,42 @@ describe("the source's state machine, with a fault as it enters each state", () 
     assert.equal(dest.landed(), null);
     assert.deepEqual(await proc.exited, { kind: "exit", code: EXIT_INTACT });
     assert.equal(s.out(), "ok\n");
+  });
+});
+
+describe("hybrid's look before the stop", () => {
+  const availability = kernelTrackerAvailability();
+  it("says the guest wrote most of its memory from the kernel tracker's runs, and leaves them for the look at the stop", { skip: !availability.available && availability.reason }, () => {
+    // One memory each: the kernel registers a range with one tracker at a time.
+    const views = [0, 1].map(() => new Uint8Array(new WebAssembly.Memory({ initial: 2, maximum: 65536, shared: true }).buffer));
+    const [a, b] = views as [Uint8Array, Uint8Array];
+    const pages = a.length / TRACK_PAGE_BYTES;
+    const write = (view: Uint8Array, to: number): void => {
+      for (let p = 0; p < to; p += 1) view[p * TRACK_PAGE_BYTES] = 7;
+    };
+    const few = new KernelTracker();
+    const most = new KernelTracker();
+    try {
+      few.arm?.(a);
+      most.arm?.(b);
+      write(a, pages / 4);
+      write(b, pages / 2 + 1);
+      assert.equal(dirtyMostly(few, a), false, "a quarter written");
+      assert.equal(dirtyMostly(most, b), true, "more than half written");
+      // The look re-armed nothing: the stop's look still finds every page written since the round.
+      assert.deepEqual([...few.changedRuns(a, { last: true })], [0, pages / 4]);
+      assert.deepEqual([...most.changedRuns(b, { last: true })], [0, pages / 2 + 1]);
+    } finally {
+      few.close();
+      most.close();
+    }
+  });
+
+  it("never says so from a tracker that would have to read every page to know", () => {
+    const memory = new Uint8Array(4 * TRACK_PAGE_BYTES).fill(1);
+    const t = new ShadowTracker();
+    [...t.changed(memory)];
+    memory.fill(2);
+    assert.equal(dirtyMostly(t, memory), false);
   });
 });
