@@ -181,7 +181,7 @@ class Rewrite {
   readonly polled: Uint8Array;
   readonly new_types: FuncType[] = [];
   readonly type_key = new Map<string, number>();
-  /** The globals a slice carries its loop's invariants through across its poll (`BodyWriter.#carried`): their types, after the depth counters. */
+  /** The globals a slice carries its loop's invariants through across its poll (`BodyWriter.#carry`): their types, after the depth counters. */
   readonly carriers: number[] = [];
   readonly #carrier_slot = new Map<string, number>();
 

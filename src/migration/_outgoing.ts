@@ -95,6 +95,7 @@ export function dirtyMostly(tracker: PageTracker, memory: Uint8Array): boolean {
   for (let i = 0; i + 1 < runs.length; i += 2) pages += (runs[i + 1] as number) - (runs[i] as number);
   return pages * 2 >= memory.length / TRACK_PAGE_BYTES;
 }
+
 /** How long the destination may take to restore once it has everything. */
 const RESTORE_TIMEOUT_MS = 60_000;
 
