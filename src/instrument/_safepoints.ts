@@ -107,8 +107,15 @@ const UNROLL_FUNCTION_BYTES_MAX = 4096;
 /** Most invariants a slice carries across its poll (`BodyWriter.#carry`): each costs two memory accesses a slice. */
 const CARRIED_MAX = 8;
 
-/** Longest loop, in instructions, read to see whether it is bounded (a larger one gets its slice: its cost is lost in the body). */
-const BOUNDED_SCAN_MAX = 4096;
+/**
+ * Longest loop, in instructions, read for what only a small loop needs:
+ * whether it is bounded (a larger one gets its slice), and its invariants
+ * to carry across its poll. In a larger one either gain is lost in the
+ * body, and each nested loop reads its range again: the reading of
+ * invariants alone was 5% of the pass on yosys (a CPU profile) with this
+ * bound.
+ */
+const LOOP_SCAN_MAX = 4096;
 
 /** Options of {@link addSafePoints}. */
 export interface SafePointOptions {
@@ -1055,32 +1062,35 @@ class BodyWriter {
 
   /**
    * Before a slice's countdown: stores the loop's invariants (the locals it
-   * reads and never writes, up to {@link CARRIED_MAX}) into globals, which
-   * {@link #land} reads back into the same locals after it.
+   * reads and never writes, up to {@link CARRIED_MAX}, in a loop of at most
+   * {@link LOOP_SCAN_MAX} instructions) into globals, which {@link #land}
+   * reads back into the same locals after it.
    *
    * Why: the countdown may call the host, and V8 keeps no value in a
    * register across a call. A value read in the loop and live across the
    * poll was spilled to the stack, and the loop then read it from there at
-   * every iteration: in the sieve's marking loop, its segment's start and the
-   * stack limit's address, 1.28 times the original's time. Read back from a
-   * global after the poll, it is a new value that starts there, which the
-   * engine keeps in a register through the loop; the one it replaces ends
-   * before the call, and nothing is spilled. Two memory accesses a slice
-   * for each, instead of one an iteration.
+   * every iteration: in the sieve's marking loop, its segment's start (1.24–
+   * 1.29 times the original's time). Read back from a global after the poll,
+   * it is a new value that starts there, which the engine keeps in a
+   * register through the loop; the one it replaces ends before the call.
+   * Two memory accesses a slice for each, instead of one an iteration. (V8's
+   * own values are out of reach: the stack limit's address is still read
+   * from the stack, once per group of iterations V8 unrolls.)
    *
    * A guest unwound at the poll finds them again when it goes on: the
    * globals are exported and captured like its own.
    */
   #carry(i: number, end: number): { local: number; global: number }[] {
-    const reads: number[] = [];
+    if (end - i > LOOP_SCAN_MAX) return [];
+    // In the order first read (a Set keeps it): the first CARRIED_MAX are taken.
+    const reads = new Set<number>();
     const written = new Set<number>();
     for (let k = i + 1; k < end; k += 1) {
       const op = this.ops[k] as number;
       if (op !== OP.local_get && op !== OP.local_set && op !== OP.local_tee) continue;
       const index = this.#at(k).u32();
-      if (op === OP.local_get) {
-        if (!reads.includes(index)) reads.push(index);
-      } else written.add(index);
+      if (op === OP.local_get) reads.add(index);
+      else written.add(index);
     }
     const slots = new Map<number, number>();
     const carried: { local: number; global: number }[] = [];
@@ -1615,7 +1625,7 @@ class BodyWriter {
    * end taken while `(i = i ± step) CMP bound` holds, both constants.
    */
   #bounded(i: number, end: number): boolean {
-    if (end - i > BOUNDED_SCAN_MAX || i < 2 || this.targeted.get(i) !== 1) return false;
+    if (end - i > LOOP_SCAN_MAX || i < 2 || this.targeted.get(i) !== 1) return false;
     const op = (k: number): number => this.ops[k] ?? -1;
     if (op(end - 1) !== OP.br_if || this.#at(end - 1).u32() !== 0) return false;
     if (op(i - 1) !== OP.local_set) return false;
