@@ -241,6 +241,6 @@ describe("warm process workers", () => {
 
   it("workers run the bundle the build makes (one file loads faster than the module graph)", () => {
     // `npm test` builds first; a `tsc` alone since leaves the bundle stale, and the modules run instead.
-    assert.equal(workerCode(), "bundle", "dist/src/process_worker.js is missing or older than a module in it: run npm run build");
+    assert.equal(workerCode(), "bundle", "dist/src/process_worker.cjs is missing or older than a module in it: run npm run build");
   });
 });

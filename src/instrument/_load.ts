@@ -17,14 +17,14 @@
  * as it is. A file of another shape (a new binaryen version) is imported as
  * usual, and only the gain is lost.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import nodeModule from "node:module";
-import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import vm from "node:vm";
 import type Binaryen from "binaryen";
+import { codeCacheDir, readChecked, writeChecked } from "../code_cache.js";
 import { planInvokers } from "./_invokers.js";
 
 /** The end of binaryen.js: its factory is awaited at top level and exported. */
@@ -33,17 +33,8 @@ const MODULE_TAIL = /var ([\w$]+)=await ([\w$]+)\(\),([\w$]+)=\1;export\{\3 as d
 const MODULE_IMPORT = 'await import("node:module")';
 /** Where the wasm's literal starts: decoded into the bytes only when the module has no `instantiateWasm`. */
 const WASM_LITERAL = /\?\?=[\w$]+\(`/;
-/** SHA-256 in front of each file kept: a damaged one is never used, and is made again. */
-const DIGEST_BYTES = 32;
 /** What the cache folder held before: a V8 code cache of the whole file, one per path. */
 const OBSOLETE = /^binaryen-[0-9a-f]{16}\.v8cache$/;
-
-/** Where the split files are kept: `FERRY_CODE_CACHE_DIR`, else beside the instrumented modules; "" turns it off. */
-export function codeCacheDir(): string | null {
-  const fromEnv = process.env["FERRY_CODE_CACHE_DIR"];
-  if (fromEnv !== undefined) return fromEnv === "" ? null : fromEnv;
-  return path.join(os.homedir(), ".cache", "ferry", "code");
-}
 
 /**
  * How binaryen.js was loaded, for measurements and tests: from the files
@@ -191,37 +182,6 @@ function keptFiles(dir: string, file: string, size: number): { glue: string; was
   }
   const key = createHash("sha256").update(JSON.stringify([version, size])).digest("hex").slice(0, 16);
   return { glue: path.join(dir, `binaryen-${key}.js`), wasm: path.join(dir, `binaryen-${key}.wasm`) };
-}
-
-function readChecked(file: string): Buffer | undefined {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(file);
-  } catch {
-    // Not split yet (the usual first run): the files are written after the load.
-    return undefined;
-  }
-  const data = bytes.subarray(DIGEST_BYTES);
-  if (bytes.length <= DIGEST_BYTES || !createHash("sha256").update(data).digest().equals(bytes.subarray(0, DIGEST_BYTES))) return undefined;
-  return data;
-}
-
-function writeChecked(file: string, data: Uint8Array): boolean {
-  const tmp = `${file}.${randomBytes(6).toString("hex")}.tmp`;
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(tmp, Buffer.concat([createHash("sha256").update(data).digest(), data]));
-    fs.renameSync(tmp, file);
-    return true;
-  } catch {
-    // A read-only or full cache folder costs the next start time, not correctness.
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      // Not even a folder to look in: nothing was left.
-    }
-    return false;
-  }
 }
 
 /** Removes the code caches earlier versions kept (10 MB each, one per copy of binaryen.js). */

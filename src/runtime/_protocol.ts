@@ -3,6 +3,7 @@ import type { ErrorCode } from "../errors.js";
 import type { InstrumentInfo } from "../instrument/mod.js";
 import type { Preopen, WasiConfig } from "../wasi/mod.js";
 import type { HeldData } from "./_compiled.js";
+import type { Script } from "node:vm";
 
 /** Where a guest's output stream goes. */
 export type OutputTarget =
@@ -83,9 +84,31 @@ export interface WorkerInit {
 
 /**
  * A worker's workerData: its init, or `warm` for one started ahead of need
- * (`_warm.ts`), whose init then comes as its first message.
+ * (`_warm.ts`), whose init then comes as its first message. `script`: the
+ * bundle it runs, for the entry that compiles it (`_worker_script.ts`);
+ * absent when it runs the modules.
  */
-export type WorkerBoot = { kind: "init"; init: WorkerInit } | { kind: "warm" };
+export type WorkerBoot = ({ kind: "init"; init: WorkerInit } | { kind: "warm" }) & { script?: WorkerScript };
+
+/** The bundle a worker compiles as a script, with V8's code cache of it when the controller has one (`_worker_code.ts`). */
+export interface WorkerScript {
+  file: string;
+  cached_data?: Uint8Array;
+}
+
+/**
+ * Where a worker that runs the bundle keeps its script (on `globalThis`:
+ * the entry and the bundle are two copies of the code): `cache_wanted`
+ * while the controller has no code cache V8 took, so that the worker makes
+ * one after its first guest ran.
+ */
+export const WORKER_SCRIPT_KEY = Symbol.for("ferry.worker_script");
+
+/** What a worker keeps under {@link WORKER_SCRIPT_KEY}. */
+export interface WorkerScriptState {
+  script: Script;
+  cache_wanted: boolean;
+}
 
 /** Controller → worker. */
 export type ToWorker =
@@ -143,4 +166,6 @@ export type FromWorker =
   | { type: "trap"; message: string }
   | { type: "error"; code: ErrorCode; message: string }
   /** Its guest dropped (`recycle`): it waits for an init. */
-  | { type: "recycled" };
+  | { type: "recycled" }
+  /** V8's code cache of its script, made after its first guest ran (see {@link WorkerScriptState}); before that guest's exit or trap. */
+  | { type: "code-cache"; bytes: Uint8Array };

@@ -46,6 +46,16 @@ function collector(): (() => void) | null {
   return collect;
 }
 
+/**
+ * Sets V8's flag for the collector now. Flags are the process's, and V8
+ * refuses a code cache made under other flags than its own: a process sets
+ * it before its first worker compiles anything (`_worker_code.ts`), not in
+ * the middle of its life.
+ */
+export function exposeCollector(): void {
+  collector();
+}
+
 /** A full collection now (in this thread's isolate), if V8 lets Ferry ask for one. */
 export function collectNow(): void {
   collector()?.();

@@ -6,8 +6,8 @@
  * message, and a new one starts in the background.
  */
 import { Worker } from "node:worker_threads";
-import { bundleIsFresh } from "../bundle.js";
 import type { FromWorker, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
+import { workerEntry } from "./_worker_code.js";
 
 /**
  * Native stack of a process worker. Deeply recursive guests need more than
@@ -21,25 +21,6 @@ export const WARM_WORKERS_MAX = 8;
 /** How long after a worker is taken its replacement starts warming. */
 const REFILL_DELAY_MS = 250;
 
-const WORKER_URL = workerUrl();
-
-/** Which code process workers run: the bundle, or the modules (the bundle missing or stale). */
-export function workerCode(): "bundle" | "modules" {
-  return WORKER_URL.pathname.endsWith("/process_worker.js") ? "bundle" : "modules";
-}
-
-/**
- * The process worker's code: the bundle `npm run build` makes
- * (scripts/build-worker.mjs: one file loads in about 60 ms less CPU than
- * its ~50 modules, paid by every start and every incoming move) while none
- * of the modules that went into it is newer than it; the modules themselves
- * otherwise (a build without that step, or a module rebuilt since).
- */
-function workerUrl(): URL {
-  const bundle = new URL("../process_worker.js", import.meta.url);
-  return bundleIsFresh(bundle, new URL("../process_worker.inputs.json", import.meta.url), new URL("../", import.meta.url)) ? bundle : new URL("./_worker.js", import.meta.url);
-}
-
 const idle: Worker[] = [];
 let wanted = 0;
 let taken = 0;
@@ -52,7 +33,9 @@ let recycled = 0;
 
 function spawn(boot: WorkerBoot): Worker {
   spawned += 1;
-  return new Worker(WORKER_URL, { workerData: boot, resourceLimits: { stackSizeMb: WORKER_STACK_MB }, stdout: false, stderr: false });
+  const entry = workerEntry();
+  const data: WorkerBoot = entry.script === undefined ? boot : { ...boot, script: entry.script };
+  return new Worker(entry.url, { workerData: data, resourceLimits: { stackSizeMb: WORKER_STACK_MB }, stdout: false, stderr: false });
 }
 
 /**

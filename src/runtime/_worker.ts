@@ -10,7 +10,7 @@ import { knownCode } from "../errors.js";
 import { POLL_IMPORT, RESTART_POLL_IMPORT } from "../instrument/mod.js";
 import { idleDeps, ProcExit, WasiHost, type Blocker, type OutputSink, type Preopen, type WaitResult, type WasiDeps } from "../wasi/mod.js";
 import { Gate, Request, SLOT_GATE, SLOT_HIBERNATE_MS, SLOT_REQUEST, SLOT_THROTTLE, SLOT_WAKE, THROTTLE_PCT_MAX, THROTTLE_SLICE_MS } from "./_control.js";
-import type { FromWorker, GlobalBits, IdleWait, OutputWire, SuspendedState, ToWorker, WorkerBoot, WorkerInit } from "./_protocol.js";
+import { WORKER_SCRIPT_KEY, type FromWorker, type GlobalBits, type IdleWait, type OutputWire, type SuspendedState, type ToWorker, type WorkerBoot, type WorkerInit, type WorkerScriptState } from "./_protocol.js";
 import { PollBudget } from "./_budget.js";
 import type { HeldData } from "./_compiled.js";
 import { AsyncifyState, borrowTop, dropSaveArea, giveBack, keptCopy, prepareRewind, prepareUnwind, unwindBoundBytes, unwindBoundFromCounters, unwoundBytes, type BorrowedRegion } from "./_stack.js";
@@ -456,7 +456,10 @@ class Guest {
       outcome = { type: "error", code: "ERR_RESTORE_STATE", message: `the image's stack does not fit the module: the guest ${how} while its stack was rewound` };
     }
     usage.stopped(performance.now());
-    if (outcome.type !== "suspended") this.host.close();
+    if (outcome.type !== "suspended") {
+      this.host.close();
+      offerCodeCache();
+    }
     this.#tellFiles();
     // A suspended stack's bytes (megabytes for a deep one) move to the
     // controller instead of being copied (the worker keeps its own copy).
@@ -542,6 +545,20 @@ function readGlobals(instance: WebAssembly.Instance, list: WorkerInit["info"]["g
     }
     return { name: export_name, type, bits };
   });
+}
+
+/**
+ * Gives the controller V8's code cache of this worker's script, once, when
+ * it had none that V8 took (`_worker_code.ts`): made after a guest ran, it
+ * holds what the guest's run compiled. Before the guest's end is posted, so
+ * that a controller that ends now (`ferry exec`) still gets it; it costs
+ * that end a few milliseconds, once per controller.
+ */
+function offerCodeCache(): void {
+  const state = (globalThis as Record<symbol, unknown>)[WORKER_SCRIPT_KEY] as WorkerScriptState | undefined;
+  if (state === undefined || !state.cache_wanted) return;
+  state.cache_wanted = false;
+  post({ type: "code-cache", bytes: state.script.createCachedData() });
 }
 
 function writeGlobals(instance: WebAssembly.Instance, globals: GlobalBits[]): void {

@@ -13,4 +13,5 @@ export { STDIN_READ_AHEAD_BYTES_MAX } from "./stdin.js";
 export { hostStdioKinds, hostStreamKind } from "./stdio_kinds.js";
 export { collectNow } from "./_reclaim.js";
 export { HIBERNATE_AFTER_MS_DEFAULT, HIBERNATE_AFTER_MS_MAX } from "./_hibernate.js";
-export { claimWarm, keepWarm, refillWarm, WARM_WORKERS_MAX, warmWorkers, workerCode } from "./_warm.js";
+export { claimWarm, keepWarm, refillWarm, WARM_WORKERS_MAX, warmWorkers } from "./_warm.js";
+export { workerCode, workerCodeCache } from "./_worker_code.js";

@@ -42,6 +42,7 @@ import { reclaimSoon } from "./_reclaim.js";
 import { canDiscard } from "./_backing.js";
 import { UsageView, type GuestUsage } from "./_usage.js";
 import { recycleWorker, takeWorker } from "./_warm.js";
+import { keepCodeCache } from "./_worker_code.js";
 import { compiledModule, type CompiledModule } from "./_compiled.js";
 
 /** The export a WASI command starts through. */
@@ -914,6 +915,10 @@ export class GuestProcess {
     }
     if (msg.type === "stdin-drained") {
       this.#pump.pump();
+      return;
+    }
+    if (msg.type === "code-cache") {
+      keepCodeCache(msg.bytes);
       return;
     }
     if (msg.type === "files") {
