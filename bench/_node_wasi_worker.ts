@@ -1,8 +1,8 @@
 /**
  * Baseline runner for the benchmark: runs an UNinstrumented module (compiled
  * once by the benchmark and shared, as Ferry shares its compiled modules) under
- * Node's own node:wasi in a worker thread (as Ferry runs its guests) and
- * reports how long `start` took, in wall and CPU time.
+ * Node's own node:wasi in a worker thread (as Ferry runs its guests): says
+ * when it is instantiated, runs `start` when told, and says when it ended.
  */
 import fs from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
@@ -27,10 +27,11 @@ const wasi = new WASI({ version: "preview1", args: job.args, env: {}, preopens: 
 const ENOSYS = 52;
 const ferry = { pid: (): number => 0, send: (): number => ENOSYS, recv: (): number => ENOSYS, migrate: (): number => ENOSYS };
 const instance = new WebAssembly.Instance(job.module, { ...(wasi.getImportObject() as WebAssembly.Imports), ferry });
-const t0 = performance.now();
-// CPU of the whole process (every thread, V8's compilers included): on a
-// loaded machine the run's wall time is mostly waiting for a core.
-const c0 = process.cpuUsage();
-const code = wasi.start(instance);
-const cpu = process.cpuUsage(c0);
-parentPort?.postMessage({ ms: performance.now() - t0, cpu_ms: (cpu.user + cpu.system) / 1000, code });
+// Instantiated, as a Ferry process is when its start resolves: the benchmark
+// times the run from its "go" to the result here, as it times Ferry's from its
+// "run" to the exit (both include the two messages between the threads).
+parentPort?.once("message", () => {
+  const code = wasi.start(instance);
+  parentPort?.postMessage({ code });
+});
+parentPort?.postMessage({ ready: true });
