@@ -221,6 +221,13 @@ class Rewrite {
     return this.flag + 1 + this.depth_of.size + at;
   }
 
+  /** Whether defined function `f` calls a restartable function directly: the call is written in place of the wrapper (`BodyWriter`). */
+  #callsRestartable(f: number): boolean {
+    if (this.fast_of.size === 0) return false;
+    const calls = this.graph.scanned.bodies[f]?.calls ?? [];
+    return calls.some((c) => this.fast_of.has(c - this.imported));
+  }
+
   /** A function's index in the output from its index in the input. */
   remap(index: number): number {
     return index < this.imported ? index : index + this.added_imports;
@@ -625,7 +632,7 @@ class Rewrite {
         return;
       }
       const depth = this.depth_of.get(f);
-      if (depth === undefined && this.graph.scanned.bodies[f]?.loops === false) {
+      if (depth === undefined && this.graph.scanned.bodies[f]?.loops === false && !this.#callsRestartable(f)) {
         // No loop and no recursion: nothing to add, only its calls to renumber (most of a large module).
         renumbered(this, body, scratch);
         put(scratch.done());
@@ -827,6 +834,8 @@ class BodyWriter {
   polls = false;
   /** The depth counter of a counted body: its returns leave through `$exit`. */
   depth: number | undefined;
+  /** Per callee type, the locals of the restartable calls written in place ({@link BodyWriter.#runAgain}). */
+  readonly #call_locals = new Map<string, { args: number[]; result: number }>();
 
   constructor(
     readonly rw: Rewrite,
@@ -1029,6 +1038,13 @@ class BodyWriter {
     const { w, rw } = this;
     const f = callee - rw.imported;
     const fast = f >= 0 ? rw.fast_of.get(f) : undefined;
+    if (fast !== undefined && this.mode === "plain") {
+      const type = typeOf(rw.info, callee);
+      if (type.results.length <= 1) {
+        this.#runAgain(type, fast);
+        return;
+      }
+    }
     w.byte(OP.call);
     if (fast === undefined || this.mode === "plain") {
       w.u32(rw.remap(callee));
@@ -1045,6 +1061,52 @@ class BodyWriter {
     w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK]));
     for (const t of this.type.results) zero(w, t);
     w.bytes(new Uint8Array([OP.return, OP.end]));
+  }
+
+  /**
+   * A restartable function's wrapper ({@link restartWrapper}) written in
+   * place of a call to it: the arguments go to locals, for the run again in
+   * the slow copy. One call fewer per call (flite's `strcmp`, called from
+   * plain functions), and the unwinding pass guards only the slow copy's
+   * call, not the fast one's. The locals are shared by the calls of one
+   * type: each call's are set and read before another's are set.
+   */
+  #runAgain(type: FuncType, fast: number): void {
+    const w = this.w;
+    const key = `${type.params.join(",")}>${type.results.join(",")}`;
+    let locals = this.#call_locals.get(key);
+    if (locals === undefined) {
+      locals = { args: type.params.map((t) => this.#local(t)), result: type.results[0] === undefined ? -1 : this.#local(type.results[0]) };
+      this.#call_locals.set(key, locals);
+    }
+    const { args, result } = locals;
+    for (let k = args.length - 1; k >= 0; k -= 1) {
+      w.byte(OP.local_set);
+      w.u32(args[k] as number);
+    }
+    const call = (index: number): void => {
+      for (const a of args) {
+        w.byte(OP.local_get);
+        w.u32(a);
+      }
+      w.byte(OP.call);
+      w.u32(index);
+      if (result >= 0) {
+        w.byte(OP.local_set);
+        w.u32(result);
+      }
+    };
+    call(fast);
+    w.byte(OP.global_get);
+    w.u32(this.rw.flag);
+    w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK, OP.i32_const, 0, OP.global_set]));
+    w.u32(this.rw.flag);
+    call(fast + 1);
+    w.byte(OP.end);
+    if (result >= 0) {
+      w.byte(OP.local_get);
+      w.u32(result);
+    }
   }
 
   /** Whether a call to `callee` (input index) can reach a safe point, as seen from this copy. */

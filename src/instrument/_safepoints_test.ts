@@ -383,6 +383,44 @@ describe("safe points written into the binary", () => {
     assert.ok(polls(unbounded) >= (100_000 * 16) / 100, `${polls(unbounded)} polls`);
   });
 
+  it("writes a restartable callee's wrapper in place of a direct call from a plain function, and runs it again from there", () => {
+    // $cmp loops and writes nothing: restartable. $main stores (plain), calls it with values of its own on the stack,
+    // twice with the same signature (the locals are shared) and once in a loop.
+    const bytes = module(`(module
+      (import "env" "block" (func $block (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (data (i32.const 0) "abcdef\\00abcdxy\\00")
+      (func $cmp (param $a i32) (param $b i32) (result i32) (local $x i32)
+        (block $done (loop $l
+          (local.set $x (i32.load8_u (local.get $a)))
+          (br_if $done (i32.ne (local.get $x) (i32.load8_u (local.get $b))))
+          (br_if $done (i32.eqz (local.get $x)))
+          (local.set $a (i32.add (local.get $a) (i32.const 1)))
+          (local.set $b (i32.add (local.get $b) (i32.const 1)))
+          (br $l)))
+        (i32.sub (local.get $x) (i32.load8_u (local.get $b))))
+      (func $main (export "main") (param $n i32) (result i32) (local $s i32)
+        (i32.store (i32.const 64) (local.get $n))
+        (local.set $s (i32.add (call $block (local.get $n)) (call $cmp (i32.const 0) (i32.const 7))))
+        (local.set $s (i32.mul (local.get $s) (i32.add (i32.const 3) (call $cmp (i32.const 2) (i32.const 2)))))
+        (loop $l
+          (local.set $s (i32.add (local.get $s) (call $cmp (local.get $n) (i32.const 0))))
+          (br_if $l (i32.lt_u (local.tee $n (i32.add (local.get $n) (i32.const 1))) (i32.const 6))))
+        (local.get $s)))`);
+    check(bytes, [[0], [3], [5]], 2);
+    const m = binaryen.readBinary(safePoints(bytes).wasm);
+    try {
+      const text = m.emitText();
+      // The function, not its export's line.
+      const main = text.slice(text.indexOf("(func $main ("), text.indexOf("(func $cmp$ferry_fast ("));
+      assert.equal((main.match(/\(call \$cmp\$ferry_fast/g) ?? []).length, 3, "each call runs the fast copy itself");
+      assert.equal((main.match(/\(call \$cmp\$ferry_slow/g) ?? []).length, 3, "and the slow copy when the fast one left");
+      assert.doesNotMatch(main, /\(call \$cmp\n/, "never the wrapper");
+    } finally {
+      m.dispose();
+    }
+  });
+
   it("renumbers every reference to a function: calls, tables, the start function, ref.func, exports and names", () => {
     const bytes = module(`(module
       (import "env" "other" (func $other (param i32) (result i32)))
