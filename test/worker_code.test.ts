@@ -28,10 +28,10 @@ const GUEST = wat(`(module
 const RUNTIME = new URL("../src/runtime/mod.js", import.meta.url).href;
 
 /** Runs the guest `runs` times, one after another, in a new Node process; what each printed, and where its workers' code cache came from. */
-async function runProcess(cache_dir: string, guest_file: string, runs: number): Promise<{ outputs: string[]; cache: string; made: number; code: string }> {
+async function runProcess(cache_dir: string, guest_file: string, runs: number, options: { collect?: boolean } = {}): Promise<{ outputs: string[]; cache: string; made: number; code: string }> {
   const script = `
     import fs from "node:fs";
-    const { GuestProcess, workerCodeCache } = await import(${JSON.stringify(RUNTIME)});
+    const { collectNow, GuestProcess, workerCodeCache } = await import(${JSON.stringify(RUNTIME)});
     const wasm = fs.readFileSync(${JSON.stringify(guest_file)});
     const outputs = [];
     for (let i = 0; i < ${runs}; i += 1) {
@@ -40,6 +40,7 @@ async function runProcess(cache_dir: string, guest_file: string, runs: number): 
       const proc = await GuestProcess.start({ wasm, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, io);
       const status = await proc.exited;
       outputs.push(out + " " + JSON.stringify(status));
+      ${options.collect === true ? "collectNow();" : ""}
     }
     console.log(JSON.stringify({ outputs, ...workerCodeCache() }));
   `;
@@ -76,6 +77,15 @@ describe("the process worker's code cache", () => {
     const second = await runProcess(cache_dir, guest_file, 2);
     ran(second.outputs);
     assert.deepEqual({ cache: second.cache, made: second.made }, { cache: "read", made: 0 });
+  });
+
+  it("is still taken after the process asked V8 for a collection (V8's flags are left as they were)", async (t) => {
+    if (workerCode() !== "bundle") return t.skip("workers run the modules (no fresh bundle): run npm run build");
+    const cache_dir = path.join(dir, "collected");
+    // A collection after each guest: the first one exposes V8's collector, which takes a flag of V8's.
+    const collected = await runProcess(cache_dir, guest_file, 3, { collect: true });
+    ran(collected.outputs);
+    assert.deepEqual({ cache: collected.cache, made: collected.made }, { cache: "made", made: 1 });
   });
 
   it("is made again when the file kept is damaged", async (t) => {

@@ -34,9 +34,19 @@ function collector(): (() => void) | null {
     const global_gc = (globalThis as { gc?: () => void }).gc;
     if (typeof global_gc === "function") collect = global_gc;
     else {
+      // The flag only for the context made here, which keeps its `gc`: V8's
+      // flags are the process's, and every isolate started while one differs
+      // from the flags Node was built with compiles Node's own bootstrap
+      // without its embedded code cache (a process worker's boot: 51-64 ms
+      // with the flags as started, 64-87 with the flag left set) and refuses
+      // the code cache of Ferry's worker made under other flags.
       v8.setFlagsFromString("--expose-gc");
-      const gc = vm.runInNewContext("gc") as unknown;
-      collect = typeof gc === "function" ? (gc as () => void) : null;
+      try {
+        const gc = vm.runInNewContext("gc") as unknown;
+        collect = typeof gc === "function" ? (gc as () => void) : null;
+      } finally {
+        v8.setFlagsFromString("--no-expose-gc");
+      }
     }
   } catch (err: unknown) {
     // Without it, memory is still given back at V8's next collection: later, not never.
@@ -44,16 +54,6 @@ function collector(): (() => void) | null {
     collect = null;
   }
   return collect;
-}
-
-/**
- * Sets V8's flag for the collector now. Flags are the process's, and V8
- * refuses a code cache made under other flags than its own: a process sets
- * it before its first worker compiles anything (`_worker_code.ts`), not in
- * the middle of its life.
- */
-export function exposeCollector(): void {
-  collector();
 }
 
 /** A full collection now (in this thread's isolate), if V8 lets Ferry ask for one. */

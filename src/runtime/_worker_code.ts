@@ -24,7 +24,6 @@ import { fileURLToPath } from "node:url";
 import { bundleIsFresh } from "../bundle.js";
 import { codeCacheDir, readChecked, writeChecked } from "../code_cache.js";
 import type { WorkerScript } from "./_protocol.js";
-import { exposeCollector } from "./_reclaim.js";
 
 const BUNDLE_URL = new URL("../process_worker.cjs", import.meta.url);
 /** The bundle's entry: compiles it with the code cache. */
@@ -84,8 +83,6 @@ export function workerCodeCache(): { code: "bundle" | "modules"; cache: "none" |
 
 function keptCache(bundle: string): Kept {
   if (kept !== undefined) return kept;
-  // V8 refuses a cache made under other flags: the collector's flag is set once, before any worker compiles.
-  exposeCollector();
   const dir = codeCacheDir();
   let file: string | null = null;
   let bytes: Uint8Array | undefined;
