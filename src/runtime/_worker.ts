@@ -552,7 +552,7 @@ function readGlobals(instance: WebAssembly.Instance, list: WorkerInit["info"]["g
  * it had none that V8 took (`_worker_code.ts`): made after a guest ran, it
  * holds what the guest's run compiled. Before the guest's end is posted, so
  * that a controller that ends now (`ferry exec`) still gets it; it costs
- * that end a few milliseconds, once per controller.
+ * that end about a millisecond, once per controller.
  */
 function offerCodeCache(): void {
   const state = (globalThis as Record<symbol, unknown>)[WORKER_SCRIPT_KEY] as WorkerScriptState | undefined;

@@ -4,8 +4,9 @@
  * earlier worker, and runs it. A fresh isolate otherwise compiles each
  * function the first time it is called: the bundle's top level at every
  * boot, and during the guest's run every host call and poll it makes the
- * first time (flite: 2.5-3.8 ms of its WASI calls and polls without the
- * cache, 1.6-2.2 with it; the compile at boot 4-5.4 ms, 1.3-1.5 with it).
+ * first time (flite, timed in the worker: its WASI calls 2.5-3.8 ms
+ * without the cache and 1.2-1.7 with it, its polls 0.9-1.3 and 0.4-0.6;
+ * the compile at boot 4-5.4 ms and 1.3-1.5).
  * V8 checks the cache against the source, its own version and its flags,
  * and compiles as usual when it does not fit (`cachedDataRejected`); the
  * worker then makes a new one for its controller.
