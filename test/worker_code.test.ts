@@ -61,6 +61,14 @@ describe("the process worker's code cache", () => {
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   const cacheFiles = (cache_dir: string): string[] => fs.readdirSync(cache_dir).filter((n) => /^worker-[0-9a-f]{16}\.v8$/.test(n));
+  /** The cache file a first process made in a new folder `name`. */
+  const madeOnce = async (name: string): Promise<{ cache_dir: string; file: string }> => {
+    const cache_dir = path.join(dir, name);
+    await runProcess(cache_dir, guest_file, 1);
+    const [made] = cacheFiles(cache_dir);
+    assert.ok(made !== undefined, "the first process kept a cache");
+    return { cache_dir, file: path.join(cache_dir, made) };
+  };
   const ran = (outputs: string[]): void => {
     for (const o of outputs) assert.equal(o, `ran\n ${JSON.stringify({ kind: "exit", code: 0 })}`);
   };
@@ -90,11 +98,7 @@ describe("the process worker's code cache", () => {
 
   it("is made again when the file kept is damaged", async (t) => {
     if (workerCode() !== "bundle") return t.skip("workers run the modules (no fresh bundle): run npm run build");
-    const cache_dir = path.join(dir, "damaged");
-    await runProcess(cache_dir, guest_file, 1);
-    const [name] = cacheFiles(cache_dir);
-    assert.ok(name !== undefined);
-    const file = path.join(cache_dir, name);
+    const { cache_dir, file } = await madeOnce("damaged");
     const bytes = fs.readFileSync(file);
     bytes.writeUInt8(bytes.readUInt8(bytes.length - 100) ^ 0xff, bytes.length - 100);
     fs.writeFileSync(file, bytes);
@@ -106,11 +110,8 @@ describe("the process worker's code cache", () => {
 
   it("is not read from a file others may write", async (t) => {
     if (workerCode() !== "bundle") return t.skip("workers run the modules (no fresh bundle): run npm run build");
-    const cache_dir = path.join(dir, "shared");
-    await runProcess(cache_dir, guest_file, 1);
-    const [name] = cacheFiles(cache_dir);
-    assert.ok(name !== undefined);
-    fs.chmodSync(path.join(cache_dir, name), 0o666);
+    const { cache_dir, file } = await madeOnce("shared");
+    fs.chmodSync(file, 0o666);
     const shared = await runProcess(cache_dir, guest_file, 1);
     ran(shared.outputs);
     assert.deepEqual({ cache: shared.cache, made: shared.made }, { cache: "made", made: 1 });
