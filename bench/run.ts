@@ -12,7 +12,7 @@ import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { trustKeys } from "../src/image/mod.js";
 import { instrumentModule, loadInstrumented } from "../src/instrument/mod.js";
-import { GuestProcess, readImageFile, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
+import { GuestProcess, readImageFile, workerCode, workerCodeCache, writeImageFile, type ProcessSpec } from "../src/runtime/mod.js";
 import { linksBench } from "./links.js";
 import { netBench } from "./net.js";
 import { median, percentile } from "./_measure.js";
@@ -173,6 +173,8 @@ async function overhead(): Promise<void> {
     const fastest = Math.min(...ours.map((r) => r.ms)) / Math.min(...base.map((r) => r.ms));
     console.log(`| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${fastest.toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`);
   }
+  const code = workerCodeCache();
+  console.log(`Ferry's workers: ${code.code}; V8 code cache ${code.cache === "none" ? "none" : code.cache === "read" ? "read from the cache folder" : "made in this run"} (caches made: ${code.made})`);
   fs.rmSync(data, { recursive: true, force: true });
 }
 
@@ -341,6 +343,9 @@ if (asked !== undefined && !SECTIONS.includes(asked)) {
   process.exit(2);
 }
 console.log(`Ferry benchmark — node ${process.version}, ${os.cpus().length} cores, ${os.cpus()[0]?.model ?? "?"}${quick ? " (quick)" : ""}`);
+// A module of dist/ newer than the worker's bundle (an edit, a `tsc` alone) makes workers run the modules: slower
+// boots and other code than a build's, with nothing else to show it.
+if (workerCode() !== "bundle") console.log("process workers run the modules, not the bundle (missing, or older than a module in it): these are not a build's figures; run npm run build");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice("--only=".length);
 if (only === undefined || only === "runtime") {
   await instrumentation();
