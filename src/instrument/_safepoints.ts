@@ -767,23 +767,37 @@ function bump(w: Writer, depth: number, delta: 1 | -1): void {
   w.u32(depth);
 }
 
-function pushParams(w: Writer, type: FuncType): void {
-  type.params.forEach((_, i) => {
-    w.byte(OP.local_get);
-    w.u32(i);
-  });
-}
-
 /** The body of a restartable function's wrapper: the fast copy, and the slow one when the fast one left. */
 function restartWrapper(rw: Rewrite, type: FuncType, fast: number): Uint8Array {
   const w = new Writer();
-  const result = type.params.length;
   localGroups(w, type.results);
+  runAgain(
+    w,
+    rw,
+    fast,
+    type.params.map((_, i) => i),
+    type.results.length > 0 ? type.params.length : -1,
+  );
+  w.byte(OP.end);
+  return w.done().slice();
+}
+
+/**
+ * The wrapper's logic, with the arguments in locals `args` and the result
+ * (if any) going through local `result`: the fast copy; if it left, the
+ * flag cleared and the slow copy with the same arguments; the result on the
+ * stack. The wrapper's body, and a call to it written in place
+ * (`BodyWriter`).
+ */
+function runAgain(w: Writer, rw: Rewrite, fast: number, args: readonly number[], result: number): void {
   const call = (index: number): void => {
-    pushParams(w, type);
+    for (const a of args) {
+      w.byte(OP.local_get);
+      w.u32(a);
+    }
     w.byte(OP.call);
     w.u32(index);
-    if (type.results.length > 0) {
+    if (result >= 0) {
       w.byte(OP.local_set);
       w.u32(result);
     }
@@ -795,14 +809,11 @@ function restartWrapper(rw: Rewrite, type: FuncType, fast: number): Uint8Array {
   w.u32(rw.flag);
   call(fast + 1);
   w.byte(OP.end);
-  if (type.results.length > 0) {
+  if (result >= 0) {
     w.byte(OP.local_get);
     w.u32(result);
   }
-  w.byte(OP.end);
-  return w.done().slice();
 }
-
 
 /** Where an original label's branches go in the output, and how many `end`s close it there. */
 interface Label {
@@ -1064,7 +1075,7 @@ class BodyWriter {
   }
 
   /**
-   * A restartable function's wrapper ({@link restartWrapper}) written in
+   * A restartable function's wrapper ({@link runAgain}) written in
    * place of a call to it: the arguments go to locals, for the run again in
    * the slow copy. One call fewer per call (flite's `strcmp`, called from
    * plain functions), and the unwinding pass guards only the slow copy's
@@ -1084,29 +1095,7 @@ class BodyWriter {
       w.byte(OP.local_set);
       w.u32(args[k] as number);
     }
-    const call = (index: number): void => {
-      for (const a of args) {
-        w.byte(OP.local_get);
-        w.u32(a);
-      }
-      w.byte(OP.call);
-      w.u32(index);
-      if (result >= 0) {
-        w.byte(OP.local_set);
-        w.u32(result);
-      }
-    };
-    call(fast);
-    w.byte(OP.global_get);
-    w.u32(this.rw.flag);
-    w.bytes(new Uint8Array([OP.if, EMPTY_BLOCK, OP.i32_const, 0, OP.global_set]));
-    w.u32(this.rw.flag);
-    call(fast + 1);
-    w.byte(OP.end);
-    if (result >= 0) {
-      w.byte(OP.local_get);
-      w.u32(result);
-    }
+    runAgain(w, this.rw, fast, args, result);
   }
 
   /** Whether a call to `callee` (input index) can reach a safe point, as seen from this copy. */

@@ -63,14 +63,14 @@ export function workerCode(): "bundle" | "modules" {
 export function workerEntry(): WorkerEntry {
   if (!runsBundle()) return { url: MODULES_URL };
   const file = fileURLToPath(BUNDLE_URL);
-  const bytes = keptCache(file).bytes;
+  const bytes = keptCache().bytes;
   return { url: SCRIPT_ENTRY_URL, script: bytes === undefined ? { file } : { file, cached_data: bytes } };
 }
 
 /** A worker's code cache (a `code-cache` message): the next workers get it, and it is written for the next process. */
 export function keepCodeCache(bytes: Uint8Array): void {
   made += 1;
-  const k = keptCache(fileURLToPath(BUNDLE_URL));
+  const k = keptCache();
   k.bytes = bytes;
   k.how = "made";
   if (k.file !== null && writeChecked(k.file, bytes)) removeOthers(k.file);
@@ -81,14 +81,14 @@ export function workerCodeCache(): { code: "bundle" | "modules"; cache: "none" |
   return { code: workerCode(), cache: kept?.how ?? "none", made };
 }
 
-function keptCache(bundle: string): Kept {
+function keptCache(): Kept {
   if (kept !== undefined) return kept;
   const dir = codeCacheDir();
   let file: string | null = null;
   let bytes: Uint8Array | undefined;
   try {
     if (dir !== null) {
-      const key = createHash("sha256").update(fs.readFileSync(bundle)).update(JSON.stringify([process.version, process.arch, process.execArgv])).digest("hex").slice(0, 16);
+      const key = createHash("sha256").update(fs.readFileSync(BUNDLE_URL)).update(JSON.stringify([process.version, process.arch, process.execArgv])).digest("hex").slice(0, 16);
       file = path.join(dir, `worker-${key}.v8`);
       if (privateToUs(dir) && privateToUs(file)) bytes = readChecked(file);
     }
