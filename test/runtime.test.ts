@@ -213,6 +213,28 @@ describe("runtime", () => {
     await assert.rejects(never);
   });
 
+  it("gives the guest a wall clock finer than Date.now()'s whole milliseconds", async () => {
+    // Reads the realtime clock until two readings differ by something other than whole milliseconds (exit 0), or
+    // 200,000 readings did not (exit 1: a millisecond clock, as the worker's was).
+    const wasm = wat(`(module
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $time (param i32 i64 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+      (memory (export "memory") 1)
+      (func (export "_start") (local $i i32) (local $last i64) (local $now i64)
+        (drop (call $time (i32.const 0) (i64.const 1000) (i32.const 16)))
+        (local.set $last (i64.load (i32.const 16)))
+        (loop $l
+          (drop (call $time (i32.const 0) (i64.const 1000) (i32.const 16)))
+          (local.set $now (i64.load (i32.const 16)))
+          (if (i64.ne (i64.rem_u (i64.sub (local.get $now) (local.get $last)) (i64.const 1000000)) (i64.const 0)) (then (call $exit (i32.const 0))))
+          (local.set $last (local.get $now))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.const 200000))))
+        (call $exit (i32.const 1))))`);
+    const proc = await GuestProcess.start({ wasm, module_path: "clock.wasm", args: ["clock"], env: [], preopens: [] }, { ...collector().io, cache_dir: null });
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
+  });
+
   it("reports a trap as a value", async () => {
     const wasm = wat(`(module (memory (export "memory") 1) (func (export "_start") unreachable))`);
     const proc = await GuestProcess.start({ wasm, module_path: "trap.wasm", args: ["trap"], env: [], preopens: [] }, { ...collector().io, cache_dir: null });

@@ -19,6 +19,7 @@ import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { inboxRing, outboxRing } from "./_inbox.js";
+import { wallClock } from "./_wall_clock.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
 import { UsageCounter } from "./_usage.js";
@@ -193,7 +194,7 @@ class Guest {
       stdin: this.stdin,
       stdout: this.#toldFirst(outputSink(init.stdout, 1)),
       stderr: this.#toldFirst(outputSink(init.stderr, 2)),
-      clock: { monotonic_ns: () => process.hrtime.bigint() - throttled_ns, realtime_ns: () => BigInt(Date.now()) * 1_000_000n },
+      clock: { monotonic_ns: () => process.hrtime.bigint() - throttled_ns, realtime_ns: wallClock() },
       random: (buf) => {
         randomFillSync(buf);
       },

@@ -1,0 +1,42 @@
+/**
+ * The guest's wall clock, to the microsecond. `Date.now()` counts whole
+ * milliseconds, while WASI's `clock_time_get` gives nanoseconds and Ferry
+ * says 1 µs in `clock_res_get`: a program timing a short step by the wall
+ * clock saw 0 or 1 ms (node:wasi reads the system's clock, to the
+ * nanosecond). The sub-millisecond part comes from the monotonic clock,
+ * counted from an anchor taken on `Date.now()`. Each reading checks the
+ * result against `Date.now()`, which truncates: the true time lies in
+ * [now, now + 1 ms). A result below that is late (the anchor was taken late
+ * in its millisecond) and one above it is early (the wall clock was set back,
+ * or drifted from the monotonic one): either way the anchor moves to this
+ * reading. So a reading is never more than a millisecond from the system's
+ * wall clock, follows it when it is set, and the anchor's lag shrinks as
+ * readings land just after a millisecond's start.
+ */
+
+/** Where a wall clock reads its two sources (the process's own, or a test's). */
+export interface WallClockSources {
+  /** Milliseconds since the Unix epoch, truncated (`Date.now()`). */
+  wall_ms(): number;
+  /** A monotonic clock in nanoseconds (`process.hrtime.bigint()`). */
+  monotonic_ns(): bigint;
+}
+
+const NS_PER_MS = 1_000_000n;
+
+const SYSTEM: WallClockSources = { wall_ms: () => Date.now(), monotonic_ns: () => process.hrtime.bigint() };
+
+/** A function reading the wall clock in nanoseconds since the Unix epoch, to the microsecond. */
+export function wallClock(sources: WallClockSources = SYSTEM): () => bigint {
+  let anchor_wall_ns = BigInt(sources.wall_ms()) * NS_PER_MS;
+  let anchor_monotonic_ns = sources.monotonic_ns();
+  return () => {
+    const monotonic_ns = sources.monotonic_ns();
+    const floor_ns = BigInt(sources.wall_ms()) * NS_PER_MS;
+    const ns = anchor_wall_ns + (monotonic_ns - anchor_monotonic_ns);
+    if (ns >= floor_ns && ns < floor_ns + NS_PER_MS) return ns;
+    anchor_wall_ns = floor_ns;
+    anchor_monotonic_ns = monotonic_ns;
+    return floor_ns;
+  };
+}

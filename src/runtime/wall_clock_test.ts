@@ -1,0 +1,70 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { wallClock } from "./_wall_clock.js";
+
+const MS = 1_000_000n;
+
+/** A system whose true wall time is `wall_ns` (settable), with a monotonic clock of another epoch. */
+function system(start_wall_ns: bigint): { advance(ns: bigint): void; setWall(ns: bigint): void; readonly wall_ns: bigint; sources: Parameters<typeof wallClock>[0] } {
+  let wall_ns = start_wall_ns;
+  let monotonic_ns = 987_654_321n;
+  return {
+    advance(ns) {
+      wall_ns += ns;
+      monotonic_ns += ns;
+    },
+    setWall(ns) {
+      wall_ns = ns;
+    },
+    get wall_ns() {
+      return wall_ns;
+    },
+    sources: { wall_ms: () => Number(wall_ns / MS), monotonic_ns: () => monotonic_ns },
+  };
+}
+
+describe("the guest's wall clock", () => {
+  it("counts microseconds between readings, where Date.now() counts whole milliseconds", () => {
+    const sys = system(1_700_000_000_000n * MS);
+    const read = wallClock(sys.sources);
+    const first = read();
+    for (let i = 0; i < 50; i += 1) {
+      sys.advance(7_000n);
+      const r = read();
+      assert.ok(r > first, "time goes on below the millisecond");
+    }
+    const a = read();
+    sys.advance(250_000n);
+    assert.equal(read() - a, 250_000n, "a quarter of a millisecond reads as one");
+  });
+
+  it("is never a millisecond or more from the system's wall clock, and its lag shrinks to that of the reading nearest a millisecond's start", () => {
+    // Started 0.9 ms into a millisecond: the anchor (truncated) lags by 0.9 ms.
+    const sys = system(1_700_000_000_000n * MS + 900_000n);
+    const read = wallClock(sys.sources);
+    let worst_late = 0n;
+    for (let i = 0; i < 2_000; i += 1) {
+      sys.advance(37_000n + BigInt(i % 13) * 1_000n);
+      const r = read();
+      const late = sys.wall_ns - r;
+      assert.ok(late >= 0n && late < MS, `reading ${r} against the wall's ${sys.wall_ns}`);
+      if (i > 1_000 && late > worst_late) worst_late = late;
+    }
+    // Readings land every 37-49 µs: one soon falls within that of a millisecond's start and re-anchors there.
+    assert.ok(worst_late < 50_000n, `still ${worst_late} ns late after 2,000 readings`);
+  });
+
+  it("follows the wall clock when it is set back or forward, at the next reading", () => {
+    const sys = system(1_700_000_000_000n * MS);
+    const read = wallClock(sys.sources);
+    sys.advance(3n * MS);
+    read();
+    for (const to of [1_600_000_000_000n * MS + 123_456n, 1_800_000_000_000n * MS + 999_999n]) {
+      sys.setWall(to);
+      const r = read();
+      assert.ok(r <= sys.wall_ns && sys.wall_ns - r < MS, `set to ${to}: read ${r}`);
+      sys.advance(10_000n);
+      assert.ok(read() - r <= 10_000n + MS);
+    }
+  });
+});
