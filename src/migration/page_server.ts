@@ -392,6 +392,10 @@ class Connection {
       server.stats.bytes_out += bytes;
       await this.#write(frame);
       if (!demand) await this.#pace(bytes);
+      // Lets this thread read what came meanwhile (requests, RUNNING): a write the kernel takes at once resolves
+      // without a turn of the event loop, so on a fast link the push went on for up to 150 ms while a faulting
+      // guest's request waited unread, and the demand channel with it.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
