@@ -4,9 +4,13 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import { startPair, type NodePair, type Security } from "./_nodes.js";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
+import { ROOT, startPair, type NodePair, type Security } from "./_nodes.js";
 import { median, rawTcpTransfer } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
+import { SseParser } from "../src/sse.js";
 
 interface Metrics {
   total_ms: number;
@@ -138,8 +142,9 @@ function memcpyRate(bytes: number): number {
 /**
  * Post-copy and hybrid downtime, flat in memory size or not, for an idle
  * guest and one that reads and rewrites all of its memory all the time,
- * with where the downtime went; then the push rate of a whole post-copy
- * move between nodes with and without TLS, beside memcpy.
+ * with where the downtime went; what such a guest sees of the move (its
+ * longest pause, table k'); then the push rate of a whole post-copy move
+ * between nodes with and without TLS, beside memcpy.
  */
 export async function postCopyBench(quick: boolean): Promise<void> {
   const can = remotePagesAvailability();
@@ -177,6 +182,7 @@ export async function postCopyBench(quick: boolean): Promise<void> {
         }
       }
     }
+    await guestPauses(tls, sizes, moves);
   } finally {
     await tls.stop();
   }
@@ -193,6 +199,62 @@ export async function postCopyBench(quick: boolean): Promise<void> {
     const t = pushes.find((x) => x.mib === mib && x.security === "tls")?.rates ?? [];
     const copy = memcpyRate(mib * 1048576);
     console.log(`| ${mib} MiB | ${copy.toFixed(0)} | ${median(p).toFixed(0)} | ${median(t).toFixed(0)} | ${(median(t) / median(p)).toFixed(2)}x | ${p.map((r) => r.toFixed(0)).join(", ")} | ${t.map((r) => r.toFixed(0)).join(", ")} |`);
+  }
+}
+
+/** A gap between two of pause.wasm's clock readings longer than this is one it reports (µs). */
+const PAUSE_THRESHOLD_US = 1000;
+
+/** The output `pid` wrote so far, as text (`GET /v1/processes/PID/output`). */
+async function outputText(pair: NodePair, pid: string): Promise<string> {
+  const body = (await pair.request(pair.a1, "GET", `/v1/processes/${pid}/output`)).body;
+  return new SseParser()
+    .push(body)
+    .filter((e) => e.event === "output")
+    .map((e) => Buffer.from((JSON.parse(e.data) as { data: string }).data, "base64").toString())
+    .join("");
+}
+
+/**
+ * Table (k'): what a guest sees of a post-copy or hybrid move. pause.wasm
+ * reads the wall clock after each 4 KiB block it reads and rewrites (all of
+ * its memory, over and over) and reports each gap between two readings; its
+ * longest gap in a move is how long the move held it still, its downtime and
+ * the waits for pages after it together. Both nodes and the guest read one
+ * machine's wall clock (to within a millisecond, docs/runtime.md, "Clocks").
+ */
+async function guestPauses(pair: NodePair, sizes: number[], moves: number): Promise<void> {
+  const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "pause.wasm"));
+  const sha = createHash("sha256").update(wasm).digest("hex");
+  for (const a of [pair.a1, pair.a2]) await pair.request(a, "PUT", `/v1/modules/${sha}`, wasm);
+  console.log("\n(k') what the guest sees of a move: pause.wasm reads the wall clock after each 4 KiB block it reads and rewrites, all of its memory over and over;");
+  console.log(`its longest pause in a move (two readings that far apart), against the move's downtime; pauses: those of over 5 ms in a move (it reports those over ${PAUSE_THRESHOLD_US / 1000} ms); medians of the moves`);
+  console.log("| memory | strategy | downtime ms | longest pause ms | each move's longest pause | pauses over 5 ms |\n|---|---|---|---|---|---|");
+  for (const mib of sizes) {
+    for (const strategy of ["post-copy", "hybrid"]) {
+      const args = [String(mib), String(PAUSE_THRESHOLD_US), "touch", "3600"];
+      const { pid } = JSON.parse((await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "pause.wasm", args })).body.toString()) as { pid: string };
+      while (!(await outputText(pair, pid)).includes("touched")) await new Promise((r) => setTimeout(r, 50));
+      const windows: { from_ns: number; to_ns: number; downtime_ms: number }[] = [];
+      for (let i = 0; i < moves; i += 1) {
+        const [from, to] = i % 2 === 0 ? [pair.a1, "n2"] : [pair.a2, "n1"];
+        await new Promise((r) => setTimeout(r, 300));
+        const from_ns = Date.now() * 1e6;
+        const r = await pair.request(from, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 100 });
+        if (r.status !== 200) throw new Error(`${strategy} failed: ${r.body.toString()}`);
+        windows.push({ from_ns, to_ns: Date.now() * 1e6, downtime_ms: (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics.downtime_ms });
+      }
+      // It prints its gaps every 2 s.
+      await new Promise((r) => setTimeout(r, 2500));
+      const gaps = [...(await outputText(pair, pid)).matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => [Number(g[1]), Number(g[2])] as const);
+      await pair.request(pair.a1, "DELETE", `/v1/processes/${pid}`);
+      const inMove = windows.map((w) => gaps.filter(([a, b]) => b >= w.from_ns && a <= w.to_ns).map(([a, b]) => (b - a) / 1e6));
+      const longest = inMove.map((g) => Math.max(0, ...g));
+      const ms = (x: number): string => x.toFixed(1);
+      console.log(
+        `| ${mib} MiB | ${strategy} | ${ms(median(windows.map((w) => w.downtime_ms)))} | ${ms(median(longest))} | ${longest.map(ms).join(", ")} | ${median(inMove.map((g) => g.filter((x) => x > 5).length))} |`,
+      );
+    }
   }
 }
 

@@ -49,6 +49,7 @@ cc_wasm flood
 cc_wasm dirtier
 cc_wasm dispatch
 cc_wasm lookup
+cc_wasm pause -Wl,--max-memory=4294967296
 
 # AssemblyScript: stub runtime (no GC), top-level code exported as _start,
 # custom abort so the only imports are wasi_snapshot_preview1.

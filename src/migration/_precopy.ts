@@ -129,7 +129,7 @@ export function missingChunks(memory: Uint8Array, tracker: PageTracker | null): 
   const per_chunk = CHUNK_BYTES / WIRE_PAGE_BYTES;
   if (tracker.changedRuns !== undefined) {
     // The kernel's runs: no page is read while the process is stopped.
-    // The last look: nothing is re-armed (the tracker is closed once the destination runs the process).
+    // The last look: nothing is re-armed (the tracker is closed once the destination runs the process; for hybrid, once its pages are served).
     const runs = tracker.changedRuns(memory, { last: true });
     for (let i = 0; i + 1 < runs.length; i += 2) dirty.fill(1, Math.floor(runs[i]! / per_chunk), Math.ceil(runs[i + 1]! / per_chunk));
   } else {
