@@ -4,14 +4,15 @@
  * says 1 µs in `clock_res_get`: a program timing a short step by the wall
  * clock saw 0 or 1 ms (node:wasi reads the system's clock, to the
  * nanosecond). The sub-millisecond part comes from the monotonic clock,
- * counted from an anchor taken on `Date.now()`. Each reading checks the
- * result against `Date.now()`, which truncates: the true time lies in
- * [now, now + 1 ms). A result below that is late (the anchor was taken late
- * in its millisecond) and one above it is early (the wall clock was set back,
- * or drifted from the monotonic one): either way the anchor moves to this
- * reading. So a reading is never more than a millisecond from the system's
- * wall clock, follows it when it is set, and the anchor's lag shrinks as
- * readings land just after a millisecond's start.
+ * counted from an anchor: first the process's start time, which Node keeps
+ * to the microsecond (`performance.timeOrigin`), plus the monotonic time
+ * since. Each reading checks the result against `Date.now()`, which
+ * truncates: the true time lies in [now, now + 1 ms). A result below that
+ * is late and one above it is early (the wall clock was set, or drifted from
+ * the monotonic one): either way the anchor moves to `Date.now()` at this
+ * reading. So a reading is never a millisecond or more from the system's
+ * wall clock and follows it when it is set; after a move of the anchor, its
+ * lag shrinks as readings land just after a millisecond's start.
  */
 
 /** Where a wall clock reads its two sources (the process's own, or a test's). */
@@ -20,16 +21,22 @@ export interface WallClockSources {
   wall_ms(): number;
   /** A monotonic clock in nanoseconds (`process.hrtime.bigint()`). */
   monotonic_ns(): bigint;
+  /** The wall clock to the microsecond, read once for the first anchor (`performance.timeOrigin + performance.now()`). */
+  start_ns(): bigint;
 }
 
 const NS_PER_MS = 1_000_000n;
 
-const SYSTEM: WallClockSources = { wall_ms: () => Date.now(), monotonic_ns: () => process.hrtime.bigint() };
+const SYSTEM: WallClockSources = {
+  wall_ms: () => Date.now(),
+  monotonic_ns: () => process.hrtime.bigint(),
+  start_ns: () => BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6)),
+};
 
 /** A function reading the wall clock in nanoseconds since the Unix epoch, to the microsecond. */
 export function wallClock(sources: WallClockSources = SYSTEM): () => bigint {
-  let anchor_wall_ns = BigInt(sources.wall_ms()) * NS_PER_MS;
   let anchor_monotonic_ns = sources.monotonic_ns();
+  let anchor_wall_ns = sources.start_ns();
   return () => {
     const monotonic_ns = sources.monotonic_ns();
     const floor_ns = BigInt(sources.wall_ms()) * NS_PER_MS;

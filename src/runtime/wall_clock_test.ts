@@ -4,8 +4,11 @@ import { wallClock } from "./_wall_clock.js";
 
 const MS = 1_000_000n;
 
-/** A system whose true wall time is `wall_ns` (settable), with a monotonic clock of another epoch. */
-function system(start_wall_ns: bigint): { advance(ns: bigint): void; setWall(ns: bigint): void; readonly wall_ns: bigint; sources: Parameters<typeof wallClock>[0] } {
+/**
+ * A system whose true wall time is `wall_ns` (settable), with a monotonic clock of another epoch; its start time
+ * is exact, or `start_late_ns` behind.
+ */
+function system(start_wall_ns: bigint, start_late_ns = 0n): { advance(ns: bigint): void; setWall(ns: bigint): void; readonly wall_ns: bigint; sources: Parameters<typeof wallClock>[0] } {
   let wall_ns = start_wall_ns;
   let monotonic_ns = 987_654_321n;
   return {
@@ -19,7 +22,7 @@ function system(start_wall_ns: bigint): { advance(ns: bigint): void; setWall(ns:
     get wall_ns() {
       return wall_ns;
     },
-    sources: { wall_ms: () => Number(wall_ns / MS), monotonic_ns: () => monotonic_ns },
+    sources: { wall_ms: () => Number(wall_ns / MS), monotonic_ns: () => monotonic_ns, start_ns: () => wall_ns - start_late_ns },
   };
 }
 
@@ -38,9 +41,18 @@ describe("the guest's wall clock", () => {
     assert.equal(read() - a, 250_000n, "a quarter of a millisecond reads as one");
   });
 
-  it("is never a millisecond or more from the system's wall clock, and its lag shrinks to that of the reading nearest a millisecond's start", () => {
-    // Started 0.9 ms into a millisecond: the anchor (truncated) lags by 0.9 ms.
-    const sys = system(1_700_000_000_000n * MS + 900_000n);
+  it("reads the system's wall clock exactly from the start it is given", () => {
+    const sys = system(1_700_000_000_000n * MS + 123_456n);
+    const read = wallClock(sys.sources);
+    for (let i = 0; i < 100; i += 1) {
+      sys.advance(3_217n);
+      assert.equal(read(), sys.wall_ns);
+    }
+  });
+
+  it("is never a millisecond or more from the system's wall clock, and a late start's lag shrinks to that of the reading nearest a millisecond's start", () => {
+    // A start 0.9 ms late (a start time truncated to the millisecond, 0.9 ms into it).
+    const sys = system(1_700_000_000_000n * MS + 900_000n, 900_000n);
     const read = wallClock(sys.sources);
     let worst_late = 0n;
     for (let i = 0; i < 2_000; i += 1) {
