@@ -86,6 +86,14 @@ function staged(pages: Uint8Array): Uint8Array {
 function keepBuffer(buffer: Buffer): void {
   if (spare_buffers.length < SPARE_BUFFERS_MAX) spare_buffers.push(buffer);
 }
+/**
+ * The longest the push runs without giving this thread's event loop a turn,
+ * so that it reads what came meanwhile (requests, RUNNING). A write the
+ * kernel takes at once resolves without a turn, so on a fast link the push
+ * went on for up to 150 ms while a faulting guest's request waited unread,
+ * and the demand channel with it (docs/cluster.md, "What the guest sees").
+ */
+const TURN_MS = 1;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -226,6 +234,8 @@ class Connection {
   #wake: (() => void) | null = null;
   #push_started = 0;
   #pushed_bytes = 0;
+  /** When the loop last gave the event loop a turn (see {@link TURN_MS}). */
+  #turned_at = performance.now();
   /** A demand connection: no HELLO, only REQs, each answered (whatever went on other connections). */
   readonly #demand: boolean;
 
@@ -392,10 +402,10 @@ class Connection {
       server.stats.bytes_out += bytes;
       await this.#write(frame);
       if (!demand) await this.#pace(bytes);
-      // Lets this thread read what came meanwhile (requests, RUNNING): a write the kernel takes at once resolves
-      // without a turn of the event loop, so on a fast link the push went on for up to 150 ms while a faulting
-      // guest's request waited unread, and the demand channel with it.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      if (performance.now() - this.#turned_at >= TURN_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        this.#turned_at = performance.now();
+      }
     }
   }
 

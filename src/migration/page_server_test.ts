@@ -167,9 +167,11 @@ describe("post-copy page server", () => {
 
   it("reads a request that comes while it pushes and answers it before the push ends, though every write is taken at once", async () => {
     // A link the kernel always keeps up with: every write is taken at once. A request is delivered as I/O is, on a
-    // later turn of the event loop; the push must give it one.
-    const m = new Uint8Array(64 * CHUNK_BYTES);
-    for (let c = 0; c < 64; c += 1) m.fill(c + 1, c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES);
+    // later turn of the event loop; the push must give it one. 64 MiB: more than the push may send between turns
+    // on any machine (TURN_MS).
+    const chunks = 1024;
+    const m = new Uint8Array(chunks * CHUNK_BYTES);
+    for (let c = 0; c < chunks; c += 1) m.fill((c % 250) + 1, c * CHUNK_BYTES, (c + 1) * CHUNK_BYTES);
     const server = new PageServer(m, { hold_push: true });
     const written: { a: number; b: number; c: number }[] = [];
     const here = new Set<number>();
@@ -181,19 +183,19 @@ describe("post-copy page server", () => {
         written.push(frame);
         if (!asked) {
           asked = true;
-          setImmediate(() => link.push(pageFrameHead(PageFrame.req, 63)));
+          setImmediate(() => link.push(pageFrameHead(PageFrame.req, chunks - 1)));
         }
         for (let c = frame.a; c < frame.a + frame.b; c += 1) here.add(c);
-        if (here.size === 64) link.push(pageFrameHead(PageFrame.done, 0));
+        if (here.size === chunks) link.push(pageFrameHead(PageFrame.done, 0));
         done();
       },
     });
-    link.push(hello(64));
+    link.push(hello(chunks));
     const served = server.serve(link);
     server.startPush();
     assert.equal(await served, "done");
-    const answer = written.findIndex((f) => f.a === 63 && f.c === PAGES_FLAG_DEMAND);
-    assert.ok(answer > 0, `chunk 63 was answered: ${JSON.stringify(written)}`);
+    const answer = written.findIndex((f) => f.a === chunks - 1 && f.c === PAGES_FLAG_DEMAND);
+    assert.ok(answer > 0, `the last chunk was answered (${written.length} frames written)`);
     assert.ok(written.slice(answer + 1).some((f) => f.c === 0), "the push went on after the answer");
   });
 
