@@ -15,7 +15,7 @@
  * lag shrinks as readings land just after a millisecond's start.
  */
 
-/** Where a wall clock reads its two sources (the process's own, or a test's). */
+/** Where a wall clock reads the time (the process's clocks, or a test's). */
 export interface WallClockSources {
   /** Milliseconds since the Unix epoch, truncated (`Date.now()`). */
   wall_ms(): number;
