@@ -8,11 +8,12 @@
  * to the microsecond (`performance.timeOrigin`), plus the monotonic time
  * since. Each reading checks the result against `Date.now()`, which
  * truncates: the true time lies in [now, now + 1 ms). A result below that
- * is late and one above it is early (the wall clock was set, or drifted from
- * the monotonic one): either way the anchor moves to `Date.now()` at this
- * reading. So a reading is never a millisecond or more from the system's
- * wall clock and follows it when it is set; after a move of the anchor, its
- * lag shrinks as readings land just after a millisecond's start.
+ * is late and one above it is early (the wall clock was set, or the two
+ * clocks drifted apart): either way the anchor moves to the nearest end of
+ * that millisecond at this reading. So a reading is never a millisecond or
+ * more from the system's wall clock, follows it when it is set, and steps
+ * back only by what drift gained, not a millisecond at a time; a late
+ * anchor's lag shrinks as readings land just after a millisecond's start.
  */
 
 /** Where a wall clock reads the time (the process's clocks, or a test's). */
@@ -42,8 +43,11 @@ export function wallClock(sources: WallClockSources = SYSTEM): () => bigint {
     const floor_ns = BigInt(sources.wall_ms()) * NS_PER_MS;
     const ns = anchor_wall_ns + (monotonic_ns - anchor_monotonic_ns);
     if (ns >= floor_ns && ns < floor_ns + NS_PER_MS) return ns;
-    anchor_wall_ns = floor_ns;
+    // Moved into the millisecond by as little as it takes: a monotonic clock a little faster than the wall clock
+    // then steps back by what it gained since the last move, not by a millisecond.
+    const into_ns = ns < floor_ns ? floor_ns : floor_ns + NS_PER_MS - 1n;
+    anchor_wall_ns = into_ns;
     anchor_monotonic_ns = monotonic_ns;
-    return floor_ns;
+    return into_ns;
   };
 }

@@ -74,9 +74,25 @@ describe("the guest's wall clock", () => {
     for (const to of [1_600_000_000_000n * MS + 123_456n, 1_800_000_000_000n * MS + 999_999n]) {
       sys.setWall(to);
       const r = read();
-      assert.ok(r <= sys.wall_ns && sys.wall_ns - r < MS, `set to ${to}: read ${r}`);
+      assert.ok(r - sys.wall_ns < MS && sys.wall_ns - r < MS, `set to ${to}: read ${r}`);
       sys.advance(10_000n);
       assert.ok(read() - r <= 10_000n + MS);
+    }
+  });
+
+  it("steps back only by what a faster monotonic clock gained, never by a millisecond", () => {
+    // The monotonic clock runs 0.1% fast against the wall clock (NTP slewing can make them part).
+    let wall_ns = 1_700_000_000_000n * MS + 400_000n;
+    let monotonic_ns = 5n * MS;
+    const read = wallClock({ wall_ms: () => Number(wall_ns / MS), monotonic_ns: () => monotonic_ns, start_ns: () => wall_ns });
+    let last = read();
+    for (let i = 0; i < 20_000; i += 1) {
+      wall_ns += 37_000n;
+      monotonic_ns += 37_037n;
+      const r = read();
+      assert.ok(last - r < 1_000n, `stepped back ${last - r} ns at reading ${i}`);
+      assert.ok(r - wall_ns < MS && wall_ns - r < MS);
+      last = r;
     }
   });
 });
