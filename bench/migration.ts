@@ -103,31 +103,56 @@ export async function migrationBench(quick: boolean): Promise<void> {
 /** memhog's write rate that makes it read and rewrite all of its memory as fast as it can, all the time. */
 const TOUCH_ALL_MIB_PER_S = 65536;
 
-/** Starts memhog on n1 of `pair` and resolves once every page is touched (its first line). */
-async function startMemhog(pair: NodePair, mib: number, rate: number): Promise<string> {
-  const { a1, sha, request } = pair;
-  const { pid } = JSON.parse((await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), String(rate), "3600"] })).body.toString()) as { pid: string };
-  for (;;) {
-    const out = await request(a1, "GET", `/v1/processes/${pid}/output`);
-    if (out.body.toString().includes("event: output")) return pid;
-    await new Promise((r) => setTimeout(r, 50));
-  }
+/** The output `pid` wrote so far, as text (`GET /v1/processes/PID/output`). */
+async function outputText(pair: NodePair, pid: string): Promise<string> {
+  const body = (await pair.request(pair.a1, "GET", `/v1/processes/${pid}/output`)).body;
+  return new SseParser()
+    .push(body)
+    .filter((e) => e.event === "output")
+    .map((e) => Buffer.from((JSON.parse(e.data) as { data: string }).data, "base64").toString())
+    .join("");
 }
 
-/** Moves `pid` back and forth `moves` times by `strategy`, starting from n1; the metrics of each move. */
-async function moveBackAndForth(pair: NodePair, pid: string, strategy: string, moves: number): Promise<Metrics[]> {
-  const out: Metrics[] = [];
+/** Starts `module_name` (`sha`) with `args` on n1 of `pair`; resolves with its pid once its output so far satisfies `ready`. */
+async function startGuest(pair: NodePair, sha: string, module_name: string, args: string[], ready: (output: string) => boolean): Promise<string> {
+  const { pid } = JSON.parse((await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: sha, module_name, args })).body.toString()) as { pid: string };
+  while (!ready(await outputText(pair, pid))) await new Promise((r) => setTimeout(r, 50));
+  return pid;
+}
+
+/** Starts memhog on n1 of `pair` and resolves once every page is touched (its first line). */
+function startMemhog(pair: NodePair, mib: number, rate: number): Promise<string> {
+  return startGuest(pair, pair.sha, "memhog.wasm", [String(mib), String(rate), "3600"], (output) => output.length > 0);
+}
+
+/** One move's metrics, and when it was asked for and answered (ns since the Unix epoch, this machine's wall clock). */
+interface Move {
+  metrics: Metrics;
+  from_ns: number;
+  to_ns: number;
+}
+
+/** Moves `pid` back and forth `moves` times by `strategy`, starting from n1. */
+async function moveAround(pair: NodePair, pid: string, strategy: string, moves: number): Promise<Move[]> {
+  const out: Move[] = [];
   for (let i = 0; i < moves; i += 1) {
     const [from, to] = i % 2 === 0 ? [pair.a1, "n2"] : [pair.a2, "n1"];
     // It runs a moment where it landed, so the next move does not start on the heels of the last one's push.
     await new Promise((r) => setTimeout(r, 300));
+    const from_ns = Date.now() * 1e6;
     const r = await pair.request(from, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 100 });
     if (r.status !== 200) throw new Error(`${strategy} failed: ${r.body.toString()}`);
-    out.push((JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics);
+    out.push({ metrics: (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics, from_ns, to_ns: Date.now() * 1e6 });
   }
+  return out;
+}
+
+/** {@link moveAround}, then ends the process; the metrics of each move. */
+async function moveBackAndForth(pair: NodePair, pid: string, strategy: string, moves: number): Promise<Metrics[]> {
+  const out = await moveAround(pair, pid, strategy, moves);
   // Back on n1 for the delete (an odd count leaves it on n2, whose home is n1 all the same).
   await pair.request(pair.a1, "DELETE", `/v1/processes/${pid}`);
-  return out;
+  return out.map((m) => m.metrics);
 }
 
 /** memcpy of `bytes` into fresh memory, MB/s: placing pages cannot beat it. */
@@ -205,16 +230,6 @@ export async function postCopyBench(quick: boolean): Promise<void> {
 /** A gap between two of pause.wasm's clock readings longer than this is one it reports (µs). */
 const PAUSE_THRESHOLD_US = 1000;
 
-/** The output `pid` wrote so far, as text (`GET /v1/processes/PID/output`). */
-async function outputText(pair: NodePair, pid: string): Promise<string> {
-  const body = (await pair.request(pair.a1, "GET", `/v1/processes/${pid}/output`)).body;
-  return new SseParser()
-    .push(body)
-    .filter((e) => e.event === "output")
-    .map((e) => Buffer.from((JSON.parse(e.data) as { data: string }).data, "base64").toString())
-    .join("");
-}
-
 /**
  * Table (k'): what a guest sees of a post-copy or hybrid move. pause.wasm
  * reads the wall clock after each 4 KiB block it reads and rewrites (all of
@@ -233,26 +248,22 @@ async function guestPauses(pair: NodePair, sizes: number[], moves: number): Prom
   for (const mib of sizes) {
     for (const strategy of ["post-copy", "hybrid"]) {
       const args = [String(mib), String(PAUSE_THRESHOLD_US), "touch", "3600"];
-      const { pid } = JSON.parse((await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "pause.wasm", args })).body.toString()) as { pid: string };
-      while (!(await outputText(pair, pid)).includes("touched")) await new Promise((r) => setTimeout(r, 50));
-      const windows: { from_ns: number; to_ns: number; downtime_ms: number }[] = [];
-      for (let i = 0; i < moves; i += 1) {
-        const [from, to] = i % 2 === 0 ? [pair.a1, "n2"] : [pair.a2, "n1"];
-        await new Promise((r) => setTimeout(r, 300));
-        const from_ns = Date.now() * 1e6;
-        const r = await pair.request(from, "POST", `/v1/processes/${pid}/migrate`, { to, strategy, max_downtime_ms: 100 });
-        if (r.status !== 200) throw new Error(`${strategy} failed: ${r.body.toString()}`);
-        windows.push({ from_ns, to_ns: Date.now() * 1e6, downtime_ms: (JSON.parse(r.body.toString()) as { metrics: Metrics }).metrics.downtime_ms });
+      const pid = await startGuest(pair, sha, "pause.wasm", args, (output) => output.includes("touched"));
+      const moved = await moveAround(pair, pid, strategy, moves);
+      // Its gaps come every 2 s, each batch followed by the time it covers up to: wait for one past the last move.
+      const last_ns = moved.at(-1)?.to_ns ?? 0;
+      let output = await outputText(pair, pid);
+      while (![...output.matchAll(/^until (\d+)$/gm)].some((u) => Number(u[1]) > last_ns)) {
+        await new Promise((r) => setTimeout(r, 100));
+        output = await outputText(pair, pid);
       }
-      // It prints its gaps every 2 s.
-      await new Promise((r) => setTimeout(r, 2500));
-      const gaps = [...(await outputText(pair, pid)).matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => [Number(g[1]), Number(g[2])] as const);
       await pair.request(pair.a1, "DELETE", `/v1/processes/${pid}`);
-      const inMove = windows.map((w) => gaps.filter(([a, b]) => b >= w.from_ns && a <= w.to_ns).map(([a, b]) => (b - a) / 1e6));
+      const gaps = [...output.matchAll(/^gap (\d+) (\d+)$/gm)].map((g) => [Number(g[1]), Number(g[2])] as const);
+      const inMove = moved.map((m) => gaps.filter(([a, b]) => b >= m.from_ns && a <= m.to_ns).map(([a, b]) => (b - a) / 1e6));
       const longest = inMove.map((g) => Math.max(0, ...g));
       const ms = (x: number): string => x.toFixed(1);
       console.log(
-        `| ${mib} MiB | ${strategy} | ${ms(median(windows.map((w) => w.downtime_ms)))} | ${ms(median(longest))} | ${longest.map(ms).join(", ")} | ${median(inMove.map((g) => g.filter((x) => x > 5).length))} |`,
+        `| ${mib} MiB | ${strategy} | ${ms(median(moved.map((m) => m.metrics.downtime_ms)))} | ${ms(median(longest))} | ${longest.map(ms).join(", ")} | ${median(inMove.map((g) => g.filter((x) => x > 5).length))} |`,
       );
     }
   }

@@ -19,8 +19,9 @@
  * timed loop (the printing itself is never counted as a gap), and at the end.
  *
  * Unlike the other examples its output is not deterministic: it is a
- * measurement. stdout: "pause: SIZE MiB touched mode=MODE", then one line per
- * gap, "gap START_NS END_NS" (ns since the Unix epoch), and "pause: done".
+ * measurement. stdout: "pause: SIZE MiB touched mode=MODE", then every 2 s
+ * one line per gap, "gap START_NS END_NS" (ns since the Unix epoch), and
+ * "until T_NS": every gap that ended by T_NS is printed; "pause: done" last.
  * Exit 0, 2 on a usage error, 3 out of memory.
  */
 #include <stdint.h>
@@ -52,9 +53,11 @@ static unsigned long parse_arg(const char *s, const char *what, unsigned long mi
     return v;
 }
 
-static void print_gaps(void) {
+/* Prints the gaps recorded so far, then "until T": every gap that ended by T is printed. */
+static void print_gaps(int64_t until) {
     for (int g = 0; g < count; g++) printf("gap %lld %lld\n", (long long)gaps[g][0], (long long)gaps[g][1]);
     count = 0;
+    printf("until %lld\n", (long long)until);
     fflush(stdout);
 }
 
@@ -110,7 +113,7 @@ int main(int argc, char **argv) {
                 }
                 last = t;
                 if (t - printed >= PRINT_EVERY_NS) {
-                    print_gaps();
+                    print_gaps(t);
                     if (t >= end) {
                         printf("pause: done\n");
                         return 0;
