@@ -720,7 +720,7 @@ export class OutgoingMigration {
       return;
     }
     // Hybrid's tracker is closed once the pages are served, not now: unarming 1 GiB took this thread 23-25 ms just
-    // as the guest's first faults came to it (the guest then stood still 32-43 ms per move, against 10-17 ms for
+    // as the guest's first faults came to it (the guest then stood still 32-43 ms per move, against 7-17 ms for
     // post-copy's). The process is stopped here: nothing writes its memory meanwhile, and the server only reads it.
     const { finished_at, ...served } = await this.#serving.finally(() => this.#tracker?.close());
     // The last page may have arrived before RUNNING did (the restore fetched them all).
