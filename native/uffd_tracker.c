@@ -248,15 +248,30 @@ static bool view_and_bytes(napi_env env, napi_callback_info info, void **data, d
 }
 
 /*
+ * Bytes populate() asks the kernel for per call: one huge page. The kernel
+ * holds the process's mmap lock for reading through a whole
+ * MADV_POPULATE_WRITE, and every thread that maps or unmaps memory meanwhile
+ * (V8 growing or shrinking a heap, a thread starting, malloc of a large
+ * block) waits for it. In one call, 1 GiB took 3.1 s on a virtual machine
+ * with shadow page tables, and the node's own thread stood still all that
+ * time while a worker backed a standby's memory (a destination of every
+ * strategy but post-copy, docs/cluster.md). One huge page at a time, a
+ * thread that maps waits for one call at most: the lock lets a waiting
+ * writer in before the next reader.
+ */
+#define POPULATE_CHUNK_BYTES (2u * 1024u * 1024u)
+
+/*
  * populate(view, bytes, huge?): backs the first `bytes` of the view's memory
  * with pages now (MADV_POPULATE_WRITE, Linux >= 5.14), in bulk in the kernel
- * — far faster than touching each page from JavaScript. Contents are
- * unchanged. With `huge`, the range asks for transparent huge pages first
- * (MADV_HUGEPAGE; a no-op where THP is off), and the advice is taken back
- * after (MADV_NOHUGEPAGE: pages populated stay huge, nothing is collapsed
- * later). Where the first write to each small page traps to the hypervisor,
- * 2 MiB pages make that trap one per 2 MiB. Dirty tracking keeps its 4 KiB
- * grain: a write-protected huge page is split at its first write.
+ * — far faster than touching each page from JavaScript — one
+ * POPULATE_CHUNK_BYTES at a time. Contents are unchanged. With `huge`, the
+ * range asks for transparent huge pages first (MADV_HUGEPAGE; a no-op where
+ * THP is off), and the advice is taken back after (MADV_NOHUGEPAGE: pages
+ * populated stay huge, nothing is collapsed later). Where the first write to
+ * each small page traps to the hypervisor, 2 MiB pages make that trap one
+ * per 2 MiB. Dirty tracking keeps its 4 KiB grain: a write-protected huge
+ * page is split at its first write.
  */
 static napi_value populate(napi_env env, napi_callback_info info) {
   void *data = NULL;
@@ -268,7 +283,15 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   if (len == 0) return NULL;
   // Only advice: a kernel without THP (EINVAL) populates small pages as before.
   if (huge) (void)madvise((void *)start, len, MADV_HUGEPAGE);
-  int rc = madvise((void *)start, len, MADV_POPULATE_WRITE);
+  int rc = 0;
+  uintptr_t end = start + len;
+  for (uintptr_t at = start; at < end && rc == 0;) {
+    // Chunks end on huge page boundaries, so each covers whole huge pages where the range does.
+    uintptr_t next = (at + POPULATE_CHUNK_BYTES) & ~(uintptr_t)(POPULATE_CHUNK_BYTES - 1);
+    if (next > end) next = end;
+    rc = madvise((void *)at, next - at, MADV_POPULATE_WRITE);
+    at = next;
+  }
   int saved = errno;
   if (huge) (void)madvise((void *)start, len, MADV_NOHUGEPAGE);
   if (rc != 0) {

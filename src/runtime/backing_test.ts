@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { randomFillSync } from "node:crypto";
 import { describe, it } from "node:test";
+import { Worker } from "node:worker_threads";
 
 import { CopyMode, nativeAddon } from "../native.js";
 import { copyOut, readable } from "./_backing.js";
@@ -61,5 +62,44 @@ describe("copyOut", () => {
     const dst = new Uint8Array(200_000);
     copyOut(src, dst);
     assert.ok(Buffer.from(src).equals(Buffer.from(dst)));
+  });
+});
+
+describe("populate", () => {
+  it("lets the other threads map memory while it backs a large memory", { skip: noAddon }, async (ctx) => {
+    // A standby's memory is backed in its worker while the node's thread serves everything else; that thread maps
+    // memory now and then (V8's heap, a thread starting, a large buffer), which waits for the kernel's mmap lock.
+    // 1 GiB in small pages: long enough to back (about 0.4 s here; huge pages can take 30 ms when the kernel has them
+    // ready) for several mappings to fit in.
+    const memory = new WebAssembly.Memory({ initial: 16384, maximum: 16384, shared: true });
+    const phase = new Int32Array(new SharedArrayBuffer(4));
+    const worker = new Worker(
+      `const { workerData } = require("node:worker_threads");
+      import(workerData.native).then(({ nativeAddon }) => {
+        const { addon } = nativeAddon();
+        const phase = new Int32Array(workerData.phase);
+        const view = new Uint8Array(workerData.memory.buffer);
+        Atomics.store(phase, 0, 1);
+        try { addon.populate(view, view.length, false); } finally { Atomics.store(phase, 0, 2); }
+      });`,
+      { eval: true, workerData: { native: new URL("../native.js", import.meta.url).href, phase: phase.buffer, memory } },
+    );
+    const ended = new Promise((resolve, reject) => worker.once("exit", resolve).once("error", reject));
+    try {
+      while (Atomics.load(phase, 0) === 0) Atomics.wait(phase, 0, 0, 100);
+      // Mappings begun and ended while the populate ran: 64 MiB is past malloc's largest threshold, so each one maps.
+      let mapped = 0;
+      const started = performance.now();
+      while (Atomics.load(phase, 0) === 1) {
+        Buffer.allocUnsafeSlow(64 * 1024 * 1024);
+        if (Atomics.load(phase, 0) === 1) mapped++;
+      }
+      ctx.diagnostic(`populating 1 GiB took ${(performance.now() - started).toFixed(0)} ms; mappings meanwhile: ${mapped}`);
+      // In one call the populate holds the lock throughout: the first mapping waits until it ends (one at most may slip
+      // in as it ends, before the worker says so).
+      assert.ok(mapped >= 3, `only ${mapped} mappings were made while the memory was backed`);
+    } finally {
+      await ended;
+    }
   });
 });
