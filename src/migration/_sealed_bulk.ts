@@ -19,7 +19,7 @@
 import { createDecipheriv, createHash, createSecretKey, type DecipherGCM } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { sparsePages } from "../image/mod.js";
+import { yieldIfDue } from "../transport/turns.js";
 import {
   nativeRecordSealer,
   RECORD_BYTES_MAX,
@@ -31,7 +31,7 @@ import {
   RecordSealer,
 } from "../memory/mod.js";
 import { nativeAddon, type NativeAddon } from "../native.js";
-import { BULK_RUN_HEAD_BYTES, checkRun } from "./_bulk.js";
+import { BULK_RUN_HEAD_BYTES, checkRun, pageRunsInTurns } from "./_bulk.js";
 import { WIRE_PAGE_BYTES } from "./_wire.js";
 
 /** The META member that carries the SHA-256 of the sealed records' tags (hex). */
@@ -90,7 +90,7 @@ export async function sendSealedBulk(socket: Duplex, memory: Uint8Array, key: Ui
   let records = 0;
   let bytes = 0;
   try {
-    for (const run of sparsePages(memory).pageRuns?.() ?? []) {
+    for await (const run of pageRunsInTurns(memory)) {
       const head = Buffer.allocUnsafe(BULK_RUN_HEAD_BYTES);
       const count = run.data.length / WIRE_PAGE_BYTES;
       head.writeUInt32LE(run.first, 0);
@@ -119,6 +119,10 @@ export async function sendSealedBulk(socket: Duplex, memory: Uint8Array, key: Ui
       records += 1;
       pages += count;
       if (stop()) return null;
+      // On a link that takes every write at once (the records' plain TCP, on loopback) nothing above waits for a
+      // turn of the event loop: this thread's other work (its other processes' relays and links, its API) would wait
+      // for the whole memory.
+      await yieldIfDue();
     }
     if (failure !== null) throw failure;
     // Every record handed on (to the kernel), so the memory may change again once this resolves; the close that follows is no failure.

@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
-import { BULK_RUN_PAGES_MAX, BulkReceiver } from "./_bulk.js";
+import { sparsePages } from "../image/mod.js";
+import { BULK_RUN_PAGES_MAX, BulkReceiver, pageRunsInTurns } from "./_bulk.js";
 
 const PAGE = 4096;
 
@@ -64,5 +65,39 @@ describe("BulkReceiver", () => {
     rx.push(run(0, 1, 1).subarray(0, 100));
     await assert.rejects(rx.finish(), (err: unknown) => err instanceof FerryError && err.code === "ERR_MIGRATION_PROTOCOL");
     assert.equal(await new BulkReceiver(() => undefined, 16 * PAGE).finish(), null);
+  });
+});
+
+describe("pageRunsInTurns", () => {
+  const PAGE = 4096;
+  const pagesOf = (runs: Iterable<{ first: number; data: Uint8Array }>): Map<number, string> => {
+    const out = new Map<number, string>();
+    for (const r of runs) for (let p = 0; p * PAGE < r.data.length; p += 1) out.set(r.first + p, createHash("sha256").update(r.data.subarray(p * PAGE, (p + 1) * PAGE)).digest("hex"));
+    return out;
+  };
+
+  it("finds the pages sparsePages finds, in order, across the ends of its slices", async () => {
+    // 12 MiB: three slices; runs over the first slice's end and up to the memory's end.
+    const m = new Uint8Array(new SharedArrayBuffer(12 * 1024 * 1024));
+    for (const [first, count] of [[0, 2], [1000, 200], [1023, 2], [2040, 20], [3071, 1]] as const) {
+      for (let p = first; p < first + count; p += 1) m.fill((p % 251) + 1, p * PAGE, p * PAGE + 100);
+    }
+    const runs: { first: number; data: Uint8Array }[] = [];
+    for await (const r of pageRunsInTurns(m)) runs.push(r);
+    for (let i = 1; i < runs.length; i += 1) assert.ok((runs[i] as { first: number }).first >= (runs[i - 1] as { first: number }).first, "runs increase");
+    assert.ok(runs.every((r) => r.data.length > 0 && r.data.length <= BULK_RUN_PAGES_MAX * PAGE));
+    const expected = pagesOf((sparsePages(m).pageRuns as () => Iterable<{ first: number; data: Uint8Array }>)());
+    assert.deepEqual([...pagesOf(runs)], [...expected]);
+  });
+
+  it("gives the event loop turns while it scans a memory of zeros", async () => {
+    // 256 MiB of zeros scan in tens of milliseconds in one go; an immediate set before must run before the scan ends.
+    const m = new Uint8Array(new SharedArrayBuffer(256 * 1024 * 1024));
+    m[m.length - 1] = 1;
+    let ran = false;
+    setImmediate(() => (ran = true));
+    let ran_before_last = false;
+    for await (const r of pageRunsInTurns(m)) ran_before_last = ran && r.first === m.length / PAGE - 1;
+    assert.equal(ran_before_last, true);
   });
 });

@@ -13,6 +13,7 @@
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
+import { yieldIfDue } from "../transport/turns.js";
 import { copyOut, readable } from "../runtime/_backing.js";
 import {
   CHUNK_BYTES,
@@ -86,14 +87,6 @@ function staged(pages: Uint8Array): Uint8Array {
 function keepBuffer(buffer: Buffer): void {
   if (spare_buffers.length < SPARE_BUFFERS_MAX) spare_buffers.push(buffer);
 }
-/**
- * The longest the push runs without giving this thread's event loop a turn,
- * so that it reads what came meanwhile (requests, RUNNING). A write the
- * kernel takes at once resolves without a turn, so on a fast link the push
- * went on for up to 150 ms while a faulting guest's request waited unread,
- * and the demand channel with it (docs/cluster.md, "What the guest sees").
- */
-const TURN_MS = 1;
 /** All-zero chunks in one ZERO frame at most. */
 const ZERO_RUN_MAX = 4096;
 
@@ -234,8 +227,6 @@ class Connection {
   #wake: (() => void) | null = null;
   #push_started = 0;
   #pushed_bytes = 0;
-  /** When the loop last gave the event loop a turn (see {@link TURN_MS}). */
-  #turned_at = performance.now();
   /** A demand connection: no HELLO, only REQs, each answered (whatever went on other connections). */
   readonly #demand: boolean;
 
@@ -402,10 +393,10 @@ class Connection {
       server.stats.bytes_out += bytes;
       await this.#write(frame);
       if (!demand) await this.#pace(bytes);
-      if (performance.now() - this.#turned_at >= TURN_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        this.#turned_at = performance.now();
-      }
+      // So that this thread reads what came meanwhile (requests, RUNNING): a write the kernel takes at once resolves
+      // without a turn, and on a fast link the push went on for up to 150 ms while a faulting guest's request waited
+      // unread, and the demand channel with it (docs/cluster.md, "What the guest sees").
+      await yieldIfDue();
     }
   }
 

@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 
 import { TransportError, TransportErrorCodes } from "../errors.js";
 import { FRAME_HEADER_BYTES, FrameParser, encodeFrame, type Frame } from "./frame.js";
+import { nextTurn, turnDue } from "./turns.js";
 
 /**
  * Default bytes a sender may have written but not yet flushed before send()
@@ -186,10 +187,14 @@ export class FramedConnection implements AsyncIterable<Frame> {
       return this.#drained();
     }
     this.#unturned_bytes += size;
-    // Only where the stream holds bytes back: a plain socket writes at once, and its queue stays empty.
-    if (this.#unturned_bytes < SEND_TURN_BYTES || stream.writableLength === 0) return Promise.resolve();
-    this.#unturned_bytes = 0;
-    return new Promise((resolve) => setImmediate(resolve));
+    // Where the stream holds bytes back (TLS), every SEND_TURN_BYTES. A plain socket writes at once and its queue
+    // stays empty: there, once this thread has run TURN_MS without a turn, so that a sender on a fast link does not
+    // hold up the thread's other work for as long as it has frames to send.
+    if (this.#unturned_bytes >= SEND_TURN_BYTES && stream.writableLength > 0) {
+      this.#unturned_bytes = 0;
+      return nextTurn();
+    }
+    return turnDue() ? nextTurn() : Promise.resolve();
   }
 
   /**

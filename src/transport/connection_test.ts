@@ -214,6 +214,27 @@ test("a sender that never waits on its own still lets queued bytes go while it m
   conn.destroy();
 });
 
+test("a sender on a stream that takes every write at once gives the event loop turns", async () => {
+  // As a plain socket on a fast link: each write completes at once and nothing is ever queued, so the byte count that
+  // makes a sender wait over TLS never does. What the thread has to do meanwhile (an immediate) must not wait for the end.
+  let written = 0;
+  let at_immediate = -1;
+  const stream = new DuplexStream({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      if (written === 0) setImmediate(() => (at_immediate = written));
+      written += chunk.length;
+      done();
+    },
+  });
+  const conn = new FramedConnection(stream);
+  const frame = new Uint8Array(64 * 1024).fill(1);
+  // 64 MiB: more than may be sent between two turns on any machine (TURN_MS), each send awaited.
+  for (let i = 0; i < 1024; i += 1) await conn.send(1, frame);
+  assert.ok(at_immediate >= 0 && at_immediate < written, `the immediate ran after ${at_immediate} of ${written} bytes`);
+  conn.destroy();
+});
+
 test("frames sent inside gather() go out in one write when it returns, however long it takes and past the high-water mark", async () => {
   // As a TLS socket: each write completes a turn later, and without gather the frames after the first wait for that turn.
   const writes: number[][] = [];
