@@ -187,13 +187,14 @@ export class FramedConnection implements AsyncIterable<Frame> {
       return this.#drained();
     }
     this.#unturned_bytes += size;
-    // Where the stream holds bytes back (TLS), every SEND_TURN_BYTES. A plain socket writes at once and its queue
-    // stays empty: there, once this thread has run TURN_MS without a turn, so that a sender on a fast link does not
-    // hold up the thread's other work for as long as it has frames to send.
-    if (this.#unturned_bytes >= SEND_TURN_BYTES && stream.writableLength > 0) {
+    // Where the stream holds bytes back (TLS: a write completes a turn later), every SEND_TURN_BYTES.
+    if (stream.writableLength > 0) {
+      if (this.#unturned_bytes < SEND_TURN_BYTES) return Promise.resolve();
       this.#unturned_bytes = 0;
       return nextTurn();
     }
+    // A plain socket on a fast link writes at once and its queue stays empty: once this thread has run TURN_MS
+    // without a turn, so that a sender does not hold up its other work for as long as it has frames to send.
     return turnDue() ? nextTurn() : Promise.resolve();
   }
 
