@@ -205,7 +205,12 @@ test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ER
           calls.abort += 1;
         },
       };
-      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), { prepare: async () => landing, trust: trustKeys([SIGNER.key]) });
+      // Its outcome is taken at once: it may fail while the frames below are still being sent (a send may give the
+      // event loop a turn).
+      const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), { prepare: async () => landing, trust: trustKeys([SIGNER.key]) }).then(
+        () => null,
+        (err: unknown) => err,
+      );
       await source.send(Msg.offer, json(VALID_OFFER));
       const ready = await source.next();
       assert.equal(ready.type, Msg.ready);
@@ -213,10 +218,7 @@ test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ER
       for (const [type, payload] of frames) await source.send(type, payload).catch(() => undefined);
       // A complete image would need IMAGE_END after every byte of a valid image; this may end without one.
       await source.send(Msg.image_end, new Uint8Array(0)).catch(() => undefined);
-      const outcome = await incoming.then(
-        () => null,
-        (err: unknown) => err,
-      );
+      const outcome = await incoming;
       assert.ok(outcome instanceof FerryError, `migrateIn ended with ${String(outcome)}`);
       // Each ROUND_END it took is confirmed; its one answer to the rest is ERROR.
       let answer = await source.next();

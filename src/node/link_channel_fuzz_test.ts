@@ -203,17 +203,19 @@ test("fuzz: a delivery resolves only with a well-formed answer, else fails with 
       const [a, b] = pipeDuplexPair();
       const peer = new FramedConnection(b);
       const channels = new LinkChannels(() => Promise.resolve(new FramedConnection(a)), async () => ({ kind: "unknown" }));
-      const delivery = channels.deliver("peer:1", "n2", "n2-3", { from: "n1-1", messages: [{ seq: 1, data: Buffer.from("x") }] });
+      // Its outcome is taken at once: it may fail while the answers below are still being sent (a send may give the
+      // event loop a turn).
+      const delivery = channels.deliver("peer:1", "n2", "n2-3", { from: "n1-1", messages: [{ seq: 1, data: Buffer.from("x") }] }).then(
+        (answer) => ({ answer }),
+        (error: unknown) => ({ error }),
+      );
       const asked = await peer.next();
       assert.equal(asked.type, DELIVER);
       // The sending side may close the channel on a bad answer; later sends then fail, as they may.
       for (const [type, payload] of answers) await peer.send(type, payload).catch(() => undefined);
       // Then the peer goes away: a delivery still waiting fails now, not after its timeout.
       peer.destroy();
-      const outcome = await delivery.then(
-        (answer) => ({ answer }),
-        (error: unknown) => ({ error }),
-      );
+      const outcome = await delivery;
       if ("error" in outcome) assert.ok(outcome.error instanceof FerryError, String(outcome.error));
       else assert.ok(wellFormed(outcome.answer), JSON.stringify(outcome.answer));
       channels.close();
