@@ -6,10 +6,11 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { Duplex, PassThrough } from "node:stream";
+import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import { FerryError } from "../errors.js";
 import { nativeAddon } from "../native.js";
+import { instantLink } from "../transport/_testing.js";
 import { sendSealedBulk, SealedBulkReceiver } from "./_sealed_bulk.js";
 
 const PAGE = 4096;
@@ -97,19 +98,10 @@ describe("sealed BULK stream", () => {
     // What the node's thread has to do meanwhile (here an immediate set at the first write) must not wait for the end.
     // 64 MiB of pages: more than may be sealed between two turns on any machine (TURN_MS).
     const m = new Uint8Array(new SharedArrayBuffer(64 * 1024 * 1024)).fill(7);
-    let written = 0;
-    let at_immediate = -1;
-    const link = new Duplex({
-      read() {},
-      write(chunk: Buffer, _encoding, done) {
-        if (written === 0) setImmediate(() => (at_immediate = written));
-        written += chunk.length;
-        done();
-      },
-    });
+    const { link, written, immediate_at } = instantLink();
     const sent = await sendSealedBulk(link, m, randomBytes(32));
-    assert.ok(sent !== null && sent.bytes === written);
-    assert.ok(at_immediate >= 0 && at_immediate < written, `the immediate ran after ${at_immediate} of ${written} bytes`);
+    assert.ok(sent !== null && sent.bytes === written());
+    assert.ok(immediate_at() >= 0 && immediate_at() < written(), `the immediate ran after ${immediate_at()} of ${written()} bytes`);
   });
 
   it("an empty memory sends no record and has no digest", async () => {

@@ -169,3 +169,24 @@ export async function pumpSlowly(from: PumpSender, receiver: FramedConnection, o
   await Promise.all([send(), receive()]);
   return result;
 }
+
+/**
+ * A link that takes every write at once, as the kernel does a plain TCP
+ * socket's on a fast link: nothing a sender does on it waits for I/O. At its
+ * first write it sets an immediate, work the event loop has to do, and
+ * `immediate_at()` says how many bytes had been written when that ran (-1:
+ * not yet), so a test can tell whether a long send gave the loop a turn.
+ */
+export function instantLink(): { link: Duplex; written: () => number; immediate_at: () => number } {
+  let written = 0;
+  let at = -1;
+  const link = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      if (written === 0) setImmediate(() => (at = written));
+      written += chunk.length;
+      done();
+    },
+  });
+  return { link, written: () => written, immediate_at: () => at };
+}

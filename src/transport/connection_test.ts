@@ -5,7 +5,7 @@ import { after, before, test } from "node:test";
 import { setImmediate as tick, setTimeout as sleep } from "node:timers/promises";
 
 import { TransportError } from "../errors.js";
-import { Prng, pipeDuplexPair, pumpSlowly } from "./_testing.js";
+import { Prng, instantLink, pipeDuplexPair, pumpSlowly } from "./_testing.js";
 import { FRAME_HEADER_BYTES, FramedConnection, encodeFrame, type Frame, type FramedConnectionOptions } from "./mod.js";
 
 function isTransportError(code: string): (error: unknown) => boolean {
@@ -217,21 +217,12 @@ test("a sender that never waits on its own still lets queued bytes go while it m
 test("a sender on a stream that takes every write at once gives the event loop turns", async () => {
   // As a plain socket on a fast link: each write completes at once and nothing is ever queued, so the byte count that
   // makes a sender wait over TLS never does. What the thread has to do meanwhile (an immediate) must not wait for the end.
-  let written = 0;
-  let at_immediate = -1;
-  const stream = new DuplexStream({
-    read() {},
-    write(chunk: Buffer, _encoding, done) {
-      if (written === 0) setImmediate(() => (at_immediate = written));
-      written += chunk.length;
-      done();
-    },
-  });
-  const conn = new FramedConnection(stream);
+  const { link, written, immediate_at } = instantLink();
+  const conn = new FramedConnection(link);
   const frame = new Uint8Array(64 * 1024).fill(1);
   // 64 MiB: more than may be sent between two turns on any machine (TURN_MS), each send awaited.
   for (let i = 0; i < 1024; i += 1) await conn.send(1, frame);
-  assert.ok(at_immediate >= 0 && at_immediate < written, `the immediate ran after ${at_immediate} of ${written} bytes`);
+  assert.ok(immediate_at() >= 0 && immediate_at() < written(), `the immediate ran after ${immediate_at()} of ${written()} bytes`);
   conn.destroy();
 });
 
