@@ -26,8 +26,7 @@
  */
 import { FerryError } from "../errors.js";
 import { ImageLimits, offThreadSha256, sparsePages, type AsyncHash, type MemoryRun } from "../image/mod.js";
-import type { FramedConnection } from "../transport/mod.js";
-import { yieldIfDue } from "../transport/turns.js";
+import { yieldIfDue, type FramedConnection } from "../transport/mod.js";
 import { Msg, WIRE_PAGE_BYTES } from "./_wire.js";
 
 /** Bytes of a run's header in the BULK stream. */

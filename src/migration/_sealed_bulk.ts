@@ -19,7 +19,7 @@
 import { createDecipheriv, createHash, createSecretKey, type DecipherGCM } from "node:crypto";
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { yieldIfDue } from "../transport/turns.js";
+import { yieldIfDue } from "../transport/mod.js";
 import {
   nativeRecordSealer,
   RECORD_BYTES_MAX,

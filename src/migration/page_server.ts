@@ -13,7 +13,7 @@
  */
 import type { Duplex } from "node:stream";
 import { FerryError } from "../errors.js";
-import { yieldIfDue } from "../transport/turns.js";
+import { yieldIfDue } from "../transport/mod.js";
 import { copyOut, readable } from "../runtime/_backing.js";
 import {
   CHUNK_BYTES,
