@@ -6,6 +6,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Dialer, httpRequest } from "../src/node/mod.js";
+import { SseParser } from "../src/sse.js";
 import { ClusterTls, createAuthority, issue, writeCredential, type KeyPairPem } from "../src/trust/mod.js";
 import { fileURLToPath } from "node:url";
 
@@ -108,9 +109,7 @@ export async function startPair(example: string, security: Security = "tls", nod
     fs.rmSync(data, { recursive: true, force: true });
   };
   try {
-    const wasm = fs.readFileSync(path.join(ROOT, "examples", example));
-    const sha = createHash("sha256").update(wasm).digest("hex");
-    for (const a of [a1, a2]) await request(a, "PUT", `/v1/modules/${sha}`, wasm);
+    const sha = await uploadExample({ a1, a2, request }, example);
     return { a1, a2, sha, pids: nodes.map((n) => n.pid ?? 0), request, stop };
   } catch (err: unknown) {
     await stop();
@@ -128,4 +127,34 @@ export async function stopUp(up: ChildProcess, exited: Promise<void>, last_words
     up.kill("SIGKILL");
     console.log(`ferry up did not stop within 120 s; killed. Its last words: ${last_words().slice(-500)}`);
   }
+}
+
+/** Uploads `examples/EXAMPLE` to both nodes of `pair`; its SHA-256. */
+export async function uploadExample(pair: Pick<NodePair, "a1" | "a2" | "request">, example: string): Promise<string> {
+  const wasm = fs.readFileSync(path.join(ROOT, "examples", example));
+  const sha = createHash("sha256").update(wasm).digest("hex");
+  for (const a of [pair.a1, pair.a2]) {
+    const put = await pair.request(a, "PUT", `/v1/modules/${sha}`, wasm);
+    if (put.status >= 300) throw new Error(`uploading ${example}: ${put.status} ${put.body.toString()}`);
+  }
+  return sha;
+}
+
+/** The output `pid` wrote so far, as text (`GET /v1/processes/PID/output` on n1). */
+export async function outputText(pair: NodePair, pid: string): Promise<string> {
+  const body = (await pair.request(pair.a1, "GET", `/v1/processes/${pid}/output`)).body;
+  return new SseParser()
+    .push(body)
+    .filter((e) => e.event === "output")
+    .map((e) => Buffer.from((JSON.parse(e.data) as { data: string }).data, "base64").toString())
+    .join("");
+}
+
+/** Starts `module_name` (`sha`) with `args` on n1 of `pair`; resolves with its pid once its output so far satisfies `ready`. */
+export async function startGuest(pair: NodePair, sha: string, module_name: string, args: string[], ready: (output: string) => boolean): Promise<string> {
+  const r = await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: sha, module_name, args, node: "n1" });
+  if (r.status >= 300) throw new Error(`starting ${module_name}: ${r.status} ${r.body.toString()}`);
+  const { pid } = JSON.parse(r.body.toString()) as { pid: string };
+  while (!ready(await outputText(pair, pid))) await new Promise((resolve) => setTimeout(resolve, 50));
+  return pid;
 }

@@ -4,13 +4,9 @@
  * with each strategy; stop-and-copy throughput against a raw TCP transfer of
  * the same bytes over loopback, measured in the same run.
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
-import path from "node:path";
-import { ROOT, startPair, type NodePair, type Security } from "./_nodes.js";
+import { outputText, startGuest, startPair, uploadExample, type NodePair, type Security } from "./_nodes.js";
 import { median, rawTcpTransfer } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
-import { SseParser } from "../src/sse.js";
 
 interface Metrics {
   total_ms: number;
@@ -102,23 +98,6 @@ export async function migrationBench(quick: boolean): Promise<void> {
 
 /** memhog's write rate that makes it read and rewrite all of its memory as fast as it can, all the time. */
 const TOUCH_ALL_MIB_PER_S = 65536;
-
-/** The output `pid` wrote so far, as text (`GET /v1/processes/PID/output`). */
-async function outputText(pair: NodePair, pid: string): Promise<string> {
-  const body = (await pair.request(pair.a1, "GET", `/v1/processes/${pid}/output`)).body;
-  return new SseParser()
-    .push(body)
-    .filter((e) => e.event === "output")
-    .map((e) => Buffer.from((JSON.parse(e.data) as { data: string }).data, "base64").toString())
-    .join("");
-}
-
-/** Starts `module_name` (`sha`) with `args` on n1 of `pair`; resolves with its pid once its output so far satisfies `ready`. */
-async function startGuest(pair: NodePair, sha: string, module_name: string, args: string[], ready: (output: string) => boolean): Promise<string> {
-  const { pid } = JSON.parse((await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: sha, module_name, args })).body.toString()) as { pid: string };
-  while (!ready(await outputText(pair, pid))) await new Promise((r) => setTimeout(r, 50));
-  return pid;
-}
 
 /** Starts memhog on n1 of `pair` and resolves once every page is touched (its first line). */
 function startMemhog(pair: NodePair, mib: number, rate: number): Promise<string> {
@@ -239,9 +218,7 @@ const PAUSE_THRESHOLD_US = 1000;
  * machine's wall clock (to within a millisecond, docs/runtime.md, "Clocks").
  */
 async function guestPauses(pair: NodePair, sizes: number[], moves: number): Promise<void> {
-  const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "pause.wasm"));
-  const sha = createHash("sha256").update(wasm).digest("hex");
-  for (const a of [pair.a1, pair.a2]) await pair.request(a, "PUT", `/v1/modules/${sha}`, wasm);
+  const sha = await uploadExample(pair, "c/pause.wasm");
   console.log("\n(k') what the guest sees of a move: pause.wasm reads the wall clock after each 4 KiB block it reads and rewrites, all of its memory over and over;");
   console.log(`its longest pause in a move (two readings that far apart), against the move's downtime; pauses: those of over 5 ms in a move (it reports those over ${PAUSE_THRESHOLD_US / 1000} ms); medians of the moves`);
   console.log("| memory | strategy | downtime ms | longest pause ms | each move's longest pause | pauses over 5 ms |\n|---|---|---|---|---|---|");

@@ -8,12 +8,9 @@
  * during migrations with each strategy, where the longest round trip is the
  * stall the client saw; then, table (i'), during moves of another process.
  */
-import { createHash } from "node:crypto";
-import fs from "node:fs";
 import net from "node:net";
-import path from "node:path";
 import { echoProcess } from "./_echo.js";
-import { ROOT, startPair } from "./_nodes.js";
+import { startGuest, startPair, uploadExample, type NodePair } from "./_nodes.js";
 import { median } from "./_measure.js";
 import { remotePagesAvailability } from "../src/memory/mod.js";
 
@@ -115,7 +112,8 @@ async function rawEchoProcess(n: number): Promise<{ first: number[]; warm: numbe
 
 /** Runs the TCP benchmark and prints its table. */
 export async function netBench(quick: boolean): Promise<void> {
-  const { a1, a2, sha, request, stop } = await startPair("c/kvserver.wasm");
+  const pair = await startPair("c/kvserver.wasm");
+  const { a1, sha, request, stop } = pair;
   try {
     const created = JSON.parse(
       (await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" })).body.toString(),
@@ -190,7 +188,7 @@ export async function netBench(quick: boolean): Promise<void> {
         `| ${strategy} | ${downtimes.length} | ${median(downtimes).toFixed(1)} | ${median(longest).toFixed(1)} | ${(median(longest) - steady).toFixed(1)} | ${median(over).toFixed(1)} | ${median(counts)} | ${client.breaks} |`,
       );
     }
-    await bystander(client, line, { a1, a2, request }, strategies, quick);
+    await bystander(client, line, pair, strategies, quick);
     client.close();
   } finally {
     await stop();
@@ -208,26 +206,12 @@ export async function netBench(quick: boolean): Promise<void> {
  * path maps nothing, and this table did not show it. Backing now goes 2
  * MiB per call, native/uffd_tracker.c.)
  */
-async function bystander(
-  client: Pinger,
-  line: string,
-  pair: Pick<Awaited<ReturnType<typeof startPair>>, "a1" | "a2" | "request">,
-  strategies: readonly string[],
-  quick: boolean,
-): Promise<void> {
-  const { a1, request } = pair;
+async function bystander(client: Pinger, line: string, pair: NodePair, strategies: readonly string[], quick: boolean): Promise<void> {
+  const { a1, a2, request } = pair;
   const mib = quick ? 256 : 1024;
-  const wasm = fs.readFileSync(path.join(ROOT, "examples", "c", "memhog.wasm"));
-  const sha = createHash("sha256").update(wasm).digest("hex");
-  for (const a of [a1, pair.a2]) {
-    const put = await request(a, "PUT", `/v1/modules/${sha}`, wasm);
-    if (put.status !== 200 && put.status !== 201) throw new Error(`PUT memhog.wasm: ${put.body.toString()}`);
-  }
-  const created = await request(a1, "POST", "/v1/processes", { module_sha256: sha, module_name: "memhog.wasm", args: [String(mib), "0", "3600"], node: "n1" });
-  if (created.status !== 201 && created.status !== 200) throw new Error(`memhog: ${created.body.toString()}`);
-  const { pid } = JSON.parse(created.body.toString()) as { pid: string };
+  const sha = await uploadExample(pair, "c/memhog.wasm");
   // Its first line says every page is touched.
-  while (!(await request(a1, "GET", `/v1/processes/${pid}/output`)).body.toString().includes("event: output")) await new Promise((r) => setTimeout(r, 50));
+  const pid = await startGuest(pair, sha, "memhog.wasm", [String(mib), "0", "3600"], (output) => output.length > 0);
   const steady = median(await (async () => {
     const t: number[] = [];
     for (let i = 0; i < 500; i += 1) t.push(await client.once(line));
@@ -238,15 +222,13 @@ async function bystander(
   console.log("| strategy | memhog's move | total ms | downtime ms | kvserver: longest round trip ms | requests during the move |\n|---|---|---|---|---|---|");
   try {
     for (const strategy of strategies) {
-      for (const [from, to] of [[a1, "n2"], [pair.a2, "n1"]] as const) {
-        let done: { total_ms: number; downtime_ms: number } | null = null;
+      for (const [from, to] of [[a1, "n2"], [a2, "n1"]] as const) {
         const moving = request(from, "POST", `/v1/processes/${pid}/migrate`, { to, strategy }).then((r) => {
           if (r.status !== 200) throw new Error(`${strategy} of memhog to ${to}: ${r.body.toString()}`);
-          done = (JSON.parse(r.body.toString()) as { metrics: { total_ms: number; downtime_ms: number } }).metrics;
+          return (JSON.parse(r.body.toString()) as { metrics: { total_ms: number; downtime_ms: number } }).metrics;
         });
         const times = await client.until(moving, line);
-        await moving;
-        const m = done as unknown as { total_ms: number; downtime_ms: number };
+        const m = await moving;
         console.log(`| ${strategy} | to ${to} | ${m.total_ms.toFixed(0)} | ${m.downtime_ms.toFixed(1)} | ${Math.max(...times).toFixed(1)} | ${times.length} |`);
       }
     }

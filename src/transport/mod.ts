@@ -12,4 +12,4 @@ export {
   type FramedConnectionOptions,
   type ReceiveOptions,
 } from "./connection.js";
-export { TURN_MS, nextTurn, turnDue, yieldIfDue } from "./turns.js";
+export { yieldIfDue } from "./turns.js";
