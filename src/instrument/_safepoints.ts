@@ -84,6 +84,7 @@ const OP = {
   f32_const: 0x43,
   f64_const: 0x44,
   i32_eq: 0x46,
+  i32_ge_u: 0x4f,
   i32_le_s: 0x4c,
   i32_add: 0x6a,
   i32_sub: 0x6b,
@@ -830,6 +831,8 @@ class BodyWriter {
   readonly match = new Map<number, number>();
   /** Per loop opening: the branches to it. */
   readonly targeted = new Map<number, number>();
+  /** Per structure opening: the structure it is in (-1 for the body's top level). */
+  readonly #parent = new Map<number, number>();
   readonly #reader: Reader;
 
   // The writing's state.
@@ -882,6 +885,7 @@ class BodyWriter {
         r.skipLeb();
       } else if (!skipImmediates(r, op)) throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
       if (op === OP.block || op === OP.loop || op === OP.if || op === OP.try) {
+        this.#parent.set(i, stack[stack.length - 1] ?? -1);
         stack.push(i);
         labels.push(i);
       } else if (op === OP.end || op === OP.delegate) {
@@ -1172,6 +1176,36 @@ class BodyWriter {
     }
   }
 
+  /** The frame's count of back-edges since its last visit of a countdown. */
+  #sliceCounter(): number {
+    if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
+    return this.slice_counter;
+  }
+
+  /** Opens `if (n >= LOOP_SLICE)`; the caller closes it. */
+  #whenSliceFull(n: number): void {
+    this.w.byte(OP.local_get);
+    this.w.u32(n);
+    this.w.byte(OP.i32_const);
+    this.w.s32(LOOP_SLICE);
+    this.w.bytes(new Uint8Array([OP.i32_ge_u, OP.if, EMPTY_BLOCK]));
+  }
+
+  /**
+   * Whether the loop at `i` may skip its countdown on entry (visiting it
+   * only once its frame has counted a slice's worth): when the frame is
+   * counted on entry (on a cycle), or when the loop is inside another loop
+   * of the frame, whose iterations count, so that it is entered at most once
+   * an iteration of that loop.
+   */
+  #guarded(i: number): boolean {
+    if (this.depth !== undefined) return true;
+    for (let j = this.#parent.get(i) ?? -1; j >= 0; j = this.#parent.get(j) ?? -1) {
+      if (this.ops[j] === OP.loop && (this.targeted.get(j) ?? 0) > 0) return true;
+    }
+    return false;
+  }
+
   /** Writes the loop opening at `i`; returns the last instruction it consumed. */
   #loop(i: number): number {
     const w = this.w;
@@ -1188,36 +1222,36 @@ class BodyWriter {
     if (this.mode !== "fast") this.polls = true;
     const counted = this.#counted(i, end);
     if (counted !== undefined) return this.#folded(i, end, counted);
-    if (this.slice_counter < 0) this.slice_counter = this.#local(I32);
-    const n = this.slice_counter;
+    const n = this.#sliceCounter();
     const unroll = this.#unrollable(i, end);
     const copies = unroll ? UNROLL_COPIES : 1;
     // The slice: counted down by the back-edges since the last visit, and this visit.
     w.bytes(opening);
     this.open += 1;
+    const guarded = this.#guarded(i);
+    if (guarded) this.#whenSliceFull(n);
     const carried = this.#carry(i, end);
     countdown(this.rw, w, () => {
       w.byte(OP.local_get);
       w.u32(n);
-      if (copies > 1) {
-        w.byte(OP.i32_const);
-        w.s32(copies);
-        w.byte(OP.i32_mul);
-      }
       w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add]));
     }, this.mode, this.type.results);
     this.#land(carried);
     w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
     w.u32(n);
+    if (guarded) w.byte(OP.end);
     w.bytes(opening);
     this.open += 1;
+    // A back-edge (or a run of copies) counts its iterations.
     w.byte(OP.local_get);
     w.u32(n);
-    w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add, OP.local_tee]));
+    w.byte(OP.i32_const);
+    w.s32(copies);
+    w.bytes(new Uint8Array([OP.i32_add, OP.local_tee]));
     w.u32(n);
     w.byte(OP.i32_const);
-    w.s32(LOOP_SLICE / copies);
-    w.bytes(new Uint8Array([OP.i32_eq, OP.br_if, 1]));
+    w.s32(LOOP_SLICE);
+    w.bytes(new Uint8Array([OP.i32_ge_u, OP.br_if, 1]));
     if (!unroll) {
       this.labels.push({ target: this.open - 1, closes: 2 });
       return i;
@@ -1425,15 +1459,33 @@ class BodyWriter {
     }
     w.byte(OP.local_set);
     w.u32(full);
-    const carried = this.#carry(i, end);
-    countdown(this.rw, w, () => {
+    const weigh = (): void => {
       w.byte(OP.i32_const);
       w.s32(LOOP_SLICE + 1);
       w.bytes(new Uint8Array([OP.i32_const, 1, OP.local_get]));
       w.u32(full);
       op(SELECT);
-    }, this.mode, this.type.results);
-    this.#land(carried);
+    };
+    if (this.#guarded(i)) {
+      // The slice adds its weight to the frame's count, which is taken off the budget once it makes a slice's worth.
+      const n = this.#sliceCounter();
+      get(n);
+      weigh();
+      op(OP.i32_add);
+      w.byte(OP.local_set);
+      w.u32(n);
+      this.#whenSliceFull(n);
+      const carried = this.#carry(i, end);
+      countdown(this.rw, w, () => get(n), this.mode, this.type.results);
+      this.#land(carried);
+      w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
+      w.u32(n);
+      op(OP.end);
+    } else {
+      const carried = this.#carry(i, end);
+      countdown(this.rw, w, weigh, this.mode, this.type.results);
+      this.#land(carried);
+    }
     // lim: a full slice's bound, else LAST or NEVER.
     induction();
     steps(S);

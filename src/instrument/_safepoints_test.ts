@@ -360,15 +360,16 @@ describe("safe points written into the binary", () => {
             (global.set $s (i32.add (global.get $s) (local.get $k)))
             (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
           (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    // A budget of 10,000 a poll: a visit takes off at most a slice's worth (257) past what is left, so the polls count the units charged within 3%.
     const polls = (text: Uint8Array): number => {
       let count = 0;
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(text, 100).wasm), { ferry: { poll: () => ((count += 1), 100) } });
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(text, 10_000).wasm), { ferry: { poll: () => ((count += 1), 10_000) } });
       (instance.exports["main"] as (n: number) => void)(100_000);
       assert.equal((instance.exports[`${PREFIX}0`] as WebAssembly.Global).value, 100_000 * 120);
       return count;
     };
-    // One unit of budget an outer iteration: 100,000 / 100.
-    assert.ok(polls(bytes) <= 1_001, `${polls(bytes)} polls`);
+    // One unit an outer iteration (257 a slice of 256): 100,000 / 10,000.
+    assert.ok(polls(bytes) <= 11, `${polls(bytes)} polls`);
     // The same loop with a bound that is not a constant is polled.
     const unbounded = wat(new TextDecoder().decode(new TextEncoder().encode(`(module (memory 1)
       (global $s (mut i32) (i32.const 0)) (global $sixteen (mut i32) (i32.const 16))
@@ -379,8 +380,27 @@ describe("safe points written into the binary", () => {
             (global.set $s (i32.add (global.get $s) (local.get $k)))
             (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $sixteen))))
           (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`)));
-    // Its 16 iterations charged at each visit: 100,000 * 16 / 100 at least.
-    assert.ok(polls(unbounded) >= (100_000 * 16) / 100, `${polls(unbounded)} polls`);
+    // Its back-edges charged: 15 an outer iteration at least, 100,000 * 15 / (10,000 + 257).
+    assert.ok(polls(unbounded) >= 146, `${polls(unbounded)} polls`);
+  });
+
+  it("visits no countdown where a loop inside another loop of its frame starts, only once the frame has counted a slice", () => {
+    const bytes = wat(`(module (memory 1)
+      (global $s (mut i32) (i32.const 0)) (global $three (mut i32) (i32.const 3))
+      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
+        (loop $outer
+          (local.set $k (i32.const 0))
+          (loop $short
+            (global.set $s (i32.add (global.get $s) (local.get $k)))
+            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $three))))
+          (br_if $outer (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    // A budget of 1: every visit polls.
+    let visits = 0;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(bytes, 1).wasm), { ferry: { poll: () => ((visits += 1), 1) } });
+    (instance.exports["main"] as (n: number) => void)(10_000);
+    assert.equal((instance.exports[`${PREFIX}0`] as WebAssembly.Global).value, 10_000 * 3);
+    // A visit each 256 of the short loop's iterations (counted 8 a round of its copies), and the outer loop's slices: not one an entry.
+    assert.ok(visits > (10_000 * 3) / 256 && visits < 1_000, `${visits} visits`);
   });
 
   it("writes a restartable callee's wrapper in place of a direct call from a plain function, and runs it again from there", () => {
