@@ -5,6 +5,11 @@
  * answers a fixed budget: the guest's own code is measured, not the host's.
  *
  *   node _icount_worker.js MODULE ARGS...
+ *
+ * FERRY_ICOUNT_RUNS=N runs the module N times, one instance after another
+ * (compiled once, as Ferry shares its compiled modules), so that runs N and 1
+ * differ by the guest's work alone; FERRY_ICOUNT_DIR=HOST:GUEST gives it a
+ * directory.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -36,11 +41,20 @@ if (isMainThread) {
 } else {
   const job = workerData as Job;
   const devnull = fs.openSync("/dev/null", "w");
-  const wasi = new WASI({ version: "preview1", args: job.args, env: {}, returnOnExit: true, stdout: devnull, stderr: devnull });
+  const runs = Number(process.env["FERRY_ICOUNT_RUNS"] ?? "1");
+  const dir = process.env["FERRY_ICOUNT_DIR"];
+  const at = dir?.lastIndexOf(":") ?? -1;
+  const preopens: Record<string, string> = dir === undefined || at < 0 ? {} : { [dir.slice(at + 1)]: dir.slice(0, at) };
   const module = new WebAssembly.Module(job.wasm);
-  const imports = wasi.getImportObject() as WebAssembly.Imports;
   // The instrumenter's poll, and Ferry's own imports as `ferry exec` answers them outside a cluster (examples/c/hold.h).
   const ENOSYS = 52;
-  if (WebAssembly.Module.imports(module).some((i) => i.module === "ferry")) imports["ferry"] = { poll: () => STUB_BUDGET, poll_restartable: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
-  parentPort?.postMessage(wasi.start(new WebAssembly.Instance(module, imports)));
+  const ferry = WebAssembly.Module.imports(module).some((i) => i.module === "ferry");
+  let code = 0;
+  for (let run = 0; run < runs; run += 1) {
+    const wasi = new WASI({ version: "preview1", args: job.args, env: {}, preopens, returnOnExit: true, stdout: devnull, stderr: devnull });
+    const imports = wasi.getImportObject() as WebAssembly.Imports;
+    if (ferry) imports["ferry"] = { poll: () => STUB_BUDGET, poll_restartable: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
+    code = wasi.start(new WebAssembly.Instance(module, imports));
+  }
+  parentPort?.postMessage(code);
 }

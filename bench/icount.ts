@@ -18,15 +18,16 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadInstrumented } from "../src/instrument/mod.js";
+import { fetchNpmModule, NPM_MODULES } from "../test/_npm_modules.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const EXAMPLES = path.join(ROOT, "examples");
 const CHILD = fileURLToPath(new URL("./_icount_worker.js", import.meta.url));
 
 /** Instructions callgrind counted for one run of `module` with `args` under `flags`. */
-function instructions(flags: string[], module: string, args: string[]): number {
+function instructions(flags: string[], module: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
   const out = path.join(os.tmpdir(), `ferry-icount-${process.pid}.out`);
-  const r = spawnSync("valgrind", ["--tool=callgrind", "--trace-children=no", `--callgrind-out-file=${out}`, process.execPath, ...flags, CHILD, module, ...args], { encoding: "utf8" });
+  const r = spawnSync("valgrind", ["--tool=callgrind", "--trace-children=no", `--callgrind-out-file=${out}`, process.execPath, ...flags, CHILD, module, ...args], { encoding: "utf8", env });
   fs.rmSync(out, { force: true });
   const m = /Collected : (\d+)/.exec(r.stderr);
   if (r.status !== 0 || m?.[1] === undefined) throw new Error(`callgrind run of ${path.basename(module)} ${args.join(" ")} failed (status ${r.status}): ${r.stderr.slice(-400)}`);
@@ -59,7 +60,34 @@ export async function icountBench(quick: boolean): Promise<void> {
         console.log(`| ${name} ${hi.join(" ")} − ${lo.join(" ")} | ${tier} | ${(base / 1e6).toFixed(0)} | ${(ours / 1e6).toFixed(0)} | ${(ours / base).toFixed(2)}x |`);
       }
     }
+    await fliteCount(dir);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * flite (21.5 MB, from npm) speaking a paragraph into a file: a run of the
+ * module compiled once, as three runs in one process less one, halved. Under
+ * `--predictable` (one thread, V8's compilers and collector included) with
+ * every function compiled optimized up front, the count repeats to about
+ * 0.01%; flite's run times here move by 10% from one run to the next.
+ */
+async function fliteCount(dir: string): Promise<void> {
+  const flite = NPM_MODULES.find((f) => f.name === "flite");
+  const fetched = flite === undefined ? undefined : fetchNpmModule(flite);
+  if (fetched?.kind !== "ok") {
+    console.log(`(flite left out: ${fetched?.reason ?? "not among the npm fixtures"})`);
+    return;
+  }
+  const data = fs.mkdtempSync(path.join(dir, "data-"));
+  const instrumented = path.join(dir, "flite.wasm");
+  fs.writeFileSync(instrumented, (await loadInstrumented(fs.readFileSync(fetched.file), { cache_dir: dir })).wasm);
+  const args = ["-t", "Ferry moves a running program from one machine to another. ".repeat(8), "-o", "/data/speech.wav"];
+  const flags = ["--predictable", "--no-liftoff"];
+  const run = (module: string, runs: number): number => instructions(flags, module, args, { ...process.env, FERRY_ICOUNT_RUNS: String(runs), FERRY_ICOUNT_DIR: `${data}:/data` });
+  const perRun = (module: string): number => (run(module, 3) - run(module, 1)) / 2;
+  const base = perRun(fetched.file);
+  const ours = perRun(instrumented);
+  console.log(`| flite (21.5 MB, npm), a run: (3 runs − 1) / 2 | --predictable --no-liftoff | ${(base / 1e6).toFixed(1)} | ${(ours / 1e6).toFixed(1)} | ${(ours / base).toFixed(3)}x |`);
 }
