@@ -29,6 +29,8 @@ export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module, wasm?
 export interface CallGraph {
   /** The defined functions on a cycle of the call graph (or that may be, through an indirect call). */
   recursive: Set<string>;
+  /** Those of `recursive` that count themselves on entry in the binary pass ({@link feedbackFunctions}). */
+  entry_counted: string[];
   /** The defined functions whose bodies may hold a loop; the others need no walk for polls. */
   looping: Set<string>;
   /**
@@ -66,7 +68,7 @@ export interface CallGraph {
 }
 
 /** Adjacency lists of the graph's nodes, packed. */
-interface Graph {
+export interface Graph {
   /** Defined functions are nodes 0..n-1; node n is "anything"; n+1+s is signature s. */
   n: number;
   start: Int32Array;
@@ -79,6 +81,12 @@ export interface CallAnalysis {
   tables: IndirectTargets;
   /** Defined functions (indices among them) on a cycle of the call graph. */
   cyclic: number[];
+  /**
+   * One entry per defined function: 1 for the functions on a cycle that
+   * count themselves on entry ({@link feedbackFunctions}), enough that
+   * every cycle holds one.
+   */
+  entry_counted: Uint8Array;
   /** One entry per defined function: 1 when it can reach a safe point. All 1 when `blocking` was not given. */
   reached: Uint8Array;
   /** Defined functions that can reach a safe point and can be run again from their start (see {@link CallGraph}), callees first. */
@@ -110,6 +118,7 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
   if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
   const graph = buildGraph(scanned, tables);
   const cyclic = onCycles(graph);
+  const entry_counted = feedbackFunctions(graph, cyclic);
   const n = scanned.bodies.length;
   const unwinding = (polled: Uint8Array): { defined(f: number): boolean; type(t: number): boolean } => {
     const can = reachers(graph, scanned, tables, [], blocking ?? [], false, polled);
@@ -122,7 +131,7 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
       },
     };
   };
-  if (blocking === undefined) return { scanned, tables, cyclic, reached: new Uint8Array(n).fill(1), restartable: [], reaches: () => true, unwinding };
+  if (blocking === undefined) return { scanned, tables, cyclic, entry_counted, reached: new Uint8Array(n).fill(1), restartable: [], reaches: () => true, unwinding };
   const reached = reachers(graph, scanned, tables, cyclic, blocking);
   const restartable = rerunnable(scanned, cyclic, numeric).filter((i) => reached[i] === 1);
   const patterns = blocking.map(wildcard);
@@ -132,7 +141,7 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
     const f = index - scanned.imported;
     return f >= n || reached[f] === 1;
   };
-  return { scanned, tables, cyclic, reached: reached.subarray(0, n), restartable, reaches, unwinding };
+  return { scanned, tables, cyclic, entry_counted, reached: reached.subarray(0, n), restartable, reaches, unwinding };
 }
 
 /**
@@ -188,7 +197,8 @@ export function readCallGraph(b: typeof Binaryen, m: Binaryen.Module, wasm?: Uin
       return !bounded.has(callee);
     };
   }
-  return { recursive, looping, unreaching_indirect, reaching, reaches, unnarrowed: tables.unnarrowed, restartable, restartable_callers };
+  const entry_counted = cyclic.filter((i) => analysis.entry_counted[i] === 1).map(name);
+  return { recursive, entry_counted, looping, unreaching_indirect, reaching, reaches, unnarrowed: tables.unnarrowed, restartable, restartable_callers };
 }
 
 /**
@@ -368,6 +378,161 @@ function onCycles(graph: Graph): number[] {
     }
   }
   return result;
+}
+
+/**
+ * Of the functions on cycles (`cyclic`), those that count themselves on
+ * entry: enough that every cycle of the call graph holds one (a feedback
+ * vertex set), so a recursion of any shape crosses a countdown on each turn,
+ * while a function on a cycle only through a path rarely taken does not pay
+ * one on every call. (In flite, every function that can print an error is
+ * on a cycle: `vfprintf` calls a stream's writer through a pointer of a type
+ * that many functions share, some of which call back into them.) Chosen
+ * greedily, one strongly connected component at a time: every function
+ * calling itself, and the functions with the most edges in times out inside
+ * the component (one in 32 of them, at least one); they are taken out, and
+ * what is left split again. Past a budget of work (some components of tens
+ * of thousands), every function of the components left is taken, as for
+ * all of them before.
+ */
+export function feedbackFunctions(graph: Graph, cyclic: readonly number[]): Uint8Array {
+  const { n, start, edges } = graph;
+  const nodes = start.length - 1;
+  const chosen = new Uint8Array(n);
+  if (cyclic.length === 0) return chosen;
+  const walker = new ComponentWalker(graph);
+  walker.budget = 16 * (edges.length + nodes) + 1_000_000;
+  // The components with a cycle: those of the cyclic functions (each holds one, and every cycle holds a function).
+  walker.live.fill(1);
+  const work = walker.components(cyclic);
+  walker.live.fill(0);
+  const inDegree = new Int32Array(nodes);
+  const outDegree = new Int32Array(nodes);
+  while (work.length > 0) {
+    const comp = work.pop() as Int32Array;
+    if (walker.budget < 0) {
+      for (const v of comp) if (v < n) chosen[v] = 1;
+      continue;
+    }
+    for (const v of comp) walker.live[v] = 1;
+    for (const v of comp) {
+      walker.budget -= (start[v + 1] as number) - (start[v] as number) + 1;
+      for (let k = start[v] as number; k < (start[v + 1] as number); k += 1) {
+        const w = edges[k] as number;
+        if (w < 0 || walker.live[w] !== 1) continue;
+        inDegree[w] = (inDegree[w] as number) + 1;
+        outDegree[v] = (outDegree[v] as number) + 1;
+        // A function calling itself is taken whatever else is.
+        if (w === v && v < n) chosen[v] = 1;
+      }
+    }
+    const candidates: number[] = [];
+    for (const v of comp) if (v < n && chosen[v] === 0) candidates.push(v);
+    const score = (v: number): number => (inDegree[v] as number) * (outDegree[v] as number);
+    candidates.sort((x, y) => score(y) - score(x));
+    const take = Math.max(1, Math.ceil(candidates.length / 32));
+    for (let j = 0; j < take && j < candidates.length; j += 1) chosen[candidates[j] as number] = 1;
+    for (const v of comp) {
+      inDegree[v] = 0;
+      outDegree[v] = 0;
+      if (v < n && chosen[v] === 1) walker.live[v] = 0;
+    }
+    work.push(...walker.components(comp));
+    for (const v of comp) walker.live[v] = 0;
+  }
+  return chosen;
+}
+
+/**
+ * Tarjan's strongly connected components over the nodes marked in `live`,
+ * iteratively, in arrays kept from one call to the next (a call walks only
+ * the nodes it reaches); `budget` is charged the edges walked.
+ */
+class ComponentWalker {
+  readonly live: Uint8Array;
+  budget = 0;
+  readonly #graph: Graph;
+  readonly #index: Int32Array;
+  readonly #low: Int32Array;
+  readonly #onStack: Uint8Array;
+  readonly #self: Uint8Array;
+  readonly #stack: Int32Array;
+  readonly #frameNode: Int32Array;
+  readonly #frameEdge: Int32Array;
+
+  constructor(graph: Graph) {
+    const nodes = graph.start.length - 1;
+    this.#graph = graph;
+    this.live = new Uint8Array(nodes);
+    this.#index = new Int32Array(nodes).fill(-1);
+    this.#low = new Int32Array(nodes);
+    this.#onStack = new Uint8Array(nodes);
+    this.#self = new Uint8Array(nodes);
+    this.#stack = new Int32Array(nodes);
+    this.#frameNode = new Int32Array(nodes);
+    this.#frameEdge = new Int32Array(nodes);
+  }
+
+  /** The components with a cycle (more than one node, or a node calling itself) among the live nodes reached from `roots`. */
+  components(roots: Iterable<number>): Int32Array[] {
+    const { start, edges } = this.#graph;
+    const index = this.#index;
+    const low = this.#low;
+    const found: Int32Array[] = [];
+    const visited: number[] = [];
+    let sp = 0;
+    let fp = 0;
+    let next = 0;
+    const open = (v: number): void => {
+      index[v] = next;
+      low[v] = next;
+      next += 1;
+      visited.push(v);
+      this.#stack[sp] = v;
+      sp += 1;
+      this.#onStack[v] = 1;
+      this.#frameNode[fp] = v;
+      this.#frameEdge[fp] = start[v] as number;
+      fp += 1;
+    };
+    for (const root of roots) {
+      if (this.live[root] !== 1 || (index[root] as number) >= 0) continue;
+      open(root);
+      while (fp > 0) {
+        const v = this.#frameNode[fp - 1] as number;
+        const k = this.#frameEdge[fp - 1] as number;
+        if (k < (start[v + 1] as number)) {
+          this.#frameEdge[fp - 1] = k + 1;
+          this.budget -= 1;
+          const w = edges[k] as number;
+          if (w < 0 || this.live[w] !== 1) continue;
+          if (w === v) this.#self[v] = 1;
+          if ((index[w] as number) < 0) open(w);
+          else if (this.#onStack[w] === 1) low[v] = Math.min(low[v] as number, index[w] as number);
+          continue;
+        }
+        fp -= 1;
+        if (fp > 0) {
+          const parent = this.#frameNode[fp - 1] as number;
+          low[parent] = Math.min(low[parent] as number, low[v] as number);
+        }
+        if (low[v] === index[v]) {
+          let top = sp;
+          do top -= 1;
+          while (this.#stack[top] !== v);
+          const comp = this.#stack.slice(top, sp);
+          for (const w of comp) this.#onStack[w] = 0;
+          sp = top;
+          if (comp.length > 1 || this.#self[v] === 1) found.push(comp);
+        }
+      }
+    }
+    for (const v of visited) {
+      index[v] = -1;
+      this.#self[v] = 0;
+    }
+    return found;
+  }
 }
 
 /** `*` matches any run of characters, as in Asyncify's lists. */

@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import binaryen from "binaryen";
-import { readCallGraph } from "./_callgraph.js";
+import * as fc from "fast-check";
+import { feedbackFunctions, readCallGraph, type Graph } from "./_callgraph.js";
 
 const BLOCKING = ["env.block", "ferry.poll"];
 
@@ -102,5 +103,72 @@ describe("readCallGraph", () => {
       (func $ref (call_ref $t (ref.func $dyn))))`);
     assert.match(g.unnarrowed ?? "", /call_ref/);
     assert.ok(g.recursive.has("dyn"));
+  });
+});
+
+/** Adjacency lists packed as the call graph packs them. */
+function packed(n: number, out: number[][]): Graph {
+  const start = new Int32Array(out.length + 1);
+  out.forEach((list, v) => (start[v + 1] = (start[v] as number) + list.length));
+  return { n, start, edges: Int32Array.from(out.flat()) };
+}
+
+/** Whether node `v` is on a cycle among the nodes `live` says are there. */
+function onCycle(out: number[][], live: (v: number) => boolean, v: number): boolean {
+  const seen = new Set<number>();
+  const todo = (out[v] ?? []).filter((w) => w >= 0 && live(w));
+  while (todo.length > 0) {
+    const w = todo.pop() as number;
+    if (w === v) return true;
+    if (seen.has(w)) continue;
+    seen.add(w);
+    for (const x of out[w] ?? []) if (x >= 0 && live(x)) todo.push(x);
+  }
+  return false;
+}
+
+describe("feedbackFunctions", () => {
+  it("leaves no cycle once its functions are taken out, and takes only functions on cycles", () => {
+    // Functions 0..n-1, then nodes that only lead to functions (a signature's, "anything"); -2 is an import.
+    const graphs = fc
+      .record({ n: fc.integer({ min: 1, max: 40 }), others: fc.integer({ min: 0, max: 4 }), seed: fc.array(fc.tuple(fc.nat(), fc.nat()), { maxLength: 160 }) })
+      .map(({ n, others, seed }) => {
+        const out: number[][] = Array.from({ length: n + others }, () => []);
+        for (const [a, b] of seed) {
+          const from = a % (n + others);
+          const to = from >= n ? b % n : b % (n + others + 1) === n + others ? -2 : b % (n + others);
+          out[from]?.push(to);
+        }
+        return { n, out };
+      });
+    fc.assert(
+      fc.property(graphs, ({ n, out }) => {
+        const cyclic = Array.from({ length: n }, (_, v) => v).filter((v) => onCycle(out, () => true, v));
+        const chosen = feedbackFunctions(packed(n, out), cyclic);
+        for (let v = 0; v < n; v += 1) {
+          if (chosen[v] === 1) assert.ok(cyclic.includes(v), `function ${v} is on no cycle`);
+          assert.ok(!onCycle(out, (w) => w >= n || chosen[w] !== 1, v), `function ${v} is still on a cycle`);
+        }
+        for (let v = n; v < out.length; v += 1) assert.ok(!onCycle(out, (w) => w >= n || chosen[w] !== 1, v), `node ${v} is still on a cycle`);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("counts a function calling itself, and one function of a cycle through a table, not all of it", () => {
+    const g = graph(`(module
+      (import "env" "block" (func $block))
+      (memory 1)
+      (type $t (func (param i32) (result i32)))
+      (table 2 funcref) (elem (i32.const 0) $hub $other)
+      (func $self (param i32) (result i32) (if (local.get 0) (then (drop (call $self (i32.sub (local.get 0) (i32.const 1)))))) (local.get 0))
+      (func $hub (param i32) (result i32) (call_indirect (type $t) (local.get 0) (local.get 0)))
+      (func $other (param i32) (result i32) (call $leaf (call $middle (local.get 0))))
+      (func $middle (param i32) (result i32) (call $hub (local.get 0)))
+      (func $leaf (param i32) (result i32) (local.get 0))
+      (func (export "main") (param i32) (result i32) (i32.add (call $self (local.get 0)) (call $other (local.get 0)))))`);
+    assert.deepEqual([...g.recursive].sort(), ["hub", "middle", "other", "self"]);
+    assert.ok(g.entry_counted.includes("self"), `counted: ${g.entry_counted.join(", ")}`);
+    assert.equal(g.entry_counted.length, 2, `counted: ${g.entry_counted.join(", ")}`);
   });
 });

@@ -28,7 +28,8 @@
  *     A small innermost loop whose body can reach no safe point runs
  *     `UNROLL_COPIES` copies of it per count (`_unroll.ts`).
  *   - A function on a cycle of the call graph counts its frames in a depth
- *     global, with a countdown on entry and on the way out:
+ *     global, and those of them that break every cycle (`feedbackFunctions`
+ *     in `_callgraph.ts`) with a countdown on entry and on the way out:
  *     `depth += 1; countdown(1); block $exit BODY end; countdown(1); depth -= 1`,
  *     every `return` (and branch to the function's label) becoming a branch
  *     to `$exit`, and a tail call counting the frame out before it leaves.
@@ -640,7 +641,7 @@ class Rewrite {
         return;
       }
       const writer = new BodyWriter(this, body, type, "plain");
-      put(writer.write(depth));
+      put(writer.write(depth, this.graph.entry_counted[f] === 1));
       if (writer.polls) this.polled[f] = 1;
     });
     for (const f of this.graph.restartable) {
@@ -848,6 +849,8 @@ class BodyWriter {
   polls = false;
   /** The depth counter of a counted body: its returns leave through `$exit`. */
   depth: number | undefined;
+  /** Whether the body counts itself on entry and on its way out (one of the graph's feedback functions). */
+  entry_counted = false;
   /** Per callee type, the locals of the restartable calls written in place ({@link BodyWriter.#runAgain}). */
   readonly #call_locals = new Map<string, { args: number[]; result: number }>();
 
@@ -917,17 +920,21 @@ class BodyWriter {
     return this.type.params.length + this.declared.length + this.extra_locals.length - 1;
   }
 
-  /** The body written, counted with global `depth` when given. */
-  write(depth: number | undefined): Uint8Array {
+  /**
+   * The body written, its frames counted with global `depth` when given,
+   * and with a countdown on entry and on the way out when `entry_counted`.
+   */
+  write(depth: number | undefined, entry_counted = false): Uint8Array {
     const w = this.w;
     const results = this.type.results;
     this.depth = depth;
-    if (depth !== undefined) this.polls = true;
+    this.entry_counted = depth !== undefined && entry_counted;
+    if (this.entry_counted) this.polls = true;
     this.open = 1;
     this.labels = [{ target: 0, closes: 1 }];
     if (depth !== undefined) {
       bump(w, depth, 1);
-      countdown(this.rw, w, () => w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", results);
+      if (this.entry_counted) countdown(this.rw, w, () => w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", results);
       w.byte(OP.block);
       this.rw.blockType(w, results);
       this.open = 2;
@@ -1045,7 +1052,7 @@ class BodyWriter {
 
   /** What a counted frame does on its way out: a countdown, and the depth down. */
   #leaving(depth: number): void {
-    countdown(this.rw, this.w, () => this.w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", this.type.results);
+    if (this.entry_counted) countdown(this.rw, this.w, () => this.w.bytes(new Uint8Array([OP.i32_const, 1])), "plain", this.type.results);
     bump(this.w, depth, -1);
   }
 
@@ -1194,12 +1201,12 @@ class BodyWriter {
   /**
    * Whether the loop at `i` may skip its countdown on entry (visiting it
    * only once its frame has counted a slice's worth): when the frame is
-   * counted on entry (on a cycle), or when the loop is inside another loop
+   * counted on entry (one of the graph's feedback functions), or when the loop is inside another loop
    * of the frame, whose iterations count, so that it is entered at most once
    * an iteration of that loop.
    */
   #guarded(i: number): boolean {
-    if (this.depth !== undefined) return true;
+    if (this.entry_counted) return true;
     for (let j = this.#parent.get(i) ?? -1; j >= 0; j = this.#parent.get(j) ?? -1) {
       if (this.ops[j] === OP.loop && (this.targeted.get(j) ?? 0) > 0) return true;
     }

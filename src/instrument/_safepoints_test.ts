@@ -120,6 +120,14 @@ describe("safe points written into the binary", () => {
             (i64.const 9)))))
       (func (export "main") (param $n i32) (result i32)
         (i32.add (call $walk (local.get $n)) (tuple.extract 2 0 (call $pair (local.get $n))))))`), [[0], [6], [30]]);
+    // Two functions calling each other: both count their frames, one of them counts itself on entry (every turn crosses it).
+    const [mutual] = check(module(`(module ${HEADER}
+      (func $even (param $n i32) (result i32)
+        (if (result i32) (i32.eqz (local.get $n)) (then (call $block (i32.const 1))) (else (call $odd (i32.sub (local.get $n) (i32.const 1))))))
+      (func $odd (param $n i32) (result i32)
+        (if (result i32) (i32.eqz (local.get $n)) (then (i32.const 0)) (else (call $even (i32.sub (local.get $n) (i32.const 1))))))
+      (func (export "main") (param $n i32) (result i32) (call $even (local.get $n))))`), [[0], [7], [40]]);
+    assert.equal(mutual?.points.depth.length, 2);
     // A tail call counts its frame out before it leaves, as the callee
     // counts its own in: the count stays at one. (The unwinding pass refuses
     // tail calls to what can unwind: this runs with polls only.)
