@@ -18,7 +18,7 @@
  *         loop $slice bt                      ;; the loop's own block type
  *           countdown(n + 1); n = 0
  *           loop $L bt
- *             br_if $slice ((n = n + 1) == LOOP_SLICE)
+ *             br_if $slice ((n = n + 1) >= LOOP_SLICE)
  *             BODY                            ;; branches renumbered
  *           end
  *         end
@@ -26,7 +26,10 @@
  *     The countdown and the counter leave the operand stack as they find
  *     it, so a loop with parameters keeps them on the way to either label.
  *     A small innermost loop whose body can reach no safe point runs
- *     `UNROLL_COPIES` copies of it per count (`_unroll.ts`).
+ *     `UNROLL_COPIES` copies of it per count (`_unroll.ts`), and adds
+ *     that many to `n` a round. A loop inside another loop of its frame,
+ *     or in a function counted on entry, visits the countdown only when
+ *     `n >= LOOP_SLICE` (`BodyWriter.#guarded`).
  *   - A function on a cycle of the call graph counts its frames in a depth
  *     global, and those of them that break every cycle (`feedbackFunctions`
  *     in `_callgraph.ts`) with a countdown on entry and on the way out:
