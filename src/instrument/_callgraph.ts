@@ -29,7 +29,7 @@ export function recursiveFunctions(b: typeof Binaryen, m: Binaryen.Module, wasm?
 export interface CallGraph {
   /** The defined functions on a cycle of the call graph (or that may be, through an indirect call). */
   recursive: Set<string>;
-  /** Those of `recursive` that count themselves on entry in the binary pass ({@link feedbackFunctions}). */
+  /** Those of `recursive` that count themselves on entry in the binary pass ({@link cycles}). */
   entry_counted: string[];
   /** The defined functions whose bodies may hold a loop; the others need no walk for polls. */
   looping: Set<string>;
@@ -83,7 +83,7 @@ export interface CallAnalysis {
   cyclic: number[];
   /**
    * One entry per defined function: 1 for the functions on a cycle that
-   * count themselves on entry ({@link feedbackFunctions}), enough that
+   * count themselves on entry ({@link cycles}), enough that
    * every cycle holds one.
    */
   entry_counted: Uint8Array;
@@ -117,8 +117,7 @@ export function analyzeCalls(wasm: Uint8Array, blocking: readonly string[] | und
   const opaque = scanned.bodies.findIndex((body) => body.opaque);
   if (opaque >= 0 && tables.unnarrowed === undefined) tables.unnarrowed = `function ${opaque} holds a call_ref or an instruction the scanner does not know`;
   const graph = buildGraph(scanned, tables);
-  const cyclic = onCycles(graph);
-  const entry_counted = feedbackFunctions(graph, cyclic);
+  const { cyclic, entry_counted } = cycles(graph);
   const n = scanned.bodies.length;
   const unwinding = (polled: Uint8Array): { defined(f: number): boolean; type(t: number): boolean } => {
     const can = reachers(graph, scanned, tables, [], blocking ?? [], false, polled);
@@ -310,79 +309,8 @@ function buildGraph(calls: ModuleCalls, tables: IndirectTargets): Graph {
 }
 
 /**
- * Tarjan's strongly connected components, iteratively (call graphs can be
- * deep). Returns the defined functions on a cycle.
- */
-function onCycles(graph: Graph): number[] {
-  const { n, start, edges } = graph;
-  const nodes = start.length - 1;
-  const index = new Int32Array(nodes).fill(-1);
-  const low = new Int32Array(nodes);
-  const onStack = new Uint8Array(nodes);
-  const selfLoop = new Uint8Array(nodes);
-  const stack = new Int32Array(nodes);
-  let sp = 0;
-  // The walk: a node and how far through its edges it is.
-  const workNode = new Int32Array(nodes);
-  const workEdge = new Int32Array(nodes);
-  let wp = 0;
-  let next = 0;
-  const result: number[] = [];
-
-  const open = (v: number): void => {
-    index[v] = next;
-    low[v] = next;
-    next += 1;
-    stack[sp] = v;
-    sp += 1;
-    onStack[v] = 1;
-    workNode[wp] = v;
-    workEdge[wp] = start[v] as number;
-    wp += 1;
-  };
-
-  for (let root = 0; root < nodes; root += 1) {
-    if ((index[root] as number) >= 0) continue;
-    open(root);
-    while (wp > 0) {
-      const v = workNode[wp - 1] as number;
-      const k = workEdge[wp - 1] as number;
-      if (k < (start[v + 1] as number)) {
-        workEdge[wp - 1] = k + 1;
-        const w = edges[k] as number;
-        if (w < 0) continue;
-        if (w === v) selfLoop[v] = 1;
-        if ((index[w] as number) < 0) open(w);
-        else if (onStack[w] === 1) low[v] = Math.min(low[v] as number, index[w] as number);
-        continue;
-      }
-      wp -= 1;
-      if (wp > 0) {
-        const parent = workNode[wp - 1] as number;
-        low[parent] = Math.min(low[parent] as number, low[v] as number);
-      }
-      if (low[v] === index[v]) {
-        let size = 0;
-        let top = sp;
-        do {
-          top -= 1;
-          size += 1;
-        } while (stack[top] !== v);
-        for (let i = top; i < sp; i += 1) {
-          const w = stack[i] as number;
-          onStack[w] = 0;
-          if (w < n && (size > 1 || selfLoop[w] === 1)) result.push(w);
-        }
-        sp = top;
-      }
-    }
-  }
-  return result;
-}
-
-/**
- * Of the functions on cycles (`cyclic`), those that count themselves on
- * entry: enough that every cycle of the call graph holds one (a feedback
+ * The defined functions on a cycle of the call graph (`cyclic`), and those
+ * of them that count themselves on entry (`entry_counted`): enough that every cycle of the call graph holds one (a feedback
  * vertex set), so a recursion of any shape crosses a countdown on each turn,
  * while a function on a cycle only through a path rarely taken does not pay
  * one on every call. (In flite, every function that can print an error is
@@ -395,17 +323,18 @@ function onCycles(graph: Graph): number[] {
  * of thousands), every function of the components left is taken, as for
  * all of them before.
  */
-export function feedbackFunctions(graph: Graph, cyclic: readonly number[]): Uint8Array {
+export function cycles(graph: Graph): { cyclic: number[]; entry_counted: Uint8Array } {
   const { n, start, edges } = graph;
   const nodes = start.length - 1;
   const chosen = new Uint8Array(n);
-  if (cyclic.length === 0) return chosen;
   const walker = new ComponentWalker(graph);
   walker.budget = 16 * (edges.length + nodes) + 1_000_000;
-  // The components with a cycle: those of the cyclic functions (each holds one, and every cycle holds a function).
+  // The components with a cycle, of the whole graph (every cycle holds a function).
   walker.live.fill(1);
-  const work = walker.components(cyclic);
+  const work = walker.components();
   walker.live.fill(0);
+  const cyclic: number[] = [];
+  for (const comp of work) for (const v of comp) if (v < n) cyclic.push(v);
   const inDegree = new Int32Array(nodes);
   const outDegree = new Int32Array(nodes);
   while (work.length > 0) {
@@ -440,13 +369,14 @@ export function feedbackFunctions(graph: Graph, cyclic: readonly number[]): Uint
     work.push(...walker.components(comp));
     for (const v of comp) walker.live[v] = 0;
   }
-  return chosen;
+  return { cyclic, entry_counted: chosen };
 }
 
 /**
  * Tarjan's strongly connected components over the nodes marked in `live`,
- * iteratively, in arrays kept from one call to the next (a call walks only
- * the nodes it reaches); `budget` is charged the edges walked.
+ * iteratively (call graphs can be deep), in arrays kept from one call to
+ * the next (a call walks only the nodes it reaches); `budget` is charged
+ * the edges walked.
  */
 class ComponentWalker {
   readonly live: Uint8Array;
@@ -473,8 +403,8 @@ class ComponentWalker {
     this.#frameEdge = new Int32Array(nodes);
   }
 
-  /** The components with a cycle (more than one node, or a node calling itself) among the live nodes reached from `roots`. */
-  components(roots: Iterable<number>): Int32Array[] {
+  /** The components with a cycle (more than one node, or a node calling itself) among the live nodes reached from `roots` (every node when not given). */
+  components(roots?: Iterable<number>): Int32Array[] {
     const { start, edges } = this.#graph;
     const index = this.#index;
     const low = this.#low;
@@ -495,8 +425,8 @@ class ComponentWalker {
       this.#frameEdge[fp] = start[v] as number;
       fp += 1;
     };
-    for (const root of roots) {
-      if (this.live[root] !== 1 || (index[root] as number) >= 0) continue;
+    const walkFrom = (root: number): void => {
+      if (this.live[root] !== 1 || (index[root] as number) >= 0) return;
       open(root);
       while (fp > 0) {
         const v = this.#frameNode[fp - 1] as number;
@@ -520,13 +450,15 @@ class ComponentWalker {
           let top = sp;
           do top -= 1;
           while (this.#stack[top] !== v);
-          const comp = this.#stack.slice(top, sp);
-          for (const w of comp) this.#onStack[w] = 0;
+          for (let j = top; j < sp; j += 1) this.#onStack[this.#stack[j] as number] = 0;
+          // Most components are one node on no cycle: copied out only when it holds one.
+          if (sp - top > 1 || this.#self[v] === 1) found.push(this.#stack.slice(top, sp));
           sp = top;
-          if (comp.length > 1 || this.#self[v] === 1) found.push(comp);
         }
       }
-    }
+    };
+    if (roots === undefined) for (let v = 0; v < start.length - 1; v += 1) walkFrom(v);
+    else for (const root of roots) walkFrom(root);
     for (const v of visited) {
       index[v] = -1;
       this.#self[v] = 0;

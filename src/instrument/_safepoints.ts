@@ -31,7 +31,7 @@
  *     or in a function counted on entry, visits the countdown only when
  *     `n >= LOOP_SLICE` (`BodyWriter.#guarded`).
  *   - A function on a cycle of the call graph counts its frames in a depth
- *     global, and those of them that break every cycle (`feedbackFunctions`
+ *     global, and those of them that break every cycle (`cycles`
  *     in `_callgraph.ts`) with a countdown on entry and on the way out:
  *     `depth += 1; countdown(1); block $exit BODY end; countdown(1); depth -= 1`,
  *     every `return` (and branch to the function's label) becoming a branch
@@ -1192,21 +1192,37 @@ class BodyWriter {
     return this.slice_counter;
   }
 
-  /** Opens `if (n >= LOOP_SLICE)`; the caller closes it. */
-  #whenSliceFull(n: number): void {
-    this.w.byte(OP.local_get);
-    this.w.u32(n);
-    this.w.byte(OP.i32_const);
-    this.w.s32(LOOP_SLICE);
-    this.w.bytes(new Uint8Array([OP.i32_ge_u, OP.if, EMPTY_BLOCK]));
+  /**
+   * The visit of a slice's countdown, taking `weight` off the budget with
+   * the loop from `i` to `end` carrying its invariants across; with `n`,
+   * the frame's count then starts again, and a `guarded` visit is made only
+   * once that count makes a slice (`if (n >= LOOP_SLICE)`).
+   */
+  #visit(i: number, end: number, weight: () => void, n?: number, guarded = false): void {
+    const w = this.w;
+    if (guarded && n !== undefined) {
+      w.byte(OP.local_get);
+      w.u32(n);
+      w.byte(OP.i32_const);
+      w.s32(LOOP_SLICE);
+      w.bytes(new Uint8Array([OP.i32_ge_u, OP.if, EMPTY_BLOCK]));
+    }
+    const carried = this.#carry(i, end);
+    countdown(this.rw, w, weight, this.mode, this.type.results);
+    this.#land(carried);
+    if (n !== undefined) {
+      w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
+      w.u32(n);
+    }
+    if (guarded && n !== undefined) w.byte(OP.end);
   }
 
   /**
    * Whether the loop at `i` may skip its countdown on entry (visiting it
    * only once its frame has counted a slice's worth): when the frame is
-   * counted on entry (one of the graph's feedback functions), or when the loop is inside another loop
-   * of the frame, whose iterations count, so that it is entered at most once
-   * an iteration of that loop.
+   * counted on entry (one of the graph's feedback functions), or when the
+   * loop is inside another loop of the frame, whose iterations count, so
+   * that it is entered at most once an iteration of that loop.
    */
   #guarded(i: number): boolean {
     if (this.entry_counted) return true;
@@ -1238,18 +1254,11 @@ class BodyWriter {
     // The slice: counted down by the back-edges since the last visit, and this visit.
     w.bytes(opening);
     this.open += 1;
-    const guarded = this.#guarded(i);
-    if (guarded) this.#whenSliceFull(n);
-    const carried = this.#carry(i, end);
-    countdown(this.rw, w, () => {
+    this.#visit(i, end, () => {
       w.byte(OP.local_get);
       w.u32(n);
       w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add]));
-    }, this.mode, this.type.results);
-    this.#land(carried);
-    w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
-    w.u32(n);
-    if (guarded) w.byte(OP.end);
+    }, n, this.#guarded(i));
     w.bytes(opening);
     this.open += 1;
     // A back-edge (or a run of copies) counts its iterations.
@@ -1484,18 +1493,8 @@ class BodyWriter {
       op(OP.i32_add);
       w.byte(OP.local_set);
       w.u32(n);
-      this.#whenSliceFull(n);
-      const carried = this.#carry(i, end);
-      countdown(this.rw, w, () => get(n), this.mode, this.type.results);
-      this.#land(carried);
-      w.bytes(new Uint8Array([OP.i32_const, 0, OP.local_set]));
-      w.u32(n);
-      op(OP.end);
-    } else {
-      const carried = this.#carry(i, end);
-      countdown(this.rw, w, weigh, this.mode, this.type.results);
-      this.#land(carried);
-    }
+      this.#visit(i, end, () => get(n), n, true);
+    } else this.#visit(i, end, weigh);
     // lim: a full slice's bound, else LAST or NEVER.
     induction();
     steps(S);

@@ -62,6 +62,24 @@ function check(bytes: Uint8Array, args: unknown[][], budget = 3): (Unwound & { p
   });
 }
 
+/**
+ * `main($n)`: an outer loop of `$n` iterations (tested with `outer`) around
+ * a short loop that adds its counter to global 0 while it is below `bound`;
+ * `global` is the value of a global `$bound` a bound can read, which the
+ * pass cannot see into.
+ */
+function nestedLoops(bound: string, global = 0, outer = "i32.lt_u"): Uint8Array {
+  return wat(`(module (memory 1)
+    (global $s (mut i32) (i32.const 0)) (global $bound (mut i32) (i32.const ${global}))
+    (func (export "main") (param $n i32) (local $i i32) (local $k i32)
+      (loop $outer
+        (local.set $k (i32.const 0))
+        (loop $short
+          (global.set $s (i32.add (global.get $s) (local.get $k)))
+          (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) ${bound})))
+        (br_if $outer (${outer} (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+}
+
 describe("safe points written into the binary", () => {
   it("slices loops (nested, left early, branched back to from inside blocks) and unwinds from every poll", () => {
     const [run] = check(wat(`(module ${HEADER}
@@ -359,15 +377,7 @@ describe("safe points written into the binary", () => {
   });
 
   it("needs no poll in a loop that provably runs a few iterations, and takes no budget for it", () => {
-    const bytes = wat(`(module (memory 1)
-      (global $s (mut i32) (i32.const 0))
-      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
-        (loop $outer
-          (local.set $k (i32.const 0))
-          (loop $short
-            (global.set $s (i32.add (global.get $s) (local.get $k)))
-            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (i32.const 16))))
-          (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    const bytes = nestedLoops("(i32.const 16)");
     // A budget of 10,000 a poll: a visit takes off at most a slice's worth (257) past what is left, so the polls count the units charged within 3%.
     const polls = (text: Uint8Array): number => {
       let count = 0;
@@ -379,29 +389,13 @@ describe("safe points written into the binary", () => {
     // One unit an outer iteration (257 a slice of 256): 100,000 / 10,000.
     assert.ok(polls(bytes) <= 11, `${polls(bytes)} polls`);
     // The same loop with a bound that is not a constant is polled.
-    const unbounded = wat(new TextDecoder().decode(new TextEncoder().encode(`(module (memory 1)
-      (global $s (mut i32) (i32.const 0)) (global $sixteen (mut i32) (i32.const 16))
-      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
-        (loop $outer
-          (local.set $k (i32.const 0))
-          (loop $short
-            (global.set $s (i32.add (global.get $s) (local.get $k)))
-            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $sixteen))))
-          (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`)));
+    const unbounded = nestedLoops("(global.get $bound)", 16);
     // Its back-edges charged: 15 an outer iteration at least, 100,000 * 15 / (10,000 + 257).
     assert.ok(polls(unbounded) >= 146, `${polls(unbounded)} polls`);
   });
 
   it("visits no countdown where a loop inside another loop of its frame starts, only once the frame has counted a slice", () => {
-    const bytes = wat(`(module (memory 1)
-      (global $s (mut i32) (i32.const 0)) (global $three (mut i32) (i32.const 3))
-      (func (export "main") (param $n i32) (local $i i32) (local $k i32)
-        (loop $outer
-          (local.set $k (i32.const 0))
-          (loop $short
-            (global.set $s (i32.add (global.get $s) (local.get $k)))
-            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $three))))
-          (br_if $outer (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    const bytes = nestedLoops("(global.get $bound)", 3, "i32.ne");
     // A budget of 1: every visit polls.
     let visits = 0;
     const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(bytes, 1).wasm), { ferry: { poll: () => ((visits += 1), 1) } });
