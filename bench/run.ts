@@ -86,7 +86,8 @@ async function ferryRun(s: ProcessSpec): Promise<RunTimes> {
 }
 
 /**
- * node:wasi's run of the uninstrumented module, compiled once here and
+ * node:wasi's run of a module (the uninstrumented one, or Ferry's instrumented
+ * one with a stub poll), compiled once here and
  * shared with each run's worker, as Ferry shares its compiled modules: V8
  * keeps a module's optimized code for every instance, so after the warm-up
  * run both sides run a hot function (a `main` called once, AssemblyScript's
@@ -152,26 +153,35 @@ async function overhead(): Promise<void> {
   const SHORT_RUNS_TIMES = 4;
   console.log("\n(a) execution time, Ferry vs node:wasi on the uninstrumented module, alternating (median of %d, of %d for flite; wall ms, and CPU ms of the whole process, all threads)", repeats, repeats * SHORT_RUNS_TIMES);
   console.log("both timed from this thread: from the message that starts the instantiated guest to the one that says it ended");
+  console.log("instrumented: Ferry's instrumented module under node:wasi in the same rounds, its poll a stub (the instrumented code's cost without Ferry's host), median ratio / fastest ratio to node:wasi");
   // This kind of machine runs the same code at two speeds for seconds at a time (docs/runtime.md): a median
   // can land on the slow one for one side only, the fastest runs of each side much less often.
   console.log("fastest: the ratio of each side's fastest run, which the machine's slow stretches move less than the medians");
   if (fetched?.kind === "unavailable") console.log(`(flite left out: ${fetched.reason})`);
-  console.log("| program | node:wasi | ferry | ratio | fastest | node:wasi CPU | ferry CPU | CPU ratio |\n|---|---|---|---|---|---|---|---|");
+  console.log("| program | node:wasi | ferry | ratio | fastest | instrumented | instrumented ratio | node:wasi CPU | ferry CPU | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|");
   for (const [name, s, how] of cases) {
     const runs = how?.short === true ? repeats * SHORT_RUNS_TIMES : repeats;
     const base: RunTimes[] = [];
     const ours: RunTimes[] = [];
-    // Warm both: the instrumentation cache, and each side's compiled module (tier-up included).
+    const inst: RunTimes[] = [];
+    // Warm all three: the instrumentation cache, and each side's compiled module (tier-up included).
     await ferryRun(s);
+    const instrumented: ProcessSpec = { ...s, wasm: (await loadInstrumented(s.wasm)).wasm };
     await nodeWasiRun(s);
+    await nodeWasiRun(instrumented);
     for (let i = 0; i < runs; i += 1) {
       base.push(await nodeWasiRun(s));
       ours.push(await ferryRun(s));
+      inst.push(await nodeWasiRun(instrumented));
     }
-    const [bw, ow] = [median(base.map((r) => r.ms)), median(ours.map((r) => r.ms))];
+    const [bw, ow, iw] = [median(base.map((r) => r.ms)), median(ours.map((r) => r.ms)), median(inst.map((r) => r.ms))];
     const [bc, oc] = [median(base.map((r) => r.cpu_ms)), median(ours.map((r) => r.cpu_ms))];
-    const fastest = Math.min(...ours.map((r) => r.ms)) / Math.min(...base.map((r) => r.ms));
-    console.log(`| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${fastest.toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`);
+    const fastestOf = (xs: RunTimes[]): number => Math.min(...xs.map((r) => r.ms));
+    const fastest = fastestOf(ours) / fastestOf(base);
+    const inst_fastest = fastestOf(inst) / fastestOf(base);
+    console.log(
+      `| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${fastest.toFixed(2)}x | ${f1(iw)} | ${(iw / bw).toFixed(2)}x / ${inst_fastest.toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`,
+    );
   }
   const code = workerCodeCache();
   console.log(`Ferry's workers: ${code.code}; V8 code cache ${code.cache === "none" ? "none" : code.cache === "read" ? "read from the cache folder" : "made in this run"} (caches made: ${code.made})`);
