@@ -28,8 +28,8 @@
  *     A small innermost loop whose body can reach no safe point runs
  *     `UNROLL_COPIES` copies of it per count (`_unroll.ts`), and adds
  *     that many to `n` a round. A loop inside another loop of its frame,
- *     or in a function counted on entry, visits the countdown only when
- *     `n >= LOOP_SLICE` (`BodyWriter.#guarded`).
+ *     or in a function counted on entry or that calls nothing, visits the
+ *     countdown only when `n >= LOOP_SLICE` (`BodyWriter.#guarded`).
  *   - A function on a cycle of the call graph counts its frames in a depth
  *     global, and those of them that break every cycle (`cycles`
  *     in `_callgraph.ts`) with a countdown on entry and on the way out:
@@ -52,7 +52,7 @@ import { skipImmediates } from "./_calls.js";
 import { INTEGER_COMPARISONS } from "./_bounded.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
-import { UNROLL_BODY_MAX, UNROLL_COPIES } from "./_unroll.js";
+import { UNROLL_COPIES } from "./_unroll.js";
 import { assemble, readModule, readSections, typeRuns, UnwindUnsupported, Writer, zero, type FuncType, type ModuleInfo } from "./_unwind.js";
 
 const I32 = 0x7f;
@@ -108,6 +108,14 @@ const OP = {
  * 0.40–0.50 s against 0.28–0.33 s). Hot loops are mostly in small functions.
  */
 const UNROLL_FUNCTION_BYTES_MAX = 4096;
+
+/**
+ * Largest loop body, in instructions, that the binary pass copies (the
+ * Binaryen path counts expressions against `UNROLL_BODY_MAX`). flite's
+ * run under callgrind: 480.4 M instructions with 64, 476.9 M with 96, and
+ * no fewer with 128, 160 or 320; its code section grows by 31 KB.
+ */
+const UNROLL_INSTRUCTIONS_MAX = 96;
 
 /** Most invariants a slice carries across its poll (`BodyWriter.#carry`): each costs two memory accesses a slice. */
 const CARRIED_MAX = 8;
@@ -854,6 +862,8 @@ class BodyWriter {
   depth: number | undefined;
   /** Whether the body counts itself on entry and on its way out (one of the graph's feedback functions). */
   entry_counted = false;
+  /** Whether the body holds no call ({@link BodyWriter.#callsNothing}), once asked. */
+  #leaf: boolean | undefined;
   /** Per callee type, the locals of the restartable calls written in place ({@link BodyWriter.#runAgain}). */
   readonly #call_locals = new Map<string, { args: number[]; result: number }>();
 
@@ -1222,7 +1232,9 @@ class BodyWriter {
    * only once its frame has counted a slice's worth): when the frame is
    * counted on entry (one of the graph's feedback functions), or when the
    * loop is inside another loop of the frame, whose iterations count, so
-   * that it is entered at most once an iteration of that loop.
+   * that it is entered at most once an iteration of that loop. (A loop
+   * with a counter in a function that calls nothing skips it too: see
+   * {@link BodyWriter.#loop}.)
    */
   #guarded(i: number): boolean {
     if (this.entry_counted) return true;
@@ -1230,6 +1242,12 @@ class BodyWriter {
       if (this.ops[j] === OP.loop && (this.targeted.get(j) ?? 0) > 0) return true;
     }
     return false;
+  }
+
+  /** Whether the body holds no call of any kind (the polls this pass writes aside; the reading refused `call_ref`). */
+  #callsNothing(): boolean {
+    this.#leaf ??= !this.ops.some((op) => op === OP.call || op === OP.call_indirect || op === OP.return_call || op === OP.return_call_indirect);
+    return this.#leaf;
   }
 
   /** Writes the loop opening at `i`; returns the last instruction it consumed. */
@@ -1252,13 +1270,21 @@ class BodyWriter {
     const unroll = this.#unrollable(i, end);
     const copies = unroll ? UNROLL_COPIES : 1;
     // The slice: counted down by the back-edges since the last visit, and this visit.
+    // In a function that calls nothing, too, the visit waits for a slice's worth: a call of such
+    // a leaf leaves at most LOOP_SLICE - 1 back-edges uncounted, as an inner loop does an
+    // iteration of the loop around it, and where it is called from a loop, that loop's
+    // iterations count. What a visit on entry does besides (stopping a chain of calls from
+    // multiplying what each frame leaves uncounted) needs a call below it. In flite, `strcmp`'s
+    // fast copy, whose loop is entered for a few characters a call. (A counted loop still
+    // visits on entry there: its slices that end before a full one charge a unit each, so
+    // waiting for a slice's worth could let two slices' iterations pass between two polls.)
     w.bytes(opening);
     this.open += 1;
     this.#visit(i, end, () => {
       w.byte(OP.local_get);
       w.u32(n);
       w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add]));
-    }, n, this.#guarded(i));
+    }, n, this.#guarded(i) || this.#callsNothing());
     w.bytes(opening);
     this.open += 1;
     // A back-edge (or a run of copies) counts its iterations.
@@ -1719,7 +1745,7 @@ class BodyWriter {
 
   /** Whether the loop from `i` to `end` is a small innermost one whose body can reach no safe point, falling off with no value. */
   #unrollable(i: number, end: number): boolean {
-    if (this.body[(this.starts[i] as number) + 1] !== EMPTY_BLOCK || end - i - 1 > UNROLL_BODY_MAX) return false;
+    if (this.body[(this.starts[i] as number) + 1] !== EMPTY_BLOCK || end - i - 1 > UNROLL_INSTRUCTIONS_MAX) return false;
     if (this.body.length > UNROLL_FUNCTION_BYTES_MAX) return false;
     for (let k = i + 1; k < end; k += 1) {
       const op = this.ops[k] as number;

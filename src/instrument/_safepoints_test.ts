@@ -405,6 +405,61 @@ describe("safe points written into the binary", () => {
     assert.ok(visits > (10_000 * 3) / 256 && visits < 1_000, `${visits} visits`);
   });
 
+  it("visits no countdown where the loop of a function that calls nothing starts, only once that call has counted a slice", () => {
+    // $leaf loops `$k` times, a bound the pass cannot see; main calls it from a loop, $n times.
+    const leafLoops = (k: number): Uint8Array =>
+      wat(`(module (memory 1)
+        (global $s (mut i32) (i32.const 0)) (global $bound (mut i32) (i32.const ${k}))
+        (func $leaf (local $k i32)
+          (loop $short
+            (global.set $s (i32.add (global.get $s) (local.get $k)))
+            (br_if $short (i32.lt_u (local.tee $k (i32.add (local.get $k) (i32.const 1))) (global.get $bound)))))
+        (func (export "main") (param $n i32) (local $i i32)
+          (loop $outer
+            (call $leaf)
+            (br_if $outer (i32.ne (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))))`);
+    // A budget of 1: every visit polls.
+    const visits = (bytes: Uint8Array, n: number): number => {
+      let count = 0;
+      const instance = new WebAssembly.Instance(new WebAssembly.Module(safePoints(bytes, 1).wasm), { ferry: { poll: () => ((count += 1), 1) } });
+      (instance.exports["main"] as (n: number) => void)(n);
+      return count;
+    };
+    // Three iterations a call: main's slices (a call an iteration) and no visit a call (the build before visited 10,000 times and more).
+    const few = visits(leafLoops(3), 10_000);
+    assert.ok(few > 10_000 / 256 && few < 1_000, `${few} visits`);
+    // A leaf that loops longer still visits once a slice of its own: 10 calls of 100,000 iterations.
+    assert.ok(visits(leafLoops(100_000), 10) >= (10 * 100_000) / 257, "the leaf's slices visit");
+    // Unwound at every poll and every blocking call, and moved at every unwind, it computes what it did.
+    check(
+      wat(`(module ${HEADER}
+        (data (i32.const 0) "the quick brown fox\\00jumps over the lazy dog\\00")
+        ;; Counted by its bound (it reads below 1,024, where the harness's unwind buffer starts).
+        (func $sum (param $p i32) (param $k i32) (result i32) (local $s i32)
+          (loop $l
+            (local.set $s (i32.add (local.get $s) (i32.xor (local.get $p) (i32.load8_u (local.get $p)))))
+            (local.set $p (i32.add (local.get $p) (i32.const 1)))
+            (br_if $l (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
+          (local.get $s))
+        ;; Counted by its back-edges: the length of the string at $p.
+        (func $len (param $p i32) (result i32) (local $q i32)
+          (local.set $q (local.get $p))
+          (block $done (loop $l
+            (br_if $done (i32.eqz (i32.load8_u (local.get $q))))
+            (local.set $q (i32.add (local.get $q) (i32.const 1)))
+            (br $l)))
+          (i32.sub (local.get $q) (local.get $p)))
+        (func (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32)
+          (loop $outer
+            (local.set $s (i32.add (local.get $s) (call $sum (i32.and (local.get $i) (i32.const 255)) (i32.add (i32.and (local.get $i) (i32.const 7)) (i32.const 1)))))
+            (local.set $s (i32.add (local.get $s) (call $len (i32.rem_u (local.get $i) (i32.const 45)))))
+            (local.set $s (i32.add (local.get $s) (call $block (local.get $i))))
+            (br_if $outer (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+          (local.get $s)))`),
+      [[1], [300], [2_000]],
+    );
+  });
+
   it("writes a restartable callee's wrapper in place of a direct call from a plain function, and runs it again from there", () => {
     // $cmp loops and writes nothing: restartable. $main stores (plain), calls it with values of its own on the stack,
     // twice with the same signature (the locals are shared) and once in a loop.
