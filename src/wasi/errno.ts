@@ -94,13 +94,23 @@ export type ErrnoValue = (typeof Errno)[keyof typeof Errno];
 /**
  * Thrown inside the host to abandon a call with an errno; the import wrapper
  * turns it into the return value. Never escapes to the guest or the runtime.
+ * It holds no stack trace, which nobody reads: capturing one through the
+ * guest's frames made a call that fails (a stat of a missing file, the end
+ * of the preopen scan) cost 4–7 µs more than one that succeeds, against
+ * about 1 µs without.
  */
 export class ErrnoError extends Error {
   /** The errno the import returns. */
   readonly errno: ErrnoValue;
 
   constructor(errno: ErrnoValue, message?: string) {
-    super(message ?? `wasi errno ${errno}`);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      super(message ?? `wasi errno ${errno}`);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.errno = errno;
     this.name = "ErrnoError";
   }

@@ -33,4 +33,16 @@ describe("errno", () => {
     assert.equal(errno_of(42), undefined);
     assert.equal(errno_name(Errno.notcapable), "notcapable");
   });
+
+  test("an ErrnoError holds its errno and message but no stack frames, and leaves the stack trace limit as it was", () => {
+    const before = Error.stackTraceLimit;
+    const error = new ErrnoError(Errno.noent, "no such file");
+    assert.equal(error.errno, Errno.noent);
+    assert.equal(error.message, "no such file");
+    assert.ok(error instanceof Error);
+    assert.equal(error.stack, "ErrnoError: no such file");
+    assert.equal(Error.stackTraceLimit, before);
+    // Other errors still capture their frames.
+    assert.ok((new Error("x").stack ?? "").includes("\n    at "));
+  });
 });
