@@ -14,10 +14,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
-import { WASI } from "node:wasi";
-
-/** Units between two polls: about a quarter of a millisecond of a tight loop, as the runtime settles on. */
-const STUB_BUDGET = 50_000;
+import { ferryStub } from "./_ferry_stub.js";
 
 interface Job {
   wasm: Uint8Array;
@@ -26,6 +23,8 @@ interface Job {
 
 process.removeAllListeners("warning");
 process.on("warning", () => undefined);
+// Loaded only now: node:wasi warns once loaded, on the next tick, and the listeners above are gone by then.
+const { WASI } = await import("node:wasi");
 
 if (isMainThread) {
   const [file, ...args] = process.argv.slice(2);
@@ -46,14 +45,12 @@ if (isMainThread) {
   const at = dir?.lastIndexOf(":") ?? -1;
   const preopens: Record<string, string> = dir === undefined || at < 0 ? {} : { [dir.slice(at + 1)]: dir.slice(0, at) };
   const module = new WebAssembly.Module(job.wasm);
-  // The instrumenter's poll, and Ferry's own imports as `ferry exec` answers them outside a cluster (examples/c/hold.h).
-  const ENOSYS = 52;
   const ferry = WebAssembly.Module.imports(module).some((i) => i.module === "ferry");
   let code = 0;
   for (let run = 0; run < runs; run += 1) {
     const wasi = new WASI({ version: "preview1", args: job.args, env: {}, preopens, returnOnExit: true, stdout: devnull, stderr: devnull });
     const imports = wasi.getImportObject() as WebAssembly.Imports;
-    if (ferry) imports["ferry"] = { poll: () => STUB_BUDGET, poll_restartable: () => STUB_BUDGET, pid: () => 0, send: () => ENOSYS, recv: () => ENOSYS, migrate: () => ENOSYS };
+    if (ferry) imports["ferry"] = ferryStub();
     code = wasi.start(new WebAssembly.Instance(module, imports));
   }
   parentPort?.postMessage(code);

@@ -862,8 +862,8 @@ class BodyWriter {
   depth: number | undefined;
   /** Whether the body counts itself on entry and on its way out (one of the graph's feedback functions). */
   entry_counted = false;
-  /** Whether the body holds no call ({@link BodyWriter.#callsNothing}), once asked. */
-  #leaf: boolean | undefined;
+  /** Whether the body holds a call of any kind (the polls this pass writes aside; the reading refuses `call_ref`). */
+  #calls = false;
   /** Per callee type, the locals of the restartable calls written in place ({@link BodyWriter.#runAgain}). */
   readonly #call_locals = new Map<string, { args: number[]; result: number }>();
 
@@ -895,8 +895,11 @@ class BodyWriter {
       if (op === OP.br || op === OP.br_if || op === OP.br_on_null || op === OP.br_on_non_null) this.#branch(labels, r.u32());
       else if (op === OP.br_table) {
         for (let n = r.u32(); n >= 0; n -= 1) this.#branch(labels, r.u32());
-      } else if (op === OP.call || op === OP.return_call || op === OP.ref_func) r.skipLeb();
-      else if (op === OP.call_indirect || op === OP.return_call_indirect) {
+      } else if (op === OP.call || op === OP.return_call || op === OP.ref_func) {
+        if (op !== OP.ref_func) this.#calls = true;
+        r.skipLeb();
+      } else if (op === OP.call_indirect || op === OP.return_call_indirect) {
+        this.#calls = true;
         r.skipLeb();
         r.skipLeb();
       } else if (!skipImmediates(r, op)) throw new UnwindUnsupported(`opcode 0x${op.toString(16)}`);
@@ -1244,12 +1247,6 @@ class BodyWriter {
     return false;
   }
 
-  /** Whether the body holds no call of any kind (the polls this pass writes aside; the reading refused `call_ref`). */
-  #callsNothing(): boolean {
-    this.#leaf ??= !this.ops.some((op) => op === OP.call || op === OP.call_indirect || op === OP.return_call || op === OP.return_call_indirect);
-    return this.#leaf;
-  }
-
   /** Writes the loop opening at `i`; returns the last instruction it consumed. */
   #loop(i: number): number {
     const w = this.w;
@@ -1284,7 +1281,7 @@ class BodyWriter {
       w.byte(OP.local_get);
       w.u32(n);
       w.bytes(new Uint8Array([OP.i32_const, 1, OP.i32_add]));
-    }, n, this.#guarded(i) || this.#callsNothing());
+    }, n, this.#guarded(i) || !this.#calls);
     w.bytes(opening);
     this.open += 1;
     // A back-edge (or a run of copies) counts its iterations.
