@@ -153,8 +153,11 @@ describe("migration between nodes", () => {
       assert.equal(moved.status, 0, moved.stderr.toString());
       const { metrics } = JSON.parse(moved.stdout.toString()) as { metrics: { total_ms: number; downtime_ms: number; phases_ms: Record<string, number>; destination_phases_ms: Record<string, number> } };
       const total = Object.values(metrics.phases_ms).reduce((n, ms) => n + ms, 0);
-      for (const phase of ["connect", "prepare", "suspend", "flush", "encode", "transfer", "restore"]) assert.equal(typeof metrics.phases_ms[phase], "number", `no ${phase} in ${moved.stdout.toString()}`);
+      for (const phase of ["connect", "prepare", "suspend", "flush", "encode", "transfer", "restore", "resumed"]) assert.equal(typeof metrics.phases_ms[phase], "number", `no ${phase} in ${moved.stdout.toString()}`);
       assert.ok(Math.abs(total - metrics.total_ms) < 0.5, `phases add up to ${total}, total_ms is ${metrics.total_ms}`);
+      // From the stop to the restore: the downtime. After it, the time the process had run at n2 when its RUNNING came.
+      const stopped = ["suspend", "flush", "capture", "encode", "transfer", "restore"].reduce((n, p) => n + (metrics.phases_ms[p] ?? 0), 0);
+      assert.ok(Math.abs(stopped - metrics.downtime_ms) < 0.5, `stopped phases add up to ${stopped}, downtime_ms is ${metrics.downtime_ms}`);
       for (const phase of ["admit", "standby", "decode", "restore", "resume"]) assert.equal(typeof metrics.destination_phases_ms[phase], "number", `no destination ${phase} in ${moved.stdout.toString()}`);
     } finally {
       await request(n1.address, "DELETE", `/v1/processes/${pid}`);

@@ -113,6 +113,10 @@ export class OutgoingMigration {
   /** Hybrid: the guest wrote most of its memory since the round, so every chunk is left to post-copy without a look at the stop (see {@link dirtyMostly}). */
   #all_missing = false;
   #stopped_at = 0;
+  /** When the image was out and the wait for RUNNING began. */
+  #sent_at = 0;
+  /** How long the process had run at the destination when it answered RUNNING (its own reading; 0 from an older one). */
+  #ran_ms = 0;
   #links_frozen = false;
   /** Post-copy and hybrid: the page channel's session, and what the destination still lacks once the process stopped. */
   #session: string | null = null;
@@ -502,7 +506,8 @@ export class OutgoingMigration {
     this.#to("sent");
     this.#watchdog?.stop();
     this.#step("waiting for the destination to restore it");
-    this.#clock.enter("restore");
+    this.#sent_at = performance.now();
+    this.#clock.enter("restore", this.#sent_at);
     if (this.#handover === null) this.#metrics.pages += this.#final;
     this.#metrics.dirty_pages.push(this.#final);
     // The page channel opens while the destination restores: its first faults need it.
@@ -596,7 +601,9 @@ export class OutgoingMigration {
     const reply = await (this.#answer as Answer).within(RESTORE_TIMEOUT_MS);
     raiseIfError(reply, "the destination could not restore the process");
     if (reply.type !== Msg.running) throw new FerryError("ERR_MIGRATION_PROTOCOL", `expected RUNNING, got frame type ${reply.type}`);
-    Object.assign(this.#metrics.destination_phases_ms, readFrame(AnswerSchema, reply.payload, "RUNNING").phases_ms ?? {});
+    const running = readFrame(AnswerSchema, reply.payload, "RUNNING");
+    Object.assign(this.#metrics.destination_phases_ms, running.phases_ms ?? {});
+    this.#ran_ms = running.ran_ms ?? 0;
     this.#to("committed");
   }
 
@@ -687,11 +694,16 @@ export class OutgoingMigration {
     this.#watchdog?.stop();
     this.#conn?.close();
     const metrics = this.#metrics;
-    metrics.downtime_ms = now - this.#stopped_at;
+    // The process ran at the destination for ran_ms before its RUNNING came here: not downtime. What is left still
+    // counts the answer's way here, so the downtime is at most what it says. Never before the image was out: the
+    // destination's clock is not this one.
+    const resumed_at = Math.min(now, Math.max(this.#sent_at, now - this.#ran_ms));
+    metrics.downtime_ms = resumed_at - this.#stopped_at;
+    this.#clock.enter("resumed", resumed_at);
     if (this.#handover === null) this.#tracker?.close();
     let end = now;
     if (this.#handover !== null) {
-      await this.#postCopy(this.#handover, now);
+      await this.#postCopy(this.#handover, resumed_at, now);
       end = performance.now();
     }
     // The clock stops at the readings the figures are taken from, so the phases add up to them whatever ran in between.
@@ -706,9 +718,9 @@ export class OutgoingMigration {
    * is the destination's, and nothing resumes it here; recover_ms watches the
    * page channel. A lost channel is ERR_POSTCOPY_LOST.
    */
-  async #postCopy(h: Handover, resumed_at: number): Promise<void> {
+  async #postCopy(h: Handover, resumed_at: number, answered_at: number): Promise<void> {
     const metrics = this.#metrics;
-    this.#clock.enter("post_copy", resumed_at);
+    this.#clock.enter("post_copy", answered_at);
     this.#resumedThere();
     this.#side.resumed?.();
     this.#progress.step({ phase: "post-copy", pages: this.#final, bytes: metrics.bytes, memory_bytes: h.remote_bytes });

@@ -90,6 +90,11 @@ export const AnswerSchema = v.object({
   sealed: v.optional(v.object({ ticket: Base64Key, key: Base64Key, cipher: v.optional(v.picklist(["aes-256-gcm", "gmac"])) })),
   /** READY: the page channel of the session the offer named may open now (absent: only once the process stopped). */
   page_session: v.optional(v.literal(true)),
+  /**
+   * RUNNING: how long the process had run at the destination when it
+   * answered (ms, on the destination's clock); absent from an older one.
+   */
+  ran_ms: v.optional(PhaseMs),
   phases_ms: v.optional(
     v.object(Object.fromEntries(DESTINATION_PHASES.map((p) => [p, v.optional(PhaseMs)])) as Record<DestinationPhase, v.OptionalSchema<typeof PhaseMs, undefined>>),
   ),

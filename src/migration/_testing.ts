@@ -118,8 +118,9 @@ export function destination(trust: ImageTrust, wasm: Uint8Array): { side: Destin
           proc.growTo(image.memory.size_bytes);
           const running = proc.activate(image, { preopens: [] });
           clock?.enter("resume");
-          await running;
+          const resumed_at = await running;
           landed = { proc, stdin: d.stdin, out: d.out };
+          return resumed_at;
         },
         abort: () => proc.terminate(),
       };

@@ -51,9 +51,11 @@ export interface Landing {
    * Gives it the rest of its state and runs it; throws to refuse. Every page
    * is in place, except with a `handover` (post-copy, hybrid): the chunks it
    * names are dropped (while the process's worker takes up the rest of its
-   * state) and come from the source after the process runs.
+   * state) and come from the source after the process runs. Resolves with
+   * the moment the process ran again, as `performance.timeOrigin +
+   * performance.now()` (ms), where it is known.
    */
-  finish(image: DecodedImage, handover: Handover | null, clock?: DestinationClock): Promise<void>;
+  finish(image: DecodedImage, handover: Handover | null, clock?: DestinationClock): Promise<number | undefined>;
   /** Drops it (the migration failed). */
   abort(): Promise<void>;
   /** Post-copy and hybrid: the offer's page session is expected here, and its channel may open before the stop (READY `page_session`). */
@@ -132,6 +134,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   }
   // A source that never comes through the door is caught by the wait on sealed.opened() below, which times out and says so.
   if (door !== null && sealed !== null) door.socket.then((socket) => sealed.attach(socket), () => undefined);
+  let resumed_at: number | undefined;
   try {
     clock.stop();
     // bulk: stop-copy's pages may come as BULK frames, outside the image; sealed: or on the sealed connection.
@@ -245,7 +248,7 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
       throw new FerryError("ERR_MIGRATION_PROTOCOL", `handover of ${handover.remote_bytes} bytes does not match the image's memory of ${image.memory.size_bytes}`);
     }
     clock.enter("restore");
-    await landing.finish(image, handover, clock);
+    resumed_at = await landing.finish(image, handover, clock);
   } catch (err: unknown) {
     sha256?.drop();
     bulk?.drop();
@@ -257,7 +260,9 @@ export async function migrateIn(conn: FramedConnection, side: DestinationSide, o
   }
   door?.close();
   clock.stop();
-  await sendJson(conn, Msg.running, { phases_ms: clock.snapshot() });
+  // How long the process has run here already: the source takes it off the downtime it measures up to this answer.
+  const ran_ms = resumed_at === undefined ? undefined : Math.max(0, performance.timeOrigin + performance.now() - resumed_at);
+  await sendJson(conn, Msg.running, { phases_ms: clock.snapshot(), ...(ran_ms === undefined ? {} : { ran_ms }) });
   conn.close();
   return offer.pid;
 }

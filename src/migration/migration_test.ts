@@ -124,7 +124,7 @@ function checkPhases(strategy: Strategy, m: MigrationMetrics): void {
   const phases = m.phases_ms;
   for (const key of Object.keys(phases)) assert.ok((SOURCE_PHASES as readonly string[]).includes(key), `unknown phase ${key}`);
   // The guest's rounds frame far less than COLLECT_FRAMED_BYTES_MIN: no side collects (see "garbage collection before the stop").
-  const expected = ["connect", "prepare", "suspend", "flush", "capture", "encode", "transfer", "restore", ...(strategy === "pre-copy" ? ["rounds"] : [])];
+  const expected = ["connect", "prepare", "suspend", "flush", "capture", "encode", "transfer", "restore", "resumed", ...(strategy === "pre-copy" ? ["rounds"] : [])];
   assert.equal(phases.collect, undefined, `${strategy} of a small memory does not collect`);
   for (const key of expected) assert.ok(typeof phases[key as SourcePhase] === "number", `phase ${key} missing: ${JSON.stringify(phases)}`);
   const sum = (keys: readonly string[], of: Record<string, number | undefined>): number => keys.reduce((n, k) => n + (of[k] ?? 0), 0);
@@ -141,6 +141,43 @@ function checkPhases(strategy: Strategy, m: MigrationMetrics): void {
   assert.ok(sum(["admit", "fetch_module", "standby", "reserve"], d) <= (phases.prepare ?? 0));
   assert.ok(sum(DESTINATION_PHASES, d) <= m.total_ms);
 }
+
+describe("the downtime ends when the process runs at the destination", () => {
+  it("the time it ran there before its RUNNING came (the destination's reading) is the phase resumed, not downtime", async () => {
+    // The destination takes HOLD_MS more after the process runs before it answers: its own work then (adopting it), or a slow answer.
+    const HOLD_MS = 40;
+    const s = io();
+    const signer = { key: generateKeyPairSync("ed25519").privateKey };
+    const proc = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, s.io);
+    const [a, b] = pipeDuplexPair();
+    const dest = destination(trustKeys([signer.key]), GUEST);
+    const prepare = dest.side.prepare.bind(dest.side);
+    dest.side.prepare = async (offer, clock) => {
+      const landing = await prepare(offer, clock);
+      return {
+        ...landing,
+        finish: async (image, handover, c) => {
+          const resumed_at = await landing.finish(image, handover, c);
+          await new Promise((resolve) => setTimeout(resolve, HOLD_MS));
+          return resumed_at;
+        },
+      };
+    };
+    const incoming = migrateIn(new FramedConnection(b, { splittable_types: [Msg.image, Msg.bulk] }), dest.side);
+    const m = await migrateOut(source(proc, "stop-copy", signer, () => new FramedConnection(a)), { strategy: "stop-copy" });
+    await incoming;
+    const landed = dest.landed();
+    assert.ok(landed !== null);
+    try {
+      // The downtime is the phases from suspend to restore (checkPhases); resumed comes after them.
+      checkPhases("stop-copy", m);
+      assert.ok((m.phases_ms.resumed ?? 0) >= HOLD_MS, `resumed ${m.phases_ms.resumed} ms, the destination held its answer ${HOLD_MS} ms`);
+    } finally {
+      await landed.proc.terminate();
+      await proc.terminate();
+    }
+  });
+});
 
 describe("garbage collection before the stop", () => {
   /** Like GUEST, with `mib` MiB of memory filled with non-zero words (so every page is sent) from 64 KiB on, then a line awaited. */

@@ -9,9 +9,11 @@ import { collectNow } from "../runtime/mod.js";
 
 /**
  * Phases of the source, in the order they happen (docs/cluster.md,
- * "Where the time goes"). Their sum is `total_ms`; from `suspend` on, the
- * downtime (stop-copy and pre-copy). `collect`: the full garbage collection
- * asked for before the stop ({@link collectBeforeStop}).
+ * "Where the time goes"). Their sum is `total_ms`; from `suspend` to
+ * `restore`, the downtime. `collect`: the full garbage collection asked for
+ * before the stop ({@link collectBeforeStop}). `resumed`: the time the
+ * process had run at the destination when its RUNNING came (the
+ * destination's reading), which the downtime does not count.
  */
 export const SOURCE_PHASES = [
   "connect",
@@ -24,6 +26,7 @@ export const SOURCE_PHASES = [
   "encode",
   "transfer",
   "restore",
+  "resumed",
   "post_copy",
 ] as const;
 

@@ -200,6 +200,7 @@ test("fuzz: a destination fed garbage after a valid OFFER answers READY, then ER
         },
         finish: async () => {
           calls.finish += 1;
+          return undefined;
         },
         abort: async () => {
           calls.abort += 1;

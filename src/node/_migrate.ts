@@ -328,6 +328,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       // came one after the other (post-copy's drops and attach: 0.9-1.4 ms of this thread's, then the worker 1.3-1.5
       // ms). The durable record that it runs here was written before READY.
       const running = proc.activate(image, { preopens }, { gated: true });
+      let resumed_at: number;
       let relay: ReturnType<typeof node.table.relayFor>;
       try {
         relay = node.table.relayFor(offer.pid, offer.home, { stdout: image.streams.stdout_bytes, stderr: image.streams.stderr_bytes });
@@ -342,7 +343,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
         // The page channel attaches as the worker rewinds: the rewind reads only chunks that are here, and a fault meanwhile waits for it.
         incoming?.open();
         clock?.enter("resume");
-        await running;
+        resumed_at = await running;
       } catch (err: unknown) {
         // Seen here already (or the record could not be written, and the process is dropped whatever it does).
         running.catch(() => undefined);
@@ -357,6 +358,7 @@ function landing(node: FerryNode, offer: Offer, { proc, links, net, setRelay, re
       node.table.adopt({ pid, home, module_sha256, module_name, args, env, dirs, listen: offer.listen ?? [], memory_max_bytes, proc, relay, links, net, moves, ...(offer.checkpoint_every_ms !== undefined ? { checkpoint_every_ms: offer.checkpoint_every_ms } : {}) });
       // A running process now, counted as one: no longer a standby.
       ticket.release();
+      return resumed_at;
     },
     async abort() {
       node.table.arrivalFailed(offer.pid);

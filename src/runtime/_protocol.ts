@@ -145,7 +145,12 @@ export type ToWorker =
 /** Worker → controller. */
 export type FromWorker =
   | { type: "ready"; memory: WebAssembly.Memory }
-  | { type: "running" }
+  /**
+   * The guest runs (again): `at_ms` is when, as `performance.timeOrigin +
+   * performance.now()` in the worker, which the other threads of the process
+   * read on the same scale.
+   */
+  | { type: "running"; at_ms: number }
   | { type: "touched" }
   | { type: "output"; stream: 1 | 2; bytes: Uint8Array }
   | { type: "stdin-drained" }

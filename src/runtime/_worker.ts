@@ -427,7 +427,7 @@ class Guest {
     this.#rewinding = false;
     if (this.#region !== null) giveBack(this.memory, this.#region);
     this.#region = null;
-    post({ type: "running" });
+    post({ type: "running", at_ms: performance.timeOrigin + performance.now() });
   }
 
   /** Runs (or continues) the guest until it exits, traps or unwinds. */

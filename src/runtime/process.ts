@@ -436,7 +436,8 @@ export class GuestProcess {
 
   /**
    * Gives a standby the rest of its state (its memory already written) and
-   * resumes it, with the directories `grant` names for the preopens the
+   * resumes it; resolves with the moment the guest ran again, as
+   * `performance.timeOrigin + performance.now()` (ms), with the directories `grant` names for the preopens the
    * image recorded (matched by guest path; every one must be granted, and
    * nothing else). Each file or directory the process had open is opened
    * again inside them, through the same resolution as a guest's own paths.
@@ -460,7 +461,7 @@ export class GuestProcess {
    * memory is not read. A terminate() meanwhile stops the worker before it
    * rewinds.
    */
-  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant, options: { gated?: boolean } = {}): Promise<void> {
+  async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant, options: { gated?: boolean } = {}): Promise<number> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
     if (this.#live().buffer.byteLength !== image.memory.size_bytes) {
       throw new ImageError(ImageErrorCodes.malformed, `image memory of ${image.memory.size_bytes} bytes does not fit a module whose memory is ${this.#live().buffer.byteLength}`);
@@ -483,7 +484,7 @@ export class GuestProcess {
     });
     this.#phase = "running";
     try {
-      await running;
+      return ((await running) as Extract<FromWorker, { type: "running" }>).at_ms;
     } catch (cause: unknown) {
       // What the worker reported (a preopen or file not there, a stack that does not fit) goes as it is; a guest that ended first is the image's fault.
       if (cause instanceof FerryError && !(cause instanceof RuntimeError)) throw cause;
