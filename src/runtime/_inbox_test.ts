@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import fc from "fast-check";
 import { CONTROL_SLOTS, INBOX_RING_BYTES, OUTBOX_RING_BYTES } from "./_control.js";
 import { inboxRing, MessageRing, outboxRing } from "./_inbox.js";
 
@@ -26,6 +27,35 @@ describe("message rings", () => {
     }
     assert.ok(read === written && written > 500);
     assert.ok(ring.empty);
+  });
+
+  it("gives back what was written, in order, whatever the sizes, the peers and where the ring wraps (taken one by one or drained)", () => {
+    // Peers of one length that differ (the drain's last-pid check compares bytes), and of other lengths; data on both
+    // sides of the bytewise copy's limit.
+    const peers = ["n1-1", "n1-2", "n2-1", "n10-33", "é-1"];
+    const record = fc.record({ peer: fc.constantFrom(...peers), data: fc.uint8Array({ maxLength: 100 }), take: fc.boolean() });
+    fc.assert(
+      fc.property(fc.integer({ min: 7, max: 40 }), fc.array(fc.array(record, { maxLength: 12 }), { maxLength: 40 }), (quarter, bursts) => {
+        const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+        const ring = new MessageRing(new Uint8Array(new SharedArrayBuffer(quarter * 4 * 4)), control, 0, 1);
+        const sent: { from: string; data: Uint8Array }[] = [];
+        const got: { from: string; data: Uint8Array }[] = [];
+        for (const burst of bursts) {
+          for (const r of burst) if (ring.write(bytes(r.peer), r.data)) sent.push({ from: r.peer, data: r.data });
+          if (burst[0]?.take === true) {
+            // The guest's way: one at a time, into buffers of the sizes peek() gives.
+            for (let next = ring.peek(); next !== null; next = ring.peek()) {
+              const from = new Uint8Array(next.from_len);
+              const data = new Uint8Array(next.data_len);
+              ring.take(from, data);
+              got.push({ from: new TextDecoder().decode(from), data });
+            }
+          } else got.push(...ring.drain());
+        }
+        got.push(...ring.drain());
+        assert.deepEqual(got, sent);
+      }),
+    );
   });
 
   it("refuses a record that does not fit until the consumer makes room", () => {
