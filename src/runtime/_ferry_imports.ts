@@ -55,11 +55,9 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
     }
     return view;
   };
-  const bytes = (ptr: number, len: number): Uint8Array | null => {
-    if (ptr >>> 0 !== ptr || len >>> 0 !== len) return null;
-    const m = viewTo(ptr + len);
-    return ptr + len <= m.length ? m.subarray(ptr, ptr + len) : null;
-  };
+  /** Whether [ptr, ptr + len) lies inside the memory. */
+  const within = (ptr: number, len: number): boolean => ptr >>> 0 === ptr && len >>> 0 === len && ptr + len <= viewTo(ptr + len).length;
+  const bytes = (ptr: number, len: number): Uint8Array | null => (within(ptr, len) ? view.subarray(ptr, ptr + len) : null);
   const u32 = (ptr: number, value: number): boolean => {
     if (ptr >>> 0 !== ptr || ptr + 4 > viewTo(ptr + 4).length) return false;
     data.setUint32(ptr, value, true);
@@ -76,9 +74,7 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
 
     send: ((to_ptr: number, to_len: number, data_ptr: number, len: number): number => {
       if (pid === null) return Errno.nosys;
-      const to = bytes(to_ptr, to_len);
-      const data = bytes(data_ptr, len);
-      if (to === null || data === null) return Errno.fault;
+      if (!within(to_ptr, to_len) || !within(data_ptr, len)) return Errno.fault;
       if (to_len === 0 || to_len > PID_BYTES_MAX) return Errno.inval;
       if (len > MESSAGE_BYTES_MAX) return Errno.msgsize;
       // A bounded outbox: a fast sender waits for its messages to be delivered.
@@ -93,7 +89,9 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
         if (waited === "suspend") return Errno.success;
       }
       Atomics.add(ctx.control, SLOT_OUT_PENDING, 1);
-      ctx.outbox.write(to, data);
+      // Straight from the guest's memory: a view covering both parts (it only grows).
+      const m = viewTo(Math.max(to_ptr + to_len, data_ptr + len));
+      ctx.outbox.writeFrom(m, to_ptr, to_len, m, data_ptr, len);
       // One message between threads per burst: the controller clears the flag before it drains.
       if (Atomics.exchange(ctx.control, SLOT_OUTBOX_SIGNALLED, 1) === 0) ctx.post({ type: "sent" });
       return Errno.success;
@@ -107,10 +105,9 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
         if (next !== null) {
           if (!u32(from_len_ptr, next.from_len) || !u32(len_ptr, next.data_len)) return Errno.fault;
           if (next.from_len > from_cap || next.data_len > cap) return Errno.msgsize;
-          const from = bytes(from_ptr, next.from_len);
-          const data = bytes(data_ptr, next.data_len);
-          if (from === null || data === null) return Errno.fault;
-          ctx.inbox.take(from, data);
+          if (!within(from_ptr, next.from_len) || !within(data_ptr, next.data_len)) return Errno.fault;
+          const m = viewTo(Math.max(from_ptr + next.from_len, data_ptr + next.data_len));
+          ctx.inbox.takeInto(m, from_ptr, m, data_ptr);
           if (Atomics.load(ctx.control, SLOT_INBOX_BACKLOG) !== 0) ctx.post({ type: "inbox-read" });
           return Errno.success;
         }

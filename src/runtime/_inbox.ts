@@ -42,30 +42,30 @@ function recordBytes(from_len: number, data_len: number): number {
  */
 const BYTEWISE_MAX = 32;
 
-function copyIn(ring: Uint8Array, at: number, bytes: Uint8Array): void {
+/** Copies `n` bytes of `src` from `off` into the ring at byte counter `at`. */
+function copyIn(ring: Uint8Array, at: number, src: Uint8Array, off: number, n: number): void {
   const i = at % ring.length;
-  const n = bytes.length;
   if (i + n <= ring.length) {
-    if (n <= BYTEWISE_MAX) for (let k = 0; k < n; k += 1) ring[i + k] = bytes[k] as number;
-    else ring.set(bytes, i);
+    if (n <= BYTEWISE_MAX) for (let k = 0; k < n; k += 1) ring[i + k] = src[off + k] as number;
+    else ring.set(src.subarray(off, off + n), i);
     return;
   }
   const first = ring.length - i;
-  ring.set(bytes.subarray(0, first), i);
-  ring.set(bytes.subarray(first), 0);
+  ring.set(src.subarray(off, off + first), i);
+  ring.set(src.subarray(off + first, off + n), 0);
 }
 
-function copyOut(ring: Uint8Array, at: number, out: Uint8Array): void {
+/** Copies `n` bytes from the ring at byte counter `at` into `dst` from `off`. */
+function copyOut(ring: Uint8Array, at: number, dst: Uint8Array, off: number, n: number): void {
   const i = at % ring.length;
-  const n = out.length;
   if (i + n <= ring.length) {
-    if (n <= BYTEWISE_MAX) for (let k = 0; k < n; k += 1) out[k] = ring[i + k] as number;
-    else out.set(ring.subarray(i, i + n));
+    if (n <= BYTEWISE_MAX) for (let k = 0; k < n; k += 1) dst[off + k] = ring[i + k] as number;
+    else dst.set(ring.subarray(i, i + n), off);
     return;
   }
   const first = ring.length - i;
-  out.set(ring.subarray(i, i + first));
-  out.set(ring.subarray(0, n - first), first);
+  dst.set(ring.subarray(i, i + first), off);
+  dst.set(ring.subarray(0, n - first), off + first);
 }
 
 /** Both ends see the same ring. */
@@ -102,17 +102,26 @@ export class MessageRing {
 
   /** Producer: appends a message if it fits; false if the ring is too full now. */
   write(from: Uint8Array, data: Uint8Array): boolean {
-    const size = recordBytes(from.length, data.length);
+    return this.writeFrom(from, 0, from.length, data, 0, data.length);
+  }
+
+  /**
+   * Producer: {@link write} of a message whose peer and data lie in larger
+   * buffers (the guest's memory), at `peer_ptr` and `data_ptr`: no view of
+   * each part is made.
+   */
+  writeFrom(peer: Uint8Array, peer_ptr: number, peer_len: number, data: Uint8Array, data_ptr: number, data_len: number): boolean {
+    const size = recordBytes(peer_len, data_len);
     const head = this.#head();
     const used = (head - this.#tail()) >>> 0;
     if (used + size > this.#ring.length) return false;
     const at = head % this.#ring.length;
     this.#view.setUint32(at, size, true);
-    this.#view.setUint16((at + 4) % this.#ring.length, from.length, true);
+    this.#view.setUint16((at + 4) % this.#ring.length, peer_len, true);
     this.#view.setUint16((at + 6) % this.#ring.length, 0, true);
-    this.#view.setUint32((at + 8) % this.#ring.length, data.length, true);
-    copyIn(this.#ring, head + HEADER, from);
-    copyIn(this.#ring, head + HEADER + from.length, data);
+    this.#view.setUint32((at + 8) % this.#ring.length, data_len, true);
+    copyIn(this.#ring, head + HEADER, peer, peer_ptr, peer_len);
+    copyIn(this.#ring, head + HEADER + peer_len, data, data_ptr, data_len);
     Atomics.store(this.#control, this.#head_slot, (head + size) | 0);
     return true;
   }
@@ -125,13 +134,24 @@ export class MessageRing {
     return { from_len: this.#view.getUint16((at + 4) % this.#ring.length, true), data_len: this.#view.getUint32((at + 8) % this.#ring.length, true) };
   }
 
-  /** Consumer: copies the first unread message out and consumes it. */
+  /** Consumer: copies the first unread message out (`from` and `data` of the sizes {@link peek} gave) and consumes it. */
   take(from: Uint8Array, data: Uint8Array): void {
+    this.takeInto(from, 0, data, 0);
+  }
+
+  /**
+   * Consumer: {@link take} into larger buffers (the guest's memory), the
+   * peer at `peer_ptr` and the data at `data_ptr`, with room checked by the
+   * caller for the sizes {@link peek} gave.
+   */
+  takeInto(peer: Uint8Array, peer_ptr: number, data: Uint8Array, data_ptr: number): void {
     const tail = this.#tail();
     const at = tail % this.#ring.length;
     const size = this.#view.getUint32(at, true);
-    copyOut(this.#ring, tail + HEADER, from);
-    copyOut(this.#ring, tail + HEADER + from.length, data);
+    const peer_len = this.#view.getUint16((at + 4) % this.#ring.length, true);
+    const data_len = this.#view.getUint32((at + 8) % this.#ring.length, true);
+    copyOut(this.#ring, tail + HEADER, peer, peer_ptr, peer_len);
+    copyOut(this.#ring, tail + HEADER + peer_len, data, data_ptr, data_len);
     Atomics.store(this.#control, this.#tail_slot, (tail + size) | 0);
   }
 
@@ -158,7 +178,7 @@ export class MessageRing {
       const from_len = this.#view.getUint16((i + 4) % this.#ring.length, true);
       const data = new Uint8Array(this.#view.getUint32((i + 8) % this.#ring.length, true));
       const from = this.#pid(at + HEADER, from_len);
-      copyOut(this.#ring, at + HEADER + from_len, data);
+      copyOut(this.#ring, at + HEADER + from_len, data, 0, data.length);
       out.push({ from, data });
       at = (at + size) >>> 0;
     }
@@ -175,7 +195,7 @@ export class MessageRing {
       if (same) return this.#last_pid;
     }
     const bytes = new Uint8Array(len);
-    copyOut(ring, at, bytes);
+    copyOut(ring, at, bytes, 0, len);
     this.#last_pid_bytes = bytes;
     this.#last_pid = decoder.decode(bytes);
     return this.#last_pid;

@@ -29,7 +29,7 @@ describe("message rings", () => {
     assert.ok(ring.empty);
   });
 
-  it("gives back what was written, in order, whatever the sizes, the peers and where the ring wraps (taken one by one or drained)", () => {
+  it("gives back what was written, in order, whatever the sizes, the peers and where the ring wraps (written from parts or from a larger buffer, taken one by one into one or drained)", () => {
     // Peers of one length that differ (the drain's last-pid check compares bytes), and of other lengths; data on both
     // sides of the bytewise copy's limit.
     const peers = ["n1-1", "n1-2", "n2-1", "n10-33", "é-1"];
@@ -41,14 +41,24 @@ describe("message rings", () => {
         const sent: { from: string; data: Uint8Array }[] = [];
         const got: { from: string; data: Uint8Array }[] = [];
         for (const burst of bursts) {
-          for (const r of burst) if (ring.write(bytes(r.peer), r.data)) sent.push({ from: r.peer, data: r.data });
+          for (const r of burst) {
+            // Half of them as the guest sends: both parts from one larger buffer, at offsets.
+            const peer = bytes(r.peer);
+            let ok: boolean;
+            if (r.take) {
+              const memory = new Uint8Array(7 + peer.length + 5 + r.data.length);
+              memory.set(peer, 7);
+              memory.set(r.data, 7 + peer.length + 5);
+              ok = ring.writeFrom(memory, 7, peer.length, memory, 7 + peer.length + 5, r.data.length);
+            } else ok = ring.write(peer, r.data);
+            if (ok) sent.push({ from: r.peer, data: r.data });
+          }
           if (burst[0]?.take === true) {
-            // The guest's way: one at a time, into buffers of the sizes peek() gives.
+            // The guest's way: one at a time, into its memory at offsets, room for the sizes peek() gives.
             for (let next = ring.peek(); next !== null; next = ring.peek()) {
-              const from = new Uint8Array(next.from_len);
-              const data = new Uint8Array(next.data_len);
-              ring.take(from, data);
-              got.push({ from: new TextDecoder().decode(from), data });
+              const memory = new Uint8Array(3 + next.from_len + 9 + next.data_len + 4);
+              ring.takeInto(memory, 3, memory, 3 + next.from_len + 9);
+              got.push({ from: new TextDecoder().decode(memory.subarray(3, 3 + next.from_len)), data: memory.slice(3 + next.from_len + 9, 3 + next.from_len + 9 + next.data_len) });
             }
           } else got.push(...ring.drain());
         }
