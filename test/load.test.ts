@@ -334,8 +334,11 @@ describe("load: co-location, drain and requirements", () => {
       const g = await proc(n1.address, pid);
       assert.deepEqual([g.node, g.moves], ["n3", 0], `${pid} stayed on n3`);
     }
-    const views = await json<{ name: string; load: { draining: boolean } | null }[]>(n2.address, "GET", "/v1/nodes");
-    assert.equal(views.find((n) => n.name === "n3")?.load?.draining, true, "other nodes hear of the drain");
+    // Other nodes hear of it with n3's next load window: waited for, not read at once (a loaded machine's window can come after the moves).
+    await until("n2 to hear of n3's drain", async () => {
+      const views = await json<{ name: string; load: { draining: boolean } | null }[]>(n2.address, "GET", "/v1/nodes");
+      return views.find((n) => n.name === "n3")?.load?.draining === true;
+    }, 30_000);
 
     await json(n3.address, "POST", "/v1/nodes/n3/undrain");
     for (const pid of [gpu, pinned, placed, ...plain]) await json(n1.address, "DELETE", `/v1/processes/${pid}`);
