@@ -45,13 +45,13 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
   // nodes at 1,024 messages in flight): for a shared memory, each read of `buffer` also freezes it again.
   let memory: WebAssembly.Memory | null = null;
   let view: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
-  let data: DataView<ArrayBufferLike> = new DataView(view.buffer);
+  let words: DataView<ArrayBufferLike> = new DataView(view.buffer);
   const viewTo = (end: number): Uint8Array => {
     const now = ctx.memory();
     if (now !== memory || end > view.length) {
       memory = now;
       view = new Uint8Array(now.buffer);
-      data = new DataView(view.buffer);
+      words = new DataView(view.buffer);
     }
     return view;
   };
@@ -60,7 +60,7 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
   const bytes = (ptr: number, len: number): Uint8Array | null => (within(ptr, len) ? view.subarray(ptr, ptr + len) : null);
   const u32 = (ptr: number, value: number): boolean => {
     if (ptr >>> 0 !== ptr || ptr + 4 > viewTo(ptr + 4).length) return false;
-    data.setUint32(ptr, value, true);
+    words.setUint32(ptr, value, true);
     return true;
   };
   const pid = ctx.pid === null ? null : encoder.encode(ctx.pid);

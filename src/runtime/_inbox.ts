@@ -134,15 +134,11 @@ export class MessageRing {
     return { from_len: this.#view.getUint16((at + 4) % this.#ring.length, true), data_len: this.#view.getUint32((at + 8) % this.#ring.length, true) };
   }
 
-  /** Consumer: copies the first unread message out (`from` and `data` of the sizes {@link peek} gave) and consumes it. */
-  take(from: Uint8Array, data: Uint8Array): void {
-    this.takeInto(from, 0, data, 0);
-  }
-
   /**
-   * Consumer: {@link take} into larger buffers (the guest's memory), the
-   * peer at `peer_ptr` and the data at `data_ptr`, with room checked by the
-   * caller for the sizes {@link peek} gave.
+   * Consumer: copies the first unread message out and consumes it: its peer
+   * into `peer` at `peer_ptr`, its data into `data` at `data_ptr` (the
+   * guest's memory, both), with room checked by the caller for the sizes
+   * {@link peek} gave.
    */
   takeInto(peer: Uint8Array, peer_ptr: number, data: Uint8Array, data_ptr: number): void {
     const tail = this.#tail();

@@ -674,8 +674,9 @@ function rehearse(): void {
  * Rehearsed once, a standby still took 0.37-0.90 ms from the activation to
  * its WASI state taken up (medians 0.56 and 0.58 ms over two runs of 12
  * post-copy moves of 1 GiB, traced); rehearsed 10 times, 0.29-0.61 (medians
- * 0.41 and 0.48), as 60 times did (0.41, 0.46). About 2 ms more of a pool
- * worker's start, off any move's path.
+ * 0.41 and 0.48), as 60 times did (0.41, 0.46). The nine more took 1.0-2.0
+ * ms of a new worker's start (timed in eight fresh workers), off any move's
+ * path.
  */
 const REHEARSALS = 10;
 

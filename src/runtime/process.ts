@@ -436,8 +436,7 @@ export class GuestProcess {
 
   /**
    * Gives a standby the rest of its state (its memory already written) and
-   * resumes it; resolves with the moment the guest ran again, as
-   * `performance.timeOrigin + performance.now()` (ms), with the directories `grant` names for the preopens the
+   * resumes it, with the directories `grant` names for the preopens the
    * image recorded (matched by guest path; every one must be granted, and
    * nothing else). Each file or directory the process had open is opened
    * again inside them, through the same resolution as a guest's own paths.
@@ -460,6 +459,10 @@ export class GuestProcess {
    * rather than before; until then nothing of the guest runs and its
    * memory is not read. A terminate() meanwhile stops the worker before it
    * rewinds.
+   *
+   * Resolves with the moment the guest ran again, as
+   * `performance.timeOrigin + performance.now()` (ms): the other threads of
+   * this process read that clock on the same scale.
    */
   async activate(image: Pick<ProcessImage, "instrumenter" | "wasi" | "globals" | "stack" | "streams" | "memory">, grant: RestoreGrant, options: { gated?: boolean } = {}): Promise<number> {
     if (this.#phase !== "standby") throw new RuntimeError("ERR_PROCESS_STATE", `cannot activate a process that is ${this.#phase}`);
