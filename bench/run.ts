@@ -157,8 +157,9 @@ async function overhead(): Promise<void> {
   // This kind of machine runs the same code at two speeds for seconds at a time (docs/runtime.md): a median
   // can land on the slow one for one side only, the fastest runs of each side much less often.
   console.log("fastest: the ratio of each side's fastest run, which the machine's slow stretches move less than the medians");
+  console.log("paired: the median of each round's own ratio, Ferry's run over the node:wasi run just before it (a slow stretch of seconds slows both runs of a round)");
   if (fetched?.kind === "unavailable") console.log(`(flite left out: ${fetched.reason})`);
-  console.log("| program | node:wasi | ferry | ratio | fastest | instrumented | instrumented ratio | node:wasi CPU | ferry CPU | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|");
+  console.log("| program | node:wasi | ferry | ratio | fastest | paired | instrumented | instrumented ratio | node:wasi CPU | ferry CPU | CPU ratio |\n|---|---|---|---|---|---|---|---|---|---|---|");
   for (const [name, s, how] of cases) {
     const runs = how?.short === true ? repeats * SHORT_RUNS_TIMES : repeats;
     const base: RunTimes[] = [];
@@ -179,8 +180,9 @@ async function overhead(): Promise<void> {
     const fastestOf = (xs: RunTimes[]): number => Math.min(...xs.map((r) => r.ms));
     const fastest = fastestOf(ours) / fastestOf(base);
     const inst_fastest = fastestOf(inst) / fastestOf(base);
+    const paired = median(ours.map((r, i) => r.ms / (base[i] as RunTimes).ms));
     console.log(
-      `| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${fastest.toFixed(2)}x | ${f1(iw)} | ${(iw / bw).toFixed(2)}x / ${inst_fastest.toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`,
+      `| ${name} | ${f1(bw)} | ${f1(ow)} | ${(ow / bw).toFixed(2)}x | ${fastest.toFixed(2)}x | ${paired.toFixed(2)}x | ${f1(iw)} | ${(iw / bw).toFixed(2)}x / ${inst_fastest.toFixed(2)}x | ${f1(bc)} | ${f1(oc)} | ${(oc / bc).toFixed(2)}x |`,
     );
   }
   const code = workerCodeCache();

@@ -8,6 +8,7 @@ import { after, describe, it } from "node:test";
 import { wat } from "../src/instrument/_wat.js";
 import { claimWarm, GuestProcess, keepWarm, refillWarm, warmWorkers, workerCode, type ProcessIo } from "../src/runtime/mod.js";
 import { takeWorker } from "../src/runtime/_warm.js";
+import { RECLAIM_MEMORIES_MAX, reclaimPending } from "../src/runtime/_reclaim.js";
 import type { WorkerInit } from "../src/runtime/_protocol.js";
 import { nativeAddon } from "../src/native.js";
 import { until } from "./_helpers.js";
@@ -210,6 +211,33 @@ describe("warm process workers", () => {
     const next = await GuestProcess.start({ wasm: GUEST, module_path: "guest.wasm", args: ["guest"], env: [], preopens: [] }, a.io);
     assert.deepEqual(await next.exited, { kind: "exit", code: 3 });
     assert.equal(a.out(), "warm\n");
+    keepWarm(0);
+  });
+
+  it("a process that exits gives its memory's pages back to the kernel from its worker, and waits for a collection only for its address space", { skip: "addon" in nativeAddon() ? false : "the native addon is not built" }, async () => {
+    keepWarm(1);
+    await until("a worker is warm", () => warmWorkers().idle === 1 && warmWorkers().warming === 0);
+    // Marks a page in each of its 64 MiB, then waits (a safe point at each turn) for a word this thread writes, and returns.
+    const marker = wat(`(module
+      (memory (export "memory") 1024)
+      (func (export "_start") (local $at i32)
+        (loop $mark
+          (i32.store (local.get $at) (i32.const 0x5ec2e7))
+          (local.set $at (i32.add (local.get $at) (i32.const 4096)))
+          (br_if $mark (i32.lt_u (local.get $at) (i32.const 0x4000000))))
+        (loop $wait (br_if $wait (i32.eqz (i32.load (i32.const 8)))))))`);
+    const proc = await GuestProcess.start({ wasm: marker, module_path: "marker.wasm", args: ["marker"], env: [], preopens: [] }, io().io);
+    const memory = new Uint32Array(proc.memory.buffer);
+    await until("the guest marked its pages", () => memory[(0x4000000 - 4096) / 4] === 0x5ec2e7);
+    const before = reclaimPending();
+    memory[8 / 4] = 1;
+    assert.deepEqual(await proc.exited, { kind: "exit", code: 0 });
+    // Counted as a memory waiting for its address space, not as 64 MiB of pages: no collection for it alone.
+    const after = reclaimPending();
+    assert.equal(after.bytes, before.bytes, "its pages were counted as waiting for a collection");
+    assert.ok(after.memories === before.memories + 1 || (after.due && before.memories + 1 >= RECLAIM_MEMORIES_MAX), `memories waiting: ${before.memories} then ${after.memories}`);
+    await until("its first and last pages read zero", () => memory[0] === 0 && memory[(0x4000000 - 4096) / 4] === 0);
+    for (let at = 4096; at < 0x4000000; at += 4096) assert.equal(memory[at / 4], 0, `the page at ${at} kept its contents`);
     keepWarm(0);
   });
 

@@ -950,8 +950,9 @@ export class GuestProcess {
     }
     this.#waiters = this.#waiters.filter((w) => !w(msg));
     // An exit or a trap is the worker's last word about its guest: it waits for a message then, and goes back to the pool.
-    if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code }, true);
-    else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message }, true);
+    // Nothing reads its memory again: its worker gives the pages back to the kernel (with the addon), and this thread need not collect for them.
+    if (msg.type === "exit") this.#end({ kind: "exit", code: msg.code }, true, canDiscard());
+    else if (msg.type === "trap") this.#end({ kind: "trap", message: msg.message }, true, canDiscard());
     else if (msg.type === "error") this.#end({ kind: "trap", message: msg.message });
   }
 
@@ -1059,8 +1060,8 @@ export class GuestProcess {
     this.#phase = "ended";
     this.#sleep?.watch.cancel();
     this.#sleep = null;
-    // Its pages go back to the system once nothing holds this object (see _reclaim.ts), or at once when discarded.
-    if (this.#memory !== undefined && !discard) reclaimSoon(this.#memory.buffer.byteLength);
+    // Its pages go back to the system once nothing holds this object (see _reclaim.ts), or at once when discarded; its address space then.
+    if (this.#memory !== undefined) reclaimSoon(this.#memory.buffer.byteLength, { pages_discarded: discard });
     this.#pump.detach();
     this.#resolveExit(status);
     const errored: FromWorker =
