@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import binaryen from "binaryen";
 import { Prng } from "../_prng.js";
-import { generate, HEADER, plainRun, unwoundRun } from "./_programs.js";
+import { BUFFER, BUFFER_END, generate, HEADER, plainRun, unwoundRun, type Api } from "./_programs.js";
 import { addUnwinding, UnwindUnsupported } from "./_unwind.js";
 import { wat } from "./_wat.js";
 
@@ -188,6 +188,43 @@ describe("Ferry's unwinding pass", () => {
     } finally {
       m.dispose();
     }
+  });
+
+  it("zeroes, on the running version's way to the save, a local the frame holds that is dead after the call it leaves from", () => {
+    // $i is live after the call in the loop, so the frame holds it; after the loop it is dead.
+    const text = `(module ${HEADER}
+      (func (export "main") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (local.set $i (i32.const 0x5ec2e700))
+        (loop $l
+          (local.set $acc (i32.add (local.get $acc) (call $block (i32.const 1))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (i32.add (i32.const 0x5ec2e700) (local.get $n)))))
+        (i32.add (local.get $acc) (call $block (i32.const 9)))))`;
+    check(text, [[3], [1]]);
+    const rewritten = addUnwinding(wat(text), ["env.block"]);
+    let api!: Api;
+    const instance = new WebAssembly.Instance(new WebAssembly.Module(rewritten.wasm), {
+      env: {
+        block: (x: number) => {
+          if (x !== 9) return 5;
+          new Int32Array(api.memory.buffer, BUFFER, 2).set([BUFFER + 8, BUFFER_END]);
+          api.asyncify_start_unwind(BUFFER);
+          return 0;
+        },
+        other: (x: number) => x + 1,
+      },
+    });
+    api = instance.exports as unknown as Api;
+    (instance.exports["main"] as (n: number) => number)(3);
+    assert.equal(api.asyncify_get_state(), 1, "the call after the loop unwinds");
+    api.asyncify_stop_unwind();
+    const current = new Int32Array(api.memory.buffer, BUFFER, 1)[0] as number;
+    const frame = new DataView(api.memory.buffer, BUFFER + 8, current - BUFFER - 8);
+    const words: number[] = [];
+    for (let at = 0; at + 4 <= frame.byteLength; at += 4) words.push(frame.getUint32(at, true));
+    assert.ok(words.includes(15), `the frame holds $acc (15): ${words.join(",")}`);
+    assert.ok(!words.includes(0x5ec2e703), `the frame holds the dead $i: ${words.join(",")}`);
   });
 
   it("refuses what it cannot save (a reference live across a call), so the caller can fall back", () => {
