@@ -139,8 +139,10 @@ export type ToWorker =
    * warm worker does (`_warm.ts`). Answered by `recycled`. `discard`: nobody
    * needs the guest's memory any more (it moved away): its pages go back to
    * the kernel now, not when the last isolate holding it collects it.
+   * `ending`: the pool has no room for the worker, which is ended once it
+   * answers: its isolate need not collect first.
    */
-  | { type: "recycle"; discard?: boolean };
+  | { type: "recycle"; discard?: boolean; ending?: boolean };
 
 /** Worker → controller. */
 export type FromWorker =

@@ -181,7 +181,8 @@ export function takeWorker(init: WorkerInit): Worker {
  * `discardPages`), which then ends if the pool has no room for it.
  */
 export function recycleWorker(w: Worker, discard = false): void {
-  if (idle.length + returning >= wanted && !discard) {
+  const room = idle.length + returning < wanted;
+  if (!room && !discard) {
     void w.terminate();
     return;
   }
@@ -205,7 +206,7 @@ export function recycleWorker(w: Worker, discard = false): void {
   });
   w.once("error", () => settle(false));
   w.once("exit", () => settle(false));
-  w.postMessage({ type: "recycle", discard } satisfies ToWorker);
+  w.postMessage({ type: "recycle", discard, ending: !room } satisfies ToWorker);
 }
 
 /** Workers idle now (`warming`: of which one still starting), how many processes took one so far, how many were started cold, and how many came back from a guest that was done. */
