@@ -45,9 +45,17 @@ export async function icountBench(quick: boolean): Promise<void> {
     ["recurse", "c/recurse.wasm", ["20000", "1"], ["20000", "11"]],
     ["mandel (AS)", "as/mandel.wasm", ["1"], ["3"]],
   ];
-  const tiers: [string, string[]][] = quick ? [["default (Liftoff first)", []]] : [["default (Liftoff first)", []], ["--no-liftoff", ["--no-liftoff"]]];
+  // Under --predictable (one thread: V8's compilers and collector run in it, in the same order each time), as flite's row
+  // is: without it, background compilation moved the Liftoff-first rows by up to 4x from one run to the next (mandel's
+  // 2.07x then 0.55x) and the optimized ones by several percent (the sieve's 1.07x then 1.01x).
+  const tiers: [string, string[]][] = quick
+    ? [["default (Liftoff first)", ["--predictable"]]]
+    : [
+        ["default (Liftoff first)", ["--predictable"]],
+        ["--no-liftoff", ["--predictable", "--no-liftoff"]],
+      ];
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-icount-"));
-  console.log("\n(icount) guest overhead in instructions: callgrind, larger run minus smaller run (millions)");
+  console.log("\n(icount) guest overhead in instructions: callgrind, larger run minus smaller run (millions), node --predictable");
   console.log("| program | V8 tier | node:wasi | ferry (instrumented) | ratio |\n|---|---|---|---|---|");
   try {
     for (const [name, file, lo, hi] of programs) {
