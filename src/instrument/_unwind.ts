@@ -738,17 +738,21 @@ class BodyRewriter {
     const kept = new Set<number>([idx]);
     /** Those each call that can unwind needs itself, by its instruction number. */
     const needs = new Map<number, number[]>();
-    // The running version zeroes on its way to the save what the call does not need, within a bound.
-    let zeroing = false;
-    /** The function's own locals a frame holds (when the running version zeroes). */
-    const saved: number[] = [];
+    /** What the running version zeroes on its way from each call to the save (none past the bound). */
+    const zeroes = new Map<number, number[]>();
     if (!guards && known?.live !== undefined) {
+      /** The function's own locals a frame holds. */
+      const saved: number[] = [];
       for (let l = 0; l < locals.length; l += 1) if (((known.live[l >>> 5] as number) & (1 << (l & 31))) !== 0) saved.push(l);
-      // Counted only where counting is cheap: at most the bound for every call.
+      // Worked out only where that is cheap: at most the bound for every call.
       if ((saved.length + known.kept.size) * known.live_after.size <= 64 * DEAD_ZEROES_MAX) {
         let count = 0;
-        for (const i of known.live_after.keys()) count += deadAtCall(known, saved, i, idx).length;
-        zeroing = count > 0 && count <= DEAD_ZEROES_MAX;
+        for (const i of known.live_after.keys()) {
+          const dead = deadAtCall(known, saved, i, idx);
+          count += dead.length;
+          if (dead.length > 0) zeroes.set(i, dead);
+        }
+        if (count > DEAD_ZEROES_MAX) zeroes.clear();
       }
     }
     const zero = (t: number): void => {
@@ -1024,7 +1028,7 @@ class BodyRewriter {
             out.byte(0x41);
             out.s32(k);
             localSet(idx);
-            for (const l of zeroing ? deadAtCall(known as Known, saved, i, idx) : []) {
+            for (const l of zeroes.get(i) ?? []) {
               zero(l < locals.length ? (locals[l] as number) : ((known as Known).added[l - locals.length] as number));
               localSet(l);
             }

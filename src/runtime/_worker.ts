@@ -649,7 +649,7 @@ function recycle(guest: Guest, discard: boolean, ending: boolean): void {
   dropSaveArea();
   // After this function returns nothing holds the guest: collect then, not with it still on the stack.
   setImmediate(() => {
-    // A worker about to be ended gives its isolate back whole: a collection first would be 8-19 ms of CPU for nothing.
+    // A worker about to be ended gives its isolate back whole: a collection first would be 7-19 ms of CPU for nothing.
     if (bytes >= RECYCLE_COLLECT_BYTES_MIN && !ending) collectNow();
     post({ type: "recycled" });
     port.once("message", (given: WorkerInit) => start(given));
