@@ -50,6 +50,7 @@ import { InstrumentError } from "../errors.js";
 import { analyzeCalls, type CallAnalysis, type UnwindReach } from "./_callgraph.js";
 import { skipImmediates } from "./_calls.js";
 import { INTEGER_COMPARISONS } from "./_bounded.js";
+import { leafOf, writeLeaf, type Leaf } from "./_inline.js";
 import { LOOP_SLICE } from "./_polls.js";
 import { Reader, REF, REF_NULLABLE, skipLimits, skipValType } from "./_reader.js";
 import { UNROLL_COPIES } from "./_unroll.js";
@@ -204,6 +205,8 @@ class Rewrite {
   /** The globals a slice carries its loop's invariants through across its poll (`BodyWriter.#carry`): their types, after the depth counters. */
   readonly carriers: number[] = [];
   readonly #carrier_slot = new Map<string, number>();
+  /** Defined function → its body as a leaf written in place of its calls (`_inline.ts`), for the tiny ones. */
+  leaves: (Leaf | undefined)[] = [];
 
   constructor(
     readonly wasm: Uint8Array,
@@ -626,6 +629,8 @@ class Rewrite {
         r.pos += size;
       }
     }
+    // A restartable function keeps its calls (its wrapper counts them); one on a cycle is no leaf.
+    this.leaves = originals.map((body, f) => (this.fast_of.has(f) || this.depth_of.has(f) ? undefined : leafOf(body, typeOf(this.info, this.imported + f))));
     const types: number[] = [];
     const names: { index: number; of: number; suffix: string }[] = [];
     // Bodies go straight into the section: a large module has hundreds of thousands.
@@ -866,6 +871,8 @@ class BodyWriter {
   #calls = false;
   /** Per callee type, the locals of the restartable calls written in place ({@link BodyWriter.#runAgain}). */
   readonly #call_locals = new Map<string, { args: number[]; result: number }>();
+  /** Per leaf written in place (`_inline.ts`), the first of its locals here. */
+  readonly #leaf_locals = new Map<number, number>();
 
   constructor(
     readonly rw: Rewrite,
@@ -1075,6 +1082,17 @@ class BodyWriter {
   #call(callee: number): void {
     const { w, rw } = this;
     const f = callee - rw.imported;
+    const leaf = f >= 0 ? rw.leaves[f] : undefined;
+    if (leaf !== undefined) {
+      let base = this.#leaf_locals.get(f);
+      if (base === undefined) {
+        base = this.type.params.length + this.declared.length + this.extra_locals.length;
+        for (const t of [...leaf.params, ...leaf.locals]) this.#local(t);
+        this.#leaf_locals.set(f, base);
+      }
+      writeLeaf(w, leaf, base);
+      return;
+    }
     const fast = f >= 0 ? rw.fast_of.get(f) : undefined;
     if (fast !== undefined && this.mode === "plain") {
       const type = typeOf(rw.info, callee);
