@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import binaryen from "binaryen";
+import { Prng } from "../_prng.js";
 import { LEAF_INSTRUCTIONS_MAX, leafOf } from "./_inline.js";
 import { HEADER, plainRun, unwoundRun } from "./_programs.js";
 import { addSafePoints } from "./_safepoints.js";
@@ -88,6 +89,57 @@ function leafNamed(bytes: Uint8Array, name: string): ReturnType<typeof leafOf> {
   throw new Error(`no body for ${name}`);
 }
 
+
+/**
+ * A random program whose loop calls up to three small functions that can be
+ * leaves: straight-line i32 code over two parameters and a local read before
+ * it is written (zero at each call), with ifs, blocks left by branches
+ * carrying values, `br_table`, `select`, tees, an early `return` from inside
+ * a block, and a global the leaf may add to; the loop also makes blocking
+ * calls, so the guest is unwound and rewound around the leaves' sites.
+ */
+function leafProgram(rng: Prng): { text: string; leaves: number } {
+  const expr = (depth: number): string => {
+    if (depth <= 0 || rng.chance(0.3)) return rng.chance(0.4) ? `(i32.const ${rng.int(100) - 20})` : `(local.get ${rng.pick(["$a", "$b", "$t"])})`;
+    const e = (): string => expr(depth - 1);
+    switch (rng.int(7)) {
+      case 0:
+      case 1:
+        return `(${rng.pick(["i32.add", "i32.sub", "i32.xor", "i32.mul", "i32.shr_u", "i32.rotl"])} ${e()} ${e()})`;
+      case 2:
+        return `(if (result i32) (i32.and ${e()} (i32.const 1)) (then ${e()}) (else ${e()}))`;
+      case 3:
+        return `(block $v${depth} (result i32) (drop (br_if $v${depth} ${e()} (i32.and ${e()} (i32.const 2)))) ${e()})`;
+      case 4:
+        return `(local.tee $t ${e()})`;
+      case 5:
+        return `(block $p${depth} (result i32) (i32.add (block $q${depth} (result i32) (br_table $q${depth} $p${depth} ${e()} (i32.and ${e()} (i32.const 1)))) (i32.const 3)))`;
+      default:
+        return `(select ${e()} ${e()} (i32.and ${e()} (i32.const 1)))`;
+    }
+  };
+  const leaves = 1 + rng.int(3);
+  const funcs: string[] = [];
+  for (let k = 0; k < leaves; k += 1) {
+    const parts = [`(local.set $t (i32.add (local.get $t) ${expr(2)}))`];
+    if (rng.chance(0.6)) parts.push(`(block $r (if (i32.and ${expr(1)} (i32.const 4)) (then (return ${expr(1)}))))`);
+    if (rng.chance(0.5)) parts.push(`(global.set $g (i32.add (global.get $g) (local.get $t)))`);
+    funcs.push(`(func $f${k} (param $a i32) (param $b i32) (result i32) (local $t i32) ${parts.join(" ")} ${expr(2)})`);
+  }
+  const calls = Array.from({ length: leaves }, (_, k) => `(call $f${k} (i32.add (local.get $i) (local.get $s)) (i32.const ${rng.int(30)}))`);
+  const sum = calls.reduce((acc, c) => `(i32.xor ${acc} ${c})`);
+  const text = `(module ${HEADER}
+    (global $g (mut i32) (i32.const 0))
+    ${funcs.join("\n    ")}
+    (func $main (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32)
+      (loop $l
+        (local.set $s (i32.add (local.get $s) ${sum}))
+        (if (i32.eqz (i32.and (local.get $i) (i32.const 7))) (then (local.set $s (i32.xor (local.get $s) (call $block (local.get $s))))))
+        (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+      (i32.add (local.get $s) (global.get $g))))`;
+  return { text, leaves };
+}
+
 describe("leaves written in place", () => {
   it("a hash called from a copied loop: no call left, the same results", () => {
     const bytes = wat(`(module ${HEADER}
@@ -149,5 +201,22 @@ describe("leaves written in place", () => {
     const left = callees(out, "main");
     // A restartable one (looping) is called through its fast copy, written in place of its wrapper.
     for (const name of ["looping", "calling", "blocking", "long"]) assert.ok(left.some((c) => c === name || c.startsWith(`${name}$ferry_`)), `the call of ${name} is kept: ${left.join(" ")}`);
+  });
+  it("gives generated programs calling leaves from a loop the same results and calls, unwound at every poll and blocking call", () => {
+    let programs_inlined = 0;
+    const programs = 150;
+    for (let seed = 1; seed <= programs; seed += 1) {
+      const program = leafProgram(new Prng(seed));
+      try {
+        const bytes = wat(program.text);
+        const out = agree(bytes, [[1], [9], [40 + seed]]);
+        const left = callees(out, "main").filter((c) => /^f\d$/.test(c)).length;
+        if (left < program.leaves) programs_inlined += 1;
+      } catch (err) {
+        throw new Error(`seed ${seed}:\n${program.text}`, { cause: err });
+      }
+    }
+    // Most are small enough to be leaves (a long random expression is not, and keeps its call).
+    assert.ok(programs_inlined >= programs / 2, `${programs_inlined} of ${programs} programs had a leaf written in place`);
   });
 });
