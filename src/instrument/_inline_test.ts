@@ -202,6 +202,19 @@ describe("leaves written in place", () => {
     // A restartable one (looping) is called through its fast copy, written in place of its wrapper.
     for (const name of ["looping", "calling", "blocking", "long"]) assert.ok(left.some((c) => c === name || c.startsWith(`${name}$ferry_`)), `the call of ${name} is kept: ${left.join(" ")}`);
   });
+  it("writes in place no more leaves into one body than its bound of added locals allows", () => {
+    // 40 leaves of 8 locals each (2 parameters, 6 of their own): 32 fit in the 256 locals a body may add.
+    const leaves = Array.from({ length: 40 }, (_, k) => `(func $f${k} (param $a i32) (param $b i32) (result i32) (local $c i32) (local $d i32) (local $e i32) (local $g i32) (local $h i32) (local $i i32)
+        (local.set $c (i32.add (local.get $a) (i32.const ${k}))) (i32.xor (local.get $c) (local.get $b)))`);
+    const calls = Array.from({ length: 40 }, (_, k) => `(local.set $s (i32.add (local.get $s) (call $f${k} (local.get $i) (local.get $s))))`).join(" ");
+    const bytes = wat(`(module ${HEADER} ${leaves.join(" ")}
+      (func $main (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32)
+        (loop $l ${calls} (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+        (i32.add (local.get $s) (call $block (local.get $s)))))`);
+    const out = agree(bytes, [[1], [25]]);
+    assert.equal(callees(out, "main").filter((c) => /^f\d+$/.test(c)).length, 8, "the last 8 leaves stay calls");
+  });
+
   it("gives generated programs calling leaves from a loop the same results and calls, unwound at every poll and blocking call", () => {
     let programs_inlined = 0;
     const programs = 150;

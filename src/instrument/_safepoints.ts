@@ -118,6 +118,14 @@ const UNROLL_FUNCTION_BYTES_MAX = 4096;
  */
 const UNROLL_INSTRUCTIONS_MAX = 96;
 
+/**
+ * Most locals one body adds for the leaves written into it (`_inline.ts`):
+ * past them, its calls to other leaves stay calls. A body with tens of
+ * thousands of locals would approach V8's limit of 50,000, and every local
+ * a frame holds costs the unwinding pass's reading of liveness.
+ */
+const LEAF_LOCALS_PER_CALLER_MAX = 256;
+
 /** Most invariants a slice carries across its poll (`BodyWriter.#carry`): each costs two memory accesses a slice. */
 const CARRIED_MAX = 8;
 
@@ -873,6 +881,8 @@ class BodyWriter {
   readonly #call_locals = new Map<string, { args: number[]; result: number }>();
   /** Per leaf written in place (`_inline.ts`), the first of its locals here. */
   readonly #leaf_locals = new Map<number, number>();
+  /** Locals added here for leaves so far (at most {@link LEAF_LOCALS_PER_CALLER_MAX}). */
+  #leaf_local_count = 0;
 
   constructor(
     readonly rw: Rewrite,
@@ -1083,13 +1093,14 @@ class BodyWriter {
     const { w, rw } = this;
     const f = callee - rw.imported;
     const leaf = f >= 0 ? rw.leaves[f] : undefined;
-    if (leaf !== undefined) {
-      let base = this.#leaf_locals.get(f);
-      if (base === undefined) {
-        base = this.type.params.length + this.declared.length + this.extra_locals.length;
-        for (const t of [...leaf.params, ...leaf.locals]) this.#local(t);
-        this.#leaf_locals.set(f, base);
-      }
+    let base = leaf === undefined ? undefined : this.#leaf_locals.get(f);
+    if (leaf !== undefined && base === undefined && this.#leaf_local_count + leaf.params.length + leaf.locals.length <= LEAF_LOCALS_PER_CALLER_MAX) {
+      base = this.type.params.length + this.declared.length + this.extra_locals.length;
+      for (const t of [...leaf.params, ...leaf.locals]) this.#local(t);
+      this.#leaf_locals.set(f, base);
+      this.#leaf_local_count += leaf.params.length + leaf.locals.length;
+    }
+    if (leaf !== undefined && base !== undefined) {
       writeLeaf(w, leaf, base);
       return;
     }
