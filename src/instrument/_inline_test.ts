@@ -202,6 +202,23 @@ describe("leaves written in place", () => {
     // A restartable one (looping) is called through its fast copy, written in place of its wrapper.
     for (const name of ["looping", "calling", "blocking", "long"]) assert.ok(left.some((c) => c === name || c.startsWith(`${name}$ferry_`)), `the call of ${name} is kept: ${left.join(" ")}`);
   });
+  it("keeps a leaf's call in a function on a cycle, whose every frame would carry the leaf's locals", () => {
+    const bytes = wat(`(module ${HEADER}
+      (func $sq (param $x i32) (result i32) (local $t i32) (local.set $t (i32.mul (local.get $x) (local.get $x))) (i32.add (local.get $t) (i32.const 1)))
+      (func $rec (param $n i32) (result i32) (local $i i32) (local $s i32)
+        (if (i32.eqz (local.get $n)) (then (return (call $block (i32.const 1)))))
+        (loop $l (local.set $s (i32.add (local.get $s) (call $sq (local.get $i))))
+          (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 4))))
+        (i32.add (local.get $s) (call $rec (i32.sub (local.get $n) (i32.const 1)))))
+      (func $main (export "main") (param $n i32) (result i32) (local $i i32) (local $s i32)
+        (loop $l (local.set $s (i32.add (local.get $s) (call $sq (local.get $i))))
+          (br_if $l (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (local.get $n))))
+        (i32.add (local.get $s) (call $rec (local.get $n)))))`);
+    const out = agree(bytes, [[1], [30]]);
+    assert.ok(callees(out, "rec").includes("sq"), "the recursive function still calls the leaf");
+    assert.ok(!callees(out, "main").includes("sq"), "main, on no cycle, has it in place");
+  });
+
   it("writes in place no more leaves into one body than its bound of added locals allows", () => {
     // 40 leaves of 8 locals each (2 parameters, 6 of their own): 32 fit in the 256 locals a body may add.
     const leaves = Array.from({ length: 40 }, (_, k) => `(func $f${k} (param $a i32) (param $b i32) (result i32) (local $c i32) (local $d i32) (local $e i32) (local $g i32) (local $h i32) (local $i i32)

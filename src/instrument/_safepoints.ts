@@ -1094,7 +1094,8 @@ class BodyWriter {
     const f = callee - rw.imported;
     const leaf = f >= 0 ? rw.leaves[f] : undefined;
     let base = leaf === undefined ? undefined : this.#leaf_locals.get(f);
-    if (leaf !== undefined && base === undefined && this.#leaf_local_count + leaf.params.length + leaf.locals.length <= LEAF_LOCALS_PER_CALLER_MAX) {
+    // Not in a body on a cycle: its locals are in every frame of a recursion, and a deep one would need more stack than it does anywhere else.
+    if (leaf !== undefined && base === undefined && this.depth === undefined && this.#leaf_local_count + leaf.params.length + leaf.locals.length <= LEAF_LOCALS_PER_CALLER_MAX) {
       base = this.type.params.length + this.declared.length + this.extra_locals.length;
       for (const t of [...leaf.params, ...leaf.locals]) this.#local(t);
       this.#leaf_locals.set(f, base);

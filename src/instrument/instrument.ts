@@ -35,7 +35,7 @@ function unwinder(): "ferry" | "binaryen" {
 }
 
 /** Bumped whenever the transformation changes: it is part of the cache key. */
-export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/32+asyncify" : "ferry-instrument/32";
+export const INSTRUMENTER_VERSION = unwinder() === "binaryen" ? "ferry-instrument/33+asyncify" : "ferry-instrument/33";
 
 /** Import through which the injected poll calls the host. */
 export const POLL_IMPORT = { module: "ferry", name: "poll" } as const;
