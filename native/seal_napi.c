@@ -16,7 +16,11 @@
 #include "common.h"
 #include "page_seal.h"
 
+#include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
 
 typedef struct {
   sealer_t s;
@@ -115,6 +119,86 @@ static napi_value sealer_seal(napi_env env, napi_callback_info info) {
   return result;
 }
 
+/*
+ * sealerSend(handle, fd, parts: Uint8Array[] (1 to 6), wait_ms): seals the
+ * parts, in order, as one record and writes all of it to socket `fd`
+ * (non-blocking: waits in poll() for room, at most wait_ms in all). 0 when
+ * written; else a positive errno (EAGAIN when the wait ran out), after which
+ * the connection's stream may hold part of the record and is given up. A
+ * link lane's worker (src/runtime/_lane_writer.ts): one call per message,
+ * no JavaScript between the message's bytes and the socket.
+ */
+static napi_value sealer_send(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  js_sealer_t *j = argc >= 4 ? sealer_of(env, argv[0]) : NULL;
+  int32_t fd = -1;
+  uint32_t count = 0;
+  int32_t wait_ms = 0;
+  bool is_array = false;
+  bool ok = j != NULL && j->s.encrypt && napi_get_value_int32(env, argv[1], &fd) == napi_ok && fd >= 0 && napi_is_array(env, argv[2], &is_array) == napi_ok && is_array &&
+            napi_get_array_length(env, argv[2], &count) == napi_ok && count >= 1 && count <= 6 && napi_get_value_int32(env, argv[3], &wait_ms) == napi_ok && wait_ms >= 0;
+  seal_part_t parts[6] = {{0}};
+  uint64_t len = 0;
+  for (uint32_t i = 0; ok && i < count; i += 1) {
+    napi_value part;
+    void *data = NULL;
+    size_t bytes = 0;
+    ok = napi_get_element(env, argv[2], i, &part) == napi_ok && view_of(env, part, &data, &bytes);
+    if (ok) {
+      parts[i] = (seal_part_t){.data = data, .len = (uint32_t)bytes};
+      len += bytes;
+    }
+  }
+  if (!ok || len == 0 || len > SEAL_RECORD_BYTES_MAX) {
+    napi_throw_type_error(env, "ERR_SEAL_ARGS", "sealerSend(live sealer, fd, parts: 1 to 6 views, wait_ms): 1 to 1052672 bytes of plaintext");
+    return NULL;
+  }
+  size_t record_bytes = SEAL_HEAD_BYTES + (size_t)len + SEAL_TAG_BYTES;
+  uint8_t small[4096];
+  uint8_t *record = record_bytes <= sizeof small ? small : malloc(record_bytes);
+  if (record == NULL) {
+    napi_throw_error(env, "ERR_SEAL", "out of memory for a record");
+    return NULL;
+  }
+  if (seal_record_parts(&j->s, record, parts, count) != 0) {
+    if (record != small) free(record);
+    napi_throw_error(env, "ERR_SEAL", "OpenSSL could not seal a record");
+    return NULL;
+  }
+  int err = 0;
+  size_t at = 0;
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  while (at < record_bytes) {
+    ssize_t n = send(fd, record + at, record_bytes - at, MSG_NOSIGNAL);
+    if (n > 0) {
+      at += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      int64_t spent_ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+      if (spent_ms >= wait_ms) {
+        err = EAGAIN;
+        break;
+      }
+      struct pollfd p = {.fd = fd, .events = POLLOUT};
+      poll(&p, 1, (int)(wait_ms - spent_ms));
+      continue;
+    }
+    err = n < 0 ? errno : EPIPE;
+    break;
+  }
+  if (record != small) free(record);
+  napi_value result;
+  napi_create_int32(env, err, &result);
+  return result;
+}
+
 static napi_value sealer_release(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -203,7 +287,7 @@ void seal_exports(napi_env env, napi_value exports) {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"sealerCreate", sealer_create}, {"sealerSeal", sealer_seal}, {"sealerFree", sealer_release},
+  } functions[] = {{"sealerCreate", sealer_create}, {"sealerSeal", sealer_seal}, {"sealerSend", sealer_send}, {"sealerFree", sealer_release},
                    {"openerCreate", opener_create}, {"openerBegin", opener_begin}, {"openerUpdate", opener_update}, {"openerFinish", opener_finish}, {"openerFree", sealer_release}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;

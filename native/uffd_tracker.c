@@ -436,6 +436,29 @@ static napi_value peek_socket(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/*
+ * dupFd(fd): a duplicate of socket `fd` (close-on-exec), sharing its open
+ * description. A link lane (src/node/_link_lanes.ts) hands it to the
+ * process's worker, which writes its records there: the node's own socket
+ * may be closed by Node at any time (a reset), the duplicate only by the
+ * node once the worker can no longer write to it.
+ */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "ERR_DUP_ARGS", "dupFd(fd)");
+    return NULL;
+  }
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return fail_errno(env, "ERR_DUP", "fcntl(F_DUPFD_CLOEXEC)");
+  napi_value out;
+  napi_create_int32(env, d, &out);
+  return out;
+}
+
 napi_value postcopy_open(napi_env env, napi_callback_info info);
 napi_value postcopy_drop(napi_env env, napi_callback_info info);
 napi_value postcopy_resize(napi_env env, napi_callback_info info);
@@ -462,7 +485,8 @@ NAPI_MODULE_INIT() {
       {"postcopyResize", postcopy_resize}, {"postcopySettle", postcopy_settle},
       {"postcopyWrite", postcopy_write},
       {"placeCompare", place_compare},
-      {"peek", peek_socket},           {"setTimes", set_times}};
+      {"peek", peek_socket},           {"setTimes", set_times},
+      {"dupFd", dup_fd}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value f;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &f);

@@ -50,6 +50,8 @@ export interface NativeAddon {
   postcopyClose(handle: unknown): void;
   /** Bytes waiting on socket `fd`, left in place: empty if none yet, null if the peer closed. */
   peek(fd: number, max_bytes: number): Buffer | null;
+  /** A duplicate of socket `fd` (close-on-exec, same open description): a link lane's worker writes there (absent in an addon built before lanes). */
+  dupFd?(fd: number): number;
   /** futimens(fd) when `path` is null, else utimensat(path); a mode is 0 to keep the time, 1 to set it to `ns`. */
   setTimes(fd: number, path: string | null, follow: boolean, atime_mode: number, atime_ns: bigint, mtime_mode: number, mtime_ns: bigint): void;
   /** A sealer of page records (native/seal_napi.c): `key` 32 bytes, `direction` the nonce's first word. */
@@ -58,6 +60,12 @@ export interface NativeAddon {
   sealerSeal(handle: unknown, head: Uint8Array, body: Uint8Array | null, out: Uint8Array): number;
   /** Wipes and frees the sealer's key schedule; the handle is dead after. */
   sealerFree(handle: unknown): void;
+  /**
+   * Seals `parts` (1 to 6) as one record and writes all of it to socket `fd`, waiting at most `wait_ms` for room: 0,
+   * or a positive errno (EAGAIN: no room in time), after which the stream may hold part of the record (absent in an
+   * addon built before lanes).
+   */
+  sealerSend?(handle: unknown, fd: number, parts: Uint8Array[], wait_ms: number): number;
   /** An opener of sealed records in pieces (native/seal_napi.c; stop-copy's sealed BULK connection): `key` 32 bytes, `direction` the nonce's first word. */
   openerCreate?(key: Uint8Array, direction: number): unknown;
   /** Begins the next record with its 4 head bytes (the additional data). */

@@ -126,6 +126,41 @@ describe("links between processes", () => {
     assert.match(b, new RegExp(`pong done n=20000 checksum=${sum}\n$`));
   });
 
+  it("a pair that talks across nodes goes by its workers' lanes, and loses nothing when either moves", async () => {
+    /** Deliveries on lanes their receivers took, all nodes together (`GET /v1/links?inspect=1`). */
+    const laned = async (): Promise<number> => {
+      let n = 0;
+      for (const node of cluster.nodes) n += (await json<{ lanes: { taken: number } }>(node.address, "GET", "/v1/links?inspect=1")).lanes.taken;
+      return n;
+    };
+    const N = 6000;
+    const before = await laned();
+    const pong = await start("pingpong", ["pong", String(N)], "n1");
+    // One message in flight: a request and its answer, as a lane carries best. Held before its last ping, so both stay to be moved.
+    const ping = await start("pingpong", ["--hold", "ping", pong, String(N), "1"], "n2");
+    await until("the pair's messages to go by lanes", async () => (await laned()) - before >= 200, 120_000);
+    // Each move lands while the pair talks; on the new node its lanes open again, to where the other one is now.
+    // n1 to n3 (the other nodes in order: n2, n3), then n2 to n1: the two are never on one node.
+    await move(pong, 1, () => 0.99);
+    let seen = await laned();
+    await until("lanes to the moved pong", async () => (await laned()) - seen >= 200, 120_000);
+    await move(ping, 2, () => 0);
+    seen = await laned();
+    await until("lanes from the moved ping", async () => (await laned()) - seen >= 200, 120_000);
+    await release(ping);
+    const [a, b] = [await finish(ping), await finish(pong)];
+    const sum = new RegExp(`ping done n=${N} checksum=([0-9a-f]{16})`).exec(a)?.[1];
+    assert.ok(sum !== undefined, a);
+    assert.match(b, new RegExp(`pong done n=${N} checksum=${sum}`));
+    const calm_pong = await start("pingpong", ["pong", String(N)], "n3");
+    const calm_ping = await start("pingpong", ["ping", calm_pong, String(N), "1"], "n3");
+    assert.equal(await finish(calm_ping), a);
+    assert.equal(await finish(calm_pong), b);
+    // Most of the 2N messages went by lanes (those before a lane opens, and around each move, go through the nodes).
+    const share = ((await laned()) - before) / (2 * N);
+    assert.ok(share > 0.5, `only ${(share * 100).toFixed(0)}% of the messages went by lanes`);
+  });
+
   it("a 4-stage pipeline whose stages are migrated repeatedly gives the result of an undisturbed one", async () => {
     const random = prng(testSeed() + 1);
     const N = "150000";

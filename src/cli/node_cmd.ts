@@ -108,6 +108,10 @@ Options:
                          userfaultfd, or portable.
   --balance on|off       Run the balancer (move processes on their own, place
                          ferry run without --node) (default off).
+  --link-lanes on|off    Let a process's worker write its messages to a peer
+                         on another node itself, on a lane of its own
+                         (docs/links.md, "Lanes"; default on; needs TLS and
+                         the native addon, else off).
   --directory URL        Join the cluster directory (docs/directory.md):
                          etcd://HOST:PORT,... (a path names the key prefix,
                          default /ferry/; etcds://...?ca=FILE[&cert=FILE&key=FILE]
@@ -213,9 +217,14 @@ function loadOption(parsed: Parsed, balance: boolean): LoadOptions {
 
 /** --balance on|off, or `otherwise`. */
 function balanceOption(parsed: Parsed, otherwise: boolean): boolean {
-  const value = optionValue(parsed, "balance");
+  return onOff(parsed, "balance", otherwise);
+}
+
+/** --NAME on|off, or `otherwise`. */
+function onOff(parsed: Parsed, name: string, otherwise: boolean): boolean {
+  const value = optionValue(parsed, name);
   if (value === undefined) return otherwise;
-  if (value !== "on" && value !== "off") throw new UsageError("--balance is on or off");
+  if (value !== "on" && value !== "off") throw new UsageError(`--${name} is on or off`);
   return value === "on";
 }
 
@@ -340,6 +349,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "ca-key", value: true },
       { name: "insecure", value: false },
       { name: "balance", value: true },
+      { name: "link-lanes", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
@@ -390,6 +400,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     limits: limitsOption(parsed),
     load,
     directory,
+    link_lanes: onOff(parsed, "link-lanes", true),
     ...(dead_after_ms !== undefined ? { dead_after_ms } : {}),
   });
   if (node.cluster !== null) process.stdout.write(`node ${node.name}: joined the directory at ${directory_url}, lease ${node.cluster.membership.lease?.ttl_ms} ms\n`);
@@ -421,6 +432,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "data", value: true },
       { name: "tracker", value: true },
       { name: "balance", value: true },
+      { name: "link-lanes", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       { name: "restart", value: false },

@@ -107,6 +107,14 @@ export type DeliverAnswer =
 /** How messages leave a node. */
 export interface LinkTransport {
   deliver(to: string, batch: Batch): Promise<DeliverAnswer>;
+  /**
+   * The answer to delivery `id` (of message `seq`) the process's worker
+   * wrote on its lane (docs/links.md, "Lanes"); rejects if it will not come
+   * (the lane broke, or no answer in time). Absent: no lanes.
+   */
+  laneAnswer?(id: number, seq: number): Promise<DeliverAnswer>;
+  /** Told of each answer from `to` (after it was acted on); `quiet`: nothing more is on its way to `to`. */
+  answered?(to: string, answer: DeliverAnswer, quiet: boolean): void;
 }
 
 /** A fresh process's state. */
@@ -194,6 +202,21 @@ export class Endpoint {
     this.load(state);
   }
 
+  /** The process bound to this endpoint, once bound. */
+  get process(): GuestProcess | null {
+    return this.#proc;
+  }
+
+  /** Whether `to` is a checkpointed receiver this endpoint keeps messages for: lanes leave those to the node's channel. */
+  keeps(to: string): boolean {
+    return this.#kept.has(to);
+  }
+
+  /** The number of the last message to `to` (0: none yet). */
+  lastSeq(to: string): number {
+    return this.#next_seq.get(to) ?? 0;
+  }
+
   /** What the process's runtime calls (its `ProcessIo.links`); `migrate` asks the node to move it. */
   hooks(migrate: (node: string) => void): LinkHooks {
     return {
@@ -201,7 +224,7 @@ export class Endpoint {
       bind: (proc) => {
         this.#proc = proc;
       },
-      send: (to, data) => this.#send(to, data),
+      send: (to, data, seq = 0, lane = 0) => this.#send(to, data, seq, lane),
       migrate: (node) => {
         this.#migrate_to = node;
         migrate(node);
@@ -283,6 +306,8 @@ export class Endpoint {
    */
   freeze(): void {
     this.#frozen = true;
+    // Its worker writes nothing more on a lane: all of it is in the outbox the image takes.
+    this.#proc?.revokeLane();
   }
 
   /** Takes and sends messages (again): the process runs here. */
@@ -450,8 +475,12 @@ export class Endpoint {
     return n;
   }
 
-  #send(to: string, data: Uint8Array): void {
+  #send(to: string, data: Uint8Array, numbered: number, lane: number): void {
     const seq = (this.#next_seq.get(to) ?? 0) + 1;
+    if (numbered !== 0 && numbered !== seq) {
+      // The lease's numbering (`_lane_writer.ts`) and this one always agree; a disagreement is a bug, said loudly.
+      logger().error({ pid: this.pid, to, numbered, seq }, "a message numbered on a lane disagrees with its link's numbering");
+    }
     this.#next_seq.set(to, seq);
     this.#outgoing(to).push({ seq, data });
     const now = Date.now();
@@ -460,9 +489,36 @@ export class Endpoint {
     s.bytes += data.length;
     s.last_unix_ms = now;
     this.#stats.set(to, s);
+    if (lane !== 0) {
+      this.#laneSent(to, seq, lane);
+      return;
+    }
     // Once the messages sent in this run of the event loop are all queued: they travel together, in as few batches as fit.
     if (this.#kicks.size === 0) queueMicrotask(() => this.#kickQueued());
     this.#kicks.add(to);
+  }
+
+  /** Message `seq` to `to` went on the worker's lane as delivery `id`: on its way, answered like any batch of one. */
+  #laneSent(to: string, seq: number, id: number): void {
+    let flow = this.#flows.get(to);
+    if (flow === undefined) {
+      flow = { in_flight: 0, sent_upto: 0, stalled: false, waiting: false, wait_ms: 1 };
+      this.#flows.set(to, flow);
+    }
+    flow.in_flight += 1;
+    // Only right after what was sent: messages before it not sent yet still go (and it again with them, taken once).
+    if (flow.sent_upto === seq - 1) flow.sent_upto = seq;
+    const sent = flow;
+    const answer = this.#transport.laneAnswer?.(id, seq) ?? Promise.reject(new Error("no lanes here"));
+    answer
+      .catch((err: unknown): DeliverAnswer => {
+        logger().debug({ pid: this.pid, to, err: errorField(err) }, "a delivery on a lane was not answered; it is retried");
+        return { kind: "moving" };
+      })
+      .then((a) => {
+        this.#proc?.laneAnswered(1);
+        this.#answered(to, sent, seq, a);
+      });
   }
 
   #kickQueued(): void {
@@ -553,6 +609,7 @@ export class Endpoint {
     } else {
       flow.stalled = true;
     }
+    this.#transport.answered?.(to, answer, list.length === 0 && flow.in_flight === 0 && !flow.waiting);
     if (this.#idle !== null && this.#undelivered() === 0) {
       this.#idle();
       return;

@@ -43,6 +43,20 @@ export class NativeRecordSealer {
     return bytes;
   }
 
+  /**
+   * Seals `parts` (1 to 6, whole frames) as one record and writes all of it
+   * to socket `fd`, waiting at most `wait_ms` for room: 0, or a positive
+   * errno, after which the stream may hold part of the record. Null where
+   * the addon predates it.
+   */
+  send(fd: number, parts: Uint8Array[], wait_ms: number): number | null {
+    if (this.#handle === null) throw new RangeError("this sealer is closed");
+    if (this.#addon.sealerSend === undefined) return null;
+    const err = this.#addon.sealerSend(this.#handle, fd, parts, wait_ms);
+    this.#sealed += 1;
+    return err;
+  }
+
   /** Wipes the key schedule now (idempotent); sealing after throws. */
   close(): void {
     if (this.#handle === null) return;

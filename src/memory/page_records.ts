@@ -18,6 +18,7 @@
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
 import { FerryError } from "../errors.js";
+import { nativeAddon, type NativeAddon } from "../native.js";
 
 /** Bytes of a record's length field. */
 export const RECORD_HEAD_BYTES = 4;
@@ -118,9 +119,22 @@ export class RecordOpener {
   #head: Buffer | null = null;
   #broken: FerryError | null = null;
 
-  constructor(key: Uint8Array, direction: RecordDirection) {
+  /** Opens records with the native addon's opener where it is built (`native`), in place, to the same plaintext. */
+  readonly #native: { addon: NativeAddon; handle: unknown } | null = null;
+
+  constructor(key: Uint8Array, direction: RecordDirection, options: { native?: boolean } = {}) {
     this.#key = keyOf(key);
     this.#direction = direction;
+    if (options.native === true) {
+      const n = nativeAddon();
+      if ("addon" in n && n.addon.openerCreate !== undefined) this.#native = { addon: n.addon, handle: n.addon.openerCreate(key, direction) };
+    }
+  }
+
+  /** Wipes a native opener's key schedule (a JavaScript one has none of its own to wipe); opening after throws. */
+  close(): void {
+    if (this.#native !== null) this.#native.addon.openerFree?.(this.#native.handle);
+    this.#broken ??= new FerryError("ERR_PAGE_RECORD_AUTH", "the record opener is closed");
   }
 
   /** Records opened so far. */
@@ -161,6 +175,17 @@ export class RecordOpener {
   }
 
   #open(head: Buffer, ciphertext: Buffer, tag: Buffer): Buffer {
+    if (this.#native !== null) {
+      // In place: the bytes are this opener's own (taken from the input), and none is returned unless authentic.
+      const { addon, handle } = this.#native;
+      (addon.openerBegin as (h: unknown, head: Uint8Array) => void)(handle, head);
+      (addon.openerUpdate as (h: unknown, i: Uint8Array, o: Uint8Array) => void)(handle, ciphertext, ciphertext);
+      if (!(addon.openerFinish as (h: unknown, tag: Uint8Array) => boolean)(handle, tag)) {
+        throw this.#break(new FerryError("ERR_PAGE_RECORD_AUTH", `page-channel record ${this.#seq} is not authentic (tampered, replayed, or under another key): the connection is dropped`));
+      }
+      this.#seq += 1;
+      return ciphertext;
+    }
     const decipher = createDecipheriv("aes-256-gcm", this.#key, recordNonce(this.#direction, this.#seq), { authTagLength: RECORD_TAG_BYTES });
     decipher.setAAD(head);
     decipher.setAuthTag(tag);

@@ -21,6 +21,27 @@ import { LinkChannels } from "./_link_channel.js";
 import { BatchSchema } from "./_internal_schemas.js";
 import { NODE_NAME_PATTERN } from "../process_spec.js";
 import { parse } from "../validate.js";
+import fs from "node:fs";
+import type net from "node:net";
+import * as v from "valibot";
+import { errorField, logger } from "../log/mod.js";
+import { nativeAddon } from "../native.js";
+import type { GuestProcess } from "../runtime/mod.js";
+import { nodeNamed } from "./_dialer.js";
+import { requestJson } from "./_http.js";
+import { dialLane, LaneDoors, SenderLane } from "./_link_lanes.js";
+
+/** Messages from one process to another before their messages go on a lane (a pair that talks, not one that said hello). */
+export const LANE_AFTER_MESSAGES = 32;
+/** Lanes a node's processes hold open at most (a socket and a descriptor each). */
+export const LANES_MAX = 256;
+
+/** A lane's grant, as the receiving node answers it (untrusted input). */
+const LaneGrantSchema = v.object({
+  ticket: v.pipe(v.string(), v.maxLength(64)),
+  to_receiver: v.pipe(v.string(), v.maxLength(64)),
+  to_sender: v.pipe(v.string(), v.maxLength(64)),
+});
 
 /** A forwarding entry unused this long is dropped. */
 export const FORWARD_TTL_MS = 60_000;
@@ -59,9 +80,24 @@ export class NodeLinks {
   readonly #ended_stats = new Map<string, Map<string, PairStats>>();
   readonly #channels: LinkChannels;
   #client = 0;
+  /** Per sender pid running here: its lane to the node of the pid it talks to most lately (docs/links.md, "Lanes"). */
+  readonly #lanes = new Map<string, SenderLane>();
+  readonly #lanes_opening = new Set<string>();
+  readonly #lane_doors = new LaneDoors();
+  /** Lanes are opened (nodes with TLS and the native addon, unless turned off). */
+  readonly #lanes_on: boolean;
+  readonly #dup: ((fd: number) => number) | null;
+  #closed = false;
+  /** Deliveries taken by their receivers on lanes closed since the node started (`inspect`). */
+  #lane_taken_closed = 0;
 
-  constructor(node: FerryNode, open: (address: string, name: string) => Promise<FramedConnection>) {
+  constructor(node: FerryNode, open: (address: string, name: string) => Promise<FramedConnection>, options: { lanes?: boolean } = {}) {
     this.#node = node;
+    // Lanes need the addon: the worker's socket is a duplicate it makes, and its records are sealed and written there.
+    const native = nativeAddon();
+    const addon = "addon" in native && native.addon.dupFd !== undefined && native.addon.sealerSend !== undefined ? native.addon : null;
+    this.#dup = addon === null ? null : (fd) => (addon.dupFd as (fd: number) => number)(fd);
+    this.#lanes_on = (options.lanes ?? true) && node.tls !== null && this.#dup !== null;
     this.#channels = new LinkChannels(open, (pid, batch, peer) => {
       this.#node.metrics.linkReceived(peer ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
       return this.receive(pid, batch);
@@ -70,7 +106,98 @@ export class NodeLinks {
 
   /** An endpoint for a process that starts or lands here (a landing one loads its image's state). */
   endpoint(pid: string): Endpoint {
-    return new Endpoint(pid, { deliver: (to, batch) => this.#deliver(to, batch) });
+    return new Endpoint(pid, {
+      deliver: (to, batch) => this.#deliver(to, batch),
+      laneAnswer: (id, seq) => this.#lanes.get(pid)?.answer(id, seq) ?? Promise.reject(new FerryError("ERR_PEER_UNREACHABLE", "the lane closed")),
+      answered: (to, answer, quiet) => this.#laneAfter(pid, to, answer, quiet),
+    });
+  }
+
+  /** The doors of lanes other nodes' processes open to this one. */
+  get laneDoors(): LaneDoors {
+    return this.#lane_doors;
+  }
+
+  /** Serves a lane connection that presented `ticket`, if it is one of this node's lane doors'; false if not. */
+  acceptLane(socket: net.Socket, ticket: Buffer): boolean {
+    return this.#lane_doors.accept(socket, ticket, (pid, batch, peer) => {
+      this.#node.metrics.linkReceived(peer ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));
+      return this.receive(pid, batch);
+    });
+  }
+
+  /**
+   * After an answer from `to` to `pid`'s messages: a lane's lease for `to`
+   * is taken back when `to` is not where the lane goes (moving, elsewhere,
+   * checkpointed); else, for a pair that exchanged enough and with nothing
+   * more to `to` on its way (`quiet`), one is offered, on a lane opened to
+   * `to`'s node first if need be.
+   */
+  #laneAfter(pid: string, to: string, answer: DeliverAnswer, quiet: boolean): void {
+    if (!this.#lanes_on) return;
+    const ep = this.#endpoints.get(pid);
+    const proc = ep?.process ?? null;
+    if (ep === undefined || proc === null) return;
+    const lane = this.#lanes.get(pid);
+    const leased = proc.lanePid === to;
+    const here = answer.kind === "accepted" && answer.at !== this.#node.name && answer.durable === undefined && !ep.keeps(to);
+    if (!here || (lane !== undefined && answer.kind === "accepted" && lane.node !== answer.at)) {
+      if (leased && lane !== undefined) lane.revoked();
+      return;
+    }
+    // Offered only with nothing to `to` on its way: a lane's delivery that overtook one would be refused.
+    if (answer.kind !== "accepted" || !quiet || proc.lanePid !== null) return;
+    if (lane !== undefined && lane.node === answer.at && lane.open) {
+      lane.offer(to, () => ep.lastSeq(to));
+      return;
+    }
+    if ((ep.stats().get(to)?.messages ?? 0) < LANE_AFTER_MESSAGES || this.#lanes_opening.has(pid)) return;
+    if (lane !== undefined) this.#closeLane(pid);
+    if (this.#lanes.size >= LANES_MAX) return;
+    this.#lanes_opening.add(pid);
+    void this.#openLane(pid, answer.at, proc)
+      .then((opened) => {
+        // Gone or moved meanwhile: not needed.
+        if (this.#endpoints.get(pid) !== ep || ep.process !== proc || this.#closed) {
+          opened.close();
+          return;
+        }
+        this.#lanes.set(pid, opened);
+        opened.offer(to, () => ep.lastSeq(to));
+      })
+      .catch((err: unknown) => logger().debug({ pid, node: answer.at, err: errorField(err) }, "a link lane could not be opened; messages go through the node"))
+      .finally(() => this.#lanes_opening.delete(pid));
+  }
+
+  async #openLane(pid: string, node: string, proc: GuestProcess): Promise<SenderLane> {
+    const dup = this.#dup;
+    if (dup === null) throw new FerryError("ERR_PEER_UNREACHABLE", "no lanes without the native addon");
+    const address = await this.#node.addressOf(node);
+    const grant = parse(LaneGrantSchema, await requestJson(this.#node.dialer, address, "POST", `/v1/internal/lanes/${encodeURIComponent(pid)}`, { expect: nodeNamed(node) }), `node ${node}'s lane`);
+    const socket = await dialLane(address, Buffer.from(grant.ticket, "base64"));
+    try {
+      return new SenderLane({
+        node,
+        socket,
+        to_receiver: Buffer.from(grant.to_receiver, "base64"),
+        to_sender: Buffer.from(grant.to_sender, "base64"),
+        proc,
+        dup,
+        closeFd: (fd) => fs.closeSync(fd),
+      });
+    } catch (err: unknown) {
+      socket.destroy();
+      throw err;
+    }
+  }
+
+  /** Closes `pid`'s lane, if it has one (it moved or ended). */
+  #closeLane(pid: string): void {
+    const lane = this.#lanes.get(pid);
+    if (lane === undefined) return;
+    lane.close();
+    this.#lane_taken_closed += lane.taken;
+    this.#lanes.delete(pid);
   }
 
   /** The endpoint serves its pid here now: it takes messages and sends what it holds. */
@@ -114,6 +241,7 @@ export class NodeLinks {
 
   /** `pid` moved to node `to`: messages that still come here are forwarded. */
   moved(pid: string, to: string): void {
+    this.#closeLane(pid);
     this.#endpoints.delete(pid);
     this.#forward.set(pid, { node: to, used: Date.now() });
   }
@@ -122,6 +250,7 @@ export class NodeLinks {
   ended(pid: string): void {
     const ep = this.#endpoints.get(pid);
     if (ep === undefined) return;
+    this.#closeLane(pid);
     void ep.end().then(() => {
       if (this.#endpoints.get(pid) === ep) this.#endpoints.delete(pid);
       this.#ended_stats.set(pid, ep.stats());
@@ -207,11 +336,19 @@ export class NodeLinks {
       forward: Object.fromEntries([...this.#forward].map(([pid, f]) => [pid, f.node])),
       seen: Object.fromEntries(this.#seen),
       channels: this.#channels.counts(),
+      lanes: {
+        served: this.#lane_doors.size,
+        taken: this.#lane_taken_closed + [...this.#lanes.values()].reduce((n, l) => n + l.taken, 0),
+        open: [...this.#lanes].map(([pid, lane]) => ({ pid, node: lane.node, open: lane.open, leased_to: this.#endpoints.get(pid)?.process?.lanePid ?? null, taken: lane.taken })),
+      },
     };
   }
 
   close(): void {
+    this.#closed = true;
     this.#channels.close();
+    for (const pid of [...this.#lanes.keys()]) this.#closeLane(pid);
+    this.#lane_doors.close();
   }
 
   /** Where `to` runs here, or over the network to where it was last seen, else its home. */

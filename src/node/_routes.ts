@@ -321,6 +321,11 @@ async function internalRoute(
   if (await checkpointInternalRoute(node, method, what, pid, req, res, peer)) return;
   if (what === "output-replica" && method === "GET") return await serveReplicaOutput(node, pid, requestUrl(req), req, res);
   if (await replicaRoute(node, method, what, pid, req, res, peer)) return;
+  if (what === "lanes" && method === "POST") {
+    // Lanes are plain TCP through the front, with keys handed over here: nodes with TLS only (docs/links.md, "Lanes").
+    if (node.tls === null) throw new FerryError("ERR_BAD_REQUEST", `node ${node.name} has no TLS: it takes no lanes`);
+    return sendJson(res, 200, node.links.laneDoors.issue(pid, peer?.name ?? null));
+  }
   if (what === "deliver" && method === "POST") {
     const batch = parseBatch(await readJson(req));
     node.metrics.linkReceived(peer?.name ?? "unknown", batch.messages.length, batch.messages.reduce((n, m) => n + m.data.length, 0));

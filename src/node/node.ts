@@ -78,6 +78,8 @@ export interface NodeOptions {
   limits?: Partial<NodeLimits>;
   /** Its cores, labels and balancer (`load.ts`); default: the machine's cores, no labels, balancer off. */
   load?: LoadOptions;
+  /** Its processes open link lanes to other nodes (docs/links.md, "Lanes"; default true: with TLS and the native addon). */
+  link_lanes?: boolean;
   /** The cluster directory to join (docs/directory.md); none: this node's home records are the only record, as before. */
   directory?: Directory | null;
   /** Its membership lease: declared dead at most this long after it stops renewing (default LEASE_TTL_MS_DEFAULT). */
@@ -208,7 +210,7 @@ export class FerryNode {
     this.#peers = [...options.peers];
     this.data_dir = options.data_dir;
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
-    this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name, this.name));
+    this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name, this.name), { lanes: options.link_lanes ?? true });
     this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
     this.table.hibernate_after_ms = this.limits.hibernate_after_ms;
     this.table.endWithoutHome = (pid, home, moves, status) => endedWithoutHome(this, pid, home, moves, status);
@@ -278,7 +280,8 @@ export class FerryNode {
         tls: (socket) => void server.emit("connection", socket),
         pageData: (socket, ticket) => {
           // A stop-copy's sealed pages first (`_bulk_doors.ts`); any other ticket is a post-copy page channel's.
-          if (!this.bulk_doors.accept(socket, ticket)) acceptPageData(this.postcopy, this.page_tickets, socket, ticket);
+          // Then a link lane's (`_link_lanes.ts`).
+          if (!this.bulk_doors.accept(socket, ticket) && !this.links.acceptLane(socket, ticket)) acceptPageData(this.postcopy, this.page_tickets, socket, ticket);
         },
       });
     }

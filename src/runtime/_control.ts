@@ -55,8 +55,46 @@ export const SLOT_HIBERNATE_MS = 13;
  * and opens it (a {@link Gate}).
  */
 export const SLOT_GATE = 14;
+/**
+ * A link lane (`_lane_writer.ts`, `src/node/_link_lanes.ts`): a
+ * {@link LaneState}, written by the controller (offer, revoke) and the
+ * worker (it takes an offer).
+ */
+export const SLOT_LANE_STATE = 15;
+/** 1 while the worker's `send` looks at the lane or writes to it: the controller closes a lane's socket only once it has seen 0 after a revoke. */
+export const SLOT_LANE_BUSY = 16;
+/** The lane's generation: a new one is a new socket and new keys. */
+export const SLOT_LANE_GEN = 17;
+/** The worker's socket (a duplicate the controller made) to the receiver's node. */
+export const SLOT_LANE_FD = 18;
+/** The outbox position (bytes taken so far) at the offer: every record written since then to the leased pid counts toward its numbers. */
+export const SLOT_LANE_MARK = 19;
+/** The number of the last message to the leased pid among those the controller took before the offer: low and high 32 bits. */
+export const SLOT_LANE_BASE_LO = 20;
+export const SLOT_LANE_BASE_HI = 21;
+/** Deliveries the worker wrote on the lane whose answers the controller has not had yet. */
+export const SLOT_LANE_IN_FLIGHT = 22;
+/** The generation of a lane the worker could not write to (0: none): the controller drops it. */
+export const SLOT_LANE_BROKEN = 23;
+/** Bytes of the leased pid, in the lane area. */
+export const SLOT_LANE_PID_LEN = 24;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 15;
+export const CONTROL_SLOTS = 25;
+/** Byte offset of the lane area in the control buffer: the record key (32 bytes), then the leased pid. */
+export const LANE_AREA_OFFSET = CONTROL_SLOTS * 4;
+/** Bytes of the lane's record key. */
+export const LANE_KEY_BYTES = 32;
+/** Bytes of the lane area: the key and a pid of at most 255 bytes. */
+export const LANE_AREA_BYTES = LANE_KEY_BYTES + 256;
+
+/**
+ * States of {@link SLOT_LANE_STATE}. `offered`: the controller wrote a lease
+ * (pid, base, mark, socket, key); `active`: the worker took it and numbers
+ * its messages to that pid itself, writing them on the lane.
+ */
+export const LaneState = { none: 0, offered: 1, active: 2 } as const;
+/** Deliveries on a lane at most whose answers are outstanding; past it the worker's messages go through its node. */
+export const LANE_IN_FLIGHT_MAX = 16;
 
 /**
  * States of {@link SLOT_GATE}. `waiting`: the worker has taken up the state
@@ -116,7 +154,7 @@ export interface ControlBuffers {
 /** Allocates the shared buffers for one process. */
 export function allocateControl(): ControlBuffers {
   return {
-    control: new SharedArrayBuffer(CONTROL_SLOTS * 4),
+    control: new SharedArrayBuffer(CONTROL_SLOTS * 4 + LANE_AREA_BYTES),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
     usage: new SharedArrayBuffer(USAGE_BYTES),
   };

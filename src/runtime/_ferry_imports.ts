@@ -13,6 +13,7 @@
  *   migrate(node, node_len) -> errno (returns on the node asked for, or with the reason it could not go)
  */
 import { Errno, type Blocker } from "../wasi/mod.js";
+import type { LaneWriter } from "./_lane_writer.js";
 import { MigrateSlot, OUTBOX_MAX, SLOT_INBOX_BACKLOG, SLOT_MIGRATE, SLOT_OUT_PENDING, SLOT_OUTBOX_SIGNALLED, SLOT_OUTBOX_WAITING } from "./_control.js";
 import { MESSAGE_BYTES_MAX, PID_BYTES_MAX, type MessageRing } from "./_inbox.js";
 import type { FromWorker } from "./_protocol.js";
@@ -27,6 +28,8 @@ export interface FerryContext {
   inbox: MessageRing;
   /** Where `send` puts messages for the controller to drain (a record's peer is the receiver). */
   outbox: MessageRing;
+  /** Writes messages to a leased pid on a lane (absent: no pid, or no lanes). */
+  lane?: LaneWriter | null;
   /** The process's pid, or null outside a cluster (`ferry exec`): the imports then answer ENOSYS. */
   pid: string | null;
   blocker: Blocker;
@@ -81,17 +84,20 @@ export function ferryImports(ctx: FerryContext): Record<string, (...args: never[
       while (Atomics.load(ctx.control, SLOT_OUT_PENDING) >= OUTBOX_MAX) {
         if (ctx.blocker.wait({ until: () => Atomics.load(ctx.control, SLOT_OUT_PENDING) < OUTBOX_MAX }) === "suspend") return Errno.success;
       }
-      // Room in the ring: the controller drains it whenever told, and wakes a send that waits.
-      if (!ctx.outbox.fits(to_len, len)) {
+      // Room in the ring (for a numbered record: a lane's message may be one): the controller drains it whenever told, and wakes a send that waits.
+      if (!ctx.outbox.fits(to_len, len, true)) {
         Atomics.store(ctx.control, SLOT_OUTBOX_WAITING, 1);
-        const waited = ctx.blocker.wait({ until: () => ctx.outbox.fits(to_len, len) });
+        const waited = ctx.blocker.wait({ until: () => ctx.outbox.fits(to_len, len, true) });
         Atomics.store(ctx.control, SLOT_OUTBOX_WAITING, 0);
         if (waited === "suspend") return Errno.success;
       }
       Atomics.add(ctx.control, SLOT_OUT_PENDING, 1);
       // Straight from the guest's memory: a view covering both parts (it only grows).
       const m = viewTo(Math.max(to_ptr + to_len, data_ptr + len));
-      ctx.outbox.writeFrom(m, to_ptr, to_len, m, data_ptr, len);
+      // On a lane (`_lane_writer.ts`): to the receiver's node directly, and its node learns of it from the answer.
+      const laned = ctx.lane?.send(m, to_ptr, to_len, data_ptr, len, ctx.outbox) ?? null;
+      if (laned === "lane") return Errno.success;
+      if (laned === null) ctx.outbox.writeFrom(m, to_ptr, to_len, m, data_ptr, len);
       // One message between threads per burst: the controller clears the flag before it drains.
       if (Atomics.exchange(ctx.control, SLOT_OUTBOX_SIGNALLED, 1) === 0) ctx.post({ type: "sent" });
       return Errno.success;

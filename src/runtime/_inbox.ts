@@ -11,8 +11,12 @@
  * readable by the controller after a suspend, so they travel in the image.
  *
  * Record: u32 length (this header included, padded to 4), u16 peer length,
- * u16 0, u32 data length, peer pid (UTF-8: the sender in the inbox, the
- * receiver in the outbox), data.
+ * u16 flags, u32 data length, [numbered: u32 seq low, u32 seq high, u32
+ * lane delivery id], peer pid (UTF-8: the sender in the inbox, the receiver
+ * in the outbox), data. Flag bit 0 (numbered, outbox only): the guest's
+ * worker numbered the message itself, under a lane's lease
+ * (`_lane_writer.ts`), and wrote it on the lane as delivery `id` (0: not on
+ * the lane).
  */
 import { INBOX_RING_BYTES, OUTBOX_RING_BYTES, SLOT_INBOX_HEAD, SLOT_INBOX_TAIL, SLOT_OUTBOX_HEAD, SLOT_OUTBOX_TAIL } from "./_control.js";
 /** Largest message a process can send or receive. */
@@ -21,6 +25,9 @@ export const MESSAGE_BYTES_MAX = 64 * 1024;
 export const PID_BYTES_MAX = 255;
 
 const HEADER = 12;
+/** Bytes after the header of a numbered record. */
+const NUMBERED = 12;
+const FLAG_NUMBERED = 1;
 
 const decoder = new TextDecoder();
 
@@ -30,8 +37,14 @@ export interface InboxMessage {
   data: Uint8Array;
 }
 
-function recordBytes(from_len: number, data_len: number): number {
-  return (HEADER + from_len + data_len + 3) & ~3;
+/** A message as the outbox holds it: `seq` is its number if the worker gave it one (else 0), `lane` its delivery on the lane (else 0). */
+export interface SentMessage extends InboxMessage {
+  seq: number;
+  lane: number;
+}
+
+function recordBytes(from_len: number, data_len: number, numbered = false): number {
+  return (HEADER + (numbered ? NUMBERED : 0) + from_len + data_len + 3) & ~3;
 }
 
 /**
@@ -96,8 +109,8 @@ export class MessageRing {
   }
 
   /** Producer: whether a message of these sizes fits now. */
-  fits(from_len: number, data_len: number): boolean {
-    return ((this.#head() - this.#tail()) >>> 0) + recordBytes(from_len, data_len) <= this.#ring.length;
+  fits(from_len: number, data_len: number, numbered = false): boolean {
+    return ((this.#head() - this.#tail()) >>> 0) + recordBytes(from_len, data_len, numbered) <= this.#ring.length;
   }
 
   /** Producer: appends a message if it fits; false if the ring is too full now. */
@@ -110,20 +123,60 @@ export class MessageRing {
    * buffers (the guest's memory), at `peer_ptr` and `data_ptr`: no view of
    * each part is made.
    */
-  writeFrom(peer: Uint8Array, peer_ptr: number, peer_len: number, data: Uint8Array, data_ptr: number, data_len: number): boolean {
-    const size = recordBytes(peer_len, data_len);
+  writeFrom(peer: Uint8Array, peer_ptr: number, peer_len: number, data: Uint8Array, data_ptr: number, data_len: number, seq = 0, lane = 0): boolean {
+    const numbered = seq > 0;
+    const size = recordBytes(peer_len, data_len, numbered);
     const head = this.#head();
     const used = (head - this.#tail()) >>> 0;
     if (used + size > this.#ring.length) return false;
-    const at = head % this.#ring.length;
+    const n = this.#ring.length;
+    const at = head % n;
     this.#view.setUint32(at, size, true);
-    this.#view.setUint16((at + 4) % this.#ring.length, peer_len, true);
-    this.#view.setUint16((at + 6) % this.#ring.length, 0, true);
-    this.#view.setUint32((at + 8) % this.#ring.length, data_len, true);
-    copyIn(this.#ring, head + HEADER, peer, peer_ptr, peer_len);
-    copyIn(this.#ring, head + HEADER + peer_len, data, data_ptr, data_len);
+    this.#view.setUint16((at + 4) % n, peer_len, true);
+    this.#view.setUint16((at + 6) % n, numbered ? FLAG_NUMBERED : 0, true);
+    this.#view.setUint32((at + 8) % n, data_len, true);
+    let body = head + HEADER;
+    if (numbered) {
+      this.#view.setUint32((at + 12) % n, seq % 2 ** 32, true);
+      this.#view.setUint32((at + 16) % n, Math.floor(seq / 2 ** 32), true);
+      this.#view.setUint32((at + 20) % n, lane, true);
+      body += NUMBERED;
+    }
+    copyIn(this.#ring, body, peer, peer_ptr, peer_len);
+    copyIn(this.#ring, body + peer_len, data, data_ptr, data_len);
     Atomics.store(this.#control, this.#head_slot, (head + size) | 0);
     return true;
+  }
+
+  /**
+   * Producer: how many records written from byte counter `mark` on (a
+   * position the consumer had reached, so no later record came before it)
+   * name `peer`; null if the producer has written a whole ring since, over
+   * some of them.
+   */
+  countSince(mark: number, peer: Uint8Array): number | null {
+    const head = this.#head();
+    if (((head - mark) >>> 0) > this.#ring.length) return null;
+    let count = 0;
+    for (let at = mark >>> 0; at !== head; ) {
+      const i = at % this.#ring.length;
+      const size = this.#view.getUint32(i, true);
+      const peer_len = this.#view.getUint16((i + 4) % this.#ring.length, true);
+      const numbered = (this.#view.getUint16((i + 6) % this.#ring.length, true) & FLAG_NUMBERED) !== 0;
+      if (peer_len === peer.length) {
+        const from = at + HEADER + (numbered ? NUMBERED : 0);
+        let same = true;
+        for (let k = 0; k < peer_len && same; k += 1) same = this.#ring[(from + k) % this.#ring.length] === peer[k];
+        if (same) count += 1;
+      }
+      at = (at + size) >>> 0;
+    }
+    return count;
+  }
+
+  /** Consumer: bytes taken so far (a byte counter, mod 2^32). */
+  get taken(): number {
+    return this.#tail();
   }
 
   /** Consumer: sizes of the first unread message, or null. */
@@ -152,7 +205,7 @@ export class MessageRing {
   }
 
   /** Consumer: takes every message written so far, oldest first. */
-  drain(): InboxMessage[] {
+  drain(): SentMessage[] {
     const { out, end } = this.#collect();
     // Up to where it read: the producer may have written more meanwhile, for the next drain.
     Atomics.store(this.#control, this.#tail_slot, end | 0);
@@ -164,18 +217,28 @@ export class MessageRing {
     return this.#collect().out;
   }
 
-  #collect(): { out: InboxMessage[]; end: number } {
-    const out: InboxMessage[] = [];
+  #collect(): { out: SentMessage[]; end: number } {
+    const out: SentMessage[] = [];
     const head = this.#head();
+    const n = this.#ring.length;
     let at = this.#tail();
     for (; at !== head; ) {
-      const i = at % this.#ring.length;
+      const i = at % n;
       const size = this.#view.getUint32(i, true);
-      const from_len = this.#view.getUint16((i + 4) % this.#ring.length, true);
-      const data = new Uint8Array(this.#view.getUint32((i + 8) % this.#ring.length, true));
-      const from = this.#pid(at + HEADER, from_len);
-      copyOut(this.#ring, at + HEADER + from_len, data, 0, data.length);
-      out.push({ from, data });
+      const from_len = this.#view.getUint16((i + 4) % n, true);
+      const numbered = (this.#view.getUint16((i + 6) % n, true) & FLAG_NUMBERED) !== 0;
+      const data = new Uint8Array(this.#view.getUint32((i + 8) % n, true));
+      let seq = 0;
+      let lane = 0;
+      let body = at + HEADER;
+      if (numbered) {
+        seq = this.#view.getUint32((i + 12) % n, true) + this.#view.getUint32((i + 16) % n, true) * 2 ** 32;
+        lane = this.#view.getUint32((i + 20) % n, true);
+        body += NUMBERED;
+      }
+      const from = this.#pid(body, from_len);
+      copyOut(this.#ring, body + from_len, data, 0, data.length);
+      out.push({ from, data, seq, lane });
       at = (at + size) >>> 0;
     }
     return { out, end: at };

@@ -60,12 +60,55 @@ describe("message rings", () => {
               ring.takeInto(memory, 3, memory, 3 + next.from_len + 9);
               got.push({ from: new TextDecoder().decode(memory.subarray(3, 3 + next.from_len)), data: memory.slice(3 + next.from_len + 9, 3 + next.from_len + 9 + next.data_len) });
             }
-          } else got.push(...ring.drain());
+          } else got.push(...ring.drain().map(({ from, data }) => ({ from, data })));
         }
-        got.push(...ring.drain());
+        got.push(...ring.drain().map(({ from, data }) => ({ from, data })));
         assert.deepEqual(got, sent);
       }),
     );
+  });
+
+  it("carries a lane's numbered records among plain ones, and counts the records to one peer written since a position (a lane's lease, `_lane_writer.ts`)", () => {
+    const peers = ["n1-1", "n1-2", "n2-1"];
+    const record = fc.record({ peer: fc.constantFrom(...peers), data: fc.uint8Array({ maxLength: 60 }), seq: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER })), lane: fc.nat() });
+    fc.assert(
+      fc.property(fc.integer({ min: 16, max: 64 }), fc.array(fc.array(record, { maxLength: 10 }), { maxLength: 30 }), fc.constantFrom(...peers), (quarter, bursts, counted) => {
+        const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+        const ring = new MessageRing(new Uint8Array(new SharedArrayBuffer(quarter * 4 * 4)), control, 0, 1);
+        const sent: { from: string; data: Uint8Array; seq: number; lane: number }[] = [];
+        const got: typeof sent = [];
+        for (const burst of bursts) {
+          // The consumer's position now: what is written from here on, to `counted`, the producer can count.
+          const mark = ring.taken;
+          let since = 0;
+          for (const r of burst) {
+            const peer = bytes(r.peer);
+            const memory = new Uint8Array(3 + peer.length + r.data.length);
+            memory.set(peer, 3);
+            memory.set(r.data, 3 + peer.length);
+            const lane = r.seq === 0 ? 0 : r.lane;
+            if (!ring.writeFrom(memory, 3, peer.length, memory, 3 + peer.length, r.data.length, r.seq, lane)) continue;
+            sent.push({ from: r.peer, data: r.data, seq: r.seq, lane });
+            if (r.peer === counted) since += 1;
+          }
+          assert.equal(ring.countSince(mark, bytes(counted)), since);
+          got.push(...ring.drain());
+        }
+        assert.deepEqual(got, sent);
+      }),
+    );
+  });
+
+  it("says it cannot count past a whole ring written since the position", () => {
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL_SLOTS * 4));
+    const ring = new MessageRing(new Uint8Array(new SharedArrayBuffer(64)), control, 0, 1);
+    const mark = ring.taken;
+    for (let i = 0; i < 5; i += 1) {
+      assert.ok(ring.write(bytes("n1-1"), new Uint8Array(20)));
+      ring.drain();
+    }
+    assert.equal(ring.countSince(mark, bytes("n1-1")), null);
+    assert.equal(ring.countSince(ring.taken, bytes("n1-1")), 0);
   });
 
   it("refuses a record that does not fit until the consumer makes room", () => {
@@ -84,8 +127,8 @@ describe("message rings", () => {
     const inbox = inboxRing(links, control);
     const outbox = outboxRing(links, control);
     assert.ok(inbox.write(bytes("n1-1"), bytes("in")) && outbox.write(bytes("n2-1"), bytes("out")));
-    assert.deepEqual(outbox.drain(), [{ from: "n2-1", data: bytes("out") }]);
-    assert.deepEqual(inbox.unread(), [{ from: "n1-1", data: bytes("in") }]);
+    assert.deepEqual(outbox.drain(), [{ from: "n2-1", data: bytes("out"), seq: 0, lane: 0 }]);
+    assert.deepEqual(inbox.unread(), [{ from: "n1-1", data: bytes("in"), seq: 0, lane: 0 }]);
     assert.ok(outbox.empty && !inbox.empty);
   });
 });

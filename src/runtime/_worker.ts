@@ -19,6 +19,7 @@ import { collectNow } from "./_reclaim.js";
 import { StdinMailbox } from "./stdin.js";
 import { FERRY_BLOCKING, ferryImports } from "./_ferry_imports.js";
 import { inboxRing, outboxRing } from "./_inbox.js";
+import { LaneWriter } from "./_lane_writer.js";
 import { wallClock } from "./_wall_clock.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
@@ -354,6 +355,7 @@ class Guest {
       control,
       inbox: inboxRing(init.inbox, control),
       outbox: outboxRing(init.inbox, control),
+      lane: init.pid === null ? null : new LaneWriter(init.control, new TextEncoder().encode(init.pid)),
       pid: init.pid,
       blocker: this.#deps.blocker,
       monotonic_ns: () => this.host.monotonic_ns(),

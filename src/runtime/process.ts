@@ -15,11 +15,25 @@ import {
   allocateControl,
   allocateRings,
   Gate,
+  LANE_AREA_BYTES,
+  LANE_AREA_OFFSET,
+  LANE_KEY_BYTES,
+  LaneState,
   MigrateSlot,
   Request,
   SLOT_GATE,
   SLOT_HIBERNATE_MS,
   SLOT_INBOX_BACKLOG,
+  SLOT_LANE_BASE_HI,
+  SLOT_LANE_BASE_LO,
+  SLOT_LANE_BROKEN,
+  SLOT_LANE_BUSY,
+  SLOT_LANE_FD,
+  SLOT_LANE_GEN,
+  SLOT_LANE_IN_FLIGHT,
+  SLOT_LANE_MARK,
+  SLOT_LANE_PID_LEN,
+  SLOT_LANE_STATE,
   SLOT_MIGRATE,
   OUTBOX_MAX,
   SLOT_OUT_PENDING,
@@ -32,7 +46,7 @@ import {
   wake,
   type ControlBuffers,
 } from "./_control.js";
-import { inboxRing, outboxRing, type InboxMessage, type MessageRing } from "./_inbox.js";
+import { inboxRing, outboxRing, PID_BYTES_MAX, type InboxMessage, type MessageRing } from "./_inbox.js";
 import { NET_AREA_BYTES, NetArea } from "./_net_area.js";
 import type { FromWorker, GlobalBits, IdleWait, OutputTarget, OutputWire, SuspendedState, ToWorker, WorkerInit } from "./_protocol.js";
 import { HIBERNATE_AFTER_MS_MAX, recordWake, SleepingMemory, WakeWatch, worthHibernating } from "./_hibernate.js";
@@ -142,8 +156,12 @@ export interface LinkHooks {
   pid: string;
   /** Called once with the process, before its guest runs. */
   bind(proc: GuestProcess): void;
-  /** The guest sent a message (calls come in the order it sent them). */
-  send(to: string, data: Uint8Array): void;
+  /**
+   * The guest sent a message (calls come in the order it sent them). `seq`:
+   * the number its worker gave it under a lane's lease (0: none, the links
+   * number it); `lane`: its delivery id on that lane (0: not sent there).
+   */
+  send(to: string, data: Uint8Array, seq?: number, lane?: number): void;
   /** The guest asks to be moved to `node`; answer with {@link GuestProcess.migrateAnswer}. */
   migrate(node: string): void;
   /** The guest read a message while a backlog was flagged: there may be room in its inbox. */
@@ -515,8 +533,73 @@ export class GuestProcess {
     // Cleared before the drain: a send after it signals again, so nothing written is left unseen.
     Atomics.store(this.#control, SLOT_OUTBOX_SIGNALLED, 0);
     const sent = rings.outbox.drain();
-    for (const m of sent) this.#io.links?.send(m.from, m.data);
+    for (const m of sent) this.#io.links?.send(m.from, m.data, m.seq, m.lane);
     if (sent.length > 0 && Atomics.exchange(this.#control, SLOT_OUTBOX_WAITING, 0) === 1) wake(this.#control);
+  }
+
+  /** Takes what the guest sent out of its outbox now, in order (a lane's answer needs the delivery it answers known first). */
+  takeSent(): void {
+    this.#drainOutbox();
+  }
+
+  /**
+   * Offers the worker a lane's lease for its messages to `lease.to`
+   * (`_lane_writer.ts`): `fd`, a socket to that pid's node the worker may
+   * write to until the lease is revoked and {@link revokeLane} said so;
+   * `key`, its records' key; `base(to)`, the number of the last message to
+   * `to` the links took, asked once what the outbox held is taken. False if
+   * a lease is in place already, or the guest is not running in a worker.
+   */
+  offerLane(lease: { gen: number; fd: number; key: Uint8Array; to: string; base: () => number }): boolean {
+    const c = this.#control;
+    if (this.#phase !== "running" || Atomics.load(c, SLOT_LANE_STATE) !== LaneState.none) return false;
+    const pid = new TextEncoder().encode(lease.to);
+    if (pid.length === 0 || pid.length > PID_BYTES_MAX || lease.key.length !== LANE_KEY_BYTES) throw new RangeError("a lane's lease needs a pid of 1 to 255 bytes and a 32-byte key");
+    this.#drainOutbox();
+    const base = lease.base();
+    const area = new Uint8Array(this.#buffers.control, LANE_AREA_OFFSET, LANE_AREA_BYTES);
+    area.set(lease.key, 0);
+    area.set(pid, LANE_KEY_BYTES);
+    Atomics.store(c, SLOT_LANE_PID_LEN, pid.length);
+    Atomics.store(c, SLOT_LANE_GEN, lease.gen);
+    Atomics.store(c, SLOT_LANE_FD, lease.fd);
+    Atomics.store(c, SLOT_LANE_MARK, (this.#rings?.outbox.taken ?? 0) | 0);
+    Atomics.store(c, SLOT_LANE_BASE_LO, (base % 2 ** 32) | 0);
+    Atomics.store(c, SLOT_LANE_BASE_HI, Math.floor(base / 2 ** 32) | 0);
+    Atomics.store(c, SLOT_LANE_STATE, LaneState.offered);
+    return true;
+  }
+
+  /** The pid the worker holds a lane's lease for, or was offered one for; null if none. */
+  get lanePid(): string | null {
+    const c = this.#control;
+    if (Atomics.load(c, SLOT_LANE_STATE) === LaneState.none) return null;
+    return new TextDecoder().decode(new Uint8Array(this.#buffers.control, LANE_AREA_OFFSET + LANE_KEY_BYTES, Atomics.load(c, SLOT_LANE_PID_LEN)));
+  }
+
+  /**
+   * Takes a lane's lease back: the worker's next `send` goes through the
+   * links again. True once the worker cannot be writing to the lane's
+   * socket any more (call again until then before closing it).
+   */
+  revokeLane(gen?: number): boolean {
+    if (gen === undefined || Atomics.load(this.#control, SLOT_LANE_GEN) === gen) Atomics.store(this.#control, SLOT_LANE_STATE, LaneState.none);
+    return this.laneIdle;
+  }
+
+  /** Whether the worker is outside any look at its lane now: after a revoke, it never writes to the revoked lane's socket again. */
+  get laneIdle(): boolean {
+    return Atomics.load(this.#control, SLOT_LANE_BUSY) === 0 || this.#phase === "ended" || this.#phase === "hibernated";
+  }
+
+  /** `count` of the worker's deliveries on its lane were answered (or given up): room for more. */
+  laneAnswered(count: number): void {
+    Atomics.sub(this.#control, SLOT_LANE_IN_FLIGHT, count);
+  }
+
+  /** The generation of a lane the worker could not write to (0: none). */
+  get laneBroken(): number {
+    return Atomics.load(this.#control, SLOT_LANE_BROKEN);
   }
 
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
@@ -1001,6 +1084,9 @@ export class GuestProcess {
     reclaimSoon(memory.size_bytes);
     // Nothing unread either way (its sends were drained above): fresh rings take their place when needed.
     if (this.#rings !== null && this.#rings.inbox.empty && this.#rings.outbox.empty) this.#rings = null;
+    // A lease belongs to the worker that took it: the next one starts without (the links offer again).
+    Atomics.store(this.#control, SLOT_LANE_STATE, LaneState.none);
+    Atomics.store(this.#control, SLOT_LANE_BUSY, 0);
     this.#phase = "hibernated";
     this.#hibernations += 1;
     const sleep: Sleep = { state, memory, idle, watch: null as unknown as WakeWatch }; // set below: the watch may fire at once
