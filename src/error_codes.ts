@@ -95,6 +95,8 @@ export const ERROR_CODES = {
   ERR_COPY_ARGS: { status: 500, meaning: "The native addon's copyOut was called with bad arguments (a programming error)." },
   ERR_PEEK: { status: 500, meaning: "The native addon could not look at a socket's first bytes (recv with MSG_PEEK failed)." },
   ERR_TIMES_ARGS: { status: 500, meaning: "The native addon's file-times setter was called with bad arguments (a programming error)." },
+  ERR_DUP_ARGS: { status: 500, meaning: "The native addon's dupFd was called with bad arguments (a programming error)." },
+  ERR_DUP: { status: 500, meaning: "The native addon could not duplicate a link lane's socket (fcntl F_DUPFD_CLOEXEC failed: out of descriptors)." },
   ERR_SEAL_ARGS: { status: 500, meaning: "The native page-record sealer was called with bad arguments (a programming error)." },
   ERR_SEAL: { status: 500, meaning: "The native page-record sealer could not be set up or could not seal (OpenSSL refused, or out of memory)." },
   ERR_BULK_SEND: { status: 502, meaning: "The native thread writing a stop-copy's page records could not start or write (out of memory, or the socket failed other than by closing): the migration fails and the process keeps running at the source." },

@@ -144,6 +144,12 @@ describe("links between processes", () => {
     await move(pong, 1, () => 0.99);
     let seen = await laned();
     await until("lanes to the moved pong", async () => (await laned()) - seen >= 200, 120_000);
+    // ping's own lane went to n1, where pong was: it is opened again, to n3.
+    const n2 = cluster.nodes[1] as NodeProc;
+    await until("ping's lane to n3", async () => {
+      const open = (await json<{ lanes: { open: { pid: string; node: string; taken: number }[] } }>(n2.address, "GET", "/v1/links?inspect=1")).lanes.open;
+      return open.some((l) => l.pid === ping && l.node === "n3" && l.taken > 0);
+    }, 120_000);
     await move(ping, 2, () => 0);
     seen = await laned();
     await until("lanes from the moved ping", async () => (await laned()) - seen >= 200, 120_000);

@@ -168,6 +168,8 @@ Options:
   --balance on|off       The nodes' balancer (default on): processes move on
                          their own to share load, talk locally, leave drained
                          nodes; ferry run without --node is placed.
+  --link-lanes on|off    Processes write their messages to peers on other
+                         nodes themselves, on lanes (default on).
   --directory URL        The cluster directory the nodes join: by default an
                          embedded one this process keeps in DATA/directory.json
                          and serves to its nodes (mutual TLS); etcd://HOST:PORT,...
@@ -460,7 +462,8 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
   const dead_after_ms = deadAfterOption(parsed) ?? LEASE_TTL_MS_DEFAULT;
-  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  onOff(parsed, "link-lanes", true); // checked here, before any node starts
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }, { name: "link-lanes", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),

@@ -212,8 +212,10 @@ export class Endpoint {
     return this.#kept.has(to);
   }
 
-  /** The number of the last message to `to` (0: none yet). */
-  lastSeq(to: string): number {
+  /** The number of the last message to `to` (0: none yet), if nothing to `to` is waiting or on its way; else null. */
+  quietSeq(to: string): number | null {
+    const flow = this.#flows.get(to);
+    if ((this.#outbox.get(to)?.length ?? 0) > 0 || (flow !== undefined && (flow.in_flight > 0 || flow.waiting))) return null;
     return this.#next_seq.get(to) ?? 0;
   }
 

@@ -159,7 +159,7 @@ export class SenderLane {
    * their way than a lane takes streams, and its node's channel, which
    * batches them, carries that better.
    */
-  offer(to: string, base: () => number): boolean {
+  offer(to: string, base: () => number | null): boolean {
     if (!this.open) return false;
     const now = performance.now();
     if (this.#offered && this.#proc.lanePid === null) {
@@ -194,6 +194,7 @@ export class SenderLane {
     clearInterval(this.#sweep);
     this.#socket.destroy();
     this.#key.fill(0);
+    this.#opener.close();
     this.#proc.revokeLane(this.gen);
     // What the worker wrote before the revoke is known first: its deliveries fail with the rest.
     this.#proc.takeSent();

@@ -140,15 +140,17 @@ export class NodeLinks {
     if (ep === undefined || proc === null) return;
     const lane = this.#lanes.get(pid);
     const leased = proc.lanePid === to;
-    const here = answer.kind === "accepted" && answer.at !== this.#node.name && answer.durable === undefined && !ep.keeps(to);
-    if (!here || (lane !== undefined && answer.kind === "accepted" && lane.node !== answer.at)) {
-      if (leased && lane !== undefined) lane.revoked();
+    if (answer.kind !== "accepted" || answer.at === this.#node.name || answer.durable !== undefined || ep.keeps(to)) {
+      if (leased) lane?.revoked();
       return;
     }
-    // Offered only with nothing to `to` on its way: a lane's delivery that overtook one would be refused.
-    if (answer.kind !== "accepted" || !quiet || proc.lanePid !== null) return;
+    // It took them on another node than the lane's: it moved.
+    if (leased && lane !== undefined && lane.node !== answer.at) lane.revoked();
+    // Offered only with nothing to `to` on its way (a lane's delivery that overtook one would be refused), and
+    // while no other lease is in place (a process's lane is for the pid it talks to, not the last one it wrote to).
+    if (!quiet || proc.lanePid !== null) return;
     if (lane !== undefined && lane.node === answer.at && lane.open) {
-      lane.offer(to, () => ep.lastSeq(to));
+      lane.offer(to, () => ep.quietSeq(to));
       return;
     }
     if ((ep.stats().get(to)?.messages ?? 0) < LANE_AFTER_MESSAGES || this.#lanes_opening.has(pid)) return;
@@ -163,7 +165,7 @@ export class NodeLinks {
           return;
         }
         this.#lanes.set(pid, opened);
-        opened.offer(to, () => ep.lastSeq(to));
+        opened.offer(to, () => ep.quietSeq(to));
       })
       .catch((err: unknown) => logger().debug({ pid, node: answer.at, err: errorField(err) }, "a link lane could not be opened; messages go through the node"))
       .finally(() => this.#lanes_opening.delete(pid));

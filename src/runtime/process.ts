@@ -38,6 +38,7 @@ import {
   OUTBOX_MAX,
   SLOT_OUT_PENDING,
   SLOT_OUTBOX_SIGNALLED,
+  SLOT_OUTBOX_TAIL,
   SLOT_OUTBOX_WAITING,
   SLOT_REQUEST,
   SLOT_STDIN_LEN,
@@ -546,24 +547,28 @@ export class GuestProcess {
    * Offers the worker a lane's lease for its messages to `lease.to`
    * (`_lane_writer.ts`): `fd`, a socket to that pid's node the worker may
    * write to until the lease is revoked and {@link revokeLane} said so;
-   * `key`, its records' key; `base(to)`, the number of the last message to
-   * `to` the links took, asked once what the outbox held is taken. False if
-   * a lease is in place already, or the guest is not running in a worker.
+   * `key`, its records' key; `base()`, the number of the last message to
+   * `to` the links took, asked once what the outbox held is taken (null:
+   * messages to `to` are on their way, no lease now). False if no lease was
+   * offered: one is in place already, the guest is not running in a
+   * worker, or `base` said no.
    */
-  offerLane(lease: { gen: number; fd: number; key: Uint8Array; to: string; base: () => number }): boolean {
+  offerLane(lease: { gen: number; fd: number; key: Uint8Array; to: string; base: () => number | null }): boolean {
     const c = this.#control;
     if (this.#phase !== "running" || Atomics.load(c, SLOT_LANE_STATE) !== LaneState.none) return false;
     const pid = new TextEncoder().encode(lease.to);
     if (pid.length === 0 || pid.length > PID_BYTES_MAX || lease.key.length !== LANE_KEY_BYTES) throw new RangeError("a lane's lease needs a pid of 1 to 255 bytes and a 32-byte key");
     this.#drainOutbox();
     const base = lease.base();
+    if (base === null) return false;
     const area = new Uint8Array(this.#buffers.control, LANE_AREA_OFFSET, LANE_AREA_BYTES);
     area.set(lease.key, 0);
     area.set(pid, LANE_KEY_BYTES);
     Atomics.store(c, SLOT_LANE_PID_LEN, pid.length);
     Atomics.store(c, SLOT_LANE_GEN, lease.gen);
     Atomics.store(c, SLOT_LANE_FD, lease.fd);
-    Atomics.store(c, SLOT_LANE_MARK, (this.#rings?.outbox.taken ?? 0) | 0);
+    // The outbox's position lives in the control block, whether its ring is there now or not.
+    Atomics.store(c, SLOT_LANE_MARK, Atomics.load(c, SLOT_OUTBOX_TAIL));
     Atomics.store(c, SLOT_LANE_BASE_LO, (base % 2 ** 32) | 0);
     Atomics.store(c, SLOT_LANE_BASE_HI, Math.floor(base / 2 ** 32) | 0);
     Atomics.store(c, SLOT_LANE_STATE, LaneState.offered);
