@@ -51,6 +51,8 @@ const LANE_DIAL_MS = 5000;
  */
 const LANE_ANSWER_HOLD_MS = 5;
 const LANE_ANSWERS_HELD_MAX = LANE_IN_FLIGHT_MAX / 2;
+/** Lanes a node serves at most (other nodes' processes writing to it): a socket and a few KiB each. */
+export const LANES_SERVED_MAX = 4096;
 /** How long after a lease the worker gave back (it had more on their way than a lane takes) none is offered. */
 const LANE_BACKOFF_MS = 1000;
 /** How often a lane being closed looks again whether its worker is out of `send`. */
@@ -301,10 +303,20 @@ export class LaneDoors {
   readonly #tickets = new PageTickets();
   readonly #senders = new Map<string, { sender: string; peer: string | null }>();
   readonly #open = new Set<net.Socket>();
+  readonly #served_max: number;
   #next = 0;
 
-  /** A door for a lane from process `sender` of node `peer`: its grant, confidential (sent inside mutual TLS). */
+  constructor(options: { served_max?: number } = {}) {
+    this.#served_max = options.served_max ?? LANES_SERVED_MAX;
+  }
+
+  /**
+   * A door for a lane from process `sender` of node `peer`: its grant,
+   * confidential (sent inside mutual TLS). ERR_QUOTA once LANES_SERVED_MAX
+   * lanes (or `served_max`) are served here: the sender's messages then go through its node.
+   */
   issue(sender: string, peer: string | null): LaneGrantWire {
+    if (this.#open.size >= this.#served_max) throw new FerryError("ERR_QUOTA", `this node serves ${this.#served_max} lanes already`);
     const session = `lane-${(this.#next += 1)}`;
     const grant = this.#tickets.issue(session);
     this.#senders.set(session, { sender, peer });

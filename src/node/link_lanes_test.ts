@@ -143,4 +143,9 @@ describe("link lanes: the receiving node's door and server", () => {
     // The ticket was spent by the first connection: a second one through it is not let in.
     await assert.rejects(dialLane(address, ticket));
   });
+
+  it("serves a bounded number of lanes: past it, no door is opened", () => {
+    const few = new LaneDoors({ served_max: 0 });
+    assert.throws(() => few.issue("n1-1", "s1"), (err: Error & { code?: string }) => err.code === "ERR_QUOTA");
+  });
 });
