@@ -91,7 +91,7 @@ describe("link lanes: the receiving node's door and server", () => {
 
   const closed = (socket: net.Socket): Promise<void> => new Promise((r) => (socket.destroyed ? r() : socket.once("close", () => r())));
 
-  it("takes the worker's deliveries in order and answers each on the lane, several to a record", async () => {
+  it("takes the worker's deliveries in order and answers each on the lane, several to a record", { timeout: 30_000 }, async () => {
     received.length = 0;
     const lane = await open("n1-7");
     for (let seq = 1; seq <= 20; seq += 1) lane.seal([deliver(100 + seq, "n2-3", "n1-7", seq, `m${seq}`)]);
@@ -111,7 +111,7 @@ describe("link lanes: the receiving node's door and server", () => {
     lane.socket.destroy();
   });
 
-  it("answers one that took less than its delivery at once", async () => {
+  it("answers one that took less than its delivery at once", { timeout: 30_000 }, async () => {
     answer = () => ({ kind: "moving" });
     try {
       const lane = await open("n1-8");
@@ -124,7 +124,7 @@ describe("link lanes: the receiving node's door and server", () => {
     }
   });
 
-  it("drops a lane that carries another process's messages, or a record that is not authentic, and spends each ticket once", async () => {
+  it("drops a lane that carries another process's messages, or a record that is not authentic, and spends each ticket once", { timeout: 30_000 }, async () => {
     received.length = 0;
     const forged = await open("n1-9");
     forged.seal([deliver(1, "n2-3", "n1-10", 1, "not mine")]);
