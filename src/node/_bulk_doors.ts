@@ -117,8 +117,12 @@ export function acceptBulkUpgrade(doors: BulkDoors, url: string, socket: Duplex,
   if (!doors.accept(socket as Socket, ticket)) socket.destroy();
 }
 
-/** Reads BULK_GO (`head`: what came already) and resolves with the socket, paused, nothing past BULK_GO read. */
-function awaitGo<S extends Duplex>(socket: S, head: Buffer, address: string): Promise<S> {
+/**
+ * Reads `go` (BULK_GO unless said; `head`: what came already) and resolves
+ * with the socket, paused, nothing past it read; `what` names the
+ * connection in errors.
+ */
+export function awaitGo<S extends Duplex>(socket: S, head: Buffer, address: string, go: Buffer = BULK_GO, what = "the sealed page connection"): Promise<S> {
   return new Promise<S>((resolve, reject) => {
     let got = head;
     const finish = (err: Error | null): void => {
@@ -136,10 +140,10 @@ function awaitGo<S extends Duplex>(socket: S, head: Buffer, address: string): Pr
     };
     const onData = (chunk: Buffer): void => {
       got = Buffer.concat([got, chunk]);
-      if (got.length < BULK_GO.length) return;
-      finish(got.equals(BULK_GO) ? null : new FerryError("ERR_PEER", `node ${address} answered the sealed page connection with ${got.length} other bytes`));
+      if (got.length < go.length) return;
+      finish(got.equals(go) ? null : new FerryError("ERR_PEER", `node ${address} answered ${what} with ${got.length} other bytes`));
     };
-    const onClose = (): void => finish(new FerryError("ERR_PEER", `node ${address} closed the sealed page connection (its door was closed, or the ticket was not its)`));
+    const onClose = (): void => finish(new FerryError("ERR_PEER", `node ${address} closed ${what} (its door was closed, or the ticket was not its)`));
     const onError = (err: Error): void => finish(new FerryError("ERR_PEER_UNREACHABLE", `node ${address}: ${err.message}`, { cause: err }));
     const timer = setTimeout(() => finish(new FerryError("ERR_PEER", `node ${address} did not open its door within ${DOOR_WAIT_MS} ms`)), DOOR_WAIT_MS);
     socket.on("data", onData);

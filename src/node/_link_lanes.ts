@@ -31,6 +31,7 @@ import { RecordDirection, RecordOpener, RecordSealer } from "../memory/mod.js";
 import { LANE_IN_FLIGHT_MAX } from "../runtime/_control.js";
 import type { GuestProcess } from "../runtime/mod.js";
 import { LANE_FRAME_HEAD_BYTES, LaneFrame } from "../runtime/_lane_writer.js";
+import { awaitGo } from "./_bulk_doors.js";
 import { connectTcp } from "./_dialer.js";
 import { decodeAnswer, decodeDeliver, encodeAnswer } from "./_link_frames.js";
 import { PAGE_DATA_MAGIC, PageTickets } from "./_page_tickets.js";
@@ -266,33 +267,7 @@ export async function dialLane(address: string, ticket: Uint8Array): Promise<net
   const socket = await connectTcp(address, LANE_DIAL_MS);
   socket.setNoDelay(true);
   socket.write(Buffer.concat([PAGE_DATA_MAGIC, ticket]));
-  return await new Promise<net.Socket>((resolve, reject) => {
-    let got = Buffer.alloc(0);
-    const finish = (err: Error | null): void => {
-      clearTimeout(timer);
-      socket.off("data", onData);
-      socket.off("close", onClose);
-      socket.off("error", onError);
-      if (err === null) {
-        socket.pause();
-        resolve(socket);
-      } else {
-        socket.destroy();
-        reject(err);
-      }
-    };
-    const onData = (chunk: Buffer): void => {
-      got = Buffer.concat([got, chunk]);
-      if (got.length < LANE_GO.length) return;
-      finish(got.equals(LANE_GO) ? null : new FerryError("ERR_PEER", `node ${address} answered a lane with ${got.length} other bytes`));
-    };
-    const onClose = (): void => finish(new FerryError("ERR_PEER", `node ${address} closed a lane before it opened`));
-    const onError = (err: Error): void => finish(new FerryError("ERR_PEER_UNREACHABLE", `node ${address}: ${err.message}`, { cause: err }));
-    const timer = setTimeout(() => finish(new FerryError("ERR_PEER", `node ${address} did not open a lane within ${LANE_DIAL_MS} ms`)), LANE_DIAL_MS);
-    socket.on("data", onData);
-    socket.on("close", onClose);
-    socket.on("error", onError);
-  });
+  return await awaitGo(socket, Buffer.alloc(0), address, LANE_GO, "a lane");
 }
 
 /** What R does with a delivery from a lane (as from a link channel): its answer. */
