@@ -181,10 +181,11 @@ export class LaneWriter {
   }
 
   /**
-   * Writes a DELIVER of one message as one sealed record: with the addon,
-   * sealed and written in one call straight from its parts (the frame's
+   * Writes a DELIVER of one message as one sealed record, sealed and
+   * written by the addon in one call straight from its parts (the frame's
    * head, the pids, the message's number and length, its bytes in the
-   * guest's memory); else built, sealed and written here.
+   * guest's memory). False if it could not (no room for 200 ms, a broken
+   * connection, no sealer): the lane is then given up.
    */
   #deliver(id: number, m: Uint8Array, to_len: number, data_ptr: number, data_len: number, seq: number): boolean {
     const native = this.#native;
