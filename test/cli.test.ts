@@ -49,6 +49,8 @@ describe("ferry CLI", () => {
       [["sim", "extra"], /unexpected argument/],
       [["sim", "--nodes", "4", "--partitions", "5"], /partitions must be 1\.\.16, and at most the nodes/],
       [["sim", "--sync-ms", "0"], /--sync-ms wants a number/],
+      [["node", "start", "--name", "n1", "--insecure", "--link-lanes", "maybe"], /--link-lanes is on or off/],
+      [["up", "--link-lanes", "maybe"], /--link-lanes is on or off/],
     ];
     for (const [args, message] of cases) {
       const r = await ferry(args);

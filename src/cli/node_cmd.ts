@@ -451,6 +451,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   logLevelOption(parsed); // checked here, so a wrong level fails before any node starts
   const balance = balanceOption(parsed, true);
   loadOption(parsed, balance); // likewise
+  onOff(parsed, "link-lanes", true); // likewise
   const count = optionInt(parsed, "nodes") ?? 3;
   const port = optionInt(parsed, "port") ?? 7070;
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
@@ -462,7 +463,6 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
   const dead_after_ms = deadAfterOption(parsed) ?? LEASE_TTL_MS_DEFAULT;
-  onOff(parsed, "link-lanes", true); // checked here, before any node starts
   const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }, { name: "link-lanes", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
