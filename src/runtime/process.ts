@@ -538,6 +538,9 @@ export class GuestProcess {
     if (sent.length > 0 && Atomics.exchange(this.#control, SLOT_OUTBOX_WAITING, 0) === 1) wake(this.#control);
   }
 
+  /** The pid of the last lane lease offered (see {@link lanePid}). */
+  #lane_pid = "";
+
   /** Takes what the guest sent out of its outbox now, in order (a lane's answer needs the delivery it answers known first). */
   takeSent(): void {
     this.#drainOutbox();
@@ -565,6 +568,7 @@ export class GuestProcess {
     area.set(lease.key, 0);
     area.set(pid, LANE_KEY_BYTES);
     Atomics.store(c, SLOT_LANE_PID_LEN, pid.length);
+    this.#lane_pid = lease.to;
     Atomics.store(c, SLOT_LANE_GEN, lease.gen);
     Atomics.store(c, SLOT_LANE_FD, lease.fd);
     // The outbox's position lives in the control block, whether its ring is there now or not.
@@ -575,11 +579,13 @@ export class GuestProcess {
     return true;
   }
 
-  /** The pid the worker holds a lane's lease for, or was offered one for; null if none. */
+  /**
+   * The pid the worker holds a lane's lease for, or was offered one for;
+   * null if none. Read after every answer a link gets: the pid of the last
+   * offer, kept here, not decoded from the control block each time.
+   */
   get lanePid(): string | null {
-    const c = this.#control;
-    if (Atomics.load(c, SLOT_LANE_STATE) === LaneState.none) return null;
-    return new TextDecoder().decode(new Uint8Array(this.#buffers.control, LANE_AREA_OFFSET + LANE_KEY_BYTES, Atomics.load(c, SLOT_LANE_PID_LEN)));
+    return Atomics.load(this.#control, SLOT_LANE_STATE) === LaneState.none ? null : this.#lane_pid;
   }
 
   /**
