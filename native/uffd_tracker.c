@@ -271,7 +271,8 @@ static bool view_and_bytes(napi_env env, napi_callback_info info, void **data, d
  * populated stay huge, nothing is collapsed later). Where the first write to
  * each small page traps to the hypervisor, 2 MiB pages make that trap one
  * per 2 MiB. Dirty tracking keeps its 4 KiB grain: a write-protected huge
- * page is split at its first write.
+ * page is split at its first write. Returns how many calls it made to the
+ * kernel (a test checks that the lock is let go between huge pages).
  */
 static napi_value populate(napi_env env, napi_callback_info info) {
   void *data = NULL;
@@ -280,16 +281,22 @@ static napi_value populate(napi_env env, napi_callback_info info) {
   if (!view_and_bytes(env, info, &data, &bytes, &huge, "populate(view: Uint8Array, bytes: number <= view.length, huge?: boolean)")) return NULL;
   uintptr_t start = (uintptr_t)data & ~(uintptr_t)(PAGE_BYTES - 1);
   size_t len = ((uintptr_t)data + (size_t)bytes) - start;
-  if (len == 0) return NULL;
+  napi_value calls_made = NULL;
+  if (len == 0) {
+    napi_create_uint32(env, 0, &calls_made);
+    return calls_made;
+  }
   // Only advice: a kernel without THP (EINVAL) populates small pages as before.
   if (huge) (void)madvise((void *)start, len, MADV_HUGEPAGE);
   int rc = 0;
+  uint32_t calls = 0;
   uintptr_t end = start + len;
   for (uintptr_t at = start; at < end && rc == 0;) {
     // Chunks end on huge page boundaries, so each covers whole huge pages where the range does.
     uintptr_t next = (at + POPULATE_CHUNK_BYTES) & ~(uintptr_t)(POPULATE_CHUNK_BYTES - 1);
     if (next > end) next = end;
     rc = madvise((void *)at, next - at, MADV_POPULATE_WRITE);
+    calls += 1;
     at = next;
   }
   int saved = errno;
@@ -298,7 +305,8 @@ static napi_value populate(napi_env env, napi_callback_info info) {
     errno = saved;
     return fail_errno(env, "ERR_POPULATE", "madvise(MADV_POPULATE_WRITE)");
   }
-  return NULL;
+  napi_create_uint32(env, calls, &calls_made);
+  return calls_made;
 }
 
 /*

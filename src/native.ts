@@ -18,8 +18,11 @@ export type CopyMode = (typeof CopyMode)[keyof typeof CopyMode];
 
 /** What the addon exports. */
 export interface NativeAddon {
-  /** MADV_POPULATE_WRITE of the view's first `bytes`; with `huge`, as transparent huge pages where the kernel has them. */
-  populate(view: Uint8Array, bytes: number, huge?: boolean): void;
+  /**
+   * MADV_POPULATE_WRITE of the view's first `bytes`; with `huge`, as transparent huge pages where the kernel has them.
+   * One call to the kernel per huge page (2 MiB), so a thread that maps memory meanwhile waits for one at most; returns the calls made.
+   */
+  populate(view: Uint8Array, bytes: number, huge?: boolean): number;
   /** MADV_DONTNEED of the whole pages in the view's first `bytes`: given back to the kernel, reading as zeros after. */
   discard(view: Uint8Array, bytes: number): void;
   /**
