@@ -34,7 +34,7 @@ import { LANE_FRAME_HEAD_BYTES, LaneFrame } from "../runtime/_lane_writer.js";
 import { awaitGo } from "./_bulk_doors.js";
 import { connectTcp } from "./_dialer.js";
 import { decodeAnswer, decodeDeliver, encodeAnswer } from "./_link_frames.js";
-import { PAGE_DATA_MAGIC, PageTickets } from "./_page_tickets.js";
+import { PAGE_DATA_MAGIC, PageTickets, TICKETS_MAX } from "./_page_tickets.js";
 
 /** What a lane door answers once it took a connection: the worker writes records only after it, so none reaches the front's sorting. */
 export const LANE_GO = Buffer.from("FRYLNKGO", "latin1");
@@ -295,8 +295,8 @@ export class LaneDoors {
     const session = `lane-${(this.#next += 1)}`;
     const grant = this.#tickets.issue(session);
     this.#senders.set(session, { sender, peer });
-    // Sessions whose ticket died unused are forgotten with the oldest.
-    if (this.#senders.size > 1024) this.#senders.delete(this.#senders.keys().next().value as string);
+    // The tickets keep only the newest TICKETS_MAX: the senders of the ones they let go are forgotten with them.
+    if (this.#senders.size > TICKETS_MAX) this.#senders.delete(this.#senders.keys().next().value as string);
     return { ticket: grant.ticket.toString("base64"), to_receiver: Buffer.from(grant.keys.to_destination).toString("base64"), to_sender: Buffer.from(grant.keys.to_source).toString("base64") };
   }
 

@@ -25,7 +25,7 @@ export const PAGE_GRANT_BYTES = TICKET_BYTES + 2 * RECORD_KEY_BYTES;
 /** How long a ticket lives: the source dials as soon as it has it; a ticket held longer is not the source's. */
 export const TICKET_TTL_MS = 10_000;
 /** Tickets pending at most (the oldest go first): one per session being connected, and a node takes few at once. */
-const TICKETS_MAX = 256;
+export const TICKETS_MAX = 256;
 
 /** What the destination hands the source over TLS. */
 export interface PageGrant {

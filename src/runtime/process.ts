@@ -255,6 +255,8 @@ export class GuestProcess {
   #rings: Rings | null;
   /** A wake for messages put in the inbox is due at the end of this turn. */
   #inbox_wake = false;
+  /** The pid of the last lane lease offered (see {@link lanePid}). */
+  #lane_pid = "";
   readonly #usage: UsageView;
   /** Held by the --cpus scheduler ({@link hold}), and by fencing ({@link fence}). */
   #scheduler_hold = false;
@@ -537,9 +539,6 @@ export class GuestProcess {
     for (const m of sent) this.#io.links?.send(m.from, m.data, m.seq, m.lane);
     if (sent.length > 0 && Atomics.exchange(this.#control, SLOT_OUTBOX_WAITING, 0) === 1) wake(this.#control);
   }
-
-  /** The pid of the last lane lease offered (see {@link lanePid}). */
-  #lane_pid = "";
 
   /** Takes what the guest sent out of its outbox now, in order (a lane's answer needs the delivery it answers known first). */
   takeSent(): void {
