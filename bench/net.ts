@@ -110,6 +110,35 @@ async function rawEchoProcess(n: number): Promise<{ first: number[]; warm: numbe
   }
 }
 
+/**
+ * The relayed path again on a pair of nodes with net lanes off (`--net-lanes
+ * off`): the runner's thread then carries every reply to the home. Measured
+ * as the main pair's: a first run, a second, then the one reported.
+ */
+async function relayedWithoutLanes(n: number, line: string): Promise<{ first: number[]; warm: number[] }> {
+  const pair = await startPair("c/kvserver.wasm", "tls", ["--net-lanes", "off"]);
+  try {
+    const created = JSON.parse(
+      (await pair.request(pair.a1, "POST", "/v1/processes", { module_sha256: pair.sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" })).body.toString(),
+    ) as { pid: string; listen: string[] };
+    const client = await Pinger.connect(Number((created.listen[0] as string).split(":").pop()));
+    const r = await pair.request(pair.a1, "POST", `/v1/processes/${created.pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+    if (r.status !== 200) throw new Error(`migrate ${created.pid} to n2: ${r.body.toString()}`);
+    const at = async (count: number): Promise<number[]> => {
+      const times: number[] = [];
+      for (let i = 0; i < count; i += 1) times.push(await client.once(line));
+      return times;
+    };
+    const first = await at(n);
+    await at(n);
+    const warm = await at(n);
+    client.close();
+    return { first, warm };
+  } finally {
+    await pair.stop();
+  }
+}
+
 /** Runs the TCP benchmark and prints its table. */
 export async function netBench(quick: boolean): Promise<void> {
   const pair = await startPair("c/kvserver.wasm");
@@ -147,6 +176,7 @@ export async function netBench(quick: boolean): Promise<void> {
     await at(n);
     const away = await at(n);
     await migrate("n1", "stop-copy");
+    const unlaned = await relayedWithoutLanes(n, line);
 
     console.log("\n(i) a TCP client of a migrating server (kvserver.wasm, one connection, one 38-byte ECHO request in flight) vs a raw loopback TCP echo, same run");
     console.log("each path measured warm, after a first run of as many round trips (the relayed one after two); that first run's median beside");
@@ -159,6 +189,7 @@ export async function netBench(quick: boolean): Promise<void> {
     row("raw TCP echo, loopback, echo in another OS process", process_ms, raw_process.first);
     row("kvserver on its home node", median(home), first_home);
     row("kvserver on another node (relayed by its home)", median(away), first_away);
+    row("kvserver on another node (relayed by its home), net lanes off", median(unlaned.warm), unlaned.first);
 
     const strategies = remotePagesAvailability().available ? ["stop-copy", "pre-copy", "post-copy", "hybrid"] : ["stop-copy", "pre-copy"];
     const repeats = quick ? 1 : 3;

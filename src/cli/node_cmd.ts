@@ -112,6 +112,11 @@ Options:
                          on another node itself, on a lane of its own
                          (docs/links.md, "Lanes"; default on; needs TLS and
                          the native addon, else off).
+  --net-lanes on|off     Let the worker of a process running away from its
+                         home write what it sends on its TCP connections to
+                         the home itself, on a lane of its own
+                         (docs/networking.md, "Net lanes"; default on; needs
+                         TLS and the native addon, else off).
   --directory URL        Join the cluster directory (docs/directory.md):
                          etcd://HOST:PORT,... (a path names the key prefix,
                          default /ferry/; etcds://...?ca=FILE[&cert=FILE&key=FILE]
@@ -170,6 +175,8 @@ Options:
                          nodes; ferry run without --node is placed.
   --link-lanes on|off    Processes write their messages to peers on other
                          nodes themselves, on lanes (default on).
+  --net-lanes on|off     Processes away from their homes write their TCP
+                         bytes to the home themselves, on lanes (default on).
   --directory URL        The cluster directory the nodes join: by default an
                          embedded one this process keeps in DATA/directory.json
                          and serves to its nodes (mutual TLS); etcd://HOST:PORT,...
@@ -352,6 +359,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
       { name: "insecure", value: false },
       { name: "balance", value: true },
       { name: "link-lanes", value: true },
+      { name: "net-lanes", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       ...LIMIT_OPTIONS,
@@ -403,6 +411,7 @@ export async function nodeCommand(argv: readonly string[]): Promise<number> {
     load,
     directory,
     link_lanes: onOff(parsed, "link-lanes", true),
+    net_lanes: onOff(parsed, "net-lanes", true),
     ...(dead_after_ms !== undefined ? { dead_after_ms } : {}),
   });
   if (node.cluster !== null) process.stdout.write(`node ${node.name}: joined the directory at ${directory_url}, lease ${node.cluster.membership.lease?.ttl_ms} ms\n`);
@@ -435,6 +444,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
       { name: "tracker", value: true },
       { name: "balance", value: true },
       { name: "link-lanes", value: true },
+      { name: "net-lanes", value: true },
       { name: "directory", value: true },
       { name: "dead-after", value: true },
       { name: "restart", value: false },
@@ -452,6 +462,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   const balance = balanceOption(parsed, true);
   loadOption(parsed, balance); // likewise
   onOff(parsed, "link-lanes", true); // likewise
+  onOff(parsed, "net-lanes", true); // likewise
   const count = optionInt(parsed, "nodes") ?? 3;
   const port = optionInt(parsed, "port") ?? 7070;
   if (count < 1 || count > UP_NODES_MAX) throw new UsageError(`--nodes wants 1 to ${UP_NODES_MAX}`);
@@ -463,7 +474,7 @@ export async function upCommand(argv: readonly string[]): Promise<number> {
   if (client !== "kept") process.stdout.write(`${client === "replaced" ? "replaced the" : "wrote a"} client credential in ${clientCredentialDir()}\n`);
   // Each node gets the same flags: a local cluster serves the folder it was started in, as a local program would.
   const dead_after_ms = deadAfterOption(parsed) ?? LEASE_TTL_MS_DEFAULT;
-  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }, { name: "link-lanes", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
+  const shared = [...passOn(parsed, [...LIMIT_OPTIONS, { name: "tracker", value: true }, { name: "dead-after", value: true }, { name: "link-lanes", value: true }, { name: "net-lanes", value: true }]), "--balance", balance ? "on" : "off", "--allow-dir", process.cwd(), "--ca-key", path.join(localAuthorityDir(), "ca-key.pem")];
   const addresses = Array.from({ length: count }, (_, i) => `127.0.0.1:${port + i}`);
   const supervisor = new Supervisor(
     (line) => process.stdout.write(`${line}\n`),

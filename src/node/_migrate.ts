@@ -103,7 +103,8 @@ function acceptUpgrade(node: FerryNode, req: http.IncomingMessage, socket: Duple
     return;
   }
   if ((req.url ?? "").startsWith(NET_PATH)) {
-    acceptNetLine(req, socket, head, (pid) => node.table.home(pid)?.net ?? undefined);
+    // Net lanes come through the front, which a node has with TLS only.
+    acceptNetLine(req, socket, head, (pid) => node.table.home(pid)?.net ?? undefined, node.tls !== null ? node.net_lane_doors : null);
     return;
   }
   const url = new URL(req.url ?? "/", "http://node");

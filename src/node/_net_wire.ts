@@ -9,7 +9,9 @@
  * offset, and the small frames (WRITTEN, CONSUMED, END, ...) likewise, so a
  * relayed request and its reply cost no JSON. Only HELLO, ATTACHED and ERROR
  * are JSON. FLUSH is answered by FLUSHED with its id once every earlier
- * frame was handled, since the home handles frames in order.
+ * frame was handled, since the home handles frames in order. LANE_ASK is
+ * answered by LANE_GRANT: a net lane's ticket and keys (`_net_lanes.ts`),
+ * or nothing if the home grants none.
  */
 import { errorField, logger } from "../log/mod.js";
 import type { Duplex } from "node:stream";
@@ -22,11 +24,13 @@ import { parseJson, type Schema } from "../validate.js";
 import { PID_PATTERN } from "../process_spec.js";
 import { NetHelloSchema, PeerErrorSchema } from "./_internal_schemas.js";
 import { decodeBytes, decodeEnd, decodeOffset, decodeRef, decodeU32, encodeEnd, encodeOffset, encodeRef, encodeU32 } from "./_net_frames.js";
-import type { NetDownlink, NetHello, NetHome, NetUplink } from "./net_home.js";
-import type { NetAttach, NetLine } from "./net_link.js";
+import type { NetDownlink, NetHello, NetHome, NetSession } from "./net_home.js";
+import type { NetAttach, NetLaneSocket, NetLine } from "./net_link.js";
 import type { ConnRef } from "../wasi/mod.js";
 import { upgrade } from "./_upgrade.js";
 import { nodeNamed, type Dialer } from "./_dialer.js";
+import { dialNetLane, type NetLaneDoors } from "./_net_lanes.js";
+import { decodeGrant, encodeGrant } from "./_page_tickets.js";
 
 /** The upgrade token of the connection channel (2: binary bodies for every frame that names a connection). */
 export const NET_PROTOCOL = "ferry-net/2";
@@ -55,6 +59,7 @@ const Frame = {
   unlisten: 5,
   consumed: 6,
   flush: 7,
+  lane_ask: 8,
   attached: 16,
   arrived: 17,
   data: 18,
@@ -63,6 +68,7 @@ const Frame = {
   flushed: 21,
   superseded: 22,
   error: 23,
+  lane_grant: 24,
 } as const;
 
 function json(value: unknown): Uint8Array {
@@ -231,7 +237,7 @@ export async function openNetChannel(dialer: Dialer, address: string, home: stri
  * `address`, on `channel` if one was opened ahead (a channel the home has
  * closed meanwhile fails here, like any broken line), else on a new one.
  */
-export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }, channel?: NetChannel): Promise<NetLine> {
+export async function connectNetLine(dialer: Dialer, address: string, home: string, attach: NetAttach & { pid: string }, channel?: NetChannel): Promise<NetLine & { lane(): Promise<NetLaneSocket | null> }> {
   const { pid, hello, down, broken } = attach;
   const { socket, head } = channel ?? (await openNetChannel(dialer, address, home, pid));
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
@@ -252,6 +258,8 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
   const out = new LineOut(conn);
   const flushes = new Map<number, { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   let next_flush = 1;
+  /** Lane grants asked for, answered in order. */
+  const grants: { resolve(grant: Uint8Array | null): void; timer: NodeJS.Timeout }[] = [];
   void (async () => {
     try {
       for await (const f of conn) {
@@ -273,6 +281,12 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
             clearTimeout(p.timer);
             p.resolve();
           }
+        } else if (f.type === Frame.lane_grant) {
+          const g = grants.shift();
+          if (g !== undefined) {
+            clearTimeout(g.timer);
+            g.resolve(f.payload.length === 0 ? null : f.payload);
+          }
         } else if (f.type === Frame.superseded) {
           detached = true;
           down.superseded();
@@ -289,6 +303,10 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
       p.reject(new FerryError("ERR_PEER_UNREACHABLE", `the connection channel to the home of ${pid} broke`));
     }
     flushes.clear();
+    for (const g of grants.splice(0)) {
+      clearTimeout(g.timer);
+      g.resolve(null);
+    }
     if (!detached) {
       detached = true;
       broken();
@@ -327,6 +345,21 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
         flushes.set(id, { resolve, reject, timer });
         send(Frame.flush, encodeU32(id));
       }),
+    lane: async () => {
+      if (detached || dialer.tls === null) return null;
+      const bytes = await new Promise<Uint8Array | null>((resolve) => {
+        const timer = setTimeout(() => {
+          const at = grants.findIndex((g) => g.timer === timer);
+          if (at >= 0) grants.splice(at, 1);
+          resolve(null);
+        }, ANSWER_TIMEOUT_MS);
+        grants.push({ resolve, timer });
+        send(Frame.lane_ask, new Uint8Array(0));
+      });
+      if (bytes === null || detached) return null;
+      const grant = decodeGrant(bytes);
+      return { socket: await dialNetLane(address, grant.ticket), key: grant.keys.to_destination };
+    },
     detach: () => {
       detached = true;
       out.flush();
@@ -337,7 +370,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
 }
 
 /** Home side: an upgrade to `NET_PATH + pid`; `homeOf` finds the process's NetHome here. */
-export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: Buffer, homeOf: (pid: string) => NetHome | undefined): void {
+export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: Buffer, homeOf: (pid: string) => NetHome | undefined, lanes: NetLaneDoors | null = null): void {
   if ((req.headers.upgrade ?? "").toLowerCase() !== NET_PROTOCOL) {
     socket.end("HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n");
     return;
@@ -352,7 +385,7 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
   socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${NET_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
   const conn = new FramedConnection(socket, { head });
   void (async () => {
-    let up: NetUplink | null = null;
+    let up: NetSession | null = null;
     const home = homeOf(pid);
     try {
       const hello = await conn.next({ timeout_ms: HELLO_TIMEOUT_MS });
@@ -400,6 +433,10 @@ export function acceptNetLine(req: http.IncomingMessage, socket: Duplex, head: B
           out.forget(m);
         } else if (f.type === Frame.unlisten) up.unlisten(decodeU32(f.payload, "UNLISTEN"));
         else if (f.type === Frame.flush) send(Frame.flushed, encodeU32(decodeU32(f.payload, "FLUSH")));
+        else if (f.type === Frame.lane_ask) {
+          const grant = lanes?.issue(home, up.id) ?? null;
+          send(Frame.lane_grant, grant === null ? new Uint8Array(0) : encodeGrant(grant));
+        }
       }
     } catch (err: unknown) {
       if (up === null) {

@@ -100,6 +100,7 @@ export class NodeMetrics {
   readonly #link_received_messages: Counter<"peer">;
   readonly #link_received_bytes: Counter<"peer">;
   readonly #relay: Counter<"direction">;
+  readonly #relay_lane: Counter;
   readonly #in_progress = new Map<string, InProgress>();
   readonly #checkpoints: Counter<"result" | "code">;
   readonly #checkpoint_pause: Histogram;
@@ -180,6 +181,11 @@ export class NodeMetrics {
     this.#link_received_bytes = new Counter({ name: "ferry_link_received_bytes_total", help: "Bytes of link messages received from another node, by that node.", labelNames: ["peer"], registers });
     this.#relay = new Counter({ name: "ferry_relay_tcp_bytes_total", help: "TCP bytes this node relayed for processes it is home to: in from their clients, out to them.", labelNames: ["direction"], registers });
     for (const direction of ["in", "out"]) this.#relay.inc({ direction }, 0);
+    this.#relay_lane = new Counter({
+      name: "ferry_relay_lane_bytes_total",
+      help: "TCP bytes that processes running elsewhere sent to their clients and wrote to this node, their home, on net lanes of their own (counted again in ferry_relay_tcp_bytes_total out, once written).",
+      registers,
+    });
     this.#checkpoints = new Counter({ name: "ferry_checkpoints_total", help: "Checkpoints this node took of the processes it runs, stored or failed (by error code).", labelNames: ["result", "code"], registers });
     this.#checkpoints.inc({ result: "stored", code: "" }, 0);
     this.#checkpoint_pause = new Histogram({ name: "ferry_checkpoint_pause_seconds", help: "How long a checkpoint stopped its process (the final capture).", buckets: PAUSE_BUCKETS_S, registers });
@@ -306,6 +312,11 @@ export class NodeMetrics {
   linkReceived(peer: string, messages: number, bytes: number): void {
     this.#link_received_messages.inc({ peer }, messages);
     this.#link_received_bytes.inc({ peer }, bytes);
+  }
+
+  /** TCP bytes a process this node is home to wrote to it on a net lane. */
+  relayedOnLane(bytes: number): void {
+    this.#relay_lane.inc(bytes);
   }
 
   /** TCP bytes relayed for a process this node is home to. */

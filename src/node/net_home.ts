@@ -13,6 +13,12 @@
  *
  * One runner is attached at a time (a *session*); attaching a new one (the
  * process landed elsewhere) supersedes the old, whose later calls are ignored.
+ *
+ * Outgoing bytes may come two ways: through the session's channel, and on
+ * the process's net lane (`_net_lanes.ts`), which its worker writes to
+ * itself. So bytes can come past a gap (a lane's, ahead of the channel's
+ * older ones); they are held, within the guest's send window, and written
+ * once the gap fills.
  */
 import net from "node:net";
 import { FerryError } from "../errors.js";
@@ -25,6 +31,13 @@ export const NET_HOME_WINDOW_BYTES = 1024 * 1024;
 const SOCKET_BUFFER_HIGH_BYTES = 256 * 1024;
 /** How long a socket the guest closed may take to send its last bytes. */
 const LINGER_MS = 30_000;
+/**
+ * Outgoing bytes a connection may hold past a gap. The guest has at most
+ * its send window (256 KiB) unconfirmed, and the home confirms only what it
+ * wrote, so a runner that keeps to the protocol never comes near; past
+ * this, bytes are dropped, and come again with the runner's next resend.
+ */
+export const NET_HOME_HELD_BYTES_MAX = 1024 * 1024;
 
 /** What the home tells the node that runs the process. */
 export interface NetDownlink {
@@ -38,6 +51,11 @@ export interface NetDownlink {
   written(conn: ConnRef, offset: number): void;
   /** Another runner is attached now (or the process ended): this one hears nothing more. */
   superseded(): void;
+}
+
+/** A runner's uplink as the home made it: `id` names its session (a net lane is granted to one). */
+export interface NetSession extends NetUplink {
+  readonly id: number;
 }
 
 /** What a runner says when it attaches. */
@@ -80,6 +98,9 @@ class HomeConn implements ConnRef {
   in_total = 0;
   ended: "eof" | "reset" | null = null;
   out_written = 0;
+  /** Outgoing bytes that came past a gap, by offset: written once it fills. */
+  held: { offset: number; bytes: Uint8Array }[] = [];
+  held_bytes = 0;
   /** The outgoing stream ends here (the guest shut down or closed). */
   out_end: number | null = null;
   closed_by_guest = false;
@@ -183,7 +204,7 @@ export class NetHome {
    * written, incoming bytes past what it has, ends, and connections it does
    * not know yet.
    */
-  attach(hello: NetHello, down: NetDownlink): NetUplink {
+  attach(hello: NetHello, down: NetDownlink): NetSession {
     const old = this.#session;
     const id = ++this.#sessions;
     this.#session = { id, down };
@@ -218,6 +239,18 @@ export class NetHome {
     return this.#uplink(id);
   }
 
+  /**
+   * Outgoing bytes from a net lane of session `session`: written as
+   * through its uplink. False if that session is over (the lane is no use
+   * any more, and closes).
+   */
+  fromLane(session: number, conn: ConnRef, offset: number, bytes: Uint8Array): boolean {
+    if (this.#session?.id !== session) return false;
+    const c = this.#conns.get(`${conn.listener}.${conn.seq}`);
+    if (c !== undefined) this.#write(c, offset, bytes);
+    return true;
+  }
+
   /** The runner of session `uplink` is gone (its link broke); connections wait for the next one. */
   detach(uplink: NetUplink): void {
     if (this.#session !== null && (uplink as { id?: number }).id === this.#session.id) this.#session = null;
@@ -233,7 +266,7 @@ export class NetHome {
     this.#session = null;
   }
 
-  #uplink(id: number): NetUplink & { id: number } {
+  #uplink(id: number): NetSession {
     const live = (): boolean => this.#session?.id === id;
     const find = (c: ConnRef): HomeConn | undefined => (live() ? this.#conns.get(`${c.listener}.${c.seq}`) : undefined);
     return {
@@ -309,14 +342,43 @@ export class NetHome {
   }
 
   #write(conn: HomeConn, offset: number, bytes: Uint8Array): void {
+    if (conn.socket.destroyed) return;
+    // Past a gap: a lane's, ahead of older bytes still on the channel.
+    if (offset > conn.out_written) {
+      this.#hold(conn, offset, bytes);
+      return;
+    }
+    // Before what was written: sent again after a move, a broken link or lane, or both ways.
+    if (!this.#put(conn, offset, bytes)) return;
+    while (conn.held.length > 0 && (conn.held[0] as { offset: number }).offset <= conn.out_written) {
+      const h = conn.held.shift() as { offset: number; bytes: Uint8Array };
+      conn.held_bytes -= h.bytes.length;
+      this.#put(conn, h.offset, h.bytes);
+    }
+    this.#credit(conn);
+    this.#maybeEnd(conn);
+  }
+
+  /** Writes what of `bytes` (at `offset`, not past out_written) is new to the socket; false if none is. */
+  #put(conn: HomeConn, offset: number, bytes: Uint8Array): boolean {
     const skip = conn.out_written - offset;
-    // Before what was written: sent again after a move or a broken link. After it: lost, which cannot be.
-    if (skip < 0 || skip >= bytes.length || conn.socket.destroyed) return;
+    if (skip >= bytes.length) return false;
     conn.socket.write(skip === 0 ? bytes : bytes.subarray(skip));
     this.#counted("out", bytes.length - skip);
     conn.out_written = offset + bytes.length;
-    this.#credit(conn);
-    this.#maybeEnd(conn);
+    return true;
+  }
+
+  /** Keeps bytes that came past a gap, in offset order, within NET_HOME_HELD_BYTES_MAX. */
+  #hold(conn: HomeConn, offset: number, bytes: Uint8Array): void {
+    if (bytes.length === 0 || conn.held_bytes + bytes.length > NET_HOME_HELD_BYTES_MAX) return;
+    let at = conn.held.length;
+    while (at > 0 && (conn.held[at - 1] as { offset: number }).offset > offset) at -= 1;
+    const before = conn.held[at - 1];
+    // The same bytes again (a resend of what a lane carried already).
+    if (before !== undefined && before.offset === offset && before.bytes.length >= bytes.length) return;
+    conn.held.splice(at, 0, { offset, bytes });
+    conn.held_bytes += bytes.length;
   }
 
   /** Tells the runner what was written once the socket's buffer is low (so a slow reader slows the guest). */

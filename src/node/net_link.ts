@@ -9,11 +9,18 @@
  * drops what it already has. Before a migration the source *flushes* (the
  * home has everything the guest sent) and *freezes* (it does not attach
  * again); the destination attaches with the offsets in the image.
+ *
+ * Where the line offers one, the guest's outgoing bytes go on a net lane
+ * (`_net_lanes.ts`), written by its worker: they are kept here all the same,
+ * and sent again on the line when the lane fails, before a FLUSH, and when
+ * the line is replaced.
  */
+import type net from "node:net";
 import { errorField, logger } from "../log/mod.js";
 import { End, type GuestProcess, type NetArea, type NetHooks } from "../runtime/mod.js";
 import type { ConnFdState, ConnRef, ListenerFdState } from "../wasi/mod.js";
 import type { NetDownlink, NetHello, NetUplink } from "./net_home.js";
+import { RunnerNetLane } from "./_net_lanes.js";
 
 /** Pause before attaching again after a broken channel. */
 const REATTACH_MS = 200;
@@ -25,6 +32,14 @@ const REATTACH_MS = 200;
 export const NET_HOME_LOST_MS = 30_000;
 /** Pause between attempts once the home is taken for lost (the guest's closes still reach it if it comes back). */
 const REATTACH_LOST_MS = 1000;
+/** Pause before a new net lane after one failed under its worker or was closed by the home. */
+const LANE_RETRY_MS = 1000;
+
+/** A net lane's socket to the home, past its door, and the key of its records. */
+export interface NetLaneSocket {
+  socket: net.Socket;
+  key: Uint8Array;
+}
 
 /** An attached line to the home. */
 export interface NetLine extends NetUplink {
@@ -32,6 +47,14 @@ export interface NetLine extends NetUplink {
   flush(): Promise<void>;
   /** Detaches (the home keeps the connections for the next runner). */
   detach(): void;
+  /** Asks the home for a net lane of this line's session and dials it: null if the home grants none. Absent: the line offers none. */
+  lane?(): Promise<NetLaneSocket | null>;
+}
+
+/** What a NetLink needs to hand its worker a net lane: the addon's `dupFd`, and a close of what it made. */
+export interface NetLaneFds {
+  dup(fd: number): number;
+  closeFd(fd: number): void;
 }
 
 /** What attaching says and where the home's side goes; `broken` is called if the line breaks later. */
@@ -67,7 +90,8 @@ interface RunConn extends ConnRef {
   acked: number;
   /** Outgoing: the home confirmed up to here; bytes after it are kept. */
   written: number;
-  unconfirmed: { offset: number; bytes: Uint8Array }[];
+  /** `laned`: written on the net lane, and not on the line since. */
+  unconfirmed: { offset: number; bytes: Uint8Array; laned: boolean }[];
   /** The guest shut its write side at this offset (told again after a reattach). */
   shut_at: number | null;
 }
@@ -99,12 +123,25 @@ export class NetLink implements NetHooks {
   readonly #prepare: NetPrepare | null;
   /** When attaching started to fail, while it does. */
   #unreachable_since: number | null = null;
+  /** Net lanes: how to make the worker's descriptor (null: none are opened), the lane open now, one being asked for, a retry planned. */
+  readonly #lane_fds: NetLaneFds | null;
+  #lane: RunnerNetLane | null = null;
+  #lane_asking = false;
+  #lane_retry: NodeJS.Timeout | null = null;
+  /** Outgoing bytes the worker wrote on net lanes (tests and `inspect` count them). */
+  laned_bytes = 0;
 
-  constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number; prepare?: NetPrepare } = {}) {
+  constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number; prepare?: NetPrepare; lanes?: NetLaneFds } = {}) {
     this.pid = pid;
     this.#connect = connect;
     this.#home_lost_ms = options.home_lost_ms ?? NET_HOME_LOST_MS;
     this.#prepare = options.prepare ?? null;
+    this.#lane_fds = options.lanes ?? null;
+  }
+
+  /** Whether a net lane is open now. */
+  get laned(): boolean {
+    return this.#lane?.open ?? false;
   }
 
   /**
@@ -146,6 +183,8 @@ export class NetLink implements NetHooks {
   async flush(): Promise<void> {
     if (!this.#active || this.#superseded) return;
     if (this.#line === null) await this.#attach();
+    // What the lane carried is sent on the line too, so the FLUSH covers it (the home writes each byte once).
+    this.#dropLane();
     await this.#line?.flush();
   }
 
@@ -161,12 +200,16 @@ export class NetLink implements NetHooks {
     if (this.#superseded || this.#line === null) {
       this.#superseded = false;
       void this.#attach();
+    } else {
+      this.#openLane(this.#line);
     }
   }
 
   /** The process left this node or ended: let go of the home. */
   detach(): void {
     this.#closed = true;
+    if (this.#lane_retry !== null) clearTimeout(this.#lane_retry);
+    this.#dropLane();
     this.#prepare?.unprepare();
     this.#line?.detach();
     this.#line = null;
@@ -174,11 +217,16 @@ export class NetLink implements NetHooks {
 
   // Hooks: the guest's side, in the order it acted.
 
-  send(conn: ConnRef, offset: number, bytes: Uint8Array): void {
+  send(conn: ConnRef, offset: number, bytes: Uint8Array, lane = 0): void {
     const c = this.#conns.get(key(conn));
     if (c === undefined) return;
-    c.unconfirmed.push({ offset, bytes });
-    this.#line?.send(conn, offset, bytes);
+    const open = this.#lane;
+    const laned = lane !== 0 && open !== null && open.gen === lane && open.open;
+    // The worker failed on its lane (or would not take it): what it carried goes on the line, before these bytes.
+    if (!laned && open !== null && !open.open) this.#dropLane();
+    c.unconfirmed.push({ offset, bytes, laned });
+    if (laned) this.laned_bytes += bytes.length;
+    else this.#line?.send(conn, offset, bytes);
   }
 
   shutdown(conn: ConnRef, offset: number): void {
@@ -258,6 +306,7 @@ export class NetLink implements NetHooks {
         live = false;
         this.#superseded = true;
         this.#line = null;
+        this.#dropLane();
       },
     };
     return down;
@@ -278,7 +327,11 @@ export class NetLink implements NetHooks {
             down,
             broken: () => {
               down.retire();
-              if (this.#line === line) this.#line = null;
+              if (this.#line === line) {
+                this.#line = null;
+                // Its session is over at the home: the lane with it (what it carried goes on the next line).
+                this.#dropLane();
+              }
               if (!this.#closed && !this.#frozen && !this.#superseded) setTimeout(() => void this.#attach(), REATTACH_MS).unref();
             },
           });
@@ -289,6 +342,7 @@ export class NetLink implements NetHooks {
           this.#line = line;
           this.#unreachable_since = null;
           this.#replay(line);
+          this.#openLane(line);
           return;
         } catch (err: unknown) {
           if (this.#frozen) throw new Error(`the home of ${this.pid} cannot be reached`, { cause: err });
@@ -318,10 +372,77 @@ export class NetLink implements NetHooks {
     }
   }
 
+  /**
+   * Opens a net lane on `line` if it offers one and none is open: asked
+   * for, dialled, and offered to the worker. One that cannot be opened
+   * leaves the bytes on the line.
+   */
+  #openLane(line: NetLine): void {
+    const fds = this.#lane_fds;
+    if (fds === null || line.lane === undefined || this.#lane !== null || this.#lane_asking || this.#frozen || this.#closed || this.#proc === null) return;
+    const proc = this.#proc;
+    this.#lane_asking = true;
+    line
+      .lane()
+      .then((got) => {
+        if (got === null) return;
+        if (this.#line !== line || this.#lane !== null || this.#frozen || this.#closed) {
+          got.socket.destroy();
+          return;
+        }
+        const lane: RunnerNetLane = new RunnerNetLane({
+          socket: got.socket,
+          key: got.key,
+          proc,
+          dup: fds.dup,
+          closeFd: fds.closeFd,
+          closed: () => {
+            if (this.#lane !== lane) return;
+            this.#dropLane();
+            this.#retryLane(line);
+          },
+        });
+        if (lane.open) this.#lane = lane;
+      })
+      .catch((err: unknown) => logger().debug({ pid: this.pid, err: errorField(err) }, "a net lane could not be opened; the bytes go on the line"))
+      .finally(() => {
+        this.#lane_asking = false;
+      });
+  }
+
+  /** Opens a lane on `line` again in a while, if it is still the line then. */
+  #retryLane(line: NetLine): void {
+    if (this.#lane_retry !== null || this.#closed) return;
+    this.#lane_retry = setTimeout(() => {
+      this.#lane_retry = null;
+      if (this.#line === line) this.#openLane(line);
+    }, LANE_RETRY_MS).unref();
+  }
+
+  /** Closes the net lane, if one is open, and sends on the line what it carried that the home has not confirmed. */
+  #dropLane(): void {
+    const lane = this.#lane;
+    if (lane === null) return;
+    this.#lane = null;
+    const broken = !lane.open;
+    lane.close();
+    for (const c of this.#conns.values()) {
+      for (const u of c.unconfirmed) {
+        if (!u.laned) continue;
+        u.laned = false;
+        this.#line?.send(c, u.offset, u.bytes);
+      }
+    }
+    if (broken && this.#line !== null) this.#retryLane(this.#line);
+  }
+
   /** After attaching: what the home may have missed. */
   #replay(line: NetLine): void {
     for (const c of this.#conns.values()) {
-      for (const u of c.unconfirmed) line.send(c, u.offset, u.bytes);
+      for (const u of c.unconfirmed) {
+        u.laned = false;
+        line.send(c, u.offset, u.bytes);
+      }
       if (c.shut_at !== null) line.shutdown(c, c.shut_at);
     }
     for (const c of this.#closes.splice(0)) line.close(c.conn, c.offset);

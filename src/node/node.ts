@@ -46,6 +46,7 @@ import { endedWithoutHome, homeLost } from "./_home_failover.js";
 import { FileCheckpointRecords, type CheckpointRecords } from "./_checkpoint_records.js";
 import { checkpointsEnded } from "./_checkpoint_routes.js";
 import { BulkDoors } from "./_bulk_doors.js";
+import { NetLaneDoors } from "./_net_lanes.js";
 import { startFailover } from "./_failover.js";
 import { replicaEnded } from "./_output_replica.js";
 
@@ -80,6 +81,8 @@ export interface NodeOptions {
   load?: LoadOptions;
   /** Its processes open link lanes to other nodes (docs/links.md, "Lanes"; default true: with TLS and the native addon). */
   link_lanes?: boolean;
+  /** Its processes running away from their homes write their TCP bytes to the home on net lanes (docs/networking.md, "Net lanes"; default true: with TLS and the native addon). */
+  net_lanes?: boolean;
   /** The cluster directory to join (docs/directory.md); none: this node's home records are the only record, as before. */
   directory?: Directory | null;
   /** Its membership lease: declared dead at most this long after it stops renewing (default LEASE_TTL_MS_DEFAULT). */
@@ -151,6 +154,8 @@ export class FerryNode {
   readonly page_tickets = new PageTickets();
   /** Doors of incoming stop-copies' sealed page connections (TLS only). */
   readonly bulk_doors = new BulkDoors();
+  /** The doors of net lanes that runners of the processes this node is home to open (`_net_lanes.ts`). */
+  readonly net_lane_doors: NetLaneDoors;
   /** Its Prometheus metrics (`GET /metrics`). */
   readonly metrics: NodeMetrics;
   /** Its events (`GET /v1/events`). */
@@ -211,7 +216,8 @@ export class FerryNode {
     this.data_dir = options.data_dir;
     this.modules = new ModuleStore(path.join(options.data_dir, "modules"));
     this.links = new NodeLinks(this, (address, name) => connectLinks(this.dialer, address, name, this.name), { lanes: options.link_lanes ?? true });
-    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer);
+    this.table = new ProcessTable(this.name, this.modules, options.data_dir, (name) => this.addressOf(name), this.links, this.dialer, { net_lanes: options.net_lanes ?? true });
+    this.net_lane_doors = new NetLaneDoors({ counted: (bytes) => this.metrics.relayedOnLane(bytes) });
     this.table.hibernate_after_ms = this.limits.hibernate_after_ms;
     this.table.endWithoutHome = (pid, home, moves, status) => endedWithoutHome(this, pid, home, moves, status);
     this.table.homeLost = (pid, home, moves) => homeLost(this, pid, home, moves);
@@ -280,8 +286,10 @@ export class FerryNode {
         tls: (socket) => void server.emit("connection", socket),
         pageData: (socket, ticket) => {
           // A stop-copy's sealed pages first (`_bulk_doors.ts`); any other ticket is a post-copy page channel's.
-          // Then a link lane's (`_link_lanes.ts`).
-          if (!this.bulk_doors.accept(socket, ticket) && !this.links.acceptLane(socket, ticket)) acceptPageData(this.postcopy, this.page_tickets, socket, ticket);
+          // Then a link lane's (`_link_lanes.ts`), then a net lane's (`_net_lanes.ts`).
+          if (!this.bulk_doors.accept(socket, ticket) && !this.links.acceptLane(socket, ticket) && !this.net_lane_doors.accept(socket, ticket)) {
+            acceptPageData(this.postcopy, this.page_tickets, socket, ticket);
+          }
         },
       });
     }
@@ -493,6 +501,7 @@ export class FerryNode {
     this.#release_warm = () => undefined;
     this.#stop_rehearsal();
     this.links.close();
+    this.net_lane_doors.close();
     this.dialer.close();
     this.#server.closeAllConnections();
     if (this.#front !== null) {

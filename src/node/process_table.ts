@@ -31,7 +31,9 @@ import { RunningAnswerSchema } from "./_internal_schemas.js";
 import { parse } from "../validate.js";
 import type { Endpoint } from "../links/mod.js";
 import { NetHome } from "./net_home.js";
-import { NetLink } from "./net_link.js";
+import { NetLink, type NetLaneFds } from "./net_link.js";
+import fs from "node:fs";
+import { nativeAddon } from "../native.js";
 import { connectNetLine, openNetChannel, type NetChannel } from "./_net_wire.js";
 import { recorded, REPORT_GIVE_UP_MS, type HomeRecord, type ProcessStatus, type RunRequest, type Running, type TableLinks } from "./_records.js";
 
@@ -122,9 +124,20 @@ export class ProcessTable {
    */
   homeLost: (pid: string, home: string, moves: number) => Promise<boolean> = () => Promise.resolve(false);
 
-  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer) {
+  /**
+   * Descriptors of net lanes (`_net_lanes.ts`): with TLS and the native
+   * addon only (the worker's socket is a duplicate the addon makes, and its
+   * records are sealed and written there).
+   */
+  readonly #net_lanes: NetLaneFds | null;
+
+  constructor(node: string, modules: ModuleStore, data_dir: string, addressOf: (name: string) => Promise<string>, links: TableLinks, dialer: Dialer, options: { net_lanes?: boolean } = {}) {
     this.#node = node;
     this.#dialer = dialer;
+    const native = nativeAddon();
+    const addon = "addon" in native && native.addon.dupFd !== undefined && native.addon.sealerSend !== undefined ? native.addon : null;
+    this.#net_lanes =
+      (options.net_lanes ?? true) && dialer.tls !== null && addon !== null ? { dup: (fd) => (addon.dupFd as (fd: number) => number)(fd), closeFd: (fd) => fs.closeSync(fd) } : null;
     this.#links = links;
     this.#modules = modules;
     this.#output_dir = path.join(data_dir, "output");
@@ -430,6 +443,7 @@ export class ProcessTable {
         return connectNetLine(this.#dialer, address, home, { pid, ...attach });
       },
       {
+        ...(this.#net_lanes === null ? {} : { lanes: this.#net_lanes }),
         prepare: {
           prepare: () => {
             if (this.#homes.has(pid) || prepared !== null) return;

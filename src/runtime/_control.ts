@@ -78,14 +78,31 @@ export const SLOT_LANE_IN_FLIGHT = 22;
 export const SLOT_LANE_BROKEN = 23;
 /** Bytes of the leased pid, in the lane area. */
 export const SLOT_LANE_PID_LEN = 24;
+/**
+ * A net lane (`_net_lane_writer.ts`, `src/node/_net_lanes.ts`): a
+ * {@link LaneState}, written by the controller (offer, revoke) and the
+ * worker (it takes an offer). The worker writes its connections' outgoing
+ * bytes to the process's home on it.
+ */
+export const SLOT_NET_LANE_STATE = 25;
+/** 1 while the worker's `write` looks at the net lane or writes to it (as {@link SLOT_LANE_BUSY}). */
+export const SLOT_NET_LANE_BUSY = 26;
+/** The net lane's generation: a new one is a new socket and a new key. */
+export const SLOT_NET_LANE_GEN = 27;
+/** The worker's socket to the home (a duplicate the controller made). */
+export const SLOT_NET_LANE_FD = 28;
+/** The generation of a net lane the worker could not write to, or would not take (0: none): the controller drops it. */
+export const SLOT_NET_LANE_BROKEN = 29;
 /** Number of Int32 slots. */
-export const CONTROL_SLOTS = 25;
+export const CONTROL_SLOTS = 30;
 /** Byte offset of the lane area in the control buffer: the record key (32 bytes), then the leased pid. */
 export const LANE_AREA_OFFSET = CONTROL_SLOTS * 4;
 /** Bytes of the lane's record key. */
 export const LANE_KEY_BYTES = 32;
 /** Bytes of the lane area: the key and a pid of at most 255 bytes. */
 export const LANE_AREA_BYTES = LANE_KEY_BYTES + 256;
+/** Byte offset of the net lane's record key in the control buffer, after the lane area. */
+export const NET_LANE_KEY_OFFSET = LANE_AREA_OFFSET + LANE_AREA_BYTES;
 
 /**
  * States of {@link SLOT_LANE_STATE}. `offered`: the controller wrote a lease
@@ -154,7 +171,7 @@ export interface ControlBuffers {
 /** Allocates the shared buffers for one process. */
 export function allocateControl(): ControlBuffers {
   return {
-    control: new SharedArrayBuffer(CONTROL_SLOTS * 4 + LANE_AREA_BYTES),
+    control: new SharedArrayBuffer(NET_LANE_KEY_OFFSET + LANE_KEY_BYTES),
     stdin: new SharedArrayBuffer(STDIN_MAILBOX_BYTES),
     usage: new SharedArrayBuffer(USAGE_BYTES),
   };

@@ -3,10 +3,12 @@
  * over the shared slots (`_net_area.ts`). Incoming bytes are read straight
  * from a slot's ring; outgoing bytes, shutdowns and closes go to the
  * controller as messages, in the order the guest made them, each carrying its
- * stream offset.
+ * stream offset. Outgoing bytes go on the process's net lane to its home
+ * too, where it has one (`_net_lane_writer.ts`); their message then says so.
  */
 import type { ConnRef, NetPort, NetRead } from "../wasi/mod.js";
 import { NET_READ_REPORT_BYTES, type NetArea } from "./_net_area.js";
+import type { NetLaneWriter } from "./_net_lane_writer.js";
 import type { FromWorker } from "./_protocol.js";
 
 export class GuestNet implements NetPort {
@@ -16,10 +18,12 @@ export class GuestNet implements NetPort {
   readonly #slots = new Map<string, number>();
   /** Ring tail at the last read report, by slot. */
   readonly #reported = new Map<number, number>();
+  readonly #lane: NetLaneWriter | null;
 
-  constructor(area: NetArea, post: (msg: FromWorker) => void) {
+  constructor(area: NetArea, post: (msg: FromWorker) => void, lane: NetLaneWriter | null = null) {
     this.#area = area;
     this.#post = post;
+    this.#lane = lane;
   }
 
   #slot(conn: ConnRef): number {
@@ -61,7 +65,8 @@ export class GuestNet implements NetPort {
   write(conn: ConnRef, offset: number, bytes: Uint8Array): void {
     const slot = this.#slot(conn);
     if (slot >= 0) this.#area.sending(slot, bytes.length);
-    this.#post({ type: "net-send", listener: conn.listener, seq: conn.seq, offset, bytes });
+    const lane = this.#lane?.write(conn.listener, conn.seq, offset, bytes) ?? 0;
+    this.#post(lane === 0 ? { type: "net-send", listener: conn.listener, seq: conn.seq, offset, bytes } : { type: "net-send", listener: conn.listener, seq: conn.seq, offset, bytes, lane });
   }
 
   shutdown(conn: ConnRef, offset: number): void {

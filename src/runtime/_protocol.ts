@@ -161,7 +161,8 @@ export type FromWorker =
   | { type: "inbox-read" }
   | { type: "migrate"; node: string }
   | { type: "files"; files: string[] }
-  | { type: "net-send"; listener: number; seq: number; offset: number; bytes: Uint8Array }
+  /** `lane`: the generation of the net lane the worker wrote them on too (`_net_lane_writer.ts`); absent, on none. */
+  | { type: "net-send"; listener: number; seq: number; offset: number; bytes: Uint8Array; lane?: number }
   | { type: "net-shutdown"; listener: number; seq: number; offset: number }
   | { type: "net-close"; listener: number; seq: number; offset: number }
   | { type: "net-unlisten"; listener: number }

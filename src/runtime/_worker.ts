@@ -23,6 +23,7 @@ import { LaneWriter } from "./_lane_writer.js";
 import { wallClock } from "./_wall_clock.js";
 import { NetArea } from "./_net_area.js";
 import { GuestNet } from "./_guest_net.js";
+import { NetLaneWriter } from "./_net_lane_writer.js";
 import { UsageCounter } from "./_usage.js";
 
 /** Import module of the guest API beyond WASI (links, migrating itself); the instrumenter's poll lives there too. */
@@ -201,7 +202,7 @@ class Guest {
       },
       blocker: this.#blocker(),
       on_files_changed: () => this.#filesChanged(),
-      ...(init.net === null ? {} : { net: new GuestNet(new NetArea(init.net), post) }),
+      ...(init.net === null ? {} : { net: new GuestNet(new NetArea(init.net), post, new NetLaneWriter(init.control)) }),
     };
     if (init.start.kind === "fresh") this.#setHost(new WasiHost(init.start.config, this.#deps));
   }
@@ -230,7 +231,7 @@ class Guest {
    * not granted, or a file is missing or would lie outside.
    */
   activate(wasi: unknown, preopens: Preopen[], clock_host_ns?: bigint, net?: SharedArrayBuffer): void {
-    if (net !== undefined && this.#deps.net === undefined) this.#deps.net = new GuestNet(new NetArea(net), post);
+    if (net !== undefined && this.#deps.net === undefined) this.#deps.net = new GuestNet(new NetArea(net), post, new NetLaneWriter(init.control));
     let state = wasi as Parameters<typeof WasiHost.restore>[0];
     if (clock_host_ns !== undefined) {
       // Woken from hibernation on this host: the time it slept passed for it too (a migration hides its transit instead).

@@ -20,6 +20,7 @@ import {
   LANE_KEY_BYTES,
   LaneState,
   MigrateSlot,
+  NET_LANE_KEY_OFFSET,
   Request,
   SLOT_GATE,
   SLOT_HIBERNATE_MS,
@@ -35,6 +36,11 @@ import {
   SLOT_LANE_PID_LEN,
   SLOT_LANE_STATE,
   SLOT_MIGRATE,
+  SLOT_NET_LANE_BROKEN,
+  SLOT_NET_LANE_BUSY,
+  SLOT_NET_LANE_FD,
+  SLOT_NET_LANE_GEN,
+  SLOT_NET_LANE_STATE,
   OUTBOX_MAX,
   SLOT_OUT_PENDING,
   SLOT_OUTBOX_SIGNALLED,
@@ -139,8 +145,12 @@ export interface ProcessIo {
 export interface NetHooks {
   /** Called once with the process, before its guest runs. */
   bind(proc: GuestProcess): void;
-  /** Outgoing bytes of a connection, starting at stream offset `offset`. */
-  send(conn: ConnRef, offset: number, bytes: Uint8Array): void;
+  /**
+   * Outgoing bytes of a connection, starting at stream offset `offset`;
+   * `lane`, the generation of the net lane the worker wrote them on too (0:
+   * none, see {@link GuestProcess.offerNetLane}).
+   */
+  send(conn: ConnRef, offset: number, bytes: Uint8Array, lane: number): void;
   /** The guest shut its write side after `offset` bytes. */
   shutdown(conn: ConnRef, offset: number): void;
   /** The guest closed the connection; its outgoing stream ends at `offset`. */
@@ -612,6 +622,35 @@ export class GuestProcess {
     return Atomics.load(this.#control, SLOT_LANE_BROKEN);
   }
 
+  /**
+   * Offers the worker a net lane (`_net_lane_writer.ts`): `fd`, a socket to
+   * the process's home the worker may write to until the lane is revoked
+   * and {@link revokeNetLane} said so; `key`, its records' key. Replaces
+   * the lane offered before, which the caller revoked and saw idle first.
+   * False if the process ended.
+   */
+  offerNetLane(lane: { gen: number; fd: number; key: Uint8Array }): boolean {
+    const c = this.#control;
+    if (this.#phase === "ended") return false;
+    if (lane.key.length !== LANE_KEY_BYTES || lane.gen <= 0) throw new RangeError("a net lane needs a 32-byte key and a positive generation");
+    new Uint8Array(this.#buffers.control, NET_LANE_KEY_OFFSET, LANE_KEY_BYTES).set(lane.key);
+    Atomics.store(c, SLOT_NET_LANE_GEN, lane.gen);
+    Atomics.store(c, SLOT_NET_LANE_FD, lane.fd);
+    Atomics.store(c, SLOT_NET_LANE_STATE, LaneState.offered);
+    return true;
+  }
+
+  /** Takes net lane `gen` back; true once the worker cannot be writing to its socket any more (call again until then before closing it). */
+  revokeNetLane(gen: number): boolean {
+    if (Atomics.load(this.#control, SLOT_NET_LANE_GEN) === gen) Atomics.store(this.#control, SLOT_NET_LANE_STATE, LaneState.none);
+    return Atomics.load(this.#control, SLOT_NET_LANE_BUSY) === 0 || this.#phase === "ended" || this.#phase === "hibernated";
+  }
+
+  /** The generation of a net lane the worker could not write to, or would not take (0: none). */
+  get netLaneBroken(): number {
+    return Atomics.load(this.#control, SLOT_NET_LANE_BROKEN);
+  }
+
   /** Puts a message in the guest's inbox; false if it does not fit now (try again after `room`). */
   deliver(from: string, data: Uint8Array): boolean {
     if (!this.#ringsNow().inbox.write(pidBytes(from), data)) return false;
@@ -1052,7 +1091,7 @@ export class GuestProcess {
   #netMessage(msg: FromWorker): void {
     const net = this.#io.net;
     if (net === undefined) return;
-    if (msg.type === "net-send") net.send(msg, msg.offset, msg.bytes);
+    if (msg.type === "net-send") net.send(msg, msg.offset, msg.bytes, msg.lane ?? 0);
     else if (msg.type === "net-read") net.read(msg);
     else if (msg.type === "net-shutdown") net.shutdown(msg, msg.offset);
     else if (msg.type === "net-close") net.close(msg, msg.offset);
