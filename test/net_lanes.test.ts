@@ -1,10 +1,11 @@
 /**
  * Net lanes (docs/networking.md, "Net lanes"): a server running away from
  * its home writes its replies to the home on a lane of its own worker's.
- * Three nodes in this process, with TLS: n1 the home, n2 a runner with
- * lanes, n3 one with them turned off. Whatever happens to a lane (the home
- * drops it mid-stream, the server moves with replies on their way, or runs
- * where lanes are off), the client sees every reply once, in order, on one
+ * Four nodes in this process, with TLS: n1 the home, n2 a runner with
+ * lanes, n3 one with them turned off, n4 one whose processes hibernate
+ * soon. Whatever happens to a lane (the home drops it mid-stream, the
+ * server moves with replies on their way, runs where lanes are off, or
+ * hibernates and wakes), the client sees every reply once, in order, on one
  * connection.
  */
 import assert from "node:assert/strict";
@@ -79,9 +80,11 @@ describe("net lanes", { skip: LANES ? false : "the native addon is not built" },
   let sha = "";
   before(async () => {
     const ca = await testAuthority();
-    for (const name of ["n1", "n2", "n3"]) {
+    for (const name of ["n1", "n2", "n3", "n4"]) {
       const tls = await localNode(ca, name, "127.0.0.1");
-      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: 0, peers: [], data_dir: path.join(data, name), tls, net_lanes: name !== "n3"}));
+      // n4's processes hibernate once they have waited 300 ms.
+      const limits = name === "n4" ? { limits: { hibernate_after_ms: 300 } } : {};
+      nodes.push(await FerryNode.start({ name, host: "127.0.0.1", port: 0, peers: [], data_dir: path.join(data, name), tls, net_lanes: name !== "n3", ...limits }));
     }
     for (const n of nodes) n.addPeers(nodes.map((m) => m.address));
     for (const n of nodes) sha = await upload(n.address, path.join(EXAMPLES, "c", "kvserver.wasm"));
@@ -91,8 +94,8 @@ describe("net lanes", { skip: LANES ? false : "the native addon is not built" },
     fs.rmSync(data, { recursive: true, force: true });
   });
 
-  it("replies go on the lane; one dropped mid-stream, a move with replies on their way, and a runner without lanes lose nothing", { timeout: 180_000 }, async () => {
-    const [n1, n2] = nodes as [FerryNode, FerryNode, FerryNode];
+  it("replies go on the lane; one dropped mid-stream, a move with replies on their way, a runner without lanes and a hibernation lose nothing", { timeout: 180_000 }, async () => {
+    const [n1, n2] = nodes as [FerryNode, FerryNode];
     const doors = n1.net_lane_doors;
     const created = await json<{ pid: string; listen: string[] }>(n1.address, "POST", "/v1/processes", { module_sha256: sha, module_name: "kvserver.wasm", args: ["--quiet"], listen: ["127.0.0.1:0"], node: "n1" });
     const pid = created.pid;
@@ -165,6 +168,22 @@ describe("net lanes", { skip: LANES ? false : "the native addon is not built" },
     await burst(1000, 100, async () => undefined);
     assert.equal(doors.bytes, before_n3);
     assert.equal(doors.size, 0);
+
+    // A runner whose process hibernates: the worker that wakes it does not write on the lane the first one took
+    // (it cannot know how many records that one sealed); the runner opens a new lane.
+    const n4 = nodes[3] as FerryNode;
+    await move("n4", "stop-copy");
+    await roundTripsUntil("a lane from n4", () => doors.size === 1 && doors.bytes > before_n3);
+    const accepted = doors.accepted;
+    const deadline = Date.now() + 60_000;
+    while (n4.table.hibernated().count === 0) {
+      assert.ok(Date.now() < deadline, "the server did not hibernate within 60 s");
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await burst(500, 50, async () => undefined);
+    await roundTripsUntil("a new lane after the wake", () => doors.accepted > accepted && doors.size === 1);
+    const after_wake = doors.bytes;
+    await roundTripsUntil("replies on the new lane", () => doors.bytes > after_wake);
 
     client.socket.write("QUIT\n");
     assert.equal(await client.line(), "BYE");

@@ -60,6 +60,8 @@ export class NetLaneDoors {
   #next = 0;
   /** Stream bytes the lanes served here brought (tests count them; the node's metrics are told each). */
   bytes = 0;
+  /** Lanes this node took since it started. */
+  accepted = 0;
 
   /** `counted`: told of the bytes each lane brings (the node's metrics). */
   constructor(options: { served_max?: number; counted?: (bytes: number) => void } = {}) {
@@ -99,6 +101,7 @@ export class NetLaneDoors {
     }
     socket.setNoDelay(true);
     socket.write(NET_LANE_GO);
+    this.accepted += 1;
     this.#open.add(socket);
     socket.once("close", () => this.#open.delete(socket));
     new NetLaneServer(socket, redeemed.keys.to_destination, granted.home, granted.session, this.#counted);
