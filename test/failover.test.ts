@@ -18,7 +18,7 @@ import { openEmbeddedDirectory, type Directory, type MemoryDirectory } from "../
 import { openDirectory, serveDirectory, type DirectoryServer } from "../src/node/mod.js";
 import { ClusterTls, issue } from "../src/trust/mod.js";
 import { EXAMPLES, tempDir, until } from "./_helpers.js";
-import { crash, json, NODE_ARGS_DEFAULT, outputOf, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
+import { crash, json, NODE_ARGS_DEFAULT, outputOf, request, runsOn, startCluster, startNode, testAuthority, upload, type NodeProc } from "./_cluster.js";
 import { etcdMissing, startEtcd, type TestEtcd } from "./_etcd.js";
 import { tapEvents } from "./_events.js";
 
@@ -201,15 +201,26 @@ async function linkPair(cluster: Cluster, args: readonly string[], side: "ping" 
   const [n1, n2] = cluster.nodes as [NodeProc, NodeProc, NodeProc];
   await allAlive(cluster.nodes);
   const sha = await upload(n1.address, pingpong);
-  // Enough to outlast the failover, few enough to end soon on a loaded machine.
-  const N = "20000";
   const start = async (program: string[], node: string, checkpoint_every_ms?: number): Promise<string> =>
     (await run(n1.address, { module_sha256: sha, module_name: "pingpong.wasm", args: program, node, ...(checkpoint_every_ms !== undefined ? { checkpoint_every_ms } : {}) })).pid;
-  const toN2 = (pid: string): Promise<unknown> => json(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
-  const pong = await start(["pong", N], "n1", side === "pong" ? CHECKPOINT_EVERY_MS : undefined);
-  if (side === "pong") await toN2(pong);
-  const ping = await start(["ping", pong, N, "32"], "n1", side === "ping" ? CHECKPOINT_EVERY_MS : undefined);
-  if (side === "ping") await toN2(ping);
+  const toN2 = (pid: string): Promise<{ status: number; body: Buffer }> => request(n1.address, "POST", `/v1/processes/${pid}/migrate`, { to: "n2", strategy: "stop-copy" });
+  // Enough to outlast the failover, few enough to end soon on a loaded machine. Ping moves to n2 while it sends:
+  // on a quick machine the pair can end first (ERR_PROCESS_ENDED), and it starts again with four times as many.
+  let N = "20000";
+  let pong = "";
+  let ping = "";
+  for (;;) {
+    pong = await start(["pong", N], "n1", side === "pong" ? CHECKPOINT_EVERY_MS : undefined);
+    if (side === "pong") assert.equal((await toN2(pong)).status, 200);
+    ping = await start(["ping", pong, N, "32"], "n1", side === "ping" ? CHECKPOINT_EVERY_MS : undefined);
+    if (side === "pong") break;
+    const moved = await toN2(ping);
+    if (moved.status === 200) break;
+    assert.match(moved.body.toString(), /ERR_PROCESS_ENDED/, `the move of ${ping}: ${moved.status} ${moved.body.toString()}`);
+    assert.ok(Number(N) < 1_000_000, "the pair keeps ending before its move");
+    await pairEnd(n1.address, pong);
+    N = String(Number(N) * 4);
+  }
   const restored = side === "pong" ? pong : ping;
   const other = side === "pong" ? ping : pong;
   await until(`checkpoints of ${side} taken on n2 while messages flow`, async () => {

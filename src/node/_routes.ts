@@ -352,7 +352,8 @@ async function internalRoute(
   }
   if (what === "location" && method === "POST") {
     const location = await readRequest(req, LocationSchema);
-    node.table.acceptLocation(record, peer?.name ?? null, location.node, location.moves);
+    // Durable before the answer: the mover drops its copy once it has it.
+    await node.table.acceptLocation(record, peer?.name ?? null, location.node, location.moves);
     return sendJson(res, 200, { pid, node: record.node, moves: record.moves });
   }
   throw new FerryError("ERR_NOT_FOUND", `no internal ${method} ${what}`);

@@ -192,6 +192,17 @@ export class ProcessTable {
     this.#state.record({ next_pid: this.#next, ...(pid !== undefined ? { pid: this.#savedOf(pid) } : {}) }, () => this.#whole());
   }
 
+  /**
+   * Saves what the table holds of `pid` now, in order with every other
+   * save, durable once the promise resolves: the sync runs off this
+   * thread, which meanwhile relays the process's connections and serves
+   * its pages (`StateJournal.recordSoon`). For the saves right after a
+   * move, when both are busiest.
+   */
+  #saveSoon(pid: string): Promise<void> {
+    return this.#state.recordSoon({ next_pid: this.#next, pid: this.#savedOf(pid) }, () => this.#whole());
+  }
+
   /** The saved state of one pid: its home record, its running entries. */
   #savedOf(pid: string): { pid: string; home: SavedHome | null; running: SavedRunning[] } {
     const h = this.#homes.get(pid);
@@ -506,8 +517,10 @@ export class ProcessTable {
   /** Forgets a process that migrated out (its new node reports its exit). */
   release(pid: string): Running | undefined {
     const r = this.#running.get(pid);
-    if (r !== undefined) this.#untrack(r);
-    if (r !== undefined) this.#save(pid);
+    if (r === undefined) return undefined;
+    this.#untrack(r);
+    // Nothing waits for this one: a crash before it is durable leaves the entry, with the move it was in (moving_to), which recover() settles.
+    this.#saveSoon(pid).catch((err: unknown) => logger().error({ node: this.#node, pid, err: errorField(err) }, `could not save that ${pid} left this node`));
     return r;
   }
 
@@ -652,7 +665,7 @@ export class ProcessTable {
     await retry(async () => {
       const record = this.#homes.get(pid);
       if (record !== undefined) {
-        this.acceptLocation(record, this.#node, node, moves);
+        await this.acceptLocation(record, this.#node, node, moves);
         return;
       }
       await requestJson(this.#dialer, await this.#addressOf(home), "POST", `/v1/internal/location/${pid}`, { body: { node, moves }, expect: nodeNamed(home) });
@@ -665,12 +678,12 @@ export class ProcessTable {
   }
 
   /** The home's side of a location update: move `moves` took `record` to `node`, says `from` (`_location.ts`'s checkLocation). */
-  acceptLocation(record: HomeRecord, from: string | null, node: string, moves: number): void {
+  async acceptLocation(record: HomeRecord, from: string | null, node: string, moves: number): Promise<void> {
     if (checkLocation(recorded(record), from, node, moves) === "repeat") return;
     record.previous = record.node;
     record.node = node;
     record.moves = moves;
-    this.#save(record.pid);
+    await this.#saveSoon(record.pid);
   }
 
   /**

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { pbkdf2 } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -104,6 +105,59 @@ describe("node state journal", () => {
         const files = fs.readdirSync(path.join(dir, "state")).sort();
         assert.equal(files.length, 2, `one snapshot and its journal: ${files.join(", ")}`);
       });
+    }
+  });
+
+  it("recordSoon appends in order with record, across compactions; a journal left behind closes only once its syncs are done", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-journal-"));
+    const fds = (): number => fs.readdirSync("/proc/self/fd").length;
+    try {
+      const before = fds();
+      const rng = new Prng(7);
+      const model = new Model();
+      const journal = new StateJournal(dir, "n1", { journal_bytes_min: 2048 });
+      journal.load();
+      const syncs: Promise<void>[] = [];
+      for (let step = 0; step < 300; step += 1) {
+        const pid = `n1-${1 + rng.int(40)}`;
+        if (rng.chance(0.5)) model.homes.set(pid, { ...home(pid), moves: step });
+        else model.homes.delete(pid);
+        model.next_pid = Math.max(model.next_pid, step);
+        const change = { next_pid: model.next_pid, pid: model.of(pid) };
+        // Mostly soon, so that compactions fall while syncs are under way on the journal they leave behind.
+        if (rng.chance(0.8)) syncs.push(journal.recordSoon(change, () => model.whole()));
+        else journal.record(change, () => model.whole());
+      }
+      assert.ok(journal.compactions > 3, `the run crossed compactions (${journal.compactions})`);
+      // A close with syncs under way: they complete, on a descriptor still open.
+      syncs.push(journal.recordSoon({ next_pid: model.next_pid }, () => model.whole()));
+      journal.close();
+      await Promise.all(syncs);
+      assert.equal(fds(), before, "every journal descriptor closed");
+      assert.deepEqual(loaded(dir), sorted(model.whole()));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("a compaction while a sync waits in libuv's pool leaves the old journal open until that sync is done", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "ferry-journal-"));
+    try {
+      const model = new Model();
+      const journal = new StateJournal(dir, "n1");
+      journal.load();
+      // Every thread of the pool busy for a while: the sync below waits in its queue.
+      const threads = Number(process.env["UV_THREADPOOL_SIZE"] ?? 4);
+      const busy = Array.from({ length: threads }, () => new Promise((r) => pbkdf2(Buffer.alloc(8), Buffer.alloc(8), 200_000, 32, "sha256", r)));
+      model.homes.set("n1-1", home("n1-1"));
+      model.next_pid = 2;
+      const synced = journal.recordSoon({ next_pid: 2, pid: model.of("n1-1") }, () => model.whole());
+      journal.compact(model.whole());
+      await Promise.all([synced, ...busy]);
+      journal.close();
+      assert.deepEqual(loaded(dir), sorted(model.whole()));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
