@@ -34,7 +34,7 @@ import { LANE_FRAME_HEAD_BYTES, LaneFrame } from "../runtime/_lane_writer.js";
 import { awaitGo } from "./_bulk_doors.js";
 import { connectTcp } from "./_dialer.js";
 import { decodeAnswer, decodeDeliver, encodeAnswer } from "./_link_frames.js";
-import { PAGE_DATA_MAGIC, PageTickets, TICKETS_MAX } from "./_page_tickets.js";
+import { PAGE_DATA_MAGIC, TicketDoors } from "./_page_tickets.js";
 
 /** What a lane door answers once it took a connection: the worker writes records only after it, so none reaches the front's sorting. */
 export const LANE_GO = Buffer.from("FRYLNKGO", "latin1");
@@ -275,14 +275,10 @@ export type LaneReceive = (pid: string, batch: Batch, peer: string | null) => Pr
 
 /** R's doors for lanes: a ticket and keys per lane asked for, and the sender each is for. */
 export class LaneDoors {
-  readonly #tickets = new PageTickets();
-  readonly #senders = new Map<string, { sender: string; peer: string | null }>();
-  readonly #open = new Set<net.Socket>();
-  readonly #served_max: number;
-  #next = 0;
+  readonly #doors: TicketDoors<{ sender: string; peer: string | null }>;
 
   constructor(options: { served_max?: number } = {}) {
-    this.#served_max = options.served_max ?? LANES_SERVED_MAX;
+    this.#doors = new TicketDoors("lane", options.served_max ?? LANES_SERVED_MAX);
   }
 
   /**
@@ -291,42 +287,27 @@ export class LaneDoors {
    * lanes (or `served_max`) are served here: the sender's messages then go through its node.
    */
   issue(sender: string, peer: string | null): LaneGrantWire {
-    if (this.#open.size >= this.#served_max) throw new FerryError("ERR_QUOTA", `this node serves ${this.#served_max} lanes already`);
-    const session = `lane-${(this.#next += 1)}`;
-    const grant = this.#tickets.issue(session);
-    this.#senders.set(session, { sender, peer });
-    // The tickets keep only the newest TICKETS_MAX: the senders of the ones they let go are forgotten with them.
-    if (this.#senders.size > TICKETS_MAX) this.#senders.delete(this.#senders.keys().next().value as string);
+    if (this.#doors.full) throw new FerryError("ERR_QUOTA", `this node serves ${this.#doors.served_max} lanes already`);
+    const grant = this.#doors.issue({ sender, peer });
     return { ticket: grant.ticket.toString("base64"), to_receiver: Buffer.from(grant.keys.to_destination).toString("base64"), to_sender: Buffer.from(grant.keys.to_source).toString("base64") };
   }
 
   /** Serves a connection that presented `ticket`, if it is a lane door's; false if not. */
   accept(socket: net.Socket, ticket: Buffer, receive: LaneReceive): boolean {
-    const redeemed = this.#tickets.redeem(ticket);
-    if (redeemed === null) return false;
-    const who = this.#senders.get(redeemed.session);
-    this.#senders.delete(redeemed.session);
-    if (who === undefined) {
-      socket.destroy();
-      return true;
-    }
-    socket.setNoDelay(true);
-    socket.write(LANE_GO);
-    this.#open.add(socket);
-    socket.once("close", () => this.#open.delete(socket));
-    new LaneServer(socket, redeemed.keys.to_destination, redeemed.keys.to_source, who.sender, who.peer, receive);
+    const taken = this.#doors.accept(socket, ticket, LANE_GO);
+    if (taken === null) return false;
+    if (taken !== "spent") new LaneServer(socket, taken.keys.to_destination, taken.keys.to_source, taken.what.sender, taken.what.peer, receive);
     return true;
   }
 
   /** Lanes served now. */
   get size(): number {
-    return this.#open.size;
+    return this.#doors.size;
   }
 
   /** Closes every lane served here (the node stops). */
   close(): void {
-    for (const s of this.#open) s.destroy();
-    this.#open.clear();
+    this.#doors.close();
   }
 }
 

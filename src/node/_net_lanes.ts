@@ -38,7 +38,7 @@ import { NetLaneFrame } from "../runtime/_net_lane_writer.js";
 import { awaitGo } from "./_bulk_doors.js";
 import { connectTcp } from "./_dialer.js";
 import { decodeBytes } from "./_net_frames.js";
-import { PAGE_DATA_MAGIC, PageTickets, TICKETS_MAX, type PageGrant } from "./_page_tickets.js";
+import { PAGE_DATA_MAGIC, TicketDoors, type PageGrant } from "./_page_tickets.js";
 import type { NetHome } from "./net_home.js";
 
 /** What a net lane door answers once it took a connection: the worker writes records only after it. */
@@ -52,12 +52,8 @@ const NET_LANE_CLOSE_RETRY_MS = 1;
 
 /** H's doors for net lanes: a ticket and keys per lane asked for, and the process and session each is for. */
 export class NetLaneDoors {
-  readonly #tickets = new PageTickets();
-  readonly #granted = new Map<string, { home: NetHome; session: number }>();
-  readonly #open = new Set<net.Socket>();
-  readonly #served_max: number;
+  readonly #doors: TicketDoors<{ home: NetHome; session: number }>;
   readonly #counted: (bytes: number) => void;
-  #next = 0;
   /** Stream bytes the lanes served here brought (tests count them; the node's metrics are told each). */
   bytes = 0;
   /** Lanes this node took since it started. */
@@ -65,7 +61,7 @@ export class NetLaneDoors {
 
   /** `counted`: told of the bytes each lane brings (the node's metrics). */
   constructor(options: { served_max?: number; counted?: (bytes: number) => void } = {}) {
-    this.#served_max = options.served_max ?? NET_LANES_SERVED_MAX;
+    this.#doors = new TicketDoors("net-lane", options.served_max ?? NET_LANES_SERVED_MAX);
     const counted = options.counted ?? (() => undefined);
     this.#counted = (bytes) => {
       this.bytes += bytes;
@@ -80,43 +76,27 @@ export class NetLaneDoors {
    * its channel only.
    */
   issue(home: NetHome, session: number): PageGrant | null {
-    if (this.#open.size >= this.#served_max) return null;
-    const name = `net-lane-${(this.#next += 1)}`;
-    const grant = this.#tickets.issue(name);
-    this.#granted.set(name, { home, session });
-    // The tickets keep only the newest TICKETS_MAX: what the ones they let go were for is forgotten with them.
-    if (this.#granted.size > TICKETS_MAX) this.#granted.delete(this.#granted.keys().next().value as string);
-    return grant;
+    return this.#doors.full ? null : this.#doors.issue({ home, session });
   }
 
   /** Serves a connection that presented `ticket`, if it is a net lane door's; false if not. */
   accept(socket: net.Socket, ticket: Buffer): boolean {
-    const redeemed = this.#tickets.redeem(ticket);
-    if (redeemed === null) return false;
-    const granted = this.#granted.get(redeemed.session);
-    this.#granted.delete(redeemed.session);
-    if (granted === undefined) {
-      socket.destroy();
-      return true;
-    }
-    socket.setNoDelay(true);
-    socket.write(NET_LANE_GO);
+    const taken = this.#doors.accept(socket, ticket, NET_LANE_GO);
+    if (taken === null) return false;
+    if (taken === "spent") return true;
     this.accepted += 1;
-    this.#open.add(socket);
-    socket.once("close", () => this.#open.delete(socket));
-    new NetLaneServer(socket, redeemed.keys.to_destination, granted.home, granted.session, this.#counted);
+    new NetLaneServer(socket, taken.keys.to_destination, taken.what.home, taken.what.session, this.#counted);
     return true;
   }
 
   /** Lanes served now. */
   get size(): number {
-    return this.#open.size;
+    return this.#doors.size;
   }
 
   /** Closes every lane served here (the node stops). */
   close(): void {
-    for (const s of this.#open) s.destroy();
-    this.#open.clear();
+    this.#doors.close();
   }
 }
 

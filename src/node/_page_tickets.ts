@@ -12,6 +12,7 @@
  * grant for the same session voids the older: at most one door per session.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
+import type net from "node:net";
 import { RECORD_KEY_BYTES, type PageChannelKeys } from "../memory/mod.js";
 
 /** First bytes of a page-data connection (its first byte can never be a TLS handshake's 0x16). */
@@ -102,5 +103,77 @@ export class PageTickets {
   #sweep(): void {
     const now = this.#now();
     for (let i = this.#pending.length - 1; i >= 0; i -= 1) if ((this.#pending[i] as Pending).expires_ms <= now) this.#pending.splice(i, 1);
+  }
+}
+
+/**
+ * Doors of one kind opened by ticket (link lanes, net lanes): what each
+ * ticket was issued for, and the connections served through them, at most
+ * `served_max` at once.
+ */
+export class TicketDoors<T> {
+  readonly #tickets = new PageTickets();
+  readonly #granted = new Map<string, T>();
+  readonly #open = new Set<net.Socket>();
+  readonly #kind: string;
+  readonly #served_max: number;
+  #next = 0;
+
+  /** `kind` names the sessions of its tickets. */
+  constructor(kind: string, served_max: number) {
+    this.#kind = kind;
+    this.#served_max = served_max;
+  }
+
+  /** Whether `served_max` connections are served now: no door opens until one closes. */
+  get full(): boolean {
+    return this.#open.size >= this.#served_max;
+  }
+
+  get served_max(): number {
+    return this.#served_max;
+  }
+
+  /** A ticket and fresh keys for one connection, for `what` (the caller checks {@link full} first). */
+  issue(what: T): PageGrant {
+    const session = `${this.#kind}-${(this.#next += 1)}`;
+    const grant = this.#tickets.issue(session);
+    this.#granted.set(session, what);
+    // The tickets keep only the newest TICKETS_MAX: what the ones they let go were for is forgotten with them.
+    if (this.#granted.size > TICKETS_MAX) this.#granted.delete(this.#granted.keys().next().value as string);
+    return grant;
+  }
+
+  /**
+   * Takes a connection that presented `ticket`: null if the ticket is none
+   * of these doors'; "spent" if it was, but what it was for is forgotten
+   * (the socket is destroyed); else what it was issued for and its keys,
+   * the socket answered `go` and counted as served until it closes.
+   */
+  accept(socket: net.Socket, ticket: Buffer, go: Buffer): { what: T; keys: PageChannelKeys } | "spent" | null {
+    const redeemed = this.#tickets.redeem(ticket);
+    if (redeemed === null) return null;
+    const what = this.#granted.get(redeemed.session);
+    this.#granted.delete(redeemed.session);
+    if (what === undefined) {
+      socket.destroy();
+      return "spent";
+    }
+    socket.setNoDelay(true);
+    socket.write(go);
+    this.#open.add(socket);
+    socket.once("close", () => this.#open.delete(socket));
+    return { what, keys: redeemed.keys };
+  }
+
+  /** Connections served now. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** Closes every connection served (the node stops). */
+  close(): void {
+    for (const s of this.#open) s.destroy();
+    this.#open.clear();
   }
 }

@@ -6,7 +6,7 @@ import { nativeRecordSealer, RecordDirection, RecordOpener, RecordSealer } from 
 import { LANE_FRAME_HEAD_BYTES, LaneFrame } from "../runtime/_lane_writer.js";
 import { dialLane, LaneDoors } from "./_link_lanes.js";
 import { decodeAnswer, encodeDeliver } from "./_link_frames.js";
-import { PAGE_DATA_HELLO_BYTES, PAGE_DATA_MAGIC } from "./_page_tickets.js";
+import { ticketFront } from "./_lanes_testing.js";
 
 /** A lane frame as the worker writes it: u32 body length, u8 type, body. */
 function frame(type: number, body: Uint8Array): Buffer {
@@ -27,25 +27,12 @@ describe("link lanes: the receiving node's door and server", () => {
   let server: net.Server;
   let address = "";
   before(async () => {
-    // The front's part: the hello (magic and ticket), then the door; nothing past the hello is read before it.
-    server = net.createServer((socket) => {
-      let got = Buffer.alloc(0);
-      const onData = (chunk: Buffer): void => {
-        got = Buffer.concat([got, chunk]);
-        if (got.length < PAGE_DATA_HELLO_BYTES) return;
-        socket.off("data", onData);
-        socket.pause();
-        assert.ok(got.subarray(0, PAGE_DATA_MAGIC.length).equals(PAGE_DATA_MAGIC));
-        const taken = doors.accept(socket, got.subarray(PAGE_DATA_MAGIC.length), (pid, batch, peer) => {
-          received.push({ pid, batch, peer });
-          return Promise.resolve(answer(pid, batch));
-        });
-        if (!taken) socket.destroy();
-      };
-      socket.on("data", onData);
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    ({ server, address } = await ticketFront((socket, ticket) =>
+      doors.accept(socket, ticket, (pid, batch, peer) => {
+        received.push({ pid, batch, peer });
+        return Promise.resolve(answer(pid, batch));
+      }),
+    ));
   });
   after(async () => {
     doors.close();

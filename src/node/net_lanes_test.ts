@@ -7,8 +7,8 @@ import { LANE_FRAME_HEAD_BYTES } from "../runtime/_lane_writer.js";
 import { NetLaneFrame, NetLaneWriter } from "../runtime/_net_lane_writer.js";
 import { encodeOffset } from "./_net_frames.js";
 import { dialNetLane, NetLaneDoors } from "./_net_lanes.js";
-import { PAGE_DATA_HELLO_BYTES, PAGE_DATA_MAGIC } from "./_page_tickets.js";
-import { NET_HOME_HELD_BYTES_MAX, NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
+import { client, ticketFront } from "./_lanes_testing.js";
+import { NET_HOME_HELD_BYTES_MAX, NetHome, type NetDownlink } from "./net_home.js";
 
 /** The first connection on the first listener. */
 const C0 = { listener: 0, seq: 0 };
@@ -25,18 +25,6 @@ async function until(what: string, check: () => boolean, timeout_ms = 10_000): P
 /** A downlink that hears nothing of interest here. */
 function quiet(): NetDownlink {
   return { arrived: () => undefined, data: () => undefined, end: () => undefined, written: () => undefined, superseded: () => undefined };
-}
-
-/** A client of the home's listener that keeps what it reads. */
-async function client(address: string): Promise<{ socket: net.Socket; got: () => string; ended: () => boolean }> {
-  const { host, port } = parseListenAddress(address);
-  const socket = net.connect({ host, port, allowHalfOpen: true });
-  await new Promise<void>((r) => socket.once("connect", () => r()));
-  let got = "";
-  let ended = false;
-  socket.on("data", (d: Buffer) => (got += d.toString("latin1")));
-  socket.on("end", () => (ended = true));
-  return { socket, got: () => got, ended: () => ended };
 }
 
 /** A SEND frame as the worker writes it: u32 body length, u8 type, `ferry-net/2`'s BYTES body. */
@@ -86,21 +74,7 @@ describe("net lanes: the home's doors and server", () => {
   let front: net.Server;
   let address = "";
   before(async () => {
-    // The front's part: the hello (magic and ticket), then the door; nothing past the hello is read before it.
-    front = net.createServer((socket) => {
-      let got = Buffer.alloc(0);
-      const onData = (chunk: Buffer): void => {
-        got = Buffer.concat([got, chunk]);
-        if (got.length < PAGE_DATA_HELLO_BYTES) return;
-        socket.off("data", onData);
-        socket.pause();
-        assert.ok(got.subarray(0, PAGE_DATA_MAGIC.length).equals(PAGE_DATA_MAGIC));
-        if (!doors.accept(socket, got.subarray(PAGE_DATA_MAGIC.length))) socket.destroy();
-      };
-      socket.on("data", onData);
-    });
-    await new Promise<void>((r) => front.listen(0, "127.0.0.1", () => r()));
-    address = `127.0.0.1:${(front.address() as net.AddressInfo).port}`;
+    ({ server: front, address } = await ticketFront((socket, ticket) => doors.accept(socket, ticket)));
   });
   after(async () => {
     doors.close();
@@ -175,15 +149,9 @@ describe("net lanes: the home's doors and server", () => {
     const small = new NetLaneDoors({ served_max: 1 });
     const grant = small.issue(home, up.id);
     assert.ok(grant !== null);
-    // Served through this test's front: the small doors take the connection instead of the shared ones.
-    const server = net.createServer((socket) => {
-      socket.once("data", (chunk: Buffer) => {
-        socket.pause();
-        if (!small.accept(socket, chunk.subarray(PAGE_DATA_MAGIC.length, PAGE_DATA_HELLO_BYTES))) socket.destroy();
-      });
-    });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    const socket = await dialNetLane(`127.0.0.1:${(server.address() as net.AddressInfo).port}`, grant.ticket);
+    // Served through a front of its own: the small doors take the connection instead of the shared ones.
+    const { server, address: small_address } = await ticketFront((s, ticket) => small.accept(s, ticket));
+    const socket = await dialNetLane(small_address, grant.ticket);
     await until("the lane served", () => small.size === 1);
     assert.equal(small.issue(home, up.id), null);
     socket.destroy();

@@ -7,6 +7,7 @@ import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
 import { NetLink, type NetAttach } from "./net_link.js";
 import { acceptNetLine, connectNetLine, openNetChannel } from "./_net_wire.js";
 import { Dialer } from "./_dialer.js";
+import { client } from "./_lanes_testing.js";
 
 /** The unit test speaks plain HTTP: TLS is tested with real nodes (test/security.test.ts). */
 const PLAIN = new Dialer(null);
@@ -41,18 +42,6 @@ function recorder(): NetDownlink & { events: string[]; bytes: Map<string, string
     written: (c, offset) => void events.push(`written ${c.listener}.${c.seq}@${offset}`),
     superseded: () => void events.push("superseded"),
   };
-}
-
-/** A client socket that keeps what it reads. */
-async function client(address: string): Promise<{ socket: net.Socket; got: () => string; ended: () => boolean }> {
-  const { host, port } = parseListenAddress(address);
-  const socket = net.connect({ host, port, allowHalfOpen: true });
-  await new Promise<void>((r) => socket.once("connect", () => r()));
-  let got = "";
-  let ended = false;
-  socket.on("data", (d: Buffer) => (got += d.toString()));
-  socket.on("end", () => (ended = true));
-  return { socket, got: () => got, ended: () => ended };
 }
 
 describe("TCP relay (home and runner)", () => {
