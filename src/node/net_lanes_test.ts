@@ -9,6 +9,8 @@ import { encodeOffset } from "./_net_frames.js";
 import { dialNetLane, NetLaneDoors } from "./_net_lanes.js";
 import { client, ticketFront } from "./_lanes_testing.js";
 import { NET_HOME_HELD_BYTES_MAX, NetHome, type NetDownlink } from "./net_home.js";
+import { NetLink, type NetLine } from "./net_link.js";
+import { NET_AREA_BYTES, NetArea, type GuestProcess } from "../runtime/mod.js";
 
 /** The first connection on the first listener. */
 const C0 = { listener: 0, seq: 0 };
@@ -197,5 +199,67 @@ describe("net lanes: the home's doors and server", () => {
     assert.equal(c.got(), "abcdefghi");
     socket.destroy();
     c.socket.destroy();
+  });
+});
+
+describe("net lanes: the runner's side", () => {
+  it("bytes a lane carried go on the line too before a FLUSH and before the close of their connection, and at once when the worker's lane is not the open one", { timeout: 30_000 }, async () => {
+    // A socket for the lane (nothing is read from it here), and a line that writes down what it is told.
+    const sink = net.createServer((s) => s.resume());
+    await new Promise<void>((r) => sink.listen(0, "127.0.0.1", () => r()));
+    const port = (sink.address() as net.AddressInfo).port;
+    const told: string[] = [];
+    const line: NetLine = {
+      send: (c, offset, bytes) => void told.push(`send ${c.seq}@${offset} ${Buffer.from(bytes).toString()}`),
+      shutdown: (c, offset) => void told.push(`shutdown ${c.seq}@${offset}`),
+      close: (c, offset) => void told.push(`close ${c.seq}@${offset}`),
+      unlisten: () => undefined,
+      consumed: () => undefined,
+      flush: () => {
+        told.push("flush");
+        return Promise.resolve();
+      },
+      detach: () => undefined,
+      lane: async () => {
+        const socket = net.connect({ host: "127.0.0.1", port });
+        await new Promise<void>((r) => socket.once("connect", () => r()));
+        return { socket, key: new Uint8Array(32) };
+      },
+    };
+    let gen = 0;
+    const area = new NetArea(new SharedArrayBuffer(NET_AREA_BYTES));
+    const proc = {
+      net: area,
+      wake: () => undefined,
+      offerNetLane: (lane: { gen: number }) => {
+        gen = lane.gen;
+        return true;
+      },
+      revokeNetLane: () => true,
+      netLaneBroken: 0,
+    } as unknown as GuestProcess;
+    // The descriptor is the socket's own: closing the lane's socket closes it.
+    const link = new NetLink("p-9", () => Promise.resolve(line), { lanes: { dup: (fd) => fd, closeFd: () => undefined } });
+    link.bind(proc);
+    link.start({
+      listeners: [{ listener: 0, accepted: 2 }],
+      conns: [
+        { listener: 0, seq: 0, received: 0, sent: 0, shut_wr: false },
+        { listener: 0, seq: 1, received: 0, sent: 0, shut_wr: false },
+      ],
+    });
+    await until("the lane offered", () => gen !== 0);
+    link.send({ listener: 0, seq: 0 }, 0, Buffer.from("a0"), gen);
+    link.send({ listener: 0, seq: 1 }, 0, Buffer.from("b0"), gen);
+    assert.deepEqual(told, [], "on the lane only");
+    link.send({ listener: 0, seq: 1 }, 2, Buffer.from("b1"), gen + 1000);
+    assert.deepEqual(told, ["send 1@2 b1"], "written on another lane than the open one: on the line at once");
+    link.close({ listener: 0, seq: 1 }, 4);
+    assert.deepEqual(told.slice(1), ["send 1@0 b0", "close 1@4"], "a closed connection's laned bytes go before its close");
+    told.length = 0;
+    await link.flush();
+    assert.deepEqual(told, ["send 0@0 a0", "flush"], "the rest before the FLUSH");
+    link.detach();
+    await new Promise((r) => sink.close(r));
   });
 });

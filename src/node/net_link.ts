@@ -116,8 +116,8 @@ export class NetLink implements NetHooks {
   #frozen = false;
   #superseded = false;
   #closed = false;
-  /** Guest closes and unlistens made while detached, told on attach. */
-  #closes: { conn: ConnRef; offset: number }[] = [];
+  /** Guest closes and unlistens made while detached, told on attach (a close after the bytes the home had not confirmed). */
+  #closes: { conn: ConnRef; offset: number; unconfirmed: { offset: number; bytes: Uint8Array }[] }[] = [];
   #unlistens: number[] = [];
   readonly #home_lost_ms: number;
   readonly #prepare: NetPrepare | null;
@@ -128,8 +128,6 @@ export class NetLink implements NetHooks {
   #lane: RunnerNetLane | null = null;
   #lane_asking = false;
   #lane_retry: NodeJS.Timeout | null = null;
-  /** Outgoing bytes the worker wrote on net lanes (tests and `inspect` count them). */
-  laned_bytes = 0;
 
   constructor(pid: string, connect: NetConnect, options: { home_lost_ms?: number; prepare?: NetPrepare; lanes?: NetLaneFds } = {}) {
     this.pid = pid;
@@ -225,8 +223,7 @@ export class NetLink implements NetHooks {
     // The worker failed on its lane (or would not take it): what it carried goes on the line, before these bytes.
     if (!laned && open !== null && !open.open) this.#dropLane();
     c.unconfirmed.push({ offset, bytes, laned });
-    if (laned) this.laned_bytes += bytes.length;
-    else this.#line?.send(conn, offset, bytes);
+    if (!laned) this.#line?.send(conn, offset, bytes);
   }
 
   shutdown(conn: ConnRef, offset: number): void {
@@ -243,8 +240,13 @@ export class NetLink implements NetHooks {
       this.#area.free(c.slot);
       this.#place();
     }
-    if (this.#line !== null) this.#line.close(conn, offset);
-    else this.#closes.push({ conn: { listener: conn.listener, seq: conn.seq }, offset });
+    if (this.#line !== null) {
+      // What a lane carried of it: on the line too, before the close, since a lane dropped later no longer finds it here.
+      for (const u of c.unconfirmed) if (u.laned) this.#line.send(c, u.offset, u.bytes);
+      this.#line.close(conn, offset);
+    } else {
+      this.#closes.push({ conn: { listener: conn.listener, seq: conn.seq }, offset, unconfirmed: c.unconfirmed });
+    }
   }
 
   unlisten(listener: number): void {
@@ -445,7 +447,10 @@ export class NetLink implements NetHooks {
       }
       if (c.shut_at !== null) line.shutdown(c, c.shut_at);
     }
-    for (const c of this.#closes.splice(0)) line.close(c.conn, c.offset);
+    for (const c of this.#closes.splice(0)) {
+      for (const u of c.unconfirmed) line.send(c.conn, u.offset, u.bytes);
+      line.close(c.conn, c.offset);
+    }
     for (const l of this.#unlistens.splice(0)) line.unlisten(l);
   }
 
