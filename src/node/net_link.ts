@@ -137,11 +137,6 @@ export class NetLink implements NetHooks {
     this.#lane_fds = options.lanes ?? null;
   }
 
-  /** Whether a net lane is open now. */
-  get laned(): boolean {
-    return this.#lane?.open ?? false;
-  }
-
   /**
    * A process about to land here (a migration's destination, before the
    * image comes): the line to its home is opened now, so that attaching
