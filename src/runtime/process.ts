@@ -609,7 +609,12 @@ export class GuestProcess {
 
   /** Whether the worker is outside any look at its lane now: after a revoke, it never writes to the revoked lane's socket again. */
   get laneIdle(): boolean {
-    return Atomics.load(this.#control, SLOT_LANE_BUSY) === 0 || this.#phase === "ended" || this.#phase === "hibernated";
+    return this.#outOf(SLOT_LANE_BUSY);
+  }
+
+  /** Whether the worker is out of what busy slot `slot` marks (a lane's `send`, a net lane's `write`), or has no worker at all. */
+  #outOf(slot: number): boolean {
+    return Atomics.load(this.#control, slot) === 0 || this.#phase === "ended" || this.#phase === "hibernated";
   }
 
   /** `count` of the worker's deliveries on its lane were answered (or given up): room for more. */
@@ -643,7 +648,7 @@ export class GuestProcess {
   /** Takes net lane `gen` back; true once the worker cannot be writing to its socket any more (call again until then before closing it). */
   revokeNetLane(gen: number): boolean {
     if (Atomics.load(this.#control, SLOT_NET_LANE_GEN) === gen) Atomics.store(this.#control, SLOT_NET_LANE_STATE, LaneState.none);
-    return Atomics.load(this.#control, SLOT_NET_LANE_BUSY) === 0 || this.#phase === "ended" || this.#phase === "hibernated";
+    return this.#outOf(SLOT_NET_LANE_BUSY);
   }
 
   /** The generation of a net lane the worker could not write to, or would not take (0: none). */
