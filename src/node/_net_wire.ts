@@ -11,7 +11,9 @@
  * are JSON. FLUSH is answered by FLUSHED with its id once every earlier
  * frame was handled, since the home handles frames in order. LANE_ASK is
  * answered by LANE_GRANT: a net lane's ticket and keys (`_net_lanes.ts`),
- * or nothing if the home grants none.
+ * or nothing if the home grants none. A runner may send it right behind
+ * its HELLO, before ATTACHED comes: the home reads it once the session is
+ * attached.
  */
 import { errorField, logger } from "../log/mod.js";
 import type { Duplex } from "node:stream";
@@ -51,7 +53,7 @@ const HELLO_TIMEOUT_MS = 30_000;
 /** Largest stream bytes in one frame. */
 const CHUNK_BYTES = 256 * 1024;
 
-const Frame = {
+export const Frame = {
   hello: 1,
   send: 2,
   shutdown: 3,
@@ -241,8 +243,27 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
   const { pid, hello, down, broken } = attach;
   const { socket, head } = channel ?? (await openNetChannel(dialer, address, home, pid));
   const conn = new FramedConnection(socket, { head: Buffer.from(head) });
+  /** Lane grants asked for, answered in order. */
+  const grants: { resolve(grant: Uint8Array | null): void; timer: NodeJS.Timeout }[] = [];
+  const askGrant = (ask: () => void): Promise<Uint8Array | null> =>
+    new Promise<Uint8Array | null>((resolve) => {
+      const timer = setTimeout(() => {
+        const at = grants.findIndex((g) => g.timer === timer);
+        if (at >= 0) grants.splice(at, 1);
+        resolve(null);
+      }, ANSWER_TIMEOUT_MS);
+      grants.push({ resolve, timer });
+      ask();
+    });
+  // A lane wanted at once is asked for with the HELLO: the home grants it as soon as it has attached the session,
+  // a round trip sooner than an ask sent once ATTACHED came (after a move, replies go the slower way until it is open).
+  let early: Promise<Uint8Array | null> | null = null;
   try {
-    await conn.send(Frame.hello, json(hello));
+    if (attach.lane === true && dialer.tls !== null) {
+      const hello_sent = conn.send(Frame.hello, json(hello));
+      early = askGrant(() => void conn.send(Frame.lane_ask, new Uint8Array(0)).catch(() => undefined));
+      await hello_sent;
+    } else await conn.send(Frame.hello, json(hello));
     const first = await conn.next({ timeout_ms: ANSWER_TIMEOUT_MS });
     if (first.type === Frame.error) {
       const e = read(PeerErrorSchema, first.payload, "ERROR");
@@ -251,6 +272,10 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
     }
     if (first.type !== Frame.attached) throw new FerryError("ERR_NET_PROTOCOL", `expected ATTACHED, got frame type ${first.type}`);
   } catch (err: unknown) {
+    for (const g of grants.splice(0)) {
+      clearTimeout(g.timer);
+      g.resolve(null);
+    }
     conn.destroy();
     throw err;
   }
@@ -258,8 +283,6 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
   const out = new LineOut(conn);
   const flushes = new Map<number, { resolve(): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
   let next_flush = 1;
-  /** Lane grants asked for, answered in order. */
-  const grants: { resolve(grant: Uint8Array | null): void; timer: NodeJS.Timeout }[] = [];
   void (async () => {
     try {
       for await (const f of conn) {
@@ -347,15 +370,10 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
       }),
     lane: async () => {
       if (detached || dialer.tls === null) return null;
-      const bytes = await new Promise<Uint8Array | null>((resolve) => {
-        const timer = setTimeout(() => {
-          const at = grants.findIndex((g) => g.timer === timer);
-          if (at >= 0) grants.splice(at, 1);
-          resolve(null);
-        }, ANSWER_TIMEOUT_MS);
-        grants.push({ resolve, timer });
-        send(Frame.lane_ask, new Uint8Array(0));
-      });
+      // The grant asked for with the HELLO, once; any later lane is asked for now.
+      const asked = early ?? askGrant(() => send(Frame.lane_ask, new Uint8Array(0)));
+      early = null;
+      const bytes = await asked;
       if (bytes === null || detached) return null;
       const grant = decodeGrant(bytes);
       return { socket: await dialNetLane(address, grant.ticket), key: grant.keys.to_destination };

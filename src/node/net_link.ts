@@ -62,6 +62,8 @@ export interface NetAttach {
   hello: NetHello;
   down: NetDownlink;
   broken: () => void;
+  /** A net lane is wanted at once: the line asks for its grant with the HELLO (`NetLine.lane` then takes it). */
+  lane?: boolean;
 }
 
 /** Opens a line to the home. */
@@ -322,6 +324,7 @@ export class NetLink implements NetHooks {
           const line = await this.#connect({
             hello,
             down,
+            lane: this.#lane_fds !== null && this.#proc !== null && !this.#frozen,
             broken: () => {
               down.retire();
               if (this.#line === line) {

@@ -1,11 +1,14 @@
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import http from "node:http";
+import https from "node:https";
 import net from "node:net";
 import type { Duplex } from "node:stream";
 import { NetHome, parseListenAddress, type NetDownlink } from "./net_home.js";
 import { NetLink, type NetAttach } from "./net_link.js";
-import { acceptNetLine, connectNetLine, openNetChannel } from "./_net_wire.js";
+import { acceptNetLine, connectNetLine, Frame, openNetChannel } from "./_net_wire.js";
+import { FramedConnection } from "../transport/mod.js";
+import { ClusterTls, createAuthority, issue } from "../trust/mod.js";
 import { Dialer } from "./_dialer.js";
 import { client } from "./_lanes_testing.js";
 
@@ -269,6 +272,57 @@ describe("TCP relay (home and runner)", () => {
     assert.equal(area.read(slot, 10, false), "reset");
     link.detach();
     c.socket.destroy();
+  });
+});
+
+describe("attaching with a net lane wanted at once", () => {
+  it("asks for the lane with the HELLO, before ATTACHED, and the line's first lane() takes that grant without asking again", { timeout: 30_000 }, async () => {
+    const ca = await createAuthority("net-test");
+    const n1 = await issue(ca, { role: "node", name: "n1", hosts: ["127.0.0.1"] });
+    const n2 = await issue(ca, { role: "node", name: "n2" });
+    const home_tls = new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: n1.cert_pem, key_pem: n1.key_pem as string });
+    const dialer = new Dialer(new ClusterTls({ ca_pem: ca.cert_pem, cert_pem: n2.cert_pem, key_pem: n2.key_pem as string }));
+    // A stand-in home: it answers ATTACHED only once the frame after the HELLO came, and writes down every frame.
+    const seen: number[] = [];
+    const upgraded: Duplex[] = [];
+    const server = https.createServer(home_tls.serverOptions());
+    server.on("upgrade", (_req, socket: Duplex, head: Buffer) => {
+      upgraded.push(socket);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ferry-net/2\r\nconnection: Upgrade\r\n\r\n`);
+      const conn = new FramedConnection(socket, { head });
+      void (async () => {
+        try {
+          for await (const f of conn) {
+            seen.push(f.type);
+            if (seen.length === 2) {
+              await conn.send(Frame.attached, Buffer.from("{}"));
+              // No lane to give: the empty grant.
+              await conn.send(Frame.lane_grant, new Uint8Array(0));
+            }
+          }
+        } catch {
+          // The test ends it.
+        }
+      })();
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+    try {
+      const line = await connectNetLine(dialer, address, "n1", { pid: "p-7", hello: { known: [0], conns: [] }, down: recorder(), broken: () => undefined, lane: true });
+      assert.deepEqual(seen, [Frame.hello, Frame.lane_ask], "the lane's ask came with the HELLO, before ATTACHED");
+      assert.equal(await line.lane(), null, "the home granted none");
+      // A later lane is asked for anew; the first took the early grant.
+      const again = line.lane();
+      await until("the second ask", () => seen.length === 3);
+      assert.deepEqual(seen, [Frame.hello, Frame.lane_ask, Frame.lane_ask]);
+      line.detach();
+      assert.equal(await again, null);
+    } finally {
+      for (const s of upgraded) s.destroy();
+      dialer.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 
