@@ -7,6 +7,7 @@
 #include <linux/userfaultfd.h>
 #include <node_api.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -32,6 +33,9 @@ static inline bool view_of(napi_env env, napi_value value, void **data, size_t *
 }
 
 /* A non-blocking userfaultfd: the syscall, else /dev/userfaultfd (open to non-root users where the syscall is refused). */
+/* Waits until no page tracker's close under way covers any of [base, base + bytes) (`uffd_tracker.c`): a range is registered with one userfaultfd at a time. */
+void wait_for_closes(const uint8_t *base, uint64_t bytes);
+
 static inline int open_uffd(void) {
   int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
   if (fd >= 0) return fd;

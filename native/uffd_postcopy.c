@@ -692,6 +692,7 @@ napi_value postcopy_open(napi_env env, napi_callback_info info) {
   }
   struct uffdio_api api = {.api = UFFD_API, .features = 0};
   struct uffdio_register reg = {.range = {.start = (uintptr_t)m->base, .len = m->registered_bytes}, .mode = UFFDIO_REGISTER_MODE_MISSING};
+  wait_for_closes(m->base, m->registered_bytes);
   if (ioctl(m->uffd, UFFDIO_API, &api) != 0 || ioctl(m->uffd, UFFDIO_REGISTER, &reg) != 0) {
     finalize(env, m, NULL);
     return fail_errno(env, "ERR_UFFD_UNAVAILABLE", "userfaultfd register (missing mode)");

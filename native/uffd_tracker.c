@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <node_api.h>
+#include <pthread.h>
 #include "common.h"
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,12 +75,111 @@ typedef struct {
   uint64_t registered_bytes;
 } tracker_t;
 
+/*
+ * Closing a tracker takes write-protection off every page it armed: the
+ * kernel walks each page-table entry of the range and flushes the TLB,
+ * 117-135 ms for 1 GiB here, all of it on the thread that closes (a node's,
+ * after every pre-copy or hybrid move: every connection it relays and every
+ * link it carries waited as long). So a close only hands the descriptors to
+ * a thread of its own, which unregisters the range CLOSE_STEP_BYTES at a
+ * time (the memory map's lock is let go between steps, so a thread of the
+ * process that maps memory meanwhile waits for one step at most) and then
+ * closes them. A tracker created meanwhile over any part of that range
+ * waits for it first: the kernel lets one userfaultfd at a time register a
+ * range.
+ */
+#define CLOSE_STEP_BYTES (16u << 20)
+
+typedef struct close_job {
+  int uffd;
+  int pagemap;
+  uint8_t *base;
+  uint64_t bytes;
+  struct close_job *next;
+} close_job_t;
+
+static pthread_mutex_t closing_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t closing_done = PTHREAD_COND_INITIALIZER;
+static close_job_t *closing = NULL;
+
+static void close_now(close_job_t *j) {
+  for (uint64_t at = 0; at < j->bytes; at += CLOSE_STEP_BYTES) {
+    uint64_t len = j->bytes - at < CLOSE_STEP_BYTES ? j->bytes - at : CLOSE_STEP_BYTES;
+    struct uffdio_range r = {.start = (uintptr_t)(j->base + at), .len = len};
+    /* A step the kernel refuses (the memory unmapped meanwhile) is left to the close, which unregisters what is left. */
+    if (ioctl(j->uffd, UFFDIO_UNREGISTER, &r) != 0 && errno != EINTR) break;
+  }
+  close(j->uffd);
+  if (j->pagemap >= 0) close(j->pagemap);
+}
+
+static void *close_thread(void *arg) {
+  close_job_t *j = arg;
+  close_now(j);
+  pthread_mutex_lock(&closing_lock);
+  for (close_job_t **p = &closing; *p != NULL; p = &(*p)->next) {
+    if (*p == j) {
+      *p = j->next;
+      break;
+    }
+  }
+  pthread_cond_broadcast(&closing_done);
+  pthread_mutex_unlock(&closing_lock);
+  free(j);
+  return NULL;
+}
+
+/* Hands a tracker's descriptors to a closing thread (or, if none can start, closes them here); the tracker has none after. */
+static void close_soon(tracker_t *t) {
+  if (t->uffd < 0) {
+    if (t->pagemap >= 0) close(t->pagemap);
+    t->pagemap = -1;
+    return;
+  }
+  close_job_t *j = malloc(sizeof *j);
+  if (j != NULL) {
+    *j = (close_job_t){.uffd = t->uffd, .pagemap = t->pagemap, .base = t->base, .bytes = t->registered_bytes, .next = NULL};
+    t->uffd = -1;
+    t->pagemap = -1;
+    pthread_attr_t attr;
+    pthread_t thread;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&closing_lock);
+    j->next = closing;
+    closing = j;
+    int started = pthread_create(&thread, &attr, close_thread, j) == 0;
+    if (!started) closing = j->next;
+    pthread_mutex_unlock(&closing_lock);
+    pthread_attr_destroy(&attr);
+    if (started) return;
+    close_now(j);
+    free(j);
+    return;
+  }
+  close(t->uffd);
+  if (t->pagemap >= 0) close(t->pagemap);
+  t->uffd = -1;
+  t->pagemap = -1;
+}
+
+/* Waits until no close under way covers any of [base, base + bytes). */
+void wait_for_closes(const uint8_t *base, uint64_t bytes) {
+  pthread_mutex_lock(&closing_lock);
+  for (;;) {
+    int overlaps = 0;
+    for (close_job_t *j = closing; j != NULL && !overlaps; j = j->next) overlaps = j->base < base + bytes && base < j->base + j->bytes;
+    if (!overlaps) break;
+    pthread_cond_wait(&closing_done, &closing_lock);
+  }
+  pthread_mutex_unlock(&closing_lock);
+}
+
 static void finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   tracker_t *t = data;
-  if (t->uffd >= 0) close(t->uffd);
-  if (t->pagemap >= 0) close(t->pagemap);
+  close_soon(t);
   free(t);
 }
 
@@ -116,7 +216,8 @@ static napi_value create(napi_env env, napi_callback_info info) {
     finalize(env, t, NULL);
     return fail_errno(env, "ERR_TRACKER_UNAVAILABLE", "userfaultfd without asynchronous write-protect (Linux >= 6.7 needed)");
   }
-  /* The whole reservation: pages a later memory.grow makes accessible are covered too. */
+  /* The whole reservation: pages a later memory.grow makes accessible are covered too. A tracker of it closed a moment ago may still be letting it go. */
+  wait_for_closes(t->base, t->registered_bytes);
   struct uffdio_register reg = {
       .range = {.start = (uintptr_t)t->base, .len = t->registered_bytes},
       .mode = UFFDIO_REGISTER_MODE_WP,
@@ -214,17 +315,14 @@ static napi_value scan(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* close(tracker): unregisters (closing the userfaultfd does) and releases. */
+/* close(tracker): unregisters and releases, on a thread of its own (close_soon). */
 static napi_value close_tracker(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   tracker_t *t = NULL;
   if (argc < 1 || napi_get_value_external(env, argv[0], (void **)&t) != napi_ok || t == NULL) return NULL;
-  if (t->uffd >= 0) close(t->uffd);
-  if (t->pagemap >= 0) close(t->pagemap);
-  t->uffd = -1;
-  t->pagemap = -1;
+  close_soon(t);
   return NULL;
 }
 
