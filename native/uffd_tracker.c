@@ -10,6 +10,7 @@
  * (Debian 12 ships 6.1's), so they are defined here from the kernel ABI.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -127,6 +128,18 @@ static void *close_thread(void *arg) {
   pthread_mutex_unlock(&closing_lock);
   free(j);
   return NULL;
+}
+
+/*
+ * Threads of this library run after the call that started them returns (a
+ * tracker's close here; post-copy's freeing of set-aside pages), and Node
+ * unloads an addon when the last thread (a worker) that loaded it ends: so
+ * the library, once loaded, stays loaded for the process's life.
+ */
+static pthread_once_t pinned = PTHREAD_ONCE_INIT;
+static void pin_library(void) {
+  Dl_info info;
+  if (dladdr((void *)&close_thread, &info) != 0 && info.dli_fname != NULL) (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
 }
 
 /* Hands a tracker's descriptors to a closing thread (or, if none can start, closes them here); the tracker has none after. */
@@ -580,6 +593,7 @@ void seal_exports(napi_env env, napi_value exports);
 void bulk_exports(napi_env env, napi_value exports);
 
 NAPI_MODULE_INIT() {
+  pthread_once(&pinned, pin_library);
   const struct { const char *name; napi_callback fn; } functions[] = {
       {"populate", populate},           {"discard", discard},
       {"copyOut", copy_out},

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { describe, it } from "node:test";
 import { KernelTracker, ShadowTracker, TRACK_PAGE_BYTES, kernelTrackerAvailability, resolveTracker } from "./mod.js";
@@ -62,6 +63,33 @@ describe("page trackers", () => {
       assert.deepEqual([...t.changedRuns(view)], pages.flatMap((p) => [p, p + 1]));
     }
     t.close();
+  });
+
+  it("a tracker closed in a worker that ends at once (its memory and the worker's hold on the addon go) leaves the process running", { skip: !availability.available && availability.reason, timeout: 60_000 }, () => {
+    // In a child process: a fault in the closing thread would end the whole process, this runner with it.
+    const kernel = new URL("./kernel.js", import.meta.url).href;
+    const worker = [
+      `import { KernelTracker } from ${JSON.stringify(kernel)};`,
+      "const m = new WebAssembly.Memory({ initial: 4096, maximum: 65536, shared: true });",
+      "const v = new Uint8Array(m.buffer);",
+      "for (let at = 0; at < v.length; at += 4096) v[at] = 1;",
+      "const t = new KernelTracker();",
+      "t.arm(v);",
+      "t.close();",
+    ].join("\n");
+    const main = [
+      'import { Worker } from "node:worker_threads";',
+      `const code = ${JSON.stringify(worker)};`,
+      "for (let i = 0; i < 8; i += 1) {",
+      '  const w = new Worker(new URL("data:text/javascript," + encodeURIComponent(code)));',
+      '  await new Promise((resolve, reject) => { w.on("exit", resolve); w.on("error", reject); });',
+      "}",
+      'process.stdout.write("done");',
+    ].join("\n");
+    const run = spawnSync(process.execPath, ["--input-type=module", "-e", main], { encoding: "utf8", timeout: 50_000 });
+    assert.equal(run.signal, null, `the child ended on ${run.signal}: ${run.stderr}`);
+    assert.equal(run.status, 0, run.stderr);
+    assert.equal(run.stdout, "done");
   });
 
   it("the userfaultfd tracker's last look reads what was written and re-arms nothing", { skip: !availability.available && availability.reason }, () => {
