@@ -70,7 +70,7 @@ describe("page trackers", () => {
     const kernel = new URL("./kernel.js", import.meta.url).href;
     const worker = [
       `import { KernelTracker } from ${JSON.stringify(kernel)};`,
-      "const m = new WebAssembly.Memory({ initial: 4096, maximum: 65536, shared: true });",
+      "const m = new WebAssembly.Memory({ initial: 1024, maximum: 65536, shared: true });",
       "const v = new Uint8Array(m.buffer);",
       "for (let at = 0; at < v.length; at += 4096) v[at] = 1;",
       "const t = new KernelTracker();",
@@ -80,7 +80,7 @@ describe("page trackers", () => {
     const main = [
       'import { Worker } from "node:worker_threads";',
       `const code = ${JSON.stringify(worker)};`,
-      "for (let i = 0; i < 8; i += 1) {",
+      "for (let i = 0; i < 4; i += 1) {",
       '  const w = new Worker(new URL("data:text/javascript," + encodeURIComponent(code)));',
       '  await new Promise((resolve, reject) => { w.on("exit", resolve); w.on("error", reject); });',
       "}",
