@@ -261,6 +261,7 @@ export async function connectNetLine(dialer: Dialer, address: string, home: stri
   try {
     if (attach.lane === true && dialer.tls !== null) {
       const hello_sent = conn.send(Frame.hello, json(hello));
+      // A failed send is a broken connection: the ATTACHED awaited below fails with it, and the grant is answered null there.
       early = askGrant(() => void conn.send(Frame.lane_ask, new Uint8Array(0)).catch(() => undefined));
       await hello_sent;
     } else await conn.send(Frame.hello, json(hello));
